@@ -1,0 +1,12 @@
+// Test tiers live in the file name: *.unit.test.ts (pure, fast),
+// *.int.test.ts (adapters; real engines when configured),
+// *.e2e.test.ts (the real server on ephemeral ports, real gRPC clients).
+const transform = { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }] };
+const base = { testEnvironment: 'node', transform, moduleFileExtensions: ['ts', 'js', 'json'] };
+module.exports = {
+  projects: [
+    { ...base, displayName: 'unit', testMatch: ['<rootDir>/**/*.unit.test.ts'], testPathIgnorePatterns: ['/node_modules/', '/.stack/'] },
+    { ...base, displayName: 'int', testMatch: ['<rootDir>/**/*.int.test.ts'], testPathIgnorePatterns: ['/node_modules/', '/.stack/'] },
+    { ...base, displayName: 'e2e', testMatch: ['<rootDir>/**/*.e2e.test.ts'], testPathIgnorePatterns: ['/node_modules/', '/.stack/'] },
+  ],
+};
