@@ -1,0 +1,53 @@
+import { loadConfig } from './config';
+import { ConfigError, configTable } from './schema';
+
+describe('configuration', () => {
+  it('given no environment, when loaded, then every default of DESIGN.md applies', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      role: 'all',
+      grpcAddr: '127.0.0.1:50051',
+      httpAddr: '127.0.0.1:8080',
+      dataDir: './data',
+      insecureClientId: false,
+      maxClients: 50,
+      maxProcessing: 500,
+      firstMessageTimeoutMs: 30000,
+      allowedTimeZones: [],
+      leaseMs: 10000,
+      simDelayScale: 1,
+      maxMediaBytes: 8388608,
+      llm: { provider: 'simulated' },
+    });
+  });
+
+  it('given several bad values, when loaded, then one line names each of them', () => {
+    const attempt = () =>
+      loadConfig({ CHATFLOW_MAX_CLIENTS: 'many', CHATFLOW_GRPC_ADDR: 'nowhere', CHATFLOW_INSECURE_CLIENT_ID: 'maybe' });
+    expect(attempt).toThrow(ConfigError);
+    try {
+      attempt();
+    } catch (e) {
+      const problems = (e as ConfigError).problems;
+      expect(problems).toHaveLength(3);
+      expect(problems.join('\n')).toMatch(/CHATFLOW_MAX_CLIENTS="many"/);
+      expect(problems.join('\n')).toMatch(/CHATFLOW_GRPC_ADDR="nowhere": must be host:port/);
+    }
+  });
+
+  it('given an allow-list, when loaded, then it is split and trimmed', () => {
+    expect(loadConfig({ CHATFLOW_ALLOWED_TIMEZONES: ' Europe/Paris, UTC ,' }).allowedTimeZones).toEqual(['Europe/Paris', 'UTC']);
+  });
+
+  it('given the openai provider without a base URL, when loaded, then it is refused', () => {
+    expect(() => loadConfig({ LLM_PROVIDER: 'openai' })).toThrow(/LLM_BASE_URL: required/);
+  });
+
+  it('given a short secret, when loaded, then it is refused', () => {
+    expect(() => loadConfig({ CHATFLOW_AUTH_SECRET: 'short' })).toThrow(/at least 32/);
+  });
+
+  it('documents every variable with its default', () => {
+    expect(configTable()).toMatch(/\| `CHATFLOW_MAX_CLIENTS` \| `50` \|/);
+  });
+});

@@ -1,0 +1,39 @@
+/**
+ * Time-zone policy at connect: the zone must be a real IANA zone name, and
+ * inside the allow-list when one is configured.
+ */
+export type TimeZoneDecision =
+  | { ok: true; timeZone: string }
+  | { ok: false; code: 'INVALID_ARGUMENT' | 'PERMISSION_DENIED'; message: string };
+
+// IANA names: Area/Location(/Sub), or single names such as UTC. Offsets like
+// "+01:00" are accepted by Intl but are not zones, so they are refused.
+const IANA_SHAPE = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
+
+export function canonicalTimeZone(name: string): string | null {
+  if (name.length > 64 || !IANA_SHAPE.test(name)) return null;
+  try {
+    return new Intl.DateTimeFormat('en-US', { timeZone: name }).resolvedOptions().timeZone;
+  } catch {
+    return null;
+  }
+}
+
+export function decideTimeZone(raw: string | undefined, allowList: readonly string[]): TimeZoneDecision {
+  const name = raw?.trim() ?? '';
+  if (name === '') {
+    return { ok: false, code: 'INVALID_ARGUMENT', message: 'missing x-timezone metadata: send your IANA time zone, e.g. Europe/Paris' };
+  }
+  const canonical = canonicalTimeZone(name);
+  if (canonical === null) {
+    return { ok: false, code: 'INVALID_ARGUMENT', message: `"${name.slice(0, 64)}" is not an IANA time zone (e.g. Europe/Paris, America/New_York, UTC)` };
+  }
+  if (allowList.length > 0) {
+    const allowed = allowList.some((a) => a === name || canonicalTimeZone(a) === canonical);
+    if (!allowed) {
+      return { ok: false, code: 'PERMISSION_DENIED', message: `time zone ${name} is not served here; allowed: ${allowList.join(', ')}` };
+    }
+  }
+  // Keep the name the client sent: aliases (e.g. Asia/Calcutta) are valid zones.
+  return { ok: true, timeZone: name };
+}

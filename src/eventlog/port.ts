@@ -1,0 +1,75 @@
+import type { Event } from '../gen/chatflow/v1/events';
+
+/** Topics of the log. Sessions carry connection facts, conversations carry messages and replies. */
+export type Topic = 'sessions' | 'conversations';
+export const TOPICS: readonly Topic[] = ['sessions', 'conversations'];
+
+export type EventCase = NonNullable<Event['payload']>['$case'];
+
+/** The topic an event belongs to, derived from its payload. */
+export function topicOf(event: Event): Topic {
+  const kind = event.payload?.$case;
+  switch (kind) {
+    case 'clientConnected':
+    case 'clientDisconnected':
+      return 'sessions';
+    case 'messageReceived':
+    case 'responseProduced':
+    case 'processingFailed':
+      return 'conversations';
+    case undefined:
+      throw new Error('event without payload');
+    default: {
+      const never: never = kind;
+      throw new Error(`unknown event ${String(never)}`);
+    }
+  }
+}
+
+/** An event as stored: where it sits in the log. */
+export interface LoggedEvent {
+  readonly event: Event;
+  readonly topic: Topic;
+  readonly partition: number;
+  /** Offset within (topic, partition). */
+  readonly offset: number;
+  /**
+   * Sequence number given to clients (Accepted.seq, BotResponse.seq, x-resume-after).
+   * Strictly increasing among the events of one conversation.
+   */
+  readonly seq: number;
+}
+
+export interface ConsumeOptions {
+  /** Consumer group: committed offsets are kept per group. */
+  readonly group: string;
+  readonly topics: readonly Topic[];
+  /** Start from the beginning of the log, ignoring committed offsets (read-model rebuild). */
+  readonly fromBeginning?: boolean;
+  /** Most handlers in flight per partition; events beyond wait in the log (backpressure). */
+  readonly concurrencyPerPartition: number;
+  /**
+   * Handles one event. The offset is committed only once this event and every
+   * earlier one of its partition are done. A rejection is retried with backoff
+   * (the event is never skipped).
+   */
+  handle(event: LoggedEvent): Promise<void>;
+}
+
+export interface Consumer {
+  /** Resolves once every event that was in the log when called has been handled. */
+  caughtUp(): Promise<void>;
+  /** Events in the log not yet handed to the handler. */
+  lag(): number;
+  /** Handlers currently running. */
+  inFlight(): number;
+  /** Stops fetching, waits for running handlers (up to graceMs), commits what is done. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export interface EventLog {
+  /** Appends one event; resolves only when the event is durable. */
+  append(event: Event): Promise<LoggedEvent>;
+  consume(options: ConsumeOptions): Promise<Consumer>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,44 @@
+export type InputKind = 'text' | 'audio' | 'video' | 'image';
+
+export interface LlmRequest {
+  messageId: string;
+  kind: InputKind;
+  /** The text of a text message. */
+  text?: string;
+  /** Size and type of a media message (the model sees a description, not bytes). */
+  media?: { mimeType: string; sizeBytes: number; durationMs?: number };
+  /** IANA zone of the client: replies speak its local time. */
+  timeZone: string;
+  now: Date;
+  /** Earlier turns of the conversation, oldest first. */
+  history: readonly { author: 'client' | 'bot'; text: string }[];
+}
+
+export interface LlmReply {
+  text: string;
+  model: string;
+}
+
+export interface LlmCallOptions {
+  signal: AbortSignal;
+  /** Called with each streamed piece of the reply, in order. */
+  onDelta(text: string): void;
+}
+
+export interface LlmProvider {
+  readonly name: string;
+  /** Rejects with LlmError on provider failure (never hangs past its timeout). */
+  generate(request: LlmRequest, options: LlmCallOptions): Promise<LlmReply>;
+}
+
+export class LlmError extends Error {
+  constructor(
+    message: string,
+    /** gRPC status code name reported to the client in ChatError.code. */
+    readonly code: 'UNAVAILABLE' | 'DEADLINE_EXCEEDED' | 'INTERNAL' | 'RESOURCE_EXHAUSTED' | 'INVALID_ARGUMENT',
+    readonly retryable = false,
+  ) {
+    super(message);
+    this.name = 'LlmError';
+  }
+}

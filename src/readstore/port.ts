@@ -1,0 +1,41 @@
+/** A read-model document. `_id` is the document key. */
+export interface Doc {
+  _id: string;
+  [field: string]: unknown;
+}
+
+export type Scalar = string | number | boolean;
+
+export interface FindQuery<D extends Doc> {
+  /** Equality on fields. */
+  where?: Partial<Record<keyof D & string, Scalar>>;
+  /** Range on one numeric field, exclusive bounds. */
+  range?: { field: keyof D & string; gt?: number; lt?: number };
+  sort?: { field: keyof D & string; direction: 1 | -1 };
+  limit?: number;
+}
+
+/** Position of an event in the log, used to make projection writes idempotent. */
+export interface Position {
+  /** topic/partition the offset belongs to, e.g. "conversations/0". */
+  stream: string;
+  offset: number;
+}
+
+export interface Collection<D extends Doc> {
+  get(id: string): Promise<D | null>;
+  find(query: FindQuery<D>): Promise<D[]>;
+  count(where?: FindQuery<D>['where']): Promise<number>;
+  /**
+   * Applies `evolve` to the document at `id` unless this document already saw
+   * `position` (or a later one of the same stream): replays are no-ops.
+   * `evolve` returning null deletes the document.
+   */
+  apply(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void>;
+}
+
+export interface ReadStore {
+  /** `indexes` lists the fields queried with `where` (created at start). */
+  collection<D extends Doc>(name: string, indexes?: readonly (keyof D & string)[]): Collection<D>;
+  close(): Promise<void>;
+}
