@@ -1,0 +1,65 @@
+import type { AcquireRequest, ConnectionRegistry } from './port';
+
+/** The contract every ConnectionRegistry adapter (memory, MongoDB) must keep. */
+export function describeConnectionRegistry(name: string, factory: () => Promise<{ registry: ConnectionRegistry; other?: ConnectionRegistry; cleanup(): Promise<void> }>): void {
+  describe(`ConnectionRegistry contract: ${name}`, () => {
+    let registry: ConnectionRegistry;
+    let other: ConnectionRegistry;
+    let cleanup: () => Promise<void>;
+    beforeEach(async () => {
+      const f = await factory();
+      registry = f.registry;
+      other = f.other ?? f.registry;
+      cleanup = f.cleanup;
+    });
+    afterEach(async () => cleanup());
+
+    const req = (clientId: string, over: Partial<AcquireRequest> = {}): AcquireRequest => ({
+      clientId, sessionId: `s-${clientId}-${Math.random().toString(36).slice(2)}`, gatewayId: 'g1', conversationId: `c-${clientId}`,
+      now: 1_000_000, leaseMs: 10_000, maxClients: 50, ...over,
+    });
+
+    it('admits exactly maxClients of many concurrent acquires, across registries sharing the store', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 80 }, (_, i) => (i % 2 ? registry : other).acquire(req(`c${i}`, { gatewayId: i % 2 ? 'g1' : 'g2' }))),
+      );
+      expect(results.filter((r) => r.ok)).toHaveLength(50);
+      expect(results.filter((r) => !r.ok && r.reason === 'full')).toHaveLength(30);
+      expect(await registry.count()).toBe(50);
+    });
+
+    it('refuses a second connection of the same client as duplicate, even concurrently', async () => {
+      const results = await Promise.all([registry.acquire(req('dup')), other.acquire(req('dup')), registry.acquire(req('dup'))]);
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect(results.filter((r) => !r.ok && r.reason === 'duplicate')).toHaveLength(2);
+    });
+
+    it('frees the slot on release, once', async () => {
+      const r = req('a', { maxClients: 1 });
+      expect((await registry.acquire(r)).ok).toBe(true);
+      expect((await registry.acquire(req('b', { maxClients: 1 }))).ok).toBe(false);
+      expect(await registry.release(r.sessionId)).toBe(true);
+      expect(await registry.release(r.sessionId)).toBe(false);
+      expect((await registry.acquire(req('b', { maxClients: 1 }))).ok).toBe(true);
+    });
+
+    it('expires leases that were not renewed, and renews per gateway', async () => {
+      await registry.acquire(req('a', { gatewayId: 'g1', now: 0, leaseMs: 100 }));
+      await registry.acquire(req('b', { gatewayId: 'g2', now: 0, leaseMs: 100 }));
+      expect(await registry.renew('g1', 50, 100)).toBe(1);
+      const expired = await registry.expire(120);
+      expect(expired.map((l) => l.clientId)).toEqual(['b']);
+      expect(await registry.count()).toBe(1);
+      expect((await registry.expire(151)).map((l) => l.clientId)).toEqual(['a']);
+      expect(await registry.count()).toBe(0);
+    });
+
+    it('lets a client whose lease expired connect again, and counts a full house with expired leases as free', async () => {
+      await registry.acquire(req('a', { now: 0, leaseMs: 100, maxClients: 1 }));
+      const again = await registry.acquire(req('a', { now: 200, leaseMs: 100, maxClients: 1 }));
+      expect(again.ok).toBe(true);
+      const b = await registry.acquire(req('b', { now: 400, leaseMs: 100, maxClients: 1 }));
+      expect(b.ok).toBe(true);
+    });
+  });
+}

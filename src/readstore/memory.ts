@@ -1,0 +1,124 @@
+import type { Collection, Doc, FindQuery, Position, ReadStore, Scalar } from './port';
+
+/**
+ * In-memory read models for the embedded default: rebuilt by replaying the
+ * log at start. Equality indexes keep history queries proportional to one
+ * client's or one conversation's data, not to the whole store.
+ */
+export class MemoryReadStore implements ReadStore {
+  private readonly collections = new Map<string, MemoryCollection<Doc>>();
+
+  collection<D extends Doc>(name: string, indexes: readonly (keyof D & string)[] = []): Collection<D> {
+    let c = this.collections.get(name);
+    if (!c) {
+      c = new MemoryCollection<Doc>(indexes);
+      this.collections.set(name, c);
+    }
+    return c as unknown as Collection<D>;
+  }
+
+  async close(): Promise<void> {}
+}
+
+interface Stored<D> {
+  doc: D;
+  positions: Record<string, number>;
+}
+
+class MemoryCollection<D extends Doc> implements Collection<D> {
+  private readonly docs = new Map<string, Stored<D>>();
+  /** field → value → ids */
+  private readonly indexes = new Map<string, Map<Scalar, Set<string>>>();
+
+  constructor(indexFields: readonly string[]) {
+    for (const f of indexFields) this.indexes.set(f, new Map());
+  }
+
+  async get(id: string): Promise<D | null> {
+    const s = this.docs.get(id);
+    return s ? structuredClone(s.doc) : null;
+  }
+
+  async find(query: FindQuery<D>): Promise<D[]> {
+    let docs = this.candidates(query.where).filter((d) => matches(d, query));
+    if (query.sort) {
+      const { field, direction } = query.sort;
+      docs.sort((a, b) => compare(a[field], b[field]) * direction);
+    }
+    if (query.limit !== undefined) docs = docs.slice(0, query.limit);
+    return docs.map((d) => structuredClone(d));
+  }
+
+  async count(where?: FindQuery<D>['where']): Promise<number> {
+    return this.candidates(where).filter((d) => matches(d, { where })).length;
+  }
+
+  async apply(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void> {
+    const stored = this.docs.get(id);
+    const seen = stored?.positions[position.stream];
+    if (seen !== undefined && seen >= position.offset) return;
+    const next = evolve(stored ? structuredClone(stored.doc) : null);
+    if (stored) this.unindex(stored.doc);
+    if (next === null) {
+      this.docs.delete(id);
+      return;
+    }
+    const doc = { ...next, _id: id };
+    this.docs.set(id, { doc, positions: { ...stored?.positions, [position.stream]: position.offset } });
+    this.index(doc);
+  }
+
+  private candidates(where: FindQuery<D>['where']): D[] {
+    if (where) {
+      for (const [field, value] of Object.entries(where)) {
+        const index = this.indexes.get(field);
+        if (index && value !== undefined) {
+          const ids = index.get(value as Scalar);
+          return ids ? [...ids].map((id) => this.docs.get(id)!.doc) : [];
+        }
+      }
+    }
+    return [...this.docs.values()].map((s) => s.doc);
+  }
+
+  private index(doc: D): void {
+    for (const [field, index] of this.indexes) {
+      const value = doc[field] as Scalar | undefined;
+      if (value === undefined) continue;
+      let ids = index.get(value);
+      if (!ids) index.set(value, (ids = new Set()));
+      ids.add(doc._id);
+    }
+  }
+
+  private unindex(doc: D): void {
+    for (const [field, index] of this.indexes) {
+      const value = doc[field] as Scalar | undefined;
+      if (value === undefined) continue;
+      const ids = index.get(value);
+      ids?.delete(doc._id);
+      if (ids?.size === 0) index.delete(value);
+    }
+  }
+}
+
+function matches<D extends Doc>(doc: D, query: FindQuery<D>): boolean {
+  if (query.where) {
+    for (const [field, value] of Object.entries(query.where)) {
+      if (value !== undefined && doc[field] !== value) return false;
+    }
+  }
+  if (query.range) {
+    const v = doc[query.range.field] as number;
+    if (query.range.gt !== undefined && !(v > query.range.gt)) return false;
+    if (query.range.lt !== undefined && !(v < query.range.lt)) return false;
+  }
+  return true;
+}
+
+function compare(a: unknown, b: unknown): number {
+  if (a === b) return 0;
+  if (a === undefined || a === null) return -1;
+  if (b === undefined || b === null) return 1;
+  return (a as number) < (b as number) ? -1 : 1;
+}

@@ -1,0 +1,77 @@
+import type { ReadStore } from './port';
+
+interface Item {
+  _id: string;
+  owner: string;
+  seq: number;
+  note?: string;
+  [k: string]: unknown;
+}
+
+/** The contract every ReadStore adapter (memory, MongoDB) must keep. */
+export function describeReadStore(name: string, factory: () => Promise<{ store: ReadStore; cleanup(): Promise<void> }>): void {
+  describe(`ReadStore contract: ${name}`, () => {
+    let store: ReadStore;
+    let cleanup: () => Promise<void>;
+    let n = 0;
+    const fresh = () => store.collection<Item>(`items_${Date.now()}_${n++}`, ['owner']);
+
+    beforeEach(async () => {
+      ({ store, cleanup } = await factory());
+    });
+    afterEach(async () => cleanup());
+
+    it('applies evolve to create, update and delete a document', async () => {
+      const c = fresh();
+      await c.apply('a', { stream: 's/0', offset: 1 }, () => ({ _id: 'a', owner: 'x', seq: 1 }));
+      expect(await c.get('a')).toEqual({ _id: 'a', owner: 'x', seq: 1 });
+      await c.apply('a', { stream: 's/0', offset: 2 }, (d) => ({ ...d!, seq: 2 }));
+      expect((await c.get('a'))?.seq).toBe(2);
+      await c.apply('a', { stream: 's/0', offset: 3 }, () => null);
+      expect(await c.get('a')).toBeNull();
+    });
+
+    it('ignores a position it already applied (replays are idempotent)', async () => {
+      const c = fresh();
+      const inc = (d: Item | null): Item => ({ _id: 'a', owner: 'x', seq: (d?.seq ?? 0) + 1 });
+      await c.apply('a', { stream: 's/0', offset: 5 }, inc);
+      await c.apply('a', { stream: 's/0', offset: 5 }, inc);
+      await c.apply('a', { stream: 's/0', offset: 4 }, inc);
+      expect((await c.get('a'))?.seq).toBe(1);
+      // Another stream's offsets are independent.
+      await c.apply('a', { stream: 't/0', offset: 1 }, inc);
+      expect((await c.get('a'))?.seq).toBe(2);
+    });
+
+    it('finds by equality, range, sort and limit', async () => {
+      const c = fresh();
+      for (let i = 1; i <= 6; i++) {
+        await c.apply(`d${i}`, { stream: 's/0', offset: i }, () => ({ _id: `d${i}`, owner: i % 2 ? 'odd' : 'even', seq: i }));
+      }
+      const odd = await c.find({ where: { owner: 'odd' }, sort: { field: 'seq', direction: 1 } });
+      expect(odd.map((d) => d.seq)).toEqual([1, 3, 5]);
+      const page = await c.find({ where: { owner: 'even' }, range: { field: 'seq', gt: 2 }, sort: { field: 'seq', direction: 1 }, limit: 1 });
+      expect(page.map((d) => d.seq)).toEqual([4]);
+      const desc = await c.find({ range: { field: 'seq', lt: 6 }, sort: { field: 'seq', direction: -1 }, limit: 2 });
+      expect(desc.map((d) => d.seq)).toEqual([5, 4]);
+      expect(await c.count({ owner: 'odd' })).toBe(3);
+      expect(await c.count()).toBe(6);
+    });
+
+    it('keeps equality lookups right when an indexed field changes', async () => {
+      const c = fresh();
+      await c.apply('a', { stream: 's/0', offset: 1 }, () => ({ _id: 'a', owner: 'x', seq: 1 }));
+      await c.apply('a', { stream: 's/0', offset: 2 }, (d) => ({ ...d!, owner: 'y' }));
+      expect(await c.find({ where: { owner: 'x' } })).toEqual([]);
+      expect((await c.find({ where: { owner: 'y' } })).map((d) => d._id)).toEqual(['a']);
+    });
+
+    it('returns copies: mutating a result does not change the store', async () => {
+      const c = fresh();
+      await c.apply('a', { stream: 's/0', offset: 1 }, () => ({ _id: 'a', owner: 'x', seq: 1 }));
+      const d = (await c.get('a'))!;
+      d.seq = 99;
+      expect((await c.get('a'))?.seq).toBe(1);
+    });
+  });
+}
