@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
+import { ChatFlowError } from '../domain/errors';
+import { MAX_CLIENT_ID_LENGTH } from '../domain/ids';
+
+const CLIENT_ID = /^[A-Za-z0-9._:@-]+$/;
+
+export function validateClientId(id: string): string | null {
+  if (id.length === 0) return 'client id is empty';
+  if (id.length > MAX_CLIENT_ID_LENGTH) return `client id is longer than ${MAX_CLIENT_ID_LENGTH} characters`;
+  if (!CLIENT_ID.test(id)) return 'client id may only hold letters, digits and . _ : @ -';
+  return null;
+}
+
+/** Bearer tokens: JWT HS256, `sub` = client id, `exp` honoured. */
+export class TokenAuthority {
+  constructor(
+    private readonly secret: Uint8Array,
+    private readonly insecureClientId: boolean,
+  ) {}
+
+  async mint(clientId: string, ttlSeconds = 24 * 3600, now = Date.now()): Promise<string> {
+    const problem = validateClientId(clientId);
+    if (problem) throw new ChatFlowError('INVALID_ARGUMENT', problem);
+    const iat = Math.floor(now / 1000);
+    return new SignJWT({})
+      .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+      .setSubject(clientId)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + ttlSeconds)
+      .sign(this.secret);
+  }
+
+  /** The client id of a call, from `authorization: Bearer` (or `x-client-id` when the insecure switch is on). */
+  async identify(get: (key: string) => string | undefined): Promise<string> {
+    const header = get('authorization');
+    if (header) {
+      const m = /^Bearer\s+(\S+)$/i.exec(header.trim());
+      if (!m) throw new ChatFlowError('UNAUTHENTICATED', 'authorization metadata must be "Bearer <token>"');
+      return this.verify(m[1]);
+    }
+    if (this.insecureClientId) {
+      const id = get('x-client-id');
+      if (id !== undefined) {
+        const problem = validateClientId(id);
+        if (problem) throw new ChatFlowError('UNAUTHENTICATED', problem);
+        return id;
+      }
+      throw new ChatFlowError('UNAUTHENTICATED', 'send authorization: Bearer <token> or x-client-id metadata');
+    }
+    throw new ChatFlowError('UNAUTHENTICATED', 'missing authorization metadata: send "authorization: Bearer <token>" (mint one with `chatflow token <client-id>`)');
+  }
+
+  private async verify(token: string): Promise<string> {
+    try {
+      const { payload } = await jwtVerify(token, this.secret, { algorithms: ['HS256'] });
+      const sub = payload.sub ?? '';
+      const problem = validateClientId(sub);
+      if (problem) throw new ChatFlowError('UNAUTHENTICATED', `token subject: ${problem}`);
+      return sub;
+    } catch (e) {
+      if (e instanceof ChatFlowError) throw e;
+      if (e instanceof joseErrors.JWTExpired) throw new ChatFlowError('UNAUTHENTICATED', 'token expired: mint a new one');
+      throw new ChatFlowError('UNAUTHENTICATED', 'invalid token: bad signature or malformed JWT');
+    }
+  }
+}
+
+/** The configured secret, or one generated once into the data dir (mode 0600). */
+export async function loadOrCreateSecret(dataDir: string, configured?: string): Promise<Uint8Array> {
+  if (configured) return new TextEncoder().encode(configured);
+  const file = join(dataDir, 'secret');
+  try {
+    const text = (await readFile(file, 'utf8')).trim();
+    if (text.length >= 32) return new TextEncoder().encode(text);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  await mkdir(dataDir, { recursive: true });
+  const secret = randomBytes(32).toString('base64url');
+  await writeFile(file, secret + '\n', { mode: 0o600, flag: 'wx' }).catch(async (e) => {
+    // Another process created it first: use theirs.
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  });
+  return new TextEncoder().encode((await readFile(file, 'utf8')).trim());
+}

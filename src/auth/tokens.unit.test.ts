@@ -1,0 +1,62 @@
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SignJWT } from 'jose';
+import { TokenAuthority, loadOrCreateSecret } from './tokens';
+
+const secret = new TextEncoder().encode('s'.repeat(40));
+const md = (m: Record<string, string>) => (k: string) => m[k];
+
+describe('bearer tokens', () => {
+  const auth = new TokenAuthority(secret, false);
+  it('given a minted token, when identifying, then the client id is its subject', async () => {
+    const token = await auth.mint('alice');
+    await expect(auth.identify(md({ authorization: `Bearer ${token}` }))).resolves.toBe('alice');
+  });
+  it('given no token, then UNAUTHENTICATED with a hint', async () => {
+    await expect(auth.identify(md({}))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED', message: expect.stringMatching(/missing authorization/) });
+  });
+  it('given an expired token, then UNAUTHENTICATED "token expired"', async () => {
+    const token = await auth.mint('alice', 10, Date.now() - 3600_000);
+    await expect(auth.identify(md({ authorization: `Bearer ${token}` }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED', message: /expired/ });
+  });
+  it('given a token signed with another secret, then UNAUTHENTICATED', async () => {
+    const other = await new TokenAuthority(new TextEncoder().encode('x'.repeat(40)), false).mint('alice');
+    await expect(auth.identify(md({ authorization: `Bearer ${other}` }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED' });
+  });
+  it('given a token with another algorithm, then UNAUTHENTICATED', async () => {
+    const none = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from('{"sub":"alice"}').toString('base64url')}.`;
+    await expect(auth.identify(md({ authorization: `Bearer ${none}` }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED' });
+  });
+  it('given a token without subject, then UNAUTHENTICATED', async () => {
+    const t = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(secret);
+    await expect(auth.identify(md({ authorization: `Bearer ${t}` }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED' });
+  });
+  it('given x-client-id while the insecure switch is off, then it is ignored', async () => {
+    await expect(auth.identify(md({ 'x-client-id': 'alice' }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED' });
+  });
+  it('given x-client-id while the insecure switch is on, then it is the identity', async () => {
+    const insecure = new TokenAuthority(secret, true);
+    await expect(insecure.identify(md({ 'x-client-id': 'load-1' }))).resolves.toBe('load-1');
+    await expect(insecure.identify(md({ 'x-client-id': 'bad id!' }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED' });
+  });
+  it('refuses to mint for an invalid client id', async () => {
+    await expect(auth.mint('')).rejects.toMatchObject({ kind: 'INVALID_ARGUMENT' });
+  });
+});
+
+describe('secret', () => {
+  it('is generated once into the data dir, private, and reused', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
+    const a = await loadOrCreateSecret(dir);
+    const b = await loadOrCreateSecret(dir);
+    expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
+    expect(a.length).toBeGreaterThanOrEqual(32);
+    expect((await stat(join(dir, 'secret'))).mode & 0o777).toBe(0o600);
+    expect((await readFile(join(dir, 'secret'), 'utf8')).trim().length).toBeGreaterThanOrEqual(32);
+  });
+  it('prefers the configured secret', async () => {
+    const s = await loadOrCreateSecret('/nonexistent', 'c'.repeat(32));
+    expect(Buffer.from(s).toString()).toBe('c'.repeat(32));
+  });
+});
