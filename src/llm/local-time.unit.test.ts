@@ -1,0 +1,46 @@
+import { formatLocalTime, isoLocalTime } from './local-time';
+
+describe('local time of the client', () => {
+  const winter = new Date('2026-11-22T13:03:05.123Z');
+  const summer = new Date('2026-07-05T13:03:05.007Z');
+
+  it('formats a DST zone in winter and in summer', () => {
+    expect(formatLocalTime(winter, 'Europe/Paris')).toBe('Sunday 22 November 2026, 14:03 (Europe/Paris, UTC+01:00)');
+    expect(isoLocalTime(winter, 'Europe/Paris')).toBe('2026-11-22T14:03:05.123+01:00');
+    expect(formatLocalTime(summer, 'Europe/Paris')).toBe('Sunday 5 July 2026, 15:03 (Europe/Paris, UTC+02:00)');
+    expect(isoLocalTime(summer, 'Europe/Paris')).toBe('2026-07-05T15:03:05.007+02:00');
+  });
+
+  it('handles negative offsets and the DST switch instant', () => {
+    expect(isoLocalTime(winter, 'America/New_York')).toBe('2026-11-22T08:03:05.123-05:00');
+    // US DST 2026 ends on 1 November at 06:00Z (02:00 EDT -> 01:00 EST).
+    expect(isoLocalTime(new Date('2026-11-01T05:59:59.999Z'), 'America/New_York')).toBe('2026-11-01T01:59:59.999-04:00');
+    expect(isoLocalTime(new Date('2026-11-01T06:00:00.000Z'), 'America/New_York')).toBe('2026-11-01T01:00:00.000-05:00');
+  });
+
+  it('handles half-hour zones', () => {
+    expect(formatLocalTime(winter, 'Asia/Kolkata')).toBe('Sunday 22 November 2026, 18:33 (Asia/Kolkata, UTC+05:30)');
+    expect(isoLocalTime(winter, 'Asia/Kolkata')).toBe('2026-11-22T18:33:05.123+05:30');
+    expect(isoLocalTime(winter, 'America/St_Johns')).toBe('2026-11-22T09:33:05.123-03:30');
+  });
+
+  it('handles UTC and a date change across the offset', () => {
+    expect(formatLocalTime(winter, 'UTC')).toBe('Sunday 22 November 2026, 13:03 (UTC, UTC+00:00)');
+    expect(isoLocalTime(winter, 'UTC')).toBe('2026-11-22T13:03:05.123+00:00');
+    expect(formatLocalTime(new Date('2026-12-31T23:30:00Z'), 'Pacific/Kiritimati')).toBe(
+      'Friday 1 January 2027, 13:30 (Pacific/Kiritimati, UTC+14:00)',
+    );
+    expect(isoLocalTime(new Date('2027-01-01T00:00:00Z'), 'UTC')).toBe('2027-01-01T00:00:00.000+00:00');
+  });
+
+  it('round-trips: the ISO form parses back to the same instant', () => {
+    for (const zone of ['Europe/Paris', 'Asia/Kolkata', 'UTC', 'Australia/Lord_Howe', 'Pacific/Chatham']) {
+      for (const d of [winter, summer]) expect(new Date(isoLocalTime(d, zone)).getTime()).toBe(d.getTime());
+    }
+  });
+
+  it('rejects an unknown zone', () => {
+    expect(() => formatLocalTime(winter, 'Mars/Olympus')).toThrow(RangeError);
+    expect(() => isoLocalTime(winter, 'Mars/Olympus')).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,163 @@
+// The default provider: no network, a plausible reply, and the processing time
+// of the reference implementations (DESIGN.md "Simulated processing time"), so
+// load tests exercise the 500-message budget with realistic holding times.
+import { formatLocalTime } from './local-time';
+import { InputKind, LlmCallOptions, LlmError, LlmProvider, LlmReply, LlmRequest } from './port';
+
+/** Processing time per input kind, in seconds: [min, max). Image is not in the spec; audio's range is reused. */
+export const SIMULATED_DELAY_SECONDS: Record<InputKind, readonly [number, number]> = {
+  text: [0, 1],
+  audio: [1, 2],
+  video: [2, 3],
+  image: [1, 2],
+};
+
+/** Below this, splitting the wait further only costs timers (500 concurrent replies × every word). */
+const MIN_STEP_MS = 25;
+
+export interface SimulatedLlmOptions {
+  /** Multiplies the processing times; 0 = reply at once (benchmarks). */
+  delayScale: number;
+  /** Uniform [0, 1) source; injectable for tests. */
+  random?: () => number;
+  /** Waits ms or rejects when signal aborts; injectable for tests. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/** What every provider rejects with when the caller aborts (not an LlmError: nothing failed). */
+export function abortError(signal: AbortSignal): Error {
+  const err = new Error('LLM call aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  return err;
+}
+
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(abortError(signal));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal));
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export class SimulatedLlm implements LlmProvider {
+  readonly name = 'simulated';
+  private readonly delayScale: number;
+  private readonly random: () => number;
+  private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;
+
+  constructor(opts: SimulatedLlmOptions) {
+    if (!(opts.delayScale >= 0) || !Number.isFinite(opts.delayScale)) {
+      throw new Error(`SimulatedLlm: delayScale must be a finite number >= 0, got ${opts.delayScale}`);
+    }
+    this.delayScale = opts.delayScale;
+    this.random = opts.random ?? Math.random;
+    this.sleep = opts.sleep ?? abortableSleep;
+  }
+
+  /** Total processing time for a kind, in ms. */
+  delayMs(kind: InputKind): number {
+    const [min, max] = SIMULATED_DELAY_SECONDS[kind] ?? SIMULATED_DELAY_SECONDS.text;
+    const r = Math.min(Math.max(this.random(), 0), 1);
+    return (min + (max - min) * r) * 1000 * this.delayScale;
+  }
+
+  generate(request: LlmRequest, options: LlmCallOptions): Promise<LlmReply> {
+    const { signal, onDelta } = options;
+    if (signal.aborted) return Promise.reject(abortError(signal));
+    let text: string;
+    try {
+      text = composeReply(request);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // Leading-space words: the deltas concatenate to exactly `text`.
+    const words = text.match(/\s*\S+/g) ?? [text];
+    const reply: LlmReply = { text, model: 'simulated' };
+    const total = this.delayMs(request.kind);
+    if (total <= 0) {
+      // Benchmarks: no timer at all, every delta before generate() returns.
+      for (const w of words) onDelta(w);
+      return Promise.resolve(reply);
+    }
+    return this.stream(words, total, options).then(() => reply);
+  }
+
+  /** Spreads the words evenly over `total` ms, grouping them so a step is >= MIN_STEP_MS. */
+  private async stream(words: string[], total: number, { signal, onDelta }: LlmCallOptions): Promise<void> {
+    const steps = Math.max(1, Math.min(words.length, Math.floor(total / MIN_STEP_MS)));
+    let next = 0;
+    for (let step = 1; step <= steps; step++) {
+      await this.sleep(total / steps, signal);
+      // An injected sleep may ignore the signal; never emit after an abort.
+      if (signal.aborted) throw abortError(signal);
+      const end = Math.round((words.length * step) / steps);
+      for (; next < end; next++) onDelta(words[next]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Reply text: deterministic for a given request, so tests and replays agree.
+
+function composeReply(req: LlmRequest): string {
+  let localTime: string;
+  try {
+    localTime = formatLocalTime(req.now, req.timeZone);
+  } catch {
+    throw new LlmError(`unknown time zone "${req.timeZone}"`, 'INVALID_ARGUMENT');
+  }
+  const turn = req.history.filter((h) => h.author === 'client').length + 1;
+  const opener = turn === 1 ? 'Hello!' : `Thanks, that is message ${turn} of our conversation.`;
+  const clock = `For you it is ${localTime}.`;
+
+  if (req.kind === 'text' || !req.media) {
+    const raw = (req.text ?? '').trim().replace(/\s+/g, ' ');
+    if (!raw) return `${opener} Your message was empty. ${clock} What would you like to talk about?`;
+    const wordCount = raw.split(' ').length;
+    const quote = raw.length > 160 ? `${raw.slice(0, 157)}...` : raw;
+    const pick = [
+      'Here is my take: break it into small steps and start with the one you can check fastest.',
+      'A good next step would be to write down what "done" looks like, then work back from it.',
+      'I would start by listing what you already know, then what is still uncertain.',
+    ][hash(raw) % 3];
+    const question = raw.endsWith('?') ? 'You asked' : 'You wrote';
+    return `${opener} ${question}: "${quote}" (${wordCount} word${wordCount === 1 ? '' : 's'}). ${pick} ${clock}`;
+  }
+
+  const { mimeType, sizeBytes, durationMs } = req.media;
+  const what = { audio: 'voice message', video: 'video', image: 'image', text: 'message' }[req.kind];
+  const facts = [mimeType, formatBytes(sizeBytes)];
+  if (durationMs !== undefined) facts.push(formatDuration(durationMs));
+  const follow = {
+    audio: 'I have prepared a spoken answer for you as well.',
+    video: 'I have prepared a spoken answer and a picture for you as well.',
+    image: 'Tell me what you would like to know about it.',
+    text: '',
+  }[req.kind];
+  return `${opener} I received your ${what} (${facts.join(', ')}). ${follow} ${clock}`;
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
+}
+
+function formatDuration(ms: number): string {
+  const s = ms / 1000;
+  return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+/** FNV-1a: a stable, cheap choice among phrasings. */
+function hash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}

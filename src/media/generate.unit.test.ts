@@ -1,0 +1,158 @@
+import { crc32, inflateSync } from 'node:zlib';
+import { validateMedia } from '../domain/media-validation';
+import { decodePngHeader, renderImage } from './png';
+import { MAX_VOICE_MS, MIN_VOICE_MS, parseWav, synthesizeVoice } from './wav';
+
+/** An independent PNG decoder for RGB/8-bit images: checks every chunk CRC, inflates and unfilters IDAT. */
+function decodePng(b: Buffer): { width: number; height: number; pixels: Buffer; chunks: string[] } {
+  expect([...b.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  const chunks: string[] = [];
+  const idat: Buffer[] = [];
+  let width = 0, height = 0, at = 8;
+  while (at < b.length) {
+    const len = b.readUInt32BE(at);
+    const type = b.toString('ascii', at + 4, at + 8);
+    const data = b.subarray(at + 8, at + 8 + len);
+    expect(b.readUInt32BE(at + 8 + len)).toBe(crc32(b.subarray(at + 4, at + 8 + len)));
+    chunks.push(type);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+      expect([...data.subarray(8)]).toEqual([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, adaptive filters, no interlace
+    } else if (type === 'IDAT') idat.push(data);
+    at += 12 + len;
+  }
+  expect(at).toBe(b.length);
+  const raw = inflateSync(Buffer.concat(idat));
+  const stride = width * 3;
+  expect(raw.length).toBe(height * (1 + stride));
+  const pixels = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (1 + stride)]!;
+    if (filter > 4) throw new Error(`row ${y}: unknown filter ${filter}`);
+    for (let i = 0; i < stride; i++) {
+      const a = i >= 3 ? pixels[y * stride + i - 3]! : 0;
+      const up = y > 0 ? pixels[(y - 1) * stride + i]! : 0;
+      const c = i >= 3 && y > 0 ? pixels[(y - 1) * stride + i - 3]! : 0;
+      pixels[y * stride + i] = (raw[y * (1 + stride) + 1 + i]! + predict(filter, a, up, c)) & 0xff;
+    }
+  }
+  return { width, height, pixels, chunks };
+}
+
+function predict(filter: number, a: number, up: number, c: number): number {
+  switch (filter) {
+    case 1: return a;
+    case 2: return up;
+    case 3: return (a + up) >> 1;
+    case 4: {
+      const p = a + up - c;
+      const [pa, pb, pc] = [Math.abs(p - a), Math.abs(p - up), Math.abs(p - c)];
+      return pa <= pb && pa <= pc ? a : pb <= pc ? up : c;
+    }
+    default: return 0;
+  }
+}
+
+describe('synthesizeVoice', () => {
+  const text = 'It is 14:05 in Paris. How can I help you today?';
+
+  it('produces a 16-bit PCM mono WAV whose header matches its data', () => {
+    const v = synthesizeVoice(text, { seed: 'r1' });
+    expect(v.mimeType).toBe('audio/wav');
+    expect(v.bytes.toString('ascii', 0, 4)).toBe('RIFF');
+    expect(v.bytes.toString('ascii', 8, 12)).toBe('WAVE');
+    expect(v.bytes.readUInt32LE(4)).toBe(v.bytes.length - 8);
+    const h = parseWav(v.bytes);
+    expect(h).toMatchObject({ sampleRate: 16000, channels: 1, bitsPerSample: 16, dataOffset: 44 });
+    expect(h.dataLength).toBe(v.bytes.length - 44);
+    expect(h.dataLength % 2).toBe(0);
+    expect(h.durationMs).toBe(v.durationMs);
+    expect(v.durationMs).toBeGreaterThanOrEqual(MIN_VOICE_MS);
+    expect(v.durationMs).toBeLessThanOrEqual(MAX_VOICE_MS);
+    expect(validateMedia({ kind: 'audio', mimeType: v.mimeType, data: v.bytes, maxBytes: 8 << 20 })).toMatchObject({ ok: true, durationMs: v.durationMs });
+  });
+
+  it('is audible: real signal, not silence, and never clipped flat', () => {
+    const v = synthesizeVoice(text);
+    const samples = Array.from({ length: (v.bytes.length - 44) / 2 }, (_, i) => v.bytes.readInt16LE(44 + i * 2));
+    const rms = Math.sqrt(samples.reduce((s, x) => s + x * x, 0) / samples.length);
+    expect(rms).toBeGreaterThan(1000);
+    expect(Math.max(...samples.map(Math.abs))).toBeLessThan(32767);
+    expect(new Set(samples).size).toBeGreaterThan(1000);
+  });
+
+  it('scales with text length within 0.6–6 s', () => {
+    const durations = ['', 'Hi', 'Hello there, nice to meet you.', 'word '.repeat(400)].map((t) => synthesizeVoice(t).durationMs);
+    expect(durations[0]).toBe(MIN_VOICE_MS);
+    expect(durations[1]).toBe(MIN_VOICE_MS);
+    expect(durations[2]).toBeGreaterThan(durations[1]!);
+    expect(durations[3]).toBe(MAX_VOICE_MS);
+  });
+
+  it('is deterministic per text and seed, and differs otherwise', () => {
+    const a = synthesizeVoice('Good morning', { seed: 's' }).bytes;
+    expect(synthesizeVoice('Good morning', { seed: 's' }).bytes.equals(a)).toBe(true);
+    expect(synthesizeVoice('Good evening', { seed: 's' }).bytes.equals(a)).toBe(false);
+    expect(synthesizeVoice('Good morning', { seed: 't' }).bytes.equals(a)).toBe(false);
+  });
+
+  it('honours the sample rate (clamped to 8–48 kHz) and handles any script', () => {
+    expect(parseWav(synthesizeVoice('hello', { sampleRate: 8000 }).bytes).sampleRate).toBe(8000);
+    expect(parseWav(synthesizeVoice('hello', { sampleRate: 1 }).bytes).sampleRate).toBe(8000);
+    expect(parseWav(synthesizeVoice('hello', { sampleRate: 96000 }).bytes).sampleRate).toBe(48000);
+    expect(synthesizeVoice('こんにちは 世界 🙂').durationMs).toBeGreaterThanOrEqual(MIN_VOICE_MS);
+  });
+
+  it('parseWav refuses non-WAV bytes', () => {
+    expect(() => parseWav(Buffer.from('not a wav at all'))).toThrow(/not a valid WAV/);
+  });
+});
+
+describe('renderImage', () => {
+  const opts = { title: 'ChatFlow', lines: ['It is 14:05 in Europe/Paris.', 'You sent a video of 2.3 MiB.'], seed: 'm_1' };
+
+  it('produces a PNG that decodes fully (CRCs, IDAT size, filters)', () => {
+    const img = renderImage(opts);
+    expect(img).toMatchObject({ mimeType: 'image/png', width: 480, height: 270 });
+    const png = decodePng(img.bytes);
+    expect(png.chunks).toEqual(['IHDR', 'IDAT', 'IEND']);
+    expect({ width: png.width, height: png.height }).toEqual({ width: 480, height: 270 });
+    expect(decodePngHeader(img.bytes)).toEqual({ width: 480, height: 270 });
+    expect(validateMedia({ kind: 'image', mimeType: 'image/png', data: img.bytes, maxBytes: 8 << 20 })).toMatchObject({ ok: true, container: 'png' });
+  });
+
+  it('draws the text (white and title-coloured pixels appear only with text)', () => {
+    const count = (pixels: Buffer, rgb: number[]) => {
+      let n = 0;
+      for (let i = 0; i < pixels.length; i += 3) if (pixels[i] === rgb[0] && pixels[i + 1] === rgb[1] && pixels[i + 2] === rgb[2]) n++;
+      return n;
+    };
+    const withText = decodePng(renderImage(opts).bytes).pixels;
+    const blank = decodePng(renderImage({ title: '', seed: 'm_1' }).bytes).pixels;
+    expect(count(withText, [255, 255, 255])).toBeGreaterThan(500);
+    expect(count(withText, [255, 230, 120])).toBeGreaterThan(100);
+    expect(count(blank, [255, 255, 255])).toBe(0);
+  });
+
+  it('differs per seed and per text, and is deterministic', () => {
+    const a = renderImage(opts).bytes;
+    expect(renderImage(opts).bytes.equals(a)).toBe(true);
+    expect(renderImage({ ...opts, seed: 'm_2' }).bytes.equals(a)).toBe(false);
+    expect(renderImage({ ...opts, title: 'Other' }).bytes.equals(a)).toBe(false);
+    const bg = (seed: string) => decodePng(renderImage({ title: '', seed }).bytes).pixels;
+    expect(bg('x').equals(bg('y'))).toBe(false);
+  });
+
+  it('honours and clamps the size, and survives long or non-ASCII text', () => {
+    const small = renderImage({ width: 100, height: 60, title: 'a'.repeat(500), lines: ['héllo “wörld” — ✓', 'x'.repeat(1000)], seed: 's' });
+    expect(decodePng(small.bytes)).toMatchObject({ width: 100, height: 60 });
+    const clamped = renderImage({ width: 1, height: 99999, title: 't', seed: 's' });
+    expect({ width: clamped.width, height: clamped.height }).toEqual({ width: 64, height: 2048 });
+    expect(decodePngHeader(clamped.bytes)).toEqual({ width: 64, height: 2048 });
+  });
+
+  it('decodePngHeader refuses non-PNG bytes', () => {
+    expect(() => decodePngHeader(Buffer.from('GIF89a..............'))).toThrow(/not a PNG/);
+  });
+});

@@ -1,0 +1,175 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { promises as fs } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LocalMediaStore, signMediaKey, verifyMediaSignature } from './local';
+import { handleMediaRequest } from './local-http';
+import { describeMediaStore } from './media.contract';
+
+const SECRET = 'test-secret-0123456789';
+
+/** A store in a fresh temp dir, served by a tiny HTTP server on an ephemeral port. */
+async function startServer(now: () => number = Date.now) {
+  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'chatflow-media-'));
+  const dir = path.join(root, 'media');
+  let store!: LocalMediaStore;
+  const server = http.createServer((req, res) => {
+    handleMediaRequest(req, res, { store, secret: SECRET, now }).then((handled) => {
+      if (!handled) res.writeHead(404).end('not here\n');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  const baseUrl = `http://127.0.0.1:${port}`;
+  store = new LocalMediaStore({ dir, baseUrl, secret: SECRET, now });
+  return {
+    store, root, dir, baseUrl, port,
+    async fetchUrl(url: string) {
+      const res = await fetch(url);
+      return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), contentType: res.headers.get('content-type'), headers: res.headers };
+    },
+    async cleanup() {
+      await new Promise((resolve) => server.close(resolve));
+      await fs.rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A GET with the path sent exactly as written (fetch would normalise `..`). */
+function rawGet(port: number, rawPath: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: rawPath, method: 'GET' }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describeMediaStore('LocalMediaStore', () => startServer());
+
+describe('LocalMediaStore specifics', () => {
+  let t: Awaited<ReturnType<typeof startServer>>;
+  let clock = 1_700_000_000_000;
+  beforeAll(async () => {
+    t = await startServer(() => clock);
+  });
+  afterAll(() => t.cleanup());
+
+  it('serves with Content-Length and a private Cache-Control bounded by the expiry', async () => {
+    await t.store.put('c/voice.wav', Buffer.from('abc'), 'audio/wav');
+    const url = await t.store.url('c/voice.wav', 90_000);
+    expect(url).toMatch(new RegExp(`^${t.baseUrl}/media/c/voice\\.wav\\?exp=${clock + 90_000}&sig=[A-Za-z0-9_-]+$`));
+    const res = await t.fetchUrl(url);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-length')).toBe('3');
+    expect(res.headers.get('cache-control')).toBe('private, max-age=90');
+  });
+
+  it('answers HEAD without a body and refuses other methods', async () => {
+    await t.store.put('h.bin', Buffer.from('12345'), 'application/octet-stream');
+    const url = await t.store.url('h.bin', 60_000);
+    const head = await fetch(url, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-length')).toBe('5');
+    const post = await fetch(url, { method: 'POST' });
+    expect(post.status).toBe(405);
+  });
+
+  it('refuses an expired link with 403', async () => {
+    await t.store.put('exp.bin', Buffer.from('x'), 'application/octet-stream');
+    const url = await t.store.url('exp.bin', 5_000);
+    expect((await t.fetchUrl(url)).status).toBe(200);
+    clock += 5_001;
+    expect((await t.fetchUrl(url)).status).toBe(403);
+  });
+
+  it('refuses tampered signatures, expiries and keys with 403', async () => {
+    await t.store.put('a.bin', Buffer.from('a'), 'application/octet-stream');
+    await t.store.put('b.bin', Buffer.from('b'), 'application/octet-stream');
+    const url = new URL(await t.store.url('a.bin', 60_000));
+    const sig = url.searchParams.get('sig')!;
+
+    const badSig = new URL(url);
+    badSig.searchParams.set('sig', (sig[0] === 'A' ? 'B' : 'A') + sig.slice(1));
+    expect((await t.fetchUrl(badSig.href)).status).toBe(403);
+
+    const longer = new URL(url);
+    longer.searchParams.set('exp', String(Number(url.searchParams.get('exp')) + 1_000_000));
+    expect((await t.fetchUrl(longer.href)).status).toBe(403);
+
+    const otherKey = new URL(url);
+    otherKey.pathname = '/media/b.bin';
+    expect((await t.fetchUrl(otherKey.href)).status).toBe(403);
+
+    const noSig = new URL(url);
+    noSig.search = '';
+    expect((await t.fetchUrl(noSig.href)).status).toBe(403);
+
+    const wrongSecret = `${t.baseUrl}/media/a.bin?exp=${clock + 60_000}&sig=${signMediaKey('a.bin', clock + 60_000, 'other')}`;
+    expect((await t.fetchUrl(wrongSecret)).status).toBe(403);
+  });
+
+  it('returns 404 for a correctly signed missing key', async () => {
+    expect((await t.fetchUrl(await t.store.url('never/there.png', 60_000))).status).toBe(404);
+  });
+
+  it('rejects path traversal, absolute and reserved keys in the store', async () => {
+    for (const bad of ['../escape', 'a/../../escape', '/etc/passwd', 'a//b', './a', 'a/.hidden', 'a\\b', 'x.meta.json', '', 'C:/x']) {
+      await expect(t.store.put(bad, Buffer.from('x'), 'text/plain')).rejects.toThrow(/invalid media key/);
+      await expect(t.store.get(bad)).rejects.toThrow(/invalid media key/);
+      await expect(t.store.url(bad, 1000)).rejects.toThrow(/invalid media key/);
+    }
+    expect(await fs.readdir(t.root)).toEqual(['media']);
+  });
+
+  it('never serves files outside the store over HTTP', async () => {
+    await fs.writeFile(path.join(t.root, 'secret.txt'), 'top secret');
+    await fs.writeFile(path.join(t.root, 'secret.txt.meta.json'), JSON.stringify({ mimeType: 'text/plain', size: 10 }));
+    const exp = clock + 60_000;
+    for (const key of ['../secret.txt', '..%2fsecret.txt', '%2e%2e/secret.txt', '%2e%2e%2fsecret.txt', 'a/..%2f..%2fsecret.txt']) {
+      // Even a link signed for the traversal key is refused.
+      const status = await rawGet(t.port, `/media/${key}?exp=${exp}&sig=${signMediaKey(decodeURIComponent(key), exp, SECRET)}`);
+      expect([400, 404]).toContain(status);
+    }
+  });
+
+  it('treats bytes without metadata (an interrupted first write) as missing', async () => {
+    await fs.mkdir(path.join(t.dir, 'partial'), { recursive: true });
+    await fs.writeFile(path.join(t.dir, 'partial', 'x.wav'), 'half');
+    expect(await t.store.get('partial/x.wav')).toBeNull();
+  });
+
+  it('leaves no temp files behind and keeps files readable on disk', async () => {
+    await t.store.put('disk/look.png', Buffer.from('png bytes'), 'image/png');
+    const files = (await fs.readdir(path.join(t.dir, 'disk'))).sort();
+    expect(files).toEqual(['look.png', 'look.png.meta.json']);
+    expect(await fs.readFile(path.join(t.dir, 'disk', 'look.png'), 'utf8')).toBe('png bytes');
+  });
+
+  it('detects bytes that no longer match their metadata', async () => {
+    await t.store.put('corrupt.bin', Buffer.from('good'), 'application/octet-stream');
+    await fs.writeFile(path.join(t.dir, 'corrupt.bin'), 'evil');
+    await expect(t.store.get('corrupt.bin')).rejects.toThrow(/do not match/);
+  });
+});
+
+describe('verifyMediaSignature', () => {
+  const now = 1_000_000;
+  const sig = signMediaKey('k/v.png', now + 10, SECRET);
+  it('accepts a valid, unexpired signature (string or number expiry)', () => {
+    expect(verifyMediaSignature('k/v.png', now + 10, sig, SECRET, now)).toBe(true);
+    expect(verifyMediaSignature('k/v.png', String(now + 10), sig, Buffer.from(SECRET), now)).toBe(true);
+  });
+  it('rejects expired, malformed and mismatched input', () => {
+    expect(verifyMediaSignature('k/v.png', now + 10, sig, SECRET, now + 11)).toBe(false);
+    expect(verifyMediaSignature('k/v.png', 'soon', sig, SECRET, now)).toBe(false);
+    expect(verifyMediaSignature('k/v.png', '1e9', sig, SECRET, now)).toBe(false);
+    expect(verifyMediaSignature('k/v.png', now + 10, '', SECRET, now)).toBe(false);
+    expect(verifyMediaSignature('k/v.png', now + 10, sig.slice(0, -2), SECRET, now)).toBe(false);
+    expect(verifyMediaSignature('k/other.png', now + 10, sig, SECRET, now)).toBe(false);
+    expect(verifyMediaSignature('k/v.png', now + 10, sig, 'wrong', now)).toBe(false);
+  });
+});

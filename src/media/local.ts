@@ -1,0 +1,164 @@
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type { MediaStore, StoredMedia } from './port';
+
+/**
+ * Media on local disk, behind signed URLs. The object `<key>` lives at
+ * `<dir>/<key>`; its metadata (mime type, size, sha256) at `<dir>/<key>.meta.json`.
+ * Both are written to a temp file, fsynced and renamed; the metadata is
+ * renamed last and is the commit marker: bytes without metadata do not exist.
+ * `get` checks the bytes against the metadata's digest, so a concurrent
+ * overwrite is never seen half-way (it retries) and disk corruption is caught.
+ */
+export interface LocalMediaStoreOptions {
+  dir: string;
+  /** Public base of the HTTP server that serves `/media/*`, e.g. `http://127.0.0.1:8080`. */
+  baseUrl: string;
+  secret: Buffer | string;
+  now?: () => number;
+}
+
+interface Meta {
+  mimeType: string;
+  size: number;
+  sha256: string;
+}
+
+const META_SUFFIX = '.meta.json';
+const MAX_KEY_LENGTH = 512;
+
+export class LocalMediaStore implements MediaStore {
+  private readonly dir: string;
+  private readonly baseUrl: string;
+  private readonly secret: Buffer | string;
+  private readonly now: () => number;
+
+  constructor(opts: LocalMediaStoreOptions) {
+    this.dir = path.resolve(opts.dir);
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
+    this.secret = opts.secret;
+    this.now = opts.now ?? Date.now;
+  }
+
+  async put(key: string, bytes: Buffer, mimeType: string): Promise<void> {
+    const file = this.fileFor(key);
+    await fs.mkdir(path.dirname(file), { recursive: true });
+    const meta: Meta = { mimeType, size: bytes.length, sha256: sha256(bytes) };
+    await writeAtomic(file, bytes);
+    await writeAtomic(file + META_SUFFIX, Buffer.from(JSON.stringify(meta)));
+    await syncDir(path.dirname(file));
+  }
+
+  async get(key: string): Promise<StoredMedia | null> {
+    const file = this.fileFor(key);
+    for (let attempt = 0; ; attempt++) {
+      const meta = await readIfExists(file + META_SUFFIX);
+      if (!meta) return null;
+      const bytes = await readIfExists(file);
+      const { mimeType, size, sha256: digest } = JSON.parse(meta.toString('utf8')) as Meta;
+      if (bytes && bytes.length === size && sha256(bytes) === digest) return { bytes, mimeType };
+      // Mid-overwrite by another writer: try again shortly; persistent mismatch is corruption.
+      if (attempt >= 5) throw new Error(`media ${key}: stored bytes do not match their metadata`);
+      await new Promise((r) => setTimeout(r, 10 * (attempt + 1)));
+    }
+  }
+
+  async url(key: string, ttlMs: number): Promise<string> {
+    assertValidKey(key);
+    const exp = this.now() + Math.max(0, Math.floor(ttlMs));
+    const sig = signMediaKey(key, exp, this.secret);
+    return `${this.baseUrl}/media/${encodeMediaKey(key)}?exp=${exp}&sig=${sig}`;
+  }
+
+  async close(): Promise<void> {}
+
+  private fileFor(key: string): string {
+    assertValidKey(key);
+    const file = path.resolve(this.dir, ...key.split('/'));
+    if (!file.startsWith(this.dir + path.sep)) throw new Error(`media key escapes the store: ${JSON.stringify(key)}`);
+    return file;
+  }
+}
+
+/**
+ * Keys are `/`-separated relative paths. Rejected: empty or overlong keys,
+ * absolute paths, empty segments, `.`/`..` and any segment starting with `.`
+ * (temp files use that), backslashes, control characters, and names ending
+ * in `.meta.json` (reserved for metadata).
+ */
+export function isValidMediaKey(key: string): boolean {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_KEY_LENGTH) return false;
+  if (/[\\\x00-\x1f\x7f]/.test(key) || /^[a-zA-Z]:/.test(key)) return false;
+  if (key.endsWith(META_SUFFIX)) return false;
+  return key.split('/').every((segment) => segment.length > 0 && !segment.startsWith('.'));
+}
+
+function assertValidKey(key: string): void {
+  if (!isValidMediaKey(key)) throw new Error(`invalid media key: ${JSON.stringify(key)}`);
+}
+
+/** Each segment percent-encoded, slashes kept. */
+export function encodeMediaKey(key: string): string {
+  return key.split('/').map(encodeURIComponent).join('/');
+}
+
+/** HMAC-SHA256 over key and expiry (unix ms), base64url. */
+export function signMediaKey(key: string, exp: number, secret: Buffer | string): string {
+  return createHmac('sha256', secret).update(`${key}\n${exp}`).digest('base64url');
+}
+
+/** True when `sig` was made with `secret` for this key and expiry, and `exp` has not passed. */
+export function verifyMediaSignature(
+  key: string,
+  exp: string | number,
+  sig: string,
+  secret: Buffer | string,
+  now: number = Date.now(),
+): boolean {
+  const expiry = typeof exp === 'number' ? exp : /^\d{1,16}$/.test(exp) ? Number(exp) : NaN;
+  if (!Number.isSafeInteger(expiry) || expiry < now) return false;
+  const expected = Buffer.from(signMediaKey(key, expiry, secret), 'base64url');
+  const given = Buffer.from(typeof sig === 'string' ? sig : '', 'base64url');
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+function sha256(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+async function writeAtomic(file: string, bytes: Buffer): Promise<void> {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const handle = await fs.open(tmp, 'w');
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const handle = await fs.open(dir, 'r');
+    try { await handle.sync(); } finally { await handle.close(); }
+  } catch {
+    // Not every platform can fsync a directory; the renames are still atomic.
+  }
+}
+
+async function readIfExists(file: string): Promise<Buffer | null> {
+  try {
+    return await fs.readFile(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return null;
+    throw err;
+  }
+}
