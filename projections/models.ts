@@ -1,0 +1,64 @@
+import type { Doc } from '../src/readstore/port';
+
+/** Read-model documents. Field names are what MongoDB stores. */
+
+export interface MediaDoc {
+  kind: 'audio' | 'video' | 'image' | 'voice';
+  key: string;
+  mimeType: string;
+  sizeBytes: number;
+  durationMs?: number;
+}
+
+export interface ErrorDoc {
+  code: string;
+  message: string;
+}
+
+export interface ConversationDoc extends Doc {
+  clientId: string;
+  createdAt: number;
+  updatedAt: number;
+  /** seq of the event that created the conversation: the listing order. */
+  createdSeq: number;
+  lastSeq: number;
+  timeZone: string;
+}
+
+export interface MessageDoc extends Doc {
+  conversationId: string;
+  clientId: string;
+  seq: number;
+  author: 'client' | 'bot';
+  time: number;
+  clientMessageId?: string;
+  /** Bot entries: the message_id of the client message answered. */
+  inReplyTo?: string;
+  text?: string;
+  media?: MediaDoc;
+  voice?: MediaDoc;
+  image?: MediaDoc;
+  processingMs?: number;
+  timeZone?: string;
+  /** Client entries only. */
+  status?: 'pending' | 'answered' | 'failed';
+  /** Bot entries for a processing failure. */
+  error?: ErrorDoc;
+}
+
+export interface SessionDoc extends Doc {
+  clientId: string;
+  conversationId: string;
+  gatewayId: string;
+  timeZone: string;
+  connectedAt: number;
+  open: boolean;
+  disconnectedAt?: number;
+  reason?: string;
+}
+
+export const COLLECTIONS = {
+  conversations: 'conversations',
+  messages: 'messages',
+  sessions: 'sessions',
+} as const;

@@ -1,0 +1,268 @@
+import { randomUUID } from 'node:crypto';
+import { status, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { ChatServiceServer, ClientFrame, ConnectRequest, SendAck, SendRequest, ServerFrame } from '../gen/chatflow/v1/chat';
+import { DisconnectReason } from '../gen/chatflow/v1/events';
+import { ChatFlowError } from '../domain/errors';
+import { decideTimeZone } from '../domain/timezone';
+import { isoLocalTime } from '../llm/local-time';
+import { clientSubject } from '../bus/port';
+import type { GatewayDeps } from './deps';
+import { Outbound, type WritableCall } from './outbound';
+import { MessageRejected, Session, trailers } from './session';
+import { toServiceError } from './status';
+
+const MAX_CONVERSATION_ID = 128;
+
+/**
+ * ChatService: admission at stream start, then a Session per connection.
+ * `Chat` (bidi) and `Connect` + `Send` (gRPC-Web) share every rule.
+ */
+export class ChatGateway {
+  private readonly sessions = new Map<string, Session>();
+  private renewTimer?: NodeJS.Timeout;
+  private sweepTimer?: NodeJS.Timeout;
+  private stopping = false;
+
+  constructor(
+    private readonly deps: GatewayDeps,
+    private readonly logger: Logger,
+  ) {}
+
+  get connected(): number {
+    return this.sessions.size;
+  }
+
+  /** Renews this gateway's leases and expires the leases of dead gateways. */
+  start(): void {
+    const { leaseMs } = this.deps.config;
+    this.renewTimer = setInterval(() => {
+      this.deps.registry.renew(this.deps.gatewayId, this.deps.clock(), leaseMs).catch((err) => this.logger.error({ err }, 'lease renewal failed'));
+    }, Math.max(250, Math.floor(leaseMs / 3)));
+    this.sweepTimer = setInterval(() => void this.sweep(), Math.max(250, Math.floor(leaseMs / 4)));
+    this.renewTimer.unref();
+    this.sweepTimer.unref();
+  }
+
+  /** Leases past their expiry belong to gateways that stopped renewing: free them and record why. */
+  async sweep(): Promise<void> {
+    try {
+      for (const lease of await this.deps.registry.expire(this.deps.clock())) {
+        const local = this.sessions.get(lease.sessionId);
+        if (local) {
+          await local.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, { code: status.UNAVAILABLE, details: 'connection lease expired; reconnect' });
+          continue;
+        }
+        await this.deps.log.append({
+          eventId: this.deps.newId(),
+          time: new Date(this.deps.clock()),
+          clientId: lease.clientId,
+          conversationId: lease.conversationId,
+          sessionId: lease.sessionId,
+          payload: { $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, gatewayId: lease.gatewayId, detail: 'lease not renewed' } },
+        });
+        this.logger.warn({ clientId: lease.clientId, gatewayId: lease.gatewayId }, 'lease expired; slot freed');
+      }
+    } catch (err) {
+      this.logger.error({ err }, 'lease sweep failed');
+    }
+  }
+
+  readonly service: ChatServiceServer = {
+    chat: (call) => this.chat(call),
+    connect: (call) => this.connect(call),
+    send: (call, callback) => this.send(call, callback),
+  };
+
+  private chat(call: ServerDuplexStream<ClientFrame, ServerFrame>): void {
+    // Frames can arrive before admission completes: hold them until the session exists.
+    const early: ClientFrame[] = [];
+    let session: Session | undefined;
+    let ended = false;
+    call.on('data', (frame: ClientFrame) => (session ? this.onFrame(session, frame) : early.push(frame)));
+    call.on('end', () => (session ? session.clientDone() : (ended = true)));
+    call.on('cancelled', () => void session?.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined));
+    call.on('error', (err) => {
+      this.logger.debug({ err }, 'stream error');
+      void session?.close(DisconnectReason.DISCONNECT_REASON_ERROR, undefined, String(err));
+    });
+    void this.open(call).then((s) => {
+      if (!s) return;
+      session = s;
+      for (const f of early.splice(0)) this.onFrame(s, f);
+      if (ended) s.clientDone();
+      if (call.cancelled) void s.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+    });
+  }
+
+  private onFrame(session: Session, frame: ClientFrame): void {
+    const f = frame.frame;
+    if (f?.$case === 'ping') return session.pong(f.ping.nonce);
+    if (f?.$case !== 'message') return;
+    const cmid = f.message.clientMessageId;
+    session.submit(f.message).catch((err) => {
+      const code = err instanceof ChatFlowError ? err.kind : 'INTERNAL';
+      const message = err instanceof ChatFlowError ? err.message : 'the message could not be stored; send it again';
+      // Not logged here for rejections: they are the client's, counted in metrics.
+      session['out'].write({ frame: { $case: 'error', error: { inReplyTo: cmid, code, message, seq: 0 } } });
+    });
+  }
+
+  private connect(call: ServerWritableStream<ConnectRequest, ServerFrame>): void {
+    let session: Session | undefined;
+    call.on('cancelled', () => void session?.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined));
+    void this.open(call).then((s) => {
+      session = s;
+      if (s && call.cancelled) void s.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+    });
+  }
+
+  private send(call: ServerUnaryCall<SendRequest, SendAck>, callback: sendUnaryData<SendAck>): void {
+    const run = async (): Promise<SendAck> => {
+      const clientId = await this.deps.auth.identify(getter(call.metadata));
+      const session = this.sessions.get(call.request.sessionId);
+      if (!session) throw new ChatFlowError('NOT_FOUND', `session ${call.request.sessionId.slice(0, 64)} is not open on this gateway: connect first`);
+      if (session.info.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this session belongs to another client');
+      if (!call.request.message) throw new ChatFlowError('INVALID_ARGUMENT', 'message is required');
+      const a = await session.submit(call.request.message);
+      return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
+    };
+    run().then(
+      (ack) => callback(null, ack),
+      (err) => callback(toServiceError(err instanceof MessageRejected ? new ChatFlowError(err.kind, err.message) : err, this.logger) as never),
+    );
+  }
+
+  /** Admission: identity, time zone, conversation, slot. Ends the call with the right status on refusal. */
+  private async open(call: WritableCall): Promise<Session | undefined> {
+    let slot: string | undefined;
+    const callLogger = this.logger;
+    try {
+      if (this.stopping) throw new ChatFlowError('UNAVAILABLE', 'server shutting down; reconnect shortly');
+      const md = getter(call.metadata);
+      const clientId = await this.refuseAs('unauthenticated', () => this.deps.auth.identify(md));
+      const tz = decideTimeZone(md('x-timezone'), this.deps.config.allowedTimeZones);
+      if (!tz.ok) {
+        this.deps.metrics.admissionsRefused.inc({ reason: tz.code === 'INVALID_ARGUMENT' ? 'invalid_timezone' : 'timezone_not_allowed' });
+        throw new ChatFlowError(tz.code, tz.message);
+      }
+      const resumeAfter = parseResumeAfter(md('x-resume-after'));
+      const requested = md('x-conversation-id');
+      let conversationId: string;
+      let lastSeq = 0;
+      if (requested !== undefined && requested !== '') {
+        if (requested.length > MAX_CONVERSATION_ID) throw new ChatFlowError('INVALID_ARGUMENT', 'x-conversation-id is too long');
+        const conv = await this.deps.conversations.get(requested);
+        if (!conv) {
+          this.deps.metrics.admissionsRefused.inc({ reason: 'not_found' });
+          throw new ChatFlowError('NOT_FOUND', `conversation ${requested} not found`);
+        }
+        if (conv.clientId !== clientId) {
+          this.deps.metrics.admissionsRefused.inc({ reason: 'permission_denied' });
+          throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
+        }
+        conversationId = requested;
+        lastSeq = conv.lastSeq;
+      } else {
+        conversationId = randomUUID();
+      }
+
+      const sessionId = randomUUID();
+      const now = this.deps.clock();
+      const cfg = this.deps.config;
+      const result = await this.deps.registry.acquire({
+        clientId, sessionId, gatewayId: this.deps.gatewayId, conversationId, now, leaseMs: cfg.leaseMs, maxClients: cfg.maxClients,
+      });
+      if (!result.ok) {
+        this.deps.metrics.admissionsRefused.inc({ reason: result.reason });
+        if (result.reason === 'duplicate') {
+          throw new ChatFlowError('ALREADY_EXISTS', `client ${clientId} is already connected (one connection per client); close the other stream first`);
+        }
+        throw new ChatFlowError('RESOURCE_EXHAUSTED', `server full: ${cfg.maxClients} clients connected; retry in ${cfg.retryAfterMs} ms`, {
+          'retry-after-ms': String(cfg.retryAfterMs),
+        });
+      }
+      slot = sessionId;
+      const logger = callLogger.child({ sessionId, clientId, conversationId });
+      const outbound = new Outbound(call, () => void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.RESOURCE_EXHAUSTED, details: 'client reads too slowly; reconnect with x-resume-after' }, 'slow consumer'));
+      const session: Session = new Session(
+        { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now },
+        this.deps,
+        outbound,
+        logger,
+        (s) => {
+          this.sessions.delete(s.id);
+          this.deps.metrics.clientsConnected.set(this.sessions.size);
+        },
+      );
+      await this.deps.log.append(
+        session.event({ $case: 'clientConnected', clientConnected: { gatewayId: this.deps.gatewayId, timeZone: tz.timeZone, newConversation: requested === undefined || requested === '' } }),
+      );
+      this.sessions.set(sessionId, session);
+      this.deps.metrics.clientsConnected.set(this.sessions.size);
+      this.deps.metrics.admissionsAccepted.inc();
+      const welcome: ServerFrame = {
+        frame: {
+          $case: 'welcome',
+          welcome: {
+            sessionId, conversationId, clientId,
+            serverTime: new Date(now),
+            localTime: isoLocalTime(new Date(now), tz.timeZone),
+            maxMediaBytes: cfg.maxMediaBytes,
+            firstMessageDeadlineMs: cfg.firstMessageTimeoutMs,
+            timeZone: tz.timeZone,
+            lastSeq,
+          },
+        },
+      };
+      await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h) });
+      logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
+      return session;
+    } catch (err) {
+      if (slot) await this.deps.registry.release(slot).catch(() => undefined);
+      const e = err instanceof ChatFlowError ? err : new ChatFlowError('UNAVAILABLE', 'could not open the session; retry');
+      if (!(err instanceof ChatFlowError)) callLogger.error({ err }, 'session open failed');
+      const se = toServiceError(e, callLogger);
+      if (!call.cancelled) call.emit('error', se);
+      return undefined;
+    }
+  }
+
+  private async refuseAs<T>(reason: string, f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      this.deps.metrics.admissionsRefused.inc({ reason });
+      throw e;
+    }
+  }
+
+  /** Stops admitting, ends every stream with UNAVAILABLE and records the disconnects. */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.renewTimer);
+    clearInterval(this.sweepTimer);
+    await Promise.all(
+      [...this.sessions.values()].map((s) =>
+        s.close(DisconnectReason.DISCONNECT_REASON_SHUTDOWN, {
+          code: status.UNAVAILABLE,
+          details: 'server shutting down; reconnect with x-resume-after to get what you missed',
+          metadata: trailers({ 'retry-after-ms': '1000' }),
+        }),
+      ),
+    );
+  }
+}
+
+export function getter(md: Metadata): (key: string) => string | undefined {
+  return (key) => {
+    const v = md.get(key);
+    return v.length > 0 ? String(v[0]) : undefined;
+  };
+}
+
+function parseResumeAfter(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (!/^\d{1,15}$/.test(raw)) throw new ChatFlowError('INVALID_ARGUMENT', `x-resume-after must be a non-negative integer (an event seq), got "${raw.slice(0, 32)}"`);
+  return Number(raw);
+}

@@ -1,0 +1,28 @@
+import type { Config } from '../config/config';
+import type { ConnectionRegistry } from '../connections/port';
+import type { EventLog } from '../eventlog/port';
+import type { Bus } from '../bus/port';
+import type { MediaStore } from '../media/port';
+import type { Collection } from '../readstore/port';
+import type { Metrics } from '../metrics';
+import type { TokenAuthority } from '../auth/tokens';
+import type { ConversationDoc, MessageDoc, SessionDoc } from '../../projections/models';
+import type { FrameFactory } from './frames';
+
+/** Everything the gateway needs, passed in (no globals): engines behind ports, time and ids as functions. */
+export interface GatewayDeps {
+  config: Config;
+  gatewayId: string;
+  log: EventLog;
+  registry: ConnectionRegistry;
+  bus: Bus;
+  media: MediaStore;
+  auth: TokenAuthority;
+  conversations: Collection<ConversationDoc>;
+  messages: Collection<MessageDoc>;
+  sessions: Collection<SessionDoc>;
+  frames: FrameFactory;
+  metrics: Metrics;
+  clock: () => number;
+  newId: () => string;
+}

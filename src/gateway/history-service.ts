@@ -1,0 +1,93 @@
+import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type {
+  GetConversationRequest, GetConversationResponse, HistoryServiceServer, ListConversationsRequest, ListConversationsResponse,
+  ListMessagesRequest, ListMessagesResponse,
+} from '../gen/chatflow/v1/history';
+import { ChatFlowError } from '../domain/errors';
+import type { ConversationDoc } from '../../projections/models';
+import type { GatewayDeps } from './deps';
+import { conversationMessage } from './frames';
+import { getter } from './chat-service';
+import { toServiceError } from './status';
+
+type Deps = Pick<GatewayDeps, 'auth' | 'conversations' | 'messages' | 'frames'>;
+
+/** HistoryService: reads the projections only, and only the caller's own data. */
+export function historyService(deps: Deps, logger: Logger): HistoryServiceServer {
+  const unary =
+    <Req, Res>(f: (clientId: string, req: Req) => Promise<Res>) =>
+    (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
+      deps.auth
+        .identify(getter(call.metadata))
+        .then((clientId) => f(clientId, call.request))
+        .then(
+          (res) => callback(null, res),
+          (err) => callback(toServiceError(err, logger) as never),
+        );
+    };
+
+  const owned = async (clientId: string, conversationId: string): Promise<ConversationDoc> => {
+    if (!conversationId) throw new ChatFlowError('INVALID_ARGUMENT', 'conversation_id is required');
+    const conv = await deps.conversations.get(conversationId);
+    if (!conv) throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId.slice(0, 128)} not found`);
+    if (conv.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
+    return conv;
+  };
+
+  return {
+    listConversations: unary<ListConversationsRequest, ListConversationsResponse>(async (clientId, req) => {
+      const pageSize = pageSizeOf(req.pageSize, 20, 100);
+      const before = req.pageToken ? decodeToken(req.pageToken) : undefined;
+      const docs = await deps.conversations.find({
+        where: { clientId },
+        range: before === undefined ? undefined : { field: 'createdSeq', lt: before },
+        sort: { field: 'createdSeq', direction: -1 },
+        limit: pageSize + 1,
+      });
+      const page = docs.slice(0, pageSize);
+      const conversations = await Promise.all(page.map(async (d) => conversationMessage(d, await deps.messages.count({ conversationId: d._id }))));
+      return { conversations, nextPageToken: docs.length > pageSize ? encodeToken(page[page.length - 1].createdSeq) : '' };
+    }),
+
+    listMessages: unary<ListMessagesRequest, ListMessagesResponse>(async (clientId, req) => {
+      await owned(clientId, req.conversationId);
+      const pageSize = pageSizeOf(req.pageSize, 100, 1000);
+      if (req.afterSeq < 0) throw new ChatFlowError('INVALID_ARGUMENT', 'after_seq must not be negative');
+      const after = req.pageToken ? decodeToken(req.pageToken) : req.afterSeq;
+      const docs = await deps.messages.find({
+        where: { conversationId: req.conversationId },
+        range: { field: 'seq', gt: after },
+        sort: { field: 'seq', direction: 1 },
+        limit: pageSize + 1,
+      });
+      const page = docs.slice(0, pageSize);
+      return {
+        messages: await Promise.all(page.map((d) => deps.frames.historyMessage(d))),
+        nextPageToken: docs.length > pageSize ? encodeToken(page[page.length - 1].seq) : '',
+      };
+    }),
+
+    getConversation: unary<GetConversationRequest, GetConversationResponse>(async (clientId, req) => {
+      const conv = await owned(clientId, req.conversationId);
+      return { conversation: conversationMessage(conv, await deps.messages.count({ conversationId: conv._id })) };
+    }),
+  };
+}
+
+function pageSizeOf(requested: number, dflt: number, max: number): number {
+  if (requested < 0) throw new ChatFlowError('INVALID_ARGUMENT', 'page_size must not be negative');
+  if (requested > max) throw new ChatFlowError('INVALID_ARGUMENT', `page_size must be at most ${max}`);
+  return requested === 0 ? dflt : requested;
+}
+
+// Page tokens are opaque to clients: a position in the ordering, base64url-encoded.
+function encodeToken(position: number): string {
+  return Buffer.from(`v1:${position}`).toString('base64url');
+}
+
+function decodeToken(token: string): number {
+  const m = /^v1:(\d{1,15})$/.exec(Buffer.from(token, 'base64url').toString());
+  if (!m) throw new ChatFlowError('INVALID_ARGUMENT', 'page_token is not one this server issued');
+  return Number(m[1]);
+}

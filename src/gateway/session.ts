@@ -1,0 +1,323 @@
+import { Metadata, status } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { createHash } from 'node:crypto';
+import { ServerFrame, type Accepted, type UserMessage } from '../gen/chatflow/v1/chat';
+import { DisconnectReason, Event, MediaKind } from '../gen/chatflow/v1/events';
+import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
+import { ChatFlowError } from '../domain/errors';
+import { MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor } from '../domain/ids';
+import { validateMedia } from '../domain/media-validation';
+import { disconnectReasonName } from '../../projections/definitions';
+import type { MessageDoc } from '../../projections/models';
+import type { Subscription } from '../bus/port';
+import type { GatewayDeps } from './deps';
+import type { EndStatus, Outbound } from './outbound';
+
+export interface SessionInfo {
+  sessionId: string;
+  clientId: string;
+  conversationId: string;
+  timeZone: string;
+  connectedAt: number;
+}
+
+/** A message refused before it reached the log: becomes a ChatError frame (Chat) or a status (Send). */
+export class MessageRejected extends ChatFlowError {}
+
+const KIND_OF = { audio: MediaKind.MEDIA_KIND_AUDIO, video: MediaKind.MEDIA_KIND_VIDEO, image: MediaKind.MEDIA_KIND_IMAGE } as const;
+
+/**
+ * One admitted connection, whatever its transport (Chat bidi stream, or
+ * Connect + Send for gRPC-Web). Holds the lease, the first-message deadline,
+ * the bus subscription that brings replies, and the order of frames.
+ */
+export class Session {
+  private deadline: DeadlineState;
+  private deadlineTimer?: NodeJS.Timeout;
+  private subscription?: Subscription;
+  private closed = false;
+  /** Messages whose append is in flight: replies to them wait until Accepted is written. */
+  private readonly awaitingAccept = new Map<string, ServerFrame[]>();
+  /** Accepted messages waiting for their reply, with the time they were accepted. */
+  private readonly awaitingReply = new Map<string, number>();
+  /** In-flight and recent acknowledgements by client_message_id (resends). */
+  private readonly byClientMessageId = new Map<string, Promise<Accepted>>();
+  /** Messages are prepared one after another so their appends keep the client's order. */
+  private chain: Promise<unknown> = Promise.resolve();
+  private replaying = false;
+  private replayBuffer: ServerFrame[] = [];
+  private halfClosed = false;
+
+  constructor(
+    readonly info: SessionInfo,
+    private readonly deps: GatewayDeps,
+    private readonly out: Outbound,
+    readonly logger: Logger,
+    private readonly onClosed: (s: Session) => void,
+  ) {
+    this.deadline = { connectedAt: info.connectedAt, firstMessageAt: null };
+  }
+
+  get id(): string {
+    return this.info.sessionId;
+  }
+
+  /** Starts delivery and the deadline; replays what the client missed after `resumeAfter`. */
+  async start(welcome: ServerFrame, resumeAfter: number | undefined, bus: { subscribe: (h: (p: Uint8Array) => void) => Subscription }): Promise<void> {
+    this.replaying = resumeAfter !== undefined;
+    this.subscription = bus.subscribe((payload) => this.onBusFrame(payload));
+    this.out.write(welcome);
+    this.armDeadline();
+    if (resumeAfter !== undefined) await this.replay(resumeAfter);
+  }
+
+  private async replay(after: number): Promise<void> {
+    let lastSeq = after;
+    try {
+      const missed = await this.deps.messages.find({
+        where: { conversationId: this.info.conversationId, author: 'bot' },
+        range: { field: 'seq', gt: after },
+        sort: { field: 'seq', direction: 1 },
+      });
+      for (const doc of missed) {
+        this.out.write(await this.deps.frames.replayFrame(doc));
+        lastSeq = Math.max(lastSeq, doc.seq);
+      }
+    } finally {
+      this.replaying = false;
+      const buffered = this.replayBuffer;
+      this.replayBuffer = [];
+      for (const f of buffered) if (seqOf(f) === undefined || seqOf(f)! > lastSeq) this.deliver(f);
+    }
+  }
+
+  private armDeadline(): void {
+    const decision = decideDeadline(this.deadline, this.deps.clock(), this.deps.config.firstMessageTimeoutMs);
+    if (decision.type === 'Pending') {
+      this.deadlineTimer = setTimeout(() => this.armDeadline(), decision.remainingMs);
+      this.deadlineTimer.unref();
+    } else if (decision.type === 'Expired') {
+      const ms = this.deps.config.firstMessageTimeoutMs;
+      void this.close(DisconnectReason.DISCONNECT_REASON_DEADLINE, {
+        code: status.DEADLINE_EXCEEDED,
+        details: `no message within ${ms} ms of connecting: every client must send a message; the slot was freed`,
+      });
+    }
+  }
+
+  private onBusFrame(payload: Uint8Array): void {
+    if (this.closed) return;
+    let frame: ServerFrame;
+    try {
+      frame = ServerFrame.decode(payload);
+    } catch (err) {
+      this.logger.error({ err }, 'undecodable frame on the bus');
+      return;
+    }
+    if (this.replaying) this.replayBuffer.push(frame);
+    else this.deliver(frame);
+  }
+
+  private deliver(frame: ServerFrame): void {
+    const inReplyTo = inReplyToOf(frame);
+    if (inReplyTo !== undefined) {
+      const waiting = this.awaitingAccept.get(inReplyTo);
+      if (waiting) {
+        waiting.push(frame);
+        return;
+      }
+    }
+    this.out.write(frame);
+    const f = frame.frame;
+    if ((f?.$case === 'response' || f?.$case === 'error') && inReplyTo !== undefined) {
+      const acceptedAt = this.awaitingReply.get(inReplyTo);
+      if (acceptedAt !== undefined) {
+        this.awaitingReply.delete(inReplyTo);
+        this.deps.metrics.replyLatencySeconds.observe((this.deps.clock() - acceptedAt) / 1000);
+      }
+      if (this.halfClosed && this.awaitingReply.size === 0) void this.close(DisconnectReason.DISCONNECT_REASON_CLIENT, null);
+    }
+  }
+
+  pong(nonce: number): void {
+    this.out.write({ frame: { $case: 'pong', pong: { nonce, serverTime: new Date(this.deps.clock()) } } });
+  }
+
+  /**
+   * Validates, stores media, appends MessageReceived and resolves with the
+   * acknowledgement once the event is durable. Rejects with MessageRejected.
+   */
+  submit(message: UserMessage): Promise<Accepted> {
+    if (this.closed) return Promise.reject(new ChatFlowError('FAILED_PRECONDITION', 'the session is closed'));
+    const cmid = message.clientMessageId;
+    if (!cmid || cmid.length > MAX_CLIENT_MESSAGE_ID_LENGTH) {
+      this.deps.metrics.messagesRejected.inc({ code: 'INVALID_ARGUMENT' });
+      return Promise.reject(new MessageRejected('INVALID_ARGUMENT', `client_message_id is required (1 to ${MAX_CLIENT_MESSAGE_ID_LENGTH} characters)`));
+    }
+    const known = this.byClientMessageId.get(cmid);
+    if (known) return known.then((a) => ({ ...a, duplicate: true }));
+    const messageId = messageIdFor(this.info.clientId, cmid);
+    this.awaitingAccept.set(messageId, []);
+    const prepared = this.chain.then(() => this.prepare(message, messageId));
+    this.chain = prepared.catch(() => undefined);
+    const accepted = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : this.append(p.event, messageId, cmid)));
+    this.byClientMessageId.set(cmid, accepted);
+    if (this.byClientMessageId.size > 10_000) this.byClientMessageId.delete(this.byClientMessageId.keys().next().value!);
+    accepted.then(
+      (a) => {
+        this.deadline = recordMessage(this.deadline, this.deps.clock());
+        clearTimeout(this.deadlineTimer);
+        this.out.write({ frame: { $case: 'accepted', accepted: a } });
+        if (!a.duplicate) this.awaitingReply.set(messageId, this.deps.clock());
+        this.flushAwaiting(messageId);
+      },
+      (err) => {
+        this.byClientMessageId.delete(cmid);
+        this.flushAwaiting(messageId);
+        if (!(err instanceof MessageRejected)) this.logger.error({ err, clientMessageId: cmid }, 'message could not be accepted');
+      },
+    );
+    return accepted;
+  }
+
+  private flushAwaiting(messageId: string): void {
+    const frames = this.awaitingAccept.get(messageId);
+    this.awaitingAccept.delete(messageId);
+    for (const f of frames ?? []) this.deliver(f);
+  }
+
+  private async prepare(message: UserMessage, messageId: string): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
+    const existing = await this.deps.messages.get(messageId);
+    if (existing) return { kind: 'duplicate', accepted: acceptedFrom(existing) };
+    const cfg = this.deps.config;
+    const content = message.content;
+    const base = {
+      messageId,
+      clientMessageId: message.clientMessageId,
+      gatewayId: this.deps.gatewayId,
+      timeZone: this.info.timeZone,
+    };
+    if (!content) throw this.reject('INVALID_ARGUMENT', 'the message has no content: set text, audio, video or image');
+    if (content.$case === 'text') {
+      const text = content.text;
+      if (text.trim() === '') throw this.reject('INVALID_ARGUMENT', 'the text is empty');
+      if (text.length > cfg.maxTextChars) throw this.reject('INVALID_ARGUMENT', `the text is ${text.length} characters; the limit is ${cfg.maxTextChars}`);
+      return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'text', text } } }) };
+    }
+    const kind = content.$case;
+    const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
+    const verdict = validateMedia({ kind, mimeType: media.mimeType, data: media.data, maxBytes: cfg.maxMediaBytes });
+    if (!verdict.ok) throw this.reject(verdict.code, verdict.message);
+    const key = `uploads/${Buffer.from(this.info.clientId).toString('base64url')}/${messageId}${extensionOf(verdict.mimeType)}`;
+    const bytes = Buffer.from(media.data.buffer, media.data.byteOffset, media.data.byteLength);
+    // Bytes reach the object store before the event that references them.
+    await this.deps.media.put(key, bytes, verdict.mimeType);
+    const ref = {
+      kind: KIND_OF[kind],
+      key,
+      mimeType: verdict.mimeType,
+      sizeBytes: bytes.length,
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      durationMs: verdict.durationMs ?? 0,
+    };
+    return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } }) };
+  }
+
+  private reject(code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): MessageRejected {
+    this.deps.metrics.messagesRejected.inc({ code });
+    return new MessageRejected(code, message);
+  }
+
+  private async append(event: Event, messageId: string, clientMessageId: string): Promise<Accepted> {
+    const logged = await this.deps.log.append(event);
+    const p = event.payload;
+    const kind = p?.$case === 'messageReceived' && p.messageReceived.content?.$case === 'media' ? MediaKindName[p.messageReceived.content.media.kind] : 'text';
+    this.deps.metrics.messagesAccepted.inc({ kind });
+    return { clientMessageId, messageId, seq: logged.seq, duplicate: false };
+  }
+
+  event(payload: Event['payload']): Event {
+    return {
+      eventId: this.deps.newId(),
+      time: new Date(this.deps.clock()),
+      clientId: this.info.clientId,
+      conversationId: this.info.conversationId,
+      sessionId: this.info.sessionId,
+      payload,
+    };
+  }
+
+  /** The client half-closed: finish once every accepted message has its reply. */
+  clientDone(): void {
+    this.halfClosed = true;
+    void this.chain.then(() => {
+      if (this.awaitingReply.size === 0 && this.awaitingAccept.size === 0) void this.close(DisconnectReason.DISCONNECT_REASON_CLIENT, null);
+    });
+  }
+
+  /**
+   * Ends the session once: frees the slot, records ClientDisconnected, ends
+   * the stream with `end` (null = OK, undefined = the stream is already gone).
+   */
+  async close(reason: DisconnectReason, end: EndStatus | null | undefined, detail = ''): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.deadlineTimer);
+    this.subscription?.unsubscribe();
+    if (end !== undefined) this.out.end(end);
+    this.onClosed(this);
+    const name = disconnectReasonName(reason);
+    this.deps.metrics.disconnects.inc({ reason: name });
+    try {
+      await this.deps.registry.release(this.info.sessionId);
+      await this.deps.log.append(
+        this.event({ $case: 'clientDisconnected', clientDisconnected: { reason, gatewayId: this.deps.gatewayId, detail } }),
+      );
+    } catch (err) {
+      this.logger.error({ err }, 'could not record the disconnect (the lease will expire)');
+    }
+    this.logger.info({ reason: name }, 'client disconnected');
+  }
+}
+
+const MediaKindName: Record<number, string> = { 1: 'audio', 2: 'video', 3: 'image', 4: 'voice' };
+
+function acceptedFrom(doc: MessageDoc): Accepted {
+  return { clientMessageId: doc.clientMessageId ?? '', messageId: doc._id, seq: doc.seq, duplicate: true };
+}
+
+function inReplyToOf(frame: ServerFrame): string | undefined {
+  const f = frame.frame;
+  switch (f?.$case) {
+    case 'delta':
+      return f.delta.inReplyTo;
+    case 'response':
+      return f.response.inReplyTo;
+    case 'error':
+      return f.error.inReplyTo;
+    default:
+      return undefined;
+  }
+}
+
+function seqOf(frame: ServerFrame): number | undefined {
+  const f = frame.frame;
+  if (f?.$case === 'response') return f.response.seq;
+  if (f?.$case === 'error') return f.error.seq || undefined;
+  return undefined;
+}
+
+function extensionOf(mime: string): string {
+  const ext: Record<string, string> = {
+    'audio/wav': '.wav', 'audio/mpeg': '.mp3', 'audio/ogg': '.ogg', 'audio/flac': '.flac', 'audio/webm': '.webm', 'audio/mp4': '.m4a', 'audio/aac': '.aac',
+    'video/mp4': '.mp4', 'video/webm': '.webm', 'video/quicktime': '.mov', 'video/ogg': '.ogv', 'video/x-msvideo': '.avi', 'video/x-matroska': '.mkv',
+    'image/png': '.png', 'image/jpeg': '.jpg', 'image/gif': '.gif', 'image/webp': '.webp',
+  };
+  return ext[mime] ?? '';
+}
+
+export function trailers(entries: Record<string, string>): Metadata {
+  const m = new Metadata();
+  for (const [k, v] of Object.entries(entries)) m.set(k, v);
+  return m;
+}

@@ -1,0 +1,35 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Prometheus metrics of one ChatFlow process (one registry per app instance). */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'chatflow_process_' });
+  const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 30];
+  return {
+    registry,
+    clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
+    admissionsRefused: new Counter({
+      name: 'chatflow_admissions_refused_total',
+      help: 'Connections refused, by reason (full, duplicate, unauthenticated, invalid_timezone, timezone_not_allowed, not_found, permission_denied, unavailable)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    admissionsAccepted: new Counter({ name: 'chatflow_admissions_accepted_total', help: 'Connections admitted', registers: [registry] }),
+    disconnects: new Counter({ name: 'chatflow_disconnects_total', help: 'Connections ended, by reason', labelNames: ['reason'] as const, registers: [registry] }),
+    messagesAccepted: new Counter({ name: 'chatflow_messages_accepted_total', help: 'Messages durably appended', labelNames: ['kind'] as const, registers: [registry] }),
+    messagesRejected: new Counter({ name: 'chatflow_messages_rejected_total', help: 'Messages refused with a ChatError', labelNames: ['code'] as const, registers: [registry] }),
+    messagesProcessing: new Gauge({ name: 'chatflow_messages_processing', help: 'Messages being processed by this worker', registers: [registry] }),
+    messagesProcessingPeak: new Gauge({ name: 'chatflow_messages_processing_peak', help: 'Highest number of messages in processing at once, since start', registers: [registry] }),
+    messagesWaiting: new Gauge({ name: 'chatflow_messages_waiting', help: 'Messages in the log not yet taken by a worker (backpressure)', registers: [registry] }),
+    responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    processingSeconds: new Histogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),
+    replyLatencySeconds: new Histogram({
+      name: 'chatflow_reply_latency_seconds',
+      help: 'From Accepted to the reply written to the client stream, at the gateway',
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,247 @@
+import type { Logger } from 'pino';
+import { ServerFrame } from '../gen/chatflow/v1/chat';
+import { MediaKind, type Event, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
+import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type BudgetState } from '../domain/budget';
+import { responseIdFor } from '../domain/ids';
+import { clientSubject, type Bus } from '../bus/port';
+import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
+import { LlmError, type InputKind, type LlmProvider, type LlmRequest } from '../llm/port';
+import type { MediaStore } from '../media/port';
+import { renderImage } from '../media/png';
+import { synthesizeVoice } from '../media/wav';
+import { formatLocalTime } from '../llm/local-time';
+import type { Collection } from '../readstore/port';
+import type { Metrics } from '../metrics';
+import type { MessageDoc } from '../../projections/models';
+import { mediaDoc } from '../../projections/definitions';
+import type { FrameFactory } from '../gateway/frames';
+
+export interface WorkerDeps {
+  workerId: string;
+  log: EventLog;
+  bus: Bus;
+  media: MediaStore;
+  llm: LlmProvider;
+  messages: Collection<MessageDoc>;
+  frames: FrameFactory;
+  metrics: Metrics;
+  maxProcessing: number;
+  clock: () => number;
+  newId: () => string;
+  logger: Logger;
+  /** Retries of a retryable provider error before the message fails. */
+  maxAttempts?: number;
+}
+
+/**
+ * Consumes MessageReceived under a bounded budget: the log consumer hands out
+ * at most `maxProcessing` messages at once, so the rest wait in the log. The
+ * budget decider is checked again here and its peak is what /metrics reports.
+ * Processing is idempotent by message id; per-conversation order is kept.
+ */
+export class Worker {
+  private consumer?: Consumer;
+  private budget: BudgetState = initialBudget();
+  private readonly waiters: (() => void)[] = [];
+  /** Tail of the work chain of each conversation (keeps replies in order). */
+  private readonly conversationTails = new Map<string, Promise<void>>();
+  private readonly inFlight = new Set<string>();
+  private readonly abort = new AbortController();
+  private lagTimer?: NodeJS.Timeout;
+
+  constructor(private readonly deps: WorkerDeps) {}
+
+  get peak(): number {
+    return this.budget.peak;
+  }
+
+  get processing(): number {
+    return this.budget.inProcessing;
+  }
+
+  async start(): Promise<void> {
+    this.consumer = await this.deps.log.consume({
+      group: 'workers',
+      topics: ['conversations'],
+      concurrencyPerPartition: this.deps.maxProcessing,
+      handle: (e) => this.handle(e),
+    });
+    this.lagTimer = setInterval(() => this.deps.metrics.messagesWaiting.set(this.consumer?.lag() ?? 0), 500);
+    this.lagTimer.unref();
+  }
+
+  private step(command: BudgetCommand): boolean {
+    const events = decideBudget(command, this.budget);
+    this.budget = events.reduce(evolveBudget, this.budget);
+    this.deps.metrics.messagesProcessing.set(this.budget.inProcessing);
+    this.deps.metrics.messagesProcessingPeak.set(this.budget.peak);
+    return events[0].type !== 'MustWait';
+  }
+
+  private async acquire(): Promise<void> {
+    while (!this.step({ type: 'Start', max: this.deps.maxProcessing })) {
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+  }
+
+  private release(): void {
+    this.step({ type: 'Finish' });
+    this.waiters.shift()?.();
+  }
+
+  private async handle(e: LoggedEvent): Promise<void> {
+    const p = e.event.payload;
+    if (p?.$case !== 'messageReceived') return;
+    const id = p.messageReceived.messageId;
+    if (this.inFlight.has(id)) return; // the same message appended twice: one processing is enough
+    this.inFlight.add(id);
+    const key = e.event.conversationId;
+    const previous = this.conversationTails.get(key) ?? Promise.resolve();
+    const mine = previous.then(() => this.process(e.event, p.messageReceived));
+    const tail = mine.catch(() => undefined);
+    this.conversationTails.set(key, tail);
+    try {
+      await mine;
+    } finally {
+      this.inFlight.delete(id);
+      if (this.conversationTails.get(key) === tail) this.conversationTails.delete(key);
+    }
+  }
+
+  private async process(event: Event, m: MessageReceived): Promise<void> {
+    const done = await this.deps.messages.get(m.messageId);
+    if (done && done.status !== 'pending') return; // answered before a restart: never twice
+    await this.acquire();
+    const started = this.deps.clock();
+    const kind = inputKind(m);
+    try {
+      const outcome = await this.produce(event, m, kind, started);
+      this.deps.metrics.responses.inc({ outcome });
+    } finally {
+      this.release();
+    }
+  }
+
+  private async produce(event: Event, m: MessageReceived, kind: InputKind, started: number): Promise<'answered' | 'failed'> {
+    const subject = clientSubject(event.clientId);
+    const request: LlmRequest = {
+      messageId: m.messageId,
+      kind,
+      text: m.content?.$case === 'text' ? m.content.text : undefined,
+      media: m.content?.$case === 'media' ? { mimeType: m.content.media.mimeType, sizeBytes: m.content.media.sizeBytes, durationMs: m.content.media.durationMs || undefined } : undefined,
+      timeZone: m.timeZone || 'UTC',
+      now: new Date(started),
+      history: this.deps.llm.name === 'simulated' ? [] : await this.history(event.conversationId, m.messageId),
+    };
+    const attempts = this.deps.maxAttempts ?? 3;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const reply = await this.deps.llm.generate(request, {
+          signal: this.abort.signal,
+          onDelta: (textDelta) => void this.publish(subject, { frame: { $case: 'delta', delta: { inReplyTo: m.messageId, textDelta } } }),
+        });
+        const responseId = responseIdFor(m.messageId);
+        const voice = kind === 'audio' || kind === 'video' ? await this.voice(event, responseId, reply.text) : undefined;
+        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request) : undefined;
+        const processingMs = this.deps.clock() - started;
+        const logged = await this.deps.log.append(this.event(event, {
+          $case: 'responseProduced',
+          responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model },
+        }));
+        this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
+        const response = await this.deps.frames.botResponse({
+          _id: responseId, conversationId: event.conversationId, clientId: event.clientId, seq: logged.seq, author: 'bot', time: logged.event.time!.getTime(),
+          inReplyTo: m.messageId, text: reply.text, processingMs, voice: mediaDoc(voice), image: mediaDoc(image),
+        });
+        await this.publish(subject, { frame: { $case: 'response', response } });
+        return 'answered';
+      } catch (err) {
+        if (this.abort.signal.aborted) throw err; // shutting down: left uncommitted, redone after restart
+        const retryable = err instanceof LlmError && err.retryable && attempt < attempts;
+        if (retryable) {
+          this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying');
+          await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
+          continue;
+        }
+        const code = err instanceof LlmError ? err.code : 'INTERNAL';
+        const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : 'the reply could not be produced';
+        if (!(err instanceof LlmError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
+        const logged = await this.deps.log.append(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId } }));
+        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq } } });
+        return 'failed';
+      }
+    }
+  }
+
+  private async voice(event: Event, responseId: string, text: string): Promise<MediaRef> {
+    const v = synthesizeVoice(text, { seed: responseId });
+    const key = `replies/${event.conversationId}/${responseId}.wav`;
+    await this.deps.media.put(key, v.bytes, v.mimeType);
+    return { kind: MediaKind.MEDIA_KIND_VOICE, key, mimeType: v.mimeType, sizeBytes: v.bytes.length, sha256: '', durationMs: v.durationMs };
+  }
+
+  private async image(event: Event, responseId: string, text: string, request: LlmRequest): Promise<MediaRef> {
+    const img = renderImage({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), ...wrap(text, 44).slice(0, 6)], seed: responseId });
+    const key = `replies/${event.conversationId}/${responseId}.png`;
+    await this.deps.media.put(key, img.bytes, img.mimeType);
+    return { kind: MediaKind.MEDIA_KIND_IMAGE, key, mimeType: img.mimeType, sizeBytes: img.bytes.length, sha256: '', durationMs: 0 };
+  }
+
+  private async history(conversationId: string, exclude: string): Promise<LlmRequest['history']> {
+    const recent = await this.deps.messages.find({ where: { conversationId }, sort: { field: 'seq', direction: -1 }, limit: 11 });
+    return recent
+      .filter((d) => d._id !== exclude && d.text)
+      .slice(0, 10)
+      .reverse()
+      .map((d) => ({ author: d.author, text: d.text! }));
+  }
+
+  private event(source: Event, payload: Event['payload']): Event {
+    return { eventId: this.deps.newId(), time: new Date(this.deps.clock()), clientId: source.clientId, conversationId: source.conversationId, sessionId: source.sessionId, payload };
+  }
+
+  private async publish(subject: string, frame: ServerFrame): Promise<void> {
+    try {
+      await this.deps.bus.publish(subject, ServerFrame.encode(frame).finish());
+    } catch (err) {
+      // Delivery is best effort: the reply is in the log and the client resumes from history.
+      this.deps.logger.warn({ err }, 'could not publish to the bus');
+    }
+  }
+
+  async stop(graceMs: number): Promise<void> {
+    clearInterval(this.lagTimer);
+    const stopping = this.consumer?.stop(graceMs);
+    setTimeout(() => this.abort.abort(), graceMs).unref();
+    await stopping;
+  }
+
+  stats() {
+    return { processing: this.budget.inProcessing, peak: this.budget.peak, waiting: this.consumer?.lag() ?? 0 };
+  }
+}
+
+function inputKind(m: MessageReceived): InputKind {
+  if (m.content?.$case !== 'media') return 'text';
+  switch (m.content.media.kind) {
+    case MediaKind.MEDIA_KIND_AUDIO:
+      return 'audio';
+    case MediaKind.MEDIA_KIND_VIDEO:
+      return 'video';
+    default:
+      return 'image';
+  }
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/)) {
+    if ((line + ' ' + word).trim().length > width) {
+      if (line) lines.push(line);
+      line = word.slice(0, width);
+    } else line = (line + ' ' + word).trim();
+  }
+  if (line) lines.push(line);
+  return lines;
+}
