@@ -1,0 +1,90 @@
+import { committableOf, complete, initialOffsets, OffsetError, skip, track, type OffsetState } from './offsets';
+
+/** Tracks the given offsets in order, starting from `start`. */
+const tracked = (start: number, ...offsets: number[]): OffsetState =>
+  offsets.reduce((s, o) => track(s, o).state, initialOffsets(start));
+
+describe('offset tracker', () => {
+  it('given a fresh tracker, then everything before the start is committable', () => {
+    const s = initialOffsets(7);
+    expect(committableOf(s)).toBe(7);
+    expect(s).toEqual({ next: 7, pending: [] });
+  });
+
+  it('given a negative or fractional start, then it throws', () => {
+    expect(() => initialOffsets(-1)).toThrow(OffsetError);
+    expect(() => initialOffsets(1.5)).toThrow(/invalid offset/);
+  });
+
+  it('given offsets in flight, when nothing is done, then the oldest in flight is committable', () => {
+    const r = track(tracked(0, 0), 1);
+    expect(r.committable).toBe(0);
+    expect(r.state.pending).toEqual([0, 1]);
+  });
+
+  it('given 0,1,2 in flight, when 0 completes, then 1 is committable', () => {
+    expect(complete(tracked(0, 0, 1, 2), 0).committable).toBe(1);
+  });
+
+  it('given 0,1,2 in flight, when 2 then 1 complete out of order, then 0 still holds the commit back', () => {
+    let s = tracked(0, 0, 1, 2);
+    s = complete(s, 2).state;
+    const r = complete(s, 1);
+    expect(r.committable).toBe(0);
+    expect(r.state.pending).toEqual([0]);
+  });
+
+  it('given only 0 left in flight, when it completes, then everything seen is committable', () => {
+    const s = complete(complete(tracked(0, 0, 1, 2), 2).state, 1).state;
+    expect(complete(s, 0).committable).toBe(3);
+  });
+
+  it('given a gap between tracked offsets, then the gap counts as done', () => {
+    const s = tracked(0, 0, 5);
+    expect(complete(s, 0).committable).toBe(5);
+    expect(complete(complete(s, 0).state, 5).committable).toBe(6);
+  });
+
+  it('given an offset below the last tracked one, when tracked, then it throws', () => {
+    expect(() => track(tracked(0, 3), 3)).toThrow(/out of order/);
+    expect(() => track(initialOffsets(10), 9)).toThrow(OffsetError);
+  });
+
+  it('given an untracked offset, when completed, then it is rejected', () => {
+    expect(() => complete(tracked(0, 0, 2), 1)).toThrow(/not in flight/);
+    expect(() => complete(initialOffsets(0), 0)).toThrow(OffsetError);
+  });
+
+  it('given an offset already completed, when completed again, then it is rejected', () => {
+    const s = complete(tracked(0, 0, 1), 0).state;
+    expect(() => complete(s, 0)).toThrow(/not in flight/);
+  });
+
+  it('given nothing in flight, when an offset is skipped, then the commit moves past it', () => {
+    const r = skip(initialOffsets(0), 4);
+    expect(r.committable).toBe(5);
+    expect(r.state).toEqual({ next: 5, pending: [] });
+  });
+
+  it('given an offset in flight, when a later one is skipped, then the commit waits for the one in flight', () => {
+    const r = skip(tracked(0, 0), 1);
+    expect(r.committable).toBe(0);
+    expect(complete(r.state, 0).committable).toBe(2);
+  });
+
+  it('given an offset already seen, when skipped, then nothing changes', () => {
+    const s = tracked(0, 0, 3);
+    const r = skip(s, 2);
+    expect(r.state).toBe(s);
+    expect(r.committable).toBe(0);
+  });
+
+  it('given any state, then updates never mutate it', () => {
+    const s = tracked(0, 0, 1);
+    const copy = JSON.parse(JSON.stringify(s));
+    complete(s, 1);
+    track(s, 2);
+    skip(s, 9);
+    expect(s).toEqual(copy);
+  });
+});

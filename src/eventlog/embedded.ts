@@ -1,0 +1,750 @@
+/**
+ * Embedded, durable event log: one append-only file, no external service.
+ *
+ * File `<dir>/events.log` = header (magic "CFEL", u32 LE version) then records
+ * [u32 LE payload length][u32 LE crc32(payload)][payload = Event protobuf].
+ * Record number n (0-based) is the offset of that event whatever its topic
+ * (single partition 0 per topic, offsets shared), and its seq is n + 1.
+ *
+ * Durability: appends are group-committed (one write + one fdatasync for all
+ * appends that arrived while the previous write was syncing) and resolve only
+ * once synced. On open every record is verified; a torn or corrupt tail is
+ * copied aside and truncated.
+ *
+ * Memory: per record only its byte position and topic (9 bytes) stay in
+ * memory, plus a bounded ring of recent payloads for live consumers.
+ * Consumers that lag read from the file in batches.
+ */
+import { constants as fsc, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { Event } from '../gen/chatflow/v1/events';
+import { committableOf, complete, initialOffsets, skip, track, type OffsetState } from '../domain/offsets';
+import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
+
+export interface EventLogLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
+
+export interface EmbeddedEventLogOptions {
+  dir: string;
+  /** fdatasync every batch (default true). `false` is for tests and benchmarks only. */
+  fsync?: boolean;
+  logger?: EventLogLogger;
+  /** Recent records kept decoded-ready in memory for live consumers (default 8192). */
+  cacheSize?: number;
+  /**
+   * A bad region larger than this cannot be a torn last write (a batch is at
+   * most a few MiB): opening refuses instead of truncating (default 16 MiB).
+   */
+  maxTornBytes?: number;
+}
+
+export interface EmbeddedEventLogStats {
+  /** Durable records in the log. */
+  records: number;
+  /** fdatasync calls on the log file (group commit keeps this far below appends). */
+  fsyncs: number;
+  /** Write batches. */
+  batches: number;
+  /** Size of the log file in bytes, header included. */
+  bytes: number;
+}
+
+const MAGIC = Buffer.from('CFEL', 'latin1');
+const VERSION = 1;
+const FILE_HEADER = 8;
+const RECORD_HEADER = 8;
+const MAX_RECORD = 4 * 1024 * 1024; // events reference media, they never carry bytes
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+const READ_BATCH_BYTES = 1024 * 1024;
+const SCAN_CHUNK = 1024 * 1024;
+const COMMIT_INTERVAL_MS = 200;
+const RETRY_BASE_MS = 50;
+const RETRY_MAX_MS = 5000;
+const DEFAULT_GRACE_MS = 5000;
+const TOPIC_INDEX = new Map<Topic, number>(TOPICS.map((t, i) => [t, i]));
+
+const defaultLogger: EventLogLogger = {
+  warn: (obj, msg) => console.warn(msg, obj),
+  info: () => {},
+};
+
+type Committed = Partial<Record<Topic, number>>;
+
+interface PendingAppend {
+  readonly offset: number;
+  readonly topic: Topic;
+  readonly event: Event;
+  readonly payload: Uint8Array;
+  resolve(e: LoggedEvent): void;
+  reject(err: Error): void;
+}
+
+/** What a consumer needs from the log (kept narrow so the log's own API stays small). */
+interface ConsumerHost {
+  readonly logger: EventLogLogger;
+  durable(): number;
+  topicAt(offset: number): Topic;
+  durableCountOf(topic: Topic): number;
+  countBefore(topic: Topic, offset: number): number;
+  /** Payloads of records [from, ...) up to `to`: at least one, maybe fewer than asked. */
+  read(from: number, to: number): Promise<Uint8Array[]>;
+  commit(group: string, offsets: Committed): Promise<void>;
+  release(consumer: EmbeddedConsumer): void;
+}
+
+export class EmbeddedEventLog implements EventLog {
+  private readonly logPath: string;
+  private readonly offsetsDir: string;
+  private readonly fsync: boolean;
+  private readonly logger: EventLogLogger;
+  /** positions[n] = byte position of record n; positions[appended] = end of data. */
+  private readonly positions = new Column((n) => new Float64Array(n));
+  private readonly topics = new Column((n) => new Uint8Array(n));
+  private readonly durableByTopic = TOPICS.map(() => 0);
+  private readonly cache: ({ offset: number; payload: Uint8Array } | undefined)[];
+  private appended = 0;
+  private durableCount = 0;
+  private queue: PendingAppend[] = [];
+  private flushing = false;
+  private idleWaiters: (() => void)[] = [];
+  private failure: Error | undefined;
+  private closed = false;
+  private closeRun: Promise<void> | undefined;
+  private readonly consumers = new Set<EmbeddedConsumer>();
+  private readonly activeGroupTopics = new Set<string>();
+  private readonly groups = new Map<string, Committed>();
+  private readonly groupWrites = new Map<string, Promise<void>>();
+  private tmpSeq = 0;
+  private readonly counters = { fsyncs: 0, batches: 0 };
+
+  private constructor(
+    private readonly fh: FileHandle,
+    private readonly dir: string,
+    opts: EmbeddedEventLogOptions,
+  ) {
+    this.logPath = path.join(dir, 'events.log');
+    this.offsetsDir = path.join(dir, 'offsets');
+    this.fsync = opts.fsync ?? true;
+    this.logger = opts.logger ?? defaultLogger;
+    this.cache = new Array(Math.max(1, opts.cacheSize ?? 8192));
+  }
+
+  /** Opens (or creates) the log in `dir`, verifying every record and repairing a torn tail. */
+  static async open(opts: EmbeddedEventLogOptions): Promise<EmbeddedEventLog> {
+    const dir = path.resolve(opts.dir);
+    await fsp.mkdir(path.join(dir, 'offsets'), { recursive: true });
+    const fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT);
+    const log = new EmbeddedEventLog(fh, dir, opts);
+    try {
+      await log.recover(opts.maxTornBytes ?? 16 * 1024 * 1024);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+    return log;
+  }
+
+  /** Appends one event; resolves once it is on disk (fdatasync), in offset order. */
+  append(event: Event): Promise<LoggedEvent> {
+    // During close() appends are still taken until consumers have stopped (their handlers may append).
+    if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
+    if (this.failure) return Promise.reject(this.failure);
+    let topic: Topic;
+    let payload: Uint8Array;
+    try {
+      topic = topicOf(event);
+      payload = Event.encode(event).finish();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (payload.length > MAX_RECORD) {
+      return Promise.reject(new Error(`event of ${payload.length} bytes exceeds ${MAX_RECORD}`));
+    }
+    // Offset and byte position are fixed now, so appends resolve in call order.
+    const offset = this.appended++;
+    this.positions.push(this.positions.get(offset) + RECORD_HEADER + payload.length);
+    this.topics.push(TOPIC_INDEX.get(topic)!);
+    this.cache[offset % this.cache.length] = { offset, payload };
+    return new Promise((resolve, reject) => {
+      this.queue.push({ offset, topic, event, payload, resolve, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        // Start on a microtask so appends issued in the same tick share the first batch.
+        queueMicrotask(() => void this.flushLoop());
+      }
+    });
+  }
+
+  async consume(options: ConsumeOptions): Promise<Consumer> {
+    if (this.closed || this.closeRun) throw new Error('event log is closed: consume refused');
+    const topics = [...new Set(options.topics)];
+    if (topics.length === 0) throw new Error('consume: no topics');
+    if (!Number.isInteger(options.concurrencyPerPartition) || options.concurrencyPerPartition < 1) {
+      throw new Error(`consume: concurrencyPerPartition must be a positive integer`);
+    }
+    const keys = topics.map((t) => `${options.group}\u0000${t}`);
+    const busy = topics.filter((_, i) => this.activeGroupTopics.has(keys[i]));
+    if (busy.length > 0) throw new Error(`group ${options.group} already consumes ${busy.join(', ')}`);
+    keys.forEach((k) => this.activeGroupTopics.add(k));
+
+    const committed = await this.loadGroup(options.group); // loaded even fromBeginning: saves merge into it
+    const start = new Map<Topic, number>();
+    for (const t of topics) {
+      const c = options.fromBeginning ? 0 : (committed[t] ?? 0);
+      // A commit past the end can only follow a truncated tail: resume at the end, or new events would be skipped.
+      if (c > this.durableCount) {
+        this.logger.warn({ group: options.group, topic: t, committed: c, end: this.durableCount }, 'committed offset beyond the log; resuming at its end');
+      }
+      start.set(t, Math.min(c, this.durableCount));
+    }
+    const consumer = new EmbeddedConsumer(this.host(keys), options, start);
+    this.consumers.add(consumer);
+    consumer.wake();
+    return consumer;
+  }
+
+  /** Stops consumers, flushes pending appends, syncs and closes the file. Idempotent. */
+  close(): Promise<void> {
+    this.closeRun ??= (async () => {
+      await Promise.all([...this.consumers].map((c) => c.stop()));
+      this.closed = true;
+      if (this.flushing) await new Promise<void>((r) => this.idleWaiters.push(r));
+      await Promise.all(this.groupWrites.values());
+      if (!this.failure) {
+        await this.fh.datasync();
+        this.counters.fsyncs++;
+      }
+      await this.fh.close();
+    })();
+    return this.closeRun;
+  }
+
+  stats(): EmbeddedEventLogStats {
+    return { records: this.durableCount, ...this.counters, bytes: this.positions.get(this.durableCount) };
+  }
+
+  // ---- writing -------------------------------------------------------------
+
+  /** Group commit: everything queued while the previous batch was syncing goes in the next one. */
+  private async flushLoop(): Promise<void> {
+    while (this.queue.length > 0 && !this.failure) {
+      let bytes = 0;
+      let n = 0;
+      while (n < this.queue.length && (n === 0 || bytes + this.queue[n].payload.length + RECORD_HEADER <= MAX_BATCH_BYTES)) {
+        bytes += this.queue[n++].payload.length + RECORD_HEADER;
+      }
+      const batch = this.queue.splice(0, n);
+      try {
+        await this.writeBatch(batch, bytes);
+      } catch (err) {
+        // After a failed write or fsync the file state is unknown: stop accepting appends.
+        this.failure = new Error(`event log write failed: ${(err as Error).message}`, { cause: err });
+        this.logger.warn({ err }, 'event log write failed; log is now read-only');
+        for (const p of [...batch, ...this.queue.splice(0)]) p.reject(this.failure);
+      }
+    }
+    this.flushing = false; // same synchronous step as the empty check: no append can be stranded
+    for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private async writeBatch(batch: PendingAppend[], bytes: number): Promise<void> {
+    const buf = Buffer.allocUnsafe(bytes);
+    let at = 0;
+    for (const p of batch) {
+      buf.writeUInt32LE(p.payload.length, at);
+      buf.writeUInt32LE(crc32(p.payload), at + 4);
+      buf.set(p.payload, at + RECORD_HEADER);
+      at += RECORD_HEADER + p.payload.length;
+    }
+    await writeFully(this.fh, buf, this.positions.get(batch[0].offset));
+    if (this.fsync) {
+      await this.fh.datasync();
+      this.counters.fsyncs++;
+    }
+    this.counters.batches++;
+    this.durableCount = batch[batch.length - 1].offset + 1;
+    for (const p of batch) {
+      this.durableByTopic[TOPIC_INDEX.get(p.topic)!]++;
+      p.resolve({ event: p.event, topic: p.topic, partition: 0, offset: p.offset, seq: p.offset + 1 });
+    }
+    // Consumers deliver on setImmediate: the appenders' continuations run first.
+    for (const c of this.consumers) c.wake();
+  }
+
+  // ---- reading ---------------------------------------------------------------
+
+  private async read(from: number, to: number): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (let i = from; i < to; i++) {
+      const c = this.cache[i % this.cache.length];
+      if (c?.offset !== i) break;
+      out.push(c.payload);
+    }
+    if (out.length > 0) return out;
+    // A lagging consumer: one positional read of up to READ_BATCH_BYTES worth of records.
+    const base = this.positions.get(from);
+    let end = from + 1;
+    while (end < to && this.positions.get(end + 1) - base <= READ_BATCH_BYTES) end++;
+    const buf = Buffer.allocUnsafe(this.positions.get(end) - base);
+    await readFully(this.fh, buf, base);
+    for (let i = from; i < end; i++) {
+      out.push(buf.subarray(this.positions.get(i) - base + RECORD_HEADER, this.positions.get(i + 1) - base));
+    }
+    return out;
+  }
+
+  private host(keys: string[]): ConsumerHost {
+    return {
+      logger: this.logger,
+      durable: () => this.durableCount,
+      topicAt: (offset) => TOPICS[this.topics.get(offset)],
+      durableCountOf: (topic) => this.durableByTopic[TOPIC_INDEX.get(topic)!],
+      countBefore: (topic, offset) => {
+        const idx = TOPIC_INDEX.get(topic)!;
+        let n = 0;
+        for (let i = 0; i < offset; i++) if (this.topics.get(i) === idx) n++;
+        return n;
+      },
+      read: (from, to) => this.read(from, to),
+      commit: (group, offsets) => this.saveGroup(group, offsets),
+      release: (consumer) => {
+        this.consumers.delete(consumer);
+        keys.forEach((k) => this.activeGroupTopics.delete(k));
+      },
+    };
+  }
+
+  // ---- committed offsets: <dir>/offsets/<group>.json ---------------------------
+
+  private groupFile(group: string): string {
+    return path.join(this.offsetsDir, `${encodeURIComponent(group)}.json`);
+  }
+
+  private async loadGroup(group: string): Promise<Committed> {
+    const known = this.groups.get(group);
+    if (known) return known;
+    let committed: Committed = {};
+    try {
+      const parsed = JSON.parse(await fsp.readFile(this.groupFile(group), 'utf8')) as { offsets?: Record<string, unknown> };
+      for (const t of TOPICS) {
+        const v = parsed.offsets?.[t];
+        if (Number.isSafeInteger(v) && (v as number) >= 0) committed[t] = v as number;
+      }
+    } catch (err) {
+      // Missing: a new group. Unreadable: start over (redelivery is safe, loss is not).
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.logger.warn({ group, err }, 'unreadable committed offsets; starting the group from the beginning');
+      }
+      committed = {};
+    }
+    this.groups.set(group, committed);
+    return committed;
+  }
+
+  /** Merges and persists (temp file + rename); writes of one group are serialized. */
+  private saveGroup(group: string, offsets: Committed): Promise<void> {
+    const merged = { ...this.groups.get(group), ...offsets };
+    this.groups.set(group, merged);
+    const write = async () => {
+      const file = this.groupFile(group);
+      const tmp = `${file}.tmp-${process.pid}-${this.tmpSeq++}`;
+      const fh = await fsp.open(tmp, 'w');
+      try {
+        await fh.writeFile(JSON.stringify({ version: 1, group, offsets: this.groups.get(group) }));
+        if (this.fsync) await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.rename(tmp, file);
+    };
+    const next = (this.groupWrites.get(group) ?? Promise.resolve()).then(write, write);
+    const tracked = next.catch((err) => this.logger.warn({ group, err }, 'could not persist committed offsets'));
+    this.groupWrites.set(group, tracked);
+    return next;
+  }
+
+  // ---- recovery --------------------------------------------------------------
+
+  /** Verifies every record; a bad tail is copied aside, then truncated. */
+  private async recover(maxTornBytes: number): Promise<void> {
+    const size = (await this.fh.stat()).size;
+    if (size < FILE_HEADER) {
+      // New file, or one torn while its header was written: nothing to keep.
+      const header = Buffer.alloc(FILE_HEADER);
+      MAGIC.copy(header, 0);
+      header.writeUInt32LE(VERSION, 4);
+      await writeFully(this.fh, header, 0);
+      await this.fh.truncate(FILE_HEADER);
+      await this.fh.sync();
+      await syncDir(this.dir);
+      this.positions.push(FILE_HEADER);
+      return;
+    }
+    const win = new FileWindow(this.fh, size);
+    const header = await win.get(0, FILE_HEADER);
+    if (!header.subarray(0, 4).equals(MAGIC)) throw new Error(`${this.logPath} is not a ChatFlow event log`);
+    if (header.readUInt32LE(4) !== VERSION) throw new Error(`${this.logPath}: unsupported version ${header.readUInt32LE(4)}`);
+
+    let pos = FILE_HEADER;
+    let problem: string | undefined;
+    this.positions.push(pos);
+    while (pos < size) {
+      problem = await this.verifyRecord(win, pos, size);
+      if (problem) break;
+      pos = this.positions.get(this.appended);
+    }
+    this.durableCount = this.appended;
+    this.logger.info({ records: this.appended, bytes: pos }, 'event log opened');
+    if (problem) await this.dropTail(pos, size, problem, maxTornBytes);
+  }
+
+  /** Checks the record at `pos` and indexes it; returns what is wrong with it, if anything. */
+  private async verifyRecord(win: FileWindow, pos: number, size: number): Promise<string | undefined> {
+    if (size - pos < RECORD_HEADER) return 'short record header';
+    const h = await win.get(pos, RECORD_HEADER);
+    const len = h.readUInt32LE(0);
+    // Zero length is never written (every event has a payload) and is what a zero-filled tail looks like.
+    if (len === 0 || len > MAX_RECORD) return `implausible record length ${len}`;
+    if (pos + RECORD_HEADER + len > size) return 'short record payload';
+    const payload = await win.get(pos + RECORD_HEADER, len);
+    if (crc32(payload) !== h.readUInt32LE(4)) return 'checksum mismatch';
+    let topic: Topic;
+    try {
+      topic = topicOf(Event.decode(payload));
+    } catch {
+      return 'undecodable event';
+    }
+    this.positions.push(pos + RECORD_HEADER + len);
+    this.topics.push(TOPIC_INDEX.get(topic)!);
+    this.durableByTopic[TOPIC_INDEX.get(topic)!]++;
+    this.appended++;
+    return undefined;
+  }
+
+  private async dropTail(goodEnd: number, size: number, problem: string, maxTornBytes: number): Promise<void> {
+    const dropped = size - goodEnd;
+    if (dropped > maxTornBytes) {
+      // Too big for a torn last batch: likely damage in the middle. Keep the file untouched.
+      throw new Error(
+        `${this.logPath}: ${problem} at byte ${goodEnd} with ${dropped} bytes after it; ` +
+          `too much to be a torn write, refusing to truncate (inspect or move the file)`,
+      );
+    }
+    const bytes = Buffer.allocUnsafe(dropped);
+    await readFully(this.fh, bytes, goodEnd);
+    const copy = `${this.logPath}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`;
+    const out = await fsp.open(copy, 'wx');
+    try {
+      await out.writeFile(bytes);
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+    await syncDir(this.dir);
+    await this.fh.truncate(goodEnd);
+    await this.fh.sync();
+    this.logger.warn(
+      { problem, droppedBytes: dropped, at: goodEnd, records: this.appended, copy },
+      'event log had a torn or corrupt tail; truncated to the last good record',
+    );
+  }
+}
+
+/** One consumer group member reading the whole log (partition 0 of each topic). */
+class EmbeddedConsumer implements Consumer {
+  private cursor: number;
+  private readonly trackers = new Map<Topic, OffsetState>();
+  private readonly passed = new Map<Topic, number>();
+  private readonly running = new Map<Topic, number>();
+  private readonly handlers = new Set<Promise<void>>();
+  private readonly retryTimers = new Map<NodeJS.Timeout, () => void>();
+  private waiters: { target: number; resolve(): void; reject(err: Error): void }[] = [];
+  private buffer: { from: number; payloads: Uint8Array[] } | undefined;
+  private wakeScheduled = false;
+  private pumping: Promise<void> | undefined;
+  private again = false;
+  private stopping = false;
+  private finished = false;
+  private dirty = false;
+  private commitTimer: NodeJS.Timeout | undefined;
+  private stopRun: Promise<void> | undefined;
+
+  constructor(
+    private readonly host: ConsumerHost,
+    private readonly opts: ConsumeOptions,
+    /** Per topic: the first offset not yet done for this group. */
+    private readonly start: Map<Topic, number>,
+  ) {
+    this.cursor = Math.min(...start.values());
+    for (const [t, s] of start) {
+      this.trackers.set(t, initialOffsets(s));
+      this.passed.set(t, host.countBefore(t, this.cursor));
+      this.running.set(t, 0);
+    }
+  }
+
+  caughtUp(): Promise<void> {
+    if (this.stopping) return Promise.reject(new Error('consumer stopped'));
+    const target = this.host.durable();
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ target, resolve, reject });
+      this.checkWaiters();
+    });
+  }
+
+  lag(): number {
+    let n = 0;
+    for (const [t, p] of this.passed) n += this.host.durableCountOf(t) - p;
+    return n;
+  }
+
+  inFlight(): number {
+    let n = 0;
+    for (const r of this.running.values()) n += r;
+    return n;
+  }
+
+  stop(graceMs = DEFAULT_GRACE_MS): Promise<void> {
+    this.stopRun ??= (async () => {
+      this.stopping = true;
+      for (const [timer, cancel] of this.retryTimers) {
+        clearTimeout(timer);
+        cancel(); // an event waiting for its retry is abandoned: uncommitted, so redelivered later
+      }
+      await this.pumping;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.handlers]),
+        new Promise((r) => (timer = setTimeout(r, graceMs))),
+      ]);
+      clearTimeout(timer);
+      clearTimeout(this.commitTimer);
+      this.finished = true; // handlers finishing later are not committed: they will be redelivered
+      await this.persist().catch(() => {}); // failure already logged by the host
+      this.host.release(this);
+      for (const w of this.waiters.splice(0)) w.reject(new Error('consumer stopped before catching up'));
+    })();
+    return this.stopRun;
+  }
+
+  /** Schedules a delivery round; coalesced, and always asynchronous. */
+  wake(): void {
+    if (this.wakeScheduled || this.stopping) return;
+    this.wakeScheduled = true;
+    setImmediate(() => {
+      this.wakeScheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = this.pumpLoop()
+      .catch((err) => {
+        this.host.logger.warn({ group: this.opts.group, err }, 'event log read failed; retrying');
+        setTimeout(() => this.wake(), 1000).unref();
+      })
+      .finally(() => {
+        this.pumping = undefined;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  /** Hands events to the handler in log order while slots are free. */
+  private async pumpLoop(): Promise<void> {
+    while (!this.stopping && this.cursor < this.host.durable()) {
+      const offset = this.cursor;
+      const topic = this.host.topicAt(offset);
+      const from = this.start.get(topic);
+      if (from === undefined || offset < from) {
+        this.pass(offset, topic, false); // another topic, or already done by this group
+        continue;
+      }
+      if (this.running.get(topic)! >= this.opts.concurrencyPerPartition) break; // a finishing handler wakes us
+      const payload = await this.fetch(offset);
+      if (this.stopping) break;
+      this.pass(offset, topic, true);
+      this.launch({ event: Event.decode(payload), topic, partition: 0, offset, seq: offset + 1 });
+    }
+    this.checkWaiters();
+  }
+
+  private pass(offset: number, topic: Topic, handed: boolean): void {
+    for (const [t, s] of this.trackers) {
+      const next = handed && t === topic ? track(s, offset) : skip(s, offset);
+      if (next.state !== s) this.trackers.set(t, next.state);
+    }
+    const p = this.passed.get(topic);
+    if (p !== undefined) this.passed.set(topic, p + 1);
+    this.cursor = offset + 1;
+    this.markDirty();
+  }
+
+  private async fetch(offset: number): Promise<Uint8Array> {
+    const b = this.buffer;
+    if (b && offset >= b.from && offset < b.from + b.payloads.length) return b.payloads[offset - b.from];
+    const payloads = await this.host.read(offset, this.host.durable());
+    this.buffer = { from: offset, payloads };
+    return payloads[0];
+  }
+
+  private launch(e: LoggedEvent): void {
+    this.running.set(e.topic, this.running.get(e.topic)! + 1);
+    const h: Promise<void> = this.run(e)
+      .catch((err) => this.host.logger.warn({ group: this.opts.group, offset: e.offset, err }, 'consumer bug'))
+      .finally(() => this.handlers.delete(h));
+    this.handlers.add(h);
+  }
+
+  private async run(e: LoggedEvent): Promise<void> {
+    const handled = await this.handleUntilDone(e);
+    // Slot and commit are updated in one synchronous step, so caughtUp() never sees a stale inFlight().
+    this.running.set(e.topic, this.running.get(e.topic)! - 1);
+    if (handled && !this.finished) {
+      this.trackers.set(e.topic, complete(this.trackers.get(e.topic)!, e.offset).state);
+      this.markDirty();
+      this.checkWaiters();
+    }
+    this.wake();
+  }
+
+  /**
+   * Runs the handler until it succeeds: a failing event is retried with
+   * backoff, never skipped. False if abandoned because the consumer stops.
+   */
+  private async handleUntilDone(e: LoggedEvent): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.opts.handle(e);
+        return true;
+      } catch (err) {
+        if (this.stopping) return false;
+        const delayMs = Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS);
+        this.host.logger.warn({ group: this.opts.group, offset: e.offset, attempt, delayMs, err }, 'event handler failed; retrying');
+        if (!(await this.sleep(delayMs))) return false;
+      }
+    }
+  }
+
+  /** Resolves true after `ms`, or false if the consumer stops first. */
+  private sleep(ms: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.retryTimers.delete(timer);
+        resolve(true);
+      }, ms);
+      this.retryTimers.set(timer, () => resolve(false));
+    });
+  }
+
+  private checkWaiters(): void {
+    if (this.waiters.length === 0) return;
+    let done = Infinity;
+    for (const s of this.trackers.values()) done = Math.min(done, committableOf(s));
+    // Every offset the cursor passed went through a tracker, so `done` covers [0, cursor).
+    this.waiters = this.waiters.filter((w) => {
+      if (this.cursor < w.target || done < w.target) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  /** Commits are persisted at most every COMMIT_INTERVAL_MS, and on stop. */
+  private markDirty(): void {
+    this.dirty = true;
+    if (this.commitTimer || this.finished || this.stopping) return;
+    this.commitTimer = setTimeout(() => {
+      this.commitTimer = undefined;
+      void this.persist().catch(() => {});
+    }, COMMIT_INTERVAL_MS);
+    this.commitTimer.unref();
+  }
+
+  private persist(): Promise<void> {
+    if (!this.dirty) return Promise.resolve();
+    this.dirty = false;
+    const offsets: Committed = {};
+    for (const [t, s] of this.trackers) offsets[t] = committableOf(s);
+    return this.host.commit(this.opts.group, offsets);
+  }
+}
+
+// ---- small IO helpers ----------------------------------------------------------
+
+/** Append-only typed column that doubles when full. */
+class Column<A extends Float64Array | Uint8Array> {
+  length = 0;
+  private data: A;
+  constructor(private readonly make: (n: number) => A) {
+    this.data = make(1024);
+  }
+  push(v: number): void {
+    if (this.length === this.data.length) {
+      const bigger = this.make(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    this.data[this.length++] = v;
+  }
+  get(i: number): number {
+    return this.data[i];
+  }
+}
+
+/** Sequential reader over a file for the open-time scan: reads in chunks, not per record. */
+class FileWindow {
+  private buf = Buffer.alloc(0);
+  private at = 0;
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly size: number,
+  ) {}
+  /** Bytes [pos, pos + n); the caller guarantees pos + n <= size. */
+  async get(pos: number, n: number): Promise<Buffer> {
+    if (pos < this.at || pos + n > this.at + this.buf.length) {
+      this.buf = Buffer.allocUnsafe(Math.min(Math.max(n, SCAN_CHUNK), this.size - pos));
+      this.at = pos;
+      await readFully(this.fh, this.buf, pos);
+    }
+    return this.buf.subarray(pos - this.at, pos - this.at + n);
+  }
+}
+
+async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < buf.length; ) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+    if (bytesRead === 0) throw new Error(`unexpected end of file at ${position + done}`);
+    done += bytesRead;
+  }
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Makes a created or renamed file's directory entry durable (best effort: not every OS allows it). */
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const d = await fsp.open(dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  } catch {
+    /* ignore */
+  }
+}
