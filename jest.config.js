@@ -1,7 +1,7 @@
 // Test tiers live in the file name: *.unit.test.ts (pure, fast),
 // *.int.test.ts (adapters; real engines when configured),
 // *.e2e.test.ts (the real server on ephemeral ports, real gRPC clients).
-const transform = { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }] };
+const transform = { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] };
 const base = { testEnvironment: 'node', transform, moduleFileExtensions: ['ts', 'js', 'json'] };
 module.exports = {
   projects: [
