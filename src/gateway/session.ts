@@ -155,7 +155,11 @@ export class Session {
       return Promise.reject(new MessageRejected('INVALID_ARGUMENT', `client_message_id is required (1 to ${MAX_CLIENT_MESSAGE_ID_LENGTH} characters)`));
     }
     const known = this.byClientMessageId.get(cmid);
-    if (known) return known.then((a) => ({ ...a, duplicate: true }));
+    if (known) {
+      const again = known.then((a) => ({ ...a, duplicate: true }));
+      again.then((a) => this.out.write({ frame: { $case: 'accepted', accepted: a } }), () => undefined);
+      return again;
+    }
     const messageId = messageIdFor(this.info.clientId, cmid);
     this.awaitingAccept.set(messageId, []);
     const prepared = this.chain.then(() => this.prepare(message, messageId));

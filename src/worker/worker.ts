@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { ServerFrame } from '../gen/chatflow/v1/chat';
 import { MediaKind, type Event, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
@@ -37,19 +38,22 @@ export interface WorkerDeps {
  * Consumes MessageReceived under a bounded budget: the log consumer hands out
  * at most `maxProcessing` messages at once, so the rest wait in the log. The
  * budget decider is checked again here and its peak is what /metrics reports.
- * Processing is idempotent by message id; per-conversation order is kept.
+ * Processing is idempotent by message id. Messages of one conversation are
+ * taken in log order but processed concurrently (a text reply need not wait
+ * for a video's); every reply names the message it answers.
  */
 export class Worker {
   private consumer?: Consumer;
   private budget: BudgetState = initialBudget();
   private readonly waiters: (() => void)[] = [];
-  /** Tail of the work chain of each conversation (keeps replies in order). */
-  private readonly conversationTails = new Map<string, Promise<void>>();
   private readonly inFlight = new Set<string>();
   private readonly abort = new AbortController();
   private lagTimer?: NodeJS.Timeout;
 
-  constructor(private readonly deps: WorkerDeps) {}
+  constructor(private readonly deps: WorkerDeps) {
+    // Every call in processing listens on this one signal.
+    setMaxListeners(0, this.abort.signal);
+  }
 
   get peak(): number {
     return this.budget.peak;
@@ -95,16 +99,10 @@ export class Worker {
     const id = p.messageReceived.messageId;
     if (this.inFlight.has(id)) return; // the same message appended twice: one processing is enough
     this.inFlight.add(id);
-    const key = e.event.conversationId;
-    const previous = this.conversationTails.get(key) ?? Promise.resolve();
-    const mine = previous.then(() => this.process(e.event, p.messageReceived));
-    const tail = mine.catch(() => undefined);
-    this.conversationTails.set(key, tail);
     try {
-      await mine;
+      await this.process(e.event, p.messageReceived);
     } finally {
       this.inFlight.delete(id);
-      if (this.conversationTails.get(key) === tail) this.conversationTails.delete(key);
     }
   }
 

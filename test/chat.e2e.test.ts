@@ -1,0 +1,282 @@
+import { inflateSync } from 'node:zlib';
+import { Metadata } from '@grpc/grpc-js';
+import { connected, codeName, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
+import { synthesizeVoice, parseWav } from '../src/media/wav';
+import { renderImage } from '../src/media/png';
+import { Author, MessageStatus } from '../src/gen/chatflow/v1/history';
+import type { ServerFrame } from '../src/gen/chatflow/v1/chat';
+
+/** A minimal MP4 header: the server checks magic bytes, not the file's playability. */
+const fakeMp4 = () => Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypisom'), Buffer.alloc(12), Buffer.alloc(2048, 7)]);
+
+async function download(url: string): Promise<{ status: number; type: string | null; bytes: Buffer }> {
+  const res = await fetch(url);
+  return { status: res.status, type: res.headers.get('content-type'), bytes: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** Decodes a PNG fully enough to prove it is one: chunks, IHDR, inflated pixel rows. */
+function decodePng(bytes: Buffer): { width: number; height: number } {
+  expect(bytes.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
+  let off = 8;
+  let width = 0;
+  let height = 0;
+  const idat: Buffer[] = [];
+  while (off < bytes.length) {
+    const len = bytes.readUInt32BE(off);
+    const type = bytes.toString('ascii', off + 4, off + 8);
+    const data = bytes.subarray(off + 8, off + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0);
+      height = data.readUInt32BE(4);
+    }
+    if (type === 'IDAT') idat.push(data);
+    off += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat));
+  expect(raw.length).toBe(height * (1 + width * 3));
+  return { width, height };
+}
+
+describe('chat loop', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ CHATFLOW_MAX_MEDIA_BYTES: String(256 * 1024) });
+  });
+  afterAll(async () => t.close());
+
+  it('welcomes with the session, the conversation and the client\'s local time', async () => {
+    const s = await connected(t, 'welcomed', { 'x-timezone': 'Asia/Kolkata' });
+    const w = s.welcome()!;
+    expect(w.clientId).toBe('welcomed');
+    expect(w.sessionId).toMatch(/[0-9a-f-]{36}/);
+    expect(w.conversationId).toMatch(/[0-9a-f-]{36}/);
+    expect(w.localTime).toMatch(/\+05:30$/);
+    expect(w.maxMediaBytes).toBe(256 * 1024);
+    s.cancel();
+  });
+
+  it('answers text with text only, streamed as deltas, after an Accepted with a seq', async () => {
+    const s = await connected(t, 'texter');
+    const cm = s.text('What time is it?');
+    const r = await s.reply(cm);
+    const accepted = s.of('accepted')[0].accepted;
+    expect(accepted.clientMessageId).toBe(cm);
+    expect(accepted.seq).toBeGreaterThan(0);
+    expect(r.inReplyTo).toBe(accepted.messageId);
+    expect(r.seq).toBeGreaterThan(accepted.seq);
+    expect(r.text.length).toBeGreaterThan(0);
+    expect(r.voice).toBeUndefined();
+    expect(r.image).toBeUndefined();
+    const deltas = s.of('delta').filter((d) => d.delta.inReplyTo === accepted.messageId).map((d) => d.delta.textDelta);
+    expect(deltas.length).toBeGreaterThan(1);
+    expect(deltas.join('')).toBe(r.text);
+    // Accepted comes before anything about the message.
+    const kinds = s.frames.map((f) => f.frame?.$case);
+    expect(kinds.indexOf('accepted')).toBeLessThan(kinds.indexOf('delta'));
+    s.end();
+  });
+
+  it('answers audio with text and a voice that decodes as WAV', async () => {
+    const s = await connected(t, 'speaker');
+    const wav = synthesizeVoice('hello there, this is a test recording').bytes;
+    const cm = s.send({ content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: 0 } } });
+    const r = await s.reply(cm);
+    expect(r.text).toMatch(/audio|voice/i);
+    expect(r.image).toBeUndefined();
+    expect(r.voice?.mimeType).toBe('audio/wav');
+    const got = await download(r.voice!.url);
+    expect(got.status).toBe(200);
+    expect(got.type).toBe('audio/wav');
+    expect(got.bytes.length).toBe(r.voice!.sizeBytes);
+    const header = parseWav(got.bytes);
+    expect(header.durationMs).toBeGreaterThan(300);
+    expect(r.voice!.durationMs).toBe(header.durationMs);
+    s.end();
+  });
+
+  it('answers video with text, a voice and an image that decodes as PNG', async () => {
+    const s = await connected(t, 'filmer');
+    const mp4 = fakeMp4();
+    const cm = s.send({ content: { $case: 'video', video: { mimeType: 'video/mp4', data: mp4, url: '', sizeBytes: mp4.length, durationMs: 0 } } });
+    const r = await s.reply(cm);
+    expect(parseWav((await download(r.voice!.url)).bytes).durationMs).toBeGreaterThan(300);
+    const img = await download(r.image!.url);
+    expect(img.type).toBe('image/png');
+    const { width, height } = decodePng(img.bytes);
+    expect(width * height).toBeGreaterThan(100);
+    s.end();
+  });
+
+  it('answers an image with text', async () => {
+    const s = await connected(t, 'painter');
+    const png = renderImage({ title: 'hi', seed: 'x' }).bytes;
+    const cm = s.send({ content: { $case: 'image', image: { mimeType: 'image/png', data: png, url: '', sizeBytes: png.length, durationMs: 0 } } });
+    const r = await s.reply(cm);
+    expect(r.text).toMatch(/image/i);
+    s.end();
+  });
+
+  it('refuses bad messages with a per-message ChatError and keeps the stream open', async () => {
+    const s = await connected(t, 'clumsy');
+    const png = renderImage({ title: 'not audio', seed: 'y' }).bytes;
+    const big = Buffer.concat([Buffer.from('RIFF'), Buffer.alloc(4), Buffer.from('WAVE'), Buffer.alloc(300 * 1024)]);
+    const cases: [string, () => string, string, RegExp][] = [
+      ['mismatched magic', () => s.send({ content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: png, url: '', sizeBytes: png.length, durationMs: 0 } } }), 'INVALID_ARGUMENT', /PNG/],
+      ['too big', () => s.send({ content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: big, url: '', sizeBytes: big.length, durationMs: 0 } } }), 'RESOURCE_EXHAUSTED', /limit/],
+      ['empty text', () => s.text(''), 'INVALID_ARGUMENT', /empty/],
+      ['no content', () => s.send({ content: undefined }), 'INVALID_ARGUMENT', /no content/],
+      ['no id', () => s.send({ clientMessageId: '', content: { $case: 'text', text: 'x' } }), 'INVALID_ARGUMENT', /client_message_id/],
+      ['unknown type', () => s.send({ content: { $case: 'image', image: { mimeType: 'image/bmp', data: png, url: '', sizeBytes: 1, durationMs: 0 } } }), 'INVALID_ARGUMENT', /image\/bmp/],
+    ];
+    for (const [name, send, code, message] of cases) {
+      const before = s.of('error').length;
+      const cm = send();
+      await s.until((f) => f.filter((x) => x.frame?.$case === 'error').length > before, 5000, `error for ${name}`);
+      const e = s.of('error')[before].error;
+      expect({ name, code: e.code }).toEqual({ name, code });
+      expect(e.message).toMatch(message);
+      if (cm) expect(e.inReplyTo).toBe(cm);
+    }
+    // Still open and working.
+    await s.reply(s.text('and now a good one'));
+    expect(s.of('accepted')).toHaveLength(1);
+    expect(await metric(t, 'chatflow_messages_rejected_total{code="INVALID_ARGUMENT"}')).toBeGreaterThanOrEqual(5);
+    s.end();
+  });
+
+  it('processes a resent client_message_id once and acknowledges it with the same id and seq', async () => {
+    const s = await connected(t, 'resender');
+    s.text('only once', 'same-key');
+    await s.reply('same-key');
+    s.text('only once', 'same-key');
+    await s.until((f) => f.filter((x) => x.frame?.$case === 'accepted').length === 2, 5000, 'second accepted');
+    const [a1, a2] = s.of('accepted').map((a) => a.accepted);
+    expect(a2).toEqual({ ...a1, duplicate: true });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.of('response')).toHaveLength(1);
+    s.end();
+    await s.status;
+    // Across connections too: the read model knows the message.
+    const again = await connected(t, 'resender', { 'x-conversation-id': s.welcome()!.conversationId });
+    again.text('only once', 'same-key');
+    await again.until((f) => f.some((x) => x.frame?.$case === 'accepted'), 5000, 'accepted');
+    expect(again.of('accepted')[0].accepted).toEqual({ ...a1, duplicate: true });
+    again.end();
+  });
+
+  it('replays what a reconnecting client missed after x-resume-after', async () => {
+    const slow = await startTestApp({ CHATFLOW_SIM_DELAY_SCALE: '0.3' });
+    try {
+      const s = await connected(slow, 'flaky');
+      const conversationId = s.welcome()!.conversationId;
+      const first = s.text('first');
+      await s.reply(first);
+      const seenSeq = s.responseTo(first)!.seq;
+      const cm = s.text('answer me while I am away');
+      await s.until(() => s.messageIdOf(cm) !== undefined, 5000, 'accepted');
+      s.cancel();
+      await s.status;
+      await new Promise((r) => setTimeout(r, 600));
+      const back = await connected(slow, 'flaky', { 'x-conversation-id': conversationId, 'x-resume-after': String(seenSeq) });
+      await back.until((f) => f.some((x) => x.frame?.$case === 'response'), 5000, 'replayed response');
+      const replayed = back.of('response').map((r) => r.response);
+      expect(replayed).toHaveLength(1);
+      expect(replayed[0].inReplyTo).toBe(s.messageIdOf(cm));
+      expect(replayed[0].seq).toBeGreaterThan(seenSeq);
+      back.end();
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it('serves Connect + Send (the gRPC-Web pair) under the same rules', async () => {
+    const md = await metadataFor(t, 'browser');
+    const call = t.chat.connect({}, md);
+    const frames: ServerFrame[] = [];
+    call.on('data', (f: ServerFrame) => frames.push(f));
+    call.on('error', () => undefined);
+    await until(() => frames.length > 0);
+    const w = frames[0].frame;
+    if (w?.$case !== 'welcome') throw new Error('no welcome');
+    const ack = await unary(t.chat.send.bind(t.chat), { sessionId: w.welcome.sessionId, message: { clientMessageId: 'b1', content: { $case: 'text', text: 'hi from a browser' } } }, md);
+    expect(ack.seq).toBeGreaterThan(0);
+    await until(() => frames.some((f) => f.frame?.$case === 'response'));
+    // Bad input on Send is a status, not a dropped message.
+    const bad = unary(t.chat.send.bind(t.chat), { sessionId: w.welcome.sessionId, message: { clientMessageId: 'b2', content: { $case: 'text', text: ' ' } } }, md);
+    await expect(bad).rejects.toMatchObject({ code: 3 });
+    const otherMd = await metadataFor(t, 'intruder');
+    await expect(unary(t.chat.send.bind(t.chat), { sessionId: w.welcome.sessionId, message: { clientMessageId: 'x', content: { $case: 'text', text: 'x' } } }, otherMd)).rejects.toMatchObject({ code: 7 });
+    await expect(unary(t.chat.send.bind(t.chat), { sessionId: 'nope', message: { clientMessageId: 'x', content: { $case: 'text', text: 'x' } } }, md)).rejects.toMatchObject({ code: 5 });
+    call.cancel();
+  });
+
+  it('serves the caller\'s own history, oldest first, in pages', async () => {
+    const s = await connected(t, 'historian');
+    const conversationId = s.welcome()!.conversationId;
+    for (let i = 0; i < 3; i++) await s.reply(s.text(`message ${i}`));
+    s.end();
+    await s.status;
+    const md = await metadataFor(t, 'historian');
+    const list = await unary(t.history.listConversations.bind(t.history), { pageSize: 10, pageToken: '' }, md);
+    expect(list.conversations.map((c) => c.conversationId)).toContain(conversationId);
+    expect(list.conversations.find((c) => c.conversationId === conversationId)!.messageCount).toBe(6);
+    const page1 = await unary(t.history.listMessages.bind(t.history), { conversationId, pageSize: 4, pageToken: '', afterSeq: 0 }, md);
+    expect(page1.messages).toHaveLength(4);
+    expect(page1.nextPageToken).not.toBe('');
+    const page2 = await unary(t.history.listMessages.bind(t.history), { conversationId, pageSize: 4, pageToken: page1.nextPageToken, afterSeq: 0 }, md);
+    expect(page2.messages).toHaveLength(2);
+    expect(page2.nextPageToken).toBe('');
+    const all = [...page1.messages, ...page2.messages];
+    expect(all.map((m) => m.seq)).toEqual([...all.map((m) => m.seq)].sort((a, b) => a - b));
+    expect(all.map((m) => m.author)).toEqual([1, 2, 1, 2, 1, 2].map((a) => (a === 1 ? Author.AUTHOR_CLIENT : Author.AUTHOR_BOT)));
+    expect(all.filter((m) => m.author === Author.AUTHOR_CLIENT).every((m) => m.status === MessageStatus.MESSAGE_STATUS_ANSWERED)).toBe(true);
+    const conv = await unary(t.history.getConversation.bind(t.history), { conversationId }, md);
+    expect(conv.conversation?.timeZone).toBe('Europe/Paris');
+    const other = await metadataFor(t, 'snoop');
+    await expect(unary(t.history.listMessages.bind(t.history), { conversationId, pageSize: 0, pageToken: '', afterSeq: 0 }, other)).rejects.toMatchObject({ code: 7 });
+    await expect(unary(t.history.getConversation.bind(t.history), { conversationId: 'nope' }, md)).rejects.toMatchObject({ code: 5 });
+    await expect(unary(t.history.listMessages.bind(t.history), { conversationId, pageSize: 5000, pageToken: '', afterSeq: 0 }, md)).rejects.toMatchObject({ code: 3 });
+    await expect(unary(t.history.listConversations.bind(t.history), { pageSize: 1, pageToken: 'garbage' }, md)).rejects.toMatchObject({ code: 3 });
+    await expect(unary(t.history.listConversations.bind(t.history), { pageSize: 1, pageToken: '' }, new Metadata())).rejects.toMatchObject({ code: 16 });
+  });
+
+  it('exposes health and Prometheus metrics', async () => {
+    const h = await fetch(`${t.app.httpUrl}/healthz`);
+    expect(h.status).toBe(200);
+    const body = await (await fetch(`${t.app.httpUrl}/metrics`)).text();
+    for (const name of ['chatflow_clients_connected', 'chatflow_admissions_refused_total', 'chatflow_messages_processing', 'chatflow_messages_waiting', 'chatflow_reply_latency_seconds_bucket', 'chatflow_processing_seconds_bucket']) {
+      expect(body).toContain(name);
+    }
+  });
+});
+
+describe('processing budget', () => {
+  it('keeps at most 500 messages in processing while 600 are in flight, and answers all 600', async () => {
+    const t = await startTestApp({ CHATFLOW_SIM_DELAY_SCALE: '1' });
+    try {
+      const streams = await Promise.all(Array.from({ length: 10 }, (_, i) => connected(t, `burst-${i}`)));
+      const sent = streams.map((s) => Array.from({ length: 60 }, (_, j) => s.text(`burst ${j}`)));
+      let maxWaiting = 0;
+      const probe = setInterval(() => (maxWaiting = Math.max(maxWaiting, t.app.worker.stats().waiting)), 20);
+      await Promise.all(streams.map((s, i) => s.until((f) => f.filter((x) => x.frame?.$case === 'response').length === 60, 60_000, `60 replies on stream ${i}`)));
+      clearInterval(probe);
+      expect(t.app.worker.peak).toBe(500);
+      expect(await metric(t, 'chatflow_messages_processing_peak')).toBe(500);
+      expect(maxWaiting).toBeGreaterThan(0); // the extra 100 waited in the log
+      for (const [i, s] of streams.entries()) for (const cm of sent[i]) expect(s.responseTo(cm)).toBeDefined();
+      for (const s of streams) s.end();
+    } finally {
+      await t.close();
+    }
+  }, 90_000);
+});
+
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export { codeName, openChat };
