@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, Metadata, status, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type CallOptions, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { startApp, type App, type AppOverrides } from '../src/app';
 import { loadConfig } from '../src/config/config';
 import { createLogger } from '../src/logging';
@@ -169,12 +169,13 @@ export async function connected(t: TestApp, clientId: string, extra: Record<stri
   return s;
 }
 
+/** Promisifies a generated unary method (its last overload takes metadata, options and a callback). */
 export function unary<Req, Res>(
-  fn: (req: Req, md: Metadata, cb: (err: import('@grpc/grpc-js').ServiceError | null, res: Res) => void) => unknown,
+  fn: (req: Req, md: Metadata, options: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown,
   req: Req,
   md: Metadata,
 ): Promise<Res> {
-  return new Promise((resolve, reject) => fn(req, md, (err, res) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) => fn(req, md, {}, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
 export async function metric(t: TestApp, name: string): Promise<number> {

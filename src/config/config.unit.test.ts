@@ -51,3 +51,10 @@ describe('configuration', () => {
     expect(configTable()).toMatch(/\| `CHATFLOW_MAX_CLIENTS` \| `50` \|/);
   });
 });
+
+describe('README', () => {
+  it('shows the configuration table generated from the schema (npm run config:doc)', () => {
+    const readme = require('node:fs').readFileSync(require('node:path').join(__dirname, '..', '..', 'README.md'), 'utf8') as string;
+    expect(readme).toContain(configTable());
+  });
+});
