@@ -1,0 +1,82 @@
+import { DisconnectReason, MediaKind, type Event } from '../src/gen/chatflow/v1/events';
+import type { LoggedEvent } from '../src/eventlog/port';
+import { topicOf } from '../src/eventlog/port';
+import { MemoryReadStore } from '../src/readstore/memory';
+import { ProjectionRunner } from './runner';
+import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from './models';
+import type { EventLog } from '../src/eventlog/port';
+
+let offset = 0;
+const at = (payload: Event['payload'], over: Partial<Event> = {}): LoggedEvent => {
+  const event: Event = { eventId: `e${offset}`, time: new Date(1_000 + offset), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload, ...over };
+  const o = offset++;
+  return { event, topic: topicOf(event), partition: 0, offset: o, seq: o + 1 };
+};
+const connectedE = () => at({ $case: 'clientConnected', clientConnected: { gatewayId: 'g1', timeZone: 'Europe/Paris', newConversation: true } });
+const received = (id: string, text = 'hi') => at({ $case: 'messageReceived', messageReceived: { messageId: id, clientMessageId: `k-${id}`, gatewayId: 'g1', timeZone: 'Europe/Paris', content: { $case: 'text', text } } });
+const produced = (inReplyTo: string) =>
+  at({ $case: 'responseProduced', responseProduced: { messageId: `r_${inReplyTo}`, inReplyTo, text: 'answer', processingMs: 12, workerId: 'w', model: 'sim',
+    voice: { kind: MediaKind.MEDIA_KIND_VOICE, key: 'v.wav', mimeType: 'audio/wav', sizeBytes: 10, sha256: '', durationMs: 900 } } });
+const failed = (inReplyTo: string) => at({ $case: 'processingFailed', processingFailed: { inReplyTo, code: 'UNAVAILABLE', message: 'model down', workerId: 'w' } });
+const disconnected = () => at({ $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_DEADLINE, gatewayId: 'g1', detail: '' } });
+
+async function project(events: LoggedEvent[], replays = 1) {
+  const store = new MemoryReadStore();
+  const runner = new ProjectionRunner({} as EventLog, store, { fromBeginning: true });
+  for (let r = 0; r < replays; r++) for (const e of events) await runner.apply(e);
+  return {
+    conversation: (id: string) => store.collection<ConversationDoc>(COLLECTIONS.conversations).get(id),
+    message: (id: string) => store.collection<MessageDoc>(COLLECTIONS.messages).get(id),
+    messages: () => store.collection<MessageDoc>(COLLECTIONS.messages).find({ sort: { field: 'seq', direction: 1 } }),
+    session: (id: string) => store.collection<SessionDoc>(COLLECTIONS.sessions).get(id),
+  };
+}
+
+describe('projections', () => {
+  beforeEach(() => (offset = 0));
+
+  it('given a connection, then the conversation and an open session exist', async () => {
+    const p = await project([connectedE()]);
+    expect(await p.conversation('c1')).toMatchObject({ clientId: 'alice', timeZone: 'Europe/Paris', createdSeq: 1, lastSeq: 1 });
+    expect(await p.session('s1')).toMatchObject({ open: true, gatewayId: 'g1', clientId: 'alice' });
+  });
+
+  it('given a message and its reply, then the client entry is answered and the bot entry follows it', async () => {
+    const p = await project([connectedE(), received('m1'), produced('m1')]);
+    expect(await p.message('m1')).toMatchObject({ author: 'client', status: 'answered', text: 'hi', seq: 2 });
+    expect(await p.message('r_m1')).toMatchObject({ author: 'bot', inReplyTo: 'm1', seq: 3, processingMs: 12, voice: { kind: 'voice', durationMs: 900 } });
+    expect((await p.conversation('c1'))?.lastSeq).toBe(3);
+  });
+
+  it('given a failure, then the client entry is failed and a bot entry carries the error', async () => {
+    const p = await project([connectedE(), received('m1'), failed('m1')]);
+    expect((await p.message('m1'))?.status).toBe('failed');
+    expect(await p.message('f_m1')).toMatchObject({ author: 'bot', inReplyTo: 'm1', error: { code: 'UNAVAILABLE', message: 'model down' } });
+  });
+
+  it('given the same message appended twice, then the first one is kept', async () => {
+    const p = await project([connectedE(), received('m1', 'first'), received('m1', 'again')]);
+    expect(await p.message('m1')).toMatchObject({ text: 'first', seq: 2 });
+    expect(await p.messages()).toHaveLength(1);
+  });
+
+  it('given two replies to one message, then one bot entry', async () => {
+    const p = await project([connectedE(), received('m1'), produced('m1'), produced('m1')]);
+    expect((await p.messages()).filter((m) => m.author === 'bot')).toHaveLength(1);
+    expect((await p.message('r_m1'))?.seq).toBe(3);
+  });
+
+  it('given a disconnect, then the session is closed with its reason', async () => {
+    const p = await project([connectedE(), disconnected()]);
+    expect(await p.session('s1')).toMatchObject({ open: false, reason: 'deadline' });
+  });
+
+  it('given the whole log applied twice, then every read model is the same as once', async () => {
+    const events = [connectedE(), received('m1'), produced('m1'), received('m2'), failed('m2'), disconnected()];
+    const once = await project(events);
+    const twice = await project(events, 2);
+    expect(await twice.messages()).toEqual(await once.messages());
+    expect(await twice.conversation('c1')).toEqual(await once.conversation('c1'));
+    expect(await twice.session('s1')).toEqual(await once.session('s1'));
+  });
+});
