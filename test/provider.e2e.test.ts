@@ -1,0 +1,73 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Author, MessageStatus } from '../src/gen/chatflow/v1/history';
+import { connected, metadataFor, startTestApp, unary, type TestApp } from './harness';
+
+/** A local OpenAI-compatible server: streams words, or fails as told by the prompt. */
+function fakeProvider(): Promise<{ server: Server; url: string; requests: unknown[] }> {
+  const requests: unknown[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      const parsed = JSON.parse(body);
+      requests.push(parsed);
+      const prompt: string = parsed.messages[parsed.messages.length - 1].content;
+      if (prompt.includes('fail-hard')) {
+        res.writeHead(400, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { message: 'prompt rejected by policy' } }));
+        return;
+      }
+      if (prompt.includes('fail-soft')) {
+        res.writeHead(503);
+        res.end('overloaded');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const word of ['The ', 'answer ', 'is ', '42.']) {
+        res.write(`data: ${JSON.stringify({ model: 'fake-1', choices: [{ delta: { content: word } }] })}\n\n`);
+      }
+      res.end('data: [DONE]\n\n');
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, requests })));
+}
+
+describe('OpenAI-compatible provider, end to end', () => {
+  let t: TestApp;
+  let fake: Awaited<ReturnType<typeof fakeProvider>>;
+  beforeAll(async () => {
+    fake = await fakeProvider();
+    t = await startTestApp({ LLM_PROVIDER: 'openai', LLM_BASE_URL: fake.url, LLM_MODEL: 'fake-1', LLM_TIMEOUT_MS: '5000' });
+  });
+  afterAll(async () => {
+    await t.close();
+    fake.server.close();
+  });
+
+  it('streams the provider tokens as deltas and records the reply', async () => {
+    const s = await connected(t, 'asker');
+    const r = await s.reply(s.text('what is the answer?'));
+    expect(r.text).toBe('The answer is 42.');
+    expect(s.of('delta').map((d) => d.delta.textDelta)).toEqual(['The ', 'answer ', 'is ', '42.']);
+    s.end();
+  });
+
+  it('turns a provider error into ProcessingFailed and a ChatError, never a hung message', async () => {
+    const s = await connected(t, 'unlucky');
+    const hard = s.text('fail-hard please');
+    const soft = s.text('fail-soft please');
+    await s.until((f) => f.filter((x) => x.frame?.$case === 'error').length === 2, 20_000, 'two errors');
+    const errors = s.of('error').map((e) => e.error);
+    const byId = (cm: string) => errors.find((e) => e.inReplyTo === s.messageIdOf(cm))!;
+    expect(byId(hard)).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/prompt rejected by policy/) });
+    expect(byId(soft)).toMatchObject({ code: 'UNAVAILABLE' });
+    expect(byId(soft).seq).toBeGreaterThan(0);
+    const md = await metadataFor(t, 'unlucky');
+    const history = await unary(t.history.listMessages.bind(t.history), { conversationId: s.welcome()!.conversationId, pageSize: 0, pageToken: '', afterSeq: 0 }, md);
+    const clientEntries = history.messages.filter((m) => m.author === Author.AUTHOR_CLIENT);
+    expect(clientEntries.map((m) => m.status)).toEqual([MessageStatus.MESSAGE_STATUS_FAILED, MessageStatus.MESSAGE_STATUS_FAILED]);
+    expect(history.messages.filter((m) => m.author === Author.AUTHOR_BOT && m.error)).toHaveLength(2);
+    s.end();
+  }, 30_000);
+});
