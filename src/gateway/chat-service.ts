@@ -103,8 +103,8 @@ export class ChatGateway {
     session.submit(f.message).catch((err) => {
       const code = err instanceof ChatFlowError ? err.kind : 'INTERNAL';
       const message = err instanceof ChatFlowError ? err.message : 'the message could not be stored; send it again';
-      // Not logged here for rejections: they are the client's, counted in metrics.
-      session['out'].write({ frame: { $case: 'error', error: { inReplyTo: cmid, code, message, seq: 0 } } });
+      // Not logged here: rejections are the client's (counted in metrics), failures were logged by submit.
+      session.chatError(cmid, code, message);
     });
   }
 

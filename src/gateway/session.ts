@@ -139,6 +139,11 @@ export class Session {
     }
   }
 
+  /** Reports a problem with one message on the stream (the stream stays open). */
+  chatError(inReplyTo: string, code: string, message: string): void {
+    this.out.write({ frame: { $case: 'error', error: { inReplyTo, code, message, seq: 0 } } });
+  }
+
   pong(nonce: number): void {
     this.out.write({ frame: { $case: 'pong', pong: { nonce, serverTime: new Date(this.deps.clock()) } } });
   }
