@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { credentials, Metadata, status, type StatusObject } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { TokenAuthority, loadOrCreateSecret, validateClientId } from '../auth/tokens';
 import { ChatFlowError } from '../domain/errors';
 import { ChatServiceClient } from '../gen/chatflow/v1/chat';
@@ -54,25 +54,22 @@ export function historyClient(server: string): HistoryServiceClient {
 }
 
 /** `RESOURCE_EXHAUSTED: server full ... (retry-after-ms 2000)`, with a hint when the server is unreachable. */
-export function describeStatus(s: Pick<StatusObject, 'code' | 'details' | 'metadata'>, server?: string): string {
+export function describeStatus(s: Pick<StatusObject, 'code' | 'details' | 'metadata'>, server?: string, insecure = false): string {
   const name = status[s.code] ?? `code ${s.code}`;
-  let text = s.details ? `${name}: ${s.details}` : name;
+  const details = (s.details ?? '').replace(/\.?\s*Resolution note:\s*$/, '');
+  let text = details ? `${name}: ${details}` : name;
   const retry = s.metadata?.get('retry-after-ms')[0];
   if (retry !== undefined) text += ` (retry-after-ms ${String(retry)})`;
   if (s.code === status.UNAVAILABLE && server && /No connection established|ECONNREFUSED|Failed to connect/i.test(s.details ?? '')) {
     text += `\nis the server running at ${server}? (start it with "npm start", or pass --server)`;
   }
+  if (s.code === status.UNAUTHENTICATED && insecure) text += '\n--insecure needs a server started with CHATFLOW_INSECURE_CLIENT_ID=true';
   return text;
 }
 
 /** A unary gRPC call as a promise; a non-OK status becomes a CliError carrying its description. */
-export function unary<Req, Res>(
-  fn: (req: Req, md: Metadata, cb: (err: (Error & StatusObject) | null, res: Res) => void) => unknown,
-  req: Req,
-  md: Metadata,
-  server: string,
-): Promise<Res> {
+export function unary<Res>(server: string, insecure: boolean, invoke: (cb: (err: ServiceError | null, res: Res) => void) => unknown): Promise<Res> {
   return new Promise((resolve, reject) => {
-    fn(req, md, (err, res) => (err ? reject(new CliError(describeStatus(err, server))) : resolve(res)));
+    invoke((err, res) => (err ? reject(new CliError(describeStatus(err, server, insecure))) : resolve(res)));
   });
 }

@@ -22,7 +22,7 @@ const MIME: Record<UploadKind, Record<string, string>> = {
 export function kindFromExtension(path: string): UploadKind {
   const ext = extname(path).toLowerCase();
   for (const kind of ['image', 'video', 'audio'] as const) if (MIME[kind][ext]) return kind;
-  throw new CliError(`cannot tell the kind of ${path} from its extension; known: ${Object.values(MIME).flatMap(Object.keys).join(' ')}`);
+  throw new CliError(`cannot tell the kind of ${path} from its extension; known: ${[...new Set(Object.values(MIME).flatMap(Object.keys))].join(' ')}`);
 }
 
 export function mimeFor(kind: UploadKind, path: string): string {
@@ -43,7 +43,8 @@ export async function mediaContent(kind: UploadKind, path: string, maxBytes?: nu
     data = await readFile(path);
   } catch (e) {
     if (e instanceof CliError) throw e;
-    throw new CliError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
   }
   const media: Media = { mimeType, data, url: '', sizeBytes: data.length, durationMs: 0 };
   switch (kind) {

@@ -43,6 +43,12 @@ export class Printer {
     return this.inline === key;
   }
 
+  /** The session is over: clear the prompt and stop showing it. */
+  endPrompt(): void {
+    this.clearPrompt();
+    this.rl = undefined;
+  }
+
   closeInline(): void {
     if (this.inline === undefined) return;
     this.inline = undefined;

@@ -1,0 +1,78 @@
+import type { Metadata } from '@grpc/grpc-js';
+import { Conversation, HistoryMessage, type HistoryServiceClient, type ListConversationsResponse, type ListMessagesResponse } from '../gen/chatflow/v1/history';
+import { CONNECTION_OPTIONS, connectionFlags, intFlag, parse, UsageError } from './args';
+import { historyClient, identityMetadata, unary } from './connection';
+import { formatConversation, formatHistoryMessage } from './render';
+import { HISTORY_HELP } from './usage';
+
+export interface HistoryQuery {
+  client: HistoryServiceClient;
+  md: Metadata;
+  server: string;
+  insecure: boolean;
+  pageSize?: number;
+}
+
+/** Every conversation of the caller, all pages. */
+export async function listConversations(q: HistoryQuery, each: (c: Conversation) => void): Promise<number> {
+  let pageToken = '';
+  let n = 0;
+  do {
+    const req = { pageSize: q.pageSize ?? 0, pageToken };
+    const res = await unary<ListConversationsResponse>(q.server, q.insecure, (cb) => q.client.listConversations(req, q.md, cb));
+    res.conversations.forEach(each);
+    n += res.conversations.length;
+    pageToken = res.nextPageToken;
+  } while (pageToken);
+  return n;
+}
+
+/** The messages of one conversation after `afterSeq`, oldest first, all pages. */
+export async function listMessages(q: HistoryQuery, conversationId: string, afterSeq: number, each: (m: HistoryMessage) => void): Promise<number> {
+  let pageToken = '';
+  let n = 0;
+  do {
+    const req = { conversationId, pageSize: q.pageSize ?? 0, pageToken, afterSeq };
+    const res = await unary<ListMessagesResponse>(q.server, q.insecure, (cb) => q.client.listMessages(req, q.md, cb));
+    res.messages.forEach(each);
+    n += res.messages.length;
+    pageToken = res.nextPageToken;
+  } while (pageToken);
+  return n;
+}
+
+/** `chatflow history`: conversations, or the messages of one. */
+export async function historyCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    ...CONNECTION_OPTIONS,
+    conversation: { type: 'string' },
+    'after-seq': { type: 'string' },
+    'page-size': { type: 'string' },
+  });
+  if (values.help) {
+    process.stdout.write(HISTORY_HELP + '\n');
+    return 0;
+  }
+  const flags = connectionFlags(values);
+  const afterSeq = intFlag('after-seq', values['after-seq']);
+  const pageSize = intFlag('page-size', values['page-size'], 1, 1000);
+  if (afterSeq !== undefined && !values.conversation) throw new UsageError('--after-seq needs --conversation');
+  const md = await identityMetadata(flags);
+  const client = historyClient(flags.server);
+  const q = { client, md, server: flags.server, insecure: flags.insecure, pageSize };
+  const json = (obj: unknown) => process.stdout.write(JSON.stringify(obj) + '\n');
+  try {
+    if (values.conversation) {
+      const n = await listMessages(q, values.conversation, afterSeq ?? 0, (m) =>
+        flags.json ? json(HistoryMessage.toJSON(m)) : console.log(formatHistoryMessage(m, flags.timeZone)),
+      );
+      if (n === 0 && !flags.json) console.log('no messages');
+    } else {
+      const n = await listConversations(q, (c) => (flags.json ? json(Conversation.toJSON(c)) : console.log(formatConversation(c, flags.timeZone))));
+      if (n === 0 && !flags.json) console.log('no conversations yet');
+    }
+  } finally {
+    client.close();
+  }
+  return 0;
+}
