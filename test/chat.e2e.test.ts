@@ -56,7 +56,9 @@ describe('chat loop', () => {
   });
 
   it('answers text with text only, streamed as deltas, after an Accepted with a seq', async () => {
-    const s = await connected(t, 'texter');
+    // With a real (simulated) delay the reply streams word by word; at delay 0 the deltas arrive as one frame.
+    const slow = await startTestApp({ CHATFLOW_SIM_DELAY_SCALE: '0.5' });
+    const s = await connected(slow, 'texter');
     const cm = s.text('What time is it?');
     const r = await s.reply(cm);
     const accepted = s.of('accepted')[0].accepted;
@@ -74,6 +76,8 @@ describe('chat loop', () => {
     const kinds = s.frames.map((f) => f.frame?.$case);
     expect(kinds.indexOf('accepted')).toBeLessThan(kinds.indexOf('delta'));
     s.end();
+    await s.status;
+    await slow.close();
   });
 
   it('answers audio with text and a voice that decodes as WAV', async () => {

@@ -24,10 +24,15 @@ function fakeProvider(): Promise<{ server: Server; url: string; requests: unknow
         return;
       }
       res.writeHead(200, { 'content-type': 'text/event-stream' });
-      for (const word of ['The ', 'answer ', 'is ', '42.']) {
+      // Tokens paced like a real model, so each one is its own delta.
+      const words = ['The ', 'answer ', 'is ', '42.'];
+      const next = () => {
+        const word = words.shift();
+        if (word === undefined) return res.end('data: [DONE]\n\n');
         res.write(`data: ${JSON.stringify({ model: 'fake-1', choices: [{ delta: { content: word } }] })}\n\n`);
-      }
-      res.end('data: [DONE]\n\n');
+        setTimeout(next, 30);
+      };
+      next();
     });
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, requests })));

@@ -132,12 +132,14 @@ export class Worker {
       history: this.deps.llm.name === 'simulated' ? [] : await this.history(event.conversationId, m.messageId),
     };
     const attempts = this.deps.maxAttempts ?? 3;
+    const deltas = this.deltaBatcher(subject, m.messageId);
     for (let attempt = 1; ; attempt++) {
       try {
         const reply = await this.deps.llm.generate(request, {
           signal: this.abort.signal,
-          onDelta: (textDelta) => void this.publish(subject, { frame: { $case: 'delta', delta: { inReplyTo: m.messageId, textDelta } } }),
+          onDelta: deltas.push,
         });
+        deltas.flush();
         const responseId = responseIdFor(m.messageId);
         const voice = kind === 'audio' || kind === 'video' ? await this.voice(event, responseId, reply.text) : undefined;
         const image = kind === 'video' ? await this.image(event, responseId, reply.text, request) : undefined;
@@ -192,6 +194,32 @@ export class Worker {
       .slice(0, 10)
       .reverse()
       .map((d) => ({ author: d.author, text: d.text! }));
+  }
+
+  /**
+   * Deltas produced in the same tick go out as one frame: a model that streams
+   * slowly still shows every token, one that answers at once costs one frame.
+   */
+  private deltaBatcher(subject: string, inReplyTo: string) {
+    let pending = '';
+    let scheduled = false;
+    const flush = () => {
+      scheduled = false;
+      if (pending === '') return;
+      const textDelta = pending;
+      pending = '';
+      void this.publish(subject, { frame: { $case: 'delta', delta: { inReplyTo, textDelta } } });
+    };
+    return {
+      push: (text: string) => {
+        pending += text;
+        if (!scheduled) {
+          scheduled = true;
+          setImmediate(flush);
+        }
+      },
+      flush,
+    };
   }
 
   private event(source: Event, payload: Event['payload']): Event {
