@@ -10,7 +10,7 @@ export class FrameFactory {
     private readonly urlTtlMs: number,
   ) {}
 
-  async media_(doc: MediaDoc | undefined): Promise<Media | undefined> {
+  async mediaFor(doc: MediaDoc | undefined): Promise<Media | undefined> {
     if (!doc) return undefined;
     return {
       mimeType: doc.mimeType,
@@ -27,8 +27,8 @@ export class FrameFactory {
       inReplyTo: doc.inReplyTo ?? '',
       seq: doc.seq,
       text: doc.text ?? '',
-      voice: await this.media_(doc.voice),
-      image: await this.media_(doc.image),
+      voice: await this.mediaFor(doc.voice),
+      image: await this.mediaFor(doc.image),
       processingMs: doc.processingMs ?? 0,
       time: new Date(doc.time),
     };
@@ -55,10 +55,10 @@ export class FrameFactory {
       clientMessageId: doc.clientMessageId ?? '',
       inReplyTo: doc.inReplyTo ?? '',
       text: doc.text ?? '',
-      audio: kind === 'audio' ? await this.media_(doc.media) : undefined,
-      video: kind === 'video' ? await this.media_(doc.media) : undefined,
-      image: kind === 'image' ? await this.media_(doc.media) : await this.media_(doc.image),
-      voice: await this.media_(doc.voice),
+      audio: kind === 'audio' ? await this.mediaFor(doc.media) : undefined,
+      video: kind === 'video' ? await this.mediaFor(doc.media) : undefined,
+      image: kind === 'image' ? await this.mediaFor(doc.media) : await this.mediaFor(doc.image),
+      voice: await this.mediaFor(doc.voice),
       processingMs: doc.processingMs ?? 0,
       status: statusOf(doc),
       error: doc.error ? this.chatError(doc) : undefined,
