@@ -1,4 +1,5 @@
-import { DisconnectReason, MediaKind, type MediaRef } from '../src/gen/chatflow/v1/events';
+import { DisconnectReason, type MediaRef } from '../src/gen/chatflow/v1/events';
+import { mediaKindName } from '../src/domain/media-kind';
 import type { EventCase, LoggedEvent } from '../src/eventlog/port';
 import type { Doc } from '../src/readstore/port';
 import { COLLECTIONS, type ConversationDoc, type MediaDoc, type MessageDoc, type SessionDoc } from './models';
@@ -21,12 +22,7 @@ const timeOf = (e: LoggedEvent) => e.event.time?.getTime() ?? 0;
 
 export function mediaDoc(ref: MediaRef | undefined): MediaDoc | undefined {
   if (!ref) return undefined;
-  const kind = ({
-    [MediaKind.MEDIA_KIND_AUDIO]: 'audio',
-    [MediaKind.MEDIA_KIND_VIDEO]: 'video',
-    [MediaKind.MEDIA_KIND_IMAGE]: 'image',
-    [MediaKind.MEDIA_KIND_VOICE]: 'voice',
-  } as const)[ref.kind as 1 | 2 | 3 | 4];
+  const kind = mediaKindName(ref.kind);
   if (!kind) return undefined;
   return { kind, key: ref.key, mimeType: ref.mimeType, sizeBytes: ref.sizeBytes, ...(ref.durationMs ? { durationMs: ref.durationMs } : {}) };
 }

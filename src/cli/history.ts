@@ -13,32 +13,35 @@ export interface HistoryQuery {
   pageSize?: number;
 }
 
-/** Every conversation of the caller, all pages. */
-export async function listConversations(q: HistoryQuery, each: (c: Conversation) => void): Promise<number> {
+/** Follows next_page_token until the last page; returns how many items were seen. */
+async function allPages<T>(page: (pageToken: string) => Promise<{ items: T[]; next: string }>, each: (item: T) => void): Promise<number> {
   let pageToken = '';
   let n = 0;
   do {
-    const req = { pageSize: q.pageSize ?? 0, pageToken };
-    const res = await unary<ListConversationsResponse>(q.server, q.insecure, (cb) => q.client.listConversations(req, q.md, cb));
-    res.conversations.forEach(each);
-    n += res.conversations.length;
-    pageToken = res.nextPageToken;
+    const { items, next } = await page(pageToken);
+    items.forEach(each);
+    n += items.length;
+    pageToken = next;
   } while (pageToken);
   return n;
 }
 
+/** Every conversation of the caller, all pages. */
+export function listConversations(q: HistoryQuery, each: (c: Conversation) => void): Promise<number> {
+  return allPages(async (pageToken) => {
+    const req = { pageSize: q.pageSize ?? 0, pageToken };
+    const res = await unary<ListConversationsResponse>(q.server, q.insecure, (cb) => q.client.listConversations(req, q.md, cb));
+    return { items: res.conversations, next: res.nextPageToken };
+  }, each);
+}
+
 /** The messages of one conversation after `afterSeq`, oldest first, all pages. */
-export async function listMessages(q: HistoryQuery, conversationId: string, afterSeq: number, each: (m: HistoryMessage) => void): Promise<number> {
-  let pageToken = '';
-  let n = 0;
-  do {
+export function listMessages(q: HistoryQuery, conversationId: string, afterSeq: number, each: (m: HistoryMessage) => void): Promise<number> {
+  return allPages(async (pageToken) => {
     const req = { conversationId, pageSize: q.pageSize ?? 0, pageToken, afterSeq };
     const res = await unary<ListMessagesResponse>(q.server, q.insecure, (cb) => q.client.listMessages(req, q.md, cb));
-    res.messages.forEach(each);
-    n += res.messages.length;
-    pageToken = res.nextPageToken;
-  } while (pageToken);
-  return n;
+    return { items: res.messages, next: res.nextPageToken };
+  }, each);
 }
 
 /** `chatflow history`: conversations, or the messages of one. */

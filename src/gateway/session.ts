@@ -2,7 +2,8 @@ import { Metadata, status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import { ServerFrame, type Accepted, type UserMessage } from '../gen/chatflow/v1/chat';
-import { DisconnectReason, Event, MediaKind } from '../gen/chatflow/v1/events';
+import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
+import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
 import { ChatFlowError } from '../domain/errors';
 import { MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor } from '../domain/ids';
@@ -23,8 +24,6 @@ export interface SessionInfo {
 
 /** A message refused before it reached the log: becomes a ChatError frame (Chat) or a status (Send). */
 export class MessageRejected extends ChatFlowError {}
-
-const KIND_OF = { audio: MediaKind.MEDIA_KIND_AUDIO, video: MediaKind.MEDIA_KIND_VIDEO, image: MediaKind.MEDIA_KIND_IMAGE } as const;
 
 /**
  * One admitted connection, whatever its transport (Chat bidi stream, or
@@ -222,7 +221,7 @@ export class Session {
     // Bytes reach the object store before the event that references them.
     await this.deps.media.put(key, bytes, verdict.mimeType);
     const ref = {
-      kind: KIND_OF[kind],
+      kind: mediaKindOf(kind),
       key,
       mimeType: verdict.mimeType,
       sizeBytes: bytes.length,
@@ -240,7 +239,7 @@ export class Session {
   private async append(event: Event, messageId: string, clientMessageId: string): Promise<Accepted> {
     const logged = await this.deps.log.append(event);
     const p = event.payload;
-    const kind = p?.$case === 'messageReceived' && p.messageReceived.content?.$case === 'media' ? MediaKindName[p.messageReceived.content.media.kind] : 'text';
+    const kind = p?.$case === 'messageReceived' && p.messageReceived.content?.$case === 'media' ? (mediaKindName(p.messageReceived.content.media.kind) ?? 'unknown') : 'text';
     this.deps.metrics.messagesAccepted.inc({ kind });
     return { clientMessageId, messageId, seq: logged.seq, duplicate: false };
   }
@@ -288,8 +287,6 @@ export class Session {
     this.logger.info({ reason: name }, 'client disconnected');
   }
 }
-
-const MediaKindName: Record<number, string> = { 1: 'audio', 2: 'video', 3: 'image', 4: 'voice' };
 
 function acceptedFrom(doc: MessageDoc): Accepted {
   return { clientMessageId: doc.clientMessageId ?? '', messageId: doc._id, seq: doc.seq, duplicate: true };

@@ -27,6 +27,7 @@ type ChatMessage = { role: 'system' | 'user' | 'assistant'; content: string };
 
 export class OpenAiCompatibleLlm implements LlmProvider {
   readonly name = 'openai';
+  readonly usesHistory = true;
   private readonly url: string;
   private readonly fetchImpl: typeof fetch;
 

@@ -27,6 +27,8 @@ export interface LlmCallOptions {
 
 export interface LlmProvider {
   readonly name: string;
+  /** Whether the provider reads earlier turns (the worker only loads them then). */
+  readonly usesHistory: boolean;
   /** Rejects with LlmError on provider failure (never hangs past its timeout). */
   generate(request: LlmRequest, options: LlmCallOptions): Promise<LlmReply>;
 }

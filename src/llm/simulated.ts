@@ -48,6 +48,7 @@ export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
 
 export class SimulatedLlm implements LlmProvider {
   readonly name = 'simulated';
+  readonly usesHistory = false;
   private readonly delayScale: number;
   private readonly random: () => number;
   private readonly sleep: (ms: number, signal: AbortSignal) => Promise<void>;

@@ -4,6 +4,7 @@ import { ServerFrame } from '../gen/chatflow/v1/chat';
 import { MediaKind, type Event, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
 import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type BudgetState } from '../domain/budget';
 import { responseIdFor } from '../domain/ids';
+import { mediaKindName } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
 import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
 import { LlmError, type InputKind, type LlmProvider, type LlmRequest } from '../llm/port';
@@ -129,7 +130,7 @@ export class Worker {
       media: m.content?.$case === 'media' ? { mimeType: m.content.media.mimeType, sizeBytes: m.content.media.sizeBytes, durationMs: m.content.media.durationMs || undefined } : undefined,
       timeZone: m.timeZone || 'UTC',
       now: new Date(started),
-      history: this.deps.llm.name === 'simulated' ? [] : await this.history(event.conversationId, m.messageId),
+      history: this.deps.llm.usesHistory ? await this.history(event.conversationId, m.messageId) : [],
     };
     const attempts = this.deps.maxAttempts ?? 3;
     const deltas = this.deltaBatcher(subject, m.messageId);
@@ -249,14 +250,8 @@ export class Worker {
 
 function inputKind(m: MessageReceived): InputKind {
   if (m.content?.$case !== 'media') return 'text';
-  switch (m.content.media.kind) {
-    case MediaKind.MEDIA_KIND_AUDIO:
-      return 'audio';
-    case MediaKind.MEDIA_KIND_VIDEO:
-      return 'video';
-    default:
-      return 'image';
-  }
+  const name = mediaKindName(m.content.media.kind);
+  return name === 'audio' || name === 'video' ? name : 'image';
 }
 
 function wrap(text: string, width: number): string[] {
