@@ -4,6 +4,8 @@
 const transform = { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] };
 const base = { testEnvironment: 'node', transform, moduleFileExtensions: ['ts', 'js', 'json'] };
 module.exports = {
+  globalSetup: '<rootDir>/test/engines-setup.js',
+  globalTeardown: '<rootDir>/test/engines-report.js',
   projects: [
     { ...base, displayName: 'unit', testMatch: ['<rootDir>/**/*.unit.test.ts'], testPathIgnorePatterns: ['/node_modules/', '/.stack/'] },
     { ...base, displayName: 'int', testMatch: ['<rootDir>/**/*.int.test.ts'], testPathIgnorePatterns: ['/node_modules/', '/.stack/'] },

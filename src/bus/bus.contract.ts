@@ -1,5 +1,5 @@
 import type { Bus } from './port';
-import { clientSubject } from './port';
+import { clientSubject, NoResponderError, RemoteError, sessionSubject } from './port';
 
 const waitFor = async (cond: () => boolean, ms = 2000) => {
   const end = Date.now() + ms;
@@ -39,6 +39,32 @@ export function describeBus(name: string, factory: () => Promise<{ a: Bus; b: Bu
       await a.publish(clientSubject('bob'), Buffer.from('late'));
       await new Promise((r) => setTimeout(r, 100));
       expect(got).toEqual(['yes']);
+    });
+
+    it('routes a request to the one responder of the subject and returns its reply', async () => {
+      const sub = b.serve(sessionSubject('s-1'), async (p) => Buffer.from(`echo:${Buffer.from(p).toString()}`));
+      await new Promise((r) => setTimeout(r, 50));
+      const reply = await a.request(sessionSubject('s-1'), Buffer.from('hi'), 2000);
+      expect(Buffer.from(reply).toString()).toBe('echo:hi');
+      sub.unsubscribe();
+    });
+
+    it('carries a responder failure back as RemoteError with its message', async () => {
+      const sub = b.serve(sessionSubject('s-2'), async () => {
+        throw new Error('session closed');
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      await expect(a.request(sessionSubject('s-2'), Buffer.from('x'), 2000)).rejects.toEqual(expect.objectContaining({ message: 'session closed' }));
+      await expect(a.request(sessionSubject('s-2'), Buffer.from('x'), 2000)).rejects.toBeInstanceOf(RemoteError);
+      sub.unsubscribe();
+    });
+
+    it('rejects with NoResponderError when nobody serves the subject', async () => {
+      const sub = b.serve(sessionSubject('s-3'), async (p) => p);
+      await new Promise((r) => setTimeout(r, 50));
+      sub.unsubscribe();
+      await new Promise((r) => setTimeout(r, 50));
+      await expect(a.request(sessionSubject('s-3'), Buffer.from('x'), 1000)).rejects.toBeInstanceOf(NoResponderError);
     });
 
     it('makes any client id a valid subject', () => {

@@ -1,8 +1,9 @@
-import type { Bus, Subscription } from './port';
+import { NoResponderError, RemoteError, type Bus, type Subscription } from './port';
 
 /** In-process bus for the embedded default (one process holds every stream). */
 export class MemoryBus implements Bus {
   private readonly handlers = new Map<string, Set<(payload: Uint8Array) => void>>();
+  private readonly responders = new Map<string, (payload: Uint8Array) => Promise<Uint8Array>>();
 
   async publish(subject: string, payload: Uint8Array): Promise<void> {
     const set = this.handlers.get(subject);
@@ -25,7 +26,30 @@ export class MemoryBus implements Bus {
     };
   }
 
+  async request(subject: string, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const responder = this.responders.get(subject);
+    if (!responder) throw new NoResponderError(subject);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new NoResponderError(subject, true)), timeoutMs)));
+    try {
+      return await Promise.race([
+        responder(payload).catch((err: unknown) => {
+          throw new RemoteError(err instanceof Error ? err.message : String(err));
+        }),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  serve(subject: string, handler: (payload: Uint8Array) => Promise<Uint8Array>): Subscription {
+    this.responders.set(subject, handler);
+    return { unsubscribe: () => this.responders.get(subject) === handler && this.responders.delete(subject) };
+  }
+
   async close(): Promise<void> {
     this.handlers.clear();
+    this.responders.clear();
   }
 }
