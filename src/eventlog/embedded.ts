@@ -179,6 +179,11 @@ export class EmbeddedEventLog implements EventLog {
     });
   }
 
+  /** One partition per topic: the embedded log is one ordered file. */
+  partitions(): number {
+    return 1;
+  }
+
   async consume(options: ConsumeOptions): Promise<Consumer> {
     if (this.closed || this.closeRun) throw new Error('event log is closed: consume refused');
     const topics = [...new Set(options.topics)];
@@ -472,6 +477,8 @@ class EmbeddedConsumer implements Consumer {
   private dirty = false;
   private commitTimer: NodeJS.Timeout | undefined;
   private stopRun: Promise<void> | undefined;
+  /** Aborted when stop() gives up on handlers still running after the grace period. */
+  private readonly abandon = new AbortController();
 
   constructor(
     private readonly host: ConsumerHost,
@@ -524,6 +531,7 @@ class EmbeddedConsumer implements Consumer {
       clearTimeout(timer);
       clearTimeout(this.commitTimer);
       this.finished = true; // handlers finishing later are not committed: they will be redelivered
+      this.abandon.abort(new Error('consumer stopped'));
       await this.persist().catch(() => {}); // failure already logged by the host
       this.host.release(this);
       for (const w of this.waiters.splice(0)) w.reject(new Error('consumer stopped before catching up'));
@@ -625,7 +633,7 @@ class EmbeddedConsumer implements Consumer {
   private async handleUntilDone(e: LoggedEvent): Promise<boolean> {
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.opts.handle(e);
+        await this.opts.handle(e, this.abandon.signal);
         return true;
       } catch (err) {
         if (this.stopping) return false;

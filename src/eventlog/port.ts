@@ -51,9 +51,12 @@ export interface ConsumeOptions {
   /**
    * Handles one event. The offset is committed only once this event and every
    * earlier one of its partition are done. A rejection is retried with backoff
-   * (the event is never skipped).
+   * (the event is never skipped). `signal` aborts when the event is taken away
+   * from this consumer (its partition moved to another member, or the consumer
+   * stopped past its grace period): the work will be redone elsewhere, so the
+   * handler should stop without side effects.
    */
-  handle(event: LoggedEvent): Promise<void>;
+  handle(event: LoggedEvent, signal: AbortSignal): Promise<void>;
 }
 
 export interface Consumer {
@@ -68,6 +71,8 @@ export interface Consumer {
 }
 
 export interface EventLog {
+  /** Partitions of a topic: the unit of order and of consumer parallelism. */
+  partitions(topic: Topic): number;
   /** Appends one event; resolves only when the event is durable. */
   append(event: Event): Promise<LoggedEvent>;
   consume(options: ConsumeOptions): Promise<Consumer>;

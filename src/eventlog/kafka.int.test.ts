@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import pino from 'pino';
+import { describeWithEngines } from '../../test/engines';
+import { describeEventLog, messageEvent } from './eventlog.contract';
+import { KafkaEventLog, partitionFor } from './kafka';
+import type { LoggedEvent } from './port';
+
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+const brokers = (process.env.KAFKA_BROKERS ?? '').split(',').filter(Boolean);
+// Topics of this file's run: the contract expects one ordered partition, as the embedded log has.
+const run = randomUUID().slice(0, 8);
+const open = (prefix: string, partitions: number) => KafkaEventLog.open({ brokers, clientId: `test-${run}`, prefix, partitions, logger });
+
+describeWithEngines(['KAFKA_BROKERS'], 'Kafka event log', () => {
+  jest.setTimeout(60_000);
+
+  describeEventLog('kafka', async () => {
+    const opened: KafkaEventLog[] = [];
+    const reopen = async () => {
+      const log = await open(`ct-${run}.`, 1);
+      opened.push(log);
+      return log;
+    };
+    return {
+      log: await reopen(),
+      reopen,
+      cleanup: async () => {
+        for (const log of opened) await log.close();
+      },
+    };
+  });
+
+  describe('with several partitions', () => {
+    let log: KafkaEventLog;
+    beforeAll(async () => (log = await open(`mp-${run}.`, 4)));
+    afterAll(() => log.close());
+
+    it('keeps each conversation in one partition, in order, with an increasing seq', async () => {
+      const convs = Array.from({ length: 12 }, (_, i) => `${run}-c${i}`);
+      const appended = await Promise.all(convs.flatMap((c) => Array.from({ length: 5 }, (_, i) => log.append(messageEvent(c, `${c}-${i}`)))));
+      for (const c of convs) {
+        const mine = appended.filter((e) => e.event.conversationId === c);
+        expect(new Set(mine.map((e) => e.partition))).toEqual(new Set([partitionFor(c, 4)]));
+        const seqs = mine.map((e) => e.seq);
+        expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+      }
+      expect(new Set(appended.map((e) => e.partition)).size).toBeGreaterThan(1);
+
+      const seen: LoggedEvent[] = [];
+      const consumer = await log.consume({
+        group: `order-${run}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1,
+        handle: async (e) => void seen.push(e),
+      });
+      await consumer.caughtUp();
+      await consumer.stop();
+      for (const c of convs) {
+        const got = seen.filter((e) => e.event.conversationId === c).map((e) => e.event.eventId);
+        expect(got).toEqual(appended.filter((e) => e.event.conversationId === c).map((e) => e.event.eventId));
+      }
+    });
+
+    it('bounds the handlers of a whole group by partitions × concurrency, across members', async () => {
+      const n = 120;
+      await Promise.all(Array.from({ length: n }, (_, i) => log.append(messageEvent(`${run}-b${i}`, `b${i}`))));
+      let running = 0;
+      let peak = 0;
+      let handled = 0;
+      const handle = async () => {
+        peak = Math.max(peak, ++running);
+        await new Promise((r) => setTimeout(r, 20));
+        running--;
+        handled++;
+      };
+      const group = `budget-${run}`;
+      // Two members of one group (as two worker processes would be).
+      const a = await log.consume({ group, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 3, handle });
+      const b = await log.consume({ group, topics: ['conversations'], concurrencyPerPartition: 3, handle });
+      await a.caughtUp();
+      await b.caughtUp();
+      await Promise.all([a.stop(), b.stop()]);
+      expect(handled).toBeGreaterThanOrEqual(n);
+      expect(peak).toBeLessThanOrEqual(4 * 3);
+    });
+  });
+});

@@ -1,0 +1,422 @@
+import { Kafka, logLevel, type Admin, type Consumer as KafkaConsumer, type EachBatchPayload, type Producer, type LogEntry } from 'kafkajs';
+import type { Logger } from 'pino';
+import { Event } from '../gen/chatflow/v1/events';
+import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
+import { retryWithBackoff } from '../engines/retry';
+import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
+
+export interface KafkaEventLogOptions {
+  brokers: readonly string[];
+  /** Kafka client id (shows in broker logs). */
+  clientId: string;
+  /** Prefix of topic and consumer-group names, so several deployments can share a cluster. */
+  prefix: string;
+  /** Partitions each topic is created with (an existing topic keeps its own). */
+  partitions: number;
+  logger: Logger;
+}
+
+const RETRY_BASE_MS = 100;
+const RETRY_MAX_MS = 5_000;
+const COMMIT_INTERVAL_MS = 100;
+/** Largest number of events sent in one produce request. */
+const MAX_BATCH = 2_000;
+
+interface PendingAppend {
+  event: Event;
+  topic: Topic;
+  partition: number;
+  value: Buffer;
+  resolve(e: LoggedEvent): void;
+  reject(err: Error): void;
+}
+
+/**
+ * The event log on Apache Kafka. Appends go through one idempotent producer
+ * (acks=all); appends made while a request is in flight are sent together as
+ * the next request, so a busy gateway pays one round trip per batch, not per
+ * message. An append resolves only once the broker acknowledged it.
+ *
+ * Events are keyed by conversation: a conversation lives in one partition, so
+ * its events keep their order and its seq (offset + 1) only grows.
+ */
+export class KafkaEventLog implements EventLog {
+  private readonly queue: PendingAppend[] = [];
+  private sending = false;
+  private closed = false;
+  private readonly consumers = new Set<KafkaLogConsumer>();
+
+  private constructor(
+    private readonly kafka: Kafka,
+    private readonly admin: Admin,
+    private readonly producer: Producer,
+    private readonly opts: KafkaEventLogOptions,
+    private readonly partitionCounts: ReadonlyMap<Topic, number>,
+  ) {}
+
+  /** Connects, creates the topics if missing, and retries with backoff while Kafka is unreachable. */
+  static async open(opts: KafkaEventLogOptions): Promise<KafkaEventLog> {
+    const logger = opts.logger.child({ engine: 'kafka' });
+    const kafka = new Kafka({
+      clientId: opts.clientId,
+      brokers: [...opts.brokers],
+      connectionTimeout: 3_000,
+      retry: { initialRetryTime: 200, retries: 8, maxRetryTime: 5_000 },
+      logLevel: logLevel.WARN,
+      logCreator: () => (entry: LogEntry) => kafkaLog(logger, entry),
+    });
+    const admin = kafka.admin();
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    const counts = await retryWithBackoff(`Kafka at ${opts.brokers.join(',')}`, logger, async () => {
+      await admin.connect();
+      const names = TOPICS.map((t) => topicName(opts.prefix, t));
+      const existing = new Set(await admin.listTopics());
+      const missing = names.filter((n) => !existing.has(n));
+      if (missing.length > 0) {
+        await admin.createTopics({ topics: missing.map((topic) => ({ topic, numPartitions: opts.partitions })), waitForLeaders: true }).catch((err: unknown) => {
+          // Another process created them between our list and create.
+          if (!String((err as Error).message).includes('already exists')) throw err;
+        });
+        logger.info({ topics: missing, partitions: opts.partitions }, 'topics created');
+      }
+      const meta = await admin.fetchTopicMetadata({ topics: names });
+      await producer.connect();
+      return new Map(TOPICS.map((t) => [t, meta.topics.find((m) => m.name === topicName(opts.prefix, t))!.partitions.length]));
+    });
+    return new KafkaEventLog(kafka, admin, producer, { ...opts, logger }, counts);
+  }
+
+  partitions(topic: Topic): number {
+    return this.partitionCounts.get(topic)!;
+  }
+
+  append(event: Event): Promise<LoggedEvent> {
+    if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
+    const topic = topicOf(event);
+    const partition = partitionFor(event.conversationId, this.partitions(topic));
+    const value = Buffer.from(Event.encode(event).finish());
+    return new Promise((resolve, reject) => {
+      this.queue.push({ event, topic, partition, value, resolve, reject });
+      if (!this.sending) void this.sendLoop();
+    });
+  }
+
+  private async sendLoop(): Promise<void> {
+    this.sending = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_BATCH);
+        try {
+          await this.sendBatch(batch);
+        } catch (err) {
+          // kafkajs already retried; the caller sees the failure (nothing was acknowledged to the client).
+          this.opts.logger.error({ err, events: batch.length }, 'append to Kafka failed');
+          for (const p of batch) p.reject(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async sendBatch(batch: PendingAppend[]): Promise<void> {
+    const byTopic = new Map<Topic, PendingAppend[]>();
+    for (const p of batch) byTopic.set(p.topic, [...(byTopic.get(p.topic) ?? []), p]);
+    const result = await this.producer.sendBatch({
+      acks: -1,
+      topicMessages: [...byTopic].map(([topic, list]) => ({
+        topic: topicName(this.opts.prefix, topic),
+        messages: list.map((p) => ({ key: p.event.conversationId, value: p.value, partition: p.partition })),
+      })),
+    });
+    // Within one partition, a request's messages get consecutive offsets in request order.
+    const base = new Map(result.map((r) => [`${r.topicName}/${r.partition}`, Number(r.baseOffset)]));
+    for (const [topic, list] of byTopic) {
+      const next = new Map<number, number>();
+      for (const p of list) {
+        const key = `${topicName(this.opts.prefix, topic)}/${p.partition}`;
+        const offset = next.get(p.partition) ?? base.get(key);
+        if (offset === undefined) {
+          p.reject(new Error(`Kafka acknowledged no offset for ${key}`));
+          continue;
+        }
+        next.set(p.partition, offset + 1);
+        p.resolve({ event: p.event, topic, partition: p.partition, offset, seq: offset + 1 });
+      }
+    }
+  }
+
+  async consume(options: ConsumeOptions): Promise<Consumer> {
+    if (this.closed) throw new Error('event log is closed: consume refused');
+    if (!Number.isInteger(options.concurrencyPerPartition) || options.concurrencyPerPartition < 1) {
+      throw new Error('consume: concurrencyPerPartition must be a positive integer');
+    }
+    const consumer = new KafkaLogConsumer(this.kafka, this.admin, this.opts, options);
+    this.consumers.add(consumer);
+    consumer.onStopped = () => this.consumers.delete(consumer);
+    await consumer.start();
+    return consumer;
+  }
+
+  /** Stops consumers, waits for appends in flight, disconnects. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await Promise.all([...this.consumers].map((c) => c.stop()));
+    while (this.sending || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
+    this.closed = true;
+    await this.producer.disconnect().catch(() => undefined);
+    await this.admin.disconnect().catch(() => undefined);
+  }
+}
+
+/** One member of a consumer group. */
+class KafkaLogConsumer implements Consumer {
+  onStopped?: () => void;
+  private readonly consumer: KafkaConsumer;
+  private readonly groupId: string;
+  /** Per "topic/partition": offsets handed out and not yet done. */
+  private readonly trackers = new Map<string, OffsetState>();
+  private readonly highWatermarks = new Map<string, number>();
+  private readonly running = new Map<string, number>();
+  private readonly slotWaiters = new Map<string, (() => void)[]>();
+  private readonly aborts = new Map<string, AbortController>();
+  private readonly handlers = new Set<Promise<void>>();
+  private readonly committed = new Map<string, number>();
+  private assigned = new Set<string>();
+  private commitTimer?: NodeJS.Timeout;
+  private stopping = false;
+  private finished = false;
+  private stopRun?: Promise<void>;
+
+  constructor(
+    kafka: Kafka,
+    private readonly admin: Admin,
+    private readonly log: KafkaEventLogOptions,
+    private readonly opts: ConsumeOptions,
+  ) {
+    this.groupId = `${log.prefix}${opts.group}`;
+    this.consumer = kafka.consumer({
+      groupId: this.groupId,
+      sessionTimeout: 10_000,
+      heartbeatInterval: 1_000,
+      maxWaitTimeInMs: 100,
+      allowAutoTopicCreation: false,
+      retry: { initialRetryTime: 200, retries: 10, maxRetryTime: 5_000 },
+    });
+  }
+
+  async start(): Promise<void> {
+    const topics = this.opts.topics.map((t) => topicName(this.log.prefix, t));
+    if (this.opts.fromBeginning) {
+      // Read-model rebuild: forget what the group committed (the group must have no live member).
+      for (const topic of topics) {
+        await retryWithBackoff(`reset of group ${this.groupId}`, this.log.logger, () => this.admin.resetOffsets({ groupId: this.groupId, topic, earliest: true }), { attempts: 10 });
+      }
+    }
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.onAssignment(e.payload.memberAssignment));
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics, fromBeginning: true });
+    await this.consumer.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: Math.max(1, TOPICS.length * 64),
+      eachBatchAutoResolve: false,
+      eachBatch: (payload) => this.eachBatch(payload),
+    });
+  }
+
+  /** A rebalance: work on partitions that moved away is abandoned (their new owner redoes it). */
+  private onAssignment(assignment: Record<string, number[]>): void {
+    const now = new Set<string>();
+    for (const [topic, parts] of Object.entries(assignment)) for (const p of parts) now.add(`${topic}/${p}`);
+    for (const key of this.assigned) {
+      if (now.has(key)) continue;
+      this.aborts.get(key)?.abort(new Error('partition reassigned'));
+      this.aborts.delete(key);
+      this.trackers.delete(key);
+      this.committed.delete(key);
+    }
+    this.assigned = now;
+  }
+
+  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    const key = `${batch.topic}/${batch.partition}`;
+    const topic = this.log.prefix ? (batch.topic.slice(this.log.prefix.length) as Topic) : (batch.topic as Topic);
+    this.highWatermarks.set(key, Number(batch.highWatermark));
+    for (const message of batch.messages) {
+      if (this.stopping || !isRunning() || isStale()) return;
+      const offset = Number(message.offset);
+      let state = this.trackers.get(key);
+      if (state === undefined) {
+        state = initialOffsets(offset);
+        this.trackers.set(key, state);
+        this.committed.set(key, offset);
+      }
+      if (offset < state.next) {
+        // Fetched again after a rebalance that left us the partition: already handed out here.
+        resolveOffset(message.offset);
+        continue;
+      }
+      while ((this.running.get(key) ?? 0) >= this.opts.concurrencyPerPartition) {
+        await new Promise<void>((r) => this.slotWaiters.set(key, [...(this.slotWaiters.get(key) ?? []), r]));
+        if (this.stopping || !isRunning() || isStale()) return;
+        await heartbeat().catch(() => undefined);
+      }
+      this.trackers.set(key, track(this.trackers.get(key)!, offset).state);
+      // Moves the fetch position only: commits are ours (autoCommit is off) and only past finished events.
+      resolveOffset(message.offset);
+      const event = Event.decode(message.value ?? Buffer.alloc(0));
+      this.launch(key, { event, topic, partition: batch.partition, offset, seq: offset + 1 });
+    }
+  }
+
+  private launch(key: string, e: LoggedEvent): void {
+    this.running.set(key, (this.running.get(key) ?? 0) + 1);
+    let abort = this.aborts.get(key);
+    if (!abort) this.aborts.set(key, (abort = new AbortController()));
+    const signal = abort.signal;
+    const h: Promise<void> = this.handleUntilDone(e, signal)
+      .then((done) => {
+        if (done && !this.finished && this.trackers.has(key) && !signal.aborted) {
+          this.trackers.set(key, complete(this.trackers.get(key)!, e.offset).state);
+          this.scheduleCommit();
+        }
+      })
+      .catch((err) => this.log.logger.error({ err, group: this.opts.group, key, offset: e.offset }, 'consumer bug'))
+      .finally(() => {
+        this.handlers.delete(h);
+        this.running.set(key, this.running.get(key)! - 1);
+        this.slotWaiters.get(key)?.shift()?.();
+      });
+    this.handlers.add(h);
+  }
+
+  /** Runs the handler until it succeeds; a failing event is retried with backoff, never skipped. */
+  private async handleUntilDone(e: LoggedEvent, signal: AbortSignal): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.opts.handle(e, signal);
+        return true;
+      } catch (err) {
+        if (this.stopping || signal.aborted) return false;
+        const delayMs = Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS);
+        this.log.logger.warn({ group: this.opts.group, topic: e.topic, partition: e.partition, offset: e.offset, attempt, delayMs, err }, 'event handler failed; retrying');
+        await new Promise((r) => setTimeout(r, delayMs));
+        if (this.stopping || signal.aborted) return false;
+      }
+    }
+  }
+
+  private scheduleCommit(): void {
+    if (this.commitTimer || this.finished) return;
+    this.commitTimer = setTimeout(() => {
+      this.commitTimer = undefined;
+      void this.commit();
+    }, COMMIT_INTERVAL_MS);
+    this.commitTimer.unref();
+  }
+
+  private async commit(): Promise<void> {
+    const offsets: { topic: string; partition: number; offset: string }[] = [];
+    for (const [key, state] of this.trackers) {
+      const at = committableOf(state);
+      if (at <= (this.committed.get(key) ?? -1)) continue;
+      const slash = key.lastIndexOf('/');
+      offsets.push({ topic: key.slice(0, slash), partition: Number(key.slice(slash + 1)), offset: String(at) });
+      this.committed.set(key, at);
+    }
+    if (offsets.length === 0) return;
+    await this.consumer.commitOffsets(offsets).catch((err: unknown) => {
+      // A rebalance in progress: the partition's new owner resumes from the last commit that landed.
+      for (const o of offsets) this.committed.delete(`${o.topic}/${o.partition}`);
+      this.log.logger.warn({ err, group: this.opts.group }, 'offset commit refused; it will be retried');
+    });
+  }
+
+  async caughtUp(): Promise<void> {
+    if (this.stopping) throw new Error('consumer stopped');
+    const targets = new Map<string, number>();
+    for (const topic of this.opts.topics) {
+      const name = topicName(this.log.prefix, topic);
+      for (const p of await this.admin.fetchTopicOffsets(name)) if (Number(p.high) > Number(p.low)) targets.set(`${name}/${p.partition}`, Number(p.high));
+    }
+    for (let round = 0; ; round++) {
+      if (this.stopping) throw new Error('consumer stopped before catching up');
+      let behind = false;
+      for (const [key, high] of targets) {
+        const local = this.trackers.get(key);
+        if (local && committableOf(local) >= high) continue;
+        behind = true;
+      }
+      if (!behind) return;
+      // Partitions of other members: what the group committed.
+      if (round % 5 === 4) {
+        const committed = await this.groupOffsets();
+        for (const [key, high] of targets) if ((committed.get(key) ?? -1) >= high) targets.delete(key);
+        if (targets.size === 0) return;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  private async groupOffsets(): Promise<Map<string, number>> {
+    const out = new Map<string, number>();
+    const topics = this.opts.topics.map((t) => topicName(this.log.prefix, t));
+    for (const t of await this.admin.fetchOffsets({ groupId: this.groupId, topics })) {
+      for (const p of t.partitions) out.set(`${t.topic}/${p.partition}`, Number(p.offset));
+    }
+    return out;
+  }
+
+  lag(): number {
+    let n = 0;
+    for (const [key, high] of this.highWatermarks) {
+      const s = this.trackers.get(key);
+      if (s && this.assigned.has(key)) n += Math.max(0, high - s.next);
+    }
+    return n;
+  }
+
+  inFlight(): number {
+    return this.handlers.size;
+  }
+
+  stop(graceMs = 10_000): Promise<void> {
+    this.stopRun ??= (async () => {
+      this.stopping = true;
+      for (const waiters of this.slotWaiters.values()) for (const w of waiters.splice(0)) w();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...this.handlers]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+      clearTimeout(this.commitTimer);
+      this.commitTimer = undefined;
+      await this.commit();
+      this.finished = true; // handlers finishing later are not committed: they will be redelivered
+      for (const a of this.aborts.values()) a.abort(new Error('consumer stopped'));
+      await this.consumer.disconnect().catch(() => undefined);
+      this.onStopped?.();
+    })();
+    return this.stopRun;
+  }
+}
+
+export function topicName(prefix: string, topic: Topic): string {
+  return `${prefix}${topic}`;
+}
+
+/** Stable partition of a key (FNV-1a): the same conversation always lands in the same partition. */
+export function partitionFor(key: string, partitions: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % partitions;
+}
+
+function kafkaLog(logger: Logger, { level, label, log }: LogEntry): void {
+  const { message, ...rest } = log;
+  const fields = { ...rest, kafkaLevel: label };
+  if (level === logLevel.ERROR) logger.error(fields, message);
+  else if (level === logLevel.WARN) logger.warn(fields, message);
+  else logger.debug(fields, message);
+}
