@@ -19,6 +19,8 @@ export interface KafkaEventLogOptions {
 const RETRY_BASE_MS = 100;
 const RETRY_MAX_MS = 5_000;
 const COMMIT_INTERVAL_MS = 100;
+/** Longest wait for the settling group when a partition changes hands. */
+const SETTLE_MAX_MS = 30_000;
 /** Largest number of events sent in one produce request. */
 const MAX_BATCH = 2_000;
 
@@ -183,6 +185,8 @@ class KafkaLogConsumer implements Consumer {
   private readonly handlers = new Set<Promise<void>>();
   private readonly committed = new Map<string, number>();
   private assigned = new Set<string>();
+  /** Newly assigned partitions wait on these before their first event (see ConsumeOptions.settledBy). */
+  private readonly gates = new Map<string, Promise<void>>();
   private commitTimer?: NodeJS.Timeout;
   private stopping = false;
   private finished = false;
@@ -234,7 +238,9 @@ class KafkaLogConsumer implements Consumer {
       this.aborts.delete(key);
       this.trackers.delete(key);
       this.committed.delete(key);
+      this.gates.delete(key);
     }
+    for (const key of now) if (!this.assigned.has(key) && this.opts.settledBy) this.gates.set(key, this.settle(key, this.opts.settledBy));
     this.assigned = now;
   }
 
@@ -242,6 +248,12 @@ class KafkaLogConsumer implements Consumer {
     const key = `${batch.topic}/${batch.partition}`;
     const topic = this.log.prefix ? (batch.topic.slice(this.log.prefix.length) as Topic) : (batch.topic as Topic);
     this.highWatermarks.set(key, Number(batch.highWatermark));
+    const gate = this.gates.get(key);
+    if (gate) {
+      const beat = setInterval(() => void heartbeat().catch(() => undefined), 1_000);
+      await gate.finally(() => clearInterval(beat));
+      this.gates.delete(key);
+    }
     for (const message of batch.messages) {
       if (this.stopping || !isRunning() || isStale()) return;
       const offset = Number(message.offset);
@@ -358,10 +370,30 @@ class KafkaLogConsumer implements Consumer {
     }
   }
 
-  private async groupOffsets(): Promise<Map<string, number>> {
+  /** Waits (up to SETTLE_MAX_MS) until `group` has committed past what partition `key` holds now. */
+  private async settle(key: string, group: string): Promise<void> {
+    const slash = key.lastIndexOf('/');
+    const topic = key.slice(0, slash);
+    const partition = Number(key.slice(slash + 1));
+    const deadline = Date.now() + SETTLE_MAX_MS;
+    try {
+      const offsets = (await this.admin.fetchTopicOffsets(topic)).find((p) => p.partition === partition);
+      const high = Number(offsets?.high ?? 0);
+      if (high <= Number(offsets?.low ?? 0)) return;
+      while (Date.now() < deadline && !this.stopping) {
+        const done = (await this.groupOffsets(`${this.log.prefix}${group}`, [topic])).get(key) ?? -1;
+        if (done >= high) return;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      if (!this.stopping) this.log.logger.warn({ key, group, waitedMs: SETTLE_MAX_MS }, `group ${group} is behind on a partition this member took over; going on`);
+    } catch (err) {
+      this.log.logger.warn({ err, key, group }, 'could not read the progress of the settling group; going on');
+    }
+  }
+
+  private async groupOffsets(groupId = this.groupId, topics = this.opts.topics.map((t) => topicName(this.log.prefix, t))): Promise<Map<string, number>> {
     const out = new Map<string, number>();
-    const topics = this.opts.topics.map((t) => topicName(this.log.prefix, t));
-    for (const t of await this.admin.fetchOffsets({ groupId: this.groupId, topics })) {
+    for (const t of await this.admin.fetchOffsets({ groupId, topics })) {
       for (const p of t.partitions) out.set(`${t.topic}/${p.partition}`, Number(p.offset));
     }
     return out;

@@ -31,6 +31,11 @@ export interface WorkerDeps {
   clock: () => number;
   newId: () => string;
   logger: Logger;
+  /**
+   * Consumer group (the projector's) whose progress makes the messages read model
+   * trustworthy for the "already answered?" check after a partition changes hands.
+   */
+  settledBy?: string;
   /** Retries of a retryable provider error before the message fails. */
   maxAttempts?: number;
 }
@@ -68,8 +73,10 @@ export class Worker {
     this.consumer = await this.deps.log.consume({
       group: 'workers',
       topics: ['conversations'],
-      concurrencyPerPartition: this.deps.maxProcessing,
-      handle: (e) => this.handle(e),
+      // The budget is structural: partitions × per-partition concurrency, whatever the number of workers.
+      concurrencyPerPartition: concurrencyPerPartition(this.deps.maxProcessing, this.deps.log.partitions('conversations')),
+      settledBy: this.deps.settledBy,
+      handle: (e, signal) => this.handle(e, signal),
     });
     this.lagTimer = setInterval(() => this.deps.metrics.messagesWaiting.set(this.consumer?.lag() ?? 0), 500);
     this.lagTimer.unref();
@@ -94,34 +101,34 @@ export class Worker {
     this.waiters.shift()?.();
   }
 
-  private async handle(e: LoggedEvent): Promise<void> {
+  private async handle(e: LoggedEvent, taken: AbortSignal): Promise<void> {
     const p = e.event.payload;
     if (p?.$case !== 'messageReceived') return;
     const id = p.messageReceived.messageId;
     if (this.inFlight.has(id)) return; // the same message appended twice: one processing is enough
     this.inFlight.add(id);
     try {
-      await this.process(e.event, p.messageReceived);
+      await this.process(e.event, p.messageReceived, AbortSignal.any([this.abort.signal, taken]));
     } finally {
       this.inFlight.delete(id);
     }
   }
 
-  private async process(event: Event, m: MessageReceived): Promise<void> {
+  private async process(event: Event, m: MessageReceived, signal: AbortSignal): Promise<void> {
     const done = await this.deps.messages.get(m.messageId);
     if (done && done.status !== 'pending') return; // answered before a restart: never twice
     await this.acquire();
     const started = this.deps.clock();
     const kind = inputKind(m);
     try {
-      const outcome = await this.produce(event, m, kind, started);
+      const outcome = await this.produce(event, m, kind, started, signal);
       this.deps.metrics.responses.inc({ outcome });
     } finally {
       this.release();
     }
   }
 
-  private async produce(event: Event, m: MessageReceived, kind: InputKind, started: number): Promise<'answered' | 'failed'> {
+  private async produce(event: Event, m: MessageReceived, kind: InputKind, started: number, signal: AbortSignal): Promise<'answered' | 'failed'> {
     const subject = clientSubject(event.clientId);
     const request: LlmRequest = {
       messageId: m.messageId,
@@ -137,7 +144,7 @@ export class Worker {
     for (let attempt = 1; ; attempt++) {
       try {
         const reply = await this.deps.llm.generate(request, {
-          signal: this.abort.signal,
+          signal,
           onDelta: deltas.push,
         });
         deltas.flush();
@@ -145,6 +152,8 @@ export class Worker {
         const voice = kind === 'audio' || kind === 'video' ? await this.voice(event, responseId, reply.text) : undefined;
         const image = kind === 'video' ? await this.image(event, responseId, reply.text, request) : undefined;
         const processingMs = this.deps.clock() - started;
+        // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
+        signal.throwIfAborted();
         const logged = await this.deps.log.append(this.event(event, {
           $case: 'responseProduced',
           responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model },
@@ -157,7 +166,7 @@ export class Worker {
         await this.publish(subject, { frame: { $case: 'response', response } });
         return 'answered';
       } catch (err) {
-        if (this.abort.signal.aborted) throw err; // shutting down: left uncommitted, redone after restart
+        if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
         const retryable = err instanceof LlmError && err.retryable && attempt < attempts;
         if (retryable) {
           this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying');
@@ -246,6 +255,11 @@ export class Worker {
   stats() {
     return { processing: this.budget.inProcessing, peak: this.budget.peak, waiting: this.consumer?.lag() ?? 0 };
   }
+}
+
+/** Per-partition share of the processing budget (at least 1, never above the budget in total). */
+export function concurrencyPerPartition(maxProcessing: number, partitions: number): number {
+  return Math.max(1, Math.floor(maxProcessing / partitions));
 }
 
 function inputKind(m: MessageReceived): InputKind {
