@@ -12,7 +12,7 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       other = f.other ?? f.registry;
       cleanup = f.cleanup;
     });
-    afterEach(async () => cleanup());
+    afterEach(async () => cleanup?.());
 
     const req = (clientId: string, over: Partial<AcquireRequest> = {}): AcquireRequest => ({
       clientId, sessionId: `s-${clientId}-${Math.random().toString(36).slice(2)}`, gatewayId: 'g1', conversationId: `c-${clientId}`,
@@ -26,6 +26,26 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect(results.filter((r) => r.ok)).toHaveLength(50);
       expect(results.filter((r) => !r.ok && r.reason === 'full')).toHaveLength(30);
       expect(await registry.count()).toBe(50);
+    });
+
+    it('admits exactly 50 of 200 distinct clients acquiring at once through two registries', async () => {
+      const results = await Promise.all(
+        Array.from({ length: 200 }, (_, i) => (i % 2 ? registry : other).acquire(req(`many${i}`, { gatewayId: i % 2 ? 'g1' : 'g2', maxClients: 50 }))),
+      );
+      const admitted = results.flatMap((r) => (r.ok ? [r.lease.clientId] : []));
+      expect(admitted).toHaveLength(50);
+      expect(new Set(admitted).size).toBe(50);
+      expect(results.filter((r) => !r.ok && r.reason === 'full')).toHaveLength(150);
+      expect(await other.count()).toBe(50);
+    });
+
+    it('hands each expired lease to exactly one of several registries sweeping at once', async () => {
+      const acquired = await Promise.all(Array.from({ length: 30 }, (_, i) => registry.acquire(req(`exp${i}`, { now: 0, leaseMs: 100 }))));
+      expect(acquired.every((r) => r.ok)).toBe(true);
+      const sweeps = await Promise.all([registry.expire(500), other.expire(500), registry.expire(500), other.expire(500)]);
+      const expired = sweeps.flat().map((l) => l.clientId).sort();
+      expect(expired).toEqual(Array.from({ length: 30 }, (_, i) => `exp${i}`).sort());
+      expect(await registry.count()).toBe(0);
     });
 
     it('refuses a second connection of the same client as duplicate, even concurrently', async () => {

@@ -8,18 +8,26 @@ interface Item {
   [k: string]: unknown;
 }
 
-/** The contract every ReadStore adapter (memory, MongoDB) must keep. */
-export function describeReadStore(name: string, factory: () => Promise<{ store: ReadStore; cleanup(): Promise<void> }>): void {
+/**
+ * The contract every ReadStore adapter (memory, MongoDB) must keep.
+ * `other`, when given, is a second store on the same data (another connection,
+ * as another projector process would have); without it the one store plays both.
+ */
+export function describeReadStore(name: string, factory: () => Promise<{ store: ReadStore; other?: ReadStore; cleanup(): Promise<void> }>): void {
   describe(`ReadStore contract: ${name}`, () => {
     let store: ReadStore;
+    let other: ReadStore;
     let cleanup: () => Promise<void>;
     let n = 0;
-    const fresh = () => store.collection<Item>(`items_${Date.now()}_${n++}`, ['owner']);
+    const freshName = () => `items_${Date.now()}_${n++}`;
+    const fresh = () => store.collection<Item>(freshName(), ['owner']);
 
     beforeEach(async () => {
-      ({ store, cleanup } = await factory());
+      const f = await factory();
+      ({ store, cleanup } = f);
+      other = f.other ?? f.store;
     });
-    afterEach(async () => cleanup());
+    afterEach(async () => cleanup?.());
 
     it('applies evolve to create, update and delete a document', async () => {
       const c = fresh();
@@ -64,6 +72,28 @@ export function describeReadStore(name: string, factory: () => Promise<{ store: 
       await c.apply('a', { stream: 's/0', offset: 2 }, (d) => ({ ...d!, owner: 'y' }));
       expect(await c.find({ where: { owner: 'x' } })).toEqual([]);
       expect((await c.find({ where: { owner: 'y' } })).map((d) => d._id)).toEqual(['a']);
+    });
+
+    it('applies concurrent writes to one document without losing any, from one store and from two', async () => {
+      const name = freshName();
+      const [mine, theirs] = [store.collection<Item>(name, ['owner']), other.collection<Item>(name, ['owner'])];
+      const inc = (d: Item | null): Item => ({ _id: 'hot', owner: 'x', seq: (d?.seq ?? 0) + 1 });
+      await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? theirs : mine).apply('hot', { stream: `s/${i}`, offset: 7 }, inc)));
+      expect((await mine.get('hot'))?.seq).toBe(20);
+      // Every one of those positions is now seen: replaying them, even concurrently, changes nothing.
+      await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? mine : theirs).apply('hot', { stream: `s/${i}`, offset: 7 }, inc)));
+      await mine.apply('hot', { stream: 's/3', offset: 6 }, inc);
+      expect((await theirs.get('hot'))?.seq).toBe(20);
+      await theirs.apply('hot', { stream: 's/3', offset: 8 }, inc);
+      expect((await mine.get('hot'))?.seq).toBe(21);
+    });
+
+    it('keeps its bookkeeping out of the documents it returns', async () => {
+      const c = fresh();
+      await c.apply('a', { stream: 'conversations/0', offset: 1 }, () => ({ _id: 'a', owner: 'x', seq: 1 }));
+      await c.apply('a', { stream: 'sessions.v2/1', offset: 1 }, (d) => ({ ...d!, seq: 2 }));
+      expect(await c.get('a')).toEqual({ _id: 'a', owner: 'x', seq: 2 });
+      expect(await c.find({ where: { owner: 'x' } })).toEqual([{ _id: 'a', owner: 'x', seq: 2 }]);
     });
 
     it('returns copies: mutating a result does not change the store', async () => {

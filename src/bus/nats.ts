@@ -1,0 +1,176 @@
+import { connect, ErrorCode, Events, headers, type Msg, type MsgHdrs, type NatsConnection, type NatsError } from 'nats';
+import type { Logger } from 'pino';
+import { NoResponderError, RemoteError, type Bus, type Subscription } from './port';
+
+export interface NatsBusOptions {
+  /** One URL or a comma-separated list, e.g. `nats://127.0.0.1:4222`. */
+  url: string;
+  /** Shown by the server's monitoring pages for this connection. */
+  name?: string;
+  logger: Logger;
+}
+
+/** A reply carrying this header holds a responder's error message as its payload. */
+const ERROR_HEADER = 'ChatFlow-Error';
+/** Every replica of a session's responder is one queue group: a request is handled once. */
+const RESPONDER_QUEUE = 'chatflow-responders';
+const BACKOFF_MIN_MS = 250;
+const BACKOFF_MAX_MS = 5_000;
+const DRAIN_TIMEOUT_MS = 5_000;
+
+/**
+ * The bus on NATS core (no JetStream: delivery is at-most-once by design).
+ * Publishes are not flushed one by one; the connection's own buffering sends
+ * them in batches, and close() drains everything still pending.
+ */
+export class NatsBus implements Bus {
+  private closing?: Promise<void>;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly logger: Logger,
+  ) {}
+
+  static async connect(opts: NatsBusOptions): Promise<NatsBus> {
+    const { logger } = opts;
+    const servers = opts.url.split(',').map((s) => s.trim()).filter(Boolean);
+    let attempt = 0;
+    const unreachable = setTimeout(() => logger.warn({ engine: 'nats', servers }, 'NATS unreachable; still trying to connect'), 3_000);
+    try {
+      const nc = await connect({
+        servers,
+        name: opts.name,
+        // Never give up, also before the first connection: the server may start after us.
+        maxReconnectAttempts: -1,
+        waitOnFirstConnect: true,
+        reconnectDelayHandler: () => {
+          const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt++, 10));
+          return base / 2 + Math.random() * (base / 2);
+        },
+      });
+      attempt = 0;
+      const bus = new NatsBus(nc, logger);
+      bus.watchStatus(() => (attempt = 0));
+      logger.info({ engine: 'nats', server: nc.getServer() }, 'NATS connected');
+      return bus;
+    } finally {
+      clearTimeout(unreachable);
+    }
+  }
+
+  async publish(subject: string, payload: Uint8Array): Promise<void> {
+    this.nc.publish(subject, payload);
+  }
+
+  subscribe(subject: string, handler: (payload: Uint8Array) => void): Subscription {
+    const sub = this.nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) {
+          this.logger.warn({ engine: 'nats', err, subject }, 'subscription error');
+          return;
+        }
+        try {
+          handler(msg.data);
+        } catch (e) {
+          // A failing subscriber must not take the connection's dispatch loop down with it.
+          this.logger.error({ engine: 'nats', err: e, subject }, 'subscriber failed');
+        }
+      },
+    });
+    return { unsubscribe: () => sub.unsubscribe() };
+  }
+
+  async request(subject: string, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    let reply: Msg;
+    try {
+      reply = await this.nc.request(subject, payload, { timeout: timeoutMs });
+    } catch (err) {
+      const code = (err as NatsError).code;
+      if (code === ErrorCode.NoResponders) throw new NoResponderError(subject);
+      if (code === ErrorCode.Timeout) throw new NoResponderError(subject, true);
+      throw err;
+    }
+    if (reply.headers?.has(ERROR_HEADER)) throw new RemoteError(Buffer.from(reply.data).toString('utf8'));
+    return reply.data;
+  }
+
+  serve(subject: string, handler: (payload: Uint8Array) => Promise<Uint8Array>): Subscription {
+    const sub = this.nc.subscribe(subject, {
+      queue: RESPONDER_QUEUE,
+      callback: (err, msg) => {
+        if (err) {
+          this.logger.warn({ engine: 'nats', err, subject }, 'responder subscription error');
+          return;
+        }
+        void this.answer(msg, handler);
+      },
+    });
+    return { unsubscribe: () => sub.unsubscribe() };
+  }
+
+  /** Drains (pending publishes go out, subscriptions finish); with the server gone, gives up after a while. */
+  close(): Promise<void> {
+    this.closing ??= this.closeNow();
+    return this.closing;
+  }
+
+  private async closeNow(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), DRAIN_TIMEOUT_MS)));
+    try {
+      const outcome = await Promise.race([this.nc.drain().then(() => 'drained' as const), gaveUp]);
+      if (outcome === 'timeout') this.logger.warn({ engine: 'nats', timeoutMs: DRAIN_TIMEOUT_MS }, 'NATS drain did not finish; closing anyway');
+    } catch (err) {
+      this.logger.warn({ engine: 'nats', err }, 'NATS drain failed; closing');
+    } finally {
+      clearTimeout(timer);
+      if (!this.nc.isClosed()) await this.nc.close();
+    }
+  }
+
+  private async answer(msg: Msg, handler: (payload: Uint8Array) => Promise<Uint8Array>): Promise<void> {
+    let reply: Uint8Array;
+    let opts: { headers: MsgHdrs } | undefined;
+    try {
+      reply = await handler(msg.data);
+    } catch (err) {
+      reply = Buffer.from(err instanceof Error ? err.message : String(err), 'utf8');
+      opts = { headers: headers() };
+      opts.headers.set(ERROR_HEADER, '1');
+    }
+    try {
+      msg.respond(reply, opts);
+    } catch (err) {
+      // The connection closed while the handler ran: the requester sees a timeout.
+      this.logger.warn({ engine: 'nats', err, subject: msg.subject }, 'could not send a reply');
+    }
+  }
+
+  private watchStatus(onReconnect: () => void): void {
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        switch (s.type) {
+          case Events.Disconnect:
+            this.logger.warn({ engine: 'nats', server: s.data }, 'NATS disconnected; reconnecting');
+            break;
+          case Events.Reconnect:
+            onReconnect();
+            this.logger.warn({ engine: 'nats', server: s.data }, 'NATS reconnected');
+            break;
+          case Events.LDM:
+            this.logger.warn({ engine: 'nats', server: s.data }, 'NATS server entering lame duck mode');
+            break;
+          case Events.Error:
+            this.logger.warn({ engine: 'nats', detail: s.data }, 'NATS async error');
+            break;
+          default:
+            break;
+        }
+      }
+    })();
+    void this.nc.closed().then((err) => {
+      if (err) this.logger.error({ engine: 'nats', err }, 'NATS connection closed with an error');
+    });
+  }
+}

@@ -1,0 +1,37 @@
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { describeWithEngines } from '../../test/engines';
+import { MongoReadStore } from '../readstore/mongo';
+import { MongoConnectionRegistry } from './mongo';
+import { describeConnectionRegistry } from './registry.contract';
+
+const logger = pino({ level: 'silent' });
+
+describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () => {
+  // A fresh database per run, a fresh collection per test; two registries (two connections) share it, as two gateways would.
+  const dbName = `chatflow_test_${randomBytes(4).toString('hex')}`;
+  let n = 0;
+  afterAll(async () => {
+    const store = await MongoReadStore.connect({ uri: process.env.MONGODB_URI!, dbName, logger });
+    await store.dropDatabase();
+    await store.close();
+  });
+
+  describeConnectionRegistry('mongodb', async () => {
+    const uri = process.env.MONGODB_URI!;
+    const collection = `connections_${n++}`;
+    const registry = await MongoConnectionRegistry.connect({ uri, dbName, logger, collection });
+    const other = await MongoConnectionRegistry.connect({ uri, dbName, logger, collection }).catch(async (err: unknown) => {
+      await registry.close();
+      throw err;
+    });
+    return {
+      registry,
+      other,
+      cleanup: async () => {
+        await other.close();
+        await registry.close();
+      },
+    };
+  });
+});

@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { describeWithEngines } from '../../test/engines';
+import { MongoReadStore, TICKETS_COLLECTION } from './mongo';
+import { describeReadStore } from './readstore.contract';
+
+const logger = pino({ level: 'silent' });
+
+interface Item {
+  _id: string;
+  n: number;
+  [k: string]: unknown;
+}
+
+describeWithEngines(['MONGODB_URI'], 'ReadStore contract: mongodb', () => {
+  // One fresh database per run; two stores (two connections) on it, as two projectors would have.
+  const dbName = `chatflow_test_${randomBytes(4).toString('hex')}`;
+  afterAll(async () => {
+    const store = await MongoReadStore.connect({ uri: process.env.MONGODB_URI!, dbName, logger });
+    await store.dropDatabase();
+    await store.close();
+  });
+
+  describeReadStore('mongodb', async () => {
+    const uri = process.env.MONGODB_URI!;
+    const store = await MongoReadStore.connect({ uri, dbName, logger });
+    const other = await MongoReadStore.connect({ uri, dbName, logger }).catch(async (err: unknown) => {
+      await store.close();
+      throw err;
+    });
+    return {
+      store,
+      other,
+      cleanup: async () => {
+        await other.close();
+        await store.close();
+      },
+    };
+  });
+
+  describe('MongoReadStore specifics', () => {
+    let store: MongoReadStore;
+    beforeAll(async () => {
+      store = await MongoReadStore.connect({ uri: process.env.MONGODB_URI!, dbName, logger });
+    });
+    afterAll(async () => {
+      await store.close();
+    });
+
+    it('creates the equality indexes it was given', async () => {
+      const c = store.collection<{ _id: string; owner: string }>('indexed', ['owner']);
+      await c.count();
+      const names = (await store.db.collection('indexed').indexes()).map((i) => i.name);
+      expect(names).toContain('owner_1');
+    });
+
+    it('drops collections to rebuild them from scratch', async () => {
+      const c = store.collection<{ _id: string; owner: string }>('rebuilt', ['owner']);
+      await c.apply('a', { stream: 's/0', offset: 1 }, () => ({ _id: 'a', owner: 'x' }));
+      await store.drop(['rebuilt', 'never-created']);
+      // A handle taken before the drop keeps working, indexes included.
+      expect(await c.get('a')).toBeNull();
+      await c.apply('a', { stream: 's/0', offset: 1 }, () => ({ _id: 'a', owner: 'y' }));
+      expect(await store.collection('rebuilt').get('a')).toEqual({ _id: 'a', owner: 'y' });
+      expect((await store.db.collection('rebuilt').indexes()).map((i) => i.name)).toContain('owner_1');
+    });
+
+    it('with write tickets, applies concurrent writes from two stores without losing any', async () => {
+      const uri = process.env.MONGODB_URI!;
+      const [a, b] = await Promise.all([MongoReadStore.connect({ uri, dbName, logger, writeTickets: true }), MongoReadStore.connect({ uri, dbName, logger, writeTickets: true })]);
+      try {
+        const [ca, cb] = [a.collection<Item>('ticketed'), b.collection<Item>('ticketed')];
+        const inc = (d: Item | null): Item => ({ _id: 'hot', n: (d?.n ?? 0) + 1 });
+        await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? ca : cb).apply('hot', { stream: `s/${i}`, offset: 1 }, inc)));
+        expect(await ca.get('hot')).toEqual({ _id: 'hot', n: 20 });
+        expect(await store.db.collection(TICKETS_COLLECTION).countDocuments({ collection: 'ticketed' })).toBe(0);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    it('finishes a write whose writer died after taking its ticket, and clears tickets of another version', async () => {
+      const ticketed = await MongoReadStore.connect({ uri: process.env.MONGODB_URI!, dbName, logger, writeTickets: true });
+      try {
+        const c = ticketed.collection<Item>('crashed');
+        await c.apply('a', { stream: 's/0', offset: 1 }, () => ({ _id: 'a', n: 1 }));
+        const raw = (await store.db.collection<Item>('crashed').findOne({ _id: 'a' }))!;
+        const tickets = store.db.collection<{ _id: string; [k: string]: unknown }>(TICKETS_COLLECTION);
+        // A writer took the ticket for version 2 (built on this version), then died before writing.
+        const left = { ...raw, n: 2, _pos: { 's/0': 1, 'dead/0': 9 }, _ver: 2, _tok: 'dead-writer' };
+        await tickets.insertOne({ _id: 'crashed/a#2', collection: 'crashed', base: raw._tok, next: left, at: 0 });
+        await c.apply('a', { stream: 's/0', offset: 2 }, (d) => ({ ...d!, n: d!.n + 10 }));
+        expect(await c.get('a')).toEqual({ _id: 'a', n: 12 });
+        // Its position counts as applied now.
+        await c.apply('a', { stream: 'dead/0', offset: 9 }, (d) => ({ ...d!, n: 0 }));
+        expect((await c.get('a'))?.n).toBe(12);
+        // A ticket from an earlier life of the document (another base) is cleared, not applied.
+        await tickets.insertOne({ _id: 'crashed/a#4', collection: 'crashed', base: 'earlier-life', next: { _id: 'a', n: -1, _ver: 4, _tok: 'x' }, at: 0 });
+        await c.apply('a', { stream: 's/0', offset: 3 }, (d) => ({ ...d!, n: d!.n + 1 }));
+        expect(await c.get('a')).toEqual({ _id: 'a', n: 13 });
+        expect(await tickets.countDocuments({ collection: 'crashed' })).toBe(0);
+      } finally {
+        await ticketed.close();
+      }
+    });
+
+    it('fails with a clear message when MongoDB is unreachable', async () => {
+      await expect(MongoReadStore.connect({ uri: 'mongodb://127.0.0.1:1/x', logger, serverSelectionTimeoutMS: 300 })).rejects.toThrow(/MongoDB unreachable at mongodb:\/\/127\.0\.0\.1:1\/x/);
+    });
+  });
+});

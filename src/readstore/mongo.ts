@@ -1,0 +1,295 @@
+import { randomUUID } from 'node:crypto';
+import type { Collection as MongoColl, Db, Filter, MongoClient, Sort } from 'mongodb';
+import type { Logger } from 'pino';
+import { connectMongo, isDuplicateKeyError, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
+import type { Collection, Doc, FindQuery, Position, ReadStore } from './port';
+
+/**
+ * Bookkeeping stored beside a document's fields, never returned by get/find:
+ * the last offset applied per stream, a version number, and a token naming the
+ * write that produced this version.
+ */
+const POSITIONS = '_pos';
+const VERSION = '_ver';
+const TOKEN = '_tok';
+
+interface Bookkeeping {
+  [POSITIONS]?: Record<string, number>;
+  [VERSION]?: number;
+  [TOKEN]?: string;
+}
+
+type Stored = Doc & Bookkeeping;
+
+/**
+ * A claim on the next version of one document (FerretDB only, see MongoReadStore).
+ * It holds the whole write, so any writer that finds it can finish it.
+ */
+interface WriteTicket {
+  _id: string;
+  collection: string;
+  /** The token of the version this write replaces. */
+  base: string | null;
+  /** The next version; null deletes the document. */
+  next: Stored | null;
+  at: number;
+}
+
+export const TICKETS_COLLECTION = '_chatflow_write_tickets';
+
+/** A write lost to a concurrent writer is retried this many times before giving up. */
+const MAX_ATTEMPTS = 100;
+/** A ticket younger than this belongs to a live writer: wait for it rather than finishing its write. */
+const TICKET_GRACE_MS = 2_000;
+
+export interface MongoReadStoreOptions {
+  logger: Logger;
+  /**
+   * Guard every update with a write ticket (an insert on a unique `_id`, see
+   * below). Default: only on FerretDB, whose conditional updates are not atomic.
+   */
+  writeTickets?: boolean;
+}
+
+/**
+ * Read models in MongoDB (or FerretDB v1). Each document carries the last log
+ * offset it applied per stream and a version: apply() reads, evolves, and
+ * writes back only if the version is unchanged (a new document is an insert,
+ * which fails on the duplicate `_id` instead), retrying on conflict. So
+ * replays are no-ops and concurrent projectors never lose an update.
+ *
+ * FerretDB v1 evaluates an update's filter on a read made before its write,
+ * with no transaction between them: two "conditional" replaces of the same
+ * version can both succeed. Its atomic primitive is the unique index on
+ * insert, so there a writer first inserts a ticket `<collection>/<id>#<version+1>`
+ * holding its whole write; only the ticket's owner writes that version, and a
+ * writer that finds a ticket left by a crashed one completes it (roll forward).
+ */
+export class MongoReadStore implements ReadStore {
+  private readonly collections = new Map<string, MongoCollection<Doc>>();
+  private readonly logger: Logger;
+
+  constructor(
+    readonly db: Db,
+    private readonly options: MongoReadStoreOptions & { writeTickets: boolean },
+    private readonly client?: MongoClient,
+  ) {
+    this.logger = options.logger;
+  }
+
+  static async connect(opts: MongoConnectOptions & { writeTickets?: boolean }): Promise<MongoReadStore> {
+    const { client, db } = await connectMongo(opts);
+    const ferret = await isFerretDb(db);
+    const writeTickets = opts.writeTickets ?? ferret;
+    opts.logger.info({ engine: 'mongodb', uri: redactUri(opts.uri), db: db.databaseName, ferretdb: ferret, writeTickets }, 'read store on MongoDB');
+    return new MongoReadStore(db, { logger: opts.logger, writeTickets }, client);
+  }
+
+  collection<D extends Doc>(name: string, indexes: readonly (keyof D & string)[] = []): Collection<D> {
+    let c = this.collections.get(name);
+    if (!c) {
+      const tickets = this.options.writeTickets ? this.db.collection<WriteTicket>(TICKETS_COLLECTION) : undefined;
+      c = new MongoCollection<Doc>(this.db.collection<Stored>(name), indexes, this.logger, tickets);
+      this.collections.set(name, c);
+    }
+    return c as unknown as Collection<D>;
+  }
+
+  /** Drops the named collections (a projector rebuilding its read models from the log). */
+  async drop(names: readonly string[]): Promise<void> {
+    const existing = new Set((await this.db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name));
+    for (const name of names) {
+      if (existing.has(name)) await this.db.dropCollection(name);
+      // Handles taken before the drop stay valid: they create their indexes again on next use.
+      this.collections.get(name)?.indexesDropped();
+    }
+    if (existing.has(TICKETS_COLLECTION)) await this.db.collection<WriteTicket>(TICKETS_COLLECTION).deleteMany({ collection: { $in: [...names] } });
+  }
+
+  /** Drops the whole database (tests). */
+  async dropDatabase(): Promise<void> {
+    await this.db.dropDatabase();
+    for (const c of this.collections.values()) c.indexesDropped();
+  }
+
+  async close(): Promise<void> {
+    await this.client?.close();
+  }
+}
+
+class MongoCollection<D extends Doc> implements Collection<D> {
+  private ready?: Promise<void>;
+  /** Per-document queue: this process's writers of one document take turns (fewer conflicts). */
+  private readonly writing = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly coll: MongoColl<Stored>,
+    private readonly indexFields: readonly string[],
+    private readonly logger: Logger,
+    private readonly tickets?: MongoColl<WriteTicket>,
+  ) {}
+
+  async get(id: string): Promise<D | null> {
+    await this.indexed();
+    const raw = await this.coll.findOne({ _id: id });
+    return raw ? strip<D>(raw) : null;
+  }
+
+  async find(query: FindQuery<D>): Promise<D[]> {
+    await this.indexed();
+    let cursor = this.coll.find(toFilter(query));
+    if (query.sort) cursor = cursor.sort({ [query.sort.field]: query.sort.direction } as Sort);
+    if (query.limit !== undefined) cursor = cursor.limit(query.limit);
+    return (await cursor.toArray()).map((raw) => strip<D>(raw));
+  }
+
+  async count(where?: FindQuery<D>['where']): Promise<number> {
+    await this.indexed();
+    return this.coll.countDocuments(toFilter({ where }));
+  }
+
+  apply(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void> {
+    const previous = this.writing.get(id) ?? Promise.resolve();
+    const mine = previous.then(() => this.applyNow(id, position, evolve));
+    const settled = mine.catch(() => undefined);
+    this.writing.set(id, settled);
+    void settled.then(() => {
+      if (this.writing.get(id) === settled) this.writing.delete(id);
+    });
+    return mine;
+  }
+
+  private async applyNow(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void> {
+    await this.indexed();
+    const stream = streamKey(position.stream);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (attempt > 0) await backoff(attempt);
+      const current = await this.coll.findOne({ _id: id });
+      const positions = current?.[POSITIONS] ?? {};
+      const seen = positions[stream];
+      if (seen !== undefined && seen >= position.offset) return;
+      const evolved = evolve(current ? strip<D>(current) : null);
+      const next: Stored | null = evolved && {
+        ...evolved,
+        _id: id,
+        [POSITIONS]: { ...positions, [stream]: position.offset },
+        [VERSION]: (current?.[VERSION] ?? 0) + 1,
+        [TOKEN]: randomUUID(),
+      };
+      if (current === null) {
+        if (await this.insert(next)) return;
+      } else if (this.tickets) {
+        if (await this.writeWithTicket(this.tickets, current, next)) return;
+      } else if (await this.replace(current, next)) {
+        return;
+      }
+    }
+    throw new Error(`read model ${this.coll.collectionName}/${id}: gave up after ${MAX_ATTEMPTS} conflicting concurrent writes`);
+  }
+
+  /** Creates a document; false if another writer created it first. */
+  private async insert(next: Stored | null): Promise<boolean> {
+    if (next === null) return true;
+    try {
+      await this.coll.insertOne(next);
+      return true;
+    } catch (err) {
+      if (isDuplicateKeyError(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Replaces (or deletes) `current` if it is still the stored version; false otherwise. */
+  private async replace(current: Stored, next: Stored | null): Promise<boolean> {
+    const filter = { _id: current._id, [VERSION]: current[VERSION] ?? { $exists: false } } as Filter<Stored>;
+    if (next === null) return (await this.coll.deleteOne(filter)).deletedCount === 1;
+    return (await this.coll.replaceOne(filter, next)).matchedCount === 1;
+  }
+
+  private async writeWithTicket(tickets: MongoColl<WriteTicket>, current: Stored, next: Stored | null): Promise<boolean> {
+    const ticket: WriteTicket = {
+      _id: `${this.coll.collectionName}/${current._id}#${(current[VERSION] ?? 0) + 1}`,
+      collection: this.coll.collectionName,
+      base: current[TOKEN] ?? null,
+      next,
+      at: Date.now(),
+    };
+    try {
+      await tickets.insertOne(ticket);
+    } catch (err) {
+      if (!isDuplicateKeyError(err)) throw err;
+      await this.settle(tickets, ticket._id, current);
+      return false;
+    }
+    try {
+      // While the ticket is ours nobody else writes over this version, so the version check cannot race.
+      // It fails if the document moved on before we took the ticket (retry), or if a writer rolled our
+      // write forward for us (the retry then finds our position applied).
+      return await this.replace(current, next);
+    } finally {
+      await tickets.deleteOne({ _id: ticket._id });
+    }
+  }
+
+  /**
+   * Another writer holds the ticket for the next version. A fresh one is left to
+   * its owner; an old one was left by a crash: finish its write (roll forward).
+   * One built on another version of the document (a stale or earlier-life ticket)
+   * has no future and is removed.
+   */
+  private async settle(tickets: MongoColl<WriteTicket>, ticketId: string, current: Stored): Promise<void> {
+    const held = await tickets.findOne({ _id: ticketId });
+    if (!held) return;
+    if (held.base === (current[TOKEN] ?? null)) {
+      if (Date.now() - held.at < TICKET_GRACE_MS) return;
+      this.logger.warn({ engine: 'mongodb', ticket: ticketId }, 'completing a read-model write left unfinished by another writer');
+      await this.replace(current, held.next);
+    }
+    await tickets.deleteOne({ _id: ticketId });
+  }
+
+  indexesDropped(): void {
+    this.ready = undefined;
+  }
+
+  /** Indexes are created once per collection, before its first query. */
+  private indexed(): Promise<void> {
+    this.ready ??= Promise.all(this.indexFields.map((f) => this.coll.createIndex({ [f]: 1 }, { name: `${f}_1` }))).then(
+      () => undefined,
+      (err: unknown) => {
+        this.ready = undefined;
+        this.logger.error({ engine: 'mongodb', err, collection: this.coll.collectionName }, 'creating indexes failed');
+        throw err;
+      },
+    );
+    return this.ready;
+  }
+}
+
+function strip<D extends Doc>(raw: Stored): D {
+  const { [POSITIONS]: _positions, [VERSION]: _version, [TOKEN]: _token, ...doc } = raw;
+  return doc as D;
+}
+
+function toFilter<D extends Doc>(query: FindQuery<D>): Filter<Stored> {
+  const filter: Record<string, unknown> = {};
+  for (const [field, value] of Object.entries(query.where ?? {})) {
+    if (value !== undefined) filter[field] = value;
+  }
+  if (query.range) {
+    const { field, gt, lt } = query.range;
+    const equal = field in filter ? { $eq: filter[field] } : {};
+    filter[field] = { ...equal, ...(gt !== undefined ? { $gt: gt } : {}), ...(lt !== undefined ? { $lt: lt } : {}) };
+  }
+  return filter as Filter<Stored>;
+}
+
+/** Stream names become field names: `.` and `$` are not allowed there. */
+function streamKey(stream: string): string {
+  return stream.replace(/[%.$]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
+}
+
+function backoff(attempt: number): Promise<void> {
+  const cap = Math.min(100, 2 ** Math.min(attempt, 7));
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
+}
