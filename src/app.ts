@@ -8,27 +8,30 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
 import { ChatServiceService } from './gen/chatflow/v1/chat';
-import { HistoryServiceService } from './gen/chatflow/v1/history';
+import { HistoryServiceService, type HistoryServiceServer } from './gen/chatflow/v1/history';
 import { DisconnectReason } from './gen/chatflow/v1/events';
 import { TokenAuthority, loadOrCreateSecret } from './auth/tokens';
-import { EmbeddedEventLog } from './eventlog/embedded';
 import { MemoryReadStore } from './readstore/memory';
-import { MemoryBus } from './bus/memory';
+import type { MongoReadStore } from './readstore/mongo';
+import type { Bus } from './bus/port';
 import { MemoryConnectionRegistry } from './connections/memory';
+import type { ConnectionRegistry } from './connections/port';
 import { LocalMediaStore } from './media/local';
+import type { MediaStore } from './media/port';
+import { openBus, openEventLog, openMedia, openReadStore, openRegistry } from './engines/open';
 import { handleMediaRequest } from './media/local-http';
 import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
 import { createMetrics, type Metrics } from './metrics';
 import { startHttpServer, splitAddr } from './http/server';
+import { webRoutes } from './http/web';
 import { ChatGateway } from './gateway/chat-service';
 import { historyService } from './gateway/history-service';
 import { FrameFactory } from './gateway/frames';
 import { Worker } from './worker/worker';
 import { ProjectionRunner } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
-import { conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
-import { ChatFlowError } from './domain/errors';
+import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
 
 export interface App {
   config: Config;
@@ -38,9 +41,10 @@ export interface App {
   httpUrl: string;
   auth: TokenAuthority;
   metrics: Metrics;
-  worker: Worker;
-  gateway: ChatGateway;
-  projections: ProjectionRunner;
+  /** Present when this process runs the role. */
+  worker?: Worker;
+  gateway?: ChatGateway;
+  projections?: ProjectionRunner;
   stop(): Promise<void>;
 }
 
@@ -51,19 +55,12 @@ export interface AppOverrides {
 
 export const PROTO_DIR = resolve(__dirname, '..', 'proto');
 
-/** The composition root: picks adapters from the configuration and wires the roles. */
+/** The composition root: picks adapters from the configuration and wires the roles this process runs. */
 export async function startApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
-  const { kafkaBrokers, mongodbUri, natsUrl, s3Endpoint } = config.engines;
-  const real = Object.entries({ KAFKA_BROKERS: kafkaBrokers, MONGODB_URI: mongodbUri, NATS_URL: natsUrl, S3_ENDPOINT: s3Endpoint }).filter(([, v]) => v);
-  if (real.length > 0) {
-    throw new ChatFlowError('FAILED_PRECONDITION', `${real.map(([k]) => k).join(', ')} set, but the real-engine adapters are not built yet: unset them to run on the embedded default`);
-  }
-  if (config.role !== 'all') {
-    throw new ChatFlowError('FAILED_PRECONDITION', `CHATFLOW_ROLE=${config.role} needs the real engines (not built yet); the embedded default runs role "all"`);
-  }
-
+  const runs = (role: 'gateway' | 'worker' | 'projector') => config.role === 'all' || config.role === role;
   const clock = overrides.clock ?? Date.now;
   const newId = () => randomUUID();
+  const instance = newId().slice(0, 8);
   const stops: { name: string; run: () => Promise<unknown> }[] = [];
   const stopAll = async () => {
     for (const s of stops.reverse()) {
@@ -77,112 +74,116 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const auth = new TokenAuthority(secret, config.insecureClientId);
     const metrics = createMetrics();
 
-    const log = await EmbeddedEventLog.open({ dir: join(config.dataDir, 'log'), fsync: config.logFsync, logger: logger.child({ component: 'eventlog' }) });
-    stops.push({ name: 'event log', run: () => log.close() });
-
-    // Read models: in memory, rebuilt from the whole log before serving.
-    const store = new MemoryReadStore();
-    const projections = new ProjectionRunner(log, store, { fromBeginning: true });
-    const replayStart = Date.now();
-    await projections.start();
-    stops.push({ name: 'projections', run: () => projections.stop() });
-    await projections.caughtUp();
-    logger.info({ ms: Date.now() - replayStart }, 'read models rebuilt from the event log');
-
-    const conversations = store.collection<ConversationDoc>(COLLECTIONS.conversations, conversationsProjection.indexes);
-    const messages = store.collection<MessageDoc>(COLLECTIONS.messages, messagesProjection.indexes);
-    const sessions = store.collection<SessionDoc>(COLLECTIONS.sessions, sessionsProjection.indexes);
-
-    // Media behind signed URLs served by our own HTTP server.
-    let media: LocalMediaStore | undefined;
+    // HTTP first: /healthz answers "not ready" while the engines are awaited.
+    let localMedia: LocalMediaStore | undefined;
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
     let healthy = false;
     let gateway: ChatGateway | undefined;
     let worker: Worker | undefined;
+    let projections: ProjectionRunner | undefined;
     const http = await startHttpServer({
       addr: config.httpAddr,
       registry: metrics.registry,
       logger,
       health: () => ({
         ok: healthy,
-        detail: { role: config.role, clients: gateway?.connected ?? 0, processing: worker?.processing ?? 0, waiting: worker?.stats().waiting ?? 0 },
+        detail: {
+          role: config.role, clients: gateway?.connected ?? 0, processing: worker?.processing ?? 0, waiting: worker?.stats().waiting ?? 0,
+          projectionLag: projections?.lag() ?? 0,
+        },
       }),
-      routes: [(req, res) => (media ? handleMediaRequest(req, res, { store: media, secret: mediaSecret, now: clock }) : false)],
+      routes: [
+        (req, res) => (localMedia ? handleMediaRequest(req, res, { store: localMedia, secret: mediaSecret, now: clock }) : false),
+        // The chat page, the embedded gRPC-Web endpoint (forwards to the gRPC server below once bound) and POST /dev/token when enabled.
+        // The page and its gRPC-Web endpoint live where the gRPC services are.
+        ...(runs('gateway') ? webRoutes({ upstream: () => grpcAddress, auth, maxMediaBytes: config.maxMediaBytes, logger, settings: config.web }) : []),
+      ],
     });
     stops.push({ name: 'http', run: () => http.close() });
     const httpHost = splitAddr(config.httpAddr).host;
     const httpUrl = config.publicHttpUrl ?? `http://${httpHost.includes(':') ? `[${httpHost}]` : httpHost}:${http.port}`;
-    media = new LocalMediaStore({ dir: join(config.dataDir, 'media'), baseUrl: httpUrl, secret: mediaSecret, now: clock });
-    const frames = new FrameFactory(media, config.mediaUrlTtlMs);
-    const bus = new MemoryBus();
-    const registry = new MemoryConnectionRegistry();
 
-    // Sessions the log shows open belong to a process that is gone: record them as expired.
-    for (const s of await sessions.find({ where: { open: true } })) {
-      await log.append({
-        eventId: newId(), time: new Date(clock()), clientId: s.clientId, conversationId: s.conversationId, sessionId: s._id,
-        payload: { $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, gatewayId: s.gatewayId, detail: 'the process holding it stopped' } },
-      });
+    const log = await openEventLog(config, logger, `chatflow-${config.role}-${instance}`);
+    stops.push({ name: 'event log', run: () => log.close() });
+    const store = await openReadStore(config, logger);
+    stops.push({ name: 'read store', run: () => store.close() });
+    const conversations = store.collection<ConversationDoc>(COLLECTIONS.conversations, conversationsProjection.indexes);
+    const messages = store.collection<MessageDoc>(COLLECTIONS.messages, messagesProjection.indexes);
+    const sessions = store.collection<SessionDoc>(COLLECTIONS.sessions, sessionsProjection.indexes);
+
+    if (runs('projector')) {
+      // A memory store starts empty: rebuild it from the whole log. A MongoDB store resumes where it stopped.
+      const memory = store instanceof MemoryReadStore;
+      if (!memory && config.rebuildReadModels) {
+        await (store as MongoReadStore).drop(ALL_PROJECTIONS.map((p) => p.collection));
+        logger.warn('read models dropped: rebuilding them from the start of the log');
+      }
+      projections = new ProjectionRunner(log, store, { fromBeginning: memory || config.rebuildReadModels });
+      const replayStart = Date.now();
+      await projections.start();
+      const p = projections;
+      stops.push({ name: 'projections', run: () => p.stop() });
+      await projections.caughtUp();
+      logger.info({ ms: Date.now() - replayStart }, 'read models caught up with the event log');
     }
 
-    const llm = overrides.llm ?? createLlmProvider({ ...config.llm, delayScale: config.simDelayScale });
-    const gatewayId = `gw-${newId().slice(0, 8)}`;
-    worker = new Worker({
-      workerId: `wk-${newId().slice(0, 8)}`, log, bus, media, llm, messages, frames, metrics, maxProcessing: config.maxProcessing, clock, newId,
-      logger: logger.child({ component: 'worker' }),
-    });
-    await worker.start();
-    const w = worker;
-    stops.push({ name: 'worker', run: () => w.stop(config.shutdownGraceMs) });
+    let bus: Bus | undefined;
+    let media: MediaStore | undefined;
+    let frames: FrameFactory | undefined;
+    if (runs('gateway') || runs('worker')) {
+      bus = await openBus(config, logger, `chatflow-${config.role}-${instance}`);
+      const b = bus;
+      stops.push({ name: 'bus', run: () => b.close() });
+      media = await openMedia(config, logger, () => (localMedia = new LocalMediaStore({ dir: join(config.dataDir, 'media'), baseUrl: httpUrl, secret: mediaSecret, now: clock })));
+      const m = media;
+      stops.push({ name: 'media', run: () => m.close() });
+      frames = new FrameFactory(media, config.mediaUrlTtlMs);
+    }
 
-    gateway = new ChatGateway(
-      { config, gatewayId, log, registry, bus, media, auth, conversations, messages, sessions, frames, metrics, clock, newId },
-      logger.child({ component: 'gateway', gatewayId }),
-    );
-    gateway.start();
-
-    const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
-    const server = new Server({
-      'grpc.max_receive_message_length': maxMessage,
-      'grpc.max_send_message_length': maxMessage,
-      'grpc.keepalive_time_ms': 30_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.keepalive_permit_without_calls': 1,
-      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-    });
-    server.addService(ChatServiceService, gateway.service);
-    server.addService(HistoryServiceService, historyService({ auth, conversations, messages, frames }, logger.child({ component: 'history' })));
-    const health = new HealthImplementation({ '': 'NOT_SERVING', 'chatflow.v1.ChatService': 'NOT_SERVING', 'chatflow.v1.HistoryService': 'NOT_SERVING' });
-    health.addToServer(server);
-    const packageDefinition = loadSync(['chatflow/v1/chat.proto', 'chatflow/v1/history.proto'], { includeDirs: [PROTO_DIR] });
-    new ReflectionService(packageDefinition).addToServer(server);
-    const grpcPort = await new Promise<number>((res, rej) =>
-      server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))),
-    );
-    const g = gateway;
-    stops.push({
-      name: 'grpc',
-      run: async () => {
-        healthy = false;
-        for (const s of ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService']) health.setStatus(s, 'NOT_SERVING');
-        await g.shutdown();
-        await new Promise<void>((res) => {
-          const force = setTimeout(() => {
-            server.forceShutdown();
-            res();
-          }, 2000);
-          server.tryShutdown(() => {
-            clearTimeout(force);
-            res();
+    let registry: ConnectionRegistry | undefined;
+    if (runs('gateway')) {
+      registry = await openRegistry(config, logger);
+      const r = registry;
+      stops.push({ name: 'connection registry', run: () => r.close() });
+      if (registry instanceof MemoryConnectionRegistry) {
+        // In-process leases died with the previous process: record its open sessions as expired.
+        for (const s of await sessions.find({ where: { open: true } })) {
+          await log.append({
+            eventId: newId(), time: new Date(clock()), clientId: s.clientId, conversationId: s.conversationId, sessionId: s._id,
+            payload: { $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, gatewayId: s.gatewayId, detail: 'the process holding it stopped' } },
           });
-        });
-      },
-    });
-    for (const s of ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService']) health.setStatus(s, 'SERVING');
+        }
+      }
+    }
+
+    let llmName: string | undefined;
+    if (runs('worker')) {
+      const llm = overrides.llm ?? createLlmProvider({ ...config.llm, delayScale: config.simDelayScale });
+      llmName = llm.name;
+      worker = new Worker({
+        workerId: `wk-${instance}`, log, bus: bus!, media: media!, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
+        settledBy: config.kafka ? 'projector' : undefined,
+        logger: logger.child({ component: 'worker' }),
+      });
+      await worker.start();
+      const w = worker;
+      stops.push({ name: 'worker', run: () => w.stop(config.shutdownGraceMs) });
+    }
+
+    let grpcPort = 0;
+    let grpcAddress = '';
+    if (runs('gateway')) {
+      const gatewayId = config.gatewayId ?? `gw-${instance}`;
+      gateway = new ChatGateway(
+        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId },
+        logger.child({ component: 'gateway', gatewayId }),
+      );
+      gateway.start();
+      const g = gateway;
+      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, () => (healthy = false)));
+    }
     healthy = true;
-    const grpcHost = splitAddr(config.grpcAddr).host;
-    const grpcAddress = `${grpcHost.includes(':') ? `[${grpcHost}]` : grpcHost}:${grpcPort}`;
-    logger.info({ grpc: grpcAddress, http: httpUrl, llm: llm.name, dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
+    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
 
     let stopped: Promise<void> | undefined;
     return {
@@ -193,4 +194,64 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     await stopAll();
     throw err;
   }
+}
+
+/** Serves ChatService and HistoryService (with health and reflection) for a gateway. */
+async function startGrpc(
+  config: Config,
+  gateway: ChatGateway,
+  history: HistoryServiceServer,
+  stops: { name: string; run: () => Promise<unknown> }[],
+  unhealthy: () => void,
+): Promise<{ grpcPort: number; grpcAddress: string }> {
+  const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
+  const server = new Server({
+    'grpc.max_receive_message_length': maxMessage,
+    'grpc.max_send_message_length': maxMessage,
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+  });
+  server.addService(ChatServiceService, gateway.service);
+  server.addService(HistoryServiceService, history);
+  const services = ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService'];
+  const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
+  health.addToServer(server);
+  const packageDefinition = loadSync(['chatflow/v1/chat.proto', 'chatflow/v1/history.proto'], { includeDirs: [PROTO_DIR] });
+  new ReflectionService(packageDefinition).addToServer(server);
+  const grpcPort = await new Promise<number>((res, rej) =>
+    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))),
+  );
+  stops.push({
+    name: 'grpc',
+    run: async () => {
+      unhealthy();
+      for (const s of services) health.setStatus(s, 'NOT_SERVING');
+      await gateway.shutdown();
+      await new Promise<void>((res) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          res();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          res();
+        });
+      });
+    },
+  });
+  for (const s of services) health.setStatus(s, 'SERVING');
+  const grpcHost = splitAddr(config.grpcAddr).host;
+  return { grpcPort, grpcAddress: `${grpcHost.includes(':') ? `[${grpcHost}]` : grpcHost}:${grpcPort}` };
+}
+
+/** Which engine backs each port, for the start-up log line. */
+function engineNames(config: Config): Record<string, string> {
+  return {
+    log: config.kafka ? 'kafka' : 'embedded',
+    readModels: config.mongodbUri ? 'mongodb' : 'memory',
+    bus: config.natsUrl ? 'nats' : 'memory',
+    media: config.s3 ? 's3' : 'local',
+  };
 }

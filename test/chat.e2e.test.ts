@@ -3,6 +3,7 @@ import { Metadata } from '@grpc/grpc-js';
 import { connected, codeName, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
 import { synthesizeVoice, parseWav } from '../src/media/wav';
 import { renderImage } from '../src/media/png';
+import { SimulatedLlm } from '../src/llm/simulated';
 import { Author, MessageStatus } from '../src/gen/chatflow/v1/history';
 import type { ServerFrame } from '../src/gen/chatflow/v1/chat';
 
@@ -252,15 +253,16 @@ describe('chat loop', () => {
 
 describe('processing budget', () => {
   it('keeps at most 500 messages in processing while 600 are in flight, and answers all 600', async () => {
-    const t = await startTestApp({ CHATFLOW_SIM_DELAY_SCALE: '1' });
+    // Every text takes ~3 s: all 600 are in the log long before the first 500 finish, however busy the machine.
+    const t = await startTestApp({}, { llm: new SimulatedLlm({ delayScale: 3, random: () => 0.99 }) });
     try {
       const streams = await Promise.all(Array.from({ length: 10 }, (_, i) => connected(t, `burst-${i}`)));
       const sent = streams.map((s) => Array.from({ length: 60 }, (_, j) => s.text(`burst ${j}`)));
       let maxWaiting = 0;
-      const probe = setInterval(() => (maxWaiting = Math.max(maxWaiting, t.app.worker.stats().waiting)), 20);
+      const probe = setInterval(() => (maxWaiting = Math.max(maxWaiting, t.app.worker!.stats().waiting)), 20);
       await Promise.all(streams.map((s, i) => s.until((f) => f.filter((x) => x.frame?.$case === 'response').length === 60, 60_000, `60 replies on stream ${i}`)));
       clearInterval(probe);
-      expect(t.app.worker.peak).toBe(500);
+      expect(t.app.worker!.peak).toBe(500);
       expect(await metric(t, 'chatflow_messages_processing_peak')).toBe(500);
       expect(maxWaiting).toBeGreaterThan(0); // the extra 100 waited in the log
       for (const [i, s] of streams.entries()) for (const cm of sent[i]) expect(s.responseTo(cm)).toBeDefined();

@@ -1,4 +1,4 @@
-// jest globalTeardown: says which real-engine suites did not run, and how to run them.
+// jest globalTeardown: says which gated suites did not run, and why.
 const { readFileSync, rmSync } = require('node:fs');
 const { join } = require('node:path');
 const { tmpdir } = require('node:os');
@@ -12,10 +12,10 @@ module.exports = async () => {
   }
   rmSync(file, { force: true });
   if (lines.length === 0) {
-    console.log('\nReal-engine suites: all ran.');
+    console.log('\nGated suites (real engines, browser, Envoy): all ran.');
     return;
   }
-  console.log(`\nReal-engine suites SKIPPED (${lines.length}) — engines not configured:`);
+  console.log(`\nSuites SKIPPED (${lines.length}) — what each needs:`);
   for (const l of lines) console.log(`  - ${l}`);
-  console.log('Run them: npm run stack:up && eval "$(npm run -s stack:env)" && npm test');
+  console.log('Real engines: npm run stack:up && eval "$(npm run -s stack:env)" && npm test');
 };

@@ -27,3 +27,17 @@ export function engineEnv(): Record<string, string> {
   const keys = ['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT', 'S3_BUCKET', 'S3_REGION', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_FORCE_PATH_STYLE'];
   return Object.fromEntries(keys.filter((k) => process.env[k]).map((k) => [k, process.env[k]!]));
 }
+
+/**
+ * `describe` when `condition` holds, else `describe.skip` and a line in the skip
+ * report saying what is missing (`reason`), for suites that need a tool rather
+ * than an engine variable (Chromium, Envoy).
+ */
+export function describeWhen(condition: boolean, name: string, reason: string, fn: () => void): void {
+  if (condition) {
+    describe(name, fn);
+    return;
+  }
+  appendFileSync(SKIP_FILE, `${name} — ${reason}\n`);
+  describe.skip(`${name} (skipped: ${reason})`, fn);
+}

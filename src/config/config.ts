@@ -22,7 +22,14 @@ export interface Config {
   logFsync: boolean;
   shutdownGraceMs: number;
   logLevel: RawConfig['LOG_LEVEL'];
-  engines: { kafkaBrokers?: string; mongodbUri?: string; natsUrl?: string; s3Endpoint?: string };
+  /** The web page: development tokens, and the gRPC-Web origin it talks to (undefined = its own). */
+  web: { devTokens: boolean; apiUrl?: string };
+  gatewayId?: string;
+  rebuildReadModels: boolean;
+  kafka?: { brokers: string[]; prefix: string; partitions: number };
+  mongodbUri?: string;
+  natsUrl?: string;
+  s3?: { endpoint: string; bucket: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean };
   llm: {
     provider: RawConfig['LLM_PROVIDER'];
     baseUrl?: string;
@@ -55,7 +62,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logFsync: c.CHATFLOW_LOG_FSYNC,
     shutdownGraceMs: c.CHATFLOW_SHUTDOWN_GRACE_MS,
     logLevel: c.LOG_LEVEL,
-    engines: { kafkaBrokers: c.KAFKA_BROKERS, mongodbUri: c.MONGODB_URI, natsUrl: c.NATS_URL, s3Endpoint: c.S3_ENDPOINT },
+    web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL },
+    gatewayId: c.CHATFLOW_GATEWAY_ID,
+    rebuildReadModels: c.CHATFLOW_REBUILD_READ_MODELS,
+    kafka: c.KAFKA_BROKERS ? { brokers: c.KAFKA_BROKERS.split(',').map((b) => b.trim()).filter(Boolean), prefix: c.KAFKA_PREFIX, partitions: c.KAFKA_PARTITIONS } : undefined,
+    mongodbUri: c.MONGODB_URI,
+    natsUrl: c.NATS_URL,
+    s3: c.S3_ENDPOINT
+      ? { endpoint: c.S3_ENDPOINT, bucket: c.S3_BUCKET, region: c.S3_REGION, accessKeyId: c.S3_ACCESS_KEY_ID, secretAccessKey: c.S3_SECRET_ACCESS_KEY, forcePathStyle: c.S3_FORCE_PATH_STYLE }
+      : undefined,
     llm: { provider: c.LLM_PROVIDER, baseUrl: c.LLM_BASE_URL, apiKey: c.LLM_API_KEY, model: c.LLM_MODEL, timeoutMs: c.LLM_TIMEOUT_MS },
   };
 }

@@ -22,6 +22,16 @@ const list = z
   .default('')
   .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
 
+const origin = optionalString.refine((v) => {
+  if (v === undefined) return true;
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.pathname === '/' && !u.search && !u.hash;
+  } catch {
+    return false;
+  }
+}, 'must be an http(s) origin only, e.g. http://127.0.0.1:8081').transform((v) => (v === undefined ? undefined : new URL(v).origin));
+
 interface Setting {
   schema: z.ZodType;
   default?: string;
@@ -29,7 +39,7 @@ interface Setting {
 }
 
 export const SETTINGS = {
-  CHATFLOW_ROLE: { schema: z.enum(['all', 'gateway', 'worker', 'projector']), default: 'all', doc: '`all`, `gateway`, `worker`, `projector` (only `all` runs on the embedded default)' },
+  CHATFLOW_ROLE: { schema: z.enum(['all', 'gateway', 'worker', 'projector']), default: 'all', doc: '`all`, `gateway`, `worker`, `projector`; the last three need the real engines' },
   CHATFLOW_GRPC_ADDR: { schema: addr, default: '127.0.0.1:50051', doc: 'gRPC listen address (port 0 = any free port)' },
   CHATFLOW_HTTP_ADDR: { schema: addr, default: '127.0.0.1:8080', doc: '`/healthz`, `/metrics`, signed media URLs' },
   CHATFLOW_PUBLIC_HTTP_URL: { schema: optionalString, doc: 'base of the media URLs handed to clients; default `http://` + the HTTP address' },
@@ -49,10 +59,21 @@ export const SETTINGS = {
   CHATFLOW_LOG_FSYNC: { schema: bool, default: 'true', doc: 'fsync the embedded event log before `Accepted` (group commit); `false` only for benchmarks' },
   CHATFLOW_SHUTDOWN_GRACE_MS: { schema: int(0), default: '5000', doc: 'how long shutdown waits for messages in processing' },
   LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level' },
-  KAFKA_BROKERS: { schema: optionalString, doc: 'real event log (not built yet: see README)' },
-  MONGODB_URI: { schema: optionalString, doc: 'real read models (not built yet)' },
-  NATS_URL: { schema: optionalString, doc: 'real response bus (not built yet)' },
-  S3_ENDPOINT: { schema: optionalString, doc: 'real media store (not built yet; also `S3_BUCKET`, `S3_REGION`, `S3_ACCESS_KEY_ID`, `S3_SECRET_ACCESS_KEY`)' },
+  CHATFLOW_DEV_TOKENS: { schema: bool, default: 'false', doc: '`true` serves `POST /dev/token`: anyone who can reach the HTTP port gets a token for any client id (local development only)' },
+  CHATFLOW_WEB_API_URL: { schema: origin, doc: 'gRPC-Web origin the web page talks to, e.g. Envoy `http://127.0.0.1:8081`; default: the page\'s own origin (embedded endpoint)' },
+  CHATFLOW_GATEWAY_ID: { schema: optionalString, doc: 'name of this gateway in leases and events; default `gw-` + random' },
+  CHATFLOW_REBUILD_READ_MODELS: { schema: bool, default: 'false', doc: 'projector: drop the MongoDB read models and rebuild them from the start of the log' },
+  KAFKA_BROKERS: { schema: optionalString, doc: 'comma-separated brokers: the event log on Kafka instead of the embedded log' },
+  KAFKA_PREFIX: { schema: z.string().regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, `.`, `_`, `-` only'), default: 'chatflow.', doc: 'prefix of topic and consumer-group names' },
+  KAFKA_PARTITIONS: { schema: int(1, 10000), default: '10', doc: 'partitions per topic when ChatFlow creates them; each worker partition runs `MAX_PROCESSING / partitions` messages at once' },
+  MONGODB_URI: { schema: optionalString, doc: 'read models and admission slots on MongoDB (or FerretDB); database from the path, default `chatflow`' },
+  NATS_URL: { schema: optionalString, doc: 'responses, deltas and `Send` routing over NATS instead of in-process' },
+  S3_ENDPOINT: { schema: optionalString, doc: 'media on S3 (presigned URLs) instead of the data dir' },
+  S3_BUCKET: { schema: z.string().min(3), default: 'chatflow-media', doc: 'bucket, created if missing' },
+  S3_REGION: { schema: z.string().min(1), default: 'us-east-1', doc: 'S3 region' },
+  S3_ACCESS_KEY_ID: { schema: optionalString, doc: 'S3 credentials (default: the AWS SDK chain)' },
+  S3_SECRET_ACCESS_KEY: { schema: optionalString, doc: 'S3 credentials (default: the AWS SDK chain)' },
+  S3_FORCE_PATH_STYLE: { schema: bool, default: 'true', doc: 'path-style bucket URLs (MinIO and most self-hosted servers need it)' },
   LLM_PROVIDER: { schema: z.enum(['simulated', 'openai']), default: 'simulated', doc: '`openai` = any OpenAI-compatible chat-completions server' },
   LLM_BASE_URL: { schema: optionalString, doc: 'e.g. `http://127.0.0.1:11434/v1` (required for `openai`)' },
   LLM_API_KEY: { schema: optionalString, doc: 'bearer key for the provider, if it needs one' },
@@ -83,6 +104,17 @@ export function parseEnv(env: Record<string, string | undefined>): RawConfig {
   if (out.LLM_PROVIDER === 'openai' && !out.LLM_BASE_URL) problems.push('LLM_BASE_URL: required when LLM_PROVIDER=openai');
   const secret = out.CHATFLOW_AUTH_SECRET as string | undefined;
   if (secret !== undefined && secret.length < 32) problems.push('CHATFLOW_AUTH_SECRET: must be at least 32 characters');
+  const role = out.CHATFLOW_ROLE as string;
+  if (role !== 'all' && role !== undefined) {
+    // Separate processes share nothing but the engines: embedded ones would split the state.
+    const needs = role === 'projector' ? ['KAFKA_BROKERS', 'MONGODB_URI'] : ['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT'];
+    const missing = needs.filter((n) => !out[n]);
+    if (missing.length > 0) problems.push(`CHATFLOW_ROLE=${role}: needs ${missing.join(', ')} (only role \`all\` runs on the embedded engines)`);
+  }
+  const partitions = out.KAFKA_PARTITIONS as number | undefined;
+  if (out.KAFKA_BROKERS && partitions && (out.CHATFLOW_MAX_PROCESSING as number) < partitions) {
+    problems.push(`KAFKA_PARTITIONS=${partitions}: must not exceed CHATFLOW_MAX_PROCESSING (each partition runs at least one message)`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as RawConfig;
 }

@@ -1,4 +1,4 @@
-import { Kafka, logLevel, type Admin, type Consumer as KafkaConsumer, type EachBatchPayload, type Producer, type LogEntry } from 'kafkajs';
+import { Kafka, logLevel, Partitioners, type Admin, type Consumer as KafkaConsumer, type EachBatchPayload, type Producer, type LogEntry } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
@@ -47,6 +47,8 @@ export class KafkaEventLog implements EventLog {
   private sending = false;
   private closed = false;
   private readonly consumers = new Set<KafkaLogConsumer>();
+  /** Lists collecting the appends started while a caughtUp() reads the log's end. */
+  private readonly watchers = new Set<Promise<LoggedEvent>[]>();
 
   private constructor(
     private readonly kafka: Kafka,
@@ -68,7 +70,8 @@ export class KafkaEventLog implements EventLog {
       logCreator: () => (entry: LogEntry) => kafkaLog(logger, entry),
     });
     const admin = kafka.admin();
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false });
+    // Partitions are chosen here (partitionFor), the partitioner only satisfies kafkajs.
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
     const counts = await retryWithBackoff(`Kafka at ${opts.brokers.join(',')}`, logger, async () => {
       await admin.connect();
       const names = TOPICS.map((t) => topicName(opts.prefix, t));
@@ -97,10 +100,23 @@ export class KafkaEventLog implements EventLog {
     const topic = topicOf(event);
     const partition = partitionFor(event.conversationId, this.partitions(topic));
     const value = Buffer.from(Event.encode(event).finish());
-    return new Promise((resolve, reject) => {
+    const appended = new Promise<LoggedEvent>((resolve, reject) => {
       this.queue.push({ event, topic, partition, value, resolve, reject });
       if (!this.sending) void this.sendLoop();
     });
+    for (const w of this.watchers) w.push(appended);
+    return appended;
+  }
+
+  /** Runs `f` and returns, with its result, the appends this log started meanwhile. */
+  async watchAppends<T>(f: () => Promise<T>): Promise<{ result: T; started: Promise<LoggedEvent>[] }> {
+    const started: Promise<LoggedEvent>[] = [];
+    this.watchers.add(started);
+    try {
+      return { result: await f(), started };
+    } finally {
+      this.watchers.delete(started);
+    }
   }
 
   private async sendLoop(): Promise<void> {
@@ -153,7 +169,7 @@ export class KafkaEventLog implements EventLog {
     if (!Number.isInteger(options.concurrencyPerPartition) || options.concurrencyPerPartition < 1) {
       throw new Error('consume: concurrencyPerPartition must be a positive integer');
     }
-    const consumer = new KafkaLogConsumer(this.kafka, this.admin, this.opts, options);
+    const consumer = new KafkaLogConsumer(this.kafka, this.admin, this.opts, options, (f) => this.watchAppends(f));
     this.consumers.add(consumer);
     consumer.onStopped = () => this.consumers.delete(consumer);
     await consumer.start();
@@ -197,6 +213,7 @@ class KafkaLogConsumer implements Consumer {
     private readonly admin: Admin,
     private readonly log: KafkaEventLogOptions,
     private readonly opts: ConsumeOptions,
+    private readonly watchAppends: KafkaEventLog['watchAppends'],
   ) {
     this.groupId = `${log.prefix}${opts.group}`;
     this.consumer = kafka.consumer({
@@ -211,7 +228,7 @@ class KafkaLogConsumer implements Consumer {
 
   async start(): Promise<void> {
     const topics = this.opts.topics.map((t) => topicName(this.log.prefix, t));
-    if (this.opts.fromBeginning) {
+    if (this.opts.fromBeginning && [...(await this.groupOffsets()).values()].some((o) => o >= 0)) {
       // Read-model rebuild: forget what the group committed (the group must have no live member).
       for (const topic of topics) {
         await retryWithBackoff(`reset of group ${this.groupId}`, this.log.logger, () => this.admin.resetOffsets({ groupId: this.groupId, topic, earliest: true }), { attempts: 10 });
@@ -347,9 +364,18 @@ class KafkaLogConsumer implements Consumer {
   async caughtUp(): Promise<void> {
     if (this.stopping) throw new Error('consumer stopped');
     const targets = new Map<string, number>();
-    for (const topic of this.opts.topics) {
-      const name = topicName(this.log.prefix, topic);
-      for (const p of await this.admin.fetchTopicOffsets(name)) if (Number(p.high) > Number(p.low)) targets.set(`${name}/${p.partition}`, Number(p.high));
+    // The log's end as of this call: reading it takes a round trip, during which this process may append more.
+    const { started } = await this.watchAppends(async () => {
+      for (const topic of this.opts.topics) {
+        const name = topicName(this.log.prefix, topic);
+        for (const p of await this.admin.fetchTopicOffsets(name)) if (Number(p.high) > Number(p.low)) targets.set(`${name}/${p.partition}`, Number(p.high));
+      }
+    });
+    for (const r of await Promise.allSettled(started)) {
+      if (r.status !== 'fulfilled') continue;
+      const key = `${topicName(this.log.prefix, r.value.topic)}/${r.value.partition}`;
+      const target = targets.get(key);
+      if (target !== undefined && r.value.offset < target) targets.set(key, r.value.offset);
     }
     for (let round = 0; ; round++) {
       if (this.stopping) throw new Error('consumer stopped before catching up');

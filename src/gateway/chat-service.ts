@@ -1,18 +1,28 @@
 import { randomUUID } from 'node:crypto';
 import { status, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { ChatServiceServer, ClientFrame, ConnectRequest, SendAck, SendRequest, ServerFrame } from '../gen/chatflow/v1/chat';
+import { SendAck, SendRequest, type ChatServiceServer, type ClientFrame, type ConnectRequest, type ServerFrame } from '../gen/chatflow/v1/chat';
+import type { ErrorKind } from '../domain/errors';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
 import { isoLocalTime } from '../llm/local-time';
-import { clientSubject } from '../bus/port';
+import { clientSubject, NoResponderError, sessionSubject } from '../bus/port';
 import type { GatewayDeps } from './deps';
 import { Outbound, type WritableCall } from './outbound';
 import { MessageRejected, Session, trailers } from './session';
 import { toServiceError } from './status';
 
 const MAX_CONVERSATION_ID = 128;
+/** How long a Send forwarded to another gateway may take (it includes the durable append). */
+const SEND_ROUTE_TIMEOUT_MS = 15_000;
+
+interface RoutedSend {
+  clientId: string;
+  /** SendRequest, protobuf, base64. */
+  request: string;
+}
+type RoutedSendReply = { ack: string } | { code: ErrorKind; message: string };
 
 /**
  * ChatService: admission at stream start, then a Session per connection.
@@ -120,17 +130,60 @@ export class ChatGateway {
   private send(call: ServerUnaryCall<SendRequest, SendAck>, callback: sendUnaryData<SendAck>): void {
     const run = async (): Promise<SendAck> => {
       const clientId = await this.deps.auth.identify(getter(call.metadata));
-      const session = this.sessions.get(call.request.sessionId);
-      if (!session) throw new ChatFlowError('NOT_FOUND', `session ${call.request.sessionId.slice(0, 64)} is not open on this gateway: connect first`);
-      if (session.info.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this session belongs to another client');
       if (!call.request.message) throw new ChatFlowError('INVALID_ARGUMENT', 'message is required');
-      const a = await session.submit(call.request.message);
-      return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
+      const session = this.sessions.get(call.request.sessionId);
+      if (session) return this.submitOn(session, clientId, call.request);
+      return this.forwardSend(clientId, call.request);
     };
     run().then(
       (ack) => callback(null, ack),
-      (err) => callback(toServiceError(err instanceof MessageRejected ? new ChatFlowError(err.kind, err.message) : err, this.logger) as never),
+      (err) => callback(toServiceError(err, this.logger) as never),
     );
+  }
+
+  private async submitOn(session: Session, clientId: string, request: SendRequest): Promise<SendAck> {
+    if (session.info.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this session belongs to another client');
+    try {
+      const a = await session.submit(request.message!);
+      return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
+    } catch (err) {
+      throw err instanceof MessageRejected ? new ChatFlowError(err.kind, err.message) : err;
+    }
+  }
+
+  /**
+   * A browser's Send may reach another replica than its Connect (Envoy balances
+   * each call): hand it over the bus to the gateway that holds the session.
+   */
+  private async forwardSend(clientId: string, request: SendRequest): Promise<SendAck> {
+    const payload = Buffer.from(JSON.stringify({ clientId, request: Buffer.from(SendRequest.encode(request).finish()).toString('base64') } satisfies RoutedSend));
+    let reply: Uint8Array;
+    try {
+      reply = await this.deps.bus.request(sessionSubject(request.sessionId), payload, SEND_ROUTE_TIMEOUT_MS);
+    } catch (err) {
+      if (err instanceof NoResponderError && !err.timedOut) {
+        throw new ChatFlowError('NOT_FOUND', `session ${request.sessionId.slice(0, 64)} is not open: connect first`);
+      }
+      this.logger.warn({ err, sessionId: request.sessionId }, 'Send could not reach the gateway holding the session');
+      throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session did not answer; send again');
+    }
+    const r = JSON.parse(Buffer.from(reply).toString('utf8')) as RoutedSendReply;
+    if ('ack' in r) return SendAck.decode(Buffer.from(r.ack, 'base64'));
+    throw new ChatFlowError(r.code, r.message);
+  }
+
+  /** The gateway side of forwardSend, served for each of its sessions. */
+  private async onRoutedSend(session: Session, payload: Uint8Array): Promise<Uint8Array> {
+    let reply: RoutedSendReply;
+    try {
+      const { clientId, request } = JSON.parse(Buffer.from(payload).toString('utf8')) as RoutedSend;
+      const ack = await this.submitOn(session, clientId, SendRequest.decode(Buffer.from(request, 'base64')));
+      reply = { ack: Buffer.from(SendAck.encode(ack).finish()).toString('base64') };
+    } catch (err) {
+      if (!(err instanceof ChatFlowError)) this.logger.error({ err }, 'routed Send failed');
+      reply = err instanceof ChatFlowError ? { code: err.kind, message: err.message } : { code: 'UNAVAILABLE', message: 'the message could not be stored; send it again' };
+    }
+    return Buffer.from(JSON.stringify(reply));
   }
 
   /** Admission: identity, time zone, conversation, slot. Ends the call with the right status on refusal. */
@@ -191,10 +244,12 @@ export class ChatGateway {
         outbound,
         logger,
         (s) => {
+          route.unsubscribe();
           this.sessions.delete(s.id);
           this.deps.metrics.clientsConnected.set(this.sessions.size);
         },
       );
+      const route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
       await this.deps.log.append(
         session.event({ $case: 'clientConnected', clientConnected: { gatewayId: this.deps.gatewayId, timeZone: tz.timeZone, newConversation: requested === undefined || requested === '' } }),
       );

@@ -1,0 +1,54 @@
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import { EmbeddedEventLog } from '../eventlog/embedded';
+import { KafkaEventLog } from '../eventlog/kafka';
+import type { EventLog } from '../eventlog/port';
+import { MemoryReadStore } from '../readstore/memory';
+import { MongoReadStore } from '../readstore/mongo';
+import type { ReadStore } from '../readstore/port';
+import { MemoryBus } from '../bus/memory';
+import { NatsBus } from '../bus/nats';
+import type { Bus } from '../bus/port';
+import { MemoryConnectionRegistry } from '../connections/memory';
+import { MongoConnectionRegistry } from '../connections/mongo';
+import type { ConnectionRegistry } from '../connections/port';
+import { LocalMediaStore } from '../media/local';
+import { S3MediaStore } from '../media/s3';
+import type { MediaStore } from '../media/port';
+import { retryWithBackoff } from './retry';
+
+/**
+ * One function per port: the real adapter when its engine is configured, the
+ * embedded one otherwise. Each waits for its engine at start (saying which one
+ * it waits for) rather than failing the process.
+ */
+
+export function openEventLog(config: Config, logger: Logger, clientId: string): Promise<EventLog> {
+  if (config.kafka) return KafkaEventLog.open({ ...config.kafka, clientId, logger });
+  return EmbeddedEventLog.open({ dir: join(config.dataDir, 'log'), fsync: config.logFsync, logger: logger.child({ component: 'eventlog' }) });
+}
+
+export async function openReadStore(config: Config, logger: Logger): Promise<ReadStore> {
+  const uri = config.mongodbUri;
+  if (!uri) return new MemoryReadStore();
+  return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoReadStore.connect({ uri, logger }));
+}
+
+export async function openRegistry(config: Config, logger: Logger): Promise<ConnectionRegistry> {
+  const uri = config.mongodbUri;
+  if (!uri) return new MemoryConnectionRegistry();
+  return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoConnectionRegistry.connect({ uri, logger }));
+}
+
+export function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {
+  if (!config.natsUrl) return Promise.resolve(new MemoryBus());
+  return NatsBus.connect({ url: config.natsUrl, name, logger });
+}
+
+/** `local` is the signed-URL store used when no S3 is configured (served by our HTTP server). */
+export async function openMedia(config: Config, logger: Logger, local: () => LocalMediaStore): Promise<MediaStore> {
+  const s3 = config.s3;
+  if (!s3) return local();
+  return retryWithBackoff(`S3 at ${s3.endpoint}`, logger.child({ engine: 's3' }), () => S3MediaStore.open({ ...s3, logger }));
+}
