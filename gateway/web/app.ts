@@ -1,0 +1,308 @@
+/**
+ * ChatFlow in the browser: connects over gRPC-Web (ChatService.Connect +
+ * Send, HistoryService) to the embedded endpoint or to Envoy, streams replies
+ * as they are produced, sends text, files and voice recordings.
+ */
+import { timestampDate } from '@bufbuild/protobuf/wkt';
+import type { ServerFrame, Welcome } from './gen/chatflow/v1/chat_pb';
+import { clientIdProblem, forgetToken, resolveIdentity } from './auth';
+import { HistoryPanel } from './history';
+import { kindOf, mediaContent, mimeTypeOf, VoiceRecorder } from './media';
+import { ChatSession, newId, type Content, type ConnState, type Notice } from './session';
+import { readSettings } from './settings';
+import { formatBytes, MessageList } from './view';
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+const settings = readSettings();
+const form = $<HTMLFormElement>('connect-form');
+const clientIdInput = $<HTMLInputElement>('client-id');
+const zoneInput = $<HTMLInputElement>('time-zone');
+const tokenInput = $<HTMLInputElement>('token');
+const connectButton = $<HTMLButtonElement>('connect-button');
+const statusLine = $<HTMLParagraphElement>('status');
+const notice = $<HTMLDivElement>('notice');
+const noticeText = $<HTMLSpanElement>('notice-text');
+const noticeCountdown = $<HTMLSpanElement>('notice-countdown');
+const noticeAction = $<HTMLButtonElement>('notice-action');
+const composer = $<HTMLFormElement>('composer');
+const input = $<HTMLTextAreaElement>('message-input');
+const fileInput = $<HTMLInputElement>('file-input');
+const attachButton = $<HTMLButtonElement>('attach-button');
+const recordButton = $<HTMLButtonElement>('record-button');
+const historyToggle = $<HTMLButtonElement>('history-toggle');
+const historyPanel = $<HTMLElement>('history');
+
+const messages = new MessageList($<HTMLOListElement>('messages'));
+const recorder = new VoiceRecorder();
+/** What each message carried, to send it again with the same id. */
+const sent = new Map<string, Content>();
+let session: ChatSession | undefined;
+let countdown: number | undefined;
+
+// ---------------------------------------------------------------------------
+// Defaults: the browser's own time zone, the last client id used here.
+
+const browserZone = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+zoneInput.value = browserZone;
+const zoneList = $<HTMLDataListElement>('time-zones');
+const supportedValuesOf = (Intl as unknown as { supportedValuesOf?: (k: string) => string[] }).supportedValuesOf;
+for (const z of supportedValuesOf?.('timeZone') ?? [browserZone]) zoneList.append(new Option(z, z));
+try {
+  clientIdInput.value = localStorage.getItem('chatflow.clientId') ?? '';
+} catch {
+  /* storage disabled */
+}
+$('api-info').textContent = settings.apiUrl === window.location.origin ? 'this server (embedded gRPC-Web)' : settings.apiUrl;
+$('token-help').textContent = settings.devTokens
+  ? 'Development server: a token is issued for the client id you enter. Or paste one.'
+  : 'Paste a token for your client id. On the server machine: npm run client -- token <client-id>';
+if (settings.refusedApi) showNotice({ kind: 'refused', text: `Ignored ?api=${settings.refusedApi}: this server only lets the page talk to ${settings.apiUrl}.` });
+if (!VoiceRecorder.supported()) {
+  recordButton.disabled = true;
+  recordButton.title = 'Recording needs a browser with MediaRecorder, on https or localhost';
+}
+
+// ---------------------------------------------------------------------------
+// Connection.
+
+form.addEventListener('submit', (e) => {
+  e.preventDefault();
+  if (session && (session.state === 'connected' || session.state === 'connecting' || session.state === 'waiting')) {
+    session.disconnect();
+    return;
+  }
+  void start();
+});
+
+/** Resolves who we are and connects. */
+async function start(): Promise<ChatSession | undefined> {
+  const clientId = clientIdInput.value.trim();
+  const problem = clientIdProblem(clientId);
+  if (problem) {
+    showNotice({ kind: 'refused', text: problem });
+    clientIdInput.focus();
+    return undefined;
+  }
+  const zone = zoneInput.value.trim() || browserZone;
+  let identity;
+  try {
+    identity = await resolveIdentity(clientId, tokenInput.value.trim(), settings.devTokens);
+  } catch (err) {
+    showNotice({ kind: 'auth', text: `Could not get a token: ${(err as Error).message}` });
+    return undefined;
+  }
+  if (identity.clientId !== clientId) clientIdInput.value = identity.clientId;
+  try {
+    localStorage.setItem('chatflow.clientId', identity.clientId);
+  } catch {
+    /* storage disabled */
+  }
+  if (!session || session.identity.clientId !== identity.clientId) {
+    session?.disconnect();
+    messages.clear();
+    sent.clear();
+    session = new ChatSession(settings.apiUrl, identity, zone, { state: onState, notice: showNotice, frame: onFrame, sendFailed: onSendFailed });
+  } else {
+    session.identity = identity;
+    session.timeZone = zone;
+  }
+  session.connect();
+  return session;
+}
+
+function onState(state: ConnState, welcome?: Welcome): void {
+  document.body.dataset.state = state;
+  const busy = state === 'connected' || state === 'connecting' || state === 'waiting';
+  connectButton.textContent = busy ? 'Disconnect' : 'Connect';
+  clientIdInput.readOnly = busy;
+  zoneInput.readOnly = busy;
+  tokenInput.readOnly = busy;
+  statusLine.dataset.state = state;
+  switch (state) {
+    case 'connected': {
+      const w = welcome!;
+      const local = w.localTime ? w.localTime.slice(11, 16) : '';
+      statusLine.textContent = `Connected as ${w.clientId} · ${w.timeZone}${local ? ` (local time ${local})` : ''}`;
+      if (w.serverTime) statusLine.title = `server time ${timestampDate(w.serverTime).toISOString()} · conversation ${w.conversationId}`;
+      break;
+    }
+    case 'connecting':
+      statusLine.textContent = 'Connecting…';
+      break;
+    case 'waiting':
+      statusLine.textContent = 'Not connected — will retry';
+      break;
+    case 'idle':
+    case 'refused':
+      statusLine.textContent = 'Not connected';
+      break;
+  }
+}
+
+function showNotice(n: Notice | undefined): void {
+  window.clearInterval(countdown);
+  countdown = undefined;
+  noticeAction.hidden = true;
+  if (!n) {
+    notice.hidden = true;
+    notice.dataset.kind = '';
+    noticeText.textContent = '';
+    noticeCountdown.textContent = '';
+    return;
+  }
+  notice.hidden = false;
+  notice.dataset.kind = n.kind;
+  noticeText.textContent = n.text;
+  noticeCountdown.textContent = '';
+  if (n.retryAt !== undefined) {
+    const verb = n.kind === 'full' ? 'retrying' : 'reconnecting';
+    const tick = () => {
+      const s = Math.max(0, Math.ceil((n.retryAt! - Date.now()) / 1000));
+      noticeCountdown.textContent = ` — ${verb} in ${s} s`;
+    };
+    tick();
+    countdown = window.setInterval(tick, 250);
+    noticeAction.textContent = 'Retry now';
+    noticeAction.hidden = false;
+    noticeAction.onclick = () => session?.connect();
+  } else if (n.kind === 'duplicate' || n.kind === 'idle') {
+    noticeAction.textContent = 'Connect again';
+    noticeAction.hidden = false;
+    noticeAction.onclick = () => session?.connect();
+  } else if (n.kind === 'auth' && session) {
+    forgetToken(session.identity.clientId);
+  }
+}
+
+function onFrame(frame: ServerFrame): void {
+  const f = frame.frame;
+  switch (f.case) {
+    case 'accepted':
+      return messages.accepted(f.value);
+    case 'delta':
+      return messages.delta(f.value);
+    case 'response':
+      return messages.response(f.value);
+    case 'error':
+      return messages.error(f.value);
+    case 'welcome':
+    case 'pong':
+    case undefined:
+      return;
+  }
+}
+
+function onSendFailed(clientMessageId: string, text: string, retryable: boolean): void {
+  const content = sent.get(clientMessageId);
+  messages.failed(clientMessageId, text, retryable && content ? () => session?.retry(clientMessageId, content) : undefined);
+}
+
+// ---------------------------------------------------------------------------
+// Sending: text (Enter sends, Shift+Enter is a new line), files, recordings.
+
+async function sendContent(content: Content, shown: Parameters<MessageList['addMine']>[1]): Promise<void> {
+  const s = session ?? (await start());
+  if (!s) return;
+  const id = newId();
+  sent.set(id, content);
+  messages.addMine(id, shown);
+  s.send(content, id);
+}
+
+composer.addEventListener('submit', (e) => {
+  e.preventDefault();
+  const text = input.value;
+  if (!text.trim()) return;
+  input.value = '';
+  void sendContent({ case: 'text', value: text }, { text });
+});
+
+input.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    composer.requestSubmit();
+  }
+});
+
+attachButton.addEventListener('click', () => fileInput.click());
+
+fileInput.addEventListener('change', () => {
+  const files = [...(fileInput.files ?? [])];
+  fileInput.value = '';
+  for (const file of files) void sendFile(file, file.name);
+});
+
+async function sendFile(file: Blob, name: string, declared?: string): Promise<void> {
+  const mimeType = declared ?? mimeTypeOf({ name, type: file.type });
+  const kind = kindOf(mimeType);
+  if (!kind) {
+    showNotice({ kind: 'info', text: `${name}: only audio, video or image files can be sent.` });
+    return;
+  }
+  const limit = session?.maxMediaBytes ?? 8 * 1024 * 1024;
+  if (file.size > limit) {
+    showNotice({ kind: 'info', text: `${name} is ${formatBytes(file.size)}; the limit is ${formatBytes(limit)}.` });
+    return;
+  }
+  const content = await mediaContent(kind, mimeType, file);
+  await sendContent(content, { media: { kind, name, mimeType, size: file.size, url: URL.createObjectURL(file) } });
+}
+
+recordButton.addEventListener('click', () => void toggleRecording());
+
+async function toggleRecording(): Promise<void> {
+  if (recorder.recording) {
+    recordButton.setAttribute('aria-pressed', 'false');
+    recordButton.textContent = 'Record voice';
+    const { blob, mimeType } = await recorder.stop();
+    await sendFile(blob, `recording.${mimeType.split('/')[1]}`, mimeType);
+    return;
+  }
+  try {
+    await recorder.start();
+    recordButton.setAttribute('aria-pressed', 'true');
+    recordButton.textContent = 'Stop and send';
+  } catch (err) {
+    showNotice({ kind: 'info', text: `Cannot record: ${(err as Error).message}` });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// History panel.
+
+const history = new HistoryPanel(historyPanel, () => session, (conversation, list) => {
+  messages.clear();
+  for (const m of list) messages.addHistory(m);
+  session?.continueConversation(conversation.conversationId, list.reduce((max, m) => (m.seq > max ? m.seq : max), 0n));
+  setHistoryOpen(false);
+  input.focus();
+});
+
+function setHistoryOpen(open: boolean): void {
+  historyPanel.hidden = !open;
+  historyToggle.setAttribute('aria-expanded', String(open));
+  if (open) {
+    void history.refresh();
+    $('history-title').focus();
+  } else if (historyPanel.contains(document.activeElement)) {
+    historyToggle.focus();
+  }
+}
+
+historyToggle.addEventListener('click', () => setHistoryOpen(historyPanel.hidden));
+$('history-close').addEventListener('click', () => setHistoryOpen(false));
+$('history-refresh').addEventListener('click', () => void history.refresh());
+$('new-conversation').addEventListener('click', () => {
+  messages.clear();
+  session?.newConversation();
+  if (session && session.state !== 'idle' && session.state !== 'refused') session.connect();
+  setHistoryOpen(false);
+  input.focus();
+});
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && !historyPanel.hidden) setHistoryOpen(false);
+});
+
+// Leaving the page closes the stream now, so the server frees the slot at once.
+window.addEventListener('pagehide', () => session?.disconnect());

@@ -1,0 +1,305 @@
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
+import { createGrpcWebTransport } from '@connectrpc/connect-web';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import { ChatService, type ServerFrame, type UserMessageSchema, type Welcome } from './gen/chatflow/v1/chat_pb';
+import { HistoryService } from './gen/chatflow/v1/history_pb';
+import { authHeaders, type Identity } from './auth';
+
+export type Content = MessageInitShape<typeof UserMessageSchema>['content'];
+
+export type ConnState =
+  /** Not connected, nothing scheduled (a send reconnects). */
+  | 'idle'
+  | 'connecting'
+  | 'connected'
+  /** A retry is scheduled (server full, connection lost). */
+  | 'waiting'
+  /** Refused in a way retrying cannot fix (another tab, bad token, bad zone). */
+  | 'refused';
+
+/** What the page shows above the message list; `retryAt` drives a countdown. */
+export interface Notice {
+  kind: 'full' | 'duplicate' | 'auth' | 'refused' | 'lost' | 'idle' | 'info';
+  text: string;
+  retryAt?: number;
+}
+
+export interface SessionEvents {
+  state(state: ConnState, welcome?: Welcome): void;
+  notice(notice: Notice | undefined): void;
+  frame(frame: ServerFrame, replayed: boolean): void;
+  /** A message the server refused (or that could not be delivered after retries). */
+  sendFailed(clientMessageId: string, text: string, retryable: boolean): void;
+}
+
+interface Outgoing {
+  clientMessageId: string;
+  content: Content;
+  inFlight: boolean;
+}
+
+/** Default wait when the server is full and says nothing (it normally sends retry-after-ms). */
+const FULL_RETRY_MS = 5000;
+const MAX_BACKOFF_MS = 15_000;
+
+/**
+ * One browser session over gRPC-Web: `Connect` opens the server stream,
+ * `Send` posts each message on it. Reconnects by itself when the stream is
+ * lost or the server is full (using `retry-after-ms`), resuming the same
+ * conversation with `x-resume-after` = the last event seq seen, and resends
+ * what was not yet acknowledged with the same client_message_id (the server
+ * processes a resend once).
+ */
+export class ChatSession {
+  readonly chat: Client<typeof ChatService>;
+  readonly history: Client<typeof HistoryService>;
+  private abort?: AbortController;
+  private retryTimer?: number;
+  private attempts = 0;
+  private sessionId?: string;
+  private welcome?: Welcome;
+  private readonly outbox = new Map<string, Outgoing>();
+  private readonly answered = new Set<string>();
+  /** When this page last closed its own stream: the server may not have freed the slot yet. */
+  private closedOwnAt = 0;
+  /** Set while coming back from a lost stream (not a first connect). */
+  private resuming = false;
+  state: ConnState = 'idle';
+  conversationId?: string;
+  lastSeq = 0n;
+
+  constructor(
+    apiUrl: string,
+    public identity: Identity,
+    public timeZone: string,
+    private readonly events: SessionEvents,
+  ) {
+    const transport = createGrpcWebTransport({ baseUrl: apiUrl, useBinaryFormat: true });
+    this.chat = createClient(ChatService, transport);
+    this.history = createClient(HistoryService, transport);
+  }
+
+  get maxMediaBytes(): number | undefined {
+    return this.welcome ? Number(this.welcome.maxMediaBytes) : undefined;
+  }
+
+  headers(): Record<string, string> {
+    return { ...authHeaders(this.identity), 'x-timezone': this.timeZone };
+  }
+
+  /** Opens the stream (again); continues `conversationId` when set. */
+  connect(): void {
+    this.clearRetry();
+    if (this.abort) {
+      this.abort.abort();
+      this.closedOwnAt = Date.now();
+    }
+    void this.run();
+  }
+
+  /** Closes the stream: the server frees the slot at once. */
+  disconnect(): void {
+    this.clearRetry();
+    if (this.abort) {
+      this.abort.abort();
+      this.closedOwnAt = Date.now();
+    }
+    this.abort = undefined;
+    this.sessionId = undefined;
+    this.resuming = false;
+    this.setState('idle');
+    this.events.notice(undefined);
+  }
+
+  /** Switches to another conversation (from the history panel) and reconnects to it. */
+  continueConversation(conversationId: string, lastSeq: bigint): void {
+    this.conversationId = conversationId;
+    this.lastSeq = lastSeq;
+    this.answered.clear();
+    this.connect();
+  }
+
+  /** Starts a fresh conversation on the next connect. */
+  newConversation(): void {
+    this.conversationId = undefined;
+    this.lastSeq = 0n;
+    this.answered.clear();
+  }
+
+  /** Queues a message; it is posted now if connected, else after the next Welcome. */
+  send(content: Content, clientMessageId = newId()): string {
+    const item: Outgoing = { clientMessageId, content, inFlight: false };
+    this.outbox.set(clientMessageId, item);
+    if (this.state === 'connected') void this.post(item);
+    else if (this.state === 'idle' || this.state === 'refused') this.connect();
+    return clientMessageId;
+  }
+
+  /** Sends a failed message again, with the same id. */
+  retry(clientMessageId: string, content: Content): void {
+    this.send(content, clientMessageId);
+  }
+
+  private async run(): Promise<void> {
+    const abort = new AbortController();
+    this.abort = abort;
+    this.sessionId = undefined;
+    this.setState('connecting');
+    const headers: Record<string, string> = this.headers();
+    if (this.conversationId) {
+      headers['x-conversation-id'] = this.conversationId;
+      // Replies after this seq that we have not seen are replayed first.
+      headers['x-resume-after'] = this.lastSeq.toString();
+    }
+    let welcomed = false;
+    try {
+      for await (const frame of this.chat.connect({}, { headers, signal: abort.signal })) {
+        if (abort.signal.aborted) return;
+        if (frame.frame.case === 'welcome') {
+          welcomed = true;
+          this.onWelcome(frame.frame.value);
+        }
+        this.track(frame);
+        if (frame.frame.case === 'response') {
+          // A replayed reply already shown (or shown from history) is not shown twice.
+          if (this.answered.has(frame.frame.value.messageId)) continue;
+          this.answered.add(frame.frame.value.messageId);
+        }
+        this.events.frame(frame, false);
+      }
+      if (!abort.signal.aborted) this.lost(new ConnectError('the server ended the stream', Code.Unavailable), welcomed);
+    } catch (e) {
+      if (abort.signal.aborted) return;
+      this.lost(ConnectError.from(e), welcomed);
+    }
+  }
+
+  private onWelcome(w: Welcome): void {
+    this.welcome = w;
+    this.resuming = false;
+    this.sessionId = w.sessionId;
+    if (this.conversationId !== w.conversationId) this.lastSeq = w.lastSeq;
+    this.conversationId = w.conversationId;
+    this.attempts = 0;
+    this.events.notice(undefined);
+    this.setState('connected', w);
+    for (const item of this.outbox.values()) if (!item.inFlight) void this.post(item);
+  }
+
+  /** Remembers the highest event seq seen: the resume point. */
+  private track(frame: ServerFrame): void {
+    const f = frame.frame;
+    let seq = 0n;
+    if (f.case === 'accepted') {
+      seq = f.value.seq;
+      this.outbox.delete(f.value.clientMessageId);
+    } else if (f.case === 'response') seq = f.value.seq;
+    else if (f.case === 'error') seq = f.value.seq;
+    if (seq > this.lastSeq) this.lastSeq = seq;
+  }
+
+  private async post(item: Outgoing, attempt = 0): Promise<void> {
+    const sessionId = this.sessionId;
+    if (!sessionId) return;
+    item.inFlight = true;
+    try {
+      const ack = await this.chat.send({ sessionId, message: { clientMessageId: item.clientMessageId, content: item.content } }, { headers: this.headers() });
+      this.outbox.delete(ack.clientMessageId);
+      if (ack.seq > this.lastSeq) this.lastSeq = ack.seq;
+    } catch (e) {
+      const err = ConnectError.from(e);
+      item.inFlight = false;
+      if (this.sessionId !== sessionId) return; // reconnecting: it goes again after the next Welcome
+      const transient = err.code === Code.Unavailable || err.code === Code.Unknown || err.code === Code.Canceled;
+      if (transient && attempt < 3) {
+        window.setTimeout(() => {
+          if (this.outbox.has(item.clientMessageId) && this.sessionId === sessionId) void this.post(item, attempt + 1);
+        }, 500 * 2 ** attempt);
+        return;
+      }
+      this.outbox.delete(item.clientMessageId);
+      this.events.sendFailed(item.clientMessageId, sendFailure(err), transient || err.code === Code.NotFound);
+    }
+  }
+
+  /** The stream ended or was refused: say why in plain words, and retry when retrying can help. */
+  private lost(err: ConnectError, welcomed: boolean): void {
+    this.sessionId = undefined;
+    this.abort = undefined;
+    const retryAfter = Number(err.metadata.get('retry-after-ms'));
+    const hint = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined;
+    switch (err.code) {
+      case Code.ResourceExhausted:
+        if (!welcomed) return this.retryIn(hint ?? FULL_RETRY_MS, 'full', 'Server full');
+        this.resuming = true;
+        return this.retryIn(hint ?? 500, 'lost', 'Fell behind the stream');
+      case Code.AlreadyExists:
+        // Our own previous stream (just closed to switch conversations) still holds the slot for a moment.
+        if (Date.now() - this.closedOwnAt < 3000) {
+          this.retryTimer = window.setTimeout(() => this.connect(), 250);
+          return;
+        }
+        // Back from a network loss: the server may not have noticed the old stream is dead yet.
+        if (this.resuming && this.attempts < 8) return this.retryIn(Math.min(MAX_BACKOFF_MS, 1000 * 2 ** this.attempts), 'lost', 'The server still holds your previous connection');
+        return this.refuse('duplicate', `Already connected in another tab or window as ${this.identity.clientId}. Close it there, then connect again here.`);
+      case Code.Unauthenticated:
+        return this.refuse('auth', `Sign-in needed: ${err.rawMessage}. Paste a token for ${this.identity.clientId} (in a terminal: npm run client -- token ${this.identity.clientId}).`);
+      case Code.InvalidArgument:
+      case Code.PermissionDenied:
+      case Code.FailedPrecondition:
+        return this.refuse('refused', `Refused: ${err.rawMessage}`);
+      case Code.NotFound:
+        this.newConversation();
+        return this.refuse('refused', `That conversation does not exist any more (${err.rawMessage}). Connect to start a new one.`);
+      case Code.DeadlineExceeded:
+        this.setState('idle');
+        this.events.notice({ kind: 'idle', text: 'Disconnected: no message was sent within the first-message deadline, so the server freed the slot. Sending a message reconnects.' });
+        return;
+      default: {
+        // Lost (server restart, network, proxy timeout): back off, then resume where we were.
+        if (welcomed) this.resuming = true;
+        const backoff = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** this.attempts);
+        return this.retryIn(hint ?? backoff, 'lost', 'Connection lost');
+      }
+    }
+  }
+
+  private retryIn(ms: number, kind: 'full' | 'lost', what: string): void {
+    this.attempts++;
+    this.setState('waiting');
+    const retryAt = Date.now() + ms;
+    this.events.notice({ kind, text: what, retryAt });
+    this.retryTimer = window.setTimeout(() => this.connect(), ms);
+  }
+
+  private refuse(kind: Notice['kind'], text: string): void {
+    this.setState('refused');
+    this.events.notice({ kind, text });
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer !== undefined) window.clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
+  private setState(state: ConnState, welcome?: Welcome): void {
+    this.state = state;
+    if (state !== 'connected') this.welcome = undefined;
+    this.events.state(state, welcome);
+  }
+}
+
+function sendFailure(err: ConnectError): string {
+  switch (err.code) {
+    case Code.ResourceExhausted:
+      return `Too large: ${err.rawMessage}`;
+    case Code.NotFound:
+      return `Not delivered (the session moved): ${err.rawMessage}`;
+    default:
+      return err.rawMessage || `failed (${Code[err.code]})`;
+  }
+}
+
+export function newId(): string {
+  return typeof crypto.randomUUID === 'function' ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}

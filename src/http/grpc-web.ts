@@ -1,0 +1,258 @@
+/**
+ * The embedded gRPC-Web endpoint: what Envoy's grpc_web filter does in the
+ * stack, done inside the process for the embedded default, so the page and its
+ * API share one origin (no CORS).
+ *
+ * The gRPC-Web protocol itself is Connect's implementation (connect-node's
+ * universal handler, gRPC-Web only). Each call is forwarded, like a proxy
+ * would, to the native gRPC server through a grpc-js client: the connection
+ * metadata travels on, statuses come back 1:1 with their messages and trailers
+ * (`retry-after-ms`), and messages cross as protobuf bytes (protobuf-es
+ * `toBinary`/`fromBinary` here, ts-proto on the server side): no field is
+ * copied by hand. Closing the browser's stream cancels the upstream call,
+ * which frees the client's slot.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Client, credentials, Metadata, status as grpcStatus, type CallOptions, type ClientReadableStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { Code, ConnectError, createConnectRouter, encodeBinaryHeader, type HandlerContext } from '@connectrpc/connect';
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
+import { fromBinary, toBinary, type DescMethod, type DescService, type Message } from '@bufbuild/protobuf';
+import type { Logger } from 'pino';
+import { ChatService } from '../../gateway/web/gen/chatflow/v1/chat_pb';
+import { HistoryService } from '../../gateway/web/gen/chatflow/v1/history_pb';
+import type { HttpRoute } from './server';
+
+/** The services a browser may call; everything else under the HTTP server is not ours. */
+export const GRPC_WEB_SERVICES: readonly DescService[] = [ChatService, HistoryService];
+
+/** Request metadata a browser may send and the gateway reads (the same list Envoy's CORS filter allows). */
+export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conversation-id', 'x-resume-after', 'x-client-id'] as const;
+
+/** Response metadata that belongs to the transport, never forwarded as application metadata. */
+const TRANSPORT_HEADERS = new Set(['content-type', 'content-length', 'date', 'te', 'user-agent', 'connection', 'keep-alive', 'transfer-encoding', 'host', 'accept-encoding']);
+
+export interface GrpcWebOptions {
+  /**
+   * Address of the native gRPC server (`host:port`), read per call: the HTTP
+   * server starts before gRPC is bound. Undefined (or a throw) = not ready yet.
+   */
+  upstream: () => string | undefined;
+  /** Largest message either way (a Send carries up to the media limit). */
+  maxMessageBytes: number;
+  logger: Logger;
+  /** Close the upstream connection after this long without calls (ms). */
+  idleCloseMs?: number;
+}
+
+export type GrpcWebRoute = HttpRoute & { close(): void };
+
+/** A route for startHttpServer that serves ChatService and HistoryService over gRPC-Web. */
+export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
+  const upstream = new Upstream(opts);
+  // connectNodeAdapter, minus its console.error: failures go to our logger, and a browser that left is not one.
+  const router = createConnectRouter({
+    grpcWeb: true,
+    grpc: false,
+    connect: false,
+    readMaxBytes: opts.maxMessageBytes,
+    writeMaxBytes: opts.maxMessageBytes,
+    acceptCompression: [compressionGzip, compressionBrotli],
+  });
+  for (const service of GRPC_WEB_SERVICES) {
+    for (const method of service.methods) {
+      // gRPC-Web has no client streaming: Chat is not served here (404, which clients read as UNIMPLEMENTED); browsers use Connect + Send.
+      if (method.methodKind === 'unary' || method.methodKind === 'server_streaming') router.rpc(method, forwarder(method, upstream) as never);
+    }
+  }
+  const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const route = ((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (!GRPC_WEB_SERVICES.some((s) => path.startsWith(`/${s.typeName}/`))) return false;
+    const handler = handlers.get(path);
+    if (!handler) {
+      res.writeHead(404, { 'content-type': 'text/plain' });
+      res.end('no such method over gRPC-Web\n');
+      return true;
+    }
+    handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
+      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+      .catch((err: unknown) => {
+        const gone = req.destroyed || res.destroyed || ConnectError.from(err).code === Code.Aborted;
+        if (gone) opts.logger.debug({ err, path }, 'gRPC-Web client went away');
+        else opts.logger.warn({ err, path }, 'gRPC-Web response failed');
+      });
+    return true;
+  }) as GrpcWebRoute;
+  route.close = () => upstream.close();
+  return route;
+}
+
+/** The handler Connect calls for one method: forwards by kind. */
+function forwarder(method: DescMethod, upstream: Upstream) {
+  return method.methodKind === 'unary'
+    ? (req: Message, ctx: HandlerContext) => upstream.unary(method, req, ctx)
+    : (req: Message, ctx: HandlerContext) => upstream.serverStream(method, req, ctx);
+}
+
+const passThrough = (b: Buffer) => b;
+
+class Upstream {
+  private client?: Client;
+  private address?: string;
+  private active = 0;
+  private idleTimer?: NodeJS.Timeout;
+
+  constructor(private readonly opts: GrpcWebOptions) {}
+
+  async unary(method: DescMethod, req: Message, ctx: HandlerContext): Promise<Message> {
+    const md = requestMetadata(ctx);
+    const client = this.acquire();
+    try {
+      return await new Promise<Message>((resolve, reject) => {
+        let result: { err: ServiceError | null; res?: Buffer } = { err: null };
+        const call = client.makeUnaryRequest<Buffer, Buffer>(
+          pathOf(method), passThrough, passThrough, Buffer.from(toBinary(method.input, req)), md, callOptions(ctx),
+          (err, res) => (result = { err, res }),
+        );
+        const cancel = () => call.cancel();
+        ctx.signal.addEventListener('abort', cancel, { once: true });
+        call.on('metadata', (h: Metadata) => copyMetadata(h, ctx.responseHeader));
+        // grpc-js calls back, then emits the status with the trailers, in the same tick.
+        call.on('status', (s: StatusObject) => {
+          ctx.signal.removeEventListener('abort', cancel);
+          copyMetadata(s.metadata, ctx.responseTrailer);
+          if (result.err) reject(this.toConnectError(result.err, method));
+          else resolve(fromBinary(method.output, result.res!));
+        });
+      });
+    } finally {
+      this.release();
+    }
+  }
+
+  async *serverStream(method: DescMethod, req: Message, ctx: HandlerContext): AsyncGenerator<Message> {
+    const md = requestMetadata(ctx);
+    const client = this.acquire();
+    let call: ClientReadableStream<Buffer>;
+    try {
+      call = client.makeServerStreamRequest<Buffer, Buffer>(pathOf(method), passThrough, passThrough, Buffer.from(toBinary(method.input, req)), md, callOptions(ctx));
+    } catch (err) {
+      this.release();
+      throw this.toConnectError(err, method);
+    }
+    // The browser went away (or the RPC ended): end the upstream call, so the gateway frees the slot.
+    const cancel = () => call.cancel();
+    ctx.signal.addEventListener('abort', cancel, { once: true });
+    let headers: Metadata | undefined;
+    let trailers: Metadata | undefined;
+    call.on('metadata', (h: Metadata) => (headers = h));
+    call.on('status', (s: StatusObject) => (trailers = s.metadata));
+    let headersSent = false;
+    const sendHeaders = () => {
+      if (headersSent || !headers) return;
+      headersSent = true;
+      copyMetadata(headers, ctx.responseHeader);
+    };
+    try {
+      for await (const chunk of call as AsyncIterable<Buffer>) {
+        sendHeaders();
+        yield fromBinary(method.output, chunk);
+      }
+      sendHeaders();
+      if (trailers) copyMetadata(trailers, ctx.responseTrailer);
+    } catch (err) {
+      throw this.toConnectError(err, method);
+    } finally {
+      ctx.signal.removeEventListener('abort', cancel);
+      call.cancel();
+      this.release();
+    }
+  }
+
+  /** The client for the current upstream address (one HTTP/2 connection, reused by every call). */
+  private acquire(): Client {
+    let address: string | undefined;
+    try {
+      address = this.opts.upstream();
+    } catch {
+      address = undefined;
+    }
+    if (!address) throw new ConnectError('no gRPC server in this process right now (starting, stopping, or not a gateway); retry shortly', Code.Unavailable);
+    if (this.client && this.address !== address) this.closeClient();
+    if (!this.client) {
+      this.client = new Client(address, credentials.createInsecure(), {
+        'grpc.max_receive_message_length': this.opts.maxMessageBytes,
+        'grpc.max_send_message_length': this.opts.maxMessageBytes,
+      });
+      this.address = address;
+    }
+    this.active++;
+    clearTimeout(this.idleTimer);
+    return this.client;
+  }
+
+  private release(): void {
+    this.active--;
+    if (this.active > 0) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => this.closeClient(), this.opts.idleCloseMs ?? 60_000);
+    this.idleTimer.unref();
+  }
+
+  private closeClient(): void {
+    this.client?.close();
+    this.client = undefined;
+    this.address = undefined;
+  }
+
+  close(): void {
+    clearTimeout(this.idleTimer);
+    this.closeClient();
+  }
+
+  /** A grpc-js status becomes the same Connect code (the numbering is gRPC's in both), message and trailers kept. */
+  private toConnectError(err: unknown, method: DescMethod): ConnectError {
+    if (err instanceof ConnectError) return err;
+    const e = err as Partial<ServiceError>;
+    if (typeof e?.code !== 'number' || e.code === grpcStatus.OK) {
+      this.opts.logger.error({ err, method: pathOf(method) }, 'gRPC-Web forwarding failed');
+      return new ConnectError('internal error; it has been logged', Code.Internal);
+    }
+    const trailers = new Headers();
+    if (e.metadata) copyMetadata(e.metadata, trailers);
+    return new ConnectError(e.details ?? '', e.code as number as Code, trailers);
+  }
+}
+
+function pathOf(method: DescMethod): string {
+  return `/${method.parent.typeName}/${method.name}`;
+}
+
+function requestMetadata(ctx: HandlerContext): Metadata {
+  const md = new Metadata();
+  for (const name of FORWARDED_REQUEST_HEADERS) {
+    const v = ctx.requestHeader.get(name);
+    if (v === null) continue;
+    try {
+      md.set(name, v);
+    } catch {
+      // gRPC metadata values are printable ASCII; HTTP/1.1 lets a browser send more.
+      throw new ConnectError(`${name} holds characters gRPC metadata cannot carry`, Code.InvalidArgument);
+    }
+  }
+  return md;
+}
+
+function callOptions(ctx: HandlerContext): CallOptions {
+  const timeout = ctx.timeoutMs();
+  return timeout === undefined ? {} : { deadline: Date.now() + timeout };
+}
+
+/** Application metadata from the gateway, onto the browser's response (binary values base64, as gRPC-Web wants). */
+function copyMetadata(md: Metadata, target: Headers): void {
+  for (const [key, values] of Object.entries(md.toJSON())) {
+    if (key.startsWith(':') || key.startsWith('grpc-') || TRANSPORT_HEADERS.has(key)) continue;
+    for (const v of values) target.append(key, typeof v === 'string' ? v : encodeBinaryHeader(v));
+  }
+}
+

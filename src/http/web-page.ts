@@ -1,0 +1,94 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { HttpRoute } from './server';
+import { WEB_DIR, WEB_DIST, WebBundle } from './web-bundle';
+import type { WebSettings } from './web-settings';
+
+/**
+ * The browser chat page at `/`. A fixed list of assets, nothing looked up from
+ * the request path (so no directory traversal): the page, its stylesheet and
+ * its bundle (built from gateway/web by esbuild when missing or stale).
+ */
+const ASSETS: Record<string, { file: string; type: string; bundled?: boolean }> = {
+  '/': { file: join(WEB_DIR, 'index.html'), type: 'text/html; charset=utf-8' },
+  '/index.html': { file: join(WEB_DIR, 'index.html'), type: 'text/html; charset=utf-8' },
+  '/styles.css': { file: join(WEB_DIR, 'styles.css'), type: 'text/css; charset=utf-8' },
+  '/app.js': { file: join(WEB_DIST, 'app.js'), type: 'text/javascript; charset=utf-8', bundled: true },
+  '/app.js.map': { file: join(WEB_DIST, 'app.js.map'), type: 'application/json; charset=utf-8', bundled: true },
+};
+
+export function webPageRoute(opts: { settings: WebSettings; logger: Logger }): HttpRoute {
+  const bundle = new WebBundle(opts.logger.child({ component: 'web' }));
+  // Build (if needed) now, so `npm start` reports it at start rather than on the first visit.
+  void bundle.current();
+  const csp = contentSecurityPolicy(opts.settings);
+  return async (req, res) => {
+    const asset = ASSETS[(req.url ?? '/').split('?')[0]!];
+    if (!asset) return false;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain' });
+      res.end('method not allowed\n');
+      return true;
+    }
+    if (asset.bundled) {
+      const state = await bundle.current();
+      if (!state.ok) return send(res, req.method, 503, 'text/plain; charset=utf-8', `${state.problem}\n`);
+    }
+    let body: Buffer;
+    try {
+      body = await readFile(asset.file);
+    } catch {
+      return send(res, req.method, 404, 'text/plain', 'not found\n');
+    }
+    if (asset.type.startsWith('text/html')) body = Buffer.from(renderPage(body.toString('utf8'), opts.settings));
+    return send(res, req.method, 200, asset.type, body, asset.type.startsWith('text/html') ? { 'Content-Security-Policy': csp } : {});
+  };
+}
+
+/** The page learns its settings from meta tags (no inline script: the CSP forbids it). */
+export function renderPage(template: string, settings: WebSettings): string {
+  const meta = [
+    `<meta name="chatflow-api" content="${escapeHtml(settings.apiUrl ?? '')}">`,
+    `<meta name="chatflow-dev-tokens" content="${settings.devTokens ? 'on' : 'off'}">`,
+  ].join('\n    ');
+  return template.replace('<!--chatflow:settings-->', meta);
+}
+
+/**
+ * Scripts and styles from this origin only; RPCs to this origin and the
+ * configured API origin only, so a crafted `?api=` link cannot make the page
+ * hand its bearer token to another host. Media may come from anywhere
+ * (presigned object-store URLs).
+ */
+export function contentSecurityPolicy(settings: WebSettings): string {
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    `connect-src 'self'${settings.apiUrl ? ` ${settings.apiUrl}` : ''}`,
+    "img-src 'self' data: blob: http: https:",
+    "media-src 'self' data: blob: http: https:",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+}
+
+function send(res: ServerResponse, method: string | undefined, status: number, type: string, body: Buffer | string, extra: Record<string, string> = {}): true {
+  res.writeHead(status, {
+    'Content-Type': type,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-cache',
+    'X-Content-Type-Options': 'nosniff',
+    'Referrer-Policy': 'no-referrer',
+    ...extra,
+  });
+  res.end(method === 'HEAD' ? undefined : body);
+  return true;
+}
+
+function escapeHtml(s: string): string {
+  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

@@ -1,0 +1,29 @@
+import type { Logger } from 'pino';
+import type { TokenAuthority } from '../auth/tokens';
+import { devTokenRoute } from './dev-token';
+import { grpcWebRoute } from './grpc-web';
+import type { HttpRoute } from './server';
+import { webPageRoute } from './web-page';
+import type { WebSettings } from './web-settings';
+
+/**
+ * Everything a browser needs from the HTTP server: the chat page at `/`, the
+ * embedded gRPC-Web endpoint (same origin) and, when enabled, `POST /dev/token`.
+ */
+export function webRoutes(opts: {
+  /** The native gRPC address the gRPC-Web calls are forwarded to (read per call). */
+  upstream: () => string | undefined;
+  auth: Pick<TokenAuthority, 'mint'>;
+  maxMediaBytes: number;
+  logger: Logger;
+  settings: WebSettings;
+}): HttpRoute[] {
+  const { settings } = opts;
+  const logger = opts.logger.child({ component: 'web' });
+  return [
+    // A Send carries one media file (plus a little framing); base64 is never used (binary gRPC-Web).
+    grpcWebRoute({ upstream: opts.upstream, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger }),
+    devTokenRoute({ enabled: settings.devTokens, auth: opts.auth, logger }),
+    webPageRoute({ settings, logger }),
+  ];
+}

@@ -1,0 +1,417 @@
+/**
+ * The web chat page in real headless Chromium, against the real server: over
+ * the embedded gRPC-Web endpoint (what `npm start` serves) and, when Envoy is
+ * installed, through real Envoy started from gateway/envoy.yaml.
+ *
+ * Screenshots of every state go to test-results/browser/.
+ */
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { SimulatedLlm } from '../src/llm/simulated';
+import { LlmError, type LlmProvider } from '../src/llm/port';
+import { synthesizeVoice } from '../src/media/wav';
+import { describeWhen } from './engines';
+import { connected, metric, startTestApp, type ChatStream, type TestApp } from './harness';
+import { CHROMIUM, CHROMIUM_ARGS, ENVOY_MISSING, envoyBinary, freePort, startEnvoy, startTcpProxy, type RunningEnvoy } from './web-helpers';
+
+export const SCREENSHOTS = resolve(__dirname, '..', 'test-results', 'browser');
+
+jest.setTimeout(90_000);
+
+// The page's globals, for the functions run inside it (this file compiles without the DOM lib).
+/* eslint-disable @typescript-eslint/no-explicit-any */
+declare const document: any;
+declare const window: any;
+declare const MutationObserver: any;
+declare const getComputedStyle: any;
+
+/** Replies take a fixed, short time (text 300 ms in 12 deltas, audio 900 ms); a text with "#fail" fails. */
+const llm = (): LlmProvider => {
+  const simulated = new SimulatedLlm({ delayScale: 0.6, random: () => 0.5 });
+  return {
+    name: 'simulated-for-browser-tests',
+    usesHistory: false,
+    generate: (req, opts) => (req.text?.includes('#fail') ? Promise.reject(new LlmError('the model is overloaded', 'UNAVAILABLE')) : simulated.generate(req, opts)),
+  };
+};
+
+async function startWebApp(env: Record<string, string>, web: { devTokens?: boolean; apiUrl?: string } = {}): Promise<TestApp> {
+  return startTestApp(
+    {
+      CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: '120000',
+      CHATFLOW_RETRY_AFTER_MS: '3000',
+      CHATFLOW_DEV_TOKENS: web.devTokens ? 'true' : 'false',
+      ...(web.apiUrl ? { CHATFLOW_WEB_API_URL: web.apiUrl } : {}),
+      ...env,
+    },
+    { llm: llm() },
+  );
+}
+
+// Functions, not strings: the page's CSP forbids eval, and Playwright evaluates strings with it.
+const stateOf = (page: Page) => page.evaluate((): string => document.body.dataset.state);
+const focusedId = (page: Page) => page.evaluate((): string => document.activeElement?.id ?? '');
+const scrollWidth = (page: Page) => page.evaluate((): number => document.documentElement.scrollWidth);
+
+async function waitConnected(page: Page): Promise<void> {
+  await page.waitForFunction(() => document.body.dataset.state === 'connected', null, { timeout: 15_000 }).catch(async (e: Error) => {
+    throw new Error(`page not connected (state ${await stateOf(page)}, notice "${await page.locator('#notice').innerText()}"): ${e.message}`);
+  });
+}
+
+/** Records every text the last reply bubble shows, to prove it grew delta by delta. */
+async function watchReplies(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    window.__replyTexts = [];
+    new MutationObserver(() => {
+      const bots = document.querySelectorAll('#messages .msg.bot .text');
+      const last = bots[bots.length - 1];
+      if (last) window.__replyTexts.push(last.textContent);
+    }).observe(document.getElementById('messages'), { subtree: true, childList: true, characterData: true });
+  });
+}
+
+/** The context a flow runs in: the app, where the page is, what the page talks to. */
+interface Target {
+  name: string;
+  t: TestApp;
+  /** The page URL (with ?api= when the RPCs go elsewhere). */
+  url: string;
+  apiLabel: RegExp;
+}
+
+/**
+ * The flow of the issue, run against each target: connect, text with a
+ * streamed reply, an audio file with a playable voice reply, a second tab
+ * refused, the 51st client told the server is full and let in when a slot frees.
+ */
+function chatFlow(target: () => Target, browser: () => Browser): void {
+  let ctx: BrowserContext;
+  let page: Page;
+  const shot = (p: Page, name: string) => p.screenshot({ path: join(SCREENSHOTS, `${target().name}-${name}.png`), fullPage: true });
+  const errors: string[] = [];
+
+  beforeAll(async () => {
+    ctx = await browser().newContext({ timezoneId: 'America/New_York', viewport: { width: 1100, height: 800 } });
+    page = await ctx.newPage();
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(target().url);
+  });
+  afterAll(async () => ctx?.close());
+
+  it('connects with the browser\'s own time zone, then streams the reply to a text', async () => {
+    expect(await page.inputValue('#time-zone')).toBe('America/New_York');
+    await expect(page.locator('#api-info').innerText()).resolves.toMatch(target().apiLabel);
+    await shot(page, '01-start');
+    await page.fill('#client-id', 'web-alice');
+    await page.click('#connect-button');
+    await waitConnected(page);
+    expect(await page.locator('#status').innerText()).toMatch(/Connected as web-alice · America\/New_York \(local time \d\d:\d\d\)/);
+    await shot(page, '02-connected');
+
+    await watchReplies(page);
+    await page.fill('#message-input', 'What should I do first?');
+    await page.press('#message-input', 'Enter');
+    await expect(page.inputValue('#message-input')).resolves.toBe('');
+    const reply = page.locator('#messages .msg.bot[aria-busy="false"]').first();
+    await reply.waitFor({ timeout: 15_000 });
+    const text = await reply.locator('.text').innerText();
+    expect(text).toMatch(/You asked: "What should I do first\?"/);
+    expect(text).toMatch(/America\/New_York/);
+    // Streamed: the bubble showed at least one partial text before the whole reply.
+    const seen = await page.evaluate((): string[] => window.__replyTexts);
+    const partial = seen.filter((s) => s.length > 0 && s.length < text.length && text.startsWith(s));
+    expect(partial.length).toBeGreaterThan(0);
+    await expect(page.locator('#messages .msg.mine .state').first().innerText()).resolves.toMatch(/Sent · #\d+ · Answered/);
+    await shot(page, '03-text-reply');
+  });
+
+  it('sends an audio file and plays the voice reply, which has a duration', async () => {
+    const wav = synthesizeVoice('hello from a browser test, this is a voice note').bytes;
+    await page.setInputFiles('#file-input', { name: 'note.wav', mimeType: 'audio/wav', buffer: wav });
+    await expect(page.locator('#messages .msg.mine figure.audio figcaption').last().innerText()).resolves.toMatch(/Voice message: note\.wav/);
+    const player = page.locator('#messages .msg.bot figure.voice audio').first();
+    await player.waitFor({ timeout: 15_000 });
+    await expect(page.locator('#messages .msg.bot').last().locator('.text').innerText()).resolves.toMatch(/voice message \(audio\/wav/);
+    const duration = (await player.evaluate(
+      (a: { readyState: number; duration: number; error: unknown; addEventListener: (e: string, f: () => void) => void }) =>
+        new Promise<number>((resolveDuration) => {
+          if (a.readyState >= 1) return resolveDuration(a.duration);
+          a.addEventListener('loadedmetadata', () => resolveDuration(a.duration));
+          a.addEventListener('error', () => resolveDuration(-1));
+        }),
+    )) as number;
+    expect(Number.isFinite(duration)).toBe(true);
+    expect(duration).toBeGreaterThan(0.3);
+    expect(await player.getAttribute('aria-label')).toBe('Voice reply');
+    await shot(page, '04-voice-reply');
+  });
+
+  it('tells a second tab with the same client id that it is already connected; the first keeps working', async () => {
+    const second = await ctx.newPage();
+    await second.goto(target().url);
+    // Same browser profile: the client id is remembered.
+    expect(await second.inputValue('#client-id')).toBe('web-alice');
+    await second.click('#connect-button');
+    const notice = second.locator('#notice');
+    await notice.waitFor({ state: 'visible', timeout: 10_000 });
+    await expect(notice.innerText()).resolves.toMatch(/Already connected in another tab or window as web-alice/);
+    expect(await notice.getAttribute('role')).toBe('alert');
+    await shot(second, '05-already-connected');
+    await second.close();
+
+    await page.fill('#message-input', 'still here?');
+    await page.press('#message-input', 'Enter');
+    await page.locator('#messages .msg.bot[aria-busy="false"]').nth(2).waitFor({ timeout: 15_000 });
+  });
+
+  it('tells the 51st client the server is full, retries after retry-after-ms, and gets in when a slot frees', async () => {
+    const t = target().t;
+    const open = await metric(t, 'chatflow_clients_connected');
+    const holders: ChatStream[] = [];
+    try {
+      // Fill every slot left (50 by default) with native clients.
+      const n = t.app.config.maxClients - open;
+      for (let i = 0; i < n; i += 10) holders.push(...(await Promise.all(Array.from({ length: Math.min(10, n - i) }, (_, j) => connected(t, `holder-${i + j}`)))));
+      expect(await metric(t, 'chatflow_clients_connected')).toBe(t.app.config.maxClients);
+
+      const late = await ctx.newPage();
+      await late.goto(target().url);
+      await late.fill('#client-id', 'web-late');
+      await late.click('#connect-button');
+      const notice = late.locator('#notice');
+      await notice.waitFor({ state: 'visible', timeout: 10_000 });
+      // "retrying in 3 s": the server's retry-after-ms (3000) read from the trailers.
+      await expect(notice.innerText()).resolves.toMatch(/Server full — retrying in 3 s/);
+      await shot(late, '06-server-full');
+      holders.pop()!.cancel();
+      await waitConnected(late);
+      await expect(late.locator('#notice').isHidden()).resolves.toBe(true);
+      await shot(late, '07-in-after-retry');
+      await late.close();
+    } finally {
+      for (const h of holders) h.cancel();
+    }
+    expect(errors).toEqual([]);
+  });
+}
+
+const hasChromium = existsSync(CHROMIUM);
+
+describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium at ${CHROMIUM} (deploy/install-chromium.sh, or apt-get install chromium)`, () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    rmSync(SCREENSHOTS, { recursive: true, force: true });
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  });
+  afterAll(async () => browser?.close());
+
+  describe('over the embedded gRPC-Web endpoint (npm start)', () => {
+    let t: TestApp;
+    beforeAll(async () => {
+      t = await startWebApp({}, { devTokens: true });
+    });
+    afterAll(async () => t?.close());
+
+    chatFlow(() => ({ name: 'embedded', t, url: `${t.app.httpUrl}/`, apiLabel: /this server \(embedded gRPC-Web\)/ }), () => browser);
+
+    describe('the rest of the page', () => {
+      let ctx: BrowserContext;
+      const errors: string[] = [];
+      const open = async (options: Parameters<Browser['newContext']>[0] = {}) => {
+        ctx = await browser.newContext({ timezoneId: 'Europe/Paris', ...options });
+        const page = await ctx.newPage();
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto(`${t.app.httpUrl}/`);
+        return page;
+      };
+      afterEach(async () => ctx?.close());
+      afterAll(() => expect(errors).toEqual([]));
+
+      it('works with the keyboard alone: Tab to each field, Enter connects, Enter sends', async () => {
+        const page = await open();
+        const token = await t.app.auth.mint('kbd-user');
+        for (let i = 0; i < 6 && (await focusedId(page)) !== 'client-id'; i++) await page.keyboard.press('Tab');
+        expect(await focusedId(page)).toBe('client-id');
+        await page.keyboard.type('kbd-user');
+        await page.keyboard.press('Tab');
+        expect(await focusedId(page)).toBe('time-zone');
+        await page.keyboard.press('Tab');
+        expect(await focusedId(page)).toBe('token');
+        await page.keyboard.type(token); // a pasted token (minted as `npm run client -- token kbd-user` would)
+        await page.keyboard.press('Enter');
+        await waitConnected(page);
+        for (let i = 0; i < 8 && (await focusedId(page)) !== 'message-input'; i++) await page.keyboard.press('Tab');
+        expect(await focusedId(page)).toBe('message-input');
+        await page.keyboard.type('typed with the keyboard only');
+        await page.keyboard.press('Enter');
+        await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+        await expect(page.locator('#messages .msg.bot .text').innerText()).resolves.toMatch(/typed with the keyboard only/);
+        // The focus ring is visible where the keyboard is.
+        const outline = await page.locator('#message-input').evaluate((e): string => getComputedStyle(e).outlineStyle);
+        expect(outline).toBe('solid');
+        await page.screenshot({ path: join(SCREENSHOTS, 'keyboard-only.png'), fullPage: true });
+      });
+
+      it('is readable on a 375 px wide phone, history panel included', async () => {
+        const page = await open({ viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });
+        await page.fill('#client-id', 'phone-user');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        await page.fill('#message-input', 'A longer question, to see how the reply wraps on a narrow screen?');
+        await page.press('#message-input', 'Enter');
+        await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+        expect(await scrollWidth(page)).toBeLessThanOrEqual(375);
+        await page.screenshot({ path: join(SCREENSHOTS, 'phone-375.png'), fullPage: true });
+        await page.click('#history-toggle');
+        await page.locator('#conversations button').first().waitFor({ timeout: 10_000 });
+        expect(await scrollWidth(page)).toBeLessThanOrEqual(375);
+        // The panel covers the viewport (a full-page shot would show the page below it).
+        await page.screenshot({ path: join(SCREENSHOTS, 'phone-375-history.png') });
+      });
+
+      it('lists past conversations in the history panel and continues one', async () => {
+        const page = await open();
+        await page.fill('#client-id', 'historian');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        await page.fill('#message-input', 'first conversation, first message');
+        await page.press('#message-input', 'Enter');
+        await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+        const firstConversation = /conversation (\S+)/.exec((await page.getAttribute('#status', 'title')) ?? '')![1];
+        // A second conversation.
+        await page.click('#history-toggle');
+        await page.click('#new-conversation');
+        await waitConnected(page);
+        expect(/conversation (\S+)/.exec((await page.getAttribute('#status', 'title')) ?? '')![1]).not.toBe(firstConversation);
+        await page.fill('#message-input', 'second conversation');
+        await page.press('#message-input', 'Enter');
+        await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+
+        await page.click('#history-toggle');
+        expect(await focusedId(page)).toBe('history-title');
+        expect(await page.getAttribute('#history-toggle', 'aria-expanded')).toBe('true');
+        const item = page.locator(`#conversations button[data-conversation-id="${firstConversation}"]`);
+        await item.waitFor({ timeout: 10_000 });
+        await expect(page.locator('#conversations button').count()).resolves.toBe(2);
+        await item.click();
+        await expect(page.locator('#history-detail ol').innerText()).resolves.toMatch(/You: first conversation, first message\s+ChatFlow: Hello!/);
+        await page.screenshot({ path: join(SCREENSHOTS, 'history-panel.png'), fullPage: true });
+        await page.click('#history-detail .continue');
+        await page.waitForFunction((id) => (document.getElementById('status').title || '').includes(id), firstConversation, { timeout: 15_000 });
+        await waitConnected(page);
+        await expect(page.locator('#messages').innerText()).resolves.toMatch(/first conversation, first message/);
+        expect(await page.isHidden('#history')).toBe(true);
+      });
+
+      it('shows a message the model failed to answer as sent but not answered', async () => {
+        const page = await open();
+        await page.fill('#client-id', 'unlucky');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        await page.fill('#message-input', 'this one will #fail');
+        await page.press('#message-input', 'Enter');
+        const failed = page.locator('#messages .msg.bot.failed');
+        await failed.waitFor({ timeout: 15_000 });
+        await expect(failed.innerText()).resolves.toMatch(/No answer: the assistant could not answer \(the model could not answer: the model is overloaded\)/);
+        await expect(page.locator('#messages .msg.mine .state').innerText()).resolves.toMatch(/Sent · #\d+ · Not answered/);
+        await page.screenshot({ path: join(SCREENSHOTS, 'not-answered.png'), fullPage: true });
+      });
+
+      it('records a voice message with the microphone and sends it', async () => {
+        const page = await open({ permissions: ['microphone'] });
+        await page.fill('#client-id', 'recorder');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        await page.click('#record-button');
+        await page.locator('#record-button[aria-pressed="true"]').waitFor({ timeout: 5000 }).catch(async () => {
+          throw new Error(`not recording: ${await page.locator('#notice').innerText()}`);
+        });
+        await page.waitForTimeout(800);
+        await page.click('#record-button');
+        await expect(page.locator('#messages .msg.mine figcaption').first().innerText()).resolves.toMatch(/Voice message: recording\.webm/);
+        await page.locator('#messages .msg.bot figure.voice audio').waitFor({ timeout: 15_000 });
+        await expect(page.locator('#messages .msg.bot .text').innerText()).resolves.toMatch(/audio\/webm/);
+        await page.screenshot({ path: join(SCREENSHOTS, 'recorded-voice.png'), fullPage: true });
+      });
+
+      it('comes back after losing the connection and resumes with x-resume-after: the reply produced meanwhile is shown once', async () => {
+        // The page through a relay the test can cut, like a network drop.
+        const proxy = await startTcpProxy(t.app.httpPort);
+        try {
+          ctx = await browser.newContext({ timezoneId: 'Europe/Paris' });
+          const page = await ctx.newPage();
+          page.on('pageerror', (e) => errors.push(e.message));
+          const resumeHeaders: (string | undefined)[] = [];
+          page.on('request', (r) => {
+            if (r.url().endsWith('/chatflow.v1.ChatService/Connect')) resumeHeaders.push(r.headers()['x-resume-after']);
+          });
+          await page.goto(`${proxy.url}/`);
+          await page.fill('#client-id', 'traveller');
+          await page.click('#connect-button');
+          await waitConnected(page);
+          await page.fill('#message-input', 'first, while online');
+          await page.press('#message-input', 'Enter');
+          await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+          // An audio message (900 ms to answer); the network goes away before the reply, for 2 s.
+          await page.setInputFiles('#file-input', { name: 'tunnel.wav', mimeType: 'audio/wav', buffer: synthesizeVoice('going into a tunnel').bytes });
+          await page.locator('#messages .msg.mine .state', { hasText: /Sent · #\d+$/ }).last().waitFor({ timeout: 10_000 });
+          proxy.cut(2000);
+          await page.waitForFunction(() => document.body.dataset.state !== 'connected', null, { timeout: 10_000 });
+          await expect(page.locator('#notice').innerText()).resolves.toMatch(/Connection lost — reconnecting in \d+ s/);
+          await page.screenshot({ path: join(SCREENSHOTS, 'connection-lost.png'), fullPage: true });
+          await waitConnected(page);
+          await page.locator('#messages .msg.bot figure.voice audio').waitFor({ timeout: 15_000 });
+          await expect(page.locator('#messages .msg.bot').count()).resolves.toBe(2);
+          await expect(page.locator('#messages .msg.mine .state').last().innerText()).resolves.toMatch(/Answered/);
+          expect(resumeHeaders[0]).toBeUndefined();
+          expect(resumeHeaders.length).toBeGreaterThan(1);
+          expect(Number(resumeHeaders[resumeHeaders.length - 1])).toBeGreaterThan(0);
+          await page.screenshot({ path: join(SCREENSHOTS, 'resumed.png'), fullPage: true });
+        } finally {
+          await proxy.close();
+        }
+      });
+
+      it('asks for a token when the server does not issue development tokens', async () => {
+        await t.close();
+        t = await startWebApp({}, { devTokens: false });
+        const page = await open();
+        await expect(page.locator('#token-help').innerText()).resolves.toMatch(/npm run client -- token <client-id>/);
+        await page.fill('#client-id', 'no-token');
+        await page.click('#connect-button');
+        await page.locator('#notice').waitFor({ state: 'visible', timeout: 10_000 });
+        await expect(page.locator('#notice').innerText()).resolves.toMatch(/Sign-in needed: .*npm run client -- token no-token/);
+        await page.screenshot({ path: join(SCREENSHOTS, 'token-needed.png'), fullPage: true });
+        await page.fill('#token', await t.app.auth.mint('no-token'));
+        await page.click('#connect-button');
+        await waitConnected(page);
+      });
+    });
+  });
+
+  // (Without Chromium the whole suite is skipped already, and reported as such.)
+  describeWhen(!hasChromium || envoyBinary() !== undefined, 'through real Envoy (gateway/envoy.yaml)', ENVOY_MISSING, () => {
+    let t: TestApp;
+    let envoy: RunningEnvoy;
+    beforeAll(async () => {
+      // Envoy's port must be known before the app starts: the page's CSP only lets it talk to the configured API origin.
+      const port = await freePort();
+      t = await startWebApp({}, { devTokens: true, apiUrl: `http://127.0.0.1:${port}` });
+      envoy = await startEnvoy(envoyBinary()!, [{ host: '127.0.0.1', port: t.app.grpcPort }], port);
+    });
+    afterAll(async () => {
+      await envoy?.stop();
+      await t?.close();
+    });
+
+    chatFlow(() => ({ name: 'envoy', t, url: `${t.app.httpUrl}/?api=${encodeURIComponent(envoy.url)}`, apiLabel: new RegExp(envoy.url.replace(/\./g, '\\.')) }), () => browser);
+
+    it('went through Envoy (its gateway cluster carried the calls)', async () => {
+      const stats = await (await fetch(`${envoy.adminUrl}/stats?filter=^cluster\\.chatflow_gateways\\.upstream_rq_total$`)).text();
+      expect(Number(/upstream_rq_total: (\d+)/.exec(stats)?.[1])).toBeGreaterThan(5);
+    });
+  });
+});

@@ -1,0 +1,255 @@
+/**
+ * The embedded gRPC-Web endpoint and the page routes, from Node (no browser):
+ * a real gRPC-Web client (Connect's, the same protocol code the page uses)
+ * against the real server.
+ */
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
+import { createGrpcWebTransport } from '@connectrpc/connect-node';
+import { ChatService, type ServerFrame } from '../gateway/web/gen/chatflow/v1/chat_pb';
+import { HistoryService } from '../gateway/web/gen/chatflow/v1/history_pb';
+import { synthesizeVoice } from '../src/media/wav';
+import { connected, metric, startTestApp, type TestApp } from './harness';
+
+jest.setTimeout(30_000);
+
+/** A Connect stream read in the background, like ChatStream for native calls. */
+class WebStream {
+  readonly frames: ServerFrame[] = [];
+  readonly done: Promise<ConnectError | undefined>;
+  readonly abort = new AbortController();
+  headers?: Headers;
+  trailers?: Headers;
+
+  constructor(chat: Client<typeof ChatService>, headers: Record<string, string>) {
+    this.done = (async () => {
+      try {
+        for await (const f of chat.connect({}, { headers, signal: this.abort.signal, onHeader: (h) => (this.headers = h), onTrailer: (t) => (this.trailers = t) })) this.frames.push(f);
+        return undefined;
+      } catch (e) {
+        return ConnectError.from(e);
+      }
+    })();
+  }
+
+  async until(pred: (frames: ServerFrame[]) => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    let ended = false;
+    void this.done.then(() => (ended = true));
+    while (!pred(this.frames)) {
+      if (ended) throw new Error(`stream ended (${(await this.done)?.message ?? 'OK'}) before ${what}; got ${this.frames.map((f) => f.frame.case).join(',')}`);
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; got ${this.frames.map((f) => f.frame.case).join(',')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  welcome() {
+    const f = this.frames.find((x) => x.frame.case === 'welcome');
+    return f?.frame.case === 'welcome' ? f.frame.value : undefined;
+  }
+}
+
+describe('embedded gRPC-Web endpoint', () => {
+  let t: TestApp;
+  let chat: Client<typeof ChatService>;
+  let history: Client<typeof HistoryService>;
+  const auth = async (clientId: string) => ({ authorization: `Bearer ${await t.app.auth.mint(clientId)}`, 'x-timezone': 'Europe/Paris' });
+
+  beforeAll(async () => {
+    t = await startTestApp({ CHATFLOW_MAX_CLIENTS: '3', CHATFLOW_RETRY_AFTER_MS: '3000' });
+    const transport = createGrpcWebTransport({ baseUrl: t.app.httpUrl, httpVersion: '1.1' });
+    chat = createClient(ChatService, transport);
+    history = createClient(HistoryService, transport);
+  });
+  afterAll(async () => t.close());
+
+  it('runs a session: Connect streams Welcome, Accepted, deltas and the reply to a Send', async () => {
+    const s = new WebStream(chat, await auth('web-1'));
+    await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
+    const w = s.welcome()!;
+    expect(w.clientId).toBe('web-1');
+    expect(w.localTime).toMatch(/[+-]\d\d:\d\d$/);
+    const ack = await chat.send({ sessionId: w.sessionId, message: { clientMessageId: 'm1', content: { case: 'text', value: 'hello over gRPC-Web' } } }, { headers: await auth('web-1') });
+    expect(ack.clientMessageId).toBe('m1');
+    expect(ack.seq).toBeGreaterThan(0n);
+    await s.until((f) => f.some((x) => x.frame.case === 'response'), 'the reply');
+    const kinds = s.frames.map((f) => f.frame.case);
+    expect(kinds.indexOf('accepted')).toBeLessThan(kinds.indexOf('response'));
+    const response = s.frames.find((f) => f.frame.case === 'response')!.frame.value as { text: string; inReplyTo: string };
+    const deltas = s.frames.filter((f) => f.frame.case === 'delta').map((f) => (f.frame.value as { textDelta: string }).textDelta);
+    expect(deltas.join('')).toBe(response.text);
+    expect(response.inReplyTo).toBe(ack.messageId);
+    s.abort.abort();
+  });
+
+  it('carries media both ways: a WAV upload in, a voice URL out', async () => {
+    const s = new WebStream(chat, await auth('web-audio'));
+    await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
+    const wav = synthesizeVoice('a voice note sent from a browser').bytes;
+    await chat.send(
+      { sessionId: s.welcome()!.sessionId, message: { clientMessageId: 'a1', content: { case: 'audio', value: { mimeType: 'audio/wav', data: wav, sizeBytes: BigInt(wav.length) } } } },
+      { headers: await auth('web-audio') },
+    );
+    await s.until((f) => f.some((x) => x.frame.case === 'response'), 'the reply');
+    const r = s.frames.find((f) => f.frame.case === 'response')!.frame.value as { voice?: { url: string; durationMs: bigint } };
+    expect(r.voice?.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/media\//);
+    expect(r.voice!.durationMs).toBeGreaterThan(0n);
+    const res = await fetch(r.voice!.url);
+    expect(res.headers.get('content-type')).toBe('audio/wav');
+    s.abort.abort();
+  });
+
+  it('maps refusals 1:1: statuses, messages and the retry-after-ms trailer', async () => {
+    // No credentials.
+    const anon = new WebStream(chat, { 'x-timezone': 'Europe/Paris' });
+    const e1 = await anon.done;
+    expect(e1?.code).toBe(Code.Unauthenticated);
+    expect(e1?.rawMessage).toMatch(/authorization/);
+    // Not a zone.
+    const bad = new WebStream(chat, { ...(await auth('web-tz')), 'x-timezone': 'Mars/Olympus' });
+    expect((await bad.done)?.code).toBe(Code.InvalidArgument);
+    // A header value gRPC metadata cannot carry (HTTP/1.1 allows Latin-1).
+    const latin = new WebStream(chat, { ...(await auth('web-tz')), 'x-timezone': 'Europe/Z\u00fcrich' });
+    const e4 = await latin.done;
+    expect(e4?.code).toBe(Code.InvalidArgument);
+    expect(e4?.rawMessage).toMatch(/x-timezone/);
+    // A second stream for a connected client.
+    const first = new WebStream(chat, await auth('web-dup'));
+    await first.until((f) => f.length > 0, 'welcome');
+    const second = new WebStream(chat, await auth('web-dup'));
+    const e2 = await second.done;
+    expect(e2?.code).toBe(Code.AlreadyExists);
+    expect(e2?.rawMessage).toMatch(/already connected/);
+    // Full: 3 allowed; web-dup holds one, two native clients take the rest.
+    const holders = [await connected(t, 'holder-1'), await connected(t, 'holder-2')];
+    const full = new WebStream(chat, await auth('web-full'));
+    const e3 = await full.done;
+    expect(e3?.code).toBe(Code.ResourceExhausted);
+    expect(e3?.rawMessage).toMatch(/server full/);
+    expect(e3?.metadata.get('retry-after-ms')).toBe('3000');
+    for (const h of holders) h.cancel();
+    first.abort.abort();
+    // Send on a session that is not open.
+    await expect(chat.send({ sessionId: 'nope', message: { clientMessageId: 'x', content: { case: 'text', value: 'x' } } }, { headers: await auth('web-dup') })).rejects.toMatchObject({
+      code: Code.NotFound,
+    });
+  });
+
+  it('frees the slot when the browser closes its stream', async () => {
+    const s = new WebStream(chat, await auth('web-leaver'));
+    await s.until((f) => f.length > 0, 'welcome');
+    const before = await metric(t, 'chatflow_clients_connected');
+    s.abort.abort();
+    // The same client can connect again at once (natively): the cancel reached the gateway.
+    const end = Date.now() + 5000;
+    for (;;) {
+      if ((await metric(t, 'chatflow_clients_connected')) < before) break;
+      if (Date.now() > end) throw new Error('slot not freed after the gRPC-Web stream was cancelled');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const again = await connected(t, 'web-leaver');
+    again.cancel();
+  });
+
+  it('serves HistoryService: own conversations and messages only', async () => {
+    const s = new WebStream(chat, await auth('web-hist'));
+    await s.until((f) => f.length > 0, 'welcome');
+    const w = s.welcome()!;
+    await chat.send({ sessionId: w.sessionId, message: { clientMessageId: 'h1', content: { case: 'text', value: 'remember me' } } }, { headers: await auth('web-hist') });
+    await s.until((f) => f.some((x) => x.frame.case === 'response'), 'the reply');
+    s.abort.abort();
+    const convs = await history.listConversations({}, { headers: await auth('web-hist') });
+    expect(convs.conversations.map((c) => c.conversationId)).toContain(w.conversationId);
+    const msgs = await history.listMessages({ conversationId: w.conversationId }, { headers: await auth('web-hist') });
+    expect(msgs.messages.map((m) => m.text)[0]).toBe('remember me');
+    expect(msgs.messages).toHaveLength(2);
+    await expect(history.listMessages({ conversationId: w.conversationId }, { headers: await auth('someone-else') })).rejects.toMatchObject({ code: Code.PermissionDenied });
+  });
+
+  it('does not serve the bidi Chat method (gRPC-Web has no client streaming) nor anything but the two services', async () => {
+    for (const path of ['/chatflow.v1.ChatService/Chat', '/chatflow.v1.ChatService/Nope', '/grpc.health.v1.Health/Check']) {
+      const res = await fetch(`${t.app.httpUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' }, body: new Uint8Array(5) });
+      expect({ path, status: res.status }).toEqual({ path, status: 404 });
+    }
+  });
+});
+
+describe('web page routes', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(async () => t.close());
+
+  it('serves the page, its stylesheet and its bundle with their types and a strict CSP', async () => {
+    const page = await fetch(`${t.app.httpUrl}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const csp = page.headers.get('content-security-policy')!;
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).toContain("connect-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    const html = await page.text();
+    expect(html).toContain('<meta name="chatflow-dev-tokens" content="off">');
+    expect(html).toContain('<script type="module" src="/app.js"></script>');
+    const css = await fetch(`${t.app.httpUrl}/styles.css`);
+    expect(css.headers.get('content-type')).toBe('text/css; charset=utf-8');
+    const js = await fetch(`${t.app.httpUrl}/app.js`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect((await js.text()).length).toBeGreaterThan(10_000);
+    expect((await fetch(`${t.app.httpUrl}/`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('serves nothing else from the disk', async () => {
+    const { request } = await import('node:http');
+    // Raw paths: fetch would normalise the dots away.
+    const get = (path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const u = new URL(t.app.httpUrl);
+        request({ host: u.hostname, port: u.port, path, method: 'GET' }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject).end();
+      });
+    for (const p of ['/../package.json', '/%2e%2e/package.json', '/..%2fpackage.json', '/app.ts', '/gen/chatflow/v1/chat_pb.ts', '/dist/app.js', '/index.html/../../secret', '//etc/passwd']) {
+      expect({ p, status: await get(p) }).toEqual({ p, status: 404 });
+    }
+  });
+
+  it('has no token endpoint unless CHATFLOW_DEV_TOKENS=true', async () => {
+    const res = await fetch(`${t.app.httpUrl}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"clientId":"x"}' });
+    expect(res.status).toBe(404);
+  });
+});
+
+describe('development token endpoint (CHATFLOW_DEV_TOKENS=true)', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ CHATFLOW_DEV_TOKENS: 'true' });
+  });
+  afterAll(async () => t.close());
+
+  const post = (body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
+    fetch(`${t.app.httpUrl}/dev/token`, { method: 'POST', headers, body });
+
+  it('issues a token that the gRPC server accepts, and says so in the page', async () => {
+    const res = await post(JSON.stringify({ clientId: 'dev-alice' }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    const { token, clientId } = (await res.json()) as { token: string; clientId: string };
+    expect(clientId).toBe('dev-alice');
+    const transport = createGrpcWebTransport({ baseUrl: t.app.httpUrl, httpVersion: '1.1' });
+    const convs = await createClient(HistoryService, transport).listConversations({}, { headers: { authorization: `Bearer ${token}` } });
+    expect(convs.conversations).toEqual([]);
+    expect(await (await fetch(`${t.app.httpUrl}/`)).text()).toContain('<meta name="chatflow-dev-tokens" content="on">');
+  });
+
+  it('refuses what is not a same-origin JSON POST with a valid client id', async () => {
+    expect((await fetch(`${t.app.httpUrl}/dev/token`)).status).toBe(405);
+    expect((await post('clientId=x', { 'content-type': 'application/x-www-form-urlencoded' })).status).toBe(415);
+    expect((await post('{"clientId":"x"}', { 'content-type': 'application/json', origin: 'https://evil.example' })).status).toBe(403);
+    expect((await post('{"clientId":"a b"}')).status).toBe(400);
+    expect((await post('not json')).status).toBe(400);
+    expect((await post(JSON.stringify({ clientId: 'x'.repeat(2000) }))).status).toBe(413);
+  });
+});
