@@ -4,6 +4,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { MongoClient } from 'mongodb';
 import { engineEnv } from './engines';
 
 const ROOT = resolve(__dirname, '..');
@@ -109,6 +110,16 @@ export class Cluster {
     };
     this.processes.push(p);
     return p;
+  }
+
+  /** Drops the run's MongoDB database (its Kafka topics are left: they are small and prefixed). */
+  async dropData(): Promise<void> {
+    const client = await MongoClient.connect(this.env().MONGODB_URI);
+    try {
+      await client.db().dropDatabase();
+    } finally {
+      await client.close();
+    }
   }
 
   async stopAll(): Promise<void> {

@@ -55,7 +55,7 @@ mongo_up() {
   say "ferretdb: starting on $HOST:$FERRETDB_PORT (SQLite in $FERRETDB_DATA)"
   start_bg ferretdb "$BIN_DIR/ferretdb" \
     --handler=sqlite \
-    --sqlite-url="file:$FERRETDB_DATA/" \
+    --sqlite-url="file:$FERRETDB_DATA/?_pragma=synchronous(NORMAL)" \
     --listen-addr="$HOST:$FERRETDB_PORT" \
     --debug-addr=- \
     --state-dir=- \

@@ -6,6 +6,7 @@ import type { ErrorKind } from '../domain/errors';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
+import { leaseTiming } from '../domain/lease';
 import { isoLocalTime } from '../llm/local-time';
 import { clientSubject, NoResponderError, sessionSubject } from '../bus/port';
 import type { GatewayDeps } from './deps';
@@ -45,11 +46,11 @@ export class ChatGateway {
 
   /** Renews this gateway's leases and expires the leases of dead gateways. */
   start(): void {
-    const { leaseMs } = this.deps.config;
+    const { ttlMs, renewEveryMs, sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
     this.renewTimer = setInterval(() => {
-      this.deps.registry.renew(this.deps.gatewayId, this.deps.clock(), leaseMs).catch((err) => this.logger.error({ err }, 'lease renewal failed'));
-    }, Math.max(250, Math.floor(leaseMs / 3)));
-    this.sweepTimer = setInterval(() => void this.sweep(), Math.max(250, Math.floor(leaseMs / 4)));
+      this.deps.registry.renew(this.deps.gatewayId, this.deps.clock(), ttlMs).catch((err) => this.logger.error({ err }, 'lease renewal failed'));
+    }, renewEveryMs);
+    this.sweepTimer = setInterval(() => void this.sweep(), sweepEveryMs);
     this.renewTimer.unref();
     this.sweepTimer.unref();
   }
@@ -224,7 +225,7 @@ export class ChatGateway {
       const now = this.deps.clock();
       const cfg = this.deps.config;
       const result = await this.deps.registry.acquire({
-        clientId, sessionId, gatewayId: this.deps.gatewayId, conversationId, now, leaseMs: cfg.leaseMs, maxClients: cfg.maxClients,
+        clientId, sessionId, gatewayId: this.deps.gatewayId, conversationId, now, leaseMs: leaseTiming(cfg.leaseMs).ttlMs, maxClients: cfg.maxClients,
       });
       if (!result.ok) {
         this.deps.metrics.admissionsRefused.inc({ reason: result.reason });
