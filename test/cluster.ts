@@ -1,13 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { MongoClient } from 'mongodb';
+import { dropAllCollections } from '../src/readstore/mongo';
 import { engineEnv } from './engines';
 
 const ROOT = resolve(__dirname, '..');
+/** Where the processes' logs go (git-ignored). */
+export const LOG_DIR = join(ROOT, 'test-results', 'cluster');
 
 export type Role = 'gateway' | 'worker' | 'projector' | 'all';
 
@@ -57,7 +61,7 @@ export class Cluster {
     };
   }
 
-  async start(role: Role, name = `${role}-${this.processes.length + 1}`, env: Record<string, string> = {}): Promise<RoleProcess> {
+  async start(role: Role, name = `${role}-${this.processes.length + 1}`, env: Record<string, string> = {}, readyMs = 90_000): Promise<RoleProcess> {
     this.dataDir ??= await mkdtemp(join(tmpdir(), `chatflow-cluster-${this.run}-`));
     const proc = spawn(process.execPath, ['--require', 'tsx/cjs', 'src/main.ts'], {
       cwd: ROOT,
@@ -66,9 +70,15 @@ export class Cluster {
     });
     const logs: Record<string, unknown>[] = [];
     let stderr = '';
+    // Every process's log is kept on disk too, for whoever reads a failed run.
+    await mkdir(LOG_DIR, { recursive: true });
+    const file = createWriteStream(join(LOG_DIR, `${this.run}-${name}.log`));
+    proc.stdout!.pipe(file);
+    proc.stderr!.pipe(file);
     proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
     const ready = await new Promise<Record<string, unknown>>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`${name} did not start within 60 s; last logs: ${JSON.stringify(logs.slice(-5))} ${stderr}`)), 60_000);
+      // A projector is ready once its read models caught up with the log: a rebuild takes a while on FerretDB.
+      const timer = setTimeout(() => rej(new Error(`${name} did not start within ${readyMs / 1000} s; last logs: ${JSON.stringify(logs.slice(-5))} ${stderr}`)), readyMs);
       createInterface({ input: proc.stdout! }).on('line', (line) => {
         let rec: Record<string, unknown>;
         try {
@@ -112,11 +122,11 @@ export class Cluster {
     return p;
   }
 
-  /** Drops the run's MongoDB database (its Kafka topics are left: they are small and prefixed). */
+  /** Empties the run's MongoDB database (its Kafka topics are left: they are small and prefixed). */
   async dropData(): Promise<void> {
     const client = await MongoClient.connect(this.env().MONGODB_URI);
     try {
-      await client.db().dropDatabase();
+      await dropAllCollections(client.db());
     } finally {
       await client.close();
     }

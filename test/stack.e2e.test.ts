@@ -102,30 +102,32 @@ describeWithEngines(ALL, 'Distributed stack (2 gateways, 2 workers, 1 projector)
     await onA.reply(cm, 30_000);
   });
 
+  it('kill -9 of a worker mid-load: every accepted message still gets exactly one ResponseProduced', async () => {
+    const sent = admitted.map((s) => Array.from({ length: 4 }, (_, i) => s.text(`crash ${i}`)));
+    await new Promise((r) => setTimeout(r, 700));
+    await workers[0].kill();
+    await Promise.all(admitted.map((s, i) => Promise.all(sent[i].map((cm) => s.reply(cm, 150_000)))));
+    workers[0] = await cluster.start('worker', 'worker-3');
+    // Wait for worker-3 to take its share, so the next test measures both workers.
+    await new Promise((r) => setTimeout(r, 3_000));
+
+    const accepted = new Set(admitted.flatMap((s, i) => sent[i].map((cm) => s.messageIdOf(cm)!)));
+    expect(accepted.size).toBe(200);
+    const counts = await responsesPerMessage(cluster);
+    const wrong = [...accepted].filter((id) => counts.get(id) !== 1).map((id) => `${id}: ${counts.get(id) ?? 0}`);
+    expect(wrong).toEqual([]);
+  }, 300_000);
+
   it('never has more than 500 messages in processing across both workers, and answers all', async () => {
     const sent = admitted.map((s) => Array.from({ length: 12 }, (_, i) => s.text(`load ${i}`)));
-    await Promise.all(admitted.map((s, i) => Promise.all(sent[i].map((cm) => s.reply(cm, 120_000)))));
+    await Promise.all(admitted.map((s, i) => Promise.all(sent[i].map((cm) => s.reply(cm, 200_000)))));
     const peaks = await Promise.all(workers.map((w) => w.metric('chatflow_messages_processing_peak')));
     const total = peaks[0] + peaks[1];
     expect(total).toBeLessThanOrEqual(500);
     // The cap was actually pressed on (600 messages of up to 0.6 s each, sent at once).
     expect(total).toBeGreaterThan(150);
     expect(peaks.every((p) => p > 0)).toBe(true);
-  });
-
-  it('kill -9 of a worker mid-load: every accepted message still gets exactly one ResponseProduced', async () => {
-    const sent = admitted.map((s) => Array.from({ length: 6 }, (_, i) => s.text(`crash ${i}`)));
-    await new Promise((r) => setTimeout(r, 700));
-    await workers[0].kill();
-    await Promise.all(admitted.map((s, i) => Promise.all(sent[i].map((cm) => s.reply(cm, 150_000)))));
-    workers[0] = await cluster.start('worker', 'worker-3');
-
-    const accepted = new Set(admitted.flatMap((s, i) => sent[i].map((cm) => s.messageIdOf(cm)!)));
-    expect(accepted.size).toBe(300);
-    const counts = await responsesPerMessage(cluster);
-    const wrong = [...accepted].filter((id) => counts.get(id) !== 1).map((id) => `${id}: ${counts.get(id) ?? 0}`);
-    expect(wrong).toEqual([]);
-  });
+  }, 240_000);
 
   it('kill -9 of a gateway: its slots come back within the lease time, recorded as lease-expired', async () => {
     await closeAll();
@@ -149,7 +151,8 @@ describeWithEngines(ALL, 'Distributed stack (2 gateways, 2 workers, 1 projector)
     const mongo = await MongoClient.connect(cluster.env().MONGODB_URI);
     try {
       const sessions = mongo.db().collection('sessions');
-      const deadline = Date.now() + 15_000;
+      // Recorded by the surviving gateway's sweep; the projector may lag behind the log on FerretDB.
+      const deadline = Date.now() + 90_000;
       let expired = 0;
       while (Date.now() < deadline && (expired = await sessions.countDocuments({ clientId: { $regex: '^lease-b-' }, reason: 'lease-expired' })) < 20) {
         await new Promise((r) => setTimeout(r, 250));
@@ -173,22 +176,25 @@ describeWithEngines(ALL, 'Distributed stack (2 gateways, 2 workers, 1 projector)
         }
         return out;
       };
-      // Settled: two snapshots a second apart agree.
+      // Settled: the projector has nothing left in the log, and two snapshots a second apart agree.
+      const lag = async () => ((await (await fetch(`${projector.http}/healthz`)).json()) as { projectionLag: number }).projectionLag;
       let before = await snapshot();
       for (;;) {
         await new Promise((r) => setTimeout(r, 1_000));
         const again = await snapshot();
-        if (JSON.stringify(again) === JSON.stringify(before)) break;
+        if ((await lag()) === 0 && JSON.stringify(again) === JSON.stringify(before)) break;
         before = again;
       }
       expect(before.messages.length).toBeGreaterThan(900);
       await projector.stop();
-      projector = await cluster.start('projector', 'projector-rebuilt', { CHATFLOW_REBUILD_READ_MODELS: 'true' });
+      const rebuildStart = Date.now();
+      projector = await cluster.start('projector', 'projector-rebuilt', { CHATFLOW_REBUILD_READ_MODELS: 'true' }, 240_000);
+      console.log(`read models rebuilt from ${before.messages.length + before.sessions.length + before.conversations.length} documents' events in ${Date.now() - rebuildStart} ms`);
       expect(await snapshot()).toEqual(before);
     } finally {
       await mongo.close();
     }
-  });
+  }, 400_000);
 });
 
 describeWithEngines(ALL, 'Engines unavailable at start', () => {
@@ -248,13 +254,13 @@ describeWithEngines(ALL, 'Engines unavailable at start', () => {
           /* not JSON */
         }
       });
-      proc.once('exit', (code) => reject(new Error(`exited with ${code}`)));
+      proc.once('exit', (code, signal) => (signal ? undefined : reject(new Error(`exited with ${code}: ${JSON.stringify(lines.slice(-8))}`))));
     });
     try {
       const said = () => lines.some((l) => new RegExp(engine, 'i').test(String(l.msg)) && /unavailable|unreachable/i.test(String(l.msg)));
       const end = Date.now() + 30_000;
       while (!said() && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
-      expect(said()).toBe(true);
+      if (!said()) throw new Error(`no log line said ${engine} was unavailable; last lines: ${JSON.stringify(lines.slice(-8))}`);
       expect(proc.exitCode).toBeNull();
       await fwd.start();
       await ready;

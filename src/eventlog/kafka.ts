@@ -20,7 +20,7 @@ const RETRY_BASE_MS = 100;
 const RETRY_MAX_MS = 5_000;
 const COMMIT_INTERVAL_MS = 100;
 /** Longest wait for the settling group when a partition changes hands. */
-const SETTLE_MAX_MS = 30_000;
+const SETTLE_MAX_MS = 120_000;
 /** Largest number of events sent in one produce request. */
 const MAX_BATCH = 2_000;
 
@@ -411,7 +411,10 @@ class KafkaLogConsumer implements Consumer {
       if (high <= Number(offsets?.low ?? 0)) return;
       while (Date.now() < deadline && !this.stopping) {
         const done = (await this.groupOffsets(`${this.log.prefix}${group}`, [topic])).get(key) ?? -1;
-        if (done >= high) return;
+        if (done >= high) {
+          this.log.logger.info({ key, group, waitedMs: SETTLE_MAX_MS - (deadline - Date.now()) }, `took over a partition once group ${group} had caught up with it`);
+          return;
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
       if (!this.stopping) this.log.logger.warn({ key, group, waitedMs: SETTLE_MAX_MS }, `group ${group} is behind on a partition this member took over; going on`);

@@ -106,9 +106,13 @@ export class MongoReadStore implements ReadStore {
     if (existing.has(TICKETS_COLLECTION)) await this.db.collection<WriteTicket>(TICKETS_COLLECTION).deleteMany({ collection: { $in: [...names] } });
   }
 
-  /** Drops the whole database (tests). */
+  /**
+   * Empties the database (tests): drops its collections one by one. Not
+   * dropDatabase: FerretDB v1 deletes the SQLite file under connections that
+   * still map it, and crashes with SIGBUS (seen on this stack).
+   */
   async dropDatabase(): Promise<void> {
-    await this.db.dropDatabase();
+    await dropAllCollections(this.db);
     for (const c of this.collections.values()) c.indexesDropped();
   }
 
@@ -292,4 +296,9 @@ function streamKey(stream: string): string {
 function backoff(attempt: number): Promise<void> {
   const cap = Math.min(100, 2 ** Math.min(attempt, 7));
   return new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
+}
+
+/** Drops every collection of `db`, leaving the (empty) database itself: see MongoReadStore.dropDatabase. */
+export async function dropAllCollections(db: Db): Promise<void> {
+  for (const c of await db.listCollections({}, { nameOnly: true }).toArray()) await db.dropCollection(c.name);
 }
