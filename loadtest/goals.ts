@@ -1,0 +1,68 @@
+// The reference load test ChatFlow replaces, and the targets it must hit
+// (issue "Load tests and benchmarks"). Targets are benchmarks, not timed tests.
+import type { ModeName } from './target/target';
+
+/** Locust, 100 users, ramp 5/s, 2 minutes; simulated processing text 0–1 s, audio 1–2 s, video 2–3 s. */
+export const REFERENCE = {
+  users: 100,
+  rampPerSec: 5,
+  durationS: 120,
+  requests: 6353,
+  failures: 0,
+  requestsPerS: 52.95,
+  avgMs: 1537,
+  avgByKindMs: { text: 553.77, audio: 1569.77, video: 2586.65 } as Record<string, number>,
+  /** Average above the simulated processing (midpoints 500/1500/2500 ms). */
+  overheadMs: '~50–90',
+} as const;
+
+export const GOALS = {
+  embedded: { overheadP50: 5, overheadP99: 25, saturationPerS: 5000 },
+  stack: { overheadP50: 15, overheadP99: 60, saturationPerS: 1500 },
+  /** The 51st client (server full) refused within this, p99, ms. */
+  refuseP99: 20,
+  maxClients: 50,
+  maxProcessing: 500,
+} as const;
+
+export interface GoalCheck {
+  name: string;
+  goal: string;
+  measured: string;
+  hit: boolean;
+}
+
+const ms = (x: number | null) => (x === null ? 'n/a' : `${x.toFixed(1)} ms`);
+
+export function overheadChecks(mode: ModeName, p50: number | null, p99: number | null, failures: number): GoalCheck[] {
+  const g = GOALS[mode];
+  return [
+    { name: 'failures', goal: '0', measured: String(failures), hit: failures === 0 },
+    { name: 'overhead p50', goal: `≤ ${g.overheadP50} ms`, measured: ms(p50), hit: p50 !== null && p50 <= g.overheadP50 },
+    { name: 'overhead p99', goal: `≤ ${g.overheadP99} ms`, measured: ms(p99), hit: p99 !== null && p99 <= g.overheadP99 },
+  ];
+}
+
+export function saturationChecks(mode: ModeName, perS: number, peak: number | null, failures: number): GoalCheck[] {
+  const g = GOALS[mode];
+  return [
+    { name: 'capacity', goal: `≥ ${g.saturationPerS} msg/s`, measured: `${Math.round(perS)} msg/s`, hit: perS >= g.saturationPerS },
+    {
+      name: 'processing peak',
+      goal: `≤ ${GOALS.maxProcessing}`,
+      measured: peak === null || Number.isNaN(peak) ? 'not reported' : String(peak),
+      hit: peak !== null && !Number.isNaN(peak) && peak <= GOALS.maxProcessing,
+    },
+    { name: 'failures', goal: '0', measured: String(failures), hit: failures === 0 },
+  ];
+}
+
+export function admissionChecks(held: number, expectedHeld: number, refuseP99: number | null, refusedOther: Record<string, number>, reuseOk: boolean): GoalCheck[] {
+  const other = Object.entries(refusedOther).filter(([k]) => k !== 'OK' && k !== 'RESOURCE_EXHAUSTED');
+  return [
+    { name: 'held', goal: `exactly ${expectedHeld}`, measured: String(held), hit: held === expectedHeld },
+    { name: '51st refused p99', goal: `≤ ${GOALS.refuseP99} ms`, measured: ms(refuseP99), hit: refuseP99 !== null && refuseP99 <= GOALS.refuseP99 },
+    { name: 'refusals', goal: 'all RESOURCE_EXHAUSTED', measured: other.length ? other.map(([k, v]) => `${k} ${v}`).join(', ') : 'yes', hit: other.length === 0 },
+    { name: 'slots reused', goal: 'every freed slot taken', measured: reuseOk ? 'yes' : 'no', hit: reuseOk },
+  ];
+}

@@ -1,0 +1,75 @@
+// The load-test runner end to end, tiny: the server as a child process (as
+// `npm run loadtest` starts it), a few users in this process, results written
+// to a temp folder. And, when ghz is installed, one ghz run against it.
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describeWhen } from '../test/engines';
+import { parseOptions, runOne, runScenario, writeReports } from './run';
+import { writeResult } from './report/result';
+import { writeFigures } from './report/figures';
+import { GHZ_BIN } from './scenarios/ghz';
+
+jest.setTimeout(60_000);
+
+// LOADTEST_SERVER_DIR: run the server from another checkout (e.g. while this one's src/ is mid-change).
+const serverDir = process.env.LOADTEST_SERVER_DIR ? ['--server-dir', process.env.LOADTEST_SERVER_DIR] : [];
+
+describe('npm run loadtest (smoke)', () => {
+  let out: string;
+  beforeAll(async () => {
+    out = await mkdtemp(join(tmpdir(), 'chatflow-loadtest-e2e-'));
+  });
+  afterAll(async () => {
+    await rm(out, { recursive: true, force: true });
+  });
+
+  it('runs a tiny reference scenario with no failure and writes its JSON, charts, profile summary and report', async () => {
+    const opts = parseOptions([
+      '--scenario', 'reference', '--users', '4', '--ramp', '20', '--duration', '3s', '--think', '200-400',
+      '--delay-scale', '0.01', '--client-procs', '0', '--channels', '1', '--profile', 'true', '--out', out, '--date', '2000-01-01', '--quiet', ...serverDir,
+    ]);
+    opts.workDir = join(out, 'work'); // logs and the raw profile stay in the temp folder
+    const r = await runScenario(opts, 'embedded', 'test');
+    await writeResult(out, r);
+    await writeFigures(out, r);
+    await writeReports(out, 'reference', r.date);
+
+    expect(r.messages!.overall.count).toBeGreaterThan(8);
+    expect(r.messages!.overall.failures).toBe(0);
+    expect(r.messages!.failuresByCode).toEqual({});
+    expect(r.connections!.byStatus).toEqual({ OK: 4 });
+    expect(r.messages!.overall.overhead.p50).not.toBeNull();
+    expect(r.server!.rssMB.end).toBeGreaterThan(10);
+    expect(r.machine.loadavgStart).toHaveLength(3);
+    // The server ran under --cpu-prof: its profile is summarized for the load window.
+    expect(r.profiles).toHaveLength(1);
+    expect(r.profiles![0]).toMatchObject({ window: 'load' });
+    expect(r.profiles![0]!.bySelf.length).toBeGreaterThan(0);
+
+    const files = await readdir(out);
+    expect(files).toEqual(expect.arrayContaining(['2000-01-01-reference-embedded.json', '2000-01-01-reference.md', '2000-01-01-reference-embedded-latency-time.svg']));
+    const json = JSON.parse(await readFile(join(out, '2000-01-01-reference-embedded.json'), 'utf8'));
+    expect(json).toMatchObject({ schema: 1, scenario: 'reference', mode: 'embedded' });
+    const md = await readFile(join(out, '2000-01-01-reference.md'), 'utf8');
+    expect(md).toContain('## Against the reference');
+    expect(md).toContain('overhead p99');
+  });
+});
+
+describeWhen(existsSync(GHZ_BIN), 'ghz against the embedded server', 'ghz not installed (bash loadtest/install-ghz.sh)', () => {
+  it('runs the Chat stream configuration with every call OK', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'chatflow-loadtest-ghz-'));
+    try {
+      const opts = parseOptions(['--scenario', 'ghz-chat', '--ghz-total', '20', '--ghz-concurrency', '4', '--out', out, '--date', '2000-01-01', '--quiet', ...serverDir]);
+      opts.workDir = join(out, 'work');
+      const r = await runOne(opts, 'embedded', 'test');
+      const [g] = (r.figures as { ghz: { count: number; statusCodes: Record<string, number> }[] }).ghz;
+      expect(g).toMatchObject({ count: 20, statusCodes: { OK: 20 } });
+      expect(r.checks.every((c) => c.hit)).toBe(true);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+});

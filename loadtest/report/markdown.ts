@@ -1,0 +1,342 @@
+// Markdown reports:
+//   loadtest/results/<date>-<scenario>.md — one scenario, every mode run that day, side by side;
+//   loadtest/REPORT.md                    — the latest report of each scenario and its headline figures.
+import type { MessageFigures } from '../analyze';
+import { REFERENCE, type GoalCheck } from '../goals';
+import type { Summary } from '../stats';
+import type { ProfileSummary } from './profile';
+import { figuresOf } from './figures';
+import { resultName, type ResultFile } from './result';
+import type { GhzFigures } from '../scenarios/ghz';
+
+export interface ModeFailure {
+  mode: string;
+  error: string;
+}
+
+const DESCRIPTIONS: Record<string, string> = {
+  reference:
+    'The Locust load test of the implementation ChatFlow replaces, reproduced: 100 users ramping at 5 users/s for 2 minutes, each holding one Chat stream and sending text, audio or video (at random) every 1–3 s, simulated processing at the reference delays (text 0–1 s, audio 1–2 s, video 2–3 s). ChatFlow admits 50 clients at a time: the other users are refused (RESOURCE_EXHAUSTED) and retry after `retry-after-ms`.',
+  saturate: 'Simulated delay 0; every client keeps a window of messages outstanding, so the pipeline runs as fast as it can: its capacity in messages/s, with the 500-in-processing cap checked from the server\'s own peak.',
+  admission: '1,000 connection attempts in one burst (exactly 50 must be held, the rest refused), then a 51st client arriving at a full server 200 times (refusal latency), then 10 held clients leaving and 10 newcomers taking their slots.',
+  soak: 'The reference load for a longer time, watching server memory (RSS) and latency drift.',
+  'ghz-chat': 'ghz (loadtest/ghz/chat.json): Chat bidi streams of 5 text messages each, a fresh client id per stream, simulated delay 0.',
+  'ghz-history': 'ghz (loadtest/ghz/history-*.json): ListConversations, ListMessages and GetConversation of one seeded client.',
+};
+
+const fmt = (x: number | null | undefined, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? '–' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: 0 }));
+const ms = (x: number | null | undefined, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? '–' : `${fmt(x, d)}`);
+const pair = (s: Summary, a: 'p50' | 'p90' | 'p99' | 'mean' | 'max', b: 'p50' | 'p90' | 'p99' | 'mean' | 'max') => `${ms(s[a])} / ${ms(s[b])}`;
+const load = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' / ');
+const mark = (hit: boolean) => (hit ? '✅ hit' : '❌ miss');
+
+function table(head: string[], rows: (string | number)[][]): string {
+  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+export function scenarioReport(scenario: string, date: string, results: ResultFile[], failures: ModeFailure[] = []): string {
+  const out: string[] = [];
+  out.push(`# Load test: \`${scenario}\` — ${date}`);
+  out.push('');
+  out.push(DESCRIPTIONS[scenario] ?? '');
+  out.push('');
+  const modes = results.map((r) => r.mode);
+  out.push(`Modes: ${results.map((r) => `**${r.mode}**`).join(', ') || 'none'}${failures.length ? `; not run: ${failures.map((f) => `**${f.mode}** (${f.error.split('\n')[0]})`).join(', ')}` : ''}.`);
+  out.push('');
+  for (const r of results) out.push(`- ${r.mode}: \`${r.command}\` — started ${r.startedAt}, ${fmt(r.wallS, 0)} s`);
+  out.push('');
+
+  out.push('## Machine');
+  out.push('');
+  out.push(
+    table(
+      ['mode', 'load avg at start (1/5/15 min)', 'at end', 'max 1-min during', 'CPUs', 'node', 'server commit'],
+      results.map((r) => [r.mode, load(r.machine.loadavgStart), load(r.machine.loadavgEnd), fmt(r.machine.loadavgMax1, 2), `${r.machine.cpus} × ${r.machine.cpuModel}`, r.machine.node, `${r.machine.commit}${r.machine.dirty ? ' (+ uncommitted changes)' : ''}`]),
+    ),
+  );
+  out.push('');
+  out.push('Client and server share the machine; other work on it (load average above) adds noise to every figure.');
+  out.push('');
+
+  // Targets.
+  const names = [...new Set(results.flatMap((r) => r.checks.map((c) => c.name)))];
+  if (names.length) {
+    out.push('## Targets');
+    out.push('');
+    const rows = names.map((n) => {
+      const cells = results.map((r) => {
+        const c = r.checks.find((x) => x.name === n);
+        return c ? `${c.measured} (goal ${c.goal}) ${mark(c.hit)}` : '–';
+      });
+      return [n, ...cells];
+    });
+    out.push(table(['check', ...modes], rows));
+    out.push('');
+  }
+
+  if (scenario === 'reference' || scenario === 'soak') out.push(referenceComparison(results), '');
+  if (results.some((r) => r.messages)) out.push(messagesSection(results), '');
+  if (results.some((r) => r.connections)) out.push(connectionsSection(results), '');
+  if (scenario === 'saturate') out.push(saturationSection(results), '');
+  if (scenario === 'admission') out.push(admissionSection(results), '');
+  if (scenario === 'soak') out.push(soakSection(results), '');
+  if (scenario.startsWith('ghz')) out.push(ghzSection(results), '');
+  out.push(serverSection(results), '');
+
+  const figs = results.flatMap((r) => figuresOf(r).map((f) => ({ ...f, mode: r.mode })));
+  if (figs.length) {
+    out.push('## Charts');
+    out.push('');
+    for (const f of figs) out.push(`**${f.mode}** — ${f.caption}\n\n![${f.caption} (${f.mode})](${f.file})\n`);
+  }
+
+  const profiled = results.filter((r) => r.profiles && r.profiles.length > 0);
+  if (profiled.length) {
+    out.push('## Where the time goes (CPU profile)');
+    out.push('');
+    const missed = results.filter((r) => r.checks.some((c) => !c.hit));
+    if (missed.length) out.push(`Targets missed in: ${missed.map((r) => r.mode).join(', ')}. The profiles below are of the server process(es) under load (\`node --cpu-prof\`), so the time is measured, not guessed.\n`);
+    for (const r of profiled) {
+      if (r.profileRun) {
+        const pr = r.profileRun;
+        out.push(`**${r.mode}**: the figures above come from an unprofiled run; the profile is from a second, ${fmt(pr.durationS, 0)} s run of the same scenario under the profiler (started ${pr.startedAt}, load avg ${load(pr.loadavgStart)}; its own checks: ${pr.checks.map((c) => `${c.name} ${c.measured}`).join(', ')}).\n`);
+      }
+      for (const p of r.profiles!) out.push(profileSection(r.mode, p), '');
+    }
+  }
+
+  const notes = results.flatMap((r) => r.notes.map((n) => `- ${r.mode}: ${n}`));
+  if (notes.length) {
+    out.push('## Notes');
+    out.push('');
+    out.push([...new Set(notes)].join('\n'));
+    out.push('');
+  }
+  out.push(`Raw figures: ${results.map((r) => `[${resultName(r.date, r.scenario, r.mode)}.json](${resultName(r.date, r.scenario, r.mode)}.json)`).join(', ')}.`);
+  return out.join('\n') + '\n';
+}
+
+function messageRow(label: string, f: MessageFigures): string[] {
+  return [
+    label, fmt(f.count, 0), fmt(f.failures, 0), fmt(f.throughputPerS, 2),
+    ms(f.latency.p50), ms(f.latency.p90), ms(f.latency.p99), ms(f.latency.max), ms(f.latency.mean),
+    ms(f.overhead.p50, 2), ms(f.overhead.p99, 2), pair(f.toAccepted, 'p50', 'p99'),
+  ];
+}
+
+function messagesSection(results: ResultFile[]): string {
+  const out = ['## Messages', '', 'Latency = send → BotResponse at the client. OVERHEAD = latency − the `processing_ms` the worker reports. All in ms.', ''];
+  for (const r of results) {
+    if (!r.messages) continue;
+    out.push(`### ${r.mode}`, '');
+    const rows = Object.entries(r.messages.byKind).map(([k, f]) => messageRow(k, f));
+    rows.push(messageRow('**all**', r.messages.overall));
+    out.push(table(['type', 'count', 'failures', 'msg/s', 'p50', 'p90', 'p99', 'max', 'mean', 'overhead p50', 'overhead p99', '→ Accepted p50 / p99'], rows));
+    const fails = Object.entries(r.messages.failuresByCode);
+    if (fails.length) out.push('', `Failures by cause: ${fails.map(([k, v]) => `${k} ${v}`).join(', ')}.`);
+    out.push('');
+  }
+  return out.join('\n');
+}
+
+function referenceComparison(results: ResultFile[]): string {
+  const withMsgs = results.filter((r) => r.messages);
+  if (!withMsgs.length) return '';
+  const head = ['', 'reference (Locust)', ...withMsgs.map((r) => `ChatFlow ${r.mode}`)];
+  const k = (r: ResultFile, kind: string) => r.messages!.byKind[kind];
+  const rows: string[][] = [
+    ['requests (messages answered)', fmt(REFERENCE.requests, 0), ...withMsgs.map((r) => fmt(r.messages!.overall.answered, 0))],
+    ['failures', fmt(REFERENCE.failures, 0), ...withMsgs.map((r) => fmt(r.messages!.overall.failures, 0))],
+    ['requests/s', fmt(REFERENCE.requestsPerS, 2), ...withMsgs.map((r) => fmt(r.messages!.overall.throughputPerS, 2))],
+    ['users admitted / total', `${REFERENCE.users} / ${REFERENCE.users} (no cap)`, ...withMsgs.map((r) => `${r.connections?.usersAdmitted ?? '–'} / ${(r.settings as { users?: number }).users ?? '–'}`)],
+    ['avg response, ms', fmt(REFERENCE.avgMs, 2), ...withMsgs.map((r) => ms(r.messages!.overall.latency.mean, 2))],
+    ['text avg, ms', fmt(REFERENCE.avgByKindMs.text, 2), ...withMsgs.map((r) => ms(k(r, 'text')?.latency.mean, 2))],
+    ['audio avg, ms', fmt(REFERENCE.avgByKindMs.audio, 2), ...withMsgs.map((r) => ms(k(r, 'audio')?.latency.mean, 2))],
+    ['video avg, ms', fmt(REFERENCE.avgByKindMs.video, 2), ...withMsgs.map((r) => ms(k(r, 'video')?.latency.mean, 2))],
+    ['overhead, ms', `${REFERENCE.overheadMs} (avg)`, ...withMsgs.map((r) => `${ms(r.messages!.overall.overhead.mean, 2)} avg, ${ms(r.messages!.overall.overhead.p50, 2)} p50, ${ms(r.messages!.overall.overhead.p99, 2)} p99`)],
+  ];
+  return ['## Against the reference', '', table(head, rows), '', 'The reference had no connection cap, so all its 100 users sent; ChatFlow serves 50 at a time, so it answers fewer messages in the same 2 minutes. The comparison that matters is the time per message above the simulated processing (overhead).'].join('\n');
+}
+
+function connectionsSection(results: ResultFile[]): string {
+  const rows = results.filter((r) => r.connections).map((r) => {
+    const c = r.connections!;
+    return [
+      r.mode, fmt(c.attempts, 0), fmt(c.admitted, 0), `${c.usersAdmitted} / ${c.usersAdmitted + c.usersNeverAdmitted}`,
+      Object.entries(c.byStatus).map(([k, v]) => `${k} ${v}`).join(', '),
+      pair(c.timeToAdmit, 'p50', 'p99'), pair(c.timeToReject, 'p50', 'p99'), c.waitForSlot.count ? `${pair(c.waitForSlot, 'p50', 'max')} (${c.waitForSlot.count})` : '–',
+    ];
+  });
+  return ['## Connections', '', table(['mode', 'attempts', 'admitted', 'users admitted', 'outcomes by status', 'time to admit p50 / p99 (ms)', 'time to reject p50 / p99 (ms)', 'refused users: wait for a slot p50 / max (ms)'], rows)].join('\n');
+}
+
+function saturationSection(results: ResultFile[]): string {
+  const rows = results.map((r) => {
+    const f = (r.figures ?? {}) as { steadyPerS?: number; overallPerS?: number; processingPeak?: number | null };
+    const cpu = (r.clientCpu ?? []).map((c) => `${Math.round(c.coreShare * 100)} %`).join(', ');
+    return [r.mode, fmt(f.steadyPerS, 0), fmt(f.overallPerS, 0), fmt(f.processingPeak ?? NaN, 0), cpu || '–'];
+  });
+  return ['## Capacity', '', table(['mode', 'capacity (steady, msg/s)', 'overall msg/s', 'processing peak (cap 500)', 'load-generator CPU (share of a core, per process)'], rows)].join('\n');
+}
+
+function admissionSection(results: ResultFile[]): string {
+  const out = ['## Admission', ''];
+  for (const r of results) {
+    const f = r.figures as {
+      burst: { attempts: number; held: number; byStatus: Record<string, number>; wallMs: number; timeToAdmit: Summary; timeToReject: Summary; retryAfterMs: Record<string, number> };
+      probe: { attempts: number; byStatus: Record<string, number>; timeToReject: Summary };
+      reuse: { leavers: number; reused: number; admittedAfterMs: Summary; leaverStatusAfterMs: Summary; extraRefused: string };
+    };
+    if (!f?.burst) continue;
+    out.push(`### ${r.mode}`, '');
+    out.push(
+      table(
+        ['phase', 'attempts', 'held / admitted', 'outcomes', 'admit p50 / p99 / max (ms)', 'refuse p50 / p99 / max (ms)'],
+        [
+          ['burst', fmt(f.burst.attempts, 0), fmt(f.burst.held, 0), Object.entries(f.burst.byStatus).map(([k, v]) => `${k} ${v}`).join(', '), `${pair(f.burst.timeToAdmit, 'p50', 'p99')} / ${ms(f.burst.timeToAdmit.max)}`, `${pair(f.burst.timeToReject, 'p50', 'p99')} / ${ms(f.burst.timeToReject.max)}`],
+          ['probe: 51st client, one at a time', fmt(f.probe.attempts, 0), fmt(f.probe.byStatus.OK ?? 0, 0), Object.entries(f.probe.byStatus).map(([k, v]) => `${k} ${v}`).join(', '), '–', `${pair(f.probe.timeToReject, 'p50', 'p99')} / ${ms(f.probe.timeToReject.max)}`],
+          ['reuse: 10 leave, 10 newcomers', fmt(f.reuse.leavers, 0), `${f.reuse.reused} of ${f.reuse.leavers}`, `next one: ${f.reuse.extraRefused}`, `${pair(f.reuse.admittedAfterMs, 'p50', 'max')} after the leave`, '–'],
+        ],
+      ),
+    );
+    out.push('', `Burst wall time ${fmt(f.burst.wallMs, 0)} ms; retry-after-ms on refusals: ${Object.entries(f.burst.retryAfterMs).map(([k, v]) => `${k} ms × ${v}`).join(', ')}.`, '');
+  }
+  return out.join('\n');
+}
+
+function soakSection(results: ResultFile[]): string {
+  const out = ['## Drift', ''];
+  const rows = results.map((r) => {
+    const d = (r.figures as { drift?: { first: Record<string, number>; last: Record<string, number>; overheadSlopeMsPerMin: number } | null })?.drift;
+    const s = r.server;
+    return [
+      r.mode,
+      d ? `${ms(d.first.overheadP50, 2)} / ${ms(d.first.overheadP99, 2)} (${d.first.fromS}–${d.first.toS} s)` : '–',
+      d ? `${ms(d.last.overheadP50, 2)} / ${ms(d.last.overheadP99, 2)} (${d.last.fromS}–${d.last.toS} s)` : '–',
+      d ? fmt(d.overheadSlopeMsPerMin, 3) : '–',
+      s ? `${fmt(s.rssMB.start, 0)} → ${fmt(s.rssMB.end, 0)} (max ${fmt(s.rssMB.max, 0)})` : '–',
+    ];
+  });
+  out.push(table(['mode', 'overhead p50 / p99, first slice (ms)', 'last slice (ms)', 'overhead trend (ms per min)', 'server RSS MB start → end'], rows));
+  return out.join('\n');
+}
+
+function ghzSection(results: ResultFile[]): string {
+  const out = ['## ghz', '', 'Latency of a Chat call is the whole stream (open, 5 messages, every reply, close).', ''];
+  const rows: string[][] = [];
+  for (const r of results) {
+    for (const g of ((r.figures as { ghz?: GhzFigures[] })?.ghz ?? [])) {
+      rows.push([
+        r.mode, g.call.split('/').pop()!, g.endpoint, fmt(g.count, 0), fmt(g.rps, 1), ms(g.averageMs, 2),
+        `${ms(g.latencyMs.p50, 2)} / ${ms(g.latencyMs.p90, 2)} / ${ms(g.latencyMs.p99, 2)}`, ms(g.slowestMs, 2),
+        Object.entries(g.statusCodes).map(([k, v]) => `${k} ${v}`).join(', '), Object.entries(g.errors).map(([k, v]) => `${k.slice(0, 80)} × ${v}`).join('; ') || '–',
+      ]);
+    }
+  }
+  out.push(table(['mode', 'call', 'endpoint', 'count', 'calls/s', 'average (ms)', 'p50 / p90 / p99 (ms)', 'slowest (ms)', 'status codes', 'errors'], rows));
+  return out.join('\n');
+}
+
+function serverSection(results: ResultFile[]): string {
+  const rows = results.filter((r) => r.server).map((r) => {
+    const s = r.server!;
+    // Event-loop lag p99 as each process reports it (prom-client's monitor), median and worst of the readings.
+    const lag = [...new Set(s.readings.map((x) => x.process))].map((p) => {
+      const xs = s.readings.filter((x) => x.process === p && Number.isFinite(x.lagP99Ms)).map((x) => x.lagP99Ms).sort((a, b) => a - b);
+      return xs.length ? `${p} ${fmt(xs[Math.floor(xs.length / 2)], 0)} / ${fmt(xs[xs.length - 1], 0)}` : `${p} –`;
+    });
+    return [
+      r.mode, fmt(s.processingPeak ?? NaN, 0), `${fmt(s.rssMB.start, 0)} / ${fmt(s.rssMB.end, 0)} / ${fmt(s.rssMB.max, 0)}`,
+      s.cpu.map((c) => `${c.process} ${Math.round(c.coreShare * 100)} %`).join(', '),
+      lag.join(', '),
+      (r.clientCpu ?? []).map((c) => `#${c.process} ${Math.round(c.coreShare * 100)} %`).join(', ') || 'in the runner',
+    ];
+  });
+  return [
+    '## Server and load generator',
+    '',
+    table(['mode', 'processing peak', 'server RSS MB start / end / max', 'server CPU (share of one core)', 'event-loop lag p99, median / worst reading (ms)', 'load-generator CPU'], rows),
+    '',
+    'Event-loop lag: how late the server\'s timers fire (prom-client, read from /metrics every few seconds). A message that arrives while synchronous work holds the loop waits until that work ends; the p99 says how long that can be.',
+  ].join('\n');
+}
+
+function profileSection(mode: string, p: ProfileSummary): string {
+  const out = [`### ${mode}: ${p.file.split('/').slice(-2).join('/')}`, ''];
+  out.push(`${p.window === 'load' ? 'Samples taken while the load ran' : 'The whole process life (startup included)'}: ${fmt(p.durationMs / 1000, 1)} s, busy ${fmt(p.busyMs / 1000, 1)} s (${fmt(p.busyPct, 1)} % of one core), idle ${fmt(p.idleMs / 1000, 1)} s.`, '');
+  const top = p.byArea.filter((a) => a.area !== '(program)').slice(0, 3);
+  out.push(`In short: ${top.map((a) => `${a.area} ${fmt(a.pct, 1)} %`).join(', ')} of the busy time; heaviest ChatFlow paths: ${p.chatflowInclusive.slice(0, 3).map((f) => `\`${f.fn}\` (${f.where}) ${fmt(f.pct, 1)} %`).join(', ') || '–'}.`, '');
+  out.push('Self time by area (share of busy time):', '');
+  out.push(table(['area', 'self ms', '%'], p.byArea.slice(0, 15).map((a) => [a.area, fmt(a.ms, 0), fmt(a.pct, 1)])));
+  out.push('', 'Top functions by self time:', '');
+  out.push(table(['function', 'where', 'self ms', '%'], p.bySelf.slice(0, 20).map((f) => [`\`${f.fn}\``, f.where, fmt(f.ms, 0), fmt(f.pct, 1)])));
+  if (p.chatflowInclusive.length) {
+    out.push('', 'ChatFlow functions by inclusive time (what they and everything they call cost):', '');
+    out.push(table(['function', 'where', 'inclusive ms', '%'], p.chatflowInclusive.slice(0, 15).map((f) => [`\`${f.fn}\``, f.where, fmt(f.ms, 0), fmt(f.pct, 1)])));
+  }
+  return out.join('\n');
+}
+
+/** One line per (scenario, mode): the headline figure and the targets. */
+export function headline(r: ResultFile): string[] {
+  const checks = r.checks.length ? r.checks.map((c: GoalCheck) => `${c.name} ${c.hit ? '✅' : '❌'}`).join(', ') : '–';
+  let figure = '–';
+  const o = r.messages?.overall;
+  switch (r.scenario) {
+    case 'reference':
+    case 'soak':
+      if (o) figure = `${fmt(o.answered, 0)} answered, ${o.failures} failed, ${fmt(o.throughputPerS, 1)} msg/s, latency p50/p99 ${ms(o.latency.p50, 0)}/${ms(o.latency.p99, 0)} ms, overhead p50/p99 ${ms(o.overhead.p50, 2)}/${ms(o.overhead.p99, 2)} ms`;
+      break;
+    case 'saturate': {
+      const f = r.figures as { steadyPerS?: number; processingPeak?: number | null };
+      figure = `${fmt(f.steadyPerS, 0)} msg/s, processing peak ${fmt(f.processingPeak ?? NaN, 0)}`;
+      break;
+    }
+    case 'admission': {
+      const f = r.figures as { burst: { held: number; attempts: number }; probe: { timeToReject: Summary }; reuse: { reused: number; leavers: number } };
+      figure = `${f.burst.held} held of ${f.burst.attempts}, 51st refused p99 ${ms(f.probe.timeToReject.p99, 2)} ms, ${f.reuse.reused}/${f.reuse.leavers} slots reused`;
+      break;
+    }
+    default: {
+      const g = (r.figures as { ghz?: GhzFigures[] })?.ghz ?? [];
+      figure = g.map((x) => `${x.call.split('/').pop()} ${fmt(x.rps, 0)}/s p99 ${ms(x.latencyMs.p99, 1)} ms`).join('; ');
+    }
+  }
+  return [r.scenario, r.mode, r.date, figure, checks, load(r.machine.loadavgStart)];
+}
+
+export function indexReport(latest: { scenario: string; date: string; results: ResultFile[] }[]): string {
+  const out = ['# Load-test results (latest)', '', 'Generated by `npm run loadtest`; one report per scenario and date in [results/](results/). How to run: [README.md](README.md).', ''];
+  const rows = latest.flatMap((l) => l.results.map((r) => headline(r)));
+  out.push(table(['scenario', 'mode', 'date', 'figures', 'targets', 'load avg at start'], rows));
+  out.push('');
+  out.push('Reports:', '');
+  for (const l of latest) out.push(`- [${l.scenario} — ${l.date}](results/${l.date}-${l.scenario}.md)`);
+  const charts = latest.flatMap((l) => l.results.flatMap((r) => figuresOf(r).filter((f) => /latency-(time|hist)|connect-hist|throughput/.test(f.file)).map((f) => ({ f, r }))));
+  if (charts.length) {
+    out.push('', '## Charts', '');
+    for (const { f, r } of charts) out.push(`**${r.scenario}, ${r.mode}** — ${f.caption}\n\n![${f.caption}](results/${f.file})\n`);
+  }
+  return out.join('\n') + '\n';
+}
+
+/** The "Latest results" block of loadtest/README.md: the headline table and the main charts (links relative to loadtest/). */
+export function latestBlock(latest: { scenario: string; date: string; results: ResultFile[] }[]): string {
+  const rows = latest.flatMap((l) => l.results.map((r) => headline(r)));
+  const out = [table(['scenario', 'mode', 'date', 'figures', 'targets', 'load avg at start'], rows), ''];
+  out.push(`Reports: ${latest.map((l) => `[${l.scenario}](results/${l.date}-${l.scenario}.md)`).join(' · ')} · [all latest](REPORT.md)`, '');
+  for (const l of latest) {
+    for (const r of l.results) {
+      const figs = figuresOf(r).filter((f) => /latency-time|latency-hist|throughput-time|connect-hist/.test(f.file));
+      if (figs.length) out.push(`${r.scenario} (${r.mode}): ${figs.map((f) => `[${f.file.replace(/^.*-(\w+-\w+)\.svg$/, '$1')}](results/${f.file})`).join(' · ')}`, '');
+    }
+  }
+  return out.join('\n');
+}
+
+/** Replaces what is between the markers in `text` (unchanged if they are missing). */
+export function replaceBlock(text: string, start: string, end: string, body: string): string {
+  const a = text.indexOf(start), b = text.indexOf(end);
+  if (a < 0 || b < a) return text;
+  return `${text.slice(0, a + start.length)}\n${body.trim()}\n${text.slice(b)}`;
+}

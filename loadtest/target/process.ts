@@ -1,0 +1,99 @@
+// Starting ChatFlow processes as children, as `npm start` would, and stopping them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+
+export const REPO = resolve(__dirname, '..', '..');
+
+/** A free TCP port on 127.0.0.1 (bound then released; the child binds it right after). */
+export function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.unref();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as import('node:net').AddressInfo).port;
+      s.close(() => res(port));
+    });
+  });
+}
+
+export interface ChildSpec {
+  name: string;
+  /** Checkout whose src/main.ts runs (default: this one). */
+  cwd?: string;
+  env: Record<string, string>;
+  logFile: string;
+  /** `--cpu-prof` into this folder (the profile is written when the process exits). */
+  profileDir?: string;
+  /** Variables of the runner's environment the child must not inherit. */
+  unset?: readonly string[];
+}
+
+export interface Child {
+  name: string;
+  proc: ChildProcess;
+  exited: Promise<number | null>;
+  profileDir?: string;
+}
+
+/** `node --require tsx/cjs src/main.ts` with the given environment; output into a log file. */
+export async function spawnChatFlow(spec: ChildSpec): Promise<Child> {
+  const args = ['--require', 'tsx/cjs'];
+  if (spec.profileDir) {
+    // One folder per process: the profile keeps node's default name inside it.
+    await mkdir(join(spec.profileDir, spec.name), { recursive: true });
+    args.push('--cpu-prof', `--cpu-prof-dir=${join(spec.profileDir, spec.name)}`);
+  }
+  args.push('src/main.ts');
+  const log = createWriteStream(spec.logFile, { flags: 'a' });
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of spec.unset ?? []) delete env[k];
+  const proc = spawn(process.execPath, args, { cwd: spec.cwd ?? REPO, env: { ...env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.stdout!.pipe(log);
+  proc.stderr!.pipe(log);
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
+  return { name: spec.name, proc, exited, profileDir: spec.profileDir };
+}
+
+/** Polls `<http>/healthz` until it answers 200; fails early if the child exits. */
+export async function waitHealthy(child: Child, http: string, logFile: string, timeoutMs = 60_000): Promise<void> {
+  let exitCode: number | null | undefined;
+  void child.exited.then((c) => (exitCode = c));
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (exitCode !== undefined) throw new Error(`${child.name} exited (code ${exitCode}) before it was healthy:\n${await tail(logFile)}`);
+    try {
+      const r = await fetch(`${http}/healthz`, { signal: AbortSignal.timeout(1000) });
+      if (r.status === 200) return;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`${child.name} not healthy at ${http}/healthz within ${timeoutMs} ms:\n${await tail(logFile)}`);
+}
+
+/** SIGTERM (orderly shutdown), SIGKILL after `graceMs`. */
+export async function stopChild(child: Child, graceMs = 20_000): Promise<void> {
+  if (child.proc.exitCode !== null || child.proc.signalCode !== null) return;
+  child.proc.kill('SIGTERM');
+  const timer = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+/** The CPU profiles a child wrote (after it exited). */
+export async function profilesOf(child: Child): Promise<string[]> {
+  if (!child.profileDir) return [];
+  const dir = join(child.profileDir, child.name);
+  const files = await readdir(dir).catch(() => [] as string[]);
+  return files.filter((f) => f.endsWith('.cpuprofile')).map((f) => join(dir, f));
+}
+
+async function tail(file: string, lines = 30): Promise<string> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.split('\n').slice(-lines).join('\n');
+}

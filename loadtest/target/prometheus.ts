@@ -1,0 +1,111 @@
+// Reading the server's /metrics (Prometheus text format) during a run.
+import type { TargetProcess } from './target';
+
+/** Metric names the runner reads (src/metrics.ts; default metrics carry the `chatflow_process_` prefix). */
+export const METRIC = {
+  processingPeak: 'chatflow_messages_processing_peak',
+  processing: 'chatflow_messages_processing',
+  waiting: 'chatflow_messages_waiting',
+  clientsConnected: 'chatflow_clients_connected',
+  rssBytes: 'chatflow_process_process_resident_memory_bytes',
+  cpuSeconds: 'chatflow_process_process_cpu_seconds_total',
+  heapUsedBytes: 'chatflow_process_nodejs_heap_size_used_bytes',
+  eventLoopLagP99: 'chatflow_process_nodejs_eventloop_lag_p99_seconds',
+} as const;
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses the text exposition format (comments skipped; labels unescaped enough for our own metrics). */
+export function parsePrometheus(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const lm of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[lm[1]!] = lm[2]!.replace(/\\(.)/g, '$1');
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** Sum of every series of `name` (NaN when absent). */
+export function total(samples: Sample[], name: string): number {
+  const xs = samples.filter((s) => s.name === name);
+  return xs.length === 0 ? NaN : xs.reduce((a, s) => a + s.value, 0);
+}
+
+export async function scrape(proc: TargetProcess, timeoutMs = 3000): Promise<Sample[]> {
+  const r = await fetch(`${proc.http}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
+  if (!r.ok) throw new Error(`${proc.name} /metrics: HTTP ${r.status}`);
+  return parsePrometheus(await r.text());
+}
+
+/** One reading of the figures the reports use, per process. */
+export interface ServerReading {
+  /** ms since the run started */
+  t: number;
+  process: string;
+  rssBytes: number;
+  cpuSeconds: number;
+  processing: number;
+  processingPeak: number;
+  waiting: number;
+  clients: number;
+  eventLoopLagP99Ms: number;
+}
+
+export async function read(proc: TargetProcess, t: number): Promise<ServerReading | undefined> {
+  try {
+    const s = await scrape(proc);
+    return {
+      t,
+      process: proc.name,
+      rssBytes: total(s, METRIC.rssBytes),
+      cpuSeconds: total(s, METRIC.cpuSeconds),
+      processing: total(s, METRIC.processing),
+      processingPeak: total(s, METRIC.processingPeak),
+      waiting: total(s, METRIC.waiting),
+      clients: total(s, METRIC.clientsConnected),
+      eventLoopLagP99Ms: total(s, METRIC.eventLoopLagP99) * 1000,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads every process every `everyMs` until stopped. */
+export class ServerWatch {
+  readonly readings: ServerReading[] = [];
+  private timer?: NodeJS.Timeout;
+  private readonly t0 = Date.now();
+
+  constructor(private readonly procs: TargetProcess[], private readonly everyMs = 2000) {}
+
+  async start(): Promise<void> {
+    await this.tick();
+    this.timer = setInterval(() => void this.tick(), this.everyMs);
+  }
+
+  private async tick(): Promise<void> {
+    const t = Date.now() - this.t0;
+    for (const r of await Promise.all(this.procs.map((p) => read(p, t)))) if (r) this.readings.push(r);
+  }
+
+  async stop(): Promise<ServerReading[]> {
+    clearInterval(this.timer);
+    await this.tick();
+    return this.readings;
+  }
+
+  /** The latest reading of each process. */
+  latest(): ServerReading[] {
+    const by = new Map<string, ServerReading>();
+    for (const r of this.readings) by.set(r.process, r);
+    return [...by.values()];
+  }
+}
