@@ -1,3 +1,4 @@
+import { encodeWav } from '../src/media/wav';
 // The messages a simulated user sends, sized like the reference load test's
 // uploads (small phone-recorded clips):
 //   text  — one sentence, 20–120 characters;
@@ -22,28 +23,13 @@ export const PAYLOAD_SIZES = {
 
 /** A RIFF/WAVE file of 16-bit mono PCM: a tone with a slow amplitude envelope (speech-like loudness). */
 export function wav(seconds: number, sampleRate = PAYLOAD_SIZES.audio.sampleRate, hz = 180): Buffer {
-  const samples = Math.round(seconds * sampleRate);
-  const data = samples * 2;
-  const b = Buffer.alloc(44 + data);
-  b.write('RIFF', 0, 'ascii');
-  b.writeUInt32LE(36 + data, 4);
-  b.write('WAVE', 8, 'ascii');
-  b.write('fmt ', 12, 'ascii');
-  b.writeUInt32LE(16, 16); // fmt chunk size
-  b.writeUInt16LE(1, 20); // PCM
-  b.writeUInt16LE(1, 22); // mono
-  b.writeUInt32LE(sampleRate, 24);
-  b.writeUInt32LE(sampleRate * 2, 28); // byte rate
-  b.writeUInt16LE(2, 32); // block align
-  b.writeUInt16LE(16, 34); // bits per sample
-  b.write('data', 36, 'ascii');
-  b.writeUInt32LE(data, 40);
-  for (let i = 0; i < samples; i++) {
+  const samples = new Float32Array(Math.round(seconds * sampleRate));
+  for (let i = 0; i < samples.length; i++) {
     const t = i / sampleRate;
     const envelope = 0.5 + 0.5 * Math.sin(2 * Math.PI * 3 * t);
-    b.writeInt16LE(Math.round(12_000 * envelope * Math.sin(2 * Math.PI * hz * t)), 44 + i * 2);
+    samples[i] = 0.45 * envelope * Math.sin(2 * Math.PI * hz * t);
   }
-  return b;
+  return encodeWav(samples, sampleRate);
 }
 
 function box(type: string, body: Buffer): Buffer {

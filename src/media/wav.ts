@@ -123,7 +123,8 @@ function render(notes: Note[], sampleRate: number, rand: () => number): Float32A
   return out;
 }
 
-function encodeWav(samples: Float32Array, sampleRate: number): Buffer {
+/** 16-bit mono PCM WAV from samples in [-1, 1] (played at 80 % to leave headroom). */
+export function encodeWav(samples: Float32Array, sampleRate: number): Buffer {
   const dataLength = samples.length * 2;
   const b = Buffer.alloc(44 + dataLength);
   b.write('RIFF', 0, 'ascii');
