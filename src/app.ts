@@ -94,8 +94,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       }),
       routes: [
         (req, res) => (localMedia ? handleMediaRequest(req, res, { store: localMedia, secret: mediaSecret, now: clock }) : false),
-        // The chat page, the embedded gRPC-Web endpoint (forwards to the gRPC server below once bound) and POST /dev/token when enabled.
-        // The page and its gRPC-Web endpoint live where the gRPC services are.
+        // On gateways: the chat page, the embedded gRPC-Web endpoint (forwarding to the gRPC server below once bound)
+        // and POST /dev/token when enabled.
         ...(runs('gateway') ? webRoutes({ upstream: () => grpcAddress, auth, maxMediaBytes: config.maxMediaBytes, logger, settings: config.web }) : []),
       ],
     });
