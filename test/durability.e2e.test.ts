@@ -8,6 +8,7 @@ import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { HistoryServiceClient, Author, type HistoryMessage } from '../src/gen/chatflow/v1/history';
 import { TokenAuthority, loadOrCreateSecret } from '../src/auth/tokens';
 import { ChatStream, connected, metadataFor, startTestApp, unary, type TestApp } from './harness';
+import { withoutEngines } from './engines';
 
 /** Every history entry of a conversation, without the signed URLs (they carry an expiry). */
 async function historyOf(history: HistoryServiceClient, md: Metadata, conversationId: string): Promise<HistoryMessage[]> {
@@ -78,7 +79,8 @@ describe('crash (kill -9) of the process', () => {
     const proc = spawn(process.execPath, ['--require', 'tsx/cjs', 'src/main.ts'], {
       cwd: root,
       env: {
-        ...process.env,
+        // The embedded default, also when the shell points at the stack (CI does).
+        ...withoutEngines(process.env),
         CHATFLOW_GRPC_ADDR: '127.0.0.1:0',
         CHATFLOW_HTTP_ADDR: '127.0.0.1:0',
         CHATFLOW_DATA_DIR: dataDir,
