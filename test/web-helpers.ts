@@ -29,7 +29,7 @@ export const CHROMIUM_ARGS = [
  */
 export function envoyBinary(): string | undefined {
   if (process.env.ENVOY_BIN) return existsSync(process.env.ENVOY_BIN) ? process.env.ENVOY_BIN : undefined;
-  const venv = join(ROOT, '.stack', 'envoy-venv');
+  const venv = join(process.env.CHATFLOW_STACK_DIR ?? join(ROOT, '.stack'), 'envoy-venv');
   try {
     for (const py of readdirSync(join(venv, 'lib')).filter((d) => d.startsWith('python3'))) {
       const elf = join(venv, 'lib', py, 'site-packages', 'envoy', '_bin', 'envoy');

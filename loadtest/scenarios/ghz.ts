@@ -21,7 +21,8 @@ import type { RunContext, ScenarioOutput } from './context';
 
 const run = promisify(execFile);
 export const GHZ_DIR = join(REPO, 'loadtest', 'ghz');
-export const GHZ_BIN = join(REPO, '.stack', 'bin', 'ghz');
+/** Where deploy/install-ghz.sh puts it (CHATFLOW_STACK_DIR moves the whole stack folder). */
+export const GHZ_BIN = join(process.env.CHATFLOW_STACK_DIR ?? join(REPO, '.stack'), 'bin', 'ghz');
 
 /** The fields of a ghz `-O json` report we keep. */
 export interface GhzReport {
