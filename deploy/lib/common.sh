@@ -134,6 +134,17 @@ start_bg() {
 }
 
 # stop_proc NAME [GRACE_SECONDS]: TERM, wait, then KILL. Only the pid we wrote.
+# True when NAME runs and HEALTH_FN passes (says so); otherwise stops a stale NAME
+# and returns false, so the caller starts it afresh.   already_up NAME HEALTH_FN
+already_up() {
+  if is_running "$1" && "$2"; then
+    say "$1: already running"
+    return 0
+  fi
+  is_running "$1" && stop_proc "$1"
+  return 1
+}
+
 stop_proc() {
   local name=$1 grace=${2:-20} pf pid i
   pf=$(pid_file "$name")

@@ -114,11 +114,7 @@ kafka_healthy() {
 }
 
 kafka_up() {
-  if is_running kafka && kafka_healthy; then
-    say "kafka: already running"
-    return 0
-  fi
-  is_running kafka && stop_proc kafka
+  already_up kafka kafka_healthy && return 0
   ensure_port_free kafka "$KAFKA_PORT"
   ensure_port_free kafka "$KAFKA_CONTROLLER_PORT"
   kafka_write_config

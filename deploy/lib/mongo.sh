@@ -45,11 +45,7 @@ mongo_ping() {
 mongo_healthy() { port_open "$FERRETDB_PORT" && mongo_ping; }
 
 mongo_up() {
-  if is_running ferretdb && mongo_healthy; then
-    say "ferretdb: already running"
-    return 0
-  fi
-  is_running ferretdb && stop_proc ferretdb
+  already_up ferretdb mongo_healthy && return 0
   ensure_port_free ferretdb "$FERRETDB_PORT"
   mkdir -p "$FERRETDB_DATA"
   say "ferretdb: starting on $HOST:$FERRETDB_PORT (SQLite in $FERRETDB_DATA)"

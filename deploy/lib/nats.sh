@@ -15,11 +15,7 @@ nats_healthy() {
 }
 
 nats_up() {
-  if is_running nats && nats_healthy; then
-    say "nats: already running"
-    return 0
-  fi
-  is_running nats && stop_proc nats
+  already_up nats nats_healthy && return 0
   ensure_port_free nats "$NATS_PORT"
   ensure_port_free nats "$NATS_MONITOR_PORT"
   mkdir -p "$NATS_DATA"

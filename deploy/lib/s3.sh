@@ -30,12 +30,10 @@ s3_bucket() {
 }
 
 s3_up() {
-  if is_running minio && s3_healthy; then
-    say "minio: already running"
+  if already_up minio s3_healthy; then
     s3_bucket >/dev/null
     return 0
   fi
-  is_running minio && stop_proc minio
   ensure_port_free minio "$S3_PORT"
   ensure_port_free minio "$S3_CONSOLE_PORT"
   mkdir -p "$S3_DATA" "$STACK_DIR/minio/certs"
