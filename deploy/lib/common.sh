@@ -120,6 +120,13 @@ is_running() {
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STACK_DIR" || return 1
 }
 
+# is_alive NAME: the pid in NAME's pid file is a live process.
+is_alive() {
+  local pid
+  pid=$(cat "$(pid_file "$1")" 2>/dev/null || true)
+  [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
 # start_bg NAME CMD...: start CMD detached (own session), stdout+stderr to
 # logs/NAME.log (the previous log is kept as NAME.log.1), pid to run/NAME.pid.
 start_bg() {
@@ -130,7 +137,16 @@ start_bg() {
   # Not a process-group leader here (no job control), so setsid does not fork
   # and $! is the server's own pid.
   setsid "$@" </dev/null >>"$log" 2>&1 &
-  echo $! >"$(pid_file "$name")"
+  local pid=$! i
+  echo "$pid" >"$(pid_file "$name")"
+  # Until the forked shell has exec'd the server, /proc/<pid>/cmdline is still
+  # this script's, and is_running would call a healthy start "exited". On a
+  # busy machine that window is long enough to be hit (CI was), so wait for it.
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STACK_DIR" && return 0
+    sleep 0.05
+  done
 }
 
 # stop_proc NAME [GRACE_SECONDS]: TERM, wait, then KILL. Only the pid we wrote.
@@ -183,7 +199,9 @@ wait_for() {
   local name=$1 check=$2 timeout=${3:-$STACK_START_TIMEOUT} i
   for ((i = 0; i < timeout * 2; i++)); do
     if "$check"; then return 0; fi
-    if ! is_running "$name"; then
+    # Only "is the pid we started alive": the cmdline guard of is_running is
+    # for stale pid files, not for a process started a moment ago.
+    if ! is_alive "$name"; then
       fail_with_log "$name" "exited during start-up"
     fi
     sleep 0.5
