@@ -29,6 +29,7 @@ import { ChatGateway } from './gateway/chat-service';
 import { historyService } from './gateway/history-service';
 import { FrameFactory } from './gateway/frames';
 import { Worker } from './worker/worker';
+import { createRenderer } from './media/renderer';
 import { ProjectionRunner } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
 import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
@@ -160,8 +161,10 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     if (runs('worker')) {
       const llm = overrides.llm ?? createLlmProvider({ ...config.llm, delayScale: config.simDelayScale });
       llmName = llm.name;
+      const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
+      stops.push({ name: 'media renderer', run: () => renderer.close() });
       worker = new Worker({
-        workerId: `wk-${instance}`, log, bus: bus!, media: media!, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
+        workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
         settledBy: config.kafka ? 'projector' : undefined,
         logger: logger.child({ component: 'worker' }),
       });

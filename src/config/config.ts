@@ -16,6 +16,7 @@ export interface Config {
   leaseMs: number;
   retryAfterMs: number;
   simDelayScale: number;
+  mediaThreads: number;
   maxMediaBytes: number;
   maxTextChars: number;
   mediaUrlTtlMs: number;
@@ -56,6 +57,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     leaseMs: c.CHATFLOW_LEASE_MS,
     retryAfterMs: c.CHATFLOW_RETRY_AFTER_MS,
     simDelayScale: c.CHATFLOW_SIM_DELAY_SCALE,
+    mediaThreads: c.CHATFLOW_MEDIA_THREADS,
     maxMediaBytes: c.CHATFLOW_MAX_MEDIA_BYTES,
     maxTextChars: c.CHATFLOW_MAX_TEXT_CHARS,
     mediaUrlTtlMs: c.CHATFLOW_MEDIA_URL_TTL_MS,

@@ -16,6 +16,7 @@ describe('configuration', () => {
       allowedTimeZones: [],
       leaseMs: 10000,
       simDelayScale: 1,
+      mediaThreads: 1,
       maxMediaBytes: 8388608,
       llm: { provider: 'simulated' },
     });

@@ -56,6 +56,7 @@ export const SETTINGS = {
   CHATFLOW_MAX_MEDIA_BYTES: { schema: int(1), default: '8388608', doc: 'largest media accepted (bytes)' },
   CHATFLOW_MAX_TEXT_CHARS: { schema: int(1), default: '16000', doc: 'longest text message accepted (characters)' },
   CHATFLOW_MEDIA_URL_TTL_MS: { schema: int(1000), default: '3600000', doc: 'validity of media download URLs' },
+  CHATFLOW_MEDIA_THREADS: { schema: int(0, 64), default: '1', doc: 'worker threads that render reply voice and images off the event loop; `0` renders on it' },
   CHATFLOW_LOG_FSYNC: { schema: bool, default: 'true', doc: 'fsync the embedded event log before `Accepted` (group commit); `false` only for benchmarks' },
   CHATFLOW_SHUTDOWN_GRACE_MS: { schema: int(0), default: '5000', doc: 'how long shutdown waits for messages in processing' },
   LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level' },

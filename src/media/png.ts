@@ -62,7 +62,15 @@ const ADVANCE = (GLYPH_WIDTH + 1) * SCALE;
 const LINE_HEIGHT = (GLYPH_HEIGHT + 1) * SCALE;
 const MARGIN = 16;
 
-export function renderImage(opts: { width?: number; height?: number; title: string; lines?: string[]; seed: string }): RenderedImage {
+export interface ImageSpec {
+  width?: number;
+  height?: number;
+  title: string;
+  lines?: string[];
+  seed: string;
+}
+
+export function renderImage(opts: ImageSpec): RenderedImage {
   const width = clampInt(opts.width ?? 480, 64, 2048);
   const height = clampInt(opts.height ?? 270, 48, 2048);
   const rgb = Buffer.alloc(width * height * 3);

@@ -9,8 +9,7 @@ import { clientSubject, type Bus } from '../bus/port';
 import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
 import { LlmError, type InputKind, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
-import { renderImage } from '../media/png';
-import { synthesizeVoice } from '../media/wav';
+import type { ReplyMediaRenderer } from '../media/renderer';
 import { formatLocalTime } from '../llm/local-time';
 import type { Collection } from '../readstore/port';
 import type { Metrics } from '../metrics';
@@ -23,6 +22,8 @@ export interface WorkerDeps {
   log: EventLog;
   bus: Bus;
   media: MediaStore;
+  /** Makes reply voice and images (off the event loop unless configured otherwise). */
+  renderer: ReplyMediaRenderer;
   llm: LlmProvider;
   messages: Collection<MessageDoc>;
   frames: FrameFactory;
@@ -184,14 +185,14 @@ export class Worker {
   }
 
   private async voice(event: Event, responseId: string, text: string): Promise<MediaRef> {
-    const v = synthesizeVoice(text, { seed: responseId });
+    const v = await this.deps.renderer.voice(text, responseId);
     const key = `replies/${event.conversationId}/${responseId}.wav`;
     await this.deps.media.put(key, v.bytes, v.mimeType);
     return { kind: MediaKind.MEDIA_KIND_VOICE, key, mimeType: v.mimeType, sizeBytes: v.bytes.length, sha256: '', durationMs: v.durationMs };
   }
 
   private async image(event: Event, responseId: string, text: string, request: LlmRequest): Promise<MediaRef> {
-    const img = renderImage({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), ...wrap(text, 44).slice(0, 6)], seed: responseId });
+    const img = await this.deps.renderer.image({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), ...wrap(text, 44).slice(0, 6)], seed: responseId });
     const key = `replies/${event.conversationId}/${responseId}.png`;
     await this.deps.media.put(key, img.bytes, img.mimeType);
     return { kind: MediaKind.MEDIA_KIND_IMAGE, key, mimeType: img.mimeType, sizeBytes: img.bytes.length, sha256: '', durationMs: 0 };

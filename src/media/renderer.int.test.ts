@@ -1,0 +1,65 @@
+import pino from 'pino';
+import { createRenderer, inlineRenderer, type ReplyMediaRenderer } from './renderer';
+import { renderImage } from './png';
+import { synthesizeVoice } from './wav';
+
+const logger = pino({ level: 'silent' });
+
+describe('reply media renderer', () => {
+  let pool: ReplyMediaRenderer;
+  beforeAll(() => {
+    pool = createRenderer(2, logger);
+  });
+  afterAll(() => pool.close());
+
+  it('given a thread pool, when voice and images are rendered, then the bytes equal the same work done inline', async () => {
+    const texts = ['Hello there!', 'It is 09:15 in Asia/Tokyo. How was your day?', 'ok'];
+    const voices = await Promise.all(texts.map((t, i) => pool.voice(t, `seed-${i}`)));
+    voices.forEach((v, i) => {
+      const inline = synthesizeVoice(texts[i]!, { seed: `seed-${i}` });
+      expect(Buffer.isBuffer(v.bytes)).toBe(true);
+      expect(v.bytes.equals(inline.bytes)).toBe(true);
+      expect(v.durationMs).toBe(inline.durationMs);
+      expect(v.mimeType).toBe('audio/wav');
+    });
+    const spec = { title: 'ChatFlow', lines: ['Mon 09:15', 'a picture for you'], seed: 'img-1' };
+    const image = await pool.image(spec);
+    expect(image.bytes.equals(renderImage(spec).bytes)).toBe(true);
+    expect([image.width, image.height, image.mimeType]).toEqual([480, 270, 'image/png']);
+  });
+
+  it('given many tasks at once, when they run, then every one is answered with its own result', async () => {
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? pool.voice(`message ${i}`, `s${i}`) : pool.image({ title: `n${i}`, seed: `s${i}` }))));
+    results.forEach((r, i) => expect(r.mimeType).toBe(i % 2 ? 'audio/wav' : 'image/png'));
+    const distinct = new Set(results.map((r) => r.bytes.toString('base64')));
+    expect(distinct.size).toBe(40);
+  });
+
+  it('given a render thread that dies, when tasks were outstanding, then they fail and the next task is served by a replacement', async () => {
+    const own = createRenderer(1, logger);
+    try {
+      const slots = (own as unknown as { slots: { thread: { terminate(): Promise<number> } }[] }).slots;
+      const outstanding = own.image({ title: 'lost', seed: 'x', width: 2048, height: 2048 });
+      await slots[0]!.thread.terminate();
+      await expect(outstanding).rejects.toThrow(/media render thread exited/);
+      const v = await own.voice('after the crash', 'y');
+      expect(v.bytes.equals(synthesizeVoice('after the crash', { seed: 'y' }).bytes)).toBe(true);
+    } finally {
+      await own.close();
+    }
+  });
+
+  it('given a closed renderer, when asked for media, then it refuses clearly', async () => {
+    const own = createRenderer(1, logger);
+    await own.close();
+    await expect(own.voice('x', 'y')).rejects.toThrow('media renderer is closed');
+  });
+
+  it('given zero threads, when media is rendered, then no thread is started and the bytes are the same', async () => {
+    const r = createRenderer(0, logger);
+    expect(r).not.toHaveProperty('slots');
+    const v = await r.voice('inline', 's');
+    expect(v.bytes.equals((await inlineRenderer().voice('inline', 's')).bytes)).toBe(true);
+    await r.close();
+  });
+});

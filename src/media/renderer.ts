@@ -1,0 +1,124 @@
+import { extname, join } from 'node:path';
+import { Worker as Thread } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import { renderImage, type ImageSpec, type RenderedImage } from './png';
+import { synthesizeVoice, type Voice } from './wav';
+
+/**
+ * Makes the reply media (voice WAV, image PNG). Both are CPU work of 10–40 ms
+ * each; done on the event loop, every other message waits behind them (the
+ * reference load test measured it: most of the server's busy time, and the
+ * overhead p99 of text replies). The thread pool keeps the event loop free.
+ */
+export interface ReplyMediaRenderer {
+  voice(text: string, seed: string): Promise<Voice>;
+  image(spec: ImageSpec): Promise<RenderedImage>;
+  close(): Promise<void>;
+}
+
+export type RenderTask = { kind: 'voice'; text: string; seed: string } | { kind: 'image'; spec: ImageSpec };
+
+/** The work itself, the same in a thread and inline. */
+export function renderTask(task: RenderTask): Voice | RenderedImage {
+  return task.kind === 'voice' ? synthesizeVoice(task.text, { seed: task.seed }) : renderImage(task.spec);
+}
+
+/** Renders on the calling thread (`CHATFLOW_MEDIA_THREADS=0`). */
+export function inlineRenderer(): ReplyMediaRenderer {
+  return {
+    voice: async (text, seed) => synthesizeVoice(text, { seed }),
+    image: async (spec) => renderImage(spec),
+    close: async () => {},
+  };
+}
+
+export function createRenderer(threads: number, logger: Logger): ReplyMediaRenderer {
+  return threads > 0 ? new ThreadRenderer(threads, logger) : inlineRenderer();
+}
+
+interface Pending {
+  resolve: (v: Voice | RenderedImage) => void;
+  reject: (err: Error) => void;
+}
+
+interface Slot {
+  thread: Thread;
+  pending: Map<number, Pending>;
+}
+
+/** What a render thread posts back. */
+export type RenderReply =
+  | { id: number; ok: true; result: Voice | RenderedImage }
+  | { id: number; ok: false; message: string };
+
+/**
+ * A fixed pool of worker threads; each task goes to the thread with the fewest
+ * tasks outstanding. A thread that dies fails its outstanding tasks (the worker
+ * retries the message like any other failure) and is replaced.
+ */
+class ThreadRenderer implements ReplyMediaRenderer {
+  private readonly slots: Slot[] = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(size: number, private readonly logger: Logger) {
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn(i));
+  }
+
+  voice(text: string, seed: string): Promise<Voice> {
+    return this.run({ kind: 'voice', text, seed }) as Promise<Voice>;
+  }
+
+  image(spec: ImageSpec): Promise<RenderedImage> {
+    return this.run({ kind: 'image', spec }) as Promise<RenderedImage>;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.map((s) => s.thread.terminate()));
+  }
+
+  private run(task: RenderTask): Promise<Voice | RenderedImage> {
+    if (this.closed) return Promise.reject(new Error('media renderer is closed'));
+    const slot = this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      slot.pending.set(id, { resolve, reject });
+      slot.thread.postMessage({ id, task });
+    });
+  }
+
+  private spawn(index: number): Slot {
+    const slot: Slot = { thread: startThread(), pending: new Map() };
+    slot.thread.unref(); // never what keeps a process alive
+    slot.thread.on('message', (reply: RenderReply) => {
+      const p = slot.pending.get(reply.id);
+      if (!p) return;
+      slot.pending.delete(reply.id);
+      if (reply.ok) p.resolve({ ...reply.result, bytes: Buffer.from(reply.result.bytes.buffer, reply.result.bytes.byteOffset, reply.result.bytes.byteLength) } as Voice | RenderedImage);
+      else p.reject(new Error(`rendering reply media failed: ${reply.message}`));
+    });
+    slot.thread.on('error', (err) => this.logger.error({ err, thread: index }, 'media render thread failed'));
+    slot.thread.on('exit', (code) => {
+      for (const p of slot.pending.values()) p.reject(new Error(`media render thread exited (code ${code})`));
+      slot.pending.clear();
+      if (this.closed) return;
+      this.logger.warn({ thread: index, code }, 'media render thread exited; starting a new one');
+      this.slots[index] = this.spawn(index);
+    });
+    return slot;
+  }
+}
+
+/**
+ * The thread's entry is the sibling render-thread file. Run from TypeScript
+ * sources (tsx, ts-jest) it is loaded through tsx's require hook; from a build,
+ * as plain JavaScript.
+ */
+function startThread(): Thread {
+  const ext = extname(__filename);
+  const entry = join(__dirname, `render-thread${ext}`);
+  if (ext !== '.ts') return new Thread(entry);
+  const hook = require.resolve('tsx/cjs');
+  return new Thread(`require(${JSON.stringify(hook)}); require(${JSON.stringify(entry)});`, { eval: true });
+}
