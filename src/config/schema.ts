@@ -43,7 +43,7 @@ export const SETTINGS = {
   CHATFLOW_GRPC_ADDR: { schema: addr, default: '127.0.0.1:50051', doc: 'gRPC listen address (port 0 = any free port)' },
   CHATFLOW_HTTP_ADDR: { schema: addr, default: '127.0.0.1:8080', doc: '`/healthz`, `/metrics`, signed media URLs' },
   CHATFLOW_PUBLIC_HTTP_URL: { schema: optionalString, doc: 'base of the media URLs handed to clients; default `http://` + the HTTP address' },
-  CHATFLOW_DATA_DIR: { schema: z.string().min(1), default: './data', doc: 'embedded log, media, generated secret' },
+  CHATFLOW_DATA_DIR: { schema: z.string().min(1), default: './data', doc: 'embedded log, media, generated secret; one process at a time (a second one is refused: `<dir>/log/LOCK`)' },
   CHATFLOW_AUTH_SECRET: { schema: optionalString, doc: 'HS256 secret (≥ 32 chars); default: generated once into `<data dir>/secret`' },
   CHATFLOW_INSECURE_CLIENT_ID: { schema: bool, default: 'false', doc: '`true` accepts `x-client-id` metadata without a token (load tests only)' },
   CHATFLOW_MAX_CLIENTS: { schema: int(1), default: '50', doc: 'connected clients, all gateways together' },

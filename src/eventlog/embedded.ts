@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Event } from '../gen/chatflow/v1/events';
 import { committableOf, complete, initialOffsets, skip, track, type OffsetState } from '../domain/offsets';
+import { acquireDirLock, type DirLock } from './dir-lock';
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface EventLogLogger {
@@ -124,6 +125,7 @@ export class EmbeddedEventLog implements EventLog {
   private constructor(
     private readonly fh: FileHandle,
     private readonly dir: string,
+    private readonly lock: DirLock,
     opts: EmbeddedEventLogOptions,
   ) {
     this.logPath = path.join(dir, 'events.log');
@@ -137,15 +139,18 @@ export class EmbeddedEventLog implements EventLog {
   static async open(opts: EmbeddedEventLogOptions): Promise<EmbeddedEventLog> {
     const dir = path.resolve(opts.dir);
     await fsp.mkdir(path.join(dir, 'offsets'), { recursive: true });
-    const fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT);
-    const log = new EmbeddedEventLog(fh, dir, opts);
+    const lock = await acquireDirLock(dir);
+    let fh: FileHandle | undefined;
     try {
+      fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT);
+      const log = new EmbeddedEventLog(fh, dir, lock, opts);
       await log.recover(opts.maxTornBytes ?? 16 * 1024 * 1024);
+      return log;
     } catch (err) {
-      await fh.close();
+      await fh?.close();
+      await lock.release();
       throw err;
     }
-    return log;
   }
 
   /** Appends one event; resolves once it is on disk (fdatasync), in offset order. */
@@ -224,6 +229,7 @@ export class EmbeddedEventLog implements EventLog {
         this.counters.fsyncs++;
       }
       await this.fh.close();
+      await this.lock.release();
     })();
     return this.closeRun;
   }
