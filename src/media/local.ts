@@ -45,8 +45,10 @@ export class LocalMediaStore implements MediaStore {
     const file = this.fileFor(key);
     await fs.mkdir(path.dirname(file), { recursive: true });
     const meta: Meta = { mimeType, size: bytes.length, sha256: sha256(bytes) };
-    await writeAtomic(file, bytes);
-    await writeAtomic(file + META_SUFFIX, Buffer.from(JSON.stringify(meta)));
+    // Both files synced at once, then their directory: two fsyncs in a row instead
+    // of three. No order is needed between them: a key is only read once the
+    // event naming it is in the log, and that is appended after put resolves.
+    await Promise.all([writeAtomic(file, bytes), writeAtomic(file + META_SUFFIX, Buffer.from(JSON.stringify(meta)))]);
     await syncDir(path.dirname(file));
   }
 
