@@ -43,10 +43,12 @@ describe('npm run loadtest (smoke)', () => {
     expect(r.messages!.overall.overhead.p50).not.toBeNull();
     expect(r.server!.rssMB.end).toBeGreaterThan(10);
     expect(r.machine.loadavgStart).toHaveLength(3);
-    // The server ran under --cpu-prof: its profile is summarized for the load window.
-    expect(r.profiles).toHaveLength(1);
-    expect(r.profiles![0]).toMatchObject({ window: 'load' });
-    expect(r.profiles![0]!.bySelf.length).toBeGreaterThan(0);
+    // The server ran under --cpu-prof: one profile per thread (event loop, media renderer), each summarized for the load window.
+    expect(r.profiles).toHaveLength(2);
+    const [loop, media] = [...r.profiles!].sort((a, b) => a.file.localeCompare(b.file));
+    expect(loop).toMatchObject({ window: 'load' });
+    expect(loop!.bySelf.length).toBeGreaterThan(0);
+    expect(media!.chatflowInclusive.map((f) => f.where)).toContain('src/media/render-thread.ts');
 
     const files = await readdir(out);
     expect(files).toEqual(expect.arrayContaining(['2000-01-01-reference-embedded.json', '2000-01-01-reference.md', '2000-01-01-reference-embedded-latency-time.svg']));
@@ -54,6 +56,8 @@ describe('npm run loadtest (smoke)', () => {
     expect(json).toMatchObject({ schema: 1, scenario: 'reference', mode: 'embedded' });
     const md = await readFile(join(out, '2000-01-01-reference.md'), 'utf8');
     expect(md).toContain('## Against the reference');
+    expect(md).toContain('(event loop)');
+    expect(md).toContain('(worker thread 1)');
     expect(md).toContain('overhead p99');
   });
 });
