@@ -30,6 +30,7 @@ import { historyService } from './gateway/history-service';
 import { FrameFactory } from './gateway/frames';
 import { Worker } from './worker/worker';
 import { createRenderer } from './media/renderer';
+import { timeAppends, timeMediaPuts } from './engines/instrument';
 import { ProjectionRunner } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
 import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
@@ -105,6 +106,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const httpUrl = config.publicHttpUrl ?? `http://${httpHost.includes(':') ? `[${httpHost}]` : httpHost}:${http.port}`;
 
     const log = await openEventLog(config, logger, `chatflow-${config.role}-${instance}`);
+    timeAppends(log, metrics.logAppendSeconds);
     stops.push({ name: 'event log', run: () => log.close() });
     const store = await openReadStore(config, logger);
     stops.push({ name: 'read store', run: () => store.close() });
@@ -136,6 +138,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       const b = bus;
       stops.push({ name: 'bus', run: () => b.close() });
       media = await openMedia(config, logger, () => (localMedia = new LocalMediaStore({ dir: join(config.dataDir, 'media'), baseUrl: httpUrl, secret: mediaSecret, now: clock })));
+      timeMediaPuts(media, metrics.mediaPutSeconds);
       const m = media;
       stops.push({ name: 'media', run: () => m.close() });
       frames = new FrameFactory(media, config.mediaUrlTtlMs);

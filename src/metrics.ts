@@ -5,6 +5,8 @@ export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'chatflow_process_' });
   const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 30];
+  // Engine round trips: fine steps where the overhead targets (5–60 ms) live.
+  const stageBuckets = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
   return {
     registry,
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
@@ -23,6 +25,20 @@ export function createMetrics() {
     messagesWaiting: new Gauge({ name: 'chatflow_messages_waiting', help: 'Messages in the log not yet taken by a worker (backpressure)', registers: [registry] }),
     responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     processingSeconds: new Histogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),
+    logAppendSeconds: new Histogram({
+      name: 'chatflow_log_append_seconds',
+      help: 'From an append to the event log acknowledging it (embedded: fsync; Kafka: acks=all), by topic',
+      labelNames: ['topic'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
+    mediaPutSeconds: new Histogram({
+      name: 'chatflow_media_put_seconds',
+      help: 'Storing one media object (upload or reply voice/image), by kind',
+      labelNames: ['kind'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
     replyLatencySeconds: new Histogram({
       name: 'chatflow_reply_latency_seconds',
       help: 'From Accepted to the reply written to the client stream, at the gateway',

@@ -248,6 +248,12 @@ describe('chat loop', () => {
     for (const name of ['chatflow_clients_connected', 'chatflow_admissions_refused_total', 'chatflow_messages_processing', 'chatflow_messages_waiting', 'chatflow_reply_latency_seconds_bucket', 'chatflow_processing_seconds_bucket']) {
       expect(body).toContain(name);
     }
+    // Engine waits (the earlier tests sent text and audio): appends by topic, uploads and reply media by kind.
+    const count = (series: string) => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(body)?.[1] ?? NaN);
+    expect(count('chatflow_log_append_seconds_count{topic="conversations"}')).toBeGreaterThan(0);
+    expect(count('chatflow_log_append_seconds_count{topic="sessions"}')).toBeGreaterThan(0);
+    expect(count('chatflow_media_put_seconds_count{kind="upload"}')).toBeGreaterThan(0);
+    expect(count('chatflow_media_put_seconds_count{kind="reply"}')).toBeGreaterThan(0);
   });
 });
 
