@@ -306,7 +306,7 @@ export async function runOne(opts: Options, mode: ModeName, command: string, pro
     profiles = (await target.stop()).profiles;
   }
   const wallS = round((Date.now() - started.getTime()) / 1000, 1);
-  output.server = serverSummary(watch.readings, wallS);
+  output.server = { ...serverSummary(watch.readings, wallS), stages: watch.stages };
   if (profiles.length) output.profiles = await Promise.all(profiles.map((p) => summarizeProfileFile(p, loadWindow)));
   return {
     schema: 1,
@@ -322,7 +322,7 @@ export async function runOne(opts: Options, mode: ModeName, command: string, pro
   };
 }
 
-/** Rebuilds the scenario's Markdown for `date` and the index (REPORT.md + the block in loadtest/README.md). */
+/** Rebuilds the scenario's Markdown for `date` and the index (REPORT.md + the blocks in loadtest/README.md and README.md). */
 export async function writeReports(outDir: string, scenario: string, date: string, failures: ModeFailure[] = []): Promise<string> {
   const results = await readResults(outDir, date, scenario);
   const md = join(outDir, `${date}-${scenario}.md`);
@@ -334,9 +334,10 @@ export async function writeReports(outDir: string, scenario: string, date: strin
       latest.push({ scenario: s, date: d, results: await readResults(outDir, d, s) });
     }
     await writeFile(join(REPO, 'loadtest', 'REPORT.md'), indexReport(latest));
-    const readme = join(REPO, 'loadtest', 'README.md');
-    const text = await readFile(readme, 'utf8').catch(() => '');
-    if (text) await writeFile(readme, replaceBlock(text, '<!-- loadtest-latest:start -->', '<!-- loadtest-latest:end -->', latestBlock(latest)));
+    for (const [readme, base] of [[join(REPO, 'loadtest', 'README.md'), ''], [join(REPO, 'README.md'), 'loadtest/']] as const) {
+      const text = await readFile(readme, 'utf8').catch(() => '');
+      if (text) await writeFile(readme, replaceBlock(text, '<!-- loadtest-latest:start -->', '<!-- loadtest-latest:end -->', latestBlock(latest, base)));
+    }
   }
   return md;
 }
@@ -356,6 +357,7 @@ function summaryTable(r: ResultFile): string {
     lines.push(`connections: ${c.attempts} attempts, ${Object.entries(c.byStatus).map(([k, v]) => `${k} ${v}`).join(', ')}; admit p50/p99 ${c.timeToAdmit.p50}/${c.timeToAdmit.p99} ms; reject p50/p99 ${c.timeToReject.p50}/${c.timeToReject.p99} ms`);
   }
   if (r.server) lines.push(`server: processing peak ${r.server.processingPeak}, RSS ${r.server.rssMB.start} → ${r.server.rssMB.end} MB, CPU ${r.server.cpu.map((c) => `${c.process} ${Math.round(c.coreShare * 100)}%`).join(', ')}`);
+  for (const st of r.server?.stages ?? []) lines.push(`stage: ${st.process} ${st.stage}: ${st.count} × p50 ≤ ${st.p50Ms} ms, p99 ≤ ${st.p99Ms} ms`);
   for (const c of r.checks) lines.push(`${c.hit ? 'HIT ' : 'MISS'} ${c.name}: ${c.measured} (goal ${c.goal})`);
   if (r.profiles?.length) {
     for (const p of r.profiles) lines.push(`profile ${p.file}: busy ${p.busyPct}%; top self: ${p.bySelf.slice(0, 5).map((f) => `${f.fn} ${f.pct}%`).join(', ')}`);

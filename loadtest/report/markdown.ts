@@ -258,7 +258,20 @@ function serverSection(results: ResultFile[]): string {
     table(['mode', 'processing peak', 'server RSS MB start / end / max', 'server CPU (share of one core)', 'event-loop lag p99, median / worst reading (ms)', 'load-generator CPU'], rows),
     '',
     'Event-loop lag: how late the server\'s timers fire (prom-client, read from /metrics every few seconds). A message that arrives while synchronous work holds the loop waits until that work ends; the p99 says how long that can be.',
+    ...stagesSection(results),
   ].join('\n');
+}
+
+/** Waiting that a CPU profile does not show: the servers' own histograms of log appends and media writes. */
+function stagesSection(results: ResultFile[]): string[] {
+  const rows = results.flatMap((r) => (r.server?.stages ?? []).map((st) => [r.mode, st.process, st.stage, fmt(st.count, 0), `≤ ${fmt(st.p50Ms ?? NaN, 1)}`, `≤ ${fmt(st.p99Ms ?? NaN, 1)}`]));
+  if (rows.length === 0) return [];
+  return [
+    '',
+    'Stages a message waits on, from each process\'s histograms over the whole run (`chatflow_log_append_seconds`: until the event log acknowledges an append — the embedded log\'s fsync, Kafka\'s acks=all; `chatflow_media_put_seconds`: storing an upload or a reply\'s voice/image, fsync or S3 PUT). Figures are bucket upper bounds.',
+    '',
+    table(['mode', 'process', 'stage', 'count', 'p50 (ms)', 'p99 (ms)'], rows),
+  ];
 }
 
 /**
@@ -330,16 +343,23 @@ export function indexReport(latest: { scenario: string; date: string; results: R
   return out.join('\n') + '\n';
 }
 
-/** The "Latest results" block of loadtest/README.md: the headline table and the main charts (links relative to loadtest/). */
-export function latestBlock(latest: { scenario: string; date: string; results: ResultFile[] }[]): string {
+/**
+ * The "Latest results" block of loadtest/README.md and of the root README: the
+ * headline table, links to every chart, and the reference scenario's latency
+ * charts inline. `base` is the path from the README to loadtest/.
+ */
+export function latestBlock(latest: { scenario: string; date: string; results: ResultFile[] }[], base = ''): string {
   const rows = latest.flatMap((l) => l.results.map((r) => headline(r)));
   const out = [table(['scenario', 'mode', 'date', 'figures', 'targets', 'load avg at start'], rows), ''];
-  out.push(`Reports: ${latest.map((l) => `[${l.scenario}](results/${l.date}-${l.scenario}.md)`).join(' · ')} · [all latest](REPORT.md)`, '');
+  out.push(`Reports: ${latest.map((l) => `[${l.scenario}](${base}results/${l.date}-${l.scenario}.md)`).join(' · ')} · [all latest](${base}REPORT.md)`, '');
   for (const l of latest) {
     for (const r of l.results) {
       const figs = figuresOf(r).filter((f) => /latency-time|latency-hist|throughput-time|connect-hist/.test(f.file));
-      if (figs.length) out.push(`${r.scenario} (${r.mode}): ${figs.map((f) => `[${f.file.replace(/^.*-(\w+-\w+)\.svg$/, '$1')}](results/${f.file})`).join(' · ')}`, '');
+      if (figs.length) out.push(`${r.scenario} (${r.mode}): ${figs.map((f) => `[${f.file.replace(/^.*-(\w+-\w+)\.svg$/, '$1')}](${base}results/${f.file})`).join(' · ')}`, '');
     }
+  }
+  for (const r of latest.find((l) => l.scenario === 'reference')?.results ?? []) {
+    for (const f of figuresOf(r).filter((x) => /latency-(time|hist)\.svg$/.test(x.file))) out.push(`![reference, ${r.mode}: ${f.caption}](${base}results/${f.file})`, '');
   }
   return out.join('\n');
 }

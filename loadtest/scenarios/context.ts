@@ -4,7 +4,7 @@ import type { ConnectionReport, Charts, MessageReport } from '../analyze';
 import type { GoalCheck } from '../goals';
 import type { Progress } from '../engine/records';
 import type { ProfileSummary } from '../report/profile';
-import type { ServerReading, ServerWatch } from '../target/prometheus';
+import type { ServerReading, ServerWatch, StageTiming } from '../target/prometheus';
 import type { ModeName, RunningTarget } from '../target/target';
 import type { Kind } from '../payloads';
 
@@ -84,6 +84,8 @@ export interface ServerSummary {
   cpu: { process: string; seconds: number; coreShare: number }[];
   /** Downsampled readings (RSS MB, processing, waiting, clients) for charts. */
   readings: { t: number; process: string; rssMB: number; processing: number; waiting: number; clients: number; lagP99Ms: number }[];
+  /** Server-side stage timings (log append, media put) from the processes' histograms, whole run. */
+  stages?: StageTiming[];
 }
 
 export type Scenario = (ctx: RunContext) => Promise<ScenarioOutput>;

@@ -13,6 +13,54 @@ export const METRIC = {
   eventLoopLagP99: 'chatflow_process_nodejs_eventloop_lag_p99_seconds',
 } as const;
 
+/** Server-side stage histograms (src/metrics.ts): where a message's time goes outside the CPU. */
+export const STAGE_HISTOGRAMS = [
+  { metric: 'chatflow_log_append_seconds', label: 'topic', stage: 'log append' },
+  { metric: 'chatflow_media_put_seconds', label: 'kind', stage: 'media put' },
+] as const;
+
+export interface StageTiming {
+  process: string;
+  /** e.g. "log append (conversations)" */
+  stage: string;
+  count: number;
+  /** Upper bound of the histogram bucket holding the quantile (ms); null when nothing was observed. */
+  p50Ms: number | null;
+  p99Ms: number | null;
+}
+
+/**
+ * Quantile from cumulative Prometheus buckets: the upper bound of the first
+ * bucket reaching q of the count (what histogram_quantile would interpolate
+ * within; the bound is the honest figure).
+ */
+export function bucketQuantile(buckets: { le: number; count: number }[], q: number): number | null {
+  const sorted = [...buckets].sort((a, b) => a.le - b.le);
+  const total = sorted.length ? sorted[sorted.length - 1]!.count : 0;
+  if (total === 0) return null;
+  return sorted.find((b) => b.count >= q * total)!.le;
+}
+
+/** Every stage histogram of one process's scrape, one entry per label value. */
+export function stageTimings(process: string, samples: Sample[]): StageTiming[] {
+  const out: StageTiming[] = [];
+  for (const h of STAGE_HISTOGRAMS) {
+    const series = new Map<string, { le: number; count: number }[]>();
+    for (const s of samples.filter((x) => x.name === `${h.metric}_bucket`)) {
+      const key = s.labels[h.label] ?? '';
+      if (!series.has(key)) series.set(key, []);
+      series.get(key)!.push({ le: s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), count: s.value });
+    }
+    for (const [key, buckets] of [...series.entries()].sort()) {
+      const count = Math.max(0, ...buckets.map((b) => b.count));
+      if (count === 0) continue;
+      const ms = (v: number | null) => (v === null ? null : Number.isFinite(v) ? Math.round(v * 1e6) / 1e3 : Infinity);
+      out.push({ process, stage: `${h.stage} (${key})`, count, p50Ms: ms(bucketQuantile(buckets, 0.5)), p99Ms: ms(bucketQuantile(buckets, 0.99)) });
+    }
+  }
+  return out;
+}
+
 export interface Sample {
   name: string;
   labels: Record<string, string>;
@@ -81,6 +129,8 @@ export async function read(proc: TargetProcess, t: number): Promise<ServerReadin
 /** Reads every process every `everyMs` until stopped. */
 export class ServerWatch {
   readonly readings: ServerReading[] = [];
+  /** Stage histograms from the last scrape of each process (cumulative since it started). */
+  stages: StageTiming[] = [];
   private timer?: NodeJS.Timeout;
   private readonly t0 = Date.now();
 
@@ -99,6 +149,8 @@ export class ServerWatch {
   async stop(): Promise<ServerReading[]> {
     clearInterval(this.timer);
     await this.tick();
+    const finals = await Promise.all(this.procs.map((p) => scrape(p).then((s) => stageTimings(p.name, s), () => [])));
+    this.stages = finals.flat();
     return this.readings;
   }
 
