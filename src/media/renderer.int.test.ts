@@ -35,13 +35,23 @@ describe('reply media renderer', () => {
     expect(distinct.size).toBe(40);
   });
 
-  it('given a render thread that dies, when tasks were outstanding, then they fail and the next task is served by a replacement', async () => {
+  it('given a render thread that dies, when tasks were outstanding, then they are done again by its replacement; dying twice fails the task', async () => {
     const own = createRenderer(1, logger);
+    const slots = (own as unknown as { slots: { thread: { terminate(): Promise<number> }; pending: Map<number, unknown> }[] }).slots;
     try {
-      const slots = (own as unknown as { slots: { thread: { terminate(): Promise<number> } }[] }).slots;
-      const outstanding = own.image({ title: 'lost', seed: 'x', width: 2048, height: 2048 });
+      const spec = { title: 'survives', seed: 'x', width: 1024, height: 1024 };
+      const outstanding = own.image(spec);
       await slots[0]!.thread.terminate();
-      await expect(outstanding).rejects.toThrow(/media render thread exited/);
+      expect((await outstanding).bytes.equals(renderImage(spec).bytes)).toBe(true);
+
+      const doomed = own.image({ title: 'lost', seed: 'z', width: 2048, height: 2048 });
+      const first = slots[0]!;
+      await first.thread.terminate();
+      // Wait until the retry sits on the replacement thread, then kill that one too.
+      while (slots[0] === first || slots[0]!.pending.size === 0) await new Promise((r) => setTimeout(r, 5));
+      await slots[0]!.thread.terminate();
+      await expect(doomed).rejects.toThrow(/media render thread exited/);
+
       const v = await own.voice('after the crash', 'y');
       expect(v.bytes.equals(synthesizeVoice('after the crash', { seed: 'y' }).bytes)).toBe(true);
     } finally {

@@ -36,6 +36,12 @@ export function createRenderer(threads: number, logger: Logger): ReplyMediaRende
   return threads > 0 ? new ThreadRenderer(threads, logger) : inlineRenderer();
 }
 
+class ThreadExited extends Error {
+  constructor(code: number) {
+    super(`media render thread exited (code ${code})`);
+  }
+}
+
 interface Pending {
   resolve: (v: Voice | RenderedImage) => void;
   reject: (err: Error) => void;
@@ -78,7 +84,22 @@ class ThreadRenderer implements ReplyMediaRenderer {
     await Promise.all(this.slots.map((s) => s.thread.terminate()));
   }
 
-  private run(task: RenderTask): Promise<Voice | RenderedImage> {
+  /**
+   * A task whose thread died is tried once more on the replacement: a crash
+   * elsewhere in that thread should not fail this reply. Twice is the task's
+   * own doing and fails it.
+   */
+  private async run(task: RenderTask): Promise<Voice | RenderedImage> {
+    try {
+      return await this.dispatch(task);
+    } catch (err) {
+      if (!(err instanceof ThreadExited) || this.closed) throw err;
+      this.logger.warn({ kind: task.kind }, 'media render thread died during a task; trying it once more');
+      return this.dispatch(task);
+    }
+  }
+
+  private dispatch(task: RenderTask): Promise<Voice | RenderedImage> {
     if (this.closed) return Promise.reject(new Error('media renderer is closed'));
     const slot = this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = this.nextId++;
@@ -100,7 +121,7 @@ class ThreadRenderer implements ReplyMediaRenderer {
     });
     slot.thread.on('error', (err) => this.logger.error({ err, thread: index }, 'media render thread failed'));
     slot.thread.on('exit', (code) => {
-      for (const p of slot.pending.values()) p.reject(new Error(`media render thread exited (code ${code})`));
+      for (const p of slot.pending.values()) p.reject(new ThreadExited(code));
       slot.pending.clear();
       if (this.closed) return;
       this.logger.warn({ thread: index, code }, 'media render thread exited; starting a new one');
