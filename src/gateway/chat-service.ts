@@ -8,7 +8,7 @@ import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
 import { leaseTiming } from '../domain/lease';
 import { isoLocalTime } from '../llm/local-time';
-import { clientSubject, NoResponderError, sessionSubject } from '../bus/port';
+import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
 import type { GatewayDeps } from './deps';
 import { Outbound, type WritableCall } from './outbound';
 import { MessageRejected, Session, trailers } from './session';
@@ -189,7 +189,10 @@ export class ChatGateway {
 
   /** Admission: identity, time zone, conversation, slot. Ends the call with the right status on refusal. */
   private async open(call: WritableCall): Promise<Session | undefined> {
+    // What is set up step by step, undone by the catch below if a later step fails.
     let slot: string | undefined;
+    let route: Subscription | undefined;
+    let registered: string | undefined;
     const callLogger = this.logger;
     try {
       if (this.stopping) throw new ChatFlowError('UNAVAILABLE', 'server shutting down; reconnect shortly');
@@ -245,16 +248,16 @@ export class ChatGateway {
         outbound,
         logger,
         (s) => {
-          route.unsubscribe();
+          route?.unsubscribe();
           this.sessions.delete(s.id);
           this.deps.metrics.clientsConnected.set(this.sessions.size);
         },
       );
-      const route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
+      route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
       await this.deps.log.append(
         session.event({ $case: 'clientConnected', clientConnected: { gatewayId: this.deps.gatewayId, timeZone: tz.timeZone, newConversation: requested === undefined || requested === '' } }),
       );
-      this.sessions.set(sessionId, session);
+      this.sessions.set((registered = sessionId), session);
       this.deps.metrics.clientsConnected.set(this.sessions.size);
       this.deps.metrics.admissionsAccepted.inc();
       const welcome: ServerFrame = {
@@ -275,6 +278,8 @@ export class ChatGateway {
       logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
       return session;
     } catch (err) {
+      route?.unsubscribe();
+      if (registered && this.sessions.delete(registered)) this.deps.metrics.clientsConnected.set(this.sessions.size);
       if (slot) await this.deps.registry.release(slot).catch(() => undefined);
       const e = err instanceof ChatFlowError ? err : new ChatFlowError('UNAVAILABLE', 'could not open the session; retry');
       if (!(err instanceof ChatFlowError)) callLogger.error({ err }, 'session open failed');
