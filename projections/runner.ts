@@ -2,6 +2,9 @@ import type { Consumer, EventLog, LoggedEvent } from '../src/eventlog/port';
 import type { Doc, ReadStore } from '../src/readstore/port';
 import { ALL_PROJECTIONS, type Projection } from './definitions';
 
+/** The projector's consumer group; workers wait for it before trusting the read models on a partition they take over. */
+export const PROJECTOR_GROUP = 'projector';
+
 /**
  * Applies projections to a read store from the log. Writes are idempotent per
  * document (each remembers the last position it applied), so redelivery after
@@ -22,7 +25,7 @@ export class ProjectionRunner {
 
   async start(): Promise<void> {
     this.consumer = await this.log.consume({
-      group: this.options.group ?? 'projector',
+      group: this.options.group ?? PROJECTOR_GROUP,
       topics: ['sessions', 'conversations'],
       fromBeginning: this.options.fromBeginning,
       // One at a time per partition: a document sees its events in log order.

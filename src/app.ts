@@ -12,7 +12,7 @@ import { HistoryServiceService, type HistoryServiceServer } from './gen/chatflow
 import { DisconnectReason } from './gen/chatflow/v1/events';
 import { TokenAuthority, loadOrCreateSecret } from './auth/tokens';
 import { MemoryReadStore } from './readstore/memory';
-import type { MongoReadStore } from './readstore/mongo';
+import { MongoReadStore } from './readstore/mongo';
 import type { Bus } from './bus/port';
 import { MemoryConnectionRegistry } from './connections/memory';
 import type { ConnectionRegistry } from './connections/port';
@@ -31,7 +31,7 @@ import { FrameFactory } from './gateway/frames';
 import { Worker } from './worker/worker';
 import { createRenderer } from './media/renderer';
 import { timeAppends, timeMediaPuts } from './engines/instrument';
-import { ProjectionRunner } from '../projections/runner';
+import { PROJECTOR_GROUP, ProjectionRunner } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
 import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
 
@@ -83,6 +83,11 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     let gateway: ChatGateway | undefined;
     let worker: Worker | undefined;
     let projections: ProjectionRunner | undefined;
+    // Bound further down (gateways only); the gRPC-Web endpoint reads it per call.
+    let grpcPort = 0;
+    let grpcAddress = '';
+    const web = runs('gateway') ? webRoutes({ upstream: () => grpcAddress, auth, maxMediaBytes: config.maxMediaBytes, logger, settings: config.web }) : undefined;
+    if (web) stops.push({ name: 'grpc-web upstream', run: async () => web.close() });
     const http = await startHttpServer({
       addr: config.httpAddr,
       registry: metrics.registry,
@@ -98,7 +103,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         (req, res) => (localMedia ? handleMediaRequest(req, res, { store: localMedia, secret: mediaSecret, now: clock }) : false),
         // On gateways: the chat page, the embedded gRPC-Web endpoint (forwarding to the gRPC server below once bound)
         // and POST /dev/token when enabled.
-        ...(runs('gateway') ? webRoutes({ upstream: () => grpcAddress, auth, maxMediaBytes: config.maxMediaBytes, logger, settings: config.web }) : []),
+        ...(web?.routes ?? []),
       ],
     });
     stops.push({ name: 'http', run: () => http.close() });
@@ -117,8 +122,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     if (runs('projector')) {
       // A memory store starts empty: rebuild it from the whole log. A MongoDB store resumes where it stopped.
       const memory = store instanceof MemoryReadStore;
-      if (!memory && config.rebuildReadModels) {
-        await (store as MongoReadStore).drop(ALL_PROJECTIONS.map((p) => p.collection));
+      if (store instanceof MongoReadStore && config.rebuildReadModels) {
+        await store.drop(ALL_PROJECTIONS.map((p) => p.collection));
         logger.warn('read models dropped: rebuilding them from the start of the log');
       }
       projections = new ProjectionRunner(log, store, { fromBeginning: memory || config.rebuildReadModels });
@@ -146,7 +151,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
 
     let registry: ConnectionRegistry | undefined;
     if (runs('gateway')) {
-      registry = await openRegistry(config, logger);
+      registry = await openRegistry(store, logger);
       const r = registry;
       stops.push({ name: 'connection registry', run: () => r.close() });
       if (registry instanceof MemoryConnectionRegistry) {
@@ -168,7 +173,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       stops.push({ name: 'media renderer', run: () => renderer.close() });
       worker = new Worker({
         workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
-        settledBy: config.kafka ? 'projector' : undefined,
+        settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
         logger: logger.child({ component: 'worker' }),
       });
       await worker.start();
@@ -176,8 +181,6 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       stops.push({ name: 'worker', run: () => w.stop(config.shutdownGraceMs) });
     }
 
-    let grpcPort = 0;
-    let grpcAddress = '';
     if (runs('gateway')) {
       const gatewayId = config.gatewayId ?? `gw-${instance}`;
       gateway = new ChatGateway(

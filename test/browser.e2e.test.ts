@@ -15,7 +15,7 @@ import { describeWhen } from './engines';
 import { connected, metric, startTestApp, type ChatStream, type TestApp } from './harness';
 import { CHROMIUM, CHROMIUM_ARGS, ENVOY_MISSING, envoyBinary, freePort, startEnvoy, startTcpProxy, type RunningEnvoy } from './web-helpers';
 
-export const SCREENSHOTS = resolve(__dirname, '..', 'test-results', 'browser');
+const SCREENSHOTS = resolve(__dirname, '..', 'test-results', 'browser');
 
 jest.setTimeout(90_000);
 

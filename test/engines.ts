@@ -22,7 +22,7 @@ export function describeWithEngines(vars: readonly EngineVar[], name: string, fn
   describe.skip(`${name} (skipped: ${missing.join(', ')} not set)`, fn);
 }
 
-const ENGINE_KEYS = ['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT', 'S3_BUCKET', 'S3_REGION', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_FORCE_PATH_STYLE'];
+export const ENGINE_KEYS = ['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT', 'S3_BUCKET', 'S3_REGION', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_FORCE_PATH_STYLE'];
 
 /** `env` without the engine settings: for child processes that must run the embedded default even when the stack is configured. */
 export function withoutEngines(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {

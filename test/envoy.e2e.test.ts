@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeWhen } from './engines';
-import { ENVOY_COMPOSE_CONFIG, ENVOY_CONFIG, ENVOY_MISSING, envoyBinary, envoyConfigFor, validateEnvoyConfig } from './web-helpers';
+import { ENVOY_COMPOSE_CONFIG, ENVOY_CONFIG, ENVOY_MISSING, envoyBinary, envoyConfigFor, replaceEndpoints, validateEnvoyConfig } from './web-helpers';
 
 jest.setTimeout(30_000);
 
@@ -18,16 +18,10 @@ const withoutComments = (yaml: string) => yaml.split('\n').filter((l) => !/^\s*#
 
 /** The documented differences of the compose file: listen on 0.0.0.0, gateways by DNS name. */
 function composeFrom(text: string): string {
-  const endpoint = /^(\s*)- endpoint: \{ address: \{ socket_address: \{ address: 127\.0\.0\.1, port_value: \d+ \} \} \}$/;
-  const lines = withoutComments(text)
+  const rewritten = withoutComments(text)
     .replace('socket_address: { address: 127.0.0.1, port_value: 8081 }', 'socket_address: { address: 0.0.0.0, port_value: 8081 }')
-    .replace(/\n(\s*)type: STATIC\n/, '\n$1type: STRICT_DNS\n$1dns_lookup_family: V4_ONLY\n')
-    .split('\n');
-  const first = lines.findIndex((l) => endpoint.test(l));
-  const indent = endpoint.exec(lines[first]!)![1];
-  const out = lines.filter((l) => !endpoint.test(l));
-  out.splice(first, 0, `${indent}- endpoint: { address: { socket_address: { address: gateway, port_value: 50051 } } }`);
-  return out.join('\n');
+    .replace(/\n(\s*)type: STATIC\n/, '\n$1type: STRICT_DNS\n$1dns_lookup_family: V4_ONLY\n');
+  return replaceEndpoints(rewritten, [{ host: 'gateway', port: 50051 }]);
 }
 
 describe('Envoy configuration (text)', () => {

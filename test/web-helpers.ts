@@ -55,21 +55,24 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** An Envoy config with its gateway endpoint lines replaced by `upstreams` (at the first one's place and indent). */
+export function replaceEndpoints(text: string, upstreams: { host: string; port: number }[]): string {
+  const endpoint = /^(\s*)- endpoint: \{ address: \{ socket_address: \{ address: [^,]+, port_value: \d+ \} \} \}$/;
+  const lines = text.split('\n');
+  const first = lines.findIndex((l) => endpoint.test(l));
+  if (first < 0) throw new Error('Envoy config: no gateway endpoint line to replace');
+  const indent = endpoint.exec(lines[first]!)![1];
+  const out = lines.filter((l) => !endpoint.test(l));
+  out.splice(first, 0, ...upstreams.map((u) => `${indent}- endpoint: { address: { socket_address: { address: ${u.host}, port_value: ${u.port} } } }`));
+  return out.join('\n');
+}
+
 /**
  * gateway/envoy.yaml with the listener, admin and gateway ports replaced (the
  * rest, filters, CORS and timeouts included, is exactly what the stack runs).
  */
 export function envoyConfigFor(opts: { listenPort: number; adminPort: number; upstreams: { host: string; port: number }[] }): string {
-  const text = readFileSync(ENVOY_CONFIG, 'utf8');
-  const endpoint = /^(\s*)- endpoint: \{ address: \{ socket_address: \{ address: [^,]+, port_value: \d+ \} \} \}$/;
-  const lines = text.split('\n');
-  const first = lines.findIndex((l) => endpoint.test(l));
-  if (first < 0) throw new Error('gateway/envoy.yaml: no gateway endpoint line to replace');
-  const indent = endpoint.exec(lines[first]!)![1];
-  const out = lines.filter((l) => !endpoint.test(l));
-  out.splice(first, 0, ...opts.upstreams.map((u) => `${indent}- endpoint: { address: { socket_address: { address: ${u.host}, port_value: ${u.port} } } }`));
-  const replaced = out
-    .join('\n')
+  const replaced = replaceEndpoints(readFileSync(ENVOY_CONFIG, 'utf8'), opts.upstreams)
     .replace('socket_address: { address: 127.0.0.1, port_value: 8081 }', `socket_address: { address: 127.0.0.1, port_value: ${opts.listenPort} }`)
     .replace('socket_address: { address: 127.0.0.1, port_value: 9901 }', `socket_address: { address: 127.0.0.1, port_value: ${opts.adminPort} }`);
   if (!replaced.includes(`port_value: ${opts.listenPort}`) || !replaced.includes(`port_value: ${opts.adminPort}`)) {

@@ -18,7 +18,7 @@ export function clientIdProblem(id: string): string | undefined {
 }
 
 /** The claims of a JWT, unverified (the server verifies; the page only reads `sub` and `exp`). */
-export function jwtClaims(token: string): { sub?: string; exp?: number } | undefined {
+function jwtClaims(token: string): { sub?: string; exp?: number } | undefined {
   const part = token.split('.')[1];
   if (!part) return undefined;
   try {
@@ -38,7 +38,7 @@ function fresh(token: string): boolean {
 const storageKey = (clientId: string) => `chatflow.token.${clientId}`;
 
 /** Tokens live in this tab only (sessionStorage), never in the URL. */
-export function rememberToken(clientId: string, token: string): void {
+function rememberToken(clientId: string, token: string): void {
   try {
     sessionStorage.setItem(storageKey(clientId), token);
   } catch {

@@ -2,7 +2,7 @@
  * What the server told the page (meta tags written by src/http/web-page.ts),
  * and the `?api=` override of where the page sends its RPCs.
  */
-export interface PageSettings {
+interface PageSettings {
   /** gRPC-Web base URL: the page's own origin (embedded endpoint) or Envoy's. */
   apiUrl: string;
   /** The server hands out development tokens at POST /dev/token. */

@@ -11,7 +11,7 @@ export function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<
   return e;
 }
 
-export interface LocalMedia {
+interface LocalMedia {
   kind: MediaKind;
   name: string;
   mimeType: string;
@@ -219,7 +219,7 @@ function formatMs(ms: number): string {
 }
 
 /** Per-message error codes in words. */
-export function plainError(code: string, message: string): string {
+function plainError(code: string, message: string): string {
   switch (code) {
     case 'RESOURCE_EXHAUSTED':
       return `too large: ${message}`;

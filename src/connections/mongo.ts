@@ -1,6 +1,6 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
-import { connectMongo, isDuplicateKeyError, redactUri, type MongoConnectOptions } from '../readstore/mongo-client';
+import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
 import type { AcquireRequest, AcquireResult, ConnectionRegistry, Lease } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
@@ -52,9 +52,14 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 
   static async connect(opts: MongoConnectOptions & { collection?: string }): Promise<MongoConnectionRegistry> {
     const { client, db } = await connectMongo(opts);
+    return MongoConnectionRegistry.on(db, opts, client);
+  }
+
+  /** A registry on a database connection opened elsewhere; closed by this registry only when `client` is given. */
+  static async on(db: Db, opts: MongoRegistryOptions, client?: MongoClient): Promise<MongoConnectionRegistry> {
     const registry = new MongoConnectionRegistry(db, { logger: opts.logger, collection: opts.collection }, client);
     await registry.indexed();
-    opts.logger.info({ engine: 'mongodb', uri: redactUri(opts.uri), db: db.databaseName }, 'connection registry on MongoDB');
+    opts.logger.info({ engine: 'mongodb', db: db.databaseName }, 'connection registry on MongoDB');
     return registry;
   }
 

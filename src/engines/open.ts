@@ -35,10 +35,10 @@ export async function openReadStore(config: Config, logger: Logger): Promise<Rea
   return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoReadStore.connect({ uri, logger }));
 }
 
-export async function openRegistry(config: Config, logger: Logger): Promise<ConnectionRegistry> {
-  const uri = config.mongodbUri;
-  if (!uri) return new MemoryConnectionRegistry();
-  return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoConnectionRegistry.connect({ uri, logger }));
+/** On MongoDB, admission shares the read store's connection (one pool and one handshake per process; the store closes it). */
+export async function openRegistry(store: ReadStore, logger: Logger): Promise<ConnectionRegistry> {
+  if (!(store instanceof MongoReadStore)) return new MemoryConnectionRegistry();
+  return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoConnectionRegistry.on(store.db, { logger }));
 }
 
 export function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {

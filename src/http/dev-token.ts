@@ -4,7 +4,7 @@ import type { TokenAuthority } from '../auth/tokens';
 import { validateClientId } from '../auth/tokens';
 import type { HttpRoute } from './server';
 
-export const DEV_TOKEN_PATH = '/dev/token';
+const DEV_TOKEN_PATH = '/dev/token';
 const MAX_BODY = 1024;
 
 /**

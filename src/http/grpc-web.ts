@@ -23,7 +23,7 @@ import { HistoryService } from '../../gateway/web/gen/chatflow/v1/history_pb';
 import type { HttpRoute } from './server';
 
 /** The services a browser may call; everything else under the HTTP server is not ours. */
-export const GRPC_WEB_SERVICES: readonly DescService[] = [ChatService, HistoryService];
+const GRPC_WEB_SERVICES: readonly DescService[] = [ChatService, HistoryService];
 
 /** Request metadata a browser may send and the gateway reads (the same list Envoy's CORS filter allows). */
 export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conversation-id', 'x-resume-after', 'x-client-id'] as const;
@@ -31,18 +31,19 @@ export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conv
 /** Response metadata that belongs to the transport, never forwarded as application metadata. */
 const TRANSPORT_HEADERS = new Set(['content-type', 'content-length', 'date', 'te', 'user-agent', 'connection', 'keep-alive', 'transfer-encoding', 'host', 'accept-encoding']);
 
-export interface GrpcWebOptions {
+interface GrpcWebOptions {
   /**
    * Address of the native gRPC server (`host:port`), read per call: the HTTP
-   * server starts before gRPC is bound. Undefined (or a throw) = not ready yet.
+   * server starts before gRPC is bound. Empty or undefined = not ready yet.
    */
   upstream: () => string | undefined;
   /** Largest message either way (a Send carries up to the media limit). */
   maxMessageBytes: number;
   logger: Logger;
-  /** Close the upstream connection after this long without calls (ms). */
-  idleCloseMs?: number;
 }
+
+/** The upstream connection is dropped after this long without calls (and reopened on the next). */
+const IDLE_CLOSE_MS = 60_000;
 
 export type GrpcWebRoute = HttpRoute & { close(): void };
 
@@ -98,36 +99,29 @@ const passThrough = (b: Buffer) => b;
 
 class Upstream {
   private client?: Client;
-  private address?: string;
-  private active = 0;
-  private idleTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: GrpcWebOptions) {}
 
   async unary(method: DescMethod, req: Message, ctx: HandlerContext): Promise<Message> {
     const md = requestMetadata(ctx);
     const client = this.acquire();
-    try {
-      return await new Promise<Message>((resolve, reject) => {
-        let result: { err: ServiceError | null; res?: Buffer } = { err: null };
-        const call = client.makeUnaryRequest<Buffer, Buffer>(
-          pathOf(method), passThrough, passThrough, Buffer.from(toBinary(method.input, req)), md, callOptions(ctx),
-          (err, res) => (result = { err, res }),
-        );
-        const cancel = () => call.cancel();
-        ctx.signal.addEventListener('abort', cancel, { once: true });
-        call.on('metadata', (h: Metadata) => copyMetadata(h, ctx.responseHeader));
-        // grpc-js calls back, then emits the status with the trailers, in the same tick.
-        call.on('status', (s: StatusObject) => {
-          ctx.signal.removeEventListener('abort', cancel);
-          copyMetadata(s.metadata, ctx.responseTrailer);
-          if (result.err) reject(this.toConnectError(result.err, method));
-          else resolve(fromBinary(method.output, result.res!));
-        });
+    return new Promise<Message>((resolve, reject) => {
+      let result: { err: ServiceError | null; res?: Buffer } = { err: null };
+      const call = client.makeUnaryRequest<Buffer, Buffer>(
+        pathOf(method), passThrough, passThrough, Buffer.from(toBinary(method.input, req)), md, callOptions(ctx),
+        (err, res) => (result = { err, res }),
+      );
+      const cancel = () => call.cancel();
+      ctx.signal.addEventListener('abort', cancel, { once: true });
+      call.on('metadata', (h: Metadata) => copyMetadata(h, ctx.responseHeader));
+      // grpc-js calls back, then emits the status with the trailers, in the same tick.
+      call.on('status', (s: StatusObject) => {
+        ctx.signal.removeEventListener('abort', cancel);
+        copyMetadata(s.metadata, ctx.responseTrailer);
+        if (result.err) reject(this.toConnectError(result.err, method));
+        else resolve(fromBinary(method.output, result.res!));
       });
-    } finally {
-      this.release();
-    }
+    });
   }
 
   async *serverStream(method: DescMethod, req: Message, ctx: HandlerContext): AsyncGenerator<Message> {
@@ -137,7 +131,6 @@ class Upstream {
     try {
       call = client.makeServerStreamRequest<Buffer, Buffer>(pathOf(method), passThrough, passThrough, Buffer.from(toBinary(method.input, req)), md, callOptions(ctx));
     } catch (err) {
-      this.release();
       throw this.toConnectError(err, method);
     }
     // The browser went away (or the RPC ended): end the upstream call, so the gateway frees the slot.
@@ -165,49 +158,27 @@ class Upstream {
     } finally {
       ctx.signal.removeEventListener('abort', cancel);
       call.cancel();
-      this.release();
     }
   }
 
-  /** The client for the current upstream address (one HTTP/2 connection, reused by every call). */
+  /**
+   * One client (one HTTP/2 connection) shared by every call. The address is
+   * fixed once the gRPC server is bound; grpc-js drops the idle connection itself.
+   */
   private acquire(): Client {
-    let address: string | undefined;
-    try {
-      address = this.opts.upstream();
-    } catch {
-      address = undefined;
-    }
+    const address = this.opts.upstream();
     if (!address) throw new ConnectError('no gRPC server in this process right now (starting, stopping, or not a gateway); retry shortly', Code.Unavailable);
-    if (this.client && this.address !== address) this.closeClient();
-    if (!this.client) {
-      this.client = new Client(address, credentials.createInsecure(), {
-        'grpc.max_receive_message_length': this.opts.maxMessageBytes,
-        'grpc.max_send_message_length': this.opts.maxMessageBytes,
-      });
-      this.address = address;
-    }
-    this.active++;
-    clearTimeout(this.idleTimer);
+    this.client ??= new Client(address, credentials.createInsecure(), {
+      'grpc.max_receive_message_length': this.opts.maxMessageBytes,
+      'grpc.max_send_message_length': this.opts.maxMessageBytes,
+      'grpc.client_idle_timeout_ms': IDLE_CLOSE_MS,
+    });
     return this.client;
   }
 
-  private release(): void {
-    this.active--;
-    if (this.active > 0) return;
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.closeClient(), this.opts.idleCloseMs ?? 60_000);
-    this.idleTimer.unref();
-  }
-
-  private closeClient(): void {
+  close(): void {
     this.client?.close();
     this.client = undefined;
-    this.address = undefined;
-  }
-
-  close(): void {
-    clearTimeout(this.idleTimer);
-    this.closeClient();
   }
 
   /** A grpc-js status becomes the same Connect code (the numbering is gRPC's in both), message and trailers kept. */

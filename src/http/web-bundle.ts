@@ -9,7 +9,7 @@ export const BUNDLE_FILE = join(WEB_DIST, 'app.js');
 const ENTRY = join(WEB_DIR, 'app.ts');
 const LOCKFILE = resolve(WEB_DIR, '..', '..', 'package-lock.json');
 
-export type BundleState = { ok: true; file: string } | { ok: false; problem: string };
+type BundleState = { ok: true; file: string } | { ok: false; problem: string };
 
 /** Newest modification time of the page's TypeScript (and of the lockfile: new library versions). */
 async function newestSource(dir = WEB_DIR): Promise<number> {

@@ -48,7 +48,7 @@ export function webPageRoute(opts: { settings: WebSettings; logger: Logger }): H
 }
 
 /** The page learns its settings from meta tags (no inline script: the CSP forbids it). */
-export function renderPage(template: string, settings: WebSettings): string {
+function renderPage(template: string, settings: WebSettings): string {
   const meta = [
     `<meta name="chatflow-api" content="${escapeHtml(settings.apiUrl ?? '')}">`,
     `<meta name="chatflow-dev-tokens" content="${settings.devTokens ? 'on' : 'off'}">`,
@@ -62,7 +62,7 @@ export function renderPage(template: string, settings: WebSettings): string {
  * hand its bearer token to another host. Media may come from anywhere
  * (presigned object-store URLs).
  */
-export function contentSecurityPolicy(settings: WebSettings): string {
+function contentSecurityPolicy(settings: WebSettings): string {
   return [
     "default-src 'none'",
     "script-src 'self'",

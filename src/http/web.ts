@@ -17,13 +17,14 @@ export function webRoutes(opts: {
   maxMediaBytes: number;
   logger: Logger;
   settings: WebSettings;
-}): HttpRoute[] {
+}): { routes: HttpRoute[]; close(): void } {
   const { settings } = opts;
   const logger = opts.logger.child({ component: 'web' });
-  return [
-    // A Send carries one media file (plus a little framing); base64 is never used (binary gRPC-Web).
-    grpcWebRoute({ upstream: opts.upstream, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger }),
-    devTokenRoute({ enabled: settings.devTokens, auth: opts.auth, logger }),
-    webPageRoute({ settings, logger }),
-  ];
+  // A Send carries one media file (plus a little framing); base64 is never used (binary gRPC-Web).
+  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger });
+  return {
+    routes: [grpcWeb, devTokenRoute({ enabled: settings.devTokens, auth: opts.auth, logger }), webPageRoute({ settings, logger })],
+    /** Closes the embedded gRPC-Web endpoint's connection to the gRPC server. */
+    close: () => grpcWeb.close(),
+  };
 }

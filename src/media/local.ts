@@ -6,10 +6,11 @@ import type { MediaStore, StoredMedia } from './port';
 /**
  * Media on local disk, behind signed URLs. The object `<key>` lives at
  * `<dir>/<key>`; its metadata (mime type, size, sha256) at `<dir>/<key>.meta.json`.
- * Both are written to a temp file, fsynced and renamed; the metadata is
- * renamed last and is the commit marker: bytes without metadata do not exist.
- * `get` checks the bytes against the metadata's digest, so a concurrent
- * overwrite is never seen half-way (it retries) and disk corruption is caught.
+ * Both are written to a temp file, fsynced and renamed, then their folder is
+ * synced; `put` resolves after that, and a key is only read once the event
+ * naming it is in the log. `get` checks the bytes against the metadata's
+ * digest, so a concurrent overwrite is never seen half-way (it retries) and
+ * disk corruption is caught.
  */
 export interface LocalMediaStoreOptions {
   dir: string;

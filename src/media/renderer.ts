@@ -26,8 +26,8 @@ export function renderTask(task: RenderTask): Voice | RenderedImage {
 /** Renders on the calling thread (`CHATFLOW_MEDIA_THREADS=0`). */
 export function inlineRenderer(): ReplyMediaRenderer {
   return {
-    voice: async (text, seed) => synthesizeVoice(text, { seed }),
-    image: async (spec) => renderImage(spec),
+    voice: async (text, seed) => renderTask({ kind: 'voice', text, seed }) as Voice,
+    image: async (spec) => renderTask({ kind: 'image', spec }) as RenderedImage,
     close: async () => {},
   };
 }

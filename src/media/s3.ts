@@ -57,7 +57,7 @@ export class S3MediaStore implements MediaStore {
       await store.ensureBucket();
     } catch (err) {
       store.client.destroy();
-      opts.logger.warn({ engine: 's3', endpoint: opts.endpoint, bucket: opts.bucket, err }, 'S3 unreachable or bucket unusable');
+      // Not logged here: the caller's retry logs it, with this message.
       throw new Error(`S3 at ${opts.endpoint}, bucket ${opts.bucket}: ${describe(err)}`, { cause: err });
     }
     opts.logger.info({ engine: 's3', endpoint: opts.endpoint, bucket: opts.bucket }, 'media on S3');
