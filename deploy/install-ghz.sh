@@ -12,5 +12,6 @@ source "$DEPLOY_DIR/lib/common.sh"
 GHZ_VERSION=v0.121.0
 ensure_dirs
 go_install ghz "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
-"$BIN_DIR/ghz" --version >/dev/null 2>&1
-say "ghz: $BIN_DIR/ghz ($("$BIN_DIR/ghz" --version 2>&1 | head -n 1))"
+# Fails the script (errexit) when the built binary does not run.
+ghz_version=$("$BIN_DIR/ghz" --version 2>&1)
+say "ghz: $BIN_DIR/ghz (${ghz_version%%$'\n'*})"

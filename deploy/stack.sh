@@ -29,8 +29,8 @@ source "$DEPLOY_DIR/lib/s3.sh"
 # shellcheck source=lib/envoy.sh
 source "$DEPLOY_DIR/lib/envoy.sh"
 
-# Start order: storage first, Envoy (front door) last. Stop in reverse.
-SERVERS=(kafka ferretdb nats minio envoy)
+# The storage/messaging engines (Envoy, the optional front door, is separate).
+ENGINES=(kafka ferretdb nats minio)
 
 cmd_install() {
   ensure_dirs
@@ -44,6 +44,7 @@ cmd_install() {
   s3_install
 }
 
+# Start order: storage first, Envoy (front door) last. cmd_down stops in reverse.
 cmd_up() {
   local t0 t1
   t0=$(date +%s)
@@ -60,16 +61,12 @@ cmd_up() {
 
 cmd_down() {
   ensure_dirs
-  local i
-  for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do
-    case ${SERVERS[i]} in
-      kafka) kafka_down ;;
-      ferretdb) mongo_down ;;
-      nats) nats_down ;;
-      minio) s3_down ;;
-      envoy) envoy_down ;;
-    esac
-  done
+  # Reverse of the start order in cmd_up.
+  envoy_down
+  s3_down
+  nats_down
+  mongo_down
+  kafka_down
   say "down: all stopped"
 }
 
@@ -77,7 +74,7 @@ cmd_env() {
   # Exactly the lines ChatFlow needs; `eval "$(npm run -s stack:env)"`.
   # (A note on stderr when the stack is not up; stdout stays eval-able.)
   local name
-  for name in kafka ferretdb nats minio; do
+  for name in "${ENGINES[@]}"; do
     is_running "$name" || say "note: $name is not running (npm run stack:up)"
   done
   cat <<EOF
@@ -125,7 +122,7 @@ cmd_status() {
   ensure_dirs
   summary
   local name
-  for name in kafka ferretdb nats minio; do
+  for name in "${ENGINES[@]}"; do
     is_running "$name" || return 1
   done
 }

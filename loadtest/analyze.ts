@@ -155,16 +155,16 @@ export function chartData(r: MessageRecords, originMs: number, spanS: number): C
     const idx = ok.filter((i) => r.kind[i] === ki);
     if (idx.length === 0) return;
     latencyByKind[k] = timeSeries(idx.map((i) => r.response[i]!), idx.map((i) => r.response[i]! - r.sent[i]!), bucketMs, originMs).map((p) => ({ t: p.t, p50: round(p.p50) }));
-    histLatency[k] = roundBins(logHistogram(idx.map((i) => r.response[i]! - r.sent[i]!), { lo: 0.1, perDecade: 20 }));
+    histLatency[k] = roundBins(logHistogram(idx.map((i) => r.response[i]! - r.sent[i]!)));
   });
-  histLatency.all = roundBins(logHistogram(lat, { lo: 0.1, perDecade: 20 }));
+  histLatency.all = roundBins(logHistogram(lat));
   return {
     latency,
     overhead: rs(timeSeries(at, over, bucketMs, originMs)),
     latencyByKind,
     throughput: latency.map((p) => ({ t: p.t, perS: round(p.count / (bucketMs / 1000), 1) })),
     histLatency,
-    histOverhead: roundBins(logHistogram(over.map((x) => Math.max(0, x)), { lo: 0.1, perDecade: 20 })),
+    histOverhead: roundBins(logHistogram(over.map((x) => Math.max(0, x)))),
   };
 }
 

@@ -7,7 +7,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 INSTALL="$ROOT/deploy/install-ghz.sh"
-GHZ="$ROOT/.stack/bin/ghz"
+GHZ="${CHATFLOW_STACK_DIR:-$ROOT/.stack}/bin/ghz"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -91,10 +91,6 @@ export class Payloads {
     }
   }
 
-  sizes(): { audio: number[]; video: number[] } {
-    return { audio: this.audio.map((b) => b.length), video: this.video.map((b) => b.length) };
-  }
-
   private pick(xs: Buffer[]): Buffer {
     return xs[Math.floor(this.random() * xs.length)]!;
   }

@@ -25,6 +25,7 @@ import { REPO } from './target/process';
 import { stackTarget } from './target/stack';
 import { MODES, type ModeName, type Target } from './target/target';
 import type { Progress } from './engine/records';
+import { GOALS } from './goals';
 import { KINDS, type Kind } from './payloads';
 import { monotonicUs, summarizeProfileFile, type ProfileWindow } from './report/profile';
 import { writeFigures } from './report/figures';
@@ -102,14 +103,14 @@ scenarios: ${SCENARIOS.join(', ')}
   --report-only                rebuild the Markdown reports from the JSON files, run nothing
   --quiet                      no progress lines`;
 
-export function parseOptions(argv: string[]): Options & { reportOnly: boolean } {
+export function parseOptions(argv: string[]): Options & { reportOnly: boolean; scenarioGiven: boolean; dateGiven: boolean } {
   const { values } = parseArgs({
     args: argv,
     allowPositionals: false,
     options: {
       scenario: { type: 'string' }, mode: { type: 'string', default: 'embedded' }, duration: { type: 'string' }, users: { type: 'string' },
       ramp: { type: 'string' }, think: { type: 'string' }, window: { type: 'string' }, mix: { type: 'string' }, 'delay-scale': { type: 'string' },
-      'max-clients': { type: 'string', default: '50' }, fsync: { type: 'string', default: 'true' }, 'client-procs': { type: 'string' }, channels: { type: 'string' },
+      'max-clients': { type: 'string', default: String(GOALS.maxClients) }, fsync: { type: 'string', default: 'true' }, 'client-procs': { type: 'string' }, channels: { type: 'string' },
       burst: { type: 'string' }, profile: { type: 'string' }, 'ghz-total': { type: 'string' }, 'ghz-concurrency': { type: 'string' }, 'ghz-reflect': { type: 'boolean', default: false },
       env: { type: 'string', multiple: true, default: [] }, 'server-dir': { type: 'string' }, tz: { type: 'string', default: 'Europe/Paris' },
       out: { type: 'string' }, date: { type: 'string' }, 'report-only': { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false },
@@ -152,6 +153,8 @@ export function parseOptions(argv: string[]): Options & { reportOnly: boolean } 
   const date = values.date ?? `${today.getFullYear()}-${String(today.getMonth() + 1).padStart(2, '0')}-${String(today.getDate()).padStart(2, '0')}`;
   return {
     scenario, modes, reportOnly,
+    scenarioGiven: values.scenario !== undefined,
+    dateGiven: values.date !== undefined,
     durationMs: values.duration ? parseDuration(values.duration) : d.durationMs,
     users: num(values.users, d.users, 'users'),
     rampPerSec: num(values.ramp, d.rampPerSec, 'ramp'),
@@ -159,7 +162,7 @@ export function parseOptions(argv: string[]): Options & { reportOnly: boolean } 
     window: num(values.window, d.window, 'window'),
     mix,
     delayScale: num(values['delay-scale'], d.delayScale, 'delay-scale'),
-    maxClients: num(values['max-clients'], 50, 'max-clients'),
+    maxClients: num(values['max-clients'], GOALS.maxClients, 'max-clients'),
     fsync: values.fsync !== 'false',
     clientProcs: num(values['client-procs'], d.clientProcs, 'client-procs'),
     channels: Math.max(1, num(values.channels, d.channels, 'channels')),
@@ -213,14 +216,14 @@ function machineStart(serverDir: string): Omit<MachineInfo, 'loadavgEnd' | 'load
 function progressPrinter(label: string, quiet: boolean) {
   const t0 = Date.now();
   let last = 0, lastAnswered = 0, lastT = t0;
-  return (p: Progress, extra = '') => {
+  return (p: Progress) => {
     const now = Date.now();
     if (quiet || now - last < 2000) return;
     const rate = ((p.answered - lastAnswered) * 1000) / Math.max(1, now - lastT);
     last = now;
     lastAnswered = p.answered;
     lastT = now;
-    const line = `[${label}] ${((now - t0) / 1000).toFixed(0).padStart(4)} s | connected ${p.connected}/${p.users} | attempts ${p.attempts} refused ${p.refused} | sent ${p.sent} answered ${p.answered} (${rate.toFixed(1)} msg/s) | errors ${p.failed} | load ${loadavg()[0]!.toFixed(2)}${extra ? ` | ${extra}` : ''}`;
+    const line = `[${label}] ${((now - t0) / 1000).toFixed(0).padStart(4)} s | connected ${p.connected}/${p.users} | attempts ${p.attempts} refused ${p.refused} | sent ${p.sent} answered ${p.answered} (${rate.toFixed(1)} msg/s) | errors ${p.failed} | load ${loadavg()[0]!.toFixed(2)}`;
     process.stderr.write(line + '\n');
   };
 }
@@ -369,9 +372,9 @@ async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const command = `npm run loadtest -- ${process.argv.slice(2).join(' ')}`;
   if (opts.reportOnly) {
-    const scenarios = process.argv.includes('--scenario') ? [opts.scenario] : [...(await latestDates(opts.outDir)).keys()];
+    const scenarios = opts.scenarioGiven ? [opts.scenario] : [...(await latestDates(opts.outDir)).keys()];
     for (const s of scenarios) {
-      const date = process.argv.includes('--date') ? opts.date : (await latestDates(opts.outDir)).get(s) ?? opts.date;
+      const date = opts.dateGiven ? opts.date : (await latestDates(opts.outDir)).get(s) ?? opts.date;
       for (const r of await readResults(opts.outDir, date, s)) await writeFigures(opts.outDir, r);
       console.log(await writeReports(opts.outDir, s, date));
     }

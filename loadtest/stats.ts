@@ -64,7 +64,7 @@ export interface Bin {
  */
 export function logHistogram(values: ArrayLike<number>, opts: { lo?: number; perDecade?: number } = {}): Bin[] {
   const lo = opts.lo ?? 0.1;
-  const perDecade = opts.perDecade ?? 10;
+  const perDecade = opts.perDecade ?? 20;
   let max = 0;
   for (let i = 0; i < values.length; i++) max = Math.max(max, values[i]!);
   if (values.length === 0) return [];

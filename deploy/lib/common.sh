@@ -108,23 +108,22 @@ go_install() {
 # --- processes -------------------------------------------------------------
 pid_file() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
 
-# is_running NAME: pid file present, process alive and still our binary.
-is_running() {
-  local pf pid
-  pf=$(pid_file "$1")
-  [[ -f "$pf" ]] || return 1
-  pid=$(cat "$pf" 2>/dev/null || true)
-  [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-  kill -0 "$pid" 2>/dev/null || return 1
-  # Guard against pid reuse: the command line must mention the state folder.
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STACK_DIR" || return 1
-}
+# owns_pid PID: PID's command line mentions the state folder (i.e. it is one of
+# our servers, not an unrelated process that reused the pid).
+owns_pid() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$STACK_DIR"; }
 
 # is_alive NAME: the pid in NAME's pid file is a live process.
 is_alive() {
   local pid
   pid=$(cat "$(pid_file "$1")" 2>/dev/null || true)
   [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null
+}
+
+# is_running NAME: pid file present, process alive and still our binary.
+is_running() {
+  is_alive "$1" || return 1
+  # Guard against pid reuse: the command line must mention the state folder.
+  owns_pid "$(cat "$(pid_file "$1")" 2>/dev/null || true)" || return 1
 }
 
 # start_bg NAME CMD...: start CMD detached (own session), stdout+stderr to
@@ -144,14 +143,13 @@ start_bg() {
   # busy machine that window is long enough to be hit (CI was), so wait for it.
   for ((i = 0; i < 100; i++)); do
     kill -0 "$pid" 2>/dev/null || return 0
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$STACK_DIR" && return 0
+    owns_pid "$pid" && return 0
     sleep 0.05
   done
 }
 
-# stop_proc NAME [GRACE_SECONDS]: TERM, wait, then KILL. Only the pid we wrote.
-# True when NAME runs and HEALTH_FN passes (says so); otherwise stops a stale NAME
-# and returns false, so the caller starts it afresh.   already_up NAME HEALTH_FN
+# already_up NAME HEALTH_FN: true when NAME runs and HEALTH_FN passes (says so);
+# otherwise stops a stale NAME and returns false, so the caller starts it afresh.
 already_up() {
   if is_running "$1" && "$2"; then
     say "$1: already running"
@@ -161,6 +159,7 @@ already_up() {
   return 1
 }
 
+# stop_proc NAME [GRACE_SECONDS]: TERM, wait, then KILL. Only the pid we wrote.
 stop_proc() {
   local name=$1 grace=${2:-20} pf pid i
   pf=$(pid_file "$name")

@@ -72,5 +72,3 @@ envoy_up() {
 }
 
 envoy_down() { stop_proc envoy 15; rm -f "$RUN_DIR/envoy.config-sum"; }
-
-envoy_running() { is_running envoy; }

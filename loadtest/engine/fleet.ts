@@ -22,7 +22,7 @@ export interface FleetResult {
 
 /**
  * `processes` = 0 runs the users in this process; N ≥ 1 forks N client
- * processes. `startDelayMs` is added to plan.t0 once every process is ready.
+ * processes. The schedule (plan.t0, plan.sendUntil) is shifted to start once every process is ready.
  */
 export async function runFleet(plan: DriverPlan, processes: number, onProgress: (p: Progress) => void): Promise<FleetResult> {
   if (processes <= 0) {

@@ -49,17 +49,19 @@ export function addAttempt(r: AttemptRecords, user: number, start: number, end: 
   r.outcome.push(outcome);
 }
 
-export function mergeMessages(parts: MessageRecords[]): MessageRecords {
-  const out = emptyMessages();
+/** Concatenates, column by column, the records of several client processes into `out` (an empty set of columns). */
+function mergeColumns<T extends object>(out: T, parts: T[]): T {
   // concat, not push(...xs): spreading 100 000s of arguments overflows the stack.
-  for (const k of Object.keys(out) as (keyof MessageRecords)[]) (out as unknown as Record<string, unknown[]>)[k] = ([] as unknown[]).concat(...parts.map((p) => p[k]));
+  for (const k of Object.keys(out) as (keyof T)[]) (out as unknown as Record<keyof T, unknown[]>)[k] = ([] as unknown[]).concat(...parts.map((p) => p[k] as unknown[]));
   return out;
 }
 
+export function mergeMessages(parts: MessageRecords[]): MessageRecords {
+  return mergeColumns(emptyMessages(), parts);
+}
+
 export function mergeAttempts(parts: AttemptRecords[]): AttemptRecords {
-  const out = emptyAttempts();
-  for (const k of Object.keys(out) as (keyof AttemptRecords)[]) (out as unknown as Record<string, unknown[]>)[k] = ([] as unknown[]).concat(...parts.map((p) => p[k]));
-  return out;
+  return mergeColumns(emptyAttempts(), parts);
 }
 
 /** Live counters a driver reports while it runs. */

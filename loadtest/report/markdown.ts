@@ -2,7 +2,7 @@
 //   loadtest/results/<date>-<scenario>.md — one scenario, every mode run that day, side by side;
 //   loadtest/REPORT.md                    — the latest report of each scenario and its headline figures.
 import type { MessageFigures } from '../analyze';
-import { REFERENCE, type GoalCheck } from '../goals';
+import { GOALS, REFERENCE, type GoalCheck } from '../goals';
 import type { Summary } from '../stats';
 import type { ProfileSummary } from './profile';
 import { figuresOf } from './figures';
@@ -25,8 +25,7 @@ const DESCRIPTIONS: Record<string, string> = {
 };
 
 const fmt = (x: number | null | undefined, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? '–' : x.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: 0 }));
-const ms = (x: number | null | undefined, d = 1) => (x === null || x === undefined || Number.isNaN(x) ? '–' : `${fmt(x, d)}`);
-const pair = (s: Summary, a: 'p50' | 'p90' | 'p99' | 'mean' | 'max', b: 'p50' | 'p90' | 'p99' | 'mean' | 'max') => `${ms(s[a])} / ${ms(s[b])}`;
+const pair = (s: Summary, a: 'p50' | 'p90' | 'p99' | 'mean' | 'max', b: 'p50' | 'p90' | 'p99' | 'mean' | 'max') => `${fmt(s[a])} / ${fmt(s[b])}`;
 const load = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' / ');
 const mark = (hit: boolean) => (hit ? '✅ hit' : '❌ miss');
 
@@ -119,8 +118,8 @@ export function scenarioReport(scenario: string, date: string, results: ResultFi
 function messageRow(label: string, f: MessageFigures): string[] {
   return [
     label, fmt(f.count, 0), fmt(f.failures, 0), fmt(f.throughputPerS, 2),
-    ms(f.latency.p50), ms(f.latency.p90), ms(f.latency.p99), ms(f.latency.max), ms(f.latency.mean),
-    ms(f.overhead.p50, 2), ms(f.overhead.p99, 2), pair(f.toAccepted, 'p50', 'p99'),
+    fmt(f.latency.p50), fmt(f.latency.p90), fmt(f.latency.p99), fmt(f.latency.max), fmt(f.latency.mean),
+    fmt(f.overhead.p50, 2), fmt(f.overhead.p99, 2), pair(f.toAccepted, 'p50', 'p99'),
   ];
 }
 
@@ -149,11 +148,11 @@ function referenceComparison(results: ResultFile[]): string {
     ['failures', fmt(REFERENCE.failures, 0), ...withMsgs.map((r) => fmt(r.messages!.overall.failures, 0))],
     ['requests/s', fmt(REFERENCE.requestsPerS, 2), ...withMsgs.map((r) => fmt(r.messages!.overall.throughputPerS, 2))],
     ['users admitted / total', `${REFERENCE.users} / ${REFERENCE.users} (no cap)`, ...withMsgs.map((r) => `${r.connections?.usersAdmitted ?? '–'} / ${(r.settings as { users?: number }).users ?? '–'}`)],
-    ['avg response, ms', fmt(REFERENCE.avgMs, 2), ...withMsgs.map((r) => ms(r.messages!.overall.latency.mean, 2))],
-    ['text avg, ms', fmt(REFERENCE.avgByKindMs.text, 2), ...withMsgs.map((r) => ms(k(r, 'text')?.latency.mean, 2))],
-    ['audio avg, ms', fmt(REFERENCE.avgByKindMs.audio, 2), ...withMsgs.map((r) => ms(k(r, 'audio')?.latency.mean, 2))],
-    ['video avg, ms', fmt(REFERENCE.avgByKindMs.video, 2), ...withMsgs.map((r) => ms(k(r, 'video')?.latency.mean, 2))],
-    ['overhead, ms', `${REFERENCE.overheadMs} (avg)`, ...withMsgs.map((r) => `${ms(r.messages!.overall.overhead.mean, 2)} avg, ${ms(r.messages!.overall.overhead.p50, 2)} p50, ${ms(r.messages!.overall.overhead.p99, 2)} p99`)],
+    ['avg response, ms', fmt(REFERENCE.avgMs, 2), ...withMsgs.map((r) => fmt(r.messages!.overall.latency.mean, 2))],
+    ['text avg, ms', fmt(REFERENCE.avgByKindMs.text, 2), ...withMsgs.map((r) => fmt(k(r, 'text')?.latency.mean, 2))],
+    ['audio avg, ms', fmt(REFERENCE.avgByKindMs.audio, 2), ...withMsgs.map((r) => fmt(k(r, 'audio')?.latency.mean, 2))],
+    ['video avg, ms', fmt(REFERENCE.avgByKindMs.video, 2), ...withMsgs.map((r) => fmt(k(r, 'video')?.latency.mean, 2))],
+    ['overhead, ms', `${REFERENCE.overheadMs} (avg)`, ...withMsgs.map((r) => `${fmt(r.messages!.overall.overhead.mean, 2)} avg, ${fmt(r.messages!.overall.overhead.p50, 2)} p50, ${fmt(r.messages!.overall.overhead.p99, 2)} p99`)],
   ];
   return ['## Against the reference', '', table(head, rows), '', 'The reference had no connection cap, so all its 100 users sent; ChatFlow serves 50 at a time, so it answers fewer messages in the same 2 minutes. The comparison that matters is the time per message above the simulated processing (overhead).'].join('\n');
 }
@@ -176,7 +175,7 @@ function saturationSection(results: ResultFile[]): string {
     const cpu = (r.clientCpu ?? []).map((c) => `${Math.round(c.coreShare * 100)} %`).join(', ');
     return [r.mode, fmt(f.steadyPerS, 0), fmt(f.overallPerS, 0), fmt(f.processingPeak ?? NaN, 0), cpu || '–'];
   });
-  return ['## Capacity', '', table(['mode', 'capacity (steady, msg/s)', 'overall msg/s', 'processing peak (cap 500)', 'load-generator CPU (share of a core, per process)'], rows)].join('\n');
+  return ['## Capacity', '', table(['mode', 'capacity (steady, msg/s)', 'overall msg/s', `processing peak (cap ${GOALS.maxProcessing})`, 'load-generator CPU (share of a core, per process)'], rows)].join('\n');
 }
 
 function admissionSection(results: ResultFile[]): string {
@@ -193,8 +192,8 @@ function admissionSection(results: ResultFile[]): string {
       table(
         ['phase', 'attempts', 'held / admitted', 'outcomes', 'admit p50 / p99 / max (ms)', 'refuse p50 / p99 / max (ms)'],
         [
-          ['burst', fmt(f.burst.attempts, 0), fmt(f.burst.held, 0), Object.entries(f.burst.byStatus).map(([k, v]) => `${k} ${v}`).join(', '), `${pair(f.burst.timeToAdmit, 'p50', 'p99')} / ${ms(f.burst.timeToAdmit.max)}`, `${pair(f.burst.timeToReject, 'p50', 'p99')} / ${ms(f.burst.timeToReject.max)}`],
-          ['probe: 51st client, one at a time', fmt(f.probe.attempts, 0), fmt(f.probe.byStatus.OK ?? 0, 0), Object.entries(f.probe.byStatus).map(([k, v]) => `${k} ${v}`).join(', '), '–', `${pair(f.probe.timeToReject, 'p50', 'p99')} / ${ms(f.probe.timeToReject.max)}`],
+          ['burst', fmt(f.burst.attempts, 0), fmt(f.burst.held, 0), Object.entries(f.burst.byStatus).map(([k, v]) => `${k} ${v}`).join(', '), `${pair(f.burst.timeToAdmit, 'p50', 'p99')} / ${fmt(f.burst.timeToAdmit.max)}`, `${pair(f.burst.timeToReject, 'p50', 'p99')} / ${fmt(f.burst.timeToReject.max)}`],
+          ['probe: 51st client, one at a time', fmt(f.probe.attempts, 0), fmt(f.probe.byStatus.OK ?? 0, 0), Object.entries(f.probe.byStatus).map(([k, v]) => `${k} ${v}`).join(', '), '–', `${pair(f.probe.timeToReject, 'p50', 'p99')} / ${fmt(f.probe.timeToReject.max)}`],
           ['reuse: 10 leave, 10 newcomers', fmt(f.reuse.leavers, 0), `${f.reuse.reused} of ${f.reuse.leavers}`, `next one: ${f.reuse.extraRefused}`, `${pair(f.reuse.admittedAfterMs, 'p50', 'max')} after the leave`, '–'],
         ],
       ),
@@ -211,8 +210,8 @@ function soakSection(results: ResultFile[]): string {
     const s = r.server;
     return [
       r.mode,
-      d ? `${ms(d.first.overheadP50, 2)} / ${ms(d.first.overheadP99, 2)} (${d.first.fromS}–${d.first.toS} s)` : '–',
-      d ? `${ms(d.last.overheadP50, 2)} / ${ms(d.last.overheadP99, 2)} (${d.last.fromS}–${d.last.toS} s)` : '–',
+      d ? `${fmt(d.first.overheadP50, 2)} / ${fmt(d.first.overheadP99, 2)} (${d.first.fromS}–${d.first.toS} s)` : '–',
+      d ? `${fmt(d.last.overheadP50, 2)} / ${fmt(d.last.overheadP99, 2)} (${d.last.fromS}–${d.last.toS} s)` : '–',
       d ? fmt(d.overheadSlopeMsPerMin, 3) : '–',
       s ? `${fmt(s.rssMB.start, 0)} → ${fmt(s.rssMB.end, 0)} (max ${fmt(s.rssMB.max, 0)})` : '–',
     ];
@@ -227,8 +226,8 @@ function ghzSection(results: ResultFile[]): string {
   for (const r of results) {
     for (const g of ((r.figures as { ghz?: GhzFigures[] })?.ghz ?? [])) {
       rows.push([
-        r.mode, g.call.split('/').pop()!, g.endpoint, fmt(g.count, 0), fmt(g.rps, 1), ms(g.averageMs, 2),
-        `${ms(g.latencyMs.p50, 2)} / ${ms(g.latencyMs.p90, 2)} / ${ms(g.latencyMs.p99, 2)}`, ms(g.slowestMs, 2),
+        r.mode, g.call.split('/').pop()!, g.endpoint, fmt(g.count, 0), fmt(g.rps, 1), fmt(g.averageMs, 2),
+        `${fmt(g.latencyMs.p50, 2)} / ${fmt(g.latencyMs.p90, 2)} / ${fmt(g.latencyMs.p99, 2)}`, fmt(g.slowestMs, 2),
         Object.entries(g.statusCodes).map(([k, v]) => `${k} ${v}`).join(', '), Object.entries(g.errors).map(([k, v]) => `${k.slice(0, 80)} × ${v}`).join('; ') || '–',
       ]);
     }
@@ -308,7 +307,7 @@ export function headline(r: ResultFile): string[] {
   switch (r.scenario) {
     case 'reference':
     case 'soak':
-      if (o) figure = `${fmt(o.answered, 0)} answered, ${o.failures} failed, ${fmt(o.throughputPerS, 1)} msg/s, latency p50/p99 ${ms(o.latency.p50, 0)}/${ms(o.latency.p99, 0)} ms, overhead p50/p99 ${ms(o.overhead.p50, 2)}/${ms(o.overhead.p99, 2)} ms`;
+      if (o) figure = `${fmt(o.answered, 0)} answered, ${o.failures} failed, ${fmt(o.throughputPerS, 1)} msg/s, latency p50/p99 ${fmt(o.latency.p50, 0)}/${fmt(o.latency.p99, 0)} ms, overhead p50/p99 ${fmt(o.overhead.p50, 2)}/${fmt(o.overhead.p99, 2)} ms`;
       break;
     case 'saturate': {
       const f = r.figures as { steadyPerS?: number; processingPeak?: number | null };
@@ -317,21 +316,25 @@ export function headline(r: ResultFile): string[] {
     }
     case 'admission': {
       const f = r.figures as { burst: { held: number; attempts: number }; probe: { timeToReject: Summary }; reuse: { reused: number; leavers: number } };
-      figure = `${f.burst.held} held of ${f.burst.attempts}, 51st refused p99 ${ms(f.probe.timeToReject.p99, 2)} ms, ${f.reuse.reused}/${f.reuse.leavers} slots reused`;
+      figure = `${f.burst.held} held of ${f.burst.attempts}, 51st refused p99 ${fmt(f.probe.timeToReject.p99, 2)} ms, ${f.reuse.reused}/${f.reuse.leavers} slots reused`;
       break;
     }
     default: {
       const g = (r.figures as { ghz?: GhzFigures[] })?.ghz ?? [];
-      figure = g.map((x) => `${x.call.split('/').pop()} ${fmt(x.rps, 0)}/s p99 ${ms(x.latencyMs.p99, 1)} ms`).join('; ');
+      figure = g.map((x) => `${x.call.split('/').pop()} ${fmt(x.rps, 0)}/s p99 ${fmt(x.latencyMs.p99, 1)} ms`).join('; ');
     }
   }
   return [r.scenario, r.mode, r.date, figure, checks, load(r.machine.loadavgStart)];
 }
 
+/** The headline table: one row per (scenario, mode) of the latest results. */
+function headlineTable(latest: { scenario: string; date: string; results: ResultFile[] }[]): string {
+  return table(['scenario', 'mode', 'date', 'figures', 'targets', 'load avg at start'], latest.flatMap((l) => l.results.map((r) => headline(r))));
+}
+
 export function indexReport(latest: { scenario: string; date: string; results: ResultFile[] }[]): string {
   const out = ['# Load-test results (latest)', '', 'Generated by `npm run loadtest`; one report per scenario and date in [results/](results/). How to run: [README.md](README.md).', ''];
-  const rows = latest.flatMap((l) => l.results.map((r) => headline(r)));
-  out.push(table(['scenario', 'mode', 'date', 'figures', 'targets', 'load avg at start'], rows));
+  out.push(headlineTable(latest));
   out.push('');
   out.push('Reports:', '');
   for (const l of latest) out.push(`- [${l.scenario} — ${l.date}](results/${l.date}-${l.scenario}.md)`);
@@ -349,8 +352,7 @@ export function indexReport(latest: { scenario: string; date: string; results: R
  * charts inline. `base` is the path from the README to loadtest/.
  */
 export function latestBlock(latest: { scenario: string; date: string; results: ResultFile[] }[], base = ''): string {
-  const rows = latest.flatMap((l) => l.results.map((r) => headline(r)));
-  const out = [table(['scenario', 'mode', 'date', 'figures', 'targets', 'load avg at start'], rows), ''];
+  const out = [headlineTable(latest), ''];
   out.push(`Reports: ${latest.map((l) => `[${l.scenario}](${base}results/${l.date}-${l.scenario}.md)`).join(' · ')} · [all latest](${base}REPORT.md)`, '');
   for (const l of latest) {
     for (const r of l.results) {

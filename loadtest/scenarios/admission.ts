@@ -121,9 +121,9 @@ export async function admission(ctx: RunContext): Promise<ScenarioOutput> {
           extraRefused: extra.ok ? 'admitted (cap exceeded!)' : extra.code,
         },
         hist: {
-          'burst: refused': logHistogram(rejectMs, { lo: 0.1, perDecade: 20 }),
-          'burst: admitted': logHistogram(admitMs, { lo: 0.1, perDecade: 20 }),
-          'probe (51st): refused': logHistogram(probeRejectMs, { lo: 0.1, perDecade: 20 }),
+          'burst: refused': logHistogram(rejectMs),
+          'burst: admitted': logHistogram(admitMs),
+          'probe (51st): refused': logHistogram(probeRejectMs),
         },
       },
       checks: admissionChecks(heldAfterBurst, Math.min(opts.maxClients, opts.burst), probeReject.p99, allRefusals, reuseOk),

@@ -4,7 +4,7 @@ import type { ConnectionReport, Charts, MessageReport } from '../analyze';
 import type { GoalCheck } from '../goals';
 import type { Progress } from '../engine/records';
 import type { ProfileSummary } from '../report/profile';
-import type { ServerReading, ServerWatch, StageTiming } from '../target/prometheus';
+import type { ServerWatch, StageTiming } from '../target/prometheus';
 import type { ModeName, RunningTarget } from '../target/target';
 import type { Kind } from '../payloads';
 
@@ -54,7 +54,7 @@ export interface RunContext {
   /** Short random id: client ids are `lt-<runId>-<n>` so runs against a long-lived stack never collide. */
   runId: string;
   /** Prints a progress line (rate-limited); call with the live counters. */
-  progress(p: Progress, extra?: string): void;
+  progress(p: Progress): void;
   log(line: string): void;
 }
 
@@ -89,5 +89,3 @@ export interface ServerSummary {
 }
 
 export type Scenario = (ctx: RunContext) => Promise<ScenarioOutput>;
-
-export type ServerReadings = ServerReading[];

@@ -4,7 +4,7 @@
 // (/metrics `chatflow_messages_processing_peak`).
 import { chartData, connectionReport, messageReport } from '../analyze';
 import { runFleet } from '../engine/fleet';
-import { saturationChecks } from '../goals';
+import { GOALS, saturationChecks } from '../goals';
 import { minOf, round } from '../stats';
 import type { RunContext, ScenarioOutput } from './context';
 
@@ -56,7 +56,7 @@ export async function saturate(ctx: RunContext): Promise<ScenarioOutput> {
     messages,
     connections: connectionReport(attempts, clients),
     charts,
-    figures: { steadyPerS, overallPerS: messages.overall.throughputPerS, processingPeak: peak, processingCap: 500 },
+    figures: { steadyPerS, overallPerS: messages.overall.throughputPerS, processingPeak: peak, processingCap: GOALS.maxProcessing },
     checks: saturationChecks(ctx.mode, steadyPerS, peak, messages.overall.failures),
     clientCpu: fleet.clientCpu,
     notes,

@@ -4,11 +4,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ENGINE_KEYS } from '../../test/engines';
 import { freePort, profilesOf, spawnChatFlow, stopChild, waitHealthy } from './process';
 import type { RunningTarget, Target, TargetOptions } from './target';
 
 /** Settings that select a real engine instead of an embedded one. */
-export const ENGINE_VARS = ['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT', 'KAFKA_PREFIX', 'S3_BUCKET', 'S3_REGION', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_FORCE_PATH_STYLE', 'CHATFLOW_ROLE'] as const;
+export const ENGINE_VARS = [...ENGINE_KEYS, 'KAFKA_PREFIX', 'CHATFLOW_ROLE'];
 
 export const embeddedTarget: Target = {
   mode: 'embedded',

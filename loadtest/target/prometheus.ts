@@ -9,7 +9,6 @@ export const METRIC = {
   clientsConnected: 'chatflow_clients_connected',
   rssBytes: 'chatflow_process_process_resident_memory_bytes',
   cpuSeconds: 'chatflow_process_process_cpu_seconds_total',
-  heapUsedBytes: 'chatflow_process_nodejs_heap_size_used_bytes',
   eventLoopLagP99: 'chatflow_process_nodejs_eventloop_lag_p99_seconds',
 } as const;
 

@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { engineEnv } from '../../test/engines';
 import { freePort, profilesOf, spawnChatFlow, stopChild, waitHealthy, type Child } from './process';
 import type { RunningTarget, Target, TargetOptions, TargetProcess } from './target';
 
 export const STACK_ENGINE_VARS = ['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT'] as const;
-const PASS_THROUGH = [...STACK_ENGINE_VARS, 'S3_BUCKET', 'S3_REGION', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_FORCE_PATH_STYLE'];
 
 export interface StackLayout {
   gateways: number;
@@ -35,7 +35,7 @@ export function stackTarget(layout: StackLayout = DEFAULT_LAYOUT): Target {
       if (missing.length > 0) {
         throw new Error(`stack mode needs the real engines: ${missing.join(', ')} not set. Run: npm run stack:up && eval "$(npm run -s stack:env)"`);
       }
-      const engines: Record<string, string> = Object.fromEntries(PASS_THROUGH.filter((k) => process.env[k]).map((k) => [k, process.env[k]!]));
+      const engines = engineEnv();
       // Each run on its own topics and database: no slot, lease or history left by an earlier run.
       const run = randomBytes(4).toString('hex');
       const mongo = new URL(engines.MONGODB_URI!);
