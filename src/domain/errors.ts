@@ -24,3 +24,29 @@ export class ChatFlowError extends Error {
     this.name = 'ChatFlowError';
   }
 }
+
+/**
+ * The disk cannot take a write right now (full, over quota, failing) and is
+ * expected to again; nothing of the refused write was kept. Clients get
+ * UNAVAILABLE with a `retry-after-ms` trailer; the server's own writes
+ * (replies) wait and try again.
+ */
+export class StorageUnavailableError extends ChatFlowError {
+  constructor(message: string, readonly retryAfterMs: number) {
+    super('UNAVAILABLE', message, { 'retry-after-ms': String(retryAfterMs) });
+    this.name = 'StorageUnavailableError';
+  }
+}
+
+const DISK_FAULTS: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EIO: 'I/O error',
+  EROFS: 'read-only file system',
+  EFBIG: 'file too large',
+};
+
+/** Plain words for an error a disk gives when it cannot take a write; undefined for any other error. */
+export function diskFault(err: unknown): string | undefined {
+  return DISK_FAULTS[(err as NodeJS.ErrnoException | undefined)?.code ?? ''];
+}

@@ -6,7 +6,8 @@ import { Event } from '../gen/chatflow/v1/events';
 import { EmbeddedEventLog, type EmbeddedEventLogOptions } from './embedded';
 import { EventLogDamagedError, MAX_WRITE_BYTES } from './embedded-file';
 import { connectedEvent, describeEventLog, messageEvent } from './eventlog.contract';
-import { LogUnavailableError, type LoggedEvent } from './port';
+import type { LoggedEvent } from './port';
+import { StorageUnavailableError } from '../domain/errors';
 
 const quiet = { warn: () => {}, info: () => {} };
 
@@ -201,12 +202,12 @@ describe('EmbeddedEventLog', () => {
       for (const r of refused) {
         expect(r.status).toBe('rejected');
         const err = (r as PromiseRejectedResult).reason;
-        expect(err).toBeInstanceOf(LogUnavailableError);
+        expect(err).toBeInstanceOf(StorageUnavailableError);
         expect(err.kind).toBe('UNAVAILABLE');
         expect(err.trailers['retry-after-ms']).toMatch(/^\d+$/);
         expect(err.message).toMatch(/no space left on device.*retry in \d+ ms/);
       }
-      await expect(log.append(messageEvent('c', 'while full'))).rejects.toBeInstanceOf(LogUnavailableError);
+      await expect(log.append(messageEvent('c', 'while full'))).rejects.toBeInstanceOf(StorageUnavailableError);
       expect(problems).toEqual([expect.stringMatching(/^event log cannot append: no space left on device \(ENOSPC\)/)]);
       // The probe cut the half-written batch away although the disk is still full.
       for (let i = 0; i < 100 && (await stat(file())).size !== goodBytes; i++) await new Promise((r) => setTimeout(r, 10));

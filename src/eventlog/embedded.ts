@@ -11,7 +11,7 @@
  * and truncated, any other damage refuses to open (embedded-file.ts says which is which).
  *
  * Storage faults: a write or fsync that fails (disk full, quota, I/O error)
- * refuses that batch and every append after it with LogUnavailableError
+ * refuses that batch and every append after it with StorageUnavailableError
  * (UNAVAILABLE, retry-after-ms) while the file is cut back to its last durable
  * record; a probe with backoff then checks that the disk takes writes again
  * and the log resumes by itself. `onWritable` reports both transitions.
@@ -25,10 +25,11 @@ import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Event } from '../gen/chatflow/v1/events';
+import { diskFault, StorageUnavailableError } from '../domain/errors';
 import { committableOf, complete, initialOffsets, skip, track, type OffsetState } from '../domain/offsets';
 import { acquireDirLock, type DirLock } from './dir-lock';
 import { cutTail, EventLogDamagedError, FILE_HEADER, inspectLog, MAGIC, MAX_BATCH_BYTES, MAX_RECORD, readFully, RECORD_HEADER, syncDir, VERSION, writeFully } from './embedded-file';
-import { LogUnavailableError, TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
+import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface EventLogLogger {
   warn(obj: object, msg: string): void;
@@ -119,7 +120,7 @@ export class EmbeddedEventLog implements EventLog {
   private flushing = false;
   private idleWaiters: (() => void)[] = [];
   /** Set while appends cannot be written: they are refused until a probe finds the disk writable again. */
-  private fault: { error: LogUnavailableError; since: number; delayMs: number; timer?: NodeJS.Timeout } | undefined;
+  private fault: { error: StorageUnavailableError; since: number; delayMs: number; timer?: NodeJS.Timeout } | undefined;
   private probing: Promise<void> | undefined;
   private closed = false;
   private closeRun: Promise<void> | undefined;
@@ -303,9 +304,9 @@ export class EmbeddedEventLog implements EventLog {
    */
   private enterFault(err: Error, refused: PendingAppend[]): void {
     const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
-    const what = FAULTS[code] ?? err.message;
+    const what = diskFault(err) ?? err.message;
     this.fault = {
-      error: new LogUnavailableError(`the server cannot store messages right now (${what}); retry in ${RETRY_AFTER_MS} ms`, RETRY_AFTER_MS),
+      error: new StorageUnavailableError(`the server cannot store messages right now (${what}); retry in ${RETRY_AFTER_MS} ms`, RETRY_AFTER_MS),
       since: Date.now(),
       delayMs: PROBE_MIN_MS,
     };
@@ -741,12 +742,3 @@ async function probeWrite(file: string, sync: boolean): Promise<void> {
     await fsp.rm(file, { force: true });
   }
 }
-
-/** Plain words for the write errors a disk gives. */
-const FAULTS: Record<string, string> = {
-  ENOSPC: 'no space left on device',
-  EDQUOT: 'disk quota exceeded',
-  EIO: 'I/O error',
-  EROFS: 'read-only file system',
-  EFBIG: 'file too large',
-};

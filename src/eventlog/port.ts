@@ -1,5 +1,4 @@
 import type { Event } from '../gen/chatflow/v1/events';
-import { ChatFlowError } from '../domain/errors';
 
 /** Topics of the log. Sessions carry connection facts, conversations carry messages and replies. */
 export type Topic = 'sessions' | 'conversations';
@@ -86,16 +85,4 @@ export interface EventLog {
   append(event: Event): Promise<LoggedEvent>;
   consume(options: ConsumeOptions): Promise<Consumer>;
   close(): Promise<void>;
-}
-
-/**
- * The log cannot take appends right now (disk full, I/O error) but expects to
- * again: nothing of the refused append was stored. Clients get UNAVAILABLE
- * with a `retry-after-ms` trailer; the server's own appends wait and retry.
- */
-export class LogUnavailableError extends ChatFlowError {
-  constructor(message: string, readonly retryAfterMs: number) {
-    super('UNAVAILABLE', message, { 'retry-after-ms': String(retryAfterMs) });
-    this.name = 'LogUnavailableError';
-  }
 }

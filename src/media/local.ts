@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import { diskFault, StorageUnavailableError } from '../domain/errors';
 import type { MediaStore, StoredMedia } from './port';
 
 /**
@@ -28,6 +29,8 @@ interface Meta {
 
 const META_SUFFIX = '.meta.json';
 const MAX_KEY_LENGTH = 512;
+/** Hint to clients whose upload met a full disk. */
+const DISK_RETRY_AFTER_MS = 1000;
 
 export class LocalMediaStore implements MediaStore {
   private readonly dir: string;
@@ -44,13 +47,19 @@ export class LocalMediaStore implements MediaStore {
 
   async put(key: string, bytes: Buffer, mimeType: string): Promise<void> {
     const file = this.fileFor(key);
-    await fs.mkdir(path.dirname(file), { recursive: true });
     const meta: Meta = { mimeType, size: bytes.length, sha256: sha256(bytes) };
-    // Both files synced at once, then their directory: two fsyncs in a row instead
-    // of three. No order is needed between them: a key is only read once the
-    // event naming it is in the log, and that is appended after put resolves.
-    await Promise.all([writeAtomic(file, bytes), writeAtomic(file + META_SUFFIX, Buffer.from(JSON.stringify(meta)))]);
-    await syncDir(path.dirname(file));
+    try {
+      await makeDir(path.dirname(file));
+      // Both files synced at once, then their directory: two fsyncs in a row instead
+      // of three. No order is needed between them: a key is only read once the
+      // event naming it is in the log, and that is appended after put resolves.
+      await Promise.all([writeAtomic(file, bytes), writeAtomic(file + META_SUFFIX, Buffer.from(JSON.stringify(meta)))]);
+      await syncDir(path.dirname(file));
+    } catch (err) {
+      const what = diskFault(err);
+      if (what) throw new StorageUnavailableError(`the server cannot store media right now (${what}); retry in ${DISK_RETRY_AFTER_MS} ms`, DISK_RETRY_AFTER_MS);
+      throw err;
+    }
   }
 
   async get(key: string): Promise<StoredMedia | null> {
@@ -130,19 +139,33 @@ function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** mkdir -p that reports the real cause: node's recursive mkdir says ENOENT whatever stopped it (ENOSPC included). */
+async function makeDir(dir: string): Promise<void> {
+  try {
+    await fs.mkdir(dir, { recursive: true });
+  } catch (err) {
+    const parent = path.dirname(dir);
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === dir) throw err;
+    await makeDir(parent);
+    await fs.mkdir(dir).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+    });
+  }
+}
+
 async function writeAtomic(file: string, bytes: Buffer): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await fs.open(tmp, 'w');
   try {
-    await handle.writeFile(bytes);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
+    const handle = await fs.open(tmp, 'w');
+    try {
+      await handle.writeFile(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
     await fs.rename(tmp, file);
   } catch (err) {
-    await fs.rm(tmp, { force: true });
+    await fs.rm(tmp, { force: true }); // a half-written file on a full disk would keep it full
     throw err;
   }
 }

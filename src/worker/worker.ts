@@ -7,7 +7,8 @@ import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type Bud
 import { responseIdFor } from '../domain/ids';
 import { mediaKindName } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
-import { LogUnavailableError, type Consumer, type EventLog, type LoggedEvent } from '../eventlog/port';
+import { StorageUnavailableError } from '../domain/errors';
+import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
 import { LlmError, type InputKind, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
 import type { ReplyMediaRenderer } from '../media/renderer';
@@ -151,8 +152,8 @@ export class Worker {
         });
         deltas.flush();
         const responseId = responseIdFor(m.messageId);
-        const voice = kind === 'audio' || kind === 'video' ? await this.voice(event, responseId, reply.text) : undefined;
-        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request) : undefined;
+        const voice = kind === 'audio' || kind === 'video' ? await this.voice(event, responseId, reply.text, signal) : undefined;
+        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal) : undefined;
         const processingMs = this.deps.clock() - started;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
         signal.throwIfAborted();
@@ -185,35 +186,43 @@ export class Worker {
     }
   }
 
+  /** Appends a reply or a failure, waiting out a full disk (see untilStored). */
+  private appendOutcome(outcome: Event, signal: AbortSignal): Promise<LoggedEvent> {
+    return this.untilStored('reply', () => this.deps.log.append(outcome), signal);
+  }
+
   /**
-   * Appends a reply or a failure. While the log cannot write (disk full) it
-   * waits and tries again, as long as it takes: the reply is made and maybe
-   * streamed already, so it is neither made again nor lost nor turned into an
-   * error. Gives up only when the message is taken away (`signal`).
+   * Stores part of a reply (its event, its media). While the disk cannot take
+   * it, waits and tries again, as long as it takes: the reply is made and
+   * maybe streamed already, so it is neither made again, nor lost, nor turned
+   * into an error. Gives up only when the message is taken away (`signal`).
    */
-  private async appendOutcome(outcome: Event, signal: AbortSignal): Promise<LoggedEvent> {
+  private async untilStored<T>(what: string, store: () => Promise<T>, signal: AbortSignal): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.deps.log.append(outcome);
+        return await store();
       } catch (err) {
-        if (!(err instanceof LogUnavailableError) || signal.aborted) throw err;
-        if (attempt === 1) this.deps.logger.warn({ err: err.message, eventId: outcome.eventId }, 'the log cannot store this reply yet; retrying until it can');
+        if (!(err instanceof StorageUnavailableError) || signal.aborted) throw err;
+        if (attempt === 1) {
+          this.deps.metrics.storageWaits.inc();
+          this.deps.logger.warn({ err: err.message }, `the ${what} cannot be stored yet; retrying until it can`);
+        }
         await delay(Math.min(OUTCOME_RETRY_MAX_MS, err.retryAfterMs, 10 * 2 ** attempt), undefined, { signal });
       }
     }
   }
 
-  private async voice(event: Event, responseId: string, text: string): Promise<MediaRef> {
+  private async voice(event: Event, responseId: string, text: string, signal: AbortSignal): Promise<MediaRef> {
     const v = await this.deps.renderer.voice(text, responseId);
     const key = `replies/${event.conversationId}/${responseId}.wav`;
-    await this.deps.media.put(key, v.bytes, v.mimeType);
+    await this.untilStored('voice reply', () => this.deps.media.put(key, v.bytes, v.mimeType), signal);
     return { kind: MediaKind.MEDIA_KIND_VOICE, key, mimeType: v.mimeType, sizeBytes: v.bytes.length, sha256: '', durationMs: v.durationMs };
   }
 
-  private async image(event: Event, responseId: string, text: string, request: LlmRequest): Promise<MediaRef> {
+  private async image(event: Event, responseId: string, text: string, request: LlmRequest, signal: AbortSignal): Promise<MediaRef> {
     const img = await this.deps.renderer.image({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), ...wrap(text, 44).slice(0, 6)], seed: responseId });
     const key = `replies/${event.conversationId}/${responseId}.png`;
-    await this.deps.media.put(key, img.bytes, img.mimeType);
+    await this.untilStored('image reply', () => this.deps.media.put(key, img.bytes, img.mimeType), signal);
     return { kind: MediaKind.MEDIA_KIND_IMAGE, key, mimeType: img.mimeType, sizeBytes: img.bytes.length, sha256: '', durationMs: 0 };
   }
 
