@@ -9,7 +9,9 @@ import { appendFile, mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFi
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { status, type Metadata, type StatusObject } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, status, type GrpcObject, type Metadata, type ServiceClientConstructor, type StatusObject } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { protoPath as healthProto } from 'grpc-health-check';
 import { Event } from '../src/gen/chatflow/v1/events';
 import type { ServerFrame } from '../src/gen/chatflow/v1/chat';
 import { Author, type HistoryMessage } from '../src/gen/chatflow/v1/history';
@@ -108,6 +110,9 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
       const r = await fetch(`${app.app.httpUrl}/healthz`);
       return { code: r.status, body: (await r.json()) as { status: string; reasons?: string[] } };
     };
+    const pkg = loadPackageDefinition(loadSync(healthProto, { enums: String })) as GrpcObject;
+    const grpcHealth = new ((((pkg.grpc as GrpcObject).health as GrpcObject).v1 as GrpcObject).Health as ServiceClientConstructor)(app.app.grpcAddress, credentials.createInsecure());
+    const grpcStatus = () => new Promise<string>((res, rej) => grpcHealth.Check({ service: 'chatflow.v1.ChatService' }, (err: Error | null, r: { status: string }) => (err ? rej(err) : res(r.status))));
     expect((await health()).code).toBe(200);
 
     streams = await Promise.all(Array.from({ length: 8 }, (_, i) => connected(app, `filler-${i}`)));
@@ -134,6 +139,7 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
     }, 10_000);
     expect(sick.body.status).toBe('unavailable');
     expect(sick.body.reasons?.join(' ')).toMatch(/event log.*(no space left|ENOSPC)/i);
+    expect(await grpcStatus()).toBe('NOT_SERVING');
 
     // While full: messages are refused with UNAVAILABLE and a retry hint, and so is a new connection.
     const refusedMessages = () => streams.flatMap((s) => s.of('error').map((e) => e.error)).filter((e) => e.code === 'UNAVAILABLE');
@@ -156,6 +162,8 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
     const freedAt = Date.now();
     await waitUntil('/healthz to answer 200 again', async () => ((await health()).code === 200 ? true : undefined), 15_000);
     const healthyAfterMs = Date.now() - freedAt;
+    expect(await grpcStatus()).toBe('SERVING');
+    grpcHealth.close();
     const firstAccepted = await waitUntil('a message accepted after space returned', async () => {
       const times = [...arrivals].filter(([f, at]) => f.frame?.$case === 'accepted' && at >= freedAt).map(([, at]) => at);
       return times.length > 0 ? Math.min(...times) : undefined;
