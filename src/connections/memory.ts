@@ -24,8 +24,8 @@ export class MemoryConnectionRegistry implements ConnectionRegistry {
     return this.run({ type: 'Release', sessionId }).length > 0;
   }
 
-  async renew(gatewayId: string, now: number, leaseMs: number): Promise<number> {
-    return this.run({ type: 'Renew', gatewayId, now, leaseMs }).length;
+  async renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]> {
+    return this.run({ type: 'Renew', gatewayId, now, leaseMs }).flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
   }
 
   async expire(now: number): Promise<Lease[]> {

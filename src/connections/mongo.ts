@@ -113,14 +113,15 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     return (await this.coll.deleteOne({ _id: sessionId })).deletedCount === 1;
   }
 
-  async renew(gatewayId: string, now: number, leaseMs: number): Promise<number> {
+  async renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]> {
     const held = await this.coll.find({ gatewayId }).toArray();
     const renewed = admission.decide({ type: 'Renew', gatewayId, now, leaseMs }, admissionStateOf(held.map(toLease)));
-    if (renewed.length === 0) return 0;
-    // One write for the lot; the guard keeps a lease that expired meanwhile (and may be swept) expired.
     const ids = renewed.flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
-    const res = await this.coll.updateMany({ _id: { $in: ids }, expiresAt: { $gt: now } }, { $set: { expiresAt: now + leaseMs } });
-    return res.matchedCount;
+    if (ids.length === 0) return [];
+    // One write for the lot; the guard keeps a lease that expired meanwhile (and may be swept) expired.
+    // Such a lease is reported renewed this once; the next renewal no longer finds it alive and says so.
+    await this.coll.updateMany({ _id: { $in: ids }, expiresAt: { $gt: now } }, { $set: { expiresAt: now + leaseMs } });
+    return ids;
   }
 
   async expire(now: number): Promise<Lease[]> {

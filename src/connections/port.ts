@@ -34,8 +34,11 @@ export interface ConnectionRegistry {
   acquire(request: AcquireRequest): Promise<AcquireResult>;
   /** Releases the lease of a session; false if it was not held (already expired). */
   release(sessionId: string): Promise<boolean>;
-  /** Extends every lease of a gateway to now + leaseMs; returns how many were renewed. */
-  renew(gatewayId: string, now: number, leaseMs: number): Promise<number>;
+  /**
+   * Extends every live lease of a gateway to now + leaseMs; returns the sessions
+   * renewed. A session of the gateway missing from the answer has lost its slot.
+   */
+  renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]>;
   /** Removes leases expired at `now` and returns them (to record lease-expired events). */
   expire(now: number): Promise<Lease[]>;
   count(): Promise<number>;

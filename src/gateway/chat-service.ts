@@ -7,6 +7,7 @@ import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
 import { leaseTiming } from '../domain/lease';
+import { LeaseKeeper } from './lease-keeper';
 import { isoLocalTime } from '../llm/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
 import type { GatewayDeps } from './deps';
@@ -31,7 +32,7 @@ type RoutedSendReply = { ack: string } | { code: ErrorKind; message: string };
  */
 export class ChatGateway {
   private readonly sessions = new Map<string, Session>();
-  private renewTimer?: NodeJS.Timeout;
+  private leases?: LeaseKeeper;
   private sweepTimer?: NodeJS.Timeout;
   private stopping = false;
 
@@ -46,12 +47,22 @@ export class ChatGateway {
 
   /** Renews this gateway's leases and expires the leases of dead gateways. */
   start(): void {
-    const { ttlMs, renewEveryMs, sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
-    this.renewTimer = setInterval(() => {
-      this.deps.registry.renew(this.deps.gatewayId, this.deps.clock(), ttlMs).catch((err) => this.logger.error({ err }, 'lease renewal failed'));
-    }, renewEveryMs);
+    const { sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
+    this.leases = new LeaseKeeper({
+      registry: this.deps.registry, gatewayId: this.deps.gatewayId, clock: this.deps.clock, leaseMs: this.deps.config.leaseMs, logger: this.logger,
+      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt })),
+      close: (ids, detail) => {
+        for (const id of ids) {
+          void this.sessions.get(id)?.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, {
+            code: status.UNAVAILABLE,
+            details: `${detail} with x-resume-after to get what you missed`,
+            metadata: trailers({ 'retry-after-ms': String(this.deps.config.retryAfterMs) }),
+          });
+        }
+      },
+    });
+    this.leases.start();
     this.sweepTimer = setInterval(() => void this.sweep(), sweepEveryMs);
-    this.renewTimer.unref();
     this.sweepTimer.unref();
   }
 
@@ -301,7 +312,7 @@ export class ChatGateway {
   /** Stops admitting, ends every stream with UNAVAILABLE and records the disconnects. */
   async shutdown(): Promise<void> {
     this.stopping = true;
-    clearInterval(this.renewTimer);
+    this.leases?.stop();
     clearInterval(this.sweepTimer);
     await Promise.all(
       [...this.sessions.values()].map((s) =>
