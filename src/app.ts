@@ -93,8 +93,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       registry: metrics.registry,
       logger,
       health: () => ({
-        ok: healthy,
+        ok: healthy && (worker?.health().ok ?? true),
         detail: {
+          ...(worker && !worker.health().ok ? { reason: worker.health().reason } : {}),
           role: config.role, clients: gateway?.connected ?? 0, processing: worker?.processing ?? 0, waiting: worker?.stats().waiting ?? 0,
           projectionLag: projections?.lag() ?? 0,
         },

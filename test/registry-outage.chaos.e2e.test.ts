@@ -1,9 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { MongoClient } from 'mongodb';
 import { TokenAuthority } from '../src/auth/tokens';
@@ -13,6 +8,7 @@ import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { Cluster, type RoleProcess } from './cluster';
 import { describeWhen } from './engines';
 import { ChatStream } from './harness';
+import { FERRETDB_BIN, PrivateFerretDb } from './private-engines';
 
 /*
  * Issue 10's FerretDB fault, reproduced: the connection registry's database
@@ -25,59 +21,13 @@ import { ChatStream } from './harness';
  * The test runs its own FerretDB (the stack's binary, a private SQLite folder,
  * a free port) so it can kill it without disturbing anyone else's engines.
  */
-const STACK_DIR = process.env.CHATFLOW_STACK_DIR ?? resolve(__dirname, '..', '.stack');
-const FERRETDB = join(STACK_DIR, 'bin', 'ferretdb');
 const ENGINES = ['KAFKA_BROKERS', 'NATS_URL', 'S3_ENDPOINT'].filter((v) => !process.env[v]);
 const LEASE_MS = 4_000;
 const OUTAGE_MS = 3 * LEASE_MS;
 const CLIENTS = 12;
 
-const freePort = () =>
-  new Promise<number>((res, rej) => {
-    const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => res(port));
-    });
-  });
-
-class PrivateFerretDb {
-  proc?: ChildProcess;
-  constructor(readonly port: number, readonly dir: string) {}
-  get uri() {
-    return `mongodb://127.0.0.1:${this.port}/chatflow_outage`;
-  }
-  async start(): Promise<void> {
-    this.proc = spawn(FERRETDB, [
-      '--handler=sqlite', `--sqlite-url=file:${this.dir}/?_pragma=synchronous(NORMAL)`, `--listen-addr=127.0.0.1:${this.port}`,
-      '--debug-addr=-', '--state-dir=-', '--telemetry=disable', '--log-level=warn',
-    ], { stdio: 'ignore' });
-    for (const end = Date.now() + 30_000; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
-      const client = new MongoClient(this.uri, { serverSelectionTimeoutMS: 500 });
-      try {
-        await client.db().command({ ping: 1 });
-        return;
-      } catch {
-        // not up yet
-      } finally {
-        await client.close();
-      }
-    }
-    throw new Error('private FerretDB did not start');
-  }
-  async kill(): Promise<void> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    await new Promise<void>((r) => {
-      p.once('exit', () => r());
-      p.kill('SIGKILL');
-    });
-  }
-}
-
-const ready = ENGINES.length === 0 && existsSync(FERRETDB);
-describeWhen(ready, 'Registry outage: FerretDB killed for three leases under two gateways', `needs ${[...ENGINES, existsSync(FERRETDB) ? '' : `FerretDB at ${FERRETDB} (npm run stack:install)`].filter(Boolean).join(', ')}`, () => {
+const ready = ENGINES.length === 0 && existsSync(FERRETDB_BIN);
+describeWhen(ready, 'Registry outage: FerretDB killed for three leases under two gateways', `needs ${[...ENGINES, existsSync(FERRETDB_BIN) ? '' : `FerretDB at ${FERRETDB_BIN} (npm run stack:install)`].filter(Boolean).join(', ')}`, () => {
   jest.setTimeout(240_000);
   let ferret: PrivateFerretDb;
   let cluster: Cluster;
@@ -103,8 +53,7 @@ describeWhen(ready, 'Registry outage: FerretDB killed for three leases under two
     ]).catch(() => 'no answer');
 
   beforeAll(async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'chatflow-ferret-outage-'));
-    ferret = new PrivateFerretDb(await freePort(), dir);
+    ferret = await PrivateFerretDb.create();
     await ferret.start();
     cluster = new Cluster({ MONGODB_URI: ferret.uri, CHATFLOW_LEASE_MS: String(LEASE_MS), CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: '600000', KAFKA_PARTITIONS: '4', CHATFLOW_SIM_DELAY_SCALE: '0' });
     auth = new TokenAuthority(new TextEncoder().encode(cluster.secret), false);
@@ -116,8 +65,7 @@ describeWhen(ready, 'Registry outage: FerretDB killed for three leases under two
     for (const s of streams) if (!s.isDone()) s.cancel();
     for (const c of grpcClients.values()) c.close();
     await cluster?.stopAll();
-    await ferret?.kill();
-    await rm(ferret.dir, { recursive: true, force: true });
+    await ferret?.remove();
   });
 
   it('never admits a second stream for a connected client, and every open stream holds exactly one slot one lease after', async () => {

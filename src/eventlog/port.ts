@@ -74,6 +74,8 @@ export interface Consumer {
   lag(): number;
   /** Handlers currently running. */
   inFlight(): number;
+  /** Whether this member may be trusted with its partitions now (Kafka: false while dropped from its group). */
+  healthy?(): { ok: boolean; reason?: string };
   /** Stops fetching, waits for running handlers (up to graceMs), commits what is done. */
   stop(graceMs?: number): Promise<void>;
 }

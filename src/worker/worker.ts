@@ -253,6 +253,11 @@ export class Worker {
     await stopping;
   }
 
+  /** Unhealthy while its log consumer cannot be trusted with its partitions (e.g. dropped from the group). */
+  health(): { ok: boolean; reason?: string } {
+    return this.consumer?.healthy?.() ?? { ok: true };
+  }
+
   stats() {
     return { processing: this.budget.inProcessing, peak: this.budget.peak, waiting: this.consumer?.lag() ?? 0 };
   }
