@@ -23,6 +23,7 @@ import { handleMediaRequest } from './media/local-http';
 import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
 import { createMetrics, type Metrics } from './metrics';
+import { HealthConditions } from './health';
 import { startHttpServer, splitAddr } from './http/server';
 import { webRoutes } from './http/web';
 import { ChatGateway } from './gateway/chat-service';
@@ -80,6 +81,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     let localMedia: LocalMediaStore | undefined;
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
     let healthy = false;
+    const conditions = new HealthConditions();
     let gateway: ChatGateway | undefined;
     let worker: Worker | undefined;
     let projections: ProjectionRunner | undefined;
@@ -93,9 +95,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       registry: metrics.registry,
       logger,
       health: () => ({
-        ok: healthy && (worker?.health().ok ?? true),
+        ok: healthy && conditions.ok,
         detail: {
-          ...(worker && !worker.health().ok ? { reason: worker.health().reason } : {}),
+          ...(conditions.ok ? {} : { reasons: conditions.list() }),
           role: config.role, clients: gateway?.connected ?? 0, processing: worker?.processing ?? 0, waiting: worker?.stats().waiting ?? 0,
           projectionLag: projections?.lag() ?? 0,
         },
@@ -111,7 +113,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const httpHost = splitAddr(config.httpAddr).host;
     const httpUrl = config.publicHttpUrl ?? `http://${httpHost.includes(':') ? `[${httpHost}]` : httpHost}:${http.port}`;
 
-    const log = await openEventLog(config, logger, `chatflow-${config.role}-${instance}`);
+    const log = await openEventLog(config, logger, `chatflow-${config.role}-${instance}`, (problem) => conditions.set('event-log', problem));
     timeAppends(log, metrics.logAppendSeconds);
     stops.push({ name: 'event log', run: () => log.close() });
     const store = await openReadStore(config, logger);
@@ -175,6 +177,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       worker = new Worker({
         workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
         settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
+        onProblem: (problem) => conditions.set('consumer-group', problem),
         logger: logger.child({ component: 'worker' }),
       });
       await worker.start();
@@ -190,7 +193,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       );
       gateway.start();
       const g = gateway;
-      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, () => (healthy = false)));
+      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, conditions, () => (healthy = false)));
     }
     healthy = true;
     logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
@@ -212,6 +215,7 @@ async function startGrpc(
   gateway: ChatGateway,
   history: HistoryServiceServer,
   stops: { name: string; run: () => Promise<unknown> }[],
+  conditions: HealthConditions,
   unhealthy: () => void,
 ): Promise<{ grpcPort: number; grpcAddress: string }> {
   const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
@@ -233,10 +237,15 @@ async function startGrpc(
   const grpcPort = await new Promise<number>((res, rej) =>
     server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))),
   );
+  const follow = () => {
+    for (const s of services) health.setStatus(s, conditions.ok ? 'SERVING' : 'NOT_SERVING');
+  };
+  let unfollow = () => {};
   stops.push({
     name: 'grpc',
     run: async () => {
       unhealthy();
+      unfollow();
       for (const s of services) health.setStatus(s, 'NOT_SERVING');
       await gateway.shutdown();
       await new Promise<void>((res) => {
@@ -251,7 +260,8 @@ async function startGrpc(
       });
     },
   });
-  for (const s of services) health.setStatus(s, 'SERVING');
+  follow();
+  unfollow = conditions.onChange(follow);
   const grpcHost = splitAddr(config.grpcAddr).host;
   return { grpcPort, grpcAddress: `${grpcHost.includes(':') ? `[${grpcHost}]` : grpcHost}:${grpcPort}` };
 }

@@ -16,6 +16,7 @@ Commands:
   token <client-id>    print a bearer token minted from the local secret
   chat                 open a chat stream (interactive, or scripted with --send/--file)
   history              list your conversations, or the messages of one
+  log check|repair     verify the embedded event log, or cut it at its first bad record (server stopped)
 
 Run "chatflow <command> --help" for the options of a command.
 Exit codes: 0 ok, 1 error (server status or local failure), 2 bad usage.`;

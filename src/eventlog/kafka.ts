@@ -252,7 +252,10 @@ class KafkaLogConsumer implements Consumer {
       }
     }
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
-      if (this.fencedSince !== null) this.log.logger.warn({ group: this.opts.group, fencedForMs: Date.now() - this.fencedSince }, 'rejoined the consumer group; work resumes');
+      if (this.fencedSince !== null) {
+        this.log.logger.warn({ group: this.opts.group, fencedForMs: Date.now() - this.fencedSince }, 'rejoined the consumer group; work resumes');
+        this.opts.onProblem?.(undefined);
+      }
       this.fencedSince = null;
       this.onAssignment(e.payload.memberAssignment);
     });
@@ -289,6 +292,7 @@ class KafkaLogConsumer implements Consumer {
   private fence(err: unknown): void {
     if (this.fencedSince !== null) return;
     this.fencedSince = Date.now();
+    this.opts.onProblem?.(`dropped from Kafka consumer group ${this.opts.group}: its partitions' work was abandoned; rejoining`);
     this.log.logger.error({ err, group: this.opts.group, partitions: this.assigned.size, inFlight: this.handlers.size }, 'this member was dropped from its consumer group; abandoning all its work until it has rejoined');
     for (const a of this.aborts.values()) a.abort(new Error('consumer group membership lost'));
     this.aborts.clear();
@@ -299,12 +303,6 @@ class KafkaLogConsumer implements Consumer {
     this.pausedFull.clear();
     this.pausedGate.clear();
     this.assigned = new Set();
-  }
-
-  /** Whether this member may be trusted with its partitions right now (false while dropped from the group). */
-  healthy(): { ok: boolean; reason?: string } {
-    if (this.fencedSince === null) return { ok: true };
-    return { ok: false, reason: `dropped from consumer group ${this.opts.group} ${Math.round((Date.now() - this.fencedSince) / 1000)} s ago; rejoining` };
   }
 
   private resume(keys: readonly string[]): void {

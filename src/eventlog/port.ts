@@ -1,4 +1,5 @@
 import type { Event } from '../gen/chatflow/v1/events';
+import { ChatFlowError } from '../domain/errors';
 
 /** Topics of the log. Sessions carry connection facts, conversations carry messages and replies. */
 export type Topic = 'sessions' | 'conversations';
@@ -65,6 +66,12 @@ export interface ConsumeOptions {
    * handler should stop without side effects.
    */
   handle(event: LoggedEvent, signal: AbortSignal): Promise<void>;
+  /**
+   * Told (with a reason in plain words) when this member cannot be trusted with
+   * its partitions, e.g. Kafka dropped it from the group, and told `undefined`
+   * once it can again. The process reports itself unhealthy meanwhile.
+   */
+  onProblem?(reason: string | undefined): void;
 }
 
 export interface Consumer {
@@ -74,8 +81,6 @@ export interface Consumer {
   lag(): number;
   /** Handlers currently running. */
   inFlight(): number;
-  /** Whether this member may be trusted with its partitions now (Kafka: false while dropped from its group). */
-  healthy?(): { ok: boolean; reason?: string };
   /** Stops fetching, waits for running handlers (up to graceMs), commits what is done. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -87,4 +92,16 @@ export interface EventLog {
   append(event: Event): Promise<LoggedEvent>;
   consume(options: ConsumeOptions): Promise<Consumer>;
   close(): Promise<void>;
+}
+
+/**
+ * The log cannot take appends right now (disk full, I/O error) but expects to
+ * again: nothing of the refused append was stored. Clients get UNAVAILABLE
+ * with a `retry-after-ms` trailer; the server's own appends wait and retry.
+ */
+export class LogUnavailableError extends ChatFlowError {
+  constructor(message: string, readonly retryAfterMs: number) {
+    super('UNAVAILABLE', message, { 'retry-after-ms': String(retryAfterMs) });
+    this.name = 'LogUnavailableError';
+  }
 }

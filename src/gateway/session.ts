@@ -182,7 +182,8 @@ export class Session {
       (err) => {
         this.byClientMessageId.delete(cmid);
         this.flushAwaiting(messageId);
-        if (!(err instanceof MessageRejected)) this.logger.error({ err, clientMessageId: cmid }, 'message could not be accepted');
+        // Domain errors are the client's answer (a full disk is logged once by the log itself).
+        if (!(err instanceof ChatFlowError)) this.logger.error({ err, clientMessageId: cmid }, 'message could not be accepted');
       },
     );
     return accepted;
