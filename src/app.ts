@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { Health } from './health';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
 import { ChatServiceService } from './gen/chatflow/v1/chat';
@@ -23,6 +22,7 @@ import { handleMediaRequest } from './media/local-http';
 import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
 import { createMetrics, type Metrics } from './metrics';
+import { reflectionService } from './reflection';
 import { startHttpServer, splitAddr } from './http/server';
 import { webRoutes } from './http/web';
 import { ChatGateway } from './gateway/chat-service';
@@ -47,7 +47,16 @@ export interface App {
   worker?: Worker;
   gateway?: ChatGateway;
   projections?: ProjectionRunner;
+  health: Health;
+  /**
+   * The graceful drain (once, however often called): health NOT_SERVING, no
+   * new sessions or messages, replies in processing delivered on their
+   * streams (up to the shutdown grace), every stream ended with UNAVAILABLE +
+   * retry-after-ms, then the engines closed in reverse order.
+   */
   stop(): Promise<void>;
+  /** What a stop still waits for: its current step and the work in flight (for the hard-deadline log). */
+  stopProgress(): Record<string, unknown>;
 }
 
 export interface AppOverrides {
@@ -55,7 +64,6 @@ export interface AppOverrides {
   clock?: () => number;
 }
 
-export const PROTO_DIR = resolve(__dirname, '..', 'proto');
 
 /** The composition root: picks adapters from the configuration and wires the roles this process runs. */
 export async function startApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
@@ -64,11 +72,15 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
   const newId = () => randomUUID();
   const instance = newId().slice(0, 8);
   const stops: { name: string; run: () => Promise<unknown> }[] = [];
+  let stopStep = 'not stopping';
   const stopAll = async () => {
     for (const s of stops.reverse()) {
+      stopStep = s.name;
       await s.run().catch((err) => logger.error({ err, step: s.name }, 'shutdown step failed'));
     }
+    stopStep = 'stopped';
   };
+  const health = new Health({ starting: 'connecting to the engines' });
 
   try {
     await mkdir(config.dataDir, { recursive: true });
@@ -79,7 +91,6 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     // HTTP first: /healthz answers "not ready" while the engines are awaited.
     let localMedia: LocalMediaStore | undefined;
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
-    let healthy = false;
     let gateway: ChatGateway | undefined;
     let worker: Worker | undefined;
     let projections: ProjectionRunner | undefined;
@@ -93,8 +104,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       registry: metrics.registry,
       logger,
       health: () => ({
-        ok: healthy,
+        ok: health.serving,
         detail: {
+          ...(health.serving ? {} : { unavailable: health.unavailable }),
           role: config.role, clients: gateway?.connected ?? 0, processing: worker?.processing ?? 0, waiting: worker?.stats().waiting ?? 0,
           projectionLag: projections?.lag() ?? 0,
         },
@@ -189,15 +201,33 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       );
       gateway.start();
       const g = gateway;
-      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, () => (healthy = false)));
+      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, health));
     }
-    healthy = true;
+    health.clear('starting');
     logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
 
+    const drainAndStop = async () => {
+      stopStep = 'drain';
+      health.set('draining', 'shutting down: finishing the replies in processing');
+      gateway?.beginDrain();
+      const workerStopped = worker?.stop(config.shutdownGraceMs);
+      await Promise.all([
+        // Replies of this process's own worker arrive over the bus right after it stops; other workers' within the grace.
+        gateway?.drain({ graceMs: config.shutdownGraceMs, settled: workerStopped, settleMs: 250 }),
+        workerStopped,
+      ]);
+      await stopAll();
+    };
     let stopped: Promise<void> | undefined;
     return {
-      config, grpcPort, httpPort: http.port, grpcAddress, httpUrl, auth, metrics, worker, gateway, projections,
-      stop: () => (stopped ??= stopAll()),
+      config, grpcPort, httpPort: http.port, grpcAddress, httpUrl, auth, metrics, worker, gateway, projections, health,
+      stop: () => (stopped ??= drainAndStop()),
+      stopProgress: () => ({
+        step: stopStep,
+        streams: gateway?.connected ?? 0,
+        repliesAwaited: gateway?.pendingReplies() ?? 0,
+        processing: worker?.processing ?? 0,
+      }),
     };
   } catch (err) {
     await stopAll();
@@ -211,7 +241,7 @@ async function startGrpc(
   gateway: ChatGateway,
   history: HistoryServiceServer,
   stops: { name: string; run: () => Promise<unknown> }[],
-  unhealthy: () => void,
+  health: Health,
 ): Promise<{ grpcPort: number; grpcAddress: string }> {
   const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
   const server = new Server({
@@ -225,19 +255,19 @@ async function startGrpc(
   server.addService(ChatServiceService, gateway.service);
   server.addService(HistoryServiceService, history);
   const services = ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService'];
-  const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
-  health.addToServer(server);
-  const packageDefinition = loadSync(['chatflow/v1/chat.proto', 'chatflow/v1/history.proto'], { includeDirs: [PROTO_DIR] });
-  new ReflectionService(packageDefinition).addToServer(server);
+  const grpcHealth = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
+  grpcHealth.addToServer(server);
+  health.onChange((serving) => {
+    for (const s of services) grpcHealth.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
+  });
+  reflectionService().addToServer(server);
   const grpcPort = await new Promise<number>((res, rej) =>
     server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))),
   );
   stops.push({
     name: 'grpc',
     run: async () => {
-      unhealthy();
-      for (const s of services) health.setStatus(s, 'NOT_SERVING');
-      await gateway.shutdown();
+      // The sessions were drained before (App.stop); what is left are unary calls and tools' streams.
       await new Promise<void>((res) => {
         const force = setTimeout(() => {
           server.forceShutdown();
@@ -250,7 +280,6 @@ async function startGrpc(
       });
     },
   });
-  for (const s of services) health.setStatus(s, 'SERVING');
   const grpcHost = splitAddr(config.grpcAddr).host;
   return { grpcPort, grpcAddress: `${grpcHost.includes(':') ? `[${grpcHost}]` : grpcHost}:${grpcPort}` };
 }
@@ -264,3 +293,4 @@ function engineNames(config: Config): Record<string, string> {
     media: config.s3 ? 's3' : 'local',
   };
 }
+

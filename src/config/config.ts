@@ -22,6 +22,7 @@ export interface Config {
   mediaUrlTtlMs: number;
   logFsync: boolean;
   shutdownGraceMs: number;
+  shutdownMarginMs: number;
   logLevel: RawConfig['LOG_LEVEL'];
   /** The web page: development tokens, and the gRPC-Web origin it talks to (undefined = its own). */
   web: { devTokens: boolean; apiUrl?: string };
@@ -63,6 +64,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     mediaUrlTtlMs: c.CHATFLOW_MEDIA_URL_TTL_MS,
     logFsync: c.CHATFLOW_LOG_FSYNC,
     shutdownGraceMs: c.CHATFLOW_SHUTDOWN_GRACE_MS,
+    shutdownMarginMs: c.CHATFLOW_SHUTDOWN_MARGIN_MS,
     logLevel: c.LOG_LEVEL,
     web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL },
     gatewayId: c.CHATFLOW_GATEWAY_ID,
