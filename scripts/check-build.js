@@ -1,9 +1,9 @@
 // `npm start` runs this first (prestart): `node dist/src/main.js` needs a build
-// that is current. `npm install` builds (prepare); after a `git pull` without
+// that is current (`--stamp`, the last step of `npm run build`, records one). `npm install` builds (prepare); after a `git pull` without
 // it, this rebuilds when the TypeScript compiler is installed, and otherwise
 // says what is wrong. Plain JavaScript: it must run before any build exists.
 'use strict';
-const { existsSync, readdirSync, statSync } = require('node:fs');
+const { existsSync, readdirSync, statSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { spawnSync } = require('node:child_process');
 
@@ -23,9 +23,14 @@ function newest(dir) {
 }
 
 const main = join(root, 'dist', 'src', 'main.js');
-const built = Math.min(mtime(join(root, 'dist', '.tsbuildinfo')) || mtime(main), mtime(join(root, 'gateway', 'web', 'dist', 'app.js')));
+// Written by `npm run build` once both the compile and the page bundle succeeded.
+const stamp = join(root, 'dist', '.build-stamp');
+if (process.argv.includes('--stamp')) {
+  writeFileSync(stamp, `${new Date().toISOString()}\n`);
+  process.exit(0);
+}
 const sources = ['src', 'projections', join('gateway', 'web')].map((d) => newest(join(root, d)));
-if (existsSync(main) && built >= Math.max(...sources)) process.exit(0);
+if (existsSync(main) && mtime(stamp) >= Math.max(...sources)) process.exit(0);
 
 if (!existsSync(join(root, 'node_modules', 'typescript'))) {
   if (existsSync(main)) {
