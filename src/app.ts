@@ -142,7 +142,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       const replayStart = Date.now();
       await projections.start();
       const p = projections;
-      stops.push({ name: 'projections', run: () => p.stop() });
+      const lagTimer = setInterval(() => metrics.projectionLag.set(p.lag()), 1000).unref();
+      stops.push({ name: 'projections', run: () => (clearInterval(lagTimer), p.stop()) });
       await projections.caughtUp();
       logger.info({ ms: Date.now() - replayStart }, 'read models caught up with the event log');
     }
@@ -243,15 +244,7 @@ async function startGrpc(
   stops: { name: string; run: () => Promise<unknown> }[],
   health: Health,
 ): Promise<{ grpcPort: number; grpcAddress: string }> {
-  const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
-  const server = new Server({
-    'grpc.max_receive_message_length': maxMessage,
-    'grpc.max_send_message_length': maxMessage,
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-  });
+  const server = new Server(grpcServerOptions(config));
   server.addService(ChatServiceService, gateway.service);
   server.addService(HistoryServiceService, history);
   const services = ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService'];
@@ -282,6 +275,23 @@ async function startGrpc(
   });
   const grpcHost = splitAddr(config.grpcAddr).host;
   return { grpcPort, grpcAddress: `${grpcHost.includes(':') ? `[${grpcHost}]` : grpcHost}:${grpcPort}` };
+}
+
+/** Message sizes and connection management of the gRPC server (README: Run in production → keepalive). */
+export function grpcServerOptions(config: Config): Record<string, number> {
+  const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
+  const { keepaliveMs, keepaliveTimeoutMs, maxConnectionAgeMs, maxConnectionAgeGraceMs } = config.grpc;
+  return {
+    'grpc.max_receive_message_length': maxMessage,
+    'grpc.max_send_message_length': maxMessage,
+    // Server pings find dead peers and keep proxies' idle timers from cutting quiet streams.
+    'grpc.keepalive_time_ms': keepaliveMs,
+    'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
+    'grpc.keepalive_permit_without_calls': 1,
+    // Clients may ping as often as every 5 s (grpc-js clients default to no pings; grpc-go's minimum is 10 s).
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    ...(maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': maxConnectionAgeGraceMs } : {}),
+  };
 }
 
 /** Which engine backs each port, for the start-up log line. */

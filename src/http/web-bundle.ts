@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -100,7 +101,8 @@ export class WebBundle {
       if (first) this.logger.warn(problem);
       return (this.state = { ok: false, problem });
     }
-    const newest = await newestWebSource().catch(() => 0);
+    // Only a source checkout has the page's TypeScript (the image ships the bundle alone).
+    const newest = existsSync(ENTRY) ? await newestWebSource().catch(() => 0) : 0;
     if (newest > built) this.logger.warn({ file: BUNDLE_FILE }, 'the web page bundle is older than its sources: run `npm run web:build` (or `npm run dev`)');
     return (this.state = { ok: true, file: BUNDLE_FILE });
   }
