@@ -82,7 +82,28 @@ describe('the compiled server', () => {
     const at = Date.now();
     process.kill(-s.proc.pid!, 'SIGINT'); // npm and the server both get it; npm passes it on again
     await expectGracefulExit(s, at);
+    // The server saw the signal twice and went on with the one drain.
+    expect(s.logs.map((l) => l.msg)).toContain('already shutting down; the drain goes on');
   }, 120_000);
+
+  it('a drain past grace + margin is ended with exit 1 and a log line naming what was pending', async () => {
+    // A video takes 6–9 s here; the hard deadline is 1 s (grace 1000 + margin 0).
+    const s = await startCompiled('node', { CHATFLOW_SIM_DELAY_SCALE: '3', CHATFLOW_SHUTDOWN_GRACE_MS: '1000', CHATFLOW_SHUTDOWN_MARGIN_MS: '0' });
+    started.push(s);
+    const client = chatClient(s.grpc);
+    const c = await chatOn(client, 'deadline');
+    const mp4 = fakeMp4();
+    const cm = c.send({ content: { $case: 'video', video: { mimeType: 'video/mp4', data: mp4, url: '', sizeBytes: mp4.length, durationMs: 0 } } });
+    await c.until(() => c.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
+    const at = Date.now();
+    process.kill(s.proc.pid!, 'SIGTERM');
+    const { code, at: exitedAt } = await s.exited;
+    expect(code).toBe(1);
+    expect(exitedAt - at).toBeLessThan(3000);
+    const line = s.logs.find((l) => String(l.msg).startsWith('shutdown did not finish within 1000 ms'));
+    expect(line).toMatchObject({ pending: { step: 'drain', streams: 1, repliesAwaited: 1, processing: 1 } });
+    client.close();
+  }, 60_000);
 
   it('drains with messages in processing: every reply is delivered on its own stream before the stream ends; 20 runs in a row', async () => {
     const clients = 6;
