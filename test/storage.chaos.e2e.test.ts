@@ -85,7 +85,7 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
     const app = t;
     const health = async () => {
       const r = await fetch(`${app.app.httpUrl}/healthz`);
-      return { code: r.status, body: (await r.json()) as { status: string; reasons?: string[] } };
+      return { code: r.status, body: (await r.json()) as { status: string; unavailable?: Record<string, string> } };
     };
     expect((await health()).code).toBe(200);
 
@@ -111,7 +111,7 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
     }, 10_000);
     const sickAt = Date.now();
     expect(sick.body.status).toBe('unavailable');
-    expect(sick.body.reasons?.join(' ')).toMatch(/event log.*(no space left|ENOSPC)/i);
+    expect(Object.values(sick.body.unavailable ?? {}).join(' ')).toMatch(/event log.*(no space left|ENOSPC)/i);
 
     // While full: messages are refused with UNAVAILABLE and a retry hint, and so is a new connection.
     await sleep(1500);

@@ -182,7 +182,7 @@ export class Worker {
         const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : 'the reply could not be produced';
         if (!(err instanceof LlmError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
         const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId } }), signal);
-        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq } } });
+        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs: 0 } } });
         return 'failed';
       }
     }
