@@ -108,7 +108,7 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
     const app = t;
     const health = async () => {
       const r = await fetch(`${app.app.httpUrl}/healthz`);
-      return { code: r.status, body: (await r.json()) as { status: string; reasons?: string[] } };
+      return { code: r.status, body: (await r.json()) as { status: string; unavailable?: Record<string, string> } };
     };
     const pkg = loadPackageDefinition(loadSync(healthProto, { enums: String })) as GrpcObject;
     const grpcHealth = new ((((pkg.grpc as GrpcObject).health as GrpcObject).v1 as GrpcObject).Health as ServiceClientConstructor)(app.app.grpcAddress, credentials.createInsecure());
@@ -138,7 +138,7 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
       return h.code === 503 ? h : undefined;
     }, 10_000);
     expect(sick.body.status).toBe('unavailable');
-    expect(sick.body.reasons?.join(' ')).toMatch(/event log.*(no space left|ENOSPC)/i);
+    expect(Object.values(sick.body.unavailable ?? {}).join(' ')).toMatch(/event log.*(no space left|ENOSPC)/i);
     expect(await grpcStatus()).toBe('NOT_SERVING');
 
     // While full: messages are refused with UNAVAILABLE and a retry hint, and so is a new connection.
@@ -150,6 +150,7 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
     expect(end.details).toMatch(/no space left|disk/i);
     expect(Number(end.metadata.get('retry-after-ms')[0])).toBeGreaterThan(0);
     expect(refusedMessages()[0].message).toMatch(/no space left on device.*retry in \d+ ms/);
+    expect(refusedMessages()[0].retryAfterMs).toBeGreaterThan(0);
     // An upload meets the same full disk (media are stored beside the log): UNAVAILABLE too, not INTERNAL.
     const wav = synthesizeVoice('a voice message while the disk is full').bytes;
     const voice = streams[0].send({ content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: 0 } } });

@@ -49,7 +49,7 @@ export async function openRegistry(store: ReadStore, logger: Logger): Promise<Co
 }
 
 export function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {
-  if (!config.natsUrl) return Promise.resolve(new MemoryBus());
+  if (!config.natsUrl) return Promise.resolve(new MemoryBus(logger.child({ engine: 'memory-bus' })));
   return NatsBus.connect({ url: config.natsUrl, name, logger });
 }
 

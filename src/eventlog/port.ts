@@ -65,6 +65,12 @@ export interface ConsumeOptions {
    * handler should stop without side effects.
    */
   handle(event: LoggedEvent, signal: AbortSignal): Promise<void>;
+  /**
+   * Told (with a reason in plain words) when this member cannot be trusted with
+   * its partitions, e.g. Kafka dropped it from the group, and told `undefined`
+   * once it can again. The process reports itself unhealthy meanwhile.
+   */
+  onProblem?(reason: string | undefined): void;
 }
 
 export interface Consumer {

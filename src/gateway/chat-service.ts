@@ -7,6 +7,7 @@ import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
 import { leaseTiming } from '../domain/lease';
+import { LeaseKeeper } from './lease-keeper';
 import { isoLocalTime } from '../llm/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
 import type { GatewayDeps } from './deps';
@@ -31,7 +32,7 @@ type RoutedSendReply = { ack: string } | { code: ErrorKind; message: string };
  */
 export class ChatGateway {
   private readonly sessions = new Map<string, Session>();
-  private renewTimer?: NodeJS.Timeout;
+  private leases?: LeaseKeeper;
   private sweepTimer?: NodeJS.Timeout;
   private stopping = false;
 
@@ -46,12 +47,22 @@ export class ChatGateway {
 
   /** Renews this gateway's leases and expires the leases of dead gateways. */
   start(): void {
-    const { ttlMs, renewEveryMs, sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
-    this.renewTimer = setInterval(() => {
-      this.deps.registry.renew(this.deps.gatewayId, this.deps.clock(), ttlMs).catch((err) => this.logger.error({ err }, 'lease renewal failed'));
-    }, renewEveryMs);
+    const { sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
+    this.leases = new LeaseKeeper({
+      registry: this.deps.registry, gatewayId: this.deps.gatewayId, clock: this.deps.clock, leaseMs: this.deps.config.leaseMs, logger: this.logger,
+      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt })),
+      close: (ids, detail) => {
+        for (const id of ids) {
+          void this.sessions.get(id)?.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, {
+            code: status.UNAVAILABLE,
+            details: `${detail} with x-resume-after to get what you missed`,
+            metadata: trailers({ 'retry-after-ms': String(this.deps.config.retryAfterMs) }),
+          });
+        }
+      },
+    });
+    this.leases.start();
     this.sweepTimer = setInterval(() => void this.sweep(), sweepEveryMs);
-    this.renewTimer.unref();
     this.sweepTimer.unref();
   }
 
@@ -114,8 +125,9 @@ export class ChatGateway {
     session.submit(f.message).catch((err) => {
       const code = err instanceof ChatFlowError ? err.kind : 'INTERNAL';
       const message = err instanceof ChatFlowError ? err.message : 'the message could not be stored; send it again';
+      const retryAfterMs = err instanceof ChatFlowError ? Number(err.trailers['retry-after-ms'] ?? 0) : 0;
       // Not logged here: rejections are the client's (counted in metrics), failures were logged by submit.
-      session.chatError(cmid, code, message);
+      session.chatError(cmid, code, message, retryAfterMs);
     });
   }
 
@@ -148,7 +160,7 @@ export class ChatGateway {
       const a = await session.submit(request.message!);
       return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
     } catch (err) {
-      throw err instanceof MessageRejected ? new ChatFlowError(err.kind, err.message) : err;
+      throw err instanceof MessageRejected ? new ChatFlowError(err.kind, err.message, err.trailers) : err;
     }
   }
 
@@ -298,20 +310,47 @@ export class ChatGateway {
     }
   }
 
-  /** Stops admitting, ends every stream with UNAVAILABLE and records the disconnects. */
-  async shutdown(): Promise<void> {
+  // ---- shutdown drain -------------------------------------------------------
+
+  /**
+   * Drain, step 1 (as health turns NOT_SERVING): no new sessions, and new
+   * messages on open streams are refused with UNAVAILABLE + `retry-after-ms`.
+   */
+  beginDrain(): void {
     this.stopping = true;
-    clearInterval(this.renewTimer);
+    this.leases?.stop();
     clearInterval(this.sweepTimer);
+    for (const s of this.sessions.values()) s.beginDrain(this.deps.config.retryAfterMs);
+  }
+
+  /**
+   * Drain, step 2: each stream ends (UNAVAILABLE + `retry-after-ms`) as soon as
+   * the replies to the messages it sent were delivered on it; whatever is left
+   * ends when `settled` resolves (this process's worker finished what it had
+   * in processing, and its replies had `settleMs` to arrive) or after
+   * `graceMs`, whichever comes first. A client whose message was still
+   * waiting in the log gets its reply after reconnecting (`x-resume-after`).
+   */
+  async drain(opts: { graceMs: number; settled?: Promise<void>; settleMs: number }): Promise<void> {
+    this.beginDrain();
+    const retryAfterMs = this.deps.config.retryAfterMs;
+    const timers: NodeJS.Timeout[] = [];
+    const after = (ms: number) => new Promise<void>((r) => timers.push(setTimeout(r, ms)));
+    const giveUp = Promise.race([after(opts.graceMs), ...(opts.settled ? [opts.settled.then(() => after(opts.settleMs))] : [])]);
     await Promise.all(
-      [...this.sessions.values()].map((s) =>
-        s.close(DisconnectReason.DISCONNECT_REASON_SHUTDOWN, {
-          code: status.UNAVAILABLE,
-          details: 'server shutting down; reconnect with x-resume-after to get what you missed',
-          metadata: trailers({ 'retry-after-ms': '1000' }),
-        }),
-      ),
+      [...this.sessions.values()].map(async (s) => {
+        await Promise.race([s.repliesDelivered(), giveUp]);
+        await s.endForShutdown(retryAfterMs);
+      }),
     );
+    for (const t of timers) clearTimeout(t);
+  }
+
+  /** Replies still awaited per open session, for the log line of a drain that ran out of time. */
+  pendingReplies(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) n += s.repliesPending;
+    return n;
   }
 }
 

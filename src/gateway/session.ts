@@ -46,6 +46,9 @@ export class Session {
   private replaying = false;
   private replayBuffer: ServerFrame[] = [];
   private halfClosed = false;
+  /** Set once the server drains: see beginDrain. */
+  private drainRetryAfterMs?: number;
+  private readonly deliveredWaiters: (() => void)[] = [];
 
   constructor(
     readonly info: SessionInfo,
@@ -135,12 +138,13 @@ export class Session {
         this.deps.metrics.replyLatencySeconds.observe((this.deps.clock() - acceptedAt) / 1000);
       }
       if (this.halfClosed && this.awaitingReply.size === 0) void this.close(DisconnectReason.DISCONNECT_REASON_CLIENT, null);
+      this.notifyIfDelivered();
     }
   }
 
   /** Reports a problem with one message on the stream (the stream stays open). */
-  chatError(inReplyTo: string, code: string, message: string): void {
-    this.out.write({ frame: { $case: 'error', error: { inReplyTo, code, message, seq: 0 } } });
+  chatError(inReplyTo: string, code: string, message: string, retryAfterMs = 0): void {
+    this.out.write({ frame: { $case: 'error', error: { inReplyTo, code, message, seq: 0, retryAfterMs } } });
   }
 
   pong(nonce: number): void {
@@ -153,6 +157,7 @@ export class Session {
    */
   submit(message: UserMessage): Promise<Accepted> {
     if (this.closed) return Promise.reject(new ChatFlowError('FAILED_PRECONDITION', 'the session is closed'));
+    if (this.drainRetryAfterMs !== undefined) return Promise.reject(this.refusedWhileDraining(this.drainRetryAfterMs));
     const cmid = message.clientMessageId;
     if (!cmid || cmid.length > MAX_CLIENT_MESSAGE_ID_LENGTH) {
       this.deps.metrics.messagesRejected.inc({ code: 'INVALID_ARGUMENT' });
@@ -193,6 +198,7 @@ export class Session {
     const frames = this.awaitingAccept.get(messageId);
     this.awaitingAccept.delete(messageId);
     for (const f of frames ?? []) this.deliver(f);
+    this.notifyIfDelivered();
   }
 
   private async prepare(message: UserMessage, messageId: string): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
@@ -264,6 +270,51 @@ export class Session {
     });
   }
 
+  // ---- shutdown drain -------------------------------------------------------
+
+  /**
+   * Drain, step 1: messages sent on this stream from now on are refused with
+   * UNAVAILABLE + `retry-after-ms` (not stored: the client sends them again
+   * after reconnecting); replies to messages already accepted keep flowing.
+   */
+  beginDrain(retryAfterMs: number): void {
+    this.drainRetryAfterMs ??= retryAfterMs;
+  }
+
+  private refusedWhileDraining(retryAfterMs: number): MessageRejected {
+    this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
+    return new MessageRejected('UNAVAILABLE', `server shutting down: the message was not taken; send it again on a new connection in ${retryAfterMs} ms`, {
+      'retry-after-ms': String(retryAfterMs),
+    });
+  }
+
+  /** Resolves once every message this session took has its reply (or ChatError) written, or the session closed. */
+  repliesDelivered(): Promise<void> {
+    return new Promise((resolve) => {
+      this.deliveredWaiters.push(resolve);
+      this.notifyIfDelivered();
+    });
+  }
+
+  /** How many of this session's messages still wait for a reply (for the shutdown log). */
+  get repliesPending(): number {
+    return this.awaitingReply.size + this.awaitingAccept.size;
+  }
+
+  private notifyIfDelivered(): void {
+    if (!this.closed && this.repliesPending > 0) return;
+    for (const w of this.deliveredWaiters.splice(0)) w();
+  }
+
+  /** Drain, last step: ends the stream with UNAVAILABLE + `retry-after-ms` and records the disconnect. */
+  endForShutdown(retryAfterMs: number): Promise<void> {
+    return this.close(DisconnectReason.DISCONNECT_REASON_SHUTDOWN, {
+      code: status.UNAVAILABLE,
+      details: 'server shutting down; reconnect with x-resume-after to get what you missed',
+      metadata: trailers({ 'retry-after-ms': String(retryAfterMs) }),
+    });
+  }
+
   /**
    * Ends the session once: frees the slot, records ClientDisconnected, ends
    * the stream with `end` (null = OK, undefined = the stream is already gone).
@@ -271,6 +322,7 @@ export class Session {
   async close(reason: DisconnectReason, end: EndStatus | null | undefined, detail = ''): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.notifyIfDelivered();
     clearTimeout(this.deadlineTimer);
     this.subscription?.unsubscribe();
     if (end !== undefined) this.out.end(end);

@@ -39,6 +39,8 @@ export interface WorkerDeps {
    * trustworthy for the "already answered?" check after a partition changes hands.
    */
   settledBy?: string;
+  /** Told why the worker cannot be trusted with its partitions (undefined: it can again); health reads it. */
+  onProblem?: (reason: string | undefined) => void;
   /** Retries of a retryable provider error before the message fails. */
   maxAttempts?: number;
 }
@@ -80,6 +82,7 @@ export class Worker {
       concurrencyPerPartition: concurrencyPerPartition(this.deps.maxProcessing, this.deps.log.partitions('conversations')),
       settledBy: this.deps.settledBy,
       handle: (e, signal) => this.handle(e, signal),
+      onProblem: this.deps.onProblem,
     });
     this.lagTimer = setInterval(() => this.deps.metrics.messagesWaiting.set(this.consumer?.lag() ?? 0), 500);
     this.lagTimer.unref();
@@ -180,7 +183,7 @@ export class Worker {
         const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : 'the reply could not be produced';
         if (!(err instanceof LlmError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
         const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId } }), signal);
-        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq } } });
+        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs: 0 } } });
         return 'failed';
       }
     }
