@@ -120,7 +120,7 @@ export class EmbeddedEventLog implements EventLog {
   private flushing = false;
   private idleWaiters: (() => void)[] = [];
   /** Set while appends cannot be written: they are refused until a probe finds the disk writable again. */
-  private fault: { error: StorageUnavailableError; since: number; delayMs: number; timer?: NodeJS.Timeout } | undefined;
+  private fault: { error: StorageUnavailableError; since: number; delayMs: number; probes: number; timer?: NodeJS.Timeout } | undefined;
   private probing: Promise<void> | undefined;
   private closed = false;
   private closeRun: Promise<void> | undefined;
@@ -236,6 +236,8 @@ export class EmbeddedEventLog implements EventLog {
       await Promise.all(this.groupWrites.values());
       clearTimeout(this.fault?.timer);
       await this.probing;
+      // Closed while the disk refuses writes: leave no half batch behind if it can be helped (else the next open cuts it as a torn tail).
+      if (this.fault) await this.fh.truncate(this.positions.get(this.durableCount)).catch(() => undefined);
       if (!this.fault) {
         await this.fh.datasync();
         this.counters.fsyncs++;
@@ -309,6 +311,7 @@ export class EmbeddedEventLog implements EventLog {
       error: new StorageUnavailableError(`the server cannot store messages right now (${what}); retry in ${RETRY_AFTER_MS} ms`, RETRY_AFTER_MS),
       since: Date.now(),
       delayMs: PROBE_MIN_MS,
+      probes: 0,
     };
     this.appended = this.durableCount;
     this.positions.truncate(this.durableCount + 1);
@@ -340,8 +343,9 @@ export class EmbeddedEventLog implements EventLog {
       if (this.fsync) await this.fh.datasync();
       await probeWrite(path.join(this.dir, 'space-probe'), this.fsync);
     } catch (err) {
-      this.logger.info({ err: (err as Error).message, nextMs: f.delayMs }, 'event log still cannot write');
       f.delayMs = Math.min(f.delayMs * 2, PROBE_MAX_MS);
+      // Said now and then, not every half second of a long outage.
+      if (f.probes++ % 20 === 0) this.logger.info({ err: (err as Error).message, unavailableMs: Date.now() - f.since, nextMs: f.delayMs }, 'event log still cannot write');
       this.scheduleProbe();
       return;
     }

@@ -208,7 +208,7 @@ export class Worker {
         if (!(err instanceof StorageUnavailableError) || signal.aborted) throw err;
         if (attempt === 1) {
           this.deps.metrics.storageWaits.inc();
-          this.deps.logger.warn({ err: err.message }, `the ${what} cannot be stored yet; retrying until it can`);
+          this.deps.logger.debug({ err: err.message }, `the ${what} cannot be stored yet; retrying until it can`); // the store warned once
         }
         await delay(Math.min(OUTCOME_RETRY_MAX_MS, err.retryAfterMs, 10 * 2 ** attempt), undefined, { signal });
       }
