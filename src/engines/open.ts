@@ -31,7 +31,7 @@ export function openEventLog(config: Config, logger: Logger, clientId: string, o
     dir: join(config.dataDir, 'log'),
     fsync: config.logFsync,
     logger: logger.child({ component: 'eventlog' }),
-    repairCommand: `npx chatflow log repair --data-dir ${resolve(config.dataDir)}`,
+    repairCommand: `npm run client -- log repair --data-dir ${resolve(config.dataDir)}`,
     onWritable,
   });
 }

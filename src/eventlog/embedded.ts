@@ -154,7 +154,7 @@ export class EmbeddedEventLog implements EventLog {
     try {
       fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT);
       const log = new EmbeddedEventLog(fh, dir, lock, opts);
-      await log.recover(opts.repairCommand ?? `npx chatflow log repair --data-dir ${path.dirname(dir)}`);
+      await log.recover(opts.repairCommand ?? `npm run client -- log repair --data-dir ${path.dirname(dir)}`);
       return log;
     } catch (err) {
       await fh?.close();
