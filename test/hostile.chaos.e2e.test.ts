@@ -84,7 +84,27 @@ function counter(s: ChatStream, kind: NonNullable<ServerFrame['frame']>['$case']
   return () => n;
 }
 
+/**
+ * A client that reads, but more slowly than the server writes (a phone on a
+ * slow network): it takes `every` frames, then looks away for `pauseMs`.
+ */
+function slowReader(s: ChatStream, every = 200, pauseMs = 20): void {
+  let n = 0;
+  s.call.on('data', () => {
+    if (++n % every !== 0) return;
+    s.call.pause();
+    setTimeout(() => s.call.resume(), pauseMs);
+  });
+}
+
 describe('flow control instead of disconnection', () => {
+  // Replies streamed word by word (0–1 s each, ~20 deltas): far more frames than messages.
+  let streaming: TestApp;
+  beforeAll(async () => {
+    streaming = await startTestApp({ CHATFLOW_SIM_DELAY_SCALE: '1', CHATFLOW_LOG_FSYNC: 'false' });
+  });
+  afterAll(async () => streaming.close());
+
   it('resumes 12,000 missed replies completely with x-resume-after', async () => {
     const id = `resumer-${++n}`;
     const s = await connected(t, id);
@@ -103,6 +123,7 @@ describe('flow control instead of disconnection', () => {
     await s.status;
     const started = Date.now();
     const back = await openRetrying(() => connected(t, id, { 'x-conversation-id': conversationId, 'x-resume-after': '0' }));
+    slowReader(back);
     const replayed = counter(back, 'response');
     await back.until(() => replayed() === total, 90_000, `${total} replayed replies`);
     const ms = Date.now() - started;
@@ -115,7 +136,8 @@ describe('flow control instead of disconnection', () => {
   });
 
   it('accepts and answers 2,000 messages pipelined by a client that reads', async () => {
-    const s = await connected(t, `pipeliner-${++n}`);
+    const s = await connected(streaming, `pipeliner-${++n}`);
+    slowReader(s);
     const total = 2_000;
     const replies = counter(s, 'response');
     const started = Date.now();
@@ -130,8 +152,11 @@ describe('flow control instead of disconnection', () => {
   });
 
   it('pongs 20,000 pings', async () => {
-    const s = await connected(t, `pinger-${++n}`);
+    const s = await connected(streaming, `pinger-${++n}`);
     await s.reply(s.text('a message first: pings alone do not meet the first-message deadline'));
+    // The client looks away for 3 s (well within the stall timeout) while its pings go out, then reads.
+    s.call.pause();
+    setTimeout(() => s.call.resume(), 3_000);
     const pongs = counter(s, 'pong');
     const total = 20_000;
     const started = Date.now();

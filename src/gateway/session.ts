@@ -262,6 +262,8 @@ export class Session {
     this.awaitingAccept.delete(messageId);
     for (const f of frames ?? []) this.deliver(f);
     this.updateInputFlow();
+    // A half-closed stream whose last message was just refused has nothing more to wait for.
+    this.finishIfDone();
   }
 
   private async prepare(message: UserMessage, messageId: string, hash: string): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
