@@ -1,5 +1,6 @@
 import { DisconnectReason, type MediaRef } from '../src/gen/chatflow/v1/events';
 import { mediaKindName } from '../src/domain/media-kind';
+import { contentHash } from '../src/domain/message-content';
 import type { EventCase, LoggedEvent } from '../src/eventlog/port';
 import type { Doc } from '../src/readstore/port';
 import { COLLECTIONS, type ConversationDoc, type MediaDoc, type MessageDoc, type SessionDoc } from './models';
@@ -83,6 +84,7 @@ export const messagesProjection: Projection<MessageDoc> = {
           ...base,
           author: 'client',
           clientMessageId: m.clientMessageId,
+          ...(content ? { contentHash: contentHash(content.$case === 'text' ? { text: content.text } : { mediaKind: mediaKindName(content.media.kind) ?? 'unknown', sha256: content.media.sha256 }) } : {}),
           timeZone: m.timeZone,
           status: 'pending',
           ...(content?.$case === 'text' ? { text: content.text } : {}),

@@ -32,6 +32,8 @@ export interface MessageDoc extends Doc {
   author: 'client' | 'bot';
   time: number;
   clientMessageId?: string;
+  /** Client entries: hash of what the message says, to tell a resend from a conflicting reuse of its key. */
+  contentHash?: string;
   /** Bot entries: the message_id of the client message answered. */
   inReplyTo?: string;
   text?: string;

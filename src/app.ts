@@ -6,7 +6,6 @@ import { HealthImplementation } from 'grpc-health-check';
 import { Health } from './health';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
-import { ChatServiceService } from './gen/chatflow/v1/chat';
 import { HistoryServiceService, type HistoryServiceServer } from './gen/chatflow/v1/history';
 import { DisconnectReason } from './gen/chatflow/v1/events';
 import { TokenAuthority, loadOrCreateSecret } from './auth/tokens';
@@ -28,10 +27,11 @@ import { webRoutes } from './http/web';
 import { ChatGateway } from './gateway/chat-service';
 import { historyService } from './gateway/history-service';
 import { FrameFactory } from './gateway/frames';
+import { checkedChatService } from './gateway/wire-check';
 import { Worker } from './worker/worker';
 import { createRenderer } from './media/renderer';
 import { timeAppends, timeMediaPuts } from './engines/instrument';
-import { PROJECTOR_GROUP, ProjectionRunner } from '../projections/runner';
+import { PROJECTOR_GROUP, ProjectionRunner, readModelsSettled } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
 import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
 
@@ -198,7 +198,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     if (runs('gateway')) {
       const gatewayId = config.gatewayId ?? `gw-${instance}`;
       gateway = new ChatGateway(
-        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId },
+        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId,
+          readModelsSettled: readModelsSettled(log, projections) },
         logger.child({ component: 'gateway', gatewayId }),
       );
       gateway.start();
@@ -246,7 +247,7 @@ async function startGrpc(
   health: Health,
 ): Promise<{ grpcPort: number; grpcAddress: string }> {
   const server = new Server(grpcServerOptions(config));
-  server.addService(ChatServiceService, gateway.service);
+  server.addService(checkedChatService(), gateway.service);
   server.addService(HistoryServiceService, history);
   const services = ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService'];
   const grpcHealth = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
