@@ -81,8 +81,12 @@ export class LiveOutput implements Output {
     this.render = createLogUpdate(out, { showCursor: true });
   }
 
+  /** Into the scrollback as is (the terminal wraps it, so a copy has no line breaks log-update would add). */
   line(text: string): void {
-    this.above(() => this.render.persist(text));
+    this.above(() => {
+      this.render.clear();
+      this.out.write(text + '\n');
+    });
   }
 
   error(text: string): void {
