@@ -115,9 +115,13 @@ test('chat --file sends audio and saves the voice reply as a WAV', async () => {
 });
 
 test('history lists the conversations, then the messages of one', async () => {
+  // A session that sends nothing leaves no conversation in the history.
+  const silent = await cli(['chat', '--client-id', 'alice', '--tz', 'UTC', '--json'], { input: '/quit\n' });
+  const silentId = jsonLines(silent.stdout)[0]!.welcome.conversationId as string;
   const list = await cli(['history', '--client-id', 'alice']);
   expect(list.code).toBe(0);
-  expect(list.stdout).toContain(conversationId);
+  expect(list.stdout).toMatch(new RegExp(`^${conversationId} {2}"hello", 2 messages, `, 'm'));
+  expect(list.stdout).not.toContain(silentId);
 
   const messages = await cli(['history', '--client-id', 'alice', '--conversation', conversationId, '--page-size', '1', '--tz', 'UTC']);
   expect(messages.code).toBe(0);

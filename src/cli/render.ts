@@ -30,7 +30,8 @@ export function shortId(id: string): string {
 
 export function formatConversation(c: Conversation, timeZone: string): string {
   const count = `${c.messageCount} message${c.messageCount === 1 ? '' : 's'}`;
-  return `${c.conversationId}  ${count}, last seq ${c.lastSeq}, updated ${formatTime(c.updatedAt, timeZone)}${c.timeZone ? ` (${c.timeZone})` : ''}`;
+  const first = c.preview ? `"${c.preview}", ` : '';
+  return `${c.conversationId}  ${first}${count}, last seq ${c.lastSeq}, updated ${formatTime(c.updatedAt, timeZone)}${c.timeZone ? ` (${c.timeZone})` : ''}`;
 }
 
 /**
