@@ -5,7 +5,7 @@ import type { ChatServiceClient } from '../gen/chatflow/v1/chat';
 import { describeStatus } from './connection';
 import { saveMedia } from './media';
 import type { Output } from './output';
-import { formatBlock, ReplyBoard, type Entry } from './replies';
+import { ReplyBoard, type Entry } from './replies';
 import { formatTime } from './render';
 
 export interface SessionOptions {
@@ -184,7 +184,7 @@ export class ChatSession {
       case 'error': {
         this.seen(f.error.seq);
         const e = this.board.error(f.error);
-        if (human) p.done(this.board, formatBlock(e));
+        if (human) p.done(this.board, this.board.finish(e));
         this.settle(f.error.inReplyTo);
         break;
       }
@@ -208,7 +208,7 @@ export class ChatSession {
       r.image?.url ? this.save(e, 'image', r.image, r.messageId, '.png') : undefined,
     ];
     const all = Promise.allSettled(saves).then(() => {
-      if (!this.opts.json) this.printer.done(this.board, formatBlock(e));
+      if (!this.opts.json) this.printer.done(this.board, this.board.finish(e));
       this.settle(r.inReplyTo);
     });
     this.track(all);

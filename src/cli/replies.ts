@@ -23,6 +23,8 @@ export interface Entry {
   error?: string;
   /** Lines under the reply: saved media. */
   notes: string[];
+  /** Its block was printed whole (until then a live terminal keeps drawing it, e.g. while media download). */
+  printed?: boolean;
 }
 
 export class ReplyBoard {
@@ -71,9 +73,15 @@ export class ReplyBoard {
     return e;
   }
 
-  /** Messages still waiting for their reply, oldest first. */
+  /** Messages whose block is not printed yet (waiting, streaming, saving media), oldest first. */
   open(): Entry[] {
-    return this.entries.filter((e) => e.state === 'sending' || e.state === 'waiting');
+    return this.entries.filter((e) => !e.printed);
+  }
+
+  /** Marks the block printed and returns it, whole. */
+  finish(e: Entry): string {
+    e.printed = true;
+    return formatBlock(e);
   }
 
   private of(key: string): Entry {
