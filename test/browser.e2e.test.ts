@@ -373,6 +373,30 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
         await page.screenshot({ path: join(SCREENSHOTS, `ten-messages-${width}.png`) });
       });
 
+      it('follows an image reply to the bottom once the image has loaded', async () => {
+        const page = await open({ viewport: { width: 1100, height: 700 } });
+        await page.fill('#client-id', 'viewer');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        for (let i = 1; i <= 4; i++) {
+          await page.fill('#message-input', `filling the list, message ${i}`);
+          await page.press('#message-input', 'Enter');
+        }
+        await page.locator('#messages .msg.bot[aria-busy="false"]').nth(3).waitFor({ timeout: 15_000 });
+        const mp4 = Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypisom'), Buffer.alloc(12), Buffer.alloc(2048, 7)]);
+        await page.setInputFiles('#file-input', { name: 'clip.mp4', mimeType: 'video/mp4', buffer: mp4 });
+        await page.waitForFunction(() => {
+          const img = document.querySelector('#messages .msg.bot img.reply-image');
+          return img && img.complete && img.naturalHeight > 0;
+        }, null, { timeout: 20_000 });
+        await page.waitForTimeout(200);
+        expect(await page.evaluate((): number => {
+          const box = document.querySelector('.conversation');
+          return box.scrollHeight - box.scrollTop - box.clientHeight;
+        })).toBeLessThan(2);
+        await page.screenshot({ path: join(SCREENSHOTS, 'image-reply.png') });
+      });
+
       it('lists past conversations in the history panel and continues one', async () => {
         const page = await open();
         await page.fill('#client-id', 'historian');
