@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { status, type ClientDuplexStream, type Metadata, type StatusObject } from '@grpc/grpc-js';
 import { ServerFrame, type BotResponse, type ClientFrame, type UserMessage, type Welcome } from '../gen/chatflow/v1/chat';
 import type { ChatServiceClient } from '../gen/chatflow/v1/chat';
-import { describeStatus } from './connection';
+import { describeStatus, retryAfterMs } from './connection';
 import { saveMedia } from './media';
 import type { Output } from './output';
 import { ReplyBoard, type Entry } from './replies';
@@ -107,7 +107,7 @@ export class ChatSession {
     const s = await this.ended;
     await Promise.allSettled([...this.work]);
     this.printer.close();
-    if (this.opts.json) this.json({ status: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: retryAfter(s) } });
+    if (this.opts.json) this.json({ status: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: retryAfterMs(s) } });
     const unanswered = this.summary();
     if (s.code === status.OK) {
       if (!this.opts.json) this.printer.line('disconnected');
@@ -236,9 +236,4 @@ export class ChatSession {
   private seen(seq: number): void {
     if (seq > this.lastSeq) this.lastSeq = seq;
   }
-}
-
-function retryAfter(s: StatusObject): number | undefined {
-  const v = s.metadata?.get('retry-after-ms')[0];
-  return v === undefined ? undefined : Number(v);
 }

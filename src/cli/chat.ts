@@ -1,10 +1,10 @@
 import { createInterface } from 'node:readline';
-import { status, type Metadata, type StatusObject } from '@grpc/grpc-js';
+import { status, type Metadata } from '@grpc/grpc-js';
 import type { UserMessage } from '../gen/chatflow/v1/chat';
 import { Conversation, HistoryMessage } from '../gen/chatflow/v1/history';
 import { CliError, CONNECTION_OPTIONS, connectionFlags, intFlag, parse, UsageError, type ConnectionFlags } from './args';
 import { ChatSession } from './chat-session';
-import { chatClient, historyClient, identityMetadata } from './connection';
+import { chatClient, historyClient, identityMetadata, retryAfterMs } from './connection';
 import { listConversations, listMessages } from './history';
 import { kindFromExtension, mediaContent, type UploadKind } from './media';
 import { LiveOutput, PlainOutput, type Output } from './output';
@@ -74,9 +74,10 @@ export async function chatCommand(argv: string[]): Promise<number> {
     session.halfClose();
   };
   const onSigint = () => {
-    if (!session?.welcome) return stopWaiting.abort();
-    if (quitting) session.cancel();
-    else quit();
+    if (session?.welcome && !quitting) return quit();
+    // Not in yet (connecting, or waiting for a slot), or a second Ctrl-C: stop now.
+    stopWaiting.abort();
+    session?.cancel();
   };
   process.on('SIGINT', onSigint);
   try {
@@ -107,11 +108,6 @@ export async function chatCommand(argv: string[]): Promise<number> {
 
 /** When the server is full and names no wait (it normally sends retry-after-ms). */
 const DEFAULT_FULL_WAIT_MS = 2000;
-
-function retryAfterMs(s: StatusObject): number | undefined {
-  const v = Number(s.metadata?.get('retry-after-ms')[0]);
-  return Number.isFinite(v) && v >= 0 ? v : undefined;
-}
 
 /** Shows "server full — retrying in N s" until the wait is over; false when Ctrl-C stopped it. */
 async function countdown(output: Output, ms: number, details: string, signal: AbortSignal): Promise<boolean> {

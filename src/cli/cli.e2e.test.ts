@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -25,7 +25,7 @@ interface Run {
   stderr: string;
 }
 
-function cli(args: string[], opts: { input?: string; timeoutMs?: number; env?: Record<string, string>; onStdout?: (text: string) => void } = {}): Promise<Run> {
+function cli(args: string[], opts: { input?: string; timeoutMs?: number; env?: Record<string, string>; onStdout?: (text: string, child: ChildProcess) => void } = {}): Promise<Run> {
   const env: NodeJS.ProcessEnv = { ...process.env, CHATFLOW_DATA_DIR: dir, CHATFLOW_GRPC_ADDR: app.grpcAddress, ...opts.env };
   delete env.CHATFLOW_AUTH_SECRET;
   return new Promise((res, rej) => {
@@ -34,7 +34,7 @@ function cli(args: string[], opts: { input?: string; timeoutMs?: number; env?: R
     let stderr = '';
     child.stdout.on('data', (d) => {
       stdout += d;
-      opts.onStdout?.(stdout);
+      opts.onStdout?.(stdout, child);
     });
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
@@ -294,5 +294,25 @@ describe('server full', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^server full \(.+\) — retrying in 1 s \(Ctrl-C to stop; --no-wait gives up at once\)$/m);
     expect(r.stdout).toMatch(/^\[1\] bot: Hello! You wrote: "hi after waiting"/m);
+  });
+
+  test('Ctrl-C while waiting for a slot: stops at once, exit 130', async () => {
+    const call = await hold();
+    try {
+      let interrupted = false;
+      const r = await cli(['chat', '--client-id', 'hana', '--tz', 'UTC', '--send', 'never sent'], {
+        env: env(),
+        onStdout: (out, child) => {
+          if (!interrupted && out.includes('server full')) {
+            interrupted = true;
+            child.kill('SIGINT');
+          }
+        },
+      });
+      expect(r.code).toBe(130);
+      expect(r.stderr).toBe('stopped while waiting for a slot\n');
+    } finally {
+      call.cancel();
+    }
   });
 });

@@ -90,13 +90,19 @@ export function historyClient(server: string): HistoryServiceClient {
   return new HistoryServiceClient(server, credentials.createInsecure());
 }
 
+/** The server's `retry-after-ms` trailer, when it sent one. */
+export function retryAfterMs(s: Pick<StatusObject, 'metadata'>): number | undefined {
+  const v = Number(s.metadata?.get('retry-after-ms')[0]);
+  return Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
 /** `RESOURCE_EXHAUSTED: server full ... (retry-after-ms 2000)`, with a hint when the server is unreachable. */
 export function describeStatus(s: Pick<StatusObject, 'code' | 'details' | 'metadata'>, server?: string, insecure = false): string {
   const name = status[s.code] ?? `code ${s.code}`;
   const details = (s.details ?? '').replace(/\.?\s*Resolution note:\s*$/, '');
   let text = details ? `${name}: ${details}` : name;
-  const retry = s.metadata?.get('retry-after-ms')[0];
-  if (retry !== undefined) text += ` (retry-after-ms ${String(retry)})`;
+  const retry = retryAfterMs(s);
+  if (retry !== undefined) text += ` (retry-after-ms ${retry})`;
   if (s.code === status.UNAVAILABLE && server && /No connection established|ECONNREFUSED|Failed to connect/i.test(s.details ?? '')) {
     text += `\nis the server running at ${server}? (start it with "npm start", or pass --server)`;
   }
