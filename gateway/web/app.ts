@@ -4,6 +4,7 @@
  * as they are produced, sends text, files and voice recordings.
  */
 import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
 import type { ServerFrame, Welcome } from './gen/chatflow/v1/chat_pb';
 import { clientIdProblem, forgetToken, hasToken, resolveIdentity } from './auth';
 import { fetchMessages, HistoryPanel } from './history';
@@ -117,10 +118,16 @@ async function resume(s: ChatSession, place: Place): Promise<void> {
   let shown: Awaited<ReturnType<typeof fetchMessages>>;
   try {
     shown = await fetchMessages(s, place.conversationId);
-  } catch {
-    // Gone (another server, wiped data) or not ours: start afresh rather than fail.
-    rememberPlace(s.identity.clientId, undefined);
-    s.connect();
+  } catch (e) {
+    const code = ConnectError.from(e).code;
+    if (code === Code.NotFound || code === Code.PermissionDenied) {
+      // Gone (another server, wiped data) or not ours: start afresh rather than fail.
+      rememberPlace(s.identity.clientId, undefined);
+      s.connect();
+    } else {
+      // Not readable now (a token to renew, the server away): connecting says why, and resumes.
+      s.continueConversation(place.conversationId, place.lastSeq);
+    }
     return;
   }
   messages.clear();
