@@ -22,6 +22,9 @@ import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
 import { createMetrics, type Metrics } from './metrics';
 import { reflectionService } from './reflection';
+import { listenError } from './listen-error';
+import { routeGrpcJsLogs } from './logging';
+import { readyLines } from './ready-line';
 import { startHttpServer, splitAddr } from './http/server';
 import { webRoutes } from './http/web';
 import { ChatGateway } from './gateway/chat-service';
@@ -117,6 +120,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         // and POST /dev/token when enabled.
         ...(web?.routes ?? []),
       ],
+    }).catch((err: unknown) => {
+      throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);
     });
     stops.push({ name: 'http', run: () => http.close() });
     const httpHost = splitAddr(config.httpAddr).host;
@@ -204,10 +209,14 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       );
       gateway.start();
       const g = gateway;
+      routeGrpcJsLogs(logger);
       ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, health));
     }
     health.clear('starting');
-    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
+    const next = readyLines(config, { grpcAddress, httpUrl });
+    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
+    if (next.next) logger.info(next.next);
+    for (const warning of next.warnings) logger.warn(warning);
 
     const drainAndStop = async () => {
       stopStep = 'drain';
@@ -257,7 +266,7 @@ async function startGrpc(
   });
   reflectionService().addToServer(server);
   const grpcPort = await new Promise<number>((res, rej) =>
-    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))),
+    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', config.grpcAddr)) : res(port))),
   );
   stops.push({
     name: 'grpc',
