@@ -1,5 +1,6 @@
-import { DisconnectReason, type MediaRef } from '../src/gen/chatflow/v1/events';
+import { DisconnectReason, type MediaRef, type MessageReceived } from '../src/gen/chatflow/v1/events';
 import { mediaKindName } from '../src/domain/media-kind';
+import { contentHash } from '../src/domain/message-content';
 import type { EventCase, LoggedEvent } from '../src/eventlog/port';
 import type { Doc } from '../src/readstore/port';
 import { COLLECTIONS, type ConversationDoc, type MediaDoc, type MessageDoc, type SessionDoc } from './models';
@@ -48,9 +49,24 @@ export const conversationsProjection: Projection<ConversationDoc> = {
       };
     }
     if (!doc) return null; // a conversation always starts with a connection
-    return { ...doc, updatedAt: Math.max(doc.updatedAt, timeOf(e)), lastSeq: Math.max(doc.lastSeq, e.seq) };
+    const next: ConversationDoc = { ...doc, updatedAt: Math.max(doc.updatedAt, timeOf(e)), lastSeq: Math.max(doc.lastSeq, e.seq) };
+    if (p.$case === 'messageReceived' && !doc.started) {
+      next.started = true;
+      next.preview = previewOf(p.messageReceived.content);
+    }
+    return next;
   },
 };
+
+const PREVIEW_CHARS = 80;
+
+function previewOf(content: MessageReceived['content']): string {
+  if (content?.$case === 'text') {
+    const one = content.text.replace(/\s+/g, ' ').trim();
+    return one.length > PREVIEW_CHARS ? `${one.slice(0, PREVIEW_CHARS - 1)}…` : one;
+  }
+  return `[${(content && mediaKindName(content.media.kind)) || 'media'}]`;
+}
 
 export const messagesProjection: Projection<MessageDoc> = {
   name: 'messages',
@@ -83,6 +99,7 @@ export const messagesProjection: Projection<MessageDoc> = {
           ...base,
           author: 'client',
           clientMessageId: m.clientMessageId,
+          ...(content ? { contentHash: contentHash(content.$case === 'text' ? { text: content.text } : { mediaKind: mediaKindName(content.media.kind) ?? 'unknown', sha256: content.media.sha256 }) } : {}),
           timeZone: m.timeZone,
           status: 'pending',
           ...(content?.$case === 'text' ? { text: content.text } : {}),

@@ -23,6 +23,13 @@ export interface ConversationDoc extends Doc {
   createdSeq: number;
   lastSeq: number;
   timeZone: string;
+  /**
+   * Set by its first message: a conversation that was only connected to (a
+   * page opened, a CLI that sent nothing) is not listed in the history.
+   */
+  started?: true;
+  /** The first message, shortened: its text, or its kind (`[audio]`). */
+  preview?: string;
 }
 
 export interface MessageDoc extends Doc {
@@ -32,6 +39,8 @@ export interface MessageDoc extends Doc {
   author: 'client' | 'bot';
   time: number;
   clientMessageId?: string;
+  /** Client entries: hash of what the message says, to tell a resend from a conflicting reuse of its key. */
+  contentHash?: string;
   /** Bot entries: the message_id of the client message answered. */
   inReplyTo?: string;
   text?: string;

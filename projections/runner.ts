@@ -1,4 +1,4 @@
-import type { Consumer, EventLog, LoggedEvent } from '../src/eventlog/port';
+import { TOPICS, type Consumer, type EventLog, type LoggedEvent } from '../src/eventlog/port';
 import type { Doc, ReadStore } from '../src/readstore/port';
 import { ALL_PROJECTIONS, type Projection } from './definitions';
 
@@ -58,4 +58,20 @@ export class ProjectionRunner {
   async stop(): Promise<void> {
     await this.consumer?.stop();
   }
+}
+
+/**
+ * Read-your-writes for a gateway: resolves true once the read models reflect
+ * every event the log held when called (false after `timeoutMs`). The
+ * projector in this process is asked directly; one in another process is
+ * followed through its consumer group's progress in the log.
+ */
+export function readModelsSettled(log: EventLog, local: ProjectionRunner | undefined): (timeoutMs: number) => Promise<boolean> {
+  return (timeoutMs) => {
+    if (!local && !log.groupCaughtUp) return Promise.resolve(true);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs)));
+    const settled = local ? local.caughtUp().then(() => true) : log.groupCaughtUp!(PROJECTOR_GROUP, TOPICS, timeoutMs);
+    return Promise.race([settled.catch(() => false), timeout]).finally(() => clearTimeout(timer));
+  };
 }

@@ -6,7 +6,6 @@ import { HealthImplementation } from 'grpc-health-check';
 import { Health } from './health';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
-import { ChatServiceService } from './gen/chatflow/v1/chat';
 import { HistoryServiceService, type HistoryServiceServer } from './gen/chatflow/v1/history';
 import { DisconnectReason } from './gen/chatflow/v1/events';
 import { TokenAuthority, loadOrCreateSecret } from './auth/tokens';
@@ -23,15 +22,19 @@ import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
 import { createMetrics, type Metrics } from './metrics';
 import { reflectionService } from './reflection';
+import { listenError } from './listen-error';
+import { routeGrpcJsLogs } from './logging';
+import { readyLines } from './ready-line';
 import { startHttpServer, splitAddr } from './http/server';
 import { webRoutes } from './http/web';
 import { ChatGateway } from './gateway/chat-service';
 import { historyService } from './gateway/history-service';
 import { FrameFactory } from './gateway/frames';
+import { checkedChatService } from './gateway/wire-check';
 import { Worker } from './worker/worker';
 import { createRenderer } from './media/renderer';
 import { timeAppends, timeMediaPuts } from './engines/instrument';
-import { PROJECTOR_GROUP, ProjectionRunner } from '../projections/runner';
+import { PROJECTOR_GROUP, ProjectionRunner, readModelsSettled } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
 import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
 
@@ -117,6 +120,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         // and POST /dev/token when enabled.
         ...(web?.routes ?? []),
       ],
+    }).catch((err: unknown) => {
+      throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);
     });
     stops.push({ name: 'http', run: () => http.close() });
     const httpHost = splitAddr(config.httpAddr).host;
@@ -198,15 +203,20 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     if (runs('gateway')) {
       const gatewayId = config.gatewayId ?? `gw-${instance}`;
       gateway = new ChatGateway(
-        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId },
+        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId,
+          readModelsSettled: readModelsSettled(log, projections) },
         logger.child({ component: 'gateway', gatewayId }),
       );
       gateway.start();
       const g = gateway;
+      routeGrpcJsLogs(logger);
       ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, health));
     }
     health.clear('starting');
-    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
+    const next = readyLines(config, { grpcAddress, httpUrl });
+    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
+    if (next.next) logger.info(next.next);
+    for (const warning of next.warnings) logger.warn(warning);
 
     const drainAndStop = async () => {
       stopStep = 'drain';
@@ -246,7 +256,7 @@ async function startGrpc(
   health: Health,
 ): Promise<{ grpcPort: number; grpcAddress: string }> {
   const server = new Server(grpcServerOptions(config));
-  server.addService(ChatServiceService, gateway.service);
+  server.addService(checkedChatService(), gateway.service);
   server.addService(HistoryServiceService, history);
   const services = ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService'];
   const grpcHealth = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
@@ -256,7 +266,7 @@ async function startGrpc(
   });
   reflectionService().addToServer(server);
   const grpcPort = await new Promise<number>((res, rej) =>
-    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))),
+    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', config.grpcAddr)) : res(port))),
   );
   stops.push({
     name: 'grpc',

@@ -145,7 +145,7 @@ describe('chat loop', () => {
     s.end();
   });
 
-  it('processes a resent client_message_id once and acknowledges it with the same id and seq', async () => {
+  it('processes a resent client_message_id once, acknowledges it with the same id and seq and gives its reply again', async () => {
     const s = await connected(t, 'resender');
     s.text('only once', 'same-key');
     await s.reply('same-key');
@@ -153,8 +153,12 @@ describe('chat loop', () => {
     await s.until((f) => f.filter((x) => x.frame?.$case === 'accepted').length === 2, 5000, 'second accepted');
     const [a1, a2] = s.of('accepted').map((a) => a.accepted);
     expect(a2).toEqual({ ...a1, duplicate: true });
+    await s.until((f) => f.filter((x) => x.frame?.$case === 'response').length === 2, 5000, 'the reply again');
     await new Promise((r) => setTimeout(r, 200));
-    expect(s.of('response')).toHaveLength(1);
+    // One reply, delivered once per send: the same message id and seq twice.
+    const [r1, r2] = s.of('response').map((r) => r.response);
+    expect(s.of('response')).toHaveLength(2);
+    expect(r2).toEqual(r1);
     s.end();
     await s.status;
     // Across connections too: the read model knows the message.

@@ -113,7 +113,8 @@ export class ChatStream {
   }
 
   describe(): string {
-    return this.frames.map((f) => f.frame?.$case).join(',') || 'no frames';
+    const kinds = this.frames.map((f) => f.frame?.$case);
+    return (kinds.length > 40 ? [...kinds.slice(0, 20), `… ${kinds.length - 40} more …`, ...kinds.slice(-20)] : kinds).join(',') || 'no frames';
   }
 
   of<K extends NonNullable<ServerFrame['frame']>['$case']>(kind: K): Extract<NonNullable<ServerFrame['frame']>, { $case: K }>[] {

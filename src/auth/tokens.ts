@@ -7,14 +7,15 @@ import { MAX_CLIENT_ID_LENGTH } from '../domain/ids';
 
 const CLIENT_ID = /^[A-Za-z0-9._:@-]+$/;
 
-export function validateClientId(id: string): string | null {
+export function validateClientId(id: unknown): string | null {
+  if (typeof id !== 'string') return 'client id must be a string';
   if (id.length === 0) return 'client id is empty';
   if (id.length > MAX_CLIENT_ID_LENGTH) return `client id is longer than ${MAX_CLIENT_ID_LENGTH} characters`;
   if (!CLIENT_ID.test(id)) return 'client id may only hold letters, digits and . _ : @ -';
   return null;
 }
 
-/** Bearer tokens: JWT HS256, `sub` = client id, `exp` honoured. */
+/** Bearer tokens: JWT HS256, `sub` = client id (a string), `exp` required and honoured. */
 export class TokenAuthority {
   constructor(
     private readonly secret: Uint8Array,
@@ -54,17 +55,21 @@ export class TokenAuthority {
   }
 
   private async verify(token: string): Promise<string> {
+    let sub: unknown;
     try {
-      const { payload } = await jwtVerify(token, this.secret, { algorithms: ['HS256'] });
-      const sub = payload.sub ?? '';
-      const problem = validateClientId(sub);
-      if (problem) throw new ChatFlowError('UNAUTHENTICATED', `token subject: ${problem}`);
-      return sub;
+      // `exp` is required: a token that never expires is refused.
+      const { payload } = await jwtVerify(token, this.secret, { algorithms: ['HS256'], requiredClaims: ['exp', 'sub'] });
+      sub = payload.sub;
     } catch (e) {
-      if (e instanceof ChatFlowError) throw e;
       if (e instanceof joseErrors.JWTExpired) throw new ChatFlowError('UNAUTHENTICATED', 'token expired: mint a new one');
+      if (e instanceof joseErrors.JWTClaimValidationFailed) throw new ChatFlowError('UNAUTHENTICATED', `invalid token: ${e.message}`);
       throw new ChatFlowError('UNAUTHENTICATED', 'invalid token: bad signature or malformed JWT');
     }
+    // Claims are checked by type: an array, a number or a boolean is not a client id.
+    if (typeof sub !== 'string') throw new ChatFlowError('UNAUTHENTICATED', `token subject must be a string client id, not ${Array.isArray(sub) ? 'an array' : typeof sub}`);
+    const problem = validateClientId(sub);
+    if (problem) throw new ChatFlowError('UNAUTHENTICATED', `token subject: ${problem}`);
+    return sub;
   }
 }
 

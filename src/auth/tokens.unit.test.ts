@@ -32,6 +32,18 @@ describe('bearer tokens', () => {
     const t = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(secret);
     await expect(auth.identify(md({ authorization: `Bearer ${t}` }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED' });
   });
+  it.each([
+    ['an array', ['alice'], /must be a string client id, not an array/],
+    ['a number', 12345, /not number/],
+    ['a boolean', true, /not boolean/],
+  ])('given a token whose sub is %s, then UNAUTHENTICATED (never an identity)', async (_, sub, message) => {
+    const t = await new SignJWT({ sub } as never).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(secret);
+    await expect(auth.identify(md({ authorization: `Bearer ${t}` }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED', message });
+  });
+  it('given a token without exp, then UNAUTHENTICATED (a token that never expires is refused)', async () => {
+    const t = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').sign(secret);
+    await expect(auth.identify(md({ authorization: `Bearer ${t}` }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED', message: /exp/ });
+  });
   it('given x-client-id while the insecure switch is off, then it is ignored', async () => {
     await expect(auth.identify(md({ 'x-client-id': 'alice' }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED' });
   });

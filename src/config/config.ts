@@ -19,6 +19,8 @@ export interface Config {
   mediaThreads: number;
   maxMediaBytes: number;
   maxTextChars: number;
+  slowClientTimeoutMs: number;
+  readYourWritesMs: number;
   mediaUrlTtlMs: number;
   logFsync: boolean;
   shutdownGraceMs: number;
@@ -62,6 +64,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     mediaThreads: c.CHATFLOW_MEDIA_THREADS,
     maxMediaBytes: c.CHATFLOW_MAX_MEDIA_BYTES,
     maxTextChars: c.CHATFLOW_MAX_TEXT_CHARS,
+    slowClientTimeoutMs: c.CHATFLOW_SLOW_CLIENT_TIMEOUT_MS,
+    readYourWritesMs: c.CHATFLOW_READ_YOUR_WRITES_MS,
     mediaUrlTtlMs: c.CHATFLOW_MEDIA_URL_TTL_MS,
     logFsync: c.CHATFLOW_LOG_FSYNC,
     shutdownGraceMs: c.CHATFLOW_SHUTDOWN_GRACE_MS,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { canonicalTimeZone } from '../domain/timezone';
 
 /**
  * Every setting ChatFlow reads, with its default and meaning. The README
@@ -21,6 +22,12 @@ const list = z
   .string()
   .default('')
   .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+/** The same rule as at connect (src/domain/timezone.ts): a zone nobody can connect with is a typo. */
+const timeZones = list.superRefine((zones, ctx) => {
+  for (const zone of zones) {
+    if (canonicalTimeZone(zone) === null) ctx.addIssue({ code: 'custom', message: `"${zone}" is not an IANA time zone (e.g. Europe/Paris, UTC)` });
+  }
+});
 
 const origin = optionalString.refine((v) => {
   if (v === undefined) return true;
@@ -49,12 +56,14 @@ export const SETTINGS = {
   CHATFLOW_MAX_CLIENTS: { schema: int(1), default: '50', doc: 'connected clients, all gateways together' },
   CHATFLOW_MAX_PROCESSING: { schema: int(1), default: '500', doc: 'messages in processing, all workers together' },
   CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: { schema: int(1), default: '30000', doc: 'a client must send its first message within this' },
-  CHATFLOW_ALLOWED_TIMEZONES: { schema: list, default: '', doc: 'comma-separated allow-list of IANA zones; empty = every zone' },
+  CHATFLOW_ALLOWED_TIMEZONES: { schema: timeZones, default: '', doc: 'comma-separated allow-list of IANA zones (each checked at start); empty = every zone' },
   CHATFLOW_LEASE_MS: { schema: int(1000), default: '10000', doc: 'connection lease; a dead gateway\'s slots return within it' },
   CHATFLOW_RETRY_AFTER_MS: { schema: int(0), default: '2000', doc: 'hint sent in the `retry-after-ms` trailer when the server is full' },
   CHATFLOW_SIM_DELAY_SCALE: { schema: z.coerce.number().min(0).max(100), default: '1', doc: 'multiplies the simulated processing times; `0` = none' },
   CHATFLOW_MAX_MEDIA_BYTES: { schema: int(1), default: '8388608', doc: 'largest media accepted (bytes)' },
-  CHATFLOW_MAX_TEXT_CHARS: { schema: int(1), default: '16000', doc: 'longest text message accepted (characters)' },
+  CHATFLOW_MAX_TEXT_CHARS: { schema: int(1), default: '16000', doc: 'longest text message accepted (Unicode characters)' },
+  CHATFLOW_SLOW_CLIENT_TIMEOUT_MS: { schema: int(1000), default: '60000', doc: 'a client that takes none of its queued replies for this long is cut off (`RESOURCE_EXHAUSTED`); one that reads is only slowed down' },
+  CHATFLOW_READ_YOUR_WRITES_MS: { schema: int(0), default: '5000', doc: 'longest wait for the read models to reach the log\'s end before a gateway answers from them (conversation ownership, resends)' },
   CHATFLOW_MEDIA_URL_TTL_MS: { schema: int(1000), default: '3600000', doc: 'validity of media download URLs' },
   CHATFLOW_MEDIA_THREADS: { schema: int(0, 64), default: '1', doc: 'worker threads that render reply voice and images off the event loop; `0` renders on it' },
   CHATFLOW_LOG_FSYNC: { schema: bool, default: 'true', doc: 'fsync the embedded event log before `Accepted` (group commit); `false` only for benchmarks' },

@@ -1,5 +1,5 @@
 import { admission, type AdmissionCommand, type AdmissionEvent, type LeaseState } from './admission';
-import { spec } from './decider-specification';
+import { spec } from '../../test/decider-specification';
 
 const acquire = (clientId: string, now = 1000, maxClients = 2): AdmissionCommand => ({
   type: 'Acquire', clientId, sessionId: `s-${clientId}-${now}`, gatewayId: 'g1', conversationId: `c-${clientId}`, now, leaseMs: 100, maxClients,

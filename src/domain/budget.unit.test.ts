@@ -1,6 +1,6 @@
 import { budget, type BudgetEvent } from './budget';
 import { run } from './decider';
-import { spec } from './decider-specification';
+import { spec } from '../../test/decider-specification';
 
 const rule = spec(budget);
 const started: BudgetEvent = { type: 'Started' };

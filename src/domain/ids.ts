@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 
 /**
- * The message id is derived from (client id, client_message_id), so a resend
- * of the same message maps to the same id everywhere: the gateway, the
- * projections and the workers all deduplicate on it.
+ * The message id is derived from (client id, conversation id,
+ * client_message_id): the idempotency key is scoped to the conversation, so a
+ * resend in the same conversation maps to the same id everywhere (gateway,
+ * projections, workers all deduplicate on it) and the same key in another
+ * conversation is another message.
  */
-export function messageIdFor(clientId: string, clientMessageId: string): string {
-  const h = createHash('sha256').update(clientId).update('\0').update(clientMessageId).digest();
+export function messageIdFor(clientId: string, conversationId: string, clientMessageId: string): string {
+  const h = createHash('sha256').update(clientId).update('\0').update(conversationId).update('\0').update(clientMessageId).digest();
   return `m_${h.subarray(0, 16).toString('base64url')}`;
 }
 
@@ -17,3 +19,8 @@ export function responseIdFor(messageId: string): string {
 
 export const MAX_CLIENT_MESSAGE_ID_LENGTH = 128;
 export const MAX_CLIENT_ID_LENGTH = 128;
+
+/** An id the client sent, as it may be echoed back in an error: never longer than the longest valid one. */
+export function echoId(id: string): string {
+  return id.length <= MAX_CLIENT_MESSAGE_ID_LENGTH ? id : `${id.slice(0, MAX_CLIENT_MESSAGE_ID_LENGTH)}…`;
+}

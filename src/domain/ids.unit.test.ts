@@ -1,17 +1,23 @@
-import { messageIdFor, responseIdFor } from './ids';
+import { echoId, messageIdFor, responseIdFor } from './ids';
 
 describe('message ids', () => {
-  it('given the same client and key, then the same id (a resend is the same message)', () => {
-    expect(messageIdFor('alice', 'k1')).toBe(messageIdFor('alice', 'k1'));
+  it('given the same client, conversation and key, then the same id (a resend is the same message)', () => {
+    expect(messageIdFor('alice', 'c1', 'k1')).toBe(messageIdFor('alice', 'c1', 'k1'));
   });
-  it('given another client or key, then another id', () => {
-    expect(messageIdFor('alice', 'k1')).not.toBe(messageIdFor('bob', 'k1'));
-    expect(messageIdFor('alice', 'k1')).not.toBe(messageIdFor('alice', 'k2'));
-    // The separator keeps ("ab","c") and ("a","bc") apart.
-    expect(messageIdFor('ab', 'c')).not.toBe(messageIdFor('a', 'bc'));
+  it('given another client, conversation or key, then another id', () => {
+    expect(messageIdFor('alice', 'c1', 'k1')).not.toBe(messageIdFor('bob', 'c1', 'k1'));
+    expect(messageIdFor('alice', 'c1', 'k1')).not.toBe(messageIdFor('alice', 'c2', 'k1'));
+    expect(messageIdFor('alice', 'c1', 'k1')).not.toBe(messageIdFor('alice', 'c1', 'k2'));
+    // The separators keep ("ab","c") and ("a","bc") apart.
+    expect(messageIdFor('ab', 'c', 'k')).not.toBe(messageIdFor('a', 'bc', 'k'));
+    expect(messageIdFor('a', 'bc', 'k')).not.toBe(messageIdFor('a', 'b', 'ck'));
   });
   it('derives the response id from the message id', () => {
-    const m = messageIdFor('alice', 'k1');
+    const m = messageIdFor('alice', 'c1', 'k1');
     expect(responseIdFor(m)).toBe(`r_${m.slice(2)}`);
+  });
+  it('echoes a valid id whole and caps a longer one', () => {
+    expect(echoId('k1')).toBe('k1');
+    expect(echoId('x'.repeat(1 << 20))).toBe(`${'x'.repeat(128)}…`);
   });
 });

@@ -1,4 +1,4 @@
-import { spec } from './decider-specification';
+import { spec } from '../../test/decider-specification';
 import { leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperEvent } from './lease';
 
 describe('leaseTiming', () => {

@@ -181,6 +181,23 @@ export class KafkaEventLog implements EventLog {
     return consumer;
   }
 
+  async groupCaughtUp(group: string, topics: readonly Topic[], timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    const names = topics.map((t) => topicName(this.opts.prefix, t));
+    const targets = new Map<string, number>();
+    for (const name of names) {
+      for (const p of await this.admin.fetchTopicOffsets(name)) if (Number(p.high) > Number(p.low)) targets.set(`${name}/${p.partition}`, Number(p.high));
+    }
+    while (targets.size > 0) {
+      if (this.closed || Date.now() > deadline) return false;
+      for (const t of await this.admin.fetchOffsets({ groupId: `${this.opts.prefix}${group}`, topics: names })) {
+        for (const p of t.partitions) if (Number(p.offset) >= (targets.get(`${t.topic}/${p.partition}`) ?? Infinity)) targets.delete(`${t.topic}/${p.partition}`);
+      }
+      if (targets.size > 0) await new Promise((r) => setTimeout(r, 25));
+    }
+    return true;
+  }
+
   /** Stops consumers, waits for appends in flight, disconnects. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -90,5 +90,13 @@ export interface EventLog {
   /** Appends one event; resolves only when the event is durable. */
   append(event: Event): Promise<LoggedEvent>;
   consume(options: ConsumeOptions): Promise<Consumer>;
+  /**
+   * Resolves once consumer group `group` (possibly in another process) has
+   * handled every event `topics` held when called (true), or `timeoutMs`
+   * passed first (false): read-your-writes for a process that reads models
+   * another process projects. Logs whose groups all live in this process (the
+   * embedded log) leave it out.
+   */
+  groupCaughtUp?(group: string, topics: readonly Topic[], timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }

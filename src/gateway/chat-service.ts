@@ -11,11 +11,16 @@ import { LeaseKeeper } from './lease-keeper';
 import { isoLocalTime } from '../llm/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
 import type { GatewayDeps } from './deps';
-import { Outbound, type WritableCall } from './outbound';
+import type { ConversationDoc } from '../../projections/models';
+import { DEFAULT_FLOW, Outbound, type WritableCall } from './outbound';
+import { WIRE_FLAW_MESSAGES, wireFlawOf } from './wire-check';
+import { echoId } from '../domain/ids';
 import { MessageRejected, Session, trailers } from './session';
 import { toServiceError } from './status';
 
 const MAX_CONVERSATION_ID = 128;
+/** Frames held while the session opens; beyond this the client's input is paused until it is open. */
+const MAX_EARLY_FRAMES = 64;
 /** How long a Send forwarded to another gateway may take (it includes the durable append). */
 const SEND_ROUTE_TIMEOUT_MS = 15_000;
 
@@ -101,7 +106,11 @@ export class ChatGateway {
     const early: ClientFrame[] = [];
     let session: Session | undefined;
     let ended = false;
-    call.on('data', (frame: ClientFrame) => (session ? this.onFrame(session, frame) : early.push(frame)));
+    call.on('data', (frame: ClientFrame) => {
+      if (session) return this.onFrame(session, frame);
+      early.push(frame);
+      if (early.length >= MAX_EARLY_FRAMES) call.pause(); // resumed once the session reads its input
+    });
     call.on('end', () => (session ? session.clientDone() : (ended = true)));
     call.on('cancelled', () => void session?.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined));
     call.on('error', (err) => {
@@ -112,23 +121,41 @@ export class ChatGateway {
       if (!s) return;
       session = s;
       for (const f of early.splice(0)) this.onFrame(s, f);
+      s.attachInput(call);
+      if (call.isPaused()) call.resume();
       if (ended) s.clientDone();
       if (call.cancelled) void s.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
     });
   }
 
+  /**
+   * One client frame. Nothing in it may escape as an exception (it would be
+   * thrown from the stream's event handler and take the process down): a bad
+   * message gets a ChatError, anything unexpected is logged once and ends
+   * this stream only, with INTERNAL.
+   */
   private onFrame(session: Session, frame: ClientFrame): void {
-    const f = frame.frame;
-    if (f?.$case === 'ping') return session.pong(f.ping.nonce);
-    if (f?.$case !== 'message') return;
-    const cmid = f.message.clientMessageId;
-    session.submit(f.message).catch((err) => {
-      const code = err instanceof ChatFlowError ? err.kind : 'INTERNAL';
-      const message = err instanceof ChatFlowError ? err.message : 'the message could not be stored; send it again';
-      const retryAfterMs = err instanceof ChatFlowError ? Number(err.trailers['retry-after-ms'] ?? 0) : 0;
-      // Not logged here: rejections are the client's (counted in metrics), failures were logged by submit.
-      session.chatError(cmid, code, message, retryAfterMs);
-    });
+    try {
+      const f = frame.frame;
+      const flaw = wireFlawOf(frame);
+      if (flaw) {
+        this.deps.metrics.messagesRejected.inc({ code: 'INVALID_ARGUMENT' });
+        return session.chatError(f?.$case === 'message' ? f.message.clientMessageId : '', 'INVALID_ARGUMENT', WIRE_FLAW_MESSAGES[flaw]);
+      }
+      if (f?.$case === 'ping') return session.pong(f.ping.nonce);
+      if (f?.$case !== 'message') return;
+      const cmid = f.message.clientMessageId;
+      session.submit(f.message).catch((err) => {
+        const code = err instanceof ChatFlowError ? err.kind : 'INTERNAL';
+        const message = err instanceof ChatFlowError ? err.message : 'the message could not be stored; send it again';
+        const retryAfterMs = err instanceof ChatFlowError ? Number(err.trailers['retry-after-ms'] ?? 0) : 0;
+        // Not logged here: rejections are the client's (counted in metrics), failures were logged by submit.
+        session.chatError(cmid, code, message, retryAfterMs);
+      });
+    } catch (err) {
+      session.logger.error({ err }, 'unexpected error handling a client frame; ending this stream');
+      void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.INTERNAL, details: 'internal error; it has been logged' }, 'handler error');
+    }
   }
 
   private connect(call: ServerWritableStream<ConnectRequest, ServerFrame>): void {
@@ -143,6 +170,8 @@ export class ChatGateway {
   private send(call: ServerUnaryCall<SendRequest, SendAck>, callback: sendUnaryData<SendAck>): void {
     const run = async (): Promise<SendAck> => {
       const clientId = await this.deps.auth.identify(getter(call.metadata));
+      const flaw = wireFlawOf(call.request);
+      if (flaw) throw new ChatFlowError('INVALID_ARGUMENT', WIRE_FLAW_MESSAGES[flaw]);
       if (!call.request.message) throw new ChatFlowError('INVALID_ARGUMENT', 'message is required');
       const session = this.sessions.get(call.request.sessionId);
       if (session) return this.submitOn(session, clientId, call.request);
@@ -175,7 +204,7 @@ export class ChatGateway {
       reply = await this.deps.bus.request(sessionSubject(request.sessionId), payload, SEND_ROUTE_TIMEOUT_MS);
     } catch (err) {
       if (err instanceof NoResponderError && !err.timedOut) {
-        throw new ChatFlowError('NOT_FOUND', `session ${request.sessionId.slice(0, 64)} is not open: connect first`);
+        throw new ChatFlowError('NOT_FOUND', `session ${echoId(request.sessionId)} is not open: connect first`);
       }
       this.logger.warn({ err, sessionId: request.sessionId }, 'Send could not reach the gateway holding the session');
       throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session did not answer; send again');
@@ -221,15 +250,7 @@ export class ChatGateway {
       let lastSeq = 0;
       if (requested !== undefined && requested !== '') {
         if (requested.length > MAX_CONVERSATION_ID) throw new ChatFlowError('INVALID_ARGUMENT', 'x-conversation-id is too long');
-        const conv = await this.deps.conversations.get(requested);
-        if (!conv) {
-          this.deps.metrics.admissionsRefused.inc({ reason: 'not_found' });
-          throw new ChatFlowError('NOT_FOUND', `conversation ${requested} not found`);
-        }
-        if (conv.clientId !== clientId) {
-          this.deps.metrics.admissionsRefused.inc({ reason: 'permission_denied' });
-          throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
-        }
+        const conv = await this.ownedConversation(requested, clientId);
         conversationId = requested;
         lastSeq = conv.lastSeq;
       } else {
@@ -253,7 +274,10 @@ export class ChatGateway {
       }
       slot = sessionId;
       const logger = callLogger.child({ sessionId, clientId, conversationId });
-      const outbound = new Outbound(call, () => void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.RESOURCE_EXHAUSTED, details: 'client reads too slowly; reconnect with x-resume-after' }, 'slow consumer'));
+      const outbound = new Outbound(call, {
+        onStalled: (st) => void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, st, 'client read nothing'),
+        onPressure: (high) => session.onOutboundPressure(high),
+      }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
       const session: Session = new Session(
         { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now },
         this.deps,
@@ -299,6 +323,32 @@ export class ChatGateway {
       if (!call.cancelled) call.emit('error', se);
       return undefined;
     }
+  }
+
+  /**
+   * The conversation a client asks to continue, read-your-writes: the read
+   * model may lag the log (the conversation was created a moment ago, maybe
+   * on another gateway), so before answering NOT_FOUND — and before trusting
+   * it to recognise resends — it is brought up to the log's end as of this
+   * request, within CHATFLOW_READ_YOUR_WRITES_MS.
+   */
+  private async ownedConversation(conversationId: string, clientId: string): Promise<ConversationDoc> {
+    const settled = await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+    const conv = await this.deps.conversations.get(conversationId);
+    if (!conv) {
+      if (!settled) {
+        this.deps.metrics.admissionsRefused.inc({ reason: 'read_model_behind' });
+        throw new ChatFlowError('UNAVAILABLE', 'the history is catching up with recent events; retry shortly', { 'retry-after-ms': String(this.deps.config.retryAfterMs) });
+      }
+      this.deps.metrics.admissionsRefused.inc({ reason: 'not_found' });
+      throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId} not found`);
+    }
+    if (conv.clientId !== clientId) {
+      this.deps.metrics.admissionsRefused.inc({ reason: 'permission_denied' });
+      throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
+    }
+    if (!settled) this.logger.warn({ conversationId }, 'read models still behind the log after the read-your-writes wait; resends of this conversation may not be recognised');
+    return conv;
   }
 
   private async refuseAs<T>(reason: string, f: () => Promise<T>): Promise<T> {

@@ -25,4 +25,9 @@ export interface GatewayDeps {
   metrics: Metrics;
   clock: () => number;
   newId: () => string;
+  /**
+   * Read-your-writes: resolves true once the read models reflect every event
+   * the log held when called, false if `timeoutMs` passed first.
+   */
+  readModelsSettled(timeoutMs: number): Promise<boolean>;
 }

@@ -88,5 +88,6 @@ export function conversationMessage(doc: ConversationDoc, messageCount: number):
     messageCount,
     lastSeq: doc.lastSeq,
     timeZone: doc.timeZone,
+    preview: doc.preview ?? '',
   };
 }

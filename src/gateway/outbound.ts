@@ -1,4 +1,4 @@
-import type { Metadata, ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
+import { status as grpcStatus, type Metadata, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
 import type { ServerFrame } from '../gen/chatflow/v1/chat';
 
 export interface EndStatus {
@@ -10,49 +10,104 @@ export interface EndStatus {
 /** Either kind of server-streaming call. */
 export type WritableCall = ServerWritableStream<any, ServerFrame> | ServerDuplexStream<any, ServerFrame>;
 
+export interface FlowOptions {
+  /** Frames queued above which the session stops reading the client's input. */
+  highWater: number;
+  /** Frames queued at or below which reading resumes. */
+  lowWater: number;
+  /** A client that takes none of the queued frames for this long is cut off. */
+  stallMs: number;
+}
+
+export interface FlowHandlers {
+  /** The client read nothing for `stallMs` while frames waited; the stream ends with `status`. */
+  onStalled(status: EndStatus): void;
+  /** The backlog crossed `highWater` (true) or fell back to `lowWater` (false). */
+  onPressure?(high: boolean): void;
+}
+
+export const DEFAULT_FLOW: FlowOptions = { highWater: 512, lowWater: 128, stallMs: 60_000 };
+
 /**
  * The write half of a stream. Frames are queued and written respecting
- * backpressure (`write()` false → wait for 'drain'); a client too slow to
- * read `maxQueued` frames is cut off rather than letting memory grow.
+ * backpressure (`write()` false → wait for 'drain'). A client that reads is
+ * never cut off: above `highWater` the session is told to stop reading its
+ * input (HTTP/2 flow control then slows the client down), and only a client
+ * that takes nothing for `stallMs` is cut off.
  */
 export class Outbound {
   private queue: ServerFrame[] = [];
   private waitingDrain = false;
   private ended = false;
   private pendingEnd?: EndStatus | null;
+  private high = false;
+  private stallTimer?: NodeJS.Timeout;
+  private drainWaiters: (() => void)[] = [];
 
   constructor(
     private readonly call: WritableCall,
-    private readonly onOverflow: () => void,
-    private readonly maxQueued = 10_000,
+    private readonly handlers: FlowHandlers,
+    private readonly flow: FlowOptions = DEFAULT_FLOW,
   ) {}
 
   get isEnded(): boolean {
     return this.ended;
   }
 
+  /** Frames written but not yet taken by the transport. */
+  get backlog(): number {
+    return this.queue.length;
+  }
+
   write(frame: ServerFrame): void {
     if (this.ended || this.pendingEnd !== undefined) return;
     if (this.waitingDrain) {
-      if (this.queue.length >= this.maxQueued) {
-        this.onOverflow();
-        return;
-      }
       this.queue.push(frame);
+      if (!this.high && this.queue.length >= this.flow.highWater) {
+        this.high = true;
+        this.handlers.onPressure?.(true);
+      }
       return;
     }
     this.push(frame);
   }
 
+  /** Resolves once the backlog is at or below the low-water mark (or the stream ended). */
+  drained(): Promise<void> {
+    if (this.ended || this.queue.length <= this.flow.lowWater) return Promise.resolve();
+    return new Promise((r) => this.drainWaiters.push(r));
+  }
+
   private push(frame: ServerFrame): void {
-    if (!this.call.write(frame)) {
-      this.waitingDrain = true;
-      this.call.once('drain', () => {
-        this.waitingDrain = false;
-        while (this.queue.length > 0 && !this.waitingDrain) this.push(this.queue.shift()!);
-        if (!this.waitingDrain && this.pendingEnd !== undefined) this.finish(this.pendingEnd);
-      });
+    if (this.call.write(frame)) return;
+    this.waitingDrain = true;
+    this.armStall();
+    this.call.once('drain', () => this.onDrain());
+  }
+
+  private onDrain(): void {
+    this.waitingDrain = false;
+    clearTimeout(this.stallTimer);
+    while (this.queue.length > 0 && !this.waitingDrain) this.push(this.queue.shift()!);
+    if (this.queue.length <= this.flow.lowWater) {
+      if (this.high) {
+        this.high = false;
+        this.handlers.onPressure?.(false);
+      }
+      for (const w of this.drainWaiters.splice(0)) w();
     }
+    if (!this.waitingDrain && this.pendingEnd !== undefined) this.finish(this.pendingEnd);
+  }
+
+  private armStall(): void {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = setTimeout(() => {
+      if (!this.waitingDrain || this.ended) return;
+      const st = stalledStatus(this.flow.stallMs);
+      this.handlers.onStalled(st);
+      this.finish(st); // also when the session had already asked for an OK end behind the queue
+    }, this.flow.stallMs);
+    this.stallTimer.unref();
   }
 
   /** Ends the stream after the queued frames, with OK (null) or an error status. */
@@ -69,8 +124,17 @@ export class Outbound {
     if (this.ended) return;
     this.ended = true;
     this.queue = [];
+    clearTimeout(this.stallTimer);
+    for (const w of this.drainWaiters.splice(0)) w();
     if (this.call.cancelled) return;
     if (status === null) this.call.end();
     else this.call.emit('error', { code: status.code, details: status.details, metadata: status.metadata });
   }
+}
+
+export function stalledStatus(stallMs: number): EndStatus {
+  return {
+    code: grpcStatus.RESOURCE_EXHAUSTED,
+    details: `the client read nothing for ${stallMs} ms while replies waited; reconnect with x-resume-after to get them`,
+  };
 }

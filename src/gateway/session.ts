@@ -6,9 +6,10 @@ import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
 import { ChatFlowError } from '../domain/errors';
-import { MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor } from '../domain/ids';
+import { echoId, MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor, responseIdFor } from '../domain/ids';
+import { contentHash, decideText } from '../domain/message-content';
 import { validateMedia } from '../domain/media-validation';
-import { disconnectReasonName } from '../../projections/definitions';
+import { disconnectReasonName, failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
 import type { GatewayDeps } from './deps';
@@ -39,8 +40,14 @@ export class Session {
   private readonly awaitingAccept = new Map<string, ServerFrame[]>();
   /** Accepted messages waiting for their reply, with the time they were accepted. */
   private readonly awaitingReply = new Map<string, number>();
-  /** In-flight and recent acknowledgements by client_message_id (resends). */
-  private readonly byClientMessageId = new Map<string, Promise<Accepted>>();
+  /** In-flight and recent acknowledgements by client_message_id, with the content's hash (resends, conflicts). */
+  private readonly byClientMessageId = new Map<string, { hash: string; accepted: Promise<Accepted> }>();
+  /** Resent messages owed their outcome (the reply or the error) on this stream. */
+  private readonly outcomeOwed = new Set<string>();
+  /** Flow control of the client's input (Chat streams): paused while the client is behind. */
+  private input?: { pause(): void; resume(): void };
+  private inputPaused = false;
+  private outboundHigh = false;
   /** Messages are prepared one after another so their appends keep the client's order. */
   private chain: Promise<unknown> = Promise.resolve();
   private replaying = false;
@@ -73,17 +80,27 @@ export class Session {
     if (resumeAfter !== undefined) await this.replay(resumeAfter);
   }
 
+  /**
+   * Replays the replies after `after`, a page at a time: each page waits until
+   * the client has taken the previous one, so any number of missed replies
+   * comes through under the stream's own backpressure.
+   */
   private async replay(after: number): Promise<void> {
     let lastSeq = after;
     try {
-      const missed = await this.deps.messages.find({
-        where: { conversationId: this.info.conversationId, author: 'bot' },
-        range: { field: 'seq', gt: after },
-        sort: { field: 'seq', direction: 1 },
-      });
-      for (const doc of missed) {
-        this.out.write(await this.deps.frames.replayFrame(doc));
-        lastSeq = Math.max(lastSeq, doc.seq);
+      for (;;) {
+        const page = await this.deps.messages.find({
+          where: { conversationId: this.info.conversationId, author: 'bot' },
+          range: { field: 'seq', gt: lastSeq },
+          sort: { field: 'seq', direction: 1 },
+          limit: REPLAY_PAGE,
+        });
+        for (const doc of page) {
+          this.out.write(await this.deps.frames.replayFrame(doc));
+          lastSeq = Math.max(lastSeq, doc.seq);
+        }
+        if (page.length < REPLAY_PAGE || this.closed) break;
+        await this.out.drained();
       }
     } finally {
       this.replaying = false;
@@ -137,14 +154,23 @@ export class Session {
         this.awaitingReply.delete(inReplyTo);
         this.deps.metrics.replyLatencySeconds.observe((this.deps.clock() - acceptedAt) / 1000);
       }
-      if (this.halfClosed && this.awaitingReply.size === 0) void this.close(DisconnectReason.DISCONNECT_REASON_CLIENT, null);
+      // A resend waiting for this outcome has it now.
+      this.outcomeOwed.delete(inReplyTo);
+      this.finishIfDone();
       this.notifyIfDelivered();
+    }
+  }
+
+  /** After the client half-closed: end once every accepted message has had its outcome. */
+  private finishIfDone(): void {
+    if (this.halfClosed && this.awaitingReply.size === 0 && this.awaitingAccept.size === 0 && this.outcomeOwed.size === 0) {
+      void this.close(DisconnectReason.DISCONNECT_REASON_CLIENT, null);
     }
   }
 
   /** Reports a problem with one message on the stream (the stream stays open). */
   chatError(inReplyTo: string, code: string, message: string, retryAfterMs = 0): void {
-    this.out.write({ frame: { $case: 'error', error: { inReplyTo, code, message, seq: 0, retryAfterMs } } });
+    this.out.write({ frame: { $case: 'error', error: { inReplyTo: echoId(inReplyTo), code, message, seq: 0, retryAfterMs } } });
   }
 
   pong(nonce: number): void {
@@ -154,34 +180,44 @@ export class Session {
   /**
    * Validates, stores media, appends MessageReceived and resolves with the
    * acknowledgement once the event is durable. Rejects with MessageRejected.
+   * The idempotency key is scoped to the conversation: a resend with the same
+   * content gets the original ids (duplicate) and its outcome again; the same
+   * key with other content is refused.
    */
   submit(message: UserMessage): Promise<Accepted> {
     if (this.closed) return Promise.reject(new ChatFlowError('FAILED_PRECONDITION', 'the session is closed'));
     if (this.drainRetryAfterMs !== undefined) return Promise.reject(this.refusedWhileDraining(this.drainRetryAfterMs));
     const cmid = message.clientMessageId;
     if (!cmid || cmid.length > MAX_CLIENT_MESSAGE_ID_LENGTH) {
-      this.deps.metrics.messagesRejected.inc({ code: 'INVALID_ARGUMENT' });
-      return Promise.reject(new MessageRejected('INVALID_ARGUMENT', `client_message_id is required (1 to ${MAX_CLIENT_MESSAGE_ID_LENGTH} characters)`));
+      return Promise.reject(this.reject('INVALID_ARGUMENT', `client_message_id is required (1 to ${MAX_CLIENT_MESSAGE_ID_LENGTH} characters)`));
     }
+    const content = message.content;
+    if (!content) return Promise.reject(this.reject('INVALID_ARGUMENT', 'the message has no content: set text, audio, video or image'));
+    const hash = hashOf(content);
     const known = this.byClientMessageId.get(cmid);
     if (known) {
-      const again = known.then((a) => ({ ...a, duplicate: true }));
-      again.then((a) => this.out.write({ frame: { $case: 'accepted', accepted: a } }), () => undefined);
+      if (known.hash !== hash) return Promise.reject(this.conflict(cmid));
+      const again = known.accepted.then((a) => ({ ...a, duplicate: true }));
+      again.then((a) => this.acknowledgeDuplicate(a), () => undefined);
       return again;
     }
-    const messageId = messageIdFor(this.info.clientId, cmid);
+    const messageId = messageIdFor(this.info.clientId, this.info.conversationId, cmid);
     this.awaitingAccept.set(messageId, []);
-    const prepared = this.chain.then(() => this.prepare(message, messageId));
+    this.updateInputFlow();
+    const prepared = this.chain.then(() => this.prepare(message, messageId, hash));
     this.chain = prepared.catch(() => undefined);
     const accepted = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : this.append(p.event, messageId, cmid)));
-    this.byClientMessageId.set(cmid, accepted);
+    this.byClientMessageId.set(cmid, { hash, accepted });
     if (this.byClientMessageId.size > 10_000) this.byClientMessageId.delete(this.byClientMessageId.keys().next().value!);
     accepted.then(
       (a) => {
         this.deadline = recordMessage(this.deadline, this.deps.clock());
         clearTimeout(this.deadlineTimer);
-        this.out.write({ frame: { $case: 'accepted', accepted: a } });
-        if (!a.duplicate) this.awaitingReply.set(messageId, this.deps.clock());
+        if (a.duplicate) this.acknowledgeDuplicate(a);
+        else {
+          this.out.write({ frame: { $case: 'accepted', accepted: a } });
+          this.awaitingReply.set(messageId, this.deps.clock());
+        }
         this.flushAwaiting(messageId);
       },
       (err) => {
@@ -194,30 +230,68 @@ export class Session {
     return accepted;
   }
 
+  /** A resend: Accepted{duplicate} with the original ids, then the recorded outcome (or the reply when it comes). */
+  private acknowledgeDuplicate(a: Accepted): void {
+    this.out.write({ frame: { $case: 'accepted', accepted: a } });
+    this.outcomeOwed.add(a.messageId);
+    void this.resendOutcome(a.messageId).catch((err) => this.logger.error({ err, messageId: a.messageId }, 'could not resend the outcome of a duplicate'));
+  }
+
+  /**
+   * The outcome of a message, from the read model. If it is not there, the
+   * read model is first brought up to the log's end (a reply appended before
+   * now is then visible); if it is still not there the message is in
+   * processing and its reply reaches this stream over the bus when produced.
+   */
+  private async resendOutcome(messageId: string): Promise<void> {
+    let doc = await this.outcomeOf(messageId);
+    if (!doc && this.outcomeOwed.has(messageId)) {
+      await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+      doc = await this.outcomeOf(messageId);
+    }
+    if (doc && this.outcomeOwed.delete(messageId)) {
+      this.out.write(await this.deps.frames.replayFrame(doc));
+      this.finishIfDone();
+    }
+  }
+
+  private async outcomeOf(messageId: string): Promise<MessageDoc | null> {
+    return (await this.deps.messages.get(responseIdFor(messageId))) ?? (await this.deps.messages.get(failureIdFor(messageId)));
+  }
+
+  private conflict(cmid: string): MessageRejected {
+    return this.reject('INVALID_ARGUMENT', `client_message_id "${echoId(cmid)}" was already used in this conversation for a message with different content: use a new client_message_id for a new message`);
+  }
+
   private flushAwaiting(messageId: string): void {
     const frames = this.awaitingAccept.get(messageId);
     this.awaitingAccept.delete(messageId);
     for (const f of frames ?? []) this.deliver(f);
+    this.updateInputFlow();
+    // A half-closed stream whose last message was just refused has nothing more to wait for.
+    this.finishIfDone();
     this.notifyIfDelivered();
   }
 
-  private async prepare(message: UserMessage, messageId: string): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
+  private async prepare(message: UserMessage, messageId: string, hash: string): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
     const existing = await this.deps.messages.get(messageId);
-    if (existing) return { kind: 'duplicate', accepted: acceptedFrom(existing) };
+    if (existing) {
+      // Older read models have no hash: those resends are taken as the same message.
+      if (existing.contentHash !== undefined && existing.contentHash !== hash) throw this.conflict(message.clientMessageId);
+      return { kind: 'duplicate', accepted: acceptedFrom(existing) };
+    }
     const cfg = this.deps.config;
-    const content = message.content;
+    const content = message.content!;
     const base = {
       messageId,
       clientMessageId: message.clientMessageId,
       gatewayId: this.deps.gatewayId,
       timeZone: this.info.timeZone,
     };
-    if (!content) throw this.reject('INVALID_ARGUMENT', 'the message has no content: set text, audio, video or image');
     if (content.$case === 'text') {
-      const text = content.text;
-      if (text.trim() === '') throw this.reject('INVALID_ARGUMENT', 'the text is empty');
-      if (text.length > cfg.maxTextChars) throw this.reject('INVALID_ARGUMENT', `the text is ${text.length} characters; the limit is ${cfg.maxTextChars}`);
-      return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'text', text } } }) };
+      const verdict = decideText(content.text, cfg.maxTextChars);
+      if (!verdict.ok) throw this.reject('INVALID_ARGUMENT', verdict.message);
+      return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'text', text: content.text } } }) };
     }
     const kind = content.$case;
     const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
@@ -262,12 +336,36 @@ export class Session {
     };
   }
 
+  /** Chat streams: the client's input, paused while this session is behind (see updateInputFlow). */
+  attachInput(input: { pause(): void; resume(): void }): void {
+    this.input = input;
+    this.updateInputFlow();
+  }
+
+  /** Called by the Outbound when its backlog crosses the high-water mark (true) or drains (false). */
+  onOutboundPressure(high: boolean): void {
+    this.outboundHigh = high;
+    this.updateInputFlow();
+  }
+
+  /**
+   * Flow control instead of disconnection: while the client has many frames
+   * to take, or many messages wait for their append, its input is not read;
+   * HTTP/2 flow control then holds the client back.
+   */
+  private updateInputFlow(): void {
+    if (!this.input) return;
+    const behind = !this.closed && (this.outboundHigh || this.awaitingAccept.size >= MAX_PENDING_APPENDS);
+    if (behind === this.inputPaused) return;
+    this.inputPaused = behind;
+    if (behind) this.input.pause();
+    else this.input.resume();
+  }
+
   /** The client half-closed: finish once every accepted message has its reply. */
   clientDone(): void {
     this.halfClosed = true;
-    void this.chain.then(() => {
-      if (this.awaitingReply.size === 0 && this.awaitingAccept.size === 0) void this.close(DisconnectReason.DISCONNECT_REASON_CLIENT, null);
-    });
+    void this.chain.then(() => this.finishIfDone());
   }
 
   // ---- shutdown drain -------------------------------------------------------
@@ -339,6 +437,17 @@ export class Session {
     }
     this.logger.info({ reason: name }, 'client disconnected');
   }
+}
+
+/** Replies replayed per page on resume: the next page waits until the client took this one. */
+const REPLAY_PAGE = 256;
+/** Messages of one session waiting for their append beyond which its input is no longer read. */
+const MAX_PENDING_APPENDS = 64;
+
+function hashOf(content: NonNullable<UserMessage['content']>): string {
+  if (content.$case === 'text') return contentHash({ text: content.text });
+  const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
+  return contentHash({ mediaKind: content.$case, sha256: createHash('sha256').update(media.data).digest('hex') });
 }
 
 function acceptedFrom(doc: MessageDoc): Accepted {

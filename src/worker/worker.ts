@@ -58,6 +58,8 @@ export class Worker {
   private budget: BudgetState = initialBudget();
   private readonly waiters: (() => void)[] = [];
   private readonly inFlight = new Set<string>();
+  /** Messages this worker answered lately, oldest first (dedupe by message id). */
+  private readonly recentlyDone = new Set<string>();
   private readonly abort = new AbortController();
   private lagTimer?: NodeJS.Timeout;
 
@@ -111,10 +113,14 @@ export class Worker {
     const p = e.event.payload;
     if (p?.$case !== 'messageReceived') return;
     const id = p.messageReceived.messageId;
-    if (this.inFlight.has(id)) return; // the same message appended twice: one processing is enough
+    // The same message appended twice (a resend racing its original): one processing is enough, also when
+    // the first is already answered but the read model the check below reads has not caught up yet.
+    if (this.inFlight.has(id) || this.recentlyDone.has(id)) return;
     this.inFlight.add(id);
     try {
       await this.process(e.event, p.messageReceived, AbortSignal.any([this.abort.signal, taken]));
+      this.recentlyDone.add(id);
+      if (this.recentlyDone.size > RECENTLY_DONE) this.recentlyDone.delete(this.recentlyDone.values().next().value!);
     } finally {
       this.inFlight.delete(id);
     }
@@ -291,6 +297,7 @@ export class Worker {
 
 /** Longest wait between two tries of a reply append while the log cannot write. */
 const OUTCOME_RETRY_MAX_MS = 200;
+const RECENTLY_DONE = 10_000;
 
 /** Per-partition share of the processing budget (at least 1, never above the budget in total). */
 export function concurrencyPerPartition(maxProcessing: number, partitions: number): number {

@@ -1,4 +1,4 @@
-import { fold, type Decider } from './decider';
+import { fold, type Decider } from '../src/domain/decider';
 
 /**
  * given/when/then for any decider (as emmett's `DeciderSpecification`):

@@ -1,0 +1,46 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * What a client message says, reduced to a hash: a resend with the same
+ * idempotency key must say the same thing. Text hashes its UTF-8; media hash
+ * the kind and the SHA-256 of the bytes (the event keeps that SHA-256, so the
+ * projection computes the same value from the log).
+ */
+export type ContentForHash = { text: string } | { mediaKind: string; sha256: string };
+
+export function contentHash(c: ContentForHash): string {
+  const h = createHash('sha256');
+  if ('text' in c) h.update('text\0').update(c.text, 'utf8');
+  else h.update(`${c.mediaKind}\0`).update(c.sha256);
+  return h.digest('base64url').slice(0, 22);
+}
+
+/** Length in Unicode code points (what a person calls characters; an emoji is one, not two UTF-16 units). */
+export function codePointLength(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // A high surrogate followed by a low one is one code point.
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n--;
+        i++;
+      }
+    }
+  }
+  return n;
+}
+
+export type TextVerdict = { ok: true } | { ok: false; message: string };
+
+/** The rules of a text message (its UTF-8 validity is checked when the frame is decoded). */
+export function decideText(text: string, maxChars: number): TextVerdict {
+  if (text.trim() === '') return { ok: false, message: 'the text is empty' };
+  // Cheap bound first: a string has at least length/2 code points.
+  if (text.length > maxChars) {
+    const chars = codePointLength(text);
+    if (chars > maxChars) return { ok: false, message: `the text is ${chars} characters; the limit is ${maxChars}` };
+  }
+  return { ok: true };
+}

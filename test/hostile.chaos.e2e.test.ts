@@ -1,0 +1,244 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Client, credentials, Metadata, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { SignJWT } from 'jose';
+import { ClientFrame, ServerFrame } from '../src/gen/chatflow/v1/chat';
+import { SimulatedLlm } from '../src/llm/simulated';
+import type { LlmProvider } from '../src/llm/port';
+import { codeName, connected, metadataFor, openChat, startTestApp, type ChatStream, type TestApp } from './harness';
+import { idempotencyCases, openRetrying, resendWhileProcessingCase } from './idempotency.cases';
+
+/*
+ * Hostile and careless clients, one test per case of issue 9: idempotency
+ * keys, identity claims, flow control, read-your-writes, UTF-8 and limits.
+ * The fuzz test lives in fuzz.chaos.e2e.test.ts.
+ */
+jest.setTimeout(120_000);
+
+/** The simulated model, held back while armed: a message stays in processing until released. */
+class HeldLlm implements LlmProvider {
+  readonly name = 'held';
+  readonly usesHistory = false;
+  private readonly inner = new SimulatedLlm({ delayScale: 0 });
+  private armed = false;
+  private waiting: (() => void)[] = [];
+  reset(): void {
+    this.armed = true;
+  }
+  release(): void {
+    this.armed = false;
+    for (const w of this.waiting.splice(0)) w();
+  }
+  async generate(...args: Parameters<LlmProvider['generate']>) {
+    if (this.armed) await new Promise<void>((r) => this.waiting.push(r));
+    return this.inner.generate(...args);
+  }
+}
+
+let t: TestApp;
+const llm = new HeldLlm();
+let n = 0;
+beforeAll(async () => {
+  t = await startTestApp({ CHATFLOW_MAX_CLIENTS: '200', CHATFLOW_LOG_FSYNC: 'false' }, { llm });
+});
+afterAll(async () => t.close());
+
+describe('idempotency keys scoped to the conversation', () => {
+  const target = () => ({
+    open: (clientId: string, extra: Record<string, string> = {}) => openRetrying(() => connected(t, clientId, extra)),
+    fresh: (prefix: string) => `${prefix}-${++n}`,
+    replyWithinMs: 10_000,
+  });
+  idempotencyCases(target);
+  resendWhileProcessingCase(target, () => llm);
+});
+
+describe('identity claims', () => {
+  it('refuses a token whose sub is an array, a number or a boolean, or that has no exp, with UNAUTHENTICATED; the server still serves', async () => {
+    const secret = new TextEncoder().encode((await readFile(join(t.dataDir, 'secret'), 'utf8')).trim());
+    const now = Math.floor(Date.now() / 1000);
+    const sign = (claims: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).sign(secret);
+    const tokens = {
+      'array sub': await sign({ sub: ['alice'], exp: now + 600 }),
+      'array sub of two': await sign({ sub: ['a', 'b'], exp: now + 600 }),
+      'number sub': await sign({ sub: 12345, exp: now + 600 }),
+      'boolean sub': await sign({ sub: true, exp: now + 600 }),
+      'no exp': await sign({ sub: 'no-exp' }),
+    };
+    for (const [what, token] of Object.entries(tokens)) {
+      const s = await openChat(t, 'ignored', { authorization: `Bearer ${token}` });
+      s.text('hello');
+      const st = await s.status;
+      expect([what, codeName(st.code)]).toEqual([what, 'UNAUTHENTICATED']);
+    }
+    const ok = await connected(t, `after-bad-tokens-${++n}`);
+    await ok.reply(ok.text('still serving'));
+    ok.end();
+  });
+});
+
+/** Counts frames of one kind as they arrive (scanning every frame on each arrival would be quadratic). */
+function counter(s: ChatStream, kind: NonNullable<ServerFrame['frame']>['$case']): () => number {
+  let n = s.frames.filter((f) => f.frame?.$case === kind).length;
+  s.call.on('data', (f: ServerFrame) => f.frame?.$case === kind && n++);
+  return () => n;
+}
+
+/**
+ * A client that reads, but more slowly than the server writes (a phone on a
+ * slow network): it takes `every` frames, then looks away for `pauseMs`.
+ */
+function slowReader(s: ChatStream, every = 200, pauseMs = 20): void {
+  let n = 0;
+  s.call.on('data', () => {
+    if (++n % every !== 0) return;
+    s.call.pause();
+    setTimeout(() => s.call.resume(), pauseMs);
+  });
+}
+
+describe('flow control instead of disconnection', () => {
+  // Replies streamed word by word (0–1 s each, ~20 deltas): far more frames than messages.
+  let streaming: TestApp;
+  beforeAll(async () => {
+    streaming = await startTestApp({ CHATFLOW_SIM_DELAY_SCALE: '1', CHATFLOW_LOG_FSYNC: 'false' });
+  });
+  afterAll(async () => streaming.close());
+
+  it('resumes 12,000 missed replies completely with x-resume-after', async () => {
+    const id = `resumer-${++n}`;
+    const s = await connected(t, id);
+    const conversationId = s.welcome()!.conversationId;
+    const total = 12_000;
+    const window = 500;
+    const replies = counter(s, 'response');
+    let sent = 0;
+    while (sent < total) {
+      const upTo = Math.min(total, sent + window);
+      for (; sent < upTo; sent++) s.text(`m${sent}`, `r${sent}`);
+      await s.until(() => replies() >= sent - window, 60_000, `replies up to ${sent - window}`);
+    }
+    await s.until(() => replies() === total, 60_000, 'every reply');
+    s.end();
+    await s.status;
+    const started = Date.now();
+    const back = await openRetrying(() => connected(t, id, { 'x-conversation-id': conversationId, 'x-resume-after': '0' }));
+    slowReader(back);
+    const replayed = counter(back, 'response');
+    await back.until(() => replayed() === total, 90_000, `${total} replayed replies`);
+    const ms = Date.now() - started;
+    const seqs = back.of('response').map((r) => r.response.seq);
+    expect(new Set(seqs).size).toBe(total);
+    expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+    console.log(`resume of ${total} replies took ${ms} ms`);
+    back.end();
+    expect(codeName((await back.status).code)).toBe('OK');
+  });
+
+  it('accepts and answers 2,000 messages pipelined by a client that reads', async () => {
+    const s = await connected(streaming, `pipeliner-${++n}`);
+    slowReader(s);
+    const total = 2_000;
+    const replies = counter(s, 'response');
+    const started = Date.now();
+    for (let i = 0; i < total; i++) s.text(`burst ${i}`, `p${i}`);
+    await s.until(() => replies() === total, 90_000, `${total} replies`);
+    const ms = Date.now() - started;
+    expect(s.of('accepted')).toHaveLength(total);
+    expect(s.of('error')).toHaveLength(0);
+    console.log(`${total} pipelined messages answered in ${ms} ms (${Math.round((total * 1000) / ms)} msg/s)`);
+    s.end();
+    expect(codeName((await s.status).code)).toBe('OK');
+  });
+
+  it('pongs 20,000 pings', async () => {
+    const s = await connected(streaming, `pinger-${++n}`);
+    await s.reply(s.text('a message first: pings alone do not meet the first-message deadline'));
+    // The client looks away for 3 s (well within the stall timeout) while its pings go out, then reads.
+    s.call.pause();
+    setTimeout(() => s.call.resume(), 3_000);
+    const pongs = counter(s, 'pong');
+    const total = 20_000;
+    const started = Date.now();
+    for (let i = 1; i <= total; i++) s.call.write({ frame: { $case: 'ping', ping: { nonce: i } } });
+    await s.until(() => pongs() === total, 60_000, `${total} pongs`);
+    console.log(`${total} pings ponged in ${Date.now() - started} ms`);
+    expect(s.of('pong').map((p) => p.pong.nonce)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    s.end();
+    expect(codeName((await s.status).code)).toBe('OK');
+  });
+});
+
+describe('read your writes', () => {
+  it('gives exact ownership statuses under connection churn: the owner never NOT_FOUND, others PERMISSION_DENIED', async () => {
+    const rounds = 40;
+    const results = await Promise.all(
+      Array.from({ length: rounds }, async (_, i) => {
+        const owner = await connected(t, `churn-owner-${++n}`);
+        const conversationId = owner.welcome()!.conversationId;
+        const other = await openChat(t, `churn-other-${n}-${i}`, { 'x-conversation-id': conversationId });
+        owner.cancel();
+        await owner.status;
+        const back = await openChat(t, owner.welcome()!.clientId, { 'x-conversation-id': conversationId });
+        const outcome = await Promise.race([
+          back.until((f) => f.some((x) => x.frame?.$case === 'welcome'), 10_000, 'welcome').then(() => 'OK'),
+          back.status.then((st) => codeName(st.code)),
+        ]);
+        back.cancel();
+        return { other: codeName((await other.status).code), owner: outcome };
+      }),
+    );
+    expect(results.filter((r) => r.other !== 'PERMISSION_DENIED')).toEqual([]);
+    expect(results.filter((r) => r.owner !== 'OK')).toEqual([]);
+  });
+});
+
+describe('texts and ids', () => {
+  /** A Chat stream whose frames are written as raw bytes (to send what the typed client cannot). */
+  function rawChat(md: Metadata): { call: ClientDuplexStream<Buffer, Buffer>; frames: ServerFrame[]; status: Promise<StatusObject> } {
+    const client = new Client(t.app.grpcAddress, credentials.createInsecure());
+    const call = client.makeBidiStreamRequest<Buffer, Buffer>('/chatflow.v1.ChatService/Chat', (b) => b, (b) => b, md);
+    const frames: ServerFrame[] = [];
+    call.on('data', (b: Buffer) => frames.push(ServerFrame.decode(b)));
+    call.on('error', () => undefined);
+    const status = new Promise<StatusObject>((r) => call.on('status', (s) => (client.close(), r(s))));
+    return { call, frames, status };
+  }
+
+  it('refuses a text that is not valid UTF-8 with INVALID_ARGUMENT and keeps the stream', async () => {
+    const s = rawChat(await metadataFor(t, `utf8-${++n}`));
+    const frame = Buffer.from(ClientFrame.encode({ frame: { $case: 'message', message: { clientMessageId: 'bad-utf8', content: { $case: 'text', text: 'ok AAAA ok' } } } }).finish());
+    const at = frame.indexOf('AAAA');
+    Buffer.from([0xff, 0xfe, 0xc3, 0x28]).copy(frame, at);
+    s.call.write(frame);
+    s.call.write(Buffer.from(ClientFrame.encode({ frame: { $case: 'message', message: { clientMessageId: 'good', content: { $case: 'text', text: 'fine' } } } }).finish()));
+    const end = Date.now() + 10_000;
+    while (!s.frames.some((f) => f.frame?.$case === 'response') && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    const errors = s.frames.flatMap((f) => (f.frame?.$case === 'error' ? [f.frame.error] : []));
+    expect(errors).toEqual([expect.objectContaining({ inReplyTo: 'bad-utf8', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/UTF-8/) })]);
+    expect(s.frames.filter((f) => f.frame?.$case === 'accepted').map((f) => f.frame?.$case === 'accepted' && f.frame.accepted.clientMessageId)).toEqual(['good']);
+    s.call.end();
+    expect(codeName((await s.status).code)).toBe('OK');
+  });
+
+  it('counts 16,000 emoji as 16,000 characters (accepted) and refuses 16,001', async () => {
+    const s = await connected(t, `emoji-${++n}`);
+    await s.reply(s.text('😀'.repeat(16_000), 'emoji-ok'));
+    s.text('😀'.repeat(16_001), 'emoji-long');
+    await s.until((f) => f.some((x) => x.frame?.$case === 'error'), 10_000, 'the length error');
+    expect(s.of('error')[0].error).toMatchObject({ inReplyTo: 'emoji-long', code: 'INVALID_ARGUMENT', message: expect.stringMatching(/16001 characters; the limit is 16000/) });
+    s.end();
+  });
+
+  it('does not echo a 1 MiB client_message_id whole', async () => {
+    const s = await connected(t, `long-id-${++n}`);
+    s.text('hello', 'x'.repeat(1024 * 1024));
+    await s.until((f) => f.some((x) => x.frame?.$case === 'error'), 10_000, 'the error');
+    const err = s.of('error')[0].error;
+    expect(err.code).toBe('INVALID_ARGUMENT');
+    expect(err.inReplyTo.length).toBeLessThanOrEqual(130);
+    expect(err.message.length).toBeLessThan(300);
+    s.end();
+  });
+});
+
