@@ -30,6 +30,9 @@ export async function logCommand(argv: string[]): Promise<number> {
   if (extra.length > 0) throw new UsageError(`unexpected argument ${extra[0]}`);
   const dir = resolve(values['data-dir'] ?? process.env.CHATFLOW_DATA_DIR ?? './data', 'log');
   const file = join(dir, 'events.log');
+  await fsp.stat(file).catch((err: NodeJS.ErrnoException) => {
+    throw new CliError(err.code === 'ENOENT' ? `no event log at ${file}` : `cannot read ${file}: ${err.message}`);
+  });
   let lock;
   try {
     lock = await acquireDirLock(dir);
@@ -39,7 +42,7 @@ export async function logCommand(argv: string[]): Promise<number> {
   }
   try {
     const fh = await fsp.open(file, fsc.O_RDWR).catch((err: NodeJS.ErrnoException) => {
-      throw new CliError(err.code === 'ENOENT' ? `no event log at ${file}` : `cannot open ${file}: ${err.message}`);
+      throw new CliError(`cannot open ${file}: ${err.message}`);
     });
     try {
       const size = (await fh.stat()).size;
