@@ -227,6 +227,35 @@ describe('EmbeddedEventLog', () => {
     });
   });
 
+  it('given an fsync that fails (EIO), then that batch is refused and cut from the file, and the log resumes by itself', async () => {
+    const fh = await open_(join(dir, 'probe-handle'), 'w');
+    const proto = Object.getPrototypeOf(fh) as { datasync: () => Promise<void> };
+    await fh.close();
+    const real = proto.datasync;
+    let failures = 1;
+    const spy = jest.spyOn(proto, 'datasync').mockImplementation(function (this: unknown) {
+      if (failures-- > 0) return Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 }));
+      return real.call(this);
+    });
+    try {
+      const problems: (string | undefined)[] = [];
+      const log = await open({ fsync: true, onWritable: (p) => void problems.push(p) });
+      failures = 0;
+      await log.append(messageEvent('c', 'kept'));
+      const goodBytes = log.stats().bytes;
+      failures = 1;
+      await expect(log.append(messageEvent('c', 'written but not synced'))).rejects.toMatchObject({ kind: 'UNAVAILABLE', message: expect.stringMatching(/I\/O error/) });
+      for (let i = 0; i < 200 && problems.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(problems).toEqual([expect.stringMatching(/^event log cannot append: I\/O error \(EIO\)/), undefined]);
+      expect((await stat(file())).size).toBe(goodBytes);
+      expect((await log.append(messageEvent('c', 'after'))).offset).toBe(1);
+      const texts = (await readAll(log)).map((e) => (e.event.payload?.$case === 'messageReceived' && e.event.payload.messageReceived.content?.$case === 'text' ? e.event.payload.messageReceived.content.text : ''));
+      expect(texts).toEqual(['kept', 'after']);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('gives back identical events after reopening a large log (read from the file, not memory)', async () => {
     const log = await open();
     const events = Array.from({ length: 5000 }, (_, i) => (i % 5 === 0 ? connectedEvent(`c${i % 50}`) : messageEvent(`c${i % 50}`, `t${i}`)));
