@@ -347,6 +347,8 @@ export class ChatGateway {
       };
       await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h) });
       logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
+      // Admitted while a drain began: it has nothing in processing, so it ends at once.
+      if (this.stopping) void session.endForShutdown(cfg.retryAfterMs);
       return session;
     } catch (err) {
       route?.unsubscribe();
@@ -423,7 +425,8 @@ export class ChatGateway {
     const retryAfterMs = this.deps.config.retryAfterMs;
     const timers: NodeJS.Timeout[] = [];
     const after = (ms: number) => new Promise<void>((r) => timers.push(setTimeout(r, ms)));
-    const giveUp = Promise.race([after(opts.graceMs), ...(opts.settled ? [opts.settled.then(() => after(opts.settleMs))] : [])]);
+    const settled = opts.settled?.catch(() => undefined).then(() => after(opts.settleMs));
+    const giveUp = Promise.race([after(opts.graceMs), ...(settled ? [settled] : [])]);
     await Promise.all(
       [...this.sessions.values()].map(async (s) => {
         await Promise.race([s.repliesDelivered(), giveUp]);
