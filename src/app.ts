@@ -67,7 +67,6 @@ export interface AppOverrides {
   clock?: () => number;
 }
 
-
 /** The composition root: picks adapters from the configuration and wires the roles this process runs. */
 export async function startApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
   const runs = (role: 'gateway' | 'worker' | 'projector') => config.role === 'all' || config.role === role;
@@ -314,4 +313,3 @@ function engineNames(config: Config): Record<string, string> {
     media: config.s3 ? 's3' : 'local',
   };
 }
-

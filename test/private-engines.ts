@@ -14,6 +14,7 @@ import { MongoClient } from 'mongodb';
 export const STACK_DIR = process.env.CHATFLOW_STACK_DIR ?? resolve(__dirname, '..', '.stack');
 export const FERRETDB_BIN = join(STACK_DIR, 'bin', 'ferretdb');
 export const KAFKA_LIBS = join(STACK_DIR, 'kafka', 'libs');
+export const NATS_BIN = join(STACK_DIR, 'bin', 'nats-server');
 
 export const freePort = () =>
   new Promise<number>((res, rej) => {
@@ -139,6 +140,37 @@ export class PrivateKafka extends PrivateEngine {
       proc.once('exit', (code) => {
         clearTimeout(timer);
         rej(new Error(`private Kafka exited with ${code} during start-up: ${out.slice(-2000)}`));
+      });
+    });
+  }
+}
+
+/** A core NATS server (no JetStream): what the bus uses. Restarts on the same port. */
+export class PrivateNats extends PrivateEngine {
+  private constructor(readonly port: number, dir: string) {
+    super(dir);
+  }
+  static async create(): Promise<PrivateNats> {
+    return new PrivateNats(await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-nats-')));
+  }
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+  async start(): Promise<void> {
+    const proc = (this.proc = spawn(NATS_BIN, ['-a', '127.0.0.1', '-p', String(this.port)], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let out = '';
+    await new Promise<void>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`private NATS did not start within 20 s: ${out}`)), 20_000);
+      proc.stderr!.on('data', (d: Buffer) => {
+        out = (out + d.toString()).slice(-4000);
+        if (out.includes('Server is ready')) {
+          clearTimeout(timer);
+          res();
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        rej(new Error(`private NATS exited with ${code} during start-up: ${out}`));
       });
     });
   }

@@ -58,6 +58,11 @@ export class MemoryBus implements Bus {
     return { unsubscribe: () => this.responders.get(subject) === handler && this.responders.delete(subject) };
   }
 
+  /** One process, no connection to lose: never called. */
+  onReconnect(): Subscription {
+    return { unsubscribe: () => undefined };
+  }
+
   async close(): Promise<void> {
     this.handlers.clear();
     this.responders.clear();

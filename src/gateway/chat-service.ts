@@ -35,10 +35,16 @@ type RoutedSendReply = { ack: string } | { code: ErrorKind; message: string };
  * ChatService: admission at stream start, then a Session per connection.
  * `Chat` (bidi) and `Connect` + `Send` (gRPC-Web) share every rule.
  */
+/** A reply not seen this long after its Accepted is looked up in the read model (the bus may have lost it). */
+const OVERDUE_REPLY_MS = 10_000;
+
 export class ChatGateway {
   private readonly sessions = new Map<string, Session>();
   private leases?: LeaseKeeper;
   private sweepTimer?: NodeJS.Timeout;
+  private overdueTimer?: NodeJS.Timeout;
+  private busWatch?: Subscription;
+  private recovering = false;
   private stopping = false;
 
   constructor(
@@ -69,6 +75,35 @@ export class ChatGateway {
     this.leases.start();
     this.sweepTimer = setInterval(() => void this.sweep(), sweepEveryMs);
     this.sweepTimer.unref();
+    // Replies the bus lost (published while it was down) or that are overdue come from the read model.
+    this.busWatch = this.deps.bus.onReconnect(() => void this.recoverReplies(0, 'the bus reconnected'));
+    this.overdueTimer = setInterval(() => void this.recoverReplies(OVERDUE_REPLY_MS, 'replies overdue'), OVERDUE_REPLY_MS / 2);
+    this.overdueTimer.unref();
+  }
+
+  /**
+   * Looks up in the read model, once it has caught up with the log, the
+   * outcomes this gateway's streams have waited for since at least
+   * `olderThanMs`, and delivers those already recorded. Delivery over the bus
+   * is at most once; this makes every reply in the log reach its stream.
+   */
+  async recoverReplies(olderThanMs: number, why: string): Promise<number> {
+    if (this.recovering) return 0;
+    const waiting = [...this.sessions.values()].map((s) => ({ s, ids: s.awaitedSince(olderThanMs) })).filter((w) => w.ids.length > 0);
+    if (waiting.length === 0) return 0;
+    this.recovering = true;
+    try {
+      await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+      const counts = await Promise.all(waiting.map(({ s, ids }) => s.recoverAwaited(ids)));
+      const n = counts.reduce((a, b) => a + b, 0);
+      if (n > 0) this.logger.warn({ recovered: n, why }, 'replies delivered from the read model (missed on the bus)');
+      return n;
+    } catch (err) {
+      this.logger.warn({ err, why }, 'could not look up awaited replies; will try again');
+      return 0;
+    } finally {
+      this.recovering = false;
+    }
   }
 
   /** Leases past their expiry belong to gateways that stopped renewing: free them and record why. */
@@ -312,6 +347,8 @@ export class ChatGateway {
       };
       await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h) });
       logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
+      // Admitted while a drain began: it has nothing in processing, so it ends at once.
+      if (this.stopping) void session.endForShutdown(cfg.retryAfterMs);
       return session;
     } catch (err) {
       route?.unsubscribe();
@@ -370,6 +407,8 @@ export class ChatGateway {
     this.stopping = true;
     this.leases?.stop();
     clearInterval(this.sweepTimer);
+    clearInterval(this.overdueTimer);
+    this.busWatch?.unsubscribe();
     for (const s of this.sessions.values()) s.beginDrain(this.deps.config.retryAfterMs);
   }
 
@@ -386,7 +425,8 @@ export class ChatGateway {
     const retryAfterMs = this.deps.config.retryAfterMs;
     const timers: NodeJS.Timeout[] = [];
     const after = (ms: number) => new Promise<void>((r) => timers.push(setTimeout(r, ms)));
-    const giveUp = Promise.race([after(opts.graceMs), ...(opts.settled ? [opts.settled.then(() => after(opts.settleMs))] : [])]);
+    const settled = opts.settled?.catch(() => undefined).then(() => after(opts.settleMs));
+    const giveUp = Promise.race([after(opts.graceMs), ...(settled ? [settled] : [])]);
     await Promise.all(
       [...this.sessions.values()].map(async (s) => {
         await Promise.race([s.repliesDelivered(), giveUp]);

@@ -42,6 +42,11 @@ export class Session {
   private readonly awaitingReply = new Map<string, number>();
   /** In-flight and recent acknowledgements by client_message_id, with the content's hash (resends, conflicts). */
   private readonly byClientMessageId = new Map<string, { hash: string; accepted: Promise<Accepted> }>();
+  /**
+   * Outcomes delivered from the read model because the bus may have lost them
+   * (see recoverAwaited): a late live copy of one is dropped, not sent twice.
+   */
+  private readonly recovered = new Set<string>();
   /** Resent messages owed their outcome (the reply or the error) on this stream. */
   private readonly outcomeOwed = new Set<string>();
   /** Flow control of the client's input (Chat streams): paused while the client is behind. */
@@ -133,8 +138,39 @@ export class Session {
       this.logger.error({ err }, 'undecodable frame on the bus');
       return;
     }
+    const inReplyTo = inReplyToOf(frame);
+    if (inReplyTo !== undefined && this.recovered.has(inReplyTo)) {
+      const f = frame.frame;
+      if (f?.$case === 'response' || f?.$case === 'error') this.recovered.delete(inReplyTo);
+      return;
+    }
     if (this.replaying) this.replayBuffer.push(frame);
     else this.deliver(frame);
+  }
+
+  /** Accepted messages of this stream still waiting for their outcome since at least `olderThanMs`. */
+  awaitedSince(olderThanMs: number): string[] {
+    const now = this.deps.clock();
+    return [...this.awaitingReply].filter(([, at]) => now - at >= olderThanMs).map(([id]) => id);
+  }
+
+  /**
+   * Delivers from the read model the outcome of each of `messageIds` that is
+   * still awaited and already recorded: for replies the bus lost (an outage of
+   * NATS drops what was published meanwhile) or that are overdue. The caller
+   * first brings the read model up to the log's end. Returns how many came.
+   */
+  async recoverAwaited(messageIds: readonly string[]): Promise<number> {
+    let n = 0;
+    for (const id of messageIds) {
+      if (this.closed || this.replaying || !this.awaitingReply.has(id)) continue;
+      const doc = await this.outcomeOf(id);
+      if (!doc || this.closed || !this.awaitingReply.has(id)) continue;
+      this.recovered.add(id);
+      this.deliver(await this.deps.frames.replayFrame(doc));
+      n++;
+    }
+    return n;
   }
 
   private deliver(frame: ServerFrame): void {
