@@ -50,9 +50,11 @@ export const conversationsProjection: Projection<ConversationDoc> = {
     }
     if (!doc) return null; // a conversation always starts with a connection
     const next: ConversationDoc = { ...doc, updatedAt: Math.max(doc.updatedAt, timeOf(e)), lastSeq: Math.max(doc.lastSeq, e.seq) };
-    if (p.$case === 'messageReceived' && !doc.started) {
+    // The preview is the earliest message's, whatever order a concurrent projector applies them in.
+    if (p.$case === 'messageReceived' && (doc.previewSeq === undefined || e.seq < doc.previewSeq)) {
       next.started = true;
       next.preview = previewOf(p.messageReceived.content);
+      next.previewSeq = e.seq;
     }
     return next;
   },

@@ -59,6 +59,12 @@ describe('projections', () => {
     expect((await p2.conversation('c2'))?.preview).toBe('[audio]');
   });
 
+  it('given its messages applied out of order (a concurrent projector), then the preview is still the earliest message', async () => {
+    const [c, m1, m2, m3] = [connectedE(), received('m1', 'first'), received('m2', 'second'), received('m3', 'third')];
+    const p = await project([c, m3, m1, m2]);
+    expect((await p.conversation('c1'))?.preview).toBe('first');
+  });
+
   it('given a message and its reply, then the client entry is answered and the bot entry follows it', async () => {
     const p = await project([connectedE(), received('m1'), produced('m1')]);
     expect(await p.message('m1')).toMatchObject({ author: 'client', status: 'answered', text: 'hi', seq: 2 });

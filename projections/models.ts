@@ -30,6 +30,8 @@ export interface ConversationDoc extends Doc {
   started?: true;
   /** The first message, shortened: its text, or its kind (`[audio]`). */
   preview?: string;
+  /** seq of the message the preview is taken from (the earliest seen). */
+  previewSeq?: number;
 }
 
 export interface MessageDoc extends Doc {
