@@ -34,24 +34,27 @@ export const conversationsProjection: Projection<ConversationDoc> = {
   indexes: ['clientId'],
   canHandle: ['clientConnected', 'messageReceived', 'responseProduced', 'processingFailed'],
   documentIds: (e) => [e.event.conversationId],
+  // Commutative across topics: a rebuild may apply a conversation's messages (conversations topic)
+  // before the connection that opened it (sessions topic), and must end with the same document.
   evolve(doc, e) {
     const p = e.event.payload!;
+    const time = timeOf(e);
     if (p.$case === 'clientConnected') {
-      if (doc) return doc;
-      return {
-        _id: e.event.conversationId,
-        clientId: e.event.clientId,
-        createdAt: timeOf(e),
-        updatedAt: timeOf(e),
-        createdSeq: e.seq,
-        lastSeq: e.seq,
-        timeZone: p.clientConnected.timeZone,
-      };
+      // The connection that opened the conversation says when and in which zone it started.
+      if (doc && !p.clientConnected.newConversation) return doc;
+      const opened = { createdAt: time, createdSeq: e.seq, timeZone: p.clientConnected.timeZone };
+      if (!doc) return { _id: e.event.conversationId, clientId: e.event.clientId, updatedAt: time, lastSeq: e.seq, ...opened };
+      return { ...doc, ...opened, updatedAt: Math.max(doc.updatedAt, time), lastSeq: Math.max(doc.lastSeq, e.seq) };
     }
-    if (!doc) return null; // a conversation always starts with a connection
-    const next: ConversationDoc = { ...doc, updatedAt: Math.max(doc.updatedAt, timeOf(e)), lastSeq: Math.max(doc.lastSeq, e.seq) };
-    // The preview is the earliest message's, whatever order a concurrent projector applies them in.
-    if (p.$case === 'messageReceived' && (doc.previewSeq === undefined || e.seq < doc.previewSeq)) {
+    let base = doc;
+    if (!base && p.$case === 'messageReceived') {
+      // Seen before its opening connection (a rebuild reading the topics at different speeds): that connection fills these in.
+      base = { _id: e.event.conversationId, clientId: e.event.clientId, createdAt: time, updatedAt: time, createdSeq: e.seq, lastSeq: e.seq, timeZone: p.messageReceived.timeZone };
+    }
+    if (!base) return null;
+    const next: ConversationDoc = { ...base, updatedAt: Math.max(base.updatedAt, time), lastSeq: Math.max(base.lastSeq, e.seq) };
+    // The preview is the earliest message's, whatever order they are applied in.
+    if (p.$case === 'messageReceived' && (base.previewSeq === undefined || e.seq < base.previewSeq)) {
       next.started = true;
       next.preview = previewOf(p.messageReceived.content);
       next.previewSeq = e.seq;

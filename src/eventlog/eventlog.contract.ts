@@ -148,6 +148,28 @@ export function describeEventLog(name: string, factory: Factory): void {
       expect(seen.map((e) => e.seq)).toEqual(appended.map((e) => e.seq));
     });
 
+    it('hands each conversation its events one at a time, in log order, under backpressure', async () => {
+      // Few conversations, many events each: every partition is kept full, so the consumer must hold events back.
+      const appended: LoggedEvent[] = [];
+      for (let i = 0; i < 300; i++) appended.push(await log.append(messageEvent(conv(`busy-${i % 3}`), `b${i}`)));
+      const started: LoggedEvent[] = [];
+      let running = 0;
+      let overlapped = false;
+      const { consumer, seen } = await consume({ group: `${run}-backpressure`, fromBeginning: true }, async (e) => {
+        started.push(e);
+        if (++running > 3) overlapped = true;
+        await sleep(Math.random() < 0.2 ? 5 : 0);
+        running--;
+      });
+      await consumer.caughtUp();
+      expect(seen).toHaveLength(300);
+      expect(overlapped).toBe(false);
+      for (let c = 0; c < 3; c++) {
+        const mine = (list: LoggedEvent[]) => list.filter((e) => e.event.conversationId === conv(`busy-${c}`)).map((e) => e.event.eventId);
+        expect(mine(started)).toEqual(mine(appended));
+      }
+    });
+
     it('never runs more handlers than concurrencyPerPartition', async () => {
       await appendMessages(30);
       let running = 0;
