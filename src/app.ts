@@ -30,6 +30,7 @@ import { historyService } from './gateway/history-service';
 import { FrameFactory } from './gateway/frames';
 import { Worker } from './worker/worker';
 import { createRenderer } from './media/renderer';
+import { createSpeech, type Speech } from './speech/factory';
 import { timeAppends, timeMediaPuts } from './engines/instrument';
 import { PROJECTOR_GROUP, ProjectionRunner } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
@@ -166,15 +167,20 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     }
 
     let llmName: string | undefined;
+    let speechSummary: Speech['summary'] | undefined;
     if (runs('worker')) {
       const llm = overrides.llm ?? createLlmProvider({ ...config.llm, delayScale: config.simDelayScale });
       llmName = llm.name;
+      const speech = createSpeech(config.speech, logger.child({ component: 'speech' }));
+      speechSummary = speech.summary;
+      stops.push({ name: 'speech engines', run: () => speech.close() });
       const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
       stops.push({ name: 'media renderer', run: () => renderer.close() });
       worker = new Worker({
         workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
         settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
         logger: logger.child({ component: 'worker' }),
+        speech, vision: config.llm.vision,
       });
       await worker.start();
       const w = worker;
@@ -192,7 +198,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, () => (healthy = false)));
     }
     healthy = true;
-    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
+    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, speech: speechSummary, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
 
     let stopped: Promise<void> | undefined;
     return {

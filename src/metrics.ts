@@ -25,6 +25,8 @@ export function createMetrics() {
     messagesWaiting: new Gauge({ name: 'chatflow_messages_waiting', help: 'Messages in the log not yet taken by a worker (backpressure)', registers: [registry] }),
     responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     processingSeconds: new Histogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),
+    transcriptionSeconds: new Histogram({ name: 'chatflow_transcription_seconds', help: 'Time to transcribe a voice message or a video\'s audio track, by engine', labelNames: ['engine'] as const, buckets: latencyBuckets, registers: [registry] }),
+    synthesisSeconds: new Histogram({ name: 'chatflow_synthesis_seconds', help: 'Time to synthesize a whole voice reply, by engine (stage="first" = until its first chunk)', labelNames: ['engine', 'stage'] as const, buckets: latencyBuckets, registers: [registry] }),
     logAppendSeconds: new Histogram({
       name: 'chatflow_log_append_seconds',
       help: 'From an append to the event log acknowledging it (embedded: fsync; Kafka: acks=all), by topic',

@@ -135,7 +135,11 @@ export interface HistoryMessage {
   voice?: Media | undefined;
   processingMs: number;
   status: MessageStatus;
-  error?: ChatError | undefined;
+  error?:
+    | ChatError
+    | undefined;
+  /** Client voice and video messages: what the recognizer heard. */
+  transcript: string;
 }
 
 export interface ListConversationsRequest {
@@ -387,6 +391,7 @@ function createBaseHistoryMessage(): HistoryMessage {
     processingMs: 0,
     status: 0,
     error: undefined,
+    transcript: "",
   };
 }
 
@@ -433,6 +438,9 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
     }
     if (message.error !== undefined) {
       ChatError.encode(message.error, writer.uint32(114).fork()).join();
+    }
+    if (message.transcript !== "") {
+      writer.uint32(122).string(message.transcript);
     }
     return writer;
   },
@@ -562,6 +570,14 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
             message.error = ChatError.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.transcript = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -606,6 +622,7 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
         : 0,
       status: isSet(object.status) ? messageStatusFromJSON(object.status) : 0,
       error: isSet(object.error) ? ChatError.fromJSON(object.error) : undefined,
+      transcript: isSet(object.transcript) ? globalThis.String(object.transcript) : "",
     };
   },
 
@@ -653,6 +670,9 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
     if (message.error !== undefined) {
       obj.error = ChatError.toJSON(message.error);
     }
+    if (message.transcript !== "") {
+      obj.transcript = message.transcript;
+    }
     return obj;
   },
 
@@ -677,6 +697,7 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? ChatError.fromPartial(object.error)
       : undefined;
+    message.transcript = object.transcript ?? "";
     return message;
   },
 };
