@@ -182,12 +182,15 @@ function onFrame(frame: ServerFrame): void {
       return messages.accepted(f.value);
     case 'delta':
       return messages.delta(f.value);
+    case 'transcript':
+      return messages.transcript(f.value);
     case 'response':
       return messages.response(f.value);
     case 'error':
       return messages.error(f.value);
     case 'welcome':
     case 'pong':
+    case 'voiceChunk': // the whole voice comes with the response
     case undefined:
       return;
   }

@@ -149,6 +149,9 @@ export class ChatSession {
       case 'delta':
         if (human) p.delta(f.delta.inReplyTo, f.delta.textDelta);
         break;
+      case 'transcript':
+        if (human) p.line(`heard: "${f.transcript.text}"`);
+        break;
       case 'response':
         this.onResponse(f.response);
         break;
