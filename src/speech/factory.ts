@@ -1,5 +1,6 @@
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
+import { PROJECT_ROOT } from './project-root';
 import type { Logger } from 'pino';
 import { FfmpegVideoSplitter } from './ffmpeg';
 import { LocalSynthesizer, LocalTranscriber } from './local/adapters';
@@ -27,8 +28,7 @@ export interface Speech {
   close(): Promise<void>;
 }
 
-/** The project root (the folder of package.json above this file). */
-export const PROJECT_ROOT = resolve(__dirname, '..', '..');
+
 
 /** The offline engines installed by `npm run speech:install`, if any. */
 export function findLocalEngines(dir = join(PROJECT_ROOT, '.speech')): { python: string; versions: string } | undefined {
@@ -89,6 +89,9 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
     tts: synthesizer ? (tts === 'openai' ? `${cfg.tts.model}/${cfg.tts.voice} at ${cfg.tts.url}` : 'piper en_US-joe-medium (offline)') : tts === 'none' && cfg.tts.mode === 'none' ? 'none (CHATFLOW_TTS=none): no voice replies' : `${notInstalled}: no voice replies`,
     video: ffmpeg ? `ffmpeg (${ffmpeg})` : 'none (ffmpeg not found: npm run speech:install): video is answered without its sound or picture',
   };
+  if (!transcriber || !synthesizer || !video) {
+    logger.warn(summary, 'speech engines missing: voice and video messages are answered without hearing, seeing or speaking (npm run speech:install installs them)');
+  }
   // Start the offline engines now, so the first voice message does not wait for a model to load.
   for (const e of engines) e.url().catch((err) => logger.error({ err, kind: e.kind }, 'speech engine failed to start'));
   return {

@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { SpeechError } from '../port';
+import { PROJECT_ROOT } from '../project-root';
 
 export type EngineKind = 'tts' | 'stt';
 
@@ -38,7 +39,7 @@ export class LocalSpeechEngine {
   }
 
   private start(): Promise<string> {
-    const script = join(__dirname, 'speech_server.py');
+    const script = join(PROJECT_ROOT, 'src', 'speech', 'local', 'speech_server.py'); // the same from the sources and a build
     const started = Date.now();
     const child = spawn(this.python, [script, '--engine', this.kind], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
     this.child = child;
