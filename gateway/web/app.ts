@@ -11,6 +11,7 @@ import { kindOf, mediaContent, mimeTypeOf, VoiceRecorder } from './media';
 import { ChatSession, newId, type Content, type ConnState, type Notice } from './session';
 import { readSettings } from './settings';
 import { formatBytes, MessageList } from './view';
+import { VoiceStream } from './voice-stream';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -175,6 +176,8 @@ function showNotice(n: Notice | undefined): void {
   }
 }
 
+const voiceStream = new VoiceStream();
+
 function onFrame(frame: ServerFrame): void {
   const f = frame.frame;
   switch (f.case) {
@@ -188,9 +191,10 @@ function onFrame(frame: ServerFrame): void {
       return messages.response(f.value);
     case 'error':
       return messages.error(f.value);
+    case 'voiceChunk':
+      return voiceStream.push(f.value);
     case 'welcome':
     case 'pong':
-    case 'voiceChunk': // the whole voice comes with the response
     case undefined:
       return;
   }

@@ -34,7 +34,7 @@ export async function hear(
   observe: (engine: string, seconds: number) => void,
 ): Promise<Heard> {
   const listen = async (audio: Buffer, type: string): Promise<Heard> => {
-    if (!engines.transcriber) return { hearingNote: 'no speech recognizer is installed' };
+    if (!engines.transcriber) return { hearingNote: 'no speech recognizer is set up on this server' };
     const started = performance.now();
     try {
       const transcript = await engines.transcriber.transcribe(audio, type, signal);
