@@ -1,4 +1,4 @@
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join, resolve } from 'node:path';
 import { PROJECT_ROOT } from './project-root';
 import type { Logger } from 'pino';
@@ -31,11 +31,10 @@ export interface Speech {
 
 
 /** The offline engines installed by `npm run speech:install`, if any. */
-export function findLocalEngines(dir = join(PROJECT_ROOT, '.speech')): { python: string; versions: string } | undefined {
+export function findLocalEngines(dir = join(PROJECT_ROOT, '.speech')): { python: string } | undefined {
   const python = join(dir, 'venv', 'bin', 'python');
-  const marker = join(dir, 'installed');
-  if (!existsSync(python) || !existsSync(marker)) return undefined;
-  return { python, versions: readFileSync(marker, 'utf8').trim().split('\n').join(', ') };
+  // Written last by the install script, once both engines loaded.
+  return existsSync(python) && existsSync(join(dir, 'installed')) ? { python } : undefined;
 }
 
 /** An executable on the PATH (or the path itself when it has a slash). */
@@ -83,13 +82,13 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
   const ffmpeg = findProgram(cfg.ffmpeg ?? 'ffmpeg');
   if (cfg.ffmpeg && !ffmpeg) throw new Error(`CHATFLOW_FFMPEG=${cfg.ffmpeg} is not an executable program`);
   const video = ffmpeg ? new FfmpegVideoSplitter(ffmpeg) : undefined;
-  const notInstalled = 'none (not installed: npm run speech:install)';
+  const absent = (mode: Mode, kind: 'STT' | 'TTS') => (mode === 'none' ? `none (CHATFLOW_${kind}=none)` : 'none (not installed: npm run speech:install)');
   const summary = {
-    stt: transcriber ? (stt === 'openai' ? `${cfg.stt.model} at ${cfg.stt.url}` : 'pocketsphinx (offline, en-US)') : stt === 'none' && cfg.stt.mode === 'none' ? 'none (CHATFLOW_STT=none)' : notInstalled,
-    tts: synthesizer ? (tts === 'openai' ? `${cfg.tts.model}/${cfg.tts.voice} at ${cfg.tts.url}` : 'piper en_US-joe-medium (offline)') : tts === 'none' && cfg.tts.mode === 'none' ? 'none (CHATFLOW_TTS=none): no voice replies' : `${notInstalled}: no voice replies`,
-    video: ffmpeg ? `ffmpeg (${ffmpeg})` : 'none (ffmpeg not found: npm run speech:install): video is answered without its sound or picture',
+    stt: stt === 'openai' ? `${cfg.stt.model} at ${cfg.stt.url}` : stt === 'local' ? 'pocketsphinx (offline, en-US)' : absent(cfg.stt.mode, 'STT'),
+    tts: tts === 'openai' ? `${cfg.tts.model}/${cfg.tts.voice} at ${cfg.tts.url}` : tts === 'local' ? 'piper en_US-joe-medium (offline)' : `${absent(cfg.tts.mode, 'TTS')}: no voice replies`,
+    video: ffmpeg ? `ffmpeg (${ffmpeg})` : 'none (ffmpeg not found): videos are answered without their sound or picture',
   };
-  if (!transcriber || !synthesizer || !video) {
+  if ((!transcriber && cfg.stt.mode !== 'none') || (!synthesizer && cfg.tts.mode !== 'none') || !video) {
     logger.warn(summary, 'speech engines missing: voice and video messages are answered without hearing, seeing or speaking (npm run speech:install installs them)');
   }
   // Start the offline engines now, so the first voice message does not wait for a model to load.

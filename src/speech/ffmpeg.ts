@@ -6,8 +6,8 @@ import { KEYFRAME_SIZE, SpeechError, type VideoParts, type VideoSplitter } from 
 
 /**
  * Video through ffmpeg (a separate program, LGPL/GPL, never linked in): the
- * first keyframe as RGB pixels letterboxed into KEYFRAME_SIZE, and the first
- * audio track as 16 kHz mono WAV, in one run. The upload goes through a
+ * first keyframe as RGB pixels letterboxed into KEYFRAME_SIZE, then, when the
+ * video has one, the first audio track as 16 kHz mono WAV. The upload goes through a
  * temporary file because MP4s often keep their index at the end.
  */
 export class FfmpegVideoSplitter implements VideoSplitter {
@@ -24,15 +24,18 @@ export class FfmpegVideoSplitter implements VideoSplitter {
       const frame = join(dir, 'frame.rgb');
       const audio = join(dir, 'audio.wav');
       const fit = `scale=${width}:${height}:force_original_aspect_ratio=decrease,pad=${width}:${height}:(ow-iw)/2:(oh-ih)/2`;
-      const stderr = await run(this.ffmpeg, [
+      // The keyframe; ffmpeg's report on the input also says whether there is a sound track.
+      const report = await run(this.ffmpeg, [
         '-nostdin', '-hide_banner', '-y', '-skip_frame', 'nokey', '-i', input,
         '-map', '0:v:0', '-frames:v', '1', '-vf', fit, '-f', 'rawvideo', '-pix_fmt', 'rgb24', frame,
-        '-map', '0:a:0?', '-vn', '-ac', '1', '-ar', '16000', '-c:a', 'pcm_s16le', audio,
       ], this.timeoutMs, signal);
       const rgb = await readFile(frame).catch(() => Buffer.alloc(0));
       if (rgb.length !== width * height * 3) throw new SpeechError('the video has no picture ffmpeg could decode', false);
+      if (/Stream #0:\d+.*: Audio:/.test(report)) {
+        await run(this.ffmpeg, ['-nostdin', '-hide_banner', '-y', '-i', input, '-map', '0:a:0', '-vn', '-ac', '1', '-ar', '16000', '-c:a', 'pcm_s16le', audio], this.timeoutMs, signal);
+      }
       const hasAudio = await stat(audio).then((s) => s.size > 44, () => false);
-      return { keyframe: { rgb, width, height }, audio: hasAudio ? await readFile(audio) : undefined, durationMs: durationOf(stderr) };
+      return { keyframe: { rgb, width, height }, audio: hasAudio ? await readFile(audio) : undefined, durationMs: durationOf(report) };
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -62,11 +62,10 @@ export class OpenAiSynthesizer implements Synthesizer {
         const chunk = reader.push(Buffer.from(bytes));
         if (chunk) yield chunk;
       }
+      reader.finish();
     } catch (err) {
       throw asSpeechError(err, 'speech synthesizer', signal);
     }
-    const rest = reader.end();
-    if (rest) yield rest;
   }
 
   async close(): Promise<void> {}

@@ -28,9 +28,9 @@ export class WavStreamReader {
     return even > 0 ? { pcm: Buffer.from(all.subarray(0, even)), sampleRate: this.sampleRate } : undefined;
   }
 
-  end(): PcmChunk | undefined {
+  /** At the end of the stream: throws when not even a header came. */
+  finish(): void {
     if (!this.sampleRate) throw new Error('the synthesizer sent no audio');
-    return undefined;
   }
 }
 
