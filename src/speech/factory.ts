@@ -67,7 +67,7 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
   const tts = pick(cfg.tts.mode, cfg.tts.url, 'tts');
   const engines: LocalSpeechEngine[] = [];
   const engine = (kind: 'stt' | 'tts') => {
-    const e = new LocalSpeechEngine(local!.python, kind, logger.child({ component: `speech-${kind}` }));
+    const e = new LocalSpeechEngine(local!.python, kind, logger.child({ engineKind: kind }));
     engines.push(e);
     return e;
   };

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
@@ -44,12 +46,17 @@ describeWhen(!!engines, 'OpenAI-compatible speech adapters', 'needs `npm run spe
   describeTranscriber('OpenAI /v1/audio/transcriptions', async () => new OpenAiTranscriber({ baseUrl: await serve('stt'), apiKey: 'k', model: 'whisper-1', timeoutMs: 60_000 }), () => new LocalSynthesizer(reference.tts));
 
   it('reports an unreachable server as a retryable SpeechError naming the cause', async () => {
-    const stt = new OpenAiTranscriber({ baseUrl: 'http://127.0.0.1:9/v1', model: 'whisper-1', timeoutMs: 5000 });
+    // A port that was just free: nothing listens there.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const closed = `http://127.0.0.1:${(probe.address() as AddressInfo).port}/v1`;
+    await new Promise((r) => probe.close(r));
+    const stt = new OpenAiTranscriber({ baseUrl: closed, model: 'whisper-1', timeoutMs: 5000 });
     const err = await stt.transcribe(Buffer.from('x'), 'audio/wav').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SpeechError);
     expect((err as SpeechError).retryable).toBe(true);
-    expect((err as Error).message).toMatch(/the speech recognizer is unreachable \(ECONNREFUSED|connect/);
-    const tts = new OpenAiSynthesizer({ baseUrl: 'http://127.0.0.1:9/v1', model: 'tts-1', voice: 'alloy', timeoutMs: 5000 });
+    expect((err as Error).message).toMatch(/^the speech recognizer is unreachable \(ECONNREFUSED\)$/);
+    const tts = new OpenAiSynthesizer({ baseUrl: closed, model: 'tts-1', voice: 'alloy', timeoutMs: 5000 });
     const err2 = await collect(tts.synthesize('hello')).catch((e: unknown) => e);
     expect((err2 as SpeechError).retryable).toBe(true);
   });

@@ -41,7 +41,8 @@ export class LocalSpeechEngine {
   private start(): Promise<string> {
     const script = join(PROJECT_ROOT, 'src', 'speech', 'local', 'speech_server.py'); // the same from the sources and a build
     const started = Date.now();
-    const child = spawn(this.python, [script, '--engine', this.kind], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+    // stdin stays open and unused: the engine exits when it closes, so a ChatFlow killed with SIGKILL leaves no engine behind.
+    const child = spawn(this.python, [script, '--engine', this.kind, '--exit-with-stdin'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
     this.child = child;
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));

@@ -16,6 +16,19 @@ describeWhen(!!engines, 'offline speech engines (Piper, PocketSphinx)', 'needs `
   describeSynthesizer('local Piper', async () => new LocalSynthesizer(new LocalSpeechEngine(engines!.python, 'tts', logger)), () => new LocalTranscriber(reference.stt));
   describeTranscriber('local PocketSphinx', async () => new LocalTranscriber(new LocalSpeechEngine(engines!.python, 'stt', logger)), () => new LocalSynthesizer(reference.tts));
 
+  it('an engine whose parent is gone (its stdin closed, as when ChatFlow is SIGKILLed) exits by itself', async () => {
+    const engine = new LocalSpeechEngine(engines!.python, 'stt', logger);
+    try {
+      await engine.url();
+      const child = (engine as unknown as { child: import('node:child_process').ChildProcess }).child;
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.stdin!.end();
+      await expect(exited).resolves.toBe(0);
+    } finally {
+      await engine.close();
+    }
+  }, 120_000);
+
   it('starts an engine again after it died', async () => {
     const engine = new LocalSpeechEngine(engines!.python, 'tts', logger);
     try {

@@ -239,7 +239,13 @@ def main():
     ap.add_argument("--engine", choices=["tts", "stt"], required=True)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent died)")
     args = ap.parse_args()
+    # ChatFlow holds our stdin open; when it dies, even by SIGKILL, stdin ends and so do we.
+    if args.exit_with_stdin:
+        import os
+        import threading
+        threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
     engine = Tts() if args.engine == "tts" else Stt()
     server = HTTPServer((args.host, args.port), make_handler(engine))
     print("LISTENING %d %s" % (server.server_address[1], engine.name), flush=True)
