@@ -1,4 +1,3 @@
-import { encodePng } from '../media/png';
 import { SpeechError, type Synthesizer, type Transcriber, type Transcript, type VideoParts, type VideoSplitter } from './port';
 
 /** The speech engines a worker uses; each may be absent (not installed / configured). */
@@ -13,10 +12,8 @@ export interface Heard {
   /** undefined when it could not listen; `hearingNote` says why. */
   transcript?: Transcript;
   hearingNote?: string;
-  /** A video's first keyframe (RGB), for the reply image. */
+  /** A video's first keyframe (RGB), for the reply image and a vision model. */
   keyframe?: VideoParts['keyframe'];
-  /** The same keyframe as PNG, for a vision model. */
-  keyframePng?: Buffer;
 }
 
 /**
@@ -54,8 +51,7 @@ export async function hear(
     if (err instanceof SpeechError && !err.retryable) return { hearingNote: `the video could not be decoded (${err.message})` };
     throw err;
   }
-  const { rgb, width, height } = parts.keyframe;
-  const seen = { keyframe: parts.keyframe, keyframePng: encodePng(rgb, width, height) };
+  const seen = { keyframe: parts.keyframe };
   if (!parts.audio) return { ...seen, hearingNote: 'the video has no sound' };
   return { ...seen, ...(await listen(parts.audio, 'audio/wav')) };
 }

@@ -19,6 +19,7 @@ import type { FrameFactory } from '../gateway/frames';
 import { hear, type Heard, type SpeechEngines } from '../speech/hearing';
 import { SpeechError } from '../speech/port';
 import { wavFromPcm16 } from '../media/wav';
+import { encodePng } from '../media/png';
 
 export interface WorkerDeps {
   workerId: string;
@@ -154,7 +155,7 @@ export class Worker {
       try {
         if (!heard && (kind === 'audio' || kind === 'video')) {
           heard = await this.listen(m, kind, signal);
-          Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframePng ? { mimeType: 'image/png', data: heard.keyframePng } : undefined });
+          Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
           if (heard.transcript) {
             const { text, words, engine } = heard.transcript;
             await this.publish(subject, { frame: { $case: 'transcript', transcript: { messageId: m.messageId, text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
