@@ -18,7 +18,8 @@ prints "LISTENING <port>" on stdout once the model is loaded.
       ffmpeg decodes, or WAV (PCM 8/16-bit) without ffmpeg.
   GET  /health
 
-Requests are served one at a time per engine (each keeps both cores busy).
+Connections are handled on threads (an idle keep-alive connection must not
+hold up the next client), the engine itself runs one request at a time.
 """
 import argparse
 import json
@@ -30,7 +31,8 @@ import time
 import wave
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, HTTPServer
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 
 SAMPLE_RATE_STT = 16000
@@ -126,6 +128,8 @@ def wav_to_pcm16k(data):
 # ---------------------------------------------------------------------- HTTP
 
 def make_handler(engine):
+    lock = threading.Lock()  # one synthesis or transcription at a time: each keeps the cores busy
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "chatflow-speech"
@@ -188,7 +192,14 @@ def make_handler(engine):
             self.end_headers()
             if fmt == "wav":
                 self.chunk(wav_header(engine.sample_rate))
-            for pcm in engine.stream(text):
+            # The lock is taken per sentence, so replies being spoken at the same time take turns
+            # and each one's first sentence comes out after at most one sentence of every other.
+            sentences = iter(engine.stream(text))
+            while True:
+                with lock:
+                    pcm = next(sentences, None)
+                if pcm is None:
+                    break
                 self.chunk(pcm)
             self.chunk(b"")
 
@@ -211,7 +222,8 @@ def make_handler(engine):
             if not audio:
                 raise BadRequest("'file' is missing or empty")
             started = time.time()
-            result = engine.transcribe(audio)
+            with lock:
+                result = engine.transcribe(audio)
             fmt = (fields.get("response_format") or ["json"])[0]
             if fmt == "text":
                 body = result["text"].encode()
@@ -244,10 +256,10 @@ def main():
     # ChatFlow holds our stdin open; when it dies, even by SIGKILL, stdin ends and so do we.
     if args.exit_with_stdin:
         import os
-        import threading
         threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
     engine = Tts() if args.engine == "tts" else Stt()
-    server = HTTPServer((args.host, args.port), make_handler(engine))
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(engine))
+    server.daemon_threads = True
     print("LISTENING %d %s" % (server.server_address[1], engine.name), flush=True)
     try:
         server.serve_forever()
