@@ -80,7 +80,8 @@ describeWhen(!!engines && !!ffmpeg, 'speech and video end to end', 'needs `npm r
     expect(chunks.at(-1)!.last).toBe(true);
     chunks.slice(0, -1).forEach((c, i) => {
       expect(c.index).toBe(i);
-      expect(parseWav(c.audio!.data).durationMs).toBeGreaterThan(200);
+      // Every chunk a playable WAV; all but the last audio chunk at least 300 ms.
+      expect(parseWav(c.audio!.data).durationMs).toBeGreaterThanOrEqual(i < chunks.length - 2 ? 300 : 1);
     });
     const voice = await download(r.voice!.url);
     const total = parseWav(voice).durationMs;

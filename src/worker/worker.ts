@@ -225,21 +225,32 @@ export class Worker {
     const started = performance.now();
     const pieces: Buffer[] = [];
     let sampleRate = 0;
+    let index = 0;
+    let pending: Buffer[] = [];
+    // Network reads cut the audio anywhere: chunks go out once they hold MIN_VOICE_CHUNK_MS (a Piper sentence does).
+    const send = async () => {
+      const pcm = Buffer.concat(pending);
+      pending = [];
+      if (pcm.length === 0) return;
+      const wav = wavFromPcm16(pcm, sampleRate);
+      const audio = { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000) };
+      await this.publish(subject, { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index: index++, audio, last: false } } });
+    };
     try {
       for await (const chunk of synth.synthesize(text, signal)) {
         if (pieces.length === 0) this.deps.metrics.synthesisSeconds.observe({ engine: synth.name, stage: 'first' }, (performance.now() - started) / 1000);
         pieces.push(chunk.pcm);
+        pending.push(chunk.pcm);
         sampleRate = chunk.sampleRate;
-        const wav = wavFromPcm16(chunk.pcm, sampleRate);
-        const audio = { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: Math.round((chunk.pcm.length / 2 / sampleRate) * 1000) };
-        await this.publish(subject, { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index: pieces.length - 1, audio, last: false } } });
+        if (pending.reduce((n, b) => n + b.length, 0) >= (sampleRate * 2 * MIN_VOICE_CHUNK_MS) / 1000) await send();
       }
+      await send();
     } catch (err) {
       if (signal.aborted) throw err;
       this.deps.logger.warn({ err, messageId: inReplyTo, engine: synth.name }, 'speech synthesis failed; the reply goes out without voice');
       pieces.length = 0;
     }
-    await this.publish(subject, { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index: pieces.length, audio: undefined, last: true } } });
+    await this.publish(subject, { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index, audio: undefined, last: true } } });
     if (pieces.length === 0) return undefined;
     this.deps.metrics.synthesisSeconds.observe({ engine: synth.name, stage: 'all' }, (performance.now() - started) / 1000);
     const pcm = Buffer.concat(pieces);
@@ -316,6 +327,9 @@ export class Worker {
     return { processing: this.budget.inProcessing, peak: this.budget.peak, waiting: this.consumer?.lag() ?? 0 };
   }
 }
+
+/** Smallest voice chunk sent to the client (ms of audio), except the last. */
+const MIN_VOICE_CHUNK_MS = 300;
 
 /** Per-partition share of the processing budget (at least 1, never above the budget in total). */
 export function concurrencyPerPartition(maxProcessing: number, partitions: number): number {
