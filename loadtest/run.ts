@@ -1,5 +1,5 @@
 // The load-test runner.
-//   npm run loadtest -- --scenario reference|saturate|admission|soak|ghz-chat|ghz-history
+//   npm run loadtest -- --scenario reference|saturate|admission|soak|ghz-chat|ghz-history|voice
 //                       [--mode embedded|stack|both] [--duration 2m] [--users 100] ...
 // Starts the target (a mode = how to start ChatFlow and where its endpoints
 // are), drives the scenario, then writes
@@ -19,6 +19,7 @@ import { SCENARIOS, type Options, type RunContext, type Scenario, type ScenarioN
 import { ghzChat, ghzHistory } from './scenarios/ghz';
 import { reference } from './scenarios/reference';
 import { saturate } from './scenarios/saturate';
+import { voice } from './scenarios/voice';
 import { embeddedTarget } from './target/embedded';
 import { ServerWatch, type ServerReading } from './target/prometheus';
 import { REPO } from './target/process';
@@ -40,6 +41,7 @@ const SCENARIO_RUN: Record<ScenarioName, Scenario> = {
   admission,
   'ghz-chat': ghzChat,
   'ghz-history': ghzHistory,
+  voice,
 };
 
 const TARGETS: Record<ModeName, Target> = { embedded: embeddedTarget, stack: stackTarget() };
@@ -64,6 +66,8 @@ function defaults(s: ScenarioName) {
     case 'ghz-chat':
     case 'ghz-history':
       return { ...base, delayScale: 0, profile: 'off' as Options['profile'] };
+    case 'voice':
+      return { ...base, durationMs: 60_000, users: 3, delayScale: 0, channels: 1, profile: 'off' as Options['profile'] };
   }
 }
 
@@ -143,7 +147,8 @@ export function parseOptions(argv: string[]): Options & { reportOnly: boolean; s
   }
   const mix = values.mix ? (values.mix.split(',').map((s) => s.trim()) as Kind[]) : d.mix;
   for (const k of mix) if (!KINDS.includes(k)) throw new Error(`--mix: unknown type "${k}" (text, audio, video)`);
-  const serverEnv: Record<string, string> = {};
+  // The voice scenario runs the offline speech engines (other scenarios run without them: target/process.ts).
+  const serverEnv: Record<string, string> = scenario === 'voice' ? { CHATFLOW_STT: 'local', CHATFLOW_TTS: 'local' } : {};
   for (const kv of values.env ?? []) {
     const i = kv.indexOf('=');
     if (i <= 0) throw new Error(`--env must be KEY=VALUE, got "${kv}"`);

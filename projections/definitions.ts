@@ -113,7 +113,7 @@ export const messagesProjection: Projection<MessageDoc> = {
       }
       case 'responseProduced': {
         const r = p.responseProduced;
-        if (id === r.inReplyTo) return doc && doc.status === 'pending' ? { ...doc, status: 'answered' } : doc;
+        if (id === r.inReplyTo) return doc && doc.status === 'pending' ? { ...doc, status: 'answered', ...transcriptOf(r) } : doc;
         if (doc) return doc; // a second reply to the same message is not recorded twice
         return {
           _id: id,
@@ -128,7 +128,7 @@ export const messagesProjection: Projection<MessageDoc> = {
       }
       case 'processingFailed': {
         const f = p.processingFailed;
-        if (id === f.inReplyTo) return doc && doc.status === 'pending' ? { ...doc, status: 'failed' } : doc;
+        if (id === f.inReplyTo) return doc && doc.status === 'pending' ? { ...doc, status: 'failed', ...transcriptOf(f) } : doc;
         if (doc) return doc;
         return { _id: id, ...base, author: 'bot', inReplyTo: f.inReplyTo, error: { code: f.code, message: f.message } };
       }
@@ -137,6 +137,11 @@ export const messagesProjection: Projection<MessageDoc> = {
     }
   },
 };
+
+/** The transcript an outcome carries goes on the client message it answers. */
+function transcriptOf(outcome: { transcript: string }): { transcript?: string } {
+  return outcome.transcript ? { transcript: outcome.transcript } : {};
+}
 
 export const sessionsProjection: Projection<SessionDoc> = {
   name: 'sessions',

@@ -14,10 +14,10 @@ const at = (payload: Event['payload'], over: Partial<Event> = {}): LoggedEvent =
 };
 const connectedE = () => at({ $case: 'clientConnected', clientConnected: { gatewayId: 'g1', timeZone: 'Europe/Paris', newConversation: true } });
 const received = (id: string, text = 'hi') => at({ $case: 'messageReceived', messageReceived: { messageId: id, clientMessageId: `k-${id}`, gatewayId: 'g1', timeZone: 'Europe/Paris', content: { $case: 'text', text } } });
-const produced = (inReplyTo: string) =>
-  at({ $case: 'responseProduced', responseProduced: { messageId: `r_${inReplyTo}`, inReplyTo, text: 'answer', processingMs: 12, workerId: 'w', model: 'sim',
+const produced = (inReplyTo: string, transcript = '') =>
+  at({ $case: 'responseProduced', responseProduced: { messageId: `r_${inReplyTo}`, inReplyTo, text: 'answer', processingMs: 12, workerId: 'w', model: 'sim', transcript,
     voice: { kind: MediaKind.MEDIA_KIND_VOICE, key: 'v.wav', mimeType: 'audio/wav', sizeBytes: 10, sha256: '', durationMs: 900 } } });
-const failed = (inReplyTo: string) => at({ $case: 'processingFailed', processingFailed: { inReplyTo, code: 'UNAVAILABLE', message: 'model down', workerId: 'w' } });
+const failed = (inReplyTo: string, transcript = '') => at({ $case: 'processingFailed', processingFailed: { inReplyTo, code: 'UNAVAILABLE', message: 'model down', workerId: 'w', transcript } });
 const disconnected = () => at({ $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_DEADLINE, gatewayId: 'g1', detail: '' } });
 
 async function project(events: LoggedEvent[], replays = 1) {
@@ -72,6 +72,14 @@ describe('projections', () => {
     expect(await p.message('m1')).toMatchObject({ author: 'client', status: 'answered', text: 'hi', seq: 2 });
     expect(await p.message('r_m1')).toMatchObject({ author: 'bot', inReplyTo: 'm1', seq: 3, processingMs: 12, voice: { kind: 'voice', durationMs: 900 } });
     expect((await p.conversation('c1'))?.lastSeq).toBe(3);
+  });
+
+  it('given a voice message answered or failed with a transcript, then the transcript is on the client entry', async () => {
+    const p = await project([connectedE(), received('m1'), produced('m1', 'what time is it in tokyo'), received('m2'), failed('m2', 'hello there'), received('m3'), produced('m3')]);
+    expect(await p.message('m1')).toMatchObject({ status: 'answered', transcript: 'what time is it in tokyo' });
+    expect(await p.message('m2')).toMatchObject({ status: 'failed', transcript: 'hello there' });
+    expect((await p.message('m3'))?.transcript).toBeUndefined();
+    expect((await p.message('r_m1'))?.transcript).toBeUndefined();
   });
 
   it('given a failure, then the client entry is failed and a bot entry carries the error', async () => {

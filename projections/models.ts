@@ -51,6 +51,8 @@ export interface MessageDoc extends Doc {
   image?: MediaDoc;
   processingMs?: number;
   timeZone?: string;
+  /** Client voice and video messages: what the recognizer heard. */
+  transcript?: string;
   /** Client entries only. */
   status?: 'pending' | 'answered' | 'failed';
   /** Bot entries for a processing failure. */

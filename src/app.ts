@@ -33,6 +33,7 @@ import { FrameFactory } from './gateway/frames';
 import { checkedChatService } from './gateway/wire-check';
 import { Worker } from './worker/worker';
 import { createRenderer } from './media/renderer';
+import { createSpeech, type Speech } from './speech/factory';
 import { timeAppends, timeMediaPuts } from './engines/instrument';
 import { PROJECTOR_GROUP, ProjectionRunner, readModelsSettled } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
@@ -183,9 +184,13 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     }
 
     let llmName: string | undefined;
+    let speechSummary: Speech['summary'] | undefined;
     if (runs('worker')) {
       const llm = overrides.llm ?? createLlmProvider({ ...config.llm, delayScale: config.simDelayScale });
       llmName = llm.name;
+      const speech = createSpeech(config.speech, logger.child({ component: 'speech' }));
+      speechSummary = speech.summary;
+      stops.push({ name: 'speech engines', run: () => speech.close() });
       const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
       stops.push({ name: 'media renderer', run: () => renderer.close() });
       worker = new Worker({
@@ -193,6 +198,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
         onProblem: (problem) => health.report('consumer-group', problem),
         logger: logger.child({ component: 'worker' }),
+        speech, vision: config.llm.vision,
       });
       await worker.start();
       const w = worker;
@@ -213,7 +219,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     }
     health.clear('starting');
     const next = readyLines(config, { grpcAddress, httpUrl });
-    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
+    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, speech: speechSummary, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
     if (next.next) logger.info(next.next);
     for (const warning of next.warnings) logger.warn(warning);
 

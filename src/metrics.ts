@@ -28,6 +28,8 @@ export function createMetrics() {
     responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     storageWaits: new Counter({ name: 'chatflow_storage_waits_total', help: 'Parts of replies (events, media) that had to wait for the disk to take writes again', registers: [registry] }),
     processingSeconds: new Histogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),
+    transcriptionSeconds: new Histogram({ name: 'chatflow_transcription_seconds', help: 'Time to transcribe a voice message or a video\'s audio track, by engine', labelNames: ['engine'] as const, buckets: latencyBuckets, registers: [registry] }),
+    synthesisSeconds: new Histogram({ name: 'chatflow_synthesis_seconds', help: 'Time to synthesize a whole voice reply, by engine (stage="first" = until its first chunk)', labelNames: ['engine', 'stage'] as const, buckets: latencyBuckets, registers: [registry] }),
     logAppendSeconds: new Histogram({
       name: 'chatflow_log_append_seconds',
       help: 'From an append to the event log acknowledging it (embedded: fsync; Kafka: acks=all), by topic',

@@ -81,7 +81,7 @@ describe('embedded gRPC-Web endpoint', () => {
     s.abort.abort();
   });
 
-  it('carries media both ways: a WAV upload in, a voice URL out', async () => {
+  it('carries media in: a WAV upload reaches the bot (no voice out without a synthesizer; real voice: test/speech.e2e.test.ts)', async () => {
     const s = new WebStream(chat, await auth('web-audio'));
     await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
     const wav = synthesizeVoice('a voice note sent from a browser').bytes;
@@ -90,11 +90,9 @@ describe('embedded gRPC-Web endpoint', () => {
       { headers: await auth('web-audio') },
     );
     await s.until((f) => f.some((x) => x.frame.case === 'response'), 'the reply');
-    const r = s.frames.find((f) => f.frame.case === 'response')!.frame.value as { voice?: { url: string; durationMs: bigint } };
-    expect(r.voice?.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/media\//);
-    expect(r.voice!.durationMs).toBeGreaterThan(0n);
-    const res = await fetch(r.voice!.url);
-    expect(res.headers.get('content-type')).toBe('audio/wav');
+    const r = s.frames.find((f) => f.frame.case === 'response')!.frame.value as { text: string; voice?: unknown };
+    expect(r.text).toMatch(new RegExp(`voice message \\(audio/wav, ${(wav.length / 1024).toFixed(1)} KiB`));
+    expect(r.voice).toBeUndefined();
     s.abort.abort();
   });
 

@@ -25,6 +25,9 @@ export async function startTestApp(env: Record<string, string> = {}, overrides: 
     CHATFLOW_HTTP_ADDR: '127.0.0.1:0',
     CHATFLOW_DATA_DIR: dir,
     CHATFLOW_SIM_DELAY_SCALE: '0',
+    // No speech engines unless the test asks (see test/engines-setup.js).
+    CHATFLOW_STT: 'none',
+    CHATFLOW_TTS: 'none',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...env,
   };

@@ -13,6 +13,7 @@ import { lastClientId, placeOf, rememberClientId, rememberPlace, type Place } fr
 import { ChatSession, newId, type Content, type ConnState, type Notice } from './session';
 import { readSettings } from './settings';
 import { formatBytes, MessageList } from './view';
+import { VoiceStream } from './voice-stream';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 
@@ -207,6 +208,8 @@ function showNotice(n: Notice | undefined): void {
   }
 }
 
+const voiceStream = new VoiceStream();
+
 function onFrame(frame: ServerFrame): void {
   const f = frame.frame;
   if (f.case === 'accepted' || f.case === 'response' || f.case === 'error') savePlace();
@@ -215,10 +218,14 @@ function onFrame(frame: ServerFrame): void {
       return messages.accepted(f.value);
     case 'delta':
       return messages.delta(f.value);
+    case 'transcript':
+      return messages.transcript(f.value);
     case 'response':
       return messages.response(f.value);
     case 'error':
       return messages.error(f.value);
+    case 'voiceChunk':
+      return voiceStream.push(f.value);
     case 'welcome':
     case 'pong':
     case undefined:

@@ -1,5 +1,5 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
-import type { Accepted, BotResponse, ChatError, Media, ResponseDelta } from './gen/chatflow/v1/chat_pb';
+import type { Accepted, BotResponse, ChatError, Media, ResponseDelta, Transcript } from './gen/chatflow/v1/chat_pb';
 import { Author, type HistoryMessage } from './gen/chatflow/v1/history_pb';
 import type { MediaKind } from './media';
 
@@ -83,6 +83,12 @@ export class MessageList {
     li.classList.remove('failed');
     li.querySelector('.retry')?.remove();
     setState(li, `Sent · #${a.seq}`);
+  }
+
+  /** What the server heard in a voice or video message, under that message. */
+  transcript(t: Transcript): void {
+    const li = this.mine.get(this.cmidOf.get(t.messageId) ?? '');
+    if (li) addTranscript(li, t.text);
   }
 
   delta(d: ResponseDelta): void {
@@ -169,6 +175,7 @@ export class MessageList {
       for (const [kind, media] of [['audio', m.audio], ['video', m.video], ['image', m.image]] as const) {
         if (media?.url) li.append(mediaPreview({ kind, name: 'sent earlier', mimeType: media.mimeType, size: Number(media.sizeBytes), url: media.url }));
       }
+      if (m.transcript) addTranscript(li, m.transcript);
     }
     li.append(el('p', { class: 'state' }, m.error ? `Failed — ${m.error.message}` : `#${m.seq}`));
     if (!bot) {
@@ -257,4 +264,9 @@ function plainError(code: string, message: string): string {
     default:
       return `${message} (${code})`;
   }
+}
+
+function addTranscript(li: HTMLLIElement, text: string): void {
+  li.querySelector('.transcript')?.remove();
+  li.insertBefore(el('p', { class: 'transcript' }, text ? `Heard: “${text}”` : 'Heard no words'), li.querySelector('.state'));
 }

@@ -2,6 +2,7 @@
 //   loadtest/results/<date>-<scenario>.md — one scenario, every mode run that day, side by side;
 //   loadtest/REPORT.md                    — the latest report of each scenario and its headline figures.
 import type { MessageFigures } from '../analyze';
+import type { VoiceFigures } from '../scenarios/voice';
 import { GOALS, REFERENCE, type GoalCheck } from '../goals';
 import type { Summary } from '../stats';
 import type { ProfileSummary } from './profile';
@@ -317,6 +318,11 @@ export function headline(r: ResultFile): string[] {
     case 'admission': {
       const f = r.figures as { burst: { held: number; attempts: number }; probe: { timeToReject: Summary }; reuse: { reused: number; leavers: number } };
       figure = `${f.burst.held} held of ${f.burst.attempts}, 51st refused p99 ${fmt(f.probe.timeToReject.p99, 2)} ms, ${f.reuse.reused}/${f.reuse.leavers} slots reused`;
+      break;
+    }
+    case 'voice': {
+      const v = (r.figures as { voice: VoiceFigures }).voice;
+      figure = `${v.messages} voice messages, ${v.failed} failed; first voice chunk p50/p99 ${fmt(v.firstChunkMs.p50, 0)}/${fmt(v.firstChunkMs.p99, 0)} ms, transcript p50/p99 ${fmt(v.transcriptMs.p50, 0)}/${fmt(v.transcriptMs.p99, 0)} ms, whole voice p50/p99 ${fmt(v.replyMs.p50, 0)}/${fmt(v.replyMs.p99, 0)} ms, transcript WER ${fmt(v.meanWer ?? NaN, 2)}`;
       break;
     }
     default: {

@@ -8,7 +8,7 @@ import type { ServerWatch, StageTiming } from '../target/prometheus';
 import type { ModeName, RunningTarget } from '../target/target';
 import type { Kind } from '../payloads';
 
-export const SCENARIOS = ['reference', 'saturate', 'admission', 'soak', 'ghz-chat', 'ghz-history'] as const;
+export const SCENARIOS = ['reference', 'saturate', 'admission', 'soak', 'ghz-chat', 'ghz-history', 'voice'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface Options {

@@ -49,7 +49,10 @@ export async function spawnChatFlow(spec: ChildSpec): Promise<Child> {
   }
   args.push('src/main.ts');
   const log = createWriteStream(spec.logFile, { flags: 'a' });
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  // The scenarios measure the server's own overhead at the reference mix (a third each of text, audio, video):
+  // real speech engines cannot keep up with that on two cores (README "Speech and video"), so they are off
+  // unless a scenario or the runner's shell turns them on.
+  const env: NodeJS.ProcessEnv = { CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', ...process.env };
   for (const k of spec.unset ?? []) delete env[k];
   const proc = spawn(process.execPath, args, { cwd: spec.cwd ?? REPO, env: { ...env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout!.pipe(log);

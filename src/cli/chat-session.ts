@@ -178,6 +178,9 @@ export class ChatSession {
         this.board.delta(f.delta.inReplyTo, f.delta.textDelta);
         if (human) p.changed(this.board);
         break;
+      case 'transcript':
+        if (human) p.line(`heard: "${f.transcript.text}"`);
+        break;
       case 'response':
         this.onResponse(f.response);
         break;

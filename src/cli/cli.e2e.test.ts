@@ -10,7 +10,7 @@ import { LlmError } from '../llm/port';
 import { SimulatedLlm } from '../llm/simulated';
 import { loadConfig } from '../config/config';
 import { createLogger } from '../logging';
-import { parseWav, synthesizeVoice } from '../media/wav';
+import { synthesizeVoice } from '../media/wav';
 
 // The CLI as a user runs it: `node bin/chatflow.js ...` against the real server on ephemeral ports.
 jest.setTimeout(60_000);
@@ -61,7 +61,7 @@ const jsonLines = (out: string) => out.trim().split('\n').filter(Boolean).map((l
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cf-cli-'));
-  const env = { CHATFLOW_GRPC_ADDR: '127.0.0.1:0', CHATFLOW_HTTP_ADDR: '127.0.0.1:0', CHATFLOW_DATA_DIR: dir, CHATFLOW_SIM_DELAY_SCALE: '0', LOG_LEVEL: 'silent' };
+  const env = { CHATFLOW_GRPC_ADDR: '127.0.0.1:0', CHATFLOW_HTTP_ADDR: '127.0.0.1:0', CHATFLOW_DATA_DIR: dir, CHATFLOW_SIM_DELAY_SCALE: '0', LOG_LEVEL: 'silent', CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none' };
   app = await startApp(loadConfig(env), createLogger('silent', { pretty: false }), { llm: failingOnRequest() });
 });
 
@@ -99,19 +99,15 @@ test('chat --send --json prints welcome, accepted and response frames, then exit
   expect(frames.at(-1)).toEqual({ status: expect.objectContaining({ code: 0, name: 'OK' }) });
 });
 
-test('chat --file sends audio and saves the voice reply as a WAV', async () => {
+test('chat --file sends audio; without speech engines the reply says it cannot listen and no voice is saved', async () => {
   const wavPath = join(dir, 'question.wav');
   await writeFile(wavPath, synthesizeVoice('a question from the test').bytes);
   const saveDir = join(dir, 'downloads');
   const r = await cli(['chat', '--client-id', 'bob', '--tz', 'UTC', '--file', wavPath, '--save-dir', saveDir]);
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/^\[1\] you: \[audio audio\/wav, [\d.]+ KiB\] \(seq \d+\)$/m);
-  expect(r.stdout).toMatch(/^\[1\] bot: Hello! I received your voice message/m);
-  const saved = /voice saved to (\S+\.wav)/.exec(r.stdout)?.[1];
-  expect(saved).toBeDefined();
-  const header = parseWav(await readFile(saved!));
-  expect(header.sampleRate).toBeGreaterThan(0);
-  expect(header.durationMs).toBeGreaterThan(0);
+  expect(r.stdout).toMatch(/^\[1\] bot: .*cannot listen to it: no speech recognizer is set up/m);
+  expect(r.stdout).not.toMatch(/voice saved/);
 });
 
 test('history lists the conversations, then the messages of one', async () => {

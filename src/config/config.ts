@@ -1,4 +1,5 @@
 import { parseEnv, type RawConfig } from './schema';
+import type { SpeechConfig } from '../speech/factory';
 
 /** Typed, validated configuration used by every part of the process. */
 export interface Config {
@@ -41,7 +42,10 @@ export interface Config {
     apiKey?: string;
     model: string;
     timeoutMs: number;
+    /** Send a video's keyframe to the model (it accepts images). */
+    vision: boolean;
   };
+  speech: SpeechConfig;
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -86,6 +90,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     s3: c.S3_ENDPOINT
       ? { endpoint: c.S3_ENDPOINT, bucket: c.S3_BUCKET, region: c.S3_REGION, accessKeyId: c.S3_ACCESS_KEY_ID, secretAccessKey: c.S3_SECRET_ACCESS_KEY, forcePathStyle: c.S3_FORCE_PATH_STYLE }
       : undefined,
-    llm: { provider: c.LLM_PROVIDER, baseUrl: c.LLM_BASE_URL, apiKey: c.LLM_API_KEY, model: c.LLM_MODEL, timeoutMs: c.LLM_TIMEOUT_MS },
+    llm: { provider: c.LLM_PROVIDER, baseUrl: c.LLM_BASE_URL, apiKey: c.LLM_API_KEY, model: c.LLM_MODEL, timeoutMs: c.LLM_TIMEOUT_MS, vision: c.LLM_VISION },
+    speech: {
+      stt: { mode: c.CHATFLOW_STT, url: c.CHATFLOW_STT_URL, model: c.CHATFLOW_STT_MODEL, apiKey: c.CHATFLOW_STT_API_KEY },
+      tts: { mode: c.CHATFLOW_TTS, url: c.CHATFLOW_TTS_URL, model: c.CHATFLOW_TTS_MODEL, voice: c.CHATFLOW_TTS_VOICE, apiKey: c.CHATFLOW_TTS_API_KEY },
+      timeoutMs: c.CHATFLOW_SPEECH_TIMEOUT_MS,
+      dir: c.CHATFLOW_SPEECH_DIR,
+      ffmpeg: c.CHATFLOW_FFMPEG,
+    },
   };
 }

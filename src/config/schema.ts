@@ -94,6 +94,19 @@ export const SETTINGS = {
   LLM_API_KEY: { schema: optionalString, doc: 'bearer key for the provider, if it needs one' },
   LLM_MODEL: { schema: z.string().min(1), default: 'gpt-4o-mini', doc: 'model name sent to the provider' },
   LLM_TIMEOUT_MS: { schema: int(100), default: '60000', doc: 'a provider call that takes longer fails with `DEADLINE_EXCEEDED`' },
+  LLM_VISION: { schema: bool, default: 'false', doc: '`true` sends a video\'s keyframe to the model as an `image_url` part (the model must accept images)' },
+  CHATFLOW_STT: { schema: z.enum(['auto', 'local', 'openai', 'none']), default: 'auto', doc: 'speech recognizer: `local` = PocketSphinx installed by `npm run speech:install`, `openai` = `CHATFLOW_STT_URL`, `none`; `auto` = `openai` if the URL is set, else `local` if installed, else `none`' },
+  CHATFLOW_STT_URL: { schema: optionalString, doc: 'OpenAI-compatible base URL for `POST …/audio/transcriptions`, e.g. `https://api.openai.com/v1`' },
+  CHATFLOW_STT_MODEL: { schema: z.string().min(1), default: 'whisper-1', doc: 'transcription model name sent to `CHATFLOW_STT_URL`' },
+  CHATFLOW_STT_API_KEY: { schema: optionalString, doc: 'bearer key for `CHATFLOW_STT_URL`, if it needs one' },
+  CHATFLOW_TTS: { schema: z.enum(['auto', 'local', 'openai', 'none']), default: 'auto', doc: 'speech synthesizer: `local` = Piper installed by `npm run speech:install`, `openai` = `CHATFLOW_TTS_URL`, `none` (no voice replies); `auto` as for `CHATFLOW_STT`' },
+  CHATFLOW_TTS_URL: { schema: optionalString, doc: 'OpenAI-compatible base URL for `POST …/audio/speech`' },
+  CHATFLOW_TTS_MODEL: { schema: z.string().min(1), default: 'tts-1', doc: 'speech model name sent to `CHATFLOW_TTS_URL`' },
+  CHATFLOW_TTS_VOICE: { schema: z.string().min(1), default: 'alloy', doc: 'voice name sent to `CHATFLOW_TTS_URL`' },
+  CHATFLOW_TTS_API_KEY: { schema: optionalString, doc: 'bearer key for `CHATFLOW_TTS_URL`, if it needs one' },
+  CHATFLOW_SPEECH_TIMEOUT_MS: { schema: int(100), default: '120000', doc: 'a transcription or synthesis call that takes longer fails (retried like a model error)' },
+  CHATFLOW_SPEECH_DIR: { schema: optionalString, doc: 'where `npm run speech:install` put the offline engines; default `.speech/` in the project' },
+  CHATFLOW_FFMPEG: { schema: optionalString, doc: 'ffmpeg program for video (audio track, keyframe); default `ffmpeg` on the `PATH`' },
 } satisfies Record<string, Setting>;
 
 type Settings = typeof SETTINGS;
@@ -117,6 +130,8 @@ export function parseEnv(env: Record<string, string | undefined>): RawConfig {
     else problems.push(`${name}=${JSON.stringify(env[name])}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
   }
   if (out.LLM_PROVIDER === 'openai' && !out.LLM_BASE_URL) problems.push('LLM_BASE_URL: required when LLM_PROVIDER=openai');
+  if (out.CHATFLOW_STT === 'openai' && !out.CHATFLOW_STT_URL) problems.push('CHATFLOW_STT_URL: required when CHATFLOW_STT=openai');
+  if (out.CHATFLOW_TTS === 'openai' && !out.CHATFLOW_TTS_URL) problems.push('CHATFLOW_TTS_URL: required when CHATFLOW_TTS=openai');
   const secret = out.CHATFLOW_AUTH_SECRET as string | undefined;
   if (secret !== undefined && secret.length < 32) problems.push('CHATFLOW_AUTH_SECRET: must be at least 32 characters');
   const role = out.CHATFLOW_ROLE as string;

@@ -62,6 +62,7 @@ export class FrameFactory {
       processingMs: doc.processingMs ?? 0,
       status: statusOf(doc),
       error: doc.error ? this.chatError(doc) : undefined,
+      transcript: doc.transcript ?? '',
     };
   }
 }

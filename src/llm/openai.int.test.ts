@@ -131,6 +131,18 @@ describe('OpenAiCompatibleLlm against a fake server', () => {
     expect(seen[0].body.messages.at(-1).content).toMatch(/voice message \(audio\/ogg, 12345 bytes, 4\.2 seconds long\)/);
   });
 
+  it('sends a transcript as the user\'s text, and a video\'s keyframe as an image_url part', async () => {
+    handler = streamRaw(sse(['It is evening there.']));
+    await run(llm(), undefined, { ...request, kind: 'audio', text: undefined, history: [], media: { mimeType: 'audio/wav', sizeBytes: 999 }, transcript: 'what time is it in tokyo' });
+    expect(seen[0].body.messages.at(-1)).toEqual({ role: 'user', content: 'what time is it in tokyo' });
+    handler = streamRaw(sse(['A blue sky.']));
+    const png = Buffer.from('89504e470d0a1a0a', 'hex');
+    await run(llm(), undefined, { ...request, kind: 'video', text: undefined, history: [], media: { mimeType: 'video/mp4', sizeBytes: 999 }, transcript: 'look at this', image: { mimeType: 'image/png', data: png } });
+    const content = seen[1].body.messages.at(-1).content;
+    expect(content[0]).toEqual({ type: 'text', text: expect.stringMatching(/^look at this\n/) });
+    expect(content[1]).toEqual({ type: 'image_url', image_url: { url: `data:image/png;base64,${png.toString('base64')}` } });
+  });
+
   it('accepts a non-streamed JSON answer', async () => {
     handler = (_q, _b, res) => {
       res.writeHead(200, { 'content-type': 'application/json' });

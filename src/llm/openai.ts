@@ -23,7 +23,8 @@ const DEFAULT_SYSTEM_PROMPT =
 /** Error bodies are for humans; keep what we quote bounded. */
 const MAX_ERROR_TEXT = 500;
 
-type ChatMessage = { role: 'system' | 'user' | 'assistant'; content: string };
+type ContentPart = { type: 'text'; text: string } | { type: 'image_url'; image_url: { url: string } };
+type ChatMessage = { role: 'system' | 'user' | 'assistant'; content: string | ContentPart[] };
 
 export class OpenAiCompatibleLlm implements LlmProvider {
   readonly name = 'openai';
@@ -201,13 +202,23 @@ function buildMessages(req: LlmRequest, systemPrompt: string): ChatMessage[] {
   }
   const messages: ChatMessage[] = [{ role: 'system', content: `${systemPrompt}\n${clock}` }];
   for (const h of req.history) messages.push({ role: h.author === 'client' ? 'user' : 'assistant', content: h.text });
-  messages.push({ role: 'user', content: describeTurn(req) });
+  const turn = describeTurn(req);
+  // Vision: the keyframe as an image_url part (a data URL) beside the words.
+  const content: ChatMessage['content'] = req.image
+    ? [{ type: 'text', text: turn }, { type: 'image_url', image_url: { url: `data:${req.image.mimeType};base64,${req.image.data.toString('base64')}` } }]
+    : turn;
+  messages.push({ role: 'user', content });
   return messages;
 }
 
-/** The model sees media as words: kind, type, size, duration. */
+/**
+ * What was said in a voice or video message is the user's text. Otherwise
+ * the model sees media as words: kind, type, size, duration.
+ */
 function describeTurn(req: LlmRequest): string {
   if (req.kind === 'text' || !req.media) return req.text ?? '';
+  if (req.transcript) return req.kind === 'video' && req.image ? `${req.transcript}\n[said in a video; its first frame is attached]` : req.transcript;
+  if (req.image) return '[The user sent a video without speech; its first frame is attached. Describe what you see and ask what they would like.]';
   const { mimeType, sizeBytes, durationMs } = req.media;
   const what = { audio: 'a voice message', video: 'a video', image: 'an image', text: 'a message' }[req.kind];
   const length = durationMs !== undefined ? `, ${(durationMs / 1000).toFixed(1)} seconds long` : '';

@@ -7,6 +7,15 @@ export interface LlmRequest {
   text?: string;
   /** Size and type of a media message (the model sees a description, not bytes). */
   media?: { mimeType: string; sizeBytes: number; durationMs?: number };
+  /**
+   * What a voice or video message said: the recognizer's text ('' when it
+   * heard no words), or undefined when it could not listen (see `hearingNote`).
+   */
+  transcript?: string;
+  /** Why there is no transcript, in words a person understands. */
+  hearingNote?: string;
+  /** A video's keyframe, for models that accept images (LLM_VISION). */
+  image?: { mimeType: string; data: Buffer };
   /** IANA zone of the client: replies speak its local time. */
   timeZone: string;
   now: Date;

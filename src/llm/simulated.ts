@@ -136,13 +136,13 @@ function composeReply(req: LlmRequest): string {
   const what = { audio: 'voice message', video: 'video', image: 'image', text: 'message' }[req.kind];
   const facts = [mimeType, formatBytes(sizeBytes)];
   if (durationMs !== undefined) facts.push(formatDuration(durationMs));
-  const follow = {
-    audio: 'I have prepared a spoken answer for you as well.',
-    video: 'I have prepared a spoken answer and a picture for you as well.',
-    image: 'Tell me what you would like to know about it.',
-    text: '',
-  }[req.kind];
-  return `${opener} I received your ${what} (${facts.join(', ')}). ${follow} ${clock}`;
+  const received = `your ${what} (${facts.join(', ')})`;
+  if (req.kind === 'image') return `${opener} I received ${received}. Tell me what you would like to know about it. ${clock}`;
+  // Voice and video: answer what was said.
+  const said = req.transcript?.trim();
+  if (said) return `${opener} You said: "${said.length > 300 ? `${said.slice(0, 297)}...` : said}". That was ${received}. ${clock}`;
+  if (said === '') return `${opener} I could not make out any words in ${received}. Could you say it again, or type it? ${clock}`;
+  return `${opener} I received ${received}, but I cannot listen to it: ${req.hearingNote ?? 'no speech recognizer is configured'}. ${clock}`;
 }
 
 function formatBytes(n: number): string {

@@ -75,6 +75,19 @@ describe('SimulatedLlm', () => {
     expect((await llm.generate(request('text'), opts)).text).toBe(text.text);
   });
 
+  it('answers what a voice or video message said, and says plainly when it heard nothing or could not listen', async () => {
+    const llm = new SimulatedLlm({ delayScale: 0 });
+    const opts = { signal: new AbortController().signal, onDelta: () => {} };
+    const said = await llm.generate(request('audio', { transcript: 'what time is it in tokyo' }), opts);
+    expect(said.text).toContain('You said: "what time is it in tokyo"');
+    const video = await llm.generate(request('video', { transcript: 'look at this' }), opts);
+    expect(video.text).toContain('You said: "look at this"');
+    const silent = await llm.generate(request('audio', { transcript: '' }), opts);
+    expect(silent.text).toMatch(/could not make out any words in your voice message \(audio\/x-test/);
+    const deaf = await llm.generate(request('audio', { hearingNote: 'no speech recognizer is installed' }), opts);
+    expect(deaf.text).toMatch(/cannot listen to it: no speech recognizer is installed/);
+  });
+
   it('rejects an unknown zone with INVALID_ARGUMENT', async () => {
     const llm = new SimulatedLlm({ delayScale: 0 });
     await expect(llm.generate(request('text', { timeZone: 'Mars/Olympus' }), { signal: new AbortController().signal, onDelta: () => {} }))

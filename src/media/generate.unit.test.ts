@@ -1,6 +1,6 @@
 import { crc32, inflateSync } from 'node:zlib';
 import { validateMedia } from '../domain/media-validation';
-import { decodePngHeader, renderImage } from './png';
+import { decodePngHeader, layoutText, renderImage } from './png';
 import { MAX_VOICE_MS, MIN_VOICE_MS, parseWav, synthesizeVoice } from './wav';
 
 /** An independent PNG decoder for RGB/8-bit images: checks every chunk CRC, inflates and unfilters IDAT. */
@@ -150,6 +150,32 @@ describe('renderImage', () => {
     const clamped = renderImage({ width: 1, height: 99999, title: 't', seed: 's' });
     expect({ width: clamped.width, height: clamped.height }).toEqual({ width: 64, height: 2048 });
     expect(decodePngHeader(clamped.bytes)).toEqual({ width: 64, height: 2048 });
+  });
+
+  it('draws a keyframe background as given, under the text panel', () => {
+    const background = { rgb: Buffer.alloc(200 * 100 * 3), width: 200, height: 100 };
+    for (let i = 0; i < background.rgb.length; i += 3) background.rgb.set([10, 200, 30], i);
+    const png = decodePng(renderImage({ title: 'hi', seed: 's', background }).bytes);
+    expect({ width: png.width, height: png.height }).toEqual({ width: 200, height: 100 });
+    expect([...png.pixels.subarray(png.pixels.length - 3)]).toEqual([10, 200, 30]); // bottom-right corner untouched
+  });
+
+  it('wraps the text once: every line but the last is full (no orphan words), and all of it fits when it can', () => {
+    const reply = 'Hello! You said: "what time is it in tokyo" (6 words). Here is my take: break it into small steps and start with the one you can check fastest. For you it is Sunday 22 November 2026, 20:45 (Asia/Tokyo).';
+    const layout = layoutText('ChatFlow', ['Sun 20:45', reply], 480, 270);
+    expect(layout.shortened).toBe(false);
+    const cols = Math.floor((480 - 32) / (6 * layout.scale));
+    const body = layout.lines.slice(2).map((l) => l.s);
+    for (let i = 0; i < body.length - 1; i++) expect(body[i]!.length + 1 + body[i + 1]!.split(' ')[0]!.length).toBeGreaterThan(cols);
+    expect(body.join(' ')).toBe(reply);
+  });
+
+  it('uses the small font when the text needs it, and says so when even that cannot hold it', () => {
+    const long = 'word '.repeat(120).trim();
+    expect(layoutText('t', [long], 480, 270)).toMatchObject({ scale: 1, shortened: false });
+    const huge = layoutText('t', ['word '.repeat(2000).trim()], 480, 270);
+    expect(huge.shortened).toBe(true);
+    expect(huge.lines.at(-1)!.s).toMatch(/\[shortened\]$/);
   });
 
   it('decodePngHeader refuses non-PNG bytes', () => {

@@ -57,26 +57,76 @@ function toAscii(text: string): string {
 
 type Rgb = [number, number, number];
 
-const SCALE = 2;
-const ADVANCE = (GLYPH_WIDTH + 1) * SCALE;
-const LINE_HEIGHT = (GLYPH_HEIGHT + 1) * SCALE;
 const MARGIN = 16;
 
 export interface ImageSpec {
   width?: number;
   height?: number;
   title: string;
+  /** Paragraphs, each wrapped here (once) to the image's width. */
   lines?: string[];
   seed: string;
+  /** A picture to draw the text over (a video's keyframe) instead of the seeded pattern; sets the size. */
+  background?: { rgb: Uint8Array; width: number; height: number };
+}
+
+/** What a text layout holds at one font scale. */
+interface Layout {
+  scale: number;
+  lines: { s: string; color: Rgb }[];
+  shortened: boolean;
+}
+
+/**
+ * Lays the title and paragraphs out at the largest font scale (2, else 1) at
+ * which everything fits; when even the small font cannot hold it all, the
+ * last line says the text was shortened.
+ */
+export function layoutText(title: string, paragraphs: string[], width: number, height: number): Layout {
+  let layout: Layout | undefined;
+  for (const scale of [2, 1]) {
+    const cols = Math.max(1, Math.floor((width - 2 * MARGIN) / ((GLYPH_WIDTH + 1) * scale)));
+    const rows = Math.max(1, Math.floor((height - 2 * MARGIN) / ((GLYPH_HEIGHT + 1) * scale)));
+    const all = [
+      ...wrap(toAscii(title), cols).map((s) => ({ s, color: [255, 230, 120] as Rgb })),
+      ...paragraphs.flatMap((p) => wrap(toAscii(p), cols)).map((s) => ({ s, color: [255, 255, 255] as Rgb })),
+    ];
+    if (all.length <= rows) return { scale, lines: all, shortened: false };
+    const mark = ' [shortened]';
+    const kept = all.slice(0, rows);
+    const last = kept[rows - 1]!;
+    kept[rows - 1] = { ...last, s: last.s.slice(0, Math.max(0, cols - mark.length)).trimEnd() + mark };
+    layout = { scale, lines: kept, shortened: true };
+  }
+  return layout!;
 }
 
 export function renderImage(opts: ImageSpec): RenderedImage {
-  const width = clampInt(opts.width ?? 480, 64, 2048);
-  const height = clampInt(opts.height ?? 270, 48, 2048);
+  const bg = opts.background;
+  const width = bg ? bg.width : clampInt(opts.width ?? 480, 64, 2048);
+  const height = bg ? bg.height : clampInt(opts.height ?? 270, 48, 2048);
   const rgb = Buffer.alloc(width * height * 3);
-  const h = createHash('sha256').update(opts.seed).digest();
+  if (bg) {
+    if (bg.rgb.length !== width * height * 3) throw new Error(`background has ${bg.rgb.length} bytes, ${width}x${height} RGB needs ${width * height * 3}`);
+    rgb.set(bg.rgb);
+  } else pattern(rgb, width, height, opts.seed);
 
-  // Background: a diagonal gradient between two seed colours, with soft rings or stripes.
+  // Text: wrapped once, on a darkened panel so it stays readable on any background.
+  const { scale, lines } = layoutText(opts.title, opts.lines ?? [], width, height);
+  if (lines.length > 0) {
+    const advance = (GLYPH_WIDTH + 1) * scale;
+    const lineHeight = (GLYPH_HEIGHT + 1) * scale;
+    const panelW = Math.min(width, Math.max(...lines.map((t) => t.s.length)) * advance + MARGIN);
+    const panelH = Math.min(height, lines.length * lineHeight + MARGIN);
+    shade(rgb, width, MARGIN / 2, MARGIN / 2, panelW, panelH, 0.45);
+    lines.forEach((t, i) => drawText(rgb, width, height, t.s, MARGIN, MARGIN + i * lineHeight, t.color, scale));
+  }
+  return { bytes: encodePng(rgb, width, height), mimeType: 'image/png', width, height };
+}
+
+/** The seeded background: a diagonal gradient between two colours, with soft rings or stripes. */
+function pattern(rgb: Buffer, width: number, height: number, seed: string): void {
+  const h = createHash('sha256').update(seed).digest();
   const c0 = hsl((h[0]! / 256) * 360, 0.55, 0.3);
   const c1 = hsl(((h[0]! / 256) * 360 + 60 + (h[1]! % 120)) % 360, 0.6, 0.55);
   const angle = (h[2]! / 256) * Math.PI * 2;
@@ -99,20 +149,6 @@ export function renderImage(opts: ImageSpec): RenderedImage {
       px[o + 2] = (c0[2] + (c1[2] - c0[2]) * t) * w;
     }
   }
-
-  // Text: wrapped lines on a darkened panel so they stay readable on any background.
-  const cols = Math.max(1, Math.floor((width - 2 * MARGIN) / ADVANCE));
-  const rows = Math.max(1, Math.floor((height - 2 * MARGIN) / LINE_HEIGHT));
-  const title = wrap(toAscii(opts.title), cols);
-  const body = (opts.lines ?? []).flatMap((l) => wrap(toAscii(l), cols));
-  const text = [...title.map((s) => ({ s, color: [255, 230, 120] as Rgb })), ...body.map((s) => ({ s, color: [255, 255, 255] as Rgb }))].slice(0, rows);
-  if (text.length > 0) {
-    const panelW = Math.min(width, Math.max(...text.map((t) => t.s.length)) * ADVANCE + MARGIN);
-    const panelH = Math.min(height, text.length * LINE_HEIGHT + MARGIN);
-    shade(rgb, width, MARGIN / 2, MARGIN / 2, panelW, panelH, 0.45);
-    text.forEach((t, i) => drawText(rgb, width, height, t.s, MARGIN, MARGIN + i * LINE_HEIGHT, t.color));
-  }
-  return { bytes: encodePng(rgb, width, height), mimeType: 'image/png', width, height };
 }
 
 /**
@@ -164,15 +200,16 @@ function chunk(type: string, data: Buffer): Buffer {
   return out;
 }
 
-function drawText(rgb: Buffer, width: number, height: number, s: string, x0: number, y0: number, color: Rgb): void {
+function drawText(rgb: Buffer, width: number, height: number, s: string, x0: number, y0: number, color: Rgb, scale: number): void {
+  const advance = (GLYPH_WIDTH + 1) * scale;
   for (let i = 0; i < s.length; i++) {
     glyph(s[i]!).forEach((bits, col) => {
       for (let row = 0; row < GLYPH_HEIGHT; row++) {
         if (!((bits >> row) & 1)) continue;
-        for (let sy = 0; sy < SCALE; sy++) {
-          for (let sx = 0; sx < SCALE; sx++) {
-            const x = x0 + i * ADVANCE + col * SCALE + sx;
-            const y = y0 + row * SCALE + sy;
+        for (let sy = 0; sy < scale; sy++) {
+          for (let sx = 0; sx < scale; sx++) {
+            const x = x0 + i * advance + col * scale + sx;
+            const y = y0 + row * scale + sy;
             if (x < width && y < height) rgb.set(color, (y * width + x) * 3);
           }
         }

@@ -1,7 +1,6 @@
 import pino from 'pino';
 import { createRenderer, inlineRenderer, type ReplyMediaRenderer } from './renderer';
 import { renderImage } from './png';
-import { synthesizeVoice } from './wav';
 
 const logger = pino({ level: 'silent' });
 
@@ -12,16 +11,11 @@ describe('reply media renderer', () => {
   });
   afterAll(() => pool.close());
 
-  it('given a thread pool, when voice and images are rendered, then the bytes equal the same work done inline', async () => {
-    const texts = ['Hello there!', 'It is 09:15 in Asia/Tokyo. How was your day?', 'ok'];
-    const voices = await Promise.all(texts.map((t, i) => pool.voice(t, `seed-${i}`)));
-    voices.forEach((v, i) => {
-      const inline = synthesizeVoice(texts[i]!, { seed: `seed-${i}` });
-      expect(Buffer.isBuffer(v.bytes)).toBe(true);
-      expect(v.bytes.equals(inline.bytes)).toBe(true);
-      expect(v.durationMs).toBe(inline.durationMs);
-      expect(v.mimeType).toBe('audio/wav');
-    });
+  it('given a thread pool, when images are rendered, then the bytes equal the same work done inline', async () => {
+    const background = { rgb: Buffer.alloc(64 * 48 * 3, 7), width: 64, height: 48 };
+    const framed = await pool.image({ title: 'on a keyframe', seed: 'k', background });
+    expect(Buffer.isBuffer(framed.bytes)).toBe(true);
+    expect(framed.bytes.equals(renderImage({ title: 'on a keyframe', seed: 'k', background }).bytes)).toBe(true);
     const spec = { title: 'ChatFlow', lines: ['Mon 09:15', 'a picture for you'], seed: 'img-1' };
     const image = await pool.image(spec);
     expect(image.bytes.equals(renderImage(spec).bytes)).toBe(true);
@@ -29,8 +23,8 @@ describe('reply media renderer', () => {
   });
 
   it('given many tasks at once, when they run, then every one is answered with its own result', async () => {
-    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? pool.voice(`message ${i}`, `s${i}`) : pool.image({ title: `n${i}`, seed: `s${i}` }))));
-    results.forEach((r, i) => expect(r.mimeType).toBe(i % 2 ? 'audio/wav' : 'image/png'));
+    const results = await Promise.all(Array.from({ length: 40 }, (_, i) => pool.image({ title: `n${i}`, seed: `s${i}` })));
+    results.forEach((r) => expect(r.mimeType).toBe('image/png'));
     const distinct = new Set(results.map((r) => r.bytes.toString('base64')));
     expect(distinct.size).toBe(40);
   });
@@ -52,8 +46,8 @@ describe('reply media renderer', () => {
       await slots[0]!.thread.terminate();
       await expect(doomed).rejects.toThrow(/media render thread exited/);
 
-      const v = await own.voice('after the crash', 'y');
-      expect(v.bytes.equals(synthesizeVoice('after the crash', { seed: 'y' }).bytes)).toBe(true);
+      const v = await own.image({ title: 'after the crash', seed: 'y' });
+      expect(v.bytes.equals(renderImage({ title: 'after the crash', seed: 'y' }).bytes)).toBe(true);
     } finally {
       await own.close();
     }
@@ -62,14 +56,14 @@ describe('reply media renderer', () => {
   it('given a closed renderer, when asked for media, then it refuses clearly', async () => {
     const own = createRenderer(1, logger);
     await own.close();
-    await expect(own.voice('x', 'y')).rejects.toThrow('media renderer is closed');
+    await expect(own.image({ title: 'x', seed: 'y' })).rejects.toThrow('media renderer is closed');
   });
 
   it('given zero threads, when media is rendered, then no thread is started and the bytes are the same', async () => {
     const r = createRenderer(0, logger);
     expect(r).not.toHaveProperty('slots');
-    const v = await r.voice('inline', 's');
-    expect(v.bytes.equals((await inlineRenderer().voice('inline', 's')).bytes)).toBe(true);
+    const v = await r.image({ title: 'inline', seed: 's' });
+    expect(v.bytes.equals((await inlineRenderer().image({ title: 'inline', seed: 's' })).bytes)).toBe(true);
     await r.close();
   });
 });

@@ -2,32 +2,30 @@ import { extname, join } from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { renderImage, type ImageSpec, type RenderedImage } from './png';
-import { synthesizeVoice, type Voice } from './wav';
 
 /**
- * Makes the reply media (voice WAV, image PNG). Both are CPU work of 10–40 ms
- * each; done on the event loop, every other message waits behind them (the
- * reference load test measured it: most of the server's busy time, and the
- * overhead p99 of text replies). The thread pool keeps the event loop free.
+ * Makes the reply images (PNG): CPU work of 10–40 ms each; done on the event
+ * loop, every other message waits behind them (the reference load test
+ * measured it: most of the server's busy time, and the overhead p99 of text
+ * replies). The thread pool keeps the event loop free. (Voice replies come
+ * from the speech synthesizer, src/speech, in its own process.)
  */
 export interface ReplyMediaRenderer {
-  voice(text: string, seed: string): Promise<Voice>;
   image(spec: ImageSpec): Promise<RenderedImage>;
   close(): Promise<void>;
 }
 
-export type RenderTask = { kind: 'voice'; text: string; seed: string } | { kind: 'image'; spec: ImageSpec };
+export type RenderTask = { kind: 'image'; spec: ImageSpec };
 
 /** The work itself, the same in a thread and inline. */
-export function renderTask(task: RenderTask): Voice | RenderedImage {
-  return task.kind === 'voice' ? synthesizeVoice(task.text, { seed: task.seed }) : renderImage(task.spec);
+export function renderTask(task: RenderTask): RenderedImage {
+  return renderImage(task.spec);
 }
 
 /** Renders on the calling thread (`CHATFLOW_MEDIA_THREADS=0`). */
 export function inlineRenderer(): ReplyMediaRenderer {
   return {
-    voice: async (text, seed) => renderTask({ kind: 'voice', text, seed }) as Voice,
-    image: async (spec) => renderTask({ kind: 'image', spec }) as RenderedImage,
+    image: async (spec) => renderTask({ kind: 'image', spec }),
     close: async () => {},
   };
 }
@@ -43,7 +41,7 @@ class ThreadExited extends Error {
 }
 
 interface Pending {
-  resolve: (v: Voice | RenderedImage) => void;
+  resolve: (v: RenderedImage) => void;
   reject: (err: Error) => void;
 }
 
@@ -54,7 +52,7 @@ interface Slot {
 
 /** What a render thread posts back. */
 export type RenderReply =
-  | { id: number; ok: true; result: Voice | RenderedImage }
+  | { id: number; ok: true; result: RenderedImage }
   | { id: number; ok: false; message: string };
 
 /**
@@ -71,12 +69,8 @@ class ThreadRenderer implements ReplyMediaRenderer {
     for (let i = 0; i < size; i++) this.slots.push(this.spawn(i));
   }
 
-  voice(text: string, seed: string): Promise<Voice> {
-    return this.run({ kind: 'voice', text, seed }) as Promise<Voice>;
-  }
-
   image(spec: ImageSpec): Promise<RenderedImage> {
-    return this.run({ kind: 'image', spec }) as Promise<RenderedImage>;
+    return this.run({ kind: 'image', spec });
   }
 
   async close(): Promise<void> {
@@ -89,7 +83,7 @@ class ThreadRenderer implements ReplyMediaRenderer {
    * elsewhere in that thread should not fail this reply. Twice is the task's
    * own doing and fails it.
    */
-  private async run(task: RenderTask): Promise<Voice | RenderedImage> {
+  private async run(task: RenderTask): Promise<RenderedImage> {
     try {
       return await this.dispatch(task);
     } catch (err) {
@@ -99,7 +93,7 @@ class ThreadRenderer implements ReplyMediaRenderer {
     }
   }
 
-  private dispatch(task: RenderTask): Promise<Voice | RenderedImage> {
+  private dispatch(task: RenderTask): Promise<RenderedImage> {
     if (this.closed) return Promise.reject(new Error('media renderer is closed'));
     const slot = this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
     const id = this.nextId++;
@@ -116,7 +110,7 @@ class ThreadRenderer implements ReplyMediaRenderer {
       const p = slot.pending.get(reply.id);
       if (!p) return;
       slot.pending.delete(reply.id);
-      if (reply.ok) p.resolve({ ...reply.result, bytes: Buffer.from(reply.result.bytes.buffer, reply.result.bytes.byteOffset, reply.result.bytes.byteLength) } as Voice | RenderedImage);
+      if (reply.ok) p.resolve({ ...reply.result, bytes: Buffer.from(reply.result.bytes.buffer, reply.result.bytes.byteOffset, reply.result.bytes.byteLength) } as RenderedImage);
       else p.reject(new Error(`rendering reply media failed: ${reply.message}`));
     });
     slot.thread.on('error', (err) => this.logger.error({ err, thread: index }, 'media render thread failed'));

@@ -2,11 +2,11 @@ import { createHash } from 'node:crypto';
 import { parseWavHeader, type WavHeader } from '../domain/media-validation';
 
 /**
- * A "voice" for a reply: a real 16-bit PCM mono WAV whose melody is derived
- * from the text. One voiced tone per syllable (pitch glide, a few harmonics,
- * attack/decay envelope, a short noise burst for a leading consonant), pauses
- * between words and longer ones at punctuation. Same text and seed give the
- * same bytes; different text gives different audio. 0.6–6 s long.
+ * A TEST SIGNAL, NOT SPEECH: a 16-bit PCM mono WAV of tones whose melody is
+ * derived from the text (one tone per syllable, pauses between words), 0.6–6 s.
+ * Tests use it as a well-formed upload that no recognizer understands. Voice
+ * replies never use it: they come from the speech synthesizer (src/speech), and
+ * with none installed there is no voice reply rather than tones.
  */
 export const MIN_VOICE_MS = 600;
 export const MAX_VOICE_MS = 6000;
@@ -136,9 +136,27 @@ function vibratoTable(sampleRate: number): Float64Array {
   return table;
 }
 
+/** A 16-bit mono PCM WAV around samples already encoded (s16le), e.g. a synthesizer's output. */
+export function wavFromPcm16(pcm: Buffer, sampleRate: number): Buffer {
+  const b = wavHeader(pcm.length & ~1, sampleRate);
+  pcm.copy(b, 44, 0, pcm.length & ~1);
+  return b;
+}
+
 /** 16-bit mono PCM WAV from samples in [-1, 1] (played at 80 % to leave headroom). */
 export function encodeWav(samples: Float32Array, sampleRate: number): Buffer {
   const dataLength = samples.length * 2;
+  const b = wavHeader(dataLength, sampleRate);
+  const pcm = new DataView(b.buffer, b.byteOffset + 44, dataLength);
+  for (let i = 0; i < samples.length; i++) {
+    const s = Math.max(-1, Math.min(1, samples[i]! * 0.8));
+    pcm.setInt16(i * 2, Math.round(s * 32767), true);
+  }
+  return b;
+}
+
+/** A buffer for a 16-bit mono WAV of `dataLength` bytes, its 44-byte header written. */
+function wavHeader(dataLength: number, sampleRate: number): Buffer {
   const b = Buffer.alloc(44 + dataLength);
   b.write('RIFF', 0, 'ascii');
   b.writeUInt32LE(36 + dataLength, 4);
@@ -153,11 +171,6 @@ export function encodeWav(samples: Float32Array, sampleRate: number): Buffer {
   b.writeUInt16LE(16, 34); // bits per sample
   b.write('data', 36, 'ascii');
   b.writeUInt32LE(dataLength, 40);
-  const pcm = new DataView(b.buffer, b.byteOffset + 44, dataLength);
-  for (let i = 0; i < samples.length; i++) {
-    const s = Math.max(-1, Math.min(1, samples[i]! * 0.8));
-    pcm.setInt16(i * 2, Math.round(s * 32767), true);
-  }
   return b;
 }
 

@@ -18,6 +18,10 @@ import type { Metrics } from '../metrics';
 import type { MessageDoc } from '../../projections/models';
 import { mediaDoc } from '../../projections/definitions';
 import type { FrameFactory } from '../gateway/frames';
+import { hear, type Heard, type SpeechEngines } from '../speech/hearing';
+import { SpeechError } from '../speech/port';
+import { wavFromPcm16 } from '../media/wav';
+import { encodePng } from '../media/png';
 
 export interface WorkerDeps {
   workerId: string;
@@ -43,6 +47,10 @@ export interface WorkerDeps {
   onProblem?: (reason: string | undefined) => void;
   /** Retries of a retryable provider error before the message fails. */
   maxAttempts?: number;
+  /** Speech in and out, video split (each absent when not installed). */
+  speech?: SpeechEngines;
+  /** Send a video's keyframe to the model (LLM_VISION). */
+  vision?: boolean;
 }
 
 /**
@@ -153,22 +161,32 @@ export class Worker {
     };
     const attempts = this.deps.maxAttempts ?? 3;
     const deltas = this.deltaBatcher(subject, m.messageId);
+    let heard: Heard | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
+        if (!heard && (kind === 'audio' || kind === 'video')) {
+          heard = await this.listen(m, kind, signal);
+          Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
+          if (heard.transcript) {
+            const { text, words, engine } = heard.transcript;
+            await this.publish(subject, { frame: { $case: 'transcript', transcript: { messageId: m.messageId, text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
+          }
+        }
         const reply = await this.deps.llm.generate(request, {
           signal,
           onDelta: deltas.push,
         });
         deltas.flush();
         const responseId = responseIdFor(m.messageId);
-        const voice = kind === 'audio' || kind === 'video' ? await this.voice(event, responseId, reply.text, signal) : undefined;
-        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal) : undefined;
+        const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, responseId, reply.text, signal) : undefined;
+        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, heard?.keyframe) : undefined;
+        const transcript = heard?.transcript?.text ?? '';
         const processingMs = this.deps.clock() - started;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
         signal.throwIfAborted();
         const logged = await this.appendOutcome(this.event(event, {
           $case: 'responseProduced',
-          responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model },
+          responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
         }), signal);
         this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
         const response = await this.deps.frames.botResponse({
@@ -179,16 +197,17 @@ export class Worker {
         return 'answered';
       } catch (err) {
         if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
-        const retryable = err instanceof LlmError && err.retryable && attempt < attempts;
+        const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts;
         if (retryable) {
           this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying');
           await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
           continue;
         }
-        const code = err instanceof LlmError ? err.code : 'INTERNAL';
-        const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : 'the reply could not be produced';
-        if (!(err instanceof LlmError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
-        const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId } }), signal);
+        const code = err instanceof LlmError ? err.code : err instanceof SpeechError ? 'UNAVAILABLE' : 'INTERNAL';
+        const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : err instanceof SpeechError ? `could not listen to the message: ${err.message}` : 'the reply could not be produced';
+        if (!(err instanceof LlmError) && !(err instanceof SpeechError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
+        const transcript = heard?.transcript?.text ?? '';
+        const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
         await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs: 0 } } });
         return 'failed';
       }
@@ -221,15 +240,66 @@ export class Worker {
     }
   }
 
-  private async voice(event: Event, responseId: string, text: string, signal: AbortSignal): Promise<MediaRef> {
-    const v = await this.deps.renderer.voice(text, responseId);
-    const key = `replies/${event.conversationId}/${responseId}.wav`;
-    await this.untilStored('voice reply', () => this.deps.media.put(key, v.bytes, v.mimeType), signal);
-    return { kind: MediaKind.MEDIA_KIND_VOICE, key, mimeType: v.mimeType, sizeBytes: v.bytes.length, sha256: '', durationMs: v.durationMs };
+  /** The uploaded voice or video, heard (and seen) by the speech engines. */
+  private async listen(m: MessageReceived, kind: 'audio' | 'video', signal: AbortSignal): Promise<Heard> {
+    const ref = m.content?.$case === 'media' ? m.content.media : undefined;
+    const stored = ref ? await this.deps.media.get(ref.key) : null;
+    if (!ref || !stored) return { hearingNote: 'the upload is missing from the media store' };
+    return hear(this.deps.speech ?? {}, kind, stored.bytes, ref.mimeType, signal, (engine, s) => this.deps.metrics.transcriptionSeconds.observe({ engine }, s));
   }
 
-  private async image(event: Event, responseId: string, text: string, request: LlmRequest, signal: AbortSignal): Promise<MediaRef> {
-    const img = await this.deps.renderer.image({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), ...wrap(text, 44).slice(0, 6)], seed: responseId });
+  /**
+   * The reply spoken, whole, by the synthesizer: each chunk goes to the client
+   * as a playable WAV as soon as it is made (VoiceChunk), then the whole voice
+   * is stored for BotResponse.voice. No synthesizer: no voice (never tones).
+   * A synthesizer that fails leaves the reply without voice rather than
+   * failing a reply the client has already seen streaming.
+   */
+  private async speak(event: Event, inReplyTo: string, responseId: string, text: string, signal: AbortSignal): Promise<MediaRef | undefined> {
+    const synth = this.deps.speech?.synthesizer;
+    if (!synth || !text.trim()) return undefined;
+    const subject = clientSubject(event.clientId);
+    const started = performance.now();
+    const pieces: Buffer[] = [];
+    let sampleRate = 0;
+    let index = 0;
+    let pending: Buffer[] = [];
+    // Network reads cut the audio anywhere: chunks go out once they hold MIN_VOICE_CHUNK_MS (a Piper sentence does).
+    const send = async () => {
+      const pcm = Buffer.concat(pending);
+      pending = [];
+      if (pcm.length === 0) return;
+      const wav = wavFromPcm16(pcm, sampleRate);
+      const audio = { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000) };
+      await this.publish(subject, { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index: index++, audio, last: false } } });
+    };
+    try {
+      for await (const chunk of synth.synthesize(text, signal)) {
+        if (pieces.length === 0) this.deps.metrics.synthesisSeconds.observe({ engine: synth.name, stage: 'first' }, (performance.now() - started) / 1000);
+        pieces.push(chunk.pcm);
+        pending.push(chunk.pcm);
+        sampleRate = chunk.sampleRate;
+        if (pending.reduce((n, b) => n + b.length, 0) >= (sampleRate * 2 * MIN_VOICE_CHUNK_MS) / 1000) await send();
+      }
+      await send();
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.deps.logger.warn({ err, messageId: inReplyTo, engine: synth.name }, 'speech synthesis failed; the reply goes out without voice');
+      pieces.length = 0;
+    }
+    await this.publish(subject, { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index, audio: undefined, last: true } } });
+    if (pieces.length === 0) return undefined;
+    this.deps.metrics.synthesisSeconds.observe({ engine: synth.name, stage: 'all' }, (performance.now() - started) / 1000);
+    const pcm = Buffer.concat(pieces);
+    const wav = wavFromPcm16(pcm, sampleRate);
+    const key = `replies/${event.conversationId}/${responseId}.wav`;
+    await this.untilStored('voice reply', () => this.deps.media.put(key, wav, 'audio/wav'), signal);
+    return { kind: MediaKind.MEDIA_KIND_VOICE, key, mimeType: 'audio/wav', sizeBytes: wav.length, sha256: '', durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000) };
+  }
+
+  /** The reply and the local time drawn over the video's keyframe (a seeded pattern when there is none). */
+  private async image(event: Event, responseId: string, text: string, request: LlmRequest, signal: AbortSignal, keyframe?: Heard['keyframe']): Promise<MediaRef> {
+    const img = await this.deps.renderer.image({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), text], seed: responseId, background: keyframe });
     const key = `replies/${event.conversationId}/${responseId}.png`;
     await this.untilStored('image reply', () => this.deps.media.put(key, img.bytes, img.mimeType), signal);
     return { kind: MediaKind.MEDIA_KIND_IMAGE, key, mimeType: img.mimeType, sizeBytes: img.bytes.length, sha256: '', durationMs: 0 };
@@ -298,6 +368,8 @@ export class Worker {
 /** Longest wait between two tries of a reply append while the log cannot write. */
 const OUTCOME_RETRY_MAX_MS = 200;
 const RECENTLY_DONE = 10_000;
+/** Smallest voice chunk sent to the client (ms of audio), except the last. */
+const MIN_VOICE_CHUNK_MS = 300;
 
 /** Per-partition share of the processing budget (at least 1, never above the budget in total). */
 export function concurrencyPerPartition(maxProcessing: number, partitions: number): number {
@@ -310,15 +382,3 @@ function inputKind(m: MessageReceived): InputKind {
   return name === 'audio' || name === 'video' ? name : 'image';
 }
 
-function wrap(text: string, width: number): string[] {
-  const lines: string[] = [];
-  let line = '';
-  for (const word of text.split(/\s+/)) {
-    if ((line + ' ' + word).trim().length > width) {
-      if (line) lines.push(line);
-      line = word.slice(0, width);
-    } else line = (line + ' ' + word).trim();
-  }
-  if (line) lines.push(line);
-  return lines;
-}

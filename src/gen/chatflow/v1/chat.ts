@@ -71,7 +71,50 @@ export interface ServerFrame {
     | { $case: "response"; response: BotResponse }
     | { $case: "error"; error: ChatError }
     | { $case: "pong"; pong: Pong }
+    | //
+    /**
+     * What a voice or video message said, as soon as it is recognized
+     * (before the reply).
+     */
+    { $case: "transcript"; transcript: Transcript }
+    | //
+    /**
+     * The voice reply, streamed as it is synthesized: each chunk is a
+     * playable WAV of its own, in order; the whole voice follows in
+     * BotResponse.voice. Live only (not replayed on resume).
+     */
+    { $case: "voiceChunk"; voiceChunk: VoiceChunk }
     | undefined;
+}
+
+/** Transcript of a voice or video message. */
+export interface Transcript {
+  /** The message_id of the message transcribed. */
+  messageId: string;
+  text: string;
+  /** Word timings, when the recognizer gives them. */
+  words: TranscriptWord[];
+  /** The recognizer used, e.g. "pocketsphinx" or the remote model name. */
+  engine: string;
+}
+
+export interface TranscriptWord {
+  word: string;
+  startMs: number;
+  endMs: number;
+}
+
+export interface VoiceChunk {
+  /** The message_id of the message answered. */
+  inReplyTo: string;
+  /** 0, 1, 2, ... in playing order. */
+  index: number;
+  /** mime_type and data (a complete WAV) of this piece; duration_ms its length. */
+  audio?:
+    | Media
+    | undefined;
+  /** True on the last chunk of the reply. */
+  last: boolean;
 }
 
 export interface Welcome {
@@ -736,6 +779,12 @@ export const ServerFrame: MessageFns<ServerFrame> = {
       case "pong":
         Pong.encode(message.frame.pong, writer.uint32(50).fork()).join();
         break;
+      case "transcript":
+        Transcript.encode(message.frame.transcript, writer.uint32(58).fork()).join();
+        break;
+      case "voiceChunk":
+        VoiceChunk.encode(message.frame.voiceChunk, writer.uint32(66).fork()).join();
+        break;
     }
     return writer;
   },
@@ -801,6 +850,22 @@ export const ServerFrame: MessageFns<ServerFrame> = {
             message.frame = { $case: "pong", pong: Pong.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.frame = { $case: "transcript", transcript: Transcript.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.frame = { $case: "voiceChunk", voiceChunk: VoiceChunk.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -827,6 +892,12 @@ export const ServerFrame: MessageFns<ServerFrame> = {
         ? { $case: "error", error: ChatError.fromJSON(object.error) }
         : isSet(object.pong)
         ? { $case: "pong", pong: Pong.fromJSON(object.pong) }
+        : isSet(object.transcript)
+        ? { $case: "transcript", transcript: Transcript.fromJSON(object.transcript) }
+        : isSet(object.voiceChunk)
+        ? { $case: "voiceChunk", voiceChunk: VoiceChunk.fromJSON(object.voiceChunk) }
+        : isSet(object.voice_chunk)
+        ? { $case: "voiceChunk", voiceChunk: VoiceChunk.fromJSON(object.voice_chunk) }
         : undefined,
     };
   },
@@ -845,6 +916,10 @@ export const ServerFrame: MessageFns<ServerFrame> = {
       obj.error = ChatError.toJSON(message.frame.error);
     } else if (message.frame?.$case === "pong") {
       obj.pong = Pong.toJSON(message.frame.pong);
+    } else if (message.frame?.$case === "transcript") {
+      obj.transcript = Transcript.toJSON(message.frame.transcript);
+    } else if (message.frame?.$case === "voiceChunk") {
+      obj.voiceChunk = VoiceChunk.toJSON(message.frame.voiceChunk);
     }
     return obj;
   },
@@ -891,7 +966,370 @@ export const ServerFrame: MessageFns<ServerFrame> = {
         }
         break;
       }
+      case "transcript": {
+        if (object.frame?.transcript !== undefined && object.frame?.transcript !== null) {
+          message.frame = { $case: "transcript", transcript: Transcript.fromPartial(object.frame.transcript) };
+        }
+        break;
+      }
+      case "voiceChunk": {
+        if (object.frame?.voiceChunk !== undefined && object.frame?.voiceChunk !== null) {
+          message.frame = { $case: "voiceChunk", voiceChunk: VoiceChunk.fromPartial(object.frame.voiceChunk) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseTranscript(): Transcript {
+  return { messageId: "", text: "", words: [], engine: "" };
+}
+
+export const Transcript: MessageFns<Transcript> = {
+  encode(message: Transcript, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.messageId !== "") {
+      writer.uint32(10).string(message.messageId);
+    }
+    if (message.text !== "") {
+      writer.uint32(18).string(message.text);
+    }
+    for (const v of message.words) {
+      TranscriptWord.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.engine !== "") {
+      writer.uint32(34).string(message.engine);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Transcript {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTranscript();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.text = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.words.push(TranscriptWord.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.engine = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Transcript {
+    return {
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+      text: isSet(object.text) ? globalThis.String(object.text) : "",
+      words: globalThis.Array.isArray(object?.words) ? object.words.map((e: any) => TranscriptWord.fromJSON(e)) : [],
+      engine: isSet(object.engine) ? globalThis.String(object.engine) : "",
+    };
+  },
+
+  toJSON(message: Transcript): unknown {
+    const obj: any = {};
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    if (message.text !== "") {
+      obj.text = message.text;
+    }
+    if (message.words?.length) {
+      obj.words = message.words.map((e) => TranscriptWord.toJSON(e));
+    }
+    if (message.engine !== "") {
+      obj.engine = message.engine;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Transcript>, I>>(base?: I): Transcript {
+    return Transcript.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Transcript>, I>>(object: I): Transcript {
+    const message = createBaseTranscript();
+    message.messageId = object.messageId ?? "";
+    message.text = object.text ?? "";
+    message.words = object.words?.map((e) => TranscriptWord.fromPartial(e)) || [];
+    message.engine = object.engine ?? "";
+    return message;
+  },
+};
+
+function createBaseTranscriptWord(): TranscriptWord {
+  return { word: "", startMs: 0, endMs: 0 };
+}
+
+export const TranscriptWord: MessageFns<TranscriptWord> = {
+  encode(message: TranscriptWord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.word !== "") {
+      writer.uint32(10).string(message.word);
+    }
+    if (message.startMs !== 0) {
+      writer.uint32(16).int64(message.startMs);
+    }
+    if (message.endMs !== 0) {
+      writer.uint32(24).int64(message.endMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TranscriptWord {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTranscriptWord();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.word = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.startMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.endMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TranscriptWord {
+    return {
+      word: isSet(object.word) ? globalThis.String(object.word) : "",
+      startMs: isSet(object.startMs)
+        ? globalThis.Number(object.startMs)
+        : isSet(object.start_ms)
+        ? globalThis.Number(object.start_ms)
+        : 0,
+      endMs: isSet(object.endMs)
+        ? globalThis.Number(object.endMs)
+        : isSet(object.end_ms)
+        ? globalThis.Number(object.end_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: TranscriptWord): unknown {
+    const obj: any = {};
+    if (message.word !== "") {
+      obj.word = message.word;
+    }
+    if (message.startMs !== 0) {
+      obj.startMs = Math.round(message.startMs);
+    }
+    if (message.endMs !== 0) {
+      obj.endMs = Math.round(message.endMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TranscriptWord>, I>>(base?: I): TranscriptWord {
+    return TranscriptWord.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TranscriptWord>, I>>(object: I): TranscriptWord {
+    const message = createBaseTranscriptWord();
+    message.word = object.word ?? "";
+    message.startMs = object.startMs ?? 0;
+    message.endMs = object.endMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseVoiceChunk(): VoiceChunk {
+  return { inReplyTo: "", index: 0, audio: undefined, last: false };
+}
+
+export const VoiceChunk: MessageFns<VoiceChunk> = {
+  encode(message: VoiceChunk, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.inReplyTo !== "") {
+      writer.uint32(10).string(message.inReplyTo);
+    }
+    if (message.index !== 0) {
+      writer.uint32(16).int32(message.index);
+    }
+    if (message.audio !== undefined) {
+      Media.encode(message.audio, writer.uint32(26).fork()).join();
+    }
+    if (message.last !== false) {
+      writer.uint32(32).bool(message.last);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VoiceChunk {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVoiceChunk();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.inReplyTo = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.int32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.audio = Media.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.last = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VoiceChunk {
+    return {
+      inReplyTo: isSet(object.inReplyTo)
+        ? globalThis.String(object.inReplyTo)
+        : isSet(object.in_reply_to)
+        ? globalThis.String(object.in_reply_to)
+        : "",
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      audio: isSet(object.audio) ? Media.fromJSON(object.audio) : undefined,
+      last: isSet(object.last) ? globalThis.Boolean(object.last) : false,
+    };
+  },
+
+  toJSON(message: VoiceChunk): unknown {
+    const obj: any = {};
+    if (message.inReplyTo !== "") {
+      obj.inReplyTo = message.inReplyTo;
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.audio !== undefined) {
+      obj.audio = Media.toJSON(message.audio);
+    }
+    if (message.last !== false) {
+      obj.last = message.last;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VoiceChunk>, I>>(base?: I): VoiceChunk {
+    return VoiceChunk.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VoiceChunk>, I>>(object: I): VoiceChunk {
+    const message = createBaseVoiceChunk();
+    message.inReplyTo = object.inReplyTo ?? "";
+    message.index = object.index ?? 0;
+    message.audio = (object.audio !== undefined && object.audio !== null) ? Media.fromPartial(object.audio) : undefined;
+    message.last = object.last ?? false;
     return message;
   },
 };

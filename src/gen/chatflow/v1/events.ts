@@ -184,6 +184,11 @@ export interface ResponseProduced {
   processingMs: number;
   workerId: string;
   model: string;
+  /**
+   * What the voice or video message answered said (empty for text, or when
+   * no recognizer is configured).
+   */
+  transcript: string;
 }
 
 export interface ProcessingFailed {
@@ -192,6 +197,8 @@ export interface ProcessingFailed {
   code: string;
   message: string;
   workerId: string;
+  /** Transcript of the failed voice or video message, when one was made. */
+  transcript: string;
 }
 
 function createBaseEvent(): Event {
@@ -1064,6 +1071,7 @@ function createBaseResponseProduced(): ResponseProduced {
     processingMs: 0,
     workerId: "",
     model: "",
+    transcript: "",
   };
 }
 
@@ -1092,6 +1100,9 @@ export const ResponseProduced: MessageFns<ResponseProduced> = {
     }
     if (message.model !== "") {
       writer.uint32(66).string(message.model);
+    }
+    if (message.transcript !== "") {
+      writer.uint32(74).string(message.transcript);
     }
     return writer;
   },
@@ -1173,6 +1184,14 @@ export const ResponseProduced: MessageFns<ResponseProduced> = {
             message.model = reader.string();
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.transcript = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1211,6 +1230,7 @@ export const ResponseProduced: MessageFns<ResponseProduced> = {
         ? globalThis.String(object.worker_id)
         : "",
       model: isSet(object.model) ? globalThis.String(object.model) : "",
+      transcript: isSet(object.transcript) ? globalThis.String(object.transcript) : "",
     };
   },
 
@@ -1240,6 +1260,9 @@ export const ResponseProduced: MessageFns<ResponseProduced> = {
     if (message.model !== "") {
       obj.model = message.model;
     }
+    if (message.transcript !== "") {
+      obj.transcript = message.transcript;
+    }
     return obj;
   },
 
@@ -1260,12 +1283,13 @@ export const ResponseProduced: MessageFns<ResponseProduced> = {
     message.processingMs = object.processingMs ?? 0;
     message.workerId = object.workerId ?? "";
     message.model = object.model ?? "";
+    message.transcript = object.transcript ?? "";
     return message;
   },
 };
 
 function createBaseProcessingFailed(): ProcessingFailed {
-  return { inReplyTo: "", code: "", message: "", workerId: "" };
+  return { inReplyTo: "", code: "", message: "", workerId: "", transcript: "" };
 }
 
 export const ProcessingFailed: MessageFns<ProcessingFailed> = {
@@ -1281,6 +1305,9 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
     }
     if (message.workerId !== "") {
       writer.uint32(34).string(message.workerId);
+    }
+    if (message.transcript !== "") {
+      writer.uint32(42).string(message.transcript);
     }
     return writer;
   },
@@ -1330,6 +1357,14 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
             message.workerId = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.transcript = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1356,6 +1391,7 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
         : isSet(object.worker_id)
         ? globalThis.String(object.worker_id)
         : "",
+      transcript: isSet(object.transcript) ? globalThis.String(object.transcript) : "",
     };
   },
 
@@ -1373,6 +1409,9 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
     if (message.workerId !== "") {
       obj.workerId = message.workerId;
     }
+    if (message.transcript !== "") {
+      obj.transcript = message.transcript;
+    }
     return obj;
   },
 
@@ -1385,6 +1424,7 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
     message.code = object.code ?? "";
     message.message = object.message ?? "";
     message.workerId = object.workerId ?? "";
+    message.transcript = object.transcript ?? "";
     return message;
   },
 };

@@ -140,7 +140,11 @@ export interface HistoryMessage {
   voice?: Media | undefined;
   processingMs: number;
   status: MessageStatus;
-  error?: ChatError | undefined;
+  error?:
+    | ChatError
+    | undefined;
+  /** Client voice and video messages: what the recognizer heard. */
+  transcript: string;
 }
 
 export interface ListConversationsRequest {
@@ -409,6 +413,7 @@ function createBaseHistoryMessage(): HistoryMessage {
     processingMs: 0,
     status: 0,
     error: undefined,
+    transcript: "",
   };
 }
 
@@ -455,6 +460,9 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
     }
     if (message.error !== undefined) {
       ChatError.encode(message.error, writer.uint32(114).fork()).join();
+    }
+    if (message.transcript !== "") {
+      writer.uint32(122).string(message.transcript);
     }
     return writer;
   },
@@ -584,6 +592,14 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
             message.error = ChatError.decode(reader, reader.uint32());
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.transcript = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -628,6 +644,7 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
         : 0,
       status: isSet(object.status) ? messageStatusFromJSON(object.status) : 0,
       error: isSet(object.error) ? ChatError.fromJSON(object.error) : undefined,
+      transcript: isSet(object.transcript) ? globalThis.String(object.transcript) : "",
     };
   },
 
@@ -675,6 +692,9 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
     if (message.error !== undefined) {
       obj.error = ChatError.toJSON(message.error);
     }
+    if (message.transcript !== "") {
+      obj.transcript = message.transcript;
+    }
     return obj;
   },
 
@@ -699,6 +719,7 @@ export const HistoryMessage: MessageFns<HistoryMessage> = {
     message.error = (object.error !== undefined && object.error !== null)
       ? ChatError.fromPartial(object.error)
       : undefined;
+    message.transcript = object.transcript ?? "";
     return message;
   },
 };

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chatflow/v1/chat.proto.
  */
 export const file_chatflow_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("ChZjaGF0Zmxvdy92MS9jaGF0LnByb3RvEgtjaGF0Zmxvdy52MSJmCgtDbGllbnRGcmFtZRIrCgdtZXNzYWdlGAEgASgLMhguY2hhdGZsb3cudjEuVXNlck1lc3NhZ2VIABIhCgRwaW5nGAIgASgLMhEuY2hhdGZsb3cudjEuUGluZ0gAQgcKBWZyYW1lIrIBCgtVc2VyTWVzc2FnZRIZChFjbGllbnRfbWVzc2FnZV9pZBgBIAEoCRIOCgR0ZXh0GAIgASgJSAASIwoFYXVkaW8YAyABKAsyEi5jaGF0Zmxvdy52MS5NZWRpYUgAEiMKBXZpZGVvGAQgASgLMhIuY2hhdGZsb3cudjEuTWVkaWFIABIjCgVpbWFnZRgFIAEoCzISLmNoYXRmbG93LnYxLk1lZGlhSABCCQoHY29udGVudCJeCgVNZWRpYRIRCgltaW1lX3R5cGUYASABKAkSDAoEZGF0YRgCIAEoDBILCgN1cmwYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoAxITCgtkdXJhdGlvbl9tcxgFIAEoAyIVCgRQaW5nEg0KBW5vbmNlGAEgASgDIkYKBFBvbmcSDQoFbm9uY2UYASABKAMSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpECCgtTZXJ2ZXJGcmFtZRInCgd3ZWxjb21lGAEgASgLMhQuY2hhdGZsb3cudjEuV2VsY29tZUgAEikKCGFjY2VwdGVkGAIgASgLMhUuY2hhdGZsb3cudjEuQWNjZXB0ZWRIABIrCgVkZWx0YRgDIAEoCzIaLmNoYXRmbG93LnYxLlJlc3BvbnNlRGVsdGFIABIsCghyZXNwb25zZRgEIAEoCzIYLmNoYXRmbG93LnYxLkJvdFJlc3BvbnNlSAASJwoFZXJyb3IYBSABKAsyFi5jaGF0Zmxvdy52MS5DaGF0RXJyb3JIABIhCgRwb25nGAYgASgLMhEuY2hhdGZsb3cudjEuUG9uZ0gAQgcKBWZyYW1lIu8BCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSFwoPY29udmVyc2F0aW9uX2lkGAIgASgJEhEKCWNsaWVudF9pZBgDIAEoCRIvCgtzZXJ2ZXJfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbG9jYWxfdGltZRgFIAEoCRIXCg9tYXhfbWVkaWFfYnl0ZXMYBiABKAMSIQoZZmlyc3RfbWVzc2FnZV9kZWFkbGluZV9tcxgHIAEoAxIRCgl0aW1lX3pvbmUYCCABKAkSEAoIbGFzdF9zZXEYCSABKAMiWQoIQWNjZXB0ZWQSGQoRY2xpZW50X21lc3NhZ2VfaWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRILCgNzZXEYAyABKAMSEQoJZHVwbGljYXRlGAQgASgIIjgKDVJlc3BvbnNlRGVsdGESEwoLaW5fcmVwbHlfdG8YASABKAkSEgoKdGV4dF9kZWx0YRgCIAEoCSLYAQoLQm90UmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRITCgtpbl9yZXBseV90bxgCIAEoCRILCgNzZXEYAyABKAMSDAoEdGV4dBgEIAEoCRIhCgV2b2ljZRgFIAEoCzISLmNoYXRmbG93LnYxLk1lZGlhEiEKBWltYWdlGAYgASgLMhIuY2hhdGZsb3cudjEuTWVkaWESFQoNcHJvY2Vzc2luZ19tcxgHIAEoAxIoCgR0aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkCglDaGF0RXJyb3ISEwoLaW5fcmVwbHlfdG8YASABKAkSDAoEY29kZRgCIAEoCRIPCgdtZXNzYWdlGAMgASgJEgsKA3NlcRgEIAEoAxIWCg5yZXRyeV9hZnRlcl9tcxgFIAEoAyIQCg5Db25uZWN0UmVxdWVzdCJMCgtTZW5kUmVxdWVzdBISCgpzZXNzaW9uX2lkGAEgASgJEikKB21lc3NhZ2UYAiABKAsyGC5jaGF0Zmxvdy52MS5Vc2VyTWVzc2FnZSJYCgdTZW5kQWNrEhkKEWNsaWVudF9tZXNzYWdlX2lkGAEgASgJEhIKCm1lc3NhZ2VfaWQYAiABKAkSCwoDc2VxGAMgASgDEhEKCWR1cGxpY2F0ZRgEIAEoCDLJAQoLQ2hhdFNlcnZpY2USPgoEQ2hhdBIYLmNoYXRmbG93LnYxLkNsaWVudEZyYW1lGhguY2hhdGZsb3cudjEuU2VydmVyRnJhbWUoATABEkIKB0Nvbm5lY3QSGy5jaGF0Zmxvdy52MS5Db25uZWN0UmVxdWVzdBoYLmNoYXRmbG93LnYxLlNlcnZlckZyYW1lMAESNgoEU2VuZBIYLmNoYXRmbG93LnYxLlNlbmRSZXF1ZXN0GhQuY2hhdGZsb3cudjEuU2VuZEFja2IGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("ChZjaGF0Zmxvdy92MS9jaGF0LnByb3RvEgtjaGF0Zmxvdy52MSJmCgtDbGllbnRGcmFtZRIrCgdtZXNzYWdlGAEgASgLMhguY2hhdGZsb3cudjEuVXNlck1lc3NhZ2VIABIhCgRwaW5nGAIgASgLMhEuY2hhdGZsb3cudjEuUGluZ0gAQgcKBWZyYW1lIrIBCgtVc2VyTWVzc2FnZRIZChFjbGllbnRfbWVzc2FnZV9pZBgBIAEoCRIOCgR0ZXh0GAIgASgJSAASIwoFYXVkaW8YAyABKAsyEi5jaGF0Zmxvdy52MS5NZWRpYUgAEiMKBXZpZGVvGAQgASgLMhIuY2hhdGZsb3cudjEuTWVkaWFIABIjCgVpbWFnZRgFIAEoCzISLmNoYXRmbG93LnYxLk1lZGlhSABCCQoHY29udGVudCJeCgVNZWRpYRIRCgltaW1lX3R5cGUYASABKAkSDAoEZGF0YRgCIAEoDBILCgN1cmwYAyABKAkSEgoKc2l6ZV9ieXRlcxgEIAEoAxITCgtkdXJhdGlvbl9tcxgFIAEoAyIVCgRQaW5nEg0KBW5vbmNlGAEgASgDIkYKBFBvbmcSDQoFbm9uY2UYASABKAMSLwoLc2VydmVyX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIvACCgtTZXJ2ZXJGcmFtZRInCgd3ZWxjb21lGAEgASgLMhQuY2hhdGZsb3cudjEuV2VsY29tZUgAEikKCGFjY2VwdGVkGAIgASgLMhUuY2hhdGZsb3cudjEuQWNjZXB0ZWRIABIrCgVkZWx0YRgDIAEoCzIaLmNoYXRmbG93LnYxLlJlc3BvbnNlRGVsdGFIABIsCghyZXNwb25zZRgEIAEoCzIYLmNoYXRmbG93LnYxLkJvdFJlc3BvbnNlSAASJwoFZXJyb3IYBSABKAsyFi5jaGF0Zmxvdy52MS5DaGF0RXJyb3JIABIhCgRwb25nGAYgASgLMhEuY2hhdGZsb3cudjEuUG9uZ0gAEi0KCnRyYW5zY3JpcHQYByABKAsyFy5jaGF0Zmxvdy52MS5UcmFuc2NyaXB0SAASLgoLdm9pY2VfY2h1bmsYCCABKAsyFy5jaGF0Zmxvdy52MS5Wb2ljZUNodW5rSABCBwoFZnJhbWUiagoKVHJhbnNjcmlwdBISCgptZXNzYWdlX2lkGAEgASgJEgwKBHRleHQYAiABKAkSKgoFd29yZHMYAyADKAsyGy5jaGF0Zmxvdy52MS5UcmFuc2NyaXB0V29yZBIOCgZlbmdpbmUYBCABKAkiQAoOVHJhbnNjcmlwdFdvcmQSDAoEd29yZBgBIAEoCRIQCghzdGFydF9tcxgCIAEoAxIOCgZlbmRfbXMYAyABKAMiYQoKVm9pY2VDaHVuaxITCgtpbl9yZXBseV90bxgBIAEoCRINCgVpbmRleBgCIAEoBRIhCgVhdWRpbxgDIAEoCzISLmNoYXRmbG93LnYxLk1lZGlhEgwKBGxhc3QYBCABKAgi7wEKB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRIXCg9jb252ZXJzYXRpb25faWQYAiABKAkSEQoJY2xpZW50X2lkGAMgASgJEi8KC3NlcnZlcl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgpsb2NhbF90aW1lGAUgASgJEhcKD21heF9tZWRpYV9ieXRlcxgGIAEoAxIhChlmaXJzdF9tZXNzYWdlX2RlYWRsaW5lX21zGAcgASgDEhEKCXRpbWVfem9uZRgIIAEoCRIQCghsYXN0X3NlcRgJIAEoAyJZCghBY2NlcHRlZBIZChFjbGllbnRfbWVzc2FnZV9pZBgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEgsKA3NlcRgDIAEoAxIRCglkdXBsaWNhdGUYBCABKAgiOAoNUmVzcG9uc2VEZWx0YRITCgtpbl9yZXBseV90bxgBIAEoCRISCgp0ZXh0X2RlbHRhGAIgASgJItgBCgtCb3RSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEhMKC2luX3JlcGx5X3RvGAIgASgJEgsKA3NlcRgDIAEoAxIMCgR0ZXh0GAQgASgJEiEKBXZvaWNlGAUgASgLMhIuY2hhdGZsb3cudjEuTWVkaWESIQoFaW1hZ2UYBiABKAsyEi5jaGF0Zmxvdy52MS5NZWRpYRIVCg1wcm9jZXNzaW5nX21zGAcgASgDEigKBHRpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImQKCUNoYXRFcnJvchITCgtpbl9yZXBseV90bxgBIAEoCRIMCgRjb2RlGAIgASgJEg8KB21lc3NhZ2UYAyABKAkSCwoDc2VxGAQgASgDEhYKDnJldHJ5X2FmdGVyX21zGAUgASgDIhAKDkNvbm5lY3RSZXF1ZXN0IkwKC1NlbmRSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSKQoHbWVzc2FnZRgCIAEoCzIYLmNoYXRmbG93LnYxLlVzZXJNZXNzYWdlIlgKB1NlbmRBY2sSGQoRY2xpZW50X21lc3NhZ2VfaWQYASABKAkSEgoKbWVzc2FnZV9pZBgCIAEoCRILCgNzZXEYAyABKAMSEQoJZHVwbGljYXRlGAQgASgIMskBCgtDaGF0U2VydmljZRI+CgRDaGF0EhguY2hhdGZsb3cudjEuQ2xpZW50RnJhbWUaGC5jaGF0Zmxvdy52MS5TZXJ2ZXJGcmFtZSgBMAESQgoHQ29ubmVjdBIbLmNoYXRmbG93LnYxLkNvbm5lY3RSZXF1ZXN0GhguY2hhdGZsb3cudjEuU2VydmVyRnJhbWUwARI2CgRTZW5kEhguY2hhdGZsb3cudjEuU2VuZFJlcXVlc3QaFC5jaGF0Zmxvdy52MS5TZW5kQWNrYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * @generated from message chatflow.v1.ClientFrame
@@ -215,6 +215,25 @@ export type ServerFrame = Message<"chatflow.v1.ServerFrame"> & {
      */
     value: Pong;
     case: "pong";
+  } | {
+    /**
+     * What a voice or video message said, as soon as it is recognized
+     * (before the reply).
+     *
+     * @generated from field: chatflow.v1.Transcript transcript = 7;
+     */
+    value: Transcript;
+    case: "transcript";
+  } | {
+    /**
+     * The voice reply, streamed as it is synthesized: each chunk is a
+     * playable WAV of its own, in order; the whole voice follows in
+     * BotResponse.voice. Live only (not replayed on resume).
+     *
+     * @generated from field: chatflow.v1.VoiceChunk voice_chunk = 8;
+     */
+    value: VoiceChunk;
+    case: "voiceChunk";
   } | { case: undefined; value?: undefined };
 };
 
@@ -224,6 +243,113 @@ export type ServerFrame = Message<"chatflow.v1.ServerFrame"> & {
  */
 export const ServerFrameSchema: GenMessage<ServerFrame> = /*@__PURE__*/
   messageDesc(file_chatflow_v1_chat, 5);
+
+/**
+ * Transcript of a voice or video message.
+ *
+ * @generated from message chatflow.v1.Transcript
+ */
+export type Transcript = Message<"chatflow.v1.Transcript"> & {
+  /**
+   * The message_id of the message transcribed.
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+
+  /**
+   * Word timings, when the recognizer gives them.
+   *
+   * @generated from field: repeated chatflow.v1.TranscriptWord words = 3;
+   */
+  words: TranscriptWord[];
+
+  /**
+   * The recognizer used, e.g. "pocketsphinx" or the remote model name.
+   *
+   * @generated from field: string engine = 4;
+   */
+  engine: string;
+};
+
+/**
+ * Describes the message chatflow.v1.Transcript.
+ * Use `create(TranscriptSchema)` to create a new message.
+ */
+export const TranscriptSchema: GenMessage<Transcript> = /*@__PURE__*/
+  messageDesc(file_chatflow_v1_chat, 6);
+
+/**
+ * @generated from message chatflow.v1.TranscriptWord
+ */
+export type TranscriptWord = Message<"chatflow.v1.TranscriptWord"> & {
+  /**
+   * @generated from field: string word = 1;
+   */
+  word: string;
+
+  /**
+   * @generated from field: int64 start_ms = 2;
+   */
+  startMs: bigint;
+
+  /**
+   * @generated from field: int64 end_ms = 3;
+   */
+  endMs: bigint;
+};
+
+/**
+ * Describes the message chatflow.v1.TranscriptWord.
+ * Use `create(TranscriptWordSchema)` to create a new message.
+ */
+export const TranscriptWordSchema: GenMessage<TranscriptWord> = /*@__PURE__*/
+  messageDesc(file_chatflow_v1_chat, 7);
+
+/**
+ * @generated from message chatflow.v1.VoiceChunk
+ */
+export type VoiceChunk = Message<"chatflow.v1.VoiceChunk"> & {
+  /**
+   * The message_id of the message answered.
+   *
+   * @generated from field: string in_reply_to = 1;
+   */
+  inReplyTo: string;
+
+  /**
+   * 0, 1, 2, ... in playing order.
+   *
+   * @generated from field: int32 index = 2;
+   */
+  index: number;
+
+  /**
+   * mime_type and data (a complete WAV) of this piece; duration_ms its length.
+   *
+   * @generated from field: chatflow.v1.Media audio = 3;
+   */
+  audio?: Media | undefined;
+
+  /**
+   * True on the last chunk of the reply.
+   *
+   * @generated from field: bool last = 4;
+   */
+  last: boolean;
+};
+
+/**
+ * Describes the message chatflow.v1.VoiceChunk.
+ * Use `create(VoiceChunkSchema)` to create a new message.
+ */
+export const VoiceChunkSchema: GenMessage<VoiceChunk> = /*@__PURE__*/
+  messageDesc(file_chatflow_v1_chat, 8);
 
 /**
  * @generated from message chatflow.v1.Welcome
@@ -284,7 +410,7 @@ export type Welcome = Message<"chatflow.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_chatflow_v1_chat, 6);
+  messageDesc(file_chatflow_v1_chat, 9);
 
 /**
  * Accepted is sent only after the message is durably in the event log.
@@ -320,7 +446,7 @@ export type Accepted = Message<"chatflow.v1.Accepted"> & {
  * Use `create(AcceptedSchema)` to create a new message.
  */
 export const AcceptedSchema: GenMessage<Accepted> = /*@__PURE__*/
-  messageDesc(file_chatflow_v1_chat, 7);
+  messageDesc(file_chatflow_v1_chat, 10);
 
 /**
  * @generated from message chatflow.v1.ResponseDelta
@@ -342,7 +468,7 @@ export type ResponseDelta = Message<"chatflow.v1.ResponseDelta"> & {
  * Use `create(ResponseDeltaSchema)` to create a new message.
  */
 export const ResponseDeltaSchema: GenMessage<ResponseDelta> = /*@__PURE__*/
-  messageDesc(file_chatflow_v1_chat, 8);
+  messageDesc(file_chatflow_v1_chat, 11);
 
 /**
  * @generated from message chatflow.v1.BotResponse
@@ -394,7 +520,7 @@ export type BotResponse = Message<"chatflow.v1.BotResponse"> & {
  * Use `create(BotResponseSchema)` to create a new message.
  */
 export const BotResponseSchema: GenMessage<BotResponse> = /*@__PURE__*/
-  messageDesc(file_chatflow_v1_chat, 9);
+  messageDesc(file_chatflow_v1_chat, 12);
 
 /**
  * ChatError reports a problem with one message; the stream stays open.
@@ -442,7 +568,7 @@ export type ChatError = Message<"chatflow.v1.ChatError"> & {
  * Use `create(ChatErrorSchema)` to create a new message.
  */
 export const ChatErrorSchema: GenMessage<ChatError> = /*@__PURE__*/
-  messageDesc(file_chatflow_v1_chat, 10);
+  messageDesc(file_chatflow_v1_chat, 13);
 
 /**
  * @generated from message chatflow.v1.ConnectRequest
@@ -455,7 +581,7 @@ export type ConnectRequest = Message<"chatflow.v1.ConnectRequest"> & {
  * Use `create(ConnectRequestSchema)` to create a new message.
  */
 export const ConnectRequestSchema: GenMessage<ConnectRequest> = /*@__PURE__*/
-  messageDesc(file_chatflow_v1_chat, 11);
+  messageDesc(file_chatflow_v1_chat, 14);
 
 /**
  * @generated from message chatflow.v1.SendRequest
@@ -477,7 +603,7 @@ export type SendRequest = Message<"chatflow.v1.SendRequest"> & {
  * Use `create(SendRequestSchema)` to create a new message.
  */
 export const SendRequestSchema: GenMessage<SendRequest> = /*@__PURE__*/
-  messageDesc(file_chatflow_v1_chat, 12);
+  messageDesc(file_chatflow_v1_chat, 15);
 
 /**
  * @generated from message chatflow.v1.SendAck
@@ -509,7 +635,7 @@ export type SendAck = Message<"chatflow.v1.SendAck"> & {
  * Use `create(SendAckSchema)` to create a new message.
  */
 export const SendAckSchema: GenMessage<SendAck> = /*@__PURE__*/
-  messageDesc(file_chatflow_v1_chat, 13);
+  messageDesc(file_chatflow_v1_chat, 16);
 
 /**
  * ChatService is the live conversation surface.

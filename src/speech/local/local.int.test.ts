@@ -1,0 +1,47 @@
+import pino from 'pino';
+import { describeWhen } from '../../../test/engines';
+import { findLocalEngines } from '../factory';
+import { describeSynthesizer, describeTranscriber, QUESTION, collect } from '../speech.contract';
+import { LocalSynthesizer, LocalTranscriber } from './adapters';
+import { LocalSpeechEngine } from './engine';
+
+const engines = findLocalEngines();
+const logger = pino({ level: 'silent' });
+
+describeWhen(!!engines, 'offline speech engines (Piper, PocketSphinx)', 'needs `npm run speech:install`', () => {
+  // Each adapter under test gets its own engine process; the other kind checks it.
+  const reference = { stt: new LocalSpeechEngine(engines!.python, 'stt', logger), tts: new LocalSpeechEngine(engines!.python, 'tts', logger) };
+  afterAll(() => Promise.all([reference.stt.close(), reference.tts.close()]));
+
+  describeSynthesizer('local Piper', async () => new LocalSynthesizer(new LocalSpeechEngine(engines!.python, 'tts', logger)), () => new LocalTranscriber(reference.stt));
+  describeTranscriber('local PocketSphinx', async () => new LocalTranscriber(new LocalSpeechEngine(engines!.python, 'stt', logger)), () => new LocalSynthesizer(reference.tts));
+
+  it('an engine whose parent is gone (its stdin closed, as when ChatFlow is SIGKILLed) exits by itself', async () => {
+    const engine = new LocalSpeechEngine(engines!.python, 'stt', logger);
+    try {
+      await engine.url();
+      const child = (engine as unknown as { child: import('node:child_process').ChildProcess }).child;
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.stdin!.end();
+      await expect(exited).resolves.toBe(0);
+    } finally {
+      await engine.close();
+    }
+  }, 120_000);
+
+  it('starts an engine again after it died', async () => {
+    const engine = new LocalSpeechEngine(engines!.python, 'tts', logger);
+    try {
+      const synth = new LocalSynthesizer(engine);
+      await collect(synth.synthesize('one'));
+      const first = engine.pid!;
+      process.kill(first, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 300));
+      const out = await collect(synth.synthesize(QUESTION));
+      expect(engine.pid).not.toBe(first);
+      expect(out.durationMs).toBeGreaterThan(700);
+    } finally {
+      await engine.close();
+    }
+  }, 120_000);
+});
