@@ -23,7 +23,8 @@ afterEach(() => {
 });
 
 async function start(how: 'npm start' | 'node', env: Record<string, string> = {}): Promise<CompiledServer> {
-  const s = await startCompiled(how, { CHATFLOW_SHUTDOWN_GRACE_MS: String(GRACE_MS), CHATFLOW_SHUTDOWN_MARGIN_MS: String(MARGIN_MS), ...env });
+  // Speech engines off: these tests are about signals and the drain (test/speech.e2e.test.ts covers speech).
+  const s = await startCompiled(how, { CHATFLOW_SHUTDOWN_GRACE_MS: String(GRACE_MS), CHATFLOW_SHUTDOWN_MARGIN_MS: String(MARGIN_MS), CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', ...env });
   started.push(s);
   return s;
 }
@@ -82,8 +83,8 @@ describe('the compiled server', () => {
     const at = Date.now();
     process.kill(-s.proc.pid!, 'SIGINT'); // npm and the server both get it; npm passes it on again
     await expectGracefulExit(s, at);
-    // The server saw the signal twice and went on with the one drain.
-    expect(s.logs.map((l) => l.msg)).toContain('already shutting down; the drain goes on');
+    // The server gets the signal from the group and, unless it has finished first, again from npm: one drain either way.
+    expect(s.logs.filter((l) => l.msg === 'shutting down: draining')).toHaveLength(1);
   }, 120_000);
 
   it('a drain past grace + margin is ended with exit 1 and a log line naming what was pending', async () => {

@@ -28,6 +28,16 @@ export function leaseTiming(leaseMs: number): LeaseTiming {
 }
 
 /**
+ * Whether a slot claimed at `admittedAt` (the time the lease was computed from)
+ * can still be trusted at `now`. A claim that waited long on the registry (its
+ * database just came back, say) holds a lease that may expire before the first
+ * renewal, and another gateway could sweep it and admit the client again.
+ */
+export function admissionFresh(admittedAt: number, now: number, timing: LeaseTiming): boolean {
+  return now - admittedAt < timing.trustMs - timing.sweepEveryMs;
+}
+
+/**
  * What a gateway knows of its own leases, as a pure decider. The store may be
  * unreachable (renewals fail) or may have dropped a lease (swept after a pause):
  * either way a stream must not outlive the slot it was admitted on, or another

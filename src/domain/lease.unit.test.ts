@@ -1,5 +1,5 @@
 import { spec } from '../../test/decider-specification';
-import { leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperEvent } from './lease';
+import { admissionFresh, leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperEvent } from './lease';
 
 describe('leaseTiming', () => {
   it.each([1_000, 3_000, 10_000, 60_000])('given a %i ms lease, a dead gateway\'s slot is swept within it', (leaseMs) => {
@@ -18,6 +18,15 @@ describe('leaseTiming', () => {
     const t = leaseTiming(leaseMs);
     // Checked every sweep period, so the latest close is trustMs + sweepEveryMs; the earliest sweep is at ttlMs.
     expect(t.trustMs + t.sweepEveryMs).toBeLessThanOrEqual(t.ttlMs - t.sweepEveryMs);
+  });
+});
+
+describe('admissionFresh', () => {
+  const t = leaseTiming(10_000);
+  it('given a claim that came back at once, then it is trusted', () => expect(admissionFresh(1_000, 1_050, t)).toBe(true));
+  it('given a claim that waited past trust minus a sweep period on the registry, then it is not (its lease may be swept before the first check)', () => {
+    expect(admissionFresh(1_000, 1_000 + t.trustMs - t.sweepEveryMs, t)).toBe(false);
+    expect(admissionFresh(1_000, 1_000 + t.trustMs - t.sweepEveryMs - 1, t)).toBe(true);
   });
 });
 

@@ -6,7 +6,7 @@ import type { ErrorKind } from '../domain/errors';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
-import { leaseTiming } from '../domain/lease';
+import { admissionFresh, leaseTiming } from '../domain/lease';
 import { LeaseKeeper } from './lease-keeper';
 import { isoLocalTime } from '../llm/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
@@ -308,6 +308,13 @@ export class ChatGateway {
         });
       }
       slot = sessionId;
+      // Claimed after a long wait on the registry (its database coming back, say): the lease may be swept
+      // before this gateway first renews it, and the client admitted again elsewhere. Give it back.
+      if (!admissionFresh(now, this.deps.clock(), leaseTiming(cfg.leaseMs))) {
+        throw new ChatFlowError('UNAVAILABLE', `the connection registry answered too late to keep your slot; retry in ${cfg.retryAfterMs} ms`, {
+          'retry-after-ms': String(cfg.retryAfterMs),
+        });
+      }
       const logger = callLogger.child({ sessionId, clientId, conversationId });
       const outbound = new Outbound(call, {
         onStalled: (st) => void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, st, 'client read nothing'),

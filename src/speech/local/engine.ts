@@ -42,7 +42,9 @@ export class LocalSpeechEngine {
     const script = join(PROJECT_ROOT, 'src', 'speech', 'local', 'speech_server.py'); // the same from the sources and a build
     const started = Date.now();
     // stdin stays open and unused: the engine exits when it closes, so a ChatFlow killed with SIGKILL leaves no engine behind.
-    const child = spawn(this.python, [script, '--engine', this.kind, '--exit-with-stdin'], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+    // Its own process group: a Ctrl-C at ChatFlow's terminal (SIGINT to the whole group) must not kill the
+    // engine under the replies being drained; ChatFlow stops it last, and it exits when its stdin closes.
+    const child = spawn(this.python, [script, '--engine', this.kind, '--exit-with-stdin'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
     this.child = child;
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));
