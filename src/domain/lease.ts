@@ -50,10 +50,16 @@ export interface LeaseKeeperState {
   readonly failingSince: number | null;
 }
 
-/** A session of this gateway: its lease exists from `admittedAt` on. */
+/**
+ * A session of this gateway. Its lease was computed from `admittedAt` (when the
+ * claim was sent: what its expiry counts from) and was in the store by
+ * `claimedAt` (when the claim came back): a renewal sent before `claimedAt` may
+ * not have seen it.
+ */
 export interface HeldSession {
   readonly sessionId: string;
   readonly admittedAt: number;
+  readonly claimedAt: number;
 }
 
 export type LeaseKeeperCommand =
@@ -80,8 +86,8 @@ export const leaseKeeper: Decider<LeaseKeeperCommand, LeaseKeeperEvent, LeaseKee
         // A renewal older than the last one says nothing new (responses can arrive out of order).
         if (command.sentAt < state.renewedAt) return [];
         const renewed = new Set(command.renewed);
-        // Sessions admitted after the renewal was sent were not in what it read: their leases are fresh.
-        const lost = command.held.filter((s) => s.admittedAt < command.sentAt && !renewed.has(s.sessionId)).map((s) => s.sessionId);
+        // Only a lease in the store before the renewal was sent had to be in what it read.
+        const lost = command.held.filter((s) => s.claimedAt < command.sentAt && !renewed.has(s.sessionId)).map((s) => s.sessionId);
         return [{ type: 'Renewed', sentAt: command.sentAt }, ...(lost.length ? [{ type: 'LeasesLost' as const, sessionIds: lost }] : [])];
       }
       case 'RecordFailure':

@@ -32,7 +32,7 @@ describe('admissionFresh', () => {
 
 describe('lease keeper', () => {
   const rule = spec(leaseKeeper);
-  const s = (sessionId: string, admittedAt: number): HeldSession => ({ sessionId, admittedAt });
+  const s = (sessionId: string, admittedAt: number, claimedAt = admittedAt): HeldSession => ({ sessionId, admittedAt, claimedAt });
   const renewed = (sentAt: number): LeaseKeeperEvent => ({ type: 'Renewed', sentAt });
 
   it('given sessions, when a renewal extends all of them, then nothing is lost', () => {
@@ -46,6 +46,10 @@ describe('lease keeper', () => {
 
   it('given a session admitted after the renewal was sent, when the renewal misses it, then it is not lost', () => {
     rule.given([]).when({ type: 'RecordRenewal', sentAt: 100, renewed: [], held: [s('late', 120)] }).then([renewed(100)]);
+  });
+
+  it('given a claim sent before the renewal but stored after it was sent, when the renewal misses it, then it is not lost', () => {
+    rule.given([]).when({ type: 'RecordRenewal', sentAt: 100, renewed: [], held: [s('slow-insert', 80, 130)] }).then([renewed(100)]);
   });
 
   it('given a newer renewal recorded, when an older one comes back late, then it changes nothing', () => {

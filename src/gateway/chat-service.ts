@@ -61,7 +61,7 @@ export class ChatGateway {
     const { sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
     this.leases = new LeaseKeeper({
       registry: this.deps.registry, gatewayId: this.deps.gatewayId, clock: this.deps.clock, leaseMs: this.deps.config.leaseMs, logger: this.logger,
-      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt })),
+      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
       close: (ids, detail) => {
         for (const id of ids) {
           void this.sessions.get(id)?.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, {

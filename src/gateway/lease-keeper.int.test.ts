@@ -37,7 +37,7 @@ describe('LeaseKeeper: no stream outlives its slot', () => {
     closed = [];
     keeper = new LeaseKeeper({
       registry, gatewayId: 'g1', clock: () => now, leaseMs, logger: pino({ level: 'silent' }),
-      held: () => [...open].map(([sessionId, admittedAt]) => ({ sessionId, admittedAt })),
+      held: () => [...open].map(([sessionId, admittedAt]) => ({ sessionId, admittedAt, claimedAt: admittedAt })),
       close: (ids, detail) => {
         for (const id of ids) {
           open.delete(id);

@@ -70,7 +70,12 @@ export class Session {
     private readonly onClosed: (s: Session) => void,
   ) {
     this.deadline = { connectedAt: info.connectedAt, firstMessageAt: null };
+    // Built as soon as the claim came back (ChatGateway.open).
+    this.claimedAt = deps.clock();
   }
+
+  /** When its slot claim came back from the registry (the lease keeper's view of it). */
+  readonly claimedAt: number;
 
   get id(): string {
     return this.info.sessionId;
