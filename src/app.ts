@@ -126,7 +126,11 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         await store.drop(ALL_PROJECTIONS.map((p) => p.collection));
         logger.warn('read models dropped: rebuilding them from the start of the log');
       }
-      projections = new ProjectionRunner(log, store, { fromBeginning: memory || config.rebuildReadModels });
+      projections = new ProjectionRunner(log, store, {
+        fromBeginning: memory || config.rebuildReadModels,
+        batch: config.projectionBatch,
+        onApplied: (lagMs) => metrics.projectionLagSeconds.observe(lagMs / 1000),
+      });
       const replayStart = Date.now();
       await projections.start();
       const p = projections;

@@ -24,6 +24,12 @@ export function createMetrics() {
     messagesProcessingPeak: new Gauge({ name: 'chatflow_messages_processing_peak', help: 'Highest number of messages in processing at once, since start', registers: [registry] }),
     messagesWaiting: new Gauge({ name: 'chatflow_messages_waiting', help: 'Messages in the log not yet taken by a worker (backpressure)', registers: [registry] }),
     responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    projectionLagSeconds: new Histogram({
+      name: 'chatflow_projection_lag_seconds',
+      help: 'From an event\'s time to its projection into the read models (how stale a read can be)',
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
     processingSeconds: new Histogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),
     logAppendSeconds: new Histogram({
       name: 'chatflow_log_append_seconds',
