@@ -27,7 +27,7 @@ export function createMetrics() {
     projectionLagSeconds: new Histogram({
       name: 'chatflow_projection_lag_seconds',
       help: 'From an event\'s time to its projection into the read models (how stale a read can be)',
-      buckets: stageBuckets,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60],
       registers: [registry],
     }),
     processingSeconds: new Histogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),

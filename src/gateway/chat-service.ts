@@ -110,11 +110,17 @@ export class ChatGateway {
       if (!s) return;
       session = s;
       for (const f of early.splice(0)) this.onFrame(s, f);
+      if (call.isPaused()) call.resume(); // the early-frames pause; from now on the session decides
       s.attachInput(call);
-      if (call.isPaused()) call.resume();
       if (ended) s.clientDone();
       if (call.cancelled) void s.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
-    });
+    }).catch((err) => this.streamFailed(err, session));
+  }
+
+  /** Last resort for a stream's handlers: logged once, only this stream ends. */
+  private streamFailed(err: unknown, session: Session | undefined): void {
+    this.logger.error({ err, sessionId: session?.id }, 'unexpected error in a stream handler; ending this stream');
+    void session?.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.INTERNAL, details: 'internal error; it has been logged' }, 'handler error');
   }
 
   /**
@@ -141,8 +147,7 @@ export class ChatGateway {
         session.chatError(cmid, code, message);
       });
     } catch (err) {
-      session.logger.error({ err }, 'unexpected error handling a client frame; ending this stream');
-      void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.INTERNAL, details: 'internal error; it has been logged' }, 'handler error');
+      this.streamFailed(err, session);
     }
   }
 
@@ -152,7 +157,7 @@ export class ChatGateway {
     void this.open(call).then((s) => {
       session = s;
       if (s && call.cancelled) void s.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
-    });
+    }).catch((err) => this.streamFailed(err, session));
   }
 
   private send(call: ServerUnaryCall<SendRequest, SendAck>, callback: sendUnaryData<SendAck>): void {

@@ -188,7 +188,7 @@ export class Session {
     }
     const content = message.content;
     if (!content) return Promise.reject(this.reject('INVALID_ARGUMENT', 'the message has no content: set text, audio, video or image'));
-    const hash = hashOf(content);
+    const { hash, sha256 } = fingerprint(content);
     const known = this.byClientMessageId.get(cmid);
     if (known) {
       if (known.hash !== hash) return Promise.reject(this.conflict(cmid));
@@ -199,7 +199,7 @@ export class Session {
     const messageId = messageIdFor(this.info.clientId, this.info.conversationId, cmid);
     this.awaitingAccept.set(messageId, []);
     this.updateInputFlow();
-    const prepared = this.chain.then(() => this.prepare(message, messageId, hash));
+    const prepared = this.chain.then(() => this.prepare(message, messageId, hash, sha256));
     this.chain = prepared.catch(() => undefined);
     const accepted = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : this.append(p.event, messageId, cmid)));
     this.byClientMessageId.set(cmid, { hash, accepted });
@@ -266,7 +266,7 @@ export class Session {
     this.finishIfDone();
   }
 
-  private async prepare(message: UserMessage, messageId: string, hash: string): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
+  private async prepare(message: UserMessage, messageId: string, hash: string, sha256: string | undefined): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
     const existing = await this.deps.messages.get(messageId);
     if (existing) {
       // Older read models have no hash: those resends are taken as the same message.
@@ -299,7 +299,7 @@ export class Session {
       key,
       mimeType: verdict.mimeType,
       sizeBytes: bytes.length,
-      sha256: createHash('sha256').update(bytes).digest('hex'),
+      sha256: sha256!,
       durationMs: verdict.durationMs ?? 0,
     };
     return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } }) };
@@ -391,10 +391,12 @@ const REPLAY_PAGE = 256;
 /** Messages of one session waiting for their append beyond which its input is no longer read. */
 const MAX_PENDING_APPENDS = 64;
 
-function hashOf(content: NonNullable<UserMessage['content']>): string {
-  if (content.$case === 'text') return contentHash({ text: content.text });
+/** The content's hash (resends vs conflicts) and, for media, the SHA-256 of the bytes (kept in the event). */
+function fingerprint(content: NonNullable<UserMessage['content']>): { hash: string; sha256?: string } {
+  if (content.$case === 'text') return { hash: contentHash({ text: content.text }) };
   const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
-  return contentHash({ mediaKind: content.$case, sha256: createHash('sha256').update(media.data).digest('hex') });
+  const sha256 = createHash('sha256').update(media.data).digest('hex');
+  return { hash: contentHash({ mediaKind: content.$case, sha256 }), sha256 };
 }
 
 function acceptedFrom(doc: MessageDoc): Accepted {
