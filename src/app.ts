@@ -187,14 +187,15 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
 
     if (runs('gateway')) {
       const gatewayId = config.gatewayId ?? `gw-${instance}`;
+      // Read your writes (conversation ownership, resends): wait for the read models to reach the log's end.
+      const settled = readModelsSettled(log, projections);
       gateway = new ChatGateway(
-        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId,
-          readModelsSettled: readModelsSettled(log, projections) },
+        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId, readModelsSettled: settled },
         logger.child({ component: 'gateway', gatewayId }),
       );
       gateway.start();
       const g = gateway;
-      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, () => (healthy = false)));
+      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames!, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' })), stops, () => (healthy = false)));
     }
     healthy = true;
     logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
