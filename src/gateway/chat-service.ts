@@ -303,6 +303,8 @@ export class ChatGateway {
           },
         },
       };
+      // Resends of messages sent before this connection are judged once the read models have them (waited for lazily).
+      if (lastSeq > 0) session.earlierHistory(this.deps.readModelsSettled(cfg.readYourWritesMs));
       await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h) });
       logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
       return session;
@@ -321,26 +323,27 @@ export class ChatGateway {
   /**
    * The conversation a client asks to continue, read-your-writes: the read
    * model may lag the log (the conversation was created a moment ago, maybe
-   * on another gateway), so before answering NOT_FOUND — and before trusting
-   * it to recognise resends — it is brought up to the log's end as of this
-   * request, within CHATFLOW_READ_YOUR_WRITES_MS.
+   * on another gateway), so before answering NOT_FOUND it is brought up to
+   * the log's end as of this request, within CHATFLOW_READ_YOUR_WRITES_MS.
    */
   private async ownedConversation(conversationId: string, clientId: string): Promise<ConversationDoc> {
-    const settled = await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
-    const conv = await this.deps.conversations.get(conversationId);
+    let conv = await this.deps.conversations.get(conversationId);
     if (!conv) {
-      if (!settled) {
+      const settled = await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+      conv = await this.deps.conversations.get(conversationId);
+      if (!conv && !settled) {
         this.deps.metrics.admissionsRefused.inc({ reason: 'read_model_behind' });
         throw new ChatFlowError('UNAVAILABLE', 'the history is catching up with recent events; retry shortly', { 'retry-after-ms': String(this.deps.config.retryAfterMs) });
       }
-      this.deps.metrics.admissionsRefused.inc({ reason: 'not_found' });
-      throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId} not found`);
+      if (!conv) {
+        this.deps.metrics.admissionsRefused.inc({ reason: 'not_found' });
+        throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId} not found`);
+      }
     }
     if (conv.clientId !== clientId) {
       this.deps.metrics.admissionsRefused.inc({ reason: 'permission_denied' });
       throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
     }
-    if (!settled) this.logger.warn({ conversationId }, 'read models still behind the log after the read-your-writes wait; resends of this conversation may not be recognised');
     return conv;
   }
 

@@ -48,6 +48,8 @@ export class Session {
   private input?: { pause(): void; resume(): void };
   private inputPaused = false;
   private outboundHigh = false;
+  /** Continued conversations: the read models caught up with the log as of the connection (see earlierHistory). */
+  private historySettled?: Promise<boolean>;
   /** Messages are prepared one after another so their appends keep the client's order. */
   private chain: Promise<unknown> = Promise.resolve();
   private replaying = false;
@@ -267,7 +269,12 @@ export class Session {
   }
 
   private async prepare(message: UserMessage, messageId: string, hash: string, sha256: string | undefined): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
-    const existing = await this.deps.messages.get(messageId);
+    let existing = await this.deps.messages.get(messageId);
+    if (!existing && this.historySettled) {
+      // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
+      if (!(await this.historySettled)) this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
+      existing = await this.deps.messages.get(messageId);
+    }
     if (existing) {
       // Older read models have no hash: those resends are taken as the same message.
       if (existing.contentHash !== undefined && existing.contentHash !== hash) throw this.conflict(message.clientMessageId);
@@ -327,6 +334,14 @@ export class Session {
       sessionId: this.info.sessionId,
       payload,
     };
+  }
+
+  /**
+   * A continued conversation: `settled` resolves once the read models hold
+   * everything logged before this connection (read your writes for resends).
+   */
+  earlierHistory(settled: Promise<boolean>): void {
+    this.historySettled = settled;
   }
 
   /** Chat streams: the client's input, paused while this session is behind (see updateInputFlow). */
