@@ -1,6 +1,15 @@
 #!/usr/bin/env node
 'use strict';
-// Runs the TypeScript CLI through tsx, no build step needed.
-require('tsx/cjs');
-const { run } = require('../src/cli/main.ts');
-run(process.argv.slice(2));
+// The CLI: the compiled build (`npm run build`, run by `npm install`) when it
+// is there, as in a production install; otherwise the TypeScript sources
+// through tsx (a dev dependency).
+const { existsSync } = require('node:fs');
+const { join } = require('node:path');
+
+const built = join(__dirname, '..', 'dist', 'src', 'cli', 'main.js');
+if (existsSync(built)) {
+  require(built).run(process.argv.slice(2));
+} else {
+  require('tsx/cjs');
+  require('../src/cli/main.ts').run(process.argv.slice(2));
+}

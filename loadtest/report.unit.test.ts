@@ -60,7 +60,7 @@ describe('Prometheus text', () => {
       'chatflow_messages_processing_peak 500',
       'chatflow_messages_accepted_total{kind="text"} 10',
       'chatflow_messages_accepted_total{kind="a \\"b\\""} 5',
-      'chatflow_process_process_resident_memory_bytes 123456789',
+      'chatflow_process_resident_memory_bytes 123456789',
     ].join('\n');
     const s = parsePrometheus(text);
     expect(total(s, 'chatflow_messages_processing_peak')).toBe(500);

@@ -1,4 +1,4 @@
-import { DisconnectReason, type MediaRef } from '../src/gen/chatflow/v1/events';
+import { DisconnectReason, type MediaRef, type MessageReceived } from '../src/gen/chatflow/v1/events';
 import { mediaKindName } from '../src/domain/media-kind';
 import { contentHash } from '../src/domain/message-content';
 import type { EventCase, LoggedEvent } from '../src/eventlog/port';
@@ -49,9 +49,24 @@ export const conversationsProjection: Projection<ConversationDoc> = {
       };
     }
     if (!doc) return null; // a conversation always starts with a connection
-    return { ...doc, updatedAt: Math.max(doc.updatedAt, timeOf(e)), lastSeq: Math.max(doc.lastSeq, e.seq) };
+    const next: ConversationDoc = { ...doc, updatedAt: Math.max(doc.updatedAt, timeOf(e)), lastSeq: Math.max(doc.lastSeq, e.seq) };
+    if (p.$case === 'messageReceived' && !doc.started) {
+      next.started = true;
+      next.preview = previewOf(p.messageReceived.content);
+    }
+    return next;
   },
 };
+
+const PREVIEW_CHARS = 80;
+
+function previewOf(content: MessageReceived['content']): string {
+  if (content?.$case === 'text') {
+    const one = content.text.replace(/\s+/g, ' ').trim();
+    return one.length > PREVIEW_CHARS ? `${one.slice(0, PREVIEW_CHARS - 1)}…` : one;
+  }
+  return `[${(content && mediaKindName(content.media.kind)) || 'media'}]`;
+}
 
 export const messagesProjection: Projection<MessageDoc> = {
   name: 'messages',

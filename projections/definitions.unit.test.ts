@@ -41,6 +41,24 @@ describe('projections', () => {
     expect(await p.session('s1')).toMatchObject({ open: true, gatewayId: 'g1', clientId: 'alice' });
   });
 
+  it('given only connections, then the conversation is not started (history lists it only once it has a message)', async () => {
+    const p = await project([connectedE(), disconnected(), connectedE()]);
+    const c = await p.conversation('c1');
+    expect(c?.started).toBeUndefined();
+    expect(c?.preview).toBeUndefined();
+  });
+
+  it('given messages, then the conversation is started and previews its first message', async () => {
+    const long = `${'a very long first question '.repeat(6)}end`;
+    const p = await project([connectedE(), received('m1', long), received('m2', 'second')]);
+    const c = await p.conversation('c1');
+    expect(c?.started).toBe(true);
+    expect(c?.preview).toBe(`${long.slice(0, 79)}…`);
+    const media = at({ $case: 'messageReceived', messageReceived: { messageId: 'm9', clientMessageId: 'k9', gatewayId: 'g1', timeZone: 'UTC', content: { $case: 'media', media: { kind: MediaKind.MEDIA_KIND_AUDIO, key: 'a', mimeType: 'audio/wav', sizeBytes: 2048, sha256: '', durationMs: 0 } } } }, { conversationId: 'c2' });
+    const p2 = await project([at({ $case: 'clientConnected', clientConnected: { gatewayId: 'g1', timeZone: 'UTC', newConversation: true } }, { conversationId: 'c2' }), media]);
+    expect((await p2.conversation('c2'))?.preview).toBe('[audio]');
+  });
+
   it('given a message and its reply, then the client entry is answered and the bot entry follows it', async () => {
     const p = await project([connectedE(), received('m1'), produced('m1')]);
     expect(await p.message('m1')).toMatchObject({ author: 'client', status: 'answered', text: 'hi', seq: 2 });

@@ -23,6 +23,13 @@ export interface ConversationDoc extends Doc {
   createdSeq: number;
   lastSeq: number;
   timeZone: string;
+  /**
+   * Set by its first message: a conversation that was only connected to (a
+   * page opened, a CLI that sent nothing) is not listed in the history.
+   */
+  started?: true;
+  /** The first message, shortened: its text, or its kind (`[audio]`). */
+  preview?: string;
 }
 
 export interface MessageDoc extends Doc {

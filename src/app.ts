@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
+import { Health } from './health';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
 import { HistoryServiceService, type HistoryServiceServer } from './gen/chatflow/v1/history';
@@ -22,6 +21,10 @@ import { handleMediaRequest } from './media/local-http';
 import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
 import { createMetrics, type Metrics } from './metrics';
+import { reflectionService } from './reflection';
+import { listenError } from './listen-error';
+import { routeGrpcJsLogs } from './logging';
+import { readyLines } from './ready-line';
 import { startHttpServer, splitAddr } from './http/server';
 import { webRoutes } from './http/web';
 import { ChatGateway } from './gateway/chat-service';
@@ -47,15 +50,22 @@ export interface App {
   worker?: Worker;
   gateway?: ChatGateway;
   projections?: ProjectionRunner;
+  health: Health;
+  /**
+   * The graceful drain (once, however often called): health NOT_SERVING, no
+   * new sessions or messages, replies in processing delivered on their
+   * streams (up to the shutdown grace), every stream ended with UNAVAILABLE +
+   * retry-after-ms, then the engines closed in reverse order.
+   */
   stop(): Promise<void>;
+  /** What a stop still waits for: its current step and the work in flight (for the hard-deadline log). */
+  stopProgress(): Record<string, unknown>;
 }
 
 export interface AppOverrides {
   llm?: LlmProvider;
   clock?: () => number;
 }
-
-export const PROTO_DIR = resolve(__dirname, '..', 'proto');
 
 /** The composition root: picks adapters from the configuration and wires the roles this process runs. */
 export async function startApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
@@ -64,11 +74,15 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
   const newId = () => randomUUID();
   const instance = newId().slice(0, 8);
   const stops: { name: string; run: () => Promise<unknown> }[] = [];
+  let stopStep = 'not stopping';
   const stopAll = async () => {
     for (const s of stops.reverse()) {
+      stopStep = s.name;
       await s.run().catch((err) => logger.error({ err, step: s.name }, 'shutdown step failed'));
     }
+    stopStep = 'stopped';
   };
+  const health = new Health({ starting: 'connecting to the engines' });
 
   try {
     await mkdir(config.dataDir, { recursive: true });
@@ -79,7 +93,6 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     // HTTP first: /healthz answers "not ready" while the engines are awaited.
     let localMedia: LocalMediaStore | undefined;
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
-    let healthy = false;
     let gateway: ChatGateway | undefined;
     let worker: Worker | undefined;
     let projections: ProjectionRunner | undefined;
@@ -93,8 +106,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       registry: metrics.registry,
       logger,
       health: () => ({
-        ok: healthy,
+        ok: health.serving,
         detail: {
+          ...(health.serving ? {} : { unavailable: health.unavailable }),
           role: config.role, clients: gateway?.connected ?? 0, processing: worker?.processing ?? 0, waiting: worker?.stats().waiting ?? 0,
           projectionLag: projections?.lag() ?? 0,
         },
@@ -105,12 +119,14 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         // and POST /dev/token when enabled.
         ...(web?.routes ?? []),
       ],
+    }).catch((err: unknown) => {
+      throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);
     });
     stops.push({ name: 'http', run: () => http.close() });
     const httpHost = splitAddr(config.httpAddr).host;
     const httpUrl = config.publicHttpUrl ?? `http://${httpHost.includes(':') ? `[${httpHost}]` : httpHost}:${http.port}`;
 
-    const log = await openEventLog(config, logger, `chatflow-${config.role}-${instance}`);
+    const log = await openEventLog(config, logger, `chatflow-${config.role}-${instance}`, (problem) => health.report('event-log', problem));
     timeAppends(log, metrics.logAppendSeconds);
     stops.push({ name: 'event log', run: () => log.close() });
     const store = await openReadStore(config, logger);
@@ -134,7 +150,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       const replayStart = Date.now();
       await projections.start();
       const p = projections;
-      stops.push({ name: 'projections', run: () => p.stop() });
+      const lagTimer = setInterval(() => metrics.projectionLag.set(p.lag()), 1000).unref();
+      stops.push({ name: 'projections', run: () => (clearInterval(lagTimer), p.stop()) });
       await projections.caughtUp();
       logger.info({ ms: Date.now() - replayStart }, 'read models caught up with the event log');
     }
@@ -178,6 +195,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       worker = new Worker({
         workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
         settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
+        onProblem: (problem) => health.report('consumer-group', problem),
         logger: logger.child({ component: 'worker' }),
       });
       await worker.start();
@@ -195,15 +213,37 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       );
       gateway.start();
       const g = gateway;
-      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames!, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' })), stops, () => (healthy = false)));
+      routeGrpcJsLogs(logger);
+      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames!, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' })), stops, health));
     }
-    healthy = true;
-    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir) }, 'ChatFlow ready');
+    health.clear('starting');
+    const next = readyLines(config, { grpcAddress, httpUrl });
+    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
+    if (next.next) logger.info(next.next);
+    for (const warning of next.warnings) logger.warn(warning);
 
+    const drainAndStop = async () => {
+      stopStep = 'drain';
+      health.set('draining', 'shutting down: finishing the replies in processing');
+      gateway?.beginDrain();
+      const workerStopped = worker?.stop(config.shutdownGraceMs);
+      await Promise.all([
+        // Replies of this process's own worker arrive over the bus right after it stops; other workers' within the grace.
+        gateway?.drain({ graceMs: config.shutdownGraceMs, settled: workerStopped, settleMs: 250 }),
+        workerStopped,
+      ]);
+      await stopAll();
+    };
     let stopped: Promise<void> | undefined;
     return {
-      config, grpcPort, httpPort: http.port, grpcAddress, httpUrl, auth, metrics, worker, gateway, projections,
-      stop: () => (stopped ??= stopAll()),
+      config, grpcPort, httpPort: http.port, grpcAddress, httpUrl, auth, metrics, worker, gateway, projections, health,
+      stop: () => (stopped ??= drainAndStop()),
+      stopProgress: () => ({
+        step: stopStep,
+        streams: gateway?.connected ?? 0,
+        repliesAwaited: gateway?.pendingReplies() ?? 0,
+        processing: worker?.processing ?? 0,
+      }),
     };
   } catch (err) {
     await stopAll();
@@ -217,33 +257,25 @@ async function startGrpc(
   gateway: ChatGateway,
   history: HistoryServiceServer,
   stops: { name: string; run: () => Promise<unknown> }[],
-  unhealthy: () => void,
+  health: Health,
 ): Promise<{ grpcPort: number; grpcAddress: string }> {
-  const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
-  const server = new Server({
-    'grpc.max_receive_message_length': maxMessage,
-    'grpc.max_send_message_length': maxMessage,
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-  });
+  const server = new Server(grpcServerOptions(config));
   server.addService(checkedChatService(), gateway.service);
   server.addService(HistoryServiceService, history);
   const services = ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService'];
-  const health = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
-  health.addToServer(server);
-  const packageDefinition = loadSync(['chatflow/v1/chat.proto', 'chatflow/v1/history.proto'], { includeDirs: [PROTO_DIR] });
-  new ReflectionService(packageDefinition).addToServer(server);
+  const grpcHealth = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
+  grpcHealth.addToServer(server);
+  health.onChange((serving) => {
+    for (const s of services) grpcHealth.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
+  });
+  reflectionService().addToServer(server);
   const grpcPort = await new Promise<number>((res, rej) =>
-    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(err) : res(port))),
+    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', config.grpcAddr)) : res(port))),
   );
   stops.push({
     name: 'grpc',
     run: async () => {
-      unhealthy();
-      for (const s of services) health.setStatus(s, 'NOT_SERVING');
-      await gateway.shutdown();
+      // The sessions were drained before (App.stop); what is left are unary calls and tools' streams.
       await new Promise<void>((res) => {
         const force = setTimeout(() => {
           server.forceShutdown();
@@ -256,9 +288,25 @@ async function startGrpc(
       });
     },
   });
-  for (const s of services) health.setStatus(s, 'SERVING');
   const grpcHost = splitAddr(config.grpcAddr).host;
   return { grpcPort, grpcAddress: `${grpcHost.includes(':') ? `[${grpcHost}]` : grpcHost}:${grpcPort}` };
+}
+
+/** Message sizes and connection management of the gRPC server (README: Run in production → keepalive). */
+export function grpcServerOptions(config: Config): Record<string, number> {
+  const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
+  const { keepaliveMs, keepaliveTimeoutMs, maxConnectionAgeMs, maxConnectionAgeGraceMs } = config.grpc;
+  return {
+    'grpc.max_receive_message_length': maxMessage,
+    'grpc.max_send_message_length': maxMessage,
+    // Server pings find dead peers and keep proxies' idle timers from cutting quiet streams.
+    'grpc.keepalive_time_ms': keepaliveMs,
+    'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
+    'grpc.keepalive_permit_without_calls': 1,
+    // Clients may ping as often as every 5 s (grpc-js clients default to no pings; grpc-go's minimum is 10 s).
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    ...(maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': maxConnectionAgeGraceMs } : {}),
+  };
 }
 
 /** Which engine backs each port, for the start-up log line. */

@@ -1,3 +1,5 @@
+import { format } from 'node:util';
+import { setLogger as setGrpcLogger } from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
 
 /** pino: pretty on a TTY, JSON lines otherwise (for log shippers). */
@@ -8,4 +10,14 @@ export function createLogger(level: string, opts: { pretty?: boolean; name?: str
     level,
     ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
   });
+}
+
+/**
+ * grpc-js writes its own lines to stderr ("E No address added …" next to the
+ * error it also throws): route them through pino at debug level, so a process
+ * prints one format, and a failed start one line.
+ */
+export function routeGrpcJsLogs(logger: Logger): void {
+  const child = logger.child({ component: 'grpc-js' });
+  setGrpcLogger({ error: (...args: unknown[]) => child.debug(format(...args)) });
 }

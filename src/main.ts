@@ -1,9 +1,16 @@
 import { loadConfig } from './config/config';
 import { ConfigError } from './config/schema';
 import { createLogger } from './logging';
-import { startApp } from './app';
+import { startApp, type App } from './app';
 import { ChatFlowError } from './domain/errors';
 
+/**
+ * The server process. One SIGINT or SIGTERM — sent to this process, to its
+ * process group (a terminal's Ctrl-C) or passed on by `npm start` — starts
+ * the graceful drain; further signals are the same request and do not cut it
+ * short. A drain still running after grace + margin is ended, naming what it
+ * was waiting for.
+ */
 async function main(): Promise<void> {
   let config;
   try {
@@ -16,7 +23,43 @@ async function main(): Promise<void> {
     throw e;
   }
   const logger = createLogger(config.logLevel);
-  let app;
+  const exit = (code: number) => {
+    logger.flush?.();
+    setTimeout(() => process.exit(code), 50);
+  };
+  const deadlineMs = config.shutdownGraceMs + config.shutdownMarginMs;
+  let app: App | undefined;
+  let stopping = false;
+  const stop = (a: App) => {
+    const deadline = setTimeout(() => {
+      logger.error({ deadlineMs, pending: a.stopProgress() }, `shutdown did not finish within ${deadlineMs} ms; exiting anyway`);
+      exit(1);
+    }, deadlineMs);
+    a.stop().then(
+      () => {
+        clearTimeout(deadline);
+        logger.info('stopped');
+        exit(0);
+      },
+      (err) => {
+        logger.error({ err }, 'shutdown failed');
+        exit(1);
+      },
+    );
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.info({ signal }, 'already shutting down; the drain goes on');
+      return;
+    }
+    stopping = true;
+    logger.info({ signal, graceMs: config.shutdownGraceMs, deadlineMs }, 'shutting down: draining');
+    // A signal during start-up stops the app as soon as it is up (or start-up fails and exits).
+    if (app) stop(app);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
   try {
     app = await startApp(config, logger);
   } catch (err) {
@@ -25,32 +68,10 @@ async function main(): Promise<void> {
     } else {
       logger.fatal({ err }, 'could not start');
     }
-    logger.flush?.();
-    setTimeout(() => process.exit(1), 100);
+    exit(1);
     return;
   }
-  const a = app;
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (++signals > 1) {
-      logger.warn('second signal: exiting now');
-      process.exit(1);
-    }
-    logger.info({ signal }, 'shutting down');
-    a.stop().then(
-      () => {
-        logger.info('stopped');
-        logger.flush?.();
-        setTimeout(() => process.exit(0), 50);
-      },
-      (err) => {
-        logger.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  if (stopping) stop(app);
 }
 
 void main();

@@ -3,7 +3,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 /** Prometheus metrics of one ChatFlow process (one registry per app instance). */
 export function createMetrics() {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'chatflow_process_' });
+  // Node's default metrics already start with process_ or nodejs_: one prefix, e.g. chatflow_process_cpu_seconds_total.
+  collectDefaultMetrics({ register: registry, prefix: 'chatflow_' });
   const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 30];
   // Engine round trips: fine steps where the overhead targets (5–60 ms) live.
   const stageBuckets = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
@@ -22,6 +23,7 @@ export function createMetrics() {
     messagesRejected: new Counter({ name: 'chatflow_messages_rejected_total', help: 'Messages refused with a ChatError', labelNames: ['code'] as const, registers: [registry] }),
     messagesProcessing: new Gauge({ name: 'chatflow_messages_processing', help: 'Messages being processed by this worker', registers: [registry] }),
     messagesProcessingPeak: new Gauge({ name: 'chatflow_messages_processing_peak', help: 'Highest number of messages in processing at once, since start', registers: [registry] }),
+    projectionLag: new Gauge({ name: 'chatflow_projection_lag_events', help: 'Events in the log not yet applied to the read models by this projector', registers: [registry] }),
     messagesWaiting: new Gauge({ name: 'chatflow_messages_waiting', help: 'Messages in the log not yet taken by a worker (backpressure)', registers: [registry] }),
     responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     projectionLagSeconds: new Histogram({

@@ -272,6 +272,131 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
         await page.screenshot({ path: join(SCREENSHOTS, 'phone-375-history.png') });
       });
 
+      it('comes back to the same conversation after a reload: its messages shown, resumed with x-resume-after', async () => {
+        const page = await open();
+        const connects: Record<string, string>[] = [];
+        page.on('request', (r) => {
+          if (r.url().endsWith('/chatflow.v1.ChatService/Connect')) connects.push(r.headers());
+        });
+        await page.fill('#client-id', 'reloader');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        const conversation = /conversation (\S+)/.exec((await page.getAttribute('#status', 'title')) ?? '')![1]!;
+        // Disconnect and Connect again before any message: the same conversation, not a new empty one.
+        await page.click('#connect-button');
+        await page.waitForFunction(() => document.body.dataset.state === 'idle');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        expect(await page.getAttribute('#status', 'title')).toContain(conversation);
+        for (const [i, text] of ['first, before the reload', 'second, before the reload'].entries()) {
+          await page.fill('#message-input', text);
+          await page.press('#message-input', 'Enter');
+          await page.locator('#messages .msg.bot[aria-busy="false"]').nth(i).waitFor({ timeout: 15_000 });
+        }
+
+        await page.reload();
+        await waitConnected(page);
+        expect(await page.getAttribute('#status', 'title')).toContain(conversation);
+        await expect(page.locator('#messages .msg.mine').count()).resolves.toBe(2);
+        await expect(page.locator('#messages .msg.bot').count()).resolves.toBe(2);
+        await expect(page.locator('#messages').innerText()).resolves.toMatch(/first, before the reload[\s\S]*You wrote: "first, before the reload"[\s\S]*second, before the reload[\s\S]*You wrote: "second, before the reload"/);
+        const last = connects[connects.length - 1]!;
+        expect(last['x-conversation-id']).toBe(conversation);
+        expect(Number(last['x-resume-after'])).toBeGreaterThanOrEqual(4);
+
+        await page.fill('#message-input', 'third, after the reload');
+        await page.press('#message-input', 'Enter');
+        // The two replies shown from the history and the new one, complete.
+        await page.locator('#messages .msg.bot[data-done="1"]').nth(2).waitFor({ timeout: 15_000 });
+        await expect(page.locator('#messages .msg.bot').count()).resolves.toBe(3);
+        await page.screenshot({ path: join(SCREENSHOTS, 'reloaded.png') });
+
+        // One conversation in the history (no empty ones from the connects), shown by its first message.
+        await page.click('#history-toggle');
+        await page.locator('#conversations button').first().waitFor({ timeout: 10_000 });
+        await expect(page.locator('#conversations button').count()).resolves.toBe(1);
+        await expect(page.locator('#conversations button .preview').innerText()).resolves.toBe('first, before the reload');
+        await expect(page.locator('#conversations button .meta').innerText()).resolves.toMatch(/6 messages/);
+      });
+
+      it('announces a reply once, when it is complete (not every streamed word)', async () => {
+        const page = await open();
+        expect(await page.getAttribute('#messages', 'aria-live')).toBeNull();
+        await page.fill('#client-id', 'listener');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        await page.evaluate(() => {
+          window.__announced = [];
+          const region = document.getElementById('announcer');
+          new MutationObserver(() => window.__announced.push(region.textContent)).observe(region, { subtree: true, childList: true, characterData: true });
+        });
+        await page.fill('#message-input', 'say it once');
+        await page.press('#message-input', 'Enter');
+        await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+        await page.waitForTimeout(300);
+        const announced = await page.evaluate((): string[] => window.__announced);
+        expect(announced).toHaveLength(1);
+        expect(announced[0]).toMatch(/^ChatFlow replied: Hello! You wrote: "say it once"/);
+        expect(await page.getAttribute('#announcer', 'aria-live')).toBe('polite');
+      });
+
+      it.each([
+        ['phone', 375, 740],
+        ['desktop', 1280, 800],
+      ] as const)('keeps the composer in view after 10 messages (%s, %i px): the list scrolls, the page does not', async (name, width, height) => {
+        const page = await open({ viewport: { width, height }, ...(width < 500 ? { isMobile: true, hasTouch: true } : {}) });
+        await page.fill('#client-id', `ten-${name}`);
+        await page.click('#connect-button');
+        await waitConnected(page);
+        // Connected: the form folds away (who and where are in the status line).
+        expect(await page.isHidden('#client-id')).toBe(true);
+        for (let i = 1; i <= 10; i++) {
+          await page.fill('#message-input', `message number ${i} of ten, a little longer so that it wraps on a phone`);
+          await page.press('#message-input', 'Enter');
+        }
+        await page.locator('#messages .msg.bot[aria-busy="false"]').nth(9).waitFor({ timeout: 30_000 });
+        await page.waitForTimeout(300);
+        const input = (await page.locator('#message-input').boundingBox())!;
+        expect(input.y).toBeGreaterThan(0);
+        expect(input.y + input.height).toBeLessThanOrEqual(height);
+        const send = (await page.locator('#send-button').boundingBox())!;
+        expect(send.y + send.height).toBeLessThanOrEqual(height);
+        expect(await page.evaluate((): number => document.documentElement.scrollHeight)).toBeLessThanOrEqual(height);
+        expect(await scrollWidth(page)).toBeLessThanOrEqual(width);
+        // The list scrolled itself to the last reply.
+        const lastReply = (await page.locator('#messages .msg.bot').last().boundingBox())!;
+        expect(lastReply.y + lastReply.height).toBeLessThanOrEqual(input.y);
+        expect(await page.evaluate((): boolean => {
+          const box = document.querySelector('.conversation');
+          return box.scrollHeight > box.clientHeight && box.scrollHeight - box.scrollTop - box.clientHeight < 2;
+        })).toBe(true);
+        await page.screenshot({ path: join(SCREENSHOTS, `ten-messages-${width}.png`) });
+      });
+
+      it('follows an image reply to the bottom once the image has loaded', async () => {
+        const page = await open({ viewport: { width: 1100, height: 700 } });
+        await page.fill('#client-id', 'viewer');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        for (let i = 1; i <= 4; i++) {
+          await page.fill('#message-input', `filling the list, message ${i}`);
+          await page.press('#message-input', 'Enter');
+        }
+        await page.locator('#messages .msg.bot[aria-busy="false"]').nth(3).waitFor({ timeout: 15_000 });
+        const mp4 = Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypisom'), Buffer.alloc(12), Buffer.alloc(2048, 7)]);
+        await page.setInputFiles('#file-input', { name: 'clip.mp4', mimeType: 'video/mp4', buffer: mp4 });
+        await page.waitForFunction(() => {
+          const img = document.querySelector('#messages .msg.bot img.reply-image');
+          return img && img.complete && img.naturalHeight > 0;
+        }, null, { timeout: 20_000 });
+        await page.waitForTimeout(200);
+        expect(await page.evaluate((): number => {
+          const box = document.querySelector('.conversation');
+          return box.scrollHeight - box.scrollTop - box.clientHeight;
+        })).toBeLessThan(2);
+        await page.screenshot({ path: join(SCREENSHOTS, 'image-reply.png') });
+      });
+
       it('lists past conversations in the history panel and continues one', async () => {
         const page = await open();
         await page.fill('#client-id', 'historian');
@@ -383,7 +508,9 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
         await page.fill('#client-id', 'no-token');
         await page.click('#connect-button');
         await page.locator('#notice').waitFor({ state: 'visible', timeout: 10_000 });
-        await expect(page.locator('#notice').innerText()).resolves.toMatch(/Sign-in needed: .*npm run client -- token no-token/);
+        await expect(page.locator('#notice').innerText()).resolves.toMatch(/This server needs a token to let no-token in\. In a terminal on the server's machine, run: npm run client -- token no-token — then paste what it prints into the Token field and press Connect\./);
+        expect(await focusedId(page)).toBe('token');
+        expect(await page.isHidden('#token-optional')).toBe(true);
         await page.screenshot({ path: join(SCREENSHOTS, 'token-needed.png'), fullPage: true });
         await page.fill('#token', await t.app.auth.mint('no-token'));
         await page.click('#connect-button');

@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { MongoClient } from 'mongodb';
+import pino from 'pino';
+import { KafkaEventLog } from '../src/eventlog/kafka';
 import { dropAllCollections } from '../src/readstore/mongo';
 import { engineEnv } from './engines';
 
@@ -135,4 +137,29 @@ export class Cluster {
   async stopAll(): Promise<void> {
     await Promise.all(this.processes.splice(0).map((p) => (p.proc.exitCode === null && p.proc.signalCode === null ? p.stop() : undefined)));
   }
+}
+
+/**
+ * Reads the run's log back and counts the outcomes recorded per message:
+ * ResponseProduced and ProcessingFailed by the message they answer.
+ */
+export async function responsesPerMessage(cluster: Cluster, kinds: readonly ('responseProduced' | 'processingFailed')[] = ['responseProduced']): Promise<Map<string, number>> {
+  const env = cluster.env();
+  const log = await KafkaEventLog.open({ brokers: env.KAFKA_BROKERS.split(','), clientId: 'e2e-audit', prefix: env.KAFKA_PREFIX, partitions: 10, logger: pino({ level: 'silent' }) });
+  const counts = new Map<string, number>();
+  try {
+    const consumer = await log.consume({
+      group: `audit-${Date.now()}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1,
+      handle: async (e) => {
+        const p = e.event.payload;
+        if (p?.$case === 'responseProduced' && kinds.includes('responseProduced')) counts.set(p.responseProduced.inReplyTo, (counts.get(p.responseProduced.inReplyTo) ?? 0) + 1);
+        if (p?.$case === 'processingFailed' && kinds.includes('processingFailed')) counts.set(p.processingFailed.inReplyTo, (counts.get(p.processingFailed.inReplyTo) ?? 0) + 1);
+      },
+    });
+    await consumer.caughtUp();
+    await consumer.stop();
+  } finally {
+    await log.close();
+  }
+  return counts;
 }

@@ -10,7 +10,7 @@ import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { KafkaEventLog } from '../src/eventlog/kafka';
 import { CONNECTIONS_COLLECTION } from '../src/connections/mongo';
 import { describeWithEngines } from './engines';
-import { Cluster, type RoleProcess } from './cluster';
+import { Cluster, responsesPerMessage, type RoleProcess } from './cluster';
 import { ChatStream } from './harness';
 
 /*
@@ -291,22 +291,3 @@ describeWithEngines(ALL, 'Engines unavailable at start', () => {
 });
 
 /** ResponseProduced events per answered message id, read from the run's Kafka topics. */
-async function responsesPerMessage(cluster: Cluster): Promise<Map<string, number>> {
-  const env = cluster.env();
-  const log = await KafkaEventLog.open({ brokers: env.KAFKA_BROKERS.split(','), clientId: 'e2e-audit', prefix: env.KAFKA_PREFIX, partitions: 10, logger: pino({ level: 'silent' }) });
-  const counts = new Map<string, number>();
-  try {
-    const consumer = await log.consume({
-      group: `audit-${Date.now()}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1,
-      handle: async (e) => {
-        const p = e.event.payload;
-        if (p?.$case === 'responseProduced') counts.set(p.responseProduced.inReplyTo, (counts.get(p.responseProduced.inReplyTo) ?? 0) + 1);
-      },
-    });
-    await consumer.caughtUp();
-    await consumer.stop();
-  } finally {
-    await log.close();
-  }
-  return counts;
-}

@@ -4,10 +4,12 @@
  * as they are produced, sends text, files and voice recordings.
  */
 import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError } from '@connectrpc/connect';
 import type { ServerFrame, Welcome } from './gen/chatflow/v1/chat_pb';
-import { clientIdProblem, forgetToken, resolveIdentity } from './auth';
-import { HistoryPanel } from './history';
+import { clientIdProblem, forgetToken, hasToken, resolveIdentity } from './auth';
+import { fetchMessages, HistoryPanel } from './history';
 import { kindOf, mediaContent, mimeTypeOf, VoiceRecorder } from './media';
+import { lastClientId, placeOf, rememberClientId, rememberPlace, type Place } from './resume';
 import { ChatSession, newId, type Content, type ConnState, type Notice } from './session';
 import { readSettings } from './settings';
 import { formatBytes, MessageList } from './view';
@@ -33,7 +35,8 @@ const recordButton = $<HTMLButtonElement>('record-button');
 const historyToggle = $<HTMLButtonElement>('history-toggle');
 const historyPanel = $<HTMLElement>('history');
 
-const messages = new MessageList($<HTMLOListElement>('messages'));
+const announcer = $<HTMLParagraphElement>('announcer');
+const messages = new MessageList($<HTMLOListElement>('messages'), (text) => (announcer.textContent = text));
 const recorder = new VoiceRecorder();
 /** What each message carried, to send it again with the same id. */
 const sent = new Map<string, Content>();
@@ -48,15 +51,12 @@ zoneInput.value = browserZone;
 const zoneList = $<HTMLDataListElement>('time-zones');
 const supportedValuesOf = (Intl as unknown as { supportedValuesOf?: (k: string) => string[] }).supportedValuesOf;
 for (const z of supportedValuesOf?.('timeZone') ?? [browserZone]) zoneList.append(new Option(z, z));
-try {
-  clientIdInput.value = localStorage.getItem('chatflow.clientId') ?? '';
-} catch {
-  /* storage disabled */
-}
+clientIdInput.value = lastClientId();
 $('api-info').textContent = settings.apiUrl === window.location.origin ? 'this server (embedded gRPC-Web)' : settings.apiUrl;
+$('token-optional').hidden = !settings.devTokens;
 $('token-help').textContent = settings.devTokens
-  ? 'Development server: a token is issued for the client id you enter. Or paste one.'
-  : 'Paste a token for your client id. On the server machine: npm run client -- token <client-id>';
+  ? 'Development server: leave it empty and a token is issued for the client id you enter. Or paste one.'
+  : 'Needed to connect. In a terminal on the server\'s machine run: npm run client -- token <client-id>, and paste what it prints here.';
 if (settings.refusedApi) showNotice({ kind: 'refused', text: `Ignored ?api=${settings.refusedApi}: this server only lets the page talk to ${settings.apiUrl}.` });
 if (!VoiceRecorder.supported()) {
   recordButton.disabled = true;
@@ -93,22 +93,52 @@ async function start(): Promise<ChatSession | undefined> {
     return undefined;
   }
   if (identity.clientId !== clientId) clientIdInput.value = identity.clientId;
-  try {
-    localStorage.setItem('chatflow.clientId', identity.clientId);
-  } catch {
-    /* storage disabled */
-  }
+  rememberClientId(identity.clientId);
   if (!session || session.identity.clientId !== identity.clientId) {
     session?.disconnect();
     messages.clear();
     sent.clear();
     session = new ChatSession(settings.apiUrl, identity, zone, { state: onState, notice: showNotice, frame: onFrame, sendFailed: onSendFailed });
+    // Back to where this browser was with this client id (a reload, or Connect after a disconnect).
+    const place = placeOf(identity.clientId);
+    if (place) {
+      await resume(session, place);
+      return session;
+    }
   } else {
     session.identity = identity;
     session.timeZone = zone;
   }
   session.connect();
   return session;
+}
+
+/** Shows the messages of a remembered conversation, then reconnects to it, replaying only what came after them. */
+async function resume(s: ChatSession, place: Place): Promise<void> {
+  let shown: Awaited<ReturnType<typeof fetchMessages>>;
+  try {
+    shown = await fetchMessages(s, place.conversationId);
+  } catch (e) {
+    const code = ConnectError.from(e).code;
+    if (code === Code.NotFound || code === Code.PermissionDenied) {
+      // Gone (another server, wiped data) or not ours: start afresh rather than fail.
+      rememberPlace(s.identity.clientId, undefined);
+      s.connect();
+    } else {
+      // Not readable now (a token to renew, the server away): connecting says why, and resumes.
+      s.continueConversation(place.conversationId, place.lastSeq);
+    }
+    return;
+  }
+  messages.clear();
+  for (const m of shown) messages.addHistory(m);
+  const seen = shown.reduce((max, m) => (m.seq > max ? m.seq : max), 0n);
+  s.continueConversation(place.conversationId, seen);
+}
+
+/** Remembers the conversation and the last seq seen, for the next load of the page. */
+function savePlace(): void {
+  if (session?.conversationId) rememberPlace(session.identity.clientId, { conversationId: session.conversationId, lastSeq: session.lastSeq });
 }
 
 function onState(state: ConnState, welcome?: Welcome): void {
@@ -119,6 +149,7 @@ function onState(state: ConnState, welcome?: Welcome): void {
   zoneInput.readOnly = busy;
   tokenInput.readOnly = busy;
   statusLine.dataset.state = state;
+  if (state === 'connected') savePlace();
   switch (state) {
     case 'connected': {
       const w = welcome!;
@@ -172,11 +203,13 @@ function showNotice(n: Notice | undefined): void {
     noticeAction.onclick = () => session?.connect();
   } else if (n.kind === 'auth' && session) {
     forgetToken(session.identity.clientId);
+    tokenInput.focus();
   }
 }
 
 function onFrame(frame: ServerFrame): void {
   const f = frame.frame;
+  if (f.case === 'accepted' || f.case === 'response' || f.case === 'error') savePlace();
   switch (f.case) {
     case 'accepted':
       return messages.accepted(f.value);
@@ -295,6 +328,7 @@ $('history-close').addEventListener('click', () => setHistoryOpen(false));
 $('history-refresh').addEventListener('click', () => void history.refresh());
 $('new-conversation').addEventListener('click', () => {
   messages.clear();
+  if (session) rememberPlace(session.identity.clientId, undefined);
   session?.newConversation();
   if (session && session.state !== 'idle' && session.state !== 'refused') session.connect();
   setHistoryOpen(false);
@@ -306,3 +340,11 @@ document.addEventListener('keydown', (e) => {
 
 // Leaving the page closes the stream now, so the server frees the slot at once.
 window.addEventListener('pagehide', () => session?.disconnect());
+
+// A reload comes back to the conversation it showed, when this tab can still sign in without asking.
+void (async () => {
+  const clientId = clientIdInput.value;
+  if (!clientId || clientIdProblem(clientId) || !placeOf(clientId)) return;
+  if (!settings.devTokens && !hasToken(clientId)) return;
+  await start();
+})();

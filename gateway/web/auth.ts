@@ -54,8 +54,23 @@ export function forgetToken(clientId: string): void {
   }
 }
 
+/** A token this tab can use for `clientId` without asking (pasted or issued earlier, not about to expire). */
+export function hasToken(clientId: string): boolean {
+  try {
+    const stored = sessionStorage.getItem(storageKey(clientId));
+    return Boolean(stored && fresh(stored));
+  } catch {
+    return false;
+  }
+}
+
 export async function resolveIdentity(clientId: string, pasted: string, devTokens: boolean): Promise<Identity> {
-  if (pasted) return { clientId: jwtClaims(pasted)?.sub ?? clientId, token: pasted };
+  if (pasted) {
+    // Kept for this tab, so a reload reconnects without asking again.
+    const id = jwtClaims(pasted)?.sub ?? clientId;
+    rememberToken(id, pasted);
+    return { clientId: id, token: pasted };
+  }
   let stored: string | null = null;
   try {
     stored = sessionStorage.getItem(storageKey(clientId));

@@ -40,7 +40,8 @@ export class HistoryPanel {
       for (const c of res.conversations) {
         const started = c.createdAt ? timestampDate(c.createdAt).toLocaleString() : 'unknown time';
         const current = c.conversationId === s.conversationId ? ' (current)' : '';
-        const b = el('button', { type: 'button', class: 'conversation-item', 'data-conversation-id': c.conversationId }, `${started} · ${c.messageCount} messages · ${c.timeZone}${current}`);
+        const b = el('button', { type: 'button', class: 'conversation-item', 'data-conversation-id': c.conversationId });
+        b.append(el('span', { class: 'preview' }, c.preview || '(no preview)'), el('span', { class: 'meta' }, `${started} · ${c.messageCount} messages · ${c.timeZone}${current}`));
         b.addEventListener('click', () => void this.open(c));
         const li = el('li');
         li.append(b);
@@ -56,13 +57,7 @@ export class HistoryPanel {
     if (!s) return;
     this.detail.replaceChildren(el('p', { role: 'status' }, 'Loading messages…'));
     try {
-      const messages: HistoryMessage[] = [];
-      let pageToken = '';
-      do {
-        const res = await s.history.listMessages({ conversationId: c.conversationId, pageSize: 200, pageToken }, { headers: s.headers() });
-        messages.push(...res.messages);
-        pageToken = res.nextPageToken;
-      } while (pageToken && messages.length < 1000);
+      const messages = await fetchMessages(s, c.conversationId);
       const heading = el('h3', { tabindex: '-1' }, `Conversation of ${c.createdAt ? timestampDate(c.createdAt).toLocaleString() : '?'}`);
       const ol = el('ol', { class: 'history-messages' });
       for (const m of messages) {
@@ -86,4 +81,16 @@ export class HistoryPanel {
   private say(text: string): void {
     this.status.textContent = text;
   }
+}
+
+/** The messages of a conversation, oldest first (up to 1,000). */
+export async function fetchMessages(s: ChatSession, conversationId: string): Promise<HistoryMessage[]> {
+  const messages: HistoryMessage[] = [];
+  let pageToken = '';
+  do {
+    const res = await s.history.listMessages({ conversationId, pageSize: 200, pageToken }, { headers: s.headers() });
+    messages.push(...res.messages);
+    pageToken = res.nextPageToken;
+  } while (pageToken && messages.length < 1000);
+  return messages;
 }

@@ -242,8 +242,12 @@ export class ChatSession {
         // Back from a network loss: the server may not have noticed the old stream is dead yet.
         if (this.resuming && this.attempts < 8) return this.retryIn(Math.min(MAX_BACKOFF_MS, 1000 * 2 ** this.attempts), 'lost', 'The server still holds your previous connection');
         return this.refuse('duplicate', `Already connected in another tab or window as ${this.identity.clientId}. Close it there, then connect again here.`);
-      case Code.Unauthenticated:
-        return this.refuse('auth', `Sign-in needed: ${err.rawMessage}. Paste a token for ${this.identity.clientId} (in a terminal: npm run client -- token ${this.identity.clientId}).`);
+      case Code.Unauthenticated: {
+        const id = this.identity.clientId;
+        const how = `In a terminal on the server's machine, run: npm run client -- token ${id} — then paste what it prints into the Token field and press Connect.`;
+        if (!this.identity.token) return this.refuse('auth', `This server needs a token to let ${id} in. ${how}`);
+        return this.refuse('auth', `The server did not accept this token (${err.rawMessage}). ${how}`);
+      }
       case Code.InvalidArgument:
       case Code.PermissionDenied:
       case Code.FailedPrecondition:

@@ -31,17 +31,29 @@ export function formatBytes(n: number): string {
 /**
  * The conversation as an ordered list: the client's messages with their state
  * (sending, sent with its seq, failed), and the replies as they stream in.
- * The list is an aria-live region; a reply being streamed is aria-busy until
- * it is complete, so a screen reader reads it once, whole.
+ * The list is not a live region (a streamed reply would be read word by
+ * word): `announce` says each reply once, when it is complete.
+ * The list follows new content to the bottom unless the user scrolled up,
+ * also when an image or player finishes loading and grows.
  */
 export class MessageList {
   private readonly mine = new Map<string, HTMLLIElement>();
   private readonly cmidOf = new Map<string, string>();
   private readonly replies = new Map<string, HTMLLIElement>();
+  private follow = true;
 
-  constructor(readonly list: HTMLOListElement) {}
+  constructor(
+    readonly list: HTMLOListElement,
+    private readonly announce: (text: string) => void = () => undefined,
+  ) {
+    const box = list.parentElement;
+    box?.addEventListener('scroll', () => {
+      this.follow = box.scrollHeight - box.scrollTop - box.clientHeight < 48;
+    });
+  }
 
   clear(): void {
+    this.follow = true;
     this.list.replaceChildren();
     this.mine.clear();
     this.cmidOf.clear();
@@ -57,6 +69,9 @@ export class MessageList {
     const state = el('p', { class: 'state' }, 'Sending…');
     li.append(state);
     this.mine.set(clientMessageId, li);
+    // What the user just sent is always shown, even if they had scrolled up.
+    this.follow = true;
+    this.followMedia(li);
     this.append(li);
   }
 
@@ -90,7 +105,9 @@ export class MessageList {
     li.setAttribute('aria-busy', 'false');
     const mine = this.mine.get(this.cmidOf.get(r.inReplyTo) ?? '');
     if (mine) setState(mine, `${mine.querySelector('.state')?.textContent?.split(' · Answered')[0] ?? 'Sent'} · Answered`);
+    this.followMedia(li);
     this.scroll();
+    this.announce(`ChatFlow replied: ${r.text}${r.voice?.url ? ' (with a voice reply)' : ''}${r.image?.url ? ' (with a picture)' : ''}`);
   }
 
   /**
@@ -110,6 +127,7 @@ export class MessageList {
     li.classList.add('failed');
     li.querySelector('.text')!.textContent = `No answer: ${plainError(e.code, e.message)}`;
     li.setAttribute('aria-busy', 'false');
+    this.announce(`No answer: ${plainError(e.code, e.message)}`);
     const mine = this.mine.get(this.cmidOf.get(e.inReplyTo)!);
     if (mine) setState(mine, `${mine.querySelector('.state')?.textContent ?? 'Sent'} · Not answered`);
     this.scroll();
@@ -160,6 +178,7 @@ export class MessageList {
       li.dataset.done = '1';
       this.replies.set(m.inReplyTo, li);
     }
+    this.followMedia(li);
     this.append(li);
   }
 
@@ -181,7 +200,14 @@ export class MessageList {
 
   private scroll(): void {
     const box = this.list.parentElement;
-    if (box) box.scrollTop = box.scrollHeight;
+    if (box && this.follow) box.scrollTop = box.scrollHeight;
+  }
+
+  /** Images and players change height when they load: scroll again then (after, not before). */
+  private followMedia(li: HTMLLIElement): void {
+    for (const m of li.querySelectorAll('img, video, audio')) {
+      m.addEventListener(m.tagName === 'IMG' ? 'load' : 'loadedmetadata', () => this.scroll(), { once: true });
+    }
   }
 }
 

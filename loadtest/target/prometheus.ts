@@ -1,15 +1,15 @@
 // Reading the server's /metrics (Prometheus text format) during a run.
 import type { TargetProcess } from './target';
 
-/** Metric names the runner reads (src/metrics.ts; default metrics carry the `chatflow_process_` prefix). */
+/** Metric names the runner reads (src/metrics.ts; Node's default metrics carry the `chatflow_` prefix). */
 export const METRIC = {
   processingPeak: 'chatflow_messages_processing_peak',
   processing: 'chatflow_messages_processing',
   waiting: 'chatflow_messages_waiting',
   clientsConnected: 'chatflow_clients_connected',
-  rssBytes: 'chatflow_process_process_resident_memory_bytes',
-  cpuSeconds: 'chatflow_process_process_cpu_seconds_total',
-  eventLoopLagP99: 'chatflow_process_nodejs_eventloop_lag_p99_seconds',
+  rssBytes: 'chatflow_process_resident_memory_bytes',
+  cpuSeconds: 'chatflow_process_cpu_seconds_total',
+  eventLoopLagP99: 'chatflow_nodejs_eventloop_lag_p99_seconds',
 } as const;
 
 /** Server-side stage histograms (src/metrics.ts): where a message's time goes outside the CPU. */

@@ -67,6 +67,22 @@ export function describeBus(name: string, factory: () => Promise<{ a: Bus; b: Bu
       await expect(a.request(sessionSubject('s-3'), Buffer.from('x'), 1000)).rejects.toBeInstanceOf(NoResponderError);
     });
 
+    // A subscriber that throws past the adapter is an uncaught exception: jest fails the suite, as it would kill the server.
+    it('keeps delivering to the other subscribers when one throws, and nothing escapes to the process', async () => {
+      const got: string[] = [];
+      const bad = b.subscribe(clientSubject('thrower'), () => {
+        throw new Error('a subscriber failed');
+      });
+      const good = b.subscribe(clientSubject('thrower'), (p) => got.push(Buffer.from(p).toString()));
+      await new Promise((r) => setTimeout(r, 50));
+      await a.publish(clientSubject('thrower'), Buffer.from('1'));
+      await a.publish(clientSubject('thrower'), Buffer.from('2'));
+      await waitFor(() => got.length === 2);
+      expect(got).toEqual(['1', '2']);
+      bad.unsubscribe();
+      good.unsubscribe();
+    });
+
     it('makes any client id a valid subject', () => {
       expect(clientSubject('a.b *>c d')).toMatch(/^chatflow\.client\.[A-Za-z0-9_-]+$/);
     });

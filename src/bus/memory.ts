@@ -1,7 +1,11 @@
+import type { Logger } from 'pino';
 import { NoResponderError, RemoteError, type Bus, type Subscription } from './port';
 
 /** In-process bus for the embedded default (one process holds every stream). */
 export class MemoryBus implements Bus {
+  /** A subscriber that throws is logged here; the publisher and the other subscribers go on. */
+  constructor(private readonly logger?: Logger) {}
+
   private readonly handlers = new Map<string, Set<(payload: Uint8Array) => void>>();
   private readonly responders = new Map<string, (payload: Uint8Array) => Promise<Uint8Array>>();
 
@@ -9,8 +13,14 @@ export class MemoryBus implements Bus {
     const set = this.handlers.get(subject);
     if (!set) return;
     for (const h of [...set]) {
-      // A failing subscriber must not break the publisher or the other subscribers.
-      queueMicrotask(() => h(payload));
+      // A failing subscriber must not break the publisher, the other subscribers, or the process.
+      queueMicrotask(() => {
+        try {
+          h(payload);
+        } catch (err) {
+          this.logger?.error({ engine: 'memory-bus', err, subject }, 'subscriber failed');
+        }
+      });
     }
   }
 
@@ -46,6 +56,11 @@ export class MemoryBus implements Bus {
   serve(subject: string, handler: (payload: Uint8Array) => Promise<Uint8Array>): Subscription {
     this.responders.set(subject, handler);
     return { unsubscribe: () => this.responders.get(subject) === handler && this.responders.delete(subject) };
+  }
+
+  /** One process, no connection to lose: never called. */
+  onReconnect(): Subscription {
+    return { unsubscribe: () => undefined };
   }
 
   async close(): Promise<void> {

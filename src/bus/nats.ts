@@ -25,6 +25,7 @@ const DRAIN_TIMEOUT_MS = 5_000;
  */
 export class NatsBus implements Bus {
   private closing?: Promise<void>;
+  private readonly reconnectListeners = new Set<() => void>();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -108,6 +109,11 @@ export class NatsBus implements Bus {
     return { unsubscribe: () => sub.unsubscribe() };
   }
 
+  onReconnect(listener: () => void): Subscription {
+    this.reconnectListeners.add(listener);
+    return { unsubscribe: () => void this.reconnectListeners.delete(listener) };
+  }
+
   /** Drains (pending publishes go out, subscriptions finish); with the server gone, gives up after a while. */
   close(): Promise<void> {
     this.closing ??= this.closeNow();
@@ -157,6 +163,13 @@ export class NatsBus implements Bus {
           case Events.Reconnect:
             onReconnect();
             this.logger.warn({ engine: 'nats', server: s.data }, 'NATS reconnected');
+            for (const l of this.reconnectListeners) {
+              try {
+                l();
+              } catch (err) {
+                this.logger.error({ engine: 'nats', err }, 'reconnect listener failed');
+              }
+            }
             break;
           case Events.LDM:
             this.logger.warn({ engine: 'nats', server: s.data }, 'NATS server entering lame duck mode');

@@ -13,6 +13,12 @@ export interface Bus {
   request(subject: string, payload: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   /** Answers requests on `subject`; a rejected handler answers with an error the requester sees. */
   serve(subject: string, handler: (payload: Uint8Array) => Promise<Uint8Array>): Subscription;
+  /**
+   * Calls `listener` each time the bus is connected again after losing its
+   * server: whatever was published meanwhile may never arrive, so holders of
+   * streams look up what they were waiting for (the in-process bus never loses).
+   */
+  onReconnect(listener: () => void): Subscription;
   close(): Promise<void>;
 }
 

@@ -2,9 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { status, type ClientDuplexStream, type Metadata, type StatusObject } from '@grpc/grpc-js';
 import { ServerFrame, type BotResponse, type ClientFrame, type UserMessage, type Welcome } from '../gen/chatflow/v1/chat';
 import type { ChatServiceClient } from '../gen/chatflow/v1/chat';
-import { describeStatus } from './connection';
+import { describeStatus, retryAfterMs } from './connection';
 import { saveMedia } from './media';
-import { formatTime, type Printer } from './render';
+import type { Output } from './output';
+import { ReplyBoard, type Entry } from './replies';
+import { formatTime } from './render';
 
 export interface SessionOptions {
   server: string;
@@ -14,11 +16,19 @@ export interface SessionOptions {
   timeZone: string;
   resumeAfter?: number;
   interactive: boolean;
+  /**
+   * A run whose result a script reads (--send/--file, piped stdin): every
+   * message must get its reply, or the exit code is 1.
+   */
+  strict: boolean;
+  /** Said after an UNAUTHENTICATED status when the token was minted here. */
+  authHint?: string;
 }
 
 /**
- * One Chat stream as the CLI sees it: sends messages, shows every frame as it
- * arrives, tracks which messages still wait for a reply, saves media replies.
+ * One Chat stream as the CLI sees it: sends messages, shows each reply as one
+ * block under the label of its message (however replies interleave), tracks
+ * which messages still wait for a reply, saves media replies.
  */
 export class ChatSession {
   readonly welcomed: Promise<Welcome | undefined>;
@@ -35,8 +45,9 @@ export class ChatSession {
   private lastSeq = 0;
   private cancelled = false;
   private halfClosed = false;
+  readonly board = new ReplyBoard();
 
-  constructor(client: ChatServiceClient, md: Metadata, private readonly opts: SessionOptions, private readonly printer: Printer) {
+  constructor(client: ChatServiceClient, md: Metadata, private readonly opts: SessionOptions, private readonly printer: Output) {
     this.lastSeq = opts.resumeAfter ?? 0;
     this.call = client.chat(md);
     let onWelcome!: (w: Welcome | undefined) => void;
@@ -67,6 +78,8 @@ export class ChatSession {
   send(content: UserMessage['content']): Promise<void> {
     const clientMessageId = randomUUID();
     const done = new Promise<void>((resolve) => this.pending.set(clientMessageId, resolve));
+    this.board.add(clientMessageId, content);
+    if (!this.opts.json) this.printer.changed(this.board);
     this.call.write({ frame: { $case: 'message', message: { clientMessageId, content } } });
     return done;
   }
@@ -93,23 +106,34 @@ export class ChatSession {
   async finish(): Promise<number> {
     const s = await this.ended;
     await Promise.allSettled([...this.work]);
-    this.printer.closeInline();
-    this.printer.endPrompt();
-    if (this.opts.json) this.json({ status: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: retryAfter(s) } });
+    this.printer.close();
+    if (this.opts.json) this.json({ status: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: retryAfterMs(s) } });
+    const unanswered = this.summary();
     if (s.code === status.OK) {
       if (!this.opts.json) this.printer.line('disconnected');
-      return this.problems > 0 ? 1 : 0;
+      return this.opts.strict && unanswered ? 1 : this.problems > 0 ? 1 : 0;
     }
     if (s.code === status.CANCELLED && this.cancelled) {
       this.printer.error('stopped');
       return 130;
     }
     let text = describeStatus(s, this.opts.server, this.opts.insecure);
+    if (s.code === status.UNAUTHENTICATED && this.opts.authHint) text += `\n${this.opts.authHint}`;
     if (this.welcome && s.code !== status.DEADLINE_EXCEEDED) {
       text += `\nto pick up where you left off: --conversation ${this.welcome.conversationId} --resume-after ${this.lastSeq}`;
     }
     this.printer.error(text);
     return 1;
+  }
+
+  /** After the stream: the messages that failed or got no reply, one line each (stderr). True when there are any. */
+  private summary(): boolean {
+    const sent = this.board.entries.filter((e) => e.n > 0);
+    const bad = sent.filter((e) => e.state !== 'answered');
+    if (bad.length === 0 || this.opts.json) return bad.length > 0;
+    const why = (e: Entry) => (e.state === 'failed' ? `failed: ${e.error}` : e.seq !== undefined ? `no reply (accepted, seq ${e.seq})` : 'no reply (not accepted)');
+    this.printer.error(`${bad.length} of ${sent.length} message${sent.length === 1 ? '' : 's'} not answered:\n${bad.map((e) => `  [${e.n}] ${e.question}: ${why(e)}`).join('\n')}`);
+    return true;
   }
 
   private json(obj: unknown): void {
@@ -142,21 +166,28 @@ export class ChatSession {
         const a = f.accepted;
         this.cmidOf.set(a.messageId, a.clientMessageId);
         this.seen(a.seq);
-        if (human) p.line(a.duplicate ? `already accepted earlier (seq ${a.seq})` : `accepted (seq ${a.seq})`);
-        if (a.duplicate) this.settle(a.clientMessageId);
+        const e = this.board.accepted(a);
+        if (human) p.changed(this.board);
+        if (a.duplicate) {
+          if (human) p.line(`[${e?.n ?? '?'}] already accepted earlier (seq ${a.seq})`);
+          this.settle(a.clientMessageId);
+        }
         break;
       }
       case 'delta':
-        if (human) p.delta(f.delta.inReplyTo, f.delta.textDelta);
+        this.board.delta(f.delta.inReplyTo, f.delta.textDelta);
+        if (human) p.changed(this.board);
         break;
       case 'response':
         this.onResponse(f.response);
         break;
-      case 'error':
+      case 'error': {
         this.seen(f.error.seq);
-        if (human) p.line(`error ${f.error.code}: ${f.error.message}`);
+        const e = this.board.error(f.error);
+        if (human) p.done(this.board, this.board.finish(e));
         this.settle(f.error.inReplyTo);
         break;
+      }
       case 'pong': {
         const sent = this.pings.get(f.pong.nonce);
         this.pings.delete(f.pong.nonce);
@@ -167,29 +198,32 @@ export class ChatSession {
     }
   }
 
+  /** The reply's block is shown once its media are saved (the block names the files). */
   private onResponse(r: BotResponse): void {
     this.seen(r.seq);
-    const p = this.printer;
-    if (!this.opts.json) {
-      if (p.isOpen(r.inReplyTo)) p.closeInline();
-      else p.line(`bot: ${r.text}`);
-      p.line(`     (seq ${r.seq}, processed in ${r.processingMs} ms)`);
-    }
+    const e = this.board.response(r);
+    if (!this.opts.json) this.printer.changed(this.board);
     const saves = [
-      r.voice?.url ? this.save('voice', r.voice, r.messageId, '.wav') : undefined,
-      r.image?.url ? this.save('image', r.image, r.messageId, '.png') : undefined,
+      r.voice?.url ? this.save(e, 'voice', r.voice, r.messageId, '.wav') : undefined,
+      r.image?.url ? this.save(e, 'image', r.image, r.messageId, '.png') : undefined,
     ];
-    const all = Promise.allSettled(saves).then(() => this.settle(r.inReplyTo));
+    const all = Promise.allSettled(saves).then(() => {
+      if (!this.opts.json) this.printer.done(this.board, this.board.finish(e));
+      this.settle(r.inReplyTo);
+    });
     this.track(all);
   }
 
-  private save(kind: 'voice' | 'image', media: NonNullable<BotResponse['voice']>, messageId: string, ext: string): Promise<void> {
+  private save(e: Entry, kind: 'voice' | 'image', media: NonNullable<BotResponse['voice']>, messageId: string, ext: string): Promise<void> {
     return saveMedia(media, messageId, this.opts.saveDir, ext).then(
-      (path) => (this.opts.json ? this.json({ saved: { messageId, kind, path } }) : this.printer.line(`     ${kind} saved to ${path}`)),
+      (path) => {
+        if (this.opts.json) this.json({ saved: { messageId, kind, path } });
+        else e.notes.push(`${kind} saved to ${path}`);
+      },
       (err: Error) => {
         this.problems++;
         if (this.opts.json) this.json({ saved: { messageId, kind, error: err.message } });
-        else this.printer.error(`     ${kind} not saved: ${err.message}`);
+        else e.notes.push(`${kind} not saved: ${err.message}`);
       },
     );
   }
@@ -202,9 +236,4 @@ export class ChatSession {
   private seen(seq: number): void {
     if (seq > this.lastSeq) this.lastSeq = seq;
   }
-}
-
-function retryAfter(s: StatusObject): number | undefined {
-  const v = s.metadata?.get('retry-after-ms')[0];
-  return v === undefined ? undefined : Number(v);
 }

@@ -1,13 +1,14 @@
 import { createInterface } from 'node:readline';
-import type { Metadata } from '@grpc/grpc-js';
+import { status, type Metadata } from '@grpc/grpc-js';
 import type { UserMessage } from '../gen/chatflow/v1/chat';
 import { Conversation, HistoryMessage } from '../gen/chatflow/v1/history';
 import { CliError, CONNECTION_OPTIONS, connectionFlags, intFlag, parse, UsageError, type ConnectionFlags } from './args';
 import { ChatSession } from './chat-session';
-import { chatClient, historyClient, identityMetadata } from './connection';
+import { chatClient, historyClient, identityMetadata, retryAfterMs } from './connection';
 import { listConversations, listMessages } from './history';
 import { kindFromExtension, mediaContent, type UploadKind } from './media';
-import { formatConversation, formatHistoryMessage, Printer } from './render';
+import { LiveOutput, PlainOutput, type Output } from './output';
+import { formatConversation, historyFormatter } from './render';
 import { CHAT_HELP } from './usage';
 
 const INTERACTIVE_HELP = `commands:
@@ -27,6 +28,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
     'save-dir': { type: 'string' },
     send: { type: 'string', multiple: true },
     file: { type: 'string', multiple: true },
+    'no-wait': { type: 'boolean' },
   });
   if (values.help) {
     process.stdout.write(CHAT_HELP + '\n');
@@ -47,28 +49,54 @@ export async function chatCommand(argv: string[]): Promise<number> {
   }
 
   const identity = await identityMetadata(flags);
-  const md = identity.clone();
+  const md = identity.metadata.clone();
   md.set('x-timezone', flags.timeZone);
   if (values.conversation) md.set('x-conversation-id', values.conversation);
   if (resumeAfter !== undefined) md.set('x-resume-after', String(resumeAfter));
 
   const interactive = script.length === 0;
-  const printer = new Printer();
+  const terminal = interactive && Boolean(process.stdin.isTTY && process.stdout.isTTY);
+  // A run whose outcome a script reads: --send/--file, or lines piped in.
+  const strict = !terminal;
+  const output: Output = terminal && !flags.json ? new LiveOutput() : new PlainOutput();
   const client = chatClient(flags.server);
-  const session = new ChatSession(client, md, { server: flags.server, insecure: flags.insecure, saveDir: values['save-dir'] ?? './downloads', json: flags.json, timeZone: flags.timeZone, resumeAfter, interactive }, printer);
-  const onSigint = () => (quitting ? session.cancel() : quit());
+  const options = {
+    server: flags.server, insecure: flags.insecure, saveDir: values['save-dir'] ?? './downloads', json: flags.json, timeZone: flags.timeZone,
+    resumeAfter, interactive, strict, authHint: identity.authHint,
+  };
+  let session: ChatSession | undefined;
   let quitting = false;
+  const stopWaiting = new AbortController();
   const quit = () => {
-    if (quitting) return;
+    if (quitting || !session) return;
     quitting = true;
-    if (session.outstanding > 0 && !flags.json) printer.line(`waiting for ${session.outstanding} repl${session.outstanding === 1 ? 'y' : 'ies'} (Ctrl-C to stop now)`);
+    if (session.outstanding > 0 && !flags.json) output.line(`waiting for ${session.outstanding} repl${session.outstanding === 1 ? 'y' : 'ies'} (Ctrl-C to stop now)`);
     session.halfClose();
+  };
+  const onSigint = () => {
+    if (session?.welcome && !quitting) return quit();
+    // Not in yet (connecting, or waiting for a slot), or a second Ctrl-C: stop now.
+    stopWaiting.abort();
+    session?.cancel();
   };
   process.on('SIGINT', onSigint);
   try {
-    if (interactive) return await runInteractive(session, printer, flags, identity, quit, onSigint);
-    if (await session.welcomed) {
-      await Promise.race([Promise.all(script.map((content) => session.send(content))), session.ended]);
+    // Server full: wait for a slot as long as the server says (retry-after-ms), unless --no-wait.
+    for (let attempt = 1; ; attempt++) {
+      session = new ChatSession(client, md, options, output);
+      if (await session.welcomed) break;
+      const s = await session.ended;
+      if (s.code !== status.RESOURCE_EXHAUSTED || values['no-wait']) break;
+      const ms = retryAfterMs(s) ?? DEFAULT_FULL_WAIT_MS;
+      if (flags.json) output.line(JSON.stringify({ waiting: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: ms, attempt } }));
+      if (!(await countdown(output, ms, s.details, stopWaiting.signal))) {
+        output.error('stopped while waiting for a slot');
+        return 130;
+      }
+    }
+    if (interactive) return await runInteractive(session, output, flags, identity.metadata, quit, onSigint, terminal);
+    if (session.welcome) {
+      await Promise.race([Promise.all(script.map((content) => session!.send(content))), session.ended]);
       quit();
     }
     return await session.finish();
@@ -78,28 +106,56 @@ export async function chatCommand(argv: string[]): Promise<number> {
   }
 }
 
-async function runInteractive(session: ChatSession, printer: Printer, flags: ConnectionFlags, identity: Metadata, quit: () => void, onSigint: () => void): Promise<number> {
-  const terminal = Boolean(process.stdin.isTTY && process.stdout.isTTY);
-  const rl = createInterface({ input: process.stdin, output: terminal ? process.stdout : undefined, terminal, prompt: '> ' });
-  if (terminal) printer.rl = rl;
+/** When the server is full and names no wait (it normally sends retry-after-ms). */
+const DEFAULT_FULL_WAIT_MS = 2000;
+
+/** Shows "server full — retrying in N s" until the wait is over; false when Ctrl-C stopped it. */
+async function countdown(output: Output, ms: number, details: string, signal: AbortSignal): Promise<boolean> {
+  const until = Date.now() + ms;
+  const why = details ? `server full (${details.replace(/\.$/, '')})` : 'server full';
+  while (!signal.aborted) {
+    const left = until - Date.now();
+    if (left <= 0) break;
+    output.status(`${why} — retrying in ${Math.ceil(left / 1000)} s (Ctrl-C to stop; --no-wait gives up at once)`);
+    await new Promise<void>((r) => {
+      const timer = setTimeout(r, Math.min(1000, left));
+      signal.addEventListener('abort', () => {
+        clearTimeout(timer);
+        r();
+      }, { once: true });
+    });
+  }
+  output.status(undefined);
+  return !signal.aborted;
+}
+
+async function runInteractive(session: ChatSession, output: Output, flags: ConnectionFlags, identity: Metadata, quit: () => void, onSigint: () => void, terminal: boolean): Promise<number> {
+  const prompt = '> ';
+  const rl = createInterface({ input: process.stdin, output: terminal ? process.stdout : undefined, terminal, prompt });
+  const live = output instanceof LiveOutput ? output : undefined;
+  if (live) live.rl = rl;
   rl.on('SIGINT', onSigint);
-  // Lines run one after another, after the Welcome; EOF (Ctrl-D, end of piped input) means /quit.
-  let queue: Promise<unknown> = session.welcomed;
+  // Lines run one after another; EOF (Ctrl-D, end of piped input) means /quit.
+  let queue: Promise<unknown> = Promise.resolve();
   let stopped = false;
   const enqueue = (job: () => Promise<void> | void) => {
     queue = queue.then(async () => {
       if (!stopped && session.welcome) await job();
-    }).catch((e: Error) => printer.error(e instanceof CliError ? e.message : `failed: ${e.message}`));
+    }).catch((e: Error) => output.error(e instanceof CliError ? e.message : `failed: ${e.message}`));
   };
-  rl.on('line', (line) => enqueue(() => command(line.trim())));
+  rl.on('line', (line) => {
+    live?.enterPressed(line, prompt);
+    enqueue(() => command(line.trim()));
+  });
   rl.on('close', () => enqueue(quit));
-  void session.welcomed.then((w) => w && terminal && rl.prompt());
+  if (terminal) rl.prompt();
 
   const command = async (line: string): Promise<void> => {
     const [word, ...rest] = line.split(/\s+/);
     const arg = line.slice(word!.length).trim().replace(/^(["'])(.*)\1$/, '$2');
-    if (line === '') return void (terminal && rl.prompt());
+    if (line === '') return;
     if (!line.startsWith('/')) return void session.send({ $case: 'text', text: line });
+    if (live) output.line(`${prompt}${line}`);
     switch (word) {
       case '/audio':
       case '/video':
@@ -109,9 +165,9 @@ async function runInteractive(session: ChatSession, printer: Printer, flags: Con
         return void session.send(content);
       }
       case '/history':
-        return showHistory(flags, identity, printer, session.welcome!.conversationId);
+        return showHistory(flags, identity, output, session.welcome!.conversationId);
       case '/conversations':
-        return showHistory(flags, identity, printer);
+        return showHistory(flags, identity, output);
       case '/ping':
         return session.ping();
       case '/quit':
@@ -119,7 +175,7 @@ async function runInteractive(session: ChatSession, printer: Printer, flags: Con
         stopped = true;
         return quit();
       case '/help':
-        return printer.line(INTERACTIVE_HELP);
+        return output.line(INTERACTIVE_HELP);
       default:
         throw new CliError(`unknown command ${word}; /help lists them`);
     }
@@ -131,13 +187,14 @@ async function runInteractive(session: ChatSession, printer: Printer, flags: Con
   return code;
 }
 
-async function showHistory(flags: ConnectionFlags, md: Metadata, printer: Printer, conversationId?: string): Promise<void> {
+async function showHistory(flags: ConnectionFlags, md: Metadata, printer: Output, conversationId?: string): Promise<void> {
   const client = historyClient(flags.server);
   const q = { client, md, server: flags.server, insecure: flags.insecure };
   const show = (text: string, obj: unknown) => printer.line(flags.json ? JSON.stringify(obj) : text);
+  const format = historyFormatter(flags.timeZone);
   try {
     const n = conversationId
-      ? await listMessages(q, conversationId, 0, (m) => show(formatHistoryMessage(m, flags.timeZone), HistoryMessage.toJSON(m)))
+      ? await listMessages(q, conversationId, 0, (m) => show(format(m), HistoryMessage.toJSON(m)))
       : await listConversations(q, (c) => show(formatConversation(c, flags.timeZone), Conversation.toJSON(c)));
     if (n === 0 && !flags.json) printer.line(conversationId ? 'no messages yet' : 'no conversations yet');
   } finally {

@@ -1,8 +1,13 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { credentials, Metadata } from '@grpc/grpc-js';
 import { startApp, type App } from '../app';
+import { ChatServiceClient } from '../gen/chatflow/v1/chat';
+import { LlmError } from '../llm/port';
+import { SimulatedLlm } from '../llm/simulated';
 import { loadConfig } from '../config/config';
 import { createLogger } from '../logging';
 import { parseWav, synthesizeVoice } from '../media/wav';
@@ -20,14 +25,17 @@ interface Run {
   stderr: string;
 }
 
-function cli(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, CHATFLOW_DATA_DIR: dir, CHATFLOW_GRPC_ADDR: app.grpcAddress };
+function cli(args: string[], opts: { input?: string; timeoutMs?: number; env?: Record<string, string>; onStdout?: (text: string, child: ChildProcess) => void } = {}): Promise<Run> {
+  const env: NodeJS.ProcessEnv = { ...process.env, CHATFLOW_DATA_DIR: dir, CHATFLOW_GRPC_ADDR: app.grpcAddress, ...opts.env };
   delete env.CHATFLOW_AUTH_SECRET;
   return new Promise((res, rej) => {
     const child = spawn(process.execPath, [join(ROOT, 'bin', 'chatflow.js'), ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      opts.onStdout?.(stdout, child);
+    });
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -42,12 +50,19 @@ function cli(args: string[], opts: { input?: string; timeoutMs?: number } = {}):
   });
 }
 
+/** The simulated model, except that a text containing "#fail" fails as a model that is down would. */
+function failingOnRequest() {
+  const simulated = new SimulatedLlm({ delayScale: 0 });
+  return { ...simulated, name: 'simulated', usesHistory: false, generate: (req: Parameters<SimulatedLlm['generate']>[0], o: Parameters<SimulatedLlm['generate']>[1]) =>
+    req.text?.includes('#fail') ? Promise.reject(new LlmError('the model is down', 'UNAVAILABLE')) : simulated.generate(req, o) };
+}
+
 const jsonLines = (out: string) => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'cf-cli-'));
   const env = { CHATFLOW_GRPC_ADDR: '127.0.0.1:0', CHATFLOW_HTTP_ADDR: '127.0.0.1:0', CHATFLOW_DATA_DIR: dir, CHATFLOW_SIM_DELAY_SCALE: '0', LOG_LEVEL: 'silent' };
-  app = await startApp(loadConfig(env), createLogger('silent', { pretty: false }));
+  app = await startApp(loadConfig(env), createLogger('silent', { pretty: false }), { llm: failingOnRequest() });
 });
 
 afterAll(async () => {
@@ -90,8 +105,8 @@ test('chat --file sends audio and saves the voice reply as a WAV', async () => {
   const saveDir = join(dir, 'downloads');
   const r = await cli(['chat', '--client-id', 'bob', '--tz', 'UTC', '--file', wavPath, '--save-dir', saveDir]);
   expect(r.code).toBe(0);
-  expect(r.stdout).toMatch(/accepted \(seq \d+\)/);
-  expect(r.stdout).toMatch(/^bot: /m);
+  expect(r.stdout).toMatch(/^\[1\] you: \[audio audio\/wav, [\d.]+ KiB\] \(seq \d+\)$/m);
+  expect(r.stdout).toMatch(/^\[1\] bot: Hello! I received your voice message/m);
   const saved = /voice saved to (\S+\.wav)/.exec(r.stdout)?.[1];
   expect(saved).toBeDefined();
   const header = parseWav(await readFile(saved!));
@@ -100,14 +115,19 @@ test('chat --file sends audio and saves the voice reply as a WAV', async () => {
 });
 
 test('history lists the conversations, then the messages of one', async () => {
+  // A session that sends nothing leaves no conversation in the history.
+  const silent = await cli(['chat', '--client-id', 'alice', '--tz', 'UTC', '--json'], { input: '/quit\n' });
+  const silentId = jsonLines(silent.stdout)[0]!.welcome.conversationId as string;
   const list = await cli(['history', '--client-id', 'alice']);
   expect(list.code).toBe(0);
-  expect(list.stdout).toContain(conversationId);
+  expect(list.stdout).toMatch(new RegExp(`^${conversationId} {2}"hello", 2 messages, `, 'm'));
+  expect(list.stdout).not.toContain(silentId);
 
   const messages = await cli(['history', '--client-id', 'alice', '--conversation', conversationId, '--page-size', '1', '--tz', 'UTC']);
   expect(messages.code).toBe(0);
   expect(messages.stdout).toMatch(/^#\d+ .* you: hello$/m);
-  expect(messages.stdout).toMatch(/^#\d+ .* bot: .*hello/m);
+  const asked = /^#(\d+) .* you: hello$/m.exec(messages.stdout)![1];
+  expect(messages.stdout).toMatch(new RegExp(`^#\\d+ .* bot \\(reply to #${asked}\\): .*hello`, 'm'));
 
   const json = await cli(['history', '--client-id', 'alice', '--conversation', conversationId, '--after-seq', '0', '--json']);
   expect(jsonLines(json.stdout).map((m) => m.author)).toEqual(['AUTHOR_CLIENT', 'AUTHOR_BOT']);
@@ -129,10 +149,10 @@ test('an interactive session reads lines from stdin until /quit', async () => {
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/^connected as dave: conversation /m);
-  expect(r.stdout).toMatch(/accepted \(seq \d+\)/);
+  expect(r.stdout).toMatch(/^\[1\] you: "hello interactive" \(seq \d+\)$/m);
   expect(r.stdout).toMatch(/^pong: round trip \d+ ms/m);
   expect(r.stdout).toMatch(/you: hello interactive|no messages yet/); // /history may run before the projection catches up
-  expect(r.stdout).toMatch(/^bot: .*hello interactive/m);
+  expect(r.stdout).toMatch(/^\[1\] bot: .*hello interactive/m);
   expect(r.stdout.trim().endsWith('disconnected')).toBe(true);
 });
 
@@ -146,4 +166,153 @@ test('bad flags print one error line and the usage, exit code 2', async () => {
   const help = await cli(['--help']);
   expect(help.code).toBe(0);
   expect(help.stdout).toMatch(/^Usage: chatflow <command>/);
+});
+
+describe('exit codes of scripted runs', () => {
+  test('every message answered: 0; replies printed whole, one labelled block per message', async () => {
+    const r = await cli(['chat', '--client-id', 'frank', '--tz', 'UTC', '--send', 'first', '--send', 'second', '--send', 'third']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    for (const [n, text] of [[1, 'first'], [2, 'second'], [3, 'third']] as const) {
+      expect(r.stdout).toMatch(new RegExp(`^\\[${n}\\] you: "${text}" \\(seq \\d+\\)\\n\\[${n}\\] bot: Hello! You wrote: "${text}" \\(1 word\\)\\. .+ For you it is .+\\.\\n    \\(seq \\d+, processed in \\d+ ms\\)$`, 'm'));
+    }
+  });
+
+  test('an empty text (refused): 1, and the summary names it', async () => {
+    const r = await cli(['chat', '--client-id', 'frank', '--tz', 'UTC', '--send', '']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^\[1\] error INVALID_ARGUMENT: the text is empty$/m);
+    expect(r.stderr).toBe('1 of 1 message not answered:\n  [1] (empty text): failed: INVALID_ARGUMENT: the text is empty\n');
+  });
+
+  test('a file that is not what its name says (refused): 1', async () => {
+    const fake = join(dir, 'fake.wav');
+    await writeFile(fake, 'this is not a WAV file at all');
+    const r = await cli(['chat', '--client-id', 'frank', '--tz', 'UTC', '--file', fake]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^1 of 1 message not answered:\n  \[1\] \[audio audio\/wav, 29 B\]: failed: INVALID_ARGUMENT: /);
+  });
+
+  test('a model that is down (processing failed) for one of two messages: 1', async () => {
+    const r = await cli(['chat', '--client-id', 'frank', '--tz', 'UTC', '--send', 'fine', '--send', 'please #fail']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^\[1\] bot: Hello!/m);
+    expect(r.stderr).toMatch(/^1 of 2 messages not answered:\n  \[2\] "please #fail": failed: UNAVAILABLE: .*the model is down/);
+  });
+
+  test('--help documents them', async () => {
+    const r = await cli(['chat', '--help']);
+    expect(r.stdout).toMatch(/Exit codes: 0 every message answered; 1 a message refused, failed or unanswered/);
+  });
+});
+
+describe('identity', () => {
+  test('without the server\'s data dir: no secret is created, and the error says what to do', async () => {
+    const elsewhere = await mkdtemp(join(tmpdir(), 'cf-cli-nodata-'));
+    try {
+      const r = await cli(['chat', '--client-id', 'gina', '--tz', 'UTC', '--send', 'hi'], { env: { CHATFLOW_DATA_DIR: join(elsewhere, 'data') } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/no server secret in .*cf-cli-nodata-.*\/data/);
+      expect(r.stderr).toMatch(/--data-dir <the server's data dir>/);
+      expect(r.stderr).toMatch(/--token <jwt>, made on the server's machine with: npm run client -- token gina/);
+      expect(existsSync(join(elsewhere, 'data'))).toBe(false);
+    } finally {
+      await rm(elsewhere, { recursive: true, force: true });
+    }
+  });
+
+  test('a data dir with another secret: the refusal says the token came from the wrong secret', async () => {
+    const other = await mkdtemp(join(tmpdir(), 'cf-cli-other-'));
+    try {
+      await writeFile(join(other, 'secret'), 'x'.repeat(40));
+      const r = await cli(['chat', '--client-id', 'gina', '--tz', 'UTC', '--send', 'hi', '--data-dir', other]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/UNAUTHENTICATED: invalid token/);
+      expect(r.stderr).toMatch(/the token was made here from .*cf-cli-other-.*\/secret, which is not the secret of the server/);
+    } finally {
+      await rm(other, { recursive: true, force: true });
+    }
+  });
+
+  test('--client-id alice with bob\'s token is refused before connecting', async () => {
+    const r = await cli(['chat', '--client-id', 'alice', '--token', await app.auth.mint('bob'), '--send', 'hi']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.split('\n')[0]).toBe('chatflow chat: --client-id alice does not match the token, which is for "bob" (the server knows you by the token): leave out --client-id, or use a token for alice');
+  });
+});
+
+describe('server full', () => {
+  let full: App;
+  let fullDir: string;
+  let holder: ChatServiceClient;
+  const hold = async () => {
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${await full.auth.mint('holder')}`);
+    md.set('x-timezone', 'UTC');
+    const call = holder.chat(md);
+    call.on('error', () => undefined);
+    await new Promise<void>((r) => call.once('data', () => r()));
+    return call;
+  };
+  beforeAll(async () => {
+    fullDir = await mkdtemp(join(tmpdir(), 'cf-cli-full-'));
+    const env = { CHATFLOW_GRPC_ADDR: '127.0.0.1:0', CHATFLOW_HTTP_ADDR: '127.0.0.1:0', CHATFLOW_DATA_DIR: fullDir, CHATFLOW_SIM_DELAY_SCALE: '0', CHATFLOW_MAX_CLIENTS: '1', CHATFLOW_RETRY_AFTER_MS: '1000', CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: '60000', LOG_LEVEL: 'silent' };
+    full = await startApp(loadConfig(env), createLogger('silent', { pretty: false }));
+    holder = new ChatServiceClient(full.grpcAddress, credentials.createInsecure());
+  });
+  afterAll(async () => {
+    holder?.close();
+    await full?.stop();
+    await rm(fullDir, { recursive: true, force: true });
+  });
+  const env = () => ({ CHATFLOW_DATA_DIR: fullDir, CHATFLOW_GRPC_ADDR: full.grpcAddress });
+
+  test('--no-wait: exits 1 at once with the server\'s words', async () => {
+    const call = await hold();
+    try {
+      const r = await cli(['chat', '--client-id', 'hana', '--tz', 'UTC', '--send', 'hi', '--no-wait'], { env: env() });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^RESOURCE_EXHAUSTED: .*\(retry-after-ms 1000\)/);
+    } finally {
+      call.cancel();
+    }
+  });
+
+  test('by default: counts down the server\'s retry-after-ms, retries, and gets in once a slot frees', async () => {
+    const call = await hold();
+    let released = false;
+    const r = await cli(['chat', '--client-id', 'hana', '--tz', 'UTC', '--send', 'hi after waiting'], {
+      env: env(),
+      onStdout: (out) => {
+        // Two refusals seen (so it really retried), then the slot frees.
+        if (!released && (out.match(/server full/g) ?? []).length >= 2) {
+          released = true;
+          call.cancel();
+        }
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^server full \(.+\) — retrying in 1 s \(Ctrl-C to stop; --no-wait gives up at once\)$/m);
+    expect(r.stdout).toMatch(/^\[1\] bot: Hello! You wrote: "hi after waiting"/m);
+  });
+
+  test('Ctrl-C while waiting for a slot: stops at once, exit 130', async () => {
+    const call = await hold();
+    try {
+      let interrupted = false;
+      const r = await cli(['chat', '--client-id', 'hana', '--tz', 'UTC', '--send', 'never sent'], {
+        env: env(),
+        onStdout: (out, child) => {
+          if (!interrupted && out.includes('server full')) {
+            interrupted = true;
+            child.kill('SIGINT');
+          }
+        },
+      });
+      expect(r.code).toBe(130);
+      expect(r.stderr).toBe('stopped while waiting for a slot\n');
+    } finally {
+      call.cancel();
+    }
+  });
 });

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { decodeJwt } from 'jose';
 import { credentials, Metadata, status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { TokenAuthority, loadOrCreateSecret, validateClientId } from '../auth/tokens';
 import { ChatFlowError } from '../domain/errors';
@@ -7,39 +8,75 @@ import { ChatServiceClient } from '../gen/chatflow/v1/chat';
 import { HistoryServiceClient } from '../gen/chatflow/v1/history';
 import { CliError, UsageError, type ConnectionFlags } from './args';
 
-/** Mints a token from $CHATFLOW_AUTH_SECRET or <dataDir>/secret. `created` when the secret file was just generated. */
-export async function mintLocalToken(clientId: string, dataDir: string, ttlSeconds: number): Promise<{ token: string; created: boolean }> {
+/**
+ * Mints a token from $CHATFLOW_AUTH_SECRET or <dataDir>/secret — the server's
+ * secret. A missing secret is never created here: a token signed with a fresh
+ * one would only be refused ("bad signature"), so the user is told where the
+ * secret should be instead.
+ */
+export async function mintLocalToken(clientId: string, dataDir: string, ttlSeconds: number): Promise<string> {
   const problem = validateClientId(clientId);
   if (problem) throw new UsageError(problem);
   const configured = process.env.CHATFLOW_AUTH_SECRET || undefined;
   if (configured !== undefined && configured.length < 32) throw new CliError('CHATFLOW_AUTH_SECRET must be at least 32 characters');
-  const created = !configured && !existsSync(join(dataDir, 'secret'));
+  if (!configured && !existsSync(join(dataDir, 'secret'))) throw new CliError(noSecret(clientId, dataDir));
   try {
     const secret = await loadOrCreateSecret(dataDir, configured);
-    const token = await new TokenAuthority(secret, false).mint(clientId, ttlSeconds);
-    return { token, created };
+    return await new TokenAuthority(secret, false).mint(clientId, ttlSeconds);
   } catch (e) {
     if (e instanceof ChatFlowError) throw new UsageError(e.message);
-    throw new CliError(`could not read or create the secret in ${dataDir}: ${(e as Error).message}`);
+    throw new CliError(`could not read the secret in ${dataDir}: ${(e as Error).message}`);
   }
 }
 
+function noSecret(clientId: string, dataDir: string): string {
+  return [
+    `no server secret in ${resolve(dataDir)} (no "secret" file there, and CHATFLOW_AUTH_SECRET is not set), so no token can be made for ${clientId}.`,
+    'The server keeps its secret in its data dir (CHATFLOW_DATA_DIR, default ./data where it was started). Either:',
+    '  run this from the directory where the server runs,',
+    '  or pass --data-dir <the server\'s data dir>,',
+    `  or pass --token <jwt>, made on the server's machine with: npm run client -- token ${clientId}`,
+  ].join('\n');
+}
+
+export interface Identity {
+  metadata: Metadata;
+  /** Said when the server refuses the token: a minted token is only as good as the secret it came from. */
+  authHint?: string;
+}
+
 /** Call metadata: authorization (given or minted token) or x-client-id. */
-export async function identityMetadata(flags: ConnectionFlags): Promise<Metadata> {
+export async function identityMetadata(flags: ConnectionFlags): Promise<Identity> {
   const md = new Metadata();
   if (flags.token) {
+    const subject = tokenSubject(flags.token);
+    if (flags.clientId && subject !== undefined && subject !== flags.clientId) {
+      throw new UsageError(`--client-id ${flags.clientId} does not match the token, which is for "${subject}" (the server knows you by the token): leave out --client-id, or use a token for ${flags.clientId}`);
+    }
     md.set('authorization', `Bearer ${flags.token}`);
-    return md;
+    return { metadata: md };
   }
   if (!flags.clientId) throw new UsageError('--client-id is required (or --token <jwt>)');
   if (flags.insecure) {
     md.set('x-client-id', flags.clientId);
-    return md;
+    return { metadata: md };
   }
-  const { token, created } = await mintLocalToken(flags.clientId, flags.dataDir, 3600);
-  if (created) process.stderr.write(`note: no secret was found, so a new one was created in ${flags.dataDir}; a server using another secret will refuse this token\n`);
+  const token = await mintLocalToken(flags.clientId, flags.dataDir, 3600);
   md.set('authorization', `Bearer ${token}`);
-  return md;
+  const from = process.env.CHATFLOW_AUTH_SECRET ? 'CHATFLOW_AUTH_SECRET' : join(resolve(flags.dataDir), 'secret');
+  return {
+    metadata: md,
+    authHint: `the token was made here from ${from}, which is not the secret of the server at ${flags.server}: pass --data-dir <the server's data dir>, or --token <jwt> made on the server's machine`,
+  };
+}
+
+/** The subject (client id) a JWT claims, read without verifying it (the server verifies); undefined when it is not a JWT. */
+function tokenSubject(token: string): string | undefined {
+  try {
+    return decodeJwt(token).sub;
+  } catch {
+    return undefined;
+  }
 }
 
 export function chatClient(server: string): ChatServiceClient {
@@ -53,13 +90,19 @@ export function historyClient(server: string): HistoryServiceClient {
   return new HistoryServiceClient(server, credentials.createInsecure());
 }
 
+/** The server's `retry-after-ms` trailer, when it sent one. */
+export function retryAfterMs(s: Pick<StatusObject, 'metadata'>): number | undefined {
+  const v = Number(s.metadata?.get('retry-after-ms')[0]);
+  return Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
 /** `RESOURCE_EXHAUSTED: server full ... (retry-after-ms 2000)`, with a hint when the server is unreachable. */
 export function describeStatus(s: Pick<StatusObject, 'code' | 'details' | 'metadata'>, server?: string, insecure = false): string {
   const name = status[s.code] ?? `code ${s.code}`;
   const details = (s.details ?? '').replace(/\.?\s*Resolution note:\s*$/, '');
   let text = details ? `${name}: ${details}` : name;
-  const retry = s.metadata?.get('retry-after-ms')[0];
-  if (retry !== undefined) text += ` (retry-after-ms ${String(retry)})`;
+  const retry = retryAfterMs(s);
+  if (retry !== undefined) text += ` (retry-after-ms ${retry})`;
   if (s.code === status.UNAVAILABLE && server && /No connection established|ECONNREFUSED|Failed to connect/i.test(s.details ?? '')) {
     text += `\nis the server running at ${server}? (start it with "npm start", or pass --server)`;
   }

@@ -2,7 +2,7 @@ import type { Metadata } from '@grpc/grpc-js';
 import { Conversation, HistoryMessage, type HistoryServiceClient, type ListConversationsResponse, type ListMessagesResponse } from '../gen/chatflow/v1/history';
 import { CONNECTION_OPTIONS, connectionFlags, intFlag, parse, UsageError } from './args';
 import { historyClient, identityMetadata, unary } from './connection';
-import { formatConversation, formatHistoryMessage } from './render';
+import { formatConversation, historyFormatter } from './render';
 import { HISTORY_HELP } from './usage';
 
 export interface HistoryQuery {
@@ -60,15 +60,14 @@ export async function historyCommand(argv: string[]): Promise<number> {
   const afterSeq = intFlag('after-seq', values['after-seq']);
   const pageSize = intFlag('page-size', values['page-size'], 1, 1000);
   if (afterSeq !== undefined && !values.conversation) throw new UsageError('--after-seq needs --conversation');
-  const md = await identityMetadata(flags);
+  const md = (await identityMetadata(flags)).metadata;
   const client = historyClient(flags.server);
   const q = { client, md, server: flags.server, insecure: flags.insecure, pageSize };
   const json = (obj: unknown) => process.stdout.write(JSON.stringify(obj) + '\n');
   try {
     if (values.conversation) {
-      const n = await listMessages(q, values.conversation, afterSeq ?? 0, (m) =>
-        flags.json ? json(HistoryMessage.toJSON(m)) : console.log(formatHistoryMessage(m, flags.timeZone)),
-      );
+      const format = historyFormatter(flags.timeZone);
+      const n = await listMessages(q, values.conversation, afterSeq ?? 0, (m) => (flags.json ? json(HistoryMessage.toJSON(m)) : console.log(format(m))));
       if (n === 0 && !flags.json) console.log('no messages');
     } else {
       const n = await listConversations(q, (c) => (flags.json ? json(Conversation.toJSON(c)) : console.log(formatConversation(c, flags.timeZone))));

@@ -1,6 +1,7 @@
 import { CliError, UsageError } from './args';
 import { chatCommand } from './chat';
 import { historyCommand } from './history';
+import { LOG_HELP, logCommand } from './log';
 import { tokenCommand } from './token';
 import { CHAT_HELP, HISTORY_HELP, MAIN_HELP, synopsis, TOKEN_HELP } from './usage';
 
@@ -8,6 +9,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   token: { run: tokenCommand, help: TOKEN_HELP },
   chat: { run: chatCommand, help: CHAT_HELP },
   history: { run: historyCommand, help: HISTORY_HELP },
+  log: { run: logCommand, help: LOG_HELP },
 };
 
 /** Runs one CLI invocation and returns its exit code (0 ok, 1 error, 2 usage). */

@@ -1,67 +1,5 @@
-import { clearLine, cursorTo, type Interface } from 'node:readline';
 import type { Media } from '../gen/chatflow/v1/chat';
 import { Author, MessageStatus, type Conversation, type HistoryMessage } from '../gen/chatflow/v1/history';
-
-/**
- * Writes lines for humans without garbling an interactive prompt: the prompt
- * is cleared before output and shown again after. Deltas are written inline
- * on a "bot:" line that stays open until something else is printed.
- */
-export class Printer {
-  private inline: string | undefined;
-  rl?: Interface;
-
-  constructor(private readonly out: NodeJS.WriteStream = process.stdout) {}
-
-  line(text: string): void {
-    this.closeInline();
-    this.clearPrompt();
-    this.out.write(text + '\n');
-    this.rl?.prompt(true);
-  }
-
-  error(text: string): void {
-    this.closeInline();
-    this.clearPrompt();
-    process.stderr.write(text + '\n');
-    this.rl?.prompt(true);
-  }
-
-  /** Appends streamed text for `key` (a message id); starts a new "bot:" line when needed. */
-  delta(key: string, text: string): void {
-    if (this.inline !== key) {
-      this.closeInline();
-      this.clearPrompt();
-      this.out.write('bot: ');
-      this.inline = key;
-    }
-    this.out.write(text);
-  }
-
-  /** True when `key`'s inline line is still open (its reply text is already on screen). */
-  isOpen(key: string): boolean {
-    return this.inline === key;
-  }
-
-  /** The session is over: clear the prompt and stop showing it. */
-  endPrompt(): void {
-    this.clearPrompt();
-    this.rl = undefined;
-  }
-
-  closeInline(): void {
-    if (this.inline === undefined) return;
-    this.inline = undefined;
-    this.out.write('\n');
-  }
-
-  private clearPrompt(): void {
-    if (this.rl && this.out.isTTY) {
-      clearLine(this.out, 0);
-      cursorTo(this.out, 0);
-    }
-  }
-}
 
 /** `2024-05-01 14:03:22` in the given zone. */
 export function formatTime(d: Date | undefined, timeZone: string): string {
@@ -92,11 +30,27 @@ export function shortId(id: string): string {
 
 export function formatConversation(c: Conversation, timeZone: string): string {
   const count = `${c.messageCount} message${c.messageCount === 1 ? '' : 's'}`;
-  return `${c.conversationId}  ${count}, last seq ${c.lastSeq}, updated ${formatTime(c.updatedAt, timeZone)}${c.timeZone ? ` (${c.timeZone})` : ''}`;
+  const first = c.preview ? `"${c.preview}", ` : '';
+  return `${c.conversationId}  ${first}${count}, last seq ${c.lastSeq}, updated ${formatTime(c.updatedAt, timeZone)}${c.timeZone ? ` (${c.timeZone})` : ''}`;
 }
 
-export function formatHistoryMessage(m: HistoryMessage, timeZone: string): string {
-  const who = m.author === Author.AUTHOR_BOT ? 'bot' : 'you';
+/**
+ * History lines, oldest first: `#12 … you: hello`, then `#14 … bot (reply to #12): …`.
+ * Remembers the seq of each client message it formatted, so a reply names the
+ * message it answers (by its id when that message came before the listed range).
+ */
+export function historyFormatter(timeZone: string): (m: HistoryMessage) => string {
+  const seqOf = new Map<string, number>();
+  return (m) => {
+    const bot = m.author === Author.AUTHOR_BOT;
+    if (!bot) seqOf.set(m.messageId, m.seq);
+    const answered = bot && m.inReplyTo ? ` (reply to ${seqOf.has(m.inReplyTo) ? `#${seqOf.get(m.inReplyTo)}` : `message ${shortId(m.inReplyTo)}`})` : '';
+    return formatHistoryMessage(m, timeZone, answered);
+  };
+}
+
+function formatHistoryMessage(m: HistoryMessage, timeZone: string, answered: string): string {
+  const who = m.author === Author.AUTHOR_BOT ? `bot${answered}` : 'you';
   const parts = [
     m.text || undefined,
     describeMedia('audio', m.audio),

@@ -12,8 +12,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <client-id>' : 'expected exactly one <client-id>');
   const ttl = values.ttl === undefined ? 24 * 3600 : parseTtl(values.ttl);
   const dataDir = values['data-dir'] ?? process.env.CHATFLOW_DATA_DIR ?? './data';
-  const { token, created } = await mintLocalToken(positionals[0]!, dataDir, ttl);
-  if (created) process.stderr.write(`note: created a new secret in ${dataDir}/secret; start the server with the same data dir\n`);
+  const token = await mintLocalToken(positionals[0]!, dataDir, ttl);
   process.stdout.write(token + '\n');
   return 0;
 }

@@ -1,8 +1,10 @@
 /** Help texts. The first lines of each (up to the blank line) are the usage synopsis. */
 
 const CONNECTION = `Identity and server (chat, history):
-  --client-id <id>     who you are; a token is minted for it from the local secret
-  --token <jwt>        use this bearer token instead (client id = its subject)
+  --client-id <id>     who you are; a token is minted for it from the server's secret
+                       (found in --data-dir: run where the server runs, or use --token)
+  --token <jwt>        use this bearer token instead (client id = its subject;
+                       --client-id, when given too, must be the same)
   --insecure           send x-client-id instead of a token (server needs
                        CHATFLOW_INSECURE_CLIENT_ID=true)
   --server <host:port> gRPC address (default $CHATFLOW_GRPC_ADDR or 127.0.0.1:50051)
@@ -16,14 +18,17 @@ Commands:
   token <client-id>    print a bearer token minted from the local secret
   chat                 open a chat stream (interactive, or scripted with --send/--file)
   history              list your conversations, or the messages of one
+  log check|repair     verify the embedded event log, or cut it at its first bad record (server stopped)
 
 Run "chatflow <command> --help" for the options of a command.
-Exit codes: 0 ok, 1 error (server status or local failure), 2 bad usage.`;
+Exit codes: 0 ok; 1 error (a message not answered, a server status, a local
+failure); 2 bad usage; 130 stopped with Ctrl-C.`;
 
 export const TOKEN_HELP = `Usage: chatflow token <client-id> [--ttl 24h] [--data-dir ./data]
 
 Prints a JWT (HS256, sub = client id) signed with $CHATFLOW_AUTH_SECRET or
-<data-dir>/secret (created when missing: the server must use the same one).
+<data-dir>/secret, the server's secret (it creates it at its first start; run
+this where the server runs, or pass its --data-dir).
 
 Options:
   --ttl <duration>     lifetime: 3600s, 90m, 24h, 7d (default 24h)
@@ -31,9 +36,12 @@ Options:
 
 export const CHAT_HELP = `Usage: chatflow chat --client-id <id> [--token <jwt> | --insecure] [--tz <IANA>]
                      [--server <host:port>] [--conversation <id>] [--resume-after <seq>]
-                     [--save-dir ./downloads] [--send <text>]... [--file <path>]... [--json]
+                     [--save-dir ./downloads] [--send <text>]... [--file <path>]... [--no-wait] [--json]
 
-Opens the bidirectional Chat stream. Without --send/--file it is interactive:
+Opens the bidirectional Chat stream. Each message gets a label, [1], [2], …, and
+its reply is printed as one block under that label, whole, however replies
+overlap (in an interactive terminal the replies still streaming are redrawn in
+place). Without --send/--file it is interactive:
   <text>               send a text message
   /audio <path>        send an audio file   (/video <path>, /image <path> likewise)
   /history             messages of this conversation
@@ -49,6 +57,13 @@ Options:
   --save-dir <dir>     where voice and image replies are saved (default ./downloads)
   --send <text>        scripted: send this text (repeatable)
   --file <path>        scripted: send this file; kind from the extension (repeatable)
+  --no-wait            server full: exit at once (default: wait for a slot, retrying
+                       after the server's retry-after-ms, with a countdown)
+
+Exit codes: 0 every message answered; 1 a message refused, failed or unanswered
+(scripted runs: --send/--file or piped input; a summary goes to stderr), the
+server refused the connection or ended the stream, or a reply's media could not
+be saved; 2 bad usage; 130 stopped with Ctrl-C.
 
 ${CONNECTION}`;
 

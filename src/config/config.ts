@@ -24,6 +24,8 @@ export interface Config {
   mediaUrlTtlMs: number;
   logFsync: boolean;
   shutdownGraceMs: number;
+  shutdownMarginMs: number;
+  grpc: { keepaliveMs: number; keepaliveTimeoutMs: number; maxConnectionAgeMs: number; maxConnectionAgeGraceMs: number };
   logLevel: RawConfig['LOG_LEVEL'];
   /** The web page: development tokens, and the gRPC-Web origin it talks to (undefined = its own). */
   web: { devTokens: boolean; apiUrl?: string };
@@ -68,6 +70,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     mediaUrlTtlMs: c.CHATFLOW_MEDIA_URL_TTL_MS,
     logFsync: c.CHATFLOW_LOG_FSYNC,
     shutdownGraceMs: c.CHATFLOW_SHUTDOWN_GRACE_MS,
+    shutdownMarginMs: c.CHATFLOW_SHUTDOWN_MARGIN_MS,
+    grpc: {
+      keepaliveMs: c.CHATFLOW_GRPC_KEEPALIVE_MS,
+      keepaliveTimeoutMs: c.CHATFLOW_GRPC_KEEPALIVE_TIMEOUT_MS,
+      maxConnectionAgeMs: c.CHATFLOW_GRPC_MAX_CONNECTION_AGE_MS,
+      maxConnectionAgeGraceMs: c.CHATFLOW_GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+    },
     logLevel: c.LOG_LEVEL,
     web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL },
     gatewayId: c.CHATFLOW_GATEWAY_ID,

@@ -40,6 +40,13 @@ describe('configuration', () => {
     expect(loadConfig({ CHATFLOW_ALLOWED_TIMEZONES: ' Europe/Paris, UTC ,' }).allowedTimeZones).toEqual(['Europe/Paris', 'UTC']);
   });
 
+  it('given an allow-list with a zone that does not exist, when loaded, then that zone is named and refused', () => {
+    expect(() => loadConfig({ CHATFLOW_ALLOWED_TIMEZONES: 'Europe/Paris,Mars/Olympus_Mons,UTC' })).toThrow(
+      /CHATFLOW_ALLOWED_TIMEZONES="Europe\/Paris,Mars\/Olympus_Mons,UTC": "Mars\/Olympus_Mons" is not an IANA time zone/,
+    );
+    expect(loadConfig({ CHATFLOW_ALLOWED_TIMEZONES: 'Asia/Calcutta,Etc/GMT+5' }).allowedTimeZones).toEqual(['Asia/Calcutta', 'Etc/GMT+5']);
+  });
+
   it('given the openai provider without a base URL, when loaded, then it is refused', () => {
     expect(() => loadConfig({ LLM_PROVIDER: 'openai' })).toThrow(/LLM_BASE_URL: required/);
   });

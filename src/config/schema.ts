@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { canonicalTimeZone } from '../domain/timezone';
 
 /**
  * Every setting ChatFlow reads, with its default and meaning. The README
@@ -21,6 +22,12 @@ const list = z
   .string()
   .default('')
   .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+/** The same rule as at connect (src/domain/timezone.ts): a zone nobody can connect with is a typo. */
+const timeZones = list.superRefine((zones, ctx) => {
+  for (const zone of zones) {
+    if (canonicalTimeZone(zone) === null) ctx.addIssue({ code: 'custom', message: `"${zone}" is not an IANA time zone (e.g. Europe/Paris, UTC)` });
+  }
+});
 
 const origin = optionalString.refine((v) => {
   if (v === undefined) return true;
@@ -49,7 +56,7 @@ export const SETTINGS = {
   CHATFLOW_MAX_CLIENTS: { schema: int(1), default: '50', doc: 'connected clients, all gateways together' },
   CHATFLOW_MAX_PROCESSING: { schema: int(1), default: '500', doc: 'messages in processing, all workers together' },
   CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: { schema: int(1), default: '30000', doc: 'a client must send its first message within this' },
-  CHATFLOW_ALLOWED_TIMEZONES: { schema: list, default: '', doc: 'comma-separated allow-list of IANA zones; empty = every zone' },
+  CHATFLOW_ALLOWED_TIMEZONES: { schema: timeZones, default: '', doc: 'comma-separated allow-list of IANA zones (each checked at start); empty = every zone' },
   CHATFLOW_LEASE_MS: { schema: int(1000), default: '10000', doc: 'connection lease; a dead gateway\'s slots return within it' },
   CHATFLOW_RETRY_AFTER_MS: { schema: int(0), default: '2000', doc: 'hint sent in the `retry-after-ms` trailer when the server is full' },
   CHATFLOW_SIM_DELAY_SCALE: { schema: z.coerce.number().min(0).max(100), default: '1', doc: 'multiplies the simulated processing times; `0` = none' },
@@ -60,7 +67,12 @@ export const SETTINGS = {
   CHATFLOW_MEDIA_URL_TTL_MS: { schema: int(1000), default: '3600000', doc: 'validity of media download URLs' },
   CHATFLOW_MEDIA_THREADS: { schema: int(0, 64), default: '1', doc: 'worker threads that render reply voice and images off the event loop; `0` renders on it' },
   CHATFLOW_LOG_FSYNC: { schema: bool, default: 'true', doc: 'fsync the embedded event log before `Accepted` (group commit); `false` only for benchmarks' },
-  CHATFLOW_SHUTDOWN_GRACE_MS: { schema: int(0), default: '5000', doc: 'how long shutdown waits for messages in processing' },
+  CHATFLOW_SHUTDOWN_GRACE_MS: { schema: int(0), default: '5000', doc: 'on SIGINT/SIGTERM, how long the drain waits for the replies in processing before ending the streams' },
+  CHATFLOW_GRPC_KEEPALIVE_MS: { schema: int(1000), default: '30000', doc: 'the server pings every gRPC connection this often (HTTP/2 PING, also with no call open), so a dead peer or a proxy\'s idle timeout is found' },
+  CHATFLOW_GRPC_KEEPALIVE_TIMEOUT_MS: { schema: int(1000), default: '10000', doc: 'a ping unanswered this long closes the connection: its streams end and their slots are freed' },
+  CHATFLOW_GRPC_MAX_CONNECTION_AGE_MS: { schema: int(0), default: '0', doc: '`0` = no limit; else a connection older than this gets GOAWAY: new calls open a new connection, which a load balancer may send to another replica' },
+  CHATFLOW_GRPC_MAX_CONNECTION_AGE_GRACE_MS: { schema: int(0), default: '300000', doc: 'after that GOAWAY, how long the streams still open on the old connection may go on before it is closed (clients reconnect with `x-resume-after`)' },
+  CHATFLOW_SHUTDOWN_MARGIN_MS: { schema: int(0), default: '5000', doc: 'hard deadline of a shutdown = grace + this margin: a drain still running then is ended (exit 1, logging what was pending)' },
   LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level' },
   CHATFLOW_DEV_TOKENS: { schema: bool, default: 'false', doc: '`true` serves `POST /dev/token`: anyone who can reach the HTTP port gets a token for any client id (local development only)' },
   CHATFLOW_WEB_API_URL: { schema: origin, doc: 'gRPC-Web origin the web page talks to, e.g. Envoy `http://127.0.0.1:8081`; default: the page\'s own origin (embedded endpoint)' },

@@ -1,7 +1,8 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
-import type { AcquireRequest, AcquireResult, ConnectionRegistry, Lease } from './port';
+import { admission, admissionStateOf } from '../domain/admission';
+import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
 interface SlotClaim extends Lease {
@@ -63,47 +64,39 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     return registry;
   }
 
+  /**
+   * Reads the held slots, lets the admission decider decide, and carries out
+   * its events: expired leases it names are deleted (each by exactly one
+   * caller), an admission inserts a claim on a free slot number. The insert is
+   * the atomic commit; when it loses a race (duplicate key on the slot number
+   * or the client id) the slots are read again and the decider decides again.
+   */
   async acquire(r: AcquireRequest): Promise<AcquireResult> {
     await this.indexed();
-    const lease: Lease = {
-      clientId: r.clientId, sessionId: r.sessionId, gatewayId: r.gatewayId, conversationId: r.conversationId,
-      acquiredAt: r.now, expiresAt: r.now + r.leaseMs,
-    };
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
       const held = await this.slots();
-      const holder = held.find((h) => h.clientId === r.clientId);
-      if (holder && holder.expiresAt > r.now) return { ok: false, reason: 'duplicate', holder: toLease(holder) };
-      if (holder) {
-        // The client's own lease expired (its gateway died): it no longer counts.
-        await this.evict(holder, r.now);
-        attempt++;
-        continue;
-      }
-      const inRange = held.filter((h) => h.n < r.maxClients);
-      const taken = new Set(inRange.map((h) => h.n));
-      const free: number[] = [];
-      for (let n = 0; n < r.maxClients; n++) if (!taken.has(n)) free.push(n);
-      if (free.length === 0) {
-        const expired = inRange.filter((h) => h.expiresAt <= r.now);
-        if (expired.length === 0) return { ok: false, reason: 'full' };
-        await this.evict(pick(expired), r.now);
-        attempt++;
-        continue;
-      }
+      const events = admission.decide({ type: 'Acquire', ...r }, admissionStateOf(held.map(toLease)));
+      const outcome = acquireResultOf(events);
+      if (!outcome.ok) return outcome;
+      const expired = events.flatMap((e) => (e.type === 'Expired' ? [e.lease.sessionId] : []));
+      await Promise.all(held.filter((h) => expired.includes(h._id)).map((h) => this.evict(h, r.now)));
+      const taken = new Set(held.filter((h) => !expired.includes(h._id)).map((h) => h.n));
       // A random free slot no acquire of this process is trying: other gateways rarely pick the same.
-      const candidates = free.filter((n) => !this.claiming.has(n));
-      if (candidates.length === 0) {
+      const free: number[] = [];
+      for (let n = 0; n < r.maxClients; n++) if (!taken.has(n) && !this.claiming.has(n)) free.push(n);
+      if (free.length === 0) {
+        // Every free number is being claimed by this process right now: decide again after those.
         await Promise.race(this.claiming.values());
         continue;
       }
-      const n = pick(candidates);
-      const claim = this.coll.insertOne({ _id: r.sessionId, n, ...lease });
+      const n = pick(free);
+      const claim = this.coll.insertOne({ _id: r.sessionId, n, ...outcome.lease });
       this.claiming.set(n, claim.catch(() => undefined));
       try {
         await claim;
-        return { ok: true, lease };
+        return outcome;
       } catch (err) {
-        // The slot number was just taken elsewhere, or the client connected elsewhere: look again.
+        // The slot number was just taken elsewhere, or the client connected elsewhere: decide again.
         if (!isDuplicateKeyError(err)) throw err;
         attempt++;
       } finally {
@@ -114,17 +107,28 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   async release(sessionId: string): Promise<boolean> {
+    const held = await this.coll.find({ _id: sessionId }).toArray();
+    const events = admission.decide({ type: 'Release', sessionId }, admissionStateOf(held.map(toLease)));
+    if (events.length === 0) return false;
     return (await this.coll.deleteOne({ _id: sessionId })).deletedCount === 1;
   }
 
-  async renew(gatewayId: string, now: number, leaseMs: number): Promise<number> {
-    const res = await this.coll.updateMany({ gatewayId, expiresAt: { $gt: now } }, { $set: { expiresAt: now + leaseMs } });
-    return res.matchedCount;
+  async renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]> {
+    const held = await this.coll.find({ gatewayId }).toArray();
+    const renewed = admission.decide({ type: 'Renew', gatewayId, now, leaseMs }, admissionStateOf(held.map(toLease)));
+    const ids = renewed.flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
+    if (ids.length === 0) return [];
+    // One write for the lot; the guard keeps a lease that expired meanwhile (and may be swept) expired.
+    // Such a lease is reported renewed this once; the next renewal no longer finds it alive and says so.
+    await this.coll.updateMany({ _id: { $in: ids }, expiresAt: { $gt: now } }, { $set: { expiresAt: now + leaseMs } });
+    return ids;
   }
 
   async expire(now: number): Promise<Lease[]> {
     const candidates = await this.coll.find({ expiresAt: { $lte: now } }).toArray();
-    const mine = await Promise.all(candidates.map(async (c) => ((await this.remove(c, now)) ? toLease(c) : null)));
+    const decided = admission.decide({ type: 'Expire', now }, admissionStateOf(candidates.map(toLease)));
+    const ids = new Set(decided.flatMap((e) => (e.type === 'Expired' ? [e.lease.sessionId] : [])));
+    const mine = await Promise.all(candidates.filter((c) => ids.has(c._id)).map(async (c) => ((await this.remove(c, now)) ? toLease(c) : null)));
     const evicted = this.evicted;
     this.evicted = [];
     return [...evicted, ...mine.filter((l): l is Lease => l !== null)];

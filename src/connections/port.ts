@@ -1,15 +1,19 @@
-export interface Lease {
-  clientId: string;
-  sessionId: string;
-  gatewayId: string;
-  conversationId: string;
-  acquiredAt: number;
-  expiresAt: number;
-}
+import type { AdmissionEvent, LeaseState } from '../domain/admission';
+
+/** A held connection slot: the admission decider's lease. */
+export type Lease = LeaseState;
 
 export type AcquireResult =
   | { ok: true; lease: Lease }
   | { ok: false; reason: 'full' | 'duplicate'; holder?: Lease };
+
+/** What an Acquire decided, as the port reports it: its last event is the outcome. */
+export function acquireResultOf(events: readonly AdmissionEvent[]): AcquireResult {
+  const last = events[events.length - 1];
+  if (last?.type === 'Admitted') return { ok: true, lease: last.lease };
+  if (last?.type === 'Refused') return { ok: false, reason: last.reason, holder: last.holder };
+  throw new Error(`an Acquire ended in ${last?.type ?? 'nothing'}`);
+}
 
 export interface AcquireRequest {
   clientId: string;
@@ -30,8 +34,11 @@ export interface ConnectionRegistry {
   acquire(request: AcquireRequest): Promise<AcquireResult>;
   /** Releases the lease of a session; false if it was not held (already expired). */
   release(sessionId: string): Promise<boolean>;
-  /** Extends every lease of a gateway to now + leaseMs; returns how many were renewed. */
-  renew(gatewayId: string, now: number, leaseMs: number): Promise<number>;
+  /**
+   * Extends every live lease of a gateway to now + leaseMs; returns the sessions
+   * renewed. A session of the gateway missing from the answer has lost its slot.
+   */
+  renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]>;
   /** Removes leases expired at `now` and returns them (to record lease-expired events). */
   expire(now: number): Promise<Lease[]>;
   count(): Promise<number>;

@@ -63,15 +63,18 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect((await registry.acquire(req('b', { maxClients: 1 }))).ok).toBe(true);
     });
 
-    it('expires leases that were not renewed, and renews per gateway', async () => {
-      await registry.acquire(req('a', { gatewayId: 'g1', now: 0, leaseMs: 100 }));
+    it('expires leases that were not renewed, and renews per gateway, naming the sessions renewed', async () => {
+      const a = req('a', { gatewayId: 'g1', now: 0, leaseMs: 100 });
+      await registry.acquire(a);
       await registry.acquire(req('b', { gatewayId: 'g2', now: 0, leaseMs: 100 }));
-      expect(await registry.renew('g1', 50, 100)).toBe(1);
+      expect(await registry.renew('g1', 50, 100)).toEqual([a.sessionId]);
       const expired = await registry.expire(120);
       expect(expired.map((l) => l.clientId)).toEqual(['b']);
       expect(await registry.count()).toBe(1);
       expect((await registry.expire(151)).map((l) => l.clientId)).toEqual(['a']);
       expect(await registry.count()).toBe(0);
+      // A swept lease is not revived by its gateway's next renewal: the gateway learns it lost the slot.
+      expect(await registry.renew('g1', 160, 100)).toEqual([]);
     });
 
     it('lets a client whose lease expired connect again, and counts a full house with expired leases as free', async () => {

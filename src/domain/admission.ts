@@ -1,3 +1,5 @@
+import type { Decider } from './decider';
+
 /**
  * Admission as a pure decider: at most `maxClients` connected clients, one
  * connection per client, leases that expire when their gateway stops renewing.
@@ -109,4 +111,15 @@ export function evolveAdmission(state: AdmissionState, event: AdmissionEvent): A
       throw new Error(`unknown event ${JSON.stringify(never)}`);
     }
   }
+}
+
+export const admission: Decider<AdmissionCommand, AdmissionEvent, AdmissionState> = {
+  decide: decideAdmission,
+  evolve: evolveAdmission,
+  initialState: initialAdmissionState,
+};
+
+/** The state a registry holds, as the decider sees it: one lease per client. */
+export function admissionStateOf(leases: Iterable<LeaseState>): AdmissionState {
+  return { leases: new Map([...leases].map((l) => [l.clientId, l])) };
 }

@@ -1,3 +1,5 @@
+import type { Decider } from './decider';
+
 /**
  * The processing budget as a pure decider: at most `max` messages in
  * processing at once. A message that finds the budget spent waits (it is not
@@ -45,3 +47,9 @@ export function evolveBudget(state: BudgetState, event: BudgetEvent): BudgetStat
     }
   }
 }
+
+export const budget: Decider<BudgetCommand, BudgetEvent, BudgetState> = {
+  decide: decideBudget,
+  evolve: evolveBudget,
+  initialState: initialBudget,
+};

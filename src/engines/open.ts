@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { EmbeddedEventLog } from '../eventlog/embedded';
@@ -24,9 +24,16 @@ import { retryWithBackoff } from './retry';
  * it waits for) rather than failing the process.
  */
 
-export function openEventLog(config: Config, logger: Logger, clientId: string): Promise<EventLog> {
+/** `onWritable`: the reason appends fail (disk full), then undefined once they work again (embedded log). */
+export function openEventLog(config: Config, logger: Logger, clientId: string, onWritable?: (problem: string | undefined) => void): Promise<EventLog> {
   if (config.kafka) return KafkaEventLog.open({ ...config.kafka, clientId, logger });
-  return EmbeddedEventLog.open({ dir: join(config.dataDir, 'log'), fsync: config.logFsync, logger: logger.child({ component: 'eventlog' }) });
+  return EmbeddedEventLog.open({
+    dir: join(config.dataDir, 'log'),
+    fsync: config.logFsync,
+    logger: logger.child({ component: 'eventlog' }),
+    repairCommand: `npx chatflow log repair --data-dir ${resolve(config.dataDir)}`,
+    onWritable,
+  });
 }
 
 export async function openReadStore(config: Config, logger: Logger): Promise<ReadStore> {
@@ -42,7 +49,7 @@ export async function openRegistry(store: ReadStore, logger: Logger): Promise<Co
 }
 
 export function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {
-  if (!config.natsUrl) return Promise.resolve(new MemoryBus());
+  if (!config.natsUrl) return Promise.resolve(new MemoryBus(logger.child({ engine: 'memory-bus' })));
   return NatsBus.connect({ url: config.natsUrl, name, logger });
 }
 

@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { appendFile, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, open as open_, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Event } from '../gen/chatflow/v1/events';
 import { EmbeddedEventLog, type EmbeddedEventLogOptions } from './embedded';
+import { EventLogDamagedError, MAX_WRITE_BYTES } from './embedded-file';
 import { connectedEvent, describeEventLog, messageEvent } from './eventlog.contract';
-import type { LoggedEvent } from './port';
+import { LogUnavailableError, type LoggedEvent } from './port';
 
 const quiet = { warn: () => {}, info: () => {} };
 
@@ -118,19 +119,110 @@ describe('EmbeddedEventLog', () => {
       expect(warnings).toHaveLength(1);
     });
 
-    it('given damage far from the end, when opened, then it refuses instead of truncating good data', async () => {
-      const events = await seed(50);
+    it('given a bad record with a valid one after it, even at the very end, when opened, then it refuses, says what and how to repair, and touches nothing', async () => {
+      const events = await seed(10);
       const bytes = await readFile(file());
-      bytes[8 + 4] ^= 0xff; // checksum of the first record
+      const last = recordSize(events[9]);
+      const at = bytes.length - last - recordSize(events[8]);
+      bytes[at + 8 + 3] ^= 0x01; // a payload byte of the second-to-last record
       await writeFile(file(), bytes);
-      await expect(open({ maxTornBytes: 100 })).rejects.toThrow(/refusing to truncate/);
-      expect((await stat(file())).size).toBe(bytes.length);
-      expect(events).toHaveLength(50);
+      const err = await open({ repairCommand: 'REPAIR-IT' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(EventLogDamagedError);
+      expect((err as EventLogDamagedError).kind).toBe('FAILED_PRECONDITION');
+      expect((err as Error).message).toContain(`${file()} is damaged: record 8 (seq 9) at byte ${at} fails its check (checksum mismatch)`);
+      expect((err as Error).message).toContain(`the ${bytes.length - at} bytes from there to the end hold 1 valid records`);
+      expect((err as Error).message).toContain('REPAIR-IT');
+      expect(await readFile(file())).toEqual(bytes);
+      expect((await readdir(dir)).filter((f) => f.startsWith('events.log.corrupt-'))).toEqual([]);
+      // The lock was released: a repaired log opens.
+      await truncate(file(), at);
+      expect((await open()).stats().records).toBe(8);
+    });
+
+    it('given a bad length field, when opened, then it finds the valid records after it and refuses', async () => {
+      const events = await seed(10);
+      const bytes = await readFile(file());
+      const at = 8 + recordSize(events[0]) + recordSize(events[1]);
+      bytes.writeUInt32LE(3_000_000, at); // the walk by lengths is lost: only a resync finds what follows
+      await writeFile(file(), bytes);
+      await expect(open()).rejects.toThrow(/record 2 \(seq 3\) at byte \d+ fails its check \(short record payload\).* hold 7 valid records/);
+    });
+
+    it.each([
+      ['exactly one write of zeros is a torn tail: cut', MAX_WRITE_BYTES, true],
+      ['one byte more than one write cannot be a torn write: refused', MAX_WRITE_BYTES + 1, false],
+    ])('given %s', async (_, zeros, opens) => {
+      const events = await seed(5);
+      await appendFile(file(), Buffer.alloc(zeros));
+      if (opens) {
+        expect((await open()).stats().records).toBe(events.length);
+        expect((await stat(join(dir, (await readdir(dir)).find((f) => f.startsWith('events.log.corrupt-'))!))).size).toBe(zeros);
+      } else {
+        await expect(open()).rejects.toThrow(/record 5 \(seq 6\).*implausible record length 0.* hold 0 valid records/);
+      }
     });
 
     it('given a file that is not an event log, when opened, then it refuses', async () => {
       await writeFile(file(), 'hello, world: not a log');
       await expect(open()).rejects.toThrow(/not a ChatFlow event log/);
+    });
+  });
+
+  describe('when the disk fills up', () => {
+    /** Every FileHandle.write in this process: while `room` is set, it writes at most that many bytes in all, then fails with ENOSPC. */
+    let room: number | undefined;
+    let spy: jest.SpyInstance | undefined;
+    beforeEach(async () => {
+      const fh = await open_(join(dir, 'probe-handle'), 'w');
+      const proto = Object.getPrototypeOf(fh) as { write: (...a: unknown[]) => Promise<{ bytesWritten: number }> };
+      await fh.close();
+      const real = proto.write;
+      spy = jest.spyOn(proto, 'write').mockImplementation(function (this: unknown, buf: unknown, offset: unknown, length: unknown, position: unknown) {
+        if (room === undefined) return real.call(this, buf, offset, length, position);
+        if (room === 0) return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 }));
+        const n = Math.min(room, length as number);
+        room -= n;
+        return real.call(this, buf, offset, n, position);
+      });
+    });
+    afterEach(() => {
+      room = undefined;
+      spy?.mockRestore();
+    });
+
+    it('refuses appends with UNAVAILABLE + retry-after-ms, leaves no half record, and resumes by itself when space returns', async () => {
+      const problems: (string | undefined)[] = [];
+      const log = await open({ onWritable: (p) => void problems.push(p) });
+      for (let i = 0; i < 3; i++) await log.append(messageEvent('c', `before ${i}`));
+      const goodBytes = log.stats().bytes;
+
+      room = 20; // the next batch is half written, then the disk is full
+      const refused = await Promise.allSettled([1, 2, 3].map((i) => log.append(messageEvent('c', `refused ${i}`))));
+      for (const r of refused) {
+        expect(r.status).toBe('rejected');
+        const err = (r as PromiseRejectedResult).reason;
+        expect(err).toBeInstanceOf(LogUnavailableError);
+        expect(err.kind).toBe('UNAVAILABLE');
+        expect(err.trailers['retry-after-ms']).toMatch(/^\d+$/);
+        expect(err.message).toMatch(/no space left on device.*retry in \d+ ms/);
+      }
+      await expect(log.append(messageEvent('c', 'while full'))).rejects.toBeInstanceOf(LogUnavailableError);
+      expect(problems).toEqual([expect.stringMatching(/^event log cannot append: no space left on device \(ENOSPC\)/)]);
+      // The probe cut the half-written batch away although the disk is still full.
+      for (let i = 0; i < 100 && (await stat(file())).size !== goodBytes; i++) await new Promise((r) => setTimeout(r, 10));
+      expect((await stat(file())).size).toBe(goodBytes);
+
+      room = undefined; // space returns
+      for (let i = 0; i < 200 && problems.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(problems).toEqual([expect.any(String), undefined]);
+      const next = await log.append(messageEvent('c', 'after'));
+      expect(next.offset).toBe(3); // the refused appends left no gap and no trace
+      await log.close();
+      const warnings: object[] = [];
+      const again = await open({ logger: { warn: (o) => void warnings.push(o), info: () => {} } });
+      const texts = (await readAll(again)).map((e) => (e.event.payload?.$case === 'messageReceived' && e.event.payload.messageReceived.content?.$case === 'text' ? e.event.payload.messageReceived.content.text : ''));
+      expect(texts).toEqual(['before 0', 'before 1', 'before 2', 'after']);
+      expect(warnings).toEqual([]);
     });
   });
 

@@ -1,15 +1,20 @@
 /**
  * Embedded, durable event log: one append-only file, no external service.
  *
- * File `<dir>/events.log` = header (magic "CFEL", u32 LE version) then records
- * [u32 LE payload length][u32 LE crc32(payload)][payload = Event protobuf].
- * Record number n (0-based) is the offset of that event whatever its topic
- * (single partition 0 per topic, offsets shared), and its seq is n + 1.
+ * File `<dir>/events.log`, format in ./embedded-file.ts. Record number n
+ * (0-based) is the offset of that event whatever its topic (single partition
+ * 0 per topic, offsets shared), and its seq is n + 1.
  *
  * Durability: appends are group-committed (one write + one fdatasync for all
  * appends that arrived while the previous write was syncing) and resolve only
- * once synced. On open every record is verified; a torn or corrupt tail is
- * copied aside and truncated.
+ * once synced. On open every record is verified; a torn tail is copied aside
+ * and truncated, any other damage refuses to open (embedded-file.ts says which is which).
+ *
+ * Storage faults: a write or fsync that fails (disk full, quota, I/O error)
+ * refuses that batch and every append after it with LogUnavailableError
+ * (UNAVAILABLE, retry-after-ms) while the file is cut back to its last durable
+ * record; a probe with backoff then checks that the disk takes writes again
+ * and the log resumes by itself. `onWritable` reports both transitions.
  *
  * Memory: per record only its byte position and topic (9 bytes) stay in
  * memory, plus a bounded ring of recent payloads for live consumers.
@@ -22,7 +27,8 @@ import { crc32 } from 'node:zlib';
 import { Event } from '../gen/chatflow/v1/events';
 import { committableOf, complete, initialOffsets, skip, track, type OffsetState } from '../domain/offsets';
 import { acquireDirLock, type DirLock } from './dir-lock';
-import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
+import { cutTail, EventLogDamagedError, FILE_HEADER, inspectLog, MAGIC, MAX_BATCH_BYTES, MAX_RECORD, readFully, RECORD_HEADER, syncDir, VERSION, writeFully } from './embedded-file';
+import { LogUnavailableError, TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface EventLogLogger {
   warn(obj: object, msg: string): void;
@@ -36,11 +42,10 @@ export interface EmbeddedEventLogOptions {
   logger?: EventLogLogger;
   /** Recent records kept decoded-ready in memory for live consumers (default 8192). */
   cacheSize?: number;
-  /**
-   * A bad region larger than this cannot be a torn last write (a batch is at
-   * most a few MiB): opening refuses instead of truncating (default 16 MiB).
-   */
-  maxTornBytes?: number;
+  /** The command named when opening refuses a damaged log (default: the CLI with this log's data dir). */
+  repairCommand?: string;
+  /** Called with the reason when appends start failing (disk full, I/O error), and with undefined once they work again. */
+  onWritable?: (problem: string | undefined) => void;
 }
 
 export interface EmbeddedEventLogStats {
@@ -54,15 +59,15 @@ export interface EmbeddedEventLogStats {
   bytes: number;
 }
 
-const MAGIC = Buffer.from('CFEL', 'latin1');
-const VERSION = 1;
-const FILE_HEADER = 8;
-const RECORD_HEADER = 8;
-const MAX_RECORD = 4 * 1024 * 1024; // events reference media, they never carry bytes
-const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 const READ_BATCH_BYTES = 1024 * 1024;
-const SCAN_CHUNK = 1024 * 1024;
 const COMMIT_INTERVAL_MS = 200;
+/** While the log cannot write: first probe after this, doubling up to PROBE_MAX_MS. */
+const PROBE_MIN_MS = 25;
+const PROBE_MAX_MS = 500;
+/** The log resumes once this much can be written and synced (a probe file beside the log). */
+const PROBE_BYTES = 1024 * 1024;
+/** Hint given to clients whose appends are refused while the log cannot write. */
+const RETRY_AFTER_MS = 1000;
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 5000;
 const DEFAULT_GRACE_MS = 5000;
@@ -102,6 +107,7 @@ export class EmbeddedEventLog implements EventLog {
   private readonly offsetsDir: string;
   private readonly fsync: boolean;
   private readonly logger: EventLogLogger;
+  private readonly onWritable: (problem: string | undefined) => void;
   /** positions[n] = byte position of record n; positions[appended] = end of data. */
   private readonly positions = new Column((n) => new Float64Array(n));
   private readonly topics = new Column((n) => new Uint8Array(n));
@@ -112,7 +118,9 @@ export class EmbeddedEventLog implements EventLog {
   private queue: PendingAppend[] = [];
   private flushing = false;
   private idleWaiters: (() => void)[] = [];
-  private failure: Error | undefined;
+  /** Set while appends cannot be written: they are refused until a probe finds the disk writable again. */
+  private fault: { error: LogUnavailableError; since: number; delayMs: number; timer?: NodeJS.Timeout } | undefined;
+  private probing: Promise<void> | undefined;
   private closed = false;
   private closeRun: Promise<void> | undefined;
   private readonly consumers = new Set<EmbeddedConsumer>();
@@ -132,6 +140,7 @@ export class EmbeddedEventLog implements EventLog {
     this.offsetsDir = path.join(dir, 'offsets');
     this.fsync = opts.fsync ?? true;
     this.logger = opts.logger ?? defaultLogger;
+    this.onWritable = opts.onWritable ?? (() => {});
     this.cache = new Array(Math.max(1, opts.cacheSize ?? 8192));
   }
 
@@ -144,7 +153,7 @@ export class EmbeddedEventLog implements EventLog {
     try {
       fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT);
       const log = new EmbeddedEventLog(fh, dir, lock, opts);
-      await log.recover(opts.maxTornBytes ?? 16 * 1024 * 1024);
+      await log.recover(opts.repairCommand ?? `npx chatflow log repair --data-dir ${path.dirname(dir)}`);
       return log;
     } catch (err) {
       await fh?.close();
@@ -157,7 +166,7 @@ export class EmbeddedEventLog implements EventLog {
   append(event: Event): Promise<LoggedEvent> {
     // During close() appends are still taken until consumers have stopped (their handlers may append).
     if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
-    if (this.failure) return Promise.reject(this.failure);
+    if (this.fault) return Promise.reject(this.fault.error);
     let topic: Topic;
     let payload: Uint8Array;
     try {
@@ -224,7 +233,9 @@ export class EmbeddedEventLog implements EventLog {
       this.closed = true;
       if (this.flushing) await new Promise<void>((r) => this.idleWaiters.push(r));
       await Promise.all(this.groupWrites.values());
-      if (!this.failure) {
+      clearTimeout(this.fault?.timer);
+      await this.probing;
+      if (!this.fault) {
         await this.fh.datasync();
         this.counters.fsyncs++;
       }
@@ -242,7 +253,7 @@ export class EmbeddedEventLog implements EventLog {
 
   /** Group commit: everything queued while the previous batch was syncing goes in the next one. */
   private async flushLoop(): Promise<void> {
-    while (this.queue.length > 0 && !this.failure) {
+    while (this.queue.length > 0 && !this.fault) {
       let bytes = 0;
       let n = 0;
       while (n < this.queue.length && (n === 0 || bytes + this.queue[n].payload.length + RECORD_HEADER <= MAX_BATCH_BYTES)) {
@@ -252,10 +263,7 @@ export class EmbeddedEventLog implements EventLog {
       try {
         await this.writeBatch(batch, bytes);
       } catch (err) {
-        // After a failed write or fsync the file state is unknown: stop accepting appends.
-        this.failure = new Error(`event log write failed: ${(err as Error).message}`, { cause: err });
-        this.logger.warn({ err }, 'event log write failed; log is now read-only');
-        for (const p of [...batch, ...this.queue.splice(0)]) p.reject(this.failure);
+        this.enterFault(err as Error, [...batch, ...this.queue.splice(0)]);
       }
     }
     this.flushing = false; // same synchronous step as the empty check: no append can be stranded
@@ -284,6 +292,61 @@ export class EmbeddedEventLog implements EventLog {
     }
     // Consumers deliver on setImmediate: the appenders' continuations run first.
     for (const c of this.consumers) c.wake();
+  }
+
+  // ---- storage faults ----------------------------------------------------------
+
+  /**
+   * A write or fsync failed: the batch and everything queued behind it are
+   * refused (none was acknowledged), their offsets are given back, and
+   * appends are refused until a probe finds the disk writable again.
+   */
+  private enterFault(err: Error, refused: PendingAppend[]): void {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+    const what = FAULTS[code] ?? err.message;
+    this.fault = {
+      error: new LogUnavailableError(`the server cannot store messages right now (${what}); retry in ${RETRY_AFTER_MS} ms`, RETRY_AFTER_MS),
+      since: Date.now(),
+      delayMs: PROBE_MIN_MS,
+    };
+    this.appended = this.durableCount;
+    this.positions.truncate(this.durableCount + 1);
+    this.topics.truncate(this.durableCount);
+    for (const p of refused) p.reject(this.fault.error);
+    this.logger.warn({ err, code, refused: refused.length, records: this.durableCount }, `event log cannot write (${what}); appends are refused until it can`);
+    this.onWritable(`event log cannot append: ${what} (${code}) since ${new Date(this.fault.since).toISOString()}`);
+    this.scheduleProbe();
+  }
+
+  private scheduleProbe(): void {
+    const f = this.fault;
+    if (!f || this.closed) return;
+    f.timer = setTimeout(() => {
+      this.probing = this.probe().finally(() => (this.probing = undefined));
+    }, f.delayMs);
+    f.timer.unref();
+  }
+
+  /**
+   * First cuts the file back to its last durable record (a half-written batch
+   * must never stay in it), then writes and syncs PROBE_BYTES beside the log.
+   * Both done: the log takes appends again. Else: try again later.
+   */
+  private async probe(): Promise<void> {
+    const f = this.fault!;
+    try {
+      await this.fh.truncate(this.positions.get(this.durableCount));
+      if (this.fsync) await this.fh.datasync();
+      await probeWrite(path.join(this.dir, 'space-probe'), this.fsync);
+    } catch (err) {
+      this.logger.info({ err: (err as Error).message, nextMs: f.delayMs }, 'event log still cannot write');
+      f.delayMs = Math.min(f.delayMs * 2, PROBE_MAX_MS);
+      this.scheduleProbe();
+      return;
+    }
+    this.fault = undefined;
+    this.logger.warn({ unavailableMs: Date.now() - f.since, records: this.durableCount }, 'event log can write again; appends resumed');
+    this.onWritable(undefined);
   }
 
   // ---- reading ---------------------------------------------------------------
@@ -380,9 +443,10 @@ export class EmbeddedEventLog implements EventLog {
 
   // ---- recovery --------------------------------------------------------------
 
-  /** Verifies every record; a bad tail is copied aside, then truncated. */
-  private async recover(maxTornBytes: number): Promise<void> {
+  /** Verifies every record: a torn tail is copied aside and truncated, other damage refuses to open. */
+  private async recover(repairCommand: string): Promise<void> {
     const size = (await this.fh.stat()).size;
+    this.positions.push(FILE_HEADER);
     if (size < FILE_HEADER) {
       // New file, or one torn while its header was written: nothing to keep.
       const header = Buffer.alloc(FILE_HEADER);
@@ -392,75 +456,23 @@ export class EmbeddedEventLog implements EventLog {
       await this.fh.truncate(FILE_HEADER);
       await this.fh.sync();
       await syncDir(this.dir);
-      this.positions.push(FILE_HEADER);
       return;
     }
-    const win = new FileWindow(this.fh, size);
-    const header = await win.get(0, FILE_HEADER);
-    if (!header.subarray(0, 4).equals(MAGIC)) throw new Error(`${this.logPath} is not a ChatFlow event log`);
-    if (header.readUInt32LE(4) !== VERSION) throw new Error(`${this.logPath}: unsupported version ${header.readUInt32LE(4)}`);
-
-    let pos = FILE_HEADER;
-    let problem: string | undefined;
-    this.positions.push(pos);
-    while (pos < size) {
-      problem = await this.verifyRecord(win, pos, size);
-      if (problem) break;
-      pos = this.positions.get(this.appended);
-    }
+    const found = await inspectLog(this.fh, this.logPath, size, (end, topic) => {
+      this.positions.push(end);
+      this.topics.push(TOPIC_INDEX.get(topic)!);
+      this.durableByTopic[TOPIC_INDEX.get(topic)!]++;
+      this.appended++;
+    });
     this.durableCount = this.appended;
-    this.logger.info({ records: this.appended, bytes: pos }, 'event log opened');
-    if (problem) await this.dropTail(pos, size, problem, maxTornBytes);
-  }
-
-  /** Checks the record at `pos` and indexes it; returns what is wrong with it, if anything. */
-  private async verifyRecord(win: FileWindow, pos: number, size: number): Promise<string | undefined> {
-    if (size - pos < RECORD_HEADER) return 'short record header';
-    const h = await win.get(pos, RECORD_HEADER);
-    const len = h.readUInt32LE(0);
-    // Zero length is never written (every event has a payload) and is what a zero-filled tail looks like.
-    if (len === 0 || len > MAX_RECORD) return `implausible record length ${len}`;
-    if (pos + RECORD_HEADER + len > size) return 'short record payload';
-    const payload = await win.get(pos + RECORD_HEADER, len);
-    if (crc32(payload) !== h.readUInt32LE(4)) return 'checksum mismatch';
-    let topic: Topic;
-    try {
-      topic = topicOf(Event.decode(payload));
-    } catch {
-      return 'undecodable event';
-    }
-    this.positions.push(pos + RECORD_HEADER + len);
-    this.topics.push(TOPIC_INDEX.get(topic)!);
-    this.durableByTopic[TOPIC_INDEX.get(topic)!]++;
-    this.appended++;
-    return undefined;
-  }
-
-  private async dropTail(goodEnd: number, size: number, problem: string, maxTornBytes: number): Promise<void> {
-    const dropped = size - goodEnd;
-    if (dropped > maxTornBytes) {
-      // Too big for a torn last batch: likely damage in the middle. Keep the file untouched.
-      throw new Error(
-        `${this.logPath}: ${problem} at byte ${goodEnd} with ${dropped} bytes after it; ` +
-          `too much to be a torn write, refusing to truncate (inspect or move the file)`,
-      );
-    }
-    const bytes = Buffer.allocUnsafe(dropped);
-    await readFully(this.fh, bytes, goodEnd);
-    const copy = `${this.logPath}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`;
-    const out = await fsp.open(copy, 'wx');
-    try {
-      await out.writeFile(bytes);
-      await out.sync();
-    } finally {
-      await out.close();
-    }
-    await syncDir(this.dir);
-    await this.fh.truncate(goodEnd);
-    await this.fh.sync();
+    const bad = found.bad;
+    if (bad?.kind === 'damage') throw new EventLogDamagedError(bad, repairCommand);
+    this.logger.info({ records: this.appended, bytes: found.goodEnd }, 'event log opened');
+    if (!bad) return;
+    const copy = await cutTail(this.fh, this.logPath, bad.at, size);
     this.logger.warn(
-      { problem, droppedBytes: dropped, at: goodEnd, records: this.appended, copy },
-      'event log had a torn or corrupt tail; truncated to the last good record',
+      { problem: bad.problem, droppedBytes: bad.bytesAfter, at: bad.at, records: this.appended, copy },
+      'event log had a torn tail (a write cut short by a crash); truncated to the last good record',
     );
   }
 }
@@ -713,52 +725,28 @@ class Column<A extends Float64Array | Uint8Array> {
   get(i: number): number {
     return this.data[i];
   }
-}
-
-/** Sequential reader over a file for the open-time scan: reads in chunks, not per record. */
-class FileWindow {
-  private buf = Buffer.alloc(0);
-  private at = 0;
-  constructor(
-    private readonly fh: FileHandle,
-    private readonly size: number,
-  ) {}
-  /** Bytes [pos, pos + n); the caller guarantees pos + n <= size. */
-  async get(pos: number, n: number): Promise<Buffer> {
-    if (pos < this.at || pos + n > this.at + this.buf.length) {
-      this.buf = Buffer.allocUnsafe(Math.min(Math.max(n, SCAN_CHUNK), this.size - pos));
-      this.at = pos;
-      await readFully(this.fh, this.buf, pos);
-    }
-    return this.buf.subarray(pos - this.at, pos - this.at + n);
+  truncate(length: number): void {
+    this.length = Math.min(this.length, length);
   }
 }
 
-async function readFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < buf.length; ) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
-    if (bytesRead === 0) throw new Error(`unexpected end of file at ${position + done}`);
-    done += bytesRead;
-  }
-}
-
-async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  for (let done = 0; done < buf.length; ) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    done += bytesWritten;
-  }
-}
-
-/** Makes a created or renamed file's directory entry durable (best effort: not every OS allows it). */
-async function syncDir(dir: string): Promise<void> {
+/** Writes and syncs `PROBE_BYTES` into `file`, then removes it: does the disk take writes? */
+async function probeWrite(file: string, sync: boolean): Promise<void> {
+  const fh = await fsp.open(file, 'w');
   try {
-    const d = await fsp.open(dir, 'r');
-    try {
-      await d.sync();
-    } finally {
-      await d.close();
-    }
-  } catch {
-    /* ignore */
+    await writeFully(fh, Buffer.alloc(PROBE_BYTES), 0);
+    if (sync) await fh.datasync();
+  } finally {
+    await fh.close();
+    await fsp.rm(file, { force: true });
   }
 }
+
+/** Plain words for the write errors a disk gives. */
+const FAULTS: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EIO: 'I/O error',
+  EROFS: 'read-only file system',
+  EFBIG: 'file too large',
+};

@@ -21,6 +21,8 @@ const RETRY_MAX_MS = 5_000;
 const COMMIT_INTERVAL_MS = 100;
 /** Longest wait for the settling group when a partition changes hands. */
 const SETTLE_MAX_MS = 120_000;
+/** Commit errors that mean the group no longer counts this member (kafkajs error types). */
+const MEMBERSHIP_LOST = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
 /** Largest number of events sent in one produce request. */
 const MAX_BATCH = 2_000;
 
@@ -171,7 +173,8 @@ export class KafkaEventLog implements EventLog {
     if (!Number.isInteger(options.concurrencyPerPartition) || options.concurrencyPerPartition < 1) {
       throw new Error('consume: concurrencyPerPartition must be a positive integer');
     }
-    const consumer = new KafkaLogConsumer(this.kafka, this.admin, this.opts, options, (f) => this.watchAppends(f));
+    const partitions = options.topics.reduce((n, t) => n + this.partitions(t), 0);
+    const consumer = new KafkaLogConsumer(this.kafka, this.admin, this.opts, options, (f) => this.watchAppends(f), partitions);
     this.consumers.add(consumer);
     consumer.onStopped = () => this.consumers.delete(consumer);
     await consumer.start();
@@ -215,7 +218,17 @@ class KafkaLogConsumer implements Consumer {
   private readonly trackers = new Map<string, OffsetState>();
   private readonly highWatermarks = new Map<string, number>();
   private readonly running = new Map<string, number>();
-  private readonly slotWaiters = new Map<string, (() => void)[]>();
+  /** Partitions paused because their handlers are all busy: resumed when one finishes. */
+  private readonly pausedFull = new Set<string>();
+  /** Partitions paused until their takeover gate opens. */
+  private readonly pausedGate = new Set<string>();
+  /**
+   * Set when the group told this member it is no longer one of it (a commit
+   * refused as UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION / FENCED_INSTANCE_ID):
+   * its partitions may already be someone else's. Nothing runs or starts until
+   * the member has joined again.
+   */
+  private fencedSince: number | null = null;
   private readonly aborts = new Map<string, AbortController>();
   private readonly handlers = new Set<Promise<void>>();
   private readonly committed = new Map<string, number>();
@@ -233,6 +246,8 @@ class KafkaLogConsumer implements Consumer {
     private readonly log: KafkaEventLogOptions,
     private readonly opts: ConsumeOptions,
     private readonly watchAppends: KafkaEventLog['watchAppends'],
+    /** Partitions of the consumed topics: one kafkajs fetch worker each. */
+    private readonly partitionTotal: number,
   ) {
     this.groupId = `${log.prefix}${opts.group}`;
     this.consumer = kafka.consumer({
@@ -253,12 +268,20 @@ class KafkaLogConsumer implements Consumer {
         await retryWithBackoff(`reset of group ${this.groupId}`, this.log.logger, () => this.admin.resetOffsets({ groupId: this.groupId, topic, earliest: true }), { attempts: 10 });
       }
     }
-    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => this.onAssignment(e.payload.memberAssignment));
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
+      if (this.fencedSince !== null) {
+        this.log.logger.warn({ group: this.opts.group, fencedForMs: Date.now() - this.fencedSince }, 'rejoined the consumer group; work resumes');
+        this.opts.onProblem?.(undefined);
+      }
+      this.fencedSince = null;
+      this.onAssignment(e.payload.memberAssignment);
+    });
     await this.consumer.connect();
     await this.consumer.subscribe({ topics, fromBeginning: true });
     await this.consumer.run({
       autoCommit: false,
-      partitionsConsumedConcurrently: Math.max(1, TOPICS.length * 64),
+      // One fetch worker per partition is all a member can use; kafkajs defaults to one in all.
+      partitionsConsumedConcurrently: Math.max(1, this.partitionTotal),
       eachBatchAutoResolve: false,
       eachBatch: (payload) => this.eachBatch(payload),
     });
@@ -275,23 +298,65 @@ class KafkaLogConsumer implements Consumer {
       this.trackers.delete(key);
       this.committed.delete(key);
       this.gates.delete(key);
+      // kafkajs keeps a partition's pause across assignments: clear it, or it would stay paused if it came back.
+      if (this.pausedFull.delete(key) || this.pausedGate.delete(key)) this.resume([key]);
     }
     for (const key of now) if (!this.assigned.has(key) && this.opts.settledBy) this.gates.set(key, this.settle(key, this.opts.settledBy));
     this.assigned = now;
   }
 
-  private async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  /** Abandons every partition's work: the group no longer counts this member, so others may own them now. */
+  private fence(err: unknown): void {
+    if (this.fencedSince !== null) return;
+    this.fencedSince = Date.now();
+    this.opts.onProblem?.(`dropped from Kafka consumer group ${this.opts.group}: its partitions' work was abandoned; rejoining`);
+    this.log.logger.error({ err, group: this.opts.group, partitions: this.assigned.size, inFlight: this.handlers.size }, 'this member was dropped from its consumer group; abandoning all its work until it has rejoined');
+    for (const a of this.aborts.values()) a.abort(new Error('consumer group membership lost'));
+    this.aborts.clear();
+    this.trackers.clear();
+    this.committed.clear();
+    // Partitions paused for lack of slots or for a gate are resumed when the member rejoins (GROUP_JOIN re-assigns them).
+    this.resume([...this.pausedFull, ...this.pausedGate]);
+    this.pausedFull.clear();
+    this.pausedGate.clear();
+    this.assigned = new Set();
+  }
+
+  private resume(keys: readonly string[]): void {
+    const byTopic = new Map<string, number[]>();
+    for (const key of keys) {
+      const slash = key.lastIndexOf('/');
+      byTopic.set(key.slice(0, slash), [...(byTopic.get(key.slice(0, slash)) ?? []), Number(key.slice(slash + 1))]);
+    }
+    if (byTopic.size > 0) this.consumer.resume([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
+  }
+
+  /**
+   * Hands a batch's events to handlers without ever waiting inside eachBatch
+   * (kafkajs heartbeats and rejoins only between batches): a partition whose
+   * handlers are all busy, or that waits for its takeover gate, is paused and
+   * the batch left unresolved from there; it is fetched again on resume.
+   */
+  private async eachBatch({ batch, resolveOffset, isRunning, isStale, pause }: EachBatchPayload): Promise<void> {
     const key = `${batch.topic}/${batch.partition}`;
     const topic = this.log.prefix ? (batch.topic.slice(this.log.prefix.length) as Topic) : (batch.topic as Topic);
     this.highWatermarks.set(key, Number(batch.highWatermark));
+    if (this.fencedSince !== null || !this.assigned.has(key)) return;
     const gate = this.gates.get(key);
     if (gate) {
-      const beat = setInterval(() => void heartbeat().catch(() => undefined), 1_000);
-      await gate.finally(() => clearInterval(beat));
-      this.gates.delete(key);
+      if (!this.pausedGate.has(key)) {
+        this.pausedGate.add(key);
+        pause();
+        void gate.finally(() => {
+          if (this.gates.get(key) !== gate) return;
+          this.gates.delete(key);
+          if (this.pausedGate.delete(key)) this.resume([key]);
+        });
+      }
+      return;
     }
     for (const message of batch.messages) {
-      if (this.stopping || !isRunning() || isStale()) return;
+      if (this.stopping || !isRunning() || isStale() || this.fencedSince !== null) return;
       const offset = Number(message.offset);
       let state = this.trackers.get(key);
       if (state === undefined) {
@@ -300,16 +365,17 @@ class KafkaLogConsumer implements Consumer {
         this.committed.set(key, offset);
       }
       if (offset < state.next) {
-        // Fetched again after a rebalance that left us the partition: already handed out here.
+        // Fetched again (after a pause or a rebalance that left us the partition): already handed out here.
         resolveOffset(message.offset);
         continue;
       }
-      while ((this.running.get(key) ?? 0) >= this.opts.concurrencyPerPartition) {
-        await new Promise<void>((r) => this.slotWaiters.set(key, [...(this.slotWaiters.get(key) ?? []), r]));
-        if (this.stopping || !isRunning() || isStale()) return;
-        await heartbeat().catch(() => undefined);
+      if ((this.running.get(key) ?? 0) >= this.opts.concurrencyPerPartition) {
+        // Backpressure: the rest of the batch stays in the log until a handler of this partition finishes.
+        this.pausedFull.add(key);
+        pause();
+        return;
       }
-      this.trackers.set(key, track(this.trackers.get(key)!, offset).state);
+      this.trackers.set(key, track(state, offset).state);
       // Moves the fetch position only: commits are ours (autoCommit is off) and only past finished events.
       resolveOffset(message.offset);
       const event = Event.decode(message.value ?? Buffer.alloc(0));
@@ -333,7 +399,7 @@ class KafkaLogConsumer implements Consumer {
       .finally(() => {
         this.handlers.delete(h);
         this.running.set(key, this.running.get(key)! - 1);
-        this.slotWaiters.get(key)?.shift()?.();
+        if (this.pausedFull.delete(key) && !this.stopping) this.resume([key]);
       });
     this.handlers.add(h);
   }
@@ -374,8 +440,10 @@ class KafkaLogConsumer implements Consumer {
     }
     if (offsets.length === 0) return;
     await this.consumer.commitOffsets(offsets).catch((err: unknown) => {
-      // A rebalance in progress: the partition's new owner resumes from the last commit that landed.
       for (const o of offsets) this.committed.delete(`${o.topic}/${o.partition}`);
+      // Dropped from the group: the partitions may be another member's already. Stop at once, rejoin.
+      if (MEMBERSHIP_LOST.has((err as { type?: string }).type ?? '')) return this.fence(err);
+      // A rebalance in progress: the partition's new owner resumes from the last commit that landed.
       this.log.logger.warn({ err, group: this.opts.group }, 'offset commit refused; it will be retried');
     });
   }
@@ -464,7 +532,6 @@ class KafkaLogConsumer implements Consumer {
   stop(graceMs = 10_000): Promise<void> {
     this.stopRun ??= (async () => {
       this.stopping = true;
-      for (const waiters of this.slotWaiters.values()) for (const w of waiters.splice(0)) w();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...this.handlers]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
       clearTimeout(timer);

@@ -1,4 +1,5 @@
 import type { Event } from '../gen/chatflow/v1/events';
+import { ChatFlowError } from '../domain/errors';
 
 /** Topics of the log. Sessions carry connection facts, conversations carry messages and replies. */
 export type Topic = 'sessions' | 'conversations';
@@ -65,6 +66,12 @@ export interface ConsumeOptions {
    * handler should stop without side effects.
    */
   handle(event: LoggedEvent, signal: AbortSignal): Promise<void>;
+  /**
+   * Told (with a reason in plain words) when this member cannot be trusted with
+   * its partitions, e.g. Kafka dropped it from the group, and told `undefined`
+   * once it can again. The process reports itself unhealthy meanwhile.
+   */
+  onProblem?(reason: string | undefined): void;
 }
 
 export interface Consumer {
@@ -93,4 +100,16 @@ export interface EventLog {
    */
   groupCaughtUp?(group: string, topics: readonly Topic[], timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/**
+ * The log cannot take appends right now (disk full, I/O error) but expects to
+ * again: nothing of the refused append was stored. Clients get UNAVAILABLE
+ * with a `retry-after-ms` trailer; the server's own appends wait and retry.
+ */
+export class LogUnavailableError extends ChatFlowError {
+  constructor(message: string, readonly retryAfterMs: number) {
+    super('UNAVAILABLE', message, { 'retry-after-ms': String(retryAfterMs) });
+    this.name = 'LogUnavailableError';
+  }
 }

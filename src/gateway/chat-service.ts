@@ -7,6 +7,7 @@ import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
 import { leaseTiming } from '../domain/lease';
+import { LeaseKeeper } from './lease-keeper';
 import { isoLocalTime } from '../llm/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
 import type { GatewayDeps } from './deps';
@@ -34,10 +35,16 @@ type RoutedSendReply = { ack: string } | { code: ErrorKind; message: string };
  * ChatService: admission at stream start, then a Session per connection.
  * `Chat` (bidi) and `Connect` + `Send` (gRPC-Web) share every rule.
  */
+/** A reply not seen this long after its Accepted is looked up in the read model (the bus may have lost it). */
+const OVERDUE_REPLY_MS = 10_000;
+
 export class ChatGateway {
   private readonly sessions = new Map<string, Session>();
-  private renewTimer?: NodeJS.Timeout;
+  private leases?: LeaseKeeper;
   private sweepTimer?: NodeJS.Timeout;
+  private overdueTimer?: NodeJS.Timeout;
+  private busWatch?: Subscription;
+  private recovering = false;
   private stopping = false;
 
   constructor(
@@ -51,13 +58,52 @@ export class ChatGateway {
 
   /** Renews this gateway's leases and expires the leases of dead gateways. */
   start(): void {
-    const { ttlMs, renewEveryMs, sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
-    this.renewTimer = setInterval(() => {
-      this.deps.registry.renew(this.deps.gatewayId, this.deps.clock(), ttlMs).catch((err) => this.logger.error({ err }, 'lease renewal failed'));
-    }, renewEveryMs);
+    const { sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
+    this.leases = new LeaseKeeper({
+      registry: this.deps.registry, gatewayId: this.deps.gatewayId, clock: this.deps.clock, leaseMs: this.deps.config.leaseMs, logger: this.logger,
+      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt })),
+      close: (ids, detail) => {
+        for (const id of ids) {
+          void this.sessions.get(id)?.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, {
+            code: status.UNAVAILABLE,
+            details: `${detail} with x-resume-after to get what you missed`,
+            metadata: trailers({ 'retry-after-ms': String(this.deps.config.retryAfterMs) }),
+          });
+        }
+      },
+    });
+    this.leases.start();
     this.sweepTimer = setInterval(() => void this.sweep(), sweepEveryMs);
-    this.renewTimer.unref();
     this.sweepTimer.unref();
+    // Replies the bus lost (published while it was down) or that are overdue come from the read model.
+    this.busWatch = this.deps.bus.onReconnect(() => void this.recoverReplies(0, 'the bus reconnected'));
+    this.overdueTimer = setInterval(() => void this.recoverReplies(OVERDUE_REPLY_MS, 'replies overdue'), OVERDUE_REPLY_MS / 2);
+    this.overdueTimer.unref();
+  }
+
+  /**
+   * Looks up in the read model, once it has caught up with the log, the
+   * outcomes this gateway's streams have waited for since at least
+   * `olderThanMs`, and delivers those already recorded. Delivery over the bus
+   * is at most once; this makes every reply in the log reach its stream.
+   */
+  async recoverReplies(olderThanMs: number, why: string): Promise<number> {
+    if (this.recovering) return 0;
+    const waiting = [...this.sessions.values()].map((s) => ({ s, ids: s.awaitedSince(olderThanMs) })).filter((w) => w.ids.length > 0);
+    if (waiting.length === 0) return 0;
+    this.recovering = true;
+    try {
+      await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+      const counts = await Promise.all(waiting.map(({ s, ids }) => s.recoverAwaited(ids)));
+      const n = counts.reduce((a, b) => a + b, 0);
+      if (n > 0) this.logger.warn({ recovered: n, why }, 'replies delivered from the read model (missed on the bus)');
+      return n;
+    } catch (err) {
+      this.logger.warn({ err, why }, 'could not look up awaited replies; will try again');
+      return 0;
+    } finally {
+      this.recovering = false;
+    }
   }
 
   /** Leases past their expiry belong to gateways that stopped renewing: free them and record why. */
@@ -143,8 +189,9 @@ export class ChatGateway {
       session.submit(f.message).catch((err) => {
         const code = err instanceof ChatFlowError ? err.kind : 'INTERNAL';
         const message = err instanceof ChatFlowError ? err.message : 'the message could not be stored; send it again';
+        const retryAfterMs = err instanceof ChatFlowError ? Number(err.trailers['retry-after-ms'] ?? 0) : 0;
         // Not logged here: rejections are the client's (counted in metrics), failures were logged by submit.
-        session.chatError(cmid, code, message);
+        session.chatError(cmid, code, message, retryAfterMs);
       });
     } catch (err) {
       this.streamFailed(err, session);
@@ -182,7 +229,7 @@ export class ChatGateway {
       const a = await session.submit(request.message!);
       return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
     } catch (err) {
-      throw err instanceof MessageRejected ? new ChatFlowError(err.kind, err.message) : err;
+      throw err instanceof MessageRejected ? new ChatFlowError(err.kind, err.message, err.trailers) : err;
     }
   }
 
@@ -307,6 +354,8 @@ export class ChatGateway {
       if (lastSeq > 0) session.earlierHistory(this.deps.readModelsSettled(cfg.readYourWritesMs));
       await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h) });
       logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
+      // Admitted while a drain began: it has nothing in processing, so it ends at once.
+      if (this.stopping) void session.endForShutdown(cfg.retryAfterMs);
       return session;
     } catch (err) {
       route?.unsubscribe();
@@ -356,20 +405,50 @@ export class ChatGateway {
     }
   }
 
-  /** Stops admitting, ends every stream with UNAVAILABLE and records the disconnects. */
-  async shutdown(): Promise<void> {
+  // ---- shutdown drain -------------------------------------------------------
+
+  /**
+   * Drain, step 1 (as health turns NOT_SERVING): no new sessions, and new
+   * messages on open streams are refused with UNAVAILABLE + `retry-after-ms`.
+   */
+  beginDrain(): void {
     this.stopping = true;
-    clearInterval(this.renewTimer);
+    this.leases?.stop();
     clearInterval(this.sweepTimer);
+    clearInterval(this.overdueTimer);
+    this.busWatch?.unsubscribe();
+    for (const s of this.sessions.values()) s.beginDrain(this.deps.config.retryAfterMs);
+  }
+
+  /**
+   * Drain, step 2: each stream ends (UNAVAILABLE + `retry-after-ms`) as soon as
+   * the replies to the messages it sent were delivered on it; whatever is left
+   * ends when `settled` resolves (this process's worker finished what it had
+   * in processing, and its replies had `settleMs` to arrive) or after
+   * `graceMs`, whichever comes first. A client whose message was still
+   * waiting in the log gets its reply after reconnecting (`x-resume-after`).
+   */
+  async drain(opts: { graceMs: number; settled?: Promise<void>; settleMs: number }): Promise<void> {
+    this.beginDrain();
+    const retryAfterMs = this.deps.config.retryAfterMs;
+    const timers: NodeJS.Timeout[] = [];
+    const after = (ms: number) => new Promise<void>((r) => timers.push(setTimeout(r, ms)));
+    const settled = opts.settled?.catch(() => undefined).then(() => after(opts.settleMs));
+    const giveUp = Promise.race([after(opts.graceMs), ...(settled ? [settled] : [])]);
     await Promise.all(
-      [...this.sessions.values()].map((s) =>
-        s.close(DisconnectReason.DISCONNECT_REASON_SHUTDOWN, {
-          code: status.UNAVAILABLE,
-          details: 'server shutting down; reconnect with x-resume-after to get what you missed',
-          metadata: trailers({ 'retry-after-ms': '1000' }),
-        }),
-      ),
+      [...this.sessions.values()].map(async (s) => {
+        await Promise.race([s.repliesDelivered(), giveUp]);
+        await s.endForShutdown(retryAfterMs);
+      }),
     );
+    for (const t of timers) clearTimeout(t);
+  }
+
+  /** Replies still awaited per open session, for the log line of a drain that ran out of time. */
+  pendingReplies(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) n += s.repliesPending;
+    return n;
   }
 }
 

@@ -35,7 +35,7 @@ export class FrameFactory {
   }
 
   chatError(doc: MessageDoc): ChatError {
-    return { inReplyTo: doc.inReplyTo ?? '', code: doc.error?.code ?? 'INTERNAL', message: doc.error?.message ?? '', seq: doc.seq };
+    return { inReplyTo: doc.inReplyTo ?? '', code: doc.error?.code ?? 'INTERNAL', message: doc.error?.message ?? '', seq: doc.seq, retryAfterMs: 0 };
   }
 
   /** A bot entry of the history as the frame a live client would have received. */
@@ -88,5 +88,6 @@ export function conversationMessage(doc: ConversationDoc, messageCount: number):
     messageCount,
     lastSeq: doc.lastSeq,
     timeZone: doc.timeZone,
+    preview: doc.preview ?? '',
   };
 }

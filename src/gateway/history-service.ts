@@ -45,7 +45,8 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
       const pageSize = pageSizeOf(req.pageSize, 20, 100);
       const before = req.pageToken ? decodeToken(req.pageToken) : undefined;
       const docs = await deps.conversations.find({
-        where: { clientId },
+        // Only conversations with a message: connecting alone leaves nothing to show.
+        where: { clientId, started: true },
         range: before === undefined ? undefined : { field: 'createdSeq', lt: before },
         sort: { field: 'createdSeq', direction: -1 },
         limit: pageSize + 1,

@@ -42,6 +42,11 @@ export class Session {
   private readonly awaitingReply = new Map<string, number>();
   /** In-flight and recent acknowledgements by client_message_id, with the content's hash (resends, conflicts). */
   private readonly byClientMessageId = new Map<string, { hash: string; accepted: Promise<Accepted> }>();
+  /**
+   * Outcomes delivered from the read model because the bus may have lost them
+   * (see recoverAwaited): a late live copy of one is dropped, not sent twice.
+   */
+  private readonly recovered = new Set<string>();
   /** Resent messages owed their outcome (the reply or the error) on this stream. */
   private readonly outcomeOwed = new Set<string>();
   /** Flow control of the client's input (Chat streams): paused while the client is behind. */
@@ -55,6 +60,9 @@ export class Session {
   private replaying = false;
   private replayBuffer: ServerFrame[] = [];
   private halfClosed = false;
+  /** Set once the server drains: see beginDrain. */
+  private drainRetryAfterMs?: number;
+  private readonly deliveredWaiters: (() => void)[] = [];
 
   constructor(
     readonly info: SessionInfo,
@@ -132,8 +140,39 @@ export class Session {
       this.logger.error({ err }, 'undecodable frame on the bus');
       return;
     }
+    const inReplyTo = inReplyToOf(frame);
+    if (inReplyTo !== undefined && this.recovered.has(inReplyTo)) {
+      const f = frame.frame;
+      if (f?.$case === 'response' || f?.$case === 'error') this.recovered.delete(inReplyTo);
+      return;
+    }
     if (this.replaying) this.replayBuffer.push(frame);
     else this.deliver(frame);
+  }
+
+  /** Accepted messages of this stream still waiting for their outcome since at least `olderThanMs`. */
+  awaitedSince(olderThanMs: number): string[] {
+    const now = this.deps.clock();
+    return [...this.awaitingReply].filter(([, at]) => now - at >= olderThanMs).map(([id]) => id);
+  }
+
+  /**
+   * Delivers from the read model the outcome of each of `messageIds` that is
+   * still awaited and already recorded: for replies the bus lost (an outage of
+   * NATS drops what was published meanwhile) or that are overdue. The caller
+   * first brings the read model up to the log's end. Returns how many came.
+   */
+  async recoverAwaited(messageIds: readonly string[]): Promise<number> {
+    let n = 0;
+    for (const id of messageIds) {
+      if (this.closed || this.replaying || !this.awaitingReply.has(id)) continue;
+      const doc = await this.outcomeOf(id);
+      if (!doc || this.closed || !this.awaitingReply.has(id)) continue;
+      this.recovered.add(id);
+      this.deliver(await this.deps.frames.replayFrame(doc));
+      n++;
+    }
+    return n;
   }
 
   private deliver(frame: ServerFrame): void {
@@ -156,6 +195,7 @@ export class Session {
       // A resend waiting for this outcome has it now.
       this.outcomeOwed.delete(inReplyTo);
       this.finishIfDone();
+      this.notifyIfDelivered();
     }
   }
 
@@ -167,8 +207,8 @@ export class Session {
   }
 
   /** Reports a problem with one message on the stream (the stream stays open). */
-  chatError(inReplyTo: string, code: string, message: string): void {
-    this.out.write({ frame: { $case: 'error', error: { inReplyTo: echoId(inReplyTo), code, message, seq: 0 } } });
+  chatError(inReplyTo: string, code: string, message: string, retryAfterMs = 0): void {
+    this.out.write({ frame: { $case: 'error', error: { inReplyTo: echoId(inReplyTo), code, message, seq: 0, retryAfterMs } } });
   }
 
   pong(nonce: number): void {
@@ -184,6 +224,7 @@ export class Session {
    */
   submit(message: UserMessage): Promise<Accepted> {
     if (this.closed) return Promise.reject(new ChatFlowError('FAILED_PRECONDITION', 'the session is closed'));
+    if (this.drainRetryAfterMs !== undefined) return Promise.reject(this.refusedWhileDraining(this.drainRetryAfterMs));
     const cmid = message.clientMessageId;
     if (!cmid || cmid.length > MAX_CLIENT_MESSAGE_ID_LENGTH) {
       return Promise.reject(this.reject('INVALID_ARGUMENT', `client_message_id is required (1 to ${MAX_CLIENT_MESSAGE_ID_LENGTH} characters)`));
@@ -220,7 +261,8 @@ export class Session {
       (err) => {
         this.byClientMessageId.delete(cmid);
         this.flushAwaiting(messageId);
-        if (!(err instanceof MessageRejected)) this.logger.error({ err, clientMessageId: cmid }, 'message could not be accepted');
+        // Domain errors are the client's answer (a full disk is logged once by the log itself).
+        if (!(err instanceof ChatFlowError)) this.logger.error({ err, clientMessageId: cmid }, 'message could not be accepted');
       },
     );
     return accepted;
@@ -266,6 +308,7 @@ export class Session {
     this.updateInputFlow();
     // A half-closed stream whose last message was just refused has nothing more to wait for.
     this.finishIfDone();
+    this.notifyIfDelivered();
   }
 
   private async prepare(message: UserMessage, messageId: string, hash: string, sha256: string | undefined): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
@@ -376,6 +419,51 @@ export class Session {
     void this.chain.then(() => this.finishIfDone());
   }
 
+  // ---- shutdown drain -------------------------------------------------------
+
+  /**
+   * Drain, step 1: messages sent on this stream from now on are refused with
+   * UNAVAILABLE + `retry-after-ms` (not stored: the client sends them again
+   * after reconnecting); replies to messages already accepted keep flowing.
+   */
+  beginDrain(retryAfterMs: number): void {
+    this.drainRetryAfterMs ??= retryAfterMs;
+  }
+
+  private refusedWhileDraining(retryAfterMs: number): MessageRejected {
+    this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
+    return new MessageRejected('UNAVAILABLE', `server shutting down: the message was not taken; send it again on a new connection in ${retryAfterMs} ms`, {
+      'retry-after-ms': String(retryAfterMs),
+    });
+  }
+
+  /** Resolves once every message this session took has its reply (or ChatError) written, or the session closed. */
+  repliesDelivered(): Promise<void> {
+    return new Promise((resolve) => {
+      this.deliveredWaiters.push(resolve);
+      this.notifyIfDelivered();
+    });
+  }
+
+  /** How many of this session's messages still wait for a reply (for the shutdown log). */
+  get repliesPending(): number {
+    return this.awaitingReply.size + this.awaitingAccept.size;
+  }
+
+  private notifyIfDelivered(): void {
+    if (!this.closed && this.repliesPending > 0) return;
+    for (const w of this.deliveredWaiters.splice(0)) w();
+  }
+
+  /** Drain, last step: ends the stream with UNAVAILABLE + `retry-after-ms` and records the disconnect. */
+  endForShutdown(retryAfterMs: number): Promise<void> {
+    return this.close(DisconnectReason.DISCONNECT_REASON_SHUTDOWN, {
+      code: status.UNAVAILABLE,
+      details: 'server shutting down; reconnect with x-resume-after to get what you missed',
+      metadata: trailers({ 'retry-after-ms': String(retryAfterMs) }),
+    });
+  }
+
   /**
    * Ends the session once: frees the slot, records ClientDisconnected, ends
    * the stream with `end` (null = OK, undefined = the stream is already gone).
@@ -383,6 +471,7 @@ export class Session {
   async close(reason: DisconnectReason, end: EndStatus | null | undefined, detail = ''): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.notifyIfDelivered();
     clearTimeout(this.deadlineTimer);
     this.subscription?.unsubscribe();
     if (end !== undefined) this.out.end(end);

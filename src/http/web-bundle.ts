@@ -1,55 +1,62 @@
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { PACKAGE_ROOT } from '../paths';
 
 /** The page's sources (gateway/web) and where its bundle goes (gateway/web/dist, not committed). */
-export const WEB_DIR = resolve(__dirname, '..', '..', 'gateway', 'web');
+export const WEB_DIR = join(PACKAGE_ROOT, 'gateway', 'web');
 export const WEB_DIST = join(WEB_DIR, 'dist');
 export const BUNDLE_FILE = join(WEB_DIST, 'app.js');
 const ENTRY = join(WEB_DIR, 'app.ts');
-const LOCKFILE = resolve(WEB_DIR, '..', '..', 'package-lock.json');
+const LOCKFILE = join(PACKAGE_ROOT, 'package-lock.json');
 
 type BundleState = { ok: true; file: string } | { ok: false; problem: string };
 
 /** Newest modification time of the page's TypeScript (and of the lockfile: new library versions). */
-async function newestSource(dir = WEB_DIR): Promise<number> {
+export async function newestWebSource(dir = WEB_DIR): Promise<number> {
   let newest = 0;
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     if (entry.name === 'dist' || entry.name === 'node_modules' || entry.name.startsWith('.')) continue;
     const p = join(dir, entry.name);
-    if (entry.isDirectory()) newest = Math.max(newest, await newestSource(p));
+    if (entry.isDirectory()) newest = Math.max(newest, await newestWebSource(p));
     else if (entry.name.endsWith('.ts')) newest = Math.max(newest, (await stat(p)).mtimeMs);
   }
   if (dir === WEB_DIR) newest = Math.max(newest, await stat(LOCKFILE).then((s) => s.mtimeMs, () => 0));
   return newest;
 }
 
-async function mtimeOf(file: string): Promise<number | undefined> {
-  return stat(file).then((s) => s.mtimeMs, () => undefined);
+export async function bundleMtime(): Promise<number | undefined> {
+  return stat(BUNDLE_FILE).then((s) => s.mtimeMs, () => undefined);
+}
+
+/** The esbuild options of the page, for one build and for watch mode alike. */
+async function esbuildOptions() {
+  return {
+    entryPoints: [ENTRY],
+    bundle: true,
+    format: 'esm' as const,
+    platform: 'browser' as const,
+    target: ['es2020', 'chrome100', 'firefox100', 'safari15'],
+    outfile: BUNDLE_FILE,
+    sourcemap: 'linked' as const,
+    minify: true,
+    legalComments: 'none' as const,
+    logLevel: 'silent' as const,
+    tsconfig: join(WEB_DIR, 'tsconfig.json'),
+  };
 }
 
 /**
  * Bundles gateway/web/app.ts with esbuild (a dev dependency) into
- * gateway/web/dist/app.js. Each output is written to a temporary file and
- * renamed, so processes building at the same time never serve half a file.
+ * gateway/web/dist/app.js: a build step (`npm run build`, `npm run web:build`),
+ * never done by the server. Each output is written to a temporary file and
+ * renamed, so a server reading it never serves half a file.
  */
 export async function buildWebBundle(): Promise<{ ms: number; bytes: number }> {
   const started = Date.now();
   const esbuild = await import('esbuild');
-  const result = await esbuild.build({
-    entryPoints: [ENTRY],
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: ['es2020', 'chrome100', 'firefox100', 'safari15'],
-    outfile: BUNDLE_FILE,
-    sourcemap: 'linked',
-    minify: true,
-    legalComments: 'none',
-    write: false,
-    logLevel: 'silent',
-    tsconfig: join(WEB_DIR, 'tsconfig.json'),
-  });
+  const result = await esbuild.build({ ...(await esbuildOptions()), write: false });
   await mkdir(WEB_DIST, { recursive: true });
   let bytes = 0;
   // The map first: once app.js is renamed into place the bundle counts as built.
@@ -63,45 +70,40 @@ export async function buildWebBundle(): Promise<{ ms: number; bytes: number }> {
   return { ms: Date.now() - started, bytes };
 }
 
+/** `npm run dev`: rebuilds the bundle whenever the page's sources change. Resolves to a stop function. */
+export async function watchWebBundle(onBuilt: (errors: number) => void): Promise<() => Promise<void>> {
+  const esbuild = await import('esbuild');
+  const ctx = await esbuild.context({
+    ...(await esbuildOptions()),
+    plugins: [{ name: 'report', setup: (b) => b.onEnd((r) => onBuilt(r.errors.length)) }],
+  });
+  await ctx.watch();
+  return () => ctx.dispose();
+}
+
 /**
- * Keeps the bundle current: builds it when missing or older than its sources
- * (checked at most once a second), one build at a time. Without esbuild (a
- * production install without dev dependencies) an existing bundle is served
- * as it is.
+ * The served bundle. The server only reads it: bundling is a build step. A
+ * missing bundle is reported once at start and answers 503 with what to run;
+ * one older than its sources is served with a warning at start.
  */
 export class WebBundle {
-  private building?: Promise<BundleState>;
-  private checkedAt = 0;
-  private last?: BundleState;
+  private state?: BundleState;
 
   constructor(private readonly logger: Logger) {}
 
+  /** Checks the bundle once at start (and again while it is missing: a build may land later). */
   async current(): Promise<BundleState> {
-    if (this.building) return this.building;
-    if (this.last?.ok && Date.now() - this.checkedAt < 1000) return this.last;
-    this.building = this.refresh().finally(() => (this.building = undefined));
-    return this.building;
-  }
-
-  private async refresh(): Promise<BundleState> {
-    this.checkedAt = Date.now();
-    const [built, newest] = await Promise.all([mtimeOf(BUNDLE_FILE), newestSource().catch(() => 0)]);
-    if (built !== undefined && built >= newest) return (this.last = { ok: true, file: BUNDLE_FILE });
-    try {
-      const { ms, bytes } = await buildWebBundle();
-      this.logger.info({ ms, kib: Math.round(bytes / 1024), file: BUNDLE_FILE }, built === undefined ? 'web page built' : 'web page rebuilt (sources changed)');
-      return (this.last = { ok: true, file: BUNDLE_FILE });
-    } catch (err) {
-      const missingEsbuild = (err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND';
-      if (built !== undefined) {
-        if (!missingEsbuild) this.logger.warn({ err }, 'web page rebuild failed; serving the previous bundle');
-        return (this.last = { ok: true, file: BUNDLE_FILE });
-      }
-      const problem = missingEsbuild
-        ? 'the web page is not built and esbuild (a dev dependency) is not installed: run `npm install` then `npm run web:build`'
-        : `the web page failed to build: ${(err as Error).message.split('\n')[0]}`;
-      this.logger.error({ err: missingEsbuild ? undefined : err }, problem);
-      return (this.last = { ok: false, problem });
+    if (this.state?.ok) return this.state;
+    const first = this.state === undefined;
+    const built = await bundleMtime();
+    if (built === undefined) {
+      const problem = 'the web page is not built: run `npm run build` (or `npm run web:build`)';
+      if (first) this.logger.warn(problem);
+      return (this.state = { ok: false, problem });
     }
+    // Only a source checkout has the page's TypeScript (the image ships the bundle alone).
+    const newest = existsSync(ENTRY) ? await newestWebSource().catch(() => 0) : 0;
+    if (newest > built) this.logger.warn({ file: BUNDLE_FILE }, 'the web page bundle is older than its sources: run `npm run web:build` (or `npm run dev`)');
+    return (this.state = { ok: true, file: BUNDLE_FILE });
   }
 }

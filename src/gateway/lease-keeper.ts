@@ -1,0 +1,88 @@
+import type { Logger } from 'pino';
+import type { ConnectionRegistry } from '../connections/port';
+import { run } from '../domain/decider';
+import { leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperCommand, type LeaseKeeperState } from '../domain/lease';
+
+export interface LeaseKeeperDeps {
+  registry: ConnectionRegistry;
+  gatewayId: string;
+  clock: () => number;
+  leaseMs: number;
+  logger: Logger;
+  /** This gateway's open sessions. */
+  held: () => HeldSession[];
+  /** Ends sessions that no longer hold a slot (the client reconnects and is admitted afresh). */
+  close: (sessionIds: string[], detail: string) => void;
+}
+
+/**
+ * Renews this gateway's leases and makes sure no stream outlives its slot:
+ * a session whose lease the store no longer has is closed, and when renewals
+ * have failed for so long that the leases may expire (and be swept by another
+ * gateway once the store is back), every session admitted before the last
+ * good renewal is closed first. What to do is decided by the pure
+ * `leaseKeeper` rule; this class only carries it out on timers.
+ */
+export class LeaseKeeper {
+  private state: LeaseKeeperState;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly timing;
+
+  constructor(private readonly deps: LeaseKeeperDeps) {
+    this.timing = leaseTiming(deps.leaseMs);
+    // Trust starts at start-up: sessions admitted from now on hold fresh leases.
+    this.state = { renewedAt: deps.clock(), failingSince: null };
+  }
+
+  start(): void {
+    this.timers.push(setInterval(() => void this.renew(), this.timing.renewEveryMs));
+    this.timers.push(setInterval(() => this.check(), this.timing.sweepEveryMs));
+    for (const t of this.timers) t.unref();
+  }
+
+  stop(): void {
+    for (const t of this.timers.splice(0)) clearInterval(t);
+  }
+
+  async renew(): Promise<void> {
+    const sentAt = this.deps.clock();
+    try {
+      const renewed = await this.deps.registry.renew(this.deps.gatewayId, sentAt, this.timing.ttlMs);
+      this.apply({ type: 'RecordRenewal', sentAt, renewed, held: this.deps.held() });
+    } catch (err) {
+      if (this.state.failingSince === null) this.deps.logger.error({ err }, 'lease renewal failed; sessions are closed if it keeps failing');
+      this.apply({ type: 'RecordFailure', now: this.deps.clock() });
+    }
+  }
+
+  check(): void {
+    this.apply({ type: 'Check', now: this.deps.clock(), trustMs: this.timing.trustMs, held: this.deps.held() });
+  }
+
+  private apply(command: LeaseKeeperCommand): void {
+    const { events, state } = run(leaseKeeper, command, this.state);
+    const wasFailing = this.state.failingSince !== null;
+    this.state = state;
+    for (const e of events) {
+      switch (e.type) {
+        case 'Renewed':
+          if (wasFailing) this.deps.logger.warn('lease renewals work again');
+          break;
+        case 'RenewalFailed':
+          break;
+        case 'LeasesLost':
+          this.deps.logger.warn({ sessions: e.sessionIds.length }, 'connection slots lost (lease no longer in the store); closing those sessions');
+          this.deps.close(e.sessionIds, 'connection slot lost; reconnect');
+          break;
+        case 'TrustLost':
+          this.deps.logger.error({ sessions: e.sessionIds.length, failingForMs: e.failingForMs }, 'lease renewals failing too long; closing sessions before their slots can be taken');
+          this.deps.close(e.sessionIds, 'the connection registry is unreachable; reconnect');
+          break;
+        default: {
+          const never: never = e;
+          throw new Error(`unknown event ${JSON.stringify(never)}`);
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Engines a fault test owns: started from the stack's installed binaries on
+ * free ports with private data folders, so the test can kill, freeze and
+ * restart them without disturbing any other suite on the shared stack.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { MongoClient } from 'mongodb';
+
+export const STACK_DIR = process.env.CHATFLOW_STACK_DIR ?? resolve(__dirname, '..', '.stack');
+export const FERRETDB_BIN = join(STACK_DIR, 'bin', 'ferretdb');
+export const KAFKA_LIBS = join(STACK_DIR, 'kafka', 'libs');
+export const NATS_BIN = join(STACK_DIR, 'bin', 'nats-server');
+
+export const freePort = () =>
+  new Promise<number>((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+  });
+
+const exited = (p: ChildProcess) => p.exitCode !== null || p.signalCode !== null;
+
+abstract class PrivateEngine {
+  proc?: ChildProcess;
+  constructor(readonly dir: string) {}
+  abstract start(): Promise<void>;
+  async kill(): Promise<void> {
+    const p = this.proc;
+    if (!p || exited(p)) return;
+    await new Promise<void>((r) => {
+      p.once('exit', () => r());
+      p.kill('SIGKILL');
+    });
+  }
+  /** SIGSTOP: the process keeps its sockets but answers nothing, as a frozen VM or a long GC pause would. */
+  freeze(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+  thaw(): void {
+    this.proc?.kill('SIGCONT');
+  }
+  async remove(): Promise<void> {
+    this.thaw();
+    await this.kill();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+export class PrivateFerretDb extends PrivateEngine {
+  private constructor(readonly port: number, dir: string) {
+    super(dir);
+  }
+  static async create(): Promise<PrivateFerretDb> {
+    return new PrivateFerretDb(await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-ferretdb-')));
+  }
+  get uri(): string {
+    return `mongodb://127.0.0.1:${this.port}/chatflow_private`;
+  }
+  async start(): Promise<void> {
+    this.proc = spawn(FERRETDB_BIN, [
+      '--handler=sqlite', `--sqlite-url=file:${this.dir}/?_pragma=synchronous(NORMAL)`, `--listen-addr=127.0.0.1:${this.port}`,
+      '--debug-addr=-', '--state-dir=-', '--telemetry=disable', '--log-level=warn',
+    ], { stdio: 'ignore' });
+    for (const end = Date.now() + 30_000; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
+      if (exited(this.proc)) throw new Error('private FerretDB exited during start-up');
+      const client = new MongoClient(this.uri, { serverSelectionTimeoutMS: 500 });
+      try {
+        await client.db().command({ ping: 1 });
+        return;
+      } catch {
+        // not listening yet
+      } finally {
+        await client.close();
+      }
+    }
+    throw new Error('private FerretDB did not start within 30 s');
+  }
+}
+
+/** A single-node KRaft broker from the stack's Kafka jars. */
+export class PrivateKafka extends PrivateEngine {
+  private constructor(readonly port: number, readonly controllerPort: number, dir: string) {
+    super(dir);
+  }
+  static async create(): Promise<PrivateKafka> {
+    return new PrivateKafka(await freePort(), await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-kafka-')));
+  }
+  get brokers(): string {
+    return `127.0.0.1:${this.port}`;
+  }
+  private java(main: string, args: string[], stdio: 'ignore' | 'pipe'): ChildProcess {
+    const log4j = `-Dlog4j.configuration=file:${join(this.dir, 'log4j.properties')}`;
+    return spawn('java', ['-Xmx384m', '-XX:+UseG1GC', '-XX:MaxGCPauseMillis=20', '-Djava.awt.headless=true', log4j, '-cp', `${KAFKA_LIBS}/*`, main, ...args], { stdio: ['ignore', stdio, stdio] });
+  }
+  async start(): Promise<void> {
+    const props = join(this.dir, 'server.properties');
+    const fresh = !existsSync(join(this.dir, 'data', 'meta.properties'));
+    // The broker says 'Kafka Server started' on stdout once it serves.
+    await writeFile(join(this.dir, 'log4j.properties'), [
+      'log4j.rootLogger=WARN, stdout', 'log4j.appender.stdout=org.apache.log4j.ConsoleAppender',
+      'log4j.appender.stdout.layout=org.apache.log4j.PatternLayout', 'log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n',
+      'log4j.logger.kafka.server.KafkaRaftServer=INFO', 'log4j.logger.kafka.server.BrokerServer=INFO', '',
+    ].join('\n'));
+    await writeFile(props, [
+      'process.roles=broker,controller', 'node.id=1', `controller.quorum.voters=1@127.0.0.1:${this.controllerPort}`,
+      `listeners=PLAINTEXT://127.0.0.1:${this.port},CONTROLLER://127.0.0.1:${this.controllerPort}`, `advertised.listeners=PLAINTEXT://127.0.0.1:${this.port}`,
+      'controller.listener.names=CONTROLLER', 'inter.broker.listener.name=PLAINTEXT', 'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      `log.dirs=${join(this.dir, 'data')}`, 'num.partitions=1', 'auto.create.topics.enable=false', 'offsets.topic.replication.factor=1',
+      'transaction.state.log.replication.factor=1', 'transaction.state.log.min.isr=1', 'default.replication.factor=1', 'min.insync.replicas=1',
+      'group.initial.rebalance.delay.ms=0', 'num.network.threads=2', 'num.io.threads=4', '',
+    ].join('\n'));
+    if (fresh) {
+      const format = this.java('kafka.tools.StorageTool', ['format', '-t', 'Q2hhdEZsb3dQcml2YXRlSw', '-c', props, '--ignore-formatted'], 'ignore');
+      const code = await new Promise<number | null>((r) => format.once('exit', r));
+      if (code !== 0) throw new Error(`private Kafka: storage format exited with ${code}`);
+    }
+    const proc = (this.proc = this.java('kafka.Kafka', [props], 'pipe'));
+    let out = '';
+    await new Promise<void>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`private Kafka did not start within 90 s: ${out.slice(-2000)}`)), 90_000);
+      const onData = (d: Buffer) => {
+        out = (out + d.toString()).slice(-20_000);
+        if (out.includes('Kafka Server started')) {
+          clearTimeout(timer);
+          proc.stdout!.off('data', onData);
+          proc.stdout!.resume();
+          res();
+        }
+      };
+      proc.stdout!.on('data', onData);
+      proc.stderr!.resume();
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        rej(new Error(`private Kafka exited with ${code} during start-up: ${out.slice(-2000)}`));
+      });
+    });
+  }
+}
+
+/** A core NATS server (no JetStream): what the bus uses. Restarts on the same port. */
+export class PrivateNats extends PrivateEngine {
+  private constructor(readonly port: number, dir: string) {
+    super(dir);
+  }
+  static async create(): Promise<PrivateNats> {
+    return new PrivateNats(await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-nats-')));
+  }
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+  async start(): Promise<void> {
+    const proc = (this.proc = spawn(NATS_BIN, ['-a', '127.0.0.1', '-p', String(this.port)], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let out = '';
+    await new Promise<void>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`private NATS did not start within 20 s: ${out}`)), 20_000);
+      proc.stderr!.on('data', (d: Buffer) => {
+        out = (out + d.toString()).slice(-4000);
+        if (out.includes('Server is ready')) {
+          clearTimeout(timer);
+          res();
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        rej(new Error(`private NATS exited with ${code} during start-up: ${out}`));
+      });
+    });
+  }
+}
