@@ -34,11 +34,19 @@ export const conversationsProjection: Projection<ConversationDoc> = {
   indexes: ['clientId'],
   canHandle: ['clientConnected', 'messageReceived', 'responseProduced', 'processingFailed'],
   documentIds: (e) => [e.event.conversationId],
+  /*
+   * The connection (sessions topic) and the messages (conversations topic)
+   * come from two topics with no order between them: a rebuild, or a batch,
+   * may apply a conversation's messages before the connection that created
+   * it. Evolve is therefore order-independent: messages first make a
+   * provisional document, which the creating connection completes; the
+   * result is the same document as in log order.
+   */
   evolve(doc, e) {
     const p = e.event.payload!;
     if (p.$case === 'clientConnected') {
-      if (doc) return doc;
-      return {
+      if (doc && !doc.provisional) return doc;
+      const created: ConversationDoc = {
         _id: e.event.conversationId,
         clientId: e.event.clientId,
         createdAt: timeOf(e),
@@ -47,10 +55,13 @@ export const conversationsProjection: Projection<ConversationDoc> = {
         lastSeq: e.seq,
         timeZone: p.clientConnected.timeZone,
       };
+      if (!doc) return created;
+      const { provisional: _, ...seen } = doc;
+      return { ...seen, ...created, createdAt: Math.min(doc.createdAt, created.createdAt), updatedAt: Math.max(doc.updatedAt, created.updatedAt), lastSeq: Math.max(doc.lastSeq, created.lastSeq) };
     }
-    if (!doc) return null; // a conversation always starts with a connection
-    const next: ConversationDoc = { ...doc, updatedAt: Math.max(doc.updatedAt, timeOf(e)), lastSeq: Math.max(doc.lastSeq, e.seq) };
-    if (p.$case === 'messageReceived' && !doc.started) {
+    const base: ConversationDoc = doc ?? { _id: e.event.conversationId, clientId: e.event.clientId, createdAt: timeOf(e), updatedAt: timeOf(e), createdSeq: 0, lastSeq: 0, timeZone: '', provisional: true };
+    const next: ConversationDoc = { ...base, updatedAt: Math.max(base.updatedAt, timeOf(e)), lastSeq: Math.max(base.lastSeq, e.seq) };
+    if (p.$case === 'messageReceived' && !base.started) {
       next.started = true;
       next.preview = previewOf(p.messageReceived.content);
     }

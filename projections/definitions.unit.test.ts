@@ -35,6 +35,16 @@ async function project(events: LoggedEvent[], replays = 1) {
 describe('projections', () => {
   beforeEach(() => (offset = 0));
 
+  it('given the messages projected before the connection (two topics, no order between them), then the same conversation as in log order', async () => {
+    const connect = connectedE();
+    const events = [received('m1', 'first'), produced('m1'), received('m2', 'second')];
+    const inOrder = await (await project([connect, ...events])).conversation('c1');
+    const reversed = await (await project([...events, connect])).conversation('c1');
+    expect(reversed).toEqual(inOrder);
+    expect(inOrder).toMatchObject({ clientId: 'alice', createdSeq: 1, timeZone: 'Europe/Paris', started: true, preview: 'first' });
+    expect(inOrder).not.toHaveProperty('provisional');
+  });
+
   it('given a connection, then the conversation and an open session exist', async () => {
     const p = await project([connectedE()]);
     expect(await p.conversation('c1')).toMatchObject({ clientId: 'alice', timeZone: 'Europe/Paris', createdSeq: 1, lastSeq: 1 });

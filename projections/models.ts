@@ -28,6 +28,8 @@ export interface ConversationDoc extends Doc {
    * page opened, a CLI that sent nothing) is not listed in the history.
    */
   started?: true;
+  /** Made by a message projected before the connection that created the conversation (another topic); completed by it. */
+  provisional?: true;
   /** The first message, shortened: its text, or its kind (`[audio]`). */
   preview?: string;
 }

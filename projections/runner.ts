@@ -34,15 +34,17 @@ interface Queued {
  * a crash changes nothing. Memory stores replay from the beginning at start.
  *
  * Events are applied in batches: the consumer hands up to `batch` events per
- * partition (in log order); whatever has arrived is grouped by document and
- * each document gets its events in one write. One batch at a time, so a
- * document always sees its events in log order; a batch that fails is retried
- * (backoff) before the next one, as a single event was before.
+ * partition (in log order); whatever of a partition has arrived is grouped by
+ * document and each document gets its events in one write. One batch at a
+ * time per partition, so a document sees a partition's events in log order;
+ * a batch that fails is retried (backoff) before the next one, as a single
+ * event was before. Partitions proceed in parallel; `batch` = 1 is the
+ * one-event-at-a-time projector of before.
  */
 export class ProjectionRunner {
   private consumer?: Consumer;
-  private queue: Queued[] = [];
-  private flushing = false;
+  /** Per topic/partition: events handed out, waiting for their batch. */
+  private readonly queues = new Map<string, { items: Queued[]; flushing: boolean }>();
   private stopped = false;
 
   constructor(
@@ -66,19 +68,24 @@ export class ProjectionRunner {
   }
 
   private enqueue(e: LoggedEvent): Promise<void> {
+    const key = `${e.topic}/${e.partition}`;
+    let queue = this.queues.get(key);
+    if (!queue) this.queues.set(key, (queue = { items: [], flushing: false }));
+    const q = queue;
     return new Promise((done) => {
-      this.queue.push({ e, done });
-      if (!this.flushing) void this.flush();
+      q.items.push({ e, done });
+      if (!q.flushing) void this.flush(q);
     });
   }
 
-  private async flush(): Promise<void> {
-    this.flushing = true;
+  /** One partition's events, a batch at a time (partitions proceed in parallel, as before batching). */
+  private async flush(queue: { items: Queued[]; flushing: boolean }): Promise<void> {
+    queue.flushing = true;
     try {
       // Let the events handed out in the same tick join the batch.
       await new Promise((r) => setImmediate(r));
-      while (this.queue.length > 0 && !this.stopped) {
-        const batch = this.queue.splice(0, Math.max(1, this.options.batch ?? DEFAULT_BATCH));
+      while (queue.items.length > 0 && !this.stopped) {
+        const batch = queue.items.splice(0, Math.max(1, this.options.batch ?? DEFAULT_BATCH));
         for (let attempt = 1; ; attempt++) {
           try {
             await this.applyBatch(batch.map((q) => q.e));
@@ -96,7 +103,7 @@ export class ProjectionRunner {
         }
       }
     } finally {
-      this.flushing = false;
+      queue.flushing = false;
     }
   }
 
