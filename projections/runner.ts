@@ -1,22 +1,56 @@
 import { TOPICS, type Consumer, type EventLog, type LoggedEvent } from '../src/eventlog/port';
-import type { Doc, ReadStore } from '../src/readstore/port';
+import type { ApplyStep, Doc, ReadStore } from '../src/readstore/port';
 import { ALL_PROJECTIONS, type Projection } from './definitions';
 
 /** The projector's consumer group; workers wait for it before trusting the read models on a partition they take over. */
 export const PROJECTOR_GROUP = 'projector';
+/** Events per projection batch unless configured (CHATFLOW_PROJECTION_BATCH). */
+const DEFAULT_BATCH = 256;
 
 /**
  * Applies projections to a read store from the log. Writes are idempotent per
  * document (each remembers the last position it applied), so redelivery after
  * a crash changes nothing. Memory stores replay from the beginning at start.
  */
+export interface ProjectionRunnerOptions {
+  fromBeginning: boolean;
+  group?: string;
+  projections?: readonly Projection<Doc>[];
+  /** Most events applied in one batch (1 = one event at a time). */
+  batch?: number;
+  /** Called with the delay, in ms, between each event's time and its projection. */
+  onApplied?: (lagMs: number) => void;
+  clock?: () => number;
+}
+
+interface Queued {
+  e: LoggedEvent;
+  done: () => void;
+}
+
+/**
+ * Applies projections to a read store from the log. Writes are idempotent per
+ * document (each remembers the last position it applied), so redelivery after
+ * a crash changes nothing. Memory stores replay from the beginning at start.
+ *
+ * Events are applied in batches: the consumer hands up to `batch` events per
+ * partition (in log order); whatever of a partition has arrived is grouped by
+ * document and each document gets its events in one write. One batch at a
+ * time per partition, so a document sees a partition's events in log order;
+ * a batch that fails is retried (backoff) before the next one, as a single
+ * event was before. Partitions proceed in parallel; `batch` = 1 is the
+ * one-event-at-a-time projector of before.
+ */
 export class ProjectionRunner {
   private consumer?: Consumer;
+  /** Per topic/partition: events handed out, waiting for their batch. */
+  private readonly queues = new Map<string, { items: Queued[]; flushing: boolean }>();
+  private stopped = false;
 
   constructor(
     private readonly log: EventLog,
     private readonly store: ReadStore,
-    private readonly options: { fromBeginning: boolean; group?: string; projections?: readonly Projection<Doc>[] },
+    private readonly options: ProjectionRunnerOptions,
   ) {}
 
   private get projections(): readonly Projection<Doc>[] {
@@ -28,23 +62,82 @@ export class ProjectionRunner {
       group: this.options.group ?? PROJECTOR_GROUP,
       topics: ['sessions', 'conversations'],
       fromBeginning: this.options.fromBeginning,
-      // One at a time per partition: a document sees its events in log order.
-      concurrencyPerPartition: 1,
-      handle: (e) => this.apply(e),
+      concurrencyPerPartition: Math.max(1, this.options.batch ?? DEFAULT_BATCH),
+      handle: (e) => this.enqueue(e),
     });
   }
 
+  private enqueue(e: LoggedEvent): Promise<void> {
+    const key = `${e.topic}/${e.partition}`;
+    let queue = this.queues.get(key);
+    if (!queue) this.queues.set(key, (queue = { items: [], flushing: false }));
+    const q = queue;
+    return new Promise((done) => {
+      q.items.push({ e, done });
+      if (!q.flushing) void this.flush(q);
+    });
+  }
+
+  /** One partition's events, a batch at a time (partitions proceed in parallel, as before batching). */
+  private async flush(queue: { items: Queued[]; flushing: boolean }): Promise<void> {
+    queue.flushing = true;
+    try {
+      // Let the events handed out in the same tick join the batch.
+      await new Promise((r) => setImmediate(r));
+      while (queue.items.length > 0 && !this.stopped) {
+        const batch = queue.items.splice(0, Math.max(1, this.options.batch ?? DEFAULT_BATCH));
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await this.applyBatch(batch.map((q) => q.e));
+            break;
+          } catch (err) {
+            if (this.stopped) return; // left unacknowledged: redelivered after a restart
+            await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** Math.min(attempt, 6))));
+          }
+        }
+        const now = (this.options.clock ?? Date.now)();
+        for (const q of batch) {
+          const t = q.e.event.time?.getTime();
+          if (t !== undefined) this.options.onApplied?.(now - t);
+          q.done();
+        }
+      }
+    } finally {
+      queue.flushing = false;
+    }
+  }
+
+  /** Applies one event (tests, tools): a batch of one. */
   async apply(e: LoggedEvent): Promise<void> {
-    const kind = e.event.payload?.$case;
-    if (!kind) return;
-    const position = { stream: `${e.topic}/${e.partition}`, offset: e.offset };
-    for (const p of this.projections) {
-      if (!p.canHandle.includes(kind)) continue;
-      const collection = this.store.collection<Doc>(p.collection, p.indexes);
-      for (const id of p.documentIds(e)) {
-        await collection.apply(id, position, (doc) => p.evolve(doc, e, id));
+    await this.applyBatch([e]);
+  }
+
+  private async applyBatch(events: readonly LoggedEvent[]): Promise<void> {
+    // collection → document → its steps in log order
+    const writes = new Map<Projection<Doc>, Map<string, ApplyStep<Doc>[]>>();
+    for (const e of events) {
+      const kind = e.event.payload?.$case;
+      if (!kind) continue;
+      const position = { stream: `${e.topic}/${e.partition}`, offset: e.offset };
+      for (const p of this.projections) {
+        if (!p.canHandle.includes(kind)) continue;
+        let docs = writes.get(p);
+        if (!docs) writes.set(p, (docs = new Map()));
+        for (const id of p.documentIds(e)) {
+          let steps = docs.get(id);
+          if (!steps) docs.set(id, (steps = []));
+          steps.push({ position, evolve: (doc) => p.evolve(doc, e, id) });
+        }
       }
     }
+    const pending: Promise<void>[] = [];
+    for (const [p, docs] of writes) {
+      const collection = this.store.collection<Doc>(p.collection, p.indexes);
+      for (const [id, steps] of docs) pending.push(collection.applyMany(id, steps));
+    }
+    const results = await Promise.allSettled(pending);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   caughtUp(): Promise<void> {
@@ -57,6 +150,7 @@ export class ProjectionRunner {
 
   async stop(): Promise<void> {
     await this.consumer?.stop();
+    this.stopped = true;
   }
 }
 

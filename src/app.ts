@@ -143,7 +143,11 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         await store.drop(ALL_PROJECTIONS.map((p) => p.collection));
         logger.warn('read models dropped: rebuilding them from the start of the log');
       }
-      projections = new ProjectionRunner(log, store, { fromBeginning: memory || config.rebuildReadModels });
+      projections = new ProjectionRunner(log, store, {
+        fromBeginning: memory || config.rebuildReadModels,
+        batch: config.projectionBatch,
+        onApplied: (lagMs) => metrics.projectionLagSeconds.observe(lagMs / 1000),
+      });
       const replayStart = Date.now();
       await projections.start();
       const p = projections;
@@ -207,15 +211,16 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
 
     if (runs('gateway')) {
       const gatewayId = config.gatewayId ?? `gw-${instance}`;
+      // Read your writes (conversation ownership, resends): wait for the read models to reach the log's end.
+      const settled = readModelsSettled(log, projections);
       gateway = new ChatGateway(
-        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId,
-          readModelsSettled: readModelsSettled(log, projections) },
+        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId, readModelsSettled: settled },
         logger.child({ component: 'gateway', gatewayId }),
       );
       gateway.start();
       const g = gateway;
       routeGrpcJsLogs(logger);
-      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames! }, logger.child({ component: 'history' })), stops, health));
+      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames!, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' })), stops, health));
     }
     health.clear('starting');
     const next = readyLines(config, { grpcAddress, httpUrl });

@@ -13,7 +13,7 @@ export function createMetrics() {
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
     admissionsRefused: new Counter({
       name: 'chatflow_admissions_refused_total',
-      help: 'Connections refused, by reason (full, duplicate, unauthenticated, invalid_timezone, timezone_not_allowed, not_found, permission_denied, unavailable)',
+      help: 'Connections refused, by reason (full, duplicate, unauthenticated, invalid_timezone, timezone_not_allowed, not_found, permission_denied, read_model_behind, unavailable)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
@@ -27,6 +27,12 @@ export function createMetrics() {
     messagesWaiting: new Gauge({ name: 'chatflow_messages_waiting', help: 'Messages in the log not yet taken by a worker (backpressure)', registers: [registry] }),
     responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     storageWaits: new Counter({ name: 'chatflow_storage_waits_total', help: 'Parts of replies (events, media) that had to wait for the disk to take writes again', registers: [registry] }),
+    projectionLagSeconds: new Histogram({
+      name: 'chatflow_projection_lag_seconds',
+      help: 'From an event\'s time to its projection into the read models (how stale a read can be)',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60],
+      registers: [registry],
+    }),
     processingSeconds: new Histogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),
     transcriptionSeconds: new Histogram({ name: 'chatflow_transcription_seconds', help: 'Time to transcribe a voice message or a video\'s audio track, by engine', labelNames: ['engine'] as const, buckets: latencyBuckets, registers: [registry] }),
     synthesisSeconds: new Histogram({ name: 'chatflow_synthesis_seconds', help: 'Time to synthesize a whole voice reply, by engine (stage="first" = until its first chunk)', labelNames: ['engine', 'stage'] as const, buckets: latencyBuckets, registers: [registry] }),

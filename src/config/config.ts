@@ -32,6 +32,7 @@ export interface Config {
   web: { devTokens: boolean; apiUrl?: string };
   gatewayId?: string;
   rebuildReadModels: boolean;
+  projectionBatch: number;
   kafka?: { brokers: string[]; prefix: string; partitions: number };
   mongodbUri?: string;
   natsUrl?: string;
@@ -84,6 +85,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL },
     gatewayId: c.CHATFLOW_GATEWAY_ID,
     rebuildReadModels: c.CHATFLOW_REBUILD_READ_MODELS,
+    projectionBatch: c.CHATFLOW_PROJECTION_BATCH,
     kafka: c.KAFKA_BROKERS ? { brokers: c.KAFKA_BROKERS.split(',').map((b) => b.trim()).filter(Boolean), prefix: c.KAFKA_PREFIX, partitions: c.KAFKA_PARTITIONS } : undefined,
     mongodbUri: c.MONGODB_URI,
     natsUrl: c.NATS_URL,

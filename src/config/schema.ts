@@ -77,6 +77,7 @@ export const SETTINGS = {
   CHATFLOW_DEV_TOKENS: { schema: bool, default: 'false', doc: '`true` serves `POST /dev/token`: anyone who can reach the HTTP port gets a token for any client id (local development only)' },
   CHATFLOW_WEB_API_URL: { schema: origin, doc: 'gRPC-Web origin the web page talks to, e.g. Envoy `http://127.0.0.1:8081`; default: the page\'s own origin (embedded endpoint)' },
   CHATFLOW_GATEWAY_ID: { schema: optionalString, doc: 'name of this gateway in leases and events; default `gw-` + random' },
+  CHATFLOW_PROJECTION_BATCH: { schema: int(1, 10_000), default: '256', doc: 'projector: most events applied in one batch (each document gets its events in one write); `1` = one event at a time' },
   CHATFLOW_REBUILD_READ_MODELS: { schema: bool, default: 'false', doc: 'projector: drop the MongoDB read models and rebuild them from the start of the log' },
   KAFKA_BROKERS: { schema: optionalString, doc: 'comma-separated brokers: the event log on Kafka instead of the embedded log' },
   KAFKA_PREFIX: { schema: z.string().regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, `.`, `_`, `-` only'), default: 'chatflow.', doc: 'prefix of topic and consumer-group names' },

@@ -156,11 +156,17 @@ export class ChatGateway {
       if (!s) return;
       session = s;
       for (const f of early.splice(0)) this.onFrame(s, f);
+      if (call.isPaused()) call.resume(); // the early-frames pause; from now on the session decides
       s.attachInput(call);
-      if (call.isPaused()) call.resume();
       if (ended) s.clientDone();
       if (call.cancelled) void s.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
-    });
+    }).catch((err) => this.streamFailed(err, session));
+  }
+
+  /** Last resort for a stream's handlers: logged once, only this stream ends. */
+  private streamFailed(err: unknown, session: Session | undefined): void {
+    this.logger.error({ err, sessionId: session?.id }, 'unexpected error in a stream handler; ending this stream');
+    void session?.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.INTERNAL, details: 'internal error; it has been logged' }, 'handler error');
   }
 
   /**
@@ -188,8 +194,7 @@ export class ChatGateway {
         session.chatError(cmid, code, message, retryAfterMs);
       });
     } catch (err) {
-      session.logger.error({ err }, 'unexpected error handling a client frame; ending this stream');
-      void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.INTERNAL, details: 'internal error; it has been logged' }, 'handler error');
+      this.streamFailed(err, session);
     }
   }
 
@@ -199,7 +204,7 @@ export class ChatGateway {
     void this.open(call).then((s) => {
       session = s;
       if (s && call.cancelled) void s.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
-    });
+    }).catch((err) => this.streamFailed(err, session));
   }
 
   private send(call: ServerUnaryCall<SendRequest, SendAck>, callback: sendUnaryData<SendAck>): void {
@@ -352,6 +357,8 @@ export class ChatGateway {
           },
         },
       };
+      // Resends of messages sent before this connection are judged once the read models have them (waited for lazily).
+      if (lastSeq > 0) session.earlierHistory(this.deps.readModelsSettled(cfg.readYourWritesMs));
       await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h) });
       logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
       // Admitted while a drain began: it has nothing in processing, so it ends at once.
@@ -372,26 +379,27 @@ export class ChatGateway {
   /**
    * The conversation a client asks to continue, read-your-writes: the read
    * model may lag the log (the conversation was created a moment ago, maybe
-   * on another gateway), so before answering NOT_FOUND — and before trusting
-   * it to recognise resends — it is brought up to the log's end as of this
-   * request, within CHATFLOW_READ_YOUR_WRITES_MS.
+   * on another gateway), so before answering NOT_FOUND it is brought up to
+   * the log's end as of this request, within CHATFLOW_READ_YOUR_WRITES_MS.
    */
   private async ownedConversation(conversationId: string, clientId: string): Promise<ConversationDoc> {
-    const settled = await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
-    const conv = await this.deps.conversations.get(conversationId);
+    let conv = await this.deps.conversations.get(conversationId);
     if (!conv) {
-      if (!settled) {
+      const settled = await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+      conv = await this.deps.conversations.get(conversationId);
+      if (!conv && !settled) {
         this.deps.metrics.admissionsRefused.inc({ reason: 'read_model_behind' });
         throw new ChatFlowError('UNAVAILABLE', 'the history is catching up with recent events; retry shortly', { 'retry-after-ms': String(this.deps.config.retryAfterMs) });
       }
-      this.deps.metrics.admissionsRefused.inc({ reason: 'not_found' });
-      throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId} not found`);
+      if (!conv) {
+        this.deps.metrics.admissionsRefused.inc({ reason: 'not_found' });
+        throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId} not found`);
+      }
     }
     if (conv.clientId !== clientId) {
       this.deps.metrics.admissionsRefused.inc({ reason: 'permission_denied' });
       throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
     }
-    if (!settled) this.logger.warn({ conversationId }, 'read models still behind the log after the read-your-writes wait; resends of this conversation may not be recognised');
     return conv;
   }
 

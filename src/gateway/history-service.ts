@@ -11,7 +11,7 @@ import { conversationMessage } from './frames';
 import { getter } from './chat-service';
 import { toServiceError } from './status';
 
-type Deps = Pick<GatewayDeps, 'auth' | 'conversations' | 'messages' | 'frames'>;
+type Deps = Pick<GatewayDeps, 'auth' | 'conversations' | 'messages' | 'frames' | 'readModelsSettled'> & { readYourWritesMs: number };
 
 /** HistoryService: reads the projections only, and only the caller's own data. */
 export function historyService(deps: Deps, logger: Logger): HistoryServiceServer {
@@ -29,7 +29,12 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
 
   const owned = async (clientId: string, conversationId: string): Promise<ConversationDoc> => {
     if (!conversationId) throw new ChatFlowError('INVALID_ARGUMENT', 'conversation_id is required');
-    const conv = await deps.conversations.get(conversationId);
+    let conv = await deps.conversations.get(conversationId);
+    if (!conv) {
+      // Read your writes: a conversation created a moment ago may not be projected yet.
+      if (!(await deps.readModelsSettled(deps.readYourWritesMs))) throw new ChatFlowError('UNAVAILABLE', 'the history is catching up with recent events; retry shortly');
+      conv = await deps.conversations.get(conversationId);
+    }
     if (!conv) throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId.slice(0, 128)} not found`);
     if (conv.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
     return conv;

@@ -53,6 +53,8 @@ export class Session {
   private input?: { pause(): void; resume(): void };
   private inputPaused = false;
   private outboundHigh = false;
+  /** Continued conversations: the read models caught up with the log as of the connection (see earlierHistory). */
+  private historySettled?: Promise<boolean>;
   /** Messages are prepared one after another so their appends keep the client's order. */
   private chain: Promise<unknown> = Promise.resolve();
   private replaying = false;
@@ -234,7 +236,7 @@ export class Session {
     }
     const content = message.content;
     if (!content) return Promise.reject(this.reject('INVALID_ARGUMENT', 'the message has no content: set text, audio, video or image'));
-    const hash = hashOf(content);
+    const { hash, sha256 } = fingerprint(content);
     const known = this.byClientMessageId.get(cmid);
     if (known) {
       if (known.hash !== hash) return Promise.reject(this.conflict(cmid));
@@ -245,7 +247,7 @@ export class Session {
     const messageId = messageIdFor(this.info.clientId, this.info.conversationId, cmid);
     this.awaitingAccept.set(messageId, []);
     this.updateInputFlow();
-    const prepared = this.chain.then(() => this.prepare(message, messageId, hash));
+    const prepared = this.chain.then(() => this.prepare(message, messageId, hash, sha256));
     this.chain = prepared.catch(() => undefined);
     const accepted = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : this.append(p.event, messageId, cmid)));
     this.byClientMessageId.set(cmid, { hash, accepted });
@@ -314,8 +316,13 @@ export class Session {
     this.notifyIfDelivered();
   }
 
-  private async prepare(message: UserMessage, messageId: string, hash: string): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
-    const existing = await this.deps.messages.get(messageId);
+  private async prepare(message: UserMessage, messageId: string, hash: string, sha256: string | undefined): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
+    let existing = await this.deps.messages.get(messageId);
+    if (!existing && this.historySettled) {
+      // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
+      if (!(await this.historySettled)) this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
+      existing = await this.deps.messages.get(messageId);
+    }
     if (existing) {
       // Older read models have no hash: those resends are taken as the same message.
       if (existing.contentHash !== undefined && existing.contentHash !== hash) throw this.conflict(message.clientMessageId);
@@ -347,7 +354,7 @@ export class Session {
       key,
       mimeType: verdict.mimeType,
       sizeBytes: bytes.length,
-      sha256: createHash('sha256').update(bytes).digest('hex'),
+      sha256: sha256!,
       durationMs: verdict.durationMs ?? 0,
     };
     return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } }) };
@@ -375,6 +382,14 @@ export class Session {
       sessionId: this.info.sessionId,
       payload,
     };
+  }
+
+  /**
+   * A continued conversation: `settled` resolves once the read models hold
+   * everything logged before this connection (read your writes for resends).
+   */
+  earlierHistory(settled: Promise<boolean>): void {
+    this.historySettled = settled;
   }
 
   /** Chat streams: the client's input, paused while this session is behind (see updateInputFlow). */
@@ -485,10 +500,12 @@ const REPLAY_PAGE = 256;
 /** Messages of one session waiting for their append beyond which its input is no longer read. */
 const MAX_PENDING_APPENDS = 64;
 
-function hashOf(content: NonNullable<UserMessage['content']>): string {
-  if (content.$case === 'text') return contentHash({ text: content.text });
+/** The content's hash (resends vs conflicts) and, for media, the SHA-256 of the bytes (kept in the event). */
+function fingerprint(content: NonNullable<UserMessage['content']>): { hash: string; sha256?: string } {
+  if (content.$case === 'text') return { hash: contentHash({ text: content.text }) };
   const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
-  return contentHash({ mediaKind: content.$case, sha256: createHash('sha256').update(media.data).digest('hex') });
+  const sha256 = createHash('sha256').update(media.data).digest('hex');
+  return { hash: contentHash({ mediaKind: content.$case, sha256 }), sha256 };
 }
 
 function acceptedFrom(doc: MessageDoc): Accepted {

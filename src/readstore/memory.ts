@@ -1,4 +1,4 @@
-import type { Collection, Doc, FindQuery, Position, ReadStore, Scalar } from './port';
+import type { ApplyStep, Collection, Doc, FindQuery, Position, ReadStore, Scalar } from './port';
 
 /**
  * In-memory read models for the embedded default: rebuilt by replaying the
@@ -54,18 +54,30 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
   }
 
   async apply(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void> {
+    return this.applyMany(id, [{ position, evolve }]);
+  }
+
+  async applyMany(id: string, steps: readonly ApplyStep<D>[]): Promise<void> {
     const stored = this.docs.get(id);
-    const seen = stored?.positions[position.stream];
-    if (seen !== undefined && seen >= position.offset) return;
-    const next = evolve(stored ? structuredClone(stored.doc) : null);
+    const positions = { ...stored?.positions };
+    let doc = stored ? structuredClone(stored.doc) : null;
+    let changed = false;
+    for (const { position, evolve } of steps) {
+      const seen = positions[position.stream];
+      if (seen !== undefined && seen >= position.offset) continue;
+      doc = evolve(doc);
+      positions[position.stream] = position.offset;
+      changed = true;
+    }
+    if (!changed) return;
     if (stored) this.unindex(stored.doc);
-    if (next === null) {
+    if (doc === null) {
       this.docs.delete(id);
       return;
     }
-    const doc = { ...next, _id: id };
-    this.docs.set(id, { doc, positions: { ...stored?.positions, [position.stream]: position.offset } });
-    this.index(doc);
+    const next = { ...doc, _id: id };
+    this.docs.set(id, { doc: next, positions });
+    this.index(next);
   }
 
   private candidates(where: FindQuery<D>['where']): D[] {

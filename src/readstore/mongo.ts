@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Collection as MongoColl, Db, Filter, MongoClient, Sort } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
-import type { Collection, Doc, FindQuery, Position, ReadStore } from './port';
+import type { Collection, Doc, FindQuery, Position, ReadStore, ApplyStep } from './port';
 
 /**
  * Bookkeeping stored beside a document's fields, never returned by get/find:
@@ -153,8 +153,12 @@ class MongoCollection<D extends Doc> implements Collection<D> {
   }
 
   apply(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void> {
+    return this.applyMany(id, [{ position, evolve }]);
+  }
+
+  applyMany(id: string, steps: readonly ApplyStep<D>[]): Promise<void> {
     const previous = this.writing.get(id) ?? Promise.resolve();
-    const mine = previous.then(() => this.applyNow(id, position, evolve));
+    const mine = previous.then(() => this.applyNow(id, steps));
     const settled = mine.catch(() => undefined);
     this.writing.set(id, settled);
     void settled.then(() => {
@@ -163,20 +167,28 @@ class MongoCollection<D extends Doc> implements Collection<D> {
     return mine;
   }
 
-  private async applyNow(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void> {
+  private async applyNow(id: string, steps: readonly ApplyStep<D>[]): Promise<void> {
     await this.indexed();
-    const stream = streamKey(position.stream);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt > 0) await backoff(attempt);
       const current = await this.coll.findOne({ _id: id });
-      const positions = current?.[POSITIONS] ?? {};
-      const seen = positions[stream];
-      if (seen !== undefined && seen >= position.offset) return;
-      const evolved = evolve(current ? strip<D>(current) : null);
+      const positions = { ...current?.[POSITIONS] };
+      // The steps this document has not seen yet, folded into one write.
+      let evolved = current ? strip<D>(current) : null;
+      let changed = false;
+      for (const { position, evolve } of steps) {
+        const stream = streamKey(position.stream);
+        const seen = positions[stream];
+        if (seen !== undefined && seen >= position.offset) continue;
+        evolved = evolve(evolved);
+        positions[stream] = position.offset;
+        changed = true;
+      }
+      if (!changed) return;
       const next: Stored | null = evolved && {
         ...evolved,
         _id: id,
-        [POSITIONS]: { ...positions, [stream]: position.offset },
+        [POSITIONS]: positions,
         [VERSION]: (current?.[VERSION] ?? 0) + 1,
         [TOKEN]: randomUUID(),
       };

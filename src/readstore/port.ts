@@ -32,6 +32,16 @@ export interface Collection<D extends Doc> {
    * `evolve` returning null deletes the document.
    */
   apply(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void>;
+  /**
+   * Several events for one document, in log order, in one write: each step is
+   * skipped if the document already saw its position, as with apply().
+   */
+  applyMany(id: string, steps: readonly ApplyStep<D>[]): Promise<void>;
+}
+
+export interface ApplyStep<D extends Doc> {
+  position: Position;
+  evolve: (doc: D | null) => D | null;
 }
 
 export interface ReadStore {

@@ -60,6 +60,23 @@ export function describeReadStore(
       expect((await c.get('a'))?.seq).toBe(2);
     });
 
+    it('applies several steps in one write, skipping those it already saw (batched projection)', async () => {
+      const c = fresh();
+      const inc = (d: Item | null): Item => ({ _id: 'a', owner: 'x', seq: (d?.seq ?? 0) + 1 });
+      await c.apply('a', { stream: 's/0', offset: 2 }, inc);
+      await c.applyMany('a', [
+        { position: { stream: 's/0', offset: 1 }, evolve: inc },
+        { position: { stream: 's/0', offset: 2 }, evolve: inc },
+        { position: { stream: 's/0', offset: 3 }, evolve: inc },
+        { position: { stream: 't/0', offset: 1 }, evolve: inc },
+        { position: { stream: 's/0', offset: 4 }, evolve: inc },
+      ]);
+      expect((await c.get('a'))?.seq).toBe(4);
+      // Replaying the same batch changes nothing.
+      await c.applyMany('a', [{ position: { stream: 's/0', offset: 4 }, evolve: inc }, { position: { stream: 't/0', offset: 1 }, evolve: inc }]);
+      expect((await c.get('a'))?.seq).toBe(4);
+    });
+
     it('finds by equality, range, sort and limit', async () => {
       const c = fresh();
       for (let i = 1; i <= 6; i++) {
