@@ -34,14 +34,28 @@ export interface ClientFrame {
 
 export interface UserMessage {
   /**
-   * Idempotency key chosen by the client: a resend with the same key is
-   * acknowledged again but processed once.
+   * Idempotency key chosen by the client (1 to 128 characters), scoped to
+   * the conversation: message_id is derived from (client id, conversation id,
+   * client_message_id). A resend with the same key and the same content in
+   * the same conversation is processed once: it gets Accepted{duplicate: true}
+   * with the original ids, then the recorded outcome again (the BotResponse
+   * or ChatError) on the stream it came in on, or the reply when it is
+   * produced if the message is still in processing. The same key with other
+   * content is refused with ChatError{INVALID_ARGUMENT}. The same key in
+   * another conversation is a new message.
    */
   clientMessageId: string;
-  content?: { $case: "text"; text: string } | { $case: "audio"; audio: Media } | { $case: "video"; video: Media } | {
-    $case: "image";
-    image: Media;
-  } | undefined;
+  content?:
+    | //
+    /**
+     * Valid UTF-8 (INVALID_ARGUMENT otherwise), at most CHATFLOW_MAX_TEXT_CHARS
+     * Unicode characters (code points: an emoji counts as one).
+     */
+    { $case: "text"; text: string }
+    | { $case: "audio"; audio: Media }
+    | { $case: "video"; video: Media }
+    | { $case: "image"; image: Media }
+    | undefined;
 }
 
 /** Media carries bytes on upload and a URL on download. */
@@ -138,7 +152,11 @@ export interface Accepted {
   clientMessageId: string;
   messageId: string;
   seq: number;
-  /** True when this acknowledges a resend of an already accepted message. */
+  /**
+   * True when this acknowledges a resend of an already accepted message (same
+   * conversation, same key, same content): the ids and seq are the original
+   * ones, and the message's outcome follows on this stream.
+   */
   duplicate: boolean;
 }
 
@@ -160,7 +178,11 @@ export interface BotResponse {
 
 /** ChatError reports a problem with one message; the stream stays open. */
 export interface ChatError {
-  /** The client_message_id of the message concerned (empty when unknown). */
+  /**
+   * The message concerned: its message_id for a processing failure, its
+   * client_message_id (at most 128 characters echoed) for a message refused
+   * before the log; empty when unknown (an undecodable frame).
+   */
   inReplyTo: string;
   /** gRPC status code name: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, INTERNAL, ... */
   code: string;

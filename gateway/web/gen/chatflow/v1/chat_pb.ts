@@ -48,8 +48,15 @@ export const ClientFrameSchema: GenMessage<ClientFrame> = /*@__PURE__*/
  */
 export type UserMessage = Message<"chatflow.v1.UserMessage"> & {
   /**
-   * Idempotency key chosen by the client: a resend with the same key is
-   * acknowledged again but processed once.
+   * Idempotency key chosen by the client (1 to 128 characters), scoped to
+   * the conversation: message_id is derived from (client id, conversation id,
+   * client_message_id). A resend with the same key and the same content in
+   * the same conversation is processed once: it gets Accepted{duplicate: true}
+   * with the original ids, then the recorded outcome again (the BotResponse
+   * or ChatError) on the stream it came in on, or the reply when it is
+   * produced if the message is still in processing. The same key with other
+   * content is refused with ChatError{INVALID_ARGUMENT}. The same key in
+   * another conversation is a new message.
    *
    * @generated from field: string client_message_id = 1;
    */
@@ -60,6 +67,9 @@ export type UserMessage = Message<"chatflow.v1.UserMessage"> & {
    */
   content: {
     /**
+     * Valid UTF-8 (INVALID_ARGUMENT otherwise), at most CHATFLOW_MAX_TEXT_CHARS
+     * Unicode characters (code points: an emoji counts as one).
+     *
      * @generated from field: string text = 2;
      */
     value: string;
@@ -434,7 +444,9 @@ export type Accepted = Message<"chatflow.v1.Accepted"> & {
   seq: bigint;
 
   /**
-   * True when this acknowledges a resend of an already accepted message.
+   * True when this acknowledges a resend of an already accepted message (same
+   * conversation, same key, same content): the ids and seq are the original
+   * ones, and the message's outcome follows on this stream.
    *
    * @generated from field: bool duplicate = 4;
    */
@@ -529,7 +541,9 @@ export const BotResponseSchema: GenMessage<BotResponse> = /*@__PURE__*/
  */
 export type ChatError = Message<"chatflow.v1.ChatError"> & {
   /**
-   * The client_message_id of the message concerned (empty when unknown).
+   * The message concerned: its message_id for a processing failure, its
+   * client_message_id (at most 128 characters echoed) for a message refused
+   * before the log; empty when unknown (an undecodable frame).
    *
    * @generated from field: string in_reply_to = 1;
    */
