@@ -28,11 +28,11 @@ export class MemoryConnectionRegistry implements ConnectionRegistry {
       const change = admissionChange(this.leases, e);
       if (!change) continue;
       const previous = this.leases.get(change.clientId);
-      if (previous) this.sessions.delete(previous.sessionId);
+      if (previous && previous.sessionId !== change.lease?.sessionId) this.sessions.delete(previous.sessionId);
       if (change.lease) {
         this.leases.set(change.clientId, change.lease);
-        this.sessions.set(change.lease.sessionId, change.clientId);
-        this.noneExpireBefore = Math.min(this.noneExpireBefore, change.lease.expiresAt);
+        if (previous?.sessionId !== change.lease.sessionId) this.sessions.set(change.lease.sessionId, change.clientId);
+        if (change.lease.expiresAt < this.noneExpireBefore) this.noneExpireBefore = change.lease.expiresAt;
       } else {
         this.leases.delete(change.clientId);
       }
