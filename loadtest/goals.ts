@@ -17,12 +17,17 @@ export const REFERENCE = {
 } as const;
 
 export const GOALS = {
-  embedded: { overheadP50: 5, overheadP99: 25, saturationPerS: 5000 },
+  // Capacity: issue 15 (≥ 10,000 msg/s embedded, and ≥ 20 % of the echo baseline of the same run).
+  embedded: { overheadP50: 5, overheadP99: 25, saturationPerS: 10000 },
   stack: { overheadP50: 15, overheadP99: 60, saturationPerS: 1500 },
   /** The 51st client (server full) refused within this, p99, ms. */
   refuseP99: 20,
   maxClients: 50,
   maxProcessing: 500,
+  /** ChatFlow's saturation rate as a share of the bare grpc-js echo's, same client, same run. */
+  echoRatio: 0.2,
+  /** `scale`: streams one gateway holds, server memory per idle stream (bytes), refusal of the next one p99 (ms). */
+  scale: { streams: 10_000, bytesPerStream: 50 * 1024, refuseP99: 20 },
 } as const;
 
 export interface GoalCheck {
@@ -64,5 +69,26 @@ export function admissionChecks(held: number, expectedHeld: number, refuseP99: n
     { name: '51st refused p99', goal: `≤ ${GOALS.refuseP99} ms`, measured: ms(refuseP99), hit: refuseP99 !== null && refuseP99 <= GOALS.refuseP99 },
     { name: 'refusals', goal: 'all RESOURCE_EXHAUSTED', measured: other.length ? other.map(([k, v]) => `${k} ${v}`).join(', ') : 'yes', hit: other.length === 0 },
     { name: 'slots reused', goal: 'every freed slot taken', measured: reuseOk ? 'yes' : 'no', hit: reuseOk },
+  ];
+}
+
+export function echoRatioCheck(ratio: number | null): GoalCheck {
+  return {
+    name: 'share of echo',
+    goal: `≥ ${GOALS.echoRatio * 100} % of the echo baseline`,
+    measured: ratio === null ? 'n/a' : `${(ratio * 100).toFixed(1)} %`,
+    hit: ratio !== null && ratio >= GOALS.echoRatio,
+  };
+}
+
+export function scaleChecks(held: number, expected: number, rssPerStream: number | null, heapPerStream: number | null, refuseP99: number | null, failures: number): GoalCheck[] {
+  const kb = (x: number | null) => (x === null ? 'n/a' : `${(x / 1024).toFixed(1)} KB`);
+  const g = GOALS.scale;
+  return [
+    { name: 'streams held', goal: `${expected}`, measured: String(held), hit: held === expected },
+    { name: 'RSS per idle stream', goal: `≤ ${g.bytesPerStream / 1024} KB`, measured: kb(rssPerStream), hit: rssPerStream !== null && rssPerStream <= g.bytesPerStream },
+    { name: 'heap per idle stream', goal: `≤ ${g.bytesPerStream / 1024} KB`, measured: kb(heapPerStream), hit: heapPerStream !== null && heapPerStream <= g.bytesPerStream },
+    { name: 'next one refused p99', goal: `≤ ${g.refuseP99} ms`, measured: ms(refuseP99), hit: refuseP99 !== null && refuseP99 <= g.refuseP99 },
+    { name: 'chat failures', goal: '0', measured: String(failures), hit: failures === 0 },
   ];
 }

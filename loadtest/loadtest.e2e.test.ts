@@ -60,6 +60,39 @@ describe('npm run loadtest (smoke)', () => {
     expect(md).toContain('(worker thread 1)');
     expect(md).toContain('overhead p99');
   });
+
+  it('runs a tiny saturate scenario and its echo baseline with the same client, and states the ratio', async () => {
+    const opts = parseOptions([
+      '--scenario', 'saturate', '--users', '3', '--window', '4', '--duration', '2s', '--client-procs', '0', '--channels', '1',
+      '--profile', 'false', '--out', out, '--date', '2000-01-01', '--quiet', ...serverDir,
+    ]);
+    opts.workDir = join(out, 'work');
+    const r = await runScenario(opts, 'embedded', 'test');
+    const f = r.figures as { steadyPerS: number; echo: { steadyPerS: number; failures: number }; echoRatio: number };
+    expect(r.messages!.overall.failures).toBe(0);
+    expect(f.steadyPerS).toBeGreaterThan(0);
+    expect(f.echo.failures).toBe(0);
+    expect(f.echo.steadyPerS).toBeGreaterThan(0);
+    expect(f.echoRatio).toBeCloseTo(f.steadyPerS / f.echo.steadyPerS, 2);
+    expect(r.checks.map((c) => c.name)).toContain('share of echo');
+    await writeResult(out, r);
+    await writeReports(out, 'saturate', r.date);
+    expect(await readFile(join(out, '2000-01-01-saturate.md'), 'utf8')).toContain('ChatFlow / echo');
+  });
+
+  it('runs a tiny scale scenario: every stream held, memory per stream measured, the next client refused', async () => {
+    const opts = parseOptions(['--scenario', 'scale', '--streams', '30', '--channels', '2', '--out', out, '--date', '2000-01-01', '--quiet', ...serverDir]);
+    opts.workDir = join(out, 'work');
+    expect(opts.maxClients).toBe(30);
+    const r = await runOne(opts, 'embedded', 'test');
+    const f = r.figures as { memory: { streamsHeld: number; rssBytesPerStream: number | null; heapBytesPerStream: number | null }; probe: { attempts: number; byStatus: Record<string, number> } };
+    expect(f.memory.streamsHeld).toBe(30);
+    expect(f.memory.rssBytesPerStream).not.toBeNull();
+    expect(f.memory.heapBytesPerStream).not.toBeNull();
+    expect(f.probe.byStatus).toEqual({ RESOURCE_EXHAUSTED: f.probe.attempts });
+    expect(r.messages!.overall.failures).toBe(0);
+    expect(r.messages!.overall.count).toBeGreaterThan(0);
+  }, 120_000); // fixed phases: 2 × 5 memory readings 1 s apart, 200 probes 50 ms apart, 3 s settles
 });
 
 describeWhen(existsSync(GHZ_BIN), 'ghz against the embedded server', 'ghz not installed (bash loadtest/install-ghz.sh)', () => {

@@ -1,4 +1,6 @@
-import { overheadChecks, saturationChecks, admissionChecks } from './goals';
+import { overheadChecks, saturationChecks, admissionChecks, echoRatioCheck, scaleChecks } from './goals';
+import { steadyRate } from './scenarios/saturate';
+import { emptyMessages, addMessage } from './engine/records';
 import { areaOf, summarizeProfile, type CpuProfile } from './report/profile';
 import { parsePrometheus, total } from './target/prometheus';
 import { foldGhzReport } from './scenarios/ghz';
@@ -101,6 +103,11 @@ describe('runner options', () => {
     const s = parseOptions(['--scenario', 'saturate', '--mode', 'both', '--window', '8', '--think', '10-20', '--env', 'A=b=c']);
     expect(s).toMatchObject({ modes: ['embedded', 'stack'], window: 8, delayScale: 0, profile: 'auto', durationMs: 30_000, thinkMs: [10, 20], serverEnv: { A: 'b=c' } });
     expect(parseOptions(['--scenario', 'soak']).profile).toBe('off');
+    expect(parseOptions(['--scenario', 'saturate'])).toMatchObject({ echo: true, maxClients: 50 });
+    expect(parseOptions(['--scenario', 'saturate', '--echo', 'false']).echo).toBe(false);
+    expect(parseOptions(['--scenario', 'scale'])).toMatchObject({ streams: 10_000, maxClients: 10_000, profile: 'off' });
+    expect(parseOptions(['--scenario', 'scale', '--streams', '500'])).toMatchObject({ streams: 500, maxClients: 500 });
+    expect(() => parseOptions(['--scenario', 'scale', '--streams', 'many'])).toThrow(/--streams/);
     expect(parseOptions(['--scenario', 'soak', '--profile', 'true']).profile).toBe('on');
     expect(parseOptions(['--scenario', 'saturate', '--profile', 'false']).profile).toBe('off');
     expect(() => parseOptions(['--scenario', 'nope'])).toThrow(/--scenario/);
@@ -134,6 +141,22 @@ describe('goal checks', () => {
     expect(saturationChecks('stack', 1500, NaN, 0).map((c) => c.hit)).toEqual([true, false, true]);
     expect(admissionChecks(50, 50, 12, { OK: 50, RESOURCE_EXHAUSTED: 950 }, true).every((c) => c.hit)).toBe(true);
     expect(admissionChecks(51, 50, 21, { UNAVAILABLE: 1 }, false).some((c) => c.hit)).toBe(false);
+    expect(saturationChecks('embedded', 9999, 500, 0)[0]!.hit).toBe(false);
+    expect([echoRatioCheck(0.2).hit, echoRatioCheck(0.19).hit, echoRatioCheck(null).hit]).toEqual([true, false, false]);
+    expect(echoRatioCheck(0.288).measured).toBe('28.8 %');
+    expect(scaleChecks(10_000, 10_000, 50 * 1024, 20_000, 20, 0).every((c) => c.hit)).toBe(true);
+    expect(scaleChecks(9_999, 10_000, 50 * 1024 + 1, null, 20.1, 1).some((c) => c.hit)).toBe(false);
+  });
+
+  it('counts the saturation rate over the middle 80 % of the sending period, answered messages only', () => {
+    const rec = emptyMessages();
+    // 10 s of sending from t = 0; replies at 0.5 s (outside), 1..8.9 s (inside), 9.5 s (outside), one failure inside.
+    for (const t of [500, 1000, 3000, 5000, 8900, 9500, 4000]) {
+      const i = addMessage(rec, 0, 0);
+      rec.response[i] = t;
+      rec.error[i] = t === 4000 ? 'CHAT_ERROR' : '';
+    }
+    expect(steadyRate(rec, 10_000)).toBe(0.5); // 4 replies in 8 s
   });
 });
 

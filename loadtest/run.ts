@@ -20,6 +20,7 @@ import { ghzChat, ghzHistory } from './scenarios/ghz';
 import { reference } from './scenarios/reference';
 import { saturate } from './scenarios/saturate';
 import { voice } from './scenarios/voice';
+import { scale } from './scenarios/scale';
 import { embeddedTarget } from './target/embedded';
 import { ServerWatch, type ServerReading } from './target/prometheus';
 import { REPO } from './target/process';
@@ -42,6 +43,7 @@ const SCENARIO_RUN: Record<ScenarioName, Scenario> = {
   'ghz-chat': ghzChat,
   'ghz-history': ghzHistory,
   voice,
+  scale,
 };
 
 const TARGETS: Record<ModeName, Target> = { embedded: embeddedTarget, stack: stackTarget() };
@@ -50,7 +52,7 @@ const TARGETS: Record<ModeName, Target> = { embedded: embeddedTarget, stack: sta
 function defaults(s: ScenarioName) {
   const base = {
     durationMs: 120_000, users: 100, rampPerSec: 5, thinkMs: [1000, 3000] as [number, number], window: 1, mix: [...KINDS] as Kind[],
-    delayScale: 1, clientProcs: 1, channels: 4, burst: 1000, profile: 'auto' as Options['profile'], ghzTotal: 2000, ghzConcurrency: 40,
+    delayScale: 1, clientProcs: 1, channels: 4, burst: 1000, maxClients: GOALS.maxClients as number, streams: GOALS.scale.streams as number, profile: 'auto' as Options['profile'], ghzTotal: 2000, ghzConcurrency: 40,
   };
   // `auto`: the figures come from an unprofiled run (the profiler costs ~10 % of capacity); when a target is
   // missed, a short second run under --cpu-prof says where the time goes. Not for soak (long) and ghz.
@@ -68,6 +70,9 @@ function defaults(s: ScenarioName) {
       return { ...base, delayScale: 0, profile: 'off' as Options['profile'] };
     case 'voice':
       return { ...base, durationMs: 60_000, users: 3, delayScale: 0, channels: 1, profile: 'off' as Options['profile'] };
+    case 'scale':
+      // CHATFLOW_MAX_CLIENTS = the streams held (--streams); 16 channels ≈ 625 streams per HTTP/2 connection.
+      return { ...base, delayScale: 0, channels: 16, maxClients: base.streams, profile: 'off' as Options['profile'] };
   }
 }
 
@@ -87,9 +92,11 @@ scenarios: ${SCENARIOS.join(', ')}
   --ramp 5                     users started per second
   --think 1000-3000            think time between a user's messages, ms
   --window 20                  saturate: messages outstanding per client
+  --echo true                  saturate: also drive the echo baseline (bare grpc-js Chat server) with the same plan
+  --streams 10000              scale: streams one gateway holds (max clients default to it)
   --mix text,audio,video       message types chosen from (saturate default: text)
   --delay-scale 1              CHATFLOW_SIM_DELAY_SCALE for the server
-  --max-clients 50             CHATFLOW_MAX_CLIENTS for the server
+  --max-clients 50             CHATFLOW_MAX_CLIENTS for the server (scale: --streams)
   --fsync true                 CHATFLOW_LOG_FSYNC for the server
   --client-procs 1             load-generator processes (0 = inside the runner)
   --channels 4                 gRPC channels (TCP connections) per gateway per client process
@@ -114,7 +121,7 @@ export function parseOptions(argv: string[]): Options & { reportOnly: boolean; s
     options: {
       scenario: { type: 'string' }, mode: { type: 'string', default: 'embedded' }, duration: { type: 'string' }, users: { type: 'string' },
       ramp: { type: 'string' }, think: { type: 'string' }, window: { type: 'string' }, mix: { type: 'string' }, 'delay-scale': { type: 'string' },
-      'max-clients': { type: 'string', default: String(GOALS.maxClients) }, fsync: { type: 'string', default: 'true' }, 'client-procs': { type: 'string' }, channels: { type: 'string' },
+      'max-clients': { type: 'string' }, echo: { type: 'string', default: 'true' }, streams: { type: 'string' }, fsync: { type: 'string', default: 'true' }, 'client-procs': { type: 'string' }, channels: { type: 'string' },
       burst: { type: 'string' }, profile: { type: 'string' }, 'ghz-total': { type: 'string' }, 'ghz-concurrency': { type: 'string' }, 'ghz-reflect': { type: 'boolean', default: false },
       env: { type: 'string', multiple: true, default: [] }, 'server-dir': { type: 'string' }, tz: { type: 'string', default: 'Europe/Paris' },
       out: { type: 'string' }, date: { type: 'string' }, 'report-only': { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false },
@@ -129,6 +136,8 @@ export function parseOptions(argv: string[]): Options & { reportOnly: boolean; s
   const scenario = (values.scenario ?? (reportOnly ? 'reference' : undefined)) as ScenarioName | undefined;
   if (!scenario || !SCENARIOS.includes(scenario)) throw new Error(`--scenario must be one of ${SCENARIOS.join(', ')}\n\n${HELP}`);
   const d = defaults(scenario);
+  const streams = values.streams === undefined ? d.streams : Number(values.streams);
+  if (!Number.isInteger(streams) || streams < 1) throw new Error(`--streams must be a whole number ≥ 1, got "${values.streams}"`);
   const num = (v: string | undefined, dflt: number, name: string) => {
     if (v === undefined) return dflt;
     const n = Number(v);
@@ -167,7 +176,9 @@ export function parseOptions(argv: string[]): Options & { reportOnly: boolean; s
     window: num(values.window, d.window, 'window'),
     mix,
     delayScale: num(values['delay-scale'], d.delayScale, 'delay-scale'),
-    maxClients: num(values['max-clients'], GOALS.maxClients, 'max-clients'),
+    maxClients: num(values['max-clients'], scenario === 'scale' ? streams : d.maxClients, 'max-clients'),
+    echo: values.echo !== 'false',
+    streams,
     fsync: values.fsync !== 'false',
     clientProcs: num(values['client-procs'], d.clientProcs, 'client-procs'),
     channels: Math.max(1, num(values.channels, d.channels, 'channels')),
@@ -275,7 +286,7 @@ export async function runScenario(opts: Options, mode: ModeName, command: string
   if (opts.profile === 'auto' && r.checks.some((c) => !c.hit)) {
     const durationMs = Math.min(opts.durationMs, PROFILE_RUN_MS[opts.scenario] ?? opts.durationMs);
     process.stderr.write(`[${opts.scenario}/${mode}] a target was missed: running ${durationMs / 1000} s again under the CPU profiler to see where the time goes\n`);
-    const p = await runOne({ ...opts, durationMs }, mode, command, true);
+    const p = await runOne({ ...opts, durationMs, echo: false }, mode, command, true);
     r.profiles = p.profiles;
     r.profileRun = { startedAt: p.startedAt, durationS: durationMs / 1000, loadavgStart: p.machine.loadavgStart, checks: p.checks };
   }
@@ -303,7 +314,7 @@ export async function runOne(opts: Options, mode: ModeName, command: string, pro
   const loadWindow: ProfileWindow = { fromUs: 0, toUs: 0 };
   try {
     await watch.start();
-    const ctx: RunContext = { opts, mode, target, watch, runId, progress: progressPrinter(label, opts.quiet), log };
+    const ctx: RunContext = { opts, mode, target, watch, runId, logDir, progress: progressPrinter(label, opts.quiet), log };
     loadWindow.fromUs = monotonicUs();
     output = await SCENARIO_RUN[opts.scenario](ctx);
     loadWindow.toUs = monotonicUs();

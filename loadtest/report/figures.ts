@@ -80,7 +80,7 @@ export function figuresOf(r: ResultFile): Figure[] {
     });
   }
   const hist = (r.figures as { hist?: Record<string, Bin[]> } | undefined)?.hist;
-  if (r.scenario === 'admission' && hist) {
+  if ((r.scenario === 'admission' || r.scenario === 'scale') && hist) {
     out.push({
       file: `${base}-connect-hist.svg`,
       caption: 'Time to admit / refuse a connection',

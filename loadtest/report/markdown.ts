@@ -18,7 +18,8 @@ export interface ModeFailure {
 const DESCRIPTIONS: Record<string, string> = {
   reference:
     'The Locust load test of the implementation ChatFlow replaces, reproduced: 100 users ramping at 5 users/s for 2 minutes, each holding one Chat stream and sending text, audio or video (at random) every 1–3 s, simulated processing at the reference delays (text 0–1 s, audio 1–2 s, video 2–3 s). ChatFlow admits 50 clients at a time: the other users are refused (RESOURCE_EXHAUSTED) and retry after `retry-after-ms`.',
-  saturate: 'Simulated delay 0; every client keeps a window of messages outstanding, so the pipeline runs as fast as it can: its capacity in messages/s, with the 500-in-processing cap checked from the server\'s own peak.',
+  saturate: 'Simulated delay 0; every client keeps a window of messages outstanding, so the pipeline runs as fast as it can: its capacity in messages/s, with the 500-in-processing cap checked from the server\'s own peak. The same client then drives the echo baseline (a bare grpc-js Chat server, no log, no fsync) with the same plan: ChatFlow\'s rate as a share of its transport\'s ceiling.',
+  scale: 'One gateway holding 10,000 Chat streams (CHATFLOW_MAX_CLIENTS=10000): server memory (RSS, V8 heap) per idle stream, 1 % of the streams chatting, and the time to refuse the 10,001st client.',
   admission: '1,000 connection attempts in one burst (exactly 50 must be held, the rest refused), then a 51st client arriving at a full server 200 times (refusal latency), then 10 held clients leaving and 10 newcomers taking their slots.',
   soak: 'The reference load for a longer time, watching server memory (RSS) and latency drift.',
   'ghz-chat': 'ghz (loadtest/ghz/chat.json): Chat bidi streams of 5 text messages each, a fresh client id per stream, simulated delay 0.',
@@ -79,6 +80,7 @@ export function scenarioReport(scenario: string, date: string, results: ResultFi
   if (results.some((r) => r.connections)) out.push(connectionsSection(results), '');
   if (scenario === 'saturate') out.push(saturationSection(results), '');
   if (scenario === 'admission') out.push(admissionSection(results), '');
+  if (scenario === 'scale') out.push(scaleSection(results), '');
   if (scenario === 'soak') out.push(soakSection(results), '');
   if (scenario.startsWith('ghz')) out.push(ghzSection(results), '');
   out.push(serverSection(results), '');
@@ -172,11 +174,35 @@ function connectionsSection(results: ResultFile[]): string {
 
 function saturationSection(results: ResultFile[]): string {
   const rows = results.map((r) => {
-    const f = (r.figures ?? {}) as { steadyPerS?: number; overallPerS?: number; processingPeak?: number | null };
+    const f = (r.figures ?? {}) as SaturateFigures;
     const cpu = (r.clientCpu ?? []).map((c) => `${Math.round(c.coreShare * 100)} %`).join(', ');
-    return [r.mode, fmt(f.steadyPerS, 0), fmt(f.overallPerS, 0), fmt(f.processingPeak ?? NaN, 0), cpu || '–'];
+    return [r.mode, fmt(f.steadyPerS, 0), fmt(f.overallPerS, 0), fmt(f.processingPeak ?? NaN, 0), cpu || '–', f.echo ? fmt(f.echo.steadyPerS, 0) : '–', f.echoRatio == null ? '–' : `${fmt(f.echoRatio * 100, 1)} %`];
   });
-  return ['## Capacity', '', table(['mode', 'capacity (steady, msg/s)', 'overall msg/s', `processing peak (cap ${GOALS.maxProcessing})`, 'load-generator CPU (share of a core, per process)'], rows)].join('\n');
+  return ['## Capacity', '', table(['mode', 'capacity (steady, msg/s)', 'overall msg/s', `processing peak (cap ${GOALS.maxProcessing})`, 'load-generator CPU (share of a core, per process)', 'echo baseline (steady, msg/s)', 'ChatFlow / echo'], rows)].join('\n');
+}
+
+type SaturateFigures = { steadyPerS?: number; overallPerS?: number; processingPeak?: number | null; echo?: { steadyPerS: number } | null; echoRatio?: number | null };
+type ScaleFigures = {
+  open: { attempts: number; admitted: number; wallMs: number; timeToAdmit: Summary };
+  memory: { before: { rssMB: number; heapMB: number }; after: { rssMB: number; heapMB: number }; streamsHeld: number; rssBytesPerStream: number | null; heapBytesPerStream: number | null };
+  probe: { attempts: number; byStatus: Record<string, number>; timeToReject: Summary };
+};
+const kb = (bytes: number | null | undefined) => (bytes == null ? '–' : `${fmt(bytes / 1024, 1)} KB`);
+
+function scaleSection(results: ResultFile[]): string {
+  const out = ['## Streams, memory, refusal', ''];
+  const rows = results.flatMap((r) => {
+    const f = r.figures as ScaleFigures | undefined;
+    if (!f?.memory) return [];
+    return [[
+      r.mode, `${fmt(f.memory.streamsHeld, 0)} of ${fmt(f.open.attempts, 0)}`, `${fmt(f.open.wallMs / 1000, 1)} s (admit p50/p99 ${pair(f.open.timeToAdmit, 'p50', 'p99')} ms)`,
+      `${fmt(f.memory.before.rssMB)} → ${fmt(f.memory.after.rssMB)} MB`, kb(f.memory.rssBytesPerStream),
+      `${fmt(f.memory.before.heapMB)} → ${fmt(f.memory.after.heapMB)} MB`, kb(f.memory.heapBytesPerStream),
+      `${pair(f.probe.timeToReject, 'p50', 'p99')} / ${fmt(f.probe.timeToReject.max)}`,
+    ]];
+  });
+  out.push(table(['mode', 'streams held', 'open time', 'RSS before → after', 'RSS per stream', 'heap before → after', 'heap per stream', 'next client refused p50 / p99 / max (ms)'], rows));
+  return out.join('\n');
 }
 
 function admissionSection(results: ResultFile[]): string {
@@ -311,8 +337,9 @@ export function headline(r: ResultFile): string[] {
       if (o) figure = `${fmt(o.answered, 0)} answered, ${o.failures} failed, ${fmt(o.throughputPerS, 1)} msg/s, latency p50/p99 ${fmt(o.latency.p50, 0)}/${fmt(o.latency.p99, 0)} ms, overhead p50/p99 ${fmt(o.overhead.p50, 2)}/${fmt(o.overhead.p99, 2)} ms`;
       break;
     case 'saturate': {
-      const f = r.figures as { steadyPerS?: number; processingPeak?: number | null };
+      const f = r.figures as SaturateFigures;
       figure = `${fmt(f.steadyPerS, 0)} msg/s, processing peak ${fmt(f.processingPeak ?? NaN, 0)}`;
+      if (f.echo) figure += `; echo baseline ${fmt(f.echo.steadyPerS, 0)} msg/s, ChatFlow at ${fmt((f.echoRatio ?? NaN) * 100, 1)} % of it`;
       break;
     }
     case 'admission': {
@@ -323,6 +350,11 @@ export function headline(r: ResultFile): string[] {
     case 'voice': {
       const v = (r.figures as { voice: VoiceFigures }).voice;
       figure = `${v.messages} voice messages, ${v.failed} failed; first voice chunk p50/p99 ${fmt(v.firstChunkMs.p50, 0)}/${fmt(v.firstChunkMs.p99, 0)} ms, transcript p50/p99 ${fmt(v.transcriptMs.p50, 0)}/${fmt(v.transcriptMs.p99, 0)} ms, whole voice p50/p99 ${fmt(v.replyMs.p50, 0)}/${fmt(v.replyMs.p99, 0)} ms, transcript WER ${fmt(v.meanWer ?? NaN, 2)}`;
+      break;
+    }
+    case 'scale': {
+      const f = r.figures as ScaleFigures;
+      figure = `${fmt(f.memory.streamsHeld, 0)} streams held, ${kb(f.memory.rssBytesPerStream)} RSS / ${kb(f.memory.heapBytesPerStream)} heap per idle stream, next client refused p99 ${fmt(f.probe.timeToReject.p99, 2)} ms`;
       break;
     }
     default: {

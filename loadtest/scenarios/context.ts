@@ -8,7 +8,7 @@ import type { ServerWatch, StageTiming } from '../target/prometheus';
 import type { ModeName, RunningTarget } from '../target/target';
 import type { Kind } from '../payloads';
 
-export const SCENARIOS = ['reference', 'saturate', 'admission', 'soak', 'ghz-chat', 'ghz-history', 'voice'] as const;
+export const SCENARIOS = ['reference', 'saturate', 'admission', 'soak', 'ghz-chat', 'ghz-history', 'voice', 'scale'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface Options {
@@ -20,6 +20,10 @@ export interface Options {
   rampPerSec: number;
   thinkMs: [number, number];
   window: number;
+  /** saturate: also drive the echo baseline (loadtest/echo) with the same plan. */
+  echo: boolean;
+  /** scale: streams to hold (the server's CHATFLOW_MAX_CLIENTS is set to it). */
+  streams: number;
   mix: Kind[];
   delayScale: number;
   maxClients: number;
@@ -53,6 +57,8 @@ export interface RunContext {
   watch: ServerWatch;
   /** Short random id: client ids are `lt-<runId>-<n>` so runs against a long-lived stack never collide. */
   runId: string;
+  /** This run's log folder (server logs, echo baseline log). */
+  logDir: string;
   /** Prints a progress line (rate-limited); call with the live counters. */
   progress(p: Progress): void;
   log(line: string): void;

@@ -17,6 +17,14 @@ export interface LeaseState {
 export interface AdmissionState {
   /** Leases by client id. */
   readonly leases: ReadonlyMap<string, LeaseState>;
+  /**
+   * Optional indexes an adapter may keep so a decision need not scan every
+   * lease (10,000 on one gateway): they change no decision, only its cost.
+   * `sessions`: client id by session id, for every lease.
+   * `noneExpireBefore`: no lease's `expiresAt` is below this (a lower bound).
+   */
+  readonly sessions?: ReadonlyMap<string, string>;
+  readonly noneExpireBefore?: number;
 }
 
 export type AdmissionCommand =
@@ -44,6 +52,12 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
       if (holder && holder.expiresAt > command.now) {
         return [{ type: 'Refused', reason: 'duplicate', clientId: command.clientId, holder }];
       }
+      if (state.noneExpireBefore !== undefined && state.noneExpireBefore > command.now) {
+        // No lease has expired, so every lease is live and none is this client's (a live one was refused above):
+        // the same decision as the scan below, without it.
+        if (state.leases.size >= command.maxClients) return [{ type: 'Refused', reason: 'full', clientId: command.clientId }];
+        return [{ type: 'Admitted', lease: newLease(command) }];
+      }
       const live = [...state.leases.values()].filter((l) => l.expiresAt > command.now && l.clientId !== command.clientId);
       if (live.length >= command.maxClients) {
         return [{ type: 'Refused', reason: 'full', clientId: command.clientId }];
@@ -51,22 +65,14 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
       const expired = [...state.leases.values()].filter((l) => l.expiresAt <= command.now);
       return [
         ...expired.map((lease): AdmissionEvent => ({ type: 'Expired', lease })),
-        {
-          type: 'Admitted',
-          lease: {
-            clientId: command.clientId,
-            sessionId: command.sessionId,
-            gatewayId: command.gatewayId,
-            conversationId: command.conversationId,
-            acquiredAt: command.now,
-            expiresAt: command.now + command.leaseMs,
-          },
-        },
+        { type: 'Admitted', lease: newLease(command) },
       ];
     }
     case 'Release': {
-      const lease = [...state.leases.values()].find((l) => l.sessionId === command.sessionId);
-      return lease ? [{ type: 'Released', lease }] : [];
+      const lease = state.sessions
+        ? state.leases.get(state.sessions.get(command.sessionId) ?? '')
+        : [...state.leases.values()].find((l) => l.sessionId === command.sessionId);
+      return lease?.sessionId === command.sessionId ? [{ type: 'Released', lease }] : [];
     }
     case 'Renew':
       return [...state.leases.values()]
@@ -83,34 +89,52 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
   }
 }
 
-export function evolveAdmission(state: AdmissionState, event: AdmissionEvent): AdmissionState {
+function newLease(command: Extract<AdmissionCommand, { type: 'Acquire' }>): LeaseState {
+  return {
+    clientId: command.clientId,
+    sessionId: command.sessionId,
+    gatewayId: command.gatewayId,
+    conversationId: command.conversationId,
+    acquiredAt: command.now,
+    expiresAt: command.now + command.leaseMs,
+  };
+}
+
+/**
+ * What an event changes in the leases, as a change to one client's entry:
+ * `{ clientId, lease }` sets it (lease undefined = removes it); null = nothing.
+ * `evolveAdmission` applies it to a copy; an in-memory adapter may apply it in
+ * place (copying a 10,000-entry map per event is what it must not do).
+ */
+export function admissionChange(leases: ReadonlyMap<string, LeaseState>, event: AdmissionEvent): { clientId: string; lease: LeaseState | undefined } | null {
   switch (event.type) {
-    case 'Admitted': {
-      const leases = new Map(state.leases);
-      leases.set(event.lease.clientId, event.lease);
-      return { leases };
-    }
+    case 'Admitted':
+      return { clientId: event.lease.clientId, lease: event.lease };
     case 'Released':
-    case 'Expired': {
-      if (state.leases.get(event.lease.clientId)?.sessionId !== event.lease.sessionId) return state;
-      const leases = new Map(state.leases);
-      leases.delete(event.lease.clientId);
-      return { leases };
-    }
+    case 'Expired':
+      if (leases.get(event.lease.clientId)?.sessionId !== event.lease.sessionId) return null;
+      return { clientId: event.lease.clientId, lease: undefined };
     case 'Renewed': {
-      const current = state.leases.get(event.clientId);
-      if (!current || current.sessionId !== event.sessionId) return state;
-      const leases = new Map(state.leases);
-      leases.set(event.clientId, { ...current, expiresAt: event.expiresAt });
-      return { leases };
+      const current = leases.get(event.clientId);
+      if (!current || current.sessionId !== event.sessionId) return null;
+      return { clientId: event.clientId, lease: { ...current, expiresAt: event.expiresAt } };
     }
     case 'Refused':
-      return state;
+      return null;
     default: {
       const never: never = event;
       throw new Error(`unknown event ${JSON.stringify(never)}`);
     }
   }
+}
+
+export function evolveAdmission(state: AdmissionState, event: AdmissionEvent): AdmissionState {
+  const change = admissionChange(state.leases, event);
+  if (!change) return state;
+  const leases = new Map(state.leases);
+  if (change.lease) leases.set(change.clientId, change.lease);
+  else leases.delete(change.clientId);
+  return { leases };
 }
 
 export const admission: Decider<AdmissionCommand, AdmissionEvent, AdmissionState> = {

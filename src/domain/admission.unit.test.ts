@@ -64,3 +64,35 @@ describe('admission decider', () => {
     expect([...state.leases.keys()]).toEqual(['b']);
   });
 });
+
+describe('admission decider with the optional indexes', () => {
+  /** Leases whose every scan throws: a decision made with the indexes must not need one. */
+  const unscannable = (entries: [string, LeaseState][]): ReadonlyMap<string, LeaseState> => {
+    const m = new Map(entries);
+    const fail = () => {
+      throw new Error('scanned every lease');
+    };
+    return Object.assign(m, { values: fail, entries: fail, forEach: fail, [Symbol.iterator]: fail });
+  };
+  const held = [lease('a'), lease('b')].map((l): [string, LeaseState] => [l.clientId, l]);
+
+  it('refuses a client at a full server without scanning the leases when none can have expired', () => {
+    expect(admission.decide(acquire('c', 1010), { leases: unscannable(held), noneExpireBefore: 1100 })).toEqual([{ type: 'Refused', reason: 'full', clientId: 'c' }]);
+  });
+
+  it('admits with room without scanning the leases when none can have expired', () => {
+    expect(admission.decide(acquire('c', 1010, 3), { leases: unscannable(held), noneExpireBefore: 1100 })).toEqual([admitted('c', 1010)]);
+  });
+
+  it('scans (and reclaims expired leases) once the bound is reached, deciding as without the index', () => {
+    const state = { leases: new Map(held), noneExpireBefore: 1100 };
+    expect(admission.decide(acquire('c', 1100), state)).toEqual(admission.decide(acquire('c', 1100), { leases: new Map(held) }));
+  });
+
+  it('finds the lease to release by session id without scanning, and releases nothing for an unknown or stale session', () => {
+    const sessions = new Map([['s-a-1000', 'a'], ['s-b-1000', 'b']]);
+    expect(admission.decide({ type: 'Release', sessionId: 's-b-1000' }, { leases: unscannable(held), sessions })).toEqual([{ type: 'Released', lease: lease('b') }]);
+    expect(admission.decide({ type: 'Release', sessionId: 's-x' }, { leases: unscannable(held), sessions })).toEqual([]);
+    expect(admission.decide({ type: 'Release', sessionId: 's-a-1000' }, { leases: unscannable(held), sessions: new Map([['s-a-1000', 'b']]) })).toEqual([]);
+  });
+});

@@ -1,0 +1,201 @@
+// `scale`: one gateway holding 10,000 Chat streams (CHATFLOW_MAX_CLIENTS =
+// --streams), issue 15.
+//   1. baseline — the server's RSS and V8 heap with no client (lowest of a few
+//      readings: a reading right after a GC is the honest one);
+//   2. open    — `streams` clients connect in waves over a handful of channels
+//      (gRPC multiplexes streams, so file descriptors are no limit); each says
+//      hello once (the first-message deadline) and then stays idle;
+//   3. hold    — memory read again once every hello is answered: the growth
+//      divided by the streams is the memory per idle stream;
+//   4. chat + probe — 1 % of the streams send a text every 1–3 s while one more
+//      client (the 10,001st) tries to connect, one attempt at a time, `PROBES`
+//      times: the time to its refusal (RESOURCE_EXHAUSTED);
+//   5. all streams are cancelled; the run stops by itself.
+import { Channels, openChat, type ChatCall, type OpenOutcome } from '../engine/connect';
+import { addMessage, emptyMessages, emptyProgress, now, type MessageRecords } from '../engine/records';
+import { messageReport } from '../analyze';
+import { scaleChecks } from '../goals';
+import { logHistogram, round, roundSummary, summarize, countBy } from '../stats';
+import { scrape, total, METRIC } from '../target/prometheus';
+import type { TargetProcess } from '../target/target';
+import type { RunContext, ScenarioOutput } from './context';
+
+const PROBES = 200;
+const WAVE = 250;
+/** Bounds on the run: opening stops after this (a server too slow to admit 10,000 says so, it does not hang the run). */
+const OPEN_BUDGET_MS = 180_000;
+const HELLO_WAIT_MS = 60_000;
+const PROBE_BUDGET_MS = 90_000;
+const HEAP_USED = 'chatflow_nodejs_heap_size_used_bytes';
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+
+export interface MemoryReading {
+  rssBytes: number;
+  heapUsedBytes: number;
+}
+
+/** The lowest RSS and heap of `n` readings `everyMs` apart (the heap after a GC is the live heap). */
+async function memory(proc: TargetProcess, n = 5, everyMs = 1000): Promise<MemoryReading> {
+  let rss = Infinity, heap = Infinity;
+  for (let i = 0; i < n; i++) {
+    if (i) await sleep(everyMs);
+    const s = await scrape(proc);
+    rss = Math.min(rss, total(s, METRIC.rssBytes));
+    heap = Math.min(heap, total(s, HEAP_USED));
+  }
+  return { rssBytes: rss, heapUsedBytes: heap };
+}
+
+export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
+  const { opts } = ctx;
+  const streams = opts.streams;
+  const chatters = Math.max(1, Math.round(streams / 100));
+  const server = ctx.target.processes.find((p) => p.grpc)!;
+  const channels = new Channels(ctx.target.grpc, opts.channels);
+  await channels.warm();
+  const id = (k: string, i: number) => `scale-${ctx.runId}-${k}-${i}`;
+  const progress = emptyProgress();
+  progress.users = streams;
+  const held: ChatCall[] = [];
+  let broken = 0;
+  const messages = emptyMessages();
+  const hellos: Promise<void>[] = [];
+
+  /** Keeps an admitted stream: says hello, resolves when the hello is answered. */
+  const keep = (o: OpenOutcome, rec?: MessageRecords) => {
+    if (!o.ok) return;
+    const call = o.call;
+    held.push(call);
+    let answered!: () => void;
+    hellos.push(new Promise<void>((r) => (answered = r)));
+    const byCmid = new Map<string, number>(), byId = new Map<string, number>();
+    call.on('data', (f) => {
+      const fr = f.frame;
+      if (fr?.$case === 'accepted') {
+        const idx = byCmid.get(fr.accepted.clientMessageId);
+        if (idx !== undefined) {
+          byId.set(fr.accepted.messageId, idx);
+          if (rec && rec.accepted[idx] === -1) rec.accepted[idx] = now();
+        }
+      } else if (fr?.$case === 'response' || fr?.$case === 'error') {
+        const ref = fr.$case === 'response' ? fr.response.inReplyTo : fr.error.inReplyTo;
+        const idx = byId.get(ref) ?? byCmid.get(ref);
+        answered();
+        if (rec && idx !== undefined && idx >= 0 && rec.response[idx] === -1) {
+          rec.response[idx] = now();
+          rec.processingMs[idx] = fr.$case === 'response' ? fr.response.processingMs : -1;
+          rec.error[idx] = fr.$case === 'error' ? fr.error.code || 'CHAT_ERROR' : '';
+          if (rec.error[idx]) progress.failed++;
+          else progress.answered++;
+        }
+      }
+    });
+    call.on('status', () => {
+      broken++;
+      answered();
+    });
+    call.resume();
+    let n = 0;
+    const say = (text: string, record: boolean) => {
+      const cmid = `m${n++}`;
+      byCmid.set(cmid, record && rec ? addMessage(rec, 0, now()) : -1);
+      progress.sent++;
+      call.write({ frame: { $case: 'message', message: { clientMessageId: cmid, content: { $case: 'text', text } } } });
+    };
+    say('hello', false);
+    return say;
+  };
+
+  try {
+    // 1. Baseline.
+    const before = await memory(server);
+    ctx.log(`baseline: RSS ${round(before.rssBytes / 2 ** 20, 1)} MB, heap ${round(before.heapUsedBytes / 2 ** 20, 1)} MB; opening ${streams} streams in waves of ${WAVE} over ${opts.channels} channel(s)`);
+
+    // 2. Open.
+    const openStart = now();
+    const outcomes: OpenOutcome[] = [];
+    const says: ((text: string, record: boolean) => void)[] = [];
+    for (let w = 0; w < streams && now() - openStart < OPEN_BUDGET_MS; w += WAVE) {
+      const wave = await Promise.all(
+        Array.from({ length: Math.min(WAVE, streams - w) }, (_, k) => openChat(channels.pick(w + k), id('s', w + k), opts.timeZone, 60_000)),
+      );
+      for (const o of wave) {
+        outcomes.push(o);
+        progress.attempts++;
+        if (o.ok) progress.connected++;
+        else progress.refused++;
+        const say = keep(o, messages);
+        if (say) says.push(say);
+      }
+      ctx.progress(progress);
+    }
+    const openWallMs = now() - openStart;
+    const admitted = outcomes.filter((o) => o.ok).length;
+    ctx.log(`opened: ${admitted} of ${streams} admitted in ${round(openWallMs / 1000, 1)} s; waiting for every hello's answer`);
+    await Promise.race([Promise.all(hellos), sleep(HELLO_WAIT_MS)]);
+
+    // 3. Hold: memory per idle stream.
+    await sleep(3000);
+    const after = await memory(server);
+    const heldNow = held.length - broken;
+    if (outcomes.length < streams) ctx.log(`gave up opening after ${OPEN_BUDGET_MS / 1000} s: ${outcomes.length} of ${streams} attempted`);
+    const per = (k: keyof MemoryReading) => (heldNow > 0 ? round((after[k] - before[k]) / heldNow, 0) : null);
+    ctx.log(`holding ${heldNow}: RSS ${round(after.rssBytes / 2 ** 20, 1)} MB, heap ${round(after.heapUsedBytes / 2 ** 20, 1)} MB`);
+
+    // 4. Chat (1 %) + probe the next client.
+    const chatting = says.slice(0, chatters);
+    let chatOn = true;
+    const chatLoops = chatting.map(async (say) => {
+      await sleep(Math.random() * 1000);
+      while (chatOn) {
+        say('what is the weather like in Paris today?', true);
+        await sleep(1000 + Math.random() * 2000);
+      }
+    });
+    ctx.log(`chat: ${chatting.length} streams send a text every 1–3 s; probe: ${PROBES} attempts of one more client`);
+    const probe: OpenOutcome[] = [];
+    const probeStart = now();
+    for (let i = 0; i < PROBES && now() - probeStart < PROBE_BUDGET_MS; i++) {
+      const o = await openChat(channels.pick(i), id('probe', i), opts.timeZone);
+      probe.push(o);
+      keep(o);
+      progress.attempts++;
+      if (!o.ok) progress.refused++;
+      ctx.progress(progress);
+      await sleep(50);
+    }
+    chatOn = false;
+    await Promise.all(chatLoops);
+    await sleep(3000); // the last replies
+    const refuseMs = probe.filter((o) => !o.ok).map((o) => o.end - o.start);
+    const refuse = roundSummary(summarize(refuseMs));
+    const chat = messageReport(messages);
+    const admitMs = outcomes.filter((o) => o.ok).map((o) => o.end - o.start);
+    const rssPer = per('rssBytes'), heapPer = per('heapUsedBytes');
+    return {
+      settings: { streams, chatters, probes: PROBES, wave: WAVE, maxClients: opts.maxClients, channelsPerEndpoint: opts.channels, loadGenerator: 'in-runner (one process)' },
+      messages: chat,
+      figures: {
+        open: { attempts: outcomes.length, admitted, byStatus: countBy(outcomes, (o) => (o.ok ? 'OK' : o.code)), wallMs: round(openWallMs), timeToAdmit: roundSummary(summarize(admitMs)) },
+        memory: {
+          before: { rssMB: round(before.rssBytes / 2 ** 20, 1), heapMB: round(before.heapUsedBytes / 2 ** 20, 1) },
+          after: { rssMB: round(after.rssBytes / 2 ** 20, 1), heapMB: round(after.heapUsedBytes / 2 ** 20, 1) },
+          streamsHeld: heldNow,
+          rssBytesPerStream: rssPer,
+          heapBytesPerStream: heapPer,
+        },
+        probe: { attempts: probe.length, byStatus: countBy(probe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: refuse },
+        hist: { 'probe (next client): refused': logHistogram(refuseMs), 'open: admitted': logHistogram(admitMs) },
+      },
+      checks: scaleChecks(heldNow, streams, rssPer, heapPer, refuse.p99, chat.overall.failures + (probe.some((o) => o.ok) ? 1 : 0)),
+      notes: [
+        `${streams} streams on one embedded server (CHATFLOW_MAX_CLIENTS=${opts.maxClients}), opened in waves of ${WAVE} over ${opts.channels} gRPC channel(s) from one load-generator process; each says hello once (the first-message deadline) and stays idle; ${chatters} (1 %) then send a text every 1–3 s.`,
+        `Memory per idle stream = (server RSS or V8 heap used with every stream held and every hello answered − the same with no client) / streams held; each side is the lowest of 5 readings 1 s apart. It includes what a connected client costs beyond the transport (its session, its conversation of one hello and one reply in the in-memory read model).`,
+        `Next client refused: ${PROBES} attempts one at a time (50 ms apart) with a fresh client id while the server is full and 1 % of the streams chat; client-side time from opening the stream to the RESOURCE_EXHAUSTED status.`,
+      ],
+    };
+  } finally {
+    for (const c of held) c.cancel();
+    channels.close();
+  }
+}
