@@ -165,7 +165,9 @@ function chatFlow(target: () => Target, browser: () => Browser): void {
       for (let i = 0; i < n; i += 10) holders.push(...(await Promise.all(Array.from({ length: Math.min(10, n - i) }, (_, j) => connected(t, `holder-${i + j}`)))));
       expect(await metric(t, 'chatflow_clients_connected')).toBe(t.app.config.maxClients);
 
-      const late = await ctx.newPage();
+      // Another person's browser: a tab of this context would resume web-alice's remembered session instead.
+      const lateCtx = await browser().newContext({ timezoneId: 'America/New_York', viewport: { width: 1100, height: 800 } });
+      const late = await lateCtx.newPage();
       await late.goto(target().url);
       await late.fill('#client-id', 'web-late');
       await late.click('#connect-button');
@@ -178,7 +180,7 @@ function chatFlow(target: () => Target, browser: () => Browser): void {
       await waitConnected(late);
       await expect(late.locator('#notice').isHidden()).resolves.toBe(true);
       await shot(late, '07-in-after-retry');
-      await late.close();
+      await lateCtx.close();
     } finally {
       for (const h of holders) h.cancel();
     }
