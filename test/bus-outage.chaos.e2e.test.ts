@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
-import { credentials, Metadata } from '@grpc/grpc-js';
-import { TokenAuthority } from '../src/auth/tokens';
+import { credentials } from '@grpc/grpc-js';
 import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
-import { Cluster, type RoleProcess } from './cluster';
+import { Cluster, welcomedStreams, type RoleProcess } from './cluster';
 import { describeWhen } from './engines';
-import { ChatStream } from './harness';
+import type { ChatStream } from './harness';
 import { NATS_BIN, PrivateNats } from './private-engines';
 
 /*
@@ -45,15 +44,7 @@ describeWhen(ready, 'NATS killed for 4 s under load', `needs ${[...ENGINES, exis
   });
 
   it('delivers every accepted message its outcome on its own stream, once, across the outage', async () => {
-    const auth = new TokenAuthority(new TextEncoder().encode(cluster.secret), false);
-    const streams = await Promise.all(Array.from({ length: CLIENTS }, async (_, i) => {
-      const md = new Metadata();
-      md.set('authorization', `Bearer ${await auth.mint(`bus-outage-${i}`)}`);
-      md.set('x-timezone', 'Europe/Paris');
-      const s = new ChatStream(chat.chat(md));
-      await s.until((f) => f.some((x) => x.frame?.$case === 'welcome'), 30_000, 'welcome');
-      return s;
-    }));
+    const streams = await welcomedStreams(cluster, chat, 'bus-outage', CLIENTS);
     const sent: { s: ChatStream; cm: string }[] = [];
     let sending = true;
     const load = (async () => {

@@ -5,9 +5,13 @@ import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Metadata } from '@grpc/grpc-js';
 import { MongoClient } from 'mongodb';
 import pino from 'pino';
 import { KafkaEventLog } from '../src/eventlog/kafka';
+import { TokenAuthority } from '../src/auth/tokens';
+import type { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
+import { ChatStream } from './harness';
 import { dropAllCollections } from '../src/readstore/mongo';
 import { engineEnv } from './engines';
 
@@ -162,4 +166,17 @@ export async function responsesPerMessage(cluster: Cluster, kinds: readonly ('re
     await log.close();
   }
   return counts;
+}
+
+/** Opens `n` Chat streams for clients `<prefix>-0…` with tokens of the cluster's secret, each past its Welcome. */
+export async function welcomedStreams(cluster: Cluster, chat: ChatServiceClient, prefix: string, n: number): Promise<ChatStream[]> {
+  const auth = new TokenAuthority(new TextEncoder().encode(cluster.secret), false);
+  return Promise.all(Array.from({ length: n }, async (_, i) => {
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${await auth.mint(`${prefix}-${i}`)}`);
+    md.set('x-timezone', 'Europe/Paris');
+    const s = new ChatStream(chat.chat(md));
+    await s.until((f) => f.some((x) => x.frame?.$case === 'welcome'), 30_000, 'welcome');
+    return s;
+  }));
 }

@@ -1,10 +1,9 @@
 import { existsSync } from 'node:fs';
-import { credentials, Metadata } from '@grpc/grpc-js';
-import { TokenAuthority } from '../src/auth/tokens';
+import { credentials } from '@grpc/grpc-js';
 import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
-import { Cluster, responsesPerMessage, type RoleProcess } from './cluster';
+import { Cluster, responsesPerMessage, welcomedStreams, type RoleProcess } from './cluster';
 import { describeWhen } from './engines';
-import { ChatStream } from './harness';
+import type { ChatStream } from './harness';
 import { KAFKA_LIBS, PrivateKafka } from './private-engines';
 
 /*
@@ -49,15 +48,7 @@ describeWhen(ready, 'Kafka frozen for 15 s under two workers', `needs ${[...ENGI
   });
 
   it('answers every accepted message exactly once, with no member answering partitions it lost', async () => {
-    const auth = new TokenAuthority(new TextEncoder().encode(cluster.secret), false);
-    const streams = await Promise.all(Array.from({ length: CLIENTS }, async (_, i) => {
-      const md = new Metadata();
-      md.set('authorization', `Bearer ${await auth.mint(`freeze-${i}`)}`);
-      md.set('x-timezone', 'Europe/Paris');
-      const s = new ChatStream(chat.chat(md));
-      await s.until((f) => f.some((x) => x.frame?.$case === 'welcome'), 30_000, 'welcome');
-      return s;
-    }));
+    const streams = await welcomedStreams(cluster, chat, 'freeze', CLIENTS);
     // 20 clients × 2 msg/s, before, during and after the freeze.
     const sent: { s: ChatStream; cm: string }[] = [];
     let sending = true;
