@@ -6,6 +6,7 @@ import { connected, metadataFor, startTestApp, unary, type TestApp } from './har
 /** A local OpenAI-compatible server: streams words, or fails as told by the prompt. */
 function fakeProvider(): Promise<{ server: Server; url: string; requests: unknown[] }> {
   const requests: unknown[] = [];
+  let cut = false;
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (c) => (body += c));
@@ -26,7 +27,12 @@ function fakeProvider(): Promise<{ server: Server; url: string; requests: unknow
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       // Tokens paced like a real model, so each one is its own delta.
       const words = ['The ', 'answer ', 'is ', '42.'];
+      // 'cut-once': the first answer breaks off after two words (the connection drops), later ones are whole.
+      const cutAfter = prompt.includes('cut-once') && !cut ? 2 : Infinity;
+      if (cutAfter !== Infinity) cut = true;
+      let sent = 0;
       const next = () => {
+        if (sent++ === cutAfter) return res.destroy();
         const word = words.shift();
         if (word === undefined) return res.end('data: [DONE]\n\n');
         res.write(`data: ${JSON.stringify({ model: 'fake-1', choices: [{ delta: { content: word } }] })}\n\n`);
@@ -55,6 +61,16 @@ describe('OpenAI-compatible provider, end to end', () => {
     const r = await s.reply(s.text('what is the answer?'));
     expect(r.text).toBe('The answer is 42.');
     expect(s.of('delta').map((d) => d.delta.textDelta)).toEqual(['The ', 'answer ', 'is ', '42.']);
+    s.end();
+  });
+
+  it('never sends the opening words twice: a model that fails after streaming began is not retried behind the client\'s back', async () => {
+    const s = await connected(t, 'cut-off');
+    const cm = s.text('cut-once please');
+    await s.until((f) => f.some((x) => (x.frame?.$case === 'response' || x.frame?.$case === 'error') && [x.frame.$case === 'response' ? x.frame.response.inReplyTo : x.frame.$case === 'error' ? x.frame.error.inReplyTo : ''].includes(s.messageIdOf(cm) ?? '-')), 20_000, 'an outcome');
+    const streamed = s.of('delta').filter((d) => d.delta.inReplyTo === s.messageIdOf(cm)).map((d) => d.delta.textDelta).join('');
+    expect(streamed).toBe('The answer ');
+    expect(s.of('error').find((e) => e.error.inReplyTo === s.messageIdOf(cm))?.error).toMatchObject({ code: 'UNAVAILABLE', message: expect.stringMatching(/model could not answer/) });
     s.end();
   });
 

@@ -161,6 +161,8 @@ export class Worker {
     };
     const attempts = this.deps.maxAttempts ?? 3;
     const deltas = this.deltaBatcher(subject, m.messageId);
+    // Once a word has gone to the client, a retry would send the opening again: the failure is final then.
+    let streamed = false;
     let heard: Heard | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -174,7 +176,10 @@ export class Worker {
         }
         const reply = await this.deps.llm.generate(request, {
           signal,
-          onDelta: deltas.push,
+          onDelta: (d) => {
+            streamed = true;
+            deltas.push(d);
+          },
         });
         deltas.flush();
         const responseId = responseIdFor(m.messageId);
@@ -197,7 +202,7 @@ export class Worker {
         return 'answered';
       } catch (err) {
         if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
-        const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts;
+        const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts && !streamed;
         if (retryable) {
           this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying');
           await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
