@@ -151,7 +151,13 @@ describe('crash (kill -9) of the process', () => {
       const back = new ChatStream(client.chat(await mdFor(`crash-${i}`, { 'x-conversation-id': conversationId, 'x-resume-after': '0' })));
       await back.until((f) => accepted[i].every((id) => f.some((x) => x.frame?.$case === 'response' && x.frame.response.inReplyTo === id)), 30_000, `replies for client ${i}`);
       back.end();
-      const entries = await historyOf(history, await mdFor(`crash-${i}`), conversationId);
+      // History is a projection: it may trail the live reply by a batch. Wait (bounded) for every reply to be in it.
+      let entries = await historyOf(history, await mdFor(`crash-${i}`), conversationId);
+      const answered = () => accepted[i].every((id) => entries.some((m) => m.author === Author.AUTHOR_BOT && m.inReplyTo === id));
+      for (const end = Date.now() + 10_000; !answered() && Date.now() < end; ) {
+        await new Promise((r) => setTimeout(r, 100));
+        entries = await historyOf(history, await mdFor(`crash-${i}`), conversationId);
+      }
       for (const id of accepted[i]) {
         expect(entries.filter((m) => m.author === Author.AUTHOR_BOT && m.inReplyTo === id)).toHaveLength(1);
       }
