@@ -21,6 +21,37 @@ export const LOG_DIR = join(ROOT, 'test-results', 'cluster');
 
 export type Role = 'gateway' | 'worker' | 'projector' | 'all';
 
+/**
+ * Waits for a ChatFlow process's `ChatFlow ready` line (JSON logs on stdout) and returns it;
+ * every JSON line read goes into `logs`. Rejects when the process exits first or the time is up.
+ */
+export function waitReady(
+  proc: ChildProcess,
+  opts: { name: string; timeoutMs: number; logs: Record<string, unknown>[]; stderr: () => string },
+): Promise<Record<string, unknown>> {
+  const { name, timeoutMs, logs, stderr } = opts;
+  return new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`${name} was not ready within ${timeoutMs / 1000} s; last logs: ${JSON.stringify(logs.slice(-5))} ${stderr()}`)), timeoutMs);
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return;
+      }
+      logs.push(rec);
+      if (rec.msg === 'ChatFlow ready') {
+        clearTimeout(timer);
+        res(rec);
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`${name} exited with ${code} before it was ready: ${JSON.stringify(logs.slice(-5))} ${stderr()}`));
+    });
+  });
+}
+
 /** One ChatFlow process of a test cluster. */
 export interface RoleProcess {
   readonly role: Role;
@@ -82,27 +113,8 @@ export class Cluster {
     proc.stdout!.pipe(file);
     proc.stderr!.pipe(file);
     proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-    const ready = await new Promise<Record<string, unknown>>((res, rej) => {
-      // A projector is ready once its read models caught up with the log: a rebuild takes a while on FerretDB.
-      const timer = setTimeout(() => rej(new Error(`${name} did not start within ${readyMs / 1000} s; last logs: ${JSON.stringify(logs.slice(-5))} ${stderr}`)), readyMs);
-      createInterface({ input: proc.stdout! }).on('line', (line) => {
-        let rec: Record<string, unknown>;
-        try {
-          rec = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          return;
-        }
-        logs.push(rec);
-        if (rec.msg === 'ChatFlow ready') {
-          clearTimeout(timer);
-          res(rec);
-        }
-      });
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        rej(new Error(`${name} exited with ${code} before it was ready: ${JSON.stringify(logs.slice(-5))} ${stderr}`));
-      });
-    });
+    // A projector is ready once its read models caught up with the log: a rebuild takes a while on FerretDB.
+    const ready = await waitReady(proc, { name, timeoutMs: readyMs, logs, stderr: () => stderr });
     const exited = new Promise<void>((r) => (proc.exitCode !== null ? r() : proc.once('exit', () => r())));
     const http = String(ready.http);
     const p: RoleProcess = {

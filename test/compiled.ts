@@ -2,12 +2,12 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { credentials, loadPackageDefinition, Metadata, type GrpcObject, type ServiceClientConstructor } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { ChatStream } from './harness';
+import { waitReady } from './cluster';
 
 export const ROOT = resolve(__dirname, '..');
 
@@ -51,23 +51,7 @@ export async function startCompiled(how: 'npm start' | 'node', env: Record<strin
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) =>
     proc.once('exit', (code, signal) => r({ code, signal, at: Date.now() })),
   );
-  const ready = await new Promise<Record<string, unknown>>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`not ready within 60 s: ${stderr}`)), 60_000);
-    createInterface({ input: proc.stdout! }).on('line', (line) => {
-      let rec: Record<string, unknown>;
-      try {
-        rec = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        return;
-      }
-      logs.push(rec);
-      if (rec.msg === 'ChatFlow ready') {
-        clearTimeout(timer);
-        res(rec);
-      }
-    });
-    void exited.then(({ code }) => rej(new Error(`exited with ${code} before it was ready: ${stderr}`)));
-  });
+  const ready = await waitReady(proc, { name: how, timeoutMs: 60_000, logs, stderr: () => stderr });
   return { proc, serverPid: Number(ready.pid), grpc: String(ready.grpc), http: String(ready.http), logs, stderr: () => stderr, exited };
 }
 
