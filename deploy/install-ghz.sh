@@ -9,9 +9,4 @@ ROOT="$(cd "$DEPLOY_DIR/.." && pwd)"
 # shellcheck source=lib/common.sh
 source "$DEPLOY_DIR/lib/common.sh"
 
-GHZ_VERSION=v0.121.0
-ensure_dirs
-go_install ghz "github.com/bojand/ghz/cmd/ghz@$GHZ_VERSION"
-# Fails the script (errexit) when the built binary does not run.
-ghz_version=$("$BIN_DIR/ghz" --version 2>&1)
-say "ghz: $BIN_DIR/ghz (${ghz_version%%$'\n'*})"
+go_install_tool ghz github.com/bojand/ghz/cmd/ghz@v0.121.0 --version

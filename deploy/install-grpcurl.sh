@@ -10,9 +10,4 @@ ROOT="$(cd "$DEPLOY_DIR/.." && pwd)"
 # shellcheck source=lib/common.sh
 source "$DEPLOY_DIR/lib/common.sh"
 
-GRPCURL_VERSION=v1.9.3
-ensure_dirs
-go_install grpcurl "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
-# Fails the script (errexit) when the built binary does not run.
-grpcurl_version=$("$BIN_DIR/grpcurl" -version 2>&1)
-say "grpcurl: $BIN_DIR/grpcurl (${grpcurl_version%%$'\n'*})"
+go_install_tool grpcurl github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3 -version

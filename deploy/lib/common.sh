@@ -105,12 +105,47 @@ go_install() {
   marker_set "$name" "$target"
 }
 
+# go_install_tool NAME MODULE@VERSION VERSION_ARG: go_install, then check that
+# the built binary runs (`NAME VERSION_ARG`) and say which version it is.
+go_install_tool() {
+  local name=$1 target=$2 version_arg=$3 out
+  ensure_dirs
+  go_install "$name" "$target"
+  out=$("$BIN_DIR/$name" "$version_arg" 2>&1) || die "$name: '$BIN_DIR/$name $version_arg' failed: $out"
+  say "$name: $BIN_DIR/$name (${out%%$'\n'*})"
+}
+
+# --- Debian packages -------------------------------------------------------
+# apt_install NAME COMMAND VERSION_ARG PACKAGE...: installs the Debian PACKAGEs
+# unless COMMAND (a name on PATH or an absolute path) is already there, then
+# says which version runs. Uses sudo only when not root.
+apt_install() {
+  local name=$1 cmd=$2 version_arg=$3; shift 3
+  if command -v "$cmd" >/dev/null 2>&1; then
+    say "$name: already installed: $("$cmd" "$version_arg" 2>/dev/null | head -n 1)"
+    return 0
+  fi
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null 2>&1 || die "$name: not root and no sudo to install ${*}"
+    sudo=(sudo)
+  fi
+  local t0
+  t0=$(date +%s)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  command -v "$cmd" >/dev/null 2>&1 || die "$name: apt-get installed $* but $cmd is missing"
+  say "$name: installed in $(( $(date +%s) - t0 ))s: $("$cmd" "$version_arg" 2>/dev/null | head -n 1)"
+}
+
 # --- processes -------------------------------------------------------------
 pid_file() { printf '%s/%s.pid' "$RUN_DIR" "$1"; }
 
 # owns_pid PID: PID's command line mentions the state folder (i.e. it is one of
 # our servers, not an unrelated process that reused the pid).
-owns_pid() { grep -qF "$STACK_DIR" <<<"$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null)"; }
+# The redirection's own error (pid gone) is silenced too: `2>/dev/null` comes first.
+owns_pid() { grep -qF "$STACK_DIR" <<<"$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline")"; }
 
 # is_alive NAME: the pid in NAME's pid file is a live process.
 is_alive() {
