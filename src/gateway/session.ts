@@ -12,7 +12,9 @@ import { validateMedia } from '../domain/media-validation';
 import { disconnectReasonName, failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
+import { decodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
 import type { GatewayDeps } from './deps';
+import { outcomeOf } from './frames';
 import type { EndStatus, Outbound } from './outbound';
 
 export interface SessionInfo {
@@ -58,6 +60,8 @@ export class Session {
   /** Messages are prepared one after another so their appends keep the client's order. */
   private chain: Promise<unknown> = Promise.resolve();
   private replaying = false;
+  /** Live reply updates, made into frames one after another so they keep the worker's order. */
+  private live: Promise<unknown> = Promise.resolve();
   private replayBuffer: ServerFrame[] = [];
   private halfClosed = false;
   /** Set once the server drains: see beginDrain. */
@@ -86,7 +90,7 @@ export class Session {
   /** Starts delivery and the deadline; replays what the client missed after `resumeAfter`. */
   async start(welcome: ServerFrame, resumeAfter: number | undefined, bus: { subscribe: (h: (p: Uint8Array) => void) => Subscription }): Promise<void> {
     this.replaying = resumeAfter !== undefined;
-    this.subscription = bus.subscribe((payload) => this.onBusFrame(payload));
+    this.subscription = bus.subscribe((payload) => this.onBusMessage(payload));
     this.out.write(welcome);
     this.armDeadline();
     if (resumeAfter !== undefined) await this.replay(resumeAfter);
@@ -108,7 +112,7 @@ export class Session {
           limit: REPLAY_PAGE,
         });
         for (const doc of page) {
-          this.out.write(await this.deps.frames.replayFrame(doc));
+          this.out.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
           lastSeq = Math.max(lastSeq, doc.seq);
         }
         if (page.length < REPLAY_PAGE || this.closed) break;
@@ -136,15 +140,26 @@ export class Session {
     }
   }
 
-  private onBusFrame(payload: Uint8Array): void {
+  /** A worker's reply update: made into its frame in arrival order (a reply's URLs may take a moment), then delivered. */
+  private onBusMessage(payload: Uint8Array): void {
     if (this.closed) return;
-    let frame: ServerFrame;
+    let update: ReplyUpdate;
     try {
-      frame = ServerFrame.decode(payload);
+      update = decodeReplyUpdate(payload);
     } catch (err) {
-      this.logger.error({ err }, 'undecodable frame on the bus');
+      this.logger.error({ err }, 'undecodable reply update on the bus');
       return;
     }
+    this.live = this.live
+      .then(() => this.deps.frames.replyFrame(update))
+      .then(
+        (frame) => frame && this.onReplyFrame(frame),
+        (err) => this.logger.error({ err, inReplyTo: update.inReplyTo }, 'could not make the frame of a reply update (an awaited outcome comes from the read model)'),
+      );
+  }
+
+  private onReplyFrame(frame: ServerFrame): void {
+    if (this.closed) return;
     const inReplyTo = inReplyToOf(frame);
     if (inReplyTo !== undefined && this.recovered.has(inReplyTo)) {
       const f = frame.frame;
@@ -174,7 +189,7 @@ export class Session {
       const doc = await this.outcomeOf(id);
       if (!doc || this.closed || !this.awaitingReply.has(id)) continue;
       this.recovered.add(id);
-      this.deliver(await this.deps.frames.replayFrame(doc));
+      this.deliver(await this.deps.frames.replyFrame(outcomeOf(doc)));
       n++;
     }
     return n;
@@ -293,7 +308,7 @@ export class Session {
       doc = await this.outcomeOf(messageId);
     }
     if (doc && this.outcomeOwed.delete(messageId)) {
-      this.out.write(await this.deps.frames.replayFrame(doc));
+      this.out.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
       this.finishIfDone();
     }
   }
