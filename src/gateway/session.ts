@@ -1,4 +1,4 @@
-import { Metadata, status } from '@grpc/grpc-js';
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import { ServerFrame, type Accepted, type UserMessage } from '../gen/chatflow/v1/chat';
@@ -15,7 +15,8 @@ import type { Subscription } from '../bus/port';
 import { decodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
 import type { GatewayDeps } from './deps';
 import { outcomeOf } from './frames';
-import type { EndStatus, Outbound } from './outbound';
+import type { Outbound } from './outbound';
+import { toChatError, toStatus } from './status';
 
 export interface SessionInfo {
   sessionId: string;
@@ -24,9 +25,6 @@ export interface SessionInfo {
   timeZone: string;
   connectedAt: number;
 }
-
-/** A message refused before it reached the log: becomes a ChatError frame (Chat) or a status (Send). */
-export class MessageRejected extends ChatFlowError {}
 
 /**
  * One admitted connection, whatever its transport (Chat bidi stream, or
@@ -67,6 +65,8 @@ export class Session {
   /** Set once the server drains: see beginDrain. */
   private drainRetryAfterMs?: number;
   private readonly deliveredWaiters: (() => void)[] = [];
+  /** Aborted when the session closes: every piece of its work (uploads, appends, waits) stops waiting then. */
+  private readonly abort = new AbortController();
 
   constructor(
     readonly info: SessionInfo,
@@ -76,6 +76,7 @@ export class Session {
     private readonly onClosed: (s: Session) => void,
   ) {
     this.deadline = { connectedAt: info.connectedAt, firstMessageAt: null };
+    setMaxListeners(0, this.abort.signal);
     // Built as soon as the claim came back (ChatGateway.open).
     this.claimedAt = deps.clock();
   }
@@ -133,10 +134,10 @@ export class Session {
       this.deadlineTimer.unref();
     } else if (decision.type === 'Expired') {
       const ms = this.deps.config.firstMessageTimeoutMs;
-      void this.close(DisconnectReason.DISCONNECT_REASON_DEADLINE, {
-        code: status.DEADLINE_EXCEEDED,
-        details: `no message within ${ms} ms of connecting: every client must send a message; the slot was freed`,
-      });
+      void this.close(
+        DisconnectReason.DISCONNECT_REASON_DEADLINE,
+        new ChatFlowError('DEADLINE_EXCEEDED', `no message within ${ms} ms of connecting: every client must send a message; the slot was freed`),
+      );
     }
   }
 
@@ -226,9 +227,9 @@ export class Session {
     }
   }
 
-  /** Reports a problem with one message on the stream (the stream stays open). */
-  chatError(inReplyTo: string, code: string, message: string, retryAfterMs = 0): void {
-    this.out.write({ frame: { $case: 'error', error: { inReplyTo: echoId(inReplyTo), code, message, seq: 0, retryAfterMs } } });
+  /** Reports a problem with one message on the stream (the stream stays open); see toChatError for `unexpected`. */
+  chatError(inReplyTo: string, err: unknown, unexpected?: ChatFlowError): void {
+    this.out.write({ frame: { $case: 'error', error: toChatError(inReplyTo, err, this.logger, unexpected) } });
   }
 
   pong(nonce: number): void {
@@ -237,7 +238,8 @@ export class Session {
 
   /**
    * Validates, stores media, appends MessageReceived and resolves with the
-   * acknowledgement once the event is durable. Rejects with MessageRejected.
+   * acknowledgement once the event is durable. Rejects with a ChatFlowError
+   * when the message is refused (its caller tells the client, see status.ts).
    * The idempotency key is scoped to the conversation: a resend with the same
    * content gets the original ids (duplicate) and its outcome again; the same
    * key with other content is refused.
@@ -278,11 +280,10 @@ export class Session {
         }
         this.flushAwaiting(messageId);
       },
-      (err) => {
+      () => {
+        // The caller tells the client why (and logs what is not a domain error).
         this.byClientMessageId.delete(cmid);
         this.flushAwaiting(messageId);
-        // Domain errors are the client's answer (a full disk is logged once by the log itself).
-        if (!(err instanceof ChatFlowError)) this.logger.error({ err, clientMessageId: cmid }, 'message could not be accepted');
       },
     );
     return accepted;
@@ -292,7 +293,9 @@ export class Session {
   private acknowledgeDuplicate(a: Accepted): void {
     this.out.write({ frame: { $case: 'accepted', accepted: a } });
     this.outcomeOwed.add(a.messageId);
-    void this.resendOutcome(a.messageId).catch((err) => this.logger.error({ err, messageId: a.messageId }, 'could not resend the outcome of a duplicate'));
+    void this.resendOutcome(a.messageId).catch((err) => {
+      if (!this.abort.signal.aborted) this.logger.error({ err, messageId: a.messageId }, 'could not resend the outcome of a duplicate');
+    });
   }
 
   /**
@@ -304,7 +307,7 @@ export class Session {
   private async resendOutcome(messageId: string): Promise<void> {
     let doc = await this.outcomeOf(messageId);
     if (!doc && this.outcomeOwed.has(messageId)) {
-      await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+      await this.whileOpen(this.deps.readModelsSettled(this.deps.config.readYourWritesMs));
       doc = await this.outcomeOf(messageId);
     }
     if (doc && this.outcomeOwed.delete(messageId)) {
@@ -317,7 +320,7 @@ export class Session {
     return (await this.deps.messages.get(responseIdFor(messageId))) ?? (await this.deps.messages.get(failureIdFor(messageId)));
   }
 
-  private conflict(cmid: string): MessageRejected {
+  private conflict(cmid: string): ChatFlowError {
     return this.reject('INVALID_ARGUMENT', `client_message_id "${echoId(cmid)}" was already used in this conversation for a message with different content: use a new client_message_id for a new message`);
   }
 
@@ -335,7 +338,7 @@ export class Session {
     let existing = await this.deps.messages.get(messageId);
     if (!existing && this.historySettled) {
       // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
-      if (!(await this.historySettled)) this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
+      if (!(await this.whileOpen(this.historySettled))) this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
       existing = await this.deps.messages.get(messageId);
     }
     if (existing) {
@@ -363,7 +366,7 @@ export class Session {
     const key = `uploads/${Buffer.from(this.info.clientId).toString('base64url')}/${messageId}${extensionOf(verdict.mimeType)}`;
     const bytes = Buffer.from(media.data.buffer, media.data.byteOffset, media.data.byteLength);
     // Bytes reach the object store before the event that references them.
-    await this.deps.media.put(key, bytes, verdict.mimeType);
+    await this.whileOpen(this.deps.media.put(key, bytes, verdict.mimeType));
     const ref = {
       kind: mediaKindOf(kind),
       key,
@@ -375,13 +378,28 @@ export class Session {
     return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } }) };
   }
 
-  private reject(code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): MessageRejected {
+  private reject(code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): ChatFlowError {
     this.deps.metrics.messagesRejected.inc({ code });
-    return new MessageRejected(code, message);
+    return new ChatFlowError(code, message);
+  }
+
+  /**
+   * `work`, unless the session closes first: then it rejects at once with
+   * UNAVAILABLE (the work itself may still complete: an append that lands
+   * is found again by its client_message_id when the client resends).
+   */
+  private whileOpen<T>(work: Promise<T>): Promise<T> {
+    const signal = this.abort.signal;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<T>((resolve, reject) => {
+      const stop = () => reject(signal.reason);
+      signal.addEventListener('abort', stop, { once: true });
+      work.then(resolve, reject).finally(() => signal.removeEventListener('abort', stop));
+    });
   }
 
   private async append(event: Event, messageId: string, clientMessageId: string): Promise<Accepted> {
-    const logged = await this.deps.log.append(event);
+    const logged = await this.whileOpen(this.deps.log.append(event));
     const p = event.payload;
     const kind = p?.$case === 'messageReceived' && p.messageReceived.content?.$case === 'media' ? (mediaKindName(p.messageReceived.content.media.kind) ?? 'unknown') : 'text';
     this.deps.metrics.messagesAccepted.inc({ kind });
@@ -450,9 +468,9 @@ export class Session {
     this.drainRetryAfterMs ??= retryAfterMs;
   }
 
-  private refusedWhileDraining(retryAfterMs: number): MessageRejected {
+  private refusedWhileDraining(retryAfterMs: number): ChatFlowError {
     this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
-    return new MessageRejected('UNAVAILABLE', `server shutting down: the message was not taken; send it again on a new connection in ${retryAfterMs} ms`, {
+    return new ChatFlowError('UNAVAILABLE', `server shutting down: the message was not taken; send it again on a new connection in ${retryAfterMs} ms`, {
       'retry-after-ms': String(retryAfterMs),
     });
   }
@@ -477,24 +495,26 @@ export class Session {
 
   /** Drain, last step: ends the stream with UNAVAILABLE + `retry-after-ms` and records the disconnect. */
   endForShutdown(retryAfterMs: number): Promise<void> {
-    return this.close(DisconnectReason.DISCONNECT_REASON_SHUTDOWN, {
-      code: status.UNAVAILABLE,
-      details: 'server shutting down; reconnect with x-resume-after to get what you missed',
-      metadata: trailers({ 'retry-after-ms': String(retryAfterMs) }),
-    });
+    return this.close(
+      DisconnectReason.DISCONNECT_REASON_SHUTDOWN,
+      new ChatFlowError('UNAVAILABLE', 'server shutting down; reconnect with x-resume-after to get what you missed', { 'retry-after-ms': String(retryAfterMs) }),
+    );
   }
 
   /**
-   * Ends the session once: frees the slot, records ClientDisconnected, ends
-   * the stream with `end` (null = OK, undefined = the stream is already gone).
+   * Ends the session once: stops its work (see whileOpen), frees the slot,
+   * records ClientDisconnected, ends the stream with `end`: null = OK,
+   * undefined = the stream is already gone, else the error it ends with
+   * (made a status by toStatus; anything but a ChatFlowError is logged).
    */
-  async close(reason: DisconnectReason, end: EndStatus | null | undefined, detail = ''): Promise<void> {
+  async close(reason: DisconnectReason, end: unknown, detail = ''): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.abort.abort(new ChatFlowError('UNAVAILABLE', 'the session closed before the message was stored; send it again on a new connection (the same client_message_id is safe)'));
     this.notifyIfDelivered();
     clearTimeout(this.deadlineTimer);
     this.subscription?.unsubscribe();
-    if (end !== undefined) this.out.end(end);
+    if (end !== undefined) this.out.end(end === null ? null : toStatus(end, this.logger));
     this.onClosed(this);
     const name = disconnectReasonName(reason);
     this.deps.metrics.disconnects.inc({ reason: name });
@@ -555,10 +575,4 @@ function extensionOf(mime: string): string {
     'image/png': '.png', 'image/jpeg': '.jpg', 'image/gif': '.gif', 'image/webp': '.webp',
   };
   return ext[mime] ?? '';
-}
-
-export function trailers(entries: Record<string, string>): Metadata {
-  const m = new Metadata();
-  for (const [k, v] of Object.entries(entries)) m.set(k, v);
-  return m;
 }
