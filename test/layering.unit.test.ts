@@ -1,5 +1,5 @@
 /**
- * The layering rules of docs/architecture.md, checked over the real import
+ * The layering rules of the README (Architecture), checked over the real import
  * graph of the sources (every `import`, `import type`, `export … from`,
  * `require` and `import()`, read with the TypeScript compiler's own
  * pre-processor). A rule broken by a new import fails this test with the file,
