@@ -198,7 +198,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
       stops.push({ name: 'media renderer', run: () => renderer.close() });
       worker = new Worker({
-        workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
+        workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, metrics, maxProcessing: config.maxProcessing, clock, newId,
         settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
         onProblem: (problem) => health.report('consumer-group', problem),
         logger: logger.child({ component: 'worker' }),

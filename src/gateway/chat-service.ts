@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { status, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import { type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { SendAck, SendRequest, type ChatServiceServer, type ClientFrame, type ConnectRequest, type ServerFrame } from '../gen/chatflow/v1/chat';
-import type { ErrorKind } from '../domain/errors';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
@@ -15,8 +14,8 @@ import type { ConversationDoc } from '../../projections/models';
 import { DEFAULT_FLOW, Outbound, type WritableCall } from './outbound';
 import { WIRE_FLAW_MESSAGES, wireFlawOf } from './wire-check';
 import { echoId } from '../domain/ids';
-import { MessageRejected, Session, trailers } from './session';
-import { toServiceError } from './status';
+import { Session } from './session';
+import { carryError, toChatError, toStatus, uncarryError, type CarriedError } from './status';
 
 const MAX_CONVERSATION_ID = 128;
 /** Frames held while the session opens; beyond this the client's input is paused until it is open. */
@@ -29,7 +28,10 @@ interface RoutedSend {
   /** SendRequest, protobuf, base64. */
   request: string;
 }
-type RoutedSendReply = { ack: string } | { code: ErrorKind; message: string };
+type RoutedSendReply = { ack: string } | CarriedError;
+
+/** What a client is told when its message could not be stored for a reason that is not its own. */
+const NOT_STORED = new ChatFlowError('UNAVAILABLE', 'the message could not be stored; send it again');
 
 /**
  * ChatService: admission at stream start, then a Session per connection.
@@ -64,11 +66,10 @@ export class ChatGateway {
       held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
       close: (ids, detail) => {
         for (const id of ids) {
-          void this.sessions.get(id)?.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, {
-            code: status.UNAVAILABLE,
-            details: `${detail} with x-resume-after to get what you missed`,
-            metadata: trailers({ 'retry-after-ms': String(this.deps.config.retryAfterMs) }),
-          });
+          void this.sessions.get(id)?.close(
+            DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED,
+            new ChatFlowError('UNAVAILABLE', `${detail} with x-resume-after to get what you missed`, { 'retry-after-ms': String(this.deps.config.retryAfterMs) }),
+          );
         }
       },
     });
@@ -112,7 +113,7 @@ export class ChatGateway {
       for (const lease of await this.deps.registry.expire(this.deps.clock())) {
         const local = this.sessions.get(lease.sessionId);
         if (local) {
-          await local.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, { code: status.UNAVAILABLE, details: 'connection lease expired; reconnect' });
+          await local.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, new ChatFlowError('UNAVAILABLE', 'connection lease expired; reconnect'));
           continue;
         }
         await this.deps.log.append({
@@ -163,10 +164,10 @@ export class ChatGateway {
     }).catch((err) => this.streamFailed(err, session));
   }
 
-  /** Last resort for a stream's handlers: logged once, only this stream ends. */
+  /** Last resort for a stream's handlers: logged once, only this stream ends (INTERNAL). */
   private streamFailed(err: unknown, session: Session | undefined): void {
-    this.logger.error({ err, sessionId: session?.id }, 'unexpected error in a stream handler; ending this stream');
-    void session?.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.INTERNAL, details: 'internal error; it has been logged' }, 'handler error');
+    if (!session) return void this.logger.error({ err }, 'unexpected error in a stream handler');
+    void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, err, 'handler error');
   }
 
   /**
@@ -181,18 +182,12 @@ export class ChatGateway {
       const flaw = wireFlawOf(frame);
       if (flaw) {
         this.deps.metrics.messagesRejected.inc({ code: 'INVALID_ARGUMENT' });
-        return session.chatError(f?.$case === 'message' ? f.message.clientMessageId : '', 'INVALID_ARGUMENT', WIRE_FLAW_MESSAGES[flaw]);
+        return session.chatError(f?.$case === 'message' ? f.message.clientMessageId : '', new ChatFlowError('INVALID_ARGUMENT', WIRE_FLAW_MESSAGES[flaw]));
       }
       if (f?.$case === 'ping') return session.pong(f.ping.nonce);
       if (f?.$case !== 'message') return;
       const cmid = f.message.clientMessageId;
-      session.submit(f.message).catch((err) => {
-        const code = err instanceof ChatFlowError ? err.kind : 'INTERNAL';
-        const message = err instanceof ChatFlowError ? err.message : 'the message could not be stored; send it again';
-        const retryAfterMs = err instanceof ChatFlowError ? Number(err.trailers['retry-after-ms'] ?? 0) : 0;
-        // Not logged here: rejections are the client's (counted in metrics), failures were logged by submit.
-        session.chatError(cmid, code, message, retryAfterMs);
-      });
+      session.submit(f.message).catch((err) => session.chatError(cmid, err, NOT_STORED));
     } catch (err) {
       this.streamFailed(err, session);
     }
@@ -219,18 +214,14 @@ export class ChatGateway {
     };
     run().then(
       (ack) => callback(null, ack),
-      (err) => callback(toServiceError(err, this.logger) as never),
+      (err) => callback(toStatus(err, this.logger, NOT_STORED)),
     );
   }
 
   private async submitOn(session: Session, clientId: string, request: SendRequest): Promise<SendAck> {
     if (session.info.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this session belongs to another client');
-    try {
-      const a = await session.submit(request.message!);
-      return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
-    } catch (err) {
-      throw err instanceof MessageRejected ? new ChatFlowError(err.kind, err.message, err.trailers) : err;
-    }
+    const a = await session.submit(request.message!);
+    return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
   }
 
   /**
@@ -251,7 +242,7 @@ export class ChatGateway {
     }
     const r = JSON.parse(Buffer.from(reply).toString('utf8')) as RoutedSendReply;
     if ('ack' in r) return SendAck.decode(Buffer.from(r.ack, 'base64'));
-    throw new ChatFlowError(r.code, r.message);
+    throw uncarryError(r);
   }
 
   /** The gateway side of forwardSend, served for each of its sessions. */
@@ -262,8 +253,7 @@ export class ChatGateway {
       const ack = await this.submitOn(session, clientId, SendRequest.decode(Buffer.from(request, 'base64')));
       reply = { ack: Buffer.from(SendAck.encode(ack).finish()).toString('base64') };
     } catch (err) {
-      if (!(err instanceof ChatFlowError)) this.logger.error({ err }, 'routed Send failed');
-      reply = err instanceof ChatFlowError ? { code: err.kind, message: err.message } : { code: 'UNAVAILABLE', message: 'the message could not be stored; send it again' };
+      reply = carryError(err, session.logger, NOT_STORED);
     }
     return Buffer.from(JSON.stringify(reply));
   }
@@ -322,7 +312,7 @@ export class ChatGateway {
       }
       const logger = callLogger.child({ sessionId, clientId, conversationId });
       const outbound = new Outbound(call, {
-        onStalled: (st) => void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, st, 'client read nothing'),
+        onStalled: (err) => void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, err, 'client read nothing'),
         onPressure: (high) => session.onOutboundPressure(high),
       }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
       const session: Session = new Session(
@@ -368,10 +358,8 @@ export class ChatGateway {
       route?.unsubscribe();
       if (registered && this.sessions.delete(registered)) this.deps.metrics.clientsConnected.set(this.sessions.size);
       if (slot) await this.deps.registry.release(slot).catch(() => undefined);
-      const e = err instanceof ChatFlowError ? err : new ChatFlowError('UNAVAILABLE', 'could not open the session; retry');
-      if (!(err instanceof ChatFlowError)) callLogger.error({ err }, 'session open failed');
-      const se = toServiceError(e, callLogger);
-      if (!call.cancelled) call.emit('error', se);
+      const st = toStatus(err, callLogger, new ChatFlowError('UNAVAILABLE', 'could not open the session; retry'));
+      if (!call.cancelled) call.emit('error', st);
       return undefined;
     }
   }

@@ -1,48 +1,70 @@
 import { Author, MessageStatus, type Conversation, type HistoryMessage } from '../gen/chatflow/v1/history';
 import type { BotResponse, ChatError, Media, ServerFrame } from '../gen/chatflow/v1/chat';
+import type { MediaRef } from '../gen/chatflow/v1/events';
+import type { ReplyFailed, ReplyOutcome, ReplyReady, ReplyUpdate } from '../bus/messages';
+import { mediaKindOf } from '../domain/media-kind';
 import type { MediaStore } from '../media/port';
 import type { ConversationDoc, MediaDoc, MessageDoc } from '../../projections/models';
 
-/** Read-model documents → wire messages. Media become download URLs. */
+/**
+ * The only place client frames of replies are made: from what the worker
+ * published (live) and from read-model documents (resume, history,
+ * duplicate client_message_id), through the same `replyFrame`. Media keys
+ * become download URLs here.
+ */
 export class FrameFactory {
   constructor(
     private readonly media: MediaStore,
     private readonly urlTtlMs: number,
   ) {}
 
-  async mediaFor(doc: MediaDoc | undefined): Promise<Media | undefined> {
-    if (!doc) return undefined;
+  private async mediaFor(ref: { key: string; mimeType: string; sizeBytes: number; durationMs?: number } | undefined): Promise<Media | undefined> {
+    if (!ref) return undefined;
     return {
-      mimeType: doc.mimeType,
+      mimeType: ref.mimeType,
       data: Buffer.alloc(0),
-      url: await this.media.url(doc.key, this.urlTtlMs),
-      sizeBytes: doc.sizeBytes,
-      durationMs: doc.durationMs ?? 0,
+      url: await this.media.url(ref.key, this.urlTtlMs),
+      sizeBytes: ref.sizeBytes,
+      durationMs: ref.durationMs ?? 0,
     };
   }
 
-  async botResponse(doc: MessageDoc): Promise<BotResponse> {
+  /** One update of a reply as the frame the client gets (undefined: an update this gateway does not know). */
+  replyFrame(u: ReplyOutcome): Promise<ServerFrame>;
+  replyFrame(u: ReplyUpdate): Promise<ServerFrame | undefined>;
+  async replyFrame(u: ReplyUpdate): Promise<ServerFrame | undefined> {
+    const inReplyTo = u.inReplyTo;
+    const update = u.update;
+    switch (update?.$case) {
+      case 'transcript':
+        return { frame: { $case: 'transcript', transcript: { messageId: inReplyTo, ...update.transcript } } };
+      case 'delta':
+        return { frame: { $case: 'delta', delta: { inReplyTo, textDelta: update.delta.text } } };
+      case 'voiceChunk': {
+        const { index, wav, durationMs, last } = update.voiceChunk;
+        const audio = last ? undefined : { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs };
+        return { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index, audio, last } } };
+      }
+      case 'ready':
+        return { frame: { $case: 'response', response: await this.botResponse(inReplyTo, update.ready) } };
+      case 'failed':
+        return { frame: { $case: 'error', error: chatError(inReplyTo, update.failed) } };
+      default:
+        return undefined;
+    }
+  }
+
+  private async botResponse(inReplyTo: string, r: ReplyReady): Promise<BotResponse> {
     return {
-      messageId: doc._id,
-      inReplyTo: doc.inReplyTo ?? '',
-      seq: doc.seq,
-      text: doc.text ?? '',
-      voice: await this.mediaFor(doc.voice),
-      image: await this.mediaFor(doc.image),
-      processingMs: doc.processingMs ?? 0,
-      time: new Date(doc.time),
+      messageId: r.responseId,
+      inReplyTo,
+      seq: r.seq,
+      text: r.text,
+      voice: await this.mediaFor(r.voice),
+      image: await this.mediaFor(r.image),
+      processingMs: r.processingMs,
+      time: r.time,
     };
-  }
-
-  chatError(doc: MessageDoc): ChatError {
-    return { inReplyTo: doc.inReplyTo ?? '', code: doc.error?.code ?? 'INTERNAL', message: doc.error?.message ?? '', seq: doc.seq, retryAfterMs: 0 };
-  }
-
-  /** A bot entry of the history as the frame a live client would have received. */
-  async replayFrame(doc: MessageDoc): Promise<ServerFrame> {
-    return doc.error
-      ? { frame: { $case: 'error', error: this.chatError(doc) } }
-      : { frame: { $case: 'response', response: await this.botResponse(doc) } };
   }
 
   async historyMessage(doc: MessageDoc): Promise<HistoryMessage> {
@@ -61,10 +83,35 @@ export class FrameFactory {
       voice: await this.mediaFor(doc.voice),
       processingMs: doc.processingMs ?? 0,
       status: statusOf(doc),
-      error: doc.error ? this.chatError(doc) : undefined,
+      error: doc.error ? chatError(doc.inReplyTo ?? '', failedOf(doc)) : undefined,
       transcript: doc.transcript ?? '',
     };
   }
+}
+
+/** A bot entry of the read model as the outcome the worker published for it. */
+export function outcomeOf(doc: MessageDoc): ReplyOutcome {
+  const inReplyTo = doc.inReplyTo ?? '';
+  if (doc.error) return { inReplyTo, update: { $case: 'failed', failed: failedOf(doc) } };
+  return {
+    inReplyTo,
+    update: {
+      $case: 'ready',
+      ready: { responseId: doc._id, seq: doc.seq, time: new Date(doc.time), text: doc.text ?? '', voice: mediaRef(doc.voice), image: mediaRef(doc.image), processingMs: doc.processingMs ?? 0 },
+    },
+  };
+}
+
+function failedOf(doc: MessageDoc): ReplyFailed {
+  return { seq: doc.seq, code: doc.error?.code ?? 'INTERNAL', message: doc.error?.message ?? '', retryAfterMs: 0 };
+}
+
+function chatError(inReplyTo: string, f: ReplyFailed): ChatError {
+  return { inReplyTo, code: f.code, message: f.message, seq: f.seq, retryAfterMs: f.retryAfterMs };
+}
+
+function mediaRef(doc: MediaDoc | undefined): MediaRef | undefined {
+  return doc && { kind: mediaKindOf(doc.kind), key: doc.key, mimeType: doc.mimeType, sizeBytes: doc.sizeBytes, sha256: '', durationMs: doc.durationMs ?? 0 };
 }
 
 function statusOf(doc: MessageDoc): MessageStatus {

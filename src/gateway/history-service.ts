@@ -9,7 +9,7 @@ import type { ConversationDoc } from '../../projections/models';
 import type { GatewayDeps } from './deps';
 import { conversationMessage } from './frames';
 import { getter } from './chat-service';
-import { toServiceError } from './status';
+import { toStatus } from './status';
 
 type Deps = Pick<GatewayDeps, 'auth' | 'conversations' | 'messages' | 'frames' | 'readModelsSettled'> & { readYourWritesMs: number };
 
@@ -23,7 +23,7 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
         .then((clientId) => f(clientId, call.request))
         .then(
           (res) => callback(null, res),
-          (err) => callback(toServiceError(err, logger) as never),
+          (err) => callback(toStatus(err, logger)),
         );
     };
 

@@ -1,5 +1,7 @@
-import { status as grpcStatus, type Metadata, type ServerDuplexStream, type ServerWritableStream } from '@grpc/grpc-js';
+import type { Metadata, ServerDuplexStream, ServerWritableStream } from '@grpc/grpc-js';
 import type { ServerFrame } from '../gen/chatflow/v1/chat';
+import { ChatFlowError } from '../domain/errors';
+import { domainStatus } from './status';
 
 export interface EndStatus {
   code: number;
@@ -20,8 +22,8 @@ export interface FlowOptions {
 }
 
 export interface FlowHandlers {
-  /** The client read nothing for `stallMs` while frames waited; the stream ends with `status`. */
-  onStalled(status: EndStatus): void;
+  /** The client read nothing for `stallMs` while frames waited; the stream ends with `error`. */
+  onStalled(error: ChatFlowError): void;
   /** The backlog crossed `highWater` (true) or fell back to `lowWater` (false). */
   onPressure?(high: boolean): void;
 }
@@ -103,9 +105,9 @@ export class Outbound {
     clearTimeout(this.stallTimer);
     this.stallTimer = setTimeout(() => {
       if (!this.waitingDrain || this.ended) return;
-      const st = stalledStatus(this.flow.stallMs);
-      this.handlers.onStalled(st);
-      this.finish(st); // also when the session had already asked for an OK end behind the queue
+      const err = stalled(this.flow.stallMs);
+      this.handlers.onStalled(err);
+      this.finish(domainStatus(err)); // also when the session had already asked for an OK end behind the queue
     }, this.flow.stallMs);
     this.stallTimer.unref();
   }
@@ -132,9 +134,6 @@ export class Outbound {
   }
 }
 
-export function stalledStatus(stallMs: number): EndStatus {
-  return {
-    code: grpcStatus.RESOURCE_EXHAUSTED,
-    details: `the client read nothing for ${stallMs} ms while replies waited; reconnect with x-resume-after to get them`,
-  };
+function stalled(stallMs: number): ChatFlowError {
+  return new ChatFlowError('RESOURCE_EXHAUSTED', `the client read nothing for ${stallMs} ms while replies waited; reconnect with x-resume-after to get them`);
 }

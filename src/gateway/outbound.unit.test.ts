@@ -45,7 +45,7 @@ describe('Outbound flow control', () => {
     const errors: { code: number; details: string }[] = [];
     call.on('error', (e) => errors.push(e));
     const stalled: string[] = [];
-    const out = new Outbound(call as unknown as WritableCall, { onStalled: (st) => stalled.push(st.details) }, { highWater: 4, lowWater: 1, stallMs: 1_000 });
+    const out = new Outbound(call as unknown as WritableCall, { onStalled: (err) => stalled.push(err.message) }, { highWater: 4, lowWater: 1, stallMs: 1_000 });
     out.write(frame(1));
     out.write(frame(2));
     jest.advanceTimersByTime(999);
@@ -60,7 +60,7 @@ describe('Outbound flow control', () => {
     jest.useFakeTimers();
     const call = new FakeCall();
     const stalled: string[] = [];
-    const out = new Outbound(call as unknown as WritableCall, { onStalled: (st) => stalled.push(st.details) }, { highWater: 4, lowWater: 1, stallMs: 1_000 });
+    const out = new Outbound(call as unknown as WritableCall, { onStalled: (err) => stalled.push(err.message) }, { highWater: 4, lowWater: 1, stallMs: 1_000 });
     for (let round = 0; round < 5; round++) {
       out.write(frame(round));
       out.write(frame(round));

@@ -1,4 +1,4 @@
-import { Metadata, status } from '@grpc/grpc-js';
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
 import { ServerFrame, type Accepted, type UserMessage } from '../gen/chatflow/v1/chat';
@@ -12,8 +12,11 @@ import { validateMedia } from '../domain/media-validation';
 import { disconnectReasonName, failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
+import { decodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
 import type { GatewayDeps } from './deps';
-import type { EndStatus, Outbound } from './outbound';
+import { outcomeOf } from './frames';
+import type { Outbound } from './outbound';
+import { toChatError, toStatus } from './status';
 
 export interface SessionInfo {
   sessionId: string;
@@ -22,9 +25,6 @@ export interface SessionInfo {
   timeZone: string;
   connectedAt: number;
 }
-
-/** A message refused before it reached the log: becomes a ChatError frame (Chat) or a status (Send). */
-export class MessageRejected extends ChatFlowError {}
 
 /**
  * One admitted connection, whatever its transport (Chat bidi stream, or
@@ -58,11 +58,15 @@ export class Session {
   /** Messages are prepared one after another so their appends keep the client's order. */
   private chain: Promise<unknown> = Promise.resolve();
   private replaying = false;
+  /** Live reply updates, made into frames one after another so they keep the worker's order. */
+  private live: Promise<unknown> = Promise.resolve();
   private replayBuffer: ServerFrame[] = [];
   private halfClosed = false;
   /** Set once the server drains: see beginDrain. */
   private drainRetryAfterMs?: number;
   private readonly deliveredWaiters: (() => void)[] = [];
+  /** Aborted when the session closes: every piece of its work (uploads, appends, waits) stops waiting then. */
+  private readonly abort = new AbortController();
 
   constructor(
     readonly info: SessionInfo,
@@ -72,6 +76,7 @@ export class Session {
     private readonly onClosed: (s: Session) => void,
   ) {
     this.deadline = { connectedAt: info.connectedAt, firstMessageAt: null };
+    setMaxListeners(0, this.abort.signal);
     // Built as soon as the claim came back (ChatGateway.open).
     this.claimedAt = deps.clock();
   }
@@ -86,7 +91,7 @@ export class Session {
   /** Starts delivery and the deadline; replays what the client missed after `resumeAfter`. */
   async start(welcome: ServerFrame, resumeAfter: number | undefined, bus: { subscribe: (h: (p: Uint8Array) => void) => Subscription }): Promise<void> {
     this.replaying = resumeAfter !== undefined;
-    this.subscription = bus.subscribe((payload) => this.onBusFrame(payload));
+    this.subscription = bus.subscribe((payload) => this.onBusMessage(payload));
     this.out.write(welcome);
     this.armDeadline();
     if (resumeAfter !== undefined) await this.replay(resumeAfter);
@@ -108,7 +113,7 @@ export class Session {
           limit: REPLAY_PAGE,
         });
         for (const doc of page) {
-          this.out.write(await this.deps.frames.replayFrame(doc));
+          this.out.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
           lastSeq = Math.max(lastSeq, doc.seq);
         }
         if (page.length < REPLAY_PAGE || this.closed) break;
@@ -129,22 +134,33 @@ export class Session {
       this.deadlineTimer.unref();
     } else if (decision.type === 'Expired') {
       const ms = this.deps.config.firstMessageTimeoutMs;
-      void this.close(DisconnectReason.DISCONNECT_REASON_DEADLINE, {
-        code: status.DEADLINE_EXCEEDED,
-        details: `no message within ${ms} ms of connecting: every client must send a message; the slot was freed`,
-      });
+      void this.close(
+        DisconnectReason.DISCONNECT_REASON_DEADLINE,
+        new ChatFlowError('DEADLINE_EXCEEDED', `no message within ${ms} ms of connecting: every client must send a message; the slot was freed`),
+      );
     }
   }
 
-  private onBusFrame(payload: Uint8Array): void {
+  /** A worker's reply update: made into its frame in arrival order (a reply's URLs may take a moment), then delivered. */
+  private onBusMessage(payload: Uint8Array): void {
     if (this.closed) return;
-    let frame: ServerFrame;
+    let update: ReplyUpdate;
     try {
-      frame = ServerFrame.decode(payload);
+      update = decodeReplyUpdate(payload);
     } catch (err) {
-      this.logger.error({ err }, 'undecodable frame on the bus');
+      this.logger.error({ err }, 'undecodable reply update on the bus');
       return;
     }
+    this.live = this.live
+      .then(() => this.deps.frames.replyFrame(update))
+      .then(
+        (frame) => frame && this.onReplyFrame(frame),
+        (err) => this.logger.error({ err, inReplyTo: update.inReplyTo }, 'could not make the frame of a reply update (an awaited outcome comes from the read model)'),
+      );
+  }
+
+  private onReplyFrame(frame: ServerFrame): void {
+    if (this.closed) return;
     const inReplyTo = inReplyToOf(frame);
     if (inReplyTo !== undefined && this.recovered.has(inReplyTo)) {
       const f = frame.frame;
@@ -174,7 +190,7 @@ export class Session {
       const doc = await this.outcomeOf(id);
       if (!doc || this.closed || !this.awaitingReply.has(id)) continue;
       this.recovered.add(id);
-      this.deliver(await this.deps.frames.replayFrame(doc));
+      this.deliver(await this.deps.frames.replyFrame(outcomeOf(doc)));
       n++;
     }
     return n;
@@ -211,9 +227,9 @@ export class Session {
     }
   }
 
-  /** Reports a problem with one message on the stream (the stream stays open). */
-  chatError(inReplyTo: string, code: string, message: string, retryAfterMs = 0): void {
-    this.out.write({ frame: { $case: 'error', error: { inReplyTo: echoId(inReplyTo), code, message, seq: 0, retryAfterMs } } });
+  /** Reports a problem with one message on the stream (the stream stays open); see toChatError for `unexpected`. */
+  chatError(inReplyTo: string, err: unknown, unexpected?: ChatFlowError): void {
+    this.out.write({ frame: { $case: 'error', error: toChatError(inReplyTo, err, this.logger, unexpected) } });
   }
 
   pong(nonce: number): void {
@@ -222,7 +238,8 @@ export class Session {
 
   /**
    * Validates, stores media, appends MessageReceived and resolves with the
-   * acknowledgement once the event is durable. Rejects with MessageRejected.
+   * acknowledgement once the event is durable. Rejects with a ChatFlowError
+   * when the message is refused (its caller tells the client, see status.ts).
    * The idempotency key is scoped to the conversation: a resend with the same
    * content gets the original ids (duplicate) and its outcome again; the same
    * key with other content is refused.
@@ -263,11 +280,10 @@ export class Session {
         }
         this.flushAwaiting(messageId);
       },
-      (err) => {
+      () => {
+        // The caller tells the client why (and logs what is not a domain error).
         this.byClientMessageId.delete(cmid);
         this.flushAwaiting(messageId);
-        // Domain errors are the client's answer (a full disk is logged once by the log itself).
-        if (!(err instanceof ChatFlowError)) this.logger.error({ err, clientMessageId: cmid }, 'message could not be accepted');
       },
     );
     return accepted;
@@ -277,7 +293,9 @@ export class Session {
   private acknowledgeDuplicate(a: Accepted): void {
     this.out.write({ frame: { $case: 'accepted', accepted: a } });
     this.outcomeOwed.add(a.messageId);
-    void this.resendOutcome(a.messageId).catch((err) => this.logger.error({ err, messageId: a.messageId }, 'could not resend the outcome of a duplicate'));
+    void this.resendOutcome(a.messageId).catch((err) => {
+      if (!this.abort.signal.aborted) this.logger.error({ err, messageId: a.messageId }, 'could not resend the outcome of a duplicate');
+    });
   }
 
   /**
@@ -289,11 +307,11 @@ export class Session {
   private async resendOutcome(messageId: string): Promise<void> {
     let doc = await this.outcomeOf(messageId);
     if (!doc && this.outcomeOwed.has(messageId)) {
-      await this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+      await this.whileOpen(this.deps.readModelsSettled(this.deps.config.readYourWritesMs));
       doc = await this.outcomeOf(messageId);
     }
     if (doc && this.outcomeOwed.delete(messageId)) {
-      this.out.write(await this.deps.frames.replayFrame(doc));
+      this.out.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
       this.finishIfDone();
     }
   }
@@ -302,7 +320,7 @@ export class Session {
     return (await this.deps.messages.get(responseIdFor(messageId))) ?? (await this.deps.messages.get(failureIdFor(messageId)));
   }
 
-  private conflict(cmid: string): MessageRejected {
+  private conflict(cmid: string): ChatFlowError {
     return this.reject('INVALID_ARGUMENT', `client_message_id "${echoId(cmid)}" was already used in this conversation for a message with different content: use a new client_message_id for a new message`);
   }
 
@@ -320,7 +338,7 @@ export class Session {
     let existing = await this.deps.messages.get(messageId);
     if (!existing && this.historySettled) {
       // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
-      if (!(await this.historySettled)) this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
+      if (!(await this.whileOpen(this.historySettled))) this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
       existing = await this.deps.messages.get(messageId);
     }
     if (existing) {
@@ -348,7 +366,7 @@ export class Session {
     const key = `uploads/${Buffer.from(this.info.clientId).toString('base64url')}/${messageId}${extensionOf(verdict.mimeType)}`;
     const bytes = Buffer.from(media.data.buffer, media.data.byteOffset, media.data.byteLength);
     // Bytes reach the object store before the event that references them.
-    await this.deps.media.put(key, bytes, verdict.mimeType);
+    await this.whileOpen(this.deps.media.put(key, bytes, verdict.mimeType));
     const ref = {
       kind: mediaKindOf(kind),
       key,
@@ -360,13 +378,28 @@ export class Session {
     return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } }) };
   }
 
-  private reject(code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): MessageRejected {
+  private reject(code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): ChatFlowError {
     this.deps.metrics.messagesRejected.inc({ code });
-    return new MessageRejected(code, message);
+    return new ChatFlowError(code, message);
+  }
+
+  /**
+   * `work`, unless the session closes first: then it rejects at once with
+   * UNAVAILABLE (the work itself may still complete: an append that lands
+   * is found again by its client_message_id when the client resends).
+   */
+  private whileOpen<T>(work: Promise<T>): Promise<T> {
+    const signal = this.abort.signal;
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise<T>((resolve, reject) => {
+      const stop = () => reject(signal.reason);
+      signal.addEventListener('abort', stop, { once: true });
+      work.then(resolve, reject).finally(() => signal.removeEventListener('abort', stop));
+    });
   }
 
   private async append(event: Event, messageId: string, clientMessageId: string): Promise<Accepted> {
-    const logged = await this.deps.log.append(event);
+    const logged = await this.whileOpen(this.deps.log.append(event));
     const p = event.payload;
     const kind = p?.$case === 'messageReceived' && p.messageReceived.content?.$case === 'media' ? (mediaKindName(p.messageReceived.content.media.kind) ?? 'unknown') : 'text';
     this.deps.metrics.messagesAccepted.inc({ kind });
@@ -435,9 +468,9 @@ export class Session {
     this.drainRetryAfterMs ??= retryAfterMs;
   }
 
-  private refusedWhileDraining(retryAfterMs: number): MessageRejected {
+  private refusedWhileDraining(retryAfterMs: number): ChatFlowError {
     this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
-    return new MessageRejected('UNAVAILABLE', `server shutting down: the message was not taken; send it again on a new connection in ${retryAfterMs} ms`, {
+    return new ChatFlowError('UNAVAILABLE', `server shutting down: the message was not taken; send it again on a new connection in ${retryAfterMs} ms`, {
       'retry-after-ms': String(retryAfterMs),
     });
   }
@@ -462,24 +495,26 @@ export class Session {
 
   /** Drain, last step: ends the stream with UNAVAILABLE + `retry-after-ms` and records the disconnect. */
   endForShutdown(retryAfterMs: number): Promise<void> {
-    return this.close(DisconnectReason.DISCONNECT_REASON_SHUTDOWN, {
-      code: status.UNAVAILABLE,
-      details: 'server shutting down; reconnect with x-resume-after to get what you missed',
-      metadata: trailers({ 'retry-after-ms': String(retryAfterMs) }),
-    });
+    return this.close(
+      DisconnectReason.DISCONNECT_REASON_SHUTDOWN,
+      new ChatFlowError('UNAVAILABLE', 'server shutting down; reconnect with x-resume-after to get what you missed', { 'retry-after-ms': String(retryAfterMs) }),
+    );
   }
 
   /**
-   * Ends the session once: frees the slot, records ClientDisconnected, ends
-   * the stream with `end` (null = OK, undefined = the stream is already gone).
+   * Ends the session once: stops its work (see whileOpen), frees the slot,
+   * records ClientDisconnected, ends the stream with `end`: null = OK,
+   * undefined = the stream is already gone, else the error it ends with
+   * (made a status by toStatus; anything but a ChatFlowError is logged).
    */
-  async close(reason: DisconnectReason, end: EndStatus | null | undefined, detail = ''): Promise<void> {
+  async close(reason: DisconnectReason, end: unknown, detail = ''): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.abort.abort(new ChatFlowError('UNAVAILABLE', 'the session closed before the message was stored; send it again on a new connection (the same client_message_id is safe)'));
     this.notifyIfDelivered();
     clearTimeout(this.deadlineTimer);
     this.subscription?.unsubscribe();
-    if (end !== undefined) this.out.end(end);
+    if (end !== undefined) this.out.end(end === null ? null : toStatus(end, this.logger));
     this.onClosed(this);
     const name = disconnectReasonName(reason);
     this.deps.metrics.disconnects.inc({ reason: name });
@@ -540,10 +575,4 @@ function extensionOf(mime: string): string {
     'image/png': '.png', 'image/jpeg': '.jpg', 'image/gif': '.gif', 'image/webp': '.webp',
   };
   return ext[mime] ?? '';
-}
-
-export function trailers(entries: Record<string, string>): Metadata {
-  const m = new Metadata();
-  for (const [k, v] of Object.entries(entries)) m.set(k, v);
-  return m;
 }

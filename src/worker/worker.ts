@@ -1,12 +1,12 @@
 import { setMaxListeners } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { ServerFrame } from '../gen/chatflow/v1/chat';
 import { MediaKind, type Event, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
 import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type BudgetState } from '../domain/budget';
 import { responseIdFor } from '../domain/ids';
 import { mediaKindName } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
+import { encodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
 import { StorageUnavailableError } from '../domain/errors';
 import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
 import { LlmError, type InputKind, type LlmProvider, type LlmRequest } from '../llm/port';
@@ -16,8 +16,6 @@ import { formatLocalTime } from '../llm/local-time';
 import type { Collection } from '../readstore/port';
 import type { Metrics } from '../metrics';
 import type { MessageDoc } from '../../projections/models';
-import { mediaDoc } from '../../projections/definitions';
-import type { FrameFactory } from '../gateway/frames';
 import { hear, type Heard, type SpeechEngines } from '../speech/hearing';
 import { SpeechError } from '../speech/port';
 import { wavFromPcm16 } from '../media/wav';
@@ -32,7 +30,6 @@ export interface WorkerDeps {
   renderer: ReplyMediaRenderer;
   llm: LlmProvider;
   messages: Collection<MessageDoc>;
-  frames: FrameFactory;
   metrics: Metrics;
   maxProcessing: number;
   clock: () => number;
@@ -161,8 +158,6 @@ export class Worker {
     };
     const attempts = this.deps.maxAttempts ?? 3;
     const deltas = this.deltaBatcher(subject, m.messageId);
-    // Once a word has gone to the client, a retry would send the opening again: the failure is final then.
-    let streamed = false;
     let heard: Heard | undefined;
     for (let attempt = 1; ; attempt++) {
       try {
@@ -171,15 +166,12 @@ export class Worker {
           Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
           if (heard.transcript) {
             const { text, words, engine } = heard.transcript;
-            await this.publish(subject, { frame: { $case: 'transcript', transcript: { messageId: m.messageId, text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
+            await this.publish(subject, { inReplyTo: m.messageId, update: { $case: 'transcript', transcript: { text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
           }
         }
         const reply = await this.deps.llm.generate(request, {
           signal,
-          onDelta: (d) => {
-            streamed = true;
-            deltas.push(d);
-          },
+          onDelta: (d) => deltas.push(d),
         });
         deltas.flush();
         const responseId = responseIdFor(m.messageId);
@@ -194,15 +186,15 @@ export class Worker {
           responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
         }), signal);
         this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
-        const response = await this.deps.frames.botResponse({
-          _id: responseId, conversationId: event.conversationId, clientId: event.clientId, seq: logged.seq, author: 'bot', time: logged.event.time!.getTime(),
-          inReplyTo: m.messageId, text: reply.text, processingMs, voice: mediaDoc(voice), image: mediaDoc(image),
+        await this.publish(subject, {
+          inReplyTo: m.messageId,
+          update: { $case: 'ready', ready: { responseId, seq: logged.seq, time: logged.event.time, text: reply.text, voice, image, processingMs } },
         });
-        await this.publish(subject, { frame: { $case: 'response', response } });
         return 'answered';
       } catch (err) {
         if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
-        const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts && !streamed;
+        // Once a word has gone to the client, a retry would send the opening again: the failure is final then.
+        const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts && !deltas.streamed;
         if (retryable) {
           this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying');
           await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
@@ -213,7 +205,7 @@ export class Worker {
         if (!(err instanceof LlmError) && !(err instanceof SpeechError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
         const transcript = heard?.transcript?.text ?? '';
         const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
-        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs: 0 } } });
+        await this.publish(subject, { inReplyTo: m.messageId, update: { $case: 'failed', failed: { seq: logged.seq, code, message, retryAfterMs: 0 } } });
         return 'failed';
       }
     }
@@ -275,8 +267,7 @@ export class Worker {
       pending = [];
       if (pcm.length === 0) return;
       const wav = wavFromPcm16(pcm, sampleRate);
-      const audio = { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000) };
-      await this.publish(subject, { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index: index++, audio, last: false } } });
+      await this.publish(subject, { inReplyTo, update: { $case: 'voiceChunk', voiceChunk: { index: index++, wav, durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000), last: false } } });
     };
     try {
       for await (const chunk of synth.synthesize(text, signal)) {
@@ -292,7 +283,7 @@ export class Worker {
       this.deps.logger.warn({ err, messageId: inReplyTo, engine: synth.name }, 'speech synthesis failed; the reply goes out without voice');
       pieces.length = 0;
     }
-    await this.publish(subject, { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index, audio: undefined, last: true } } });
+    await this.publish(subject, { inReplyTo, update: { $case: 'voiceChunk', voiceChunk: { index, wav: Buffer.alloc(0), durationMs: 0, last: true } } });
     if (pieces.length === 0) return undefined;
     this.deps.metrics.synthesisSeconds.observe({ engine: synth.name, stage: 'all' }, (performance.now() - started) / 1000);
     const pcm = Buffer.concat(pieces);
@@ -320,21 +311,25 @@ export class Worker {
   }
 
   /**
-   * Deltas produced in the same tick go out as one frame: a model that streams
-   * slowly still shows every token, one that answers at once costs one frame.
+   * Deltas produced in the same tick go out as one message: a model that
+   * streams slowly still shows every token, one that answers at once costs
+   * one message. `streamed` tells whether any word is on its way to the
+   * client (after which the model must not be asked again).
    */
   private deltaBatcher(subject: string, inReplyTo: string) {
     let pending = '';
     let scheduled = false;
+    let streamed = false;
     const flush = () => {
       scheduled = false;
       if (pending === '') return;
-      const textDelta = pending;
+      const text = pending;
       pending = '';
-      void this.publish(subject, { frame: { $case: 'delta', delta: { inReplyTo, textDelta } } });
+      void this.publish(subject, { inReplyTo, update: { $case: 'delta', delta: { text } } });
     };
     return {
       push: (text: string) => {
+        streamed = true;
         pending += text;
         if (!scheduled) {
           scheduled = true;
@@ -342,6 +337,9 @@ export class Worker {
         }
       },
       flush,
+      get streamed() {
+        return streamed;
+      },
     };
   }
 
@@ -349,9 +347,9 @@ export class Worker {
     return { eventId: this.deps.newId(), time: new Date(this.deps.clock()), clientId: source.clientId, conversationId: source.conversationId, sessionId: source.sessionId, payload };
   }
 
-  private async publish(subject: string, frame: ServerFrame): Promise<void> {
+  private async publish(subject: string, update: ReplyUpdate): Promise<void> {
     try {
-      await this.deps.bus.publish(subject, ServerFrame.encode(frame).finish());
+      await this.deps.bus.publish(subject, encodeReplyUpdate(update));
     } catch (err) {
       // Delivery is best effort: the reply is in the log and the client resumes from history.
       this.deps.logger.warn({ err }, 'could not publish to the bus');

@@ -1,0 +1,62 @@
+import { EventEmitter } from 'node:events';
+import pino from 'pino';
+import { loadConfig } from '../config/config';
+import { createMetrics } from '../metrics';
+import { DisconnectReason, type Event } from '../gen/chatflow/v1/events';
+import type { LoggedEvent } from '../eventlog/port';
+import type { GatewayDeps } from './deps';
+import { Outbound, type WritableCall } from './outbound';
+import { Session } from './session';
+
+class FakeCall extends EventEmitter {
+  written: unknown[] = [];
+  cancelled = false;
+  write(f: unknown): boolean {
+    this.written.push(f);
+    return true;
+  }
+  end(): void {}
+}
+
+/** A session whose log never finishes appending a message (a broker that stopped answering). */
+function sessionWithStuckLog() {
+  const appended: Event[] = [];
+  const log = {
+    append: (e: Event) => {
+      appended.push(e);
+      return e.payload?.$case === 'messageReceived' ? new Promise<LoggedEvent>(() => undefined) : Promise.resolve({ event: e, seq: appended.length } as LoggedEvent);
+    },
+  };
+  const deps = {
+    config: loadConfig({}),
+    gatewayId: 'gw-1',
+    log,
+    registry: { release: async () => undefined },
+    messages: { get: async () => null },
+    metrics: createMetrics(),
+    clock: Date.now,
+    newId: () => `e-${appended.length}`,
+  } as unknown as GatewayDeps;
+  const call = new FakeCall();
+  const session = new Session(
+    { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+    deps,
+    new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }),
+    pino({ level: 'silent' }),
+    () => undefined,
+  );
+  return { session, appended };
+}
+
+describe('Session: every piece of work stops when the session closes', () => {
+  it('given a message whose append hangs, when the session closes, then its Send is answered UNAVAILABLE at once (not left waiting on the log)', async () => {
+    const { session, appended } = sessionWithStuckLog();
+    const submitted = session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
+    const outcome = submitted.then(() => 'accepted', (err: { kind?: string; message: string }) => `${err.kind}: ${err.message}`);
+    await new Promise((r) => setImmediate(r));
+    expect(appended.map((e) => e.payload?.$case)).toEqual(['messageReceived']);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+    const settled = await Promise.race([outcome, new Promise((r) => setTimeout(() => r('still waiting'), 500))]);
+    expect(settled).toMatch(/^UNAVAILABLE: the session closed before the message was stored; send it again/);
+  });
+});
