@@ -26,6 +26,7 @@ import * as path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { Event } from '../gen/chatflow/v1/events';
 import { diskFault, StorageUnavailableError } from '../domain/errors';
+import { encode } from '../encode';
 import { committableOf, complete, initialOffsets, skip, track, type OffsetState } from '../domain/offsets';
 import { acquireDirLock, type DirLock } from './dir-lock';
 import { cutTail, EventLogDamagedError, FILE_HEADER, inspectLog, MAGIC, MAX_BATCH_BYTES, MAX_RECORD, readFully, RECORD_HEADER, syncDir, VERSION, writeFully } from './embedded-file';
@@ -172,7 +173,7 @@ export class EmbeddedEventLog implements EventLog {
     let payload: Uint8Array;
     try {
       topic = topicOf(event);
-      payload = Event.encode(event).finish();
+      payload = encode(Event, event);
     } catch (err) {
       return Promise.reject(err);
     }
