@@ -5,9 +5,11 @@
  * (0-based) is the offset of that event whatever its topic (single partition
  * 0 per topic, offsets shared), and its seq is n + 1.
  *
- * Durability: appends are group-committed (one write + one fdatasync for all
- * appends that arrived while the previous write was syncing) and resolve only
- * once synced. On open every record is verified; a torn tail is copied aside
+ * Durability: appends are group-committed (one synced write for all appends
+ * that arrived while the previous one was syncing) and resolve only once
+ * synced. The file is opened O_DSYNC where the platform has it, so a batch is
+ * one trip to the thread pool instead of two (write, then fdatasync): under
+ * load each trip also waits for the event loop to take its completion. On open every record is verified; a torn tail is copied aside
  * and truncated, any other damage refuses to open (embedded-file.ts says which is which).
  *
  * Storage faults: a write or fsync that fails (disk full, quota, I/O error)
@@ -73,6 +75,8 @@ const RETRY_AFTER_MS = 1000;
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 5000;
 const DEFAULT_GRACE_MS = 5000;
+/** Where the platform has it, the log file is opened O_DSYNC when fsync is on (see open). */
+const DSYNC = fsc.O_DSYNC ?? 0;
 const TOPIC_INDEX = new Map<Topic, number>(TOPICS.map((t, i) => [t, i]));
 
 const defaultLogger: EventLogLogger = {
@@ -153,7 +157,9 @@ export class EmbeddedEventLog implements EventLog {
     const lock = await acquireDirLock(dir);
     let fh: FileHandle | undefined;
     try {
-      fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT);
+      // O_DSYNC: a write returns once its data is on disk (write + fdatasync in one call, one trip to the thread pool).
+      const dsync = (opts.fsync ?? true) && DSYNC ? DSYNC : 0;
+      fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT | dsync);
       const log = new EmbeddedEventLog(fh, dir, lock, opts);
       await log.recover(opts.repairCommand ?? `npm run client -- log repair --data-dir ${path.dirname(dir)}`);
       return log;
@@ -285,7 +291,7 @@ export class EmbeddedEventLog implements EventLog {
     }
     await writeFully(this.fh, buf, this.positions.get(batch[0].offset));
     if (this.fsync) {
-      await this.fh.datasync();
+      if (!DSYNC) await this.fh.datasync();
       this.counters.fsyncs++;
     }
     this.counters.batches++;
