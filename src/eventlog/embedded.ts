@@ -19,7 +19,8 @@
  * and the log resumes by itself. `onWritable` reports both transitions.
  *
  * Memory: per record only its byte position and topic (9 bytes) stay in
- * memory, plus a bounded ring of recent payloads for live consumers.
+ * memory, plus a bounded ring of recent payloads (each decoded at most once,
+ * whatever the number of consumer groups) for live consumers.
  * Consumers that lag read from the file in batches.
  */
 import { constants as fsc, promises as fsp } from 'node:fs';
@@ -104,6 +105,8 @@ interface ConsumerHost {
   countBefore(topic: Topic, offset: number): number;
   /** Payloads of records [from, ...) up to `to`: at least one, maybe fewer than asked. */
   read(from: number, to: number): Promise<Uint8Array[]>;
+  /** The record at `offset` decoded; recent records are decoded once for every consumer group. */
+  decode(offset: number, payload: Uint8Array): Event;
   commit(group: string, offsets: Committed): Promise<void>;
   release(consumer: EmbeddedConsumer): void;
 }
@@ -118,7 +121,7 @@ export class EmbeddedEventLog implements EventLog {
   private readonly positions = new Column((n) => new Float64Array(n));
   private readonly topics = new Column((n) => new Uint8Array(n));
   private readonly durableByTopic = TOPICS.map(() => 0);
-  private readonly cache: ({ offset: number; payload: Uint8Array } | undefined)[];
+  private readonly cache: ({ offset: number; payload: Uint8Array; event?: Event } | undefined)[];
   private appended = 0;
   private durableCount = 0;
   private queue: PendingAppend[] = [];
@@ -396,6 +399,11 @@ export class EmbeddedEventLog implements EventLog {
         return n;
       },
       read: (from, to) => this.read(from, to),
+      decode: (offset, payload) => {
+        const c = this.cache[offset % this.cache.length];
+        if (c?.offset !== offset || c.payload !== payload) return Event.decode(payload);
+        return (c.event ??= Event.decode(payload));
+      },
       commit: (group, offsets) => this.saveGroup(group, offsets),
       release: (consumer) => {
         this.consumers.delete(consumer);
@@ -612,7 +620,7 @@ class EmbeddedConsumer implements Consumer {
       const payload = await this.fetch(offset);
       if (this.stopping) break;
       this.pass(offset, topic, true);
-      this.launch({ event: Event.decode(payload), topic, partition: 0, offset, seq: offset + 1 });
+      this.launch({ event: this.host.decode(offset, payload), topic, partition: 0, offset, seq: offset + 1 });
     }
     this.checkWaiters();
   }
