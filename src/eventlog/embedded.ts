@@ -9,8 +9,9 @@
  * that arrived while the previous one was syncing) and resolve only once
  * synced. The file is opened O_DSYNC where the platform has it, so a batch is
  * one trip to the thread pool instead of two (write, then fdatasync): under
- * load each trip also waits for the event loop to take its completion. On open every record is verified; a torn tail is copied aside
- * and truncated, any other damage refuses to open (embedded-file.ts says which is which).
+ * load each trip also waits for the event loop to take its completion.
+ * On open every record is verified; a torn tail is copied aside and
+ * truncated, any other damage refuses to open (embedded-file.ts says which is which).
  *
  * Storage faults: a write or fsync that fails (disk full, quota, I/O error)
  * refuses that batch and every append after it with StorageUnavailableError
