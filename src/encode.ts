@@ -8,7 +8,9 @@ import { BinaryWriter } from '@bufbuild/protobuf/wire';
  * writer keeps its grown buffer; `finish()` hands out a copy of the bytes and
  * rewinds. Encoding is synchronous, so calls cannot interleave.
  */
-const shared = new BinaryWriter();
+let shared = new BinaryWriter();
+/** A message larger than this (media frames) leaves a fresh writer behind, so one big frame does not pin its buffer for good. */
+const KEEP_BYTES = 1 << 20;
 
 export interface Encodes<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;
@@ -17,9 +19,11 @@ export interface Encodes<T> {
 /** The message's bytes (a new array the caller owns). */
 export function encode<T>(codec: Encodes<T>, message: T): Uint8Array {
   try {
-    return codec.encode(message, shared).finish();
+    const bytes = codec.encode(message, shared).finish();
+    if (bytes.length > KEEP_BYTES) shared = new BinaryWriter();
+    return bytes;
   } catch (err) {
-    shared.finish(); // a half-written message must not prefix the next one
+    shared = new BinaryWriter(); // a half-written message must not prefix the next one
     throw err;
   }
 }

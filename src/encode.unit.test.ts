@@ -26,4 +26,10 @@ describe('encoding with one shared writer', () => {
     expect(() => encode(Event, bad)).toThrow();
     expect(encode(ServerFrame, small)).toEqual(ServerFrame.encode(small).finish());
   });
+
+  it('gives the same bytes after a message larger than the writer keeps', () => {
+    const huge: ServerFrame = { frame: { $case: 'delta', delta: { inReplyTo: 'm_2', textDelta: 'y'.repeat(2 << 20) } } };
+    expect(ServerFrame.decode(encode(ServerFrame, huge))).toEqual(huge);
+    expect(encode(ServerFrame, small)).toEqual(ServerFrame.encode(small).finish());
+  });
 });
