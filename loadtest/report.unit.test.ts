@@ -5,6 +5,7 @@ import { areaOf, summarizeProfile, type CpuProfile } from './report/profile';
 import { parsePrometheus, total } from './target/prometheus';
 import { foldGhzReport } from './scenarios/ghz';
 import { parseDuration, parseOptions, serverSummary } from './run';
+import { serverCpuPerMessageUs } from './report/markdown';
 
 describe('CPU profile analyzer', () => {
   // root → main (src/gateway/session.ts) → encode (node_modules/@grpc/grpc-js/...) ; plus idle and GC.
@@ -166,5 +167,20 @@ describe('README block', () => {
     const t = 'a\n<!-- s -->\nold\n<!-- e -->\nb\n';
     expect(replaceBlock(t, '<!-- s -->', '<!-- e -->', 'new\n')).toBe('a\n<!-- s -->\nnew\n<!-- e -->\nb\n');
     expect(replaceBlock('no markers', '<!-- s -->', '<!-- e -->', 'x')).toBe('no markers');
+  });
+});
+
+describe('server CPU per answered message', () => {
+  const server = (seconds: number[]) => ({ processingPeak: null, rssMB: { start: null, end: null, max: null }, cpu: seconds.map((s, i) => ({ process: `p${i}`, seconds: s, coreShare: 0 })), readings: [] });
+  const messages = (answered: number) => ({ overall: { answered } }) as unknown as NonNullable<Parameters<typeof serverCpuPerMessageUs>[0]['messages']>;
+
+  it('sums every server process and divides by the answered messages', () => {
+    expect(serverCpuPerMessageUs({ server: server([3, 1.5]), messages: messages(30_000) })).toBeCloseTo(150);
+  });
+
+  it('says nothing without CPU readings or answers', () => {
+    expect(serverCpuPerMessageUs({ server: server([]), messages: messages(10) })).toBeNull();
+    expect(serverCpuPerMessageUs({ server: server([2]), messages: messages(0) })).toBeNull();
+    expect(serverCpuPerMessageUs({ messages: messages(10) })).toBeNull();
   });
 });

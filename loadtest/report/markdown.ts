@@ -176,9 +176,23 @@ function saturationSection(results: ResultFile[]): string {
   const rows = results.map((r) => {
     const f = (r.figures ?? {}) as SaturateFigures;
     const cpu = (r.clientCpu ?? []).map((c) => `${Math.round(c.coreShare * 100)} %`).join(', ');
-    return [r.mode, fmt(f.steadyPerS, 0), fmt(f.overallPerS, 0), fmt(f.processingPeak ?? NaN, 0), cpu || '–', f.echo ? fmt(f.echo.steadyPerS, 0) : '–', f.echoRatio == null ? '–' : `${fmt(f.echoRatio * 100, 1)} %`];
+    const perMessage = serverCpuPerMessageUs(r);
+    return [r.mode, fmt(f.steadyPerS, 0), fmt(f.overallPerS, 0), fmt(f.processingPeak ?? NaN, 0), perMessage === null ? '–' : fmt(perMessage, 0), cpu || '–', f.echo ? fmt(f.echo.steadyPerS, 0) : '–', f.echoRatio == null ? '–' : `${fmt(f.echoRatio * 100, 1)} %`];
   });
-  return ['## Capacity', '', table(['mode', 'capacity (steady, msg/s)', 'overall msg/s', `processing peak (cap ${GOALS.maxProcessing})`, 'load-generator CPU (share of a core, per process)', 'echo baseline (steady, msg/s)', 'ChatFlow / echo'], rows)].join('\n');
+  return [
+    '## Capacity',
+    '',
+    table(['mode', 'capacity (steady, msg/s)', 'overall msg/s', `processing peak (cap ${GOALS.maxProcessing})`, 'server CPU per answered message (µs, all processes)', 'load-generator CPU (share of a core, per process)', 'echo baseline (steady, msg/s)', 'ChatFlow / echo'], rows),
+    '',
+    'Server CPU per answered message is the CPU time the server processes used during the run divided by the messages answered: on a machine shared with other work it moves much less than msg/s does, so it is the figure to compare between runs and commits.',
+  ].join('\n');
+}
+
+/** Server CPU seconds (every process) per answered message, in µs; null without readings. */
+export function serverCpuPerMessageUs(r: Pick<ResultFile, 'server' | 'messages'>): number | null {
+  const seconds = (r.server?.cpu ?? []).reduce((a, c) => a + c.seconds, 0);
+  const answered = r.messages?.overall.answered ?? 0;
+  return seconds > 0 && answered > 0 ? (seconds / answered) * 1e6 : null;
 }
 
 type SaturateFigures = { steadyPerS?: number; overallPerS?: number; processingPeak?: number | null; echo?: { steadyPerS: number } | null; echoRatio?: number | null };

@@ -20,4 +20,10 @@ describe('message ids', () => {
     expect(echoId('k1')).toBe('k1');
     expect(echoId('x'.repeat(1 << 20))).toBe(`${'x'.repeat(128)}…`);
   });
+
+  it('derives the same message ids as every earlier version (they are stored in logs and read models)', () => {
+    // Values computed with the original createHash().update() chain.
+    expect(messageIdFor('alice', 'c_1', 'k1')).toBe('m_WxQ0NNb44wEHY-IDB_MtOw');
+    expect(messageIdFor('Zoë 🙂', 'c_2', '\ud800x')).toBe('m_cg4UZ-XHP25GXH3O9d1z7A');
+  });
 });

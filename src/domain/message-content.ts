@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * What a client message says, reduced to a hash: a resend with the same
@@ -9,10 +9,9 @@ import { createHash } from 'node:crypto';
 export type ContentForHash = { text: string } | { mediaKind: string; sha256: string };
 
 export function contentHash(c: ContentForHash): string {
-  const h = createHash('sha256');
-  if ('text' in c) h.update('text\0').update(c.text, 'utf8');
-  else h.update(`${c.mediaKind}\0`).update(c.sha256);
-  return h.digest('base64url').slice(0, 22);
+  // One-shot hash of the same bytes as before ('text\0' + UTF-8, or kind + '\0' + hex digest): stored hashes stay valid.
+  const input = 'text' in c ? `text\0${c.text}` : `${c.mediaKind}\0${c.sha256}`;
+  return hash('sha256', input, 'base64url').slice(0, 22);
 }
 
 /** Length in Unicode code points (what a person calls characters; an emoji is one, not two UTF-16 units). */

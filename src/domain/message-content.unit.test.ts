@@ -22,4 +22,11 @@ describe('content hash', () => {
     expect(contentHash({ text: 'hi' })).not.toBe(contentHash({ text: 'ho' }));
     expect(contentHash({ mediaKind: 'audio', sha256: 'ab' })).not.toBe(contentHash({ mediaKind: 'video', sha256: 'ab' }));
   });
+
+  it('hashes content as every earlier version did (hashes are stored in read models)', () => {
+    // Values computed with the original createHash().update() chain.
+    expect(contentHash({ text: 'hi' })).toBe('UMPu-KYKnHRaEcXNKV-d3q');
+    expect(contentHash({ text: 'Zoë 🙂 \ud800' })).toBe('wkfSylLFoUvq5GAANu7Npx');
+    expect(contentHash({ mediaKind: 'audio', sha256: 'ab' })).toBe('2l_CfE5GKUVdJurG2AaFGJ');
+  });
 });

@@ -229,17 +229,26 @@ describe('EmbeddedEventLog', () => {
 
   it('given an fsync that fails (EIO), then that batch is refused and cut from the file, and the log resumes by itself', async () => {
     const fh = await open_(join(dir, 'probe-handle'), 'w');
-    const proto = Object.getPrototypeOf(fh) as { datasync: () => Promise<void> };
+    const proto = Object.getPrototypeOf(fh) as { datasync: () => Promise<void>; write: (...args: unknown[]) => Promise<unknown> };
     await fh.close();
-    const real = proto.datasync;
+    const real = { datasync: proto.datasync, write: proto.write };
     let failures = 1;
+    const eio = () => Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 });
+    // The sync fails where it happens: in fdatasync, or (O_DSYNC file) in the write itself, after the bytes went in.
     const spy = jest.spyOn(proto, 'datasync').mockImplementation(function (this: unknown) {
-      if (failures-- > 0) return Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 }));
-      return real.call(this);
+      if (failures-- > 0) return Promise.reject(eio());
+      return real.datasync.call(this);
     });
+    const writeSpy = jest.spyOn(proto, 'write').mockImplementation(async function (this: unknown, ...args: unknown[]) {
+      const written = await real.write.apply(this, args);
+      if ((this as { fd: number }).fd === logFd && failures-- > 0) throw eio();
+      return written;
+    });
+    let logFd = -1;
     try {
       const problems: (string | undefined)[] = [];
       const log = await open({ fsync: true, onWritable: (p) => void problems.push(p) });
+      logFd = (log as unknown as { fh: { fd: number } }).fh.fd;
       failures = 0;
       await log.append(messageEvent('c', 'kept'));
       const goodBytes = log.stats().bytes;
@@ -253,6 +262,7 @@ describe('EmbeddedEventLog', () => {
       expect(texts).toEqual(['kept', 'after']);
     } finally {
       spy.mockRestore();
+      writeSpy.mockRestore();
     }
   });
 

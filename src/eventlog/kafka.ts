@@ -1,6 +1,7 @@
 import { Kafka, logLevel, Partitioners, type Admin, type Consumer as KafkaConsumer, type EachBatchPayload, type Producer, type LogEntry } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
+import { encodeToBuffer } from '../encode';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
 import { retryWithBackoff } from '../engines/retry';
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
@@ -103,7 +104,7 @@ export class KafkaEventLog implements EventLog {
     if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
     const topic = topicOf(event);
     const partition = partitionFor(event.conversationId, this.partitions(topic));
-    const value = Buffer.from(Event.encode(event).finish());
+    const value = encodeToBuffer(Event, event);
     const appended = new Promise<LoggedEvent>((resolve, reject) => {
       this.queue.push({ event, topic, partition, value, resolve, reject });
       if (!this.sending) void this.sendLoop();

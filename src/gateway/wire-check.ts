@@ -1,5 +1,6 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
-import { ChatServiceService, ClientFrame, ConnectRequest, SendRequest } from '../gen/chatflow/v1/chat';
+import { ChatServiceService, ClientFrame, ConnectRequest, SendAck, SendRequest, ServerFrame } from '../gen/chatflow/v1/chat';
+import { encodeToBuffer, type Encodes } from '../encode';
 
 /**
  * What protobuf decoding would hide: strings that are not valid UTF-8 (the
@@ -51,12 +52,17 @@ export function decodeChecked<T extends object>(codec: Codec<T>, bytes: Uint8Arr
   return message;
 }
 
-/** The ChatService definition with its requests decoded by decodeChecked. */
+/** The ChatService definition with its requests decoded by decodeChecked and its responses encoded with the shared writer (src/encode.ts). */
 export function checkedChatService(): typeof ChatServiceService {
   const codecs: Record<keyof typeof ChatServiceService, Codec<object>> = { chat: ClientFrame, connect: ConnectRequest, send: SendRequest };
+  const responses: Record<keyof typeof ChatServiceService, Encodes<never>> = { chat: ServerFrame, connect: ServerFrame, send: SendAck };
   const def = { ...ChatServiceService } as Record<string, unknown>;
   for (const key of Object.keys(codecs) as (keyof typeof ChatServiceService)[]) {
-    def[key] = { ...ChatServiceService[key], requestDeserialize: (b: Buffer) => decodeChecked(codecs[key], b) };
+    def[key] = {
+      ...ChatServiceService[key],
+      requestDeserialize: (b: Buffer) => decodeChecked(codecs[key], b),
+      responseSerialize: (m: never) => encodeToBuffer(responses[key], m),
+    };
   }
   return def as typeof ChatServiceService;
 }

@@ -46,9 +46,36 @@ function formatterFor(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
+// formatToParts costs ~20 µs, every reply calls it, and a zone's offset only
+// changes on whole minutes (since 1970, every transition is between
+// whole-minute offsets): the offset found for a zone is kept for its UTC
+// minute and the wall clock is then plain arithmetic.
+const MINUTE_MS = 60_000;
+const CACHE_FROM_MS = 0; // 1970: earlier dates may carry local mean time (second offsets)
+const CACHE_UNTIL_MS = Date.UTC(9999, 0, 1);
+const offsetByZone = new Map<string, { minute: number; offsetMinutes: number }>();
+
 function wallClock(now: Date, timeZone: string): WallClock {
   const t = now.getTime();
   if (Number.isNaN(t)) throw new RangeError('Invalid Date');
+  const minute = Math.floor(t / MINUTE_MS);
+  const known = offsetByZone.get(timeZone);
+  if (known?.minute === minute) return fromOffset(t, known.offsetMinutes);
+  const w = wallClockOf(t, now, timeZone);
+  if (t >= CACHE_FROM_MS && t < CACHE_UNTIL_MS) offsetByZone.set(timeZone, { minute, offsetMinutes: w.offsetMinutes });
+  return w;
+}
+
+function fromOffset(t: number, offsetMinutes: number): WallClock {
+  const local = new Date(t + offsetMinutes * MINUTE_MS);
+  return {
+    year: local.getUTCFullYear(), month: local.getUTCMonth() + 1, day: local.getUTCDate(),
+    hour: local.getUTCHours(), minute: local.getUTCMinutes(), second: local.getUTCSeconds(), millisecond: local.getUTCMilliseconds(),
+    weekday: local.getUTCDay(), offsetMinutes,
+  };
+}
+
+function wallClockOf(t: number, now: Date, timeZone: string): WallClock {
   const parts: Record<string, string> = {};
   for (const p of formatterFor(timeZone).formatToParts(now)) parts[p.type] = p.value;
   let year = Number(parts.year);

@@ -44,3 +44,26 @@ describe('local time of the client', () => {
     expect(() => isoLocalTime(winter, 'Mars/Olympus')).toThrow(RangeError);
   });
 });
+
+describe('local time, offset kept per zone and minute', () => {
+  // What Intl says, without the per-minute offset cache.
+  const reference = (d: Date, zone: string) => {
+    const parts = Object.fromEntries(
+      new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit' })
+        .formatToParts(d)
+        .map((p) => [p.type, p.value]),
+    );
+    return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}:${parts.second}`;
+  };
+
+  it('agrees with Intl at every step across a DST switch, within a minute and across minutes', () => {
+    // Around the end of US DST 2026 (06:00Z) and of EU DST (2026-10-25T01:00Z), in steps of 7.3 s.
+    for (const [zone, at] of [['America/New_York', '2026-11-01T05:50:00Z'], ['Europe/Paris', '2026-10-25T00:50:00Z'], ['Australia/Lord_Howe', '2026-04-04T14:50:00Z']] as const) {
+      const start = new Date(at).getTime();
+      for (let t = start; t < start + 20 * 60_000; t += 7_300) {
+        const d = new Date(t);
+        expect(isoLocalTime(d, zone).slice(0, 19)).toBe(reference(d, zone));
+      }
+    }
+  });
+});

@@ -133,5 +133,16 @@ export function describeReadStore(
       d.seq = 99;
       expect((await c.get('a'))?.seq).toBe(1);
     });
+
+    it('returns deep copies: nested objects and arrays of a result are the caller\'s own', async () => {
+      const c = fresh();
+      await c.apply('a', { stream: 's/0', offset: 1 }, () => ({ _id: 'a', owner: 'x', seq: 1, media: { key: 'k', sizeBytes: 1 }, tags: ['t'] }));
+      const d = (await c.get('a')) as unknown as { media: { key: string }; tags: string[] };
+      d.media.key = 'changed';
+      d.tags.push('more');
+      const [f] = (await c.find({ where: { owner: 'x' } })) as unknown as { media: { key: string } }[];
+      f.media.key = 'changed too';
+      expect(await c.get('a')).toEqual({ _id: 'a', owner: 'x', seq: 1, media: { key: 'k', sizeBytes: 1 }, tags: ['t'] });
+    });
   });
 }
