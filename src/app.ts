@@ -16,7 +16,7 @@ import { MemoryConnectionRegistry } from './connections/memory';
 import type { ConnectionRegistry } from './connections/port';
 import { LocalMediaStore } from './media/local';
 import type { MediaStore } from './media/port';
-import { openBus, openEventLog, openMedia, openReadStore, openRegistry } from './engines/open';
+import { openBus, openEventLog, openMedia, openReadStore, openRegistry, openReplyClaims } from './engines/open';
 import { handleMediaRequest } from './media/local-http';
 import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
@@ -197,8 +197,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       stops.push({ name: 'speech engines', run: () => speech.close() });
       const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
       stops.push({ name: 'media renderer', run: () => renderer.close() });
+      const claims = await openReplyClaims(store, logger);
       worker = new Worker({
-        workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
+        workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, claims, settled: readModelsSettled(log, projections), frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
         settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
         onProblem: (problem) => health.report('consumer-group', problem),
         logger: logger.child({ component: 'worker' }),
