@@ -6,7 +6,7 @@ import type { ErrorKind } from '../domain/errors';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
-import { admissionFresh, leaseTiming } from '../domain/lease';
+import { leaseTiming, type LeaseTiming } from '../domain/lease';
 import { LeaseKeeper } from './lease-keeper';
 import { isoLocalTime } from '../llm/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
@@ -46,11 +46,18 @@ export class ChatGateway {
   private busWatch?: Subscription;
   private recovering = false;
   private stopping = false;
+  /** This gateway process, as its leases name it: a restart never renews the previous run's slots. */
+  private readonly holder: string;
+  /** From CHATFLOW_LEASE_MS, or less where the registry detects a dead gateway sooner (its heartbeat). */
+  private readonly timing: LeaseTiming;
 
   constructor(
     private readonly deps: GatewayDeps,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.holder = `${deps.gatewayId}/${randomUUID().slice(0, 8)}`;
+    this.timing = leaseTiming(Math.min(deps.config.leaseMs, deps.registry.deadHolderMs ?? Infinity));
+  }
 
   get connected(): number {
     return this.sessions.size;
@@ -58,10 +65,12 @@ export class ChatGateway {
 
   /** Renews this gateway's leases and expires the leases of dead gateways. */
   start(): void {
-    const { sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
+    const { sweepEveryMs } = this.timing;
     this.leases = new LeaseKeeper({
-      registry: this.deps.registry, gatewayId: this.deps.gatewayId, clock: this.deps.clock, leaseMs: this.deps.config.leaseMs, logger: this.logger,
+      registry: this.deps.registry, holder: this.holder, clock: this.deps.clock, timing: this.timing, logger: this.logger,
       held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
+      heldCount: () => this.sessions.size,
+      holds: (id) => this.sessions.has(id),
       close: (ids, detail) => {
         for (const id of ids) {
           void this.sessions.get(id)?.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, {
@@ -301,7 +310,7 @@ export class ChatGateway {
       const now = this.deps.clock();
       const cfg = this.deps.config;
       const result = await this.deps.registry.acquire({
-        clientId, sessionId, gatewayId: this.deps.gatewayId, conversationId, now, leaseMs: leaseTiming(cfg.leaseMs).ttlMs, maxClients: cfg.maxClients,
+        clientId, sessionId, gatewayId: this.deps.gatewayId, holder: this.holder, conversationId, now, leaseMs: this.timing.ttlMs, maxClients: cfg.maxClients,
       });
       if (!result.ok) {
         this.deps.metrics.admissionsRefused.inc({ reason: result.reason });
@@ -313,9 +322,9 @@ export class ChatGateway {
         });
       }
       slot = sessionId;
-      // Claimed after a long wait on the registry (its database coming back, say): the lease may be swept
-      // before this gateway first renews it, and the client admitted again elsewhere. Give it back.
-      if (!admissionFresh(now, this.deps.clock(), leaseTiming(cfg.leaseMs))) {
+      // Claimed while this gateway's renewals were failing (its database coming back, say): the slot lives only
+      // as long as the gateway's heartbeat, which may lapse and be swept before the next renewal. Give it back.
+      if (this.leases && !this.leases.trusted()) {
         throw new ChatFlowError('UNAVAILABLE', `the connection registry answered too late to keep your slot; retry in ${cfg.retryAfterMs} ms`, {
           'retry-after-ms': String(cfg.retryAfterMs),
         });

@@ -36,8 +36,10 @@ describe('LeaseKeeper: no stream outlives its slot', () => {
     open = new Map();
     closed = [];
     keeper = new LeaseKeeper({
-      registry, gatewayId: 'g1', clock: () => now, leaseMs, logger: pino({ level: 'silent' }),
+      registry, holder: 'g1', clock: () => now, timing: t, logger: pino({ level: 'silent' }),
       held: () => [...open].map(([sessionId, admittedAt]) => ({ sessionId, admittedAt, claimedAt: admittedAt })),
+      heldCount: () => open.size,
+      holds: (id) => open.has(id),
       close: (ids, detail) => {
         for (const id of ids) {
           open.delete(id);

@@ -59,8 +59,8 @@ export class MongoReplyClaims implements ReplyClaims {
     return claims;
   }
 
-  /** The message's records and the heartbeats of their owners. */
-  private async state(messageId: string): Promise<ReplyClaimState> {
+  /** The message's records and (for a Claim, the only command that asks who is alive) the heartbeats of their owners. */
+  private async state(messageId: string, withBeats: boolean): Promise<ReplyClaimState> {
     const docs = await this.coll.find({ messageId }).toArray();
     const claims: ClaimRecord[] = [];
     let outcome: OutcomeRecord | null = null;
@@ -69,12 +69,12 @@ export class MongoReplyClaims implements ReplyClaims {
       else claims.push({ gen: d.gen, owner: d.owner, released: d.released === true });
     }
     const owners = [...new Set(docs.map((d) => d.owner))];
-    const beats = owners.length === 0 ? [] : await this.beats.find({ _id: { $in: owners } }).toArray();
+    const beats = owners.length === 0 || !withBeats ? [] : await this.beats.find({ _id: { $in: owners } }).toArray();
     return { claims, outcome, beats: Object.fromEntries(beats.map((b) => [b._id, b.at])) };
   }
 
   private async decide(messageId: string, command: ReplyClaimCommand): Promise<ReplyClaimEvent[]> {
-    return replyClaim.decide(command, await this.state(messageId));
+    return replyClaim.decide(command, await this.state(messageId, command.type === 'Claim'));
   }
 
   async claim(messageId: string, owner: string, now: number): Promise<ClaimResult> {
