@@ -40,7 +40,9 @@ const OVERDUE_REPLY_MS = 10_000;
 
 export class ChatGateway {
   private readonly sessions = new Map<string, Session>();
-  private leases?: LeaseKeeper;
+  private readonly leases: LeaseKeeper;
+  /** The gateway's deps as its sessions see them (releases go through the lease keeper). */
+  private readonly sessionDeps: GatewayDeps;
   private sweepTimer?: NodeJS.Timeout;
   private overdueTimer?: NodeJS.Timeout;
   private busWatch?: Subscription;
@@ -57,6 +59,30 @@ export class ChatGateway {
   ) {
     this.holder = `${deps.gatewayId}/${randomUUID().slice(0, 8)}`;
     this.timing = leaseTiming(Math.min(deps.config.leaseMs, deps.registry.deadHolderMs ?? Infinity));
+    this.leases = new LeaseKeeper({
+      registry: deps.registry, holder: this.holder, clock: deps.clock, timing: this.timing, logger,
+      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
+      heldCount: () => this.sessions.size,
+      holds: (id) => this.sessions.has(id),
+      close: (ids, detail) => {
+        for (const id of ids) {
+          void this.sessions.get(id)?.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, {
+            code: status.UNAVAILABLE,
+            details: `${detail} with x-resume-after to get what you missed`,
+            metadata: trailers({ 'retry-after-ms': String(deps.config.retryAfterMs) }),
+          });
+        }
+      },
+    });
+    // Sessions give their slot back through the keeper: one the store cannot take now is given back later.
+    const r = deps.registry;
+    this.sessionDeps = {
+      ...deps,
+      registry: {
+        deadHolderMs: r.deadHolderMs, acquire: (q) => r.acquire(q), release: (id) => this.leases.release(id), renew: (h, now, ms) => r.renew(h, now, ms),
+        expire: (now) => r.expire(now), count: () => r.count(), close: () => r.close(),
+      },
+    };
   }
 
   get connected(): number {
@@ -66,21 +92,6 @@ export class ChatGateway {
   /** Renews this gateway's leases and expires the leases of dead gateways. */
   start(): void {
     const { sweepEveryMs } = this.timing;
-    this.leases = new LeaseKeeper({
-      registry: this.deps.registry, holder: this.holder, clock: this.deps.clock, timing: this.timing, logger: this.logger,
-      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
-      heldCount: () => this.sessions.size,
-      holds: (id) => this.sessions.has(id),
-      close: (ids, detail) => {
-        for (const id of ids) {
-          void this.sessions.get(id)?.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, {
-            code: status.UNAVAILABLE,
-            details: `${detail} with x-resume-after to get what you missed`,
-            metadata: trailers({ 'retry-after-ms': String(this.deps.config.retryAfterMs) }),
-          });
-        }
-      },
-    });
     this.leases.start();
     this.sweepTimer = setInterval(() => void this.sweep(), sweepEveryMs);
     this.sweepTimer.unref();
@@ -324,7 +335,7 @@ export class ChatGateway {
       slot = sessionId;
       // Claimed while this gateway's renewals were failing (its database coming back, say): the slot lives only
       // as long as the gateway's heartbeat, which may lapse and be swept before the next renewal. Give it back.
-      if (this.leases && !this.leases.trusted()) {
+      if (!this.leases.trusted()) {
         throw new ChatFlowError('UNAVAILABLE', `the connection registry answered too late to keep your slot; retry in ${cfg.retryAfterMs} ms`, {
           'retry-after-ms': String(cfg.retryAfterMs),
         });
@@ -336,7 +347,7 @@ export class ChatGateway {
       }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
       const session: Session = new Session(
         { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now },
-        this.deps,
+        this.sessionDeps,
         outbound,
         logger,
         (s) => {
@@ -376,7 +387,7 @@ export class ChatGateway {
     } catch (err) {
       route?.unsubscribe();
       if (registered && this.sessions.delete(registered)) this.deps.metrics.clientsConnected.set(this.sessions.size);
-      if (slot) await this.deps.registry.release(slot).catch(() => undefined);
+      if (slot) await this.leases.release(slot);
       const e = err instanceof ChatFlowError ? err : new ChatFlowError('UNAVAILABLE', 'could not open the session; retry');
       if (!(err instanceof ChatFlowError)) callLogger.error({ err }, 'session open failed');
       const se = toServiceError(e, callLogger);

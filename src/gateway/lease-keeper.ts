@@ -31,6 +31,12 @@ export interface LeaseKeeperDeps {
 export class LeaseKeeper {
   private state: LeaseKeeperState;
   private readonly timers: NodeJS.Timeout[] = [];
+  /**
+   * Slots this gateway gave up but the store did not take back (it was down).
+   * Their holder is alive, so no sweep would ever free them: they are given
+   * back after the next good renewal.
+   */
+  private readonly owed = new Set<string>();
   readonly timing: LeaseTiming;
 
   constructor(private readonly deps: LeaseKeeperDeps) {
@@ -55,6 +61,28 @@ export class LeaseKeeper {
     for (const t of this.timers.splice(0)) clearInterval(t);
   }
 
+  /** Gives a session's slot back; if the store cannot take it now, it is given back once it can. */
+  async release(sessionId: string): Promise<boolean> {
+    try {
+      return await this.deps.registry.release(sessionId);
+    } catch (err) {
+      if (this.owed.size === 0) this.deps.logger.warn({ err: (err as Error).message }, 'could not give a connection slot back; it is given back once the registry answers');
+      this.owed.add(sessionId);
+      return false;
+    }
+  }
+
+  private async repay(): Promise<void> {
+    for (const id of [...this.owed]) {
+      try {
+        await this.deps.registry.release(id);
+        this.owed.delete(id);
+      } catch {
+        return; // the next good renewal tries again
+      }
+    }
+  }
+
   async renew(): Promise<void> {
     const sentAt = this.deps.clock();
     try {
@@ -62,6 +90,7 @@ export class LeaseKeeper {
       // Every open session renewed (the usual case): nothing lost, and no walk over the sessions.
       const mine = renewed.reduce((n, id) => n + (this.deps.holds(id) ? 1 : 0), 0);
       this.apply({ type: 'RecordRenewal', sentAt, renewed, held: mine === this.deps.heldCount() ? [] : this.deps.held() });
+      if (this.owed.size > 0) await this.repay();
     } catch (err) {
       if (this.state.failingSince === null) this.deps.logger.error({ err }, 'lease renewal failed; sessions are closed if it keeps failing');
       this.apply({ type: 'RecordFailure', now: this.deps.clock() });

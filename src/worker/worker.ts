@@ -453,10 +453,11 @@ export class Worker {
 
   async stop(graceMs: number): Promise<void> {
     clearInterval(this.lagTimer);
-    clearInterval(this.beatTimer);
     const stopping = this.consumer?.stop(graceMs);
     setTimeout(() => this.abort.abort(), graceMs).unref();
     await stopping;
+    // Beating until here keeps the messages this worker finishes during its grace its own.
+    clearInterval(this.beatTimer);
   }
 
   stats() {
