@@ -18,7 +18,7 @@ import type { Decider } from './decider';
  * the message up (its partition moved) releases the claim for the next owner.
  *
  * The one case the records cannot settle alone: an outcome recorded by an owner
- * that died (or failed) before marking it appended. The log may or may not hold
+ * that died, failed or gave the message up before marking it appended. The log may or may not hold
  * it, so the decider says Unconfirmed: the caller checks the log (through a read
  * model caught up with it AFTER the owner stopped) and appends the recorded
  * outcome only if it is not there.
@@ -97,8 +97,10 @@ export const replyClaim: Decider<ReplyClaimCommand, ReplyClaimEvent, ReplyClaimS
         const { outcome } = state;
         if (outcome?.appended) return [{ type: 'Answered' }];
         if (outcome) {
-          // The owner that recorded it is about to append it (alive, someone else), or cannot say any more.
-          if (outcome.owner !== owner && alive(state, outcome.owner, now, deadAfterMs)) return [{ type: 'Busy', holder: outcome.owner }];
+          // The owner that recorded it is about to append it (alive, someone else, still holding the message),
+          // or cannot say any more (dead, or it gave the message up while appending).
+          const given = state.claims.some((c) => c.gen === outcome.gen && c.released);
+          if (outcome.owner !== owner && !given && alive(state, outcome.owner, now, deadAfterMs)) return [{ type: 'Busy', holder: outcome.owner }];
           return [{ type: 'Unconfirmed', outcome }];
         }
         const top = latest(state.claims);
@@ -118,7 +120,7 @@ export const replyClaim: Decider<ReplyClaimCommand, ReplyClaimEvent, ReplyClaimS
       }
       case 'Release': {
         const c = state.claims.find((x) => x.gen === command.gen && x.owner === command.owner);
-        return c && !c.released && !state.outcome ? [{ type: 'Released', gen: c.gen, owner: c.owner }] : [];
+        return c && !c.released && !state.outcome?.appended ? [{ type: 'Released', gen: c.gen, owner: c.owner }] : [];
       }
       case 'ConfirmAppended':
         return state.outcome && !state.outcome.appended ? [{ type: 'Appended' }] : [];

@@ -39,4 +39,10 @@ describe('reply claim decider', () => {
     spec(replyClaim).given(given).when(claim('b', 2000)).then([{ type: 'Unconfirmed', outcome }]);
     spec(replyClaim).given([...given, { type: 'Appended' }]).when(claim('b', 2000)).then([{ type: 'Answered' }]);
   });
+
+  it('says Unconfirmed for an outcome whose live owner gave the message up while appending it (its partition moved)', () => {
+    const outcome = { gen: 1, owner: 'a', event: bytes, appended: false };
+    spec(replyClaim).given([beat('a', 0), claimed(1, 'a'), { type: 'Committed', outcome }]).when({ type: 'Release', owner: 'a', gen: 1 }).then([{ type: 'Released', gen: 1, owner: 'a' }]);
+    spec(replyClaim).given([beat('a', 0), claimed(1, 'a'), { type: 'Committed', outcome }, { type: 'Released', gen: 1, owner: 'a' }]).when(claim('b', 10)).then([{ type: 'Unconfirmed', outcome }]);
+  });
 });
