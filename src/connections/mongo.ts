@@ -21,8 +21,12 @@ interface Heartbeat {
 
 export const CONNECTIONS_COLLECTION = 'active_connections';
 export const GATEWAY_HEARTBEATS_COLLECTION = 'gateway_heartbeats';
-/** A gateway whose heartbeat is this old is dead: its clients get back in within about this long. */
-export const DEAD_HOLDER_MS = 3_000;
+/**
+ * A gateway whose heartbeat is this old is dead: its clients get back in within
+ * about this long. Shorter (3 s) let a loaded FerretDB (renewals answered late)
+ * make a live gateway stop trusting, and close, all its sessions.
+ */
+export const DEAD_HOLDER_MS = 5_000;
 /** Conflicting acquires are retried this many times (each re-reads the slots) before giving up. */
 const MAX_ATTEMPTS = 50;
 

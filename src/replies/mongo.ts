@@ -54,14 +54,21 @@ export class MongoReplyClaims implements ReplyClaims {
 
   /** Reply claims on a database connection opened (and closed) elsewhere. */
   static async on(db: Db, options: MongoReplyClaimsOptions): Promise<MongoReplyClaims> {
-    const claims = new MongoReplyClaims(db, options);
-    await claims.coll.createIndex({ messageId: 1 }, { name: 'message' });
-    return claims;
+    return new MongoReplyClaims(db, options);
   }
 
-  /** The message's records and (for a Claim, the only command that asks who is alive) the heartbeats of their owners. */
+  /**
+   * The message's records and (for a Claim, the only command that asks who is
+   * alive) the heartbeats of their owners. Read by `_id` only — the one lookup
+   * FerretDB v1 answers from an index (any other filter scans the collection,
+   * which grows by a few documents per message): the outcome and generation 1
+   * at once, then generation after generation while there is one.
+   */
   private async state(messageId: string, withBeats: boolean): Promise<ReplyClaimState> {
-    const docs = await this.coll.find({ messageId }).toArray();
+    const byId = (id: string) => this.coll.findOne({ _id: id });
+    const [recorded, first] = await Promise.all([byId(`${messageId}#outcome`), byId(`${messageId}#1`)]);
+    const docs = recorded ? [recorded] : [];
+    for (let d = first, gen = 1; d; d = await byId(`${messageId}#${++gen}`)) docs.push(d);
     const claims: ClaimRecord[] = [];
     let outcome: OutcomeRecord | null = null;
     for (const d of docs) {
@@ -69,8 +76,8 @@ export class MongoReplyClaims implements ReplyClaims {
       else claims.push({ gen: d.gen, owner: d.owner, released: d.released === true });
     }
     const owners = [...new Set(docs.map((d) => d.owner))];
-    const beats = owners.length === 0 || !withBeats ? [] : await this.beats.find({ _id: { $in: owners } }).toArray();
-    return { claims, outcome, beats: Object.fromEntries(beats.map((b) => [b._id, b.at])) };
+    const beats = owners.length === 0 || !withBeats ? [] : await Promise.all(owners.map((o) => this.beats.findOne({ _id: o })));
+    return { claims, outcome, beats: Object.fromEntries(beats.flatMap((b) => (b ? [[b._id, b.at]] : []))) };
   }
 
   private async decide(messageId: string, command: ReplyClaimCommand): Promise<ReplyClaimEvent[]> {
