@@ -35,7 +35,7 @@ import { Worker } from './worker/worker';
 import { createRenderer } from './media/renderer';
 import { createSpeech, type Speech } from './speech/factory';
 import { timeAppends, timeMediaPuts } from './engines/instrument';
-import { PROJECTOR_GROUP, ProjectionRunner, readModelsSettled } from '../projections/runner';
+import { ProjectionRunner, readModelsSettled } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
 import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
 
@@ -200,7 +200,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       const claims = await openReplyClaims(store, logger);
       worker = new Worker({
         workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, claims, settled: readModelsSettled(log, projections), frames: frames!, metrics, maxProcessing: config.maxProcessing, clock, newId,
-        settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
+        // No takeover wait for the projector (ConsumeOptions.settledBy): the reply claims, not the read models,
+        // say whether a message taken over was answered, so a moved partition is handled at once.
         onProblem: (problem) => health.report('consumer-group', problem),
         logger: logger.child({ component: 'worker' }),
         speech, vision: config.llm.vision,

@@ -50,11 +50,6 @@ export interface WorkerDeps {
   clock: () => number;
   newId: () => string;
   logger: Logger;
-  /**
-   * Consumer group (the projector's) whose progress makes the messages read model
-   * trustworthy for the "already answered?" check after a partition changes hands.
-   */
-  settledBy?: string;
   /** Told why the worker cannot be trusted with its partitions (undefined: it can again); health reads it. */
   onProblem?: (reason: string | undefined) => void;
   /** Retries of a retryable provider error before the message fails. */
@@ -111,7 +106,6 @@ export class Worker {
       topics: ['conversations'],
       // The budget is structural: partitions × per-partition concurrency, whatever the number of workers.
       concurrencyPerPartition: concurrencyPerPartition(this.deps.maxProcessing, this.deps.log.partitions('conversations')),
-      settledBy: this.deps.settledBy,
       handle: (e, signal) => this.handle(e, signal),
       onProblem: this.deps.onProblem,
     });
