@@ -75,9 +75,8 @@ describeWithEngines(['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT'],
     process.stdout.write(`gateway SIGKILL: clients back in after ${backIn.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s\n`);
     // Only "already connected" (the dead gateway's slot not yet freed) while waiting; never a non-retryable surprise.
     expect(new Set(refusals)).toEqual(new Set(refusals.length ? ['ALREADY_EXISTS'] : []));
-    // Heartbeat lapse + one sweep + a retry, with room for a loaded machine; the lease alone took ~10.3 s.
-    expect(Math.max(...backIn)).toBeLessThan(DEAD_HOLDER_MS + 3_500);
-    expect(Math.max(...backIn)).toBeLessThan(LEASE_MS - 1_000);
+    // Heartbeat lapse + one sweep + a retry, with room for a loaded machine; the lease alone took 8.3 s here (~10.3 s in the issue).
+    expect(Math.max(...backIn)).toBeLessThan(DEAD_HOLDER_MS + 2_500);
     // The survivor's own clients were never touched.
     expect(stayers.every((s) => !s.isDone())).toBe(true);
   });
