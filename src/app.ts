@@ -16,7 +16,7 @@ import { MemoryConnectionRegistry } from './connections/memory';
 import type { ConnectionRegistry } from './connections/port';
 import { LocalMediaStore } from './media/local';
 import type { MediaStore } from './media/port';
-import { openBus, openEventLog, openMedia, openReadStore, openRegistry } from './engines/open';
+import { openBus, openEventLog, openMedia, openReadStore, openRegistry, openReplyClaims } from './engines/open';
 import { handleMediaRequest } from './media/local-http';
 import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
@@ -35,7 +35,7 @@ import { Worker } from './worker/worker';
 import { createRenderer } from './media/renderer';
 import { createSpeech, type Speech } from './speech/factory';
 import { timeAppends, timeMediaPuts } from './engines/instrument';
-import { PROJECTOR_GROUP, ProjectionRunner, readModelsSettled } from '../projections/runner';
+import { ProjectionRunner, readModelsSettled } from '../projections/runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
 import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
 
@@ -197,9 +197,11 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       stops.push({ name: 'speech engines', run: () => speech.close() });
       const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
       stops.push({ name: 'media renderer', run: () => renderer.close() });
+      const claims = await openReplyClaims(store, logger);
       worker = new Worker({
-        workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, metrics, maxProcessing: config.maxProcessing, clock, newId,
-        settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
+        workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, claims, settled: readModelsSettled(log, projections), metrics, maxProcessing: config.maxProcessing, clock, newId,
+        // No takeover wait for the projector (ConsumeOptions.settledBy): the reply claims, not the read models,
+        // say whether a message taken over was answered, so a moved partition is handled at once.
         onProblem: (problem) => health.report('consumer-group', problem),
         logger: logger.child({ component: 'worker' }),
         speech, vision: config.llm.vision,

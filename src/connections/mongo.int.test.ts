@@ -19,9 +19,9 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
 
   describeConnectionRegistry('mongodb', async () => {
     const uri = process.env.MONGODB_URI!;
-    const collection = `connections_${n++}`;
-    const registry = await MongoConnectionRegistry.connect({ uri, dbName, logger, collection });
-    const other = await MongoConnectionRegistry.connect({ uri, dbName, logger, collection }).catch(async (err: unknown) => {
+    const names = { collection: `connections_${n}`, heartbeats: `heartbeats_${n++}` };
+    const registry = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...names });
+    const other = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...names }).catch(async (err: unknown) => {
       await registry.close();
       throw err;
     });

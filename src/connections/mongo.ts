@@ -1,7 +1,7 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
-import { admission, admissionStateOf } from '../domain/admission';
+import { admission, admissionStateOf, holderOf } from '../domain/admission';
 import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
@@ -12,13 +12,30 @@ interface SlotClaim extends Lease {
   n: number;
 }
 
+/** A holder's heartbeat: its leases are held until `expiresAt`, pushed forward by each renewal. */
+interface Heartbeat {
+  /** The holder (a gateway process). */
+  _id: string;
+  expiresAt: number;
+}
+
 export const CONNECTIONS_COLLECTION = 'active_connections';
+export const GATEWAY_HEARTBEATS_COLLECTION = 'gateway_heartbeats';
+/**
+ * A gateway whose heartbeat is this old is dead: its clients get back in within
+ * about this long. Shorter (3 s) let a loaded FerretDB (renewals answered late)
+ * make a live gateway stop trusting, and close, all its sessions.
+ */
+export const DEAD_HOLDER_MS = 5_000;
 /** Conflicting acquires are retried this many times (each re-reads the slots) before giving up. */
 const MAX_ATTEMPTS = 50;
 
 export interface MongoRegistryOptions {
   logger: Logger;
   collection?: string;
+  heartbeats?: string;
+  /** See ConnectionRegistry.deadHolderMs; default DEAD_HOLDER_MS. */
+  deadHolderMs?: number;
 }
 
 /**
@@ -33,9 +50,18 @@ export interface MongoRegistryOptions {
  * document with findOneAndUpdate; only its unique indexes and deletes by `_id`
  * are atomic there.) Release and expiry delete by `_id`: exactly one caller
  * sees each lease go.
+ *
+ * Liveness is per gateway process, not per lease: each holder keeps one
+ * heartbeat document, and its leases live as long as it does (the decider sees
+ * each lease with its holder's expiry). A renewal is one upsert of that
+ * document whatever the number of sessions, a sweep never frees the slot of a
+ * gateway that is renewing, and a dead gateway's slots come back once its
+ * heartbeat lapses (deadHolderMs), however long CHATFLOW_LEASE_MS is.
  */
 export class MongoConnectionRegistry implements ConnectionRegistry {
   private readonly coll: MongoColl<SlotClaim>;
+  private readonly beats: MongoColl<Heartbeat>;
+  readonly deadHolderMs: number;
   private ready?: Promise<void>;
   private nextRead?: Promise<SlotClaim[]>;
   /** Slot numbers this process is inserting claims on right now. */
@@ -49,16 +75,18 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     private readonly client?: MongoClient,
   ) {
     this.coll = db.collection<SlotClaim>(options.collection ?? CONNECTIONS_COLLECTION);
+    this.beats = db.collection<Heartbeat>(options.heartbeats ?? GATEWAY_HEARTBEATS_COLLECTION);
+    this.deadHolderMs = options.deadHolderMs ?? DEAD_HOLDER_MS;
   }
 
-  static async connect(opts: MongoConnectOptions & { collection?: string }): Promise<MongoConnectionRegistry> {
+  static async connect(opts: MongoConnectOptions & Omit<MongoRegistryOptions, 'logger'>): Promise<MongoConnectionRegistry> {
     const { client, db } = await connectMongo(opts);
     return MongoConnectionRegistry.on(db, opts, client);
   }
 
   /** A registry on a database connection opened elsewhere; closed by this registry only when `client` is given. */
   static async on(db: Db, opts: MongoRegistryOptions, client?: MongoClient): Promise<MongoConnectionRegistry> {
-    const registry = new MongoConnectionRegistry(db, { logger: opts.logger, collection: opts.collection }, client);
+    const registry = new MongoConnectionRegistry(db, { logger: opts.logger, collection: opts.collection, heartbeats: opts.heartbeats, deadHolderMs: opts.deadHolderMs }, client);
     await registry.indexed();
     opts.logger.info({ engine: 'mongodb', db: db.databaseName }, 'connection registry on MongoDB');
     return registry;
@@ -78,19 +106,26 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       const events = admission.decide({ type: 'Acquire', ...r }, admissionStateOf(held.map(toLease)));
       const outcome = acquireResultOf(events);
       if (!outcome.ok) return outcome;
-      const expired = events.flatMap((e) => (e.type === 'Expired' ? [e.lease.sessionId] : []));
-      await Promise.all(held.filter((h) => expired.includes(h._id)).map((h) => this.evict(h, r.now)));
-      const taken = new Set(held.filter((h) => !expired.includes(h._id)).map((h) => h.n));
-      // A random free slot no acquire of this process is trying: other gateways rarely pick the same.
+      const expired = held.filter((h) => events.some((e) => e.type === 'Expired' && e.lease.sessionId === h._id));
+      // Sweeps free expired slots; an admission removes only what stands in its way: this client's own
+      // expired lease (one lease per client), and one other expired lease when no slot number is free.
+      const taken = new Set(held.map((h) => h.n));
       const free: number[] = [];
       for (let n = 0; n < r.maxClients; n++) if (!taken.has(n) && !this.claiming.has(n)) free.push(n);
+      const inTheWay = expired.filter((h) => h.clientId === r.clientId);
+      const spare = expired.find((h) => h.clientId !== r.clientId && !this.claiming.has(h.n));
+      if (free.length === 0 && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
+      await Promise.all(inTheWay.map((h) => this.evict(h)));
+      for (const h of inTheWay) if (!this.claiming.has(h.n) && h.n < r.maxClients) free.push(h.n);
       if (free.length === 0) {
         // Every free number is being claimed by this process right now: decide again after those.
-        await Promise.race(this.claiming.values());
+        if (this.claiming.size === 0) attempt++;
+        else await Promise.race(this.claiming.values());
         continue;
       }
+      // A random free slot no acquire of this process is trying: other gateways rarely pick the same.
       const n = pick(free);
-      const claim = this.coll.insertOne({ _id: r.sessionId, n, ...outcome.lease });
+      const claim = this.coll.insertOne({ _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) });
       this.claiming.set(n, claim.catch(() => undefined));
       try {
         await claim;
@@ -113,22 +148,27 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     return (await this.coll.deleteOne({ _id: sessionId })).deletedCount === 1;
   }
 
-  async renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]> {
-    const held = await this.coll.find({ gatewayId }).toArray();
-    const renewed = admission.decide({ type: 'Renew', gatewayId, now, leaseMs }, admissionStateOf(held.map(toLease)));
-    const ids = renewed.flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
-    if (ids.length === 0) return [];
-    // One write for the lot; the guard keeps a lease that expired meanwhile (and may be swept) expired.
-    // Such a lease is reported renewed this once; the next renewal no longer finds it alive and says so.
-    await this.coll.updateMany({ _id: { $in: ids }, expiresAt: { $gt: now } }, { $set: { expiresAt: now + leaseMs } });
-    return ids;
+  /**
+   * One round trip: the holder's heartbeat is pushed forward (never back: a
+   * late answer of an older renewal cannot shorten it) while its leases are
+   * read. A lease swept meanwhile is missing from the answer.
+   */
+  async renew(holder: string, now: number, leaseMs: number): Promise<string[]> {
+    const [before, held] = await Promise.all([
+      this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs } }, { upsert: true, returnDocument: 'before' }),
+      this.coll.find({ holder }).toArray(),
+    ]);
+    // The decider sees the leases as they stood before this renewal: those of a holder that had lapsed are lost.
+    const beat = new Map(before ? [[holder, before.expiresAt]] : []);
+    const renewed = admission.decide({ type: 'Renew', gatewayId: holder, now, leaseMs }, admissionStateOf(held.map((h) => withHolderExpiry(h, beat))));
+    return renewed.flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
   }
 
   async expire(now: number): Promise<Lease[]> {
-    const candidates = await this.coll.find({ expiresAt: { $lte: now } }).toArray();
+    const candidates = await this.slots();
     const decided = admission.decide({ type: 'Expire', now }, admissionStateOf(candidates.map(toLease)));
     const ids = new Set(decided.flatMap((e) => (e.type === 'Expired' ? [e.lease.sessionId] : [])));
-    const mine = await Promise.all(candidates.filter((c) => ids.has(c._id)).map(async (c) => ((await this.remove(c, now)) ? toLease(c) : null)));
+    const mine = await Promise.all(candidates.filter((c) => ids.has(c._id)).map(async (c) => ((await this.remove(c)) ? toLease(c) : null)));
     const evicted = this.evicted;
     this.evicted = [];
     return [...evicted, ...mine.filter((l): l is Lease => l !== null)];
@@ -148,21 +188,32 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * acquires reading 200 times cost seconds).
    */
   private slots(): Promise<SlotClaim[]> {
-    this.nextRead ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+    this.nextRead ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       this.nextRead = undefined;
-      return this.coll.find({}).toArray();
+      const [held, beats] = await Promise.all([this.coll.find({}).toArray(), this.heartbeats()]);
+      return held.map((h) => withHolderExpiry(h, beats));
     });
     return this.nextRead;
   }
 
-  /** Frees an expired slot to admit someone; the lease is reported by the next expire(). */
-  private async evict(claim: SlotClaim, now: number): Promise<void> {
-    if (await this.remove(claim, now)) this.evicted.push(toLease(claim));
+  /** Each holder's expiry (of the given holders, or all). */
+  private async heartbeats(holders?: string[]): Promise<Map<string, number>> {
+    const docs = await this.beats.find(holders ? { _id: { $in: holders } } : {}).toArray();
+    return new Map(docs.map((d) => [d._id, d.expiresAt]));
   }
 
-  /** Deletes an expired claim; true for exactly one of any concurrent callers. */
-  private async remove(claim: SlotClaim, now: number): Promise<boolean> {
-    return (await this.coll.deleteOne({ _id: claim._id, expiresAt: { $lte: now } })).deletedCount === 1;
+  /** Frees an expired slot to admit someone; the lease is reported by the next expire(). */
+  private async evict(claim: SlotClaim): Promise<void> {
+    if (await this.remove(claim)) this.evicted.push(toLease(claim));
+  }
+
+  /**
+   * Deletes a claim the decider found expired; true for exactly one of any
+   * concurrent callers. (Its holder cannot come back to it: a gateway stops
+   * trusting its leases, and closes their sessions, before they can lapse.)
+   */
+  private async remove(claim: SlotClaim): Promise<boolean> {
+    return (await this.coll.deleteOne({ _id: claim._id })).deletedCount === 1;
   }
 
   private indexed(): Promise<void> {
@@ -183,9 +234,18 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 
 function toLease(c: SlotClaim): Lease {
   return {
-    clientId: c.clientId, sessionId: c.sessionId, gatewayId: c.gatewayId, conversationId: c.conversationId,
+    clientId: c.clientId, sessionId: c.sessionId, gatewayId: c.gatewayId, ...(c.holder ? { holder: c.holder } : {}), conversationId: c.conversationId,
     acquiredAt: c.acquiredAt, expiresAt: c.expiresAt,
   };
+}
+
+/**
+ * A claim as the decider sees it: held as long as its holder's heartbeat (the
+ * expiry written with the claim until the holder's first renewal).
+ */
+function withHolderExpiry(c: SlotClaim, beats: ReadonlyMap<string, number>): SlotClaim {
+  const beat = beats.get(holderOf(c));
+  return beat === undefined ? c : { ...c, expiresAt: beat };
 }
 
 function pick<T>(items: readonly T[]): T {

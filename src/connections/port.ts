@@ -19,6 +19,8 @@ export interface AcquireRequest {
   clientId: string;
   sessionId: string;
   gatewayId: string;
+  /** The gateway process (renewals name it); default the gateway id. */
+  holder?: string;
   conversationId: string;
   now: number;
   leaseMs: number;
@@ -31,14 +33,21 @@ export interface AcquireRequest {
  * at most one per client.
  */
 export interface ConnectionRegistry {
+  /**
+   * Set by a registry shared between gateways that keeps one heartbeat per
+   * holder: a holder silent this long is dead and its slots are freed, however
+   * long CHATFLOW_LEASE_MS is. Gateways renew at least that often.
+   */
+  readonly deadHolderMs?: number;
   acquire(request: AcquireRequest): Promise<AcquireResult>;
   /** Releases the lease of a session; false if it was not held (already expired). */
   release(sessionId: string): Promise<boolean>;
   /**
-   * Extends every live lease of a gateway to now + leaseMs; returns the sessions
-   * renewed. A session of the gateway missing from the answer has lost its slot.
+   * Extends every live lease of a holder (a gateway process) to now + leaseMs;
+   * returns the sessions renewed. A session of the holder missing from the
+   * answer has lost its slot.
    */
-  renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]>;
+  renew(holder: string, now: number, leaseMs: number): Promise<string[]>;
   /** Removes leases expired at `now` and returns them (to record lease-expired events). */
   expire(now: number): Promise<Lease[]>;
   count(): Promise<number>;

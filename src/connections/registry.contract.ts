@@ -77,6 +77,31 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect(await registry.renew('g1', 160, 100)).toEqual([]);
     });
 
+    it('never frees the slot of a holder that keeps renewing, long past the expiry its claim was written with', async () => {
+      const a = req('a', { holder: 'g1/run1', now: 0, leaseMs: 100 });
+      expect((await registry.acquire(a)).ok).toBe(true);
+      for (let t = 80; t <= 800; t += 80) {
+        expect(await other.renew('g1/run1', t, 100)).toEqual([a.sessionId]);
+        expect(await registry.expire(t + 50)).toEqual([]);
+      }
+      expect((await other.acquire(req('a', { holder: 'g2/run1', now: 850 }))).ok).toBe(false);
+    });
+
+    it('renews none of a restarted gateway\'s previous slots (a new holder, the same gateway id); they come back once the old holder is silent', async () => {
+      const old = req('a', { gatewayId: 'g1', holder: 'g1/run1', now: 0, leaseMs: 100 });
+      await registry.acquire(old);
+      await registry.renew('g1/run1', 50, 100);
+      expect(await registry.renew('g1/run2', 100, 100)).toEqual([]);
+      expect((await other.expire(151)).map((l) => l.sessionId)).toEqual([old.sessionId]);
+      expect((await registry.acquire(req('a', { gatewayId: 'g1', holder: 'g1/run2', now: 160 }))).ok).toBe(true);
+    });
+
+    it('lets the client of a gateway that died back in once its heartbeat lapses, not after the lease its claim was written with', async () => {
+      await registry.acquire(req('a', { holder: 'dead/run1', now: 0, leaseMs: 60_000 }));
+      await registry.renew('dead/run1', 10, 100);
+      expect((await other.acquire(req('a', { holder: 'g2/run1', now: 300, leaseMs: 100 }))).ok).toBe(true);
+    });
+
     it('lets a client whose lease expired connect again, and counts a full house with expired leases as free', async () => {
       await registry.acquire(req('a', { now: 0, leaseMs: 100, maxClients: 1 }));
       const again = await registry.acquire(req('a', { now: 200, leaseMs: 100, maxClients: 1 }));

@@ -9,9 +9,21 @@ export interface LeaseState {
   readonly clientId: string;
   readonly sessionId: string;
   readonly gatewayId: string;
+  /**
+   * The gateway process holding it (one per start of a gateway, so a restarted
+   * gateway never renews its previous run's leases); renewals name it. Absent
+   * on leases written before holders existed: their gateway id stands in.
+   */
+  readonly holder?: string;
   readonly conversationId: string;
   readonly acquiredAt: number;
+  /** Until when the slot is held; a store that keeps one heartbeat per holder gives its holder's here. */
   readonly expiresAt: number;
+}
+
+/** Who renews a lease. */
+export function holderOf(lease: LeaseState): string {
+  return lease.holder ?? lease.gatewayId;
 }
 
 export interface AdmissionState {
@@ -28,8 +40,9 @@ export interface AdmissionState {
 }
 
 export type AdmissionCommand =
-  | { type: 'Acquire'; clientId: string; sessionId: string; gatewayId: string; conversationId: string; now: number; leaseMs: number; maxClients: number }
+  | { type: 'Acquire'; clientId: string; sessionId: string; gatewayId: string; holder?: string; conversationId: string; now: number; leaseMs: number; maxClients: number }
   | { type: 'Release'; sessionId: string }
+  /** `gatewayId`: the holder renewing (see LeaseState.holder). */
   | { type: 'Renew'; gatewayId: string; now: number; leaseMs: number }
   | { type: 'Expire'; now: number };
 
@@ -76,7 +89,7 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
     }
     case 'Renew':
       return [...state.leases.values()]
-        .filter((l) => l.gatewayId === command.gatewayId && l.expiresAt > command.now)
+        .filter((l) => holderOf(l) === command.gatewayId && l.expiresAt > command.now)
         .map((l) => ({ type: 'Renewed', sessionId: l.sessionId, clientId: l.clientId, expiresAt: command.now + command.leaseMs }));
     case 'Expire':
       return [...state.leases.values()]
@@ -94,6 +107,7 @@ function newLease(command: Extract<AdmissionCommand, { type: 'Acquire' }>): Leas
     clientId: command.clientId,
     sessionId: command.sessionId,
     gatewayId: command.gatewayId,
+    ...(command.holder ? { holder: command.holder } : {}),
     conversationId: command.conversationId,
     acquiredAt: command.now,
     expiresAt: command.now + command.leaseMs,

@@ -28,13 +28,13 @@ export function leaseTiming(leaseMs: number): LeaseTiming {
 }
 
 /**
- * Whether a slot claimed at `admittedAt` (the time the lease was computed from)
- * can still be trusted at `now`. A claim that waited long on the registry (its
- * database just came back, say) holds a lease that may expire before the first
- * renewal, and another gateway could sweep it and admit the client again.
+ * Whether a gateway may still vouch for its slots at `now`: its last good
+ * renewal (its heartbeat) was sent less than `trustMs` ago. A slot lives as
+ * long as its holder's heartbeat, so this holds for a slot just claimed too: a
+ * claim that came back after renewals stopped working is given back.
  */
-export function admissionFresh(admittedAt: number, now: number, timing: LeaseTiming): boolean {
-  return now - admittedAt < timing.trustMs - timing.sweepEveryMs;
+export function trusted(state: LeaseKeeperState, now: number, timing: Pick<LeaseTiming, 'trustMs'>): boolean {
+  return state.renewedAt + timing.trustMs > now;
 }
 
 /**
@@ -93,10 +93,10 @@ export const leaseKeeper: Decider<LeaseKeeperCommand, LeaseKeeperEvent, LeaseKee
       case 'RecordFailure':
         return state.failingSince === null ? [{ type: 'RenewalFailed', at: command.now }] : [];
       case 'Check': {
-        // A session's lease runs to at least max(admittedAt, renewedAt) + ttl; trust ends trustMs after that.
-        const untrusted = command.held.filter((s) => Math.max(s.admittedAt, state.renewedAt) + command.trustMs <= command.now);
-        if (untrusted.length === 0) return [];
-        return [{ type: 'TrustLost', sessionIds: untrusted.map((s) => s.sessionId), failingForMs: state.failingSince === null ? 0 : command.now - state.failingSince }];
+        // Every slot of this gateway lives as long as its heartbeat, the last good renewal: one admitted after
+        // it (its claim stamped later) is no safer.
+        if (trusted(state, command.now, command) || command.held.length === 0) return [];
+        return [{ type: 'TrustLost', sessionIds: command.held.map((s) => s.sessionId), failingForMs: state.failingSince === null ? 0 : command.now - state.failingSince }];
       }
       default: {
         const never: never = command;

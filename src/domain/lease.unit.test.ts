@@ -1,5 +1,5 @@
 import { spec } from '../../test/decider-specification';
-import { admissionFresh, leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperEvent } from './lease';
+import { trusted, leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperEvent } from './lease';
 
 describe('leaseTiming', () => {
   it.each([1_000, 3_000, 10_000, 60_000])('given a %i ms lease, a dead gateway\'s slot is swept within it', (leaseMs) => {
@@ -21,12 +21,12 @@ describe('leaseTiming', () => {
   });
 });
 
-describe('admissionFresh', () => {
+describe('trusted', () => {
   const t = leaseTiming(10_000);
-  it('given a claim that came back at once, then it is trusted', () => expect(admissionFresh(1_000, 1_050, t)).toBe(true));
-  it('given a claim that waited past trust minus a sweep period on the registry, then it is not (its lease may be swept before the first check)', () => {
-    expect(admissionFresh(1_000, 1_000 + t.trustMs - t.sweepEveryMs, t)).toBe(false);
-    expect(admissionFresh(1_000, 1_000 + t.trustMs - t.sweepEveryMs - 1, t)).toBe(true);
+  it('given a renewal just sent, then the gateway vouches for its slots', () => expect(trusted({ renewedAt: 1_000, failingSince: null }, 1_050, t)).toBe(true));
+  it('given no good renewal for trustMs, then it does not, not even for a slot claimed since', () => {
+    expect(trusted({ renewedAt: 1_000, failingSince: 1_100 }, 1_000 + t.trustMs, t)).toBe(false);
+    expect(trusted({ renewedAt: 1_000, failingSince: 1_100 }, 1_000 + t.trustMs - 1, t)).toBe(true);
   });
 });
 
@@ -60,9 +60,9 @@ describe('lease keeper', () => {
     rule.given([renewed(100), { type: 'RenewalFailed', at: 150 }]).when({ type: 'Check', now: 599, trustMs: 500, held: [s('a', 0)] }).then([]);
   });
 
-  it('given failing renewals, when checked after the trust window ends, then every session older than the last renewal is untrusted', () => {
+  it('given failing renewals, when checked after the trust window ends, then every session is untrusted, even one admitted since (its slot lives as long as the heartbeat)', () => {
     rule.given([renewed(100), { type: 'RenewalFailed', at: 150 }]).when({ type: 'Check', now: 600, trustMs: 500, held: [s('a', 0), s('fresh', 400)] })
-      .then([{ type: 'TrustLost', sessionIds: ['a'], failingForMs: 450 }]);
+      .then([{ type: 'TrustLost', sessionIds: ['a', 'fresh'], failingForMs: 450 }]);
   });
 
   it('given renewals failing, when one succeeds again, then failing is cleared and trust restarts from it', () => {

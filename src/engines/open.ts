@@ -13,6 +13,9 @@ import type { Bus } from '../bus/port';
 import { MemoryConnectionRegistry } from '../connections/memory';
 import { MongoConnectionRegistry } from '../connections/mongo';
 import type { ConnectionRegistry } from '../connections/port';
+import { MemoryReplyClaims } from '../replies/memory';
+import { MongoReplyClaims } from '../replies/mongo';
+import { WORKER_DEAD_AFTER_MS, type ReplyClaims } from '../replies/port';
 import { LocalMediaStore } from '../media/local';
 import { S3MediaStore } from '../media/s3';
 import type { MediaStore } from '../media/port';
@@ -46,6 +49,15 @@ export async function openReadStore(config: Config, logger: Logger): Promise<Rea
 export async function openRegistry(store: ReadStore, logger: Logger): Promise<ConnectionRegistry> {
   if (!(store instanceof MongoReadStore)) return new MemoryConnectionRegistry();
   return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoConnectionRegistry.on(store.db, { logger }));
+}
+
+/**
+ * Who answers each message: shared through MongoDB by every worker when the
+ * read store is there, in memory for the embedded default (one worker).
+ */
+export async function openReplyClaims(store: ReadStore, logger: Logger): Promise<ReplyClaims> {
+  if (!(store instanceof MongoReadStore)) return new MemoryReplyClaims({ deadAfterMs: WORKER_DEAD_AFTER_MS });
+  return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS }));
 }
 
 export function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {

@@ -5,7 +5,7 @@ import { SendAck, SendRequest, type ChatServiceServer, type ClientFrame, type Co
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
-import { admissionFresh, leaseTiming } from '../domain/lease';
+import { leaseTiming, type LeaseTiming } from '../domain/lease';
 import { LeaseKeeper } from './lease-keeper';
 import { isoLocalTime } from '../llm/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
@@ -42,17 +42,49 @@ const OVERDUE_REPLY_MS = 10_000;
 
 export class ChatGateway {
   private readonly sessions = new Map<string, Session>();
-  private leases?: LeaseKeeper;
+  private readonly leases: LeaseKeeper;
+  /** The gateway's deps as its sessions see them (releases go through the lease keeper). */
+  private readonly sessionDeps: GatewayDeps;
   private sweepTimer?: NodeJS.Timeout;
   private overdueTimer?: NodeJS.Timeout;
   private busWatch?: Subscription;
   private recovering = false;
   private stopping = false;
+  /** This gateway process, as its leases name it: a restart never renews the previous run's slots. */
+  private readonly holder: string;
+  /** From CHATFLOW_LEASE_MS, or less where the registry detects a dead gateway sooner (its heartbeat). */
+  private readonly timing: LeaseTiming;
 
   constructor(
     private readonly deps: GatewayDeps,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.holder = `${deps.gatewayId}/${randomUUID().slice(0, 8)}`;
+    this.timing = leaseTiming(Math.min(deps.config.leaseMs, deps.registry.deadHolderMs ?? Infinity));
+    this.leases = new LeaseKeeper({
+      registry: deps.registry, holder: this.holder, clock: deps.clock, timing: this.timing, logger,
+      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
+      heldCount: () => this.sessions.size,
+      holds: (id) => this.sessions.has(id),
+      close: (ids, detail) => {
+        for (const id of ids) {
+          void this.sessions.get(id)?.close(
+            DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED,
+            new ChatFlowError('UNAVAILABLE', `${detail} with x-resume-after to get what you missed`, { 'retry-after-ms': String(deps.config.retryAfterMs) }),
+          );
+        }
+      },
+    });
+    // Sessions give their slot back through the keeper: one the store cannot take now is given back later.
+    const r = deps.registry;
+    this.sessionDeps = {
+      ...deps,
+      registry: {
+        deadHolderMs: r.deadHolderMs, acquire: (q) => r.acquire(q), release: (id) => this.leases.release(id), renew: (h, now, ms) => r.renew(h, now, ms),
+        expire: (now) => r.expire(now), count: () => r.count(), close: () => r.close(),
+      },
+    };
+  }
 
   get connected(): number {
     return this.sessions.size;
@@ -60,19 +92,7 @@ export class ChatGateway {
 
   /** Renews this gateway's leases and expires the leases of dead gateways. */
   start(): void {
-    const { sweepEveryMs } = leaseTiming(this.deps.config.leaseMs);
-    this.leases = new LeaseKeeper({
-      registry: this.deps.registry, gatewayId: this.deps.gatewayId, clock: this.deps.clock, leaseMs: this.deps.config.leaseMs, logger: this.logger,
-      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
-      close: (ids, detail) => {
-        for (const id of ids) {
-          void this.sessions.get(id)?.close(
-            DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED,
-            new ChatFlowError('UNAVAILABLE', `${detail} with x-resume-after to get what you missed`, { 'retry-after-ms': String(this.deps.config.retryAfterMs) }),
-          );
-        }
-      },
-    });
+    const { sweepEveryMs } = this.timing;
     this.leases.start();
     this.sweepTimer = setInterval(() => void this.sweep(), sweepEveryMs);
     this.sweepTimer.unref();
@@ -291,7 +311,7 @@ export class ChatGateway {
       const now = this.deps.clock();
       const cfg = this.deps.config;
       const result = await this.deps.registry.acquire({
-        clientId, sessionId, gatewayId: this.deps.gatewayId, conversationId, now, leaseMs: leaseTiming(cfg.leaseMs).ttlMs, maxClients: cfg.maxClients,
+        clientId, sessionId, gatewayId: this.deps.gatewayId, holder: this.holder, conversationId, now, leaseMs: this.timing.ttlMs, maxClients: cfg.maxClients,
       });
       if (!result.ok) {
         this.deps.metrics.admissionsRefused.inc({ reason: result.reason });
@@ -303,9 +323,9 @@ export class ChatGateway {
         });
       }
       slot = sessionId;
-      // Claimed after a long wait on the registry (its database coming back, say): the lease may be swept
-      // before this gateway first renews it, and the client admitted again elsewhere. Give it back.
-      if (!admissionFresh(now, this.deps.clock(), leaseTiming(cfg.leaseMs))) {
+      // Claimed while this gateway's renewals were failing (its database coming back, say): the slot lives only
+      // as long as the gateway's heartbeat, which may lapse and be swept before the next renewal. Give it back.
+      if (!this.leases.trusted()) {
         throw new ChatFlowError('UNAVAILABLE', `the connection registry answered too late to keep your slot; retry in ${cfg.retryAfterMs} ms`, {
           'retry-after-ms': String(cfg.retryAfterMs),
         });
@@ -317,7 +337,7 @@ export class ChatGateway {
       }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
       const session: Session = new Session(
         { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now },
-        this.deps,
+        this.sessionDeps,
         outbound,
         logger,
         (s) => {
@@ -357,7 +377,7 @@ export class ChatGateway {
     } catch (err) {
       route?.unsubscribe();
       if (registered && this.sessions.delete(registered)) this.deps.metrics.clientsConnected.set(this.sessions.size);
-      if (slot) await this.deps.registry.release(slot).catch(() => undefined);
+      if (slot) await this.leases.release(slot);
       const st = toStatus(err, callLogger, new ChatFlowError('UNAVAILABLE', 'could not open the session; retry'));
       if (!call.cancelled) call.emit('error', st);
       return undefined;

@@ -11,6 +11,10 @@ class FlakyRegistry extends MemoryConnectionRegistry {
     if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:27017');
     return super.renew(gatewayId, now, leaseMs);
   }
+  override async release(sessionId: string): Promise<boolean> {
+    if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:27017');
+    return super.release(sessionId);
+  }
 }
 
 describe('LeaseKeeper: no stream outlives its slot', () => {
@@ -36,8 +40,10 @@ describe('LeaseKeeper: no stream outlives its slot', () => {
     open = new Map();
     closed = [];
     keeper = new LeaseKeeper({
-      registry, gatewayId: 'g1', clock: () => now, leaseMs, logger: pino({ level: 'silent' }),
+      registry, holder: 'g1', clock: () => now, timing: t, logger: pino({ level: 'silent' }),
       held: () => [...open].map(([sessionId, admittedAt]) => ({ sessionId, admittedAt, claimedAt: admittedAt })),
+      heldCount: () => open.size,
+      holds: (id) => open.has(id),
       close: (ids, detail) => {
         for (const id of ids) {
           open.delete(id);
@@ -102,5 +108,18 @@ describe('LeaseKeeper: no stream outlives its slot', () => {
     await keeper.renew();
     expect(closed).toEqual([{ id: a, detail: expect.stringContaining('slot lost') }]);
     expect([...open.keys()]).toEqual([b]);
+  });
+
+  it('gives back, once the store answers again, a slot it could not give back while the store was down (its holder lives on, so no sweep would)', async () => {
+    const a = await admit(registry, 'a');
+    registry.down = true;
+    open.delete(a); // the session ended during the outage
+    expect(await keeper.release(a)).toBe(false);
+    expect(await registry.count()).toBe(1);
+    registry.down = false;
+    now += t.renewEveryMs;
+    await keeper.renew();
+    expect(await registry.count()).toBe(0);
+    expect(closed).toEqual([]);
   });
 });

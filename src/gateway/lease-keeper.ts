@@ -1,16 +1,21 @@
 import type { Logger } from 'pino';
 import type { ConnectionRegistry } from '../connections/port';
 import { run } from '../domain/decider';
-import { leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperCommand, type LeaseKeeperState } from '../domain/lease';
+import { leaseKeeper, trusted, type HeldSession, type LeaseKeeperCommand, type LeaseKeeperState, type LeaseTiming } from '../domain/lease';
 
 export interface LeaseKeeperDeps {
   registry: ConnectionRegistry;
-  gatewayId: string;
+  /** This gateway process (LeaseState.holder): the one renewals name. */
+  holder: string;
   clock: () => number;
-  leaseMs: number;
+  /** From CHATFLOW_LEASE_MS, capped at the registry's deadHolderMs. */
+  timing: LeaseTiming;
   logger: Logger;
-  /** This gateway's open sessions. */
+  /** This gateway's open sessions (walked only when some may have lost their slot). */
   held: () => HeldSession[];
+  /** How many sessions this gateway has open, and whether it has this one. */
+  heldCount: () => number;
+  holds: (sessionId: string) => boolean;
   /** Ends sessions that no longer hold a slot (the client reconnects and is admitted afresh). */
   close: (sessionIds: string[], detail: string) => void;
 }
@@ -26,15 +31,27 @@ export interface LeaseKeeperDeps {
 export class LeaseKeeper {
   private state: LeaseKeeperState;
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly timing;
+  /**
+   * Slots this gateway gave up but the store did not take back (it was down).
+   * Their holder is alive, so no sweep would ever free them: they are given
+   * back after the next good renewal.
+   */
+  private readonly owed = new Set<string>();
+  readonly timing: LeaseTiming;
 
   constructor(private readonly deps: LeaseKeeperDeps) {
-    this.timing = leaseTiming(deps.leaseMs);
+    this.timing = deps.timing;
     // Trust starts at start-up: sessions admitted from now on hold fresh leases.
     this.state = { renewedAt: deps.clock(), failingSince: null };
   }
 
+  /** Whether this gateway may vouch for its slots now (a claim that came back later is given back). */
+  trusted(): boolean {
+    return trusted(this.state, this.deps.clock(), this.timing);
+  }
+
   start(): void {
+    void this.renew();
     this.timers.push(setInterval(() => void this.renew(), this.timing.renewEveryMs));
     this.timers.push(setInterval(() => this.check(), this.timing.sweepEveryMs));
     for (const t of this.timers) t.unref();
@@ -44,11 +61,36 @@ export class LeaseKeeper {
     for (const t of this.timers.splice(0)) clearInterval(t);
   }
 
+  /** Gives a session's slot back; if the store cannot take it now, it is given back once it can. */
+  async release(sessionId: string): Promise<boolean> {
+    try {
+      return await this.deps.registry.release(sessionId);
+    } catch (err) {
+      if (this.owed.size === 0) this.deps.logger.warn({ err: (err as Error).message }, 'could not give a connection slot back; it is given back once the registry answers');
+      this.owed.add(sessionId);
+      return false;
+    }
+  }
+
+  private async repay(): Promise<void> {
+    for (const id of [...this.owed]) {
+      try {
+        await this.deps.registry.release(id);
+        this.owed.delete(id);
+      } catch {
+        return; // the next good renewal tries again
+      }
+    }
+  }
+
   async renew(): Promise<void> {
     const sentAt = this.deps.clock();
     try {
-      const renewed = await this.deps.registry.renew(this.deps.gatewayId, sentAt, this.timing.ttlMs);
-      this.apply({ type: 'RecordRenewal', sentAt, renewed, held: this.deps.held() });
+      const renewed = await this.deps.registry.renew(this.deps.holder, sentAt, this.timing.ttlMs);
+      // Every open session renewed (the usual case): nothing lost, and no walk over the sessions.
+      const mine = renewed.reduce((n, id) => n + (this.deps.holds(id) ? 1 : 0), 0);
+      this.apply({ type: 'RecordRenewal', sentAt, renewed, held: mine === this.deps.heldCount() ? [] : this.deps.held() });
+      if (this.owed.size > 0) await this.repay();
     } catch (err) {
       if (this.state.failingSince === null) this.deps.logger.error({ err }, 'lease renewal failed; sessions are closed if it keeps failing');
       this.apply({ type: 'RecordFailure', now: this.deps.clock() });
@@ -56,6 +98,7 @@ export class LeaseKeeper {
   }
 
   check(): void {
+    if (this.trusted()) return; // the usual case: no walk over the sessions
     this.apply({ type: 'Check', now: this.deps.clock(), trustMs: this.timing.trustMs, held: this.deps.held() });
   }
 

@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { MediaKind, type Event, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
+import { Event, MediaKind, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
 import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type BudgetState } from '../domain/budget';
 import { responseIdFor } from '../domain/ids';
 import { mediaKindName } from '../domain/media-kind';
@@ -14,6 +14,7 @@ import type { MediaStore } from '../media/port';
 import type { ReplyMediaRenderer } from '../media/renderer';
 import { formatLocalTime } from '../llm/local-time';
 import type { Collection } from '../readstore/port';
+import type { ClaimResult, ReplyClaims } from '../replies/port';
 import type { Metrics } from '../metrics';
 import type { MessageDoc } from '../../projections/models';
 import { hear, type Heard, type SpeechEngines } from '../speech/hearing';
@@ -30,16 +31,22 @@ export interface WorkerDeps {
   renderer: ReplyMediaRenderer;
   llm: LlmProvider;
   messages: Collection<MessageDoc>;
+  /**
+   * Who answers each message id (see src/domain/reply-claim.ts): the one
+   * check of "answered already?" that does not trust a lagging read model.
+   */
+  claims: ReplyClaims;
+  /**
+   * Resolves true once the read models have handled everything the log held
+   * when called (false: not within timeoutMs): checks an outcome a dead worker
+   * recorded against the log before appending it.
+   */
+  settled(timeoutMs: number): Promise<boolean>;
   metrics: Metrics;
   maxProcessing: number;
   clock: () => number;
   newId: () => string;
   logger: Logger;
-  /**
-   * Consumer group (the projector's) whose progress makes the messages read model
-   * trustworthy for the "already answered?" check after a partition changes hands.
-   */
-  settledBy?: string;
   /** Told why the worker cannot be trusted with its partitions (undefined: it can again); health reads it. */
   onProblem?: (reason: string | undefined) => void;
   /** Retries of a retryable provider error before the message fails. */
@@ -54,7 +61,12 @@ export interface WorkerDeps {
  * Consumes MessageReceived under a bounded budget: the log consumer hands out
  * at most `maxProcessing` messages at once, so the rest wait in the log. The
  * budget decider is checked again here and its peak is what /metrics reports.
- * Processing is idempotent by message id. Messages of one conversation are
+ * Exactly one outcome per message id: a message is processed only under a
+ * claim (ReplyClaims) and its reply or failure is appended only by the owner
+ * whose outcome the claims recorded first, so a duplicate MessageReceived, a
+ * zombie that lost its partition, or two workers given the same partition
+ * never append two. The worker says it is alive with a heartbeat; its claims
+ * pass to others only when that stops or it gives a message up. Messages of one conversation are
  * taken in log order but processed concurrently (a text reply need not wait
  * for a video's); every reply names the message it answers.
  */
@@ -68,6 +80,7 @@ export class Worker {
   private readonly abort = new AbortController();
   private readonly signals = new WeakMap<AbortSignal, AbortSignal>();
   private lagTimer?: NodeJS.Timeout;
+  private beatTimer?: NodeJS.Timeout;
 
   constructor(private readonly deps: WorkerDeps) {
     // Every call in processing listens on this one signal.
@@ -83,12 +96,14 @@ export class Worker {
   }
 
   async start(): Promise<void> {
+    await this.beat();
+    this.beatTimer = setInterval(() => void this.beat(), Math.max(50, Math.floor(this.deps.claims.deadAfterMs / 4)));
+    this.beatTimer.unref();
     this.consumer = await this.deps.log.consume({
       group: 'workers',
       topics: ['conversations'],
       // The budget is structural: partitions × per-partition concurrency, whatever the number of workers.
       concurrencyPerPartition: concurrencyPerPartition(this.deps.maxProcessing, this.deps.log.partitions('conversations')),
-      settledBy: this.deps.settledBy,
       handle: (e, signal) => this.handle(e, signal),
       onProblem: this.deps.onProblem,
     });
@@ -142,21 +157,91 @@ export class Worker {
     return both;
   }
 
+  private async beat(): Promise<void> {
+    try {
+      await this.deps.claims.beat(this.deps.workerId, this.deps.clock());
+    } catch (err) {
+      // Missed beats only let others take this worker's claims: its outcomes stay fenced by the claims' record.
+      this.deps.logger.warn({ err: (err as Error).message }, 'could not record the worker heartbeat');
+    }
+  }
+
   private async process(event: Event, m: MessageReceived, signal: AbortSignal): Promise<void> {
     const done = await this.deps.messages.get(m.messageId);
-    if (done && done.status !== 'pending') return; // answered before a restart: never twice
+    if (done && done.status !== 'pending') return; // answered (the read model may lag: the claim below is the real check)
+    const claim = await this.claim(m.messageId, signal);
+    if (claim.type === 'answered') return;
+    if (claim.type === 'unconfirmed') return this.confirm(event, m.messageId, claim.event, signal);
     await this.acquire();
     const started = this.deps.clock();
     const kind = inputKind(m);
     try {
-      const outcome = await this.produce(event, m, kind, started, signal);
+      const outcome = await this.produce(event, m, kind, started, claim.gen, signal);
       this.deps.metrics.responses.inc({ outcome });
+    } catch (err) {
+      // Taken away: give the message up so its new owner starts at once instead of waiting for this worker to die.
+      if (signal.aborted) await this.deps.claims.release(m.messageId, this.deps.workerId, claim.gen).catch(() => undefined);
+      throw err;
     } finally {
       this.release();
     }
   }
 
-  private async produce(event: Event, m: MessageReceived, kind: InputKind, started: number, signal: AbortSignal): Promise<'answered' | 'failed'> {
+  /** Claims the message, waiting while a live worker holds it (until it answers, gives it up or dies). */
+  private async claim(messageId: string, signal: AbortSignal): Promise<Exclude<ClaimResult, { type: 'busy' }>> {
+    for (let waited = false; ; waited = true) {
+      const result = await this.deps.claims.claim(messageId, this.deps.workerId, this.deps.clock());
+      if (result.type !== 'busy') return result;
+      if (!waited) this.deps.logger.info({ messageId, holder: result.holder }, 'another worker holds this message; waiting for its outcome');
+      await delay(BUSY_POLL_MS, undefined, { signal });
+    }
+  }
+
+  /**
+   * An outcome recorded by a worker that died (or failed) before saying it was
+   * appended: appended now unless the log already has it. The read models are
+   * asked only after they have caught up with the log, and the recording
+   * worker is known to be gone by then, so what they say is final.
+   */
+  private async confirm(source: Event, messageId: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
+    if (!(await this.deps.settled(CONFIRM_SETTLE_MS))) throw new Error(`cannot confirm the recorded outcome of ${messageId} yet: the read models are behind the log`);
+    const doc = await this.deps.messages.get(messageId);
+    if (!doc || doc.status === 'pending') {
+      this.deps.logger.warn({ messageId }, 'appending the outcome a stopped worker recorded but did not append');
+      await this.deliver(source, await this.appendOutcome(Event.decode(bytes), signal));
+    }
+    await this.deps.claims.confirmAppended(messageId);
+  }
+
+  /**
+   * Appends an outcome if it is the message's (the claims record it first);
+   * null if another owner's outcome stands. The record is marked appended
+   * afterwards; a failure in between leaves it for `confirm`.
+   */
+  private async commit(messageId: string, gen: number, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
+    if (!(await this.deps.claims.commit(messageId, this.deps.workerId, gen, Event.encode(outcome).finish()))) {
+      this.deps.logger.info({ messageId }, 'another worker answered this message first; this outcome is dropped');
+      return null;
+    }
+    const logged = await this.appendOutcome(outcome, signal);
+    await this.deps.claims.confirmAppended(messageId).catch((err: unknown) => this.deps.logger.warn({ err, messageId }, 'could not mark the outcome appended'));
+    return logged;
+  }
+
+  /** Tells the client's gateway about a logged outcome (retryAfterMs: for a failure the client may send again). */
+  private async deliver(source: Event, logged: LoggedEvent, retryAfterMs = 0): Promise<void> {
+    const subject = clientSubject(source.clientId);
+    const p = logged.event.payload;
+    if (p?.$case === 'responseProduced') {
+      const { messageId: responseId, inReplyTo, text, voice, image, processingMs } = p.responseProduced;
+      await this.publish(subject, { inReplyTo, update: { $case: 'ready', ready: { responseId, seq: logged.seq, time: logged.event.time, text, voice, image, processingMs } } });
+    } else if (p?.$case === 'processingFailed') {
+      const { inReplyTo, code, message } = p.processingFailed;
+      await this.publish(subject, { inReplyTo, update: { $case: 'failed', failed: { seq: logged.seq, code, message, retryAfterMs } } });
+    }
+  }
+
+  private async produce(event: Event, m: MessageReceived, kind: InputKind, started: number, gen: number, signal: AbortSignal): Promise<'answered' | 'failed' | 'superseded'> {
     const subject = clientSubject(event.clientId);
     const request: LlmRequest = {
       messageId: m.messageId,
@@ -192,15 +277,13 @@ export class Worker {
         const processingMs = this.deps.clock() - started;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
         signal.throwIfAborted();
-        const logged = await this.appendOutcome(this.event(event, {
+        const logged = await this.commit(m.messageId, gen, this.event(event, {
           $case: 'responseProduced',
           responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
         }), signal);
+        if (!logged) return 'superseded';
         this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
-        await this.publish(subject, {
-          inReplyTo: m.messageId,
-          update: { $case: 'ready', ready: { responseId, seq: logged.seq, time: logged.event.time, text: reply.text, voice, image, processingMs } },
-        });
+        await this.deliver(event, logged);
         return 'answered';
       } catch (err) {
         if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
@@ -215,8 +298,9 @@ export class Worker {
         const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : err instanceof SpeechError ? `could not listen to the message: ${err.message}` : 'the reply could not be produced';
         if (!(err instanceof LlmError) && !(err instanceof SpeechError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
         const transcript = heard?.transcript?.text ?? '';
-        const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
-        await this.publish(subject, { inReplyTo: m.messageId, update: { $case: 'failed', failed: { seq: logged.seq, code, message, retryAfterMs: 0 } } });
+        const logged = await this.commit(m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
+        if (!logged) return 'superseded';
+        await this.deliver(event, logged);
         return 'failed';
       }
     }
@@ -372,6 +456,8 @@ export class Worker {
     const stopping = this.consumer?.stop(graceMs);
     setTimeout(() => this.abort.abort(), graceMs).unref();
     await stopping;
+    // Beating until here keeps the messages this worker finishes during its grace its own.
+    clearInterval(this.beatTimer);
   }
 
   stats() {
@@ -382,6 +468,10 @@ export class Worker {
 /** Longest wait between two tries of a reply append while the log cannot write. */
 const OUTCOME_RETRY_MAX_MS = 200;
 const RECENTLY_DONE = 10_000;
+/** How often a message held by another live worker is looked at again. */
+const BUSY_POLL_MS = 100;
+/** Longest wait for the read models before an unconfirmed outcome is checked (the event is retried past it). */
+const CONFIRM_SETTLE_MS = 10_000;
 /** Smallest voice chunk sent to the client (ms of audio), except the last. */
 const MIN_VOICE_CHUNK_MS = 300;
 

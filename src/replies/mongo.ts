@@ -1,0 +1,141 @@
+import type { Collection as MongoColl, Db } from 'mongodb';
+import type { Logger } from 'pino';
+import { isDuplicateKeyError } from '../readstore/mongo-client';
+import { replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
+import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
+
+export const REPLY_CLAIMS_COLLECTION = 'reply_claims';
+export const HEARTBEATS_COLLECTION = 'heartbeats';
+/** Claims lost to a concurrent claimer are decided again this many times before giving up. */
+const MAX_ATTEMPTS = 20;
+
+/** `<messageId>#<gen>`: one generation's claim; `<messageId>#outcome`: the message's outcome. */
+interface ClaimDoc {
+  _id: string;
+  messageId: string;
+  gen: number;
+  owner: string;
+  released?: boolean;
+  /** Outcome records only. */
+  event?: Uint8Array | { buffer: Uint8Array };
+  appended?: boolean;
+}
+
+interface BeatDoc {
+  _id: string;
+  at: number;
+}
+
+export interface MongoReplyClaimsOptions extends ReplyClaimsOptions {
+  logger: Logger;
+  collection?: string;
+  heartbeats?: string;
+}
+
+/**
+ * Reply claims in MongoDB (or FerretDB v1), shared by every worker. Each
+ * generation's claim and the outcome are inserted on unique `_id`s — the one
+ * primitive atomic on FerretDB v1 as on MongoDB — so of two workers taking the
+ * same generation, or committing an outcome, exactly one insert succeeds; the
+ * other reads again and the decider decides again. The only updates are an
+ * owner marking its own claim released and the outcome appended. Heartbeats
+ * are one document per worker process.
+ */
+export class MongoReplyClaims implements ReplyClaims {
+  private readonly coll: MongoColl<ClaimDoc>;
+  private readonly beats: MongoColl<BeatDoc>;
+  readonly deadAfterMs: number;
+
+  private constructor(db: Db, private readonly options: MongoReplyClaimsOptions) {
+    this.coll = db.collection<ClaimDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION);
+    this.beats = db.collection<BeatDoc>(options.heartbeats ?? HEARTBEATS_COLLECTION);
+    this.deadAfterMs = options.deadAfterMs;
+  }
+
+  /** Reply claims on a database connection opened (and closed) elsewhere. */
+  static async on(db: Db, options: MongoReplyClaimsOptions): Promise<MongoReplyClaims> {
+    return new MongoReplyClaims(db, options);
+  }
+
+  /**
+   * The message's records and (for a Claim, the only command that asks who is
+   * alive) the heartbeats of their owners. Read by `_id` only — the one lookup
+   * FerretDB v1 answers from an index (any other filter scans the collection,
+   * which grows by a few documents per message): the outcome and generation 1
+   * at once, then generation after generation while there is one.
+   */
+  private async state(messageId: string, withBeats: boolean): Promise<ReplyClaimState> {
+    const byId = (id: string) => this.coll.findOne({ _id: id });
+    const [recorded, first] = await Promise.all([byId(`${messageId}#outcome`), byId(`${messageId}#1`)]);
+    const docs = recorded ? [recorded] : [];
+    for (let d = first, gen = 1; d; d = await byId(`${messageId}#${++gen}`)) docs.push(d);
+    const claims: ClaimRecord[] = [];
+    let outcome: OutcomeRecord | null = null;
+    for (const d of docs) {
+      if (d._id.endsWith('#outcome')) outcome = { gen: d.gen, owner: d.owner, appended: d.appended === true, event: bytes(d.event) };
+      else claims.push({ gen: d.gen, owner: d.owner, released: d.released === true });
+    }
+    const owners = [...new Set(docs.map((d) => d.owner))];
+    const beats = owners.length === 0 || !withBeats ? [] : await Promise.all(owners.map((o) => this.beats.findOne({ _id: o })));
+    return { claims, outcome, beats: Object.fromEntries(beats.flatMap((b) => (b ? [[b._id, b.at]] : []))) };
+  }
+
+  private async decide(messageId: string, command: ReplyClaimCommand): Promise<ReplyClaimEvent[]> {
+    return replyClaim.decide(command, await this.state(messageId, command.type === 'Claim'));
+  }
+
+  async claim(messageId: string, owner: string, now: number): Promise<ClaimResult> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const events = await this.decide(messageId, { type: 'Claim', owner, now, deadAfterMs: this.deadAfterMs });
+      const first = events[0];
+      if (first?.type !== 'Claimed') return claimResultOf(events);
+      try {
+        await this.coll.insertOne({ _id: `${messageId}#${first.gen}`, messageId, gen: first.gen, owner });
+        return claimResultOf(events);
+      } catch (err) {
+        if (!isDuplicateKeyError(err)) throw err;
+        // Ours already (a retry after a lost answer), or another claimer won this generation: read again.
+        const mine = await this.coll.findOne({ _id: `${messageId}#${first.gen}` });
+        if (mine?.owner === owner && !mine.released) return claimResultOf(events);
+      }
+    }
+    throw new Error(`claim of ${messageId}: no decision after ${MAX_ATTEMPTS} conflicting attempts`);
+  }
+
+  async commit(messageId: string, owner: string, gen: number, event: Uint8Array): Promise<boolean> {
+    const events = await this.decide(messageId, { type: 'Commit', owner, gen, event });
+    if (events[0]?.type !== 'Committed') return false;
+    try {
+      await this.coll.insertOne({ _id: `${messageId}#outcome`, messageId, gen, owner, event: Buffer.from(event), appended: false });
+      return true;
+    } catch (err) {
+      if (!isDuplicateKeyError(err)) throw err;
+      // Recorded first by someone else — or by this very commit, whose answer was lost: only then is it ours.
+      const recorded = await this.coll.findOne({ _id: `${messageId}#outcome` });
+      return recorded?.owner === owner && recorded.gen === gen;
+    }
+  }
+
+  async confirmAppended(messageId: string): Promise<void> {
+    const events = await this.decide(messageId, { type: 'ConfirmAppended' });
+    if (events.length > 0) await this.coll.updateOne({ _id: `${messageId}#outcome` }, { $set: { appended: true }, $unset: { event: '' } });
+  }
+
+  async release(messageId: string, owner: string, gen: number): Promise<void> {
+    const events = await this.decide(messageId, { type: 'Release', owner, gen });
+    if (events.length > 0) await this.coll.updateOne({ _id: `${messageId}#${gen}`, owner }, { $set: { released: true } });
+  }
+
+  async beat(owner: string, now: number): Promise<void> {
+    const [e] = replyClaim.decide({ type: 'Beat', owner, now }, replyClaim.initialState());
+    if (e?.type === 'Beaten') await this.beats.updateOne({ _id: e.owner }, { $set: { at: e.at } }, { upsert: true });
+  }
+
+  async close(): Promise<void> {}
+}
+
+function bytes(v: ClaimDoc['event']): Uint8Array {
+  if (!v) return new Uint8Array();
+  if (v instanceof Uint8Array) return v;
+  return new Uint8Array(v.buffer);
+}

@@ -1,0 +1,166 @@
+import pino from 'pino';
+import { Event } from '../gen/chatflow/v1/events';
+import { MemoryBus } from '../bus/memory';
+import { MemoryReadStore } from '../readstore/memory';
+import { MemoryReplyClaims } from '../replies/memory';
+import { FrameFactory } from '../gateway/frames';
+import { inlineRenderer } from '../media/renderer';
+import { createMetrics } from '../metrics';
+import type { ConsumeOptions, Consumer, EventLog, LoggedEvent } from '../eventlog/port';
+import type { LlmProvider, LlmRequest } from '../llm/port';
+import type { MediaStore } from '../media/port';
+import type { MessageDoc } from '../../projections/models';
+import { Worker, type WorkerDeps } from './worker';
+
+/**
+ * Exactly one reply per message id when the read model the worker checks lags
+ * behind the log: two workers given the same message (a partition that moved,
+ * a zombie), a resend appended twice, a holder that died.
+ */
+
+const logger = pino({ level: 'silent' });
+const DEAD_AFTER_MS = 300;
+
+/** A log whose consumers are driven by the test: it records appends and hands events to each worker's handler. */
+class DrivenLog implements EventLog {
+  readonly appended: Event[] = [];
+  readonly handlers: ConsumeOptions['handle'][] = [];
+  partitions(): number {
+    return 1;
+  }
+  async append(event: Event): Promise<LoggedEvent> {
+    this.appended.push(event);
+    return { event, topic: 'conversations', partition: 0, offset: this.appended.length - 1, seq: this.appended.length };
+  }
+  async consume(options: ConsumeOptions): Promise<Consumer> {
+    this.handlers.push(options.handle);
+    return { caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, stop: async () => {} };
+  }
+  async close(): Promise<void> {}
+  outcomesFor(messageId: string): Event[] {
+    return this.appended.filter((e) => {
+      const p = e.payload;
+      return (p?.$case === 'responseProduced' && p.responseProduced.inReplyTo === messageId) || (p?.$case === 'processingFailed' && p.processingFailed.inReplyTo === messageId);
+    });
+  }
+}
+
+/** A model that answers once let go (or at once). */
+function model(): LlmProvider & { calls: number; release(): void } {
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
+  const m = {
+    name: 'test', usesHistory: false, calls: 0,
+    release: () => open(),
+    async generate(request: LlmRequest, { signal }: { signal: AbortSignal }) {
+      m.calls++;
+      await Promise.race([gate, new Promise((_, rej) => signal.addEventListener('abort', () => rej(signal.reason), { once: true }))]);
+      return { text: `answer to ${request.text}`, model: 'test' };
+    },
+  };
+  return m;
+}
+
+const media: MediaStore = { put: async () => {}, get: async () => null, url: async () => '', close: async () => {} };
+
+function setup() {
+  const log = new DrivenLog();
+  const store = new MemoryReadStore();
+  // Never projected: the read model lags behind the log for the whole test.
+  const messages = store.collection<MessageDoc>('messages');
+  const claims = new MemoryReplyClaims({ deadAfterMs: DEAD_AFTER_MS });
+  const bus = new MemoryBus();
+  const workers: Worker[] = [];
+  const worker = async (name: string, llm: LlmProvider, over: Partial<WorkerDeps> = {}) => {
+    let n = 0;
+    const w = new Worker({
+      workerId: name, log, bus, media, renderer: inlineRenderer(), llm, messages, frames: new FrameFactory(media, 60_000), metrics: createMetrics(),
+      maxProcessing: 10, clock: Date.now, newId: () => `${name}-${n++}`, logger, claims, settled: async () => true, ...over,
+    } as WorkerDeps);
+    await w.start();
+    workers.push(w);
+    return { w, handle: log.handlers[log.handlers.length - 1] };
+  };
+  const received = (messageId: string, offset = 0): LoggedEvent => ({
+    topic: 'conversations', partition: 0, offset, seq: offset + 1,
+    event: { eventId: `e-${messageId}-${offset}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'messageReceived', messageReceived: { messageId, timeZone: 'UTC', content: { $case: 'text', text: 'hi' } } } as Event['payload'] },
+  });
+  return { log, claims, messages, worker, received, stopAll: () => Promise.all(workers.map((w) => w.stop(0))) };
+}
+
+describe('Worker: exactly one reply per message id, whatever the read model says', () => {
+  let env: ReturnType<typeof setup>;
+  beforeEach(() => (env = setup()));
+  afterEach(async () => env.stopAll());
+
+  it('two workers handed the same message (a partition that moved, a zombie still at work) append one reply', async () => {
+    const llm = model();
+    const a = await env.worker('wA', llm);
+    const b = await env.worker('wB', llm);
+    const never = new AbortController().signal;
+    const both = Promise.all([a.handle(env.received('m1'), never), b.handle(env.received('m1'), never)]);
+    await new Promise((r) => setTimeout(r, 50));
+    llm.release();
+    await both;
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+  });
+
+  it('a resend appended twice, the second copy handled by another worker after the first was answered, gets no second reply', async () => {
+    const llm = model();
+    llm.release();
+    const a = await env.worker('wA', llm);
+    const b = await env.worker('wB', llm);
+    const never = new AbortController().signal;
+    await a.handle(env.received('m2', 0), never);
+    await b.handle(env.received('m2', 5), never);
+    expect(env.log.outcomesFor('m2')).toHaveLength(1);
+    expect(llm.calls).toBe(1);
+  });
+
+  it('a worker whose message is taken away gives it up at once: the new owner answers it, once', async () => {
+    const slow = model();
+    const fast = model();
+    fast.release();
+    const a = await env.worker('wA', slow);
+    const b = await env.worker('wB', fast);
+    const taken = new AbortController();
+    const first = a.handle(env.received('m3'), taken.signal).catch(() => 'aborted');
+    await new Promise((r) => setTimeout(r, 20));
+    taken.abort(new Error('partition revoked'));
+    expect(await first).toBe('aborted');
+    const started = Date.now();
+    await b.handle(env.received('m3'), new AbortController().signal);
+    expect(Date.now() - started).toBeLessThan(DEAD_AFTER_MS); // released, not waited out
+    expect(env.log.outcomesFor('m3')).toHaveLength(1);
+  });
+
+  it('the claim of a worker that died (no heartbeat) is taken over and answered once', async () => {
+    await env.claims.beat('dead', Date.now());
+    expect((await env.claims.claim('m4', 'dead', Date.now())).type).toBe('claimed');
+    const llm = model();
+    llm.release();
+    const b = await env.worker('wB', llm);
+    await b.handle(env.received('m4'), new AbortController().signal);
+    expect(env.log.outcomesFor('m4')).toHaveLength(1);
+  });
+
+  it('an outcome recorded by a worker that died before appending it is appended once; one it did append is not appended again', async () => {
+    const reply = (id: string): Event => ({ eventId: `r-${id}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'responseProduced', responseProduced: { messageId: `resp-${id}`, inReplyTo: id, text: 'from the dead', processingMs: 1, workerId: 'dead', model: 'test', transcript: '' } } as Event['payload'] });
+    for (const id of ['m5', 'm6']) {
+      await env.claims.beat('dead', Date.now() - 2 * DEAD_AFTER_MS);
+      await env.claims.claim(id, 'dead', Date.now() - 2 * DEAD_AFTER_MS);
+      expect(await env.claims.commit(id, 'dead', 1, Event.encode(reply(id)).finish())).toBe(true);
+    }
+    // m6 made it into the log (and, once settled, into the read model); m5 did not.
+    await env.log.append(reply('m6'));
+    await env.messages.apply('m6', { stream: 'conversations/0', offset: 0 }, () => ({ _id: 'm6', status: 'answered' }) as unknown as MessageDoc);
+    const llm = model();
+    llm.release();
+    const b = await env.worker('wB', llm);
+    await b.handle(env.received('m5'), new AbortController().signal);
+    await b.handle(env.received('m6'), new AbortController().signal);
+    expect(env.log.outcomesFor('m5').map((e) => e.eventId)).toEqual(['r-m5']);
+    expect(env.log.outcomesFor('m6')).toHaveLength(1);
+    expect(llm.calls).toBe(0);
+  });
+});
