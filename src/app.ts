@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import { Health } from './health';
 import type { Logger } from 'pino';
 import type { Config } from './config/config';
-import { HistoryServiceService, type HistoryServiceServer } from './gen/chatflow/v1/history';
+import type { HistoryServiceServer } from './gen/chatflow/v1/history';
+import { HEALTH_SERVICE_NAMES, PUBLIC_SERVICES, type PublicServiceKey } from './services';
 import { DisconnectReason } from './gen/chatflow/v1/events';
 import { TokenAuthority, loadOrCreateSecret } from './auth/tokens';
 import { MemoryReadStore } from './readstore/memory';
@@ -266,13 +267,15 @@ async function startGrpc(
   health: Health,
 ): Promise<{ grpcPort: number; grpcAddress: string }> {
   const server = new Server(grpcServerOptions(config));
-  server.addService(checkedChatService(), gateway.service);
-  server.addService(HistoryServiceService, history);
-  const services = ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService'];
-  const grpcHealth = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
+  const implementations: Record<PublicServiceKey, [ServiceDefinition, UntypedServiceImplementation]> = {
+    chat: [checkedChatService(), gateway.service],
+    history: [PUBLIC_SERVICES.history.definition, history],
+  };
+  for (const [definition, implementation] of Object.values(implementations)) server.addService(definition, implementation);
+  const grpcHealth = new HealthImplementation(Object.fromEntries(HEALTH_SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])));
   grpcHealth.addToServer(server);
   health.onChange((serving) => {
-    for (const s of services) grpcHealth.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
+    for (const s of HEALTH_SERVICE_NAMES) grpcHealth.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
   });
   reflectionService().addToServer(server);
   const grpcPort = await new Promise<number>((res, rej) =>
