@@ -116,7 +116,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         },
       }),
       routes: [
-        (req, res) => (localMedia ? handleMediaRequest(req, res, { store: localMedia, secret: mediaSecret, now: clock }) : false),
+        (req, res) => (localMedia ? handleMediaRequest(req, res, { store: localMedia, secret: mediaSecret, now: clock, logger }) : false),
         // On gateways: the chat page, the embedded gRPC-Web endpoint (forwarding to the gRPC server below once bound)
         // and POST /dev/token when enabled.
         ...(web?.routes ?? []),
