@@ -35,6 +35,7 @@ export interface MongoRegistryOptions {
  * sees each lease go.
  */
 export class MongoConnectionRegistry implements ConnectionRegistry {
+  readonly leasesOutliveProcess = true;
   private readonly coll: MongoColl<SlotClaim>;
   private ready?: Promise<void>;
   private nextRead?: Promise<SlotClaim[]>;

@@ -2,7 +2,7 @@ import { Kafka, logLevel, Partitioners, type Admin, type Consumer as KafkaConsum
 import type { Logger } from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
-import { retryWithBackoff } from '../engines/retry';
+import { retryWithBackoff } from '../composition/retry';
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface KafkaEventLogOptions {

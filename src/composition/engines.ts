@@ -16,11 +16,13 @@ import type { ConnectionRegistry } from '../connections/port';
 import { LocalMediaStore } from '../media/local';
 import { S3MediaStore } from '../media/s3';
 import type { MediaStore } from '../media/port';
+import { handleMediaRequest } from '../media/local-http';
+import type { HttpRoute } from '../http/server';
 import { retryWithBackoff } from './retry';
 
 /**
- * One function per port: the real adapter when its engine is configured, the
- * embedded one otherwise. Each waits for its engine at start (saying which one
+ * The only place that names adapters. One function per port: the real adapter
+ * when its engine is configured, the embedded one otherwise. Each waits for its engine at start (saying which one
  * it waits for) rather than failing the process.
  */
 
@@ -36,16 +38,18 @@ export function openEventLog(config: Config, logger: Logger, clientId: string, o
   });
 }
 
-export async function openReadStore(config: Config, logger: Logger): Promise<ReadStore> {
-  const uri = config.mongodbUri;
-  if (!uri) return new MemoryReadStore();
-  return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoReadStore.connect({ uri, logger }));
+/** The read models' store and, on a gateway, admission's registry (on MongoDB they share one connection: one pool and one handshake per process; the store closes it). */
+export interface Storage {
+  store: ReadStore;
+  openRegistry(): Promise<ConnectionRegistry>;
 }
 
-/** On MongoDB, admission shares the read store's connection (one pool and one handshake per process; the store closes it). */
-export async function openRegistry(store: ReadStore, logger: Logger): Promise<ConnectionRegistry> {
-  if (!(store instanceof MongoReadStore)) return new MemoryConnectionRegistry();
-  return retryWithBackoff('MongoDB', logger.child({ engine: 'mongodb' }), () => MongoConnectionRegistry.on(store.db, { logger }));
+export async function openStorage(config: Config, logger: Logger): Promise<Storage> {
+  const uri = config.mongodbUri;
+  if (!uri) return { store: new MemoryReadStore(), openRegistry: async () => new MemoryConnectionRegistry() };
+  const log = logger.child({ engine: 'mongodb' });
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger }));
+  return { store, openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.on(store.db, { logger })) };
 }
 
 export function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {
@@ -53,9 +57,16 @@ export function openBus(config: Config, logger: Logger, name: string): Promise<B
   return NatsBus.connect({ url: config.natsUrl, name, logger });
 }
 
-/** `local` is the signed-URL store used when no S3 is configured (served by our HTTP server). */
-export async function openMedia(config: Config, logger: Logger, local: () => LocalMediaStore): Promise<MediaStore> {
+export interface Media {
+  store: MediaStore;
+  /** Serves the store's signed URLs on our HTTP server, when it has no server of its own (the local store). */
+  route?: HttpRoute;
+}
+
+/** Without S3: files under the data folder, their signed URLs served by our HTTP server at `baseUrl`. */
+export async function openMedia(config: Config, logger: Logger, local: { baseUrl: string; secret: Buffer; now: () => number }): Promise<Media> {
   const s3 = config.s3;
-  if (!s3) return local();
-  return retryWithBackoff(`S3 at ${s3.endpoint}`, logger.child({ engine: 's3' }), () => S3MediaStore.open({ ...s3, logger }));
+  if (s3) return { store: await retryWithBackoff(`S3 at ${s3.endpoint}`, logger.child({ engine: 's3' }), () => S3MediaStore.open({ ...s3, logger })) };
+  const store = new LocalMediaStore({ dir: join(config.dataDir, 'media'), ...local });
+  return { store, route: (req, res) => handleMediaRequest(req, res, { store, secret: local.secret, now: local.now, logger }) };
 }
