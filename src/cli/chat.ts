@@ -6,7 +6,8 @@ import { CliError, CONNECTION_OPTIONS, connectionFlags, intFlag, parse, UsageErr
 import { ChatSession } from './chat-session';
 import { chatClient, historyClient, identityMetadata, retryAfterMs } from './connection';
 import { listConversations, listMessages } from './history';
-import { kindFromExtension, mediaContent, type UploadKind } from './media';
+import type { UploadKind } from '../domain/media-kind';
+import { kindFromExtension, mediaContent } from './media';
 import { LiveOutput, PlainOutput, type Output } from './output';
 import { formatConversation, historyFormatter } from './render';
 import { CHAT_HELP } from './usage';

@@ -3,14 +3,14 @@
  * for the message kind, and the bytes must really be that kind of file: we look
  * at the magic bytes, never trust the label alone.
  */
-export type MediaKind = 'audio' | 'video' | 'image';
+import type { UploadKind } from './media-kind';
 
 export type Container =
   | 'wav' | 'mp3' | 'ogg' | 'flac' | 'webm' | 'matroska' | 'mp4' | 'mov' | 'aac' | 'avi'
   | 'png' | 'jpeg' | 'gif' | 'webp';
 
 export interface MediaInput {
-  kind: MediaKind;
+  kind: UploadKind;
   mimeType: string;
   data: Uint8Array;
   maxBytes: number;
@@ -21,7 +21,7 @@ export type MediaValidation =
   | { ok: false; code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED'; message: string };
 
 /** Accepted mime types per kind, and the containers each may hold. */
-export const ACCEPTED_MIME_TYPES: Record<MediaKind, Record<string, readonly Container[]>> = {
+export const ACCEPTED_MIME_TYPES: Record<UploadKind, Record<string, readonly Container[]>> = {
   audio: {
     'audio/wav': ['wav'], 'audio/x-wav': ['wav'], 'audio/wave': ['wav'], 'audio/vnd.wave': ['wav'],
     'audio/mpeg': ['mp3'], 'audio/mp3': ['mp3'],

@@ -1,4 +1,5 @@
-import { detectContainer, formatBytes, normalizeMimeType, parseWavHeader, validateMedia, type MediaKind } from './media-validation';
+import { detectContainer, formatBytes, normalizeMimeType, parseWavHeader, validateMedia } from './media-validation';
+import type { UploadKind } from './media-kind';
 
 const MiB = 1024 * 1024;
 const ascii = (s: string) => [...s].map((c) => c.charCodeAt(0));
@@ -36,7 +37,7 @@ const SAMPLES: Record<string, Uint8Array> = {
   webp: bytes('RIFF', u32(4), 'WEBPVP8 '),
 };
 
-const ok = (kind: MediaKind, mimeType: string, data: Uint8Array, maxBytes = 8 * MiB) => validateMedia({ kind, mimeType, data, maxBytes });
+const ok = (kind: UploadKind, mimeType: string, data: Uint8Array, maxBytes = 8 * MiB) => validateMedia({ kind, mimeType, data, maxBytes });
 
 describe('detectContainer', () => {
   it.each([
@@ -65,7 +66,7 @@ describe('validateMedia: accepted uploads', () => {
     ['video', 'video/webm', 'mkv'], ['video', 'video/quicktime', 'mov'], ['video', 'video/mp4', 'mov'],
     ['video', 'video/ogg', 'ogg'], ['video', 'video/x-msvideo', 'avi'],
     ['image', 'image/png', 'png'], ['image', 'image/jpeg', 'jpeg'], ['image', 'image/gif', 'gif'], ['image', 'image/webp', 'webp'],
-  ] as Array<[MediaKind, string, string]>)('%s %s with %s bytes', (kind, mime, sample) => {
+  ] as Array<[UploadKind, string, string]>)('%s %s with %s bytes', (kind, mime, sample) => {
     const r = ok(kind, mime, SAMPLES[sample]!);
     expect(r).toMatchObject({ ok: true, mimeType: mime });
   });

@@ -2,7 +2,8 @@
 // of the reference implementations (DESIGN.md "Simulated processing time"), so
 // load tests exercise the 500-message budget with realistic holding times.
 import { formatLocalTime } from './local-time';
-import { InputKind, LlmCallOptions, LlmError, LlmProvider, LlmReply, LlmRequest } from './port';
+import type { InputKind } from '../domain/media-kind';
+import { LlmCallOptions, LlmError, LlmProvider, LlmReply, LlmRequest } from './port';
 
 /** Processing time per input kind, in seconds: [min, max). Image is not in the spec; audio's range is reused. */
 export const SIMULATED_DELAY_SECONDS: Record<InputKind, readonly [number, number]> = {

@@ -1,6 +1,7 @@
 import { createLlmProvider } from './factory';
 import { OpenAiCompatibleLlm } from './openai';
-import { InputKind, LlmError, LlmRequest } from './port';
+import type { InputKind } from '../domain/media-kind';
+import { LlmError, LlmRequest } from './port';
 import { SimulatedLlm } from './simulated';
 
 const now = new Date('2026-11-22T13:03:05.123Z');
