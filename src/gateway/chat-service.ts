@@ -15,7 +15,7 @@ import type { ConversationDoc } from '../../projections/models';
 import { DEFAULT_FLOW, Outbound, type WritableCall } from './outbound';
 import { WIRE_FLAW_MESSAGES, wireFlawOf } from './wire-check';
 import { echoId } from '../domain/ids';
-import { MessageRejected, Session, trailers } from './session';
+import { MessageRejected, GatewaySession, trailers } from './session';
 import { toServiceError } from './status';
 
 const MAX_CONVERSATION_ID = 128;
@@ -32,14 +32,14 @@ interface RoutedSend {
 type RoutedSendReply = { ack: string } | { code: ErrorKind; message: string };
 
 /**
- * ChatService: admission at stream start, then a Session per connection.
+ * ChatService: admission at stream start, then a GatewaySession per connection.
  * `Chat` (bidi) and `Connect` + `Send` (gRPC-Web) share every rule.
  */
 /** A reply not seen this long after its Accepted is looked up in the read model (the bus may have lost it). */
 const OVERDUE_REPLY_MS = 10_000;
 
 export class ChatGateway {
-  private readonly sessions = new Map<string, Session>();
+  private readonly sessions = new Map<string, GatewaySession>();
   private leases?: LeaseKeeper;
   private sweepTimer?: NodeJS.Timeout;
   private overdueTimer?: NodeJS.Timeout;
@@ -139,7 +139,7 @@ export class ChatGateway {
   private chat(call: ServerDuplexStream<ClientFrame, ServerFrame>): void {
     // Frames can arrive before admission completes: hold them until the session exists.
     const early: ClientFrame[] = [];
-    let session: Session | undefined;
+    let session: GatewaySession | undefined;
     let ended = false;
     call.on('data', (frame: ClientFrame) => {
       if (session) return this.onFrame(session, frame);
@@ -164,7 +164,7 @@ export class ChatGateway {
   }
 
   /** Last resort for a stream's handlers: logged once, only this stream ends. */
-  private streamFailed(err: unknown, session: Session | undefined): void {
+  private streamFailed(err: unknown, session: GatewaySession | undefined): void {
     this.logger.error({ err, sessionId: session?.id }, 'unexpected error in a stream handler; ending this stream');
     void session?.close(DisconnectReason.DISCONNECT_REASON_ERROR, { code: status.INTERNAL, details: 'internal error; it has been logged' }, 'handler error');
   }
@@ -175,7 +175,7 @@ export class ChatGateway {
    * message gets a ChatError, anything unexpected is logged once and ends
    * this stream only, with INTERNAL.
    */
-  private onFrame(session: Session, frame: ClientFrame): void {
+  private onFrame(session: GatewaySession, frame: ClientFrame): void {
     try {
       const f = frame.frame;
       const flaw = wireFlawOf(frame);
@@ -199,7 +199,7 @@ export class ChatGateway {
   }
 
   private connect(call: ServerWritableStream<ConnectRequest, ServerFrame>): void {
-    let session: Session | undefined;
+    let session: GatewaySession | undefined;
     call.on('cancelled', () => void session?.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined));
     void this.open(call).then((s) => {
       session = s;
@@ -223,7 +223,7 @@ export class ChatGateway {
     );
   }
 
-  private async submitOn(session: Session, clientId: string, request: SendRequest): Promise<SendAck> {
+  private async submitOn(session: GatewaySession, clientId: string, request: SendRequest): Promise<SendAck> {
     if (session.info.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this session belongs to another client');
     try {
       const a = await session.submit(request.message!);
@@ -255,7 +255,7 @@ export class ChatGateway {
   }
 
   /** The gateway side of forwardSend, served for each of its sessions. */
-  private async onRoutedSend(session: Session, payload: Uint8Array): Promise<Uint8Array> {
+  private async onRoutedSend(session: GatewaySession, payload: Uint8Array): Promise<Uint8Array> {
     let reply: RoutedSendReply;
     try {
       const { clientId, request } = JSON.parse(Buffer.from(payload).toString('utf8')) as RoutedSend;
@@ -269,7 +269,7 @@ export class ChatGateway {
   }
 
   /** Admission: identity, time zone, conversation, slot. Ends the call with the right status on refusal. */
-  private async open(call: WritableCall): Promise<Session | undefined> {
+  private async open(call: WritableCall): Promise<GatewaySession | undefined> {
     // What is set up step by step, undone by the catch below if a later step fails.
     let slot: string | undefined;
     let route: Subscription | undefined;
@@ -325,7 +325,7 @@ export class ChatGateway {
         onStalled: (st) => void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, st, 'client read nothing'),
         onPressure: (high) => session.onOutboundPressure(high),
       }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
-      const session: Session = new Session(
+      const session: GatewaySession = new GatewaySession(
         { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now },
         this.deps,
         outbound,
