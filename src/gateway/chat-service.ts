@@ -8,7 +8,7 @@ import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
 import { admissionFresh, leaseTiming } from '../domain/lease';
 import { LeaseKeeper } from './lease-keeper';
-import { isoLocalTime } from '../llm/local-time';
+import { isoLocalTime } from '../domain/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
 import type { GatewayDeps } from './deps';
 import type { ConversationDoc } from '../../projections/models';

@@ -1,7 +1,7 @@
 // The default provider: no network, a plausible reply, and the processing time
 // of the reference implementations (DESIGN.md "Simulated processing time"), so
 // load tests exercise the 500-message budget with realistic holding times.
-import { formatLocalTime } from './local-time';
+import { formatLocalTime } from '../domain/local-time';
 import type { InputKind } from '../domain/media-kind';
 import { LlmCallOptions, LlmError, LlmProvider, LlmReply, LlmRequest } from './port';
 

@@ -12,7 +12,7 @@ import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
 import { LlmError, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
 import type { ReplyMediaRenderer } from '../media/renderer';
-import { formatLocalTime } from '../llm/local-time';
+import { formatLocalTime } from '../domain/local-time';
 import type { Collection } from '../readstore/port';
 import type { Metrics } from '../metrics';
 import type { MessageDoc } from '../../projections/models';
