@@ -12,7 +12,8 @@ import { kindOf, mediaContent, mimeTypeOf, VoiceRecorder } from './media';
 import { lastClientId, placeOf, rememberClientId, rememberPlace, type Place } from './resume';
 import { PageChatSession, newId, type Content, type ConnState, type Notice } from './session';
 import { readSettings } from './settings';
-import { formatBytes, MessageList } from './view';
+import { formatBytes } from '../../src/domain/format-bytes';
+import { MessageList } from './view';
 import { VoiceStream } from './voice-stream';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;

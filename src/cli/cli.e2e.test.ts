@@ -186,7 +186,7 @@ describe('exit codes of scripted runs', () => {
     await writeFile(fake, 'this is not a WAV file at all');
     const r = await cli(['chat', '--client-id', 'frank', '--tz', 'UTC', '--file', fake]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^1 of 1 message not answered:\n  \[1\] \[audio audio\/wav, 29 B\]: failed: INVALID_ARGUMENT: /);
+    expect(r.stderr).toMatch(/^1 of 1 message not answered:\n  \[1\] \[audio audio\/wav, 29 bytes\]: failed: INVALID_ARGUMENT: /);
   });
 
   test('a model that is down (processing failed) for one of two messages: 1', async () => {

@@ -3,6 +3,7 @@
  * for the message kind, and the bytes must really be that kind of file: we look
  * at the magic bytes, never trust the label alone.
  */
+import { formatBytes } from './format-bytes';
 import type { UploadKind } from './media-kind';
 
 export type Container =
@@ -168,17 +169,3 @@ export function parseWavHeader(b: Uint8Array): WavHeader | null {
   return null;
 }
 
-/** "9.1 MiB", "512 KiB", "37 bytes". With `distinctFrom`, adds precision so the two never read the same. */
-export function formatBytes(n: number, distinctFrom?: number): string {
-  const units: Array<[number, string]> = [[1024 ** 3, 'GiB'], [1024 ** 2, 'MiB'], [1024, 'KiB']];
-  for (const [size, unit] of units) {
-    if (n >= size) {
-      const text = `${trimZero((n / size).toFixed(1))} ${unit}`;
-      if (distinctFrom !== undefined && distinctFrom !== n && text === formatBytes(distinctFrom)) return `${n} bytes`;
-      return text;
-    }
-  }
-  return `${n} bytes`;
-}
-
-const trimZero = (s: string) => s.replace(/\.0$/, '');

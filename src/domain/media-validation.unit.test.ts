@@ -1,4 +1,4 @@
-import { detectContainer, formatBytes, normalizeMimeType, parseWavHeader, validateMedia } from './media-validation';
+import { detectContainer, normalizeMimeType, parseWavHeader, validateMedia } from './media-validation';
 import type { UploadKind } from './media-kind';
 
 const MiB = 1024 * 1024;
@@ -157,18 +157,5 @@ describe('parseWavHeader', () => {
     const big = new Uint8Array(100 + SAMPLES.wav!.length);
     big.set(SAMPLES.wav!, 100);
     expect(parseWavHeader(big.subarray(100))).toMatchObject({ durationMs: 1000 });
-  });
-});
-
-describe('formatBytes', () => {
-  it('uses the largest sensible unit', () => {
-    expect(formatBytes(37)).toBe('37 bytes');
-    expect(formatBytes(1536)).toBe('1.5 KiB');
-    expect(formatBytes(8 * MiB)).toBe('8 MiB');
-    expect(formatBytes(3 * 1024 * MiB)).toBe('3 GiB');
-  });
-  it('falls back to exact bytes when rounding would hide the difference', () => {
-    expect(formatBytes(8 * MiB + 10, 8 * MiB)).toBe('8388618 bytes');
-    expect(formatBytes(9 * MiB, 8 * MiB)).toBe('9 MiB');
   });
 });
