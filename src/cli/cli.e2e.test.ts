@@ -10,7 +10,7 @@ import { LlmError } from '../llm/port';
 import { SimulatedLlm } from '../llm/simulated';
 import { loadConfig } from '../config/config';
 import { createLogger } from '../logging';
-import { synthesizeVoice } from '../media/wav';
+import { synthesizeVoice } from '../../test/voice-signal';
 
 // The CLI as a user runs it: `node bin/chatflow.js ...` against the real server on ephemeral ports.
 jest.setTimeout(60_000);
