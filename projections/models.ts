@@ -1,9 +1,10 @@
 import type { Doc } from '../src/readstore/port';
+import type { MediaKindName } from '../src/domain/media-kind';
 
 /** Read-model documents. Field names are what MongoDB stores. */
 
 export interface MediaDoc {
-  kind: 'audio' | 'video' | 'image' | 'voice';
+  kind: MediaKindName;
   key: string;
   mimeType: string;
   sizeBytes: number;

@@ -1,43 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
-import { Health } from './health';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { Health } from './health';
 import type { Config } from './config/config';
-import { HistoryServiceService, type HistoryServiceServer } from './gen/chatflow/v1/history';
-import { DisconnectReason } from './gen/chatflow/v1/events';
 import { TokenAuthority, loadOrCreateSecret } from './auth/tokens';
-import { MemoryReadStore } from './readstore/memory';
-import { MongoReadStore } from './readstore/mongo';
-import type { Bus } from './bus/port';
-import { MemoryConnectionRegistry } from './connections/memory';
-import type { ConnectionRegistry } from './connections/port';
-import { LocalMediaStore } from './media/local';
-import type { MediaStore } from './media/port';
-import { openBus, openEventLog, openMedia, openReadStore, openRegistry, openReplyClaims } from './engines/open';
-import { handleMediaRequest } from './media/local-http';
-import { createLlmProvider } from './llm/factory';
 import type { LlmProvider } from './llm/port';
 import { createMetrics, type Metrics } from './metrics';
-import { reflectionService } from './reflection';
-import { listenError } from './listen-error';
-import { routeGrpcJsLogs } from './logging';
 import { readyLines } from './ready-line';
-import { startHttpServer, splitAddr } from './http/server';
-import { webRoutes } from './http/web';
-import { ChatGateway } from './gateway/chat-service';
-import { historyService } from './gateway/history-service';
-import { FrameFactory } from './gateway/frames';
-import { checkedChatService } from './gateway/wire-check';
-import { Worker } from './worker/worker';
-import { createRenderer } from './media/renderer';
-import { createSpeech, type Speech } from './speech/factory';
-import { timeAppends, timeMediaPuts } from './engines/instrument';
-import { ProjectionRunner, readModelsSettled } from '../projections/runner';
-import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../projections/models';
-import { ALL_PROJECTIONS, conversationsProjection, messagesProjection, sessionsProjection } from '../projections/definitions';
+import type { HttpRoute } from './http/server';
+import type { ChatGateway } from './gateway/chat-service';
+import type { Worker } from './worker/worker';
+import type { ProjectionRunner } from '../projections/runner';
+import { openBus, openEventLog, openMedia, openStorage } from './composition/engines';
+import { timedEventLog, timedMediaStore } from './composition/instrument';
+import { Lifecycle } from './composition/lifecycle';
+import { httpRole } from './composition/http-role';
+import { projectorRole, type ProjectorRole } from './composition/projector-role';
+import { workerRole, type WorkerRole } from './composition/worker-role';
+import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composition/gateway-role';
+import { messaging, readModels } from './composition/wiring';
+
+export { grpcServerOptions } from './composition/gateway-role';
 
 export interface App {
   config: Config;
@@ -68,21 +52,18 @@ export interface AppOverrides {
   clock?: () => number;
 }
 
-/** The composition root: picks adapters from the configuration and wires the roles this process runs. */
+/**
+ * The composition root: opens the engines this process's roles need (the
+ * adapters are chosen in composition/engines.ts), then starts the roles, each
+ * built by its own builder: http, projector, worker, gateway. Everything is
+ * stopped in the reverse order it started.
+ */
 export async function startApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
   const runs = (role: 'gateway' | 'worker' | 'projector') => config.role === 'all' || config.role === role;
   const clock = overrides.clock ?? Date.now;
   const newId = () => randomUUID();
   const instance = newId().slice(0, 8);
-  const stops: { name: string; run: () => Promise<unknown> }[] = [];
-  let stopStep = 'not stopping';
-  const stopAll = async () => {
-    for (const s of stops.reverse()) {
-      stopStep = s.name;
-      await s.run().catch((err) => logger.error({ err, step: s.name }, 'shutdown step failed'));
-    }
-    stopStep = 'stopped';
-  };
+  const lifecycle = new Lifecycle(logger);
   const health = new Health({ starting: 'connecting to the engines' });
 
   try {
@@ -90,231 +71,95 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const secret = await loadOrCreateSecret(config.dataDir, config.authSecret);
     const auth = new TokenAuthority(secret, config.insecureClientId);
     const metrics = createMetrics();
-
-    // HTTP first: /healthz answers "not ready" while the engines are awaited.
-    let localMedia: LocalMediaStore | undefined;
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
-    let gateway: ChatGateway | undefined;
-    let worker: Worker | undefined;
-    let projections: ProjectionRunner | undefined;
-    // Bound further down (gateways only); the gRPC-Web endpoint reads it per call.
-    let grpcPort = 0;
-    let grpcAddress = '';
-    const web = runs('gateway') ? webRoutes({ upstream: () => grpcAddress, auth, maxMediaBytes: config.maxMediaBytes, logger, settings: config.web }) : undefined;
-    if (web) stops.push({ name: 'grpc-web upstream', run: async () => web.close() });
-    const http = await startHttpServer({
-      addr: config.httpAddr,
-      registry: metrics.registry,
-      logger,
+
+    // Started later; HTTP, started first, reads them per request.
+    let projector: ProjectorRole | undefined;
+    let worker: WorkerRole | undefined;
+    let gateway: GatewayRole | undefined;
+    let mediaRoute: HttpRoute | undefined;
+    const http = await lifecycle.start('http', httpRole({
+      config, logger, lifecycle, auth, metrics, gateway: runs('gateway'),
+      mediaRoute: () => mediaRoute,
+      grpcAddress: () => gateway?.grpcAddress ?? '',
       health: () => ({
         ok: health.serving,
         detail: {
           ...(health.serving ? {} : { unavailable: health.unavailable }),
-          role: config.role, clients: gateway?.connected ?? 0, processing: worker?.processing ?? 0, waiting: worker?.stats().waiting ?? 0,
-          projectionLag: projections?.lag() ?? 0,
+          role: config.role, clients: gateway?.gateway.connected ?? 0, processing: worker?.worker.processing ?? 0, waiting: worker?.worker.stats().waiting ?? 0,
+          projectionLag: projector?.runner.lag() ?? 0,
         },
       }),
-      routes: [
-        (req, res) => (localMedia ? handleMediaRequest(req, res, { store: localMedia, secret: mediaSecret, now: clock }) : false),
-        // On gateways: the chat page, the embedded gRPC-Web endpoint (forwarding to the gRPC server below once bound)
-        // and POST /dev/token when enabled.
-        ...(web?.routes ?? []),
-      ],
-    }).catch((err: unknown) => {
-      throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);
-    });
-    stops.push({ name: 'http', run: () => http.close() });
-    const httpHost = splitAddr(config.httpAddr).host;
-    const httpUrl = config.publicHttpUrl ?? `http://${httpHost.includes(':') ? `[${httpHost}]` : httpHost}:${http.port}`;
+    }));
 
-    const log = await openEventLog(config, logger, `chatflow-${config.role}-${instance}`, (problem) => health.report('event-log', problem));
-    timeAppends(log, metrics.logAppendSeconds);
-    stops.push({ name: 'event log', run: () => log.close() });
-    const store = await openReadStore(config, logger);
-    stops.push({ name: 'read store', run: () => store.close() });
-    const conversations = store.collection<ConversationDoc>(COLLECTIONS.conversations, conversationsProjection.indexes);
-    const messages = store.collection<MessageDoc>(COLLECTIONS.messages, messagesProjection.indexes);
-    const sessions = store.collection<SessionDoc>(COLLECTIONS.sessions, sessionsProjection.indexes);
+    const name = `chatflow-${config.role}-${instance}`;
+    const log = timedEventLog(await openEventLog(config, logger, name, (problem) => health.report('event-log', problem)), metrics.logAppendSeconds);
+    lifecycle.onStop('event log', () => log.close());
+    const { store, openRegistry, openReplyClaims } = await openStorage(config, logger);
+    lifecycle.onStop('read store', () => store.close());
+    const models = readModels(store);
 
-    if (runs('projector')) {
-      // A memory store starts empty: rebuild it from the whole log. A MongoDB store resumes where it stopped.
-      const memory = store instanceof MemoryReadStore;
-      if (store instanceof MongoReadStore && config.rebuildReadModels) {
-        await store.drop(ALL_PROJECTIONS.map((p) => p.collection));
-        logger.warn('read models dropped: rebuilding them from the start of the log');
-      }
-      projections = new ProjectionRunner(log, store, {
-        fromBeginning: memory || config.rebuildReadModels,
-        batch: config.projectionBatch,
-        onApplied: (lagMs) => metrics.projectionLagSeconds.observe(lagMs / 1000),
-      });
-      const replayStart = Date.now();
-      await projections.start();
-      const p = projections;
-      const lagTimer = setInterval(() => metrics.projectionLag.set(p.lag()), 1000).unref();
-      stops.push({ name: 'projections', run: () => (clearInterval(lagTimer), p.stop()) });
-      await projections.caughtUp();
-      logger.info({ ms: Date.now() - replayStart }, 'read models caught up with the event log');
+    if (runs('projector')) projector = await lifecycle.start('projections', projectorRole({ config, logger, log, store, metrics }));
+
+    const wired = runs('gateway') || runs('worker') ? await (async () => {
+      const bus = await openBus(config, logger, name);
+      lifecycle.onStop('bus', () => bus.close());
+      const media = await openMedia(config, logger, { baseUrl: http.url, secret: mediaSecret, now: clock });
+      mediaRoute = media.route;
+      lifecycle.onStop('media', () => media.store.close());
+      return messaging(bus, timedMediaStore(media.store, metrics.mediaPutSeconds), config.mediaUrlTtlMs);
+    })() : undefined;
+
+    const registry = runs('gateway') ? await openRegistry() : undefined;
+    if (registry) {
+      lifecycle.onStop('connection registry', () => registry.close());
+      await recordLeftoverSessions({ registry, log, readModels: models, clock, newId });
     }
 
-    let bus: Bus | undefined;
-    let media: MediaStore | undefined;
-    let frames: FrameFactory | undefined;
-    if (runs('gateway') || runs('worker')) {
-      bus = await openBus(config, logger, `chatflow-${config.role}-${instance}`);
-      const b = bus;
-      stops.push({ name: 'bus', run: () => b.close() });
-      media = await openMedia(config, logger, () => (localMedia = new LocalMediaStore({ dir: join(config.dataDir, 'media'), baseUrl: httpUrl, secret: mediaSecret, now: clock })));
-      timeMediaPuts(media, metrics.mediaPutSeconds);
-      const m = media;
-      stops.push({ name: 'media', run: () => m.close() });
-      frames = new FrameFactory(media, config.mediaUrlTtlMs);
+    const common = { config, logger, lifecycle, log, readModels: models, metrics, health, instance, clock, newId };
+    if (wired && runs('worker')) {
+      const claims = await openReplyClaims();
+      lifecycle.onStop('reply claims', () => claims.close());
+      worker = await lifecycle.start('worker', workerRole({ ...common, messaging: wired, claims, projections: projector?.runner, llm: overrides.llm }));
     }
+    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth }));
 
-    let registry: ConnectionRegistry | undefined;
-    if (runs('gateway')) {
-      registry = await openRegistry(store, logger);
-      const r = registry;
-      stops.push({ name: 'connection registry', run: () => r.close() });
-      if (registry instanceof MemoryConnectionRegistry) {
-        // In-process leases died with the previous process: record its open sessions as expired.
-        for (const s of await sessions.find({ where: { open: true } })) {
-          await log.append({
-            eventId: newId(), time: new Date(clock()), clientId: s.clientId, conversationId: s.conversationId, sessionId: s._id,
-            payload: { $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, gatewayId: s.gatewayId, detail: 'the process holding it stopped' } },
-          });
-        }
-      }
-    }
-
-    let llmName: string | undefined;
-    let speechSummary: Speech['summary'] | undefined;
-    if (runs('worker')) {
-      const llm = overrides.llm ?? createLlmProvider({ ...config.llm, delayScale: config.simDelayScale });
-      llmName = llm.name;
-      const speech = createSpeech(config.speech, logger.child({ component: 'speech' }));
-      speechSummary = speech.summary;
-      stops.push({ name: 'speech engines', run: () => speech.close() });
-      const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
-      stops.push({ name: 'media renderer', run: () => renderer.close() });
-      const claims = await openReplyClaims(store, logger);
-      worker = new Worker({
-        workerId: `wk-${instance}`, log, bus: bus!, media: media!, renderer, llm, messages, claims, settled: readModelsSettled(log, projections), metrics, maxProcessing: config.maxProcessing, clock, newId,
-        // No takeover wait for the projector (ConsumeOptions.settledBy): the reply claims, not the read models,
-        // say whether a message taken over was answered, so a moved partition is handled at once.
-        onProblem: (problem) => health.report('consumer-group', problem),
-        logger: logger.child({ component: 'worker' }),
-        speech, vision: config.llm.vision,
-      });
-      await worker.start();
-      const w = worker;
-      stops.push({ name: 'worker', run: () => w.stop(config.shutdownGraceMs) });
-    }
-
-    if (runs('gateway')) {
-      const gatewayId = config.gatewayId ?? `gw-${instance}`;
-      // Read your writes (conversation ownership, resends): wait for the read models to reach the log's end.
-      const settled = readModelsSettled(log, projections);
-      gateway = new ChatGateway(
-        { config, gatewayId, log, registry: registry!, bus: bus!, media: media!, auth, conversations, messages, sessions, frames: frames!, metrics, clock, newId, readModelsSettled: settled },
-        logger.child({ component: 'gateway', gatewayId }),
-      );
-      gateway.start();
-      const g = gateway;
-      routeGrpcJsLogs(logger);
-      ({ grpcPort, grpcAddress } = await startGrpc(config, g, historyService({ auth, conversations, messages, frames: frames!, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' })), stops, health));
-    }
     health.clear('starting');
-    const next = readyLines(config, { grpcAddress, httpUrl });
-    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: httpUrl, llm: llmName, speech: speechSummary, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
+    const grpcAddress = gateway?.grpcAddress ?? '';
+    const next = readyLines(config, { grpcAddress, httpUrl: http.url });
+    logger.info({ role: config.role, grpc: grpcAddress || undefined, http: http.url, llm: worker?.llmName, speech: worker?.speechSummary, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
     if (next.next) logger.info(next.next);
     for (const warning of next.warnings) logger.warn(warning);
 
     const drainAndStop = async () => {
-      stopStep = 'drain';
+      lifecycle.progress.step = 'drain';
       health.set('draining', 'shutting down: finishing the replies in processing');
-      gateway?.beginDrain();
-      const workerStopped = worker?.stop(config.shutdownGraceMs);
+      gateway?.gateway.beginDrain();
+      const workerStopped = worker?.worker.stop(config.shutdownGraceMs);
       await Promise.all([
         // Replies of this process's own worker arrive over the bus right after it stops; other workers' within the grace.
-        gateway?.drain({ graceMs: config.shutdownGraceMs, settled: workerStopped, settleMs: 250 }),
+        gateway?.gateway.drain({ graceMs: config.shutdownGraceMs, settled: workerStopped, settleMs: 250 }),
         workerStopped,
       ]);
-      await stopAll();
+      await lifecycle.stopAll();
+      lifecycle.progress.step = 'stopped';
     };
     let stopped: Promise<void> | undefined;
     return {
-      config, grpcPort, httpPort: http.port, grpcAddress, httpUrl, auth, metrics, worker, gateway, projections, health,
+      config, grpcPort: gateway?.grpcPort ?? 0, httpPort: http.port, grpcAddress, httpUrl: http.url, auth, metrics,
+      worker: worker?.worker, gateway: gateway?.gateway, projections: projector?.runner, health,
       stop: () => (stopped ??= drainAndStop()),
       stopProgress: () => ({
-        step: stopStep,
-        streams: gateway?.connected ?? 0,
-        repliesAwaited: gateway?.pendingReplies() ?? 0,
-        processing: worker?.processing ?? 0,
+        step: lifecycle.progress.step,
+        streams: gateway?.gateway.connected ?? 0,
+        repliesAwaited: gateway?.gateway.pendingReplies() ?? 0,
+        processing: worker?.worker.processing ?? 0,
       }),
     };
   } catch (err) {
-    await stopAll();
+    await lifecycle.stopAll();
     throw err;
   }
-}
-
-/** Serves ChatService and HistoryService (with health and reflection) for a gateway. */
-async function startGrpc(
-  config: Config,
-  gateway: ChatGateway,
-  history: HistoryServiceServer,
-  stops: { name: string; run: () => Promise<unknown> }[],
-  health: Health,
-): Promise<{ grpcPort: number; grpcAddress: string }> {
-  const server = new Server(grpcServerOptions(config));
-  server.addService(checkedChatService(), gateway.service);
-  server.addService(HistoryServiceService, history);
-  const services = ['', 'chatflow.v1.ChatService', 'chatflow.v1.HistoryService'];
-  const grpcHealth = new HealthImplementation(Object.fromEntries(services.map((s) => [s, 'NOT_SERVING'])));
-  grpcHealth.addToServer(server);
-  health.onChange((serving) => {
-    for (const s of services) grpcHealth.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
-  });
-  reflectionService().addToServer(server);
-  const grpcPort = await new Promise<number>((res, rej) =>
-    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, port) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', config.grpcAddr)) : res(port))),
-  );
-  stops.push({
-    name: 'grpc',
-    run: async () => {
-      // The sessions were drained before (App.stop); what is left are unary calls and tools' streams.
-      await new Promise<void>((res) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          res();
-        }, 2000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          res();
-        });
-      });
-    },
-  });
-  const grpcHost = splitAddr(config.grpcAddr).host;
-  return { grpcPort, grpcAddress: `${grpcHost.includes(':') ? `[${grpcHost}]` : grpcHost}:${grpcPort}` };
-}
-
-/** Message sizes and connection management of the gRPC server (README: Run in production → keepalive). */
-export function grpcServerOptions(config: Config): Record<string, number> {
-  const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
-  const { keepaliveMs, keepaliveTimeoutMs, maxConnectionAgeMs, maxConnectionAgeGraceMs } = config.grpc;
-  return {
-    'grpc.max_receive_message_length': maxMessage,
-    'grpc.max_send_message_length': maxMessage,
-    // Server pings find dead peers and keep proxies' idle timers from cutting quiet streams.
-    'grpc.keepalive_time_ms': keepaliveMs,
-    'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
-    'grpc.keepalive_permit_without_calls': 1,
-    // Clients may ping as often as every 5 s (grpc-js clients default to no pings; grpc-go's minimum is 10 s).
-    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-    ...(maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': maxConnectionAgeGraceMs } : {}),
-  };
 }
 
 /** Which engine backs each port, for the start-up log line. */

@@ -3,9 +3,10 @@ import { ReflectionService } from '@grpc/reflection';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { FileDescriptorProto, type IDescriptorProto, type IFileDescriptorProto } from 'protobufjs/ext/descriptor';
 import { PROTO_DIR } from './paths';
+import { PUBLIC_SERVICE_LIST } from './services';
 
 /** The files served by reflection: the public contract and the health service. */
-const FILES = ['chatflow/v1/chat.proto', 'chatflow/v1/history.proto', healthProto];
+const FILES = [...PUBLIC_SERVICE_LIST.map((s) => s.protoFile), healthProto];
 
 /**
  * Server reflection for tools that have no .proto (grpcurl, ghz, Postman).

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { SimulatedLlm } from '../src/llm/simulated';
 import { LlmError, type LlmProvider } from '../src/llm/port';
-import { synthesizeVoice } from '../src/media/wav';
+import { synthesizeVoice } from './voice-signal';
 import { describeWhen } from './engines';
 import { connected, metric, startTestApp, type ChatStream, type TestApp } from './harness';
 import { CHROMIUM, CHROMIUM_ARGS, ENVOY_MISSING, envoyBinary, freePort, startEnvoy, startTcpProxy, type RunningEnvoy } from './web-helpers';

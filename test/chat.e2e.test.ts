@@ -1,7 +1,7 @@
 import { inflateSync } from 'node:zlib';
 import { Metadata } from '@grpc/grpc-js';
 import { connected, codeName, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
-import { synthesizeVoice } from '../src/media/wav';
+import { synthesizeVoice } from './voice-signal';
 import { renderImage } from '../src/media/png';
 import { SimulatedLlm } from '../src/llm/simulated';
 import { Author, MessageStatus } from '../src/gen/chatflow/v1/history';

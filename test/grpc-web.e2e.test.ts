@@ -7,7 +7,7 @@ import { Code, ConnectError, createClient, type Client } from '@connectrpc/conne
 import { createGrpcWebTransport } from '@connectrpc/connect-node';
 import { ChatService, type ServerFrame } from '../gateway/web/gen/chatflow/v1/chat_pb';
 import { HistoryService } from '../gateway/web/gen/chatflow/v1/history_pb';
-import { synthesizeVoice } from '../src/media/wav';
+import { synthesizeVoice } from './voice-signal';
 import { connected, metric, startTestApp, type TestApp } from './harness';
 
 jest.setTimeout(30_000);

@@ -19,7 +19,7 @@ import { collect } from '../src/speech/speech.contract';
 import { normalizeWords, wordErrorRate } from '../src/speech/wer';
 import type { ServerFrame } from '../src/gen/chatflow/v1/chat';
 import { encodePng } from '../src/media/png';
-import { parseWav } from '../src/media/wav';
+import { parseWav } from './voice-signal';
 import { Author } from '../src/gen/chatflow/v1/history';
 import { SimulatedLlm } from '../src/llm/simulated';
 import type { LlmProvider, LlmRequest } from '../src/llm/port';

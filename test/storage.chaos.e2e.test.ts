@@ -16,7 +16,7 @@ import { Event } from '../src/gen/chatflow/v1/events';
 import type { ServerFrame } from '../src/gen/chatflow/v1/chat';
 import { Author, type HistoryMessage } from '../src/gen/chatflow/v1/history';
 import { EmbeddedEventLog } from '../src/eventlog/embedded';
-import { synthesizeVoice } from '../src/media/wav';
+import { synthesizeVoice } from './voice-signal';
 import { connectedEvent } from '../src/eventlog/eventlog.contract';
 import { ChatStream, connected, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
 import { describeWhen, withoutEngines } from './engines';

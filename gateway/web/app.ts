@@ -10,9 +10,10 @@ import { clientIdProblem, forgetToken, hasToken, resolveIdentity } from './auth'
 import { fetchMessages, HistoryPanel } from './history';
 import { kindOf, mediaContent, mimeTypeOf, VoiceRecorder } from './media';
 import { lastClientId, placeOf, rememberClientId, rememberPlace, type Place } from './resume';
-import { ChatSession, newId, type Content, type ConnState, type Notice } from './session';
+import { PageChatSession, newId, type Content, type ConnState, type Notice } from './session';
 import { readSettings } from './settings';
-import { formatBytes, MessageList } from './view';
+import { formatBytes } from '../../src/domain/format-bytes';
+import { MessageList } from './view';
 import { VoiceStream } from './voice-stream';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -41,7 +42,7 @@ const messages = new MessageList($<HTMLOListElement>('messages'), (text) => (ann
 const recorder = new VoiceRecorder();
 /** What each message carried, to send it again with the same id. */
 const sent = new Map<string, Content>();
-let session: ChatSession | undefined;
+let session: PageChatSession | undefined;
 let countdown: number | undefined;
 
 // ---------------------------------------------------------------------------
@@ -77,7 +78,7 @@ form.addEventListener('submit', (e) => {
 });
 
 /** Resolves who we are and connects. */
-async function start(): Promise<ChatSession | undefined> {
+async function start(): Promise<PageChatSession | undefined> {
   const clientId = clientIdInput.value.trim();
   const problem = clientIdProblem(clientId);
   if (problem) {
@@ -99,7 +100,7 @@ async function start(): Promise<ChatSession | undefined> {
     session?.disconnect();
     messages.clear();
     sent.clear();
-    session = new ChatSession(settings.apiUrl, identity, zone, { state: onState, notice: showNotice, frame: onFrame, sendFailed: onSendFailed });
+    session = new PageChatSession(settings.apiUrl, identity, zone, { state: onState, notice: showNotice, frame: onFrame, sendFailed: onSendFailed });
     // Back to where this browser was with this client id (a reload, or Connect after a disconnect).
     const place = placeOf(identity.clientId);
     if (place) {
@@ -115,7 +116,7 @@ async function start(): Promise<ChatSession | undefined> {
 }
 
 /** Shows the messages of a remembered conversation, then reconnects to it, replaying only what came after them. */
-async function resume(s: ChatSession, place: Place): Promise<void> {
+async function resume(s: PageChatSession, place: Place): Promise<void> {
   let shown: Awaited<ReturnType<typeof fetchMessages>>;
   try {
     shown = await fetchMessages(s, place.conversationId);

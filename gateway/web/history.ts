@@ -1,7 +1,7 @@
 import { ConnectError } from '@connectrpc/connect';
 import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { Author, type Conversation, type HistoryMessage } from './gen/chatflow/v1/history_pb';
-import type { ChatSession } from './session';
+import type { PageChatSession } from './session';
 import { el } from './view';
 
 /**
@@ -16,7 +16,7 @@ export class HistoryPanel {
 
   constructor(
     private readonly panel: HTMLElement,
-    private readonly session: () => ChatSession | undefined,
+    private readonly session: () => PageChatSession | undefined,
     private readonly onContinue: (conversation: Conversation, messages: HistoryMessage[]) => void,
   ) {
     this.list = panel.querySelector<HTMLUListElement>('#conversations')!;
@@ -84,7 +84,7 @@ export class HistoryPanel {
 }
 
 /** The messages of a conversation, oldest first (up to 1,000). */
-export async function fetchMessages(s: ChatSession, conversationId: string): Promise<HistoryMessage[]> {
+export async function fetchMessages(s: PageChatSession, conversationId: string): Promise<HistoryMessage[]> {
   const messages: HistoryMessage[] = [];
   let pageToken = '';
   do {

@@ -50,7 +50,7 @@ const MAX_BACKOFF_MS = 15_000;
  * what was not yet acknowledged with the same client_message_id (the server
  * processes a resend once).
  */
-export class ChatSession {
+export class PageChatSession {
   readonly chat: Client<typeof ChatService>;
   readonly history: Client<typeof HistoryService>;
   private abort?: AbortController;

@@ -2,6 +2,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import type { Accepted, BotResponse, ChatError, Media, ResponseDelta, Transcript } from './gen/chatflow/v1/chat_pb';
 import { Author, type HistoryMessage } from './gen/chatflow/v1/history_pb';
 import type { MediaKind } from './media';
+import { formatBytes } from '../../src/domain/format-bytes';
 
 /** Builds an element with text content and attributes (never innerHTML: replies are untrusted text). */
 export function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, text?: string): HTMLElementTagNameMap[K] {
@@ -21,12 +22,6 @@ interface LocalMedia {
 }
 
 const clock = (d: Date) => d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
-}
 
 /**
  * The conversation as an ordered list: the client's messages with their state

@@ -21,7 +21,7 @@ export function describeBus(name: string, factory: () => Promise<{ a: Bus; b: Bu
     it('delivers to a subscriber of the subject, in publish order', async () => {
       const got: string[] = [];
       const sub = b.subscribe(clientSubject('alice'), (p) => got.push(Buffer.from(p).toString()));
-      await new Promise((r) => setTimeout(r, 50));
+      await b.flush();
       for (let i = 0; i < 20; i++) await a.publish(clientSubject('alice'), Buffer.from(`m${i}`));
       await waitFor(() => got.length === 20);
       expect(got).toEqual(Array.from({ length: 20 }, (_, i) => `m${i}`));
@@ -31,19 +31,25 @@ export function describeBus(name: string, factory: () => Promise<{ a: Bus; b: Bu
     it('does not deliver other subjects, nor after unsubscribe', async () => {
       const got: string[] = [];
       const sub = b.subscribe(clientSubject('bob'), (p) => got.push(Buffer.from(p).toString()));
-      await new Promise((r) => setTimeout(r, 50));
+      const marks: string[] = [];
+      const marker = b.subscribe(clientSubject('marker'), (p) => marks.push(Buffer.from(p).toString()));
+      await b.flush();
       await a.publish(clientSubject('carol'), Buffer.from('no'));
       await a.publish(clientSubject('bob'), Buffer.from('yes'));
       await waitFor(() => got.length === 1);
       sub.unsubscribe();
+      await b.flush();
+      // One publisher's messages arrive in order: once the marker is in, 'late' would have been too.
       await a.publish(clientSubject('bob'), Buffer.from('late'));
-      await new Promise((r) => setTimeout(r, 100));
+      await a.publish(clientSubject('marker'), Buffer.from('end'));
+      await waitFor(() => marks.length === 1);
       expect(got).toEqual(['yes']);
+      marker.unsubscribe();
     });
 
     it('routes a request to the one responder of the subject and returns its reply', async () => {
       const sub = b.serve(sessionSubject('s-1'), async (p) => Buffer.from(`echo:${Buffer.from(p).toString()}`));
-      await new Promise((r) => setTimeout(r, 50));
+      await b.flush();
       const reply = await a.request(sessionSubject('s-1'), Buffer.from('hi'), 2000);
       expect(Buffer.from(reply).toString()).toBe('echo:hi');
       sub.unsubscribe();
@@ -53,7 +59,7 @@ export function describeBus(name: string, factory: () => Promise<{ a: Bus; b: Bu
       const sub = b.serve(sessionSubject('s-2'), async () => {
         throw new Error('session closed');
       });
-      await new Promise((r) => setTimeout(r, 50));
+      await b.flush();
       await expect(a.request(sessionSubject('s-2'), Buffer.from('x'), 2000)).rejects.toEqual(expect.objectContaining({ message: 'session closed' }));
       await expect(a.request(sessionSubject('s-2'), Buffer.from('x'), 2000)).rejects.toBeInstanceOf(RemoteError);
       sub.unsubscribe();
@@ -61,9 +67,9 @@ export function describeBus(name: string, factory: () => Promise<{ a: Bus; b: Bu
 
     it('rejects with NoResponderError when nobody serves the subject', async () => {
       const sub = b.serve(sessionSubject('s-3'), async (p) => p);
-      await new Promise((r) => setTimeout(r, 50));
+      await b.flush();
       sub.unsubscribe();
-      await new Promise((r) => setTimeout(r, 50));
+      await b.flush();
       await expect(a.request(sessionSubject('s-3'), Buffer.from('x'), 1000)).rejects.toBeInstanceOf(NoResponderError);
     });
 
@@ -74,7 +80,7 @@ export function describeBus(name: string, factory: () => Promise<{ a: Bus; b: Bu
         throw new Error('a subscriber failed');
       });
       const good = b.subscribe(clientSubject('thrower'), (p) => got.push(Buffer.from(p).toString()));
-      await new Promise((r) => setTimeout(r, 50));
+      await b.flush();
       await a.publish(clientSubject('thrower'), Buffer.from('1'));
       await a.publish(clientSubject('thrower'), Buffer.from('2'));
       await waitFor(() => got.length === 2);

@@ -63,6 +63,11 @@ export class MemoryBus implements Bus {
     return { unsubscribe: () => undefined };
   }
 
+  /** Subscriptions take effect at once; what was published is delivered on the next microtasks. */
+  async flush(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
   async close(): Promise<void> {
     this.handlers.clear();
     this.responders.clear();

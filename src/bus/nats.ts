@@ -1,4 +1,5 @@
-import { connect, ErrorCode, Events, headers, type Msg, type MsgHdrs, type NatsConnection, type NatsError } from 'nats';
+import { headers, NoRespondersError, RequestError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
+import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { NoResponderError, RemoteError, type Bus, type Subscription } from './port';
 
@@ -86,9 +87,9 @@ export class NatsBus implements Bus {
     try {
       reply = await this.nc.request(subject, payload, { timeout: timeoutMs });
     } catch (err) {
-      const code = (err as NatsError).code;
-      if (code === ErrorCode.NoResponders) throw new NoResponderError(subject);
-      if (code === ErrorCode.Timeout) throw new NoResponderError(subject, true);
+      // v3 wraps the cause: RequestError(cause: NoRespondersError) or a TimeoutError.
+      if ((err instanceof RequestError && err.isNoResponders()) || err instanceof NoRespondersError) throw new NoResponderError(subject);
+      if (err instanceof TimeoutError || (err instanceof RequestError && err.cause instanceof TimeoutError)) throw new NoResponderError(subject, true);
       throw err;
     }
     if (reply.headers?.has(ERROR_HEADER)) throw new RemoteError(Buffer.from(reply.data).toString('utf8'));
@@ -107,6 +108,11 @@ export class NatsBus implements Bus {
       },
     });
     return { unsubscribe: () => sub.unsubscribe() };
+  }
+
+  /** Resolves once the server has everything sent before it (subscriptions included): a round trip to the server. */
+  flush(): Promise<void> {
+    return this.nc.flush();
   }
 
   onReconnect(listener: () => void): Subscription {
@@ -157,12 +163,12 @@ export class NatsBus implements Bus {
     void (async () => {
       for await (const s of this.nc.status()) {
         switch (s.type) {
-          case Events.Disconnect:
-            this.logger.warn({ engine: 'nats', server: s.data }, 'NATS disconnected; reconnecting');
+          case 'disconnect':
+            this.logger.warn({ engine: 'nats', server: s.server }, 'NATS disconnected; reconnecting');
             break;
-          case Events.Reconnect:
+          case 'reconnect':
             onReconnect();
-            this.logger.warn({ engine: 'nats', server: s.data }, 'NATS reconnected');
+            this.logger.warn({ engine: 'nats', server: s.server }, 'NATS reconnected');
             for (const l of this.reconnectListeners) {
               try {
                 l();
@@ -171,11 +177,14 @@ export class NatsBus implements Bus {
               }
             }
             break;
-          case Events.LDM:
-            this.logger.warn({ engine: 'nats', server: s.data }, 'NATS server entering lame duck mode');
+          case 'ldm':
+            this.logger.warn({ engine: 'nats', server: s.server }, 'NATS server entering lame duck mode');
             break;
-          case Events.Error:
-            this.logger.warn({ engine: 'nats', detail: s.data }, 'NATS async error');
+          case 'error':
+            this.logger.warn({ engine: 'nats', err: s.error }, 'NATS async error');
+            break;
+          case 'slowConsumer':
+            this.logger.warn({ engine: 'nats', subject: s.sub.getSubject(), pending: s.pending }, 'NATS subscriber too slow; the server may drop its messages');
             break;
           default:
             break;

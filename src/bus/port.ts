@@ -19,6 +19,12 @@ export interface Bus {
    * streams look up what they were waiting for (the in-process bus never loses).
    */
   onReconnect(listener: () => void): Subscription;
+  /**
+   * Resolves once everything this bus sent before the call (subscriptions,
+   * responders, publishes) has reached its server: after `await flush()` a
+   * new subscription receives what others publish next.
+   */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 

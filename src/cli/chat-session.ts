@@ -30,7 +30,7 @@ export interface SessionOptions {
  * block under the label of its message (however replies interleave), tracks
  * which messages still wait for a reply, saves media replies.
  */
-export class ChatSession {
+export class CliChatSession {
   readonly welcomed: Promise<Welcome | undefined>;
   readonly ended: Promise<StatusObject>;
   welcome?: Welcome;

@@ -3,10 +3,11 @@ import { status, type Metadata } from '@grpc/grpc-js';
 import type { UserMessage } from '../gen/chatflow/v1/chat';
 import { Conversation, HistoryMessage } from '../gen/chatflow/v1/history';
 import { CliError, CONNECTION_OPTIONS, connectionFlags, intFlag, parse, UsageError, type ConnectionFlags } from './args';
-import { ChatSession } from './chat-session';
+import { CliChatSession } from './chat-session';
 import { chatClient, historyClient, identityMetadata, retryAfterMs } from './connection';
 import { listConversations, listMessages } from './history';
-import { kindFromExtension, mediaContent, type UploadKind } from './media';
+import type { UploadKind } from '../domain/media-kind';
+import { kindFromExtension, mediaContent } from './media';
 import { LiveOutput, PlainOutput, type Output } from './output';
 import { formatConversation, historyFormatter } from './render';
 import { CHAT_HELP } from './usage';
@@ -64,7 +65,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
     server: flags.server, insecure: flags.insecure, saveDir: values['save-dir'] ?? './downloads', json: flags.json, timeZone: flags.timeZone,
     resumeAfter, interactive, strict, authHint: identity.authHint,
   };
-  let session: ChatSession | undefined;
+  let session: CliChatSession | undefined;
   let quitting = false;
   const stopWaiting = new AbortController();
   const quit = () => {
@@ -83,7 +84,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
   try {
     // Server full: wait for a slot as long as the server says (retry-after-ms), unless --no-wait.
     for (let attempt = 1; ; attempt++) {
-      session = new ChatSession(client, md, options, output);
+      session = new CliChatSession(client, md, options, output);
       if (await session.welcomed) break;
       const s = await session.ended;
       if (s.code !== status.RESOURCE_EXHAUSTED || values['no-wait']) break;
@@ -129,7 +130,7 @@ async function countdown(output: Output, ms: number, details: string, signal: Ab
   return !signal.aborted;
 }
 
-async function runInteractive(session: ChatSession, output: Output, flags: ConnectionFlags, identity: Metadata, quit: () => void, onSigint: () => void, terminal: boolean): Promise<number> {
+async function runInteractive(session: CliChatSession, output: Output, flags: ConnectionFlags, identity: Metadata, quit: () => void, onSigint: () => void, terminal: boolean): Promise<number> {
   const prompt = '> ';
   const rl = createInterface({ input: process.stdin, output: terminal ? process.stdout : undefined, terminal, prompt });
   const live = output instanceof LiveOutput ? output : undefined;

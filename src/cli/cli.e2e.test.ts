@@ -10,7 +10,7 @@ import { LlmError } from '../llm/port';
 import { SimulatedLlm } from '../llm/simulated';
 import { loadConfig } from '../config/config';
 import { createLogger } from '../logging';
-import { synthesizeVoice } from '../media/wav';
+import { synthesizeVoice } from '../../test/voice-signal';
 
 // The CLI as a user runs it: `node bin/chatflow.js ...` against the real server on ephemeral ports.
 jest.setTimeout(60_000);
@@ -186,7 +186,7 @@ describe('exit codes of scripted runs', () => {
     await writeFile(fake, 'this is not a WAV file at all');
     const r = await cli(['chat', '--client-id', 'frank', '--tz', 'UTC', '--file', fake]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^1 of 1 message not answered:\n  \[1\] \[audio audio\/wav, 29 B\]: failed: INVALID_ARGUMENT: /);
+    expect(r.stderr).toMatch(/^1 of 1 message not answered:\n  \[1\] \[audio audio\/wav, 29 bytes\]: failed: INVALID_ARGUMENT: /);
   });
 
   test('a model that is down (processing failed) for one of two messages: 1', async () => {

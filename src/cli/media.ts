@@ -1,9 +1,8 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import type { Media, UserMessage } from '../gen/chatflow/v1/chat';
+import type { UploadKind } from '../domain/media-kind';
 import { CliError } from './args';
-
-export type UploadKind = 'audio' | 'video' | 'image';
 
 /** Mime type per kind and extension. The server checks the bytes, not only the label. */
 const MIME: Record<UploadKind, Record<string, string>> = {

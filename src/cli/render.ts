@@ -1,3 +1,4 @@
+import { formatBytes } from '../domain/format-bytes';
 import type { Media } from '../gen/chatflow/v1/chat';
 import { Author, MessageStatus, type Conversation, type HistoryMessage } from '../gen/chatflow/v1/history';
 
@@ -9,12 +10,6 @@ export function formatTime(d: Date | undefined, timeZone: string): string {
   } catch {
     return d.toISOString();
   }
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
 export function describeMedia(kind: string, m: Media | undefined): string | undefined {

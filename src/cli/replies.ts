@@ -1,5 +1,5 @@
 import type { Accepted, BotResponse, ChatError, UserMessage } from '../gen/chatflow/v1/chat';
-import { formatBytes } from './render';
+import { formatBytes } from '../domain/format-bytes';
 
 /**
  * The messages of one chat session and their replies, as the CLI shows them:

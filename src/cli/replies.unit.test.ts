@@ -38,6 +38,6 @@ describe('reply blocks', () => {
     board.add('c1', { $case: 'audio', audio: { mimeType: 'audio/wav', data: Buffer.alloc(2048), url: '', sizeBytes: 2048, durationMs: 0 } });
     board.accepted(accepted('c1', 'm1', 2));
     const e = board.response(response('m1', 'line one\nline two', 3));
-    expect(formatBlock(e)).toBe('[1] you: [audio audio/wav, 2.0 KiB] (seq 2)\n[1] bot: line one\n    line two\n    (seq 3, processed in 120 ms)');
+    expect(formatBlock(e)).toBe('[1] you: [audio audio/wav, 2 KiB] (seq 2)\n[1] bot: line one\n    line two\n    (seq 3, processed in 120 ms)');
   });
 });

@@ -51,6 +51,12 @@ describe('configuration', () => {
     expect(() => loadConfig({ LLM_PROVIDER: 'openai' })).toThrow(/LLM_BASE_URL: required/);
   });
 
+  it.each(['LLM_BASE_URL', 'CHATFLOW_STT_URL', 'CHATFLOW_TTS_URL'])('given %s that is not an http(s) URL, when loaded, then it is refused with an example', (name) => {
+    expect(() => loadConfig({ [name]: 'not a url' })).toThrow(new RegExp(`${name}="not a url": must be an http\\(s\\) URL, e\\.g\\. http://`));
+    expect(() => loadConfig({ [name]: 'ftp://models.example/v1' })).toThrow(new RegExp(`${name}=.*must be an http\\(s\\) URL`));
+    expect(() => loadConfig({ [name]: ' https://api.example/v1 ' })).not.toThrow();
+  });
+
   it('given a short secret, when loaded, then it is refused', () => {
     expect(() => loadConfig({ CHATFLOW_AUTH_SECRET: 'short' })).toThrow(/at least 32/);
   });

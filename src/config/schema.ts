@@ -29,6 +29,17 @@ const timeZones = list.superRefine((zones, ctx) => {
   }
 });
 
+/** An OpenAI-compatible server's base URL (model, speech): http(s), checked here once for all of them. */
+const baseUrl = optionalString.refine((v) => {
+  if (v === undefined) return true;
+  try {
+    const u = new URL(v);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}, 'must be an http(s) URL, e.g. http://127.0.0.1:11434/v1');
+
 const origin = optionalString.refine((v) => {
   if (v === undefined) return true;
   try {
@@ -91,17 +102,17 @@ export const SETTINGS = {
   S3_SECRET_ACCESS_KEY: { schema: optionalString, doc: 'S3 credentials (default: the AWS SDK chain)' },
   S3_FORCE_PATH_STYLE: { schema: bool, default: 'true', doc: 'path-style bucket URLs (MinIO and most self-hosted servers need it)' },
   LLM_PROVIDER: { schema: z.enum(['simulated', 'openai']), default: 'simulated', doc: '`openai` = any OpenAI-compatible chat-completions server' },
-  LLM_BASE_URL: { schema: optionalString, doc: 'e.g. `http://127.0.0.1:11434/v1` (required for `openai`)' },
+  LLM_BASE_URL: { schema: baseUrl, doc: 'e.g. `http://127.0.0.1:11434/v1` (required for `openai`)' },
   LLM_API_KEY: { schema: optionalString, doc: 'bearer key for the provider, if it needs one' },
   LLM_MODEL: { schema: z.string().min(1), default: 'gpt-4o-mini', doc: 'model name sent to the provider' },
   LLM_TIMEOUT_MS: { schema: int(100), default: '60000', doc: 'a provider call that takes longer fails with `DEADLINE_EXCEEDED`' },
   LLM_VISION: { schema: bool, default: 'false', doc: '`true` sends a video\'s keyframe to the model as an `image_url` part (the model must accept images)' },
   CHATFLOW_STT: { schema: z.enum(['auto', 'local', 'openai', 'none']), default: 'auto', doc: 'speech recognizer: `local` = PocketSphinx installed by `npm run speech:install`, `openai` = `CHATFLOW_STT_URL`, `none`; `auto` = `openai` if the URL is set, else `local` if installed, else `none`' },
-  CHATFLOW_STT_URL: { schema: optionalString, doc: 'OpenAI-compatible base URL for `POST …/audio/transcriptions`, e.g. `https://api.openai.com/v1`' },
+  CHATFLOW_STT_URL: { schema: baseUrl, doc: 'OpenAI-compatible base URL for `POST …/audio/transcriptions`, e.g. `https://api.openai.com/v1`' },
   CHATFLOW_STT_MODEL: { schema: z.string().min(1), default: 'whisper-1', doc: 'transcription model name sent to `CHATFLOW_STT_URL`' },
   CHATFLOW_STT_API_KEY: { schema: optionalString, doc: 'bearer key for `CHATFLOW_STT_URL`, if it needs one' },
   CHATFLOW_TTS: { schema: z.enum(['auto', 'local', 'openai', 'none']), default: 'auto', doc: 'speech synthesizer: `local` = Piper installed by `npm run speech:install`, `openai` = `CHATFLOW_TTS_URL`, `none` (no voice replies); `auto` as for `CHATFLOW_STT`' },
-  CHATFLOW_TTS_URL: { schema: optionalString, doc: 'OpenAI-compatible base URL for `POST …/audio/speech`' },
+  CHATFLOW_TTS_URL: { schema: baseUrl, doc: 'OpenAI-compatible base URL for `POST …/audio/speech`' },
   CHATFLOW_TTS_MODEL: { schema: z.string().min(1), default: 'tts-1', doc: 'speech model name sent to `CHATFLOW_TTS_URL`' },
   CHATFLOW_TTS_VOICE: { schema: z.string().min(1), default: 'alloy', doc: 'voice name sent to `CHATFLOW_TTS_URL`' },
   CHATFLOW_TTS_API_KEY: { schema: optionalString, doc: 'bearer key for `CHATFLOW_TTS_URL`, if it needs one' },

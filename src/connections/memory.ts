@@ -11,6 +11,7 @@ import { acquireResultOf, type AcquireRequest, type AcquireResult, type Connecti
  * scans the leases only when one may have expired (`noneExpireBefore`).
  */
 export class MemoryConnectionRegistry implements ConnectionRegistry {
+  readonly leasesOutliveProcess = false;
   private readonly leases = new Map<string, LeaseState>();
   /** Client id by session id. */
   private readonly sessions = new Map<string, string>();

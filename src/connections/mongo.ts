@@ -59,6 +59,7 @@ export interface MongoRegistryOptions {
  * heartbeat lapses (deadHolderMs), however long CHATFLOW_LEASE_MS is.
  */
 export class MongoConnectionRegistry implements ConnectionRegistry {
+  readonly leasesOutliveProcess = true;
   private readonly coll: MongoColl<SlotClaim>;
   private readonly beats: MongoColl<Heartbeat>;
   readonly deadHolderMs: number;

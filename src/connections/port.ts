@@ -39,6 +39,13 @@ export interface ConnectionRegistry {
    * long CHATFLOW_LEASE_MS is. Gateways renew at least that often.
    */
   readonly deadHolderMs?: number;
+
+  /**
+   * Whether leases outlive the process (MongoDB). When they do not (memory),
+   * the sessions a previous process left open died with it, and a gateway
+   * records them as expired when it starts.
+   */
+  readonly leasesOutliveProcess: boolean;
   acquire(request: AcquireRequest): Promise<AcquireResult>;
   /** Releases the lease of a session; false if it was not held (already expired). */
   release(sessionId: string): Promise<boolean>;

@@ -3,14 +3,15 @@
  * for the message kind, and the bytes must really be that kind of file: we look
  * at the magic bytes, never trust the label alone.
  */
-export type MediaKind = 'audio' | 'video' | 'image';
+import { formatBytes } from './format-bytes';
+import type { UploadKind } from './media-kind';
 
 export type Container =
   | 'wav' | 'mp3' | 'ogg' | 'flac' | 'webm' | 'matroska' | 'mp4' | 'mov' | 'aac' | 'avi'
   | 'png' | 'jpeg' | 'gif' | 'webp';
 
 export interface MediaInput {
-  kind: MediaKind;
+  kind: UploadKind;
   mimeType: string;
   data: Uint8Array;
   maxBytes: number;
@@ -21,7 +22,7 @@ export type MediaValidation =
   | { ok: false; code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED'; message: string };
 
 /** Accepted mime types per kind, and the containers each may hold. */
-export const ACCEPTED_MIME_TYPES: Record<MediaKind, Record<string, readonly Container[]>> = {
+export const ACCEPTED_MIME_TYPES: Record<UploadKind, Record<string, readonly Container[]>> = {
   audio: {
     'audio/wav': ['wav'], 'audio/x-wav': ['wav'], 'audio/wave': ['wav'], 'audio/vnd.wave': ['wav'],
     'audio/mpeg': ['mp3'], 'audio/mp3': ['mp3'],
@@ -168,17 +169,3 @@ export function parseWavHeader(b: Uint8Array): WavHeader | null {
   return null;
 }
 
-/** "9.1 MiB", "512 KiB", "37 bytes". With `distinctFrom`, adds precision so the two never read the same. */
-export function formatBytes(n: number, distinctFrom?: number): string {
-  const units: Array<[number, string]> = [[1024 ** 3, 'GiB'], [1024 ** 2, 'MiB'], [1024, 'KiB']];
-  for (const [size, unit] of units) {
-    if (n >= size) {
-      const text = `${trimZero((n / size).toFixed(1))} ${unit}`;
-      if (distinctFrom !== undefined && distinctFrom !== n && text === formatBytes(distinctFrom)) return `${n} bytes`;
-      return text;
-    }
-  }
-  return `${n} bytes`;
-}
-
-const trimZero = (s: string) => s.replace(/\.0$/, '');

@@ -1,4 +1,5 @@
-import { detectContainer, formatBytes, normalizeMimeType, parseWavHeader, validateMedia, type MediaKind } from './media-validation';
+import { detectContainer, normalizeMimeType, parseWavHeader, validateMedia } from './media-validation';
+import type { UploadKind } from './media-kind';
 
 const MiB = 1024 * 1024;
 const ascii = (s: string) => [...s].map((c) => c.charCodeAt(0));
@@ -36,7 +37,7 @@ const SAMPLES: Record<string, Uint8Array> = {
   webp: bytes('RIFF', u32(4), 'WEBPVP8 '),
 };
 
-const ok = (kind: MediaKind, mimeType: string, data: Uint8Array, maxBytes = 8 * MiB) => validateMedia({ kind, mimeType, data, maxBytes });
+const ok = (kind: UploadKind, mimeType: string, data: Uint8Array, maxBytes = 8 * MiB) => validateMedia({ kind, mimeType, data, maxBytes });
 
 describe('detectContainer', () => {
   it.each([
@@ -65,7 +66,7 @@ describe('validateMedia: accepted uploads', () => {
     ['video', 'video/webm', 'mkv'], ['video', 'video/quicktime', 'mov'], ['video', 'video/mp4', 'mov'],
     ['video', 'video/ogg', 'ogg'], ['video', 'video/x-msvideo', 'avi'],
     ['image', 'image/png', 'png'], ['image', 'image/jpeg', 'jpeg'], ['image', 'image/gif', 'gif'], ['image', 'image/webp', 'webp'],
-  ] as Array<[MediaKind, string, string]>)('%s %s with %s bytes', (kind, mime, sample) => {
+  ] as Array<[UploadKind, string, string]>)('%s %s with %s bytes', (kind, mime, sample) => {
     const r = ok(kind, mime, SAMPLES[sample]!);
     expect(r).toMatchObject({ ok: true, mimeType: mime });
   });
@@ -156,18 +157,5 @@ describe('parseWavHeader', () => {
     const big = new Uint8Array(100 + SAMPLES.wav!.length);
     big.set(SAMPLES.wav!, 100);
     expect(parseWavHeader(big.subarray(100))).toMatchObject({ durationMs: 1000 });
-  });
-});
-
-describe('formatBytes', () => {
-  it('uses the largest sensible unit', () => {
-    expect(formatBytes(37)).toBe('37 bytes');
-    expect(formatBytes(1536)).toBe('1.5 KiB');
-    expect(formatBytes(8 * MiB)).toBe('8 MiB');
-    expect(formatBytes(3 * 1024 * MiB)).toBe('3 GiB');
-  });
-  it('falls back to exact bytes when rounding would hide the difference', () => {
-    expect(formatBytes(8 * MiB + 10, 8 * MiB)).toBe('8388618 bytes');
-    expect(formatBytes(9 * MiB, 8 * MiB)).toBe('9 MiB');
   });
 });

@@ -2,8 +2,9 @@ import { Kafka, logLevel, Partitioners, type Admin, type Consumer as KafkaConsum
 import type { Logger } from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
 import { encodeToBuffer } from '../encode';
+import { fnv1a } from '../domain/fnv1a';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
-import { retryWithBackoff } from '../engines/retry';
+import { retryWithBackoff } from '../composition/retry';
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface KafkaEventLogOptions {
@@ -554,12 +555,7 @@ export function topicName(prefix: string, topic: Topic): string {
 
 /** Stable partition of a key (FNV-1a): the same conversation always lands in the same partition. */
 export function partitionFor(key: string, partitions: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % partitions;
+  return fnv1a(key) % partitions;
 }
 
 function kafkaLog(logger: Logger, { level, label, log }: LogEntry): void {

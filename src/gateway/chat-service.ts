@@ -7,14 +7,14 @@ import { ChatFlowError } from '../domain/errors';
 import { decideTimeZone } from '../domain/timezone';
 import { leaseTiming, type LeaseTiming } from '../domain/lease';
 import { LeaseKeeper } from './lease-keeper';
-import { isoLocalTime } from '../llm/local-time';
+import { isoLocalTime } from '../domain/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
 import type { GatewayDeps } from './deps';
 import type { ConversationDoc } from '../../projections/models';
 import { DEFAULT_FLOW, Outbound, type WritableCall } from './outbound';
 import { WIRE_FLAW_MESSAGES, wireFlawOf } from './wire-check';
 import { echoId } from '../domain/ids';
-import { Session } from './session';
+import { GatewaySession } from './session';
 import { carryError, toChatError, toStatus, uncarryError, type CarriedError } from './status';
 
 const MAX_CONVERSATION_ID = 128;
@@ -34,14 +34,14 @@ type RoutedSendReply = { ack: string } | CarriedError;
 const NOT_STORED = new ChatFlowError('UNAVAILABLE', 'the message could not be stored; send it again');
 
 /**
- * ChatService: admission at stream start, then a Session per connection.
+ * ChatService: admission at stream start, then a GatewaySession per connection.
  * `Chat` (bidi) and `Connect` + `Send` (gRPC-Web) share every rule.
  */
 /** A reply not seen this long after its Accepted is looked up in the read model (the bus may have lost it). */
 const OVERDUE_REPLY_MS = 10_000;
 
 export class ChatGateway {
-  private readonly sessions = new Map<string, Session>();
+  private readonly sessions = new Map<string, GatewaySession>();
   private readonly leases: LeaseKeeper;
   /** The gateway's deps as its sessions see them (releases go through the lease keeper). */
   private readonly sessionDeps: GatewayDeps;
@@ -80,7 +80,7 @@ export class ChatGateway {
     this.sessionDeps = {
       ...deps,
       registry: {
-        deadHolderMs: r.deadHolderMs, acquire: (q) => r.acquire(q), release: (id) => this.leases.release(id), renew: (h, now, ms) => r.renew(h, now, ms),
+        deadHolderMs: r.deadHolderMs, leasesOutliveProcess: r.leasesOutliveProcess, acquire: (q) => r.acquire(q), release: (id) => this.leases.release(id), renew: (h, now, ms) => r.renew(h, now, ms),
         expire: (now) => r.expire(now), count: () => r.count(), close: () => r.close(),
       },
     };
@@ -160,7 +160,7 @@ export class ChatGateway {
   private chat(call: ServerDuplexStream<ClientFrame, ServerFrame>): void {
     // Frames can arrive before admission completes: hold them until the session exists.
     const early: ClientFrame[] = [];
-    let session: Session | undefined;
+    let session: GatewaySession | undefined;
     let ended = false;
     call.on('data', (frame: ClientFrame) => {
       if (session) return this.onFrame(session, frame);
@@ -185,7 +185,7 @@ export class ChatGateway {
   }
 
   /** Last resort for a stream's handlers: logged once, only this stream ends (INTERNAL). */
-  private streamFailed(err: unknown, session: Session | undefined): void {
+  private streamFailed(err: unknown, session: GatewaySession | undefined): void {
     if (!session) return void this.logger.error({ err }, 'unexpected error in a stream handler');
     void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, err, 'handler error');
   }
@@ -196,7 +196,7 @@ export class ChatGateway {
    * message gets a ChatError, anything unexpected is logged once and ends
    * this stream only, with INTERNAL.
    */
-  private onFrame(session: Session, frame: ClientFrame): void {
+  private onFrame(session: GatewaySession, frame: ClientFrame): void {
     try {
       const f = frame.frame;
       const flaw = wireFlawOf(frame);
@@ -214,7 +214,7 @@ export class ChatGateway {
   }
 
   private connect(call: ServerWritableStream<ConnectRequest, ServerFrame>): void {
-    let session: Session | undefined;
+    let session: GatewaySession | undefined;
     call.on('cancelled', () => void session?.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined));
     void this.open(call).then((s) => {
       session = s;
@@ -238,7 +238,7 @@ export class ChatGateway {
     );
   }
 
-  private async submitOn(session: Session, clientId: string, request: SendRequest): Promise<SendAck> {
+  private async submitOn(session: GatewaySession, clientId: string, request: SendRequest): Promise<SendAck> {
     if (session.info.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this session belongs to another client');
     const a = await session.submit(request.message!);
     return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
@@ -266,7 +266,7 @@ export class ChatGateway {
   }
 
   /** The gateway side of forwardSend, served for each of its sessions. */
-  private async onRoutedSend(session: Session, payload: Uint8Array): Promise<Uint8Array> {
+  private async onRoutedSend(session: GatewaySession, payload: Uint8Array): Promise<Uint8Array> {
     let reply: RoutedSendReply;
     try {
       const { clientId, request } = JSON.parse(Buffer.from(payload).toString('utf8')) as RoutedSend;
@@ -279,7 +279,7 @@ export class ChatGateway {
   }
 
   /** Admission: identity, time zone, conversation, slot. Ends the call with the right status on refusal. */
-  private async open(call: WritableCall): Promise<Session | undefined> {
+  private async open(call: WritableCall): Promise<GatewaySession | undefined> {
     // What is set up step by step, undone by the catch below if a later step fails.
     let slot: string | undefined;
     let route: Subscription | undefined;
@@ -335,7 +335,7 @@ export class ChatGateway {
         onStalled: (err) => void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, err, 'client read nothing'),
         onPressure: (high) => session.onOutboundPressure(high),
       }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
-      const session: Session = new Session(
+      const session: GatewaySession = new GatewaySession(
         { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now },
         this.sessionDeps,
         outbound,

@@ -52,10 +52,6 @@ export class Outbound {
     private readonly flow: FlowOptions = DEFAULT_FLOW,
   ) {}
 
-  get isEnded(): boolean {
-    return this.ended;
-  }
-
   /** Frames written but not yet taken by the transport. */
   get backlog(): number {
     return this.queue.length;

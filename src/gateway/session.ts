@@ -31,7 +31,7 @@ export interface SessionInfo {
  * Connect + Send for gRPC-Web). Holds the lease, the first-message deadline,
  * the bus subscription that brings replies, and the order of frames.
  */
-export class Session {
+export class GatewaySession {
   private deadline: DeadlineState;
   private deadlineTimer?: NodeJS.Timeout;
   private subscription?: Subscription;
@@ -73,7 +73,7 @@ export class Session {
     private readonly deps: GatewayDeps,
     private readonly out: Outbound,
     readonly logger: Logger,
-    private readonly onClosed: (s: Session) => void,
+    private readonly onClosed: (s: GatewaySession) => void,
   ) {
     this.deadline = { connectedAt: info.connectedAt, firstMessageAt: null };
     setMaxListeners(0, this.abort.signal);

@@ -6,7 +6,7 @@ import { DisconnectReason, type Event } from '../gen/chatflow/v1/events';
 import type { LoggedEvent } from '../eventlog/port';
 import type { GatewayDeps } from './deps';
 import { Outbound, type WritableCall } from './outbound';
-import { Session } from './session';
+import { GatewaySession } from './session';
 
 class FakeCall extends EventEmitter {
   written: unknown[] = [];
@@ -38,7 +38,7 @@ function sessionWithStuckLog() {
     newId: () => `e-${appended.length}`,
   } as unknown as GatewayDeps;
   const call = new FakeCall();
-  const session = new Session(
+  const session = new GatewaySession(
     { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
     deps,
     new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }),
@@ -48,7 +48,7 @@ function sessionWithStuckLog() {
   return { session, appended };
 }
 
-describe('Session: every piece of work stops when the session closes', () => {
+describe('GatewaySession: every piece of work stops when the session closes', () => {
   it('given a message whose append hangs, when the session closes, then its Send is answered UNAVAILABLE at once (not left waiting on the log)', async () => {
     const { session, appended } = sessionWithStuckLog();
     const submitted = session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });

@@ -18,12 +18,11 @@ import { Code, ConnectError, createConnectRouter, encodeBinaryHeader, type Handl
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import { fromBinary, toBinary, type DescMethod, type DescService, type Message } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
-import { ChatService } from '../../gateway/web/gen/chatflow/v1/chat_pb';
-import { HistoryService } from '../../gateway/web/gen/chatflow/v1/history_pb';
+import { PUBLIC_SERVICE_LIST } from '../services';
 import type { HttpRoute } from './server';
 
 /** The services a browser may call; everything else under the HTTP server is not ours. */
-const GRPC_WEB_SERVICES: readonly DescService[] = [ChatService, HistoryService];
+const GRPC_WEB_SERVICES: readonly DescService[] = PUBLIC_SERVICE_LIST.map((s) => s.web);
 
 /** Request metadata a browser may send and the gateway reads (the same list Envoy's CORS filter allows). */
 export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conversation-id', 'x-resume-after', 'x-client-id'] as const;
@@ -47,7 +46,7 @@ const IDLE_CLOSE_MS = 60_000;
 
 export type GrpcWebRoute = HttpRoute & { close(): void };
 
-/** A route for startHttpServer that serves ChatService and HistoryService over gRPC-Web. */
+/** A route for startHttpServer that serves the public services (src/services.ts) over gRPC-Web. */
 export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
   const upstream = new Upstream(opts);
   // connectNodeAdapter, minus its console.error: failures go to our logger, and a browser that left is not one.

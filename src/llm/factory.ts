@@ -20,22 +20,11 @@ export function createLlmProvider(cfg: LlmProviderConfig): LlmProvider {
     case 'simulated':
       return new SimulatedLlm({ delayScale: cfg.delayScale });
     case 'openai': {
-      // Fail at startup, not on the first message.
-      if (!cfg.baseUrl?.trim()) {
-        throw new Error('LLM_PROVIDER=openai requires LLM_BASE_URL (e.g. http://localhost:8000/v1)');
-      }
-      let url: URL;
-      try {
-        url = new URL(cfg.baseUrl.trim());
-      } catch {
-        throw new Error(`LLM_BASE_URL is not a valid URL: "${cfg.baseUrl}"`);
-      }
-      if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-        throw new Error(`LLM_BASE_URL must be http(s), got "${cfg.baseUrl}"`);
-      }
+      // The configuration checked the URL (src/config/schema.ts); this only narrows its type.
+      if (!cfg.baseUrl) throw new Error('LLM_PROVIDER=openai requires LLM_BASE_URL (e.g. http://localhost:8000/v1)');
       if (!(cfg.timeoutMs > 0)) throw new Error(`LLM timeout must be > 0 ms, got ${cfg.timeoutMs}`);
       return new OpenAiCompatibleLlm({
-        baseUrl: cfg.baseUrl.trim(),
+        baseUrl: cfg.baseUrl,
         apiKey: cfg.apiKey || undefined,
         model: cfg.model?.trim() || DEFAULT_OPENAI_MODEL,
         timeoutMs: cfg.timeoutMs,

@@ -2,7 +2,7 @@
 // Ollama, LM Studio...), streamed over SSE. The contract that matters to the
 // worker: every failure becomes an LlmError with a gRPC code and a retry hint,
 // and the call never outlives timeoutMs (the processing budget is shared).
-import { formatLocalTime, isoLocalTime } from './local-time';
+import { formatLocalTime, isoLocalTime } from '../domain/local-time';
 import { LlmCallOptions, LlmError, LlmProvider, LlmReply, LlmRequest } from './port';
 import { abortError } from './simulated';
 

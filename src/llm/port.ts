@@ -1,4 +1,4 @@
-export type InputKind = 'text' | 'audio' | 'video' | 'image';
+import type { InputKind } from '../domain/media-kind';
 
 export interface LlmRequest {
   messageId: string;

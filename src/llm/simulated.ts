@@ -1,8 +1,11 @@
 // The default provider: no network, a plausible reply, and the processing time
 // of the reference implementations (DESIGN.md "Simulated processing time"), so
 // load tests exercise the 500-message budget with realistic holding times.
-import { formatLocalTime } from './local-time';
-import { InputKind, LlmCallOptions, LlmError, LlmProvider, LlmReply, LlmRequest } from './port';
+import { fnv1a } from '../domain/fnv1a';
+import { formatBytes } from '../domain/format-bytes';
+import { formatLocalTime } from '../domain/local-time';
+import type { InputKind } from '../domain/media-kind';
+import { LlmCallOptions, LlmError, LlmProvider, LlmReply, LlmRequest } from './port';
 
 /** Processing time per input kind, in seconds: [min, max). Image is not in the spec; audio's range is reused. */
 export const SIMULATED_DELAY_SECONDS: Record<InputKind, readonly [number, number]> = {
@@ -127,7 +130,7 @@ function composeReply(req: LlmRequest): string {
       'Here is my take: break it into small steps and start with the one you can check fastest.',
       'A good next step would be to write down what "done" looks like, then work back from it.',
       'I would start by listing what you already know, then what is still uncertain.',
-    ][hash(raw) % 3];
+    ][fnv1a(raw) % 3]; // a stable, cheap choice among phrasings
     const question = raw.endsWith('?') ? 'You asked' : 'You wrote';
     return `${opener} ${question}: "${quote}" (${wordCount} word${wordCount === 1 ? '' : 's'}). ${pick} ${clock}`;
   }
@@ -145,20 +148,9 @@ function composeReply(req: LlmRequest): string {
   return `${opener} I received ${received}, but I cannot listen to it: ${req.hearingNote ?? 'no speech recognizer is configured'}. ${clock}`;
 }
 
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
-}
-
 function formatDuration(ms: number): string {
   const s = ms / 1000;
   return s < 60 ? `${s.toFixed(1)} s` : `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
 }
 
-/** FNV-1a: a stable, cheap choice among phrasings. */
-function hash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
+

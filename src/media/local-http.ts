@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
 import type { MediaStore } from './port';
 import { isValidMediaKey, verifyMediaSignature } from './local';
 
@@ -6,13 +7,15 @@ export interface MediaRequestOptions {
   store: Pick<MediaStore, 'get'>;
   secret: Buffer | string;
   now?: () => number;
+  /** Where a failure of the store is told (the client only sees 500). */
+  logger: Pick<Logger, 'error'>;
 }
 
 /**
  * Serves `GET|HEAD /media/<key>?exp=<unix ms>&sig=<hmac>` (URLs made by
  * LocalMediaStore.url). Returns false when the path is not under /media/, so
  * the caller can route it elsewhere. 400 bad key, 403 bad or expired
- * signature, 404 missing object, 405 other methods, 500 when the store fails.
+ * signature, 404 missing object, 405 other methods, 500 (logged) when the store fails.
  */
 export async function handleMediaRequest(req: IncomingMessage, res: ServerResponse, opts: MediaRequestOptions): Promise<boolean> {
   const url = new URL(req.url ?? '/', 'http://localhost');
@@ -40,7 +43,8 @@ export async function handleMediaRequest(req: IncomingMessage, res: ServerRespon
   let media;
   try {
     media = await opts.store.get(key);
-  } catch {
+  } catch (err) {
+    opts.logger.error({ err, key }, 'media could not be read');
     reply(res, 500, 'media unavailable');
     return true;
   }

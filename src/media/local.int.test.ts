@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import pino from 'pino';
 import type { AddressInfo } from 'node:net';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
@@ -15,7 +16,7 @@ async function startServer(now: () => number = Date.now) {
   const dir = path.join(root, 'media');
   let store!: LocalMediaStore;
   const server = http.createServer((req, res) => {
-    handleMediaRequest(req, res, { store, secret: SECRET, now }).then((handled) => {
+    handleMediaRequest(req, res, { store, secret: SECRET, now, logger: pino({ level: 'silent' }) }).then((handled) => {
       if (!handled) res.writeHead(404).end('not here\n');
     });
   });
@@ -134,6 +135,25 @@ describe('LocalMediaStore specifics', () => {
       const status = await rawGet(t.port, `/media/${key}?exp=${exp}&sig=${signMediaKey(decodeURIComponent(key), exp, SECRET)}`);
       expect([400, 404]).toContain(status);
     }
+  });
+
+  it('answers a signed key whose file name the disk cannot hold with 404, not 500', async () => {
+    // Valid as a key (under 512 characters) but one segment is longer than a file name may be (ENAMETOOLONG).
+    await t.store.put('uploads/there.png', Buffer.from('x'), 'image/png');
+    expect((await t.fetchUrl(await t.store.url(`uploads/${'n'.repeat(300)}.png`, 60_000))).status).toBe(404);
+  });
+
+  it('logs a store failure and answers 500', async () => {
+    await t.store.put('broken/one.png', Buffer.from('abc'), 'image/png');
+    await fs.writeFile(path.join(t.dir, 'broken', 'one.png'), 'abd'); // bytes no longer match their metadata
+    const logged: unknown[] = [];
+    const logger = { error: (obj: unknown) => void logged.push(obj) };
+    const url = new URL(await t.store.url('broken/one.png', 60_000));
+    let status = 0;
+    const res = { writeHead: (s: number) => void (status = s), end: () => undefined };
+    await handleMediaRequest({ url: url.pathname + url.search, method: 'GET' } as never, res as never, { store: t.store, secret: SECRET, now: () => clock, logger });
+    expect(status).toBe(500);
+    expect(logged).toEqual([expect.objectContaining({ key: 'broken/one.png', err: expect.any(Error) })]);
   });
 
   it('treats bytes without metadata (an interrupted first write) as missing', async () => {

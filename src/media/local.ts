@@ -184,7 +184,8 @@ async function readIfExists(file: string): Promise<Buffer | null> {
     return await fs.readFile(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') return null;
+    // No such file, a file where a folder would be, or a name longer than the disk allows: nothing stored there.
+    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'ENAMETOOLONG') return null;
     throw err;
   }
 }

@@ -6,6 +6,7 @@ import type { ApplyStep, Collection, Doc, FindQuery, Position, ReadStore, Scalar
  * client's or one conversation's data, not to the whole store.
  */
 export class MemoryReadStore implements ReadStore {
+  readonly persistent = false;
   private readonly collections = new Map<string, MemoryCollection<Doc>>();
 
   collection<D extends Doc>(name: string, indexes: readonly (keyof D & string)[] = []): Collection<D> {
@@ -15,6 +16,10 @@ export class MemoryReadStore implements ReadStore {
       this.collections.set(name, c);
     }
     return c as unknown as Collection<D>;
+  }
+
+  async drop(names: readonly string[]): Promise<void> {
+    for (const name of names) this.collections.get(name)?.clear();
   }
 
   async close(): Promise<void> {}
@@ -32,6 +37,11 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
 
   constructor(indexFields: readonly string[]) {
     for (const f of indexFields) this.indexes.set(f, new Map());
+  }
+
+  clear(): void {
+    this.docs.clear();
+    for (const index of this.indexes.values()) index.clear();
   }
 
   async get(id: string): Promise<D | null> {

@@ -66,6 +66,7 @@ export interface MongoReadStoreOptions {
  * writer that finds a ticket left by a crashed one completes it (roll forward).
  */
 export class MongoReadStore implements ReadStore {
+  readonly persistent = true;
   private readonly collections = new Map<string, MongoCollection<Doc>>();
   private readonly logger: Logger;
 

@@ -45,7 +45,15 @@ export interface ApplyStep<D extends Doc> {
 }
 
 export interface ReadStore {
+  /**
+   * Whether documents outlive the process (MongoDB): projections then resume
+   * where they stopped. A store that starts empty (memory) is rebuilt from the
+   * start of the log.
+   */
+  readonly persistent: boolean;
   /** `indexes` lists the fields queried with `where` (created at start). */
   collection<D extends Doc>(name: string, indexes?: readonly (keyof D & string)[]): Collection<D>;
+  /** Empties the named collections (a projector rebuilding its read models from the log); handles taken before stay usable. */
+  drop(names: readonly string[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -48,6 +48,21 @@ export function describeReadStore(
       expect(await c.get('a')).toBeNull();
     });
 
+    it('drops the named collections only; a handle taken before sees the empty collection, indexed, and takes new writes', async () => {
+      const kept = fresh();
+      const droppedName = freshName();
+      const dropped = store.collection<Item>(droppedName, ['owner']);
+      await kept.apply('k', { stream: 's/0', offset: 1 }, () => ({ _id: 'k', owner: 'x', seq: 1 }));
+      await dropped.apply('d', { stream: 's/0', offset: 1 }, () => ({ _id: 'd', owner: 'x', seq: 1 }));
+      await store.drop([droppedName]);
+      expect(await dropped.get('d')).toBeNull();
+      expect(await dropped.find({ where: { owner: 'x' } })).toEqual([]);
+      expect(await kept.get('k')).toEqual({ _id: 'k', owner: 'x', seq: 1 });
+      // Positions were dropped too: the rebuild applies the log from its start again.
+      await dropped.apply('d', { stream: 's/0', offset: 1 }, () => ({ _id: 'd', owner: 'y', seq: 2 }));
+      expect(await dropped.find({ where: { owner: 'y' } })).toEqual([{ _id: 'd', owner: 'y', seq: 2 }]);
+    });
+
     it('ignores a position it already applied (replays are idempotent)', async () => {
       const c = fresh();
       const inc = (d: Item | null): Item => ({ _id: 'a', owner: 'x', seq: (d?.seq ?? 0) + 1 });

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseWav } from '../media/wav';
+import { parseWav } from '../../test/voice-signal';
 import { KEYFRAME_SIZE, SpeechError, type VideoSplitter } from './port';
 
 /** A 2 s 640x360 MP4: left half red, right half blue; with a 440 Hz track unless `silent`. */

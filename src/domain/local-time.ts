@@ -1,5 +1,6 @@
 // The client's local time, rendered with Intl only (no date library): replies
-// "speak the client's local time" (DESIGN.md), so both providers need it.
+// "speak the client's local time" (DESIGN.md): the providers and the gateway
+// (Welcome.local_time) need it. Pure: time and zone come in as arguments.
 //
 // Why numeric parts + our own English names instead of a locale's long format:
 // the output must not depend on the ICU data / default locale of the host, and

@@ -1,0 +1,83 @@
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config/config';
+import { EmbeddedEventLog } from '../eventlog/embedded';
+import { KafkaEventLog } from '../eventlog/kafka';
+import type { EventLog } from '../eventlog/port';
+import { MemoryReadStore } from '../readstore/memory';
+import { MongoReadStore } from '../readstore/mongo';
+import type { ReadStore } from '../readstore/port';
+import { MemoryBus } from '../bus/memory';
+import { NatsBus } from '../bus/nats';
+import type { Bus } from '../bus/port';
+import { MemoryConnectionRegistry } from '../connections/memory';
+import { MongoConnectionRegistry } from '../connections/mongo';
+import type { ConnectionRegistry } from '../connections/port';
+import { MemoryReplyClaims } from '../replies/memory';
+import { MongoReplyClaims } from '../replies/mongo';
+import { WORKER_DEAD_AFTER_MS, type ReplyClaims } from '../replies/port';
+import { LocalMediaStore } from '../media/local';
+import { S3MediaStore } from '../media/s3';
+import type { MediaStore } from '../media/port';
+import { handleMediaRequest } from '../media/local-http';
+import type { HttpRoute } from '../http/server';
+import { retryWithBackoff } from './retry';
+
+/**
+ * The only place that names adapters. One function per port: the real adapter
+ * when its engine is configured, the embedded one otherwise. Each waits for its engine at start (saying which one
+ * it waits for) rather than failing the process.
+ */
+
+/** `onWritable`: the reason appends fail (disk full), then undefined once they work again (embedded log). */
+export function openEventLog(config: Config, logger: Logger, clientId: string, onWritable?: (problem: string | undefined) => void): Promise<EventLog> {
+  if (config.kafka) return KafkaEventLog.open({ ...config.kafka, clientId, logger });
+  return EmbeddedEventLog.open({
+    dir: join(config.dataDir, 'log'),
+    fsync: config.logFsync,
+    logger: logger.child({ component: 'eventlog' }),
+    repairCommand: `npm run client -- log repair --data-dir ${resolve(config.dataDir)}`,
+    onWritable,
+  });
+}
+
+/** The read models' store and, on a gateway, admission's registry (on MongoDB they share one connection: one pool and one handshake per process; the store closes it). */
+export interface Storage {
+  store: ReadStore;
+  openRegistry(): Promise<ConnectionRegistry>;
+  /** Who answers each message: shared by every worker through MongoDB, in memory for the embedded default (one worker). */
+  openReplyClaims(): Promise<ReplyClaims>;
+}
+
+export async function openStorage(config: Config, logger: Logger): Promise<Storage> {
+  const uri = config.mongodbUri;
+  if (!uri) {
+    return { store: new MemoryReadStore(), openRegistry: async () => new MemoryConnectionRegistry(), openReplyClaims: async () => new MemoryReplyClaims({ deadAfterMs: WORKER_DEAD_AFTER_MS }) };
+  }
+  const log = logger.child({ engine: 'mongodb' });
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger }));
+  return {
+    store,
+    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.on(store.db, { logger })),
+    openReplyClaims: () => retryWithBackoff('MongoDB', log, () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS })),
+  };
+}
+
+export function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {
+  if (!config.natsUrl) return Promise.resolve(new MemoryBus(logger.child({ engine: 'memory-bus' })));
+  return NatsBus.connect({ url: config.natsUrl, name, logger });
+}
+
+export interface Media {
+  store: MediaStore;
+  /** Serves the store's signed URLs on our HTTP server, when it has no server of its own (the local store). */
+  route?: HttpRoute;
+}
+
+/** Without S3: files under the data folder, their signed URLs served by our HTTP server at `baseUrl`. */
+export async function openMedia(config: Config, logger: Logger, local: { baseUrl: string; secret: Buffer; now: () => number }): Promise<Media> {
+  const s3 = config.s3;
+  if (s3) return { store: await retryWithBackoff(`S3 at ${s3.endpoint}`, logger.child({ engine: 's3' }), () => S3MediaStore.open({ ...s3, logger })) };
+  const store = new LocalMediaStore({ dir: join(config.dataDir, 'media'), ...local });
+  return { store, route: (req, res) => handleMediaRequest(req, res, { store, secret: local.secret, now: local.now, logger }) };
+}

@@ -1,0 +1,138 @@
+import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import type { TokenAuthority } from '../auth/tokens';
+import type { Config } from '../config/config';
+import type { ConnectionRegistry } from '../connections/port';
+import type { EventLog } from '../eventlog/port';
+import { ChatGateway } from '../gateway/chat-service';
+import { historyService } from '../gateway/history-service';
+import { checkedChatService } from '../gateway/wire-check';
+import { DisconnectReason } from '../gen/chatflow/v1/events';
+import type { Health } from '../health';
+import { splitAddr } from '../http/server';
+import { listenError } from '../listen-error';
+import { routeGrpcJsLogs } from '../logging';
+import type { Metrics } from '../metrics';
+import { reflectionService } from '../reflection';
+import { HEALTH_SERVICE_NAMES, PUBLIC_SERVICES, type PublicServiceKey } from '../services';
+import { readModelsSettled, type ProjectionRunner } from '../../projections/runner';
+import type { Lifecycle, Part } from './lifecycle';
+import type { Messaging, ReadModels } from './wiring';
+
+export interface GatewayRole extends Part {
+  gateway: ChatGateway;
+  /** Set by start. */
+  grpcPort: number;
+  grpcAddress: string;
+}
+
+/** Holds the clients' streams: the chat and history services on the gRPC server, with health and reflection. */
+export function gatewayRole(deps: {
+  config: Config;
+  logger: Logger;
+  lifecycle: Lifecycle;
+  log: EventLog;
+  registry: ConnectionRegistry;
+  messaging: Messaging;
+  readModels: ReadModels;
+  /** This process's projector, when it runs one: read-your-writes waits for it. */
+  projections?: ProjectionRunner;
+  auth: TokenAuthority;
+  metrics: Metrics;
+  health: Health;
+  instance: string;
+  clock: () => number;
+  newId: () => string;
+}): GatewayRole {
+  const { config, logger, auth, readModels: { conversations, messages, sessions } } = deps;
+  const { bus, media, frames } = deps.messaging;
+  const parts = deps.lifecycle.child();
+  const gatewayId = config.gatewayId ?? `gw-${deps.instance}`;
+  // Read your writes (conversation ownership, resends): wait for the read models to reach the log's end.
+  const settled = readModelsSettled(deps.log, deps.projections);
+  const gateway = new ChatGateway(
+    { config, gatewayId, log: deps.log, registry: deps.registry, bus, media, auth, conversations, messages, sessions, frames, metrics: deps.metrics, clock: deps.clock, newId: deps.newId, readModelsSettled: settled },
+    logger.child({ component: 'gateway', gatewayId }),
+  );
+  const history = historyService({ auth, conversations, messages, frames, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' }));
+  const role: GatewayRole = {
+    gateway,
+    grpcPort: 0,
+    grpcAddress: '',
+    start: () =>
+      parts.all(async () => {
+        gateway.start();
+        routeGrpcJsLogs(logger);
+        const implementations: Record<PublicServiceKey, [ServiceDefinition, UntypedServiceImplementation]> = {
+          chat: [checkedChatService(), gateway.service],
+          history: [PUBLIC_SERVICES.history.definition, history],
+        };
+        role.grpcPort = await startGrpc(config, Object.values(implementations), parts, deps.health);
+        const host = splitAddr(config.grpcAddr).host;
+        role.grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${role.grpcPort}`;
+      }),
+    stop: () => parts.stopAll(),
+  };
+  return role;
+}
+
+/**
+ * With an in-process registry, the leases of the previous process died with
+ * it: the sessions the read model still shows open are recorded as expired.
+ */
+export async function recordLeftoverSessions(deps: { registry: ConnectionRegistry; log: EventLog; readModels: ReadModels; clock: () => number; newId: () => string }): Promise<void> {
+  if (deps.registry.leasesOutliveProcess) return;
+  for (const s of await deps.readModels.sessions.find({ where: { open: true } })) {
+    await deps.log.append({
+      eventId: deps.newId(), time: new Date(deps.clock()), clientId: s.clientId, conversationId: s.conversationId, sessionId: s._id,
+      payload: { $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, gatewayId: s.gatewayId, detail: 'the process holding it stopped' } },
+    });
+  }
+}
+
+/** Serves the public services (with health and reflection); returns the bound port. */
+async function startGrpc(config: Config, services: [ServiceDefinition, UntypedServiceImplementation][], parts: Lifecycle, health: Health): Promise<number> {
+  const server = new Server(grpcServerOptions(config));
+  for (const [definition, implementation] of services) server.addService(definition, implementation);
+  const grpcHealth = new HealthImplementation(Object.fromEntries(HEALTH_SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])));
+  grpcHealth.addToServer(server);
+  health.onChange((serving) => {
+    for (const s of HEALTH_SERVICE_NAMES) grpcHealth.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
+  });
+  reflectionService().addToServer(server);
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, p) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', config.grpcAddr)) : res(p))),
+  );
+  parts.onStop('grpc', async () => {
+    // The sessions were drained before (App.stop); what is left are unary calls and tools' streams.
+    await new Promise<void>((res) => {
+      const force = setTimeout(() => {
+        server.forceShutdown();
+        res();
+      }, 2000);
+      server.tryShutdown(() => {
+        clearTimeout(force);
+        res();
+      });
+    });
+  });
+  return port;
+}
+
+/** Message sizes and connection management of the gRPC server (README: Run in production → keepalive). */
+export function grpcServerOptions(config: Config): Record<string, number> {
+  const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
+  const { keepaliveMs, keepaliveTimeoutMs, maxConnectionAgeMs, maxConnectionAgeGraceMs } = config.grpc;
+  return {
+    'grpc.max_receive_message_length': maxMessage,
+    'grpc.max_send_message_length': maxMessage,
+    // Server pings find dead peers and keep proxies' idle timers from cutting quiet streams.
+    'grpc.keepalive_time_ms': keepaliveMs,
+    'grpc.keepalive_timeout_ms': keepaliveTimeoutMs,
+    'grpc.keepalive_permit_without_calls': 1,
+    // Clients may ping as often as every 5 s (grpc-js clients default to no pings; grpc-go's minimum is 10 s).
+    'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    ...(maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': maxConnectionAgeGraceMs } : {}),
+  };
+}
