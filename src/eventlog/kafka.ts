@@ -87,7 +87,7 @@ export class KafkaEventLog implements EventLog {
         logger.info({ topics: missing, partitions: opts.partitions }, 'topics created');
       }
       // Leaders of new topics take a moment to be elected: offsets are readable once they are.
-      await retryWithBackoff('partition leaders', logger, () => Promise.all(names.map((n) => admin.fetchTopicOffsets(n))), { attempts: 40, initialMs: 100, maxMs: 1_000 });
+      await retryWithBackoff('partition leaders', logger, () => Promise.all(names.map((n) => admin.fetchTopicOffsets(n))), { attempts: 40, baseMs: 100, maxMs: 1_000 });
       const meta = await admin.fetchTopicMetadata({ topics: names });
       await producer.connect();
       return new Map(TOPICS.map((t) => [t, meta.topics.find((m) => m.name === topicName(opts.prefix, t))!.partitions.length]));
@@ -455,7 +455,7 @@ class KafkaLogConsumer implements Consumer {
     const { started } = await this.watchAppends(async () => {
       for (const topic of this.opts.topics) {
         const name = topicName(this.log.prefix, topic);
-        const offsets = await retryWithBackoff(`end offsets of ${name}`, this.log.logger, () => this.admin.fetchTopicOffsets(name), { attempts: 20, initialMs: 100, maxMs: 2_000 });
+        const offsets = await retryWithBackoff(`end offsets of ${name}`, this.log.logger, () => this.admin.fetchTopicOffsets(name), { attempts: 20, baseMs: 100, maxMs: 2_000 });
         for (const p of offsets) if (Number(p.high) > Number(p.low)) targets.set(`${name}/${p.partition}`, Number(p.high));
       }
     });
