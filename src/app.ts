@@ -202,7 +202,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         settledBy: PROJECTOR_GROUP, // only the Kafka log has partitions to take over; the embedded one ignores it
         onProblem: (problem) => health.report('consumer-group', problem),
         logger: logger.child({ component: 'worker' }),
-        speech, vision: config.llm.vision,
+        speech, vision: config.llm.vision, engineRetryDeadlineMs: config.engineRetryDeadlineMs, retryAfterMs: config.retryAfterMs,
       });
       await worker.start();
       const w = worker;

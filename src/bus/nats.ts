@@ -1,5 +1,6 @@
 import { connect, ErrorCode, Events, headers, type Msg, type MsgHdrs, type NatsConnection, type NatsError } from 'nats';
 import type { Logger } from 'pino';
+import { backoffDelay } from '../engines/retry';
 import { NoResponderError, RemoteError, type Bus, type Subscription } from './port';
 
 export interface NatsBusOptions {
@@ -44,10 +45,7 @@ export class NatsBus implements Bus {
         // Never give up, also before the first connection: the server may start after us.
         maxReconnectAttempts: -1,
         waitOnFirstConnect: true,
-        reconnectDelayHandler: () => {
-          const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt++, 10));
-          return base / 2 + Math.random() * (base / 2);
-        },
+        reconnectDelayHandler: () => backoffDelay(++attempt, { baseMs: BACKOFF_MIN_MS, maxMs: BACKOFF_MAX_MS, jitter: 'equal' }),
       });
       attempt = 0;
       const bus = new NatsBus(nc, logger);

@@ -2,7 +2,7 @@ import { Kafka, logLevel, Partitioners, type Admin, type Consumer as KafkaConsum
 import type { Logger } from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
-import { retryWithBackoff } from '../engines/retry';
+import { retry, retryWithBackoff } from '../engines/retry';
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface KafkaEventLogOptions {
@@ -406,17 +406,23 @@ class KafkaLogConsumer implements Consumer {
 
   /** Runs the handler until it succeeds; a failing event is retried with backoff, never skipped. */
   private async handleUntilDone(e: LoggedEvent, signal: AbortSignal): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.opts.handle(e, signal);
-        return true;
-      } catch (err) {
-        if (this.stopping || signal.aborted) return false;
-        const delayMs = Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS);
-        this.log.logger.warn({ group: this.opts.group, topic: e.topic, partition: e.partition, offset: e.offset, attempt, delayMs, err }, 'event handler failed; retrying');
-        await new Promise((r) => setTimeout(r, delayMs));
-        if (this.stopping || signal.aborted) return false;
-      }
+    try {
+      await retry(
+        async () => {
+          if (this.stopping) throw new Error('consumer stopped');
+          await this.opts.handle(e, signal);
+        },
+        {
+          baseMs: RETRY_BASE_MS,
+          maxMs: RETRY_MAX_MS,
+          signal,
+          retryable: () => !this.stopping,
+          onRetry: ({ err, attempt, delayMs }) => this.log.logger.warn({ group: this.opts.group, topic: e.topic, partition: e.partition, offset: e.offset, attempt, delayMs, err }, 'event handler failed; retrying'),
+        },
+      );
+      return true;
+    } catch {
+      return false; // stopping, or the partition was taken away: uncommitted, redelivered
     }
   }
 

@@ -6,6 +6,8 @@ import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
 import { ChatFlowError } from '../domain/errors';
+import { retry } from '../engines/retry';
+import { isTransient } from '../engines/transient';
 import { echoId, MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor, responseIdFor } from '../domain/ids';
 import { contentHash, decideText } from '../domain/message-content';
 import { validateMedia } from '../domain/media-validation';
@@ -47,6 +49,12 @@ export class Session {
    * (see recoverAwaited): a late live copy of one is dropped, not sent twice.
    */
   private readonly recovered = new Set<string>();
+  /**
+   * Messages whose client was told UNAVAILABLE (append timeout) while their
+   * append went on: their live frames are dropped, so the outcome reaches
+   * the client once, after it sends the message again.
+   */
+  private readonly unconfirmed = new Set<string>();
   /** Resent messages owed their outcome (the reply or the error) on this stream. */
   private readonly outcomeOwed = new Set<string>();
   /** Flow control of the client's input (Chat streams): paused while the client is behind. */
@@ -55,7 +63,7 @@ export class Session {
   private outboundHigh = false;
   /** Continued conversations: the read models caught up with the log as of the connection (see earlierHistory). */
   private historySettled?: Promise<boolean>;
-  /** Messages are prepared one after another so their appends keep the client's order. */
+  /** Messages are checked one after another so the appends of texts keep the client's order (media: see submit). */
   private chain: Promise<unknown> = Promise.resolve();
   private replaying = false;
   private replayBuffer: ServerFrame[] = [];
@@ -182,6 +190,7 @@ export class Session {
 
   private deliver(frame: ServerFrame): void {
     const inReplyTo = inReplyToOf(frame);
+    if (inReplyTo !== undefined && this.unconfirmed.has(inReplyTo)) return;
     if (inReplyTo !== undefined) {
       const waiting = this.awaitingAccept.get(inReplyTo);
       if (waiting) {
@@ -241,36 +250,86 @@ export class Session {
     if (known) {
       if (known.hash !== hash) return Promise.reject(this.conflict(cmid));
       const again = known.accepted.then((a) => ({ ...a, duplicate: true }));
-      again.then((a) => this.acknowledgeDuplicate(a), () => undefined);
-      return again;
+      again.then((a) => {
+        this.unconfirmed.delete(a.messageId);
+        this.acknowledgeDuplicate(a);
+      }, () => undefined);
+      return this.withinAppendTimeout(again, () => undefined);
     }
     const messageId = messageIdFor(this.info.clientId, this.info.conversationId, cmid);
+    this.unconfirmed.delete(messageId);
     this.awaitingAccept.set(messageId, []);
     this.updateInputFlow();
+    // Checked one after another, so the appends of texts keep the client's order; a media message is
+    // appended once its bytes are stored, so a slow or failing object store holds back no other message.
     const prepared = this.chain.then(() => this.prepare(message, messageId, hash, sha256));
     this.chain = prepared.catch(() => undefined);
-    const accepted = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : this.append(p.event, messageId, cmid)));
-    this.byClientMessageId.set(cmid, { hash, accepted });
+    const appended = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : p.kind === 'new' ? this.append(p.event, messageId, cmid) : p.event.then((e) => this.append(e, messageId, cmid))));
+    const accepted = appended.catch((err) => Promise.reject(this.unavailableIfTransient(err)));
+    const entry = { hash, accepted };
+    this.byClientMessageId.set(cmid, entry);
     if (this.byClientMessageId.size > 10_000) this.byClientMessageId.delete(this.byClientMessageId.keys().next().value!);
+    let timedOut = false;
     accepted.then(
       (a) => {
         this.deadline = recordMessage(this.deadline, this.deps.clock());
         clearTimeout(this.deadlineTimer);
-        if (a.duplicate) this.acknowledgeDuplicate(a);
+        if (timedOut && !a.duplicate) {
+          // Stored after the client was told UNAVAILABLE: its outcome goes to a resend (Accepted{duplicate} + outcome), not unasked.
+          this.unconfirmed.add(messageId);
+          if (this.unconfirmed.size > 10_000) this.unconfirmed.delete(this.unconfirmed.values().next().value!);
+        } else if (timedOut) {
+          // a duplicate found late: nothing was stored, the resend gets it
+        } else if (a.duplicate) this.acknowledgeDuplicate(a);
         else {
           this.out.write({ frame: { $case: 'accepted', accepted: a } });
           this.awaitingReply.set(messageId, this.deps.clock());
         }
-        this.flushAwaiting(messageId);
+        if (!timedOut) this.flushAwaiting(messageId);
       },
       (err) => {
-        this.byClientMessageId.delete(cmid);
-        this.flushAwaiting(messageId);
+        if (this.byClientMessageId.get(cmid) === entry) this.byClientMessageId.delete(cmid);
+        if (timedOut) this.unconfirmed.delete(messageId);
+        else this.flushAwaiting(messageId);
         // Domain errors are the client's answer (a full disk is logged once by the log itself).
         if (!(err instanceof ChatFlowError)) this.logger.error({ err, clientMessageId: cmid }, 'message could not be accepted');
       },
     );
-    return accepted;
+    return this.withinAppendTimeout(accepted, () => {
+      timedOut = true;
+      // Frames for it are held no longer: they are dropped until the client sends it again (see unconfirmed).
+      this.unconfirmed.add(messageId);
+      this.flushAwaiting(messageId);
+    });
+  }
+
+  /**
+   * The client gets Accepted or an error within CHATFLOW_APPEND_TIMEOUT_MS,
+   * whatever the engines do. The append itself goes on: if it lands late,
+   * a resend with the same client_message_id joins it (or finds it in the
+   * read model) and gets Accepted{duplicate} and the outcome, once.
+   */
+  private withinAppendTimeout(accepted: Promise<Accepted>, onTimeout: () => void): Promise<Accepted> {
+    const ms = this.deps.config.appendTimeoutMs;
+    const retryAfterMs = this.deps.config.retryAfterMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        onTimeout();
+        this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
+        reject(new MessageRejected('UNAVAILABLE', `the message could not be stored within ${ms} ms; send it again with the same client_message_id in ${retryAfterMs} ms (if it was stored meanwhile it is not processed twice)`, { 'retry-after-ms': String(retryAfterMs) }));
+      }, ms);
+    });
+    return Promise.race([accepted, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** An engine's passing trouble (see isTransient) is UNAVAILABLE + retry-after-ms for the client, not INTERNAL. */
+  private unavailableIfTransient(err: unknown): unknown {
+    if (err instanceof ChatFlowError || !isTransient(err)) return err;
+    this.logger.warn({ err }, 'message not stored: an engine is unavailable');
+    this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
+    const retryAfterMs = this.deps.config.retryAfterMs;
+    return new MessageRejected('UNAVAILABLE', `the message could not be stored right now (a service it needs is unavailable); send it again in ${retryAfterMs} ms`, { 'retry-after-ms': String(retryAfterMs) });
   }
 
   /** A resend: Accepted{duplicate} with the original ids, then the recorded outcome (or the reply when it comes). */
@@ -316,7 +375,17 @@ export class Session {
     this.notifyIfDelivered();
   }
 
-  private async prepare(message: UserMessage, messageId: string, hash: string, sha256: string | undefined): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
+  /**
+   * Checks a message (resend? valid?) and builds its event; for media the
+   * event comes once the bytes are stored (`kind: 'uploading'`), without
+   * holding back the next message's check.
+   */
+  private async prepare(
+    message: UserMessage,
+    messageId: string,
+    hash: string,
+    sha256: string | undefined,
+  ): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event } | { kind: 'uploading'; event: Promise<Event> }> {
     let existing = await this.deps.messages.get(messageId);
     if (!existing && this.historySettled) {
       // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
@@ -347,8 +416,6 @@ export class Session {
     if (!verdict.ok) throw this.reject(verdict.code, verdict.message);
     const key = `uploads/${Buffer.from(this.info.clientId).toString('base64url')}/${messageId}${extensionOf(verdict.mimeType)}`;
     const bytes = Buffer.from(media.data.buffer, media.data.byteOffset, media.data.byteLength);
-    // Bytes reach the object store before the event that references them.
-    await this.deps.media.put(key, bytes, verdict.mimeType);
     const ref = {
       kind: mediaKindOf(kind),
       key,
@@ -357,7 +424,11 @@ export class Session {
       sha256: sha256!,
       durationMs: verdict.durationMs ?? 0,
     };
-    return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } }) };
+    // Bytes reach the object store before the event that references them; a store failing for a moment is
+    // tried again while the client still waits (see withinAppendTimeout).
+    const deadline = this.deps.clock() + this.deps.config.appendTimeoutMs;
+    const stored = retry(() => this.deps.media.put(key, bytes, verdict.mimeType), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable: isTransient });
+    return { kind: 'uploading', event: stored.then(() => this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } })) };
   }
 
   private reject(code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): MessageRejected {

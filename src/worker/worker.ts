@@ -1,5 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { ServerFrame } from '../gen/chatflow/v1/chat';
 import { MediaKind, type Event, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
@@ -7,7 +6,8 @@ import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type Bud
 import { responseIdFor } from '../domain/ids';
 import { mediaKindName } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
-import { StorageUnavailableError } from '../domain/errors';
+import { retry } from '../engines/retry';
+import { isTransient } from '../engines/transient';
 import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
 import { LlmError, type InputKind, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
@@ -47,6 +47,10 @@ export interface WorkerDeps {
   onProblem?: (reason: string | undefined) => void;
   /** Retries of a retryable provider error before the message fails. */
   maxAttempts?: number;
+  /** How long a message waits out engines that fail transiently before it fails as UNAVAILABLE (CHATFLOW_ENGINE_RETRY_DEADLINE_MS). */
+  engineRetryDeadlineMs?: number;
+  /** The `retry_after_ms` hint of such a failure. */
+  retryAfterMs?: number;
   /** Speech in and out, video split (each absent when not installed). */
   speech?: SpeechEngines;
   /** Send a video's keyframe to the model (LLM_VISION). */
@@ -164,91 +168,115 @@ export class Worker {
     // Once a word has gone to the client, a retry would send the opening again: the failure is final then.
     let streamed = false;
     let heard: Heard | undefined;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        if (!heard && (kind === 'audio' || kind === 'video')) {
-          heard = await this.listen(m, kind, signal);
-          Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
-          if (heard.transcript) {
-            const { text, words, engine } = heard.transcript;
-            await this.publish(subject, { frame: { $case: 'transcript', transcript: { messageId: m.messageId, text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
+    // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
+    const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
+    try {
+      const reply = await retry(
+        async () => {
+          if (!heard && (kind === 'audio' || kind === 'video')) {
+            heard = await this.listen(m, kind, signal, deadline);
+            Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
+            if (heard.transcript) {
+              const { text, words, engine } = heard.transcript;
+              await this.publish(subject, { frame: { $case: 'transcript', transcript: { messageId: m.messageId, text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
+            }
           }
-        }
-        const reply = await this.deps.llm.generate(request, {
+          return this.deps.llm.generate(request, {
+            signal,
+            onDelta: (d) => {
+              streamed = true;
+              deltas.push(d);
+            },
+          });
+        },
+        {
+          attempts,
+          baseMs: 200,
           signal,
-          onDelta: (d) => {
-            streamed = true;
-            deltas.push(d);
-          },
-        });
-        deltas.flush();
-        const responseId = responseIdFor(m.messageId);
-        const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, responseId, reply.text, signal) : undefined;
-        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, heard?.keyframe) : undefined;
-        const transcript = heard?.transcript?.text ?? '';
-        const processingMs = this.deps.clock() - started;
-        // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
-        signal.throwIfAborted();
-        const logged = await this.appendOutcome(this.event(event, {
-          $case: 'responseProduced',
-          responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
-        }), signal);
-        this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
-        const response = await this.deps.frames.botResponse({
-          _id: responseId, conversationId: event.conversationId, clientId: event.clientId, seq: logged.seq, author: 'bot', time: logged.event.time!.getTime(),
-          inReplyTo: m.messageId, text: reply.text, processingMs, voice: mediaDoc(voice), image: mediaDoc(image),
-        });
-        await this.publish(subject, { frame: { $case: 'response', response } });
-        return 'answered';
-      } catch (err) {
-        if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
-        const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts && !streamed;
-        if (retryable) {
-          this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying');
-          await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
-          continue;
-        }
-        const code = err instanceof LlmError ? err.code : err instanceof SpeechError ? 'UNAVAILABLE' : 'INTERNAL';
-        const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : err instanceof SpeechError ? `could not listen to the message: ${err.message}` : 'the reply could not be produced';
-        if (!(err instanceof LlmError) && !(err instanceof SpeechError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
-        const transcript = heard?.transcript?.text ?? '';
-        const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
-        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs: 0 } } });
-        return 'failed';
-      }
+          retryable: (err) => (err instanceof LlmError || err instanceof SpeechError) && err.retryable && !streamed,
+          onRetry: ({ err, attempt }) => this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying'),
+        },
+      );
+      deltas.flush();
+      const responseId = responseIdFor(m.messageId);
+      const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, responseId, reply.text, signal, deadline) : undefined;
+      const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, deadline, heard?.keyframe) : undefined;
+      const transcript = heard?.transcript?.text ?? '';
+      const processingMs = this.deps.clock() - started;
+      // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
+      signal.throwIfAborted();
+      const logged = await this.appendOutcome(this.event(event, {
+        $case: 'responseProduced',
+        responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
+      }), signal);
+      this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
+      const response = await this.deps.frames.botResponse({
+        _id: responseId, conversationId: event.conversationId, clientId: event.clientId, seq: logged.seq, author: 'bot', time: logged.event.time!.getTime(),
+        inReplyTo: m.messageId, text: reply.text, processingMs, voice: mediaDoc(voice), image: mediaDoc(image),
+      });
+      await this.publish(subject, { frame: { $case: 'response', response } });
+      return 'answered';
+    } catch (err) {
+      if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
+      const { code, message, retryAfterMs } = this.failureOf(err);
+      const transcript = heard?.transcript?.text ?? '';
+      const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
+      await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs } } });
+      return 'failed';
     }
   }
 
-  /** Appends a reply or a failure, waiting out a full disk (see untilStored). */
+  /**
+   * What the client is told when a message cannot be answered: the model's or
+   * the speech engine's own verdict; an engine still unreachable when the
+   * deadline passed is UNAVAILABLE with a hint when to try again; anything
+   * else is a bug (INTERNAL, logged).
+   */
+  private failureOf(err: unknown): { code: string; message: string; retryAfterMs: number } {
+    if (err instanceof LlmError) return { code: err.code, message: `the model could not answer: ${err.message}`, retryAfterMs: 0 };
+    if (err instanceof SpeechError) return { code: 'UNAVAILABLE', message: `could not listen to the message: ${err.message}`, retryAfterMs: 0 };
+    if (isTransient(err)) {
+      this.deps.logger.warn({ err }, 'an engine stayed unreachable until the deadline; the message fails as UNAVAILABLE');
+      const retryAfterMs = this.deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
+      return { code: 'UNAVAILABLE', message: `the reply could not be produced: a service it needs was unreachable; send the message again (with a new client_message_id) in ${retryAfterMs} ms`, retryAfterMs };
+    }
+    this.deps.logger.error({ err }, 'processing failed');
+    return { code: 'INTERNAL', message: 'the reply could not be produced', retryAfterMs: 0 };
+  }
+
+  /** Appends a reply or a failure, waiting out a full disk or an unreachable log as long as it takes (see untilStored). */
   private appendOutcome(outcome: Event, signal: AbortSignal): Promise<LoggedEvent> {
     return this.untilStored('reply', () => this.deps.log.append(outcome), signal);
   }
 
   /**
-   * Stores part of a reply (its event, its media). While the disk cannot take
-   * it, waits and tries again, as long as it takes: the reply is made and
-   * maybe streamed already, so it is neither made again, nor lost, nor turned
-   * into an error. Gives up only when the message is taken away (`signal`).
+   * Stores or fetches part of a reply (its event, its media). While the engine
+   * cannot take it (a full disk, a refused connection, a timeout: see
+   * isTransient), waits and tries again until `deadline` — for the reply's
+   * own event as long as it takes: the reply is made and maybe streamed
+   * already, so it is neither made again, nor lost, nor turned into an error.
+   * Gives up at once when the message is taken away (`signal`).
    */
-  private async untilStored<T>(what: string, store: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await store();
-      } catch (err) {
-        if (!(err instanceof StorageUnavailableError) || signal.aborted) throw err;
-        if (attempt === 1) {
-          this.deps.metrics.storageWaits.inc();
-          this.deps.logger.debug({ err: err.message }, `the ${what} cannot be stored yet; retrying until it can`); // the store warned once
-        }
-        await delay(Math.min(OUTCOME_RETRY_MAX_MS, err.retryAfterMs, 10 * 2 ** attempt), undefined, { signal });
-      }
-    }
+  private untilStored<T>(what: string, store: () => Promise<T>, signal: AbortSignal, deadline = Infinity): Promise<T> {
+    return retry(store, {
+      baseMs: 20,
+      maxMs: OUTCOME_RETRY_MAX_MS,
+      deadline,
+      signal,
+      clock: this.deps.clock,
+      retryable: isTransient,
+      onRetry: ({ err, attempt }) => {
+        if (attempt > 1) return;
+        this.deps.metrics.storageWaits.inc();
+        this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, `the ${what} cannot be stored or read yet; retrying`);
+      },
+    });
   }
 
   /** The uploaded voice or video, heard (and seen) by the speech engines. */
-  private async listen(m: MessageReceived, kind: 'audio' | 'video', signal: AbortSignal): Promise<Heard> {
+  private async listen(m: MessageReceived, kind: 'audio' | 'video', signal: AbortSignal, deadline: number): Promise<Heard> {
     const ref = m.content?.$case === 'media' ? m.content.media : undefined;
-    const stored = ref ? await this.deps.media.get(ref.key) : null;
+    const stored = ref ? await this.untilStored('upload', () => this.deps.media.get(ref.key), signal, deadline) : null;
     if (!ref || !stored) return { hearingNote: 'the upload is missing from the media store' };
     return hear(this.deps.speech ?? {}, kind, stored.bytes, ref.mimeType, signal, (engine, s) => this.deps.metrics.transcriptionSeconds.observe({ engine }, s));
   }
@@ -260,7 +288,7 @@ export class Worker {
    * A synthesizer that fails leaves the reply without voice rather than
    * failing a reply the client has already seen streaming.
    */
-  private async speak(event: Event, inReplyTo: string, responseId: string, text: string, signal: AbortSignal): Promise<MediaRef | undefined> {
+  private async speak(event: Event, inReplyTo: string, responseId: string, text: string, signal: AbortSignal, deadline: number): Promise<MediaRef | undefined> {
     const synth = this.deps.speech?.synthesizer;
     if (!synth || !text.trim()) return undefined;
     const subject = clientSubject(event.clientId);
@@ -298,15 +326,15 @@ export class Worker {
     const pcm = Buffer.concat(pieces);
     const wav = wavFromPcm16(pcm, sampleRate);
     const key = `replies/${event.conversationId}/${responseId}.wav`;
-    await this.untilStored('voice reply', () => this.deps.media.put(key, wav, 'audio/wav'), signal);
+    await this.untilStored('voice reply', () => this.deps.media.put(key, wav, 'audio/wav'), signal, deadline);
     return { kind: MediaKind.MEDIA_KIND_VOICE, key, mimeType: 'audio/wav', sizeBytes: wav.length, sha256: '', durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000) };
   }
 
   /** The reply and the local time drawn over the video's keyframe (a seeded pattern when there is none). */
-  private async image(event: Event, responseId: string, text: string, request: LlmRequest, signal: AbortSignal, keyframe?: Heard['keyframe']): Promise<MediaRef> {
+  private async image(event: Event, responseId: string, text: string, request: LlmRequest, signal: AbortSignal, deadline: number, keyframe?: Heard['keyframe']): Promise<MediaRef> {
     const img = await this.deps.renderer.image({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), text], seed: responseId, background: keyframe });
     const key = `replies/${event.conversationId}/${responseId}.png`;
-    await this.untilStored('image reply', () => this.deps.media.put(key, img.bytes, img.mimeType), signal);
+    await this.untilStored('image reply', () => this.deps.media.put(key, img.bytes, img.mimeType), signal, deadline);
     return { kind: MediaKind.MEDIA_KIND_IMAGE, key, mimeType: img.mimeType, sizeBytes: img.bytes.length, sha256: '', durationMs: 0 };
   }
 
@@ -370,8 +398,10 @@ export class Worker {
   }
 }
 
-/** Longest wait between two tries of a reply append while the log cannot write. */
-const OUTCOME_RETRY_MAX_MS = 200;
+/** Longest wait between two tries of a reply's store while its engine cannot take it. */
+const OUTCOME_RETRY_MAX_MS = 500;
+const DEFAULT_ENGINE_RETRY_DEADLINE_MS = 60_000;
+const DEFAULT_RETRY_AFTER_MS = 2_000;
 const RECENTLY_DONE = 10_000;
 /** Smallest voice chunk sent to the client (ms of audio), except the last. */
 const MIN_VOICE_CHUNK_MS = 300;
