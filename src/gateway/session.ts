@@ -424,10 +424,12 @@ export class Session {
       sha256: sha256!,
       durationMs: verdict.durationMs ?? 0,
     };
-    // Bytes reach the object store before the event that references them; a store failing for a moment is
-    // tried again while the client still waits (see withinAppendTimeout).
+    // Bytes reach the object store before the event that references them. A store failing for a moment is
+    // tried again while the client still waits (see withinAppendTimeout); our own verdicts (a full disk) go
+    // to the client at once, with their own retry-after-ms.
     const deadline = this.deps.clock() + this.deps.config.appendTimeoutMs;
-    const stored = retry(() => this.deps.media.put(key, bytes, verdict.mimeType), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable: isTransient });
+    const retryable = (err: unknown) => !(err instanceof ChatFlowError) && isTransient(err);
+    const stored = retry(() => this.deps.media.put(key, bytes, verdict.mimeType), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable });
     return { kind: 'uploading', event: stored.then(() => this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } })) };
   }
 
