@@ -6,8 +6,9 @@ import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type Bud
 import { responseIdFor } from '../domain/ids';
 import { mediaKindName } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
-import { retry } from '../engines/retry';
+import { backoffDelay, retry, sleep } from '../engines/retry';
 import { isTransient } from '../engines/transient';
+import { StorageUnavailableError } from '../domain/errors';
 import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
 import { LlmError, type InputKind, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
@@ -170,59 +171,56 @@ export class Worker {
     let heard: Heard | undefined;
     // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
     const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
-    try {
-      const reply = await retry(
-        async () => {
-          if (!heard && (kind === 'audio' || kind === 'video')) {
-            heard = await this.listen(m, kind, signal, deadline);
-            Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
-            if (heard.transcript) {
-              const { text, words, engine } = heard.transcript;
-              await this.publish(subject, { frame: { $case: 'transcript', transcript: { messageId: m.messageId, text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
-            }
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (!heard && (kind === 'audio' || kind === 'video')) {
+          heard = await this.listen(m, kind, signal, deadline);
+          Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
+          if (heard.transcript) {
+            const { text, words, engine } = heard.transcript;
+            await this.publish(subject, { frame: { $case: 'transcript', transcript: { messageId: m.messageId, text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
           }
-          return this.deps.llm.generate(request, {
-            signal,
-            onDelta: (d) => {
-              streamed = true;
-              deltas.push(d);
-            },
-          });
-        },
-        {
-          attempts,
-          baseMs: 200,
+        }
+        const reply = await this.deps.llm.generate(request, {
           signal,
-          retryable: (err) => (err instanceof LlmError || err instanceof SpeechError) && err.retryable && !streamed,
-          onRetry: ({ err, attempt }) => this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying'),
-        },
-      );
-      deltas.flush();
-      const responseId = responseIdFor(m.messageId);
-      const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, responseId, reply.text, signal, deadline) : undefined;
-      const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, deadline, heard?.keyframe) : undefined;
-      const transcript = heard?.transcript?.text ?? '';
-      const processingMs = this.deps.clock() - started;
-      // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
-      signal.throwIfAborted();
-      const logged = await this.appendOutcome(this.event(event, {
-        $case: 'responseProduced',
-        responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
-      }), signal);
-      this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
-      const response = await this.deps.frames.botResponse({
-        _id: responseId, conversationId: event.conversationId, clientId: event.clientId, seq: logged.seq, author: 'bot', time: logged.event.time!.getTime(),
-        inReplyTo: m.messageId, text: reply.text, processingMs, voice: mediaDoc(voice), image: mediaDoc(image),
-      });
-      await this.publish(subject, { frame: { $case: 'response', response } });
-      return 'answered';
-    } catch (err) {
-      if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
-      const { code, message, retryAfterMs } = this.failureOf(err);
-      const transcript = heard?.transcript?.text ?? '';
-      const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
-      await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs } } });
-      return 'failed';
+          onDelta: (d) => {
+            streamed = true;
+            deltas.push(d);
+          },
+        });
+        deltas.flush();
+        const responseId = responseIdFor(m.messageId);
+        const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, responseId, reply.text, signal, deadline) : undefined;
+        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, deadline, heard?.keyframe) : undefined;
+        const transcript = heard?.transcript?.text ?? '';
+        const processingMs = this.deps.clock() - started;
+        // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
+        signal.throwIfAborted();
+        const logged = await this.appendOutcome(this.event(event, {
+          $case: 'responseProduced',
+          responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
+        }), signal);
+        this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
+        const response = await this.deps.frames.botResponse({
+          _id: responseId, conversationId: event.conversationId, clientId: event.clientId, seq: logged.seq, author: 'bot', time: logged.event.time!.getTime(),
+          inReplyTo: m.messageId, text: reply.text, processingMs, voice: mediaDoc(voice), image: mediaDoc(image),
+        });
+        await this.publish(subject, { frame: { $case: 'response', response } });
+        return 'answered';
+      } catch (err) {
+        if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
+        const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts && !streamed;
+        if (retryable) {
+          this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying');
+          await sleep(backoffDelay(attempt, { baseMs: 200 }), signal);
+          continue;
+        }
+        const { code, message, retryAfterMs } = this.failureOf(err, m.messageId);
+        const transcript = heard?.transcript?.text ?? '';
+        const logged = await this.appendOutcome(this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
+        await this.publish(subject, { frame: { $case: 'error', error: { inReplyTo: m.messageId, code, message, seq: logged.seq, retryAfterMs } } });
+        return 'failed';
+      }
     }
   }
 
@@ -232,15 +230,15 @@ export class Worker {
    * deadline passed is UNAVAILABLE with a hint when to try again; anything
    * else is a bug (INTERNAL, logged).
    */
-  private failureOf(err: unknown): { code: string; message: string; retryAfterMs: number } {
+  private failureOf(err: unknown, messageId: string): { code: string; message: string; retryAfterMs: number } {
     if (err instanceof LlmError) return { code: err.code, message: `the model could not answer: ${err.message}`, retryAfterMs: 0 };
     if (err instanceof SpeechError) return { code: 'UNAVAILABLE', message: `could not listen to the message: ${err.message}`, retryAfterMs: 0 };
     if (isTransient(err)) {
-      this.deps.logger.warn({ err }, 'an engine stayed unreachable until the deadline; the message fails as UNAVAILABLE');
+      this.deps.logger.warn({ err, messageId }, 'an engine stayed unreachable until the deadline; the message fails as UNAVAILABLE');
       const retryAfterMs = this.deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
       return { code: 'UNAVAILABLE', message: `the reply could not be produced: a service it needs was unreachable; send the message again (with a new client_message_id) in ${retryAfterMs} ms`, retryAfterMs };
     }
-    this.deps.logger.error({ err }, 'processing failed');
+    this.deps.logger.error({ err, messageId }, 'processing failed');
     return { code: 'INTERNAL', message: 'the reply could not be produced', retryAfterMs: 0 };
   }
 
@@ -268,7 +266,8 @@ export class Worker {
       onRetry: ({ err, attempt }) => {
         if (attempt > 1) return;
         this.deps.metrics.storageWaits.inc();
-        this.deps.logger.warn({ err: err instanceof Error ? err.message : String(err) }, `the ${what} cannot be stored or read yet; retrying`);
+        // A full disk was reported once by the log itself; an engine's trouble is reported here.
+        this.deps.logger[err instanceof StorageUnavailableError ? 'debug' : 'warn']({ err: err instanceof Error ? err.message : String(err) }, `the ${what} cannot be stored or read yet; retrying`);
       },
     });
   }
