@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
 import { retry, retryWithBackoff } from '../engines/retry';
+import { isTransient } from '../engines/transient';
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface KafkaEventLogOptions {
@@ -516,7 +517,9 @@ class KafkaLogConsumer implements Consumer {
 
   private async groupOffsets(groupId = this.groupId, topics = this.opts.topics.map((t) => topicName(this.log.prefix, t))): Promise<Map<string, number>> {
     const out = new Map<string, number>();
-    for (const t of await this.admin.fetchOffsets({ groupId, topics })) {
+    // A fresh or restarted broker answers "not the coordinator" until the group's coordinator has loaded.
+    const fetched = await retry(() => this.admin.fetchOffsets({ groupId, topics }), { attempts: 20, baseMs: 100, maxMs: 2_000, retryable: isTransient });
+    for (const t of fetched) {
       for (const p of t.partitions) out.set(`${t.topic}/${p.partition}`, Number(p.offset));
     }
     return out;
