@@ -274,18 +274,14 @@ export class Session {
       (a) => {
         this.deadline = recordMessage(this.deadline, this.deps.clock());
         clearTimeout(this.deadlineTimer);
-        if (timedOut && !a.duplicate) {
-          // Stored after the client was told UNAVAILABLE: its outcome goes to a resend (Accepted{duplicate} + outcome), not unasked.
-          this.unconfirmed.add(messageId);
-          if (this.unconfirmed.size > 10_000) this.unconfirmed.delete(this.unconfirmed.values().next().value!);
-        } else if (timedOut) {
-          // a duplicate found late: nothing was stored, the resend gets it
-        } else if (a.duplicate) this.acknowledgeDuplicate(a);
+        // Stored after the client was told UNAVAILABLE: its outcome goes to a resend (Accepted{duplicate} + outcome), not unasked.
+        if (timedOut) return;
+        if (a.duplicate) this.acknowledgeDuplicate(a);
         else {
           this.out.write({ frame: { $case: 'accepted', accepted: a } });
           this.awaitingReply.set(messageId, this.deps.clock());
         }
-        if (!timedOut) this.flushAwaiting(messageId);
+        this.flushAwaiting(messageId);
       },
       (err) => {
         if (this.byClientMessageId.get(cmid) === entry) this.byClientMessageId.delete(cmid);
@@ -299,6 +295,7 @@ export class Session {
       timedOut = true;
       // Frames for it are held no longer: they are dropped until the client sends it again (see unconfirmed).
       this.unconfirmed.add(messageId);
+      if (this.unconfirmed.size > 10_000) this.unconfirmed.delete(this.unconfirmed.values().next().value!);
       this.flushAwaiting(messageId);
     });
   }
