@@ -15,6 +15,7 @@ export const STACK_DIR = process.env.CHATFLOW_STACK_DIR ?? resolve(__dirname, '.
 export const FERRETDB_BIN = join(STACK_DIR, 'bin', 'ferretdb');
 export const KAFKA_LIBS = join(STACK_DIR, 'kafka', 'libs');
 export const NATS_BIN = join(STACK_DIR, 'bin', 'nats-server');
+export const MINIO_BIN = join(STACK_DIR, 'bin', 'minio');
 
 export const freePort = () =>
   new Promise<number>((res, rej) => {
@@ -173,5 +174,39 @@ export class PrivateNats extends PrivateEngine {
         rej(new Error(`private NATS exited with ${code} during start-up: ${out}`));
       });
     });
+  }
+}
+
+/** MinIO from the stack's binary, on a free port with a private data folder (S3 media). */
+export class PrivateMinio extends PrivateEngine {
+  static readonly accessKeyId = 'private-minio';
+  static readonly secretAccessKey = 'private-minio-secret';
+  private constructor(readonly port: number, readonly consolePort: number, dir: string) {
+    super(dir);
+  }
+  static async create(): Promise<PrivateMinio> {
+    return new PrivateMinio(await freePort(), await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-minio-')));
+  }
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+  /** What ChatFlow needs to use it (the bucket is created by the S3 media store). */
+  env(bucket = 'chatflow-private'): Record<string, string> {
+    return { S3_ENDPOINT: this.endpoint, S3_BUCKET: bucket, S3_REGION: 'us-east-1', S3_ACCESS_KEY_ID: PrivateMinio.accessKeyId, S3_SECRET_ACCESS_KEY: PrivateMinio.secretAccessKey, S3_FORCE_PATH_STYLE: 'true' };
+  }
+  async start(): Promise<void> {
+    this.proc = spawn(MINIO_BIN, ['server', join(this.dir, 'data'), '--address', `127.0.0.1:${this.port}`, '--console-address', `127.0.0.1:${this.consolePort}`, '--certs-dir', join(this.dir, 'certs'), '--quiet'], {
+      stdio: 'ignore',
+      env: { ...process.env, MINIO_ROOT_USER: PrivateMinio.accessKeyId, MINIO_ROOT_PASSWORD: PrivateMinio.secretAccessKey, MINIO_REGION: 'us-east-1', MINIO_UPDATE: 'off', MINIO_CALLHOME_ENABLE: 'off' },
+    });
+    for (const end = Date.now() + 30_000; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
+      if (exited(this.proc)) throw new Error('private MinIO exited during start-up');
+      try {
+        if ((await fetch(`${this.endpoint}/minio/health/ready`)).ok) return;
+      } catch {
+        // not listening yet
+      }
+    }
+    throw new Error('private MinIO did not start within 30 s');
   }
 }

@@ -1,6 +1,7 @@
 import { headers, NoRespondersError, RequestError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { backoffDelay } from '../resilience/retry';
 import { NoResponderError, RemoteError, type Bus, type Subscription } from './port';
 
 export interface NatsBusOptions {
@@ -45,10 +46,7 @@ export class NatsBus implements Bus {
         // Never give up, also before the first connection: the server may start after us.
         maxReconnectAttempts: -1,
         waitOnFirstConnect: true,
-        reconnectDelayHandler: () => {
-          const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt++, 10));
-          return base / 2 + Math.random() * (base / 2);
-        },
+        reconnectDelayHandler: () => backoffDelay(++attempt, { baseMs: BACKOFF_MIN_MS, maxMs: BACKOFF_MAX_MS, jitter: 'equal' }),
       });
       attempt = 0;
       const bus = new NatsBus(nc, logger);

@@ -21,7 +21,7 @@ import { S3MediaStore } from '../media/s3';
 import type { MediaStore } from '../media/port';
 import { handleMediaRequest } from '../media/local-http';
 import type { HttpRoute } from '../http/server';
-import { retryWithBackoff } from './retry';
+import { retryWithBackoff } from '../resilience/retry';
 
 /**
  * The only place that names adapters. One function per port: the real adapter

@@ -53,7 +53,7 @@ export function workerRole(deps: {
     // say whether a message taken over was answered, so a moved partition is handled at once.
     onProblem: (problem) => deps.health.report('consumer-group', problem),
     logger: logger.child({ component: 'worker' }),
-    speech, vision: config.llm.vision,
+    speech, vision: config.llm.vision, engineRetryDeadlineMs: config.engineRetryDeadlineMs, retryAfterMs: config.retryAfterMs,
   });
   return {
     worker,

@@ -22,6 +22,8 @@ export interface Config {
   maxTextChars: number;
   slowClientTimeoutMs: number;
   readYourWritesMs: number;
+  appendTimeoutMs: number;
+  engineRetryDeadlineMs: number;
   mediaUrlTtlMs: number;
   logFsync: boolean;
   shutdownGraceMs: number;
@@ -71,6 +73,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxTextChars: c.CHATFLOW_MAX_TEXT_CHARS,
     slowClientTimeoutMs: c.CHATFLOW_SLOW_CLIENT_TIMEOUT_MS,
     readYourWritesMs: c.CHATFLOW_READ_YOUR_WRITES_MS,
+    appendTimeoutMs: c.CHATFLOW_APPEND_TIMEOUT_MS,
+    engineRetryDeadlineMs: c.CHATFLOW_ENGINE_RETRY_DEADLINE_MS,
     mediaUrlTtlMs: c.CHATFLOW_MEDIA_URL_TTL_MS,
     logFsync: c.CHATFLOW_LOG_FSYNC,
     shutdownGraceMs: c.CHATFLOW_SHUTDOWN_GRACE_MS,

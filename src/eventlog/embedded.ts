@@ -31,6 +31,7 @@ import { crc32 } from 'node:zlib';
 import { Event } from '../gen/chatflow/v1/events';
 import { diskFault, StorageUnavailableError } from '../domain/errors';
 import { encode } from '../encode';
+import { retry } from '../resilience/retry';
 import { committableOf, complete, initialOffsets, skip, track, type OffsetState } from '../domain/offsets';
 import { acquireDirLock, type DirLock } from './dir-lock';
 import { cutTail, EventLogDamagedError, FILE_HEADER, inspectLog, MAGIC, MAX_BATCH_BYTES, MAX_RECORD, readFully, RECORD_HEADER, syncDir, VERSION, writeFully } from './embedded-file';
@@ -505,7 +506,8 @@ class EmbeddedConsumer implements Consumer {
   private readonly passed = new Map<Topic, number>();
   private readonly running = new Map<Topic, number>();
   private readonly handlers = new Set<Promise<void>>();
-  private readonly retryTimers = new Map<NodeJS.Timeout, () => void>();
+  /** Aborted as stop() begins: an event waiting for its retry is abandoned (uncommitted, so redelivered later). */
+  private readonly stopped = new AbortController();
   private waiters: { target: number; resolve(): void; reject(err: Error): void }[] = [];
   private buffer: { from: number; payloads: Uint8Array[] } | undefined;
   private wakeScheduled = false;
@@ -557,10 +559,7 @@ class EmbeddedConsumer implements Consumer {
   stop(graceMs = DEFAULT_GRACE_MS): Promise<void> {
     this.stopRun ??= (async () => {
       this.stopping = true;
-      for (const [timer, cancel] of this.retryTimers) {
-        clearTimeout(timer);
-        cancel(); // an event waiting for its retry is abandoned: uncommitted, so redelivered later
-      }
+      this.stopped.abort(new Error('consumer stopped'));
       await this.pumping;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -670,28 +669,18 @@ class EmbeddedConsumer implements Consumer {
    * backoff, never skipped. False if abandoned because the consumer stops.
    */
   private async handleUntilDone(e: LoggedEvent): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.opts.handle(e, this.abandon.signal);
-        return true;
-      } catch (err) {
-        if (this.stopping) return false;
-        const delayMs = Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS);
-        this.host.logger.warn({ group: this.opts.group, offset: e.offset, attempt, delayMs, err }, 'event handler failed; retrying');
-        if (!(await this.sleep(delayMs))) return false;
-      }
+    try {
+      await retry(() => this.opts.handle(e, this.abandon.signal), {
+        baseMs: RETRY_BASE_MS,
+        maxMs: RETRY_MAX_MS,
+        signal: this.stopped.signal,
+        retryable: () => !this.stopping,
+        onRetry: ({ err, attempt, delayMs }) => this.host.logger.warn({ group: this.opts.group, offset: e.offset, attempt, delayMs, err }, 'event handler failed; retrying'),
+      });
+      return true;
+    } catch {
+      return false; // the consumer stops: uncommitted, so redelivered later
     }
-  }
-
-  /** Resolves true after `ms`, or false if the consumer stops first. */
-  private sleep(ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.retryTimers.delete(timer);
-        resolve(true);
-      }, ms);
-      this.retryTimers.set(timer, () => resolve(false));
-    });
   }
 
   private checkWaiters(): void {

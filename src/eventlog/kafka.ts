@@ -4,7 +4,8 @@ import { Event } from '../gen/chatflow/v1/events';
 import { encodeToBuffer } from '../encode';
 import { fnv1a } from '../domain/fnv1a';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
-import { retryWithBackoff } from '../composition/retry';
+import { retry, retryWithBackoff } from '../resilience/retry';
+import { isTransient } from '../resilience/transient';
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface KafkaEventLogOptions {
@@ -89,7 +90,7 @@ export class KafkaEventLog implements EventLog {
         logger.info({ topics: missing, partitions: opts.partitions }, 'topics created');
       }
       // Leaders of new topics take a moment to be elected: offsets are readable once they are.
-      await retryWithBackoff('partition leaders', logger, () => Promise.all(names.map((n) => admin.fetchTopicOffsets(n))), { attempts: 40, initialMs: 100, maxMs: 1_000 });
+      await retryWithBackoff('partition leaders', logger, () => Promise.all(names.map((n) => admin.fetchTopicOffsets(n))), { attempts: 40, baseMs: 100, maxMs: 1_000 });
       const meta = await admin.fetchTopicMetadata({ topics: names });
       await producer.connect();
       return new Map(TOPICS.map((t) => [t, meta.topics.find((m) => m.name === topicName(opts.prefix, t))!.partitions.length]));
@@ -408,17 +409,23 @@ class KafkaLogConsumer implements Consumer {
 
   /** Runs the handler until it succeeds; a failing event is retried with backoff, never skipped. */
   private async handleUntilDone(e: LoggedEvent, signal: AbortSignal): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.opts.handle(e, signal);
-        return true;
-      } catch (err) {
-        if (this.stopping || signal.aborted) return false;
-        const delayMs = Math.min(RETRY_BASE_MS * 2 ** (attempt - 1), RETRY_MAX_MS);
-        this.log.logger.warn({ group: this.opts.group, topic: e.topic, partition: e.partition, offset: e.offset, attempt, delayMs, err }, 'event handler failed; retrying');
-        await new Promise((r) => setTimeout(r, delayMs));
-        if (this.stopping || signal.aborted) return false;
-      }
+    try {
+      await retry(
+        async () => {
+          if (this.stopping) throw new Error('consumer stopped');
+          await this.opts.handle(e, signal);
+        },
+        {
+          baseMs: RETRY_BASE_MS,
+          maxMs: RETRY_MAX_MS,
+          signal,
+          retryable: () => !this.stopping,
+          onRetry: ({ err, attempt, delayMs }) => this.log.logger.warn({ group: this.opts.group, topic: e.topic, partition: e.partition, offset: e.offset, attempt, delayMs, err }, 'event handler failed; retrying'),
+        },
+      );
+      return true;
+    } catch {
+      return false; // stopping, or the partition was taken away: uncommitted, redelivered
     }
   }
 
@@ -457,7 +464,7 @@ class KafkaLogConsumer implements Consumer {
     const { started } = await this.watchAppends(async () => {
       for (const topic of this.opts.topics) {
         const name = topicName(this.log.prefix, topic);
-        const offsets = await retryWithBackoff(`end offsets of ${name}`, this.log.logger, () => this.admin.fetchTopicOffsets(name), { attempts: 20, initialMs: 100, maxMs: 2_000 });
+        const offsets = await retryWithBackoff(`end offsets of ${name}`, this.log.logger, () => this.admin.fetchTopicOffsets(name), { attempts: 20, baseMs: 100, maxMs: 2_000 });
         for (const p of offsets) if (Number(p.high) > Number(p.low)) targets.set(`${name}/${p.partition}`, Number(p.high));
       }
     });
@@ -512,7 +519,9 @@ class KafkaLogConsumer implements Consumer {
 
   private async groupOffsets(groupId = this.groupId, topics = this.opts.topics.map((t) => topicName(this.log.prefix, t))): Promise<Map<string, number>> {
     const out = new Map<string, number>();
-    for (const t of await this.admin.fetchOffsets({ groupId, topics })) {
+    // A fresh or restarted broker answers "not the coordinator" until the group's coordinator has loaded.
+    const fetched = await retry(() => this.admin.fetchOffsets({ groupId, topics }), { attempts: 20, baseMs: 100, maxMs: 2_000, retryable: isTransient });
+    for (const t of fetched) {
       for (const p of t.partitions) out.set(`${t.topic}/${p.partition}`, Number(p.offset));
     }
     return out;

@@ -6,6 +6,8 @@ import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
 import { ChatFlowError } from '../domain/errors';
+import { retry } from '../resilience/retry';
+import { isTransient } from '../resilience/transient';
 import { echoId, MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor, responseIdFor } from '../domain/ids';
 import { contentHash, decideText } from '../domain/message-content';
 import { validateMedia } from '../domain/media-validation';
@@ -47,6 +49,12 @@ export class GatewaySession {
    * (see recoverAwaited): a late live copy of one is dropped, not sent twice.
    */
   private readonly recovered = new Set<string>();
+  /**
+   * Messages whose client was told UNAVAILABLE (append timeout) while their
+   * append went on: their live frames are dropped, so the outcome reaches
+   * the client once, after it sends the message again.
+   */
+  private readonly unconfirmed = new Set<string>();
   /** Resent messages owed their outcome (the reply or the error) on this stream. */
   private readonly outcomeOwed = new Set<string>();
   /** Flow control of the client's input (Chat streams): paused while the client is behind. */
@@ -55,7 +63,7 @@ export class GatewaySession {
   private outboundHigh = false;
   /** Continued conversations: the read models caught up with the log as of the connection (see earlierHistory). */
   private historySettled?: Promise<boolean>;
-  /** Messages are prepared one after another so their appends keep the client's order. */
+  /** Messages are checked one after another so the appends of texts keep the client's order (media: see submit). */
   private chain: Promise<unknown> = Promise.resolve();
   private replaying = false;
   /** Live reply updates, made into frames one after another so they keep the worker's order. */
@@ -198,6 +206,7 @@ export class GatewaySession {
 
   private deliver(frame: ServerFrame): void {
     const inReplyTo = inReplyToOf(frame);
+    if (inReplyTo !== undefined && this.unconfirmed.has(inReplyTo)) return;
     if (inReplyTo !== undefined) {
       const waiting = this.awaitingAccept.get(inReplyTo);
       if (waiting) {
@@ -258,21 +267,32 @@ export class GatewaySession {
     if (known) {
       if (known.hash !== hash) return Promise.reject(this.conflict(cmid));
       const again = known.accepted.then((a) => ({ ...a, duplicate: true }));
-      again.then((a) => this.acknowledgeDuplicate(a), () => undefined);
-      return again;
+      again.then((a) => {
+        this.unconfirmed.delete(a.messageId);
+        this.acknowledgeDuplicate(a);
+      }, () => undefined);
+      return this.withinAppendTimeout(again, () => undefined);
     }
     const messageId = messageIdFor(this.info.clientId, this.info.conversationId, cmid);
+    this.unconfirmed.delete(messageId);
     this.awaitingAccept.set(messageId, []);
     this.updateInputFlow();
+    // Checked one after another, so the appends of texts keep the client's order; a media message is
+    // appended once its bytes are stored, so a slow or failing object store holds back no other message.
     const prepared = this.chain.then(() => this.prepare(message, messageId, hash, sha256));
     this.chain = prepared.catch(() => undefined);
-    const accepted = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : this.append(p.event, messageId, cmid)));
-    this.byClientMessageId.set(cmid, { hash, accepted });
+    const appended = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : p.kind === 'new' ? this.append(p.event, messageId, cmid) : p.event.then((e) => this.append(e, messageId, cmid))));
+    const accepted = appended.catch((err) => Promise.reject(this.unavailableIfTransient(err)));
+    const entry = { hash, accepted };
+    this.byClientMessageId.set(cmid, entry);
     if (this.byClientMessageId.size > 10_000) this.byClientMessageId.delete(this.byClientMessageId.keys().next().value!);
+    let timedOut = false;
     accepted.then(
       (a) => {
         this.deadline = recordMessage(this.deadline, this.deps.clock());
         clearTimeout(this.deadlineTimer);
+        // Stored after the client was told UNAVAILABLE: its outcome goes to a resend (Accepted{duplicate} + outcome), not unasked.
+        if (timedOut) return;
         if (a.duplicate) this.acknowledgeDuplicate(a);
         else {
           this.out.write({ frame: { $case: 'accepted', accepted: a } });
@@ -282,11 +302,47 @@ export class GatewaySession {
       },
       () => {
         // The caller tells the client why (and logs what is not a domain error).
-        this.byClientMessageId.delete(cmid);
-        this.flushAwaiting(messageId);
+        if (this.byClientMessageId.get(cmid) === entry) this.byClientMessageId.delete(cmid);
+        if (timedOut) this.unconfirmed.delete(messageId);
+        else this.flushAwaiting(messageId);
       },
     );
-    return accepted;
+    return this.withinAppendTimeout(accepted, () => {
+      timedOut = true;
+      // Frames for it are held no longer: they are dropped until the client sends it again (see unconfirmed).
+      this.unconfirmed.add(messageId);
+      if (this.unconfirmed.size > 10_000) this.unconfirmed.delete(this.unconfirmed.values().next().value!);
+      this.flushAwaiting(messageId);
+    });
+  }
+
+  /**
+   * The client gets Accepted or an error within CHATFLOW_APPEND_TIMEOUT_MS,
+   * whatever the engines do. The append itself goes on: if it lands late,
+   * a resend with the same client_message_id joins it (or finds it in the
+   * read model) and gets Accepted{duplicate} and the outcome, once.
+   */
+  private withinAppendTimeout(accepted: Promise<Accepted>, onTimeout: () => void): Promise<Accepted> {
+    const ms = this.deps.config.appendTimeoutMs;
+    const retryAfterMs = this.deps.config.retryAfterMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        onTimeout();
+        this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
+        reject(new ChatFlowError('UNAVAILABLE', `the message could not be stored within ${ms} ms; send it again with the same client_message_id in ${retryAfterMs} ms (if it was stored meanwhile it is not processed twice)`, { 'retry-after-ms': String(retryAfterMs) }));
+      }, ms);
+    });
+    return Promise.race([accepted, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** An engine's passing trouble (see isTransient) is UNAVAILABLE + retry-after-ms for the client, not INTERNAL. */
+  private unavailableIfTransient(err: unknown): unknown {
+    if (err instanceof ChatFlowError || !isTransient(err)) return err;
+    this.logger.warn({ err }, 'message not stored: an engine is unavailable');
+    this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
+    const retryAfterMs = this.deps.config.retryAfterMs;
+    return new ChatFlowError('UNAVAILABLE', `the message could not be stored right now (a service it needs is unavailable); send it again in ${retryAfterMs} ms`, { 'retry-after-ms': String(retryAfterMs) });
   }
 
   /** A resend: Accepted{duplicate} with the original ids, then the recorded outcome (or the reply when it comes). */
@@ -334,7 +390,17 @@ export class GatewaySession {
     this.notifyIfDelivered();
   }
 
-  private async prepare(message: UserMessage, messageId: string, hash: string, sha256: string | undefined): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event }> {
+  /**
+   * Checks a message (resend? valid?) and builds its event; for media the
+   * event comes once the bytes are stored (`kind: 'uploading'`), without
+   * holding back the next message's check.
+   */
+  private async prepare(
+    message: UserMessage,
+    messageId: string,
+    hash: string,
+    sha256: string | undefined,
+  ): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event } | { kind: 'uploading'; event: Promise<Event> }> {
     let existing = await this.deps.messages.get(messageId);
     if (!existing && this.historySettled) {
       // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
@@ -365,8 +431,6 @@ export class GatewaySession {
     if (!verdict.ok) throw this.reject(verdict.code, verdict.message);
     const key = `uploads/${Buffer.from(this.info.clientId).toString('base64url')}/${messageId}${extensionOf(verdict.mimeType)}`;
     const bytes = Buffer.from(media.data.buffer, media.data.byteOffset, media.data.byteLength);
-    // Bytes reach the object store before the event that references them.
-    await this.whileOpen(this.deps.media.put(key, bytes, verdict.mimeType));
     const ref = {
       kind: mediaKindOf(kind),
       key,
@@ -375,7 +439,13 @@ export class GatewaySession {
       sha256: sha256!,
       durationMs: verdict.durationMs ?? 0,
     };
-    return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } }) };
+    // Bytes reach the object store before the event that references them. A store failing for a moment is
+    // tried again while the client still waits (see withinAppendTimeout); our own verdicts (a full disk) go
+    // to the client at once, with their own retry-after-ms.
+    const deadline = this.deps.clock() + this.deps.config.appendTimeoutMs;
+    const retryable = (err: unknown) => !(err instanceof ChatFlowError) && isTransient(err);
+    const stored = this.whileOpen(retry(() => this.deps.media.put(key, bytes, verdict.mimeType), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable, signal: this.abort.signal }));
+    return { kind: 'uploading', event: stored.then(() => this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } })) };
   }
 
   private reject(code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): ChatFlowError {

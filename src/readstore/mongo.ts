@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Collection as MongoColl, Db, Filter, MongoClient, Sort } from 'mongodb';
 import type { Logger } from 'pino';
+import { retry } from '../resilience/retry';
 import { connectMongo, isDuplicateKeyError, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
 import type { Collection, Doc, FindQuery, Position, ReadStore, ApplyStep } from './port';
 
@@ -39,6 +40,8 @@ export const TICKETS_COLLECTION = '_chatflow_write_tickets';
 
 /** A write lost to a concurrent writer is retried this many times before giving up. */
 const MAX_ATTEMPTS = 100;
+/** Thrown by one optimistic write that lost to a concurrent one (retried). */
+const CONFLICT = new Error('conflicting concurrent write');
 /** A ticket younger than this belongs to a live writer: wait for it rather than finishing its write. */
 const TICKET_GRACE_MS = 2_000;
 
@@ -170,38 +173,40 @@ class MongoCollection<D extends Doc> implements Collection<D> {
 
   private async applyNow(id: string, steps: readonly ApplyStep<D>[]): Promise<void> {
     await this.indexed();
-    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt > 0) await backoff(attempt);
-      const current = await this.coll.findOne({ _id: id });
-      const positions = { ...current?.[POSITIONS] };
-      // The steps this document has not seen yet, folded into one write.
-      let evolved = current ? strip<D>(current) : null;
-      let changed = false;
-      for (const { position, evolve } of steps) {
-        const stream = streamKey(position.stream);
-        const seen = positions[stream];
-        if (seen !== undefined && seen >= position.offset) continue;
-        evolved = evolve(evolved);
-        positions[stream] = position.offset;
-        changed = true;
-      }
-      if (!changed) return;
-      const next: Stored | null = evolved && {
-        ...evolved,
-        _id: id,
-        [POSITIONS]: positions,
-        [VERSION]: (current?.[VERSION] ?? 0) + 1,
-        [TOKEN]: randomUUID(),
-      };
-      if (current === null) {
-        if (await this.insert(next)) return;
-      } else if (this.tickets) {
-        if (await this.writeWithTicket(this.tickets, current, next)) return;
-      } else if (await this.replace(current, next)) {
-        return;
-      }
+    try {
+      // A conflicting concurrent write: read again and fold again, after a short random wait.
+      await retry(() => this.applyOnce(id, steps), { attempts: MAX_ATTEMPTS, baseMs: 2, maxMs: 100, jitter: 'full', retryable: (err) => err === CONFLICT });
+    } catch (err) {
+      if (err !== CONFLICT) throw err;
+      throw new Error(`read model ${this.coll.collectionName}/${id}: gave up after ${MAX_ATTEMPTS} conflicting concurrent writes`);
     }
-    throw new Error(`read model ${this.coll.collectionName}/${id}: gave up after ${MAX_ATTEMPTS} conflicting concurrent writes`);
+  }
+
+  /** One optimistic write of the steps `id` has not seen; throws CONFLICT if another writer got there first. */
+  private async applyOnce(id: string, steps: readonly ApplyStep<D>[]): Promise<void> {
+    const current = await this.coll.findOne({ _id: id });
+    const positions = { ...current?.[POSITIONS] };
+    // The steps this document has not seen yet, folded into one write.
+    let evolved = current ? strip<D>(current) : null;
+    let changed = false;
+    for (const { position, evolve } of steps) {
+      const stream = streamKey(position.stream);
+      const seen = positions[stream];
+      if (seen !== undefined && seen >= position.offset) continue;
+      evolved = evolve(evolved);
+      positions[stream] = position.offset;
+      changed = true;
+    }
+    if (!changed) return;
+    const next: Stored | null = evolved && {
+      ...evolved,
+      _id: id,
+      [POSITIONS]: positions,
+      [VERSION]: (current?.[VERSION] ?? 0) + 1,
+      [TOKEN]: randomUUID(),
+    };
+    const written = current === null ? await this.insert(next) : this.tickets ? await this.writeWithTicket(this.tickets, current, next) : await this.replace(current, next);
+    if (!written) throw CONFLICT;
   }
 
   /** Creates a document; false if another writer created it first. */
@@ -304,11 +309,6 @@ function toFilter<D extends Doc>(query: FindQuery<D>): Filter<Stored> {
 /** Stream names become field names: `.` and `$` are not allowed there. */
 function streamKey(stream: string): string {
   return stream.replace(/[%.$]/g, (c) => `%${c.charCodeAt(0).toString(16)}`);
-}
-
-function backoff(attempt: number): Promise<void> {
-  const cap = Math.min(100, 2 ** Math.min(attempt, 7));
-  return new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
 }
 
 /** Drops every collection of `db`, leaving the (empty) database itself: see MongoReadStore.dropDatabase. */

@@ -1,5 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { Event, MediaKind, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
 import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type BudgetState } from '../domain/budget';
@@ -7,6 +6,8 @@ import { responseIdFor } from '../domain/ids';
 import { mediaKindName, type InputKind } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
 import { encodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
+import { backoffDelay, retry, sleep } from '../resilience/retry';
+import { isTransient } from '../resilience/transient';
 import { StorageUnavailableError } from '../domain/errors';
 import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
 import { LlmError, type LlmProvider, type LlmRequest } from '../llm/port';
@@ -51,6 +52,10 @@ export interface WorkerDeps {
   onProblem?: (reason: string | undefined) => void;
   /** Retries of a retryable provider error before the message fails. */
   maxAttempts?: number;
+  /** How long a message waits out engines that fail transiently before it fails as UNAVAILABLE (CHATFLOW_ENGINE_RETRY_DEADLINE_MS). */
+  engineRetryDeadlineMs?: number;
+  /** The `retry_after_ms` hint of such a failure. */
+  retryAfterMs?: number;
   /** Speech in and out, video split (each absent when not installed). */
   speech?: SpeechEngines;
   /** Send a video's keyframe to the model (LLM_VISION). */
@@ -193,7 +198,7 @@ export class Worker {
       const result = await this.deps.claims.claim(messageId, this.deps.workerId, this.deps.clock());
       if (result.type !== 'busy') return result;
       if (!waited) this.deps.logger.info({ messageId, holder: result.holder }, 'another worker holds this message; waiting for its outcome');
-      await delay(BUSY_POLL_MS, undefined, { signal });
+      await sleep(BUSY_POLL_MS, signal);
     }
   }
 
@@ -255,10 +260,12 @@ export class Worker {
     const attempts = this.deps.maxAttempts ?? 3;
     const deltas = this.deltaBatcher(subject, m.messageId);
     let heard: Heard | undefined;
+    // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
+    const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
     for (let attempt = 1; ; attempt++) {
       try {
         if (!heard && (kind === 'audio' || kind === 'video')) {
-          heard = await this.listen(m, kind, signal);
+          heard = await this.listen(m, kind, signal, deadline);
           Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
           if (heard.transcript) {
             const { text, words, engine } = heard.transcript;
@@ -271,8 +278,8 @@ export class Worker {
         });
         deltas.flush();
         const responseId = responseIdFor(m.messageId);
-        const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, responseId, reply.text, signal) : undefined;
-        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, heard?.keyframe) : undefined;
+        const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, responseId, reply.text, signal, deadline) : undefined;
+        const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, deadline, heard?.keyframe) : undefined;
         const transcript = heard?.transcript?.text ?? '';
         const processingMs = this.deps.clock() - started;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
@@ -291,51 +298,71 @@ export class Worker {
         const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts && !deltas.streamed;
         if (retryable) {
           this.deps.logger.warn({ err, messageId: m.messageId, attempt }, 'provider error; retrying');
-          await new Promise((r) => setTimeout(r, 200 * 2 ** (attempt - 1)));
+          await sleep(backoffDelay(attempt, { baseMs: 200 }), signal);
           continue;
         }
-        const code = err instanceof LlmError ? err.code : err instanceof SpeechError ? 'UNAVAILABLE' : 'INTERNAL';
-        const message = err instanceof LlmError ? `the model could not answer: ${err.message}` : err instanceof SpeechError ? `could not listen to the message: ${err.message}` : 'the reply could not be produced';
-        if (!(err instanceof LlmError) && !(err instanceof SpeechError)) this.deps.logger.error({ err, messageId: m.messageId }, 'processing failed');
+        const { code, message, retryAfterMs } = this.failureOf(err, m.messageId);
         const transcript = heard?.transcript?.text ?? '';
         const logged = await this.commit(m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
         if (!logged) return 'superseded';
-        await this.deliver(event, logged);
+        await this.deliver(event, logged, retryAfterMs);
         return 'failed';
       }
     }
   }
 
-  /** Appends a reply or a failure, waiting out a full disk (see untilStored). */
+  /**
+   * What the client is told when a message cannot be answered: the model's or
+   * the speech engine's own verdict; an engine still unreachable when the
+   * deadline passed is UNAVAILABLE with a hint when to try again; anything
+   * else is a bug (INTERNAL, logged).
+   */
+  private failureOf(err: unknown, messageId: string): { code: string; message: string; retryAfterMs: number } {
+    if (err instanceof LlmError) return { code: err.code, message: `the model could not answer: ${err.message}`, retryAfterMs: 0 };
+    if (err instanceof SpeechError) return { code: 'UNAVAILABLE', message: `could not listen to the message: ${err.message}`, retryAfterMs: 0 };
+    if (isTransient(err)) {
+      this.deps.logger.warn({ err, messageId }, 'an engine stayed unreachable until the deadline; the message fails as UNAVAILABLE');
+      const retryAfterMs = this.deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
+      return { code: 'UNAVAILABLE', message: `the reply could not be produced: a service it needs was unreachable; send the message again (with a new client_message_id) in ${retryAfterMs} ms`, retryAfterMs };
+    }
+    this.deps.logger.error({ err, messageId }, 'processing failed');
+    return { code: 'INTERNAL', message: 'the reply could not be produced', retryAfterMs: 0 };
+  }
+
+  /** Appends a reply or a failure, waiting out a full disk or an unreachable log as long as it takes (see untilStored). */
   private appendOutcome(outcome: Event, signal: AbortSignal): Promise<LoggedEvent> {
     return this.untilStored('reply', () => this.deps.log.append(outcome), signal);
   }
 
   /**
-   * Stores part of a reply (its event, its media). While the disk cannot take
-   * it, waits and tries again, as long as it takes: the reply is made and
-   * maybe streamed already, so it is neither made again, nor lost, nor turned
-   * into an error. Gives up only when the message is taken away (`signal`).
+   * Stores or fetches part of a reply (its event, its media). While the engine
+   * cannot take it (a full disk, a refused connection, a timeout: see
+   * isTransient), waits and tries again until `deadline` — for the reply's
+   * own event as long as it takes: the reply is made and maybe streamed
+   * already, so it is neither made again, nor lost, nor turned into an error.
+   * Gives up at once when the message is taken away (`signal`).
    */
-  private async untilStored<T>(what: string, store: () => Promise<T>, signal: AbortSignal): Promise<T> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await store();
-      } catch (err) {
-        if (!(err instanceof StorageUnavailableError) || signal.aborted) throw err;
-        if (attempt === 1) {
-          this.deps.metrics.storageWaits.inc();
-          this.deps.logger.debug({ err: err.message }, `the ${what} cannot be stored yet; retrying until it can`); // the store warned once
-        }
-        await delay(Math.min(OUTCOME_RETRY_MAX_MS, err.retryAfterMs, 10 * 2 ** attempt), undefined, { signal });
-      }
-    }
+  private untilStored<T>(what: string, store: () => Promise<T>, signal: AbortSignal, deadline = Infinity): Promise<T> {
+    return retry(store, {
+      baseMs: 20,
+      maxMs: OUTCOME_RETRY_MAX_MS,
+      deadline,
+      signal,
+      clock: this.deps.clock,
+      retryable: isTransient,
+      onRetry: ({ err, attempt }) => {
+        if (attempt > 1) return;
+        this.deps.metrics.storageWaits.inc();
+        // A full disk was reported once by the log itself; an engine's trouble is reported here.
+        this.deps.logger[err instanceof StorageUnavailableError ? 'debug' : 'warn']({ err: err instanceof Error ? err.message : String(err) }, `the ${what} cannot be stored or read yet; retrying`);
+      },
+    });
   }
 
   /** The uploaded voice or video, heard (and seen) by the speech engines. */
-  private async listen(m: MessageReceived, kind: 'audio' | 'video', signal: AbortSignal): Promise<Heard> {
+  private async listen(m: MessageReceived, kind: 'audio' | 'video', signal: AbortSignal, deadline: number): Promise<Heard> {
     const ref = m.content?.$case === 'media' ? m.content.media : undefined;
-    const stored = ref ? await this.deps.media.get(ref.key) : null;
+    const stored = ref ? await this.untilStored('upload', () => this.deps.media.get(ref.key), signal, deadline) : null;
     if (!ref || !stored) return { hearingNote: 'the upload is missing from the media store' };
     return hear(this.deps.speech ?? {}, kind, stored.bytes, ref.mimeType, signal, (engine, s) => this.deps.metrics.transcriptionSeconds.observe({ engine }, s));
   }
@@ -347,7 +374,7 @@ export class Worker {
    * A synthesizer that fails leaves the reply without voice rather than
    * failing a reply the client has already seen streaming.
    */
-  private async speak(event: Event, inReplyTo: string, responseId: string, text: string, signal: AbortSignal): Promise<MediaRef | undefined> {
+  private async speak(event: Event, inReplyTo: string, responseId: string, text: string, signal: AbortSignal, deadline: number): Promise<MediaRef | undefined> {
     const synth = this.deps.speech?.synthesizer;
     if (!synth || !text.trim()) return undefined;
     const subject = clientSubject(event.clientId);
@@ -384,15 +411,15 @@ export class Worker {
     const pcm = Buffer.concat(pieces);
     const wav = wavFromPcm16(pcm, sampleRate);
     const key = `replies/${event.conversationId}/${responseId}.wav`;
-    await this.untilStored('voice reply', () => this.deps.media.put(key, wav, 'audio/wav'), signal);
+    await this.untilStored('voice reply', () => this.deps.media.put(key, wav, 'audio/wav'), signal, deadline);
     return { kind: MediaKind.MEDIA_KIND_VOICE, key, mimeType: 'audio/wav', sizeBytes: wav.length, sha256: '', durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000) };
   }
 
   /** The reply and the local time drawn over the video's keyframe (a seeded pattern when there is none). */
-  private async image(event: Event, responseId: string, text: string, request: LlmRequest, signal: AbortSignal, keyframe?: Heard['keyframe']): Promise<MediaRef> {
+  private async image(event: Event, responseId: string, text: string, request: LlmRequest, signal: AbortSignal, deadline: number, keyframe?: Heard['keyframe']): Promise<MediaRef> {
     const img = await this.deps.renderer.image({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), text], seed: responseId, background: keyframe });
     const key = `replies/${event.conversationId}/${responseId}.png`;
-    await this.untilStored('image reply', () => this.deps.media.put(key, img.bytes, img.mimeType), signal);
+    await this.untilStored('image reply', () => this.deps.media.put(key, img.bytes, img.mimeType), signal, deadline);
     return { kind: MediaKind.MEDIA_KIND_IMAGE, key, mimeType: img.mimeType, sizeBytes: img.bytes.length, sha256: '', durationMs: 0 };
   }
 
@@ -465,8 +492,10 @@ export class Worker {
   }
 }
 
-/** Longest wait between two tries of a reply append while the log cannot write. */
-const OUTCOME_RETRY_MAX_MS = 200;
+/** Longest wait between two tries of a reply's store while its engine cannot take it. */
+const OUTCOME_RETRY_MAX_MS = 500;
+const DEFAULT_ENGINE_RETRY_DEADLINE_MS = 60_000;
+const DEFAULT_RETRY_AFTER_MS = 2_000;
 const RECENTLY_DONE = 10_000;
 /** How often a message held by another live worker is looked at again. */
 const BUSY_POLL_MS = 100;

@@ -1,0 +1,91 @@
+import type { Logger } from 'pino';
+
+export interface BackoffOptions {
+  /** Wait before the 2nd attempt (ms); doubled each time after. */
+  baseMs?: number;
+  /** Longest wait between two attempts (ms). */
+  maxMs?: number;
+  /**
+   * `full`: a random wait in [0, d]; `equal`: in [d/2, d]; `none`: d. Jitter
+   * keeps many callers that failed together from retrying together.
+   */
+  jitter?: 'none' | 'equal' | 'full';
+}
+
+export interface RetryOptions extends BackoffOptions {
+  /** Most attempts in all (default: no limit; a deadline or a signal ends it). */
+  attempts?: number;
+  /** Time (`clock()` ms) after which no new attempt starts and no wait is begun: the last error is thrown. */
+  deadline?: number;
+  /** Stops waiting at once (rejects with the signal's reason); an attempt in progress gets it as its second argument. */
+  signal?: AbortSignal;
+  /** Errors worth another attempt (default: every error). Any other is thrown at once. */
+  retryable?: (err: unknown) => boolean;
+  /** Told of each failed attempt that will be retried (to log it). */
+  onRetry?: (info: { err: unknown; attempt: number; delayMs: number }) => void;
+  clock?: () => number;
+  random?: () => number;
+}
+
+/** The wait after failed attempt `attempt` (1-based): exponential, capped, with jitter. */
+export function backoffDelay(attempt: number, opts: BackoffOptions = {}, random: () => number = Math.random): number {
+  const { baseMs = 250, maxMs = 5_000, jitter = 'equal' } = opts;
+  const d = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
+  if (jitter === 'full') return random() * d;
+  if (jitter === 'equal') return d / 2 + random() * (d / 2);
+  return d;
+}
+
+/**
+ * The one retry of the code base: runs `fn` until it succeeds, an error is
+ * not `retryable`, the attempts are used up or the deadline passes (each of
+ * these throws the last error), or `signal` aborts (throws its reason).
+ * A wait never runs past the deadline: the last attempt starts at it at the
+ * latest.
+ */
+export async function retry<T>(fn: (attempt: number, signal?: AbortSignal) => Promise<T>, opts: RetryOptions = {}): Promise<T> {
+  const { attempts = Infinity, deadline = Infinity, signal, retryable = () => true, onRetry, clock = Date.now, random = Math.random } = opts;
+  for (let attempt = 1; ; attempt++) {
+    signal?.throwIfAborted();
+    try {
+      return await fn(attempt, signal);
+    } catch (err) {
+      signal?.throwIfAborted();
+      const now = clock();
+      if (attempt >= attempts || now >= deadline || !retryable(err)) throw err;
+      const delayMs = Math.max(0, Math.min(backoffDelay(attempt, opts, random), deadline - now));
+      onRetry?.({ err, attempt, delayMs });
+      await sleep(delayMs, signal);
+    }
+  }
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const done = () => {
+      signal?.removeEventListener('abort', aborted);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const aborted = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', aborted, { once: true });
+  });
+}
+
+/**
+ * Start-up waits on an engine: retries `f` (by default for ever) and says
+ * which engine is unavailable, so an operator sees why a process is not ready
+ * instead of a crash loop.
+ */
+export function retryWithBackoff<T>(what: string, logger: Pick<Logger, 'warn'>, f: () => Promise<T>, opts: RetryOptions = {}): Promise<T> {
+  return retry(f, {
+    onRetry: ({ err, attempt, delayMs }) =>
+      logger.warn({ attempt, delayMs: Math.round(delayMs), err: err instanceof Error ? err.message : String(err) }, `${what} unavailable; retrying in ${Math.round(delayMs)} ms`),
+    ...opts,
+  });
+}
