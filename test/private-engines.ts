@@ -15,6 +15,7 @@ export const STACK_DIR = process.env.CHATFLOW_STACK_DIR ?? resolve(__dirname, '.
 export const FERRETDB_BIN = join(STACK_DIR, 'bin', 'ferretdb');
 export const KAFKA_LIBS = join(STACK_DIR, 'kafka', 'libs');
 export const NATS_BIN = join(STACK_DIR, 'bin', 'nats-server');
+export const MINIO_BIN = join(STACK_DIR, 'bin', 'minio');
 
 export const freePort = () =>
   new Promise<number>((res, rej) => {
@@ -173,5 +174,49 @@ export class PrivateNats extends PrivateEngine {
         rej(new Error(`private NATS exited with ${code} during start-up: ${out}`));
       });
     });
+  }
+}
+
+/**
+ * A MinIO server on a free port with a private data folder. Restarts on the
+ * same port and folder, so objects written before a kill are there after it.
+ * ChatFlow creates its bucket itself (`S3_BUCKET`, created if missing).
+ */
+export class PrivateMinio extends PrivateEngine {
+  static readonly accessKey = 'chatflow-private';
+  static readonly secretKey = 'chatflow-private-secret';
+  private constructor(readonly port: number, dir: string) {
+    super(dir);
+  }
+  static async create(): Promise<PrivateMinio> {
+    return new PrivateMinio(await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-minio-')));
+  }
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+  /** The S3_* settings of a ChatFlow process that stores its media here. */
+  get env(): Record<string, string> {
+    return {
+      S3_ENDPOINT: this.endpoint, S3_BUCKET: 'chatflow-private', S3_REGION: 'us-east-1',
+      S3_ACCESS_KEY_ID: PrivateMinio.accessKey, S3_SECRET_ACCESS_KEY: PrivateMinio.secretKey, S3_FORCE_PATH_STYLE: 'true',
+    };
+  }
+  async start(): Promise<void> {
+    this.proc = spawn(MINIO_BIN, ['server', join(this.dir, 'data'), '--address', `127.0.0.1:${this.port}`, '--console-address', `127.0.0.1:${await freePort()}`, '--quiet'], {
+      stdio: 'ignore',
+      env: {
+        PATH: process.env.PATH, HOME: this.dir, MINIO_ROOT_USER: PrivateMinio.accessKey, MINIO_ROOT_PASSWORD: PrivateMinio.secretKey,
+        MINIO_REGION: 'us-east-1', MINIO_UPDATE: 'off', MINIO_CALLHOME_ENABLE: 'off', MINIO_BROWSER: 'off',
+      },
+    });
+    for (const end = Date.now() + 30_000; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
+      if (exited(this.proc)) throw new Error('private MinIO exited during start-up');
+      try {
+        if ((await fetch(`${this.endpoint}/minio/health/live`, { signal: AbortSignal.timeout(1_000) })).ok) return;
+      } catch {
+        // not listening yet
+      }
+    }
+    throw new Error('private MinIO did not start within 30 s');
   }
 }
