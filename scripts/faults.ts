@@ -64,7 +64,8 @@ async function main(): Promise<number> {
   await mkdir(values.out!, { recursive: true });
   const base = join(values.out!, `${stamp}-faults`);
   const head = `# Fault matrix, ${new Date().toISOString()}\n\nCode ${commit}${dirty ? ' (src modified)' : ''}; ${runs} run(s) of ${faults.join(', ')}; load ${JSON.stringify(results[0]?.load ?? {})}.\n\n`;
-  const notes = results.filter((r) => r.violations.length > 0).map((r) => `- ${r.fault}: ${r.violations.join('; ')}`).join('\n');
+  const said = (r: FaultResult) => Object.keys(r.nonRetryable).map((k) => ` ${k}: "${r.statusDetails[k]}".`).join('');
+  const notes = results.filter((r) => r.violations.length > 0).map((r) => `- ${r.fault}: ${r.violations.join('; ')}.${said(r)}`).join('\n');
   await writeFile(`${base}.md`, `${head}${table}\n${notes ? `\nInvariants broken:\n\n${notes}\n` : ''}`);
   await writeFile(`${base}.json`, JSON.stringify({ commit, dirty, results }, null, 2));
   log(`written ${base}.md and ${base}.json`);

@@ -129,8 +129,9 @@ interface Sent {
 class FaultClient {
   readonly sent = new Map<string, Sent>();
   private readonly byId = new Map<string, Sent>();
-  /** Every non-OK status seen: ChatError codes and stream-end codes. */
+  /** Every non-OK status seen, as `ChatError CODE` or `stream CODE`, with the first words that came with it. */
   readonly statuses = new Map<string, number>();
+  readonly samples = new Map<string, string>();
   stream?: ChatStream;
   sessionId?: string;
   private gen = 0;
@@ -151,8 +152,11 @@ class FaultClient {
     return this.sessionId !== undefined && this.stream !== undefined && !this.stream.isDone();
   }
 
-  private note(code: string): void {
-    this.statuses.set(code, (this.statuses.get(code) ?? 0) + 1);
+  private note(where: 'ChatError' | 'stream', code: string, details: string): void {
+    if (code === 'OK' || code === 'CANCELLED') return;
+    const key = `${where} ${code}`;
+    this.statuses.set(key, (this.statuses.get(key) ?? 0) + 1);
+    if (!this.samples.has(key)) this.samples.set(key, details.slice(0, 200));
   }
 
   private outstanding(): number {
@@ -221,7 +225,7 @@ class FaultClient {
         break;
       case 'error': {
         const e = fr.error;
-        this.note(e.code);
+        this.note('ChatError', e.code, e.message);
         if (outcome(e.inReplyTo, Number(e.seq))) break;
         const m = this.sent.get(e.inReplyTo);
         if (!m || m.messageId !== undefined) break;
@@ -260,7 +264,7 @@ class FaultClient {
       const st = await s.status;
       this.sessionId = undefined;
       if (!this.running) break;
-      this.note(status[st.code] ?? String(st.code));
+      this.note('stream', status[st.code] ?? String(st.code), st.details);
       this.reconnects++;
       // Stay on a gateway that welcomed us; move on from one that did not.
       if (s.frames.some((f) => f.frame?.$case === 'welcome')) attempt--;
@@ -300,6 +304,8 @@ export interface FaultResult {
   neverAcked: number;
   /** Non-retryable statuses seen by clients (ChatError and stream ends), by code. */
   nonRetryable: Record<string, number>;
+  /** The first details seen with each status (for the record). */
+  statusDetails: Record<string, string>;
   /** Retryable statuses seen, by code (for the record). */
   retryable: Record<string, number>;
   admission: { at: string; slots: number; openStreams: number; maxClients: number; duplicateClients: number; streamsWithoutSlot: number; slotsWithoutStream: number; connectedMetric: number; ok: boolean; error?: string };
@@ -449,7 +455,7 @@ function score(r: {
   const recoveryMs = lastSlow.some((m) => m.outcomeAt === undefined) ? null : Math.max(0, ...lastSlow.map((m) => m.outcomeAt! - r.restoredAt));
   const codes = (keep: (code: string) => boolean) => {
     const out: Record<string, number> = {};
-    for (const c of r.clients) for (const [code, n] of c.statuses) if (code !== 'OK' && code !== 'CANCELLED' && keep(code)) out[code] = (out[code] ?? 0) + n;
+    for (const c of r.clients) for (const [key, n] of c.statuses) if (keep(key.split(' ')[1]!)) out[key] = (out[key] ?? 0) + n;
     return out;
   };
   const res: Omit<FaultResult, 'violations'> = {
@@ -466,6 +472,7 @@ function score(r: {
     neverAcked: msgs.filter((m) => m.messageId === undefined && m.refused === undefined).length,
     nonRetryable: codes((c) => !RETRYABLE.has(c)),
     retryable: codes((c) => RETRYABLE.has(c)),
+    statusDetails: Object.fromEntries(r.clients.flatMap((c) => [...c.samples])),
     admission: r.admission,
     baselineP99Ms,
     longestStallMs: Math.max(0, ...r.clients.map((c) => c.maxStallMs)),

@@ -3,7 +3,7 @@ import { markdownTable, violations, type FaultResult } from './faults';
 const survived: Omit<FaultResult, 'violations'> = {
   fault: 'worker-kill', what: 'a worker killed', load: { clients: 2, rate: 1, audioEvery: 0, warmupMs: 1, faultMs: 1, afterMs: 1, leaseMs: 1_000 },
   sent: 10, accepted: 10, lost: 0, duplicated: 0, unanswered: 0, undelivered: 0, deliveredTwice: 0, failed: 0, refused: 0, neverAcked: 0,
-  nonRetryable: {}, retryable: { UNAVAILABLE: 2 },
+  nonRetryable: {}, retryable: { 'stream UNAVAILABLE': 2 }, statusDetails: {},
   admission: { at: '', slots: 2, openStreams: 2, maxClients: 50, duplicateClients: 0, streamsWithoutSlot: 0, slotsWithoutStream: 0, connectedMetric: 2, ok: true },
   baselineP99Ms: 500, longestStallMs: 1_200, longestReplyMs: 3_000, recoveryMs: 0, reconnects: 2, durationMs: 1,
 };
@@ -15,7 +15,7 @@ describe('fault matrix scoring', () => {
 
   it('names each broken invariant with its number', () => {
     const v = violations({
-      ...survived, lost: 1, duplicated: 2, unanswered: 3, undelivered: 4, failed: 5, nonRetryable: { INTERNAL: 6 },
+      ...survived, lost: 1, duplicated: 2, unanswered: 3, undelivered: 4, failed: 5, nonRetryable: { 'ChatError INTERNAL': 6 },
       admission: { ...survived.admission, slots: 1, streamsWithoutSlot: 1, ok: false },
     });
     expect(v).toEqual([
@@ -24,7 +24,7 @@ describe('fault matrix scoring', () => {
       '3 accepted messages never answered',
       '4 replies in the log never delivered to their connected client',
       '5 accepted messages failed for good (a transient fault)',
-      'non-retryable statuses for a transient fault: INTERNAL ×6',
+      'non-retryable statuses for a transient fault: ChatError INTERNAL ×6',
       'admission one lease after: 1 slots for 2 open streams (max 50), 0 clients twice, 1 streams without a slot, 0 slots without a stream, gateways count 2',
     ]);
   });
