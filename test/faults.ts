@@ -65,6 +65,12 @@ interface Fault {
   restore(r: Roles): Promise<void>;
   /** Overrides of the load (the MinIO fault sends voice too). */
   load?: Partial<Load>;
+  /**
+   * When the cluster may heal from: an engine once it is back (`restore`); a
+   * killed role at once (`inject`), since the others take over its work
+   * without waiting for its replacement.
+   */
+  healsFrom: 'restore' | 'inject';
 }
 
 /** Kills (or stops) one role process and starts a fresh one of the same role once the fault time is over. */
@@ -73,6 +79,7 @@ const roleFault = (what: string, pick: (r: Roles) => RoleProcess[], end: 'kill' 
   let ended: Promise<void> = Promise.resolve();
   return {
     what,
+    healsFrom: 'inject',
     inject: async (r) => {
       victim = pick(r)[0]!;
       // A graceful stop drains: the fault clock runs while it does.
@@ -90,11 +97,11 @@ const roleFault = (what: string, pick: (r: Roles) => RoleProcess[], end: 'kill' 
 };
 
 export const FAULT_SPECS: Record<FaultName, Fault> = {
-  'kafka-kill': { what: 'Kafka SIGKILL, restarted after the fault time', inject: (r) => r.engines.kafka.kill(), restore: (r) => r.engines.kafka.start() },
-  'kafka-freeze': { what: 'Kafka SIGSTOP, SIGCONT after the fault time', inject: async (r) => r.engines.kafka.freeze(), restore: async (r) => r.engines.kafka.thaw() },
-  'ferretdb-kill': { what: 'FerretDB SIGKILL, restarted', inject: (r) => r.engines.ferret.kill(), restore: (r) => r.engines.ferret.start() },
-  'nats-kill': { what: 'NATS SIGKILL, restarted', inject: (r) => r.engines.nats.kill(), restore: (r) => r.engines.nats.start() },
-  'minio-kill': { what: 'MinIO SIGKILL, restarted (every 4th message a 1–2 s WAV)', inject: (r) => r.engines.minio.kill(), restore: (r) => r.engines.minio.start(), load: { audioEvery: 4 } },
+  'kafka-kill': { what: 'Kafka SIGKILL, restarted after the fault time', healsFrom: 'restore', inject: (r) => r.engines.kafka.kill(), restore: (r) => r.engines.kafka.start() },
+  'kafka-freeze': { what: 'Kafka SIGSTOP, SIGCONT after the fault time', healsFrom: 'restore', inject: async (r) => r.engines.kafka.freeze(), restore: async (r) => r.engines.kafka.thaw() },
+  'ferretdb-kill': { what: 'FerretDB SIGKILL, restarted', healsFrom: 'restore', inject: (r) => r.engines.ferret.kill(), restore: (r) => r.engines.ferret.start() },
+  'nats-kill': { what: 'NATS SIGKILL, restarted', healsFrom: 'restore', inject: (r) => r.engines.nats.kill(), restore: (r) => r.engines.nats.start() },
+  'minio-kill': { what: 'MinIO SIGKILL, restarted (every 4th message a 1–2 s WAV)', healsFrom: 'restore', inject: (r) => r.engines.minio.kill(), restore: (r) => r.engines.minio.start(), load: { audioEvery: 4 } },
   'gateway-kill': roleFault('one of two gateways SIGKILL, a new one started', (r) => r.gateways, 'kill'),
   'worker-kill': roleFault('one of two workers SIGKILL, a new one started', (r) => r.workers, 'kill'),
   'projector-kill': roleFault('the projector SIGKILL, a new one started', (r) => [r.projector], 'kill'),
@@ -313,7 +320,7 @@ export interface FaultResult {
   longestStallMs: number;
   /** The longest wait of one accepted message for its outcome (send → outcome on the client). */
   longestReplyMs: number | null;
-  /** From the restore until the last slow outcome (latency over max(3 × baseline p99, 2 s)); null if some never came. */
+  /** From the restore (an engine) or the kill (a role) until the last slow outcome (latency over max(3 × baseline p99, 2 s)); null if some never came. */
   recoveryMs: number | null;
   reconnects: number;
   /** The invariants of issue 10 that failed (empty: the fault is survived). */
@@ -382,6 +389,7 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
       const faultAt = Date.now();
       log(`${fault}: inject (${spec.what})`);
       await spec.inject(roles);
+      const injectedAt = Date.now();
       await sleep(Math.max(0, load.faultMs - (Date.now() - faultAt)));
       await spec.restore(roles);
       const restoredAt = Date.now();
@@ -402,7 +410,7 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
       const endAt = Date.now();
       clearInterval(ticker);
       const readback = await readLog(cluster);
-      return score({ fault, what: spec.what, load, clients, readback, admission, faultAt, restoredAt, endAt, started });
+      return score({ fault, what: spec.what, load, clients, readback, admission, faultAt, healFrom: spec.healsFrom === 'inject' ? injectedAt : restoredAt, endAt, started });
     } finally {
       sending = false;
       clearInterval(ticker);
@@ -441,7 +449,7 @@ async function checkAdmission(cluster: Cluster, gateways: RoleProcess[], clients
 
 function score(r: {
   fault: FaultName; what: string; load: Load; clients: FaultClient[]; readback: Awaited<ReturnType<typeof readLog>>;
-  admission: FaultResult['admission']; faultAt: number; restoredAt: number; endAt: number; started: number;
+  admission: FaultResult['admission']; faultAt: number; healFrom: number; endAt: number; started: number;
 }): FaultResult {
   const msgs = r.clients.flatMap((c) => [...c.sent.values()]);
   const accepted = msgs.filter((m) => m.messageId !== undefined);
@@ -451,8 +459,8 @@ function score(r: {
   const baseline = accepted.filter((m) => m.sentAt < r.faultAt - 1_000 && m.outcomeAt !== undefined).map(latency);
   const baselineP99Ms = quantile(baseline, 0.99);
   const slow = Math.max(3 * baselineP99Ms, 2_000);
-  const lastSlow = accepted.filter((m) => latency(m) > slow && (m.outcomeAt ?? Infinity) > r.restoredAt);
-  const recoveryMs = lastSlow.some((m) => m.outcomeAt === undefined) ? null : Math.max(0, ...lastSlow.map((m) => m.outcomeAt! - r.restoredAt));
+  const lastSlow = accepted.filter((m) => latency(m) > slow && (m.outcomeAt ?? Infinity) > r.healFrom);
+  const recoveryMs = lastSlow.some((m) => m.outcomeAt === undefined) ? null : Math.max(0, ...lastSlow.map((m) => m.outcomeAt! - r.healFrom));
   const codes = (keep: (code: string) => boolean) => {
     const out: Record<string, number> = {};
     for (const c of r.clients) for (const [key, n] of c.statuses) if (keep(key.split(' ')[1]!)) out[key] = (out[key] ?? 0) + n;
