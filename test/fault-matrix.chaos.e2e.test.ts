@@ -16,13 +16,18 @@ import { FERRETDB_BIN, KAFKA_LIBS, MINIO_BIN, NATS_BIN } from './private-engines
  * when it was last measured; moving it into HOLDS is the one-line change
  * that turns the assertion on (each adds about 1.5 min to CI).
  */
-const HOLDS: readonly FaultName[] = ['worker-kill'];
+const HOLDS: readonly FaultName[] = ['kafka-freeze', 'nats-kill', 'worker-kill', 'projector-kill', 'worker-term'];
 
 /** What each fault not in HOLDS broke when last measured (`npm run faults`, see the README's Reliability table). */
-const NOT_YET: Partial<Record<FaultName, string>> = {};
+const NOT_YET: Partial<Record<FaultName, string>> = {
+  'kafka-kill': 'messages in processing failed for good (ChatError INTERNAL)',
+  'ferretdb-kill': 'clients got INTERNAL while the database was down',
+  'minio-kill': 'voice messages failed for good (ChatError INTERNAL)',
+  'gateway-kill': 'its clients were refused ALREADY_EXISTS until the dead gateway\'s lease expired',
+};
 
-/** Shorter than the script's default: 10 clients × 2 msg/s, 5 s before the fault, 10 s of fault, 15 s after. */
-const CI_LOAD: Partial<Load> = { clients: 10, rate: 2, warmupMs: 5_000, faultMs: 10_000, afterMs: 15_000, leaseMs: 4_000 };
+/** Shorter than the script's default: 10 clients × 2 msg/s, 5 s before the fault, 10 s of fault, 15 s after (the default 10 s lease). */
+const CI_LOAD: Partial<Load> = { clients: 10, rate: 2, warmupMs: 5_000, faultMs: 10_000, afterMs: 15_000 };
 
 const BINARIES = [KAFKA_LIBS, FERRETDB_BIN, NATS_BIN, MINIO_BIN];
 const missing = BINARIES.filter((p) => !existsSync(p));
@@ -46,7 +51,7 @@ describeWhen(missing.length === 0, 'Fault matrix: engines and roles killed under
     it(`${fault}: every accepted message answered once and delivered, admission exact one lease after`, async () => {
       const r = await runFault(engines, fault, CI_LOAD);
       // Printed for the record, like the other chaos tests.
-      process.stdout.write(`${markdownTable([r])}\n`);
+      process.stdout.write(`${markdownTable([r])}\nstatuses: ${JSON.stringify(r.statusDetails)}\n`);
       expect(r.accepted).toBeGreaterThan(100);
       expect(r.violations).toEqual([]);
     });

@@ -315,7 +315,8 @@ export interface FaultResult {
   statusDetails: Record<string, string>;
   /** Retryable statuses seen, by code (for the record). */
   retryable: Record<string, number>;
-  admission: { at: string; slots: number; openStreams: number; maxClients: number; duplicateClients: number; streamsWithoutSlot: number; slotsWithoutStream: number; connectedMetric: number; ok: boolean; error?: string };
+  /** `disconnected`: clients without a welcomed stream (every client must be back by then). */
+  admission: { at: string; slots: number; openStreams: number; disconnected: number; maxClients: number; duplicateClients: number; streamsWithoutSlot: number; slotsWithoutStream: number; connectedMetric: number; ok: boolean; error?: string };
   baselineP99Ms: number;
   longestStallMs: number;
   /** The longest wait of one accepted message for its outcome (send → outcome on the client). */
@@ -424,24 +425,39 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
   }
 }
 
+/**
+ * Issue 10's admission invariants, from the registry's documents and the
+ * clients' side: ≤ MAX_CLIENTS slots, one per client, every welcomed stream
+ * holding one, no slot without a live stream of its client (one still waiting
+ * for its Welcome may hold its slot already), and every client back. Snapshots every 500 ms for up to
+ * 5 s: the first consistent one is kept, else the last.
+ */
 async function checkAdmission(cluster: Cluster, gateways: RoleProcess[], clients: FaultClient[], maxClients: number): Promise<FaultResult['admission']> {
-  const at = new Date().toISOString();
-  const open = clients.filter((c) => c.welcomed).map((c) => ({ clientId: c.id, sessionId: c.sessionId! }));
   const mongo = new MongoClient(cluster.env().MONGODB_URI, { serverSelectionTimeoutMS: 5_000 });
+  let last: FaultResult['admission'] | undefined;
   try {
-    const slots = (await mongo.db().collection(CONNECTIONS_COLLECTION).find({}).toArray()) as unknown as { _id: string; clientId: string }[];
-    const connectedMetric = (await Promise.all(gateways.map((g) => g.metric('chatflow_clients_connected').catch(() => NaN)))).reduce((a, b) => a + b, 0);
-    const ids = new Set(slots.map((s) => String(s._id)));
-    const openIds = new Set(open.map((o) => o.sessionId));
-    const a = {
-      at, slots: slots.length, openStreams: open.length, maxClients, connectedMetric,
-      duplicateClients: slots.length - new Set(slots.map((s) => s.clientId)).size,
-      streamsWithoutSlot: open.filter((o) => !ids.has(o.sessionId)).length,
-      slotsWithoutStream: slots.filter((s) => !openIds.has(String(s._id))).length,
-    };
-    return { ...a, ok: a.slots <= maxClients && a.duplicateClients === 0 && a.streamsWithoutSlot === 0 && a.slotsWithoutStream === 0 && a.connectedMetric === open.length };
-  } catch (e) {
-    return { at, slots: -1, openStreams: open.length, maxClients, connectedMetric: NaN, duplicateClients: 0, streamsWithoutSlot: 0, slotsWithoutStream: 0, ok: false, error: (e as Error).message };
+    for (const end = Date.now() + 5_000; ; await sleep(500)) {
+      const at = new Date().toISOString();
+      try {
+        const slots = (await mongo.db().collection(CONNECTIONS_COLLECTION).find({}).toArray()) as unknown as { _id: string; clientId: string }[];
+        const welcomed = clients.filter((c) => c.welcomed);
+        const live = new Set(clients.filter((c) => c.stream && !c.stream.isDone()).map((c) => c.id));
+        const connectedMetric = (await Promise.all(gateways.map((g) => g.metric('chatflow_clients_connected').catch(() => NaN)))).reduce((a, b) => a + b, 0);
+        const ids = new Set(slots.map((x) => String(x._id)));
+        const a = {
+          at, slots: slots.length, openStreams: welcomed.length, disconnected: clients.length - welcomed.length, maxClients, connectedMetric,
+          duplicateClients: slots.length - new Set(slots.map((x) => x.clientId)).size,
+          streamsWithoutSlot: welcomed.filter((c) => !ids.has(c.sessionId!)).length,
+          slotsWithoutStream: slots.filter((x) => !live.has(x.clientId)).length,
+        };
+        const ok = a.disconnected === 0 && a.slots <= maxClients && a.duplicateClients === 0 && a.streamsWithoutSlot === 0 && a.slotsWithoutStream === 0 && connectedMetric >= welcomed.length && connectedMetric <= live.size;
+        last = { ...a, ok };
+      } catch (e) {
+        const open = clients.filter((c) => c.welcomed).length;
+        last = { at, slots: -1, openStreams: open, disconnected: clients.length - open, maxClients, connectedMetric: NaN, duplicateClients: 0, streamsWithoutSlot: 0, slotsWithoutStream: 0, ok: false, error: (e as Error).message };
+      }
+      if (last.ok || Date.now() > end) return last;
+    }
   } finally {
     await mongo.close().catch(() => undefined);
   }
@@ -504,7 +520,7 @@ export function violations(r: Omit<FaultResult, 'violations'>): string[] {
   const nr = Object.entries(r.nonRetryable);
   if (nr.length > 0) v.push(`non-retryable statuses for a transient fault: ${nr.map(([c, n]) => `${c} ×${n}`).join(', ')}`);
   const a = r.admission;
-  if (!a.ok) v.push(`admission one lease after: ${a.error ?? `${a.slots} slots for ${a.openStreams} open streams (max ${a.maxClients}), ${a.duplicateClients} clients twice, ${a.streamsWithoutSlot} streams without a slot, ${a.slotsWithoutStream} slots without a stream, gateways count ${a.connectedMetric}`}`);
+  if (!a.ok) v.push(`admission one lease after: ${a.error ?? `${a.slots} slots for ${a.openStreams} open streams (max ${a.maxClients}), ${a.disconnected} clients not back, ${a.duplicateClients} clients twice, ${a.streamsWithoutSlot} streams without a slot, ${a.slotsWithoutStream} slots without a stream, gateways count ${a.connectedMetric}`}`);
   return v;
 }
 
@@ -516,7 +532,7 @@ export function markdownTable(results: FaultResult[]): string {
   const rows = results.map((r) => {
     const nr = Object.entries(r.nonRetryable).map(([c, n]) => `${c} ×${n}`).join(', ') || '0';
     const a = r.admission;
-    const adm = a.ok ? `ok (${a.slots} slots, ${a.openStreams} streams)` : a.error ? `error: ${a.error}` : `**${a.slots} slots / ${a.openStreams} streams, ${a.duplicateClients} twice, ${a.streamsWithoutSlot} without slot, ${a.slotsWithoutStream} stale, metric ${a.connectedMetric}**`;
+    const adm = a.ok ? `ok (${a.slots} slots, ${a.openStreams} streams)` : a.error ? `error: ${a.error}` : `**${a.slots} slots / ${a.openStreams} streams, ${a.disconnected} not back, ${a.duplicateClients} twice, ${a.streamsWithoutSlot} without slot, ${a.slotsWithoutStream} stale, metric ${a.connectedMetric}**`;
     const bold = (n: number) => (n > 0 ? `**${n}**` : '0');
     return `| ${r.fault} | ${r.accepted} | ${bold(r.lost)} | ${bold(r.duplicated)} | ${bold(r.unanswered)} | ${bold(r.undelivered)} | ${bold(r.failed)} | ${nr === '0' ? nr : `**${nr}**`} | ${adm} | ${secs(r.longestStallMs)} | ${secs(r.longestReplyMs)} | ${secs(r.recoveryMs)} | ${r.violations.length === 0 ? 'hit' : 'miss'} |`;
   });

@@ -4,7 +4,7 @@ const survived: Omit<FaultResult, 'violations'> = {
   fault: 'worker-kill', what: 'a worker killed', load: { clients: 2, rate: 1, audioEvery: 0, warmupMs: 1, faultMs: 1, afterMs: 1, leaseMs: 1_000 },
   sent: 10, accepted: 10, lost: 0, duplicated: 0, unanswered: 0, undelivered: 0, deliveredTwice: 0, failed: 0, refused: 0, neverAcked: 0,
   nonRetryable: {}, retryable: { 'stream UNAVAILABLE': 2 }, statusDetails: {},
-  admission: { at: '', slots: 2, openStreams: 2, maxClients: 50, duplicateClients: 0, streamsWithoutSlot: 0, slotsWithoutStream: 0, connectedMetric: 2, ok: true },
+  admission: { at: '', slots: 2, openStreams: 2, disconnected: 0, maxClients: 50, duplicateClients: 0, streamsWithoutSlot: 0, slotsWithoutStream: 0, connectedMetric: 2, ok: true },
   baselineP99Ms: 500, longestStallMs: 1_200, longestReplyMs: 3_000, recoveryMs: 0, reconnects: 2, durationMs: 1,
 };
 
@@ -25,7 +25,7 @@ describe('fault matrix scoring', () => {
       '4 replies in the log never delivered to their connected client',
       '5 accepted messages failed for good (a transient fault)',
       'non-retryable statuses for a transient fault: ChatError INTERNAL ×6',
-      'admission one lease after: 1 slots for 2 open streams (max 50), 0 clients twice, 1 streams without a slot, 0 slots without a stream, gateways count 2',
+      'admission one lease after: 1 slots for 2 open streams (max 50), 0 clients not back, 0 clients twice, 1 streams without a slot, 0 slots without a stream, gateways count 2',
     ]);
   });
 
