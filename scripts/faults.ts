@@ -1,5 +1,6 @@
 /**
  * npm run faults -- [--fault kafka-kill[,nats-kill…]] [--runs 3] [--clients 20] [--rate 2] [--fault-ms 15000] [--out loadtest/results]
+ * npm run faults -- --summary loadtest/results/<time>-faults.json [--summary …]
  *
  * Issue 10's fault matrix on private engines (the stack's binaries in .stack/,
  * or CHATFLOW_STACK_DIR): each fault, each run on a fresh cluster, scored by
@@ -7,24 +8,30 @@
  * markdown and JSON. Exit 1 when a fault broke an invariant.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
-import { FAULTS, markdownTable, PrivateEngines, runFault, type FaultName, type FaultResult } from '../test/faults';
+import { FAULTS, markdownTable, PrivateEngines, runFault, summaryTable, type FaultName, type FaultResult } from '../test/faults';
 import { FERRETDB_BIN, KAFKA_LIBS, MINIO_BIN, NATS_BIN, STACK_DIR } from '../test/private-engines';
 
-const USAGE = `usage: npm run faults -- [--fault ${FAULTS.join('|')}[,…]] [--runs N] [--clients N] [--rate MSG_PER_S] [--fault-ms MS] [--out DIR]`;
+const USAGE = `usage: npm run faults -- [--fault ${FAULTS.join('|')}[,…]] [--runs N] [--clients N] [--rate MSG_PER_S] [--fault-ms MS] [--out DIR]\n       npm run faults -- --summary RESULTS.json [--summary …]   (one row per fault over earlier runs)`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       fault: { type: 'string', multiple: true }, runs: { type: 'string', default: '1' }, clients: { type: 'string' }, rate: { type: 'string' },
-      'fault-ms': { type: 'string' }, out: { type: 'string', default: 'loadtest/results' }, help: { type: 'boolean' },
+      'fault-ms': { type: 'string' }, out: { type: 'string', default: 'loadtest/results' }, summary: { type: 'string', multiple: true }, help: { type: 'boolean' },
     },
   });
   if (values.help) {
     console.log(USAGE);
+    return 0;
+  }
+  // --summary a.json --summary b.json: the per-fault summary of earlier runs, nothing run.
+  if (values.summary) {
+    const all = (await Promise.all(values.summary.map(async (f) => (JSON.parse(await readFile(f, 'utf8')) as { results: FaultResult[] }).results))).flat();
+    console.log(summaryTable(all));
     return 0;
   }
   const faults = (values.fault ?? [...FAULTS]).flatMap((f) => f.split(',')) as FaultName[];
@@ -58,7 +65,7 @@ async function main(): Promise<number> {
   } finally {
     await engines.remove();
   }
-  const table = markdownTable(results);
+  const table = `${markdownTable(results)}${runs > 1 ? `\n\nOver all runs:\n\n${summaryTable(results)}` : ''}`;
   console.log(table);
   const stamp = new Date().toISOString().slice(0, 16).replace(':', '');
   await mkdir(values.out!, { recursive: true });

@@ -538,3 +538,28 @@ export function markdownTable(results: FaultResult[]): string {
   });
   return [head, ...rows].join('\n');
 }
+
+/** One row per fault over all its runs: sums of what must be 0, ranges of the rest, hits out of runs. */
+export function summaryTable(results: FaultResult[]): string {
+  const range = (xs: number[], f: (x: number) => string = String) => {
+    const lo = Math.min(...xs), hi = Math.max(...xs);
+    return lo === hi ? f(lo) : `${f(lo)}–${f(hi)}`;
+  };
+  const s = (ms: number) => (ms / 1000).toFixed(1);
+  const head = '| fault | runs | accepted | lost | duplicated | unanswered | undelivered | failed for good | non-retryable statuses | admission 1 lease after | longest stall (s) | recovery (s) | hit |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |';
+  const rows = FAULTS.map((f) => results.filter((r) => r.fault === f)).filter((rs) => rs.length > 0).map((rs) => {
+    const sum = (k: 'lost' | 'duplicated' | 'unanswered' | 'undelivered' | 'failed') => {
+      const n = rs.map((r) => r[k]);
+      return n.some((x) => x > 0) ? `**${n.join(', ')}**` : '0';
+    };
+    const codes: Record<string, number> = {};
+    for (const r of rs) for (const [c, n] of Object.entries(r.nonRetryable)) codes[c] = (codes[c] ?? 0) + n;
+    const nr = Object.entries(codes).map(([c, n]) => `${c} ×${n}`).join(', ');
+    const admOk = rs.filter((r) => r.admission.ok).length;
+    const rec = rs.map((r) => r.recoveryMs);
+    const recovery = rec.some((x) => x === null) ? `${rec.filter((x) => x === null).length} never; ${rec.some((x) => x !== null) ? range(rec.filter((x): x is number => x !== null), s) : ''}` : range(rec as number[], s);
+    const hits = rs.filter((r) => r.violations.length === 0).length;
+    return `| ${rs[0]!.fault} | ${rs.length} | ${range(rs.map((r) => r.accepted))} | ${sum('lost')} | ${sum('duplicated')} | ${sum('unanswered')} | ${sum('undelivered')} | ${sum('failed')} | ${nr ? `**${nr}**` : '0'} | ${admOk === rs.length ? `ok ${admOk}/${rs.length}` : `**ok ${admOk}/${rs.length}**`} | ${range(rs.map((r) => r.longestStallMs), s)} | ${recovery} | ${hits === rs.length ? `${hits}/${rs.length}` : `**${hits}/${rs.length}**`} |`;
+  });
+  return [head, ...rows].join('\n');
+}

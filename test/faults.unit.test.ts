@@ -1,4 +1,4 @@
-import { markdownTable, violations, type FaultResult } from './faults';
+import { markdownTable, summaryTable, violations, type FaultResult } from './faults';
 
 const survived: Omit<FaultResult, 'violations'> = {
   fault: 'worker-kill', what: 'a worker killed', load: { clients: 2, rate: 1, audioEvery: 0, warmupMs: 1, faultMs: 1, afterMs: 1, leaseMs: 1_000 },
@@ -39,5 +39,16 @@ describe('fault matrix scoring', () => {
     expect(t[2]).toBe('| worker-kill | 10 | 0 | 0 | 0 | 0 | 0 | 0 | ok (2 slots, 2 streams) | 1.2 s | 3.0 s | 0.0 s | hit |');
     expect(t[3]).toContain('| **7** |');
     expect(t[3]).toMatch(/\| never \| miss \|$/);
+  });
+});
+
+describe('fault matrix summary', () => {
+  it('sums what must be 0 per run, gives ranges of the rest and hits out of runs', () => {
+    const runs: FaultResult[] = [
+      { ...survived, accepted: 900, longestStallMs: 1_000, recoveryMs: 500, violations: [] },
+      { ...survived, accepted: 1_000, duplicated: 3, longestStallMs: 4_000, recoveryMs: null, violations: ['x'] },
+    ];
+    const row = summaryTable(runs).split('\n')[2];
+    expect(row).toBe('| worker-kill | 2 | 900–1000 | 0 | **0, 3** | 0 | 0 | 0 | 0 | ok 2/2 | 1.0–4.0 | 1 never; 0.5 | **1/2** |');
   });
 });
