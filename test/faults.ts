@@ -408,9 +408,13 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
       for (const end = Date.now() + 60_000; pending().length > 0 && Date.now() < end; ) await sleep(500);
       // A late copy (a zombie worker, the bus catching up) comes within seconds.
       await sleep(3_000);
+      const readback = await readLog(cluster);
+      // A reply that reached the log at the end of the drain still has a few seconds to reach its client
+      // (the gateway fetches a reply overdue on the bus from the read model): only then is it undelivered.
+      const unseen = () => clients.flatMap((c) => [...c.sent.values()]).filter((m) => m.messageId !== undefined && m.outcomeAt === undefined && (readback.responses.has(m.messageId) || readback.failures.has(m.messageId)));
+      for (const end = Date.now() + 15_000; unseen().length > 0 && Date.now() < end; ) await sleep(500);
       const endAt = Date.now();
       clearInterval(ticker);
-      const readback = await readLog(cluster);
       return score({ fault, what: spec.what, load, clients, readback, admission, faultAt, healFrom: spec.healsFrom === 'inject' ? injectedAt : restoredAt, endAt, started });
     } finally {
       sending = false;
