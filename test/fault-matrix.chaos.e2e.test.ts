@@ -16,12 +16,13 @@ import { FERRETDB_BIN, KAFKA_LIBS, MINIO_BIN, NATS_BIN } from './private-engines
  * when it was last measured; moving it into HOLDS is the one-line change
  * that turns the assertion on (each adds about 1.5 min to CI).
  */
-const HOLDS: readonly FaultName[] = ['kafka-freeze', 'nats-kill', 'worker-kill', 'projector-kill', 'worker-term'];
+const HOLDS: readonly FaultName[] = ['nats-kill', 'worker-kill', 'projector-kill', 'worker-term'];
 
 /** What each fault not in HOLDS broke when last measured (`npm run faults`, see the README's Reliability table). */
 const NOT_YET: Partial<Record<FaultName, string>> = {
-  'kafka-kill': 'messages in processing failed for good (ChatError INTERNAL)',
-  'ferretdb-kill': 'clients got INTERNAL while the database was down',
+  'kafka-kill': 'messages failed for good (ChatError INTERNAL), replies never delivered, ALREADY_EXISTS on reconnect',
+  'kafka-freeze': '92 messages answered twice in 1 of 2 runs (20 clients)',
+  'ferretdb-kill': 'clients got ChatError INTERNAL while the database was down; 6 replies never delivered in 1 of 2 runs',
   'minio-kill': 'voice messages failed for good (ChatError INTERNAL)',
   'gateway-kill': 'its clients were refused ALREADY_EXISTS until the dead gateway\'s lease expired',
 };
