@@ -172,10 +172,15 @@ export async function readLog(cluster: Cluster): Promise<LogReadback> {
   const log = await KafkaEventLog.open({ brokers: env.KAFKA_BROKERS.split(','), clientId: 'e2e-audit', prefix: env.KAFKA_PREFIX, partitions: Number(env.KAFKA_PARTITIONS ?? 10), logger: pino({ level: 'silent' }) });
   const out: LogReadback = { received: new Set(), responses: new Map(), failures: new Map() };
   const bump = (m: Map<string, number>, id: string) => m.set(id, (m.get(id) ?? 0) + 1);
+  const seen = new Set<string>();
   try {
     const consumer = await log.consume({
       group: `audit-${Date.now()}-${Math.random().toString(36).slice(2)}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1,
       handle: async (e) => {
+        // A rebalance of this reader (a slow join on a loaded machine) hands it events again: each counts once.
+        const at = `${e.topic}/${e.partition}/${e.offset}`;
+        if (seen.has(at)) return;
+        seen.add(at);
         const p = e.event.payload;
         if (p?.$case === 'messageReceived') out.received.add(p.messageReceived.messageId);
         if (p?.$case === 'responseProduced') bump(out.responses, p.responseProduced.inReplyTo);
