@@ -546,8 +546,8 @@ export function markdownTable(results: FaultResult[]): string {
 /** One row per fault over all its runs: sums of what must be 0, ranges of the rest, hits out of runs. */
 export function summaryTable(results: FaultResult[]): string {
   const range = (xs: number[], f: (x: number) => string = String) => {
-    const lo = Math.min(...xs), hi = Math.max(...xs);
-    return lo === hi ? f(lo) : `${f(lo)}–${f(hi)}`;
+    const lo = f(Math.min(...xs)), hi = f(Math.max(...xs));
+    return lo === hi ? lo : `${lo}–${hi}`;
   };
   const s = (ms: number) => (ms / 1000).toFixed(1);
   const head = '| fault | runs | accepted | lost | duplicated | unanswered | undelivered | failed for good | non-retryable statuses | admission 1 lease after | longest stall (s) | recovery (s) | hit |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |';
