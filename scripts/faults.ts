@@ -5,7 +5,8 @@
  * Issue 10's fault matrix on private engines (the stack's binaries in .stack/,
  * or CHATFLOW_STACK_DIR): each fault, each run on a fresh cluster, scored by
  * reading the log back (test/faults.ts). Prints the table and writes it as
- * markdown and JSON. Exit 1 when a fault broke an invariant.
+ * markdown and JSON. Exit 1 when a fault broke an invariant or a run could not
+ * be carried out, 2 on bad usage.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -54,10 +55,19 @@ async function main(): Promise<number> {
   log(`engines from ${STACK_DIR}; faults ${faults.join(', ')}; ${runs} run(s) each; code ${commit}${dirty ? ' (src modified)' : ''}`);
   const engines = await PrivateEngines.start();
   const results: FaultResult[] = [];
+  let failedRuns = 0;
   try {
     for (let run = 1; run <= runs; run++) {
       for (const fault of faults) {
-        const r = await runFault(engines, fault, load, log);
+        let r: FaultResult;
+        try {
+          r = await runFault(engines, fault, load, log);
+        } catch (e) {
+          // A run that could not be carried out (an engine that did not come back) is said, and the matrix goes on.
+          log(`${fault} run ${run}: not measured — ${(e as Error).message.slice(0, 500)}`);
+          failedRuns++;
+          continue;
+        }
         results.push(r);
         log(`${fault} run ${run}: ${r.violations.length === 0 ? 'hit' : `miss — ${r.violations.join('; ')}`}`);
       }
@@ -76,7 +86,7 @@ async function main(): Promise<number> {
   await writeFile(`${base}.md`, `${head}${table}\n${notes ? `\nInvariants broken:\n\n${notes}\n` : ''}`);
   await writeFile(`${base}.json`, JSON.stringify({ commit, dirty, results }, null, 2));
   log(`written ${base}.md and ${base}.json`);
-  return results.some((r) => r.violations.length > 0) ? 1 : 0;
+  return failedRuns > 0 || results.some((r) => r.violations.length > 0) ? 1 : 0;
 }
 
 main().then((code) => process.exit(code), (e: Error) => {
