@@ -83,7 +83,8 @@ export class Cluster {
   constructor(private readonly extraEnv: Record<string, string> = {}) {}
 
   env(): Record<string, string> {
-    const engines = engineEnv();
+    // A private engine given in extraEnv (test/private-engines.ts) replaces the stack's.
+    const engines = { ...engineEnv(), ...this.extraEnv };
     const mongo = new URL(engines.MONGODB_URI!);
     mongo.pathname = `/chatflow_e2e_${this.run}`;
     return {
@@ -155,27 +156,55 @@ export class Cluster {
   }
 }
 
-/**
- * Reads the run's log back and counts the outcomes recorded per message:
- * ResponseProduced and ProcessingFailed by the message they answer.
- */
-export async function responsesPerMessage(cluster: Cluster, kinds: readonly ('responseProduced' | 'processingFailed')[] = ['responseProduced']): Promise<Map<string, number>> {
+/** What the run's log holds about messages: the ones received, and the outcomes recorded per message id. */
+export interface LogReadback {
+  /** message_id of every MessageReceived. */
+  received: Set<string>;
+  /** ResponseProduced per message answered (by in_reply_to). */
+  responses: Map<string, number>;
+  /** ProcessingFailed per message (by in_reply_to). */
+  failures: Map<string, number>;
+}
+
+/** Reads the run's conversations topic back from its beginning (a fresh consumer group). */
+export async function readLog(cluster: Cluster): Promise<LogReadback> {
   const env = cluster.env();
-  const log = await KafkaEventLog.open({ brokers: env.KAFKA_BROKERS.split(','), clientId: 'e2e-audit', prefix: env.KAFKA_PREFIX, partitions: 10, logger: pino({ level: 'silent' }) });
-  const counts = new Map<string, number>();
+  const log = await KafkaEventLog.open({ brokers: env.KAFKA_BROKERS.split(','), clientId: 'e2e-audit', prefix: env.KAFKA_PREFIX, partitions: Number(env.KAFKA_PARTITIONS ?? 10), logger: pino({ level: 'silent' }) });
+  const out: LogReadback = { received: new Set(), responses: new Map(), failures: new Map() };
+  const bump = (m: Map<string, number>, id: string) => m.set(id, (m.get(id) ?? 0) + 1);
+  const seen = new Set<string>();
   try {
     const consumer = await log.consume({
-      group: `audit-${Date.now()}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1,
+      group: `audit-${Date.now()}-${Math.random().toString(36).slice(2)}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1,
       handle: async (e) => {
+        // A rebalance of this reader (a slow join on a loaded machine) hands it events again: each counts once.
+        const at = `${e.topic}/${e.partition}/${e.offset}`;
+        if (seen.has(at)) return;
+        seen.add(at);
         const p = e.event.payload;
-        if (p?.$case === 'responseProduced' && kinds.includes('responseProduced')) counts.set(p.responseProduced.inReplyTo, (counts.get(p.responseProduced.inReplyTo) ?? 0) + 1);
-        if (p?.$case === 'processingFailed' && kinds.includes('processingFailed')) counts.set(p.processingFailed.inReplyTo, (counts.get(p.processingFailed.inReplyTo) ?? 0) + 1);
+        if (p?.$case === 'messageReceived') out.received.add(p.messageReceived.messageId);
+        if (p?.$case === 'responseProduced') bump(out.responses, p.responseProduced.inReplyTo);
+        if (p?.$case === 'processingFailed') bump(out.failures, p.processingFailed.inReplyTo);
       },
     });
     await consumer.caughtUp();
     await consumer.stop();
   } finally {
     await log.close();
+  }
+  return out;
+}
+
+/**
+ * Reads the run's log back and counts the outcomes recorded per message:
+ * ResponseProduced and ProcessingFailed by the message they answer.
+ */
+export async function responsesPerMessage(cluster: Cluster, kinds: readonly ('responseProduced' | 'processingFailed')[] = ['responseProduced']): Promise<Map<string, number>> {
+  const { responses, failures } = await readLog(cluster);
+  const counts = new Map<string, number>();
+  for (const [kind, m] of [['responseProduced', responses], ['processingFailed', failures]] as const) {
+    if (!kinds.includes(kind)) continue;
+    for (const [id, n] of m) counts.set(id, (counts.get(id) ?? 0) + n);
   }
   return counts;
 }

@@ -202,7 +202,7 @@ export class PrivateMinio extends PrivateEngine {
     for (const end = Date.now() + 30_000; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
       if (exited(this.proc)) throw new Error('private MinIO exited during start-up');
       try {
-        if ((await fetch(`${this.endpoint}/minio/health/ready`)).ok) return;
+        if ((await fetch(`${this.endpoint}/minio/health/ready`, { signal: AbortSignal.timeout(1_000) })).ok) return;
       } catch {
         // not listening yet
       }
