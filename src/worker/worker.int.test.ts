@@ -164,3 +164,25 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     expect(llm.calls).toBe(0);
   });
 });
+
+describe('Worker: the claims database failing for a moment while a reply is recorded', () => {
+  let env: ReturnType<typeof setup>;
+  beforeEach(() => (env = setup()));
+  afterEach(async () => env.stopAll());
+
+  it('records the reply once the database answers again, instead of failing the message', async () => {
+    const llm = model();
+    llm.release();
+    // The claims' store drops its connection twice when the outcome is recorded (FerretDB killed and restarted).
+    let failures = 2;
+    const commit = env.claims.commit.bind(env.claims);
+    env.claims.commit = async (...args: Parameters<typeof commit>) => {
+      if (failures-- > 0) throw Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
+      return commit(...args);
+    };
+    const a = await env.worker('wA', llm);
+    await a.handle(env.received('m1'), new AbortController().signal);
+    const outcomes = env.log.outcomesFor('m1');
+    expect(outcomes.map((e) => e.payload?.$case)).toEqual(['responseProduced']);
+  });
+});

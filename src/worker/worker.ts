@@ -224,7 +224,14 @@ export class Worker {
    * afterwards; a failure in between leaves it for `confirm`.
    */
   private async commit(messageId: string, gen: number, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
-    if (!(await this.deps.claims.commit(messageId, this.deps.workerId, gen, Event.encode(outcome).finish()))) {
+    // The outcome is made: a claims store failing for a moment (a restart, a lost connection) is waited out, as
+    // the log is in appendOutcome, instead of turning a reply into a failure.
+    const bytes = Event.encode(outcome).finish();
+    const recorded = await retry(() => this.deps.claims.commit(messageId, this.deps.workerId, gen, bytes), {
+      baseMs: 50, maxMs: OUTCOME_RETRY_MAX_MS, signal, retryable: isTransient,
+      onRetry: ({ err, attempt }) => attempt === 1 && this.deps.logger.warn({ err, messageId }, 'the outcome cannot be recorded yet; retrying until it can'),
+    });
+    if (!recorded) {
       this.deps.logger.info({ messageId }, 'another worker answered this message first; this outcome is dropped');
       return null;
     }
