@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { SendAck, SendRequest, type ChatServiceServer, type ClientFrame, type ConnectRequest, type ServerFrame } from '../gen/chatflow/v1/chat';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import { ChatFlowError } from '../domain/errors';
+import { ownershipError } from '../domain/ownership';
 import { decideTimeZone } from '../domain/timezone';
 import { leaseTiming, type LeaseTiming } from '../domain/lease';
 import { LeaseKeeper } from './lease-keeper';
@@ -239,7 +240,8 @@ export class ChatGateway {
   }
 
   private async submitOn(session: GatewaySession, clientId: string, request: SendRequest): Promise<SendAck> {
-    if (session.info.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this session belongs to another client');
+    const denied = ownershipError('session', session.info.clientId, clientId);
+    if (denied) throw denied;
     const a = await session.submit(request.message!);
     return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
   }
@@ -404,9 +406,10 @@ export class ChatGateway {
         throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId} not found`);
       }
     }
-    if (conv.clientId !== clientId) {
+    const denied = ownershipError('conversation', conv.clientId, clientId);
+    if (denied) {
       this.deps.metrics.admissionsRefused.inc({ reason: 'permission_denied' });
-      throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
+      throw denied;
     }
     return conv;
   }

@@ -5,6 +5,7 @@ import type {
   ListMessagesRequest, ListMessagesResponse,
 } from '../gen/chatflow/v1/history';
 import { ChatFlowError } from '../domain/errors';
+import { ownershipError } from '../domain/ownership';
 import type { ConversationDoc } from '../../projections/models';
 import type { GatewayDeps } from './deps';
 import { conversationMessage } from './frames';
@@ -36,7 +37,8 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
       conv = await deps.conversations.get(conversationId);
     }
     if (!conv) throw new ChatFlowError('NOT_FOUND', `conversation ${conversationId.slice(0, 128)} not found`);
-    if (conv.clientId !== clientId) throw new ChatFlowError('PERMISSION_DENIED', 'this conversation belongs to another client');
+    const denied = ownershipError('conversation', conv.clientId, clientId);
+    if (denied) throw denied;
     return conv;
   };
 

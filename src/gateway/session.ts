@@ -11,6 +11,7 @@ import { isTransient } from '../resilience/transient';
 import { echoId, MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor, responseIdFor } from '../domain/ids';
 import { contentHash, decideText } from '../domain/message-content';
 import { validateMedia } from '../domain/media-validation';
+import { uploadKey } from '../domain/media-keys';
 import { disconnectReasonName, failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
@@ -429,7 +430,7 @@ export class GatewaySession {
     const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
     const verdict = validateMedia({ kind, mimeType: media.mimeType, data: media.data, maxBytes: cfg.maxMediaBytes });
     if (!verdict.ok) throw this.reject(verdict.code, verdict.message);
-    const key = `uploads/${Buffer.from(this.info.clientId).toString('base64url')}/${messageId}${extensionOf(verdict.mimeType)}`;
+    const key = uploadKey(this.info.clientId, messageId, verdict.mimeType);
     const bytes = Buffer.from(media.data.buffer, media.data.byteOffset, media.data.byteLength);
     const ref = {
       kind: mediaKindOf(kind),
@@ -636,13 +637,4 @@ function seqOf(frame: ServerFrame): number | undefined {
   if (f?.$case === 'response') return f.response.seq;
   if (f?.$case === 'error') return f.error.seq || undefined;
   return undefined;
-}
-
-function extensionOf(mime: string): string {
-  const ext: Record<string, string> = {
-    'audio/wav': '.wav', 'audio/mpeg': '.mp3', 'audio/ogg': '.ogg', 'audio/flac': '.flac', 'audio/webm': '.webm', 'audio/mp4': '.m4a', 'audio/aac': '.aac',
-    'video/mp4': '.mp4', 'video/webm': '.webm', 'video/quicktime': '.mov', 'video/ogg': '.ogv', 'video/x-msvideo': '.avi', 'video/x-matroska': '.mkv',
-    'image/png': '.png', 'image/jpeg': '.jpg', 'image/gif': '.gif', 'image/webp': '.webp',
-  };
-  return ext[mime] ?? '';
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { Event, MediaKind, type MediaRef, type MessageReceived } from '../gen/chatflow/v1/events';
 import { decideBudget, evolveBudget, initialBudget, type BudgetCommand, type BudgetState } from '../domain/budget';
 import { responseIdFor } from '../domain/ids';
+import { replyMediaKey } from '../domain/media-keys';
 import { mediaKindName, type InputKind } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
 import { encodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
@@ -417,7 +418,7 @@ export class Worker {
     this.deps.metrics.synthesisSeconds.observe({ engine: synth.name, stage: 'all' }, (performance.now() - started) / 1000);
     const pcm = Buffer.concat(pieces);
     const wav = wavFromPcm16(pcm, sampleRate);
-    const key = `replies/${event.conversationId}/${responseId}.wav`;
+    const key = replyMediaKey(event.conversationId, responseId, 'audio/wav');
     await this.untilStored('voice reply', () => this.deps.media.put(key, wav, 'audio/wav'), signal, deadline);
     return { kind: MediaKind.MEDIA_KIND_VOICE, key, mimeType: 'audio/wav', sizeBytes: wav.length, sha256: '', durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000) };
   }
@@ -425,7 +426,7 @@ export class Worker {
   /** The reply and the local time drawn over the video's keyframe (a seeded pattern when there is none). */
   private async image(event: Event, responseId: string, text: string, request: LlmRequest, signal: AbortSignal, deadline: number, keyframe?: Heard['keyframe']): Promise<MediaRef> {
     const img = await this.deps.renderer.image({ title: 'ChatFlow', lines: [formatLocalTime(request.now, request.timeZone), text], seed: responseId, background: keyframe });
-    const key = `replies/${event.conversationId}/${responseId}.png`;
+    const key = replyMediaKey(event.conversationId, responseId, 'image/png');
     await this.untilStored('image reply', () => this.deps.media.put(key, img.bytes, img.mimeType), signal, deadline);
     return { kind: MediaKind.MEDIA_KIND_IMAGE, key, mimeType: img.mimeType, sizeBytes: img.bytes.length, sha256: '', durationMs: 0 };
   }
