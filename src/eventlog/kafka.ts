@@ -244,7 +244,7 @@ class KafkaLogConsumer implements Consumer {
   /**
    * Set when kafkajs's consumer crashed (e.g. Kafka unreachable for longer
    * than its retries): the member is out of the group until it has joined
-   * again, whether kafkajs restarts it or, when it gives up, we do.
+   * again (restartLater).
    */
   private downSince: number | null = null;
   private restartTimer?: NodeJS.Timeout;
@@ -319,12 +319,12 @@ class KafkaLogConsumer implements Consumer {
   }
 
   /**
-   * kafkajs's consumer crashed: it has left the group and dropped its
-   * partitions (and their pauses), and rejoins from the committed offsets. Our
-   * bookkeeping of those partitions is dropped with them (the next GROUP_JOIN
-   * assigns afresh), and the member says it is out until then. When kafkajs
-   * gives up (restart: false), the member restarts itself with backoff: it
-   * must come back whenever the broker does.
+   * kafkajs's consumer crashed: it has disconnected and dropped its
+   * partitions (and their pauses). Our bookkeeping of those partitions is
+   * dropped with them (the next GROUP_JOIN assigns afresh, from the committed
+   * offsets), the member says it is out until then, and restarts itself with
+   * backoff, whatever the error: it must come back whenever the broker does.
+   * (kafkajs's own restart, which it skips for errors it deems final, is off.)
    */
   private crashed(err: Error): void {
     if (this.stopping) return;
