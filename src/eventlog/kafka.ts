@@ -368,6 +368,7 @@ class KafkaLogConsumer implements Consumer {
       if (now.has(key)) continue;
       this.aborts.get(key)?.abort(new Error('partition reassigned'));
       this.aborts.delete(key);
+      this.running.delete(key);
       this.trackers.delete(key);
       this.committed.delete(key);
       this.gates.delete(key);
@@ -395,6 +396,7 @@ class KafkaLogConsumer implements Consumer {
   private abandonAll(reason: Error, resumePaused: boolean): void {
     for (const a of this.aborts.values()) a.abort(reason);
     this.aborts.clear();
+    this.running.clear();
     this.trackers.clear();
     this.committed.clear();
     this.gates.clear();
@@ -487,6 +489,8 @@ class KafkaLogConsumer implements Consumer {
       .catch((err) => this.log.logger.error({ err, group: this.opts.group, key, offset: e.offset }, 'consumer bug'))
       .finally(() => {
         this.handlers.delete(h);
+        // An aborted handler gave its slot back when it was aborted (a hung one must not hold a partition it may get back).
+        if (signal.aborted) return;
         this.running.set(key, this.running.get(key)! - 1);
         if (this.pausedFull.delete(key) && !this.stopping) this.resume([key]);
       });
