@@ -66,6 +66,9 @@ function model(): LlmProvider & { calls: number; release(): void } {
   return m;
 }
 
+/** The reply a worker named 'dead' made for message `id`. */
+const reply = (id: string): Event => ({ eventId: `r-${id}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'responseProduced', responseProduced: { messageId: `resp-${id}`, inReplyTo: id, text: 'from the dead', processingMs: 1, workerId: 'dead', model: 'test', transcript: '' } } as Event['payload'] });
+
 const media: MediaStore = { put: async () => {}, get: async () => null, url: async () => '', close: async () => {} };
 
 function setup() {
@@ -150,7 +153,6 @@ describe('Worker: exactly one reply per message id, whatever the read model says
   });
 
   it('an outcome recorded by a worker that died before appending it is appended once; one it did append is not appended again', async () => {
-    const reply = (id: string): Event => ({ eventId: `r-${id}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'responseProduced', responseProduced: { messageId: `resp-${id}`, inReplyTo: id, text: 'from the dead', processingMs: 1, workerId: 'dead', model: 'test', transcript: '' } } as Event['payload'] });
     for (const id of ['m5', 'm6']) {
       await env.claims.beat('dead', Date.now() - 2 * DEAD_AFTER_MS);
       await env.claims.claim(id, 'dead', Date.now() - 2 * DEAD_AFTER_MS);
@@ -170,7 +172,6 @@ describe('Worker: exactly one reply per message id, whatever the read model says
   });
 
   it('decides from the log itself whether a dead worker appended its outcome, while the read models never catch up', async () => {
-    const reply = (id: string): Event => ({ eventId: `r-${id}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'responseProduced', responseProduced: { messageId: `resp-${id}`, inReplyTo: id, text: 'from the dead', processingMs: 1, workerId: 'dead', model: 'test', transcript: '' } } as Event['payload'] });
     for (const id of ['m7', 'm8']) {
       await env.claims.beat('dead', Date.now() - 2 * DEAD_AFTER_MS);
       await env.claims.claim(id, 'dead', Date.now() - 2 * DEAD_AFTER_MS);
