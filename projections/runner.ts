@@ -21,6 +21,8 @@ export interface ProjectionRunnerOptions {
   /** Called with the delay, in ms, between each event's time and its projection. */
   onApplied?: (lagMs: number) => void;
   clock?: () => number;
+  /** Told when the projector's consumer is out of its group (Kafka down) and `undefined` once back (ConsumeOptions.onProblem). */
+  onProblem?: (reason: string | undefined) => void;
 }
 
 interface Queued {
@@ -64,6 +66,7 @@ export class ProjectionRunner {
       fromBeginning: this.options.fromBeginning,
       concurrencyPerPartition: Math.max(1, this.options.batch ?? DEFAULT_BATCH),
       handle: (e) => this.enqueue(e),
+      onProblem: this.options.onProblem,
     });
   }
 

@@ -99,7 +99,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     lifecycle.onStop('read store', () => store.close());
     const models = readModels(store);
 
-    if (runs('projector')) projector = await lifecycle.start('projections', projectorRole({ config, logger, log, store, metrics }));
+    if (runs('projector')) projector = await lifecycle.start('projections', projectorRole({ config, logger, log, store, metrics, health }));
 
     const wired = runs('gateway') || runs('worker') ? await (async () => {
       const bus = await openBus(config, logger, name);

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { EventLog } from '../eventlog/port';
+import type { Health } from '../health';
 import type { Metrics } from '../metrics';
 import type { ReadStore } from '../readstore/port';
 import { ProjectionRunner } from '../../projections/runner';
@@ -12,13 +13,14 @@ export interface ProjectorRole extends Part {
 }
 
 /** Keeps the read models up to date with the log; its start returns once they have caught up. */
-export function projectorRole(deps: { config: Config; logger: Logger; log: EventLog; store: ReadStore; metrics: Metrics }): ProjectorRole {
+export function projectorRole(deps: { config: Config; logger: Logger; log: EventLog; store: ReadStore; metrics: Metrics; health?: Pick<Health, 'report'> }): ProjectorRole {
   const { config, logger, store, metrics } = deps;
   // A store that starts empty is rebuilt from the whole log; a persistent one resumes where it stopped.
   const runner = new ProjectionRunner(deps.log, store, {
     fromBeginning: !store.persistent || config.rebuildReadModels,
     batch: config.projectionBatch,
     onApplied: (lagMs) => metrics.projectionLagSeconds.observe(lagMs / 1000),
+    onProblem: (problem) => deps.health?.report('projector-consumer-group', problem),
   });
   let lagTimer: NodeJS.Timeout | undefined;
   const stop = async () => {

@@ -26,6 +26,8 @@ const COMMIT_INTERVAL_MS = 100;
 const SETTLE_MAX_MS = 120_000;
 /** Commit errors that mean the group no longer counts this member (kafkajs error types). */
 const MEMBERSHIP_LOST = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
+/** Longest a restarted consumer may take to rejoin its group before it is torn down and restarted again. */
+const REJOIN_TIMEOUT_MS = 30_000;
 /** Largest number of events sent in one produce request. */
 const MAX_BATCH = 2_000;
 
@@ -184,6 +186,13 @@ export class KafkaEventLog implements EventLog {
     return consumer;
   }
 
+  async endOffset(topic: Topic, partition: number): Promise<number> {
+    const offsets = await this.admin.fetchTopicOffsets(topicName(this.opts.prefix, topic));
+    const p = offsets.find((o) => o.partition === partition);
+    if (!p) throw new Error(`Kafka has no partition ${partition} of ${topic}`);
+    return Number(p.high);
+  }
+
   async groupCaughtUp(group: string, topics: readonly Topic[], timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     const names = topics.map((t) => topicName(this.opts.prefix, t));
@@ -232,6 +241,15 @@ class KafkaLogConsumer implements Consumer {
    * the member has joined again.
    */
   private fencedSince: number | null = null;
+  /**
+   * Set when kafkajs's consumer crashed (e.g. Kafka unreachable for longer
+   * than its retries): the member is out of the group until it has joined
+   * again (restartLater).
+   */
+  private downSince: number | null = null;
+  private restartTimer?: NodeJS.Timeout;
+  private watchdog?: NodeJS.Timeout;
+  private restarts = 0;
   private readonly aborts = new Map<string, AbortController>();
   private readonly handlers = new Set<Promise<void>>();
   private readonly committed = new Map<string, number>();
@@ -259,7 +277,8 @@ class KafkaLogConsumer implements Consumer {
       heartbeatInterval: 1_000,
       maxWaitTimeInMs: 100,
       allowAutoTopicCreation: false,
-      retry: { initialRetryTime: 200, retries: 10, maxRetryTime: 5_000 },
+      // After a crash this member restarts itself (restartLater), never kafkajs: one owner of the restart, with a watchdog.
+      retry: { initialRetryTime: 200, retries: 10, maxRetryTime: 5_000, restartOnFailure: async () => false },
     });
   }
 
@@ -272,22 +291,73 @@ class KafkaLogConsumer implements Consumer {
       }
     }
     this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
-      if (this.fencedSince !== null) {
-        this.log.logger.warn({ group: this.opts.group, fencedForMs: Date.now() - this.fencedSince }, 'rejoined the consumer group; work resumes');
+      const outSince = this.fencedSince ?? this.downSince;
+      if (outSince !== null) {
+        this.log.logger.warn({ group: this.opts.group, outForMs: Date.now() - outSince }, 'rejoined the consumer group; work resumes');
         this.opts.onProblem?.(undefined);
       }
       this.fencedSince = null;
+      this.downSince = null;
+      this.restarts = 0;
+      clearTimeout(this.watchdog);
       this.onAssignment(e.payload.memberAssignment);
     });
+    this.consumer.on(this.consumer.events.CRASH, (e) => this.crashed(e.payload.error));
     await this.consumer.connect();
     await this.consumer.subscribe({ topics, fromBeginning: true });
-    await this.consumer.run({
+    await this.run();
+  }
+
+  private run(): Promise<void> {
+    return this.consumer.run({
       autoCommit: false,
       // One fetch worker per partition is all a member can use; kafkajs defaults to one in all.
       partitionsConsumedConcurrently: Math.max(1, this.partitionTotal),
       eachBatchAutoResolve: false,
       eachBatch: (payload) => this.eachBatch(payload),
     });
+  }
+
+  /**
+   * kafkajs's consumer crashed: it has disconnected and dropped its
+   * partitions (and their pauses). Our bookkeeping of those partitions is
+   * dropped with them (the next GROUP_JOIN assigns afresh, from the committed
+   * offsets), the member says it is out until then, and restarts itself with
+   * backoff, whatever the error: it must come back whenever the broker does.
+   * (kafkajs's own restart, which it skips for errors it deems final, is off.)
+   */
+  private crashed(err: Error): void {
+    if (this.stopping) return;
+    this.downSince ??= Date.now();
+    this.opts.onProblem?.(`Kafka consumer of group ${this.opts.group} is down (${err.message}); reconnecting`);
+    this.log.logger.error({ err, group: this.opts.group, downForMs: Date.now() - this.downSince }, 'Kafka consumer crashed; its partitions\' work is abandoned until it has rejoined the group');
+    this.abandonAll(new Error('Kafka consumer crashed'), false);
+    this.restartLater();
+  }
+
+  /**
+   * Connects and runs the consumer again after a backoff. A restart that
+   * fails crashes again (CRASH, and back here); one that hangs (a broker that
+   * accepts connections but does not answer yet) is cut by the watchdog.
+   */
+  private restartLater(): void {
+    const delayMs = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(this.restarts++, 10));
+    clearTimeout(this.restartTimer);
+    this.restartTimer = setTimeout(() => {
+      if (this.stopping) return;
+      clearTimeout(this.watchdog);
+      this.watchdog = setTimeout(() => {
+        if (this.stopping || this.downSince === null) return;
+        this.log.logger.warn({ group: this.opts.group, waitedMs: REJOIN_TIMEOUT_MS }, 'Kafka consumer restarted but has not rejoined its group; reconnecting');
+        void this.consumer.disconnect().catch(() => undefined).finally(() => this.restartLater());
+      }, REJOIN_TIMEOUT_MS);
+      this.watchdog.unref();
+      void this.consumer.connect().then(() => this.run()).catch((err: unknown) => {
+        this.log.logger.warn({ err, group: this.opts.group, attempt: this.restarts }, 'Kafka consumer restart failed; retrying');
+        this.restartLater();
+      });
+    }, delayMs);
+    this.restartTimer.unref();
   }
 
   /** A rebalance: work on partitions that moved away is abandoned (their new owner redoes it). */
@@ -298,6 +368,7 @@ class KafkaLogConsumer implements Consumer {
       if (now.has(key)) continue;
       this.aborts.get(key)?.abort(new Error('partition reassigned'));
       this.aborts.delete(key);
+      this.running.delete(key);
       this.trackers.delete(key);
       this.committed.delete(key);
       this.gates.delete(key);
@@ -314,12 +385,23 @@ class KafkaLogConsumer implements Consumer {
     this.fencedSince = Date.now();
     this.opts.onProblem?.(`dropped from Kafka consumer group ${this.opts.group}: its partitions' work was abandoned; rejoining`);
     this.log.logger.error({ err, group: this.opts.group, partitions: this.assigned.size, inFlight: this.handlers.size }, 'this member was dropped from its consumer group; abandoning all its work until it has rejoined');
-    for (const a of this.aborts.values()) a.abort(new Error('consumer group membership lost'));
+    this.abandonAll(new Error('consumer group membership lost'), true);
+  }
+
+  /**
+   * Forgets every partition: work in flight is aborted (uncommitted, so the
+   * partition's next owner, maybe this member, redoes it), offsets, pauses and
+   * gates are dropped, and the next GROUP_JOIN assigns everything afresh.
+   */
+  private abandonAll(reason: Error, resumePaused: boolean): void {
+    for (const a of this.aborts.values()) a.abort(reason);
     this.aborts.clear();
+    this.running.clear();
     this.trackers.clear();
     this.committed.clear();
-    // Partitions paused for lack of slots or for a gate are resumed when the member rejoins (GROUP_JOIN re-assigns them).
-    this.resume([...this.pausedFull, ...this.pausedGate]);
+    this.gates.clear();
+    // Paused partitions are resumed for when the member rejoins; a crashed kafkajs consumer forgot its pauses itself.
+    if (resumePaused) this.resume([...this.pausedFull, ...this.pausedGate]);
     this.pausedFull.clear();
     this.pausedGate.clear();
     this.assigned = new Set();
@@ -331,7 +413,13 @@ class KafkaLogConsumer implements Consumer {
       const slash = key.lastIndexOf('/');
       byTopic.set(key.slice(0, slash), [...(byTopic.get(key.slice(0, slash)) ?? []), Number(key.slice(slash + 1))]);
     }
-    if (byTopic.size > 0) this.consumer.resume([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
+    if (byTopic.size === 0) return;
+    try {
+      this.consumer.resume([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
+    } catch (err) {
+      // Between a crash and its restart kafkajs has no group to resume in; the restarted one starts unpaused.
+      this.log.logger.debug({ err, group: this.opts.group }, 'resume skipped: the consumer is restarting');
+    }
   }
 
   /**
@@ -344,7 +432,7 @@ class KafkaLogConsumer implements Consumer {
     const key = `${batch.topic}/${batch.partition}`;
     const topic = this.log.prefix ? (batch.topic.slice(this.log.prefix.length) as Topic) : (batch.topic as Topic);
     this.highWatermarks.set(key, Number(batch.highWatermark));
-    if (this.fencedSince !== null || !this.assigned.has(key)) return;
+    if (this.fencedSince !== null || this.downSince !== null || !this.assigned.has(key)) return;
     const gate = this.gates.get(key);
     if (gate) {
       if (!this.pausedGate.has(key)) {
@@ -401,6 +489,8 @@ class KafkaLogConsumer implements Consumer {
       .catch((err) => this.log.logger.error({ err, group: this.opts.group, key, offset: e.offset }, 'consumer bug'))
       .finally(() => {
         this.handlers.delete(h);
+        // An aborted handler gave its slot back when it was aborted (a hung one must not hold a partition it may get back).
+        if (signal.aborted) return;
         this.running.set(key, this.running.get(key)! - 1);
         if (this.pausedFull.delete(key) && !this.stopping) this.resume([key]);
       });
@@ -540,9 +630,16 @@ class KafkaLogConsumer implements Consumer {
     return this.handlers.size;
   }
 
+  handedOut(topic: Topic, partition: number): number | undefined {
+    const key = `${topicName(this.log.prefix, topic)}/${partition}`;
+    return this.assigned.has(key) && this.fencedSince === null && this.downSince === null ? this.trackers.get(key)?.next : undefined;
+  }
+
   stop(graceMs = 10_000): Promise<void> {
     this.stopRun ??= (async () => {
       this.stopping = true;
+      clearTimeout(this.restartTimer);
+      clearTimeout(this.watchdog);
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([Promise.allSettled([...this.handlers]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
       clearTimeout(timer);

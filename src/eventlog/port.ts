@@ -80,6 +80,12 @@ export interface Consumer {
   lag(): number;
   /** Handlers currently running. */
   inFlight(): number;
+  /**
+   * One past the last offset of (topic, partition) this member has handed to
+   * its handler since it was last assigned the partition (undefined: not
+   * assigned). Every event below it has been given to `handle`.
+   */
+  handedOut?(topic: Topic, partition: number): number | undefined;
   /** Stops fetching, waits for running handlers (up to graceMs), commits what is done. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -90,6 +96,8 @@ export interface EventLog {
   /** Appends one event; resolves only when the event is durable. */
   append(event: Event): Promise<LoggedEvent>;
   consume(options: ConsumeOptions): Promise<Consumer>;
+  /** One past the last offset of (topic, partition) now: where the next append to it will land. */
+  endOffset?(topic: Topic, partition: number): Promise<number>;
   /**
    * Resolves once consumer group `group` (possibly in another process) has
    * handled every event `topics` held when called (true), or `timeoutMs`

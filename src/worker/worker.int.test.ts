@@ -25,6 +25,8 @@ const DEAD_AFTER_MS = 300;
 class DrivenLog implements EventLog {
   readonly appended: Event[] = [];
   readonly handlers: ConsumeOptions['handle'][] = [];
+  /** What the test says its consumers have handed out of partition 0 (Consumer.handedOut; undefined: not reading it). */
+  handed?: number;
   partitions(): number {
     return 1;
   }
@@ -34,7 +36,10 @@ class DrivenLog implements EventLog {
   }
   async consume(options: ConsumeOptions): Promise<Consumer> {
     this.handlers.push(options.handle);
-    return { caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, stop: async () => {} };
+    return { caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, stop: async () => {}, handedOut: () => this.handed };
+  }
+  async endOffset(): Promise<number> {
+    return this.appended.length;
   }
   async close(): Promise<void> {}
   outcomesFor(messageId: string): Event[] {
@@ -60,6 +65,9 @@ function model(): LlmProvider & { calls: number; release(): void } {
   };
   return m;
 }
+
+/** The reply a worker named 'dead' made for message `id`. */
+const reply = (id: string): Event => ({ eventId: `r-${id}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'responseProduced', responseProduced: { messageId: `resp-${id}`, inReplyTo: id, text: 'from the dead', processingMs: 1, workerId: 'dead', model: 'test', transcript: '' } } as Event['payload'] });
 
 const media: MediaStore = { put: async () => {}, get: async () => null, url: async () => '', close: async () => {} };
 
@@ -145,7 +153,6 @@ describe('Worker: exactly one reply per message id, whatever the read model says
   });
 
   it('an outcome recorded by a worker that died before appending it is appended once; one it did append is not appended again', async () => {
-    const reply = (id: string): Event => ({ eventId: `r-${id}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'responseProduced', responseProduced: { messageId: `resp-${id}`, inReplyTo: id, text: 'from the dead', processingMs: 1, workerId: 'dead', model: 'test', transcript: '' } } as Event['payload'] });
     for (const id of ['m5', 'm6']) {
       await env.claims.beat('dead', Date.now() - 2 * DEAD_AFTER_MS);
       await env.claims.claim(id, 'dead', Date.now() - 2 * DEAD_AFTER_MS);
@@ -161,6 +168,28 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     await b.handle(env.received('m6'), new AbortController().signal);
     expect(env.log.outcomesFor('m5').map((e) => e.eventId)).toEqual(['r-m5']);
     expect(env.log.outcomesFor('m6')).toHaveLength(1);
+    expect(llm.calls).toBe(0);
+  });
+
+  it('decides from the log itself whether a dead worker appended its outcome, while the read models never catch up', async () => {
+    for (const id of ['m7', 'm8']) {
+      await env.claims.beat('dead', Date.now() - 2 * DEAD_AFTER_MS);
+      await env.claims.claim(id, 'dead', Date.now() - 2 * DEAD_AFTER_MS);
+      expect(await env.claims.commit(id, 'dead', 1, Event.encode(reply(id)).finish())).toBe(true);
+    }
+    const llm = model();
+    llm.release();
+    // The projector is stuck (issue 10: Kafka back, projector not): settled() never says yes.
+    const b = await env.worker('wB', llm, { settled: async () => false });
+    // m8's reply made it into the log, and this worker's consumer has read it; m7's did not.
+    const logged = await env.log.append(reply('m8'));
+    await b.handle(logged, new AbortController().signal);
+    env.log.handed = env.log.appended.length;
+    const never = new AbortController().signal;
+    const decided = Promise.all([b.handle(env.received('m7'), never), b.handle(env.received('m8'), never)]);
+    await expect(Promise.race([decided, new Promise((r) => setTimeout(() => r('still waiting'), 3_000))])).resolves.not.toBe('still waiting');
+    expect(env.log.outcomesFor('m7').map((e) => e.eventId)).toEqual(['r-m7']);
+    expect(env.log.outcomesFor('m8')).toHaveLength(1);
     expect(llm.calls).toBe(0);
   });
 });

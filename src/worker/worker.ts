@@ -83,6 +83,8 @@ export class Worker {
   private readonly inFlight = new Set<string>();
   /** Messages this worker answered lately, oldest first (dedupe by message id). */
   private readonly recentlyDone = new Set<string>();
+  /** Message ids whose outcome this worker's consumer has read from the log lately, oldest first. */
+  private readonly outcomesInLog = new Set<string>();
   private readonly abort = new AbortController();
   private readonly signals = new WeakMap<AbortSignal, AbortSignal>();
   private lagTimer?: NodeJS.Timeout;
@@ -138,6 +140,12 @@ export class Worker {
 
   private async handle(e: LoggedEvent, taken: AbortSignal): Promise<void> {
     const p = e.event.payload;
+    const answered = p?.$case === 'responseProduced' ? p.responseProduced.inReplyTo : p?.$case === 'processingFailed' ? p.processingFailed.inReplyTo : undefined;
+    if (answered !== undefined) {
+      // Seen in the log itself: what `confirm` trusts before any read model.
+      this.outcomesInLog.add(answered);
+      if (this.outcomesInLog.size > RECENTLY_DONE) this.outcomesInLog.delete(this.outcomesInLog.values().next().value!);
+    }
     if (p?.$case !== 'messageReceived') return;
     const id = p.messageReceived.messageId;
     // The same message appended twice (a resend racing its original): one processing is enough, also when
@@ -145,7 +153,7 @@ export class Worker {
     if (this.inFlight.has(id) || this.recentlyDone.has(id)) return;
     this.inFlight.add(id);
     try {
-      await this.process(e.event, p.messageReceived, this.signalFor(taken));
+      await this.process(e, p.messageReceived, this.signalFor(taken));
       this.recentlyDone.add(id);
       if (this.recentlyDone.size > RECENTLY_DONE) this.recentlyDone.delete(this.recentlyDone.values().next().value!);
     } finally {
@@ -172,12 +180,13 @@ export class Worker {
     }
   }
 
-  private async process(event: Event, m: MessageReceived, signal: AbortSignal): Promise<void> {
+  private async process(source: LoggedEvent, m: MessageReceived, signal: AbortSignal): Promise<void> {
+    const event = source.event;
     const done = await this.deps.messages.get(m.messageId);
     if (done && done.status !== 'pending') return; // answered (the read model may lag: the claim below is the real check)
     const claim = await this.claim(m.messageId, signal);
     if (claim.type === 'answered') return;
-    if (claim.type === 'unconfirmed') return this.confirm(event, m.messageId, claim.event, signal);
+    if (claim.type === 'unconfirmed') return this.confirm(source, m.messageId, claim.event, signal);
     await this.acquire();
     const started = this.deps.clock();
     const kind = inputKind(m);
@@ -205,18 +214,38 @@ export class Worker {
 
   /**
    * An outcome recorded by a worker that died (or failed) before saying it was
-   * appended: appended now unless the log already has it. The read models are
-   * asked only after they have caught up with the log, and the recording
-   * worker is known to be gone by then, so what they say is final.
+   * appended: appended now unless the log already has it. The recording
+   * worker is known to be gone by then, so what the log says is final.
    */
-  private async confirm(source: Event, messageId: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
-    if (!(await this.deps.settled(CONFIRM_SETTLE_MS))) throw new Error(`cannot confirm the recorded outcome of ${messageId} yet: the read models are behind the log`);
-    const doc = await this.deps.messages.get(messageId);
-    if (!doc || doc.status === 'pending') {
+  private async confirm(source: LoggedEvent, messageId: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
+    if (!(await this.outcomeInLog(source, messageId, signal))) {
       this.deps.logger.warn({ messageId }, 'appending the outcome a stopped worker recorded but did not append');
-      await this.deliver(source, await this.appendOutcome(Event.decode(bytes), signal));
+      await this.deliver(source.event, await this.appendOutcome(Event.decode(bytes), signal));
     }
     await this.deps.claims.confirmAppended(messageId);
+  }
+
+  /**
+   * Whether the log holds an outcome of `messageId`. An outcome follows its
+   * message in the same partition, which this worker's consumer reads from
+   * before the message on: once the consumer has handed out everything the
+   * partition held when asked, the outcomes it saw are the answer, without
+   * any read model. A consumer that does not hold the partition, or cannot
+   * get there within CONFIRM_SETTLE_MS (its partition's slots all waiting
+   * here), falls back to the read models once they have caught up.
+   */
+  private async outcomeInLog(source: LoggedEvent, messageId: string, signal: AbortSignal): Promise<boolean> {
+    const end = await this.deps.log.endOffset?.(source.topic, source.partition).catch(() => undefined);
+    for (const deadline = this.deps.clock() + CONFIRM_SETTLE_MS; end !== undefined && this.deps.clock() < deadline; await sleep(LOG_READ_POLL_MS, signal)) {
+      if (this.outcomesInLog.has(messageId)) return true;
+      const at = this.consumer?.handedOut?.(source.topic, source.partition);
+      if (at === undefined) break; // not this member's partition (any more): its reading proves nothing
+      if (at >= end) return this.outcomesInLog.has(messageId);
+    }
+    if (this.outcomesInLog.has(messageId)) return true;
+    if (!(await this.deps.settled(CONFIRM_SETTLE_MS))) throw new Error(`cannot confirm the recorded outcome of ${messageId} yet: neither this worker's reading of the log nor the read models have caught up`);
+    const doc = await this.deps.messages.get(messageId);
+    return !!doc && doc.status !== 'pending';
   }
 
   /**
@@ -509,6 +538,7 @@ const RECENTLY_DONE = 10_000;
 const BUSY_POLL_MS = 100;
 /** Longest wait for the read models before an unconfirmed outcome is checked (the event is retried past it). */
 const CONFIRM_SETTLE_MS = 10_000;
+const LOG_READ_POLL_MS = 20;
 /** Smallest voice chunk sent to the client (ms of audio), except the last. */
 const MIN_VOICE_CHUNK_MS = 300;
 
