@@ -65,12 +65,15 @@ describeWithEngines(['NATS_URL'], 'Bus contract: nats', () => {
       try {
         const got: string[] = [];
         let reconnects = 0;
+        let publisherReconnects = 0;
         b.subscribe(clientSubject('restart'), (p) => got.push(Buffer.from(p).toString()));
         b.onReconnect(() => reconnects++);
+        a.onReconnect(() => publisherReconnects++);
         await b.flush();
         await nats.kill();
         await nats.start();
-        await waitFor(() => reconnects === 1, 15_000);
+        // Both clients reconnect on their own schedule: the publisher's flush rejects ("connection disconnected") until it has.
+        await waitFor(() => reconnects === 1 && publisherReconnects === 1, 15_000);
         await b.flush();
         await waitFor(async () => {
           await a.publish(clientSubject('restart'), Buffer.from('after'));
