@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
+import { freshTestDatabase } from '../../test/mongo-test-db';
 import { MongoReadStore } from '../readstore/mongo';
 import { MongoConnectionRegistry } from './mongo';
 import { describeConnectionRegistry } from './registry.contract';
@@ -9,13 +9,8 @@ const logger = pino({ level: 'silent' });
 
 describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () => {
   // A fresh database per run, a fresh collection per test; two registries (two connections) share it, as two gateways would.
-  const dbName = `chatflow_test_${randomBytes(4).toString('hex')}`;
+  const dbName = freshTestDatabase();
   let n = 0;
-  afterAll(async () => {
-    const store = await MongoReadStore.connect({ uri: process.env.MONGODB_URI!, dbName, logger });
-    await store.dropDatabase();
-    await store.close();
-  });
 
   describeConnectionRegistry('mongodb', async () => {
     const uri = process.env.MONGODB_URI!;

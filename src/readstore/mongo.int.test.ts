@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
+import { freshTestDatabase } from '../../test/mongo-test-db';
 import { MongoReadStore, TICKETS_COLLECTION } from './mongo';
 import { isFerretDb } from './mongo-client';
 import { describeReadStore } from './readstore.contract';
@@ -15,12 +15,7 @@ interface Item {
 
 describeWithEngines(['MONGODB_URI'], 'ReadStore contract: mongodb', () => {
   // One fresh database per run; two stores (two connections) on it, as two projectors would have.
-  const dbName = `chatflow_test_${randomBytes(4).toString('hex')}`;
-  afterAll(async () => {
-    const store = await MongoReadStore.connect({ uri: process.env.MONGODB_URI!, dbName, logger });
-    await store.dropDatabase();
-    await store.close();
-  });
+  const dbName = freshTestDatabase();
 
   const twoStores = (writeTickets?: boolean) => async () => {
     const uri = process.env.MONGODB_URI!;

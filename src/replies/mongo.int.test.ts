@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
+import { freshTestDatabase } from '../../test/mongo-test-db';
 import { MongoReadStore } from '../readstore/mongo';
 import { MongoReplyClaims } from './mongo';
 import { CONTRACT_DEAD_AFTER_MS, describeReplyClaims } from './claims.contract';
@@ -9,13 +9,8 @@ const logger = pino({ level: 'silent' });
 
 describeWithEngines(['MONGODB_URI'], 'ReplyClaims contract: mongodb', () => {
   // A fresh database per run, fresh collections per test; two connections share them, as two workers would.
-  const dbName = `chatflow_test_${randomBytes(4).toString('hex')}`;
+  const dbName = freshTestDatabase();
   let n = 0;
-  afterAll(async () => {
-    const store = await MongoReadStore.connect({ uri: process.env.MONGODB_URI!, dbName, logger });
-    await store.dropDatabase();
-    await store.close();
-  });
 
   describeReplyClaims('mongodb', async () => {
     const uri = process.env.MONGODB_URI!;
