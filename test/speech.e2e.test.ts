@@ -80,8 +80,11 @@ describeWhen(!!engines && !!ffmpeg, 'speech and video end to end', 'needs `npm r
     expect(chunks.at(-1)!.last).toBe(true);
     chunks.slice(0, -1).forEach((c, i) => {
       expect(c.index).toBe(i);
-      // Every chunk a playable WAV; all but the last audio chunk at least 300 ms.
-      expect(parseWav(c.audio!.data).durationMs).toBeGreaterThanOrEqual(i < chunks.length - 2 ? 300 : 1);
+      // Every chunk a playable WAV holding audio; all but the last audio chunk at least 300 ms (the last is
+      // the synthesizer's tail, which can be a few samples: under 1 ms once rounded — CI saw it once).
+      const wav = parseWav(c.audio!.data);
+      expect(wav.dataLength).toBeGreaterThan(0);
+      if (i < chunks.length - 2) expect(wav.durationMs).toBeGreaterThanOrEqual(300);
     });
     const voice = await download(r.voice!.url);
     const total = parseWav(voice).durationMs;
