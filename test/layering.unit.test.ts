@@ -57,11 +57,10 @@ const isAdapter = (f: string) =>
 
 /**
  * The composition root: the one place that picks adapters and wires them
- * (`src/app.ts`, the engine factory folder — `src/engines/` or its new name
- * `src/composition/` — and each port's `factory.ts`), plus the CLI's own
+ * (`src/app.ts`, `src/composition/` and each port's `factory.ts`), plus the CLI's own
  * entry for the embedded log it checks and repairs (`src/cli/`).
  */
-const isCompositionRoot = (f: string) => f === 'src/app.ts' || /^src\/(engines|composition)\//.test(f) || /^src\/[^/]+\/factory\.ts$/.test(f) || /^src\/cli\//.test(f);
+const isCompositionRoot = (f: string) => f === 'src/app.ts' || /^src\/composition\//.test(f) || /^src\/[^/]+\/factory\.ts$/.test(f) || /^src\/cli\//.test(f);
 
 /** The folder an adapter belongs to, e.g. src/speech for src/speech/local/adapters.ts. */
 const portOf = (f: string) => f.split('/').slice(0, 2).join('/');
