@@ -49,8 +49,8 @@ export function workerRole(deps: {
     workerId: `wk-${deps.instance}`, log: deps.log, bus, media, renderer, llm, messages: deps.readModels.messages,
     claims: deps.claims, settled: readModelsSettled(deps.log, deps.projections),
     metrics: deps.metrics, maxProcessing: config.maxProcessing, clock: deps.clock, newId: deps.newId,
-    // No takeover wait for the projector (ConsumeOptions.settledBy): the reply claims, not the read models,
-    // say whether a message taken over was answered, so a moved partition is handled at once.
+    // No takeover wait for the projector: the reply claims, not the read models, say whether a message
+    // taken over was answered, so a moved partition is handled at once.
     onProblem: (problem) => deps.health.report('consumer-group', problem),
     logger: logger.child({ component: 'worker' }),
     speech, vision: config.llm.vision, engineRetryDeadlineMs: config.engineRetryDeadlineMs, retryAfterMs: config.retryAfterMs,

@@ -22,8 +22,6 @@ export interface KafkaEventLogOptions {
 const RETRY_BASE_MS = 100;
 const RETRY_MAX_MS = 5_000;
 const COMMIT_INTERVAL_MS = 100;
-/** Longest wait for the settling group when a partition changes hands. */
-const SETTLE_MAX_MS = 120_000;
 /** Commit errors that mean the group no longer counts this member (kafkajs error types). */
 const MEMBERSHIP_LOST = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'FENCED_INSTANCE_ID']);
 /** Longest a restarted consumer may take to rejoin its group before it is torn down and restarted again. */
@@ -232,8 +230,6 @@ class KafkaLogConsumer implements Consumer {
   private readonly running = new Map<string, number>();
   /** Partitions paused because their handlers are all busy: resumed when one finishes. */
   private readonly pausedFull = new Set<string>();
-  /** Partitions paused until their takeover gate opens. */
-  private readonly pausedGate = new Set<string>();
   /**
    * Set when the group told this member it is no longer one of it (a commit
    * refused as UNKNOWN_MEMBER_ID / ILLEGAL_GENERATION / FENCED_INSTANCE_ID):
@@ -254,8 +250,6 @@ class KafkaLogConsumer implements Consumer {
   private readonly handlers = new Set<Promise<void>>();
   private readonly committed = new Map<string, number>();
   private assigned = new Set<string>();
-  /** Newly assigned partitions wait on these before their first event (see ConsumeOptions.settledBy). */
-  private readonly gates = new Map<string, Promise<void>>();
   private commitTimer?: NodeJS.Timeout;
   private stopping = false;
   private finished = false;
@@ -371,11 +365,9 @@ class KafkaLogConsumer implements Consumer {
       this.running.delete(key);
       this.trackers.delete(key);
       this.committed.delete(key);
-      this.gates.delete(key);
       // kafkajs keeps a partition's pause across assignments: clear it, or it would stay paused if it came back.
-      if (this.pausedFull.delete(key) || this.pausedGate.delete(key)) this.resume([key]);
+      if (this.pausedFull.delete(key)) this.resume([key]);
     }
-    for (const key of now) if (!this.assigned.has(key) && this.opts.settledBy) this.gates.set(key, this.settle(key, this.opts.settledBy));
     this.assigned = now;
   }
 
@@ -390,8 +382,8 @@ class KafkaLogConsumer implements Consumer {
 
   /**
    * Forgets every partition: work in flight is aborted (uncommitted, so the
-   * partition's next owner, maybe this member, redoes it), offsets, pauses and
-   * gates are dropped, and the next GROUP_JOIN assigns everything afresh.
+   * partition's next owner, maybe this member, redoes it), offsets and pauses
+   * are dropped, and the next GROUP_JOIN assigns everything afresh.
    */
   private abandonAll(reason: Error, resumePaused: boolean): void {
     for (const a of this.aborts.values()) a.abort(reason);
@@ -399,11 +391,9 @@ class KafkaLogConsumer implements Consumer {
     this.running.clear();
     this.trackers.clear();
     this.committed.clear();
-    this.gates.clear();
     // Paused partitions are resumed for when the member rejoins; a crashed kafkajs consumer forgot its pauses itself.
-    if (resumePaused) this.resume([...this.pausedFull, ...this.pausedGate]);
+    if (resumePaused) this.resume([...this.pausedFull]);
     this.pausedFull.clear();
-    this.pausedGate.clear();
     this.assigned = new Set();
   }
 
@@ -425,7 +415,7 @@ class KafkaLogConsumer implements Consumer {
   /**
    * Hands a batch's events to handlers without ever waiting inside eachBatch
    * (kafkajs heartbeats and rejoins only between batches): a partition whose
-   * handlers are all busy, or that waits for its takeover gate, is paused and
+   * handlers are all busy is paused and
    * the batch left unresolved from there; it is fetched again on resume.
    */
   private async eachBatch({ batch, resolveOffset, isRunning, isStale, pause }: EachBatchPayload): Promise<void> {
@@ -433,19 +423,6 @@ class KafkaLogConsumer implements Consumer {
     const topic = this.log.prefix ? (batch.topic.slice(this.log.prefix.length) as Topic) : (batch.topic as Topic);
     this.highWatermarks.set(key, Number(batch.highWatermark));
     if (this.fencedSince !== null || this.downSince !== null || !this.assigned.has(key)) return;
-    const gate = this.gates.get(key);
-    if (gate) {
-      if (!this.pausedGate.has(key)) {
-        this.pausedGate.add(key);
-        pause();
-        void gate.finally(() => {
-          if (this.gates.get(key) !== gate) return;
-          this.gates.delete(key);
-          if (this.pausedGate.delete(key)) this.resume([key]);
-        });
-      }
-      return;
-    }
     for (const message of batch.messages) {
       if (this.stopping || !isRunning() || isStale() || this.fencedSince !== null) return;
       const offset = Number(message.offset);
@@ -583,31 +560,9 @@ class KafkaLogConsumer implements Consumer {
     }
   }
 
-  /** Waits (up to SETTLE_MAX_MS) until `group` has committed past what partition `key` holds now. */
-  private async settle(key: string, group: string): Promise<void> {
-    const slash = key.lastIndexOf('/');
-    const topic = key.slice(0, slash);
-    const partition = Number(key.slice(slash + 1));
-    const deadline = Date.now() + SETTLE_MAX_MS;
-    try {
-      const offsets = (await this.admin.fetchTopicOffsets(topic)).find((p) => p.partition === partition);
-      const high = Number(offsets?.high ?? 0);
-      if (high <= Number(offsets?.low ?? 0)) return;
-      while (Date.now() < deadline && !this.stopping) {
-        const done = (await this.groupOffsets(`${this.log.prefix}${group}`, [topic])).get(key) ?? -1;
-        if (done >= high) {
-          this.log.logger.info({ key, group, waitedMs: SETTLE_MAX_MS - (deadline - Date.now()) }, `took over a partition once group ${group} had caught up with it`);
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      if (!this.stopping) this.log.logger.warn({ key, group, waitedMs: SETTLE_MAX_MS }, `group ${group} is behind on a partition this member took over; going on`);
-    } catch (err) {
-      this.log.logger.warn({ err, key, group }, 'could not read the progress of the settling group; going on');
-    }
-  }
-
-  private async groupOffsets(groupId = this.groupId, topics = this.opts.topics.map((t) => topicName(this.log.prefix, t))): Promise<Map<string, number>> {
+  private async groupOffsets(): Promise<Map<string, number>> {
+    const groupId = this.groupId;
+    const topics = this.opts.topics.map((t) => topicName(this.log.prefix, t));
     const out = new Map<string, number>();
     // A fresh or restarted broker answers "not the coordinator" until the group's coordinator has loaded.
     const fetched = await retry(() => this.admin.fetchOffsets({ groupId, topics }), { attempts: 20, baseMs: 100, maxMs: 2_000, retryable: isTransient });

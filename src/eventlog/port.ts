@@ -46,14 +46,6 @@ export interface ConsumeOptions {
   readonly topics: readonly Topic[];
   /** Start from the beginning of the log, ignoring committed offsets (read-model rebuild). */
   readonly fromBeginning?: boolean;
-  /**
-   * Before handling a partition newly assigned to this member, wait (bounded)
-   * until this other group has handled what that partition held: a worker that
-   * takes over from a crashed one then sees in the read models the replies the
-   * crashed one already appended. A log with one member per partition for the
-   * life of the process (the embedded log) has nothing to wait for.
-   */
-  readonly settledBy?: string;
   /** Most handlers in flight per partition; events beyond wait in the log (backpressure). */
   readonly concurrencyPerPartition: number;
   /**
