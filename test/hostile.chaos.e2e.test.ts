@@ -179,7 +179,7 @@ describe('read your writes', () => {
         const other = await openChat(t, `churn-other-${n}-${i}`, { 'x-conversation-id': conversationId });
         owner.cancel();
         await owner.status;
-        // The owner's previous stream may hold its slot a moment longer (ALREADY_EXISTS): it retries, as a client does.
+        // The owner's previous stream may hold its slot a moment longer (ALREADY_EXISTS or UNAVAILABLE): it retries, as a client does.
         const outcome = await openRetrying(() => connected(t, owner.welcome()!.clientId, { 'x-conversation-id': conversationId })).then(
           (back) => (back.cancel(), 'OK'),
           (err) => /"code":"(\w+)"/.exec(String(err))?.[1] ?? String(err),

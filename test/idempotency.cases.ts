@@ -15,13 +15,13 @@ export interface IdempotencyTarget {
   replyWithinMs: number;
 }
 
-/** Opens again while the previous stream of the same client is still being released (ALREADY_EXISTS for a moment). */
+/** Opens again while the previous stream of the same client is still being released (ALREADY_EXISTS, or UNAVAILABLE + retry-after-ms once its gateway no longer serves it, for a moment). */
 export async function openRetrying(open: () => Promise<ChatStream>, ms = 10_000): Promise<ChatStream> {
   for (const end = Date.now() + ms; ; ) {
     try {
       return await open();
     } catch (err) {
-      if (!/ALREADY_EXISTS/.test(String(err)) || Date.now() > end) throw err;
+      if (!/ALREADY_EXISTS|UNAVAILABLE/.test(String(err)) || Date.now() > end) throw err;
       await new Promise((r) => setTimeout(r, 50));
     }
   }

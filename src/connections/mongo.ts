@@ -17,6 +17,8 @@ interface Heartbeat {
   /** The holder (a gateway process). */
   _id: string;
   expiresAt: number;
+  /** When its last renewal was sent (absent on heartbeats written before it was kept). */
+  renewedAt?: number;
 }
 
 export const CONNECTIONS_COLLECTION = 'active_connections';
@@ -159,11 +161,11 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    */
   async renew(holder: string, now: number, leaseMs: number): Promise<string[]> {
     const [before, held] = await Promise.all([
-      this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs } }, { upsert: true, returnDocument: 'before' }),
+      this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs, renewedAt: now } }, { upsert: true, returnDocument: 'before' }),
       this.coll.find({ holder }).toArray(),
     ]);
     // The decider sees the leases as they stood before this renewal: those of a holder that had lapsed are lost.
-    const beat = new Map(before ? [[holder, before.expiresAt]] : []);
+    const beat = new Map(before ? [[holder, before]] : []);
     const renewed = admission.decide({ type: 'Renew', gatewayId: holder, now, leaseMs }, admissionStateOf(held.map((h) => withHolderExpiry(h, beat))));
     return renewed.flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
   }
@@ -200,10 +202,10 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     return this.nextRead;
   }
 
-  /** Each holder's expiry (of the given holders, or all). */
-  private async heartbeats(holders?: string[]): Promise<Map<string, number>> {
-    const docs = await this.beats.find(holders ? { _id: { $in: holders } } : {}).toArray();
-    return new Map(docs.map((d) => [d._id, d.expiresAt]));
+  /** Every holder's heartbeat. */
+  private async heartbeats(): Promise<Map<string, Heartbeat>> {
+    const docs = await this.beats.find({}).toArray();
+    return new Map(docs.map((d) => [d._id, d]));
   }
 
   /** Frees an expired slot to admit someone; the lease is reported by the next expire(). */
@@ -239,17 +241,19 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 function toLease(c: SlotClaim): Lease {
   return {
     clientId: c.clientId, sessionId: c.sessionId, gatewayId: c.gatewayId, ...(c.holder ? { holder: c.holder } : {}), conversationId: c.conversationId,
-    acquiredAt: c.acquiredAt, expiresAt: c.expiresAt,
+    acquiredAt: c.acquiredAt, expiresAt: c.expiresAt, ...(c.renewedAt !== undefined ? { renewedAt: c.renewedAt } : {}),
   };
 }
 
 /**
- * A claim as the decider sees it: held as long as its holder's heartbeat (the
- * expiry written with the claim until the holder's first renewal).
+ * A claim as the decider sees it: held as long as its holder's heartbeat, last
+ * heard of at the heartbeat's last renewal (the expiry written with the claim,
+ * and its acquiry, until the holder's first renewal).
  */
-function withHolderExpiry(c: SlotClaim, beats: ReadonlyMap<string, number>): SlotClaim {
+function withHolderExpiry(c: SlotClaim, beats: ReadonlyMap<string, Heartbeat>): SlotClaim {
   const beat = beats.get(holderOf(c));
-  return beat === undefined ? c : { ...c, expiresAt: beat };
+  if (beat === undefined) return c;
+  return { ...c, expiresAt: beat.expiresAt, ...(beat.renewedAt !== undefined ? { renewedAt: beat.renewedAt } : {}) };
 }
 
 function pick<T>(items: readonly T[]): T {

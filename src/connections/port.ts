@@ -5,13 +5,19 @@ export type Lease = LeaseState;
 
 export type AcquireResult =
   | { ok: true; lease: Lease }
-  | { ok: false; reason: 'full' | 'duplicate'; holder?: Lease };
+  | { ok: false; reason: 'full' }
+  /** See the admission decider's Refused: the client's slot is held by `holder`; `holder-late` comes with `retryAfterMs` (when it lapses unless renewed). */
+  | { ok: false; reason: 'duplicate' | 'holder-late'; holder: Lease; retryAfterMs?: number };
 
 /** What an Acquire decided, as the port reports it: its last event is the outcome. */
 export function acquireResultOf(events: readonly AdmissionEvent[]): AcquireResult {
   const last = events[events.length - 1];
   if (last?.type === 'Admitted') return { ok: true, lease: last.lease };
-  if (last?.type === 'Refused') return { ok: false, reason: last.reason, holder: last.holder };
+  if (last?.type === 'Refused') {
+    if (last.reason === 'full') return { ok: false, reason: 'full' };
+    if (!last.holder) throw new Error(`an Acquire refused as ${last.reason} named no holder`);
+    return { ok: false, reason: last.reason, holder: last.holder, ...(last.retryAfterMs !== undefined ? { retryAfterMs: last.retryAfterMs } : {}) };
+  }
   throw new Error(`an Acquire ended in ${last?.type ?? 'nothing'}`);
 }
 
@@ -25,6 +31,8 @@ export interface AcquireRequest {
   now: number;
   leaseMs: number;
   maxClients: number;
+  /** A holder not heard from this long is late (see the admission decider); default never. */
+  lateAfterMs?: number;
 }
 
 /**

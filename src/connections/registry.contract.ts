@@ -102,6 +102,23 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect((await other.acquire(req('a', { holder: 'g2/run1', now: 300, leaseMs: 100 }))).ok).toBe(true);
     });
 
+    it('tells a second connection whose holder was heard from lately (duplicate) from one whose holder\'s heartbeat is late (holder-late, with the time until it lapses)', async () => {
+      const first = req('a', { holder: 'g1/run1', now: 0, leaseMs: 1_000 });
+      expect((await registry.acquire(first)).ok).toBe(true);
+      // Heard from at the acquire (0), then at each renewal; late once silent for more than 300 ms.
+      expect(await other.acquire(req('a', { holder: 'g2/run1', now: 250, lateAfterMs: 300 }))).toMatchObject({ ok: false, reason: 'duplicate' });
+      expect(await registry.renew('g1/run1', 400, 1_000)).toEqual([first.sessionId]);
+      expect(await other.acquire(req('a', { holder: 'g2/run1', now: 650, lateAfterMs: 300 }))).toMatchObject({ ok: false, reason: 'duplicate' });
+      const late = await other.acquire(req('a', { holder: 'g2/run1', now: 900, lateAfterMs: 300 }));
+      expect(late).toMatchObject({ ok: false, reason: 'holder-late', retryAfterMs: 500, holder: { sessionId: first.sessionId } });
+      // Without a lateness bound a live lease is a duplicate however old its last renewal.
+      expect(await other.acquire(req('a', { holder: 'g2/run1', now: 1_300 }))).toMatchObject({ ok: false, reason: 'duplicate' });
+      // The holder renews again: no longer late. It stops: the slot is free once the heartbeat lapses.
+      expect(await registry.renew('g1/run1', 1_350, 1_000)).toEqual([first.sessionId]);
+      expect(await other.acquire(req('a', { holder: 'g2/run1', now: 1_400, lateAfterMs: 300 }))).toMatchObject({ ok: false, reason: 'duplicate' });
+      expect((await other.acquire(req('a', { holder: 'g2/run1', now: 2_350, lateAfterMs: 300 }))).ok).toBe(true);
+    });
+
     it('lets a client whose lease expired connect again, and counts a full house with expired leases as free', async () => {
       await registry.acquire(req('a', { now: 0, leaseMs: 100, maxClients: 1 }));
       const again = await registry.acquire(req('a', { now: 200, leaseMs: 100, maxClients: 1 }));

@@ -19,6 +19,17 @@ export interface LeaseState {
   readonly acquiredAt: number;
   /** Until when the slot is held; a store that keeps one heartbeat per holder gives its holder's here. */
   readonly expiresAt: number;
+  /**
+   * When its holder last renewed it (a store that keeps one heartbeat per
+   * holder gives its holder's last heartbeat here); absent until the first
+   * renewal: `acquiredAt` stands in.
+   */
+  readonly renewedAt?: number;
+}
+
+/** When a lease's holder was last heard from: its last renewal, or the acquire itself if later. */
+export function heardAt(lease: LeaseState): number {
+  return Math.max(lease.renewedAt ?? Number.NEGATIVE_INFINITY, lease.acquiredAt);
 }
 
 /** Who renews a lease. */
@@ -40,7 +51,12 @@ export interface AdmissionState {
 }
 
 export type AdmissionCommand =
-  | { type: 'Acquire'; clientId: string; sessionId: string; gatewayId: string; holder?: string; conversationId: string; now: number; leaseMs: number; maxClients: number }
+  /**
+   * `lateAfterMs`: a holder not heard from (no renewal) for this long may be
+   * dead; its client's slot is held until the lease lapses, but the refusal
+   * says `holder-late` rather than `duplicate`. Absent: never late.
+   */
+  | { type: 'Acquire'; clientId: string; sessionId: string; gatewayId: string; holder?: string; conversationId: string; now: number; leaseMs: number; maxClients: number; lateAfterMs?: number }
   | { type: 'Release'; sessionId: string }
   /** `gatewayId`: the holder renewing (see LeaseState.holder). */
   | { type: 'Renew'; gatewayId: string; now: number; leaseMs: number }
@@ -48,9 +64,15 @@ export type AdmissionCommand =
 
 export type AdmissionEvent =
   | { type: 'Admitted'; lease: LeaseState }
-  | { type: 'Refused'; reason: 'full' | 'duplicate'; clientId: string; holder?: LeaseState }
+  /**
+   * `duplicate`: the client's slot is held by a holder heard from lately (its
+   * first connection lives, as far as the store knows). `holder-late`: held by
+   * a holder whose heartbeat is late — alive or dead, nobody knows yet; the
+   * slot is free `retryAfterMs` from now unless the holder renews it.
+   */
+  | { type: 'Refused'; reason: 'full' | 'duplicate' | 'holder-late'; clientId: string; holder?: LeaseState; retryAfterMs?: number }
   | { type: 'Released'; lease: LeaseState }
-  | { type: 'Renewed'; sessionId: string; clientId: string; expiresAt: number }
+  | { type: 'Renewed'; sessionId: string; clientId: string; expiresAt: number; renewedAt: number }
   | { type: 'Expired'; lease: LeaseState };
 
 export function initialAdmissionState(): AdmissionState {
@@ -63,6 +85,9 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
       const holder = state.leases.get(command.clientId);
       // A live lease of the same client wins; an expired one no longer counts.
       if (holder && holder.expiresAt > command.now) {
+        if (command.now - heardAt(holder) > (command.lateAfterMs ?? Infinity)) {
+          return [{ type: 'Refused', reason: 'holder-late', clientId: command.clientId, holder, retryAfterMs: holder.expiresAt - command.now }];
+        }
         return [{ type: 'Refused', reason: 'duplicate', clientId: command.clientId, holder }];
       }
       if (state.noneExpireBefore !== undefined && state.noneExpireBefore > command.now) {
@@ -90,7 +115,7 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
     case 'Renew':
       return [...state.leases.values()]
         .filter((l) => holderOf(l) === command.gatewayId && l.expiresAt > command.now)
-        .map((l) => ({ type: 'Renewed', sessionId: l.sessionId, clientId: l.clientId, expiresAt: command.now + command.leaseMs }));
+        .map((l) => ({ type: 'Renewed', sessionId: l.sessionId, clientId: l.clientId, expiresAt: command.now + command.leaseMs, renewedAt: command.now }));
     case 'Expire':
       return [...state.leases.values()]
         .filter((l) => l.expiresAt <= command.now)
@@ -131,7 +156,7 @@ export function admissionChange(leases: ReadonlyMap<string, LeaseState>, event: 
     case 'Renewed': {
       const current = leases.get(event.clientId);
       if (!current || current.sessionId !== event.sessionId) return null;
-      return { clientId: event.clientId, lease: { ...current, expiresAt: event.expiresAt } };
+      return { clientId: event.clientId, lease: { ...current, expiresAt: event.expiresAt, renewedAt: event.renewedAt } };
     }
     case 'Refused':
       return null;

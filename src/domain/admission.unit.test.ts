@@ -23,6 +23,13 @@ describe('admission decider', () => {
     });
   });
 
+  it('given the client\'s lease whose holder has not renewed it for longer than the acquire\'s lateAfterMs, then it is refused as holder-late with the time until it lapses', () => {
+    const late = { ...acquire('a', 1050), lateAfterMs: 40 };
+    rule.given([admitted('a')]).when(late).then([{ type: 'Refused', reason: 'holder-late', clientId: 'a', holder: lease('a'), retryAfterMs: 50 }]);
+    rule.given([admitted('a'), { type: 'Renewed', sessionId: 's-a-1000', clientId: 'a', expiresAt: 1130, renewedAt: 1030 }]).when(late)
+      .then([{ type: 'Refused', reason: 'duplicate', clientId: 'a', holder: { ...lease('a'), expiresAt: 1130, renewedAt: 1030 } }]);
+  });
+
   it('given max clients connected, when another acquires, then it is refused as full', () => {
     rule.given([admitted('a'), admitted('b')]).when(acquire('c', 1010)).then([{ type: 'Refused', reason: 'full', clientId: 'c' }]);
   });
@@ -50,7 +57,7 @@ describe('admission decider', () => {
 
   it('given leases of two gateways, when one renews, then only its live leases move', () => {
     const { state } = rule.given([admitted('a'), admitted('b', 1000, 'g2')]).when({ type: 'Renew', gatewayId: 'g1', now: 1090, leaseMs: 100 })
-      .then([{ type: 'Renewed', sessionId: 's-a-1000', clientId: 'a', expiresAt: 1190 }]);
+      .then([{ type: 'Renewed', sessionId: 's-a-1000', clientId: 'a', expiresAt: 1190, renewedAt: 1090 }]);
     expect(state.leases.get('a')?.expiresAt).toBe(1190);
     expect(state.leases.get('b')?.expiresAt).toBe(1100);
   });

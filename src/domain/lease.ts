@@ -19,12 +19,20 @@ export interface LeaseTiming {
    * two sweep periods before the earliest expiry, checked every sweep period.
    */
   trustMs: number;
+  /**
+   * A holder not heard from (no renewal) for this long is late: two renewal
+   * periods, so one missed or slow renewal of a live gateway does not make it
+   * late. A late holder's client is told when its slot lapses, not that it is
+   * connected (see secondConnection).
+   */
+  lateAfterMs: number;
 }
 
 export function leaseTiming(leaseMs: number): LeaseTiming {
   const sweepEveryMs = Math.max(100, Math.floor(leaseMs / 8));
   const ttlMs = leaseMs - sweepEveryMs;
-  return { ttlMs, renewEveryMs: Math.max(100, Math.floor(ttlMs / 6)), sweepEveryMs, trustMs: ttlMs - 2 * sweepEveryMs };
+  const renewEveryMs = Math.max(100, Math.floor(ttlMs / 6));
+  return { ttlMs, renewEveryMs, sweepEveryMs, trustMs: ttlMs - 2 * sweepEveryMs, lateAfterMs: 2 * renewEveryMs };
 }
 
 /**

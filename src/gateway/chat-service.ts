@@ -10,12 +10,13 @@ import { leaseTiming, type LeaseTiming } from '../domain/lease';
 import { LeaseKeeper } from './lease-keeper';
 import { isoLocalTime } from '../domain/local-time';
 import { clientSubject, NoResponderError, sessionSubject, type Subscription } from '../bus/port';
-import type { GatewayDeps } from './deps';
+import type { GatewayDeps, SessionDeps } from './deps';
 import type { ConversationDoc } from '../../projections/models';
 import { DEFAULT_FLOW, Outbound, type WritableCall } from './outbound';
 import { WIRE_FLAW_MESSAGES, wireFlawOf } from './wire-check';
 import { echoId } from '../domain/ids';
 import { GatewaySession } from './session';
+import { secondConnection, type HolderProbe } from '../domain/second-connection';
 import { carryError, toChatError, toStatus, uncarryError, type CarriedError } from './status';
 
 const MAX_CONVERSATION_ID = 128;
@@ -29,7 +30,14 @@ interface RoutedSend {
   /** SendRequest, protobuf, base64. */
   request: string;
 }
-type RoutedSendReply = { ack: string } | CarriedError;
+/** Asked of a session's gateway to learn whether the session is open there (see secondConnection). */
+interface HolderProbeRequest {
+  probe: true;
+}
+type RoutedSendReply = { ack: string } | { held: true } | CarriedError;
+/** How long a probe of the holder of a client's slot may take before nothing is learnt from it. */
+const HOLDER_PROBE_MS = 1_000;
+const PROBE = Buffer.from(JSON.stringify({ probe: true } satisfies HolderProbeRequest));
 
 /** What a client is told when its message could not be stored for a reason that is not its own. */
 const NOT_STORED = new ChatFlowError('UNAVAILABLE', 'the message could not be stored; send it again');
@@ -45,7 +53,7 @@ export class ChatGateway {
   private readonly sessions = new Map<string, GatewaySession>();
   private readonly leases: LeaseKeeper;
   /** The gateway's deps as its sessions see them (releases go through the lease keeper). */
-  private readonly sessionDeps: GatewayDeps;
+  private readonly sessionDeps: SessionDeps;
   private sweepTimer?: NodeJS.Timeout;
   private overdueTimer?: NodeJS.Timeout;
   private busWatch?: Subscription;
@@ -77,14 +85,7 @@ export class ChatGateway {
       },
     });
     // Sessions give their slot back through the keeper: one the store cannot take now is given back later.
-    const r = deps.registry;
-    this.sessionDeps = {
-      ...deps,
-      registry: {
-        deadHolderMs: r.deadHolderMs, leasesOutliveProcess: r.leasesOutliveProcess, acquire: (q) => r.acquire(q), release: (id) => this.leases.release(id), renew: (h, now, ms) => r.renew(h, now, ms),
-        expire: (now) => r.expire(now), count: () => r.count(), close: () => r.close(),
-      },
-    };
+    this.sessionDeps = { ...deps, releaseSlot: (id) => this.leases.release(id) };
   }
 
   get connected(): number {
@@ -264,6 +265,7 @@ export class ChatGateway {
     }
     const r = JSON.parse(Buffer.from(reply).toString('utf8')) as RoutedSendReply;
     if ('ack' in r) return SendAck.decode(Buffer.from(r.ack, 'base64'));
+    if ('held' in r) throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session answered out of turn; send again');
     throw uncarryError(r);
   }
 
@@ -271,7 +273,9 @@ export class ChatGateway {
   private async onRoutedSend(session: GatewaySession, payload: Uint8Array): Promise<Uint8Array> {
     let reply: RoutedSendReply;
     try {
-      const { clientId, request } = JSON.parse(Buffer.from(payload).toString('utf8')) as RoutedSend;
+      const asked = JSON.parse(Buffer.from(payload).toString('utf8')) as RoutedSend | HolderProbeRequest;
+      if ('probe' in asked) return Buffer.from(JSON.stringify({ held: true } satisfies RoutedSendReply));
+      const { clientId, request } = asked;
       const ack = await this.submitOn(session, clientId, SendRequest.decode(Buffer.from(request, 'base64')));
       reply = { ack: Buffer.from(SendAck.encode(ack).finish()).toString('base64') };
     } catch (err) {
@@ -314,11 +318,14 @@ export class ChatGateway {
       const cfg = this.deps.config;
       const result = await this.deps.registry.acquire({
         clientId, sessionId, gatewayId: this.deps.gatewayId, holder: this.holder, conversationId, now, leaseMs: this.timing.ttlMs, maxClients: cfg.maxClients,
+        lateAfterMs: this.timing.lateAfterMs,
       });
       if (!result.ok) {
         this.deps.metrics.admissionsRefused.inc({ reason: result.reason });
-        if (result.reason === 'duplicate') {
-          throw new ChatFlowError('ALREADY_EXISTS', `client ${clientId} is already connected (one connection per client); close the other stream first`);
+        if (result.reason !== 'full') {
+          // Is the first connection alive? Its gateway is asked; ALREADY_EXISTS only when it is known to be.
+          const probe = await this.probeHolder(result.holder.sessionId);
+          throw secondConnection({ clientId, reason: result.reason, holder: result.holder, now: this.deps.clock(), probe, retrySoonMs: this.timing.renewEveryMs });
         }
         throw new ChatFlowError('RESOURCE_EXHAUSTED', `server full: ${cfg.maxClients} clients connected; retry in ${cfg.retryAfterMs} ms`, {
           'retry-after-ms': String(cfg.retryAfterMs),
@@ -383,6 +390,16 @@ export class ChatGateway {
       const st = toStatus(err, callLogger, new ChatFlowError('UNAVAILABLE', 'could not open the session; retry'));
       if (!call.cancelled) call.emit('error', st);
       return undefined;
+    }
+  }
+
+  /** Asks the gateway serving a session whether it is open there (see secondConnection). */
+  private async probeHolder(sessionId: string): Promise<HolderProbe> {
+    try {
+      await this.deps.bus.request(sessionSubject(sessionId), PROBE, HOLDER_PROBE_MS);
+      return 'answered';
+    } catch (err) {
+      return err instanceof NoResponderError && !err.timedOut ? 'no-responder' : 'unknown';
     }
   }
 

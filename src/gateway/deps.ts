@@ -31,3 +31,12 @@ export interface GatewayDeps {
    */
   readModelsSettled(timeoutMs: number): Promise<boolean>;
 }
+
+/**
+ * What a session needs: the gateway's deps without the registry — a session
+ * gives its slot back through `releaseSlot` (the gateway's lease keeper, which
+ * gives it back later if the store cannot take it now).
+ */
+export type SessionDeps = Omit<GatewayDeps, 'registry'> & {
+  releaseSlot(sessionId: string): Promise<unknown>;
+};

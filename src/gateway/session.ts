@@ -16,7 +16,7 @@ import { disconnectReasonName, failureIdFor } from '../../projections/definition
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
 import { decodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
-import type { GatewayDeps } from './deps';
+import type { SessionDeps } from './deps';
 import { outcomeOf } from './frames';
 import type { Outbound } from './outbound';
 import { toChatError, toStatus } from './status';
@@ -79,7 +79,7 @@ export class GatewaySession {
 
   constructor(
     readonly info: SessionInfo,
-    private readonly deps: GatewayDeps,
+    private readonly deps: SessionDeps,
     private readonly out: Outbound,
     readonly logger: Logger,
     private readonly onClosed: (s: GatewaySession) => void,
@@ -590,7 +590,7 @@ export class GatewaySession {
     const name = disconnectReasonName(reason);
     this.deps.metrics.disconnects.inc({ reason: name });
     try {
-      await this.deps.registry.release(this.info.sessionId);
+      await this.deps.releaseSlot(this.info.sessionId);
       await this.deps.log.append(
         this.event({ $case: 'clientDisconnected', clientDisconnected: { reason, gatewayId: this.deps.gatewayId, detail } }),
       );

@@ -4,7 +4,7 @@ import { loadConfig } from '../config/config';
 import { createMetrics } from '../metrics';
 import { DisconnectReason, type Event } from '../gen/chatflow/v1/events';
 import type { LoggedEvent } from '../eventlog/port';
-import type { GatewayDeps } from './deps';
+import type { SessionDeps } from './deps';
 import { Outbound, type WritableCall } from './outbound';
 import { GatewaySession } from './session';
 
@@ -31,12 +31,12 @@ function sessionWithStuckLog() {
     config: loadConfig({}),
     gatewayId: 'gw-1',
     log,
-    registry: { release: async () => undefined },
+    releaseSlot: async () => undefined,
     messages: { get: async () => null },
     metrics: createMetrics(),
     clock: Date.now,
     newId: () => `e-${appended.length}`,
-  } as unknown as GatewayDeps;
+  } as unknown as SessionDeps;
   const call = new FakeCall();
   const session = new GatewaySession(
     { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
