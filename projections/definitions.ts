@@ -130,7 +130,7 @@ export const messagesProjection: Projection<MessageDoc> = {
         const f = p.processingFailed;
         if (id === f.inReplyTo) return doc && doc.status === 'pending' ? { ...doc, status: 'failed', ...transcriptOf(f) } : doc;
         if (doc) return doc;
-        return { _id: id, ...base, author: 'bot', inReplyTo: f.inReplyTo, error: { code: f.code, message: f.message } };
+        return { _id: id, ...base, author: 'bot', inReplyTo: f.inReplyTo, error: { code: f.code, message: f.message, ...(f.retryAfterMs > 0 ? { retryAfterMs: f.retryAfterMs } : {}) } };
       }
       default:
         return doc;

@@ -17,7 +17,7 @@ const received = (id: string, text = 'hi') => at({ $case: 'messageReceived', mes
 const produced = (inReplyTo: string, transcript = '') =>
   at({ $case: 'responseProduced', responseProduced: { messageId: `r_${inReplyTo}`, inReplyTo, text: 'answer', processingMs: 12, workerId: 'w', model: 'sim', transcript,
     voice: { kind: MediaKind.MEDIA_KIND_VOICE, key: 'v.wav', mimeType: 'audio/wav', sizeBytes: 10, sha256: '', durationMs: 900 } } });
-const failed = (inReplyTo: string, transcript = '') => at({ $case: 'processingFailed', processingFailed: { inReplyTo, code: 'UNAVAILABLE', message: 'model down', workerId: 'w', transcript } });
+const failed = (inReplyTo: string, transcript = '') => at({ $case: 'processingFailed', processingFailed: { inReplyTo, code: 'UNAVAILABLE', message: 'model down', workerId: 'w', transcript, retryAfterMs: 0 } });
 const disconnected = () => at({ $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_DEADLINE, gatewayId: 'g1', detail: '' } });
 
 async function project(events: LoggedEvent[], replays = 1) {

@@ -14,6 +14,8 @@ export interface MediaDoc {
 export interface ErrorDoc {
   code: string;
   message: string;
+  /** When the client may send the message again (absent: 0, not to retry, or recorded before it was kept). */
+  retryAfterMs?: number;
 }
 
 export interface ConversationDoc extends Doc {

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { connected, startTestApp, unary, metadataFor, type ChatStream, type TestApp } from './harness';
+import { openRetrying } from './idempotency.cases';
 import { describeWhen } from './engines';
 import { MINIO_BIN, PrivateMinio } from './private-engines';
 import { SimulatedLlm } from '../src/llm/simulated';
@@ -127,7 +128,14 @@ describeWhen(existsSync(MINIO_BIN), 'Media outage: the object store killed or fr
     expect(err.retryAfterMs).toBe(RETRY_AFTER_MS);
     expect(Date.now() - started).toBeGreaterThanOrEqual(ENGINE_DEADLINE_MS - 3_000);
     expect(s.responseTo(cm)).toBeUndefined();
+    const conversationId = s.welcome()!.conversationId;
     s.end();
+    await s.status;
+    // Replayed from the history (a resume after a reconnect), the failure says the same, retry_after_ms included.
+    const back = await openRetrying(() => connected(t, 'media-gone', { 'x-conversation-id': conversationId, 'x-resume-after': '0' }));
+    await back.until(() => errorFor(back, id) !== undefined, 10_000, 'the replayed failure of the video');
+    expect(errorFor(back, id)).toEqual(err);
+    back.end();
   });
 
   it('a frozen store: the upload gets UNAVAILABLE within the append timeout, text goes on, and the late upload is answered once, to the resend', async () => {

@@ -103,7 +103,7 @@ export function outcomeOf(doc: MessageDoc): ReplyOutcome {
 }
 
 function failedOf(doc: MessageDoc): ReplyFailed {
-  return { seq: doc.seq, code: doc.error?.code ?? 'INTERNAL', message: doc.error?.message ?? '', retryAfterMs: 0 };
+  return { seq: doc.seq, code: doc.error?.code ?? 'INTERNAL', message: doc.error?.message ?? '', retryAfterMs: doc.error?.retryAfterMs ?? 0 };
 }
 
 function chatError(inReplyTo: string, f: ReplyFailed): ChatError {

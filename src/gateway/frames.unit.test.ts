@@ -44,12 +44,14 @@ describe('FrameFactory.replyFrame: one way from a reply to client frames', () =>
     });
   });
 
-  it('given a failure published live and read back, then both become the same ChatError with the seq of the failure', async () => {
-    const live = overTheBus({ inReplyTo: 'm1', update: { $case: 'failed', failed: { seq: 8, code: 'UNAVAILABLE', message: 'the model could not answer: down', retryAfterMs: 0 } } });
-    const doc = recorded({ $case: 'processingFailed', processingFailed: { inReplyTo: 'm1', code: 'UNAVAILABLE', message: 'the model could not answer: down', workerId: 'w', transcript: '' } }, 8);
-    const fromLive = await frames.replyFrame(live);
-    expect(await frames.replyFrame(outcomeOf(doc))).toEqual(fromLive);
-    expect(fromLive).toEqual({ frame: { $case: 'error', error: { inReplyTo: 'm1', code: 'UNAVAILABLE', message: 'the model could not answer: down', seq: 8, retryAfterMs: 0 } } });
+  it('given a failure published live and read back (resume, a resend of its key), then both become the same ChatError with the seq and retry_after_ms of the failure', async () => {
+    for (const retryAfterMs of [0, 700]) {
+      const live = overTheBus({ inReplyTo: 'm1', update: { $case: 'failed', failed: { seq: 8, code: 'UNAVAILABLE', message: 'the model could not answer: down', retryAfterMs } } });
+      const doc = recorded({ $case: 'processingFailed', processingFailed: { inReplyTo: 'm1', code: 'UNAVAILABLE', message: 'the model could not answer: down', workerId: 'w', transcript: '', retryAfterMs } }, 8);
+      const fromLive = await frames.replyFrame(live);
+      expect(await frames.replyFrame(outcomeOf(doc))).toEqual(fromLive);
+      expect(fromLive).toEqual({ frame: { $case: 'error', error: { inReplyTo: 'm1', code: 'UNAVAILABLE', message: 'the model could not answer: down', seq: 8, retryAfterMs } } });
+    }
   });
 
   it('given live-only updates, then the transcript, deltas and voice chunks (bytes inline, the closing one empty) reach the client as frames', async () => {

@@ -270,15 +270,15 @@ export class Worker {
     return logged;
   }
 
-  /** Tells the client's gateway about a logged outcome (retryAfterMs: for a failure the client may send again). */
-  private async deliver(source: Event, logged: LoggedEvent, retryAfterMs = 0): Promise<void> {
+  /** Tells the client's gateway about a logged outcome. */
+  private async deliver(source: Event, logged: LoggedEvent): Promise<void> {
     const subject = clientSubject(source.clientId);
     const p = logged.event.payload;
     if (p?.$case === 'responseProduced') {
       const { messageId: responseId, inReplyTo, text, voice, image, processingMs } = p.responseProduced;
       await this.publish(subject, { inReplyTo, update: { $case: 'ready', ready: { responseId, seq: logged.seq, time: logged.event.time, text, voice, image, processingMs } } });
     } else if (p?.$case === 'processingFailed') {
-      const { inReplyTo, code, message } = p.processingFailed;
+      const { inReplyTo, code, message, retryAfterMs } = p.processingFailed;
       await this.publish(subject, { inReplyTo, update: { $case: 'failed', failed: { seq: logged.seq, code, message, retryAfterMs } } });
     }
   }
@@ -340,9 +340,9 @@ export class Worker {
         }
         const { code, message, retryAfterMs } = this.failureOf(err, m.messageId);
         const transcript = heard?.transcript?.text ?? '';
-        const logged = await this.commit(m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript } }), signal);
+        const logged = await this.commit(m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript, retryAfterMs } }), signal);
         if (!logged) return 'superseded';
-        await this.deliver(event, logged, retryAfterMs);
+        await this.deliver(event, logged);
         return 'failed';
       }
     }

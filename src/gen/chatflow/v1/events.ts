@@ -199,6 +199,11 @@ export interface ProcessingFailed {
   workerId: string;
   /** Transcript of the failed voice or video message, when one was made. */
   transcript: string;
+  /**
+   * When the client may send the message again (the live ChatError's
+   * retry_after_ms), kept so that a replay tells the same; 0 = not to retry.
+   */
+  retryAfterMs: number;
 }
 
 function createBaseEvent(): Event {
@@ -1289,7 +1294,7 @@ export const ResponseProduced: MessageFns<ResponseProduced> = {
 };
 
 function createBaseProcessingFailed(): ProcessingFailed {
-  return { inReplyTo: "", code: "", message: "", workerId: "", transcript: "" };
+  return { inReplyTo: "", code: "", message: "", workerId: "", transcript: "", retryAfterMs: 0 };
 }
 
 export const ProcessingFailed: MessageFns<ProcessingFailed> = {
@@ -1308,6 +1313,9 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
     }
     if (message.transcript !== "") {
       writer.uint32(42).string(message.transcript);
+    }
+    if (message.retryAfterMs !== 0) {
+      writer.uint32(48).int64(message.retryAfterMs);
     }
     return writer;
   },
@@ -1365,6 +1373,14 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
             message.transcript = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.retryAfterMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1392,6 +1408,11 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
         ? globalThis.String(object.worker_id)
         : "",
       transcript: isSet(object.transcript) ? globalThis.String(object.transcript) : "",
+      retryAfterMs: isSet(object.retryAfterMs)
+        ? globalThis.Number(object.retryAfterMs)
+        : isSet(object.retry_after_ms)
+        ? globalThis.Number(object.retry_after_ms)
+        : 0,
     };
   },
 
@@ -1412,6 +1433,9 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
     if (message.transcript !== "") {
       obj.transcript = message.transcript;
     }
+    if (message.retryAfterMs !== 0) {
+      obj.retryAfterMs = Math.round(message.retryAfterMs);
+    }
     return obj;
   },
 
@@ -1425,6 +1449,7 @@ export const ProcessingFailed: MessageFns<ProcessingFailed> = {
     message.message = object.message ?? "";
     message.workerId = object.workerId ?? "";
     message.transcript = object.transcript ?? "";
+    message.retryAfterMs = object.retryAfterMs ?? 0;
     return message;
   },
 };
