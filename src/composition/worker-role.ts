@@ -54,6 +54,7 @@ export function workerRole(deps: {
     onProblem: (problem) => deps.health.report('consumer-group', problem),
     logger: logger.child({ component: 'worker' }),
     speech, vision: config.llm.vision, engineRetryDeadlineMs: config.engineRetryDeadlineMs, retryAfterMs: config.retryAfterMs,
+    claimsKeepMs: config.replyClaimsKeepMs,
   });
   return {
     worker,

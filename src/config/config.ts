@@ -24,6 +24,7 @@ export interface Config {
   readYourWritesMs: number;
   appendTimeoutMs: number;
   engineRetryDeadlineMs: number;
+  replyClaimsKeepMs: number;
   mediaUrlTtlMs: number;
   logFsync: boolean;
   shutdownGraceMs: number;
@@ -75,6 +76,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     readYourWritesMs: c.CHATFLOW_READ_YOUR_WRITES_MS,
     appendTimeoutMs: c.CHATFLOW_APPEND_TIMEOUT_MS,
     engineRetryDeadlineMs: c.CHATFLOW_ENGINE_RETRY_DEADLINE_MS,
+    replyClaimsKeepMs: c.CHATFLOW_REPLY_CLAIMS_KEEP_MS,
     mediaUrlTtlMs: c.CHATFLOW_MEDIA_URL_TTL_MS,
     logFsync: c.CHATFLOW_LOG_FSYNC,
     shutdownGraceMs: c.CHATFLOW_SHUTDOWN_GRACE_MS,

@@ -42,6 +42,8 @@ export interface OutcomeRecord {
   readonly event: Uint8Array;
   /** Known to be in the log. */
   readonly appended: boolean;
+  /** When it was known to be (absent on records kept before this was). */
+  readonly appendedAt?: number;
 }
 
 export interface ReplyClaimState {
@@ -56,7 +58,7 @@ export type ReplyClaimCommand =
   | { type: 'Claim'; owner: string; now: number; deadAfterMs: number }
   | { type: 'Commit'; owner: string; gen: number; event: Uint8Array }
   | { type: 'Release'; owner: string; gen: number }
-  | { type: 'ConfirmAppended' }
+  | { type: 'ConfirmAppended'; now: number }
   | { type: 'Beat'; owner: string; now: number };
 
 export type ReplyClaimEvent =
@@ -73,7 +75,7 @@ export type ReplyClaimEvent =
   /** Another owner's outcome was recorded first: append nothing. */
   | { type: 'Superseded'; by: string }
   | { type: 'Released'; gen: number; owner: string }
-  | { type: 'Appended' }
+  | { type: 'Appended'; at: number }
   | { type: 'Beaten'; owner: string; at: number };
 
 function alive(state: ReplyClaimState, owner: string, now: number, deadAfterMs: number): boolean {
@@ -123,7 +125,7 @@ export const replyClaim: Decider<ReplyClaimCommand, ReplyClaimEvent, ReplyClaimS
         return c && !c.released && !state.outcome?.appended ? [{ type: 'Released', gen: c.gen, owner: c.owner }] : [];
       }
       case 'ConfirmAppended':
-        return state.outcome && !state.outcome.appended ? [{ type: 'Appended' }] : [];
+        return state.outcome && !state.outcome.appended ? [{ type: 'Appended', at: command.now }] : [];
       case 'Beat':
         return [{ type: 'Beaten', owner: command.owner, at: command.now }];
     }
@@ -138,7 +140,7 @@ export const replyClaim: Decider<ReplyClaimCommand, ReplyClaimEvent, ReplyClaimS
       case 'Released':
         return { ...state, claims: state.claims.map((c) => (c.gen === event.gen ? { ...c, released: true } : c)) };
       case 'Appended':
-        return state.outcome ? { ...state, outcome: { ...state.outcome, appended: true } } : state;
+        return state.outcome ? { ...state, outcome: { ...state.outcome, appended: true, appendedAt: event.at } } : state;
       case 'Beaten':
         return { ...state, beats: { ...state.beats, [event.owner]: event.at } };
       default:
@@ -146,3 +148,23 @@ export const replyClaim: Decider<ReplyClaimCommand, ReplyClaimEvent, ReplyClaimS
     }
   },
 };
+
+/**
+ * Whether a message's records (its claims and outcome) can go: its outcome has
+ * been in the log for `keepMs`, longer than a resend or a redelivery of the
+ * message can arrive while the read models do not show it answered yet. Past
+ * that, the worker's read-model check is exact and the records decide nothing.
+ * A message without an appended outcome is kept whatever its age.
+ */
+export function claimsPrunable(outcome: OutcomeRecord | null, now: number, keepMs: number): boolean {
+  return outcome?.appended === true && outcome.appendedAt !== undefined && outcome.appendedAt <= now - keepMs;
+}
+
+/**
+ * Whether a worker's heartbeat can go: silent for `keepMs` and ten times
+ * `deadAfterMs` (however skewed the clocks reading it). An absent heartbeat
+ * means dead, as a lapsed one does, so removing it changes no decision.
+ */
+export function beatPrunable(at: number, now: number, deadAfterMs: number, keepMs: number): boolean {
+  return at <= now - Math.max(keepMs, 10 * deadAfterMs);
+}

@@ -37,7 +37,7 @@ describe('reply claim decider', () => {
     const given = [beat('a', 0), claimed(1, 'a'), { type: 'Committed', outcome } as ReplyClaimEvent];
     spec(replyClaim).given(given).when(claim('b', 500)).then([{ type: 'Busy', holder: 'a' }]);
     spec(replyClaim).given(given).when(claim('b', 2000)).then([{ type: 'Unconfirmed', outcome }]);
-    spec(replyClaim).given([...given, { type: 'Appended' }]).when(claim('b', 2000)).then([{ type: 'Answered' }]);
+    spec(replyClaim).given([...given, { type: 'Appended', at: 1500 }]).when(claim('b', 2000)).then([{ type: 'Answered' }]);
   });
 
   it('says Unconfirmed for an outcome whose live owner gave the message up while appending it (its partition moved)', () => {

@@ -34,7 +34,7 @@ export function describeReplyClaims(name: string, factory: () => Promise<{ claim
       expect(await a.claim(id, 'wA', t0 + 20)).toEqual({ type: 'claimed', gen: 1, taken: false }); // a retry of the holder keeps it
       expect(await a.commit(id, 'wA', 1, event('reply'))).toBe(true);
       expect(await b.claim(id, 'wB', t0 + 30)).toEqual({ type: 'busy', holder: 'wA' }); // recorded, being appended
-      await a.confirmAppended(id);
+      await a.confirmAppended(id, t0 + 35);
       expect(await b.claim(id, 'wB', t0 + 40)).toEqual({ type: 'answered' });
     });
 
@@ -72,9 +72,33 @@ export function describeReplyClaims(name: string, factory: () => Promise<{ claim
       const found = await b.claim(id, 'wB', later);
       expect(found.type).toBe('unconfirmed');
       expect(found.type === 'unconfirmed' && new TextDecoder().decode(found.event)).toBe('the reply');
-      await b.confirmAppended(id);
+      await b.confirmAppended(id, later);
       expect(await b.claim(id, 'wB', later + 1)).toEqual({ type: 'answered' });
       expect(await b.claim(`${id}-other`, 'wB', later + 1)).toEqual({ type: 'claimed', gen: 1, taken: false });
+    });
+
+    it('prunes the records of a message answered longer ago than keepMs, and only those; the heartbeats of workers silent as long', async () => {
+      const keepMs = 60_000;
+      const [old, recent, pending] = [`${id}-old`, `${id}-recent`, `${id}-pending`];
+      for (const m of [old, recent, pending]) expect((await a.claim(m, 'wA', t0)).type).toBe('claimed');
+      for (const m of [old, recent]) expect(await a.commit(m, 'wA', 1, event(`reply to ${m}`))).toBe(true);
+      await a.confirmAppended(old, t0);
+      await a.confirmAppended(recent, t0 + keepMs);
+      await a.beat('wSilent', t0);
+      // Nothing is old enough yet.
+      expect(await b.prune(t0 + keepMs - 1, keepMs)).toEqual({ messages: 0, heartbeats: 0 });
+      // The old message's records go, and the heartbeats silent since t0 (wA, wB, wSilent): an absent heartbeat
+      // says "dead" as a lapsed one does.
+      expect(await b.prune(t0 + keepMs + 10, keepMs)).toEqual({ messages: 1, heartbeats: 3 });
+      // The pruned message is forgotten (the worker's read-model check, long caught up, is what answers a copy of it now).
+      expect(await b.claim(old, 'wB', t0 + keepMs + 20)).toEqual({ type: 'claimed', gen: 1, taken: false });
+      // The recent one is still answered; the one never answered is still held, however old.
+      expect(await b.claim(recent, 'wB', t0 + keepMs + 20)).toEqual({ type: 'answered' });
+      expect(await a.claim(pending, 'wA', t0 + keepMs + 20)).toEqual({ type: 'claimed', gen: 1, taken: false });
+      // Pruning again finds nothing more; a later prune takes the recent one, and spares a worker that beats.
+      expect(await a.prune(t0 + keepMs + 10, keepMs)).toEqual({ messages: 0, heartbeats: 0 });
+      await a.beat('wA', t0 + 2 * keepMs);
+      expect(await a.prune(t0 + 2 * keepMs, keepMs)).toEqual({ messages: 1, heartbeats: 0 });
     });
   });
 }

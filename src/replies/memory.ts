@@ -1,4 +1,4 @@
-import { replyClaim, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
+import { beatPrunable, claimsPrunable, replyClaim, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
 import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
 
 /**
@@ -38,8 +38,8 @@ export class MemoryReplyClaims implements ReplyClaims {
     return this.run(messageId, { type: 'Commit', owner, gen, event })[0]?.type === 'Committed';
   }
 
-  async confirmAppended(messageId: string): Promise<void> {
-    this.run(messageId, { type: 'ConfirmAppended' });
+  async confirmAppended(messageId: string, now: number): Promise<void> {
+    this.run(messageId, { type: 'ConfirmAppended', now });
   }
 
   async release(messageId: string, owner: string, gen: number): Promise<void> {
@@ -48,6 +48,14 @@ export class MemoryReplyClaims implements ReplyClaims {
 
   async beat(owner: string, now: number): Promise<void> {
     this.run('', { type: 'Beat', owner, now });
+  }
+
+  async prune(now: number, keepMs: number): Promise<{ messages: number; heartbeats: number }> {
+    let messages = 0;
+    for (const [id, m] of this.messages) if (claimsPrunable(m.outcome, now, keepMs) && this.messages.delete(id)) messages++;
+    const silent = Object.keys(this.beats).filter((o) => beatPrunable(this.beats[o], now, this.deadAfterMs, keepMs));
+    if (silent.length > 0) this.beats = Object.fromEntries(Object.entries(this.beats).filter(([o]) => !silent.includes(o)));
+    return { messages, heartbeats: silent.length };
   }
 
   async close(): Promise<void> {}

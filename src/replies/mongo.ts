@@ -1,13 +1,15 @@
 import type { Collection as MongoColl, Db } from 'mongodb';
 import type { Logger } from 'pino';
 import { isDuplicateKeyError } from '../readstore/mongo-client';
-import { replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
+import { beatPrunable, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
 import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
 
 export const REPLY_CLAIMS_COLLECTION = 'reply_claims';
 export const HEARTBEATS_COLLECTION = 'heartbeats';
 /** Claims lost to a concurrent claimer are decided again this many times before giving up. */
 const MAX_ATTEMPTS = 20;
+/** Messages whose records one prune removes at most (the next prune takes the rest). */
+const PRUNE_BATCH = 5_000;
 
 /** `<messageId>#<gen>`: one generation's claim; `<messageId>#outcome`: the message's outcome. */
 interface ClaimDoc {
@@ -19,6 +21,7 @@ interface ClaimDoc {
   /** Outcome records only. */
   event?: Uint8Array | { buffer: Uint8Array };
   appended?: boolean;
+  appendedAt?: number;
 }
 
 interface BeatDoc {
@@ -72,7 +75,7 @@ export class MongoReplyClaims implements ReplyClaims {
     const claims: ClaimRecord[] = [];
     let outcome: OutcomeRecord | null = null;
     for (const d of docs) {
-      if (d._id.endsWith('#outcome')) outcome = { gen: d.gen, owner: d.owner, appended: d.appended === true, event: bytes(d.event) };
+      if (d._id.endsWith('#outcome')) outcome = { gen: d.gen, owner: d.owner, appended: d.appended === true, event: bytes(d.event), ...(d.appendedAt !== undefined ? { appendedAt: d.appendedAt } : {}) };
       else claims.push({ gen: d.gen, owner: d.owner, released: d.released === true });
     }
     const owners = [...new Set(docs.map((d) => d.owner))];
@@ -116,9 +119,9 @@ export class MongoReplyClaims implements ReplyClaims {
     }
   }
 
-  async confirmAppended(messageId: string): Promise<void> {
-    const events = await this.decide(messageId, { type: 'ConfirmAppended' });
-    if (events.length > 0) await this.coll.updateOne({ _id: `${messageId}#outcome` }, { $set: { appended: true }, $unset: { event: '' } });
+  async confirmAppended(messageId: string, now: number): Promise<void> {
+    const events = await this.decide(messageId, { type: 'ConfirmAppended', now });
+    if (events.length > 0) await this.coll.updateOne({ _id: `${messageId}#outcome` }, { $set: { appended: true, appendedAt: now }, $unset: { event: '' } });
   }
 
   async release(messageId: string, owner: string, gen: number): Promise<void> {
@@ -129,6 +132,27 @@ export class MongoReplyClaims implements ReplyClaims {
   async beat(owner: string, now: number): Promise<void> {
     const [e] = replyClaim.decide({ type: 'Beat', owner, now }, replyClaim.initialState());
     if (e?.type === 'Beaten') await this.beats.updateOne({ _id: e.owner }, { $set: { at: e.at } }, { upsert: true });
+  }
+
+  /**
+   * claimsPrunable as queries (each scans the collection on FerretDB v1, so it
+   * runs seldom, not per message): the generations of each message go before
+   * its outcome, so a prune cut short leaves an outcome that still answers
+   * "answered" and is taken by the next prune. An outcome appended before
+   * `appendedAt` was kept gets it now, and goes `keepMs` later.
+   */
+  async prune(now: number, keepMs: number): Promise<{ messages: number; heartbeats: number }> {
+    await this.coll.updateMany({ appended: true, appendedAt: { $exists: false } }, { $set: { appendedAt: now } });
+    const done = await this.coll.find({ appended: true, appendedAt: { $lte: now - keepMs } }, { projection: { messageId: 1 } }).limit(PRUNE_BATCH).toArray();
+    if (done.length > 0) {
+      const outcomes = done.map((d) => d._id);
+      await this.coll.deleteMany({ messageId: { $in: done.map((d) => d.messageId) }, _id: { $nin: outcomes } });
+      await this.coll.deleteMany({ _id: { $in: outcomes } });
+    }
+    const silent = (await this.beats.find({}).toArray()).filter((b) => beatPrunable(b.at, now, this.deadAfterMs, keepMs)).map((b) => b._id);
+    // A worker beating again meanwhile is not removed (its beat is past the bound), or else recreated by its next beat.
+    const gone = silent.length === 0 ? 0 : (await this.beats.deleteMany({ _id: { $in: silent }, at: { $lte: now - Math.max(keepMs, 10 * this.deadAfterMs) } })).deletedCount;
+    return { messages: done.length, heartbeats: gone };
   }
 
   async close(): Promise<void> {}

@@ -18,12 +18,18 @@ export interface ReplyClaims {
    * outcome was recorded first and the caller appends nothing.
    */
   commit(messageId: string, owner: string, gen: number, event: Uint8Array): Promise<boolean>;
-  /** The recorded outcome is in the log. */
-  confirmAppended(messageId: string): Promise<void>;
+  /** The recorded outcome is in the log (as of `now`). */
+  confirmAppended(messageId: string, now: number): Promise<void>;
   /** Gives the message up (its partition moved): the next owner claims it at once. */
   release(messageId: string, owner: string, gen: number): Promise<void>;
   /** Says `owner` is alive at `now`; a holder silent for the adapter's `deadAfterMs` loses its claims. */
   beat(owner: string, now: number): Promise<void>;
+  /**
+   * Removes what can no longer matter (see claimsPrunable, beatPrunable): the
+   * records of messages whose outcome has been in the log for `keepMs`, and
+   * the heartbeats of workers silent as long. Returns how many of each went.
+   */
+  prune(now: number, keepMs: number): Promise<{ messages: number; heartbeats: number }>;
   close(): Promise<void>;
 }
 

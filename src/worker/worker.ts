@@ -53,6 +53,8 @@ export interface WorkerDeps {
   onProblem?: (reason: string | undefined) => void;
   /** Retries of a retryable provider error before the message fails. */
   maxAttempts?: number;
+  /** How long the claims of an answered message are kept (CHATFLOW_REPLY_CLAIMS_KEEP_MS); absent: never pruned. */
+  claimsKeepMs?: number;
   /** How long a message waits out engines that fail transiently before it fails as UNAVAILABLE (CHATFLOW_ENGINE_RETRY_DEADLINE_MS). */
   engineRetryDeadlineMs?: number;
   /** The `retry_after_ms` hint of such a failure. */
@@ -89,6 +91,7 @@ export class Worker {
   private readonly signals = new WeakMap<AbortSignal, AbortSignal>();
   private lagTimer?: NodeJS.Timeout;
   private beatTimer?: NodeJS.Timeout;
+  private pruneTimer?: NodeJS.Timeout;
 
   constructor(private readonly deps: WorkerDeps) {
     // Every call in processing listens on this one signal.
@@ -107,6 +110,11 @@ export class Worker {
     await this.beat();
     this.beatTimer = setInterval(() => void this.beat(), Math.max(50, Math.floor(this.deps.claims.deadAfterMs / 4)));
     this.beatTimer.unref();
+    const keepMs = this.deps.claimsKeepMs;
+    if (keepMs !== undefined) {
+      this.pruneTimer = setInterval(() => void this.prune(keepMs), Math.min(PRUNE_EVERY_MS, keepMs / 4));
+      this.pruneTimer.unref();
+    }
     this.consumer = await this.deps.log.consume({
       group: 'workers',
       topics: ['conversations'],
@@ -171,6 +179,16 @@ export class Worker {
     return both;
   }
 
+  /** Drops the claims and heartbeats that can no longer matter (see ReplyClaims.prune). */
+  private async prune(keepMs: number): Promise<void> {
+    try {
+      const gone = await this.deps.claims.prune(this.deps.clock(), keepMs);
+      if (gone.messages + gone.heartbeats > 0) this.deps.logger.debug(gone, 'reply claims pruned');
+    } catch (err) {
+      this.deps.logger.warn({ err: (err as Error).message }, 'could not prune the reply claims; will try again');
+    }
+  }
+
   private async beat(): Promise<void> {
     try {
       await this.deps.claims.beat(this.deps.workerId, this.deps.clock());
@@ -222,7 +240,7 @@ export class Worker {
       this.deps.logger.warn({ messageId }, 'appending the outcome a stopped worker recorded but did not append');
       await this.deliver(source.event, await this.appendOutcome(Event.decode(bytes), signal));
     }
-    await this.deps.claims.confirmAppended(messageId);
+    await this.deps.claims.confirmAppended(messageId, this.deps.clock());
   }
 
   /**
@@ -266,7 +284,7 @@ export class Worker {
       return null;
     }
     const logged = await this.appendOutcome(outcome, signal);
-    await this.deps.claims.confirmAppended(messageId).catch((err: unknown) => this.deps.logger.warn({ err, messageId }, 'could not mark the outcome appended'));
+    await this.deps.claims.confirmAppended(messageId, this.deps.clock()).catch((err: unknown) => this.deps.logger.warn({ err, messageId }, 'could not mark the outcome appended'));
     return logged;
   }
 
@@ -522,6 +540,7 @@ export class Worker {
     await stopping;
     // Beating until here keeps the messages this worker finishes during its grace its own.
     clearInterval(this.beatTimer);
+    clearInterval(this.pruneTimer);
   }
 
   stats() {
@@ -534,6 +553,8 @@ const OUTCOME_RETRY_MAX_MS = 500;
 const DEFAULT_ENGINE_RETRY_DEADLINE_MS = 60_000;
 const DEFAULT_RETRY_AFTER_MS = 2_000;
 const RECENTLY_DONE = 10_000;
+/** Reply claims are pruned this often at most (each prune scans them on FerretDB). */
+const PRUNE_EVERY_MS = 60_000;
 /** How often a message held by another live worker is looked at again. */
 const BUSY_POLL_MS = 100;
 /** Longest wait for the read models before an unconfirmed outcome is checked (the event is retried past it). */
