@@ -29,4 +29,32 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       },
     };
   });
+
+  it('removes the heartbeat of a holder that holds no slot once it lapsed deadHolderMs ago, and no other', async () => {
+    const uri = process.env.MONGODB_URI!;
+    const names = { collection: 'connections_beats', heartbeats: 'heartbeats_beats' };
+    const store = await MongoReadStore.connect({ uri, dbName, logger });
+    const registry = await MongoConnectionRegistry.on(store.db, { logger, deadHolderMs: 1_000, ...names });
+    const holders = async () => (await store.db.collection(names.heartbeats).find({}).toArray()).map((d) => String(d._id)).sort();
+    try {
+      const acquire = (clientId: string, holder: string, now: number) =>
+        registry.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: holder, holder, conversationId: 'c', now, leaseMs: 1_000, maxClients: 10 });
+      // gone/1 held a slot and released it; dead/1 still holds one; live/1 keeps renewing.
+      for (const [c, h] of [['a', 'gone/1'], ['b', 'dead/1'], ['c', 'live/1']]) expect((await acquire(c, h, 0)).ok).toBe(true);
+      for (const h of ['gone/1', 'dead/1', 'live/1']) await registry.renew(h, 100, 1_000);
+      expect(await registry.release('s-a')).toBe(true);
+      // Lapsed at 1,100 but not yet 1,000 ms ago: kept.
+      await registry.renew('live/1', 1_900, 1_000);
+      await registry.expire(2_000);
+      expect(await holders()).toEqual(['dead/1', 'gone/1', 'live/1']); // dead/1's slot is swept now; its heartbeat goes later
+      await registry.renew('live/1', 2_900, 1_000);
+      expect((await registry.expire(3_000)).map((l) => l.clientId)).toEqual([]);
+      expect(await holders()).toEqual(['live/1']);
+      // A holder that renews again writes a new heartbeat.
+      await registry.renew('gone/1', 3_100, 1_000);
+      expect(await holders()).toEqual(['gone/1', 'live/1']);
+    } finally {
+      await store.close();
+    }
+  });
 });

@@ -1,7 +1,7 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
-import { admission, admissionStateOf, holderOf } from '../domain/admission';
+import { admission, admissionStateOf, heartbeatPrunable, holderOf } from '../domain/admission';
 import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
@@ -69,7 +69,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private readonly beats: MongoColl<Heartbeat>;
   readonly deadHolderMs: number;
   private ready?: Promise<void>;
-  private nextRead?: Promise<SlotClaim[]>;
+  private nextRead?: Promise<{ held: SlotClaim[]; beats: Map<string, Heartbeat> }>;
   /** Slot numbers this process is inserting claims on right now. */
   private readonly claiming = new Map<number, Promise<unknown>>();
   /** Expired leases this registry evicted to admit someone: reported by the next expire(). */
@@ -170,11 +170,17 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     return renewed.flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
   }
 
+  /** Sweeps expired slots, and removes the heartbeats of holders gone for good (see heartbeatPrunable). */
   async expire(now: number): Promise<Lease[]> {
-    const candidates = await this.slots();
+    const { held, beats } = await this.read();
+    const candidates = held.map((h) => withHolderExpiry(h, beats));
     const decided = admission.decide({ type: 'Expire', now }, admissionStateOf(candidates.map(toLease)));
     const ids = new Set(decided.flatMap((e) => (e.type === 'Expired' ? [e.lease.sessionId] : [])));
     const mine = await Promise.all(candidates.filter((c) => ids.has(c._id)).map(async (c) => ((await this.remove(c)) ? toLease(c) : null)));
+    const holding = new Set(held.filter((h) => !ids.has(h._id)).map(holderOf));
+    const gone = [...beats.values()].filter((b) => heartbeatPrunable(b.expiresAt, holding.has(b._id), now, this.deadHolderMs)).map((b) => b._id);
+    // The bound again in the filter: a holder renewing meanwhile keeps its heartbeat.
+    if (gone.length > 0) await this.beats.deleteMany({ _id: { $in: gone }, expiresAt: { $lte: now - this.deadHolderMs } });
     const evicted = this.evicted;
     this.evicted = [];
     return [...evicted, ...mine.filter((l): l is Lease => l !== null)];
@@ -193,11 +199,17 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * read (on FerretDB each query scans the collection, so 200 simultaneous
    * acquires reading 200 times cost seconds).
    */
-  private slots(): Promise<SlotClaim[]> {
+  private async slots(): Promise<SlotClaim[]> {
+    const { held, beats } = await this.read();
+    return held.map((h) => withHolderExpiry(h, beats));
+  }
+
+  /** The held slots (as stored) and every heartbeat, read by one shared pair of queries (see slots). */
+  private read(): Promise<{ held: SlotClaim[]; beats: Map<string, Heartbeat> }> {
     this.nextRead ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
       this.nextRead = undefined;
       const [held, beats] = await Promise.all([this.coll.find({}).toArray(), this.heartbeats()]);
-      return held.map((h) => withHolderExpiry(h, beats));
+      return { held, beats };
     });
     return this.nextRead;
   }

@@ -32,6 +32,17 @@ export function heardAt(lease: LeaseState): number {
   return Math.max(lease.renewedAt ?? Number.NEGATIVE_INFINITY, lease.acquiredAt);
 }
 
+/**
+ * Whether a holder's heartbeat (kept by a store with one per holder) can go:
+ * the holder holds no slot and its heartbeat lapsed `deadHolderMs` ago — a
+ * gateway that stopped renewing that long has closed its sessions (it stops
+ * trusting its slots sooner), so nothing it still does counts on it; one that
+ * renews again writes a new one.
+ */
+export function heartbeatPrunable(expiresAt: number, holdsSlots: boolean, now: number, deadHolderMs: number): boolean {
+  return !holdsSlots && expiresAt <= now - deadHolderMs;
+}
+
 /** Who renews a lease. */
 export function holderOf(lease: LeaseState): string {
   return lease.holder ?? lease.gatewayId;
