@@ -189,8 +189,9 @@ export class GatewaySession {
   /**
    * Delivers from the read model the outcome of each of `messageIds` that is
    * still awaited and already recorded: for replies the bus lost (an outage of
-   * NATS drops what was published meanwhile) or that are overdue. The caller
-   * first brings the read model up to the log's end. Returns how many came.
+   * NATS drops what was published meanwhile) or that are overdue. One not
+   * recorded yet stays awaited (looked for again by the caller's next sweep).
+   * Returns how many came.
    */
   async recoverAwaited(messageIds: readonly string[]): Promise<number> {
     let n = 0;
