@@ -17,8 +17,9 @@ export type HolderProbe = 'answered' | 'no-responder' | 'unknown';
  * holder's heartbeat is recent. Otherwise the first connection is gone or may
  * be, and the client is told UNAVAILABLE with `retry-after-ms`: until the slot
  * lapses when the holder is late (it is freed then unless the holder renews),
- * or one renewal period (`retrySoonMs`) when a live holder no longer serves the
- * session (it is being given back).
+ * or one renewal period (`retrySoonMs`) when a holder heard from lately does not
+ * serve the session (it is closing and gives the slot back in a moment, or
+ * the holder has just died: by the next try its heartbeat may be late).
  */
 export function secondConnection(r: {
   clientId: string;
@@ -44,7 +45,7 @@ export function secondConnection(r: {
   const soon = Math.min(untilLapse, r.retrySoonMs);
   return new ChatFlowError(
     'UNAVAILABLE',
-    `client ${r.clientId}: your previous connection is no longer open but still holds your connection slot (it is being given back); retry in ${soon} ms`,
+    `client ${r.clientId}: your previous connection is not open on any gateway that answers, but still holds your connection slot until it is given back or lapses; retry in ${soon} ms`,
     { 'retry-after-ms': String(soon) },
   );
 }
