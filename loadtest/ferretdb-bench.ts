@@ -115,7 +115,7 @@ async function benchBackend(backend: FerretDbBackend) {
     const pick = (i: number) => ids[(i * 7919) % DOCS]!;
     results.push(await measure('findOne by _id (hit)', engineCpu, (i) => docs.findOne({ _id: pick(i) })));
     results.push(await measure('findOne by _id (miss)', engineCpu, (i) => docs.findOne({ _id: `missing-${i}` })));
-    results.push(await measure('insertOne', engineCpu, () => db.collection('inserts').insertOne(doc(randomUUID(), 1))));
+    results.push(await measure('insertOne', engineCpu, () => db.collection<{ _id: string }>('inserts').insertOne(doc(randomUUID(), 1))));
     // Versioned replace: each document once (2N ≤ DOCS), so no two writers race on one version.
     results.push(await measure('replaceOne {_id, _ver}', engineCpu, async (i) => {
       const id = ids[i % DOCS]!;
@@ -153,14 +153,14 @@ async function benchBackend(backend: FerretDbBackend) {
 
     // The read store's per-document write (the projector's applyMany), on existing documents.
     const store = new MongoReadStore(db, { logger, writeTickets: true });
-    const models = store.collection<{ id: string; n: number }>('models');
+    const models = store.collection<{ _id: string; n: number }>('models');
     const modelIds = Array.from({ length: 2 * N }, (_, i) => `model-${i}`);
-    await Promise.all(modelIds.map((id, i) => models.apply(id, { stream: 's/0', offset: i }, () => ({ id, n: 0 }))));
+    await Promise.all(modelIds.map((id, i) => models.apply(id, { stream: 's/0', offset: i }, () => ({ _id: id, n: 0 }))));
     let offset = 10 * N;
     const a0 = commands;
     results.push(await measure('read store applyMany (existing doc, ticket)', engineCpu, (i) => {
       const id = modelIds[i]!;
-      return models.applyMany(id, [{ position: { stream: 's/0', offset: offset++ }, evolve: (d) => ({ id, n: (d?.n ?? 0) + 1 }) }]);
+      return models.applyMany(id, [{ position: { stream: 's/0', offset: offset++ }, evolve: (d) => ({ _id: id, n: (d?.n ?? 0) + 1 }) }]);
     }));
     const applyCommands = (commands - a0) / (2 * N);
     return { backend, results, claimCommandsPerMessage: round(claimCommands), applyCommandsPerWrite: round(applyCommands) };
@@ -173,7 +173,7 @@ async function benchBackend(backend: FerretDbBackend) {
 (async () => {
   const loadStart = loadavg().map((x) => round(x));
   const backends = args.backends.split(',') as FerretDbBackend[];
-  const runs = [];
+  const runs: Awaited<ReturnType<typeof benchBackend>>[] = [];
   for (const b of backends) {
     process.stderr.write(`[ferretdb-bench] ${b}: ${DOCS} documents, ${N} ops one at a time + ${N} with ${CONC} in flight per operation\n`);
     runs.push(await benchBackend(b));
