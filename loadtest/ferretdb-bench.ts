@@ -34,6 +34,8 @@ const { values: args } = parseArgs({
     concurrency: { type: 'string', default: '16' },
     bin: { type: 'string' },
     out: { type: 'string', default: resolve(__dirname, 'results') },
+    /** Only the operations whose name contains this (e.g. `reply claims`). */
+    only: { type: 'string', default: '' },
   },
 });
 const DOCS = Number(args.docs);
@@ -75,7 +77,8 @@ interface OpResult {
 }
 
 /** `n` of them one at a time, then `n` more with CONC in flight. */
-async function measure(op: string, engineCpu: () => number, fn: (i: number) => Promise<unknown>, n = N): Promise<OpResult> {
+async function measure(op: string, engineCpu: () => number, fn: (i: number) => Promise<unknown>, n = N): Promise<OpResult | undefined> {
+  if (!op.includes(args.only)) return undefined;
   process.stderr.write(`  ${op}\n`);
   const lat: number[] = [];
   for (let i = 0; i < n; i++) {
@@ -112,7 +115,7 @@ async function benchBackend(backend: FerretDbBackend) {
   client.on('commandStarted', () => commands++);
   await client.connect();
   const db: Db = client.db('bench');
-  const results: OpResult[] = [];
+  const results: (OpResult | undefined)[] = [];
   try {
     const docs = db.collection<{ _id: string; _ver: number }>('docs');
     const ids = Array.from({ length: DOCS }, (_, i) => `conv-${i.toString().padStart(6, '0')}-${randomUUID().slice(0, 8)}`);
@@ -154,7 +157,7 @@ async function benchBackend(backend: FerretDbBackend) {
       if (!(await claims.commit(m, 'w1', r.gen, event))) throw new Error('commit lost');
       await claims.confirmAppended(m);
     });
-    const claimCommands = (commands - c0) / (2 * N);
+    const claimCommands = claimRun ? (commands - c0) / (2 * N) : null;
     results.push(claimRun);
 
     // The read store's per-document write (the projector's applyMany), on existing documents.
@@ -168,8 +171,8 @@ async function benchBackend(backend: FerretDbBackend) {
       const id = modelIds[i]!;
       return models.applyMany(id, [{ position: { stream: 's/0', offset: offset++ }, evolve: (d) => ({ _id: id, n: (d?.n ?? 0) + 1 }) }]);
     }));
-    const applyCommands = (commands - a0) / (2 * N);
-    return { backend, results, claimCommandsPerMessage: round(claimCommands), applyCommandsPerWrite: round(applyCommands) };
+    const applyCommands = commands > a0 ? (commands - a0) / (2 * N) : null;
+    return { backend, results: results.filter((r): r is OpResult => r !== undefined), claimCommandsPerMessage: round(claimCommands), applyCommandsPerWrite: round(applyCommands) };
   } finally {
     process.off('SIGINT', stop).off('SIGTERM', stop);
     await client.close();
