@@ -115,7 +115,7 @@ status_line() {
 summary() {
   echo "ChatFlow stack ($STACK_DIR):"
   status_line kafka "kafka $KAFKA_VERSION      PLAINTEXT $HOST:$KAFKA_PORT, controller $KAFKA_CONTROLLER_PORT" kafka_healthy
-  status_line ferretdb "ferretdb $FERRETDB_VERSION mongodb://$HOST:$FERRETDB_PORT ($FERRETDB_BACKEND)" mongo_healthy
+  status_line ferretdb "ferretdb $FERRETDB_VERSION mongodb://$HOST:$FERRETDB_PORT ($(cat "$FERRETDB_BACKEND_FILE" 2>/dev/null || echo "$FERRETDB_BACKEND"))" mongo_healthy
   if pg_wanted || is_running postgres; then
     status_line postgres "postgres $PG_VERSION   postgres://$HOST:$PG_PORT (FerretDB's storage)" pg_healthy
   fi
