@@ -20,6 +20,8 @@ ROOT="$(cd "$DEPLOY_DIR/.." && pwd)"
 source "$DEPLOY_DIR/lib/common.sh"
 # shellcheck source=lib/kafka.sh
 source "$DEPLOY_DIR/lib/kafka.sh"
+# shellcheck source=lib/postgres.sh
+source "$DEPLOY_DIR/lib/postgres.sh"
 # shellcheck source=lib/mongo.sh
 source "$DEPLOY_DIR/lib/mongo.sh"
 # shellcheck source=lib/nats.sh
@@ -31,6 +33,9 @@ source "$DEPLOY_DIR/lib/envoy.sh"
 
 # The storage/messaging engines (Envoy, the optional front door, is separate).
 ENGINES=(kafka ferretdb nats minio)
+# FerretDB's PostgreSQL (CHATFLOW_FERRETDB_BACKEND=postgresql) runs beside them.
+pg_wanted() { [[ "$FERRETDB_BACKEND" == postgresql ]]; }
+if pg_wanted; then ENGINES+=(postgres); fi
 
 cmd_install() {
   ensure_dirs
@@ -38,6 +43,7 @@ cmd_install() {
   need_cmd node
   # Cheap ones first: a failure in a long Go build then comes last.
   kafka_install
+  if pg_wanted; then pg_install; fi
   envoy_install
   nats_install
   mongo_install
@@ -50,6 +56,7 @@ cmd_up() {
   t0=$(date +%s)
   cmd_install
   kafka_up
+  if pg_wanted; then pg_up; fi
   mongo_up
   nats_up
   s3_up
@@ -66,6 +73,7 @@ cmd_down() {
   s3_down
   nats_down
   mongo_down
+  pg_down
   kafka_down
   say "down: all stopped"
 }
@@ -107,7 +115,10 @@ status_line() {
 summary() {
   echo "ChatFlow stack ($STACK_DIR):"
   status_line kafka "kafka $KAFKA_VERSION      PLAINTEXT $HOST:$KAFKA_PORT, controller $KAFKA_CONTROLLER_PORT" kafka_healthy
-  status_line ferretdb "ferretdb $FERRETDB_VERSION mongodb://$HOST:$FERRETDB_PORT (SQLite)" mongo_healthy
+  status_line ferretdb "ferretdb $FERRETDB_VERSION mongodb://$HOST:$FERRETDB_PORT ($(cat "$FERRETDB_BACKEND_FILE" 2>/dev/null || echo "$FERRETDB_BACKEND"))" mongo_healthy
+  if pg_wanted || is_running postgres; then
+    status_line postgres "postgres $PG_VERSION   postgres://$HOST:$PG_PORT (FerretDB's storage)" pg_healthy
+  fi
   status_line nats "nats $NATS_VERSION     nats://$HOST:$NATS_PORT, JetStream, monitor http://$HOST:$NATS_MONITOR_PORT" nats_healthy
   status_line minio "minio         http://$HOST:$S3_PORT bucket $S3_BUCKET, console $S3_CONSOLE_PORT" s3_healthy
   if envoy_wanted || is_running envoy; then
@@ -142,6 +153,7 @@ cmd_check() {
   echo "Smoke test:"
   _chk kafka kafka_check
   _chk ferretdb mongo_check
+  if pg_wanted; then _chk postgres pg_check; fi
   _chk nats nats_check
   _chk minio s3_check
   if is_running envoy; then _chk envoy envoy_healthy; fi

@@ -3,9 +3,9 @@
  * free ports with private data folders, so the test can kill, freeze and
  * restart them without disturbing any other suite on the shared stack.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -16,6 +16,11 @@ export const FERRETDB_BIN = join(STACK_DIR, 'bin', 'ferretdb');
 export const KAFKA_LIBS = join(STACK_DIR, 'kafka', 'libs');
 export const NATS_BIN = join(STACK_DIR, 'bin', 'nats-server');
 export const MINIO_BIN = join(STACK_DIR, 'bin', 'minio');
+/** PostgreSQL 15 from Debian (deploy/lib/postgres.sh installs it for CHATFLOW_FERRETDB_BACKEND=postgresql). */
+export const PG_BIN = process.env.CHATFLOW_PG_BIN ?? '/usr/lib/postgresql/15/bin';
+
+/** FerretDB's storage: the stack's default is deploy/lib/mongo.sh's FERRETDB_BACKEND. */
+export type FerretDbBackend = 'sqlite' | 'postgresql';
 
 export const freePort = () =>
   new Promise<number>((res, rej) => {
@@ -55,19 +60,30 @@ abstract class PrivateEngine {
   }
 }
 
+export interface PrivateFerretDbOptions {
+  /** Default sqlite. postgresql starts a PrivatePostgres beside it (removed with it). */
+  backend?: FerretDbBackend;
+  /** Another FerretDB binary (benchmarks of a build not installed in the stack). */
+  bin?: string;
+}
+
 export class PrivateFerretDb extends PrivateEngine {
-  private constructor(readonly port: number, dir: string) {
+  private constructor(readonly port: number, dir: string, private readonly options: PrivateFerretDbOptions, readonly postgres?: PrivatePostgres) {
     super(dir);
   }
-  static async create(): Promise<PrivateFerretDb> {
-    return new PrivateFerretDb(await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-ferretdb-')));
+  static async create(options: PrivateFerretDbOptions = {}): Promise<PrivateFerretDb> {
+    const postgres = options.backend === 'postgresql' ? await PrivatePostgres.create() : undefined;
+    return new PrivateFerretDb(await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-ferretdb-')), options, postgres);
   }
   get uri(): string {
     return `mongodb://127.0.0.1:${this.port}/chatflow_private`;
   }
   async start(): Promise<void> {
-    this.proc = spawn(FERRETDB_BIN, [
-      '--handler=sqlite', `--sqlite-url=file:${this.dir}/?_pragma=synchronous(NORMAL)`, `--listen-addr=127.0.0.1:${this.port}`,
+    const pg = this.postgres;
+    if (pg && (!pg.proc || exited(pg.proc))) await pg.start();
+    const storage = pg ? ['--handler=postgresql', `--postgresql-url=${pg.url}`] : ['--handler=sqlite', `--sqlite-url=file:${this.dir}/?_pragma=synchronous(NORMAL)`];
+    this.proc = spawn(this.options.bin ?? FERRETDB_BIN, [
+      ...storage, `--listen-addr=127.0.0.1:${this.port}`,
       '--debug-addr=-', '--state-dir=-', '--telemetry=disable', '--log-level=warn',
     ], { stdio: 'ignore' });
     for (const end = Date.now() + 30_000; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
@@ -84,6 +100,73 @@ export class PrivateFerretDb extends PrivateEngine {
     }
     throw new Error('private FerretDB did not start within 30 s');
   }
+  override async remove(): Promise<void> {
+    await super.remove();
+    await this.postgres?.remove();
+  }
+}
+
+const run = (cmd: string, args: string[]) =>
+  new Promise<void>((res, rej) => execFile(cmd, args, (err, _out, stderr) => (err ? rej(new Error(`${cmd} failed: ${stderr || err.message}`)) : res())));
+
+/**
+ * A PostgreSQL cluster of its own (FerretDB's PostgreSQL backend), set up as
+ * deploy/lib/postgres.sh sets up the stack's: trust auth, TCP on 127.0.0.1
+ * only, synchronous_commit=off. As root it runs as the `postgres` user.
+ */
+export class PrivatePostgres extends PrivateEngine {
+  private constructor(readonly port: number, dir: string) {
+    super(dir);
+  }
+  static async create(): Promise<PrivatePostgres> {
+    return new PrivatePostgres(await freePort(), await mkdtemp(join(tmpdir(), 'chatflow-private-postgres-')));
+  }
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+  /** `setpriv` as the postgres user when root: PostgreSQL refuses to run as root. */
+  private command(bin: string, args: string[]): [string, string[]] {
+    if (process.getuid?.() !== 0) return [join(PG_BIN, bin), args];
+    return ['setpriv', ['--reuid=postgres', '--regid=postgres', '--init-groups', '--', join(PG_BIN, bin), ...args]];
+  }
+  async start(): Promise<void> {
+    if (!existsSync(join(PG_BIN, 'postgres'))) throw new Error(`PostgreSQL not found in ${PG_BIN} (CHATFLOW_FERRETDB_BACKEND=postgresql npm run stack:install installs it)`);
+    const data = join(this.dir, 'data');
+    if (!existsSync(join(data, 'PG_VERSION'))) {
+      await mkdir(data, { mode: 0o700, recursive: true });
+      if (process.getuid?.() === 0) {
+        const [uid, gid] = postgresUser();
+        await chown(this.dir, uid, gid);
+        await chown(data, uid, gid);
+      }
+      await run(...this.command('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-instructions']));
+    }
+    const [cmd, args] = this.command('postgres', ['-D', data, '-p', String(this.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'synchronous_commit=off', '-c', 'max_connections=200']);
+    const proc = (this.proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
+    let out = '';
+    await new Promise<void>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`private PostgreSQL did not start within 30 s: ${out}`)), 30_000);
+      proc.stderr!.on('data', (d: Buffer) => {
+        out = (out + d.toString()).slice(-4000);
+        if (out.includes('ready to accept connections')) {
+          clearTimeout(timer);
+          res();
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        rej(new Error(`private PostgreSQL exited with ${code} during start-up: ${out}`));
+      });
+    });
+  }
+}
+
+/** uid and gid of the Debian package's `postgres` user. */
+function postgresUser(): [number, number] {
+  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  if (!line) throw new Error('no postgres user (install postgresql-15)');
+  const [, , uid, gid] = line.split(':');
+  return [Number(uid), Number(gid)];
 }
 
 /** A single-node KRaft broker from the stack's Kafka jars. */

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# MongoDB wire protocol: FerretDB v1 with its SQLite backend.
+# MongoDB wire protocol: FerretDB v1 on SQLite (default) or on PostgreSQL 15
+# (CHATFLOW_FERRETDB_BACKEND=postgresql; lib/postgres.sh runs the cluster).
 # Sourced by deploy/stack.sh.
 #
 # `go install github.com/FerretDB/FerretDB/cmd/ferretdb@v1.24.2` builds a binary
@@ -17,13 +18,24 @@
 #  - _id equality was pushed down only when it was the filter's only field;
 #    now also with other fields (`{_id, _ver}`: ChatFlow's versioned writes).
 #    FerretDB filters every returned document again, so this only narrows.
+# And one to the PostgreSQL backend, same bug (FerretDB/FerretDB#4646): it
+# pushes `_id: "x"` down as `_jsonb->'_id' @> '"x"'`, which the btree index on
+# `(_jsonb->'_id')` cannot serve (a sequential scan per lookup); a string _id is
+# now pushed down as `_jsonb->'_id' = '"x"'` (same rows for a string, served by
+# the index).
 
 FERRETDB_MODULE=github.com/FerretDB/FerretDB
 FERRETDB_VERSION=v1.24.2
 # Bump the suffix when the patches change: installs with another marker rebuild.
-FERRETDB_BUILD="$FERRETDB_VERSION+chatflow-id-index"
+FERRETDB_BUILD="$FERRETDB_VERSION+chatflow-id-index-pg"
 FERRETDB_PORT=27017
 FERRETDB_DATA="$DATA_DIR/ferretdb"
+# sqlite | postgresql: which storage FerretDB runs on (see deploy/README.md for why the default).
+FERRETDB_BACKEND="${CHATFLOW_FERRETDB_BACKEND:-sqlite}"
+case "$FERRETDB_BACKEND" in
+  sqlite | postgresql) ;;
+  *) die "CHATFLOW_FERRETDB_BACKEND must be sqlite or postgresql, not '$FERRETDB_BACKEND'" ;;
+esac
 
 mongo_install() {
   local bin="$BIN_DIR/ferretdb" src="$STACK_DIR/src/ferretdb-$FERRETDB_VERSION" modsrc
@@ -48,6 +60,9 @@ mongo_install() {
       "IDColumn = DefaultColumn + \"->'\$._id'\"" "IDColumn = DefaultColumn + \"->'_id'\""
     _patch "$src/internal/backends/sqlite/collection.go" \
       'if params.Filter.Len() == 1 {' 'if params.Filter.Len() >= 1 {'
+    _patch "$src/internal/backends/postgresql/query.go" \
+      $'\t\tswitch v := rootVal.(type) {' \
+      $'\t\tif s, ok := rootVal.(string); ok && rootKey == "_id" {\n\t\t\tfilters = append(filters, metadata.IDColumn+" = "+p.Next())\n\t\t\targs = append(args, string(must.NotFail(sjson.MarshalSingleValue(s))))\n\n\t\t\tcontinue\n\t\t}\n\n\t\tswitch v := rootVal.(type) {'
     (cd "$src" && go build -trimpath -o "$bin" ./cmd/ferretdb)
   }
   # _patch FILE OLD NEW: replace every OLD (a fixed string) in FILE; fail if there is none.
@@ -67,14 +82,28 @@ mongo_ping() {
 
 mongo_healthy() { port_open "$FERRETDB_PORT" && mongo_ping; }
 
+# The backend the running FerretDB was started on (a switch restarts it).
+FERRETDB_BACKEND_FILE="$RUN_DIR/ferretdb.backend"
+
 mongo_up() {
+  if is_running ferretdb && [[ "$(cat "$FERRETDB_BACKEND_FILE" 2>/dev/null || echo sqlite)" != "$FERRETDB_BACKEND" ]]; then
+    say "ferretdb: switching to the $FERRETDB_BACKEND backend"
+    stop_proc ferretdb 15
+  fi
   already_up ferretdb mongo_healthy && return 0
   ensure_port_free ferretdb "$FERRETDB_PORT"
-  mkdir -p "$FERRETDB_DATA"
-  say "ferretdb: starting on $HOST:$FERRETDB_PORT (SQLite in $FERRETDB_DATA)"
+  local storage=()
+  if [[ "$FERRETDB_BACKEND" == postgresql ]]; then
+    storage=(--handler=postgresql --postgresql-url="postgres://postgres@$HOST:$PG_PORT/postgres")
+    say "ferretdb: starting on $HOST:$FERRETDB_PORT (PostgreSQL on $HOST:$PG_PORT)"
+  else
+    mkdir -p "$FERRETDB_DATA"
+    storage=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/?_pragma=synchronous(NORMAL)")
+    say "ferretdb: starting on $HOST:$FERRETDB_PORT (SQLite in $FERRETDB_DATA)"
+  fi
+  echo "$FERRETDB_BACKEND" >"$FERRETDB_BACKEND_FILE"
   start_bg ferretdb "$BIN_DIR/ferretdb" \
-    --handler=sqlite \
-    --sqlite-url="file:$FERRETDB_DATA/?_pragma=synchronous(NORMAL)" \
+    "${storage[@]}" \
     --listen-addr="$HOST:$FERRETDB_PORT" \
     --debug-addr=- \
     --state-dir=- \

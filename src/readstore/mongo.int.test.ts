@@ -1,3 +1,4 @@
+import { MongoClient } from 'mongodb';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
 import { freshTestDatabase } from '../../test/mongo-test-db';
@@ -104,6 +105,28 @@ describeWithEngines(['MONGODB_URI'], 'ReadStore contract: mongodb', () => {
         expect(await tickets.countDocuments({ collection: 'crashed' })).toBe(0);
       } finally {
         await ticketed.close();
+      }
+    });
+
+    // Issue 15: every write read its document first (find + write: two round trips per document and batch).
+    it('writes a document it created or last wrote without reading it back; another writer in between costs a retry, not an update', async () => {
+      const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+      const commands: string[] = [];
+      client.on('commandStarted', (e) => commands.push(e.commandName));
+      await client.connect();
+      try {
+        const [mine, theirs] = [false, false].map((writeTickets) => new MongoReadStore(client.db(dbName), { logger, writeTickets }).collection<Item>('remembered'));
+        await mine!.count(); // its indexes
+        commands.length = 0;
+        await mine!.apply('x', { stream: 's/0', offset: 1 }, () => ({ _id: 'x', n: 1 }));
+        await mine!.apply('x', { stream: 's/0', offset: 2 }, (d) => ({ ...d!, n: d!.n + 1 }));
+        expect(commands).toEqual(['insert', 'update']);
+        await theirs!.apply('x', { stream: 's/0', offset: 3 }, (d) => ({ ...d!, n: d!.n + 1 }));
+        await mine!.apply('x', { stream: 's/0', offset: 4 }, (d) => ({ ...d!, n: d!.n + 1 }));
+        await mine!.apply('x', { stream: 's/0', offset: 3 }, (d) => ({ ...d!, n: d!.n + 100 })); // a replay: seen
+        expect(await mine!.get('x')).toEqual({ _id: 'x', n: 4 });
+      } finally {
+        await client.close();
       }
     });
 

@@ -44,6 +44,8 @@ const MAX_ATTEMPTS = 100;
 const CONFLICT = new Error('conflicting concurrent write');
 /** A ticket younger than this belongs to a live writer: wait for it rather than finishing its write. */
 const TICKET_GRACE_MS = 2_000;
+/** Documents per collection whose last version this process wrote are remembered (see MongoCollection.known). */
+const KNOWN_MAX = 10_000;
 
 export interface MongoReadStoreOptions {
   logger: Logger;
@@ -129,6 +131,15 @@ class MongoCollection<D extends Doc> implements Collection<D> {
   private ready?: Promise<void>;
   /** Per-document queue: this process's writers of one document take turns (fewer conflicts). */
   private readonly writing = new Map<string, Promise<void>>();
+  /**
+   * The version of each document this process last wrote (null: deleted), least
+   * recently written first. A write starts from it instead of reading the
+   * document back: if another writer moved the document on since, the versioned
+   * write fails like any lost race and the retry reads the document. Read
+   * models have one writer at a time (the projector owning the partition), so
+   * this saves the read of nearly every update.
+   */
+  private readonly known = new Map<string, Stored | null>();
 
   constructor(
     private readonly coll: MongoColl<Stored>,
@@ -175,18 +186,41 @@ class MongoCollection<D extends Doc> implements Collection<D> {
     await this.indexed();
     try {
       // A conflicting concurrent write: read again and fold again, after a short random wait.
-      await retry(() => this.applyOnce(id, steps), { attempts: MAX_ATTEMPTS, baseMs: 2, maxMs: 100, jitter: 'full', retryable: (err) => err === CONFLICT });
+      await retry((attempt) => this.applyOnce(id, steps, attempt === 1), { attempts: MAX_ATTEMPTS, baseMs: 2, maxMs: 100, jitter: 'full', retryable: (err) => err === CONFLICT });
     } catch (err) {
+      this.known.delete(id);
       if (err !== CONFLICT) throw err;
       throw new Error(`read model ${this.coll.collectionName}/${id}: gave up after ${MAX_ATTEMPTS} conflicting concurrent writes`);
     }
   }
 
-  /** One optimistic write of the steps `id` has not seen; throws CONFLICT if another writer got there first. */
-  private async applyOnce(id: string, steps: readonly ApplyStep<D>[]): Promise<void> {
-    const current = await this.coll.findOne({ _id: id });
+  /**
+   * One optimistic write of the steps `id` has not seen; throws CONFLICT if another writer got there first.
+   * A first attempt starts from the version this process last wrote, or, for a document it has not
+   * written, tries to create it (what a read finding nothing would lead to; a document that exists
+   * refuses the insert on its `_id`, and is then read); a retry always reads.
+   */
+  private async applyOnce(id: string, steps: readonly ApplyStep<D>[], first: boolean): Promise<void> {
+    let current: Stored | null;
+    if (first && this.known.has(id)) current = this.known.get(id)!;
+    else if (first) {
+      const created = this.foldFromNothing(id, steps);
+      if (created && (await this.insert(created))) return this.remember(id, created);
+      current = await this.coll.findOne({ _id: id });
+    } else current = await this.coll.findOne({ _id: id });
+    const { changed, next } = this.fold(id, current, steps);
+    if (!changed) return this.remember(id, current);
+    const written = current === null ? await this.insert(next) : this.tickets ? await this.writeWithTicket(this.tickets, current, next) : await this.replace(current, next);
+    if (!written) {
+      this.known.delete(id);
+      throw CONFLICT;
+    }
+    this.remember(id, next);
+  }
+
+  /** The steps `current` has not seen, folded into its next version. */
+  private fold(id: string, current: Stored | null, steps: readonly ApplyStep<D>[]): { changed: boolean; next: Stored | null } {
     const positions = { ...current?.[POSITIONS] };
-    // The steps this document has not seen yet, folded into one write.
     let evolved = current ? strip<D>(current) : null;
     let changed = false;
     for (const { position, evolve } of steps) {
@@ -197,7 +231,6 @@ class MongoCollection<D extends Doc> implements Collection<D> {
       positions[stream] = position.offset;
       changed = true;
     }
-    if (!changed) return;
     const next: Stored | null = evolved && {
       ...evolved,
       _id: id,
@@ -205,8 +238,25 @@ class MongoCollection<D extends Doc> implements Collection<D> {
       [VERSION]: (current?.[VERSION] ?? 0) + 1,
       [TOKEN]: randomUUID(),
     };
-    const written = current === null ? await this.insert(next) : this.tickets ? await this.writeWithTicket(this.tickets, current, next) : await this.replace(current, next);
-    if (!written) throw CONFLICT;
+    return { changed, next };
+  }
+
+  /**
+   * The document the steps would create if none exists yet, or null when they create none. An evolve
+   * that throws on nothing (it expects the document to exist) is not an error here: the document is read.
+   */
+  private foldFromNothing(id: string, steps: readonly ApplyStep<D>[]): Stored | null {
+    try {
+      return this.fold(id, null, steps).next;
+    } catch {
+      return null;
+    }
+  }
+
+  private remember(id: string, doc: Stored | null): void {
+    this.known.delete(id);
+    this.known.set(id, doc);
+    if (this.known.size > KNOWN_MAX) this.known.delete(this.known.keys().next().value!);
   }
 
   /** Creates a document; false if another writer created it first. */
@@ -270,8 +320,10 @@ class MongoCollection<D extends Doc> implements Collection<D> {
     await tickets.deleteOne({ _id: ticketId });
   }
 
+  /** The collection was dropped: indexes are created again, and nothing written before is known. */
   indexesDropped(): void {
     this.ready = undefined;
+    this.known.clear();
   }
 
   /** Indexes are created once per collection, before its first query. */

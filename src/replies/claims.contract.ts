@@ -57,6 +57,13 @@ export function describeReplyClaims(name: string, factory: () => Promise<{ claim
       expect(await a.commit(id, 'wA', 1, event('again'))).toBe(za);
     });
 
+    it('refuses the commit of a generation its owner never claimed, and records nothing', async () => {
+      expect((await a.claim(id, 'wA', t0)).type).toBe('claimed');
+      await expect(b.commit(id, 'wB', 1, event('not mine'))).rejects.toThrow(/never claimed/);
+      await expect(a.commit(id, 'wB', 1, event('not mine'))).rejects.toThrow(/never claimed/);
+      expect(await a.commit(id, 'wA', 1, event('mine'))).toBe(true);
+    });
+
     it('lets the next owner in at once when the holder releases the message', async () => {
       expect((await a.claim(id, 'wA', t0)).type).toBe('claimed');
       await a.release(id, 'wA', 1);

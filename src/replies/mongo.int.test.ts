@@ -1,3 +1,4 @@
+import { MongoClient } from 'mongodb';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
 import { freshTestDatabase } from '../../test/mongo-test-db';
@@ -25,5 +26,29 @@ describeWithEngines(['MONGODB_URI'], 'ReplyClaims contract: mongodb', () => {
         await two.close();
       },
     };
+  });
+});
+
+describeWithEngines(['MONGODB_URI'], 'MongoReplyClaims: round trips per message', () => {
+  const dbName = freshTestDatabase();
+  let client: MongoClient;
+  const commands: string[] = [];
+  beforeAll(async () => {
+    client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true, ignoreUndefined: true });
+    client.on('commandStarted', (e) => commands.push(e.commandName));
+    await client.connect();
+  });
+  afterAll(async () => client.close());
+
+  // Issue 15: the claims were ~8 sequential round trips and 11 commands per message on the stack.
+  it('claims, commits and confirms a fresh message in 4 commands', async () => {
+    const claims = await MongoReplyClaims.on(client.db(dbName), { logger, deadAfterMs: CONTRACT_DEAD_AFTER_MS, collection: 'claims_rt', heartbeats: 'beats_rt' });
+    await claims.beat('wA', Date.now());
+    commands.length = 0;
+    expect(await claims.claim('m-rt', 'wA', Date.now())).toEqual({ type: 'claimed', gen: 1, taken: false });
+    expect(await claims.commit('m-rt', 'wA', 1, new TextEncoder().encode('reply'))).toBe(true);
+    await claims.confirmAppended('m-rt', Date.now());
+    expect([...commands].sort()).toEqual(['find', 'insert', 'insert', 'update']);
+    expect(await claims.claim('m-rt', 'wB', Date.now())).toEqual({ type: 'answered' });
   });
 });

@@ -47,6 +47,8 @@ export interface MongoReplyClaimsOptions extends ReplyClaimsOptions {
 export class MongoReplyClaims implements ReplyClaims {
   private readonly coll: MongoColl<ClaimDoc>;
   private readonly beats: MongoColl<BeatDoc>;
+  /** Claims this process inserted and has not committed yet: their commit need not read them back. */
+  private readonly held = new HeldClaims();
   readonly deadAfterMs: number;
 
   private constructor(db: Db, private readonly options: MongoReplyClaimsOptions) {
@@ -88,12 +90,15 @@ export class MongoReplyClaims implements ReplyClaims {
   }
 
   async claim(messageId: string, owner: string, now: number): Promise<ClaimResult> {
+    const fresh = await this.claimFirst(messageId, owner);
+    if (fresh) return fresh;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const events = await this.decide(messageId, { type: 'Claim', owner, now, deadAfterMs: this.deadAfterMs });
       const first = events[0];
       if (first?.type !== 'Claimed') return claimResultOf(events);
       try {
         await this.coll.insertOne({ _id: `${messageId}#${first.gen}`, messageId, gen: first.gen, owner });
+        this.held.add(messageId, first.gen, owner);
         return claimResultOf(events);
       } catch (err) {
         if (!isDuplicateKeyError(err)) throw err;
@@ -105,8 +110,42 @@ export class MongoReplyClaims implements ReplyClaims {
     throw new Error(`claim of ${messageId}: no decision after ${MAX_ATTEMPTS} conflicting attempts`);
   }
 
+  /**
+   * The common case in one round trip: a message nobody has claimed. Inserting
+   * generation 1 succeeds only then (unique `_id`), and with no claim there is no
+   * outcome — read beside the insert all the same, so records a pruner left
+   * half-deleted still answer what the decider would. Null: there were records;
+   * decide on them.
+   */
+  private async claimFirst(messageId: string, owner: string): Promise<ClaimResult | null> {
+    const [inserted, recorded] = await Promise.all([
+      this.coll.insertOne({ _id: `${messageId}#1`, messageId, gen: 1, owner }).then(
+        () => true,
+        (err: unknown) => {
+          if (isDuplicateKeyError(err)) return false;
+          throw err;
+        },
+      ),
+      this.coll.findOne({ _id: `${messageId}#outcome` }),
+    ]);
+    if (inserted) this.held.add(messageId, 1, owner);
+    if (!inserted || recorded) return null;
+    const [claimed] = replyClaim.decide({ type: 'Claim', owner, now: 0, deadAfterMs: this.deadAfterMs }, replyClaim.initialState());
+    return claimResultOf([claimed!]);
+  }
+
+  /**
+   * Records the outcome: an insert on `<messageId>#outcome`, which only the
+   * first owner to commit wins. The decider's condition that the committer
+   * holds generation `gen` is read only when this process did not insert that
+   * claim itself (a claim record is never taken from its owner, so what this
+   * process inserted stays true); an outcome already recorded shows up as the
+   * insert's duplicate key, and is then read.
+   */
   async commit(messageId: string, owner: string, gen: number, event: Uint8Array): Promise<boolean> {
-    const events = await this.decide(messageId, { type: 'Commit', owner, gen, event });
+    const claims = this.held.has(messageId, gen, owner) ? [{ gen, owner, released: false }] : await this.claimRecord(messageId, gen);
+    this.held.delete(messageId);
+    const events = replyClaim.decide({ type: 'Commit', owner, gen, event }, { claims, outcome: null, beats: {} });
     if (events[0]?.type !== 'Committed') return false;
     try {
       await this.coll.insertOne({ _id: `${messageId}#outcome`, messageId, gen, owner, event: Buffer.from(event), appended: false });
@@ -119,9 +158,18 @@ export class MongoReplyClaims implements ReplyClaims {
     }
   }
 
+  private async claimRecord(messageId: string, gen: number): Promise<ClaimRecord[]> {
+    const d = await this.coll.findOne({ _id: `${messageId}#${gen}` });
+    return d ? [{ gen: d.gen, owner: d.owner, released: d.released === true }] : [];
+  }
+
+  /**
+   * One update whose filter is the decider's condition (an outcome recorded and
+   * not yet appended becomes appended, and when: see claimsPrunable). Idempotent,
+   * so FerretDB's non-atomic conditional update cannot do harm here.
+   */
   async confirmAppended(messageId: string, now: number): Promise<void> {
-    const events = await this.decide(messageId, { type: 'ConfirmAppended', now });
-    if (events.length > 0) await this.coll.updateOne({ _id: `${messageId}#outcome` }, { $set: { appended: true, appendedAt: now }, $unset: { event: '' } });
+    await this.coll.updateOne({ _id: `${messageId}#outcome`, appended: false }, { $set: { appended: true, appendedAt: now }, $unset: { event: '' } });
   }
 
   async release(messageId: string, owner: string, gen: number): Promise<void> {
@@ -156,6 +204,25 @@ export class MongoReplyClaims implements ReplyClaims {
   }
 
   async close(): Promise<void> {}
+}
+
+/** Bounded: forgetting one only costs its commit a read. */
+const HELD_MAX = 10_000;
+
+class HeldClaims {
+  private readonly byMessage = new Map<string, { gen: number; owner: string }>();
+  add(messageId: string, gen: number, owner: string): void {
+    this.byMessage.delete(messageId);
+    this.byMessage.set(messageId, { gen, owner });
+    if (this.byMessage.size > HELD_MAX) this.byMessage.delete(this.byMessage.keys().next().value!);
+  }
+  has(messageId: string, gen: number, owner: string): boolean {
+    const h = this.byMessage.get(messageId);
+    return h?.gen === gen && h.owner === owner;
+  }
+  delete(messageId: string): void {
+    this.byMessage.delete(messageId);
+  }
 }
 
 function bytes(v: ClaimDoc['event']): Uint8Array {
