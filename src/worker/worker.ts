@@ -23,6 +23,7 @@ import { hear, type Heard, type SpeechEngines } from '../speech/hearing';
 import { SpeechError } from '../speech/port';
 import { wavFromPcm16 } from '../media/wav';
 import { encodePng } from '../media/png';
+import { RecentSet } from '../domain/recent-set';
 
 export interface WorkerDeps {
   workerId: string;
@@ -82,9 +83,9 @@ export class Worker {
   private readonly waiters: (() => void)[] = [];
   private readonly inFlight = new Set<string>();
   /** Messages this worker answered lately, oldest first (dedupe by message id). */
-  private readonly recentlyDone = new Set<string>();
+  private readonly recentlyDone = new RecentSet<string>(RECENTLY_DONE);
   /** Message ids whose outcome this worker's consumer has read from the log lately, oldest first. */
-  private readonly outcomesInLog = new Set<string>();
+  private readonly outcomesInLog = new RecentSet<string>(RECENTLY_DONE);
   private readonly abort = new AbortController();
   private readonly signals = new WeakMap<AbortSignal, AbortSignal>();
   private lagTimer?: NodeJS.Timeout;
@@ -144,7 +145,6 @@ export class Worker {
     if (answered !== undefined) {
       // Seen in the log itself: what `confirm` trusts before any read model.
       this.outcomesInLog.add(answered);
-      if (this.outcomesInLog.size > RECENTLY_DONE) this.outcomesInLog.delete(this.outcomesInLog.values().next().value!);
     }
     if (p?.$case !== 'messageReceived') return;
     const id = p.messageReceived.messageId;
@@ -155,7 +155,6 @@ export class Worker {
     try {
       await this.process(e, p.messageReceived, this.signalFor(taken));
       this.recentlyDone.add(id);
-      if (this.recentlyDone.size > RECENTLY_DONE) this.recentlyDone.delete(this.recentlyDone.values().next().value!);
     } finally {
       this.inFlight.delete(id);
     }
