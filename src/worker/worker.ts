@@ -24,6 +24,7 @@ import { SpeechError } from '../speech/port';
 import { wavFromPcm16 } from '../media/wav';
 import { encodePng } from '../media/png';
 import { RecentSet } from '../domain/recent-set';
+import { encode } from '../encode';
 
 export interface WorkerDeps {
   workerId: string;
@@ -255,7 +256,7 @@ export class Worker {
   private async commit(messageId: string, gen: number, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
     // The outcome is made: a claims store failing for a moment (a restart, a lost connection) is waited out, as
     // the log is in appendOutcome, instead of turning a reply into a failure.
-    const bytes = Event.encode(outcome).finish();
+    const bytes = encode(Event, outcome);
     const recorded = await retry(() => this.deps.claims.commit(messageId, this.deps.workerId, gen, bytes), {
       baseMs: 50, maxMs: OUTCOME_RETRY_MAX_MS, signal, retryable: isTransient,
       onRetry: ({ err, attempt }) => attempt === 1 && this.deps.logger.warn({ err, messageId }, 'the outcome cannot be recorded yet; retrying until it can'),
