@@ -10,9 +10,10 @@
  * synced. A durable batch's appenders are told a slice (SETTLE_SLICE) per
  * turn of the event loop while the next batch is already being written: a
  * batch of 1,000 told at once held the loop for 50–100 ms (every appender's
- * continuation ran in one go), and the disk sat idle meanwhile. The file is opened O_DSYNC where the platform has it, so a batch is
- * one trip to the thread pool instead of two (write, then fdatasync): under
- * load each trip also waits for the event loop to take its completion.
+ * continuation ran in one go), and the disk sat idle meanwhile.
+ * The file is opened O_DSYNC where the platform has it, so a batch is one
+ * trip to the thread pool instead of two (write, then fdatasync): under load
+ * each trip also waits for the event loop to take its completion.
  * On open every record is verified; a torn tail is copied aside and
  * truncated, any other damage refuses to open (embedded-file.ts says which is which).
  *
