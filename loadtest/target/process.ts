@@ -39,9 +39,18 @@ export interface Child {
   profileDir?: string;
 }
 
+/**
+ * The V8 flags `npm start` gives the server (package.json): a young generation
+ * big enough that a message's garbage dies young. With the default (16 MB
+ * semi-spaces) the ~1,000 messages in flight at saturation outlived two
+ * scavenges, were promoted and collected by full GCs (22 % of the event loop);
+ * with 64 MB, paired runs: server CPU per message 478 -> 349 µs.
+ */
+export const SERVER_NODE_FLAGS = ['--max-semi-space-size=64'];
+
 /** `node --require tsx/cjs src/main.ts` with the given environment; output into a log file. */
 export async function spawnChatFlow(spec: ChildSpec): Promise<Child> {
-  const args = ['--require', 'tsx/cjs'];
+  const args = [...SERVER_NODE_FLAGS, '--require', 'tsx/cjs'];
   if (spec.profileDir) {
     // One folder per process: the profile keeps node's default name inside it.
     await mkdir(join(spec.profileDir, spec.name), { recursive: true });

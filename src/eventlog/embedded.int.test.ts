@@ -314,6 +314,32 @@ describe('EmbeddedEventLog', () => {
     expect(log.stats().fsyncs).toBeGreaterThan(0);
   });
 
+  it('given one group commit of 2000 appends, when it is durable, then its appenders are told a slice at a time, with the event loop free in between', async () => {
+    const log = await open({ fsync: true });
+    // One batch: all appended in one tick.
+    const appends = Array.from({ length: 2000 }, (_, i) => log.append(messageEvent('c', `${i}`)));
+    let resolved = 0;
+    const seenByImmediate: number[] = [];
+    let second: Promise<unknown> | undefined;
+    await Promise.all(
+      appends.map((a, i) =>
+        a.then(() => {
+          resolved++;
+          if (i === 0) {
+            // Another appender, and the loop's next turn, while the batch is being told.
+            second = log.append(messageEvent('c', 'next'));
+            setImmediate(() => seenByImmediate.push(resolved));
+          }
+        }),
+      ),
+    );
+    await second;
+    // The loop ran something else before the 2000th appender heard back (it used to be told all at once).
+    expect(seenByImmediate).toHaveLength(1);
+    expect(seenByImmediate[0]).toBeLessThan(2000);
+    expect(log.stats().records).toBe(2001);
+  });
+
   it('rejects appends after close with a clear error', async () => {
     const log = await open();
     await log.close();

@@ -23,6 +23,8 @@ import { hear, type Heard, type SpeechEngines } from '../speech/hearing';
 import { SpeechError } from '../speech/port';
 import { wavFromPcm16 } from '../media/wav';
 import { encodePng } from '../media/png';
+import { RecentSet } from '../domain/recent-set';
+import { encode } from '../encode';
 
 export interface WorkerDeps {
   workerId: string;
@@ -84,9 +86,9 @@ export class Worker {
   private readonly waiters: (() => void)[] = [];
   private readonly inFlight = new Set<string>();
   /** Messages this worker answered lately, oldest first (dedupe by message id). */
-  private readonly recentlyDone = new Set<string>();
+  private readonly recentlyDone = new RecentSet<string>(RECENTLY_DONE);
   /** Message ids whose outcome this worker's consumer has read from the log lately, oldest first. */
-  private readonly outcomesInLog = new Set<string>();
+  private readonly outcomesInLog = new RecentSet<string>(RECENTLY_DONE);
   private readonly abort = new AbortController();
   private readonly signals = new WeakMap<AbortSignal, AbortSignal>();
   private lagTimer?: NodeJS.Timeout;
@@ -152,7 +154,6 @@ export class Worker {
     if (answered !== undefined) {
       // Seen in the log itself: what `confirm` trusts before any read model.
       this.outcomesInLog.add(answered);
-      if (this.outcomesInLog.size > RECENTLY_DONE) this.outcomesInLog.delete(this.outcomesInLog.values().next().value!);
     }
     if (p?.$case !== 'messageReceived') return;
     const id = p.messageReceived.messageId;
@@ -163,7 +164,6 @@ export class Worker {
     try {
       await this.process(e, p.messageReceived, this.signalFor(taken));
       this.recentlyDone.add(id);
-      if (this.recentlyDone.size > RECENTLY_DONE) this.recentlyDone.delete(this.recentlyDone.values().next().value!);
     } finally {
       this.inFlight.delete(id);
     }
@@ -274,7 +274,7 @@ export class Worker {
   private async commit(messageId: string, gen: number, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
     // The outcome is made: a claims store failing for a moment (a restart, a lost connection) is waited out, as
     // the log is in appendOutcome, instead of turning a reply into a failure.
-    const bytes = Event.encode(outcome).finish();
+    const bytes = encode(Event, outcome);
     const recorded = await retry(() => this.deps.claims.commit(messageId, this.deps.workerId, gen, bytes), {
       baseMs: 50, maxMs: OUTCOME_RETRY_MAX_MS, signal, retryable: isTransient,
       onRetry: ({ err, attempt }) => attempt === 1 && this.deps.logger.warn({ err, messageId }, 'the outcome cannot be recorded yet; retrying until it can'),
