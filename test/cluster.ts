@@ -122,7 +122,7 @@ export class Cluster {
       role, name, proc, logs, http,
       grpc: typeof ready.grpc === 'string' ? ready.grpc : undefined,
       metric: async (metric) => {
-        const body = await (await fetch(`${http}/metrics`)).text();
+        const body = await (await fetch(`${http}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
         return body
           .split('\n')
           .filter((l) => l.startsWith(`${metric} `) || l.startsWith(`${metric}{`))

@@ -49,6 +49,9 @@ export function openEventLog(config: Config, logger: Logger, clientId: string, o
  * 5 s, renewals took 4–9 s while each command took about 1 s, and both
  * gateways closed every session for lack of a good renewal).
  */
+/** The registry's own pool: a renewal, a sweep and a few admissions at a time. */
+const REGISTRY_POOL_SIZE = 8;
+
 export interface Storage {
   store: ReadStore;
   openRegistry(): Promise<ConnectionRegistry>;
@@ -63,10 +66,10 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
   }
   const log = logger.child({ engine: 'mongodb' });
   const timeoutMs = config.mongoTimeoutMs;
-  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs }));
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize }));
   return {
     store,
-    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs })),
+    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE })),
     openReplyClaims: () => retryWithBackoff('MongoDB', log, () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS })),
   };
 }

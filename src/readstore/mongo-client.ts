@@ -24,10 +24,20 @@ export interface MongoConnectOptions {
    * no-op since mongodb 7.8 (it could desynchronise the pool). `0`: no bound.
    */
   timeoutMs?: number;
+  /**
+   * Most connections (operations at once) this client opens
+   * (CHATFLOW_MONGO_POOL_SIZE); the rest wait their turn in the process, up
+   * to `timeoutMs`. A burst then waits here instead of piling up in the
+   * server, which on FerretDB (SQLite) answered every caller slowly — and an
+   * operation that times out on the server's side is still carried out, work
+   * the caller then asks for again.
+   */
+  poolSize?: number;
 }
 
-/** Default of CHATFLOW_MONGO_TIMEOUT_MS. */
+/** Defaults of CHATFLOW_MONGO_TIMEOUT_MS and CHATFLOW_MONGO_POOL_SIZE. */
 export const DEFAULT_MONGO_TIMEOUT_MS = 10_000;
+export const DEFAULT_MONGO_POOL_SIZE = 16;
 
 export const DEFAULT_DB_NAME = 'chatflow';
 
@@ -65,6 +75,7 @@ export async function connectMongo(opts: MongoConnectOptions): Promise<{ client:
   const client = new MongoClient(opts.uri, {
     appName: 'chatflow',
     ...stageTimeouts(opts.timeoutMs ?? DEFAULT_MONGO_TIMEOUT_MS),
+    maxPoolSize: opts.poolSize ?? DEFAULT_MONGO_POOL_SIZE,
     ...(opts.serverSelectionTimeoutMS !== undefined && { serverSelectionTimeoutMS: opts.serverSelectionTimeoutMS }),
     // `undefined` fields are left out, as the memory store leaves them out.
     ignoreUndefined: true,
