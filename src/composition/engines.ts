@@ -41,6 +41,9 @@ export function openEventLog(config: Config, logger: Logger, clientId: string, o
   });
 }
 
+/** The registry's own pool: a renewal, a sweep and a few admissions at a time. */
+const REGISTRY_POOL_SIZE = 8;
+
 /**
  * The read models' store and, on a gateway, admission's registry. On MongoDB
  * the registry has a connection pool of its own (it closes it): its lease
@@ -49,9 +52,6 @@ export function openEventLog(config: Config, logger: Logger, clientId: string, o
  * 5 s, renewals took 4–9 s while each command took about 1 s, and both
  * gateways closed every session for lack of a good renewal).
  */
-/** The registry's own pool: a renewal, a sweep and a few admissions at a time. */
-const REGISTRY_POOL_SIZE = 8;
-
 export interface Storage {
   store: ReadStore;
   openRegistry(): Promise<ConnectionRegistry>;
