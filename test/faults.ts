@@ -361,7 +361,7 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
   const maxClients = Math.max(50, load.clients);
   const cluster = new Cluster({
     ...engines.env(), KAFKA_PARTITIONS: String(PARTITIONS), CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: '600000', CHATFLOW_SIM_DELAY_SCALE: '0.5',
-    CHATFLOW_LEASE_MS: String(load.leaseMs), CHATFLOW_MAX_CLIENTS: String(maxClients), CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', ...(process.env.CHATFLOW_DEBUG_MONGO ? { CHATFLOW_DEBUG_MONGO: '1' } : {}),
+    CHATFLOW_LEASE_MS: String(load.leaseMs), CHATFLOW_MAX_CLIENTS: String(maxClients), CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none',
   });
   const grpc = new Map<string, ChatServiceClient>();
   const chat = (g: RoleProcess) => {
@@ -514,7 +514,7 @@ async function checkAdmission(cluster: Cluster, gateways: RoleProcess[], clients
         const slots = (await mongo.db().collection(CONNECTIONS_COLLECTION).find({}).toArray()) as unknown as { _id: string; clientId: string }[];
         const welcomed = clients.filter((c) => c.welcomed);
         const live = new Set(clients.filter((c) => c.stream && !c.stream.isDone()).map((c) => c.id));
-        // One failed read of a gateway's /metrics (a reused keep-alive socket the server just closed) is read again, not scored.
+        // A failed read of a gateway's /metrics is read again before it counts (one NaN once scored a MinIO kill a miss).
         const connectedMetric = (await Promise.all(gateways.map((g) => retry(() => g.metric('chatflow_clients_connected'), { attempts: 3, baseMs: 200 })))).reduce((a, b) => a + b, 0);
         const ids = new Set(slots.map((x) => String(x._id)));
         const a = {
