@@ -18,6 +18,10 @@ import { FERRETDB_BIN, KAFKA_LIBS, MINIO_BIN, NATS_BIN, STACK_DIR } from '../tes
 
 const USAGE = `usage: npm run faults -- [--fault ${FAULTS.join('|')}[,…]] [--runs N] [--clients N] [--rate MSG_PER_S] [--fault-ms MS] [--out DIR]\n       npm run faults -- --summary RESULTS.json [--summary …]   (one row per fault over earlier runs)`;
 
+/** Where the time went: the database's slowest answer and each role's longest event-loop stall. */
+const probeLine = (r: FaultResult) =>
+  `slowest database read ${r.probe.mongoSlowestMs} ms (sent ${(r.probe.mongoSlowestAt / 1000).toFixed(1)} s after the fault); longest event-loop stall ${Object.entries(r.probe.eventLoopLagMs).map(([n, ms]) => `${n} ${ms} ms`).join(', ')}`;
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -70,6 +74,7 @@ async function main(): Promise<number> {
         }
         results.push(r);
         log(`${fault} run ${run}: ${r.violations.length === 0 ? 'hit' : `miss — ${r.violations.join('; ')}`}`);
+        log(`${fault} run ${run}: ${probeLine(r)}`);
       }
     }
   } finally {
@@ -83,7 +88,8 @@ async function main(): Promise<number> {
   const head = `# Fault matrix, ${new Date().toISOString()}\n\nCode ${commit}${dirty ? ' (src modified)' : ''}; ${runs} run(s) of ${faults.join(', ')}; load ${JSON.stringify(results[0]?.load ?? {})}.\n\n`;
   const said = (r: FaultResult) => Object.keys(r.nonRetryable).map((k) => ` ${k}: "${r.statusDetails[k]}".`).join('');
   const notes = results.filter((r) => r.violations.length > 0).map((r) => `- ${r.fault}: ${r.violations.join('; ')}.${said(r)}`).join('\n');
-  await writeFile(`${base}.md`, `${head}${table}\n${notes ? `\nInvariants broken:\n\n${notes}\n` : ''}`);
+  const probes = results.map((r) => `- ${r.fault}: ${probeLine(r)}.`).join('\n');
+  await writeFile(`${base}.md`, `${head}${table}\n${notes ? `\nInvariants broken:\n\n${notes}\n` : ''}\nWhere the time went:\n\n${probes}\n`);
   await writeFile(`${base}.json`, JSON.stringify({ commit, dirty, results }, null, 2));
   log(`written ${base}.md and ${base}.json`);
   return failedRuns > 0 || results.some((r) => r.violations.length > 0) ? 1 : 0;

@@ -122,7 +122,7 @@ export class Cluster {
       role, name, proc, logs, http,
       grpc: typeof ready.grpc === 'string' ? ready.grpc : undefined,
       metric: async (metric) => {
-        const body = await (await fetch(`${http}/metrics`)).text();
+        const body = await (await fetch(`${http}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
         return body
           .split('\n')
           .filter((l) => l.startsWith(`${metric} `) || l.startsWith(`${metric}{`))
@@ -164,13 +164,15 @@ export interface LogReadback {
   responses: Map<string, number>;
   /** ProcessingFailed per message (by in_reply_to). */
   failures: Map<string, number>;
+  /** What each position holds, `<partition>/<seq>` → `<payload case> <message id>` (seq = offset + 1, as Accepted says it). */
+  at: Map<string, string>;
 }
 
 /** Reads the run's conversations topic back from its beginning (a fresh consumer group). */
 export async function readLog(cluster: Cluster): Promise<LogReadback> {
   const env = cluster.env();
   const log = await KafkaEventLog.open({ brokers: env.KAFKA_BROKERS.split(','), clientId: 'e2e-audit', prefix: env.KAFKA_PREFIX, partitions: Number(env.KAFKA_PARTITIONS ?? 10), logger: pino({ level: 'silent' }) });
-  const out: LogReadback = { received: new Set(), responses: new Map(), failures: new Map() };
+  const out: LogReadback = { received: new Set(), responses: new Map(), failures: new Map(), at: new Map() };
   const bump = (m: Map<string, number>, id: string) => m.set(id, (m.get(id) ?? 0) + 1);
   const seen = new Set<string>();
   try {
@@ -183,6 +185,8 @@ export async function readLog(cluster: Cluster): Promise<LogReadback> {
         seen.add(at);
         const p = e.event.payload;
         if (p?.$case === 'messageReceived') out.received.add(p.messageReceived.messageId);
+        const id = p?.$case === 'messageReceived' ? p.messageReceived.messageId : p?.$case === 'responseProduced' ? p.responseProduced.inReplyTo : p?.$case === 'processingFailed' ? p.processingFailed.inReplyTo : '';
+        out.at.set(`${e.partition}/${e.offset + 1}`, `${p?.$case} ${id}`);
         if (p?.$case === 'responseProduced') bump(out.responses, p.responseProduced.inReplyTo);
         if (p?.$case === 'processingFailed') bump(out.failures, p.processingFailed.inReplyTo);
       },

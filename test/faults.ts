@@ -12,6 +12,8 @@ import { CONNECTIONS_COLLECTION } from '../src/connections/mongo';
 import { leaseTiming } from '../src/domain/lease';
 import { ChatServiceClient, type ServerFrame, type UserMessage } from '../src/gen/chatflow/v1/chat';
 import { Payloads } from '../loadtest/payloads';
+import { retry } from '../src/resilience/retry';
+import { partitionFor } from '../src/eventlog/kafka';
 import { Cluster, readLog, type RoleProcess } from './cluster';
 import { ChatStream } from './harness';
 import { PrivateFerretDb, PrivateKafka, PrivateMinio, PrivateNats } from './private-engines';
@@ -47,6 +49,9 @@ export interface Load {
   afterMs: number;
   leaseMs: number;
 }
+
+/** Partitions of the cluster's topics. */
+const PARTITIONS = 10;
 
 export const DEFAULT_LOAD: Load = { clients: 20, rate: 2, audioEvery: 0, warmupMs: 10_000, faultMs: 15_000, afterMs: 20_000, leaseMs: 10_000 };
 
@@ -117,6 +122,8 @@ interface Sent {
   sentAt: number;
   messageId?: string;
   acceptedSeq?: number;
+  /** Its conversation (its partition) when it was accepted. */
+  conversationId?: string;
   /** When its first outcome (reply or processing failure) reached the client. */
   outcomeAt?: number;
   /** Refused before the log with a status the client must not retry. */
@@ -222,6 +229,7 @@ class FaultClient {
         if (m && m.messageId === undefined) {
           m.messageId = fr.accepted.messageId;
           m.acceptedSeq = Number(fr.accepted.seq);
+          m.conversationId = this.conversationId;
           this.byId.set(m.messageId, m);
         }
         this.maxSeq = Math.max(this.maxSeq, Number(fr.accepted.seq));
@@ -327,6 +335,10 @@ export interface FaultResult {
   /** The invariants of issue 10 that failed (empty: the fault is survived). */
   violations: string[];
   durationMs: number;
+  /** Where the time went (not an invariant): see Probe. */
+  probe: ProbeSummary;
+  /** A few lost messages: what their Accepted said and what the log holds at that position. */
+  lostSamples: { messageId: string; client: string; sentAt: string; acceptedSeq?: number; partition: number; logHolds?: string; logEnd: number }[];
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -348,7 +360,7 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
   const started = Date.now();
   const maxClients = Math.max(50, load.clients);
   const cluster = new Cluster({
-    ...engines.env(), KAFKA_PARTITIONS: '10', CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: '600000', CHATFLOW_SIM_DELAY_SCALE: '0.5',
+    ...engines.env(), KAFKA_PARTITIONS: String(PARTITIONS), CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: '600000', CHATFLOW_SIM_DELAY_SCALE: '0.5',
     CHATFLOW_LEASE_MS: String(load.leaseMs), CHATFLOW_MAX_CLIENTS: String(maxClients), CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none',
   });
   const grpc = new Map<string, ChatServiceClient>();
@@ -385,6 +397,7 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
       }
     })();
     const ticker = setInterval(() => clients.forEach((c) => c.tick()), 100);
+    const probe = new Probe(cluster.env().MONGODB_URI, () => [roles.projector, ...roles.workers, ...roles.gateways]);
     try {
       await sleep(load.warmupMs);
       const faultAt = Date.now();
@@ -415,10 +428,11 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
       for (const end = Date.now() + 15_000; unseen().length > 0 && Date.now() < end; ) await sleep(500);
       const endAt = Date.now();
       clearInterval(ticker);
-      return score({ fault, what: spec.what, load, clients, readback, admission, faultAt, healFrom: spec.healsFrom === 'inject' ? injectedAt : restoredAt, endAt, started });
+      return score({ fault, what: spec.what, load, clients, readback, admission, faultAt, healFrom: spec.healsFrom === 'inject' ? injectedAt : restoredAt, endAt, started, probe: await probe.stop(faultAt) });
     } finally {
       sending = false;
       clearInterval(ticker);
+      await probe.stop(0);
       await sender;
     }
   } finally {
@@ -426,6 +440,60 @@ export async function runFault(engines: PrivateEngines, fault: FaultName, base: 
     for (const c of grpc.values()) c.close();
     await cluster.stopAll();
     await cluster.dropData().catch(() => undefined);
+  }
+}
+
+export interface ProbeSummary {
+  /** The slowest answer of the database to a one-document read, and when it was sent (ms after the fault). */
+  mongoSlowestMs: number;
+  mongoSlowestAt: number;
+  /** Per role process: its longest event-loop stall seen (ms), from its own `nodejs_eventloop_lag_max_seconds`. */
+  eventLoopLagMs: Record<string, number>;
+}
+
+/**
+ * Where the time goes during a run, to tell a slow database from a busy
+ * process: a read of one document from the registry every 500 ms on a
+ * connection of its own (timed when it comes back, however late), and every
+ * role's longest event-loop stall, read from its metrics every 2 s.
+ */
+class Probe {
+  private readonly mongo: MongoClient;
+  private readonly reads: { at: number; ms: number }[] = [];
+  private readonly lag = new Map<string, number>();
+  private running = true;
+  private readonly loops: Promise<void>[];
+  private result?: Promise<ProbeSummary>;
+
+  constructor(uri: string, roles: () => RoleProcess[]) {
+    const mongo = (this.mongo = new MongoClient(uri, { serverSelectionTimeoutMS: 60_000 }));
+    this.loops = [
+      (async () => {
+        for (; this.running; await sleep(500)) {
+          const at = Date.now();
+          await mongo.db().collection(CONNECTIONS_COLLECTION).findOne({}).catch(() => undefined);
+          this.reads.push({ at, ms: Date.now() - at });
+        }
+      })(),
+      (async () => {
+        for (; this.running; await sleep(2_000)) {
+          await Promise.all(roles().map(async (r) => {
+            const s = await r.metric('chatflow_nodejs_eventloop_lag_max_seconds').catch(() => NaN);
+            if (s >= 0) this.lag.set(r.name, Math.max(this.lag.get(r.name) ?? 0, Math.round(s * 1000)));
+          }));
+        }
+      })(),
+    ];
+  }
+
+  stop(faultAt: number): Promise<ProbeSummary> {
+    this.running = false;
+    this.result ??= Promise.all(this.loops).then(async () => {
+      await this.mongo.close().catch(() => undefined);
+      const slowest = this.reads.reduce((a, b) => (b.ms > a.ms ? b : a), { at: faultAt, ms: 0 });
+      return { mongoSlowestMs: slowest.ms, mongoSlowestAt: slowest.at - faultAt, eventLoopLagMs: Object.fromEntries(this.lag) };
+    });
+    return this.result;
   }
 }
 
@@ -446,7 +514,8 @@ async function checkAdmission(cluster: Cluster, gateways: RoleProcess[], clients
         const slots = (await mongo.db().collection(CONNECTIONS_COLLECTION).find({}).toArray()) as unknown as { _id: string; clientId: string }[];
         const welcomed = clients.filter((c) => c.welcomed);
         const live = new Set(clients.filter((c) => c.stream && !c.stream.isDone()).map((c) => c.id));
-        const connectedMetric = (await Promise.all(gateways.map((g) => g.metric('chatflow_clients_connected').catch(() => NaN)))).reduce((a, b) => a + b, 0);
+        // A failed read of a gateway's /metrics is read again before it counts (one NaN once scored a MinIO kill a miss).
+        const connectedMetric = (await Promise.all(gateways.map((g) => retry(() => g.metric('chatflow_clients_connected'), { attempts: 3, baseMs: 200 })))).reduce((a, b) => a + b, 0);
         const ids = new Set(slots.map((x) => String(x._id)));
         const a = {
           at, slots: slots.length, openStreams: welcomed.length, disconnected: clients.length - welcomed.length, maxClients, connectedMetric,
@@ -469,7 +538,7 @@ async function checkAdmission(cluster: Cluster, gateways: RoleProcess[], clients
 
 function score(r: {
   fault: FaultName; what: string; load: Load; clients: FaultClient[]; readback: Awaited<ReturnType<typeof readLog>>;
-  admission: FaultResult['admission']; faultAt: number; healFrom: number; endAt: number; started: number;
+  admission: FaultResult['admission']; faultAt: number; healFrom: number; endAt: number; started: number; probe: ProbeSummary;
 }): FaultResult {
   const msgs = r.clients.flatMap((c) => [...c.sent.values()]);
   const accepted = msgs.filter((m) => m.messageId !== undefined);
@@ -508,6 +577,12 @@ function score(r: {
     recoveryMs,
     reconnects: r.clients.reduce((n, c) => n + c.reconnects, 0),
     durationMs: r.endAt - r.started,
+    probe: r.probe,
+    lostSamples: accepted.filter((m) => !r.readback.received.has(m.messageId!)).slice(0, 10).map((m) => {
+      const partition = partitionFor(m.conversationId ?? '', PARTITIONS);
+      const logEnd = Math.max(0, ...[...r.readback.at.keys()].filter((k) => k.startsWith(`${partition}/`)).map((k) => Number(k.split('/')[1])));
+      return { messageId: m.messageId!, client: m.cm, sentAt: new Date(m.sentAt).toISOString(), acceptedSeq: m.acceptedSeq, partition, logHolds: r.readback.at.get(`${partition}/${m.acceptedSeq}`), logEnd };
+    }),
   };
   return { ...res, violations: violations(res) };
 }

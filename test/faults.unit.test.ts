@@ -6,6 +6,7 @@ const survived: Omit<FaultResult, 'violations'> = {
   nonRetryable: {}, retryable: { 'stream UNAVAILABLE': 2 }, statusDetails: {},
   admission: { at: '', slots: 2, openStreams: 2, disconnected: 0, maxClients: 50, duplicateClients: 0, streamsWithoutSlot: 0, slotsWithoutStream: 0, connectedMetric: 2, ok: true },
   baselineP99Ms: 500, longestStallMs: 1_200, longestReplyMs: 3_000, recoveryMs: 0, reconnects: 2, durationMs: 1,
+  probe: { mongoSlowestMs: 30, mongoSlowestAt: 100, eventLoopLagMs: { 'worker-1': 20 } }, lostSamples: [],
 };
 
 describe('fault matrix scoring', () => {

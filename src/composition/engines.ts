@@ -41,7 +41,17 @@ export function openEventLog(config: Config, logger: Logger, clientId: string, o
   });
 }
 
-/** The read models' store and, on a gateway, admission's registry (on MongoDB they share one connection: one pool and one handshake per process; the store closes it). */
+/** The registry's own pool: a renewal, a sweep and a few admissions at a time. */
+const REGISTRY_POOL_SIZE = 8;
+
+/**
+ * The read models' store and, on a gateway, admission's registry. On MongoDB
+ * the registry has a connection pool of its own (it closes it): its lease
+ * renewals must not queue behind a burst of read-model lookups (Kafka back
+ * after an outage: a gateway's shared pool went from 13 to 97 connections in
+ * 5 s, renewals took 4–9 s while each command took about 1 s, and both
+ * gateways closed every session for lack of a good renewal).
+ */
 export interface Storage {
   store: ReadStore;
   openRegistry(): Promise<ConnectionRegistry>;
@@ -55,10 +65,11 @@ export async function openStorage(config: Config, logger: Logger): Promise<Stora
     return { store: new MemoryReadStore(), openRegistry: async () => new MemoryConnectionRegistry(), openReplyClaims: async () => new MemoryReplyClaims({ deadAfterMs: WORKER_DEAD_AFTER_MS }) };
   }
   const log = logger.child({ engine: 'mongodb' });
-  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger }));
+  const timeoutMs = config.mongoTimeoutMs;
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize }));
   return {
     store,
-    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.on(store.db, { logger })),
+    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE })),
     openReplyClaims: () => retryWithBackoff('MongoDB', log, () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS })),
   };
 }

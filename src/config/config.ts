@@ -38,6 +38,10 @@ export interface Config {
   projectionBatch: number;
   kafka?: { brokers: string[]; prefix: string; partitions: number };
   mongodbUri?: string;
+  /** Bound of each stage of a MongoDB operation (ms, 0 = none). */
+  mongoTimeoutMs: number;
+  /** Most MongoDB operations of one client at once. */
+  mongoPoolSize: number;
   natsUrl?: string;
   s3?: { endpoint: string; bucket: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean };
   llm: {
@@ -94,6 +98,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     projectionBatch: c.CHATFLOW_PROJECTION_BATCH,
     kafka: c.KAFKA_BROKERS ? { brokers: c.KAFKA_BROKERS.split(',').map((b) => b.trim()).filter(Boolean), prefix: c.KAFKA_PREFIX, partitions: c.KAFKA_PARTITIONS } : undefined,
     mongodbUri: c.MONGODB_URI,
+    mongoTimeoutMs: c.CHATFLOW_MONGO_TIMEOUT_MS,
+    mongoPoolSize: c.CHATFLOW_MONGO_POOL_SIZE,
     natsUrl: c.NATS_URL,
     s3: c.S3_ENDPOINT
       ? { endpoint: c.S3_ENDPOINT, bucket: c.S3_BUCKET, region: c.S3_REGION, accessKeyId: c.S3_ACCESS_KEY_ID, secretAccessKey: c.S3_SECRET_ACCESS_KEY, forcePathStyle: c.S3_FORCE_PATH_STYLE }

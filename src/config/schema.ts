@@ -97,6 +97,8 @@ export const SETTINGS = {
   KAFKA_PREFIX: { schema: z.string().regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, `.`, `_`, `-` only'), default: 'chatflow.', doc: 'prefix of topic and consumer-group names' },
   KAFKA_PARTITIONS: { schema: int(1, 10000), default: '10', doc: 'partitions per topic when ChatFlow creates them; each worker partition runs `MAX_PROCESSING / partitions` messages at once' },
   MONGODB_URI: { schema: optionalString, doc: 'read models and admission slots on MongoDB (or FerretDB); database from the path, default `chatflow`' },
+  CHATFLOW_MONGO_TIMEOUT_MS: { schema: int(0), default: '10000', doc: 'bound of each stage of a MongoDB operation (finding the server, a pooled connection, the server\'s answer); past it the operation fails as a transient error (retried, or `UNAVAILABLE` + `retry-after-ms` to the client), so a stalled or frozen database cannot hang a gateway, a worker or the projector; `0` = none' },
+  CHATFLOW_MONGO_POOL_SIZE: { schema: int(1, 1000), default: '16', doc: 'most MongoDB operations one process runs at once (its connection pool; the connection registry has a pool of its own); the rest wait in the process, at most `CHATFLOW_MONGO_TIMEOUT_MS`: a burst (Kafka back after an outage) queues here instead of slowing the database for every caller' },
   NATS_URL: { schema: optionalString, doc: 'responses, deltas and `Send` routing over NATS instead of in-process' },
   S3_ENDPOINT: { schema: optionalString, doc: 'media on S3 (presigned URLs) instead of the data dir' },
   S3_BUCKET: { schema: z.string().min(3), default: 'chatflow-media', doc: 'bucket, created if missing' },

@@ -58,6 +58,8 @@ export class GatewaySession {
   private readonly unconfirmed = new Set<string>();
   /** Resent messages owed their outcome (the reply or the error) on this stream. */
   private readonly outcomeOwed = new Set<string>();
+  /** Messages whose outcome a resend is looking up right now (see acknowledgeDuplicate). */
+  private readonly outcomeLookups = new Set<string>();
   /** Flow control of the client's input (Chat streams): paused while the client is behind. */
   private input?: { pause(): void; resume(): void };
   private inputPaused = false;
@@ -351,9 +353,15 @@ export class GatewaySession {
   private acknowledgeDuplicate(a: Accepted): void {
     this.out.write({ frame: { $case: 'accepted', accepted: a } });
     this.outcomeOwed.add(a.messageId);
-    void this.resendOutcome(a.messageId).catch((err) => {
-      if (!this.abort.signal.aborted) this.logger.error({ err, messageId: a.messageId }, 'could not resend the outcome of a duplicate');
-    });
+    // One lookup at a time per message: the resends a client made while a late append hung all join it, and
+    // landing together they would each look the outcome up (thousands at once after a Kafka outage).
+    if (this.outcomeLookups.has(a.messageId)) return;
+    this.outcomeLookups.add(a.messageId);
+    void this.resendOutcome(a.messageId)
+      .catch((err) => {
+        if (!this.abort.signal.aborted) this.logger.error({ err, messageId: a.messageId }, 'could not resend the outcome of a duplicate');
+      })
+      .finally(() => this.outcomeLookups.delete(a.messageId));
   }
 
   /**

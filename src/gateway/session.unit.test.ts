@@ -60,3 +60,39 @@ describe('GatewaySession: every piece of work stops when the session closes', ()
     expect(settled).toMatch(/^UNAVAILABLE: the session closed before the message was stored; send it again/);
   });
 });
+
+describe('GatewaySession: resends joined to one late append', () => {
+  it('given five resends of a message while its append hangs, when the append lands, then its outcome is looked up once, not once per resend', async () => {
+    let land!: () => void;
+    const appended: Event[] = [];
+    const gets: string[] = [];
+    const log = {
+      append: (e: Event) => {
+        appended.push(e);
+        const logged = { event: e, seq: appended.length } as LoggedEvent;
+        return e.payload?.$case === 'messageReceived' ? new Promise<LoggedEvent>((r) => (land = () => r(logged))) : Promise.resolve(logged);
+      },
+    };
+    const deps = {
+      config: loadConfig({}), gatewayId: 'gw-1', log, registry: { release: async () => undefined },
+      // Every lookup takes a while, as on a busy database: the resends' lookups overlap.
+      messages: { get: async (id: string) => (gets.push(id), new Promise((r) => setTimeout(() => r(null), 20))) },
+      readModelsSettled: async () => true, metrics: createMetrics(), clock: Date.now, newId: () => `e-${appended.length}`,
+    } as unknown as GatewayDeps;
+    const session = new GatewaySession(
+      { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    const text = { $case: 'text' as const, text: 'hello' };
+    const sent = [session.submit({ clientMessageId: 'k1', content: text })];
+    for (let i = 0; i < 5; i++) sent.push(session.submit({ clientMessageId: 'k1', content: text }));
+    for (; appended.length === 0; ) await new Promise((r) => setTimeout(r, 5));
+    const beforeLanding = gets.length;
+    land();
+    await Promise.allSettled(sent);
+    await new Promise((r) => setTimeout(r, 300));
+    // One lookup of the outcome: the reply, then the failure, again once the read models have caught up (4 reads).
+    expect(gets.length - beforeLanding).toBeLessThanOrEqual(4);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});

@@ -1,5 +1,5 @@
 // Connecting to MongoDB (or FerretDB v1): shared by the read store and the connection registry.
-import { MongoClient, MongoServerError, type Db } from 'mongodb';
+import { MongoClient, MongoServerError, type Db, type MongoClientOptions } from 'mongodb';
 import type { Logger } from 'pino';
 
 export interface MongoConnectOptions {
@@ -8,9 +8,36 @@ export interface MongoConnectOptions {
   /** Overrides the database named in the URI (tests use a fresh one per run). */
   dbName?: string;
   logger: Logger;
-  /** How long an operation waits for a reachable server before failing. */
+  /** How long an operation waits for a reachable server before failing (default: `timeoutMs`). */
   serverSelectionTimeoutMS?: number;
+  /**
+   * The bound of each stage of an operation (CHATFLOW_MONGO_TIMEOUT_MS): a
+   * reachable server, a pooled connection (opening one included), the
+   * server's answer. A stage past it fails the operation with a transient
+   * error (MongoServerSelectionError, MongoWaitQueueTimeoutError,
+   * MongoNetworkTimeoutError) and the connection waited on is closed, so a
+   * stalled or frozen server can no longer hang a caller: it retries inside
+   * its own deadline. The server may still carry out a write whose answer
+   * timed out; every writer here is written for a lost answer.
+   *
+   * Per stage because the driver's one overall bound (`timeoutMS`, CSOT) is a
+   * no-op since mongodb 7.8 (it could desynchronise the pool). `0`: no bound.
+   */
+  timeoutMs?: number;
+  /**
+   * Most connections (operations at once) this client opens
+   * (CHATFLOW_MONGO_POOL_SIZE); the rest wait their turn in the process, up
+   * to `timeoutMs`. A burst then waits here instead of piling up in the
+   * server, which on FerretDB (SQLite) answered every caller slowly — and an
+   * operation that times out on the server's side is still carried out, work
+   * the caller then asks for again.
+   */
+  poolSize?: number;
 }
+
+/** Defaults of CHATFLOW_MONGO_TIMEOUT_MS and CHATFLOW_MONGO_POOL_SIZE. */
+export const DEFAULT_MONGO_TIMEOUT_MS = 10_000;
+export const DEFAULT_MONGO_POOL_SIZE = 16;
 
 export const DEFAULT_DB_NAME = 'chatflow';
 
@@ -27,16 +54,29 @@ export function redactUri(uri: string): string {
 }
 
 /**
+ * The driver's options for a bound of `ms` on each stage of an operation. The
+ * connect timeout is also how long the driver's monitor waits for a
+ * heartbeat: a frozen server is marked unreachable (and its pool cleared,
+ * failing what waits on it) within a heartbeat period plus `ms`.
+ */
+export function stageTimeouts(ms: number): Pick<MongoClientOptions, 'serverSelectionTimeoutMS' | 'waitQueueTimeoutMS' | 'socketTimeoutMS' | 'connectTimeoutMS'> {
+  // 0 means "none" for the last three; server selection has no "none" (the driver's default is 30 s).
+  return { serverSelectionTimeoutMS: ms > 0 ? ms : 30_000, waitQueueTimeoutMS: ms, socketTimeoutMS: ms, connectTimeoutMS: ms };
+}
+
+/**
  * Connects a MongoClient and logs reachability changes (the driver itself keeps
- * retrying server selection; operations fail after serverSelectionTimeoutMS).
- * Works on MongoDB and on FerretDB v1.
+ * retrying server selection). Every stage of an operation is bounded (see
+ * `timeoutMs`). Works on MongoDB and on FerretDB v1.
  */
 export async function connectMongo(opts: MongoConnectOptions): Promise<{ client: MongoClient; db: Db }> {
   const { logger } = opts;
   const where = redactUri(opts.uri);
   const client = new MongoClient(opts.uri, {
     appName: 'chatflow',
-    serverSelectionTimeoutMS: opts.serverSelectionTimeoutMS ?? 10_000,
+    ...stageTimeouts(opts.timeoutMs ?? DEFAULT_MONGO_TIMEOUT_MS),
+    maxPoolSize: opts.poolSize ?? DEFAULT_MONGO_POOL_SIZE,
+    ...(opts.serverSelectionTimeoutMS !== undefined && { serverSelectionTimeoutMS: opts.serverSelectionTimeoutMS }),
     // `undefined` fields are left out, as the memory store leaves them out.
     ignoreUndefined: true,
   });

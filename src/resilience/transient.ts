@@ -25,8 +25,8 @@ const NET_CODE_IN_TEXT = new RegExp(`\\b(${[...NET_CODES].join('|')})\\b`);
 /** kafkajs errors that say "not now" although kafkajs itself gave up on them (their retries ran out, a lock or coordinator wait). */
 const KAFKA_NAMES = new Set(['KafkaJSNumberOfRetriesExceeded', 'KafkaJSTimeout', 'KafkaJSLockTimeout', 'KafkaJSGroupCoordinatorNotFound', 'KafkaJSNoBrokerAvailableError', 'KafkaJSRequestTimeoutError', 'KafkaJSConnectionError', 'KafkaJSConnectionClosedError', 'KafkaJSBrokerNotFound']);
 
-/** MongoDB driver errors of the network or of server selection (no reachable primary). */
-const MONGO_NAMES = new Set(['MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError', 'MongoOperationTimeoutError', 'MongoServerClosedError', 'MongoStalePrimaryError']);
+/** MongoDB driver errors of the network, of server selection (no reachable primary) or of a wait bounded by our timeouts. */
+const MONGO_NAMES = new Set(['MongoNetworkError', 'MongoNetworkTimeoutError', 'MongoServerSelectionError', 'MongoWaitQueueTimeoutError', 'MongoOperationTimeoutError', 'MongoServerClosedError', 'MongoStalePrimaryError']);
 /** MongoDB server codes the driver itself treats as retryable (primary stepped down, shutting down, network). */
 const MONGO_CODES = new Set([6, 7, 89, 91, 134, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 63, 150, 462]);
 const MONGO_LABELS = ['RetryableWriteError', 'TransientTransactionError', 'ResetPool', 'SystemOverloadedError', 'RetryableError'];
@@ -45,6 +45,7 @@ type Shape = {
   $metadata?: { httpStatusCode?: unknown };
   $retryable?: unknown;
   hasErrorLabel?: unknown;
+  errorResponse?: unknown;
   cause?: unknown;
   originalError?: unknown;
   errors?: unknown;
@@ -65,6 +66,8 @@ function classify(err: unknown, depth: number): boolean {
     if (MONGO_NAMES.has(name)) return true;
     if (typeof e.code === 'number' && MONGO_CODES.has(e.code)) return true;
     if (typeof e.hasErrorLabel === 'function' && MONGO_LABELS.some((l) => (e.hasErrorLabel as (l: string) => boolean).call(err, l))) return true;
+    // A bulk write that failed on the driver's side (a network timeout) carries that error as its errorResponse.
+    if (name === 'MongoBulkWriteError' && e.errorResponse instanceof Error && classify(e.errorResponse, depth + 1)) return true;
   }
   if (e.$metadata !== undefined || e.$fault !== undefined) {
     const http = Number(e.$metadata?.httpStatusCode);

@@ -2,7 +2,7 @@ import { createServer, connect } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
 import { S3Client, GetObjectCommand, S3ServiceException } from '@aws-sdk/client-s3';
 import { Kafka, KafkaJSProtocolError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded, KafkaJSConnectionError, logLevel } from 'kafkajs';
-import { MongoClient, MongoServerError, MongoNetworkError, MongoParseError } from 'mongodb';
+import { MongoBulkWriteError, MongoClient, MongoServerError, MongoNetworkError, MongoNetworkTimeoutError, MongoParseError } from 'mongodb';
 import { isTransient } from './transient';
 import { ChatFlowError, StorageUnavailableError } from '../domain/errors';
 
@@ -103,6 +103,11 @@ describe('isTransient: error shapes', () => {
     expect(isTransient(new MongoServerError({ code: 1, errmsg: 'x', errorLabels: ['RetryableWriteError'] }))).toBe(true);
     expect(isTransient(new MongoServerError({ code: 11000, errmsg: 'E11000 duplicate key error' }))).toBe(false);
     expect(isTransient(new MongoParseError('Invalid scheme'))).toBe(false);
+  });
+  it('mongodb: a bulk write cut by a socket timeout (the driver wraps it) yes; one refused for a duplicate key no', () => {
+    const result = {} as ConstructorParameters<typeof MongoBulkWriteError>[1];
+    expect(isTransient(new MongoBulkWriteError(new MongoNetworkTimeoutError('connection 3 to 127.0.0.1:27017 timed out') as never, result))).toBe(true);
+    expect(isTransient(new MongoBulkWriteError({ message: 'E11000 duplicate key error', code: 11000, writeErrors: [] } as never, result))).toBe(false);
   });
   it('ours: a full disk and anything already UNAVAILABLE yes, a client error no', () => {
     expect(isTransient(new StorageUnavailableError('disk full', 1000))).toBe(true);
