@@ -74,11 +74,11 @@ describe('GatewaySession: resends joined to one late append', () => {
       },
     };
     const deps = {
-      config: loadConfig({}), gatewayId: 'gw-1', log, registry: { release: async () => undefined },
+      config: loadConfig({}), gatewayId: 'gw-1', log, releaseSlot: async () => undefined,
       // Every lookup takes a while, as on a busy database: the resends' lookups overlap.
       messages: { get: async (id: string) => (gets.push(id), new Promise((r) => setTimeout(() => r(null), 20))) },
       readModelsSettled: async () => true, metrics: createMetrics(), clock: Date.now, newId: () => `e-${appended.length}`,
-    } as unknown as GatewayDeps;
+    } as unknown as SessionDeps;
     const session = new GatewaySession(
       { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
       deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
