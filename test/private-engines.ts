@@ -143,25 +143,36 @@ export class PrivatePostgres extends PrivateEngine {
     }
     const [cmd, args] = this.command('postgres', ['-D', data, '-p', String(this.port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'synchronous_commit=off', '-c', 'max_connections=200']);
     const proc = (this.proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let out = '';
-    await new Promise<void>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`private PostgreSQL did not start within 30 s: ${out}`)), 30_000);
-      proc.stderr!.on('data', (d: Buffer) => {
-        out = (out + d.toString()).slice(-4000);
-        if (out.includes('ready to accept connections')) {
-          clearTimeout(timer);
-          res();
-        }
-      });
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        rej(new Error(`private PostgreSQL exited with ${code} during start-up: ${out}`));
-      });
-    });
+    await untilPrinted(proc, 'stderr', 'private PostgreSQL', 'ready to accept connections', 30_000);
   }
 }
 
 /** uid and gid of the Debian package's `postgres` user. */
+/**
+ * Resolves once `proc` has printed `marker` on `stream` (then keeps draining
+ * it); rejects if it exits first or `timeoutMs` passes, with the last output.
+ */
+function untilPrinted(proc: ChildProcess, stream: 'stdout' | 'stderr', name: string, marker: string, timeoutMs: number): Promise<void> {
+  const out = proc[stream]!;
+  let seen = '';
+  return new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`${name} did not start within ${timeoutMs / 1000} s: ${seen.slice(-2000)}`)), timeoutMs);
+    const onData = (d: Buffer) => {
+      seen = (seen + d.toString()).slice(-20_000);
+      if (!seen.includes(marker)) return;
+      clearTimeout(timer);
+      out.off('data', onData);
+      out.resume();
+      res();
+    };
+    out.on('data', onData);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(`${name} exited with ${code} during start-up: ${seen.slice(-2000)}`));
+    });
+  });
+}
+
 function postgresUser(): [number, number] {
   const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
   if (!line) throw new Error('no postgres user (install postgresql-15)');
@@ -207,25 +218,8 @@ export class PrivateKafka extends PrivateEngine {
       if (code !== 0) throw new Error(`private Kafka: storage format exited with ${code}`);
     }
     const proc = (this.proc = this.java('kafka.Kafka', [props], 'pipe'));
-    let out = '';
-    await new Promise<void>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`private Kafka did not start within 90 s: ${out.slice(-2000)}`)), 90_000);
-      const onData = (d: Buffer) => {
-        out = (out + d.toString()).slice(-20_000);
-        if (out.includes('Kafka Server started')) {
-          clearTimeout(timer);
-          proc.stdout!.off('data', onData);
-          proc.stdout!.resume();
-          res();
-        }
-      };
-      proc.stdout!.on('data', onData);
-      proc.stderr!.resume();
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        rej(new Error(`private Kafka exited with ${code} during start-up: ${out.slice(-2000)}`));
-      });
-    });
+    proc.stderr!.resume();
+    await untilPrinted(proc, 'stdout', 'private Kafka', 'Kafka Server started', 90_000);
   }
 }
 
@@ -242,21 +236,7 @@ export class PrivateNats extends PrivateEngine {
   }
   async start(): Promise<void> {
     const proc = (this.proc = spawn(NATS_BIN, ['-a', '127.0.0.1', '-p', String(this.port)], { stdio: ['ignore', 'ignore', 'pipe'] }));
-    let out = '';
-    await new Promise<void>((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`private NATS did not start within 20 s: ${out}`)), 20_000);
-      proc.stderr!.on('data', (d: Buffer) => {
-        out = (out + d.toString()).slice(-4000);
-        if (out.includes('Server is ready')) {
-          clearTimeout(timer);
-          res();
-        }
-      });
-      proc.once('exit', (code) => {
-        clearTimeout(timer);
-        rej(new Error(`private NATS exited with ${code} during start-up: ${out}`));
-      });
-    });
+    await untilPrinted(proc, 'stderr', 'private NATS', 'Server is ready', 20_000);
   }
 }
 
