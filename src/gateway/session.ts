@@ -99,13 +99,18 @@ export class GatewaySession {
     return this.info.sessionId;
   }
 
-  /** Starts delivery and the deadline; replays what the client missed after `resumeAfter`. */
+  /** Starts delivery and the deadline; replays what the client missed after `resumeAfter` (up to the log's end). */
   async start(welcome: ServerFrame, resumeAfter: number | undefined, bus: { subscribe: (h: (p: Uint8Array) => void) => Subscription }): Promise<void> {
     this.replaying = resumeAfter !== undefined;
     this.subscription = bus.subscribe((payload) => this.onBusMessage(payload));
     this.out.write(welcome);
     this.armDeadline();
-    if (resumeAfter !== undefined) await this.replay(resumeAfter);
+    if (resumeAfter === undefined) return;
+    // Replies the log already holds but the read models not yet (a projector behind after an outage)
+    // would be missed: the replay reads once they have caught up with the log, or after readYourWritesMs
+    // (what they have then; live replies are buffered meanwhile and delivered after it).
+    await this.whileOpen(this.deps.readModelsSettled(this.deps.config.readYourWritesMs)).catch(() => undefined);
+    if (!this.closed) await this.replay(resumeAfter);
   }
 
   /**

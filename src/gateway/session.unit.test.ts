@@ -96,3 +96,26 @@ describe('GatewaySession: resends joined to one late append', () => {
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
+
+describe('GatewaySession: a resume replays up to the log, not up to a lagging projection', () => {
+  it('given a reply in the log the read models do not have yet, when a client resumes, then the replay waits for them and delivers it', async () => {
+    // The read models catch up 30 ms after the reconnect (a projector behind after a database outage).
+    let projected = false;
+    const reply = { _id: 'r1', conversationId: 'c1', author: 'bot', inReplyTo: 'm1', seq: 7, time: Date.now(), text: 'hello back' };
+    const deps = {
+      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now,
+      log: { append: async () => ({}) },
+      messages: { find: async () => (projected ? [reply] : []), get: async () => null },
+      readModelsSettled: () => new Promise<boolean>((r) => setTimeout(() => ((projected = true), r(true)), 30)),
+      frames: { replyFrame: async (o: { inReplyTo: string }) => ({ frame: { $case: 'response', response: { inReplyTo: o.inReplyTo, seq: 7 } } }) },
+    } as unknown as SessionDeps;
+    const call = new FakeCall();
+    const session = new GatewaySession(
+      { sessionId: 's2', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    await session.start({ frame: { $case: 'welcome' } } as never, 3, { subscribe: () => ({ unsubscribe: () => undefined }) as never });
+    expect(call.written.map((f) => (f as { frame: { $case: string } }).frame.$case)).toEqual(['welcome', 'response']);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
