@@ -108,8 +108,10 @@ export class GatewaySession {
     if (resumeAfter === undefined) return;
     // Replies the log already holds but the read models not yet (a projector behind after an outage)
     // would be missed: the replay reads once they have caught up with the log, or after readYourWritesMs
-    // (what they have then; live replies are buffered meanwhile and delivered after it).
-    await this.whileOpen(this.deps.readModelsSettled(this.deps.config.readYourWritesMs)).catch(() => undefined);
+    // (what they have then; live replies are buffered meanwhile and delivered after it). The wait the
+    // gateway already started for this connection's resends (earlierHistory) serves here too.
+    const settled = this.historySettled ?? this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
+    await this.whileOpen(settled).catch(() => undefined);
     if (!this.closed) await this.replay(resumeAfter);
   }
 
