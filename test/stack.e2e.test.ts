@@ -11,7 +11,7 @@ import { KafkaEventLog } from '../src/eventlog/kafka';
 import { CONNECTIONS_COLLECTION } from '../src/connections/mongo';
 import { describeWithEngines } from './engines';
 import { Cluster, responsesPerMessage, type RoleProcess } from './cluster';
-import { ChatStream } from './harness';
+import { ChatStream, unary } from './harness';
 
 /*
  * The distributed stack for real: separate gateway, worker and projector
@@ -109,6 +109,29 @@ describeWithEngines(ALL, 'Distributed stack (2 gateways, 2 workers, 1 projector)
     expect(await outcome(second)).toBe('ALREADY_EXISTS');
     const cm = onA.text('still here?');
     await onA.reply(cm, 30_000);
+  });
+
+  it('hands a Send that reached gateway B over the bus to gateway A, which holds the session, under the same rules', async () => {
+    const onA = admitted.find((s) => gatewayOf.get(s) === 0)!;
+    const { clientId, sessionId } = onA.welcome()!;
+    const md = async (id: string) => {
+      const m = new Metadata();
+      m.set('authorization', `Bearer ${await auth.mint(id)}`);
+      return m;
+    };
+    const viaB = client(gateways[1]);
+    const text = (clientMessageId: string, t: string) => ({ sessionId, message: { clientMessageId, content: { $case: 'text' as const, text: t } } });
+    const ack = await unary(viaB.send.bind(viaB), text('routed-1', 'through the other replica'), await md(clientId));
+    expect(ack).toMatchObject({ clientMessageId: 'routed-1', duplicate: false });
+    // Answered once, on the stream held by gateway A.
+    await onA.until((f) => f.some((x) => x.frame?.$case === 'response' && x.frame.response.inReplyTo === ack.messageId), 30_000, 'the routed message\'s reply');
+    expect(onA.of('response').filter((r) => r.response.inReplyTo === ack.messageId)).toHaveLength(1);
+    // The holder's answers come back as the client's statuses: a resend is a duplicate, bad input INVALID_ARGUMENT,
+    // another client's Send PERMISSION_DENIED, a session nobody holds NOT_FOUND.
+    expect(await unary(viaB.send.bind(viaB), text('routed-1', 'through the other replica'), await md(clientId))).toMatchObject({ messageId: ack.messageId, duplicate: true });
+    await expect(unary(viaB.send.bind(viaB), text('routed-2', ' '), await md(clientId))).rejects.toMatchObject({ code: status.INVALID_ARGUMENT });
+    await expect(unary(viaB.send.bind(viaB), text('routed-3', 'x'), await md('intruder'))).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
+    await expect(unary(viaB.send.bind(viaB), { ...text('routed-4', 'x'), sessionId: 'nobody-holds-this' }, await md(clientId))).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 
   it('kill -9 of a worker mid-load: every accepted message still gets exactly one ResponseProduced', async () => {

@@ -17,7 +17,8 @@ import { WIRE_FLAW_MESSAGES, wireFlawOf } from './wire-check';
 import { echoId } from '../domain/ids';
 import { GatewaySession } from './session';
 import { secondConnection, type HolderProbe } from '../domain/second-connection';
-import { carryError, toChatError, toStatus, uncarryError, type CarriedError } from './status';
+import { carryError, toChatError, toStatus } from './status';
+import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, PROBE_PAYLOAD, type RoutedReply } from './routed';
 
 const MAX_CONVERSATION_ID = 128;
 /** Frames held while the session opens; beyond this the client's input is paused until it is open. */
@@ -25,19 +26,8 @@ const MAX_EARLY_FRAMES = 64;
 /** How long a Send forwarded to another gateway may take (it includes the durable append). */
 const SEND_ROUTE_TIMEOUT_MS = 15_000;
 
-interface RoutedSend {
-  clientId: string;
-  /** SendRequest, protobuf, base64. */
-  request: string;
-}
-/** Asked of a session's gateway to learn whether the session is open there (see secondConnection). */
-interface HolderProbeRequest {
-  probe: true;
-}
-type RoutedSendReply = { ack: string } | { held: true } | CarriedError;
 /** How long a probe of the holder of a client's slot may take before nothing is learnt from it. */
 const HOLDER_PROBE_MS = 1_000;
-const PROBE = Buffer.from(JSON.stringify({ probe: true } satisfies HolderProbeRequest));
 
 /** What a client is told when its message could not be stored for a reason that is not its own. */
 const NOT_STORED = new ChatFlowError('UNAVAILABLE', 'the message could not be stored; send it again');
@@ -259,7 +249,7 @@ export class ChatGateway {
    * each call): hand it over the bus to the gateway that holds the session.
    */
   private async forwardSend(clientId: string, request: SendRequest): Promise<SendAck> {
-    const payload = Buffer.from(JSON.stringify({ clientId, request: Buffer.from(SendRequest.encode(request).finish()).toString('base64') } satisfies RoutedSend));
+    const payload = encodeRoutedSend(clientId, request);
     let reply: Uint8Array;
     try {
       reply = await this.deps.bus.request(sessionSubject(request.sessionId), payload, SEND_ROUTE_TIMEOUT_MS);
@@ -270,25 +260,21 @@ export class ChatGateway {
       this.logger.warn({ err, sessionId: request.sessionId }, 'Send could not reach the gateway holding the session');
       throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session did not answer; send again');
     }
-    const r = JSON.parse(Buffer.from(reply).toString('utf8')) as RoutedSendReply;
-    if ('ack' in r) return SendAck.decode(Buffer.from(r.ack, 'base64'));
-    if ('held' in r) throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session answered out of turn; send again');
-    throw uncarryError(r);
+    return decodeRoutedReply(reply);
   }
 
   /** The gateway side of forwardSend, served for each of its sessions. */
   private async onRoutedSend(session: GatewaySession, payload: Uint8Array): Promise<Uint8Array> {
-    let reply: RoutedSendReply;
+    let reply: RoutedReply;
     try {
-      const asked = JSON.parse(Buffer.from(payload).toString('utf8')) as RoutedSend | HolderProbeRequest;
-      if ('probe' in asked) return Buffer.from(JSON.stringify({ held: true } satisfies RoutedSendReply));
-      const { clientId, request } = asked;
-      const ack = await this.submitOn(session, clientId, SendRequest.decode(Buffer.from(request, 'base64')));
+      const asked = decodeRoutedRequest(payload);
+      if (asked.kind === 'probe') return encodeRoutedReply({ held: true });
+      const ack = await this.submitOn(session, asked.clientId, asked.request);
       reply = { ack: Buffer.from(SendAck.encode(ack).finish()).toString('base64') };
     } catch (err) {
       reply = carryError(err, session.logger, NOT_STORED);
     }
-    return Buffer.from(JSON.stringify(reply));
+    return encodeRoutedReply(reply);
   }
 
   /** Admission: identity, time zone, conversation, slot. Ends the call with the right status on refusal. */
@@ -403,7 +389,7 @@ export class ChatGateway {
   /** Asks the gateway serving a session whether it is open there (see secondConnection). */
   private async probeHolder(sessionId: string): Promise<HolderProbe> {
     try {
-      await this.deps.bus.request(sessionSubject(sessionId), PROBE, HOLDER_PROBE_MS);
+      await this.deps.bus.request(sessionSubject(sessionId), PROBE_PAYLOAD, HOLDER_PROBE_MS);
       return 'answered';
     } catch (err) {
       return err instanceof NoResponderError && !err.timedOut ? 'no-responder' : 'unknown';

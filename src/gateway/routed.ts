@@ -1,0 +1,83 @@
+import { z } from 'zod';
+import { SendAck, SendRequest } from '../gen/chatflow/v1/chat';
+import { ChatFlowError } from '../domain/errors';
+import { uncarryError, type CarriedError } from './status';
+
+/**
+ * What gateways say to each other over the bus about a session (a browser's
+ * `Send` that reached another replica than its `Connect`, and the probe of a
+ * slot's holder). The bus is the operators' own, but a peer of another version,
+ * or anything else that publishes on a session's subject, must get a clear
+ * error back, never an "unexpected error" or a crash.
+ */
+export type RoutedRequest = { kind: 'send'; clientId: string; request: SendRequest } | { kind: 'probe' };
+export type RoutedReply = { ack: string } | { held: true } | CarriedError;
+
+const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'not base64');
+const probeSchema = z.object({ probe: z.literal(true) });
+const sendSchema = z.object({ clientId: z.string().min(1), request: base64 });
+const replySchema = z.union([
+  z.object({ ack: base64 }),
+  z.object({ held: z.literal(true) }),
+  z.object({ code: z.string(), message: z.string(), trailers: z.record(z.string(), z.string()).optional() }),
+]);
+
+export const PROBE_PAYLOAD = Buffer.from(JSON.stringify({ probe: true }));
+
+export function encodeRoutedSend(clientId: string, request: SendRequest): Buffer {
+  return Buffer.from(JSON.stringify({ clientId, request: Buffer.from(SendRequest.encode(request).finish()).toString('base64') }));
+}
+
+export function encodeRoutedReply(reply: RoutedReply): Buffer {
+  return Buffer.from(JSON.stringify(reply));
+}
+
+/** The request a peer sent, or INVALID_ARGUMENT saying what is wrong with it. */
+export function decodeRoutedRequest(payload: Uint8Array): RoutedRequest {
+  const value = parseJson(payload);
+  const isProbe = typeof value === 'object' && value !== null && 'probe' in value;
+  const parsed = (isProbe ? probeSchema : sendSchema).safeParse(value);
+  if (!parsed.success) throw new ChatFlowError('INVALID_ARGUMENT', `malformed request between gateways: ${describe(parsed.error)}`);
+  if (!('request' in parsed.data)) return { kind: 'probe' };
+  let request: SendRequest;
+  try {
+    request = SendRequest.decode(Buffer.from(parsed.data.request, 'base64'));
+  } catch {
+    throw new ChatFlowError('INVALID_ARGUMENT', 'malformed request between gateways: request is not a SendRequest');
+  }
+  if (!request.message) throw new ChatFlowError('INVALID_ARGUMENT', 'malformed request between gateways: the SendRequest has no message');
+  return { kind: 'send', clientId: parsed.data.clientId, request };
+}
+
+/**
+ * The acknowledgement the holding gateway gave, or the error it carried back.
+ * An answer that is none of these is a peer out of step: UNAVAILABLE, send again.
+ */
+export function decodeRoutedReply(payload: Uint8Array): SendAck {
+  const parsed = replySchema.safeParse(parseJson(payload));
+  if (!parsed.success) throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session answered something unreadable; send again');
+  const r = parsed.data;
+  if ('held' in r) throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session answered out of turn; send again');
+  if ('ack' in r) {
+    try {
+      return SendAck.decode(Buffer.from(r.ack, 'base64'));
+    } catch {
+      throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session answered something unreadable; send again');
+    }
+  }
+  throw uncarryError(r as CarriedError);
+}
+
+/** The payload as JSON; bytes that are not JSON read as `undefined`, which no schema accepts. */
+function parseJson(payload: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(payload).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return issue ? `${issue.path.join('.') || 'payload'}: ${issue.message}` : 'unreadable';
+}
