@@ -1,6 +1,7 @@
 import type { Collection as MongoColl, Db } from 'mongodb';
 import type { Logger } from 'pino';
 import { isDuplicateKeyError } from '../readstore/mongo-client';
+import { RecentMap } from '../domain/recent-map';
 import { beatPrunable, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
 import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
 
@@ -210,11 +211,9 @@ export class MongoReplyClaims implements ReplyClaims {
 const HELD_MAX = 10_000;
 
 class HeldClaims {
-  private readonly byMessage = new Map<string, { gen: number; owner: string }>();
+  private readonly byMessage = new RecentMap<string, { gen: number; owner: string }>(HELD_MAX);
   add(messageId: string, gen: number, owner: string): void {
-    this.byMessage.delete(messageId);
     this.byMessage.set(messageId, { gen, owner });
-    if (this.byMessage.size > HELD_MAX) this.byMessage.delete(this.byMessage.keys().next().value!);
   }
   has(messageId: string, gen: number, owner: string): boolean {
     const h = this.byMessage.get(messageId);
