@@ -2,7 +2,7 @@ import type { Collection as MongoColl, Db } from 'mongodb';
 import type { Logger } from 'pino';
 import { isDuplicateKeyError } from '../readstore/mongo-client';
 import { RecentMap } from '../domain/recent-map';
-import { beatPrunable, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
+import { beatPrunable, CONFIRM_APPENDED_IF, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
 import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
 
 export const REPLY_CLAIMS_COLLECTION = 'reply_claims';
@@ -165,12 +165,23 @@ export class MongoReplyClaims implements ReplyClaims {
   }
 
   /**
-   * One update whose filter is the decider's condition (an outcome recorded and
-   * not yet appended becomes appended, and when: see claimsPrunable). Idempotent,
-   * so FerretDB's non-atomic conditional update cannot do harm here.
+   * One conditional update, decided by the decider: its filter is the
+   * decider's condition (CONFIRM_APPENDED_IF: an outcome record not yet
+   * appended), and what it sets is the decider's event evolved into the record
+   * it would have, on the state that condition stands for. A record the filter
+   * does not match is one the decider leaves alone. Idempotent, so FerretDB's
+   * non-atomic conditional update cannot do harm here. The recorded event's
+   * bytes are dropped once it is in the log (nobody appends it again).
    */
   async confirmAppended(messageId: string, now: number): Promise<void> {
-    await this.coll.updateOne({ _id: `${messageId}#outcome`, appended: false }, { $set: { appended: true, appendedAt: now }, $unset: { event: '' } });
+    const matched: ReplyClaimState = { claims: [], beats: {}, outcome: { gen: 0, owner: '', event: new Uint8Array(), appended: CONFIRM_APPENDED_IF.outcomeAppended } };
+    const events = replyClaim.decide({ type: 'ConfirmAppended', now }, matched);
+    const after = events.reduce(replyClaim.evolve, matched).outcome;
+    if (events.length === 0 || !after) return;
+    await this.coll.updateOne(
+      { _id: `${messageId}#outcome`, appended: CONFIRM_APPENDED_IF.outcomeAppended },
+      { $set: { appended: after.appended, ...(after.appendedAt !== undefined ? { appendedAt: after.appendedAt } : {}) }, $unset: { event: '' } },
+    );
   }
 
   async release(messageId: string, owner: string, gen: number): Promise<void> {
