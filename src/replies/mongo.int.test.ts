@@ -52,6 +52,28 @@ describeWithEngines(['MONGODB_URI'], 'MongoReplyClaims: round trips per message'
     expect([...commands].sort()).toEqual(['find', 'insert', 'insert', 'update']);
     expect(await claims.claim('m-rt', 'wB', Date.now())).toEqual({ type: 'answered' });
   });
+
+  it('a message whose records no prune can have touched yet (intact) costs 3 commands: no outcome read', async () => {
+    const claims = await MongoReplyClaims.on(client.db(dbName), { logger, deadAfterMs: CONTRACT_DEAD_AFTER_MS, collection: 'claims_rt3', heartbeats: 'beats_rt3' });
+    await claims.beat('wA', Date.now());
+    commands.length = 0;
+    expect(await claims.claim('m-rt3', 'wA', Date.now(), { intact: true })).toEqual({ type: 'claimed', gen: 1, taken: false });
+    expect(await claims.commit('m-rt3', 'wA', 1, new TextEncoder().encode('reply'))).toBe(true);
+    await claims.confirmAppended('m-rt3', Date.now());
+    expect([...commands].sort()).toEqual(['insert', 'insert', 'update']);
+    expect(await claims.claim('m-rt3', 'wB', Date.now(), { intact: true })).toEqual({ type: 'answered' });
+  });
+
+  it('without intact, a message whose generations a prune cut short removed still answers "answered" from its outcome', async () => {
+    const db = client.db(dbName);
+    const claims = await MongoReplyClaims.on(db, { logger, deadAfterMs: CONTRACT_DEAD_AFTER_MS, collection: 'claims_half', heartbeats: 'beats_half' });
+    await claims.beat('wA', Date.now());
+    await claims.claim('m-half', 'wA', Date.now());
+    await claims.commit('m-half', 'wA', 1, new TextEncoder().encode('reply'));
+    await claims.confirmAppended('m-half', Date.now());
+    await db.collection('claims_half').deleteOne({ _id: 'm-half#1' as never }); // a prune stopped between the generations and the outcome
+    expect(await claims.claim('m-half', 'wB', Date.now())).toEqual({ type: 'answered' });
+  });
 });
 
 // Review finding (issue 15): confirmAppended is one conditional update; its rule must be the decider's.

@@ -94,8 +94,8 @@ export class MongoReplyClaims implements ReplyClaims {
     return replyClaim.decide(command, await this.state(messageId, command.type === 'Claim'));
   }
 
-  async claim(messageId: string, owner: string, now: number): Promise<ClaimResult> {
-    const fresh = await this.claimFirst(messageId, owner);
+  async claim(messageId: string, owner: string, now: number, hints: { intact?: boolean } = {}): Promise<ClaimResult> {
+    const fresh = await this.claimFirst(messageId, owner, hints.intact === true);
     if (fresh) return fresh;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const events = await this.decide(messageId, { type: 'Claim', owner, now, deadAfterMs: this.deadAfterMs });
@@ -119,10 +119,11 @@ export class MongoReplyClaims implements ReplyClaims {
    * The common case in one round trip: a message nobody has claimed. Inserting
    * generation 1 succeeds only then (unique `_id`), and with no claim there is no
    * outcome — read beside the insert all the same, so records a pruner left
-   * half-deleted still answer what the decider would. Null: there were records;
-   * decide on them.
+   * half-deleted still answer what the decider would, unless the caller knows
+   * no prune has touched them (`intact`: one command). Null: there were
+   * records; decide on them.
    */
-  private async claimFirst(messageId: string, owner: string): Promise<ClaimResult | null> {
+  private async claimFirst(messageId: string, owner: string, intact: boolean): Promise<ClaimResult | null> {
     const [inserted, recorded] = await Promise.all([
       this.writes.insertOne({ _id: `${messageId}#1`, messageId, gen: 1, owner }).then(
         () => true,
@@ -131,7 +132,7 @@ export class MongoReplyClaims implements ReplyClaims {
           throw err;
         },
       ),
-      this.coll.findOne({ _id: `${messageId}#outcome` }),
+      intact ? null : this.coll.findOne({ _id: `${messageId}#outcome` }),
     ]);
     if (inserted) this.held.add(messageId, 1, owner);
     if (!inserted || recorded) return null;
