@@ -48,18 +48,6 @@ describeWithEngines(['MONGODB_URI'], 'BatchedWrites (one command per kind and tu
     expect(await coll.find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'x', n: 1, done: true }, { _id: 'y', n: 2 }]);
   });
 
-  it('sends the replaces of one turn as one command, and says true only when every one of them matched', async () => {
-    const coll = client.db(dbName).collection<Item>('batched_replaces');
-    await coll.insertMany([{ _id: 'r1', n: 1 }, { _id: 'r2', n: 2 }]);
-    const writes = new BatchedWrites(coll);
-    commands.length = 0;
-    expect(await Promise.all([writes.replaceOne({ _id: 'r1', n: 1 }, { _id: 'r1', n: 10 }), writes.replaceOne({ _id: 'r2', n: 2 }, { _id: 'r2', n: 20 })])).toEqual([true, true]);
-    expect(commands).toEqual(['update']);
-    const [hit, miss] = await Promise.all([writes.replaceOne({ _id: 'r1', n: 10 }, { _id: 'r1', n: 100 }), writes.replaceOne({ _id: 'r2', n: 999 }, { _id: 'r2', n: 200 })]);
-    expect([hit, miss]).toEqual([false, false]); // one did not match: which one, the documents say
-    expect((await coll.find({}).sort({ _id: 1 }).toArray()).map((d) => d.n)).toEqual([100, 20]);
-  });
-
   it('fails every statement of a command that fails as a whole', async () => {
     const other = new MongoClient(process.env.MONGODB_URI!);
     await other.connect();

@@ -3,9 +3,9 @@ import { MongoBulkWriteError, MongoServerError, type Collection, type Document, 
 /** Statements per command at most (MongoDB accepts 100,000; smaller keeps one command's answer prompt). */
 const MAX_STATEMENTS = 500;
 
-interface Pending<T, R = void> {
+interface Pending<T> {
   item: T;
-  resolve: (result: R) => void;
+  resolve: () => void;
   reject: (err: unknown) => void;
 }
 
@@ -20,15 +20,14 @@ interface Pending<T, R = void> {
  * of the command itself (a timeout, a lost connection) fails every statement
  * of it, which each caller already handles as a lost answer.
  *
- * A command reports one count for all its statements, so an update or
- * delete here does not tell whether it matched, and a replace tells only
- * whether all of its command's statements did: a caller that must know asks
- * the document (see MongoCollection.replace).
+ * Only writes whose caller needs no per-statement count go here: an insert
+ * (its own error says whether it was a duplicate), an update or delete whose
+ * result is not read. A conditional write that must know whether it matched
+ * stays a command of its own.
  */
 export class BatchedWrites<T extends Document> {
   private inserts: Pending<OptionalUnlessRequiredId<T>>[] = [];
   private updates: Pending<{ filter: Filter<T>; update: UpdateFilter<T> }>[] = [];
-  private replaces: Pending<{ filter: Filter<T>; replacement: T }, boolean | undefined>[] = [];
   private deletes: Pending<Filter<T>>[] = [];
   private scheduled = false;
 
@@ -44,23 +43,13 @@ export class BatchedWrites<T extends Document> {
     return this.queue(this.updates, { filter, update });
   }
 
-  /**
-   * Replaces the document matching `filter` (no upsert). True: every
-   * statement of the command matched, this one too. Otherwise some did not,
-   * and which is not told (one count per command): the caller finds out from
-   * the document itself.
-   */
-  replaceOne(filter: Filter<T>, replacement: T): Promise<boolean | undefined> {
-    return this.queue(this.replaces, { filter, replacement });
-  }
-
   /** Deletes the first document matching `filter`; whether one matched is not told. */
   deleteOne(filter: Filter<T>): Promise<void> {
     return this.queue(this.deletes, filter);
   }
 
-  private queue<I, R>(list: Pending<I, R>[], item: I): Promise<R> {
-    return new Promise<R>((resolve, reject) => {
+  private queue<I>(list: Pending<I>[], item: I): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       list.push({ item, resolve, reject });
       if (!this.scheduled) {
         this.scheduled = true;
@@ -71,29 +60,25 @@ export class BatchedWrites<T extends Document> {
 
   private flush(): void {
     this.scheduled = false;
-    const [inserts, updates, replaces, deletes] = [this.inserts, this.updates, this.replaces, this.deletes];
+    const [inserts, updates, deletes] = [this.inserts, this.updates, this.deletes];
     this.inserts = [];
     this.updates = [];
-    this.replaces = [];
     this.deletes = [];
-    for (const part of chunks(inserts)) void send(part, async () => void (await this.coll.insertMany(part.map((p) => p.item), { ordered: false })));
-    for (const part of chunks(updates)) void send(part, async () => void (await this.coll.bulkWrite(part.map((p) => ({ updateOne: p.item })), { ordered: false })));
-    for (const part of chunks(replaces)) {
-      void send(part, async () => (await this.coll.bulkWrite(part.map((p) => ({ replaceOne: p.item })), { ordered: false })).matchedCount === part.length);
-    }
-    for (const part of chunks(deletes)) void send(part, async () => void (await this.coll.bulkWrite(part.map((p) => ({ deleteOne: { filter: p.item } })), { ordered: false })));
+    for (const part of chunks(inserts)) void send(part, () => this.coll.insertMany(part.map((p) => p.item), { ordered: false }));
+    for (const part of chunks(updates)) void send(part, () => this.coll.bulkWrite(part.map((p) => ({ updateOne: p.item })), { ordered: false }));
+    for (const part of chunks(deletes)) void send(part, () => this.coll.bulkWrite(part.map((p) => ({ deleteOne: { filter: p.item } })), { ordered: false }));
   }
 }
 
-function* chunks<I, R>(list: Pending<I, R>[]): Generator<Pending<I, R>[]> {
+function* chunks<I>(list: Pending<I>[]): Generator<Pending<I>[]> {
   for (let i = 0; i < list.length; i += MAX_STATEMENTS) yield list.slice(i, i + MAX_STATEMENTS);
 }
 
 /** Sends one command for `part` and settles each statement with its own outcome. */
-async function send<I, R>(part: Pending<I, R>[], command: () => Promise<R>): Promise<void> {
+async function send<I>(part: Pending<I>[], command: () => Promise<unknown>): Promise<void> {
   try {
-    const result = await command();
-    for (const p of part) p.resolve(result);
+    await command();
+    for (const p of part) p.resolve();
   } catch (err) {
     if (!(err instanceof MongoBulkWriteError) || err.writeErrors === undefined) {
       for (const p of part) p.reject(err);
@@ -103,7 +88,7 @@ async function send<I, R>(part: Pending<I, R>[], command: () => Promise<R>): Pro
     const failed = new Map((Array.isArray(err.writeErrors) ? err.writeErrors : [err.writeErrors]).map((w) => [w.index, w]));
     part.forEach((p, i) => {
       const w = failed.get(i);
-      if (!w) p.resolve(undefined as R); // carried out; for a replace, `undefined`: whether it matched is not known
+      if (!w) p.resolve();
       else p.reject(new MongoServerError({ message: w.errmsg ?? `write error ${w.code}`, errmsg: w.errmsg, code: w.code }));
     });
   }

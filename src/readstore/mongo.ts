@@ -286,19 +286,11 @@ class MongoCollection<D extends Doc> implements Collection<D> {
     }
   }
 
-  /**
-   * Replaces (or deletes) `current` if it is still the stored version; false
-   * otherwise. Replaces of one turn share a command (a projector batch's
-   * documents); when not all of its statements matched, the document says
-   * whether this one did: it holds this write's token only if it was written
-   * (a write over it since then reads as a conflict, and the retry finds this
-   * write's positions applied).
-   */
+  /** Replaces (or deletes) `current` if it is still the stored version; false otherwise. */
   private async replace(current: Stored, next: Stored | null): Promise<boolean> {
     const filter = { _id: current._id, [VERSION]: current[VERSION] ?? { $exists: false } } as Filter<Stored>;
     if (next === null) return (await this.coll.deleteOne(filter)).deletedCount === 1;
-    if ((await this.writes.replaceOne(filter, next)) === true) return true;
-    return (await this.coll.findOne({ _id: current._id }, { projection: { [TOKEN]: 1 } }))?.[TOKEN] === next[TOKEN];
+    return (await this.coll.replaceOne(filter, next)).matchedCount === 1;
   }
 
   private async writeWithTicket(tickets: Tickets, current: Stored, next: Stored | null): Promise<boolean> {
