@@ -50,6 +50,13 @@ export function createMetrics() {
       buckets: stageBuckets,
       registers: [registry],
     }),
+    mongoCommandSeconds: new Histogram({
+      name: 'chatflow_mongo_command_seconds',
+      help: 'One MongoDB command (the driver\'s command monitoring), by command name: the count per message says how many round trips a message costs',
+      labelNames: ['command'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
     replyLatencySeconds: new Histogram({
       name: 'chatflow_reply_latency_seconds',
       help: 'From Accepted to the reply written to the client stream, at the gateway',

@@ -16,6 +16,7 @@ export const METRIC = {
 export const STAGE_HISTOGRAMS = [
   { metric: 'chatflow_log_append_seconds', label: 'topic', stage: 'log append' },
   { metric: 'chatflow_media_put_seconds', label: 'kind', stage: 'media put' },
+  { metric: 'chatflow_mongo_command_seconds', label: 'command', stage: 'mongodb' },
 ] as const;
 
 export interface StageTiming {

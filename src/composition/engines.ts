@@ -21,6 +21,7 @@ import { S3MediaStore } from '../media/s3';
 import type { MediaStore } from '../media/port';
 import { handleMediaRequest } from '../media/local-http';
 import type { HttpRoute } from '../http/server';
+import type { Metrics } from '../metrics';
 import { retryWithBackoff } from '../resilience/retry';
 
 /**
@@ -59,17 +60,18 @@ export interface Storage {
   openReplyClaims(): Promise<ReplyClaims>;
 }
 
-export async function openStorage(config: Config, logger: Logger): Promise<Storage> {
+export async function openStorage(config: Config, logger: Logger, mongoCommandSeconds?: Metrics['mongoCommandSeconds']): Promise<Storage> {
   const uri = config.mongodbUri;
   if (!uri) {
     return { store: new MemoryReadStore(), openRegistry: async () => new MemoryConnectionRegistry(), openReplyClaims: async () => new MemoryReplyClaims({ deadAfterMs: WORKER_DEAD_AFTER_MS }) };
   }
   const log = logger.child({ engine: 'mongodb' });
   const timeoutMs = config.mongoTimeoutMs;
-  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize }));
+  const onCommand = mongoCommandSeconds && ((command: string, seconds: number) => mongoCommandSeconds.observe({ command }, seconds));
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, onCommand }));
   return {
     store,
-    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE })),
+    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE, onCommand })),
     openReplyClaims: () => retryWithBackoff('MongoDB', log, () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS })),
   };
 }

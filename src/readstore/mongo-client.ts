@@ -33,6 +33,8 @@ export interface MongoConnectOptions {
    * the caller then asks for again.
    */
   poolSize?: number;
+  /** Told of every command the client completes or fails (name, seconds): the driver's command monitoring, on only when given. */
+  onCommand?: (command: string, seconds: number) => void;
 }
 
 /** Defaults of CHATFLOW_MONGO_TIMEOUT_MS and CHATFLOW_MONGO_POOL_SIZE. */
@@ -79,7 +81,14 @@ export async function connectMongo(opts: MongoConnectOptions): Promise<{ client:
     ...(opts.serverSelectionTimeoutMS !== undefined && { serverSelectionTimeoutMS: opts.serverSelectionTimeoutMS }),
     // `undefined` fields are left out, as the memory store leaves them out.
     ignoreUndefined: true,
+    monitorCommands: opts.onCommand !== undefined,
   });
+  const onCommand = opts.onCommand;
+  if (onCommand) {
+    const told = (e: { commandName: string; duration: number }) => onCommand(e.commandName, e.duration / 1000);
+    client.on('commandSucceeded', told);
+    client.on('commandFailed', told);
+  }
   let reachable = true;
   client.on('serverDescriptionChanged', (e) => {
     const up = e.newDescription.type !== 'Unknown';

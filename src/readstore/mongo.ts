@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Collection as MongoColl, Db, Filter, MongoClient, Sort } from 'mongodb';
 import type { Logger } from 'pino';
 import { retry } from '../resilience/retry';
+import { RecentMap } from '../domain/recent-map';
 import { connectMongo, isDuplicateKeyError, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
 import type { Collection, Doc, FindQuery, Position, ReadStore, ApplyStep } from './port';
 
@@ -137,9 +138,10 @@ class MongoCollection<D extends Doc> implements Collection<D> {
    * document back: if another writer moved the document on since, the versioned
    * write fails like any lost race and the retry reads the document. Read
    * models have one writer at a time (the projector owning the partition), so
-   * this saves the read of nearly every update.
+   * this saves the read of nearly every update. Bounded by a ring (the
+   * oldest written is forgotten first; forgetting one costs its next write a read).
    */
-  private readonly known = new Map<string, Stored | null>();
+  private readonly known = new RecentMap<string, Stored | null>(KNOWN_MAX);
 
   constructor(
     private readonly coll: MongoColl<Stored>,
@@ -202,7 +204,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
    */
   private async applyOnce(id: string, steps: readonly ApplyStep<D>[], first: boolean): Promise<void> {
     let current: Stored | null;
-    if (first && this.known.has(id)) current = this.known.get(id)!;
+    if (first && this.known.has(id)) current = this.known.get(id) ?? null;
     else if (first) {
       const created = this.foldFromNothing(id, steps);
       if (created && (await this.insert(created))) return this.remember(id, created);
@@ -254,9 +256,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
   }
 
   private remember(id: string, doc: Stored | null): void {
-    this.known.delete(id);
     this.known.set(id, doc);
-    if (this.known.size > KNOWN_MAX) this.known.delete(this.known.keys().next().value!);
   }
 
   /** Creates a document; false if another writer created it first. */

@@ -1,7 +1,8 @@
 import type { Collection as MongoColl, Db } from 'mongodb';
 import type { Logger } from 'pino';
 import { isDuplicateKeyError } from '../readstore/mongo-client';
-import { beatPrunable, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
+import { RecentMap } from '../domain/recent-map';
+import { beatPrunable, CONFIRM_APPENDED_IF, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
 import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
 
 export const REPLY_CLAIMS_COLLECTION = 'reply_claims';
@@ -89,8 +90,8 @@ export class MongoReplyClaims implements ReplyClaims {
     return replyClaim.decide(command, await this.state(messageId, command.type === 'Claim'));
   }
 
-  async claim(messageId: string, owner: string, now: number): Promise<ClaimResult> {
-    const fresh = await this.claimFirst(messageId, owner);
+  async claim(messageId: string, owner: string, now: number, hints: { intact?: boolean } = {}): Promise<ClaimResult> {
+    const fresh = await this.claimFirst(messageId, owner, hints.intact === true);
     if (fresh) return fresh;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const events = await this.decide(messageId, { type: 'Claim', owner, now, deadAfterMs: this.deadAfterMs });
@@ -114,10 +115,11 @@ export class MongoReplyClaims implements ReplyClaims {
    * The common case in one round trip: a message nobody has claimed. Inserting
    * generation 1 succeeds only then (unique `_id`), and with no claim there is no
    * outcome — read beside the insert all the same, so records a pruner left
-   * half-deleted still answer what the decider would. Null: there were records;
-   * decide on them.
+   * half-deleted still answer what the decider would, unless the caller knows
+   * no prune has touched them (`intact`: one command). Null: there were
+   * records; decide on them.
    */
-  private async claimFirst(messageId: string, owner: string): Promise<ClaimResult | null> {
+  private async claimFirst(messageId: string, owner: string, intact: boolean): Promise<ClaimResult | null> {
     const [inserted, recorded] = await Promise.all([
       this.coll.insertOne({ _id: `${messageId}#1`, messageId, gen: 1, owner }).then(
         () => true,
@@ -126,7 +128,7 @@ export class MongoReplyClaims implements ReplyClaims {
           throw err;
         },
       ),
-      this.coll.findOne({ _id: `${messageId}#outcome` }),
+      intact ? null : this.coll.findOne({ _id: `${messageId}#outcome` }),
     ]);
     if (inserted) this.held.add(messageId, 1, owner);
     if (!inserted || recorded) return null;
@@ -164,12 +166,23 @@ export class MongoReplyClaims implements ReplyClaims {
   }
 
   /**
-   * One update whose filter is the decider's condition (an outcome recorded and
-   * not yet appended becomes appended, and when: see claimsPrunable). Idempotent,
-   * so FerretDB's non-atomic conditional update cannot do harm here.
+   * One conditional update, decided by the decider: its filter is the
+   * decider's condition (CONFIRM_APPENDED_IF: an outcome record not yet
+   * appended), and what it sets is the decider's event evolved into the record
+   * it would have, on the state that condition stands for. A record the filter
+   * does not match is one the decider leaves alone. Idempotent, so FerretDB's
+   * non-atomic conditional update cannot do harm here. The recorded event's
+   * bytes are dropped once it is in the log (nobody appends it again).
    */
   async confirmAppended(messageId: string, now: number): Promise<void> {
-    await this.coll.updateOne({ _id: `${messageId}#outcome`, appended: false }, { $set: { appended: true, appendedAt: now }, $unset: { event: '' } });
+    const matched: ReplyClaimState = { claims: [], beats: {}, outcome: { gen: 0, owner: '', event: new Uint8Array(), appended: CONFIRM_APPENDED_IF.outcomeAppended } };
+    const events = replyClaim.decide({ type: 'ConfirmAppended', now }, matched);
+    const after = events.reduce(replyClaim.evolve, matched).outcome;
+    if (events.length === 0 || !after) return;
+    await this.coll.updateOne(
+      { _id: `${messageId}#outcome`, appended: CONFIRM_APPENDED_IF.outcomeAppended },
+      { $set: { appended: after.appended, ...(after.appendedAt !== undefined ? { appendedAt: after.appendedAt } : {}) }, $unset: { event: '' } },
+    );
   }
 
   async release(messageId: string, owner: string, gen: number): Promise<void> {
@@ -210,11 +223,9 @@ export class MongoReplyClaims implements ReplyClaims {
 const HELD_MAX = 10_000;
 
 class HeldClaims {
-  private readonly byMessage = new Map<string, { gen: number; owner: string }>();
+  private readonly byMessage = new RecentMap<string, { gen: number; owner: string }>(HELD_MAX);
   add(messageId: string, gen: number, owner: string): void {
-    this.byMessage.delete(messageId);
     this.byMessage.set(messageId, { gen, owner });
-    if (this.byMessage.size > HELD_MAX) this.byMessage.delete(this.byMessage.keys().next().value!);
   }
   has(messageId: string, gen: number, owner: string): boolean {
     const h = this.byMessage.get(messageId);

@@ -10,8 +10,14 @@ export type ClaimResult =
 export interface ReplyClaims {
   /** A holder whose last beat is this old is dead (its owners beat several times within it). */
   readonly deadAfterMs: number;
-  /** Claims message `messageId` for `owner` (a worker process), unless it is answered or a live owner holds it. */
-  claim(messageId: string, owner: string, now: number): Promise<ClaimResult>;
+  /**
+   * Claims message `messageId` for `owner` (a worker process), unless it is
+   * answered or a live owner holds it. `intact`: the caller knows no prune can
+   * have removed any of the message's records yet (it is younger than half the
+   * keep time), so an adapter may skip what it reads only to see through a
+   * half-done prune.
+   */
+  claim(messageId: string, owner: string, now: number, hints?: { intact?: boolean }): Promise<ClaimResult>;
   /**
    * Records `event` as the message's outcome under generation `gen`. True: it
    * is the message's outcome and the caller appends it; false: another owner's

@@ -194,6 +194,46 @@ describe('Worker: exactly one reply per message id, whatever the read model says
   });
 });
 
+describe('Worker: the claims answer "answered already?" while no prune can have touched them (issue 15)', () => {
+  let env: ReturnType<typeof setup>;
+  beforeEach(() => (env = setup()));
+  afterEach(async () => env.stopAll());
+  const KEEP_MS = 60_000;
+
+  /** The read model's `get`, counted. */
+  const countedGets = () => {
+    const counted = { messages: Object.create(env.messages) as typeof env.messages, gets: 0 };
+    counted.messages.get = async (id: string) => {
+      counted.gets++;
+      return env.messages.get(id);
+    };
+    return counted;
+  };
+
+  it('a message received less than half the keep time ago is claimed without a read-model lookup', async () => {
+    const llm = model();
+    llm.release();
+    const counted = countedGets();
+    const a = await env.worker('wA', llm, { messages: counted.messages, claimsKeepMs: KEEP_MS });
+    await a.handle(env.received('y1'), new AbortController().signal);
+    expect(env.log.outcomesFor('y1')).toHaveLength(1);
+    expect(counted.gets).toBe(0);
+  });
+
+  it('a copy of a message answered long ago, its claims pruned since, is not answered again: the read model says so', async () => {
+    const llm = model();
+    llm.release();
+    const counted = countedGets();
+    await env.messages.apply('y2', { stream: 'conversations/0', offset: 0 }, () => ({ _id: 'y2', status: 'answered' }) as unknown as MessageDoc);
+    const a = await env.worker('wA', llm, { messages: counted.messages, claimsKeepMs: KEEP_MS });
+    const old = env.received('y2', 7);
+    old.event.time = new Date(Date.now() - KEEP_MS); // no claim records left for it (pruned): only the read model knows
+    await a.handle(old, new AbortController().signal);
+    expect(env.log.outcomesFor('y2')).toHaveLength(0);
+    expect([counted.gets, llm.calls]).toEqual([1, 0]);
+  });
+});
+
 describe('Worker: the claims database failing for a moment while a reply is recorded', () => {
   let env: ReturnType<typeof setup>;
   beforeEach(() => (env = setup()));

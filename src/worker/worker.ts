@@ -200,9 +200,13 @@ export class Worker {
 
   private async process(source: LoggedEvent, m: MessageReceived, signal: AbortSignal): Promise<void> {
     const event = source.event;
-    const done = await this.deps.messages.get(m.messageId);
-    if (done && done.status !== 'pending') return; // answered (the read model may lag: the claim below is the real check)
-    const claim = await this.claim(m.messageId, signal);
+    const intact = this.claimsIntact(event);
+    if (!intact) {
+      // Its claims may be pruned by now: the read model (long caught up with an answer this old) says if it was answered.
+      const done = await this.deps.messages.get(m.messageId);
+      if (done && done.status !== 'pending') return;
+    }
+    const claim = await this.claim(m.messageId, signal, intact);
     if (claim.type === 'answered') return;
     if (claim.type === 'unconfirmed') return this.confirm(source, m.messageId, claim.event, signal);
     await this.acquire();
@@ -220,10 +224,23 @@ export class Worker {
     }
   }
 
+  /**
+   * Whether no prune can have touched the message's claim records yet, so that
+   * they alone say whether it was answered (no read-model lookup, issue 15).
+   * Records go `claimsKeepMs` after their outcome was appended, which is after
+   * the message was received; half of it allows for clocks that disagree.
+   */
+  private claimsIntact(event: Event): boolean {
+    const keepMs = this.deps.claimsKeepMs;
+    if (keepMs === undefined) return true; // never pruned
+    const received = event.time?.getTime();
+    return received !== undefined && this.deps.clock() - received < keepMs / 2;
+  }
+
   /** Claims the message, waiting while a live worker holds it (until it answers, gives it up or dies). */
-  private async claim(messageId: string, signal: AbortSignal): Promise<Exclude<ClaimResult, { type: 'busy' }>> {
+  private async claim(messageId: string, signal: AbortSignal, intact: boolean): Promise<Exclude<ClaimResult, { type: 'busy' }>> {
     for (let waited = false; ; waited = true) {
-      const result = await this.deps.claims.claim(messageId, this.deps.workerId, this.deps.clock());
+      const result = await this.deps.claims.claim(messageId, this.deps.workerId, this.deps.clock(), { intact });
       if (result.type !== 'busy') return result;
       if (!waited) this.deps.logger.info({ messageId, holder: result.holder }, 'another worker holds this message; waiting for its outcome');
       await sleep(BUSY_POLL_MS, signal);
