@@ -85,7 +85,9 @@ export interface AdmissionState {
  * Whether a holder's heartbeat has renewed a lease: the lease was live when the
  * heartbeat's current run began, or was acquired during it, and not after its
  * last renewal. (A lease acquired during the run is renewed by the next
- * renewal: renewals come less than a lease apart, or the run would have broken.)
+ * renewal: those come less than a lease apart, or the run would have broken,
+ * as long as a holder's acquires and renewals set the same lease length; a
+ * gateway sets both from CHATFLOW_LEASE_MS.)
  */
 function renewedByHeartbeat(lease: LeaseState, beat: HolderHeartbeat | undefined): beat is HolderHeartbeat {
   return beat !== undefined && lease.expiresAt > beat.since && lease.acquiredAt <= beat.renewedAt;
