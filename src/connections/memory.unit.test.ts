@@ -1,4 +1,4 @@
-import { admission, type AdmissionCommand, type AdmissionEvent } from '../domain/admission';
+import { admission, renewedSessions, type AdmissionCommand, type AdmissionEvent } from '../domain/admission';
 import { run } from '../domain/decider';
 import { MemoryConnectionRegistry } from './memory';
 
@@ -46,7 +46,8 @@ describe('MemoryConnectionRegistry', () => {
         expect(await registry.release(s)).toBe(reference({ type: 'Release', sessionId: s }).length > 0);
       } else if (op < 0.9) {
         const g = rnd() < 0.5 ? 'g1' : 'g2';
-        const want = reference({ type: 'Renew', gatewayId: g, now, leaseMs: 100 }).flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
+        const want = renewedSessions(state, g, now);
+        expect(reference({ type: 'Renew', gatewayId: g, now, leaseMs: 100 })).toHaveLength(1);
         expect((await registry.renew(g, now, 100)).sort()).toEqual(want.sort());
       } else {
         const want = reference({ type: 'Expire', now }).flatMap((e) => (e.type === 'Expired' ? [e.lease.sessionId] : []));
@@ -54,6 +55,27 @@ describe('MemoryConnectionRegistry', () => {
       }
       expect(await registry.count()).toBe(state.leases.size);
     }
+  });
+
+  it('holding 10,000 leases of one holder, renews them and sweeps (nothing expired) writing no entry per lease', async () => {
+    const registry = new MemoryConnectionRegistry();
+    const n = 10_000;
+    for (let i = 0; i < n; i++) {
+      expect((await registry.acquire({ clientId: `c${i}`, sessionId: `s${i}`, gatewayId: 'g1', conversationId: `conv${i}`, now: 1000, leaseMs: 1000, maxClients: n })).ok).toBe(true);
+    }
+    const set = jest.spyOn(Map.prototype, 'set');
+    try {
+      for (let t = 1500; t <= 5000; t += 500) {
+        expect(await registry.renew('g1', t, 1000)).toHaveLength(n);
+        expect(await registry.expire(t + 100)).toEqual([]);
+        expect((await registry.acquire({ clientId: 'late', sessionId: `late${t}`, gatewayId: 'g1', conversationId: 'x', now: t + 200, leaseMs: 1000, maxClients: n })).ok).toBe(false);
+      }
+      // Renewing lease by lease writes n entries per renewal; one heartbeat per holder writes one.
+      expect(set.mock.calls.length).toBeLessThan(100);
+    } finally {
+      set.mockRestore();
+    }
+    expect((await registry.expire(6001)).length).toBe(n);
   });
 
   it('holding 2,000 leases, renews, admits, refuses and releases without copying the lease map per lease', async () => {

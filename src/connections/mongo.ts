@@ -1,7 +1,7 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
-import { admission, admissionStateOf, heartbeatPrunable, holderOf } from '../domain/admission';
+import { admission, admissionStateOf, heartbeatPrunable, holderOf, renewedSessions } from '../domain/admission';
 import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
@@ -166,8 +166,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     ]);
     // The decider sees the leases as they stood before this renewal: those of a holder that had lapsed are lost.
     const beat = new Map(before ? [[holder, before]] : []);
-    const renewed = admission.decide({ type: 'Renew', gatewayId: holder, now, leaseMs }, admissionStateOf(held.map((h) => withHolderExpiry(h, beat))));
-    return renewed.flatMap((e) => (e.type === 'Renewed' ? [e.sessionId] : []));
+    return renewedSessions(admissionStateOf(held.map((h) => withHolderExpiry(h, beat))), holder, now);
   }
 
   /** Sweeps expired slots, and removes the heartbeats of holders gone for good (see heartbeatPrunable). */

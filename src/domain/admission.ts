@@ -17,13 +17,14 @@ export interface LeaseState {
   readonly holder?: string;
   readonly conversationId: string;
   readonly acquiredAt: number;
-  /** Until when the slot is held; a store that keeps one heartbeat per holder gives its holder's here. */
-  readonly expiresAt: number;
   /**
-   * When its holder last renewed it (a store that keeps one heartbeat per
-   * holder gives its holder's last heartbeat here); absent until the first
-   * renewal: `acquiredAt` stands in.
+   * Until when the slot is held: as acquired in the state (acquiredAt + lease);
+   * once its holder's heartbeat renewed it, the heartbeat's expiry stands in
+   * (leaseAsHeld gives the lease with it; a store that applies it itself, as
+   * MongoDB's does, hands the decider leases with it here).
    */
+  readonly expiresAt: number;
+  /** When its holder last renewed it (as `expiresAt`: its heartbeat's); absent until the first renewal: `acquiredAt` stands in. */
   readonly renewedAt?: number;
 }
 
@@ -48,17 +49,71 @@ export function holderOf(lease: LeaseState): string {
   return lease.holder ?? lease.gatewayId;
 }
 
+/**
+ * A holder's heartbeat: one per holder (gateway process), whatever the number
+ * of its leases, so a renewal changes one entry, not one per lease. A lease
+ * the heartbeat has renewed is held until the heartbeat's `expiresAt` (see
+ * leaseAsHeld).
+ */
+export interface HolderHeartbeat {
+  /**
+   * When this unbroken run of renewals began: a renewal arriving after the
+   * heartbeat lapsed starts a new run, and leases that had lapsed before it
+   * are not revived.
+   */
+  readonly since: number;
+  readonly expiresAt: number;
+  readonly renewedAt: number;
+}
+
 export interface AdmissionState {
-  /** Leases by client id. */
+  /** Leases by client id, as acquired (a renewal changes its holder's heartbeat, not the lease). */
   readonly leases: ReadonlyMap<string, LeaseState>;
+  /** Heartbeats by holder. Absent (a store that hands in leases with their holder's expiry already applied): none. */
+  readonly heartbeats?: ReadonlyMap<string, HolderHeartbeat>;
   /**
    * Optional indexes an adapter may keep so a decision need not scan every
    * lease (10,000 on one gateway): they change no decision, only its cost.
    * `sessions`: client id by session id, for every lease.
-   * `noneExpireBefore`: no lease's `expiresAt` is below this (a lower bound).
+   * `noneExpireBefore`: no lease's expiry as held (leaseAsHeld) is below this (a lower bound).
    */
   readonly sessions?: ReadonlyMap<string, string>;
   readonly noneExpireBefore?: number;
+}
+
+/**
+ * Whether a holder's heartbeat has renewed a lease: the lease was live when the
+ * heartbeat's current run began, or was acquired during it, and not after its
+ * last renewal. (A lease acquired during the run is renewed by the next
+ * renewal: those come less than a lease apart, or the run would have broken,
+ * as long as a holder's acquires and renewals set the same lease length; a
+ * gateway sets both from CHATFLOW_LEASE_MS.)
+ */
+function renewedByHeartbeat(lease: LeaseState, beat: HolderHeartbeat | undefined): beat is HolderHeartbeat {
+  return beat !== undefined && lease.expiresAt > beat.since && lease.acquiredAt <= beat.renewedAt;
+}
+
+/** When a lease lapses: its holder's heartbeat's expiry once that renewed it, its own until then. */
+export function expiryOf(lease: LeaseState, heartbeats: AdmissionState['heartbeats']): number {
+  const beat = heartbeats?.get(holderOf(lease));
+  return renewedByHeartbeat(lease, beat) ? beat.expiresAt : lease.expiresAt;
+}
+
+/** A lease as held: with its holder's heartbeat's expiry and last renewal once that renewed it. */
+export function leaseAsHeld(lease: LeaseState, heartbeats: AdmissionState['heartbeats']): LeaseState {
+  const beat = heartbeats?.get(holderOf(lease));
+  return renewedByHeartbeat(lease, beat) ? { ...lease, expiresAt: beat.expiresAt, renewedAt: beat.renewedAt } : lease;
+}
+
+/**
+ * The sessions a renewal of `holder` at `now` extends (a store's answer to a
+ * renewal): the holder's leases live at `now`, before the renewal. `leases`:
+ * the leases to look at, e.g. an adapter's index of this holder's (default all).
+ */
+export function renewedSessions(state: AdmissionState, holder: string, now: number, leases: Iterable<LeaseState> = state.leases.values()): string[] {
+  const renewed: string[] = [];
+  for (const l of leases) if (holderOf(l) === holder && expiryOf(l, state.heartbeats) > now) renewed.push(l.sessionId);
+  return renewed;
 }
 
 export type AdmissionCommand =
@@ -83,7 +138,8 @@ export type AdmissionEvent =
    */
   | { type: 'Refused'; reason: 'full' | 'duplicate' | 'holder-late'; clientId: string; holder?: LeaseState; retryAfterMs?: number }
   | { type: 'Released'; lease: LeaseState }
-  | { type: 'Renewed'; sessionId: string; clientId: string; expiresAt: number; renewedAt: number }
+  /** One event per renewal whatever the number of the holder's leases (see HolderHeartbeat). */
+  | { type: 'HolderRenewed'; holder: string; heartbeat: HolderHeartbeat }
   | { type: 'Expired'; lease: LeaseState };
 
 export function initialAdmissionState(): AdmissionState {
@@ -91,51 +147,71 @@ export function initialAdmissionState(): AdmissionState {
 }
 
 export function decideAdmission(command: AdmissionCommand, state: AdmissionState): AdmissionEvent[] {
+  const beats = state.heartbeats;
   switch (command.type) {
     case 'Acquire': {
-      const holder = state.leases.get(command.clientId);
+      const current = state.leases.get(command.clientId);
       // A live lease of the same client wins; an expired one no longer counts.
-      if (holder && holder.expiresAt > command.now) {
+      if (current && expiryOf(current, beats) > command.now) {
+        const holder = leaseAsHeld(current, beats);
         if (command.now - heardAt(holder) > (command.lateAfterMs ?? Infinity)) {
           return [{ type: 'Refused', reason: 'holder-late', clientId: command.clientId, holder, retryAfterMs: holder.expiresAt - command.now }];
         }
         return [{ type: 'Refused', reason: 'duplicate', clientId: command.clientId, holder }];
       }
-      if (state.noneExpireBefore !== undefined && state.noneExpireBefore > command.now) {
+      if (noneExpired(state, command.now)) {
         // No lease has expired, so every lease is live and none is this client's (a live one was refused above):
         // the same decision as the scan below, without it.
         if (state.leases.size >= command.maxClients) return [{ type: 'Refused', reason: 'full', clientId: command.clientId }];
         return [{ type: 'Admitted', lease: newLease(command) }];
       }
-      const live = [...state.leases.values()].filter((l) => l.expiresAt > command.now && l.clientId !== command.clientId);
-      if (live.length >= command.maxClients) {
+      let live = 0;
+      const expired: AdmissionEvent[] = [];
+      for (const l of state.leases.values()) {
+        if (expiryOf(l, beats) > command.now) live += l.clientId !== command.clientId ? 1 : 0;
+        else expired.push({ type: 'Expired', lease: leaseAsHeld(l, beats) });
+      }
+      if (live >= command.maxClients) {
         return [{ type: 'Refused', reason: 'full', clientId: command.clientId }];
       }
-      const expired = [...state.leases.values()].filter((l) => l.expiresAt <= command.now);
-      return [
-        ...expired.map((lease): AdmissionEvent => ({ type: 'Expired', lease })),
-        { type: 'Admitted', lease: newLease(command) },
-      ];
+      return [...expired, { type: 'Admitted', lease: newLease(command) }];
     }
     case 'Release': {
       const lease = state.sessions
         ? state.leases.get(state.sessions.get(command.sessionId) ?? '')
         : [...state.leases.values()].find((l) => l.sessionId === command.sessionId);
-      return lease?.sessionId === command.sessionId ? [{ type: 'Released', lease }] : [];
+      return lease?.sessionId === command.sessionId ? [{ type: 'Released', lease: leaseAsHeld(lease, beats) }] : [];
     }
-    case 'Renew':
-      return [...state.leases.values()]
-        .filter((l) => holderOf(l) === command.gatewayId && l.expiresAt > command.now)
-        .map((l) => ({ type: 'Renewed', sessionId: l.sessionId, clientId: l.clientId, expiresAt: command.now + command.leaseMs, renewedAt: command.now }));
-    case 'Expire':
-      return [...state.leases.values()]
-        .filter((l) => l.expiresAt <= command.now)
-        .map((lease) => ({ type: 'Expired', lease }));
+    case 'Renew': {
+      // One heartbeat per holder: its leases are not touched. Never moved back (a late renewal cannot shorten it).
+      const beat = beats?.get(command.gatewayId);
+      const unbroken = beat !== undefined && beat.expiresAt > command.now;
+      return [{
+        type: 'HolderRenewed',
+        holder: command.gatewayId,
+        heartbeat: {
+          since: unbroken ? beat.since : command.now,
+          expiresAt: Math.max(command.now + command.leaseMs, unbroken ? beat.expiresAt : Number.NEGATIVE_INFINITY),
+          renewedAt: Math.max(command.now, unbroken ? beat.renewedAt : Number.NEGATIVE_INFINITY),
+        },
+      }];
+    }
+    case 'Expire': {
+      if (noneExpired(state, command.now)) return [];
+      const expired: AdmissionEvent[] = [];
+      for (const l of state.leases.values()) if (expiryOf(l, beats) <= command.now) expired.push({ type: 'Expired', lease: leaseAsHeld(l, beats) });
+      return expired;
+    }
     default: {
       const never: never = command;
       throw new Error(`unknown command ${JSON.stringify(never)}`);
     }
   }
+}
+
+/** Whether the `noneExpireBefore` index says no lease can have expired at `now`. */
+function noneExpired(state: AdmissionState, now: number): boolean {
+  return state.noneExpireBefore !== undefined && state.noneExpireBefore > now;
 }
 
 function newLease(command: Extract<AdmissionCommand, { type: 'Acquire' }>): LeaseState {
@@ -151,12 +227,15 @@ function newLease(command: Extract<AdmissionCommand, { type: 'Acquire' }>): Leas
 }
 
 /**
- * What an event changes in the leases, as a change to one client's entry:
- * `{ clientId, lease }` sets it (lease undefined = removes it); null = nothing.
- * `evolveAdmission` applies it to a copy; an in-memory adapter may apply it in
- * place (copying a 10,000-entry map per event is what it must not do).
+ * What an event changes, as a change to one entry: `{ clientId, lease }` sets
+ * a client's lease (lease undefined = removes it), `{ holder, heartbeat }`
+ * sets a holder's heartbeat; null = nothing. `evolveAdmission` applies it to a
+ * copy; an in-memory adapter may apply it in place (copying a 10,000-entry map
+ * per event is what it must not do).
  */
-export function admissionChange(leases: ReadonlyMap<string, LeaseState>, event: AdmissionEvent): { clientId: string; lease: LeaseState | undefined } | null {
+export type AdmissionChange = { clientId: string; lease: LeaseState | undefined } | { holder: string; heartbeat: HolderHeartbeat };
+
+export function admissionChange(leases: ReadonlyMap<string, LeaseState>, event: AdmissionEvent): AdmissionChange | null {
   switch (event.type) {
     case 'Admitted':
       return { clientId: event.lease.clientId, lease: event.lease };
@@ -164,11 +243,8 @@ export function admissionChange(leases: ReadonlyMap<string, LeaseState>, event: 
     case 'Expired':
       if (leases.get(event.lease.clientId)?.sessionId !== event.lease.sessionId) return null;
       return { clientId: event.lease.clientId, lease: undefined };
-    case 'Renewed': {
-      const current = leases.get(event.clientId);
-      if (!current || current.sessionId !== event.sessionId) return null;
-      return { clientId: event.clientId, lease: { ...current, expiresAt: event.expiresAt, renewedAt: event.renewedAt } };
-    }
+    case 'HolderRenewed':
+      return { holder: event.holder, heartbeat: event.heartbeat };
     case 'Refused':
       return null;
     default: {
@@ -181,10 +257,11 @@ export function admissionChange(leases: ReadonlyMap<string, LeaseState>, event: 
 export function evolveAdmission(state: AdmissionState, event: AdmissionEvent): AdmissionState {
   const change = admissionChange(state.leases, event);
   if (!change) return state;
+  if ('holder' in change) return { leases: state.leases, heartbeats: new Map(state.heartbeats).set(change.holder, change.heartbeat) };
   const leases = new Map(state.leases);
   if (change.lease) leases.set(change.clientId, change.lease);
   else leases.delete(change.clientId);
-  return { leases };
+  return { leases, ...(state.heartbeats ? { heartbeats: state.heartbeats } : {}) };
 }
 
 export const admission: Decider<AdmissionCommand, AdmissionEvent, AdmissionState> = {

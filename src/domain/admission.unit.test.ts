@@ -1,5 +1,6 @@
-import { admission, type AdmissionCommand, type AdmissionEvent, type LeaseState } from './admission';
+import { admission, admissionStateOf, expiryOf, renewedSessions, type AdmissionCommand, type AdmissionEvent, type LeaseState } from './admission';
 import { spec } from '../../test/decider-specification';
+import { fold } from './decider';
 
 const acquire = (clientId: string, now = 1000, maxClients = 2): AdmissionCommand => ({
   type: 'Acquire', clientId, sessionId: `s-${clientId}-${now}`, gatewayId: 'g1', conversationId: `c-${clientId}`, now, leaseMs: 100, maxClients,
@@ -9,6 +10,8 @@ const lease = (clientId: string, now = 1000, gatewayId = 'g1'): LeaseState => ({
 });
 const admitted = (clientId: string, now = 1000, gatewayId = 'g1'): AdmissionEvent => ({ type: 'Admitted', lease: lease(clientId, now, gatewayId) });
 const rule = spec(admission);
+/** g1's heartbeat renewed at `at` until `until`, in a run of renewals begun at `since`. */
+const renewedAt = (at: number, until: number, since = 1000): AdmissionEvent => ({ type: 'HolderRenewed', holder: 'g1', heartbeat: { since, expiresAt: until, renewedAt: at } });
 
 describe('admission decider', () => {
   it('given room, when a client acquires, then it is admitted with a lease', () => {
@@ -26,7 +29,7 @@ describe('admission decider', () => {
   it('given the client\'s lease whose holder has not renewed it for longer than the acquire\'s lateAfterMs, then it is refused as holder-late with the time until it lapses', () => {
     const late = { ...acquire('a', 1050), lateAfterMs: 40 };
     rule.given([admitted('a')]).when(late).then([{ type: 'Refused', reason: 'holder-late', clientId: 'a', holder: lease('a'), retryAfterMs: 50 }]);
-    rule.given([admitted('a'), { type: 'Renewed', sessionId: 's-a-1000', clientId: 'a', expiresAt: 1130, renewedAt: 1030 }]).when(late)
+    rule.given([admitted('a'), renewedAt(1030, 1130)]).when(late)
       .then([{ type: 'Refused', reason: 'duplicate', clientId: 'a', holder: { ...lease('a'), expiresAt: 1130, renewedAt: 1030 } }]);
   });
 
@@ -57,13 +60,51 @@ describe('admission decider', () => {
 
   it('given leases of two gateways, when one renews, then only its live leases move', () => {
     const { state } = rule.given([admitted('a'), admitted('b', 1000, 'g2')]).when({ type: 'Renew', gatewayId: 'g1', now: 1090, leaseMs: 100 })
-      .then([{ type: 'Renewed', sessionId: 's-a-1000', clientId: 'a', expiresAt: 1190, renewedAt: 1090 }]);
-    expect(state.leases.get('a')?.expiresAt).toBe(1190);
-    expect(state.leases.get('b')?.expiresAt).toBe(1100);
+      .then([renewedAt(1090, 1190, 1090)]);
+    expect(expiryOf(state.leases.get('a')!, state.heartbeats)).toBe(1190);
+    expect(expiryOf(state.leases.get('b')!, state.heartbeats)).toBe(1100);
+    expect(renewedSessions(state, 'g1', 1150)).toEqual(['s-a-1000']);
+    expect(renewedSessions(state, 'g2', 1150)).toEqual([]);
   });
 
   it('given an expired lease, when renewing, then it is not revived', () => {
-    rule.given([admitted('a')]).when({ type: 'Renew', gatewayId: 'g1', now: 1100, leaseMs: 100 }).then([]);
+    const given = [admitted('a')];
+    expect(renewedSessions(rule.given(given).when({ type: 'Expire', now: 0 }).then([]).state, 'g1', 1100)).toEqual([]);
+    rule.given(given).when({ type: 'Renew', gatewayId: 'g1', now: 1100, leaseMs: 100 }).then([{ type: 'HolderRenewed', holder: 'g1', heartbeat: { since: 1100, expiresAt: 1200, renewedAt: 1100 } }]);
+    rule.given([...given, renewedAt(1100, 1200, 1100)]).when({ type: 'Expire', now: 1150 }).then([{ type: 'Expired', lease: lease('a') }]);
+  });
+
+  it('given a holder that keeps renewing, then its leases outlive the expiry they were acquired with, and come back once it stops', () => {
+    const run = [admitted('a'), renewedAt(1080, 1180), renewedAt(1160, 1260)];
+    rule.given(run).when({ type: 'Expire', now: 1250 }).then([]);
+    rule.given(run).when(acquire('b', 1250, 1)).then([{ type: 'Refused', reason: 'full', clientId: 'b' }]);
+    rule.given(run).when({ type: 'Expire', now: 1260 }).then([{ type: 'Expired', lease: { ...lease('a'), expiresAt: 1260, renewedAt: 1160 } }]);
+  });
+
+  it('given a lease acquired after its holder\'s last renewal, then it keeps its own expiry until the next renewal, which extends it', () => {
+    const run = [renewedAt(1000, 1030), admitted('a', 1020)];
+    rule.given(run).when({ type: 'Expire', now: 1100 }).then([]);
+    rule.given(run).when({ type: 'Expire', now: 1120 }).then([{ type: 'Expired', lease: lease('a', 1020) }]);
+    rule.given([...run, renewedAt(1025, 1125)]).when({ type: 'Expire', now: 1120 }).then([]);
+  });
+
+  it('given a holder whose heartbeat lapsed, when it renews again, then it renews only the leases still live: one lapsed before is not revived', () => {
+    const run = [admitted('a', 900), admitted('b', 1040), renewedAt(950, 1010, 950)];
+    const { state } = rule.given(run).when({ type: 'Renew', gatewayId: 'g1', now: 1050, leaseMs: 100 })
+      .then([{ type: 'HolderRenewed', holder: 'g1', heartbeat: { since: 1050, expiresAt: 1150, renewedAt: 1050 } }]);
+    expect(renewedSessions(fold(admission, run), 'g1', 1050)).toEqual(['s-b-1040']);
+    expect(admission.decide({ type: 'Expire', now: 1100 }, state)).toEqual([{ type: 'Expired', lease: { ...lease('a', 900), expiresAt: 1000 } }]);
+    expect(expiryOf(state.leases.get('b')!, state.heartbeats)).toBe(1150);
+  });
+
+  it('given 10,000 leases of one holder, when it renews, then one heartbeat changes and no lease is touched', () => {
+    const state = admissionStateOf(Array.from({ length: 10_000 }, (_, i) => lease(`c${i}`)));
+    const events = admission.decide({ type: 'Renew', gatewayId: 'g1', now: 1050, leaseMs: 100 }, state);
+    expect(events).toEqual([renewedAt(1050, 1150, 1050)]);
+    const after = admission.evolve(state, events[0]!);
+    expect(after.leases).toBe(state.leases);
+    expect(after.heartbeats?.size).toBe(1);
+    expect(admission.decide({ type: 'Expire', now: 1149 }, after)).toEqual([]);
   });
 
   it('given leases, when expiring at a time, then exactly those past their expiry go', () => {
@@ -85,6 +126,10 @@ describe('admission decider with the optional indexes', () => {
 
   it('refuses a client at a full server without scanning the leases when none can have expired', () => {
     expect(admission.decide(acquire('c', 1010), { leases: unscannable(held), noneExpireBefore: 1100 })).toEqual([{ type: 'Refused', reason: 'full', clientId: 'c' }]);
+  });
+
+  it('expires nothing without scanning the leases when none can have expired', () => {
+    expect(admission.decide({ type: 'Expire', now: 1050 }, { leases: unscannable(held), noneExpireBefore: 1100 })).toEqual([]);
   });
 
   it('admits with room without scanning the leases when none can have expired', () => {

@@ -93,6 +93,8 @@ export const leaseKeeper: Decider<LeaseKeeperCommand, LeaseKeeperEvent, LeaseKee
       case 'RecordRenewal': {
         // A renewal older than the last one says nothing new (responses can arrive out of order).
         if (command.sentAt < state.renewedAt) return [];
+        // No session to check (the gateway found every one renewed): no set of 10,000 renewed ids per renewal.
+        if (command.held.length === 0) return [{ type: 'Renewed', sentAt: command.sentAt }];
         const renewed = new Set(command.renewed);
         // Only a lease in the store before the renewal was sent had to be in what it read.
         const lost = command.held.filter((s) => s.claimedAt < command.sentAt && !renewed.has(s.sessionId)).map((s) => s.sessionId);

@@ -39,6 +39,11 @@ describe('lease keeper', () => {
     rule.given([]).when({ type: 'RecordRenewal', sentAt: 100, renewed: ['a', 'b'], held: [s('a', 0), s('b', 50)] }).then([renewed(100)]);
   });
 
+  it('given no session to check, when a renewal comes back, then its answer is not walked (10,000 ids every renewal period)', () => {
+    const unwalkable = Object.assign([] as string[], { [Symbol.iterator]: () => { throw new Error('walked the renewed ids'); } });
+    rule.given([]).when({ type: 'RecordRenewal', sentAt: 100, renewed: unwalkable, held: [] }).then([renewed(100)]);
+  });
+
   it('given sessions, when a renewal misses one admitted before it was sent, then that session has lost its lease', () => {
     rule.given([]).when({ type: 'RecordRenewal', sentAt: 100, renewed: ['a'], held: [s('a', 0), s('b', 50)] })
       .then([renewed(100), { type: 'LeasesLost', sessionIds: ['b'] }]);
