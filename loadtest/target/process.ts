@@ -48,6 +48,16 @@ export interface Child {
  */
 export const SERVER_NODE_FLAGS = ['--max-semi-space-size=64'];
 
+/**
+ * The environment `npm start` gives the server (package.json): 16 threads in
+ * libuv's pool instead of 4. The embedded log's O_DSYNC appends (what
+ * `Accepted` waits for) and every media put's three fsyncs share that pool; on
+ * a slow disk four media fsyncs in flight made an append wait behind them.
+ * libuv reads it when the pool first starts, so it cannot be set from inside
+ * the program (tsx starts the pool before src/main.ts runs).
+ */
+export const SERVER_ENV = { UV_THREADPOOL_SIZE: '16' };
+
 /** `node --require tsx/cjs src/main.ts` with the given environment; output into a log file. */
 export async function spawnChatFlow(spec: ChildSpec): Promise<Child> {
   const args = [...SERVER_NODE_FLAGS, '--require', 'tsx/cjs'];
@@ -61,7 +71,7 @@ export async function spawnChatFlow(spec: ChildSpec): Promise<Child> {
   // The scenarios measure the server's own overhead at the reference mix (a third each of text, audio, video):
   // real speech engines cannot keep up with that on two cores (README "Speech and video"), so they are off
   // unless a scenario or the runner's shell turns them on.
-  const env: NodeJS.ProcessEnv = { CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', ...process.env };
+  const env: NodeJS.ProcessEnv = { CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', ...SERVER_ENV, ...process.env };
   for (const k of spec.unset ?? []) delete env[k];
   const proc = spawn(process.execPath, args, { cwd: spec.cwd ?? REPO, env: { ...env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout!.pipe(log);

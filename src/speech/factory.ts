@@ -99,6 +99,7 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
     video,
     summary,
     close: async () => {
+      video?.close();
       await Promise.all(engines.map((e) => e.close()));
     },
   };

@@ -1,19 +1,28 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { LauncherExited, ProgramLauncher } from './launcher';
 import { KEYFRAME_SIZE, SpeechError, type VideoParts, type VideoSplitter } from './port';
 
 /**
  * Video through ffmpeg (a separate program, LGPL/GPL, never linked in): the
  * first keyframe as RGB pixels letterboxed into KEYFRAME_SIZE, then, when the
  * video has one, the first audio track as 16 kHz mono WAV. The upload goes through a
- * temporary file because MP4s often keep their index at the end.
+ * temporary file because MP4s often keep their index at the end. ffmpeg is
+ * started by a small helper process (ProgramLauncher), not by the server:
+ * forking the server stalled its event loop.
  */
 export class FfmpegVideoSplitter implements VideoSplitter {
   readonly name = 'ffmpeg';
 
+  private readonly launcher = new ProgramLauncher();
+
   constructor(private readonly ffmpeg: string, private readonly timeoutMs = 60_000) {}
+
+  /** Stops the helper process that starts ffmpeg. */
+  close(): void {
+    this.launcher.close();
+  }
 
   async split(video: Buffer, _mimeType: string, signal?: AbortSignal): Promise<VideoParts> {
     const dir = await mkdtemp(join(tmpdir(), 'chatflow-video-'));
@@ -25,14 +34,14 @@ export class FfmpegVideoSplitter implements VideoSplitter {
       const audio = join(dir, 'audio.wav');
       const fit = `scale=${width}:${height}:force_original_aspect_ratio=decrease,pad=${width}:${height}:(ow-iw)/2:(oh-ih)/2`;
       // The keyframe; ffmpeg's report on the input also says whether there is a sound track.
-      const report = await run(this.ffmpeg, [
+      const report = await this.run([
         '-nostdin', '-hide_banner', '-y', '-skip_frame', 'nokey', '-i', input,
         '-map', '0:v:0', '-frames:v', '1', '-vf', fit, '-f', 'rawvideo', '-pix_fmt', 'rgb24', frame,
-      ], this.timeoutMs, signal);
+      ], signal);
       const rgb = await readFile(frame).catch(() => Buffer.alloc(0));
       if (rgb.length !== width * height * 3) throw new SpeechError('the video has no picture ffmpeg could decode', false);
       if (/Stream #0:\d+.*: Audio:/.test(report)) {
-        await run(this.ffmpeg, ['-nostdin', '-hide_banner', '-y', '-i', input, '-map', '0:a:0', '-vn', '-ac', '1', '-ar', '16000', '-c:a', 'pcm_s16le', audio], this.timeoutMs, signal);
+        await this.run(['-nostdin', '-hide_banner', '-y', '-i', input, '-map', '0:a:0', '-vn', '-ac', '1', '-ar', '16000', '-c:a', 'pcm_s16le', audio], signal);
       }
       const hasAudio = await stat(audio).then((s) => s.size > 44, () => false);
       return { keyframe: { rgb, width, height }, audio: hasAudio ? await readFile(audio) : undefined, durationMs: durationOf(report) };
@@ -40,20 +49,21 @@ export class FfmpegVideoSplitter implements VideoSplitter {
       await rm(dir, { recursive: true, force: true });
     }
   }
-}
 
-function run(cmd: string, args: string[], timeoutMs: number, signal?: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, signal, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' }, (err, _out, stderr) => {
-      if (!err) return resolve(stderr);
-      if (signal?.aborted) return reject(err);
-      const e = err as NodeJS.ErrnoException & { killed?: boolean };
-      if (e.code === 'ENOENT') return reject(new SpeechError(`ffmpeg not found at ${cmd}`, false));
-      if (e.killed) return reject(new SpeechError('ffmpeg did not finish in time', true));
-      const last = stderr.trim().split('\n').slice(-2).join(' ').slice(0, 300);
-      reject(new SpeechError(`ffmpeg could not read the video: ${last}`, false));
-    });
-  });
+  /** ffmpeg's report (stderr) when it succeeded; a SpeechError saying why not otherwise. */
+  private async run(args: string[], signal?: AbortSignal): Promise<string> {
+    const { stderr, error } = await this.launcher
+      .run(this.ffmpeg, args, { timeoutMs: this.timeoutMs, maxBuffer: 4 * 1024 * 1024, signal })
+      .catch((err: unknown) => {
+        if (err instanceof LauncherExited) throw new SpeechError(`ffmpeg could not be started: ${err.message}`, true);
+        throw err;
+      });
+    if (!error) return stderr;
+    if (error.code === 'ENOENT') throw new SpeechError(`ffmpeg not found at ${this.ffmpeg}`, false);
+    if (error.killed) throw new SpeechError('ffmpeg did not finish in time', true);
+    const last = stderr.trim().split('\n').slice(-2).join(' ').slice(0, 300);
+    throw new SpeechError(`ffmpeg could not read the video: ${last}`, false);
+  }
 }
 
 /** "Duration: 00:00:03.04" from ffmpeg's report on the input; 0 when absent. */
