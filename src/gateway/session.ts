@@ -119,7 +119,10 @@ export class GatewaySession {
     const caughtUp = await this.whileOpen(settled).catch(() => false);
     if (this.closed) return;
     // Still behind after the wait: what this stream gets from now on is noted, for the second pass (replayWhenSettled).
-    if (!caughtUp) this.outcomesSent = new Set();
+    if (!caughtUp) {
+      this.outcomesSent = new Set();
+      this.logger.info({ resumeAfter, waitedMs: this.deps.config.readYourWritesMs }, 'read models behind the log at a resume: replaying what they have, and again once they have caught up');
+    }
     await this.replay(resumeAfter);
     if (!caughtUp) void this.replayWhenSettled(resumeAfter);
   }
