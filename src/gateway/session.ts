@@ -136,12 +136,7 @@ export class GatewaySession {
     let lastSeq = after;
     try {
       for (;;) {
-        const page = await this.deps.messages.find({
-          where: { conversationId: this.info.conversationId, author: 'bot' },
-          range: { field: 'seq', gt: lastSeq },
-          sort: { field: 'seq', direction: 1 },
-          limit: REPLAY_PAGE,
-        });
+        const page = await this.repliesAfter(lastSeq);
         for (const doc of page) {
           this.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
           lastSeq = Math.max(lastSeq, doc.seq);
@@ -181,12 +176,7 @@ export class GatewaySession {
       let lastSeq = after;
       let n = 0;
       for (;;) {
-        const page = await this.whileOpen(this.deps.messages.find({
-          where: { conversationId: this.info.conversationId, author: 'bot' },
-          range: { field: 'seq', gt: lastSeq },
-          sort: { field: 'seq', direction: 1 },
-          limit: REPLAY_PAGE,
-        }));
+        const page = await this.whileOpen(this.repliesAfter(lastSeq));
         for (const doc of page) {
           lastSeq = Math.max(lastSeq, doc.seq);
           const frame = await this.deps.frames.replyFrame(outcomeOf(doc));
@@ -206,6 +196,16 @@ export class GatewaySession {
     } finally {
       this.outcomesSent = undefined;
     }
+  }
+
+  /** One page of the conversation's replies (and failures) after `seq`, in order, from the read models. */
+  private repliesAfter(seq: number): Promise<MessageDoc[]> {
+    return this.deps.messages.find({
+      where: { conversationId: this.info.conversationId, author: 'bot' },
+      range: { field: 'seq', gt: seq },
+      sort: { field: 'seq', direction: 1 },
+      limit: REPLAY_PAGE,
+    });
   }
 
   /** Writes a frame to the client, noting the outcome it carries while a second replay is pending (see outcomesSent). */
