@@ -13,7 +13,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
-import { FAULTS, markdownTable, PrivateEngines, runFault, summaryTable, type FaultName, type FaultResult } from '../test/faults';
+import { explain, FAULTS, markdownTable, PrivateEngines, runFault, summaryTable, type FaultName, type FaultResult } from '../test/faults';
 import { FERRETDB_BIN, KAFKA_LIBS, MINIO_BIN, NATS_BIN, STACK_DIR } from '../test/private-engines';
 
 const USAGE = `usage: npm run faults -- [--fault ${FAULTS.join('|')}[,…]] [--runs N] [--clients N] [--rate MSG_PER_S] [--fault-ms MS] [--out DIR]\n       npm run faults -- --summary RESULTS.json [--summary …]   (one row per fault over earlier runs)`;
@@ -75,6 +75,7 @@ async function main(): Promise<number> {
         results.push(r);
         log(`${fault} run ${run}: ${r.violations.length === 0 ? 'hit' : `miss — ${r.violations.join('; ')}`}`);
         log(`${fault} run ${run}: ${probeLine(r)}`);
+        if (r.readback.short.length > 0 || r.readback.moved.length > 0 || r.undeliveredSamples.length > 0) log(`${fault} run ${run}:\n${explain(r)}`);
       }
     }
   } finally {
@@ -88,7 +89,7 @@ async function main(): Promise<number> {
   const head = `# Fault matrix, ${new Date().toISOString()}\n\nCode ${commit}${dirty ? ' (src modified)' : ''}; ${runs} run(s) of ${faults.join(', ')}; load ${JSON.stringify(results[0]?.load ?? {})}.\n\n`;
   const said = (r: FaultResult) => Object.keys(r.nonRetryable).map((k) => ` ${k}: "${r.statusDetails[k]}".`).join('');
   const notes = results.filter((r) => r.violations.length > 0).map((r) => `- ${r.fault}: ${r.violations.join('; ')}.${said(r)}`).join('\n');
-  const probes = results.map((r) => `- ${r.fault}: ${probeLine(r)}.`).join('\n');
+  const probes = results.map((r) => `- ${r.fault}: ${probeLine(r)}.\n${explain(r)}`).join('\n');
   await writeFile(`${base}.md`, `${head}${table}\n${notes ? `\nInvariants broken:\n\n${notes}\n` : ''}\nWhere the time went:\n\n${probes}\n`);
   await writeFile(`${base}.json`, JSON.stringify({ commit, dirty, results }, null, 2));
   log(`written ${base}.md and ${base}.json`);

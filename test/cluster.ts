@@ -8,7 +8,9 @@ import { createInterface } from 'node:readline';
 import { Metadata } from '@grpc/grpc-js';
 import { MongoClient } from 'mongodb';
 import pino from 'pino';
-import { KafkaEventLog } from '../src/eventlog/kafka';
+import { Kafka, logLevel } from 'kafkajs';
+import { KafkaEventLog, topicName } from '../src/eventlog/kafka';
+import { readToStableEnd, type ReadbackEnd } from './faults-readback';
 import { TokenAuthority } from '../src/auth/tokens';
 import type { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { ChatStream } from './harness';
@@ -166,13 +168,21 @@ export interface LogReadback {
   failures: Map<string, number>;
   /** What each position holds, `<partition>/<seq>` → `<payload case> <message id>` (seq = offset + 1, as Accepted says it). */
   at: Map<string, string>;
+  /** Where and when each message's first outcome was appended (by in_reply_to). */
+  outcomeAt: Map<string, { partition: number; seq: number; time: number }>;
+  /** How far the read went: the log's end fetched first and last, and any partition it did not reach (see readToStableEnd). */
+  end: ReadbackEnd;
 }
 
 /** Reads the run's conversations topic back from its beginning (a fresh consumer group). */
 export async function readLog(cluster: Cluster): Promise<LogReadback> {
   const env = cluster.env();
   const log = await KafkaEventLog.open({ brokers: env.KAFKA_BROKERS.split(','), clientId: 'e2e-audit', prefix: env.KAFKA_PREFIX, partitions: Number(env.KAFKA_PARTITIONS ?? 10), logger: pino({ level: 'silent' }) });
-  const out: LogReadback = { received: new Set(), responses: new Map(), failures: new Map(), at: new Map() };
+  const out: Omit<LogReadback, 'end'> = { received: new Set(), responses: new Map(), failures: new Map(), at: new Map(), outcomeAt: new Map() };
+  const readUpTo = new Map<number, number>();
+  const kafka = new Kafka({ clientId: 'e2e-audit-ends', brokers: env.KAFKA_BROKERS.split(','), logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  const topic = topicName(env.KAFKA_PREFIX ?? '', 'conversations');
   const bump = (m: Map<string, number>, id: string) => m.set(id, (m.get(id) ?? 0) + 1);
   const seen = new Set<string>();
   try {
@@ -187,16 +197,26 @@ export async function readLog(cluster: Cluster): Promise<LogReadback> {
         if (p?.$case === 'messageReceived') out.received.add(p.messageReceived.messageId);
         const id = p?.$case === 'messageReceived' ? p.messageReceived.messageId : p?.$case === 'responseProduced' ? p.responseProduced.inReplyTo : p?.$case === 'processingFailed' ? p.processingFailed.inReplyTo : '';
         out.at.set(`${e.partition}/${e.offset + 1}`, `${p?.$case} ${id}`);
+        readUpTo.set(e.partition, Math.max(readUpTo.get(e.partition) ?? 0, e.offset + 1));
+        if ((p?.$case === 'responseProduced' || p?.$case === 'processingFailed') && !out.outcomeAt.has(id)) out.outcomeAt.set(id, { partition: e.partition, seq: e.offset + 1, time: e.event.time?.getTime() ?? 0 });
         if (p?.$case === 'responseProduced') bump(out.responses, p.responseProduced.inReplyTo);
         if (p?.$case === 'processingFailed') bump(out.failures, p.processingFailed.inReplyTo);
       },
     });
-    await consumer.caughtUp();
+    // Not consumer.caughtUp(): its one fetch of the end offsets, made before reading, once came back short after a
+    // broker restart (README, the fault matrix's ¹).
+    await admin.connect();
+    const end = await readToStableEnd({
+      endOffsets: async () => new Map((await admin.fetchTopicOffsets(topic)).map((o) => [o.partition, Number(o.high)] as const)),
+      readUpTo: () => readUpTo,
+      timeoutMs: 60_000,
+    });
     await consumer.stop();
+    return { ...out, end };
   } finally {
+    await admin.disconnect().catch(() => undefined);
     await log.close();
   }
-  return out;
 }
 
 /**
@@ -204,7 +224,8 @@ export async function readLog(cluster: Cluster): Promise<LogReadback> {
  * ResponseProduced and ProcessingFailed by the message they answer.
  */
 export async function responsesPerMessage(cluster: Cluster, kinds: readonly ('responseProduced' | 'processingFailed')[] = ['responseProduced']): Promise<Map<string, number>> {
-  const { responses, failures } = await readLog(cluster);
+  const { responses, failures, end } = await readLog(cluster);
+  if (end.short.length > 0) throw new Error(`the log's read-back stopped short: ${JSON.stringify(end.short)}`);
   const counts = new Map<string, number>();
   for (const [kind, m] of [['responseProduced', responses], ['processingFailed', failures]] as const) {
     if (!kinds.includes(kind)) continue;

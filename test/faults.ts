@@ -17,6 +17,7 @@ import { partitionFor } from '../src/eventlog/kafka';
 import { Cluster, readLog, type RoleProcess } from './cluster';
 import { ChatStream } from './harness';
 import { PrivateFerretDb, PrivateKafka, PrivateMinio, PrivateNats } from './private-engines';
+import type { ReadbackEnd } from './faults-readback';
 
 export const FAULTS = ['kafka-kill', 'kafka-freeze', 'ferretdb-kill', 'nats-kill', 'minio-kill', 'gateway-kill', 'worker-kill', 'projector-kill', 'worker-term'] as const;
 export type FaultName = (typeof FAULTS)[number];
@@ -116,6 +117,17 @@ export const FAULT_SPECS: Record<FaultName, Fault> = {
 /** Statuses a client may retry on (the others tell it to give up). */
 const RETRYABLE = new Set(['UNAVAILABLE', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED', 'ABORTED']);
 
+interface StreamRecord {
+  gen: number;
+  gateway: string;
+  resumeAfter?: number;
+  openedAt: number;
+  welcomedAt?: number;
+  endedAt?: number;
+  /** The status it ended with. */
+  end?: string;
+}
+
 interface Sent {
   cm: string;
   content: UserMessage['content'];
@@ -148,6 +160,8 @@ class FaultClient {
   readonly samples = new Map<string, string>();
   stream?: ChatStream;
   sessionId?: string;
+  /** Every stream it opened: on which gateway, with which x-resume-after, when welcomed and when it ended. */
+  readonly streams: StreamRecord[] = [];
   private gen = 0;
   private conversationId?: string;
   private maxSeq = 0;
@@ -220,6 +234,7 @@ class FaultClient {
     switch (fr?.$case) {
       case 'welcome':
         this.sessionId = fr.welcome.sessionId;
+        this.streams.find((s) => s.gen === gen)!.welcomedAt = now;
         this.conversationId = fr.welcome.conversationId;
         // What was sent on a stream that died before its Accepted: the same key again.
         for (const m of this.sent.values()) if (m.messageId === undefined && m.refused === undefined) m.resendAt = now;
@@ -273,10 +288,14 @@ class FaultClient {
       }
       const gen = ++this.gen;
       this.sessionId = undefined;
+      const record: StreamRecord = { gen, gateway: g.name, resumeAfter: this.conversationId ? this.resumeAfter() : undefined, openedAt: Date.now() };
+      this.streams.push(record);
       const s = new ChatStream(this.chat(g).chat(md));
       this.stream = s;
       s.call.on('data', (f: ServerFrame) => this.onFrame(gen, f));
       const st = await s.status;
+      record.endedAt = Date.now();
+      record.end = status[st.code] ?? String(st.code);
       this.sessionId = undefined;
       if (!this.running) break;
       this.note('stream', status[st.code] ?? String(st.code), st.details);
@@ -293,6 +312,18 @@ class FaultClient {
     this.stream?.cancel();
     await this.loop;
   }
+}
+
+export interface UndeliveredSample {
+  messageId: string;
+  client: string;
+  acceptedSeq?: number;
+  outcome: { partition: number; seq: number; appendedAt: string } | null;
+  /** The stream open (welcomed, not ended) when the outcome was appended: gateway and since when; null if none. */
+  streamAtAppend: { gateway: string; welcomedAt: string; endedAt?: string; end?: string } | null;
+  /** Streams opened after the outcome was appended. */
+  laterStreams: { gateway: string; resumeAfter?: number; welcomedAt?: string; end?: string }[];
+  connectedAtEnd: boolean;
 }
 
 export interface FaultResult {
@@ -339,6 +370,16 @@ export interface FaultResult {
   probe: ProbeSummary;
   /** A few lost messages: what their Accepted said and what the log holds at that position. */
   lostSamples: { messageId: string; client: string; sentAt: string; acceptedSeq?: number; partition: number; logHolds?: string; logEnd: number }[];
+  /**
+   * Every undelivered outcome, to explain it: the message, its client, where and when the outcome was
+   * appended, the stream the client had then (gateway; none if it was between streams) and the
+   * streams it opened after (each resume's x-resume-after: a resume after the outcome's seq cannot replay it).
+   */
+  undeliveredSamples: UndeliveredSample[];
+  /** How far the read-back of the log went (see readToStableEnd): a partition it did not reach makes lost and unanswered unknown. */
+  readback: ReadbackEnd;
+  /** Accepted messages whose Accepted named a position past the log's end as last fetched (the broker lost or hides them). */
+  acceptedPastEnd: number;
 }
 
 const quantile = (xs: number[], q: number) => {
@@ -578,6 +619,9 @@ function score(r: {
     reconnects: r.clients.reduce((n, c) => n + c.reconnects, 0),
     durationMs: r.endAt - r.started,
     probe: r.probe,
+    undeliveredSamples: r.clients.flatMap((c) => [...c.sent.values()].filter((m) => m.messageId !== undefined && outcomes(m.messageId) > 0 && m.outcomeAt === undefined).map((m) => undeliveredSample(c, m, r.readback))),
+    readback: r.readback.end,
+    acceptedPastEnd: accepted.filter((m) => m.acceptedSeq !== undefined && m.acceptedSeq > (r.readback.end.last[partitionFor(m.conversationId ?? '', PARTITIONS)] ?? 0)).length,
     lostSamples: accepted.filter((m) => !r.readback.received.has(m.messageId!)).slice(0, 10).map((m) => {
       const partition = partitionFor(m.conversationId ?? '', PARTITIONS);
       const logEnd = Math.max(0, ...[...r.readback.at.keys()].filter((k) => k.startsWith(`${partition}/`)).map((k) => Number(k.split('/')[1])));
@@ -587,10 +631,28 @@ function score(r: {
   return { ...res, violations: violations(res) };
 }
 
+const iso = (t: number | undefined) => (t === undefined ? undefined : new Date(t).toISOString());
+
+function undeliveredSample(c: FaultClient, m: Sent, readback: Awaited<ReturnType<typeof readLog>>): UndeliveredSample {
+  const o = readback.outcomeAt.get(m.messageId!);
+  const at = o?.time ?? 0;
+  const open = c.streams.find((s) => s.welcomedAt !== undefined && s.welcomedAt <= at && (s.endedAt === undefined || s.endedAt > at));
+  return {
+    messageId: m.messageId!, client: m.cm, acceptedSeq: m.acceptedSeq,
+    outcome: o ? { partition: o.partition, seq: o.seq, appendedAt: iso(o.time)! } : null,
+    streamAtAppend: open ? { gateway: open.gateway, welcomedAt: iso(open.welcomedAt)!, endedAt: iso(open.endedAt), end: open.end } : null,
+    laterStreams: c.streams.filter((s) => s.openedAt > at).map((s) => ({ gateway: s.gateway, resumeAfter: s.resumeAfter, welcomedAt: iso(s.welcomedAt), end: s.end })),
+    connectedAtEnd: c.welcomed,
+  };
+}
+
 /** Issue 10's invariants, each in words with its number when it fails. */
 export function violations(r: Omit<FaultResult, 'violations'>): string[] {
   const v: string[] = [];
   if (r.accepted === 0) v.push('nothing was accepted');
+  const short = r.readback?.short ?? [];
+  if (short.length > 0) v.push(`the read-back of the log stopped short (lost and unanswered unknown): ${short.map((x) => `partition ${x.partition} read to ${x.read} of ${x.end}`).join(', ')}`);
+  if ((r.acceptedPastEnd ?? 0) > 0) v.push(`${r.acceptedPastEnd} accepted messages at positions past the log's end`);
   if (r.lost > 0) v.push(`${r.lost} accepted messages missing from the log`);
   if (r.duplicated > 0) v.push(`${r.duplicated} messages with more than one reply or failure in the log`);
   if (r.unanswered > 0) v.push(`${r.unanswered} accepted messages never answered`);
@@ -641,4 +703,19 @@ export function summaryTable(results: FaultResult[]): string {
     return `| ${rs[0]!.fault} | ${rs.length} | ${range(rs.map((r) => r.accepted))} | ${sum('lost')} | ${sum('duplicated')} | ${sum('unanswered')} | ${sum('undelivered')} | ${sum('failed')} | ${nr ? `**${nr}**` : '0'} | ${admOk === rs.length ? `ok ${admOk}/${rs.length}` : `**ok ${admOk}/${rs.length}**`} | ${range(rs.map((r) => r.longestStallMs), s)} | ${recovery} | ${hits === rs.length ? `${hits}/${rs.length}` : `**${hits}/${rs.length}**`} |`;
   });
   return [head, ...rows].join('\n');
+}
+
+/** The read-back's reach and every undelivered outcome, in words (for the markdown file). */
+export function explain(r: FaultResult): string {
+  const rb = r.readback;
+  const moved = rb.moved.map((m) => `partition ${m.partition} ${m.first} → ${m.last}`).join(', ');
+  const short = rb.short.map((x) => `partition ${x.partition} read to ${x.read} of ${x.end}`).join(', ');
+  const lines = [`read-back: the log's end fetched ${rb.fetches} times; ${moved ? `moved after the first fetch: ${moved}` : 'the first fetch was the end'}; ${short ? `**stopped short: ${short}**` : 'read to the end'}; ${r.acceptedPastEnd} accepted past the end`];
+  for (const u of r.undeliveredSamples) {
+    const o = u.outcome ? `outcome at ${u.outcome.partition}/${u.outcome.seq}, appended ${u.outcome.appendedAt.slice(11, 23)}` : 'outcome not placed';
+    const at = u.streamAtAppend ? `on a stream of ${u.streamAtAppend.gateway} then (welcomed ${u.streamAtAppend.welcomedAt.slice(11, 23)}, ended ${u.streamAtAppend.endedAt?.slice(11, 23) ?? 'never'} ${u.streamAtAppend.end ?? ''})` : 'between streams then';
+    const later = u.laterStreams.map((s) => `${s.gateway} resume-after ${s.resumeAfter ?? '-'} ${s.welcomedAt ? `welcomed ${s.welcomedAt.slice(11, 23)}` : 'not welcomed'}${s.end ? ` ended ${s.end}` : ''}`).join('; ');
+    lines.push(`undelivered ${u.messageId} (${u.client}, accepted at ${u.acceptedSeq}): ${o}; ${at}; later streams: ${later || 'none'}; connected at the end: ${u.connectedAtEnd}`);
+  }
+  return lines.map((l) => `  - ${l}`).join('\n');
 }

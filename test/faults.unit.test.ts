@@ -7,9 +7,18 @@ const survived: Omit<FaultResult, 'violations'> = {
   admission: { at: '', slots: 2, openStreams: 2, disconnected: 0, maxClients: 50, duplicateClients: 0, streamsWithoutSlot: 0, slotsWithoutStream: 0, connectedMetric: 2, ok: true },
   baselineP99Ms: 500, longestStallMs: 1_200, longestReplyMs: 3_000, recoveryMs: 0, reconnects: 2, durationMs: 1,
   probe: { mongoSlowestMs: 30, mongoSlowestAt: 100, eventLoopLagMs: { 'worker-1': 20 } }, lostSamples: [],
+  undeliveredSamples: [], readback: { first: { 9: 700 }, last: { 9: 700 }, fetches: 2, moved: [], short: [] }, acceptedPastEnd: 0,
 };
 
 describe('fault matrix scoring', () => {
+  it('does not pass a read-back that stopped short of the log\'s end for the whole log', () => {
+    const readback = { ...survived.readback, last: { 9: 657 }, short: [{ partition: 9, read: 587, end: 657 }] };
+    expect(violations({ ...survived, readback, acceptedPastEnd: 1 })).toEqual([
+      'the read-back of the log stopped short (lost and unanswered unknown): partition 9 read to 587 of 657',
+      '1 accepted messages at positions past the log\'s end',
+    ]);
+  });
+
   it('finds nothing wrong when every invariant holds (retryable statuses are allowed)', () => {
     expect(violations(survived)).toEqual([]);
   });

@@ -58,7 +58,9 @@ export class KafkaEventLog implements EventLog {
   private constructor(
     private readonly kafka: Kafka,
     private readonly admin: Admin,
-    private readonly producer: Producer,
+    private producer: Producer,
+    /** A fresh idempotent producer (see renewProducer). */
+    private readonly newProducer: () => Producer,
     private readonly opts: KafkaEventLogOptions,
     private readonly partitionCounts: ReadonlyMap<Topic, number>,
   ) {}
@@ -76,7 +78,8 @@ export class KafkaEventLog implements EventLog {
     });
     const admin = kafka.admin();
     // Partitions are chosen here (partitionFor), the partitioner only satisfies kafkajs.
-    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+    const newProducer = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
+    const producer = newProducer();
     const counts = await retryWithBackoff(`Kafka at ${opts.brokers.join(',')}`, logger, async () => {
       await admin.connect();
       const names = TOPICS.map((t) => topicName(opts.prefix, t));
@@ -95,7 +98,7 @@ export class KafkaEventLog implements EventLog {
       await producer.connect();
       return new Map(TOPICS.map((t) => [t, meta.topics.find((m) => m.name === topicName(opts.prefix, t))!.partitions.length]));
     });
-    return new KafkaEventLog(kafka, admin, producer, { ...opts, logger }, counts);
+    return new KafkaEventLog(kafka, admin, producer, newProducer, { ...opts, logger }, counts);
   }
 
   partitions(topic: Topic): number {
@@ -137,11 +140,29 @@ export class KafkaEventLog implements EventLog {
           // kafkajs already retried; the caller sees the failure (nothing was acknowledged to the client).
           this.opts.logger.error({ err, events: batch.length }, 'append to Kafka failed');
           for (const p of batch) p.reject(err instanceof Error ? err : new Error(String(err)));
+          await this.renewProducer();
         }
       }
     } finally {
       this.sending = false;
     }
+  }
+
+  /**
+   * After a request failed for good. kafkajs has rolled the idempotent
+   * sequence numbers back, but the broker may have written that request
+   * before it died (killed between writing and answering): the next request
+   * with those numbers is then refused as out of order, again and again (the
+   * log takes no append until the process restarts), or — the same number of
+   * events — taken for a retry of the written one and acknowledged with its
+   * offsets, never written. A new producer (a new producer id) numbers
+   * afresh. Appends wait meanwhile; one that fails again renews again.
+   */
+  private async renewProducer(): Promise<void> {
+    const old = this.producer;
+    this.producer = this.newProducer();
+    await old.disconnect().catch(() => undefined);
+    await this.producer.connect().catch((err: unknown) => this.opts.logger.warn({ err }, 'new Kafka producer not connected yet; the next append tries again'));
   }
 
   private async sendBatch(batch: PendingAppend[]): Promise<void> {

@@ -72,6 +72,11 @@ export class GatewaySession {
   /** Live reply updates, made into frames one after another so they keep the worker's order. */
   private live: Promise<unknown> = Promise.resolve();
   private replayBuffer: ServerFrame[] = [];
+  /**
+   * While a resume's second replay is pending (see replayWhenSettled): the
+   * messages whose outcome this stream has had, so none is replayed twice.
+   */
+  private outcomesSent?: Set<string>;
   private halfClosed = false;
   /** Set once the server drains: see beginDrain. */
   private drainRetryAfterMs?: number;
@@ -111,8 +116,15 @@ export class GatewaySession {
     // (what they have then; live replies are buffered meanwhile and delivered after it). The wait the
     // gateway already started for this connection's resends (earlierHistory) serves here too.
     const settled = this.historySettled ?? this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
-    await this.whileOpen(settled).catch(() => undefined);
-    if (!this.closed) await this.replay(resumeAfter);
+    const caughtUp = await this.whileOpen(settled).catch(() => false);
+    if (this.closed) return;
+    // Still behind after the wait: what this stream gets from now on is noted, for the second pass (replayWhenSettled).
+    if (!caughtUp) {
+      this.outcomesSent = new Set();
+      this.logger.info({ resumeAfter, waitedMs: this.deps.config.readYourWritesMs }, 'read models behind the log at a resume: replaying what they have, and again once they have caught up');
+    }
+    await this.replay(resumeAfter);
+    if (!caughtUp) void this.replayWhenSettled(resumeAfter);
   }
 
   /**
@@ -124,14 +136,9 @@ export class GatewaySession {
     let lastSeq = after;
     try {
       for (;;) {
-        const page = await this.deps.messages.find({
-          where: { conversationId: this.info.conversationId, author: 'bot' },
-          range: { field: 'seq', gt: lastSeq },
-          sort: { field: 'seq', direction: 1 },
-          limit: REPLAY_PAGE,
-        });
+        const page = await this.repliesAfter(lastSeq);
         for (const doc of page) {
-          this.out.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
+          this.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
           lastSeq = Math.max(lastSeq, doc.seq);
         }
         if (page.length < REPLAY_PAGE || this.closed) break;
@@ -143,6 +150,71 @@ export class GatewaySession {
       this.replayBuffer = [];
       for (const f of buffered) if (seqOf(f) === undefined || seqOf(f)! > lastSeq) this.deliver(f);
     }
+  }
+
+  /**
+   * The second pass of a resume whose read models were still behind the log
+   * when the first pass read them (a projector catching up after an outage):
+   * once they have reached the log's end (asked again every
+   * readYourWritesMs, for up to LATE_REPLAY_LIMIT_MS), the replies after
+   * `after` are read again and those this stream has not had — by the first
+   * pass, live or as a resend's outcome — are delivered. A live copy still on
+   * its way of one delivered here is dropped (see recovered).
+   */
+  private async replayWhenSettled(after: number): Promise<void> {
+    const ms = this.deps.config.readYourWritesMs;
+    const giveUpAt = this.deps.clock() + LATE_REPLAY_LIMIT_MS;
+    try {
+      while (!(await this.whileOpen(this.deps.readModelsSettled(ms)).catch(() => false))) {
+        if (this.closed) return;
+        if (this.deps.clock() >= giveUpAt) {
+          this.logger.warn({ resumeAfter: after, waitedMs: LATE_REPLAY_LIMIT_MS }, 'read models still behind the log: replies missed while disconnected may not be replayed (the client can resume again)');
+          return;
+        }
+        await this.whileOpen(new Promise((r) => setTimeout(r, ms).unref()));
+      }
+      let lastSeq = after;
+      let n = 0;
+      for (;;) {
+        const page = await this.whileOpen(this.repliesAfter(lastSeq));
+        for (const doc of page) {
+          lastSeq = Math.max(lastSeq, doc.seq);
+          const frame = await this.deps.frames.replyFrame(outcomeOf(doc));
+          const id = inReplyToOf(frame);
+          // Checked after the await, just before the write: a live copy may have come meanwhile.
+          if (this.closed || id === undefined || this.outcomesSent?.has(id)) continue;
+          this.recovered.add(id);
+          this.deliver(frame);
+          n++;
+        }
+        if (page.length < REPLAY_PAGE || this.closed) break;
+        await this.out.drained();
+      }
+      if (n > 0) this.logger.info({ resumeAfter: after, replies: n }, 'replies the first replay missed (read models behind the log) delivered once they caught up');
+    } catch (err) {
+      if (!this.abort.signal.aborted) this.logger.error({ err, resumeAfter: after }, 'the second replay of a resume failed; the client can resume again');
+    } finally {
+      this.outcomesSent = undefined;
+    }
+  }
+
+  /** One page of the conversation's replies (and failures) after `seq`, in order, from the read models. */
+  private repliesAfter(seq: number): Promise<MessageDoc[]> {
+    return this.deps.messages.find({
+      where: { conversationId: this.info.conversationId, author: 'bot' },
+      range: { field: 'seq', gt: seq },
+      sort: { field: 'seq', direction: 1 },
+      limit: REPLAY_PAGE,
+    });
+  }
+
+  /** Writes a frame to the client, noting the outcome it carries while a second replay is pending (see outcomesSent). */
+  private write(frame: ServerFrame): void {
+    this.out.write(frame);
+    if (!this.outcomesSent) return;
+    const f = frame.frame;
+    const id = inReplyToOf(frame);
+    if ((f?.$case === 'response' || f?.$case === 'error') && id !== undefined) this.outcomesSent.add(id);
   }
 
   private armDeadline(): void {
@@ -225,7 +297,7 @@ export class GatewaySession {
         return;
       }
     }
-    this.out.write(frame);
+    this.write(frame);
     const f = frame.frame;
     if ((f?.$case === 'response' || f?.$case === 'error') && inReplyTo !== undefined) {
       const acceptedAt = this.awaitingReply.get(inReplyTo);
@@ -384,7 +456,7 @@ export class GatewaySession {
       doc = await this.outcomeOf(messageId);
     }
     if (doc && this.outcomeOwed.delete(messageId)) {
-      this.out.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
+      this.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
       this.finishIfDone();
     }
   }
@@ -619,6 +691,8 @@ export class GatewaySession {
 
 /** Replies replayed per page on resume: the next page waits until the client took this one. */
 const REPLAY_PAGE = 256;
+/** How long a resume's second replay waits for read models still behind the log (see replayWhenSettled). */
+const LATE_REPLAY_LIMIT_MS = 120_000;
 /** Messages of one session waiting for their append beyond which its input is no longer read. */
 const MAX_PENDING_APPENDS = 64;
 

@@ -7,6 +7,8 @@ import type { LoggedEvent } from '../eventlog/port';
 import type { SessionDeps } from './deps';
 import { Outbound, type WritableCall } from './outbound';
 import { GatewaySession } from './session';
+import { encodeReplyUpdate } from '../bus/messages';
+import type { ServerFrame } from '../gen/chatflow/v1/chat';
 
 class FakeCall extends EventEmitter {
   written: unknown[] = [];
@@ -116,6 +118,47 @@ describe('GatewaySession: a resume replays up to the log, not up to a lagging pr
     );
     await session.start({ frame: { $case: 'welcome' } } as never, 3, { subscribe: () => ({ unsubscribe: () => undefined }) as never });
     expect(call.written.map((f) => (f as { frame: { $case: string } }).frame.$case)).toEqual(['welcome', 'response']);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
+
+describe('GatewaySession: a resume whose read models settle late is replayed again once they have', () => {
+  it('given read models still behind when the wait ends, when they catch up later, then the replies they missed are delivered once each, live copies included', async () => {
+    // Three replies in the log after the client's position; the read model has only r1 when the first wait gives up.
+    const doc = (n: number) => ({ _id: `r${n}`, conversationId: 'c1', author: 'bot', inReplyTo: `m${n}`, seq: 10 + n, time: Date.now(), text: `reply ${n}` });
+    let projected = [doc(1)];
+    const waits: number[] = [];
+    let busHandler!: (p: Uint8Array) => void;
+    const deps = {
+      config: loadConfig({ CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now,
+      log: { append: async () => ({}) },
+      messages: { find: async ({ range }: { range: { gt: number } }) => projected.filter((d) => d.seq > range.gt), get: async () => null },
+      // The projector stays behind for the first two waits (each gives up: false), then has everything.
+      readModelsSettled: async (ms: number) => {
+        waits.push(ms);
+        await new Promise((r) => setTimeout(r, 5));
+        if (waits.length < 3) return false;
+        projected = [doc(1), doc(2), doc(3)];
+        return true;
+      },
+      frames: {
+        replyFrame: async (u: { inReplyTo: string; update: { $case: string; ready: { seq: number } } }) =>
+          u.update?.$case === 'ready' ? { frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready.seq } } } : undefined,
+      },
+    } as unknown as SessionDeps;
+    const call = new FakeCall();
+    const session = new GatewaySession(
+      { sessionId: 's3', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    await session.start({ frame: { $case: 'welcome' } } as never, 10, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never });
+    // r3's live copy reaches this stream after the first pass (its worker published it late): it is delivered live.
+    busHandler(encodeReplyUpdate({ inReplyTo: 'm3', update: { $case: 'ready', ready: { responseId: 'r3', seq: 13, time: new Date(), text: 'reply 3', processingMs: 0 } } }));
+    const responses = () => call.written.flatMap((f) => ((f as ServerFrame).frame?.$case === 'response' ? [(f as { frame: { response: { inReplyTo: string } } }).frame.response.inReplyTo] : []));
+    for (const end = Date.now() + 2_000; responses().length < 3 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(responses().sort()).toEqual(['m1', 'm2', 'm3']);
+    expect(waits.length).toBe(3);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
