@@ -1,0 +1,69 @@
+/**
+ * Reproduces FerretDB v1's hold-and-wait deadlock (issue 15): an update or
+ * findAndModify holds the pooled backend connection of its query while it
+ * waits for a second one to write. K such commands at once, K ≥ FerretDB's
+ * pool (SQLite: 100, fixed; PostgreSQL: `pool_max_conns`, 50 by default),
+ * each hold one and wait for another: FerretDB answers nobody again, ping
+ * included.
+ *
+ *   npx tsx loadtest/ferretdb-deadlock.ts [--backend sqlite|postgresql] [--op update|findAndModify|bulk] [--pg-pool N] K...
+ *
+ * Each K gets a fresh private FerretDB (test/private-engines.ts) on a free
+ * port, K documents, then K concurrent single-statement commands on distinct
+ * documents from one driver with maxPoolSize K + 8 (`bulk`: one ordered
+ * bulkWrite of K updateOne statements). It waits at most --wait-ms (default
+ * 20 s), then pings with a fresh client; the engine is killed either way.
+ * Prints one JSON line per K.
+ */
+import { MongoClient } from 'mongodb';
+import { parseArgs } from 'node:util';
+import { PrivateFerretDb, type FerretDbBackend } from '../test/private-engines';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    backend: { type: 'string', default: 'sqlite' },
+    op: { type: 'string', default: 'update' },
+    'wait-ms': { type: 'string', default: '20000' },
+    'pg-pool': { type: 'string' },
+  },
+});
+const backend = values.backend as FerretDbBackend;
+const op = values.op as 'update' | 'findAndModify' | 'bulk';
+const waitMs = Number(values['wait-ms']);
+
+async function once(k: number): Promise<Record<string, unknown>> {
+  const engine = await PrivateFerretDb.create({ backend, ...(values['pg-pool'] && { pgPoolMaxConns: Number(values['pg-pool']) }) });
+  const client = new MongoClient(engine.uri, { maxPoolSize: k + 8, serverSelectionTimeoutMS: 2_000 });
+  try {
+    await engine.start();
+    const coll = client.db().collection<{ _id: number; n: number }>('deadlock');
+    await coll.insertMany(Array.from({ length: k }, (_, i) => ({ _id: i, n: 0 })));
+    // Open the driver's connections first so that the K commands leave together.
+    await Promise.all(Array.from({ length: k }, () => client.db().command({ ping: 1 })));
+    const started = Date.now();
+    let done = 0;
+    const all =
+      op === 'bulk'
+        ? coll.bulkWrite(Array.from({ length: k }, (_, i) => ({ updateOne: { filter: { _id: i }, update: { $inc: { n: 1 } } } }))).then(() => void (done = k))
+        : Promise.all(
+            Array.from({ length: k }, (_, i) =>
+              (op === 'update' ? coll.updateOne({ _id: i }, { $inc: { n: 1 } }) : coll.findOneAndUpdate({ _id: i }, { $inc: { n: 1 } })).then(() => void done++),
+            ),
+          );
+    const finished = await Promise.race([all.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), waitMs).unref())]);
+    const ms = Date.now() - started;
+    const probe = new MongoClient(engine.uri, { serverSelectionTimeoutMS: 3_000, socketTimeoutMS: 3_000 });
+    const ping = await probe.db().command({ ping: 1 }).then(() => 'ok', (e: Error) => e.name);
+    await probe.close(true).catch(() => undefined);
+    return { backend, op, k, finished, done, ms, pingAfter: ping };
+  } finally {
+    await engine.remove();
+    await client.close(true).catch(() => undefined);
+  }
+}
+
+void (async () => {
+  for (const k of positionals.map(Number)) console.log(JSON.stringify(await once(k)));
+  process.exit(0);
+})();
