@@ -6,18 +6,23 @@
  * each hold one and wait for another: FerretDB answers nobody again, ping
  * included.
  *
- *   npx tsx loadtest/ferretdb-deadlock.ts [--backend sqlite|postgresql] [--op update|findAndModify|bulk] [--pg-pool N] K...
+ *   npx tsx loadtest/ferretdb-deadlock.ts [--backend sqlite|postgresql] [--op update|findAndModify|bulk] [--pg-pool N] [--gate N] K...
  *
  * Each K gets a fresh private FerretDB (test/private-engines.ts) on a free
  * port, K documents, then K concurrent single-statement commands on distinct
  * documents from one driver with maxPoolSize K + 8 (`bulk`: one ordered
  * bulkWrite of K updateOne statements). It waits at most --wait-ms (default
- * 20 s), then pings with a fresh client; the engine is killed either way.
+ * 20 s), then pings and reads the collection with a fresh client; the
+ * engine is killed either way.
+ * `--gate N`: through ChatFlow's client (connectMongo) with
+ * CHATFLOW_MONGO_UPDATE_CONCURRENCY=N instead of the bare driver.
  * Prints one JSON line per K.
  */
-import { MongoClient } from 'mongodb';
+import { MongoClient, type Db } from 'mongodb';
+import pino from 'pino';
 import { parseArgs } from 'node:util';
 import { PrivateFerretDb, type FerretDbBackend } from '../test/private-engines';
+import { connectMongo } from '../src/readstore/mongo-client';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -26,6 +31,7 @@ const { values, positionals } = parseArgs({
     op: { type: 'string', default: 'update' },
     'wait-ms': { type: 'string', default: '20000' },
     'pg-pool': { type: 'string' },
+    gate: { type: 'string' },
   },
 });
 const backend = values.backend as FerretDbBackend;
@@ -34,13 +40,16 @@ const waitMs = Number(values['wait-ms']);
 
 async function once(k: number): Promise<Record<string, unknown>> {
   const engine = await PrivateFerretDb.create({ backend, ...(values['pg-pool'] && { pgPoolMaxConns: Number(values['pg-pool']) }) });
-  const client = new MongoClient(engine.uri, { maxPoolSize: k + 8, serverSelectionTimeoutMS: 2_000 });
+  let client: MongoClient | undefined;
   try {
     await engine.start();
-    const coll = client.db().collection<{ _id: number; n: number }>('deadlock');
+    let db: Db;
+    if (values.gate === undefined) db = (client = new MongoClient(engine.uri, { maxPoolSize: k + 8, serverSelectionTimeoutMS: 2_000 })).db();
+    else ({ client, db } = await connectMongo({ uri: engine.uri, logger: pino({ level: 'silent' }), poolSize: k + 8, timeoutMs: waitMs * 2, updateConcurrency: Number(values.gate) }));
+    const coll = db.collection<{ _id: number; n: number }>('deadlock');
     await coll.insertMany(Array.from({ length: k }, (_, i) => ({ _id: i, n: 0 })));
     // Open the driver's connections first so that the K commands leave together.
-    await Promise.all(Array.from({ length: k }, () => client.db().command({ ping: 1 })));
+    await Promise.all(Array.from({ length: k }, () => db.command({ ping: 1 })));
     const started = Date.now();
     let done = 0;
     const all =
@@ -51,15 +60,17 @@ async function once(k: number): Promise<Record<string, unknown>> {
               (op === 'update' ? coll.updateOne({ _id: i }, { $inc: { n: 1 } }) : coll.findOneAndUpdate({ _id: i }, { $inc: { n: 1 } })).then(() => void done++),
             ),
           );
-    const finished = await Promise.race([all.then(() => true), new Promise<false>((r) => setTimeout(() => r(false), waitMs).unref())]);
+    const finished = await Promise.race([all.then(() => true, (e: Error) => `failed: ${e.message.slice(0, 80)}`), new Promise<false>((r) => setTimeout(() => r(false), waitMs).unref())]);
     const ms = Date.now() - started;
     const probe = new MongoClient(engine.uri, { serverSelectionTimeoutMS: 3_000, socketTimeoutMS: 3_000 });
     const ping = await probe.db().command({ ping: 1 }).then(() => 'ok', (e: Error) => e.name);
+    // SQLite's pool is per database: ping may answer while the collection's database is wedged.
+    const read = await probe.db().collection('deadlock').findOne({ _id: 0 as never }).then(() => 'ok', (e: Error) => e.name);
     await probe.close(true).catch(() => undefined);
-    return { backend, op, k, finished, done, ms, pingAfter: ping };
+    return { backend, ...(values['pg-pool'] && { pgPool: Number(values['pg-pool']) }), op, k, gate: values.gate ?? 'none', finished, done, ms, pingAfter: ping, readAfter: read };
   } finally {
     await engine.remove();
-    await client.close(true).catch(() => undefined);
+    await client?.close(true).catch(() => undefined);
   }
 }
 
