@@ -135,10 +135,10 @@ export async function isFerretDb(db: Db): Promise<boolean> {
  * and lets go of the first only when the command returns (msg_update.go,
  * msg_findandmodify.go; its deletes close the read first). Its pool is fixed
  * (SQLite: 100 connections per database; PostgreSQL: `pool_max_conns`,
- * default 50): once as many update statements are in flight as the pool holds,
- * each holds one connection and waits for another, and FerretDB answers nobody
- * again (one bulkWrite of 110 updateOne on SQLite; 70–200 concurrent updateOne
- * on PostgreSQL's default pool: loadtest/ferretdb-deadlock.ts).
+ * default 50): once the pool is all held by statements waiting for their
+ * second, FerretDB answers nobody on that database again (one bulkWrite of 100
+ * updateOne on SQLite; 70–200 concurrent updateOne on PostgreSQL's default
+ * pool, 800 on SQLite: loadtest/ferretdb-deadlock.ts).
  *
  * The gate bounds this process's update-shaped statements in flight to one
  * server, over all its clients (read store, connection registry), so a
