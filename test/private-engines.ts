@@ -65,6 +65,8 @@ export interface PrivateFerretDbOptions {
   backend?: FerretDbBackend;
   /** Another FerretDB binary (benchmarks of a build not installed in the stack). */
   bin?: string;
+  /** PostgreSQL backend only: FerretDB's pool of PostgreSQL connections (`pool_max_conns` in its URL; FerretDB's default 50). */
+  pgPoolMaxConns?: number;
 }
 
 export class PrivateFerretDb extends PrivateEngine {
@@ -81,7 +83,7 @@ export class PrivateFerretDb extends PrivateEngine {
   async start(): Promise<void> {
     const pg = this.postgres;
     if (pg && (!pg.proc || exited(pg.proc))) await pg.start();
-    const storage = pg ? ['--handler=postgresql', `--postgresql-url=${pg.url}`] : ['--handler=sqlite', `--sqlite-url=file:${this.dir}/?_pragma=synchronous(NORMAL)`];
+    const storage = pg ? ['--handler=postgresql', `--postgresql-url=${pg.url}${this.options.pgPoolMaxConns ? `?pool_max_conns=${this.options.pgPoolMaxConns}` : ''}`] : ['--handler=sqlite', `--sqlite-url=file:${this.dir}/?_pragma=synchronous(NORMAL)`];
     this.proc = spawn(this.options.bin ?? FERRETDB_BIN, [
       ...storage, `--listen-addr=127.0.0.1:${this.port}`,
       '--debug-addr=-', '--state-dir=-', '--telemetry=disable', '--log-level=warn',

@@ -94,8 +94,8 @@ mongo_up() {
   ensure_port_free ferretdb "$FERRETDB_PORT"
   local storage=()
   if [[ "$FERRETDB_BACKEND" == postgresql ]]; then
-    storage=(--handler=postgresql --postgresql-url="postgres://postgres@$HOST:$PG_PORT/postgres")
-    say "ferretdb: starting on $HOST:$FERRETDB_PORT (PostgreSQL on $HOST:$PG_PORT)"
+    storage=(--handler=postgresql --postgresql-url="postgres://postgres@$HOST:$PG_PORT/postgres?pool_max_conns=$FERRETDB_PG_POOL")
+    say "ferretdb: starting on $HOST:$FERRETDB_PORT (PostgreSQL on $HOST:$PG_PORT, pool of $FERRETDB_PG_POOL)"
   else
     mkdir -p "$FERRETDB_DATA"
     storage=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/?_pragma=synchronous(NORMAL)")

@@ -14,7 +14,13 @@ PG_VERSION=15
 PG_BIN="${CHATFLOW_PG_BIN:-/usr/lib/postgresql/$PG_VERSION/bin}"
 PG_PORT="${CHATFLOW_PG_PORT:-5432}"
 PG_DATA="$DATA_DIR/postgres"
-# The postgres user's pool per FerretDB process is 50 connections.
+# FerretDB's pool of PostgreSQL connections (`pool_max_conns` in its URL,
+# deploy/lib/mongo.sh; FerretDB's own default is 50). FerretDB v1 holds two of
+# them per update-shaped statement in flight (its query's, then the write's) and
+# hangs for good once they are all held by statements waiting for their second:
+# ChatFlow's processes keep Σ CHATFLOW_MONGO_UPDATE_CONCURRENCY below it.
+# max_connections leaves room for it and for psql/pg_isready.
+FERRETDB_PG_POOL="${CHATFLOW_FERRETDB_PG_POOL:-150}"
 PG_SETTINGS=(-c "listen_addresses=$HOST" -c "unix_socket_directories=" -c "synchronous_commit=off" -c "max_connections=200")
 
 pg_install() {

@@ -68,10 +68,10 @@ export async function openStorage(config: Config, logger: Logger, mongoCommandSe
   const log = logger.child({ engine: 'mongodb' });
   const timeoutMs = config.mongoTimeoutMs;
   const onCommand = mongoCommandSeconds && ((command: string, seconds: number) => mongoCommandSeconds.observe({ command }, seconds));
-  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, onCommand }));
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, updateConcurrency: config.mongoUpdateConcurrency, onCommand }));
   return {
     store,
-    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE, onCommand })),
+    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE, updateConcurrency: config.mongoUpdateConcurrency, onCommand })),
     openReplyClaims: () => retryWithBackoff('MongoDB', log, () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS })),
   };
 }

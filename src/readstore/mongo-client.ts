@@ -1,6 +1,7 @@
 // Connecting to MongoDB (or FerretDB v1): shared by the read store and the connection registry.
-import { MongoClient, MongoServerError, type Db, type MongoClientOptions } from 'mongodb';
+import { MongoClient, MongoInvalidArgumentError, MongoServerError, type AnyBulkWriteOperation, type Db, type MongoClientOptions } from 'mongodb';
 import type { Logger } from 'pino';
+import { ChatFlowError } from '../domain/errors';
 
 export interface MongoConnectOptions {
   /** `mongodb://host:port/<database>`; the database defaults to `chatflow`. */
@@ -33,6 +34,13 @@ export interface MongoConnectOptions {
    * the caller then asks for again.
    */
   poolSize?: number;
+  /**
+   * Most update-shaped statements (update, replace, findAndModify) this
+   * process has in flight to one server, over all its clients
+   * (CHATFLOW_MONGO_UPDATE_CONCURRENCY, see `UpdateGate`); the rest wait in
+   * the process, at most `timeoutMs`. `0`: no bound.
+   */
+  updateConcurrency?: number;
   /** Told of every command the client completes or fails (name, seconds): the driver's command monitoring, on only when given. */
   onCommand?: (command: string, seconds: number) => void;
 }
@@ -40,6 +48,8 @@ export interface MongoConnectOptions {
 /** Defaults of CHATFLOW_MONGO_TIMEOUT_MS and CHATFLOW_MONGO_POOL_SIZE. */
 export const DEFAULT_MONGO_TIMEOUT_MS = 10_000;
 export const DEFAULT_MONGO_POOL_SIZE = 16;
+/** Default of CHATFLOW_MONGO_UPDATE_CONCURRENCY. */
+export const DEFAULT_MONGO_UPDATE_CONCURRENCY = 8;
 
 export const DEFAULT_DB_NAME = 'chatflow';
 
@@ -104,7 +114,9 @@ export async function connectMongo(opts: MongoConnectOptions): Promise<{ client:
     throw new Error(`MongoDB unreachable at ${where}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   const db = client.db(opts.dbName ?? databaseFromUri(opts.uri) ?? DEFAULT_DB_NAME);
-  return { client, db };
+  const limit = opts.updateConcurrency ?? DEFAULT_MONGO_UPDATE_CONCURRENCY;
+  const waitMs = opts.timeoutMs ?? DEFAULT_MONGO_TIMEOUT_MS;
+  return { client, db: limit > 0 ? gatedDb(db, UpdateGate.of(serverOf(opts.uri), limit), waitMs) : db };
 }
 
 export function isDuplicateKeyError(err: unknown): boolean {
@@ -115,4 +127,126 @@ export function isDuplicateKeyError(err: unknown): boolean {
 export async function isFerretDb(db: Db): Promise<boolean> {
   const info = await db.admin().command({ buildInfo: 1 });
   return typeof info.ferretdbVersion === 'string';
+}
+
+/**
+ * FerretDB v1 (1.24) runs an update, a replace and a findAndModify as a query
+ * on one pooled backend connection, then a write transaction on a SECOND one,
+ * and lets go of the first only when the command returns (msg_update.go,
+ * msg_findandmodify.go; its deletes close the read first). Its pool is fixed
+ * (SQLite: 100 connections per database; PostgreSQL: `pool_max_conns`,
+ * default 50): once the pool is all held by statements waiting for their
+ * second, FerretDB answers nobody on that database again (one bulkWrite of 100
+ * updateOne on SQLite; 70–200 concurrent updateOne on PostgreSQL's default
+ * pool, 800 on SQLite: loadtest/ferretdb-deadlock.ts).
+ *
+ * The gate bounds this process's update-shaped statements in flight to one
+ * server, over all its clients (read store, connection registry), so a
+ * deployment stays safe while Σ over its processes of the bound is below
+ * FerretDB's pool. A statement past the bound waits in the process, FIFO, at
+ * most the operation's stage timeout, then fails as a pool wait would: a
+ * transient error (UNAVAILABLE), retried by the caller.
+ */
+export class UpdateGate {
+  private static readonly gates = new Map<string, UpdateGate>();
+  /** The process's gate for `server`; the first caller's limit holds. */
+  static of(server: string, limit: number): UpdateGate {
+    let g = UpdateGate.gates.get(server);
+    if (!g) UpdateGate.gates.set(server, (g = new UpdateGate(limit)));
+    return g;
+  }
+
+  private inFlight = 0;
+  private readonly waiting: { n: number; go: () => void }[] = [];
+  constructor(readonly limit: number) {}
+
+  /** Runs `op` holding `n` (≤ limit) of the gate's places; waits at most `waitMs` (0: no bound) for them. */
+  async run<T>(n: number, waitMs: number, op: () => Promise<T>): Promise<T> {
+    await this.acquire(n, waitMs);
+    try {
+      return await op();
+    } finally {
+      this.inFlight -= n;
+      this.wake();
+    }
+  }
+
+  private acquire(n: number, waitMs: number): Promise<void> {
+    if (this.waiting.length === 0 && this.inFlight + n <= this.limit) {
+      this.inFlight += n;
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) => {
+      const w = { n, go: () => (clearTimeout(timer), resolve()) };
+      const timer =
+        waitMs > 0
+          ? setTimeout(() => {
+              this.waiting.splice(this.waiting.indexOf(w), 1);
+              this.wake();
+              reject(new ChatFlowError('UNAVAILABLE', `MongoDB: waited ${waitMs} ms for one of this process's ${this.limit} update places (CHATFLOW_MONGO_UPDATE_CONCURRENCY)`));
+            }, waitMs)
+          : undefined;
+      this.waiting.push(w);
+    });
+  }
+
+  private wake(): void {
+    while (this.waiting.length > 0 && this.inFlight + this.waiting[0].n <= this.limit) {
+      const w = this.waiting.shift()!;
+      this.inFlight += w.n;
+      w.go();
+    }
+  }
+}
+
+/** host:port list of a MongoDB URI: the server a gate is for. */
+function serverOf(uri: string): string {
+  return /^mongodb(?:\+srv)?:\/\/(?:[^@/]*@)?([^/?]*)/.exec(uri)?.[1] ?? uri;
+}
+
+const ONE_UPDATE = new Set(['updateOne', 'updateMany', 'replaceOne', 'findOneAndUpdate', 'findOneAndReplace', 'findOneAndDelete']);
+
+/** Update-shaped statements of a bulkWrite (its deletes and inserts do not hold a read). */
+function bulkUpdates(ops: readonly AnyBulkWriteOperation[]): number {
+  return ops.filter((o) => 'updateOne' in o || 'updateMany' in o || 'replaceOne' in o).length;
+}
+
+/** Forwards everything to `target` (bound to it, so the driver sees its own object). */
+function forward<T extends object>(target: T, pick: (prop: string | symbol, value: unknown) => unknown): T {
+  return new Proxy(target, {
+    get(t, prop) {
+      const v: unknown = Reflect.get(t, prop, t);
+      const picked = pick(prop, v);
+      if (picked !== undefined) return picked;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+    },
+  });
+}
+
+/** `db` whose collections pass their update-shaped statements through `gate`. */
+function gatedDb(db: Db, gate: UpdateGate, waitMs: number): Db {
+  return forward(db, (prop) =>
+    prop === 'collection' ? (...args: Parameters<Db['collection']>) => gatedCollection(db.collection(...args), gate, waitMs) : undefined,
+  );
+}
+
+function gatedCollection<C extends object>(coll: C, gate: UpdateGate, waitMs: number): C {
+  return forward(coll, (prop, v) => {
+    if (typeof v !== 'function') return undefined;
+    const method = v as (...a: unknown[]) => Promise<unknown>;
+    if (typeof prop === 'string' && ONE_UPDATE.has(prop)) return (...a: unknown[]) => gate.run(1, waitMs, () => method.apply(coll, a));
+    if (prop !== 'bulkWrite') return undefined;
+    return (ops: AnyBulkWriteOperation[], ...rest: unknown[]) => {
+      const n = bulkUpdates(ops);
+      if (n === 0) return method.call(coll, ops, ...rest);
+      if (n > gate.limit) {
+        return Promise.reject(
+          new MongoInvalidArgumentError(
+            `a bulkWrite of ${n} update statements exceeds CHATFLOW_MONGO_UPDATE_CONCURRENCY (${gate.limit}): FerretDB v1 holds a connection per update statement until the command returns and hangs once its pool is taken; send at most ${gate.limit} per command`,
+          ),
+        );
+      }
+      return gate.run(n, waitMs, () => method.call(coll, ops, ...rest));
+    };
+  });
 }
