@@ -44,7 +44,7 @@ describeWhen(existsSync(KAFKA_LIBS), 'Kafka appends acknowledged across broker k
       while (writing) {
         const text = `w${w}-${n++}`;
         try {
-          const e = await Promise.race([log.append(messageEvent(`c${w}`, text)), new Promise<never>((_, no) => setTimeout(() => no(new Error('append hung')), 30_000))]);
+          const e = await Promise.race([log.append(messageEvent(`c${w}`, text)), new Promise<never>((_, no) => setTimeout(() => no(new Error('append hung')), 30_000).unref())]);
           acked.set(`${e.partition}/${e.seq}`, text);
         } catch {
           failed++;
