@@ -51,6 +51,8 @@ export class KafkaEventLog implements EventLog {
   private readonly queue: PendingAppend[] = [];
   private sending = false;
   private closed = false;
+  /** False after renewProducer until the new producer has connected (connectProducer). */
+  private producerConnected = true;
   private readonly consumers = new Set<KafkaLogConsumer>();
   /** Lists collecting the appends started while a caughtUp() reads the log's end. */
   private readonly watchers = new Set<Promise<LoggedEvent>[]>();
@@ -134,13 +136,17 @@ export class KafkaEventLog implements EventLog {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
+        let sent = false;
         try {
+          await this.connectProducer();
+          sent = true;
           await this.sendBatch(batch);
         } catch (err) {
           // kafkajs already retried; the caller sees the failure (nothing was acknowledged to the client).
           this.opts.logger.error({ err, events: batch.length }, 'append to Kafka failed');
           for (const p of batch) p.reject(err instanceof Error ? err : new Error(String(err)));
-          await this.renewProducer();
+          // A producer that could not connect sent nothing: its sequence numbers are as they were.
+          if (sent) await this.renewProducer();
         }
       }
     } finally {
@@ -156,13 +162,22 @@ export class KafkaEventLog implements EventLog {
    * log takes no append until the process restarts), or — the same number of
    * events — taken for a retry of the written one and acknowledged with its
    * offsets, never written. A new producer (a new producer id) numbers
-   * afresh. Appends wait meanwhile; one that fails again renews again.
+   * afresh. It connects with the next append (connectProducer): while the
+   * broker is still down, each append fails as transient without a new
+   * renewal, and the first one after it is back connects it.
    */
   private async renewProducer(): Promise<void> {
     const old = this.producer;
     this.producer = this.newProducer();
+    this.producerConnected = false;
     await old.disconnect().catch(() => undefined);
-    await this.producer.connect().catch((err: unknown) => this.opts.logger.warn({ err }, 'new Kafka producer not connected yet; the next append tries again'));
+  }
+
+  /** Connects a renewed producer (kafkajs refuses a send on one never connected: "The producer is disconnected"). */
+  private async connectProducer(): Promise<void> {
+    if (this.producerConnected) return;
+    await this.producer.connect();
+    this.producerConnected = true;
   }
 
   private async sendBatch(batch: PendingAppend[]): Promise<void> {
