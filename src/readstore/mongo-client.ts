@@ -211,14 +211,20 @@ function bulkUpdates(ops: readonly AnyBulkWriteOperation[]): number {
   return ops.filter((o) => 'updateOne' in o || 'updateMany' in o || 'replaceOne' in o).length;
 }
 
-/** Forwards everything to `target` (bound to it, so the driver sees its own object). */
+/**
+ * Forwards everything to `target` (methods bound to it, so the driver sees its
+ * own object). A method is wrapped once, on first use, not on every call: the
+ * read store and the claims call them per message.
+ */
 function forward<T extends object>(target: T, pick: (prop: string | symbol, value: unknown) => unknown): T {
+  const methods = new Map<string | symbol, unknown>();
   return new Proxy(target, {
     get(t, prop) {
       const v: unknown = Reflect.get(t, prop, t);
-      const picked = pick(prop, v);
-      if (picked !== undefined) return picked;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(t) : v;
+      if (typeof v !== 'function') return pick(prop, v) ?? v;
+      let m = methods.get(prop);
+      if (m === undefined) methods.set(prop, (m = pick(prop, v) ?? (v as (...a: unknown[]) => unknown).bind(t)));
+      return m;
     },
   });
 }
