@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { describeWhen } from './engines';
-import { FAULTS, markdownTable, PrivateEngines, runFault, type FaultName, type Load } from './faults';
+import { explain, FAULTS, markdownTable, PrivateEngines, runFault, type FaultName, type Load } from './faults';
 import { FERRETDB_BIN, KAFKA_LIBS, MINIO_BIN, NATS_BIN } from './private-engines';
 
 /*
@@ -48,8 +48,8 @@ describeWhen(missing.length === 0, 'Fault matrix: engines and roles killed under
     }
     it(`${fault}: every accepted message answered once and delivered, admission exact one lease after`, async () => {
       const r = await runFault(engines, fault, CI_LOAD);
-      // Printed for the record, like the other chaos tests.
-      process.stdout.write(`${markdownTable([r])}\nstatuses: ${JSON.stringify(r.statusDetails)}\n`);
+      // Printed for the record, like the other chaos tests; a miss names each undelivered outcome and its client's streams.
+      process.stdout.write(`${markdownTable([r])}\n${explain(r)}\nstatuses: ${JSON.stringify(r.statusDetails)}\n`);
       expect(r.accepted).toBeGreaterThan(100);
       expect(r.violations).toEqual([]);
     });

@@ -56,8 +56,13 @@ export class GatewaySession {
    * the client once, after it sends the message again.
    */
   private readonly unconfirmed = new Set<string>();
-  /** Resent messages owed their outcome (the reply or the error) on this stream. */
-  private readonly outcomeOwed = new Set<string>();
+  /**
+   * Resent messages owed their outcome (the reply or the error) on this
+   * stream, with when it became owed. The overdue sweep looks them up too:
+   * a reply that came on the bus while its message was unconfirmed was
+   * dropped, and the read model may not have had it at the resend.
+   */
+  private readonly outcomeOwed = new Map<string, number>();
   /** Messages whose outcome a resend is looking up right now (see acknowledgeDuplicate). */
   private readonly outcomeLookups = new Set<string>();
   /** Flow control of the client's input (Chat streams): paused while the client is behind. */
@@ -261,10 +266,16 @@ export class GatewaySession {
     else this.deliver(frame);
   }
 
-  /** Accepted messages of this stream still waiting for their outcome since at least `olderThanMs`. */
+  /** Accepted messages of this stream still waiting for their outcome (their own, or one owed to a resend) since at least `olderThanMs`. */
   awaitedSince(olderThanMs: number): string[] {
     const now = this.deps.clock();
-    return [...this.awaitingReply].filter(([, at]) => now - at >= olderThanMs).map(([id]) => id);
+    const ids = [...this.awaitingReply].filter(([, at]) => now - at >= olderThanMs).map(([id]) => id);
+    for (const [id, at] of this.outcomeOwed) if (now - at >= olderThanMs && !this.awaitingReply.has(id)) ids.push(id);
+    return ids;
+  }
+
+  private awaits(messageId: string): boolean {
+    return this.awaitingReply.has(messageId) || this.outcomeOwed.has(messageId);
   }
 
   /**
@@ -277,9 +288,9 @@ export class GatewaySession {
   async recoverAwaited(messageIds: readonly string[]): Promise<number> {
     let n = 0;
     for (const id of messageIds) {
-      if (this.closed || this.replaying || !this.awaitingReply.has(id)) continue;
+      if (this.closed || this.replaying || !this.awaits(id)) continue;
       const doc = await this.outcomeOf(id);
-      if (!doc || this.closed || !this.awaitingReply.has(id)) continue;
+      if (!doc || this.closed || !this.awaits(id)) continue;
       this.recovered.add(id);
       this.deliver(await this.deps.frames.replyFrame(outcomeOf(doc)));
       n++;
@@ -431,7 +442,7 @@ export class GatewaySession {
   /** A resend: Accepted{duplicate} with the original ids, then the recorded outcome (or the reply when it comes). */
   private acknowledgeDuplicate(a: Accepted): void {
     this.out.write({ frame: { $case: 'accepted', accepted: a } });
-    this.outcomeOwed.add(a.messageId);
+    if (!this.outcomeOwed.has(a.messageId)) this.outcomeOwed.set(a.messageId, this.deps.clock());
     // One lookup at a time per message: the resends a client made while a late append hung all join it, and
     // landing together they would each look the outcome up (thousands at once after a Kafka outage).
     if (this.outcomeLookups.has(a.messageId)) return;
@@ -458,6 +469,7 @@ export class GatewaySession {
     if (doc && this.outcomeOwed.delete(messageId)) {
       this.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
       this.finishIfDone();
+      this.notifyIfDelivered();
     }
   }
 
@@ -642,9 +654,11 @@ export class GatewaySession {
     });
   }
 
-  /** How many of this session's messages still wait for a reply (for the shutdown log). */
+  /** How many of this session's messages still wait for a reply or owe a resend its outcome (the drain waits for them). */
   get repliesPending(): number {
-    return this.awaitingReply.size + this.awaitingAccept.size;
+    let owed = 0;
+    for (const id of this.outcomeOwed.keys()) if (!this.awaitingReply.has(id)) owed++;
+    return this.awaitingReply.size + this.awaitingAccept.size + owed;
   }
 
   private notifyIfDelivered(): void {

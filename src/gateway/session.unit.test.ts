@@ -9,6 +9,7 @@ import { Outbound, type WritableCall } from './outbound';
 import { GatewaySession } from './session';
 import { encodeReplyUpdate } from '../bus/messages';
 import type { ServerFrame } from '../gen/chatflow/v1/chat';
+import { messageIdFor, responseIdFor } from '../domain/ids';
 
 class FakeCall extends EventEmitter {
   written: unknown[] = [];
@@ -159,6 +160,60 @@ describe('GatewaySession: a resume whose read models settle late is replayed aga
     await new Promise((r) => setTimeout(r, 100));
     expect(responses().sort()).toEqual(['m1', 'm2', 'm3']);
     expect(waits.length).toBe(3);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
+
+describe('GatewaySession: an outcome owed to a resend is fetched again by the overdue sweep', () => {
+  it('given a reply that came on the bus while its message was unconfirmed and read models that lag at the resend, when they catch up, then the sweep delivers it once', async () => {
+    // The read model is slow (a database coming back): the message's check outlasts the append timeout,
+    // so the client is told UNAVAILABLE while the append still goes through.
+    const messageId = messageIdFor('alice', 'c1', 'k1');
+    let projected = false;
+    let busHandler!: (p: Uint8Array) => void;
+    const deps = {
+      config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
+      metrics: createMetrics(), clock: Date.now, newId: () => 'e-1',
+      log: { append: async (e: Event) => ({ event: e, seq: 5 }) as LoggedEvent },
+      messages: {
+        get: async (id: string) => {
+          if (id === messageId) return new Promise((r) => setTimeout(() => r(null), 200));
+          return projected && id === responseIdFor(messageId) ? { _id: id, conversationId: 'c1', author: 'bot', inReplyTo: messageId, seq: 6, time: Date.now(), text: 'hello back' } : null;
+        },
+      },
+      readModelsSettled: async () => false,
+      frames: {
+        replyFrame: async (u: { inReplyTo: string; update: { $case: string; ready: { seq: number } } }) =>
+          u.update?.$case === 'ready' ? { frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready.seq } } } : undefined,
+      },
+    } as unknown as SessionDeps;
+    const call = new FakeCall();
+    const session = new GatewaySession(
+      { sessionId: 's4', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never });
+    const text = { $case: 'text' as const, text: 'hello' };
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    // The late append lands (200 ms) and the worker's reply comes on the bus before the client resends.
+    await new Promise((r) => setTimeout(r, 200));
+    busHandler(encodeReplyUpdate({ inReplyTo: messageId, update: { $case: 'ready', ready: { responseId: responseIdFor(messageId), seq: 6, time: new Date(), text: 'hello back', processingMs: 0 } } }));
+    await new Promise((r) => setTimeout(r, 20));
+    // The resend: Accepted{duplicate}; the read model does not have the reply yet and does not catch up within the wait.
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
+    await new Promise((r) => setTimeout(r, 100));
+    const responses = () => call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length;
+    expect(responses()).toBe(0);
+    // Later the read model has it; the gateway's overdue sweep asks every stream what it still awaits.
+    projected = true;
+    const owed = session.awaitedSince(0);
+    expect(owed).toEqual([messageId]);
+    expect(await session.recoverAwaited(owed)).toBe(1);
+    expect(responses()).toBe(1);
+    // Delivered: no longer awaited, and a second sweep delivers nothing more.
+    expect(session.awaitedSince(0)).toEqual([]);
+    expect(await session.recoverAwaited([messageId])).toBe(0);
+    expect(responses()).toBe(1);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
