@@ -138,22 +138,38 @@ export class GatewaySession {
    * comes through under the stream's own backpressure.
    */
   private async replay(after: number): Promise<void> {
-    let lastSeq = after;
+    const read = { seq: after };
     try {
-      for (;;) {
-        const page = await this.repliesAfter(lastSeq);
-        for (const doc of page) {
-          this.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
-          lastSeq = Math.max(lastSeq, doc.seq);
-        }
-        if (page.length < REPLAY_PAGE || this.closed) break;
-        await this.out.drained();
-      }
+      await this.eachReplyAfter(read, (frame) => this.write(frame));
     } finally {
       this.replaying = false;
       const buffered = this.replayBuffer;
       this.replayBuffer = [];
-      for (const f of buffered) if (seqOf(f) === undefined || seqOf(f)! > lastSeq) this.deliver(f);
+      for (const f of buffered) if (seqOf(f) === undefined || seqOf(f)! > read.seq) this.deliver(f);
+    }
+  }
+
+  /**
+   * The conversation's replies (and failures) after `read.seq`, in order, a
+   * page at a time from the read models, each as the frame the client gets;
+   * `read.seq` follows the last one read. A page is read once the client has
+   * taken the previous one.
+   */
+  private async eachReplyAfter(read: { seq: number }, each: (frame: ServerFrame) => void): Promise<void> {
+    for (;;) {
+      const page = await this.deps.messages.find({
+        where: { conversationId: this.info.conversationId, author: 'bot' },
+        range: { field: 'seq', gt: read.seq },
+        sort: { field: 'seq', direction: 1 },
+        limit: REPLAY_PAGE,
+      });
+      for (const doc of page) {
+        const frame = await this.deps.frames.replyFrame(outcomeOf(doc));
+        read.seq = Math.max(read.seq, doc.seq);
+        each(frame);
+      }
+      if (page.length < REPLAY_PAGE || this.closed) return;
+      await this.out.drained();
     }
   }
 
@@ -178,39 +194,21 @@ export class GatewaySession {
         }
         await this.whileOpen(new Promise((r) => setTimeout(r, ms).unref()));
       }
-      let lastSeq = after;
       let n = 0;
-      for (;;) {
-        const page = await this.whileOpen(this.repliesAfter(lastSeq));
-        for (const doc of page) {
-          lastSeq = Math.max(lastSeq, doc.seq);
-          const frame = await this.deps.frames.replyFrame(outcomeOf(doc));
-          const id = inReplyToOf(frame);
-          // Checked after the await, just before the write: a live copy may have come meanwhile.
-          if (this.closed || id === undefined || this.outcomesSent?.has(id)) continue;
-          this.recovered.add(id);
-          this.deliver(frame);
-          n++;
-        }
-        if (page.length < REPLAY_PAGE || this.closed) break;
-        await this.out.drained();
-      }
+      await this.eachReplyAfter({ seq: after }, (frame) => {
+        const id = inReplyToOf(frame);
+        // Checked after the frame was made, just before the write: a live copy may have come meanwhile.
+        if (this.closed || id === undefined || this.outcomesSent?.has(id)) return;
+        this.recovered.add(id);
+        this.deliver(frame);
+        n++;
+      });
       if (n > 0) this.logger.info({ resumeAfter: after, replies: n }, 'replies the first replay missed (read models behind the log) delivered once they caught up');
     } catch (err) {
       if (!this.abort.signal.aborted) this.logger.error({ err, resumeAfter: after }, 'the second replay of a resume failed; the client can resume again');
     } finally {
       this.outcomesSent = undefined;
     }
-  }
-
-  /** One page of the conversation's replies (and failures) after `seq`, in order, from the read models. */
-  private repliesAfter(seq: number): Promise<MessageDoc[]> {
-    return this.deps.messages.find({
-      where: { conversationId: this.info.conversationId, author: 'bot' },
-      range: { field: 'seq', gt: seq },
-      sort: { field: 'seq', direction: 1 },
-      limit: REPLAY_PAGE,
-    });
   }
 
   /** Writes a frame to the client, noting the outcome it carries while a second replay is pending (see outcomesSent). */
