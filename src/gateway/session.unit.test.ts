@@ -21,6 +21,12 @@ class FakeCall extends EventEmitter {
   end(): void {}
 }
 
+/** Frames of final replies only (the updates these tests send), as the gateway's FrameFactory makes them. */
+const responseFrames = {
+  replyFrame: async (u: { inReplyTo: string; update: { $case: string; ready: { seq: number } } }) =>
+    u.update?.$case === 'ready' ? { frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready.seq } } } : undefined,
+};
+
 /** A session whose log never finishes appending a message (a broker that stopped answering). */
 function sessionWithStuckLog() {
   const appended: Event[] = [];
@@ -142,10 +148,7 @@ describe('GatewaySession: a resume whose read models settle late is replayed aga
         projected = [doc(1), doc(2), doc(3)];
         return true;
       },
-      frames: {
-        replyFrame: async (u: { inReplyTo: string; update: { $case: string; ready: { seq: number } } }) =>
-          u.update?.$case === 'ready' ? { frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready.seq } } } : undefined,
-      },
+      frames: responseFrames,
     } as unknown as SessionDeps;
     const call = new FakeCall();
     const session = new GatewaySession(
@@ -182,10 +185,7 @@ describe('GatewaySession: an outcome owed to a resend is fetched again by the ov
         },
       },
       readModelsSettled: async () => false,
-      frames: {
-        replyFrame: async (u: { inReplyTo: string; update: { $case: string; ready: { seq: number } } }) =>
-          u.update?.$case === 'ready' ? { frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready.seq } } } : undefined,
-      },
+      frames: responseFrames,
     } as unknown as SessionDeps;
     const call = new FakeCall();
     const session = new GatewaySession(
