@@ -371,7 +371,7 @@ export class GatewaySession {
     this.updateInputFlow();
     // Checked one after another, so the appends of texts keep the client's order; a media message is
     // appended once its bytes are stored, so a slow or failing object store holds back no other message.
-    const prepared = this.chain.then(() => this.prepare(message, messageId, hash, sha256));
+    const prepared = this.chain.then(() => this.whileOpen(this.prepare(message, messageId, hash, sha256)));
     this.chain = prepared.catch(() => undefined);
     const appended = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : p.kind === 'new' ? this.append(p.event, messageId, cmid) : p.event.then((e) => this.append(e, messageId, cmid))));
     const accepted = appended.catch((err) => Promise.reject(this.unavailableIfTransient(err)));
@@ -568,6 +568,8 @@ export class GatewaySession {
   }
 
   private async append(event: Event, messageId: string, clientMessageId: string): Promise<Accepted> {
+    // Closed meanwhile (its client was told UNAVAILABLE, send again): not appended for nobody.
+    if (this.abort.signal.aborted) throw this.abort.signal.reason;
     const logged = await this.whileOpen(this.deps.log.append(event));
     const p = event.payload;
     const kind = p?.$case === 'messageReceived' && p.messageReceived.content?.$case === 'media' ? (mediaKindName(p.messageReceived.content.media.kind) ?? 'unknown') : 'text';

@@ -217,3 +217,27 @@ describe('GatewaySession: an outcome owed to a resend is fetched again by the ov
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
+
+describe('GatewaySession: a message whose session closed before its append is not appended', () => {
+  it('given a message still being checked against a slow read model, when the session closes, then it is not appended after the client was told UNAVAILABLE', async () => {
+    const appended: Event[] = [];
+    let checked!: () => void;
+    const deps = {
+      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, newId: () => 'e-1',
+      log: { append: async (e: Event) => (appended.push(e), { event: e, seq: appended.length }) as LoggedEvent },
+      messages: { get: () => new Promise((r) => (checked = () => r(null))) },
+    } as unknown as SessionDeps;
+    const session = new GatewaySession(
+      { sessionId: 's5', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    const sent = session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
+    for (; checked === undefined; ) await new Promise((r) => setImmediate(r));
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+    await expect(sent).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    // The read model answers after the close: nothing is appended for a message the client must send again.
+    checked();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(appended.filter((e) => e.payload?.$case === 'messageReceived')).toEqual([]);
+  });
+});
