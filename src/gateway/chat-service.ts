@@ -304,7 +304,8 @@ export class ChatGateway {
       const requested = md('x-conversation-id');
       let conversationId: string;
       let lastSeq = 0;
-      if (requested !== undefined && requested !== '') {
+      const newConversation = requested === undefined || requested === '';
+      if (!newConversation) {
         if (requested.length > MAX_CONVERSATION_ID) throw new ChatFlowError('INVALID_ARGUMENT', 'x-conversation-id is too long');
         const conv = await this.ownedConversation(requested, clientId);
         conversationId = requested;
@@ -345,7 +346,7 @@ export class ChatGateway {
         onPressure: (high) => session.onOutboundPressure(high),
       }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
       const session: GatewaySession = new GatewaySession(
-        { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now },
+        { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now, newConversation },
         this.sessionDeps,
         outbound,
         logger,
@@ -357,7 +358,7 @@ export class ChatGateway {
       );
       route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
       await this.deps.log.append(
-        session.event({ $case: 'clientConnected', clientConnected: { gatewayId: this.deps.gatewayId, timeZone: tz.timeZone, newConversation: requested === undefined || requested === '' } }),
+        session.event({ $case: 'clientConnected', clientConnected: { gatewayId: this.deps.gatewayId, timeZone: tz.timeZone, newConversation } }),
       );
       this.sessions.set((registered = sessionId), session);
       this.deps.metrics.clientsConnected.set(this.sessions.size);

@@ -27,6 +27,12 @@ export interface SessionInfo {
   conversationId: string;
   timeZone: string;
   connectedAt: number;
+  /**
+   * This session started the conversation: no message of it can be in the
+   * log from before (message ids are per conversation), so a new
+   * client_message_id needs no read-model lookup.
+   */
+  newConversation?: boolean;
 }
 
 /**
@@ -83,6 +89,8 @@ export class GatewaySession {
    */
   private outcomesSent?: Set<string>;
   private halfClosed = false;
+  /** Set once byClientMessageId dropped its oldest keys: a resend of one is then looked up in the read models. */
+  private forgotKeys = false;
   /** Set once the server drains: see beginDrain. */
   private drainRetryAfterMs?: number;
   private readonly deliveredWaiters: (() => void)[] = [];
@@ -366,18 +374,25 @@ export class GatewaySession {
       return this.withinAppendTimeout(again, () => undefined);
     }
     const messageId = messageIdFor(this.info.clientId, this.info.conversationId, cmid);
+    // Looked up at once, not in turn: a burst's lookups overlap (one after another, 12 reads of a busy
+    // read model outlasted the append timeout); the appends below still keep the client's order.
+    const earlier = this.earlier(messageId);
+    earlier.catch(() => undefined);
     this.unconfirmed.delete(messageId);
     this.awaitingAccept.set(messageId, []);
     this.updateInputFlow();
     // Checked one after another, so the appends of texts keep the client's order; a media message is
     // appended once its bytes are stored, so a slow or failing object store holds back no other message.
-    const prepared = this.chain.then(() => this.whileOpen(this.prepare(message, messageId, hash, sha256)));
+    const prepared = this.chain.then(() => this.whileOpen(this.prepare(message, messageId, hash, sha256, earlier)));
     this.chain = prepared.catch(() => undefined);
     const appended = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : p.kind === 'new' ? this.append(p.event, messageId, cmid) : p.event.then((e) => this.append(e, messageId, cmid))));
     const accepted = appended.catch((err) => Promise.reject(this.unavailableIfTransient(err)));
     const entry = { hash, accepted };
     this.byClientMessageId.set(cmid, entry);
-    if (this.byClientMessageId.size > 10_000) this.byClientMessageId.delete(this.byClientMessageId.keys().next().value!);
+    if (this.byClientMessageId.size > 10_000) {
+      this.byClientMessageId.delete(this.byClientMessageId.keys().next().value!);
+      this.forgotKeys = true;
+    }
     let timedOut = false;
     accepted.then(
       (a) => {
@@ -499,13 +514,9 @@ export class GatewaySession {
     messageId: string,
     hash: string,
     sha256: string | undefined,
+    earlier: Promise<MessageDoc | null>,
   ): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event } | { kind: 'uploading'; event: Promise<Event> }> {
-    let existing = await this.deps.messages.get(messageId);
-    if (!existing && this.historySettled) {
-      // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
-      if (!(await this.whileOpen(this.historySettled))) this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
-      existing = await this.deps.messages.get(messageId);
-    }
+    const existing = await earlier;
     if (existing) {
       // Older read models have no hash: those resends are taken as the same message.
       if (existing.contentHash !== undefined && existing.contentHash !== hash) throw this.conflict(message.clientMessageId);
@@ -545,6 +556,20 @@ export class GatewaySession {
     const retryable = (err: unknown) => !(err instanceof ChatFlowError) && isTransient(err);
     const stored = this.whileOpen(retry(() => this.deps.media.put(key, bytes, verdict.mimeType), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable, signal: this.abort.signal }));
     return { kind: 'uploading', event: stored.then(() => this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } })) };
+  }
+
+  /**
+   * The message already in the log under this id from before this connection
+   * (resends within it are known by byClientMessageId), from the read models
+   * once they hold what was logged before the connection (one read).
+   */
+  private async earlier(messageId: string): Promise<MessageDoc | null> {
+    if (this.info.newConversation && !this.forgotKeys) return null;
+    // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
+    if (this.historySettled && !(await this.whileOpen(this.historySettled))) {
+      this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
+    }
+    return this.deps.messages.get(messageId);
   }
 
   private reject(code: 'INVALID_ARGUMENT' | 'RESOURCE_EXHAUSTED', message: string): ChatFlowError {

@@ -241,3 +241,43 @@ describe('GatewaySession: a message whose session closed before its append is no
     expect(appended.filter((e) => e.payload?.$case === 'messageReceived')).toEqual([]);
   });
 });
+
+describe('GatewaySession: a burst of messages against a slow read model', () => {
+  // Each read of the read model takes 200 ms (FerretDB under load); the append timeout is 1 s.
+  function burstSession(info: { newConversation: boolean }) {
+    const appended: Event[] = [];
+    let reads = 0;
+    const deps = {
+      config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '1000' }), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, newId: () => `e-${appended.length}`,
+      log: { append: async (e: Event) => (appended.push(e), { event: e, seq: appended.length }) as LoggedEvent },
+      messages: { get: () => (reads++, new Promise((r) => setTimeout(() => r(null), 200))) },
+    } as unknown as SessionDeps;
+    const session = new GatewaySession(
+      { sessionId: 's6', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), ...info },
+      deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    const burst = Array.from({ length: 12 }, (_, i) => session.submit({ clientMessageId: `k${i}`, content: { $case: 'text', text: `hello ${i}` } }));
+    const texts = () => appended.map((e) => (e.payload?.$case === 'messageReceived' && e.payload.messageReceived.content?.$case === 'text' ? e.payload.messageReceived.content.text : ''));
+    return { session, burst, texts, reads: () => reads };
+  }
+
+  it('given a conversation this session started, when 12 messages come at once, then each is accepted without a read-model lookup, in order', async () => {
+    const { session, burst, texts, reads } = burstSession({ newConversation: true });
+    const outcomes = await Promise.allSettled(burst);
+    expect(outcomes.map((o) => o.status)).toEqual(Array(12).fill('fulfilled'));
+    expect(texts()).toEqual(Array.from({ length: 12 }, (_, i) => `hello ${i}`));
+    // No message of a conversation started by this session can be in the log already (ids are per conversation).
+    expect(reads()).toBe(0);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+
+  it('given a continued conversation, when 12 messages come at once, then their resend checks overlap and all are accepted within the append timeout, in order', async () => {
+    const { session, burst, texts, reads } = burstSession({ newConversation: false });
+    const outcomes = await Promise.allSettled(burst);
+    // One after another, 12 checks of 200 ms took 2.4 s: the messages after the fifth were refused UNAVAILABLE.
+    expect(outcomes.map((o) => o.status)).toEqual(Array(12).fill('fulfilled'));
+    expect(texts()).toEqual(Array.from({ length: 12 }, (_, i) => `hello ${i}`));
+    expect(reads()).toBe(12);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
