@@ -16,13 +16,10 @@ import { FERRETDB_BIN, KAFKA_LIBS, MINIO_BIN, NATS_BIN } from './private-engines
  * when it was last measured; moving it into HOLDS is the one-line change
  * that turns the assertion on (each adds about 1.5 min to CI).
  */
-const HOLDS: readonly FaultName[] = ['nats-kill', 'worker-kill', 'projector-kill', 'worker-term', 'kafka-freeze', 'minio-kill', 'gateway-kill'];
+const HOLDS: readonly FaultName[] = ['nats-kill', 'worker-kill', 'projector-kill', 'worker-term', 'kafka-freeze', 'minio-kill', 'gateway-kill', 'kafka-kill', 'ferretdb-kill'];
 
 /** What each fault not in HOLDS broke when last measured (`npm run faults`, see the README's Reliability table). */
-const NOT_YET: Partial<Record<FaultName, string>> = {
-  'kafka-kill': 'hit 3 of 3 with the script\'s 15 s outage (about 27 s down), but with this file\'s load (10 s outage, load average 14) 20 accepted messages never reached the log and were never answered; the likely cause (kafkajs sequence numbers after a failed send) is fixed: 2 of 2 since in the script, too few to assert',
-  'ferretdb-kill': 'hit 3 of 3 in the script and 2 of 3 fresh-clone CI runs, but the third CI run left 86 replies in the log undelivered to their connected clients (longest stall 86.6 s, never recovered): not explained yet',
-};
+const NOT_YET: Partial<Record<FaultName, string>> = {};
 
 /** Shorter than the script's default: 10 clients × 2 msg/s, 5 s before the fault, 10 s of fault, 15 s after (the default 10 s lease). */
 const CI_LOAD: Partial<Load> = { clients: 10, rate: 2, warmupMs: 5_000, faultMs: 10_000, afterMs: 15_000 };
