@@ -6,6 +6,7 @@ import { fnv1a } from '../domain/fnv1a';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
 import { retry, retryWithBackoff } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
+import { GroupProgress, type GroupOffsets } from './group-progress';
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface KafkaEventLogOptions {
@@ -54,6 +55,8 @@ export class KafkaEventLog implements EventLog {
   /** False after renewProducer until the new producer has connected (connectProducer). */
   private producerConnected = true;
   private readonly consumers = new Set<KafkaLogConsumer>();
+  /** Who waits for which consumer group to reach the log's end (groupCaughtUp), one poll per group. */
+  private readonly progress = new Map<string, GroupProgress>();
   /** Lists collecting the appends started while a caughtUp() reads the log's end. */
   private readonly watchers = new Set<Promise<LoggedEvent>[]>();
 
@@ -234,14 +237,23 @@ export class KafkaEventLog implements EventLog {
     for (const name of names) {
       for (const p of await this.admin.fetchTopicOffsets(name)) if (Number(p.high) > Number(p.low)) targets.set(`${name}/${p.partition}`, Number(p.high));
     }
-    while (targets.size > 0) {
-      if (this.closed || Date.now() > deadline) return false;
-      for (const t of await this.admin.fetchOffsets({ groupId: `${this.opts.prefix}${group}`, topics: names })) {
-        for (const p of t.partitions) if (Number(p.offset) >= (targets.get(`${t.topic}/${p.partition}`) ?? Infinity)) targets.delete(`${t.topic}/${p.partition}`);
-      }
-      if (targets.size > 0) await new Promise((r) => setTimeout(r, 25));
+    return this.progressOf(`${this.opts.prefix}${group}`, names).reach(targets, deadline);
+  }
+
+  /** One poll of a group's committed offsets for all who wait on it (see GroupProgress). */
+  private progressOf(groupId: string, names: readonly string[]): GroupProgress {
+    const key = `${groupId}\u0000${names.join(',')}`;
+    let progress = this.progress.get(key);
+    if (!progress) {
+      const fetch = async (): Promise<GroupOffsets> => {
+        const offsets = new Map<string, number>();
+        for (const t of await this.admin.fetchOffsets({ groupId, topics: [...names] })) for (const p of t.partitions) offsets.set(`${t.topic}/${p.partition}`, Number(p.offset));
+        return offsets;
+      };
+      progress = new GroupProgress(fetch, { pollMs: 25, clock: Date.now, closed: () => this.closed });
+      this.progress.set(key, progress);
     }
-    return true;
+    return progress;
   }
 
   /** Stops consumers, waits for appends in flight, disconnects. Idempotent. */
