@@ -382,6 +382,31 @@ describe('chaos: the disk fills while a worker answers', () => {
     await rm(app.dataDir, { recursive: true, force: true });
   }, 90_000);
 
+  it('a reply appended just before the disk filled is not answered again after a restart (the worker\'s refused offset commit is retried)', async () => {
+    llm = new GatedLlm();
+    llm.open();
+    t = await startTestApp({}, { llm });
+    const app = t;
+    const s = await connected(app, 'answered-before-the-disk-filled');
+    streams.push(s);
+    const cm = s.text('answered just before the disk filled');
+    // The worker commits its offsets a moment after a reply (COMMIT_INTERVAL_MS): the disk refuses that commit.
+    await s.reply(cm, 10_000);
+    const full = await refuseWrites(app.dataDir);
+    fillers.push(full);
+    await waitUntil('the offset commit refused', async () => (full.refused() > 0 ? true : undefined), 5_000);
+    await sleep(300);
+    await full.release();
+    fillers.length = 0;
+    // Space is back; nothing else happens before the operator restarts the server.
+    await app.restart();
+    await sleep(2_000);
+    await app.app.stop();
+    t = undefined;
+    expect((await outcomesInLog(app.dataDir)).get(s.messageIdOf(cm)!)).toEqual(['responseProduced']);
+    await rm(app.dataDir, { recursive: true, force: true });
+  }, 60_000);
+
   it('an image still refused at the engine deadline fails the message once as UNAVAILABLE + retry_after_ms, stored when space returns', async () => {
     const deadlineMs = 1_500;
     const { app, s, sent, ids, filled } = await acceptedThenFull(
