@@ -273,7 +273,7 @@ async function outcomesInLog(dir: string): Promise<Map<string, string[]>> {
  * filesystem still takes a small append into the free end of the log's last
  * block, so it cannot hold back one reply for sure.
  */
-async function refuseWrites(dir: string): Promise<{ refused(): number; release(): Promise<void> }> {
+async function refuseWrites(dir: string, calls: readonly ('write' | 'writeFile' | 'writev')[] = ['write', 'writeFile', 'writev']): Promise<{ refused(): number; release(): Promise<void> }> {
   const fh = await open(join(dir, 'handle-probe'), 'w');
   const proto = Object.getPrototypeOf(fh) as Record<'write' | 'writeFile' | 'writev', (...a: unknown[]) => Promise<unknown>>;
   await fh.close();
@@ -283,7 +283,7 @@ async function refuseWrites(dir: string): Promise<{ refused(): number; release()
     refused++;
     return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 }));
   };
-  const spies = (['write', 'writeFile', 'writev'] as const).map((name) => jest.spyOn(proto, name).mockImplementation(enospc));
+  const spies = calls.map((name) => jest.spyOn(proto, name).mockImplementation(enospc));
   return {
     refused: () => refused,
     release: async () => {
@@ -384,16 +384,18 @@ describe('chaos: the disk fills while a worker answers', () => {
 
   it('a reply appended just before the disk filled is not answered again after a restart (the worker\'s refused offset commit is retried)', async () => {
     llm = new GatedLlm();
-    llm.open();
     t = await startTestApp({}, { llm });
     const app = t;
     const s = await connected(app, 'answered-before-the-disk-filled');
     streams.push(s);
     const cm = s.text('answered just before the disk filled');
-    // The worker commits its offsets a moment after a reply (COMMIT_INTERVAL_MS): the disk refuses that commit.
-    await s.reply(cm, 10_000);
-    const full = await refuseWrites(app.dataDir);
+    await s.until(() => s.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
+    // A disk with room left only at the end of the log's last block (as a really full one has): the reply's
+    // append goes in, the new file the worker's offsets are written to a moment later does not.
+    const full = await refuseWrites(app.dataDir, ['writeFile']);
     fillers.push(full);
+    llm.open();
+    await s.reply(cm, 10_000);
     await waitUntil('the offset commit refused', async () => (full.refused() > 0 ? true : undefined), 5_000);
     await sleep(300);
     await full.release();
