@@ -409,6 +409,33 @@ describe('chaos: the disk fills while a worker answers', () => {
     await rm(app.dataDir, { recursive: true, force: true });
   }, 60_000);
 
+  it('a server stopped while the disk is still full does not answer its replies again when it restarts on a healed disk', async () => {
+    llm = new GatedLlm();
+    t = await startTestApp({}, { llm });
+    const app = t;
+    const s = await connected(app, 'stopped-on-a-full-disk');
+    streams.push(s);
+    const cm = s.text('answered while the disk filled');
+    await s.until(() => s.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
+    const full = await refuseWrites(app.dataDir, ['writeFile']); // the log's last block still takes the reply
+    fillers.push(full);
+    llm.open();
+    await s.reply(cm, 10_000);
+    await waitUntil('the offset commit refused', async () => (full.refused() > 0 ? true : undefined), 5_000);
+    // Stopped (SIGTERM) while the disk is still full: the worker's offsets cannot be written on the way out either.
+    s.cancel();
+    await app.app.stop();
+    t = undefined;
+    await full.release();
+    fillers.length = 0;
+    t = await startTestApp({}, { llm }, app.dataDir);
+    await sleep(2_000);
+    await t.app.stop();
+    t = undefined;
+    expect((await outcomesInLog(app.dataDir)).get(s.messageIdOf(cm)!)).toEqual(['responseProduced']);
+    await rm(app.dataDir, { recursive: true, force: true });
+  }, 60_000);
+
   it('an image still refused at the engine deadline fails the message once as UNAVAILABLE + retry_after_ms, stored when space returns', async () => {
     const deadlineMs = 1_500;
     const { app, s, sent, ids, filled } = await acceptedThenFull(
