@@ -300,7 +300,10 @@ async function refuseWrites(dir: string, calls: readonly ('write' | 'writeFile' 
  * CHATFLOW_ENGINE_RETRY_DEADLINE_MS fails the message as UNAVAILABLE +
  * retry_after_ms, and that failure waits for the disk the same way. Either
  * way: one outcome each, in the log and on the stream, and the message stays
- * answerable (a resend gets the same outcome, a new message its own).
+ * answerable (a resend gets the same outcome, a new message its own). A
+ * reply stored while the worker's offsets could not be (the disk refused
+ * them) is not answered again after a restart, whether the disk healed before
+ * the stop or after it.
  */
 describe('chaos: the disk fills while a worker answers', () => {
   let t: TestApp | undefined;
