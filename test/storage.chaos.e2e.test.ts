@@ -20,6 +20,8 @@ import { synthesizeVoice } from './voice-signal';
 import { connectedEvent } from '../src/eventlog/eventlog.contract';
 import { ChatStream, connected, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
 import { describeWhen, withoutEngines } from './engines';
+import { SimulatedLlm } from '../src/llm/simulated';
+import type { LlmProvider } from '../src/llm/port';
 import { mountSmallFs, smallFsSupport, type SmallFs } from './small-fs';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -217,6 +219,260 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
     expect(warnings).toEqual([]);
     t = undefined;
   }, 120_000);
+});
+
+/** A model that answers (as the simulated one) only once the test opens its gate: replies held in processing. */
+class GatedLlm implements LlmProvider {
+  readonly name = 'gated';
+  readonly usesHistory = false;
+  private readonly inner = new SimulatedLlm({ delayScale: 0 });
+  private readonly gate: { promise: Promise<void>; resolve: () => void };
+  readonly waiting: string[] = [];
+  constructor() {
+    let resolve!: () => void;
+    this.gate = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+  }
+  generate: LlmProvider['generate'] = async (request, options) => {
+    this.waiting.push(request.messageId);
+    await this.gate.promise;
+    return this.inner.generate(request, options);
+  };
+  open(): void {
+    this.gate.resolve();
+  }
+}
+
+const fakeMp4 = () => Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypisom'), Buffer.alloc(12), Buffer.alloc(2048, 7)]);
+const videoContent = () => {
+  const mp4 = fakeMp4();
+  return { content: { $case: 'video' as const, video: { mimeType: 'video/mp4', data: mp4, url: '', sizeBytes: mp4.length, durationMs: 0 } } };
+};
+
+/** The outcomes (ResponseProduced, ProcessingFailed) the log holds, by the message they answer. */
+async function outcomesInLog(dir: string): Promise<Map<string, string[]>> {
+  const log = await EmbeddedEventLog.open({ dir: join(dir, 'log'), fsync: false, logger: { warn: () => {}, info: () => {} } });
+  const byMessage = new Map<string, string[]>();
+  const c = await log.consume({
+    group: `read-back-${Date.now()}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1,
+    handle: async ({ event }) => {
+      const p = event.payload;
+      const id = p?.$case === 'responseProduced' ? p.responseProduced.inReplyTo : p?.$case === 'processingFailed' ? p.processingFailed.inReplyTo : undefined;
+      if (id !== undefined) byMessage.set(id, [...(byMessage.get(id) ?? []), p!.$case]);
+    },
+  });
+  await c.caughtUp();
+  await c.stop();
+  await log.close();
+  return byMessage;
+}
+
+/**
+ * A disk that refuses every write from now on (ENOSPC), as the int tests of
+ * the log do it: every FileHandle write of this process (the log, its
+ * consumer offsets, the media store) fails until `release()`. A really full
+ * filesystem still takes a small append into the free end of the log's last
+ * block, so it cannot hold back one reply for sure.
+ */
+async function refuseWrites(dir: string, calls: readonly ('write' | 'writeFile' | 'writev')[] = ['write', 'writeFile', 'writev']): Promise<{ refused(): number; release(): Promise<void> }> {
+  const fh = await open(join(dir, 'handle-probe'), 'w');
+  const proto = Object.getPrototypeOf(fh) as Record<'write' | 'writeFile' | 'writev', (...a: unknown[]) => Promise<unknown>>;
+  await fh.close();
+  await unlink(join(dir, 'handle-probe'));
+  let refused = 0;
+  const enospc = () => {
+    refused++;
+    return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 }));
+  };
+  const spies = calls.map((name) => jest.spyOn(proto, name).mockImplementation(enospc));
+  return {
+    refused: () => refused,
+    release: async () => {
+      for (const spy of spies) spy.mockRestore();
+    },
+  };
+}
+
+/*
+ * Issue 10's promise for a disk that fills while a worker answers (embedded
+ * log, local media): messages accepted before, whose reply (its event, and
+ * for a video its image) then meets ENOSPC. The reply waits in the worker and
+ * is stored once the disk takes it; an image still refused at
+ * CHATFLOW_ENGINE_RETRY_DEADLINE_MS fails the message as UNAVAILABLE +
+ * retry_after_ms, and that failure waits for the disk the same way. Either
+ * way: one outcome each, in the log and on the stream, and the message stays
+ * answerable (a resend gets the same outcome, a new message its own). A
+ * reply stored while the worker's offsets could not be (the disk refused
+ * them) is not answered again after a restart, whether the disk healed before
+ * the stop or after it.
+ */
+describe('chaos: the disk fills while a worker answers', () => {
+  let t: TestApp | undefined;
+  let llm: GatedLlm;
+  const fillers: { release(): Promise<void> }[] = [];
+  const streams: ChatStream[] = [];
+  afterEach(async () => {
+    llm?.open();
+    for (const f of fillers.splice(0)) await f.release().catch(() => undefined);
+    for (const s of streams.splice(0)) s.cancel();
+    await t?.close().catch(() => undefined);
+    t = undefined;
+  }, 30_000);
+
+  const outcomesOf = (s: ChatStream, id: string) => s.frames.filter((x) => (x.frame?.$case === 'response' && x.frame.response.inReplyTo === id) || (x.frame?.$case === 'error' && x.frame.error.inReplyTo === id));
+  const health = async (app: TestApp) => {
+    const r = await fetch(`${app.app.httpUrl}/healthz`);
+    return { code: r.status, body: (await r.json()) as { status: string; unavailable?: Record<string, string> } };
+  };
+
+  /** A server (embedded log, local media), one client, its messages accepted and held in the model; then the disk is filled. */
+  async function acceptedThenFull(env: Record<string, string>, send: (s: ChatStream) => string[]) {
+    llm = new GatedLlm();
+    t = await startTestApp(env, { llm });
+    const app = t;
+    const s = await connected(app, 'answered-on-a-full-disk');
+    streams.push(s);
+    const sent = send(s);
+    await s.until(() => sent.every((cm) => s.messageIdOf(cm) !== undefined), 10_000, 'Accepted of every message');
+    const ids = sent.map((cm) => s.messageIdOf(cm)!);
+    await waitUntil('the messages in processing', async () => (ids.every((id) => llm.waiting.includes(id)) ? true : undefined), 10_000);
+    const filled = await refuseWrites(app.dataDir);
+    fillers.push(filled);
+    return { app, s, sent, ids, filled };
+  }
+
+  it('a reply (its event and its image) refused by a full disk waits in the worker and is delivered once when space returns', async () => {
+    const { app, s, sent, ids, filled } = await acceptedThenFull({}, (st) => [st.text('a text accepted before the disk filled'), st.send(videoContent())]);
+    const [textId, videoId] = ids;
+    const waitsBefore = await metric(app, 'chatflow_storage_waits_total');
+    llm.open();
+    // The replies are made; their stores fail: they wait (counted), the log reports itself down.
+    await waitUntil('a reply waiting for the disk', async () => ((await metric(app, 'chatflow_storage_waits_total')) > (waitsBefore || 0) ? true : undefined), 15_000, 50);
+    const sick = await waitUntil('/healthz to answer 503', async () => {
+      const h = await health(app);
+      return h.code === 503 ? h : undefined;
+    }, 10_000, 50);
+    expect(Object.values(sick.body.unavailable ?? {}).join(' ')).toMatch(/event log.*(no space left|ENOSPC)/i);
+    await sleep(1_500);
+    expect(ids.flatMap((id) => outcomesOf(s, id))).toEqual([]); // nothing delivered that is not stored
+    expect(filled.refused()).toBeGreaterThan(0);
+
+    await filled.release();
+    fillers.length = 0;
+    await s.until(() => ids.every((id) => outcomesOf(s, id).length > 0), 20_000, 'the outcome of each message');
+    await sleep(1_000); // time for a second outcome, if one were coming
+    for (const id of ids) expect(outcomesOf(s, id).map((f) => f.frame?.$case)).toEqual(['response']);
+    expect(s.responseTo(sent[1])!.image?.mimeType).toBe('image/png');
+    expect((await health(app)).code).toBe(200);
+
+    // Still answerable: a resend gets the same reply again (Accepted{duplicate}), a new message its own.
+    s.text('a text accepted before the disk filled', sent[0]);
+    await s.until(() => outcomesOf(s, textId).length === 2, 10_000, 'the reply to the resend');
+    expect(s.of('accepted').filter((a) => a.accepted.messageId === textId).map((a) => a.accepted.duplicate)).toEqual([false, true]);
+    const later = s.text('after the disk healed');
+    await s.reply(later, 10_000);
+    s.end();
+    await s.status;
+    // The worker's offsets went on being committed once the disk healed: a restart answers nothing again.
+    await app.restart();
+    await sleep(2_000);
+    await app.app.stop();
+    t = undefined;
+    // Nothing left behind by the refused writes (temp files of the media and the committed offsets).
+    expect((await readdir(app.dataDir, { recursive: true })).filter((f) => /\.tmp/.test(f))).toEqual([]);
+    const inLog = await outcomesInLog(app.dataDir);
+    expect(inLog.get(textId)).toEqual(['responseProduced']);
+    expect(inLog.get(videoId)).toEqual(['responseProduced']);
+    await rm(app.dataDir, { recursive: true, force: true });
+  }, 90_000);
+
+  it('a reply appended just before the disk filled is not answered again after a restart (the worker\'s refused offset commit is retried)', async () => {
+    llm = new GatedLlm();
+    t = await startTestApp({}, { llm });
+    const app = t;
+    const s = await connected(app, 'answered-before-the-disk-filled');
+    streams.push(s);
+    const cm = s.text('answered just before the disk filled');
+    await s.until(() => s.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
+    // A disk with room left only at the end of the log's last block (as a really full one has): the reply's
+    // append goes in, the new file the worker's offsets are written to a moment later does not.
+    const full = await refuseWrites(app.dataDir, ['writeFile']);
+    fillers.push(full);
+    llm.open();
+    await s.reply(cm, 10_000);
+    await waitUntil('the offset commit refused', async () => (full.refused() > 0 ? true : undefined), 5_000);
+    await sleep(300);
+    await full.release();
+    fillers.length = 0;
+    // Space is back; nothing else happens before the operator restarts the server.
+    await app.restart();
+    await sleep(2_000);
+    await app.app.stop();
+    t = undefined;
+    expect((await outcomesInLog(app.dataDir)).get(s.messageIdOf(cm)!)).toEqual(['responseProduced']);
+    await rm(app.dataDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('a server stopped while the disk is still full does not answer its replies again when it restarts on a healed disk', async () => {
+    llm = new GatedLlm();
+    t = await startTestApp({}, { llm });
+    const app = t;
+    const s = await connected(app, 'stopped-on-a-full-disk');
+    streams.push(s);
+    const cm = s.text('answered while the disk filled');
+    await s.until(() => s.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
+    const full = await refuseWrites(app.dataDir, ['writeFile']); // the log's last block still takes the reply
+    fillers.push(full);
+    llm.open();
+    await s.reply(cm, 10_000);
+    await waitUntil('the offset commit refused', async () => (full.refused() > 0 ? true : undefined), 5_000);
+    // Stopped (SIGTERM) while the disk is still full: the worker's offsets cannot be written on the way out either.
+    s.cancel();
+    await app.app.stop();
+    t = undefined;
+    await full.release();
+    fillers.length = 0;
+    t = await startTestApp({}, { llm }, app.dataDir);
+    await sleep(2_000);
+    await t.app.stop();
+    t = undefined;
+    expect((await outcomesInLog(app.dataDir)).get(s.messageIdOf(cm)!)).toEqual(['responseProduced']);
+    await rm(app.dataDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('an image still refused at the engine deadline fails the message once as UNAVAILABLE + retry_after_ms, stored when space returns', async () => {
+    const deadlineMs = 1_500;
+    const { app, s, sent, ids, filled } = await acceptedThenFull(
+      { CHATFLOW_ENGINE_RETRY_DEADLINE_MS: String(deadlineMs), CHATFLOW_RETRY_AFTER_MS: '700' },
+      (st) => [st.send(videoContent())],
+    );
+    const [videoId] = ids;
+    llm.open();
+    await sleep(deadlineMs + 2_000); // past the deadline, the disk still full: the failure cannot be stored either
+    expect(outcomesOf(s, videoId)).toEqual([]);
+    expect(filled.refused()).toBeGreaterThan(0);
+
+    await filled.release();
+    fillers.length = 0;
+    await s.until(() => outcomesOf(s, videoId).length > 0, 20_000, 'the outcome of the video');
+    await sleep(1_000);
+    const outcomes = outcomesOf(s, videoId);
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0].frame).toMatchObject({ $case: 'error', error: { code: 'UNAVAILABLE', retryAfterMs: 700 } });
+
+    // The resend gets that failure again, not a second processing; a new message is answered.
+    s.send({ ...videoContent(), clientMessageId: sent[0] });
+    await s.until(() => outcomesOf(s, videoId).length === 2, 10_000, 'the outcome to the resend');
+    expect(outcomesOf(s, videoId).map((f) => f.frame?.$case)).toEqual(['error', 'error']);
+    const later = s.text('after the disk healed');
+    await s.reply(later, 10_000);
+    s.end();
+    await s.status;
+    await app.app.stop();
+    t = undefined;
+    fillers.length = 0;
+    expect((await outcomesInLog(app.dataDir)).get(videoId)).toEqual(['processingFailed']);
+    await rm(app.dataDir, { recursive: true, force: true });
+  }, 90_000);
 });
 
 describe('chaos: a damaged event log', () => {

@@ -266,6 +266,35 @@ describe('EmbeddedEventLog', () => {
     }
   });
 
+  it('given a disk that refuses the committed offsets (ENOSPC), then no temp file is left behind and the offsets are written once it takes them', async () => {
+    const fh = await open_(join(dir, 'probe-handle'), 'w');
+    const proto = Object.getPrototypeOf(fh) as { writeFile: (...a: unknown[]) => Promise<void> };
+    await fh.close();
+    let refused = 0;
+    // The log's own appends still go in (the free end of its last block); the offsets file, a new one each time, does not.
+    const spy = jest.spyOn(proto, 'writeFile').mockImplementation(() => {
+      refused++;
+      return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 }));
+    });
+    try {
+      const log = await open();
+      const c = await log.consume({ group: 'workers', topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1, handle: async () => {} });
+      for (let i = 0; i < 5; i++) {
+        await log.append(messageEvent('c', `${i}`));
+        await c.caughtUp();
+        for (const end = Date.now() + 2_000; refused <= i && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(refused).toBeGreaterThanOrEqual(5);
+      expect((await readdir(join(dir, 'offsets'))).filter((f) => f.includes('.tmp'))).toEqual([]);
+      spy.mockRestore();
+      await c.stop();
+      expect(JSON.parse(await readFile(join(dir, 'offsets', 'workers.json'), 'utf8')).offsets.conversations).toBe(5);
+      expect((await readdir(join(dir, 'offsets'))).filter((f) => f.includes('.tmp'))).toEqual([]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('gives back identical events after reopening a large log (read from the file, not memory)', async () => {
     const log = await open();
     const events = Array.from({ length: 5000 }, (_, i) => (i % 5 === 0 ? connectedEvent(`c${i % 50}`) : messageEvent(`c${i % 50}`, `t${i}`)));

@@ -152,6 +152,8 @@ export class EmbeddedEventLog implements EventLog {
   private readonly groups = new Map<string, Committed>();
   private readonly groupWrites = new Map<string, Promise<void>>();
   private tmpSeq = 0;
+  /** Groups whose last offsets write failed (told once, not at every retry). */
+  private readonly offsetsFailing = new Set<string>();
   private readonly counters = { fsyncs: 0, batches: 0 };
 
   private constructor(
@@ -492,17 +494,32 @@ export class EmbeddedEventLog implements EventLog {
     const write = async () => {
       const file = this.groupFile(group);
       const tmp = `${file}.tmp-${process.pid}-${this.tmpSeq++}`;
-      const fh = await fsp.open(tmp, 'w');
       try {
-        await fh.writeFile(JSON.stringify({ version: 1, group, offsets: this.groups.get(group) }));
-        if (this.fsync) await fh.datasync();
-      } finally {
-        await fh.close();
+        const fh = await fsp.open(tmp, 'w');
+        try {
+          await fh.writeFile(JSON.stringify({ version: 1, group, offsets: this.groups.get(group) }));
+          if (this.fsync) await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+        await fsp.rename(tmp, file);
+      } catch (err) {
+        // A disk that refuses the write (full, over quota) would otherwise collect one temp file per commit.
+        await fsp.rm(tmp, { force: true }).catch(() => undefined);
+        throw err;
       }
-      await fsp.rename(tmp, file);
     };
     const next = (this.groupWrites.get(group) ?? Promise.resolve()).then(write, write);
-    const tracked = next.catch((err) => this.logger.warn({ group, err }, 'could not persist committed offsets'));
+    const tracked = next.then(
+      () => {
+        if (this.offsetsFailing.delete(group)) this.logger.info({ group }, 'committed offsets persisted again');
+      },
+      (err) => {
+        if (this.offsetsFailing.has(group)) return;
+        this.offsetsFailing.add(group);
+        this.logger.warn({ group, err }, 'could not persist committed offsets; retrying');
+      },
+    );
     this.groupWrites.set(group, tracked);
     return next;
   }
@@ -745,7 +762,8 @@ class EmbeddedConsumer implements Consumer {
     if (this.commitTimer || this.finished || this.stopping) return;
     this.commitTimer = setTimeout(() => {
       this.commitTimer = undefined;
-      void this.persist().catch(() => {});
+      // Refused (a full disk): tried again after the interval, and on stop.
+      void this.persist().catch(() => this.markDirty());
     }, COMMIT_INTERVAL_MS);
     this.commitTimer.unref();
   }
@@ -755,7 +773,12 @@ class EmbeddedConsumer implements Consumer {
     this.dirty = false;
     const offsets: Committed = {};
     for (const [t, s] of this.trackers) offsets[t] = committableOf(s);
-    return this.host.commit(this.opts.group, offsets);
+    return this.host.commit(this.opts.group, offsets).catch((err: unknown) => {
+      // Not persisted: still owed. Forgotten, a restart would hand out again (and the worker answer again,
+      // its in-memory reply claims gone) everything handled since the last commit that went through.
+      this.dirty = true;
+      throw err;
+    });
   }
 }
 

@@ -178,6 +178,8 @@ export class GatewaySession {
       }
       if (page.length < REPLAY_PAGE || this.closed) return;
       await this.out.drained();
+      // Also resolved when the stream ended (a stalled client cut off): no page is read for a closed session.
+      if (this.closed) return;
     }
   }
 

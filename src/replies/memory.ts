@@ -14,6 +14,7 @@ export class MemoryReplyClaims implements ReplyClaims {
   private beats: Record<string, number> = {};
 
   readonly deadAfterMs: number;
+  readonly volatile = true;
 
   constructor(options: ReplyClaimsOptions) {
     this.deadAfterMs = options.deadAfterMs;

@@ -11,6 +11,13 @@ export interface ReplyClaims {
   /** A holder whose last beat is this old is dead (its owners beat several times within it). */
   readonly deadAfterMs: number;
   /**
+   * True when the claims live only as long as the process (the embedded
+   * default): after a restart they know nothing of the answers given before,
+   * so a message received before they existed is checked against the read
+   * models instead (rebuilt from the whole log before the worker starts).
+   */
+  readonly volatile?: boolean;
+  /**
    * Claims message `messageId` for `owner` (a worker process), unless it is
    * answered or a live owner holds it. `intact`: the caller knows no prune can
    * have removed any of the message's records yet (it is younger than half the

@@ -125,6 +125,19 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     expect(llm.calls).toBe(1);
   });
 
+  it('a message answered before its worker restarted (in-memory claims gone), handed out again, is not answered again: the read models say it was', async () => {
+    const llm = model();
+    llm.release();
+    // Received a second ago, answered then; the offsets saying so never reached the disk (it was full).
+    const again = env.received('m9');
+    again.event.time = new Date(Date.now() - 1_000);
+    await env.messages.apply('m9', { stream: 'conversations/0', offset: 0 }, () => ({ _id: 'm9', conversationId: 'c1', clientId: 'alice', seq: 1, author: 'client', time: again.event.time!.getTime(), status: 'answered' }));
+    const fresh = await env.worker('wA', llm);
+    await fresh.handle(again, new AbortController().signal);
+    expect(env.log.outcomesFor('m9')).toEqual([]);
+    expect(llm.calls).toBe(0);
+  });
+
   it('a worker whose message is taken away gives it up at once: the new owner answers it, once', async () => {
     const slow = model();
     const fast = model();

@@ -94,6 +94,8 @@ export class Worker {
   private lagTimer?: NodeJS.Timeout;
   private beatTimer?: NodeJS.Timeout;
   private pruneTimer?: NodeJS.Timeout;
+  /** When this worker started: volatile claims (see ReplyClaims.volatile) know nothing of the messages answered before. */
+  private startedAt = 0;
 
   constructor(private readonly deps: WorkerDeps) {
     // Every call in processing listens on this one signal.
@@ -109,6 +111,7 @@ export class Worker {
   }
 
   async start(): Promise<void> {
+    this.startedAt = this.deps.clock();
     await this.beat();
     this.beatTimer = setInterval(() => void this.beat(), Math.max(50, Math.floor(this.deps.claims.deadAfterMs / 4)));
     this.beatTimer.unref();
@@ -229,11 +232,16 @@ export class Worker {
    * they alone say whether it was answered (no read-model lookup, issue 15).
    * Records go `claimsKeepMs` after their outcome was appended, which is after
    * the message was received; half of it allows for clocks that disagree.
+   * Claims that live only as long as the process hold nothing of a message
+   * received before this worker started: one handed out again after a restart
+   * (offsets the disk refused to store, a crash before their commit) is
+   * checked against the read models, or it would be answered a second time.
    */
   private claimsIntact(event: Event): boolean {
+    const received = event.time?.getTime();
+    if (this.deps.claims.volatile && (received === undefined || received < this.startedAt)) return false;
     const keepMs = this.deps.claimsKeepMs;
     if (keepMs === undefined) return true; // never pruned
-    const received = event.time?.getTime();
     return received !== undefined && this.deps.clock() - received < keepMs / 2;
   }
 
