@@ -187,7 +187,10 @@ export async function readLog(cluster: Cluster): Promise<LogReadback> {
   const seen = new Set<string>();
   try {
     const consumer = await log.consume({
-      group: `audit-${Date.now()}-${Math.random().toString(36).slice(2)}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1,
+      // Many handlers per partition (this one never awaits, so events still count in log order): with one, each event
+      // paused its partition until the consumer's next fetch, ~7 events a second per partition, and a read-back of a
+      // long run stopped short at its 60 s.
+      group: `audit-${Date.now()}-${Math.random().toString(36).slice(2)}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 256,
       handle: async (e) => {
         // A rebalance of this reader (a slow join on a loaded machine) hands it events again: each counts once.
         const at = `${e.topic}/${e.partition}/${e.offset}`;
