@@ -12,6 +12,7 @@ import { echoId, MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor, responseIdFor } fro
 import { contentHash, decideText } from '../domain/message-content';
 import { validateMedia } from '../domain/media-validation';
 import { uploadKey } from '../domain/media-keys';
+import { RecentMap } from '../domain/recent-map';
 import { disconnectReasonName, failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
@@ -62,6 +63,12 @@ export class GatewaySession {
    * the client once, after it sends the message again.
    */
   private readonly unconfirmed = new Set<string>();
+  /**
+   * The outcome frames that came for unconfirmed messages, kept for their
+   * resend (which then gets them at once, whatever the read model has).
+   * Made on first use: most streams never need it.
+   */
+  private heldForResend?: RecentMap<string, ServerFrame>;
   /**
    * Resent messages owed their outcome (the reply or the error) on this
    * stream, with when it became owed. The overdue sweep looks them up too:
@@ -308,7 +315,11 @@ export class GatewaySession {
 
   private deliver(frame: ServerFrame): void {
     const inReplyTo = inReplyToOf(frame);
-    if (inReplyTo !== undefined && this.unconfirmed.has(inReplyTo)) return;
+    if (inReplyTo !== undefined && this.unconfirmed.has(inReplyTo)) {
+      const kind = frame.frame?.$case;
+      if (kind === 'response' || kind === 'error') (this.heldForResend ??= new RecentMap(HELD_FOR_RESEND)).set(inReplyTo, frame);
+      return;
+    }
     if (inReplyTo !== undefined) {
       const waiting = this.awaitingAccept.get(inReplyTo);
       if (waiting) {
@@ -458,6 +469,13 @@ export class GatewaySession {
   private acknowledgeDuplicate(a: Accepted): void {
     this.out.write({ frame: { $case: 'accepted', accepted: a } });
     if (!this.outcomeOwed.has(a.messageId)) this.outcomeOwed.set(a.messageId, this.deps.clock());
+    // Its outcome came while the client had been told to send it again: delivered now.
+    const held = this.heldForResend?.get(a.messageId);
+    if (held) {
+      this.heldForResend!.delete(a.messageId);
+      this.deliver(held);
+      return;
+    }
     // One lookup at a time per message: the resends a client made while a late append hung all join it, and
     // landing together they would each look the outcome up (thousands at once after a Kafka outage).
     if (this.outcomeLookups.has(a.messageId)) return;
@@ -732,6 +750,9 @@ export class GatewaySession {
 
 /** Replies replayed per page on resume: the next page waits until the client took this one. */
 const REPLAY_PAGE = 256;
+/** Outcome frames of unconfirmed messages a stream keeps for their resends (the oldest go first). */
+const HELD_FOR_RESEND = 256;
+
 /** How long a resume's second replay waits for read models still behind the log (see replayWhenSettled). */
 const LATE_REPLAY_LIMIT_MS = 120_000;
 /** Messages of one session waiting for their append beyond which its input is no longer read. */

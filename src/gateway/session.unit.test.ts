@@ -168,7 +168,7 @@ describe('GatewaySession: a resume whose read models settle late is replayed aga
 });
 
 describe('GatewaySession: an outcome owed to a resend is fetched again by the overdue sweep', () => {
-  it('given a reply that came on the bus while its message was unconfirmed and read models that lag at the resend, when they catch up, then the sweep delivers it once', async () => {
+  it('given a reply the bus lost while its message was unconfirmed and read models that lag at the resend, when they catch up, then the sweep delivers it once', async () => {
     // The read model is slow (a database coming back): the message's check outlasts the append timeout,
     // so the client is told UNAVAILABLE while the append still goes through.
     const messageId = messageIdFor('alice', 'c1', 'k1');
@@ -195,10 +195,8 @@ describe('GatewaySession: an outcome owed to a resend is fetched again by the ov
     await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never });
     const text = { $case: 'text' as const, text: 'hello' };
     await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
-    // The late append lands (200 ms) and the worker's reply comes on the bus before the client resends.
-    await new Promise((r) => setTimeout(r, 200));
-    busHandler(encodeReplyUpdate({ inReplyTo: messageId, update: { $case: 'ready', ready: { responseId: responseIdFor(messageId), seq: 6, time: new Date(), text: 'hello back', processingMs: 0 } } }));
-    await new Promise((r) => setTimeout(r, 20));
+    // The late append lands (200 ms); the worker's reply is published while the bus is down (lost), before the resend.
+    await new Promise((r) => setTimeout(r, 220));
     // The resend: Accepted{duplicate}; the read model does not have the reply yet and does not catch up within the wait.
     await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
     await new Promise((r) => setTimeout(r, 100));
@@ -278,6 +276,45 @@ describe('GatewaySession: a burst of messages against a slow read model', () => 
     expect(outcomes.map((o) => o.status)).toEqual(Array(12).fill('fulfilled'));
     expect(texts()).toEqual(Array.from({ length: 12 }, (_, i) => `hello ${i}`));
     expect(reads()).toBe(12);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
+
+describe('GatewaySession: a reply that came while its message was unconfirmed goes to the resend at once', () => {
+  it('given a reply on the bus after the client was told UNAVAILABLE, when the client resends, then it gets Accepted{duplicate} and that reply, without the read model', async () => {
+    const messageId = messageIdFor('alice', 'c1', 'k1');
+    let busHandler!: (p: Uint8Array) => void;
+    const reads: string[] = [];
+    const deps = {
+      config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
+      metrics: createMetrics(), clock: Date.now, newId: () => 'e-1',
+      // The append outlasts the timeout (a slow broker), then lands.
+      log: { append: (e: Event) => new Promise((r) => setTimeout(() => r({ event: e, seq: 5 } as LoggedEvent), 200)) },
+      // The read model never has the reply (a projector far behind).
+      messages: { get: async (id: string) => (reads.push(id), null) },
+      readModelsSettled: async () => false,
+      frames: responseFrames,
+    } as unknown as SessionDeps;
+    const call = new FakeCall();
+    const session = new GatewaySession(
+      { sessionId: 's7', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
+      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never });
+    const text = { $case: 'text' as const, text: 'hello' };
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    await new Promise((r) => setTimeout(r, 150));
+    busHandler(encodeReplyUpdate({ inReplyTo: messageId, update: { $case: 'ready', ready: { responseId: responseIdFor(messageId), seq: 6, time: new Date(), text: 'hello back', processingMs: 0 } } }));
+    await new Promise((r) => setTimeout(r, 20));
+    const responses = () => call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length;
+    // Not sent unasked: the client was told to send the message again.
+    expect(responses()).toBe(0);
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(responses()).toBe(1);
+    expect(reads).toEqual([]);
+    // Nothing more is owed: the sweep has nothing to look for.
+    expect(session.awaitedSince(0)).toEqual([]);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
