@@ -95,7 +95,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const name = `chatflow-${config.role}-${instance}`;
     const log = timedEventLog(await openEventLog(config, logger, name, (problem) => health.report('event-log', problem)), metrics.logAppendSeconds);
     lifecycle.onStop('event log', () => log.close());
-    const { store, openRegistry, openReplyClaims } = await openStorage(config, logger, metrics.mongoCommandSeconds);
+    const { store, openRegistry, openReplyClaims } = await openStorage(config, logger, metrics);
     lifecycle.onStop('read store', () => store.close());
     const models = readModels(store);
 

@@ -57,6 +57,13 @@ export function createMetrics() {
       buckets: stageBuckets,
       registers: [registry],
     }),
+    mongoUpdateWaitSeconds: new Histogram({
+      name: 'chatflow_mongo_update_wait_seconds',
+      help: 'How long an update-shaped MongoDB statement waited in the process for a place (CHATFLOW_MONGO_UPDATE_CONCURRENCY) before it was sent, by method',
+      labelNames: ['method'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
     replyLatencySeconds: new Histogram({
       name: 'chatflow_reply_latency_seconds',
       help: 'From Accepted to the reply written to the client stream, at the gateway',

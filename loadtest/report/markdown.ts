@@ -308,7 +308,7 @@ function stagesSection(results: ResultFile[]): string[] {
   if (rows.length === 0) return [];
   return [
     '',
-    'Stages a message waits on, from each process\'s histograms over the whole run (`chatflow_log_append_seconds`: until the event log acknowledges an append — the embedded log\'s fsync, Kafka\'s acks=all; `chatflow_media_put_seconds`: storing an upload or a reply\'s voice/image, fsync or S3 PUT; `chatflow_mongo_command_seconds`: one MongoDB command, by name — count ÷ messages = commands per message). Figures are bucket upper bounds.',
+    'Stages a message waits on, from each process\'s histograms over the whole run (`chatflow_log_append_seconds`: until the event log acknowledges an append — the embedded log\'s fsync, Kafka\'s acks=all; `chatflow_media_put_seconds`: storing an upload or a reply\'s voice/image, fsync or S3 PUT; `chatflow_mongo_command_seconds`: one MongoDB command, by name — count ÷ messages = commands per message; `chatflow_mongo_update_wait_seconds`: how long an update-shaped statement waited in the process for one of its `CHATFLOW_MONGO_UPDATE_CONCURRENCY` places). Figures are bucket upper bounds.',
     '',
     table(['mode', 'process', 'stage', 'count', 'p50 (ms)', 'p99 (ms)'], rows),
   ];

@@ -17,6 +17,7 @@ export const STAGE_HISTOGRAMS = [
   { metric: 'chatflow_log_append_seconds', label: 'topic', stage: 'log append' },
   { metric: 'chatflow_media_put_seconds', label: 'kind', stage: 'media put' },
   { metric: 'chatflow_mongo_command_seconds', label: 'command', stage: 'mongodb' },
+  { metric: 'chatflow_mongo_update_wait_seconds', label: 'method', stage: 'mongodb update gate wait' },
 ] as const;
 
 export interface StageTiming {

@@ -60,18 +60,19 @@ export interface Storage {
   openReplyClaims(): Promise<ReplyClaims>;
 }
 
-export async function openStorage(config: Config, logger: Logger, mongoCommandSeconds?: Metrics['mongoCommandSeconds']): Promise<Storage> {
+export async function openStorage(config: Config, logger: Logger, metrics?: Pick<Metrics, 'mongoCommandSeconds' | 'mongoUpdateWaitSeconds'>): Promise<Storage> {
   const uri = config.mongodbUri;
   if (!uri) {
     return { store: new MemoryReadStore(), openRegistry: async () => new MemoryConnectionRegistry(), openReplyClaims: async () => new MemoryReplyClaims({ deadAfterMs: WORKER_DEAD_AFTER_MS }) };
   }
   const log = logger.child({ engine: 'mongodb' });
   const timeoutMs = config.mongoTimeoutMs;
-  const onCommand = mongoCommandSeconds && ((command: string, seconds: number) => mongoCommandSeconds.observe({ command }, seconds));
-  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, updateConcurrency: config.mongoUpdateConcurrency, onCommand }));
+  const onCommand = metrics && ((command: string, seconds: number) => metrics.mongoCommandSeconds.observe({ command }, seconds));
+  const onUpdateWait = metrics && ((method: string, seconds: number) => metrics.mongoUpdateWaitSeconds.observe({ method }, seconds));
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, updateConcurrency: config.mongoUpdateConcurrency, onCommand, onUpdateWait }));
   return {
     store,
-    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE, updateConcurrency: config.mongoUpdateConcurrency, onCommand })),
+    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE, updateConcurrency: config.mongoUpdateConcurrency, onCommand, onUpdateWait })),
     openReplyClaims: () => retryWithBackoff('MongoDB', log, () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS })),
   };
 }

@@ -43,6 +43,8 @@ export interface MongoConnectOptions {
   updateConcurrency?: number;
   /** Told of every command the client completes or fails (name, seconds): the driver's command monitoring, on only when given. */
   onCommand?: (command: string, seconds: number) => void;
+  /** Told how long each update-shaped statement waited for a place in the process's UpdateGate (method name, seconds; 0 when it waited not at all). */
+  onUpdateWait?: (method: string, seconds: number) => void;
 }
 
 /** Defaults of CHATFLOW_MONGO_TIMEOUT_MS and CHATFLOW_MONGO_POOL_SIZE. */
@@ -116,7 +118,7 @@ export async function connectMongo(opts: MongoConnectOptions): Promise<{ client:
   const db = client.db(opts.dbName ?? databaseFromUri(opts.uri) ?? DEFAULT_DB_NAME);
   const limit = opts.updateConcurrency ?? DEFAULT_MONGO_UPDATE_CONCURRENCY;
   const waitMs = opts.timeoutMs ?? DEFAULT_MONGO_TIMEOUT_MS;
-  return { client, db: limit > 0 ? gatedDb(db, UpdateGate.of(serverOf(opts.uri), limit), waitMs) : db };
+  return { client, db: limit > 0 ? gatedDb(db, UpdateGate.of(serverOf(opts.uri), limit), waitMs, opts.onUpdateWait) : db };
 }
 
 export function isDuplicateKeyError(err: unknown): boolean {
@@ -229,18 +231,30 @@ function forward<T extends object>(target: T, pick: (prop: string | symbol, valu
   });
 }
 
+type OnWait = MongoConnectOptions['onUpdateWait'];
+
 /** `db` whose collections pass their update-shaped statements through `gate`. */
-function gatedDb(db: Db, gate: UpdateGate, waitMs: number): Db {
+function gatedDb(db: Db, gate: UpdateGate, waitMs: number, onWait: OnWait): Db {
   return forward(db, (prop) =>
-    prop === 'collection' ? (...args: Parameters<Db['collection']>) => gatedCollection(db.collection(...args), gate, waitMs) : undefined,
+    prop === 'collection' ? (...args: Parameters<Db['collection']>) => gatedCollection(db.collection(...args), gate, waitMs, onWait) : undefined,
   );
 }
 
-function gatedCollection<C extends object>(coll: C, gate: UpdateGate, waitMs: number): C {
+/** `op` once the gate gives it `n` places, telling `onWait` how long that took. */
+function through<T>(gate: UpdateGate, n: number, waitMs: number, method: string, onWait: OnWait, op: () => Promise<T>): Promise<T> {
+  if (!onWait) return gate.run(n, waitMs, op);
+  const asked = performance.now();
+  return gate.run(n, waitMs, () => {
+    onWait(method, (performance.now() - asked) / 1000);
+    return op();
+  });
+}
+
+function gatedCollection<C extends object>(coll: C, gate: UpdateGate, waitMs: number, onWait: OnWait): C {
   return forward(coll, (prop, v) => {
     if (typeof v !== 'function') return undefined;
     const method = v as (...a: unknown[]) => Promise<unknown>;
-    if (typeof prop === 'string' && ONE_UPDATE.has(prop)) return (...a: unknown[]) => gate.run(1, waitMs, () => method.apply(coll, a));
+    if (typeof prop === 'string' && ONE_UPDATE.has(prop)) return (...a: unknown[]) => through(gate, 1, waitMs, prop, onWait, () => method.apply(coll, a));
     if (prop !== 'bulkWrite') return undefined;
     return (ops: AnyBulkWriteOperation[], ...rest: unknown[]) => {
       const n = bulkUpdates(ops);
@@ -252,7 +266,7 @@ function gatedCollection<C extends object>(coll: C, gate: UpdateGate, waitMs: nu
           ),
         );
       }
-      return gate.run(n, waitMs, () => method.call(coll, ops, ...rest));
+      return through(gate, n, waitMs, 'bulkWrite', onWait, () => method.call(coll, ops, ...rest));
     };
   });
 }
