@@ -1,6 +1,8 @@
 import pino from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
 import { MemoryBus } from '../bus/memory';
+import { clientSubject } from '../bus/port';
+import { decodeReplyUpdate } from '../bus/messages';
 import { MemoryReadStore } from '../readstore/memory';
 import { MemoryReplyClaims } from '../replies/memory';
 import { FrameFactory } from '../gateway/frames';
@@ -93,7 +95,7 @@ function setup() {
     topic: 'conversations', partition: 0, offset, seq: offset + 1,
     event: { eventId: `e-${messageId}-${offset}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'messageReceived', messageReceived: { messageId, timeZone: 'UTC', content: { $case: 'text', text: 'hi' } } } as Event['payload'] },
   });
-  return { log, claims, messages, worker, received, stopAll: () => Promise.all(workers.map((w) => w.stop(0))) };
+  return { log, bus, claims, messages, worker, received, stopAll: () => Promise.all(workers.map((w) => w.stop(0))) };
 }
 
 describe('Worker: exactly one reply per message id, whatever the read model says', () => {
@@ -266,5 +268,37 @@ describe('Worker: the claims database failing for a moment while a reply is reco
     await a.handle(env.received('m1'), new AbortController().signal);
     const outcomes = env.log.outcomesFor('m1');
     expect(outcomes.map((e) => e.payload?.$case)).toEqual(['responseProduced']);
+  });
+});
+
+describe('Worker: what a reply waits for', () => {
+  let env: ReturnType<typeof setup>;
+  beforeEach(() => (env = setup()));
+  afterEach(async () => env.stopAll());
+
+  // Issue 15: the reply went to the gateway only after the outcome was marked appended, an update that waits
+  // behind the process's other updates (CHATFLOW_MONGO_UPDATE_CONCURRENCY) and FerretDB's one writer.
+  it('the reply goes to the client once its outcome is in the log, not after the outcome is marked appended', async () => {
+    const llm = model();
+    llm.release();
+    let letConfirm!: () => void;
+    const confirmHeld = new Promise<void>((r) => (letConfirm = r));
+    const confirm = env.claims.confirmAppended.bind(env.claims);
+    let confirmed = false;
+    env.claims.confirmAppended = async (...args: Parameters<typeof confirm>) => {
+      await confirmHeld;
+      await confirm(...args);
+      confirmed = true;
+    };
+    const updates: string[] = [];
+    env.bus.subscribe(clientSubject('alice'), (payload) => updates.push(decodeReplyUpdate(payload).update?.$case ?? ''));
+    const a = await env.worker('wA', llm);
+    const handled = a.handle(env.received('m1'), new AbortController().signal);
+    for (let i = 0; i < 100 && !updates.includes('ready'); i++) await new Promise((r) => setTimeout(r, 5));
+    expect([updates.includes('ready'), confirmed]).toEqual([true, false]);
+    letConfirm();
+    await handled;
+    expect(confirmed).toBe(true);
+    expect(a.w.processing).toBe(0);
   });
 });

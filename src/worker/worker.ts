@@ -293,8 +293,9 @@ export class Worker {
 
   /**
    * Appends an outcome if it is the message's (the claims record it first);
-   * null if another owner's outcome stands. The record is marked appended
-   * afterwards; a failure in between leaves it for `confirm`.
+   * null if another owner's outcome stands. The caller delivers it, then
+   * marks the record appended (`delivered`); a failure in between leaves it
+   * for `confirm`.
    */
   private async commit(messageId: string, gen: number, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
     // The outcome is made: a claims store failing for a moment (a restart, a lost connection) is waited out, as
@@ -308,9 +309,21 @@ export class Worker {
       this.deps.logger.info({ messageId }, 'another worker answered this message first; this outcome is dropped');
       return null;
     }
-    const logged = await this.appendOutcome(outcome, signal);
-    await this.deps.claims.confirmAppended(messageId, this.deps.clock()).catch((err: unknown) => this.deps.logger.warn({ err, messageId }, 'could not mark the outcome appended'));
-    return logged;
+    return this.appendOutcome(outcome, signal);
+  }
+
+  /**
+   * Tells the client's gateway about an appended outcome, then marks it
+   * appended in the claims. The reply does not wait for that mark (issue 15:
+   * an update, which waits behind the process's other updates and FerretDB's
+   * one writer); the message's budget slot does, so marks cannot pile up.
+   */
+  private async delivered(source: Event, messageId: string, logged: LoggedEvent): Promise<void> {
+    try {
+      await this.deliver(source, logged);
+    } finally {
+      await this.deps.claims.confirmAppended(messageId, this.deps.clock()).catch((err: unknown) => this.deps.logger.warn({ err, messageId }, 'could not mark the outcome appended'));
+    }
   }
 
   /** Tells the client's gateway about a logged outcome. */
@@ -370,7 +383,7 @@ export class Worker {
         }), signal);
         if (!logged) return 'superseded';
         this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
-        await this.deliver(event, logged);
+        await this.delivered(event, m.messageId, logged);
         return 'answered';
       } catch (err) {
         if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
@@ -385,7 +398,7 @@ export class Worker {
         const transcript = heard?.transcript?.text ?? '';
         const logged = await this.commit(m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript, retryAfterMs } }), signal);
         if (!logged) return 'superseded';
-        await this.deliver(event, logged);
+        await this.delivered(event, m.messageId, logged);
         return 'failed';
       }
     }
