@@ -130,34 +130,6 @@ describeWithEngines(['MONGODB_URI'], 'ReadStore contract: mongodb', () => {
       }
     });
 
-    // Issue 15: a projector batch wrote each new document, and each ticket and its removal, in a command of its own.
-    it('creates the documents of one batch with one insert, and takes and clears their tickets with one insert and one delete', async () => {
-      const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
-      const commands: string[] = [];
-      client.on('commandStarted', (e) => commands.push(`${e.commandName} ${String((e.command as Record<string, unknown>)[e.commandName])}`));
-      await client.connect();
-      try {
-        const c = new MongoReadStore(client.db(dbName), { logger, writeTickets: true }).collection<Item>('batched');
-        await c.count(); // its indexes
-        const ids = Array.from({ length: 10 }, (_, i) => `b${i}`);
-        commands.length = 0;
-        await Promise.all(ids.map((id) => c.apply(id, { stream: 's/0', offset: 1 }, () => ({ _id: id, n: 1 }))));
-        expect(commands).toEqual(['insert batched']);
-        commands.length = 0;
-        await Promise.all(ids.map((id) => c.apply(id, { stream: 's/0', offset: 2 }, (d) => ({ ...d!, n: d!.n + 1 }))));
-        // The versioned replaces stay one command each (FerretDB v1 deadlocks on commands of many updates); the
-        // tickets are cleared as their replaces return, those returning in the same turn by one command.
-        expect(commands.filter((c) => c === `insert ${TICKETS_COLLECTION}`)).toHaveLength(1);
-        expect(commands.filter((c) => c === 'update batched')).toHaveLength(ids.length);
-        expect(commands.filter((c) => c === `delete ${TICKETS_COLLECTION}`).length).toBeGreaterThanOrEqual(1);
-        expect(commands).toHaveLength(commands.filter((c) => c === `insert ${TICKETS_COLLECTION}` || c === 'update batched' || c === `delete ${TICKETS_COLLECTION}`).length);
-        expect((await c.find({})).map((d) => d.n)).toEqual(ids.map(() => 2));
-        expect(await client.db(dbName).collection(TICKETS_COLLECTION).countDocuments({ collection: 'batched' })).toBe(0);
-      } finally {
-        await client.close();
-      }
-    });
-
     it('fails with a clear message when MongoDB is unreachable', async () => {
       await expect(MongoReadStore.connect({ uri: 'mongodb://127.0.0.1:1/x', logger, serverSelectionTimeoutMS: 300 })).rejects.toThrow(/MongoDB unreachable at mongodb:\/\/127\.0\.0\.1:1\/x/);
     });

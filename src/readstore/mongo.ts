@@ -3,7 +3,6 @@ import type { Collection as MongoColl, Db, Filter, MongoClient, Sort } from 'mon
 import type { Logger } from 'pino';
 import { retry } from '../resilience/retry';
 import { RecentMap } from '../domain/recent-map';
-import { BatchedWrites } from './mongo-batch';
 import { connectMongo, isDuplicateKeyError, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
 import type { Collection, Doc, FindQuery, Position, ReadStore, ApplyStep } from './port';
 
@@ -76,8 +75,6 @@ export class MongoReadStore implements ReadStore {
   readonly persistent = true;
   private readonly collections = new Map<string, MongoCollection<Doc>>();
   private readonly logger: Logger;
-  /** Shared by every collection, so the tickets of one projector batch share their inserts and deletes. */
-  private tickets?: Tickets;
 
   constructor(
     readonly db: Db,
@@ -98,8 +95,8 @@ export class MongoReadStore implements ReadStore {
   collection<D extends Doc>(name: string, indexes: readonly (keyof D & string)[] = []): Collection<D> {
     let c = this.collections.get(name);
     if (!c) {
-      this.tickets ??= this.options.writeTickets ? new Tickets(this.db.collection<WriteTicket>(TICKETS_COLLECTION)) : undefined;
-      c = new MongoCollection<Doc>(this.db.collection<Stored>(name), indexes, this.logger, this.tickets);
+      const tickets = this.options.writeTickets ? this.db.collection<WriteTicket>(TICKETS_COLLECTION) : undefined;
+      c = new MongoCollection<Doc>(this.db.collection<Stored>(name), indexes, this.logger, tickets);
       this.collections.set(name, c);
     }
     return c as unknown as Collection<D>;
@@ -131,18 +128,8 @@ export class MongoReadStore implements ReadStore {
   }
 }
 
-/** The write tickets' collection; the inserts and deletes of one turn (a projector batch) go as one command each. */
-class Tickets {
-  readonly writes: BatchedWrites<WriteTicket>;
-  constructor(readonly coll: MongoColl<WriteTicket>) {
-    this.writes = new BatchedWrites(coll);
-  }
-}
-
 class MongoCollection<D extends Doc> implements Collection<D> {
   private ready?: Promise<void>;
-  /** The documents created in one turn (a projector batch's new messages) go as one insert command. */
-  private readonly writes: BatchedWrites<Stored>;
   /** Per-document queue: this process's writers of one document take turns (fewer conflicts). */
   private readonly writing = new Map<string, Promise<void>>();
   /**
@@ -160,10 +147,8 @@ class MongoCollection<D extends Doc> implements Collection<D> {
     private readonly coll: MongoColl<Stored>,
     private readonly indexFields: readonly string[],
     private readonly logger: Logger,
-    private readonly tickets?: Tickets,
-  ) {
-    this.writes = new BatchedWrites(coll);
-  }
+    private readonly tickets?: MongoColl<WriteTicket>,
+  ) {}
 
   async get(id: string): Promise<D | null> {
     await this.indexed();
@@ -278,7 +263,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
   private async insert(next: Stored | null): Promise<boolean> {
     if (next === null) return true;
     try {
-      await this.writes.insertOne(next);
+      await this.coll.insertOne(next);
       return true;
     } catch (err) {
       if (isDuplicateKeyError(err)) return false;
@@ -293,7 +278,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
     return (await this.coll.replaceOne(filter, next)).matchedCount === 1;
   }
 
-  private async writeWithTicket(tickets: Tickets, current: Stored, next: Stored | null): Promise<boolean> {
+  private async writeWithTicket(tickets: MongoColl<WriteTicket>, current: Stored, next: Stored | null): Promise<boolean> {
     const ticket: WriteTicket = {
       _id: `${this.coll.collectionName}/${current._id}#${(current[VERSION] ?? 0) + 1}`,
       collection: this.coll.collectionName,
@@ -302,7 +287,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
       at: Date.now(),
     };
     try {
-      await tickets.writes.insertOne(ticket);
+      await tickets.insertOne(ticket);
     } catch (err) {
       if (!isDuplicateKeyError(err)) throw err;
       await this.settle(tickets, ticket._id, current);
@@ -314,7 +299,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
       // write forward for us (the retry then finds our position applied).
       return await this.replace(current, next);
     } finally {
-      await tickets.writes.deleteById(ticket._id);
+      await tickets.deleteOne({ _id: ticket._id });
     }
   }
 
@@ -324,15 +309,15 @@ class MongoCollection<D extends Doc> implements Collection<D> {
    * One built on another version of the document (a stale or earlier-life ticket)
    * has no future and is removed.
    */
-  private async settle(tickets: Tickets, ticketId: string, current: Stored): Promise<void> {
-    const held = await tickets.coll.findOne({ _id: ticketId });
+  private async settle(tickets: MongoColl<WriteTicket>, ticketId: string, current: Stored): Promise<void> {
+    const held = await tickets.findOne({ _id: ticketId });
     if (!held) return;
     if (held.base === (current[TOKEN] ?? null)) {
       if (Date.now() - held.at < TICKET_GRACE_MS) return;
       this.logger.warn({ engine: 'mongodb', ticket: ticketId }, 'completing a read-model write left unfinished by another writer');
       await this.replace(current, held.next);
     }
-    await tickets.writes.deleteById(ticketId);
+    await tickets.deleteOne({ _id: ticketId });
   }
 
   /** The collection was dropped: indexes are created again, and nothing written before is known. */

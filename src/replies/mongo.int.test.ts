@@ -64,20 +64,6 @@ describeWithEngines(['MONGODB_URI'], 'MongoReplyClaims: round trips per message'
     expect(await claims.claim('m-rt3', 'wB', Date.now(), { intact: true })).toEqual({ type: 'answered' });
   });
 
-  it('the claims and the outcomes of messages handled in the same turn share one insert command each', async () => {
-    const claims = await MongoReplyClaims.on(client.db(dbName), { logger, deadAfterMs: CONTRACT_DEAD_AFTER_MS, collection: 'claims_turn', heartbeats: 'beats_turn' });
-    await claims.beat('wA', Date.now());
-    const ids = Array.from({ length: 10 }, (_, i) => `m-turn-${i}`);
-    commands.length = 0;
-    const claimed = await Promise.all(ids.map((id) => claims.claim(id, 'wA', Date.now(), { intact: true })));
-    expect(claimed.every((c) => c.type === 'claimed' && c.gen === 1)).toBe(true);
-    expect(await Promise.all(ids.map((id) => claims.commit(id, 'wA', 1, new TextEncoder().encode(id))))).toEqual(ids.map(() => true));
-    expect(commands).toEqual(['insert', 'insert']);
-    // Each statement kept its own outcome: another worker's claims, in one turn too, find every message held by wA.
-    const again = await Promise.all(ids.map((id) => claims.claim(id, 'wB', Date.now(), { intact: true })));
-    expect(again).toEqual(ids.map(() => ({ type: 'busy', holder: 'wA' })));
-  });
-
   it('without intact, a message whose generations a prune cut short removed still answers "answered" from its outcome', async () => {
     const db = client.db(dbName);
     const claims = await MongoReplyClaims.on(db, { logger, deadAfterMs: CONTRACT_DEAD_AFTER_MS, collection: 'claims_half', heartbeats: 'beats_half' });

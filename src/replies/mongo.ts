@@ -1,7 +1,6 @@
 import type { Collection as MongoColl, Db } from 'mongodb';
 import type { Logger } from 'pino';
 import { isDuplicateKeyError } from '../readstore/mongo-client';
-import { BatchedWrites } from '../readstore/mongo-batch';
 import { RecentMap } from '../domain/recent-map';
 import { beatPrunable, CONFIRM_APPENDED_IF, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
 import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
@@ -48,8 +47,6 @@ export interface MongoReplyClaimsOptions extends ReplyClaimsOptions {
  */
 export class MongoReplyClaims implements ReplyClaims {
   private readonly coll: MongoColl<ClaimDoc>;
-  /** The claims and outcomes of the messages taken or answered in one turn go as one insert command (issue 15). */
-  private readonly writes: BatchedWrites<ClaimDoc>;
   private readonly beats: MongoColl<BeatDoc>;
   /** Claims this process inserted and has not committed yet: their commit need not read them back. */
   private readonly held = new HeldClaims();
@@ -57,7 +54,6 @@ export class MongoReplyClaims implements ReplyClaims {
 
   private constructor(db: Db, private readonly options: MongoReplyClaimsOptions) {
     this.coll = db.collection<ClaimDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION);
-    this.writes = new BatchedWrites(this.coll);
     this.beats = db.collection<BeatDoc>(options.heartbeats ?? HEARTBEATS_COLLECTION);
     this.deadAfterMs = options.deadAfterMs;
   }
@@ -102,7 +98,7 @@ export class MongoReplyClaims implements ReplyClaims {
       const first = events[0];
       if (first?.type !== 'Claimed') return claimResultOf(events);
       try {
-        await this.writes.insertOne({ _id: `${messageId}#${first.gen}`, messageId, gen: first.gen, owner });
+        await this.coll.insertOne({ _id: `${messageId}#${first.gen}`, messageId, gen: first.gen, owner });
         this.held.add(messageId, first.gen, owner);
         return claimResultOf(events);
       } catch (err) {
@@ -125,7 +121,7 @@ export class MongoReplyClaims implements ReplyClaims {
    */
   private async claimFirst(messageId: string, owner: string, intact: boolean): Promise<ClaimResult | null> {
     const [inserted, recorded] = await Promise.all([
-      this.writes.insertOne({ _id: `${messageId}#1`, messageId, gen: 1, owner }).then(
+      this.coll.insertOne({ _id: `${messageId}#1`, messageId, gen: 1, owner }).then(
         () => true,
         (err: unknown) => {
           if (isDuplicateKeyError(err)) return false;
@@ -154,7 +150,7 @@ export class MongoReplyClaims implements ReplyClaims {
     const events = replyClaim.decide({ type: 'Commit', owner, gen, event }, { claims, outcome: null, beats: {} });
     if (events[0]?.type !== 'Committed') return false;
     try {
-      await this.writes.insertOne({ _id: `${messageId}#outcome`, messageId, gen, owner, event: Buffer.from(event), appended: false });
+      await this.coll.insertOne({ _id: `${messageId}#outcome`, messageId, gen, owner, event: Buffer.from(event), appended: false });
       return true;
     } catch (err) {
       if (!isDuplicateKeyError(err)) throw err;
