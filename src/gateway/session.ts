@@ -17,6 +17,7 @@ import { disconnectReasonName, failureIdFor } from '../../projections/definition
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
 import { decodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
+import type { LoggedEvent } from '../eventlog/port';
 import type { SessionDeps } from './deps';
 import { outcomeOf } from './frames';
 import type { Outbound } from './outbound';
@@ -96,8 +97,13 @@ export class GatewaySession {
    */
   private outcomesSent?: Set<string>;
   private halfClosed = false;
-  /** Set once byClientMessageId dropped its oldest keys: a resend of one is then looked up in the read models. */
-  private forgotKeys = false;
+  /**
+   * Set once a key may be in the log without this session knowing it: an
+   * append failed (its event may have landed) or byClientMessageId dropped
+   * its oldest keys. New keys are then looked up in the read models, even in
+   * a conversation this session started.
+   */
+  private unsure = false;
   /** Set once the server drains: see beginDrain. */
   private drainRetryAfterMs?: number;
   private readonly deliveredWaiters: (() => void)[] = [];
@@ -404,7 +410,7 @@ export class GatewaySession {
     this.byClientMessageId.set(cmid, entry);
     if (this.byClientMessageId.size > 10_000) {
       this.byClientMessageId.delete(this.byClientMessageId.keys().next().value!);
-      this.forgotKeys = true;
+      this.unsure = true;
     }
     let timedOut = false;
     accepted.then(
@@ -429,7 +435,7 @@ export class GatewaySession {
     );
     return this.withinAppendTimeout(accepted, () => {
       timedOut = true;
-      // Frames for it are held no longer: they are dropped until the client sends it again (see unconfirmed).
+      // Its frames are not sent unasked any more: its outcome waits for the client's resend (see unconfirmed).
       this.unconfirmed.add(messageId);
       if (this.unconfirmed.size > 10_000) this.unconfirmed.delete(this.unconfirmed.values().next().value!);
       this.flushAwaiting(messageId);
@@ -584,7 +590,7 @@ export class GatewaySession {
    * once they hold what was logged before the connection (one read).
    */
   private async earlier(messageId: string): Promise<MessageDoc | null> {
-    if (this.info.newConversation && !this.forgotKeys) return null;
+    if (this.info.newConversation && !this.unsure) return null;
     // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
     if (this.historySettled && !(await this.whileOpen(this.historySettled))) {
       this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
@@ -615,7 +621,13 @@ export class GatewaySession {
   private async append(event: Event, messageId: string, clientMessageId: string): Promise<Accepted> {
     // Closed meanwhile (its client was told UNAVAILABLE, send again): not appended for nobody.
     if (this.abort.signal.aborted) throw this.abort.signal.reason;
-    const logged = await this.whileOpen(this.deps.log.append(event));
+    let logged: LoggedEvent;
+    try {
+      logged = await this.whileOpen(this.deps.log.append(event));
+    } catch (err) {
+      this.unsure = true; // its event may have landed all the same
+      throw err;
+    }
     const p = event.payload;
     const kind = p?.$case === 'messageReceived' && p.messageReceived.content?.$case === 'media' ? (mediaKindName(p.messageReceived.content.media.kind) ?? 'unknown') : 'text';
     this.deps.metrics.messagesAccepted.inc({ kind });

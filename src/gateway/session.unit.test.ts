@@ -318,3 +318,31 @@ describe('GatewaySession: a reply that came while its message was unconfirmed go
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
+
+describe('GatewaySession: a resend after a failed append is looked up, even in a new conversation', () => {
+  it('given an append that failed although the broker wrote it, when the client resends, then the read model finds it: Accepted{duplicate}, not a second append', async () => {
+    const messageId = messageIdFor('alice', 'c1', 'k1');
+    const appended: Event[] = [];
+    const deps = {
+      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, newId: () => 'e-1',
+      // The first append is written, but its answer is lost (a broker that died before it acknowledged).
+      log: {
+        append: async (e: Event) => {
+          appended.push(e);
+          if (appended.length === 1) throw Object.assign(new Error('request timed out'), { name: 'KafkaJSRequestTimeoutError' });
+          return { event: e, seq: appended.length } as LoggedEvent;
+        },
+      },
+      messages: { get: async (id: string) => (id === messageId && appended.length > 0 ? { _id: messageId, conversationId: 'c1', author: 'user', clientMessageId: 'k1', seq: 1, time: Date.now() } : null) },
+    } as unknown as SessionDeps;
+    const session = new GatewaySession(
+      { sessionId: 's8', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
+      deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    const text = { $case: 'text' as const, text: 'hello' };
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
+    expect(appended).toHaveLength(1);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
