@@ -73,8 +73,8 @@ export class GatewaySession {
   /**
    * Resent messages owed their outcome (the reply or the error) on this
    * stream, with when it became owed. The overdue sweep looks them up too:
-   * a reply that came on the bus while its message was unconfirmed was
-   * dropped, and the read model may not have had it at the resend.
+   * a reply the bus lost, or one for a message sent on an earlier stream,
+   * may not have been in the read model at the resend.
    */
   private readonly outcomeOwed = new Map<string, number>();
   /** Messages whose outcome a resend is looking up right now (see acknowledgeDuplicate). */
@@ -619,7 +619,7 @@ export class GatewaySession {
   }
 
   private async append(event: Event, messageId: string, clientMessageId: string): Promise<Accepted> {
-    // Closed meanwhile (its client was told UNAVAILABLE, send again): not appended for nobody.
+    // Closed meanwhile: its client was told UNAVAILABLE (send it again), so it is not appended now.
     if (this.abort.signal.aborted) throw this.abort.signal.reason;
     let logged: LoggedEvent;
     try {
