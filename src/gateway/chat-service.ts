@@ -379,7 +379,7 @@ export class ChatGateway {
       };
       // Resends of messages sent before this connection are judged once the read models have them (waited for lazily).
       if (lastSeq > 0) session.earlierHistory(this.deps.readModelsSettled(cfg.readYourWritesMs));
-      await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h) });
+      await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h), flush: () => this.deps.bus.flush() });
       logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
       // Admitted while a drain began: it has nothing in processing, so it ends at once.
       if (this.stopping) void session.endForShutdown(cfg.retryAfterMs);

@@ -98,7 +98,7 @@ function world() {
       pino({ level: 'silent' }),
       (s) => closed.push(s.id),
     );
-    await session.start({ frame: { $case: 'welcome' } } as never, 10, { subscribe: () => ({ unsubscribe: () => undefined }) as never });
+    await session.start({ frame: { $case: 'welcome' } } as never, 10, { subscribe: () => ({ unsubscribe: () => undefined }) as never, flush: async () => undefined });
     return { session, call, out };
   };
   return { open, finds, findsAfterClose, released, closed, appended };

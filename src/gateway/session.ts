@@ -131,26 +131,52 @@ export class GatewaySession {
   }
 
   /** Starts delivery and the deadline; replays what the client missed after `resumeAfter` (up to the log's end). */
-  async start(welcome: ServerFrame, resumeAfter: number | undefined, bus: { subscribe: (h: (p: Uint8Array) => void) => Subscription }): Promise<void> {
+  async start(welcome: ServerFrame, resumeAfter: number | undefined, bus: { subscribe: (h: (p: Uint8Array) => void) => Subscription; flush: () => Promise<void> }): Promise<void> {
     this.replaying = resumeAfter !== undefined;
     this.subscription = bus.subscribe((payload) => this.onBusMessage(payload));
     this.out.write(welcome);
     this.armDeadline();
     if (resumeAfter === undefined) return;
-    // Replies the log already holds but the read models not yet (a projector behind after an outage)
-    // would be missed: the replay reads once they have caught up with the log, or after readYourWritesMs
-    // (what they have then; live replies are buffered meanwhile and delivered after it). The wait the
-    // gateway already started for this connection's resends (earlierHistory) serves here too.
-    const settled = this.historySettled ?? this.deps.readModelsSettled(this.deps.config.readYourWritesMs);
-    const caughtUp = await this.whileOpen(settled).catch(() => false);
+    const ms = this.deps.config.readYourWritesMs;
+    // A reply published before the bus's server had this subscription never comes live, so the replay must
+    // hold it: the log's end the replay waits for is asked for once the subscription is in place. (A bus that
+    // does not confirm within the wait is down: its reconnect looks up what this stream awaits.) Replies the
+    // log holds but the read models not yet (a projector behind after an outage) would be missed too: the
+    // replay reads once they have caught up with that end, or after readYourWritesMs (what they have then;
+    // live replies are buffered meanwhile and delivered after it).
+    await this.whileOpen(within(bus.flush(), ms)).catch(() => undefined);
     if (this.closed) return;
-    // Still behind after the wait: what this stream gets from now on is noted, for the second pass (replayWhenSettled).
-    if (!caughtUp) {
-      this.outcomesSent = new Set();
-      this.logger.info({ resumeAfter, waitedMs: this.deps.config.readYourWritesMs }, 'read models behind the log at a resume: replaying what they have, and again once they have caught up');
-    }
+    const caughtUp = await this.whileOpen(this.deps.readModelsSettled(ms)).catch(() => false);
+    if (this.closed) return;
+    // What this stream gets from now on is noted: buffered live copies of replayed outcomes are dropped, the
+    // unanswered messages it awaits skip them, and a second pass (replayWhenSettled) skips them too.
+    this.outcomesSent = new Set();
+    if (!caughtUp) this.logger.info({ resumeAfter, waitedMs: ms }, 'read models behind the log at a resume: replaying what they have, and again once they have caught up');
     await this.replay(resumeAfter);
-    if (!caughtUp) void this.replayWhenSettled(resumeAfter);
+    await this.awaitUnanswered();
+    if (caughtUp) this.outcomesSent = undefined;
+    else void this.replayWhenSettled(resumeAfter);
+  }
+
+  /**
+   * A resume's last step: the conversation's messages the read models still
+   * show unanswered, whose outcome this stream has not had, are awaited on
+   * it as a resend's are (outcomeOwed): the reply comes live, or the overdue
+   * sweep fetches it from the read model. This covers a reply neither the
+   * replay nor the bus brought (published before this stream subscribed, and
+   * projected after the replay read), whatever the lag.
+   */
+  private async awaitUnanswered(): Promise<void> {
+    if (this.closed) return;
+    try {
+      const pending = await this.whileOpen(
+        this.deps.messages.find({ where: { conversationId: this.info.conversationId, author: 'client', status: 'pending' }, limit: MAX_AWAITED_AT_RESUME }),
+      );
+      // Each counts as owed since it was sent: the next overdue sweep looks up those older than its bound.
+      for (const m of pending) if (!this.outcomesSent?.has(m._id) && !this.awaits(m._id)) this.outcomeOwed.set(m._id, m.time);
+    } catch (err) {
+      if (!this.abort.signal.aborted) this.logger.warn({ err }, 'could not read the unanswered messages of a resumed conversation; their replies come live or on a later resume');
+    }
   }
 
   /**
@@ -159,14 +185,18 @@ export class GatewaySession {
    * comes through under the stream's own backpressure.
    */
   private async replay(after: number): Promise<void> {
-    const read = { seq: after };
     try {
-      await this.eachReplyAfter(read, (frame) => this.write(frame));
+      await this.eachReplyAfter({ seq: after }, (frame) => this.write(frame));
     } finally {
       this.replaying = false;
       const buffered = this.replayBuffer;
       this.replayBuffer = [];
-      for (const f of buffered) if (seqOf(f) === undefined || seqOf(f)! > read.seq) this.deliver(f);
+      // Dropped: the live frames of an outcome the replay gave. Not by seq: the read models may hold a later
+      // reply of the partition before an earlier one (a batch's documents are written in parallel).
+      for (const f of buffered) {
+        const id = inReplyToOf(f);
+        if (id === undefined || !this.outcomesSent?.has(id)) this.deliver(f);
+      }
     }
   }
 
@@ -767,6 +797,8 @@ const HELD_FOR_RESEND = 256;
 
 /** How long a resume's second replay waits for read models still behind the log (see replayWhenSettled). */
 const LATE_REPLAY_LIMIT_MS = 120_000;
+/** Unanswered messages of its conversation a resumed stream awaits at most (the whole server has at most 500 in processing). */
+const MAX_AWAITED_AT_RESUME = 1_000;
 /** Messages of one session waiting for their append beyond which its input is no longer read. */
 const MAX_PENDING_APPENDS = 64;
 
@@ -796,9 +828,8 @@ function inReplyToOf(frame: ServerFrame): string | undefined {
   }
 }
 
-function seqOf(frame: ServerFrame): number | undefined {
-  const f = frame.frame;
-  if (f?.$case === 'response') return f.response.seq;
-  if (f?.$case === 'error') return f.error.seq || undefined;
-  return undefined;
+/** `work`, or nothing once `ms` have passed (it goes on unawaited). */
+function within(work: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
 }

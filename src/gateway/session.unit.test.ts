@@ -123,7 +123,7 @@ describe('GatewaySession: a resume replays up to the log, not up to a lagging pr
       { sessionId: 's2', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
       deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
     );
-    await session.start({ frame: { $case: 'welcome' } } as never, 3, { subscribe: () => ({ unsubscribe: () => undefined }) as never });
+    await session.start({ frame: { $case: 'welcome' } } as never, 3, { subscribe: () => ({ unsubscribe: () => undefined }) as never, flush: async () => undefined });
     expect(call.written.map((f) => (f as { frame: { $case: string } }).frame.$case)).toEqual(['welcome', 'response']);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
@@ -155,7 +155,7 @@ describe('GatewaySession: a resume whose read models settle late is replayed aga
       { sessionId: 's3', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
       deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
     );
-    await session.start({ frame: { $case: 'welcome' } } as never, 10, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never });
+    await session.start({ frame: { $case: 'welcome' } } as never, 10, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
     // r3's live copy reaches this stream after the first pass (its worker published it late): it is delivered live.
     busHandler(encodeReplyUpdate({ inReplyTo: 'm3', update: { $case: 'ready', ready: { responseId: 'r3', seq: 13, time: new Date(), text: 'reply 3', processingMs: 0 } } }));
     const responses = () => call.written.flatMap((f) => ((f as ServerFrame).frame?.$case === 'response' ? [(f as { frame: { response: { inReplyTo: string } } }).frame.response.inReplyTo] : []));
@@ -192,7 +192,7 @@ describe('GatewaySession: an outcome owed to a resend is fetched again by the ov
       { sessionId: 's4', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
       deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
     );
-    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never });
+    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
     const text = { $case: 'text' as const, text: 'hello' };
     await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     // The late append lands (200 ms); the worker's reply is published while the bus is down (lost), before the resend.
@@ -300,7 +300,7 @@ describe('GatewaySession: a reply that came while its message was unconfirmed go
       { sessionId: 's7', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
       deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
     );
-    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never });
+    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
     const text = { $case: 'text' as const, text: 'hello' };
     await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await new Promise((r) => setTimeout(r, 150));
@@ -343,6 +343,97 @@ describe('GatewaySession: a resend after a failed append is looked up, even in a
     await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
     expect(appended).toHaveLength(1);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
+
+describe('GatewaySession: a resume misses no reply appended while the client reconnected', () => {
+  const reply = (n: number) => ({ _id: `r${n}`, conversationId: 'c1', author: 'bot', inReplyTo: `m${n}`, seq: 50 + n, time: Date.now(), text: `reply ${n}` });
+  const responses = (call: FakeCall) => call.written.flatMap((f) => ((f as ServerFrame).frame?.$case === 'response' ? [(f as { frame: { response: { inReplyTo: string } } }).frame.response.inReplyTo] : []));
+  function resumed(deps: Partial<Record<keyof SessionDeps, unknown>>, config: Record<string, string> = {}) {
+    const call = new FakeCall();
+    const session = new GatewaySession(
+      { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      { config: loadConfig(config), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, log: { append: async () => ({}) }, frames: responseFrames, ...deps } as unknown as SessionDeps,
+      new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    return { session, call };
+  }
+  const ready = (n: number) => encodeReplyUpdate({ inReplyTo: `m${n}`, update: { $case: 'ready', ready: { responseId: `r${n}`, seq: 50 + n, time: new Date(), text: `reply ${n}`, processingMs: 0 } } });
+
+  it('given a reply appended after the connection asked for the log\'s end and published before the bus had the new subscription, when the client resumes, then the replay still delivers it', async () => {
+    // The log: r1 is appended (and its live copy published, to nobody yet) while the new stream's subscription is
+    // on its way to the bus's server; the projector has what was in the log when each wait for it began.
+    let r1Appended = false;
+    const projected: ReturnType<typeof reply>[] = [];
+    const { session, call } = resumed({
+      messages: { find: async ({ where }: { where: { author: string } }) => (where.author === 'bot' ? [...projected] : []), get: async () => null },
+      readModelsSettled: async () => {
+        const target = r1Appended;
+        await new Promise((r) => setTimeout(r, 5));
+        if (target && projected.length === 0) projected.push(reply(1));
+        return true;
+      },
+    });
+    // As the gateway does for a continued conversation: the resend check's wait starts at the connection.
+    session.earlierHistory((session as unknown as { deps: SessionDeps }).deps.readModelsSettled(1_000));
+    const bus = {
+      subscribe: () => {
+        r1Appended = true; // published now: the bus's server does not have the subscription yet, so this copy is lost
+        return { unsubscribe: () => undefined };
+      },
+      flush: async () => undefined,
+    };
+    await session.start({ frame: { $case: 'welcome' } } as never, 50, bus as never);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(responses(call)).toEqual(['m1']);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+
+  it('given a live reply during the replay whose seq is below one the read model already had, when the replay ends, then it is delivered, not taken for replayed', async () => {
+    // The projector wrote r3's document before r2's (documents of one batch are written in parallel); the first wait gave up.
+    let bus!: (p: Uint8Array) => void;
+    let first = true;
+    const { session, call } = resumed({
+      messages: {
+        find: async ({ where }: { where: { author: string } }) => {
+          if (where.author !== 'bot') return [];
+          if (first) {
+            bus(ready(2)); // r2's live copy comes while the first pass reads
+            await new Promise((r) => setTimeout(r, 10));
+          }
+          first = false;
+          return [reply(3)];
+        },
+        get: async () => null,
+      },
+      readModelsSettled: async () => false,
+    }, { CHATFLOW_READ_YOUR_WRITES_MS: '20' });
+    await session.start({ frame: { $case: 'welcome' } } as never, 50, { subscribe: (h: (p: Uint8Array) => void) => ((bus = h), { unsubscribe: () => undefined }), flush: async () => undefined } as never);
+    await new Promise((r) => setTimeout(r, 100));
+    // Delivered when the first pass ends, not left to a second pass that waits for the read models (up to minutes).
+    expect(responses(call).sort()).toEqual(['m2', 'm3']);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+
+  it('given a message of an earlier stream still unanswered at the resume, and its reply missed by both the replay and the bus, when the read model has it, then the overdue sweep delivers it once', async () => {
+    const pending = { _id: 'm4', conversationId: 'c1', author: 'client', clientMessageId: 'k4', seq: 49, time: Date.now() - 60_000, status: 'pending' };
+    let answered = false;
+    const { session, call } = resumed({
+      messages: {
+        find: async ({ where }: { where: { author: string; status?: string } }) => (where.author === 'client' && where.status === 'pending' && !answered ? [pending] : []),
+        get: async (id: string) => (answered && id === responseIdFor('m4') ? { ...reply(4), _id: id, inReplyTo: 'm4' } : null),
+      },
+      readModelsSettled: async () => true,
+    });
+    await session.start({ frame: { $case: 'welcome' } } as never, 48, { subscribe: () => ({ unsubscribe: () => undefined }), flush: async () => undefined } as never);
+    expect(session.awaitedSince(10_000)).toEqual(['m4']);
+    expect(session.repliesPending).toBe(1);
+    expect(await session.recoverAwaited(['m4'])).toBe(0); // not in the read model yet: still awaited
+    answered = true;
+    expect(await session.recoverAwaited(session.awaitedSince(0))).toBe(1);
+    expect(responses(call)).toEqual(['m4']);
+    expect(session.awaitedSince(0)).toEqual([]);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
