@@ -20,10 +20,14 @@ describe('stage histograms from /metrics', () => {
       'chatflow_log_append_seconds_bucket{le="+Inf",topic="sessions"} 0',
       'chatflow_media_put_seconds_bucket{le="0.05",kind="upload"} 1',
       'chatflow_media_put_seconds_bucket{le="+Inf",kind="upload"} 2',
+      'chatflow_projection_lag_seconds_bucket{le="0.005"} 98',
+      'chatflow_projection_lag_seconds_bucket{le="0.05"} 100',
+      'chatflow_projection_lag_seconds_bucket{le="+Inf"} 100',
     ].join('\n');
     expect(stageTimings('all', parsePrometheus(text))).toEqual([
       { process: 'all', stage: 'log append (conversations)', count: 4, p50Ms: 2, p99Ms: 10 },
       { process: 'all', stage: 'media put (upload)', count: 2, p50Ms: 50, p99Ms: Infinity },
+      { process: 'all', stage: 'projection lag', count: 100, p50Ms: 5, p99Ms: 50 },
     ]);
   });
 });

@@ -1,4 +1,4 @@
-import { overheadChecks, saturationChecks, admissionChecks, echoRatioCheck, scaleChecks } from './goals';
+import { overheadChecks, saturationChecks, admissionChecks, echoRatioCheck, scaleChecks, projectionLagCheck } from './goals';
 import { steadyRate } from './scenarios/saturate';
 import { emptyMessages, addMessage } from './engine/records';
 import { areaOf, summarizeProfile, type CpuProfile } from './report/profile';
@@ -136,8 +136,14 @@ describe('server summary', () => {
 
 describe('goal checks', () => {
   it('hit and miss against the targets of each mode', () => {
-    expect(overheadChecks('embedded', 4, 30, 0).map((c) => c.hit)).toEqual([true, true, false]);
-    expect(overheadChecks('stack', 14, 59, 1).map((c) => c.hit)).toEqual([false, true, true]);
+    // Embedded: issue 15's 3 / 20 ms overhead and 10 ms to Accepted; the stack has no Accepted target.
+    expect(overheadChecks('embedded', 3, 21, 0, 10).map((c) => [c.name, c.hit])).toEqual([['failures', true], ['overhead p50', true], ['overhead p99', false], ['Accepted p99', true]]);
+    expect(overheadChecks('embedded', 3.1, 20, 0, 10.5).map((c) => c.hit)).toEqual([true, false, true, false]);
+    expect(overheadChecks('stack', 14, 59, 1, 500).map((c) => c.hit)).toEqual([false, true, true]);
+    expect(projectionLagCheck('embedded', 50).map((c) => c.hit)).toEqual([true]);
+    expect(projectionLagCheck('embedded', 100).map((c) => c.hit)).toEqual([false]);
+    expect(projectionLagCheck('embedded', undefined)).toEqual([{ name: 'projection lag p99', goal: '≤ 50 ms', measured: 'not reported', hit: false }]);
+    expect(projectionLagCheck('stack', 10)).toEqual([]);
     expect(saturationChecks('embedded', 4999, 500, 0).map((c) => c.hit)).toEqual([false, true, true]);
     expect(saturationChecks('stack', 1500, NaN, 0).map((c) => c.hit)).toEqual([true, false, true]);
     expect(admissionChecks(50, 50, 12, { OK: 50, RESOURCE_EXHAUSTED: 950 }, true).every((c) => c.hit)).toBe(true);

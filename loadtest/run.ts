@@ -22,12 +22,12 @@ import { saturate } from './scenarios/saturate';
 import { voice } from './scenarios/voice';
 import { scale } from './scenarios/scale';
 import { embeddedTarget } from './target/embedded';
-import { ServerWatch, type ServerReading } from './target/prometheus';
+import { PROJECTION_LAG_STAGE, ServerWatch, type ServerReading } from './target/prometheus';
 import { REPO } from './target/process';
 import { stackTarget } from './target/stack';
 import { MODES, type ModeName, type Target } from './target/target';
 import type { Progress } from './engine/records';
-import { GOALS } from './goals';
+import { GOALS, projectionLagCheck } from './goals';
 import { KINDS, type Kind } from './payloads';
 import { monotonicUs, summarizeProfileFile, type ProfileWindow } from './report/profile';
 import { writeFigures } from './report/figures';
@@ -326,6 +326,11 @@ export async function runOne(opts: Options, mode: ModeName, command: string, pro
   }
   const wallS = round((Date.now() - started.getTime()) / 1000, 1);
   output.server = { ...serverSummary(watch.readings, wallS), stages: watch.stages };
+  // Issue 15: the projection lag under the reference load (soak is the same load), from the projector's histogram.
+  if (opts.scenario === 'reference' || opts.scenario === 'soak') {
+    const lag = watch.stages.filter((st) => st.stage === PROJECTION_LAG_STAGE && st.count > 0);
+    output.checks.push(...projectionLagCheck(mode, lag.length ? Math.max(...lag.map((st) => st.p99Ms ?? Infinity)) : undefined));
+  }
   if (profiles.length) output.profiles = await Promise.all(profiles.map((p) => summarizeProfileFile(p, loadWindow)));
   return {
     schema: 1,

@@ -55,7 +55,7 @@ export async function reference(ctx: RunContext): Promise<ScenarioOutput> {
     messages,
     connections,
     charts,
-    checks: overheadChecks(ctx.mode, o.overhead.p50, o.overhead.p99, o.failures),
+    checks: overheadChecks(ctx.mode, o.overhead.p50, o.overhead.p99, o.failures, o.toAccepted.p99),
     clientCpu: fleet.clientCpu,
     notes,
   };

@@ -18,7 +18,12 @@ export const STAGE_HISTOGRAMS = [
   { metric: 'chatflow_media_put_seconds', label: 'kind', stage: 'media put' },
   { metric: 'chatflow_mongo_command_seconds', label: 'command', stage: 'mongodb' },
   { metric: 'chatflow_mongo_update_wait_seconds', label: 'method', stage: 'mongodb update gate wait' },
+  // From an event's time to its projection: how stale a read of the read models can be (the projector's process).
+  { metric: 'chatflow_projection_lag_seconds', label: undefined, stage: 'projection lag' },
 ] as const;
+
+/** The stage name of the projection lag (issue 15's target applies to it). */
+export const PROJECTION_LAG_STAGE = 'projection lag';
 
 export interface StageTiming {
   process: string;
@@ -48,7 +53,7 @@ export function stageTimings(process: string, samples: Sample[]): StageTiming[] 
   for (const h of STAGE_HISTOGRAMS) {
     const series = new Map<string, { le: number; count: number }[]>();
     for (const s of samples.filter((x) => x.name === `${h.metric}_bucket`)) {
-      const key = s.labels[h.label] ?? '';
+      const key = h.label === undefined ? '' : (s.labels[h.label] ?? '');
       if (!series.has(key)) series.set(key, []);
       series.get(key)!.push({ le: s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), count: s.value });
     }
@@ -56,7 +61,7 @@ export function stageTimings(process: string, samples: Sample[]): StageTiming[] 
       const count = Math.max(0, ...buckets.map((b) => b.count));
       if (count === 0) continue;
       const ms = (v: number | null) => (v === null ? null : Number.isFinite(v) ? Math.round(v * 1e6) / 1e3 : Infinity);
-      out.push({ process, stage: `${h.stage} (${key})`, count, p50Ms: ms(bucketQuantile(buckets, 0.5)), p99Ms: ms(bucketQuantile(buckets, 0.99)) });
+      out.push({ process, stage: h.label === undefined ? h.stage : `${h.stage} (${key})`, count, p50Ms: ms(bucketQuantile(buckets, 0.5)), p99Ms: ms(bucketQuantile(buckets, 0.99)) });
     }
   }
   return out;
