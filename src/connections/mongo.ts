@@ -1,8 +1,8 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
-import { admission, admissionStateOf, heartbeatPrunable, holderOf, renewedSessions } from '../domain/admission';
-import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease } from './port';
+import { admission, admissionStateOf, heartbeatPrunable, holderOf, renewalKeptAll, renewedSessions } from '../domain/admission';
+import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease, type Renewal } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
 interface SlotClaim extends Lease {
@@ -70,8 +70,11 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   readonly deadHolderMs: number;
   private ready?: Promise<void>;
   private nextRead?: Promise<{ held: SlotClaim[]; beats: Map<string, Heartbeat> }>;
+  private reading?: Promise<unknown>;
   /** Slot numbers this process is inserting claims on right now. */
   private readonly claiming = new Map<number, Promise<unknown>>();
+  /** When this registry's sweep last looked at the leases of holders with no heartbeat (see expire). */
+  private lookedAtAll?: number;
   /** Expired leases this registry evicted to admit someone: reported by the next expire(). */
   private evicted: Lease[] = [];
 
@@ -155,29 +158,46 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   /**
-   * One round trip: the holder's heartbeat is pushed forward (never back: a
-   * late answer of an older renewal cannot shorten it) while its leases are
-   * read. A lease swept meanwhile is missing from the answer.
+   * One upsert of the holder's heartbeat, pushed forward (never back: a late
+   * answer of an older renewal cannot shorten it), whatever the number of its
+   * sessions. When the heartbeat it replaced was still live, every lease of the
+   * holder is still held (renewalKeptAll) and none is read: on FerretDB v1 any
+   * query but one by `_id` scans the whole collection (~0.5 s at 10,000 leases).
+   * Only after a lapse, or before the first heartbeat, are the holder's leases
+   * read and the live ones named.
    */
-  async renew(holder: string, now: number, leaseMs: number): Promise<string[]> {
-    const [before, held] = await Promise.all([
-      this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs, renewedAt: now } }, { upsert: true, returnDocument: 'before' }),
-      this.coll.find({ holder }).toArray(),
-    ]);
+  async renew(holder: string, now: number, leaseMs: number): Promise<Renewal> {
+    const before = await this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs, renewedAt: now } }, { upsert: true, returnDocument: 'before' });
+    if (renewalKeptAll(before, now)) return 'all';
+    const held = await this.coll.find({ holder }).toArray();
     // The decider sees the leases as they stood before this renewal: those of a holder that had lapsed are lost.
     const beat = new Map(before ? [[holder, before]] : []);
     return renewedSessions(admissionStateOf(held.map((h) => withHolderExpiry(h, beat))), holder, now);
   }
 
-  /** Sweeps expired slots, and removes the heartbeats of holders gone for good (see heartbeatPrunable). */
+  /**
+   * Sweeps expired slots, and removes the heartbeats of holders gone for good
+   * (see heartbeatPrunable). The heartbeats are read first (one per gateway
+   * process); a lease held by a holder whose heartbeat is live at `now` cannot
+   * have expired, so only the leases of the other holders are read — none while
+   * every gateway renews, the usual case — and the query is skipped entirely
+   * when every heartbeat is live, but for one look every deadHolderMs at the
+   * leases of holders with no heartbeat at all (a process that claimed slots
+   * and died before its first renewal; its slots come back that much later).
+   */
   async expire(now: number): Promise<Lease[]> {
-    const { held, beats } = await this.read();
+    const beats = await this.heartbeats();
+    const live = [...beats.values()].filter((b) => b.expiresAt > now).map((b) => b._id);
+    const look = live.length < beats.size || !(this.lookedAtAll !== undefined && this.lookedAtAll > now - this.deadHolderMs);
+    const held = look ? await this.coll.find({ holder: { $nin: live } }).toArray() : [];
+    if (look) this.lookedAtAll = now;
     const candidates = held.map((h) => withHolderExpiry(h, beats));
     const decided = admission.decide({ type: 'Expire', now }, admissionStateOf(candidates.map(toLease)));
     const ids = new Set(decided.flatMap((e) => (e.type === 'Expired' ? [e.lease.sessionId] : [])));
     const mine = await Promise.all(candidates.filter((c) => ids.has(c._id)).map(async (c) => ((await this.remove(c)) ? toLease(c) : null)));
+    // Every lease of a holder whose heartbeat is not live was read: those still held say who holds slots.
     const holding = new Set(held.filter((h) => !ids.has(h._id)).map(holderOf));
-    const gone = [...beats.values()].filter((b) => heartbeatPrunable(b.expiresAt, holding.has(b._id), now, this.deadHolderMs)).map((b) => b._id);
+    const gone = look ? [...beats.values()].filter((b) => heartbeatPrunable(b.expiresAt, holding.has(b._id), now, this.deadHolderMs)).map((b) => b._id) : [];
     // The bound again in the filter: a holder renewing meanwhile keeps its heartbeat.
     if (gone.length > 0) await this.beats.deleteMany({ _id: { $in: gone }, expiresAt: { $lte: now - this.deadHolderMs } });
     const evicted = this.evicted;
@@ -203,13 +223,27 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     return held.map((h) => withHolderExpiry(h, beats));
   }
 
-  /** The held slots (as stored) and every heartbeat, read by one shared pair of queries (see slots). */
+  /**
+   * The held slots (as stored) and every heartbeat, read by one shared pair of
+   * queries (see slots), one read at a time: acquires arriving while a read is
+   * out share the next, sent once it returns (on FerretDB a read of 10,000
+   * leases takes about a second of its CPU; reads sent side by side only
+   * slowed each other and every other statement).
+   */
   private read(): Promise<{ held: SlotClaim[]; beats: Map<string, Heartbeat> }> {
-    this.nextRead ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      this.nextRead = undefined;
-      const [held, beats] = await Promise.all([this.coll.find({}).toArray(), this.heartbeats()]);
-      return { held, beats };
-    });
+    this.nextRead ??= (this.reading ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(async () => {
+        this.nextRead = undefined;
+        const reading = Promise.all([this.coll.find({}).toArray(), this.heartbeats()]).then(([held, beats]) => ({ held, beats }));
+        this.reading = reading;
+        try {
+          return await reading;
+        } finally {
+          if (this.reading === reading) this.reading = undefined;
+        }
+      });
     return this.nextRead;
   }
 
