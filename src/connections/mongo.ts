@@ -32,6 +32,9 @@ export const GATEWAY_HEARTBEATS_COLLECTION = 'gateway_heartbeats';
  * make a live gateway close all its sessions.
  */
 export const DEAD_HOLDER_MS = 8_000;
+/** An admission decides on a view of the slots read at most this long ago, and reads it again in the background once it is older than VIEW_REFRESH_MS. */
+const VIEW_MAX_AGE_MS = 3_000;
+const VIEW_REFRESH_MS = 1_000;
 /** Conflicting acquires are retried this many times (each re-reads the slots) before giving up. */
 const MAX_ATTEMPTS = 50;
 
@@ -69,8 +72,13 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private readonly beats: MongoColl<Heartbeat>;
   readonly deadHolderMs: number;
   private ready?: Promise<void>;
-  private nextRead?: Promise<{ held: SlotClaim[]; beats: Map<string, Heartbeat> }>;
+  /** The held slots as this registry last read them, with its own claims and deletes since (see slotView). */
+  private view?: { sentAt: number; claims: Map<string, SlotClaim> };
+  /** This registry's claims and deletes made while a read of the slots is out, applied to it when it lands. */
+  private journal: { id: string; claim?: SlotClaim }[] = [];
+  private nextRead?: Promise<Map<string, SlotClaim>>;
   private reading?: Promise<unknown>;
+  private nextBeats?: Promise<Map<string, Heartbeat>>;
   /** Slot numbers this process is inserting claims on right now. */
   private readonly claiming = new Map<number, Promise<unknown>>();
   /** When this registry's sweep last looked at the leases of holders with no heartbeat (see expire). */
@@ -102,19 +110,39 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   /**
-   * Reads the held slots, lets the admission decider decide, and carries out
-   * its events: expired leases it names are deleted (each by exactly one
-   * caller), an admission inserts a claim on a free slot number. The insert is
-   * the atomic commit; when it loses a race (duplicate key on the slot number
-   * or the client id) the slots are read again and the decider decides again.
+   * Lets the admission decider decide on the held slots, and carries out its
+   * events: expired leases it names are deleted (each by exactly one caller),
+   * an admission inserts a claim on a free slot number. The insert is the
+   * atomic commit; when it loses a race (duplicate key on the slot number or
+   * the client id) the slots are read again and the decider decides again.
+   *
+   * The heartbeats are read for each decision (one per gateway process), the
+   * slots are this registry's view (see view): read when it has none or lost
+   * a race, kept up to date with its own claims and deletes, and read again in
+   * the background once older than VIEW_REFRESH_MS. Nothing it could miss
+   * breaks a rule: a slot number or client taken elsewhere fails the insert
+   * (and the view is read again), a lease the view names as the client's is
+   * looked up by `_id` before the client is refused, and an expiry is judged
+   * on fresh heartbeats. A slot freed by another gateway is seen within about
+   * VIEW_REFRESH_MS (until then a full house stays full).
    */
   async acquire(r: AcquireRequest): Promise<AcquireResult> {
     await this.indexed();
+    let fresh = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
-      const held = await this.slots();
+      const [view, beats] = await Promise.all([this.slotView(fresh), this.heartbeatsNow()]);
+      fresh = false;
+      const held = [...view.values()].map((h) => withHolderExpiry(h, beats));
       const events = admission.decide({ type: 'Acquire', ...r }, admissionStateOf(held.map(toLease)));
       const outcome = acquireResultOf(events);
-      if (!outcome.ok) return outcome;
+      if (!outcome.ok) {
+        // The view may be older than the client's last disconnect elsewhere: is that lease still there (one read by _id)?
+        if (outcome.reason !== 'full' && (await this.coll.findOne({ _id: outcome.holder.sessionId }, { projection: { _id: 1 } })) === null) {
+          this.noteGone(outcome.holder.sessionId);
+          continue;
+        }
+        return outcome;
+      }
       const expired = held.filter((h) => events.some((e) => e.type === 'Expired' && e.lease.sessionId === h._id));
       // Sweeps free expired slots; an admission removes only what stands in its way: this client's own
       // expired lease (one lease per client), and one other expired lease when no slot number is free.
@@ -134,14 +162,17 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       }
       // A random free slot no acquire of this process is trying: other gateways rarely pick the same.
       const n = pick(free);
-      const claim = this.coll.insertOne({ _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) });
+      const doc: SlotClaim = { _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) };
+      const claim = this.coll.insertOne(doc);
       this.claiming.set(n, claim.catch(() => undefined));
       try {
         await claim;
+        this.noteClaimed(doc);
         return outcome;
       } catch (err) {
-        // The slot number was just taken elsewhere, or the client connected elsewhere: decide again.
+        // The slot number was just taken elsewhere, or the client connected elsewhere: read again, decide again.
         if (!isDuplicateKeyError(err)) throw err;
+        fresh = true;
         attempt++;
       } finally {
         this.claiming.delete(n);
@@ -153,8 +184,13 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   async release(sessionId: string): Promise<boolean> {
     const held = await this.coll.find({ _id: sessionId }).toArray();
     const events = admission.decide({ type: 'Release', sessionId }, admissionStateOf(held.map(toLease)));
-    if (events.length === 0) return false;
-    return (await this.coll.deleteOne({ _id: sessionId })).deletedCount === 1;
+    if (events.length === 0) {
+      this.noteGone(sessionId);
+      return false;
+    }
+    const deleted = (await this.coll.deleteOne({ _id: sessionId })).deletedCount === 1;
+    this.noteGone(sessionId);
+    return deleted;
   }
 
   /**
@@ -214,37 +250,73 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   /**
-   * Every held slot, read after this call: acquires arriving together share one
-   * read (on FerretDB each query scans the collection, so 200 simultaneous
-   * acquires reading 200 times cost seconds).
+   * This registry's view of the held slots (as stored, by `_id`): read afresh
+   * when `fresh`, when there is none or it is older than VIEW_MAX_AGE_MS;
+   * otherwise the view as it stands, read again in the background once older
+   * than VIEW_REFRESH_MS. On FerretDB v1 a read of every slot scans the
+   * collection (~1 s of its CPU at 10,000), so admissions must not read them
+   * each: a wave of 250 shares one read, and a full house refuses from the view.
    */
-  private async slots(): Promise<SlotClaim[]> {
-    const { held, beats } = await this.read();
-    return held.map((h) => withHolderExpiry(h, beats));
+  private async slotView(fresh: boolean): Promise<Map<string, SlotClaim>> {
+    const age = this.view ? Date.now() - this.view.sentAt : Infinity;
+    if (!fresh && this.view && age <= VIEW_MAX_AGE_MS) {
+      if (age > VIEW_REFRESH_MS && !this.reading && !this.nextRead) this.read().catch((err: unknown) => this.options.logger.warn({ err }, 'reading the connection slots failed'));
+      return this.view.claims;
+    }
+    return this.read();
   }
 
   /**
-   * The held slots (as stored) and every heartbeat, read by one shared pair of
-   * queries (see slots), one read at a time: acquires arriving while a read is
-   * out share the next, sent once it returns (on FerretDB a read of 10,000
-   * leases takes about a second of its CPU; reads sent side by side only
-   * slowed each other and every other statement).
+   * Every held slot, read after this call, one read at a time: acquires
+   * arriving while a read is out share the next, sent once it returns (reads
+   * sent side by side only slowed each other and every other statement). Claims
+   * and deletes this registry made while it was out are applied to it.
    */
-  private read(): Promise<{ held: SlotClaim[]; beats: Map<string, Heartbeat> }> {
+  private read(): Promise<Map<string, SlotClaim>> {
     this.nextRead ??= (this.reading ?? Promise.resolve())
       .catch(() => undefined)
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
       .then(async () => {
         this.nextRead = undefined;
-        const reading = Promise.all([this.coll.find({}).toArray(), this.heartbeats()]).then(([held, beats]) => ({ held, beats }));
+        const sentAt = Date.now();
+        const reading = this.coll.find({}).toArray();
         this.reading = reading;
         try {
-          return await reading;
+          const claims = new Map((await reading).map((h) => [h._id, h]));
+          // What this registry changed while the read was out may be missing from it.
+          for (const j of this.journal.splice(0)) {
+            if (j.claim) claims.set(j.id, j.claim);
+            else claims.delete(j.id);
+          }
+          if (!this.view || this.view.sentAt <= sentAt) this.view = { sentAt, claims };
+          return claims;
         } finally {
+          this.journal = [];
           if (this.reading === reading) this.reading = undefined;
         }
       });
     return this.nextRead;
+  }
+
+  /** A claim this registry made: in its view from now on, and in any read already out. */
+  private noteClaimed(claim: SlotClaim): void {
+    this.view?.claims.set(claim._id, claim);
+    if (this.reading) this.journal.push({ id: claim._id, claim });
+  }
+
+  /** A claim no longer in the store (deleted here, or found gone). */
+  private noteGone(id: string): void {
+    this.view?.claims.delete(id);
+    if (this.reading) this.journal.push({ id });
+  }
+
+  /** Every holder's heartbeat, read after this call; acquires of one tick share the read (a small collection: one document per gateway process). */
+  private heartbeatsNow(): Promise<Map<string, Heartbeat>> {
+    this.nextBeats ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.nextBeats = undefined;
+      return this.heartbeats();
+    });
+    return this.nextBeats;
   }
 
   /** Every holder's heartbeat. */
@@ -264,7 +336,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * trusting its leases, and closes their sessions, before they can lapse.)
    */
   private async remove(claim: SlotClaim): Promise<boolean> {
-    return (await this.coll.deleteOne({ _id: claim._id })).deletedCount === 1;
+    const deleted = (await this.coll.deleteOne({ _id: claim._id })).deletedCount === 1;
+    this.noteGone(claim._id);
+    return deleted;
   }
 
   private indexed(): Promise<void> {

@@ -54,6 +54,15 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect(results.filter((r) => !r.ok && r.reason === 'duplicate')).toHaveLength(2);
     });
 
+    it('admits a client whose first connection was released through another registry just before (no refusal from an older view)', async () => {
+      const first = req('a');
+      expect((await registry.acquire(first)).ok).toBe(true);
+      expect((await other.acquire(req('b'))).ok).toBe(true);
+      expect(await other.acquire(req('a'))).toMatchObject({ ok: false, reason: 'duplicate' });
+      expect(await registry.release(first.sessionId)).toBe(true);
+      expect((await other.acquire(req('a'))).ok).toBe(true);
+    });
+
     it('frees the slot on release, once', async () => {
       const r = req('a', { maxClients: 1 });
       expect((await registry.acquire(r)).ok).toBe(true);
