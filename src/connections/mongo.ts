@@ -1,7 +1,7 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
-import { admission, admissionStateOf, heartbeatPrunable, holderOf, renewalKeptAll, renewedSessions } from '../domain/admission';
+import { admission, admissionStateOf, heartbeatPrunable, holderOf, renewalKeptAll, renewedSessions, type AdmissionState, type LeaseState } from '../domain/admission';
 import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease, type Renewal } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
@@ -33,8 +33,8 @@ export const GATEWAY_HEARTBEATS_COLLECTION = 'gateway_heartbeats';
  */
 export const DEAD_HOLDER_MS = 8_000;
 /** An admission decides on a view of the slots read at most this long ago, and reads it again in the background once it is older than VIEW_REFRESH_MS. */
-const VIEW_MAX_AGE_MS = 3_000;
-const VIEW_REFRESH_MS = 1_000;
+const VIEW_MAX_AGE_MS = 5_000;
+const VIEW_REFRESH_MS = 2_000;
 /** Conflicting acquires are retried this many times (each re-reads the slots) before giving up. */
 const MAX_ATTEMPTS = 50;
 
@@ -73,10 +73,10 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   readonly deadHolderMs: number;
   private ready?: Promise<void>;
   /** The held slots as this registry last read them, with its own claims and deletes since (see slotView). */
-  private view?: { sentAt: number; claims: Map<string, SlotClaim> };
+  private view?: SlotView;
   /** This registry's claims and deletes made while a read of the slots is out, applied to it when it lands. */
   private journal: { id: string; claim?: SlotClaim }[] = [];
-  private nextRead?: Promise<Map<string, SlotClaim>>;
+  private nextRead?: Promise<SlotView>;
   private reading?: Promise<unknown>;
   private nextBeats?: Promise<Map<string, Heartbeat>>;
   /** Slot numbers this process is inserting claims on right now. */
@@ -132,8 +132,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
       const [view, beats] = await Promise.all([this.slotView(fresh), this.heartbeatsNow()]);
       fresh = false;
-      const held = [...view.values()].map((h) => withHolderExpiry(h, beats));
-      const events = admission.decide({ type: 'Acquire', ...r }, admissionStateOf(held.map(toLease)));
+      // The decider reads only what it needs of the view (the client's lease, the count; every lease only when a
+      // holder's heartbeat is not live): no copy of 10,000 leases per admission.
+      const events = admission.decide({ type: 'Acquire', ...r }, view.state(beats));
       const outcome = acquireResultOf(events);
       if (!outcome.ok) {
         // The view may be older than the client's last disconnect elsewhere: is that lease still there (one read by _id)?
@@ -143,25 +144,26 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         }
         return outcome;
       }
-      const expired = held.filter((h) => events.some((e) => e.type === 'Expired' && e.lease.sessionId === h._id));
+      const expired = events.flatMap((e) => {
+        const claim = e.type === 'Expired' ? view.claims.get(e.lease.sessionId) : undefined;
+        return claim ? [withHolderExpiry(claim, beats)] : [];
+      });
       // Sweeps free expired slots; an admission removes only what stands in its way: this client's own
       // expired lease (one lease per client), and one other expired lease when no slot number is free.
-      const taken = new Set(held.map((h) => h.n));
-      const free: number[] = [];
-      for (let n = 0; n < r.maxClients; n++) if (!taken.has(n) && !this.claiming.has(n)) free.push(n);
+      const taken = (n: number) => view.byN.has(n) || this.claiming.has(n);
+      let free = freeSlot(r.maxClients, taken);
       const inTheWay = expired.filter((h) => h.clientId === r.clientId);
       const spare = expired.find((h) => h.clientId !== r.clientId && !this.claiming.has(h.n));
-      if (free.length === 0 && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
+      if (free === undefined && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
       await Promise.all(inTheWay.map((h) => this.evict(h)));
-      for (const h of inTheWay) if (!this.claiming.has(h.n) && h.n < r.maxClients) free.push(h.n);
-      if (free.length === 0) {
+      for (const h of inTheWay) if (free === undefined && !this.claiming.has(h.n) && h.n < r.maxClients) free = h.n;
+      if (free === undefined) {
         // Every free number is being claimed by this process right now: decide again after those.
         if (this.claiming.size === 0) attempt++;
         else await Promise.race(this.claiming.values());
         continue;
       }
-      // A random free slot no acquire of this process is trying: other gateways rarely pick the same.
-      const n = pick(free);
+      const n = free;
       const doc: SlotClaim = { _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) };
       const claim = this.coll.insertOne(doc);
       this.claiming.set(n, claim.catch(() => undefined));
@@ -257,11 +259,11 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * collection (~1 s of its CPU at 10,000), so admissions must not read them
    * each: a wave of 250 shares one read, and a full house refuses from the view.
    */
-  private async slotView(fresh: boolean): Promise<Map<string, SlotClaim>> {
+  private async slotView(fresh: boolean): Promise<SlotView> {
     const age = this.view ? Date.now() - this.view.sentAt : Infinity;
     if (!fresh && this.view && age <= VIEW_MAX_AGE_MS) {
       if (age > VIEW_REFRESH_MS && !this.reading && !this.nextRead) this.read().catch((err: unknown) => this.options.logger.warn({ err }, 'reading the connection slots failed'));
-      return this.view.claims;
+      return this.view;
     }
     return this.read();
   }
@@ -272,7 +274,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * sent side by side only slowed each other and every other statement). Claims
    * and deletes this registry made while it was out are applied to it.
    */
-  private read(): Promise<Map<string, SlotClaim>> {
+  private read(): Promise<SlotView> {
     this.nextRead ??= (this.reading ?? Promise.resolve())
       .catch(() => undefined)
       .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
@@ -282,14 +284,14 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         const reading = this.coll.find({}).toArray();
         this.reading = reading;
         try {
-          const claims = new Map((await reading).map((h) => [h._id, h]));
+          const view = new SlotView(sentAt, await reading);
           // What this registry changed while the read was out may be missing from it.
           for (const j of this.journal.splice(0)) {
-            if (j.claim) claims.set(j.id, j.claim);
-            else claims.delete(j.id);
+            if (j.claim) view.add(j.claim);
+            else view.remove(j.id);
           }
-          if (!this.view || this.view.sentAt <= sentAt) this.view = { sentAt, claims };
-          return claims;
+          if (!this.view || this.view.sentAt <= sentAt) this.view = view;
+          return view;
         } finally {
           this.journal = [];
           if (this.reading === reading) this.reading = undefined;
@@ -300,13 +302,13 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 
   /** A claim this registry made: in its view from now on, and in any read already out. */
   private noteClaimed(claim: SlotClaim): void {
-    this.view?.claims.set(claim._id, claim);
+    this.view?.add(claim);
     if (this.reading) this.journal.push({ id: claim._id, claim });
   }
 
   /** A claim no longer in the store (deleted here, or found gone). */
   private noteGone(id: string): void {
-    this.view?.claims.delete(id);
+    this.view?.remove(id);
     if (this.reading) this.journal.push({ id });
   }
 
@@ -375,6 +377,98 @@ function withHolderExpiry(c: SlotClaim, beats: ReadonlyMap<string, Heartbeat>): 
   return { ...c, expiresAt: beat.expiresAt, ...(beat.renewedAt !== undefined ? { renewedAt: beat.renewedAt } : {}) };
 }
 
-function pick<T>(items: readonly T[]): T {
-  return items[Math.floor(Math.random() * items.length)];
+/**
+ * A random slot number below `max` that is not `taken` (other gateways rarely
+ * pick the same), or undefined when every one is: a few random tries, then a
+ * walk over every number (a nearly full house).
+ */
+function freeSlot(max: number, taken: (n: number) => boolean): number | undefined {
+  for (let i = 0; i < 16; i++) {
+    const n = Math.floor(Math.random() * max);
+    if (!taken(n)) return n;
+  }
+  const free: number[] = [];
+  for (let n = 0; n < max; n++) if (!taken(n)) free.push(n);
+  return free.length > 0 ? free[Math.floor(Math.random() * free.length)] : undefined;
+}
+
+/**
+ * A registry's view of the held slots (as stored), indexed so an admission
+ * reads only what the decider needs: by session (`_id`), by client, by slot
+ * number, and how many each holder holds.
+ */
+class SlotView {
+  readonly claims = new Map<string, SlotClaim>();
+  readonly byClient = new Map<string, SlotClaim>();
+  readonly byN = new Map<number, string>();
+  private readonly holders = new Map<string, number>();
+
+  constructor(readonly sentAt: number, docs: Iterable<SlotClaim>) {
+    for (const d of docs) this.add(d);
+  }
+
+  add(c: SlotClaim): void {
+    this.remove(c._id);
+    // One claim per client in the store (its unique index): an older one in the view is gone.
+    const previous = this.byClient.get(c.clientId);
+    if (previous) this.remove(previous._id);
+    this.claims.set(c._id, c);
+    this.byClient.set(c.clientId, c);
+    this.byN.set(c.n, c._id);
+    this.holders.set(holderOf(c), (this.holders.get(holderOf(c)) ?? 0) + 1);
+  }
+
+  remove(id: string): void {
+    const c = this.claims.get(id);
+    if (!c) return;
+    this.claims.delete(id);
+    if (this.byClient.get(c.clientId) === c) this.byClient.delete(c.clientId);
+    if (this.byN.get(c.n) === id) this.byN.delete(c.n);
+    const left = (this.holders.get(holderOf(c)) ?? 1) - 1;
+    if (left > 0) this.holders.set(holderOf(c), left);
+    else this.holders.delete(holderOf(c));
+  }
+
+  /**
+   * The view as the decider sees it, each lease with its holder's expiry
+   * (applied when read), and `noneExpireBefore` when every holder in it has a
+   * heartbeat: the earliest of theirs (else the decider looks at every lease).
+   */
+  state(beats: ReadonlyMap<string, Heartbeat>): AdmissionState {
+    let noneExpireBefore: number | undefined = Infinity;
+    for (const h of this.holders.keys()) {
+      const beat = beats.get(h);
+      if (beat === undefined) {
+        noneExpireBefore = undefined;
+        break;
+      }
+      noneExpireBefore = Math.min(noneExpireBefore, beat.expiresAt);
+    }
+    const byClient = this.byClient;
+    const asHeld = (c: SlotClaim): LeaseState => toLease(withHolderExpiry(c, beats));
+    const leases = {
+      get size() {
+        return byClient.size;
+      },
+      get: (clientId: string) => {
+        const c = byClient.get(clientId);
+        return c && asHeld(c);
+      },
+      has: (clientId: string) => byClient.has(clientId),
+      *entries() {
+        for (const [k, c] of byClient) yield [k, asHeld(c)] as [string, LeaseState];
+      },
+      *values() {
+        for (const c of byClient.values()) yield asHeld(c);
+      },
+      keys: () => byClient.keys(),
+      forEach(cb: (v: LeaseState, k: string, m: ReadonlyMap<string, LeaseState>) => void) {
+        for (const [k, c] of byClient) cb(asHeld(c), k, leases as unknown as ReadonlyMap<string, LeaseState>);
+      },
+      [Symbol.iterator]() {
+        return this.entries();
+      },
+    };
+    return { leases: leases as unknown as ReadonlyMap<string, LeaseState>, ...(noneExpireBefore !== undefined ? { noneExpireBefore } : {}) };
+  }
 }
