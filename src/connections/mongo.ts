@@ -33,7 +33,7 @@ export const GATEWAY_HEARTBEATS_COLLECTION = 'gateway_heartbeats';
  */
 export const DEAD_HOLDER_MS = 8_000;
 /** An admission decides on a view of the slots read at most this long ago, and reads it again in the background once it is older than VIEW_REFRESH_MS. */
-const VIEW_MAX_AGE_MS = 5_000;
+const VIEW_MAX_AGE_MS = 8_000;
 const VIEW_REFRESH_MS = 2_000;
 /** Conflicting acquires are retried this many times (each re-reads the slots) before giving up. */
 const MAX_ATTEMPTS = 50;
@@ -151,11 +151,13 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       // Sweeps free expired slots; an admission removes only what stands in its way: this client's own
       // expired lease (one lease per client), and one other expired lease when no slot number is free.
       const taken = (n: number) => view.byN.has(n) || this.claiming.has(n);
-      let free = freeSlot(r.maxClients, taken);
+      const home = homeSlot(holderOf(outcome.lease), r.maxClients);
       const inTheWay = expired.filter((h) => h.clientId === r.clientId);
       const spare = expired.find((h) => h.clientId !== r.clientId && !this.claiming.has(h.n));
-      if (free === undefined && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
-      await Promise.all(inTheWay.map((h) => this.evict(h)));
+      if (freeSlot(r.maxClients, taken, home) === undefined && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
+      if (inTheWay.length > 0) await Promise.all(inTheWay.map((h) => this.evict(h)));
+      // Chosen after any await, and claimed (below) before the next: concurrent admissions never pick the same number.
+      let free = freeSlot(r.maxClients, taken, home);
       for (const h of inTheWay) if (free === undefined && !this.claiming.has(h.n) && h.n < r.maxClients) free = h.n;
       if (free === undefined) {
         // Every free number is being claimed by this process right now: decide again after those.
@@ -378,18 +380,26 @@ function withHolderExpiry(c: SlotClaim, beats: ReadonlyMap<string, Heartbeat>): 
 }
 
 /**
- * A random slot number below `max` that is not `taken` (other gateways rarely
- * pick the same), or undefined when every one is: a few random tries, then a
- * walk over every number (a nearly full house).
+ * The first slot number from `home` on (wrapping below `max`) that is not
+ * `taken`, or undefined when every one is. Each holder starts at a home of its
+ * own (homeSlot), so gateways whose views lag each other's claims (see
+ * SlotView) fill different stretches and rarely race for the same number, even
+ * in a nearly full house; one holder's concurrent admissions skip each other's
+ * numbers (`taken` counts them).
  */
-function freeSlot(max: number, taken: (n: number) => boolean): number | undefined {
-  for (let i = 0; i < 16; i++) {
-    const n = Math.floor(Math.random() * max);
+function freeSlot(max: number, taken: (n: number) => boolean, home: number): number | undefined {
+  for (let i = 0; i < max; i++) {
+    const n = (home + i) % max;
     if (!taken(n)) return n;
   }
-  const free: number[] = [];
-  for (let n = 0; n < max; n++) if (!taken(n)) free.push(n);
-  return free.length > 0 ? free[Math.floor(Math.random() * free.length)] : undefined;
+  return undefined;
+}
+
+/** A holder's first slot number: a hash of its name (FNV-1a) below `max`. */
+function homeSlot(holder: string, max: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < holder.length; i++) h = Math.imul(h ^ holder.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % Math.max(1, max);
 }
 
 /**
