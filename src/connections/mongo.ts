@@ -123,8 +123,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * breaks a rule: a slot number or client taken elsewhere fails the insert
    * (and the view is read again), a lease the view names as the client's is
    * looked up by `_id` before the client is refused, and an expiry is judged
-   * on fresh heartbeats. A slot freed by another gateway is seen within about
-   * VIEW_REFRESH_MS (until then a full house stays full).
+   * on fresh heartbeats. A slot freed by another gateway is seen once the view
+   * is read again (VIEW_REFRESH_MS to VIEW_MAX_AGE_MS; until then a full house
+   * stays full).
    */
   async acquire(r: AcquireRequest): Promise<AcquireResult> {
     await this.indexed();
@@ -160,9 +161,12 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       let free = freeSlot(r.maxClients, taken, home);
       for (const h of inTheWay) if (free === undefined && !this.claiming.has(h.n) && h.n < r.maxClients) free = h.n;
       if (free === undefined) {
-        // Every free number is being claimed by this process right now: decide again after those.
-        if (this.claiming.size === 0) attempt++;
-        else await Promise.race(this.claiming.values());
+        // Every free number is being claimed by this process right now: decide again after those. (None being
+        // claimed: the view is behind, e.g. a number freed elsewhere; read it again.)
+        if (this.claiming.size === 0) {
+          fresh = true;
+          attempt++;
+        } else await Promise.race(this.claiming.values());
         continue;
       }
       const n = free;
