@@ -1,8 +1,8 @@
 import {
-  admission, admissionChange, expiryOf, holderOf, renewedSessions,
+  admission, admissionChange, expiryOf, holderOf, renewalKeptAll, renewedSessions,
   type AdmissionCommand, type AdmissionEvent, type AdmissionState, type HolderHeartbeat, type LeaseState,
 } from '../domain/admission';
-import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease } from './port';
+import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease, type Renewal } from './port';
 
 /**
  * Embedded admission: the pure decider applied to in-memory state. JavaScript
@@ -11,8 +11,9 @@ import { acquireResultOf, type AcquireRequest, type AcquireResult, type Connecti
  * One gateway may hold 10,000 leases, so the state is kept mutable and
  * indexed: events are applied in place (`admissionChange`, not a copy of the
  * map per event), a renewal changes its holder's one heartbeat (not its
- * leases), releases find their lease by session id, a renewal's answer reads
- * only its holder's leases, and an Acquire or an Expire scans the leases only
+ * leases), releases find their lease by session id, a renewal reads no lease
+ * while its holder's heartbeat is live (and only its holder's after a lapse),
+ * and an Acquire or an Expire scans the leases only
  * when one may have expired (`noneExpireBefore`).
  */
 export class MemoryConnectionRegistry implements ConnectionRegistry {
@@ -80,8 +81,9 @@ export class MemoryConnectionRegistry implements ConnectionRegistry {
     return this.run({ type: 'Release', sessionId }).length > 0;
   }
 
-  async renew(holder: string, now: number, leaseMs: number): Promise<string[]> {
-    const renewed = renewedSessions(this.state(), holder, now, this.byHolder.get(holder)?.values() ?? []);
+  async renew(holder: string, now: number, leaseMs: number): Promise<Renewal> {
+    // Its heartbeat live: nothing of the holder's can have lapsed, and no lease is read. Else the live ones are named.
+    const renewed = renewalKeptAll(this.heartbeats.get(holder), now) ? 'all' : renewedSessions(this.state(), holder, now, this.byHolder.get(holder)?.values() ?? []);
     this.run({ type: 'Renew', gatewayId: holder, now, leaseMs });
     return renewed;
   }

@@ -1,3 +1,4 @@
+import { MongoClient, type CommandSucceededEvent } from 'mongodb';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
 import { freshTestDatabase } from '../../test/mongo-test-db';
@@ -55,6 +56,55 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(await holders()).toEqual(['gone/1', 'live/1']);
     } finally {
       await store.close();
+    }
+  });
+
+  it('renews and sweeps reading no lease document while every holder\'s heartbeat is live (the cost does not grow with the sessions)', async () => {
+    const names = { collection: 'connections_cost', heartbeats: 'heartbeats_cost' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    // Lease documents the server handed back, from the connections collection (find and getMore answers).
+    let read = 0;
+    let queries = 0;
+    client.on('commandSucceeded', (e: CommandSucceededEvent) => {
+      const cursor = (e.reply as { cursor?: { ns?: string; firstBatch?: unknown[]; nextBatch?: unknown[] } }).cursor;
+      if (!cursor?.ns?.endsWith(`.${names.collection}`)) return;
+      read += (cursor.firstBatch ?? cursor.nextBatch ?? []).length;
+      if (e.commandName === 'find') queries++;
+    });
+    await client.connect();
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...names });
+    try {
+      const n = 60;
+      for (let i = 0; i < n; i++) {
+        const r = await registry.acquire({ clientId: `c${i}`, sessionId: `s${i}`, gatewayId: 'g1', holder: i % 2 ? 'g1/run1' : 'g2/run1', conversationId: 'c', now: 0, leaseMs: 1_000, maxClients: n });
+        expect(r.ok).toBe(true);
+      }
+      // The first renewal of each holder (no heartbeat yet) names its sessions; the first sweep looks at every lease.
+      expect(((await registry.renew('g1/run1', 100, 1_000)) as string[]).length).toBe(n / 2);
+      expect(((await registry.renew('g2/run1', 100, 1_000)) as string[]).length).toBe(n / 2);
+      expect(await registry.expire(150)).toEqual([]);
+      read = 0;
+      queries = 0;
+      const answers: unknown[] = [];
+      for (let t = 400; t <= 2_000; t += 400) {
+        answers.push(await registry.renew('g1/run1', t, 1_000), await registry.renew('g2/run1', t, 1_000));
+        expect(await registry.expire(t + 50)).toEqual([]);
+      }
+      // The code before: every renewal read its holder's 30 leases and every sweep all 60 (600 documents, 15 queries).
+      expect(read).toBe(0);
+      expect(queries).toBeLessThan(5);
+      expect(answers).toEqual(Array(10).fill('all'));
+      // A full house refuses from the registry's view of the slots: no lease read per refusal.
+      for (let i = 0; i < 20; i++) {
+        expect(await registry.acquire({ clientId: `late${i}`, sessionId: `late${i}`, gatewayId: 'g1', holder: 'g1/run1', conversationId: 'c', now: 2_100, leaseMs: 1_000, maxClients: n })).toEqual({ ok: false, reason: 'full' });
+      }
+      expect(read).toBe(0);
+      // A holder that stops: only its leases are read, and swept once its heartbeat lapsed.
+      expect(await registry.renew('g1/run1', 2_800, 1_000)).toBe('all');
+      expect((await registry.expire(3_500)).map((l) => l.holder)).toEqual(Array(n / 2).fill('g2/run1'));
+      expect(read).toBe(n / 2);
+    } finally {
+      await client.close();
     }
   });
 });

@@ -1,8 +1,8 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
-import { admission, admissionStateOf, heartbeatPrunable, holderOf, renewedSessions } from '../domain/admission';
-import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease } from './port';
+import { admission, admissionStateOf, heartbeatPrunable, holderOf, renewalKeptAll, renewedSessions, type AdmissionState, type LeaseState } from '../domain/admission';
+import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease, type Renewal } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
 interface SlotClaim extends Lease {
@@ -32,6 +32,9 @@ export const GATEWAY_HEARTBEATS_COLLECTION = 'gateway_heartbeats';
  * make a live gateway close all its sessions.
  */
 export const DEAD_HOLDER_MS = 8_000;
+/** An admission decides on a view of the slots read at most this long ago, and reads it again in the background once it is older than VIEW_REFRESH_MS. */
+const VIEW_MAX_AGE_MS = 8_000;
+const VIEW_REFRESH_MS = 2_000;
 /** Conflicting acquires are retried this many times (each re-reads the slots) before giving up. */
 const MAX_ATTEMPTS = 50;
 
@@ -69,9 +72,17 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private readonly beats: MongoColl<Heartbeat>;
   readonly deadHolderMs: number;
   private ready?: Promise<void>;
-  private nextRead?: Promise<{ held: SlotClaim[]; beats: Map<string, Heartbeat> }>;
+  /** The held slots as this registry last read them, with its own claims and deletes since (see slotView). */
+  private view?: SlotView;
+  /** This registry's claims and deletes made while a read of the slots is out, applied to it when it lands. */
+  private journal: { id: string; claim?: SlotClaim }[] = [];
+  private nextRead?: Promise<SlotView>;
+  private reading?: Promise<unknown>;
+  private nextBeats?: Promise<Map<string, Heartbeat>>;
   /** Slot numbers this process is inserting claims on right now. */
   private readonly claiming = new Map<number, Promise<unknown>>();
+  /** When this registry's sweep last looked at the leases of holders with no heartbeat (see expire). */
+  private lookedAtAll?: number;
   /** Expired leases this registry evicted to admit someone: reported by the next expire(). */
   private evicted: Lease[] = [];
 
@@ -99,46 +110,77 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   /**
-   * Reads the held slots, lets the admission decider decide, and carries out
-   * its events: expired leases it names are deleted (each by exactly one
-   * caller), an admission inserts a claim on a free slot number. The insert is
-   * the atomic commit; when it loses a race (duplicate key on the slot number
-   * or the client id) the slots are read again and the decider decides again.
+   * Lets the admission decider decide on the held slots, and carries out its
+   * events: expired leases it names are deleted (each by exactly one caller),
+   * an admission inserts a claim on a free slot number. The insert is the
+   * atomic commit; when it loses a race (duplicate key on the slot number or
+   * the client id) the slots are read again and the decider decides again.
+   *
+   * The heartbeats are read for each decision (one per gateway process), the
+   * slots are this registry's view (see view): read when it has none or lost
+   * a race, kept up to date with its own claims and deletes, and read again in
+   * the background once older than VIEW_REFRESH_MS. Nothing it could miss
+   * breaks a rule: a slot number or client taken elsewhere fails the insert
+   * (and the view is read again), a lease the view names as the client's is
+   * looked up by `_id` before the client is refused, and an expiry is judged
+   * on fresh heartbeats. A slot freed by another gateway is seen once the view
+   * is read again (VIEW_REFRESH_MS to VIEW_MAX_AGE_MS; until then a full house
+   * stays full).
    */
   async acquire(r: AcquireRequest): Promise<AcquireResult> {
     await this.indexed();
+    let fresh = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
-      const held = await this.slots();
-      const events = admission.decide({ type: 'Acquire', ...r }, admissionStateOf(held.map(toLease)));
+      const [view, beats] = await Promise.all([this.slotView(fresh), this.heartbeatsNow()]);
+      fresh = false;
+      // The decider reads only what it needs of the view (the client's lease, the count; every lease only when a
+      // holder's heartbeat is not live): no copy of 10,000 leases per admission.
+      const events = admission.decide({ type: 'Acquire', ...r }, view.state(beats));
       const outcome = acquireResultOf(events);
-      if (!outcome.ok) return outcome;
-      const expired = held.filter((h) => events.some((e) => e.type === 'Expired' && e.lease.sessionId === h._id));
+      if (!outcome.ok) {
+        // The view may be older than the client's last disconnect elsewhere: is that lease still there (one read by _id)?
+        if (outcome.reason !== 'full' && (await this.coll.findOne({ _id: outcome.holder.sessionId }, { projection: { _id: 1 } })) === null) {
+          this.noteGone(outcome.holder.sessionId);
+          continue;
+        }
+        return outcome;
+      }
+      const expired = events.flatMap((e) => {
+        const claim = e.type === 'Expired' ? view.claims.get(e.lease.sessionId) : undefined;
+        return claim ? [withHolderExpiry(claim, beats)] : [];
+      });
       // Sweeps free expired slots; an admission removes only what stands in its way: this client's own
       // expired lease (one lease per client), and one other expired lease when no slot number is free.
-      const taken = new Set(held.map((h) => h.n));
-      const free: number[] = [];
-      for (let n = 0; n < r.maxClients; n++) if (!taken.has(n) && !this.claiming.has(n)) free.push(n);
+      const taken = (n: number) => view.byN.has(n) || this.claiming.has(n);
+      const home = homeSlot(holderOf(outcome.lease), r.maxClients);
       const inTheWay = expired.filter((h) => h.clientId === r.clientId);
       const spare = expired.find((h) => h.clientId !== r.clientId && !this.claiming.has(h.n));
-      if (free.length === 0 && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
-      await Promise.all(inTheWay.map((h) => this.evict(h)));
-      for (const h of inTheWay) if (!this.claiming.has(h.n) && h.n < r.maxClients) free.push(h.n);
-      if (free.length === 0) {
-        // Every free number is being claimed by this process right now: decide again after those.
-        if (this.claiming.size === 0) attempt++;
-        else await Promise.race(this.claiming.values());
+      if (freeSlot(r.maxClients, taken, home) === undefined && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
+      if (inTheWay.length > 0) await Promise.all(inTheWay.map((h) => this.evict(h)));
+      // Chosen after any await, and claimed (below) before the next: concurrent admissions never pick the same number.
+      let free = freeSlot(r.maxClients, taken, home);
+      for (const h of inTheWay) if (free === undefined && !this.claiming.has(h.n) && h.n < r.maxClients) free = h.n;
+      if (free === undefined) {
+        // Every free number is being claimed by this process right now: decide again after those. (None being
+        // claimed: the view is behind, e.g. a number freed elsewhere; read it again.)
+        if (this.claiming.size === 0) {
+          fresh = true;
+          attempt++;
+        } else await Promise.race(this.claiming.values());
         continue;
       }
-      // A random free slot no acquire of this process is trying: other gateways rarely pick the same.
-      const n = pick(free);
-      const claim = this.coll.insertOne({ _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) });
+      const n = free;
+      const doc: SlotClaim = { _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) };
+      const claim = this.coll.insertOne(doc);
       this.claiming.set(n, claim.catch(() => undefined));
       try {
         await claim;
+        this.noteClaimed(doc);
         return outcome;
       } catch (err) {
-        // The slot number was just taken elsewhere, or the client connected elsewhere: decide again.
+        // The slot number was just taken elsewhere, or the client connected elsewhere: read again, decide again.
         if (!isDuplicateKeyError(err)) throw err;
+        fresh = true;
         attempt++;
       } finally {
         this.claiming.delete(n);
@@ -150,34 +192,56 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   async release(sessionId: string): Promise<boolean> {
     const held = await this.coll.find({ _id: sessionId }).toArray();
     const events = admission.decide({ type: 'Release', sessionId }, admissionStateOf(held.map(toLease)));
-    if (events.length === 0) return false;
-    return (await this.coll.deleteOne({ _id: sessionId })).deletedCount === 1;
+    if (events.length === 0) {
+      this.noteGone(sessionId);
+      return false;
+    }
+    const deleted = (await this.coll.deleteOne({ _id: sessionId })).deletedCount === 1;
+    this.noteGone(sessionId);
+    return deleted;
   }
 
   /**
-   * One round trip: the holder's heartbeat is pushed forward (never back: a
-   * late answer of an older renewal cannot shorten it) while its leases are
-   * read. A lease swept meanwhile is missing from the answer.
+   * One upsert of the holder's heartbeat, pushed forward (never back: a late
+   * answer of an older renewal cannot shorten it), whatever the number of its
+   * sessions. When the heartbeat it replaced was still live, every lease of the
+   * holder is still held (renewalKeptAll) and none is read: on FerretDB v1 any
+   * query but one by `_id` scans the whole collection (~0.5 s at 10,000 leases).
+   * Only after a lapse, or before the first heartbeat, are the holder's leases
+   * read and the live ones named.
    */
-  async renew(holder: string, now: number, leaseMs: number): Promise<string[]> {
-    const [before, held] = await Promise.all([
-      this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs, renewedAt: now } }, { upsert: true, returnDocument: 'before' }),
-      this.coll.find({ holder }).toArray(),
-    ]);
+  async renew(holder: string, now: number, leaseMs: number): Promise<Renewal> {
+    const before = await this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs, renewedAt: now } }, { upsert: true, returnDocument: 'before' });
+    if (renewalKeptAll(before, now)) return 'all';
+    const held = await this.coll.find({ holder }).toArray();
     // The decider sees the leases as they stood before this renewal: those of a holder that had lapsed are lost.
     const beat = new Map(before ? [[holder, before]] : []);
     return renewedSessions(admissionStateOf(held.map((h) => withHolderExpiry(h, beat))), holder, now);
   }
 
-  /** Sweeps expired slots, and removes the heartbeats of holders gone for good (see heartbeatPrunable). */
+  /**
+   * Sweeps expired slots, and removes the heartbeats of holders gone for good
+   * (see heartbeatPrunable). The heartbeats are read first (one per gateway
+   * process); a lease held by a holder whose heartbeat is live at `now` cannot
+   * have expired, so only the leases of the other holders are read — none while
+   * every gateway renews, the usual case — and the query is skipped entirely
+   * when every heartbeat is live, but for one look every deadHolderMs at the
+   * leases of holders with no heartbeat at all (a process that claimed slots
+   * and died before its first renewal; its slots come back that much later).
+   */
   async expire(now: number): Promise<Lease[]> {
-    const { held, beats } = await this.read();
+    const beats = await this.heartbeats();
+    const live = [...beats.values()].filter((b) => b.expiresAt > now).map((b) => b._id);
+    const look = live.length < beats.size || !(this.lookedAtAll !== undefined && this.lookedAtAll > now - this.deadHolderMs);
+    const held = look ? await this.coll.find({ holder: { $nin: live } }).toArray() : [];
+    if (look) this.lookedAtAll = now;
     const candidates = held.map((h) => withHolderExpiry(h, beats));
     const decided = admission.decide({ type: 'Expire', now }, admissionStateOf(candidates.map(toLease)));
     const ids = new Set(decided.flatMap((e) => (e.type === 'Expired' ? [e.lease.sessionId] : [])));
     const mine = await Promise.all(candidates.filter((c) => ids.has(c._id)).map(async (c) => ((await this.remove(c)) ? toLease(c) : null)));
+    // Every lease of a holder whose heartbeat is not live was read: those still held say who holds slots.
     const holding = new Set(held.filter((h) => !ids.has(h._id)).map(holderOf));
-    const gone = [...beats.values()].filter((b) => heartbeatPrunable(b.expiresAt, holding.has(b._id), now, this.deadHolderMs)).map((b) => b._id);
+    const gone = look ? [...beats.values()].filter((b) => heartbeatPrunable(b.expiresAt, holding.has(b._id), now, this.deadHolderMs)).map((b) => b._id) : [];
     // The bound again in the filter: a holder renewing meanwhile keeps its heartbeat.
     if (gone.length > 0) await this.beats.deleteMany({ _id: { $in: gone }, expiresAt: { $lte: now - this.deadHolderMs } });
     const evicted = this.evicted;
@@ -194,23 +258,73 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   /**
-   * Every held slot, read after this call: acquires arriving together share one
-   * read (on FerretDB each query scans the collection, so 200 simultaneous
-   * acquires reading 200 times cost seconds).
+   * This registry's view of the held slots (as stored, by `_id`): read afresh
+   * when `fresh`, when there is none or it is older than VIEW_MAX_AGE_MS;
+   * otherwise the view as it stands, read again in the background once older
+   * than VIEW_REFRESH_MS. On FerretDB v1 a read of every slot scans the
+   * collection (~1 s of its CPU at 10,000), so admissions must not read them
+   * each: a wave of 250 shares one read, and a full house refuses from the view.
    */
-  private async slots(): Promise<SlotClaim[]> {
-    const { held, beats } = await this.read();
-    return held.map((h) => withHolderExpiry(h, beats));
+  private async slotView(fresh: boolean): Promise<SlotView> {
+    const age = this.view ? Date.now() - this.view.sentAt : Infinity;
+    if (!fresh && this.view && age <= VIEW_MAX_AGE_MS) {
+      if (age > VIEW_REFRESH_MS && !this.reading && !this.nextRead) this.read().catch((err: unknown) => this.options.logger.warn({ err }, 'reading the connection slots failed'));
+      return this.view;
+    }
+    return this.read();
   }
 
-  /** The held slots (as stored) and every heartbeat, read by one shared pair of queries (see slots). */
-  private read(): Promise<{ held: SlotClaim[]; beats: Map<string, Heartbeat> }> {
-    this.nextRead ??= new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
-      this.nextRead = undefined;
-      const [held, beats] = await Promise.all([this.coll.find({}).toArray(), this.heartbeats()]);
-      return { held, beats };
-    });
+  /**
+   * Every held slot, read after this call, one read at a time: acquires
+   * arriving while a read is out share the next, sent once it returns (reads
+   * sent side by side only slowed each other and every other statement). Claims
+   * and deletes this registry made while it was out are applied to it.
+   */
+  private read(): Promise<SlotView> {
+    this.nextRead ??= (this.reading ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      .then(async () => {
+        this.nextRead = undefined;
+        const sentAt = Date.now();
+        const reading = this.coll.find({}).toArray();
+        this.reading = reading;
+        try {
+          const view = new SlotView(sentAt, await reading);
+          // What this registry changed while the read was out may be missing from it.
+          for (const j of this.journal.splice(0)) {
+            if (j.claim) view.add(j.claim);
+            else view.remove(j.id);
+          }
+          if (!this.view || this.view.sentAt <= sentAt) this.view = view;
+          return view;
+        } finally {
+          this.journal = [];
+          if (this.reading === reading) this.reading = undefined;
+        }
+      });
     return this.nextRead;
+  }
+
+  /** A claim this registry made: in its view from now on, and in any read already out. */
+  private noteClaimed(claim: SlotClaim): void {
+    this.view?.add(claim);
+    if (this.reading) this.journal.push({ id: claim._id, claim });
+  }
+
+  /** A claim no longer in the store (deleted here, or found gone). */
+  private noteGone(id: string): void {
+    this.view?.remove(id);
+    if (this.reading) this.journal.push({ id });
+  }
+
+  /** Every holder's heartbeat, read after this call; acquires of one tick share the read (a small collection: one document per gateway process). */
+  private heartbeatsNow(): Promise<Map<string, Heartbeat>> {
+    this.nextBeats ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.nextBeats = undefined;
+      return this.heartbeats();
+    });
+    return this.nextBeats;
   }
 
   /** Every holder's heartbeat. */
@@ -230,7 +344,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * trusting its leases, and closes their sessions, before they can lapse.)
    */
   private async remove(claim: SlotClaim): Promise<boolean> {
-    return (await this.coll.deleteOne({ _id: claim._id })).deletedCount === 1;
+    const deleted = (await this.coll.deleteOne({ _id: claim._id })).deletedCount === 1;
+    this.noteGone(claim._id);
+    return deleted;
   }
 
   private indexed(): Promise<void> {
@@ -267,6 +383,106 @@ function withHolderExpiry(c: SlotClaim, beats: ReadonlyMap<string, Heartbeat>): 
   return { ...c, expiresAt: beat.expiresAt, ...(beat.renewedAt !== undefined ? { renewedAt: beat.renewedAt } : {}) };
 }
 
-function pick<T>(items: readonly T[]): T {
-  return items[Math.floor(Math.random() * items.length)];
+/**
+ * The first slot number from `home` on (wrapping below `max`) that is not
+ * `taken`, or undefined when every one is. Each holder starts at a home of its
+ * own (homeSlot), so gateways whose views lag each other's claims (see
+ * SlotView) fill different stretches and rarely race for the same number, even
+ * in a nearly full house; one holder's concurrent admissions skip each other's
+ * numbers (`taken` counts them).
+ */
+function freeSlot(max: number, taken: (n: number) => boolean, home: number): number | undefined {
+  for (let i = 0; i < max; i++) {
+    const n = (home + i) % max;
+    if (!taken(n)) return n;
+  }
+  return undefined;
+}
+
+/** A holder's first slot number: a hash of its name (FNV-1a) below `max`. */
+function homeSlot(holder: string, max: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < holder.length; i++) h = Math.imul(h ^ holder.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % Math.max(1, max);
+}
+
+/**
+ * A registry's view of the held slots (as stored), indexed so an admission
+ * reads only what the decider needs: by session (`_id`), by client, by slot
+ * number, and how many each holder holds.
+ */
+class SlotView {
+  readonly claims = new Map<string, SlotClaim>();
+  readonly byClient = new Map<string, SlotClaim>();
+  readonly byN = new Map<number, string>();
+  private readonly holders = new Map<string, number>();
+
+  constructor(readonly sentAt: number, docs: Iterable<SlotClaim>) {
+    for (const d of docs) this.add(d);
+  }
+
+  add(c: SlotClaim): void {
+    this.remove(c._id);
+    // One claim per client in the store (its unique index): an older one in the view is gone.
+    const previous = this.byClient.get(c.clientId);
+    if (previous) this.remove(previous._id);
+    this.claims.set(c._id, c);
+    this.byClient.set(c.clientId, c);
+    this.byN.set(c.n, c._id);
+    this.holders.set(holderOf(c), (this.holders.get(holderOf(c)) ?? 0) + 1);
+  }
+
+  remove(id: string): void {
+    const c = this.claims.get(id);
+    if (!c) return;
+    this.claims.delete(id);
+    if (this.byClient.get(c.clientId) === c) this.byClient.delete(c.clientId);
+    if (this.byN.get(c.n) === id) this.byN.delete(c.n);
+    const left = (this.holders.get(holderOf(c)) ?? 1) - 1;
+    if (left > 0) this.holders.set(holderOf(c), left);
+    else this.holders.delete(holderOf(c));
+  }
+
+  /**
+   * The view as the decider sees it, each lease with its holder's expiry
+   * (applied when read), and `noneExpireBefore` when every holder in it has a
+   * heartbeat: the earliest of theirs (else the decider looks at every lease).
+   */
+  state(beats: ReadonlyMap<string, Heartbeat>): AdmissionState {
+    let noneExpireBefore: number | undefined = Infinity;
+    for (const h of this.holders.keys()) {
+      const beat = beats.get(h);
+      if (beat === undefined) {
+        noneExpireBefore = undefined;
+        break;
+      }
+      noneExpireBefore = Math.min(noneExpireBefore, beat.expiresAt);
+    }
+    const byClient = this.byClient;
+    const asHeld = (c: SlotClaim): LeaseState => toLease(withHolderExpiry(c, beats));
+    const leases = {
+      get size() {
+        return byClient.size;
+      },
+      get: (clientId: string) => {
+        const c = byClient.get(clientId);
+        return c && asHeld(c);
+      },
+      has: (clientId: string) => byClient.has(clientId),
+      *entries() {
+        for (const [k, c] of byClient) yield [k, asHeld(c)] as [string, LeaseState];
+      },
+      *values() {
+        for (const c of byClient.values()) yield asHeld(c);
+      },
+      keys: () => byClient.keys(),
+      forEach(cb: (v: LeaseState, k: string, m: ReadonlyMap<string, LeaseState>) => void) {
+        for (const [k, c] of byClient) cb(asHeld(c), k, leases as unknown as ReadonlyMap<string, LeaseState>);
+      },
+      [Symbol.iterator]() {
+        return this.entries();
+      },
+    };
+    return { leases: leases as unknown as ReadonlyMap<string, LeaseState>, ...(noneExpireBefore !== undefined ? { noneExpireBefore } : {}) };
+  }
 }

@@ -21,6 +21,9 @@ export function acquireResultOf(events: readonly AdmissionEvent[]): AcquireResul
   throw new Error(`an Acquire ended in ${last?.type ?? 'nothing'}`);
 }
 
+/** What a renewal kept (see ConnectionRegistry.renew): every lease of the holder, or the sessions named. */
+export type Renewal = 'all' | string[];
+
 export interface AcquireRequest {
   clientId: string;
   sessionId: string;
@@ -58,11 +61,15 @@ export interface ConnectionRegistry {
   /** Releases the lease of a session; false if it was not held (already expired). */
   release(sessionId: string): Promise<boolean>;
   /**
-   * Extends every live lease of a holder (a gateway process) to now + leaseMs;
-   * returns the sessions renewed. A session of the holder missing from the
-   * answer has lost its slot.
+   * Extends every live lease of a holder (a gateway process) to now + leaseMs.
+   * Answers `'all'` when the holder's heartbeat was still live (the usual case,
+   * see the admission decider's renewalKeptAll): every lease its previous
+   * renewal kept, and every one claimed since, is still held, and the store
+   * read none of them. Otherwise (the first renewal, or one after a lapse) it
+   * names the sessions renewed: a session of the holder missing from the list
+   * has lost its slot. A holder's renewals must not overlap.
    */
-  renew(holder: string, now: number, leaseMs: number): Promise<string[]>;
+  renew(holder: string, now: number, leaseMs: number): Promise<Renewal>;
   /** Removes leases expired at `now` and returns them (to record lease-expired events). */
   expire(now: number): Promise<Lease[]>;
   count(): Promise<number>;

@@ -54,6 +54,15 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect(results.filter((r) => !r.ok && r.reason === 'duplicate')).toHaveLength(2);
     });
 
+    it('admits a client whose first connection was released through another registry just before (no refusal from an older view)', async () => {
+      const first = req('a');
+      expect((await registry.acquire(first)).ok).toBe(true);
+      expect((await other.acquire(req('b'))).ok).toBe(true);
+      expect(await other.acquire(req('a'))).toMatchObject({ ok: false, reason: 'duplicate' });
+      expect(await registry.release(first.sessionId)).toBe(true);
+      expect((await other.acquire(req('a'))).ok).toBe(true);
+    });
+
     it('frees the slot on release, once', async () => {
       const r = req('a', { maxClients: 1 });
       expect((await registry.acquire(r)).ok).toBe(true);
@@ -77,11 +86,26 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect(await registry.renew('g1', 160, 100)).toEqual([]);
     });
 
+    it('answers a renewal with "all" while its holder\'s heartbeat is live, and names the sessions kept after a lapse (a long pause)', async () => {
+      const a = req('a', { holder: 'g1/run1', now: 0, leaseMs: 100 });
+      const b = req('b', { holder: 'g1/run1', now: 0, leaseMs: 100 });
+      for (const r of [a, b]) expect((await registry.acquire(r)).ok).toBe(true);
+      expect(((await registry.renew('g1/run1', 50, 100)) as string[]).sort()).toEqual([a.sessionId, b.sessionId].sort());
+      expect(await registry.renew('g1/run1', 120, 100)).toBe('all');
+      // Paused past its heartbeat (220): another gateway sweeps both slots, and a client takes one.
+      expect((await other.expire(230)).map((l) => l.clientId).sort()).toEqual(['a', 'b']);
+      expect((await other.acquire(req('a', { holder: 'g2/run1', now: 235, leaseMs: 100 }))).ok).toBe(true);
+      expect(await registry.renew('g1/run1', 250, 100)).toEqual([]);
+      expect((await registry.acquire(req('c', { holder: 'g1/run1', now: 260, leaseMs: 100 }))).ok).toBe(true);
+      expect(await registry.renew('g1/run1', 300, 100)).toBe('all');
+    });
+
     it('never frees the slot of a holder that keeps renewing, long past the expiry its claim was written with', async () => {
       const a = req('a', { holder: 'g1/run1', now: 0, leaseMs: 100 });
       expect((await registry.acquire(a)).ok).toBe(true);
       for (let t = 80; t <= 800; t += 80) {
-        expect(await other.renew('g1/run1', t, 100)).toEqual([a.sessionId]);
+        // The first renewal (no heartbeat yet) names the session; then the heartbeat is live: every lease kept.
+        expect(await other.renew('g1/run1', t, 100)).toEqual(t === 80 ? [a.sessionId] : 'all');
         expect(await registry.expire(t + 50)).toEqual([]);
       }
       expect((await other.acquire(req('a', { holder: 'g2/run1', now: 850 }))).ok).toBe(false);
@@ -114,7 +138,7 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       // Without a lateness bound a live lease is a duplicate however old its last renewal.
       expect(await other.acquire(req('a', { holder: 'g2/run1', now: 1_300 }))).toMatchObject({ ok: false, reason: 'duplicate' });
       // The holder renews again: no longer late. It stops: the slot is free once the heartbeat lapses.
-      expect(await registry.renew('g1/run1', 1_350, 1_000)).toEqual([first.sessionId]);
+      expect(await registry.renew('g1/run1', 1_350, 1_000)).toBe('all');
       expect(await other.acquire(req('a', { holder: 'g2/run1', now: 1_400, lateAfterMs: 300 }))).toMatchObject({ ok: false, reason: 'duplicate' });
       expect((await other.acquire(req('a', { holder: 'g2/run1', now: 2_350, lateAfterMs: 300 }))).ok).toBe(true);
     });

@@ -106,6 +106,27 @@ export function leaseAsHeld(lease: LeaseState, heartbeats: AdmissionState['heart
 }
 
 /**
+ * Whether a renewal of a holder at `now` kept every lease the holder still
+ * had, given its heartbeat as it stood just before the renewal (`before`;
+ * null or undefined: none): it was live at `now`. A lease is swept or evicted only once
+ * it lapsed — with its holder's heartbeat once that renewed it, at its own
+ * expiry before — and a heartbeat is only ever pushed forward, so while it
+ * stayed live no lease it renewed lapsed, and a lease claimed since lives at
+ * least until the renewal after its claim (acquires and renewals set the same
+ * lease length). A store then need not read the holder's leases: the renewal
+ * answers "all" (its cost does not grow with the sessions). Only after a lapse
+ * (a long pause, an outage) or before the first heartbeat must it read them and
+ * name the live ones (`renewedSessions`).
+ *
+ * "All" speaks for the leases the holder's previous renewal named or kept and
+ * those claimed since, so a holder's renewals must not overlap: one answered
+ * "all" before an earlier one that named lost leases would hide the loss.
+ */
+export function renewalKeptAll<B extends Pick<HolderHeartbeat, 'expiresAt'>>(before: B | null | undefined, now: number): before is B {
+  return before !== undefined && before !== null && before.expiresAt > now;
+}
+
+/**
  * The sessions a renewal of `holder` at `now` extends (a store's answer to a
  * renewal): the holder's leases live at `now`, before the renewal. `leases`:
  * the leases to look at, e.g. an adapter's index of this holder's (default all).
@@ -185,7 +206,7 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
     case 'Renew': {
       // One heartbeat per holder: its leases are not touched. Never moved back (a late renewal cannot shorten it).
       const beat = beats?.get(command.gatewayId);
-      const unbroken = beat !== undefined && beat.expiresAt > command.now;
+      const unbroken = renewalKeptAll(beat, command.now);
       return [{
         type: 'HolderRenewed',
         holder: command.gatewayId,

@@ -1,4 +1,4 @@
-import { admission, admissionStateOf, expiryOf, renewedSessions, type AdmissionCommand, type AdmissionEvent, type LeaseState } from './admission';
+import { admission, admissionStateOf, expiryOf, renewalKeptAll, renewedSessions, type AdmissionCommand, type AdmissionEvent, type LeaseState } from './admission';
 import { spec } from '../../test/decider-specification';
 import { fold } from './decider';
 
@@ -146,5 +146,18 @@ describe('admission decider with the optional indexes', () => {
     expect(admission.decide({ type: 'Release', sessionId: 's-b-1000' }, { leases: unscannable(held), sessions })).toEqual([{ type: 'Released', lease: lease('b') }]);
     expect(admission.decide({ type: 'Release', sessionId: 's-x' }, { leases: unscannable(held), sessions })).toEqual([]);
     expect(admission.decide({ type: 'Release', sessionId: 's-a-1000' }, { leases: unscannable(held), sessions: new Map([['s-a-1000', 'b']]) })).toEqual([]);
+  });
+
+  it('a renewal keeps every lease of its holder without reading them only when the heartbeat it replaces was live at its time', () => {
+    expect(renewalKeptAll({ expiresAt: 1100 }, 1099)).toBe(true);
+    expect(renewalKeptAll({ expiresAt: 1100 }, 1100)).toBe(false);
+    expect(renewalKeptAll(undefined, 0)).toBe(false);
+    expect(renewalKeptAll(null, 0)).toBe(false);
+    // As the decider sees it: while the heartbeat is live, every lease it renewed, and every one claimed since, is live.
+    const { state } = rule.given([admitted('a'), renewedAt(1050, 1150), admitted('b', 1100)]).when({ type: 'Expire', now: 1149 }).then([]);
+    expect(renewalKeptAll(state.heartbeats?.get('g1'), 1149)).toBe(true);
+    expect(renewedSessions(state, 'g1', 1149).sort()).toEqual(['s-a-1000', 's-b-1100']);
+    // Once it lapsed, a sweep may have taken them: the renewal must name the live ones.
+    expect(renewalKeptAll(state.heartbeats?.get('g1'), 1150)).toBe(false);
   });
 });

@@ -71,8 +71,13 @@ export interface HeldSession {
 }
 
 export type LeaseKeeperCommand =
-  /** A renewal sent at `sentAt` came back with the sessions whose leases it extended. */
-  | { type: 'RecordRenewal'; sentAt: number; renewed: readonly string[]; held: readonly HeldSession[] }
+  /**
+   * A renewal sent at `sentAt` came back: `'all'` (every lease of this gateway
+   * still held: its heartbeat had not lapsed) or the sessions whose leases it
+   * extended. `held`: the sessions to check against a list (empty when the
+   * gateway found each of its sessions in it).
+   */
+  | { type: 'RecordRenewal'; sentAt: number; renewed: 'all' | readonly string[]; held: readonly HeldSession[] }
   | { type: 'RecordFailure'; now: number }
   /** Periodic check: may this gateway still vouch for its leases? */
   | { type: 'Check'; now: number; trustMs: number; held: readonly HeldSession[] };
@@ -93,8 +98,9 @@ export const leaseKeeper: Decider<LeaseKeeperCommand, LeaseKeeperEvent, LeaseKee
       case 'RecordRenewal': {
         // A renewal older than the last one says nothing new (responses can arrive out of order).
         if (command.sentAt < state.renewedAt) return [];
-        // No session to check (the gateway found every one renewed): no set of 10,000 renewed ids per renewal.
-        if (command.held.length === 0) return [{ type: 'Renewed', sentAt: command.sentAt }];
+        // Every lease kept (the store's heartbeat had not lapsed), or no session to check (the gateway found every
+        // one renewed): no set of 10,000 renewed ids per renewal.
+        if (command.renewed === 'all' || command.held.length === 0) return [{ type: 'Renewed', sentAt: command.sentAt }];
         const renewed = new Set(command.renewed);
         // Only a lease in the store before the renewal was sent had to be in what it read.
         const lost = command.held.filter((s) => s.claimedAt < command.sentAt && !renewed.has(s.sessionId)).map((s) => s.sessionId);

@@ -44,6 +44,10 @@ describe('lease keeper', () => {
     rule.given([]).when({ type: 'RecordRenewal', sentAt: 100, renewed: unwalkable, held: [] }).then([renewed(100)]);
   });
 
+  it('a renewal that kept every lease (the store\'s heartbeat had not lapsed) loses none, whatever the sessions held', () => {
+    rule.given([]).when({ type: 'RecordRenewal', sentAt: 100, renewed: 'all', held: [s('a', 0), s('b', 50)] }).then([renewed(100)]);
+  });
+
   it('given sessions, when a renewal misses one admitted before it was sent, then that session has lost its lease', () => {
     rule.given([]).when({ type: 'RecordRenewal', sentAt: 100, renewed: ['a'], held: [s('a', 0), s('b', 50)] })
       .then([renewed(100), { type: 'LeasesLost', sessionIds: ['b'] }]);

@@ -1,13 +1,13 @@
 import pino from 'pino';
 import { MemoryConnectionRegistry } from '../connections/memory';
-import type { ConnectionRegistry } from '../connections/port';
+import type { ConnectionRegistry, Renewal } from '../connections/port';
 import { leaseTiming } from '../domain/lease';
 import { LeaseKeeper } from './lease-keeper';
 
 /** A registry whose store can be taken away, as a database outage would. */
 class FlakyRegistry extends MemoryConnectionRegistry {
   down = false;
-  override async renew(gatewayId: string, now: number, leaseMs: number): Promise<string[]> {
+  override async renew(gatewayId: string, now: number, leaseMs: number): Promise<Renewal> {
     if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:27017');
     return super.renew(gatewayId, now, leaseMs);
   }
@@ -120,6 +120,28 @@ describe('LeaseKeeper: no stream outlives its slot', () => {
     now += t.renewEveryMs;
     await keeper.renew();
     expect(await registry.count()).toBe(0);
+    expect(closed).toEqual([]);
+  });
+
+  it('sends one renewal at a time: a renewal asked for while one is out waits for its answer (a slow store gets no pile of them)', async () => {
+    await admit(registry, 'a');
+    let inFlight = 0;
+    let most = 0;
+    const gates: (() => void)[] = [];
+    const renew = registry.renew.bind(registry);
+    registry.renew = async (...args) => {
+      most = Math.max(most, ++inFlight);
+      await new Promise<void>((r) => gates.push(r));
+      inFlight--;
+      return renew(...args);
+    };
+    const renewals = [keeper.renew(), keeper.renew(), keeper.renew()];
+    while (gates.length > 0 || inFlight > 0) {
+      await new Promise((r) => setImmediate(r));
+      gates.shift()?.();
+    }
+    await Promise.all(renewals);
+    expect(most).toBe(1);
     expect(closed).toEqual([]);
   });
 });

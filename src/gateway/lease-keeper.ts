@@ -52,7 +52,7 @@ export class LeaseKeeper {
 
   start(): void {
     void this.renew();
-    this.timers.push(setInterval(() => void this.renew(), this.timing.renewEveryMs));
+    this.timers.push(setInterval(() => void this.renewUnlessRenewing(), this.timing.renewEveryMs));
     this.timers.push(setInterval(() => this.check(), this.timing.sweepEveryMs));
     for (const t of this.timers) t.unref();
   }
@@ -83,13 +83,44 @@ export class LeaseKeeper {
     }
   }
 
+  /**
+   * The timer's renewal: none while one is in flight. A store answering slowly
+   * gets one renewal at a time, not one more per period; and an answer of
+   * "all" (see ConnectionRegistry.renew) speaks for the leases the previous
+   * renewal kept, which it could not if that one were still out.
+   */
+  private renewUnlessRenewing(): void {
+    if (this.renewing) {
+      if (!this.skipWarned) this.deps.logger.warn({ inFlightMs: this.deps.clock() - this.renewing.sentAt }, 'lease renewal still in flight; the next is sent once it returns');
+      this.skipWarned = true;
+      return;
+    }
+    void this.renew();
+  }
+
+  private renewing: { sentAt: number; done: Promise<void> } | undefined;
+  private skipWarned = false;
+
+  /** Renews now (after the one in flight, if any). */
   async renew(): Promise<void> {
+    while (this.renewing) await this.renewing.done;
     const sentAt = this.deps.clock();
+    const done = this.renewOnce(sentAt);
+    this.renewing = { sentAt, done };
+    try {
+      await done;
+    } finally {
+      this.renewing = undefined;
+    }
+  }
+
+  private async renewOnce(sentAt: number): Promise<void> {
     try {
       const renewed = await this.deps.registry.renew(this.deps.holder, sentAt, this.timing.ttlMs);
-      // Every open session renewed (the usual case): nothing lost, and no walk over the sessions.
-      const mine = renewed.reduce((n, id) => n + (this.deps.holds(id) ? 1 : 0), 0);
-      this.apply({ type: 'RecordRenewal', sentAt, renewed, held: mine === this.deps.heldCount() ? [] : this.deps.held() });
+      this.skipWarned = false;
+      // Every lease kept, or every open session named (the usual cases): nothing lost, and no walk over the sessions.
+      const named = renewed === 'all' || renewed.reduce((n, id) => n + (this.deps.holds(id) ? 1 : 0), 0) === this.deps.heldCount();
+      this.apply({ type: 'RecordRenewal', sentAt, renewed, held: named ? [] : this.deps.held() });
       if (this.owed.size > 0) await this.repay();
     } catch (err) {
       if (this.state.failingSince === null) this.deps.logger.error({ err }, 'lease renewal failed; sessions are closed if it keeps failing');
