@@ -123,12 +123,12 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * breaks a rule: a slot number or client taken elsewhere fails the insert
    * (and the view is read again), a lease the view names as the client's is
    * looked up by `_id` before the client is refused, and an expiry is judged
-   * on fresh heartbeats. A slot freed by another gateway is seen once the view
-   * is read again (VIEW_REFRESH_MS to VIEW_MAX_AGE_MS; until then a full house
-   * stays full).
+   * on fresh heartbeats. "Full" is said only on a read made after the
+   * admission began: a slot freed by another gateway is never refused.
    */
   async acquire(r: AcquireRequest): Promise<AcquireResult> {
     await this.indexed();
+    const startedAt = Date.now();
     let fresh = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
       const [view, beats] = await Promise.all([this.slotView(fresh), this.heartbeatsNow()]);
@@ -138,6 +138,12 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       const events = admission.decide({ type: 'Acquire', ...r }, view.state(beats));
       const outcome = acquireResultOf(events);
       if (!outcome.ok) {
+        // Full in a view read before this admission began: a slot freed through another gateway since may be
+        // missing from it. Read again (admissions waiting together share the read) before saying so.
+        if (outcome.reason === 'full' && view.sentAt < startedAt) {
+          fresh = true;
+          continue;
+        }
         // The view may be older than the client's last disconnect elsewhere: is that lease still there (one read by _id)?
         if (outcome.reason !== 'full' && (await this.coll.findOne({ _id: outcome.holder.sessionId }, { projection: { _id: 1 } })) === null) {
           this.noteGone(outcome.holder.sessionId);
@@ -211,8 +217,11 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * read and the live ones named.
    */
   async renew(holder: string, now: number, leaseMs: number): Promise<Renewal> {
+    const sent = Date.now();
     const before = await this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs, renewedAt: now } }, { upsert: true, returnDocument: 'before' });
-    if (renewalKeptAll(before, now)) return 'all';
+    // Judged at the answer, not at `now` (when it was sent): the upsert ran somewhere in between, and a sweep that
+    // read the heartbeat just before it may have found it lapsed if it lapsed before the upsert ran.
+    if (renewalKeptAll(before, now + (Date.now() - sent))) return 'all';
     const held = await this.coll.find({ holder }).toArray();
     // The decider sees the leases as they stood before this renewal: those of a holder that had lapsed are lost.
     const beat = new Map(before ? [[holder, before]] : []);
@@ -263,7 +272,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * otherwise the view as it stands, read again in the background once older
    * than VIEW_REFRESH_MS. On FerretDB v1 a read of every slot scans the
    * collection (~1 s of its CPU at 10,000), so admissions must not read them
-   * each: a wave of 250 shares one read, and a full house refuses from the view.
+   * each: a wave of 250 shares one read (a full house's refusals share one too).
    */
   private async slotView(fresh: boolean): Promise<SlotView> {
     const age = this.view ? Date.now() - this.view.sentAt : Infinity;

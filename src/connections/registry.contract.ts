@@ -63,6 +63,16 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect((await other.acquire(req('a'))).ok).toBe(true);
     });
 
+    it('admits into a full house a slot freed through another registry just before (no "full" from an older view)', async () => {
+      const first = req('a', { maxClients: 2 });
+      expect((await registry.acquire(first)).ok).toBe(true);
+      expect((await other.acquire(req('b', { maxClients: 2 }))).ok).toBe(true);
+      expect(await other.acquire(req('c', { maxClients: 2 }))).toMatchObject({ ok: false, reason: 'full' });
+      expect(await registry.release(first.sessionId)).toBe(true);
+      expect((await other.acquire(req('c', { maxClients: 2 }))).ok).toBe(true);
+      expect(await registry.acquire(req('d', { maxClients: 2 }))).toMatchObject({ ok: false, reason: 'full' });
+    });
+
     it('frees the slot on release, once', async () => {
       const r = req('a', { maxClients: 1 });
       expect((await registry.acquire(r)).ok).toBe(true);
