@@ -23,7 +23,17 @@ export interface ProjectionRunnerOptions {
   clock?: () => number;
   /** Told when the projector's consumer is out of its group (Kafka down) and `undefined` once back (ConsumeOptions.onProblem). */
   onProblem?: (reason: string | undefined) => void;
+  /**
+   * Told when batches keep failing (the read store unreachable or refusing
+   * writes), with why, again at most every STUCK_REPORT_MS while they do, and
+   * `undefined` once one succeeds. Also told when one attempt has not
+   * returned for STUCK_REPORT_MS (an operation that never answers).
+   */
+  onStoreProblem?: (reason: string | undefined) => void;
 }
+
+/** How often a projector whose writes keep failing (or hang) says so. */
+const STUCK_REPORT_MS = 15_000;
 
 interface Queued {
   e: LoggedEvent;
@@ -91,10 +101,12 @@ export class ProjectionRunner {
         const batch = queue.items.splice(0, Math.max(1, this.options.batch ?? DEFAULT_BATCH));
         for (let attempt = 1; ; attempt++) {
           try {
-            await this.applyBatch(batch.map((q) => q.e));
+            await this.watched(this.applyBatch(batch.map((q) => q.e)), batch[0]!.e);
+            this.storeWorks();
             break;
           } catch (err) {
             if (this.stopped) return; // left unacknowledged: redelivered after a restart
+            this.storeFails(err, attempt);
             await new Promise((r) => setTimeout(r, Math.min(5_000, 100 * 2 ** Math.min(attempt, 6))));
           }
         }
@@ -107,6 +119,37 @@ export class ProjectionRunner {
       }
     } finally {
       queue.flushing = false;
+    }
+  }
+
+  /** Since when batches have kept failing (null: they work), and when that was last said. */
+  private failing: { since: number; toldAt: number } | null = null;
+
+  private storeFails(err: unknown, attempt: number): void {
+    const now = Date.now();
+    if (this.failing && now - this.failing.toldAt < STUCK_REPORT_MS) return;
+    this.failing = { since: this.failing?.since ?? now, toldAt: now };
+    const why = err instanceof Error ? err.message : String(err);
+    this.options.onStoreProblem?.(`read-model writes failing for ${Math.round((now - this.failing.since) / 1000)} s (attempt ${attempt}): ${why}`);
+  }
+
+  private storeWorks(): void {
+    if (!this.failing) return;
+    this.failing = null;
+    this.options.onStoreProblem?.(undefined);
+  }
+
+  /** `attempt`, reported (not abandoned: a write may still land) when it has not returned for STUCK_REPORT_MS. */
+  private async watched<T>(attempt: Promise<T>, first: LoggedEvent): Promise<T> {
+    const started = Date.now();
+    const timer = setInterval(() => {
+      this.options.onStoreProblem?.(`a read-model write of ${first.topic}/${first.partition} (from offset ${first.offset}) has not returned for ${Math.round((Date.now() - started) / 1000)} s`);
+    }, STUCK_REPORT_MS);
+    timer.unref();
+    try {
+      return await attempt;
+    } finally {
+      clearInterval(timer);
     }
   }
 

@@ -21,6 +21,11 @@ export function projectorRole(deps: { config: Config; logger: Logger; log: Event
     batch: config.projectionBatch,
     onApplied: (lagMs) => metrics.projectionLagSeconds.observe(lagMs / 1000),
     onProblem: (problem) => deps.health?.report('projector-consumer-group', problem),
+    onStoreProblem: (problem) => {
+      if (problem) logger.error({ problem }, 'the read models are not being updated');
+      else logger.warn('read-model writes work again');
+      deps.health?.report('projector-read-store', problem);
+    },
   });
   let lagTimer: NodeJS.Timeout | undefined;
   const stop = async () => {
