@@ -12,9 +12,9 @@ const event = (n: number): LoggedEvent => {
 
 /** A log whose consumer hands the runner whatever the test passes to `deliver`. */
 function fakeLog() {
-  let handle!: (e: LoggedEvent) => Promise<void>;
+  let handle!: ConsumeOptions['handle'];
   const log = { consume: async (o: ConsumeOptions) => ((handle = o.handle), { stop: async () => undefined, caughtUp: async () => undefined, lag: () => 0 }) } as unknown as EventLog;
-  return { log, deliver: (e: LoggedEvent) => handle(e) };
+  return { log, deliver: (e: LoggedEvent) => handle(e, new AbortController().signal) };
 }
 
 /** A memory store whose writes fail while `down()` says so, or never return while `hung()` does. */

@@ -35,6 +35,12 @@ export interface MongoConnectOptions {
    */
   poolSize?: number;
   /**
+   * How long this client may see the server unreachable before a fresh
+   * connection checks whether it really is (see watchStuckView); default
+   * STUCK_VIEW_MS, 0: never.
+   */
+  stuckViewMs?: number;
+  /**
    * Most update-shaped statements (update, replace, findAndModify) this
    * process has in flight to one server, over all its clients
    * (CHATFLOW_MONGO_UPDATE_CONCURRENCY, see `UpdateGate`); the rest wait in
@@ -102,13 +108,17 @@ export async function connectMongo(opts: MongoConnectOptions): Promise<{ client:
     client.on('commandFailed', told);
   }
   let reachable = true;
+  let unreachableSince: number | null = null;
   client.on('serverDescriptionChanged', (e) => {
     const up = e.newDescription.type !== 'Unknown';
     if (up === reachable) return;
     reachable = up;
+    unreachableSince = up ? null : Date.now();
     if (up) logger.warn({ engine: 'mongodb', uri: where }, 'MongoDB reachable again');
     else logger.warn({ engine: 'mongodb', uri: where, err: e.newDescription.error }, 'MongoDB unreachable; the driver keeps retrying');
   });
+  const stuckMs = opts.stuckViewMs ?? STUCK_VIEW_MS;
+  if (stuckMs > 0) watchStuckView(client, opts.uri, () => unreachableSince, stuckMs, logger.child({ engine: 'mongodb', uri: where }));
   try {
     await client.connect();
   } catch (err) {
@@ -119,6 +129,51 @@ export async function connectMongo(opts: MongoConnectOptions): Promise<{ client:
   const limit = opts.updateConcurrency ?? DEFAULT_MONGO_UPDATE_CONCURRENCY;
   const waitMs = opts.timeoutMs ?? DEFAULT_MONGO_TIMEOUT_MS;
   return { client, db: limit > 0 ? gatedDb(db, UpdateGate.of(serverOf(opts.uri), limit), waitMs, opts.onUpdateWait) : db };
+}
+
+/** See MongoConnectOptions.stuckViewMs. */
+export const STUCK_VIEW_MS = 20_000;
+
+/**
+ * The driver's view of the server can stay "unreachable" after the server came
+ * back: seen in the fault matrix (ferretdb-kill), where the projector's client
+ * alone never saw FerretDB again while every other process's did within a
+ * second, and failed each operation with the old connection's error for
+ * minutes (the read models never caught up). The cause in the driver is not
+ * found. So once this client has seen the server unreachable for `stuckMs`,
+ * a fresh short-lived client asks the server; if it answers, this client is
+ * closed and connected again (its databases and collections stay usable;
+ * operations in between fail and are retried by their callers). A real outage
+ * is left to the driver.
+ */
+function watchStuckView(client: MongoClient, uri: string, unreachableSince: () => number | null, stuckMs: number, logger: Logger): void {
+  let healing = false;
+  let closed = false;
+  const check = async () => {
+    const since = unreachableSince();
+    if (closed || healing || since === null || Date.now() - since < stuckMs) return;
+    healing = true;
+    try {
+      const probe = new MongoClient(uri, { serverSelectionTimeoutMS: 2_000, connectTimeoutMS: 2_000, socketTimeoutMS: 2_000, maxPoolSize: 1 });
+      const answers = await probe.db('admin').command({ ping: 1 }).then(() => true, () => false).finally(() => probe.close().catch(() => undefined));
+      if (!answers || closed || unreachableSince() === null) return;
+      logger.error({ unreachableForMs: Date.now() - since }, 'MongoDB answers a fresh connection, but this client has seen it unreachable since; connecting the client again');
+      await client.close();
+      await client.connect();
+    } catch (err) {
+      logger.warn({ err }, 'connecting the MongoDB client again failed; trying again later');
+    } finally {
+      healing = false;
+    }
+  };
+  const timer = setInterval(() => void check(), Math.max(250, Math.floor(stuckMs / 4)));
+  timer.unref();
+  // Closed by its owner (not by the check above): nothing more to watch.
+  client.on('topologyClosed', () => {
+    if (healing) return;
+    closed = true;
+    clearInterval(timer);
+  });
 }
 
 export function isDuplicateKeyError(err: unknown): boolean {
