@@ -222,9 +222,11 @@ async function main(): Promise<void> {
     await server.stop();
     server = await Server.start(dataDir, logFile);
     const rebuilt = await server.heap();
+    if (snapDir) await server.snapshot(join(snapDir, 'rebuilt.heapsnapshot'));
     await server.stop();
     server = await Server.start(join(work, 'empty'), logFile);
     const empty = await server.heap();
+    if (snapDir) await server.snapshot(join(snapDir, 'empty.heapsnapshot'));
     await server.stop();
 
     say(`answered ${run.answered} in ${secs.toFixed(1)} s (${Math.round(run.answered / secs)} msg/s); error frames: ${JSON.stringify(run.errors)}; load avg at end ${load()}`);
@@ -239,7 +241,13 @@ async function main(): Promise<void> {
       `**after a restart: ${Math.round((rebuilt.heapUsed - empty.heapUsed) / (N + WARMUP))} B** ((rebuilt − empty) / ${N + WARMUP})`);
     if (snapDir) {
       say('');
+      say(`## Live process: loaded against base (${N} messages)`);
+      say('');
       say(await summarizeGrowth(join(snapDir, 'base.heapsnapshot'), join(snapDir, 'loaded.heapsnapshot'), N));
+      say('');
+      say(`## After a restart: rebuilt against empty (${N + WARMUP} messages; two processes, so objects are not matched by id: the retained table lists the rebuilt process's largest)`);
+      say('');
+      say(await summarizeGrowth(join(snapDir, 'empty.heapsnapshot'), join(snapDir, 'rebuilt.heapsnapshot'), N + WARMUP));
     }
     if (args.out) await writeFile(args.out, `${lines.join('\n')}\n`);
   } finally {
