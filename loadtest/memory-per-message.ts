@@ -109,6 +109,11 @@ class Server {
     return (await this.ask({ type: 'measure' })) as unknown as Heap;
   }
 
+  /** CPU time the server process has used (user + system, µs). */
+  async cpu(): Promise<number> {
+    return (await this.ask({ type: 'cpu' })).micros as number;
+  }
+
   async snapshot(file: string): Promise<string> {
     return (await this.ask({ type: 'snapshot', file })).file as string;
   }
@@ -209,10 +214,12 @@ async function main(): Promise<void> {
     await server.caughtUp();
     const base = await server.heap();
     if (snapDir) await server.snapshot(join(snapDir, 'base.heapsnapshot'));
+    const cpu0 = await server.cpu();
     const t0 = Date.now();
     const run = await drive(server, 'mem', N, warm.calls);
     const secs = (Date.now() - t0) / 1000;
     await server.caughtUp();
+    const cpuPerMessage = ((await server.cpu()) - cpu0) / N;
     const loaded = await server.heap();
     if (snapDir) await server.snapshot(join(snapDir, 'loaded.heapsnapshot'));
     await closeAll(run.calls);
@@ -229,7 +236,7 @@ async function main(): Promise<void> {
     if (snapDir) await server.snapshot(join(snapDir, 'empty.heapsnapshot'));
     await server.stop();
 
-    say(`answered ${run.answered} in ${secs.toFixed(1)} s (${Math.round(run.answered / secs)} msg/s); error frames: ${JSON.stringify(run.errors)}; load avg at end ${load()}`);
+    say(`answered ${run.answered} in ${secs.toFixed(1)} s (${Math.round(run.answered / secs)} msg/s); server CPU ${Math.round(cpuPerMessage)} µs per message (all threads; includes GC); error frames: ${JSON.stringify(run.errors)}; load avg at end ${load()}`);
     say('');
     say('| state | heap used MB | external MB | RSS MB |');
     say('| --- | --- | --- | --- |');

@@ -17,6 +17,9 @@ process.on('message', (msg) => {
     const h = v8.getHeapStatistics();
     const m = process.memoryUsage();
     process.send({ type: 'measured', id: msg.id, heapUsed: h.used_heap_size, heapTotal: h.total_heap_size, external: m.external, arrayBuffers: m.arrayBuffers, rss: m.rss });
+  } else if (msg.type === 'cpu') {
+    const c = process.cpuUsage();
+    process.send({ type: 'cpu', id: msg.id, micros: c.user + c.system });
   } else if (msg.type === 'snapshot') {
     settle();
     const file = v8.writeHeapSnapshot(msg.file);

@@ -27,6 +27,9 @@ export class MemoryReadStore implements ReadStore {
   async close(): Promise<void> {}
 }
 
+/** Values of a field looked up before share() gives up on a field that never shared one. */
+const SHARE_TRIES = 256;
+
 /**
  * A document and the last position it saw per stream. Nearly every document
  * is written from one stream only (the messages, from `conversations/0`), so
@@ -42,6 +45,8 @@ interface Stored<D> {
 
 class MemoryCollection<D extends Doc> implements Collection<D> {
   private readonly docs = new Map<string, Stored<D>>();
+  /** Per field: how often its value was looked up for sharing, and found (see share). */
+  private readonly sharing = new Map<string, { tries: number; hits: number }>();
   /** field → value → ids */
   private readonly indexes = new Map<string, Map<Scalar, Set<string>>>();
 
@@ -122,8 +127,17 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
     for (const k in fields) {
       const v = fields[k];
       if (typeof v !== 'string' || k === '_id') continue;
+      // A field that never shared in its first SHARE_TRIES values (a text, a hash) is not looked up again:
+      // the lookups hash the whole string and cost ~3 µs per document otherwise.
+      let stats = this.sharing.get(k);
+      if (!stats) this.sharing.set(k, (stats = { tries: 0, hits: 0 }));
+      if (stats.hits === 0 && stats.tries >= SHARE_TRIES) continue;
+      stats.tries++;
       const same = this.shared.get(v) ?? this.docs.get(v)?.doc._id;
-      if (same !== undefined) fields[k] = same;
+      if (same !== undefined) {
+        fields[k] = same;
+        stats.hits++;
+      }
     }
     return doc;
   }
