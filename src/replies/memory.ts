@@ -41,9 +41,11 @@ export class MemoryReplyClaims implements ReplyClaims {
   }
 
   private recordsOf(messageId: string): Omit<ReplyClaimState, 'beats'> {
+    // The small map first: Commit and ConfirmAppended find their message there.
+    const m = this.messages.get(messageId);
+    if (m) return m;
     const a = this.appended.get(messageId);
-    if (a) return { claims: [], outcome: appendedOutcome(a) };
-    return this.messages.get(messageId) ?? replyClaim.initialState();
+    return a ? { claims: [], outcome: appendedOutcome(a) } : replyClaim.initialState();
   }
 
   private run(messageId: string, command: ReplyClaimCommand): ReplyClaimEvent[] {
