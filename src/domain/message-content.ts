@@ -11,7 +11,9 @@ export type ContentForHash = { text: string } | { mediaKind: string; sha256: str
 export function contentHash(c: ContentForHash): string {
   // One-shot hash of the same bytes as before ('text\0' + UTF-8, or kind + '\0' + hex digest): stored hashes stay valid.
   const input = 'text' in c ? `text\0${c.text}` : `${c.mediaKind}\0${c.sha256}`;
-  return hash('sha256', input, 'base64url').slice(0, 22);
+  // The first 22 characters, as a string of their own: `.slice` would keep the whole 43-character digest
+  // alive behind a sliced string, and the read models and every session keep one hash per message.
+  return Buffer.from(hash('sha256', input, 'base64url'), 'latin1').toString('latin1', 0, 22);
 }
 
 /** Length in Unicode code points (what a person calls characters; an emoji is one, not two UTF-16 units). */

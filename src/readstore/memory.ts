@@ -8,11 +8,13 @@ import type { ApplyStep, Collection, Doc, FindQuery, Position, ReadStore, Scalar
 export class MemoryReadStore implements ReadStore {
   readonly persistent = false;
   private readonly collections = new Map<string, MemoryCollection<Doc>>();
+  /** Values of indexed fields, every collection's: one string each however many documents hold it (see MemoryCollection.share). */
+  private readonly shared = new Map<string, string>();
 
   collection<D extends Doc>(name: string, indexes: readonly (keyof D & string)[] = []): Collection<D> {
     let c = this.collections.get(name);
     if (!c) {
-      c = new MemoryCollection<Doc>(indexes);
+      c = new MemoryCollection<Doc>(indexes, this.shared);
       this.collections.set(name, c);
     }
     return c as unknown as Collection<D>;
@@ -25,17 +27,33 @@ export class MemoryReadStore implements ReadStore {
   async close(): Promise<void> {}
 }
 
+/** Values of a field looked up before share() gives up on a field that never shared one. */
+const SHARE_TRIES = 256;
+
+/**
+ * A document and the last position it saw per stream. Nearly every document
+ * is written from one stream only (the messages, from `conversations/0`), so
+ * that one is kept in two fields, not in an object of its own per document.
+ */
 interface Stored<D> {
   doc: D;
-  positions: Record<string, number>;
+  stream: string;
+  offset: number;
+  /** Positions on other streams (a conversation: opened on `sessions/0`, written on `conversations/0`). */
+  more?: Record<string, number>;
 }
 
 class MemoryCollection<D extends Doc> implements Collection<D> {
   private readonly docs = new Map<string, Stored<D>>();
+  /** Per field: how often its value was looked up for sharing, and found (see share). */
+  private readonly sharing = new Map<string, { tries: number; hits: number }>();
   /** field → value → ids */
   private readonly indexes = new Map<string, Map<Scalar, Set<string>>>();
 
-  constructor(indexFields: readonly string[]) {
+  constructor(
+    indexFields: readonly string[],
+    private readonly shared: Map<string, string>,
+  ) {
     for (const f of indexFields) this.indexes.set(f, new Map());
   }
 
@@ -69,15 +87,22 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
 
   async applyMany(id: string, steps: readonly ApplyStep<D>[]): Promise<void> {
     const stored = this.docs.get(id);
-    const positions = { ...stored?.positions };
     let doc = stored ? copyOf(stored.doc) : null;
+    let stream = stored?.stream;
+    let offset = stored?.offset ?? 0;
+    let more = stored?.more;
     let changed = false;
     for (const { position, evolve } of steps) {
-      const seen = positions[position.stream];
+      const seen = stream === position.stream ? offset : more?.[position.stream];
       if (seen !== undefined && seen >= position.offset) continue;
       doc = evolve(doc);
-      positions[position.stream] = position.offset;
       changed = true;
+      if (stream === undefined || stream === position.stream) {
+        stream = position.stream;
+        offset = position.offset;
+      } else {
+        more = { ...more, [position.stream]: position.offset };
+      }
     }
     if (!changed) return;
     if (stored) this.unindex(stored.doc);
@@ -85,9 +110,36 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
       this.docs.delete(id);
       return;
     }
-    const next = { ...doc, _id: id };
-    this.docs.set(id, { doc: next, positions });
+    const next = this.share({ ...doc, _id: stored?.doc._id ?? this.shared.get(id) ?? id });
+    this.docs.set(next._id, more ? { doc: next, stream: stream!, offset, more } : { doc: next, stream: stream!, offset });
     this.index(next);
+  }
+
+  /**
+   * The stored form of a document: string fields whose value another stored
+   * document or an index already holds point at that one string (a message's
+   * conversationId and clientId, a reply's inReplyTo). The read models hold
+   * every message; a string copy per field per document was a third of their
+   * heap (loadtest/memory-per-message.ts).
+   */
+  private share(doc: D): D {
+    const fields = doc as Record<string, unknown>;
+    for (const k in fields) {
+      const v = fields[k];
+      if (typeof v !== 'string' || k === '_id') continue;
+      // A field that never shared in its first SHARE_TRIES values (a text, a hash) is not looked up again:
+      // the lookups hash the whole string and cost ~3 µs per document otherwise.
+      let stats = this.sharing.get(k);
+      if (!stats) this.sharing.set(k, (stats = { tries: 0, hits: 0 }));
+      if (stats.hits === 0 && stats.tries >= SHARE_TRIES) continue;
+      stats.tries++;
+      const same = this.shared.get(v) ?? this.docs.get(v)?.doc._id;
+      if (same !== undefined) {
+        fields[k] = same;
+        stats.hits++;
+      }
+    }
+    return doc;
   }
 
   private candidates(where: FindQuery<D>['where']): D[] {
@@ -108,7 +160,10 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
       const value = doc[field] as Scalar | undefined;
       if (value === undefined) continue;
       let ids = index.get(value);
-      if (!ids) index.set(value, (ids = new Set()));
+      if (!ids) {
+        index.set(value, (ids = new Set()));
+        if (typeof value === 'string' && !this.shared.has(value)) this.shared.set(value, value);
+      }
       ids.add(doc._id);
     }
   }
