@@ -21,7 +21,7 @@ const HOLDS: readonly FaultName[] = ['nats-kill', 'worker-kill', 'projector-kill
 /** What each fault not in HOLDS broke when last measured (`npm run faults`, see the README's Reliability table). */
 const NOT_YET: Partial<Record<FaultName, string>> = {
   'ferretdb-kill':
-    'missed 6 of 17 runs of the script at CI\'s load after the resume fix (1 of 11 since the stuck-client check), hit its fresh-clone CI run: in every miss the projector alone stayed behind after FerretDB came back and replies of resumed clients were never delivered; either its MongoDB client kept seeing the server unreachable (fixed: connected again once a fresh connection reaches it, seen working in a run) or some read-model writes never returned (1 run; cause not found)',
+    'missed 6 of 22 runs of the script at CI\'s load after the resume fix (1 of 11 since the stuck-client check), hit its fresh-clone CI run: in every miss the projector alone stayed behind after FerretDB came back and replies of resumed clients were never delivered; either its MongoDB client kept seeing the server unreachable (fixed: connected again once a fresh connection reaches it, seen working in a run) or some read-model writes never returned (1 run; cause not found)',
 };
 
 /** Shorter than the script's default: 10 clients × 2 msg/s, 5 s before the fault, 10 s of fault, 15 s after (the default 10 s lease). */
