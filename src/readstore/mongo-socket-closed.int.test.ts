@@ -69,4 +69,39 @@ describeWhen(existsSync(FERRETDB_BIN), 'A MongoDB command whose socket closes be
       await client.close();
     }
   });
+
+  it('given the server back after an outage, when the monitor\'s first connection to it closes before its handshake is written, then the client still sees the server again', async () => {
+    // The same write in the driver's monitor: hung there, a heartbeat never ends, the server stays
+    // "unreachable" for good and every operation fails server selection — what the fault matrix saw
+    // in the projector after a FerretDB restart (src/readstore/mongo-stuck.int.test.ts). The check
+    // that connects such a client again is off here, to see the driver alone.
+    const { client, db } = await connectMongo({ uri: `${ferret.uri}?heartbeatFrequencyMS=500`, logger, timeoutMs: 1_000, stuckViewMs: 0, updateConcurrency: 0 });
+    const write = Socket.prototype.write;
+    try {
+      const coll = db.collection<{ _id: string; n: number }>('closed_monitor');
+      await coll.insertOne({ _id: 'a', n: 1 });
+      await ferret.kill();
+      for (let seen = ''; seen !== 'MongoServerSelectionError'; ) seen = await coll.findOne({ _id: 'a' }).then(() => '', (e: Error) => e.name);
+      // The pool is paused while the server is unknown: the next handshake written is the monitor's.
+      let closedOne = false;
+      Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
+        if (!closedOne && Buffer.isBuffer(chunk) && chunk.includes('helloOk')) {
+          closedOne = true;
+          this.destroy();
+        }
+        return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+      } as typeof Socket.prototype.write;
+      await ferret.start();
+      let ok = false;
+      for (const end = Date.now() + 15_000; !ok && Date.now() < end; ) {
+        ok = await coll.findOne({ _id: 'a' }).then((d) => d?.n === 1, () => false);
+        if (!ok) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(closedOne).toBe(true);
+      expect(ok).toBe(true);
+    } finally {
+      Socket.prototype.write = write;
+      await client.close();
+    }
+  });
 });
