@@ -1,7 +1,7 @@
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
-import { admission, admissionStateOf, heartbeatPrunable, holderOf, renewalKeptAll, renewedSessions, type AdmissionState, type LeaseState } from '../domain/admission';
+import { admission, admissionStateOf, heartbeatPrunable, holderOf, leaseAsHeld, renewalKeptAll, renewedSessions, type AdmissionState, type LeaseState } from '../domain/admission';
 import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease, type Renewal } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
@@ -382,14 +382,22 @@ function toLease(c: SlotClaim): Lease {
 }
 
 /**
- * A claim as the decider sees it: held as long as its holder's heartbeat, last
- * heard of at the heartbeat's last renewal (the expiry written with the claim,
- * and its acquiry, until the holder's first renewal).
+ * A claim as the decider sees it: held as long as its holder's heartbeat once
+ * that renewed it, last heard of at the heartbeat's last renewal; the expiry
+ * written with the claim, and its acquiry, before (the rule's `leaseAsHeld`).
+ * A claim made after the last renewal a reader saw keeps its own expiry: a
+ * sweep that read a heartbeat lapsed (the store just back from an outage) must
+ * not free a slot its holder claimed since. The store keeps no `since` (when
+ * a run of renewals began), so a heartbeat renewed again after a lapse covers
+ * the holder's older claims too; its gateway closed their sessions before the
+ * lapse (LeaseKeeper) and gives their slots back. A heartbeat written before
+ * `renewedAt` was kept covers every claim.
  */
 function withHolderExpiry(c: SlotClaim, beats: ReadonlyMap<string, Heartbeat>): SlotClaim {
   const beat = beats.get(holderOf(c));
   if (beat === undefined) return c;
-  return { ...c, expiresAt: beat.expiresAt, ...(beat.renewedAt !== undefined ? { renewedAt: beat.renewedAt } : {}) };
+  const asHeld = leaseAsHeld(c, new Map([[holderOf(c), { since: Number.NEGATIVE_INFINITY, expiresAt: beat.expiresAt, renewedAt: beat.renewedAt ?? Number.POSITIVE_INFINITY }]]));
+  return asHeld === c ? c : { ...c, expiresAt: asHeld.expiresAt, ...(beat.renewedAt !== undefined ? { renewedAt: beat.renewedAt } : {}) };
 }
 
 /**

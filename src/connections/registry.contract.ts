@@ -110,6 +110,22 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect(await registry.renew('g1/run1', 300, 100)).toBe('all');
     });
 
+    it('keeps a slot claimed after its holder\'s last renewal until its own expiry, though that heartbeat has lapsed (an admission racing a sweep as the store comes back)', async () => {
+      const a = req('a', { holder: 'g1/run1', now: 0, leaseMs: 100 });
+      expect((await registry.acquire(a)).ok).toBe(true);
+      expect(await registry.renew('g1/run1', 50, 100)).toEqual([a.sessionId]);
+      // The store was gone past the heartbeat's expiry (150). Back at 200, the gateway admits a client before its
+      // next renewal, and a sweep reads the heartbeat as it stood: lapsed.
+      const c = req('c', { holder: 'g1/run1', now: 200, leaseMs: 100 });
+      expect((await registry.acquire(c)).ok).toBe(true);
+      // 'a' lapsed with the heartbeat (swept here, or already by the admission); 'c' is held until 300.
+      expect((await other.expire(210)).map((l) => l.clientId)).not.toContain('c');
+      expect(await registry.count()).toBe(1);
+      expect((await other.acquire(req('c', { holder: 'g2/run1', now: 220, leaseMs: 100 })))).toMatchObject({ ok: false });
+      // Its own expiry passed with no renewal: then it goes.
+      expect((await other.expire(301)).map((l) => l.clientId)).toEqual(['c']);
+    });
+
     it('never frees the slot of a holder that keeps renewing, long past the expiry its claim was written with', async () => {
       const a = req('a', { holder: 'g1/run1', now: 0, leaseMs: 100 });
       expect((await registry.acquire(a)).ok).toBe(true);

@@ -70,6 +70,8 @@ export class GatewaySession {
    * Made on first use: most streams never need it.
    */
   private heldForResend?: RecentMap<string, ServerFrame>;
+  /** The answer whose streamed parts this stream passes on, by message id (ANSWERED once its outcome came); allocated on first use. */
+  private streamingAnswer?: RecentMap<string, string>;
   /**
    * Resent messages owed their outcome (the reply or the error) on this
    * stream, with when it became owed. The overdue sweep looks them up too:
@@ -297,12 +299,34 @@ export class GatewaySession {
       this.logger.error({ err }, 'undecodable reply update on the bus');
       return;
     }
+    if (!this.fromOneAnswer(update)) return;
     this.live = this.live
       .then(() => this.deps.frames.replyFrame(update))
       .then(
         (frame) => frame && this.onReplyFrame(frame),
         (err) => this.logger.error({ err, inReplyTo: update.inReplyTo }, 'could not make the frame of a reply update (an awaited outcome comes from the read model)'),
       );
+  }
+
+  /**
+   * Whether to pass `update` on: a message's transcript, deltas and voice chunks
+   * come from one answer only, the first heard of (see ReplyUpdate.attempt). Two
+   * can stream at once — a worker whose claim was taken over (a long pause, a
+   * lost partition) and the one that took it — and a client would
+   * otherwise see their words interleaved. The reply or failure (one per
+   * message, the claims see to that) always passes, and replaces what was
+   * streamed; nothing streamed after it passes.
+   */
+  private fromOneAnswer(update: ReplyUpdate): boolean {
+    const kind = update.update?.$case;
+    if (kind === 'ready' || kind === 'failed') {
+      this.streamingAnswer?.set(update.inReplyTo, ANSWERED);
+      return true;
+    }
+    if (!update.attempt) return true;
+    const first = (this.streamingAnswer ??= new RecentMap(STREAMING_ANSWERS)).get(update.inReplyTo);
+    if (first === undefined) this.streamingAnswer.set(update.inReplyTo, update.attempt);
+    return first === undefined || first === update.attempt;
   }
 
   private onReplyFrame(frame: ServerFrame): void {
@@ -794,6 +818,9 @@ export class GatewaySession {
 const REPLAY_PAGE = 256;
 /** Outcome frames of unconfirmed messages a stream keeps for their resends (the oldest go first). */
 const HELD_FOR_RESEND = 256;
+/** Messages whose streaming answer a stream remembers (the oldest forgotten first); see fromOneAnswer. */
+const STREAMING_ANSWERS = 256;
+const ANSWERED = '';
 
 /** How long a resume's second replay waits for read models still behind the log (see replayWhenSettled). */
 const LATE_REPLAY_LIMIT_MS = 120_000;

@@ -437,3 +437,43 @@ describe('GatewaySession: a resume misses no reply appended while the client rec
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
+
+describe('GatewaySession: the streamed parts of one answer only', () => {
+  it('given two answers of one message streaming at once (a claim taken over), when their deltas interleave, then the client gets the first one\'s deltas only, the reply, and nothing after it', async () => {
+    let busHandler!: (p: Uint8Array) => void;
+    const frames = {
+      replyFrame: async (u: { inReplyTo: string; update: { $case: string; delta?: { text: string }; ready?: { seq: number; text: string } } }) =>
+        u.update.$case === 'delta'
+          ? { frame: { $case: 'delta', delta: { inReplyTo: u.inReplyTo, textDelta: u.update.delta!.text } } }
+          : u.update.$case === 'ready' ? { frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready!.seq, text: u.update.ready!.text } } } : undefined,
+    };
+    const deps = {
+      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now,
+      log: { append: async () => ({}) },
+      messages: { find: async () => [], get: async () => null },
+      readModelsSettled: async () => true,
+      frames,
+    } as unknown as SessionDeps;
+    const call = new FakeCall();
+    const session = new GatewaySession(
+      { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    await session.start({ frame: { $case: 'welcome' } } as never, 0, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+    const delta = (attempt: string, text: string) => encodeReplyUpdate({ inReplyTo: 'm1', attempt, update: { $case: 'delta', delta: { text } } });
+    // The first worker's answer, then the one that took its claim over, interleaved.
+    busHandler(delta('w1#1#1', 'The '));
+    busHandler(delta('w2#2#1', 'A '));
+    busHandler(delta('w1#1#1', 'cat '));
+    busHandler(delta('w2#2#1', 'dog '));
+    busHandler(encodeReplyUpdate({ inReplyTo: 'm1', attempt: 'w2#2#1', update: { $case: 'ready', ready: { responseId: 'r1', seq: 5, time: new Date(), text: 'A dog barks.', processingMs: 0 } } }));
+    busHandler(delta('w1#1#1', 'sat.'));
+    await new Promise((r) => setTimeout(r, 50));
+    const seen = call.written.slice(1).map((f) => {
+      const fr = (f as { frame: { $case: string; delta?: { textDelta: string }; response?: { text: string } } }).frame;
+      return fr.$case === 'delta' ? fr.delta!.textDelta : `[${fr.response!.text}]`;
+    });
+    expect(seen).toEqual(['The ', 'cat ', '[A dog barks.]']);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});

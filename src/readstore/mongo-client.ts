@@ -139,8 +139,11 @@ export const STUCK_VIEW_MS = 20_000;
  * back: seen in the fault matrix (ferretdb-kill), where the projector's client
  * alone never saw FerretDB again while every other process's did within a
  * second, and failed each operation with the old connection's error for
- * minutes (the read models never caught up). The cause in the driver is not
- * found. So once this client has seen the server unreachable for `stuckMs`,
+ * minutes (the read models never caught up). One way to that, found since and
+ * patched (patches/mongodb+7.9.0.patch, src/readstore/mongo-socket-closed.int.test.ts):
+ * a monitor heartbeat written to a socket that had just closed waited forever,
+ * so the monitor never checked again. Whether that was the only way is not
+ * known, so this stays as the net: once this client has seen the server unreachable for `stuckMs`,
  * a fresh short-lived client asks the server; if it answers, this client is
  * closed and connected again (its databases and collections stay usable;
  * operations in between fail and are retried by their callers). A real outage

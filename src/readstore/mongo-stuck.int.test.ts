@@ -8,7 +8,7 @@ import { connectMongo } from './mongo-client';
 /*
  * A client whose view of the server stays "unreachable" after the server came
  * back (seen once per two ferretdb-kill runs in the fault matrix, in the
- * projector alone; the driver's cause not found). Simulated here by pointing
+ * projector alone; one driver cause found since: mongo-socket-closed.int.test.ts). Simulated here by pointing
  * the driver's monitor at a dead port while FerretDB is down: once it is back,
  * operations keep failing server selection until the client is connected again.
  */

@@ -115,6 +115,30 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     expect(env.log.outcomesFor('m1')).toHaveLength(1);
   });
 
+  it('names its answer on every streamed part (worker and claim generation), so a gateway streams one answer per message', async () => {
+    const streaming: LlmProvider = {
+      name: 'test', usesHistory: false,
+      async generate(request: LlmRequest, { onDelta }: { onDelta?: (d: string) => void }) {
+        for (const word of ['one ', 'two ', 'three']) {
+          onDelta?.(word);
+          await new Promise((r) => setImmediate(r));
+        }
+        return { text: 'one two three', model: 'test' };
+      },
+    };
+    const updates: { kind: string; attempt?: string }[] = [];
+    env.bus.subscribe(clientSubject('alice'), (payload) => {
+      const u = decodeReplyUpdate(payload);
+      updates.push({ kind: u.update?.$case ?? '', attempt: u.attempt });
+    });
+    const a = await env.worker('wA', streaming);
+    await a.handle(env.received('m1'), new AbortController().signal);
+    for (let i = 0; i < 100 && !updates.some((u) => u.kind === 'ready'); i++) await new Promise((r) => setTimeout(r, 5));
+    const deltas = updates.filter((u) => u.kind === 'delta');
+    expect(deltas.length).toBeGreaterThan(0);
+    expect(new Set(deltas.map((u) => u.attempt))).toEqual(new Set([expect.stringMatching(/^wA#\d+$/)]));
+  });
+
   it('a resend appended twice, the second copy handled by another worker after the first was answered, gets no second reply', async () => {
     const llm = model();
     llm.release();

@@ -351,7 +351,9 @@ export class Worker {
       history: this.deps.llm.usesHistory ? await this.history(event.conversationId, m.messageId) : [],
     };
     const attempts = this.deps.maxAttempts ?? 3;
-    const deltas = this.deltaBatcher(subject, m.messageId);
+    // Which answer this is (ReplyUpdate.attempt): a gateway streams one answer's parts per message.
+    const answer = `${this.deps.workerId}#${gen}`;
+    const deltas = this.deltaBatcher(subject, m.messageId, answer);
     let heard: Heard | undefined;
     // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
     const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
@@ -362,7 +364,7 @@ export class Worker {
           Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
           if (heard.transcript) {
             const { text, words, engine } = heard.transcript;
-            await this.publish(subject, { inReplyTo: m.messageId, update: { $case: 'transcript', transcript: { text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
+            await this.publish(subject, { inReplyTo: m.messageId, attempt: answer, update: { $case: 'transcript', transcript: { text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
           }
         }
         const reply = await this.deps.llm.generate(request, {
@@ -371,7 +373,7 @@ export class Worker {
         });
         deltas.flush();
         const responseId = responseIdFor(m.messageId);
-        const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, responseId, reply.text, signal, deadline) : undefined;
+        const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, answer, responseId, reply.text, signal, deadline) : undefined;
         const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, deadline, heard?.keyframe) : undefined;
         const transcript = heard?.transcript?.text ?? '';
         const processingMs = this.deps.clock() - started;
@@ -467,7 +469,7 @@ export class Worker {
    * A synthesizer that fails leaves the reply without voice rather than
    * failing a reply the client has already seen streaming.
    */
-  private async speak(event: Event, inReplyTo: string, responseId: string, text: string, signal: AbortSignal, deadline: number): Promise<MediaRef | undefined> {
+  private async speak(event: Event, inReplyTo: string, attempt: string, responseId: string, text: string, signal: AbortSignal, deadline: number): Promise<MediaRef | undefined> {
     const synth = this.deps.speech?.synthesizer;
     if (!synth || !text.trim()) return undefined;
     const subject = clientSubject(event.clientId);
@@ -482,7 +484,7 @@ export class Worker {
       pending = [];
       if (pcm.length === 0) return;
       const wav = wavFromPcm16(pcm, sampleRate);
-      await this.publish(subject, { inReplyTo, update: { $case: 'voiceChunk', voiceChunk: { index: index++, wav, durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000), last: false } } });
+      await this.publish(subject, { inReplyTo, attempt, update: { $case: 'voiceChunk', voiceChunk: { index: index++, wav, durationMs: Math.round((pcm.length / 2 / sampleRate) * 1000), last: false } } });
     };
     try {
       for await (const chunk of synth.synthesize(text, signal)) {
@@ -498,7 +500,7 @@ export class Worker {
       this.deps.logger.warn({ err, messageId: inReplyTo, engine: synth.name }, 'speech synthesis failed; the reply goes out without voice');
       pieces.length = 0;
     }
-    await this.publish(subject, { inReplyTo, update: { $case: 'voiceChunk', voiceChunk: { index, wav: Buffer.alloc(0), durationMs: 0, last: true } } });
+    await this.publish(subject, { inReplyTo, attempt, update: { $case: 'voiceChunk', voiceChunk: { index, wav: Buffer.alloc(0), durationMs: 0, last: true } } });
     if (pieces.length === 0) return undefined;
     this.deps.metrics.synthesisSeconds.observe({ engine: synth.name, stage: 'all' }, (performance.now() - started) / 1000);
     const pcm = Buffer.concat(pieces);
@@ -531,7 +533,7 @@ export class Worker {
    * one message. `streamed` tells whether any word is on its way to the
    * client (after which the model must not be asked again).
    */
-  private deltaBatcher(subject: string, inReplyTo: string) {
+  private deltaBatcher(subject: string, inReplyTo: string, attempt: string) {
     let pending = '';
     let scheduled = false;
     let streamed = false;
@@ -540,7 +542,7 @@ export class Worker {
       if (pending === '') return;
       const text = pending;
       pending = '';
-      void this.publish(subject, { inReplyTo, update: { $case: 'delta', delta: { text } } });
+      void this.publish(subject, { inReplyTo, attempt, update: { $case: 'delta', delta: { text } } });
     };
     return {
       push: (text: string) => {

@@ -29,6 +29,13 @@ export interface ReplyUpdate {
     | { $case: "ready"; ready: ReplyReady }
     | { $case: "failed"; failed: ReplyFailed }
     | undefined;
+  /**
+   * Which answer of the message this is (`<worker>#<claim generation>`). Two
+   * can stream at once (a worker whose claim was taken over, and the one that
+   * took it): a gateway forwards the transcript, deltas and voice chunks of
+   * the first it hears of only. Absent: not said.
+   */
+  attempt?: string | undefined;
 }
 
 /** What a voice or video message said, as soon as it was recognized. */
@@ -81,7 +88,7 @@ export interface ReplyFailed {
 }
 
 function createBaseReplyUpdate(): ReplyUpdate {
-  return { inReplyTo: "", update: undefined };
+  return { inReplyTo: "", update: undefined, attempt: undefined };
 }
 
 export const ReplyUpdate: MessageFns<ReplyUpdate> = {
@@ -105,6 +112,9 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
       case "failed":
         ReplyFailed.encode(message.update.failed, writer.uint32(50).fork()).join();
         break;
+    }
+    if (message.attempt !== undefined) {
+      writer.uint32(58).string(message.attempt);
     }
     return writer;
   },
@@ -170,6 +180,14 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
             message.update = { $case: "failed", failed: ReplyFailed.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.attempt = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -202,6 +220,7 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
         : isSet(object.failed)
         ? { $case: "failed", failed: ReplyFailed.fromJSON(object.failed) }
         : undefined,
+      attempt: isSet(object.attempt) ? globalThis.String(object.attempt) : undefined,
     };
   },
 
@@ -220,6 +239,9 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
       obj.ready = ReplyReady.toJSON(message.update.ready);
     } else if (message.update?.$case === "failed") {
       obj.failed = ReplyFailed.toJSON(message.update.failed);
+    }
+    if (message.attempt !== undefined) {
+      obj.attempt = message.attempt;
     }
     return obj;
   },
@@ -262,6 +284,7 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
         break;
       }
     }
+    message.attempt = object.attempt ?? undefined;
     return message;
   },
 };
