@@ -1,4 +1,4 @@
-import { MongoClient, type CommandSucceededEvent } from 'mongodb';
+import { MongoClient, type CommandStartedEvent, type CommandSucceededEvent } from 'mongodb';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
 import { freshTestDatabase } from '../../test/mongo-test-db';
@@ -56,6 +56,40 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(await holders()).toEqual(['gone/1', 'live/1']);
     } finally {
       await store.close();
+    }
+  });
+
+  it('an admission that loses its slot number to another gateway takes another number without reading every slot again', async () => {
+    // Issue 15, the stack's scale run: two gateways' stretches of slot numbers met, and then every wave of
+    // admissions on one gateway picked the numbers the other had just claimed (its view a moment old), lost the
+    // insert, and waited for a read of every slot (~1–3 s at 7,000 on FerretDB, one at a time) before trying
+    // again: half the claims lost a race, and waves took 3–29 s.
+    const names = { collection: 'connections_race', heartbeats: 'heartbeats_race' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    let slotReads = 0;
+    client.on('commandStarted', (e: CommandStartedEvent) => {
+      if (e.commandName === 'find' && e.command.find === names.collection && Object.keys(e.command.filter ?? {}).length === 0) slotReads++;
+    });
+    await client.connect();
+    // Both holders start at slot 782 of 1,000 (a hash of the name); after a loss this registry walks on from 250.
+    const holder = 'gw-a/run1', other = 'gw-b/run123';
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, random: () => 0.25, ...names });
+    try {
+      const acquire = (clientId: string) => registry.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw-a', holder, conversationId: 'c', now: Date.now(), leaseMs: 10_000, maxClients: 1_000 });
+      expect((await acquire('first')).ok).toBe(true);
+      // The other gateway claims the 20 numbers after this one's first, after this registry read the slots.
+      const t = Date.now();
+      await client.db(dbName).collection<{ _id: string }>(names.collection).insertMany(
+        Array.from({ length: 20 }, (_, i) => ({ _id: `o${i}`, n: 783 + i, clientId: `o${i}`, sessionId: `o${i}`, gatewayId: 'gw-b', holder: other, conversationId: 'c', acquiredAt: t, expiresAt: t + 10_000 })),
+      );
+      slotReads = 0;
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => acquire(`c${i}`)));
+      expect(results.every((r) => r.ok)).toBe(true);
+      expect(await registry.count()).toBe(31);
+      // The code before: the lost inserts waited for a read of every slot.
+      expect(slotReads).toBe(0);
+    } finally {
+      await client.close();
     }
   });
 
