@@ -93,6 +93,51 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('sends a lease renewal at once while a wave of admissions is claiming slots (the renewal does not queue behind the claims)', async () => {
+    // Issue 15, the stack's scale run after admissions stopped reading every slot: 125 admissions at once per
+    // gateway put 125 claim inserts in the registry's pool of 8, a loaded FerretDB answered them slowly, and the
+    // lease renewal waited behind them for a connection until the pool's wait timed out (10 s): both gateways
+    // closed their sessions ("lease renewals failing too long") and 1,046 slots were swept.
+    const names = { collection: 'connections_pool', heartbeats: 'heartbeats_pool' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true, maxPoolSize: 8 });
+    const started: string[] = [];
+    let firstInsert!: () => void;
+    const inserting = new Promise<void>((r) => (firstInsert = r));
+    let inFlight = 0, most = 0;
+    client.on('commandStarted', (e: CommandStartedEvent) => {
+      if (e.commandName === 'insert' && e.command.insert === names.collection) {
+        started.push('insert');
+        most = Math.max(most, ++inFlight);
+        firstInsert();
+      }
+      if (e.commandName === 'findAndModify') started.push('renewal');
+    });
+    const done = (e: { commandName: string }) => {
+      if (e.commandName === 'insert') inFlight--;
+    };
+    client.on('commandSucceeded', done);
+    client.on('commandFailed', done);
+    await client.connect();
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, ...names });
+    try {
+      const holder = 'gw-1/run1';
+      const wave = Promise.all(
+        Array.from({ length: 60 }, (_, i) => registry.acquire({ clientId: `w${i}`, sessionId: `w${i}`, gatewayId: 'gw-1', holder, conversationId: 'c', now: Date.now(), leaseMs: 10_000, maxClients: 100 })),
+      );
+      await inserting;
+      const renewal = registry.renew(holder, Date.now(), 10_000);
+      expect((await wave).every((r) => r.ok)).toBe(true);
+      await renewal;
+      // The code before: the claims took the whole pool (8 in flight) and the renewal went out after all 60 of them,
+      // behind them in the pool's queue. Now at most 4 claims are in flight, and the renewal goes out while the wave
+      // is claiming (after the claims sent while its connection was being opened).
+      expect(most).toBeLessThanOrEqual(4);
+      expect(started.indexOf('renewal')).toBeLessThan(40);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('renews and sweeps reading no lease document while every holder\'s heartbeat is live (the cost does not grow with the sessions)', async () => {
     const names = { collection: 'connections_cost', heartbeats: 'heartbeats_cost' };
     const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });

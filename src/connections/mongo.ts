@@ -44,6 +44,15 @@ const MAX_ATTEMPTS = 50;
  * (connected elsewhere since the view) costs the losses before the read.
  */
 const LOSSES_BEFORE_READ = 3;
+/**
+ * The registry's writes of slots (claims, releases, evictions, sweeps) in
+ * flight at once; the rest wait in the process, in order. The gateway's
+ * registry pool holds 8 connections (src/composition/engines.ts): the others
+ * stay free for the lease renewal, the sweep's and the view's reads. Before
+ * this bound a wave of 125 admissions queued 125 inserts in the pool, and the
+ * renewal waited behind them (10 s on a loaded FerretDB, then failed).
+ */
+const SLOT_WRITES_AT_ONCE = 4;
 
 export interface MongoRegistryOptions {
   logger: Logger;
@@ -94,6 +103,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private lookedAtAll?: number;
   /** Expired leases this registry evicted to admit someone: reported by the next expire(). */
   private evicted: Lease[] = [];
+  private readonly writes = new Places(SLOT_WRITES_AT_ONCE);
 
   constructor(
     db: Db,
@@ -167,7 +177,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
           continue;
         }
         // The view may be older than the client's last disconnect elsewhere: is that lease still there (one read by _id)?
-        if (outcome.reason !== 'full' && (await this.coll.findOne({ _id: outcome.holder.sessionId }, { projection: { _id: 1 } })) === null) {
+        if (outcome.reason !== 'full' && (await this.writes.run(() => this.coll.findOne({ _id: outcome.holder.sessionId }, { projection: { _id: 1 } }))) === null) {
           this.noteGone(outcome.holder.sessionId);
           continue;
         }
@@ -201,7 +211,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       }
       const n = free;
       const doc: SlotClaim = { _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) };
-      const claim = this.coll.insertOne(doc);
+      const claim = this.writes.run(() => this.coll.insertOne(doc));
       this.claiming.set(n, claim.catch(() => undefined));
       try {
         await claim;
@@ -222,6 +232,10 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   async release(sessionId: string): Promise<boolean> {
+    return this.writes.run(() => this.releaseNow(sessionId));
+  }
+
+  private async releaseNow(sessionId: string): Promise<boolean> {
     const held = await this.coll.find({ _id: sessionId }).toArray();
     const events = admission.decide({ type: 'Release', sessionId }, admissionStateOf(held.map(toLease)));
     if (events.length === 0) {
@@ -382,7 +396,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * trusting its leases, and closes their sessions, before they can lapse.)
    */
   private async remove(claim: SlotClaim): Promise<boolean> {
-    const deleted = (await this.coll.deleteOne({ _id: claim._id })).deletedCount === 1;
+    const deleted = (await this.writes.run(() => this.coll.deleteOne({ _id: claim._id }))).deletedCount === 1;
     this.noteGone(claim._id);
     return deleted;
   }
@@ -462,6 +476,25 @@ function homeSlot(holder: string, max: number): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < holder.length; i++) h = Math.imul(h ^ holder.charCodeAt(i), 0x01000193);
   return (h >>> 0) % Math.max(1, max);
+}
+
+/** At most `limit` operations at once; the others wait, first come first served. */
+class Places {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+
+  async run<T>(op: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
+    else this.running++;
+    try {
+      return await op();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
 }
 
 /**
