@@ -195,7 +195,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       const home = homeSlot(holder, r.maxClients);
       const inTheWay = expired.filter((h) => h.clientId === r.clientId);
       const spare = expired.find((h) => h.clientId !== r.clientId && !this.claiming.has(h.n));
-      if (freeSlot(r.maxClients, taken, 0) === undefined && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
+      if (spare && !inTheWay.some((h) => !this.claiming.has(h.n)) && freeSlot(r.maxClients, taken, 0) === undefined) inTheWay.push(spare);
       if (inTheWay.length > 0) await Promise.all(inTheWay.map((h) => this.evict(h)));
       // Chosen after any await, and claimed (below) before the next: concurrent admissions never pick the same number.
       let free = pickSlot(r.maxClients, taken, ours, home, this.random);
