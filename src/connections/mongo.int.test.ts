@@ -138,6 +138,33 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('does not delete a dead holder\'s leases once per overlapping sweep (a sweep that starts while one is out waits for it)', async () => {
+    // The gateway sweeps on a timer, whether the previous sweep returned or not. In the stack's scale run a
+    // gateway whose heartbeat lapsed left ~2,800 leases; each second another sweep read them all and deleted them
+    // one by one again: 40,183 and 38,201 delete commands from the two gateways for 5,629 admissions.
+    const names = { collection: 'connections_sweeps', heartbeats: 'heartbeats_sweeps' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    let deletes = 0;
+    client.on('commandStarted', (e: CommandStartedEvent) => {
+      if (e.commandName === 'delete' && e.command.delete === names.collection) deletes++;
+    });
+    await client.connect();
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...names });
+    try {
+      for (let i = 0; i < 30; i++) {
+        const r = await registry.acquire({ clientId: `d${i}`, sessionId: `d${i}`, gatewayId: 'dead', holder: 'dead/1', conversationId: 'c', now: 0, leaseMs: 1_000, maxClients: 100 });
+        expect(r.ok).toBe(true);
+      }
+      await registry.renew('dead/1', 0, 1_000);
+      const sweeps = await Promise.all([registry.expire(5_000), registry.expire(5_000), registry.expire(5_000)]);
+      expect(sweeps.flat().map((l) => l.clientId).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `d${i}`).sort());
+      // The code before: each of the three sweeps deleted all 30.
+      expect(deletes).toBe(30);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('renews and sweeps reading no lease document while every holder\'s heartbeat is live (the cost does not grow with the sessions)', async () => {
     const names = { collection: 'connections_cost', heartbeats: 'heartbeats_cost' };
     const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });

@@ -279,6 +279,25 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * and died before its first renewal; its slots come back that much later).
    */
   async expire(now: number): Promise<Lease[]> {
+    // One sweep at a time: a sweep called while one is out (the gateway's timer does not wait) waits for it and
+    // reports nothing of its own — the one out read the same leases and deletes them; a second would delete each
+    // again (thousands of deletes per second after a gateway with thousands of slots died).
+    if (this.sweeping) {
+      await this.sweeping.catch(() => undefined);
+      return [];
+    }
+    const sweep = this.sweepNow(now);
+    this.sweeping = sweep;
+    try {
+      return await sweep;
+    } finally {
+      this.sweeping = undefined;
+    }
+  }
+
+  private sweeping?: Promise<Lease[]>;
+
+  private async sweepNow(now: number): Promise<Lease[]> {
     const beats = await this.heartbeats();
     const live = [...beats.values()].filter((b) => b.expiresAt > now).map((b) => b._id);
     const look = live.length < beats.size || !(this.lookedAtAll !== undefined && this.lookedAtAll > now - this.deadHolderMs);
