@@ -10,7 +10,11 @@
 //   4. chat + probe — 1 % of the streams send a text every 1–3 s while one more
 //      client (the 10,001st) tries to connect, one attempt at a time, `PROBES`
 //      times: the time to its refusal (RESOURCE_EXHAUSTED);
-//   5. all streams are cancelled; the run stops by itself.
+//   5. the chat's last replies are awaited (up to REPLY_WAIT_MS: a reply that
+//      comes after the sending stopped is late, counted with its latency; one
+//      that never comes is NO_REPLY if it was Accepted, NOT_ACCEPTED if not,
+//      each listed with its message id to look up in the log);
+//   6. all streams are cancelled; the run stops by itself.
 import { Channels, openChat, type ChatCall, type OpenOutcome } from '../engine/connect';
 import { addMessage, emptyMessages, emptyProgress, now, type MessageRecords } from '../engine/records';
 import { messageReport } from '../analyze';
@@ -26,6 +30,14 @@ const WAVE = 250;
 const OPEN_BUDGET_MS = 180_000;
 const HELLO_WAIT_MS = 60_000;
 const PROBE_BUDGET_MS = 90_000;
+/**
+ * How long the chat's last replies are awaited once the sending stopped. The
+ * run of 2026-11-23 waited 3 s while replies on the loaded stack took up to
+ * 9.7 s (every one of its 4,792 messages has exactly one reply in the log):
+ * its 26 "NO_REPLY" were replies that came after the load generator stopped
+ * looking.
+ */
+const REPLY_WAIT_MS = 30_000;
 const HEAP_USED = 'chatflow_nodejs_heap_size_used_bytes';
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 
@@ -60,6 +72,10 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
   let broken = 0;
   const messages = emptyMessages();
   const hellos: Promise<void>[] = [];
+  /** Per recorded message: its message id once Accepted. */
+  const messageIds: string[] = [];
+  let unanswered = 0;
+  let allAnswered: (() => void) | undefined;
 
   /** Keeps an admitted stream: says hello, resolves when the hello is answered. */
   const keep = (o: OpenOutcome, rec?: MessageRecords) => {
@@ -75,7 +91,8 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
         const idx = byCmid.get(fr.accepted.clientMessageId);
         if (idx !== undefined) {
           byId.set(fr.accepted.messageId, idx);
-          if (rec && rec.accepted[idx] === -1) rec.accepted[idx] = now();
+          if (rec && idx >= 0) messageIds[idx] = fr.accepted.messageId;
+          if (rec && idx >= 0 && rec.accepted[idx] === -1) rec.accepted[idx] = now();
         }
       } else if (fr?.$case === 'response' || fr?.$case === 'error') {
         const ref = fr.$case === 'response' ? fr.response.inReplyTo : fr.error.inReplyTo;
@@ -87,6 +104,7 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
           rec.error[idx] = fr.$case === 'error' ? fr.error.code || 'CHAT_ERROR' : '';
           if (rec.error[idx]) progress.failed++;
           else progress.answered++;
+          if (--unanswered === 0) allAnswered?.();
         }
       }
     });
@@ -99,6 +117,7 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
     const say = (text: string, record: boolean) => {
       const cmid = `m${n++}`;
       byCmid.set(cmid, record && rec ? addMessage(rec, 0, now()) : -1);
+      if (record && rec) unanswered++;
       progress.sent++;
       call.write({ frame: { $case: 'message', message: { clientMessageId: cmid, content: { $case: 'text', text } } } });
     };
@@ -166,7 +185,24 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
     }
     chatOn = false;
     await Promise.all(chatLoops);
-    await sleep(3000); // the last replies
+    // 5. The last replies: until every recorded message is answered, or REPLY_WAIT_MS.
+    const sendingStopped = now();
+    if (unanswered > 0) await Promise.race([new Promise<void>((r) => (allAnswered = r)), sleep(REPLY_WAIT_MS)]);
+    const waitedMs = now() - sendingStopped;
+    const missing: { messageId: string | null; sentAt: string; accepted: boolean }[] = [];
+    for (let i = 0; i < messages.sent.length; i++) {
+      if (messages.response[i] !== -1) continue;
+      const accepted = messages.accepted[i] !== -1;
+      // Not the NO_REPLY a report reads as "lost": say which of the two it was.
+      messages.error[i] = accepted ? 'NO_REPLY' : 'NOT_ACCEPTED';
+      missing.push({ messageId: messageIds[i] ?? null, sentAt: new Date(messages.sent[i]!).toISOString(), accepted });
+    }
+    const lateIdx = messages.response.flatMap((t, i) => (t > sendingStopped ? [i] : []));
+    const late = {
+      count: lateIdx.length,
+      latencyMs: roundSummary(summarize(lateIdx.map((i) => messages.response[i]! - messages.sent[i]!))),
+    };
+    ctx.log(`replies: waited ${round(waitedMs / 1000, 1)} s after the sending stopped; ${late.count} came after it (latency p50 ${late.latencyMs.p50} / max ${late.latencyMs.max} ms), ${missing.length} never (${missing.filter((m) => m.accepted).length} of them Accepted)`);
     const refuseMs = probe.filter((o) => !o.ok).map((o) => o.end - o.start);
     const refuse = roundSummary(summarize(refuseMs));
     const chat = messageReport(messages);
@@ -185,12 +221,15 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
           heapBytesPerStream: heapPer,
         },
         probe: { attempts: probe.length, byStatus: countBy(probe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: refuse },
+        replies: { waitedMs: round(waitedMs), waitBoundMs: REPLY_WAIT_MS, late, missing },
         hist: { 'probe (next client): refused': logHistogram(refuseMs), 'open: admitted': logHistogram(admitMs) },
       },
-      checks: scaleChecks(heldNow, streams, rssPer, heapPer, refuse.p99, chat.overall.failures + (probe.some((o) => o.ok) ? 1 : 0)),
+      // Chat failures are the chat's alone (a probe admitted shows in the refusal check, as n/a): the 2026-11-23 run said 27 for 26.
+      checks: scaleChecks(heldNow, streams, rssPer, heapPer, refuse.p99, chat.overall.failures),
       notes: [
         `${streams} streams on one embedded server (CHATFLOW_MAX_CLIENTS=${opts.maxClients}), opened in waves of ${WAVE} over ${opts.channels} gRPC channel(s) from one load-generator process; each says hello once (the first-message deadline) and stays idle; ${chatters} (1 %) then send a text every 1–3 s.`,
         `Memory per idle stream = (server RSS or V8 heap used with every stream held and every hello answered − the same with no client) / streams held; each side is the lowest of 5 readings 1 s apart. It includes what a connected client costs beyond the transport (its session, its conversation of one hello and one reply in the in-memory read model).`,
+        `Chat replies: once the sending stopped, the last replies were awaited until all had come or ${REPLY_WAIT_MS / 1000} s (waited ${round(waitedMs / 1000, 1)} s). Late = came after the sending stopped: ${late.count}, latency p50 ${late.latencyMs.p50 ?? '–'} / max ${late.latencyMs.max ?? '–'} ms (counted as answered, in the latency figures). Never came: ${missing.length} (NO_REPLY = Accepted, no reply; NOT_ACCEPTED = no Accepted either)${missing.length ? `; message ids: ${missing.slice(0, 20).map((m) => m.messageId ?? `(not accepted, sent ${m.sentAt})`).join(', ')}` : ''}.`,
         `Next client refused: ${PROBES} attempts one at a time (50 ms apart) with a fresh client id while the server is full and 1 % of the streams chat; client-side time from opening the stream to the RESOURCE_EXHAUSTED status.`,
       ],
     };

@@ -1,4 +1,4 @@
-import { MongoClient, type CommandSucceededEvent } from 'mongodb';
+import { MongoClient, type CommandStartedEvent, type CommandSucceededEvent } from 'mongodb';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
 import { freshTestDatabase } from '../../test/mongo-test-db';
@@ -56,6 +56,112 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(await holders()).toEqual(['gone/1', 'live/1']);
     } finally {
       await store.close();
+    }
+  });
+
+  it('an admission that loses its slot number to another gateway takes another number without reading every slot again', async () => {
+    // Issue 15, the stack's scale run: two gateways' stretches of slot numbers met, and then every wave of
+    // admissions on one gateway picked the numbers the other had just claimed (its view a moment old), lost the
+    // insert, and waited for a read of every slot (~1–3 s at 7,000 on FerretDB, one at a time) before trying
+    // again: half the claims lost a race, and waves took 3–29 s.
+    const names = { collection: 'connections_race', heartbeats: 'heartbeats_race' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    let slotReads = 0;
+    client.on('commandStarted', (e: CommandStartedEvent) => {
+      if (e.commandName === 'find' && e.command.find === names.collection && Object.keys(e.command.filter ?? {}).length === 0) slotReads++;
+    });
+    await client.connect();
+    // Both holders start at slot 782 of 1,000 (a hash of the name); after a loss this registry walks on from 250.
+    const holder = 'gw-a/run1', other = 'gw-b/run123';
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, random: () => 0.25, ...names });
+    try {
+      const acquire = (clientId: string) => registry.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw-a', holder, conversationId: 'c', now: Date.now(), leaseMs: 10_000, maxClients: 1_000 });
+      expect((await acquire('first')).ok).toBe(true);
+      // The other gateway claims the 20 numbers after this one's first, after this registry read the slots.
+      const t = Date.now();
+      await client.db(dbName).collection<{ _id: string }>(names.collection).insertMany(
+        Array.from({ length: 20 }, (_, i) => ({ _id: `o${i}`, n: 783 + i, clientId: `o${i}`, sessionId: `o${i}`, gatewayId: 'gw-b', holder: other, conversationId: 'c', acquiredAt: t, expiresAt: t + 10_000 })),
+      );
+      slotReads = 0;
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => acquire(`c${i}`)));
+      expect(results.every((r) => r.ok)).toBe(true);
+      expect(await registry.count()).toBe(31);
+      // The code before: the lost inserts waited for a read of every slot.
+      expect(slotReads).toBe(0);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('sends a lease renewal at once while a wave of admissions is claiming slots (the renewal does not queue behind the claims)', async () => {
+    // Issue 15, the stack's scale run after admissions stopped reading every slot: 125 admissions at once per
+    // gateway put 125 claim inserts in the registry's pool of 8, a loaded FerretDB answered them slowly, and the
+    // lease renewal waited behind them for a connection until the pool's wait timed out (10 s): both gateways
+    // closed their sessions ("lease renewals failing too long") and 1,046 slots were swept.
+    const names = { collection: 'connections_pool', heartbeats: 'heartbeats_pool' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true, maxPoolSize: 8 });
+    const started: string[] = [];
+    let firstInsert!: () => void;
+    const inserting = new Promise<void>((r) => (firstInsert = r));
+    let inFlight = 0, most = 0;
+    client.on('commandStarted', (e: CommandStartedEvent) => {
+      if (e.commandName === 'insert' && e.command.insert === names.collection) {
+        started.push('insert');
+        most = Math.max(most, ++inFlight);
+        firstInsert();
+      }
+      if (e.commandName === 'findAndModify') started.push('renewal');
+    });
+    const done = (e: { commandName: string }) => {
+      if (e.commandName === 'insert') inFlight--;
+    };
+    client.on('commandSucceeded', done);
+    client.on('commandFailed', done);
+    await client.connect();
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, ...names });
+    try {
+      const holder = 'gw-1/run1';
+      const wave = Promise.all(
+        Array.from({ length: 60 }, (_, i) => registry.acquire({ clientId: `w${i}`, sessionId: `w${i}`, gatewayId: 'gw-1', holder, conversationId: 'c', now: Date.now(), leaseMs: 10_000, maxClients: 100 })),
+      );
+      await inserting;
+      const renewal = registry.renew(holder, Date.now(), 10_000);
+      expect((await wave).every((r) => r.ok)).toBe(true);
+      await renewal;
+      // The code before: the claims took the whole pool (8 in flight) and the renewal went out after all 60 of them,
+      // behind them in the pool's queue. Now at most 4 claims are in flight, and the renewal goes out while the wave
+      // is claiming (after the claims sent while its connection was being opened).
+      expect(most).toBeLessThanOrEqual(4);
+      expect(started.indexOf('renewal')).toBeLessThan(40);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('does not delete a dead holder\'s leases once per overlapping sweep (a sweep that starts while one is out waits for it)', async () => {
+    // The gateway sweeps on a timer, whether the previous sweep returned or not. In the stack's scale run a
+    // gateway whose heartbeat lapsed left ~2,800 leases; each second another sweep read them all and deleted them
+    // one by one again: 40,183 and 38,201 delete commands from the two gateways for 5,629 admissions.
+    const names = { collection: 'connections_sweeps', heartbeats: 'heartbeats_sweeps' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    let deletes = 0;
+    client.on('commandStarted', (e: CommandStartedEvent) => {
+      if (e.commandName === 'delete' && e.command.delete === names.collection) deletes++;
+    });
+    await client.connect();
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...names });
+    try {
+      for (let i = 0; i < 30; i++) {
+        const r = await registry.acquire({ clientId: `d${i}`, sessionId: `d${i}`, gatewayId: 'dead', holder: 'dead/1', conversationId: 'c', now: 0, leaseMs: 1_000, maxClients: 100 });
+        expect(r.ok).toBe(true);
+      }
+      await registry.renew('dead/1', 0, 1_000);
+      const sweeps = await Promise.all([registry.expire(5_000), registry.expire(5_000), registry.expire(5_000)]);
+      expect(sweeps.flat().map((l) => l.clientId).sort()).toEqual(Array.from({ length: 30 }, (_, i) => `d${i}`).sort());
+      // The code before: each of the three sweeps deleted all 30.
+      expect(deletes).toBe(30);
+    } finally {
+      await client.close();
     }
   });
 

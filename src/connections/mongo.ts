@@ -32,11 +32,35 @@ export const GATEWAY_HEARTBEATS_COLLECTION = 'gateway_heartbeats';
  * make a live gateway close all its sessions.
  */
 export const DEAD_HOLDER_MS = 8_000;
-/** An admission decides on a view of the slots read at most this long ago, and reads it again in the background once it is older than VIEW_REFRESH_MS. */
-const VIEW_MAX_AGE_MS = 8_000;
-const VIEW_REFRESH_MS = 2_000;
+/**
+ * An admission decides on a view of the slots read at most this long ago, and
+ * reads it again in the background once it is older than VIEW_REFRESH_MS. What
+ * a stale view misses costs little (a number claimed elsewhere: one lost insert,
+ * the number marked; "full" and a duplicate are checked afresh), while on
+ * FerretDB v1 each read scans the slots (1–3 s of its CPU at 7,000 under load):
+ * at 2 s / 8 s the two gateways of the stack's scale run read them nearly
+ * without pause during the opening.
+ */
+const VIEW_MAX_AGE_MS = 30_000;
+const VIEW_REFRESH_MS = 10_000;
 /** Conflicting acquires are retried this many times (each re-reads the slots) before giving up. */
 const MAX_ATTEMPTS = 50;
+/**
+ * An admission whose claim lost this many races reads the slots again (the
+ * losses before: the number was taken, it tries another). One loss in a row
+ * is the common case of two gateways claiming at once; a duplicate client
+ * (connected elsewhere since the view) costs the losses before the read.
+ */
+const LOSSES_BEFORE_READ = 3;
+/**
+ * The registry's writes of slots (claims, releases, evictions, sweeps) in
+ * flight at once; the rest wait in the process, in order. The gateway's
+ * registry pool holds 8 connections (src/composition/engines.ts): the others
+ * stay free for the lease renewal, the sweep's and the view's reads. Before
+ * this bound a wave of 125 admissions queued 125 inserts in the pool, and the
+ * renewal waited behind them (10 s on a loaded FerretDB, then failed).
+ */
+const SLOT_WRITES_AT_ONCE = 4;
 
 export interface MongoRegistryOptions {
   logger: Logger;
@@ -44,6 +68,8 @@ export interface MongoRegistryOptions {
   heartbeats?: string;
   /** See ConnectionRegistry.deadHolderMs; default DEAD_HOLDER_MS. */
   deadHolderMs?: number;
+  /** Where a slot number is looked for after a lost race (tests pin it); default Math.random. */
+  random?: () => number;
 }
 
 /**
@@ -74,8 +100,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private ready?: Promise<void>;
   /** The held slots as this registry last read them, with its own claims and deletes since (see slotView). */
   private view?: SlotView;
-  /** This registry's claims and deletes made while a read of the slots is out, applied to it when it lands. */
-  private journal: { id: string; claim?: SlotClaim }[] = [];
+  /** This registry's claims, deletes and lost races made while a read of the slots is out, applied to it when it lands. */
+  private journal: ((view: SlotView) => void)[] = [];
   private nextRead?: Promise<SlotView>;
   private reading?: Promise<unknown>;
   private nextBeats?: Promise<Map<string, Heartbeat>>;
@@ -85,6 +111,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private lookedAtAll?: number;
   /** Expired leases this registry evicted to admit someone: reported by the next expire(). */
   private evicted: Lease[] = [];
+  private readonly writes = new Places(SLOT_WRITES_AT_ONCE);
 
   constructor(
     db: Db,
@@ -94,7 +121,10 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     this.coll = db.collection<SlotClaim>(options.collection ?? CONNECTIONS_COLLECTION);
     this.beats = db.collection<Heartbeat>(options.heartbeats ?? GATEWAY_HEARTBEATS_COLLECTION);
     this.deadHolderMs = options.deadHolderMs ?? DEAD_HOLDER_MS;
+    this.random = options.random ?? Math.random;
   }
+
+  private readonly random: () => number;
 
   static async connect(opts: MongoConnectOptions & Omit<MongoRegistryOptions, 'logger'>): Promise<MongoConnectionRegistry> {
     const { client, db } = await connectMongo(opts);
@@ -103,7 +133,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 
   /** A registry on a database connection opened elsewhere; closed by this registry only when `client` is given. */
   static async on(db: Db, opts: MongoRegistryOptions, client?: MongoClient): Promise<MongoConnectionRegistry> {
-    const registry = new MongoConnectionRegistry(db, { logger: opts.logger, collection: opts.collection, heartbeats: opts.heartbeats, deadHolderMs: opts.deadHolderMs }, client);
+    const registry = new MongoConnectionRegistry(db, { logger: opts.logger, collection: opts.collection, heartbeats: opts.heartbeats, deadHolderMs: opts.deadHolderMs, random: opts.random }, client);
     await registry.indexed();
     opts.logger.info({ engine: 'mongodb', db: db.databaseName }, 'connection registry on MongoDB');
     return registry;
@@ -125,11 +155,21 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * looked up by `_id` before the client is refused, and an expiry is judged
    * on fresh heartbeats. "Full" is said only on a read made after the
    * admission began: a slot freed by another gateway is never refused.
+   *
+   * A claim that loses its slot number (another gateway took it after this
+   * registry's view was read) marks the number taken and tries another, with
+   * no read: only the LOSSES_BEFORE_READ-th loss of one admission reads the
+   * slots again (the duplicate may have been the client's: FerretDB's error
+   * does not say which index). A registry fills numbers from its home on while they are its own,
+   * and where that walk meets a number held elsewhere it looks at random
+   * instead: a walk on from there would pick the numbers the other gateway is
+   * claiming right now (its stretch's end), and lose to it wave after wave.
    */
   async acquire(r: AcquireRequest): Promise<AcquireResult> {
     await this.indexed();
     const startedAt = Date.now();
     let fresh = false;
+    let lost = 0;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
       const [view, beats] = await Promise.all([this.slotView(fresh), this.heartbeatsNow()]);
       fresh = false;
@@ -145,7 +185,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
           continue;
         }
         // The view may be older than the client's last disconnect elsewhere: is that lease still there (one read by _id)?
-        if (outcome.reason !== 'full' && (await this.coll.findOne({ _id: outcome.holder.sessionId }, { projection: { _id: 1 } })) === null) {
+        if (outcome.reason !== 'full' && (await this.writes.run(() => this.coll.findOne({ _id: outcome.holder.sessionId }, { projection: { _id: 1 } }))) === null) {
           this.noteGone(outcome.holder.sessionId);
           continue;
         }
@@ -157,14 +197,16 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       });
       // Sweeps free expired slots; an admission removes only what stands in its way: this client's own
       // expired lease (one lease per client), and one other expired lease when no slot number is free.
-      const taken = (n: number) => view.byN.has(n) || this.claiming.has(n);
-      const home = homeSlot(holderOf(outcome.lease), r.maxClients);
+      const taken = (n: number) => view.byN.has(n) || view.marked.has(n) || this.claiming.has(n);
+      const holder = holderOf(outcome.lease);
+      const ours = (n: number) => this.claiming.has(n) || view.holderOf(n) === holder;
+      const home = homeSlot(holder, r.maxClients);
       const inTheWay = expired.filter((h) => h.clientId === r.clientId);
       const spare = expired.find((h) => h.clientId !== r.clientId && !this.claiming.has(h.n));
-      if (freeSlot(r.maxClients, taken, home) === undefined && !inTheWay.some((h) => !this.claiming.has(h.n)) && spare) inTheWay.push(spare);
+      if (spare && !inTheWay.some((h) => !this.claiming.has(h.n)) && freeSlot(r.maxClients, taken, 0) === undefined) inTheWay.push(spare);
       if (inTheWay.length > 0) await Promise.all(inTheWay.map((h) => this.evict(h)));
       // Chosen after any await, and claimed (below) before the next: concurrent admissions never pick the same number.
-      let free = freeSlot(r.maxClients, taken, home);
+      let free = pickSlot(r.maxClients, taken, ours, home, this.random);
       for (const h of inTheWay) if (free === undefined && !this.claiming.has(h.n) && h.n < r.maxClients) free = h.n;
       if (free === undefined) {
         // Every free number is being claimed by this process right now: decide again after those. (None being
@@ -177,16 +219,18 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       }
       const n = free;
       const doc: SlotClaim = { _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) };
-      const claim = this.coll.insertOne(doc);
+      const claim = this.writes.run(() => this.coll.insertOne(doc));
       this.claiming.set(n, claim.catch(() => undefined));
       try {
         await claim;
         this.noteClaimed(doc);
         return outcome;
       } catch (err) {
-        // The slot number was just taken elsewhere, or the client connected elsewhere: read again, decide again.
+        // The slot number was just taken elsewhere, or the client connected elsewhere. The first times: the number
+        // is taken, try another. Then: read the slots, decide again.
         if (!isDuplicateKeyError(err)) throw err;
-        fresh = true;
+        if (++lost < LOSSES_BEFORE_READ) this.noteTaken(n);
+        else fresh = true;
         attempt++;
       } finally {
         this.claiming.delete(n);
@@ -196,6 +240,10 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   async release(sessionId: string): Promise<boolean> {
+    return this.writes.run(() => this.releaseNow(sessionId));
+  }
+
+  private async releaseNow(sessionId: string): Promise<boolean> {
     const held = await this.coll.find({ _id: sessionId }).toArray();
     const events = admission.decide({ type: 'Release', sessionId }, admissionStateOf(held.map(toLease)));
     if (events.length === 0) {
@@ -239,6 +287,25 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * and died before its first renewal; its slots come back that much later).
    */
   async expire(now: number): Promise<Lease[]> {
+    // One sweep at a time: a sweep called while one is out (the gateway's timer does not wait) waits for it and
+    // reports nothing of its own — the one out read the same leases and deletes them; a second would delete each
+    // again (thousands of deletes per second after a gateway with thousands of slots died).
+    if (this.sweeping) {
+      await this.sweeping.catch(() => undefined);
+      return [];
+    }
+    const sweep = this.sweepNow(now);
+    this.sweeping = sweep;
+    try {
+      return await sweep;
+    } finally {
+      this.sweeping = undefined;
+    }
+  }
+
+  private sweeping?: Promise<Lease[]>;
+
+  private async sweepNow(now: number): Promise<Lease[]> {
     const beats = await this.heartbeats();
     const live = [...beats.values()].filter((b) => b.expiresAt > now).map((b) => b._id);
     const look = live.length < beats.size || !(this.lookedAtAll !== undefined && this.lookedAtAll > now - this.deadHolderMs);
@@ -301,10 +368,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         try {
           const view = new SlotView(sentAt, await reading);
           // What this registry changed while the read was out may be missing from it.
-          for (const j of this.journal.splice(0)) {
-            if (j.claim) view.add(j.claim);
-            else view.remove(j.id);
-          }
+          for (const j of this.journal.splice(0)) j(view);
           if (!this.view || this.view.sentAt <= sentAt) this.view = view;
           return view;
         } finally {
@@ -318,13 +382,19 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   /** A claim this registry made: in its view from now on, and in any read already out. */
   private noteClaimed(claim: SlotClaim): void {
     this.view?.add(claim);
-    if (this.reading) this.journal.push({ id: claim._id, claim });
+    if (this.reading) this.journal.push((v) => v.add(claim));
   }
 
   /** A claim no longer in the store (deleted here, or found gone). */
   private noteGone(id: string): void {
     this.view?.remove(id);
-    if (this.reading) this.journal.push({ id });
+    if (this.reading) this.journal.push((v) => v.remove(id));
+  }
+
+  /** A slot number a claim of this registry lost (held elsewhere, most likely): skipped until the next read. */
+  private noteTaken(n: number): void {
+    this.view?.marked.add(n);
+    if (this.reading) this.journal.push((v) => v.marked.add(n));
   }
 
   /** Every holder's heartbeat, read after this call; acquires of one tick share the read (a small collection: one document per gateway process). */
@@ -353,7 +423,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * trusting its leases, and closes their sessions, before they can lapse.)
    */
   private async remove(claim: SlotClaim): Promise<boolean> {
-    const deleted = (await this.coll.deleteOne({ _id: claim._id })).deletedCount === 1;
+    const deleted = (await this.writes.run(() => this.coll.deleteOne({ _id: claim._id }))).deletedCount === 1;
     this.noteGone(claim._id);
     return deleted;
   }
@@ -416,11 +486,50 @@ function freeSlot(max: number, taken: (n: number) => boolean, home: number): num
   return undefined;
 }
 
+/**
+ * The slot number to claim: walking from `home` over the numbers this holder
+ * holds (`ours`), the first free one; when the walk meets a number taken
+ * otherwise (another holder's, or one a claim lost), a random free one — a few
+ * draws, then the first free one from a random number on.
+ */
+function pickSlot(max: number, taken: (n: number) => boolean, ours: (n: number) => boolean, home: number, random: () => number): number | undefined {
+  for (let i = 0; i < max; i++) {
+    const n = (home + i) % max;
+    if (!taken(n)) return n;
+    if (!ours(n)) break;
+  }
+  const draw = () => Math.min(max - 1, Math.floor(random() * max));
+  for (let k = 0; k < 8; k++) {
+    const n = draw();
+    if (!taken(n)) return n;
+  }
+  return freeSlot(max, taken, draw());
+}
+
 /** A holder's first slot number: a hash of its name (FNV-1a) below `max`. */
 function homeSlot(holder: string, max: number): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < holder.length; i++) h = Math.imul(h ^ holder.charCodeAt(i), 0x01000193);
   return (h >>> 0) % Math.max(1, max);
+}
+
+/** At most `limit` operations at once; the others wait, first come first served. */
+class Places {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+
+  async run<T>(op: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
+    else this.running++;
+    try {
+      return await op();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
 }
 
 /**
@@ -432,6 +541,8 @@ class SlotView {
   readonly claims = new Map<string, SlotClaim>();
   readonly byClient = new Map<string, SlotClaim>();
   readonly byN = new Map<number, string>();
+  /** Numbers a claim of this registry lost since this view was read (taken elsewhere, or free: skipped either way until the next read). */
+  readonly marked = new Set<number>();
   private readonly holders = new Map<string, number>();
 
   constructor(readonly sentAt: number, docs: Iterable<SlotClaim>) {
@@ -447,6 +558,13 @@ class SlotView {
     this.byClient.set(c.clientId, c);
     this.byN.set(c.n, c._id);
     this.holders.set(holderOf(c), (this.holders.get(holderOf(c)) ?? 0) + 1);
+  }
+
+  /** Who holds slot number `n` in this view. */
+  holderOf(n: number): string | undefined {
+    const id = this.byN.get(n);
+    const c = id === undefined ? undefined : this.claims.get(id);
+    return c && holderOf(c);
   }
 
   remove(id: string): void {
