@@ -43,6 +43,26 @@ export function createMetrics() {
       buckets: stageBuckets,
       registers: [registry],
     }),
+    logAppendStageSeconds: new Histogram({
+      name: 'chatflow_log_append_stage_seconds',
+      help: 'Embedded event log: where an append\'s time went (queue: waiting for the batch before it; write: its batch\'s write + sync; settle: durable until its appender was told)',
+      labelNames: ['stage'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
+    messageStageSeconds: new Histogram({
+      name: 'chatflow_message_stage_seconds',
+      help: 'Gateway, per client message, from its arrival (decoded): checked (validated, in the session\'s order), stored (media bytes durable), appended (MessageReceived acknowledged by the log), accepted (Accepted handed to the stream); append = append requested → acknowledged. By kind',
+      labelNames: ['stage', 'kind'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
+    framesQueued: new Counter({
+      name: 'chatflow_frames_queued_total',
+      help: 'Frames that waited behind the stream\'s flow control (the client or HTTP/2 window behind), by frame type',
+      labelNames: ['frame'] as const,
+      registers: [registry],
+    }),
     mediaPutSeconds: new Histogram({
       name: 'chatflow_media_put_seconds',
       help: 'Storing one media object (upload or reply voice/image), by kind',
