@@ -4,10 +4,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function createMetrics() {
   const registry = new Registry();
   // Node's default metrics already start with process_ or nodejs_: one prefix, e.g. chatflow_process_cpu_seconds_total.
-  collectDefaultMetrics({ register: registry, prefix: 'chatflow_' });
   const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 30];
   // Engine round trips: fine steps where the overhead targets (5–60 ms) live.
   const stageBuckets = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
+  // GC pauses on the same fine steps (prom-client's default, 1 / 10 / 100 ms, cannot tell a 12 ms pause from a 90 ms one).
+  collectDefaultMetrics({ register: registry, prefix: 'chatflow_', gcDurationBuckets: stageBuckets });
   return {
     registry,
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),

@@ -24,7 +24,7 @@ export const STAGE_HISTOGRAMS: readonly { metric: string; labels: readonly strin
   { metric: 'chatflow_mongo_update_wait_seconds', labels: ['method'], stage: 'mongodb update gate wait' },
   // From an event's time to its projection: how stale a read of the read models can be (the projector's process).
   { metric: 'chatflow_projection_lag_seconds', labels: [], stage: 'projection lag' },
-  // Node's own (prom-client): each garbage collection's pause, by kind (its buckets are coarse: 1, 10, 100 ms).
+  // Node's own (prom-client, on the stage buckets since src/metrics.ts sets them): each garbage collection's pause, by kind.
   { metric: 'chatflow_nodejs_gc_duration_seconds', labels: ['kind'], stage: 'GC pause' },
 ];
 
