@@ -406,7 +406,10 @@ export function indexReport(latest: { scenario: string; date: string; results: R
  */
 export function latestBlock(latest: { scenario: string; date: string; results: ResultFile[] }[], base = ''): string {
   const out = [headlineTable(latest), ''];
-  out.push(`Reports: ${latest.map((l) => `[${l.scenario}](${base}results/${l.date}-${l.scenario}.md)`).join(' · ')} · [all latest](${base}REPORT.md)`, '');
+  // A mode whose latest run is older than the scenario's newest report links its own day's report.
+  const older = (l: (typeof latest)[number]) =>
+    l.results.filter((r) => r.date !== l.date).map((r) => ` (${r.mode}: [${r.date}](${base}results/${r.date}-${l.scenario}.md))`).join('');
+  out.push(`Reports: ${latest.map((l) => `[${l.scenario}](${base}results/${l.date}-${l.scenario}.md)${older(l)}`).join(' · ')} · [all latest](${base}REPORT.md)`, '');
   for (const l of latest) {
     for (const r of l.results) {
       const figs = figuresOf(r).filter((f) => /latency-time|latency-hist|throughput-time|connect-hist/.test(f.file));
