@@ -30,4 +30,19 @@ describe('stage histograms from /metrics', () => {
       { process: 'all', stage: 'projection lag', count: 100, p50Ms: 5, p99Ms: 50 },
     ]);
   });
+
+  it('given a histogram with two labels, then each pair of values is one timing, named by both', () => {
+    const text = [
+      'chatflow_message_stage_seconds_bucket{le="0.001",stage="accepted",kind="text"} 1',
+      'chatflow_message_stage_seconds_bucket{le="0.1",stage="accepted",kind="text"} 2',
+      'chatflow_message_stage_seconds_bucket{le="+Inf",stage="accepted",kind="text"} 2',
+      'chatflow_message_stage_seconds_bucket{le="0.001",stage="accepted",kind="audio"} 0',
+      'chatflow_message_stage_seconds_bucket{le="0.1",stage="accepted",kind="audio"} 1',
+      'chatflow_message_stage_seconds_bucket{le="+Inf",stage="accepted",kind="audio"} 1',
+    ].join('\n');
+    expect(stageTimings('all', parsePrometheus(text))).toEqual([
+      { process: 'all', stage: 'message → accepted (audio)', count: 1, p50Ms: 100, p99Ms: 100 },
+      { process: 'all', stage: 'message → accepted (text)', count: 2, p50Ms: 1, p99Ms: 100 },
+    ]);
+  });
 });

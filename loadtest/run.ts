@@ -32,7 +32,7 @@ import { KINDS, type Kind } from './payloads';
 import { monotonicUs, summarizeProfileFile, type ProfileWindow } from './report/profile';
 import { writeFigures } from './report/figures';
 import { indexReport, latestBlock, replaceBlock, scenarioReport, type ModeFailure } from './report/markdown';
-import { latestDates, readResults, writeResult, type MachineInfo, type ResultFile } from './report/result';
+import { latestDates, latestResults, readResults, writeResult, type MachineInfo, type ResultFile } from './report/result';
 import { round } from './stats';
 
 const SCENARIO_RUN: Record<ScenarioName, Scenario> = {
@@ -353,10 +353,8 @@ export async function writeReports(outDir: string, scenario: string, date: strin
   await writeFile(md, scenarioReport(scenario, date, results, failures));
   // The index only when writing into the repository's own results folder.
   if (resolve(outDir) === resolve(REPO, 'loadtest', 'results')) {
-    const latest = [];
-    for (const [s, d] of [...(await latestDates(outDir)).entries()].sort((a, b) => SCENARIOS.indexOf(a[0] as ScenarioName) - SCENARIOS.indexOf(b[0] as ScenarioName))) {
-      latest.push({ scenario: s, date: d, results: await readResults(outDir, d, s) });
-    }
+    // The newest row of each scenario × mode: a run of one mode keeps the other mode's latest row.
+    const latest = await latestResults(outDir, SCENARIOS);
     await writeFile(join(REPO, 'loadtest', 'REPORT.md'), indexReport(latest));
     for (const [readme, base] of [[join(REPO, 'loadtest', 'README.md'), ''], [join(REPO, 'README.md'), 'loadtest/']] as const) {
       const text = await readFile(readme, 'utf8').catch(() => '');

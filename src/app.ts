@@ -93,7 +93,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     }));
 
     const name = `chatflow-${config.role}-${instance}`;
-    const log = timedEventLog(await openEventLog(config, logger, name, (problem) => health.report('event-log', problem)), metrics.logAppendSeconds);
+    const log = timedEventLog(await openEventLog(config, logger, name, (problem) => health.report('event-log', problem), metrics), metrics.logAppendSeconds);
     lifecycle.onStop('event log', () => log.close());
     const { store, openRegistry, openReplyClaims } = await openStorage(config, logger, metrics);
     lifecycle.onStop('read store', () => store.close());

@@ -4,10 +4,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function createMetrics() {
   const registry = new Registry();
   // Node's default metrics already start with process_ or nodejs_: one prefix, e.g. chatflow_process_cpu_seconds_total.
-  collectDefaultMetrics({ register: registry, prefix: 'chatflow_' });
   const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 30];
   // Engine round trips: fine steps where the overhead targets (5–60 ms) live.
   const stageBuckets = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
+  // GC pauses on the same fine steps (prom-client's default, 1 / 10 / 100 ms, cannot tell a 12 ms pause from a 90 ms one).
+  collectDefaultMetrics({ register: registry, prefix: 'chatflow_', gcDurationBuckets: stageBuckets });
   return {
     registry,
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
@@ -41,6 +42,26 @@ export function createMetrics() {
       help: 'From an append to the event log acknowledging it (embedded: fsync; Kafka: acks=all), by topic',
       labelNames: ['topic'] as const,
       buckets: stageBuckets,
+      registers: [registry],
+    }),
+    logAppendStageSeconds: new Histogram({
+      name: 'chatflow_log_append_stage_seconds',
+      help: 'Embedded event log: where an append\'s time went (queue: waiting for the batch before it; write: its batch\'s write + sync; settle: durable until its appender was told)',
+      labelNames: ['stage'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
+    messageStageSeconds: new Histogram({
+      name: 'chatflow_message_stage_seconds',
+      help: 'Gateway, per client message, from its arrival (decoded): checked (validated, in the session\'s order), stored (media bytes durable), appended (MessageReceived acknowledged by the log), accepted (Accepted handed to the stream); append = append requested → acknowledged. By kind',
+      labelNames: ['stage', 'kind'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
+    framesQueued: new Counter({
+      name: 'chatflow_frames_queued_total',
+      help: 'Frames that waited behind the stream\'s flow control (the client or HTTP/2 window behind), by frame type',
+      labelNames: ['frame'] as const,
       registers: [registry],
     }),
     mediaPutSeconds: new Histogram({

@@ -7,6 +7,7 @@
 // slots are taken) it waits the server's `retry-after-ms` (+0–10 % jitter)
 // and tries again until the sending period ends.
 import { status } from '@grpc/grpc-js';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ServerFrame } from '../../src/gen/chatflow/v1/chat';
 import { KINDS, Payloads, type Kind } from '../payloads';
 import { Channels, openChat, type ChatCall } from './connect';
@@ -45,6 +46,11 @@ export interface DriverResult {
   /** CPU time this process used while the users ran, ms (user + system), and the wall time. */
   cpuMs: number;
   wallMs: number;
+  /**
+   * How late this process's own event loop ran while the users ran (ms, p50 / p99 / max): a late client reads
+   * Accepted and replies late, and that counts in every latency it records.
+   */
+  loopDelayMs?: { p50: number; p99: number; max: number };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
@@ -60,6 +66,8 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
   const kindIndex = new Map(KINDS.map((k, i) => [k, i]));
   const cpu0 = process.cpuUsage();
   const wall0 = now();
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
   const timer = onProgress ? setInterval(() => onProgress({ ...progress }), progressEveryMs) : undefined;
   const startOf = (u: number) => plan.t0 + (plan.rampPerSec > 0 && Number.isFinite(plan.rampPerSec) ? (u * 1000) / plan.rampPerSec : 0);
 
@@ -201,11 +209,15 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
     await Promise.all(plan.users.map((u) => runUser(u)));
   } finally {
     clearInterval(timer);
+    loop.disable();
     channels.close();
   }
   const cpu = process.cpuUsage(cpu0);
   onProgress?.({ ...progress });
-  return { messages, attempts, cpuMs: (cpu.user + cpu.system) / 1000, wallMs: now() - wall0 };
+  // The monitor's figures include its own resolution (a timer every 5 ms): the delay beyond it is the lateness.
+  const late = (ns: number) => Math.round(Math.max(0, ns / 1e6 - 5) * 10) / 10;
+  const loopDelayMs = { p50: late(loop.percentile(50)), p99: late(loop.percentile(99)), max: late(loop.max) };
+  return { messages, attempts, cpuMs: (cpu.user + cpu.system) / 1000, wallMs: now() - wall0, loopDelayMs };
 }
 
 function statusName(code: number): string {

@@ -17,7 +17,7 @@ export type ParentMessage = { type: 'run'; plan: DriverPlan };
 export interface FleetResult {
   result: DriverResult;
   /** Per client process: CPU use as a share of one core over its run (1 = a full core). */
-  clientCpu: { process: number; cpuMs: number; wallMs: number; coreShare: number }[];
+  clientCpu: { process: number; cpuMs: number; wallMs: number; coreShare: number; loopDelayMs?: DriverResult['loopDelayMs'] }[];
 }
 
 /**
@@ -68,7 +68,7 @@ export async function runFleet(plan: DriverPlan, processes: number, onProgress: 
 }
 
 function cpuOf(process: number, r: DriverResult) {
-  return { process, cpuMs: Math.round(r.cpuMs), wallMs: Math.round(r.wallMs), coreShare: r.wallMs > 0 ? Math.round((r.cpuMs / r.wallMs) * 100) / 100 : 0 };
+  return { process, cpuMs: Math.round(r.cpuMs), wallMs: Math.round(r.wallMs), coreShare: r.wallMs > 0 ? Math.round((r.cpuMs / r.wallMs) * 100) / 100 : 0, loopDelayMs: r.loopDelayMs };
 }
 
 function once(c: ChildProcess, type: DriverMessage['type']): Promise<DriverMessage> {

@@ -290,14 +290,15 @@ function serverSection(results: ResultFile[]): string {
       s.cpu.map((c) => `${c.process} ${Math.round(c.coreShare * 100)} %`).join(', '),
       lag.join(', '),
       (r.clientCpu ?? []).map((c) => `#${c.process} ${Math.round(c.coreShare * 100)} %`).join(', ') || 'in the runner',
+      (r.clientCpu ?? []).map((c) => (c.loopDelayMs ? `#${c.process} ${fmt(c.loopDelayMs.p50, 1)} / ${fmt(c.loopDelayMs.p99, 1)} / ${fmt(c.loopDelayMs.max, 0)}` : `#${c.process} –`)).join(', ') || '–',
     ];
   });
   return [
     '## Server and load generator',
     '',
-    table(['mode', 'processing peak', 'server RSS MB start / end / max', 'server CPU (share of one core)', 'event-loop lag p99, median / worst reading (ms)', 'load-generator CPU'], rows),
+    table(['mode', 'processing peak', 'server RSS MB start / end / max', 'server CPU (share of one core)', 'event-loop lag p99, median / worst reading (ms)', 'load-generator CPU', 'load-generator loop delay p50 / p99 / max (ms)'], rows),
     '',
-    'Event-loop lag: how late the server\'s timers fire (prom-client, read from /metrics every few seconds). A message that arrives while synchronous work holds the loop waits until that work ends; the p99 says how long that can be.',
+    'Event-loop lag: how late the server\'s timers fire (prom-client, read from /metrics every few seconds). A message that arrives while synchronous work holds the loop waits until that work ends; the p99 says how long that can be. The load generator\'s own loop delay (perf_hooks, whole run) counts in every time it records: a late client reads Accepted late.',
     ...stagesSection(results),
   ].join('\n');
 }
@@ -308,7 +309,7 @@ function stagesSection(results: ResultFile[]): string[] {
   if (rows.length === 0) return [];
   return [
     '',
-    'Stages a message waits on, from each process\'s histograms over the whole run (`chatflow_log_append_seconds`: until the event log acknowledges an append — the embedded log\'s fsync, Kafka\'s acks=all; `chatflow_media_put_seconds`: storing an upload or a reply\'s voice/image, fsync or S3 PUT; `chatflow_mongo_command_seconds`: one MongoDB command, by name — count ÷ messages = commands per message; `chatflow_mongo_update_wait_seconds`: how long an update-shaped statement waited in the process for one of its `CHATFLOW_MONGO_UPDATE_CONCURRENCY` places). Figures are bucket upper bounds.',
+    'Stages a message waits on, from each process\'s histograms over the whole run (`chatflow_log_append_seconds`: until the event log acknowledges an append — the embedded log\'s fsync, Kafka\'s acks=all; `chatflow_media_put_seconds`: storing an upload or a reply\'s voice/image, fsync or S3 PUT; `chatflow_mongo_command_seconds`: one MongoDB command, by name — count ÷ messages = commands per message; `chatflow_mongo_update_wait_seconds`: how long an update-shaped statement waited in the process for one of its `CHATFLOW_MONGO_UPDATE_CONCURRENCY` places; `chatflow_log_append_stage_seconds`, embedded log: queue = waiting for the batch being written before it, write = its batch\'s write + sync, settle = durable until its appender was told; `chatflow_message_stage_seconds`, gateway, per client message from its arrival: checked, stored (media durable), appended, accepted (Accepted handed to the stream), and append = requested → acknowledged; GC pause: each garbage collection, by kind, from perf_hooks). Figures are bucket upper bounds.',
     '',
     table(['mode', 'process', 'stage', 'count', 'p50 (ms)', 'p99 (ms)'], rows),
   ];
@@ -405,7 +406,10 @@ export function indexReport(latest: { scenario: string; date: string; results: R
  */
 export function latestBlock(latest: { scenario: string; date: string; results: ResultFile[] }[], base = ''): string {
   const out = [headlineTable(latest), ''];
-  out.push(`Reports: ${latest.map((l) => `[${l.scenario}](${base}results/${l.date}-${l.scenario}.md)`).join(' · ')} · [all latest](${base}REPORT.md)`, '');
+  // A mode whose latest run is older than the scenario's newest report links its own day's report.
+  const older = (l: (typeof latest)[number]) =>
+    l.results.filter((r) => r.date !== l.date).map((r) => ` (${r.mode}: [${r.date}](${base}results/${r.date}-${l.scenario}.md))`).join('');
+  out.push(`Reports: ${latest.map((l) => `[${l.scenario}](${base}results/${l.date}-${l.scenario}.md)${older(l)}`).join(' · ')} · [all latest](${base}REPORT.md)`, '');
   for (const l of latest) {
     for (const r of l.results) {
       const figs = figuresOf(r).filter((f) => /latency-time|latency-hist|throughput-time|connect-hist/.test(f.file));

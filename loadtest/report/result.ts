@@ -66,3 +66,32 @@ export async function latestDates(dir: string): Promise<Map<string, string>> {
   }
   return out;
 }
+
+/**
+ * Per scenario (in SCENARIOS order when given, else by name), the newest result of each mode, which may be of
+ * different dates: a run of one mode must not drop the other mode's row from the index. `date` is the newest.
+ */
+export async function latestResults(dir: string, order: readonly string[] = []): Promise<{ scenario: string; date: string; results: ResultFile[] }[]> {
+  const newest = new Map<string, Map<string, string>>();
+  for (const f of await readdir(dir).catch(() => [] as string[])) {
+    const m = /^(\d{4}-\d{2}-\d{2})-(.+)-(embedded|stack)\.json$/.exec(f);
+    if (!m) continue;
+    const [, date, scenario, mode] = m as unknown as [string, string, string, string];
+    const modes = newest.get(scenario) ?? new Map<string, string>();
+    if ((modes.get(mode) ?? '') < date) modes.set(mode, date);
+    newest.set(scenario, modes);
+  }
+  const rank = (s: string) => (order.includes(s) ? order.indexOf(s) : order.length);
+  const out = [];
+  for (const scenario of [...newest.keys()].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b))) {
+    const modes = newest.get(scenario)!;
+    const results: ResultFile[] = [];
+    for (const [mode, date] of modes) {
+      const r = (await readResults(dir, date, scenario)).find((x) => x.mode === mode);
+      if (r) results.push(r);
+    }
+    results.sort((a, b) => (a.mode === b.mode ? 0 : a.mode === 'embedded' ? -1 : 1));
+    out.push({ scenario, date: [...modes.values()].sort().pop()!, results });
+  }
+  return out;
+}

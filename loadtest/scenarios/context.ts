@@ -73,7 +73,7 @@ export interface ScenarioOutput {
   /** Scenario-specific figures (admission phases, saturation peak, soak drift, ghz report). */
   figures?: Record<string, unknown>;
   checks: GoalCheck[];
-  clientCpu?: { process: number; cpuMs: number; wallMs: number; coreShare: number }[];
+  clientCpu?: { process: number; cpuMs: number; wallMs: number; coreShare: number; loopDelayMs?: { p50: number; p99: number; max: number } }[];
   notes: string[];
   /** Filled by the runner. */
   profiles?: ProfileSummary[];

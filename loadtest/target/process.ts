@@ -60,7 +60,9 @@ export const SERVER_ENV = { UV_THREADPOOL_SIZE: '16' };
 
 /** `node --require tsx/cjs src/main.ts` with the given environment; output into a log file. */
 export async function spawnChatFlow(spec: ChildSpec): Promise<Child> {
-  const args = [...SERVER_NODE_FLAGS, '--require', 'tsx/cjs'];
+  // LOADTEST_SERVER_NODE_FLAGS: more node/V8 flags for the server, e.g. `--trace-gc` (each pause in its log).
+  const extra = (process.env.LOADTEST_SERVER_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const args = [...SERVER_NODE_FLAGS, ...extra, '--require', 'tsx/cjs'];
   if (spec.profileDir) {
     // One folder per process: the profile keeps node's default name inside it.
     await mkdir(join(spec.profileDir, spec.name), { recursive: true });

@@ -13,14 +13,20 @@ export const METRIC = {
 } as const;
 
 /** Server-side stage histograms (src/metrics.ts): where a message's time goes outside the CPU. */
-export const STAGE_HISTOGRAMS = [
-  { metric: 'chatflow_log_append_seconds', label: 'topic', stage: 'log append' },
-  { metric: 'chatflow_media_put_seconds', label: 'kind', stage: 'media put' },
-  { metric: 'chatflow_mongo_command_seconds', label: 'command', stage: 'mongodb' },
-  { metric: 'chatflow_mongo_update_wait_seconds', label: 'method', stage: 'mongodb update gate wait' },
+export const STAGE_HISTOGRAMS: readonly { metric: string; labels: readonly string[]; stage: string }[] = [
+  { metric: 'chatflow_log_append_seconds', labels: ['topic'], stage: 'log append' },
+  // Embedded log only: an append's wait for the batch before it, its batch's write + sync, the wait to be told.
+  { metric: 'chatflow_log_append_stage_seconds', labels: ['stage'], stage: 'log append stage' },
+  // Gateway, per client message, from its arrival: checked, stored (media), appended, accepted; append alone.
+  { metric: 'chatflow_message_stage_seconds', labels: ['stage', 'kind'], stage: 'message' },
+  { metric: 'chatflow_media_put_seconds', labels: ['kind'], stage: 'media put' },
+  { metric: 'chatflow_mongo_command_seconds', labels: ['command'], stage: 'mongodb' },
+  { metric: 'chatflow_mongo_update_wait_seconds', labels: ['method'], stage: 'mongodb update gate wait' },
   // From an event's time to its projection: how stale a read of the read models can be (the projector's process).
-  { metric: 'chatflow_projection_lag_seconds', label: undefined, stage: 'projection lag' },
-] as const;
+  { metric: 'chatflow_projection_lag_seconds', labels: [], stage: 'projection lag' },
+  // Node's own (prom-client, on the stage buckets since src/metrics.ts sets them): each garbage collection's pause, by kind.
+  { metric: 'chatflow_nodejs_gc_duration_seconds', labels: ['kind'], stage: 'GC pause' },
+];
 
 /** The stage name of the projection lag (issue 15's target applies to it). */
 export const PROJECTION_LAG_STAGE = 'projection lag';
@@ -53,7 +59,7 @@ export function stageTimings(process: string, samples: Sample[]): StageTiming[] 
   for (const h of STAGE_HISTOGRAMS) {
     const series = new Map<string, { le: number; count: number }[]>();
     for (const s of samples.filter((x) => x.name === `${h.metric}_bucket`)) {
-      const key = h.label === undefined ? '' : (s.labels[h.label] ?? '');
+      const key = h.labels.map((l) => s.labels[l] ?? '').join('\u0000');
       if (!series.has(key)) series.set(key, []);
       series.get(key)!.push({ le: s.labels.le === '+Inf' ? Infinity : Number(s.labels.le), count: s.value });
     }
@@ -61,7 +67,9 @@ export function stageTimings(process: string, samples: Sample[]): StageTiming[] 
       const count = Math.max(0, ...buckets.map((b) => b.count));
       if (count === 0) continue;
       const ms = (v: number | null) => (v === null ? null : Number.isFinite(v) ? Math.round(v * 1e6) / 1e3 : Infinity);
-      out.push({ process, stage: h.label === undefined ? h.stage : `${h.stage} (${key})`, count, p50Ms: ms(bucketQuantile(buckets, 0.5)), p99Ms: ms(bucketQuantile(buckets, 0.99)) });
+      const [a, b] = key.split('\u0000');
+      const stage = h.labels.length === 0 ? h.stage : h.labels.length === 1 ? `${h.stage} (${a})` : `${h.stage} → ${a} (${b})`;
+      out.push({ process, stage, count, p50Ms: ms(bucketQuantile(buckets, 0.5)), p99Ms: ms(bucketQuantile(buckets, 0.99)) });
     }
   }
   return out;

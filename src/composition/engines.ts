@@ -31,7 +31,7 @@ import { retryWithBackoff } from '../resilience/retry';
  */
 
 /** `onWritable`: the reason appends fail (disk full), then undefined once they work again (embedded log). */
-export function openEventLog(config: Config, logger: Logger, clientId: string, onWritable?: (problem: string | undefined) => void): Promise<EventLog> {
+export function openEventLog(config: Config, logger: Logger, clientId: string, onWritable?: (problem: string | undefined) => void, metrics?: Metrics): Promise<EventLog> {
   if (config.kafka) return KafkaEventLog.open({ ...config.kafka, clientId, logger });
   return EmbeddedEventLog.open({
     dir: join(config.dataDir, 'log'),
@@ -39,6 +39,12 @@ export function openEventLog(config: Config, logger: Logger, clientId: string, o
     logger: logger.child({ component: 'eventlog' }),
     repairCommand: `npm run client -- log repair --data-dir ${resolve(config.dataDir)}`,
     onWritable,
+    onAppendTiming: metrics && ((t) => {
+      const h = metrics.logAppendStageSeconds;
+      h.observe({ stage: 'queue' }, t.queue);
+      h.observe({ stage: 'write' }, t.write);
+      h.observe({ stage: 'settle' }, t.settle);
+    }),
   });
 }
 

@@ -31,6 +31,7 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import { Event } from '../gen/chatflow/v1/events';
 import { diskFault, StorageUnavailableError } from '../domain/errors';
@@ -57,6 +58,20 @@ export interface EmbeddedEventLogOptions {
   repairCommand?: string;
   /** Called with the reason when appends start failing (disk full, I/O error), and with undefined once they work again. */
   onWritable?: (problem: string | undefined) => void;
+  /** Called once per append as its appender is told, with where its time went (see AppendTiming). For /metrics. */
+  onAppendTiming?: (t: AppendTiming) => void;
+}
+
+/**
+ * Where one append's time went, in seconds: `queue` from append() until its
+ * batch's write began (the batch before it was being written), `write` the
+ * batch's write + sync, `settle` from durable until its appender was told
+ * (SETTLE_SLICE per loop turn, behind the event loop's other work).
+ */
+export interface AppendTiming {
+  queue: number;
+  write: number;
+  settle: number;
 }
 
 export interface EmbeddedEventLogStats {
@@ -100,6 +115,10 @@ interface PendingAppend {
   readonly topic: Topic;
   readonly event: Event;
   readonly payload: Uint8Array;
+  /** performance.now() at append, at its batch's write start, once durable (for onAppendTiming). */
+  readonly at: number;
+  startedAt: number;
+  durableAt: number;
   resolve(e: LoggedEvent): void;
   reject(err: Error): void;
 }
@@ -125,6 +144,7 @@ export class EmbeddedEventLog implements EventLog {
   private readonly fsync: boolean;
   private readonly logger: EventLogLogger;
   private readonly onWritable: (problem: string | undefined) => void;
+  private readonly onAppendTiming?: (t: AppendTiming) => void;
   /** positions[n] = byte position of record n; positions[appended] = end of data. */
   private readonly positions = new Column((n) => new Float64Array(n));
   private readonly topics = new Column((n) => new Uint8Array(n));
@@ -167,6 +187,7 @@ export class EmbeddedEventLog implements EventLog {
     this.fsync = opts.fsync ?? true;
     this.logger = opts.logger ?? defaultLogger;
     this.onWritable = opts.onWritable ?? (() => {});
+    this.onAppendTiming = opts.onAppendTiming;
     this.cache = new Array(Math.max(1, opts.cacheSize ?? 8192));
   }
 
@@ -212,7 +233,7 @@ export class EmbeddedEventLog implements EventLog {
     this.topics.push(TOPIC_INDEX.get(topic)!);
     this.cache[offset % this.cache.length] = { offset, payload };
     return new Promise((resolve, reject) => {
-      this.queue.push({ offset, topic, event, payload, resolve, reject });
+      this.queue.push({ offset, topic, event, payload, at: performance.now(), startedAt: 0, durableAt: 0, resolve, reject });
       if (!this.flushing) {
         this.flushing = true;
         // Start on a microtask so appends issued in the same tick share the first batch.
@@ -306,6 +327,7 @@ export class EmbeddedEventLog implements EventLog {
   }
 
   private async writeBatch(batch: PendingAppend[], bytes: number): Promise<void> {
+    const startedAt = performance.now();
     const buf = Buffer.allocUnsafe(bytes);
     let at = 0;
     for (const p of batch) {
@@ -321,6 +343,13 @@ export class EmbeddedEventLog implements EventLog {
     }
     this.counters.batches++;
     this.written = batch[batch.length - 1].offset + 1;
+    if (this.onAppendTiming) {
+      const durableAt = performance.now();
+      for (const p of batch) {
+        p.startedAt = startedAt;
+        p.durableAt = durableAt;
+      }
+    }
     // Told from the next turn on; flushLoop meanwhile starts writing what was appended during this write.
     this.settling.push(batch);
     if (!this.settleScheduled) {
@@ -346,6 +375,10 @@ export class EmbeddedEventLog implements EventLog {
       this.durableByTopic[TOPIC_INDEX.get(p.topic)!]++;
       this.durableCount = p.offset + 1;
       p.resolve({ event: p.event, topic: p.topic, partition: 0, offset: p.offset, seq: p.offset + 1 });
+      if (this.onAppendTiming) {
+        const ms = 1000;
+        this.onAppendTiming({ queue: (p.startedAt - p.at) / ms, write: (p.durableAt - p.startedAt) / ms, settle: (performance.now() - p.durableAt) / ms });
+      }
     }
     // Consumers deliver on setImmediate: the appenders' continuations run first.
     for (const c of this.consumers) c.wake();

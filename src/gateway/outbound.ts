@@ -52,6 +52,11 @@ export class Outbound {
     private readonly flow: FlowOptions = DEFAULT_FLOW,
   ) {}
 
+  /** True while frames wait for the transport's 'drain' (a write now is queued). */
+  get waiting(): boolean {
+    return this.waitingDrain;
+  }
+
   /** Frames written but not yet taken by the transport. */
   get backlog(): number {
     return this.queue.length;

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import { ServerFrame, type Accepted, type UserMessage } from '../gen/chatflow/v1/chat';
 import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
@@ -435,6 +436,7 @@ export class GatewaySession {
     }
     const content = message.content;
     if (!content) return Promise.reject(this.reject('INVALID_ARGUMENT', 'the message has no content: set text, audio, video or image'));
+    const stage = stageTimer(this.deps.metrics.messageStageSeconds, content.$case);
     const { hash, sha256 } = fingerprint(content);
     const known = this.byClientMessageId.get(cmid);
     if (known) {
@@ -458,7 +460,15 @@ export class GatewaySession {
     // appended once its bytes are stored, so a slow or failing object store holds back no other message.
     const prepared = this.chain.then(() => this.whileOpen(this.prepare(message, messageId, hash, sha256, earlier)));
     this.chain = prepared.catch(() => undefined);
-    const appended = prepared.then((p) => (p.kind === 'duplicate' ? p.accepted : p.kind === 'new' ? this.append(p.event, messageId, cmid) : p.event.then((e) => this.append(e, messageId, cmid))));
+    const appended = prepared.then((p) => {
+      if (p.kind === 'duplicate') return p.accepted;
+      stage('checked');
+      if (p.kind === 'new') return this.append(p.event, messageId, cmid, stage);
+      return p.event.then((e) => {
+        stage('stored');
+        return this.append(e, messageId, cmid, stage);
+      });
+    });
     const accepted = appended.catch((err) => Promise.reject(this.unavailableIfTransient(err)));
     const entry = { hash, accepted };
     this.byClientMessageId.set(cmid, entry);
@@ -475,7 +485,9 @@ export class GatewaySession {
         if (timedOut) return;
         if (a.duplicate) this.acknowledgeDuplicate(a);
         else {
+          if (this.out.waiting) this.deps.metrics.framesQueued.inc({ frame: 'accepted' });
           this.out.write({ frame: { $case: 'accepted', accepted: a } });
+          stage('accepted');
           this.awaitingReply.set(messageId, this.deps.clock());
         }
         this.flushAwaiting(messageId);
@@ -672,16 +684,18 @@ export class GatewaySession {
     });
   }
 
-  private async append(event: Event, messageId: string, clientMessageId: string): Promise<Accepted> {
+  private async append(event: Event, messageId: string, clientMessageId: string, stage: StageTimer): Promise<Accepted> {
     // Closed meanwhile: its client was told UNAVAILABLE (send it again), so it is not appended now.
     if (this.abort.signal.aborted) throw this.abort.signal.reason;
     let logged: LoggedEvent;
+    const requested = performance.now();
     try {
       logged = await this.whileOpen(this.deps.log.append(event));
     } catch (err) {
       this.unsure = true; // its event may have landed all the same
       throw err;
     }
+    stage('appended', requested);
     const p = event.payload;
     const kind = p?.$case === 'messageReceived' && p.messageReceived.content?.$case === 'media' ? (mediaKindName(p.messageReceived.content.media.kind) ?? 'unknown') : 'text';
     this.deps.metrics.messagesAccepted.inc({ kind });
@@ -835,6 +849,18 @@ function fingerprint(content: NonNullable<UserMessage['content']>): { hash: stri
   const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
   const sha256 = createHash('sha256').update(media.data).digest('hex');
   return { hash: contentHash({ mediaKind: content.$case, sha256 }), sha256 };
+}
+
+/** Observes a message's stages: time since it arrived, or since `from` (stage `append` when `from` is given). */
+type StageTimer = (name: 'checked' | 'stored' | 'appended' | 'accepted', from?: number) => void;
+
+function stageTimer(h: SessionDeps['metrics']['messageStageSeconds'], kind: string): StageTimer {
+  const t0 = performance.now();
+  return (name, from) => {
+    const now = performance.now();
+    h.observe({ stage: name, kind }, (now - t0) / 1000);
+    if (from !== undefined) h.observe({ stage: 'append', kind }, (now - from) / 1000);
+  };
 }
 
 function acceptedFrom(doc: MessageDoc): Accepted {
