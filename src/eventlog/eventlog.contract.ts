@@ -250,11 +250,18 @@ export function describeEventLog(name: string, factory: Factory): void {
     it('stop waits for running handlers within the grace period', async () => {
       await appendMessages(1);
       let finished = false;
+      let started!: () => void;
+      const running = new Promise<void>((r) => (started = r));
       const { consumer } = await consume({ group: `${run}-stop`, fromBeginning: true }, async () => {
+        started();
         await sleep(100);
         finished = true;
       });
-      await waitFor(() => consumer.inFlight() === 1);
+      // Told by the handler itself: a Kafka group join can take longer than a poll's 5 s on a loaded machine
+      // (a CI run timed out here), and a 100 ms handler is easy to miss by polling.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([running, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('no handler started within 45 s')), 45_000)))]).finally(() => clearTimeout(timer));
+      expect(consumer.inFlight()).toBe(1);
       await consumer.stop(5000);
       expect(finished).toBe(true);
       expect(consumer.inFlight()).toBe(0);
