@@ -27,6 +27,26 @@ import { connectMongo } from './mongo-client';
  */
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
 
+const write = Socket.prototype.write;
+const restoreWrites = () => (Socket.prototype.write = write);
+
+/**
+ * Closes the socket that is about to write the first message holding `marker`,
+ * just before the write: what the peer's close leaves, a destroyed socket with
+ * no error to come. `done` once it did.
+ */
+function closeBeforeWriting(marker: string): { done: boolean } {
+  const closed = { done: false };
+  Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
+    if (!closed.done && Buffer.isBuffer(chunk) && chunk.includes(marker)) {
+      closed.done = true;
+      this.destroy();
+    }
+    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof Socket.prototype.write;
+  return closed;
+}
+
 describeWhen(existsSync(FERRETDB_BIN), 'A MongoDB command whose socket closes before it is written', `needs ${FERRETDB_BIN} (npm run stack:install)`, () => {
   jest.setTimeout(60_000);
   let ferret: PrivateFerretDb;
@@ -38,18 +58,10 @@ describeWhen(existsSync(FERRETDB_BIN), 'A MongoDB command whose socket closes be
 
   it('given a pooled connection closed by the server, when a command is written to it, then the command fails at once with a transient network error instead of waiting forever, and the next one works', async () => {
     const { client, db } = await connectMongo({ uri: ferret.uri, logger, timeoutMs: 2_000, updateConcurrency: 0 });
-    const write = Socket.prototype.write;
     try {
       const coll = db.collection<{ _id: string }>('closed_socket');
       await coll.insertOne({ _id: 'warm' }); // a connection in the pool
-      let closedOne = false;
-      Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
-        if (!closedOne && Buffer.isBuffer(chunk) && chunk.includes('closed-before-write')) {
-          closedOne = true;
-          this.destroy(); // what the peer's close leaves: a destroyed socket, no error to come
-        }
-        return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-      } as typeof Socket.prototype.write;
+      const closed = closeBeforeWriting('closed-before-write');
 
       let failure: unknown;
       const outcome = await Promise.race([
@@ -59,13 +71,13 @@ describeWhen(existsSync(FERRETDB_BIN), 'A MongoDB command whose socket closes be
         ),
         new Promise<string>((r) => setTimeout(() => r('still waiting after 15 s'), 15_000).unref()),
       ]);
-      expect(closedOne).toBe(true);
+      expect(closed.done).toBe(true);
       expect(outcome).toBe('failed: MongoNetworkError');
       expect(isTransient(failure)).toBe(true);
       await coll.insertOne({ _id: 'closed-before-write' }); // the caller's retry, on a fresh connection
       expect(await coll.countDocuments({ _id: 'closed-before-write' })).toBe(1);
     } finally {
-      Socket.prototype.write = write;
+      restoreWrites();
       await client.close();
     }
   });
@@ -76,31 +88,23 @@ describeWhen(existsSync(FERRETDB_BIN), 'A MongoDB command whose socket closes be
     // in the projector after a FerretDB restart (src/readstore/mongo-stuck.int.test.ts). The check
     // that connects such a client again is off here, to see the driver alone.
     const { client, db } = await connectMongo({ uri: `${ferret.uri}?heartbeatFrequencyMS=500`, logger, timeoutMs: 1_000, stuckViewMs: 0, updateConcurrency: 0 });
-    const write = Socket.prototype.write;
     try {
       const coll = db.collection<{ _id: string; n: number }>('closed_monitor');
       await coll.insertOne({ _id: 'a', n: 1 });
       await ferret.kill();
       for (let seen = ''; seen !== 'MongoServerSelectionError'; ) seen = await coll.findOne({ _id: 'a' }).then(() => '', (e: Error) => e.name);
       // The pool is paused while the server is unknown: the next handshake written is the monitor's.
-      let closedOne = false;
-      Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
-        if (!closedOne && Buffer.isBuffer(chunk) && chunk.includes('helloOk')) {
-          closedOne = true;
-          this.destroy();
-        }
-        return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
-      } as typeof Socket.prototype.write;
+      const closed = closeBeforeWriting('helloOk');
       await ferret.start();
       let ok = false;
       for (const end = Date.now() + 15_000; !ok && Date.now() < end; ) {
         ok = await coll.findOne({ _id: 'a' }).then((d) => d?.n === 1, () => false);
         if (!ok) await new Promise((r) => setTimeout(r, 250));
       }
-      expect(closedOne).toBe(true);
+      expect(closed.done).toBe(true);
       expect(ok).toBe(true);
     } finally {
-      Socket.prototype.write = write;
+      restoreWrites();
       await client.close();
     }
   });
