@@ -48,7 +48,8 @@ describe('npm run loadtest (smoke)', () => {
     const [loop, media] = [...r.profiles!].sort((a, b) => a.file.localeCompare(b.file));
     expect(loop).toMatchObject({ window: 'load' });
     expect(loop!.bySelf.length).toBeGreaterThan(0);
-    expect(media!.chatflowInclusive.map((f) => f.where)).toContain('src/media/render-thread.ts');
+    // The built server (dist/, as `npm start` runs it): JavaScript files and their lines.
+    expect(media!.chatflowInclusive.map((f) => f.where)).toContainEqual(expect.stringMatching(/^src\/media\/render-thread\.js:\d+$/));
 
     const files = await readdir(out);
     expect(files).toEqual(expect.arrayContaining(['2000-01-01-reference-embedded.json', '2000-01-01-reference.md', '2000-01-01-reference-embedded-latency-time.svg']));

@@ -1,5 +1,5 @@
 // Starting ChatFlow processes as children, as `npm start` would, and stopping them.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -22,7 +22,7 @@ export function freePort(): Promise<number> {
 
 export interface ChildSpec {
   name: string;
-  /** Checkout whose src/main.ts runs (default: this one). */
+  /** Checkout whose server runs (default: this one). */
   cwd?: string;
   env: Record<string, string>;
   logFile: string;
@@ -58,24 +58,57 @@ export const SERVER_NODE_FLAGS = ['--max-semi-space-size=64'];
  */
 export const SERVER_ENV = { UV_THREADPOOL_SIZE: '16' };
 
-/** `node --require tsx/cjs src/main.ts` with the given environment; output into a log file. */
+/**
+ * How the server runs: `build` (default) is what `npm start` and the image run,
+ * `node dist/src/main.js`, rebuilt first when older than its sources;
+ * `sources` is `node --require tsx/cjs src/main.ts`, which measured ~2 % of the
+ * event loop in tsx's per-closure `__name` calls alone (saturate profile).
+ */
+export type ServerRun = 'build' | 'sources';
+
+export function serverRun(): ServerRun {
+  const v = process.env.LOADTEST_SERVER_RUN ?? 'build';
+  if (v !== 'build' && v !== 'sources') throw new Error(`LOADTEST_SERVER_RUN must be build or sources, not ${JSON.stringify(v)}`);
+  return v;
+}
+
+const builds = new Map<string, Promise<void>>();
+
+/** `npm start`'s own check (scripts/check-build.js): builds the checkout once if its build is missing or stale. */
+function ensureBuilt(cwd: string): Promise<void> {
+  let b = builds.get(cwd);
+  if (!b) {
+    b = new Promise<void>((res, rej) =>
+      execFile(process.execPath, ['scripts/check-build.js'], { cwd, maxBuffer: 16 << 20 }, (err, _out, stderr) =>
+        err ? rej(new Error(`could not build the server in ${cwd}: ${stderr || err.message}`)) : res(),
+      ),
+    );
+    builds.set(cwd, b);
+  }
+  return b;
+}
+
+/** The server (see ServerRun) with the given environment; output into a log file. */
 export async function spawnChatFlow(spec: ChildSpec): Promise<Child> {
   // LOADTEST_SERVER_NODE_FLAGS: more node/V8 flags for the server, e.g. `--trace-gc` (each pause in its log).
   const extra = (process.env.LOADTEST_SERVER_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
-  const args = [...SERVER_NODE_FLAGS, ...extra, '--require', 'tsx/cjs'];
+  const run = serverRun();
+  const cwd = spec.cwd ?? REPO;
+  if (run === 'build') await ensureBuilt(cwd);
+  const args = [...SERVER_NODE_FLAGS, ...extra, ...(run === 'sources' ? ['--require', 'tsx/cjs'] : [])];
   if (spec.profileDir) {
     // One folder per process: the profile keeps node's default name inside it.
     await mkdir(join(spec.profileDir, spec.name), { recursive: true });
     args.push('--cpu-prof', `--cpu-prof-dir=${join(spec.profileDir, spec.name)}`);
   }
-  args.push('src/main.ts');
+  args.push(run === 'sources' ? 'src/main.ts' : 'dist/src/main.js');
   const log = createWriteStream(spec.logFile, { flags: 'a' });
   // The scenarios measure the server's own overhead at the reference mix (a third each of text, audio, video):
   // real speech engines cannot keep up with that on two cores (README "Speech and video"), so they are off
   // unless a scenario or the runner's shell turns them on.
   const env: NodeJS.ProcessEnv = { CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', ...SERVER_ENV, ...process.env };
   for (const k of spec.unset ?? []) delete env[k];
-  const proc = spawn(process.execPath, args, { cwd: spec.cwd ?? REPO, env: { ...env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, args, { cwd, env: { ...env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout!.pipe(log);
   proc.stderr!.pipe(log);
   const exited = new Promise<number | null>((r) => proc.once('exit', (code, signal) => r(code ?? (signal ? -1 : null))));
