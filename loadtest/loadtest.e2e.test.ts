@@ -43,13 +43,16 @@ describe('npm run loadtest (smoke)', () => {
     expect(r.messages!.overall.overhead.p50).not.toBeNull();
     expect(r.server!.rssMB.end).toBeGreaterThan(10);
     expect(r.machine.loadavgStart).toHaveLength(3);
-    // The server ran under --cpu-prof: one profile per thread (event loop, media renderer), each summarized for the load window.
-    expect(r.profiles).toHaveLength(2);
-    const [loop, media] = [...r.profiles!].sort((a, b) => a.file.localeCompare(b.file));
+    // The server ran under --cpu-prof: one profile per thread (event loop, the worker, its media renderer), each summarized for the load window.
+    expect(r.profiles).toHaveLength(3);
+    const [loop, worker, media] = [...r.profiles!].sort((a, b) => a.file.localeCompare(b.file));
     expect(loop).toMatchObject({ window: 'load' });
     expect(loop!.bySelf.length).toBeGreaterThan(0);
     // The built server (dist/, as `npm start` runs it): JavaScript files and their lines.
-    expect(media!.chatflowInclusive.map((f) => f.where)).toContainEqual(expect.stringMatching(/^src\/media\/render-thread\.js:\d+$/));
+    const ran = (p: typeof loop) => p!.chatflowInclusive.map((f) => f.where);
+    expect(ran(worker)).toContainEqual(expect.stringMatching(/^src\/worker\/worker\.js:\d+$/));
+    expect(ran(loop)).not.toContainEqual(expect.stringMatching(/^src\/worker\//));
+    expect(ran(media)).toContainEqual(expect.stringMatching(/^src\/media\/render-thread\.js:\d+$/));
 
     const files = await readdir(out);
     expect(files).toEqual(expect.arrayContaining(['2000-01-01-reference-embedded.json', '2000-01-01-reference.md', '2000-01-01-reference-embedded-latency-time.svg']));
@@ -58,7 +61,8 @@ describe('npm run loadtest (smoke)', () => {
     const md = await readFile(join(out, '2000-01-01-reference.md'), 'utf8');
     expect(md).toContain('## Against the reference');
     expect(md).toContain('(event loop)');
-    expect(md).toContain('(worker thread 1)');
+    expect(md).toContain('(worker thread 1: the worker)');
+    expect(md).toContain('(worker thread 2: a media renderer)');
     expect(md).toContain('overhead p99');
   });
 

@@ -10,14 +10,15 @@ import { createMetrics, type Metrics } from './metrics';
 import { readyLines } from './ready-line';
 import type { HttpRoute } from './http/server';
 import type { ChatGateway } from './gateway/chat-service';
-import type { Worker } from './worker/worker';
-import type { ProjectionRunner } from '../projections/runner';
+import type { WorkerControl } from './composition/worker-role';
+import { readModelsSettled, type ProjectionRunner } from '../projections/runner';
 import { openBus, openEventLog, openMedia, openStorage } from './composition/engines';
 import { timedEventLog, timedMediaStore } from './composition/instrument';
 import { Lifecycle } from './composition/lifecycle';
 import { httpRole } from './composition/http-role';
 import { projectorRole, type ProjectorRole } from './composition/projector-role';
 import { workerRole, type WorkerRole } from './composition/worker-role';
+import { workerThreadRole } from './threads/worker-host';
 import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composition/gateway-role';
 import { messaging, readModels } from './composition/wiring';
 
@@ -32,7 +33,7 @@ export interface App {
   auth: TokenAuthority;
   metrics: Metrics;
   /** Present when this process runs the role. */
-  worker?: Worker;
+  worker?: WorkerControl;
   gateway?: ChatGateway;
   projections?: ProjectionRunner;
   health: Health;
@@ -50,6 +51,19 @@ export interface App {
 export interface AppOverrides {
   llm?: LlmProvider;
   clock?: () => number;
+  /** A worker thread died (main.ts ends the process: its supervisor starts it again, as after a crash). */
+  onWorkerDied?: (err: Error) => void;
+}
+
+/**
+ * The worker gets a thread of its own (CHATFLOW_WORKER_THREAD) where it shares
+ * the process with a gateway and a projector (role `all`) on the embedded log,
+ * whose partitions never move between members (src/threads/remote-log.ts).
+ * An injected model or clock cannot cross into a thread: the worker then
+ * stays on the event loop.
+ */
+function workerInThread(config: Config, overrides: AppOverrides): boolean {
+  return config.workerThread && config.role === 'all' && !config.kafka && !overrides.llm && !overrides.clock;
 }
 
 /**
@@ -117,10 +131,19 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     }
 
     const common = { config, logger, lifecycle, log, readModels: models, metrics, health, instance, clock, newId };
-    if (wired && runs('worker')) {
+    const settled = readModelsSettled(log, projector?.runner);
+    if (wired && runs('worker') && workerInThread(config, overrides)) {
+      worker = await lifecycle.start('worker', workerThreadRole({
+        ...common, bus: wired.bus, messages: models.messages, settled,
+        media: { baseUrl: http.url, secret: mediaSecret },
+        onDied: overrides.onWorkerDied ?? (() => undefined),
+      }));
+    } else if (wired && runs('worker')) {
       const claims = await openReplyClaims();
       lifecycle.onStop('reply claims', () => claims.close());
-      worker = await lifecycle.start('worker', workerRole({ ...common, messaging: wired, claims, projections: projector?.runner, llm: overrides.llm }));
+      worker = await lifecycle.start('worker', workerRole({
+        ...common, bus: wired.bus, media: wired.media, messages: models.messages, settled, claims, llm: overrides.llm,
+      }));
     }
     if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth }));
 

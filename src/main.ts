@@ -61,7 +61,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSignal);
 
   try {
-    app = await startApp(config, logger);
+    // A dead worker thread took the messages it held with it: a restart answers them (see threads/worker-host.ts).
+    app = await startApp(config, logger, { onWorkerDied: () => exit(70) });
   } catch (err) {
     if (err instanceof ChatFlowError || (err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       logger.fatal((err as Error).message);

@@ -1,16 +1,37 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 
-/** Prometheus metrics of one ChatFlow process (one registry per app instance). */
-export function createMetrics() {
+type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
+
+/**
+ * Prometheus metrics of one ChatFlow process (one registry per app instance).
+ * A worker thread (src/threads) has a registry of its own without the
+ * process-wide default metrics (`defaults: false`); the process's /metrics
+ * adds its values in (`include`).
+ */
+export function createMetrics(opts: { defaults?: boolean } = {}) {
   const registry = new Registry();
+  const included: (() => Promise<MetricsJson>)[] = [];
   // Node's default metrics already start with process_ or nodejs_: one prefix, e.g. chatflow_process_cpu_seconds_total.
   const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 7.5, 10, 30];
   // Engine round trips: fine steps where the overhead targets (5–60 ms) live.
   const stageBuckets = [0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5];
   // GC pauses on the same fine steps (prom-client's default, 1 / 10 / 100 ms, cannot tell a 12 ms pause from a 90 ms one).
-  collectDefaultMetrics({ register: registry, prefix: 'chatflow_', gcDurationBuckets: stageBuckets });
+  if (opts.defaults !== false) collectDefaultMetrics({ register: registry, prefix: 'chatflow_', gcDurationBuckets: stageBuckets });
   return {
     registry,
+    /** Counts of another registry of this process (a thread's), summed into `exposition` per name and labels. */
+    include(source: () => Promise<MetricsJson>): void {
+      included.push(source);
+    },
+    /** What /metrics serves. */
+    exposition: {
+      contentType: registry.contentType,
+      async metrics(): Promise<string> {
+        if (!included.length) return registry.metrics();
+        const all = await Promise.all([registry.getMetricsAsJSON(), ...included.map((f) => f())]);
+        return AggregatorRegistry.aggregate(all).metrics();
+      },
+    },
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
     admissionsRefused: new Counter({
       name: 'chatflow_admissions_refused_total',

@@ -317,16 +317,20 @@ function stagesSection(results: ResultFile[]): string[] {
 
 /**
  * node --cpu-prof writes one file per thread: CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile;
- * thread 0 is the event loop, the others are worker threads (e.g. the reply-media renderers).
+ * thread 0 is the event loop, the others are worker threads: the worker (CHATFLOW_WORKER_THREAD) and the
+ * reply-media renderers, told apart by the ChatFlow code they ran.
  */
-export function threadLabel(file: string): string {
+export function threadLabel(file: string, p?: Pick<ProfileSummary, 'chatflowInclusive'>): string {
   const m = /\.(\d+)\.\d+\.cpuprofile$/.exec(file);
   if (!m) return '';
-  return m[1] === '0' ? ' (event loop)' : ` (worker thread ${m[1]})`;
+  if (m[1] === '0') return ' (event loop)';
+  const ran = p?.chatflowInclusive.map((f) => f.where).join(' ') ?? '';
+  const role = /src\/worker\//.test(ran) ? ': the worker' : /src\/media\/render-thread/.test(ran) ? ': a media renderer' : '';
+  return ` (worker thread ${m[1]}${role})`;
 }
 
 function profileSection(mode: string, p: ProfileSummary): string {
-  const out = [`### ${mode}: ${p.file.split('/').slice(-2).join('/')}${threadLabel(p.file)}`, ''];
+  const out = [`### ${mode}: ${p.file.split('/').slice(-2).join('/')}${threadLabel(p.file, p)}`, ''];
   out.push(`${p.window === 'load' ? 'Samples taken while the load ran' : 'The whole process life (startup included)'}: ${fmt(p.durationMs / 1000, 1)} s, busy ${fmt(p.busyMs / 1000, 1)} s (${fmt(p.busyPct, 1)} % of one core), idle ${fmt(p.idleMs / 1000, 1)} s.`, '');
   const top = p.byArea.filter((a) => a.area !== '(program)').slice(0, 3);
   out.push(`In short: ${top.map((a) => `${a.area} ${fmt(a.pct, 1)} %`).join(', ')} of the busy time; heaviest ChatFlow paths: ${p.chatflowInclusive.slice(0, 3).map((f) => `\`${f.fn}\` (${f.where}) ${fmt(f.pct, 1)} %`).join(', ') || '–'}.`, '');

@@ -44,7 +44,7 @@ export function httpRole(deps: {
         if (web) parts.onStop('grpc-web upstream', async () => web.close());
         const http = await startHttpServer({
           addr: config.httpAddr,
-          registry: deps.metrics.registry,
+          registry: deps.metrics.exposition,
           logger,
           health: deps.health,
           routes: [(req, res) => deps.mediaRoute()?.(req, res) ?? false, ...(web?.routes ?? [])],

@@ -7,14 +7,23 @@ import type { LlmProvider } from '../llm/port';
 import { createRenderer } from '../media/renderer';
 import type { Metrics } from '../metrics';
 import { createSpeech, type Speech } from '../speech/factory';
-import { Worker } from '../worker/worker';
-import { readModelsSettled, type ProjectionRunner } from '../../projections/runner';
+import { Worker, type MessageReader } from '../worker/worker';
 import type { ReplyClaims } from '../replies/port';
+import type { Bus } from '../bus/port';
+import type { MediaStore } from '../media/port';
 import type { Lifecycle, Part } from './lifecycle';
-import type { Messaging, ReadModels } from './wiring';
+
+/** What the rest of the process asks of its worker, wherever it runs (this thread or its own, src/threads). */
+export interface WorkerControl {
+  readonly processing: number;
+  readonly peak: number;
+  stats(): { processing: number; peak: number; waiting: number };
+  /** Stops taking messages and finishes (up to graceMs) those in processing. */
+  stop(graceMs?: number): Promise<void>;
+}
 
 export interface WorkerRole extends Part {
-  worker: Worker;
+  worker: WorkerControl;
   llmName: string;
   speechSummary: Speech['summary'];
 }
@@ -25,16 +34,17 @@ export function workerRole(deps: {
   logger: Logger;
   lifecycle: Lifecycle;
   log: EventLog;
-  messaging: Messaging;
-  readModels: ReadModels;
+  bus: Pick<Bus, 'publish'>;
+  media: MediaStore;
+  messages: MessageReader;
+  /** Whether the read models have caught up with the log (projections/runner.ts readModelsSettled). */
+  settled(timeoutMs: number): Promise<boolean>;
   metrics: Metrics;
-  health: Health;
+  health: Pick<Health, 'report'>;
   instance: string;
   clock: () => number;
   newId: () => string;
   claims: ReplyClaims;
-  /** The projector of this process, if it runs one (the embedded default). */
-  projections?: ProjectionRunner;
   llm?: LlmProvider;
 }): WorkerRole {
   const { config, logger } = deps;
@@ -44,10 +54,9 @@ export function workerRole(deps: {
   parts.onStop('speech engines', () => speech.close());
   const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
   parts.onStop('media renderer', () => renderer.close());
-  const { bus, media } = deps.messaging;
   const worker = new Worker({
-    workerId: `wk-${deps.instance}`, log: deps.log, bus, media, renderer, llm, messages: deps.readModels.messages,
-    claims: deps.claims, settled: readModelsSettled(deps.log, deps.projections),
+    workerId: `wk-${deps.instance}`, log: deps.log, bus: deps.bus, media: deps.media, renderer, llm, messages: deps.messages,
+    claims: deps.claims, settled: deps.settled,
     metrics: deps.metrics, maxProcessing: config.maxProcessing, clock: deps.clock, newId: deps.newId,
     // No takeover wait for the projector: the reply claims, not the read models, say whether a message
     // taken over was answered, so a moved partition is handled at once.

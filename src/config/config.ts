@@ -17,6 +17,8 @@ export interface Config {
   leaseMs: number;
   retryAfterMs: number;
   simDelayScale: number;
+  /** Role `all` on the embedded log: the worker in its own thread (src/threads). */
+  workerThread: boolean;
   mediaThreads: number;
   maxMediaBytes: number;
   maxTextChars: number;
@@ -74,6 +76,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     leaseMs: c.CHATFLOW_LEASE_MS,
     retryAfterMs: c.CHATFLOW_RETRY_AFTER_MS,
     simDelayScale: c.CHATFLOW_SIM_DELAY_SCALE,
+    workerThread: c.CHATFLOW_WORKER_THREAD,
     mediaThreads: c.CHATFLOW_MEDIA_THREADS,
     maxMediaBytes: c.CHATFLOW_MAX_MEDIA_BYTES,
     maxTextChars: c.CHATFLOW_MAX_TEXT_CHARS,

@@ -79,6 +79,7 @@ export const SETTINGS = {
   CHATFLOW_REPLY_CLAIMS_KEEP_MS: { schema: int(60_000), default: '900000', doc: 'workers: how long the reply claims of an answered message are kept (they make a late copy of the message answered once); after that the read models, long caught up, answer for it. Pruned every minute at most (a scan of the claims on FerretDB)' },
   CHATFLOW_READ_YOUR_WRITES_MS: { schema: int(0), default: '5000', doc: 'longest wait for the read models to reach the log\'s end before a gateway answers from them (conversation ownership, resends, the replay of a resume)' },
   CHATFLOW_MEDIA_URL_TTL_MS: { schema: int(1000), default: '3600000', doc: 'validity of media download URLs' },
+  CHATFLOW_WORKER_THREAD: { schema: bool, default: 'true', doc: 'role `all` on the embedded log: the worker answers messages in a thread of its own, a second core beside the gateway and projector; `false` keeps it on the event loop' },
   CHATFLOW_MEDIA_THREADS: { schema: int(0, 64), default: '1', doc: 'worker threads that render reply voice and images off the event loop; `0` renders on it' },
   CHATFLOW_LOG_FSYNC: { schema: bool, default: 'true', doc: 'fsync the embedded event log before `Accepted` (group commit); `false` only for benchmarks' },
   CHATFLOW_SHUTDOWN_GRACE_MS: { schema: int(0), default: '5000', doc: 'on SIGINT/SIGTERM, how long the drain waits for the replies in processing before ending the streams' },

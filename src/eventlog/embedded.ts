@@ -714,7 +714,7 @@ class EmbeddedConsumer implements Consumer {
       const payload = await this.fetch(offset);
       if (this.stopping) break;
       this.pass(offset, topic, true);
-      this.launch({ event: this.host.decode(offset, payload), topic, partition: 0, offset, seq: offset + 1 });
+      this.launch({ event: this.host.decode(offset, payload), topic, partition: 0, offset, seq: offset + 1, bytes: this.opts.bytes ? payload : undefined });
     }
     this.checkWaiters();
   }

@@ -38,6 +38,12 @@ export interface LoggedEvent {
    * Strictly increasing among the events of one conversation.
    */
   readonly seq: number;
+  /**
+   * The event as the log stores it (protobuf), to consumers that ask for it
+   * (ConsumeOptions.bytes) of a log that has it at hand (the embedded log).
+   * A view: it may share a larger buffer.
+   */
+  readonly bytes?: Uint8Array;
 }
 
 export interface ConsumeOptions {
@@ -46,6 +52,12 @@ export interface ConsumeOptions {
   readonly topics: readonly Topic[];
   /** Start from the beginning of the log, ignoring committed offsets (read-model rebuild). */
   readonly fromBeginning?: boolean;
+  /**
+   * Also hand each event's stored bytes (LoggedEvent.bytes) where the log has
+   * them: passed on to another thread, they cost a copy instead of a clone of
+   * the decoded object.
+   */
+  readonly bytes?: boolean;
   /** Most handlers in flight per partition; events beyond wait in the log (backpressure). */
   readonly concurrencyPerPartition: number;
   /**

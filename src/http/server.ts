@@ -1,6 +1,5 @@
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
 
 export interface HttpRoute {
   /** Returns true when it handled the request. */
@@ -10,7 +9,7 @@ export interface HttpRoute {
 /** `/healthz`, `/metrics`, and whatever routes the roles add (signed media URLs). */
 export async function startHttpServer(opts: {
   addr: string;
-  registry: Registry;
+  registry: { contentType: string; metrics(): Promise<string> };
   health: () => { ok: boolean; detail: Record<string, unknown> };
   routes: HttpRoute[];
   logger: Logger;

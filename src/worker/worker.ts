@@ -26,15 +26,19 @@ import { encodePng } from '../media/png';
 import { RecentSet } from '../domain/recent-set';
 import { encode } from '../encode';
 
+/** What a worker reads of the messages read model: a reply's history, and whether an old message was answered. */
+export type MessageReader = Pick<Collection<MessageDoc>, 'get' | 'find'>;
+
 export interface WorkerDeps {
   workerId: string;
   log: EventLog;
-  bus: Bus;
+  /** Replies and their streamed parts go to the gateway holding the client's stream. */
+  bus: Pick<Bus, 'publish'>;
   media: MediaStore;
   /** Makes reply voice and images (off the event loop unless configured otherwise). */
   renderer: ReplyMediaRenderer;
   llm: LlmProvider;
-  messages: Collection<MessageDoc>;
+  messages: MessageReader;
   /**
    * Who answers each message id (see src/domain/reply-claim.ts): the one
    * check of "answered already?" that does not trust a lagging read model.

@@ -1,0 +1,188 @@
+import { Event } from '../gen/chatflow/v1/events';
+import type { ConsumeOptions, Consumer, EventLog, LoggedEvent, Topic } from '../eventlog/port';
+import { TOPICS } from '../eventlog/port';
+import type { Channel } from './channel';
+
+/** What the thread needs to know of the log before its first call. */
+export interface LogShape {
+  partitions: Record<Topic, number>;
+  hasEndOffset: boolean;
+}
+
+type ConsumeSpec = Pick<ConsumeOptions, 'group' | 'topics' | 'fromBeginning' | 'concurrencyPerPartition'>;
+
+
+/**
+ * The event loop's side: the thread's appends and consumers run on `log`, the
+ * one this process opened. A consumer's handler is the thread's: each event
+ * goes over the channel and counts as done (committed in order, retried if it
+ * failed) when the thread's handler settles. The consumer's signal is
+ * mirrored by number: one per signal, not per event.
+ */
+export function serveEventLog(ch: Channel, log: EventLog): Map<number, Consumer> {
+  const consumers = new Map<number, Consumer>();
+  const signalIds = new WeakMap<AbortSignal, number>();
+  let nextSignal = 1;
+  const signalId = (cid: number, signal: AbortSignal): number => {
+    let id = signalIds.get(signal);
+    if (id === undefined) {
+      const mine = (id = nextSignal++);
+      signalIds.set(signal, id);
+      const abort = () => ch.note('consumer.abort', cid, mine);
+      if (signal.aborted) queueMicrotask(abort);
+      else signal.addEventListener('abort', abort, { once: true });
+    }
+    return id;
+  };
+  // The thread has the event: only where it landed goes back.
+  ch.on('log.append', async (event: Event): Promise<Omit<LoggedEvent, 'event'>> => {
+    const { topic, partition, offset, seq } = await log.append(event);
+    return { topic, partition, offset, seq };
+  });
+  ch.on('log.endOffset', (topic: Topic, partition: number) => log.endOffset!(topic, partition));
+  ch.on('log.consume', async (cid: number, spec: ConsumeSpec) => {
+    const consumer = await log.consume({
+      ...spec,
+      bytes: true,
+      handle: (e, signal) => ch.call<void>('consumer.handle', cid, onTheWire(e), signalId(cid, signal)),
+      onProblem: (reason) => ch.note('consumer.problem', cid, reason),
+    });
+    consumers.set(cid, consumer);
+  });
+  ch.on('consumer.caughtUp', (cid: number) => consumers.get(cid)!.caughtUp());
+  ch.on('consumer.lag', (cid: number) => consumers.get(cid)?.lag() ?? 0);
+  ch.on('consumer.stop', async (cid: number, graceMs?: number) => {
+    await consumers.get(cid)?.stop(graceMs);
+    consumers.delete(cid);
+  });
+  return consumers;
+}
+
+/**
+ * An event as it crosses: its stored bytes when the log has them (copied out
+ * of the buffer they may share: a view is cloned with its whole buffer), the
+ * decoded object otherwise.
+ */
+type WireEvent = Omit<LoggedEvent, 'event'> & { event?: Event };
+
+function onTheWire(e: LoggedEvent): WireEvent {
+  if (!e.bytes) return e;
+  const { bytes } = e;
+  const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+  return { topic: e.topic, partition: e.partition, offset: e.offset, seq: e.seq, bytes: own };
+}
+
+function offTheWire(w: WireEvent): LoggedEvent {
+  if (w.event) return w as LoggedEvent;
+  return { topic: w.topic, partition: w.partition, offset: w.offset, seq: w.seq, event: Event.decode(w.bytes!) };
+}
+
+export function logShape(log: EventLog): LogShape {
+  const partitions = Object.fromEntries(TOPICS.map((t) => [t, log.partitions(t)])) as Record<Topic, number>;
+  return { partitions, hasEndOffset: typeof log.endOffset === 'function' };
+}
+
+/**
+ * The thread's side: an EventLog whose calls run on the event loop's log (see
+ * serveEventLog). For a log whose partitions never move between members
+ * (the embedded log: one member per group): `handedOut` is counted here from
+ * the events this thread has received, so every event below it has reached
+ * this thread's handler, whatever is still on its way.
+ */
+export class RemoteEventLog implements EventLog {
+  private readonly consumers = new Map<number, RemoteConsumer>();
+  private nextConsumer = 1;
+  readonly endOffset?: (topic: Topic, partition: number) => Promise<number>;
+
+  constructor(private readonly ch: Channel, private readonly shape: LogShape) {
+    if (shape.hasEndOffset) this.endOffset = (topic, partition) => ch.call<number>('log.endOffset', topic, partition);
+    ch.on('consumer.handle', (cid: number, e: WireEvent, signal: number) => this.consumer(cid).handle(offTheWire(e), signal));
+    ch.on('consumer.abort', (cid: number, signal: number) => this.consumers.get(cid)?.abort(signal));
+    ch.on('consumer.problem', (cid: number, reason: string | undefined) => this.consumers.get(cid)?.problem(reason));
+  }
+
+  partitions(topic: Topic): number {
+    return this.shape.partitions[topic];
+  }
+
+  async append(event: Event): Promise<LoggedEvent> {
+    return { ...(await this.ch.call<Omit<LoggedEvent, 'event'>>('log.append', event)), event };
+  }
+
+  async consume(options: ConsumeOptions): Promise<Consumer> {
+    const cid = this.nextConsumer++;
+    const consumer = new RemoteConsumer(this.ch, cid, options);
+    this.consumers.set(cid, consumer);
+    const { handle: _h, onProblem: _p, bytes: _b, ...spec } = options;
+    try {
+      await this.ch.call('log.consume', cid, spec);
+    } catch (err) {
+      this.consumers.delete(cid);
+      throw err;
+    }
+    return consumer;
+  }
+
+  /** The log is the event loop's: it closes it. */
+  async close(): Promise<void> {}
+
+  private consumer(cid: number): RemoteConsumer {
+    const c = this.consumers.get(cid);
+    if (!c) throw new Error(`no consumer ${cid} in this thread`);
+    return c;
+  }
+}
+
+class RemoteConsumer implements Consumer {
+  private readonly signals = new Map<number, AbortController>();
+  private readonly handed = new Map<string, number>();
+  private running = 0;
+  private lastLag = 0;
+
+  constructor(private readonly ch: Channel, private readonly cid: number, private readonly options: ConsumeOptions) {}
+
+  async handle(e: LoggedEvent, signal: number): Promise<void> {
+    const key = `${e.topic}/${e.partition}`;
+    if ((this.handed.get(key) ?? 0) <= e.offset) this.handed.set(key, e.offset + 1);
+    let ctl = this.signals.get(signal);
+    if (!ctl) this.signals.set(signal, (ctl = new AbortController()));
+    this.running++;
+    try {
+      await this.options.handle(e, ctl.signal);
+    } finally {
+      this.running--;
+    }
+  }
+
+  abort(signal: number): void {
+    let ctl = this.signals.get(signal);
+    if (!ctl) this.signals.set(signal, (ctl = new AbortController()));
+    ctl.abort(new Error('event taken away from this consumer'));
+  }
+
+  problem(reason: string | undefined): void {
+    this.options.onProblem?.(reason);
+  }
+
+  caughtUp(): Promise<void> {
+    return this.ch.call('consumer.caughtUp', this.cid);
+  }
+
+  /** lag() is synchronous: each call returns the count the previous call fetched from the event loop. */
+  lag(): number {
+    void this.ch.call<number>('consumer.lag', this.cid).then((n) => (this.lastLag = n), () => undefined);
+    return this.lastLag;
+  }
+
+  inFlight(): number {
+    return this.running;
+  }
+
+  handedOut(topic: Topic, partition: number): number | undefined {
+    return this.handed.get(`${topic}/${partition}`);
+  }
+
+  stop(graceMs?: number): Promise<void> {
+    return this.ch.call('consumer.stop', this.cid, graceMs);
+  }
+}

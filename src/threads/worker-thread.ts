@@ -1,0 +1,74 @@
+// The worker role in a thread of its own (src/threads/worker-host.ts starts it).
+import { randomUUID } from 'node:crypto';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { Config } from '../config/config';
+import { createLogger } from '../logging';
+import { createMetrics } from '../metrics';
+import { openMedia, openStorage } from '../composition/engines';
+import { timedMediaStore } from '../composition/instrument';
+import { Lifecycle } from '../composition/lifecycle';
+import { workerRole } from '../composition/worker-role';
+import type { FindQuery } from '../readstore/port';
+import type { MessageDoc } from '../../projections/models';
+import { Channel, toWire, type Port } from './channel';
+import { RemoteEventLog, type LogShape } from './remote-log';
+
+export interface WorkerThreadData {
+  config: Config;
+  instance: string;
+  pretty: boolean;
+  log: LogShape;
+  media: { baseUrl: string; secret: Uint8Array };
+  /** Int32 [processing, peak], written here, read by the event loop without a message. */
+  stats: SharedArrayBuffer;
+}
+
+/** What the thread says once its worker runs. */
+export interface WorkerThreadReady {
+  llmName: string;
+  speechSummary: unknown;
+}
+
+export const STATS_EVERY_MS = 50;
+
+async function run(ch: Channel, data: WorkerThreadData): Promise<void> {
+  const { config } = data;
+  const logger = createLogger(config.logLevel, { pretty: data.pretty }).child({ thread: 'worker' });
+  const lifecycle = new Lifecycle(logger);
+  ch.on('thread.stop', () => lifecycle.stopAll());
+  try {
+    const metrics = createMetrics({ defaults: false });
+    ch.on('metrics', () => metrics.registry.getMetricsAsJSON());
+    const media = await openMedia(config, logger, { baseUrl: data.media.baseUrl, secret: Buffer.from(data.media.secret), now: Date.now });
+    lifecycle.onStop('media', () => media.store.close());
+    // The reply claims are this thread's: it is the process's one worker.
+    const storage = await openStorage(config, logger, metrics);
+    lifecycle.onStop('read store', () => storage.store.close());
+    const claims = await storage.openReplyClaims();
+    lifecycle.onStop('reply claims', () => claims.close());
+    const role = await lifecycle.start('worker', workerRole({
+      config, logger, lifecycle, metrics, claims, instance: data.instance, clock: Date.now, newId: randomUUID,
+      log: new RemoteEventLog(ch, data.log),
+      bus: { publish: (subject, payload) => ch.call<void>('bus.publish', subject, payload) },
+      media: timedMediaStore(media.store, metrics.mediaPutSeconds),
+      messages: {
+        get: (id) => ch.call<MessageDoc | null>('messages.get', id),
+        find: (query: FindQuery<MessageDoc>) => ch.call<MessageDoc[]>('messages.find', query),
+      },
+      settled: (timeoutMs) => ch.call<boolean>('settled', timeoutMs),
+      health: { report: (name, problem) => ch.note('health.report', name, problem) },
+    }));
+    ch.on('worker.stop', (graceMs?: number) => role.worker.stop(graceMs));
+    const stats = new Int32Array(data.stats);
+    setInterval(() => {
+      Atomics.store(stats, 0, role.worker.processing);
+      Atomics.store(stats, 1, role.worker.peak);
+    }, STATS_EVERY_MS).unref();
+    ch.note('ready', { llmName: role.llmName, speechSummary: role.speechSummary } satisfies WorkerThreadReady);
+  } catch (err) {
+    await lifecycle.stopAll();
+    ch.note('failed', toWire(err));
+  }
+}
+
+if (parentPort) void run(new Channel(parentPort as Port), workerData as WorkerThreadData);
