@@ -1,5 +1,6 @@
 import { inflateSync } from 'node:zlib';
 import { Metadata } from '@grpc/grpc-js';
+import { Worker } from '../src/worker/worker';
 import { connected, codeName, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
 import { synthesizeVoice } from './voice-signal';
 import { renderImage } from '../src/media/png';
@@ -252,6 +253,14 @@ describe('chat loop', () => {
     expect(count('chatflow_log_append_seconds_count{topic="sessions"}')).toBeGreaterThan(0);
     expect(count('chatflow_media_put_seconds_count{kind="upload"}')).toBeGreaterThan(0);
     expect(count('chatflow_media_put_seconds_count{kind="reply"}')).toBeGreaterThan(0);
+    // The worker answers in its own thread (the default): its counts are in the process's /metrics, the
+    // process-wide ones once, and what the event loop reads of it is its own.
+    expect(t.app.worker).not.toBeInstanceOf(Worker);
+    expect(count('chatflow_responses_total{outcome="answered"}')).toBeGreaterThan(0);
+    expect(count('chatflow_messages_processing_peak')).toBeGreaterThan(0);
+    expect(body.match(/^chatflow_process_cpu_seconds_total /gm)).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 100)); // the thread's counts reach the event loop every 50 ms
+    expect(t.app.worker!.peak).toBe(count('chatflow_messages_processing_peak'));
   });
 });
 
