@@ -1,4 +1,5 @@
-import { committableOf, complete, initialOffsets, OffsetError, skip, track, type OffsetState } from './offsets';
+import fc from 'fast-check';
+import { committableOf, complete, initialOffsets, OffsetError, pendingOf, skip, track, type OffsetState } from './offsets';
 
 /** Tracks the given offsets in order, starting from `start`. */
 const tracked = (start: number, ...offsets: number[]): OffsetState =>
@@ -8,7 +9,7 @@ describe('offset tracker', () => {
   it('given a fresh tracker, then everything before the start is committable', () => {
     const s = initialOffsets(7);
     expect(committableOf(s)).toBe(7);
-    expect(s).toEqual({ next: 7, pending: [] });
+    expect([s.next, pendingOf(s)]).toEqual([7, []]);
   });
 
   it('given a negative or fractional start, then it throws', () => {
@@ -19,7 +20,7 @@ describe('offset tracker', () => {
   it('given offsets in flight, when nothing is done, then the oldest in flight is committable', () => {
     const r = track(tracked(0, 0), 1);
     expect(r.committable).toBe(0);
-    expect(r.state.pending).toEqual([0, 1]);
+    expect(pendingOf(r.state)).toEqual([0, 1]);
   });
 
   it('given 0,1,2 in flight, when 0 completes, then 1 is committable', () => {
@@ -31,7 +32,7 @@ describe('offset tracker', () => {
     s = complete(s, 2).state;
     const r = complete(s, 1);
     expect(r.committable).toBe(0);
-    expect(r.state.pending).toEqual([0]);
+    expect(pendingOf(r.state)).toEqual([0]);
   });
 
   it('given only 0 left in flight, when it completes, then everything seen is committable', () => {
@@ -63,7 +64,7 @@ describe('offset tracker', () => {
   it('given nothing in flight, when an offset is skipped, then the commit moves past it', () => {
     const r = skip(initialOffsets(0), 4);
     expect(r.committable).toBe(5);
-    expect(r.state).toEqual({ next: 5, pending: [] });
+    expect([r.state.next, pendingOf(r.state)]).toEqual([5, []]);
   });
 
   it('given an offset in flight, when a later one is skipped, then the commit waits for the one in flight', () => {
@@ -86,5 +87,40 @@ describe('offset tracker', () => {
     track(s, 2);
     skip(s, 9);
     expect(s).toEqual(copy);
+  });
+
+  it('given any run of tracks, skips and completions in any order, then it agrees with a plain sorted list and never changes an earlier state', () => {
+    // The model: the offsets in flight as a plain array, `next` as a number.
+    type Op = { kind: 'track' | 'skip'; gap: number } | { kind: 'complete'; pick: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant('track' as const), gap: fc.nat(3) }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant('skip' as const), gap: fc.nat(3) }) },
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant('complete' as const), pick: fc.nat() }) },
+    );
+    fc.assert(
+      fc.property(fc.nat(1000), fc.array(op, { maxLength: 400 }), (start, ops) => {
+        let state = initialOffsets(start);
+        let model = { next: start, pending: [] as number[] };
+        const history: [OffsetState, number[]][] = [];
+        for (const o of ops) {
+          history.push([state, [...model.pending]]);
+          if (o.kind === 'complete') {
+            if (model.pending.length === 0) continue;
+            const offset = model.pending[o.pick % model.pending.length];
+            state = complete(state, offset).state;
+            model = { next: model.next, pending: model.pending.filter((x) => x !== offset) };
+          } else {
+            const offset = model.next + o.gap;
+            state = (o.kind === 'track' ? track(state, offset) : skip(state, offset)).state;
+            model = { next: offset + 1, pending: o.kind === 'track' ? [...model.pending, offset] : model.pending };
+          }
+          expect(pendingOf(state)).toEqual(model.pending);
+          expect(state.next).toBe(model.next);
+          expect(committableOf(state)).toBe(model.pending[0] ?? model.next);
+        }
+        for (const [old, pending] of history) expect(pendingOf(old)).toEqual(pending);
+      }),
+      { numRuns: 200 },
+    );
   });
 });
