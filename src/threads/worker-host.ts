@@ -43,6 +43,8 @@ export function workerThreadRole(deps: {
   instance: string;
   media: { baseUrl: string; secret: Buffer };
   onDied(err: Error): void;
+  /** The thread's module (default: the sibling worker-thread file). */
+  entry?: string;
 }): WorkerRole {
   const { logger } = deps;
   const shared = new SharedArrayBuffer(8);
@@ -82,7 +84,7 @@ export function workerThreadRole(deps: {
     },
     start: () =>
       new Promise<void>((resolve, reject) => {
-        const t = (thread = startThread({
+        const t = (thread = startThread(deps.entry ?? join(__dirname, `worker-thread${extname(__filename)}`), {
           config: deps.config,
           instance: deps.instance,
           pretty: Boolean(process.stdout.isTTY),
@@ -130,14 +132,12 @@ export function workerThreadRole(deps: {
 }
 
 /**
- * The thread's entry is the sibling worker-thread file: as plain JavaScript
- * from a build, through tsx's require hook from the TypeScript sources (tsx,
- * ts-jest), as the media renderer's threads.
+ * The thread's module runs as plain JavaScript from a build, through tsx's
+ * require hook from the TypeScript sources (tsx, ts-jest), as the media
+ * renderer's threads.
  */
-function startThread(data: WorkerThreadData): Thread {
-  const ext = extname(__filename);
-  const entry = join(__dirname, `worker-thread${ext}`);
-  if (ext !== '.ts') return new Thread(entry, { workerData: data });
+function startThread(entry: string, data: WorkerThreadData): Thread {
+  if (extname(entry) !== '.ts') return new Thread(entry, { workerData: data });
   const hook = require.resolve('tsx/cjs');
   return new Thread(`require(${JSON.stringify(hook)}); require(${JSON.stringify(entry)});`, { eval: true, workerData: data });
 }

@@ -1,0 +1,55 @@
+import { join } from 'node:path';
+import pino from 'pino';
+import { loadConfig } from '../config/config';
+import { createMetrics } from '../metrics';
+import type { EventLog } from '../eventlog/port';
+import { workerThreadRole } from './worker-host';
+
+const log: EventLog = {
+  partitions: () => 1,
+  append: () => Promise.reject(new Error('unused')),
+  consume: () => Promise.reject(new Error('unused')),
+  close: async () => {},
+};
+
+function role(gatewayId: string, onDied: (err: Error) => void, health: { report: jest.Mock }) {
+  return workerThreadRole({
+    config: { ...loadConfig({}), gatewayId },
+    logger: pino({ level: 'silent' }),
+    log,
+    bus: { publish: async () => {} },
+    messages: { get: async () => null, find: async () => [] },
+    settled: async () => true,
+    metrics: createMetrics({ defaults: false }),
+    health,
+    instance: 'test',
+    media: { baseUrl: 'http://127.0.0.1:1', secret: Buffer.from('s') },
+    onDied,
+    entry: join(__dirname, '..', '..', 'test', 'fixtures', 'dying-thread.ts'),
+  });
+}
+
+describe('the worker thread host', () => {
+  it('ends the process (onDied) and reports the worker unhealthy when the thread dies on its own', async () => {
+    const health = { report: jest.fn() };
+    let died!: (err: Error) => void;
+    const death = new Promise<Error>((r) => (died = r));
+    const r = role('dies', (err) => died(err), health);
+    await r.start();
+    const err = await death;
+    expect(err.message).toBe('the worker thread exited (code 3)');
+    expect(health.report).toHaveBeenCalledWith('worker', 'the worker thread exited');
+    // What it held is not answered by this process any more: calls fail at once.
+    await expect(r.worker.stop(10)).rejects.toThrow('the worker thread exited (code 3)');
+    await r.stop();
+  });
+
+  it('fails the start with the thread\'s own reason, and is not taken for a death', async () => {
+    const onDied = jest.fn();
+    const r = role('fail-at-start', onDied, { report: jest.fn() });
+    await expect(r.start()).rejects.toThrow('could not open the media store: EACCES');
+    await new Promise((res) => setTimeout(res, 200));
+    expect(onDied).not.toHaveBeenCalled();
+    await r.stop();
+  });
+});
