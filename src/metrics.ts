@@ -28,7 +28,8 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       contentType: registry.contentType,
       async metrics(): Promise<string> {
         if (!included.length) return registry.metrics();
-        const all = await Promise.all([registry.getMetricsAsJSON(), ...included.map((f) => f())]);
+        // A thread that is stopping or gone gives nothing: the process's own figures still come.
+        const all = await Promise.all([registry.getMetricsAsJSON(), ...included.map((f) => f().catch((): MetricsJson => []))]);
         return AggregatorRegistry.aggregate(all).metrics();
       },
     },

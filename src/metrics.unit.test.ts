@@ -28,4 +28,24 @@ describe('metrics', () => {
       'chatflow_reply_latency_seconds', 'chatflow_log_append_seconds', 'chatflow_media_put_seconds', 'chatflow_projection_lag_events',
     ]) expect(used).toContain(watched);
   });
+
+  it('sums a thread\'s registry into /metrics, counts the process-wide figures once, and still answers when the thread is gone', async () => {
+    const process_ = createMetrics();
+    const thread = createMetrics({ defaults: false });
+    process_.messagesAccepted.inc({ kind: 'text' }, 2);
+    thread.responses.inc({ outcome: 'answered' }, 3);
+    thread.messagesProcessingPeak.set(7);
+    let gone = false;
+    process_.include(() => (gone ? Promise.reject(new Error('the worker thread exited')) : thread.registry.getMetricsAsJSON()));
+    const value = (body: string, series: string) => new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(body)?.[1];
+    const body = await process_.exposition.metrics();
+    expect(value(body, 'chatflow_responses_total{outcome="answered"}')).toBe('3');
+    expect(value(body, 'chatflow_messages_processing_peak')).toBe('7');
+    expect(value(body, 'chatflow_messages_accepted_total{kind="text"}')).toBe('2');
+    expect(body.match(/^chatflow_process_cpu_seconds_total /gm)).toHaveLength(1);
+    gone = true;
+    const after = await process_.exposition.metrics();
+    expect(value(after, 'chatflow_messages_accepted_total{kind="text"}')).toBe('2');
+    expect(value(after, 'chatflow_responses_total{outcome="answered"}')).toBeUndefined();
+  });
 });
