@@ -340,6 +340,8 @@ export interface FaultResult {
   unanswered: number;
   /** Outcome in the log, never seen by its client (still connected at the end). */
   undelivered: number;
+  /** A few message ids of each kind of miss, to look up in the roles' logs (test-results/cluster/). */
+  examples?: Partial<Record<'lost' | 'unanswered' | 'undelivered', string[]>>;
   /** Outcomes delivered twice on one stream. */
   deliveredTwice: number;
   /** ProcessingFailed in the log for accepted messages. */
@@ -596,14 +598,19 @@ function score(r: {
     for (const c of r.clients) for (const [key, n] of c.statuses) if (keep(key.split(' ')[1]!)) out[key] = (out[key] ?? 0) + n;
     return out;
   };
+  const lost = accepted.filter((m) => !r.readback.received.has(m.messageId!));
+  const unanswered = accepted.filter((m) => r.readback.received.has(m.messageId!) && outcomes(m.messageId!) === 0);
+  const undelivered = accepted.filter((m) => outcomes(m.messageId!) > 0 && m.outcomeAt === undefined);
+  const some = (ms: typeof accepted) => (ms.length > 0 ? ms.slice(0, 5).map((m) => m.messageId!) : undefined);
   const res: Omit<FaultResult, 'violations'> = {
     fault: r.fault, what: r.what, load: r.load,
     sent: msgs.length,
     accepted: accepted.length,
-    lost: accepted.filter((m) => !r.readback.received.has(m.messageId!)).length,
+    lost: lost.length,
     duplicated: [...ids].filter((id) => outcomes(id) > 1).length,
-    unanswered: accepted.filter((m) => r.readback.received.has(m.messageId!) && outcomes(m.messageId!) === 0).length,
-    undelivered: accepted.filter((m) => outcomes(m.messageId!) > 0 && m.outcomeAt === undefined).length,
+    unanswered: unanswered.length,
+    undelivered: undelivered.length,
+    examples: { lost: some(lost), unanswered: some(unanswered), undelivered: some(undelivered) },
     deliveredTwice: accepted.filter((m) => [...m.seen.values()].some((n) => n > 1)).length,
     failed: accepted.filter((m) => (r.readback.failures.get(m.messageId!) ?? 0) > 0).length,
     refused: msgs.filter((m) => m.messageId === undefined && m.refused !== undefined).length,
@@ -653,10 +660,11 @@ export function violations(r: Omit<FaultResult, 'violations'>): string[] {
   const short = r.readback?.short ?? [];
   if (short.length > 0) v.push(`the read-back of the log stopped short (lost and unanswered unknown): ${short.map((x) => `partition ${x.partition} read to ${x.read} of ${x.end}`).join(', ')}`);
   if ((r.acceptedPastEnd ?? 0) > 0) v.push(`${r.acceptedPastEnd} accepted messages at positions past the log's end`);
-  if (r.lost > 0) v.push(`${r.lost} accepted messages missing from the log`);
+  const eg = (k: 'lost' | 'unanswered' | 'undelivered') => (r.examples?.[k] ? ` (e.g. ${r.examples[k]!.join(', ')})` : '');
+  if (r.lost > 0) v.push(`${r.lost} accepted messages missing from the log${eg('lost')}`);
   if (r.duplicated > 0) v.push(`${r.duplicated} messages with more than one reply or failure in the log`);
-  if (r.unanswered > 0) v.push(`${r.unanswered} accepted messages never answered`);
-  if (r.undelivered > 0) v.push(`${r.undelivered} replies in the log never delivered to their connected client`);
+  if (r.unanswered > 0) v.push(`${r.unanswered} accepted messages never answered${eg('unanswered')}`);
+  if (r.undelivered > 0) v.push(`${r.undelivered} replies in the log never delivered to their connected client${eg('undelivered')}`);
   if (r.failed > 0) v.push(`${r.failed} accepted messages failed for good (a transient fault)`);
   const nr = Object.entries(r.nonRetryable);
   if (nr.length > 0) v.push(`non-retryable statuses for a transient fault: ${nr.map(([c, n]) => `${c} ×${n}`).join(', ')}`);

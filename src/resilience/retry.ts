@@ -89,3 +89,13 @@ export function retryWithBackoff<T>(what: string, logger: Pick<Logger, 'warn'>, 
     ...opts,
   });
 }
+
+/** `p`, or a rejection with the signal's reason as soon as it aborts (p itself is not stopped: it is only no longer waited for). */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const aborted = () => reject(signal.reason);
+    signal.addEventListener('abort', aborted, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', aborted));
+  });
+}

@@ -1,4 +1,5 @@
-import { backoffDelay, retry } from './retry';
+import { getEventListeners } from 'node:events';
+import { abortable, backoffDelay, retry } from './retry';
 
 const failing = (n: number, err: unknown = new Error('down')) => {
   let calls = 0;
@@ -64,5 +65,24 @@ describe('retry', () => {
     const seen: number[] = [];
     await retry(failing(2), { baseMs: 1, jitter: 'none', onRetry: ({ attempt }) => seen.push(attempt) });
     expect(seen).toEqual([1, 2]);
+  });
+});
+
+describe('abortable', () => {
+  it('settles as the promise does while the signal stays quiet, and stops listening to it then', async () => {
+    const ac = new AbortController();
+    await expect(abortable(Promise.resolve(7), ac.signal)).resolves.toBe(7);
+    await expect(abortable(Promise.reject(new Error('no')), ac.signal)).rejects.toThrow('no');
+    await new Promise((r) => setImmediate(r));
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('rejects with the reason as soon as the signal aborts, also when it already has', async () => {
+    const ac = new AbortController();
+    const never = new Promise<void>(() => undefined);
+    const p = abortable(never, ac.signal);
+    ac.abort(new Error('taken away'));
+    await expect(p).rejects.toThrow('taken away');
+    await expect(abortable(never, ac.signal)).rejects.toThrow('taken away');
   });
 });

@@ -181,6 +181,36 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     expect(env.log.outcomesFor('m3')).toHaveLength(1);
   });
 
+  it('a message handed out again while its aborted first handling is still unwinding (an append in flight) is answered, once', async () => {
+    // Issue 15's fault matrix (kafka-kill, 1 in 2 runs): the consumer crashed while the reply's append to Kafka
+    // was in flight; kafkajs's append ignores the abort and failed only after the member had rejoined and was
+    // handed the message again. That second copy found the id still "in flight" and was done at once, its
+    // offset committed; the first gave the message up when its append failed: never answered.
+    const llm = model();
+    llm.release();
+    const a = await env.worker('wA', llm);
+    let failFirst!: () => void;
+    const firstAppend = new Promise<void>((_, reject) => (failFirst = () => reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9092'), { code: 'ECONNREFUSED' }))));
+    const append = env.log.append.bind(env.log);
+    let appends = 0;
+    env.log.append = async (event) => {
+      if (appends++ === 0) await firstAppend;
+      return append(event);
+    };
+    const crashed = new AbortController();
+    const first = a.handle(env.received('m10'), crashed.signal).then(() => 'done', () => 'aborted');
+    for (let i = 0; i < 100 && appends === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(appends).toBe(1);
+    crashed.abort(new Error('Kafka consumer crashed'));
+    // Rejoined and handed the same message again, before the stuck append has failed.
+    const again = a.handle(env.received('m10'), new AbortController().signal);
+    await new Promise((r) => setTimeout(r, 20));
+    failFirst();
+    expect(await first).toBe('aborted');
+    await again;
+    expect(env.log.outcomesFor('m10')).toHaveLength(1);
+  });
+
   it('the claim of a worker that died (no heartbeat) is taken over and answered once', async () => {
     await env.claims.beat('dead', Date.now());
     expect((await env.claims.claim('m4', 'dead', Date.now())).type).toBe('claimed');

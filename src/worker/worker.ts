@@ -7,7 +7,7 @@ import { replyMediaKey } from '../domain/media-keys';
 import { mediaKindName, type InputKind } from '../domain/media-kind';
 import { clientSubject, type Bus } from '../bus/port';
 import { encodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
-import { backoffDelay, retry, sleep } from '../resilience/retry';
+import { abortable, backoffDelay, retry, sleep } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { StorageUnavailableError } from '../domain/errors';
 import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
@@ -88,7 +88,8 @@ export class Worker {
   private consumer?: Consumer;
   private budget: BudgetState = initialBudget();
   private readonly waiters: (() => void)[] = [];
-  private readonly inFlight = new Set<string>();
+  /** Messages in processing here, with the signal that takes each away and its end (see handle). */
+  private readonly inFlight = new Map<string, { signal: AbortSignal; done: Promise<void> }>();
   /** Messages this worker answered lately, oldest first (dedupe by message id). */
   private readonly recentlyDone = new RecentSet<string>(RECENTLY_DONE);
   /** Message ids whose outcome this worker's consumer has read from the log lately, oldest first. */
@@ -164,15 +165,25 @@ export class Worker {
     }
     if (p?.$case !== 'messageReceived') return;
     const id = p.messageReceived.messageId;
-    // The same message appended twice (a resend racing its original): one processing is enough, also when
-    // the first is already answered but the read model the check below reads has not caught up yet.
-    if (this.inFlight.has(id) || this.recentlyDone.has(id)) return;
-    this.inFlight.add(id);
+    const signal = this.signalFor(taken);
+    for (let running = this.inFlight.get(id); running; running = this.inFlight.get(id)) {
+      // The same message appended twice (a resend racing its original): the copy in processing answers it; this
+      // one's offset is above the original's, which holds the commit back until it is done.
+      if (!running.signal.aborted) return;
+      // Handed out again (a rebalance, a consumer restart) while the handling it took away is still unwinding,
+      // e.g. in an append that does not listen to the abort: that one will give the message up, not answer it,
+      // so this copy waits for it to finish and then answers (issue 15, kafka-kill: done at once before, never answered).
+      await abortable(running.done, signal);
+    }
+    // Answered here already, while the read model the checks below read may not have caught up yet.
+    if (this.recentlyDone.has(id)) return;
+    const processing = this.process(e, p.messageReceived, signal).then(() => void this.recentlyDone.add(id));
+    const entry = { signal, done: processing.catch(() => undefined) };
+    this.inFlight.set(id, entry);
     try {
-      await this.process(e, p.messageReceived, this.signalFor(taken));
-      this.recentlyDone.add(id);
+      await processing;
     } finally {
-      this.inFlight.delete(id);
+      if (this.inFlight.get(id) === entry) this.inFlight.delete(id);
     }
   }
 
