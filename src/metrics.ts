@@ -1,4 +1,5 @@
-import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { HotHistogram } from './hot-histogram';
 
 type MetricsJson = MetricObjectWithValues<MetricValue<string>>[];
 
@@ -50,30 +51,30 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     messagesWaiting: new Gauge({ name: 'chatflow_messages_waiting', help: 'Messages in the log not yet taken by a worker (backpressure)', registers: [registry] }),
     responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     storageWaits: new Counter({ name: 'chatflow_storage_waits_total', help: 'Parts of replies (events, media) that had to wait for the disk to take writes again', registers: [registry] }),
-    projectionLagSeconds: new Histogram({
+    projectionLagSeconds: new HotHistogram({
       name: 'chatflow_projection_lag_seconds',
       help: 'From an event\'s time to its projection into the read models (how stale a read can be)',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60],
       registers: [registry],
     }),
-    processingSeconds: new Histogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),
-    transcriptionSeconds: new Histogram({ name: 'chatflow_transcription_seconds', help: 'Time to transcribe a voice message or a video\'s audio track, by engine', labelNames: ['engine'] as const, buckets: latencyBuckets, registers: [registry] }),
-    synthesisSeconds: new Histogram({ name: 'chatflow_synthesis_seconds', help: 'Time to synthesize a whole voice reply, by engine (stage="first" = until its first chunk)', labelNames: ['engine', 'stage'] as const, buckets: latencyBuckets, registers: [registry] }),
-    logAppendSeconds: new Histogram({
+    processingSeconds: new HotHistogram({ name: 'chatflow_processing_seconds', help: 'Processing time reported by the worker', labelNames: ['kind'] as const, buckets: latencyBuckets, registers: [registry] }),
+    transcriptionSeconds: new HotHistogram({ name: 'chatflow_transcription_seconds', help: 'Time to transcribe a voice message or a video\'s audio track, by engine', labelNames: ['engine'] as const, buckets: latencyBuckets, registers: [registry] }),
+    synthesisSeconds: new HotHistogram({ name: 'chatflow_synthesis_seconds', help: 'Time to synthesize a whole voice reply, by engine (stage="first" = until its first chunk)', labelNames: ['engine', 'stage'] as const, buckets: latencyBuckets, registers: [registry] }),
+    logAppendSeconds: new HotHistogram({
       name: 'chatflow_log_append_seconds',
       help: 'From an append to the event log acknowledging it (embedded: fsync; Kafka: acks=all), by topic',
       labelNames: ['topic'] as const,
       buckets: stageBuckets,
       registers: [registry],
     }),
-    logAppendStageSeconds: new Histogram({
+    logAppendStageSeconds: new HotHistogram({
       name: 'chatflow_log_append_stage_seconds',
       help: 'Embedded event log: where an append\'s time went (queue: waiting for the batch before it; write: its batch\'s write + sync; settle: durable until its appender was told)',
       labelNames: ['stage'] as const,
       buckets: stageBuckets,
       registers: [registry],
     }),
-    messageStageSeconds: new Histogram({
+    messageStageSeconds: new HotHistogram({
       name: 'chatflow_message_stage_seconds',
       help: 'Gateway, per client message, from its arrival (decoded): checked (validated, in the session\'s order), stored (media bytes durable), appended (MessageReceived acknowledged by the log), accepted (Accepted handed to the stream); append = append requested → acknowledged. By kind',
       labelNames: ['stage', 'kind'] as const,
@@ -86,28 +87,28 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       labelNames: ['frame'] as const,
       registers: [registry],
     }),
-    mediaPutSeconds: new Histogram({
+    mediaPutSeconds: new HotHistogram({
       name: 'chatflow_media_put_seconds',
       help: 'Storing one media object (upload or reply voice/image), by kind',
       labelNames: ['kind'] as const,
       buckets: stageBuckets,
       registers: [registry],
     }),
-    mongoCommandSeconds: new Histogram({
+    mongoCommandSeconds: new HotHistogram({
       name: 'chatflow_mongo_command_seconds',
       help: 'One MongoDB command (the driver\'s command monitoring), by command name: the count per message says how many round trips a message costs',
       labelNames: ['command'] as const,
       buckets: stageBuckets,
       registers: [registry],
     }),
-    mongoUpdateWaitSeconds: new Histogram({
+    mongoUpdateWaitSeconds: new HotHistogram({
       name: 'chatflow_mongo_update_wait_seconds',
       help: 'How long an update-shaped MongoDB statement waited in the process for a place (CHATFLOW_MONGO_UPDATE_CONCURRENCY) before it was sent, by method',
       labelNames: ['method'] as const,
       buckets: stageBuckets,
       registers: [registry],
     }),
-    replyLatencySeconds: new Histogram({
+    replyLatencySeconds: new HotHistogram({
       name: 'chatflow_reply_latency_seconds',
       help: 'From Accepted to the reply written to the client stream, at the gateway',
       buckets: latencyBuckets,

@@ -39,13 +39,21 @@ export function openEventLog(config: Config, logger: Logger, clientId: string, o
     logger: logger.child({ component: 'eventlog' }),
     repairCommand: `npm run client -- log repair --data-dir ${resolve(config.dataDir)}`,
     onWritable,
-    onAppendTiming: metrics && ((t) => {
-      const h = metrics.logAppendStageSeconds;
-      h.observe({ stage: 'queue' }, t.queue);
-      h.observe({ stage: 'write' }, t.write);
-      h.observe({ stage: 'settle' }, t.settle);
-    }),
+    onAppendTiming: metrics && appendStages(metrics),
   });
+}
+
+/** The embedded log's per-append stages, each into its series (three observations an append: no label lookup). */
+function appendStages(metrics: Metrics): (t: { queue: number; write: number; settle: number }) => void {
+  const h = metrics.logAppendStageSeconds;
+  const queue = h.child({ stage: 'queue' });
+  const write = h.child({ stage: 'write' });
+  const settle = h.child({ stage: 'settle' });
+  return (t) => {
+    queue.observe(t.queue);
+    write.observe(t.write);
+    settle.observe(t.settle);
+  };
 }
 
 /** The registry's own pool: a renewal, a sweep and a few admissions at a time. */

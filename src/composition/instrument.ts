@@ -1,4 +1,4 @@
-import type { Histogram } from 'prom-client';
+import type { HotHistogram } from '../hot-histogram';
 import { topicOf, type EventLog } from '../eventlog/port';
 import type { MediaStore } from '../media/port';
 
@@ -22,7 +22,7 @@ export function decorate<T extends object>(port: T, replaced: Partial<T>): T {
  * profile cannot show (an fsync, a Kafka ack, an S3 PUT). Each wraps the one
  * hot method of its port.
  */
-export function timedEventLog(log: EventLog, seconds: Histogram<'topic'>): EventLog {
+export function timedEventLog(log: EventLog, seconds: HotHistogram<'topic'>): EventLog {
   return decorate(log, {
     append: (event) => {
       let topic = 'unknown'; // an event without a topic: append itself rejects it
@@ -35,7 +35,7 @@ export function timedEventLog(log: EventLog, seconds: Histogram<'topic'>): Event
   });
 }
 
-export function timedMediaStore(media: MediaStore, seconds: Histogram<'kind'>): MediaStore {
+export function timedMediaStore(media: MediaStore, seconds: HotHistogram<'kind'>): MediaStore {
   return decorate(media, {
     put: (key, bytes, mimeType) => {
       const end = seconds.startTimer({ kind: key.startsWith('uploads/') ? 'upload' : key.startsWith('replies/') ? 'reply' : 'other' });

@@ -109,7 +109,15 @@ export class Channel {
       this.scheduled = false;
       const batch = this.out;
       this.out = [];
-      if (batch.length && !this.closedWith) this.port.postMessage(batch);
+      if (!batch.length || this.closedWith) return;
+      try {
+        this.port.postMessage(batch);
+      } catch (err) {
+        // A value structured clone cannot copy (a function, a socket): a DOMException, which reaches the
+        // other thread's 'error' listener as an empty object. An Error naming the ops crosses whole.
+        const ops = [...new Set(batch.map((m) => ('op' in m ? m.op : m.t)))].join(', ');
+        throw new Error(`could not send ${ops} to the other thread: ${err instanceof Error || err instanceof DOMException ? err.message : String(err)}`);
+      }
     });
   }
 

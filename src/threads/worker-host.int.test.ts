@@ -1,3 +1,5 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { loadConfig } from '../config/config';
@@ -51,5 +53,39 @@ describe('the worker thread host', () => {
     await new Promise((res) => setTimeout(res, 200));
     expect(onDied).not.toHaveBeenCalled();
     await r.stop();
+  });
+});
+
+describe('the worker thread\'s figures', () => {
+  it('reach the process\'s /metrics: the thread\'s histograms cross the link and are summed in', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'chatflow-thread-metrics-'));
+    const metrics = createMetrics();
+    const onDied = jest.fn();
+    const r = workerThreadRole({
+      config: { ...loadConfig({ CHATFLOW_DATA_DIR: dataDir }), gatewayId: 'metrics' },
+      logger: pino({ level: 'silent' }),
+      log: { ...log, consume: async () => ({ caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, handedOut: () => undefined, stop: async () => {} }) },
+      bus: { publish: async () => {} },
+      messages: { get: async () => null, find: async () => [] },
+      settled: async () => true,
+      metrics,
+      health: { report: jest.fn() },
+      instance: 'test',
+      media: { baseUrl: 'http://127.0.0.1:1', secret: Buffer.from('s') },
+      onDied,
+    });
+    try {
+      await r.start();
+      metrics.processingSeconds.observe({ kind: 'text' }, 0.2);
+      const body = await metrics.exposition.metrics();
+      // The process's own observation, and the thread's histogram series (its zeros) summed in without a second copy.
+      expect(body).toMatch(/^chatflow_processing_seconds_count\{kind="text"\} 1$/m);
+      expect(body.match(/^chatflow_reply_latency_seconds_count 0$/gm)).toHaveLength(1);
+      await new Promise((res) => setTimeout(res, 100));
+      expect(onDied).not.toHaveBeenCalled();
+    } finally {
+      await r.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
