@@ -854,12 +854,25 @@ function fingerprint(content: NonNullable<UserMessage['content']>): { hash: stri
 /** Observes a message's stages: time since it arrived, or since `from` (stage `append` when `from` is given). */
 type StageTimer = (name: 'checked' | 'stored' | 'appended' | 'accepted', from?: number) => void;
 
-function stageTimer(h: SessionDeps['metrics']['messageStageSeconds'], kind: string): StageTimer {
+type StageHistogram = SessionDeps['metrics']['messageStageSeconds'];
+type StageName = Parameters<StageTimer>[0] | 'append';
+type Series = ReturnType<StageHistogram['child']>;
+
+/** Each message kind's series of each stage, looked up once (five observations a message), made when first observed. */
+const stageSeries = new WeakMap<StageHistogram, Map<string, Partial<Record<StageName, Series>>>>();
+
+function stageTimer(h: StageHistogram, kind: string): StageTimer {
+  let byKind = stageSeries.get(h);
+  if (!byKind) stageSeries.set(h, (byKind = new Map()));
+  let series = byKind.get(kind);
+  if (!series) byKind.set(kind, (series = {}));
+  const s = series;
+  const observe = (stage: StageName, seconds: number) => (s[stage] ??= h.child({ stage, kind })).observe(seconds);
   const t0 = performance.now();
   return (name, from) => {
     const now = performance.now();
-    h.observe({ stage: name, kind }, (now - t0) / 1000);
-    if (from !== undefined) h.observe({ stage: 'append', kind }, (now - from) / 1000);
+    observe(name, (now - t0) / 1000);
+    if (from !== undefined) observe('append', (now - from) / 1000);
   };
 }
 
