@@ -87,7 +87,8 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
 
   async applyMany(id: string, steps: readonly ApplyStep<D>[]): Promise<void> {
     const stored = this.docs.get(id);
-    let doc = stored ? copyOf(stored.doc) : null;
+    // The stored document itself, frozen: evolves are pure (see Collection.apply), so no copy is made for them.
+    let doc = stored ? stored.doc : null;
     let stream = stored?.stream;
     let offset = stored?.offset ?? 0;
     let more = stored?.more;
@@ -105,14 +106,23 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
       }
     }
     if (!changed) return;
-    if (stored) this.unindex(stored.doc);
     if (doc === null) {
-      this.docs.delete(id);
+      if (stored) {
+        this.unindex(stored.doc);
+        this.docs.delete(id);
+      }
       return;
     }
-    const next = this.share({ ...doc, _id: stored?.doc._id ?? this.shared.get(id) ?? id });
+    let next = doc;
+    if (next !== stored?.doc) {
+      // What evolve returned is the store's now (a frozen one, not its own, is copied first).
+      if (Object.isFrozen(next)) next = { ...next };
+      (next as { _id: string })._id = stored?.doc._id ?? this.shared.get(id) ?? id;
+      Object.freeze(this.share(next));
+      if (stored) this.reindex(stored.doc, next);
+      else this.index(next);
+    }
     this.docs.set(next._id, more ? { doc: next, stream: stream!, offset, more } : { doc: next, stream: stream!, offset });
-    this.index(next);
   }
 
   /**
@@ -156,26 +166,39 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
   }
 
   private index(doc: D): void {
-    for (const [field, index] of this.indexes) {
-      const value = doc[field] as Scalar | undefined;
-      if (value === undefined) continue;
-      let ids = index.get(value);
-      if (!ids) {
-        index.set(value, (ids = new Set()));
-        if (typeof value === 'string' && !this.shared.has(value)) this.shared.set(value, value);
-      }
-      ids.add(doc._id);
-    }
+    for (const [field, index] of this.indexes) this.indexValue(index, doc[field] as Scalar | undefined, doc._id);
   }
 
   private unindex(doc: D): void {
+    for (const [field, index] of this.indexes) this.unindexValue(index, doc[field] as Scalar | undefined, doc._id);
+  }
+
+  /** A document written again: only the indexes whose field changed are touched (its _id stays). */
+  private reindex(before: D, after: D): void {
     for (const [field, index] of this.indexes) {
-      const value = doc[field] as Scalar | undefined;
-      if (value === undefined) continue;
-      const ids = index.get(value);
-      ids?.delete(doc._id);
-      if (ids?.size === 0) index.delete(value);
+      const was = before[field] as Scalar | undefined;
+      const now = after[field] as Scalar | undefined;
+      if (was === now) continue;
+      this.unindexValue(index, was, before._id);
+      this.indexValue(index, now, after._id);
     }
+  }
+
+  private indexValue(index: Map<Scalar, Set<string>>, value: Scalar | undefined, id: string): void {
+    if (value === undefined) return;
+    let ids = index.get(value);
+    if (!ids) {
+      index.set(value, (ids = new Set()));
+      if (typeof value === 'string' && !this.shared.has(value)) this.shared.set(value, value);
+    }
+    ids.add(id);
+  }
+
+  private unindexValue(index: Map<Scalar, Set<string>>, value: Scalar | undefined, id: string): void {
+    if (value === undefined) return;
+    const ids = index.get(value);
+    ids?.delete(id);
+    if (ids?.size === 0) index.delete(value);
   }
 }
 

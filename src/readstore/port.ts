@@ -29,7 +29,9 @@ export interface Collection<D extends Doc> {
   /**
    * Applies `evolve` to the document at `id` unless this document already saw
    * `position` (or a later one of the same stream): replays are no-ops.
-   * `evolve` returning null deletes the document.
+   * `evolve` returning null deletes the document. `evolve` is pure: it must
+   * not change the document it is given (the memory store gives it the stored
+   * one, frozen) and hands over what it returns to the store.
    */
   apply(id: string, position: Position, evolve: (doc: D | null) => D | null): Promise<void>;
   /**
