@@ -63,7 +63,7 @@ describe('the compiled server', () => {
   it('`npm start` runs node on the compiled JavaScript, one process under npm; SIGTERM to npm alone drains and exits 0', async () => {
     const s = await start('npm start');
     // npm → node dist/src/main.js (with its young-generation size, see package.json): no shell, no tsx in between.
-    expect(cmdline(s.serverPid)).toBe('node --max-semi-space-size=64 dist/src/main.js');
+    expect(cmdline(s.serverPid)).toBe('node --max-semi-space-size=64 --heap-growing-percent=100 dist/src/main.js');
     expect(ppid(s.serverPid)).toBe(s.proc.pid);
     const health = await fetch(`${s.http}/healthz`);
     expect(health.status).toBe(200);

@@ -44,9 +44,13 @@ export interface Child {
  * big enough that a message's garbage dies young. With the default (16 MB
  * semi-spaces) the ~1,000 messages in flight at saturation outlived two
  * scavenges, were promoted and collected by full GCs (22 % of the event loop);
- * with 64 MB, paired runs: server CPU per message 478 -> 349 µs.
+ * with 64 MB, paired runs: server CPU per message 478 -> 349 µs. And an old
+ * generation that may double before V8 starts marking it: with V8's own
+ * growing factor, a full GC every ~2 s at the reference load (55 in 2 min,
+ * each pausing the loop 5-20 ms) and overhead p99 72-79 ms; with 100 %,
+ * 2 and 30-34 ms (paired runs, README "Where the time goes").
  */
-export const SERVER_NODE_FLAGS = ['--max-semi-space-size=64'];
+export const SERVER_NODE_FLAGS = ['--max-semi-space-size=64', '--heap-growing-percent=100'];
 
 /**
  * The environment `npm start` gives the server (package.json): 16 threads in
