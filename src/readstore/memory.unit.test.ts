@@ -5,6 +5,7 @@ interface Item {
   owner: string;
   seq: number;
   tags?: { first: string };
+  [k: string]: unknown;
 }
 
 describe('memory read store: evolves get the stored document itself', () => {
