@@ -108,6 +108,7 @@ export class HotHistogram<L extends string = string> {
   }
 
   private seriesOf(labels: LabelValues<L>): Series {
+    // Label values are ChatFlow's own names (stages, kinds, topics, command names), never a client's text: no NUL in them.
     let key = '';
     for (const n of this.labelNames) key += `${labels[n] ?? ''}\u0000`;
     let s = this.series.get(key);
