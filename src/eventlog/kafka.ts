@@ -7,7 +7,7 @@ import { committableOf, complete, initialOffsets, track, type OffsetState } from
 import { retry, retryWithBackoff } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { GroupProgress, type GroupOffsets } from './group-progress';
-import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
+import { TOPICS, markMayBeWritten, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface KafkaEventLogOptions {
   brokers: readonly string[];
@@ -147,7 +147,10 @@ export class KafkaEventLog implements EventLog {
         } catch (err) {
           // kafkajs already retried; the caller sees the failure (nothing was acknowledged to the client).
           this.opts.logger.error({ err, events: batch.length }, 'append to Kafka failed');
-          for (const p of batch) p.reject(err instanceof Error ? err : new Error(String(err)));
+          const failure = err instanceof Error ? err : new Error(String(err));
+          // Sent: the broker may have written the batch before it failed to answer (killed in between).
+          if (sent) markMayBeWritten(failure);
+          for (const p of batch) p.reject(failure);
           // A producer that could not connect sent nothing: its sequence numbers are as they were.
           if (sent) await this.renewProducer();
         }

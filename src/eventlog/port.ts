@@ -97,7 +97,11 @@ export interface Consumer {
 export interface EventLog {
   /** Partitions of a topic: the unit of order and of consumer parallelism. */
   partitions(topic: Topic): number;
-  /** Appends one event; resolves only when the event is durable. */
+  /**
+   * Appends one event; resolves only when the event is durable. A rejection
+   * for which mayBeWritten(err) is true may have been written all the same
+   * (Kafka: the request reached a broker that died before answering).
+   */
   append(event: Event): Promise<LoggedEvent>;
   consume(options: ConsumeOptions): Promise<Consumer>;
   /** One past the last offset of (topic, partition) now: where the next append to it will land. */
@@ -111,4 +115,15 @@ export interface EventLog {
    */
   groupCaughtUp?(group: string, topics: readonly Topic[], timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/** Marks an append's failure as one the log may have written all the same (see EventLog.append). */
+export function markMayBeWritten<E extends Error>(err: E): E {
+  (err as E & { appendMayBeWritten?: boolean }).appendMayBeWritten = true;
+  return err;
+}
+
+/** Whether a failed append may have been written all the same: a retry could append it twice. */
+export function mayBeWritten(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { appendMayBeWritten?: unknown }).appendMayBeWritten === true;
 }

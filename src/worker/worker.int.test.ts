@@ -8,7 +8,7 @@ import { MemoryReplyClaims } from '../replies/memory';
 import { FrameFactory } from '../gateway/frames';
 import { inlineRenderer } from '../media/renderer';
 import { createMetrics } from '../metrics';
-import type { ConsumeOptions, Consumer, EventLog, LoggedEvent } from '../eventlog/port';
+import { markMayBeWritten, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent } from '../eventlog/port';
 import type { LlmProvider, LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
 import type { MessageDoc } from '../../projections/models';
@@ -211,6 +211,31 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     expect(env.log.outcomesFor('m10')).toHaveLength(1);
   });
 
+  it('a reply whose append failed after the log had written it (Kafka killed before it answered) is not appended again', async () => {
+    // CI's fault matrix, kafka-kill (2026-11-23 evening): 1 message with two replies in the log. The producer's
+    // request was written by the broker, which died before answering; the append failed as transient and the
+    // worker's retry appended the same reply a second time.
+    const llm = model();
+    llm.release();
+    const a = await env.worker('wA', llm);
+    const append = env.log.append.bind(env.log);
+    let appends = 0;
+    env.log.append = async (event) => {
+      const logged = await append(event);
+      if (appends++ > 0) return logged;
+      // This worker's consumer reads on: it is handed the reply the broker wrote (same partition, after the message).
+      void a.handle(logged, new AbortController().signal);
+      env.log.handed = env.log.appended.length;
+      throw markMayBeWritten(Object.assign(new Error('Connection error: read ECONNRESET'), { code: 'ECONNRESET' }));
+    };
+    const seen: string[] = [];
+    env.bus.subscribe(clientSubject('alice'), (payload) => void seen.push(decodeReplyUpdate(payload).update?.$case ?? ''));
+    await a.handle(env.received('m11'), new AbortController().signal);
+    expect(env.log.outcomesFor('m11')).toHaveLength(1);
+    // And the client still hears of it, with the position the log gave it.
+    expect(seen.filter((u) => u === 'ready')).toHaveLength(1);
+  });
+
   it('the claim of a worker that died (no heartbeat) is taken over and answered once', async () => {
     await env.claims.beat('dead', Date.now());
     expect((await env.claims.claim('m4', 'dead', Date.now())).type).toBe('claimed');
@@ -219,6 +244,23 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     const b = await env.worker('wB', llm);
     await b.handle(env.received('m4'), new AbortController().signal);
     expect(env.log.outcomesFor('m4')).toHaveLength(1);
+  });
+
+  it('a reply whose append failed and may have been written, but was not, is appended once the log says so', async () => {
+    const llm = model();
+    llm.release();
+    const a = await env.worker('wA', llm);
+    const append = env.log.append.bind(env.log);
+    let appends = 0;
+    env.log.append = async (event) => {
+      if (appends++ > 0) return append(event);
+      // This worker's consumer has read the whole partition: no reply of m12 in it.
+      env.log.handed = env.log.appended.length;
+      throw markMayBeWritten(Object.assign(new Error('Request timed out'), { code: 'ETIMEDOUT' }));
+    };
+    await a.handle(env.received('m12'), new AbortController().signal);
+    expect(appends).toBe(2);
+    expect(env.log.outcomesFor('m12')).toHaveLength(1);
   });
 
   it('an outcome recorded by a worker that died before appending it is appended once; one it did append is not appended again', async () => {

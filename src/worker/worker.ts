@@ -10,7 +10,7 @@ import { encodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
 import { abortable, backoffDelay, retry, sleep } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { StorageUnavailableError } from '../domain/errors';
-import type { Consumer, EventLog, LoggedEvent } from '../eventlog/port';
+import { mayBeWritten, type Consumer, type EventLog, type LoggedEvent } from '../eventlog/port';
 import { LlmError, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
 import type { ReplyMediaRenderer } from '../media/renderer';
@@ -18,11 +18,13 @@ import { formatLocalTime } from '../domain/local-time';
 import type { Collection } from '../readstore/port';
 import type { ClaimResult, ReplyClaims } from '../replies/port';
 import type { Metrics } from '../metrics';
+import { failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
 import { hear, type Heard, type SpeechEngines } from '../speech/hearing';
 import { SpeechError } from '../speech/port';
 import { wavFromPcm16 } from '../media/wav';
 import { encodePng } from '../media/png';
+import { RecentMap } from '../domain/recent-map';
 import { RecentSet } from '../domain/recent-set';
 import { encode } from '../encode';
 
@@ -93,7 +95,8 @@ export class Worker {
   /** Messages this worker answered lately, oldest first (dedupe by message id). */
   private readonly recentlyDone = new RecentSet<string>(RECENTLY_DONE);
   /** Message ids whose outcome this worker's consumer has read from the log lately, oldest first. */
-  private readonly outcomesInLog = new RecentSet<string>(RECENTLY_DONE);
+  /** Outcomes this worker's consumer was handed, by the message they answer: where the log holds them. */
+  private readonly outcomesInLog = new RecentMap<string, Omit<LoggedEvent, 'event'>>(RECENTLY_DONE);
   private readonly abort = new AbortController();
   private readonly signals = new WeakMap<AbortSignal, AbortSignal>();
   private lagTimer?: NodeJS.Timeout;
@@ -161,7 +164,7 @@ export class Worker {
     const answered = p?.$case === 'responseProduced' ? p.responseProduced.inReplyTo : p?.$case === 'processingFailed' ? p.processingFailed.inReplyTo : undefined;
     if (answered !== undefined) {
       // Seen in the log itself: what `confirm` trusts before any read model.
-      this.outcomesInLog.add(answered);
+      this.outcomesInLog.set(answered, { topic: e.topic, partition: e.partition, offset: e.offset, seq: e.seq });
     }
     if (p?.$case !== 'messageReceived') return;
     const id = p.messageReceived.messageId;
@@ -231,7 +234,7 @@ export class Worker {
     const started = this.deps.clock();
     const kind = inputKind(m);
     try {
-      const outcome = await this.produce(event, m, kind, started, claim.gen, signal);
+      const outcome = await this.produce(source, m, kind, started, claim.gen, signal);
       this.deps.metrics.responses.inc({ outcome });
     } catch (err) {
       // Taken away: give the message up so its new owner starts at once instead of waiting for this worker to die.
@@ -278,7 +281,7 @@ export class Worker {
   private async confirm(source: LoggedEvent, messageId: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
     if (!(await this.outcomeInLog(source, messageId, signal))) {
       this.deps.logger.warn({ messageId }, 'appending the outcome a stopped worker recorded but did not append');
-      await this.deliver(source.event, await this.appendOutcome(Event.decode(bytes), signal));
+      await this.deliver(source.event, await this.appendOutcome(source, messageId, Event.decode(bytes), signal));
     }
     await this.deps.claims.confirmAppended(messageId, this.deps.clock());
   }
@@ -312,7 +315,7 @@ export class Worker {
    * marks the record appended (`delivered`); a failure in between leaves it
    * for `confirm`.
    */
-  private async commit(messageId: string, gen: number, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
+  private async commit(source: LoggedEvent, messageId: string, gen: number, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
     // The outcome is made: a claims store failing for a moment (a restart, a lost connection) is waited out, as
     // the log is in appendOutcome, instead of turning a reply into a failure.
     const bytes = encode(Event, outcome);
@@ -324,7 +327,7 @@ export class Worker {
       this.deps.logger.info({ messageId }, 'another worker answered this message first; this outcome is dropped');
       return null;
     }
-    return this.appendOutcome(outcome, signal);
+    return this.appendOutcome(source, messageId, outcome, signal);
   }
 
   /**
@@ -354,7 +357,8 @@ export class Worker {
     }
   }
 
-  private async produce(event: Event, m: MessageReceived, kind: InputKind, started: number, gen: number, signal: AbortSignal): Promise<'answered' | 'failed' | 'superseded'> {
+  private async produce(source: LoggedEvent, m: MessageReceived, kind: InputKind, started: number, gen: number, signal: AbortSignal): Promise<'answered' | 'failed' | 'superseded'> {
+    const event = source.event;
     const subject = clientSubject(event.clientId);
     const request: LlmRequest = {
       messageId: m.messageId,
@@ -394,7 +398,7 @@ export class Worker {
         const processingMs = this.deps.clock() - started;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
         signal.throwIfAborted();
-        const logged = await this.commit(m.messageId, gen, this.event(event, {
+        const logged = await this.commit(source, m.messageId, gen, this.event(event, {
           $case: 'responseProduced',
           responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
         }), signal);
@@ -413,7 +417,7 @@ export class Worker {
         }
         const { code, message, retryAfterMs } = this.failureOf(err, m.messageId);
         const transcript = heard?.transcript?.text ?? '';
-        const logged = await this.commit(m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript, retryAfterMs } }), signal);
+        const logged = await this.commit(source, m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript, retryAfterMs } }), signal);
         if (!logged) return 'superseded';
         await this.delivered(event, m.messageId, logged);
         return 'failed';
@@ -439,9 +443,54 @@ export class Worker {
     return { code: 'INTERNAL', message: 'the reply could not be produced', retryAfterMs: 0 };
   }
 
-  /** Appends a reply or a failure, waiting out a full disk or an unreachable log as long as it takes (see untilStored). */
-  private appendOutcome(outcome: Event, signal: AbortSignal): Promise<LoggedEvent> {
-    return this.untilStored('reply', () => this.deps.log.append(outcome), signal);
+  /**
+   * Appends a reply or a failure, waiting out a full disk or an unreachable
+   * log as long as it takes (see untilStored). An attempt that failed may
+   * have been written all the same (Kafka killed between writing a request
+   * and answering it): before the next, the log is asked whether it holds the
+   * message's outcome now (outcomeInLog) and, if so, no second copy goes in;
+   * what is returned then is the outcome at the position this worker's
+   * consumer read it, or the read models give (issue 10, kafka-kill in CI:
+   * one message with two replies in the log).
+   */
+  private appendOutcome(source: LoggedEvent, messageId: string, outcome: Event, signal: AbortSignal): Promise<LoggedEvent> {
+    let failed = false; // an attempt failed that the log may have written
+    return this.untilStored('reply', async () => {
+      if (failed) {
+        const logged = await this.loggedOutcome(source, messageId, outcome, signal);
+        if (logged) return logged;
+      }
+      try {
+        return await this.deps.log.append(outcome);
+      } catch (err) {
+        failed ||= mayBeWritten(err);
+        throw err;
+      }
+    }, signal);
+  }
+
+  /**
+   * The outcome of `messageId` as the log holds it, or null if it does not.
+   * Not knowing yet (neither this worker's reading nor the read models have
+   * caught up) is a wait, never a "no": a "no" appends it again.
+   */
+  private async loggedOutcome(source: LoggedEvent, messageId: string, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
+    let inLog: boolean;
+    try {
+      inLog = await this.outcomeInLog(source, messageId, signal);
+    } catch (err) {
+      if (signal.aborted) throw err;
+      throw Object.assign(new Error(`whether the outcome of ${messageId} reached the log is not known yet: ${(err as Error).message}`), { kind: 'UNAVAILABLE' });
+    }
+    if (!inLog) return null;
+    const at = this.outcomesInLog.get(messageId);
+    if (at) return { ...at, event: outcome };
+    // Known from the read models: the outcome's own document has its position.
+    const p = outcome.payload;
+    const doc = await this.deps.messages.get(p?.$case === 'responseProduced' ? p.responseProduced.messageId : failureIdFor(messageId));
+    // The message's document says answered, its reply's is not written yet (one batch's documents go in parallel).
+    if (!doc) throw Object.assign(new Error(`the outcome of ${messageId} is in the log, its position not yet in the read models`), { kind: 'UNAVAILABLE' });
+    return { topic: source.topic, partition: source.partition, offset: doc.seq - 1, seq: doc.seq, event: outcome };
   }
 
   /**
