@@ -94,8 +94,7 @@ export class Worker {
   private readonly inFlight = new Map<string, { signal: AbortSignal; done: Promise<void> }>();
   /** Messages this worker answered lately, oldest first (dedupe by message id). */
   private readonly recentlyDone = new RecentSet<string>(RECENTLY_DONE);
-  /** Message ids whose outcome this worker's consumer has read from the log lately, oldest first. */
-  /** Outcomes this worker's consumer was handed, by the message they answer: where the log holds them. */
+  /** Outcomes this worker's consumer has read from the log lately, by the message they answer, and where (oldest forgotten first). */
   private readonly outcomesInLog = new RecentMap<string, Omit<LoggedEvent, 'event'>>(RECENTLY_DONE);
   private readonly abort = new AbortController();
   private readonly signals = new WeakMap<AbortSignal, AbortSignal>();
