@@ -98,6 +98,23 @@ function setup() {
   return { log, bus, claims, messages, worker, received, stopAll: () => Promise.all(workers.map((w) => w.stop(0))) };
 }
 
+/**
+ * The log's first append fails with an error the log may have written
+ * (Kafka killed before it answered); `first` runs before the throw, given
+ * what the append logged (null: it was not written). Later appends go through.
+ * Returns how many appends were tried.
+ */
+function firstAppendUncertain(log: DrivenLog, written: boolean, first: (logged: LoggedEvent | null) => void): () => number {
+  const append = log.append.bind(log);
+  let appends = 0;
+  log.append = async (event) => {
+    if (appends++ > 0) return append(event);
+    first(written ? await append(event) : null);
+    throw markMayBeWritten(Object.assign(new Error('Connection error: read ECONNRESET'), { code: 'ECONNRESET' }));
+  };
+  return () => appends;
+}
+
 describe('Worker: exactly one reply per message id, whatever the read model says', () => {
   let env: ReturnType<typeof setup>;
   beforeEach(() => (env = setup()));
@@ -218,16 +235,11 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     const llm = model();
     llm.release();
     const a = await env.worker('wA', llm);
-    const append = env.log.append.bind(env.log);
-    let appends = 0;
-    env.log.append = async (event) => {
-      const logged = await append(event);
-      if (appends++ > 0) return logged;
+    firstAppendUncertain(env.log, true, (logged) => {
       // This worker's consumer reads on: it is handed the reply the broker wrote (same partition, after the message).
-      void a.handle(logged, new AbortController().signal);
+      void a.handle(logged!, new AbortController().signal);
       env.log.handed = env.log.appended.length;
-      throw markMayBeWritten(Object.assign(new Error('Connection error: read ECONNRESET'), { code: 'ECONNRESET' }));
-    };
+    });
     const seen: string[] = [];
     env.bus.subscribe(clientSubject('alice'), (payload) => void seen.push(decodeReplyUpdate(payload).update?.$case ?? ''));
     await a.handle(env.received('m11'), new AbortController().signal);
@@ -250,16 +262,12 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     const llm = model();
     llm.release();
     const a = await env.worker('wA', llm);
-    const append = env.log.append.bind(env.log);
-    let appends = 0;
-    env.log.append = async (event) => {
-      if (appends++ > 0) return append(event);
+    const appends = firstAppendUncertain(env.log, false, () => {
       // This worker's consumer has read the whole partition: no reply of m12 in it.
       env.log.handed = env.log.appended.length;
-      throw markMayBeWritten(Object.assign(new Error('Request timed out'), { code: 'ETIMEDOUT' }));
-    };
+    });
     await a.handle(env.received('m12'), new AbortController().signal);
-    expect(appends).toBe(2);
+    expect(appends()).toBe(2);
     expect(env.log.outcomesFor('m12')).toHaveLength(1);
   });
 
