@@ -24,9 +24,10 @@ import type { Decider } from './decider';
  * outcome only if it is not there.
  *
  * Adapters store each generation and the outcome as separate records keyed
- * `<messageId>#<gen>` and `<messageId>#outcome`: each event below is one insert
- * on a unique key (atomic on MongoDB and on FerretDB v1 alike) or an update of
- * a record only its owner writes.
+ * `<messageId>#<gen>` and `<messageId>#outcome` (and, in MongoDB, the outcome's
+ * being appended as a third, `<messageId>#appended`): each event below is one
+ * insert on a unique key (atomic on MongoDB and on FerretDB v1 alike) or an
+ * update of a record only its owner writes.
  */
 
 export interface ClaimRecord {
@@ -78,15 +79,6 @@ export type ReplyClaimEvent =
   | { type: 'Appended'; at: number }
   | { type: 'Beaten'; owner: string; at: number };
 
-/**
- * When ConfirmAppended records anything, as data: the message has an outcome
- * record and its `appended` is `outcomeAppended`. The decider applies it to a
- * state; an adapter that confirms in one conditional write, without reading
- * the records first, translates it into that write's filter
- * (src/replies/mongo.ts), so both follow one rule.
- */
-export const CONFIRM_APPENDED_IF = { outcomeAppended: false } as const;
-
 function alive(state: ReplyClaimState, owner: string, now: number, deadAfterMs: number): boolean {
   const at = state.beats[owner];
   return at !== undefined && now - at < deadAfterMs;
@@ -134,7 +126,7 @@ export const replyClaim: Decider<ReplyClaimCommand, ReplyClaimEvent, ReplyClaimS
         return c && !c.released && !state.outcome?.appended ? [{ type: 'Released', gen: c.gen, owner: c.owner }] : [];
       }
       case 'ConfirmAppended':
-        return state.outcome !== null && state.outcome.appended === CONFIRM_APPENDED_IF.outcomeAppended ? [{ type: 'Appended', at: command.now }] : [];
+        return state.outcome !== null && !state.outcome.appended ? [{ type: 'Appended', at: command.now }] : [];
       case 'Beat':
         return [{ type: 'Beaten', owner: command.owner, at: command.now }];
     }

@@ -2,7 +2,7 @@ import type { Collection as MongoColl, Db } from 'mongodb';
 import type { Logger } from 'pino';
 import { isDuplicateKeyError } from '../readstore/mongo-client';
 import { RecentMap } from '../domain/recent-map';
-import { beatPrunable, CONFIRM_APPENDED_IF, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
+import { beatPrunable, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
 import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
 
 export const REPLY_CLAIMS_COLLECTION = 'reply_claims';
@@ -21,9 +21,27 @@ interface ClaimDoc {
   released?: boolean;
   /** Outcome records only. */
   event?: Uint8Array | { buffer: Uint8Array };
+  /** Outcome records written before the appended mark existed (see MarkDoc): set by an update then. */
   appended?: boolean;
   appendedAt?: number;
 }
+
+/**
+ * `<messageId>#appended`: the message's outcome is in the log (since
+ * `appendedAt`). Inserted, never updated: marking every outcome appended was
+ * the workers' one update per message, and on FerretDB v1 updates wait for
+ * one another (the process's update gate, FerretDB's pool) where inserts do
+ * not (issue 15: stack saturate spent ~2.5 s p50 of each message's budget slot
+ * waiting there).
+ */
+interface MarkDoc {
+  _id: string;
+  messageId: string;
+  appendedAt: number;
+}
+
+const outcomeId = (messageId: string) => `${messageId}#outcome`;
+const markId = (messageId: string) => `${messageId}#appended`;
 
 interface BeatDoc {
   _id: string;
@@ -41,19 +59,25 @@ export interface MongoReplyClaimsOptions extends ReplyClaimsOptions {
  * generation's claim and the outcome are inserted on unique `_id`s — the one
  * primitive atomic on FerretDB v1 as on MongoDB — so of two workers taking the
  * same generation, or committing an outcome, exactly one insert succeeds; the
- * other reads again and the decider decides again. The only updates are an
- * owner marking its own claim released and the outcome appended. Heartbeats
- * are one document per worker process.
+ * other reads again and the decider decides again. The outcome is marked
+ * appended by inserting a mark beside it (MarkDoc). The only update on the
+ * way of a message is an owner marking its own claim released (a partition
+ * moved). Heartbeats are one document per worker process.
  */
 export class MongoReplyClaims implements ReplyClaims {
   private readonly coll: MongoColl<ClaimDoc>;
+  /** The same collection, for the appended marks. */
+  private readonly marks: MongoColl<MarkDoc>;
   private readonly beats: MongoColl<BeatDoc>;
   /** Claims this process inserted and has not committed yet: their commit need not read them back. */
   private readonly held = new HeldClaims();
+  /** Outcomes this process recorded, or found recorded and not appended: their confirmation need not read them. */
+  private readonly unappended = new RecentMap<string, OutcomeRecord>(HELD_MAX);
   readonly deadAfterMs: number;
 
   private constructor(db: Db, private readonly options: MongoReplyClaimsOptions) {
     this.coll = db.collection<ClaimDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION);
+    this.marks = db.collection<MarkDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION);
     this.beats = db.collection<BeatDoc>(options.heartbeats ?? HEARTBEATS_COLLECTION);
     this.deadAfterMs = options.deadAfterMs;
   }
@@ -67,23 +91,24 @@ export class MongoReplyClaims implements ReplyClaims {
    * The message's records and (for a Claim, the only command that asks who is
    * alive) the heartbeats of their owners. Read by `_id` only — the one lookup
    * FerretDB v1 answers from an index (any other filter scans the collection,
-   * which grows by a few documents per message): the outcome and generation 1
-   * at once, then generation after generation while there is one.
+   * which grows by a few documents per message): the outcome, its appended
+   * mark and generation 1 at once, then generation after generation while
+   * there is one.
    */
   private async state(messageId: string, withBeats: boolean): Promise<ReplyClaimState> {
     const byId = (id: string) => this.coll.findOne({ _id: id });
-    const [recorded, first] = await Promise.all([byId(`${messageId}#outcome`), byId(`${messageId}#1`)]);
-    const docs = recorded ? [recorded] : [];
-    for (let d = first, gen = 1; d; d = await byId(`${messageId}#${++gen}`)) docs.push(d);
+    const [outcome, first] = await Promise.all([this.outcome(messageId), byId(`${messageId}#1`)]);
     const claims: ClaimRecord[] = [];
-    let outcome: OutcomeRecord | null = null;
-    for (const d of docs) {
-      if (d._id.endsWith('#outcome')) outcome = { gen: d.gen, owner: d.owner, appended: d.appended === true, event: bytes(d.event), ...(d.appendedAt !== undefined ? { appendedAt: d.appendedAt } : {}) };
-      else claims.push({ gen: d.gen, owner: d.owner, released: d.released === true });
-    }
-    const owners = [...new Set(docs.map((d) => d.owner))];
+    for (let d = first, gen = 1; d; d = await byId(`${messageId}#${++gen}`)) claims.push({ gen: d.gen, owner: d.owner, released: d.released === true });
+    const owners = [...new Set([...claims.map((c) => c.owner), ...(outcome && outcome.owner !== '' ? [outcome.owner] : [])])];
     const beats = owners.length === 0 || !withBeats ? [] : await Promise.all(owners.map((o) => this.beats.findOne({ _id: o })));
     return { claims, outcome, beats: Object.fromEntries(beats.flatMap((b) => (b ? [[b._id, b.at]] : []))) };
+  }
+
+  /** The message's outcome record as the decider sees it: the record and its appended mark, read at once. */
+  private async outcome(messageId: string): Promise<OutcomeRecord | null> {
+    const [recorded, mark] = await Promise.all([this.coll.findOne({ _id: outcomeId(messageId) }), this.marks.findOne({ _id: markId(messageId) })]);
+    return outcomeOf(recorded, mark);
   }
 
   private async decide(messageId: string, command: ReplyClaimCommand): Promise<ReplyClaimEvent[]> {
@@ -96,6 +121,7 @@ export class MongoReplyClaims implements ReplyClaims {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const events = await this.decide(messageId, { type: 'Claim', owner, now, deadAfterMs: this.deadAfterMs });
       const first = events[0];
+      if (first?.type === 'Unconfirmed') this.unappended.set(messageId, first.outcome);
       if (first?.type !== 'Claimed') return claimResultOf(events);
       try {
         await this.coll.insertOne({ _id: `${messageId}#${first.gen}`, messageId, gen: first.gen, owner });
@@ -114,10 +140,10 @@ export class MongoReplyClaims implements ReplyClaims {
   /**
    * The common case in one round trip: a message nobody has claimed. Inserting
    * generation 1 succeeds only then (unique `_id`), and with no claim there is no
-   * outcome — read beside the insert all the same, so records a pruner left
-   * half-deleted still answer what the decider would, unless the caller knows
-   * no prune has touched them (`intact`: one command). Null: there were
-   * records; decide on them.
+   * outcome — read beside the insert all the same (with its mark), so records
+   * a pruner left half-deleted still answer what the decider would, unless the
+   * caller knows no prune has touched them (`intact`: one command). Null: there
+   * were records; decide on them.
    */
   private async claimFirst(messageId: string, owner: string, intact: boolean): Promise<ClaimResult | null> {
     const [inserted, recorded] = await Promise.all([
@@ -128,7 +154,7 @@ export class MongoReplyClaims implements ReplyClaims {
           throw err;
         },
       ),
-      intact ? null : this.coll.findOne({ _id: `${messageId}#outcome` }),
+      intact ? null : this.outcome(messageId),
     ]);
     if (inserted) this.held.add(messageId, 1, owner);
     if (!inserted || recorded) return null;
@@ -149,14 +175,18 @@ export class MongoReplyClaims implements ReplyClaims {
     this.held.delete(messageId);
     const events = replyClaim.decide({ type: 'Commit', owner, gen, event }, { claims, outcome: null, beats: {} });
     if (events[0]?.type !== 'Committed') return false;
-    try {
-      await this.coll.insertOne({ _id: `${messageId}#outcome`, messageId, gen, owner, event: Buffer.from(event), appended: false });
+    const mine = (): true => {
+      this.unappended.set(messageId, { gen, owner, event: NO_BYTES, appended: false });
       return true;
+    };
+    try {
+      await this.coll.insertOne({ _id: outcomeId(messageId), messageId, gen, owner, event: Buffer.from(event) });
+      return mine();
     } catch (err) {
       if (!isDuplicateKeyError(err)) throw err;
       // Recorded first by someone else — or by this very commit, whose answer was lost: only then is it ours.
-      const recorded = await this.coll.findOne({ _id: `${messageId}#outcome` });
-      return recorded?.owner === owner && recorded.gen === gen;
+      const recorded = await this.coll.findOne({ _id: outcomeId(messageId) });
+      return recorded?.owner === owner && recorded.gen === gen ? mine() : false;
     }
   }
 
@@ -166,23 +196,27 @@ export class MongoReplyClaims implements ReplyClaims {
   }
 
   /**
-   * One conditional update, decided by the decider: its filter is the
-   * decider's condition (CONFIRM_APPENDED_IF: an outcome record not yet
-   * appended), and what it sets is the decider's event evolved into the record
-   * it would have, on the state that condition stands for. A record the filter
-   * does not match is one the decider leaves alone. Idempotent, so FerretDB's
-   * non-atomic conditional update cannot do harm here. The recorded event's
-   * bytes are dropped once it is in the log (nobody appends it again).
+   * The decider's ConfirmAppended on the message's outcome, as one insert of
+   * its appended mark. The outcome is read first only when this process did
+   * not record it or find it unconfirmed itself (an outcome record is never
+   * removed before it is appended, so what it knows stays true). A mark that
+   * exists already (duplicate key) is the decider's "nothing to do": the
+   * outcome was appended. The recorded event's bytes stay until the records
+   * are pruned.
    */
   async confirmAppended(messageId: string, now: number): Promise<void> {
-    const matched: ReplyClaimState = { claims: [], beats: {}, outcome: { gen: 0, owner: '', event: new Uint8Array(), appended: CONFIRM_APPENDED_IF.outcomeAppended } };
-    const events = replyClaim.decide({ type: 'ConfirmAppended', now }, matched);
-    const after = events.reduce(replyClaim.evolve, matched).outcome;
-    if (events.length === 0 || !after) return;
-    await this.coll.updateOne(
-      { _id: `${messageId}#outcome`, appended: CONFIRM_APPENDED_IF.outcomeAppended },
-      { $set: { appended: after.appended, ...(after.appendedAt !== undefined ? { appendedAt: after.appendedAt } : {}) }, $unset: { event: '' } },
-    );
+    const known = this.unappended.get(messageId);
+    const state: ReplyClaimState = { claims: [], beats: {}, outcome: known ?? (await this.outcome(messageId)) };
+    const events = replyClaim.decide({ type: 'ConfirmAppended', now }, state);
+    const after = events.reduce(replyClaim.evolve, state).outcome;
+    if (events.length > 0 && after?.appended) {
+      try {
+        await this.marks.insertOne({ _id: markId(messageId), messageId, appendedAt: after.appendedAt ?? now });
+      } catch (err) {
+        if (!isDuplicateKeyError(err)) throw err;
+      }
+    }
+    this.unappended.delete(messageId);
   }
 
   async release(messageId: string, owner: string, gen: number): Promise<void> {
@@ -197,23 +231,27 @@ export class MongoReplyClaims implements ReplyClaims {
 
   /**
    * claimsPrunable as queries (each scans the collection on FerretDB v1, so it
-   * runs seldom, not per message): the generations of each message go before
-   * its outcome, so a prune cut short leaves an outcome that still answers
-   * "answered" and is taken by the next prune. An outcome appended before
-   * `appendedAt` was kept gets it now, and goes `keepMs` later.
+   * runs seldom, not per message): a message's generations go first, then its
+   * outcome, then its appended mark, so a prune cut short leaves records that
+   * still answer "answered" (a mark alone does) and are taken by the next
+   * prune. An outcome appended by an update (before the marks) without
+   * `appendedAt` gets it now, and goes `keepMs` later.
    */
   async prune(now: number, keepMs: number): Promise<{ messages: number; heartbeats: number }> {
     await this.coll.updateMany({ appended: true, appendedAt: { $exists: false } }, { $set: { appendedAt: now } });
-    const done = await this.coll.find({ appended: true, appendedAt: { $lte: now - keepMs } }, { projection: { messageId: 1 } }).limit(PRUNE_BATCH).toArray();
-    if (done.length > 0) {
-      const outcomes = done.map((d) => d._id);
-      await this.coll.deleteMany({ messageId: { $in: done.map((d) => d.messageId) }, _id: { $nin: outcomes } });
+    const done = await this.coll.find({ appendedAt: { $lte: now - keepMs } }, { projection: { messageId: 1 } }).limit(PRUNE_BATCH).toArray();
+    const messages = [...new Set(done.map((d) => d.messageId))];
+    if (messages.length > 0) {
+      const outcomes = messages.map(outcomeId);
+      const marks = messages.map(markId);
+      await this.coll.deleteMany({ messageId: { $in: messages }, _id: { $nin: [...outcomes, ...marks] } });
       await this.coll.deleteMany({ _id: { $in: outcomes } });
+      await this.coll.deleteMany({ _id: { $in: marks } });
     }
     const silent = (await this.beats.find({}).toArray()).filter((b) => beatPrunable(b.at, now, this.deadAfterMs, keepMs)).map((b) => b._id);
     // A worker beating again meanwhile is not removed (its beat is past the bound), or else recreated by its next beat.
     const gone = silent.length === 0 ? 0 : (await this.beats.deleteMany({ _id: { $in: silent }, at: { $lte: now - Math.max(keepMs, 10 * this.deadAfterMs) } })).deletedCount;
-    return { messages: done.length, heartbeats: gone };
+    return { messages: messages.length, heartbeats: gone };
   }
 
   async close(): Promise<void> {}
@@ -236,8 +274,23 @@ class HeldClaims {
   }
 }
 
+const NO_BYTES = new Uint8Array(0);
+
+/**
+ * The outcome as the decider sees it: the record, appended if it has a mark
+ * (or was marked by an update before the marks). A mark without its record is
+ * a prune cut short between the two (the mark goes last): the outcome was
+ * appended, and that is all that still decides anything.
+ */
+function outcomeOf(recorded: ClaimDoc | null, mark: MarkDoc | null): OutcomeRecord | null {
+  const appendedAt = mark?.appendedAt ?? recorded?.appendedAt;
+  const at = appendedAt !== undefined ? { appendedAt } : {};
+  if (recorded) return { gen: recorded.gen, owner: recorded.owner, event: bytes(recorded.event), appended: mark !== null || recorded.appended === true, ...at };
+  return mark ? { gen: 0, owner: '', event: NO_BYTES, appended: true, ...at } : null;
+}
+
 function bytes(v: ClaimDoc['event']): Uint8Array {
-  if (!v) return new Uint8Array();
+  if (!v) return NO_BYTES;
   if (v instanceof Uint8Array) return v;
   return new Uint8Array(v.buffer);
 }

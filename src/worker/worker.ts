@@ -331,9 +331,8 @@ export class Worker {
 
   /**
    * Tells the client's gateway about an appended outcome, then marks it
-   * appended in the claims. The reply does not wait for that mark (issue 15:
-   * an update, which waits behind the process's other updates and FerretDB's
-   * one writer); the message's budget slot does, so marks cannot pile up.
+   * appended in the claims. The reply does not wait for that mark (one more
+   * write, issue 15); the message's budget slot does, so marks cannot pile up.
    */
   private async delivered(source: Event, messageId: string, logged: LoggedEvent): Promise<void> {
     try {
