@@ -405,4 +405,38 @@ describe('Worker: what a reply waits for', () => {
     expect(confirmed).toBe(true);
     expect(a.w.processing).toBe(0);
   });
+
+  // An outcome left unmarked while its worker lives makes a copy of the message handed to another worker (a
+  // partition that moved, a resend appended twice) wait as long as that worker lives: "busy", never answered.
+  it('a mark that fails for a moment (the claims database restarting) is retried, not dropped', async () => {
+    const llm = model();
+    llm.release();
+    const confirm = env.claims.confirmAppended.bind(env.claims);
+    let tries = 0;
+    env.claims.confirmAppended = async (...args: Parameters<typeof confirm>) => {
+      if (tries++ === 0) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:27017'), { code: 'ECONNREFUSED' });
+      return confirm(...args);
+    };
+    const a = await env.worker('wA', llm);
+    await a.handle(env.received('m1'), new AbortController().signal);
+    await env.claims.beat('wB', Date.now());
+    expect(await env.claims.claim('m1', 'wB', Date.now())).toEqual({ type: 'answered' });
+    expect(tries).toBe(2);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+  });
+
+  it('a message taken away while its mark keeps failing is given up, so its next owner checks the log instead of waiting', async () => {
+    const llm = model();
+    llm.release();
+    const taken = new AbortController();
+    env.claims.confirmAppended = async () => {
+      taken.abort(new Error('partition revoked'));
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:27017'), { code: 'ECONNREFUSED' });
+    };
+    const a = await env.worker('wA', llm);
+    await expect(a.handle(env.received('m1'), taken.signal)).rejects.toThrow(/ECONNREFUSED/);
+    await env.claims.beat('wB', Date.now());
+    expect((await env.claims.claim('m1', 'wB', Date.now())).type).toBe('unconfirmed');
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+  });
 });

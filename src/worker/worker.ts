@@ -334,11 +334,33 @@ export class Worker {
    * appended in the claims. The reply does not wait for that mark (one more
    * write, issue 15); the message's budget slot does, so marks cannot pile up.
    */
-  private async delivered(source: Event, messageId: string, logged: LoggedEvent): Promise<void> {
+  private async delivered(source: Event, messageId: string, logged: LoggedEvent, signal: AbortSignal): Promise<void> {
     try {
       await this.deliver(source, logged);
     } finally {
-      await this.deps.claims.confirmAppended(messageId, this.deps.clock()).catch((err: unknown) => this.deps.logger.warn({ err, messageId }, 'could not mark the outcome appended'));
+      await this.markAppended(messageId, signal);
+    }
+  }
+
+  /**
+   * Marks the outcome appended, waiting out a claims store that fails for a
+   * moment: an outcome left unmarked while this worker lives would make a copy
+   * of the message handed to another worker (a partition that moved, a resend
+   * appended twice) wait as long as this worker lives. Stops when the message
+   * is taken away (the caller gives the claim up, and the next owner checks
+   * the log) or on an error that waiting cannot cure (logged). Never throws
+   * otherwise: the outcome is in the log, and the caller must not answer again.
+   */
+  private async markAppended(messageId: string, signal: AbortSignal): Promise<void> {
+    try {
+      // Tried at least once even when the message was just taken away: it is in the log, and saying so spares its next owner a look.
+      await retry(() => this.deps.claims.confirmAppended(messageId, this.deps.clock()), {
+        baseMs: 50, maxMs: OUTCOME_RETRY_MAX_MS, retryable: (err) => !signal.aborted && isTransient(err),
+        onRetry: ({ err, attempt }) => attempt === 1 && this.deps.logger.warn({ err, messageId }, 'the outcome cannot be marked appended yet; retrying until it can'),
+      });
+    } catch (err) {
+      if (signal.aborted) throw err;
+      this.deps.logger.error({ err, messageId }, 'could not mark the outcome appended');
     }
   }
 
@@ -402,7 +424,7 @@ export class Worker {
         }), signal);
         if (!logged) return 'superseded';
         this.deps.metrics.processingSeconds.observe({ kind }, processingMs / 1000);
-        await this.delivered(event, m.messageId, logged);
+        await this.delivered(event, m.messageId, logged, signal);
         return 'answered';
       } catch (err) {
         if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
@@ -417,7 +439,7 @@ export class Worker {
         const transcript = heard?.transcript?.text ?? '';
         const logged = await this.commit(source, m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript, retryAfterMs } }), signal);
         if (!logged) return 'superseded';
-        await this.delivered(event, m.messageId, logged);
+        await this.delivered(event, m.messageId, logged, signal);
         return 'failed';
       }
     }
