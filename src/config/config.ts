@@ -116,6 +116,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutMs: c.CHATFLOW_SPEECH_TIMEOUT_MS,
       dir: c.CHATFLOW_SPEECH_DIR,
       ffmpeg: c.CHATFLOW_FFMPEG,
+      ffmpegConcurrency: c.CHATFLOW_FFMPEG_CONCURRENCY,
     },
   };
 }

@@ -17,6 +17,8 @@ export interface SpeechConfig {
   /** Where deploy/install-speech.sh put the offline engines (default `<project>/.speech`). */
   dir?: string;
   ffmpeg?: string;
+  /** Most videos split at once (CHATFLOW_FFMPEG_CONCURRENCY). */
+  ffmpegConcurrency?: number;
 }
 
 export interface Speech {
@@ -81,7 +83,7 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
     : undefined;
   const ffmpeg = findProgram(cfg.ffmpeg ?? 'ffmpeg');
   if (cfg.ffmpeg && !ffmpeg) throw new Error(`CHATFLOW_FFMPEG=${cfg.ffmpeg} is not an executable program`);
-  const video = ffmpeg ? new FfmpegVideoSplitter(ffmpeg) : undefined;
+  const video = ffmpeg ? new FfmpegVideoSplitter(ffmpeg, { concurrency: cfg.ffmpegConcurrency }) : undefined;
   const absent = (mode: Mode, kind: 'STT' | 'TTS') => (mode === 'none' ? `none (CHATFLOW_${kind}=none)` : 'none (not installed: npm run speech:install)');
   const summary = {
     stt: stt === 'openai' ? `${cfg.stt.model} at ${cfg.stt.url}` : stt === 'local' ? 'pocketsphinx (offline, en-US)' : absent(cfg.stt.mode, 'STT'),

@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Semaphore } from '../resilience/semaphore';
 import { LauncherExited, ProgramLauncher } from './launcher';
 import { KEYFRAME_SIZE, SpeechError, type VideoParts, type VideoSplitter } from './port';
 
@@ -10,21 +11,34 @@ import { KEYFRAME_SIZE, SpeechError, type VideoParts, type VideoSplitter } from 
  * video has one, the first audio track as 16 kHz mono WAV. The upload goes through a
  * temporary file because MP4s often keep their index at the end. ffmpeg is
  * started by a small helper process (ProgramLauncher), not by the server:
- * forking the server stalled its event loop.
+ * forking the server stalled its event loop. At most `concurrency` videos are
+ * split at once (CHATFLOW_FFMPEG_CONCURRENCY): each ffmpeg costs ~80 ms of CPU
+ * and tens of MB just to start, and a burst of videos (up to the 500 messages
+ * in processing) would otherwise start that many at once. The others wait
+ * their turn, or until their message is given up.
  */
 export class FfmpegVideoSplitter implements VideoSplitter {
   readonly name = 'ffmpeg';
 
   private readonly launcher = new ProgramLauncher();
+  private readonly turns: Semaphore;
+  private readonly timeoutMs: number;
 
-  constructor(private readonly ffmpeg: string, private readonly timeoutMs = 60_000) {}
+  constructor(private readonly ffmpeg: string, opts: { concurrency?: number; timeoutMs?: number } = {}) {
+    this.turns = new Semaphore(opts.concurrency ?? DEFAULT_FFMPEG_CONCURRENCY);
+    this.timeoutMs = opts.timeoutMs ?? 60_000;
+  }
 
   /** Stops the helper process that starts ffmpeg. */
   close(): void {
     this.launcher.close();
   }
 
-  async split(video: Buffer, _mimeType: string, signal?: AbortSignal): Promise<VideoParts> {
+  split(video: Buffer, mimeType: string, signal?: AbortSignal): Promise<VideoParts> {
+    return this.turns.use(() => this.splitNow(video, mimeType, signal), signal);
+  }
+
+  private async splitNow(video: Buffer, _mimeType: string, signal?: AbortSignal): Promise<VideoParts> {
     const dir = await mkdtemp(join(tmpdir(), 'chatflow-video-'));
     try {
       const input = join(dir, 'in');
@@ -65,6 +79,9 @@ export class FfmpegVideoSplitter implements VideoSplitter {
     throw new SpeechError(`ffmpeg could not read the video: ${last}`, false);
   }
 }
+
+/** CHATFLOW_FFMPEG_CONCURRENCY's default (src/config/schema.ts). */
+const DEFAULT_FFMPEG_CONCURRENCY = 2;
 
 /** "Duration: 00:00:03.04" from ffmpeg's report on the input; 0 when absent. */
 function durationOf(stderr: string): number {

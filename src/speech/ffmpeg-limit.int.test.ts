@@ -1,0 +1,60 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FfmpegVideoSplitter } from './ffmpeg';
+
+/**
+ * Every video a client sends starts ffmpeg (~80 ms of CPU and tens of MB each
+ * just to start): without a bound, a burst of videos — up to the 500 messages
+ * in processing — starts that many at once. A stand-in ffmpeg records how many
+ * of it run together.
+ */
+describe('FfmpegVideoSplitter: ffmpeg processes at once', () => {
+  let dir: string;
+  let fake: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'chatflow-fake-ffmpeg-'));
+    fake = join(dir, 'ffmpeg');
+    // Counts itself in while it runs (a file per process), keeps the highest count seen, then fails as on a bad upload.
+    await writeFile(fake, `#!/bin/sh
+echo run >> "${dir}/runs"
+touch "${dir}/running.$$"
+n=$(ls "${dir}" | grep -c '^running\\.')
+flock "${dir}/peak.lock" sh -c 'p=$(cat "${dir}/peak" 2>/dev/null || echo 0); [ "$1" -gt "$p" ] && echo "$1" > "${dir}/peak"; true' _ "$n"
+sleep 0.3
+rm -f "${dir}/running.$$"
+echo "Invalid data found when processing input" >&2
+exit 1
+`);
+    await chmod(fake, 0o755);
+  });
+  afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+  it('runs at most its concurrency, the other videos waiting their turn, each answered', async () => {
+    const splitter = new FfmpegVideoSplitter(fake, { concurrency: 2 });
+    try {
+      const results = await Promise.allSettled(Array.from({ length: 8 }, () => splitter.split(Buffer.from('not a video'), 'video/mp4')));
+      expect(results.map((r) => r.status === 'rejected' && (r.reason as Error).message)).toEqual(Array(8).fill('ffmpeg could not read the video: Invalid data found when processing input'));
+      expect(Number(await readFile(join(dir, 'peak'), 'utf8'))).toBe(2);
+    } finally {
+      splitter.close();
+    }
+  });
+
+  it('a video whose message is given up while it waits for its turn starts no ffmpeg', async () => {
+    const splitter = new FfmpegVideoSplitter(fake, { concurrency: 1 });
+    const runs = async () => (await readFile(join(dir, 'runs'), 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+    const before = await runs();
+    try {
+      const first = splitter.split(Buffer.from('not a video'), 'video/mp4').catch(() => undefined);
+      const gone = new AbortController();
+      const waiting = splitter.split(Buffer.from('not a video'), 'video/mp4', gone.signal);
+      gone.abort(new Error('deadline passed'));
+      await expect(waiting).rejects.toThrow('deadline passed');
+      await first;
+      expect((await runs()) - before).toBe(1);
+    } finally {
+      splitter.close();
+    }
+  });
+});
