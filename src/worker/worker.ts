@@ -318,10 +318,7 @@ export class Worker {
     // The outcome is made: a claims store failing for a moment (a restart, a lost connection) is waited out, as
     // the log is in appendOutcome, instead of turning a reply into a failure.
     const bytes = encode(Event, outcome);
-    const recorded = await retry(() => this.deps.claims.commit(messageId, this.deps.workerId, gen, bytes), {
-      baseMs: 50, maxMs: OUTCOME_RETRY_MAX_MS, signal, retryable: isTransient,
-      onRetry: ({ err, attempt }) => attempt === 1 && this.deps.logger.warn({ err, messageId }, 'the outcome cannot be recorded yet; retrying until it can'),
-    });
+    const recorded = await this.untilClaimed('recorded', messageId, () => this.deps.claims.commit(messageId, this.deps.workerId, gen, bytes), { signal, retryable: isTransient });
     if (!recorded) {
       this.deps.logger.info({ messageId }, 'another worker answered this message first; this outcome is dropped');
       return null;
@@ -354,14 +351,21 @@ export class Worker {
   private async markAppended(messageId: string, signal: AbortSignal): Promise<void> {
     try {
       // Tried at least once even when the message was just taken away: it is in the log, and saying so spares its next owner a look.
-      await retry(() => this.deps.claims.confirmAppended(messageId, this.deps.clock()), {
-        baseMs: 50, maxMs: OUTCOME_RETRY_MAX_MS, retryable: (err) => !signal.aborted && isTransient(err),
-        onRetry: ({ err, attempt }) => attempt === 1 && this.deps.logger.warn({ err, messageId }, 'the outcome cannot be marked appended yet; retrying until it can'),
+      await this.untilClaimed('marked appended', messageId, () => this.deps.claims.confirmAppended(messageId, this.deps.clock()), {
+        retryable: (err) => !signal.aborted && isTransient(err),
       });
     } catch (err) {
       if (signal.aborted) throw err;
       this.deps.logger.error({ err, messageId }, 'could not mark the outcome appended');
     }
+  }
+
+  /** A write to the claims about the message's outcome, tried again while `retryable` says so (the first failure logged). */
+  private untilClaimed<T>(done: string, messageId: string, write: () => Promise<T>, opts: { signal?: AbortSignal; retryable: (err: unknown) => boolean }): Promise<T> {
+    return retry(write, {
+      baseMs: 50, maxMs: OUTCOME_RETRY_MAX_MS, ...opts,
+      onRetry: ({ err, attempt }) => attempt === 1 && this.deps.logger.warn({ err, messageId }, `the outcome cannot be ${done} yet; retrying until it can`),
+    });
   }
 
   /** Tells the client's gateway about a logged outcome. */
