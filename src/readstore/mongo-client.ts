@@ -2,6 +2,7 @@
 import { MongoClient, MongoInvalidArgumentError, MongoServerError, type AnyBulkWriteOperation, type Db, type MongoClientOptions } from 'mongodb';
 import type { Logger } from 'pino';
 import { ChatFlowError } from '../domain/errors';
+import { Semaphore, SemaphoreTimeout } from '../resilience/semaphore';
 
 export interface MongoConnectOptions {
   /** `mongodb://host:port/<database>`; the database defaults to `chatflow`. */
@@ -216,46 +217,17 @@ export class UpdateGate {
     return g;
   }
 
-  private inFlight = 0;
-  private readonly waiting: { n: number; go: () => void }[] = [];
-  constructor(readonly limit: number) {}
+  private readonly places: Semaphore;
+  constructor(readonly limit: number) {
+    this.places = new Semaphore(limit);
+  }
 
   /** Runs `op` holding `n` (≤ limit) of the gate's places; waits at most `waitMs` (0: no bound) for them. */
-  async run<T>(n: number, waitMs: number, op: () => Promise<T>): Promise<T> {
-    await this.acquire(n, waitMs);
-    try {
-      return await op();
-    } finally {
-      this.inFlight -= n;
-      this.wake();
-    }
-  }
-
-  private acquire(n: number, waitMs: number): Promise<void> {
-    if (this.waiting.length === 0 && this.inFlight + n <= this.limit) {
-      this.inFlight += n;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve, reject) => {
-      const w = { n, go: () => (clearTimeout(timer), resolve()) };
-      const timer =
-        waitMs > 0
-          ? setTimeout(() => {
-              this.waiting.splice(this.waiting.indexOf(w), 1);
-              this.wake();
-              reject(new ChatFlowError('UNAVAILABLE', `MongoDB: waited ${waitMs} ms for one of this process's ${this.limit} update places (CHATFLOW_MONGO_UPDATE_CONCURRENCY)`));
-            }, waitMs)
-          : undefined;
-      this.waiting.push(w);
+  run<T>(n: number, waitMs: number, op: () => Promise<T>): Promise<T> {
+    return this.places.use(op, { places: n, waitMs }).catch((err: unknown) => {
+      if (!(err instanceof SemaphoreTimeout)) throw err;
+      throw new ChatFlowError('UNAVAILABLE', `MongoDB: waited ${waitMs} ms for one of this process's ${this.limit} update places (CHATFLOW_MONGO_UPDATE_CONCURRENCY)`);
     });
-  }
-
-  private wake(): void {
-    while (this.waiting.length > 0 && this.inFlight + this.waiting[0].n <= this.limit) {
-      const w = this.waiting.shift()!;
-      this.inFlight += w.n;
-      w.go();
-    }
   }
 }
 

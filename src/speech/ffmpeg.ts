@@ -35,7 +35,7 @@ export class FfmpegVideoSplitter implements VideoSplitter {
   }
 
   split(video: Buffer, mimeType: string, signal?: AbortSignal): Promise<VideoParts> {
-    return this.turns.use(() => this.splitNow(video, mimeType, signal), signal);
+    return this.turns.use(() => this.splitNow(video, mimeType, signal), { signal });
   }
 
   private async splitNow(video: Buffer, _mimeType: string, signal?: AbortSignal): Promise<VideoParts> {
