@@ -28,7 +28,7 @@ import { Channels, openChat, type ChatCall } from './engine/connect';
 import { summarizeGrowth } from './memory/heap-summary';
 import { sentence } from './payloads';
 import { ENGINE_VARS } from './target/embedded';
-import { freePort, REPO, SERVER_ENV, SERVER_NODE_FLAGS } from './target/process';
+import { freePort, REPO, SERVER_ENV, SERVER_NODE_FLAGS, WITHOUT_ENGINES } from './target/process';
 
 const { values: args } = parseArgs({
   options: {
@@ -63,7 +63,7 @@ class Server {
 
   static async start(dataDir: string, logFile: string): Promise<Server> {
     const [gp, hp] = [await freePort(), await freePort()];
-    const env: NodeJS.ProcessEnv = { CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', ...SERVER_ENV, ...process.env };
+    const env: NodeJS.ProcessEnv = { ...WITHOUT_ENGINES, ...SERVER_ENV, ...process.env };
     for (const k of ENGINE_VARS) delete env[k];
     Object.assign(env, {
       CHATFLOW_ROLE: 'all',

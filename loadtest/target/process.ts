@@ -61,6 +61,8 @@ export const SERVER_NODE_FLAGS = ['--max-semi-space-size=64', '--heap-growing-pe
  * the program (tsx starts the pool before src/main.ts runs).
  */
 export const SERVER_ENV = { UV_THREADPOOL_SIZE: '16' };
+/** The scenarios' servers run without speech engines or ffmpeg unless asked (see spawnServer). */
+export const WITHOUT_ENGINES = { CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', CHATFLOW_FFMPEG: 'none' };
 
 /**
  * How the server runs: `build` (default) is what `npm start` and the image run,
@@ -109,8 +111,9 @@ export async function spawnChatFlow(spec: ChildSpec): Promise<Child> {
   const log = createWriteStream(spec.logFile, { flags: 'a' });
   // The scenarios measure the server's own overhead at the reference mix (a third each of text, audio, video):
   // real speech engines cannot keep up with that on two cores (README "Speech and video"), so they are off
-  // unless a scenario or the runner's shell turns them on.
-  const env: NodeJS.ProcessEnv = { CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none', ...SERVER_ENV, ...process.env };
+  // unless a scenario or the runner's shell turns them on. So is ffmpeg: the mix's videos are synthetic
+  // containers with no picture to decode (payloads.ts), and each would start an ffmpeg (~80 ms of CPU) only to fail.
+  const env: NodeJS.ProcessEnv = { ...WITHOUT_ENGINES, ...SERVER_ENV, ...process.env };
   for (const k of spec.unset ?? []) delete env[k];
   const proc = spawn(process.execPath, args, { cwd, env: { ...env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout!.pipe(log);

@@ -125,7 +125,7 @@ export const SETTINGS = {
   CHATFLOW_TTS_API_KEY: { schema: optionalString, doc: 'bearer key for `CHATFLOW_TTS_URL`, if it needs one' },
   CHATFLOW_SPEECH_TIMEOUT_MS: { schema: int(100), default: '120000', doc: 'a transcription or synthesis call that takes longer fails (retried like a model error)' },
   CHATFLOW_SPEECH_DIR: { schema: optionalString, doc: 'where `npm run speech:install` put the offline engines; default `.speech/` in the project' },
-  CHATFLOW_FFMPEG: { schema: optionalString, doc: 'ffmpeg program for video (audio track, keyframe); default `ffmpeg` on the `PATH`' },
+  CHATFLOW_FFMPEG: { schema: optionalString, doc: 'ffmpeg program for video (audio track, keyframe); default `ffmpeg` on the `PATH`; `none`: videos are answered without their sound or picture, even where ffmpeg is installed' },
   CHATFLOW_FFMPEG_CONCURRENCY: { schema: int(1, 64), default: '2', doc: 'most videos one process splits with ffmpeg at once (each ffmpeg costs ~80 ms of CPU and tens of MB just to start); the others wait their turn within their message\'s deadline' },
 } satisfies Record<string, Setting>;
 

@@ -81,16 +81,17 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
     tts === 'openai' ? new OpenAiSynthesizer({ baseUrl: cfg.tts.url!, apiKey: cfg.tts.apiKey, model: cfg.tts.model, voice: cfg.tts.voice, timeoutMs: cfg.timeoutMs })
     : tts === 'local' ? new LocalSynthesizer(engine('tts'))
     : undefined;
-  const ffmpeg = findProgram(cfg.ffmpeg ?? 'ffmpeg');
-  if (cfg.ffmpeg && !ffmpeg) throw new Error(`CHATFLOW_FFMPEG=${cfg.ffmpeg} is not an executable program`);
+  const videoOff = cfg.ffmpeg === 'none';
+  const ffmpeg = videoOff ? undefined : findProgram(cfg.ffmpeg ?? 'ffmpeg');
+  if (cfg.ffmpeg && !videoOff && !ffmpeg) throw new Error(`CHATFLOW_FFMPEG=${cfg.ffmpeg} is not an executable program (\`none\` turns video splitting off)`);
   const video = ffmpeg ? new FfmpegVideoSplitter(ffmpeg, { concurrency: cfg.ffmpegConcurrency }) : undefined;
   const absent = (mode: Mode, kind: 'STT' | 'TTS') => (mode === 'none' ? `none (CHATFLOW_${kind}=none)` : 'none (not installed: npm run speech:install)');
   const summary = {
     stt: stt === 'openai' ? `${cfg.stt.model} at ${cfg.stt.url}` : stt === 'local' ? 'pocketsphinx (offline, en-US)' : absent(cfg.stt.mode, 'STT'),
     tts: tts === 'openai' ? `${cfg.tts.model}/${cfg.tts.voice} at ${cfg.tts.url}` : tts === 'local' ? 'piper en_US-joe-medium (offline)' : `${absent(cfg.tts.mode, 'TTS')}: no voice replies`,
-    video: ffmpeg ? `ffmpeg (${ffmpeg})` : 'none (ffmpeg not found): videos are answered without their sound or picture',
+    video: ffmpeg ? `ffmpeg (${ffmpeg})` : `none (${videoOff ? 'CHATFLOW_FFMPEG=none' : 'ffmpeg not found'}): videos are answered without their sound or picture`,
   };
-  if ((!transcriber && cfg.stt.mode !== 'none') || (!synthesizer && cfg.tts.mode !== 'none') || !video) {
+  if ((!transcriber && cfg.stt.mode !== 'none') || (!synthesizer && cfg.tts.mode !== 'none') || (!video && !videoOff)) {
     logger.warn(summary, 'speech engines missing: voice and video messages are answered without hearing, seeing or speaking (npm run speech:install installs them)');
   }
   // Start the offline engines now, so the first voice message does not wait for a model to load.
