@@ -114,6 +114,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       stt: { mode: c.CHATFLOW_STT, url: c.CHATFLOW_STT_URL, model: c.CHATFLOW_STT_MODEL, apiKey: c.CHATFLOW_STT_API_KEY },
       tts: { mode: c.CHATFLOW_TTS, url: c.CHATFLOW_TTS_URL, model: c.CHATFLOW_TTS_MODEL, voice: c.CHATFLOW_TTS_VOICE, apiKey: c.CHATFLOW_TTS_API_KEY },
       timeoutMs: c.CHATFLOW_SPEECH_TIMEOUT_MS,
+      maxHeardSeconds: c.CHATFLOW_STT_MAX_SECONDS,
       dir: c.CHATFLOW_SPEECH_DIR,
       ffmpeg: c.CHATFLOW_FFMPEG,
       ffmpegConcurrency: c.CHATFLOW_FFMPEG_CONCURRENCY,

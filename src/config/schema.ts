@@ -114,6 +114,7 @@ export const SETTINGS = {
   LLM_MODEL: { schema: z.string().min(1), default: 'gpt-4o-mini', doc: 'model name sent to the provider' },
   LLM_TIMEOUT_MS: { schema: int(100), default: '60000', doc: 'a provider call that takes longer fails with `DEADLINE_EXCEEDED`' },
   LLM_VISION: { schema: bool, default: 'false', doc: '`true` sends a video\'s keyframe to the model as an `image_url` part (the model must accept images)' },
+  CHATFLOW_STT_MAX_SECONDS: { schema: int(1, 3600), default: '120', doc: 'the most seconds of a voice message the offline recognizer hears, and of a video\'s sound any recognizer gets (the first ones; the reply says when the rest was not heard): PocketSphinx takes up to ~0.7 s per second of sound here and hears one recording at a time' },
   CHATFLOW_STT: { schema: z.enum(['auto', 'local', 'openai', 'none']), default: 'auto', doc: 'speech recognizer: `local` = PocketSphinx installed by `npm run speech:install`, `openai` = `CHATFLOW_STT_URL`, `none`; `auto` = `openai` if the URL is set, else `local` if installed, else `none`' },
   CHATFLOW_STT_URL: { schema: baseUrl, doc: 'OpenAI-compatible base URL for `POST …/audio/transcriptions`, e.g. `https://api.openai.com/v1`' },
   CHATFLOW_STT_MODEL: { schema: z.string().min(1), default: 'whisper-1', doc: 'transcription model name sent to `CHATFLOW_STT_URL`' },

@@ -217,7 +217,11 @@ function buildMessages(req: LlmRequest, systemPrompt: string): ChatMessage[] {
  */
 function describeTurn(req: LlmRequest): string {
   if (req.kind === 'text' || !req.media) return req.text ?? '';
-  if (req.transcript) return req.kind === 'video' && req.image ? `${req.transcript}\n[said in a video; its first frame is attached]` : req.transcript;
+  if (req.transcript) {
+    // What the model should know beside the words: where they were said, and what of the recording was not heard.
+    const notes = [req.kind === 'video' && req.image ? 'said in a video; its first frame is attached' : undefined, req.hearingNote].filter(Boolean);
+    return notes.length > 0 ? `${req.transcript}\n[${notes.join('; ')}]` : req.transcript;
+  }
   if (req.image) return '[The user sent a video without speech; its first frame is attached. Describe what you see and ask what they would like.]';
   const { mimeType, sizeBytes, durationMs } = req.media;
   const what = { audio: 'a voice message', video: 'a video', image: 'an image', text: 'a message' }[req.kind];

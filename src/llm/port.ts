@@ -12,7 +12,7 @@ export interface LlmRequest {
    * heard no words), or undefined when it could not listen (see `hearingNote`).
    */
   transcript?: string;
-  /** Why there is no transcript, in words a person understands. */
+  /** Why there is no transcript, or what of the recording the transcript leaves out, in words a person understands. */
   hearingNote?: string;
   /** A video's keyframe, for models that accept images (LLM_VISION). */
   image?: { mimeType: string; data: Buffer };

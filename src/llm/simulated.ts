@@ -143,8 +143,9 @@ function composeReply(req: LlmRequest): string {
   if (req.kind === 'image') return `${opener} I received ${received}. Tell me what you would like to know about it. ${clock}`;
   // Voice and video: answer what was said.
   const said = req.transcript?.trim();
-  if (said) return `${opener} You said: "${said.length > 300 ? `${said.slice(0, 297)}...` : said}". That was ${received}. ${clock}`;
-  if (said === '') return `${opener} I could not make out any words in ${received}. Could you say it again, or type it? ${clock}`;
+  const part = req.hearingNote ? ` (${req.hearingNote})` : '';
+  if (said) return `${opener} You said: "${said.length > 300 ? `${said.slice(0, 297)}...` : said}". That was ${received}${part}. ${clock}`;
+  if (said === '') return `${opener} I could not make out any words in ${received}${part}. Could you say it again, or type it? ${clock}`;
   return `${opener} I received ${received}, but I cannot listen to it: ${req.hearingNote ?? 'no speech recognizer is configured'}. ${clock}`;
 }
 

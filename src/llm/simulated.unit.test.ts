@@ -87,6 +87,8 @@ describe('SimulatedLlm', () => {
     expect(silent.text).toMatch(/could not make out any words in your voice message \(audio\/x-test/);
     const deaf = await llm.generate(request('audio', { hearingNote: 'no speech recognizer is installed' }), opts);
     expect(deaf.text).toMatch(/cannot listen to it: no speech recognizer is installed/);
+    const part = await llm.generate(request('audio', { transcript: 'first words', hearingNote: 'only its first 120 seconds were heard' }), opts);
+    expect(part.text).toContain('You said: "first words". That was your voice message (audio/x-test, 46.9 KiB, 4.2 s) (only its first 120 seconds were heard).');
   });
 
   it('rejects an unknown zone with INVALID_ARGUMENT', async () => {

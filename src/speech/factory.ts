@@ -14,6 +14,8 @@ export interface SpeechConfig {
   stt: { mode: Mode; url?: string; model: string; apiKey?: string };
   tts: { mode: Mode; url?: string; model: string; voice: string; apiKey?: string };
   timeoutMs: number;
+  /** The most seconds of a recording the offline recognizer hears, and of a video's sound that is kept (CHATFLOW_STT_MAX_SECONDS). */
+  maxHeardSeconds?: number;
   /** Where deploy/install-speech.sh put the offline engines (default `<project>/.speech`). */
   dir?: string;
   ffmpeg?: string;
@@ -69,7 +71,7 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
   const tts = pick(cfg.tts.mode, cfg.tts.url, 'tts');
   const engines: LocalSpeechEngine[] = [];
   const engine = (kind: 'stt' | 'tts') => {
-    const e = new LocalSpeechEngine(local!.python, kind, logger.child({ engineKind: kind }));
+    const e = new LocalSpeechEngine(local!.python, kind, logger.child({ engineKind: kind }), { maxSeconds: cfg.maxHeardSeconds });
     engines.push(e);
     return e;
   };
@@ -84,7 +86,7 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
   const videoOff = cfg.ffmpeg === 'none';
   const ffmpeg = videoOff ? undefined : findProgram(cfg.ffmpeg ?? 'ffmpeg');
   if (cfg.ffmpeg && !videoOff && !ffmpeg) throw new Error(`CHATFLOW_FFMPEG=${cfg.ffmpeg} is not an executable program (\`none\` turns video splitting off)`);
-  const video = ffmpeg ? new FfmpegVideoSplitter(ffmpeg, { concurrency: cfg.ffmpegConcurrency }) : undefined;
+  const video = ffmpeg ? new FfmpegVideoSplitter(ffmpeg, { concurrency: cfg.ffmpegConcurrency, maxSoundS: cfg.maxHeardSeconds }) : undefined;
   const absent = (mode: Mode, kind: 'STT' | 'TTS') => (mode === 'none' ? `none (CHATFLOW_${kind}=none)` : 'none (not installed: npm run speech:install)');
   const summary = {
     stt: stt === 'openai' ? `${cfg.stt.model} at ${cfg.stt.url}` : stt === 'local' ? 'pocketsphinx (offline, en-US)' : absent(cfg.stt.mode, 'STT'),

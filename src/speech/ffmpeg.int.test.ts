@@ -3,6 +3,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeWhen } from '../../test/engines';
+import { parseWav } from '../../test/voice-signal';
 import { findProgram } from './factory';
 import { FfmpegVideoSplitter } from './ffmpeg';
 import { KEYFRAME_SIZE } from './port';
@@ -36,7 +37,22 @@ describeWhen(!!ffmpeg, 'ffmpeg video splitter', 'needs ffmpeg (`npm run speech:i
         const before = await runs();
         const parts = await splitter.split(video, 'video/mp4');
         expect(parts.audio === undefined).toBe(silent);
+        expect(parts.soundCut).toBeUndefined();
         expect((await runs()) - before).toBe(1);
+      } finally {
+        splitter.close();
+      }
+    }, 60_000);
+
+    it('takes only the first maxSoundS of a video\'s sound (hours of it fit in an upload)', async () => {
+      const splitter = new FfmpegVideoSplitter(ffmpeg!, { maxSoundS: 1 });
+      try {
+        const parts = await splitter.split(makeVideo(ffmpeg!), 'video/mp4');
+        const wav = parseWav(parts.audio!);
+        expect(wav.durationMs).toBeGreaterThan(900);
+        expect(wav.durationMs).toBeLessThanOrEqual(1_050);
+        expect(parts.durationMs).toBeGreaterThan(1_500); // the video's own length is still told
+        expect(parts.soundCut).toEqual({ keptMs: 1_000 });
       } finally {
         splitter.close();
       }

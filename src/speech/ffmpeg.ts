@@ -25,9 +25,12 @@ export class FfmpegVideoSplitter implements VideoSplitter {
   private readonly turns: Semaphore;
   private readonly timeoutMs: number;
 
-  constructor(private readonly ffmpeg: string, opts: { concurrency?: number; timeoutMs?: number } = {}) {
+  private readonly maxSoundS: number;
+
+  constructor(private readonly ffmpeg: string, opts: { concurrency?: number; timeoutMs?: number; maxSoundS?: number } = {}) {
     this.turns = new Semaphore(opts.concurrency ?? DEFAULT_FFMPEG_CONCURRENCY);
     this.timeoutMs = opts.timeoutMs ?? 60_000;
+    this.maxSoundS = opts.maxSoundS ?? MAX_SOUND_S;
   }
 
   /** Stops the helper process that starts ffmpeg. */
@@ -52,9 +55,10 @@ export class FfmpegVideoSplitter implements VideoSplitter {
       // comes from the first opening, decoding keyframes only, and stops at the first one (trim), which ends
       // that input, so a long video is not decoded to its end; the sound comes from the second. The tee
       // muxer writes the picture to one file and the sound, if any, to the other: a video without sound
-      // leaves that side with no stream, and `onfail=ignore` lets the picture side finish alone.
+      // leaves that side with no stream, and `onfail=ignore` lets the picture side finish alone. Only the
+      // first maxSoundS of the sound are kept (see MAX_SOUND_S).
       const report = await this.run([
-        '-nostdin', '-hide_banner', '-y', '-skip_frame', 'nokey', '-i', input, '-i', input,
+        '-nostdin', '-hide_banner', '-y', '-skip_frame', 'nokey', '-i', input, '-t', String(this.maxSoundS), '-i', input,
         '-map', '0:v:0', '-map', '1:a:0?',
         '-vf', `trim=end_frame=1,${fit}`, '-c:v', 'rawvideo', '-pix_fmt', 'rgb24',
         '-ac', '1', '-ar', '16000', '-c:a', 'pcm_s16le',
@@ -63,7 +67,9 @@ export class FfmpegVideoSplitter implements VideoSplitter {
       const rgb = await readFile(frame).catch(() => Buffer.alloc(0));
       if (rgb.length !== width * height * 3) throw new SpeechError('the video has no picture ffmpeg could decode', false);
       const hasAudio = await stat(audio).then((s) => s.size > 44, () => false);
-      return { keyframe: { rgb, width, height }, audio: hasAudio ? await readFile(audio) : undefined, durationMs: durationOf(report) };
+      const durationMs = durationOf(report);
+      const soundCut = hasAudio && durationMs > this.maxSoundS * 1000 ? { keptMs: this.maxSoundS * 1000 } : undefined;
+      return { keyframe: { rgb, width, height }, audio: hasAudio ? await readFile(audio) : undefined, durationMs, ...(soundCut && { soundCut }) };
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -84,6 +90,14 @@ export class FfmpegVideoSplitter implements VideoSplitter {
     throw new SpeechError(`ffmpeg could not read the video: ${last}`, false);
   }
 }
+
+/**
+ * The most of a video's sound that is kept: CHATFLOW_STT_MAX_SECONDS's default
+ * (src/config/schema.ts), all the recognizer hears. An upload of
+ * CHATFLOW_MAX_MEDIA_BYTES (8 MB) at a few kbit/s holds hours of sound, which
+ * would decode to hundreds of MB of WAV in the worker's memory.
+ */
+const MAX_SOUND_S = 120;
 
 /** CHATFLOW_FFMPEG_CONCURRENCY's default (src/config/schema.ts). */
 const DEFAULT_FFMPEG_CONCURRENCY = 2;

@@ -11,6 +11,7 @@ export interface SpeechEngines {
 export interface Heard {
   /** undefined when it could not listen; `hearingNote` says why. */
   transcript?: Transcript;
+  /** Why there is no transcript, or what of the recording it leaves out. */
   hearingNote?: string;
   /** A video's first keyframe (RGB), for the reply image and a vision model. */
   keyframe?: VideoParts['keyframe'];
@@ -36,14 +37,14 @@ export async function hear(
     try {
       const transcript = await engines.transcriber.transcribe(audio, type, signal);
       observe(engines.transcriber.name, (performance.now() - started) / 1000);
-      return { transcript };
+      return { transcript, ...(transcript.cut && { hearingNote: onlyTheFirst(transcript.cut.heardMs) }) };
     } catch (err) {
       if (err instanceof SpeechError && !err.retryable) return { hearingNote: `the recording could not be decoded (${err.message})` };
       throw err;
     }
   };
   if (kind === 'audio') return listen(bytes, mimeType);
-  if (!engines.video) return { hearingNote: 'ffmpeg is not installed, so I can neither hear nor see videos' };
+  if (!engines.video) return { hearingNote: 'no video decoder (ffmpeg) is set up on this server, so I can neither hear nor see videos' };
   let parts: VideoParts;
   try {
     parts = await engines.video.split(bytes, mimeType, signal);
@@ -53,5 +54,12 @@ export async function hear(
   }
   const seen = { keyframe: parts.keyframe };
   if (!parts.audio) return { ...seen, hearingNote: 'the video has no sound' };
-  return { ...seen, ...(await listen(parts.audio, 'audio/wav')) };
+  const heard = await listen(parts.audio, 'audio/wav');
+  if (parts.soundCut && heard.transcript && !heard.hearingNote) heard.hearingNote = onlyTheFirst(parts.soundCut.keptMs);
+  return { ...seen, ...heard };
+}
+
+/** The note for a recording heard only in part (CHATFLOW_STT_MAX_SECONDS). */
+function onlyTheFirst(ms: number): string {
+  return `only its first ${Math.round(ms / 1000)} seconds were heard`;
 }

@@ -31,14 +31,16 @@ export class OpenAiTranscriber implements Transcriber {
     form.append('response_format', 'verbose_json');
     form.append('timestamp_granularities[]', 'word');
     const res = await call(this.opts, '/audio/transcriptions', { method: 'POST', body: form }, 'speech recognizer', signal);
-    const body = (await res.json().catch(() => null)) as { text?: unknown; words?: { word?: unknown; start?: unknown; end?: unknown }[] } | null;
+    const body = (await res.json().catch(() => null)) as { text?: unknown; words?: { word?: unknown; start?: unknown; end?: unknown }[]; duration?: unknown; x_cut?: unknown } | null;
     if (!body || typeof body.text !== 'string') throw new SpeechError('the speech recognizer answered without a text', true);
     const words = Array.isArray(body.words)
       ? body.words
           .filter((w) => typeof w.word === 'string' && typeof w.start === 'number' && typeof w.end === 'number')
           .map((w) => ({ word: (w.word as string).trim(), startMs: Math.round((w.start as number) * 1000), endMs: Math.round((w.end as number) * 1000) }))
       : [];
-    return { text: body.text.trim(), words, engine: this.name };
+    // `x_cut`: ChatFlow's offline engine heard only the first `duration` seconds (an OpenAI server never says so).
+    const cut = body.x_cut === true && typeof body.duration === 'number' ? { heardMs: Math.round(body.duration * 1000) } : undefined;
+    return { text: body.text.trim(), words, engine: this.name, ...(cut && { cut }) };
   }
 
   async close(): Promise<void> {}

@@ -17,6 +17,8 @@ export interface Transcript {
   words: TranscriptWord[];
   /** The engine or model that heard it. */
   engine: string;
+  /** The recording went on past what the engine hears (CHATFLOW_STT_MAX_SECONDS): only its first `heardMs` are in `text`. */
+  cut?: { heardMs: number };
 }
 
 export interface Transcriber {
@@ -50,6 +52,8 @@ export interface VideoParts {
   /** One frame (the first keyframe) as RGB pixels, scaled into `KEYFRAME_SIZE` keeping its aspect (letterboxed). */
   keyframe: { rgb: Buffer; width: number; height: number };
   durationMs: number;
+  /** The sound went on past the splitter's limit: `audio` holds its first `keptMs`. */
+  soundCut?: { keptMs: number };
 }
 
 export const KEYFRAME_SIZE = { width: 480, height: 270 } as const;

@@ -91,6 +91,7 @@ export function describeTranscriber(name: string, make: () => Promise<Transcribe
       console.log(`[${name}] heard "${t.text}" WER ${wer.toFixed(2)}, ${t.words.length} timed words`);
       expect(wer).toBeLessThanOrEqual(0.2);
       expect(t.engine).toBeTruthy();
+      expect(t.cut).toBeUndefined(); // heard whole
       for (let i = 1; i < t.words.length; i++) expect(t.words[i]!.startMs).toBeGreaterThanOrEqual(t.words[i - 1]!.startMs);
       if (t.words.length) expect(t.words.at(-1)!.endMs).toBeLessThanOrEqual(5000);
     }, TIMEOUT);

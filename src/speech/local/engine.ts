@@ -26,6 +26,7 @@ export class LocalSpeechEngine {
     private readonly python: string,
     readonly kind: EngineKind,
     private readonly logger: Logger,
+    private readonly opts: { maxSeconds?: number } = {},
   ) {}
 
   /** The engine's base URL (`http://127.0.0.1:PORT/v1`), starting it if it is not running. */
@@ -44,7 +45,7 @@ export class LocalSpeechEngine {
     // stdin stays open and unused: the engine exits when it closes, so a ChatFlow killed with SIGKILL leaves no engine behind.
     // Its own process group: a Ctrl-C at ChatFlow's terminal (SIGINT to the whole group) must not kill the
     // engine under the replies being drained; ChatFlow stops it last, and it exits when its stdin closes.
-    const child = spawn(this.python, [script, '--engine', this.kind, '--exit-with-stdin'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+    const child = spawn(this.python, [script, '--engine', this.kind, '--exit-with-stdin', ...(this.opts.maxSeconds ? ['--max-seconds', String(this.opts.maxSeconds)] : [])], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
     this.child = child;
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));

@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describeWhen } from '../../../test/engines';
 import { findLocalEngines } from '../factory';
-import { describeSynthesizer, describeTranscriber, QUESTION, collect } from '../speech.contract';
+import { describeSynthesizer, describeTranscriber, LONG_REPLY, QUESTION, collect } from '../speech.contract';
 import { LocalSynthesizer, LocalTranscriber } from './adapters';
 import { LocalSpeechEngine } from './engine';
 
@@ -17,6 +17,22 @@ describeWhen(!!engines, 'offline speech engines (Piper, PocketSphinx)', 'needs `
 
   describeSynthesizer('local Piper', async () => new LocalSynthesizer(new LocalSpeechEngine(python, 'tts', logger)), () => new LocalTranscriber(reference.stt));
   describeTranscriber('local PocketSphinx', async () => new LocalTranscriber(new LocalSpeechEngine(python, 'stt', logger)), () => new LocalSynthesizer(reference.tts));
+
+  it('hears only the first --max-seconds of a long recording, and says so', async () => {
+    const long = await collect(new LocalSynthesizer(reference.tts).synthesize(LONG_REPLY));
+    expect(long.durationMs).toBeGreaterThan(6_000);
+    const short = new LocalSpeechEngine(python, 'stt', logger, { maxSeconds: 2 });
+    try {
+      const heard = await new LocalTranscriber(short).transcribe(long.wav, 'audio/wav');
+      expect(heard.cut).toEqual({ heardMs: 2_000 });
+      expect(heard.words.every((w) => w.endMs <= 2_000)).toBe(true);
+      const whole = await new LocalTranscriber(reference.stt).transcribe(long.wav, 'audio/wav');
+      expect(whole.cut).toBeUndefined();
+      expect(heard.text.split(' ').length).toBeLessThan(whole.text.split(' ').length / 3);
+    } finally {
+      await short.close();
+    }
+  }, 120_000);
 
   it('an engine whose parent is gone (its stdin closed, as when ChatFlow is SIGKILLed) exits by itself', async () => {
     const engine = new LocalSpeechEngine(python, 'stt', logger);

@@ -4,7 +4,7 @@ One process per engine, long-lived (loading Piper takes seconds, a request
 a fraction of that). It runs as a separate program: ChatFlow talks to it over
 HTTP on 127.0.0.1 exactly as it talks to OpenAI, a Whisper or Kokoro server.
 
-    python speech_server.py --engine tts|stt [--port 0]
+    python speech_server.py --engine tts|stt [--port 0] [--max-seconds 120]
 
 prints "LISTENING <port>" on stdout once the model is loaded.
 
@@ -15,7 +15,9 @@ prints "LISTENING <port>" on stdout once the model is loaded.
   POST /v1/audio/transcriptions  multipart: file, response_format
       (json | verbose_json | text), timestamp_granularities[]=word
       PocketSphinx (en-US model shipped in its wheel). Input: any format
-      ffmpeg decodes, or WAV (PCM 8/16-bit) without ffmpeg.
+      ffmpeg decodes, or WAV (PCM 8/16-bit) without ffmpeg. Only the first
+      --max-seconds are heard; verbose_json says `"x_cut": true` when the
+      recording went on.
   GET  /health
 
 Connections are handled on threads (an idle keep-alive connection must not
@@ -71,24 +73,31 @@ def wav_header(sample_rate, data_len=0xFFFFFFFF - 36):
 class Stt:
     name = "pocketsphinx"
 
-    def __init__(self):
+    def __init__(self, max_seconds):
         from pocketsphinx import Decoder
         self.Decoder = Decoder
         self.decoder = Decoder(samprate=SAMPLE_RATE_STT, loglevel="FATAL")
         self.ffmpeg = shutil.which("ffmpeg")
+        # PocketSphinx takes a good part of a second per second of sound and serves one request at a time:
+        # only the first max_seconds are heard, so one long recording cannot hold the engine for everyone.
+        self.max_bytes = int(max_seconds * SAMPLE_RATE_STT) * 2
 
     def pcm16k(self, data):
+        """16 kHz mono s16le PCM of the first max_seconds of `data` (a little more when there is more)."""
         if self.ffmpeg:
-            p = subprocess.run([self.ffmpeg, "-v", "error", "-nostdin", "-i", "pipe:0", "-ac", "1",
-                                "-ar", str(SAMPLE_RATE_STT), "-f", "s16le", "pipe:1"],
+            # A second past the limit tells a recording that goes on from one that ends there.
+            p = subprocess.run([self.ffmpeg, "-v", "error", "-nostdin", "-i", "pipe:0", "-t", "%.3f" % (self.max_bytes / 2 / SAMPLE_RATE_STT + 1),
+                                "-ac", "1", "-ar", str(SAMPLE_RATE_STT), "-f", "s16le", "pipe:1"],
                                input=data, capture_output=True, timeout=60)
             if p.returncode != 0:
                 raise BadRequest("could not decode the audio: " + p.stderr.decode(errors="replace").strip()[-300:])
             return p.stdout
-        return wav_to_pcm16k(data)
+        return wav_to_pcm16k(data, self.max_bytes + 2 * SAMPLE_RATE_STT)
 
     def transcribe(self, data):
         pcm = self.pcm16k(data)
+        cut = len(pcm) > self.max_bytes
+        pcm = pcm[:self.max_bytes]
         d = self.decoder
         d.start_utt()
         d.process_raw(pcm, full_utt=True)
@@ -102,14 +111,16 @@ class Stt:
                 continue
             w = w.split("(")[0]
             words.append({"word": w, "start": seg.start_frame / fps, "end": (seg.end_frame + 1) / fps})
-        return {"text": hyp.hypstr if hyp else "", "words": words, "duration": len(pcm) / 2 / SAMPLE_RATE_STT}
+        return {"text": hyp.hypstr if hyp else "", "words": words, "duration": len(pcm) / 2 / SAMPLE_RATE_STT, "cut": cut}
 
 
-def wav_to_pcm16k(data):
+def wav_to_pcm16k(data, max_out_bytes):
     import numpy as np
     try:
         with wave.open(BytesIO(data)) as w:
-            ch, width, rate, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.readframes(w.getnframes())
+            ch, width, rate = w.getnchannels(), w.getsampwidth(), w.getframerate()
+            # No more input frames than make max_out_bytes of output.
+            frames = w.readframes(min(w.getnframes(), int(max_out_bytes / 2 * rate / SAMPLE_RATE_STT) + 1))
     except (wave.Error, EOFError) as e:
         raise BadRequest("without ffmpeg only PCM WAV can be transcribed: %s" % e)
     if width == 2:
@@ -235,6 +246,8 @@ def make_handler(engine):
             elif fmt == "verbose_json":
                 out = {"task": "transcribe", "language": "english", "duration": result["duration"], "text": result["text"],
                        "x_processing_seconds": time.time() - started}
+                if result["cut"]:
+                    out["x_cut"] = True  # the recording went on past --max-seconds: only `duration` of it was heard
                 if "word" in fields.get("timestamp_granularities[]", []):
                     out["words"] = result["words"]
                 self.send_json(200, out)
@@ -252,12 +265,13 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent died)")
+    ap.add_argument("--max-seconds", type=float, default=120, help="stt: the most seconds of a recording that are heard (the first ones)")
     args = ap.parse_args()
     # ChatFlow holds our stdin open; when it dies, even by SIGKILL, stdin ends and so do we.
     if args.exit_with_stdin:
         import os
         threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
-    engine = Tts() if args.engine == "tts" else Stt()
+    engine = Tts() if args.engine == "tts" else Stt(args.max_seconds)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(engine))
     server.daemon_threads = True
     print("LISTENING %d %s" % (server.server_address[1], engine.name), flush=True)
