@@ -24,7 +24,6 @@ export class FfmpegVideoSplitter implements VideoSplitter {
   private readonly launcher = new ProgramLauncher();
   private readonly turns: Semaphore;
   private readonly timeoutMs: number;
-
   private readonly maxSoundS: number;
 
   constructor(private readonly ffmpeg: string, opts: { concurrency?: number; timeoutMs?: number; maxSoundS?: number } = {}) {
