@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LocalMediaStore, signMediaKey, verifyMediaSignature } from './local';
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { LocalMediaStore, signMediaKey, verifyMediaSignature, writeAll } from './local';
 import { handleMediaRequest } from './local-http';
 import { describeMediaStore } from './media.contract';
 
@@ -145,7 +147,7 @@ describe('LocalMediaStore specifics', () => {
 
   it('logs a store failure and answers 500', async () => {
     await t.store.put('broken/one.png', Buffer.from('abc'), 'image/png');
-    await fs.writeFile(path.join(t.dir, 'broken', 'one.png'), 'abd'); // bytes no longer match their metadata
+    await flipFirstByte(path.join(t.dir, 'broken', 'one.png')); // bytes no longer match their metadata
     const logged: unknown[] = [];
     const logger = { error: (obj: unknown) => void logged.push(obj) };
     const url = new URL(await t.store.url('broken/one.png', 60_000));
@@ -165,14 +167,99 @@ describe('LocalMediaStore specifics', () => {
   it('leaves no temp files behind and keeps files readable on disk', async () => {
     await t.store.put('disk/look.png', Buffer.from('png bytes'), 'image/png');
     const files = (await fs.readdir(path.join(t.dir, 'disk'))).sort();
-    expect(files).toEqual(['look.png', 'look.png.meta.json']);
-    expect(await fs.readFile(path.join(t.dir, 'disk', 'look.png'), 'utf8')).toBe('png bytes');
+    expect(files).toEqual(['look.png']); // one file: the bytes, then their metadata
+    expect((await fs.readFile(path.join(t.dir, 'disk', 'look.png'), 'utf8')).startsWith('png bytes')).toBe(true);
   });
 
   it('detects bytes that no longer match their metadata', async () => {
     await t.store.put('corrupt.bin', Buffer.from('good'), 'application/octet-stream');
-    await fs.writeFile(path.join(t.dir, 'corrupt.bin'), 'evil');
+    await flipFirstByte(path.join(t.dir, 'corrupt.bin'));
     await expect(t.store.get('corrupt.bin')).rejects.toThrow(/do not match/);
+  });
+
+  it('detects a file cut short inside its metadata', async () => {
+    await t.store.put('cut/short.bin', Buffer.from('whole'), 'application/octet-stream');
+    const file = path.join(t.dir, 'cut', 'short.bin');
+    const stored = await fs.readFile(file);
+    await fs.writeFile(file, Buffer.concat([stored.subarray(0, 8), stored.subarray(-20)])); // the end kept, the middle lost
+    await expect(t.store.get('cut/short.bin')).rejects.toThrow(/do not match/);
+  });
+
+  describe('media stored by earlier versions (bytes, and a .meta.json beside them)', () => {
+    const sidecar = (bytes: Buffer, mimeType: string) => JSON.stringify({ mimeType, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+    async function storeTheOldWay(key: string, bytes: Buffer, mimeType: string): Promise<string> {
+      const file = path.join(t.dir, ...key.split('/'));
+      await fs.mkdir(path.dirname(file), { recursive: true });
+      await fs.writeFile(file, bytes);
+      await fs.writeFile(file + '.meta.json', sidecar(bytes, mimeType));
+      return file;
+    }
+
+    it('are read as they were', async () => {
+      const bytes = Buffer.from('RIFF old voice');
+      await storeTheOldWay('old/voice.wav', bytes, 'audio/wav');
+      expect(await t.store.get('old/voice.wav')).toEqual({ bytes, mimeType: 'audio/wav' });
+    });
+
+    it('give way to a later put of the same key (the sidecar left stale)', async () => {
+      await storeTheOldWay('old/again.png', Buffer.from('first'), 'image/png');
+      await t.store.put('old/again.png', Buffer.from('second'), 'image/jpeg');
+      expect(await t.store.get('old/again.png')).toEqual({ bytes: Buffer.from('second'), mimeType: 'image/jpeg' });
+    });
+
+    it('are served as their sidecar says even when their own bytes end like a trailer', async () => {
+      // An upload crafted to carry a trailer of its own, naming another type: the sidecar is the authority.
+      const inner = Buffer.from('<script>alert(1)</script>');
+      const meta = Buffer.from(sidecar(inner, 'text/html'));
+      const crafted = Buffer.concat([inner, meta, Buffer.from(String(meta.length).padStart(8, '0') + ' chatflow-media/1\n')]);
+      await storeTheOldWay('old/crafted.png', crafted, 'image/png');
+      expect(await t.store.get('old/crafted.png')).toEqual({ bytes: crafted, mimeType: 'image/png' });
+    });
+
+    it('still detect their own corruption', async () => {
+      const file = await storeTheOldWay('old/rot.bin', Buffer.from('bits'), 'application/octet-stream');
+      await flipFirstByte(file);
+      await expect(t.store.get('old/rot.bin')).rejects.toThrow(/do not match/);
+    });
+  });
+});
+
+async function flipFirstByte(file: string): Promise<void> {
+  const bytes = await fs.readFile(file);
+  bytes[0] ^= 0xff;
+  await fs.writeFile(file, bytes);
+}
+
+describe('writeAll', () => {
+  it('writes every byte in order, however short each write the disk makes', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 6 }), fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1 }), async (parts, limits) => {
+        const written: number[] = [];
+        let call = 0;
+        const handle = {
+          // A disk that writes at most limits[call] bytes per call.
+          async writev(buffers: readonly NodeJS.ArrayBufferView[]) {
+            let budget = limits[call++ % limits.length]!;
+            let bytesWritten = 0;
+            for (const b of buffers) {
+              const u = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+              const n = Math.min(budget, u.length);
+              written.push(...u.subarray(0, n));
+              budget -= n;
+              bytesWritten += n;
+              if (n < u.length) break;
+            }
+            return { bytesWritten, buffers };
+          },
+        };
+        await writeAll(handle as never, parts.map((p) => Buffer.from(p)));
+        expect(written).toEqual(parts.flatMap((p) => [...p]));
+      }),
+    );
+  });
+
+  it('fails instead of spinning when the disk accepts nothing', async () => {
+    await expect(writeAll({ writev: async (b: NodeJS.ArrayBufferView[]) => ({ bytesWritten: 0, buffers: b }) } as never, [Buffer.from('x')])).rejects.toThrow(/no bytes/);
   });
 });
 
