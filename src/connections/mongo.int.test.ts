@@ -93,6 +93,32 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('refuses a client when the house is full in one round trip (the release marker is read beside the heartbeats)', async () => {
+    // Issue 15, the stack's scale run: the 10,001st client waited for the heartbeats, then for the release marker.
+    const names = { collection: 'connections_full', heartbeats: 'heartbeats_full' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    const seen: string[] = [];
+    let watching = false;
+    client.on('commandStarted', (e: CommandStartedEvent) => void (watching && seen.push(`sent ${e.commandName} ${String(e.command[e.commandName])}`)));
+    client.on('commandSucceeded', (e: CommandSucceededEvent) => void (watching && seen.push(`answered ${e.commandName}`)));
+    await client.connect();
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, ...names });
+    try {
+      const acquire = (clientId: string) => registry.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: 'gw/1', conversationId: 'c', now: Date.now(), leaseMs: 10_000, maxClients: 3 });
+      for (const c of ['a', 'b', 'c']) expect((await acquire(c)).ok).toBe(true);
+      watching = true;
+      expect(await acquire('d')).toMatchObject({ ok: false, reason: 'full' });
+      watching = false;
+      const sent = seen.filter((x) => x.startsWith('sent'));
+      expect(sent).toEqual(expect.arrayContaining([`sent find ${names.heartbeats}`, `sent find ${names.collection}_frees`]));
+      // Nothing sent after the first answer: one round trip.
+      expect(seen.slice(seen.findIndex((x) => x.startsWith('answered'))).filter((x) => x.startsWith('sent'))).toEqual([]);
+    } finally {
+      await registry.close();
+      await client.close();
+    }
+  });
+
   it('sends a lease renewal at once while a wave of admissions is claiming slots (the renewal does not queue behind the claims)', async () => {
     // Issue 15, the stack's scale run after admissions stopped reading every slot: 125 admissions at once per
     // gateway put 125 claim inserts in the registry's pool of 8, a loaded FerretDB answered them slowly, and the
