@@ -2,8 +2,8 @@
 //
 // What a voice or video message waits for before its MessageReceived is
 // appended (the gateway's "stored" stage): LocalMediaStore.put writes the
-// bytes and their metadata to temp files, fsyncs and renames both, then
-// fsyncs their folder (src/media/local.ts). One put at a time, nothing else.
+// bytes and their metadata trailer to one temp file, syncs and renames it,
+// then syncs its folder (src/media/local.ts). One put at a time, nothing else.
 //
 //   npx tsx loadtest/media-put-bench.ts [--puts 300] [--kb 150] [--dir /tmp]
 import { mkdtemp, rm } from 'node:fs/promises';
