@@ -37,9 +37,9 @@ export function timedEventLog(log: EventLog, seconds: HotHistogram<'topic'>): Ev
 
 export function timedMediaStore(media: MediaStore, seconds: HotHistogram<'kind'>): MediaStore {
   return decorate(media, {
-    put: (key, bytes, mimeType) => {
+    put: (key, bytes, mimeType, sha256) => {
       const end = seconds.startTimer({ kind: key.startsWith('uploads/') ? 'upload' : key.startsWith('replies/') ? 'reply' : 'other' });
-      return media.put(key, bytes, mimeType).finally(() => end());
+      return media.put(key, bytes, mimeType, sha256).finally(() => end());
     },
   });
 }

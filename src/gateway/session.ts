@@ -646,7 +646,7 @@ export class GatewaySession {
     // to the client at once, with their own retry-after-ms.
     const deadline = this.deps.clock() + this.deps.config.appendTimeoutMs;
     const retryable = (err: unknown) => !(err instanceof ChatFlowError) && isTransient(err);
-    const stored = this.whileOpen(retry(() => this.deps.media.put(key, bytes, verdict.mimeType), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable, signal: this.abort.signal }));
+    const stored = this.whileOpen(retry(() => this.deps.media.put(key, bytes, verdict.mimeType, ref.sha256), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable, signal: this.abort.signal }));
     return { kind: 'uploading', event: stored.then(() => this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } })) };
   }
 

@@ -177,6 +177,15 @@ describe('LocalMediaStore specifics', () => {
     await expect(t.store.get('corrupt.bin')).rejects.toThrow(/do not match/);
   });
 
+  it('keeps the digest its caller gives (the gateway hashed the upload already) instead of hashing again', async () => {
+    const bytes = Buffer.from('RIFF voice');
+    await t.store.put('given/right.wav', bytes, 'audio/wav', createHash('sha256').update(bytes).digest('hex'));
+    expect(await t.store.get('given/right.wav')).toEqual({ bytes, mimeType: 'audio/wav' });
+    // A digest that is not the bytes' is kept as given, so a caller's mistake shows as a mismatch, never as silence.
+    await t.store.put('given/wrong.wav', bytes, 'audio/wav', createHash('sha256').update('other').digest('hex'));
+    await expect(t.store.get('given/wrong.wav')).rejects.toThrow(/do not match/);
+  });
+
   it('detects a file cut short inside its metadata', async () => {
     await t.store.put('cut/short.bin', Buffer.from('whole'), 'application/octet-stream');
     const file = path.join(t.dir, 'cut', 'short.bin');

@@ -53,9 +53,10 @@ export class LocalMediaStore implements MediaStore {
     this.now = opts.now ?? Date.now;
   }
 
-  async put(key: string, bytes: Buffer, mimeType: string): Promise<void> {
+  async put(key: string, bytes: Buffer, mimeType: string, digest?: string): Promise<void> {
     const file = this.fileFor(key);
-    const meta = Buffer.from(JSON.stringify({ mimeType, size: bytes.length, sha256: sha256(bytes) } satisfies Meta));
+    // An 8 MiB upload takes ~5 ms of the event loop to hash: the gateway's digest is taken, not made again.
+    const meta = Buffer.from(JSON.stringify({ mimeType, size: bytes.length, sha256: digest ?? sha256(bytes) } satisfies Meta));
     const footer = Buffer.from(String(meta.length).padStart(TRAILER_DIGITS, '0') + TRAILER_MAGIC, 'latin1');
     try {
       await makeDir(path.dirname(file));
