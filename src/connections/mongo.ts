@@ -115,8 +115,10 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private journal: ((view: SlotView) => void)[] = [];
   private nextRead?: Promise<SlotView>;
   private reading?: Promise<unknown>;
-  private nextBeats?: Promise<Map<string, Heartbeat>>;
-  private nextMarker?: Promise<string>;
+  /** Every holder's heartbeat, read after this call; acquires of one tick share the read (a small collection: one document per gateway process). */
+  private readonly heartbeatsNow = sharedPerTick(() => this.heartbeats());
+  /** The release marker, read after this call; the admissions of one tick share the read. */
+  private readonly markerNow = sharedPerTick(() => this.freesNow());
   /** Slot numbers this process is inserting claims on right now. */
   private readonly claiming = new Map<number, Promise<unknown>>();
   /** When this registry's sweep last looked at the leases of holders with no heartbeat (see expire). */
@@ -420,24 +422,6 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     if (this.reading) this.journal.push((v) => v.marked.add(n));
   }
 
-  /** The release marker, read after this call; the admissions of one tick share the read. */
-  private markerNow(): Promise<string> {
-    this.nextMarker ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.nextMarker = undefined;
-      return this.freesNow();
-    });
-    return this.nextMarker;
-  }
-
-  /** Every holder's heartbeat, read after this call; acquires of one tick share the read (a small collection: one document per gateway process). */
-  private heartbeatsNow(): Promise<Map<string, Heartbeat>> {
-    this.nextBeats ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.nextBeats = undefined;
-      return this.heartbeats();
-    });
-    return this.nextBeats;
-  }
-
   /** Every holder's heartbeat. */
   private async heartbeats(): Promise<Map<string, Heartbeat>> {
     const docs = await this.beats.find({}).toArray();
@@ -601,6 +585,16 @@ class Places {
  * reads only what the decider needs: by session (`_id`), by client, by slot
  * number, and how many each holder holds.
  */
+/** One read shared by the callers of a tick, sent after each of them called (so it sees what happened before any of them). */
+function sharedPerTick<T>(read: () => Promise<T>): () => Promise<T> {
+  let next: Promise<T> | undefined;
+  return () =>
+    (next ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      next = undefined;
+      return read();
+    }));
+}
+
 class SlotView {
   readonly claims = new Map<string, SlotClaim>();
   readonly byClient = new Map<string, SlotClaim>();

@@ -82,7 +82,7 @@ export class LocalMediaStore implements MediaStore {
       const bytes = stored.subarray(0, trailer.size);
       if (matches(bytes, trailer)) return { bytes, mimeType: trailer.mimeType };
     }
-    if (sidecar || trailer || hasTrailerMagic(stored)) throw new Error(`media ${key}: stored bytes do not match their metadata`);
+    if (sidecar || hasTrailerMagic(stored)) throw new Error(`media ${key}: stored bytes do not match their metadata`);
     return null; // bytes with no metadata at all: an earlier version's first write, interrupted
   }
 
