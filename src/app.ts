@@ -118,7 +118,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const wired = runs('gateway') || runs('worker') ? await (async () => {
       const bus = await openBus(config, logger, name);
       lifecycle.onStop('bus', () => bus.close());
-      const media = await openMedia(config, logger, { baseUrl: http.url, secret: mediaSecret, now: clock });
+      // Swept here only: the worker thread opens the same folder.
+      const media = await openMedia(config, logger, { baseUrl: http.url, secret: mediaSecret, now: clock, sweep: true });
       mediaRoute = media.route;
       lifecycle.onStop('media', () => media.store.close());
       return messaging(bus, timedMediaStore(media.store, metrics.mediaPutSeconds), config.mediaUrlTtlMs);

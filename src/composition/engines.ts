@@ -96,6 +96,10 @@ export function openBus(config: Config, logger: Logger, name: string): Promise<B
   return NatsBus.connect({ url: config.natsUrl, name, logger });
 }
 
+/** How often the local media folder is swept of temp files left by killed processes, and how old such a file must be. */
+const MEDIA_SWEEP_EVERY_MS = 60 * 60_000;
+const MEDIA_SWEEP_MIN_AGE_MS = 15 * 60_000;
+
 export interface Media {
   store: MediaStore;
   /** Serves the store's signed URLs on our HTTP server, when it has no server of its own (the local store). */
@@ -103,9 +107,20 @@ export interface Media {
 }
 
 /** Without S3: files under the data folder, their signed URLs served by our HTTP server at `baseUrl`. */
-export async function openMedia(config: Config, logger: Logger, local: { baseUrl: string; secret: Buffer; now: () => number }): Promise<Media> {
+export async function openMedia(config: Config, logger: Logger, local: { baseUrl: string; secret: Buffer; now: () => number; sweep?: boolean }): Promise<Media> {
   const s3 = config.s3;
   if (s3) return { store: await retryWithBackoff(`S3 at ${s3.endpoint}`, logger.child({ engine: 's3' }), () => S3MediaStore.open({ ...s3, logger })) };
-  const store = new LocalMediaStore({ dir: join(config.dataDir, 'media'), ...local });
+  const { sweep, ...signing } = local;
+  const store = new LocalMediaStore({ dir: join(config.dataDir, 'media'), ...signing });
+  if (sweep) {
+    store.startSweeping({
+      everyMs: MEDIA_SWEEP_EVERY_MS,
+      minAgeMs: MEDIA_SWEEP_MIN_AGE_MS,
+      onSwept: (result) => {
+        if (result instanceof Error) logger.warn({ err: result }, 'could not sweep the temp files of interrupted media writes; trying again later');
+        else if (result.removed > 0) logger.info(result, 'removed the temp files of media writes a stopped process left behind');
+      },
+    });
+  }
   return { store, route: (req, res) => handleMediaRequest(req, res, { store, secret: local.secret, now: local.now, logger }) };
 }

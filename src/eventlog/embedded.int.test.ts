@@ -390,6 +390,21 @@ describe('EmbeddedEventLog', () => {
     expect(saved.offsets).toEqual({ conversations: 5 });
   });
 
+  it('given the temp file of an offsets write a killed process left, when the log opens, then it is removed and the offsets are as last saved', async () => {
+    let log = await open();
+    await log.append(messageEvent('c', 'one'));
+    const c = await log.consume({ group: 'proj', topics: ['conversations'], concurrencyPerPartition: 1, handle: async () => {} });
+    await c.caughtUp();
+    await c.stop();
+    await log.close();
+    // What a process killed between opening and renaming its temp file leaves (the name saveGroup gives it).
+    await writeFile(join(dir, 'offsets', 'proj.json.tmp-4242-7'), '{"version":1,"group":"proj","off');
+    log = await open();
+    expect(await readdir(join(dir, 'offsets'))).toEqual(['proj.json']);
+    expect(JSON.parse(await readFile(join(dir, 'offsets', 'proj.json'), 'utf8')).offsets).toEqual({ conversations: 1 });
+    await log.close();
+  });
+
   it('reports lag and in-flight handlers', async () => {
     const log = await open();
     let release!: () => void;

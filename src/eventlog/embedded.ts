@@ -198,6 +198,7 @@ export class EmbeddedEventLog implements EventLog {
     const lock = await acquireDirLock(dir);
     let fh: FileHandle | undefined;
     try {
+      await removeOffsetTemps(path.join(dir, 'offsets'));
       // O_DSYNC: a write returns once its data is on disk (write + fdatasync in one call, one trip to the thread pool).
       const dsync = (opts.fsync ?? true) && DSYNC ? DSYNC : 0;
       fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT | dsync);
@@ -849,5 +850,16 @@ async function probeWrite(file: string, sync: boolean): Promise<void> {
   } finally {
     await fh.close();
     await fsp.rm(file, { force: true });
+  }
+}
+
+/**
+ * Removes the temp files of offsets writes that never reached their rename
+ * (a process killed in between): nothing else would, and one could be left
+ * per kill. Safe only under the folder's lock, which no other log can hold.
+ */
+async function removeOffsetTemps(offsetsDir: string): Promise<void> {
+  for (const name of await fsp.readdir(offsetsDir)) {
+    if (/\.tmp-\d+-\d+$/.test(name)) await fsp.rm(path.join(offsetsDir, name), { force: true });
   }
 }

@@ -6,7 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { LocalMediaStore, signMediaKey, verifyMediaSignature, writeAll } from './local';
+import { spawn } from 'node:child_process';
+import { LocalMediaStore, signMediaKey, tempFileFor, verifyMediaSignature, writeAll } from './local';
 import { handleMediaRequest } from './local-http';
 import { describeMediaStore } from './media.contract';
 
@@ -192,6 +193,88 @@ describe('LocalMediaStore specifics', () => {
     const stored = await fs.readFile(file);
     await fs.writeFile(file, Buffer.concat([stored.subarray(0, 8), stored.subarray(-20)])); // the end kept, the middle lost
     await expect(t.store.get('cut/short.bin')).rejects.toThrow(/do not match/);
+  });
+
+  describe('temp files of puts that never finished', () => {
+    const HOUR = 3_600_000;
+    async function leaveTemp(key: string, bytes: number, ageMs: number): Promise<string> {
+      const tmp = tempFileFor(path.join(t.dir, ...key.split('/')));
+      await fs.mkdir(path.dirname(tmp), { recursive: true });
+      await fs.writeFile(tmp, Buffer.alloc(bytes, 7));
+      const at = new Date(Date.now() - ageMs);
+      await fs.utimes(tmp, at, at);
+      return tmp;
+    }
+    const exists = (file: string) => fs.stat(file).then(() => true, () => false);
+
+    it('are swept once old enough; young ones (a put still running) and every object stay', async () => {
+      await t.store.put('sweep/c1/kept.png', Buffer.from('png'), 'image/png');
+      await t.store.put('sweep/c1/abcdef012345.tmp', Buffer.from('an object that ends like a temp file'), 'text/plain');
+      const old = new Date(Date.now() - 2 * HOUR);
+      await fs.utimes(path.join(t.dir, 'sweep', 'c1', 'abcdef012345.tmp'), old, old);
+      const stale = [await leaveTemp('sweep/c1/lost.png', 1000, 2 * HOUR), await leaveTemp('sweep/c2/deeper/lost.wav', 24, HOUR)];
+      const running = await leaveTemp('sweep/c1/now.wav', 500, 1000);
+
+      expect(await t.store.sweepLeftovers(15 * 60_000)).toEqual({ removed: 2, bytes: 1024 });
+      for (const file of stale) expect(await exists(file)).toBe(false);
+      expect(await exists(running)).toBe(true);
+      expect((await t.store.get('sweep/c1/kept.png'))?.bytes.toString()).toBe('png');
+      expect((await t.store.get('sweep/c1/abcdef012345.tmp'))?.mimeType).toBe('text/plain');
+      expect(await t.store.sweepLeftovers(15 * 60_000)).toEqual({ removed: 0, bytes: 0 });
+      await fs.rm(running);
+    });
+
+    it('are swept at start and then periodically until close, each result told', async () => {
+      const stale = await leaveTemp('periodic/x.png', 10, 2 * HOUR);
+      const store = new LocalMediaStore({ dir: t.dir, baseUrl: t.baseUrl, secret: SECRET });
+      const told: unknown[] = [];
+      store.startSweeping({ everyMs: 20, minAgeMs: HOUR, onSwept: (r) => told.push(r) });
+      for (let i = 0; i < 100 && told.length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+      await store.close();
+      const after = told.length;
+      expect(told[0]).toEqual({ removed: 1, bytes: 10 });
+      expect(told.slice(1, 3)).toEqual([{ removed: 0, bytes: 0 }, { removed: 0, bytes: 0 }]);
+      expect(await exists(stale)).toBe(false);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(told.length).toBe(after); // closed: no more sweeps
+    });
+
+    it('a store whose folder does not exist yet sweeps nothing', async () => {
+      const store = new LocalMediaStore({ dir: path.join(t.root, 'never-written'), baseUrl: t.baseUrl, secret: SECRET });
+      expect(await store.sweepLeftovers(0)).toEqual({ removed: 0, bytes: 0 });
+    });
+
+    it('left by a process killed in the middle of a put are what the sweep removes; the objects it finished stay whole', async () => {
+      const dir = path.join(t.root, 'killed');
+      // A child putting 4 MiB objects one after another, killed while a temp file exists.
+      const script = `
+        const { LocalMediaStore } = require('./src/media/local');
+        const store = new LocalMediaStore({ dir: ${JSON.stringify(dir)}, baseUrl: 'http://127.0.0.1:1', secret: 's' });
+        (async () => { for (let i = 0; ; i++) await store.put('k/' + i + '.bin', Buffer.alloc(4 << 20, i % 251), 'application/octet-stream'); })();`;
+      let leftovers: string[] = [];
+      for (let attempt = 0; attempt < 10 && leftovers.length === 0; attempt++) {
+        const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { cwd: path.resolve(__dirname, '../..'), stdio: 'ignore' });
+        const exited = new Promise((r) => child.once('exit', r));
+        const folder = path.join(dir, 'k');
+        for (let seen = false; !seen; ) {
+          await new Promise((r) => setTimeout(r, 5));
+          const names = await fs.readdir(folder).catch(() => [] as string[]);
+          seen = names.some((n) => n.endsWith('.tmp')) && names.length > 2;
+        }
+        child.kill('SIGKILL');
+        await exited;
+        leftovers = (await fs.readdir(folder)).filter((n) => n.endsWith('.tmp'));
+      }
+      expect(leftovers.length).toBeGreaterThan(0);
+      const store = new LocalMediaStore({ dir, baseUrl: t.baseUrl, secret: SECRET });
+      expect((await store.sweepLeftovers(0)).removed).toBe(leftovers.length);
+      const objects = await fs.readdir(path.join(dir, 'k'));
+      expect(objects.some((n) => n.endsWith('.tmp'))).toBe(false);
+      for (const name of objects) {
+        const got = await store.get(`k/${name}`);
+        expect(got?.bytes.length).toBe(4 << 20);
+      }
+    }, 60_000);
   });
 
   describe('media stored by earlier versions (bytes, and a .meta.json beside them)', () => {

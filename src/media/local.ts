@@ -1,5 +1,5 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Dir } from 'node:fs';
 import * as path from 'node:path';
 import { diskFault, StorageUnavailableError } from '../domain/errors';
 import type { MediaStore, StoredMedia } from './port';
@@ -37,6 +37,8 @@ const META_SUFFIX = '.meta.json';
 const TRAILER_MAGIC = ' chatflow-media/1\n';
 const TRAILER_DIGITS = 8;
 const MAX_KEY_LENGTH = 512;
+/** A put's temp file beside its object: `.<name>.<12 hex>.tmp` (keys never start a segment with `.`). */
+const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
 /** Hint to clients whose upload met a full disk. */
 const DISK_RETRY_AFTER_MS = 1000;
 
@@ -45,6 +47,8 @@ export class LocalMediaStore implements MediaStore {
   private readonly baseUrl: string;
   private readonly secret: Buffer | string;
   private readonly now: () => number;
+  private sweepTimer?: NodeJS.Timeout;
+  private sweeping?: Promise<unknown>;
 
   constructor(opts: LocalMediaStoreOptions) {
     this.dir = path.resolve(opts.dir);
@@ -93,7 +97,62 @@ export class LocalMediaStore implements MediaStore {
     return `${this.baseUrl}/media/${encodeMediaKey(key)}?exp=${exp}&sig=${sig}`;
   }
 
-  async close(): Promise<void> {}
+  /**
+   * Removes the temp files of puts that never finished: a process killed
+   * between opening its temp file and renaming it leaves the file behind, and
+   * nothing else ever would (a put that fails removes its own). Only files
+   * last written at least `minAgeMs` ago (by the file system's clock) go, so
+   * a put still running here or in another process sharing the folder keeps
+   * its file. Objects are never touched: their names cannot look like temp
+   * files (no key segment starts with `.`).
+   */
+  async sweepLeftovers(minAgeMs: number): Promise<{ removed: number; bytes: number }> {
+    const before = Date.now() - minAgeMs;
+    const swept = { removed: 0, bytes: 0 };
+    const walk = async (dir: string): Promise<void> => {
+      let entries: Dir;
+      try {
+        entries = await fs.opendir(dir); // read as it goes: a folder may hold millions of objects
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // nothing stored yet, or removed meanwhile
+        throw err;
+      }
+      for await (const entry of entries) {
+        const at = path.join(dir, entry.name);
+        if (entry.isDirectory()) await walk(at);
+        else if (entry.isFile() && TEMP_FILE.test(entry.name)) {
+          const stat = await fs.stat(at).catch(() => undefined);
+          if (!stat || stat.mtimeMs > before) continue;
+          await fs.rm(at, { force: true });
+          swept.removed++;
+          swept.bytes += stat.size;
+        }
+      }
+    };
+    await walk(this.dir);
+    return swept;
+  }
+
+  /**
+   * Sweeps leftovers (see sweepLeftovers) now and then every `everyMs`, one
+   * sweep at a time, until close(); `onSwept` hears each sweep's result, or
+   * its error (a sweep that fails is tried again at the next period).
+   */
+  startSweeping(opts: { everyMs: number; minAgeMs: number; onSwept: (result: { removed: number; bytes: number } | Error) => void }): void {
+    const sweep = () => {
+      this.sweeping ??= this.sweepLeftovers(opts.minAgeMs)
+        .then(opts.onSwept, (err: unknown) => opts.onSwept(err instanceof Error ? err : new Error(String(err))))
+        .finally(() => (this.sweeping = undefined));
+    };
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = setInterval(sweep, opts.everyMs).unref();
+    sweep();
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.sweepTimer);
+    await this.sweeping;
+  }
 
   private fileFor(key: string): string {
     assertValidKey(key);
@@ -170,7 +229,7 @@ async function makeDir(dir: string): Promise<void> {
  * renamed): six round trips to libuv's pool in a row, not nine.
  */
 async function writeDurably(file: string, chunks: readonly Buffer[]): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = tempFileFor(file);
   const [opened, folder] = await Promise.allSettled([fs.open(tmp, 'w'), fs.open(path.dirname(file), 'r')]);
   try {
     if (opened.status === 'rejected') throw opened.reason;
@@ -191,6 +250,11 @@ async function writeDurably(file: string, chunks: readonly Buffer[]): Promise<vo
   } finally {
     if (folder.status === 'fulfilled') await folder.value.close().catch(() => undefined);
   }
+}
+
+/** Where a put writes `file` before renaming it into place (matches TEMP_FILE). */
+export function tempFileFor(file: string): string {
+  return path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
 /** One writev for all chunks, continued where the disk wrote less than asked. */
