@@ -3,9 +3,10 @@
 // What a voice or video message waits for before its MessageReceived is
 // appended (the gateway's "stored" stage): LocalMediaStore.put writes the
 // bytes and their metadata trailer to one temp file, syncs and renames it,
-// then syncs its folder (src/media/local.ts). One put at a time, nothing else.
+// then syncs its folder (src/media/local.ts). `--concurrency` puts at a time
+// (1: alone), nothing else.
 //
-//   npx tsx loadtest/media-put-bench.ts [--puts 300] [--kb 150] [--dir /tmp]
+//   npx tsx loadtest/media-put-bench.ts [--puts 300] [--kb 150] [--concurrency 1] [--dir /tmp]
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,9 +14,10 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { LocalMediaStore } from '../src/media/local';
 
-const { values } = parseArgs({ options: { puts: { type: 'string' }, kb: { type: 'string' }, dir: { type: 'string' } } });
+const { values } = parseArgs({ options: { puts: { type: 'string' }, kb: { type: 'string' }, concurrency: { type: 'string' }, dir: { type: 'string' } } });
 const PUTS = Number(values.puts ?? 300);
 const KB = Number(values.kb ?? 150);
+const CONCURRENCY = Number(values.concurrency ?? 1);
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(values.dir ?? tmpdir(), 'chatflow-media-put-'));
@@ -24,14 +26,18 @@ async function main(): Promise<void> {
     const bytes = Buffer.alloc(KB * 1024, 3);
     const ms: number[] = [];
     // 20 conversations' folders, as uploads are kept per conversation.
-    for (let i = 0; i < PUTS; i++) {
-      const t0 = performance.now();
-      await store.put(`uploads/c${i % 20}/m${i}`, bytes, 'video/mp4');
-      ms.push(performance.now() - t0);
-    }
+    let next = 0;
+    const putter = async () => {
+      for (let i = next++; i < PUTS; i = next++) {
+        const t0 = performance.now();
+        await store.put(`uploads/c${i % 20}/m${i}`, bytes, 'video/mp4');
+        ms.push(performance.now() - t0);
+      }
+    };
+    await Promise.all(Array.from({ length: CONCURRENCY }, putter));
     ms.sort((a, b) => a - b);
     const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))]!.toFixed(2);
-    console.log(`put ${KB} KiB × ${PUTS}: p50 ${q(0.5)}  p90 ${q(0.9)}  p99 ${q(0.99)}  max ${q(1)} ms`);
+    console.log(`put ${KB} KiB × ${PUTS}, ${CONCURRENCY} at a time: p50 ${q(0.5)}  p90 ${q(0.9)}  p99 ${q(0.99)}  max ${q(1)} ms`);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -26,4 +26,8 @@ export class RecentSet<T> {
   add(value: T): void {
     this.values.set(value, true);
   }
+
+  delete(value: T): void {
+    this.values.delete(value);
+  }
 }

@@ -26,6 +26,17 @@ describe('RecentSet', () => {
     expect([s.has(14_999), s.has(15_000), s.has(24_999)]).toEqual([false, true, true]);
   });
 
+  it('given a value deleted, then it is no longer held and its slot is free for the next one', () => {
+    const s = new RecentSet<string>(2);
+    s.add('a');
+    s.add('b');
+    s.delete('a');
+    s.delete('never added');
+    expect([s.has('a'), s.size]).toEqual([false, 1]);
+    s.add('c'); // takes the next slot of the ring: 'b' stays
+    expect([s.has('b'), s.has('c'), s.size]).toEqual([true, true, 2]);
+  });
+
   it('refuses a capacity that is not a positive integer', () => {
     expect(() => new RecentSet(0)).toThrow(/positive integer/);
   });

@@ -172,6 +172,14 @@ describe('LocalMediaStore specifics', () => {
     expect((await fs.readFile(path.join(t.dir, 'disk', 'look.png'), 'utf8')).startsWith('png bytes')).toBe(true);
   });
 
+  it('stores into a folder removed behind its back since its last put there (remembered as existing)', async () => {
+    await t.store.put('gone/c1/a.png', Buffer.from('one'), 'image/png');
+    await fs.rm(path.join(t.dir, 'gone'), { recursive: true });
+    await t.store.put('gone/c1/b.png', Buffer.from('two'), 'image/png');
+    expect((await t.store.get('gone/c1/b.png'))?.bytes.toString()).toBe('two');
+    expect(await fs.readdir(path.join(t.dir, 'gone', 'c1'))).toEqual(['b.png']);
+  });
+
   it('detects bytes that no longer match their metadata', async () => {
     await t.store.put('corrupt.bin', Buffer.from('good'), 'application/octet-stream');
     await flipFirstByte(path.join(t.dir, 'corrupt.bin'));
