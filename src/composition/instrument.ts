@@ -32,6 +32,10 @@ export function timedEventLog(log: EventLog, seconds: HotHistogram<'topic'>): Ev
       const end = seconds.startTimer({ topic });
       return log.append(event).finally(() => end());
     },
+    appendEncoded: log.appendEncoded && ((topic, payload) => {
+      const end = seconds.startTimer({ topic });
+      return log.appendEncoded!(topic, payload).finally(() => end());
+    }),
   });
 }
 

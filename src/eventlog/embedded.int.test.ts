@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Event } from '../gen/chatflow/v1/events';
 import { EmbeddedEventLog, type EmbeddedEventLogOptions } from './embedded';
-import { EventLogDamagedError, MAX_WRITE_BYTES } from './embedded-file';
+import { EventLogDamagedError, MAX_RECORD, MAX_WRITE_BYTES } from './embedded-file';
 import { connectedEvent, describeEventLog, messageEvent } from './eventlog.contract';
 import type { LoggedEvent } from './port';
 import { StorageUnavailableError } from '../domain/errors';
@@ -371,6 +371,21 @@ describe('EmbeddedEventLog', () => {
     expect(seenByImmediate).toHaveLength(1);
     expect(seenByImmediate[0]).toBeLessThan(2000);
     expect(log.stats().records).toBe(2001);
+  });
+
+  it('stores an event appended as bytes (appendEncoded) exactly as given, and refuses an unknown topic or an oversized record', async () => {
+    const log = await open();
+    const event = messageEvent('c', 'encoded');
+    const payload = Event.encode(event).finish();
+    const where = await log.appendEncoded('conversations', payload);
+    expect(where).toEqual({ topic: 'conversations', partition: 0, offset: 0, seq: 1 });
+    await expect(log.appendEncoded('nope' as never, payload)).rejects.toThrow(/unknown topic/);
+    await expect(log.appendEncoded('conversations', new Uint8Array(MAX_RECORD + 1))).rejects.toThrow(/exceeds/);
+    const read: LoggedEvent[] = [];
+    const c = await log.consume({ group: 'g', topics: ['conversations'], concurrencyPerPartition: 1, bytes: true, handle: async (e) => void read.push(e) });
+    await c.caughtUp();
+    await c.stop();
+    expect(read.map((e) => [e.offset, e.event, Buffer.from(e.bytes!).equals(Buffer.from(payload))])).toEqual([[0, event, true]]);
   });
 
   it('rejects appends after close with a clear error', async () => {

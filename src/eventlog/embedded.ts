@@ -113,13 +113,14 @@ type Committed = Partial<Record<Topic, number>>;
 interface PendingAppend {
   readonly offset: number;
   readonly topic: Topic;
-  readonly event: Event;
+  /** Absent for an append of bytes (appendEncoded). */
+  readonly event?: Event;
   readonly payload: Uint8Array;
   /** performance.now() at append, at its batch's write start, once durable (for onAppendTiming). */
   readonly at: number;
   startedAt: number;
   durableAt: number;
-  resolve(e: LoggedEvent): void;
+  resolve(e: Omit<LoggedEvent, 'event'> & { event?: Event }): void;
   reject(err: Error): void;
 }
 
@@ -214,9 +215,6 @@ export class EmbeddedEventLog implements EventLog {
 
   /** Appends one event; resolves once it is on disk (fdatasync), in offset order. */
   append(event: Event): Promise<LoggedEvent> {
-    // During close() appends are still taken until consumers have stopped (their handlers may append).
-    if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
-    if (this.fault) return Promise.reject(this.fault.error);
     let topic: Topic;
     let payload: Uint8Array;
     try {
@@ -225,6 +223,19 @@ export class EmbeddedEventLog implements EventLog {
     } catch (err) {
       return Promise.reject(err);
     }
+    return this.enqueue(topic, payload, event) as Promise<LoggedEvent>;
+  }
+
+  /** See EventLog.appendEncoded: the worker thread's appends, its bytes stored as they came. */
+  appendEncoded(topic: Topic, payload: Uint8Array): Promise<Omit<LoggedEvent, 'event'>> {
+    if (!TOPIC_INDEX.has(topic)) return Promise.reject(new Error(`unknown topic ${JSON.stringify(topic)}`));
+    return this.enqueue(topic, payload);
+  }
+
+  private enqueue(topic: Topic, payload: Uint8Array, event?: Event): Promise<Omit<LoggedEvent, 'event'> & { event?: Event }> {
+    // During close() appends are still taken until consumers have stopped (their handlers may append).
+    if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
+    if (this.fault) return Promise.reject(this.fault.error);
     if (payload.length > MAX_RECORD) {
       return Promise.reject(new Error(`event of ${payload.length} bytes exceeds ${MAX_RECORD}`));
     }

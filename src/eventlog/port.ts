@@ -103,6 +103,14 @@ export interface EventLog {
    * (Kafka: the request reached a broker that died before answering).
    */
   append(event: Event): Promise<LoggedEvent>;
+  /**
+   * Appends an event its caller encoded already (`encode(Event, event)`, a
+   * buffer of its own) to `topic` (topicOf(event)), as append does: for a
+   * caller in another thread, which then sends bytes, not the object to be
+   * cloned and encoded on this one. Logs that store the bytes as given have
+   * it (the embedded log). The bytes are trusted: they are not decoded here.
+   */
+  appendEncoded?(topic: Topic, payload: Uint8Array): Promise<Omit<LoggedEvent, 'event'>>;
   consume(options: ConsumeOptions): Promise<Consumer>;
   /** One past the last offset of (topic, partition) now: where the next append to it will land. */
   endOffset?(topic: Topic, partition: number): Promise<number>;

@@ -9,6 +9,7 @@ import { StorageUnavailableError } from '../domain/errors';
 import { isTransient } from '../resilience/transient';
 import { Channel, type Port } from './channel';
 import { logShape, RemoteEventLog, serveEventLog } from './remote-log';
+import { decorate } from '../composition/instrument';
 
 const quiet = { warn: () => {}, info: () => {} };
 
@@ -79,6 +80,38 @@ describe('RemoteEventLog', () => {
     expect(consumer.handedOut!('conversations', 0)).toBe(5);
     expect(r.log.endOffset).toBeUndefined(); // the embedded log has none: the worker reads the read models instead
     await consumer.stop();
+  });
+
+  it('sends an append as the bytes the thread encoded: the event loop stores them without encoding (or receiving) the object', async () => {
+    let objectAppends = 0;
+    const counted = decorate<EventLog>(real, { append: (e) => (objectAppends++, real.append(e)) });
+    const c = remote(counted);
+    try {
+      const sent = messageEvent('c1', 'as bytes');
+      const where = await c.log.append(sent);
+      expect(where.event).toBe(sent);
+      const read: LoggedEvent[] = [];
+      const consumer = await real.consume({ group: 'check', topics: ['conversations'], concurrencyPerPartition: 1, handle: async (e) => void read.push(e) });
+      await consumer.caughtUp();
+      await consumer.stop();
+      expect(read.map((e) => [e.offset, e.seq, e.event])).toEqual([[where.offset, where.seq, sent]]);
+      expect(objectAppends).toBe(0);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('gives an encoded append refused for a full disk back as the same error, still transient', async () => {
+    const full = new StorageUnavailableError('the server cannot store events right now (no space left on device); retry in 2000 ms', 2000);
+    const failing: EventLog = { ...logShapeOf(real), append: () => Promise.reject(new Error('unused')), appendEncoded: () => Promise.reject(full), consume: () => Promise.reject(new Error('unused')), close: async () => {} };
+    const f = remote(failing);
+    try {
+      const err = await f.log.append(messageEvent('c1', 'x')).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StorageUnavailableError);
+      expect([(err as Error).message, isTransient(err)]).toEqual([full.message, true]);
+    } finally {
+      f.close();
+    }
   });
 
   it('gives an append refused for a full disk back as the same error, still transient', async () => {

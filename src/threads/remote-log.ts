@@ -1,12 +1,15 @@
 import { Event } from '../gen/chatflow/v1/events';
 import type { ConsumeOptions, Consumer, EventLog, LoggedEvent, Topic } from '../eventlog/port';
-import { TOPICS } from '../eventlog/port';
+import { TOPICS, topicOf } from '../eventlog/port';
+import { encode } from '../encode';
 import type { Channel } from './channel';
 
 /** What the thread needs to know of the log before its first call. */
 export interface LogShape {
   partitions: Record<Topic, number>;
   hasEndOffset: boolean;
+  /** The log takes events as bytes (EventLog.appendEncoded): the thread encodes, the event loop only stores. */
+  appendsEncoded: boolean;
 }
 
 type ConsumeSpec = Pick<ConsumeOptions, 'group' | 'topics' | 'fromBeginning' | 'concurrencyPerPartition'>;
@@ -37,6 +40,10 @@ export function serveEventLog(ch: Channel, log: EventLog): Map<number, Consumer>
   // The thread has the event: only where it landed goes back.
   ch.on('log.append', async (event: Event): Promise<Omit<LoggedEvent, 'event'>> => {
     const { topic, partition, offset, seq } = await log.append(event);
+    return { topic, partition, offset, seq };
+  });
+  ch.on('log.appendEncoded', async (topic: Topic, payload: Uint8Array): Promise<Omit<LoggedEvent, 'event'>> => {
+    const { partition, offset, seq } = await log.appendEncoded!(topic, payload);
     return { topic, partition, offset, seq };
   });
   ch.on('log.endOffset', (topic: Topic, partition: number) => log.endOffset!(topic, partition));
@@ -79,7 +86,7 @@ function offTheWire(w: WireEvent): LoggedEvent {
 
 export function logShape(log: EventLog): LogShape {
   const partitions = Object.fromEntries(TOPICS.map((t) => [t, log.partitions(t)])) as Record<Topic, number>;
-  return { partitions, hasEndOffset: typeof log.endOffset === 'function' };
+  return { partitions, hasEndOffset: typeof log.endOffset === 'function', appendsEncoded: typeof log.appendEncoded === 'function' };
 }
 
 /**
@@ -105,8 +112,15 @@ export class RemoteEventLog implements EventLog {
     return this.shape.partitions[topic];
   }
 
+  /**
+   * Encoded here when the log takes bytes: an encode on this thread and a
+   * copy of the bytes cost the event loop less than cloning the object over
+   * and encoding it there (saturate's profile: ~1.5 % of the loop).
+   */
   async append(event: Event): Promise<LoggedEvent> {
-    return { ...(await this.ch.call<Omit<LoggedEvent, 'event'>>('log.append', event)), event };
+    if (!this.shape.appendsEncoded) return { ...(await this.ch.call<Omit<LoggedEvent, 'event'>>('log.append', event)), event };
+    const where = await this.ch.call<Omit<LoggedEvent, 'event'>>('log.appendEncoded', topicOf(event), encode(Event, event));
+    return { ...where, event };
   }
 
   async consume(options: ConsumeOptions): Promise<Consumer> {
