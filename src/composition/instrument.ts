@@ -23,19 +23,19 @@ export function decorate<T extends object>(port: T, replaced: Partial<T>): T {
  * hot method of its port.
  */
 export function timedEventLog(log: EventLog, seconds: HotHistogram<'topic'>): EventLog {
+  const timed = <T>(topic: string, call: () => Promise<T>): Promise<T> => {
+    const end = seconds.startTimer({ topic });
+    return call().finally(() => end());
+  };
   return decorate(log, {
     append: (event) => {
       let topic = 'unknown'; // an event without a topic: append itself rejects it
       try {
         topic = topicOf(event);
       } catch {}
-      const end = seconds.startTimer({ topic });
-      return log.append(event).finally(() => end());
+      return timed(topic, () => log.append(event));
     },
-    appendEncoded: log.appendEncoded && ((topic, payload) => {
-      const end = seconds.startTimer({ topic });
-      return log.appendEncoded!(topic, payload).finally(() => end());
-    }),
+    appendEncoded: log.appendEncoded && ((topic, payload) => timed(topic, () => log.appendEncoded!(topic, payload))),
   });
 }
 

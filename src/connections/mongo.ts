@@ -580,11 +580,6 @@ class Places {
   }
 }
 
-/**
- * A registry's view of the held slots (as stored), indexed so an admission
- * reads only what the decider needs: by session (`_id`), by client, by slot
- * number, and how many each holder holds.
- */
 /** One read shared by the callers of a tick, sent after each of them called (so it sees what happened before any of them). */
 function sharedPerTick<T>(read: () => Promise<T>): () => Promise<T> {
   let next: Promise<T> | undefined;
@@ -595,6 +590,11 @@ function sharedPerTick<T>(read: () => Promise<T>): () => Promise<T> {
     }));
 }
 
+/**
+ * A registry's view of the held slots (as stored), indexed so an admission
+ * reads only what the decider needs: by session (`_id`), by client, by slot
+ * number, and how many each holder holds.
+ */
 class SlotView {
   readonly claims = new Map<string, SlotClaim>();
   readonly byClient = new Map<string, SlotClaim>();

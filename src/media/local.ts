@@ -71,12 +71,13 @@ export class LocalMediaStore implements MediaStore {
     const footer = Buffer.from(String(meta.length).padStart(TRAILER_DIGITS, '0') + TRAILER_MAGIC, 'latin1');
     try {
       const folder = path.dirname(file);
-      if (!this.folders.has(folder)) await makeDir(folder);
+      const known = this.folders.has(folder);
+      if (!known) await makeDir(folder);
       try {
         await writeDurably(file, [bytes, meta, footer]);
       } catch (err) {
         // A folder known to exist was removed behind the store's back: made again, once.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !this.folders.has(folder)) throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !known) throw err;
         this.folders.delete(folder);
         await makeDir(folder);
         await writeDurably(file, [bytes, meta, footer]);
