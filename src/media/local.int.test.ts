@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { spawn } from 'node:child_process';
-import { LocalMediaStore, signMediaKey, tempFileFor, verifyMediaSignature, writeAll } from './local';
+import { LocalMediaStore, signMediaKey, tempFileIn, verifyMediaSignature, writeAll } from './local';
 import { handleMediaRequest } from './local-http';
 import { describeMediaStore } from './media.contract';
 
@@ -205,35 +205,76 @@ describe('LocalMediaStore specifics', () => {
 
   describe('temp files of puts that never finished', () => {
     const HOUR = 3_600_000;
-    async function leaveTemp(key: string, bytes: number, ageMs: number): Promise<string> {
-      const tmp = tempFileFor(path.join(t.dir, ...key.split('/')));
+    async function age(file: string, ageMs: number): Promise<void> {
+      const at = new Date(Date.now() - ageMs);
+      await fs.utimes(file, at, at);
+    }
+    async function leaveTemp(bytes: number, ageMs: number): Promise<string> {
+      const tmp = tempFileIn(t.dir);
       await fs.mkdir(path.dirname(tmp), { recursive: true });
       await fs.writeFile(tmp, Buffer.alloc(bytes, 7));
-      const at = new Date(Date.now() - ageMs);
-      await fs.utimes(tmp, at, at);
+      await age(tmp, ageMs);
+      return tmp;
+    }
+    /** A temp file as versions before 2026-11-25 left it: beside its object, `.<name>.<12 hex>.tmp`. */
+    async function leaveTempBeside(key: string, bytes: number, ageMs: number): Promise<string> {
+      const file = path.join(t.dir, ...key.split('/'));
+      const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${'0123456789ab'}.tmp`);
+      await fs.mkdir(path.dirname(tmp), { recursive: true });
+      await fs.writeFile(tmp, Buffer.alloc(bytes, 7));
+      await age(tmp, ageMs);
       return tmp;
     }
     const exists = (file: string) => fs.stat(file).then(() => true, () => false);
 
     it('are swept once old enough; young ones (a put still running) and every object stay', async () => {
       await t.store.put('sweep/c1/kept.png', Buffer.from('png'), 'image/png');
-      await t.store.put('sweep/c1/abcdef012345.tmp', Buffer.from('an object that ends like a temp file'), 'text/plain');
-      const old = new Date(Date.now() - 2 * HOUR);
-      await fs.utimes(path.join(t.dir, 'sweep', 'c1', 'abcdef012345.tmp'), old, old);
-      const stale = [await leaveTemp('sweep/c1/lost.png', 1000, 2 * HOUR), await leaveTemp('sweep/c2/deeper/lost.wav', 24, HOUR)];
-      const running = await leaveTemp('sweep/c1/now.wav', 500, 1000);
+      await t.store.put('sweep/c1/abcdef0123456789abcdef01.tmp', Buffer.from('an object named like a temp file'), 'text/plain');
+      await age(path.join(t.dir, 'sweep', 'c1', 'abcdef0123456789abcdef01.tmp'), 2 * HOUR);
+      const stale = [await leaveTemp(1000, 2 * HOUR), await leaveTemp(24, HOUR)];
+      const running = await leaveTemp(500, 1000);
 
       expect(await t.store.sweepLeftovers(15 * 60_000)).toEqual({ removed: 2, bytes: 1024 });
       for (const file of stale) expect(await exists(file)).toBe(false);
       expect(await exists(running)).toBe(true);
       expect((await t.store.get('sweep/c1/kept.png'))?.bytes.toString()).toBe('png');
-      expect((await t.store.get('sweep/c1/abcdef012345.tmp'))?.mimeType).toBe('text/plain');
+      expect((await t.store.get('sweep/c1/abcdef0123456789abcdef01.tmp'))?.mimeType).toBe('text/plain');
       expect(await t.store.sweepLeftovers(15 * 60_000)).toEqual({ removed: 0, bytes: 0 });
       await fs.rm(running);
     });
 
+    it('a put leaves nothing in the temp folder, and writes nothing beside its object', async () => {
+      await t.store.put('clean/c1/a.wav', Buffer.from('wav'), 'audio/wav');
+      expect((await fs.readdir(path.join(t.dir, '.tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+      expect(await fs.readdir(path.join(t.dir, 'clean', 'c1'))).toEqual(['a.wav']);
+    });
+
+    it('the temp folder removed behind the store\'s back is made again', async () => {
+      await t.store.put('again/a.bin', Buffer.from('1'), 'application/octet-stream');
+      await fs.rm(path.join(t.dir, '.tmp'), { recursive: true });
+      await t.store.put('again/b.bin', Buffer.from('2'), 'application/octet-stream');
+      expect((await t.store.get('again/b.bin'))?.bytes.toString()).toBe('2');
+    });
+
+    it("earlier versions' temp files beside their objects are swept by the first sweep's walk of the store, made once", async () => {
+      await t.store.put('old/c1/kept.png', Buffer.from('png'), 'image/png');
+      const stale = [await leaveTempBeside('old/c1/lost.png', 1000, 2 * HOUR), await leaveTempBeside('old/c2/deeper/lost.wav', 24, HOUR)];
+      const young = await leaveTempBeside('old/c1/now.wav', 500, 1000);
+      // One too young to go (an earlier version's put may still be running): the store is walked again next time.
+      expect(await t.store.sweepLeftovers(15 * 60_000)).toEqual({ removed: 2, bytes: 1024 });
+      for (const file of stale) expect(await exists(file)).toBe(false);
+      expect(await exists(young)).toBe(true);
+      await age(young, 2 * HOUR);
+      expect(await t.store.sweepLeftovers(15 * 60_000)).toEqual({ removed: 1, bytes: 500 });
+      // Walked whole with nothing left: not walked again (a sweep reads the temp folder alone).
+      const after = await leaveTempBeside('old/c1/later.png', 10, 2 * HOUR);
+      expect(await t.store.sweepLeftovers(15 * 60_000)).toEqual({ removed: 0, bytes: 0 });
+      expect(await exists(after)).toBe(true);
+      expect((await t.store.get('old/c1/kept.png'))?.bytes.toString()).toBe('png');
+    });
+
     it('are swept at start and then periodically until close, each result told', async () => {
-      const stale = await leaveTemp('periodic/x.png', 10, 2 * HOUR);
+      const stale = await leaveTemp(10, 2 * HOUR);
       const store = new LocalMediaStore({ dir: t.dir, baseUrl: t.baseUrl, secret: SECRET });
       const told: unknown[] = [];
       store.startSweeping({ everyMs: 20, minAgeMs: HOUR, onSwept: (r) => told.push(r) });
@@ -258,24 +299,29 @@ describe('LocalMediaStore specifics', () => {
       const script = `
         const { LocalMediaStore } = require('./src/media/local');
         const store = new LocalMediaStore({ dir: ${JSON.stringify(dir)}, baseUrl: 'http://127.0.0.1:1', secret: 's' });
-        (async () => { for (let i = 0; ; i++) await store.put('k/' + i + '.bin', Buffer.alloc(4 << 20, i % 251), 'application/octet-stream'); })();`;
+        (async () => { for (let i = 0; i < 100; i++) await store.put('k/' + i + '.bin', Buffer.alloc(4 << 20, i % 251), 'application/octet-stream'); })();`;
       let leftovers: string[] = [];
       for (let attempt = 0; attempt < 10 && leftovers.length === 0; attempt++) {
         const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { cwd: path.resolve(__dirname, '../..'), stdio: 'ignore' });
         const exited = new Promise((r) => child.once('exit', r));
-        const folder = path.join(dir, 'k');
-        for (let seen = false; !seen; ) {
-          await new Promise((r) => setTimeout(r, 5));
-          const names = await fs.readdir(folder).catch(() => [] as string[]);
-          seen = names.some((n) => n.endsWith('.tmp')) && names.length > 2;
+        const temps = path.join(dir, '.tmp');
+        try {
+          // Bounded: a put that never shows a temp file there must not leave the child filling the disk.
+          for (let seen = false, until = Date.now() + 20_000; !seen && Date.now() < until; ) {
+            await new Promise((r) => setTimeout(r, 5));
+            const done = await fs.readdir(path.join(dir, 'k')).catch(() => [] as string[]);
+            seen = (await fs.readdir(temps).catch(() => [] as string[])).length > 0 && done.length > 1;
+          }
+        } finally {
+          child.kill('SIGKILL');
+          await exited;
         }
-        child.kill('SIGKILL');
-        await exited;
-        leftovers = (await fs.readdir(folder)).filter((n) => n.endsWith('.tmp'));
+        leftovers = (await fs.readdir(temps).catch(() => [] as string[])).filter((n) => n.endsWith('.tmp'));
       }
       expect(leftovers.length).toBeGreaterThan(0);
       const store = new LocalMediaStore({ dir, baseUrl: t.baseUrl, secret: SECRET });
       expect((await store.sweepLeftovers(0)).removed).toBe(leftovers.length);
+      expect((await fs.readdir(path.join(dir, '.tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
       const objects = await fs.readdir(path.join(dir, 'k'));
       expect(objects.some((n) => n.endsWith('.tmp'))).toBe(false);
       for (const name of objects) {

@@ -9,8 +9,10 @@ import { RecentSet } from '../domain/recent-set';
  * Media on local disk, behind signed URLs. The object `<key>` is one file,
  * `<dir>/<key>`: its bytes, then a trailer with its metadata (mime type,
  * size, sha256), so the file still opens as what it is (players and viewers
- * stop at the end of their format). It is written to a temp file, synced and
- * renamed, then its folder is synced; `put` resolves after that, and a key is
+ * stop at the end of their format). It is written to a temp file in
+ * `<dir>/.tmp/`, synced and renamed into place, then its folder is synced
+ * (the temp files of every put in one folder: a sweep for those a killed
+ * process left reads that folder, not the store); `put` resolves after that, and a key is
  * only read once the event naming it is in the log. One file, not a second
  * one for the metadata: with 8 puts at once each took a third less time (one
  * sync and one rename fewer). `get` checks the bytes against the digest, so disk
@@ -38,8 +40,14 @@ const META_SUFFIX = '.meta.json';
 const TRAILER_MAGIC = ' chatflow-media/1\n';
 const TRAILER_DIGITS = 8;
 const MAX_KEY_LENGTH = 512;
-/** A put's temp file beside its object: `.<name>.<12 hex>.tmp` (keys never start a segment with `.`). */
-const TEMP_FILE = /^\..+\.[0-9a-f]{12}\.tmp$/;
+/** Where every put writes before renaming into place (no key can name it: keys never start a segment with `.`). */
+const TEMP_DIR = '.tmp';
+/** A put's temp file in TEMP_DIR (see tempFileIn). */
+const TEMP_FILE = /^[0-9a-f]{24}\.tmp$/;
+/** A put's temp file as versions before 2026-11-25 wrote it, beside its object: `.<name>.<12 hex>.tmp`. */
+const TEMP_FILE_BESIDE = /^\..+\.[0-9a-f]{12}\.tmp$/;
+/** In TEMP_DIR once the whole store was walked for temp files beside objects: that walk is made once. */
+const WALKED_MARKER = 'beside-swept';
 /** Folders remembered as existing (per client and conversation), most recent kept. */
 const KNOWN_FOLDERS = 4096;
 /** Where the platform has it, temp files are opened O_DSYNC: a write returns once its data is on disk. */
@@ -55,10 +63,12 @@ export class LocalMediaStore implements MediaStore {
   private sweepTimer?: NodeJS.Timeout;
   /** Folders a put made or found lately: the next put there skips its mkdir (one trip to the thread pool). */
   private readonly folders = new RecentSet<string>(KNOWN_FOLDERS);
+  private readonly tempDir: string;
   private sweeping?: Promise<unknown>;
 
   constructor(opts: LocalMediaStoreOptions) {
     this.dir = path.resolve(opts.dir);
+    this.tempDir = path.join(this.dir, TEMP_DIR);
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
     this.secret = opts.secret;
     this.now = opts.now ?? Date.now;
@@ -70,19 +80,19 @@ export class LocalMediaStore implements MediaStore {
     const meta = Buffer.from(JSON.stringify({ mimeType, size: bytes.length, sha256: digest ?? sha256(bytes) } satisfies Meta));
     const footer = Buffer.from(String(meta.length).padStart(TRAILER_DIGITS, '0') + TRAILER_MAGIC, 'latin1');
     try {
-      const folder = path.dirname(file);
-      const known = this.folders.has(folder);
-      if (!known) await makeDir(folder);
+      const folders = [path.dirname(file), this.tempDir];
+      const known = folders.every((f) => this.folders.has(f));
+      if (!known) await Promise.all(folders.map(makeDir));
       try {
-        await writeDurably(file, [bytes, meta, footer]);
+        await writeDurably(file, tempFileIn(this.dir), [bytes, meta, footer]);
       } catch (err) {
         // A folder known to exist was removed behind the store's back: made again, once.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !known) throw err;
-        this.folders.delete(folder);
-        await makeDir(folder);
-        await writeDurably(file, [bytes, meta, footer]);
+        for (const f of folders) this.folders.delete(f);
+        await Promise.all(folders.map(makeDir));
+        await writeDurably(file, tempFileIn(this.dir), [bytes, meta, footer]);
       }
-      this.folders.add(folder);
+      for (const f of folders) this.folders.add(f);
     } catch (err) {
       const what = diskFault(err);
       if (what) throw new StorageUnavailableError(`the server cannot store media right now (${what}); retry in ${DISK_RETRY_AFTER_MS} ms`, DISK_RETRY_AFTER_MS);
@@ -121,33 +131,48 @@ export class LocalMediaStore implements MediaStore {
    * nothing else ever would (a put that fails removes its own). Only files
    * last written at least `minAgeMs` ago (by the file system's clock) go, so
    * a put still running here or in another process sharing the folder keeps
-   * its file. Objects are never touched: their names cannot look like temp
-   * files (no key segment starts with `.`).
+   * its file. Reads the temp folder alone; the first sweep of a store also
+   * walks it whole, once, for the temp files earlier versions left beside
+   * their objects (objects are never touched: no key segment starts with `.`).
    */
   async sweepLeftovers(minAgeMs: number): Promise<{ removed: number; bytes: number }> {
     const before = Date.now() - minAgeMs;
     const swept = { removed: 0, bytes: 0 };
-    const walk = async (dir: string): Promise<void> => {
+    /** Removes the leftovers in `dir` (and below, when deep) old enough to go: how many were too young, null when `dir` does not exist. */
+    const sweep = async (dir: string, leftover: RegExp, deep: boolean): Promise<number | null> => {
       let entries: Dir;
       try {
         entries = await fs.opendir(dir); // read as it goes: a folder may hold millions of objects
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // nothing stored yet, or removed meanwhile
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null; // nothing stored yet, or removed meanwhile
         throw err;
       }
+      let young = 0;
       for await (const entry of entries) {
         const at = path.join(dir, entry.name);
-        if (entry.isDirectory()) await walk(at);
-        else if (entry.isFile() && TEMP_FILE.test(entry.name)) {
+        if (entry.isDirectory()) {
+          if (deep && at !== this.tempDir) young += (await sweep(at, leftover, deep)) ?? 0;
+        } else if (entry.isFile() && leftover.test(entry.name)) {
           const stat = await fs.stat(at).catch(() => undefined);
-          if (!stat || stat.mtimeMs > before) continue;
+          if (!stat) continue;
+          if (stat.mtimeMs > before) {
+            young++;
+            continue;
+          }
           await fs.rm(at, { force: true });
           swept.removed++;
           swept.bytes += stat.size;
         }
       }
+      return young;
     };
-    await walk(this.dir);
+    await sweep(this.tempDir, TEMP_FILE, false);
+    const marker = path.join(this.tempDir, WALKED_MARKER);
+    // Walked again next time while it finds one too young to go (an earlier version's put that may still be running).
+    if (!(await fs.stat(marker).then(() => true, () => false)) && (await sweep(this.dir, TEMP_FILE_BESIDE, true)) === 0) {
+      await makeDir(this.tempDir);
+      await fs.writeFile(marker, `temp files beside objects swept ${new Date().toISOString()}\n`);
+    }
     return swept;
   }
 
@@ -241,14 +266,14 @@ async function makeDir(dir: string): Promise<void> {
 }
 
 /**
- * The chunks written to a temp file beside `file` (opened O_DSYNC, so the
- * write is also its sync), renamed into place, then the folder synced. What
+ * The chunks written to the temp file `tmp` (opened O_DSYNC, so the write is
+ * also its sync, on the same file system as `file`), renamed into place, then
+ * `file`'s folder synced. What
  * does not depend on the step before runs beside it (the folder opened with
  * the temp file, the temp file closed as it is renamed), and the folder is
  * closed after the put resolves: four round trips to libuv's pool in a row.
  */
-async function writeDurably(file: string, chunks: readonly Buffer[]): Promise<void> {
-  const tmp = tempFileFor(file);
+async function writeDurably(file: string, tmp: string, chunks: readonly Buffer[]): Promise<void> {
   const [opened, folder] = await Promise.allSettled([fs.open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | DSYNC), fs.open(path.dirname(file), 'r')]);
   try {
     if (opened.status === 'rejected') throw opened.reason;
@@ -271,9 +296,9 @@ async function writeDurably(file: string, chunks: readonly Buffer[]): Promise<vo
   }
 }
 
-/** Where a put writes `file` before renaming it into place (matches TEMP_FILE). */
-export function tempFileFor(file: string): string {
-  return path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+/** Where a put into the store at `dir` writes before renaming into place (matches TEMP_FILE). */
+export function tempFileIn(dir: string): string {
+  return path.join(dir, TEMP_DIR, `${randomBytes(12).toString('hex')}.tmp`);
 }
 
 /** One writev for all chunks, continued where the disk wrote less than asked. */
