@@ -90,14 +90,18 @@ describe('npm run loadtest (smoke)', () => {
     opts.workDir = join(out, 'work');
     expect(opts.maxClients).toBe(30);
     const r = await runOne(opts, 'embedded', 'test');
-    const f = r.figures as { memory: { streamsHeld: number; rssBytesPerStream: number | null; heapBytesPerStream: number | null }; probe: { attempts: number; byStatus: Record<string, number> } };
+    type Probe = { attempts: number; byStatus: Record<string, number>; loopDelayMs: { p99: number } };
+    const f = r.figures as { memory: { streamsHeld: number; rssBytesPerStream: number | null; heapBytesPerStream: number | null }; probe: Probe; runnerProbe: Probe };
     expect(f.memory.streamsHeld).toBe(30);
     expect(f.memory.rssBytesPerStream).not.toBeNull();
     expect(f.memory.heapBytesPerStream).not.toBeNull();
     expect(f.probe.byStatus).toEqual({ RESOURCE_EXHAUSTED: f.probe.attempts });
+    // The same attempts from the runner that holds the streams, one after each of the probe process's.
+    expect(f.runnerProbe.byStatus).toEqual({ RESOURCE_EXHAUSTED: f.probe.attempts });
+    expect(f.probe.loopDelayMs.p99).toBeGreaterThan(0);
     expect(r.messages!.overall.failures).toBe(0);
     expect(r.messages!.overall.count).toBeGreaterThan(0);
-  }, 120_000); // fixed phases: 2 × 5 memory readings 1 s apart, 200 probes 50 ms apart, 3 s settles
+  }, 120_000); // fixed phases: 2 × 5 memory readings 1 s apart, 2 × 200 probes 25 ms apart, 3 s settles
 });
 
 describeWhen(existsSync(GHZ_BIN), 'ghz against the embedded server', 'ghz not installed (bash loadtest/install-ghz.sh)', () => {

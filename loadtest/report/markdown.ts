@@ -199,7 +199,9 @@ type SaturateFigures = { steadyPerS?: number; overallPerS?: number; processingPe
 type ScaleFigures = {
   open: { attempts: number; admitted: number; wallMs: number; timeToAdmit: Summary };
   memory: { before: { rssMB: number; heapMB: number }; after: { rssMB: number; heapMB: number }; streamsHeld: number; rssBytesPerStream: number | null; heapBytesPerStream: number | null };
-  probe: { attempts: number; byStatus: Record<string, number>; timeToReject: Summary };
+  probe: { attempts: number; byStatus: Record<string, number>; timeToReject: Summary; loopDelayMs?: { p99: number } };
+  /** Since 2026-11-25: the same attempts from the runner holding every stream (before, `probe` was those). */
+  runnerProbe?: { timeToReject: Summary; loopDelayMs: { p99: number } };
 };
 const kb = (bytes: number | null | undefined) => (bytes == null ? '–' : `${fmt(bytes / 1024, 1)} KB`);
 
@@ -212,10 +214,11 @@ function scaleSection(results: ResultFile[]): string {
       r.mode, `${fmt(f.memory.streamsHeld, 0)} of ${fmt(f.open.attempts, 0)}`, `${fmt(f.open.wallMs / 1000, 1)} s (admit p50/p99 ${pair(f.open.timeToAdmit, 'p50', 'p99')} ms)`,
       `${fmt(f.memory.before.rssMB)} → ${fmt(f.memory.after.rssMB)} MB`, kb(f.memory.rssBytesPerStream),
       `${fmt(f.memory.before.heapMB)} → ${fmt(f.memory.after.heapMB)} MB`, kb(f.memory.heapBytesPerStream),
-      `${pair(f.probe.timeToReject, 'p50', 'p99')} / ${fmt(f.probe.timeToReject.max)}`,
+      `${pair(f.probe.timeToReject, 'p50', 'p99')} / ${fmt(f.probe.timeToReject.max)}${f.probe.loopDelayMs ? ` (probe's loop delay p99 ${fmt(f.probe.loopDelayMs.p99)})` : ''}`,
+      f.runnerProbe ? `${pair(f.runnerProbe.timeToReject, 'p50', 'p99')} / ${fmt(f.runnerProbe.timeToReject.max)} (runner's loop delay p99 ${fmt(f.runnerProbe.loopDelayMs.p99)})` : '–',
     ]];
   });
-  out.push(table(['mode', 'streams held', 'open time', 'RSS before → after', 'RSS per stream', 'heap before → after', 'heap per stream', 'next client refused p50 / p99 / max (ms)'], rows));
+  out.push(table(['mode', 'streams held', 'open time', 'RSS before → after', 'RSS per stream', 'heap before → after', 'heap per stream', 'next client refused p50 / p99 / max (ms)', 'the same from the runner holding the streams'], rows));
   return out.join('\n');
 }
 

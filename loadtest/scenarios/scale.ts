@@ -9,13 +9,19 @@
 //      divided by the streams is the memory per idle stream;
 //   4. chat + probe — 1 % of the streams send a text every 1–3 s while one more
 //      client (the 10,001st) tries to connect, one attempt at a time, `PROBES`
-//      times: the time to its refusal (RESOURCE_EXHAUSTED);
+//      times: the time to its refusal (RESOURCE_EXHAUSTED). Each attempt is
+//      made twice, in turn: from a probe process of its own (its own
+//      connection, nothing else on its event loop: the checked figure) and
+//      from this runner, whose event loop also carries the 10,000 streams
+//      (reported beside it, with the runner's loop delay meanwhile);
 //   5. the chat's last replies are awaited (up to REPLY_WAIT_MS: a reply that
 //      comes after the sending stopped is late, counted with its latency; one
 //      that never comes is NO_REPLY if it was Accepted, NOT_ACCEPTED if not,
 //      each listed with its message id to look up in the log);
 //   6. all streams are cancelled; the run stops by itself.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Channels, openChat, type ChatCall, type OpenOutcome } from '../engine/connect';
+import { ProbeProcess, type LoopDelay, type ProbeOutcome } from '../engine/probe-child';
 import { addMessage, emptyMessages, emptyProgress, now, type MessageRecords } from '../engine/records';
 import { messageReport } from '../analyze';
 import { scaleChecks } from '../goals';
@@ -25,6 +31,8 @@ import type { TargetProcess } from '../target/target';
 import type { RunContext, ScenarioOutput } from './context';
 
 const PROBES = 200;
+/** Between one attempt and the next (the probe process's, then the runner's). */
+const PROBE_GAP_MS = 25;
 const WAVE = 250;
 /** Bounds on the run: opening stops after this (a server too slow to admit 10,000 says so, it does not hang the run). */
 const OPEN_BUDGET_MS = 180_000;
@@ -65,6 +73,7 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
   const server = ctx.target.processes.find((p) => p.grpc)!;
   const channels = new Channels(ctx.target.grpc, opts.channels);
   await channels.warm();
+  const prober = new ProbeProcess();
   const id = (k: string, i: number) => `scale-${ctx.runId}-${k}-${i}`;
   const progress = emptyProgress();
   progress.users = streams;
@@ -172,17 +181,30 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
       }
     });
     ctx.log(`chat: ${chatting.length} streams send a text every 1–3 s; probe: ${PROBES} attempts of one more client`);
-    const probe: OpenOutcome[] = [];
+    await prober.open(ctx.target.grpc, opts.timeZone);
+    const probe: ProbeOutcome[] = [];
+    const runnerProbe: OpenOutcome[] = [];
+    const runnerLoop = monitorEventLoopDelay({ resolution: 5 });
+    runnerLoop.enable();
     const probeStart = now();
     for (let i = 0; i < PROBES && now() - probeStart < PROBE_BUDGET_MS; i++) {
-      const o = await openChat(channels.pick(i), id('probe', i), opts.timeZone);
-      probe.push(o);
+      const fresh = await prober.probe(id('probe', i));
+      probe.push(fresh);
+      await sleep(PROBE_GAP_MS);
+      const o = await openChat(channels.pick(i), id('probe-runner', i), opts.timeZone);
+      runnerProbe.push(o);
       keep(o);
-      progress.attempts++;
-      if (!o.ok) progress.refused++;
+      for (const x of [fresh, o]) {
+        progress.attempts++;
+        if (!x.ok) progress.refused++;
+      }
       ctx.progress(progress);
-      await sleep(50);
+      await sleep(PROBE_GAP_MS);
     }
+    runnerLoop.disable();
+    const loopMs = (ns: number) => round(ns / 1e6, 2);
+    const runnerLoopDelayMs: LoopDelay = { p50: loopMs(runnerLoop.percentile(50)), p99: loopMs(runnerLoop.percentile(99)), max: loopMs(runnerLoop.max) };
+    const probeLoopDelayMs = await prober.close();
     chatOn = false;
     await Promise.all(chatLoops);
     // 5. The last replies: until every recorded message is answered, or REPLY_WAIT_MS.
@@ -205,11 +227,14 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
     ctx.log(`replies: waited ${round(waitedMs / 1000, 1)} s after the sending stopped; ${late.count} came after it (latency p50 ${late.latencyMs.p50} / max ${late.latencyMs.max} ms), ${missing.length} never (${missing.filter((m) => m.accepted).length} of them Accepted)`);
     const refuseMs = probe.filter((o) => !o.ok).map((o) => o.end - o.start);
     const refuse = roundSummary(summarize(refuseMs));
+    const runnerRefuseMs = runnerProbe.filter((o) => !o.ok).map((o) => o.end - o.start);
+    const runnerRefuse = roundSummary(summarize(runnerRefuseMs));
+    ctx.log(`next client refused p50/p99: ${refuse.p50}/${refuse.p99} ms from a probe process (its loop delay p99 ${probeLoopDelayMs.p99} ms), ${runnerRefuse.p50}/${runnerRefuse.p99} ms from the runner (its loop delay p99 ${runnerLoopDelayMs.p99} ms)`);
     const chat = messageReport(messages);
     const admitMs = outcomes.filter((o) => o.ok).map((o) => o.end - o.start);
     const rssPer = per('rssBytes'), heapPer = per('heapUsedBytes');
     return {
-      settings: { streams, chatters, probes: PROBES, wave: WAVE, maxClients: opts.maxClients, channelsPerEndpoint: opts.channels, loadGenerator: 'in-runner (one process)' },
+      settings: { streams, chatters, probes: PROBES, wave: WAVE, maxClients: opts.maxClients, channelsPerEndpoint: opts.channels, loadGenerator: 'in-runner (one process), probes also from a process of their own' },
       messages: chat,
       figures: {
         open: { attempts: outcomes.length, admitted, byStatus: countBy(outcomes, (o) => (o.ok ? 'OK' : o.code)), wallMs: round(openWallMs), timeToAdmit: roundSummary(summarize(admitMs)) },
@@ -220,9 +245,10 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
           rssBytesPerStream: rssPer,
           heapBytesPerStream: heapPer,
         },
-        probe: { attempts: probe.length, byStatus: countBy(probe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: refuse },
+        probe: { attempts: probe.length, byStatus: countBy(probe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: refuse, loopDelayMs: probeLoopDelayMs },
+        runnerProbe: { attempts: runnerProbe.length, byStatus: countBy(runnerProbe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: runnerRefuse, loopDelayMs: runnerLoopDelayMs },
         replies: { waitedMs: round(waitedMs), waitBoundMs: REPLY_WAIT_MS, late, missing },
-        hist: { 'probe (next client): refused': logHistogram(refuseMs), 'open: admitted': logHistogram(admitMs) },
+        hist: { 'probe (next client): refused': logHistogram(refuseMs), 'probe from the runner: refused': logHistogram(runnerRefuseMs), 'open: admitted': logHistogram(admitMs) },
       },
       // Chat failures are the chat's alone (a probe admitted shows in the refusal check, as n/a): the 2026-11-23 run said 27 for 26.
       checks: scaleChecks(heldNow, streams, rssPer, heapPer, refuse.p99, chat.overall.failures),
@@ -230,10 +256,11 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
         `${streams} streams on one embedded server (CHATFLOW_MAX_CLIENTS=${opts.maxClients}), opened in waves of ${WAVE} over ${opts.channels} gRPC channel(s) from one load-generator process; each says hello once (the first-message deadline) and stays idle; ${chatters} (1 %) then send a text every 1–3 s.`,
         `Memory per idle stream = (server RSS or V8 heap used with every stream held and every hello answered − the same with no client) / streams held; each side is the lowest of 5 readings 1 s apart. It includes what a connected client costs beyond the transport (its session, its conversation of one hello and one reply in the in-memory read model).`,
         `Chat replies: once the sending stopped, the last replies were awaited until all had come or ${REPLY_WAIT_MS / 1000} s (waited ${round(waitedMs / 1000, 1)} s). Late = came after the sending stopped: ${late.count}, latency p50 ${late.latencyMs.p50 ?? '–'} / max ${late.latencyMs.max ?? '–'} ms (counted as answered, in the latency figures). Never came: ${missing.length} (NO_REPLY = Accepted, no reply; NOT_ACCEPTED = no Accepted either)${missing.length ? `; message ids: ${missing.slice(0, 20).map((m) => m.messageId ?? `(not accepted, sent ${m.sentAt})`).join(', ')}` : ''}.`,
-        `Next client refused: ${PROBES} attempts one at a time (50 ms apart) with a fresh client id while the server is full and 1 % of the streams chat; client-side time from opening the stream to the RESOURCE_EXHAUSTED status.`,
+        `Next client refused: ${PROBES} attempts one at a time with a fresh client id while the server is full and 1 % of the streams chat; client-side time from opening the stream to the RESOURCE_EXHAUSTED status. Each attempt from a probe process of its own (one connection, nothing else on its event loop; loop delay p50 / p99 / max ${probeLoopDelayMs.p50} / ${probeLoopDelayMs.p99} / ${probeLoopDelayMs.max} ms): the checked figure; then ${PROBE_GAP_MS} ms later one from the runner, which holds the ${streams} streams (loop delay meanwhile ${runnerLoopDelayMs.p50} / ${runnerLoopDelayMs.p99} / ${runnerLoopDelayMs.max} ms): refused p50 / p99 / max ${runnerRefuse.p50 ?? '–'} / ${runnerRefuse.p99 ?? '–'} / ${runnerRefuse.max ?? '–'} ms. Before 2026-11-25 the runner's attempts alone were the figure.`,
       ],
     };
   } finally {
+    prober.kill();
     for (const c of held) c.cancel();
     channels.close();
   }
