@@ -119,6 +119,46 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('refuses in a full house from its view however old it is, reading no slot while nothing was freed; a release elsewhere is seen at once', async () => {
+    // Issue 15, the stack's scale run (2026-11-25): refusals read every slot once the view was 10 s old (in the
+    // background) and waited for that read once it was 30 s old: one refusal took 7.5 s, a scan of 10,000 on FerretDB.
+    const names = { collection: 'connections_full_old', heartbeats: 'heartbeats_full_old' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    const sent: string[] = [];
+    let watching = false;
+    client.on('commandStarted', (e: CommandStartedEvent) => void (watching && sent.push(`${e.commandName} ${String(e.command[e.commandName])}`)));
+    await client.connect();
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, ...names });
+    const other = await MongoConnectionRegistry.connect({ uri: process.env.MONGODB_URI!, dbName, logger, ...names });
+    const realNow = Date.now.bind(Date);
+    const later = jest.spyOn(Date, 'now');
+    try {
+      const acquire = (reg: MongoConnectionRegistry, clientId: string) => reg.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: reg === registry ? 'gw/1' : 'gw/2', conversationId: 'c', now: Date.now(), leaseMs: 600_000, maxClients: 3 });
+      for (const c of ['a', 'b', 'c']) expect((await acquire(registry, c)).ok).toBe(true);
+      for (const skew of [11_000, 31_000, 120_000]) {
+        later.mockImplementation(() => realNow() + skew);
+        await registry.renew('gw/1', Date.now(), 600_000); // the holder alive at the skewed time
+        watching = true;
+        for (let i = 0; i < 3; i++) expect(await acquire(registry, `late-${skew}-${i}`)).toMatchObject({ ok: false, reason: 'full' });
+        await new Promise((r) => setTimeout(r, 50)); // a background read would have been sent by now
+        watching = false;
+        expect(sent.filter((x) => x === `find ${names.collection}`)).toEqual([]);
+      }
+      // Freed through another gateway: the marker changed, so the slots are read and the client admitted.
+      await other.renew('gw/2', Date.now(), 600_000);
+      expect(await other.release('s-a')).toBe(true);
+      watching = true;
+      expect((await acquire(registry, 'after-release')).ok).toBe(true);
+      watching = false;
+      expect(sent.filter((x) => x === `find ${names.collection}`).length).toBeGreaterThan(0);
+    } finally {
+      later.mockRestore();
+      await other.close();
+      await registry.close();
+      await client.close();
+    }
+  });
+
   it('sends a lease renewal at once while a wave of admissions is claiming slots (the renewal does not queue behind the claims)', async () => {
     // Issue 15, the stack's scale run after admissions stopped reading every slot: 125 admissions at once per
     // gateway put 125 claim inserts in the registry's pool of 8, a loaded FerretDB answered them slowly, and the
