@@ -6,7 +6,10 @@
 // to the same disk and the same journal. This times small O_DSYNC appends to
 // one file (the log's shape: ~300 bytes each, one at a time) alone, and while
 // media-shaped writes run beside them at a given rate, in one process, on
-// libuv's pool as the server does.
+// libuv's pool as the server does. Each is timed twice: appending at the end
+// of the file (it grows with every write, as the log does: each O_DSYNC write
+// also commits the new size, a journal commit) and writing into a file
+// already filled with zeros (the size does not change: the data alone).
 //
 //   npx tsx loadtest/fsync-contention.ts [--appends 400] [--media-per-s 25] [--media-kb 100] [--dir /tmp]
 import { constants as fsc, promises as fsp } from 'node:fs';
@@ -29,9 +32,11 @@ function q(xs: number[], p: number): number {
 const fmt = (xs: number[]) => `n ${xs.length}  p50 ${q(xs, 0.5).toFixed(2)}  p90 ${q(xs, 0.9).toFixed(2)}  p99 ${q(xs, 0.99).toFixed(2)}  max ${q(xs, 1).toFixed(2)} ms`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function appends(dir: string): Promise<number[]> {
-  const fh = await fsp.open(join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT | fsc.O_DSYNC);
+async function appends(dir: string, zeroed: boolean): Promise<number[]> {
+  const file = join(dir, zeroed ? 'zeroed.log' : 'events.log');
   const buf = Buffer.alloc(300, 7);
+  if (zeroed) await fsp.writeFile(file, Buffer.alloc(APPENDS * buf.length), { flush: true });
+  const fh = await fsp.open(file, fsc.O_RDWR | fsc.O_CREAT | fsc.O_DSYNC);
   let pos = 0;
   const out: number[] = [];
   try {
@@ -84,13 +89,16 @@ async function main(): Promise<void> {
     await fsp.mkdir(join(base, 'b'));
     await fsp.mkdir(join(base, 'b', 'media'));
     console.log(`UV_THREADPOOL_SIZE=${process.env.UV_THREADPOOL_SIZE ?? '4 (default)'}; appends of 300 B O_DSYNC, one at a time, 0–${GAP_MS} ms apart`);
-    console.log(`alone:                          ${fmt(await appends(join(base, 'a')))}`);
-    const stop = { done: false };
-    const m = media(join(base, 'b', 'media'), stop);
-    const withMedia = await appends(join(base, 'b'));
-    stop.done = true;
-    const puts = await m;
-    console.log(`with ${MEDIA_PER_S}/s media puts of ${MEDIA_KB} KiB: ${fmt(withMedia)} (${puts} puts)`);
+    for (const zeroed of [false, true]) {
+      const how = zeroed ? 'into zeros' : 'growing   ';
+      console.log(`${how} alone:                          ${fmt(await appends(join(base, 'a'), zeroed))}`);
+      const stop = { done: false };
+      const m = media(join(base, 'b', 'media'), stop);
+      const withMedia = await appends(join(base, 'b'), zeroed);
+      stop.done = true;
+      const puts = await m;
+      console.log(`${how} with ${MEDIA_PER_S}/s media puts of ${MEDIA_KB} KiB: ${fmt(withMedia)} (${puts} puts)`);
+    }
   } finally {
     await rm(base, { recursive: true, force: true });
   }
