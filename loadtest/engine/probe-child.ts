@@ -5,7 +5,7 @@
 // server's and the transport's (its own loop delay is reported beside it).
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Channels, openChat, type ChatCall, type OpenOutcome } from './connect';
 
 /** An attempt as it crosses processes: the call itself stays in the probe process. */
@@ -19,7 +19,11 @@ export interface LoopDelay {
 type ToProbe = { type: 'open'; endpoints: string[]; timeZone: string } | { type: 'probe'; clientId: string } | { type: 'close' };
 type FromProbe = { type: 'ready' } | { type: 'outcome'; outcome: ProbeOutcome } | { type: 'closed'; loopDelayMs: LoopDelay } | { type: 'failed'; error: string };
 
-const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+/** A process's event-loop delay as recorded by `monitorEventLoopDelay` (its figures, timer resolution included), in ms. */
+export function loopDelayOf(h: IntervalHistogram): LoopDelay {
+  const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+  return { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max) };
+}
 
 /** The runner's side: a forked probe process, asked for one attempt at a time. */
 export class ProbeProcess {
@@ -96,7 +100,7 @@ function serve(): void {
       for (const c of held) c.cancel();
       channels?.close();
       loop.disable();
-      process.send!({ type: 'closed', loopDelayMs: { p50: ms(loop.percentile(50)), p99: ms(loop.percentile(99)), max: ms(loop.max) } } satisfies FromProbe, () => process.exit(0));
+      process.send!({ type: 'closed', loopDelayMs: loopDelayOf(loop) } satisfies FromProbe, () => process.exit(0));
     };
     run().catch((err: Error) => {
       send({ type: 'failed', error: String(err?.stack ?? err) });

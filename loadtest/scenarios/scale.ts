@@ -21,7 +21,7 @@
 //   6. all streams are cancelled; the run stops by itself.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Channels, openChat, type ChatCall, type OpenOutcome } from '../engine/connect';
-import { ProbeProcess, type LoopDelay, type ProbeOutcome } from '../engine/probe-child';
+import { loopDelayOf, ProbeProcess, type ProbeOutcome } from '../engine/probe-child';
 import { addMessage, emptyMessages, emptyProgress, now, type MessageRecords } from '../engine/records';
 import { messageReport } from '../analyze';
 import { scaleChecks } from '../goals';
@@ -202,8 +202,7 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
       await sleep(PROBE_GAP_MS);
     }
     runnerLoop.disable();
-    const loopMs = (ns: number) => round(ns / 1e6, 2);
-    const runnerLoopDelayMs: LoopDelay = { p50: loopMs(runnerLoop.percentile(50)), p99: loopMs(runnerLoop.percentile(99)), max: loopMs(runnerLoop.max) };
+    const runnerLoopDelayMs = loopDelayOf(runnerLoop);
     const probeLoopDelayMs = await prober.close();
     chatOn = false;
     await Promise.all(chatLoops);

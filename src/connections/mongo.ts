@@ -191,12 +191,12 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
       // A house this registry last saw full: the release marker is read beside the heartbeats, so that
       // refusing costs one round trip, not two (the stack's scale run: the 10,001st waited for both in a row).
-      const known = fresh ? undefined : this.view;
+      const full = fresh || !this.view || this.view.claims.size < r.maxClients ? undefined : this.view;
       const markerAt = Date.now();
-      const marker = known && known.claims.size >= r.maxClients ? this.markerNow() : undefined;
+      const marker = full && this.markerNow();
       marker?.catch(() => undefined); // unused when the decider finds room after all
       // A full view is decided on as it stands, however old: the marker says whether it still holds (see below).
-      const [view, beats] = await Promise.all([marker ? known! : this.slotView(fresh), this.heartbeatsNow()]);
+      const [view, beats] = await Promise.all([full ?? this.slotView(fresh), this.heartbeatsNow()]);
       fresh = false;
       // The decider reads only what it needs of the view (the client's lease, the count; every lease only when a
       // holder's heartbeat is not live): no copy of 10,000 leases per admission.
@@ -207,8 +207,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         // missing from it. The release marker, read now, says whether one was; if so the slots are read again
         // (admissions waiting together share the read) before deciding again.
         if (outcome.reason === 'full' && view.sentAt < startedAt) {
-          const checkedAt = view === known && marker ? markerAt : Date.now();
-          if ((await (view === known && marker ? marker : this.markerNow())) !== view.freesAt) {
+          const checkedAt = marker ? markerAt : Date.now();
+          if ((await (marker ?? this.markerNow())) !== view.freesAt) {
             fresh = true;
             continue;
           }

@@ -82,15 +82,17 @@ export class LocalMediaStore implements MediaStore {
     try {
       const folders = [path.dirname(file), this.tempDir];
       const known = folders.every((f) => this.folders.has(f));
-      if (!known) await Promise.all(folders.map(makeDir));
+      const make = () => Promise.all(folders.map(makeDir));
+      const write = () => writeDurably(file, tempFileIn(this.dir), [bytes, meta, footer]);
+      if (!known) await make();
       try {
-        await writeDurably(file, tempFileIn(this.dir), [bytes, meta, footer]);
+        await write();
       } catch (err) {
         // A folder known to exist was removed behind the store's back: made again, once.
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !known) throw err;
         for (const f of folders) this.folders.delete(f);
-        await Promise.all(folders.map(makeDir));
-        await writeDurably(file, tempFileIn(this.dir), [bytes, meta, footer]);
+        await make();
+        await write();
       }
       for (const f of folders) this.folders.add(f);
     } catch (err) {
