@@ -7,10 +7,10 @@
 // slots are taken) it waits the server's `retry-after-ms` (+0–10 % jitter)
 // and tries again until the sending period ends.
 import { status } from '@grpc/grpc-js';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { ServerFrame } from '../../src/gen/chatflow/v1/chat';
 import { KINDS, Payloads, type Kind } from '../payloads';
 import { Channels, openChat, type ChatCall } from './connect';
+import { lateness, monitorLoop, type LoopDelay } from './loop-delay';
 import { addAttempt, addMessage, emptyAttempts, emptyMessages, emptyProgress, now, type AttemptRecords, type MessageRecords, type Progress } from './records';
 
 export interface DriverPlan {
@@ -50,7 +50,7 @@ export interface DriverResult {
    * How late this process's own event loop ran while the users ran (ms, p50 / p99 / max): a late client reads
    * Accepted and replies late, and that counts in every latency it records.
    */
-  loopDelayMs?: { p50: number; p99: number; max: number };
+  loopDelayMs?: LoopDelay;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
@@ -66,8 +66,7 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
   const kindIndex = new Map(KINDS.map((k, i) => [k, i]));
   const cpu0 = process.cpuUsage();
   const wall0 = now();
-  const loop = monitorEventLoopDelay({ resolution: 5 });
-  loop.enable();
+  const loop = monitorLoop();
   const timer = onProgress ? setInterval(() => onProgress({ ...progress }), progressEveryMs) : undefined;
   const startOf = (u: number) => plan.t0 + (plan.rampPerSec > 0 && Number.isFinite(plan.rampPerSec) ? (u * 1000) / plan.rampPerSec : 0);
 
@@ -214,9 +213,7 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
   }
   const cpu = process.cpuUsage(cpu0);
   onProgress?.({ ...progress });
-  // The monitor's figures include its own resolution (a timer every 5 ms): the delay beyond it is the lateness.
-  const late = (ns: number) => Math.round(Math.max(0, ns / 1e6 - 5) * 10) / 10;
-  const loopDelayMs = { p50: late(loop.percentile(50)), p99: late(loop.percentile(99)), max: late(loop.max) };
+  const loopDelayMs = lateness(loop);
   return { messages, attempts, cpuMs: (cpu.user + cpu.system) / 1000, wallMs: now() - wall0, loopDelayMs };
 }
 

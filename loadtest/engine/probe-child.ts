@@ -5,25 +5,14 @@
 // server's and the transport's (its own loop delay is reported beside it).
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { Channels, openChat, type ChatCall, type OpenOutcome } from './connect';
+import { lateness, monitorLoop, type LoopDelay } from './loop-delay';
 
 /** An attempt as it crosses processes: the call itself stays in the probe process. */
 export type ProbeOutcome = { ok: true; start: number; end: number } | Extract<OpenOutcome, { ok: false }>;
-export interface LoopDelay {
-  p50: number;
-  p99: number;
-  max: number;
-}
 
 type ToProbe = { type: 'open'; endpoints: string[]; timeZone: string } | { type: 'probe'; clientId: string } | { type: 'close' };
 type FromProbe = { type: 'ready' } | { type: 'outcome'; outcome: ProbeOutcome } | { type: 'closed'; loopDelayMs: LoopDelay } | { type: 'failed'; error: string };
-
-/** A process's event-loop delay as recorded by `monitorEventLoopDelay` (its figures, timer resolution included), in ms. */
-export function loopDelayOf(h: IntervalHistogram): LoopDelay {
-  const ms = (ns: number) => Math.round(ns / 1e4) / 100;
-  return { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max) };
-}
 
 /** The runner's side: a forked probe process, asked for one attempt at a time. */
 export class ProbeProcess {
@@ -74,8 +63,7 @@ export class ProbeProcess {
 
 /** The probe process itself. */
 function serve(): void {
-  const loop = monitorEventLoopDelay({ resolution: 5 });
-  loop.enable();
+  const loop = monitorLoop();
   let channels: Channels | undefined;
   let timeZone = 'UTC';
   let probes = 0;
@@ -99,8 +87,7 @@ function serve(): void {
       }
       for (const c of held) c.cancel();
       channels?.close();
-      loop.disable();
-      process.send!({ type: 'closed', loopDelayMs: loopDelayOf(loop) } satisfies FromProbe, () => process.exit(0));
+      process.send!({ type: 'closed', loopDelayMs: lateness(loop) } satisfies FromProbe, () => process.exit(0));
     };
     run().catch((err: Error) => {
       send({ type: 'failed', error: String(err?.stack ?? err) });

@@ -19,9 +19,9 @@
 //      that never comes is NO_REPLY if it was Accepted, NOT_ACCEPTED if not,
 //      each listed with its message id to look up in the log);
 //   6. all streams are cancelled; the run stops by itself.
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Channels, openChat, type ChatCall, type OpenOutcome } from '../engine/connect';
-import { loopDelayOf, ProbeProcess, type ProbeOutcome } from '../engine/probe-child';
+import { lateness, monitorLoop } from '../engine/loop-delay';
+import { ProbeProcess, type ProbeOutcome } from '../engine/probe-child';
 import { addMessage, emptyMessages, emptyProgress, now, type MessageRecords } from '../engine/records';
 import { messageReport } from '../analyze';
 import { scaleChecks } from '../goals';
@@ -184,8 +184,7 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
     await prober.open(ctx.target.grpc, opts.timeZone);
     const probe: ProbeOutcome[] = [];
     const runnerProbe: OpenOutcome[] = [];
-    const runnerLoop = monitorEventLoopDelay({ resolution: 5 });
-    runnerLoop.enable();
+    const runnerLoop = monitorLoop();
     const probeStart = now();
     for (let i = 0; i < PROBES && now() - probeStart < PROBE_BUDGET_MS; i++) {
       const fresh = await prober.probe(id('probe', i));
@@ -201,8 +200,7 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
       ctx.progress(progress);
       await sleep(PROBE_GAP_MS);
     }
-    runnerLoop.disable();
-    const runnerLoopDelayMs = loopDelayOf(runnerLoop);
+    const runnerLoopDelayMs = lateness(runnerLoop);
     const probeLoopDelayMs = await prober.close();
     chatOn = false;
     await Promise.all(chatLoops);
@@ -255,7 +253,7 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
         `${streams} streams on one embedded server (CHATFLOW_MAX_CLIENTS=${opts.maxClients}), opened in waves of ${WAVE} over ${opts.channels} gRPC channel(s) from one load-generator process; each says hello once (the first-message deadline) and stays idle; ${chatters} (1 %) then send a text every 1–3 s.`,
         `Memory per idle stream = (server RSS or V8 heap used with every stream held and every hello answered − the same with no client) / streams held; each side is the lowest of 5 readings 1 s apart. It includes what a connected client costs beyond the transport (its session, its conversation of one hello and one reply in the in-memory read model).`,
         `Chat replies: once the sending stopped, the last replies were awaited until all had come or ${REPLY_WAIT_MS / 1000} s (waited ${round(waitedMs / 1000, 1)} s). Late = came after the sending stopped: ${late.count}, latency p50 ${late.latencyMs.p50 ?? '–'} / max ${late.latencyMs.max ?? '–'} ms (counted as answered, in the latency figures). Never came: ${missing.length} (NO_REPLY = Accepted, no reply; NOT_ACCEPTED = no Accepted either)${missing.length ? `; message ids: ${missing.slice(0, 20).map((m) => m.messageId ?? `(not accepted, sent ${m.sentAt})`).join(', ')}` : ''}.`,
-        `Next client refused: ${PROBES} attempts one at a time with a fresh client id while the server is full and 1 % of the streams chat; client-side time from opening the stream to the RESOURCE_EXHAUSTED status. Each attempt from a probe process of its own (one connection, nothing else on its event loop; loop delay p50 / p99 / max ${probeLoopDelayMs.p50} / ${probeLoopDelayMs.p99} / ${probeLoopDelayMs.max} ms): the checked figure; then ${PROBE_GAP_MS} ms later one from the runner, which holds the ${streams} streams (loop delay meanwhile ${runnerLoopDelayMs.p50} / ${runnerLoopDelayMs.p99} / ${runnerLoopDelayMs.max} ms): refused p50 / p99 / max ${runnerRefuse.p50 ?? '–'} / ${runnerRefuse.p99 ?? '–'} / ${runnerRefuse.max ?? '–'} ms. Before 2026-11-25 the runner's attempts alone were the figure.`,
+        `Next client refused: ${PROBES} attempts one at a time with a fresh client id while the server is full and 1 % of the streams chat; client-side time from opening the stream to the RESOURCE_EXHAUSTED status. Each attempt from a probe process of its own (one connection, nothing else on its event loop; loop delay, how late its timers fired, p50 / p99 / max ${probeLoopDelayMs.p50} / ${probeLoopDelayMs.p99} / ${probeLoopDelayMs.max} ms): the checked figure; then ${PROBE_GAP_MS} ms later one from the runner, which holds the ${streams} streams (loop delay meanwhile ${runnerLoopDelayMs.p50} / ${runnerLoopDelayMs.p99} / ${runnerLoopDelayMs.max} ms): refused p50 / p99 / max ${runnerRefuse.p50 ?? '–'} / ${runnerRefuse.p99 ?? '–'} / ${runnerRefuse.max ?? '–'} ms. Before 2026-11-25 the runner's attempts alone were the figure.`,
       ],
     };
   } finally {
