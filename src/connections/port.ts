@@ -1,4 +1,5 @@
 import type { AdmissionEvent, LeaseState } from '../domain/admission';
+import type { Bus, Subscription } from '../bus/port';
 
 /** A held connection slot: the admission decider's lease. */
 export type Lease = LeaseState;
@@ -43,6 +44,9 @@ export interface AcquireRequest {
  * across every gateway sharing the store, at most maxClients leases exist and
  * at most one per client.
  */
+/** What a registry needs of the bus to tell and hear releases. */
+export type ReleaseBus = Pick<Bus, 'publish' | 'subscribe' | 'onReconnect' | 'flush'>;
+
 export interface ConnectionRegistry {
   /**
    * Set by a registry shared between gateways that keeps one heartbeat per
@@ -58,6 +62,13 @@ export interface ConnectionRegistry {
    */
   readonly leasesOutliveProcess: boolean;
   acquire(request: AcquireRequest): Promise<AcquireResult>;
+  /**
+   * Registries in several processes (MongoDB): tells this one's releases to
+   * the others over `bus` and hears theirs, so that a full house can refuse
+   * without a round trip to the store (see the adapter). Absent where one
+   * process holds every lease (memory). Unsubscribe to stop.
+   */
+  hearReleases?(bus: ReleaseBus): Promise<Subscription>;
   /** Releases the lease of a session; false if it was not held (already expired). */
   release(sessionId: string): Promise<boolean>;
   /**

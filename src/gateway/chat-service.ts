@@ -47,6 +47,7 @@ export class ChatGateway {
   private sweepTimer?: NodeJS.Timeout;
   private overdueTimer?: NodeJS.Timeout;
   private busWatch?: Subscription;
+  private releasesHeard?: Promise<Subscription | undefined>;
   private recovering = false;
   private stopping = false;
   /** This gateway process, as its leases name it: a restart never renews the previous run's slots. */
@@ -92,6 +93,11 @@ export class ChatGateway {
     this.busWatch = this.deps.bus.onReconnect(() => void this.recoverReplies(0, 'the bus reconnected', { settle: true }));
     this.overdueTimer = setInterval(() => void this.recoverReplies(OVERDUE_REPLY_MS, 'replies overdue', { settle: false }), OVERDUE_REPLY_MS / 2);
     this.overdueTimer.unref();
+    // Gateways tell each other of freed slots: a full house refuses without asking the store each time.
+    this.releasesHeard = this.deps.registry.hearReleases?.(this.deps.bus).catch((err: unknown) => {
+      this.logger.warn({ err }, 'could not listen for connection slots freed elsewhere; refusals ask the registry each time');
+      return undefined;
+    });
   }
 
   /**
@@ -478,6 +484,8 @@ export class ChatGateway {
       }),
     );
     for (const t of timers) clearTimeout(t);
+    // After the sessions gave their slots back (and told the others): no more notices to hear.
+    (await this.releasesHeard)?.unsubscribe();
   }
 
   /** Replies still awaited per open session, for the log line of a drain that ran out of time. */
