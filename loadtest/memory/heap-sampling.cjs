@@ -22,7 +22,8 @@ const { writeFileSync, mkdirSync } = require('node:fs');
 const { join } = require('node:path');
 const { isMainThread } = require('node:worker_threads');
 
-const dir = process.env.CHATFLOW_HEAPPROF_DIR;
+// On the stack each process (CHATFLOW_ROLE) writes into a folder of its own: <dir>/<role>-<pid>.
+const dir = process.env.CHATFLOW_HEAPPROF_DIR && (process.env.CHATFLOW_ROLE ? join(process.env.CHATFLOW_HEAPPROF_DIR, `${process.env.CHATFLOW_ROLE}-${process.pid}`) : process.env.CHATFLOW_HEAPPROF_DIR);
 const [delayS, windowS] = (process.env.CHATFLOW_HEAPPROF_PLAN ?? '30,25').split(',').map(Number);
 const interval = Number(process.env.CHATFLOW_HEAPPROF_INTERVAL ?? 16384);
 const WINDOWS = [

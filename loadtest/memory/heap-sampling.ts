@@ -26,7 +26,8 @@ const REPO = resolve(__dirname, '..', '..');
 
 function fileOf(url: string): string {
   const p = url.startsWith('file://') ? url.slice(7) : url;
-  return p.startsWith('/') ? relative(REPO, p) : p;
+  // The server runs from its build (dist/src/…, as npm start does): named as its source.
+  return (p.startsWith('/') ? relative(REPO, p) : p).replace(/^dist\//, '');
 }
 
 function area(f: CallFrame): string {
