@@ -484,8 +484,9 @@ export class ChatGateway {
       }),
     );
     for (const t of timers) clearTimeout(t);
-    // After the sessions gave their slots back (and told the others): no more notices to hear.
-    (await this.releasesHeard)?.unsubscribe();
+    // After the sessions gave their slots back (and told the others): no more notices to hear. Not awaited: a bus
+    // that never came up (its flush still waiting) must not hold the drain.
+    void this.releasesHeard?.then((sub) => sub?.unsubscribe());
   }
 
   /** Replies still awaited per open session, for the log line of a drain that ran out of time. */
