@@ -25,6 +25,9 @@ export function acquireResultOf(events: readonly AdmissionEvent[]): AcquireResul
 /** What a renewal kept (see ConnectionRegistry.renew): every lease of the holder, or the sessions named. */
 export type Renewal = 'all' | string[];
 
+/** What a registry needs of the bus to tell and hear releases. */
+export type ReleaseBus = Pick<Bus, 'publish' | 'subscribe' | 'onReconnect' | 'flush'>;
+
 export interface AcquireRequest {
   clientId: string;
   sessionId: string;
@@ -44,9 +47,6 @@ export interface AcquireRequest {
  * across every gateway sharing the store, at most maxClients leases exist and
  * at most one per client.
  */
-/** What a registry needs of the bus to tell and hear releases. */
-export type ReleaseBus = Pick<Bus, 'publish' | 'subscribe' | 'onReconnect' | 'flush'>;
-
 export interface ConnectionRegistry {
   /**
    * Set by a registry shared between gateways that keeps one heartbeat per
