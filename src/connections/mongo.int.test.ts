@@ -16,6 +16,28 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
   const dbName = freshTestDatabase();
   let n = 0;
 
+  /** Two registries on one store, as two gateways; the first's commands are recorded (`sent`) while `watch(true)`. */
+  const watchedPair = async (names: { collection: string; heartbeats: string }) => {
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    const sent: string[] = [];
+    let watching = false;
+    client.on('commandStarted', (e: CommandStartedEvent) => void (watching && sent.push(`${e.commandName} ${String(e.command[e.commandName])}`)));
+    await client.connect();
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, ...names });
+    const other = await MongoConnectionRegistry.connect({ uri: process.env.MONGODB_URI!, dbName, logger, ...names });
+    return {
+      registry,
+      other,
+      sent,
+      watch: (on: boolean) => void (watching = on),
+      close: async () => {
+        await other.close();
+        await registry.close();
+        await client.close();
+      },
+    };
+  };
+
   describeConnectionRegistry('mongodb', async () => {
     const uri = process.env.MONGODB_URI!;
     const names = { collection: `connections_${n}`, heartbeats: `heartbeats_${n++}` };
@@ -149,13 +171,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     // Issue 15, the stack's scale run (2026-11-25): refusals read every slot once the view was 10 s old (in the
     // background) and waited for that read once it was 30 s old: one refusal took 7.5 s, a scan of 10,000 on FerretDB.
     const names = { collection: 'connections_full_old', heartbeats: 'heartbeats_full_old' };
-    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
-    const sent: string[] = [];
-    let watching = false;
-    client.on('commandStarted', (e: CommandStartedEvent) => void (watching && sent.push(`${e.commandName} ${String(e.command[e.commandName])}`)));
-    await client.connect();
-    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, ...names });
-    const other = await MongoConnectionRegistry.connect({ uri: process.env.MONGODB_URI!, dbName, logger, ...names });
+    const { registry, other, sent, watch, close } = await watchedPair(names);
     const realNow = Date.now.bind(Date);
     const later = jest.spyOn(Date, 'now');
     try {
@@ -164,24 +180,22 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       for (const skew of [11_000, 31_000, 120_000]) {
         later.mockImplementation(() => realNow() + skew);
         await registry.renew('gw/1', Date.now(), 600_000); // the holder alive at the skewed time
-        watching = true;
+        watch(true);
         for (let i = 0; i < 3; i++) expect(await acquire(registry, `late-${skew}-${i}`)).toMatchObject({ ok: false, reason: 'full' });
         await new Promise((r) => setTimeout(r, 50)); // a background read would have been sent by now
-        watching = false;
+        watch(false);
         expect(sent.filter((x) => x === `find ${names.collection}`)).toEqual([]);
       }
       // Freed through another gateway: the marker changed, so the slots are read and the client admitted.
       await other.renew('gw/2', Date.now(), 600_000);
       expect(await other.release('s-a')).toBe(true);
-      watching = true;
+      watch(true);
       expect((await acquire(registry, 'after-release')).ok).toBe(true);
-      watching = false;
+      watch(false);
       expect(sent.filter((x) => x === `find ${names.collection}`).length).toBeGreaterThan(0);
     } finally {
       later.mockRestore();
-      await other.close();
-      await registry.close();
-      await client.close();
+      await close();
     }
   });
 
@@ -189,13 +203,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     // Issue 15, the stack's scale run (2026-11-25): each refusal read the release marker and the heartbeats,
     // 15.8 / 97.7 ms p50 / p99 on a FerretDB busy with the chat (the goal: 20 ms p99).
     const names = { collection: 'connections_told', heartbeats: 'heartbeats_told' };
-    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
-    const sent: string[] = [];
-    let watching = false;
-    client.on('commandStarted', (e: CommandStartedEvent) => void (watching && sent.push(`${e.commandName} ${String(e.command[e.commandName])}`)));
-    await client.connect();
-    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, ...names });
-    const other = await MongoConnectionRegistry.connect({ uri: process.env.MONGODB_URI!, dbName, logger, ...names });
+    const { registry, other, sent, watch, close } = await watchedPair(names);
     const memory = new MemoryBus();
     let dropping = false;
     const reconnected: (() => void)[] = [];
@@ -216,9 +224,9 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     const acquire = (reg: MongoConnectionRegistry, clientId: string) => reg.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: reg === registry ? 'gw/1' : 'gw/2', conversationId: 'c', now: Date.now(), leaseMs: 600_000, maxClients: 3 });
     const refusedWith = async (clientId: string) => {
       sent.length = 0;
-      watching = true;
+      watch(true);
       expect(await acquire(registry, clientId)).toMatchObject({ ok: false, reason: 'full' });
-      watching = false;
+      watch(false);
       return [...sent];
     };
     const marker = `find ${names.collection}_frees`;
@@ -261,9 +269,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     } finally {
       clock.mockRestore();
       for (const s of subs) s.unsubscribe();
-      await other.close();
-      await registry.close();
-      await client.close();
+      await close();
     }
   });
 
