@@ -5,7 +5,7 @@ import { freshTestDatabase } from '../../test/mongo-test-db';
 import { MongoReadStore } from '../readstore/mongo';
 import { MemoryBus } from '../bus/memory';
 import type { Subscription } from '../bus/port';
-import { MongoConnectionRegistry } from './mongo';
+import { MongoConnectionRegistry, RELEASES_SUBJECT } from './mongo';
 import type { ReleaseBus } from './port';
 import { describeConnectionRegistry } from './registry.contract';
 
@@ -259,6 +259,13 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       skew += 1;
       expect(await refusedWith('z1')).toContain(marker);
       expect(await refusedWith('z2')).toEqual([]);
+
+      // Anyone on the bus can publish there: a forged notice (1 MiB of junk) only sends the next refusal to the
+      // store, which still refuses; it can admit nobody.
+      await memory.publish(RELEASES_SUBJECT, Buffer.alloc(1 << 20, 'x'));
+      skew += 1;
+      expect(await refusedWith('forged-1')).toContain(marker);
+      expect(await refusedWith('forged-2')).toEqual([]);
 
       // A view checked more than TOLD_CHECK_MS ago is checked again in the background: the refusal does not wait for it.
       skew += 600;
