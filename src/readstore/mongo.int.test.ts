@@ -130,6 +130,35 @@ describeWithEngines(['MONGODB_URI'], 'ReadStore contract: mongodb', () => {
       }
     });
 
+    // Issue 15: every insert and every ticket's delete was a command of its own, and FerretDB v1 pays per command.
+    it('sends the inserts of writes made together as one command, tickets included, and their ticket deletes together', async () => {
+      const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+      const statements: { command: string; n: number }[] = [];
+      client.on('commandStarted', (e) => statements.push({ command: e.commandName, n: (e.command.documents ?? e.command.deletes ?? e.command.updates ?? [null]).length }));
+      await client.connect();
+      try {
+        const c = new MongoReadStore(client.db(dbName), { logger, writeTickets: true }).collection<Item>('together');
+        await c.count(); // its indexes
+        const ids = Array.from({ length: 20 }, (_, i) => `t${i}`);
+        statements.length = 0;
+        await Promise.all(ids.map((id, i) => c.apply(id, { stream: 's/0', offset: i }, () => ({ _id: id, n: 1 }))));
+        expect(statements).toEqual([{ command: 'insert', n: 20 }]);
+        statements.length = 0;
+        await Promise.all(ids.map((id, i) => c.apply(id, { stream: 's/0', offset: 100 + i }, (d) => ({ ...d!, n: d!.n + 1 }))));
+        const of = (command: string) => statements.filter((s) => s.command === command);
+        // The tickets are taken in one command; each replace is its own (FerretDB v1's updates are never batched).
+        expect(of('insert')).toEqual([{ command: 'insert', n: 20 }]);
+        expect(of('update')).toHaveLength(20);
+        expect(of('delete').reduce((sum, s) => sum + s.n, 0)).toBe(20);
+        expect(of('delete').length).toBeLessThan(20);
+        expect(await c.find({})).toHaveLength(20);
+        expect((await c.find({})).every((d) => d.n === 2)).toBe(true);
+        expect(await client.db(dbName).collection(TICKETS_COLLECTION).countDocuments({ collection: 'together' })).toBe(0);
+      } finally {
+        await client.close();
+      }
+    });
+
     it('fails with a clear message when MongoDB is unreachable', async () => {
       await expect(MongoReadStore.connect({ uri: 'mongodb://127.0.0.1:1/x', logger, serverSelectionTimeoutMS: 300 })).rejects.toThrow(/MongoDB unreachable at mongodb:\/\/127\.0\.0\.1:1\/x/);
     });

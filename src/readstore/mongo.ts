@@ -3,7 +3,8 @@ import type { Collection as MongoColl, Db, Filter, MongoClient, Sort } from 'mon
 import type { Logger } from 'pino';
 import { retry } from '../resilience/retry';
 import { RecentMap } from '../domain/recent-map';
-import { connectMongo, isDuplicateKeyError, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
+import { WriteBatcher } from './mongo-batch';
+import { connectMongo, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
 import type { Collection, Doc, FindQuery, Position, ReadStore, ApplyStep } from './port';
 
 /**
@@ -75,6 +76,8 @@ export class MongoReadStore implements ReadStore {
   readonly persistent = true;
   private readonly collections = new Map<string, MongoCollection<Doc>>();
   private readonly logger: Logger;
+  /** The write tickets of every collection live in one (FerretDB only). */
+  private readonly tickets?: WriteBatcher<WriteTicket>;
 
   constructor(
     readonly db: Db,
@@ -82,6 +85,7 @@ export class MongoReadStore implements ReadStore {
     private readonly client?: MongoClient,
   ) {
     this.logger = options.logger;
+    if (options.writeTickets) this.tickets = new WriteBatcher(db.collection<WriteTicket>(TICKETS_COLLECTION));
   }
 
   static async connect(opts: MongoConnectOptions & { writeTickets?: boolean }): Promise<MongoReadStore> {
@@ -95,8 +99,7 @@ export class MongoReadStore implements ReadStore {
   collection<D extends Doc>(name: string, indexes: readonly (keyof D & string)[] = []): Collection<D> {
     let c = this.collections.get(name);
     if (!c) {
-      const tickets = this.options.writeTickets ? this.db.collection<WriteTicket>(TICKETS_COLLECTION) : undefined;
-      c = new MongoCollection<Doc>(this.db.collection<Stored>(name), indexes, this.logger, tickets);
+      c = new MongoCollection<Doc>(this.db.collection<Stored>(name), indexes, this.logger, this.tickets);
       this.collections.set(name, c);
     }
     return c as unknown as Collection<D>;
@@ -142,13 +145,17 @@ class MongoCollection<D extends Doc> implements Collection<D> {
    * oldest written is forgotten first; forgetting one costs its next write a read).
    */
   private readonly known = new RecentMap<string, Stored | null>(KNOWN_MAX);
+  /** New documents of writes made together are inserted in one command. */
+  private readonly batch: WriteBatcher<Stored>;
 
   constructor(
     private readonly coll: MongoColl<Stored>,
     private readonly indexFields: readonly string[],
     private readonly logger: Logger,
-    private readonly tickets?: MongoColl<WriteTicket>,
-  ) {}
+    private readonly tickets?: WriteBatcher<WriteTicket>,
+  ) {
+    this.batch = new WriteBatcher(coll);
+  }
 
   async get(id: string): Promise<D | null> {
     await this.indexed();
@@ -260,15 +267,8 @@ class MongoCollection<D extends Doc> implements Collection<D> {
   }
 
   /** Creates a document; false if another writer created it first. */
-  private async insert(next: Stored | null): Promise<boolean> {
-    if (next === null) return true;
-    try {
-      await this.coll.insertOne(next);
-      return true;
-    } catch (err) {
-      if (isDuplicateKeyError(err)) return false;
-      throw err;
-    }
+  private insert(next: Stored | null): Promise<boolean> {
+    return next === null ? Promise.resolve(true) : this.batch.insert(next);
   }
 
   /** Replaces (or deletes) `current` if it is still the stored version; false otherwise. */
@@ -278,7 +278,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
     return (await this.coll.replaceOne(filter, next)).matchedCount === 1;
   }
 
-  private async writeWithTicket(tickets: MongoColl<WriteTicket>, current: Stored, next: Stored | null): Promise<boolean> {
+  private async writeWithTicket(tickets: WriteBatcher<WriteTicket>, current: Stored, next: Stored | null): Promise<boolean> {
     const ticket: WriteTicket = {
       _id: `${this.coll.collectionName}/${current._id}#${(current[VERSION] ?? 0) + 1}`,
       collection: this.coll.collectionName,
@@ -286,10 +286,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
       next,
       at: Date.now(),
     };
-    try {
-      await tickets.insertOne(ticket);
-    } catch (err) {
-      if (!isDuplicateKeyError(err)) throw err;
+    if (!(await tickets.insert(ticket))) {
       await this.settle(tickets, ticket._id, current);
       return false;
     }
@@ -299,7 +296,7 @@ class MongoCollection<D extends Doc> implements Collection<D> {
       // write forward for us (the retry then finds our position applied).
       return await this.replace(current, next);
     } finally {
-      await tickets.deleteOne({ _id: ticket._id });
+      await tickets.delete(ticket._id);
     }
   }
 
@@ -309,15 +306,15 @@ class MongoCollection<D extends Doc> implements Collection<D> {
    * One built on another version of the document (a stale or earlier-life ticket)
    * has no future and is removed.
    */
-  private async settle(tickets: MongoColl<WriteTicket>, ticketId: string, current: Stored): Promise<void> {
-    const held = await tickets.findOne({ _id: ticketId });
+  private async settle(tickets: WriteBatcher<WriteTicket>, ticketId: string, current: Stored): Promise<void> {
+    const held = await tickets.coll.findOne({ _id: ticketId });
     if (!held) return;
     if (held.base === (current[TOKEN] ?? null)) {
       if (Date.now() - held.at < TICKET_GRACE_MS) return;
       this.logger.warn({ engine: 'mongodb', ticket: ticketId }, 'completing a read-model write left unfinished by another writer');
       await this.replace(current, held.next);
     }
-    await tickets.deleteOne({ _id: ticketId });
+    await tickets.delete(ticketId);
   }
 
   /** The collection was dropped: indexes are created again, and nothing written before is known. */
