@@ -65,6 +65,24 @@ describeWithEngines(['MONGODB_URI'], 'MongoReplyClaims: round trips per message'
     expect(await claims.claim('m-rt3', 'wB', Date.now(), { intact: true })).toEqual({ type: 'answered' });
   });
 
+  // Issue 15: a worker's claims for the messages of one fetch were a command each, and FerretDB v1 pays per command.
+  it('claims, commits and confirms messages handled together in one insert command per step', async () => {
+    const claims = await MongoReplyClaims.on(client.db(dbName), { logger, deadAfterMs: CONTRACT_DEAD_AFTER_MS, collection: 'claims_many', heartbeats: 'beats_many' });
+    await claims.beat('wA', Date.now());
+    const ids = Array.from({ length: 10 }, (_, i) => `m-many-${i}`);
+    commands.length = 0;
+    const claimed = await Promise.all(ids.map((id) => claims.claim(id, 'wA', Date.now(), { intact: true })));
+    expect(claimed.every((c) => c.type === 'claimed')).toBe(true);
+    expect(await Promise.all(ids.map((id) => claims.commit(id, 'wA', 1, new TextEncoder().encode(`reply to ${id}`))))).toEqual(ids.map(() => true));
+    await Promise.all(ids.map((id) => claims.confirmAppended(id, Date.now())));
+    expect(commands).toEqual(['insert', 'insert', 'insert']);
+    for (const id of ids) expect(await claims.claim(id, 'wB', Date.now())).toEqual({ type: 'answered' });
+    // A message another worker holds still loses its claim alone, inside a batch of fresh ones.
+    const [taken, fresh] = await Promise.all([claims.claim(ids[0]!, 'wB', Date.now(), { intact: true }), claims.claim('m-many-new', 'wB', Date.now(), { intact: true })]);
+    expect(taken).toEqual({ type: 'answered' });
+    expect(fresh).toEqual({ type: 'claimed', gen: 1, taken: false });
+  });
+
   it('without intact, a message whose generations a prune cut short removed still answers "answered" from its outcome', async () => {
     const db = client.db(dbName);
     const claims = await MongoReplyClaims.on(db, { logger, deadAfterMs: CONTRACT_DEAD_AFTER_MS, collection: 'claims_half', heartbeats: 'beats_half' });

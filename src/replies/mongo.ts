@@ -1,6 +1,6 @@
 import type { Collection as MongoColl, Db } from 'mongodb';
 import type { Logger } from 'pino';
-import { isDuplicateKeyError } from '../readstore/mongo-client';
+import { WriteBatcher } from '../readstore/mongo-batch';
 import { RecentMap } from '../domain/recent-map';
 import { beatPrunable, replyClaim, type ClaimRecord, type OutcomeRecord, type ReplyClaimCommand, type ReplyClaimEvent, type ReplyClaimState } from '../domain/reply-claim';
 import { claimResultOf, type ClaimResult, type ReplyClaims, type ReplyClaimsOptions } from './port';
@@ -69,6 +69,8 @@ export class MongoReplyClaims implements ReplyClaims {
   /** The same collection, for the appended marks. */
   private readonly marks: MongoColl<MarkDoc>;
   private readonly beats: MongoColl<BeatDoc>;
+  /** Claims, outcomes and marks inserted by messages handled together go in one command. */
+  private readonly inserts: WriteBatcher<ClaimDoc | MarkDoc>;
   /** Claims this process inserted and has not committed yet: their commit need not read them back. */
   private readonly held = new HeldClaims();
   /** Outcomes this process recorded, or found recorded and not appended: their confirmation need not read them. */
@@ -79,6 +81,7 @@ export class MongoReplyClaims implements ReplyClaims {
     this.coll = db.collection<ClaimDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION);
     this.marks = db.collection<MarkDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION);
     this.beats = db.collection<BeatDoc>(options.heartbeats ?? HEARTBEATS_COLLECTION);
+    this.inserts = new WriteBatcher(db.collection<ClaimDoc | MarkDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION));
     this.deadAfterMs = options.deadAfterMs;
   }
 
@@ -123,16 +126,13 @@ export class MongoReplyClaims implements ReplyClaims {
       const first = events[0];
       if (first?.type === 'Unconfirmed') this.unappended.set(messageId, first.outcome);
       if (first?.type !== 'Claimed') return claimResultOf(events);
-      try {
-        await this.coll.insertOne({ _id: `${messageId}#${first.gen}`, messageId, gen: first.gen, owner });
+      if (await this.inserts.insert({ _id: `${messageId}#${first.gen}`, messageId, gen: first.gen, owner })) {
         this.held.add(messageId, first.gen, owner);
         return claimResultOf(events);
-      } catch (err) {
-        if (!isDuplicateKeyError(err)) throw err;
-        // Ours already (a retry after a lost answer), or another claimer won this generation: read again.
-        const mine = await this.coll.findOne({ _id: `${messageId}#${first.gen}` });
-        if (mine?.owner === owner && !mine.released) return claimResultOf(events);
       }
+      // Ours already (a retry after a lost answer), or another claimer won this generation: read again.
+      const mine = await this.coll.findOne({ _id: `${messageId}#${first.gen}` });
+      if (mine?.owner === owner && !mine.released) return claimResultOf(events);
     }
     throw new Error(`claim of ${messageId}: no decision after ${MAX_ATTEMPTS} conflicting attempts`);
   }
@@ -147,13 +147,7 @@ export class MongoReplyClaims implements ReplyClaims {
    */
   private async claimFirst(messageId: string, owner: string, intact: boolean): Promise<ClaimResult | null> {
     const [inserted, recorded] = await Promise.all([
-      this.coll.insertOne({ _id: `${messageId}#1`, messageId, gen: 1, owner }).then(
-        () => true,
-        (err: unknown) => {
-          if (isDuplicateKeyError(err)) return false;
-          throw err;
-        },
-      ),
+      this.inserts.insert({ _id: `${messageId}#1`, messageId, gen: 1, owner }),
       intact ? null : this.outcome(messageId),
     ]);
     if (inserted) this.held.add(messageId, 1, owner);
@@ -179,15 +173,10 @@ export class MongoReplyClaims implements ReplyClaims {
       this.unappended.set(messageId, { gen, owner, event: NO_BYTES, appended: false });
       return true;
     };
-    try {
-      await this.coll.insertOne({ _id: outcomeId(messageId), messageId, gen, owner, event: Buffer.from(event) });
-      return mine();
-    } catch (err) {
-      if (!isDuplicateKeyError(err)) throw err;
-      // Recorded first by someone else — or by this very commit, whose answer was lost: only then is it ours.
-      const recorded = await this.coll.findOne({ _id: outcomeId(messageId) });
-      return recorded?.owner === owner && recorded.gen === gen ? mine() : false;
-    }
+    if (await this.inserts.insert({ _id: outcomeId(messageId), messageId, gen, owner, event: Buffer.from(event) })) return mine();
+    // Recorded first by someone else — or by this very commit, whose answer was lost: only then is it ours.
+    const recorded = await this.coll.findOne({ _id: outcomeId(messageId) });
+    return recorded?.owner === owner && recorded.gen === gen ? mine() : false;
   }
 
   private async claimRecord(messageId: string, gen: number): Promise<ClaimRecord[]> {
@@ -209,13 +198,8 @@ export class MongoReplyClaims implements ReplyClaims {
     const state: ReplyClaimState = { claims: [], beats: {}, outcome: known ?? (await this.outcome(messageId)) };
     const events = replyClaim.decide({ type: 'ConfirmAppended', now }, state);
     const after = events.reduce(replyClaim.evolve, state).outcome;
-    if (events.length > 0 && after?.appended) {
-      try {
-        await this.marks.insertOne({ _id: markId(messageId), messageId, appendedAt: after.appendedAt ?? now });
-      } catch (err) {
-        if (!isDuplicateKeyError(err)) throw err;
-      }
-    }
+    // A mark already there (false) was inserted by whoever confirmed first: nothing to do.
+    if (events.length > 0 && after?.appended) await this.inserts.insert({ _id: markId(messageId), messageId, appendedAt: after.appendedAt ?? now });
     this.unappended.delete(messageId);
   }
 
