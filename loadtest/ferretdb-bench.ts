@@ -42,6 +42,8 @@ const DOCS = Number(args.docs);
 const N = Number(args.n);
 const CONC = Number(args.concurrency);
 const CLK_TCK = 100;
+/** Statements per command in the batched insert and delete. */
+const BATCH = 20;
 /** `$in` scans the whole collection on FerretDB v1: fewer of those. */
 const SLOW_N = Math.max(10, Math.ceil(N / 10));
 
@@ -76,8 +78,11 @@ interface OpResult {
   cpuMsPerOp: number;
 }
 
-/** `n` of them one at a time, then `n` more with CONC in flight. */
-async function measure(op: string, engineCpu: () => number, fn: (i: number) => Promise<unknown>, n = N): Promise<OpResult | undefined> {
+/**
+ * `n` of them one at a time, then `n` more with CONC in flight. `per`: documents
+ * each call writes; throughput and CPU are then per document, latency per call.
+ */
+async function measure(op: string, engineCpu: () => number, fn: (i: number) => Promise<unknown>, n = N, per = 1): Promise<OpResult | undefined> {
   if (!op.includes(args.only)) return undefined;
   process.stderr.write(`  ${op}\n`);
   const lat: number[] = [];
@@ -95,7 +100,7 @@ async function measure(op: string, engineCpu: () => number, fn: (i: number) => P
   }));
   const secs = (performance.now() - t0) / 1000;
   const s = summarize(lat);
-  return { op, p50: round(s.p50), p99: round(s.p99), opsPerSec: Math.round(n / secs), cpuMsPerOp: round(((engineCpu() - cpu0) * 1000) / n)! };
+  return { op, p50: round(s.p50), p99: round(s.p99), opsPerSec: Math.round((n * per) / secs), cpuMsPerOp: round(((engineCpu() - cpu0) * 1000) / (n * per))! };
 }
 
 const round = (x: number | null) => (x === null ? null : Math.round(x * 100) / 100);
@@ -133,6 +138,14 @@ async function benchBackend(backend: FerretDbBackend) {
       const r = await docs.replaceOne({ _id: id, _ver: v }, doc(id, v + 1));
       if (r.matchedCount !== 1) throw new Error(`replace of ${id} v${v} matched nothing`);
     }));
+    // What src/readstore/mongo-batch.ts sends for the writes of one event-loop turn: one command of many statements.
+    const batched = db.collection<{ _id: string }>('batched');
+    const batchIds = (i: number) => Array.from({ length: BATCH }, (_, k) => `b-${i}-${k}`);
+    // 2 × `calls` commands of BATCH documents; the first half is then deleted one by one, the second half BATCH at a time.
+    const calls = Math.max(2, Math.floor(N / BATCH));
+    results.push(await measure(`insertMany, ${BATCH} per command (per document)`, engineCpu, (i) => batched.insertMany(batchIds(i).map((id) => doc(id, 1)), { ordered: false }), calls, BATCH));
+    results.push(await measure('deleteOne by _id (hit)', engineCpu, (i) => batched.deleteOne({ _id: `b-${Math.floor(i / BATCH)}-${i % BATCH}` }), (calls * BATCH) / 2));
+    results.push(await measure(`delete by _id, ${BATCH} per command (per document)`, engineCpu, (i) => batched.bulkWrite(batchIds(calls + i).map((id) => ({ deleteOne: { filter: { _id: id } } })), { ordered: false }), Math.floor(calls / 2), BATCH));
     results.push(await measure('claim insert (reply_claims)', engineCpu, () => {
       const m = randomUUID();
       return db.collection('reply_claims').insertOne({ _id: `${m}#1` as never, messageId: m, gen: 1, owner: 'w1' });

@@ -25,11 +25,13 @@ export class BatchedWriteError extends Error {
  * one turn of the event loop — a projector's writes of the documents of one
  * batch, a worker's claims for the messages of one fetch — go to the server as
  * one unordered command, and each caller still gets its own outcome (its
- * statement's write error, found by index). Issue 15: on FerretDB v1 (SQLite)
- * a command of 20 inserts cost it 0.09–0.10 ms of CPU per document against
- * 0.27–0.28 for 20 commands of one, and the node process 0.03 ms against
- * 0.19–0.28; 20 deletes by `_id` 0.31 against 0.44–0.46 ms, and 0.03 against
- * 0.15–0.16 in node (`loadtest/ferretdb-bench.ts`).
+ * statement's write error, found by index). Issue 15: FerretDB v1 (SQLite)
+ * pays per command. An insert command of 20 documents cost it 0.06 ms of CPU
+ * per document against 0.22–0.30 ms for one document per command, and 20
+ * deletes by `_id` 0.25–0.33 against 0.28–0.40 ms
+ * (`loadtest/results/ferretdb-bench-batched-2026-11-25/`). In node, the
+ * driver's share fell from 0.15–0.28 to ~0.03 ms per document (one-off
+ * measurement on the same machine).
  *
  * Updates are never batched: FerretDB v1 holds a connection per update
  * statement until its command returns (see UpdateGate). A batch of inserts
