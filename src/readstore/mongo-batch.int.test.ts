@@ -59,7 +59,8 @@ describeWithEngines(['MONGODB_URI'], 'WriteBatcher', () => {
     const batch = new WriteBatcher(coll);
     statements.length = 0;
     await Promise.all(Array.from({ length: 250 }, (_, i) => batch.insert({ _id: `x${i}`, n: i })));
-    expect(statements.map((s) => s.n)).toEqual([100, 100, 50]);
+    // Sent side by side: in whichever order the pool gives them connections.
+    expect(statements.map((s) => s.n).sort((a, b) => b - a)).toEqual([100, 100, 50]);
     statements.length = 0;
     await batch.insert({ _id: 'later-1', n: 0 });
     await batch.insert({ _id: 'later-2', n: 0 });
@@ -68,6 +69,19 @@ describeWithEngines(['MONGODB_URI'], 'WriteBatcher', () => {
       { command: 'insert', n: 1 },
     ]);
     expect(await coll.countDocuments()).toBe(252);
+  });
+
+  it('fails only the caller whose document the whole command was refused for (a document over 16 MB), not the others of its batch', async () => {
+    const coll = client.db(dbName).collection<Item & { blob?: string }>('poisoned');
+    const batch = new WriteBatcher(coll);
+    statements.length = 0;
+    const outcomes = await Promise.allSettled([batch.insert({ _id: 'a', n: 1 }), batch.insert({ _id: 'big', n: 1, blob: 'x'.repeat(17 * 1024 * 1024) }), batch.insert({ _id: 'c', n: 1 })]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(isTransient((outcomes[1] as PromiseRejectedResult).reason)).toBe(false);
+    expect(await coll.find({}, { projection: { blob: 0 } }).sort({ _id: 1 }).toArray()).toEqual([
+      { _id: 'a', n: 1 },
+      { _id: 'c', n: 1 },
+    ]);
   });
 
   it('fails every caller of a command that fails as a whole, with an error its callers retry (transient)', async () => {

@@ -1,6 +1,7 @@
 // Inserts and deletes by `_id` made in one turn of the event loop, sent as one command.
 import DataLoader from 'dataloader';
 import { MongoBulkWriteError, type Collection, type Document, type OptionalUnlessRequiredId } from 'mongodb';
+import { isTransient } from '../resilience/transient';
 import { isDuplicateKeyError } from './mongo-client';
 
 /**
@@ -39,9 +40,10 @@ export class BatchedWriteError extends Error {
  * at a time by FerretDB, so each statement's outcome is still its own; on
  * MongoDB an unordered insert is per document anyway.
  *
- * A command that fails as a whole (the server unreachable, a timeout) fails
- * every statement in it: each caller retries as it did for its own lost
- * answer. A batch is sent after the loop's I/O callbacks of this turn
+ * A command that fails as a whole for the server or the network (unreachable,
+ * a timeout) fails every statement in it: each caller retries as it did for
+ * its own lost answer. One refused as a whole for another reason is sent again
+ * a statement at a time (see perStatement). A batch is sent after the loop's I/O callbacks of this turn
  * (`setImmediate`), so writes issued by the answers of one read are together.
  */
 export class WriteBatcher<T extends Document & { _id: string }> {
@@ -72,8 +74,11 @@ async function insertAll<T extends Document & { _id: string }>(coll: Collection<
     else await coll.insertMany(all, { ordered: false });
     return docs.map(() => true);
   } catch (err) {
-    if (all.length === 1 && isDuplicateKeyError(err)) return [false];
-    return perStatement(err, docs.length, (code) => (code === 11000 ? false : undefined), true);
+    if (all.length === 1) {
+      if (isDuplicateKeyError(err)) return [false];
+      throw err;
+    }
+    return perStatement(err, docs.length, (code) => (code === 11000 ? false : undefined), true, () => eachAlone(docs, (doc) => insertAll(coll, [doc])));
   }
 }
 
@@ -84,20 +89,32 @@ async function deleteAll<T extends Document & { _id: string }>(coll: Collection<
     else await coll.bulkWrite(filters.map((filter) => ({ deleteOne: { filter } })), { ordered: false });
     return ids.map(() => undefined);
   } catch (err) {
-    return perStatement(err, ids.length, () => undefined, undefined);
+    if (ids.length === 1) throw err;
+    return perStatement(err, ids.length, () => undefined, undefined, () => eachAlone(ids, (id) => deleteAll(coll, [id])));
   }
 }
 
 /**
- * The outcome of each of `n` statements from a command's error: a write error
+ * The outcome of each of `n` statements from a command's error. A write error
  * names its statement by index (`expected` maps the codes a caller is told as
- * a value, e.g. a duplicate `_id`), the others succeeded. An error of the
- * whole command is thrown, failing every statement.
+ * a value, e.g. a duplicate `_id`); the others succeeded. An error of the
+ * server or the network (transient) fails every statement. Any other error of
+ * the whole command (the driver refusing a document over 16 MB, say) may be
+ * one statement's doing: each is then sent alone, so no caller fails for what
+ * another one wrote.
  */
-function perStatement<V>(err: unknown, n: number, expected: (code: number) => V | undefined, ok: V): (V | Error)[] {
+function perStatement<V>(err: unknown, n: number, expected: (code: number) => V | undefined, ok: V, alone: () => Promise<(V | Error)[]>): (V | Error)[] | Promise<(V | Error)[]> {
   const errors = err instanceof MongoBulkWriteError && !err.writeConcernError ? [err.writeErrors].flat() : [];
-  if (errors.length === 0) throw err;
+  if (errors.length === 0) {
+    if (isTransient(err)) throw err;
+    return alone();
+  }
   const out: (V | Error)[] = Array.from({ length: n }, () => ok);
   for (const e of errors) out[e.index] = expected(e.code) ?? new BatchedWriteError(e.errmsg ?? `write error ${e.code}`, e.code);
   return out;
+}
+
+/** Each item sent in a command of its own, its error its own outcome. */
+function eachAlone<K, V>(items: readonly K[], one: (item: K) => Promise<(V | Error)[]>): Promise<(V | Error)[]> {
+  return Promise.all(items.map((item) => one(item).then(([outcome]) => outcome!, (err: unknown) => (err instanceof Error ? err : new Error(String(err))))));
 }

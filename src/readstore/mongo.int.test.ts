@@ -149,8 +149,8 @@ describeWithEngines(['MONGODB_URI'], 'ReadStore contract: mongodb', () => {
         // The tickets are taken in one command; each replace is its own (FerretDB v1's updates are never batched).
         expect(of('insert')).toEqual([{ command: 'insert', n: 20 }]);
         expect(of('update')).toHaveLength(20);
+        // Each ticket is deleted once its replace is answered: those answered in one turn go together (how many varies).
         expect(of('delete').reduce((sum, s) => sum + s.n, 0)).toBe(20);
-        expect(of('delete').length).toBeLessThan(20);
         expect(await c.find({})).toHaveLength(20);
         expect((await c.find({})).every((d) => d.n === 2)).toBe(true);
         expect(await client.db(dbName).collection(TICKETS_COLLECTION).countDocuments({ collection: 'together' })).toBe(0);
