@@ -8,7 +8,7 @@ import { isDuplicateKeyError } from './mongo-client';
  * Most statements per command. FerretDB v1 writes an insert command's
  * documents 100 to an SQLite statement, all in one transaction.
  */
-export const MAX_BATCH = 100;
+const MAX_BATCH = 100;
 
 /** One statement of a batched command failed on the server for its own reason (not a duplicate `_id`). */
 export class BatchedWriteError extends Error {
@@ -42,9 +42,13 @@ export class BatchedWriteError extends Error {
  *
  * A command that fails as a whole for the server or the network (unreachable,
  * a timeout) fails every statement in it: each caller retries as it did for
- * its own lost answer. One refused as a whole for another reason is sent again
- * a statement at a time (see perStatement). A batch is sent after the loop's I/O callbacks of this turn
- * (`setImmediate`), so writes issued by the answers of one read are together.
+ * its own lost answer. One refused as a whole for another reason is sent
+ * again a statement at a time (see perStatement).
+ *
+ * A batch leaves in the loop's check phase (`setImmediate`), after this
+ * turn's I/O callbacks: the writes that answers arriving together lead to
+ * (the replaces of one batch answered, then their tickets' deletes) share a
+ * command, at the cost of at most one turn of the loop.
  */
 export class WriteBatcher<T extends Document & { _id: string }> {
   private readonly inserts: DataLoader<T, boolean>;
