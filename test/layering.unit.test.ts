@@ -53,7 +53,7 @@ const isTest = (f: string) => /\.test\.ts$|\.contract\.ts$/.test(f) || /^(test|l
 
 /** Engine adapters: one implementation of a port each (the ports are the `port.ts` files). */
 const isAdapter = (f: string) =>
-  /^src\/[^/]+\/(memory|mongo|mongo-client|kafka|nats|embedded[^/]*|s3|local|local-http|openai|simulated|ffmpeg)\.ts$/.test(f) || /^src\/speech\/local\//.test(f);
+  /^src\/[^/]+\/(memory|mongo|mongo-client|mongo-batch|kafka|nats|embedded[^/]*|s3|local|local-http|openai|simulated|ffmpeg)\.ts$/.test(f) || /^src\/speech\/local\//.test(f);
 
 /**
  * The composition root: the one place that picks adapters and wires them
