@@ -409,8 +409,9 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
         await page.click('#history-toggle');
         expect(await focusedId(page)).toBe('history-title');
         expect(await page.getAttribute('#history-toggle', 'aria-expanded')).toBe('true');
+        // The list opened before the second conversation stays on screen, busy, until the new one comes.
+        await page.locator('#conversations[aria-busy="false"]').waitFor({ timeout: 10_000 });
         const item = page.locator(`#conversations button[data-conversation-id="${firstConversation}"]`);
-        await item.waitFor({ timeout: 10_000 });
         await expect(page.locator('#conversations button').count()).resolves.toBe(2);
         await item.click();
         await expect(page.locator('#history-detail ol').innerText()).resolves.toMatch(/You: first conversation, first message\s+ChatFlow: Hello!/);

@@ -32,6 +32,8 @@ export class HistoryPanel {
       return;
     }
     this.say('Loading conversations…');
+    // The list shown until the answer comes is the last one: marked busy, so nobody (a screen reader, a test) takes it for the new one.
+    this.list.setAttribute('aria-busy', 'true');
     try {
       const res = await s.history.listConversations({ pageSize: 50 }, { headers: s.headers() });
       this.list.replaceChildren();
@@ -49,6 +51,8 @@ export class HistoryPanel {
       }
     } catch (e) {
       this.say(`Could not load the history: ${ConnectError.from(e).rawMessage}`);
+    } finally {
+      this.list.setAttribute('aria-busy', 'false');
     }
   }
 

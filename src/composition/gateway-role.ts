@@ -55,7 +55,7 @@ export function gatewayRole(deps: {
     { config, gatewayId, log: deps.log, registry: deps.registry, bus, media, auth, conversations, messages, sessions, frames, metrics: deps.metrics, clock: deps.clock, newId: deps.newId, readModelsSettled: settled },
     logger.child({ component: 'gateway', gatewayId }),
   );
-  const history = historyService({ auth, conversations, messages, frames, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' }));
+  const history = historyService({ auth, conversations, messages, sessions, frames, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' }));
   const role: GatewayRole = {
     gateway,
     grpcPort: 0,
