@@ -15,7 +15,7 @@ describeWithEngines(['MONGODB_URI'], 'WriteBatcher', () => {
   const statements: { command: string; n: number }[] = [];
   beforeAll(async () => {
     client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
-    client.on('commandStarted', (e) => statements.push({ command: e.commandName, n: (e.command.documents ?? e.command.deletes ?? [null]).length }));
+    client.on('commandStarted', (e) => statements.push({ command: e.commandName, n: (e.command.documents ?? e.command.deletes ?? e.command.updates ?? [null]).length }));
     await client.connect();
   });
   afterAll(async () => {
@@ -84,13 +84,46 @@ describeWithEngines(['MONGODB_URI'], 'WriteBatcher', () => {
     ]);
   });
 
+  it('sends the replaces of one turn in commands of at most maxReplaces; each matched is true, one alone is told its own outcome', async () => {
+    const coll = client.db(dbName).collection<Item & { v?: number }>('replaces');
+    await coll.insertMany(['a', 'b', 'c', 'd', 'e'].map((id) => ({ _id: id, n: 0, v: 1 })));
+    await coll.insertOne({ _id: 'unversioned', n: 0 });
+    const batch = new WriteBatcher(coll, { maxReplaces: 3 });
+    statements.length = 0;
+    const outcomes = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => batch.replace('v', 1, { _id: id, n: 1, v: 2 })));
+    expect(outcomes).toEqual([true, true, true, true, true]);
+    expect(statements.map((s) => `${s.command} ${s.n}`).sort()).toEqual(['update 2', 'update 3']);
+    expect(await coll.countDocuments({ n: 1, v: 2 })).toBe(5);
+    // Alone: its own outcome, exactly. An absent field is expected as absent.
+    expect(await batch.replace('v', 1, { _id: 'a', n: 9, v: 3 })).toBe(false);
+    expect(await batch.replace('v', undefined, { _id: 'unversioned', n: 1, v: 1 })).toBe(true);
+    expect(await batch.replace('v', 1, { _id: 'missing', n: 1, v: 2 })).toBe(false);
+  });
+
+  it('tells every caller of a batch false when not all its replaces matched, and writes each one that did', async () => {
+    const coll = client.db(dbName).collection<Item & { v: number }>('replaces-stale');
+    await coll.insertMany(['a', 'b', 'c'].map((id) => ({ _id: id, n: 0, v: id === 'b' ? 5 : 1 })));
+    const batch = new WriteBatcher(coll, { maxReplaces: 8 });
+    statements.length = 0;
+    const outcomes = await Promise.all(['a', 'b', 'c'].map((id) => batch.replace('v', 1, { _id: id, n: 1, v: 2 })));
+    expect(statements).toEqual([{ command: 'update', n: 3 }]);
+    // Which matched is not told by the server: each caller reads its document again (see WriteBatcher.replace).
+    expect(outcomes).toEqual([false, false, false]);
+    expect(await coll.find({}).sort({ _id: 1 }).toArray()).toEqual([
+      { _id: 'a', n: 1, v: 2 },
+      { _id: 'b', n: 0, v: 5 },
+      { _id: 'c', n: 1, v: 2 },
+    ]);
+  });
+
   it('fails every caller of a command that fails as a whole, with an error its callers retry (transient)', async () => {
     // One client per kind: a client that never connected closes itself after its first failed selection.
-    for (const kind of ['insert', 'delete'] as const) {
+    for (const kind of ['insert', 'delete', 'replace'] as const) {
       const down = new MongoClient('mongodb://127.0.0.1:1/x', { serverSelectionTimeoutMS: 200 });
       try {
-        const batch = new WriteBatcher(down.db('x').collection<Item>('nowhere'));
-        const outcomes = await Promise.allSettled(['a', 'b', 'c'].map((id) => (kind === 'insert' ? batch.insert({ _id: id, n: 1 }) : batch.delete(id))));
+        const batch = new WriteBatcher(down.db('x').collection<Item>('nowhere'), { maxReplaces: 8 });
+        const write = (id: string) => (kind === 'insert' ? batch.insert({ _id: id, n: 1 }) : kind === 'delete' ? batch.delete(id) : batch.replace('n', 0, { _id: id, n: 1 }));
+        const outcomes = await Promise.allSettled(['a', 'b', 'c'].map(write));
         expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected', 'rejected']);
         for (const o of outcomes) expect(isTransient((o as PromiseRejectedResult).reason)).toBe(true);
       } finally {

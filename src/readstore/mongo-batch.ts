@@ -1,4 +1,4 @@
-// Inserts and deletes by `_id` made in one turn of the event loop, sent as one command.
+// Inserts, deletes by `_id` and versioned replaces made in one turn of the event loop, sent as one command.
 import DataLoader from 'dataloader';
 import { MongoBulkWriteError, type Collection, type Document, type OptionalUnlessRequiredId } from 'mongodb';
 import { isTransient } from '../resilience/transient';
@@ -22,20 +22,23 @@ export class BatchedWriteError extends Error {
 }
 
 /**
- * The inserts and deletes by `_id` that a process makes on one collection in
- * one turn of the event loop — a projector's writes of the documents of one
- * batch, a worker's claims for the messages of one fetch — go to the server as
- * one unordered command, and each caller still gets its own outcome (its
- * statement's write error, found by index). Issue 15: FerretDB v1 (SQLite)
- * pays per command. An insert command of 20 documents cost it 0.06 ms of CPU
- * per document against 0.22–0.30 ms for one document per command, and 20
- * deletes by `_id` 0.25–0.33 against 0.28–0.40 ms
- * (`loadtest/results/ferretdb-bench-batched-2026-11-25/`). In node, the
- * driver's share fell from 0.15–0.28 to ~0.03 ms per document (one-off
- * measurement on the same machine).
+ * The inserts, deletes by `_id` and versioned replaces that a process makes on
+ * one collection in one turn of the event loop — a projector's writes of the
+ * documents of one batch, a worker's claims for the messages of one fetch — go
+ * to the server as one unordered command, and each caller still gets its own
+ * outcome (its statement's write error, found by index). Issue 15: FerretDB v1
+ * (SQLite) pays per command. An insert command of 20 documents cost it 0.06 ms
+ * of CPU per document against 0.22–0.30 ms for one document per command, and
+ * 20 deletes by `_id` 0.25–0.33 against 0.28–0.40 ms
+ * (`loadtest/results/ferretdb-bench-batched-2026-11-25/`); 8 versioned
+ * replaces 0.28 against 0.42 ms, at 3,817 against 1,652 documents/s
+ * (`…/ferretdb-bench-replaces-2026-11-25/`). In node, the driver's share fell
+ * from 0.15–0.28 to ~0.03 ms per document (one-off measurement on the same
+ * machine).
  *
- * Updates are never batched: FerretDB v1 holds a connection per update
- * statement until its command returns (see UpdateGate). A batch of inserts
+ * Replaces go at most `maxReplaces` to a command: FerretDB v1 holds a
+ * connection per update statement until its command returns, so a command of
+ * n holds n of the process's update places (see UpdateGate). A batch of inserts
  * that meets a duplicate `_id` is rolled back and written again one document
  * at a time by FerretDB, so each statement's outcome is still its own; on
  * MongoDB an unordered insert is per document anyway.
@@ -53,11 +56,21 @@ export class BatchedWriteError extends Error {
 export class WriteBatcher<T extends Document & { _id: string }> {
   private readonly inserts: DataLoader<T, boolean>;
   private readonly deletes: DataLoader<string, void>;
+  private readonly replaces?: DataLoader<Replace<T>, boolean>;
 
-  constructor(readonly coll: Collection<T>) {
+  /**
+   * `maxReplaces`: most replaces per command, at most the process's update
+   * places (CHATFLOW_MONGO_UPDATE_CONCURRENCY, see UpdateGate); 0 or absent:
+   * replace() is not offered.
+   */
+  constructor(
+    readonly coll: Collection<T>,
+    { maxReplaces = 0 }: { maxReplaces?: number } = {},
+  ) {
     const options = { cache: false, maxBatchSize: MAX_BATCH, batchScheduleFn: (send: () => void) => setImmediate(send) } as const;
     this.inserts = new DataLoader<T, boolean>((docs) => insertAll(coll, docs), options);
     this.deletes = new DataLoader<string, void>((ids) => deleteAll(coll, ids), options);
+    if (maxReplaces > 0) this.replaces = new DataLoader<Replace<T>, boolean>((all) => replaceAll(coll, all), { ...options, maxBatchSize: maxReplaces });
   }
 
   /** Inserts `doc`; false if a document with its `_id` exists (MongoDB's duplicate key). */
@@ -68,6 +81,39 @@ export class WriteBatcher<T extends Document & { _id: string }> {
   /** Deletes the document `id` if there is one. */
   delete(id: string): Promise<void> {
     return this.deletes.load(id);
+  }
+
+  /**
+   * Replaces the document `doc._id` by `doc` if its `field` still holds
+   * `expected` (absent: the field is missing); false if not. A batch whose
+   * replaces do not all match tells every caller of it false: each then reads
+   * its document and tries again, as after a lost race, which is correct for
+   * the ones that did match too when replacing is idempotent for its writer
+   * (the read store's versioned documents record what they applied).
+   */
+  replace(field: string, expected: unknown, doc: T): Promise<boolean> {
+    if (!this.replaces) throw new Error('WriteBatcher: replace() needs maxReplaces > 0');
+    return this.replaces.load({ field, expected, doc });
+  }
+}
+
+interface Replace<T> {
+  field: string;
+  expected: unknown;
+  doc: T;
+}
+
+async function replaceAll<T extends Document & { _id: string }>(coll: Collection<T>, all: readonly Replace<T>[]): Promise<(boolean | Error)[]> {
+  const ops = all.map(({ field, expected, doc }) => ({
+    replaceOne: { filter: { _id: doc._id, [field]: expected ?? { $exists: false } } as Parameters<Collection<T>['replaceOne']>[0], replacement: doc as Parameters<Collection<T>['replaceOne']>[1] },
+  }));
+  if (ops.length === 1) return [(await coll.replaceOne(ops[0]!.replaceOne.filter, ops[0]!.replaceOne.replacement)).matchedCount === 1];
+  try {
+    const matched = (await coll.bulkWrite(ops, { ordered: false })).matchedCount;
+    return all.map(() => matched === all.length);
+  } catch (err) {
+    if (isTransient(err)) throw err;
+    return eachAlone(all, (one) => replaceAll(coll, [one]));
   }
 }
 

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { retry } from '../resilience/retry';
 import { RecentMap } from '../domain/recent-map';
 import { WriteBatcher } from './mongo-batch';
-import { connectMongo, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
+import { connectMongo, DEFAULT_MONGO_UPDATE_CONCURRENCY, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
 import type { Collection, Doc, FindQuery, Position, ReadStore, ApplyStep } from './port';
 
 /**
@@ -56,7 +56,16 @@ export interface MongoReadStoreOptions {
    * below). Default: only on FerretDB, whose conditional updates are not atomic.
    */
   writeTickets?: boolean;
+  /**
+   * Most replaces of documents sent in one command (see WriteBatcher.replace);
+   * at most the process's update places (CHATFLOW_MONGO_UPDATE_CONCURRENCY).
+   * Default 8; 1: each in a command of its own.
+   */
+  replaceBatch?: number;
 }
+
+/** Replaces per command unless told (the default number of update places). */
+const REPLACE_BATCH = DEFAULT_MONGO_UPDATE_CONCURRENCY;
 
 /**
  * Read models in MongoDB (or FerretDB v1). Each document carries the last log
@@ -88,18 +97,21 @@ export class MongoReadStore implements ReadStore {
     if (options.writeTickets) this.tickets = new WriteBatcher(db.collection<WriteTicket>(TICKETS_COLLECTION));
   }
 
-  static async connect(opts: MongoConnectOptions & { writeTickets?: boolean }): Promise<MongoReadStore> {
+  static async connect(opts: MongoConnectOptions & Pick<MongoReadStoreOptions, 'writeTickets' | 'replaceBatch'>): Promise<MongoReadStore> {
     const { client, db } = await connectMongo(opts);
     const ferret = await isFerretDb(db);
     const writeTickets = opts.writeTickets ?? ferret;
-    opts.logger.info({ engine: 'mongodb', uri: redactUri(opts.uri), db: db.databaseName, ferretdb: ferret, writeTickets }, 'read store on MongoDB');
-    return new MongoReadStore(db, { logger: opts.logger, writeTickets }, client);
+    // A command of n replaces holds n of the process's update places (UpdateGate).
+    const places = opts.updateConcurrency ?? DEFAULT_MONGO_UPDATE_CONCURRENCY;
+    const replaceBatch = Math.min(opts.replaceBatch ?? REPLACE_BATCH, places > 0 ? places : REPLACE_BATCH);
+    opts.logger.info({ engine: 'mongodb', uri: redactUri(opts.uri), db: db.databaseName, ferretdb: ferret, writeTickets, replaceBatch }, 'read store on MongoDB');
+    return new MongoReadStore(db, { logger: opts.logger, writeTickets, replaceBatch }, client);
   }
 
   collection<D extends Doc>(name: string, indexes: readonly (keyof D & string)[] = []): Collection<D> {
     let c = this.collections.get(name);
     if (!c) {
-      c = new MongoCollection<Doc>(this.db.collection<Stored>(name), indexes, this.logger, this.tickets);
+      c = new MongoCollection<Doc>(this.db.collection<Stored>(name), indexes, this.logger, this.options.replaceBatch ?? REPLACE_BATCH, this.tickets);
       this.collections.set(name, c);
     }
     return c as unknown as Collection<D>;
@@ -145,16 +157,17 @@ class MongoCollection<D extends Doc> implements Collection<D> {
    * oldest written is forgotten first; forgetting one costs its next write a read).
    */
   private readonly known = new RecentMap<string, Stored | null>(KNOWN_MAX);
-  /** New documents of writes made together are inserted in one command. */
+  /** Writes made together (a projector's batch) are sent together: new documents in one command, replaces in few. */
   private readonly batch: WriteBatcher<Stored>;
 
   constructor(
     private readonly coll: MongoColl<Stored>,
     private readonly indexFields: readonly string[],
     private readonly logger: Logger,
+    replaceBatch: number,
     private readonly tickets?: WriteBatcher<WriteTicket>,
   ) {
-    this.batch = new WriteBatcher(coll);
+    this.batch = new WriteBatcher(coll, { maxReplaces: replaceBatch });
   }
 
   async get(id: string): Promise<D | null> {
@@ -273,9 +286,9 @@ class MongoCollection<D extends Doc> implements Collection<D> {
 
   /** Replaces (or deletes) `current` if it is still the stored version; false otherwise. */
   private async replace(current: Stored, next: Stored | null): Promise<boolean> {
+    if (next !== null) return this.batch.replace(VERSION, current[VERSION], next);
     const filter = { _id: current._id, [VERSION]: current[VERSION] ?? { $exists: false } } as Filter<Stored>;
-    if (next === null) return (await this.coll.deleteOne(filter)).deletedCount === 1;
-    return (await this.coll.replaceOne(filter, next)).matchedCount === 1;
+    return (await this.coll.deleteOne(filter)).deletedCount === 1;
   }
 
   private async writeWithTicket(tickets: WriteBatcher<WriteTicket>, current: Stored, next: Stored | null): Promise<boolean> {
