@@ -1,6 +1,7 @@
 import pino from 'pino';
 import type { ListConversationsResponse } from '../gen/chatflow/v1/history';
 import { MemoryReadStore } from '../readstore/memory';
+import type { Collection, Doc } from '../readstore/port';
 import type { ConversationDoc, MessageDoc, SessionDoc } from '../../projections/models';
 import type { FrameFactory } from './frames';
 import { historyService } from './history-service';
@@ -18,7 +19,7 @@ describe('HistoryService.ListConversations', () => {
   const sessions = store.collection<SessionDoc>('sessions', ['clientId']);
   const conv = (id: string, seq: number, started: boolean): ConversationDoc => ({ _id: id, clientId: 'alice', createdAt: seq, updatedAt: seq, createdSeq: seq, lastSeq: seq, timeZone: 'UTC', ...(started ? { started: true as const } : {}) });
   let position = 0;
-  const put = <D extends { _id: string }>(c: { apply(id: string, p: { stream: string; offset: number }, f: () => D): Promise<void> }, doc: D) => c.apply(doc._id, { stream: 't/0', offset: position++ }, () => doc);
+  const put = <D extends Doc>(c: Collection<D>, doc: D) => c.apply(doc._id, { stream: 't/0', offset: position++ }, () => doc);
   /** What the projector still has to apply when a caller waits for it. */
   let behind: (() => Promise<void>) | undefined;
   const settledCalls: number[] = [];
