@@ -83,7 +83,7 @@ export async function openStorage(config: Config, logger: Logger, metrics?: Pick
   const timeoutMs = config.mongoTimeoutMs;
   const onCommand = metrics && ((command: string, seconds: number) => metrics.mongoCommandSeconds.observe({ command }, seconds));
   const onUpdateWait = metrics && ((method: string, seconds: number) => metrics.mongoUpdateWaitSeconds.observe({ method }, seconds));
-  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, updateConcurrency: config.mongoUpdateConcurrency, onCommand, onUpdateWait }));
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, updateConcurrency: config.mongoUpdateConcurrency, replaceBatch: config.mongoReplaceBatch, onCommand, onUpdateWait }));
   return {
     store,
     openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE, updateConcurrency: config.mongoUpdateConcurrency, onCommand, onUpdateWait })),

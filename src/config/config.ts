@@ -45,6 +45,7 @@ export interface Config {
   /** Most MongoDB operations of one client at once. */
   mongoPoolSize: number;
   mongoUpdateConcurrency: number;
+  mongoReplaceBatch: number;
   natsUrl?: string;
   s3?: { endpoint: string; bucket: string; region: string; accessKeyId?: string; secretAccessKey?: string; forcePathStyle: boolean };
   llm: {
@@ -105,6 +106,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     mongoTimeoutMs: c.CHATFLOW_MONGO_TIMEOUT_MS,
     mongoPoolSize: c.CHATFLOW_MONGO_POOL_SIZE,
     mongoUpdateConcurrency: c.CHATFLOW_MONGO_UPDATE_CONCURRENCY,
+    mongoReplaceBatch: c.CHATFLOW_MONGO_REPLACE_BATCH,
     natsUrl: c.NATS_URL,
     s3: c.S3_ENDPOINT
       ? { endpoint: c.S3_ENDPOINT, bucket: c.S3_BUCKET, region: c.S3_REGION, accessKeyId: c.S3_ACCESS_KEY_ID, secretAccessKey: c.S3_SECRET_ACCESS_KEY, forcePathStyle: c.S3_FORCE_PATH_STYLE }
