@@ -105,7 +105,7 @@ interface Replace<T> {
 
 async function replaceAll<T extends Document & { _id: string }>(coll: Collection<T>, all: readonly Replace<T>[]): Promise<(boolean | Error)[]> {
   const ops = all.map(({ field, expected, doc }) => ({
-    replaceOne: { filter: { _id: doc._id, [field]: expected ?? { $exists: false } } as Parameters<Collection<T>['replaceOne']>[0], replacement: doc as Parameters<Collection<T>['replaceOne']>[1] },
+    replaceOne: { filter: { _id: doc._id, [field]: expected === undefined ? { $exists: false } : expected } as Parameters<Collection<T>['replaceOne']>[0], replacement: doc as Parameters<Collection<T>['replaceOne']>[1] },
   }));
   if (ops.length === 1) return [(await coll.replaceOne(ops[0]!.replaceOne.filter, ops[0]!.replaceOne.replacement)).matchedCount === 1];
   try {

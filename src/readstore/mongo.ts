@@ -103,7 +103,8 @@ export class MongoReadStore implements ReadStore {
     const writeTickets = opts.writeTickets ?? ferret;
     // A command of n replaces holds n of the process's update places (UpdateGate).
     const places = opts.updateConcurrency ?? DEFAULT_MONGO_UPDATE_CONCURRENCY;
-    const replaceBatch = Math.min(opts.replaceBatch ?? REPLACE_BATCH, places > 0 ? places : REPLACE_BATCH);
+    const wanted = opts.replaceBatch ?? REPLACE_BATCH;
+    const replaceBatch = places > 0 ? Math.min(wanted, places) : wanted;
     opts.logger.info({ engine: 'mongodb', uri: redactUri(opts.uri), db: db.databaseName, ferretdb: ferret, writeTickets, replaceBatch }, 'read store on MongoDB');
     return new MongoReadStore(db, { logger: opts.logger, writeTickets, replaceBatch }, client);
   }
