@@ -42,13 +42,6 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
     return conv;
   };
 
-  /** Whether a conversation the caller has an open session in is absent from `docs` (a first page, newest first). */
-  const missesOpenConversation = async (clientId: string, docs: readonly ConversationDoc[]): Promise<boolean> => {
-    const open = await deps.sessions.find({ where: { clientId, open: true } });
-    const listed = new Set(docs.map((d) => d._id));
-    return open.some((session) => !listed.has(session.conversationId));
-  };
-
   return {
     listConversations: unary<ListConversationsRequest, ListConversationsResponse>(async (clientId, req) => {
       const pageSize = pageSizeOf(req.pageSize, 20, 100);
@@ -61,10 +54,11 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
           sort: { field: 'createdSeq', direction: -1 },
           limit: pageSize + 1,
         });
-      let docs = await list();
       // Read your writes: the conversation the caller is chatting in may have its first message in the log
-      // and not yet in the read models. Waited for only then (an open session's conversation missing).
-      if (before === undefined && (await missesOpenConversation(clientId, docs)) && (await deps.readModelsSettled(deps.readYourWritesMs))) docs = await list();
+      // and not yet in the read models. Waited for only then (a first page without an open session's conversation).
+      let [docs, open] = await Promise.all([list(), before === undefined ? deps.sessions.find({ where: { clientId, open: true } }) : []]);
+      const listed = new Set(docs.map((d) => d._id));
+      if (open.some((session) => !listed.has(session.conversationId)) && (await deps.readModelsSettled(deps.readYourWritesMs))) docs = await list();
       const page = docs.slice(0, pageSize);
       const conversations = await Promise.all(page.map(async (d) => conversationMessage(d, await deps.messages.count({ conversationId: d._id }))));
       return { conversations, nextPageToken: docs.length > pageSize ? encodeToken(page[page.length - 1].createdSeq) : '' };

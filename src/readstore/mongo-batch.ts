@@ -56,21 +56,20 @@ export class BatchedWriteError extends Error {
 export class WriteBatcher<T extends Document & { _id: string }> {
   private readonly inserts: DataLoader<T, boolean>;
   private readonly deletes: DataLoader<string, void>;
-  private readonly replaces?: DataLoader<Replace<T>, boolean>;
+  private readonly replaces: DataLoader<Replace<T>, boolean>;
 
   /**
    * `maxReplaces`: most replaces per command, at most the process's update
-   * places (CHATFLOW_MONGO_UPDATE_CONCURRENCY, see UpdateGate); 0 or absent:
-   * replace() is not offered.
+   * places (CHATFLOW_MONGO_UPDATE_CONCURRENCY, see UpdateGate); default one.
    */
   constructor(
     readonly coll: Collection<T>,
-    { maxReplaces = 0 }: { maxReplaces?: number } = {},
+    { maxReplaces = 1 }: { maxReplaces?: number } = {},
   ) {
     const options = { cache: false, maxBatchSize: MAX_BATCH, batchScheduleFn: (send: () => void) => setImmediate(send) } as const;
     this.inserts = new DataLoader<T, boolean>((docs) => insertAll(coll, docs), options);
     this.deletes = new DataLoader<string, void>((ids) => deleteAll(coll, ids), options);
-    if (maxReplaces > 0) this.replaces = new DataLoader<Replace<T>, boolean>((all) => replaceAll(coll, all), { ...options, maxBatchSize: maxReplaces });
+    this.replaces = new DataLoader<Replace<T>, boolean>((all) => replaceAll(coll, all), { ...options, maxBatchSize: maxReplaces });
   }
 
   /** Inserts `doc`; false if a document with its `_id` exists (MongoDB's duplicate key). */
@@ -92,7 +91,6 @@ export class WriteBatcher<T extends Document & { _id: string }> {
    * (the read store's versioned documents record what they applied).
    */
   replace(field: string, expected: unknown, doc: T): Promise<boolean> {
-    if (!this.replaces) throw new Error('WriteBatcher: replace() needs maxReplaces > 0');
     return this.replaces.load({ field, expected, doc });
   }
 }

@@ -81,7 +81,7 @@ export class MongoReplyClaims implements ReplyClaims {
     this.coll = db.collection<ClaimDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION);
     this.marks = db.collection<MarkDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION);
     this.beats = db.collection<BeatDoc>(options.heartbeats ?? HEARTBEATS_COLLECTION);
-    this.inserts = new WriteBatcher(db.collection<ClaimDoc | MarkDoc>(options.collection ?? REPLY_CLAIMS_COLLECTION));
+    this.inserts = new WriteBatcher(this.coll as MongoColl<ClaimDoc | MarkDoc>);
     this.deadAfterMs = options.deadAfterMs;
   }
 
