@@ -40,14 +40,24 @@ describe('retry', () => {
   });
 
   it('starts no attempt after the deadline and never waits past it', async () => {
-    const started = Date.now();
-    const fn = failing(1_000);
-    await expect(retry(fn, { baseMs: 50, maxMs: 50, jitter: 'none', deadline: started + 120 })).rejects.toThrow('down');
-    const took = Date.now() - started;
-    expect(took).toBeGreaterThanOrEqual(115);
-    expect(took).toBeLessThan(1_000);
-    expect(fn.mock.calls.length).toBeGreaterThanOrEqual(2);
-    expect(fn.mock.calls.length).toBeLessThanOrEqual(4);
+    // Fake timers move Date.now and the timers together: on real ones a timer
+    // may fire a millisecond before Date.now says it is due, which let a 5th
+    // attempt start 1 ms before the deadline (CI, 2026-11-25).
+    jest.useFakeTimers({ now: 0 });
+    try {
+      const fn = failing(1_000);
+      const waits: number[] = [];
+      const p = retry(fn, { baseMs: 50, maxMs: 50, jitter: 'none', deadline: 120, onRetry: ({ delayMs }) => waits.push(delayMs) });
+      let rejectedAt = -1;
+      const settled = expect(p.finally(() => (rejectedAt = Date.now()))).rejects.toThrow('down');
+      await jest.advanceTimersByTimeAsync(1_000);
+      await settled;
+      expect(waits).toEqual([50, 50, 20]);
+      expect(fn).toHaveBeenCalledTimes(4);
+      expect(rejectedAt).toBe(120);
+    } finally {
+      jest.useRealTimers();
+    }
   });
 
   it('stops waiting as soon as the signal aborts, with its reason', async () => {
