@@ -6,9 +6,10 @@
  * each), then 50 more clients are refused one at a time 50 ms apart. Prints
  * admitted, admit p50/p99, each wave's time, the claims inserted (and how many
  * lost a race), the reads of every slot, renewal p50/max (the trust window is
- * 5 s), refusal p50/p99 and the process's event-loop delay.
+ * 5 s), refusal p50/p99, the first refusal on each registry and the reads of
+ * every slot while refusing, and the process's event-loop delay.
  *
- *   npx tsx loadtest/registry-ramp.ts [--uri mongodb://…] [--registry <module>] [--streams 10000] [--holders gw-1/run,gw-2/run]
+ *   npx tsx loadtest/registry-ramp.ts [--uri mongodb://…] [--registry <module>] [--streams 10000] [--holders gw-1/run,gw-2/run] [--settle ms]
  *
  * Without --uri it runs on a private FerretDB (test/private-engines.ts). A
  * gateway's holder name ends in a random id, so where its slot numbers start
@@ -83,6 +84,8 @@ const q = (a: number[], p: number) => { const s = [...a].sort((x, y) => x - y); 
     waves.push(((performance.now() - ws) / 1000).toFixed(1));
   }
   const openS = (Date.now() - start) / 1000;
+  // --settle ms before the refusals (the scale scenario reads the server's memory for ~5 s between the two).
+  await new Promise((r) => setTimeout(r, Number(arg('settle') ?? 0)));
   const opened = { ...counts };
   const refuse: number[] = [];
   for (let p = 0; p < 50; p++) {
@@ -96,6 +99,8 @@ const q = (a: number[], p: number) => { const s = [...a].sort((x, y) => x - y); 
   console.log(`${module}: holders ${holders.join(', ')}`);
   console.log(`admitted ${admitted} of ${N} in ${openS.toFixed(1)} s; admit p50 ${q(admit, 0.5)} p99 ${q(admit, 0.99)} ms; waves (s): ${waves.join(' ')}`);
   console.log(`while opening: ${opened.inserts} claims inserted, ${opened.insertsLost} lost a race; ${opened.slotReads} reads of every slot (${opened.slotGetMores} getMores)`);
+  // The first refusal on each registry: a view that missed the other's last claims (issue 15, the stack's scale run).
+  console.log(`refusals: first on each registry ${refuse.slice(0, 2).map((x) => x.toFixed(1)).join(' / ')} ms, max ${q(refuse, 1)} ms; reads of every slot while refusing: ${counts.slotReads - opened.slotReads}`);
   console.log(`renewal p50 ${q(renewMs, 0.5)} max ${q(renewMs, 1)} ms (n=${renewMs.length}); refusal p50 ${q(refuse, 0.5)} p99 ${q(refuse, 0.99)} ms; loop delay max ${(h.max / 1e6).toFixed(0)} ms p99 ${(h.percentile(99) / 1e6).toFixed(0)} ms; load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   await new Promise((r) => setTimeout(r, 1500));
   for (const r of regs) await r.close();

@@ -31,6 +31,8 @@ import type { TargetProcess } from '../target/target';
 import type { RunContext, ScenarioOutput } from './context';
 
 const PROBES = 200;
+/** Slowest attempts listed in the report, with their number and gateway. */
+const SLOWEST = 5;
 /** Between one attempt and the next (the probe process's, then the runner's). */
 const PROBE_GAP_MS = 25;
 const WAVE = 250;
@@ -226,6 +228,11 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
     const refuse = roundSummary(summarize(refuseMs));
     const runnerRefuseMs = runnerProbe.filter((o) => !o.ok).map((o) => o.end - o.start);
     const runnerRefuse = roundSummary(summarize(runnerRefuseMs));
+    // Which attempts made the tail: the first on each gateway (its view of the slots may be behind), or any.
+    const endpoints = ctx.target.grpc.length;
+    const slowest = (os: { start: number; end: number }[]) =>
+      os.map((o, attempt) => ({ attempt, gateway: (attempt % endpoints) + 1, ms: round(o.end - o.start) })).sort((a, b) => b.ms - a.ms).slice(0, SLOWEST);
+    const probeSlowest = slowest(probe), runnerSlowest = slowest(runnerProbe);
     ctx.log(`next client refused p50/p99: ${refuse.p50}/${refuse.p99} ms from a probe process (its loop delay p99 ${probeLoopDelayMs.p99} ms), ${runnerRefuse.p50}/${runnerRefuse.p99} ms from the runner (its loop delay p99 ${runnerLoopDelayMs.p99} ms)`);
     const chat = messageReport(messages);
     const admitMs = outcomes.filter((o) => o.ok).map((o) => o.end - o.start);
@@ -242,8 +249,8 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
           rssBytesPerStream: rssPer,
           heapBytesPerStream: heapPer,
         },
-        probe: { attempts: probe.length, byStatus: countBy(probe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: refuse, loopDelayMs: probeLoopDelayMs },
-        runnerProbe: { attempts: runnerProbe.length, byStatus: countBy(runnerProbe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: runnerRefuse, loopDelayMs: runnerLoopDelayMs },
+        probe: { attempts: probe.length, byStatus: countBy(probe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: refuse, loopDelayMs: probeLoopDelayMs, slowest: probeSlowest },
+        runnerProbe: { attempts: runnerProbe.length, byStatus: countBy(runnerProbe, (o) => (o.ok ? 'OK' : o.code)), timeToReject: runnerRefuse, loopDelayMs: runnerLoopDelayMs, slowest: runnerSlowest },
         replies: { waitedMs: round(waitedMs), waitBoundMs: REPLY_WAIT_MS, late, missing },
         hist: { 'probe (next client): refused': logHistogram(refuseMs), 'probe from the runner: refused': logHistogram(runnerRefuseMs), 'open: admitted': logHistogram(admitMs) },
       },
@@ -254,6 +261,7 @@ export async function scale(ctx: RunContext): Promise<ScenarioOutput> {
         `Memory per idle stream = (server RSS or V8 heap used with every stream held and every hello answered − the same with no client) / streams held; each side is the lowest of 5 readings 1 s apart. It includes what a connected client costs beyond the transport (its session, its conversation of one hello and one reply in the in-memory read model).`,
         `Chat replies: once the sending stopped, the last replies were awaited until all had come or ${REPLY_WAIT_MS / 1000} s (waited ${round(waitedMs / 1000, 1)} s). Late = came after the sending stopped: ${late.count}, latency p50 ${late.latencyMs.p50 ?? '–'} / max ${late.latencyMs.max ?? '–'} ms (counted as answered, in the latency figures). Never came: ${missing.length} (NO_REPLY = Accepted, no reply; NOT_ACCEPTED = no Accepted either)${missing.length ? `; message ids: ${missing.slice(0, 20).map((m) => m.messageId ?? `(not accepted, sent ${m.sentAt})`).join(', ')}` : ''}.`,
         `Next client refused: ${PROBES} attempts one at a time with a fresh client id while the server is full and 1 % of the streams chat; client-side time from opening the stream to the RESOURCE_EXHAUSTED status. Each attempt from a probe process of its own (one connection, nothing else on its event loop; loop delay, how late its timers fired, p50 / p99 / max ${probeLoopDelayMs.p50} / ${probeLoopDelayMs.p99} / ${probeLoopDelayMs.max} ms): the checked figure; then ${PROBE_GAP_MS} ms later one from the runner, which holds the ${streams} streams (loop delay meanwhile ${runnerLoopDelayMs.p50} / ${runnerLoopDelayMs.p99} / ${runnerLoopDelayMs.max} ms): refused p50 / p99 / max ${runnerRefuse.p50 ?? '–'} / ${runnerRefuse.p99 ?? '–'} / ${runnerRefuse.max ?? '–'} ms. Before 2026-11-25 the runner's attempts alone were the figure.`,
+        `Slowest refusals (attempt number from 0, gateway, ms; attempts alternate between the gateways): probe ${probeSlowest.map((s) => `#${s.attempt} gw${s.gateway} ${s.ms}`).join(', ')}; runner ${runnerSlowest.map((s) => `#${s.attempt} gw${s.gateway} ${s.ms}`).join(', ')}.`,
       ],
     };
   } finally {

@@ -29,6 +29,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       registry,
       other,
       sent,
+      db: client.db(dbName),
       watch: (on: boolean) => void (watching = on),
       close: async () => {
         await other.close();
@@ -195,6 +196,48 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(sent.filter((x) => x === `find ${names.collection}`).length).toBeGreaterThan(0);
     } finally {
       later.mockRestore();
+      await close();
+    }
+  });
+
+  it('refuses a full house from the gateways\' counts in their heartbeats when its view misses the other gateway\'s claims, reading no slot; a count older than a release is not used, nor one naming a slot released through another registry', async () => {
+    // Issue 15, the stack's scale run (2026-11-25): the 10,001st client's first attempt on the gateway whose view
+    // missed the other's claims took 1.4–8.7 s: its claims lost on every number, then it read all 10,000 slots.
+    const names = { collection: 'connections_counts', heartbeats: 'heartbeats_counts' };
+    const { registry, other, sent, watch, close, db } = await watchedPair(names);
+    try {
+      const acquire = (reg: MongoConnectionRegistry, clientId: string) => reg.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: reg === registry ? 'gw/1' : 'gw/2', conversationId: 'c', now: Date.now(), leaseMs: 600_000, maxClients: 6 });
+      for (const c of ['a', 'b', 'c']) expect((await acquire(registry, c)).ok).toBe(true);
+      for (const c of ['d', 'e', 'f']) expect((await acquire(other, c)).ok).toBe(true);
+      const renewBoth = () => Promise.all([registry.renew('gw/1', Date.now(), 600_000), other.renew('gw/2', Date.now(), 600_000)]);
+      const counts = async () => (await db.collection<{ _id: string; held?: number }>(names.heartbeats).find({}).sort({ _id: 1 }).toArray()).map((b) => b.held);
+      // A holder's first renewal counts nothing (its heartbeat is not yet known live: the slots may have been swept).
+      await renewBoth();
+      expect(await counts()).toEqual([0, 0]);
+      await renewBoth();
+      expect(await counts()).toEqual([3, 3]);
+      watch(true);
+      for (const c of ['g', 'h']) expect(await acquire(registry, c)).toMatchObject({ ok: false, reason: 'full' });
+      watch(false);
+      expect(sent.filter((x) => x === `find ${names.collection}` || x.startsWith('insert'))).toEqual([]);
+      // A slot freed through the other gateway after the counts were written: they no longer prove the house full.
+      expect(await other.release('s-d')).toBe(true);
+      expect((await acquire(registry, 'i')).ok).toBe(true);
+      // Full again, counted again.
+      await renewBoth();
+      sent.length = 0;
+      watch(true);
+      expect(await acquire(registry, 'j')).toMatchObject({ ok: false, reason: 'full' });
+      watch(false);
+      expect(sent.filter((x) => x === `find ${names.collection}` || x.startsWith('insert'))).toEqual([]);
+      expect(await registry.count()).toBe(6);
+      expect(await counts()).toEqual([4, 2]);
+      // A slot released through another registry than its holder's: the holder reads its slots again before counting.
+      expect(await registry.release('s-e')).toBe(true);
+      await renewBoth();
+      expect(await counts()).toEqual([4, 1]);
+      expect((await acquire(registry, 'k')).ok).toBe(true);
+    } finally {
       await close();
     }
   });

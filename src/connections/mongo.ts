@@ -15,11 +15,17 @@ interface SlotClaim extends Lease {
 }
 
 /** A holder's heartbeat: its leases are held until `expiresAt`, pushed forward by each renewal. */
-/** The slots' release marker: one document, a new random `v` after each release (see markFreed). */
+/**
+ * The slots' release marker: one document, a new random `v` after each
+ * release (see markFreed), and a new random `foreign` before each release of a
+ * slot through another registry than its holder's (see markForeign).
+ */
 interface FreesMarker {
   _id: string;
   v: string;
+  foreign?: string;
 }
+type Marker = { v: string; foreign: string };
 const FREES_ID = 'freed';
 
 interface Heartbeat {
@@ -28,6 +34,14 @@ interface Heartbeat {
   expiresAt: number;
   /** When its last renewal was sent (absent on heartbeats written before it was kept). */
   renewedAt?: number;
+  /**
+   * How many slots the holder held when it last renewed, counted after it read
+   * the release marker as `freesSeen`: while the marker is still that, none of
+   * them was freed, so they are all still held (see heldAtLeast). Absent on
+   * heartbeats written before it was kept.
+   */
+  held?: number;
+  freesSeen?: string;
 }
 
 export const CONNECTIONS_COLLECTION = 'active_connections';
@@ -143,6 +157,14 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   /** The heartbeats as last read: expiries only move forward, so a house full by these is full by the store's. */
   private beatsSeen?: Map<string, Heartbeat>;
   private checking?: Promise<void>;
+  /** The claims this registry made and has not given back, by holder: what its heartbeats count (see renew). */
+  private readonly mine = new Map<string, Set<string>>();
+  /** Per holder, the release marker's `foreign` when its slots were last read (see markForeign). */
+  private readonly foreignSeen = new Map<string, string>();
+  /** Until when each holder's heartbeat was last written live, as far as this registry knows (see renew). */
+  private readonly beatUntil = new Map<string, number>();
+  /** The last refusal was proven by the heartbeats' counts: the next admission reads the marker beside them. */
+  private fullByCounts = false;
 
   constructor(
     db: Db,
@@ -216,22 +238,27 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       // refusing costs one round trip, not two (the stack's scale run: the 10,001st waited for both in a row).
       const full = fresh || !this.view || this.view.claims.size < r.maxClients ? undefined : this.view;
       const markerAt = Date.now();
-      const marker = full && this.markerNow();
+      const marker = full || this.fullByCounts ? this.markerNow() : undefined;
       marker?.catch(() => undefined); // unused when the decider finds room after all
       // A full view is decided on as it stands, however old: the marker says whether it still holds (see below).
       const [view, beats] = await Promise.all([full ?? this.slotView(fresh), this.heartbeatsNow()]);
       fresh = false;
+      // A view short of the house may miss the other gateways' claims: their counts may still prove it full.
+      const heldAtLeast = view.claims.size < r.maxClients ? await this.heldAtLeast(beats, r.maxClients, marker) : undefined;
+      this.fullByCounts = heldAtLeast !== undefined;
       // The decider reads only what it needs of the view (the client's lease, the count; every lease only when a
       // holder's heartbeat is not live): no copy of 10,000 leases per admission.
-      const events = admission.decide({ type: 'Acquire', ...r }, view.state(beats));
+      const events = admission.decide({ type: 'Acquire', ...r }, { ...view.state(beats), ...(heldAtLeast !== undefined ? { heldAtLeast } : {}) });
       const outcome = acquireResultOf(events);
+      // Full by counts checked against a marker read after this admission began: no slot was freed since they were taken.
+      if (!outcome.ok && outcome.reason === 'full' && heldAtLeast !== undefined) return outcome;
       if (!outcome.ok) {
         // Full in a view read before this admission began: a slot freed through another gateway since may be
         // missing from it. The release marker, read now, says whether one was; if so the slots are read again
         // (admissions waiting together share the read) before deciding again.
         if (outcome.reason === 'full' && view.sentAt < startedAt) {
           const checkedAt = marker ? markerAt : Date.now();
-          if ((await (marker ?? this.markerNow())) !== view.freesAt) {
+          if ((await (marker ?? this.markerNow())).v !== view.freesAt) {
             fresh = true;
             continue;
           }
@@ -280,6 +307,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       try {
         await claim;
         this.noteClaimed(doc);
+        this.noteMine(doc);
         return outcome;
       } catch (err) {
         // The slot number was just taken elsewhere, or the client connected elsewhere. The first times: the number
@@ -354,15 +382,17 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     const at = Date.now();
     this.checking = Promise.all([this.markerNow(), this.heartbeatsNow()])
       .then(([marker]) => {
-        if (marker === view.freesAt) view.confirmed(at);
+        if (marker.v === view.freesAt) view.confirmed(at);
       })
       .catch((err: unknown) => this.options.logger.warn({ err }, 'checking the connection slots\' release marker failed'))
       .finally(() => (this.checking = undefined));
   }
 
   private async releaseNow(sessionId: string): Promise<boolean> {
+    this.forget(sessionId); // before the delete: a heartbeat never counts a slot being freed
     const held = await this.coll.find({ _id: sessionId }).toArray();
     const events = admission.decide({ type: 'Release', sessionId }, admissionStateOf(held.map(toLease)));
+    if (events.length > 0 && !this.mine.has(holderOf(held[0]!))) await this.markForeign();
     const deleted = events.length > 0 && (await this.coll.deleteOne({ _id: sessionId })).deletedCount === 1;
     this.noteGone(sessionId);
     // Also when the lease was gone already: a release retried after its marker failed (it throws) marks it then.
@@ -381,14 +411,58 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    */
   async renew(holder: string, now: number, leaseMs: number): Promise<Renewal> {
     const sent = Date.now();
-    const before = await this.beats.findOneAndUpdate({ _id: holder }, { $max: { expiresAt: now + leaseMs, renewedAt: now } }, { upsert: true, returnDocument: 'before' });
+    // The holder's count of slots, taken after reading the release marker (see Heartbeat.held). Zero while its
+    // heartbeat may have lapsed: another gateway may have swept those slots, and the count could then name slots
+    // no longer held under a marker read after their sweep.
+    const marker = await this.freesNow();
+    const freesSeen = marker.v;
+    const live = (this.beatUntil.get(holder) ?? -Infinity) > Date.now();
+    if (live && marker.foreign !== (this.foreignSeen.get(holder) ?? '')) {
+      // A slot was released through another registry: this holder's may be among them. Its slots are read again
+      // (a scan on FerretDB v1; a gateway releases only its own, so this follows tests and tools, not traffic).
+      const ids = await this.coll.find({ holder }, { projection: { _id: 1 } }).toArray();
+      this.mine.set(holder, new Set(ids.map((d) => d._id)));
+      this.foreignSeen.set(holder, marker.foreign);
+    }
+    const count = live ? (this.mine.get(holder)?.size ?? 0) : 0;
+    const before = await this.beats.findOneAndUpdate(
+      { _id: holder },
+      { $max: { expiresAt: now + leaseMs, renewedAt: now }, $set: { held: count, freesSeen } },
+      { upsert: true, returnDocument: 'before' },
+    );
     // Judged at the answer, not at `now` (when it was sent): the upsert ran somewhere in between, and a sweep that
     // read the heartbeat just before it may have found it lapsed if it lapsed before the upsert ran.
-    if (renewalKeptAll(before, now + (Date.now() - sent))) return 'all';
+    const keptAll = renewalKeptAll(before, now + (Date.now() - sent));
+    this.beatUntil.set(holder, Math.max(this.beatUntil.get(holder) ?? -Infinity, now + leaseMs));
+    if (keptAll) return 'all';
     const held = await this.coll.find({ holder }).toArray();
     // The decider sees the leases as they stood before this renewal: those of a holder that had lapsed are lost.
     const beat = new Map(before ? [[holder, before]] : []);
-    return renewedSessions(admissionStateOf(held.map((h) => withHolderExpiry(h, beat))), holder, now);
+    const renewed = renewedSessions(admissionStateOf(held.map((h) => withHolderExpiry(h, beat))), holder, now);
+    this.mine.set(holder, new Set(renewed));
+    return renewed;
+  }
+
+  /**
+   * Slots held now, at least, when this registry's own claims and the other
+   * live holders' counts (Heartbeat.held) reach `maxClients` and the release marker (read now, or `marker` read
+   * after the admission began) is still the one each count was taken under:
+   * nothing was freed since, so every slot counted is held. Otherwise
+   * undefined (the view decides, as without counts). On FerretDB v1 this
+   * costs one read by `_id`, where the view's way reads every slot.
+   */
+  private async heldAtLeast(beats: ReadonlyMap<string, Heartbeat>, maxClients: number, marker?: Promise<Marker>): Promise<number | undefined> {
+    const now = Date.now();
+    // This registry's own holders: its claims as it knows them now, while their heartbeat is live (none was swept)
+    // and no slot was released through another registry since it last read them.
+    const own = [...this.mine].filter(([holder]) => (this.beatUntil.get(holder) ?? -Infinity) > now);
+    const others = [...beats.values()].filter((b) => !this.mine.has(b._id) && b.expiresAt > now && b.held !== undefined && b.freesSeen !== undefined);
+    const total = (m?: Marker) =>
+      own.reduce((sum, [holder, ids]) => sum + (!m || m.foreign === (this.foreignSeen.get(holder) ?? '') ? ids.size : 0), 0) +
+      others.reduce((sum, b) => sum + (!m || b.freesSeen === m.v ? b.held! : 0), 0);
+    if (total() < maxClients) return undefined;
+    const held = total(await (marker ?? this.markerNow()));
+    return held >= maxClients ? held : undefined;
   }
 
   /**
@@ -480,7 +554,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         this.nextRead = undefined;
         const sentAt = Date.now();
         // The marker before the slots: a release whose marker is written after this read is seen as a change.
-        const reading = this.freesNow().then(async (freesAt) => ({ freesAt, docs: await this.coll.find({}).toArray() }));
+        const reading = this.freesNow().then(async ({ v: freesAt }) => ({ freesAt, docs: await this.coll.find({}).toArray() }));
         this.reading = reading;
         try {
           const { freesAt, docs } = await reading;
@@ -505,8 +579,22 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 
   /** A claim no longer in the store (deleted here, or found gone). */
   private noteGone(id: string): void {
+    this.forget(id);
     this.view?.remove(id);
     if (this.reading) this.journal.push((v) => v.remove(id));
+  }
+
+  /** A claim this registry made: counted in its holder's heartbeats until given back. */
+  private noteMine(claim: SlotClaim): void {
+    const holder = holderOf(claim);
+    let ids = this.mine.get(holder);
+    if (!ids) this.mine.set(holder, (ids = new Set()));
+    ids.add(claim._id);
+  }
+
+  /** A claim given back or gone: no longer counted. */
+  private forget(id: string): void {
+    for (const ids of this.mine.values()) ids.delete(id);
   }
 
   /** A slot number a claim of this registry lost (held elsewhere, most likely): skipped until the next read. */
@@ -559,8 +647,23 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   /** The release marker as it is now ('' before any slot was freed). */
-  private async freesNow(): Promise<string> {
-    return (await this.frees.findOne({ _id: FREES_ID }))?.v ?? '';
+  private async freesNow(): Promise<Marker> {
+    const doc = await this.frees.findOne({ _id: FREES_ID });
+    return { v: doc?.v ?? '', foreign: doc?.foreign ?? '' };
+  }
+
+  /**
+   * Said before a slot is freed through another registry than its holder's
+   * (the port allows it; a gateway releases only its own): the holder's count
+   * of its slots (Heartbeat.held) would still name it, so a holder that finds
+   * `foreign` changed reads its slots again before counting them (see renew).
+   */
+  private async markForeign(): Promise<void> {
+    const foreign = randomUUID();
+    await this.frees.updateOne({ _id: FREES_ID }, { $set: { foreign } }, { upsert: true }).catch(async (err: unknown) => {
+      if (!isDuplicateKeyError(err)) throw err;
+      await this.frees.updateOne({ _id: FREES_ID }, { $set: { foreign } });
+    });
   }
 
   /**
@@ -569,6 +672,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * trusting its leases, and closes their sessions, before they can lapse.)
    */
   private async remove(claim: SlotClaim): Promise<boolean> {
+    this.forget(claim._id);
     const deleted = (await this.writes.run(() => this.coll.deleteOne({ _id: claim._id }))).deletedCount === 1;
     this.noteGone(claim._id);
     return deleted;

@@ -79,6 +79,15 @@ export interface AdmissionState {
    */
   readonly sessions?: ReadonlyMap<string, string>;
   readonly noneExpireBefore?: number;
+  /**
+   * Live slots known to be held, listed in `leases` or not: a lower bound an
+   * adapter may know without reading every lease (the gateways' own counts,
+   * see MongoConnectionRegistry). The house is full once it reaches
+   * maxClients, however few leases are listed. A client whose live lease is
+   * not listed (held through another gateway) is then refused as `full`,
+   * which is as true as `duplicate` would be.
+   */
+  readonly heldAtLeast?: number;
 }
 
 /**
@@ -183,7 +192,7 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
       if (noneExpired(state, command.now)) {
         // No lease has expired, so every lease is live and none is this client's (a live one was refused above):
         // the same decision as the scan below, without it.
-        if (state.leases.size >= command.maxClients) return [{ type: 'Refused', reason: 'full', clientId: command.clientId }];
+        if (Math.max(state.leases.size, state.heldAtLeast ?? 0) >= command.maxClients) return [{ type: 'Refused', reason: 'full', clientId: command.clientId }];
         return [{ type: 'Admitted', lease: newLease(command) }];
       }
       let live = 0;
@@ -192,7 +201,7 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
         if (expiryOf(l, beats) > command.now) live += l.clientId !== command.clientId ? 1 : 0;
         else expired.push({ type: 'Expired', lease: leaseAsHeld(l, beats) });
       }
-      if (live >= command.maxClients) {
+      if (Math.max(live, state.heldAtLeast ?? 0) >= command.maxClients) {
         return [{ type: 'Refused', reason: 'full', clientId: command.clientId }];
       }
       return [...expired, { type: 'Admitted', lease: newLease(command) }];

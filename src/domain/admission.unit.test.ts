@@ -113,6 +113,20 @@ describe('admission decider', () => {
   });
 });
 
+describe('admission decider with a count of slots held beyond the leases listed (heldAtLeast)', () => {
+  it('refuses as full once the count reaches the cap, however few leases are listed, expired ones included', () => {
+    expect(admission.decide(acquire('c', 1010, 3), { leases: new Map([['a', lease('a')]]), heldAtLeast: 3 })).toEqual([{ type: 'Refused', reason: 'full', clientId: 'c' }]);
+    expect(admission.decide(acquire('c', 1010, 3), { leases: new Map([['a', lease('a')]]), heldAtLeast: 3, noneExpireBefore: 1100 })).toEqual([{ type: 'Refused', reason: 'full', clientId: 'c' }]);
+    // The listed lease expired: it would be reclaimed, but the count says the house is full of live ones.
+    expect(admission.decide(acquire('c', 1200, 3), { leases: new Map([['a', lease('a')]]), heldAtLeast: 3 })).toEqual([{ type: 'Refused', reason: 'full', clientId: 'c' }]);
+  });
+
+  it('changes nothing below the cap, and a listed live lease of the client is still refused as duplicate', () => {
+    expect(admission.decide(acquire('c', 1010, 3), { leases: new Map([['a', lease('a')]]), heldAtLeast: 2 })).toEqual([admitted('c', 1010)]);
+    expect(admission.decide(acquire('a', 1010, 3), { leases: new Map([['a', lease('a')]]), heldAtLeast: 3 })).toEqual([{ type: 'Refused', reason: 'duplicate', clientId: 'a', holder: lease('a') }]);
+  });
+});
+
 describe('admission decider with the optional indexes', () => {
   /** Leases whose every scan throws: a decision made with the indexes must not need one. */
   const unscannable = (entries: [string, LeaseState][]): ReadonlyMap<string, LeaseState> => {
