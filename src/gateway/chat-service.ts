@@ -41,6 +41,8 @@ const OVERDUE_REPLY_MS = 10_000;
 
 export class ChatGateway {
   private readonly sessions = new Map<string, GatewaySession>();
+  /** Sessions closed whose slot is not yet given back or whose disconnect is not yet recorded: a drain waits for them. */
+  private readonly closing = new Set<Promise<void>>();
   private readonly leases: LeaseKeeper;
   /** The gateway's deps as its sessions see them (releases go through the lease keeper). */
   private readonly sessionDeps: SessionDeps;
@@ -356,10 +358,12 @@ export class ChatGateway {
         this.sessionDeps,
         outbound,
         logger,
-        (s) => {
+        (s, givenBack) => {
           route?.unsubscribe();
           this.sessions.delete(s.id);
           this.deps.metrics.clientsConnected.set(this.sessions.size);
+          this.closing.add(givenBack);
+          void givenBack.then(() => this.closing.delete(givenBack));
         },
       );
       route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
@@ -483,6 +487,10 @@ export class ChatGateway {
         await s.endForShutdown(retryAfterMs);
       }),
     );
+    // Sessions whose clients left just before: their slots given back and their disconnects recorded before the
+    // registry and the log close (the stack's scale run: 10,000 streams cancelled, then a stop, and the releases
+    // still queued failed with "client was closed", holding those slots until their leases lapsed).
+    await Promise.race([Promise.all(this.closing), after(opts.graceMs)]);
     for (const t of timers) clearTimeout(t);
     // After the sessions gave their slots back (and told the others): no more notices to hear. Not awaited: a bus
     // that never came up (its flush still waiting) must not hold the drain.

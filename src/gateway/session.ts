@@ -118,7 +118,8 @@ export class GatewaySession {
     private readonly deps: SessionDeps,
     private readonly out: Outbound,
     readonly logger: Logger,
-    private readonly onClosed: (s: GatewaySession) => void,
+    /** Told once the session closes, with what settles once its slot was given back and its disconnect recorded. */
+    private readonly onClosed: (s: GatewaySession, givenBack: Promise<void>) => void,
   ) {
     this.deadline = { connectedAt: info.connectedAt, firstMessageAt: null };
     setMaxListeners(0, this.abort.signal);
@@ -813,7 +814,9 @@ export class GatewaySession {
     clearTimeout(this.deadlineTimer);
     this.subscription?.unsubscribe();
     if (end !== undefined) this.out.end(end === null ? null : toStatus(end, this.logger));
-    this.onClosed(this);
+    let givenBack!: () => void;
+    const given = new Promise<void>((resolve) => (givenBack = resolve));
+    this.onClosed(this, given);
     const name = disconnectReasonName(reason);
     this.deps.metrics.disconnects.inc({ reason: name });
     try {
@@ -823,6 +826,8 @@ export class GatewaySession {
       );
     } catch (err) {
       this.logger.error({ err }, 'could not record the disconnect (the lease will expire)');
+    } finally {
+      givenBack();
     }
     this.logger.info({ reason: name }, 'client disconnected');
   }

@@ -70,6 +70,46 @@ describe('GatewaySession: every piece of work stops when the session closes', ()
   });
 });
 
+describe('GatewaySession: a drain can wait for what a close still does', () => {
+  it('given a session, when it closes, then the gateway is told at once with a promise that settles only once the slot was given back and the disconnect appended', async () => {
+    let appendDone!: () => void;
+    const steps: string[] = [];
+    const deps = {
+      config: loadConfig({}),
+      gatewayId: 'gw-1',
+      log: {
+        append: (e: Event) => {
+          steps.push(`append ${e.payload?.$case}`);
+          return new Promise<LoggedEvent>((resolve) => (appendDone = () => resolve({ event: e, seq: 1 } as LoggedEvent)));
+        },
+      },
+      releaseSlot: async (id: string) => void steps.push(`release ${id}`),
+      messages: { get: async () => null },
+      metrics: createMetrics(),
+      clock: Date.now,
+      newId: () => 'e-1',
+    } as unknown as SessionDeps;
+    let givenBack: Promise<void> | undefined;
+    const session = new GatewaySession(
+      { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      deps,
+      new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }),
+      pino({ level: 'silent' }),
+      (_s, given) => (givenBack = given),
+    );
+    const closed = session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+    expect(givenBack).toBeDefined();
+    let settled = false;
+    void givenBack!.then(() => (settled = true));
+    await new Promise((r) => setImmediate(r));
+    expect(steps).toEqual(['release s1', 'append clientDisconnected']);
+    expect(settled).toBe(false);
+    appendDone();
+    await closed;
+    expect(settled).toBe(true);
+  });
+});
+
 describe('GatewaySession: resends joined to one late append', () => {
   it('given five resends of a message while its append hangs, when the append lands, then its outcome is looked up once, not once per resend', async () => {
     let land!: () => void;
