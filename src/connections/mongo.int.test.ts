@@ -218,6 +218,16 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(await counts()).toEqual([3, 3]);
       watch(true);
       for (const c of ['g', 'h']) expect(await acquire(registry, c)).toMatchObject({ ok: false, reason: 'full' });
+      // A view old enough to be read again in the background (10 s) is not read while the counts prove the house full:
+      // a read of every slot out slowed the refusals that came meanwhile (the stack's scale run, 20–90 ms).
+      const realNow = Date.now.bind(Date);
+      const later = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 11_000);
+      try {
+        expect(await acquire(registry, 'g2')).toMatchObject({ ok: false, reason: 'full' });
+        await new Promise((r) => setTimeout(r, 50));
+      } finally {
+        later.mockRestore();
+      }
       watch(false);
       expect(sent.filter((x) => x === `find ${names.collection}` || x.startsWith('insert'))).toEqual([]);
       // A slot freed through the other gateway after the counts were written: they no longer prove the house full.

@@ -240,11 +240,19 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       const markerAt = Date.now();
       const marker = full || this.fullByCounts ? this.markerNow() : undefined;
       marker?.catch(() => undefined); // unused when the decider finds room after all
-      // A full view is decided on as it stands, however old: the marker says whether it still holds (see below).
-      const [view, beats] = await Promise.all([full ?? this.slotView(fresh), this.heartbeatsNow()]);
+      let view: SlotView, beats: Map<string, Heartbeat>, heldAtLeast: number | undefined;
+      if (full) {
+        // A full view is decided on as it stands, however old: the marker says whether it still holds (see below).
+        [view, beats] = [full, await this.heartbeatsNow()];
+      } else {
+        // A view short of the house may miss the other gateways' claims: their counts may still prove it full, and
+        // then the slots are not read, not even in the background (the stack's scale run: a read of 10,000 slots
+        // out while the first refusals came slowed them to 20–90 ms).
+        beats = await this.heartbeatsNow();
+        heldAtLeast = await this.heldAtLeast(beats, r.maxClients, marker);
+        view = heldAtLeast !== undefined && this.view ? this.view : await this.slotView(fresh);
+      }
       fresh = false;
-      // A view short of the house may miss the other gateways' claims: their counts may still prove it full.
-      const heldAtLeast = view.claims.size < r.maxClients ? await this.heldAtLeast(beats, r.maxClients, marker) : undefined;
       this.fullByCounts = heldAtLeast !== undefined;
       // The decider reads only what it needs of the view (the client's lease, the count; every lease only when a
       // holder's heartbeat is not live): no copy of 10,000 leases per admission.
