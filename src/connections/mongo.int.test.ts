@@ -252,6 +252,50 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('with releases told over the bus, a house proven full by the counts refuses with no round trip until a release is heard of, and is counted again in the background', async () => {
+    // Issue 15, the stack's scale run: with the view short of the house, each refusal read the heartbeats and the
+    // marker from a FerretDB busy with the chat (p99 24–35 ms), where a full view refuses with no round trip.
+    const names = { collection: 'connections_counts_told', heartbeats: 'heartbeats_counts_told' };
+    const { registry, other, sent, watch, close } = await watchedPair(names);
+    const bus = new MemoryBus();
+    const subs = [await registry.hearReleases(bus), await other.hearReleases(bus)];
+    const realNow = Date.now.bind(Date);
+    let skew = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
+    const acquire = (reg: MongoConnectionRegistry, clientId: string) => reg.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: reg === registry ? 'gw/1' : 'gw/2', conversationId: 'c', now: Date.now(), leaseMs: 600_000, maxClients: 4 });
+    const refusedWith = async (clientId: string) => {
+      sent.length = 0;
+      watch(true);
+      expect(await acquire(registry, clientId)).toMatchObject({ ok: false, reason: 'full' });
+      watch(false);
+      return [...sent];
+    };
+    try {
+      for (const c of ['a', 'b']) expect((await acquire(registry, c)).ok).toBe(true);
+      for (const c of ['c', 'd']) expect((await acquire(other, c)).ok).toBe(true);
+      for (let i = 0; i < 2; i++) await Promise.all([registry.renew('gw/1', Date.now(), 600_000), other.renew('gw/2', Date.now(), 600_000)]);
+      // The first refusal proves it on the counts (heartbeats and marker read), the next ones send nothing.
+      expect(await refusedWith('x0')).toEqual(expect.arrayContaining([`find ${names.heartbeats}`, `find ${names.collection}_frees`]));
+      for (let i = 1; i < 4; i++) expect(await refusedWith(`x${i}`)).toEqual([]);
+      // Older than 500 ms: still refused at once, and counted again in the background.
+      skew = 600;
+      watch(true);
+      expect(await acquire(registry, 'y0')).toMatchObject({ ok: false, reason: 'full' });
+      expect(sent).toEqual([]);
+      await new Promise((r) => setTimeout(r, 100));
+      watch(false);
+      expect(sent).toEqual(expect.arrayContaining([`find ${names.heartbeats}`, `find ${names.collection}_frees`]));
+      // Freed through the other gateway: the notice is heard, and the next admission goes to the store and gets in.
+      expect(await other.release('s-c')).toBe(true);
+      await bus.flush();
+      expect((await acquire(registry, 'after-release')).ok).toBe(true);
+    } finally {
+      clock.mockRestore();
+      for (const s of subs) s.unsubscribe();
+      await close();
+    }
+  });
+
   it('with releases told over the bus, a full house refuses with no round trip; a release elsewhere is heard at once, a lost notice costs at most 2 s, a bus that reconnected is not trusted', async () => {
     // Issue 15, the stack's scale run (2026-11-25): each refusal read the release marker and the heartbeats,
     // 15.8 / 97.7 ms p50 / p99 on a FerretDB busy with the chat (the goal: 20 ms p99).

@@ -165,6 +165,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private readonly beatUntil = new Map<string, number>();
   /** The last refusal was proven by the heartbeats' counts: the next admission reads the marker beside them. */
   private fullByCounts = false;
+  /** The last proof by counts: when its marker read was sent, and the other holders' counts it took (see refusedAsTold). */
+  private countedFull?: { at: number; others: Map<string, number> };
 
   constructor(
     db: Db,
@@ -249,7 +251,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         // then the slots are not read, not even in the background (the stack's scale run: a read of 10,000 slots
         // out while the first refusals came slowed them to 20–90 ms).
         beats = await this.heartbeatsNow();
-        heldAtLeast = await this.heldAtLeast(beats, r.maxClients, marker);
+        heldAtLeast = await this.heldAtLeast(beats, r.maxClients, marker && { read: marker, sentAt: markerAt });
         view = heldAtLeast !== undefined && this.view ? this.view : await this.slotView(fresh);
       }
       fresh = false;
@@ -375,13 +377,30 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    */
   private refusedAsTold(r: AcquireRequest): AcquireResult | undefined {
     const { view, told, beatsSeen } = this;
-    if (!view || !told || !beatsSeen || view.claims.size < r.maxClients) return undefined;
-    const age = Date.now() - view.currentAt;
-    if (view.currentAt < told.since || told.freedAt >= view.currentAt || age > TOLD_MAX_AGE_MS) return undefined;
-    const outcome = acquireResultOf(admission.decide({ type: 'Acquire', ...r }, view.state(beatsSeen)));
+    if (!view || !told || !beatsSeen) return undefined;
+    // A view short of the house may stand on the last proof by counts instead (see heldAtLeast).
+    const counted = view.claims.size < r.maxClients ? this.countedFull : undefined;
+    if (view.claims.size < r.maxClients && !counted) return undefined;
+    const checkedAt = counted ? counted.at : view.currentAt;
+    const age = Date.now() - checkedAt;
+    if (checkedAt < told.since || told.freedAt >= checkedAt || age > TOLD_MAX_AGE_MS) return undefined;
+    const outcome = acquireResultOf(admission.decide({ type: 'Acquire', ...r }, { ...view.state(beatsSeen), ...(counted ? { heldAtLeast: this.countedNow() } : {}) }));
     if (outcome.ok || outcome.reason !== 'full') return undefined;
-    if (age > TOLD_CHECK_MS) this.checkInBackground(view);
+    if (age > TOLD_CHECK_MS) {
+      if (counted) this.recountInBackground(r.maxClients);
+      else this.checkInBackground(view);
+    }
     return outcome;
+  }
+
+  /** One read of the heartbeats and the marker: the proof by counts stays current if they still make the house full. */
+  private recountInBackground(maxClients: number): void {
+    if (this.checking) return;
+    this.checking = this.heartbeatsNow()
+      .then((beats) => this.heldAtLeast(beats, maxClients))
+      .then(() => undefined)
+      .catch((err: unknown) => this.options.logger.warn({ err }, 'counting the connection slots failed'))
+      .finally(() => (this.checking = undefined));
   }
 
   /** One read of the marker and the heartbeats: the view stays current if nothing was freed. */
@@ -459,7 +478,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * undefined (the view decides, as without counts). On FerretDB v1 this
    * costs one read by `_id`, where the view's way reads every slot.
    */
-  private async heldAtLeast(beats: ReadonlyMap<string, Heartbeat>, maxClients: number, marker?: Promise<Marker>): Promise<number | undefined> {
+  private async heldAtLeast(beats: ReadonlyMap<string, Heartbeat>, maxClients: number, marker?: { read: Promise<Marker>; sentAt: number }): Promise<number | undefined> {
     const now = Date.now();
     // This registry's own holders: its claims as it knows them now, while their heartbeat is live (none was swept)
     // and no slot was released through another registry since it last read them.
@@ -468,9 +487,31 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     const total = (m?: Marker) =>
       own.reduce((sum, [holder, ids]) => sum + (!m || m.foreign === (this.foreignSeen.get(holder) ?? '') ? ids.size : 0), 0) +
       others.reduce((sum, b) => sum + (!m || b.freesSeen === m.v ? b.held! : 0), 0);
-    if (total() < maxClients) return undefined;
-    const held = total(await (marker ?? this.markerNow()));
+    if (total() < maxClients) {
+      this.countedFull = undefined;
+      return undefined;
+    }
+    const sentAt = marker?.sentAt ?? Date.now();
+    const m = await (marker?.read ?? this.markerNow());
+    const held = total(m);
+    const proven = held >= maxClients && own.every(([holder]) => m.foreign === (this.foreignSeen.get(holder) ?? ''));
+    // Kept for refusals with no round trip while the bus tells releases (see refusedAsTold).
+    this.countedFull = proven ? { at: sentAt, others: new Map(others.filter((b) => b.freesSeen === m.v).map((b) => [b._id, b.held!])) } : undefined;
     return held >= maxClients ? held : undefined;
+  }
+
+  /**
+   * The slots the last proof by counts (heldAtLeast) still vouches for: this
+   * registry's own claims as they stand (claims only add; a release through
+   * another registry is told like any other), and the other holders' counts
+   * while their heartbeats, as last read, are live.
+   */
+  private countedNow(): number {
+    const now = Date.now();
+    let held = 0;
+    for (const [holder, ids] of this.mine) if ((this.beatUntil.get(holder) ?? -Infinity) > now) held += ids.size;
+    for (const [holder, n] of this.countedFull?.others ?? []) if ((this.beatsSeen?.get(holder)?.expiresAt ?? -Infinity) > now) held += n;
+    return held;
   }
 
   /**
