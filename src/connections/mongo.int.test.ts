@@ -39,6 +39,19 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     };
   };
 
+  /** As two gateways on a watched pair: `acquire` through either registry (holders gw/1 and gw/2), and the commands a refusal through the first sent. */
+  const gateways = ({ registry, sent, watch }: Awaited<ReturnType<typeof watchedPair>>, maxClients: number) => {
+    const acquire = (reg: MongoConnectionRegistry, clientId: string) => reg.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: reg === registry ? 'gw/1' : 'gw/2', conversationId: 'c', now: Date.now(), leaseMs: 600_000, maxClients });
+    const refusedWith = async (clientId: string) => {
+      sent.length = 0;
+      watch(true);
+      expect(await acquire(registry, clientId)).toMatchObject({ ok: false, reason: 'full' });
+      watch(false);
+      return [...sent];
+    };
+    return { acquire, refusedWith };
+  };
+
   describeConnectionRegistry('mongodb', async () => {
     const uri = process.env.MONGODB_URI!;
     const names = { collection: `connections_${n}`, heartbeats: `heartbeats_${n++}` };
@@ -204,9 +217,10 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     // Issue 15, the stack's scale run (2026-11-25): the 10,001st client's first attempt on the gateway whose view
     // missed the other's claims took 1.4–8.7 s: its claims lost on every number, then it read all 10,000 slots.
     const names = { collection: 'connections_counts', heartbeats: 'heartbeats_counts' };
-    const { registry, other, sent, watch, close, db } = await watchedPair(names);
+    const pair = await watchedPair(names);
+    const { registry, other, sent, watch, close, db } = pair;
+    const { acquire } = gateways(pair, 6);
     try {
-      const acquire = (reg: MongoConnectionRegistry, clientId: string) => reg.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: reg === registry ? 'gw/1' : 'gw/2', conversationId: 'c', now: Date.now(), leaseMs: 600_000, maxClients: 6 });
       for (const c of ['a', 'b', 'c']) expect((await acquire(registry, c)).ok).toBe(true);
       for (const c of ['d', 'e', 'f']) expect((await acquire(other, c)).ok).toBe(true);
       const renewBoth = () => Promise.all([registry.renew('gw/1', Date.now(), 600_000), other.renew('gw/2', Date.now(), 600_000)]);
@@ -256,20 +270,14 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     // Issue 15, the stack's scale run: with the view short of the house, each refusal read the heartbeats and the
     // marker from a FerretDB busy with the chat (p99 24–35 ms), where a full view refuses with no round trip.
     const names = { collection: 'connections_counts_told', heartbeats: 'heartbeats_counts_told' };
-    const { registry, other, sent, watch, close } = await watchedPair(names);
+    const pair = await watchedPair(names);
+    const { registry, other, sent, watch, close } = pair;
+    const { acquire, refusedWith } = gateways(pair, 4);
     const bus = new MemoryBus();
     const subs = [await registry.hearReleases(bus), await other.hearReleases(bus)];
     const realNow = Date.now.bind(Date);
     let skew = 0;
     const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
-    const acquire = (reg: MongoConnectionRegistry, clientId: string) => reg.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: reg === registry ? 'gw/1' : 'gw/2', conversationId: 'c', now: Date.now(), leaseMs: 600_000, maxClients: 4 });
-    const refusedWith = async (clientId: string) => {
-      sent.length = 0;
-      watch(true);
-      expect(await acquire(registry, clientId)).toMatchObject({ ok: false, reason: 'full' });
-      watch(false);
-      return [...sent];
-    };
     try {
       for (const c of ['a', 'b']) expect((await acquire(registry, c)).ok).toBe(true);
       for (const c of ['c', 'd']) expect((await acquire(other, c)).ok).toBe(true);
@@ -300,7 +308,8 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     // Issue 15, the stack's scale run (2026-11-25): each refusal read the release marker and the heartbeats,
     // 15.8 / 97.7 ms p50 / p99 on a FerretDB busy with the chat (the goal: 20 ms p99).
     const names = { collection: 'connections_told', heartbeats: 'heartbeats_told' };
-    const { registry, other, sent, watch, close } = await watchedPair(names);
+    const pair = await watchedPair(names);
+    const { registry, other, sent, watch, close } = pair;
     const memory = new MemoryBus();
     let dropping = false;
     const reconnected: (() => void)[] = [];
@@ -318,14 +327,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     const realNow = Date.now.bind(Date);
     let skew = 0;
     const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
-    const acquire = (reg: MongoConnectionRegistry, clientId: string) => reg.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw', holder: reg === registry ? 'gw/1' : 'gw/2', conversationId: 'c', now: Date.now(), leaseMs: 600_000, maxClients: 3 });
-    const refusedWith = async (clientId: string) => {
-      sent.length = 0;
-      watch(true);
-      expect(await acquire(registry, clientId)).toMatchObject({ ok: false, reason: 'full' });
-      watch(false);
-      return [...sent];
-    };
+    const { acquire, refusedWith } = gateways(pair, 3);
     const marker = `find ${names.collection}_frees`;
     try {
       for (const c of ['a', 'b', 'c']) expect((await acquire(registry, c)).ok).toBe(true);
