@@ -14,7 +14,6 @@ interface SlotClaim extends Lease {
   n: number;
 }
 
-/** A holder's heartbeat: its leases are held until `expiresAt`, pushed forward by each renewal. */
 /**
  * The slots' release marker: one document, a new random `v` after each
  * release (see markFreed), and a new random `foreign` before each release of a
@@ -28,6 +27,7 @@ interface FreesMarker {
 type Marker = { v: string; foreign: string };
 const FREES_ID = 'freed';
 
+/** A holder's heartbeat: its leases are held until `expiresAt`, pushed forward by each renewal. */
 interface Heartbeat {
   /** The holder (a gateway process). */
   _id: string;
@@ -163,9 +163,10 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private readonly foreignSeen = new Map<string, string>();
   /** Until when each holder's heartbeat was last written live, as far as this registry knows (see renew). */
   private readonly beatUntil = new Map<string, number>();
-  /** The last refusal was proven by the heartbeats' counts: the next admission reads the marker beside them. */
-  private fullByCounts = false;
-  /** The last proof by counts: when its marker read was sent, and the other holders' counts it took (see refusedAsTold). */
+  /**
+   * The last proof by counts (see heldAtLeast): when its marker read was sent, and the other holders' counts it
+   * took. While there is one, an admission reads the marker beside the heartbeats; see also refusedAsTold.
+   */
   private countedFull?: { at: number; others: Map<string, number> };
 
   constructor(
@@ -240,7 +241,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       // refusing costs one round trip, not two (the stack's scale run: the 10,001st waited for both in a row).
       const full = fresh || !this.view || this.view.claims.size < r.maxClients ? undefined : this.view;
       const markerAt = Date.now();
-      const marker = full || this.fullByCounts ? this.markerNow() : undefined;
+      const marker = full || this.countedFull ? this.markerNow() : undefined;
       marker?.catch(() => undefined); // unused when the decider finds room after all
       let view: SlotView, beats: Map<string, Heartbeat>, heldAtLeast: number | undefined;
       if (full) {
@@ -255,7 +256,6 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         view = heldAtLeast !== undefined && this.view ? this.view : await this.slotView(fresh);
       }
       fresh = false;
-      this.fullByCounts = heldAtLeast !== undefined;
       // The decider reads only what it needs of the view (the client's lease, the count; every lease only when a
       // holder's heartbeat is not live): no copy of 10,000 leases per admission.
       const events = admission.decide({ type: 'Acquire', ...r }, { ...view.state(beats), ...(heldAtLeast !== undefined ? { heldAtLeast } : {}) });
