@@ -84,6 +84,24 @@ describeWithEngines(['MONGODB_URI'], 'WriteBatcher', () => {
     ]);
   });
 
+  it('fails only the caller whose replacement the whole command was refused for (over 16 MB); the others of its batch are told their own outcome', async () => {
+    const coll = client.db(dbName).collection<Item & { v: number; blob?: string }>('poisoned-replaces');
+    await coll.insertMany(['a', 'big', 'c'].map((id) => ({ _id: id, n: 0, v: 1 })));
+    const batch = new WriteBatcher(coll, { maxReplaces: 8 });
+    const outcomes = await Promise.allSettled([
+      batch.replace('v', 1, { _id: 'a', n: 1, v: 2 }),
+      batch.replace('v', 1, { _id: 'big', n: 1, v: 2, blob: 'x'.repeat(17 * 1024 * 1024) }),
+      batch.replace('v', 1, { _id: 'c', n: 1, v: 2 }),
+    ]);
+    expect(outcomes.map((o) => (o.status === 'fulfilled' ? o.value : 'rejected'))).toEqual([true, 'rejected', true]);
+    expect(isTransient((outcomes[1] as PromiseRejectedResult).reason)).toBe(false);
+    expect(await coll.find({}, { projection: { blob: 0 } }).sort({ _id: 1 }).toArray()).toEqual([
+      { _id: 'a', n: 1, v: 2 },
+      { _id: 'big', n: 0, v: 1 },
+      { _id: 'c', n: 1, v: 2 },
+    ]);
+  });
+
   it('sends the replaces of one turn in commands of at most maxReplaces; each matched is true, one alone is told its own outcome', async () => {
     const coll = client.db(dbName).collection<Item & { v?: number }>('replaces');
     await coll.insertMany(['a', 'b', 'c', 'd', 'e'].map((id) => ({ _id: id, n: 0, v: 1 })));
