@@ -483,7 +483,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     // This registry's own holders: its claims as it knows them now, while their heartbeat is live (none was swept)
     // and no slot was released through another registry since it last read them.
     const own = [...this.mine].filter(([holder]) => (this.beatUntil.get(holder) ?? -Infinity) > now);
-    const others = [...beats.values()].filter((b) => !this.mine.has(b._id) && b.expiresAt > now && b.held !== undefined && b.freesSeen !== undefined);
+    const others = [...beats.values()].filter((b) => !this.mine.has(b._id) && b.expiresAt > now && typeof b.held === 'number' && typeof b.freesSeen === 'string');
     const total = (m?: Marker) =>
       own.reduce((sum, [holder, ids]) => sum + (!m || m.foreign === (this.foreignSeen.get(holder) ?? '') ? ids.size : 0), 0) +
       others.reduce((sum, b) => sum + (!m || b.freesSeen === m.v ? b.held! : 0), 0);
