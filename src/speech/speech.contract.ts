@@ -101,6 +101,17 @@ export function describeTranscriber(name: string, make: () => Promise<Transcribe
       expect(t.text.split(/\s+/).filter(Boolean).length).toBeLessThanOrEqual(1);
     }, TIMEOUT);
 
+    // A tap on the record button: too short to hold a word, and a WAV with no samples at all.
+    // Both are audio, so both are heard as nothing, not refused and not an engine failure.
+    it.each([
+      ['a recording too short to hold a word (50 ms)', 800],
+      ['a recording with no samples', 0],
+    ])('hears nothing in %s', async (_what, samples) => {
+      const t = await stt.transcribe(encodeWav(new Float32Array(samples), 16000), 'audio/wav');
+      expect(t.text.trim()).toBe('');
+      expect(t.words).toEqual([]);
+    }, TIMEOUT);
+
     it('refuses bytes that are not audio with a SpeechError that is not worth retrying', async () => {
       const err = await stt.transcribe(Buffer.from('this is not audio at all'), 'audio/wav').then(() => undefined, (e: unknown) => e);
       expect(err).toBeInstanceOf(SpeechError);

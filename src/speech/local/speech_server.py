@@ -30,6 +30,7 @@ import struct
 import subprocess
 import sys
 import time
+import traceback
 import wave
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -99,13 +100,15 @@ class Stt:
         cut = len(pcm) > self.max_bytes
         pcm = pcm[:self.max_bytes]
         d = self.decoder
+        if not pcm:  # a recording with no samples: PocketSphinx refuses an empty buffer, and there is nothing to hear
+            return {"text": "", "words": [], "duration": 0.0, "cut": False}
         d.start_utt()
         d.process_raw(pcm, full_utt=True)
         d.end_utt()
         hyp = d.hyp()
         words = []
         fps = 100.0  # PocketSphinx frames per second
-        for seg in d.seg():
+        for seg in d.seg() or ():  # None when nothing was decoded (under ~0.1 s of sound)
             w = seg.word
             if w.startswith("<") or w.startswith("[") or w == "<sil>":
                 continue
@@ -172,6 +175,7 @@ def make_handler(engine):
                 self.error(404, "not found")
 
         def do_POST(self):
+            self.answering = False
             try:
                 if self.path.rstrip("/") == "/v1/audio/speech" and isinstance(engine, Tts):
                     self.speech()
@@ -184,6 +188,19 @@ def make_handler(engine):
                 self.error(400, str(e))
             except (BrokenPipeError, ConnectionResetError):
                 pass
+            except Exception as e:  # an engine failure is answered, not a dropped connection the client reads as "unreachable"
+                traceback.print_exc(file=sys.stderr)
+                self.close_connection = True
+                if self.answering:  # a reply already under way is cut short: its unfinished chunked body tells the client
+                    return
+                try:
+                    self.error(500, "the %s engine failed: %s: %s" % (engine.name, type(e).__name__, e))
+                except OSError:
+                    pass
+
+        def send_response(self, code, message=None):
+            self.answering = True
+            super().send_response(code, message)
 
         def speech(self):
             try:
