@@ -81,6 +81,13 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       buckets: stageBuckets,
       registers: [registry],
     }),
+    replyStageSeconds: new HotHistogram({
+      name: 'chatflow_reply_stage_seconds',
+      help: 'A message\'s way to its reply outside its processing. Worker: taken (the message\'s event time → the worker has it from the log), started (taken → its processing starts: claim and budget slot), recorded / appended / told (processing done → the outcome recorded in the claims / appended to the log / published to its gateway). Gateway: delivered (the reply\'s event time → its frame handed to the stream). Spans that cross processes compare their clocks',
+      labelNames: ['stage'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
     framesQueued: new Counter({
       name: 'chatflow_frames_queued_total',
       help: 'Frames that waited behind the stream\'s flow control (the client or HTTP/2 window behind), by frame type',

@@ -19,6 +19,8 @@ export const STAGE_HISTOGRAMS: readonly { metric: string; labels: readonly strin
   { metric: 'chatflow_log_append_stage_seconds', labels: ['stage'], stage: 'log append stage' },
   // Gateway, per client message, from its arrival: checked, stored (media), appended, accepted; append alone.
   { metric: 'chatflow_message_stage_seconds', labels: ['stage', 'kind'], stage: 'message' },
+  // Worker: taken, started, recorded, appended, told; gateway: delivered (see src/metrics.ts).
+  { metric: 'chatflow_reply_stage_seconds', labels: ['stage'], stage: 'reply' },
   { metric: 'chatflow_media_put_seconds', labels: ['kind'], stage: 'media put' },
   { metric: 'chatflow_mongo_command_seconds', labels: ['command'], stage: 'mongodb' },
   { metric: 'chatflow_mongo_update_wait_seconds', labels: ['method'], stage: 'mongodb update gate wait' },

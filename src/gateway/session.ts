@@ -395,7 +395,10 @@ export class GatewaySession {
       const acceptedAt = this.awaitingReply.get(inReplyTo);
       if (acceptedAt !== undefined) {
         this.awaitingReply.delete(inReplyTo);
-        this.deps.metrics.replyLatencySeconds.observe((this.deps.clock() - acceptedAt) / 1000);
+        const now = this.deps.clock();
+        this.deps.metrics.replyLatencySeconds.observe((now - acceptedAt) / 1000);
+        const made = f.$case === 'response' ? f.response.time : undefined;
+        if (made) this.deps.metrics.replyStageSeconds.observe({ stage: 'delivered' }, Math.max(0, now - made.getTime()) / 1000);
       }
       // A resend waiting for this outcome has it now.
       this.outcomeOwed.delete(inReplyTo);

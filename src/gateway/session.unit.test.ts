@@ -359,6 +359,40 @@ describe('GatewaySession: a reply that came while its message was unconfirmed go
   });
 });
 
+describe('GatewaySession: how long a reply took from its making to its stream', () => {
+  it('given a reply made 30 ms before it reaches the gateway, then `delivered` holds 30 ms or more; a reply this stream never awaited is not counted', async () => {
+    const metrics = createMetrics({ defaults: false });
+    let busHandler!: (p: Uint8Array) => void;
+    const deps = {
+      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics, clock: Date.now, newId: () => 'e-1',
+      log: { append: async (e: Event) => ({ event: e, seq: 5 }) as LoggedEvent },
+      messages: { get: async () => null },
+      readModelsSettled: async () => true,
+      frames: {
+        replyFrame: async (u: { inReplyTo: string; update: { $case: string; ready: { seq: number; time: Date } } }) =>
+          ({ frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready.seq, time: u.update.ready.time } } }),
+      },
+    } as unknown as SessionDeps;
+    const call = new FakeCall();
+    const session = new GatewaySession(
+      { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
+      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+    const { messageId } = await session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
+    const ready = (inReplyTo: string, time: Date) => encodeReplyUpdate({ inReplyTo, update: { $case: 'ready', ready: { responseId: responseIdFor(inReplyTo), seq: 6, time, text: 'hello back', processingMs: 0 } } });
+    busHandler(ready('m-not-ours', new Date(Date.now() - 60_000)));
+    busHandler(ready(messageId, new Date(Date.now() - 30)));
+    for (const end = Date.now() + 2_000; call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length < 2 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
+    const values = (await metrics.replyStageSeconds.get()).values as { metricName?: string; labels: Record<string, unknown>; value: number }[];
+    const of = (name: string) => values.find((v) => v.metricName === name && v.labels.stage === 'delivered')?.value;
+    expect(of('chatflow_reply_stage_seconds_count')).toBe(1);
+    expect(of('chatflow_reply_stage_seconds_sum')).toBeGreaterThanOrEqual(0.03);
+    expect(of('chatflow_reply_stage_seconds_sum')).toBeLessThan(10);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
+
 describe('GatewaySession: a resend after a failed append is looked up, even in a new conversation', () => {
   it('given an append that failed although the broker wrote it, when the client resends, then the read model finds it: Accepted{duplicate}, not a second append', async () => {
     const messageId = messageIdFor('alice', 'c1', 'k1');

@@ -156,6 +156,24 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     expect(new Set(deltas.map((u) => u.attempt))).toEqual(new Set([expect.stringMatching(/^wA#\d+$/)]));
   });
 
+  it("times a message's way to its reply by stage: taken from the log, started, and the outcome recorded, appended and told", async () => {
+    const metrics = createMetrics({ defaults: false });
+    const llm = model();
+    llm.release();
+    const a = await env.worker('wA', llm, { metrics });
+    const m = env.received('m1');
+    m.event.time = new Date(Date.now() - 40); // appended by its gateway 40 ms before the worker has it
+    await a.handle(m, new AbortController().signal);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+    const values = (await metrics.replyStageSeconds.get()).values as { metricName?: string; labels: Record<string, unknown>; value: number }[];
+    const count = (stage: string) => values.find((v) => v.metricName === 'chatflow_reply_stage_seconds_count' && v.labels.stage === stage)?.value;
+    const sum = (stage: string) => values.find((v) => v.metricName === 'chatflow_reply_stage_seconds_sum' && v.labels.stage === stage)?.value ?? 0;
+    for (const stage of ['taken', 'started', 'recorded', 'appended', 'told']) expect([stage, count(stage)]).toEqual([stage, 1]);
+    expect(sum('taken')).toBeGreaterThanOrEqual(0.04);
+    expect(sum('taken')).toBeLessThan(5);
+    expect(sum('appended')).toBeGreaterThanOrEqual(sum('recorded'));
+  });
+
   it('a resend appended twice, the second copy handled by another worker after the first was answered, gets no second reply', async () => {
     const llm = model();
     llm.release();

@@ -166,6 +166,8 @@ export class Worker {
       this.outcomesInLog.set(answered, { topic: e.topic, partition: e.partition, offset: e.offset, seq: e.seq });
     }
     if (p?.$case !== 'messageReceived') return;
+    const takenAt = this.deps.clock();
+    if (e.event.time) this.stage('taken', e.event.time.getTime(), takenAt);
     const id = p.messageReceived.messageId;
     const signal = this.signalFor(taken);
     for (let running = this.inFlight.get(id); running; running = this.inFlight.get(id)) {
@@ -179,7 +181,7 @@ export class Worker {
     }
     // Answered here already, while the read model the checks below read may not have caught up yet.
     if (this.recentlyDone.has(id)) return;
-    const processing = this.process(e, p.messageReceived, signal).then(() => void this.recentlyDone.add(id));
+    const processing = this.process(e, p.messageReceived, signal, takenAt).then(() => void this.recentlyDone.add(id));
     const entry = { signal, done: processing.catch(() => undefined) };
     this.inFlight.set(id, entry);
     try {
@@ -218,7 +220,12 @@ export class Worker {
     }
   }
 
-  private async process(source: LoggedEvent, m: MessageReceived, signal: AbortSignal): Promise<void> {
+  /** One span of a message's way to its reply (chatflow_reply_stage_seconds). */
+  private stage(stage: 'taken' | 'started' | 'recorded' | 'appended' | 'told', since: number, now = this.deps.clock()): void {
+    this.deps.metrics.replyStageSeconds.observe({ stage }, Math.max(0, now - since) / 1000);
+  }
+
+  private async process(source: LoggedEvent, m: MessageReceived, signal: AbortSignal, takenAt: number): Promise<void> {
     const event = source.event;
     const intact = this.claimsIntact(event);
     if (!intact) {
@@ -231,6 +238,7 @@ export class Worker {
     if (claim.type === 'unconfirmed') return this.confirm(source, m.messageId, claim.event, signal);
     await this.acquire();
     const started = this.deps.clock();
+    this.stage('started', takenAt, started);
     const kind = inputKind(m);
     try {
       const outcome = await this.produce(source, m, kind, started, claim.gen, signal);
@@ -317,13 +325,17 @@ export class Worker {
   private async commit(source: LoggedEvent, messageId: string, gen: number, outcome: Event, signal: AbortSignal): Promise<LoggedEvent | null> {
     // The outcome is made: a claims store failing for a moment (a restart, a lost connection) is waited out, as
     // the log is in appendOutcome, instead of turning a reply into a failure.
+    const madeAt = outcome.time?.getTime() ?? this.deps.clock();
     const bytes = encode(Event, outcome);
     const recorded = await this.untilClaimed('recorded', messageId, () => this.deps.claims.commit(messageId, this.deps.workerId, gen, bytes), { signal, retryable: isTransient });
     if (!recorded) {
       this.deps.logger.info({ messageId }, 'another worker answered this message first; this outcome is dropped');
       return null;
     }
-    return this.appendOutcome(source, messageId, outcome, signal);
+    this.stage('recorded', madeAt);
+    const logged = await this.appendOutcome(source, messageId, outcome, signal);
+    this.stage('appended', madeAt);
+    return logged;
   }
 
   /**
@@ -334,6 +346,7 @@ export class Worker {
   private async delivered(source: Event, messageId: string, logged: LoggedEvent, signal: AbortSignal): Promise<void> {
     try {
       await this.deliver(source, logged);
+      if (logged.event.time) this.stage('told', logged.event.time.getTime());
     } finally {
       await this.markAppended(messageId, signal);
     }
