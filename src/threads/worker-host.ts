@@ -94,7 +94,10 @@ export function workerThreadRole(deps: {
         }));
         const link = (ch = new Channel(t as unknown as Port));
         consumersOf = serveEventLog(link, deps.log);
-        link.on('bus.publish', (subject: string, payload: Uint8Array) => deps.bus.publish(subject, payload));
+        link.on('bus.publish', (subject: string, payload: Uint8Array) => {
+          // Best effort, as the worker's own publish is: the reply is in the log and the client resumes from history.
+          deps.bus.publish(subject, payload).catch((err: unknown) => logger.warn({ err, subject }, 'could not publish to the bus'));
+        });
         link.on('messages.get', (id: string) => deps.messages.get(id));
         link.on('messages.find', (query: FindQuery<MessageDoc>) => deps.messages.find(query));
         link.on('settled', (timeoutMs: number) => deps.settled(timeoutMs));

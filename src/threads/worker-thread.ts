@@ -49,7 +49,8 @@ async function run(ch: Channel, data: WorkerThreadData): Promise<void> {
     const role = await lifecycle.start('worker', workerRole({
       config, logger, lifecycle, metrics, claims, instance: data.instance, clock: Date.now, newId: randomUUID,
       log: new RemoteEventLog(ch, data.log),
-      bus: { publish: (subject, payload) => ch.call<void>('bus.publish', subject, payload) },
+      // A note, not a call: the in-process bus takes every publish, and an answer per reply update cost the link two messages per reply.
+      bus: { publish: async (subject, payload) => ch.note('bus.publish', subject, payload) },
       media: timedMediaStore(media.store, metrics.mediaPutSeconds),
       messages: {
         get: (id) => ch.call<MessageDoc | null>('messages.get', id),
