@@ -81,6 +81,10 @@ export class MemoryConnectionRegistry implements ConnectionRegistry {
     return this.run({ type: 'Release', sessionId }).length > 0;
   }
 
+  async releaseHolder(holder: string): Promise<number> {
+    return this.run({ type: 'ReleaseHolder', holder }).length;
+  }
+
   async renew(holder: string, now: number, leaseMs: number): Promise<Renewal> {
     // Its heartbeat live: nothing of the holder's can have lapsed, and no lease is read. Else the live ones are named.
     const renewed = renewalKeptAll(this.heartbeats.get(holder), now) ? 'all' : renewedSessions(this.state(), holder, now, this.byHolder.get(holder)?.values() ?? []);

@@ -72,6 +72,12 @@ export interface ConnectionRegistry {
   /** Releases the lease of a session; false if it was not held (already expired). */
   release(sessionId: string): Promise<boolean>;
   /**
+   * Releases every lease of a holder at once and returns how many: a gateway
+   * shutting down, once its sessions ended (none may be open: their slots go
+   * to others at once). Their sessions' own releases then find nothing.
+   */
+  releaseHolder(holder: string): Promise<number>;
+  /**
    * Extends every live lease of a holder (a gateway process) to now + leaseMs.
    * Answers `'all'` when the holder's heartbeat was still live (the usual case,
    * see the admission decider's renewalKeptAll): every lease its previous

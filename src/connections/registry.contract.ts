@@ -82,6 +82,25 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect((await registry.acquire(req('b', { maxClients: 1 }))).ok).toBe(true);
     });
 
+    it('gives back every slot of a holder at once (a gateway shutting down), and only its: the slots go to others at once, through any registry', async () => {
+      const max = { maxClients: 4 };
+      const mine = ['a', 'b', 'c'].map((c) => req(c, { holder: 'g1/run1', ...max }));
+      for (const r of mine) expect((await registry.acquire(r)).ok).toBe(true);
+      expect((await other.acquire(req('d', { gatewayId: 'g2', holder: 'g2/run1', ...max }))).ok).toBe(true);
+      // Both holders' heartbeats carry their counts (the MongoDB adapter proves a full house from them from the second renewal on).
+      expect([...(await registry.renew('g1/run1', 1_000_100, 10_000))].sort()).toEqual(mine.map((r) => r.sessionId).sort());
+      expect(await registry.renew('g1/run1', 1_000_200, 10_000)).toBe('all');
+      await other.renew('g2/run1', 1_000_100, 10_000);
+      await other.renew('g2/run1', 1_000_200, 10_000);
+      expect(await other.acquire(req('e', max))).toMatchObject({ ok: false, reason: 'full' });
+      expect(await registry.releaseHolder('g1/run1')).toBe(3);
+      expect(await registry.count()).toBe(1);
+      for (const r of mine) expect(await registry.release(r.sessionId)).toBe(false);
+      for (const c of ['e', 'f', 'g']) expect((await other.acquire(req(c, max))).ok).toBe(true);
+      expect(await registry.acquire(req('h', max))).toMatchObject({ ok: false, reason: 'full' });
+      expect(await registry.releaseHolder('g1/run1')).toBe(0);
+    });
+
     it('expires leases that were not renewed, and renews per gateway, naming the sessions renewed', async () => {
       const a = req('a', { gatewayId: 'g1', now: 0, leaseMs: 100 });
       await registry.acquire(a);

@@ -154,6 +154,8 @@ export type AdmissionCommand =
    */
   | { type: 'Acquire'; clientId: string; sessionId: string; gatewayId: string; holder?: string; conversationId: string; now: number; leaseMs: number; maxClients: number; lateAfterMs?: number }
   | { type: 'Release'; sessionId: string }
+  /** A holder shutting down once its sessions ended: every lease it holds, given back at once. */
+  | { type: 'ReleaseHolder'; holder: string }
   /** `gatewayId`: the holder renewing (see LeaseState.holder). */
   | { type: 'Renew'; gatewayId: string; now: number; leaseMs: number }
   | { type: 'Expire'; now: number };
@@ -211,6 +213,11 @@ export function decideAdmission(command: AdmissionCommand, state: AdmissionState
         ? state.leases.get(state.sessions.get(command.sessionId) ?? '')
         : [...state.leases.values()].find((l) => l.sessionId === command.sessionId);
       return lease?.sessionId === command.sessionId ? [{ type: 'Released', lease: leaseAsHeld(lease, beats) }] : [];
+    }
+    case 'ReleaseHolder': {
+      const released: AdmissionEvent[] = [];
+      for (const l of state.leases.values()) if (holderOf(l) === command.holder) released.push({ type: 'Released', lease: leaseAsHeld(l, beats) });
+      return released;
     }
     case 'Renew': {
       // One heartbeat per holder: its leases are not touched. Never moved back (a late renewal cannot shorten it).

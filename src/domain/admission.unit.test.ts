@@ -53,6 +53,14 @@ describe('admission decider', () => {
     rule.given([admitted('a'), { type: 'Released', lease: lease('a') }]).when({ type: 'Release', sessionId: 's-a-1000' }).then([]);
   });
 
+  it('given leases of two holders, when one gives all of its back (shutting down), then exactly its leases are released, as its heartbeat had them', () => {
+    const { state } = rule.given([admitted('a'), admitted('b', 1000, 'g2'), admitted('c', 1010), renewedAt(1050, 1150)])
+      .when({ type: 'ReleaseHolder', holder: 'g1' })
+      .then([{ type: 'Released', lease: { ...lease('a'), expiresAt: 1150, renewedAt: 1050 } }, { type: 'Released', lease: { ...lease('c', 1010), expiresAt: 1150, renewedAt: 1050 } }]);
+    expect([...state.leases.keys()]).toEqual(['b']);
+    rule.given([admitted('b', 1000, 'g2')]).when({ type: 'ReleaseHolder', holder: 'g1' }).then([]);
+  });
+
   it('given a stale session, when it releases after the client reconnected, then the new lease is kept', () => {
     const reconnected = [admitted('a', 1000), { type: 'Expired', lease: lease('a', 1000) } as AdmissionEvent, admitted('a', 1200)];
     expect(admission.evolve(reconnected.reduce(admission.evolve, admission.initialState()), { type: 'Released', lease: lease('a', 1000) }).leases.get('a')?.sessionId).toBe('s-a-1200');

@@ -481,16 +481,20 @@ export class ChatGateway {
     const after = (ms: number) => new Promise<void>((r) => timers.push(setTimeout(r, ms)));
     const settled = opts.settled?.catch(() => undefined).then(() => after(opts.settleMs));
     const giveUp = Promise.race([after(opts.graceMs), ...(settled ? [settled] : [])]);
+    const ending: Promise<void>[] = [];
     await Promise.all(
       [...this.sessions.values()].map(async (s) => {
         await Promise.race([s.repliesDelivered(), giveUp]);
-        await s.endForShutdown(retryAfterMs);
+        // Ended at once; its slot and its disconnect follow.
+        ending.push(s.endForShutdown(retryAfterMs));
       }),
     );
-    // Sessions whose clients left just before: their slots given back and their disconnects recorded before the
-    // registry and the log close (the stack's scale run: 10,000 streams cancelled, then a stop, and the releases
-    // still queued failed with "client was closed", holding those slots until their leases lapsed).
-    await Promise.race([Promise.all(this.closing), after(opts.graceMs)]);
+    // No session of this gateway is open now: its slots go back in one write, not one release per session.
+    await this.leases.releaseAll();
+    // Sessions whose clients left just before, and those just ended: their disconnects recorded (and slots given
+    // back) before the registry and the log close (the stack's scale run: 10,000 streams cancelled, then a stop, and
+    // the releases still queued failed with "client was closed", holding those slots until their leases lapsed).
+    await Promise.race([Promise.all([...ending, ...this.closing]), after(opts.graceMs)]);
     for (const t of timers) clearTimeout(t);
     // After the sessions gave their slots back (and told the others): no more notices to hear. Not awaited: a bus
     // that never came up (its flush still waiting) must not hold the drain.

@@ -15,6 +15,10 @@ class FlakyRegistry extends MemoryConnectionRegistry {
     if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:27017');
     return super.release(sessionId);
   }
+  override async releaseHolder(holder: string): Promise<number> {
+    if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:27017');
+    return super.releaseHolder(holder);
+  }
 }
 
 describe('LeaseKeeper: no stream outlives its slot', () => {
@@ -121,6 +125,24 @@ describe('LeaseKeeper: no stream outlives its slot', () => {
     await keeper.renew();
     expect(await registry.count()).toBe(0);
     expect(closed).toEqual([]);
+  });
+
+  it('at shutdown gives back all of its slots in one go, those it owed included, and no other gateway\'s; a store that is down leaves them to lapse, without failing the shutdown', async () => {
+    await admit(registry, 'a');
+    const owedOne = await admit(registry, 'b');
+    await admit(registry, 'c', 'g2');
+    registry.down = true;
+    expect(await keeper.release(owedOne)).toBe(false); // owed: the store could not take it
+    await keeper.releaseAll(); // still down: logged, not thrown
+    expect(await registry.count()).toBe(3);
+    registry.down = false;
+    await keeper.releaseAll();
+    expect(await registry.count()).toBe(1);
+    expect(await registry.release('s-a')).toBe(false);
+    // Nothing owed is left to repay: the next good renewal releases nothing more.
+    const releases = jest.spyOn(registry, 'release');
+    await keeper.renew();
+    expect(releases).not.toHaveBeenCalled();
   });
 
   it('sends one renewal at a time: a renewal asked for while one is out waits for its answer (a slow store gets no pile of them)', async () => {
