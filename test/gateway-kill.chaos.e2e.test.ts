@@ -1,6 +1,7 @@
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { TokenAuthority } from '../src/auth/tokens';
-import { DEAD_HOLDER_MS } from '../src/connections/mongo';
+import { MongoClient } from 'mongodb';
+import { CONNECTIONS_COLLECTION, DEAD_HOLDER_MS, GATEWAY_HEARTBEATS_COLLECTION } from '../src/connections/mongo';
 import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { Cluster, welcomedStreams, type RoleProcess } from './cluster';
 import { describeWithEngines } from './engines';
@@ -95,5 +96,39 @@ describeWithEngines(['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT'],
     // A second stream of a client whose first one is alive is still what DESIGN.md says: ALREADY_EXISTS.
     const second = await (await open('stay-0')).status;
     expect(status[second.code]).toBe('ALREADY_EXISTS');
+  });
+  it('a gateway stopped (SIGTERM) gives its slots back in one go as it exits, its heartbeat with them: its clients are welcomed elsewhere at once', async () => {
+    const beats = async () => {
+      const mongo = await MongoClient.connect(cluster.env().MONGODB_URI);
+      try {
+        const db = mongo.db();
+        return {
+          holders: (await db.collection(GATEWAY_HEARTBEATS_COLLECTION).find({}).toArray()).map((d) => String(d._id)),
+          slots: (await db.collection(CONNECTIONS_COLLECTION).find({ clientId: /^stop-/ }).toArray()).length,
+        };
+      } finally {
+        await mongo.close();
+      }
+    };
+    const before = (await beats()).holders;
+    const stopped = await cluster.start('gateway', 'gateway-stopped');
+    const onStopped = new ChatServiceClient(stopped.grpc!, credentials.createInsecure());
+    clients.push(onStopped);
+    streams.push(...(await welcomedStreams(cluster, onStopped, 'stop', CLIENTS)));
+    let holder: string | undefined;
+    for (const end = Date.now() + 10_000; !holder && Date.now() < end; await new Promise((r) => setTimeout(r, 200))) holder = (await beats()).holders.find((h) => !before.includes(h));
+    expect(holder).toBeDefined();
+    expect((await beats()).slots).toBe(CLIENTS);
+
+    await stopped.stop();
+    // Gone with the process, not after its heartbeat lapses (DEAD_HOLDER_MS): one release of all its slots at the end of its drain.
+    const after = await beats();
+    expect(after.slots).toBe(0);
+    expect(after.holders).not.toContain(holder);
+    const onSurvivor = new ChatServiceClient(survivor.grpc!, credentials.createInsecure());
+    clients.push(onSurvivor);
+    const startedAt = Date.now();
+    streams.push(...(await welcomedStreams(cluster, onSurvivor, 'stop', CLIENTS)));
+    expect(Date.now() - startedAt).toBeLessThan(DEAD_HOLDER_MS);
   });
 });

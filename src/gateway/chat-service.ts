@@ -489,8 +489,9 @@ export class ChatGateway {
         ending.push(s.endForShutdown(retryAfterMs));
       }),
     );
-    // No session of this gateway is open now: its slots go back in one write, not one release per session.
-    await this.leases.releaseAll();
+    // No session of this gateway is open now: its slots go back in one write, not one release per session (a
+    // registry that does not answer holds the drain no longer than the grace: the slots then lapse, as after a crash).
+    await Promise.race([this.leases.releaseAll(), after(opts.graceMs)]);
     // Sessions whose clients left just before, and those just ended: their disconnects recorded (and slots given
     // back) before the registry and the log close (the stack's scale run: 10,000 streams cancelled, then a stop, and
     // the releases still queued failed with "client was closed", holding those slots until their leases lapsed).
