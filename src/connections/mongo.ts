@@ -353,13 +353,14 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     const events = admission.decide({ type: 'ReleaseHolder', holder }, admissionStateOf(held.map(toLease)));
     const ids = events.flatMap((e) => (e.type === 'Released' ? [e.lease.sessionId] : []));
     this.mine.delete(holder); // before the delete: a heartbeat never counts a slot being freed
-    for (const id of ids) {
-      this.forget(id);
-      this.givenBack.add(id);
-    }
+    for (const id of ids) this.forget(id);
     await this.beats.deleteOne({ _id: holder });
     const { deletedCount } = ids.length ? await this.coll.deleteMany({ _id: { $in: ids } }) : { deletedCount: 0 };
-    for (const id of ids) this.noteGone(id);
+    // Only once deleted: if the delete fails, the sessions' own releases still try.
+    for (const id of ids) {
+      this.givenBack.add(id);
+      this.noteGone(id);
+    }
     this.beatUntil.delete(holder);
     this.foreignSeen.delete(holder);
     if (ids.length) await this.markFreed();
