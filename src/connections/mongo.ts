@@ -512,7 +512,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     const now = Date.now();
     // This registry's own holders: its claims as it knows them now, while their heartbeat is live (none was swept)
     // and no slot was released through another registry since it last read them.
-    const own = [...this.mine].filter(([holder]) => (this.beatUntil.get(holder) ?? -Infinity) > now);
+    const own = this.ownLive(now);
     const others = [...beats.values()].filter((b) => !this.mine.has(b._id) && b.expiresAt > now && typeof b.held === 'number' && typeof b.freesSeen === 'string');
     const total = (m?: Marker) =>
       own.reduce((sum, [holder, ids]) => sum + (!m || m.foreign === (this.foreignSeen.get(holder) ?? '') ? ids.size : 0), 0) +
@@ -539,9 +539,14 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   private countedNow(): number {
     const now = Date.now();
     let held = 0;
-    for (const [holder, ids] of this.mine) if ((this.beatUntil.get(holder) ?? -Infinity) > now) held += ids.size;
+    for (const [, ids] of this.ownLive(now)) held += ids.size;
     for (const [holder, n] of this.countedFull?.others ?? []) if ((this.beatsSeen?.get(holder)?.expiresAt ?? -Infinity) > now) held += n;
     return held;
+  }
+
+  /** This registry's claims by holder, of the holders whose heartbeat it last wrote live until after `now` (none was swept). */
+  private ownLive(now: number): [string, Set<string>][] {
+    return [...this.mine].filter(([holder]) => (this.beatUntil.get(holder) ?? -Infinity) > now);
   }
 
   /**
