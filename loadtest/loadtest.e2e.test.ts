@@ -25,6 +25,22 @@ describe('npm run loadtest (smoke)', () => {
     await rm(out, { recursive: true, force: true });
   });
 
+  it('a mode that cannot start (the stack\'s engines not set) fails with what to do, and leaves no timer behind (the runner hung after "NOT RUN")', async () => {
+    const vars = ['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT'];
+    const saved = vars.map((v) => [v, process.env[v]] as const);
+    for (const v of vars) delete process.env[v];
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    try {
+      const opts = parseOptions(['--scenario', 'admission', '--out', out, '--date', '2000-01-01', '--quiet']);
+      opts.workDir = join(out, 'work');
+      await expect(runScenario(opts, 'stack', 'test')).rejects.toThrow(/stack mode needs the real engines: KAFKA_BROKERS, MONGODB_URI, NATS_URL, S3_ENDPOINT not set/);
+      expect(timers()).toBe(before);
+    } finally {
+      for (const [v, value] of saved) if (value !== undefined) process.env[v] = value;
+    }
+  });
+
   it('runs a tiny reference scenario with no failure and writes its JSON, charts, profile summary and report', async () => {
     const opts = parseOptions([
       '--scenario', 'reference', '--users', '4', '--ramp', '20', '--duration', '3s', '--think', '200-400',

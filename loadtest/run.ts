@@ -25,7 +25,7 @@ import { embeddedTarget } from './target/embedded';
 import { PROJECTION_LAG_STAGE, ServerWatch, type ServerReading } from './target/prometheus';
 import { REPO } from './target/process';
 import { stackTarget } from './target/stack';
-import { MODES, type ModeName, type Target } from './target/target';
+import { MODES, type ModeName, type RunningTarget, type Target } from './target/target';
 import type { Progress } from './engine/records';
 import { GOALS, projectionLagCheck } from './goals';
 import { KINDS, type Kind } from './payloads';
@@ -306,7 +306,13 @@ export async function runOne(opts: Options, mode: ModeName, command: string, pro
   const started = new Date();
   const env = serverEnvFor(opts);
   log(`starting the target (logs: ${logDir}${profileDir ? `, CPU profile: ${profileDir}` : ''})`);
-  const target = await TARGETS[mode].start({ env, profileDir, logDir, serverDir: opts.serverDir });
+  let target: RunningTarget;
+  try {
+    target = await TARGETS[mode].start({ env, profileDir, logDir, serverDir: opts.serverDir });
+  } catch (err) {
+    clearInterval(loadTimer); // else the runner never exits after "NOT RUN" (the stack's engines not set, a server that did not start)
+    throw err;
+  }
   log(`target up: gRPC ${target.grpc.join(', ')}; ${target.processes.map((p) => `${p.name} pid ${p.pid}`).join(', ')}`);
   const watch = new ServerWatch(target.processes, opts.scenario === 'soak' ? 5000 : 2000);
   let output: ScenarioOutput;
