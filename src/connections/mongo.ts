@@ -352,8 +352,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     const held = await this.coll.find({ holder }).toArray();
     const events = admission.decide({ type: 'ReleaseHolder', holder }, admissionStateOf(held.map(toLease)));
     const ids = events.flatMap((e) => (e.type === 'Released' ? [e.lease.sessionId] : []));
-    this.mine.delete(holder); // before the delete: a heartbeat never counts a slot being freed
-    for (const id of ids) this.forget(id);
+    this.mine.delete(holder); // before the delete: a heartbeat never counts a slot being freed (its claims were only there)
     await this.beats.deleteOne({ _id: holder });
     const { deletedCount } = ids.length ? await this.coll.deleteMany({ _id: { $in: ids } }) : { deletedCount: 0 };
     // Only once deleted: if the delete fails, the sessions' own releases still try.

@@ -86,6 +86,8 @@ export interface WorkerDeps {
  * taken in log order but processed concurrently (a text reply need not wait
  * for a video's); every reply names the message it answers.
  */
+type ReplyStage = 'taken' | 'started' | 'recorded' | 'appended' | 'told';
+
 export class Worker {
   private consumer?: Consumer;
   private budget: BudgetState = initialBudget();
@@ -220,10 +222,14 @@ export class Worker {
     }
   }
 
-  /** One span of a message's way to its reply (chatflow_reply_stage_seconds). */
-  private stage(stage: 'taken' | 'started' | 'recorded' | 'appended' | 'told', since: number, now = this.deps.clock()): void {
-    this.deps.metrics.replyStageSeconds.observe({ stage }, Math.max(0, now - since) / 1000);
+  /** One span of a message's way to its reply (chatflow_reply_stage_seconds), into its stage's series found once. */
+  private stage(stage: ReplyStage, since: number, now = this.deps.clock()): void {
+    let series = this.stageSeries.get(stage);
+    if (!series) this.stageSeries.set(stage, (series = this.deps.metrics.replyStageSeconds.child({ stage })));
+    series.observe(Math.max(0, now - since) / 1000);
   }
+
+  private readonly stageSeries = new Map<ReplyStage, { observe(seconds: number): void }>();
 
   private async process(source: LoggedEvent, m: MessageReceived, signal: AbortSignal, takenAt: number): Promise<void> {
     const event = source.event;
