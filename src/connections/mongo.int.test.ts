@@ -5,7 +5,7 @@ import { freshTestDatabase } from '../../test/mongo-test-db';
 import { MongoReadStore } from '../readstore/mongo';
 import { MemoryBus } from '../bus/memory';
 import type { Subscription } from '../bus/port';
-import { MongoConnectionRegistry, RELEASES_SUBJECT } from './mongo';
+import { HOLDS_SUBJECT, MongoConnectionRegistry, RELEASES_SUBJECT } from './mongo';
 import type { ReleaseBus } from './port';
 import { describeConnectionRegistry } from './registry.contract';
 
@@ -21,7 +21,9 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
     const sent: string[] = [];
     let watching = false;
-    client.on('commandStarted', (e: CommandStartedEvent) => void (watching && sent.push(`${e.commandName} ${String(e.command[e.commandName])}`)));
+    // A search by client id (a scan on FerretDB v1) is told apart from a read of every slot.
+    const byClient = (e: CommandStartedEvent) => (e.command.filter?.clientId !== undefined ? ' by clientId' : '');
+    client.on('commandStarted', (e: CommandStartedEvent) => void (watching && sent.push(`${e.commandName} ${String(e.command[e.commandName])}${byClient(e)}`)));
     await client.connect();
     const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, ...names });
     const other = await MongoConnectionRegistry.connect({ uri: process.env.MONGODB_URI!, dbName, logger, ...names });
@@ -244,6 +246,8 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       }
       watch(false);
       expect(sent.filter((x) => x === `find ${names.collection}` || x.startsWith('insert'))).toEqual([]);
+      // With no bus to ask the other gateway whether the client is its own, each refusal searched the slots for it.
+      expect(sent.filter((x) => x === `find ${names.collection} by clientId`)).toHaveLength(3);
       // A slot freed through the other gateway after the counts were written: they no longer prove the house full.
       expect(await other.release('s-d')).toBe(true);
       expect((await acquire(registry, 'i')).ok).toBe(true);
@@ -374,6 +378,57 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(await refusedWith('w1')).toEqual([]);
     } finally {
       clock.mockRestore();
+      for (const s of subs) s.unsubscribe();
+      await close();
+    }
+  });
+
+  it('in a house proven full by the counts, asks the other gateways over the bus whose a client is; an answer is checked in the store, and a gateway that does not answer sends the search to the store', async () => {
+    // CI, 2026-11-25: a client connected on gateway A was refused RESOURCE_EXHAUSTED, not ALREADY_EXISTS, on gateway B.
+    const names = { collection: 'connections_asked', heartbeats: 'heartbeats_asked' };
+    const pair = await watchedPair(names);
+    const { registry, other, sent, watch, close } = pair;
+    const { acquire } = gateways(pair, 4);
+    const bus = new MemoryBus();
+    const subs: Subscription[] = [await registry.hearReleases(bus)];
+    try {
+      expect((await acquire(registry, 'a')).ok).toBe(true);
+      for (const c of ['b', 'c', 'd']) expect((await acquire(other, c)).ok).toBe(true);
+      for (let i = 0; i < 2; i++) await Promise.all([registry.renew('gw/1', Date.now(), 600_000), other.renew('gw/2', Date.now(), 600_000)]);
+      const searched = () => sent.filter((x) => x === `find ${names.collection} by clientId`).length;
+
+      // The other gateway answers, with a forger beside it who names another client's session: that hint is read by
+      // `_id`, found to be someone else's, and the newcomer is refused as full, with no search.
+      const otherHears = await other.hearReleases(bus);
+      subs.push(otherHears);
+      const forger = bus.subscribe(HOLDS_SUBJECT, (payload) => {
+        const q = JSON.parse(Buffer.from(payload).toString('utf8')) as { id: string; from: string };
+        void bus.publish(`${HOLDS_SUBJECT}.${q.from}`, Buffer.from(JSON.stringify({ id: q.id, holders: ['gw/2'], held: [['e', 's-b']] })));
+      });
+      watch(true);
+      expect(await acquire(registry, 'e')).toMatchObject({ ok: false, reason: 'full' });
+      expect(await acquire(registry, 'b')).toMatchObject({ ok: false, reason: 'duplicate', holder: { sessionId: 's-b' } });
+      watch(false);
+      expect(searched()).toBe(0);
+      forger.unsubscribe();
+
+      // Junk where questions and answers go is ignored.
+      for (const junk of ['not json', '{"id":1}', JSON.stringify({ id: 'x', from: '>', clients: ['a'] }), JSON.stringify({ id: 'x', holders: 'gw/2', held: [[1, 2]] })]) {
+        await bus.publish(HOLDS_SUBJECT, Buffer.from(junk));
+      }
+
+      // The other gateway stops answering (killed, its heartbeat not yet lapsed): after the wait, the store is searched.
+      otherHears.unsubscribe();
+      sent.length = 0;
+      watch(true);
+      const t = Date.now();
+      expect(await acquire(registry, 'c')).toMatchObject({ ok: false, reason: 'duplicate', holder: { sessionId: 's-c' } });
+      expect(Date.now() - t).toBeGreaterThanOrEqual(200);
+      expect(await acquire(registry, 'f')).toMatchObject({ ok: false, reason: 'full' });
+      watch(false);
+      expect(searched()).toBe(2);
+      expect(await registry.count()).toBe(4);
+    } finally {
       for (const s of subs) s.unsubscribe();
       await close();
     }

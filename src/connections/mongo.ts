@@ -95,6 +95,21 @@ export const RELEASES_SUBJECT = 'chatflow.registry.released';
 const TOLD_MAX_AGE_MS = 2_000;
 /** Such a view is checked again in the background, one marker read, once this old: refusals never wait for it. */
 const TOLD_CHECK_MS = 500;
+/**
+ * Where a registry asks the others whether they hold some clients' slots
+ * (see heldElsewhere); each answers on this subject + `.` + the asker's id,
+ * naming the holders it speaks for and the sessions it holds of those clients.
+ */
+export const HOLDS_SUBJECT = 'chatflow.registry.holds';
+/**
+ * How long an asker waits for every live holder to answer; then it looks the
+ * client up in the store (a scan on FerretDB v1: ~0.2–0.35 s at 10,000 slots),
+ * as it does without a bus. A holder that died with its heartbeat still live
+ * answers nothing, so its clients cost that much in a full house until it lapses.
+ */
+const ASK_TIMEOUT_MS = 250;
+/** Clients asked about in one question at most (the admissions of one tick share one). */
+const ASK_MAX_CLIENTS = 1_000;
 
 export interface MongoRegistryOptions {
   logger: Logger;
@@ -152,6 +167,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   /** Expired leases this registry evicted to admit someone: reported by the next expire(). */
   private evicted: Lease[] = [];
   private readonly writes = new Places(SLOT_WRITES_AT_ONCE);
+  /** Look-ups of single slots for heldElsewhere, one at a time: a search by client id scans every slot on FerretDB v1. */
+  private readonly lookups = new Places(1);
   /** Releases heard over the bus (hearReleases): since when every notice reaches this registry, and when one last said a slot was freed. */
   private told?: { bus: ReleaseBus; since: number; freedAt: number };
   /** The heartbeats as last read: expiries only move forward, so a house full by these is full by the store's. */
@@ -170,6 +187,12 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * took. While there is one, an admission reads the marker beside the heartbeats; see also refusedAsTold.
    */
   private countedFull?: { at: number; others: Map<string, number> };
+  /** This registry on the bus: the subject suffix the others answer its questions on (see heldElsewhere). */
+  private readonly id = randomUUID();
+  /** Its questions to the other registries, by id, until every holder asked about answered or the wait ran out. */
+  private readonly questions = new Map<string, Question>();
+  /** The question the admissions of this tick share, sent once the tick ends. */
+  private nextQuestion?: { clients: Set<string>; holders: Set<string>; answer: Promise<Answers> };
 
   constructor(
     db: Db,
@@ -233,11 +256,12 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    */
   async acquire(r: AcquireRequest): Promise<AcquireResult> {
     await this.indexed();
-    const told = this.refusedAsTold(r);
+    const told = await this.refusedAsTold(r);
     if (told) return told;
     const startedAt = Date.now();
     let fresh = false;
     let lost = 0;
+    let lookedUp = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
       // A house this registry last saw full: the release marker is read beside the heartbeats, so that
       // refusing costs one round trip, not two (the stack's scale run: the 10,001st waited for both in a row).
@@ -262,8 +286,16 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       // holder's heartbeat is not live): no copy of 10,000 leases per admission.
       const events = admission.decide({ type: 'Acquire', ...r }, { ...view.state(beats), ...(heldAtLeast !== undefined ? { heldAtLeast } : {}) });
       const outcome = acquireResultOf(events);
-      // Full by counts checked against a marker read after this admission began: no slot was freed since they were taken.
-      if (!outcome.ok && outcome.reason === 'full' && heldAtLeast !== undefined) return outcome;
+      // Full by counts checked against a marker read after this admission began: no slot was freed since they were
+      // taken. Unless the client holds one of them, claimed through another gateway since the view was read: then it
+      // is decided again on the view, which now lists that slot (one connection per client: ALREADY_EXISTS, not full).
+      if (!outcome.ok && outcome.reason === 'full' && heldAtLeast !== undefined) {
+        if (!lookedUp && !view.byClient.has(r.clientId)) {
+          lookedUp = true;
+          if (await this.heldElsewhere(r.clientId, beats)) continue;
+        }
+        return outcome;
+      }
       if (!outcome.ok) {
         // Full in a view read before this admission began: a slot freed through another gateway since may be
         // missing from it. The release marker, read now, says whether one was; if so the slots are read again
@@ -383,6 +415,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       if (Buffer.from(payload).toString('utf8') !== this.view?.freesAt) told.freedAt = Date.now();
     });
     const back = bus.onReconnect(() => (told.since = Date.now()));
+    // Questions from the other registries (see heldElsewhere), and their answers to this one's.
+    const asked = bus.subscribe(HOLDS_SUBJECT, (payload) => this.answerQuestion(payload, bus));
+    const answered = bus.subscribe(`${HOLDS_SUBJECT}.${this.id}`, (payload) => this.heardAnswer(payload));
     await bus.flush(); // from here on every notice reaches this registry
     told.since = Date.now();
     this.told = told;
@@ -390,6 +425,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       unsubscribe: () => {
         heard.unsubscribe();
         back.unsubscribe();
+        asked.unsubscribe();
+        answered.unsubscribe();
         if (this.told === told) this.told = undefined;
       },
     };
@@ -404,7 +441,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * Anything else (room, the client's own lease, a lapsed holder) takes the
    * usual way. A view older than TOLD_CHECK_MS is checked again meanwhile.
    */
-  private refusedAsTold(r: AcquireRequest): AcquireResult | undefined {
+  private async refusedAsTold(r: AcquireRequest): Promise<AcquireResult | undefined> {
     const { view, told, beatsSeen } = this;
     if (!view || !told || !beatsSeen) return undefined;
     // A view short of the house may stand on the last proof by counts instead (see heldAtLeast).
@@ -415,11 +452,109 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     if (checkedAt < told.since || told.freedAt >= checkedAt || age > TOLD_MAX_AGE_MS) return undefined;
     const outcome = acquireResultOf(admission.decide({ type: 'Acquire', ...r }, { ...view.state(beatsSeen), ...(counted ? { heldAtLeast: this.countedNow() } : {}) }));
     if (outcome.ok || outcome.reason !== 'full') return undefined;
+    // A full view lists every slot (a full house takes no claim); counts do not say whose slots they are. A client
+    // holding one of them, claimed elsewhere since the view was read, is decided the usual way, on the view that now
+    // lists it.
+    if (counted && !view.byClient.has(r.clientId) && (await this.heldElsewhere(r.clientId, beatsSeen))) return undefined;
     if (age > TOLD_CHECK_MS) {
       if (counted) this.recountInBackground(r.maxClients);
       else this.checkInBackground(view);
     }
     return outcome;
+  }
+
+  /**
+   * Whether another gateway holds the client's slot, which this registry's
+   * view misses (claimed there since it was read); if so the slot, as stored,
+   * is added to the view. A house proven full by the gateways' counts
+   * (heldAtLeast) would otherwise refuse such a client as full. The
+   * registries of every other live holder are asked over the bus (one round
+   * trip; the admissions of one tick share a question), and a session one
+   * names is read by `_id` (an answer is a hint: anyone on the bus can
+   * publish). Where one of them did not answer within ASK_TIMEOUT_MS (a
+   * gateway just killed, its heartbeat not yet lapsed), or there is no bus,
+   * the store is searched by client id: a scan on FerretDB v1.
+   */
+  private async heldElsewhere(clientId: string, beats: ReadonlyMap<string, Heartbeat>): Promise<boolean> {
+    const now = Date.now();
+    // Only live holders' slots count (a lapsed holder's is free to take), and this registry's own are in its view.
+    const holders = new Set([...beats.values()].filter((b) => b.expiresAt > now && !this.mine.has(b._id) && !this.beatUntil.has(b._id)).map((b) => b._id));
+    if (holders.size === 0) return false;
+    const answers = this.told ? await this.ask(clientId, holders, this.told.bus) : undefined;
+    const claim = answers?.complete ? answers.found.get(clientId) ?? null : await this.lookups.run(() => this.coll.findOne({ clientId }));
+    if (!claim || claim.clientId !== clientId) return false;
+    this.noteClaimed(claim);
+    return true;
+  }
+
+  /**
+   * Asks the other registries whether they hold `clientId`'s slot: one
+   * question per tick, sent once it ends, for every client asked about in it.
+   * Complete once each of `holders` was answered for; the sessions named are
+   * read by `_id` (a scan would be ~100 times slower on FerretDB v1).
+   */
+  private ask(clientId: string, holders: ReadonlySet<string>, bus: ReleaseBus): Promise<Answers> {
+    let q = this.nextQuestion;
+    if (!q || q.clients.size >= ASK_MAX_CLIENTS) {
+      const next = { clients: new Set<string>(), holders: new Set<string>(), answer: undefined as unknown as Promise<Answers> };
+      next.answer = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        if (this.nextQuestion === next) this.nextQuestion = undefined;
+        return this.askNow(next.clients, next.holders, bus);
+      });
+      this.nextQuestion = q = next;
+    }
+    q.clients.add(clientId);
+    for (const h of holders) q.holders.add(h);
+    return q.answer;
+  }
+
+  private async askNow(clients: ReadonlySet<string>, holders: ReadonlySet<string>, bus: ReleaseBus): Promise<Answers> {
+    const id = randomUUID();
+    const heard = new Promise<Map<string, string> | undefined>((resolve) => {
+      const timer = setTimeout(() => finish(false), ASK_TIMEOUT_MS);
+      const finish = (complete: boolean) => {
+        clearTimeout(timer);
+        this.questions.delete(id);
+        resolve(complete ? question.sessions : undefined);
+      };
+      const question: Question = { waitFor: new Set(holders), sessions: new Map(), finish };
+      this.questions.set(id, question);
+    });
+    const sent = bus.publish(HOLDS_SUBJECT, Buffer.from(JSON.stringify({ id, from: this.id, clients: [...clients] }), 'utf8'));
+    sent.catch(() => this.questions.get(id)?.finish(false));
+    const sessions = await heard;
+    if (!sessions) return { complete: false, found: new Map() };
+    const found = new Map<string, SlotClaim>();
+    await Promise.all(
+      [...sessions].map(async ([client, sessionId]) => {
+        const claim = await this.lookups.run(() => this.coll.findOne({ _id: sessionId }));
+        if (claim?.clientId === client) found.set(client, claim);
+      }),
+    );
+    return { complete: true, found };
+  }
+
+  /** Another registry's question (see ask): answered for every holder this one speaks for, with the sessions it holds of those clients. */
+  private answerQuestion(payload: Uint8Array, bus: ReleaseBus): void {
+    const q = parseQuestion(payload);
+    if (!q || q.from === this.id) return;
+    const holders = [...new Set([...this.mine.keys(), ...this.beatUntil.keys()])];
+    const held: [string, string][] = [];
+    for (const clientId of q.clients) {
+      const claim = this.view?.byClient.get(clientId);
+      if (claim && this.mine.get(holderOf(claim))?.has(claim._id)) held.push([clientId, claim._id]);
+    }
+    bus.publish(`${HOLDS_SUBJECT}.${q.from}`, Buffer.from(JSON.stringify({ id: q.id, holders, held }), 'utf8')).catch(() => undefined);
+  }
+
+  /** An answer to one of this registry's questions. */
+  private heardAnswer(payload: Uint8Array): void {
+    const a = parseAnswer(payload);
+    const q = a && this.questions.get(a.id);
+    if (!a || !q) return;
+    for (const h of a.holders) q.waitFor.delete(h);
+    for (const [clientId, sessionId] of a.held) q.sessions.set(clientId, sessionId);
+    if (q.waitFor.size === 0) q.finish(true);
   }
 
   /** One read of the heartbeats and the marker: the proof by counts stays current if they still make the house full. */
@@ -654,7 +789,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     return this.nextRead;
   }
 
-  /** A claim this registry made: in its view from now on, and in any read already out. */
+  /** A claim in the store (this registry's, or one found made elsewhere): in its view from now on, and in any read already out. */
   private noteClaimed(claim: SlotClaim): void {
     this.view?.add(claim);
     if (this.reading) this.journal.push((v) => v.add(claim));
@@ -775,6 +910,50 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     );
     return this.ready;
   }
+}
+
+/** One of this registry's questions (see heldElsewhere): the holders not yet answered for, the sessions named so far. */
+interface Question {
+  waitFor: Set<string>;
+  sessions: Map<string, string>;
+  finish(complete: boolean): void;
+}
+
+/** What the other registries said of the clients asked about: `complete` when every holder asked answered, the slots found (read by `_id`). */
+interface Answers {
+  complete: boolean;
+  found: Map<string, SlotClaim>;
+}
+
+/** A question as published on HOLDS_SUBJECT, or undefined for anything else (anyone on the bus can publish there). */
+function parseQuestion(payload: Uint8Array): { id: string; from: string; clients: string[] } | undefined {
+  const q = parseJson(payload);
+  if (!isRecord(q) || typeof q.id !== 'string' || typeof q.from !== 'string' || !UUID.test(q.from) || !Array.isArray(q.clients)) return undefined;
+  const clients = q.clients.filter((c): c is string => typeof c === 'string');
+  return clients.length === q.clients.length && clients.length <= ASK_MAX_CLIENTS ? { id: q.id, from: q.from, clients } : undefined;
+}
+
+/** An answer as published on HOLDS_SUBJECT + the asker's id, or undefined for anything else. */
+function parseAnswer(payload: Uint8Array): { id: string; holders: string[]; held: [string, string][] } | undefined {
+  const a = parseJson(payload);
+  if (!isRecord(a) || typeof a.id !== 'string' || !Array.isArray(a.holders) || !Array.isArray(a.held)) return undefined;
+  const holders = a.holders.filter((h): h is string => typeof h === 'string');
+  const held = a.held.filter((p): p is [string, string] => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string');
+  return { id: a.id, holders, held };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function parseJson(payload: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(payload).toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function toLease(c: SlotClaim): Lease {

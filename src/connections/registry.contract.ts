@@ -188,6 +188,29 @@ export function describeConnectionRegistry(name: string, factory: () => Promise<
       expect((await other.acquire(req('a', { holder: 'g2/run1', now: 2_350, lateAfterMs: 300 }))).ok).toBe(true);
     });
 
+    it('refuses a client connected through another registry as duplicate, not full, in a full house this registry knows only by count', async () => {
+      // CI, 2026-11-25 (test/stack.e2e.test.ts): in a full house, a client connected on gateway A that tried gateway B
+      // got RESOURCE_EXHAUSTED, not ALREADY_EXISTS. B's view of the slots, read before A's claims, missed the
+      // client's; the gateways' counts of their slots proved the house full, and it was refused on them.
+      const at = (clientId: string, holder: string) => req(clientId, { holder, gatewayId: holder, now: Date.now(), leaseMs: 600_000, maxClients: 4 });
+      expect((await registry.acquire(at('a', 'g1/run1'))).ok).toBe(true);
+      const held = new Map<string, string>();
+      for (const c of ['b', 'c', 'd']) {
+        const r = at(c, 'g2/run1');
+        expect((await other.acquire(r)).ok).toBe(true);
+        held.set(c, r.sessionId);
+      }
+      // Each holder's heartbeat counts its slots from its second renewal on.
+      for (let i = 0; i < 2; i++) await Promise.all([registry.renew('g1/run1', Date.now(), 600_000), other.renew('g2/run1', Date.now(), 600_000)]);
+      expect(await registry.acquire(at('b', 'g1/run1'))).toMatchObject({ ok: false, reason: 'duplicate', holder: { sessionId: held.get('b') } });
+      expect(await registry.acquire(at('e', 'g1/run1'))).toMatchObject({ ok: false, reason: 'full' });
+      // And once a refusal has proven the house full (the next ones may refuse on what the registry knows).
+      expect(await registry.acquire(at('c', 'g1/run1'))).toMatchObject({ ok: false, reason: 'duplicate', holder: { sessionId: held.get('c') } });
+      expect(await registry.acquire(at('f', 'g1/run1'))).toMatchObject({ ok: false, reason: 'full' });
+      expect(await registry.acquire(at('d', 'g1/run1'))).toMatchObject({ ok: false, reason: 'duplicate', holder: { sessionId: held.get('d') } });
+      expect(await registry.count()).toBe(4);
+    });
+
     it('lets a client whose lease expired connect again, and counts a full house with expired leases as free', async () => {
       await registry.acquire(req('a', { now: 0, leaseMs: 100, maxClients: 1 }));
       const again = await registry.acquire(req('a', { now: 200, leaseMs: 100, maxClients: 1 }));

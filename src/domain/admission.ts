@@ -83,9 +83,9 @@ export interface AdmissionState {
    * Live slots known to be held, listed in `leases` or not: a lower bound an
    * adapter may know without reading every lease (the gateways' own counts,
    * see MongoConnectionRegistry). The house is full once it reaches
-   * maxClients, however few leases are listed. A client whose live lease is
-   * not listed (held through another gateway) is then refused as `full`,
-   * which is as true as `duplicate` would be.
+   * maxClients, however few leases are listed. The adapter must list the
+   * client's own lease whenever it is held (it looks it up): one not listed
+   * would be refused as `full` where the rule says `duplicate`.
    */
   readonly heldAtLeast?: number;
 }
