@@ -510,23 +510,24 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 
   private async askNow(clients: ReadonlySet<string>, holders: ReadonlySet<string>, bus: ReleaseBus): Promise<Answers> {
     const id = randomUUID();
-    const heard = new Promise<Map<string, string> | undefined>((resolve) => {
-      const timer = setTimeout(() => finish(false), ASK_TIMEOUT_MS);
-      const finish = (complete: boolean) => {
+    const question: Question = { waitFor: new Set(holders), sessions: new Map(), finish: () => undefined };
+    const complete = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => question.finish(false), ASK_TIMEOUT_MS);
+      question.finish = (done) => {
         clearTimeout(timer);
         this.questions.delete(id);
-        resolve(complete ? question.sessions : undefined);
+        resolve(done);
       };
-      const question: Question = { waitFor: new Set(holders), sessions: new Map(), finish };
-      this.questions.set(id, question);
     });
-    const sent = bus.publish(HOLDS_SUBJECT, Buffer.from(JSON.stringify({ id, from: this.id, clients: [...clients] }), 'utf8'));
-    sent.catch(() => this.questions.get(id)?.finish(false));
-    const sessions = await heard;
-    if (!sessions) return { complete: false, found: new Map() };
+    this.questions.set(id, question);
+    bus.publish(HOLDS_SUBJECT, Buffer.from(JSON.stringify({ id, from: this.id, clients: [...clients] }), 'utf8')).catch(() => question.finish(false));
+    if (!(await complete)) {
+      this.options.logger.warn({ holders: [...question.waitFor], clients: clients.size }, 'a gateway with live slots did not say in time whether it holds these clients; searching the connection slots instead');
+      return { complete: false, found: new Map() };
+    }
     const found = new Map<string, SlotClaim>();
     await Promise.all(
-      [...sessions].map(async ([client, sessionId]) => {
+      [...question.sessions].map(async ([client, sessionId]) => {
         const claim = await this.lookups.run(() => this.coll.findOne({ _id: sessionId }));
         if (claim?.clientId === client) found.set(client, claim);
       }),
