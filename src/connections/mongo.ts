@@ -96,20 +96,17 @@ const TOLD_MAX_AGE_MS = 2_000;
 /** Such a view is checked again in the background, one marker read, once this old: refusals never wait for it. */
 const TOLD_CHECK_MS = 500;
 /**
- * Where a registry asks the others whether they hold some clients' slots
- * (see heldElsewhere); each answers on this subject + `.` + the asker's id,
- * naming the holders it speaks for and the sessions it holds of those clients.
+ * Where each registry tells the others of the claims it made, once committed
+ * (`{ from, claims: [clientId, sessionId][] }`, one notice per tick): a house
+ * proven full by the gateways' counts says nothing of whose slots they are,
+ * and a client connected through another gateway is `duplicate`, not `full`
+ * (see heldElsewhere).
  */
-export const HOLDS_SUBJECT = 'chatflow.registry.holds';
-/**
- * How long an asker waits for every live holder to answer; then it looks the
- * client up in the store (a scan on FerretDB v1: ~0.2–0.35 s at 10,000 slots),
- * as it does without a bus. A holder that died with its heartbeat still live
- * answers nothing, so its clients cost that much in a full house until it lapses.
- */
-const ASK_TIMEOUT_MS = 250;
-/** Clients asked about in one question at most (the admissions of one tick share one). */
-const ASK_MAX_CLIENTS = 1_000;
+export const CLAIMS_SUBJECT = 'chatflow.registry.claimed';
+/** An admission waits at most this long for its claim's notice to reach the bus's server (a bus that stalls must not stall admissions). */
+const CLAIM_TOLD_WAIT_MS = 1_000;
+/** Claims heard of and kept at most (forged notices must not grow the process): beyond, they are forgotten and the store is searched instead. */
+const CLAIMS_HEARD_MAX = 100_000;
 
 export interface MongoRegistryOptions {
   logger: Logger;
@@ -170,7 +167,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   /** Look-ups of single slots for heldElsewhere, one at a time: a search by client id scans every slot on FerretDB v1. */
   private readonly lookups = new Places(1);
   /** Releases heard over the bus (hearReleases): since when every notice reaches this registry, and when one last said a slot was freed. */
-  private told?: { bus: ReleaseBus; since: number; freedAt: number };
+  private told?: Told;
   /** The heartbeats as last read: expiries only move forward, so a house full by these is full by the store's. */
   private beatsSeen?: Map<string, Heartbeat>;
   private checking?: Promise<void>;
@@ -187,12 +184,15 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * took. While there is one, an admission reads the marker beside the heartbeats; see also refusedAsTold.
    */
   private countedFull?: { at: number; others: Map<string, number> };
-  /** This registry on the bus: the subject suffix the others answer its questions on (see heldElsewhere). */
+  /** This registry on the bus: its own claims' notices are no news to it. */
   private readonly id = randomUUID();
-  /** Its questions to the other registries, by id, until every holder asked about answered or the wait ran out. */
-  private readonly questions = new Map<string, Question>();
-  /** The question the admissions of this tick share, sent once the tick ends. */
-  private nextQuestion?: { clients: Set<string>; holders: Set<string>; answer: Promise<Answers> };
+  /**
+   * Claims the other registries told of (CLAIMS_SUBJECT) since this one's view was read, by client: the session,
+   * and when it was heard (one heard before a read was sent is in that read, if still held).
+   */
+  private readonly claimsHeard = new Map<string, { sessionId: string; at: number }>();
+  /** The claims of this tick, told once it ends; their admissions wait for the notice to reach the bus's server. */
+  private nextTelling?: { claims: [string, string][]; told: Promise<void> };
 
   constructor(
     db: Db,
@@ -352,6 +352,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         await claim;
         this.noteClaimed(doc);
         this.noteMine(doc);
+        // Returned once the other registries can hear of it (see heldElsewhere).
+        await this.tellClaimed(doc);
         return outcome;
       } catch (err) {
         // The slot number was just taken elsewhere, or the client connected elsewhere. The first times: the number
@@ -409,24 +411,24 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * a notice lost otherwise costs at most TOLD_MAX_AGE_MS of refusals.
    */
   async hearReleases(bus: ReleaseBus): Promise<Subscription> {
-    const told = { bus, since: Infinity, freedAt: 0 };
+    const told: Told = { bus, since: Infinity, freedAt: 0, claimsSince: Infinity, flushed: sharedPerTick(() => bus.flush()) };
     const heard = bus.subscribe(RELEASES_SUBJECT, (payload) => {
       // Another marker than the view's: a slot was freed since that view was checked (its own marker is no news).
       if (Buffer.from(payload).toString('utf8') !== this.view?.freesAt) told.freedAt = Date.now();
     });
-    const back = bus.onReconnect(() => (told.since = Date.now()));
-    // Questions from the other registries (see heldElsewhere), and their answers to this one's.
-    const asked = bus.subscribe(HOLDS_SUBJECT, (payload) => this.answerQuestion(payload, bus));
-    const answered = bus.subscribe(`${HOLDS_SUBJECT}.${this.id}`, (payload) => this.heardAnswer(payload));
+    const back = bus.onReconnect(() => {
+      told.since = told.claimsSince = Date.now();
+      told.reread = undefined;
+    });
+    const claimed = bus.subscribe(CLAIMS_SUBJECT, (payload) => this.heardClaims(payload, told));
     await bus.flush(); // from here on every notice reaches this registry
-    told.since = Date.now();
+    told.since = told.claimsSince = Date.now();
     this.told = told;
     return {
       unsubscribe: () => {
         heard.unsubscribe();
         back.unsubscribe();
-        asked.unsubscribe();
-        answered.unsubscribe();
+        claimed.unsubscribe();
         if (this.told === told) this.told = undefined;
       },
     };
@@ -467,95 +469,79 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * Whether another gateway holds the client's slot, which this registry's
    * view misses (claimed there since it was read); if so the slot, as stored,
    * is added to the view. A house proven full by the gateways' counts
-   * (heldAtLeast) would otherwise refuse such a client as full. The
-   * registries of every other live holder are asked over the bus (one round
-   * trip; the admissions of one tick share a question), and a session one
-   * names is read by `_id` (an answer is a hint: anyone on the bus can
-   * publish). Where one of them did not answer within ASK_TIMEOUT_MS (a
-   * gateway just killed, its heartbeat not yet lapsed), or there is no bus,
-   * the store is searched by client id: a scan on FerretDB v1.
+   * (heldAtLeast) would otherwise refuse such a client as full.
+   *
+   * Every registry tells the others of its claims (tellClaimed), and an
+   * admission returns only once its notice reached the bus's server. So once
+   * this registry's bus is flushed (one round trip to the server, shared by
+   * the admissions of a tick), it has heard of every claim whose admission
+   * returned before: the view and the claims heard since it was read name
+   * the client's slot, if it has one. The session named is read by `_id` (a
+   * notice is a hint: anyone on the bus can publish). A bus that reconnected
+   * since the view was read (notices may have been lost) has the slots read
+   * again first, once for all the admissions waiting. With no bus, or one
+   * that does not flush in time, the store is searched by client id: a scan
+   * on FerretDB v1.
    */
   private async heldElsewhere(clientId: string, beats: ReadonlyMap<string, Heartbeat>): Promise<boolean> {
     const now = Date.now();
     // Only live holders' slots count (a lapsed holder's is free to take), and this registry's own are in its view.
-    const holders = new Set([...beats.values()].filter((b) => b.expiresAt > now && !this.mine.has(b._id) && !this.beatUntil.has(b._id)).map((b) => b._id));
-    if (holders.size === 0) return false;
-    const answers = this.told ? await this.ask(clientId, holders, this.told.bus) : undefined;
-    const claim = answers?.complete ? answers.found.get(clientId) ?? null : await this.lookups.run(() => this.coll.findOne({ clientId }));
+    if (![...beats.values()].some((b) => b.expiresAt > now && !this.mine.has(b._id) && !this.beatUntil.has(b._id))) return false;
+    const told = this.told;
+    const covered = () => told !== undefined && this.told === told && this.view !== undefined && told.claimsSince <= this.view.sentAt;
+    // Notices may have been lost since the view was read: one read of the slots, shared by the admissions waiting.
+    if (told && !covered()) {
+      const reread = (told.reread ??= this.slotView(true).then(() => undefined, () => undefined));
+      await reread;
+      if (told.reread === reread) told.reread = undefined;
+    }
+    let claim: SlotClaim | null;
+    if (covered() && (await withinMs(told!.flushed(), CLAIM_TOLD_WAIT_MS)) && covered()) {
+      const sessionId = this.view!.byClient.get(clientId)?._id ?? this.claimsHeard.get(clientId)?.sessionId;
+      claim = sessionId === undefined ? null : await this.lookups.run(() => this.coll.findOne({ _id: sessionId }));
+    } else claim = await this.lookups.run(() => this.coll.findOne({ clientId }));
     if (!claim || claim.clientId !== clientId) return false;
     this.noteClaimed(claim);
     return true;
   }
 
   /**
-   * Asks the other registries whether they hold `clientId`'s slot: one
-   * question per tick, sent once it ends, for every client asked about in it.
-   * Complete once each of `holders` was answered for; the sessions named are
-   * read by `_id` (a scan would be ~100 times slower on FerretDB v1).
+   * Tells the other registries of a claim just committed (see heldElsewhere):
+   * the claims of one tick in one notice, and resolves once it reached the
+   * bus's server, or after CLAIM_TOLD_WAIT_MS (a warning: another gateway
+   * could then refuse such a client as full, not duplicate).
    */
-  private ask(clientId: string, holders: ReadonlySet<string>, bus: ReleaseBus): Promise<Answers> {
-    let q = this.nextQuestion;
-    if (!q || q.clients.size >= ASK_MAX_CLIENTS) {
-      const next = { clients: new Set<string>(), holders: new Set<string>(), answer: undefined as unknown as Promise<Answers> };
-      next.answer = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-        if (this.nextQuestion === next) this.nextQuestion = undefined;
-        return this.askNow(next.clients, next.holders, bus);
+  private tellClaimed(claim: SlotClaim): Promise<void> {
+    const told = this.told;
+    if (!told) return Promise.resolve();
+    let t = this.nextTelling;
+    if (!t) {
+      const next: { claims: [string, string][]; told: Promise<void> } = { claims: [], told: Promise.resolve() };
+      next.told = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
+        if (this.nextTelling === next) this.nextTelling = undefined;
+        const sent = told.bus.publish(CLAIMS_SUBJECT, Buffer.from(JSON.stringify({ from: this.id, claims: next.claims }), 'utf8')).then(() => told.flushed());
+        if (!(await withinMs(sent, CLAIM_TOLD_WAIT_MS))) {
+          this.options.logger.warn({ claims: next.claims.length }, 'the bus did not take the notice of new connection slots in time; a full house may refuse these clients as full elsewhere, not as connected');
+        }
       });
-      this.nextQuestion = q = next;
+      this.nextTelling = t = next;
     }
-    q.clients.add(clientId);
-    for (const h of holders) q.holders.add(h);
-    return q.answer;
+    t.claims.push([claim.clientId, claim._id]);
+    return t.told;
   }
 
-  private async askNow(clients: ReadonlySet<string>, holders: ReadonlySet<string>, bus: ReleaseBus): Promise<Answers> {
-    const id = randomUUID();
-    const question: Question = { waitFor: new Set(holders), sessions: new Map(), finish: () => undefined };
-    const complete = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => question.finish(false), ASK_TIMEOUT_MS);
-      question.finish = (done) => {
-        clearTimeout(timer);
-        this.questions.delete(id);
-        resolve(done);
-      };
-    });
-    this.questions.set(id, question);
-    bus.publish(HOLDS_SUBJECT, Buffer.from(JSON.stringify({ id, from: this.id, clients: [...clients] }), 'utf8')).catch(() => question.finish(false));
-    if (!(await complete)) {
-      this.options.logger.warn({ holders: [...question.waitFor], clients: clients.size }, 'a gateway with live slots did not say in time whether it holds these clients; searching the connection slots instead');
-      return { complete: false, found: new Map() };
+  /** Another registry's claims (see tellClaimed), kept until a read of the slots holds them. */
+  private heardClaims(payload: Uint8Array, told: Told): void {
+    const notice = parseClaims(payload);
+    if (!notice || notice.from === this.id) return;
+    const at = Date.now();
+    for (const [clientId, sessionId] of notice.claims) this.claimsHeard.set(clientId, { sessionId, at });
+    if (this.claimsHeard.size > CLAIMS_HEARD_MAX) {
+      // Forgotten: until the next read of the slots, the store is searched instead.
+      this.claimsHeard.clear();
+      told.claimsSince = at;
+      told.reread = undefined;
     }
-    const found = new Map<string, SlotClaim>();
-    await Promise.all(
-      [...question.sessions].map(async ([client, sessionId]) => {
-        const claim = await this.lookups.run(() => this.coll.findOne({ _id: sessionId }));
-        if (claim?.clientId === client) found.set(client, claim);
-      }),
-    );
-    return { complete: true, found };
-  }
-
-  /** Another registry's question (see ask): answered for every holder this one speaks for, with the sessions it holds of those clients. */
-  private answerQuestion(payload: Uint8Array, bus: ReleaseBus): void {
-    const q = parseQuestion(payload);
-    if (!q || q.from === this.id) return;
-    const holders = [...new Set([...this.mine.keys(), ...this.beatUntil.keys()])];
-    const held: [string, string][] = [];
-    for (const clientId of q.clients) {
-      const claim = this.view?.byClient.get(clientId);
-      if (claim && this.mine.get(holderOf(claim))?.has(claim._id)) held.push([clientId, claim._id]);
-    }
-    bus.publish(`${HOLDS_SUBJECT}.${q.from}`, Buffer.from(JSON.stringify({ id: q.id, holders, held }), 'utf8')).catch(() => undefined);
-  }
-
-  /** An answer to one of this registry's questions. */
-  private heardAnswer(payload: Uint8Array): void {
-    const a = parseAnswer(payload);
-    const q = a && this.questions.get(a.id);
-    if (!a || !q) return;
-    for (const h of a.holders) q.waitFor.delete(h);
-    for (const [clientId, sessionId] of a.held) q.sessions.set(clientId, sessionId);
-    if (q.waitFor.size === 0) q.finish(true);
   }
 
   /** One read of the heartbeats and the marker: the proof by counts stays current if they still make the house full. */
@@ -780,7 +766,11 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
           const view = new SlotView(sentAt, freesAt, docs);
           // What this registry changed while the read was out may be missing from it.
           for (const j of this.journal.splice(0)) j(view);
-          if (!this.view || this.view.sentAt <= sentAt) this.view = view;
+          if (!this.view || this.view.sentAt <= sentAt) {
+            this.view = view;
+            // Claims heard of before this read was sent are in it, if still held.
+            for (const [clientId, heard] of this.claimsHeard) if (heard.at < sentAt) this.claimsHeard.delete(clientId);
+          }
           return view;
         } finally {
           this.journal = [];
@@ -913,43 +903,42 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 }
 
-/** One of this registry's questions (see heldElsewhere): the holders not yet answered for, the sessions named so far. */
-interface Question {
-  waitFor: Set<string>;
-  sessions: Map<string, string>;
-  finish(complete: boolean): void;
+/** What a registry keeps of the bus it tells and hears releases and claims on (see hearReleases). */
+interface Told {
+  bus: ReleaseBus;
+  /** Since when every release notice reaches this registry (reset when the bus reconnects). */
+  since: number;
+  /** When a notice last said a slot was freed. */
+  freedAt: number;
+  /** Since when every claim notice reached it, and was kept (see heldElsewhere). */
+  claimsSince: number;
+  /** One flush of the bus, shared by the callers of a tick. */
+  flushed: () => Promise<void>;
+  /** The read of the slots sent since claimsSince, that heldElsewhere's callers wait for together. */
+  reread?: Promise<void>;
 }
 
-/** What the other registries said of the clients asked about: `complete` when every holder asked answered, the slots found (read by `_id`). */
-interface Answers {
-  complete: boolean;
-  found: Map<string, SlotClaim>;
-}
-
-/** A question as published on HOLDS_SUBJECT, or undefined for anything else (anyone on the bus can publish there). */
-function parseQuestion(payload: Uint8Array): { id: string; from: string; clients: string[] } | undefined {
-  const q = parseJson(payload);
-  if (!isRecord(q) || typeof q.id !== 'string' || typeof q.from !== 'string' || !UUID.test(q.from) || !Array.isArray(q.clients)) return undefined;
-  const clients = q.clients.filter((c): c is string => typeof c === 'string');
-  return clients.length === q.clients.length && clients.length <= ASK_MAX_CLIENTS ? { id: q.id, from: q.from, clients } : undefined;
-}
-
-/** An answer as published on HOLDS_SUBJECT + the asker's id, or undefined for anything else. */
-function parseAnswer(payload: Uint8Array): { id: string; holders: string[]; held: [string, string][] } | undefined {
-  const a = parseJson(payload);
-  if (!isRecord(a) || typeof a.id !== 'string' || !Array.isArray(a.holders) || !Array.isArray(a.held)) return undefined;
-  const holders = a.holders.filter((h): h is string => typeof h === 'string');
-  const held = a.held.filter((p): p is [string, string] => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string');
-  return { id: a.id, holders, held };
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
-function parseJson(payload: Uint8Array): unknown {
+/** A claims notice as published on CLAIMS_SUBJECT, or undefined for anything else (anyone on the bus can publish there). */
+function parseClaims(payload: Uint8Array): { from: string; claims: [string, string][] } | undefined {
+  let n: unknown;
   try {
-    return JSON.parse(Buffer.from(payload).toString('utf8'));
+    n = JSON.parse(Buffer.from(payload).toString('utf8'));
   } catch {
     return undefined;
+  }
+  if (!isRecord(n) || typeof n.from !== 'string' || !Array.isArray(n.claims)) return undefined;
+  const claims = n.claims.filter((p): p is [string, string] => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string');
+  return { from: n.from, claims };
+}
+
+/** Whether `p` settled well within `ms` (false when it failed or took longer). */
+async function withinMs(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true, () => false), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
