@@ -82,7 +82,7 @@ export const SETTINGS = {
   CHATFLOW_WORKER_THREAD: { schema: bool, default: 'true', doc: 'role `all` on the embedded log: the worker answers messages in a thread of its own, a second core beside the gateway and projector; `false` keeps it on the event loop' },
   CHATFLOW_MEDIA_THREADS: { schema: int(0, 64), default: '1', doc: 'worker threads that render reply voice and images off the event loop; `0` renders on it' },
   CHATFLOW_LOG_FSYNC: { schema: bool, default: 'true', doc: 'fsync the embedded event log before `Accepted` (group commit); `false` only for benchmarks' },
-  CHATFLOW_SHUTDOWN_GRACE_MS: { schema: int(0), default: '5000', doc: 'on SIGINT/SIGTERM, how long the drain waits for the replies in processing before ending the streams (and then for the streams\' disconnects to be recorded; their slots go back in one write)' },
+  CHATFLOW_SHUTDOWN_GRACE_MS: { schema: int(0), default: '5000', doc: 'on SIGINT/SIGTERM, how long the drain waits for the replies in processing before ending the streams (and then, as long again at most, for their slots to go back in one write and their disconnects to be recorded)' },
   CHATFLOW_GRPC_KEEPALIVE_MS: { schema: int(1000), default: '30000', doc: 'the server pings every gRPC connection this often (HTTP/2 PING, also with no call open), so a dead peer or a proxy\'s idle timeout is found' },
   CHATFLOW_GRPC_KEEPALIVE_TIMEOUT_MS: { schema: int(1000), default: '10000', doc: 'a ping unanswered this long closes the connection: its streams end and their slots are freed' },
   CHATFLOW_GRPC_MAX_CONNECTION_AGE_MS: { schema: int(0), default: '0', doc: '`0` = no limit; else a connection older than this gets GOAWAY: new calls open a new connection, which a load balancer may send to another replica' },

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import type { Subscription } from '../bus/port';
-import { connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
+import { closeMongo, connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
 import { admission, admissionStateOf, heartbeatPrunable, holderOf, leaseAsHeld, renewalKeptAll, renewedSessions, type AdmissionState, type LeaseState } from '../domain/admission';
 import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease, type ReleaseBus, type Renewal } from './port';
 
@@ -725,7 +725,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
   }
 
   async close(): Promise<void> {
-    await this.client?.close();
+    if (this.client) await closeMongo(this.client, this.options.logger);
   }
 
   /**

@@ -489,13 +489,15 @@ export class ChatGateway {
         ending.push(s.endForShutdown(retryAfterMs));
       }),
     );
-    // No session of this gateway is open now: its slots go back in one write, not one release per session (a
-    // registry that does not answer holds the drain no longer than the grace: the slots then lapse, as after a crash).
-    await Promise.race([this.leases.releaseAll(), after(opts.graceMs)]);
-    // Sessions whose clients left just before, and those just ended: their disconnects recorded (and slots given
+    // No session of this gateway is open now: its slots go back in one write, not one release per session. Then the
+    // sessions whose clients left just before, and those just ended: their disconnects recorded (and slots given
     // back) before the registry and the log close (the stack's scale run: 10,000 streams cancelled, then a stop, and
     // the releases still queued failed with "client was closed", holding those slots until their leases lapsed).
-    await Promise.race([Promise.all([...ending, ...this.closing]), after(opts.graceMs)]);
+    // Both within one more grace: a registry that does not answer (frozen, not down) holds the drain no longer, and
+    // the slots then lapse as after a crash (one grace each let a frozen FerretDB reach the hard deadline).
+    const rest = after(opts.graceMs);
+    await Promise.race([this.leases.releaseAll(), rest]);
+    await Promise.race([Promise.all([...ending, ...this.closing]), rest]);
     for (const t of timers) clearTimeout(t);
     // After the sessions gave their slots back (and told the others): no more notices to hear. Not awaited: a bus
     // that never came up (its flush still waiting) must not hold the drain.

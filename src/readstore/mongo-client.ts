@@ -132,6 +132,26 @@ export async function connectMongo(opts: MongoConnectOptions): Promise<{ client:
   return { client, db: limit > 0 ? gatedDb(db, UpdateGate.of(serverOf(opts.uri), limit), waitMs, opts.onUpdateWait) : db };
 }
 
+/**
+ * How long a shutdown waits for a MongoDB client to close. The driver's close
+ * ends the server's sessions first (`endSessions`), and a frozen server
+ * answers that only once the operation's bound (CHATFLOW_MONGO_TIMEOUT_MS,
+ * 10 s) runs out: past the process's hard deadline. The process is exiting:
+ * what is left of the client goes with it.
+ */
+export const MONGO_CLOSE_WAIT_MS = 1_000;
+
+/** Closes `client`, or gives up after MONGO_CLOSE_WAIT_MS (a warning), whichever comes first. */
+export async function closeMongo(client: MongoClient, logger: Logger): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), MONGO_CLOSE_WAIT_MS)));
+  try {
+    if ((await Promise.race([client.close(), late])) === 'late') logger.warn({ engine: 'mongodb', waitedMs: MONGO_CLOSE_WAIT_MS }, 'MongoDB did not let its client close in time; leaving the connections to the exit');
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** See MongoConnectOptions.stuckViewMs. */
 export const STUCK_VIEW_MS = 20_000;
 

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { retry } from '../resilience/retry';
 import { RecentMap } from '../domain/recent-map';
 import { WriteBatcher } from './mongo-batch';
-import { connectMongo, DEFAULT_MONGO_UPDATE_CONCURRENCY, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
+import { closeMongo, connectMongo, DEFAULT_MONGO_UPDATE_CONCURRENCY, isFerretDb, redactUri, type MongoConnectOptions } from './mongo-client';
 import type { Collection, Doc, FindQuery, Position, ReadStore, ApplyStep } from './port';
 
 /**
@@ -140,7 +140,7 @@ export class MongoReadStore implements ReadStore {
   }
 
   async close(): Promise<void> {
-    await this.client?.close();
+    if (this.client) await closeMongo(this.client, this.logger);
   }
 }
 
