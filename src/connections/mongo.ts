@@ -409,6 +409,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * 97.7 ms p50 / p99 on a FerretDB busy with the chat. The bus delivers at
    * most once: after it reconnects, views checked before are not trusted, and
    * a notice lost otherwise costs at most TOLD_MAX_AGE_MS of refusals.
+   * The registries also tell each other of their claims on CLAIMS_SUBJECT:
+   * a refusal on the gateways' counts then knows a client connected through
+   * another gateway (see heldElsewhere).
    */
   async hearReleases(bus: ReleaseBus): Promise<Subscription> {
     const told: Told = { bus, since: Infinity, freedAt: 0, claimsSince: Infinity, flushed: sharedPerTick(() => bus.flush()) };
@@ -931,7 +934,7 @@ function parseClaims(payload: Uint8Array): { from: string; claims: [string, stri
   return { from: n.from, claims };
 }
 
-/** Whether `p` settled well within `ms` (false when it failed or took longer). */
+/** Whether `p` resolved within `ms` (false when it failed or took longer). */
 async function withinMs(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));

@@ -63,9 +63,10 @@ export interface ConnectionRegistry {
   readonly leasesOutliveProcess: boolean;
   acquire(request: AcquireRequest): Promise<AcquireResult>;
   /**
-   * Registries in several processes (MongoDB): tells this one's releases to
-   * the others over `bus` and hears theirs, so that a full house can refuse
-   * without a round trip to the store (see the adapter). Absent where one
+   * Registries in several processes (MongoDB): tells this one's releases and
+   * claims to the others over `bus` and hears theirs, so that a full house
+   * can refuse without a round trip to the store, and tell a client connected
+   * elsewhere from a newcomer (see the adapter). Absent where one
    * process holds every lease (memory). Unsubscribe to stop.
    */
   hearReleases?(bus: ReleaseBus): Promise<Subscription>;
