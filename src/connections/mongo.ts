@@ -414,7 +414,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * another gateway (see heldElsewhere).
    */
   async hearReleases(bus: ReleaseBus): Promise<Subscription> {
-    const told: Told = { bus, since: Infinity, freedAt: 0, claimsSince: Infinity, flushed: sharedPerTick(() => bus.flush()) };
+    const told: Told = { bus, since: Infinity, freedAt: 0, claimsSince: Infinity };
     const heard = bus.subscribe(RELEASES_SUBJECT, (payload) => {
       // Another marker than the view's: a slot was freed since that view was checked (its own marker is no news).
       if (Buffer.from(payload).toString('utf8') !== this.view?.freesAt) told.freedAt = Date.now();
@@ -476,9 +476,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    *
    * Every registry tells the others of its claims (tellClaimed), and an
    * admission returns only once its notice reached the bus's server. So once
-   * this registry's bus is flushed (one round trip to the server, shared by
-   * the admissions of a tick), it has heard of every claim whose admission
-   * returned before: the view and the claims heard since it was read name
+   * this registry's bus is flushed (one round trip to the server), it has
+   * heard of every claim whose admission returned before: the view and the
+   * claims heard since it was read name
    * the client's slot, if it has one. The session named is read by `_id` (a
    * notice is a hint: anyone on the bus can publish). A bus that reconnected
    * since the view was read (notices may have been lost) has the slots read
@@ -499,7 +499,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       if (told.reread === reread) told.reread = undefined;
     }
     let claim: SlotClaim | null;
-    if (covered() && (await withinMs(told!.flushed(), CLAIM_TOLD_WAIT_MS)) && covered()) {
+    // A flush sent now, not one shared with the admissions of the tick: under load, the end of a tick waits for
+    // every callback ready in it.
+    if (covered() && (await withinMs(told!.bus.flush(), CLAIM_TOLD_WAIT_MS)) && covered()) {
       const sessionId = this.view!.byClient.get(clientId)?._id ?? this.claimsHeard.get(clientId)?.sessionId;
       claim = sessionId === undefined ? null : await this.lookups.run(() => this.coll.findOne({ _id: sessionId }));
     } else claim = await this.lookups.run(() => this.coll.findOne({ clientId }));
@@ -522,7 +524,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       const next: { claims: [string, string][]; told: Promise<void> } = { claims: [], told: Promise.resolve() };
       next.told = new Promise<void>((resolve) => setImmediate(resolve)).then(async () => {
         if (this.nextTelling === next) this.nextTelling = undefined;
-        const sent = told.bus.publish(CLAIMS_SUBJECT, Buffer.from(JSON.stringify({ from: this.id, claims: next.claims }), 'utf8')).then(() => told.flushed());
+        const sent = told.bus.publish(CLAIMS_SUBJECT, Buffer.from(JSON.stringify({ from: this.id, claims: next.claims }), 'utf8')).then(() => told.bus.flush());
         if (!(await withinMs(sent, CLAIM_TOLD_WAIT_MS))) {
           this.options.logger.warn({ claims: next.claims.length }, 'the bus did not take the notice of new connection slots in time; a full house may refuse these clients as full elsewhere, not as connected');
         }
@@ -915,8 +917,6 @@ interface Told {
   freedAt: number;
   /** Since when every claim notice reached it, and was kept (see heldElsewhere). */
   claimsSince: number;
-  /** One flush of the bus, shared by the callers of a tick. */
-  flushed: () => Promise<void>;
   /** The read of the slots sent since claimsSince, that heldElsewhere's callers wait for together. */
   reread?: Promise<void>;
 }
