@@ -19,6 +19,16 @@ export const MINIO_BIN = join(STACK_DIR, 'bin', 'minio');
 /** PostgreSQL 15 from Debian (deploy/lib/postgres.sh installs it for CHATFLOW_FERRETDB_BACKEND=postgresql). */
 export const PG_BIN = process.env.CHATFLOW_PG_BIN ?? '/usr/lib/postgresql/15/bin';
 
+/**
+ * For tests that run a FerretDB of their own beside the stack's other
+ * engines: whether those engines' variables are set and the FerretDB binary
+ * is installed, and if not what is missing (describeWhen's reason).
+ */
+export function privateFerretDbReady(engines: readonly string[]): { ready: boolean; needs: string } {
+  const missing = [...engines.filter((v) => !process.env[v]), ...(existsSync(FERRETDB_BIN) ? [] : [`FerretDB at ${FERRETDB_BIN} (npm run stack:install)`])];
+  return { ready: missing.length === 0, needs: `needs ${missing.join(', ')}` };
+}
+
 /** FerretDB's storage: the stack's default is deploy/lib/mongo.sh's FERRETDB_BACKEND. */
 export type FerretDbBackend = 'sqlite' | 'postgresql';
 

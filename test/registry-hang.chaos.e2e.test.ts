@@ -1,10 +1,9 @@
-import { existsSync } from 'node:fs';
 import { credentials } from '@grpc/grpc-js';
 import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { Cluster, welcomedStreams, type RoleProcess } from './cluster';
 import { describeWhen } from './engines';
 import type { ChatStream } from './harness';
-import { FERRETDB_BIN, PrivateFerretDb } from './private-engines';
+import { PrivateFerretDb, privateFerretDbReady } from './private-engines';
 
 /*
  * A gateway stopped (SIGTERM) while its connection registry's database does
@@ -16,13 +15,12 @@ import { FERRETDB_BIN, PrivateFerretDb } from './private-engines';
  * The test runs its own FerretDB (the stack's binary, a private SQLite folder,
  * a free port) so it can freeze it without disturbing anyone else's engines.
  */
-const ENGINES = ['KAFKA_BROKERS', 'NATS_URL', 'S3_ENDPOINT'].filter((v) => !process.env[v]);
 const GRACE_MS = 1_500;
 const MARGIN_MS = 3_000;
 const CLIENTS = 4;
 
-const ready = ENGINES.length === 0 && existsSync(FERRETDB_BIN);
-describeWhen(ready, 'Registry hang: a gateway stopped while FerretDB is frozen', `needs ${[...ENGINES, existsSync(FERRETDB_BIN) ? '' : `FerretDB at ${FERRETDB_BIN} (npm run stack:install)`].filter(Boolean).join(', ')}`, () => {
+const { ready, needs } = privateFerretDbReady(['KAFKA_BROKERS', 'NATS_URL', 'S3_ENDPOINT']);
+describeWhen(ready, 'Registry hang: a gateway stopped while FerretDB is frozen', needs, () => {
   jest.setTimeout(180_000);
   let ferret: PrivateFerretDb;
   let cluster: Cluster;

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { MongoClient } from 'mongodb';
 import { TokenAuthority } from '../src/auth/tokens';
@@ -8,7 +7,7 @@ import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { Cluster, type RoleProcess } from './cluster';
 import { describeWhen } from './engines';
 import { ChatStream } from './harness';
-import { FERRETDB_BIN, PrivateFerretDb } from './private-engines';
+import { PrivateFerretDb, privateFerretDbReady } from './private-engines';
 
 /*
  * Issue 10's FerretDB fault, reproduced: the connection registry's database
@@ -21,13 +20,12 @@ import { FERRETDB_BIN, PrivateFerretDb } from './private-engines';
  * The test runs its own FerretDB (the stack's binary, a private SQLite folder,
  * a free port) so it can kill it without disturbing anyone else's engines.
  */
-const ENGINES = ['KAFKA_BROKERS', 'NATS_URL', 'S3_ENDPOINT'].filter((v) => !process.env[v]);
 const LEASE_MS = 4_000;
 const OUTAGE_MS = 3 * LEASE_MS;
 const CLIENTS = 12;
 
-const ready = ENGINES.length === 0 && existsSync(FERRETDB_BIN);
-describeWhen(ready, 'Registry outage: FerretDB killed for three leases under two gateways', `needs ${[...ENGINES, existsSync(FERRETDB_BIN) ? '' : `FerretDB at ${FERRETDB_BIN} (npm run stack:install)`].filter(Boolean).join(', ')}`, () => {
+const { ready, needs } = privateFerretDbReady(['KAFKA_BROKERS', 'NATS_URL', 'S3_ENDPOINT']);
+describeWhen(ready, 'Registry outage: FerretDB killed for three leases under two gateways', needs, () => {
   jest.setTimeout(240_000);
   let ferret: PrivateFerretDb;
   let cluster: Cluster;
