@@ -90,6 +90,16 @@ describeWithEngines(ALL, 'Distributed stack (2 gateways, 2 workers, 1 projector)
 
   let admitted: ChatStream[] = [];
   const gatewayOf = new Map<ChatStream, number>();
+  /**
+   * An admitted stream, the gateway holding it and the other one. A burst can
+   * land every admission on one gateway (its claims won every race), so the
+   * holder is whichever holds it.
+   */
+  const heldOnOne = () => {
+    const stream = admitted.find((s) => gatewayOf.get(s) === 0) ?? admitted[0]!;
+    const home = gatewayOf.get(stream)!;
+    return { stream, home: gateways[home], other: gateways[1 - home] };
+  };
 
   it('admits exactly 50 of 200 clients connecting at once across both gateways', async () => {
     const attempts = await Promise.all(Array.from({ length: 200 }, (_, i) => open(gateways[i % 2], `burst-${i}`)));
@@ -103,23 +113,23 @@ describeWithEngines(ALL, 'Distributed stack (2 gateways, 2 workers, 1 projector)
   });
 
   it('refuses on gateway B a client connected on gateway A (ALREADY_EXISTS), the first stream keeps working', async () => {
-    const onA = admitted.find((s) => gatewayOf.get(s) === 0)!;
+    const { stream: onA, other } = heldOnOne();
     const id = onA.welcome()!.clientId;
-    const second = await open(gateways[1], id);
+    const second = await open(other, id);
     expect(await outcome(second)).toBe('ALREADY_EXISTS');
     const cm = onA.text('still here?');
     await onA.reply(cm, 30_000);
   });
 
   it('hands a Send that reached gateway B over the bus to gateway A, which holds the session, under the same rules', async () => {
-    const onA = admitted.find((s) => gatewayOf.get(s) === 0)!;
+    const { stream: onA, other } = heldOnOne();
     const { clientId, sessionId } = onA.welcome()!;
     const md = async (id: string) => {
       const m = new Metadata();
       m.set('authorization', `Bearer ${await auth.mint(id)}`);
       return m;
     };
-    const viaB = client(gateways[1]);
+    const viaB = client(other);
     const text = (clientMessageId: string, t: string) => ({ sessionId, message: { clientMessageId, content: { $case: 'text' as const, text: t } } });
     const ack = await unary(viaB.send.bind(viaB), text('routed-1', 'through the other replica'), await md(clientId));
     expect(ack).toMatchObject({ clientMessageId: 'routed-1', duplicate: false });
