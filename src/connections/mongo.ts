@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Subscription } from '../bus/port';
 import { closeMongo, connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
 import { admission, admissionStateOf, heartbeatPrunable, holderOf, leaseAsHeld, renewalKeptAll, renewedSessions, type AdmissionState, type LeaseState } from '../domain/admission';
+import { orLate } from '../resilience/late';
 import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease, type ReleaseBus, type Renewal } from './port';
 
 /** One held slot: a lease document, keyed by its session. */
@@ -261,7 +262,6 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     const startedAt = Date.now();
     let fresh = false;
     let lost = 0;
-    let lookedUp = false;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
       // A house this registry last saw full: the release marker is read beside the heartbeats, so that
       // refusing costs one round trip, not two (the stack's scale run: the 10,001st waited for both in a row).
@@ -290,10 +290,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       // taken. Unless the client holds one of them, claimed through another gateway since the view was read: then it
       // is decided again on the view, which now lists that slot (one connection per client: ALREADY_EXISTS, not full).
       if (!outcome.ok && outcome.reason === 'full' && heldAtLeast !== undefined) {
-        if (!lookedUp && !view.byClient.has(r.clientId)) {
-          lookedUp = true;
-          if (await this.heldElsewhere(r.clientId, beats)) continue;
-        }
+        // Found, it was just read by `_id`: decided again on the view that now lists it, with no read more.
+        if (!view.byClient.has(r.clientId) && (await this.heldElsewhere(r.clientId, beats))) return acquireResultOf(admission.decide({ type: 'Acquire', ...r }, { ...this.view!.state(beats), heldAtLeast }));
         return outcome;
       }
       if (!outcome.ok) {
@@ -455,12 +453,16 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     const checkedAt = counted ? counted.at : view.currentAt;
     const age = Date.now() - checkedAt;
     if (checkedAt < told.since || told.freedAt >= checkedAt || age > TOLD_MAX_AGE_MS) return undefined;
-    const outcome = acquireResultOf(admission.decide({ type: 'Acquire', ...r }, { ...view.state(beatsSeen), ...(counted ? { heldAtLeast: this.countedNow() } : {}) }));
+    const decided = () => acquireResultOf(admission.decide({ type: 'Acquire', ...r }, { ...this.view!.state(beatsSeen), ...(counted ? { heldAtLeast: this.countedNow() } : {}) }));
+    const outcome = decided();
     if (outcome.ok || outcome.reason !== 'full') return undefined;
     // A full view lists every slot (a full house takes no claim); counts do not say whose slots they are. A client
-    // holding one of them, claimed elsewhere since the view was read, is decided the usual way, on the view that now
-    // lists it.
-    if (counted && !view.byClient.has(r.clientId) && (await this.heldElsewhere(r.clientId, beatsSeen))) return undefined;
+    // holding one of them, claimed elsewhere since the view was read, is decided again on the view that now lists it
+    // (the slot was just read by `_id`).
+    if (counted && !view.byClient.has(r.clientId) && (await this.heldElsewhere(r.clientId, beatsSeen))) {
+      const again = decided();
+      return again.ok ? undefined : again;
+    }
     if (age > TOLD_CHECK_MS) {
       if (counted) this.recountInBackground(r.maxClients);
       else this.checkInBackground(view);
@@ -936,13 +938,7 @@ function parseClaims(payload: Uint8Array): { from: string; claims: [string, stri
 
 /** Whether `p` resolved within `ms` (false when it failed or took longer). */
 async function withinMs(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([p.then(() => true, () => false), late]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return (await orLate(p.then(() => true, () => false), ms)) === true;
 }
 
 function isRecord(v: unknown): v is Record<string, unknown> {

@@ -7,6 +7,7 @@ import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
 import { ChatFlowError } from '../domain/errors';
+import { orLate } from '../resilience/late';
 import { retry } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { echoId, MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor, responseIdFor } from '../domain/ids';
@@ -903,7 +904,6 @@ function inReplyToOf(frame: ServerFrame): string | undefined {
 }
 
 /** `work`, or nothing once `ms` have passed (it goes on unawaited). */
-function within(work: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([work, new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
+async function within(work: Promise<void>, ms: number): Promise<void> {
+  await orLate(work, ms);
 }

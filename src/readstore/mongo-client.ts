@@ -2,6 +2,7 @@
 import { MongoClient, MongoInvalidArgumentError, MongoServerError, type AnyBulkWriteOperation, type Db, type MongoClientOptions } from 'mongodb';
 import type { Logger } from 'pino';
 import { ChatFlowError } from '../domain/errors';
+import { LATE, orLate } from '../resilience/late';
 import { Semaphore, SemaphoreTimeout } from '../resilience/semaphore';
 
 export interface MongoConnectOptions {
@@ -143,13 +144,7 @@ export const MONGO_CLOSE_WAIT_MS = 1_000;
 
 /** Closes `client`, or gives up after MONGO_CLOSE_WAIT_MS (a warning), whichever comes first. */
 export async function closeMongo(client: MongoClient, logger: Logger): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), MONGO_CLOSE_WAIT_MS)));
-  try {
-    if ((await Promise.race([client.close(), late])) === 'late') logger.warn({ engine: 'mongodb', waitedMs: MONGO_CLOSE_WAIT_MS }, 'MongoDB did not let its client close in time; leaving the connections to the exit');
-  } finally {
-    clearTimeout(timer);
-  }
+  if ((await orLate(client.close(), MONGO_CLOSE_WAIT_MS)) === LATE) logger.warn({ engine: 'mongodb', waitedMs: MONGO_CLOSE_WAIT_MS }, 'MongoDB did not let its client close in time; leaving the connections to the exit');
 }
 
 /** See MongoConnectOptions.stuckViewMs. */

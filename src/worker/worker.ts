@@ -73,6 +73,9 @@ export interface WorkerDeps {
   vision?: boolean;
 }
 
+/** The spans of a message's way to its reply (chatflow_reply_stage_seconds). */
+type ReplyStage = 'taken' | 'started' | 'recorded' | 'appended' | 'told';
+
 /**
  * Consumes MessageReceived under a bounded budget: the log consumer hands out
  * at most `maxProcessing` messages at once, so the rest wait in the log. The
@@ -86,8 +89,6 @@ export interface WorkerDeps {
  * taken in log order but processed concurrently (a text reply need not wait
  * for a video's); every reply names the message it answers.
  */
-type ReplyStage = 'taken' | 'started' | 'recorded' | 'appended' | 'told';
-
 export class Worker {
   private consumer?: Consumer;
   private budget: BudgetState = initialBudget();
