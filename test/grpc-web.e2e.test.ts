@@ -8,6 +8,7 @@ import { createGrpcWebTransport } from '@connectrpc/connect-node';
 import { ChatService, type ServerFrame } from '../gateway/web/gen/chatflow/v1/chat_pb';
 import { HistoryService } from '../gateway/web/gen/chatflow/v1/history_pb';
 import { synthesizeVoice } from './voice-signal';
+import { SimulatedLlm } from '../src/llm/simulated';
 import { connected, metric, startTestApp, type TestApp } from './harness';
 
 jest.setTimeout(30_000);
@@ -55,7 +56,8 @@ describe('embedded gRPC-Web endpoint', () => {
   const auth = async (clientId: string) => ({ authorization: `Bearer ${await t.app.auth.mint(clientId)}`, 'x-timezone': 'Europe/Paris' });
 
   beforeAll(async () => {
-    t = await startTestApp({ CHATFLOW_MAX_CLIENTS: '3', CHATFLOW_RETRY_AFTER_MS: '3000' });
+    // Paced replies (a text in 100 ms, four steps): deltas stream before the reply, as from a real model.
+    t = await startTestApp({ CHATFLOW_MAX_CLIENTS: '3', CHATFLOW_RETRY_AFTER_MS: '3000' }, { llm: new SimulatedLlm({ delayScale: 0.2, random: () => 0.5 }) });
     const transport = createGrpcWebTransport({ baseUrl: t.app.httpUrl, httpVersion: '1.1' });
     chat = createClient(ChatService, transport);
     history = createClient(HistoryService, transport);
@@ -76,7 +78,9 @@ describe('embedded gRPC-Web endpoint', () => {
     expect(kinds.indexOf('accepted')).toBeLessThan(kinds.indexOf('response'));
     const response = s.frames.find((f) => f.frame.case === 'response')!.frame.value as { text: string; inReplyTo: string };
     const deltas = s.frames.filter((f) => f.frame.case === 'delta').map((f) => (f.frame.value as { textDelta: string }).textDelta);
+    expect(deltas.length).toBeGreaterThan(1);
     expect(deltas.join('')).toBe(response.text);
+    expect(kinds.indexOf('delta')).toBeLessThan(kinds.indexOf('response'));
     expect(response.inReplyTo).toBe(ack.messageId);
     s.abort.abort();
   });

@@ -136,17 +136,18 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     const streaming: LlmProvider = {
       name: 'test', usesHistory: false,
       async generate(request: LlmRequest, { onDelta }: { onDelta?: (d: string) => void }) {
-        for (const word of ['one ', 'two ', 'three']) {
-          onDelta?.(word);
-          await new Promise((r) => setImmediate(r));
-        }
+        onDelta?.('one ');
+        await new Promise((r) => setImmediate(r));
+        onDelta?.('two ');
+        await new Promise((r) => setImmediate(r));
+        onDelta?.('three'); // the last word with the answer, in one turn
         return { text: 'one two three', model: 'test' };
       },
     };
-    const updates: { kind: string; attempt?: string }[] = [];
+    const updates: { kind: string; attempt?: string; text?: string }[] = [];
     env.bus.subscribe(clientSubject('alice'), (payload) => {
       const u = decodeReplyUpdate(payload);
-      updates.push({ kind: u.update?.$case ?? '', attempt: u.attempt });
+      updates.push({ kind: u.update?.$case ?? '', attempt: u.attempt, text: u.update?.$case === 'delta' ? u.update.delta.text : undefined });
     });
     const a = await env.worker('wA', streaming);
     await a.handle(env.received('m1'), new AbortController().signal);
@@ -154,6 +155,28 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     const deltas = updates.filter((u) => u.kind === 'delta');
     expect(deltas.length).toBeGreaterThan(0);
     expect(new Set(deltas.map((u) => u.attempt))).toEqual(new Set([expect.stringMatching(/^wA#\d+$/)]));
+    // Once a word went, every word goes: the deltas add up to the reply, the last one included.
+    expect(deltas.map((d) => d.text).join('')).toBe('one two three');
+  });
+
+  it('sends a text reply a model gave in one go as the reply alone, with no delta of the same words before it', async () => {
+    const atOnce: LlmProvider = {
+      name: 'test', usesHistory: false,
+      async generate(_request: LlmRequest, { onDelta }: { onDelta?: (d: string) => void }) {
+        for (const word of ['one ', 'two ', 'three']) onDelta?.(word);
+        return { text: 'one two three', model: 'test' };
+      },
+    };
+    const updates: { kind: string; text?: string }[] = [];
+    env.bus.subscribe(clientSubject('alice'), (payload) => {
+      const u = decodeReplyUpdate(payload);
+      updates.push({ kind: u.update?.$case ?? '', text: u.update?.$case === 'ready' ? u.update.ready.text : undefined });
+    });
+    const a = await env.worker('wA', atOnce);
+    await a.handle(env.received('m1'), new AbortController().signal);
+    for (let i = 0; i < 100 && !updates.some((u) => u.kind === 'ready'); i++) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setImmediate(r));
+    expect(updates).toEqual([{ kind: 'ready', text: 'one two three' }]);
   });
 
   it("times a message's way to its reply by stage: taken from the log, started, and the outcome recorded, appended and told", async () => {

@@ -434,7 +434,12 @@ export class Worker {
           signal,
           onDelta: (d) => deltas.push(d),
         });
-        deltas.flush();
+        // A text's reply follows at once (one append). A model that answered in one go, none of its words sent yet:
+        // they go in the reply alone, not in a delta before it too (two messages a reply through the link, the
+        // gateway and the client: issue 15). Once some words went, the rest follow as a delta, so the deltas a
+        // client gets always add up to the reply. A voice or video reply has its voice or image to make first.
+        if (kind === 'text' && !deltas.sent) deltas.discard();
+        else deltas.flush();
         const responseId = responseIdFor(m.messageId);
         const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, answer, responseId, reply.text, signal, deadline) : undefined;
         const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, deadline, heard?.keyframe) : undefined;
@@ -637,19 +642,22 @@ export class Worker {
 
   /**
    * Deltas produced in the same tick go out as one message: a model that
-   * streams slowly still shows every token, one that answers at once costs
-   * one message. `streamed` tells whether any word is on its way to the
+   * streams slowly still shows every token. `sent`: a delta went out;
+   * `discard` drops the words not sent yet, when the reply that carries them
+   * all follows. `streamed` tells whether any word may be on its way to the
    * client (after which the model must not be asked again).
    */
   private deltaBatcher(subject: string, inReplyTo: string, attempt: string) {
     let pending = '';
     let scheduled = false;
     let streamed = false;
+    let sent = false;
     const flush = () => {
       scheduled = false;
       if (pending === '') return;
       const text = pending;
       pending = '';
+      sent = true;
       void this.publish(subject, { inReplyTo, attempt, update: { $case: 'delta', delta: { text } } });
     };
     return {
@@ -662,8 +670,14 @@ export class Worker {
         }
       },
       flush,
+      discard: () => {
+        pending = '';
+      },
       get streamed() {
         return streamed;
+      },
+      get sent() {
+        return sent;
       },
     };
   }
