@@ -1,6 +1,7 @@
 import { headers, NoRespondersError, RequestError, TimeoutError, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import { LATE, orLate } from '../resilience/late';
 import { backoffDelay } from '../resilience/retry';
 import { NoResponderError, RemoteError, type Bus, type Subscription } from './port';
 
@@ -126,15 +127,11 @@ export class NatsBus implements Bus {
 
   private async closeNow(): Promise<void> {
     if (this.nc.isClosed()) return;
-    let timer: NodeJS.Timeout | undefined;
-    const gaveUp = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), DRAIN_TIMEOUT_MS)));
     try {
-      const outcome = await Promise.race([this.nc.drain().then(() => 'drained' as const), gaveUp]);
-      if (outcome === 'timeout') this.logger.warn({ engine: 'nats', timeoutMs: DRAIN_TIMEOUT_MS }, 'NATS drain did not finish; closing anyway');
+      if ((await orLate(this.nc.drain(), DRAIN_TIMEOUT_MS)) === LATE) this.logger.warn({ engine: 'nats', timeoutMs: DRAIN_TIMEOUT_MS }, 'NATS drain did not finish; closing anyway');
     } catch (err) {
       this.logger.warn({ engine: 'nats', err }, 'NATS drain failed; closing');
     } finally {
-      clearTimeout(timer);
       if (!this.nc.isClosed()) await this.nc.close();
     }
   }

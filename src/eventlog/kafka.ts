@@ -4,6 +4,7 @@ import { Event } from '../gen/chatflow/v1/events';
 import { encodeToBuffer } from '../encode';
 import { fnv1a } from '../domain/fnv1a';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
+import { orLate } from '../resilience/late';
 import { retry, retryWithBackoff } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { GroupProgress, type GroupOffsets } from './group-progress';
@@ -646,9 +647,7 @@ class KafkaLogConsumer implements Consumer {
       this.stopping = true;
       clearTimeout(this.restartTimer);
       clearTimeout(this.watchdog);
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([Promise.allSettled([...this.handlers]), new Promise((r) => (timer = setTimeout(r, graceMs)))]);
-      clearTimeout(timer);
+      await orLate(Promise.allSettled([...this.handlers]), graceMs);
       clearTimeout(this.commitTimer);
       this.commitTimer = undefined;
       await this.commit();
