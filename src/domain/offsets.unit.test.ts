@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { committableOf, complete, initialOffsets, OffsetError, pendingOf, skip, track, type OffsetState } from './offsets';
+import { committableOf, complete, initialOffsets, OffsetError, OffsetTracker, pendingOf, skip, track, type OffsetState } from './offsets';
 
 /** Tracks the given offsets in order, starting from `start`. */
 const tracked = (start: number, ...offsets: number[]): OffsetState =>
@@ -122,5 +122,76 @@ describe('offset tracker', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  describe('OffsetTracker (in place, for hot paths)', () => {
+    // Completed again: preferably one completed out of order, still behind the oldest in flight.
+    const twice = (completed: number[], committable: number) => completed.filter((x) => x > committable).at(-1) ?? completed.at(-1) ?? -1;
+
+    it('given any run of tracks, skips and completions (valid or not), then it agrees with the pure tracker: offsets in flight, committable, refusals', () => {
+      type Op = { kind: 'track' | 'skip'; gap: number } | { kind: 'complete'; pick: number } | { kind: 'bad'; what: 'old-track' | 'unknown' | 'twice' | 'negative' };
+      const op: fc.Arbitrary<Op> = fc.oneof(
+        { weight: 4, arbitrary: fc.record({ kind: fc.constant('track' as const), gap: fc.nat(3) }) },
+        { weight: 1, arbitrary: fc.record({ kind: fc.constant('skip' as const), gap: fc.integer({ min: -2, max: 3 }) }) },
+        { weight: 4, arbitrary: fc.record({ kind: fc.constant('complete' as const), pick: fc.nat() }) },
+        { weight: 1, arbitrary: fc.record({ kind: fc.constant('bad' as const), what: fc.constantFrom('old-track' as const, 'unknown' as const, 'twice' as const, 'negative' as const) }) },
+      );
+      fc.assert(
+        fc.property(fc.nat(1000), fc.array(op, { maxLength: 600 }), (start, ops) => {
+          let pure = initialOffsets(start);
+          const mine = new OffsetTracker(start);
+          const completed: number[] = [];
+          for (const o of ops) {
+            const pending = pendingOf(pure);
+            let offset: number;
+            let apply: 'track' | 'skip' | 'complete';
+            if (o.kind === 'complete') {
+              if (pending.length === 0) continue;
+              offset = pending[o.pick % pending.length];
+              apply = 'complete';
+            } else if (o.kind === 'bad') {
+              offset = o.what === 'old-track' ? pure.next - 1 : o.what === 'unknown' ? pure.next + 5 : o.what === 'twice' ? twice(completed, committableOf(pure)) : -1;
+              apply = o.what === 'old-track' ? 'track' : 'complete';
+            } else {
+              offset = Math.max(0, pure.next + o.gap);
+              apply = o.kind;
+            }
+            let pureErr: unknown;
+            let mineErr: unknown;
+            try {
+              pure = (apply === 'track' ? track(pure, offset) : apply === 'skip' ? skip(pure, offset) : complete(pure, offset)).state;
+            } catch (err) {
+              pureErr = err;
+            }
+            try {
+              mine[apply](offset);
+            } catch (err) {
+              mineErr = err;
+            }
+            expect(mineErr instanceof OffsetError).toBe(pureErr instanceof OffsetError);
+            expect(mineErr === undefined).toBe(pureErr === undefined);
+            if (apply === 'complete' && pureErr === undefined) completed.push(offset);
+            expect(mine.pending()).toEqual(pendingOf(pure));
+            expect(mine.next).toBe(pure.next);
+            expect(mine.committable).toBe(committableOf(pure));
+          }
+        }),
+        { numRuns: 300 },
+      );
+    });
+
+    it('given 10,000 offsets in flight (its ring grown many times), when they complete from the newest down, then the oldest holds the commit until the end', () => {
+      const t = new OffsetTracker(5);
+      for (let o = 5; o < 10_005; o++) t.track(o);
+      for (let o = 10_004; o > 5; o--) t.complete(o);
+      expect([t.committable, t.pending()]).toEqual([5, [5]]);
+      t.complete(5);
+      expect([t.committable, t.pending()]).toEqual([10_005, []]);
+    });
+
+    it('given a negative or fractional start, then it throws, as the pure tracker does', () => {
+      expect(() => new OffsetTracker(-1)).toThrow(OffsetError);
+      expect(() => new OffsetTracker(0.5)).toThrow(/invalid offset/);
+    });
   });
 });
