@@ -4,6 +4,7 @@
 //   LOADTEST_SERVER_NODE_FLAGS="--require $PWD/loadtest/memory/heap-sampling.cjs" \
 //   npm run loadtest -- --scenario reference --profile false
 //
+// With CHATFLOW_HEAPPROF_THREADS=1 the worker threads are sampled too (each its own folder).
 // After PLAN's first number of seconds it runs three back-to-back windows of the
 // second number each, under the inspector's sampling heap profiler
 // (HeapProfiler.startSampling), each with other flags:
@@ -20,7 +21,7 @@ const inspector = require('node:inspector');
 const { PerformanceObserver, constants } = require('node:perf_hooks');
 const { writeFileSync, mkdirSync } = require('node:fs');
 const { join } = require('node:path');
-const { isMainThread } = require('node:worker_threads');
+const { isMainThread, threadId } = require('node:worker_threads');
 
 // On the stack each process (CHATFLOW_ROLE) writes into a folder of its own: <dir>/<role>-<pid>.
 const dir = process.env.CHATFLOW_HEAPPROF_DIR && (process.env.CHATFLOW_ROLE ? join(process.env.CHATFLOW_HEAPPROF_DIR, `${process.env.CHATFLOW_ROLE}-${process.pid}`) : process.env.CHATFLOW_HEAPPROF_DIR);
@@ -38,9 +39,11 @@ const KIND = {
   [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
 };
 
-// Worker threads inherit the preload: only the event loop's thread is profiled.
-if (dir && isMainThread) {
-  mkdirSync(dir, { recursive: true });
+// Worker threads inherit the preload: only the event loop's thread is profiled, unless
+// CHATFLOW_HEAPPROF_THREADS=1 (then each thread too, into <dir>/thread-<threadId>).
+const here = dir && (isMainThread ? dir : process.env.CHATFLOW_HEAPPROF_THREADS === '1' ? join(dir, `thread-${threadId}`) : undefined);
+if (here) {
+  mkdirSync(here, { recursive: true });
   let gc = {};
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
@@ -83,7 +86,7 @@ if (dir && isMainThread) {
       const cpu = process.cpuUsage(cpu0);
       const n1 = await answered();
       writeFileSync(
-        join(dir, `${w.name}.json`),
+        join(here, `${w.name}.json`),
         JSON.stringify({ window: w.name, flags: w.flags, interval, ms, cpuMicros: cpu.user + cpu.system, answered: n1 - n0, gc, profile }),
       );
     }

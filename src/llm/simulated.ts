@@ -81,15 +81,16 @@ export class SimulatedLlm implements LlmProvider {
     } catch (err) {
       return Promise.reject(err);
     }
-    // Leading-space words: the deltas concatenate to exactly `text`.
-    const words = text.match(/\s*\S+/g) ?? [text];
     const reply: LlmReply = { text, model: 'simulated' };
     const total = this.delayMs(request.kind);
     if (total <= 0) {
-      // Benchmarks: no timer at all, every delta before generate() returns.
-      for (const w of words) onDelta(w);
+      // Benchmarks: no timer at all. A model with nothing to wait for has its whole answer at once: one delta,
+      // before generate() returns (a word at a time cost the worker ~30 strings and calls per reply, issue 15).
+      onDelta(text);
       return Promise.resolve(reply);
     }
+    // Leading-space words: the deltas concatenate to exactly `text`.
+    const words = text.match(/\s*\S+/g) ?? [text];
     return this.stream(words, total, options).then(() => reply);
   }
 

@@ -51,12 +51,12 @@ describe('SimulatedLlm', () => {
     expect(calls.length).toBeGreaterThan(1); // spread, not one wait then a burst
   });
 
-  it('with delayScale 0 never sleeps and emits every delta synchronously', () => {
+  it('with delayScale 0 never sleeps and emits the whole reply as one delta, synchronously', () => {
     const sleep = jest.fn();
     const deltas: string[] = [];
     const llm = new SimulatedLlm({ delayScale: 0, sleep });
     const p = llm.generate(request('video'), { signal: new AbortController().signal, onDelta: (d) => deltas.push(d) });
-    expect(deltas.length).toBeGreaterThan(0); // before any await
+    expect(deltas.length).toBe(1); // before any await
     expect(sleep).not.toHaveBeenCalled();
     return expect(p).resolves.toEqual({ text: deltas.join(''), model: 'simulated' });
   });

@@ -649,11 +649,15 @@ export class Worker {
    */
   private deltaBatcher(subject: string, inReplyTo: string, attempt: string) {
     let pending = '';
-    let scheduled = false;
+    let scheduled: NodeJS.Immediate | undefined;
     let streamed = false;
     let sent = false;
+    const unschedule = () => {
+      if (scheduled) clearImmediate(scheduled);
+      scheduled = undefined;
+    };
     const flush = () => {
-      scheduled = false;
+      unschedule();
       if (pending === '') return;
       const text = pending;
       pending = '';
@@ -664,13 +668,11 @@ export class Worker {
       push: (text: string) => {
         streamed = true;
         pending += text;
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(flush);
-        }
+        scheduled ??= setImmediate(flush);
       },
       flush,
       discard: () => {
+        unschedule();
         pending = '';
       },
       get streamed() {
