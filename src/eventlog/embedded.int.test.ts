@@ -312,6 +312,26 @@ describe('EmbeddedEventLog', () => {
     expect(all.map((e) => [e.offset, e.seq, e.partition, e.topic])).toEqual(appended.map((e) => [e.offset, e.seq, 0, e.topic]));
   });
 
+  it("hands live consumers the appender's own event object (its bytes not decoded again), and the same event from the file after a reopen", async () => {
+    const log = await open();
+    const events = [connectedEvent('c1'), messageEvent('c1', 'hello'), messageEvent('c1', 'again')];
+    const seen: LoggedEvent[] = [];
+    const c = await log.consume({ group: 'live', topics: ['sessions', 'conversations'], concurrencyPerPartition: 4, handle: async (e) => void seen.push(e) });
+    for (const e of events) await log.append(e);
+    await c.caughtUp();
+    expect(seen.map((e) => e.event)).toHaveLength(3);
+    seen.forEach((e, i) => expect(e.event).toBe(events[i]));
+    // An append of bytes (the worker thread's) has no object: it is decoded.
+    const bytes = Event.encode(messageEvent('c1', 'as bytes')).finish();
+    await log.appendEncoded('conversations', bytes);
+    await c.caughtUp();
+    expect(seen[3].event).toEqual(Event.decode(bytes));
+    await c.stop();
+    await log.close();
+    const all = await readAll(await open());
+    expect(all.map((e) => e.event)).toEqual([...events, Event.decode(bytes)]);
+  });
+
   it('serves a consumer lagging beyond the cache while appends continue', async () => {
     const log = await open({ cacheSize: 16 });
     await Promise.all(Array.from({ length: 1000 }, (_, i) => log.append(messageEvent('c', `${i}`))));

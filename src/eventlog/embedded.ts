@@ -24,8 +24,10 @@
  * and the log resumes by itself. `onWritable` reports both transitions.
  *
  * Memory: per record only its byte position and topic (9 bytes) stay in
- * memory, plus a bounded ring of recent payloads (each decoded at most once,
- * whatever the number of consumer groups) for live consumers.
+ * memory, plus a bounded ring of recent payloads for live consumers, each
+ * with its event: the appender's own object (events are values: nobody
+ * changes one once made), or decoded at most once whatever the number of
+ * consumer groups.
  * Consumers that lag read from the file in batches.
  */
 import { constants as fsc, promises as fsp } from 'node:fs';
@@ -244,7 +246,9 @@ export class EmbeddedEventLog implements EventLog {
     const offset = this.appended++;
     this.positions.push(this.positions.get(offset) + RECORD_HEADER + payload.length);
     this.topics.push(TOPIC_INDEX.get(topic)!);
-    this.cache[offset % this.cache.length] = { offset, payload };
+    // The appender's own event is what consumers get: its bytes are not decoded again (issue 15: ~half of the
+    // event loop's decodes at saturation were the gateway's own MessageReceived).
+    this.cache[offset % this.cache.length] = { offset, payload, event };
     return new Promise((resolve, reject) => {
       this.queue.push({ offset, topic, event, payload, at: performance.now(), startedAt: 0, durableAt: 0, resolve, reject });
       if (!this.flushing) {
