@@ -32,6 +32,14 @@ export interface ProjectionRunnerOptions {
   onStoreProblem?: (reason: string | undefined) => void;
 }
 
+/** `topic/partition`, one string per stream (not one per event): the stores compare it per step. */
+const streams = new Map<string, string[]>();
+function streamOf(e: LoggedEvent): string {
+  let byPartition = streams.get(e.topic);
+  if (!byPartition) streams.set(e.topic, (byPartition = []));
+  return (byPartition[e.partition] ??= `${e.topic}/${e.partition}`);
+}
+
 /** How often a projector whose writes keep failing (or hang) says so. */
 const STUCK_REPORT_MS = 15_000;
 
@@ -164,7 +172,7 @@ export class ProjectionRunner {
     for (const e of events) {
       const kind = e.event.payload?.$case;
       if (!kind) continue;
-      const position = { stream: `${e.topic}/${e.partition}`, offset: e.offset };
+      const position = { stream: streamOf(e), offset: e.offset };
       for (const p of this.projections) {
         if (!p.canHandle.includes(kind)) continue;
         let docs = writes.get(p);
