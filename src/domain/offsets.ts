@@ -129,7 +129,7 @@ function indexOf(sorted: readonly number[], value: number): number {
  * The same tracking as the pure functions above, for a consumer's hot path
  * (the embedded log's consumers hand out every event of the log): one object
  * changed in place, no allocation per event once its rings are big enough.
- * At saturation the pure tracker's copies and update objects were ~13 % of
+ * At saturation the pure tracker's copies and update objects were ~11 % of
  * the event loop's allocation (issue 15). `offsets.unit.test.ts` holds it to
  * the pure functions on random histories: same committable offset, same
  * offsets in flight, same refusals.
