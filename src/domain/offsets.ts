@@ -135,8 +135,7 @@ function indexOf(sorted: readonly number[], value: number): number {
  * offsets in flight, same refusals.
  */
 export class OffsetTracker {
-  /** One past the highest offset seen. */
-  next: number;
+  private seen: number;
   /** Offsets in flight, ascending, from `head` for `size` slots of a ring; `done` marks those completed out of order. */
   private offsets = new Float64Array(64);
   private done = new Uint8Array(64);
@@ -145,12 +144,17 @@ export class OffsetTracker {
 
   constructor(nextOffset: number) {
     checkOffset(nextOffset);
-    this.next = nextOffset;
+    this.seen = nextOffset;
+  }
+
+  /** One past the highest offset seen. */
+  get next(): number {
+    return this.seen;
   }
 
   /** The offset to resume from: the oldest unfinished one, or everything seen. */
   get committable(): number {
-    return this.size > 0 ? this.offsets[this.head] : this.next;
+    return this.size > 0 ? this.offsets[this.head] : this.seen;
   }
 
   /** The offsets in flight, ascending. */
@@ -166,19 +170,19 @@ export class OffsetTracker {
   /** An event was handed to a handler (see `track`). */
   track(offset: number): void {
     checkOffset(offset);
-    if (offset < this.next) throw new OffsetError(`offset ${offset} tracked out of order (expected >= ${this.next})`);
+    if (offset < this.seen) throw new OffsetError(`offset ${offset} tracked out of order (expected >= ${this.seen})`);
     if (this.size === this.offsets.length) this.grow();
     const at = (this.head + this.size) & (this.offsets.length - 1);
     this.offsets[at] = offset;
     this.done[at] = 0;
     this.size++;
-    this.next = offset + 1;
+    this.seen = offset + 1;
   }
 
   /** An offset needs no handling (see `skip`). */
   skip(offset: number): void {
     checkOffset(offset);
-    if (offset >= this.next) this.next = offset + 1;
+    if (offset >= this.seen) this.seen = offset + 1;
   }
 
   /** The handler of a tracked offset finished (see `complete`). */

@@ -149,7 +149,7 @@ export class GatewaySession {
     // log holds but the read models not yet (a projector behind after an outage) would be missed too: the
     // replay reads once they have caught up with that end, or after readYourWritesMs (what they have then;
     // live replies are buffered meanwhile and delivered after it).
-    await this.whileOpen(within(bus.flush(), ms)).catch(() => undefined);
+    await this.whileOpen(orLate(bus.flush(), ms)).catch(() => undefined);
     if (this.closed) return;
     const caughtUp = await this.whileOpen(this.deps.readModelsSettled(ms)).catch(() => false);
     if (this.closed) return;
@@ -901,9 +901,4 @@ function inReplyToOf(frame: ServerFrame): string | undefined {
     default:
       return undefined;
   }
-}
-
-/** `work`, or nothing once `ms` have passed (it goes on unawaited). */
-async function within(work: Promise<void>, ms: number): Promise<void> {
-  await orLate(work, ms);
 }
