@@ -332,6 +332,36 @@ describe('EmbeddedEventLog', () => {
     expect(all.map((e) => e.event)).toEqual([...events, Event.decode(bytes)]);
   });
 
+  it('given a handler that throws synchronously (no promise) twice, then its event is retried, never skipped, and committed once it succeeds', async () => {
+    const log = await open();
+    const appended = await Promise.all(['a', 'b', 'c'].map((t) => log.append(messageEvent('c', t))));
+    let failures = 0;
+    const seen: number[] = [];
+    const c = await log.consume({
+      group: 'sync-throw',
+      topics: ['conversations'],
+      fromBeginning: true,
+      concurrencyPerPartition: 2,
+      handle: ((e: LoggedEvent) => {
+        if (e.offset === appended[1].offset && failures < 2) {
+          failures++;
+          throw new Error('careless');
+        }
+        seen.push(e.offset);
+        return Promise.resolve();
+      }) as (e: LoggedEvent) => Promise<void>,
+    });
+    await c.caughtUp();
+    expect(failures).toBe(2);
+    expect(seen.sort()).toEqual(appended.map((e) => e.offset));
+    await c.stop();
+    const again: number[] = [];
+    const resumed = await log.consume({ group: 'sync-throw', topics: ['conversations'], concurrencyPerPartition: 2, handle: async (e) => void again.push(e.offset) });
+    await resumed.caughtUp();
+    expect(again).toEqual([]); // all three committed
+    await resumed.stop();
+  });
+
   it('serves a consumer lagging beyond the cache while appends continue', async () => {
     const log = await open({ cacheSize: 16 });
     await Promise.all(Array.from({ length: 1000 }, (_, i) => log.append(messageEvent('c', `${i}`))));
