@@ -28,12 +28,12 @@ export function timedEventLog(log: EventLog, seconds: HotHistogram<'topic'>): Ev
     return call().finally(() => end());
   };
   return decorate(log, {
-    append: (event) => {
+    append: (event, encoded) => {
       let topic = 'unknown'; // an event without a topic: append itself rejects it
       try {
         topic = topicOf(event);
       } catch {}
-      return timed(topic, () => log.append(event));
+      return timed(topic, () => log.append(event, encoded));
     },
     appendEncoded: log.appendEncoded && ((topic, payload) => timed(topic, () => log.appendEncoded!(topic, payload))),
   });

@@ -217,12 +217,12 @@ export class EmbeddedEventLog implements EventLog {
   }
 
   /** Appends one event; resolves once it is on disk (fdatasync), in offset order. */
-  append(event: Event): Promise<LoggedEvent> {
+  append(event: Event, encoded?: Uint8Array): Promise<LoggedEvent> {
     let topic: Topic;
     let payload: Uint8Array;
     try {
       topic = topicOf(event);
-      payload = encode(Event, event);
+      payload = encoded ?? encode(Event, event);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -116,6 +116,21 @@ export function describeEventLog(name: string, factory: Factory): void {
       expect(a[0].event.conversationId).toBe(conv('a'));
     });
 
+    it('stores an event appended with its bytes (encoded once by the caller) as those bytes: consumers read it back whole', async () => {
+      const event = messageEvent(conv('enc'), 'encoded by its caller');
+      const bytes = Event.encode(event).finish();
+      // The bytes inside a larger buffer, as a caller's shared writer may hand them out.
+      const padded = new Uint8Array(bytes.length + 16);
+      padded.set(bytes, 8);
+      const appended = await log.append(event, padded.subarray(8, 8 + bytes.length));
+      expect(appended.topic).toBe('conversations');
+      const { consumer, seen } = await consume({ group: `${run}-encoded`, fromBeginning: true });
+      await consumer.caughtUp();
+      const back = seen.find((e) => e.event.eventId === event.eventId);
+      expect(back?.event).toEqual(event);
+      expect(back?.offset).toBe(appended.offset);
+    });
+
     it('routes each event to the topic of its payload', async () => {
       const s = await log.append(connectedEvent(conv('x')));
       const m = await log.append(messageEvent(conv('x'), 'hello'));

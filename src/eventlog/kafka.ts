@@ -111,11 +111,11 @@ export class KafkaEventLog implements EventLog {
     return this.partitionCounts.get(topic)!;
   }
 
-  append(event: Event): Promise<LoggedEvent> {
+  append(event: Event, encoded?: Uint8Array): Promise<LoggedEvent> {
     if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
     const topic = topicOf(event);
     const partition = partitionFor(event.conversationId, this.partitions(topic));
-    const value = encodeToBuffer(Event, event);
+    const value = encoded ? Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength) : encodeToBuffer(Event, event);
     const appended = new Promise<LoggedEvent>((resolve, reject) => {
       this.queue.push({ event, topic, partition, value, resolve, reject });
       if (!this.sending) void this.sendLoop();

@@ -101,8 +101,12 @@ export interface EventLog {
    * Appends one event; resolves only when the event is durable. A rejection
    * for which mayBeWritten(err) is true may have been written all the same
    * (Kafka: the request reached a broker that died before answering).
+   * `encoded`: the event's bytes (`encode(Event, event)`, not changed after)
+   * when the caller has made them already (a worker's outcome, recorded in
+   * its reply claims first), so the event is not encoded twice; trusted, not
+   * checked against the event.
    */
-  append(event: Event): Promise<LoggedEvent>;
+  append(event: Event, encoded?: Uint8Array): Promise<LoggedEvent>;
   /**
    * Appends an event its caller encoded already (`encode(Event, event)`, a
    * buffer of its own) to `topic` (topicOf(event)), as append does: for a

@@ -117,9 +117,9 @@ export class RemoteEventLog implements EventLog {
    * copy of the bytes cost the event loop less than cloning the object over
    * and encoding it there (saturate's profile: ~1.5 % of the loop).
    */
-  async append(event: Event): Promise<LoggedEvent> {
+  async append(event: Event, encoded?: Uint8Array): Promise<LoggedEvent> {
     if (!this.shape.appendsEncoded) return { ...(await this.ch.call<Omit<LoggedEvent, 'event'>>('log.append', event)), event };
-    const where = await this.ch.call<Omit<LoggedEvent, 'event'>>('log.appendEncoded', topicOf(event), encode(Event, event));
+    const where = await this.ch.call<Omit<LoggedEvent, 'event'>>('log.appendEncoded', topicOf(event), encoded ?? encode(Event, event));
     return { ...where, event };
   }
 

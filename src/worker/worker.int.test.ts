@@ -26,14 +26,17 @@ const DEAD_AFTER_MS = 300;
 /** A log whose consumers are driven by the test: it records appends and hands events to each worker's handler. */
 class DrivenLog implements EventLog {
   readonly appended: Event[] = [];
+  /** The bytes each append was given with its event (EventLog.append's `encoded`), if any. */
+  readonly encoded: (Uint8Array | undefined)[] = [];
   readonly handlers: ConsumeOptions['handle'][] = [];
   /** What the test says its consumers have handed out of partition 0 (Consumer.handedOut; undefined: not reading it). */
   handed?: number;
   partitions(): number {
     return 1;
   }
-  async append(event: Event): Promise<LoggedEvent> {
+  async append(event: Event, encoded?: Uint8Array): Promise<LoggedEvent> {
     this.appended.push(event);
+    this.encoded.push(encoded);
     return { event, topic: 'conversations', partition: 0, offset: this.appended.length - 1, seq: this.appended.length };
   }
   async consume(options: ConsumeOptions): Promise<Consumer> {
@@ -179,6 +182,21 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     expect(updates).toEqual([{ kind: 'ready', text: 'one two three' }]);
   });
 
+  it('appends its outcome as the very bytes it recorded in the claims: one encoding, the same outcome in both', async () => {
+    const recorded: Uint8Array[] = [];
+    const commit = env.claims.commit.bind(env.claims);
+    env.claims.commit = (messageId, owner, gen, bytes) => (recorded.push(bytes), commit(messageId, owner, gen, bytes));
+    const llm = model();
+    llm.release();
+    const a = await env.worker('wA', llm);
+    await a.handle(env.received('m1'), new AbortController().signal);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+    expect(recorded).toHaveLength(1);
+    expect(env.log.encoded).toEqual([recorded[0]]);
+    expect(env.log.encoded[0]).toBe(recorded[0]);
+    expect(Event.decode(recorded[0]!)).toEqual(env.log.appended[0]);
+  });
+
   it("times a message's way to its reply by stage: taken from the log, started, and the outcome recorded, appended and told", async () => {
     const metrics = createMetrics({ defaults: false });
     const llm = model();
@@ -313,10 +331,12 @@ describe('Worker: exactly one reply per message id, whatever the read model says
   });
 
   it('an outcome recorded by a worker that died before appending it is appended once; one it did append is not appended again', async () => {
+    const recorded = new Map<string, Uint8Array>();
     for (const id of ['m5', 'm6']) {
       await env.claims.beat('dead', Date.now() - 2 * DEAD_AFTER_MS);
       await env.claims.claim(id, 'dead', Date.now() - 2 * DEAD_AFTER_MS);
-      expect(await env.claims.commit(id, 'dead', 1, Event.encode(reply(id)).finish())).toBe(true);
+      recorded.set(id, Event.encode(reply(id)).finish());
+      expect(await env.claims.commit(id, 'dead', 1, recorded.get(id)!)).toBe(true);
     }
     // m6 made it into the log (and, once settled, into the read model); m5 did not.
     await env.log.append(reply('m6'));
@@ -327,6 +347,8 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     await b.handle(env.received('m5'), new AbortController().signal);
     await b.handle(env.received('m6'), new AbortController().signal);
     expect(env.log.outcomesFor('m5').map((e) => e.eventId)).toEqual(['r-m5']);
+    // What the dead worker recorded is what goes in the log, byte for byte.
+    expect(env.log.encoded[env.log.appended.findIndex((e) => e.eventId === 'r-m5')]).toEqual(recorded.get('m5'));
     expect(env.log.outcomesFor('m6')).toHaveLength(1);
     expect(llm.calls).toBe(0);
   });

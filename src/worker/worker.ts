@@ -295,7 +295,7 @@ export class Worker {
   private async confirm(source: LoggedEvent, messageId: string, bytes: Uint8Array, signal: AbortSignal): Promise<void> {
     if (!(await this.outcomeInLog(source, messageId, signal))) {
       this.deps.logger.warn({ messageId }, 'appending the outcome a stopped worker recorded but did not append');
-      await this.deliver(source.event, await this.appendOutcome(source, messageId, Event.decode(bytes), signal));
+      await this.deliver(source.event, await this.appendOutcome(source, messageId, Event.decode(bytes), bytes, signal));
     }
     await this.deps.claims.confirmAppended(messageId, this.deps.clock());
   }
@@ -340,7 +340,7 @@ export class Worker {
       return null;
     }
     this.stage('recorded', madeAt);
-    const logged = await this.appendOutcome(source, messageId, outcome, signal);
+    const logged = await this.appendOutcome(source, messageId, outcome, bytes, signal);
     this.stage('appended', madeAt);
     return logged;
   }
@@ -500,9 +500,10 @@ export class Worker {
    * message's outcome now (outcomeInLog) and, if so, no second copy goes in;
    * what is returned then is the outcome at the position this worker's
    * consumer read it, or the read models give (issue 10, kafka-kill in CI:
-   * one message with two replies in the log).
+   * one message with two replies in the log). `bytes` are the outcome as
+   * recorded in the claims: the log stores those, not a second encoding.
    */
-  private appendOutcome(source: LoggedEvent, messageId: string, outcome: Event, signal: AbortSignal): Promise<LoggedEvent> {
+  private appendOutcome(source: LoggedEvent, messageId: string, outcome: Event, bytes: Uint8Array, signal: AbortSignal): Promise<LoggedEvent> {
     let failed = false; // an attempt failed that the log may have written
     return this.untilStored('reply', async () => {
       if (failed) {
@@ -510,7 +511,7 @@ export class Worker {
         if (logged) return logged;
       }
       try {
-        return await this.deps.log.append(outcome);
+        return await this.deps.log.append(outcome, bytes);
       } catch (err) {
         failed ||= mayBeWritten(err);
         throw err;
