@@ -1,0 +1,131 @@
+// The latency floor of this machine, against which the reference's overhead
+// goals (p50 ≤ 3 ms, Accepted p99 ≤ 10 ms) can be read: one client, one
+// stream, one text message at a time with a pause between (the machine idle
+// in between, as it mostly is at the reference's 24 msg/s), first against the
+// bare grpc-js echo server (loadtest/echo/server.ts: the transport alone),
+// then against embedded ChatFlow at simulated delay 0 with its worker in a
+// thread (the default) and on the event loop. What ChatFlow adds above the
+// echo is its two durable appends (the message, then its reply), its thread
+// hops and its own work; what the echo takes is the machine's.
+//
+//   npx tsx loadtest/latency-floor.ts [--messages 200] [--gap-ms 100] [--out FILE.md]
+import { credentials } from '@grpc/grpc-js';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ChatServiceClient, type ServerFrame } from '../src/gen/chatflow/v1/chat';
+import { openChat } from './engine/connect';
+import { percentile, round, sortedCopy } from './stats';
+import { startEcho } from './target/echo';
+import { embeddedTarget } from './target/embedded';
+
+interface Probe {
+  accepted: number[];
+  reply: number[];
+  /** reply − the processing_ms the server reports (0 for the echo). */
+  overhead: number[];
+}
+
+/** Sends `n` texts one at a time, `gapMs` apart, on one stream; times Accepted and the reply at the client. */
+async function probe(grpc: string, n: number, gapMs: number): Promise<Probe> {
+  const client = new ChatServiceClient(grpc, credentials.createInsecure());
+  try {
+    const opened = await openChat(client, `floor-${process.pid}-${Date.now()}`, 'UTC');
+    if (!opened.ok) throw new Error(`the stream was refused: ${opened.code} ${opened.details}`);
+    const call = opened.call;
+    const out: Probe = { accepted: [], reply: [], overhead: [] };
+    let waiting: { sentAt: number; cmid: string; messageId?: string; done: () => void; fail: (e: Error) => void } | undefined;
+    call.on('data', (f: ServerFrame) => {
+      const w = waiting;
+      if (!w) return;
+      const at = performance.now() - w.sentAt;
+      const frame = f.frame;
+      if (frame?.$case === 'accepted' && frame.accepted.clientMessageId === w.cmid) {
+        w.messageId = frame.accepted.messageId;
+        out.accepted.push(at);
+      } else if (frame?.$case === 'response' && frame.response.inReplyTo === w.messageId) {
+        out.reply.push(at);
+        out.overhead.push(at - frame.response.processingMs);
+        waiting = undefined;
+        w.done();
+      } else if (frame?.$case === 'error') {
+        waiting = undefined;
+        w.fail(new Error(`the server answered with an error: ${frame.error.code} ${frame.error.message}`));
+      }
+    });
+    call.on('error', (err) => waiting?.fail(err));
+    call.resume();
+    for (let i = 0; i < n; i++) {
+      await new Promise((r) => setTimeout(r, gapMs));
+      const cmid = `floor-${i}`;
+      await new Promise<void>((done, fail) => {
+        const timer = setTimeout(() => fail(new Error(`no reply to message ${i} within 10 s`)), 10_000);
+        waiting = { sentAt: performance.now(), cmid, done: () => (clearTimeout(timer), done()), fail: (e) => (clearTimeout(timer), fail(e)) };
+        call.write({ frame: { $case: 'message', message: { clientMessageId: cmid, content: { $case: 'text', text: `how long does message ${i} take?` } } } });
+      });
+    }
+    call.end();
+    return out;
+  } finally {
+    client.close();
+  }
+}
+
+const ms = (values: number[], p: number) => round(percentile(sortedCopy(values), p) ?? NaN, 2);
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      messages: { type: 'string', default: '200' },
+      'gap-ms': { type: 'string', default: '100' },
+      out: { type: 'string' },
+    },
+  });
+  const n = Number(values.messages);
+  const gapMs = Number(values['gap-ms']);
+  if (!(Number.isInteger(n) && n > 0) || !(gapMs >= 0)) throw new Error('--messages must be a positive integer and --gap-ms a number >= 0');
+  const logDir = await mkdtemp(join(tmpdir(), 'chatflow-floor-'));
+  const rows: string[] = [];
+  const load = loadavg().map((l) => l.toFixed(2)).join(' / ');
+  const row = (what: string, p: Probe) => {
+    rows.push(`| ${what} | ${ms(p.accepted, 50)} / ${ms(p.accepted, 99)} | ${ms(p.reply, 50)} / ${ms(p.reply, 99)} | ${ms(p.overhead, 50)} / ${ms(p.overhead, 99)} |`);
+    console.error(`[floor] ${what}: Accepted p50 ${ms(p.accepted, 50)} ms, reply p50 ${ms(p.reply, 50)} ms, overhead p50 ${ms(p.overhead, 50)} ms`);
+  };
+  try {
+    const echo = await startEcho(logDir);
+    try {
+      row('bare grpc-js echo (the transport alone)', await probe(echo.grpc, n, gapMs));
+    } finally {
+      await echo.stop();
+    }
+    for (const [what, thread] of [['ChatFlow embedded, worker in a thread (default)', 'true'], ['ChatFlow embedded, worker on the event loop', 'false']] as const) {
+      const target = await embeddedTarget.start({ logDir, env: { CHATFLOW_SIM_DELAY_SCALE: '0', CHATFLOW_WORKER_THREAD: thread, CHATFLOW_LOG_FSYNC: 'true' } });
+      try {
+        row(what, await probe(target.grpc[0]!, n, gapMs));
+      } finally {
+        await target.stop();
+      }
+    }
+  } finally {
+    await rm(logDir, { recursive: true, force: true });
+  }
+  const report = [
+    `Latency floor, ${new Date().toISOString()}: one client, ${n} texts one at a time ${gapMs} ms apart, simulated delay 0, fsync on; ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${load} at start. Client-side times in ms (p50 / p99).`,
+    '',
+    '| target | send → Accepted | send → reply | overhead (reply − processing_ms) |',
+    '| --- | --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
+  if (values.out) await writeFile(values.out, report);
+  process.stdout.write(report);
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  },
+);
