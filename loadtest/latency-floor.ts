@@ -8,7 +8,7 @@
 // echo is its two durable appends (the message, then its reply), its thread
 // hops and its own work; what the echo takes is the machine's.
 //
-//   npx tsx loadtest/latency-floor.ts [--messages 200] [--gap-ms 100] [--out FILE.md]
+//   npx tsx loadtest/latency-floor.ts [--messages 200] [--gap-ms 100] [--server-dir DIR] [--out FILE.md]
 import { credentials } from '@grpc/grpc-js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -20,7 +20,7 @@ import { percentile, round, sortedCopy } from './stats';
 import { startEcho } from './target/echo';
 import { embeddedTarget } from './target/embedded';
 
-interface Probe {
+export interface Probe {
   accepted: number[];
   reply: number[];
   /** reply − the processing_ms the server reports (0 for the echo). */
@@ -28,7 +28,7 @@ interface Probe {
 }
 
 /** Sends `n` texts one at a time, `gapMs` apart, on one stream; times Accepted and the reply at the client. */
-async function probe(grpc: string, n: number, gapMs: number): Promise<Probe> {
+export async function probe(grpc: string, n: number, gapMs: number): Promise<Probe> {
   const client = new ChatServiceClient(grpc, credentials.createInsecure());
   try {
     const opened = await openChat(client, `floor-${process.pid}-${Date.now()}`, 'UTC');
@@ -74,58 +74,81 @@ async function probe(grpc: string, n: number, gapMs: number): Promise<Probe> {
 
 const ms = (values: number[], p: number) => round(percentile(sortedCopy(values), p) ?? NaN, 2);
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      messages: { type: 'string', default: '200' },
-      'gap-ms': { type: 'string', default: '100' },
-      out: { type: 'string' },
-    },
-  });
-  const n = Number(values.messages);
-  const gapMs = Number(values['gap-ms']);
-  if (!(Number.isInteger(n) && n > 0) || !(gapMs >= 0)) throw new Error('--messages must be a positive integer and --gap-ms a number >= 0');
+export interface FloorRow {
+  target: string;
+  probe: Probe;
+}
+
+/**
+ * Probes the bare echo, then embedded ChatFlow with its worker in a thread and
+ * on the event loop (each started, probed and stopped in turn); `serverDir`:
+ * another checkout's server (as the runner's `--server-dir`).
+ */
+export async function measureFloor(opts: { messages: number; gapMs: number; serverDir?: string; progress?: (line: string) => void }): Promise<FloorRow[]> {
   const logDir = await mkdtemp(join(tmpdir(), 'chatflow-floor-'));
-  const rows: string[] = [];
-  const load = loadavg().map((l) => l.toFixed(2)).join(' / ');
-  const row = (what: string, p: Probe) => {
-    rows.push(`| ${what} | ${ms(p.accepted, 50)} / ${ms(p.accepted, 99)} | ${ms(p.reply, 50)} / ${ms(p.reply, 99)} | ${ms(p.overhead, 50)} / ${ms(p.overhead, 99)} |`);
-    console.error(`[floor] ${what}: Accepted p50 ${ms(p.accepted, 50)} ms, reply p50 ${ms(p.reply, 50)} ms, overhead p50 ${ms(p.overhead, 50)} ms`);
+  const rows: FloorRow[] = [];
+  const row = (target: string, p: Probe) => {
+    rows.push({ target, probe: p });
+    opts.progress?.(`${target}: Accepted p50 ${ms(p.accepted, 50)} ms, reply p50 ${ms(p.reply, 50)} ms, overhead p50 ${ms(p.overhead, 50)} ms`);
   };
   try {
     const echo = await startEcho(logDir);
     try {
-      row('bare grpc-js echo (the transport alone)', await probe(echo.grpc, n, gapMs));
+      row('bare grpc-js echo (the transport alone)', await probe(echo.grpc, opts.messages, opts.gapMs));
     } finally {
       await echo.stop();
     }
-    for (const [what, thread] of [['ChatFlow embedded, worker in a thread (default)', 'true'], ['ChatFlow embedded, worker on the event loop', 'false']] as const) {
-      const target = await embeddedTarget.start({ logDir, env: { CHATFLOW_SIM_DELAY_SCALE: '0', CHATFLOW_WORKER_THREAD: thread, CHATFLOW_LOG_FSYNC: 'true' } });
+    for (const [target, thread] of [['ChatFlow embedded, worker in a thread (default)', 'true'], ['ChatFlow embedded, worker on the event loop', 'false']] as const) {
+      const running = await embeddedTarget.start({ logDir, serverDir: opts.serverDir, env: { CHATFLOW_SIM_DELAY_SCALE: '0', CHATFLOW_WORKER_THREAD: thread, CHATFLOW_LOG_FSYNC: 'true' } });
       try {
-        row(what, await probe(target.grpc[0]!, n, gapMs));
+        row(target, await probe(running.grpc[0]!, opts.messages, opts.gapMs));
       } finally {
-        await target.stop();
+        await running.stop();
       }
     }
   } finally {
     await rm(logDir, { recursive: true, force: true });
   }
-  const report = [
-    `Latency floor, ${new Date().toISOString()}: one client, ${n} texts one at a time ${gapMs} ms apart, simulated delay 0, fsync on; ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${load} at start. Client-side times in ms (p50 / p99).`,
+  return rows;
+}
+
+/** The rows as a Markdown report, with the machine and its load. */
+export function floorReport(rows: FloorRow[], opts: { messages: number; gapMs: number; load: number[] }): string {
+  return [
+    `Latency floor, ${new Date().toISOString()}: one client, ${opts.messages} texts one at a time ${opts.gapMs} ms apart, simulated delay 0, fsync on; ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${opts.load.map((l) => l.toFixed(2)).join(' / ')} at start. Client-side times in ms (p50 / p99).`,
     '',
     '| target | send → Accepted | send → reply | overhead (reply − processing_ms) |',
     '| --- | --- | --- | --- |',
-    ...rows,
+    ...rows.map(({ target, probe: p }) => `| ${target} | ${ms(p.accepted, 50)} / ${ms(p.accepted, 99)} | ${ms(p.reply, 50)} / ${ms(p.reply, 99)} | ${ms(p.overhead, 50)} / ${ms(p.overhead, 99)} |`),
     '',
   ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      messages: { type: 'string', default: '200' },
+      'gap-ms': { type: 'string', default: '100' },
+      'server-dir': { type: 'string' },
+      out: { type: 'string' },
+    },
+  });
+  const messages = Number(values.messages);
+  const gapMs = Number(values['gap-ms']);
+  if (!(Number.isInteger(messages) && messages > 0) || !(gapMs >= 0)) throw new Error('--messages must be a positive integer and --gap-ms a number >= 0');
+  const load = loadavg();
+  const rows = await measureFloor({ messages, gapMs, serverDir: values['server-dir'], progress: (line) => console.error(`[floor] ${line}`) });
+  const report = floorReport(rows, { messages, gapMs, load });
   if (values.out) await writeFile(values.out, report);
   process.stdout.write(report);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(err instanceof Error ? err.message : err);
-    process.exit(1);
-  },
-);
+if (require.main === module) {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(err instanceof Error ? err.message : err);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,34 @@
+// The latency-floor tool end to end, tiny: the echo and embedded ChatFlow
+// (worker in a thread, then on the event loop) each answer three texts.
+import { floorReport, measureFloor } from './latency-floor';
+
+jest.setTimeout(120_000);
+
+// LOADTEST_SERVER_DIR: run the server from another checkout (as loadtest.e2e.test.ts).
+const serverDir = process.env.LOADTEST_SERVER_DIR;
+
+describe('loadtest/latency-floor.ts', () => {
+  it('times Accepted, the reply and the overhead of every text, on the echo and on ChatFlow with and without its worker thread', async () => {
+    const rows = await measureFloor({ messages: 3, gapMs: 5, serverDir });
+    expect(rows.map((r) => r.target)).toEqual([
+      'bare grpc-js echo (the transport alone)',
+      'ChatFlow embedded, worker in a thread (default)',
+      'ChatFlow embedded, worker on the event loop',
+    ]);
+    for (const { target, probe } of rows) {
+      expect([target, probe.accepted.length, probe.reply.length, probe.overhead.length]).toEqual([target, 3, 3, 3]);
+      probe.reply.forEach((reply, i) => {
+        expect(probe.accepted[i]).toBeGreaterThan(0);
+        expect(reply).toBeGreaterThanOrEqual(probe.accepted[i]!);
+        // The overhead is the reply less what the server says it spent processing (nothing, at delay 0).
+        expect(probe.overhead[i]).toBeLessThanOrEqual(reply);
+        expect(probe.overhead[i]).toBeGreaterThan(reply - 50);
+      });
+    }
+    // The echo does no processing: its overhead is its reply time.
+    expect(rows[0]!.probe.overhead).toEqual(rows[0]!.probe.reply);
+    const report = floorReport(rows, { messages: 3, gapMs: 5, load: [0.5, 0.4, 0.3] });
+    expect(report).toContain('one client, 3 texts one at a time 5 ms apart');
+    expect(report.split('\n').filter((l) => l.startsWith('| ChatFlow') || l.startsWith('| bare'))).toHaveLength(3);
+  });
+});
