@@ -30,6 +30,10 @@ export function encode<T>(codec: Encodes<T>, message: T): Uint8Array {
 
 /** The same as a Buffer over those bytes (no second copy), for grpc-js serializers. */
 export function encodeToBuffer<T>(codec: Encodes<T>, message: T): Buffer {
-  const bytes = encode(codec, message);
+  return asBuffer(encode(codec, message));
+}
+
+/** A Buffer over the same memory as `bytes` (no copy). */
+export function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

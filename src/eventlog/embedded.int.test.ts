@@ -353,7 +353,7 @@ describe('EmbeddedEventLog', () => {
     });
     await c.caughtUp();
     expect(failures).toBe(2);
-    expect(seen.sort()).toEqual(appended.map((e) => e.offset));
+    expect(seen.sort((a, b) => a - b)).toEqual(appended.map((e) => e.offset));
     await c.stop();
     const again: number[] = [];
     const resumed = await log.consume({ group: 'sync-throw', topics: ['conversations'], concurrencyPerPartition: 2, handle: async (e) => void again.push(e.offset) });

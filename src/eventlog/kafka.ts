@@ -1,7 +1,7 @@
 import { Kafka, logLevel, Partitioners, type Admin, type Consumer as KafkaConsumer, type EachBatchPayload, type Producer, type LogEntry } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
-import { encodeToBuffer } from '../encode';
+import { asBuffer, encodeToBuffer } from '../encode';
 import { fnv1a } from '../domain/fnv1a';
 import { committableOf, complete, initialOffsets, track, type OffsetState } from '../domain/offsets';
 import { orLate } from '../resilience/late';
@@ -115,7 +115,7 @@ export class KafkaEventLog implements EventLog {
     if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
     const topic = topicOf(event);
     const partition = partitionFor(event.conversationId, this.partitions(topic));
-    const value = encoded ? Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength) : encodeToBuffer(Event, event);
+    const value = encoded ? asBuffer(encoded) : encodeToBuffer(Event, event);
     const appended = new Promise<LoggedEvent>((resolve, reject) => {
       this.queue.push({ event, topic, partition, value, resolve, reject });
       if (!this.sending) void this.sendLoop();
