@@ -15,6 +15,7 @@ import { contentHash, decideText } from '../domain/message-content';
 import { validateMedia } from '../domain/media-validation';
 import { uploadKey } from '../domain/media-keys';
 import { RecentMap } from '../domain/recent-map';
+import { asBuffer } from '../encode';
 import { disconnectReasonName, failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
@@ -637,7 +638,7 @@ export class GatewaySession {
     const verdict = validateMedia({ kind, mimeType: media.mimeType, data: media.data, maxBytes: cfg.maxMediaBytes });
     if (!verdict.ok) throw this.reject(verdict.code, verdict.message);
     const key = uploadKey(this.info.clientId, messageId, verdict.mimeType);
-    const bytes = Buffer.from(media.data.buffer, media.data.byteOffset, media.data.byteLength);
+    const bytes = asBuffer(media.data);
     const ref = {
       kind: mediaKindOf(kind),
       key,

@@ -2,6 +2,7 @@ import { extname, join } from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { renderImage, type ImageSpec, type RenderedImage } from './png';
+import { asBuffer } from '../encode';
 
 /**
  * Makes the reply images (PNG): CPU work of 10–40 ms each; done on the event
@@ -110,7 +111,7 @@ class ThreadRenderer implements ReplyMediaRenderer {
       const p = slot.pending.get(reply.id);
       if (!p) return;
       slot.pending.delete(reply.id);
-      if (reply.ok) p.resolve({ ...reply.result, bytes: Buffer.from(reply.result.bytes.buffer, reply.result.bytes.byteOffset, reply.result.bytes.byteLength) } as RenderedImage);
+      if (reply.ok) p.resolve({ ...reply.result, bytes: asBuffer(reply.result.bytes) } as RenderedImage);
       else p.reject(new Error(`rendering reply media failed: ${reply.message}`));
     });
     slot.thread.on('error', (err) => this.logger.error({ err, thread: index }, 'media render thread failed'));
