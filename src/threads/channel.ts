@@ -42,11 +42,20 @@ export function fromWire(w: WireError): Error {
   return e;
 }
 
+/**
+ * A message on the link, as a tuple: structured clone writes an object's
+ * keys with every copy, and tuples cost it about half (a consumed event's
+ * call: ~1.9 → ~1.2 µs; an answer: ~0.43 → ~0.18 µs).
+ */
+const CALL = 0;
+const OK = 1;
+const ERR = 2;
+const NOTE = 3;
 type Wire =
-  | { t: 'call'; id: number; op: string; args: unknown[] }
-  | { t: 'ok'; id: number; value: unknown }
-  | { t: 'err'; id: number; error: WireError }
-  | { t: 'note'; op: string; args: unknown[] };
+  | [kind: typeof CALL, id: number, op: string, args: unknown[]]
+  | [kind: typeof OK, id: number, value: unknown]
+  | [kind: typeof ERR, id: number, error: WireError]
+  | [kind: typeof NOTE, op: string, args: unknown[]];
 
 export type Handler = (...args: any[]) => unknown;
 
@@ -83,12 +92,12 @@ export class Channel {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.send({ t: 'call', id, op, args });
+      this.send([CALL, id, op, args]);
     });
   }
 
   note(op: string, ...args: unknown[]): void {
-    if (!this.closedWith) this.send({ t: 'note', op, args });
+    if (!this.closedWith) this.send([NOTE, op, args]);
   }
 
   /** The other side is gone: every call waiting for an answer fails with `err`, and later ones too. */
@@ -115,44 +124,52 @@ export class Channel {
       } catch (err) {
         // A value structured clone cannot copy (a function, a socket): a DOMException, which reaches the
         // other thread's 'error' listener as an empty object. An Error naming the ops crosses whole.
-        const ops = [...new Set(batch.map((m) => ('op' in m ? m.op : m.t)))].join(', ');
+        const ops = [...new Set(batch.map(opOf))].join(', ');
         throw new Error(`could not send ${ops} to the other thread: ${err instanceof Error || err instanceof DOMException ? err.message : String(err)}`);
       }
     });
   }
 
   private receive(m: Wire): void {
-    switch (m.t) {
-      case 'call': {
-        const h = this.handlers.get(m.op);
+    switch (m[0]) {
+      case CALL: {
+        const [, id, op, args] = m;
+        const h = this.handlers.get(op);
         if (!h) {
-          this.send({ t: 'err', id: m.id, error: toWire(new Error(`no handler for ${m.op} on the other thread`)) });
+          this.send([ERR, id, toWire(new Error(`no handler for ${op} on the other thread`))]);
           return;
         }
         let result: unknown;
         try {
-          result = h(...m.args);
+          result = h(...args);
         } catch (err) {
-          this.send({ t: 'err', id: m.id, error: toWire(err) });
+          this.send([ERR, id, toWire(err)]);
           return;
         }
         Promise.resolve(result).then(
-          (value) => this.send({ t: 'ok', id: m.id, value }),
-          (err: unknown) => this.send({ t: 'err', id: m.id, error: toWire(err) }),
+          (value) => this.send([OK, id, value]),
+          (err: unknown) => this.send([ERR, id, toWire(err)]),
         );
         return;
       }
-      case 'note':
-        this.handlers.get(m.op)?.(...m.args);
+      case NOTE:
+        this.handlers.get(m[1])?.(...m[2]);
         return;
-      case 'ok':
-      case 'err': {
-        const p = this.pending.get(m.id);
+      case OK:
+      case ERR: {
+        const p = this.pending.get(m[1]);
         if (!p) return;
-        this.pending.delete(m.id);
-        if (m.t === 'ok') p.resolve(m.value);
-        else p.reject(fromWire(m.error));
+        this.pending.delete(m[1]);
+        if (m[0] === OK) p.resolve(m[2]);
+        else p.reject(fromWire(m[2]));
       }
     }
   }
+}
+
+/** What a message that could not be sent was: its op, or whether it answered a call. */
+function opOf(m: Wire): string {
+  if (m[0] === CALL) return m[2];
+  if (m[0] === NOTE) return m[1];
+  return m[0] === OK ? 'ok' : 'err';
 }

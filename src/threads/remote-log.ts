@@ -38,14 +38,8 @@ export function serveEventLog(ch: Channel, log: EventLog): Map<number, Consumer>
     return id;
   };
   // The thread has the event: only where it landed goes back.
-  ch.on('log.append', async (event: Event): Promise<Omit<LoggedEvent, 'event'>> => {
-    const { topic, partition, offset, seq } = await log.append(event);
-    return { topic, partition, offset, seq };
-  });
-  ch.on('log.appendEncoded', async (topic: Topic, payload: Uint8Array): Promise<Omit<LoggedEvent, 'event'>> => {
-    const { partition, offset, seq } = await log.appendEncoded!(topic, payload);
-    return { topic, partition, offset, seq };
-  });
+  ch.on('log.append', async (event: Event): Promise<Where> => whereOf(await log.append(event)));
+  ch.on('log.appendEncoded', async (topic: Topic, payload: Uint8Array): Promise<Where> => whereOf(await log.appendEncoded!(topic, payload)));
   ch.on('log.endOffset', (topic: Topic, partition: number) => log.endOffset!(topic, partition));
   ch.on('log.consume', async (cid: number, spec: ConsumeSpec) => {
     const consumer = await log.consume({
@@ -66,22 +60,29 @@ export function serveEventLog(ch: Channel, log: EventLog): Map<number, Consumer>
 }
 
 /**
- * An event as it crosses: its stored bytes when the log has them (copied out
- * of the buffer they may share: a view is cloned with its whole buffer), the
- * decoded object otherwise.
+ * An event as it crosses, a tuple (see Channel): its stored bytes when the
+ * log has them (copied out of the buffer they may share: a view is cloned
+ * with its whole buffer), the decoded object otherwise.
  */
-type WireEvent = Omit<LoggedEvent, 'event'> & { event?: Event };
+type WireEvent = [topic: Topic, partition: number, offset: number, seq: number, content: Uint8Array | Event];
 
 function onTheWire(e: LoggedEvent): WireEvent {
-  if (!e.bytes) return e;
   const { bytes } = e;
+  if (!bytes) return [e.topic, e.partition, e.offset, e.seq, e.event];
   const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
-  return { topic: e.topic, partition: e.partition, offset: e.offset, seq: e.seq, bytes: own };
+  return [e.topic, e.partition, e.offset, e.seq, own];
 }
 
-function offTheWire(w: WireEvent): LoggedEvent {
-  if (w.event) return w as LoggedEvent;
-  return { topic: w.topic, partition: w.partition, offset: w.offset, seq: w.seq, event: Event.decode(w.bytes!) };
+/** Where an append landed, as it crosses back (its topic is the caller's). */
+type Where = [partition: number, offset: number, seq: number];
+
+function whereOf(e: Omit<LoggedEvent, 'event'>): Where {
+  return [e.partition, e.offset, e.seq];
+}
+
+function offTheWire([topic, partition, offset, seq, content]: WireEvent): LoggedEvent {
+  if (content instanceof Uint8Array) return { topic, partition, offset, seq, event: Event.decode(content) };
+  return { topic, partition, offset, seq, event: content };
 }
 
 export function logShape(log: EventLog): LogShape {
@@ -118,9 +119,11 @@ export class RemoteEventLog implements EventLog {
    * and encoding it there (saturate's profile: ~1.5 % of the loop).
    */
   async append(event: Event, encoded?: Uint8Array): Promise<LoggedEvent> {
-    if (!this.shape.appendsEncoded) return { ...(await this.ch.call<Omit<LoggedEvent, 'event'>>('log.append', event)), event };
-    const where = await this.ch.call<Omit<LoggedEvent, 'event'>>('log.appendEncoded', topicOf(event), encoded ?? encode(Event, event));
-    return { ...where, event };
+    const topic = topicOf(event);
+    const [partition, offset, seq] = this.shape.appendsEncoded
+      ? await this.ch.call<Where>('log.appendEncoded', topic, encoded ?? encode(Event, event))
+      : await this.ch.call<Where>('log.append', event);
+    return { topic, partition, offset, seq, event };
   }
 
   async consume(options: ConsumeOptions): Promise<Consumer> {
