@@ -70,6 +70,15 @@ export interface ConsumeOptions {
    */
   handle(event: LoggedEvent, signal: AbortSignal): Promise<void>;
   /**
+   * The outcomes (ResponseProduced, ProcessingFailed) the worker `workerId`
+   * appended itself. A log that can tells `seen` only which message each
+   * answers and where it landed, in its place among the events, instead of
+   * handing it to `handle`: the embedded log's link to the worker thread then
+   * neither copies nor decodes it (a reply's text crossed back to the thread
+   * that wrote it). A log that cannot hands them to `handle` like any event.
+   */
+  readonly ownOutcomes?: { readonly workerId: string; seen(answers: string, at: Omit<LoggedEvent, 'event'>): void };
+  /**
    * Told (with a reason in plain words) when this member cannot be trusted with
    * its partitions, e.g. Kafka dropped it from the group, and told `undefined`
    * once it can again. The process reports itself unhealthy meanwhile.

@@ -5,6 +5,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { EmbeddedEventLog } from '../eventlog/embedded';
 import { describeEventLog, messageEvent } from '../eventlog/eventlog.contract';
 import type { EventLog, LoggedEvent } from '../eventlog/port';
+import { Event } from '../gen/chatflow/v1/events';
 import { StorageUnavailableError } from '../domain/errors';
 import { isTransient } from '../resilience/transient';
 import { Channel, type Port } from './channel';
@@ -79,6 +80,37 @@ describe('RemoteEventLog', () => {
     expect(seen.map((e) => e.offset)).toEqual([0, 1, 2, 3, 4]);
     expect(consumer.handedOut!('conversations', 0)).toBe(5);
     expect(r.log.endOffset).toBeUndefined(); // the embedded log has none: the worker reads the read models instead
+    await consumer.stop();
+  });
+
+  it("tells a worker's own outcomes as where they landed and what they answer, not as events; handedOut counts them", async () => {
+    const outcome = (inReplyTo: string, workerId: string, failed = false) =>
+      failed
+        ? Event.fromPartial({ conversationId: 'c1', payload: { $case: 'processingFailed', processingFailed: { inReplyTo, workerId, code: 'INTERNAL', message: 'x' } } })
+        : Event.fromPartial({ conversationId: 'c1', payload: { $case: 'responseProduced', responseProduced: { messageId: `r-${inReplyTo}`, inReplyTo, workerId, text: 'hi' } } });
+    const handled: LoggedEvent[] = [];
+    const seen: [string, Omit<LoggedEvent, 'event'>][] = [];
+    const consumer = await r.log.consume({
+      group: 'g',
+      topics: ['conversations'],
+      concurrencyPerPartition: 10,
+      handle: async (e) => void handled.push(e),
+      ownOutcomes: { workerId: 'wk-mine', seen: (answers, at) => void seen.push([answers, at]) },
+    });
+    await r.log.append(messageEvent('c1', 'first'));
+    const mine = await r.log.append(outcome('m1', 'wk-mine'));
+    await r.log.append(outcome('m2', 'wk-other'));
+    const mineFailed = await r.log.append(outcome('m3', 'wk-mine', true));
+    await consumer.caughtUp();
+    expect(handled.map((e) => [e.offset, e.event.payload?.$case])).toEqual([
+      [0, 'messageReceived'],
+      [2, 'responseProduced'],
+    ]);
+    expect(seen).toEqual([
+      ['m1', { topic: 'conversations', partition: 0, offset: mine.offset, seq: mine.seq }],
+      ['m3', { topic: 'conversations', partition: 0, offset: mineFailed.offset, seq: mineFailed.seq }],
+    ]);
+    expect(consumer.handedOut!('conversations', 0)).toBe(4);
     await consumer.stop();
   });
 

@@ -12,7 +12,7 @@ export interface LogShape {
   appendsEncoded: boolean;
 }
 
-type ConsumeSpec = Pick<ConsumeOptions, 'group' | 'topics' | 'fromBeginning' | 'concurrencyPerPartition'>;
+type ConsumeSpec = Pick<ConsumeOptions, 'group' | 'topics' | 'fromBeginning' | 'concurrencyPerPartition'> & { ownOutcomesOf?: string };
 
 
 /**
@@ -41,11 +41,17 @@ export function serveEventLog(ch: Channel, log: EventLog): Map<number, Consumer>
   ch.on('log.append', async (event: Event): Promise<Where> => whereOf(await log.append(event)));
   ch.on('log.appendEncoded', async (topic: Topic, payload: Uint8Array): Promise<Where> => whereOf(await log.appendEncoded!(topic, payload)));
   ch.on('log.endOffset', (topic: Topic, partition: number) => log.endOffset!(topic, partition));
-  ch.on('log.consume', async (cid: number, spec: ConsumeSpec) => {
+  ch.on('log.consume', async (cid: number, { ownOutcomesOf, ...spec }: ConsumeSpec) => {
     const consumer = await log.consume({
       ...spec,
       bytes: true,
-      handle: (e, signal) => ch.call<void>('consumer.handle', cid, onTheWire(e), signalId(cid, signal)),
+      handle: (e, signal) => {
+        const answers = ownOutcomesOf === undefined ? undefined : ownOutcomeOf(e, ownOutcomesOf);
+        if (answers === undefined) return ch.call<void>('consumer.handle', cid, onTheWire(e), signalId(cid, signal));
+        // Done here: the thread is told in the event's place, before any later event of the channel.
+        ch.note('consumer.ownOutcome', cid, [e.topic, e.partition, e.offset, e.seq] satisfies Position, answers);
+        return Promise.resolve();
+      },
       onProblem: (reason) => ch.note('consumer.problem', cid, reason),
     });
     consumers.set(cid, consumer);
@@ -72,6 +78,16 @@ function onTheWire(e: LoggedEvent): WireEvent {
   const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
   return [e.topic, e.partition, e.offset, e.seq, own];
 }
+
+/** Which message `e` answers if it is an outcome `workerId` appended (see ConsumeOptions.ownOutcomes). */
+function ownOutcomeOf(e: LoggedEvent, workerId: string): string | undefined {
+  const p = e.event.payload;
+  if (p?.$case === 'responseProduced') return p.responseProduced.workerId === workerId ? p.responseProduced.inReplyTo : undefined;
+  if (p?.$case === 'processingFailed') return p.processingFailed.workerId === workerId ? p.processingFailed.inReplyTo : undefined;
+  return undefined;
+}
+
+type Position = [topic: Topic, partition: number, offset: number, seq: number];
 
 /** Where an append landed, as it crosses back (its topic is the caller's). */
 type Where = [partition: number, offset: number, seq: number];
@@ -105,6 +121,7 @@ export class RemoteEventLog implements EventLog {
   constructor(private readonly ch: Channel, private readonly shape: LogShape) {
     if (shape.hasEndOffset) this.endOffset = (topic, partition) => ch.call<number>('log.endOffset', topic, partition);
     ch.on('consumer.handle', (cid: number, e: WireEvent, signal: number) => this.consumer(cid).handle(offTheWire(e), signal));
+    ch.on('consumer.ownOutcome', (cid: number, [topic, partition, offset, seq]: Position, answers: string) => this.consumers.get(cid)?.ownOutcome(answers, { topic, partition, offset, seq }));
     ch.on('consumer.abort', (cid: number, signal: number) => this.consumers.get(cid)?.abort(signal));
     ch.on('consumer.problem', (cid: number, reason: string | undefined) => this.consumers.get(cid)?.problem(reason));
   }
@@ -130,7 +147,8 @@ export class RemoteEventLog implements EventLog {
     const cid = this.nextConsumer++;
     const consumer = new RemoteConsumer(this.ch, cid, options);
     this.consumers.set(cid, consumer);
-    const { handle: _h, onProblem: _p, bytes: _b, ...spec } = options;
+    const { handle: _h, onProblem: _p, bytes: _b, ownOutcomes, ...rest } = options;
+    const spec: ConsumeSpec = { ...rest, ownOutcomesOf: ownOutcomes?.workerId };
     try {
       await this.ch.call('log.consume', cid, spec);
     } catch (err) {
@@ -159,8 +177,7 @@ class RemoteConsumer implements Consumer {
   constructor(private readonly ch: Channel, private readonly cid: number, private readonly options: ConsumeOptions) {}
 
   async handle(e: LoggedEvent, signal: number): Promise<void> {
-    const key = `${e.topic}/${e.partition}`;
-    if ((this.handed.get(key) ?? 0) <= e.offset) this.handed.set(key, e.offset + 1);
+    this.handedUpTo(e);
     let ctl = this.signals.get(signal);
     if (!ctl) this.signals.set(signal, (ctl = new AbortController()));
     this.running++;
@@ -169,6 +186,17 @@ class RemoteConsumer implements Consumer {
     } finally {
       this.running--;
     }
+  }
+
+  /** One of ownOutcomes' outcomes, in its place among the events (see ConsumeOptions.ownOutcomes). */
+  ownOutcome(answers: string, at: Omit<LoggedEvent, 'event'>): void {
+    this.handedUpTo(at);
+    this.options.ownOutcomes?.seen(answers, at);
+  }
+
+  private handedUpTo(e: Omit<LoggedEvent, 'event'>): void {
+    const key = `${e.topic}/${e.partition}`;
+    if ((this.handed.get(key) ?? 0) <= e.offset) this.handed.set(key, e.offset + 1);
   }
 
   abort(signal: number): void {

@@ -136,6 +136,8 @@ export class Worker {
       // The budget is structural: partitions × per-partition concurrency, whatever the number of workers.
       concurrencyPerPartition: concurrencyPerPartition(this.deps.maxProcessing, this.deps.log.partitions('conversations')),
       handle: (e, signal) => this.handle(e, signal),
+      // Its own replies and failures: only what they answer and where (see handle), where the log can.
+      ownOutcomes: { workerId: this.deps.workerId, seen: (answers, at) => this.outcomesInLog.set(answers, at) },
       onProblem: this.deps.onProblem,
     });
     this.lagTimer = setInterval(() => this.deps.metrics.messagesWaiting.set(this.consumer?.lag() ?? 0), 500);
