@@ -81,7 +81,7 @@ export function serverRun(): ServerRun {
 const builds = new Map<string, Promise<void>>();
 
 /** `npm start`'s own check (scripts/check-build.js): builds the checkout once if its build is missing or stale. */
-function ensureBuilt(cwd: string): Promise<void> {
+export function ensureBuilt(cwd: string): Promise<void> {
   let b = builds.get(cwd);
   if (!b) {
     b = new Promise<void>((res, rej) =>
