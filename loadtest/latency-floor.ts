@@ -9,13 +9,11 @@
 // hops and its own work; what the echo takes is the machine's.
 //
 //   npx tsx loadtest/latency-floor.ts [--messages 200] [--gap-ms 100] [--server-dir DIR] [--out FILE.md]
-import { credentials } from '@grpc/grpc-js';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ChatServiceClient, type ServerFrame } from '../src/gen/chatflow/v1/chat';
-import { openChat } from './engine/connect';
+import { runDriver } from './engine/driver';
 import { percentile, round, sortedCopy } from './stats';
 import { startEcho } from './target/echo';
 import { embeddedTarget } from './target/embedded';
@@ -27,49 +25,38 @@ export interface Probe {
   overhead: number[];
 }
 
-/** Sends `n` texts one at a time, `gapMs` apart, on one stream; times Accepted and the reply at the client. */
+/** Sends `n` texts one at a time on one stream, each `gapMs` after the reply before it (the load test's driver, a window of 1); times Accepted and the reply at the client. */
 export async function probe(grpc: string, n: number, gapMs: number): Promise<Probe> {
-  const client = new ChatServiceClient(grpc, credentials.createInsecure());
-  try {
-    const opened = await openChat(client, `floor-${process.pid}-${Date.now()}`, 'UTC');
-    if (!opened.ok) throw new Error(`the stream was refused: ${opened.code} ${opened.details}`);
-    const call = opened.call;
-    const out: Probe = { accepted: [], reply: [], overhead: [] };
-    let waiting: { sentAt: number; cmid: string; messageId?: string; done: () => void; fail: (e: Error) => void } | undefined;
-    call.on('data', (f: ServerFrame) => {
-      const w = waiting;
-      if (!w) return;
-      const at = performance.now() - w.sentAt;
-      const frame = f.frame;
-      if (frame?.$case === 'accepted' && frame.accepted.clientMessageId === w.cmid) {
-        w.messageId = frame.accepted.messageId;
-        out.accepted.push(at);
-      } else if (frame?.$case === 'response' && frame.response.inReplyTo === w.messageId) {
-        out.reply.push(at);
-        out.overhead.push(at - frame.response.processingMs);
-        waiting = undefined;
-        w.done();
-      } else if (frame?.$case === 'error') {
-        waiting = undefined;
-        w.fail(new Error(`the server answered with an error: ${frame.error.code} ${frame.error.message}`));
-      }
-    });
-    call.on('error', (err) => waiting?.fail(err));
-    call.resume();
-    for (let i = 0; i < n; i++) {
-      await new Promise((r) => setTimeout(r, gapMs));
-      const cmid = `floor-${i}`;
-      await new Promise<void>((done, fail) => {
-        const timer = setTimeout(() => fail(new Error(`no reply to message ${i} within 10 s`)), 10_000);
-        waiting = { sentAt: performance.now(), cmid, done: () => (clearTimeout(timer), done()), fail: (e) => (clearTimeout(timer), fail(e)) };
-        call.write({ frame: { $case: 'message', message: { clientMessageId: cmid, content: { $case: 'text', text: `how long does message ${i} take?` } } } });
-      });
-    }
-    call.end();
-    return out;
-  } finally {
-    client.close();
-  }
+  const t0 = Date.now();
+  const { messages: m, attempts } = await runDriver({
+    mode: 'window',
+    window: 1,
+    pauseMs: gapMs,
+    messagesPerUser: n,
+    grpc: [grpc],
+    users: [0],
+    clientIdPrefix: `floor-${process.pid}-${t0}`,
+    timeZone: 'UTC',
+    t0,
+    rampPerSec: 0,
+    // Time enough for every message; the stream half-closes once the last is answered.
+    sendUntil: t0 + n * (gapMs + 10_000),
+    drainMs: 10_000,
+    thinkMs: [0, 0],
+    mix: ['text'],
+    channelsPerEndpoint: 1,
+    defaultRetryMs: 1000,
+  });
+  const refused = attempts.outcome.filter((o) => o !== 'OK');
+  if (refused.length > 0) throw new Error(`the stream was refused: ${refused.join(', ')}`);
+  const failed = m.error.map((e, i) => [i, e] as const).filter(([, e]) => e !== '');
+  if (failed.length > 0) throw new Error(`messages not answered: ${failed.map(([i, e]) => `#${i} ${e}`).join(', ')}`);
+  if (m.sent.length !== n) throw new Error(`${m.sent.length} of ${n} messages were sent`);
+  return {
+    accepted: m.sent.map((sent, i) => m.accepted[i]! - sent),
+    reply: m.sent.map((sent, i) => m.response[i]! - sent),
+    overhead: m.sent.map((sent, i) => m.response[i]! - sent - m.processingMs[i]!),
+  };
 }
 
 const ms = (values: number[], p: number) => round(percentile(sortedCopy(values), p) ?? NaN, 2);

@@ -2,7 +2,9 @@
 //   paced  — the reference: one message, then a think time of 1–3 s, again,
 //            whether or not the reply came (as the reference's users did);
 //   window — saturation: keep `window` messages outstanding per user, send
-//            the next as soon as a reply arrives.
+//            the next as soon as a reply arrives (or `pauseMs` after it:
+//            with a window of 1, one message at a time on an otherwise idle
+//            machine, as loadtest/latency-floor.ts sends).
 // A user holds one Chat stream; refused (e.g. RESOURCE_EXHAUSTED when the 50
 // slots are taken) it waits the server's `retry-after-ms` (+0–10 % jitter)
 // and tries again until the sending period ends.
@@ -32,6 +34,10 @@ export interface DriverPlan {
   thinkMs: [number, number];
   /** window: messages outstanding per user. */
   window: number;
+  /** window: the wait before each send, after the reply that frees its place (default 0: at once). */
+  pauseMs?: number;
+  /** At most this many messages per stream; it half-closes once they are answered (default: until `sendUntil`). */
+  messagesPerUser?: number;
   /** Kinds a user picks from, uniformly. */
   mix: Kind[];
   /** Channels (TCP connections) per gRPC endpoint in this process. */
@@ -100,6 +106,7 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
       let n = 0;
       let finished = false;
       let thinkTimer: NodeJS.Timeout | undefined;
+      let pauseTimer: NodeJS.Timeout | undefined;
       let drainTimer: NodeJS.Timeout | undefined;
       let stopTimer: NodeJS.Timeout | undefined;
 
@@ -121,7 +128,13 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
         if (error) progress.failed++;
         else progress.answered++;
       };
-      const canSend = () => !finished && Date.now() < plan.sendUntil;
+      const allSent = () => plan.messagesPerUser !== undefined && n >= plan.messagesPerUser;
+      const canSend = () => !finished && Date.now() < plan.sendUntil && !allSent();
+      /** window: the next message, at once or after the pause. */
+      const sendNext = () => {
+        if (!plan.pauseMs) return send();
+        pauseTimer = setTimeout(() => canSend() && send(), plan.pauseMs);
+      };
       const schedulePaced = () => {
         const [lo, hi] = plan.thinkMs;
         thinkTimer = setTimeout(() => {
@@ -134,14 +147,15 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
         if (finished) return;
         finished = true;
         clearTimeout(thinkTimer);
+        clearTimeout(pauseTimer);
         clearTimeout(drainTimer);
         clearTimeout(stopTimer);
         for (const idx of byCmid.values()) if (messages.response[idx] === -1 && messages.error[idx] === '') settle(idx, code ?? 'NO_REPLY', -1);
         resolve(how);
       };
       const maybeEnd = () => {
-        if (finished || Date.now() < plan.sendUntil || outstanding > 0) return;
-        // Everything answered after the sending period: half-close; the server ends the stream with OK.
+        if (finished || (Date.now() < plan.sendUntil && !allSent()) || outstanding > 0) return;
+        // Everything answered after the sending period (or the last message): half-close; the server ends the stream with OK.
         call.end();
         stopTimer ??= setTimeout(() => {
           call.cancel();
@@ -163,7 +177,7 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
             const idx = byMessageId.get(fr.response.inReplyTo);
             if (idx === undefined) return;
             settle(idx, '', fr.response.processingMs);
-            if (plan.mode === 'window' && canSend()) send();
+            if (plan.mode === 'window' && canSend()) sendNext();
             maybeEnd();
             return;
           }
@@ -171,7 +185,7 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
             const idx = byMessageId.get(fr.error.inReplyTo) ?? byCmid.get(fr.error.inReplyTo);
             if (idx === undefined) return;
             settle(idx, fr.error.code || 'CHAT_ERROR', -1);
-            if (plan.mode === 'window' && canSend()) send();
+            if (plan.mode === 'window' && canSend()) sendNext();
             maybeEnd();
             return;
           }
@@ -180,7 +194,7 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
         }
       });
       call.on('status', (s) => {
-        const early = Date.now() < plan.sendUntil;
+        const early = Date.now() < plan.sendUntil && !allSent();
         finish(early ? 'broken' : 'done', `STREAM_${statusName(s.code)}`);
       });
       call.resume();
@@ -190,7 +204,7 @@ export async function runDriver(plan: DriverPlan, onProgress?: (p: Progress) => 
         send();
         schedulePaced();
       } else {
-        for (let i = 0; i < plan.window; i++) send();
+        for (let i = 0; i < plan.window && canSend(); i++) sendNext();
       }
       // After the sending period: drain, then half-close (or give up on what is missing).
       const untilEnd = plan.sendUntil - Date.now();
