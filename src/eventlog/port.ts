@@ -6,6 +6,14 @@ export const TOPICS: readonly Topic[] = ['sessions', 'conversations'];
 
 export type EventCase = NonNullable<Event['payload']>['$case'];
 
+/** An outcome (ResponseProduced or ProcessingFailed): the message it answers and the worker that made it; undefined for any other event. */
+export function outcomeOf(event: Event): { answers: string; workerId: string } | undefined {
+  const p = event.payload;
+  if (p?.$case === 'responseProduced') return { answers: p.responseProduced.inReplyTo, workerId: p.responseProduced.workerId };
+  if (p?.$case === 'processingFailed') return { answers: p.processingFailed.inReplyTo, workerId: p.processingFailed.workerId };
+  return undefined;
+}
+
 /** The topic an event belongs to, derived from its payload. */
 export function topicOf(event: Event): Topic {
   const kind = event.payload?.$case;

@@ -1,6 +1,6 @@
 import { Event } from '../gen/chatflow/v1/events';
 import type { ConsumeOptions, Consumer, EventLog, LoggedEvent, Topic } from '../eventlog/port';
-import { TOPICS, topicOf } from '../eventlog/port';
+import { outcomeOf, TOPICS, topicOf } from '../eventlog/port';
 import { encode } from '../encode';
 import type { Channel } from './channel';
 
@@ -81,10 +81,8 @@ function onTheWire(e: LoggedEvent): WireEvent {
 
 /** Which message `e` answers if it is an outcome `workerId` appended (see ConsumeOptions.ownOutcomes). */
 function ownOutcomeOf(e: LoggedEvent, workerId: string): string | undefined {
-  const p = e.event.payload;
-  if (p?.$case === 'responseProduced') return p.responseProduced.workerId === workerId ? p.responseProduced.inReplyTo : undefined;
-  if (p?.$case === 'processingFailed') return p.processingFailed.workerId === workerId ? p.processingFailed.inReplyTo : undefined;
-  return undefined;
+  const outcome = outcomeOf(e.event);
+  return outcome?.workerId === workerId ? outcome.answers : undefined;
 }
 
 type Position = [topic: Topic, partition: number, offset: number, seq: number];

@@ -10,7 +10,7 @@ import { encodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
 import { abortable, backoffDelay, retry, sleep } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { StorageUnavailableError } from '../domain/errors';
-import { mayBeWritten, type Consumer, type EventLog, type LoggedEvent } from '../eventlog/port';
+import { mayBeWritten, outcomeOf, type Consumer, type EventLog, type LoggedEvent } from '../eventlog/port';
 import { LlmError, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
 import type { ReplyMediaRenderer } from '../media/renderer';
@@ -165,10 +165,10 @@ export class Worker {
 
   private async handle(e: LoggedEvent, taken: AbortSignal): Promise<void> {
     const p = e.event.payload;
-    const answered = p?.$case === 'responseProduced' ? p.responseProduced.inReplyTo : p?.$case === 'processingFailed' ? p.processingFailed.inReplyTo : undefined;
-    if (answered !== undefined) {
+    const outcome = outcomeOf(e.event);
+    if (outcome) {
       // Seen in the log itself: what `confirm` trusts before any read model.
-      this.outcomesInLog.set(answered, { topic: e.topic, partition: e.partition, offset: e.offset, seq: e.seq });
+      this.outcomesInLog.set(outcome.answers, { topic: e.topic, partition: e.partition, offset: e.offset, seq: e.seq });
     }
     if (p?.$case !== 'messageReceived') return;
     const takenAt = this.deps.clock();
