@@ -104,7 +104,8 @@ export const messagesProjection: Projection<MessageDoc> = {
           ...base,
           author: 'client',
           clientMessageId: m.clientMessageId,
-          ...(content ? { contentHash: contentHash(content.$case === 'text' ? { text: content.text } : { mediaKind: mediaKindName(content.media.kind) ?? 'unknown', sha256: content.media.sha256 }) } : {}),
+          // A text's hash is computed from its text when a resend needs it (storedContentHash).
+          ...(content?.$case === 'media' ? { contentHash: contentHash({ mediaKind: mediaKindName(content.media.kind) ?? 'unknown', sha256: content.media.sha256 }) } : {}),
           timeZone: m.timeZone,
           status: 'pending',
           ...(content?.$case === 'text' ? { text: content.text } : {}),

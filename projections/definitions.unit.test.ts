@@ -5,6 +5,7 @@ import { MemoryReadStore } from '../src/readstore/memory';
 import { ProjectionRunner } from './runner';
 import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from './models';
 import type { EventLog } from '../src/eventlog/port';
+import { contentHash, storedContentHash } from '../src/domain/message-content';
 
 let offset = 0;
 const at = (payload: Event['payload'], over: Partial<Event> = {}): LoggedEvent => {
@@ -81,6 +82,14 @@ describe('projections', () => {
     expect(await p.message('m2')).toMatchObject({ status: 'failed', transcript: 'hello there' });
     expect((await p.message('m3'))?.transcript).toBeUndefined();
     expect((await p.message('r_m1'))?.transcript).toBeUndefined();
+  });
+
+  it('given a text and an audio message, then each entry gives the content hash a resend is checked against', async () => {
+    const audio = at({ $case: 'messageReceived', messageReceived: { messageId: 'm2', clientMessageId: 'k-m2', gatewayId: 'g1', timeZone: 'Europe/Paris',
+      content: { $case: 'media', media: { kind: MediaKind.MEDIA_KIND_AUDIO, key: 'a.wav', mimeType: 'audio/wav', sizeBytes: 10, sha256: 'ab', durationMs: 900 } } } });
+    const p = await project([connectedE(), received('m1', 'some text'), produced('m1'), audio]);
+    expect(storedContentHash((await p.message('m1'))!)).toBe(contentHash({ text: 'some text' }));
+    expect(storedContentHash((await p.message('m2'))!)).toBe(contentHash({ mediaKind: 'audio', sha256: 'ab' }));
   });
 
   it('given a failure, then the client entry is failed and a bot entry carries the error', async () => {

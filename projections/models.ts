@@ -44,7 +44,7 @@ export interface MessageDoc extends Doc {
   author: 'client' | 'bot';
   time: number;
   clientMessageId?: string;
-  /** Client entries: hash of what the message says, to tell a resend from a conflicting reuse of its key. */
+  /** Client media entries: hash of what the message says, to tell a resend from a conflicting reuse of its key (a text's comes from its text: storedContentHash). */
   contentHash?: string;
   /** Bot entries: the message_id of the client message answered. */
   inReplyTo?: string;

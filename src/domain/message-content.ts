@@ -16,6 +16,20 @@ export function contentHash(c: ContentForHash): string {
   return Buffer.from(hash('sha256', input, 'base64url'), 'latin1').toString('latin1', 0, 22);
 }
 
+/**
+ * The content hash of a client message as the read models keep it: a text's
+ * is computed from its text when asked (the message document holds the text,
+ * and hashing every message as it is projected cost ~1 % of the event loop
+ * at saturation, for a value read only when a resend comes); a media
+ * message's is stored (its bytes are not in the document). `undefined` for a
+ * media message projected before hashes were stored: such a resend is taken
+ * as the same message.
+ */
+export function storedContentHash(doc: { contentHash?: string; text?: string; media?: unknown }): string | undefined {
+  if (doc.contentHash !== undefined) return doc.contentHash;
+  return doc.text !== undefined && doc.media === undefined ? contentHash({ text: doc.text }) : undefined;
+}
+
 /** Length in Unicode code points (what a person calls characters; an emoji is one, not two UTF-16 units). */
 export function codePointLength(text: string): number {
   let n = text.length;

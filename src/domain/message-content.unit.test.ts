@@ -1,4 +1,4 @@
-import { codePointLength, contentHash, decideText } from './message-content';
+import { codePointLength, contentHash, decideText, storedContentHash } from './message-content';
 
 describe('text rules', () => {
   it('counts an emoji (a surrogate pair) as one character', () => {
@@ -28,5 +28,15 @@ describe('content hash', () => {
     expect(contentHash({ text: 'hi' })).toBe('UMPu-KYKnHRaEcXNKV-d3q');
     expect(contentHash({ text: 'Zoë 🙂 \ud800' })).toBe('wkfSylLFoUvq5GAANu7Npx');
     expect(contentHash({ mediaKind: 'audio', sha256: 'ab' })).toBe('2l_CfE5GKUVdJurG2AaFGJ');
+  });
+
+  it('is read from a stored message: a text from its text, a media message from its stored hash', () => {
+    expect(storedContentHash({ text: 'hi' })).toBe(contentHash({ text: 'hi' }));
+    // Projected before texts went unhashed: the stored value counts.
+    expect(storedContentHash({ text: 'hi', contentHash: 'stored' })).toBe('stored');
+    expect(storedContentHash({ media: { kind: 'audio' }, contentHash: 'm' })).toBe('m');
+    // A media message projected before hashes were stored: nothing to compare (taken as the same message).
+    expect(storedContentHash({ media: { kind: 'audio' } })).toBeUndefined();
+    expect(storedContentHash({ media: { kind: 'audio' }, text: 'a transcript-less caption' })).toBeUndefined();
   });
 });

@@ -11,7 +11,7 @@ import { orLate } from '../resilience/late';
 import { retry } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { echoId, MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor, responseIdFor } from '../domain/ids';
-import { contentHash, decideText } from '../domain/message-content';
+import { contentHash, decideText, storedContentHash } from '../domain/message-content';
 import { validateMedia } from '../domain/media-validation';
 import { uploadKey } from '../domain/media-keys';
 import { RecentMap } from '../domain/recent-map';
@@ -630,8 +630,9 @@ export class GatewaySession {
   ): Promise<{ kind: 'duplicate'; accepted: Accepted } | { kind: 'new'; event: Event } | { kind: 'uploading'; event: Promise<Event> }> {
     const existing = await earlier;
     if (existing) {
-      // Older read models have no hash: those resends are taken as the same message.
-      if (existing.contentHash !== undefined && existing.contentHash !== hash) throw this.conflict(message.clientMessageId);
+      // Media projected by older read models have no hash: those resends are taken as the same message.
+      const stored = storedContentHash(existing);
+      if (stored !== undefined && stored !== hash) throw this.conflict(message.clientMessageId);
       return { kind: 'duplicate', accepted: acceptedFrom(existing) };
     }
     const cfg = this.deps.config;
