@@ -22,7 +22,7 @@ const failed = (inReplyTo: string, transcript = '') => at({ $case: 'processingFa
 const disconnected = () => at({ $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_DEADLINE, gatewayId: 'g1', detail: '' } });
 
 async function project(events: LoggedEvent[], replays = 1) {
-  const store = new MemoryReadStore();
+  const store = new MemoryReadStore({ checkPurity: true });
   const runner = new ProjectionRunner({} as EventLog, store, { fromBeginning: true });
   for (let r = 0; r < replays; r++) for (const e of events) await runner.apply(e);
   return {

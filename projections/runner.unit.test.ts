@@ -19,7 +19,7 @@ function fakeLog() {
 
 /** A memory store whose writes fail while `down()` says so, or never return while `hung()` does. */
 function flakyStore(down: () => boolean, hung: () => boolean = () => false): ReadStore {
-  const store = new MemoryReadStore();
+  const store = new MemoryReadStore({ checkPurity: true });
   return {
     persistent: false,
     collection: (name: string, indexes?: readonly string[]) => {
