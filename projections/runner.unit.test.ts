@@ -72,3 +72,21 @@ describe('ProjectionRunner: a read store that fails or hangs is said, not retrie
     }
   });
 });
+
+describe('ProjectionRunner: an event handed out is acknowledged once applied', () => {
+  it('given more events at once than a batch holds, then each one\'s promise settles only once its document is written', async () => {
+    const store = new MemoryReadStore({ checkPurity: true });
+    const { log, deliver } = fakeLog();
+    const runner = new ProjectionRunner(log, store, { fromBeginning: true, batch: 2 });
+    await runner.start();
+    const sessions = store.collection<{ _id: string }>('sessions');
+    const seen: boolean[] = [];
+    const events = [0, 1, 2, 3, 4].map((n) => ({ ...event(n), event: { ...event(n).event, sessionId: `s${n}` } }));
+    await Promise.all(events.map((e, n) => deliver(e).then(async () => seen.push((await sessions.get(`s${n}`)) !== null))));
+    expect(seen).toEqual([true, true, true, true, true]);
+    // Handed out later, after the others were told: its own promise, settled once it is applied too.
+    await deliver({ ...event(5), event: { ...event(5).event, sessionId: 's5' } });
+    expect(await sessions.get('s5')).not.toBeNull();
+    await runner.stop();
+  });
+});
