@@ -154,6 +154,14 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
       if (stored) this.reindex(stored.doc, next);
       else this.index(next);
     }
+    if (stored) {
+      // Updated in place: no second lookup in a map of every document, and no new record per write.
+      stored.doc = next;
+      stored.stream = stream!;
+      stored.offset = offset;
+      if (more) stored.more = more;
+      return;
+    }
     this.docs.set(next._id, more ? { doc: next, stream: stream!, offset, more } : { doc: next, stream: stream!, offset });
   }
 
