@@ -23,9 +23,16 @@ export function decorate<T extends object>(port: T, replaced: Partial<T>): T {
  * hot method of its port.
  */
 export function timedEventLog(log: EventLog, seconds: HotHistogram<'topic'>): EventLog {
-  const timed = <T>(topic: string, call: () => Promise<T>): Promise<T> => {
-    const end = seconds.startTimer({ topic });
-    return call().finally(() => end());
+  // One series per topic, looked up once; the append's own promise is returned and observed on the side
+  // (a timer object, a `finally` and its closures per append were ~1 KB of garbage per message at saturation).
+  const series = new Map<string, { observe(value: number): void }>();
+  const timed = <T>(topic: string, appended: Promise<T>, t0: number): Promise<T> => {
+    let s = series.get(topic);
+    if (!s) series.set(topic, (s = seconds.child({ topic })));
+    const observer = s;
+    const end = () => observer.observe((performance.now() - t0) / 1000);
+    appended.then(end, end);
+    return appended;
   };
   return decorate(log, {
     append: (event, encoded) => {
@@ -33,9 +40,15 @@ export function timedEventLog(log: EventLog, seconds: HotHistogram<'topic'>): Ev
       try {
         topic = topicOf(event);
       } catch {}
-      return timed(topic, () => log.append(event, encoded));
+      const t0 = performance.now();
+      return timed(topic, log.append(event, encoded), t0);
     },
-    appendEncoded: log.appendEncoded && ((topic, payload) => timed(topic, () => log.appendEncoded!(topic, payload))),
+    appendEncoded:
+      log.appendEncoded &&
+      ((topic, payload) => {
+        const t0 = performance.now();
+        return timed(topic, log.appendEncoded!(topic, payload), t0);
+      }),
   });
 }
 
