@@ -472,7 +472,7 @@ export class GatewaySession {
     // Looked up at once, not in turn: a burst's lookups overlap (one after another, 12 reads of a busy
     // read model outlasted the append timeout); the appends below still keep the client's order.
     const earlier = this.earlier(messageId);
-    earlier.catch(() => undefined);
+    if (earlier !== NONE_EARLIER) earlier.catch(() => undefined);
     this.unconfirmed.delete(messageId);
     this.awaitingAccept.set(messageId, []);
     this.updateInputFlow();
@@ -537,15 +537,24 @@ export class GatewaySession {
   private withinAppendTimeout(accepted: Promise<Accepted>, onTimeout: () => void): Promise<Accepted> {
     const ms = this.deps.config.appendTimeoutMs;
     const retryAfterMs = this.deps.config.retryAfterMs;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    // Whichever comes first settles it (one promise, not a race of two and a `finally`: three a message).
+    return new Promise<Accepted>((resolve, reject) => {
+      const timer = setTimeout(() => {
         onTimeout();
         this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
         reject(new ChatFlowError('UNAVAILABLE', `the message could not be stored within ${ms} ms; send it again with the same client_message_id in ${retryAfterMs} ms (if it was stored meanwhile it is not processed twice)`, { 'retry-after-ms': String(retryAfterMs) }));
       }, ms);
+      accepted.then(
+        (a) => {
+          clearTimeout(timer);
+          resolve(a);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
     });
-    return Promise.race([accepted, late]).finally(() => clearTimeout(timer));
   }
 
   /** An engine's passing trouble (see isTransient) is UNAVAILABLE + retry-after-ms for the client, not INTERNAL. */
@@ -676,8 +685,13 @@ export class GatewaySession {
    * (resends within it are known by byClientMessageId), from the read models
    * once they hold what was logged before the connection (one read).
    */
-  private async earlier(messageId: string): Promise<MessageDoc | null> {
-    if (this.info.newConversation && !this.unsure) return null;
+  private earlier(messageId: string): Promise<MessageDoc | null> {
+    // A new conversation has no message from before (one settled promise for all, not one each).
+    if (this.info.newConversation && !this.unsure) return NONE_EARLIER;
+    return this.earlierInReadModel(messageId);
+  }
+
+  private async earlierInReadModel(messageId: string): Promise<MessageDoc | null> {
     // A continued conversation: a resend of a message sent before this connection must not pass for a new one.
     if (this.historySettled && !(await this.whileOpen(this.historySettled))) {
       this.logger.warn({ messageId }, 'read models still behind the log; a resend from before this connection may be taken for a new message');
@@ -862,6 +876,9 @@ export class GatewaySession {
 }
 
 /** Replies replayed per page on resume: the next page waits until the client took this one. */
+/** `earlier` of a message in a new conversation: nothing from before. */
+const NONE_EARLIER: Promise<MessageDoc | null> = Promise.resolve(null);
+
 const REPLAY_PAGE = 256;
 /** Outcome frames of unconfirmed messages a stream keeps for their resends (the oldest go first). */
 const HELD_FOR_RESEND = 256;
