@@ -38,8 +38,8 @@ export function serveEventLog(ch: Channel, log: EventLog): Map<number, Consumer>
     return id;
   };
   // The thread has the event: only where it landed goes back.
-  ch.on('log.append', async (event: Event): Promise<Where> => whereOf(await log.append(event)));
-  ch.on('log.appendEncoded', async (topic: Topic, payload: Uint8Array): Promise<Where> => whereOf(await log.appendEncoded!(topic, payload)));
+  ch.on('log.append', (event: Event): Promise<Where> => log.append(event).then(whereOf));
+  ch.on('log.appendEncoded', (topic: Topic, payload: Uint8Array): Promise<Where> => log.appendEncoded!(topic, payload).then(whereOf));
   ch.on('log.endOffset', (topic: Topic, partition: number) => log.endOffset!(topic, partition));
   ch.on('log.consume', async (cid: number, { ownOutcomesOf, ...spec }: ConsumeSpec) => {
     const consumer = await log.consume({
