@@ -23,6 +23,7 @@ import { describeWhen, withoutEngines } from './engines';
 import { SimulatedLlm } from '../src/llm/simulated';
 import type { LlmProvider } from '../src/llm/port';
 import { mountSmallFs, smallFsSupport, type SmallFs } from './small-fs';
+import { enospc as diskFull, interceptFileWrites } from './disk-writes';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -268,7 +269,7 @@ async function outcomesInLog(dir: string): Promise<Map<string, string[]>> {
 
 /**
  * A disk that refuses every write from now on (ENOSPC), as the int tests of
- * the log do it: every FileHandle write of this process (the log, its
+ * the log do it: every write of this process to a file (the log's fs.write, its
  * consumer offsets, the media store) fails until `release()`. A really full
  * filesystem still takes a small append into the free end of the log's last
  * block, so it cannot hold back one reply for sure.
@@ -284,10 +285,18 @@ async function refuseWrites(dir: string, calls: readonly ('write' | 'writeFile' 
     return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 }));
   };
   const spies = calls.map((name) => jest.spyOn(proto, name).mockImplementation(enospc));
+  // The log writes its records with fs.write on its fd (test/disk-writes.ts).
+  const records = calls.includes('write')
+    ? interceptFileWrites(() => {
+        refused++;
+        return { error: diskFull() };
+      })
+    : undefined;
   return {
     refused: () => refused,
     release: async () => {
       for (const spy of spies) spy.mockRestore();
+      records?.restore();
     },
   };
 }

@@ -8,6 +8,7 @@ import { EventLogDamagedError, MAX_RECORD, MAX_WRITE_BYTES } from './embedded-fi
 import { connectedEvent, describeEventLog, messageEvent } from './eventlog.contract';
 import type { LoggedEvent } from './port';
 import { StorageUnavailableError } from '../domain/errors';
+import { enospc, interceptFileWrites } from '../../test/disk-writes';
 
 const quiet = { warn: () => {}, info: () => {} };
 
@@ -170,25 +171,21 @@ describe('EmbeddedEventLog', () => {
   });
 
   describe('when the disk fills up', () => {
-    /** Every FileHandle.write in this process: while `room` is set, it writes at most that many bytes in all, then fails with ENOSPC. */
+    /** Every write to a file in this process (test/disk-writes.ts): while `room` is set, at most that many bytes go in, in all, then ENOSPC. */
     let room: number | undefined;
-    let spy: jest.SpyInstance | undefined;
-    beforeEach(async () => {
-      const fh = await open_(join(dir, 'probe-handle'), 'w');
-      const proto = Object.getPrototypeOf(fh) as { write: (...a: unknown[]) => Promise<{ bytesWritten: number }> };
-      await fh.close();
-      const real = proto.write;
-      spy = jest.spyOn(proto, 'write').mockImplementation(function (this: unknown, buf: unknown, offset: unknown, length: unknown, position: unknown) {
-        if (room === undefined) return real.call(this, buf, offset, length, position);
-        if (room === 0) return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 }));
-        const n = Math.min(room, length as number);
+    let disk: { restore(): void } | undefined;
+    beforeEach(() => {
+      disk = interceptFileWrites((_fd, length) => {
+        if (room === undefined) return undefined;
+        if (room === 0) return { error: enospc() };
+        const n = Math.min(room, length);
         room -= n;
-        return real.call(this, buf, offset, n, position);
+        return { write: n };
       });
     });
     afterEach(() => {
       room = undefined;
-      spy?.mockRestore();
+      disk?.restore();
     });
 
     it('refuses appends with UNAVAILABLE + retry-after-ms, leaves no half record, and resumes by itself when space returns', async () => {
@@ -229,9 +226,9 @@ describe('EmbeddedEventLog', () => {
 
   it('given an fsync that fails (EIO), then that batch is refused and cut from the file, and the log resumes by itself', async () => {
     const fh = await open_(join(dir, 'probe-handle'), 'w');
-    const proto = Object.getPrototypeOf(fh) as { datasync: () => Promise<void>; write: (...args: unknown[]) => Promise<unknown> };
+    const proto = Object.getPrototypeOf(fh) as { datasync: () => Promise<void> };
     await fh.close();
-    const real = { datasync: proto.datasync, write: proto.write };
+    const real = { datasync: proto.datasync };
     let failures = 1;
     const eio = () => Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO', errno: -5 });
     // The sync fails where it happens: in fdatasync, or (O_DSYNC file) in the write itself, after the bytes went in.
@@ -239,11 +236,7 @@ describe('EmbeddedEventLog', () => {
       if (failures-- > 0) return Promise.reject(eio());
       return real.datasync.call(this);
     });
-    const writeSpy = jest.spyOn(proto, 'write').mockImplementation(async function (this: unknown, ...args: unknown[]) {
-      const written = await real.write.apply(this, args);
-      if ((this as { fd: number }).fd === logFd && failures-- > 0) throw eio();
-      return written;
-    });
+    const writes = interceptFileWrites((fd) => (fd === logFd && failures-- > 0 ? { error: eio(), after: true } : undefined));
     let logFd = -1;
     try {
       const problems: (string | undefined)[] = [];
@@ -262,7 +255,7 @@ describe('EmbeddedEventLog', () => {
       expect(texts).toEqual(['kept', 'after']);
     } finally {
       spy.mockRestore();
-      writeSpy.mockRestore();
+      writes.restore();
     }
   });
 
