@@ -118,12 +118,11 @@ export class ProjectionRunner {
         // The events queued up to now are told together, after the last of them is applied.
         const applied = queue.applied;
         queue.applied = queue.whenApplied = undefined;
-        let pending = queue.events;
+        const queued = queue.events;
         queue.events = [];
         const size = Math.max(1, this.options.batch ?? DEFAULT_BATCH);
-        while (pending.length > 0) {
-          const batch = pending.length > size ? pending.slice(0, size) : pending;
-          pending = pending.length > size ? pending.slice(size) : [];
+        for (let from = 0; from < queued.length; from += size) {
+          const batch = queued.length <= size ? queued : queued.slice(from, from + size);
           if (!(await this.applyRetrying(batch))) return; // stopped: left unacknowledged, redelivered after a restart
           if (this.options.onApplied) {
             const now = (this.options.clock ?? Date.now)();

@@ -875,10 +875,10 @@ export class GatewaySession {
   }
 }
 
-/** Replies replayed per page on resume: the next page waits until the client took this one. */
 /** `earlier` of a message in a new conversation: nothing from before. */
 const NONE_EARLIER: Promise<MessageDoc | null> = Promise.resolve(null);
 
+/** Replies replayed per page on resume: the next page waits until the client took this one. */
 const REPLAY_PAGE = 256;
 /** Outcome frames of unconfirmed messages a stream keeps for their resends (the oldest go first). */
 const HELD_FOR_RESEND = 256;

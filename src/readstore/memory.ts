@@ -1,10 +1,5 @@
 import type { ApplyStep, Collection, Doc, FindQuery, Position, ReadStore, Scalar } from './port';
 
-/**
- * In-memory read models for the embedded default: rebuilt by replaying the
- * log at start. Equality indexes keep history queries proportional to one
- * client's or one conversation's data, not to the whole store.
- */
 export interface MemoryReadStoreOptions {
   /**
    * Freezes every stored document, so an evolve that changes the document it
@@ -15,6 +10,11 @@ export interface MemoryReadStoreOptions {
   checkPurity?: boolean;
 }
 
+/**
+ * In-memory read models for the embedded default: rebuilt by replaying the
+ * log at start. Equality indexes keep history queries proportional to one
+ * client's or one conversation's data, not to the whole store.
+ */
 export class MemoryReadStore implements ReadStore {
   readonly persistent = false;
   private readonly collections = new Map<string, MemoryCollection<Doc>>();
