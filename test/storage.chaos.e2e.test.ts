@@ -282,7 +282,7 @@ async function refuseWrites(dir: string, calls: readonly ('write' | 'writeFile' 
   let refused = 0;
   const enospc = () => {
     refused++;
-    return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 }));
+    return Promise.reject(diskFull());
   };
   const spies = calls.map((name) => jest.spyOn(proto, name).mockImplementation(enospc));
   // The log writes its records with fs.write on its fd (test/disk-writes.ts).

@@ -267,7 +267,7 @@ describe('EmbeddedEventLog', () => {
     // The log's own appends still go in (the free end of its last block); the offsets file, a new one each time, does not.
     const spy = jest.spyOn(proto, 'writeFile').mockImplementation(() => {
       refused++;
-      return Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 }));
+      return Promise.reject(enospc());
     });
     try {
       const log = await open();

@@ -7,7 +7,7 @@ import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
 import { ChatFlowError } from '../domain/errors';
-import { orLate } from '../resilience/late';
+import { LATE, orLate } from '../resilience/late';
 import { retry } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { echoId, MAX_CLIENT_MESSAGE_ID_LENGTH, messageIdFor, responseIdFor } from '../domain/ids';
@@ -536,24 +536,12 @@ export class GatewaySession {
    */
   private withinAppendTimeout(accepted: Promise<Accepted>, onTimeout: () => void): Promise<Accepted> {
     const ms = this.deps.config.appendTimeoutMs;
-    const retryAfterMs = this.deps.config.retryAfterMs;
-    // Whichever comes first settles it (one promise, not a race of two and a `finally`: three a message).
-    return new Promise<Accepted>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        onTimeout();
-        this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
-        reject(new ChatFlowError('UNAVAILABLE', `the message could not be stored within ${ms} ms; send it again with the same client_message_id in ${retryAfterMs} ms (if it was stored meanwhile it is not processed twice)`, { 'retry-after-ms': String(retryAfterMs) }));
-      }, ms);
-      accepted.then(
-        (a) => {
-          clearTimeout(timer);
-          resolve(a);
-        },
-        (err: unknown) => {
-          clearTimeout(timer);
-          reject(err);
-        },
-      );
+    return orLate(accepted, ms).then((a) => {
+      if (a !== LATE) return a;
+      onTimeout();
+      this.deps.metrics.messagesRejected.inc({ code: 'UNAVAILABLE' });
+      const retryAfterMs = this.deps.config.retryAfterMs;
+      throw new ChatFlowError('UNAVAILABLE', `the message could not be stored within ${ms} ms; send it again with the same client_message_id in ${retryAfterMs} ms (if it was stored meanwhile it is not processed twice)`, { 'retry-after-ms': String(retryAfterMs) });
     });
   }
 
