@@ -20,6 +20,7 @@ import { projectorRole, type ProjectorRole } from './composition/projector-role'
 import { workerRole, type WorkerRole } from './composition/worker-role';
 import { workerThreadRole } from './threads/worker-host';
 import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composition/gateway-role';
+import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
 
 export { grpcServerOptions } from './composition/gateway-role';
@@ -53,6 +54,8 @@ export interface AppOverrides {
   clock?: () => number;
   /** A worker thread died (main.ts ends the process: its supervisor starts it again, as after a crash). */
   onWorkerDied?: (err: Error) => void;
+  /** The heap the gateway's guard reads (default: this process's V8 heap). */
+  heap?: HeapSource;
 }
 
 /**
@@ -86,6 +89,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const auth = new TokenAuthority(secret, config.insecureClientId);
     const metrics = createMetrics();
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
+    // Watching before the read models replay the log, so a replay that fills the heap is seen.
+    const heap = runs('gateway') ? heapGuard(config, logger, lifecycle, metrics, overrides.heap) : undefined;
 
     // Started later; HTTP, started first, reads them per request.
     let projector: ProjectorRole | undefined;
@@ -102,6 +107,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
           ...(health.serving ? {} : { unavailable: health.unavailable }),
           role: config.role, clients: gateway?.gateway.connected ?? 0, processing: worker?.worker.processing ?? 0, waiting: worker?.worker.stats().waiting ?? 0,
           projectionLag: projector?.runner.lag() ?? 0,
+          ...(heap?.refusal() === undefined ? {} : { heap: 'nearly full: new messages and connections are refused (see the log)' }),
         },
       }),
     }));
@@ -146,7 +152,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         ...common, bus: wired.bus, media: wired.media, messages: models.messages, settled, claims, llm: overrides.llm,
       }));
     }
-    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth }));
+    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, heapFull: heap && (() => heap.refusal()) }));
 
     health.clear('starting');
     const grpcAddress = gateway?.grpcAddress ?? '';
@@ -184,6 +190,20 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     await lifecycle.stopAll();
     throw err;
   }
+}
+
+/** The gateway's heap guard, started (see HeapGuard): its changes are logged and exported as `chatflow_heap_refusing`. */
+function heapGuard(config: Config, logger: Logger, lifecycle: Lifecycle, metrics: Metrics, source?: HeapSource): HeapGuard {
+  const log = logger.child({ component: 'heap' });
+  const guard = new HeapGuard(config.heapRefusePercent, (full, { usedBytes, limitBytes }) => {
+    metrics.heapRefusing.set(full ? 1 : 0);
+    const figures = { usedBytes, limitBytes, refusePercent: config.heapRefusePercent };
+    if (full) log.warn(figures, 'heap nearly full after a full collection: new messages and connections are refused (RESOURCE_EXHAUSTED) until it frees; give the process more memory (--max-old-space-size) or keep the read models in MongoDB');
+    else log.info(figures, 'heap below the line again: new messages and connections are taken');
+  }, source);
+  guard.start();
+  lifecycle.onStop('heap guard', async () => guard.stop());
+  return guard;
 }
 
 /** Which engine backs each port, for the start-up log line. */

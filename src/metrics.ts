@@ -34,10 +34,11 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
         return AggregatorRegistry.aggregate(all).metrics();
       },
     },
+    heapRefusing: new Gauge({ name: 'chatflow_heap_refusing', help: '1 while this gateway refuses new messages and connections because its heap is nearly full after a full collection (CHATFLOW_HEAP_REFUSE_PERCENT)', registers: [registry] }),
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
     admissionsRefused: new Counter({
       name: 'chatflow_admissions_refused_total',
-      help: 'Connections refused, by reason (full, duplicate, holder-late, unauthenticated, invalid_timezone, timezone_not_allowed, not_found, permission_denied, read_model_behind, unavailable)',
+      help: 'Connections refused, by reason (full, duplicate, holder-late, unauthenticated, invalid_timezone, timezone_not_allowed, not_found, permission_denied, read_model_behind, unavailable, memory_full)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

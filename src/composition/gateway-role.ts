@@ -44,6 +44,8 @@ export function gatewayRole(deps: {
   instance: string;
   clock: () => number;
   newId: () => string;
+  /** Why new messages and connections are refused now (the heap guard), or undefined. */
+  heapFull?: () => string | undefined;
 }): GatewayRole {
   const { config, logger, auth, readModels: { conversations, messages, sessions } } = deps;
   const { bus, media, frames } = deps.messaging;
@@ -52,7 +54,7 @@ export function gatewayRole(deps: {
   // Read your writes (conversation ownership, resends): wait for the read models to reach the log's end.
   const settled = readModelsSettled(deps.log, deps.projections);
   const gateway = new ChatGateway(
-    { config, gatewayId, log: deps.log, registry: deps.registry, bus, media, auth, conversations, messages, sessions, frames, metrics: deps.metrics, clock: deps.clock, newId: deps.newId, readModelsSettled: settled },
+    { config, gatewayId, log: deps.log, registry: deps.registry, bus, media, auth, conversations, messages, sessions, frames, metrics: deps.metrics, clock: deps.clock, newId: deps.newId, readModelsSettled: settled, heapFull: deps.heapFull },
     logger.child({ component: 'gateway', gatewayId }),
   );
   const history = historyService({ auth, conversations, messages, sessions, frames, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' }));

@@ -25,6 +25,8 @@ export interface Config {
   slowClientTimeoutMs: number;
   readYourWritesMs: number;
   appendTimeoutMs: number;
+  /** Share of the V8 heap's limit, after a full collection, at which new messages and connections are refused (100 = never). */
+  heapRefusePercent: number;
   engineRetryDeadlineMs: number;
   replyClaimsKeepMs: number;
   mediaUrlTtlMs: number;
@@ -84,6 +86,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     slowClientTimeoutMs: c.CHATFLOW_SLOW_CLIENT_TIMEOUT_MS,
     readYourWritesMs: c.CHATFLOW_READ_YOUR_WRITES_MS,
     appendTimeoutMs: c.CHATFLOW_APPEND_TIMEOUT_MS,
+    heapRefusePercent: c.CHATFLOW_HEAP_REFUSE_PERCENT,
     engineRetryDeadlineMs: c.CHATFLOW_ENGINE_RETRY_DEADLINE_MS,
     replyClaimsKeepMs: c.CHATFLOW_REPLY_CLAIMS_KEEP_MS,
     mediaUrlTtlMs: c.CHATFLOW_MEDIA_URL_TTL_MS,

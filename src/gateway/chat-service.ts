@@ -301,6 +301,11 @@ export class ChatGateway {
     const callLogger = this.logger;
     try {
       if (this.stopping) throw new ChatFlowError('UNAVAILABLE', 'server shutting down; reconnect shortly');
+      const heapFull = this.deps.heapFull?.();
+      if (heapFull !== undefined) {
+        this.deps.metrics.admissionsRefused.inc({ reason: 'memory_full' });
+        throw new ChatFlowError('RESOURCE_EXHAUSTED', heapFull);
+      }
       const md = getter(call.metadata);
       const clientId = await this.refuseAs('unauthenticated', () => this.deps.auth.identify(md));
       const tz = decideTimeZone(md('x-timezone'), this.deps.config.allowedTimeZones);

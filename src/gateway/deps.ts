@@ -30,6 +30,8 @@ export interface GatewayDeps {
    * the log held when called, false if `timeoutMs` passed first.
    */
   readModelsSettled(timeoutMs: number): Promise<boolean>;
+  /** Why new messages and connections are refused now (this process's heap is nearly full, see HeapGuard), or undefined. */
+  heapFull?(): string | undefined;
 }
 
 /**

@@ -632,6 +632,9 @@ export class GatewaySession {
       if (stored !== undefined && stored !== hash) throw this.conflict(message.clientMessageId);
       return { kind: 'duplicate', accepted: acceptedFrom(existing) };
     }
+    // A resend of a stored message is still acknowledged (it adds nothing); a new one would fill the heap further.
+    const heapFull = this.deps.heapFull?.();
+    if (heapFull !== undefined) throw this.reject('RESOURCE_EXHAUSTED', heapFull);
     const cfg = this.deps.config;
     const content = message.content!;
     const base = {
