@@ -13,6 +13,7 @@ import { LlmError, type LlmProvider } from '../src/llm/port';
 import { synthesizeVoice } from './voice-signal';
 import { describeWhen } from './engines';
 import { connected, metric, startTestApp, type ChatStream, type TestApp } from './harness';
+import { StandInHeap } from './stand-in-heap';
 import { CHROMIUM, CHROMIUM_ARGS, ENVOY_MISSING, envoyBinary, freePort, startEnvoy, startTcpProxy, type RunningEnvoy } from './web-helpers';
 
 const SCREENSHOTS = resolve(__dirname, '..', 'test-results', 'browser');
@@ -488,6 +489,27 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
           await page.screenshot({ path: join(SCREENSHOTS, 'resumed.png'), fullPage: true });
         } finally {
           await proxy.close();
+        }
+      });
+
+      it("says in the server's own words that its memory is nearly full, and gets in once it frees", async () => {
+        const heap = new StandInHeap();
+        const full = await startTestApp({ CHATFLOW_DEV_TOKENS: 'true' }, { llm: llm(), heap });
+        try {
+          heap.collectTo(90);
+          ctx = await browser.newContext({ timezoneId: 'Europe/Paris' });
+          const page = await ctx.newPage();
+          page.on('pageerror', (e) => errors.push(e.message));
+          await page.goto(`${full.app.httpUrl}/`);
+          await page.fill('#client-id', 'memory-user');
+          await page.click('#connect-button');
+          await page.locator('#notice').waitFor({ state: 'visible', timeout: 10_000 });
+          await expect(page.locator('#notice').innerText()).resolves.toMatch(/Refused: the server's memory is nearly full \(3\.6 GiB of 4 GiB .*its operator must give it more memory.* — retrying in \d s/i);
+          await page.screenshot({ path: join(SCREENSHOTS, 'memory-full.png'), fullPage: true });
+          heap.collectTo(50);
+          await waitConnected(page);
+        } finally {
+          await full.close();
         }
       });
 

@@ -5,33 +5,13 @@
  * crashing; what it accepted is still answered, resends are still
  * acknowledged, history still reads, and it takes new work again once its
  * heap is below the line. The heap is a stand-in whose readings and full
- * collections the test decides (the real one: src/resilience/heap-guard.unit.test.ts).
+ * collections the test decides (test/stand-in-heap.ts).
  */
-import type { HeapReading } from '../src/domain/heap';
-import type { HeapSource } from '../src/resilience/heap-guard';
 import { codeName, connected, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
-
-const GiB = 2 ** 30;
-
-class TestHeap implements HeapSource {
-  reading: HeapReading = { usedBytes: 0.2 * 4 * GiB, limitBytes: 4 * GiB };
-  private readonly listeners = new Set<() => void>();
-  read(): HeapReading {
-    return this.reading;
-  }
-  afterFullCollection(listener: () => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
-  }
-  /** A full collection that leaves `percent` % of the heap in use. */
-  collectTo(percent: number): void {
-    this.reading = { usedBytes: (percent / 100) * this.reading.limitBytes, limitBytes: this.reading.limitBytes };
-    for (const l of this.listeners) l();
-  }
-}
+import { StandInHeap } from './stand-in-heap';
 
 describe('a nearly full heap', () => {
-  const heap = new TestHeap();
+  const heap = new StandInHeap();
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp({ CHATFLOW_HEAP_REFUSE_PERCENT: '85' }, { heap });

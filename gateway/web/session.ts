@@ -230,7 +230,9 @@ export class PageChatSession {
     const hint = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined;
     switch (err.code) {
       case Code.ResourceExhausted:
-        if (!welcomed) return this.retryIn(hint ?? FULL_RETRY_MS, 'full', 'Server full');
+        // A full house names its wait (retry-after-ms); a refusal that names none (a server whose memory is
+        // nearly full) is told in the server's own words, and tried again at the default pace.
+        if (!welcomed) return this.retryIn(hint ?? FULL_RETRY_MS, 'full', hint === undefined ? `Refused: ${err.rawMessage}` : 'Server full');
         this.resuming = true;
         return this.retryIn(hint ?? 500, 'lost', 'Fell behind the stream');
       case Code.AlreadyExists:
