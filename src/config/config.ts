@@ -25,7 +25,7 @@ export interface Config {
   slowClientTimeoutMs: number;
   readYourWritesMs: number;
   appendTimeoutMs: number;
-  /** Share of the V8 heap's limit, after a full collection, at which new messages and connections are refused (100 = never). */
+  /** Share of the heap's room for what lives, after a full collection, at which new messages and connections are refused (100 = never). */
   heapRefusePercent: number;
   engineRetryDeadlineMs: number;
   replyClaimsKeepMs: number;

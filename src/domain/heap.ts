@@ -2,7 +2,7 @@ import { formatBytes } from './format-bytes';
 
 /**
  * Memory as a pure decider: a process whose heap, right after a full
- * collection, holds `refusePercent` % of its limit takes no new work; it takes
+ * collection, fills `refusePercent` % of its room takes no new work; it takes
  * it again once that reading falls 5 points below. Left to grow, a full heap
  * first makes V8 collect without end (the event loop stalls for hundreds of
  * milliseconds at a time), then ends the process: with the embedded read
@@ -11,9 +11,9 @@ import { formatBytes } from './format-bytes';
  * accepted, its history and its health.
  */
 export interface HeapReading {
-  /** Bytes the heap holds, read right after a full collection (what is live, not garbage not yet collected). */
+  /** Bytes that live on the heap, read right after a full collection (not garbage not yet collected). */
   readonly usedBytes: number;
-  /** The most the heap may hold (V8's heap_size_limit: --max-old-space-size and the young generation). */
+  /** The room the heap has for them before collecting no longer frees enough (see src/resilience/heap-guard.ts). */
   readonly limitBytes: number;
 }
 
@@ -33,6 +33,6 @@ export function heapFullMessage(reading: HeapReading): string {
   return (
     `the server's memory is nearly full (${formatBytes(reading.usedBytes)} of ${formatBytes(reading.limitBytes)} in use after a full collection): ` +
     'it takes no new messages or connections; messages already accepted are still answered and history still reads. ' +
-    'Its operator must give it more memory or keep the history in MongoDB (MONGODB_URI)'
+    'Its operator must give it more memory (on the embedded default, the history can also move to MongoDB: MONGODB_URI)'
   );
 }
