@@ -158,3 +158,35 @@ async function waitFor(cond: () => Promise<boolean>, ms = 10_000): Promise<void>
 }
 
 export { status };
+
+describe('connection rate per client', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ CHATFLOW_CONNECT_BURST: '3', CHATFLOW_CONNECTS_PER_MINUTE: '12' });
+  });
+  afterAll(async () => t.close());
+
+  it('holds a client reconnecting in a loop to the limit with RESOURCE_EXHAUSTED + retry-after-ms, lets it in once it waits, and leaves other clients alone', async () => {
+    // A burst of 3, then one every 5 s: the fourth attempt in a row is refused, saying when to come back.
+    for (let i = 0; i < 3; i++) {
+      const s = await connected(t, 'looper');
+      s.cancel();
+      await waitFor(async () => (await metric(t, 'chatflow_clients_connected')) === 0);
+    }
+    const held = await openChat(t, 'looper');
+    const st = await held.status;
+    expect(codeName(st.code)).toBe('RESOURCE_EXHAUSTED');
+    expect(st.details).toMatch(/too many connections from client "looper": at most 12 a minute \(3 in a row\); retry in \d+ ms/);
+    const wait = Number(st.metadata.get('retry-after-ms')[0]);
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(5_000);
+    expect(await metric(t, 'chatflow_admissions_refused_total{reason="rate_limited"}')).toBe(1);
+    // Another client is not held back by the looper's count.
+    const other = await connected(t, 'bystander');
+    other.cancel();
+    // Waiting as told lets the looper in.
+    await new Promise((r) => setTimeout(r, wait));
+    const back = await connected(t, 'looper');
+    back.cancel();
+  }, 20_000);
+});

@@ -230,9 +230,9 @@ export class PageChatSession {
     const hint = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter : undefined;
     switch (err.code) {
       case Code.ResourceExhausted:
-        // A full house names its wait (retry-after-ms); a refusal that names none (a server whose memory is
-        // nearly full) is told in the server's own words, and tried again at the default pace.
-        if (!welcomed) return this.retryIn(hint ?? FULL_RETRY_MS, 'full', hint === undefined ? `Refused: ${err.rawMessage}` : 'Server full');
+        // A full house says so; other refusals (too many connections from this client, a server whose memory
+        // is nearly full) are told in the server's own words. Tried again after its retry-after-ms, or the default.
+        if (!welcomed) return this.retryIn(hint ?? FULL_RETRY_MS, 'full', /^server full/i.test(err.rawMessage) ? 'Server full' : `Refused: ${err.rawMessage}`);
         this.resuming = true;
         return this.retryIn(hint ?? 500, 'lost', 'Fell behind the stream');
       case Code.AlreadyExists:

@@ -12,6 +12,9 @@ export interface Config {
   insecureClientId: boolean;
   maxClients: number;
   maxProcessing: number;
+  /** Connection attempts per client per minute on one gateway (0 = no limit), after a burst of connectBurst. */
+  connectsPerMinute: number;
+  connectBurst: number;
   firstMessageTimeoutMs: number;
   allowedTimeZones: string[];
   leaseMs: number;
@@ -74,6 +77,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     insecureClientId: c.CHATFLOW_INSECURE_CLIENT_ID,
     maxClients: c.CHATFLOW_MAX_CLIENTS,
     maxProcessing: c.CHATFLOW_MAX_PROCESSING,
+    connectsPerMinute: c.CHATFLOW_CONNECTS_PER_MINUTE,
+    connectBurst: c.CHATFLOW_CONNECT_BURST,
     firstMessageTimeoutMs: c.CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS,
     allowedTimeZones: c.CHATFLOW_ALLOWED_TIMEZONES,
     leaseMs: c.CHATFLOW_LEASE_MS,

@@ -66,6 +66,8 @@ export const SETTINGS = {
   CHATFLOW_INSECURE_CLIENT_ID: { schema: bool, default: 'false', doc: '`true` accepts `x-client-id` metadata without a token (load tests only)' },
   CHATFLOW_MAX_CLIENTS: { schema: int(1), default: '50', doc: 'connected clients, all gateways together' },
   CHATFLOW_MAX_PROCESSING: { schema: int(1), default: '500', doc: 'messages in processing, all workers together' },
+  CHATFLOW_CONNECTS_PER_MINUTE: { schema: int(0), default: '120', doc: 'connection attempts one client may make per minute on one gateway, after a first burst of `CHATFLOW_CONNECT_BURST`; more get `RESOURCE_EXHAUSTED` + `retry-after-ms` (a client reconnecting in a loop otherwise opened ~250 streams a second, each kept in the read models); `0` = no limit' },
+  CHATFLOW_CONNECT_BURST: { schema: int(1), default: '20', doc: 'connection attempts one client may make at once on one gateway before `CHATFLOW_CONNECTS_PER_MINUTE` holds it back' },
   CHATFLOW_FIRST_MESSAGE_TIMEOUT_MS: { schema: int(1), default: '30000', doc: 'a client must send its first message within this' },
   CHATFLOW_ALLOWED_TIMEZONES: { schema: timeZones, default: '', doc: 'comma-separated allow-list of IANA zones (each checked at start); empty = every zone' },
   CHATFLOW_LEASE_MS: { schema: int(1000), default: '10000', doc: 'connection lease; a dead gateway\'s slots return within it' },

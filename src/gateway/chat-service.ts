@@ -17,6 +17,8 @@ import { WIRE_FLAW_MESSAGES, wireFlawOf } from './wire-check';
 import { echoId } from '../domain/ids';
 import { GatewaySession } from './session';
 import { secondConnection, type HolderProbe } from '../domain/second-connection';
+import { connectRateMessage, decideConnect, type ConnectBucket } from '../domain/connect-rate';
+import { RecentMap } from '../domain/recent-map';
 import { carryError, toChatError, toStatus } from './status';
 import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, PROBE_PAYLOAD, type RoutedReply } from './routed';
 
@@ -36,11 +38,16 @@ const NOT_STORED = new ChatFlowError('UNAVAILABLE', 'the message could not be st
  * ChatService: admission at stream start, then a GatewaySession per connection.
  * `Chat` (bidi) and `Connect` + `Send` (gRPC-Web) share every rule.
  */
+/** Clients whose connection attempts a gateway counts (a bucket is ~100 bytes): more than a gateway ever holds at once. */
+const CONNECT_BUCKETS = 50_000;
+
 /** A reply not seen this long after its Accepted is looked up in the read model (the bus may have lost it). */
 const OVERDUE_REPLY_MS = 10_000;
 
 export class ChatGateway {
   private readonly sessions = new Map<string, GatewaySession>();
+  /** Each client's connection attempts on this gateway (see decideConnect); the most recent clients only. */
+  private readonly connectBuckets = new RecentMap<string, ConnectBucket>(CONNECT_BUCKETS);
   /** Sessions closed whose slot is not yet given back or whose disconnect is not yet recorded: a drain waits for them. */
   private readonly closing = new Set<Promise<void>>();
   private readonly leases: LeaseKeeper;
@@ -210,6 +217,18 @@ export class ChatGateway {
    * message gets a ChatError, anything unexpected is logged once and ends
    * this stream only, with INTERNAL.
    */
+  /** A client reconnecting in a loop is held to CHATFLOW_CONNECTS_PER_MINUTE on this gateway: RESOURCE_EXHAUSTED + retry-after-ms. */
+  private checkConnectRate(clientId: string): void {
+    const { connectBurst, connectsPerMinute } = this.deps.config;
+    const verdict = decideConnect(this.connectBuckets.get(clientId), this.deps.clock(), connectBurst, connectsPerMinute);
+    this.connectBuckets.set(clientId, verdict.bucket);
+    if (verdict.ok) return;
+    this.deps.metrics.admissionsRefused.inc({ reason: 'rate_limited' });
+    throw new ChatFlowError('RESOURCE_EXHAUSTED', connectRateMessage(clientId, connectBurst, connectsPerMinute, verdict.retryAfterMs), {
+      'retry-after-ms': String(verdict.retryAfterMs),
+    });
+  }
+
   private onFrame(session: GatewaySession, frame: ClientFrame): void {
     try {
       const f = frame.frame;
@@ -308,6 +327,7 @@ export class ChatGateway {
       }
       const md = getter(call.metadata);
       const clientId = await this.refuseAs('unauthenticated', () => this.deps.auth.identify(md));
+      this.checkConnectRate(clientId);
       const tz = decideTimeZone(md('x-timezone'), this.deps.config.allowedTimeZones);
       if (!tz.ok) {
         this.deps.metrics.admissionsRefused.inc({ reason: tz.code === 'INVALID_ARGUMENT' ? 'invalid_timezone' : 'timezone_not_allowed' });
