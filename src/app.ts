@@ -107,7 +107,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
           ...(health.serving ? {} : { unavailable: health.unavailable }),
           role: config.role, clients: gateway?.gateway.connected ?? 0, processing: worker?.worker.processing ?? 0, waiting: worker?.worker.stats().waiting ?? 0,
           projectionLag: projector?.runner.lag() ?? 0,
-          ...(heap?.refusal() === undefined ? {} : { heap: 'nearly full: new messages and connections are refused (see the log)' }),
+          ...(heap?.refusing ? { heap: 'nearly full: new messages and connections are refused (see the log)' } : {}),
         },
       }),
     }));

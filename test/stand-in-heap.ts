@@ -15,6 +15,11 @@ export class StandInHeap implements HeapSource {
     return () => this.listeners.delete(listener);
   }
 
+  /** How many guards watch its collections. */
+  get watchers(): number {
+    return this.listeners.size;
+  }
+
   /** A full collection that leaves `percent` % of the room in use. */
   collectTo(percent: number): void {
     this.reading = { usedBytes: (percent / 100) * this.reading.limitBytes, limitBytes: this.reading.limitBytes };

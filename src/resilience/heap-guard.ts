@@ -89,6 +89,11 @@ export class HeapGuard {
     this.unsubscribe = undefined;
   }
 
+  /** Whether new messages and connections are refused now. */
+  get refusing(): boolean {
+    return this.full;
+  }
+
   /** Why new messages and connections are refused now (what the client is told), or undefined. */
   refusal(): string | undefined {
     return this.full && this.last ? heapFullMessage(this.last) : undefined;

@@ -1,33 +1,14 @@
-import { setFlagsFromString } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { HeapReading } from '../domain/heap';
-import { getHeapStatistics } from 'node:v8';
-import { HeapGuard, v8Heap, heapReserveBytes, type HeapSource } from './heap-guard';
+import { StandInHeap } from '../../test/stand-in-heap';
+import { HeapGuard, v8Heap, heapReserveBytes } from './heap-guard';
 
 const GiB = 2 ** 30;
 
-/** A heap whose reading the test sets, and whose full collections the test makes happen. */
-function fakeHeap(): HeapSource & { reading: HeapReading; collect(): void; listeners: number } {
-  const listeners = new Set<() => void>();
-  return {
-    reading: { usedBytes: 0, limitBytes: 4 * GiB },
-    read() {
-      return this.reading;
-    },
-    afterFullCollection(l) {
-      listeners.add(l);
-      return () => listeners.delete(l);
-    },
-    collect: () => listeners.forEach((l) => l()),
-    get listeners() {
-      return listeners.size;
-    },
-  };
-}
-
 describe('HeapGuard', () => {
   it('given a full collection that leaves the heap 90 % full, then it refuses saying why; at 70 % it takes work again', () => {
-    const heap = fakeHeap();
+    const heap = new StandInHeap();
     const changes: boolean[] = [];
     const guard = new HeapGuard(85, (full) => changes.push(full), heap);
     guard.start();
@@ -35,26 +16,24 @@ describe('HeapGuard', () => {
 
     heap.reading = { usedBytes: 0.9 * 4 * GiB, limitBytes: 4 * GiB };
     expect(guard.refusal()).toBeUndefined(); // read only after a full collection
-    heap.collect();
+    heap.collectTo(90);
     expect(guard.refusal()).toContain('3.6 GiB of 4 GiB');
 
-    heap.reading = { usedBytes: 0.82 * 4 * GiB, limitBytes: 4 * GiB };
-    heap.collect();
+    heap.collectTo(82);
     expect(guard.refusal()).toContain('3.3 GiB of 4 GiB'); // still refusing (above the resume line), with the new figure
 
-    heap.reading = { usedBytes: 0.7 * 4 * GiB, limitBytes: 4 * GiB };
-    heap.collect();
+    heap.collectTo(70);
     expect(guard.refusal()).toBeUndefined();
     expect(changes).toEqual([true, false]);
 
     guard.stop();
-    expect(heap.listeners).toBe(0);
+    expect(heap.watchers).toBe(0);
   });
 
   it('given 100 %, then it does not even watch', () => {
-    const heap = fakeHeap();
+    const heap = new StandInHeap();
     new HeapGuard(100, undefined, heap).start();
-    expect(heap.listeners).toBe(0);
+    expect(heap.watchers).toBe(0);
   });
 
   it("reads this process's V8 heap after a real full collection", async () => {
