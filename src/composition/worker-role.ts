@@ -7,7 +7,7 @@ import type { LlmProvider } from '../llm/port';
 import { createRenderer } from '../media/renderer';
 import type { Metrics } from '../metrics';
 import { createSpeech, type Speech } from '../speech/factory';
-import { Worker, type MessageReader } from '../worker/worker';
+import { Worker, type MessageReader, type WorkerDeps } from '../worker/worker';
 import type { ReplyClaims } from '../replies/port';
 import type { Bus } from '../bus/port';
 import type { MediaStore } from '../media/port';
@@ -35,6 +35,8 @@ export function workerRole(deps: {
   lifecycle: Lifecycle;
   log: EventLog;
   bus: Pick<Bus, 'publish'>;
+  /** See WorkerDeps.appendAndTell (a worker in a thread). */
+  appendAndTell?: WorkerDeps['appendAndTell'];
   media: MediaStore;
   messages: MessageReader;
   /** Whether the read models have caught up with the log (projections/runner.ts readModelsSettled). */
@@ -55,7 +57,7 @@ export function workerRole(deps: {
   const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
   parts.onStop('media renderer', () => renderer.close());
   const worker = new Worker({
-    workerId: `wk-${deps.instance}`, log: deps.log, bus: deps.bus, media: deps.media, renderer, llm, messages: deps.messages,
+    workerId: `wk-${deps.instance}`, log: deps.log, bus: deps.bus, appendAndTell: deps.appendAndTell, media: deps.media, renderer, llm, messages: deps.messages,
     claims: deps.claims, settled: deps.settled,
     metrics: deps.metrics, maxProcessing: config.maxProcessing, clock: deps.clock, newId: deps.newId,
     // No takeover wait for the projector: the reply claims, not the read models, say whether a message

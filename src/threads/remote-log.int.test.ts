@@ -133,6 +133,32 @@ describe('RemoteEventLog', () => {
     }
   });
 
+  // Issue 15: one crossing between a reply and its gateway instead of three (WorkerDeps.appendAndTell).
+  it('appends an outcome and hands it to `tell` as soon as the log has it, before the thread hears where it landed; other appends are not told', async () => {
+    const l = link();
+    const told: { seq: number; event: unknown; threadHeard: boolean }[] = [];
+    let threadHeard = false;
+    serveEventLog(l.loop, real, (o) => void told.push({ seq: o.seq, event: Event.toJSON(o.event), threadHeard }));
+    const log = new RemoteEventLog(l.thread, logShape(real, true));
+    try {
+      expect(log.tellsOutcomes).toBe(true);
+      await log.append(messageEvent('c1', 'm1'));
+      const outcome = Event.fromPartial({ eventId: 'r1', time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'responseProduced', responseProduced: { messageId: 'resp-m1', inReplyTo: 'm1', text: 'hello', workerId: 'wA' } } });
+      const where = await log.appendOutcome(outcome, Event.encode(outcome).finish());
+      threadHeard = true;
+      expect([where.offset, where.seq, where.event]).toEqual([1, 2, outcome]);
+      expect(told).toEqual([{ seq: 2, event: Event.toJSON(outcome), threadHeard: false }]);
+    } finally {
+      l.close();
+    }
+  });
+
+  it('refuses appendOutcome where the event loop was given nothing to tell with', async () => {
+    expect(r.log.tellsOutcomes).toBe(false);
+    const outcome = Event.fromPartial({ eventId: 'r1', clientId: 'alice', conversationId: 'c1', payload: { $case: 'responseProduced', responseProduced: { inReplyTo: 'm1' } } });
+    await expect(r.log.appendOutcome(outcome, Event.encode(outcome).finish())).rejects.toThrow('the event loop does not tell outcomes for this log');
+  });
+
   it('gives an encoded append refused for a full disk back as the same error, still transient', async () => {
     const full = new StorageUnavailableError('the server cannot store events right now (no space left on device); retry in 2000 ms', 2000);
     const failing: EventLog = { ...logShapeOf(real), append: () => Promise.reject(new Error('unused')), appendEncoded: () => Promise.reject(full), consume: () => Promise.reject(new Error('unused')), close: async () => {} };

@@ -10,6 +10,8 @@ export interface LogShape {
   hasEndOffset: boolean;
   /** The log takes events as bytes (EventLog.appendEncoded): the thread encodes, the event loop only stores. */
   appendsEncoded: boolean;
+  /** The event loop tells an outcome's gateway once it appended it (RemoteEventLog.appendOutcome). */
+  tellsOutcomes: boolean;
 }
 
 type ConsumeSpec = Pick<ConsumeOptions, 'group' | 'topics' | 'fromBeginning' | 'concurrencyPerPartition'> & { ownOutcomesOf?: string };
@@ -20,9 +22,11 @@ type ConsumeSpec = Pick<ConsumeOptions, 'group' | 'topics' | 'fromBeginning' | '
  * one this process opened. A consumer's handler is the thread's: each event
  * goes over the channel and counts as done (committed in order, retried if it
  * failed) when the thread's handler settles. The consumer's signal is
- * mirrored by number: one per signal, not per event.
+ * mirrored by number: one per signal, not per event. With `tell`, an outcome
+ * the thread appends with appendOutcome is handed to it once the log has it,
+ * here, before the thread hears where it landed.
  */
-export function serveEventLog(ch: Channel, log: EventLog): Map<number, Consumer> {
+export function serveEventLog(ch: Channel, log: EventLog, tell?: (outcome: LoggedEvent) => void): Map<number, Consumer> {
   const consumers = new Map<number, Consumer>();
   const signalIds = new WeakMap<AbortSignal, number>();
   let nextSignal = 1;
@@ -40,6 +44,13 @@ export function serveEventLog(ch: Channel, log: EventLog): Map<number, Consumer>
   // The thread has the event: only where it landed goes back.
   ch.on('log.append', (event: Event): Promise<Where> => log.append(event).then(whereOf));
   ch.on('log.appendEncoded', (topic: Topic, payload: Uint8Array): Promise<Where> => log.appendEncoded!(topic, payload).then(whereOf));
+  if (tell && log.appendEncoded) {
+    ch.on('log.appendOutcome', async (topic: Topic, payload: Uint8Array): Promise<Where> => {
+      const at = await log.appendEncoded!(topic, payload);
+      tell({ ...at, event: Event.decode(payload) });
+      return whereOf(at);
+    });
+  }
   ch.on('log.endOffset', (topic: Topic, partition: number) => log.endOffset!(topic, partition));
   ch.on('log.consume', async (cid: number, { ownOutcomesOf, ...spec }: ConsumeSpec) => {
     const consumer = await log.consume({
@@ -99,9 +110,11 @@ function offTheWire([topic, partition, offset, seq, content]: WireEvent): Logged
   return { topic, partition, offset, seq, event: content };
 }
 
-export function logShape(log: EventLog): LogShape {
+/** `tells`: serveEventLog was given a `tell`. */
+export function logShape(log: EventLog, tells = false): LogShape {
   const partitions = Object.fromEntries(TOPICS.map((t) => [t, log.partitions(t)])) as Record<Topic, number>;
-  return { partitions, hasEndOffset: typeof log.endOffset === 'function', appendsEncoded: typeof log.appendEncoded === 'function' };
+  const appendsEncoded = typeof log.appendEncoded === 'function';
+  return { partitions, hasEndOffset: typeof log.endOffset === 'function', appendsEncoded, tellsOutcomes: tells && appendsEncoded };
 }
 
 /**
@@ -139,6 +152,23 @@ export class RemoteEventLog implements EventLog {
       ? await this.ch.call<Where>('log.appendEncoded', topic, encoded ?? encode(Event, event))
       : await this.ch.call<Where>('log.append', event);
     return { topic, partition, offset, seq, event };
+  }
+
+  /**
+   * Appends an outcome (ResponseProduced, ProcessingFailed) that the event
+   * loop tells its client's gateway about as soon as the log has it, before
+   * this thread hears back (WorkerDeps.appendAndTell). Only where
+   * `tellsOutcomes`.
+   */
+  async appendOutcome(event: Event, encoded: Uint8Array): Promise<LoggedEvent> {
+    if (!this.shape.tellsOutcomes) throw new Error('the event loop does not tell outcomes for this log');
+    const topic = topicOf(event);
+    const [partition, offset, seq] = await this.ch.call<Where>('log.appendOutcome', topic, encoded);
+    return { topic, partition, offset, seq, event };
+  }
+
+  get tellsOutcomes(): boolean {
+    return this.shape.tellsOutcomes;
   }
 
   async consume(options: ConsumeOptions): Promise<Consumer> {

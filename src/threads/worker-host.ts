@@ -2,7 +2,8 @@ import { extname, join } from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
-import type { Bus } from '../bus/port';
+import { clientSubject, type Bus } from '../bus/port';
+import { encodeReplyUpdate, outcomeUpdate } from '../bus/messages';
 import type { EventLog } from '../eventlog/port';
 import type { Health } from '../health';
 import type { Metrics } from '../metrics';
@@ -47,6 +48,7 @@ export function workerThreadRole(deps: {
   entry?: string;
 }): WorkerRole {
   const { logger } = deps;
+  const told = deps.metrics.replyStageSeconds.child({ stage: 'told' });
   const shared = new SharedArrayBuffer(8);
   const stats = new Int32Array(shared);
   let thread: Thread | undefined;
@@ -88,16 +90,21 @@ export function workerThreadRole(deps: {
           config: deps.config,
           instance: deps.instance,
           pretty: Boolean(process.stdout.isTTY),
-          log: logShape(deps.log),
+          log: logShape(deps.log, true),
           media: { baseUrl: deps.media.baseUrl, secret: new Uint8Array(deps.media.secret) },
           stats: shared,
         }));
         const link = (ch = new Channel(t as unknown as Port));
-        consumersOf = serveEventLog(link, deps.log);
-        link.on('bus.publish', (subject: string, payload: Uint8Array) => {
-          // Best effort, as the worker's own publish is: the reply is in the log and the client resumes from history.
-          deps.bus.publish(subject, payload).catch((err: unknown) => logger.warn({ err, subject }, 'could not publish to the bus'));
+        // Best effort, as the worker's own publish is: the reply is in the log and the client resumes from history.
+        const publish = (subject: string, payload: Uint8Array) => deps.bus.publish(subject, payload).catch((err: unknown) => logger.warn({ err, subject }, 'could not publish to the bus'));
+        // The thread's outcomes go to their gateways from here, as soon as the log has them (WorkerDeps.appendAndTell).
+        consumersOf = serveEventLog(link, deps.log, (outcome) => {
+          const update = outcomeUpdate(outcome);
+          if (!update) return;
+          void publish(clientSubject(outcome.event.clientId), encodeReplyUpdate(update));
+          if (outcome.event.time) told.observe(Math.max(0, Date.now() - outcome.event.time.getTime()) / 1000);
         });
+        link.on('bus.publish', (subject: string, payload: Uint8Array) => void publish(subject, payload));
         link.on('messages.get', (id: string) => deps.messages.get(id));
         link.on('messages.find', (query: FindQuery<MessageDoc>) => deps.messages.find(query));
         link.on('settled', (timeoutMs: number) => deps.settled(timeoutMs));

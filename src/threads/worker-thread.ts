@@ -46,9 +46,11 @@ async function run(ch: Channel, data: WorkerThreadData): Promise<void> {
     lifecycle.onStop('read store', () => storage.store.close());
     const claims = await storage.openReplyClaims();
     lifecycle.onStop('reply claims', () => claims.close());
+    const log = new RemoteEventLog(ch, data.log);
     const role = await lifecycle.start('worker', workerRole({
       config, logger, lifecycle, metrics, claims, instance: data.instance, clock: Date.now, newId: randomUUID,
-      log: new RemoteEventLog(ch, data.log),
+      log,
+      appendAndTell: log.tellsOutcomes ? (outcome, bytes) => log.appendOutcome(outcome, bytes) : undefined,
       // A note, not a call: the in-process bus takes every publish, and an answer per reply update cost the link two messages per reply.
       bus: { publish: async (subject, payload) => ch.note('bus.publish', subject, payload) },
       media: timedMediaStore(media.store, metrics.mediaPutSeconds),

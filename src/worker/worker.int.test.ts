@@ -503,3 +503,51 @@ describe('Worker: what a reply waits for', () => {
     expect(env.log.outcomesFor('m1')).toHaveLength(1);
   });
 });
+
+// Issue 15: a worker in a thread hands its outcome to the event loop, which appends it and tells the gateway
+// in one step (src/threads/remote-log.ts): the worker must not tell it a second time, and must tell it
+// itself when the outcome reached the log another way.
+describe('Worker: an outcome appended by whoever also tells its gateway (appendAndTell)', () => {
+  let env: ReturnType<typeof setup>;
+  beforeEach(() => (env = setup()));
+  afterEach(async () => env.stopAll());
+
+  const readies = () => {
+    const seen: string[] = [];
+    env.bus.subscribe(clientSubject('alice'), (payload) => void seen.push(decodeReplyUpdate(payload).update?.$case ?? ''));
+    return seen;
+  };
+
+  it('appends through it and tells the gateway nothing itself', async () => {
+    const llm = model();
+    llm.release();
+    const told: LoggedEvent[] = [];
+    const a = await env.worker('wA', llm, { appendAndTell: async (outcome, bytes) => { const l = await env.log.append(outcome, bytes); told.push(l); return l; } });
+    const seen = readies();
+    await a.handle(env.received('m1'), new AbortController().signal);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+    expect(told.map((l) => l.seq)).toEqual([1]);
+    expect(seen).toEqual([]);
+  });
+
+  it('tells the gateway itself of an outcome it found in the log after an append that failed once written', async () => {
+    const llm = model();
+    llm.release();
+    let a!: Awaited<ReturnType<typeof env.worker>>;
+    let appends = 0;
+    const appendAndTell = async (outcome: Event, bytes: Uint8Array): Promise<LoggedEvent> => {
+      const logged = await env.log.append(outcome, bytes);
+      if (appends++ > 0) return logged;
+      // Written, but the answer (and so the telling) was lost; the worker's consumer reads the outcome on.
+      void a.handle(logged, new AbortController().signal);
+      env.log.handed = env.log.appended.length;
+      throw markMayBeWritten(Object.assign(new Error('the link closed'), { code: 'ECONNRESET' }));
+    };
+    a = await env.worker('wA', llm, { appendAndTell });
+    const seen = readies();
+    await a.handle(env.received('m2'), new AbortController().signal);
+    expect(appends).toBe(1);
+    expect(env.log.outcomesFor('m2')).toHaveLength(1);
+    expect(seen).toEqual(['ready']);
+  });
+});
