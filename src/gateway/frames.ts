@@ -46,19 +46,19 @@ export class FrameFactory {
         return { frame: { $case: 'voiceChunk', voiceChunk: { inReplyTo, index, audio, last } } };
       }
       case 'ready':
-        return { frame: { $case: 'response', response: await this.botResponse(inReplyTo, update.ready) } };
+        return { frame: { $case: 'response', response: await this.botResponse(inReplyTo, u.seq ?? 0, update.ready) } };
       case 'failed':
-        return { frame: { $case: 'error', error: chatError(inReplyTo, update.failed) } };
+        return { frame: { $case: 'error', error: chatError(inReplyTo, u.seq ?? 0, update.failed) } };
       default:
         return undefined;
     }
   }
 
-  private async botResponse(inReplyTo: string, r: ReplyReady): Promise<BotResponse> {
+  private async botResponse(inReplyTo: string, seq: number, r: ReplyReady): Promise<BotResponse> {
     return {
       messageId: r.responseId,
       inReplyTo,
-      seq: r.seq,
+      seq,
       text: r.text,
       voice: await this.mediaFor(r.voice),
       image: await this.mediaFor(r.image),
@@ -83,7 +83,7 @@ export class FrameFactory {
       voice: await this.mediaFor(doc.voice),
       processingMs: doc.processingMs ?? 0,
       status: statusOf(doc),
-      error: doc.error ? chatError(doc.inReplyTo ?? '', failedOf(doc)) : undefined,
+      error: doc.error ? chatError(doc.inReplyTo ?? '', doc.seq, failedOf(doc)) : undefined,
       transcript: doc.transcript ?? '',
     };
   }
@@ -92,22 +92,23 @@ export class FrameFactory {
 /** A bot entry of the read model as the outcome the worker published for it. */
 export function outcomeOf(doc: MessageDoc): ReplyOutcome {
   const inReplyTo = doc.inReplyTo ?? '';
-  if (doc.error) return { inReplyTo, update: { $case: 'failed', failed: failedOf(doc) } };
+  if (doc.error) return { inReplyTo, update: { $case: 'failed', failed: failedOf(doc) }, seq: doc.seq };
   return {
     inReplyTo,
+    seq: doc.seq,
     update: {
       $case: 'ready',
-      ready: { responseId: doc._id, seq: doc.seq, time: new Date(doc.time), text: doc.text ?? '', voice: mediaRef(doc.voice), image: mediaRef(doc.image), processingMs: doc.processingMs ?? 0 },
+      ready: { responseId: doc._id, time: new Date(doc.time), text: doc.text ?? '', voice: mediaRef(doc.voice), image: mediaRef(doc.image), processingMs: doc.processingMs ?? 0 },
     },
   };
 }
 
 function failedOf(doc: MessageDoc): ReplyFailed {
-  return { seq: doc.seq, code: doc.error?.code ?? 'INTERNAL', message: doc.error?.message ?? '', retryAfterMs: doc.error?.retryAfterMs ?? 0 };
+  return { code: doc.error?.code ?? 'INTERNAL', message: doc.error?.message ?? '', retryAfterMs: doc.error?.retryAfterMs ?? 0 };
 }
 
-function chatError(inReplyTo: string, f: ReplyFailed): ChatError {
-  return { inReplyTo, code: f.code, message: f.message, seq: f.seq, retryAfterMs: f.retryAfterMs };
+function chatError(inReplyTo: string, seq: number, f: ReplyFailed): ChatError {
+  return { inReplyTo, code: f.code, message: f.message, seq, retryAfterMs: f.retryAfterMs };
 }
 
 function mediaRef(doc: MediaDoc | undefined): MediaRef | undefined {

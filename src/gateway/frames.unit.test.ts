@@ -28,7 +28,7 @@ const overTheBus = (u: ReplyUpdate) => decodeReplyUpdate(encodeReplyUpdate(u));
 
 describe('FrameFactory.replyFrame: one way from a reply to client frames', () => {
   it('given a reply published live and the same reply read back from the read model (resume, duplicate key), then both become the same BotResponse, media as URLs', async () => {
-    const live = overTheBus({ inReplyTo: 'm1', update: { $case: 'ready', ready: { responseId: 'r1', seq: 7, time, text: 'Hello', voice, image, processingMs: 321 } } });
+    const live = overTheBus({ inReplyTo: 'm1', seq: 7, update: { $case: 'ready', ready: { responseId: 'r1', time, text: 'Hello', voice, image, processingMs: 321 } } });
     const doc = recorded({ $case: 'responseProduced', responseProduced: { messageId: 'r1', inReplyTo: 'm1', text: 'Hello', voice, image, processingMs: 321, workerId: 'w', model: 'm', transcript: '' } }, 7);
     const fromLive = await frames.replyFrame(live);
     expect(await frames.replyFrame(outcomeOf(doc))).toEqual(fromLive);
@@ -46,7 +46,7 @@ describe('FrameFactory.replyFrame: one way from a reply to client frames', () =>
 
   it('given a failure published live and read back (resume, a resend of its key), then both become the same ChatError with the seq and retry_after_ms of the failure', async () => {
     for (const retryAfterMs of [0, 700]) {
-      const live = overTheBus({ inReplyTo: 'm1', update: { $case: 'failed', failed: { seq: 8, code: 'UNAVAILABLE', message: 'the model could not answer: down', retryAfterMs } } });
+      const live = overTheBus({ inReplyTo: 'm1', seq: 8, update: { $case: 'failed', failed: { code: 'UNAVAILABLE', message: 'the model could not answer: down', retryAfterMs } } });
       const doc = recorded({ $case: 'processingFailed', processingFailed: { inReplyTo: 'm1', code: 'UNAVAILABLE', message: 'the model could not answer: down', workerId: 'w', transcript: '', retryAfterMs } }, 8);
       const fromLive = await frames.replyFrame(live);
       expect(await frames.replyFrame(outcomeOf(doc))).toEqual(fromLive);

@@ -197,7 +197,7 @@ describe('GatewaySession: a resume whose read models settle late is replayed aga
     );
     await session.start({ frame: { $case: 'welcome' } } as never, 10, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
     // r3's live copy reaches this stream after the first pass (its worker published it late): it is delivered live.
-    busHandler(encodeReplyUpdate({ inReplyTo: 'm3', update: { $case: 'ready', ready: { responseId: 'r3', seq: 13, time: new Date(), text: 'reply 3', processingMs: 0 } } }));
+    busHandler(encodeReplyUpdate({ inReplyTo: 'm3', seq: 13, update: { $case: 'ready', ready: { responseId: 'r3', time: new Date(), text: 'reply 3', processingMs: 0 } } }));
     const responses = () => call.written.flatMap((f) => ((f as ServerFrame).frame?.$case === 'response' ? [(f as { frame: { response: { inReplyTo: string } } }).frame.response.inReplyTo] : []));
     for (const end = Date.now() + 2_000; responses().length < 3 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
     await new Promise((r) => setTimeout(r, 100));
@@ -344,7 +344,7 @@ describe('GatewaySession: a reply that came while its message was unconfirmed go
     const text = { $case: 'text' as const, text: 'hello' };
     await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await new Promise((r) => setTimeout(r, 150));
-    busHandler(encodeReplyUpdate({ inReplyTo: messageId, update: { $case: 'ready', ready: { responseId: responseIdFor(messageId), seq: 6, time: new Date(), text: 'hello back', processingMs: 0 } } }));
+    busHandler(encodeReplyUpdate({ inReplyTo: messageId, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(messageId), time: new Date(), text: 'hello back', processingMs: 0 } } }));
     await new Promise((r) => setTimeout(r, 20));
     const responses = () => call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length;
     // Not sent unasked: the client was told to send the message again.
@@ -380,7 +380,7 @@ describe('GatewaySession: how long a reply took from its making to its stream', 
     );
     await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
     const { messageId } = await session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
-    const ready = (inReplyTo: string, time: Date) => encodeReplyUpdate({ inReplyTo, update: { $case: 'ready', ready: { responseId: responseIdFor(inReplyTo), seq: 6, time, text: 'hello back', processingMs: 0 } } });
+    const ready = (inReplyTo: string, time: Date) => encodeReplyUpdate({ inReplyTo, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(inReplyTo), time, text: 'hello back', processingMs: 0 } } });
     busHandler(ready('m-not-ours', new Date(Date.now() - 60_000)));
     busHandler(ready(messageId, new Date(Date.now() - 30)));
     for (const end = Date.now() + 2_000; call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length < 2 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
@@ -433,7 +433,7 @@ describe('GatewaySession: a resume misses no reply appended while the client rec
     );
     return { session, call };
   }
-  const ready = (n: number) => encodeReplyUpdate({ inReplyTo: `m${n}`, update: { $case: 'ready', ready: { responseId: `r${n}`, seq: 50 + n, time: new Date(), text: `reply ${n}`, processingMs: 0 } } });
+  const ready = (n: number) => encodeReplyUpdate({ inReplyTo: `m${n}`, seq: 50 + n, update: { $case: 'ready', ready: { responseId: `r${n}`, time: new Date(), text: `reply ${n}`, processingMs: 0 } } });
 
   it('given a reply appended after the connection asked for the log\'s end and published before the bus had the new subscription, when the client resumes, then the replay still delivers it', async () => {
     // The log: r1 is appended (and its live copy published, to nobody yet) while the new stream's subscription is
@@ -540,7 +540,7 @@ describe('GatewaySession: the streamed parts of one answer only', () => {
     busHandler(delta('w2#2#1', 'A '));
     busHandler(delta('w1#1#1', 'cat '));
     busHandler(delta('w2#2#1', 'dog '));
-    busHandler(encodeReplyUpdate({ inReplyTo: 'm1', attempt: 'w2#2#1', update: { $case: 'ready', ready: { responseId: 'r1', seq: 5, time: new Date(), text: 'A dog barks.', processingMs: 0 } } }));
+    busHandler(encodeReplyUpdate({ inReplyTo: 'm1', attempt: 'w2#2#1', seq: 5, update: { $case: 'ready', ready: { responseId: 'r1', time: new Date(), text: 'A dog barks.', processingMs: 0 } } }));
     busHandler(delta('w1#1#1', 'sat.'));
     await new Promise((r) => setTimeout(r, 50));
     const seen = call.written.slice(1).map((f) => {

@@ -134,20 +134,26 @@ describe('RemoteEventLog', () => {
   });
 
   // Issue 15: one crossing between a reply and its gateway instead of three (WorkerDeps.appendAndTell).
-  it('appends an outcome and hands it to `tell` as soon as the log has it, before the thread hears where it landed; other appends are not told', async () => {
+  it('appends an outcome and hands its update to `tell` with where it landed, before the thread hears back; other appends are not told', async () => {
     const l = link();
-    const told: { seq: number; event: unknown; threadHeard: boolean }[] = [];
+    const told: [string, number[], number, boolean][] = [];
     let threadHeard = false;
-    serveEventLog(l.loop, real, (o) => void told.push({ seq: o.seq, event: Event.toJSON(o.event), threadHeard }));
+    serveEventLog(l.loop, real, (subject, update, at) => void told.push([subject, [...update], at.seq, threadHeard]));
     const log = new RemoteEventLog(l.thread, logShape(real, true));
     try {
       expect(log.tellsOutcomes).toBe(true);
       await log.append(messageEvent('c1', 'm1'));
       const outcome = Event.fromPartial({ eventId: 'r1', time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1', payload: { $case: 'responseProduced', responseProduced: { messageId: 'resp-m1', inReplyTo: 'm1', text: 'hello', workerId: 'wA' } } });
-      const where = await log.appendOutcome(outcome, Event.encode(outcome).finish());
+      const where = await log.appendOutcome(outcome, Event.encode(outcome).finish(), { subject: 'client.alice', update: Uint8Array.of(10, 2, 109, 49) });
       threadHeard = true;
       expect([where.offset, where.seq, where.event]).toEqual([1, 2, outcome]);
-      expect(told).toEqual([{ seq: 2, event: Event.toJSON(outcome), threadHeard: false }]);
+      expect(told).toEqual([['client.alice', [10, 2, 109, 49], 2, false]]);
+      // The outcome is in the log as the thread encoded it.
+      const read: LoggedEvent[] = [];
+      const consumer = await real.consume({ group: 'check', topics: ['conversations'], concurrencyPerPartition: 1, handle: async (e) => void read.push(e) });
+      await consumer.caughtUp();
+      await consumer.stop();
+      expect(read.map((e) => e.event.eventId)).toEqual([expect.any(String), 'r1']);
     } finally {
       l.close();
     }
@@ -156,7 +162,7 @@ describe('RemoteEventLog', () => {
   it('refuses appendOutcome where the event loop was given nothing to tell with', async () => {
     expect(r.log.tellsOutcomes).toBe(false);
     const outcome = Event.fromPartial({ eventId: 'r1', clientId: 'alice', conversationId: 'c1', payload: { $case: 'responseProduced', responseProduced: { inReplyTo: 'm1' } } });
-    await expect(r.log.appendOutcome(outcome, Event.encode(outcome).finish())).rejects.toThrow('the event loop does not tell outcomes for this log');
+    await expect(r.log.appendOutcome(outcome, Event.encode(outcome).finish(), { subject: 's', update: new Uint8Array() })).rejects.toThrow('the event loop does not tell outcomes for this log');
   });
 
   it('gives an encoded append refused for a full disk back as the same error, still transient', async () => {

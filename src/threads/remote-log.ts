@@ -2,6 +2,7 @@ import { Event } from '../gen/chatflow/v1/events';
 import type { ConsumeOptions, Consumer, EventLog, LoggedEvent, Topic } from '../eventlog/port';
 import { outcomeOf, TOPICS, topicOf } from '../eventlog/port';
 import { encode } from '../encode';
+import type { Telling } from '../worker/worker';
 import type { Channel } from './channel';
 
 /** What the thread needs to know of the log before its first call. */
@@ -22,11 +23,11 @@ type ConsumeSpec = Pick<ConsumeOptions, 'group' | 'topics' | 'fromBeginning' | '
  * one this process opened. A consumer's handler is the thread's: each event
  * goes over the channel and counts as done (committed in order, retried if it
  * failed) when the thread's handler settles. The consumer's signal is
- * mirrored by number: one per signal, not per event. With `tell`, an outcome
- * the thread appends with appendOutcome is handed to it once the log has it,
- * here, before the thread hears where it landed.
+ * mirrored by number: one per signal, not per event. With `tell`, the update
+ * of an outcome the thread appends with appendOutcome is handed to it once
+ * the log has the outcome, here, before the thread hears where it landed.
  */
-export function serveEventLog(ch: Channel, log: EventLog, tell?: (outcome: LoggedEvent) => void): Map<number, Consumer> {
+export function serveEventLog(ch: Channel, log: EventLog, tell?: (subject: string, update: Uint8Array, at: Omit<LoggedEvent, 'event'>) => void): Map<number, Consumer> {
   const consumers = new Map<number, Consumer>();
   const signalIds = new WeakMap<AbortSignal, number>();
   let nextSignal = 1;
@@ -45,9 +46,9 @@ export function serveEventLog(ch: Channel, log: EventLog, tell?: (outcome: Logge
   ch.on('log.append', (event: Event): Promise<Where> => log.append(event).then(whereOf));
   ch.on('log.appendEncoded', (topic: Topic, payload: Uint8Array): Promise<Where> => log.appendEncoded!(topic, payload).then(whereOf));
   if (tell && log.appendEncoded) {
-    ch.on('log.appendOutcome', async (topic: Topic, payload: Uint8Array): Promise<Where> => {
+    ch.on('log.appendOutcome', async (topic: Topic, payload: Uint8Array, subject: string, update: Uint8Array): Promise<Where> => {
       const at = await log.appendEncoded!(topic, payload);
-      tell({ ...at, event: Event.decode(payload) });
+      tell(subject, update, at);
       return whereOf(at);
     });
   }
@@ -155,15 +156,14 @@ export class RemoteEventLog implements EventLog {
   }
 
   /**
-   * Appends an outcome (ResponseProduced, ProcessingFailed) that the event
-   * loop tells its client's gateway about as soon as the log has it, before
-   * this thread hears back (WorkerDeps.appendAndTell). Only where
-   * `tellsOutcomes`.
+   * Appends an outcome (ResponseProduced, ProcessingFailed) whose update the
+   * event loop publishes as soon as the log has it, before this thread hears
+   * back (WorkerDeps.appendAndTell). Only where `tellsOutcomes`.
    */
-  async appendOutcome(event: Event, encoded: Uint8Array): Promise<LoggedEvent> {
+  async appendOutcome(event: Event, encoded: Uint8Array, tell: Telling): Promise<LoggedEvent> {
     if (!this.shape.tellsOutcomes) throw new Error('the event loop does not tell outcomes for this log');
     const topic = topicOf(event);
-    const [partition, offset, seq] = await this.ch.call<Where>('log.appendOutcome', topic, encoded);
+    const [partition, offset, seq] = await this.ch.call<Where>('log.appendOutcome', topic, encoded, tell.subject, tell.update);
     return { topic, partition, offset, seq, event };
   }
 

@@ -2,8 +2,8 @@ import { extname, join } from 'node:path';
 import { Worker as Thread } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
-import { clientSubject, type Bus } from '../bus/port';
-import { encodeReplyUpdate, outcomeUpdate } from '../bus/messages';
+import type { Bus } from '../bus/port';
+import { withSeq } from '../bus/messages';
 import type { EventLog } from '../eventlog/port';
 import type { Health } from '../health';
 import type { Metrics } from '../metrics';
@@ -48,7 +48,6 @@ export function workerThreadRole(deps: {
   entry?: string;
 }): WorkerRole {
   const { logger } = deps;
-  const told = deps.metrics.replyStageSeconds.child({ stage: 'told' });
   const shared = new SharedArrayBuffer(8);
   const stats = new Int32Array(shared);
   let thread: Thread | undefined;
@@ -98,12 +97,7 @@ export function workerThreadRole(deps: {
         // Best effort, as the worker's own publish is: the reply is in the log and the client resumes from history.
         const publish = (subject: string, payload: Uint8Array) => deps.bus.publish(subject, payload).catch((err: unknown) => logger.warn({ err, subject }, 'could not publish to the bus'));
         // The thread's outcomes go to their gateways from here, as soon as the log has them (WorkerDeps.appendAndTell).
-        consumersOf = serveEventLog(link, deps.log, (outcome) => {
-          const update = outcomeUpdate(outcome);
-          if (!update) return;
-          void publish(clientSubject(outcome.event.clientId), encodeReplyUpdate(update));
-          if (outcome.event.time) told.observe(Math.max(0, Date.now() - outcome.event.time.getTime()) / 1000);
-        });
+        consumersOf = serveEventLog(link, deps.log, (subject, update, at) => void publish(subject, withSeq(update, at.seq)));
         link.on('bus.publish', (subject: string, payload: Uint8Array) => void publish(subject, payload));
         link.on('messages.get', (id: string) => deps.messages.get(id));
         link.on('messages.find', (query: FindQuery<MessageDoc>) => deps.messages.find(query));

@@ -50,7 +50,7 @@ async function run(ch: Channel, data: WorkerThreadData): Promise<void> {
     const role = await lifecycle.start('worker', workerRole({
       config, logger, lifecycle, metrics, claims, instance: data.instance, clock: Date.now, newId: randomUUID,
       log,
-      appendAndTell: log.tellsOutcomes ? (outcome, bytes) => log.appendOutcome(outcome, bytes) : undefined,
+      appendAndTell: log.tellsOutcomes ? (outcome, bytes, tell) => log.appendOutcome(outcome, bytes, tell) : undefined,
       // A note, not a call: the in-process bus takes every publish, and an answer per reply update cost the link two messages per reply.
       bus: { publish: async (subject, payload) => ch.note('bus.publish', subject, payload) },
       media: timedMediaStore(media.store, metrics.mediaPutSeconds),

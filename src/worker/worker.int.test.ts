@@ -2,7 +2,7 @@ import pino from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
 import { MemoryBus } from '../bus/memory';
 import { clientSubject } from '../bus/port';
-import { decodeReplyUpdate } from '../bus/messages';
+import { decodeReplyUpdate, withSeq } from '../bus/messages';
 import { MemoryReadStore } from '../readstore/memory';
 import { MemoryReplyClaims } from '../replies/memory';
 import { FrameFactory } from '../gateway/frames';
@@ -522,11 +522,21 @@ describe('Worker: an outcome appended by whoever also tells its gateway (appendA
     const llm = model();
     llm.release();
     const told: LoggedEvent[] = [];
-    const a = await env.worker('wA', llm, { appendAndTell: async (outcome, bytes) => { const l = await env.log.append(outcome, bytes); told.push(l); return l; } });
+    const tells: string[] = [];
+    const a = await env.worker('wA', llm, {
+      appendAndTell: async (outcome, bytes, tell) => {
+        const l = await env.log.append(outcome, bytes);
+        told.push(l);
+        const u = decodeReplyUpdate(withSeq(tell.update, l.seq));
+        tells.push(`${tell.subject} ${u.inReplyTo} ${u.update?.$case} seq ${u.seq}`);
+        return l;
+      },
+    });
     const seen = readies();
     await a.handle(env.received('m1'), new AbortController().signal);
     expect(env.log.outcomesFor('m1')).toHaveLength(1);
     expect(told.map((l) => l.seq)).toEqual([1]);
+    expect(tells).toEqual([`${clientSubject('alice')} m1 ready seq 1`]);
     expect(seen).toEqual([]);
   });
 

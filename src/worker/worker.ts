@@ -38,14 +38,15 @@ export interface WorkerDeps {
   bus: Pick<Bus, 'publish'>;
   /**
    * Appends an outcome (its event and the bytes recorded in the claims) and,
-   * once the log has it, tells the client's gateway, in one step; resolves
-   * where it landed. A worker in a thread has it (src/threads/remote-log.ts):
+   * once the log has it, tells the client's gateway, in one step: publishes
+   * `tell.update` on `tell.subject` with the outcome's seq added (withSeq);
+   * resolves where it landed. A worker in a thread has it (src/threads/remote-log.ts):
    * the event loop holds both the log and the bus, so one crossing stands
    * between a reply and its client instead of three (the append, its answer,
    * the publish; ~0.2 ms each when the machine is idle, issue 15). Absent:
    * `log.append`, then `bus.publish` from here.
    */
-  appendAndTell?: (outcome: Event, bytes: Uint8Array) => Promise<LoggedEvent>;
+  appendAndTell?: (outcome: Event, bytes: Uint8Array, tell: Telling) => Promise<LoggedEvent>;
   media: MediaStore;
   /** Makes reply voice and images (off the event loop unless configured otherwise). */
   renderer: ReplyMediaRenderer;
@@ -81,6 +82,12 @@ export interface WorkerDeps {
   speech?: SpeechEngines;
   /** Send a video's keyframe to the model (LLM_VISION). */
   vision?: boolean;
+}
+
+/** What an outcome's appender publishes once the log has it: the encoded update, all but its seq (WorkerDeps.appendAndTell). */
+export interface Telling {
+  subject: string;
+  update: Uint8Array;
 }
 
 /** An outcome in the log, and whether its client's gateway was told of it already (WorkerDeps.appendAndTell). */
@@ -371,10 +378,9 @@ export class Worker {
    */
   private async delivered(source: Event, messageId: string, { logged, told }: Appended, signal: AbortSignal): Promise<void> {
     try {
-      if (!told) {
-        await this.deliver(source, logged);
-        if (logged.event.time) this.stage('told', logged.event.time.getTime());
-      }
+      if (!told) await this.deliver(source, logged);
+      // Told by the appender: this thread hears of it after the gateway did.
+      if (logged.event.time) this.stage('told', logged.event.time.getTime());
     } finally {
       await this.markAppended(messageId, signal);
     }
@@ -411,8 +417,8 @@ export class Worker {
 
   /** Tells the client's gateway about a logged outcome. */
   private async deliver(source: Event, logged: LoggedEvent): Promise<void> {
-    const update = outcomeUpdate(logged);
-    if (update) await this.publish(clientSubject(source.clientId), update);
+    const update = outcomeUpdate(logged.event);
+    if (update) await this.publish(clientSubject(source.clientId), { ...update, seq: logged.seq });
   }
 
   private async produce(source: LoggedEvent, m: MessageReceived, kind: InputKind, started: number, gen: number, signal: AbortSignal): Promise<'answered' | 'failed' | 'superseded'> {
@@ -520,6 +526,8 @@ export class Worker {
   private appendOutcome(source: LoggedEvent, messageId: string, outcome: Event, bytes: Uint8Array, signal: AbortSignal): Promise<Appended> {
     let failed = false; // an attempt failed that the log may have written
     const { appendAndTell } = this.deps;
+    const update = appendAndTell && outcomeUpdate(outcome);
+    const tell = update && { subject: clientSubject(source.event.clientId), update: encodeReplyUpdate(update) };
     return this.untilStored('reply', async (): Promise<Appended> => {
       if (failed) {
         // Found in the log: whoever wrote it could not say so, nor tell the gateway.
@@ -527,7 +535,7 @@ export class Worker {
         if (logged) return { logged, told: false };
       }
       try {
-        if (appendAndTell) return { logged: await appendAndTell(outcome, bytes), told: true };
+        if (tell) return { logged: await appendAndTell(outcome, bytes, tell), told: true };
         return { logged: await this.deps.log.append(outcome, bytes), told: false };
       } catch (err) {
         failed ||= mayBeWritten(err);

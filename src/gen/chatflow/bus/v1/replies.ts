@@ -35,7 +35,18 @@ export interface ReplyUpdate {
    * took it): a gateway forwards the transcript, deltas and voice chunks of
    * the first it hears of only. Absent: not said.
    */
-  attempt?: string | undefined;
+  attempt?:
+    | string
+    | undefined;
+  /**
+   * Where the outcome (ready, failed) is in the log: the seq of its
+   * ResponseProduced or ProcessingFailed (0: a failure not recorded). Here,
+   * not in ready / failed, so that whoever appends the outcome can set it on
+   * an update encoded before the append: a field added after an encoded
+   * message sets it (withSeq in src/bus/messages.ts; a worker in a thread
+   * encodes the update, the event loop appends and adds the seq).
+   */
+  seq?: number | undefined;
 }
 
 /** What a voice or video message said, as soon as it was recognized. */
@@ -64,10 +75,9 @@ export interface ReplyVoiceChunk {
   last: boolean;
 }
 
-/** The reply, recorded in the log (ResponseProduced at `seq`). */
+/** The reply, recorded in the log (ResponseProduced at the update's `seq`). */
 export interface ReplyReady {
   responseId: string;
-  seq: number;
   time?: Date | undefined;
   text: string;
   voice?: MediaRef | undefined;
@@ -77,10 +87,9 @@ export interface ReplyReady {
 
 /**
  * The message could not be answered, recorded in the log (ProcessingFailed at
- * `seq`; 0 when the failure was not recorded).
+ * the update's `seq`; 0 when the failure was not recorded).
  */
 export interface ReplyFailed {
-  seq: number;
   /** gRPC status code name. */
   code: string;
   message: string;
@@ -88,7 +97,7 @@ export interface ReplyFailed {
 }
 
 function createBaseReplyUpdate(): ReplyUpdate {
-  return { inReplyTo: "", update: undefined, attempt: undefined };
+  return { inReplyTo: "", update: undefined, attempt: undefined, seq: undefined };
 }
 
 export const ReplyUpdate: MessageFns<ReplyUpdate> = {
@@ -115,6 +124,9 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
     }
     if (message.attempt !== undefined) {
       writer.uint32(58).string(message.attempt);
+    }
+    if (message.seq !== undefined) {
+      writer.uint32(64).int64(message.seq);
     }
     return writer;
   },
@@ -188,6 +200,14 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
             message.attempt = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -221,6 +241,7 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
         ? { $case: "failed", failed: ReplyFailed.fromJSON(object.failed) }
         : undefined,
       attempt: isSet(object.attempt) ? globalThis.String(object.attempt) : undefined,
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : undefined,
     };
   },
 
@@ -242,6 +263,9 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
     }
     if (message.attempt !== undefined) {
       obj.attempt = message.attempt;
+    }
+    if (message.seq !== undefined) {
+      obj.seq = Math.round(message.seq);
     }
     return obj;
   },
@@ -285,6 +309,7 @@ export const ReplyUpdate: MessageFns<ReplyUpdate> = {
       }
     }
     message.attempt = object.attempt ?? undefined;
+    message.seq = object.seq ?? undefined;
     return message;
   },
 };
@@ -688,16 +713,13 @@ export const ReplyVoiceChunk: MessageFns<ReplyVoiceChunk> = {
 };
 
 function createBaseReplyReady(): ReplyReady {
-  return { responseId: "", seq: 0, time: undefined, text: "", voice: undefined, image: undefined, processingMs: 0 };
+  return { responseId: "", time: undefined, text: "", voice: undefined, image: undefined, processingMs: 0 };
 }
 
 export const ReplyReady: MessageFns<ReplyReady> = {
   encode(message: ReplyReady, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.responseId !== "") {
       writer.uint32(10).string(message.responseId);
-    }
-    if (message.seq !== 0) {
-      writer.uint32(16).int64(message.seq);
     }
     if (message.time !== undefined) {
       Timestamp.encode(toTimestamp(message.time), writer.uint32(26).fork()).join();
@@ -736,14 +758,6 @@ export const ReplyReady: MessageFns<ReplyReady> = {
             }
 
             message.responseId = reader.string();
-            continue;
-          }
-          case 2: {
-            if (tag !== 16) {
-              break;
-            }
-
-            message.seq = longToNumber(reader.int64());
             continue;
           }
           case 3: {
@@ -805,7 +819,6 @@ export const ReplyReady: MessageFns<ReplyReady> = {
         : isSet(object.response_id)
         ? globalThis.String(object.response_id)
         : "",
-      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
       time: isSet(object.time) ? fromJsonTimestamp(object.time) : undefined,
       text: isSet(object.text) ? globalThis.String(object.text) : "",
       voice: isSet(object.voice) ? MediaRef.fromJSON(object.voice) : undefined,
@@ -822,9 +835,6 @@ export const ReplyReady: MessageFns<ReplyReady> = {
     const obj: any = {};
     if (message.responseId !== "") {
       obj.responseId = message.responseId;
-    }
-    if (message.seq !== 0) {
-      obj.seq = Math.round(message.seq);
     }
     if (message.time !== undefined) {
       obj.time = message.time.toISOString();
@@ -850,7 +860,6 @@ export const ReplyReady: MessageFns<ReplyReady> = {
   fromPartial<I extends Exact<DeepPartial<ReplyReady>, I>>(object: I): ReplyReady {
     const message = createBaseReplyReady();
     message.responseId = object.responseId ?? "";
-    message.seq = object.seq ?? 0;
     message.time = object.time ?? undefined;
     message.text = object.text ?? "";
     message.voice = (object.voice !== undefined && object.voice !== null)
@@ -865,14 +874,11 @@ export const ReplyReady: MessageFns<ReplyReady> = {
 };
 
 function createBaseReplyFailed(): ReplyFailed {
-  return { seq: 0, code: "", message: "", retryAfterMs: 0 };
+  return { code: "", message: "", retryAfterMs: 0 };
 }
 
 export const ReplyFailed: MessageFns<ReplyFailed> = {
   encode(message: ReplyFailed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.seq !== 0) {
-      writer.uint32(8).int64(message.seq);
-    }
     if (message.code !== "") {
       writer.uint32(18).string(message.code);
     }
@@ -898,14 +904,6 @@ export const ReplyFailed: MessageFns<ReplyFailed> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
-          case 1: {
-            if (tag !== 8) {
-              break;
-            }
-
-            message.seq = longToNumber(reader.int64());
-            continue;
-          }
           case 2: {
             if (tag !== 18) {
               break;
@@ -944,7 +942,6 @@ export const ReplyFailed: MessageFns<ReplyFailed> = {
 
   fromJSON(object: any): ReplyFailed {
     return {
-      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
       code: isSet(object.code) ? globalThis.String(object.code) : "",
       message: isSet(object.message) ? globalThis.String(object.message) : "",
       retryAfterMs: isSet(object.retryAfterMs)
@@ -957,9 +954,6 @@ export const ReplyFailed: MessageFns<ReplyFailed> = {
 
   toJSON(message: ReplyFailed): unknown {
     const obj: any = {};
-    if (message.seq !== 0) {
-      obj.seq = Math.round(message.seq);
-    }
     if (message.code !== "") {
       obj.code = message.code;
     }
@@ -977,7 +971,6 @@ export const ReplyFailed: MessageFns<ReplyFailed> = {
   },
   fromPartial<I extends Exact<DeepPartial<ReplyFailed>, I>>(object: I): ReplyFailed {
     const message = createBaseReplyFailed();
-    message.seq = object.seq ?? 0;
     message.code = object.code ?? "";
     message.message = object.message ?? "";
     message.retryAfterMs = object.retryAfterMs ?? 0;
