@@ -517,6 +517,15 @@ describe('Worker: an outcome appended by whoever also tells its gateway (appendA
     env.bus.subscribe(clientSubject('alice'), (payload) => void seen.push(decodeReplyUpdate(payload).update?.$case ?? ''));
     return seen;
   };
+  /** The messages whose reply the worker published itself. */
+  const readiesFor = () => {
+    const seen: string[] = [];
+    env.bus.subscribe(clientSubject('alice'), (payload) => {
+      const u = decodeReplyUpdate(payload);
+      if (u.update?.$case === 'ready') seen.push(u.inReplyTo);
+    });
+    return seen;
+  };
 
   it('appends through it and tells the gateway nothing itself', async () => {
     const llm = model();
@@ -538,6 +547,32 @@ describe('Worker: an outcome appended by whoever also tells its gateway (appendA
     expect(told.map((l) => l.seq)).toEqual([1]);
     expect(tells).toEqual([`${clientSubject('alice')} m1 ready seq 1`]);
     expect(seen).toEqual([]);
+  });
+
+  it('publishes itself while more than half its budget is in processing, and hands the telling over again below that', async () => {
+    const gates = new Map<string, () => void>();
+    const llm: LlmProvider = {
+      name: 'gated', usesHistory: false,
+      generate: (request) => new Promise((resolve) => gates.set(request.messageId, () => resolve({ text: `answer to ${request.messageId}`, model: 'test' }))),
+    };
+    const viaAppender: string[] = [];
+    const a = await env.worker('wA', llm, {
+      maxProcessing: 2,
+      appendAndTell: async (outcome, bytes, tell) => {
+        viaAppender.push(decodeReplyUpdate(tell.update).inReplyTo);
+        return env.log.append(outcome, bytes);
+      },
+    });
+    const seen = readiesFor();
+    const first = a.handle(env.received('m1'), new AbortController().signal);
+    const second = a.handle(env.received('m2', 1), new AbortController().signal);
+    while (gates.size < 2) await new Promise((r) => setTimeout(r, 1));
+    gates.get('m1')!();
+    await first;
+    expect([viaAppender, seen]).toEqual([[], ['m1']]); // 2 of 2 in processing
+    gates.get('m2')!();
+    await second;
+    expect([viaAppender, seen]).toEqual([['m2'], ['m1']]); // 1 of 2
   });
 
   it('tells the gateway itself of an outcome it found in the log after an append that failed once written', async () => {
