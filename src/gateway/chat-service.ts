@@ -34,16 +34,16 @@ const HOLDER_PROBE_MS = 1_000;
 /** What a client is told when its message could not be stored for a reason that is not its own. */
 const NOT_STORED = new ChatFlowError('UNAVAILABLE', 'the message could not be stored; send it again');
 
-/**
- * ChatService: admission at stream start, then a GatewaySession per connection.
- * `Chat` (bidi) and `Connect` + `Send` (gRPC-Web) share every rule.
- */
 /** Clients whose connection attempts a gateway counts (a bucket is ~100 bytes): more than a gateway ever holds at once. */
 const CONNECT_BUCKETS = 50_000;
 
 /** A reply not seen this long after its Accepted is looked up in the read model (the bus may have lost it). */
 const OVERDUE_REPLY_MS = 10_000;
 
+/**
+ * ChatService: admission at stream start, then a GatewaySession per connection.
+ * `Chat` (bidi) and `Connect` + `Send` (gRPC-Web) share every rule.
+ */
 export class ChatGateway {
   private readonly sessions = new Map<string, GatewaySession>();
   /** Each client's connection attempts on this gateway (see decideConnect); the most recent clients only. */
@@ -211,12 +211,6 @@ export class ChatGateway {
     void session.close(DisconnectReason.DISCONNECT_REASON_ERROR, err, 'handler error');
   }
 
-  /**
-   * One client frame. Nothing in it may escape as an exception (it would be
-   * thrown from the stream's event handler and take the process down): a bad
-   * message gets a ChatError, anything unexpected is logged once and ends
-   * this stream only, with INTERNAL.
-   */
   /** A client reconnecting in a loop is held to CHATFLOW_CONNECTS_PER_MINUTE on this gateway: RESOURCE_EXHAUSTED + retry-after-ms. */
   private checkConnectRate(clientId: string): void {
     const { connectBurst, connectsPerMinute } = this.deps.config;
@@ -229,6 +223,12 @@ export class ChatGateway {
     });
   }
 
+  /**
+   * One client frame. Nothing in it may escape as an exception (it would be
+   * thrown from the stream's event handler and take the process down): a bad
+   * message gets a ChatError, anything unexpected is logged once and ends
+   * this stream only, with INTERNAL.
+   */
   private onFrame(session: GatewaySession, frame: ClientFrame): void {
     try {
       const f = frame.frame;

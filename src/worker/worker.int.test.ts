@@ -2,7 +2,7 @@ import pino from 'pino';
 import { Event } from '../gen/chatflow/v1/events';
 import { MemoryBus } from '../bus/memory';
 import { clientSubject } from '../bus/port';
-import { decodeReplyUpdate, withSeq } from '../bus/messages';
+import { decodeReplyUpdate, withSeq, type ReplyUpdate } from '../bus/messages';
 import { MemoryReadStore } from '../readstore/memory';
 import { MemoryReplyClaims } from '../replies/memory';
 import { FrameFactory } from '../gateway/frames';
@@ -512,20 +512,18 @@ describe('Worker: an outcome appended by whoever also tells its gateway (appendA
   beforeEach(() => (env = setup()));
   afterEach(async () => env.stopAll());
 
-  const readies = () => {
-    const seen: string[] = [];
-    env.bus.subscribe(clientSubject('alice'), (payload) => void seen.push(decodeReplyUpdate(payload).update?.$case ?? ''));
-    return seen;
-  };
-  /** The messages whose reply the worker published itself. */
-  const readiesFor = () => {
+  /** What the worker itself publishes on the client's subject, as `pick` sees it (undefined: left out). */
+  const published = (pick: (u: ReplyUpdate) => string | undefined) => {
     const seen: string[] = [];
     env.bus.subscribe(clientSubject('alice'), (payload) => {
-      const u = decodeReplyUpdate(payload);
-      if (u.update?.$case === 'ready') seen.push(u.inReplyTo);
+      const picked = pick(decodeReplyUpdate(payload));
+      if (picked !== undefined) seen.push(picked);
     });
     return seen;
   };
+  const readies = () => published((u) => u.update?.$case ?? '');
+  /** The messages whose reply the worker published itself. */
+  const readiesFor = () => published((u) => (u.update?.$case === 'ready' ? u.inReplyTo : undefined));
 
   it('appends through it and tells the gateway nothing itself', async () => {
     const llm = model();
