@@ -1,5 +1,6 @@
 // The latency-floor tool end to end, tiny: the echo and embedded ChatFlow
-// (worker in a thread, then on the event loop) each answer three texts.
+// (worker in a thread, then on the event loop) each answer three texts and
+// three video clips.
 import { floorReport, measureFloor } from './latency-floor';
 
 jest.setTimeout(120_000);
@@ -8,12 +9,15 @@ jest.setTimeout(120_000);
 const serverDir = process.env.LOADTEST_SERVER_DIR;
 
 describe('loadtest/latency-floor.ts', () => {
-  it('times Accepted, the reply and the overhead of every text, on the echo and on ChatFlow with and without its worker thread', async () => {
-    const rows = await measureFloor({ messages: 3, gapMs: 5, serverDir });
+  it('times Accepted, the reply and the overhead of every message, per kind, on the echo and on ChatFlow with and without its worker thread', async () => {
+    const rows = await measureFloor({ messages: 3, gapMs: 5, kinds: ['text', 'video'], serverDir });
     expect(rows.map((r) => r.target)).toEqual([
-      'bare grpc-js echo (the transport alone)',
-      'ChatFlow embedded, worker in a thread (default)',
-      'ChatFlow embedded, worker on the event loop',
+      'bare grpc-js echo (the transport alone), text',
+      'bare grpc-js echo (the transport alone), video',
+      'ChatFlow embedded, worker in a thread (default), text',
+      'ChatFlow embedded, worker in a thread (default), video',
+      'ChatFlow embedded, worker on the event loop, text',
+      'ChatFlow embedded, worker on the event loop, video',
     ]);
     for (const { target, probe } of rows) {
       expect([target, probe.accepted.length, probe.reply.length, probe.overhead.length]).toEqual([target, 3, 3, 3]);
@@ -27,8 +31,8 @@ describe('loadtest/latency-floor.ts', () => {
     }
     // The echo does no processing: its overhead is its reply time.
     expect(rows[0]!.probe.overhead).toEqual(rows[0]!.probe.reply);
-    const report = floorReport(rows, { messages: 3, gapMs: 5, load: [0.5, 0.4, 0.3] });
-    expect(report).toContain('one client, 3 texts one at a time 5 ms apart');
-    expect(report.split('\n').filter((l) => l.startsWith('| ChatFlow') || l.startsWith('| bare'))).toHaveLength(3);
+    const report = floorReport(rows, { messages: 3, gapMs: 5, kinds: ['text', 'video'], load: [0.5, 0.4, 0.3] });
+    expect(report).toContain('one client, 3 messages of each kind (text, video) one at a time 5 ms apart');
+    expect(report.split('\n').filter((l) => l.startsWith('| ChatFlow') || l.startsWith('| bare'))).toHaveLength(6);
   });
 });

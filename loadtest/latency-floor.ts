@@ -1,6 +1,6 @@
 // The latency floor of this machine, against which the reference's overhead
 // goals (p50 ≤ 3 ms, Accepted p99 ≤ 10 ms) can be read: one client, one
-// stream, one text message at a time with a pause between (the machine idle
+// stream, one message at a time (texts, or the reference's audio or video clips: --kinds) with a pause between (the machine idle
 // in between, as it mostly is at the reference's 24 msg/s), first against the
 // bare grpc-js echo server (loadtest/echo/server.ts: the transport alone),
 // then against embedded ChatFlow at simulated delay 0 with its worker in a
@@ -8,7 +8,7 @@
 // echo is its two durable appends (the message, then its reply), its thread
 // hops and its own work; what the echo takes is the machine's.
 //
-//   npx tsx loadtest/latency-floor.ts [--messages 200] [--gap-ms 100] [--server-dir DIR] [--out FILE.md]
+//   npx tsx loadtest/latency-floor.ts [--messages 200] [--gap-ms 100] [--kinds text,audio,video] [--server-dir DIR] [--out FILE.md]
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +17,7 @@ import { runDriver } from './engine/driver';
 import { percentile, round, sortedCopy } from './stats';
 import { startEcho } from './target/echo';
 import { embeddedTarget } from './target/embedded';
+import { KINDS, type Kind } from './payloads';
 
 export interface Probe {
   accepted: number[];
@@ -25,8 +26,8 @@ export interface Probe {
   overhead: number[];
 }
 
-/** Sends `n` texts one at a time on one stream, each `gapMs` after the reply before it (the load test's driver, a window of 1); times Accepted and the reply at the client. */
-export async function probe(grpc: string, n: number, gapMs: number): Promise<Probe> {
+/** Sends `n` messages of `kind` one at a time on one stream, each `gapMs` after the reply before it (the load test's driver, a window of 1); times Accepted and the reply at the client. */
+export async function probe(grpc: string, n: number, gapMs: number, kind: Kind = 'text'): Promise<Probe> {
   const t0 = Date.now();
   const { messages: m, attempts } = await runDriver({
     mode: 'window',
@@ -43,7 +44,7 @@ export async function probe(grpc: string, n: number, gapMs: number): Promise<Pro
     sendUntil: t0 + n * (gapMs + 10_000),
     drainMs: 10_000,
     thinkMs: [0, 0],
-    mix: ['text'],
+    mix: [kind],
     channelsPerEndpoint: 1,
     defaultRetryMs: 1000,
   });
@@ -71,24 +72,29 @@ export interface FloorRow {
  * on the event loop (each started, probed and stopped in turn); `serverDir`:
  * another checkout's server (as the runner's `--server-dir`).
  */
-export async function measureFloor(opts: { messages: number; gapMs: number; serverDir?: string; progress?: (line: string) => void }): Promise<FloorRow[]> {
+export async function measureFloor(opts: { messages: number; gapMs: number; kinds?: readonly Kind[]; serverDir?: string; progress?: (line: string) => void }): Promise<FloorRow[]> {
   const logDir = await mkdtemp(join(tmpdir(), 'chatflow-floor-'));
+  const kinds = opts.kinds ?? ['text'];
   const rows: FloorRow[] = [];
-  const row = (target: string, p: Probe) => {
-    rows.push({ target, probe: p });
-    opts.progress?.(`${target}: Accepted p50 ${ms(p.accepted, 50)} ms, reply p50 ${ms(p.reply, 50)} ms, overhead p50 ${ms(p.overhead, 50)} ms`);
+  const probeAll = async (target: string, grpc: string) => {
+    for (const kind of kinds) {
+      const p = await probe(grpc, opts.messages, opts.gapMs, kind);
+      const named = kinds.length === 1 && kind === 'text' ? target : `${target}, ${kind}`;
+      rows.push({ target: named, probe: p });
+      opts.progress?.(`${named}: Accepted p50 ${ms(p.accepted, 50)} ms, reply p50 ${ms(p.reply, 50)} ms, overhead p50 ${ms(p.overhead, 50)} ms`);
+    }
   };
   try {
     const echo = await startEcho(logDir);
     try {
-      row('bare grpc-js echo (the transport alone)', await probe(echo.grpc, opts.messages, opts.gapMs));
+      await probeAll('bare grpc-js echo (the transport alone)', echo.grpc);
     } finally {
       await echo.stop();
     }
     for (const [target, thread] of [['ChatFlow embedded, worker in a thread (default)', 'true'], ['ChatFlow embedded, worker on the event loop', 'false']] as const) {
       const running = await embeddedTarget.start({ logDir, serverDir: opts.serverDir, env: { CHATFLOW_SIM_DELAY_SCALE: '0', CHATFLOW_WORKER_THREAD: thread, CHATFLOW_LOG_FSYNC: 'true' } });
       try {
-        row(target, await probe(running.grpc[0]!, opts.messages, opts.gapMs));
+        await probeAll(target, running.grpc[0]!);
       } finally {
         await running.stop();
       }
@@ -100,9 +106,9 @@ export async function measureFloor(opts: { messages: number; gapMs: number; serv
 }
 
 /** The rows as a Markdown report, with the machine and its load. */
-export function floorReport(rows: FloorRow[], opts: { messages: number; gapMs: number; load: number[] }): string {
+export function floorReport(rows: FloorRow[], opts: { messages: number; gapMs: number; kinds?: readonly Kind[]; load: number[] }): string {
   return [
-    `Latency floor, ${new Date().toISOString()}: one client, ${opts.messages} texts one at a time ${opts.gapMs} ms apart, simulated delay 0, fsync on; ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${opts.load.map((l) => l.toFixed(2)).join(' / ')} at start. Client-side times in ms (p50 / p99).`,
+    `Latency floor, ${new Date().toISOString()}: one client, ${opts.messages} messages of each kind (${(opts.kinds ?? ['text']).join(', ')}) one at a time ${opts.gapMs} ms apart, simulated delay 0, fsync on; ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${opts.load.map((l) => l.toFixed(2)).join(' / ')} at start. Client-side times in ms (p50 / p99).`,
     '',
     '| target | send → Accepted | send → reply | overhead (reply − processing_ms) |',
     '| --- | --- | --- | --- |',
@@ -116,6 +122,7 @@ async function main(): Promise<void> {
     options: {
       messages: { type: 'string', default: '200' },
       'gap-ms': { type: 'string', default: '100' },
+      kinds: { type: 'string', default: 'text' },
       'server-dir': { type: 'string' },
       out: { type: 'string' },
     },
@@ -123,9 +130,12 @@ async function main(): Promise<void> {
   const messages = Number(values.messages);
   const gapMs = Number(values['gap-ms']);
   if (!(Number.isInteger(messages) && messages > 0) || !(gapMs >= 0)) throw new Error('--messages must be a positive integer and --gap-ms a number >= 0');
+  const kinds = values.kinds.split(',').map((k) => k.trim());
+  const unknown = kinds.filter((k) => !(KINDS as readonly string[]).includes(k));
+  if (unknown.length > 0 || kinds.length === 0) throw new Error(`--kinds takes a comma-separated list of ${KINDS.join(', ')} (got ${values.kinds})`);
   const load = loadavg();
-  const rows = await measureFloor({ messages, gapMs, serverDir: values['server-dir'], progress: (line) => console.error(`[floor] ${line}`) });
-  const report = floorReport(rows, { messages, gapMs, load });
+  const rows = await measureFloor({ messages, gapMs, kinds: kinds as Kind[], serverDir: values['server-dir'], progress: (line) => console.error(`[floor] ${line}`) });
+  const report = floorReport(rows, { messages, gapMs, kinds: kinds as Kind[], load });
   if (values.out) await writeFile(values.out, report);
   process.stdout.write(report);
 }

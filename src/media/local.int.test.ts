@@ -172,6 +172,61 @@ describe('LocalMediaStore specifics', () => {
     expect((await fs.readFile(path.join(t.dir, 'disk', 'look.png'), 'utf8')).startsWith('png bytes')).toBe(true);
   });
 
+  describe('a put that fails or is cut short', () => {
+    const diskFull = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
+    /** FileHandle's prototype (the media store writes through FileHandle.writev). */
+    async function handlePrototype(): Promise<fs.FileHandle> {
+      const fh = await fs.open(__filename, 'r');
+      await fh.close();
+      return Object.getPrototypeOf(fh) as fs.FileHandle;
+    }
+    const temps = async () => (await fs.readdir(path.join(t.dir, '.tmp')).catch(() => [] as string[])).filter((n) => n.endsWith('.tmp'));
+
+    it('a new key whose write meets a full disk leaves nothing behind, and is stored whole once space returns', async () => {
+      const writev = jest.spyOn(await handlePrototype(), 'writev').mockRejectedValueOnce(diskFull());
+      try {
+        await expect(t.store.put('full/c1/new.wav', Buffer.from('RIFF...'), 'audio/wav')).rejects.toThrow(/cannot store media right now \(no space left on device\)/);
+      } finally {
+        writev.mockRestore();
+      }
+      expect(await fs.readdir(path.join(t.dir, 'full', 'c1'))).toEqual([]);
+      expect(await temps()).toEqual([]);
+      await t.store.put('full/c1/new.wav', Buffer.from('RIFF...'), 'audio/wav');
+      expect(await t.store.get('full/c1/new.wav')).toEqual({ bytes: Buffer.from('RIFF...'), mimeType: 'audio/wav' });
+    });
+
+    it('a failed put of a new key does not remove what another put of that key stored meanwhile', async () => {
+      const proto = await handlePrototype();
+      const real = proto.writev;
+      let first = true;
+      const writev = jest.spyOn(proto, 'writev').mockImplementation(async function (this: fs.FileHandle, ...args: Parameters<fs.FileHandle['writev']>) {
+        if (!first) return real.apply(this, args);
+        first = false;
+        // While this put writes, a second put of the same key (a resend on a new stream) stores it whole.
+        await t.store.put('race/c1/m.wav', Buffer.from('second, whole'), 'audio/wav');
+        throw diskFull();
+      });
+      try {
+        await expect(t.store.put('race/c1/m.wav', Buffer.from('first'), 'audio/wav')).rejects.toThrow(/no space left on device/);
+      } finally {
+        writev.mockRestore();
+      }
+      expect((await t.store.get('race/c1/m.wav'))?.bytes.toString()).toBe('second, whole');
+      expect(await temps()).toEqual([]);
+    });
+
+    it('a key left half-written (a put killed while writing it) reads as missing, and the next put of it stores it whole', async () => {
+      const whole = Buffer.alloc(10_000, 5);
+      await t.store.put('cut/c1/first.wav', whole, 'audio/wav');
+      const file = path.join(t.dir, 'cut', 'c1', 'again.wav');
+      await fs.writeFile(file, (await fs.readFile(path.join(t.dir, 'cut', 'c1', 'first.wav'))).subarray(0, 6_000));
+      expect(await t.store.get('cut/c1/again.wav')).toBeNull();
+      await t.store.put('cut/c1/again.wav', whole, 'audio/wav');
+      expect(await t.store.get('cut/c1/again.wav')).toEqual({ bytes: whole, mimeType: 'audio/wav' });
+      expect(await temps()).toEqual([]);
+    });
+  });
+
   it('stores into a folder removed behind its back since its last put there (remembered as existing)', async () => {
     await t.store.put('gone/c1/a.png', Buffer.from('one'), 'image/png');
     await fs.rm(path.join(t.dir, 'gone'), { recursive: true });
@@ -226,6 +281,8 @@ describe('LocalMediaStore specifics', () => {
       return tmp;
     }
     const exists = (file: string) => fs.stat(file).then(() => true, () => false);
+    /** The temp files in the temp folder of the store at `dir`. */
+    const temps = async (dir: string) => (await fs.readdir(path.join(dir, '.tmp')).catch(() => [] as string[])).filter((n) => n.endsWith('.tmp'));
 
     it('are swept once old enough; young ones (a put still running) and every object stay', async () => {
       await t.store.put('sweep/c1/kept.png', Buffer.from('png'), 'image/png');
@@ -293,41 +350,70 @@ describe('LocalMediaStore specifics', () => {
       expect(await store.sweepLeftovers(0)).toEqual({ removed: 0, bytes: 0 });
     });
 
-    it('left by a process killed in the middle of a put are what the sweep removes; the objects it finished stay whole', async () => {
-      const dir = path.join(t.root, 'killed');
-      // A child putting 4 MiB objects one after another, killed while a temp file exists.
+    /**
+     * A child putting `mib` MiB objects under `dir`/k, keys `k/<key(i)>.bin`
+     * for i = 0, 1, …, SIGKILLed once `caught` says so (polled every 2 ms,
+     * at most 20 s); tried again (up to 10 times) until it was.
+     */
+    async function killMidPut(dir: string, mib: number, key: string, caught: () => Promise<boolean>): Promise<void> {
       const script = `
         const { LocalMediaStore } = require('./src/media/local');
         const store = new LocalMediaStore({ dir: ${JSON.stringify(dir)}, baseUrl: 'http://127.0.0.1:1', secret: 's' });
-        (async () => { for (let i = 0; i < 100; i++) await store.put('k/' + i + '.bin', Buffer.alloc(4 << 20, i % 251), 'application/octet-stream'); })();`;
-      let leftovers: string[] = [];
-      for (let attempt = 0; attempt < 10 && leftovers.length === 0; attempt++) {
+        (async () => { for (let i = 0; i < 100; i++) await store.put('k/' + (${key}) + '.bin', Buffer.alloc(${mib} << 20, i % 251), 'application/octet-stream'); })();`;
+      for (let attempt = 0; attempt < 10; attempt++) {
         const child = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], { cwd: path.resolve(__dirname, '../..'), stdio: 'ignore' });
         const exited = new Promise((r) => child.once('exit', r));
-        const temps = path.join(dir, '.tmp');
+        let seen = false;
         try {
-          // Bounded: a put that never shows a temp file there must not leave the child filling the disk.
-          for (let seen = false, until = Date.now() + 20_000; !seen && Date.now() < until; ) {
-            await new Promise((r) => setTimeout(r, 5));
-            const done = await fs.readdir(path.join(dir, 'k')).catch(() => [] as string[]);
-            seen = (await fs.readdir(temps).catch(() => [] as string[])).length > 0 && done.length > 1;
+          // Bounded: a put that never shows what is looked for must not leave the child filling the disk.
+          for (const until = Date.now() + 20_000; !seen && Date.now() < until; ) {
+            await new Promise((r) => setTimeout(r, 2));
+            seen = await caught();
           }
         } finally {
           child.kill('SIGKILL');
           await exited;
         }
-        leftovers = (await fs.readdir(temps).catch(() => [] as string[])).filter((n) => n.endsWith('.tmp'));
+        if (seen) return;
       }
+      throw new Error('never caught the child in the middle of a put');
+    }
+
+    it('left by a process killed while replacing objects are what the sweep removes; every object stays whole', async () => {
+      const dir = path.join(t.root, 'killed');
+      const objects = path.join(dir, 'k');
+      // Three keys written over and over: after the first three puts, each put replaces one through a temp file.
+      await killMidPut(dir, 4, 'i % 3', async () => (await temps(dir)).length > 0 && (await fs.readdir(objects).catch(() => [])).length === 3);
+      const leftovers = await temps(dir);
       expect(leftovers.length).toBeGreaterThan(0);
       const store = new LocalMediaStore({ dir, baseUrl: t.baseUrl, secret: SECRET });
       expect((await store.sweepLeftovers(0)).removed).toBe(leftovers.length);
-      expect((await fs.readdir(path.join(dir, '.tmp'))).filter((n) => n.endsWith('.tmp'))).toEqual([]);
-      const objects = await fs.readdir(path.join(dir, 'k'));
-      expect(objects.some((n) => n.endsWith('.tmp'))).toBe(false);
-      for (const name of objects) {
-        const got = await store.get(`k/${name}`);
-        expect(got?.bytes.length).toBe(4 << 20);
-      }
+      expect(await temps(dir)).toEqual([]);
+      expect((await fs.readdir(objects)).sort()).toEqual(['0.bin', '1.bin', '2.bin']);
+      for (const name of ['0', '1', '2']) expect((await store.get(`k/${name}.bin`))?.bytes.length).toBe(4 << 20);
+    }, 60_000);
+
+    it('a process killed while writing a new object leaves it missing, never partial; it is stored whole when put again', async () => {
+      const dir = path.join(t.root, 'killed-new');
+      const objects = path.join(dir, 'k');
+      const full = 32 << 20;
+      // Caught with a new object shorter than its bytes (being written), after one finished.
+      const sizes = async () => Promise.all((await fs.readdir(objects).catch(() => [] as string[])).map(async (n) => (await fs.stat(path.join(objects, n)).catch(() => null))?.size ?? full));
+      await killMidPut(dir, 32, 'i', async () => {
+        const s = await sizes();
+        return s.some((n) => n > full) && s.some((n) => n < full);
+      });
+      const store = new LocalMediaStore({ dir, baseUrl: t.baseUrl, secret: SECRET });
+      const names = await fs.readdir(objects);
+      const got = await Promise.all(names.map((n) => store.get(`k/${n}`)));
+      const missing = names.filter((_, i) => got[i] === null);
+      // Each one whole (its own bytes) or missing: never a part of it.
+      got.forEach((g, i) => g && expect([g.bytes.length, g.bytes[0]]).toEqual([full, Number(names[i]!.split('.')[0]) % 251]));
+      expect(missing.length).toBeGreaterThan(0);
+      expect(missing.length).toBeLessThan(names.length);
+      for (const n of missing) await store.put(`k/${n}`, Buffer.alloc(full, 9), 'application/octet-stream');
+      for (const n of missing) expect((await store.get(`k/${n}`))?.bytes.equals(Buffer.alloc(full, 9))).toBe(true);
+      expect(await temps(dir)).toEqual([]);
     }, 60_000);
   });
 
