@@ -49,7 +49,8 @@ describe('OpenAI-compatible provider, end to end', () => {
   let fake: Awaited<ReturnType<typeof fakeProvider>>;
   beforeAll(async () => {
     fake = await fakeProvider();
-    t = await startTestApp({ LLM_PROVIDER: 'openai', LLM_BASE_URL: fake.url, LLM_MODEL: 'fake-1', LLM_TIMEOUT_MS: '5000' });
+    // Each token its own delta (CHATFLOW_DELTA_INTERVAL_MS 0; the default gathers those 30 ms apart).
+    t = await startTestApp({ LLM_PROVIDER: 'openai', LLM_BASE_URL: fake.url, LLM_MODEL: 'fake-1', LLM_TIMEOUT_MS: '5000', CHATFLOW_DELTA_INTERVAL_MS: '0' });
   });
   afterAll(async () => {
     await t.close();

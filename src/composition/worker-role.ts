@@ -65,7 +65,7 @@ export function workerRole(deps: {
     onProblem: (problem) => deps.health.report('consumer-group', problem),
     logger: logger.child({ component: 'worker' }),
     speech, vision: config.llm.vision, engineRetryDeadlineMs: config.engineRetryDeadlineMs, retryAfterMs: config.retryAfterMs,
-    claimsKeepMs: config.replyClaimsKeepMs,
+    claimsKeepMs: config.replyClaimsKeepMs, deltaIntervalMs: config.deltaIntervalMs,
   });
   return {
     worker,

@@ -31,6 +31,7 @@ export interface Config {
   /** Share of the heap's room for what lives, after a full collection, at which new messages and connections are refused (100 = never). */
   heapRefusePercent: number;
   engineRetryDeadlineMs: number;
+  deltaIntervalMs: number;
   replyClaimsKeepMs: number;
   mediaUrlTtlMs: number;
   logFsync: boolean;
@@ -93,6 +94,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     appendTimeoutMs: c.CHATFLOW_APPEND_TIMEOUT_MS,
     heapRefusePercent: c.CHATFLOW_HEAP_REFUSE_PERCENT,
     engineRetryDeadlineMs: c.CHATFLOW_ENGINE_RETRY_DEADLINE_MS,
+    deltaIntervalMs: c.CHATFLOW_DELTA_INTERVAL_MS,
     replyClaimsKeepMs: c.CHATFLOW_REPLY_CLAIMS_KEEP_MS,
     mediaUrlTtlMs: c.CHATFLOW_MEDIA_URL_TTL_MS,
     logFsync: c.CHATFLOW_LOG_FSYNC,

@@ -79,6 +79,8 @@ export interface WorkerDeps {
   engineRetryDeadlineMs?: number;
   /** The `retry_after_ms` hint of such a failure. */
   retryAfterMs?: number;
+  /** A reply's deltas go out at most once per this many ms, the first at once (CHATFLOW_DELTA_INTERVAL_MS); absent or 0: each turn. */
+  deltaIntervalMs?: number;
   /** Speech in and out, video split (each absent when not installed). */
   speech?: SpeechEngines;
   /** Send a video's keyframe to the model (LLM_VISION). */
@@ -437,7 +439,7 @@ export class Worker {
     const attempts = this.deps.maxAttempts ?? 3;
     // Which answer this is (ReplyUpdate.attempt): a gateway streams one answer's parts per message.
     const answer = `${this.deps.workerId}#${gen}`;
-    const deltas = new DeltaBatcher((text) => void this.publish(subject, { inReplyTo: m.messageId, attempt: answer, update: { $case: 'delta', delta: { text } } }));
+    const deltas = new DeltaBatcher((text) => void this.publish(subject, { inReplyTo: m.messageId, attempt: answer, update: { $case: 'delta', delta: { text } } }), this.deps.deltaIntervalMs ?? 0);
     let heard: Heard | undefined;
     // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
     const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
@@ -725,25 +727,35 @@ function inputKind(m: MessageReceived): InputKind {
 
 /**
  * Deltas produced in the same tick go out as one message: a model that
- * streams slowly still shows every token. `sent`: a delta went out;
- * `discard` drops the words not sent yet, when the reply that carries them
- * all follows. `streamed` tells whether any word may be on its way to the
- * client (after which the model must not be asked again). A class, not
- * closures: one per message in processing, and those lived long enough to
- * be ~15 % of the worker thread's old-generation garbage.
+ * streams slowly still shows every token. With an interval, at most one
+ * goes out per `intervalMs`: the first at once (the first words are not held
+ * back), the words that follow gathered until the interval since the last
+ * one is up. `sent`: a delta went out; `discard` drops the words not sent
+ * yet, when the reply that carries them all follows. `streamed` tells
+ * whether any word may be on its way to the client (after which the model
+ * must not be asked again). A class, not closures: one per message in
+ * processing, and those lived long enough to be ~15 % of the worker
+ * thread's old-generation garbage.
  */
-class DeltaBatcher {
+export class DeltaBatcher {
   private pending = '';
-  private scheduled: NodeJS.Immediate | undefined;
+  private scheduled: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | undefined;
+  private lastSentAt = -Infinity;
   streamed = false;
   sent = false;
 
-  constructor(private readonly send: (text: string) => void) {}
+  constructor(
+    private readonly send: (text: string) => void,
+    private readonly intervalMs = 0,
+    private readonly now: () => number = performance.now.bind(performance),
+  ) {}
 
   push(text: string): void {
     this.streamed = true;
     this.pending += text;
-    this.scheduled ??= setImmediate(() => this.flush());
+    if (this.scheduled) return;
+    const wait = this.lastSentAt + this.intervalMs - this.now();
+    this.scheduled = wait > 0 ? { timeout: setTimeout(() => this.flush(), wait) } : { immediate: setImmediate(() => this.flush()) };
   }
 
   flush(): void {
@@ -752,6 +764,7 @@ class DeltaBatcher {
     const text = this.pending;
     this.pending = '';
     this.sent = true;
+    this.lastSentAt = this.now();
     this.send(text);
   }
 
@@ -761,7 +774,8 @@ class DeltaBatcher {
   }
 
   private unschedule(): void {
-    if (this.scheduled) clearImmediate(this.scheduled);
+    if (this.scheduled && 'immediate' in this.scheduled) clearImmediate(this.scheduled.immediate);
+    else if (this.scheduled) clearTimeout(this.scheduled.timeout);
     this.scheduled = undefined;
   }
 }
