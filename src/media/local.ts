@@ -84,7 +84,7 @@ export class LocalMediaStore implements MediaStore {
       const folders = [path.dirname(file), this.tempDir];
       const known = folders.every((f) => this.folders.has(f));
       const make = () => Promise.all(folders.map(makeDir));
-      const write = () => writeDurably(file, tempFileIn(this.dir), [bytes, meta, footer]);
+      const write = () => writeDurably(file, this.dir, [bytes, meta, footer]);
       if (!known) await make();
       try {
         await write();
@@ -269,26 +269,27 @@ async function makeDir(dir: string): Promise<void> {
 }
 
 /**
- * The chunks stored at `file`, durably: its bytes and its folder's entry for
- * it are on disk when this resolves.
+ * The chunks stored at `file` (in the store at `store`), durably: its bytes
+ * and its folder's entry for it are on disk when this resolves.
  *
  * A new key is written where it belongs: created (O_EXCL, so only by this
  * put), then its bytes written O_DSYNC while its folder is synced, both at
  * once (the entry exists from the create on). Writing a temp file, renaming
- * it and only then syncing the folder took two syncs in a row: after a pause
- * 2.85 against 1.58 ms p50, 6.78 against 3.35 p99 on this VM (issue 15). What
+ * it and only then syncing the folder took two syncs in a row: a 100 KiB put
+ * after a pause, p50 3.49–3.66 ms that way against 2.44–2.60 this way on
+ * this VM (loadtest/media-put-bench.ts, issue 15). What
  * a killed process leaves half-written at a new key is no object (no trailer:
  * `get` finds nothing), and nothing names it: a key is read only once the
  * event naming it is in the log, appended after its put resolved. A key
  * that exists already (a resend, a redo, an overwrite) is replaced whole
  * instead (see `replace`), so what it held stays readable until then.
  */
-async function writeDurably(file: string, tmp: string, chunks: readonly Buffer[]): Promise<void> {
+async function writeDurably(file: string, store: string, chunks: readonly Buffer[]): Promise<void> {
   const [opened, folder] = await Promise.allSettled([fs.open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | DSYNC), fs.open(path.dirname(file), 'r')]);
   try {
     if (opened.status === 'rejected') {
       if ((opened.reason as NodeJS.ErrnoException).code !== 'EEXIST') throw opened.reason;
-      return await replace(file, tmp, chunks, folder);
+      return await replace(file, tempFileIn(store), chunks, folder);
     }
     const handle = opened.value;
     try {
