@@ -24,13 +24,16 @@ describe('loadtest/latency-floor.ts', () => {
       probe.reply.forEach((reply, i) => {
         expect(probe.accepted[i]).toBeGreaterThan(0);
         expect(reply).toBeGreaterThanOrEqual(probe.accepted[i]!);
-        // The overhead is the reply less what the server says it spent processing (nothing, at delay 0).
+        // The overhead is the reply less what the server says it spent processing: for a text at delay 0,
+        // next to nothing; a video's processing includes drawing and storing its reply image.
         expect(probe.overhead[i]).toBeLessThanOrEqual(reply);
-        expect(probe.overhead[i]).toBeGreaterThan(reply - 50);
+        expect(probe.overhead[i]).toBeGreaterThan(0);
+        if (target.endsWith(', text')) expect(probe.overhead[i]).toBeGreaterThan(reply - 50);
       });
     }
     // The echo does no processing: its overhead is its reply time.
     expect(rows[0]!.probe.overhead).toEqual(rows[0]!.probe.reply);
+    expect(rows[1]!.probe.overhead).toEqual(rows[1]!.probe.reply);
     const report = floorReport(rows, { messages: 3, gapMs: 5, kinds: ['text', 'video'], load: [0.5, 0.4, 0.3] });
     expect(report).toContain('one client, 3 messages of each kind (text, video) one at a time 5 ms apart');
     expect(report.split('\n').filter((l) => l.startsWith('| ChatFlow') || l.startsWith('| bare'))).toHaveLength(6);
