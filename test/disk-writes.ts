@@ -29,3 +29,10 @@ export function interceptFileWrites(decide: (fd: number, length: number) => Writ
 }
 
 export const enospc = (): NodeJS.ErrnoException => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
+
+/** FileHandle's prototype, where a test spies on the writes the media store and the offsets files make. */
+export async function fileHandlePrototype(): Promise<Record<'write' | 'writeFile' | 'writev', (...a: unknown[]) => Promise<unknown>>> {
+  const fh = await fs.promises.open(__filename, 'r');
+  await fh.close();
+  return Object.getPrototypeOf(fh) as Record<'write' | 'writeFile' | 'writev', (...a: unknown[]) => Promise<unknown>>;
+}

@@ -23,7 +23,7 @@ import { describeWhen, withoutEngines } from './engines';
 import { SimulatedLlm } from '../src/llm/simulated';
 import type { LlmProvider } from '../src/llm/port';
 import { mountSmallFs, smallFsSupport, type SmallFs } from './small-fs';
-import { enospc as diskFull, interceptFileWrites } from './disk-writes';
+import { enospc as diskFull, fileHandlePrototype, interceptFileWrites } from './disk-writes';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -274,11 +274,8 @@ async function outcomesInLog(dir: string): Promise<Map<string, string[]>> {
  * filesystem still takes a small append into the free end of the log's last
  * block, so it cannot hold back one reply for sure.
  */
-async function refuseWrites(dir: string, calls: readonly ('write' | 'writeFile' | 'writev')[] = ['write', 'writeFile', 'writev']): Promise<{ refused(): number; release(): Promise<void> }> {
-  const fh = await open(join(dir, 'handle-probe'), 'w');
-  const proto = Object.getPrototypeOf(fh) as Record<'write' | 'writeFile' | 'writev', (...a: unknown[]) => Promise<unknown>>;
-  await fh.close();
-  await unlink(join(dir, 'handle-probe'));
+async function refuseWrites(calls: readonly ('write' | 'writeFile' | 'writev')[] = ['write', 'writeFile', 'writev']): Promise<{ refused(): number; release(): Promise<void> }> {
+  const proto = await fileHandlePrototype();
   let refused = 0;
   const enospc = () => {
     refused++;
@@ -344,7 +341,7 @@ describe('chaos: the disk fills while a worker answers', () => {
     await s.until(() => sent.every((cm) => s.messageIdOf(cm) !== undefined), 10_000, 'Accepted of every message');
     const ids = sent.map((cm) => s.messageIdOf(cm)!);
     await waitUntil('the messages in processing', async () => (ids.every((id) => llm.waiting.includes(id)) ? true : undefined), 10_000);
-    const filled = await refuseWrites(app.dataDir);
+    const filled = await refuseWrites();
     fillers.push(filled);
     return { app, s, sent, ids, filled };
   }
@@ -405,7 +402,7 @@ describe('chaos: the disk fills while a worker answers', () => {
     await s.until(() => s.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
     // A disk with room left only at the end of the log's last block (as a really full one has): the reply's
     // append goes in, the new file the worker's offsets are written to a moment later does not.
-    const full = await refuseWrites(app.dataDir, ['writeFile']);
+    const full = await refuseWrites(['writeFile']);
     fillers.push(full);
     llm.open();
     await s.reply(cm, 10_000);
@@ -430,7 +427,7 @@ describe('chaos: the disk fills while a worker answers', () => {
     streams.push(s);
     const cm = s.text('answered while the disk filled');
     await s.until(() => s.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
-    const full = await refuseWrites(app.dataDir, ['writeFile']); // the log's last block still takes the reply
+    const full = await refuseWrites(['writeFile']); // the log's last block still takes the reply
     fillers.push(full);
     llm.open();
     await s.reply(cm, 10_000);

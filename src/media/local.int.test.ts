@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { LocalMediaStore, signMediaKey, tempFileIn, verifyMediaSignature, writeAll } from './local';
 import { handleMediaRequest } from './local-http';
 import { describeMediaStore } from './media.contract';
+import { enospc, fileHandlePrototype } from '../../test/disk-writes';
 
 const SECRET = 'test-secret-0123456789';
 
@@ -38,6 +39,11 @@ async function startServer(now: () => number = Date.now) {
       await fs.rm(root, { recursive: true, force: true });
     },
   };
+}
+
+/** The temp files in the temp folder of the store at `dir`. */
+async function tempsIn(dir: string): Promise<string[]> {
+  return (await fs.readdir(path.join(dir, '.tmp')).catch(() => [] as string[])).filter((n) => n.endsWith('.tmp'));
 }
 
 /** A GET with the path sent exactly as written (fetch would normalise `..`). */
@@ -173,17 +179,12 @@ describe('LocalMediaStore specifics', () => {
   });
 
   describe('a put that fails or is cut short', () => {
-    const diskFull = () => Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', errno: -28 });
-    /** FileHandle's prototype (the media store writes through FileHandle.writev). */
-    async function handlePrototype(): Promise<fs.FileHandle> {
-      const fh = await fs.open(__filename, 'r');
-      await fh.close();
-      return Object.getPrototypeOf(fh) as fs.FileHandle;
-    }
-    const temps = async () => (await fs.readdir(path.join(t.dir, '.tmp')).catch(() => [] as string[])).filter((n) => n.endsWith('.tmp'));
+    /** FileHandle's prototype, typed for the media store's writes (FileHandle.writev). */
+    const handlePrototype = async () => (await fileHandlePrototype()) as unknown as fs.FileHandle;
+    const temps = () => tempsIn(t.dir);
 
     it('a new key whose write meets a full disk leaves nothing behind, and is stored whole once space returns', async () => {
-      const writev = jest.spyOn(await handlePrototype(), 'writev').mockRejectedValueOnce(diskFull());
+      const writev = jest.spyOn(await handlePrototype(), 'writev').mockRejectedValueOnce(enospc());
       try {
         await expect(t.store.put('full/c1/new.wav', Buffer.from('RIFF...'), 'audio/wav')).rejects.toThrow(/cannot store media right now \(no space left on device\)/);
       } finally {
@@ -204,7 +205,7 @@ describe('LocalMediaStore specifics', () => {
         first = false;
         // While this put writes, a second put of the same key (a resend on a new stream) stores it whole.
         await t.store.put('race/c1/m.wav', Buffer.from('second, whole'), 'audio/wav');
-        throw diskFull();
+        throw enospc();
       });
       try {
         await expect(t.store.put('race/c1/m.wav', Buffer.from('first'), 'audio/wav')).rejects.toThrow(/no space left on device/);
@@ -281,8 +282,7 @@ describe('LocalMediaStore specifics', () => {
       return tmp;
     }
     const exists = (file: string) => fs.stat(file).then(() => true, () => false);
-    /** The temp files in the temp folder of the store at `dir`. */
-    const temps = async (dir: string) => (await fs.readdir(path.join(dir, '.tmp')).catch(() => [] as string[])).filter((n) => n.endsWith('.tmp'));
+    const temps = tempsIn;
 
     it('are swept once old enough; young ones (a put still running) and every object stay', async () => {
       await t.store.put('sweep/c1/kept.png', Buffer.from('png'), 'image/png');

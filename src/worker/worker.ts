@@ -737,9 +737,12 @@ function inputKind(m: MessageReceived): InputKind {
  * processing, and those lived long enough to be ~15 % of the worker
  * thread's old-generation garbage.
  */
+const monotonicMs = () => performance.now();
+
 export class DeltaBatcher {
   private pending = '';
-  private scheduled: { immediate: NodeJS.Immediate } | { timeout: NodeJS.Timeout } | undefined;
+  private immediate: NodeJS.Immediate | undefined;
+  private timeout: NodeJS.Timeout | undefined;
   private lastSentAt = -Infinity;
   streamed = false;
   sent = false;
@@ -747,15 +750,16 @@ export class DeltaBatcher {
   constructor(
     private readonly send: (text: string) => void,
     private readonly intervalMs = 0,
-    private readonly now: () => number = performance.now.bind(performance),
+    private readonly now: () => number = monotonicMs,
   ) {}
 
   push(text: string): void {
     this.streamed = true;
     this.pending += text;
-    if (this.scheduled) return;
+    if (this.immediate || this.timeout) return;
     const wait = this.lastSentAt + this.intervalMs - this.now();
-    this.scheduled = wait > 0 ? { timeout: setTimeout(() => this.flush(), wait) } : { immediate: setImmediate(() => this.flush()) };
+    if (wait > 0) this.timeout = setTimeout(() => this.flush(), wait);
+    else this.immediate = setImmediate(() => this.flush());
   }
 
   flush(): void {
@@ -774,8 +778,8 @@ export class DeltaBatcher {
   }
 
   private unschedule(): void {
-    if (this.scheduled && 'immediate' in this.scheduled) clearImmediate(this.scheduled.immediate);
-    else if (this.scheduled) clearTimeout(this.scheduled.timeout);
-    this.scheduled = undefined;
+    clearImmediate(this.immediate);
+    clearTimeout(this.timeout);
+    this.immediate = this.timeout = undefined;
   }
 }
