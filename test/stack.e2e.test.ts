@@ -256,11 +256,13 @@ describeWithEngines(ALL, 'Engines unavailable at start', () => {
     const [host, port] = target.split(':');
     let server: Server | undefined;
     const sockets = new Set<Socket>();
-    const listenPort = 20_000 + Math.floor(Math.random() * 20_000);
+    // Below Linux's ephemeral range (32768 up: every outgoing connection of the suite takes one of those) and
+    // above the engines' ports (FerretDB's 27017): a port the forwarder only binds later, when it starts.
+    const listenPort = 28_000 + Math.floor(Math.random() * 4_000);
     return {
       port: listenPort,
       start: () =>
-        new Promise<void>((r) => {
+        new Promise<void>((r, reject) => {
           server = createServer((inbound) => {
             const outbound = tcpConnect(Number(port), host);
             sockets.add(inbound).add(outbound);
@@ -268,7 +270,9 @@ describeWithEngines(ALL, 'Engines unavailable at start', () => {
             const end = () => (inbound.destroy(), outbound.destroy());
             inbound.on('error', end).on('close', end);
             outbound.on('error', end).on('close', end);
-          }).listen(listenPort, '127.0.0.1', () => r());
+          })
+            .once('error', reject) // taken meanwhile: fails now, with the reason, not at the test's timeout
+            .listen(listenPort, '127.0.0.1', () => r());
         }),
       stop: () => {
         for (const s of sockets) s.destroy();
