@@ -1,6 +1,6 @@
 // DeltaBatcher: how a reply's streamed words become ResponseDelta messages.
 import fc from 'fast-check';
-import { DeltaBatcher } from './worker';
+import { DeltaBatcher } from './delta-batcher';
 
 describe('DeltaBatcher', () => {
   // jest's fake clock: Date.now moves as the timers run, each timer firing at its own time.
