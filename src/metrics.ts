@@ -84,7 +84,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     }),
     replyStageSeconds: new HotHistogram({
       name: 'chatflow_reply_stage_seconds',
-      help: 'A message\'s way to its reply outside its processing. Worker: taken (the message\'s event time → the worker has it from the log), started (taken → its processing starts: claim and budget slot), recorded / appended / told (processing done → the outcome recorded in the claims / appended to the log / published to its gateway). Gateway: delivered (the reply\'s event time → its frame handed to the stream). Spans that cross processes compare their clocks',
+      help: 'A message\'s way to its reply outside its processing. Worker: taken (the message\'s event time → the worker has it from the log), started (taken → its processing starts: its budget slot, and its claim unless the claim is decided while the model works: a fresh message on claims in MongoDB), claimed (taken → that claim decided), recorded / appended / told (processing done → the outcome recorded in the claims / appended to the log / published to its gateway). Gateway: delivered (the reply\'s event time → its frame handed to the stream). Spans that cross processes compare their clocks',
       labelNames: ['stage'] as const,
       buckets: stageBuckets,
       registers: [registry],

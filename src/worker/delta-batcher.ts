@@ -8,15 +8,18 @@ const monotonicMs = () => performance.now();
  * one is up. `sent`: a delta went out; `discard` drops the words not sent
  * yet, when the reply that carries them all follows. `streamed` tells
  * whether any word may be on its way to the client (after which the model
- * must not be asked again). A class, not closures: one per message in
- * processing, and those lived long enough to be ~15 % of the worker
- * thread's old-generation garbage.
+ * must not be asked again). `hold` keeps every word back until `release`
+ * (the message's claim not yet known to be this worker's); the words
+ * gathered meanwhile then go at once, as one delta. A class, not closures:
+ * one per message in processing, and those lived long enough to be ~15 % of
+ * the worker thread's old-generation garbage.
  */
 export class DeltaBatcher {
   private pending = '';
   private immediate: NodeJS.Immediate | undefined;
   private timeout: NodeJS.Timeout | undefined;
   private lastSentAt = -Infinity;
+  private held = false;
   streamed = false;
   sent = false;
 
@@ -27,17 +30,23 @@ export class DeltaBatcher {
   ) {}
 
   push(text: string): void {
-    this.streamed = true;
     this.pending += text;
-    if (this.immediate || this.timeout) return;
-    const wait = this.lastSentAt + this.intervalMs - this.now();
-    if (wait > 0) this.timeout = setTimeout(() => this.flush(), wait);
-    else this.immediate = setImmediate(() => this.flush());
+    if (!this.held) this.schedule();
+  }
+
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    if (this.pending !== '') this.schedule();
   }
 
   flush(): void {
     this.unschedule();
-    if (this.pending === '') return;
+    if (this.pending === '' || this.held) return;
     const text = this.pending;
     this.pending = '';
     this.sent = true;
@@ -48,6 +57,14 @@ export class DeltaBatcher {
   discard(): void {
     this.unschedule();
     this.pending = '';
+  }
+
+  private schedule(): void {
+    this.streamed = true;
+    if (this.immediate || this.timeout) return;
+    const wait = this.lastSentAt + this.intervalMs - this.now();
+    if (wait > 0) this.timeout = setTimeout(() => this.flush(), wait);
+    else this.immediate = setImmediate(() => this.flush());
   }
 
   private unschedule(): void {

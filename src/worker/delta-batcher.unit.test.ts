@@ -62,6 +62,40 @@ describe('DeltaBatcher', () => {
     expect(b.streamed).toBe(true);
   });
 
+  it('held, sends nothing, flush included; released, sends what it gathered at once, as one delta, and streams on', () => {
+    const sent: string[] = [];
+    const b = new DeltaBatcher((t) => sent.push(t), 100, clock);
+    b.hold();
+    b.push('one ');
+    advance(500);
+    b.push('two ');
+    b.flush();
+    advance(500);
+    expect(sent).toEqual([]);
+    expect([b.streamed, b.sent]).toEqual([false, false]);
+    b.release();
+    expect(b.streamed).toBe(true);
+    advance(0);
+    expect(sent).toEqual(['one two ']);
+    b.push('three');
+    advance(99);
+    expect(sent).toEqual(['one two ']);
+    advance(1);
+    expect(sent).toEqual(['one two ', 'three']);
+  });
+
+  it('held, discard drops the words, and a release with nothing gathered sends nothing', () => {
+    const sent: string[] = [];
+    const b = new DeltaBatcher((t) => sent.push(t), 0, clock);
+    b.hold();
+    b.push('one');
+    b.discard();
+    b.release();
+    advance(10);
+    expect(sent).toEqual([]);
+    expect(b.streamed).toBe(false);
+  });
+
   it('whatever the words and their timing, the deltas add up to the words, in order, never two within one interval', () => {
     fc.assert(
       fc.property(

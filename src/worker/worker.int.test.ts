@@ -376,6 +376,120 @@ describe('Worker: exactly one reply per message id, whatever the read model says
   });
 });
 
+describe("Worker: on claims shared over the network, a fresh message's claim is decided while the model works (issue 15)", () => {
+  let env: ReturnType<typeof setup>;
+  /** Opens the claims' door: until then every claim waits, as for a slow claims database. */
+  let decide: () => void;
+  /** Message `id` answered by worker wX, its outcome appended (the claims' own door not in the way). */
+  let answeredElsewhere: (id: string) => Promise<void>;
+  const updates: { kind: string; attempt?: string; text?: string }[] = [];
+  beforeEach(() => {
+    env = setup();
+    Object.assign(env.claims, { volatile: false });
+    const claim = env.claims.claim.bind(env.claims);
+    answeredElsewhere = async (id) => {
+      await claim(id, 'wX', Date.now());
+      expect(await env.claims.commit(id, 'wX', 1, Event.encode(reply(id)).finish())).toBe(true);
+      await env.claims.confirmAppended(id, Date.now());
+    };
+    const door = new Promise<void>((r) => (decide = r));
+    env.claims.claim = async (...args) => {
+      await door;
+      return claim(...args);
+    };
+    updates.length = 0;
+    env.bus.subscribe(clientSubject('alice'), (payload) => {
+      const u = decodeReplyUpdate(payload);
+      updates.push({ kind: u.update?.$case ?? '', attempt: u.attempt, text: u.update?.$case === 'delta' ? u.update.delta.text : undefined });
+    });
+  });
+  afterEach(async () => env.stopAll());
+
+  const until = async (what: string, ok: () => boolean) => {
+    for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 5));
+    if (!ok()) throw new Error(`never: ${what}`);
+  };
+  /** A model that streams two words at once, then answers when let go; it notes whether its work was called off. */
+  const streaming = () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const m = {
+      name: 'test', usesHistory: false, calls: 0, calledOff: false,
+      release: () => open(),
+      async generate(_request: LlmRequest, { signal, onDelta }: { signal: AbortSignal; onDelta?: (d: string) => void }) {
+        m.calls++;
+        onDelta?.('one ');
+        onDelta?.('two ');
+        signal.addEventListener('abort', () => (m.calledOff = true), { once: true });
+        await Promise.race([gate, new Promise((_, rej) => signal.addEventListener('abort', () => rej(signal.reason), { once: true }))]);
+        return { text: 'one two three', model: 'test' };
+      },
+    };
+    return m;
+  };
+
+  it('the model starts before the claim is decided; nothing of its work leaves the worker until the claim is its own', async () => {
+    const llm = streaming();
+    const metrics = createMetrics({ defaults: false });
+    const a = await env.worker('wA', llm, { metrics });
+    const handled = a.handle(env.received('m1'), new AbortController().signal);
+    await until('the model is asked', () => llm.calls === 1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(updates).toEqual([]);
+    decide();
+    // The words held so far go at once, as one delta, named with the claim's generation.
+    await until('a delta', () => updates.length > 0);
+    expect(updates).toEqual([{ kind: 'delta', attempt: 'wA#1', text: 'one two ' }]);
+    llm.release();
+    await handled;
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+    expect(llm.calledOff).toBe(false);
+    const values = (await metrics.replyStageSeconds.get()).values as { metricName?: string; labels: Record<string, unknown>; value: number }[];
+    expect(values.find((v) => v.metricName === 'chatflow_reply_stage_seconds_count' && v.labels.stage === 'claimed')?.value).toBe(1);
+  });
+
+  it('a message another worker answered meanwhile: the model\'s work is called off, nothing is sent or appended, the budget slot is free again', async () => {
+    await answeredElsewhere('m1');
+    const llm = streaming();
+    const b = await env.worker('wB', llm);
+    const handled = b.handle(env.received('m1'), new AbortController().signal);
+    await until('the model is asked', () => llm.calls === 1);
+    expect(b.w.processing).toBe(1);
+    decide();
+    await handled;
+    expect(llm.calledOff).toBe(true);
+    expect(updates).toEqual([]);
+    expect(env.log.outcomesFor('m1')).toEqual([]);
+    expect(b.w.processing).toBe(0);
+  });
+
+  it('a message handed out again (a restart, a partition that moved) is claimed first: the model is asked nothing for one answered already', async () => {
+    await answeredElsewhere('m1');
+    const llm = streaming();
+    const b = await env.worker('wB', llm);
+    const again = env.received('m1');
+    again.event.time = new Date(Date.now() - 5_000);
+    decide();
+    await b.handle(again, new AbortController().signal);
+    expect(llm.calls).toBe(0);
+    expect(updates).toEqual([]);
+  });
+
+  it('a claims database that fails while the model works fails the message with its error, and calls the work off', async () => {
+    env.claims.claim = async () => {
+      await new Promise((r) => setTimeout(r, 20));
+      throw Object.assign(new Error('connection reset by the claims database'), { code: 'ECONNRESET' });
+    };
+    const llm = streaming();
+    const a = await env.worker('wA', llm);
+    await expect(a.handle(env.received('m1'), new AbortController().signal)).rejects.toThrow('connection reset by the claims database');
+    expect(llm.calls).toBe(1);
+    expect(llm.calledOff).toBe(true);
+    expect(updates).toEqual([]);
+    expect(a.w.processing).toBe(0);
+  });
+});
+
 describe('Worker: the claims answer "answered already?" while no prune can have touched them (issue 15)', () => {
   let env: ReturnType<typeof setup>;
   beforeEach(() => (env = setup()));
