@@ -55,8 +55,8 @@ interface Response {
  * The hot path (put, get, url: each media message's upload, its reading by a
  * worker, the reply's voice or image, and the URL of each) is one SigV4-signed
  * HTTP request or one signed URL, made with `aws4` on a keep-alive agent. The
- * AWS SDK's middleware cost ~1 ms of CPU and ~2 ms of latency per PUT on the
- * stack (loadtest/results/s3-raw-2026-11-26). The SDK still resolves the
+ * AWS SDK's middleware added 1–1.5 ms to each operation and more than half of
+ * their CPU (loadtest/results/s3-raw-2026-11-26). The SDK still resolves the
  * credentials (its default chain, refreshed when they expire) and creates the
  * bucket at start-up.
  */
@@ -66,7 +66,7 @@ export class S3MediaStore implements MediaStore {
   private readonly region: string;
   private readonly logger: Logger;
   private readonly endpoint: URL;
-  /** Where objects live: `host[:port]` and the path before the key (`/bucket/` path-style, `/` virtual-hosted). */
+  /** Where objects live: the host to connect to, `host[:port]` as signed, and the path before the key (`/bucket/` path-style, `/` virtual-hosted). */
   private readonly hostname: string;
   private readonly host: string;
   private readonly prefix: string;
