@@ -275,42 +275,53 @@ export class Worker {
     // out again (a restart, a partition that moved: maybe answered already) is claimed first, so the model is asked
     // nothing for a message it need not answer; so is every message on in-process claims, decided at once anyway.
     const speculate = intact && !this.deps.claims.volatile && this.deps.clock() - (event.time?.getTime() ?? 0) < FRESH_MS;
-    let claim: Promise<ClaimResult> | undefined;
+    // Decided before any work (the generation this worker holds), or while the model works (`claim`).
+    let held: number | undefined;
     if (!speculate) {
       const c = await this.claim(m.messageId, signal, intact);
       if (c.type === 'answered') return;
       if (c.type === 'unconfirmed') return this.confirm(source, m.messageId, c.event, signal);
-      claim = Promise.resolve(c);
+      held = c.gen;
     }
     // The budget slot is taken before any work, so the cap counts whatever runs, and kept until that work has ended.
     await this.acquire();
     const started = this.deps.clock();
     this.stage('started', takenAt, started);
-    claim ??= this.claim(m.messageId, signal, intact).then((c) => {
-      this.stage('claimed', takenAt);
-      return c;
-    });
-    const gen = claim.then((c) => (c.type === 'claimed' ? c.gen : null));
-    gen.catch(() => undefined); // its failure is the claim's, thrown below
-    const work = speculate ? calledOff(signal, gen) : undefined;
+    const claim = held === undefined ? this.claimBeside(m.messageId, signal, intact, takenAt) : undefined;
     try {
-      const outcome = await this.produce(source, m, inputKind(m), started, gen, signal, work?.signal ?? signal);
+      const outcome = await this.produce(source, m, inputKind(m), started, claim?.gen ?? held!, signal, claim?.work.signal ?? signal);
       if (outcome !== 'not ours') {
         this.deps.metrics.responses.inc({ outcome });
         return;
       }
-      const c = await claim;
+      const c = await claim!.result;
       if (c.type === 'unconfirmed') await this.confirm(source, m.messageId, c.event, signal);
     } catch (err) {
       // Taken away: give the message up so its new owner starts at once instead of waiting for this worker to die.
-      const c = signal.aborted ? await claim.catch(() => undefined) : undefined;
-      if (c?.type === 'claimed') await this.deps.claims.release(m.messageId, this.deps.workerId, c.gen).catch(() => undefined);
+      const gen = signal.aborted ? (held ?? (await claim!.gen.catch(() => null))) : null;
+      if (gen !== null) await this.deps.claims.release(m.messageId, this.deps.workerId, gen).catch(() => undefined);
       // A failed claim (the claims database unreachable) is what failed, whatever the model's work did meanwhile.
-      throw await claim.then(() => err, (claimErr: unknown) => claimErr);
+      throw claim ? await claim.result.then(() => err, (claimErr: unknown) => claimErr) : err;
     } finally {
-      work?.done();
+      claim?.work.done();
       this.release();
     }
+  }
+
+  /**
+   * The claim of a message whose work starts meanwhile: its `result`, the
+   * generation it gives this worker (`gen`, null when the message is not its
+   * own to answer), and the signal of that work (called off when the claim is
+   * not its own or fails).
+   */
+  private claimBeside(messageId: string, signal: AbortSignal, intact: boolean, takenAt: number) {
+    const result = this.claim(messageId, signal, intact).then((c) => {
+      this.stage('claimed', takenAt);
+      return c;
+    });
+    const gen = result.then((c) => (c.type === 'claimed' ? c.gen : null));
+    gen.catch(() => undefined); // its failure is the claim's, thrown by process
+    return { result, gen, work: calledOff(signal, gen) };
   }
 
   /**
@@ -459,7 +470,7 @@ export class Worker {
    * its own: 'not ours', once the work has ended (`work`, the signal of the
    * listening and the model, is aborted then).
    */
-  private async produce(source: LoggedEvent, m: MessageReceived, kind: InputKind, started: number, claimed: Promise<number | null>, signal: AbortSignal, work: AbortSignal): Promise<'answered' | 'failed' | 'superseded' | 'not ours'> {
+  private async produce(source: LoggedEvent, m: MessageReceived, kind: InputKind, started: number, claimed: number | Promise<number | null>, signal: AbortSignal, work: AbortSignal): Promise<'answered' | 'failed' | 'superseded' | 'not ours'> {
     const event = source.event;
     const subject = clientSubject(event.clientId);
     const request: LlmRequest = {
@@ -476,7 +487,6 @@ export class Worker {
     let gen = 0;
     let answer = '';
     const deltas = new DeltaBatcher((text) => void this.publish(subject, { inReplyTo: m.messageId, attempt: answer, update: { $case: 'delta', delta: { text } } }), this.deps.deltaIntervalMs ?? 0);
-    deltas.hold();
     const own = (g: number | null): boolean => {
       if (g !== null && answer === '') {
         gen = g;
@@ -485,9 +495,12 @@ export class Worker {
       }
       return g !== null;
     };
-    // The words go as soon as the claim is this worker's, not when the model is done.
-    claimed.then(own, () => undefined);
-    const ours = async (): Promise<boolean> => answer !== '' || own(await claimed);
+    if (typeof claimed === 'number') own(claimed);
+    else {
+      deltas.hold();
+      // The words go as soon as the claim is this worker's, not when the model is done.
+      claimed.then(own, () => undefined);
+    }
     let heard: Heard | undefined;
     // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
     const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
@@ -495,7 +508,7 @@ export class Worker {
       try {
         if (!heard && (kind === 'audio' || kind === 'video')) {
           heard = await this.listen(m, kind, work, deadline);
-          if (!(await ours())) return 'not ours';
+          if (answer === '' && !own(await claimed)) return 'not ours';
           Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
           if (heard.transcript) {
             const { text, words, engine } = heard.transcript;
@@ -506,7 +519,7 @@ export class Worker {
           signal: work,
           onDelta: (d) => deltas.push(d),
         });
-        if (!(await ours())) return 'not ours';
+        if (answer === '' && !own(await claimed)) return 'not ours';
         // A text's reply follows at once (one append). A model that answered in one go, none of its words sent yet:
         // they go in the reply alone, not in a delta before it too (two messages a reply through the link, the
         // gateway and the client: issue 15). Once some words went, the rest follow as a delta, so the deltas a
@@ -530,7 +543,7 @@ export class Worker {
         return 'answered';
       } catch (err) {
         if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
-        if (!(await ours())) return 'not ours';
+        if (answer === '' && !own(await claimed)) return 'not ours';
         // Once a word has gone to the client, a retry would send the opening again: the failure is final then.
         const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts && !deltas.streamed;
         if (retryable) {
