@@ -19,6 +19,7 @@ import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { loadConfig } from '../src/config/config';
 import type { MediaStore } from '../src/media/port';
 import type { S3MediaStoreOptions } from '../src/media/s3';
 import { PrivateMinio } from '../test/private-engines';
@@ -45,16 +46,9 @@ async function main(): Promise<void> {
   const minio = process.env.S3_ENDPOINT ? undefined : await PrivateMinio.create();
   await minio?.start();
   try {
-    const env = { ...process.env, ...minio?.env('chatflow-s3-bench') };
-    const opts: S3MediaStoreOptions = {
-      endpoint: env.S3_ENDPOINT!,
-      region: env.S3_REGION ?? 'us-east-1',
-      bucket: env.S3_BUCKET ?? 'chatflow-media',
-      accessKeyId: env.S3_ACCESS_KEY_ID,
-      secretAccessKey: env.S3_SECRET_ACCESS_KEY,
-      forcePathStyle: (env.S3_FORCE_PATH_STYLE ?? 'true') !== 'false',
-      logger: pino({ level: 'silent' }),
-    };
+    // The store as the server would open it: S3_* read by the server's own configuration.
+    const s3 = loadConfig({ ...process.env, ...minio?.env('chatflow-s3-bench') }).s3!;
+    const opts: S3MediaStoreOptions = { ...s3, logger: pino({ level: 'silent' }) };
     const benches: Bench[] = [];
     for (const s of STORES) {
       const mod = (await import(s.path)) as typeof import('../src/media/s3');

@@ -147,10 +147,9 @@ export class S3MediaStore implements MediaStore {
     this.agent.destroy();
   }
 
-  /** The SDK's credentials (memoized by it, and refreshed before they expire). */
-  private async credentials(): Promise<aws4.Credentials> {
-    const c = await this.client.config.credentials();
-    return { accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken };
+  /** The SDK's credentials (memoized by it, and refreshed before they expire), as aws4 takes them. */
+  private credentials(): Promise<aws4.Credentials> {
+    return this.client.config.credentials();
   }
 
   private async request(method: 'GET' | 'PUT', key: string, headers: Record<string, string>, body?: Buffer): Promise<Response> {
