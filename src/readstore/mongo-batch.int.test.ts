@@ -54,6 +54,48 @@ describeWithEngines(['MONGODB_URI'], 'WriteBatcher', () => {
     expect(await coll.find({}).toArray()).toEqual([{ _id: 'b', n: 0 }]);
   });
 
+  it('holds deletes nobody waits for until one command takes them all: after 250 ms, when they fill a command, or on flush', async () => {
+    const coll = client.db(dbName).collection<Item>('deletes-later');
+    await coll.insertMany(Array.from({ length: 150 }, (_, i) => ({ _id: `k${i}`, n: 0 })));
+    const batch = new WriteBatcher(coll);
+    statements.length = 0;
+    // Asked for over several turns of the loop: none is sent yet.
+    for (const id of ['k0', 'k1', 'missing']) {
+      batch.deleteLater(id);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(statements).toEqual([]);
+    while (statements.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(statements).toEqual([{ command: 'delete', n: 3 }]);
+    await batch.flush();
+    expect(await coll.countDocuments({ _id: { $in: ['k0', 'k1'] } })).toBe(0);
+    // A command's worth goes as it fills; the rest waits (here: for flush).
+    statements.length = 0;
+    for (let i = 2; i < 110; i++) batch.deleteLater(`k${i}`);
+    await batch.flush();
+    expect(statements).toEqual([
+      { command: 'delete', n: 100 },
+      { command: 'delete', n: 8 },
+    ]);
+    expect(await coll.countDocuments()).toBe(40);
+  });
+
+  it('tells onLost how many deletes a failed command left, and why, instead of throwing', async () => {
+    const down = new MongoClient('mongodb://127.0.0.1:1/x', { serverSelectionTimeoutMS: 200 });
+    try {
+      const lost: { count: number; err: unknown }[] = [];
+      const batch = new WriteBatcher(down.db('x').collection<Item>('nowhere'), { onLost: (count, err) => lost.push({ count, err }) });
+      batch.deleteLater('a');
+      batch.deleteLater('b');
+      await batch.flush();
+      expect(lost).toHaveLength(1);
+      expect(lost[0]!.count).toBe(2);
+      expect(isTransient(lost[0]!.err)).toBe(true);
+    } finally {
+      await down.close();
+    }
+  });
+
   it('sends at most 100 statements per command, and writes issued in later turns in commands of their own', async () => {
     const coll = client.db(dbName).collection<Item>('many');
     const batch = new WriteBatcher(coll);

@@ -10,6 +10,9 @@ import { isDuplicateKeyError } from './mongo-client';
  */
 const MAX_BATCH = 100;
 
+/** How long a delete nobody waits for (deleteLater) waits for others to share its command. */
+const LATER_MS = 250;
+
 /** One statement of a batched command failed on the server for its own reason (not a duplicate `_id`). */
 export class BatchedWriteError extends Error {
   constructor(
@@ -57,6 +60,11 @@ export class WriteBatcher<T extends Document & { _id: string }> {
   private readonly inserts: DataLoader<T, boolean>;
   private readonly deletes: DataLoader<string, void>;
   private readonly replaces: DataLoader<Replace<T>, boolean>;
+  /** Deletes asked for by deleteLater, not sent yet. */
+  private readonly later: string[] = [];
+  private laterTimer?: NodeJS.Timeout;
+  private readonly laterSent = new Set<Promise<void>>();
+  private readonly onLost: (count: number, err: unknown) => void;
 
   /**
    * `maxReplaces`: most replaces per command, at most the process's update
@@ -64,8 +72,9 @@ export class WriteBatcher<T extends Document & { _id: string }> {
    */
   constructor(
     readonly coll: Collection<T>,
-    { maxReplaces = 1 }: { maxReplaces?: number } = {},
+    { maxReplaces = 1, onLost = () => undefined }: { maxReplaces?: number; onLost?: (count: number, err: unknown) => void } = {},
   ) {
+    this.onLost = onLost;
     const options = { cache: false, maxBatchSize: MAX_BATCH, batchScheduleFn: (send: () => void) => setImmediate(send) } as const;
     this.inserts = new DataLoader<T, boolean>((docs) => insertAll(coll, docs), options);
     this.deletes = new DataLoader<string, void>((ids) => deleteAll(coll, ids), options);
@@ -80,6 +89,37 @@ export class WriteBatcher<T extends Document & { _id: string }> {
   /** Deletes the document `id` if there is one. */
   delete(id: string): Promise<void> {
     return this.deletes.load(id);
+  }
+
+  /**
+   * Deletes the document `id` within `LATER_MS`, in one command with every
+   * other delete asked for meanwhile (sent at once when they fill a command):
+   * for documents nobody waits to see gone. A failed command leaves its
+   * documents (told to `onLost`: how many, and why); `flush` sends what waits.
+   */
+  deleteLater(id: string): void {
+    this.later.push(id);
+    if (this.later.length >= MAX_BATCH) void this.flush();
+    else this.laterTimer ??= setTimeout(() => this.flush(), LATER_MS);
+  }
+
+  /** Sends the deletes `deleteLater` holds; resolves when every one sent so far is answered. */
+  flush(): Promise<void> {
+    clearTimeout(this.laterTimer);
+    this.laterTimer = undefined;
+    const ids = this.later.splice(0);
+    if (ids.length > 0) {
+      const sent = deleteAll(this.coll, ids).then(
+        (outcomes) => {
+          const failed = outcomes.filter((o): o is Error => o instanceof Error);
+          if (failed.length > 0) this.onLost(failed.length, failed[0]);
+        },
+        (err: unknown) => this.onLost(ids.length, err),
+      );
+      this.laterSent.add(sent);
+      void sent.then(() => this.laterSent.delete(sent));
+    }
+    return Promise.all(this.laterSent).then(() => undefined);
   }
 
   /**

@@ -94,7 +94,11 @@ export class MongoReadStore implements ReadStore {
     private readonly client?: MongoClient,
   ) {
     this.logger = options.logger;
-    if (options.writeTickets) this.tickets = new WriteBatcher(db.collection<WriteTicket>(TICKETS_COLLECTION));
+    if (options.writeTickets) {
+      const onLost = (count: number, err: unknown) =>
+        this.logger.warn({ engine: 'mongodb', count, err: err instanceof Error ? err.message : String(err) }, 'could not delete spent write tickets; they stay, and are harmless');
+      this.tickets = new WriteBatcher(db.collection<WriteTicket>(TICKETS_COLLECTION), { onLost });
+    }
   }
 
   static async connect(opts: MongoConnectOptions & Pick<MongoReadStoreOptions, 'writeTickets' | 'replaceBatch'>): Promise<MongoReadStore> {
@@ -140,6 +144,7 @@ export class MongoReadStore implements ReadStore {
   }
 
   async close(): Promise<void> {
+    await this.tickets?.flush();
     if (this.client) await closeMongo(this.client, this.logger);
   }
 }
@@ -310,7 +315,10 @@ class MongoCollection<D extends Doc> implements Collection<D> {
       // write forward for us (the retry then finds our position applied).
       return await this.replace(current, next);
     } finally {
-      await tickets.delete(ticket._id);
+      // Spent either way: the document is past this version, or a retry reads it. Only a writer still holding
+      // the version it was built on asks for this ticket again (settle: it waits, or its roll-forward finds
+      // the document moved on), so it is deleted with the others of the next LATER_MS, in one command.
+      tickets.deleteLater(ticket._id);
     }
   }
 
