@@ -100,6 +100,15 @@ interface Appended {
   told: boolean;
 }
 
+/** A claim decided while the message's work goes on (Worker.claimBeside). */
+interface Beside {
+  result: Promise<Exclude<ClaimResult, { type: 'busy' }>>;
+  /** The generation the claim gives this worker; null: the message is not its own to answer. */
+  gen: Promise<number | null>;
+  /** The work's signal, called off when the claim is not this worker's or fails; `done` once the work has ended. */
+  work: { signal: AbortSignal; done: () => void };
+}
+
 /** The spans of a message's way to its reply (chatflow_reply_stage_seconds). */
 type ReplyStage = 'taken' | 'started' | 'claimed' | 'recorded' | 'appended' | 'told';
 
@@ -287,23 +296,25 @@ export class Worker {
     await this.acquire();
     const started = this.deps.clock();
     this.stage('started', takenAt, started);
-    const claim = held === undefined ? this.claimBeside(m.messageId, signal, intact, takenAt) : undefined;
+    const claim: { held: number } | { beside: Beside } = held === undefined ? { beside: this.claimBeside(m.messageId, signal, intact, takenAt) } : { held };
     try {
-      const outcome = await this.produce(source, m, inputKind(m), started, claim?.gen ?? held!, signal, claim?.work.signal ?? signal);
+      const [claimed, work] = 'held' in claim ? [claim.held, signal] : [claim.beside.gen, claim.beside.work.signal];
+      const outcome = await this.produce(source, m, inputKind(m), started, claimed, signal, work);
       if (outcome !== 'not ours') {
         this.deps.metrics.responses.inc({ outcome });
         return;
       }
-      const c = await claim!.result;
-      if (c.type === 'unconfirmed') await this.confirm(source, m.messageId, c.event, signal);
+      // Only a claim decided beside the work turns out not to be this worker's.
+      const c = 'beside' in claim ? await claim.beside.result : undefined;
+      if (c?.type === 'unconfirmed') await this.confirm(source, m.messageId, c.event, signal);
     } catch (err) {
       // Taken away: give the message up so its new owner starts at once instead of waiting for this worker to die.
-      const gen = signal.aborted ? (held ?? (await claim!.gen.catch(() => null))) : null;
+      const gen = !signal.aborted ? null : 'held' in claim ? claim.held : await claim.beside.gen.catch(() => null);
       if (gen !== null) await this.deps.claims.release(m.messageId, this.deps.workerId, gen).catch(() => undefined);
       // A failed claim (the claims database unreachable) is what failed, whatever the model's work did meanwhile.
-      throw claim ? await claim.result.then(() => err, (claimErr: unknown) => claimErr) : err;
+      throw 'beside' in claim ? await claim.beside.result.then(() => err, (claimErr: unknown) => claimErr) : err;
     } finally {
-      claim?.work.done();
+      if ('beside' in claim) claim.beside.work.done();
       this.release();
     }
   }
@@ -314,7 +325,7 @@ export class Worker {
    * own to answer), and the signal of that work (called off when the claim is
    * not its own or fails).
    */
-  private claimBeside(messageId: string, signal: AbortSignal, intact: boolean, takenAt: number) {
+  private claimBeside(messageId: string, signal: AbortSignal, intact: boolean, takenAt: number): Beside {
     const result = this.claim(messageId, signal, intact).then((c) => {
       this.stage('claimed', takenAt);
       return c;
