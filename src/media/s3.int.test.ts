@@ -4,23 +4,16 @@ import type { AddressInfo } from 'node:net';
 import { DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
+import { loadConfig } from '../config/config';
 import { describeMediaStore } from './media.contract';
 import { isTransient } from '../resilience/transient';
 import { S3MediaStore, S3RequestError, type S3MediaStoreOptions } from './s3';
 
 const logger = pino({ level: 'silent' });
 
+/** The store as the server opens it (S3_* read by its configuration), with `over` changed. */
 function options(over: Partial<S3MediaStoreOptions> = {}): S3MediaStoreOptions {
-  return {
-    endpoint: process.env.S3_ENDPOINT!,
-    region: process.env.S3_REGION ?? 'us-east-1',
-    bucket: process.env.S3_BUCKET ?? 'chatflow-media',
-    accessKeyId: process.env.S3_ACCESS_KEY_ID,
-    secretAccessKey: process.env.S3_SECRET_ACCESS_KEY,
-    forcePathStyle: (process.env.S3_FORCE_PATH_STYLE ?? 'true') !== 'false',
-    logger,
-    ...over,
-  };
+  return { ...loadConfig().s3!, logger, ...over };
 }
 
 async function removeBucket(o: S3MediaStoreOptions): Promise<void> {
