@@ -65,7 +65,7 @@ describe('GatewaySession: every piece of work stops when the session closes', ()
     await new Promise((r) => setImmediate(r));
     expect(appended.map((e) => e.payload?.$case)).toEqual(['messageReceived']);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
-    const settled = await Promise.race([outcome, new Promise((r) => setTimeout(() => r('still waiting'), 500))]);
+    const settled = await Promise.race([outcome, new Promise((r) => setTimeout(() => r('still waiting'), 500).unref())]);
     expect(settled).toMatch(/^UNAVAILABLE: the session closed before the message was stored; send it again/);
   });
 });

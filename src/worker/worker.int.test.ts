@@ -369,7 +369,8 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     env.log.handed = env.log.appended.length;
     const never = new AbortController().signal;
     const decided = Promise.all([b.handle(env.received('m7'), never), b.handle(env.received('m8'), never)]);
-    await expect(Promise.race([decided, new Promise((r) => setTimeout(() => r('still waiting'), 3_000))])).resolves.not.toBe('still waiting');
+    // Unref'd: the timer the race does not need must not hold jest open for its 3 s.
+    await expect(Promise.race([decided, new Promise((r) => setTimeout(() => r('still waiting'), 3_000).unref())])).resolves.not.toBe('still waiting');
     expect(env.log.outcomesFor('m7').map((e) => e.eventId)).toEqual(['r-m7']);
     expect(env.log.outcomesFor('m8')).toHaveLength(1);
     expect(llm.calls).toBe(0);
