@@ -512,6 +512,8 @@ export class Worker {
       // The words go as soon as the claim is this worker's, not when the model is done.
       claimed.then(own, () => undefined);
     }
+    /** Whether the claim is this worker's; waits for a claim decided beside the work (a held one was owned above). */
+    const ours = async (): Promise<boolean> => answer !== '' || own(await claimed);
     let heard: Heard | undefined;
     // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
     const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
@@ -519,7 +521,7 @@ export class Worker {
       try {
         if (!heard && (kind === 'audio' || kind === 'video')) {
           heard = await this.listen(m, kind, work, deadline);
-          if (answer === '' && !own(await claimed)) return 'not ours';
+          if (!(await ours())) return 'not ours';
           Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
           if (heard.transcript) {
             const { text, words, engine } = heard.transcript;
@@ -530,7 +532,7 @@ export class Worker {
           signal: work,
           onDelta: (d) => deltas.push(d),
         });
-        if (answer === '' && !own(await claimed)) return 'not ours';
+        if (!(await ours())) return 'not ours';
         // A text's reply follows at once (one append). A model that answered in one go, none of its words sent yet:
         // they go in the reply alone, not in a delta before it too (two messages a reply through the link, the
         // gateway and the client: issue 15). Once some words went, the rest follow as a delta, so the deltas a
@@ -554,7 +556,7 @@ export class Worker {
         return 'answered';
       } catch (err) {
         if (signal.aborted) throw err; // left uncommitted: redone after a restart or by the partition's new owner
-        if (answer === '' && !own(await claimed)) return 'not ours';
+        if (!(await ours())) return 'not ours';
         // Once a word has gone to the client, a retry would send the opening again: the failure is final then.
         const retryable = (err instanceof LlmError || err instanceof SpeechError) && err.retryable && attempt < attempts && !deltas.streamed;
         if (retryable) {
