@@ -16,6 +16,7 @@ import type { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { ChatStream } from './harness';
 import { dropAllCollections } from '../src/readstore/mongo';
 import { engineEnv } from './engines';
+import { bucketOf, removeBucket } from './s3-buckets';
 
 const ROOT = resolve(__dirname, '..');
 /** Where the processes' logs go (git-ignored). */
@@ -74,7 +75,7 @@ export interface RoleProcess {
 
 /**
  * Starts ChatFlow processes on the real engines of the running stack, isolated
- * from other runs by their own Kafka topic prefix and MongoDB database.
+ * from other runs by their own Kafka topic prefix, MongoDB database and S3 bucket.
  */
 export class Cluster {
   readonly run = randomUUID().slice(0, 8);
@@ -93,6 +94,7 @@ export class Cluster {
       ...engines,
       MONGODB_URI: mongo.toString(),
       KAFKA_PREFIX: `e2e-${this.run}.`,
+      S3_BUCKET: `chatflow-e2e-${this.run}`,
       CHATFLOW_AUTH_SECRET: this.secret,
       CHATFLOW_GRPC_ADDR: '127.0.0.1:0',
       CHATFLOW_HTTP_ADDR: '127.0.0.1:0',
@@ -143,7 +145,7 @@ export class Cluster {
     return p;
   }
 
-  /** Empties the run's MongoDB database (its Kafka topics are left: they are small and prefixed). */
+  /** Empties the run's MongoDB database and removes its bucket (its Kafka topics are left: they are small and prefixed). */
   async dropData(): Promise<void> {
     const client = await MongoClient.connect(this.env().MONGODB_URI);
     try {
@@ -151,6 +153,13 @@ export class Cluster {
     } finally {
       await client.close();
     }
+    await this.removeBucket();
+  }
+
+  /** Removes the run's S3 bucket and the media in it (when the run is on S3). */
+  async removeBucket(): Promise<void> {
+    const env = this.env();
+    if (env.S3_ENDPOINT) await removeBucket(bucketOf(env));
   }
 
   async stopAll(): Promise<void> {

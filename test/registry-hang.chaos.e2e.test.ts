@@ -40,6 +40,7 @@ describeWhen(ready, 'Registry hang: a gateway stopped while FerretDB is frozen',
     for (const s of streams) if (!s.isDone()) s.cancel();
     chat?.close();
     await cluster?.stopAll();
+    await cluster?.removeBucket().catch(() => undefined);
     await ferret?.remove();
   });
 

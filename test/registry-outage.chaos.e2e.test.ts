@@ -63,6 +63,7 @@ describeWhen(ready, 'Registry outage: FerretDB killed for three leases under two
     for (const s of streams) if (!s.isDone()) s.cancel();
     for (const c of grpcClients.values()) c.close();
     await cluster?.stopAll();
+    await cluster?.removeBucket().catch(() => undefined);
     await ferret?.remove();
   });
 

@@ -20,8 +20,9 @@ const ALL = ['KAFKA_BROKERS', 'MONGODB_URI', 'NATS_URL', 'S3_ENDPOINT'] as const
 describeWithEngines(ALL, 'Idempotency keys on the stack (default KAFKA_PREFIX, roles restarted)', () => {
   jest.setTimeout(180_000);
   const env = engineEnv();
-  // The stack's own topics and database, not a per-run copy.
-  const cluster = new Cluster({ KAFKA_PREFIX: 'chatflow.', ...(env.MONGODB_URI ? { MONGODB_URI: env.MONGODB_URI } : {}), CHATFLOW_SIM_DELAY_SCALE: '0.2' });
+  // The stack's own topics, database and bucket, not a per-run copy.
+  const own = Object.fromEntries((['MONGODB_URI', 'S3_BUCKET'] as const).flatMap((k) => (env[k] ? [[k, env[k]]] : [])));
+  const cluster = new Cluster({ KAFKA_PREFIX: 'chatflow.', ...own, CHATFLOW_SIM_DELAY_SCALE: '0.2' });
   const auth = new TokenAuthority(new TextEncoder().encode(cluster.secret), false);
   let gateways: RoleProcess[] = [];
   const clients: ChatServiceClient[] = [];

@@ -4,12 +4,13 @@ import { dropAllCollections } from '../../src/readstore/mongo';
 // workers and a projector, each its own process (CHATFLOW_ROLE), clients spread
 // over both gateways. Needs the engines' settings in the environment:
 //   eval "$(npm run -s stack:env)"
-// Every run gets its own Kafka topic prefix and MongoDB database.
+// Every run gets its own Kafka topic prefix, MongoDB database and S3 bucket.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { engineEnv } from '../../test/engines';
+import { bucketOf, removeBucket } from '../../test/s3-buckets';
 import { freePort, profilesOf, spawnChatFlow, stopChild, waitHealthy, type Child } from './process';
 import type { RunningTarget, Target, TargetOptions, TargetProcess } from './target';
 
@@ -36,12 +37,14 @@ export function stackTarget(layout: StackLayout = DEFAULT_LAYOUT): Target {
         throw new Error(`stack mode needs the real engines: ${missing.join(', ')} not set. Run: npm run stack:up && eval "$(npm run -s stack:env)"`);
       }
       const engines = engineEnv();
-      // Each run on its own topics and database: no slot, lease or history left by an earlier run.
+      // Each run on its own topics, database and bucket: no slot, lease or history left by an earlier run, and
+      // nothing left after it (a reference run stores ~200 MB of uploads and replies).
       const run = randomBytes(4).toString('hex');
       const mongo = new URL(engines.MONGODB_URI!);
       mongo.pathname = `/chatflow_lt_${run}`;
       engines.MONGODB_URI = mongo.toString();
       engines.KAFKA_PREFIX = `lt-${run}.`;
+      engines.S3_BUCKET = `chatflow-lt-${run}`;
       const dataRoot = await mkdtemp(join(tmpdir(), 'chatflow-loadtest-stack-'));
       // One secret for every process: tokens and signed URLs must verify on any of them.
       const secret = process.env.CHATFLOW_AUTH_SECRET ?? randomBytes(32).toString('hex');
@@ -99,7 +102,7 @@ export function stackTarget(layout: StackLayout = DEFAULT_LAYOUT): Target {
           const order: TargetProcess['role'][] = ['gateway', 'worker', 'projector'];
           for (const role of order) await Promise.all(children.filter((c) => c.proc.role === role).map((c) => stopChild(c.child)));
           await rm(dataRoot, { recursive: true, force: true });
-          if (!process.env.LOADTEST_KEEP_STACK_DATA) await dropRunData(engines.KAFKA_BROKERS!, engines.KAFKA_PREFIX!, engines.MONGODB_URI!);
+          if (!process.env.LOADTEST_KEEP_STACK_DATA) await dropRunData(engines);
           return { profiles: (await Promise.all(children.map((c) => profilesOf(c.child)))).flat() };
         },
       };
@@ -107,8 +110,9 @@ export function stackTarget(layout: StackLayout = DEFAULT_LAYOUT): Target {
   };
 }
 
-/** Best effort: delete this run's topics and database so repeated runs do not pile up data (LOADTEST_KEEP_STACK_DATA=1 keeps them). */
-async function dropRunData(brokers: string, prefix: string, mongoUri: string): Promise<void> {
+/** Best effort: delete this run's topics, database and bucket so repeated runs do not pile up data (LOADTEST_KEEP_STACK_DATA=1 keeps them). */
+async function dropRunData(engines: Record<string, string>): Promise<void> {
+  const { KAFKA_BROKERS: brokers, KAFKA_PREFIX: prefix, MONGODB_URI: mongoUri } = engines;
   try {
     const { Kafka, logLevel } = await import('kafkajs');
     const admin = new Kafka({ clientId: 'chatflow-loadtest', brokers: brokers.split(','), logLevel: logLevel.NOTHING }).admin();
@@ -134,4 +138,5 @@ async function dropRunData(brokers: string, prefix: string, mongoUri: string): P
   } catch (err) {
     process.stderr.write(`[stack] could not drop the run's database: ${String(err)}\n`);
   }
+  await removeBucket(bucketOf(engines)).catch((err: unknown) => process.stderr.write(`[stack] could not remove the run's bucket ${engines.S3_BUCKET}: ${String(err)}\n`));
 }

@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import pino from 'pino';
 import { describeWithEngines } from '../../test/engines';
+import { removeBucket } from '../../test/s3-buckets';
 import { loadConfig } from '../config/config';
 import { describeMediaStore } from './media.contract';
 import { isTransient } from '../resilience/transient';
@@ -14,18 +14,6 @@ const logger = pino({ level: 'silent' });
 /** The store as the server opens it (S3_* read by its configuration), with `over` changed. */
 function options(over: Partial<S3MediaStoreOptions> = {}): S3MediaStoreOptions {
   return { ...loadConfig().s3!, logger, ...over };
-}
-
-async function removeBucket(o: S3MediaStoreOptions): Promise<void> {
-  const client = new S3Client({ endpoint: o.endpoint, region: o.region, forcePathStyle: o.forcePathStyle, credentials: { accessKeyId: o.accessKeyId!, secretAccessKey: o.secretAccessKey! } });
-  try {
-    const listed = await client.send(new ListObjectsV2Command({ Bucket: o.bucket }));
-    const keys = (listed.Contents ?? []).flatMap((c) => (c.Key ? [{ Key: c.Key }] : []));
-    if (keys.length > 0) await client.send(new DeleteObjectsCommand({ Bucket: o.bucket, Delete: { Objects: keys } }));
-    await client.send(new DeleteBucketCommand({ Bucket: o.bucket }));
-  } finally {
-    client.destroy();
-  }
 }
 
 /** GET a presigned URL with nothing but the URL, as a client would. */
