@@ -323,6 +323,7 @@ describeWithEngines(ALL, 'Engines unavailable at start', () => {
       proc.kill('SIGTERM');
       await new Promise((r) => (proc.exitCode !== null ? r(undefined) : proc.once('exit', r)));
       fwd.stop();
+      await cluster.removeBucket().catch(() => undefined);
     }
   });
 });

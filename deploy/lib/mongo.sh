@@ -98,6 +98,15 @@ mongo_up() {
     say "ferretdb: starting on $HOST:$FERRETDB_PORT (PostgreSQL on $HOST:$PG_PORT, pool of $FERRETDB_PG_POOL)"
   else
     mkdir -p "$FERRETDB_DATA"
+    # Test and load-test runs each use a database of their own (chatflow_test_*, chatflow_e2e_*, chatflow_lt_*) and
+    # empty it when done, but its SQLite file stays: dropping the database crashes FerretDB v1 (see
+    # MongoReadStore.dropDatabase). FerretDB is down here, so no run uses one any more: their files go.
+    local leftovers
+    mapfile -t leftovers < <(find "$FERRETDB_DATA" -maxdepth 1 -type f \( -name 'chatflow_test_*.sqlite*' -o -name 'chatflow_e2e_*.sqlite*' -o -name 'chatflow_lt_*.sqlite*' \))
+    if ((${#leftovers[@]})); then
+      say "ferretdb: removing ${#leftovers[@]} files of earlier test and load-test runs ($(du -ch "${leftovers[@]}" | tail -1 | cut -f1))"
+      rm -f -- "${leftovers[@]}"
+    fi
     storage=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/?_pragma=synchronous(NORMAL)")
     say "ferretdb: starting on $HOST:$FERRETDB_PORT (SQLite in $FERRETDB_DATA)"
   fi
