@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { crc32, inflateSync } from 'node:zlib';
 import { validateMedia } from '../domain/media-validation';
 import { layoutText, renderImage } from './png';
@@ -97,6 +98,60 @@ describe('renderImage', () => {
     const clamped = renderImage({ width: 1, height: 99999, title: 't', seed: 's' });
     expect({ width: clamped.width, height: clamped.height }).toEqual({ width: 64, height: 2048 });
     expect(decodePngHeader(clamped.bytes)).toEqual({ width: 64, height: 2048 });
+  });
+
+  it('draws the seeded background as its formula says, pixel for pixel (rings and stripes, any size)', () => {
+    // The formula, written plainly per pixel: the renderer works it out per row (issue 15) and must not drift from it.
+    const hsl = (hDeg: number, s: number, l: number) => {
+      const a = s * Math.min(l, 1 - l);
+      const f = (n: number) => {
+        const k = (n + hDeg / 30) % 12;
+        return 255 * (l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1)));
+      };
+      return [f(0), f(8), f(4)];
+    };
+    const expected = (seed: string, width: number, height: number) => {
+      const h = createHash('sha256').update(seed).digest();
+      const c0 = hsl((h[0]! / 256) * 360, 0.55, 0.3);
+      const c1 = hsl(((h[0]! / 256) * 360 + 60 + (h[1]! % 120)) % 360, 0.6, 0.55);
+      const angle = (h[2]! / 256) * Math.PI * 2;
+      const [dx, dy] = [Math.cos(angle), Math.sin(angle)];
+      const [cx, cy] = [(h[3]! / 256) * width, (h[4]! / 256) * height];
+      const period = 12 + (h[5]! % 40);
+      const rings = (h[6]! & 1) === 0;
+      const span = Math.abs(dx) * width + Math.abs(dy) * height;
+      const px = new Uint8ClampedArray(width * height * 3);
+      for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+          const t = ((x - width / 2) * dx + (y - height / 2) * dy) / span + 0.5;
+          const d = rings ? Math.sqrt((x - cx) ** 2 + (y - cy) ** 2) : x * dy - y * dx;
+          const w = 1 + 0.08 * Math.sin((((Math.floor(d) % period) + period) % period / period) * Math.PI * 2);
+          for (let c = 0; c < 3; c++) px[(y * width + x) * 3 + c] = (c0[c]! + (c1[c]! - c0[c]!) * t) * w;
+        }
+      }
+      return { rings, px };
+    };
+    const kinds = new Set<boolean>();
+    for (const [seed, width, height] of [['m_1', 480, 270], ['r_2', 480, 270], ['x', 64, 48], ['y', 301, 77], ['z', 97, 211], ['w', 480, 270]] as const) {
+      const { rings, px } = expected(seed, width, height);
+      kinds.add(rings);
+      const got = decodePng(renderImage({ title: '', seed, width, height }).bytes).pixels;
+      let worst = 0;
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - px[i]!));
+      expect({ seed, worst }).toEqual({ seed, worst: 0 });
+    }
+    expect([...kinds].sort()).toEqual([false, true]); // both patterns were drawn
+  });
+
+  it('darkens the picture under the text by 45 %, and nothing outside it', () => {
+    const background = { rgb: Buffer.alloc(120 * 60 * 3), width: 120, height: 60 };
+    for (let i = 0; i < background.rgb.length; i++) background.rgb[i] = (i * 37) % 256;
+    const png = decodePng(renderImage({ title: 'x', seed: 's', background }).bytes).pixels;
+    const at = (x: number, y: number) => [...png.subarray((y * 120 + x) * 3, (y * 120 + x) * 3 + 3)];
+    const was = (x: number, y: number) => [...background.rgb.subarray((y * 120 + x) * 3, (y * 120 + x) * 3 + 3)];
+    expect(at(9, 9)).toEqual(was(9, 9).map((v) => Math.round(v * 0.55))); // in the panel, left of the glyph
+    expect(at(7, 7)).toEqual(was(7, 7)); // just outside it
+    expect(at(119, 59)).toEqual(was(119, 59));
   });
 
   it('draws a keyframe background as given, under the text panel', () => {
