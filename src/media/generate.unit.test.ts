@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { crc32, inflateSync } from 'node:zlib';
 import { validateMedia } from '../domain/media-validation';
-import { layoutText, renderImage } from './png';
+import { layoutText, patternOf, renderImage } from './png';
 
 /** An independent PNG decoder for RGB/8-bit images: checks every chunk CRC, inflates and unfilters IDAT. */
 function decodePng(b: Buffer): { width: number; height: number; pixels: Buffer; chunks: string[] } {
@@ -101,25 +100,10 @@ describe('renderImage', () => {
   });
 
   it('draws the seeded background as its formula says, pixel for pixel (rings and stripes, any size)', () => {
-    // The formula, written plainly per pixel: the renderer works it out per row (issue 15) and must not drift from it.
-    const hsl = (hDeg: number, s: number, l: number) => {
-      const a = s * Math.min(l, 1 - l);
-      const f = (n: number) => {
-        const k = (n + hDeg / 30) % 12;
-        return 255 * (l - a * Math.max(-1, Math.min(k - 3, 9 - k, 1)));
-      };
-      return [f(0), f(8), f(4)];
-    };
+    // The formula (see patternOf), written plainly per pixel: the renderer works it out per row (issue 15) and
+    // must not drift from it.
     const expected = (seed: string, width: number, height: number) => {
-      const h = createHash('sha256').update(seed).digest();
-      const c0 = hsl((h[0]! / 256) * 360, 0.55, 0.3);
-      const c1 = hsl(((h[0]! / 256) * 360 + 60 + (h[1]! % 120)) % 360, 0.6, 0.55);
-      const angle = (h[2]! / 256) * Math.PI * 2;
-      const [dx, dy] = [Math.cos(angle), Math.sin(angle)];
-      const [cx, cy] = [(h[3]! / 256) * width, (h[4]! / 256) * height];
-      const period = 12 + (h[5]! % 40);
-      const rings = (h[6]! & 1) === 0;
-      const span = Math.abs(dx) * width + Math.abs(dy) * height;
+      const { c0, c1, dx, dy, cx, cy, period, rings, span } = patternOf(seed, width, height);
       const px = new Uint8ClampedArray(width * height * 3);
       for (let y = 0; y < height; y++) {
         for (let x = 0; x < width; x++) {

@@ -124,8 +124,15 @@ export function renderImage(opts: ImageSpec): RenderedImage {
   return { bytes: encodePng(rgb, width, height), mimeType: 'image/png', width, height };
 }
 
-/** The seeded background: a diagonal gradient between two colours, with soft rings or stripes. */
-function pattern(rgb: Buffer, width: number, height: number, seed: string): void {
+/**
+ * What the seed chooses of a background: two colours, the gradient's
+ * direction (dx, dy) and length (span), and a wave of `period` pixels, in
+ * rings around (cx, cy) or in stripes. Pixel (x, y) is
+ * `(c0 + (c1 − c0)·t) · (1 + 0.08·sin(2π·(⌊d⌋ mod period)/period))`, where
+ * `t = ((x − width/2)·dx + (y − height/2)·dy)/span + 0.5` and d is the
+ * distance to (cx, cy) (rings) or `x·dy − y·dx` (stripes).
+ */
+export function patternOf(seed: string, width: number, height: number) {
   const h = createHash('sha256').update(seed).digest();
   const c0 = hsl((h[0]! / 256) * 360, 0.55, 0.3);
   const c1 = hsl(((h[0]! / 256) * 360 + 60 + (h[1]! % 120)) % 360, 0.6, 0.55);
@@ -135,6 +142,12 @@ function pattern(rgb: Buffer, width: number, height: number, seed: string): void
   const period = 12 + (h[5]! % 40);
   const rings = (h[6]! & 1) === 0;
   const span = Math.abs(dx) * width + Math.abs(dy) * height;
+  return { c0, c1, dx, dy, cx, cy, period, rings, span };
+}
+
+/** The seeded background: a diagonal gradient between two colours, with soft rings or stripes (see patternOf). */
+function pattern(rgb: Buffer, width: number, height: number, seed: string): void {
+  const { c0, c1, dx, dy, cx, cy, period, rings, span } = patternOf(seed, width, height);
   // One period of the pattern's wave, precomputed: the pixel loop stays cheap.
   const wave = Float64Array.from({ length: period }, (_, i) => 1 + 0.08 * Math.sin((i / period) * Math.PI * 2));
   const px = new Uint8ClampedArray(rgb.buffer, rgb.byteOffset, rgb.length); // clamps and rounds for us
