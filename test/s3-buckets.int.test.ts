@@ -1,11 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, HeadBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { describeWithEngines } from './engines';
-import { bucketOf, removeBucket, type BucketAt } from './s3-buckets';
-
-function clientOf(at: BucketAt): S3Client {
-  return new S3Client({ endpoint: at.endpoint, region: at.region, forcePathStyle: at.forcePathStyle, credentials: { accessKeyId: at.accessKeyId!, secretAccessKey: at.secretAccessKey! } });
-}
+import { bucketOf, clientOf, removeBucket } from './s3-buckets';
 
 async function exists(client: S3Client, bucket: string): Promise<boolean> {
   try {

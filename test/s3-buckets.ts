@@ -1,15 +1,8 @@
 import { DeleteBucketCommand, DeleteObjectsCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { loadConfig } from '../src/config/config';
+import { loadConfig, type Config } from '../src/config/config';
 
-/** Where a bucket is: what `loadConfig().s3` gives (the S3_* settings). */
-export interface BucketAt {
-  endpoint: string;
-  bucket: string;
-  region: string;
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  forcePathStyle: boolean;
-}
+/** Where a bucket is: the S3 settings as the configuration reads them. */
+export type BucketAt = NonNullable<Config['s3']>;
 
 /** The bucket that the S3_* variables of `env` name. */
 export function bucketOf(env: Record<string, string | undefined>): BucketAt {
@@ -18,18 +11,23 @@ export function bucketOf(env: Record<string, string | undefined>): BucketAt {
   return s3;
 }
 
+/** An SDK client for the bucket's server (the caller destroys it). */
+export function clientOf(at: BucketAt): S3Client {
+  return new S3Client({
+    endpoint: at.endpoint,
+    region: at.region,
+    forcePathStyle: at.forcePathStyle,
+    ...(at.accessKeyId && at.secretAccessKey ? { credentials: { accessKeyId: at.accessKeyId, secretAccessKey: at.secretAccessKey } } : {}),
+  });
+}
+
 /**
  * Deletes a bucket and every object in it, a thousand at a time (a listing
  * gives at most that many). A bucket that does not exist is no error: a run
  * that stored no media never created one.
  */
 export async function removeBucket(at: BucketAt): Promise<void> {
-  const client = new S3Client({
-    endpoint: at.endpoint,
-    region: at.region,
-    forcePathStyle: at.forcePathStyle,
-    ...(at.accessKeyId && at.secretAccessKey ? { credentials: { accessKeyId: at.accessKeyId, secretAccessKey: at.secretAccessKey } } : {}),
-  });
+  const client = clientOf(at);
   try {
     for (;;) {
       const listed = await client.send(new ListObjectsV2Command({ Bucket: at.bucket }));
