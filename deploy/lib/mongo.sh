@@ -85,6 +85,20 @@ mongo_healthy() { port_open "$FERRETDB_PORT" && mongo_ping; }
 # The backend the running FerretDB was started on (a switch restarts it).
 FERRETDB_BACKEND_FILE="$RUN_DIR/ferretdb.backend"
 
+# Test and load-test runs each use a database of their own (chatflow_test_*, chatflow_e2e_*, chatflow_lt_*) and
+# empty it when done, but its SQLite files stay: dropping the database crashes FerretDB v1 (see
+# MongoReadStore.dropDatabase). Called by mongo_up while FerretDB is down, so no run uses one any more: their
+# files go. Every other file (the stack's own `chatflow` database, anything not a run's) stays.
+# Tested by test/stack-ferretdb-cleanup.unit.test.ts.
+mongo_remove_run_files() {
+  local leftovers
+  mapfile -d '' -t leftovers < <(find "$FERRETDB_DATA" -maxdepth 1 -type f \( -name 'chatflow_test_*.sqlite*' -o -name 'chatflow_e2e_*.sqlite*' -o -name 'chatflow_lt_*.sqlite*' \) -print0)
+  if ((${#leftovers[@]})); then
+    say "ferretdb: removing ${#leftovers[@]} files of earlier test and load-test runs ($(du -ch -- "${leftovers[@]}" | tail -1 | cut -f1))"
+    rm -f -- "${leftovers[@]}"
+  fi
+}
+
 mongo_up() {
   if is_running ferretdb && [[ "$(cat "$FERRETDB_BACKEND_FILE" 2>/dev/null || echo sqlite)" != "$FERRETDB_BACKEND" ]]; then
     say "ferretdb: switching to the $FERRETDB_BACKEND backend"
@@ -98,15 +112,7 @@ mongo_up() {
     say "ferretdb: starting on $HOST:$FERRETDB_PORT (PostgreSQL on $HOST:$PG_PORT, pool of $FERRETDB_PG_POOL)"
   else
     mkdir -p "$FERRETDB_DATA"
-    # Test and load-test runs each use a database of their own (chatflow_test_*, chatflow_e2e_*, chatflow_lt_*) and
-    # empty it when done, but its SQLite file stays: dropping the database crashes FerretDB v1 (see
-    # MongoReadStore.dropDatabase). FerretDB is down here, so no run uses one any more: their files go.
-    local leftovers
-    mapfile -t leftovers < <(find "$FERRETDB_DATA" -maxdepth 1 -type f \( -name 'chatflow_test_*.sqlite*' -o -name 'chatflow_e2e_*.sqlite*' -o -name 'chatflow_lt_*.sqlite*' \))
-    if ((${#leftovers[@]})); then
-      say "ferretdb: removing ${#leftovers[@]} files of earlier test and load-test runs ($(du -ch "${leftovers[@]}" | tail -1 | cut -f1))"
-      rm -f -- "${leftovers[@]}"
-    fi
+    mongo_remove_run_files
     storage=(--handler=sqlite --sqlite-url="file:$FERRETDB_DATA/?_pragma=synchronous(NORMAL)")
     say "ferretdb: starting on $HOST:$FERRETDB_PORT (SQLite in $FERRETDB_DATA)"
   fi
