@@ -48,6 +48,7 @@ export function workerRole(deps: {
   newId: () => string;
   claims: ReplyClaims;
   llm?: LlmProvider;
+  onBudget?: WorkerDeps['onBudget'];
 }): WorkerRole {
   const { config, logger } = deps;
   const parts = deps.lifecycle.child();
@@ -65,7 +66,7 @@ export function workerRole(deps: {
     onProblem: (problem) => deps.health.report('consumer-group', problem),
     logger: logger.child({ component: 'worker' }),
     speech, vision: config.llm.vision, engineRetryDeadlineMs: config.engineRetryDeadlineMs, retryAfterMs: config.retryAfterMs,
-    claimsKeepMs: config.replyClaimsKeepMs, deltaIntervalMs: config.deltaIntervalMs,
+    claimsKeepMs: config.replyClaimsKeepMs, deltaIntervalMs: config.deltaIntervalMs, onBudget: deps.onBudget,
   });
   return {
     worker,

@@ -82,6 +82,8 @@ export interface WorkerDeps {
   retryAfterMs?: number;
   /** A reply's deltas go out at most once per this many ms, the first at once (CHATFLOW_DELTA_INTERVAL_MS); absent or 0: each turn. */
   deltaIntervalMs?: number;
+  /** Told the messages in processing and their peak whenever either changes (a worker in a thread shares them with the event loop). */
+  onBudget?(inProcessing: number, peak: number): void;
   /** Speech in and out, video split (each absent when not installed). */
   speech?: SpeechEngines;
   /** Send a video's keyframe to the model (LLM_VISION). */
@@ -185,6 +187,7 @@ export class Worker {
     this.budget = events.reduce(evolveBudget, this.budget);
     this.deps.metrics.messagesProcessing.set(this.budget.inProcessing);
     this.deps.metrics.messagesProcessingPeak.set(this.budget.peak);
+    this.deps.onBudget?.(this.budget.inProcessing, this.budget.peak);
     return events[0].type !== 'MustWait';
   }
 
