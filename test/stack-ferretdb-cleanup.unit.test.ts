@@ -17,7 +17,8 @@ function cleanUp(files: string[], dirs: string[] = []): { stderr: string; status
     for (const f of files) writeFileSync(join(data, f), 'x'.repeat(4096));
     for (const d of dirs) mkdirSync(join(data, d));
     const script = `set -euo pipefail; source "${ROOT}/deploy/lib/common.sh"; source "${ROOT}/deploy/lib/mongo.sh"; mongo_remove_run_files`;
-    const run = spawnSync('bash', ['-c', script], { env: { ...process.env, ROOT, CHATFLOW_STACK_DIR: stack, CHATFLOW_FERRETDB_BACKEND: 'sqlite' }, encoding: 'utf8' });
+    // Run from the temporary folder: a path gone wrong (the bug a newline in a name once caused) stays inside it.
+    const run = spawnSync('bash', ['-c', script], { cwd: stack, env: { ...process.env, ROOT, CHATFLOW_STACK_DIR: stack, CHATFLOW_FERRETDB_BACKEND: 'sqlite' }, encoding: 'utf8' });
     return { stderr: run.stderr, status: run.status, left: readdirSync(data).sort() };
   } finally {
     rmSync(stack, { recursive: true, force: true });
