@@ -82,4 +82,72 @@ describeWithEngines(['KAFKA_BROKERS'], 'Kafka event log', () => {
       expect(peak).toBeLessThanOrEqual(4 * 3);
     });
   });
+
+  describe('while a partition\'s handlers are all busy', () => {
+    let log: KafkaEventLog;
+    beforeEach(async () => (log = await open(`ra-${randomUUID().slice(0, 8)}.`, 1)));
+    afterEach(() => log.close());
+
+    const until = async (cond: () => boolean) => {
+      for (const end = Date.now() + 10_000; !cond(); await new Promise((r) => setTimeout(r, 5))) {
+        if (Date.now() > end) throw new Error('timed out');
+      }
+    };
+    /** Handlers that each wait until the test lets their event go. */
+    const held = () => {
+      const started: number[] = [];
+      const release = new Map<number, () => void>();
+      const running: number[] = [];
+      let peak = 0;
+      const handle = async (e: LoggedEvent) => {
+        started.push(e.offset);
+        peak = Math.max(peak, running.push(e.offset));
+        await new Promise<void>((r) => release.set(e.offset, r));
+        running.splice(running.indexOf(e.offset), 1);
+      };
+      return { started, release, running, handle, peak: () => peak };
+    };
+
+    it('starts the events it read ahead in log order as handlers finish, never more than concurrencyPerPartition at once', async () => {
+      const appended: LoggedEvent[] = [];
+      for (let i = 0; i < 9; i++) appended.push(await log.append(messageEvent(`${run}-ra`, `m${i}`)));
+      const offsets = appended.map((e) => e.offset);
+      const h = held();
+      const consumer = await log.consume({ group: `ra-order-${run}`, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 2, handle: h.handle });
+      await until(() => h.started.length === 2);
+      // What waits is not handed out: the worker reads its own outcomes only from what was.
+      expect(consumer.handedOut?.('conversations', 0)).toBe(offsets[2]);
+      expect(consumer.lag()).toBe(7);
+      // Let them go out of order, one at a time: each frees one slot for the next event in the log.
+      for (let done = 1; done <= 7; done++) {
+        h.release.get(h.running[done % 2])!();
+        await until(() => h.started.length === 2 + done);
+      }
+      for (const o of [...h.running]) h.release.get(o)!();
+      await consumer.caughtUp();
+      await consumer.stop();
+      expect(h.started).toEqual(offsets);
+      expect(h.peak()).toBe(2);
+    });
+
+    it('leaves what it read ahead uncommitted when stopped: the next member of the group handles it', async () => {
+      const appended: LoggedEvent[] = [];
+      for (let i = 0; i < 4; i++) appended.push(await log.append(messageEvent(`${run}-rs`, `m${i}`)));
+      const group = `ra-stop-${run}`;
+      const h = held();
+      const first = await log.consume({ group, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 1, handle: h.handle });
+      await until(() => h.started.length === 1);
+      expect(first.handedOut?.('conversations', 0)).toBe(appended[1].offset);
+      const stopped = first.stop();
+      h.release.get(appended[0].offset)!();
+      await stopped;
+      expect(h.started).toEqual([appended[0].offset]);
+
+      const seen: number[] = [];
+      const second = await log.consume({ group, topics: ['conversations'], concurrencyPerPartition: 1, handle: async (e) => void seen.push(e.offset) });
+      await second.caughtUp();
+      await second.stop();
+      expect(seen).toEqual(appended.slice(1).map((e) => e.offset));
+    });
+  });
 });
