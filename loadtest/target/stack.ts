@@ -110,12 +110,11 @@ export function stackTarget(layout: StackLayout = DEFAULT_LAYOUT): Target {
   };
 }
 
-/** Best effort: delete this run's topics, database and bucket so repeated runs do not pile up data (LOADTEST_KEEP_STACK_DATA=1 keeps them). */
-async function dropRunData(engines: Record<string, string>): Promise<void> {
-  const { KAFKA_BROKERS: brokers, KAFKA_PREFIX: prefix, MONGODB_URI: mongoUri } = engines;
+/** Best effort: deletes the Kafka topics whose names start with `prefix` (a run's own). */
+export async function dropTopics(brokers: readonly string[], prefix: string): Promise<void> {
   try {
     const { Kafka, logLevel } = await import('kafkajs');
-    const admin = new Kafka({ clientId: 'chatflow-loadtest', brokers: brokers.split(','), logLevel: logLevel.NOTHING }).admin();
+    const admin = new Kafka({ clientId: 'chatflow-loadtest', brokers: [...brokers], logLevel: logLevel.NOTHING }).admin();
     await admin.connect();
     try {
       const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix));
@@ -126,6 +125,12 @@ async function dropRunData(engines: Record<string, string>): Promise<void> {
   } catch (err) {
     process.stderr.write(`[stack] could not delete topics ${prefix}*: ${String(err)}\n`);
   }
+}
+
+/** Best effort: delete this run's topics, database and bucket so repeated runs do not pile up data (LOADTEST_KEEP_STACK_DATA=1 keeps them). */
+async function dropRunData(engines: Record<string, string>): Promise<void> {
+  const { KAFKA_BROKERS: brokers, KAFKA_PREFIX: prefix, MONGODB_URI: mongoUri } = engines;
+  await dropTopics(brokers.split(','), prefix);
   try {
     const { MongoClient } = await import('mongodb');
     const client = new MongoClient(mongoUri, { serverSelectionTimeoutMS: 5000 });
