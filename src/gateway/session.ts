@@ -15,12 +15,13 @@ import { contentHash, decideText, storedContentHash } from '../domain/message-co
 import { validateMedia } from '../domain/media-validation';
 import { uploadKey } from '../domain/media-keys';
 import { RecentMap } from '../domain/recent-map';
+import { RecentSet } from '../domain/recent-set';
 import { asBuffer } from '../encode';
 import { disconnectReasonName, failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
 import type { Subscription } from '../bus/port';
 import { decodeReplyUpdate, type ReplyUpdate } from '../bus/messages';
-import type { LoggedEvent } from '../eventlog/port';
+import { mayBeWritten, type LoggedEvent } from '../eventlog/port';
 import type { SessionDeps } from './deps';
 import { outcomeOf } from './frames';
 import type { Outbound } from './outbound';
@@ -57,14 +58,16 @@ export class GatewaySession {
   /** In-flight and recent acknowledgements by client_message_id, with the content's hash (resends, conflicts). */
   private readonly byClientMessageId = new Map<string, { hash: string; accepted: Promise<Accepted> }>();
   /**
-   * Outcomes delivered from the read model because the bus may have lost them
-   * (see recoverAwaited): a late live copy of one is dropped, not sent twice.
+   * Outcomes delivered from the read model (a resend's, or ones the bus may
+   * have lost, see recoverAwaited): a late live copy of one is dropped, not
+   * sent twice. The newest only: a live copy comes soon or never.
    */
-  private readonly recovered = new Set<string>();
+  private readonly recovered = new RecentSet<string>(RECOVERED);
   /**
-   * Messages whose client was told UNAVAILABLE (append timeout) while their
-   * append went on: their live frames are dropped, so the outcome reaches
-   * the client once, after it sends the message again.
+   * Messages whose client was told UNAVAILABLE while their event may be in
+   * the log all the same (an append that outlasted the timeout, or failed
+   * after the broker may have written it): their live frames are held, so the
+   * outcome reaches the client once, after it sends the message again.
    */
   private readonly unconfirmed = new Set<string>();
   /**
@@ -489,7 +492,11 @@ export class GatewaySession {
         return this.append(e, messageId, cmid, stage);
       });
     });
-    const accepted = appended.catch((err) => Promise.reject(this.unavailableIfTransient(err)));
+    let mayHaveLanded = false;
+    const accepted = appended.catch((err) => {
+      mayHaveLanded = mayBeWritten(err);
+      return Promise.reject(this.unavailableIfTransient(err));
+    });
     const entry = { hash, accepted };
     this.byClientMessageId.set(cmid, entry);
     if (this.byClientMessageId.size > 10_000) {
@@ -509,21 +516,23 @@ export class GatewaySession {
           this.out.write({ frame: { $case: 'accepted', accepted: a } });
           stage('accepted');
           this.awaitingReply.set(messageId, this.deps.clock());
+          // Appended again after a failed append the broker had written: the outcome of that copy is this one's.
+          this.deliverHeld(messageId);
         }
         this.flushAwaiting(messageId);
       },
       () => {
         // The caller tells the client why (and logs what is not a domain error).
         if (this.byClientMessageId.get(cmid) === entry) this.byClientMessageId.delete(cmid);
-        if (timedOut) this.unconfirmed.delete(messageId);
-        else this.flushAwaiting(messageId);
+        // Failed after the broker may have written it: its outcome may come all the same, and waits for the resend.
+        if (mayHaveLanded) this.unconfirm(messageId);
+        else if (timedOut) this.unconfirmed.delete(messageId);
+        if (!timedOut) this.flushAwaiting(messageId);
       },
     );
     return this.withinAppendTimeout(accepted, () => {
       timedOut = true;
-      // Its frames are not sent unasked any more: its outcome waits for the client's resend (see unconfirmed).
-      this.unconfirmed.add(messageId);
-      if (this.unconfirmed.size > 10_000) this.unconfirmed.delete(this.unconfirmed.values().next().value!);
+      this.unconfirm(messageId);
       this.flushAwaiting(messageId);
     });
   }
@@ -554,17 +563,26 @@ export class GatewaySession {
     return new ChatFlowError('UNAVAILABLE', `the message could not be stored right now (a service it needs is unavailable); send it again in ${retryAfterMs} ms`, { 'retry-after-ms': String(retryAfterMs) });
   }
 
+  /** The client was told to send the message again: its frames are not sent unasked any more, its outcome waits for the resend. */
+  private unconfirm(messageId: string): void {
+    this.unconfirmed.add(messageId);
+    if (this.unconfirmed.size > 10_000) this.unconfirmed.delete(this.unconfirmed.values().next().value!);
+  }
+
+  /** Delivers the outcome that came while the client had been told to send the message again, if one did. */
+  private deliverHeld(messageId: string): boolean {
+    const held = this.heldForResend?.get(messageId);
+    if (!held) return false;
+    this.heldForResend!.delete(messageId);
+    this.deliver(held);
+    return true;
+  }
+
   /** A resend: Accepted{duplicate} with the original ids, then the recorded outcome (or the reply when it comes). */
   private acknowledgeDuplicate(a: Accepted): void {
     this.out.write({ frame: { $case: 'accepted', accepted: a } });
     if (!this.outcomeOwed.has(a.messageId)) this.outcomeOwed.set(a.messageId, this.deps.clock());
-    // Its outcome came while the client had been told to send it again: delivered now.
-    const held = this.heldForResend?.get(a.messageId);
-    if (held) {
-      this.heldForResend!.delete(a.messageId);
-      this.deliver(held);
-      return;
-    }
+    if (this.deliverHeld(a.messageId)) return;
     // One lookup at a time per message: the resends a client made while a late append hung all join it, and
     // landing together they would each look the outcome up (thousands at once after a Kafka outage).
     if (this.outcomeLookups.has(a.messageId)) return;
@@ -589,6 +607,8 @@ export class GatewaySession {
       doc = await this.outcomeOf(messageId);
     }
     if (doc && this.outcomeOwed.delete(messageId)) {
+      // Its live copy may still be on its way (the read model can have a reply before the bus brings it): dropped.
+      this.recovered.add(messageId);
       this.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
       this.finishIfDone();
       this.notifyIfDelivered();
@@ -873,6 +893,8 @@ const NONE_EARLIER: Promise<MessageDoc | null> = Promise.resolve(null);
 const REPLAY_PAGE = 256;
 /** Outcome frames of unconfirmed messages a stream keeps for their resends (the oldest go first). */
 const HELD_FOR_RESEND = 256;
+/** Outcomes from the read model a stream remembers, to drop their live copies (see recovered). */
+const RECOVERED = 1_024;
 /** Messages whose streaming answer a stream remembers (the oldest forgotten first); see fromOneAnswer. */
 const STREAMING_ANSWERS = 256;
 const ANSWERED = '';

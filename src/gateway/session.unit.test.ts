@@ -3,7 +3,7 @@ import pino from 'pino';
 import { loadConfig } from '../config/config';
 import { createMetrics } from '../metrics';
 import { DisconnectReason, type Event } from '../gen/chatflow/v1/events';
-import type { LoggedEvent } from '../eventlog/port';
+import { markMayBeWritten, type LoggedEvent } from '../eventlog/port';
 import type { SessionDeps } from './deps';
 import { Outbound, type WritableCall } from './outbound';
 import { GatewaySession } from './session';
@@ -548,6 +548,100 @@ describe('GatewaySession: the streamed parts of one answer only', () => {
       return fr.$case === 'delta' ? fr.delta!.textDelta : `[${fr.response!.text}]`;
     });
     expect(seen).toEqual(['The ', 'cat ', '[A dog barks.]']);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
+
+/*
+ * CI, stop 48 (append-deadline chaos test): a message refused UNAVAILABLE while Kafka was frozen, sent again after
+ * the thaw, got its reply twice. Each way a resend's outcome can reach the stream twice, one test each.
+ */
+describe('GatewaySession: a resent message gets its outcome once, however its copies race', () => {
+  const messageId = messageIdFor('alice', 'c1', 'k1');
+  const text = { $case: 'text' as const, text: 'hello' };
+  const live = () => encodeReplyUpdate({ inReplyTo: messageId, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(messageId), time: new Date(), text: 'hello back', processingMs: 0 } } });
+  const replyDoc = { _id: responseIdFor(messageId), conversationId: 'c1', author: 'bot', inReplyTo: messageId, seq: 6, time: Date.now(), text: 'hello back' };
+  const messageDoc = { _id: messageId, conversationId: 'c1', author: 'client', clientMessageId: 'k1', seq: 5, time: Date.now(), text: 'hello' };
+
+  async function streamWith(log: SessionDeps['log'], get: (id: string) => unknown) {
+    let busHandler!: (p: Uint8Array) => void;
+    const deps = {
+      config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
+      metrics: createMetrics(), clock: Date.now, newId: () => 'e-1', log,
+      messages: { get: async (id: string) => get(id) ?? null },
+      readModelsSettled: async () => true,
+      frames: responseFrames,
+    } as unknown as SessionDeps;
+    const call = new FakeCall();
+    const session = new GatewaySession(
+      { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
+      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    );
+    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+    const responses = () => call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length;
+    return { session, responses, publish: () => busHandler(live()) };
+  }
+
+  it('given a late append whose reply the read model has at the resend, when the live copy comes after the resend was answered from the read model, then it is dropped', async () => {
+    // The append outlasts the timeout (Kafka frozen), then lands; the worker's reply reaches the read model before the bus.
+    let projected = false;
+    const { session, responses, publish } = await streamWith(
+      { append: (e: Event) => new Promise((r) => setTimeout(() => r({ event: e, seq: 5 } as LoggedEvent), 200)) } as unknown as SessionDeps['log'],
+      (id) => (id === responseIdFor(messageId) && projected ? replyDoc : undefined),
+    );
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    await new Promise((r) => setTimeout(r, 150));
+    projected = true;
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(responses()).toBe(1);
+    publish();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(responses()).toBe(1);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+
+  // The broker wrote the event, then did not answer: the append failed, marked "may be written".
+  const failedButWritten = (afterMs: number) => ({
+    append: () => new Promise((_, reject) => setTimeout(() => reject(markMayBeWritten(Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError' }))), afterMs)),
+  }) as unknown as SessionDeps['log'];
+
+  it.each([
+    ['after the append timeout', 200],
+    ['before the append timeout', 20],
+  ])('given an append that failed %s although the broker wrote it, when its reply comes live, then it waits for the resend, which gets it once (found in the read model)', async (_when, afterMs) => {
+    let projected = false;
+    const { session, responses, publish } = await streamWith(failedButWritten(afterMs), (id) => (!projected ? undefined : id === messageId ? messageDoc : id === responseIdFor(messageId) ? replyDoc : undefined));
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    await new Promise((r) => setTimeout(r, afterMs + 30));
+    projected = true;
+    publish();
+    await new Promise((r) => setTimeout(r, 20));
+    // Not sent unasked: the client was told to send the message again.
+    expect(responses()).toBe(0);
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(responses()).toBe(1);
+    expect(session.awaitedSince(0)).toEqual([]);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+
+  it('given an append that failed although the broker wrote it, and a read model without it at the resend, when the resend is appended again, then the reply that came meanwhile is its outcome', async () => {
+    let calls = 0;
+    const log = {
+      append: (e: Event) => (++calls === 1 ? (failedButWritten(20).append as (e: Event) => Promise<LoggedEvent>)(e) : Promise.resolve({ event: e, seq: 7 } as LoggedEvent)),
+    } as unknown as SessionDeps['log'];
+    const { session, responses, publish } = await streamWith(log, () => undefined);
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    await new Promise((r) => setTimeout(r, 50));
+    publish();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(responses()).toBe(0);
+    // The worker answers the second copy with nothing (the message id is answered already): the held reply is the outcome.
+    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: false, messageId });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(responses()).toBe(1);
+    expect(session.awaitedSince(0)).toEqual([]);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
