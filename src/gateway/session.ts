@@ -60,9 +60,10 @@ export class GatewaySession {
   /**
    * Outcomes delivered from the read model (a resend's, or ones the bus may
    * have lost, see recoverAwaited): a late live copy of one is dropped, not
-   * sent twice. The newest only: a live copy comes soon or never.
+   * sent twice. The newest only (a live copy comes soon or never); made on
+   * first use, as most streams never need it.
    */
-  private readonly recovered = new RecentSet<string>(RECOVERED);
+  private recovered?: RecentSet<string>;
   /**
    * Messages whose client was told UNAVAILABLE while their event may be in
    * the log all the same (an append that outlasted the timeout, or failed
@@ -275,7 +276,7 @@ export class GatewaySession {
         const id = inReplyToOf(frame);
         // Checked after the frame was made, just before the write: a live copy may have come meanwhile.
         if (this.closed || id === undefined || this.outcomesSent?.has(id)) return;
-        this.recovered.add(id);
+        this.markRecovered(id);
         this.deliver(frame);
         n++;
       });
@@ -353,9 +354,9 @@ export class GatewaySession {
   private onReplyFrame(frame: ServerFrame): void {
     if (this.closed) return;
     const inReplyTo = inReplyToOf(frame);
-    if (inReplyTo !== undefined && this.recovered.has(inReplyTo)) {
+    if (inReplyTo !== undefined && this.recovered?.has(inReplyTo)) {
       const f = frame.frame;
-      if (f?.$case === 'response' || f?.$case === 'error') this.recovered.delete(inReplyTo);
+      if (f?.$case === 'response' || f?.$case === 'error') this.recovered!.delete(inReplyTo);
       return;
     }
     if (this.replaying) this.replayBuffer.push(frame);
@@ -387,7 +388,7 @@ export class GatewaySession {
       if (this.closed || this.replaying || !this.awaits(id)) continue;
       const doc = await this.outcomeOf(id);
       if (!doc || this.closed || !this.awaits(id)) continue;
-      this.recovered.add(id);
+      this.markRecovered(id);
       this.deliver(await this.deps.frames.replyFrame(outcomeOf(doc)));
       n++;
     }
@@ -563,6 +564,11 @@ export class GatewaySession {
     return new ChatFlowError('UNAVAILABLE', `the message could not be stored right now (a service it needs is unavailable); send it again in ${retryAfterMs} ms`, { 'retry-after-ms': String(retryAfterMs) });
   }
 
+  /** An outcome about to be sent from the read model: its live copy, if one comes later, is dropped. */
+  private markRecovered(messageId: string): void {
+    (this.recovered ??= new RecentSet(RECOVERED)).add(messageId);
+  }
+
   /** The client was told to send the message again: its frames are not sent unasked any more, its outcome waits for the resend. */
   private unconfirm(messageId: string): void {
     this.unconfirmed.add(messageId);
@@ -608,7 +614,7 @@ export class GatewaySession {
     }
     if (doc && this.outcomeOwed.delete(messageId)) {
       // Its live copy may still be on its way (the read model can have a reply before the bus brings it): dropped.
-      this.recovered.add(messageId);
+      this.markRecovered(messageId);
       this.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
       this.finishIfDone();
       this.notifyIfDelivered();
@@ -894,7 +900,7 @@ const REPLAY_PAGE = 256;
 /** Outcome frames of unconfirmed messages a stream keeps for their resends (the oldest go first). */
 const HELD_FOR_RESEND = 256;
 /** Outcomes from the read model a stream remembers, to drop their live copies (see recovered). */
-const RECOVERED = 1_024;
+const RECOVERED = 256;
 /** Messages whose streaming answer a stream remembers (the oldest forgotten first); see fromOneAnswer. */
 const STREAMING_ANSWERS = 256;
 const ANSWERED = '';
