@@ -320,36 +320,45 @@ describe('GatewaySession: a burst of messages against a slow read model', () => 
   });
 });
 
+/** alice's message k1 in a new conversation, resent after an UNAVAILABLE; its reply comes live (`publish`) or from `get` (the read model). */
+const resentId = messageIdFor('alice', 'c1', 'k1');
+async function resendStream(log: SessionDeps['log'], get: (id: string) => unknown, settled = true) {
+  let busHandler!: (p: Uint8Array) => void;
+  const deps = {
+    config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
+    metrics: createMetrics(), clock: Date.now, newId: () => 'e-1', log,
+    messages: { get: async (id: string) => get(id) ?? null },
+    readModelsSettled: async () => settled,
+    frames: responseFrames,
+  } as unknown as SessionDeps;
+  const call = new FakeCall();
+  const session = new GatewaySession(
+    { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
+    deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+  );
+  await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+  const responses = () => call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length;
+  const publish = () => busHandler(encodeReplyUpdate({ inReplyTo: resentId, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(resentId), time: new Date(), text: 'hello back', processingMs: 0 } } }));
+  return { session, responses, publish, send: () => session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } }) };
+}
+
 describe('GatewaySession: a reply that came while its message was unconfirmed goes to the resend at once', () => {
   it('given a reply on the bus after the client was told UNAVAILABLE, when the client resends, then it gets Accepted{duplicate} and that reply, without the read model', async () => {
-    const messageId = messageIdFor('alice', 'c1', 'k1');
-    let busHandler!: (p: Uint8Array) => void;
     const reads: string[] = [];
-    const deps = {
-      config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
-      metrics: createMetrics(), clock: Date.now, newId: () => 'e-1',
+    const { session, responses, publish, send } = await resendStream(
       // The append outlasts the timeout (a slow broker), then lands.
-      log: { append: (e: Event) => new Promise((r) => setTimeout(() => r({ event: e, seq: 5 } as LoggedEvent), 200)) },
+      { append: (e: Event) => new Promise((r) => setTimeout(() => r({ event: e, seq: 5 } as LoggedEvent), 200)) } as unknown as SessionDeps['log'],
       // The read model never has the reply (a projector far behind).
-      messages: { get: async (id: string) => (reads.push(id), null) },
-      readModelsSettled: async () => false,
-      frames: responseFrames,
-    } as unknown as SessionDeps;
-    const call = new FakeCall();
-    const session = new GatewaySession(
-      { sessionId: 's7', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
-      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+      (id) => void reads.push(id),
+      false,
     );
-    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
-    const text = { $case: 'text' as const, text: 'hello' };
-    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    await expect(send()).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await new Promise((r) => setTimeout(r, 150));
-    busHandler(encodeReplyUpdate({ inReplyTo: messageId, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(messageId), time: new Date(), text: 'hello back', processingMs: 0 } } }));
+    publish();
     await new Promise((r) => setTimeout(r, 20));
-    const responses = () => call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length;
     // Not sent unasked: the client was told to send the message again.
     expect(responses()).toBe(0);
-    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
+    await expect(send()).resolves.toMatchObject({ duplicate: true, messageId: resentId });
     await new Promise((r) => setTimeout(r, 50));
     expect(responses()).toBe(1);
     expect(reads).toEqual([]);
@@ -557,42 +566,21 @@ describe('GatewaySession: the streamed parts of one answer only', () => {
  * the thaw, got its reply twice. Each way a resend's outcome can reach the stream twice, one test each.
  */
 describe('GatewaySession: a resent message gets its outcome once, however its copies race', () => {
-  const messageId = messageIdFor('alice', 'c1', 'k1');
-  const text = { $case: 'text' as const, text: 'hello' };
-  const live = () => encodeReplyUpdate({ inReplyTo: messageId, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(messageId), time: new Date(), text: 'hello back', processingMs: 0 } } });
+  const messageId = resentId;
   const replyDoc = { _id: responseIdFor(messageId), conversationId: 'c1', author: 'bot', inReplyTo: messageId, seq: 6, time: Date.now(), text: 'hello back' };
   const messageDoc = { _id: messageId, conversationId: 'c1', author: 'client', clientMessageId: 'k1', seq: 5, time: Date.now(), text: 'hello' };
-
-  async function streamWith(log: SessionDeps['log'], get: (id: string) => unknown) {
-    let busHandler!: (p: Uint8Array) => void;
-    const deps = {
-      config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
-      metrics: createMetrics(), clock: Date.now, newId: () => 'e-1', log,
-      messages: { get: async (id: string) => get(id) ?? null },
-      readModelsSettled: async () => true,
-      frames: responseFrames,
-    } as unknown as SessionDeps;
-    const call = new FakeCall();
-    const session = new GatewaySession(
-      { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
-      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
-    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
-    const responses = () => call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length;
-    return { session, responses, publish: () => busHandler(live()) };
-  }
 
   it('given a late append whose reply the read model has at the resend, when the live copy comes after the resend was answered from the read model, then it is dropped', async () => {
     // The append outlasts the timeout (Kafka frozen), then lands; the worker's reply reaches the read model before the bus.
     let projected = false;
-    const { session, responses, publish } = await streamWith(
+    const { session, responses, publish, send } = await resendStream(
       { append: (e: Event) => new Promise((r) => setTimeout(() => r({ event: e, seq: 5 } as LoggedEvent), 200)) } as unknown as SessionDeps['log'],
       (id) => (id === responseIdFor(messageId) && projected ? replyDoc : undefined),
     );
-    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    await expect(send()).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await new Promise((r) => setTimeout(r, 150));
     projected = true;
-    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
+    await expect(send()).resolves.toMatchObject({ duplicate: true, messageId });
     await new Promise((r) => setTimeout(r, 20));
     expect(responses()).toBe(1);
     publish();
@@ -611,15 +599,15 @@ describe('GatewaySession: a resent message gets its outcome once, however its co
     ['before the append timeout', 20],
   ])('given an append that failed %s although the broker wrote it, when its reply comes live, then it waits for the resend, which gets it once (found in the read model)', async (_when, afterMs) => {
     let projected = false;
-    const { session, responses, publish } = await streamWith(failedButWritten(afterMs), (id) => (!projected ? undefined : id === messageId ? messageDoc : id === responseIdFor(messageId) ? replyDoc : undefined));
-    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    const { session, responses, publish, send } = await resendStream(failedButWritten(afterMs), (id) => (!projected ? undefined : id === messageId ? messageDoc : id === responseIdFor(messageId) ? replyDoc : undefined));
+    await expect(send()).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await new Promise((r) => setTimeout(r, afterMs + 30));
     projected = true;
     publish();
     await new Promise((r) => setTimeout(r, 20));
     // Not sent unasked: the client was told to send the message again.
     expect(responses()).toBe(0);
-    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
+    await expect(send()).resolves.toMatchObject({ duplicate: true, messageId });
     await new Promise((r) => setTimeout(r, 50));
     expect(responses()).toBe(1);
     expect(session.awaitedSince(0)).toEqual([]);
@@ -631,14 +619,14 @@ describe('GatewaySession: a resent message gets its outcome once, however its co
     const log = {
       append: (e: Event) => (++calls === 1 ? (failedButWritten(20).append as (e: Event) => Promise<LoggedEvent>)(e) : Promise.resolve({ event: e, seq: 7 } as LoggedEvent)),
     } as unknown as SessionDeps['log'];
-    const { session, responses, publish } = await streamWith(log, () => undefined);
-    await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    const { session, responses, publish, send } = await resendStream(log, () => undefined);
+    await expect(send()).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await new Promise((r) => setTimeout(r, 50));
     publish();
     await new Promise((r) => setTimeout(r, 20));
     expect(responses()).toBe(0);
     // The worker answers the second copy with nothing (the message id is answered already): the held reply is the outcome.
-    await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: false, messageId });
+    await expect(send()).resolves.toMatchObject({ duplicate: false, messageId });
     await new Promise((r) => setTimeout(r, 50));
     expect(responses()).toBe(1);
     expect(session.awaitedSince(0)).toEqual([]);
