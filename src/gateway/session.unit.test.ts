@@ -589,44 +589,28 @@ describe('GatewaySession: a resent message gets its outcome once, however its co
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 
-  // The broker wrote the event, then did not answer: the append failed, marked "may be written".
-  const failedButWritten = (afterMs: number) => ({
-    append: () => new Promise((_, reject) => setTimeout(() => reject(markMayBeWritten(Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError' }))), afterMs)),
-  }) as unknown as SessionDeps['log'];
-
   it.each([
-    ['after the append timeout', 200],
-    ['before the append timeout', 20],
-  ])('given an append that failed %s although the broker wrote it, when its reply comes live, then it waits for the resend, which gets it once (found in the read model)', async (_when, afterMs) => {
+    ['after the append timeout', 'finds it in the read model', 200, true],
+    ['before the append timeout', 'finds it in the read model', 20, true],
+    ['before the append timeout', 'is appended again (the read model lags)', 20, false],
+  ])('given an append that failed %s although the broker wrote it, when its reply comes live, then it waits for the resend, which %s and gets it once', async (_when, _how, afterMs, projects) => {
+    // The first append is written, then fails without an answer (marked "may be written"); a second lands.
+    let appends = 0;
+    const log = {
+      append: (e: Event) => (++appends > 1 ? Promise.resolve({ event: e, seq: 7 } as LoggedEvent)
+        : new Promise((_, reject) => setTimeout(() => reject(markMayBeWritten(Object.assign(new Error('Request timed out'), { name: 'KafkaJSRequestTimeoutError' }))), afterMs))),
+    } as unknown as SessionDeps['log'];
     let projected = false;
-    const { session, responses, publish, send } = await resendStream(failedButWritten(afterMs), (id) => (!projected ? undefined : id === messageId ? messageDoc : id === responseIdFor(messageId) ? replyDoc : undefined));
+    const { session, responses, publish, send } = await resendStream(log, (id) => (!projected ? undefined : id === messageId ? messageDoc : id === responseIdFor(messageId) ? replyDoc : undefined));
     await expect(send()).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await new Promise((r) => setTimeout(r, afterMs + 30));
-    projected = true;
+    projected = projects;
     publish();
     await new Promise((r) => setTimeout(r, 20));
     // Not sent unasked: the client was told to send the message again.
     expect(responses()).toBe(0);
-    await expect(send()).resolves.toMatchObject({ duplicate: true, messageId });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(responses()).toBe(1);
-    expect(session.awaitedSince(0)).toEqual([]);
-    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
-  });
-
-  it('given an append that failed although the broker wrote it, and a read model without it at the resend, when the resend is appended again, then the reply that came meanwhile is its outcome', async () => {
-    let calls = 0;
-    const log = {
-      append: (e: Event) => (++calls === 1 ? (failedButWritten(20).append as (e: Event) => Promise<LoggedEvent>)(e) : Promise.resolve({ event: e, seq: 7 } as LoggedEvent)),
-    } as unknown as SessionDeps['log'];
-    const { session, responses, publish, send } = await resendStream(log, () => undefined);
-    await expect(send()).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
-    await new Promise((r) => setTimeout(r, 50));
-    publish();
-    await new Promise((r) => setTimeout(r, 20));
-    expect(responses()).toBe(0);
-    // The worker answers the second copy with nothing (the message id is answered already): the held reply is the outcome.
-    await expect(send()).resolves.toMatchObject({ duplicate: false, messageId });
+    // Appended again, the worker answers the second copy with nothing (its id is answered): the held reply is its outcome.
+    await expect(send()).resolves.toMatchObject({ duplicate: projects, messageId });
     await new Promise((r) => setTimeout(r, 50));
     expect(responses()).toBe(1);
     expect(session.awaitedSince(0)).toEqual([]);
