@@ -388,9 +388,7 @@ export class GatewaySession {
       if (this.closed || this.replaying || !this.awaits(id)) continue;
       const doc = await this.outcomeOf(id);
       if (!doc || this.closed || !this.awaits(id)) continue;
-      this.markRecovered(id);
-      this.deliver(await this.deps.frames.replyFrame(outcomeOf(doc)));
-      n++;
+      if (this.deliverRecorded(id, await this.deps.frames.replyFrame(outcomeOf(doc)))) n++;
     }
     return n;
   }
@@ -564,7 +562,20 @@ export class GatewaySession {
     return new ChatFlowError('UNAVAILABLE', `the message could not be stored right now (a service it needs is unavailable); send it again in ${retryAfterMs} ms`, { 'retry-after-ms': String(retryAfterMs) });
   }
 
-  /** An outcome about to be sent from the read model: its live copy, if one comes later, is dropped. */
+  /**
+   * Delivers an outcome read from the read model if the stream still awaits
+   * it (checked at the write: it may have come meanwhile, live or by another
+   * lookup); its live copy, if one comes later, is dropped (the read model
+   * can have a reply before the bus brings it). Whether it was delivered.
+   */
+  private deliverRecorded(messageId: string, frame: ServerFrame): boolean {
+    if (this.closed || !this.awaits(messageId)) return false;
+    this.markRecovered(messageId);
+    this.deliver(frame);
+    return true;
+  }
+
+  /** An outcome sent from the read model: its live copy, if one comes later, is dropped. */
   private markRecovered(messageId: string): void {
     (this.recovered ??= new RecentSet(RECOVERED)).add(messageId);
   }
@@ -612,13 +623,7 @@ export class GatewaySession {
       await this.whileOpen(this.deps.readModelsSettled(this.deps.config.readYourWritesMs));
       doc = await this.outcomeOf(messageId);
     }
-    if (doc && this.outcomeOwed.delete(messageId)) {
-      // Its live copy may still be on its way (the read model can have a reply before the bus brings it): dropped.
-      this.markRecovered(messageId);
-      this.write(await this.deps.frames.replyFrame(outcomeOf(doc)));
-      this.finishIfDone();
-      this.notifyIfDelivered();
-    }
+    if (doc && this.outcomeOwed.has(messageId)) this.deliverRecorded(messageId, await this.deps.frames.replyFrame(outcomeOf(doc)));
   }
 
   private async outcomeOf(messageId: string): Promise<MessageDoc | null> {

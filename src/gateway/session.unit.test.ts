@@ -322,14 +322,14 @@ describe('GatewaySession: a burst of messages against a slow read model', () => 
 
 /** alice's message k1 in a new conversation, resent after an UNAVAILABLE; its reply comes live (`publish`) or from `get` (the read model). */
 const resentId = messageIdFor('alice', 'c1', 'k1');
-async function resendStream(log: SessionDeps['log'], get: (id: string) => unknown, settled = true) {
+async function resendStream(log: SessionDeps['log'], get: (id: string) => unknown, settled: () => Promise<boolean> = async () => true, frames = responseFrames) {
   let busHandler!: (p: Uint8Array) => void;
   const deps = {
     config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
     metrics: createMetrics(), clock: Date.now, newId: () => 'e-1', log,
     messages: { get: async (id: string) => get(id) ?? null },
-    readModelsSettled: async () => settled,
-    frames: responseFrames,
+    readModelsSettled: settled,
+    frames,
   } as unknown as SessionDeps;
   const call = new FakeCall();
   const session = new GatewaySession(
@@ -350,7 +350,7 @@ describe('GatewaySession: a reply that came while its message was unconfirmed go
       { append: (e: Event) => new Promise((r) => setTimeout(() => r({ event: e, seq: 5 } as LoggedEvent), 200)) } as unknown as SessionDeps['log'],
       // The read model never has the reply (a projector far behind).
       (id) => void reads.push(id),
-      false,
+      async () => false,
     );
     await expect(send()).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await new Promise((r) => setTimeout(r, 150));
@@ -614,6 +614,32 @@ describe('GatewaySession: a resent message gets its outcome once, however its co
     await new Promise((r) => setTimeout(r, 50));
     expect(responses()).toBe(1);
     expect(session.awaitedSince(0)).toEqual([]);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+
+  it('given a resend whose outcome the overdue sweep looks up while the resend\'s own lookup waits for the read models, when both find it, then it is sent once', async () => {
+    const landed = async (e: Event) => ({ event: e, seq: 5 }) as LoggedEvent;
+    let projected = false;
+    let settle!: (v: boolean) => void;
+    // Making a frame takes a while (an image reply's URL is signed): the two lookups overlap there.
+    const slowFrames: typeof responseFrames = { replyFrame: async (u) => (await new Promise((r) => setTimeout(r, 30)), responseFrames.replyFrame(u)) };
+    const { session, responses, send } = await resendStream(
+      { append: landed } as unknown as SessionDeps['log'],
+      (id) => (!projected ? undefined : id === responseIdFor(messageId) ? replyDoc : undefined),
+      () => new Promise<boolean>((r) => (settle = r)),
+      slowFrames,
+    );
+    await expect(send()).resolves.toMatchObject({ duplicate: false, messageId });
+    // Sent again (the client did not see its Accepted): owed its outcome, which is not in the read model yet.
+    await expect(send()).resolves.toMatchObject({ duplicate: true, messageId });
+    await new Promise((r) => setTimeout(r, 10));
+    projected = true;
+    const swept = session.recoverAwaited([messageId]);
+    await new Promise((r) => setTimeout(r, 5));
+    settle(true);
+    await swept;
+    await new Promise((r) => setTimeout(r, 60));
+    expect(responses()).toBe(1);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
