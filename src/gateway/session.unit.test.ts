@@ -642,4 +642,21 @@ describe('GatewaySession: a resent message gets its outcome once, however its co
     expect(responses()).toBe(1);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
+
+  it('given an accepted message sent again on its stream, when the resend gets the outcome from the read model before the bus brings it, then it is sent once and no longer awaited', async () => {
+    const { session, responses, publish, send } = await resendStream(
+      { append: async (e: Event) => ({ event: e, seq: 5 }) as LoggedEvent } as unknown as SessionDeps['log'],
+      (id) => (id === responseIdFor(messageId) ? replyDoc : undefined),
+    );
+    await expect(send()).resolves.toMatchObject({ duplicate: false, messageId });
+    await expect(send()).resolves.toMatchObject({ duplicate: true, messageId });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(responses()).toBe(1);
+    publish();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(session.awaitedSince(0)).toEqual([]);
+    expect(await session.recoverAwaited([messageId])).toBe(0);
+    expect(responses()).toBe(1);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
 });
