@@ -504,9 +504,11 @@ class KafkaLogConsumer implements Consumer {
         resolveOffset(message.offset);
         continue;
       }
-      const waiting = this.readAhead.get(key) ?? [];
-      const busy = waiting.length > 0 || (this.running.get(key) ?? 0) >= this.opts.concurrencyPerPartition;
-      if (busy && waiting.length >= this.opts.concurrencyPerPartition) {
+      // Made on the partition's first wait, not per event read: most events start at once.
+      const waiting = this.readAhead.get(key);
+      const queued = waiting?.length ?? 0;
+      const busy = queued > 0 || (this.running.get(key) ?? 0) >= this.opts.concurrencyPerPartition;
+      if (busy && queued >= this.opts.concurrencyPerPartition) {
         // Backpressure: the rest of the batch stays in the log until the read-ahead has room again.
         this.pausedFull.add(key);
         pause();
@@ -517,7 +519,8 @@ class KafkaLogConsumer implements Consumer {
       resolveOffset(message.offset);
       const e: LoggedEvent = { event: Event.decode(message.value ?? Buffer.alloc(0)), topic, partition: batch.partition, offset, seq: offset + 1 };
       if (!busy) this.launch(key, e);
-      else if (waiting.push(e) === 1) this.readAhead.set(key, waiting);
+      else if (waiting) waiting.push(e);
+      else this.readAhead.set(key, [e]);
     }
   }
 
