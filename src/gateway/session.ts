@@ -15,7 +15,6 @@ import { contentHash, decideText, storedContentHash } from '../domain/message-co
 import { validateMedia } from '../domain/media-validation';
 import { uploadKey } from '../domain/media-keys';
 import { RecentMap } from '../domain/recent-map';
-import { RecentSet } from '../domain/recent-set';
 import { asBuffer } from '../encode';
 import { disconnectReasonName, failureIdFor } from '../../projections/definitions';
 import type { MessageDoc } from '../../projections/models';
@@ -60,10 +59,10 @@ export class GatewaySession {
   /**
    * Outcomes delivered from the read model (a resend's, or ones the bus may
    * have lost, see recoverAwaited): a late live copy of one is dropped, not
-   * sent twice. The newest only (a live copy comes soon or never); made on
-   * first use, as most streams never need it.
+   * sent twice. The newest REMEMBERED only (a live copy comes soon or
+   * never); made on first use, as most streams never need it.
    */
-  private recovered?: RecentSet<string>;
+  private recovered?: Set<string>;
   /**
    * Messages whose client was told UNAVAILABLE while their event may be in
    * the log all the same (an append that outlasted the timeout, or failed
@@ -577,13 +576,12 @@ export class GatewaySession {
 
   /** An outcome sent from the read model: its live copy, if one comes later, is dropped. */
   private markRecovered(messageId: string): void {
-    (this.recovered ??= new RecentSet(RECOVERED)).add(messageId);
+    addRemembered((this.recovered ??= new Set()), messageId);
   }
 
   /** The client was told to send the message again: its frames are not sent unasked any more, its outcome waits for the resend. */
   private unconfirm(messageId: string): void {
-    this.unconfirmed.add(messageId);
-    if (this.unconfirmed.size > 10_000) this.unconfirmed.delete(this.unconfirmed.values().next().value!);
+    addRemembered(this.unconfirmed, messageId);
   }
 
   /** Delivers the outcome that came while the client had been told to send the message again, if one did. */
@@ -904,8 +902,18 @@ const NONE_EARLIER: Promise<MessageDoc | null> = Promise.resolve(null);
 const REPLAY_PAGE = 256;
 /** Outcome frames of unconfirmed messages a stream keeps for their resends (the oldest go first). */
 const HELD_FOR_RESEND = 256;
-/** Outcomes from the read model a stream remembers, to drop their live copies (see recovered). */
-const RECOVERED = 256;
+/** Message ids a stream remembers in each of its sets (unconfirmed, recovered): the oldest beyond are forgotten. */
+const REMEMBERED = 10_000;
+
+/**
+ * Adds `id`, forgetting the oldest beyond REMEMBERED. A plain Set, not a
+ * RecentSet: its memory follows what it holds (a ring is allocated whole, per
+ * stream), and a stream's sets are seldom full.
+ */
+function addRemembered(set: Set<string>, id: string): void {
+  set.add(id);
+  if (set.size > REMEMBERED) set.delete(set.values().next().value!);
+}
 /** Messages whose streaming answer a stream remembers (the oldest forgotten first); see fromOneAnswer. */
 const STREAMING_ANSWERS = 256;
 const ANSWERED = '';
