@@ -108,7 +108,7 @@ describeWithEngines(['KAFKA_BROKERS'], 'Kafka event log', () => {
       return { started, release, running, handle, peak: () => peak };
     };
 
-    it('starts the events it read ahead in log order as handlers finish, never more than concurrencyPerPartition at once', async () => {
+    it('starts a busy partition\'s next events in log order as handlers finish, never more than concurrencyPerPartition at once', async () => {
       const appended: LoggedEvent[] = [];
       for (let i = 0; i < 9; i++) appended.push(await log.append(messageEvent(`${run}-ra`, `m${i}`)));
       const offsets = appended.map((e) => e.offset);
@@ -130,7 +130,7 @@ describeWithEngines(['KAFKA_BROKERS'], 'Kafka event log', () => {
       expect(h.peak()).toBe(2);
     });
 
-    it('leaves what it read ahead uncommitted when stopped: the next member of the group handles it', async () => {
+    it('leaves the events not yet handled uncommitted when stopped: the next member of the group handles them', async () => {
       const appended: LoggedEvent[] = [];
       for (let i = 0; i < 4; i++) appended.push(await log.append(messageEvent(`${run}-rs`, `m${i}`)));
       const group = `ra-stop-${run}`;
