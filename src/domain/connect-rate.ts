@@ -24,7 +24,11 @@ export function decideConnect(bucket: ConnectBucket | undefined, now: number, bu
   const elapsed = bucket ? Math.max(0, now - bucket.at) : 0;
   const tokens = bucket ? Math.min(burst, bucket.tokens + elapsed * perMs) : burst;
   if (tokens >= 1) return { ok: true, bucket: { tokens: tokens - 1, at: now } };
-  return { ok: false, bucket: { tokens, at: now }, retryAfterMs: Math.ceil((1 - tokens) / perMs) };
+  // The wait is checked with the refill's own sum: in floating point, ceil((1 - t) / r) ms can refill to
+  // 0.9999999999999999 (2 in a row, 225 a minute), and a client that waited as told would be told to wait again.
+  let retryAfterMs = Math.ceil((1 - tokens) / perMs);
+  if (tokens + retryAfterMs * perMs < 1) retryAfterMs++;
+  return { ok: false, bucket: { tokens, at: now }, retryAfterMs };
 }
 
 /** What a client held back is told. */
