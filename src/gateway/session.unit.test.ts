@@ -6,7 +6,7 @@ import { DisconnectReason, type Event } from '../gen/chatflow/v1/events';
 import { markMayBeWritten, type LoggedEvent } from '../eventlog/port';
 import type { SessionDeps } from './deps';
 import { Outbound, type WritableCall } from './outbound';
-import { GatewaySession } from './session';
+import { GatewaySession, type SessionInfo } from './session';
 import { encodeReplyUpdate } from '../bus/messages';
 import type { ServerFrame } from '../gen/chatflow/v1/chat';
 import { messageIdFor, responseIdFor } from '../domain/ids';
@@ -27,6 +27,29 @@ const responseFrames = {
     u.update?.$case === 'ready' ? { frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready.seq } } } : undefined,
 };
 
+/**
+ * A session of alice in conversation c1 over a fake call, with `deps` over the defaults (its config from `env`) and
+ * `info` over the connection's. `start` starts it on a fake bus (resuming after `resumeAfter` if given), and `bus`
+ * hands it what that bus brings.
+ */
+function fakeSession(
+  deps: Partial<Record<keyof SessionDeps, unknown>>,
+  { env = {}, info = {}, onClosed = () => undefined }: { env?: Record<string, string>; info?: Partial<SessionInfo>; onClosed?: (s: GatewaySession, givenBack: Promise<void>) => void } = {},
+) {
+  const call = new FakeCall();
+  let onBus: ((payload: Uint8Array) => void) | undefined;
+  const session = new GatewaySession(
+    { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), ...info },
+    { config: loadConfig(env), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, newId: () => 'e-1', ...deps } as unknown as SessionDeps,
+    new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }),
+    pino({ level: 'silent' }),
+    onClosed,
+  );
+  const fakeBus = { subscribe: (h: (p: Uint8Array) => void) => ((onBus = h), { unsubscribe: () => undefined }), flush: async () => undefined };
+  const start = (resumeAfter?: number, bus: unknown = fakeBus) => session.start({ frame: { $case: 'welcome' } } as never, resumeAfter, bus as never);
+  return { session, call, start, bus: (payload: Uint8Array) => onBus!(payload) };
+}
+
 /** A session whose log never finishes appending a message (a broker that stopped answering). */
 function sessionWithStuckLog() {
   const appended: Event[] = [];
@@ -36,24 +59,7 @@ function sessionWithStuckLog() {
       return e.payload?.$case === 'messageReceived' ? new Promise<LoggedEvent>(() => undefined) : Promise.resolve({ event: e, seq: appended.length } as LoggedEvent);
     },
   };
-  const deps = {
-    config: loadConfig({}),
-    gatewayId: 'gw-1',
-    log,
-    releaseSlot: async () => undefined,
-    messages: { get: async () => null },
-    metrics: createMetrics(),
-    clock: Date.now,
-    newId: () => `e-${appended.length}`,
-  } as unknown as SessionDeps;
-  const call = new FakeCall();
-  const session = new GatewaySession(
-    { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-    deps,
-    new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }),
-    pino({ level: 'silent' }),
-    () => undefined,
-  );
+  const { session } = fakeSession({ log, messages: { get: async () => null }, newId: () => `e-${appended.length}` });
   return { session, appended };
 }
 
@@ -74,28 +80,19 @@ describe('GatewaySession: a drain can wait for what a close still does', () => {
   it('given a session, when it closes, then the gateway is told at once with a promise that settles only once the slot was given back and the disconnect appended', async () => {
     let appendDone!: () => void;
     const steps: string[] = [];
-    const deps = {
-      config: loadConfig({}),
-      gatewayId: 'gw-1',
-      log: {
-        append: (e: Event) => {
-          steps.push(`append ${e.payload?.$case}`);
-          return new Promise<LoggedEvent>((resolve) => (appendDone = () => resolve({ event: e, seq: 1 } as LoggedEvent)));
-        },
-      },
-      releaseSlot: async (id: string) => void steps.push(`release ${id}`),
-      messages: { get: async () => null },
-      metrics: createMetrics(),
-      clock: Date.now,
-      newId: () => 'e-1',
-    } as unknown as SessionDeps;
     let givenBack: Promise<void> | undefined;
-    const session = new GatewaySession(
-      { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-      deps,
-      new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }),
-      pino({ level: 'silent' }),
-      (_s, given) => (givenBack = given),
+    const { session } = fakeSession(
+      {
+        log: {
+          append: (e: Event) => {
+            steps.push(`append ${e.payload?.$case}`);
+            return new Promise<LoggedEvent>((resolve) => (appendDone = () => resolve({ event: e, seq: 1 } as LoggedEvent)));
+          },
+        },
+        releaseSlot: async (id: string) => void steps.push(`release ${id}`),
+        messages: { get: async () => null },
+      },
+      { onClosed: (_s, given) => (givenBack = given) },
     );
     const closed = session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
     expect(givenBack).toBeDefined();
@@ -122,16 +119,13 @@ describe('GatewaySession: resends joined to one late append', () => {
         return e.payload?.$case === 'messageReceived' ? new Promise<LoggedEvent>((r) => (land = () => r(logged))) : Promise.resolve(logged);
       },
     };
-    const deps = {
-      config: loadConfig({}), gatewayId: 'gw-1', log, releaseSlot: async () => undefined,
+    const { session } = fakeSession({
+      log,
       // Every lookup takes a while, as on a busy database: the resends' lookups overlap.
       messages: { get: async (id: string) => (gets.push(id), new Promise((r) => setTimeout(() => r(null), 20))) },
-      readModelsSettled: async () => true, metrics: createMetrics(), clock: Date.now, newId: () => `e-${appended.length}`,
-    } as unknown as SessionDeps;
-    const session = new GatewaySession(
-      { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-      deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
+      readModelsSettled: async () => true,
+      newId: () => `e-${appended.length}`,
+    });
     const text = { $case: 'text' as const, text: 'hello' };
     const sent = [session.submit({ clientMessageId: 'k1', content: text })];
     for (let i = 0; i < 5; i++) sent.push(session.submit({ clientMessageId: 'k1', content: text }));
@@ -151,19 +145,13 @@ describe('GatewaySession: a resume replays up to the log, not up to a lagging pr
     // The read models catch up 30 ms after the reconnect (a projector behind after a database outage).
     let projected = false;
     const reply = { _id: 'r1', conversationId: 'c1', author: 'bot', inReplyTo: 'm1', seq: 7, time: Date.now(), text: 'hello back' };
-    const deps = {
-      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now,
+    const { session, call, start } = fakeSession({
       log: { append: async () => ({}) },
       messages: { find: async () => (projected ? [reply] : []), get: async () => null },
       readModelsSettled: () => new Promise<boolean>((r) => setTimeout(() => ((projected = true), r(true)), 30)),
       frames: { replyFrame: async (o: { inReplyTo: string }) => ({ frame: { $case: 'response', response: { inReplyTo: o.inReplyTo, seq: 7 } } }) },
-    } as unknown as SessionDeps;
-    const call = new FakeCall();
-    const session = new GatewaySession(
-      { sessionId: 's2', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
-    await session.start({ frame: { $case: 'welcome' } } as never, 3, { subscribe: () => ({ unsubscribe: () => undefined }) as never, flush: async () => undefined });
+    });
+    await start(3);
     expect(call.written.map((f) => (f as { frame: { $case: string } }).frame.$case)).toEqual(['welcome', 'response']);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
@@ -175,9 +163,7 @@ describe('GatewaySession: a resume whose read models settle late is replayed aga
     const doc = (n: number) => ({ _id: `r${n}`, conversationId: 'c1', author: 'bot', inReplyTo: `m${n}`, seq: 10 + n, time: Date.now(), text: `reply ${n}` });
     let projected = [doc(1)];
     const waits: number[] = [];
-    let busHandler!: (p: Uint8Array) => void;
-    const deps = {
-      config: loadConfig({ CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now,
+    const { session, call, start, bus } = fakeSession({
       log: { append: async () => ({}) },
       messages: { find: async ({ range }: { range: { gt: number } }) => projected.filter((d) => d.seq > range.gt), get: async () => null },
       // The projector stays behind for the first two waits (each gives up: false), then has everything.
@@ -189,15 +175,10 @@ describe('GatewaySession: a resume whose read models settle late is replayed aga
         return true;
       },
       frames: responseFrames,
-    } as unknown as SessionDeps;
-    const call = new FakeCall();
-    const session = new GatewaySession(
-      { sessionId: 's3', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
-    await session.start({ frame: { $case: 'welcome' } } as never, 10, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+    }, { env: { CHATFLOW_READ_YOUR_WRITES_MS: '20' } });
+    await start(10);
     // r3's live copy reaches this stream after the first pass (its worker published it late): it is delivered live.
-    busHandler(encodeReplyUpdate({ inReplyTo: 'm3', seq: 13, update: { $case: 'ready', ready: { responseId: 'r3', time: new Date(), text: 'reply 3', processingMs: 0 } } }));
+    bus(encodeReplyUpdate({ inReplyTo: 'm3', seq: 13, update: { $case: 'ready', ready: { responseId: 'r3', time: new Date(), text: 'reply 3', processingMs: 0 } } }));
     const responses = () => call.written.flatMap((f) => ((f as ServerFrame).frame?.$case === 'response' ? [(f as { frame: { response: { inReplyTo: string } } }).frame.response.inReplyTo] : []));
     for (const end = Date.now() + 2_000; responses().length < 3 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
     await new Promise((r) => setTimeout(r, 100));
@@ -213,10 +194,7 @@ describe('GatewaySession: an outcome owed to a resend is fetched again by the ov
     // so the client is told UNAVAILABLE while the append still goes through.
     const messageId = messageIdFor('alice', 'c1', 'k1');
     let projected = false;
-    let busHandler!: (p: Uint8Array) => void;
-    const deps = {
-      config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
-      metrics: createMetrics(), clock: Date.now, newId: () => 'e-1',
+    const { session, call, start } = fakeSession({
       log: { append: async (e: Event) => ({ event: e, seq: 5 }) as LoggedEvent },
       messages: {
         get: async (id: string) => {
@@ -226,13 +204,8 @@ describe('GatewaySession: an outcome owed to a resend is fetched again by the ov
       },
       readModelsSettled: async () => false,
       frames: responseFrames,
-    } as unknown as SessionDeps;
-    const call = new FakeCall();
-    const session = new GatewaySession(
-      { sessionId: 's4', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
-    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+    }, { env: { CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' } });
+    await start();
     const text = { $case: 'text' as const, text: 'hello' };
     await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     // The late append lands (200 ms); the worker's reply is published while the bus is down (lost), before the resend.
@@ -260,15 +233,10 @@ describe('GatewaySession: a message whose session closed before its append is no
   it('given a message still being checked against a slow read model, when the session closes, then it is not appended after the client was told UNAVAILABLE', async () => {
     const appended: Event[] = [];
     let checked!: () => void;
-    const deps = {
-      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, newId: () => 'e-1',
+    const { session } = fakeSession({
       log: { append: async (e: Event) => (appended.push(e), { event: e, seq: appended.length }) as LoggedEvent },
       messages: { get: () => new Promise((r) => (checked = () => r(null))) },
-    } as unknown as SessionDeps;
-    const session = new GatewaySession(
-      { sessionId: 's5', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-      deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
+    });
     const sent = session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
     for (; checked === undefined; ) await new Promise((r) => setImmediate(r));
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
@@ -285,14 +253,13 @@ describe('GatewaySession: a burst of messages against a slow read model', () => 
   function burstSession(info: { newConversation: boolean }) {
     const appended: Event[] = [];
     let reads = 0;
-    const deps = {
-      config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '1000' }), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, newId: () => `e-${appended.length}`,
-      log: { append: async (e: Event) => (appended.push(e), { event: e, seq: appended.length }) as LoggedEvent },
-      messages: { get: () => (reads++, new Promise((r) => setTimeout(() => r(null), 200))) },
-    } as unknown as SessionDeps;
-    const session = new GatewaySession(
-      { sessionId: 's6', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), ...info },
-      deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+    const { session } = fakeSession(
+      {
+        log: { append: async (e: Event) => (appended.push(e), { event: e, seq: appended.length }) as LoggedEvent },
+        messages: { get: () => (reads++, new Promise((r) => setTimeout(() => r(null), 200))) },
+        newId: () => `e-${appended.length}`,
+      },
+      { env: { CHATFLOW_APPEND_TIMEOUT_MS: '1000' }, info },
     );
     const burst = Array.from({ length: 12 }, (_, i) => session.submit({ clientMessageId: `k${i}`, content: { $case: 'text', text: `hello ${i}` } }));
     const texts = () => appended.map((e) => (e.payload?.$case === 'messageReceived' && e.payload.messageReceived.content?.$case === 'text' ? e.payload.messageReceived.content.text : ''));
@@ -323,22 +290,13 @@ describe('GatewaySession: a burst of messages against a slow read model', () => 
 /** alice's message k1 in a new conversation, resent after an UNAVAILABLE; its reply comes live (`publish`) or from `get` (the read model). */
 const resentId = messageIdFor('alice', 'c1', 'k1');
 async function resendStream(log: SessionDeps['log'], get: (id: string) => unknown, settled: () => Promise<boolean> = async () => true, frames = responseFrames) {
-  let busHandler!: (p: Uint8Array) => void;
-  const deps = {
-    config: loadConfig({ CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }), gatewayId: 'gw-1', releaseSlot: async () => undefined,
-    metrics: createMetrics(), clock: Date.now, newId: () => 'e-1', log,
-    messages: { get: async (id: string) => get(id) ?? null },
-    readModelsSettled: settled,
-    frames,
-  } as unknown as SessionDeps;
-  const call = new FakeCall();
-  const session = new GatewaySession(
-    { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
-    deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
+  const { session, call, start, bus } = fakeSession(
+    { log, messages: { get: async (id: string) => get(id) ?? null }, readModelsSettled: settled, frames },
+    { env: { CHATFLOW_APPEND_TIMEOUT_MS: '100', CHATFLOW_READ_YOUR_WRITES_MS: '20' }, info: { newConversation: true } },
   );
-  await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+  await start();
   const responses = () => call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length;
-  const publish = () => busHandler(encodeReplyUpdate({ inReplyTo: resentId, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(resentId), time: new Date(), text: 'hello back', processingMs: 0 } } }));
+  const publish = () => bus(encodeReplyUpdate({ inReplyTo: resentId, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(resentId), time: new Date(), text: 'hello back', processingMs: 0 } } }));
   return { session, responses, publish, send: () => session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } }) };
 }
 
@@ -371,9 +329,8 @@ describe('GatewaySession: a reply that came while its message was unconfirmed go
 describe('GatewaySession: how long a reply took from its making to its stream', () => {
   it('given a reply made 30 ms before it reaches the gateway, then `delivered` holds 30 ms or more; a reply this stream never awaited is not counted', async () => {
     const metrics = createMetrics({ defaults: false });
-    let busHandler!: (p: Uint8Array) => void;
-    const deps = {
-      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics, clock: Date.now, newId: () => 'e-1',
+    const { session, call, start, bus } = fakeSession({
+      metrics,
       log: { append: async (e: Event) => ({ event: e, seq: 5 }) as LoggedEvent },
       messages: { get: async () => null },
       readModelsSettled: async () => true,
@@ -381,17 +338,12 @@ describe('GatewaySession: how long a reply took from its making to its stream', 
         replyFrame: async (u: { inReplyTo: string; update: { $case: string; ready: { seq: number; time: Date } } }) =>
           ({ frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready.seq, time: u.update.ready.time } } }),
       },
-    } as unknown as SessionDeps;
-    const call = new FakeCall();
-    const session = new GatewaySession(
-      { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
-      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
-    await session.start({ frame: { $case: 'welcome' } } as never, undefined, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+    }, { info: { newConversation: true } });
+    await start();
     const { messageId } = await session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
     const ready = (inReplyTo: string, time: Date) => encodeReplyUpdate({ inReplyTo, seq: 6, update: { $case: 'ready', ready: { responseId: responseIdFor(inReplyTo), time, text: 'hello back', processingMs: 0 } } });
-    busHandler(ready('m-not-ours', new Date(Date.now() - 60_000)));
-    busHandler(ready(messageId, new Date(Date.now() - 30)));
+    bus(ready('m-not-ours', new Date(Date.now() - 60_000)));
+    bus(ready(messageId, new Date(Date.now() - 30)));
     for (const end = Date.now() + 2_000; call.written.filter((f) => (f as ServerFrame).frame?.$case === 'response').length < 2 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
     const values = (await metrics.replyStageSeconds.get()).values as { metricName?: string; labels: Record<string, unknown>; value: number }[];
     const of = (name: string) => values.find((v) => v.metricName === name && v.labels.stage === 'delivered')?.value;
@@ -406,8 +358,7 @@ describe('GatewaySession: a resend after a failed append is looked up, even in a
   it('given an append that failed although the broker wrote it, when the client resends, then the read model finds it: Accepted{duplicate}, not a second append', async () => {
     const messageId = messageIdFor('alice', 'c1', 'k1');
     const appended: Event[] = [];
-    const deps = {
-      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, newId: () => 'e-1',
+    const { session } = fakeSession({
       // The first append is written, but its answer is lost (a broker that died before it acknowledged).
       log: {
         append: async (e: Event) => {
@@ -417,11 +368,7 @@ describe('GatewaySession: a resend after a failed append is looked up, even in a
         },
       },
       messages: { get: async (id: string) => (id === messageId && appended.length > 0 ? { _id: messageId, conversationId: 'c1', author: 'user', clientMessageId: 'k1', seq: 1, time: Date.now() } : null) },
-    } as unknown as SessionDeps;
-    const session = new GatewaySession(
-      { sessionId: 's8', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), newConversation: true },
-      deps, new Outbound(new FakeCall() as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
+    }, { info: { newConversation: true } });
     const text = { $case: 'text' as const, text: 'hello' };
     await expect(session.submit({ clientMessageId: 'k1', content: text })).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
     await expect(session.submit({ clientMessageId: 'k1', content: text })).resolves.toMatchObject({ duplicate: true, messageId });
@@ -433,15 +380,8 @@ describe('GatewaySession: a resend after a failed append is looked up, even in a
 describe('GatewaySession: a resume misses no reply appended while the client reconnected', () => {
   const reply = (n: number) => ({ _id: `r${n}`, conversationId: 'c1', author: 'bot', inReplyTo: `m${n}`, seq: 50 + n, time: Date.now(), text: `reply ${n}` });
   const responses = (call: FakeCall) => call.written.flatMap((f) => ((f as ServerFrame).frame?.$case === 'response' ? [(f as { frame: { response: { inReplyTo: string } } }).frame.response.inReplyTo] : []));
-  function resumed(deps: Partial<Record<keyof SessionDeps, unknown>>, config: Record<string, string> = {}) {
-    const call = new FakeCall();
-    const session = new GatewaySession(
-      { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-      { config: loadConfig(config), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, log: { append: async () => ({}) }, frames: responseFrames, ...deps } as unknown as SessionDeps,
-      new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
-    return { session, call };
-  }
+  const resumed = (deps: Partial<Record<keyof SessionDeps, unknown>>, env: Record<string, string> = {}) =>
+    fakeSession({ log: { append: async () => ({}) }, frames: responseFrames, ...deps }, { env });
   const ready = (n: number) => encodeReplyUpdate({ inReplyTo: `m${n}`, seq: 50 + n, update: { $case: 'ready', ready: { responseId: `r${n}`, time: new Date(), text: `reply ${n}`, processingMs: 0 } } });
 
   it('given a reply appended after the connection asked for the log\'s end and published before the bus had the new subscription, when the client resumes, then the replay still delivers it', async () => {
@@ -449,7 +389,7 @@ describe('GatewaySession: a resume misses no reply appended while the client rec
     // on its way to the bus's server; the projector has what was in the log when each wait for it began.
     let r1Appended = false;
     const projected: ReturnType<typeof reply>[] = [];
-    const { session, call } = resumed({
+    const { session, call, start } = resumed({
       messages: { find: async ({ where }: { where: { author: string } }) => (where.author === 'bot' ? [...projected] : []), get: async () => null },
       readModelsSettled: async () => {
         const target = r1Appended;
@@ -467,7 +407,7 @@ describe('GatewaySession: a resume misses no reply appended while the client rec
       },
       flush: async () => undefined,
     };
-    await session.start({ frame: { $case: 'welcome' } } as never, 50, bus as never);
+    await start(50, bus);
     await new Promise((r) => setTimeout(r, 30));
     expect(responses(call)).toEqual(['m1']);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
@@ -475,9 +415,8 @@ describe('GatewaySession: a resume misses no reply appended while the client rec
 
   it('given a live reply during the replay whose seq is below one the read model already had, when the replay ends, then it is delivered, not taken for replayed', async () => {
     // The projector wrote r3's document before r2's (documents of one batch are written in parallel); the first wait gave up.
-    let bus!: (p: Uint8Array) => void;
     let first = true;
-    const { session, call } = resumed({
+    const { session, call, start, bus } = resumed({
       messages: {
         find: async ({ where }: { where: { author: string } }) => {
           if (where.author !== 'bot') return [];
@@ -492,7 +431,7 @@ describe('GatewaySession: a resume misses no reply appended while the client rec
       },
       readModelsSettled: async () => false,
     }, { CHATFLOW_READ_YOUR_WRITES_MS: '20' });
-    await session.start({ frame: { $case: 'welcome' } } as never, 50, { subscribe: (h: (p: Uint8Array) => void) => ((bus = h), { unsubscribe: () => undefined }), flush: async () => undefined } as never);
+    await start(50);
     await new Promise((r) => setTimeout(r, 100));
     // Delivered when the first pass ends, not left to a second pass that waits for the read models (up to minutes).
     expect(responses(call).sort()).toEqual(['m2', 'm3']);
@@ -502,14 +441,14 @@ describe('GatewaySession: a resume misses no reply appended while the client rec
   it('given a message of an earlier stream still unanswered at the resume, and its reply missed by both the replay and the bus, when the read model has it, then the overdue sweep delivers it once', async () => {
     const pending = { _id: 'm4', conversationId: 'c1', author: 'client', clientMessageId: 'k4', seq: 49, time: Date.now() - 60_000, status: 'pending' };
     let answered = false;
-    const { session, call } = resumed({
+    const { session, call, start } = resumed({
       messages: {
         find: async ({ where }: { where: { author: string; status?: string } }) => (where.author === 'client' && where.status === 'pending' && !answered ? [pending] : []),
         get: async (id: string) => (answered && id === responseIdFor('m4') ? { ...reply(4), _id: id, inReplyTo: 'm4' } : null),
       },
       readModelsSettled: async () => true,
     });
-    await session.start({ frame: { $case: 'welcome' } } as never, 48, { subscribe: () => ({ unsubscribe: () => undefined }), flush: async () => undefined } as never);
+    await start(48);
     expect(session.awaitedSince(10_000)).toEqual(['m4']);
     expect(session.repliesPending).toBe(1);
     expect(await session.recoverAwaited(['m4'])).toBe(0); // not in the read model yet: still awaited
@@ -523,34 +462,27 @@ describe('GatewaySession: a resume misses no reply appended while the client rec
 
 describe('GatewaySession: the streamed parts of one answer only', () => {
   it('given two answers of one message streaming at once (a claim taken over), when their deltas interleave, then the client gets the first one\'s deltas only, the reply, and nothing after it', async () => {
-    let busHandler!: (p: Uint8Array) => void;
     const frames = {
       replyFrame: async (u: { inReplyTo: string; update: { $case: string; delta?: { text: string }; ready?: { seq: number; text: string } } }) =>
         u.update.$case === 'delta'
           ? { frame: { $case: 'delta', delta: { inReplyTo: u.inReplyTo, textDelta: u.update.delta!.text } } }
           : u.update.$case === 'ready' ? { frame: { $case: 'response', response: { inReplyTo: u.inReplyTo, seq: u.update.ready!.seq, text: u.update.ready!.text } } } : undefined,
     };
-    const deps = {
-      config: loadConfig({}), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now,
+    const { session, call, start, bus } = fakeSession({
       log: { append: async () => ({}) },
       messages: { find: async () => [], get: async () => null },
       readModelsSettled: async () => true,
       frames,
-    } as unknown as SessionDeps;
-    const call = new FakeCall();
-    const session = new GatewaySession(
-      { sessionId: 's9', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
-      deps, new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }), pino({ level: 'silent' }), () => undefined,
-    );
-    await session.start({ frame: { $case: 'welcome' } } as never, 0, { subscribe: (h: (p: Uint8Array) => void) => ((busHandler = h), { unsubscribe: () => undefined }) as never, flush: async () => undefined });
+    });
+    await start(0);
     const delta = (attempt: string, text: string) => encodeReplyUpdate({ inReplyTo: 'm1', attempt, update: { $case: 'delta', delta: { text } } });
     // The first worker's answer, then the one that took its claim over, interleaved.
-    busHandler(delta('w1#1#1', 'The '));
-    busHandler(delta('w2#2#1', 'A '));
-    busHandler(delta('w1#1#1', 'cat '));
-    busHandler(delta('w2#2#1', 'dog '));
-    busHandler(encodeReplyUpdate({ inReplyTo: 'm1', attempt: 'w2#2#1', seq: 5, update: { $case: 'ready', ready: { responseId: 'r1', time: new Date(), text: 'A dog barks.', processingMs: 0 } } }));
-    busHandler(delta('w1#1#1', 'sat.'));
+    bus(delta('w1#1#1', 'The '));
+    bus(delta('w2#2#1', 'A '));
+    bus(delta('w1#1#1', 'cat '));
+    bus(delta('w2#2#1', 'dog '));
+    bus(encodeReplyUpdate({ inReplyTo: 'm1', attempt: 'w2#2#1', seq: 5, update: { $case: 'ready', ready: { responseId: 'r1', time: new Date(), text: 'A dog barks.', processingMs: 0 } } }));
+    bus(delta('w1#1#1', 'sat.'));
     await new Promise((r) => setTimeout(r, 50));
     const seen = call.written.slice(1).map((f) => {
       const fr = (f as { frame: { $case: string; delta?: { textDelta: string }; response?: { text: string } } }).frame;
