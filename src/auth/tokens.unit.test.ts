@@ -52,6 +52,24 @@ describe('bearer tokens', () => {
     await expect(insecure.identify(md({ 'x-client-id': 'load-1' }))).resolves.toBe('load-1');
     await expect(insecure.identify(md({ 'x-client-id': 'bad id!' }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED' });
   });
+  it('given a token identified before, when it has expired since, then UNAUTHENTICATED "token expired" (a remembered token still expires)', async () => {
+    let now = Date.UTC(2026, 10, 27, 12, 0, 0);
+    const clocked = new TokenAuthority(secret, false, () => now);
+    const token = await clocked.mint('alice', 10, now);
+    const bearer = md({ authorization: `Bearer ${token}` });
+    await expect(clocked.identify(bearer)).resolves.toBe('alice');
+    now += 9_999;
+    await expect(clocked.identify(bearer)).resolves.toBe('alice');
+    now += 1;
+    await expect(clocked.identify(bearer)).rejects.toMatchObject({ kind: 'UNAUTHENTICATED', message: /expired/ });
+  });
+  it('given a token identified before, when the same claims come with another signature, then UNAUTHENTICATED', async () => {
+    const token = await auth.mint('mallory');
+    await expect(auth.identify(md({ authorization: `Bearer ${token}` }))).resolves.toBe('mallory');
+    const [header, payload] = token.split('.');
+    const forged = `${header}.${payload}.${Buffer.alloc(32, 7).toString('base64url')}`;
+    await expect(auth.identify(md({ authorization: `Bearer ${forged}` }))).rejects.toMatchObject({ kind: 'UNAUTHENTICATED', message: /bad signature/ });
+  });
   it('refuses to mint for an invalid client id', async () => {
     await expect(auth.mint('')).rejects.toMatchObject({ kind: 'INVALID_ARGUMENT' });
   });
