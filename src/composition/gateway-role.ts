@@ -1,12 +1,14 @@
-import { Server, ServerCredentials, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { TokenAuthority } from '../auth/tokens';
 import type { Config } from '../config/config';
 import type { ConnectionRegistry } from '../connections/port';
 import type { EventLog } from '../eventlog/port';
-import { ChatGateway } from '../gateway/chat-service';
+import { ChatGateway, getter } from '../gateway/chat-service';
 import { historyService } from '../gateway/history-service';
+import { requestGuard } from '../gateway/request-guard';
+import { toStatus } from '../gateway/status';
 import { checkedChatService } from '../gateway/wire-check';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import type { Health } from '../health';
@@ -15,7 +17,7 @@ import { listenError } from '../listen-error';
 import { routeGrpcJsLogs } from '../logging';
 import type { Metrics } from '../metrics';
 import { reflectionService } from '../reflection';
-import { HEALTH_SERVICE_NAMES, PUBLIC_SERVICES, type PublicServiceKey } from '../services';
+import { HEALTH_SERVICE_NAMES, PUBLIC_SERVICE_LIST, PUBLIC_SERVICES, type PublicServiceKey } from '../services';
 import { readModelsSettled, type ProjectionRunner } from '../../projections/runner';
 import type { Lifecycle, Part } from './lifecycle';
 import type { Messaging, ReadModels } from './wiring';
@@ -70,7 +72,7 @@ export function gatewayRole(deps: {
           chat: [checkedChatService(), gateway.service],
           history: [PUBLIC_SERVICES.history.definition, history],
         };
-        role.grpcPort = await startGrpc(config, Object.values(implementations), parts, deps.health);
+        role.grpcPort = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(auth, deps.metrics, logger));
         const host = splitAddr(config.grpcAddr).host;
         role.grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${role.grpcPort}`;
       }),
@@ -93,9 +95,29 @@ export async function recordLeftoverSessions(deps: { registry: ConnectionRegistr
   }
 }
 
+/**
+ * Before a request is read (src/gateway/request-guard.ts): callers of the
+ * public services are identified, and only Chat and Send may send an upload's
+ * worth. A refused Chat or Connect counts as a refused admission, as it did
+ * when the handler refused it.
+ */
+function guardOf(auth: TokenAuthority, metrics: Metrics, logger: Logger) {
+  const { chat, connect, send } = PUBLIC_SERVICES.chat.definition;
+  const publicPrefixes = PUBLIC_SERVICE_LIST.map((s) => `/${s.name}/`);
+  return requestGuard({
+    authenticated: (path) => publicPrefixes.some((p) => path.startsWith(p)),
+    carriesMedia: (path) => path === chat.path || path === send.path,
+    identify: (md) => auth.identify(getter(md)),
+    refused: (path, err) => {
+      if (path === chat.path || path === connect.path) metrics.admissionsRefused.inc({ reason: 'unauthenticated' });
+      return toStatus(err, logger);
+    },
+  });
+}
+
 /** Serves the public services (with health and reflection); returns the bound port. */
-async function startGrpc(config: Config, services: [ServiceDefinition, UntypedServiceImplementation][], parts: Lifecycle, health: Health): Promise<number> {
-  const server = new Server(grpcServerOptions(config));
+async function startGrpc(config: Config, services: [ServiceDefinition, UntypedServiceImplementation][], parts: Lifecycle, health: Health, guard: ServerInterceptor): Promise<number> {
+  const server = new Server({ ...grpcServerOptions(config), interceptors: [guard] });
   for (const [definition, implementation] of services) server.addService(definition, implementation);
   const grpcHealth = new HealthImplementation(Object.fromEntries(HEALTH_SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])));
   grpcHealth.addToServer(server);
