@@ -3,6 +3,7 @@
  * a real gRPC-Web client (Connect's, the same protocol code the page uses)
  * against the real server.
  */
+import http from 'node:http';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createGrpcWebTransport } from '@connectrpc/connect-node';
 import { ChatService, type ServerFrame } from '../gateway/web/gen/chatflow/v1/chat_pb';
@@ -134,6 +135,49 @@ describe('embedded gRPC-Web endpoint', () => {
     await expect(chat.send({ sessionId: 'nope', message: { clientMessageId: 'x', content: { case: 'text', value: 'x' } } }, { headers: await auth('web-dup') })).rejects.toMatchObject({
       code: Code.NotFound,
     });
+  });
+
+  /**
+   * A gRPC-Web call made by hand over HTTP/1.1: its headers, then `sent` bytes of a message framed as `claimed` bytes
+   * long, and nothing more. Resolves with the grpc-status the server answered within 3 s, or 'no answer'.
+   */
+  async function partialWebCall(path: string, headers: Record<string, string>, claimed: number, sent: number): Promise<string> {
+    const req = http.request(`${t.app.httpUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1', ...headers } });
+    req.on('error', () => undefined);
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(claimed, 1);
+    req.write(Buffer.concat([prefix, Buffer.alloc(sent, 0x41)]));
+    try {
+      return await new Promise<string>((resolve) => {
+        const timer = setTimeout(() => resolve('no answer'), 3_000);
+        req.on('response', (res) => {
+          const inHeaders = res.headers['grpc-status'];
+          if (inHeaders !== undefined) return clearTimeout(timer), resolve(String(inHeaders));
+          // Or in the body's trailer frame (flag 0x80), as Connect writes an error after reading the request.
+          let body = Buffer.alloc(0);
+          res.on('data', (c: Buffer) => {
+            body = Buffer.concat([body, c]);
+            const m = /grpc-status: ?(\d+)/.exec(body.toString('latin1'));
+            if (m) clearTimeout(timer), resolve(m[1]!);
+          });
+        });
+      });
+    } finally {
+      req.destroy();
+    }
+  }
+
+  it('refuses a call without a token at once, before reading its body (4 MiB announced, 64 KiB sent, the rest never)', async () => {
+    for (const path of ['/chatflow.v1.ChatService/Send', '/chatflow.v1.ChatService/Connect', '/chatflow.v1.HistoryService/ListMessages']) {
+      expect([path, await partialWebCall(path, {}, 4 * 1024 * 1024, 64 * 1024)]).toEqual([path, String(Code.Unauthenticated)]);
+    }
+  });
+
+  it('refuses a request over 64 KiB to a method that carries no media as soon as its length is read; a Send may carry an upload', async () => {
+    const headers = await auth('web-big-request');
+    expect(await partialWebCall('/chatflow.v1.HistoryService/ListMessages', headers, 4 * 1024 * 1024, 1024)).toBe(String(Code.ResourceExhausted));
+    // A Send's 4 MiB is waited for (an upload that is still coming), not refused.
+    expect(await partialWebCall('/chatflow.v1.ChatService/Send', headers, 4 * 1024 * 1024, 1024)).toBe('no answer');
   });
 
   it('frees the slot when the browser closes its stream', async () => {

@@ -18,7 +18,8 @@ import { Code, ConnectError, createConnectRouter, encodeBinaryHeader, type Handl
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import { fromBinary, toBinary, type DescMethod, type DescService, type Message } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
-import { PUBLIC_SERVICE_LIST } from '../services';
+import { SMALL_REQUEST_BYTES } from '../gateway/request-guard';
+import { PUBLIC_SERVICE_LIST, PUBLIC_SERVICES } from '../services';
 import type { HttpRoute } from './server';
 
 /** The services a browser may call; everything else under the HTTP server is not ours. */
@@ -31,12 +32,14 @@ export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conv
 const TRANSPORT_HEADERS = new Set(['content-type', 'content-length', 'date', 'te', 'user-agent', 'connection', 'keep-alive', 'transfer-encoding', 'host', 'accept-encoding']);
 
 interface GrpcWebOptions {
+  /** Resolves when the request's headers identify a caller (checked before its body is read); rejects with why not. */
+  identify: (header: (name: string) => string | undefined) => Promise<unknown>;
   /**
    * Address of the native gRPC server (`host:port`), read per call: the HTTP
    * server starts before gRPC is bound. Empty or undefined = not ready yet.
    */
   upstream: () => string | undefined;
-  /** Largest message either way (a Send carries up to the media limit). */
+  /** Largest message either way for a Send (it carries up to the media limit); other requests: SMALL_REQUEST_BYTES. */
   maxMessageBytes: number;
   logger: Logger;
 }
@@ -61,7 +64,10 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
   for (const service of GRPC_WEB_SERVICES) {
     for (const method of service.methods) {
       // gRPC-Web has no client streaming: Chat is not served here (404, which clients read as UNIMPLEMENTED); browsers use Connect + Send.
-      if (method.methodKind === 'unary' || method.methodKind === 'server_streaming') router.rpc(method, forwarder(method, upstream) as never);
+      if (method.methodKind !== 'unary' && method.methodKind !== 'server_streaming') continue;
+      // As on the gRPC server (src/gateway/request-guard.ts): only a Send carries an upload's worth.
+      const carriesMedia = method.parent.typeName === PUBLIC_SERVICES.chat.name && method.name === 'Send';
+      router.rpc(method, forwarder(method, upstream) as never, carriesMedia ? {} : { readMaxBytes: SMALL_REQUEST_BYTES });
     }
   }
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
@@ -74,8 +80,13 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
       res.end('no such method over gRPC-Web\n');
       return true;
     }
-    handler(universalRequestFromNodeRequest(req, res, undefined, undefined))
-      .then((uRes) => universalResponseToNodeResponse(uRes, res))
+    // The caller is identified before its body is read: a refused one costs its headers only (the body is left unread).
+    opts
+      .identify((name) => headerOf(req, name))
+      .then(
+        () => handler(universalRequestFromNodeRequest(req, res, undefined, undefined)).then((uRes) => universalResponseToNodeResponse(uRes, res)),
+        (err: unknown) => refuse(req, res, Code.Unauthenticated, err instanceof Error ? err.message : 'unauthenticated'),
+      )
       .catch((err: unknown) => {
         const gone = req.destroyed || res.destroyed || ConnectError.from(err).code === Code.Aborted;
         if (gone) opts.logger.debug({ err, path }, 'gRPC-Web client went away');
@@ -85,6 +96,23 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
   }) as GrpcWebRoute;
   route.close = () => upstream.close();
   return route;
+}
+
+function headerOf(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** A gRPC-Web error with no message (trailers-only: the status in the headers); the connection is closed rather than its body read. */
+function refuse(req: IncomingMessage, res: ServerResponse, code: Code, message: string): void {
+  const type = req.headers['content-type'];
+  res.writeHead(200, {
+    'content-type': typeof type === 'string' && type.startsWith('application/grpc-web') ? type : 'application/grpc-web+proto',
+    'grpc-status': String(code),
+    'grpc-message': encodeURIComponent(message),
+    connection: 'close',
+  });
+  res.end();
 }
 
 /** The handler Connect calls for one method: forwards by kind. */

@@ -13,7 +13,7 @@ import type { WebSettings } from './web-settings';
 export function webRoutes(opts: {
   /** The native gRPC address the gRPC-Web calls are forwarded to (read per call). */
   upstream: () => string | undefined;
-  auth: Pick<TokenAuthority, 'mint'>;
+  auth: Pick<TokenAuthority, 'mint' | 'identify'>;
   maxMediaBytes: number;
   logger: Logger;
   settings: WebSettings;
@@ -21,7 +21,7 @@ export function webRoutes(opts: {
   const { settings } = opts;
   const logger = opts.logger.child({ component: 'web' });
   // A Send carries one media file (plus a little framing); base64 is never used (binary gRPC-Web).
-  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger });
+  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, identify: (header) => opts.auth.identify(header), maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger });
   return {
     routes: [grpcWeb, devTokenRoute({ enabled: settings.devTokens, auth: opts.auth, logger }), webPageRoute({ settings, logger })],
     /** Closes the embedded gRPC-Web endpoint's connection to the gRPC server. */
