@@ -23,8 +23,6 @@ import { carryError, toChatError, toStatus } from './status';
 import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, PROBE_PAYLOAD, type RoutedReply } from './routed';
 
 const MAX_CONVERSATION_ID = 128;
-/** Frames held while the session opens; beyond this the client's input is paused until it is open. */
-const MAX_EARLY_FRAMES = 64;
 /** How long a Send forwarded to another gateway may take (it includes the durable append). */
 const SEND_ROUTE_TIMEOUT_MS = 15_000;
 
@@ -179,16 +177,10 @@ export class ChatGateway {
   };
 
   private chat(call: ServerDuplexStream<ClientFrame, ServerFrame>): void {
-    // Frames can arrive before admission completes: hold them until the session exists.
-    const early: ClientFrame[] = [];
+    // Its input is read only once it is admitted. Admission can wait (the token, the log, the registry, a resume's
+    // replay), and each frame can be 17 MiB: read meanwhile, up to 64 of them were held per stream, refused or not.
+    // Unread, they stay with the client (HTTP/2 flow control).
     let session: GatewaySession | undefined;
-    let ended = false;
-    call.on('data', (frame: ClientFrame) => {
-      if (session) return this.onFrame(session, frame);
-      early.push(frame);
-      if (early.length >= MAX_EARLY_FRAMES) call.pause(); // resumed once the session reads its input
-    });
-    call.on('end', () => (session ? session.clientDone() : (ended = true)));
     call.on('cancelled', () => void session?.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined));
     call.on('error', (err) => {
       this.logger.debug({ err }, 'stream error');
@@ -197,10 +189,9 @@ export class ChatGateway {
     void this.open(call).then((s) => {
       if (!s) return;
       session = s;
-      for (const f of early.splice(0)) this.onFrame(s, f);
-      if (call.isPaused()) call.resume(); // the early-frames pause; from now on the session decides
+      call.on('data', (frame: ClientFrame) => this.onFrame(s, frame));
+      call.on('end', () => s.clientDone());
       s.attachInput(call);
-      if (ended) s.clientDone();
       if (call.cancelled) void s.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
     }).catch((err) => this.streamFailed(err, session));
   }
