@@ -103,7 +103,7 @@ function headerOf(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** A gRPC-Web error with no message (trailers-only: the status in the headers); the connection is closed rather than its body read. */
+/** A gRPC-Web error without a body (trailers-only: the status in the headers); the connection is closed rather than the request body read. */
 function refuse(req: IncomingMessage, res: ServerResponse, code: Code, message: string): void {
   const type = req.headers['content-type'];
   res.writeHead(200, {
