@@ -280,7 +280,18 @@ class KafkaLogConsumer implements Consumer {
   private readonly trackers = new Map<string, OffsetState>();
   private readonly highWatermarks = new Map<string, number>();
   private readonly running = new Map<string, number>();
-  /** Partitions paused because their handlers are all busy: resumed when one finishes. */
+  /**
+   * Per "topic/partition": events read (tracked, fetch position past them)
+   * while its handlers were all busy, started in order as handlers finish.
+   * At most concurrencyPerPartition of them: the partition is paused when
+   * that many wait, and resumed when half of them have started, so the next
+   * fetch overlaps their run. (kafkajs fetches a resumed partition only on its
+   * next fetch, and with every partition paused it sleeps maxWaitTimeInMs
+   * first: without events waiting, each refill of a full partition cost that
+   * sleep.)
+   */
+  private readonly readAhead = new Map<string, LoggedEvent[]>();
+  /** Partitions paused because their handlers are all busy and their read-ahead full. */
   private readonly pausedFull = new Set<string>();
   /**
    * Set when the group told this member it is no longer one of it (a commit
@@ -415,6 +426,7 @@ class KafkaLogConsumer implements Consumer {
       this.aborts.get(key)?.abort(new Error('partition reassigned'));
       this.aborts.delete(key);
       this.running.delete(key);
+      this.readAhead.delete(key);
       this.trackers.delete(key);
       this.committed.delete(key);
       // kafkajs keeps a partition's pause across assignments: clear it, or it would stay paused if it came back.
@@ -441,6 +453,7 @@ class KafkaLogConsumer implements Consumer {
     for (const a of this.aborts.values()) a.abort(reason);
     this.aborts.clear();
     this.running.clear();
+    this.readAhead.clear();
     this.trackers.clear();
     this.committed.clear();
     // Paused partitions are resumed for when the member rejoins; a crashed kafkajs consumer forgot its pauses itself.
@@ -466,9 +479,11 @@ class KafkaLogConsumer implements Consumer {
 
   /**
    * Hands a batch's events to handlers without ever waiting inside eachBatch
-   * (kafkajs heartbeats and rejoins only between batches): a partition whose
-   * handlers are all busy is paused and
-   * the batch left unresolved from there; it is fetched again on resume.
+   * (kafkajs heartbeats and rejoins only between batches, and fetches again
+   * only once every batch of its fetch is done): events that find the
+   * partition's handlers all busy wait in its read-ahead; once that is full
+   * the partition is paused and the batch left unresolved from there; it is
+   * fetched again on resume.
    */
   private async eachBatch({ batch, resolveOffset, isRunning, isStale, pause }: EachBatchPayload): Promise<void> {
     const key = `${batch.topic}/${batch.partition}`;
@@ -489,8 +504,12 @@ class KafkaLogConsumer implements Consumer {
         resolveOffset(message.offset);
         continue;
       }
-      if ((this.running.get(key) ?? 0) >= this.opts.concurrencyPerPartition) {
-        // Backpressure: the rest of the batch stays in the log until a handler of this partition finishes.
+      // Made on the partition's first wait, not per event read: most events start at once.
+      const waiting = this.readAhead.get(key);
+      const queued = waiting?.length ?? 0;
+      const busy = queued > 0 || (this.running.get(key) ?? 0) >= this.opts.concurrencyPerPartition;
+      if (busy && queued >= this.opts.concurrencyPerPartition) {
+        // Backpressure: the rest of the batch stays in the log until the read-ahead has room again.
         this.pausedFull.add(key);
         pause();
         return;
@@ -498,9 +517,19 @@ class KafkaLogConsumer implements Consumer {
       this.trackers.set(key, track(state, offset).state);
       // Moves the fetch position only: commits are ours (autoCommit is off) and only past finished events.
       resolveOffset(message.offset);
-      const event = Event.decode(message.value ?? Buffer.alloc(0));
-      this.launch(key, { event, topic, partition: batch.partition, offset, seq: offset + 1 });
+      const e: LoggedEvent = { event: Event.decode(message.value ?? Buffer.alloc(0)), topic, partition: batch.partition, offset, seq: offset + 1 };
+      if (!busy) this.launch(key, e);
+      else if (waiting) waiting.push(e);
+      else this.readAhead.set(key, [e]);
     }
+  }
+
+  /** A handler of the partition finished: the next event read ahead starts, and the partition is fetched again once half of them have. */
+  private next(key: string): void {
+    const waiting = this.readAhead.get(key);
+    const e = waiting?.shift();
+    if (e) this.launch(key, e);
+    if ((waiting?.length ?? 0) <= this.opts.concurrencyPerPartition / 2 && this.pausedFull.delete(key)) this.resume([key]);
   }
 
   private launch(key: string, e: LoggedEvent): void {
@@ -521,7 +550,8 @@ class KafkaLogConsumer implements Consumer {
         // An aborted handler gave its slot back when it was aborted (a hung one must not hold a partition it may get back).
         if (signal.aborted) return;
         this.running.set(key, this.running.get(key)! - 1);
-        if (this.pausedFull.delete(key) && !this.stopping) this.resume([key]);
+        // Stopping: what waits is not started (nor committed): the partition's next owner gets it.
+        if (!this.stopping) this.next(key);
       });
     this.handlers.add(h);
   }
@@ -628,7 +658,7 @@ class KafkaLogConsumer implements Consumer {
     let n = 0;
     for (const [key, high] of this.highWatermarks) {
       const s = this.trackers.get(key);
-      if (s && this.assigned.has(key)) n += Math.max(0, high - s.next);
+      if (s && this.assigned.has(key)) n += Math.max(0, high - s.next) + (this.readAhead.get(key)?.length ?? 0);
     }
     return n;
   }
@@ -639,7 +669,9 @@ class KafkaLogConsumer implements Consumer {
 
   handedOut(topic: Topic, partition: number): number | undefined {
     const key = `${topicName(this.log.prefix, topic)}/${partition}`;
-    return this.assigned.has(key) && this.fencedSince === null && this.downSince === null ? this.trackers.get(key)?.next : undefined;
+    if (!this.assigned.has(key) || this.fencedSince !== null || this.downSince !== null) return undefined;
+    // Events read ahead are not handed out yet: the first of them is where handing out stands.
+    return this.readAhead.get(key)?.[0]?.offset ?? this.trackers.get(key)?.next;
   }
 
   stop(graceMs = 10_000): Promise<void> {
