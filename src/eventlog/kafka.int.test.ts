@@ -83,6 +83,102 @@ describeWithEngines(['KAFKA_BROKERS'], 'Kafka event log', () => {
     });
   });
 
+  describe('when a member finishes its last events while it rejoins the group', () => {
+    // kafkajs sends OffsetCommit, JoinGroup and SyncGroup to the coordinator on one connection, and the broker
+    // answers one request of a connection at a time, in order. A commit the member sends after its JoinGroup
+    // and before SyncGroup has answered still carries the old generation (kafkajs replaces its offset manager
+    // only once SyncGroup has answered): the broker refuses it (ILLEGAL_GENERATION). If it carried the
+    // member's last progress on a partition it keeps, that progress must still be committed: the group's
+    // other members only know it from the group's committed offsets (caughtUp). Here the first member's events
+    // are all handed out and held until it rejoins: the leader's SyncGroup answer is held until the member
+    // has sent a commit (as if the broker had been that slow to store the assignment), and that commit's
+    // answer comes after it, as the broker would send it.
+    it.each([
+      ['each partition\'s events are all running', 2],
+      ['some of each partition\'s events are read ahead', 5],
+    ])('commits its progress again in the new generation (%s)', async (_, perPartition) => {
+      const log = await open(`rj-${randomUUID().slice(0, 8)}.`, 4);
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const Broker = require('kafkajs/src/broker');
+      const { syncGroup, offsetCommit } = Broker.prototype;
+      const group = `rejoin-${perPartition}-${run}`;
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      let holding: { gate: Promise<void>; sent: () => void } | undefined;
+      let held = false;
+      const refused: string[] = [];
+      let deadline: NodeJS.Timeout | undefined;
+      Broker.prototype.syncGroup = async function (this: unknown, args: { groupId: string; generationId: number; groupAssignment: unknown[] }) {
+        const answer = await syncGroup.call(this, args);
+        if (held || !args.groupId.endsWith(group) || args.generationId < 2 || args.groupAssignment.length === 0) return answer;
+        held = true;
+        let open!: () => void;
+        let sent!: () => void;
+        const commitSent = new Promise<void>((r) => (sent = r));
+        holding = { gate: new Promise<void>((r) => (open = r)), sent };
+        release(); // the first member's handlers finish while it rejoins
+        let waited: NodeJS.Timeout | undefined;
+        await Promise.race([commitSent, new Promise((r) => (waited = setTimeout(r, 5_000)))]);
+        clearTimeout(waited);
+        holding = undefined;
+        setTimeout(open, 0); // read after the SyncGroup answer, as the next answer on the connection
+        return answer;
+      };
+      Broker.prototype.offsetCommit = async function (this: unknown, args: unknown) {
+        const h = holding;
+        h?.sent();
+        try {
+          return await offsetCommit.call(this, args);
+        } catch (err) {
+          if (h) refused.push((err as { type?: string }).type ?? String(err));
+          throw err;
+        } finally {
+          if (h) await h.gate;
+        }
+      };
+      try {
+        // perPartition events in each of the 4 partitions.
+        const convs: string[] = [];
+        const count = [0, 0, 0, 0];
+        for (let i = 0; convs.length < 4 * perPartition; i++) {
+          const c = `${run}-rj${perPartition}-${i}`;
+          if (count[partitionFor(c, 4)]++ < perPartition) convs.push(c);
+        }
+        await Promise.all(convs.map((c) => log.append(messageEvent(c, c))));
+        const handled = new Set<string>();
+        let started = 0;
+        const a = await log.consume({
+          group, topics: ['conversations'], fromBeginning: true, concurrencyPerPartition: 3,
+          handle: async (e) => {
+            started++;
+            await released;
+            handled.add(e.event.conversationId);
+          },
+        });
+        // Every event is read: handed out (3 a partition) or, with the read-ahead, waiting for a handler.
+        for (const end = Date.now() + 10_000; started < 4 * Math.min(3, perPartition); await new Promise((r) => setTimeout(r, 5))) {
+          if (Date.now() > end) throw new Error(`only ${started} events started`);
+        }
+        const b = await log.consume({ group, topics: ['conversations'], concurrencyPerPartition: 3, handle: async (e) => void handled.add(e.event.conversationId) });
+        let first = 'no';
+        const late = new Promise<never>((_r, reject) => {
+          deadline = setTimeout(() => reject(new Error(`the group did not catch up in 20 s (${handled.size} of ${convs.length} events handled; first member caught up: ${first}; commits refused while rejoining: ${refused.join(', ') || 'none'})`)), 20_000);
+        });
+        await Promise.race([(async () => { await a.caughtUp(); first = 'yes'; await b.caughtUp(); })(), late]);
+        await Promise.all([a.stop(), b.stop()]);
+        expect(held).toBe(true);
+        expect(refused).toContain('ILLEGAL_GENERATION');
+        expect(handled.size).toBe(convs.length);
+      } finally {
+        clearTimeout(deadline);
+        Broker.prototype.syncGroup = syncGroup;
+        Broker.prototype.offsetCommit = offsetCommit;
+        release();
+        await log.close();
+      }
+    });
+  });
+
   describe('while a partition\'s handlers are all busy', () => {
     let log: KafkaEventLog;
     beforeEach(async () => (log = await open(`ra-${randomUUID().slice(0, 8)}.`, 1)));
