@@ -601,8 +601,13 @@ class KafkaLogConsumer implements Consumer {
       for (const o of offsets) this.committed.delete(`${o.topic}/${o.partition}`);
       // Dropped from the group: the partitions may be another member's already. Stop at once, rejoin.
       if (MEMBERSHIP_LOST.has((err as { type?: string }).type ?? '')) return this.fence(err);
-      // A rebalance in progress: the partition's new owner resumes from the last commit that landed.
+      // Refused, e.g. while the member rejoins: a commit sent after its JoinGroup carries the generation it is
+      // leaving (ILLEGAL_GENERATION; kafkajs hands it over wrapped, the broker's error as `cause`, so it does not
+      // fence). A partition that moves resumes at its new owner from the last commit that landed; one this
+      // member keeps is committed again now, not only after its next event: if that was its last for a while,
+      // the group's offset would stay behind what it did, and the other members' caughtUp waits on it.
       this.log.logger.warn({ err, group: this.opts.group }, 'offset commit refused; it will be retried');
+      if (!this.stopping) this.scheduleCommit();
     });
   }
 
