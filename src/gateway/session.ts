@@ -52,6 +52,12 @@ export class GatewaySession {
   private closed = false;
   /** Messages whose append is in flight: replies to them wait until Accepted is written. */
   private readonly awaitingAccept = new Map<string, ServerFrame[]>();
+  /**
+   * The size of each upload of awaitingAccept (held in memory until stored) and their sum: beyond
+   * MEDIA_IN_FLIGHT uploads' worth, the client's input is not read (see updateInputFlow).
+   */
+  private readonly uploadBytes = new Map<string, number>();
+  private uploadBytesInFlight = 0;
   /** Accepted messages waiting for their reply, with the time they were accepted. */
   private readonly awaitingReply = new Map<string, number>();
   /** In-flight and recent acknowledgements by client_message_id, with the content's hash (resends, conflicts). */
@@ -476,6 +482,7 @@ export class GatewaySession {
     if (earlier !== NONE_EARLIER) earlier.catch(() => undefined);
     this.unconfirmed.delete(messageId);
     this.awaitingAccept.set(messageId, []);
+    if (content.$case !== 'text') this.holdUpload(messageId, mediaOf(content).data.length);
     this.updateInputFlow();
     // Checked one after another, so the appends of texts keep the client's order; a media message is
     // appended once its bytes are stored, so a slow or failing object store holds back no other message.
@@ -632,9 +639,16 @@ export class GatewaySession {
     return this.reject('INVALID_ARGUMENT', `client_message_id "${echoId(cmid)}" was already used in this conversation for a message with different content: use a new client_message_id for a new message`);
   }
 
+  private holdUpload(messageId: string, bytes: number): void {
+    this.uploadBytesInFlight += bytes - (this.uploadBytes.get(messageId) ?? 0);
+    this.uploadBytes.set(messageId, bytes);
+  }
+
   private flushAwaiting(messageId: string): void {
     const frames = this.awaitingAccept.get(messageId);
     this.awaitingAccept.delete(messageId);
+    this.uploadBytesInFlight -= this.uploadBytes.get(messageId) ?? 0;
+    this.uploadBytes.delete(messageId);
     for (const f of frames ?? []) this.deliver(f);
     this.updateInputFlow();
     // A half-closed stream whose last message was just refused has nothing more to wait for.
@@ -678,7 +692,7 @@ export class GatewaySession {
       return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'text', text: content.text } } }) };
     }
     const kind = content.$case;
-    const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
+    const media = mediaOf(content);
     const verdict = validateMedia({ kind, mimeType: media.mimeType, data: media.data, maxBytes: cfg.maxMediaBytes });
     if (!verdict.ok) throw this.reject(verdict.code, verdict.message);
     const key = uploadKey(this.info.clientId, messageId, verdict.mimeType);
@@ -798,12 +812,15 @@ export class GatewaySession {
 
   /**
    * Flow control instead of disconnection: while the client has many frames
-   * to take, or many messages wait for their append, its input is not read;
-   * HTTP/2 flow control then holds the client back.
+   * to take, or many messages wait for their append, or more than
+   * MEDIA_IN_FLIGHT uploads' worth of bytes wait to be stored (a slow object
+   * store: each is held in memory until then), its input is not read; HTTP/2
+   * flow control then holds the client back.
    */
   private updateInputFlow(): void {
     if (!this.input) return;
-    const behind = !this.closed && (this.outboundHigh || this.awaitingAccept.size >= MAX_PENDING_APPENDS);
+    const uploadsFull = this.uploadBytesInFlight > MEDIA_IN_FLIGHT * this.deps.config.maxMediaBytes;
+    const behind = !this.closed && (this.outboundHigh || this.awaitingAccept.size >= MAX_PENDING_APPENDS || uploadsFull);
     if (behind === this.inputPaused) return;
     this.inputPaused = behind;
     if (behind) this.input.pause();
@@ -924,11 +941,23 @@ const LATE_REPLAY_LIMIT_MS = 120_000;
 const MAX_AWAITED_AT_RESUME = 1_000;
 /** Messages of one session waiting for their append beyond which its input is no longer read. */
 const MAX_PENDING_APPENDS = 64;
+/**
+ * Uploads' worth of bytes (CHATFLOW_MAX_MEDIA_BYTES each) one stream may have
+ * waiting to be stored before its input is paused: 32 MiB by default, where 64
+ * messages of 8 MiB (512 MiB) could wait before.
+ */
+const MEDIA_IN_FLIGHT = 4;
 
 /** The content's hash (resends vs conflicts) and, for media, the SHA-256 of the bytes (kept in the event). */
+type MediaContent = Exclude<NonNullable<UserMessage['content']>, { $case: 'text' }>;
+
+function mediaOf(content: MediaContent) {
+  return content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
+}
+
 function fingerprint(content: NonNullable<UserMessage['content']>): { hash: string; sha256?: string } {
   if (content.$case === 'text') return { hash: contentHash({ text: content.text }) };
-  const media = content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
+  const media = mediaOf(content);
   const sha256 = createHash('sha256').update(media.data).digest('hex');
   return { hash: contentHash({ mediaKind: content.$case, sha256 }), sha256 };
 }

@@ -592,3 +592,31 @@ describe('GatewaySession: a resent message gets its outcome once, however its co
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 });
+
+describe('GatewaySession: a stream\'s uploads held in memory are bounded', () => {
+  it('given an object store that stores nothing for now, when a client sends image after image, then its input is paused once more than 4 uploads\' worth (32 MiB) wait, and read again as they are stored', async () => {
+    const puts: (() => void)[] = [];
+    const { session } = fakeSession({
+      log: { append: async (e: Event) => ({ event: e, seq: 1 }) as LoggedEvent },
+      media: { put: () => new Promise<void>((r) => puts.push(r)) },
+    }, { info: { newConversation: true } });
+    const flow: string[] = [];
+    session.attachInput({ pause: () => flow.push('pause'), resume: () => flow.push('resume') });
+    const png = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(6 * 1024 * 1024 - 8)]);
+    const send = (i: number) => session.submit({ clientMessageId: `img-${i}`, content: { $case: 'image', image: { mimeType: 'image/png', data: png, url: '', sizeBytes: 0, durationMs: 0 } } });
+    const sent = [0, 1, 2, 3, 4].map(send);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(flow).toEqual([]); // 30 MiB wait
+    sent.push(send(5));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(flow).toEqual(['pause']); // 36 MiB
+    expect(puts).toHaveLength(6);
+    puts.shift()!();
+    await sent[0];
+    await new Promise((r) => setTimeout(r, 20));
+    expect(flow).toEqual(['pause', 'resume']); // 30 MiB again
+    for (const put of puts.splice(0)) put();
+    await Promise.all(sent);
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});
