@@ -948,13 +948,14 @@ const MAX_PENDING_APPENDS = 64;
  */
 const MEDIA_IN_FLIGHT = 4;
 
-/** The content's hash (resends vs conflicts) and, for media, the SHA-256 of the bytes (kept in the event). */
 type MediaContent = Exclude<NonNullable<UserMessage['content']>, { $case: 'text' }>;
 
+/** The media part of a message that is not a text (its bytes, type and declared size). */
 function mediaOf(content: MediaContent) {
   return content.$case === 'audio' ? content.audio : content.$case === 'video' ? content.video : content.image;
 }
 
+/** The content's hash (resends vs conflicts) and, for media, the SHA-256 of the bytes (kept in the event). */
 function fingerprint(content: NonNullable<UserMessage['content']>): { hash: string; sha256?: string } {
   if (content.$case === 'text') return { hash: contentHash({ text: content.text }) };
   const media = mediaOf(content);
