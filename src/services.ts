@@ -38,5 +38,17 @@ export type PublicServiceKey = keyof typeof PUBLIC_SERVICES;
 
 export const PUBLIC_SERVICE_LIST: readonly PublicService[] = Object.values(PUBLIC_SERVICES);
 
+/** Whether a gRPC path (`/package.Service/Method`) is a method of a public service: its callers must be identified. */
+export function isPublicPath(path: string): boolean {
+  return PUBLIC_SERVICE_LIST.some((s) => path.startsWith(`/${s.name}/`));
+}
+
+/**
+ * The methods whose request may carry an upload (up to the transport limit);
+ * every other request is small (src/gateway/request-guard.ts), on gRPC and on
+ * the embedded gRPC-Web endpoint alike.
+ */
+export const MEDIA_METHOD_PATHS: ReadonlySet<string> = new Set([ChatServiceService.chat.path, ChatServiceService.send.path]);
+
 /** Names the gRPC health service answers for: the whole server ('') and each public service. */
 export const HEALTH_SERVICE_NAMES: readonly string[] = ['', ...PUBLIC_SERVICE_LIST.map((s) => s.name)];

@@ -17,7 +17,7 @@ import { listenError } from '../listen-error';
 import { routeGrpcJsLogs } from '../logging';
 import type { Metrics } from '../metrics';
 import { reflectionService } from '../reflection';
-import { HEALTH_SERVICE_NAMES, PUBLIC_SERVICE_LIST, PUBLIC_SERVICES, type PublicServiceKey } from '../services';
+import { HEALTH_SERVICE_NAMES, isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICES, type PublicServiceKey } from '../services';
 import { readModelsSettled, type ProjectionRunner } from '../../projections/runner';
 import type { Lifecycle, Part } from './lifecycle';
 import type { Messaging, ReadModels } from './wiring';
@@ -102,11 +102,10 @@ export async function recordLeftoverSessions(deps: { registry: ConnectionRegistr
  * when the handler refused it.
  */
 function guardOf(auth: TokenAuthority, metrics: Metrics, logger: Logger) {
-  const { chat, connect, send } = PUBLIC_SERVICES.chat.definition;
-  const publicPrefixes = PUBLIC_SERVICE_LIST.map((s) => `/${s.name}/`);
+  const { chat, connect } = PUBLIC_SERVICES.chat.definition;
   return requestGuard({
-    authenticated: (path) => publicPrefixes.some((p) => path.startsWith(p)),
-    carriesMedia: (path) => path === chat.path || path === send.path,
+    authenticated: isPublicPath,
+    carriesMedia: (path) => MEDIA_METHOD_PATHS.has(path),
     identify: (md) => auth.identify(getter(md)),
     refused: (path, err) => {
       if (path === chat.path || path === connect.path) metrics.admissionsRefused.inc({ reason: 'unauthenticated' });

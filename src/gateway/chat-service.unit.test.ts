@@ -11,18 +11,6 @@ import type { GatewayDeps } from './deps';
 class FakeChatCall extends EventEmitter {
   readonly metadata = new Metadata();
   cancelled = false;
-  private paused = false;
-  pause(): this {
-    this.paused = true;
-    return this;
-  }
-  resume(): this {
-    this.paused = false;
-    return this;
-  }
-  isPaused(): boolean {
-    return this.paused;
-  }
 }
 
 describe('ChatGateway: a stream\'s input is read only once it is admitted', () => {

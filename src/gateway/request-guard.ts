@@ -45,14 +45,15 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
 }
 
 /**
- * grpc-js has one receive limit per server: the call's own are set here, for
- * the message's length as framed and once decompressed. Returns false when
- * this grpc-js keeps them elsewhere (request-guard.unit.test.ts fails then).
+ * grpc-js has one receive limit per server: the call's own (private state of
+ * grpc-js's call) are set here, for the message's length as framed and once
+ * decompressed. A grpc-js that keeps them elsewhere leaves them as they are,
+ * and test/hostile.chaos.e2e.test.ts (*what a request can make the server
+ * read*) fails.
  */
-function limitRequest(call: ServerInterceptingCallInterface, bytes: number): boolean {
+function limitRequest(call: ServerInterceptingCallInterface, bytes: number): void {
   const base = call as unknown as { maxReceiveMessageSize?: unknown; decoder?: { maxReadMessageLength?: unknown } };
-  if (typeof base.maxReceiveMessageSize !== 'number' || typeof base.decoder?.maxReadMessageLength !== 'number') return false;
+  if (typeof base.maxReceiveMessageSize !== 'number' || typeof base.decoder?.maxReadMessageLength !== 'number') return;
   base.maxReceiveMessageSize = bytes;
   base.decoder.maxReadMessageLength = bytes;
-  return true;
 }

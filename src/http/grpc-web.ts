@@ -19,7 +19,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import { fromBinary, toBinary, type DescMethod, type DescService, type Message } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { SMALL_REQUEST_BYTES } from '../gateway/request-guard';
-import { PUBLIC_SERVICE_LIST, PUBLIC_SERVICES } from '../services';
+import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST } from '../services';
 import type { HttpRoute } from './server';
 
 /** The services a browser may call; everything else under the HTTP server is not ours. */
@@ -66,14 +66,13 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
       // gRPC-Web has no client streaming: Chat is not served here (404, which clients read as UNIMPLEMENTED); browsers use Connect + Send.
       if (method.methodKind !== 'unary' && method.methodKind !== 'server_streaming') continue;
       // As on the gRPC server (src/gateway/request-guard.ts): only a Send carries an upload's worth.
-      const carriesMedia = method.parent.typeName === PUBLIC_SERVICES.chat.name && method.name === 'Send';
-      router.rpc(method, forwarder(method, upstream) as never, carriesMedia ? {} : { readMaxBytes: SMALL_REQUEST_BYTES });
+      router.rpc(method, forwarder(method, upstream) as never, MEDIA_METHOD_PATHS.has(pathOf(method)) ? {} : { readMaxBytes: SMALL_REQUEST_BYTES });
     }
   }
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
   const route = ((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
-    if (!GRPC_WEB_SERVICES.some((s) => path.startsWith(`/${s.typeName}/`))) return false;
+    if (!isPublicPath(path)) return false;
     const handler = handlers.get(path);
     if (!handler) {
       res.writeHead(404, { 'content-type': 'text/plain' });
@@ -85,7 +84,7 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
       .identify((name) => headerOf(req, name))
       .then(
         () => handler(universalRequestFromNodeRequest(req, res, undefined, undefined)).then((uRes) => universalResponseToNodeResponse(uRes, res)),
-        (err: unknown) => refuse(req, res, Code.Unauthenticated, err instanceof Error ? err.message : 'unauthenticated'),
+        (err: unknown) => unauthenticated(req, res, err instanceof Error ? err.message : 'unauthenticated'),
       )
       .catch((err: unknown) => {
         const gone = req.destroyed || res.destroyed || ConnectError.from(err).code === Code.Aborted;
@@ -103,12 +102,12 @@ function headerOf(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** A gRPC-Web error without a body (trailers-only: the status in the headers); the connection is closed rather than the request body read. */
-function refuse(req: IncomingMessage, res: ServerResponse, code: Code, message: string): void {
+/** UNAUTHENTICATED without a body (trailers-only: the status in the headers); the connection is closed rather than the request body read. */
+function unauthenticated(req: IncomingMessage, res: ServerResponse, message: string): void {
   const type = req.headers['content-type'];
   res.writeHead(200, {
     'content-type': typeof type === 'string' && type.startsWith('application/grpc-web') ? type : 'application/grpc-web+proto',
-    'grpc-status': String(code),
+    'grpc-status': String(Code.Unauthenticated),
     'grpc-message': encodeURIComponent(message),
     connection: 'close',
   });
