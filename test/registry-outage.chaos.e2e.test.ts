@@ -130,6 +130,8 @@ describeWhen(ready, 'Registry outage: FerretDB killed for three leases under two
       await mongo.close();
     }
     const connected = (await Promise.all(gateways.map((g) => g.metric('chatflow_clients_connected')))).reduce((a, b) => a + b, 0);
+    const late = (await Promise.all(gateways.map((g) => g.metric('chatflow_admissions_refused_total{reason="registry_late"}')))).reduce((a, b) => a + b, 0);
+    console.log(`registry outage: ${doubleAdmissions.length} second admissions; ${late} claims given back that came back too late to be safe`);
     for (const s of current.values()) if (!s.isDone()) s.cancel();
     await Promise.all(loops);
 

@@ -46,6 +46,23 @@ export function trusted(state: LeaseKeeperState, now: number, timing: Pick<Lease
 }
 
 /**
+ * Whether a gateway may keep the slot of a claim sent at `admittedAt` that
+ * came back at `claimedAt`: it still vouches for its slots then (trusted), and
+ * the claim came back less than `trustMs` after it was sent. A claim is
+ * stamped with the time it was sent, and another gateway judges it on that
+ * stamp (its own expiry) until it sees the holder's heartbeat renewed after
+ * it: a sweep that read the heartbeat just before, as a store coming back
+ * from an outage answers the claims that waited for it, would free a slot
+ * whose expiry passed before it was even stored, under a live stream. One
+ * that came back in time is covered, as the trust window covers a
+ * heartbeat: were it not renewed by then, the gateway would close the stream
+ * a sweep period before any sweep could free the slot.
+ */
+export function mayKeepClaim(state: LeaseKeeperState, claim: Pick<HeldSession, 'admittedAt' | 'claimedAt'>, timing: Pick<LeaseTiming, 'trustMs'>): boolean {
+  return trusted(state, claim.claimedAt, timing) && claim.claimedAt < claim.admittedAt + timing.trustMs;
+}
+
+/**
  * What a gateway knows of its own leases, as a pure decider. The store may be
  * unreachable (renewals fail) or may have dropped a lease (swept after a pause):
  * either way a stream must not outlive the slot it was admitted on, or another

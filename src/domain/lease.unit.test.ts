@@ -1,5 +1,5 @@
 import { spec } from '../../test/decider-specification';
-import { trusted, leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperEvent } from './lease';
+import { mayKeepClaim, trusted, leaseKeeper, leaseTiming, type HeldSession, type LeaseKeeperEvent } from './lease';
 
 describe('leaseTiming', () => {
   it.each([1_000, 3_000, 10_000, 60_000])('given a %i ms lease, a dead gateway\'s slot is swept within it', (leaseMs) => {
@@ -27,6 +27,22 @@ describe('trusted', () => {
   it('given no good renewal for trustMs, then it does not, not even for a slot claimed since', () => {
     expect(trusted({ renewedAt: 1_000, failingSince: 1_100 }, 1_000 + t.trustMs, t)).toBe(false);
     expect(trusted({ renewedAt: 1_000, failingSince: 1_100 }, 1_000 + t.trustMs - 1, t)).toBe(true);
+  });
+});
+
+describe('mayKeepClaim', () => {
+  const t = leaseTiming(10_000);
+  const renewed = { renewedAt: 1_000, failingSince: null };
+  it('given a trusted gateway, when its claim came back soon after it was sent, then it keeps the slot', () => {
+    expect(mayKeepClaim(renewed, { admittedAt: 1_100, claimedAt: 1_150 }, t)).toBe(true);
+  });
+  it('given a trusted gateway, when its claim came back trustMs or more after it was sent (it waited on the store), then it gives the slot back', () => {
+    const fresh = { renewedAt: 9_000, failingSince: null };
+    expect(mayKeepClaim(fresh, { admittedAt: 1_000, claimedAt: 1_000 + t.trustMs - 1 }, t)).toBe(true);
+    expect(mayKeepClaim(fresh, { admittedAt: 1_000, claimedAt: 1_000 + t.trustMs }, t)).toBe(false);
+  });
+  it('given a gateway that no longer vouches for its slots, when a claim comes back at once, then it gives the slot back', () => {
+    expect(mayKeepClaim(renewed, { admittedAt: 1_000 + t.trustMs, claimedAt: 1_000 + t.trustMs }, t)).toBe(false);
   });
 });
 

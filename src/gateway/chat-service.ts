@@ -358,8 +358,11 @@ export class ChatGateway {
       }
       slot = sessionId;
       // Claimed while this gateway's renewals were failing (its database coming back, say): the slot lives only
-      // as long as the gateway's heartbeat, which may lapse and be swept before the next renewal. Give it back.
-      if (!this.leases.trusted()) {
+      // as long as the gateway's heartbeat, which may lapse and be swept before the next renewal. Or the claim
+      // waited on the store so long that another gateway may judge it lapsed before it sees it renewed (see
+      // mayKeepClaim). Give it back.
+      if (!this.leases.mayKeep(now)) {
+        this.deps.metrics.admissionsRefused.inc({ reason: 'registry_late' });
         throw new ChatFlowError('UNAVAILABLE', `the connection registry answered too late to keep your slot; retry in ${cfg.retryAfterMs} ms`, {
           'retry-after-ms': String(cfg.retryAfterMs),
         });

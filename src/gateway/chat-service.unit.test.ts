@@ -4,6 +4,8 @@ import pino from 'pino';
 import { loadConfig } from '../config/config';
 import { createMetrics } from '../metrics';
 import { ChatFlowError } from '../domain/errors';
+import { leaseTiming } from '../domain/lease';
+import { MemoryConnectionRegistry } from '../connections/memory';
 import { ChatGateway } from './chat-service';
 import type { GatewayDeps } from './deps';
 
@@ -34,5 +36,70 @@ describe('ChatGateway: a stream\'s input is read only once it is admitted', () =
     decide(new ChatFlowError('UNAUTHENTICATED', 'no token'));
     expect((await refused).code).toBe(status.UNAUTHENTICATED);
     expect(call.listenerCount('data')).toBe(0);
+  });
+});
+
+describe('ChatGateway: a slot claimed too late to be safe is given back', () => {
+  /*
+   * The registry outage of 2026-11-27's CI: claims sent while the database was down waited in the driver and were
+   * stored once it came back, stamped with the time they were sent. Until another gateway sees this one's heartbeat
+   * renewed after such a claim, it judges the claim on its own expiry — already past — and its sweep frees it under a
+   * live stream, and the client is admitted a second time elsewhere. This gateway's renewals worked again by then,
+   * so it trusted its slots and kept the stream.
+   */
+  it('given renewals that work again, when a claim comes back more than the trust window after it was sent, then the client is told to retry and the slot is given back', async () => {
+    const config = loadConfig({ CHATFLOW_LEASE_MS: '1000' });
+    const timing = leaseTiming(config.leaseMs);
+    let now = 1_000_000;
+    const registry = new MemoryConnectionRegistry();
+    const renewals: (() => void)[] = [];
+    const renew = registry.renew.bind(registry);
+    registry.renew = async (...args) => {
+      const renewed = await renew(...args);
+      for (const done of renewals.splice(0)) done();
+      return renewed;
+    };
+    const acquire = registry.acquire.bind(registry);
+    registry.acquire = async (r) => {
+      // The store answers only after longer than the trust window; the gateway's renewal gets through first.
+      now += timing.trustMs + timing.sweepEveryMs;
+      await new Promise<void>((resolve) => renewals.push(resolve));
+      await new Promise<void>((resolve) => renewals.push(resolve));
+      return acquire(r);
+    };
+    const bus = {
+      serve: () => ({ unsubscribe: () => undefined }),
+      subscribe: () => ({ unsubscribe: () => undefined }),
+      onReconnect: () => ({ unsubscribe: () => undefined }),
+      flush: async () => undefined,
+    };
+    const deps = {
+      config,
+      gatewayId: 'gw-1',
+      registry,
+      bus,
+      log: { append: async (e: unknown) => ({ event: e, seq: 1 }) },
+      metrics: createMetrics(),
+      clock: () => now,
+      newId: () => 'e-1',
+      auth: { identify: async () => 'alice' },
+      readModelsSettled: async () => true,
+    } as unknown as GatewayDeps;
+    const gateway = new ChatGateway(deps, pino({ level: 'silent' }));
+    gateway.start();
+    try {
+      let welcomed!: (frame: unknown) => void;
+      const admitted = new Promise<unknown>((r) => (welcomed = r));
+      const call = Object.assign(new FakeChatCall(), { write: (f: unknown) => (welcomed(f), true), end: () => undefined });
+      call.metadata.set('x-timezone', 'UTC');
+      const refused = new Promise<{ code: number; details: string }>((r) => call.once('error', r));
+      gateway.service.chat(call as never);
+      const outcome = await Promise.race([refused, admitted.then((f) => `admitted: ${JSON.stringify(f)}`)]);
+      expect(outcome).toMatchObject({ code: status.UNAVAILABLE, details: expect.stringMatching(/^the connection registry answered too late to keep your slot; retry in \d+ ms$/) });
+      expect(await registry.count()).toBe(0);
+      expect((await deps.metrics.admissionsRefused.get()).values).toEqual([expect.objectContaining({ labels: { reason: 'registry_late' }, value: 1 })]);
+    } finally {
+      gateway.beginDrain();
+    }
   });
 });

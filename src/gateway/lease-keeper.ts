@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { ConnectionRegistry } from '../connections/port';
 import { run } from '../domain/decider';
-import { leaseKeeper, trusted, type HeldSession, type LeaseKeeperCommand, type LeaseKeeperState, type LeaseTiming } from '../domain/lease';
+import { leaseKeeper, mayKeepClaim, trusted, type HeldSession, type LeaseKeeperCommand, type LeaseKeeperState, type LeaseTiming } from '../domain/lease';
 
 export interface LeaseKeeperDeps {
   registry: ConnectionRegistry;
@@ -45,8 +45,12 @@ export class LeaseKeeper {
     this.state = { renewedAt: deps.clock(), failingSince: null };
   }
 
-  /** Whether this gateway may vouch for its slots now (a claim that came back later is given back). */
-  trusted(): boolean {
+  /** Whether this gateway may keep the slot of a claim sent at `admittedAt` that came back just now (see mayKeepClaim). */
+  mayKeep(admittedAt: number): boolean {
+    return mayKeepClaim(this.state, { admittedAt, claimedAt: this.deps.clock() }, this.timing);
+  }
+
+  private trusted(): boolean {
     return trusted(this.state, this.deps.clock(), this.timing);
   }
 
