@@ -139,9 +139,9 @@ describe('embedded gRPC-Web endpoint', () => {
 
   /**
    * A gRPC-Web call made by hand over HTTP/1.1: its headers, then `sent` bytes of a message framed as `claimed` bytes
-   * long, and nothing more. Resolves with the grpc-status the server answered within 3 s, or 'no answer'.
+   * long, and nothing more. Resolves with the grpc-status the server answered within `ms`, or 'no answer'.
    */
-  async function partialWebCall(path: string, headers: Record<string, string>, claimed: number, sent: number): Promise<string> {
+  async function partialWebCall(path: string, headers: Record<string, string>, claimed: number, sent: number, ms = 3_000): Promise<string> {
     const req = http.request(`${t.app.httpUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1', ...headers } });
     req.on('error', () => undefined);
     const prefix = Buffer.alloc(5);
@@ -149,10 +149,11 @@ describe('embedded gRPC-Web endpoint', () => {
     req.write(Buffer.concat([prefix, Buffer.alloc(sent, 0x41)]));
     try {
       return await new Promise<string>((resolve) => {
-        const timer = setTimeout(() => resolve('no answer'), 3_000);
+        const timer = setTimeout(() => resolve('no answer'), ms);
         req.on('response', (res) => {
           const inHeaders = res.headers['grpc-status'];
-          if (inHeaders !== undefined) return clearTimeout(timer), resolve(String(inHeaders));
+          const retry = res.headers['retry-after-ms'];
+          if (inHeaders !== undefined) return clearTimeout(timer), resolve(String(inHeaders) + (retry === undefined ? '' : ` retry-after-ms=${String(retry)}`));
           // Or in the body's trailer frame (flag 0x80), as Connect writes an error after reading the request.
           let body = Buffer.alloc(0);
           res.on('data', (c: Buffer) => {
@@ -179,6 +180,15 @@ describe('embedded gRPC-Web endpoint', () => {
     // A Send's 4 MiB is waited for (an upload that is still coming), not refused.
     expect(await partialWebCall('/chatflow.v1.ChatService/Send', headers, 4 * 1024 * 1024, 1024)).toBe('no answer');
   });
+
+  it('reads a client\'s Sends two at a time: a third waits unread, and after 5 s is refused RESOURCE_EXHAUSTED + retry-after-ms', async () => {
+    const headers = await auth('web-trickler');
+    const send = '/chatflow.v1.ChatService/Send';
+    const held = [partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 8_000), partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 8_000)];
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 7_000)).toMatch(new RegExp(`^${Code.ResourceExhausted} retry-after-ms=\\d+$`));
+    expect(await Promise.all(held)).toEqual(['no answer', 'no answer']);
+  }, 20_000);
 
   it('frees the slot when the browser closes its stream', async () => {
     const s = new WebStream(chat, await auth('web-leaver'));

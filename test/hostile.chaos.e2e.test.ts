@@ -85,7 +85,7 @@ describe('identity claims', () => {
 describe('what a request can make the server read', () => {
   /**
    * A gRPC call made by hand: its metadata, then `sent` bytes of a message framed as `claimed` bytes long, and
-   * nothing more. Resolves with the status the server answered within `ms`, or 'no answer' (it waits for the rest).
+   * nothing more (the end of the request when that is the whole message). Resolves with the status the server answered within `ms`, or 'no answer' (it waits for the rest).
    */
   async function partialCall(path: string, md: Record<string, string>, claimed: number, sent: number, ms = 3_000): Promise<string> {
     const session = http2.connect(`http://${t.app.grpcAddress}`);
@@ -96,13 +96,17 @@ describe('what a request can make the server read', () => {
       const prefix = Buffer.alloc(5);
       prefix.writeUInt32BE(claimed, 1);
       req.write(Buffer.concat([prefix, Buffer.alloc(sent, 0x41)]));
+      // A whole message: the request ends there (a unary call is handled once its stream ends).
+      if (sent === claimed) req.end();
       return await new Promise<string>((resolve) => {
         const timer = setTimeout(() => resolve('no answer'), ms);
         const seen = (h: http2.IncomingHttpHeaders) => {
           const code = h['grpc-status'];
           if (code === undefined) return;
           clearTimeout(timer);
-          resolve(codeName(Number(code)));
+          // A refusal that says when to try again says so too.
+          const retry = h['retry-after-ms'];
+          resolve(codeName(Number(code)) + (retry === undefined ? '' : ` retry-after-ms=${String(retry)}`));
         };
         req.on('response', seen);
         req.on('trailers', seen);
@@ -120,6 +124,30 @@ describe('what a request can make the server read', () => {
       expect(await partialCall(path, { authorization: 'Bearer not-a-token' }, 16 * MiB, MiB)).toBe('UNAUTHENTICATED');
     },
   );
+
+  it('reads a client\'s Sends two at a time and everyone\'s sixteen at a time: a Send beyond waits unread, and after 5 s is refused RESOURCE_EXHAUSTED + retry-after-ms', async () => {
+    const headersOf = async (clientId: string) => Object.fromEntries(Object.entries((await metadataFor(t, clientId)).getMap()).map(([k, v]) => [k, String(v)]));
+    const send = '/chatflow.v1.ChatService/Send';
+    const trickler = await headersOf(`trickler-${++n}`);
+    // Two Sends that announce 16 MiB, send 1 MiB and never the rest: each holds the client's place while it is read.
+    const held = [partialCall(send, trickler, 16 * MiB, MiB, 9_000), partialCall(send, trickler, 16 * MiB, MiB, 9_000)];
+    await new Promise((r) => setTimeout(r, 500));
+    const third = partialCall(send, trickler, 16 * MiB, MiB, 8_000);
+    // Another client's Send is read and answered meanwhile (no such session: NOT_FOUND, or INVALID_ARGUMENT for these bytes).
+    const other = await partialCall(send, await headersOf(`other-${n}`), 8, 8, 3_000);
+    expect(['NOT_FOUND', 'INVALID_ARGUMENT', 'INTERNAL']).toContain(other);
+    expect(await third).toMatch(/^RESOURCE_EXHAUSTED retry-after-ms=\d+$/);
+    expect(await Promise.all(held)).toEqual(['no answer', 'no answer']);
+
+    // Sixteen clients' Sends being read: a seventeenth client waits, and is refused.
+    const sixteen = await Promise.all(Array.from({ length: 16 }, (_, i) => headersOf(`filler-${n}-${i}`)));
+    const filling = sixteen.map((h) => partialCall(send, h, 16 * MiB, MiB, 9_000));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await partialCall(send, await headersOf(`late-${n}`), 8, 8, 8_000)).toMatch(/^RESOURCE_EXHAUSTED retry-after-ms=\d+$/);
+    await Promise.all(filling);
+    // Their places given back once they went: a Send is read again at once.
+    expect(['NOT_FOUND', 'INVALID_ARGUMENT', 'INTERNAL']).toContain(await partialCall(send, await headersOf(`after-${n}`), 8, 8, 3_000));
+  }, 40_000);
 
   it('refuses a request over 64 KiB to a method that carries no media (history, health, reflection) with RESOURCE_EXHAUSTED as soon as its length is read', async () => {
     const md = await metadataFor(t, `big-request-${++n}`);

@@ -8,6 +8,7 @@ import type { EventLog } from '../eventlog/port';
 import { ChatGateway, getter } from '../gateway/chat-service';
 import { historyService } from '../gateway/history-service';
 import { requestGuard } from '../gateway/request-guard';
+import { UPLOAD_PLACES, UploadPlaces } from '../gateway/upload-places';
 import { toStatus } from '../gateway/status';
 import { checkedChatService } from '../gateway/wire-check';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
@@ -72,7 +73,7 @@ export function gatewayRole(deps: {
           chat: [checkedChatService(), gateway.service],
           history: [PUBLIC_SERVICES.history.definition, history],
         };
-        role.grpcPort = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(auth, deps.metrics, logger));
+        role.grpcPort = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(auth, deps.metrics, logger, config.retryAfterMs));
         const host = splitAddr(config.grpcAddr).host;
         role.grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${role.grpcPort}`;
       }),
@@ -97,15 +98,19 @@ export async function recordLeftoverSessions(deps: { registry: ConnectionRegistr
 
 /**
  * Before a request is read (src/gateway/request-guard.ts): callers of the
- * public services are identified, and only Chat and Send may send an upload's
- * worth. A refused Chat or Connect counts as a refused admission, as it did
- * when the handler refused it.
+ * public services are identified, only Chat and Send may send an upload's
+ * worth, and Sends are read a few at a time (UploadPlaces; a Chat stream's
+ * frames are read one at a time, and only once it is admitted). A refused
+ * Chat or Connect counts as a refused admission, as it did when the handler
+ * refused it.
  */
-function guardOf(auth: TokenAuthority, metrics: Metrics, logger: Logger) {
-  const { chat, connect } = PUBLIC_SERVICES.chat.definition;
+function guardOf(auth: TokenAuthority, metrics: Metrics, logger: Logger, retryAfterMs: number) {
+  const { chat, connect, send } = PUBLIC_SERVICES.chat.definition;
+  const sends = new UploadPlaces({ ...UPLOAD_PLACES, retryAfterMs });
   return requestGuard({
     authenticated: isPublicPath,
     carriesMedia: (path) => MEDIA_METHOD_PATHS.has(path),
+    placesFor: (path) => (path === send.path ? sends : undefined),
     identify: (md) => auth.identify(getter(md)),
     refused: (path, err) => {
       if (path === chat.path || path === connect.path) metrics.admissionsRefused.inc({ reason: 'unauthenticated' });

@@ -40,7 +40,7 @@ export function httpRole(deps: {
     url: '',
     start: () =>
       parts.all(async () => {
-        const web = deps.gateway ? webRoutes({ upstream: deps.grpcAddress, auth: deps.auth, maxMediaBytes: config.maxMediaBytes, logger, settings: config.web }) : undefined;
+        const web = deps.gateway ? webRoutes({ upstream: deps.grpcAddress, auth: deps.auth, maxMediaBytes: config.maxMediaBytes, retryAfterMs: config.retryAfterMs, logger, settings: config.web }) : undefined;
         if (web) parts.onStop('grpc-web upstream', async () => web.close());
         const http = await startHttpServer({
           addr: config.httpAddr,

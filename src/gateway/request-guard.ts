@@ -13,8 +13,13 @@
  * - only the methods that carry media may send a message that large; every
  *   other request (history, health, reflection) may be SMALL_REQUEST_BYTES,
  *   compressed or not, and a larger one is RESOURCE_EXHAUSTED.
+ * And a third, once the caller is known: a request that may carry an upload
+ * (`Send`) is read only once it holds one of the process's UploadPlaces, and
+ * holds it until it is answered. A token holder's 200 Sends of 16 MiB at once
+ * were otherwise all read together.
  */
 import { ServerInterceptingCall, type Metadata, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
+import type { UploadPlaces } from './upload-places';
 
 /** The largest request of a method that carries no media: ids, page tokens, names (a few hundred bytes in practice). */
 export const SMALL_REQUEST_BYTES = 64 * 1024;
@@ -24,22 +29,49 @@ export interface RequestGuardOptions {
   authenticated: (path: string) => boolean;
   /** Whether this path's requests may be as large as the server's largest message (they carry uploads). */
   carriesMedia: (path: string) => boolean;
-  /** Resolves when the metadata identifies a caller; rejects with why not. */
-  identify: (md: Metadata) => Promise<unknown>;
+  /** Resolves with the caller the metadata identifies; rejects with why not. */
+  identify: (md: Metadata) => Promise<string>;
   /** The status a refused caller gets (and whatever is counted of it). */
   refused: (path: string, err: unknown) => StatusObject;
+  /** The places this path's requests are read and handled in (see UploadPlaces), or undefined: no bound. */
+  placesFor?: (path: string) => UploadPlaces | undefined;
 }
 
 export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
   return (method, call) => {
     if (!opts.carriesMedia(method.path)) limitRequest(call, SMALL_REQUEST_BYTES);
     if (!opts.authenticated(method.path)) return new ServerInterceptingCall(call);
+    const places = opts.placesFor?.(method.path);
+    // The place this call holds, given back once it is answered or cancelled.
+    let release: (() => void) | undefined;
+    let ended = false;
+    const end = () => {
+      ended = true;
+      release?.();
+    };
     return new ServerInterceptingCall(call, {
       start: (next) =>
         next({
-          // Passed on (and the handler started, which asks for the message) only once the caller is known.
-          onReceiveMetadata: (md, pass) => void opts.identify(md).then(() => pass(md), (err: unknown) => call.sendStatus(opts.refused(method.path, err))),
+          // Passed on (and the handler started, which asks for the message) only once the caller is known, and holds
+          // a place if its path has them.
+          onReceiveMetadata: (md, pass) =>
+            void opts
+              .identify(md)
+              .then((caller) => places?.take(caller))
+              .then(
+                (took) => {
+                  release = took;
+                  if (ended) release?.();
+                  else pass(md);
+                },
+                (err: unknown) => call.sendStatus(opts.refused(method.path, err)),
+              ),
+          onCancel: end,
         }),
+      sendStatus: (st, next) => {
+        end();
+        next(st);
+      },
     });
   };
 }

@@ -18,7 +18,10 @@ import { Code, ConnectError, createConnectRouter, encodeBinaryHeader, type Handl
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import { fromBinary, toBinary, type DescMethod, type DescService, type Message } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
+import { ChatFlowError } from '../domain/errors';
 import { SMALL_REQUEST_BYTES } from '../gateway/request-guard';
+import { domainStatus, toStatus } from '../gateway/status';
+import type { UploadPlaces } from '../gateway/upload-places';
 import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST } from '../services';
 import type { HttpRoute } from './server';
 
@@ -32,8 +35,14 @@ export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conv
 const TRANSPORT_HEADERS = new Set(['content-type', 'content-length', 'date', 'te', 'user-agent', 'connection', 'keep-alive', 'transfer-encoding', 'host', 'accept-encoding']);
 
 interface GrpcWebOptions {
-  /** Resolves when the request's headers identify a caller (checked before its body is read); rejects with why not. */
-  identify: (header: (name: string) => string | undefined) => Promise<unknown>;
+  /** Resolves with the caller the request's headers identify (checked before its body is read); rejects with why not. */
+  identify: (header: (name: string) => string | undefined) => Promise<string>;
+  /**
+   * Where a Send's body is read and forwarded: one place per Send, taken before its body is read and held until
+   * it is answered (as on the gRPC server, src/gateway/request-guard.ts; places of their own, since each forwarded
+   * Send then takes one there too).
+   */
+  sends: UploadPlaces;
   /**
    * Address of the native gRPC server (`host:port`), read per call: the HTTP
    * server starts before gRPC is bound. Empty or undefined = not ready yet.
@@ -79,12 +88,21 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
       res.end('no such method over gRPC-Web\n');
       return true;
     }
-    // The caller is identified before its body is read: a refused one costs its headers only (the body is left unread).
+    // The caller is identified, and a Send given a place, before its body is read: a refused one costs its headers
+    // only (the body is left unread).
+    const places = MEDIA_METHOD_PATHS.has(path) ? opts.sends : undefined;
     opts
       .identify((name) => headerOf(req, name))
       .then(
-        () => handler(universalRequestFromNodeRequest(req, res, undefined, undefined)).then((uRes) => universalResponseToNodeResponse(uRes, res)),
-        (err: unknown) => unauthenticated(req, res, err instanceof Error ? err.message : 'unauthenticated'),
+        (caller) =>
+          (places ? places.take(caller) : Promise.resolve(undefined)).then(
+            (release) => {
+              if (release) res.once('close', release);
+              return handler(universalRequestFromNodeRequest(req, res, undefined, undefined)).then((uRes) => universalResponseToNodeResponse(uRes, res));
+            },
+            (err: unknown) => refuse(req, res, toStatus(err, opts.logger)),
+          ),
+        (err: unknown) => refuse(req, res, domainStatus(new ChatFlowError('UNAUTHENTICATED', err instanceof Error ? err.message : 'unauthenticated'))),
       )
       .catch((err: unknown) => {
         const gone = req.destroyed || res.destroyed || ConnectError.from(err).code === Code.Aborted;
@@ -102,13 +120,14 @@ function headerOf(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** UNAUTHENTICATED without a body (trailers-only: the status in the headers); the connection is closed rather than the request body read. */
-function unauthenticated(req: IncomingMessage, res: ServerResponse, message: string): void {
+/** A refusal without a body (trailers-only: the status and its trailers in the headers); the connection is closed rather than the request body read. */
+function refuse(req: IncomingMessage, res: ServerResponse, st: StatusObject): void {
   const type = req.headers['content-type'];
   res.writeHead(200, {
     'content-type': typeof type === 'string' && type.startsWith('application/grpc-web') ? type : 'application/grpc-web+proto',
-    'grpc-status': String(Code.Unauthenticated),
-    'grpc-message': encodeURIComponent(message),
+    'grpc-status': String(st.code),
+    'grpc-message': encodeURIComponent(st.details),
+    ...st.metadata.getMap(),
     connection: 'close',
   });
   res.end();

@@ -1,0 +1,96 @@
+import { ChatFlowError } from '../domain/errors';
+
+/**
+ * How many requests that may carry an upload (a `Send`: up to the server's
+ * largest message, 17 MiB by default) one process reads and handles at once,
+ * and how many of them one client may hold. A request waits for a place before
+ * any of it is read (its stream stays paused: HTTP/2 flow control stops the
+ * sender), and holds it until it is answered. Without a bound, a token holder's
+ * 200 Sends of 16 MiB at once made the server hold 3.2 GB.
+ */
+export interface UploadPlacesOptions {
+  /** Requests read and handled at once, all clients together. */
+  atOnce: number;
+  /** Of which one client may hold at most this many (the others' wait). */
+  perClient: number;
+  /** A request that waited this long for a place is refused (RESOURCE_EXHAUSTED + retry-after-ms). */
+  waitMs: number;
+  /** Requests waiting at most; beyond, refused at once. */
+  maxWaiting: number;
+  /** What the refused are told to wait before trying again. */
+  retryAfterMs: number;
+}
+
+export const UPLOAD_PLACES: Omit<UploadPlacesOptions, 'retryAfterMs'> = { atOnce: 16, perClient: 2, waitMs: 5_000, maxWaiting: 1_000 };
+
+interface Waiter {
+  clientId: string;
+  grant: (release: () => void) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Places for requests that carry uploads: taken in arrival order, a client's own beyond `perClient` skipped until one of its places frees. */
+export class UploadPlaces {
+  private held = 0;
+  private readonly byClient = new Map<string, number>();
+  private readonly waiting: Waiter[] = [];
+
+  constructor(private readonly opts: UploadPlacesOptions) {}
+
+  /** Resolves with the place's release (idempotent) once one is free for `clientId`; rejects when it waited too long or too many wait. */
+  take(clientId: string): Promise<() => void> {
+    // Any place a waiting request could take was given to it when it freed: one free now is for this client's taking.
+    if (this.free(clientId)) return Promise.resolve(this.grant(clientId));
+    if (this.waiting.length >= this.opts.maxWaiting) return Promise.reject(this.busy());
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        clientId,
+        grant: resolve,
+        timer: setTimeout(() => {
+          this.waiting.splice(this.waiting.indexOf(w), 1);
+          reject(this.busy());
+        }, this.opts.waitMs),
+      };
+      this.waiting.push(w);
+    });
+  }
+
+  /** Places held now (for tests and metrics). */
+  get inUse(): number {
+    return this.held;
+  }
+
+  private free(clientId: string): boolean {
+    return this.held < this.opts.atOnce && (this.byClient.get(clientId) ?? 0) < this.opts.perClient;
+  }
+
+  private grant(clientId: string): () => void {
+    this.held++;
+    this.byClient.set(clientId, (this.byClient.get(clientId) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.held--;
+      const n = this.byClient.get(clientId)! - 1;
+      if (n === 0) this.byClient.delete(clientId);
+      else this.byClient.set(clientId, n);
+      this.next();
+    };
+  }
+
+  /** The first waiting request whose client may take a place now gets it. */
+  private next(): void {
+    const i = this.waiting.findIndex((w) => this.free(w.clientId));
+    if (i < 0) return;
+    const [w] = this.waiting.splice(i, 1);
+    clearTimeout(w!.timer);
+    w!.grant(this.grant(w!.clientId));
+  }
+
+  private busy(): ChatFlowError {
+    return new ChatFlowError('RESOURCE_EXHAUSTED', `too many uploads are being received; send again in ${this.opts.retryAfterMs} ms`, {
+      'retry-after-ms': String(this.opts.retryAfterMs),
+    });
+  }
+}

@@ -1,0 +1,62 @@
+import { UploadPlaces } from './upload-places';
+
+describe('UploadPlaces: requests that carry uploads, read a few at a time', () => {
+  const opts = { atOnce: 3, perClient: 2, waitMs: 1_000, maxWaiting: 2, retryAfterMs: 500 };
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+  const state = (p: Promise<unknown>) => {
+    let s = 'waiting';
+    p.then(() => (s = 'granted'), (e: { kind: string; message: string }) => (s = `${e.kind}: ${e.message}`));
+    return () => s;
+  };
+  const settle = () => jest.advanceTimersByTimeAsync(0);
+
+  it('given places free, then a request gets one at once, and no client more than its share', async () => {
+    const places = new UploadPlaces(opts);
+    const [a1, a2, a3, b1] = ['a', 'a', 'a', 'b'].map((c) => state(places.take(c)));
+    await settle();
+    expect([a1!(), a2!(), a3!(), b1!()]).toEqual(['granted', 'granted', 'waiting', 'granted']);
+    expect(places.inUse).toBe(3);
+  });
+
+  it('given every place held, when one is released, then the first waiting request that may take it gets it (a client at its share is skipped)', async () => {
+    const places = new UploadPlaces(opts);
+    const a = await places.take('a');
+    await places.take('a');
+    const b = await places.take('b');
+    const a3 = state(places.take('a'));
+    const c1 = state(places.take('c'));
+    b();
+    await settle();
+    expect([a3(), c1()]).toEqual(['waiting', 'granted']);
+    a();
+    a(); // a release is counted once
+    await settle();
+    expect(a3()).toBe('granted');
+    expect(places.inUse).toBe(3);
+  });
+
+  it('given a request that waited waitMs, then it is refused RESOURCE_EXHAUSTED with when to send again, and leaves the queue', async () => {
+    const places = new UploadPlaces(opts);
+    for (const c of ['a', 'b', 'c']) await places.take(c);
+    const d = state(places.take('d'));
+    await jest.advanceTimersByTimeAsync(999);
+    expect(d()).toBe('waiting');
+    await jest.advanceTimersByTimeAsync(1);
+    expect(d()).toBe('RESOURCE_EXHAUSTED: too many uploads are being received; send again in 500 ms');
+    const e = state(places.take('e'));
+    const f = state(places.take('f'));
+    await settle();
+    expect([e(), f()]).toEqual(['waiting', 'waiting']);
+  });
+
+  it('given maxWaiting requests waiting, then the next is refused at once', async () => {
+    const places = new UploadPlaces(opts);
+    for (const c of ['a', 'b', 'c']) await places.take(c);
+    const waiting = ['d', 'e'].map((c) => state(places.take(c)));
+    const refused = places.take('f').catch((e: unknown) => e);
+    await settle();
+    expect(waiting.map((w) => w())).toEqual(['waiting', 'waiting']);
+    expect(await refused).toMatchObject({ kind: 'RESOURCE_EXHAUSTED', trailers: { 'retry-after-ms': '500' } });
+  });
+});
