@@ -147,6 +147,8 @@ describe('embedded gRPC-Web endpoint', () => {
     const prefix = Buffer.alloc(5);
     prefix.writeUInt32BE(claimed, 1);
     req.write(Buffer.concat([prefix, Buffer.alloc(sent, 0x41)]));
+    // A whole message: the request ends there.
+    if (sent === claimed) req.end();
     try {
       return await new Promise<string>((resolve) => {
         const timer = setTimeout(() => resolve('no answer'), ms);
@@ -188,6 +190,19 @@ describe('embedded gRPC-Web endpoint', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(await partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 7_000)).toMatch(new RegExp(`^${Code.ResourceExhausted} retry-after-ms=\\d+$`));
     expect(await Promise.all(held)).toEqual(['no answer', 'no answer']);
+  }, 20_000);
+
+  it('gives a Send\'s place back when its browser leaves while it waits for one', async () => {
+    const headers = await auth('web-leaver-of-places');
+    const send = '/chatflow.v1.ChatService/Send';
+    // Two Sends being read (4 MiB announced, 1 KiB sent) whose browsers leave after 2 s; two waiting, whose browsers
+    // leave first.
+    const held = [0, 1].map(() => partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 2_000));
+    await new Promise((r) => setTimeout(r, 300));
+    const waiting = [0, 1].map(() => partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 700));
+    expect(await Promise.all([...held, ...waiting])).toEqual(['no answer', 'no answer', 'no answer', 'no answer']);
+    // The client's places are free again: its next Send is read at once (these bytes are no SendRequest).
+    expect(await partialWebCall(send, headers, 8, 8, 3_000)).toMatch(/^\d+$/);
   }, 20_000);
 
   it('frees the slot when the browser closes its stream', async () => {

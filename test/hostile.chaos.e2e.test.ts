@@ -149,6 +149,18 @@ describe('what a request can make the server read', () => {
     expect(['NOT_FOUND', 'INVALID_ARGUMENT', 'INTERNAL']).toContain(await partialCall(send, await headersOf(`after-${n}`), 8, 8, 3_000));
   }, 40_000);
 
+  it('gives a Send\'s place back when its caller leaves while it waits for one', async () => {
+    const md = Object.fromEntries(Object.entries((await metadataFor(t, `leaver-of-places-${++n}`)).getMap()).map(([k, v]) => [k, String(v)]));
+    const send = '/chatflow.v1.ChatService/Send';
+    // Two Sends being read (16 MiB announced, 1 MiB sent) whose callers leave after 2 s; two waiting, whose callers leave first.
+    const held = [0, 1].map(() => partialCall(send, md, 16 * MiB, MiB, 2_000));
+    await new Promise((r) => setTimeout(r, 300));
+    const waiting = [0, 1].map(() => partialCall(send, md, 16 * MiB, MiB, 700));
+    expect(await Promise.all([...held, ...waiting])).toEqual(['no answer', 'no answer', 'no answer', 'no answer']);
+    // The client's places are free again: its next Send is read at once.
+    expect(['NOT_FOUND', 'INVALID_ARGUMENT', 'INTERNAL']).toContain(await partialCall(send, md, 8, 8, 3_000));
+  }, 20_000);
+
   it('refuses a request over 64 KiB to a method that carries no media (history, health, reflection) with RESOURCE_EXHAUSTED as soon as its length is read', async () => {
     const md = await metadataFor(t, `big-request-${++n}`);
     const headers = Object.fromEntries(Object.entries(md.getMap()).map(([k, v]) => [k, String(v)]));
