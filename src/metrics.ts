@@ -38,7 +38,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
     admissionsRefused: new Counter({
       name: 'chatflow_admissions_refused_total',
-      help: 'Connections refused, by reason (full, duplicate, holder-late, unauthenticated, invalid_timezone, timezone_not_allowed, not_found, permission_denied, read_model_behind, unavailable, memory_full, rate_limited, registry_late)',
+      help: 'Connections refused, by reason (full, duplicate, holder-late, unauthenticated, invalid_timezone, timezone_not_allowed, not_found, permission_denied, read_model_behind, unavailable, memory_full, rate_limited, registry_late, invalid_request)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

@@ -161,6 +161,14 @@ describe('what a request can make the server read', () => {
     expect(['NOT_FOUND', 'INVALID_ARGUMENT', 'INTERNAL']).toContain(await partialCall(send, md, 8, 8, 3_000));
   }, 20_000);
 
+  it('answers bytes that are no message of their type: Connect and Send INVALID_ARGUMENT (a Connect is not admitted), history INTERNAL as gRPC has it', async () => {
+    const md = Object.fromEntries(Object.entries((await metadataFor(t, `garbage-${++n}`)).getMap()).map(([k, v]) => [k, String(v)]));
+    // 0x41 starts a 64-bit field, and 7 bytes follow: a truncated message.
+    expect(await partialCall('/chatflow.v1.ChatService/Connect', md, 8, 8)).toBe('INVALID_ARGUMENT');
+    expect(await partialCall('/chatflow.v1.ChatService/Send', md, 8, 8)).toBe('INVALID_ARGUMENT');
+    expect(await partialCall('/chatflow.v1.HistoryService/ListMessages', md, 8, 8)).toBe('INTERNAL');
+  });
+
   it('refuses a request over 64 KiB to a method that carries no media (history, health, reflection) with RESOURCE_EXHAUSTED as soon as its length is read', async () => {
     const md = await metadataFor(t, `big-request-${++n}`);
     const headers = Object.fromEntries(Object.entries(md.getMap()).map(([k, v]) => [k, String(v)]));

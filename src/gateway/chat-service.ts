@@ -19,7 +19,7 @@ import { GatewaySession } from './session';
 import { secondConnection, type HolderProbe } from '../domain/second-connection';
 import { connectRateMessage, decideConnect, type ConnectBucket } from '../domain/connect-rate';
 import { RecentMap } from '../domain/recent-map';
-import { carryError, toChatError, toStatus } from './status';
+import { carryError, domainStatus, toChatError, toStatus } from './status';
 import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, PROBE_PAYLOAD, type RoutedReply } from './routed';
 
 const MAX_CONVERSATION_ID = 128;
@@ -238,6 +238,13 @@ export class ChatGateway {
   }
 
   private connect(call: ServerWritableStream<ConnectRequest, ServerFrame>): void {
+    // A ConnectRequest has no field, but bytes that are no message at all are not one: refused as a Chat frame or a Send would be.
+    const flaw = wireFlawOf(call.request);
+    if (flaw) {
+      this.deps.metrics.admissionsRefused.inc({ reason: 'invalid_request' });
+      call.emit('error', domainStatus(new ChatFlowError('INVALID_ARGUMENT', WIRE_FLAW_MESSAGES[flaw])));
+      return;
+    }
     let session: GatewaySession | undefined;
     call.on('cancelled', () => void session?.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined));
     void this.open(call).then((s) => {
