@@ -42,6 +42,12 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    sendsBusy: new Counter({
+      name: 'chatflow_sends_busy_total',
+      help: 'Sends refused RESOURCE_EXHAUSTED because too many were being received at once (16 per process, 2 per client), by transport (grpc, grpc-web)',
+      labelNames: ['transport'] as const,
+      registers: [registry],
+    }),
     admissionsAccepted: new Counter({ name: 'chatflow_admissions_accepted_total', help: 'Connections admitted', registers: [registry] }),
     disconnects: new Counter({ name: 'chatflow_disconnects_total', help: 'Connections ended, by reason', labelNames: ['reason'] as const, registers: [registry] }),
     messagesAccepted: new Counter({ name: 'chatflow_messages_accepted_total', help: 'Messages durably appended', labelNames: ['kind'] as const, registers: [registry] }),

@@ -189,6 +189,7 @@ describe('embedded gRPC-Web endpoint', () => {
     const held = [partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 8_000), partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 8_000)];
     await new Promise((r) => setTimeout(r, 300));
     expect(await partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 7_000)).toMatch(new RegExp(`^${Code.ResourceExhausted} retry-after-ms=\\d+$`));
+    expect(await metric(t, 'chatflow_sends_busy_total{transport="grpc-web"}')).toBe(1);
     expect(await Promise.all(held)).toEqual(['no answer', 'no answer']);
   }, 20_000);
 

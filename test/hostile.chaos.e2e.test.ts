@@ -6,7 +6,7 @@ import { SignJWT } from 'jose';
 import { ClientFrame, ServerFrame } from '../src/gen/chatflow/v1/chat';
 import { SimulatedLlm } from '../src/llm/simulated';
 import type { LlmProvider } from '../src/llm/port';
-import { codeName, connected, metadataFor, openChat, startTestApp, type ChatStream, type TestApp } from './harness';
+import { codeName, connected, metadataFor, metric, openChat, startTestApp, type ChatStream, type TestApp } from './harness';
 import { idempotencyCases, openRetrying, resendWhileProcessingCase } from './idempotency.cases';
 
 /*
@@ -129,6 +129,8 @@ describe('what a request can make the server read', () => {
     const headersOf = async (clientId: string) => Object.fromEntries(Object.entries((await metadataFor(t, clientId)).getMap()).map(([k, v]) => [k, String(v)]));
     const send = '/chatflow.v1.ChatService/Send';
     const trickler = await headersOf(`trickler-${++n}`);
+    const busy = async () => (await metric(t, 'chatflow_sends_busy_total{transport="grpc"}')) || 0;
+    const busyBefore = await busy();
     // Two Sends that announce 16 MiB, send 1 MiB and never the rest: each holds the client's place while it is read.
     const held = [partialCall(send, trickler, 16 * MiB, MiB, 9_000), partialCall(send, trickler, 16 * MiB, MiB, 9_000)];
     await new Promise((r) => setTimeout(r, 500));
@@ -145,6 +147,7 @@ describe('what a request can make the server read', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(await partialCall(send, await headersOf(`late-${n}`), 8, 8, 8_000)).toMatch(/^RESOURCE_EXHAUSTED retry-after-ms=\d+$/);
     await Promise.all(filling);
+    expect((await busy()) - busyBefore).toBe(2);
     // Their places given back once they went: a Send is read again at once.
     expect(['NOT_FOUND', 'INVALID_ARGUMENT', 'INTERNAL']).toContain(await partialCall(send, await headersOf(`after-${n}`), 8, 8, 3_000));
   }, 40_000);

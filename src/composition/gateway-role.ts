@@ -106,7 +106,7 @@ export async function recordLeftoverSessions(deps: { registry: ConnectionRegistr
  */
 function guardOf(auth: TokenAuthority, metrics: Metrics, logger: Logger, retryAfterMs: number) {
   const { chat, connect, send } = PUBLIC_SERVICES.chat.definition;
-  const sends = new UploadPlaces({ ...UPLOAD_PLACES, retryAfterMs });
+  const sends = new UploadPlaces({ ...UPLOAD_PLACES, retryAfterMs, onBusy: () => metrics.sendsBusy.inc({ transport: 'grpc' }) });
   return requestGuard({
     authenticated: isPublicPath,
     carriesMedia: (path) => MEDIA_METHOD_PATHS.has(path),

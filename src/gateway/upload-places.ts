@@ -19,9 +19,11 @@ export interface UploadPlacesOptions {
   maxWaiting: number;
   /** What the refused are told to wait before trying again. */
   retryAfterMs: number;
+  /** Called for each request refused for want of a place (a metric). */
+  onBusy?: () => void;
 }
 
-export const UPLOAD_PLACES: Omit<UploadPlacesOptions, 'retryAfterMs'> = { atOnce: 16, perClient: 2, waitMs: 5_000, maxWaiting: 1_000 };
+export const UPLOAD_PLACES: Omit<UploadPlacesOptions, 'retryAfterMs' | 'onBusy'> = { atOnce: 16, perClient: 2, waitMs: 5_000, maxWaiting: 1_000 };
 
 interface Waiter {
   clientId: string;
@@ -89,6 +91,7 @@ export class UploadPlaces {
   }
 
   private busy(): ChatFlowError {
+    this.opts.onBusy?.();
     return new ChatFlowError('RESOURCE_EXHAUSTED', `too many uploads are being received; send again in ${this.opts.retryAfterMs} ms`, {
       'retry-after-ms': String(this.opts.retryAfterMs),
     });

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { TokenAuthority } from '../auth/tokens';
-import { UPLOAD_PLACES, UploadPlaces } from '../gateway/upload-places';
+import type { UploadPlaces } from '../gateway/upload-places';
 import { devTokenRoute } from './dev-token';
 import { grpcWebRoute } from './grpc-web';
 import type { HttpRoute } from './server';
@@ -16,16 +16,15 @@ export function webRoutes(opts: {
   upstream: () => string | undefined;
   auth: Pick<TokenAuthority, 'mint' | 'identify'>;
   maxMediaBytes: number;
-  /** What a Send refused for want of a place is told to wait (CHATFLOW_RETRY_AFTER_MS). */
-  retryAfterMs: number;
+  /** The places the embedded endpoint reads Sends in (see grpcWebRoute). */
+  sends: UploadPlaces;
   logger: Logger;
   settings: WebSettings;
 }): { routes: HttpRoute[]; close(): void } {
   const { settings } = opts;
   const logger = opts.logger.child({ component: 'web' });
   // A Send carries one media file (plus a little framing); base64 is never used (binary gRPC-Web).
-  const sends = new UploadPlaces({ ...UPLOAD_PLACES, retryAfterMs: opts.retryAfterMs });
-  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, identify: (header) => opts.auth.identify(header), sends, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger });
+  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, identify: (header) => opts.auth.identify(header), sends: opts.sends, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger });
   return {
     routes: [grpcWeb, devTokenRoute({ enabled: settings.devTokens, auth: opts.auth, logger }), webPageRoute({ settings, logger })],
     /** Closes the embedded gRPC-Web endpoint's connection to the gRPC server. */
