@@ -50,6 +50,16 @@ class WebStream {
   }
 }
 
+/**
+ * The chat page's own session class (gateway/web/session.ts), run in Node against the embedded endpoint. Loaded at
+ * run time: the page is typechecked with its browser settings (`tsc -p gateway/web`), which this project's do not have.
+ */
+function pageSession(): { PageChatSession: new (apiUrl: string, identity: { clientId: string; token?: string }, timeZone: string, events: object) => { connect(): void; disconnect(): void; send(content: object): string } } {
+  const path = '../gateway/web/session';
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(path);
+}
+
 describe('embedded gRPC-Web endpoint', () => {
   let t: TestApp;
   let chat: Client<typeof ChatService>;
@@ -192,6 +202,36 @@ describe('embedded gRPC-Web endpoint', () => {
     expect(await metric(t, 'chatflow_sends_busy_total{transport="grpc-web"}')).toBe(1);
     expect(await Promise.all(held)).toEqual(['no answer', 'no answer']);
   }, 20_000);
+
+  it('the page sends a message again after retry-after-ms when the server was too busy to read it, rather than call it too large', async () => {
+    const clientId = 'web-page-busy';
+    const headers = await auth(clientId);
+    const events = { failed: [] as string[], accepted: [] as string[], states: [] as string[] };
+    const shim = globalThis as { window?: unknown };
+    shim.window = globalThis; // the page's timers
+    const page = new (pageSession().PageChatSession)(t.app.httpUrl, { clientId, token: await t.app.auth.mint(clientId) }, 'Europe/Paris', {
+      state: (st: string) => events.states.push(st),
+      notice: () => undefined,
+      frame: (f: ServerFrame) => void (f.frame.case === 'accepted' && events.accepted.push(f.frame.value.clientMessageId)),
+      sendFailed: (id: string, text: string) => events.failed.push(`${id}: ${text}`),
+    });
+    try {
+      page.connect();
+      for (const end = Date.now() + 5_000; !events.states.includes('connected') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      // The client's two places held by Sends still coming, for 6.5 s: the page's Send waits 5 s, is refused, and is
+      // sent again 3 s later (CHATFLOW_RETRY_AFTER_MS), when they are gone.
+      const held = [0, 1].map(() => partialWebCall('/chatflow.v1.ChatService/Send', headers, 4 * 1024 * 1024, 1024, 6_500));
+      await new Promise((r) => setTimeout(r, 300));
+      const id = page.send({ case: 'text', value: 'are you busy?' });
+      for (const end = Date.now() + 15_000; !events.accepted.includes(id) && events.failed.length === 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+      await Promise.all(held);
+      expect(events.failed).toEqual([]);
+      expect(events.accepted).toContain(id);
+    } finally {
+      page.disconnect();
+      delete shim.window;
+    }
+  }, 30_000);
 
   it('gives a Send\'s place back when its browser leaves while it waits for one', async () => {
     const headers = await auth('web-leaver-of-places');

@@ -4,6 +4,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { ChatService, type ServerFrame, type UserMessageSchema, type Welcome } from './gen/chatflow/v1/chat_pb';
 import { HistoryService } from './gen/chatflow/v1/history_pb';
 import { authHeaders, type Identity } from './auth';
+import { onSendRefused } from './send-outcome';
 
 export type Content = MessageInitShape<typeof UserMessageSchema>['content'];
 
@@ -210,15 +211,15 @@ export class PageChatSession {
       const err = ConnectError.from(e);
       item.inFlight = false;
       if (this.sessionId !== sessionId) return; // reconnecting: it goes again after the next Welcome
-      const transient = err.code === Code.Unavailable || err.code === Code.Unknown || err.code === Code.Canceled;
-      if (transient && attempt < 3) {
+      const next = onSendRefused(err, attempt);
+      if ('retryInMs' in next) {
         window.setTimeout(() => {
           if (this.outbox.has(item.clientMessageId) && this.sessionId === sessionId) void this.post(item, attempt + 1);
-        }, 500 * 2 ** attempt);
+        }, next.retryInMs);
         return;
       }
       this.outbox.delete(item.clientMessageId);
-      this.events.sendFailed(item.clientMessageId, sendFailure(err), transient || err.code === Code.NotFound);
+      this.events.sendFailed(item.clientMessageId, next.text, next.retryable);
     }
   }
 
@@ -292,17 +293,6 @@ export class PageChatSession {
     this.state = state;
     if (state !== 'connected') this.welcome = undefined;
     this.events.state(state, welcome);
-  }
-}
-
-function sendFailure(err: ConnectError): string {
-  switch (err.code) {
-    case Code.ResourceExhausted:
-      return `Too large: ${err.rawMessage}`;
-    case Code.NotFound:
-      return `Not delivered (the session moved): ${err.rawMessage}`;
-    default:
-      return err.rawMessage || `failed (${Code[err.code]})`;
   }
 }
 

@@ -11,7 +11,7 @@ import { ChatFlowError } from '../domain/errors';
 export interface UploadPlacesOptions {
   /** Requests read and handled at once, all clients together. */
   atOnce: number;
-  /** Of which one client may hold at most this many (the others' wait). */
+  /** Of which one client may hold at most this many (its others wait). */
   perClient: number;
   /** A request that waited this long for a place is refused (RESOURCE_EXHAUSTED + retry-after-ms). */
   waitMs: number;
