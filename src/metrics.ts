@@ -44,7 +44,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     }),
     sendsBusy: new Counter({
       name: 'chatflow_sends_busy_total',
-      help: 'Sends refused RESOURCE_EXHAUSTED because too many were being received at once (16 per process, 2 per client), by transport (grpc, grpc-web)',
+      help: 'Sends refused RESOURCE_EXHAUSTED because too many were being received at once (CHATFLOW_SENDS_AT_ONCE, CHATFLOW_SENDS_PER_CLIENT), by transport (grpc, grpc-web)',
       labelNames: ['transport'] as const,
       registers: [registry],
     }),

@@ -8,7 +8,7 @@ import type { EventLog } from '../eventlog/port';
 import { ChatGateway, getter } from '../gateway/chat-service';
 import { historyService } from '../gateway/history-service';
 import { requestGuard } from '../gateway/request-guard';
-import { UPLOAD_PLACES, UploadPlaces } from '../gateway/upload-places';
+import { sendPlaces } from '../gateway/upload-places';
 import { toStatus } from '../gateway/status';
 import { checkedChatService } from '../gateway/wire-check';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
@@ -73,7 +73,7 @@ export function gatewayRole(deps: {
           chat: [checkedChatService(), gateway.service],
           history: [PUBLIC_SERVICES.history.definition, history],
         };
-        role.grpcPort = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(auth, deps.metrics, logger, config.retryAfterMs));
+        role.grpcPort = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(config, auth, deps.metrics, logger));
         const host = splitAddr(config.grpcAddr).host;
         role.grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${role.grpcPort}`;
       }),
@@ -104,9 +104,9 @@ export async function recordLeftoverSessions(deps: { registry: ConnectionRegistr
  * Chat or Connect counts as a refused admission, as it did when the handler
  * refused it.
  */
-function guardOf(auth: TokenAuthority, metrics: Metrics, logger: Logger, retryAfterMs: number) {
+function guardOf(config: Config, auth: TokenAuthority, metrics: Metrics, logger: Logger) {
   const { chat, connect, send } = PUBLIC_SERVICES.chat.definition;
-  const sends = new UploadPlaces({ ...UPLOAD_PLACES, retryAfterMs, onBusy: () => metrics.sendsBusy.inc({ transport: 'grpc' }) });
+  const sends = sendPlaces(config, () => metrics.sendsBusy.inc({ transport: 'grpc' }));
   return requestGuard({
     authenticated: isPublicPath,
     carriesMedia: (path) => MEDIA_METHOD_PATHS.has(path),

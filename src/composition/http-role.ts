@@ -5,7 +5,7 @@ import { listenError } from '../listen-error';
 import type { Metrics } from '../metrics';
 import { splitAddr, startHttpServer, type HttpRoute } from '../http/server';
 import { webRoutes } from '../http/web';
-import { UPLOAD_PLACES, UploadPlaces } from '../gateway/upload-places';
+import { sendPlaces } from '../gateway/upload-places';
 import { Lifecycle, type Part } from './lifecycle';
 
 export interface HttpRole extends Part {
@@ -41,7 +41,7 @@ export function httpRole(deps: {
     url: '',
     start: () =>
       parts.all(async () => {
-        const web = deps.gateway ? webRoutes({ upstream: deps.grpcAddress, auth: deps.auth, maxMediaBytes: config.maxMediaBytes, sends: webSends(config, deps.metrics), logger, settings: config.web }) : undefined;
+        const web = deps.gateway ? webRoutes({ upstream: deps.grpcAddress, auth: deps.auth, maxMediaBytes: config.maxMediaBytes, sends: sendPlaces(config, () => deps.metrics.sendsBusy.inc({ transport: 'grpc-web' })), logger, settings: config.web }) : undefined;
         if (web) parts.onStop('grpc-web upstream', async () => web.close());
         const http = await startHttpServer({
           addr: config.httpAddr,
@@ -60,9 +60,4 @@ export function httpRole(deps: {
     stop: () => parts.stopAll(),
   };
   return role;
-}
-
-/** The embedded gRPC-Web endpoint's places for Sends: its own, since each Send it forwards takes one on the gRPC server too. */
-function webSends(config: Config, metrics: Metrics): UploadPlaces {
-  return new UploadPlaces({ ...UPLOAD_PLACES, retryAfterMs: config.retryAfterMs, onBusy: () => metrics.sendsBusy.inc({ transport: 'grpc-web' }) });
 }

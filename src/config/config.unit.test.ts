@@ -61,6 +61,12 @@ describe('configuration', () => {
     expect(() => loadConfig({ CHATFLOW_AUTH_SECRET: 'short' })).toThrow(/at least 32/);
   });
 
+  it('given the Sends read at once, in all and per client, then they are the upload places\' sizes; none is refused', () => {
+    expect(loadConfig({}).sends).toEqual({ atOnce: 16, perClient: 2 });
+    expect(loadConfig({ CHATFLOW_SENDS_AT_ONCE: '64', CHATFLOW_SENDS_PER_CLIENT: '4' }).sends).toEqual({ atOnce: 64, perClient: 4 });
+    expect(() => loadConfig({ CHATFLOW_SENDS_AT_ONCE: '0' })).toThrow(/CHATFLOW_SENDS_AT_ONCE/);
+  });
+
   it('documents every variable with its default', () => {
     expect(configTable()).toMatch(/\| `CHATFLOW_MAX_CLIENTS` \| `50` \|/);
   });

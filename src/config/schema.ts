@@ -74,6 +74,8 @@ export const SETTINGS = {
   CHATFLOW_RETRY_AFTER_MS: { schema: int(0), default: '2000', doc: 'hint sent in the `retry-after-ms` trailer (or `retry_after_ms` of a `ChatError`) when the server is full or an engine it needs is unavailable' },
   CHATFLOW_SIM_DELAY_SCALE: { schema: z.coerce.number().min(0).max(100), default: '1', doc: 'multiplies the simulated processing times; `0` = none' },
   CHATFLOW_MAX_MEDIA_BYTES: { schema: int(1), default: '8388608', doc: 'largest media accepted (bytes)' },
+  CHATFLOW_SENDS_AT_ONCE: { schema: int(1, 10_000), default: '16', doc: '`Send`s (each may carry an upload, up to 2 × `CHATFLOW_MAX_MEDIA_BYTES` + 1 MiB) a gateway reads and answers at once, all clients together: one more waits unread, and after 5 s is refused `RESOURCE_EXHAUSTED` + `retry-after-ms` (the embedded gRPC-Web endpoint has as many of its own)' },
+  CHATFLOW_SENDS_PER_CLIENT: { schema: int(1, 10_000), default: '2', doc: 'of those, how many one client may have read at once' },
   CHATFLOW_MAX_TEXT_CHARS: { schema: int(1), default: '16000', doc: 'longest text message accepted (Unicode characters)' },
   CHATFLOW_SLOW_CLIENT_TIMEOUT_MS: { schema: int(1000), default: '60000', doc: 'a client that takes none of its queued replies for this long is cut off (`RESOURCE_EXHAUSTED`); one that reads is only slowed down' },
   CHATFLOW_APPEND_TIMEOUT_MS: { schema: int(100), default: '5000', doc: 'a message not durably in the event log (with its media stored) within this gets `ChatError{UNAVAILABLE, retry_after_ms}` instead of `Accepted`; a resend with the same `client_message_id` is recognised if the late append went through' },

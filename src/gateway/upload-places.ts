@@ -1,3 +1,4 @@
+import type { Config } from '../config/config';
 import { ChatFlowError } from '../domain/errors';
 
 /**
@@ -23,7 +24,14 @@ export interface UploadPlacesOptions {
   onBusy?: () => void;
 }
 
-export const UPLOAD_PLACES: Omit<UploadPlacesOptions, 'retryAfterMs' | 'onBusy'> = { atOnce: 16, perClient: 2, waitMs: 5_000, maxWaiting: 1_000 };
+/** A Send waits at most this long for a place, and at most this many wait (each holds its stream's flow-control window, 64 KiB). */
+const SEND_WAIT_MS = 5_000;
+const SENDS_WAITING = 1_000;
+
+/** A process's places for Sends, as configured (CHATFLOW_SENDS_AT_ONCE, CHATFLOW_SENDS_PER_CLIENT); `onBusy` counts the refused. */
+export function sendPlaces(config: Pick<Config, 'sends' | 'retryAfterMs'>, onBusy: () => void): UploadPlaces {
+  return new UploadPlaces({ ...config.sends, waitMs: SEND_WAIT_MS, maxWaiting: SENDS_WAITING, retryAfterMs: config.retryAfterMs, onBusy });
+}
 
 interface Waiter {
   clientId: string;
