@@ -7,7 +7,7 @@ import { ChatFlowError } from '../domain/errors';
  * and how many of them one client may hold. A request waits for a place before
  * any of it is read (its stream stays paused: HTTP/2 flow control stops the
  * sender), and holds it until it is answered. Without a bound, a token holder's
- * 200 Sends of 16 MiB at once made the server hold 3.2 GB.
+ * 200 Sends of 16 MiB at once took the server to 3.5 GB.
  */
 export interface UploadPlacesOptions {
   /** Requests read and handled at once, all clients together. */
