@@ -38,9 +38,11 @@ export type PublicServiceKey = keyof typeof PUBLIC_SERVICES;
 
 export const PUBLIC_SERVICE_LIST: readonly PublicService[] = Object.values(PUBLIC_SERVICES);
 
+const PUBLIC_PREFIXES = PUBLIC_SERVICE_LIST.map((s) => `/${s.name}/`);
+
 /** Whether a gRPC path (`/package.Service/Method`) is a method of a public service: its callers must be identified. */
 export function isPublicPath(path: string): boolean {
-  return PUBLIC_SERVICE_LIST.some((s) => path.startsWith(`/${s.name}/`));
+  return PUBLIC_PREFIXES.some((p) => path.startsWith(p));
 }
 
 /**

@@ -42,13 +42,9 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
     if (!opts.carriesMedia(method.path)) limitRequest(call, SMALL_REQUEST_BYTES);
     if (!opts.authenticated(method.path)) return new ServerInterceptingCall(call);
     const places = opts.placesFor?.(method.path);
-    // The place this call holds, given back once it is answered or cancelled.
-    let release: (() => void) | undefined;
-    let ended = false;
-    const end = () => {
-      ended = true;
-      release?.();
-    };
+    // Aborted once the call is answered or cancelled: the place it holds or waits for is given back (UploadPlaces.take).
+    const ended = places && new AbortController();
+    const end = () => ended?.abort();
     return new ServerInterceptingCall(call, {
       start: (next) =>
         next({
@@ -57,12 +53,10 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
           onReceiveMetadata: (md, pass) =>
             void opts
               .identify(md)
-              .then((caller) => places?.take(caller))
+              .then((caller) => places?.take(caller, ended!.signal))
               .then(
-                (took) => {
-                  release = took;
-                  if (ended) release?.();
-                  else pass(md);
+                () => {
+                  if (!ended?.signal.aborted) pass(md);
                 },
                 (err: unknown) => call.sendStatus(opts.refused(method.path, err)),
               ),

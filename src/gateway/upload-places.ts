@@ -47,22 +47,45 @@ export class UploadPlaces {
 
   constructor(private readonly opts: UploadPlacesOptions) {}
 
-  /** Resolves with the place's release (idempotent) once one is free for `clientId`; rejects when it waited too long or too many wait. */
-  take(clientId: string): Promise<() => void> {
+  /**
+   * Resolves with the place's release (idempotent) once one is free for `clientId`; rejects when it waited too long
+   * or too many wait. `ended` aborts when the request is over (answered, cancelled, its client gone): the place it
+   * holds is given back then, and one that was still waiting leaves the queue (resolving with nothing to release).
+   */
+  take(clientId: string, ended?: AbortSignal): Promise<() => void> {
+    const holding = (release: () => void) => {
+      ended?.addEventListener('abort', release, { once: true });
+      return release;
+    };
+    if (ended?.aborted) return Promise.resolve(() => undefined);
     // Any place a waiting request could take was given to it when it freed: one free now is for this client's taking.
-    if (this.free(clientId)) return Promise.resolve(this.grant(clientId));
+    if (this.free(clientId)) return Promise.resolve(holding(this.grant(clientId)));
     if (this.waiting.length >= this.opts.maxWaiting) return Promise.reject(this.busy());
     return new Promise((resolve, reject) => {
+      const leave = () => {
+        this.unwait(w);
+        resolve(() => undefined);
+      };
       const w: Waiter = {
         clientId,
-        grant: resolve,
+        grant: (release) => {
+          ended?.removeEventListener('abort', leave);
+          resolve(holding(release));
+        },
         timer: setTimeout(() => {
-          this.waiting.splice(this.waiting.indexOf(w), 1);
+          ended?.removeEventListener('abort', leave);
+          this.unwait(w);
           reject(this.busy());
         }, this.opts.waitMs),
       };
+      ended?.addEventListener('abort', leave, { once: true });
       this.waiting.push(w);
     });
+  }
+
+  private unwait(w: Waiter): void {
+    clearTimeout(w.timer);
+    this.waiting.splice(this.waiting.indexOf(w), 1);
   }
 
   /** Places held now (for tests and metrics). */
@@ -93,9 +116,9 @@ export class UploadPlaces {
   private next(): void {
     const i = this.waiting.findIndex((w) => this.free(w.clientId));
     if (i < 0) return;
-    const [w] = this.waiting.splice(i, 1);
-    clearTimeout(w!.timer);
-    w!.grant(this.grant(w!.clientId));
+    const w = this.waiting[i]!;
+    this.unwait(w);
+    w.grant(this.grant(w.clientId));
   }
 
   private busy(): ChatFlowError {

@@ -59,4 +59,21 @@ describe('UploadPlaces: requests that carry uploads, read a few at a time', () =
     expect(waiting.map((w) => w())).toEqual(['waiting', 'waiting']);
     expect(await refused).toMatchObject({ kind: 'RESOURCE_EXHAUSTED', trailers: { 'retry-after-ms': '500' } });
   });
+
+  it('given a request that ends while it waits, then it leaves the queue, and one that ends while it holds a place gives it back', async () => {
+    const places = new UploadPlaces(opts);
+    const ends = ['a', 'b', 'c'].map(() => new AbortController());
+    await Promise.all(['a', 'b', 'c'].map((c, i) => places.take(c, ends[i]!.signal)));
+    const gone = new AbortController();
+    const d = state(places.take('d', gone.signal));
+    const e = state(places.take('e'));
+    gone.abort();
+    const f = state(places.take('f'));
+    await settle();
+    expect([d(), e(), f()]).toEqual(['granted', 'waiting', 'waiting']);
+    ends[0]!.abort();
+    await settle();
+    expect([e(), f()]).toEqual(['granted', 'waiting']);
+    expect(places.inUse).toBe(3);
+  });
 });

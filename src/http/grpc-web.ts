@@ -91,21 +91,16 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
     // The caller is identified, and a Send given a place, before its body is read: a refused one costs its headers
     // only (the body is left unread).
     const places = MEDIA_METHOD_PATHS.has(path) ? opts.sends : undefined;
-    // The place is given back once the response is over, however it ends, also when the browser left while it waited.
-    let release: (() => void) | undefined;
-    let over = false;
-    res.once('close', () => {
-      over = true;
-      release?.();
-    });
+    // Aborted once the response is over, however it ends: the place it holds or waits for is given back (UploadPlaces.take).
+    const ended = places && new AbortController();
+    if (ended) res.once('close', () => ended.abort());
     opts
       .identify((name) => headerOf(req, name))
       .then(
         (caller) =>
-          (places ? places.take(caller) : Promise.resolve(undefined)).then(
-            (took) => {
-              release = took;
-              if (over) return release?.();
+          (places ? places.take(caller, ended!.signal) : Promise.resolve()).then(
+            () => {
+              if (ended?.signal.aborted) return;
               return handler(universalRequestFromNodeRequest(req, res, undefined, undefined)).then((uRes) => universalResponseToNodeResponse(uRes, res));
             },
             (err: unknown) => refuse(req, res, toStatus(err, opts.logger)),
