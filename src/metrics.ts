@@ -52,6 +52,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     disconnects: new Counter({ name: 'chatflow_disconnects_total', help: 'Connections ended, by reason', labelNames: ['reason'] as const, registers: [registry] }),
     messagesAccepted: new Counter({ name: 'chatflow_messages_accepted_total', help: 'Messages durably appended', labelNames: ['kind'] as const, registers: [registry] }),
     messagesRejected: new Counter({ name: 'chatflow_messages_rejected_total', help: 'Messages refused with a ChatError', labelNames: ['code'] as const, registers: [registry] }),
+    inputHeld: new Counter({ name: 'chatflow_input_held_total', help: 'Times a Chat stream\'s input stopped being read because its client was behind: outbound (it does not read its replies), appends, uploads (waiting to be stored), unanswered (CHATFLOW_UNANSWERED_PER_CLIENT reached)', labelNames: ['reason'] as const, registers: [registry] }),
     messagesProcessing: new Gauge({ name: 'chatflow_messages_processing', help: 'Messages being processed by this worker', registers: [registry] }),
     messagesProcessingPeak: new Gauge({ name: 'chatflow_messages_processing_peak', help: 'Highest number of messages in processing at once, since start', registers: [registry] }),
     projectionLag: new Gauge({ name: 'chatflow_projection_lag_events', help: 'Events in the log not yet applied to the read models by this projector', registers: [registry] }),

@@ -1,12 +1,12 @@
 import http2 from 'node:http2';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Client, credentials, Metadata, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
+import { Client, credentials, Metadata, type ClientDuplexStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { SignJWT } from 'jose';
 import { ClientFrame, ServerFrame } from '../src/gen/chatflow/v1/chat';
 import { SimulatedLlm } from '../src/llm/simulated';
 import type { LlmProvider } from '../src/llm/port';
-import { codeName, connected, metadataFor, metric, openChat, startTestApp, type ChatStream, type TestApp } from './harness';
+import { codeName, connected, metadataFor, metric, openChat, startTestApp, unary, type ChatStream, type TestApp } from './harness';
 import { idempotencyCases, openRetrying, resendWhileProcessingCase } from './idempotency.cases';
 
 /*
@@ -280,6 +280,70 @@ describe('flow control instead of disconnection', () => {
     s.end();
     expect(codeName((await s.status).code)).toBe('OK');
   });
+});
+
+describe("one client's unanswered messages", () => {
+  /** Resolves once `pred` holds, polled every 50 ms; throws after `ms`. */
+  async function eventually(pred: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+    const end = Date.now() + ms;
+    while (!(await pred())) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  const processing = () => metric(t, 'chatflow_messages_processing');
+  afterEach(() => llm.release());
+
+  it('reads at most 100 unanswered messages of a Chat stream: a flood waits unread (nothing refused), and another client\'s message goes to processing at once', async () => {
+    llm.reset();
+    const flooder = await connected(t, `flooder-${++n}`);
+    // More than the 500 the workers process at once: without a bound per client, the bystander's message would wait behind 200 of these.
+    const total = 700;
+    for (let i = 0; i < total; i++) flooder.text(`flood ${i}`, `f${i}`);
+    await eventually(async () => (await processing()) >= 100, 10_000, '100 messages in processing');
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(flooder.of('accepted')).toHaveLength(100);
+    expect(await processing()).toBe(100);
+
+    const bystander = await connected(t, `bystander-${n}`);
+    bystander.text('my turn?', 'b1');
+    await bystander.until((f) => f.some((x) => x.frame?.$case === 'accepted'), 10_000, 'Accepted');
+    await eventually(async () => (await processing()) === 101, 10_000, "the bystander's message in processing");
+
+    llm.release();
+    await bystander.reply('b1');
+    await flooder.until(() => flooder.of('response').length === total, 60_000, `${total} replies`);
+    expect(flooder.of('accepted')).toHaveLength(total);
+    expect(flooder.of('error')).toHaveLength(0);
+    expect(new Set(flooder.of('response').map((r) => r.response.inReplyTo)).size).toBe(total);
+    flooder.end();
+    bystander.end();
+    expect(codeName((await flooder.status).code)).toBe('OK');
+  }, 90_000);
+
+  it('refuses a Send beyond 100 unanswered messages of its session with RESOURCE_EXHAUSTED + retry-after-ms, not stored: the same Send is taken once an answer came', async () => {
+    llm.reset();
+    const md = await metadataFor(t, `browser-flooder-${++n}`);
+    const call = t.chat.connect({}, md);
+    const frames: ServerFrame[] = [];
+    call.on('data', (f: ServerFrame) => frames.push(f));
+    call.on('error', () => undefined);
+    await eventually(async () => frames.length > 0, 10_000, 'Welcome');
+    const w = frames[0].frame;
+    if (w?.$case !== 'welcome') throw new Error('no welcome');
+    const sessionId = w.welcome.sessionId;
+    const send = (i: number) => unary(t.chat.send.bind(t.chat), { sessionId, message: { clientMessageId: `s${i}`, content: { $case: 'text', text: `send ${i}` } } }, md);
+    // Two at a time, as the server reads a client's Sends.
+    for (let i = 0; i < 100; i += 2) await Promise.all([send(i), send(i + 1)]);
+    const refused = await send(100).then(() => 'taken', (err: ServiceError) => `${codeName(err.code)} ${String(err.metadata.get('retry-after-ms')[0])} ${err.details}`);
+    expect(refused).toMatch(/^RESOURCE_EXHAUSTED \d+ .*100 messages .* wait for their answer/);
+    llm.release();
+    await eventually(async () => frames.filter((f) => f.frame?.$case === 'response').length === 100, 30_000, '100 replies');
+    const ack = await send(100);
+    expect(ack.duplicate).toBe(false);
+    await eventually(async () => frames.filter((f) => f.frame?.$case === 'response').length === 101, 10_000, 'its reply');
+    call.cancel();
+  }, 60_000);
 });
 
 describe('read your writes', () => {

@@ -26,6 +26,8 @@ export interface Config {
   maxMediaBytes: number;
   /** Sends read and answered at once, in all and per client (see UploadPlaces). */
   sends: { atOnce: number; perClient: number };
+  /** Messages one client may have unanswered at once (see src/domain/input-flow.ts). */
+  unansweredPerClient: number;
   maxTextChars: number;
   slowClientTimeoutMs: number;
   readYourWritesMs: number;
@@ -92,6 +94,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxMediaBytes: c.CHATFLOW_MAX_MEDIA_BYTES,
     maxTextChars: c.CHATFLOW_MAX_TEXT_CHARS,
     sends: { atOnce: c.CHATFLOW_SENDS_AT_ONCE, perClient: c.CHATFLOW_SENDS_PER_CLIENT },
+    unansweredPerClient: c.CHATFLOW_UNANSWERED_PER_CLIENT,
     slowClientTimeoutMs: c.CHATFLOW_SLOW_CLIENT_TIMEOUT_MS,
     readYourWritesMs: c.CHATFLOW_READ_YOUR_WRITES_MS,
     appendTimeoutMs: c.CHATFLOW_APPEND_TIMEOUT_MS,

@@ -6,6 +6,7 @@ import { ServerFrame, type Accepted, type UserMessage } from '../gen/chatflow/v1
 import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
+import { behind, mayTakeMessage, unansweredMessage } from '../domain/input-flow';
 import { ChatFlowError } from '../domain/errors';
 import { LATE, orLate } from '../resilience/late';
 import { retry } from '../resilience/retry';
@@ -418,6 +419,7 @@ export class GatewaySession {
       const acceptedAt = this.awaitingReply.get(inReplyTo);
       if (acceptedAt !== undefined) {
         this.awaitingReply.delete(inReplyTo);
+        this.updateInputFlow();
         const now = this.deps.clock();
         this.deps.metrics.replyLatencySeconds.observe((now - acceptedAt) / 1000);
         const made = f.$case === 'response' ? f.response.time : undefined;
@@ -474,6 +476,13 @@ export class GatewaySession {
         this.acknowledgeDuplicate(a);
       }, () => undefined);
       return this.withinAppendTimeout(again, () => undefined);
+    }
+    const bound = this.deps.config.unansweredPerClient;
+    // A Chat stream is not read beyond the bound (see updateInputFlow), so this refuses Sends: a unary call has no flow control.
+    if (!mayTakeMessage(this.unanswered, bound)) {
+      const retryAfterMs = this.deps.config.retryAfterMs;
+      this.deps.metrics.messagesRejected.inc({ code: 'RESOURCE_EXHAUSTED' });
+      return Promise.reject(new ChatFlowError('RESOURCE_EXHAUSTED', unansweredMessage(bound, retryAfterMs), { 'retry-after-ms': String(retryAfterMs) }));
     }
     const messageId = messageIdFor(this.info.clientId, this.info.conversationId, cmid);
     // Looked up at once, not in turn: a burst's lookups overlap (one after another, 12 reads of a busy
@@ -810,21 +819,34 @@ export class GatewaySession {
     this.updateInputFlow();
   }
 
+  /** Messages of this stream sent and not answered yet (being appended, or accepted and waiting for their outcome). */
+  private get unanswered(): number {
+    return this.awaitingAccept.size + this.awaitingReply.size;
+  }
+
   /**
    * Flow control instead of disconnection: while the client has many frames
    * to take, or many messages wait for their append, or more than
    * MEDIA_IN_FLIGHT uploads' worth of bytes wait to be stored (a slow object
-   * store: each is held in memory until then), its input is not read; HTTP/2
-   * flow control then holds the client back.
+   * store: each is held in memory until then), or CHATFLOW_UNANSWERED_PER_CLIENT
+   * messages wait for their answer, its input is not read; HTTP/2 flow control
+   * then holds the client back (the rule: src/domain/input-flow.ts).
    */
   private updateInputFlow(): void {
     if (!this.input) return;
-    const uploadsFull = this.uploadBytesInFlight > MEDIA_IN_FLIGHT * this.deps.config.maxMediaBytes;
-    const behind = !this.closed && (this.outboundHigh || this.awaitingAccept.size >= MAX_PENDING_APPENDS || uploadsFull);
-    if (behind === this.inputPaused) return;
-    this.inputPaused = behind;
-    if (behind) this.input.pause();
-    else this.input.resume();
+    const reason = this.closed
+      ? undefined
+      : behind(
+          { outboundHigh: this.outboundHigh, appending: this.awaitingAccept.size, uploadBytes: this.uploadBytesInFlight, unanswered: this.unanswered },
+          { appending: MAX_PENDING_APPENDS, uploadBytes: MEDIA_IN_FLIGHT * this.deps.config.maxMediaBytes, unanswered: this.deps.config.unansweredPerClient },
+        );
+    const paused = reason !== undefined;
+    if (paused === this.inputPaused) return;
+    this.inputPaused = paused;
+    if (reason) {
+      this.deps.metrics.inputHeld.inc({ reason });
+      this.input.pause();
+    } else this.input.resume();
   }
 
   /** The client half-closed: finish once every accepted message has its reply. */
