@@ -321,6 +321,27 @@ describe("one client's unanswered messages", () => {
     expect(codeName((await flooder.status).code)).toBe('OK');
   }, 90_000);
 
+  it('counts what a client\'s closed stream left unanswered on its next stream: reconnecting does not start it over', async () => {
+    llm.reset();
+    const id = `reconnecter-${++n}`;
+    const first = await connected(t, id);
+    for (let i = 0; i < 100; i++) first.text(`flood ${i}`, `r${i}`);
+    await first.until(() => first.of('accepted').length === 100, 10_000, '100 Accepted');
+    first.cancel();
+    await first.status;
+    // A new conversation, as a client starting over would open.
+    const second = await openRetrying(() => connected(t, id));
+    second.text('one more', 'x1');
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(second.of('accepted')).toHaveLength(0);
+    expect(await processing()).toBe(100);
+    llm.release();
+    // Read once the first stream's messages are answered.
+    await second.reply('x1', 30_000);
+    expect(second.of('error')).toHaveLength(0);
+    second.end();
+  }, 60_000);
+
   it('refuses a Send beyond 100 unanswered messages of its session with RESOURCE_EXHAUSTED + retry-after-ms, not stored: the same Send is taken once an answer came', async () => {
     llm.reset();
     const md = await metadataFor(t, `browser-flooder-${++n}`);

@@ -35,6 +35,11 @@ const NOT_STORED = new ChatFlowError('UNAVAILABLE', 'the message could not be st
 /** Clients whose connection attempts a gateway counts (a bucket is ~100 bytes): more than a gateway ever holds at once. */
 const CONNECT_BUCKETS = 50_000;
 
+/** Clients whose unanswered messages a gateway carries from a closed stream to their next (see carriedOver). */
+const CARRIED_CLIENTS = 10_000;
+/** Carried over at most this long after the stream that left them closed (every message is answered well within it). */
+const CARRIED_FOR_MS = 5 * 60_000;
+
 /** A reply not seen this long after its Accepted is looked up in the read model (the bus may have lost it). */
 const OVERDUE_REPLY_MS = 10_000;
 
@@ -46,6 +51,13 @@ export class ChatGateway {
   private readonly sessions = new Map<string, GatewaySession>();
   /** Each client's connection attempts on this gateway (see decideConnect); the most recent clients only. */
   private readonly connectBuckets = new RecentMap<string, ConnectBucket>(CONNECT_BUCKETS);
+  /**
+   * The messages each client's last stream on this gateway left unanswered,
+   * with when it closed: its next stream counts them among its unanswered
+   * messages (CHATFLOW_UNANSWERED_PER_CLIENT), so a client does not start over
+   * from none by reconnecting. The newest clients only.
+   */
+  private readonly carriedOver = new RecentMap<string, { ids: string[]; at: number }>(CARRIED_CLIENTS);
   /** Sessions closed whose slot is not yet given back or whose disconnect is not yet recorded: a drain waits for them. */
   private readonly closing = new Set<Promise<void>>();
   private readonly leases: LeaseKeeper;
@@ -386,12 +398,18 @@ export class ChatGateway {
         logger,
         (s, givenBack) => {
           route?.unsubscribe();
+          const left = s.unansweredIds();
+          if (left.length > 0) this.carriedOver.set(clientId, { ids: left.slice(-cfg.unansweredPerClient), at: this.deps.clock() });
+          else this.carriedOver.delete(clientId);
           this.sessions.delete(s.id);
           this.deps.metrics.clientsConnected.set(this.sessions.size);
           this.closing.add(givenBack);
           void givenBack.then(() => this.closing.delete(givenBack));
         },
       );
+      const carried = this.carriedOver.get(clientId);
+      // Kept until this session closes and says what it leaves (an admission that fails below keeps them for the next).
+      if (carried && now - carried.at < CARRIED_FOR_MS) session.carryUnanswered(carried.ids);
       route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
       await this.deps.log.append(
         session.event({ $case: 'clientConnected', clientConnected: { gatewayId: this.deps.gatewayId, timeZone: tz.timeZone, newConversation } }),

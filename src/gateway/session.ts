@@ -94,6 +94,15 @@ export class GatewaySession {
   private readonly outcomeOwed = new Map<string, number>();
   /** Messages whose outcome a resend is looking up right now (see acknowledgeDuplicate). */
   private readonly outcomeLookups = new Set<string>();
+  /**
+   * Messages this client sent on its earlier streams on this gateway that were
+   * still unanswered when those closed (the gateway carries them over, see
+   * carryUnanswered): they count among its unanswered messages until their
+   * outcome is heard of on the bus or found in the read model, so reconnecting
+   * does not start a client over from none. Insertion order: oldest first.
+   */
+  private carried?: Set<string>;
+  private carriedCheck?: NodeJS.Timeout;
   /** Flow control of the client's input (Chat streams): paused while the client is behind. */
   private input?: { pause(): void; resume(): void };
   private inputPaused = false;
@@ -327,6 +336,8 @@ export class GatewaySession {
       this.logger.error({ err }, 'undecodable reply update on the bus');
       return;
     }
+    const kind = update.update?.$case;
+    if ((kind === 'ready' || kind === 'failed') && this.carried?.delete(update.inReplyTo)) this.updateInputFlow();
     if (!this.fromOneAnswer(update)) return;
     this.live = this.live
       .then(() => this.deps.frames.replyFrame(update))
@@ -819,9 +830,50 @@ export class GatewaySession {
     this.updateInputFlow();
   }
 
-  /** Messages of this stream sent and not answered yet (being appended, or accepted and waiting for their outcome). */
+  /** Messages of this client sent and not answered yet: this stream's (being appended, or accepted and waiting for their outcome) and those carried over. */
   private get unanswered(): number {
-    return this.awaitingAccept.size + this.awaitingReply.size;
+    return this.awaitingAccept.size + this.awaitingReply.size + (this.carried?.size ?? 0);
+  }
+
+  /** What this session leaves unanswered (asked once it closed): its client's next stream on this gateway counts them (carryUnanswered). */
+  unansweredIds(): string[] {
+    return [...(this.carried ?? []), ...this.awaitingAccept.keys(), ...this.awaitingReply.keys()];
+  }
+
+  /** Counts `ids`, left unanswered by this client's earlier streams, among its unanswered messages until their outcome comes. */
+  carryUnanswered(ids: readonly string[]): void {
+    if (ids.length === 0 || this.closed) return;
+    this.carried = new Set(ids);
+    this.updateInputFlow();
+    this.checkCarriedSoon();
+  }
+
+  /**
+   * Outcomes of carried messages published before this stream subscribed are
+   * never heard of on the bus: while any is carried, the read model is asked
+   * every CARRIED_CHECK_MS, oldest first, up to the first still unanswered.
+   */
+  private checkCarriedSoon(): void {
+    if (this.carriedCheck || !this.carried?.size || this.closed) return;
+    this.carriedCheck = setTimeout(() => {
+      void this.checkCarried().finally(() => {
+        this.carriedCheck = undefined;
+        this.checkCarriedSoon();
+      });
+    }, CARRIED_CHECK_MS);
+    this.carriedCheck.unref();
+  }
+
+  private async checkCarried(): Promise<void> {
+    try {
+      for (const id of [...(this.carried ?? [])]) {
+        if (this.closed || !(await this.outcomeOf(id))) break;
+        this.carried?.delete(id);
+      }
+    } catch (err) {
+      this.logger.debug({ err }, 'could not look up the outcomes of messages carried over from earlier streams; trying again');
+    }
+    this.updateInputFlow();
   }
 
   /**
@@ -913,6 +965,7 @@ export class GatewaySession {
     this.abort.abort(new ChatFlowError('UNAVAILABLE', 'the session closed before the message was stored; send it again on a new connection (the same client_message_id is safe)'));
     this.notifyIfDelivered();
     clearTimeout(this.deadlineTimer);
+    clearTimeout(this.carriedCheck);
     this.subscription?.unsubscribe();
     if (end !== undefined) this.out.end(end === null ? null : toStatus(end, this.logger));
     let givenBack!: () => void;
@@ -963,6 +1016,8 @@ const LATE_REPLAY_LIMIT_MS = 120_000;
 const MAX_AWAITED_AT_RESUME = 1_000;
 /** Messages of one session waiting for their append beyond which its input is no longer read. */
 const MAX_PENDING_APPENDS = 64;
+/** How often the outcomes of messages carried over from a client's earlier streams are looked up in the read model (see checkCarriedSoon). */
+const CARRIED_CHECK_MS = 1_000;
 /**
  * Uploads' worth of bytes (CHATFLOW_MAX_MEDIA_BYTES each) one stream may have
  * waiting to be stored before its input is paused: 32 MiB by default, where 64
