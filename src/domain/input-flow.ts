@@ -43,7 +43,7 @@ export function behind(load: InputLoad, bounds: InputBounds): BehindReason | und
   if (load.outboundHigh) return 'outbound';
   if (load.appending >= bounds.appending) return 'appends';
   if (load.uploadBytes > bounds.uploadBytes) return 'uploads';
-  if (load.unanswered >= bounds.unanswered) return 'unanswered';
+  if (!mayTakeMessage(load.unanswered, bounds.unanswered)) return 'unanswered';
   return undefined;
 }
 
