@@ -1,5 +1,5 @@
 // One client floods, the others chat: how long do the others' messages wait?
-// Embedded ChatFlow with the reference's simulated delays (text 0–1 s), one
+// ChatFlow (embedded, or the stack with --mode stack) with the reference's simulated delays (text 0–1 s), one
 // client pipelining `--flood` texts on its stream at once while `--bystanders`
 // clients send one text at a time (200 ms after each reply). The workers
 // process at most 500 messages at once; what a bystander's message waits
@@ -7,7 +7,7 @@
 // spent behind the flood. Run once per bound on unanswered messages per
 // client (CHATFLOW_UNANSWERED_PER_CLIENT), each on a fresh server, in one run.
 //
-//   npx tsx loadtest/flood.ts [--flood 5000] [--bystanders 10] [--chat-s 30] [--bounds 100000,100] [--out FILE.md]
+//   npx tsx loadtest/flood.ts [--mode embedded|stack] [--flood 5000] [--bystanders 10] [--chat-s 30] [--bounds 100000,100] [--out FILE.md]
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ import { parseArgs } from 'node:util';
 import { runDriver, type DriverPlan } from './engine/driver';
 import { percentile, round, sortedCopy } from './stats';
 import { embeddedTarget } from './target/embedded';
+import { stackTarget } from './target/stack';
+import type { ModeName } from './target/target';
 
 export interface FloodRow {
   bound: number;
@@ -26,6 +28,8 @@ export interface FloodRow {
 }
 
 export interface FloodOptions {
+  /** embedded (default), or the stack (npm run stack:up, its env set): two gateways, two workers, a projector. */
+  mode?: ModeName;
   flood: number;
   bystanders: number;
   /** How long the bystanders chat, from 200 ms into the flood (s): as long as the slowest flood takes. */
@@ -34,7 +38,8 @@ export interface FloodOptions {
 
 export async function measureFlood(bound: number, opts: FloodOptions, logDir: string): Promise<FloodRow> {
   const { flood: floodN, bystanders } = opts;
-  const running = await embeddedTarget.start({ logDir, env: { CHATFLOW_SIM_DELAY_SCALE: '1', CHATFLOW_UNANSWERED_PER_CLIENT: String(bound) } });
+  const target = opts.mode === 'stack' ? stackTarget() : embeddedTarget;
+  const running = await target.start({ logDir, env: { CHATFLOW_SIM_DELAY_SCALE: '1', CHATFLOW_UNANSWERED_PER_CLIENT: String(bound) } });
   try {
     const t0 = Date.now() + 500;
     const base: Omit<DriverPlan, 'users' | 'window' | 'sendUntil' | 'messagesPerUser'> = {
@@ -74,9 +79,10 @@ export async function measureFlood(bound: number, opts: FloodOptions, logDir: st
 
 const ms = (values: number[], p: number) => round(percentile(sortedCopy(values), p) ?? NaN, 1);
 
-export function floodReport(rows: FloodRow[], opts: { flood: number; bystanders: number; load: number[] }): string {
+export function floodReport(rows: FloodRow[], opts: { mode?: ModeName; flood: number; bystanders: number; load: number[] }): string {
+  const what = opts.mode === 'stack' ? 'ChatFlow on the stack (2 gateways, 2 workers, a projector)' : 'embedded ChatFlow';
   return [
-    `Flood, ${new Date().toISOString()}: embedded ChatFlow, simulated delays (text 0–1 s), fsync on; one client pipelines ${opts.flood} texts at once, ${opts.bystanders} others send one at a time. ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${opts.load.map((l) => l.toFixed(2)).join(' / ')} at start. A bystander's wait = reply − sent − processing_ms, over its messages sent before the flood's last reply (ms).`,
+    `Flood, ${new Date().toISOString()}: ${what}, simulated delays (text 0–1 s), fsync on; one client pipelines ${opts.flood} texts at once, ${opts.bystanders} others send one at a time. ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${opts.load.map((l) => l.toFixed(2)).join(' / ')} at start. A bystander's wait = reply − sent − processing_ms, over its messages sent before the flood's last reply (ms).`,
     '',
     '| CHATFLOW_UNANSWERED_PER_CLIENT | flood: answered / failed, took | bystander messages during the flood | bystander wait p50 / p99 / max | bystander failures |',
     '| --- | --- | --- | --- | --- |',
@@ -94,6 +100,7 @@ async function main(): Promise<void> {
       flood: { type: 'string', default: '5000' },
       bystanders: { type: 'string', default: '10' },
       'chat-s': { type: 'string', default: '30' },
+      mode: { type: 'string', default: 'embedded' },
       bounds: { type: 'string', default: '100000,100' },
       out: { type: 'string' },
     },
@@ -101,6 +108,8 @@ async function main(): Promise<void> {
   const flood = Number(values.flood);
   const bystanders = Number(values.bystanders);
   const chatS = Number(values['chat-s']);
+  const mode = values.mode as ModeName;
+  if (mode !== 'embedded' && mode !== 'stack') throw new Error(`--mode is embedded or stack (got ${values.mode})`);
   const bounds = values.bounds.split(',').map(Number);
   if (![flood, bystanders, chatS, ...bounds].every((n) => Number.isInteger(n) && n > 0)) throw new Error('--flood, --bystanders, --chat-s and each of --bounds must be positive integers');
   const load = loadavg();
@@ -108,14 +117,14 @@ async function main(): Promise<void> {
   const rows: FloodRow[] = [];
   try {
     for (const bound of bounds) {
-      const row = await measureFlood(bound, { flood, bystanders, chatS }, logDir);
+      const row = await measureFlood(bound, { mode, flood, bystanders, chatS }, logDir);
       console.error(`[flood] bound ${bound}: flood ${row.flood.ms} ms, bystander wait p99 ${ms(row.waited, 99)} ms over ${row.waited.length}`);
       rows.push(row);
     }
   } finally {
     await rm(logDir, { recursive: true, force: true });
   }
-  const report = floodReport(rows, { flood, bystanders, load });
+  const report = floodReport(rows, { mode, flood, bystanders, load });
   if (values.out) await writeFile(values.out, report);
   process.stdout.write(report);
 }
