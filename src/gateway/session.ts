@@ -337,7 +337,7 @@ export class GatewaySession {
       return;
     }
     const kind = update.update?.$case;
-    if ((kind === 'ready' || kind === 'failed') && this.carried?.delete(update.inReplyTo)) this.updateInputFlow();
+    if ((kind === 'ready' || kind === 'failed') && this.carried?.delete(update.inReplyTo) && this.inputPaused) this.updateInputFlow();
     if (!this.fromOneAnswer(update)) return;
     this.live = this.live
       .then(() => this.deps.frames.replyFrame(update))
@@ -430,7 +430,8 @@ export class GatewaySession {
       const acceptedAt = this.awaitingReply.get(inReplyTo);
       if (acceptedAt !== undefined) {
         this.awaitingReply.delete(inReplyTo);
-        this.updateInputFlow();
+        // One fewer unanswered: read again if that was what held the input.
+        if (this.inputPaused) this.updateInputFlow();
         const now = this.deps.clock();
         this.deps.metrics.replyLatencySeconds.observe((now - acceptedAt) / 1000);
         const made = f.$case === 'response' ? f.response.time : undefined;
