@@ -7,7 +7,7 @@
 // spent behind the flood. Run once per bound on unanswered messages per
 // client (CHATFLOW_UNANSWERED_PER_CLIENT), each on a fresh server, in one run.
 //
-//   npx tsx loadtest/flood.ts [--mode embedded|stack] [--flood 5000] [--bystanders 10] [--chat-s 30] [--bounds 100000,100] [--out FILE.md]
+//   npx tsx loadtest/flood.ts [--mode embedded|stack] [--flood 5000] [--bystanders 10] [--chat-s 60] [--bounds 100000,50] [--out FILE.md]
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,9 +99,9 @@ async function main(): Promise<void> {
     options: {
       flood: { type: 'string', default: '5000' },
       bystanders: { type: 'string', default: '10' },
-      'chat-s': { type: 'string', default: '30' },
+      'chat-s': { type: 'string', default: '60' },
       mode: { type: 'string', default: 'embedded' },
-      bounds: { type: 'string', default: '100000,100' },
+      bounds: { type: 'string', default: '100000,50' },
       out: { type: 'string' },
     },
   });

@@ -292,23 +292,25 @@ describe("one client's unanswered messages", () => {
     }
   }
   const processing = () => metric(t, 'chatflow_messages_processing');
+  /** CHATFLOW_UNANSWERED_PER_CLIENT's default. */
+  const BOUND = 50;
   afterEach(() => llm.release());
 
-  it('reads at most 100 unanswered messages of a Chat stream: a flood waits unread (nothing refused), and another client\'s message goes to processing at once', async () => {
+  it('reads at most 50 unanswered messages of a Chat stream: a flood waits unread (nothing refused), and another client\'s message goes to processing at once', async () => {
     llm.reset();
     const flooder = await connected(t, `flooder-${++n}`);
     // More than the 500 the workers process at once: without a bound per client, the bystander's message would wait behind 200 of these.
     const total = 700;
     for (let i = 0; i < total; i++) flooder.text(`flood ${i}`, `f${i}`);
-    await eventually(async () => (await processing()) >= 100, 10_000, '100 messages in processing');
+    await eventually(async () => (await processing()) >= BOUND, 10_000, `${BOUND} messages in processing`);
     await new Promise((r) => setTimeout(r, 1_000));
-    expect(flooder.of('accepted')).toHaveLength(100);
-    expect(await processing()).toBe(100);
+    expect(flooder.of('accepted')).toHaveLength(BOUND);
+    expect(await processing()).toBe(BOUND);
 
     const bystander = await connected(t, `bystander-${n}`);
     bystander.text('my turn?', 'b1');
     await bystander.until((f) => f.some((x) => x.frame?.$case === 'accepted'), 10_000, 'Accepted');
-    await eventually(async () => (await processing()) === 101, 10_000, "the bystander's message in processing");
+    await eventually(async () => (await processing()) === BOUND + 1, 10_000, "the bystander's message in processing");
 
     llm.release();
     await bystander.reply('b1');
@@ -325,8 +327,8 @@ describe("one client's unanswered messages", () => {
     llm.reset();
     const id = `reconnecter-${++n}`;
     const first = await connected(t, id);
-    for (let i = 0; i < 100; i++) first.text(`flood ${i}`, `r${i}`);
-    await first.until(() => first.of('accepted').length === 100, 10_000, '100 Accepted');
+    for (let i = 0; i < BOUND; i++) first.text(`flood ${i}`, `r${i}`);
+    await first.until(() => first.of('accepted').length === BOUND, 10_000, `${BOUND} Accepted`);
     first.cancel();
     await first.status;
     // A new conversation, as a client starting over would open.
@@ -334,7 +336,7 @@ describe("one client's unanswered messages", () => {
     second.text('one more', 'x1');
     await new Promise((r) => setTimeout(r, 1_500));
     expect(second.of('accepted')).toHaveLength(0);
-    expect(await processing()).toBe(100);
+    expect(await processing()).toBe(BOUND);
     llm.release();
     // Read once the first stream's messages are answered.
     await second.reply('x1', 30_000);
@@ -342,7 +344,7 @@ describe("one client's unanswered messages", () => {
     second.end();
   }, 60_000);
 
-  it('refuses a Send beyond 100 unanswered messages of its session with RESOURCE_EXHAUSTED + retry-after-ms, not stored: the same Send is taken once an answer came', async () => {
+  it('refuses a Send beyond 50 unanswered messages of its session with RESOURCE_EXHAUSTED + retry-after-ms, not stored: the same Send is taken once an answer came', async () => {
     llm.reset();
     const md = await metadataFor(t, `browser-flooder-${++n}`);
     const call = t.chat.connect({}, md);
@@ -355,14 +357,14 @@ describe("one client's unanswered messages", () => {
     const sessionId = w.welcome.sessionId;
     const send = (i: number) => unary(t.chat.send.bind(t.chat), { sessionId, message: { clientMessageId: `s${i}`, content: { $case: 'text', text: `send ${i}` } } }, md);
     // Two at a time, as the server reads a client's Sends.
-    for (let i = 0; i < 100; i += 2) await Promise.all([send(i), send(i + 1)]);
-    const refused = await send(100).then(() => 'taken', (err: ServiceError) => `${codeName(err.code)} ${String(err.metadata.get('retry-after-ms')[0])} ${err.details}`);
-    expect(refused).toMatch(/^RESOURCE_EXHAUSTED \d+ .*100 messages .* wait for their answer/);
+    for (let i = 0; i < BOUND; i += 2) await Promise.all([send(i), send(i + 1)]);
+    const refused = await send(BOUND).then(() => 'taken', (err: ServiceError) => `${codeName(err.code)} ${String(err.metadata.get('retry-after-ms')[0])} ${err.details}`);
+    expect(refused).toMatch(new RegExp(`^RESOURCE_EXHAUSTED \\d+ ${BOUND} messages of yours wait for their answer`));
     llm.release();
-    await eventually(async () => frames.filter((f) => f.frame?.$case === 'response').length === 100, 30_000, '100 replies');
-    const ack = await send(100);
+    await eventually(async () => frames.filter((f) => f.frame?.$case === 'response').length === BOUND, 30_000, `${BOUND} replies`);
+    const ack = await send(BOUND);
     expect(ack.duplicate).toBe(false);
-    await eventually(async () => frames.filter((f) => f.frame?.$case === 'response').length === 101, 10_000, 'its reply');
+    await eventually(async () => frames.filter((f) => f.frame?.$case === 'response').length === BOUND + 1, 10_000, 'its reply');
     call.cancel();
   }, 60_000);
 });

@@ -10,11 +10,12 @@
  * Why the bound on unanswered messages: the workers process at most
  * CHATFLOW_MAX_PROCESSING messages at once and the rest wait in the log in
  * the order they came. One client pipelining thousands of messages put all
- * of them ahead of everyone else's: measured on the embedded default
- * (loadtest/flood.ts: 5,000 texts from one stream at once, the simulated
- * delays), the other clients' messages waited up to 6.3 s behind them; held
- * to 100 unanswered, 12 ms. One client then takes at most that share of the
- * processing places.
+ * of them ahead of everyone else's (loadtest/flood.ts: 5,000 texts from one
+ * stream at once, the simulated delays): the other clients' messages waited
+ * up to 3.7 s behind them on the embedded default, 45 s on the stack (there
+ * a partition runs 50 at once, and a client's messages all go to one);
+ * held to 50 unanswered, 20 and 89 ms. One client then takes at most that
+ * share of the processing places.
  */
 export interface InputLoad {
   /** The client's frames queued beyond the outbound high-water mark (it does not read). */

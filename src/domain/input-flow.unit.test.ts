@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { behind, mayTakeMessage, unansweredMessage, type InputLoad } from './input-flow';
 
-const bounds = { appending: 64, uploadBytes: 32, unanswered: 100 };
+const bounds = { appending: 64, uploadBytes: 32, unanswered: 50 };
 const idle: InputLoad = { outboundHigh: false, appending: 0, uploadBytes: 0, unanswered: 0 };
 
 describe('input flow rule', () => {
@@ -9,15 +9,15 @@ describe('input flow rule', () => {
     expect(behind(idle, bounds)).toBeUndefined();
   });
 
-  it('given 99 unanswered messages, then the next is read; given 100, then not', () => {
-    expect(behind({ ...idle, unanswered: 99 }, bounds)).toBeUndefined();
-    expect(behind({ ...idle, unanswered: 100 }, bounds)).toBe('unanswered');
-    expect(mayTakeMessage(99, 100)).toBe(true);
-    expect(mayTakeMessage(100, 100)).toBe(false);
+  it('given 49 unanswered messages, then the next is read; given 50, then not', () => {
+    expect(behind({ ...idle, unanswered: 49 }, bounds)).toBeUndefined();
+    expect(behind({ ...idle, unanswered: 50 }, bounds)).toBe('unanswered');
+    expect(mayTakeMessage(49, 50)).toBe(true);
+    expect(mayTakeMessage(50, 50)).toBe(false);
   });
 
   it('given a client that does not read its replies, then that is the reason, whatever else', () => {
-    expect(behind({ outboundHigh: true, appending: 64, uploadBytes: 33, unanswered: 100 }, bounds)).toBe('outbound');
+    expect(behind({ outboundHigh: true, appending: 64, uploadBytes: 33, unanswered: 50 }, bounds)).toBe('outbound');
   });
 
   it('given 64 appends in flight or more upload bytes than the bound, then the input is not read', () => {
@@ -37,8 +37,8 @@ describe('input flow rule', () => {
   });
 
   it('tells a refused client how many wait, that this one was not taken, and when to try again', () => {
-    expect(unansweredMessage(100, 2000)).toBe(
-      '100 messages of yours wait for their answer, the most one client may have: this one was not taken; send it again (same client_message_id) once an answer came, or in 2000 ms',
+    expect(unansweredMessage(50, 2000)).toBe(
+      '50 messages of yours wait for their answer, the most one client may have: this one was not taken; send it again (same client_message_id) once an answer came, or in 2000 ms',
     );
   });
 });
