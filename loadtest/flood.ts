@@ -17,6 +17,7 @@ import { percentile, round, sortedCopy } from './stats';
 import { embeddedTarget } from './target/embedded';
 import { stackTarget } from './target/stack';
 import type { ModeName } from './target/target';
+import { runScript } from './script';
 
 export interface FloodRow {
   bound: number;
@@ -129,12 +130,4 @@ async function main(): Promise<void> {
   process.stdout.write(report);
 }
 
-if (require.main === module) {
-  main().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      console.error(err instanceof Error ? err.message : err);
-      process.exit(1);
-    },
-  );
-}
+runScript(module, main);

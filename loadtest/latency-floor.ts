@@ -18,6 +18,7 @@ import { percentile, round, sortedCopy } from './stats';
 import { startEcho } from './target/echo';
 import { embeddedTarget } from './target/embedded';
 import { KINDS, type Kind } from './payloads';
+import { runScript } from './script';
 
 export interface Probe {
   accepted: number[];
@@ -140,12 +141,4 @@ async function main(): Promise<void> {
   process.stdout.write(report);
 }
 
-if (require.main === module) {
-  main().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      console.error(err instanceof Error ? err.message : err);
-      process.exit(1);
-    },
-  );
-}
+runScript(module, main);
