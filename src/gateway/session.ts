@@ -836,9 +836,13 @@ export class GatewaySession {
     return this.awaitingAccept.size + this.awaitingReply.size + (this.carried?.size ?? 0);
   }
 
-  /** What this session leaves unanswered (asked once it closed): its client's next stream on this gateway counts them (carryUnanswered). */
+  /**
+   * What this session leaves unanswered (asked once it closed): its client's next stream on this gateway counts
+   * them (carryUnanswered). Accepted messages only: one whose append was still in flight may never be stored, and
+   * would hold the next stream back until it expired.
+   */
   unansweredIds(): string[] {
-    return [...(this.carried ?? []), ...this.awaitingAccept.keys(), ...this.awaitingReply.keys()];
+    return [...(this.carried ?? []), ...this.awaitingReply.keys()];
   }
 
   /** Counts `ids`, left unanswered by this client's earlier streams, among its unanswered messages until their outcome comes. */

@@ -622,39 +622,52 @@ describe('GatewaySession: a stream\'s uploads held in memory are bounded', () =>
 });
 
 describe('GatewaySession: messages carried over from a client\'s earlier stream', () => {
+  it('given a message whose append was still in flight when the session closed, then it is not left to the next stream (it may never be stored, and would hold that stream back)', async () => {
+    const { session } = sessionWithStuckLog();
+    session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } }).catch(() => undefined);
+    await new Promise((r) => setImmediate(r));
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+    expect(session.unansweredIds()).toEqual([]);
+  });
+
   const input = () => {
     const calls: string[] = [];
     return { calls, pause: () => void calls.push('pause'), resume: () => void calls.push('resume') };
   };
 
-  it('given 100 carried over, when their outcomes come on the bus, then the input is read again once one came', async () => {
+  const BOUND = loadConfig({}).unansweredPerClient;
+
+  it('given as many carried over as a client may have unanswered, when one\'s outcome comes on the bus, then the input is read again', async () => {
     const { session, start, bus } = fakeSession({ messages: { get: async () => null } });
     await start();
     const flow = input();
-    session.carryUnanswered(Array.from({ length: 100 }, (_, i) => `m${i}`));
+    session.carryUnanswered(Array.from({ length: BOUND }, (_, i) => `m${i}`));
     session.attachInput(flow);
     expect(flow.calls).toEqual(['pause']);
     bus(encodeReplyUpdate({ inReplyTo: 'm7', seq: 9, update: { $case: 'ready', ready: { responseId: responseIdFor('m7'), time: new Date(), text: 'an answer to an earlier stream', processingMs: 0 } } }));
     expect(flow.calls).toEqual(['pause', 'resume']);
-    expect(session.unansweredIds()).toHaveLength(99);
+    expect(session.unansweredIds()).toHaveLength(BOUND - 1);
     await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
   });
 
   it('given outcomes published before the stream subscribed, then the read model is asked, oldest first, up to the first still unanswered', async () => {
     jest.useFakeTimers();
     try {
-      const answered = new Set(Array.from({ length: 60 }, (_, i) => responseIdFor(`m${i}`)));
+      // Twice the bound carried over; the oldest bound + 10 answered already: the input is read once they are seen.
+      const carried = 2 * BOUND;
+      const done = BOUND + 10;
+      const answered = new Set(Array.from({ length: done }, (_, i) => responseIdFor(`m${i}`)));
       const asked: string[] = [];
       const get = async (id: string) => (asked.push(id), answered.has(id) ? { _id: id } : null);
       const { session } = fakeSession({ messages: { get } });
       const flow = input();
-      session.carryUnanswered(Array.from({ length: 100 }, (_, i) => `m${i}`));
+      session.carryUnanswered(Array.from({ length: carried }, (_, i) => `m${i}`));
       session.attachInput(flow);
       await jest.advanceTimersByTimeAsync(1_000);
-      // m60 has neither its reply nor a failure yet: the look-ups stop there.
-      expect(asked.filter((id) => id === responseIdFor('m60'))).toHaveLength(1);
-      expect(asked.some((id) => id === responseIdFor('m61'))).toBe(false);
-      expect(session.unansweredIds()).toHaveLength(40);
+      // m<done> has neither its reply nor a failure yet: the look-ups stop there.
+      expect(asked.filter((id) => id === responseIdFor(`m${done}`))).toHaveLength(1);
+      expect(asked.some((id) => id === responseIdFor(`m${done + 1}`))).toBe(false);
+      expect(session.unansweredIds()).toHaveLength(carried - done);
       expect(flow.calls).toEqual(['pause', 'resume']);
       await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
     } finally {
