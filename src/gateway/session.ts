@@ -6,7 +6,8 @@ import { ServerFrame, type Accepted, type UserMessage } from '../gen/chatflow/v1
 import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
-import { behind, mayTakeMessage, unansweredMessage } from '../domain/input-flow';
+import { behind, mayTakeMessage, unansweredMessage, type InputBounds } from '../domain/input-flow';
+import type { Config } from '../config/config';
 import { ChatFlowError } from '../domain/errors';
 import { LATE, orLate } from '../resilience/late';
 import { retry } from '../resilience/retry';
@@ -895,7 +896,7 @@ export class GatewaySession {
       ? undefined
       : behind(
           { outboundHigh: this.outboundHigh, appending: this.awaitingAccept.size, uploadBytes: this.uploadBytesInFlight, unanswered: this.unanswered },
-          { appending: MAX_PENDING_APPENDS, uploadBytes: MEDIA_IN_FLIGHT * this.deps.config.maxMediaBytes, unanswered: this.deps.config.unansweredPerClient },
+          inputBounds(this.deps.config),
         );
     const paused = reason !== undefined;
     if (paused === this.inputPaused) return;
@@ -1029,6 +1030,14 @@ const CARRIED_CHECK_MS = 1_000;
  * messages of 8 MiB (512 MiB) could wait before.
  */
 const MEDIA_IN_FLIGHT = 4;
+
+/** A stream's input bounds, from the configuration: made once per configuration, not per message or per stream. */
+const boundsByConfig = new WeakMap<Config, InputBounds>();
+function inputBounds(config: Config): InputBounds {
+  let bounds = boundsByConfig.get(config);
+  if (!bounds) boundsByConfig.set(config, (bounds = { appending: MAX_PENDING_APPENDS, uploadBytes: MEDIA_IN_FLIGHT * config.maxMediaBytes, unanswered: config.unansweredPerClient }));
+  return bounds;
+}
 
 type MediaContent = Exclude<NonNullable<UserMessage['content']>, { $case: 'text' }>;
 
