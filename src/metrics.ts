@@ -123,6 +123,13 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       buckets: stageBuckets,
       registers: [registry],
     }),
+    leaseRenewalSeconds: new HotHistogram({
+      name: 'chatflow_lease_renewal_seconds',
+      help: 'One renewal of this gateway\'s connection slots (its heartbeat) from sent to answered, by outcome (ok, failed): past the trust window (CHATFLOW_LEASE_MS × 0.66 at the default) a claim that comes back is given back (registry_late)',
+      labelNames: ['outcome'] as const,
+      buckets: latencyBuckets,
+      registers: [registry],
+    }),
     replyLatencySeconds: new HotHistogram({
       name: 'chatflow_reply_latency_seconds',
       help: 'From Accepted to the reply written to the client stream, at the gateway',

@@ -157,6 +157,43 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('stamps a claim with the time it is sent, not the time the admission began (here after a lost race)', async () => {
+    // Issue 15, the stack's scale run (2026-11-27): near a full house a few admissions took 5–8 s before their claim
+    // was sent; stamped with the time the admission began, the claims came back past the trust window and their
+    // gateway gave them back (registry_late). A claim's expiry counts from when it was sent.
+    const names = { collection: 'connections_stamp', heartbeats: 'heartbeats_stamp' };
+    const client = new MongoClient(process.env.MONGODB_URI!, { monitorCommands: true });
+    // The registry's clock moves 5 s while the admission's first claim is out (as a slow store and a read of the
+    // slots after the lost race would take).
+    let moved = 0, claims = 0, moving = false;
+    client.on('commandStarted', (e: CommandStartedEvent) => {
+      if (e.commandName !== 'insert' || e.command.insert !== names.collection || !moving) return;
+      if (claims++ === 0) moved += 5_000;
+    });
+    await client.connect();
+    const holder = 'gw-a/run1';
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, random: () => 0.25, clock: () => Date.now() + moved, ...names });
+    try {
+      const acquire = (clientId: string, now: number) => registry.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw-a', holder, conversationId: 'c', now, leaseMs: 10_000, maxClients: 1_000 });
+      expect((await acquire('first', Date.now())).ok).toBe(true);
+      // Another gateway claims the number after this one's first, after this registry read the slots.
+      const t = Date.now();
+      await client.db(dbName).collection<{ _id: string } & Record<string, unknown>>(names.collection).insertOne({ _id: 'o0', n: 783, clientId: 'o0', sessionId: 'o0', gatewayId: 'gw-b', holder: 'gw-b/run123', conversationId: 'c', acquiredAt: t, expiresAt: t + 10_000 });
+      const sentAt = Date.now();
+      moving = true;
+      const result = await acquire('second', sentAt);
+      expect(claims).toBe(2); // it lost the race once, then won
+      if (!result.ok) throw new Error(`refused: ${result.reason}`);
+      // The code before: acquiredAt = sentAt, the expiry counted from it.
+      expect(result.lease.acquiredAt).toBeGreaterThanOrEqual(sentAt + 5_000);
+      expect(result.lease.expiresAt).toBe(result.lease.acquiredAt + 10_000);
+      const stored = await client.db(dbName).collection<{ _id: string; acquiredAt: number }>(names.collection).findOne({ _id: 's-second' });
+      expect(stored?.acquiredAt).toBe(result.lease.acquiredAt);
+    } finally {
+      await client.close();
+    }
+  });
+
   it('refuses a client when the house is full in one round trip (the release marker is read beside the heartbeats)', async () => {
     // Issue 15, the stack's scale run: the 10,001st client waited for the heartbeats, then for the release marker.
     const names = { collection: 'connections_full', heartbeats: 'heartbeats_full' };

@@ -119,6 +119,8 @@ export interface MongoRegistryOptions {
   deadHolderMs?: number;
   /** Where a slot number is looked for after a lost race (tests pin it); default Math.random. */
   random?: () => number;
+  /** Measures how long an admission has been trying (see acquire; tests move it); default Date.now. */
+  clock?: () => number;
 }
 
 /**
@@ -205,9 +207,11 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     this.frees = db.collection<FreesMarker>(options.frees ?? `${this.coll.collectionName}_frees`);
     this.deadHolderMs = options.deadHolderMs ?? DEAD_HOLDER_MS;
     this.random = options.random ?? Math.random;
+    this.clock = options.clock ?? Date.now;
   }
 
   private readonly random: () => number;
+  private readonly clock: () => number;
 
   static async connect(opts: MongoConnectOptions & Omit<MongoRegistryOptions, 'logger'>): Promise<MongoConnectionRegistry> {
     const { client, db } = await connectMongo(opts);
@@ -216,7 +220,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 
   /** A registry on a database connection opened elsewhere; closed by this registry only when `client` is given. */
   static async on(db: Db, opts: MongoRegistryOptions, client?: MongoClient): Promise<MongoConnectionRegistry> {
-    const registry = new MongoConnectionRegistry(db, { logger: opts.logger, collection: opts.collection, heartbeats: opts.heartbeats, frees: opts.frees, deadHolderMs: opts.deadHolderMs, random: opts.random }, client);
+    const registry = new MongoConnectionRegistry(db, { logger: opts.logger, collection: opts.collection, heartbeats: opts.heartbeats, frees: opts.frees, deadHolderMs: opts.deadHolderMs, random: opts.random, clock: opts.clock }, client);
     await registry.indexed();
     opts.logger.info({ engine: 'mongodb', db: db.databaseName }, 'connection registry on MongoDB');
     return registry;
@@ -255,14 +259,18 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * instead: a walk on from there would pick the numbers the other gateway is
    * claiming right now (its stretch's end), and lose to it wave after wave.
    */
-  async acquire(r: AcquireRequest): Promise<AcquireResult> {
+  async acquire(request: AcquireRequest): Promise<AcquireResult> {
+    const began = this.clock();
+    const stamp = () => request.now + (this.clock() - began);
     await this.indexed();
-    const told = await this.refusedAsTold(r);
+    const told = await this.refusedAsTold(request);
     if (told) return told;
     const startedAt = Date.now();
     let fresh = false;
     let lost = 0;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; ) {
+      // Each attempt is decided at the time it starts, on the caller's clock (see `stamp` for its claim's).
+      const r: AcquireRequest = { ...request, now: stamp() };
       // A house this registry last saw full: the release marker is read beside the heartbeats, so that
       // refusing costs one round trip, not two (the stack's scale run: the 10,001st waited for both in a row).
       const full = fresh || !this.view || this.view.claims.size < r.maxClients ? undefined : this.view;
@@ -343,8 +351,17 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         continue;
       }
       const n = free;
-      const doc: SlotClaim = { _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) };
-      const claim = this.writes.run(() => this.coll.insertOne(doc));
+      let doc: SlotClaim = { _id: r.sessionId, n, ...outcome.lease, holder: holderOf(outcome.lease) };
+      const claim = this.writes.run(() => {
+        // A claim is stamped (acquiredAt, and its expiry counted from it) as it is sent, on the caller's clock: its
+        // gateway judges it on that stamp (mayKeepClaim), as other gateways do until they see it renewed. Stamped
+        // when the admission began, its lost races, reads of the slots and wait for a write place counted against
+        // it: near a full house in the stack's scale run (2026-11-27) 2–11 claims came back 5–8 s after that and
+        // were given back (registry_late).
+        const at = stamp();
+        doc = { ...doc, acquiredAt: at, expiresAt: at + r.leaseMs };
+        return this.coll.insertOne(doc);
+      });
       this.claiming.set(n, claim.catch(() => undefined));
       try {
         await claim;
@@ -352,7 +369,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         this.noteMine(doc);
         // Returned once the other registries can hear of it (see heldElsewhere).
         await this.tellClaimed(doc);
-        return outcome;
+        return { ok: true, lease: { ...outcome.lease, acquiredAt: doc.acquiredAt, expiresAt: doc.expiresAt } };
       } catch (err) {
         // The slot number was just taken elsewhere, or the client connected elsewhere. The first times: the number
         // is taken, try another. Then: read the slots, decide again.
@@ -364,7 +381,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
         this.claiming.delete(n);
       }
     }
-    throw new Error(`admission of ${r.clientId}: no decision after ${MAX_ATTEMPTS} conflicting attempts`);
+    throw new Error(`admission of ${request.clientId}: no decision after ${MAX_ATTEMPTS} conflicting attempts`);
   }
 
   async release(sessionId: string): Promise<boolean> {

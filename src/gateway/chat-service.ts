@@ -85,6 +85,7 @@ export class ChatGateway {
       held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
       heldCount: () => this.sessions.size,
       holds: (id) => this.sessions.has(id),
+      observeRenewal: (ms, ok) => deps.metrics.leaseRenewalSeconds.observe({ outcome: ok ? 'ok' : 'failed' }, ms / 1000),
       close: (ids, detail) => {
         for (const id of ids) {
           void this.sessions.get(id)?.close(
@@ -379,9 +380,12 @@ export class ChatGateway {
       // Claimed while this gateway's renewals were failing (its database coming back, say): the slot lives only
       // as long as the gateway's heartbeat, which may lapse and be swept before the next renewal. Or the claim
       // waited on the store so long that another gateway may judge it lapsed before it sees it renewed (see
-      // mayKeepClaim). Give it back.
-      if (!this.leases.mayKeep(now)) {
+      // mayKeepClaim). Give it back. Judged on the claim's own stamp (the registry's last attempt), not on when the
+      // admission began: its lost races and reads came before that claim was sent.
+      const claimSentAt = result.lease.acquiredAt;
+      if (!this.leases.mayKeep(claimSentAt)) {
         this.deps.metrics.admissionsRefused.inc({ reason: 'registry_late' });
+        callLogger.warn({ clientId, ...this.leases.lateness(claimSentAt) }, 'slot claim came back too late to keep (claimMs or sinceRenewalMs past trustMs); given back');
         throw new ChatFlowError('UNAVAILABLE', `the connection registry answered too late to keep your slot; retry in ${cfg.retryAfterMs} ms`, {
           'retry-after-ms': String(cfg.retryAfterMs),
         });

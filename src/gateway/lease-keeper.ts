@@ -18,6 +18,8 @@ export interface LeaseKeeperDeps {
   holds: (sessionId: string) => boolean;
   /** Ends sessions that no longer hold a slot (the client reconnects and is admitted afresh). */
   close: (sessionIds: string[], detail: string) => void;
+  /** Each renewal's round trip, answered or failed (chatflow_lease_renewal_seconds). */
+  observeRenewal?: (ms: number, ok: boolean) => void;
 }
 
 /**
@@ -48,6 +50,12 @@ export class LeaseKeeper {
   /** Whether this gateway may keep the slot of a claim sent at `admittedAt` that came back just now (see mayKeepClaim). */
   mayKeep(admittedAt: number): boolean {
     return mayKeepClaim(this.state, { admittedAt, claimedAt: this.deps.clock() }, this.timing);
+  }
+
+  /** How late a claim sent at `admittedAt` is judged now: its own round trip, and the age of the last good renewal (for the log of a claim given back). */
+  lateness(admittedAt: number): { claimMs: number; sinceRenewalMs: number; trustMs: number } {
+    const now = this.deps.clock();
+    return { claimMs: now - admittedAt, sinceRenewalMs: now - this.state.renewedAt, trustMs: this.timing.trustMs };
   }
 
   private trusted(): boolean {
@@ -139,12 +147,14 @@ export class LeaseKeeper {
   private async renewOnce(sentAt: number): Promise<void> {
     try {
       const renewed = await this.deps.registry.renew(this.deps.holder, sentAt, this.timing.ttlMs);
+      this.deps.observeRenewal?.(this.deps.clock() - sentAt, true);
       this.skipWarned = false;
       // Every lease kept, or every open session named (the usual cases): nothing lost, and no walk over the sessions.
       const named = renewed === 'all' || renewed.reduce((n, id) => n + (this.deps.holds(id) ? 1 : 0), 0) === this.deps.heldCount();
       this.apply({ type: 'RecordRenewal', sentAt, renewed, held: named ? [] : this.deps.held() });
       if (this.owed.size > 0) await this.repay();
     } catch (err) {
+      this.deps.observeRenewal?.(this.deps.clock() - sentAt, false);
       if (this.state.failingSince === null) this.deps.logger.error({ err }, 'lease renewal failed; sessions are closed if it keeps failing');
       this.apply({ type: 'RecordFailure', now: this.deps.clock() });
     }
