@@ -67,6 +67,12 @@ describe('configuration', () => {
     expect(() => loadConfig({ CHATFLOW_SENDS_AT_ONCE: '0' })).toThrow(/CHATFLOW_SENDS_AT_ONCE/);
   });
 
+  it('given the bound on one client\'s unanswered messages, then it defaults to one partition\'s places and refuses what is not a count', () => {
+    expect(loadConfig({}).unansweredPerClient).toBe(50);
+    expect(loadConfig({ CHATFLOW_UNANSWERED_PER_CLIENT: '10' }).unansweredPerClient).toBe(10);
+    for (const bad of ['0', '-5', '2.5', 'lots', '1e9']) expect(() => loadConfig({ CHATFLOW_UNANSWERED_PER_CLIENT: bad })).toThrow(new RegExp(`CHATFLOW_UNANSWERED_PER_CLIENT="${bad.replace('.', '\\.')}"`));
+  });
+
   it('documents every variable with its default', () => {
     expect(configTable()).toMatch(/\| `CHATFLOW_MAX_CLIENTS` \| `50` \|/);
   });
