@@ -3,6 +3,7 @@ import type { Collection as MongoColl, Db, MongoClient } from 'mongodb';
 import type { Logger } from 'pino';
 import type { Subscription } from '../bus/port';
 import { closeMongo, connectMongo, isDuplicateKeyError, type MongoConnectOptions } from '../readstore/mongo-client';
+import { freeSlot, homeSlot, pickSlot, type Walk } from './slot-pick';
 import { admission, admissionStateOf, heartbeatPrunable, holderOf, leaseAsHeld, renewalKeptAll, renewedSessions, type AdmissionState, type LeaseState } from '../domain/admission';
 import { orLate } from '../resilience/late';
 import { acquireResultOf, type AcquireRequest, type AcquireResult, type ConnectionRegistry, type Lease, type ReleaseBus, type Renewal } from './port';
@@ -339,7 +340,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       if (spare && !inTheWay.some((h) => !this.claiming.has(h.n)) && freeSlot(r.maxClients, taken, 0) === undefined) inTheWay.push(spare);
       if (inTheWay.length > 0) await Promise.all(inTheWay.map((h) => this.evict(h)));
       // Chosen after any await, and claimed (below) before the next: concurrent admissions never pick the same number.
-      let free = pickSlot(r.maxClients, taken, ours, home, this.random);
+      const walk: Walk = { from: view.walks.get(holder) ?? 0 };
+      let free = pickSlot(r.maxClients, taken, ours, home, this.random, walk);
+      if (walk.reached !== undefined) view.walks.set(holder, walk.reached);
       for (const h of inTheWay) if (free === undefined && !this.claiming.has(h.n) && h.n < r.maxClients) free = h.n;
       if (free === undefined) {
         // Every free number is being claimed by this process right now: decide again after those. (None being
@@ -832,8 +835,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
 
   /** A slot number a claim of this registry lost (held elsewhere, most likely): skipped until the next read. */
   private noteTaken(n: number): void {
-    this.view?.marked.add(n);
-    if (this.reading) this.journal.push((v) => v.marked.add(n));
+    this.view?.mark(n);
+    if (this.reading) this.journal.push((v) => v.mark(n));
   }
 
   /** Every holder's heartbeat. */
@@ -988,49 +991,6 @@ function withHolderExpiry(c: SlotClaim, beats: ReadonlyMap<string, Heartbeat>): 
   return asHeld === c ? c : { ...c, expiresAt: asHeld.expiresAt, ...(beat.renewedAt !== undefined ? { renewedAt: beat.renewedAt } : {}) };
 }
 
-/**
- * The first slot number from `home` on (wrapping below `max`) that is not
- * `taken`, or undefined when every one is. Each holder starts at a home of its
- * own (homeSlot), so gateways whose views lag each other's claims (see
- * SlotView) fill different stretches and rarely race for the same number, even
- * in a nearly full house; one holder's concurrent admissions skip each other's
- * numbers (`taken` counts them).
- */
-function freeSlot(max: number, taken: (n: number) => boolean, home: number): number | undefined {
-  for (let i = 0; i < max; i++) {
-    const n = (home + i) % max;
-    if (!taken(n)) return n;
-  }
-  return undefined;
-}
-
-/**
- * The slot number to claim: walking from `home` over the numbers this holder
- * holds (`ours`), the first free one; when the walk meets a number taken
- * otherwise (another holder's, or one a claim lost), a random free one — a few
- * draws, then the first free one from a random number on.
- */
-function pickSlot(max: number, taken: (n: number) => boolean, ours: (n: number) => boolean, home: number, random: () => number): number | undefined {
-  for (let i = 0; i < max; i++) {
-    const n = (home + i) % max;
-    if (!taken(n)) return n;
-    if (!ours(n)) break;
-  }
-  const draw = () => Math.min(max - 1, Math.floor(random() * max));
-  for (let k = 0; k < 8; k++) {
-    const n = draw();
-    if (!taken(n)) return n;
-  }
-  return freeSlot(max, taken, draw());
-}
-
-/** A holder's first slot number: a hash of its name (FNV-1a) below `max`. */
-function homeSlot(holder: string, max: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < holder.length; i++) h = Math.imul(h ^ holder.charCodeAt(i), 0x01000193);
-  return (h >>> 0) % Math.max(1, max);
-}
-
 /** At most `limit` operations at once; the others wait, first come first served. */
 class Places {
   private running = 0;
@@ -1072,6 +1032,8 @@ class SlotView {
   /** Numbers a claim of this registry lost since this view was read (taken elsewhere, or free: skipped either way until the next read). */
   readonly marked = new Set<number>();
   private readonly holders = new Map<string, number>();
+  /** Per holder, where its next walk for a free number may start (see Walk): forgotten once a slot is freed or a number marked. */
+  readonly walks = new Map<string, number>();
 
   /** When it was last known to be the house (see confirmed): its read, or a later check. */
   private checkedAt: number;
@@ -1114,9 +1076,16 @@ class SlotView {
     return c && holderOf(c);
   }
 
+  /** A number a claim of this registry lost (see marked). */
+  mark(n: number): void {
+    this.marked.add(n);
+    this.walks.clear();
+  }
+
   remove(id: string): void {
     const c = this.claims.get(id);
     if (!c) return;
+    this.walks.clear();
     this.claims.delete(id);
     if (this.byClient.get(c.clientId) === c) this.byClient.delete(c.clientId);
     if (this.byN.get(c.n) === id) this.byN.delete(c.n);
