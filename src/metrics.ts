@@ -125,7 +125,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     }),
     leaseRenewalSeconds: new HotHistogram({
       name: 'chatflow_lease_renewal_seconds',
-      help: 'One renewal of this gateway\'s connection slots (its heartbeat) from sent to answered, by outcome (ok, failed): past the trust window (CHATFLOW_LEASE_MS × 0.66 at the default) a claim that comes back is given back (registry_late)',
+      help: 'One renewal of this gateway\'s connection slots (its heartbeat) from sent to answered, by outcome (ok, failed): past the trust window (5 s on MongoDB, whose heartbeats lapse after 8 s; 6.25 s at the default 10 s lease in memory) a gateway closes its streams, and a claim that came back later than that after it was sent is given back (registry_late)',
       labelNames: ['outcome'] as const,
       buckets: latencyBuckets,
       registers: [registry],
