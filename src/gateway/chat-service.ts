@@ -380,7 +380,7 @@ export class ChatGateway {
       // Claimed while this gateway's renewals were failing (its database coming back, say): the slot lives only
       // as long as the gateway's heartbeat, which may lapse and be swept before the next renewal. Or the claim
       // waited on the store so long that another gateway may judge it lapsed before it sees it renewed (see
-      // mayKeepClaim). Give it back. Judged on the claim's own stamp (the registry's last attempt), not on when the
+      // mayKeepClaim). Give it back. Judged on the claim's own stamp (when the registry sent it), not on when the
       // admission began: its lost races and reads came before that claim was sent.
       const claimSentAt = result.lease.acquiredAt;
       if (!this.leases.mayKeep(claimSentAt)) {
