@@ -11,6 +11,13 @@ import { describeConnectionRegistry } from './registry.contract';
 
 const logger = pino({ level: 'silent' });
 
+/**
+ * For tests written in logical time (`now: 0`, 200, 300…): the registry's clock stands still, so a claim is stamped
+ * with the request's `now` exactly. On the real clock the stamp moves on by the milliseconds the admission's round
+ * trips took, and the contract's "gone at its expiry + 1" failed whenever they took 2 ms or more (CI, 2026-11-27).
+ */
+const logicalTime = { clock: () => 0 };
+
 describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () => {
   // A fresh database per run, a fresh collection per test; two registries (two connections) share it, as two gateways would.
   const dbName = freshTestDatabase();
@@ -57,8 +64,8 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
   describeConnectionRegistry('mongodb', async () => {
     const uri = process.env.MONGODB_URI!;
     const names = { collection: `connections_${n}`, heartbeats: `heartbeats_${n++}` };
-    const registry = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...names });
-    const other = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...names }).catch(async (err: unknown) => {
+    const registry = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...logicalTime, ...names });
+    const other = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...logicalTime, ...names }).catch(async (err: unknown) => {
       await registry.close();
       throw err;
     });
@@ -78,8 +85,8 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     const uri = process.env.MONGODB_URI!;
     const names = { collection: `connections_${n}`, heartbeats: `heartbeats_${n++}` };
     const bus = new MemoryBus();
-    const registry = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...names });
-    const other = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...names }).catch(async (err: unknown) => {
+    const registry = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...logicalTime, ...names });
+    const other = await MongoConnectionRegistry.connect({ uri, dbName, logger, ...logicalTime, ...names }).catch(async (err: unknown) => {
       await registry.close();
       throw err;
     });
@@ -99,7 +106,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     const uri = process.env.MONGODB_URI!;
     const names = { collection: 'connections_beats', heartbeats: 'heartbeats_beats' };
     const store = await MongoReadStore.connect({ uri, dbName, logger });
-    const registry = await MongoConnectionRegistry.on(store.db, { logger, deadHolderMs: 1_000, ...names });
+    const registry = await MongoConnectionRegistry.on(store.db, { logger, deadHolderMs: 1_000, ...logicalTime, ...names });
     const holders = async () => (await store.db.collection(names.heartbeats).find({}).toArray()).map((d) => String(d._id)).sort();
     try {
       const acquire = (clientId: string, holder: string, now: number) =>
@@ -528,7 +535,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       if (e.commandName === 'delete' && e.command.delete === names.collection) deletes++;
     });
     await client.connect();
-    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...names });
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...logicalTime, ...names });
     try {
       for (let i = 0; i < 30; i++) {
         const r = await registry.acquire({ clientId: `d${i}`, sessionId: `d${i}`, gatewayId: 'dead', holder: 'dead/1', conversationId: 'c', now: 0, leaseMs: 1_000, maxClients: 100 });
@@ -557,7 +564,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       if (e.commandName === 'find') queries++;
     });
     await client.connect();
-    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...names });
+    const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...logicalTime, ...names });
     try {
       const n = 60;
       for (let i = 0; i < n; i++) {
@@ -589,7 +596,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(late).toEqual(Array(20).fill({ ok: false, reason: 'full' }));
       expect(read).toBe(0);
       // A slot released (here through another registry): the next refusal reads the slots again, and admits.
-      const other = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...names });
+      const other = await MongoConnectionRegistry.on(client.db(dbName), { logger, deadHolderMs: 1_000, ...logicalTime, ...names });
       expect(await other.release('s1')).toBe(true);
       read = 0;
       const next = { clientId: 'next', sessionId: 'next', gatewayId: 'g1', holder: 'g1/run1', conversationId: 'c', now: 2_150, leaseMs: 1_000, maxClients: n };
