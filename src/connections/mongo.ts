@@ -120,7 +120,11 @@ export interface MongoRegistryOptions {
   deadHolderMs?: number;
   /** Where a slot number is looked for after a lost race (tests pin it); default Math.random. */
   random?: () => number;
-  /** Measures how long an admission has been trying (see acquire; tests move it); default Date.now. */
+  /**
+   * Measures how long an admission has been trying, added to the request's `now` to stamp its claim (see acquire);
+   * default Date.now. Tests move it, or stop it to speak the caller's logical time. Only the stamps read it: the
+   * registry orders its own reads (a view's `sentAt` against an admission's start) on Date.now, whatever it says.
+   */
   clock?: () => number;
 }
 
