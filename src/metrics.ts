@@ -130,6 +130,13 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       buckets: latencyBuckets,
       registers: [registry],
     }),
+    admissionSeconds: new HotHistogram({
+      name: 'chatflow_admission_seconds',
+      help: 'A Chat or Connect call on this gateway from its arrival to its answer, by outcome: admitted (its Welcome handed to the stream) or the status it was refused with (RESOURCE_EXHAUSTED for a full house, ALREADY_EXISTS, UNAUTHENTICATED…), or cancelled by its client first. What a client waits beyond this is the network and this process\'s event loop before the call reached the handler',
+      labelNames: ['outcome'] as const,
+      buckets: stageBuckets,
+      registers: [registry],
+    }),
     replyLatencySeconds: new HotHistogram({
       name: 'chatflow_reply_latency_seconds',
       help: 'From Accepted to the reply written to the client stream, at the gateway',

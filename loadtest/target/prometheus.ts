@@ -26,6 +26,8 @@ export const STAGE_HISTOGRAMS: readonly { metric: string; labels: readonly strin
   { metric: 'chatflow_mongo_update_wait_seconds', labels: ['method'], stage: 'mongodb update gate wait' },
   // Gateway: each renewal of its connection slots (heartbeat), sent → answered; a claim past the trust window is refused registry_late.
   { metric: 'chatflow_lease_renewal_seconds', labels: ['outcome'], stage: 'lease renewal' },
+  // Gateway: a Chat/Connect call from its arrival to its answer, by outcome (admitted, or the status it was refused with).
+  { metric: 'chatflow_admission_seconds', labels: ['outcome'], stage: 'admission' },
   // From an event's time to its projection: how stale a read of the read models can be (the projector's process).
   { metric: 'chatflow_projection_lag_seconds', labels: [], stage: 'projection lag' },
   // Node's own (prom-client, on the stage buckets since src/metrics.ts sets them): each garbage collection's pause, by kind.

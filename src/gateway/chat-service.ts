@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
+import { performance } from 'node:perf_hooks';
+import { status as grpcStatus, type Metadata, type sendUnaryData, type ServerDuplexStream, type ServerUnaryCall, type ServerWritableStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { SendAck, SendRequest, type ChatServiceServer, type ClientFrame, type ConnectRequest, type ServerFrame } from '../gen/chatflow/v1/chat';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
@@ -324,6 +325,8 @@ export class ChatGateway {
 
   /** Admission: identity, time zone, conversation, slot. Ends the call with the right status on refusal. */
   private async open(call: WritableCall): Promise<GatewaySession | undefined> {
+    const arrived = performance.now();
+    const answered = (outcome: string) => this.deps.metrics.admissionSeconds.observe({ outcome }, (performance.now() - arrived) / 1000);
     // What is set up step by step, undone by the catch below if a later step fails.
     let slot: string | undefined;
     let route: Subscription | undefined;
@@ -439,6 +442,7 @@ export class ChatGateway {
       if (lastSeq > 0) session.earlierHistory(this.deps.readModelsSettled(cfg.readYourWritesMs));
       await session.start(welcome, resumeAfter, { subscribe: (h) => this.deps.bus.subscribe(clientSubject(clientId), h), flush: () => this.deps.bus.flush() });
       logger.info({ timeZone: tz.timeZone, resumeAfter }, 'client connected');
+      answered('admitted');
       // Admitted while a drain began: it has nothing in processing, so it ends at once.
       if (this.stopping) void session.endForShutdown(cfg.retryAfterMs);
       return session;
@@ -448,6 +452,7 @@ export class ChatGateway {
       if (slot) await this.leases.release(slot);
       const st = toStatus(err, callLogger, new ChatFlowError('UNAVAILABLE', 'could not open the session; retry'));
       if (!call.cancelled) call.emit('error', st);
+      answered(call.cancelled ? 'cancelled' : grpcStatus[st.code]);
       return undefined;
     }
   }

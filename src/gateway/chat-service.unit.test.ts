@@ -15,6 +15,10 @@ class FakeChatCall extends EventEmitter {
   cancelled = false;
 }
 
+/** chatflow_admission_seconds: how many admissions were timed, by outcome. */
+const admissionsTimed = async (deps: GatewayDeps) =>
+  Object.fromEntries((await deps.metrics.admissionSeconds.get()).values.filter((v) => (v as { metricName?: string }).metricName?.endsWith('_count')).map((v) => [v.labels.outcome, v.value]));
+
 describe('ChatGateway: a stream\'s input is read only once it is admitted', () => {
   it('given a Chat stream whose admission is still being decided, then none of its frames is read (each can be 17 MiB), and a refused one is never read', async () => {
     let decide!: (outcome: Error) => void;
@@ -36,6 +40,7 @@ describe('ChatGateway: a stream\'s input is read only once it is admitted', () =
     decide(new ChatFlowError('UNAUTHENTICATED', 'no token'));
     expect((await refused).code).toBe(status.UNAUTHENTICATED);
     expect(call.listenerCount('data')).toBe(0);
+    expect(await admissionsTimed(deps)).toEqual({ UNAUTHENTICATED: 1 });
   });
 });
 
@@ -92,7 +97,7 @@ describe('ChatGateway: a slot claimed too late to be safe is given back', () => 
       const refused = new Promise<{ code: number; details: string }>((r) => call.once('error', r));
       gateway.service.chat(call as never);
       const outcome = await Promise.race([refused, admitted.then(() => 'admitted' as const)]);
-      return { outcome, slots: await registry.count(), refusals: (await deps.metrics.admissionsRefused.get()).values };
+      return { outcome, slots: await registry.count(), refusals: (await deps.metrics.admissionsRefused.get()).values, timed: await admissionsTimed(deps) };
     } finally {
       gateway.beginDrain();
     }
@@ -106,10 +111,11 @@ describe('ChatGateway: a slot claimed too late to be safe is given back', () => 
    * so it trusted its slots and kept the stream.
    */
   it('given renewals that work again, when a claim comes back more than the trust window after it was sent, then the client is told to retry and the slot is given back', async () => {
-    const { outcome, slots, refusals } = await admitWithSlowClaim(false);
+    const { outcome, slots, refusals, timed } = await admitWithSlowClaim(false);
     expect(outcome).toMatchObject({ code: status.UNAVAILABLE, details: expect.stringMatching(/^the connection registry answered too late to keep your slot; retry in \d+ ms$/) });
     expect(slots).toBe(0);
     expect(refusals).toEqual([expect.objectContaining({ labels: { reason: 'registry_late' }, value: 1 })]);
+    expect(timed).toEqual({ UNAVAILABLE: 1 });
   });
 
   it('given an admission that tried for longer than the trust window, when its last attempt\'s claim comes back in time, then the client is admitted (the claim is judged on its own stamp)', async () => {
@@ -117,9 +123,10 @@ describe('ChatGateway: a slot claimed too late to be safe is given back', () => 
     // claim was sent (lost races, reads of the slots, a wait for a write place); it came back at once, yet the
     // gateway judged it on the time the admission began and gave the slot back (registry_late). The registry
     // stamps a claim when it sends it (MongoConnectionRegistry.acquire), and that stamp is what another gateway judges.
-    const { outcome, slots, refusals } = await admitWithSlowClaim(true);
+    const { outcome, slots, refusals, timed } = await admitWithSlowClaim(true);
     expect(outcome).toBe('admitted');
     expect(slots).toBe(1);
     expect(refusals).toEqual([]);
+    expect(timed).toEqual({ admitted: 1 });
   });
 });
