@@ -352,6 +352,40 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('with releases told over the bus, a sweep counts the house, so the first refusal after the house filled sends nothing', async () => {
+    // Issue 15, the stack's scale run (2026-11-27): each gateway's first refusal after the house filled proved it
+    // full in the store (heartbeats, then the marker): 24–85 ms at the client, the slowest of the probe's 200 in
+    // each run, where the next ones took ~4 ms. So did any refusal more than 2 s after the last (a proof that old
+    // is not used). Each sweep (every 1.25 s at the default lease) now counts it with the heartbeats it reads.
+    const names = { collection: 'connections_counts_renewed', heartbeats: 'heartbeats_counts_renewed' };
+    const pair = await watchedPair(names);
+    const { registry, other, sent, watch, close } = pair;
+    const { acquire, refusedWith } = gateways(pair, 4);
+    const bus = new MemoryBus();
+    const subs = [await registry.hearReleases(bus), await other.hearReleases(bus)];
+    try {
+      for (const c of ['a', 'b']) expect((await acquire(registry, c)).ok).toBe(true);
+      for (const c of ['c', 'd']) expect((await acquire(other, c)).ok).toBe(true);
+      // A holder's first heartbeat counts none of its slots (see renew): the other gateway renews twice.
+      for (let i = 0; i < 2; i++) await other.renew('gw/2', Date.now(), 600_000);
+      await registry.renew('gw/1', Date.now(), 600_000);
+      sent.length = 0;
+      watch(true);
+      expect(await registry.expire(Date.now())).toEqual([]);
+      watch(false);
+      // The sweep read the heartbeats and, as they add up to the house, the marker that proves them.
+      expect(sent).toEqual(expect.arrayContaining([`find ${names.heartbeats}`, `find ${names.collection}_frees`]));
+      expect(await refusedWith('x0')).toEqual([]);
+      // A release through the other gateway is heard: the next admission goes to the store and gets in.
+      expect(await other.release('s-c')).toBe(true);
+      await bus.flush();
+      expect((await acquire(registry, 'after-release')).ok).toBe(true);
+    } finally {
+      for (const s of subs) s.unsubscribe();
+      await close();
+    }
+  });
+
   it('with releases told over the bus, a full house refuses with no round trip; a release elsewhere is heard at once, a lost notice costs at most 2 s, a bus that reconnected is not trusted', async () => {
     // Issue 15, the stack's scale run (2026-11-25): each refusal read the release marker and the heartbeats,
     // 15.8 / 97.7 ms p50 / p99 on a FerretDB busy with the chat (the goal: 20 ms p99).
