@@ -386,6 +386,35 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('with releases told over the bus, a sweep confirms a full view, so a refusal more than 2 s after the view was last checked sends nothing', async () => {
+    // The same run: the gateway whose view held every slot had last had it checked 8 s before the first refusal.
+    const names = { collection: 'connections_view_swept', heartbeats: 'heartbeats_view_swept' };
+    const pair = await watchedPair(names);
+    const { registry, other, sent, watch, close } = pair;
+    const { acquire, refusedWith } = gateways(pair, 3);
+    const bus = new MemoryBus();
+    const subs = [await registry.hearReleases(bus), await other.hearReleases(bus)];
+    const realNow = Date.now.bind(Date);
+    let skew = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
+    try {
+      for (const c of ['a', 'b', 'c']) expect((await acquire(registry, c)).ok).toBe(true);
+      expect(await refusedWith('x0')).toEqual([]);
+      skew += 2_100; // the view's check is now older than a refusal may trust
+      await registry.renew('gw/1', Date.now(), 600_000);
+      sent.length = 0;
+      watch(true);
+      expect(await registry.expire(Date.now())).toEqual([]);
+      watch(false);
+      expect(sent).toContain(`find ${names.collection}_frees`);
+      expect(await refusedWith('x1')).toEqual([]);
+    } finally {
+      clock.mockRestore();
+      for (const s of subs) s.unsubscribe();
+      await close();
+    }
+  });
+
   it('with releases told over the bus, a full house refuses with no round trip; a release elsewhere is heard at once, a lost notice costs at most 2 s, a bus that reconnected is not trusted', async () => {
     // Issue 15, the stack's scale run (2026-11-25): each refusal read the release marker and the heartbeats,
     // 15.8 / 97.7 ms p50 / p99 on a FerretDB busy with the chat (the goal: 20 ms p99).

@@ -193,8 +193,8 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    */
   private countedFull?: { at: number; others: Map<string, number> };
   /**
-   * The house size the last admission asked for (`maxClients`): each sweep counts the house against it (see
-   * sweepNow), so that a refusal finds a proof by counts ready.
+   * The house size the last admission asked for (`maxClients`): each sweep proves the house full against it
+   * when it is (see keepFullProof), so that a refusal finds the proof ready.
    */
   private houseSize?: number;
   /** This registry on the bus: its own claims' notices are no news to it. */
@@ -591,6 +591,21 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       .finally(() => (this.checking = undefined));
   }
 
+  /**
+   * A full house proven again at each sweep, not by the next refusal: a proof (a full view confirmed by the
+   * marker, or the counts, see heldAtLeast) is used for 2 s (TOLD_MAX_AGE_MS), and a refusal without one reads the
+   * heartbeats and the marker first. The stack's scale run (2026-11-27): each gateway's first refusal after the
+   * house filled took 24–85 ms that way, the slowest of the probe's 200 where most took ~4 ms; so did any refusal
+   * more than 2 s after the last. A sweep comes every 1.25 s at the default lease and has just read the heartbeats;
+   * the marker is read only when the view or the counts make the house (a slot this sweep freed changed it).
+   */
+  private async keepFullProof(beats: ReadonlyMap<string, Heartbeat>, maxClients: number): Promise<void> {
+    const view = this.view;
+    if (!view || view.claims.size < maxClients) return void (await this.heldAtLeast(beats, maxClients));
+    const at = Date.now();
+    if ((await this.markerNow()).v === view.freesAt) view.confirmed(at);
+  }
+
   /** One read of the marker and the heartbeats: the view stays current if nothing was freed. */
   private checkInBackground(view: SlotView): void {
     if (this.checking) return;
@@ -752,12 +767,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     const gone = look ? [...beats.values()].filter((b) => heartbeatPrunable(b.expiresAt, holding.has(b._id), now, this.deadHolderMs)).map((b) => b._id) : [];
     // The bound again in the filter: a holder renewing meanwhile keeps its heartbeat.
     if (gone.length > 0) await this.beats.deleteMany({ _id: { $in: gone }, expiresAt: { $lte: now - this.deadHolderMs } });
-    // The house counted with the heartbeats just read, not by the next refusal: a proof by counts is used for 2 s
-    // (TOLD_MAX_AGE_MS), and a refusal without one reads the heartbeats, then the marker. The stack's scale run
-    // (2026-11-27): each gateway's first refusal after the house filled took 24–85 ms that way, the slowest of the
-    // probe's 200 where most took ~4 ms. A sweep comes every 1.25 s at the default lease; the marker is read only
-    // when the counts add up to the house (a slot this sweep freed changed it: then they prove nothing).
-    if (this.houseSize !== undefined) await this.heldAtLeast(beats, this.houseSize).catch(() => undefined);
+    if (this.houseSize !== undefined) await this.keepFullProof(beats, this.houseSize).catch(() => undefined);
     const evicted = this.evicted;
     this.evicted = [];
     return [...evicted, ...mine.filter((l): l is Lease => l !== null)];
