@@ -61,6 +61,27 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     return { acquire, refusedWith };
   };
 
+  /** As `gateways`, the two registries hearing each other's releases over one bus, and Date.now moved on by `skew(ms)`. */
+  const toldGateways = async (names: { collection: string; heartbeats: string }, maxClients: number) => {
+    const pair = await watchedPair(names);
+    const bus = new MemoryBus();
+    const subs = [await pair.registry.hearReleases(bus), await pair.other.hearReleases(bus)];
+    const realNow = Date.now.bind(Date);
+    let skewMs = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + skewMs);
+    return {
+      ...pair,
+      ...gateways(pair, maxClients),
+      bus,
+      skew: (ms: number) => void (skewMs += ms),
+      close: async () => {
+        clock.mockRestore();
+        for (const sub of subs) sub.unsubscribe();
+        await pair.close();
+      },
+    };
+  };
+
   describeConnectionRegistry('mongodb', async () => {
     const uri = process.env.MONGODB_URI!;
     const names = { collection: `connections_${n}`, heartbeats: `heartbeats_${n++}` };
@@ -318,14 +339,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     // Issue 15, the stack's scale run: with the view short of the house, each refusal read the heartbeats and the
     // marker from a FerretDB busy with the chat (p99 24–35 ms), where a full view refuses with no round trip.
     const names = { collection: 'connections_counts_told', heartbeats: 'heartbeats_counts_told' };
-    const pair = await watchedPair(names);
-    const { registry, other, sent, watch, close } = pair;
-    const { acquire, refusedWith } = gateways(pair, 4);
-    const bus = new MemoryBus();
-    const subs = [await registry.hearReleases(bus), await other.hearReleases(bus)];
-    const realNow = Date.now.bind(Date);
-    let skew = 0;
-    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
+    const { registry, other, sent, watch, close, acquire, refusedWith, bus, skew } = await toldGateways(names, 4);
     try {
       for (const c of ['a', 'b']) expect((await acquire(registry, c)).ok).toBe(true);
       for (const c of ['c', 'd']) expect((await acquire(other, c)).ok).toBe(true);
@@ -334,7 +348,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(await refusedWith('x0')).toEqual(expect.arrayContaining([`find ${names.heartbeats}`, `find ${names.collection}_frees`]));
       for (let i = 1; i < 4; i++) expect(await refusedWith(`x${i}`)).toEqual([]);
       // Older than 500 ms: still refused at once, and counted again in the background.
-      skew = 600;
+      skew(600);
       watch(true);
       expect(await acquire(registry, 'y0')).toMatchObject({ ok: false, reason: 'full' });
       expect(sent).toEqual([]);
@@ -346,8 +360,6 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       await bus.flush();
       expect((await acquire(registry, 'after-release')).ok).toBe(true);
     } finally {
-      clock.mockRestore();
-      for (const s of subs) s.unsubscribe();
       await close();
     }
   });
@@ -357,12 +369,8 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     // full in the store (heartbeats, then the marker): 24–85 ms at the client, the slowest of the probe's 200 in
     // each run, where the next ones took ~4 ms. So did any refusal more than 2 s after the last (a proof that old
     // is not used). Each sweep (every 1.25 s at the default lease) now counts it with the heartbeats it reads.
-    const names = { collection: 'connections_counts_renewed', heartbeats: 'heartbeats_counts_renewed' };
-    const pair = await watchedPair(names);
-    const { registry, other, sent, watch, close } = pair;
-    const { acquire, refusedWith } = gateways(pair, 4);
-    const bus = new MemoryBus();
-    const subs = [await registry.hearReleases(bus), await other.hearReleases(bus)];
+    const names = { collection: 'connections_counts_swept', heartbeats: 'heartbeats_counts_swept' };
+    const { registry, other, sent, watch, close, acquire, refusedWith, bus } = await toldGateways(names, 4);
     try {
       for (const c of ['a', 'b']) expect((await acquire(registry, c)).ok).toBe(true);
       for (const c of ['c', 'd']) expect((await acquire(other, c)).ok).toBe(true);
@@ -381,7 +389,6 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       await bus.flush();
       expect((await acquire(registry, 'after-release')).ok).toBe(true);
     } finally {
-      for (const s of subs) s.unsubscribe();
       await close();
     }
   });
@@ -389,18 +396,11 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
   it('with releases told over the bus, a sweep confirms a full view, so a refusal more than 2 s after the view was last checked sends nothing', async () => {
     // The same run: the gateway whose view held every slot had last had it checked 8 s before the first refusal.
     const names = { collection: 'connections_view_swept', heartbeats: 'heartbeats_view_swept' };
-    const pair = await watchedPair(names);
-    const { registry, other, sent, watch, close } = pair;
-    const { acquire, refusedWith } = gateways(pair, 3);
-    const bus = new MemoryBus();
-    const subs = [await registry.hearReleases(bus), await other.hearReleases(bus)];
-    const realNow = Date.now.bind(Date);
-    let skew = 0;
-    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + skew);
+    const { registry, sent, watch, close, acquire, refusedWith, skew } = await toldGateways(names, 3);
     try {
       for (const c of ['a', 'b', 'c']) expect((await acquire(registry, c)).ok).toBe(true);
       expect(await refusedWith('x0')).toEqual([]);
-      skew += 2_100; // the view's check is now older than a refusal may trust
+      skew(2_100); // the view's check is now older than a refusal may trust
       await registry.renew('gw/1', Date.now(), 600_000);
       sent.length = 0;
       watch(true);
@@ -409,8 +409,6 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       expect(sent).toContain(`find ${names.collection}_frees`);
       expect(await refusedWith('x1')).toEqual([]);
     } finally {
-      clock.mockRestore();
-      for (const s of subs) s.unsubscribe();
       await close();
     }
   });
