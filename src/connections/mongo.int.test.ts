@@ -151,6 +151,14 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  /** Another gateway (holder gw-b/run123) claims `count` slot numbers from `from` on, written straight to the store. */
+  const claimElsewhere = async (client: MongoClient, collection: string, from: number, count: number) => {
+    const t = Date.now();
+    await client.db(dbName).collection<{ _id: string }>(collection).insertMany(
+      Array.from({ length: count }, (_, i) => ({ _id: `o${i}`, n: from + i, clientId: `o${i}`, sessionId: `o${i}`, gatewayId: 'gw-b', holder: 'gw-b/run123', conversationId: 'c', acquiredAt: t, expiresAt: t + 10_000 })),
+    );
+  };
+
   it('an admission that loses its slot number to another gateway takes another number without reading every slot again', async () => {
     // Issue 15, the stack's scale run: two gateways' stretches of slot numbers met, and then every wave of
     // admissions on one gateway picked the numbers the other had just claimed (its view a moment old), lost the
@@ -164,16 +172,13 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     });
     await client.connect();
     // Both holders start at slot 782 of 1,000 (a hash of the name); after a loss this registry walks on from 250.
-    const holder = 'gw-a/run1', other = 'gw-b/run123';
+    const holder = 'gw-a/run1';
     const registry = await MongoConnectionRegistry.on(client.db(dbName), { logger, random: () => 0.25, ...names });
     try {
       const acquire = (clientId: string) => registry.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw-a', holder, conversationId: 'c', now: Date.now(), leaseMs: 10_000, maxClients: 1_000 });
       expect((await acquire('first')).ok).toBe(true);
       // The other gateway claims the 20 numbers after this one's first, after this registry read the slots.
-      const t = Date.now();
-      await client.db(dbName).collection<{ _id: string }>(names.collection).insertMany(
-        Array.from({ length: 20 }, (_, i) => ({ _id: `o${i}`, n: 783 + i, clientId: `o${i}`, sessionId: `o${i}`, gatewayId: 'gw-b', holder: other, conversationId: 'c', acquiredAt: t, expiresAt: t + 10_000 })),
-      );
+      await claimElsewhere(client, names.collection, 783, 20);
       slotReads = 0;
       const results = await Promise.all(Array.from({ length: 10 }, (_, i) => acquire(`c${i}`)));
       expect(results.every((r) => r.ok)).toBe(true);
@@ -205,8 +210,7 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
       const acquire = (clientId: string, now: number) => registry.acquire({ clientId, sessionId: `s-${clientId}`, gatewayId: 'gw-a', holder, conversationId: 'c', now, leaseMs: 10_000, maxClients: 1_000 });
       expect((await acquire('first', Date.now())).ok).toBe(true);
       // Another gateway claims the number after this one's first, after this registry read the slots.
-      const t = Date.now();
-      await client.db(dbName).collection<{ _id: string } & Record<string, unknown>>(names.collection).insertOne({ _id: 'o0', n: 783, clientId: 'o0', sessionId: 'o0', gatewayId: 'gw-b', holder: 'gw-b/run123', conversationId: 'c', acquiredAt: t, expiresAt: t + 10_000 });
+      await claimElsewhere(client, names.collection, 783, 1);
       const sentAt = Date.now();
       moving = true;
       const result = await acquire('second', sentAt);
