@@ -493,10 +493,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       const again = decided();
       return again.ok ? undefined : again;
     }
-    if (age > TOLD_CHECK_MS) {
-      if (counted) this.recountInBackground(r.maxClients);
-      else this.checkInBackground(view);
-    }
+    if (age > TOLD_CHECK_MS) this.proveInBackground(r.maxClients);
     return outcome;
   }
 
@@ -581,18 +578,18 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     }
   }
 
-  /** One read of the heartbeats and the marker: the proof by counts stays current if they still make the house full. */
-  private recountInBackground(maxClients: number): void {
+  /** keepFullProof after a read of the heartbeats, in the background: the refusal that asked does not wait for it. */
+  private proveInBackground(maxClients: number): void {
     if (this.checking) return;
     this.checking = this.heartbeatsNow()
-      .then((beats) => this.heldAtLeast(beats, maxClients))
-      .then(() => undefined)
-      .catch((err: unknown) => this.options.logger.warn({ err }, 'counting the connection slots failed'))
+      .then((beats) => this.keepFullProof(beats, maxClients))
+      .catch((err: unknown) => this.options.logger.warn({ err }, 'proving the house full again (heartbeats, release marker) failed'))
       .finally(() => (this.checking = undefined));
   }
 
   /**
-   * A full house proven again at each sweep, not by the next refusal: a proof (a full view confirmed by the
+   * A full house proven again at each sweep (and by a refusal whose proof is older than TOLD_CHECK_MS, in the
+   * background), not only by a refusal that has none: a proof (a full view confirmed by the
    * marker, or the counts, see heldAtLeast) is used for 2 s (TOLD_MAX_AGE_MS), and a refusal without one reads the
    * heartbeats and the marker first. The stack's scale run (2026-11-27): each gateway's first refusal after the
    * house filled took 24–85 ms that way, the slowest of the probe's 200 where most took ~4 ms; so did any refusal
@@ -604,18 +601,6 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
     if (!view || view.claims.size < maxClients) return void (await this.heldAtLeast(beats, maxClients));
     const at = Date.now();
     if ((await this.markerNow()).v === view.freesAt) view.confirmed(at);
-  }
-
-  /** One read of the marker and the heartbeats: the view stays current if nothing was freed. */
-  private checkInBackground(view: SlotView): void {
-    if (this.checking) return;
-    const at = Date.now();
-    this.checking = Promise.all([this.markerNow(), this.heartbeatsNow()])
-      .then(([marker]) => {
-        if (marker.v === view.freesAt) view.confirmed(at);
-      })
-      .catch((err: unknown) => this.options.logger.warn({ err }, 'checking the connection slots\' release marker failed'))
-      .finally(() => (this.checking = undefined));
   }
 
   private async releaseNow(sessionId: string): Promise<boolean> {
