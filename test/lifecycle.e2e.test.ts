@@ -96,6 +96,10 @@ describe('the compiled server', () => {
     const mp4 = fakeMp4();
     const cm = c.send({ content: { $case: 'video', video: { mimeType: 'video/mp4', data: mp4, url: '', sizeBytes: mp4.length, durationMs: 0 } } });
     await c.until(() => c.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
+    // In processing before the signal: a drain takes no new message, and Accepted can come before the worker took it
+    // (CI, 2026-11-28: the deadline's line said processing 0).
+    const processing = async () => Number(/^chatflow_messages_processing (\S+)$/m.exec(await (await fetch(`${s.http}/metrics`)).text())?.[1] ?? 0);
+    for (const end = Date.now() + 10_000; (await processing()) < 1 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
     const at = Date.now();
     process.kill(s.proc.pid!, 'SIGTERM');
     const { code, at: exitedAt } = await s.exited;
