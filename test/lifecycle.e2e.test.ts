@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { status } from '@grpc/grpc-js';
 import { alive, chatClient, chatOn, ensureBuild, grpcHealth, startCompiled, type CompiledServer } from './compiled';
-import type { ChatStream } from './harness';
+import { connected, startTestApp, type ChatStream } from './harness';
 
 /**
  * The compiled build run as an operator runs it (`npm start`, or `node` as in
@@ -159,4 +159,32 @@ describe('the compiled server', () => {
     }
     process.stdout.write(`drain with ${clients} videos in processing, 20 runs: ${drainMs.join(', ')} ms\n`);
   }, 600_000);
+});
+
+describe('the drain\'s account at its deadline (in process, the worker in its thread)', () => {
+  it('names the message in processing when the deadline falls on the end of the grace, however late the event loop is', async () => {
+    // main.ts's deadline is grace + margin, here margin 0: both end together. The worker's grace is timed on the
+    // event loop after the deadline, so the deadline's line comes first. A thread timing the grace on its own clock
+    // stopped the message first whenever the loop was late (CI, 2026-11-28: processing 0).
+    const t = await startTestApp({ CHATFLOW_SIM_DELAY_SCALE: '3', CHATFLOW_SHUTDOWN_GRACE_MS: '300' });
+    try {
+      const s = await connected(t, 'late-loop');
+      const mp4 = fakeMp4();
+      const cm = s.send({ content: { $case: 'video', video: { mimeType: 'video/mp4', data: mp4, url: '', sizeBytes: mp4.length, durationMs: 0 } } });
+      await s.until(() => s.messageIdOf(cm) !== undefined, 10_000, 'Accepted');
+      for (const end = Date.now() + 10_000; (t.app.worker?.processing ?? 0) < 1 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
+      expect(t.app.worker?.processing).toBe(1);
+      let atDeadline: Record<string, unknown> | undefined;
+      setTimeout(() => (atDeadline = t.app.stopProgress()), 300); // main.ts sets it before it starts the drain
+      const stopped = t.app.stop();
+      await new Promise((r) => setTimeout(r, 20)); // the drain under way, the worker told to stop
+      for (const end = Date.now() + 800; Date.now() < end; ); // the loop held past the grace: a long collection, a busy core
+      await new Promise((r) => setTimeout(r, 50));
+      expect(atDeadline).toMatchObject({ step: 'drain', processing: 1 });
+      await stopped;
+      s.end();
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
 });

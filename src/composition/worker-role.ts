@@ -18,8 +18,8 @@ export interface WorkerControl {
   readonly processing: number;
   readonly peak: number;
   stats(): { processing: number; peak: number; waiting: number };
-  /** Stops taking messages and finishes (up to graceMs) those in processing. */
-  stop(graceMs?: number): Promise<void>;
+  /** Stops taking messages and finishes those in processing until `graceOver` (default: graceMs from now). */
+  stop(graceMs?: number, graceOver?: Promise<unknown>): Promise<void>;
 }
 
 export interface WorkerRole extends Part {

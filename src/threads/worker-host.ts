@@ -71,7 +71,15 @@ export function workerThreadRole(deps: {
     },
     stats: () => ({ processing: Atomics.load(stats, 0), peak: Atomics.load(stats, 1), waiting: waiting() }),
     stop: async (graceMs) => {
-      await ch?.call('worker.stop', graceMs);
+      // The grace is timed here, on the loop whose shutdown deadline (main.ts) was set before it: at a deadline that
+      // falls on the grace's end, what the thread holds is still named. On the thread's own clock it could be
+      // stopped first whenever this loop ran late.
+      const over = setTimeout(() => ch?.note('worker.graceOver'), graceMs);
+      try {
+        await ch?.call('worker.stop', graceMs);
+      } finally {
+        clearTimeout(over);
+      }
     },
   };
 

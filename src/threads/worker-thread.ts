@@ -65,7 +65,11 @@ async function run(ch: Channel, data: WorkerThreadData): Promise<void> {
         Atomics.store(stats, 1, peak);
       },
     }));
-    ch.on('worker.stop', (graceMs?: number) => role.worker.stop(graceMs));
+    // The grace ends when the host says so (see workerThreadRole's stop).
+    let endGrace!: () => void;
+    const graceOver = new Promise<void>((r) => (endGrace = r));
+    ch.on('worker.graceOver', () => endGrace());
+    ch.on('worker.stop', (graceMs?: number) => role.worker.stop(graceMs, graceOver));
     ch.note('ready', { llmName: role.llmName, speechSummary: role.speechSummary } satisfies WorkerThreadReady);
   } catch (err) {
     await lifecycle.stopAll();

@@ -240,6 +240,25 @@ describe('Worker: exactly one reply per message id, whatever the read model says
     expect(llm.calls).toBe(0);
   });
 
+  it('stopped, keeps its message in processing until the grace it was given ends, then stops it uncommitted and says so', async () => {
+    const lines: { msg: string; processing?: number }[] = [];
+    const logged = pino({ level: 'warn' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+    const a = await env.worker('wA', model(), { logger: logged });
+    const first = a.handle(env.received('m9'), new AbortController().signal).catch(() => 'stopped');
+    for (const end = Date.now() + 2_000; a.w.processing < 1 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
+    expect(a.w.processing).toBe(1);
+    let endGrace!: () => void;
+    const stopping = a.w.stop(0, new Promise<void>((r) => (endGrace = r)));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(a.w.processing).toBe(1); // a grace of 0 ms on the worker's own clock would have stopped it by now
+    endGrace();
+    expect(await first).toBe('stopped');
+    await stopping;
+    expect(a.w.processing).toBe(0);
+    expect(env.log.outcomesFor('m9')).toHaveLength(0); // left for the next owner
+    expect(lines).toContainEqual(expect.objectContaining({ processing: 1, msg: expect.stringMatching(/^grace over: 1 message\(s\) in processing stopped/) }));
+  });
+
   it('a worker whose message is taken away gives it up at once: the new owner answers it, once', async () => {
     const slow = model();
     const fast = model();

@@ -764,10 +764,21 @@ export class Worker {
     }
   }
 
-  async stop(graceMs: number): Promise<void> {
+  /**
+   * Stops taking messages; those in processing have until `graceOver` (by
+   * default `graceMs` from now) to finish, and are then stopped, uncommitted:
+   * the next worker to take their partitions answers them (this one after a
+   * restart, or another). A worker in a thread is given its host's `graceOver`
+   * (threads/worker-host.ts), timed on the loop that times the deadline.
+   */
+  async stop(graceMs: number, graceOver: Promise<unknown> = new Promise((r) => setTimeout(r, graceMs).unref())): Promise<void> {
     clearInterval(this.lagTimer);
     const stopping = this.consumer?.stop(graceMs);
-    setTimeout(() => this.abort.abort(), graceMs).unref();
+    void graceOver.then(() => {
+      const cut = this.budget.inProcessing;
+      if (cut > 0) this.deps.logger.warn({ graceMs, processing: cut }, `grace over: ${cut} message(s) in processing stopped; the next worker to take their partitions answers them (this one after a restart)`);
+      this.abort.abort();
+    });
     await stopping;
     // Beating until here keeps the messages this worker finishes during its grace its own.
     clearInterval(this.beatTimer);
