@@ -188,6 +188,8 @@ export function disconnectReasonName(r: DisconnectReason): string {
       return 'shutdown';
     case DisconnectReason.DISCONNECT_REASON_ERROR:
       return 'error';
+    case DisconnectReason.DISCONNECT_REASON_SILENT:
+      return 'silent';
     default:
       return 'unspecified';
   }

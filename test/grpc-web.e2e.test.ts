@@ -366,3 +366,90 @@ describe('development token endpoint (CHATFLOW_DEV_TOKENS=true)', () => {
     expect((await post(JSON.stringify({ clientId: 'x'.repeat(2000) }))).status).toBe(413);
   });
 });
+
+describe('a browser gone without closing its Connect stream (the silence rule)', () => {
+  const LIMIT_MS = 800;
+  let t: TestApp;
+  let chat: Client<typeof ChatService>;
+  const auth = async (clientId: string) => ({ authorization: `Bearer ${await t.app.auth.mint(clientId)}`, 'x-timezone': 'Europe/Paris' });
+
+  beforeAll(async () => {
+    t = await startTestApp({ CHATFLOW_SILENCE_LIMIT_MS: String(LIMIT_MS), CHATFLOW_MAX_CLIENTS: '3' });
+    chat = createClient(ChatService, createGrpcWebTransport({ baseUrl: t.app.httpUrl, httpVersion: '1.1' }));
+  });
+  afterAll(async () => t.close());
+
+  it('a ping over Send is answered on the stream; a client that pinged and then went silent is closed and its slot freed', async () => {
+    const s = new WebStream(chat, await auth('web-pinger'));
+    await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
+    const w = s.welcome()!;
+    expect(w.silenceLimitMs).toBe(BigInt(LIMIT_MS));
+    const ack = await chat.send({ sessionId: w.sessionId, ping: { nonce: 7n } }, { headers: await auth('web-pinger') });
+    expect(ack).toMatchObject({ clientMessageId: '', messageId: '', seq: 0n, duplicate: false });
+    await s.until((f) => f.some((x) => x.frame.case === 'pong' && x.frame.value.nonce === 7n), 'the pong');
+    // Alive while it pings (well past the limit in all), and a message counts as heard too.
+    for (let i = 0; i < 6; i++) {
+      await new Promise((r) => setTimeout(r, LIMIT_MS / 3));
+      if (i === 3) await chat.send({ sessionId: w.sessionId, message: { clientMessageId: 'm1', content: { case: 'text', value: 'still here' } } }, { headers: await auth('web-pinger') });
+      else await chat.send({ sessionId: w.sessionId, ping: { nonce: BigInt(i) } }, { headers: await auth('web-pinger') });
+    }
+    expect(s.frames.some((x) => x.frame.case === 'accepted')).toBe(true);
+    // Gone without a word: closed within the limit (and one timer turn), the slot freed for the same client at once.
+    const silentFrom = Date.now();
+    const err = await s.done;
+    expect(Date.now() - silentFrom).toBeLessThan(LIMIT_MS + 1_000);
+    expect(err?.code).toBe(Code.DeadlineExceeded);
+    expect(err?.rawMessage).toMatch(/^no Send \(ping or message\) for \d+ ms after this client pinged \(limit 800 ms\): the stream was taken for dead and closed, its slot freed/);
+    const back = new WebStream(chat, await auth('web-pinger'));
+    await back.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome again (not ALREADY_EXISTS)');
+    back.abort.abort();
+    expect(await metric(t, 'chatflow_disconnects_total{reason="silent"}')).toBe(1);
+  });
+
+  it('the page pings while connected: it stays connected well past the limit, with no message sent', async () => {
+    const clientId = 'web-page-pinger';
+    const events = { states: [] as string[], pongs: 0 };
+    const shim = globalThis as { window?: unknown };
+    shim.window = globalThis; // the page's timers
+    const page = new (pageSession().PageChatSession)(t.app.httpUrl, { clientId, token: await t.app.auth.mint(clientId) }, 'Europe/Paris', {
+      state: (st: string) => events.states.push(st),
+      notice: () => undefined,
+      frame: (f: ServerFrame) => void (f.frame.case === 'pong' && events.pongs++),
+      sendFailed: () => undefined,
+    });
+    try {
+      page.connect();
+      for (const end = Date.now() + 5_000; !events.states.includes('connected') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, LIMIT_MS * 3));
+      expect(events.states).toEqual(['connecting', 'connected']);
+      expect(events.pongs).toBeGreaterThanOrEqual(6); // one every LIMIT_MS / 4
+    } finally {
+      page.disconnect();
+      delete shim.window;
+    }
+  });
+
+  it('a client that never pings is not held to it', async () => {
+    const s = new WebStream(chat, await auth('web-quiet'));
+    await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
+    await chat.send({ sessionId: s.welcome()!.sessionId, message: { clientMessageId: 'q1', content: { case: 'text', value: 'one message, then nothing' } } }, { headers: await auth('web-quiet') });
+    await new Promise((r) => setTimeout(r, LIMIT_MS * 2));
+    let ended = false;
+    void s.done.then(() => (ended = true));
+    await new Promise((r) => setImmediate(r));
+    expect(ended).toBe(false);
+    s.abort.abort();
+  });
+
+  it('refuses a Send with neither a message nor a ping, or with both (INVALID_ARGUMENT), and a ping on another client\'s session', async () => {
+    const s = new WebStream(chat, await auth('web-owner'));
+    await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
+    const sessionId = s.welcome()!.sessionId;
+    await expect(chat.send({ sessionId }, { headers: await auth('web-owner') })).rejects.toMatchObject({ code: Code.InvalidArgument, rawMessage: 'a Send carries a message or a ping: neither is set' });
+    await expect(chat.send({ sessionId, ping: { nonce: 1n }, message: { clientMessageId: 'b', content: { case: 'text', value: 'x' } } }, { headers: await auth('web-owner') }))
+      .rejects.toMatchObject({ code: Code.InvalidArgument, rawMessage: 'a Send carries a message or a ping, not both' });
+    await expect(chat.send({ sessionId, ping: { nonce: 2n } }, { headers: await auth('web-intruder') })).rejects.toMatchObject({ code: Code.PermissionDenied });
+    expect(s.frames.some((x) => x.frame.case === 'pong')).toBe(false);
+    s.abort.abort();
+  });
+});

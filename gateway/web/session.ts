@@ -42,6 +42,10 @@ interface Outgoing {
 /** Default wait when the server is full and says nothing (it normally sends retry-after-ms). */
 const FULL_RETRY_MS = 5000;
 const MAX_BACKOFF_MS = 15_000;
+/** How long a resume keeps trying while the server still holds the lost stream, when it holds silent ones forever. */
+const HELD_RETRY_MS = 60_000;
+/** Pings per silence limit (the server closes a stream silent that long): room for a late timer in a background tab. */
+const PINGS_PER_LIMIT = 4;
 
 /**
  * One browser session over gRPC-Web: `Connect` opens the server stream,
@@ -65,6 +69,11 @@ export class PageChatSession {
   private closedOwnAt = 0;
   /** Set while coming back from a lost stream (not a first connect). */
   private resuming = false;
+  /** When the last welcomed stream was lost. */
+  private lostAt = 0;
+  /** The server's silence limit (Welcome.silence_limit_ms): it lets go of a stream silent that long. 0: never. */
+  private silenceLimitMs = 0;
+  private pingTimer?: number;
   state: ConnState = 'idle';
   conversationId?: string;
   lastSeq = 0n;
@@ -177,6 +186,7 @@ export class PageChatSession {
 
   private onWelcome(w: Welcome): void {
     this.welcome = w;
+    this.silenceLimitMs = Number(w.silenceLimitMs);
     this.resuming = false;
     this.sessionId = w.sessionId;
     if (this.conversationId !== w.conversationId) this.lastSeq = w.lastSeq;
@@ -184,7 +194,23 @@ export class PageChatSession {
     this.attempts = 0;
     this.events.notice(undefined);
     this.setState('connected', w);
+    this.keepPinging(w.sessionId);
     for (const item of this.outbox.values()) if (!item.inFlight) void this.post(item);
+  }
+
+  /**
+   * Pings over Send while connected, so that the server can tell this page
+   * from one gone without closing its stream (a laptop put to sleep, a lost
+   * network) and free its slot (see Welcome.silence_limit_ms). A ping that
+   * fails says nothing the stream will not say itself.
+   */
+  private keepPinging(sessionId: string): void {
+    if (this.silenceLimitMs <= 0) return;
+    let nonce = 0n;
+    this.pingTimer = window.setInterval(() => {
+      if (this.sessionId !== sessionId) return;
+      this.chat.send({ sessionId, ping: { nonce: nonce++ } }, { headers: this.headers() }).catch(() => undefined);
+    }, Math.max(250, this.silenceLimitMs / PINGS_PER_LIMIT));
   }
 
   /** Remembers the highest event seq seen: the resume point. */
@@ -225,6 +251,7 @@ export class PageChatSession {
 
   /** The stream ended or was refused: say why in plain words, and retry when retrying can help. */
   private lost(err: ConnectError, welcomed: boolean): void {
+    if (welcomed) this.lostAt = Date.now();
     this.sessionId = undefined;
     this.abort = undefined;
     const retryAfter = Number(err.metadata.get('retry-after-ms'));
@@ -242,8 +269,12 @@ export class PageChatSession {
           this.retryTimer = window.setTimeout(() => this.connect(), 250);
           return;
         }
-        // Back from a network loss: the server may not have noticed the old stream is dead yet.
-        if (this.resuming && this.attempts < 8) return this.retryIn(Math.min(MAX_BACKOFF_MS, 1000 * 2 ** this.attempts), 'lost', 'The server still holds your previous connection');
+        // Back from a network loss: the server may not have noticed the old stream is dead yet. It lets go of it
+        // once it has heard nothing from this page for its silence limit (this page pinged it).
+        if (this.resuming && Date.now() - this.lostAt < (this.silenceLimitMs || HELD_RETRY_MS) + MAX_BACKOFF_MS) {
+          const within = this.silenceLimitMs > 0 ? ` (it lets go of it within ${Math.ceil(this.silenceLimitMs / 1000)} s of losing it)` : '';
+          return this.retryIn(Math.min(MAX_BACKOFF_MS, 1000 * 2 ** this.attempts), 'lost', `The server still holds your previous connection${within}`);
+        }
         return this.refuse('duplicate', `Already connected in another tab or window as ${this.identity.clientId}. Close it there, then connect again here.`);
       case Code.Unauthenticated: {
         const id = this.identity.clientId;
@@ -259,6 +290,11 @@ export class PageChatSession {
         this.newConversation();
         return this.refuse('refused', `That conversation does not exist any more (${err.rawMessage}). Connect to start a new one.`);
       case Code.DeadlineExceeded:
+        // Taken for gone: its pings did not reach the server for its silence limit (a frozen tab, a network gap).
+        if (welcomed && /^no Send/.test(err.rawMessage)) {
+          this.resuming = true;
+          return this.retryIn(1000, 'lost', 'The server had not heard from this page for a while and closed its connection');
+        }
         this.setState('idle');
         this.events.notice({ kind: 'idle', text: 'Disconnected: no message was sent within the first-message deadline, so the server freed the slot. Sending a message reconnects.' });
         return;
@@ -291,7 +327,11 @@ export class PageChatSession {
 
   private setState(state: ConnState, welcome?: Welcome): void {
     this.state = state;
-    if (state !== 'connected') this.welcome = undefined;
+    if (state !== 'connected') {
+      this.welcome = undefined;
+      window.clearInterval(this.pingTimer);
+      this.pingTimer = undefined;
+    }
     this.events.state(state, welcome);
   }
 }

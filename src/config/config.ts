@@ -30,6 +30,7 @@ export interface Config {
   unansweredPerClient: number;
   maxTextChars: number;
   slowClientTimeoutMs: number;
+  silenceLimitMs: number;
   readYourWritesMs: number;
   appendTimeoutMs: number;
   /** Share of the heap's room for what lives, after a full collection, at which new messages and connections are refused (100 = never). */
@@ -96,6 +97,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sends: { atOnce: c.CHATFLOW_SENDS_AT_ONCE, perClient: c.CHATFLOW_SENDS_PER_CLIENT },
     unansweredPerClient: c.CHATFLOW_UNANSWERED_PER_CLIENT,
     slowClientTimeoutMs: c.CHATFLOW_SLOW_CLIENT_TIMEOUT_MS,
+    silenceLimitMs: c.CHATFLOW_SILENCE_LIMIT_MS,
     readYourWritesMs: c.CHATFLOW_READ_YOUR_WRITES_MS,
     appendTimeoutMs: c.CHATFLOW_APPEND_TIMEOUT_MS,
     heapRefusePercent: c.CHATFLOW_HEAP_REFUSE_PERCENT,

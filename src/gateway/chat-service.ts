@@ -272,7 +272,8 @@ export class ChatGateway {
       const clientId = await this.deps.auth.identify(getter(call.metadata));
       const flaw = wireFlawOf(call.request);
       if (flaw) throw new ChatFlowError('INVALID_ARGUMENT', WIRE_FLAW_MESSAGES[flaw]);
-      if (!call.request.message) throw new ChatFlowError('INVALID_ARGUMENT', 'message is required');
+      if (!call.request.message && !call.request.ping) throw new ChatFlowError('INVALID_ARGUMENT', 'a Send carries a message or a ping: neither is set');
+      if (call.request.message && call.request.ping) throw new ChatFlowError('INVALID_ARGUMENT', 'a Send carries a message or a ping, not both');
       const session = this.sessions.get(call.request.sessionId);
       if (session) return this.submitOn(session, clientId, call.request);
       return this.forwardSend(clientId, call.request);
@@ -286,6 +287,11 @@ export class ChatGateway {
   private async submitOn(session: GatewaySession, clientId: string, request: SendRequest): Promise<SendAck> {
     const denied = ownershipError('session', session.info.clientId, clientId);
     if (denied) throw denied;
+    session.heard(request.ping !== undefined);
+    if (request.ping) {
+      session.pong(request.ping.nonce);
+      return { clientMessageId: '', messageId: '', seq: 0, duplicate: false };
+    }
     const a = await session.submit(request.message!);
     return { clientMessageId: a.clientMessageId, messageId: a.messageId, seq: a.seq, duplicate: a.duplicate };
   }
@@ -433,6 +439,7 @@ export class ChatGateway {
             localTime: isoLocalTime(new Date(now), tz.timeZone),
             maxMediaBytes: cfg.maxMediaBytes,
             firstMessageDeadlineMs: cfg.firstMessageTimeoutMs,
+            silenceLimitMs: cfg.silenceLimitMs,
             timeZone: tz.timeZone,
             lastSeq,
           },

@@ -45,7 +45,7 @@ export function decodeRoutedRequest(payload: Uint8Array): RoutedRequest {
   } catch {
     throw new ChatFlowError('INVALID_ARGUMENT', 'malformed request between gateways: request is not a SendRequest');
   }
-  if (!request.message) throw new ChatFlowError('INVALID_ARGUMENT', 'malformed request between gateways: the SendRequest has no message');
+  if (!request.message && !request.ping) throw new ChatFlowError('INVALID_ARGUMENT', 'malformed request between gateways: the SendRequest has no message and no ping');
   return { kind: 'send', clientId: parsed.data.clientId, request };
 }
 

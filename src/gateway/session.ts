@@ -6,6 +6,7 @@ import { ServerFrame, type Accepted, type UserMessage } from '../gen/chatflow/v1
 import { DisconnectReason, Event } from '../gen/chatflow/v1/events';
 import { mediaKindName, mediaKindOf } from '../domain/media-kind';
 import { decideDeadline, recordMessage, type DeadlineState } from '../domain/deadline';
+import { decideSilence, notPinged, recordSend, type SilenceState } from '../domain/silence';
 import { behind, mayTakeMessage, unansweredMessage, type InputBounds } from '../domain/input-flow';
 import type { Config } from '../config/config';
 import { ChatFlowError } from '../domain/errors';
@@ -50,6 +51,8 @@ export interface SessionInfo {
 export class GatewaySession {
   private deadline: DeadlineState;
   private deadlineTimer?: NodeJS.Timeout;
+  private silence: SilenceState = notPinged;
+  private silenceTimer?: NodeJS.Timeout;
   private subscription?: Subscription;
   private closed = false;
   /** Messages whose append is in flight: replies to them wait until Accepted is written. */
@@ -459,6 +462,30 @@ export class GatewaySession {
 
   pong(nonce: number): void {
     this.out.write({ frame: { $case: 'pong', pong: { nonce, serverTime: new Date(this.deps.clock()) } } });
+  }
+
+  /** A Send for this session came (a ping, or a message): a client that pings is held to the silence rule (see decideSilence). */
+  heard(ping: boolean): void {
+    const held = this.silence.heardAt !== null;
+    this.silence = recordSend(this.silence, this.deps.clock(), ping);
+    if (!held && this.silence.heardAt !== null) this.armSilence();
+  }
+
+  /** One timer per session, set again when it fires on a session heard meanwhile (not at every Send). */
+  private armSilence(): void {
+    if (this.closed) return;
+    const limitMs = this.deps.config.silenceLimitMs;
+    const decision = decideSilence(this.silence, this.deps.clock(), limitMs);
+    if (decision.type === 'Heard') {
+      this.silenceTimer = setTimeout(() => this.armSilence(), decision.remainingMs);
+      this.silenceTimer.unref();
+    } else if (decision.type === 'Silent') {
+      void this.close(
+        DisconnectReason.DISCONNECT_REASON_SILENT,
+        new ChatFlowError('DEADLINE_EXCEEDED', `no Send (ping or message) for ${decision.silentMs} ms after this client pinged (limit ${limitMs} ms): the stream was taken for dead and closed, its slot freed; connect again to go on (x-resume-after)`),
+        `silent ${decision.silentMs} ms`,
+      );
+    }
   }
 
   /**
@@ -971,6 +998,7 @@ export class GatewaySession {
     this.abort.abort(new ChatFlowError('UNAVAILABLE', 'the session closed before the message was stored; send it again on a new connection (the same client_message_id is safe)'));
     this.notifyIfDelivered();
     clearTimeout(this.deadlineTimer);
+    clearTimeout(this.silenceTimer);
     clearTimeout(this.carriedCheck);
     this.subscription?.unsubscribe();
     if (end !== undefined) this.out.end(end === null ? null : toStatus(end, this.logger));

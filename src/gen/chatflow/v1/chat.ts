@@ -145,6 +145,11 @@ export interface Welcome {
   timeZone: string;
   /** Highest event sequence of the conversation at connect time. */
   lastSeq: number;
+  /**
+   * Connect streams: once the client pings (SendRequest.ping), the longest
+   * silence between its Sends before the stream is closed as dead (0: never).
+   */
+  silenceLimitMs: number;
 }
 
 /** Accepted is sent only after the message is durably in the event log. */
@@ -199,9 +204,17 @@ export interface ChatError {
 export interface ConnectRequest {
 }
 
+/**
+ * A message, or a ping (exactly one of the two). A ping is answered with a
+ * Pong on the session's stream and an empty SendAck. A Connect stream whose
+ * client has pinged once is held to it: a Send (ping or message) at least
+ * every Welcome.silence_limit_ms, or the stream is taken for dead (a browser
+ * gone without closing its connection) and closed, its slot freed.
+ */
 export interface SendRequest {
   sessionId: string;
   message?: UserMessage | undefined;
+  ping?: Ping | undefined;
 }
 
 export interface SendAck {
@@ -1367,6 +1380,7 @@ function createBaseWelcome(): Welcome {
     firstMessageDeadlineMs: 0,
     timeZone: "",
     lastSeq: 0,
+    silenceLimitMs: 0,
   };
 }
 
@@ -1398,6 +1412,9 @@ export const Welcome: MessageFns<Welcome> = {
     }
     if (message.lastSeq !== 0) {
       writer.uint32(72).int64(message.lastSeq);
+    }
+    if (message.silenceLimitMs !== 0) {
+      writer.uint32(80).int64(message.silenceLimitMs);
     }
     return writer;
   },
@@ -1487,6 +1504,14 @@ export const Welcome: MessageFns<Welcome> = {
             message.lastSeq = longToNumber(reader.int64());
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.silenceLimitMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1546,6 +1571,11 @@ export const Welcome: MessageFns<Welcome> = {
         : isSet(object.last_seq)
         ? globalThis.Number(object.last_seq)
         : 0,
+      silenceLimitMs: isSet(object.silenceLimitMs)
+        ? globalThis.Number(object.silenceLimitMs)
+        : isSet(object.silence_limit_ms)
+        ? globalThis.Number(object.silence_limit_ms)
+        : 0,
     };
   },
 
@@ -1578,6 +1608,9 @@ export const Welcome: MessageFns<Welcome> = {
     if (message.lastSeq !== 0) {
       obj.lastSeq = Math.round(message.lastSeq);
     }
+    if (message.silenceLimitMs !== 0) {
+      obj.silenceLimitMs = Math.round(message.silenceLimitMs);
+    }
     return obj;
   },
 
@@ -1595,6 +1628,7 @@ export const Welcome: MessageFns<Welcome> = {
     message.firstMessageDeadlineMs = object.firstMessageDeadlineMs ?? 0;
     message.timeZone = object.timeZone ?? "";
     message.lastSeq = object.lastSeq ?? 0;
+    message.silenceLimitMs = object.silenceLimitMs ?? 0;
     return message;
   },
 };
@@ -2213,7 +2247,7 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
 };
 
 function createBaseSendRequest(): SendRequest {
-  return { sessionId: "", message: undefined };
+  return { sessionId: "", message: undefined, ping: undefined };
 }
 
 export const SendRequest: MessageFns<SendRequest> = {
@@ -2223,6 +2257,9 @@ export const SendRequest: MessageFns<SendRequest> = {
     }
     if (message.message !== undefined) {
       UserMessage.encode(message.message, writer.uint32(18).fork()).join();
+    }
+    if (message.ping !== undefined) {
+      Ping.encode(message.ping, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -2256,6 +2293,14 @@ export const SendRequest: MessageFns<SendRequest> = {
             message.message = UserMessage.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.ping = Ping.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2276,6 +2321,7 @@ export const SendRequest: MessageFns<SendRequest> = {
         ? globalThis.String(object.session_id)
         : "",
       message: isSet(object.message) ? UserMessage.fromJSON(object.message) : undefined,
+      ping: isSet(object.ping) ? Ping.fromJSON(object.ping) : undefined,
     };
   },
 
@@ -2286,6 +2332,9 @@ export const SendRequest: MessageFns<SendRequest> = {
     }
     if (message.message !== undefined) {
       obj.message = UserMessage.toJSON(message.message);
+    }
+    if (message.ping !== undefined) {
+      obj.ping = Ping.toJSON(message.ping);
     }
     return obj;
   },
@@ -2299,6 +2348,7 @@ export const SendRequest: MessageFns<SendRequest> = {
     message.message = (object.message !== undefined && object.message !== null)
       ? UserMessage.fromPartial(object.message)
       : undefined;
+    message.ping = (object.ping !== undefined && object.ping !== null) ? Ping.fromPartial(object.ping) : undefined;
     return message;
   },
 };

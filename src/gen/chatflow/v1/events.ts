@@ -24,6 +24,8 @@ export enum DisconnectReason {
   DISCONNECT_REASON_SHUTDOWN = 4,
   /** DISCONNECT_REASON_ERROR - The stream failed (transport error). */
   DISCONNECT_REASON_ERROR = 5,
+  /** DISCONNECT_REASON_SILENT - A Connect stream whose client pinged, then sent nothing within the silence limit (taken for dead). */
+  DISCONNECT_REASON_SILENT = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -47,6 +49,9 @@ export function disconnectReasonFromJSON(object: any): DisconnectReason {
     case 5:
     case "DISCONNECT_REASON_ERROR":
       return DisconnectReason.DISCONNECT_REASON_ERROR;
+    case 6:
+    case "DISCONNECT_REASON_SILENT":
+      return DisconnectReason.DISCONNECT_REASON_SILENT;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -68,6 +73,8 @@ export function disconnectReasonToJSON(object: DisconnectReason): string {
       return "DISCONNECT_REASON_SHUTDOWN";
     case DisconnectReason.DISCONNECT_REASON_ERROR:
       return "DISCONNECT_REASON_ERROR";
+    case DisconnectReason.DISCONNECT_REASON_SILENT:
+      return "DISCONNECT_REASON_SILENT";
     case DisconnectReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
