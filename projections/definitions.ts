@@ -190,6 +190,8 @@ export function disconnectReasonName(r: DisconnectReason): string {
       return 'error';
     case DisconnectReason.DISCONNECT_REASON_SILENT:
       return 'silent';
+    case DisconnectReason.DISCONNECT_REASON_REPLACED:
+      return 'replaced';
     default:
       return 'unspecified';
   }

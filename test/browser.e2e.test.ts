@@ -492,6 +492,42 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
         }
       });
 
+      it('comes back at once from a connection lost without a word to the server (a laptop that slept): it takes its old stream over', async () => {
+        const proxy = await startTcpProxy(t.app.httpPort);
+        try {
+          ctx = await browser.newContext({ timezoneId: 'Europe/Paris' });
+          const page = await ctx.newPage();
+          page.on('pageerror', (e) => errors.push(e.message));
+          const replaces: (string | undefined)[] = [];
+          page.on('request', (r) => {
+            if (r.url().endsWith('/chatflow.v1.ChatService/Connect')) replaces.push(r.headers()['x-replaces-session']);
+          });
+          await page.goto(`${proxy.url}/`);
+          await page.fill('#client-id', 'sleeper');
+          await page.click('#connect-button');
+          await waitConnected(page);
+          await page.fill('#message-input', 'before the lid closed');
+          await page.press('#message-input', 'Enter');
+          await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+          // The server keeps the old stream open (it hears nothing, for up to CHATFLOW_SILENCE_LIMIT_MS, 120 s).
+          const replacedBefore = (await metric(t, 'chatflow_disconnects_total{reason="replaced"}')) || 0;
+          proxy.cutSilently(1000);
+          await page.waitForFunction(() => document.body.dataset.state !== 'connected', null, { timeout: 10_000 });
+          const lostAt = Date.now();
+          await waitConnected(page);
+          expect(Date.now() - lostAt).toBeLessThan(10_000);
+          await expect(page.locator('#notice').innerText()).resolves.not.toMatch(/still holds/);
+          expect(replaces[0]).toBeUndefined();
+          expect(replaces[replaces.length - 1]).toMatch(/^[0-9a-f-]{36}$/);
+          expect(await metric(t, 'chatflow_disconnects_total{reason="replaced"}')).toBe(replacedBefore + 1);
+          await page.fill('#message-input', 'after waking up');
+          await page.press('#message-input', 'Enter');
+          await page.locator('#messages .msg.bot[aria-busy="false"] .text', { hasText: /after waking up/ }).waitFor({ timeout: 15_000 });
+        } finally {
+          await proxy.close();
+        }
+      });
+
       it("says in the server's own words that its memory is nearly full, and gets in once it frees", async () => {
         const heap = new StandInHeap();
         const full = await startTestApp({ CHATFLOW_DEV_TOKENS: 'true' }, { llm: llm(), heap });

@@ -367,7 +367,7 @@ describe('development token endpoint (CHATFLOW_DEV_TOKENS=true)', () => {
   });
 });
 
-describe('a browser gone without closing its Connect stream (the silence rule)', () => {
+describe('a browser gone without closing its Connect stream (the silence rule, the take-over)', () => {
   const LIMIT_MS = 800;
   let t: TestApp;
   let chat: Client<typeof ChatService>;
@@ -439,6 +439,31 @@ describe('a browser gone without closing its Connect stream (the silence rule)',
     await new Promise((r) => setImmediate(r));
     expect(ended).toBe(false);
     s.abort.abort();
+  });
+
+  it('a client back from a stream the server still holds takes it over by naming it (x-replaces-session); nobody else can', async () => {
+    const old = new WebStream(chat, await auth('web-sleeper'));
+    await old.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
+    const oldId = old.welcome()!.sessionId;
+    await chat.send({ sessionId: oldId, message: { clientMessageId: 's1', content: { case: 'text', value: 'before the laptop slept' } } }, { headers: await auth('web-sleeper') });
+    // The old stream stays open (the server cannot tell it from one whose laptop slept). Without its id, or with
+    // another, the slot is the old stream's: ALREADY_EXISTS, as before.
+    expect((await new WebStream(chat, await auth('web-sleeper')).done)?.code).toBe(Code.AlreadyExists);
+    expect((await new WebStream(chat, { ...(await auth('web-sleeper')), 'x-replaces-session': 'not-the-one' }).done)?.code).toBe(Code.AlreadyExists);
+    // Another client naming it gets its own slot and leaves the old stream alone.
+    const other = new WebStream(chat, { ...(await auth('web-neighbour')), 'x-replaces-session': oldId });
+    await other.until((f) => f.some((x) => x.frame.case === 'welcome'), 'the other client\'s welcome');
+    other.abort.abort();
+    // Named by its own client: the old stream ends ALREADY_EXISTS (replaced), the new one is welcomed at once.
+    const back = new WebStream(chat, { ...(await auth('web-sleeper')), 'x-replaces-session': oldId, 'x-conversation-id': old.welcome()!.conversationId, 'x-resume-after': '0' });
+    await back.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome of the stream that took over');
+    const ended = await old.done;
+    expect(ended?.code).toBe(Code.AlreadyExists);
+    expect(ended?.rawMessage).toBe('this stream was replaced by a newer connection of web-sleeper that named it (x-replaces-session)');
+    // The conversation goes on there: the reply to the message sent before is replayed or delivered on it.
+    await back.until((f) => f.some((x) => x.frame.case === 'response'), 'the reply on the new stream', 15_000);
+    expect(await metric(t, 'chatflow_disconnects_total{reason="replaced"}')).toBe(1);
+    back.abort.abort();
   });
 
   it('refuses a Send with neither a message nor a ping, or with both (INVALID_ARGUMENT), and a ping on another client\'s session', async () => {

@@ -144,6 +144,32 @@ describeWithEngines(ALL, 'Distributed stack (2 gateways, 2 workers, 1 projector)
     await expect(unary(viaB.send.bind(viaB), { ...text('routed-4', 'x'), sessionId: 'nobody-holds-this' }, await md(clientId))).rejects.toMatchObject({ code: status.NOT_FOUND });
   });
 
+  it('takes over from gateway B the stream gateway A still holds, when its client names it (x-replaces-session); a ping through B is ponged on it first', async () => {
+    const { stream: onA, home, other } = heldOnOne();
+    const { clientId, sessionId, conversationId } = onA.welcome()!;
+    const token = `Bearer ${await auth.mint(clientId)}`;
+    const sendMd = new Metadata();
+    sendMd.set('authorization', token);
+    const viaB = client(other);
+    expect(await unary(viaB.send.bind(viaB), { sessionId, ping: { nonce: 42 } }, sendMd)).toMatchObject({ messageId: '', seq: 0 });
+    await onA.until((f) => f.some((x) => x.frame?.$case === 'pong' && x.frame.pong.nonce === 42), 10_000, 'the pong of a ping routed through B');
+    const md = new Metadata();
+    md.set('authorization', token);
+    md.set('x-timezone', 'Asia/Tokyo');
+    md.set('x-conversation-id', conversationId);
+    md.set('x-replaces-session', sessionId);
+    const back = new ChatStream(viaB.chat(md));
+    streams.push(back);
+    expect(await outcome(back)).toBe('welcome');
+    const ended = await onA.status;
+    expect([status[ended.code], ended.details]).toEqual(['ALREADY_EXISTS', `this stream was replaced by a newer connection of ${clientId} that named it (x-replaces-session)`]);
+    expect(await home.metric('chatflow_disconnects_total{reason="replaced"}')).toBe(1);
+    await back.reply(back.text('after the take-over'), 30_000);
+    // The later tests load every admitted stream: this one stands for the stream it replaced.
+    admitted = admitted.map((s) => (s === onA ? back : s));
+    gatewayOf.set(back, gateways.indexOf(other));
+  });
+
   it('kill -9 of a worker mid-load: every accepted message still gets exactly one ResponseProduced', async () => {
     const sent = admitted.map((s) => Array.from({ length: 4 }, (_, i) => s.text(`crash ${i}`)));
     await new Promise((r) => setTimeout(r, 700));

@@ -146,6 +146,8 @@ export interface TcpProxy {
   url: string;
   /** Drops every connection (a network loss), and refuses new ones for `refuseMs`. */
   cut(refuseMs?: number): void;
+  /** Drops the browser's side of every connection but leaves the server's open and silent (a laptop put to sleep), and refuses new ones for `refuseMs`. */
+  cutSilently(refuseMs?: number): void;
   close(): Promise<void>;
 }
 
@@ -154,6 +156,8 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
   const { createConnection } = await import('node:net');
   const sockets = new Set<import('node:net').Socket>();
   let refuseUntil = 0;
+  /** Upstream sockets whose client side was cut silently: the server never hears of it. */
+  const orphans = new Set<import('node:net').Socket>();
   const server = createServer((client) => {
     if (Date.now() < refuseUntil) return client.destroy();
     const upstream = createConnection({ host: '127.0.0.1', port });
@@ -163,7 +167,9 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
       s.on('error', () => undefined);
     }
     client.pipe(upstream).pipe(client);
-    client.on('close', () => upstream.destroy());
+    client.on('close', () => {
+      if (!orphans.has(upstream)) upstream.destroy();
+    });
     upstream.on('close', () => client.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -174,9 +180,20 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
       refuseUntil = Date.now() + refuseMs;
       for (const s of sockets) s.destroy();
     },
+    cutSilently(refuseMs = 0) {
+      refuseUntil = Date.now() + refuseMs;
+      for (const s of [...sockets]) {
+        if (s.remotePort === port) {
+          // The server's side stays open and unread, as behind a laptop put to sleep: no FIN, no reset.
+          orphans.add(s);
+          s.unpipe();
+          sockets.delete(s);
+        } else s.destroy();
+      }
+    },
     close: () =>
       new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
+        for (const s of [...sockets, ...orphans]) s.destroy();
         server.close(() => r());
       }),
   };

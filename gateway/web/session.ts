@@ -71,6 +71,8 @@ export class PageChatSession {
   private resuming = false;
   /** When the last welcomed stream was lost. */
   private lostAt = 0;
+  /** The session of the stream this page last had, until it is welcomed again: named to take it over (x-replaces-session). */
+  private previousSessionId?: string;
   /** The server's silence limit (Welcome.silence_limit_ms): it lets go of a stream silent that long. 0: never. */
   private silenceLimitMs = 0;
   private pingTimer?: number;
@@ -100,6 +102,7 @@ export class PageChatSession {
   /** Opens the stream (again); continues `conversationId` when set. */
   connect(): void {
     this.clearRetry();
+    if (this.sessionId) this.previousSessionId = this.sessionId;
     if (this.abort) {
       this.abort.abort();
       this.closedOwnAt = Date.now();
@@ -116,6 +119,7 @@ export class PageChatSession {
     }
     this.abort = undefined;
     this.sessionId = undefined;
+    this.previousSessionId = undefined;
     this.resuming = false;
     this.setState('idle');
     this.events.notice(undefined);
@@ -161,6 +165,9 @@ export class PageChatSession {
       // Replies after this seq that we have not seen are replayed first.
       headers['x-resume-after'] = this.lastSeq.toString();
     }
+    // The server may still hold the stream this page lost (it cannot tell a page that went away without a word):
+    // naming it, the page takes it over at once instead of waiting for the server to let go of it.
+    if (this.previousSessionId) headers['x-replaces-session'] = this.previousSessionId;
     let welcomed = false;
     try {
       for await (const frame of this.chat.connect({}, { headers, signal: abort.signal })) {
@@ -186,6 +193,7 @@ export class PageChatSession {
 
   private onWelcome(w: Welcome): void {
     this.welcome = w;
+    this.previousSessionId = undefined;
     this.silenceLimitMs = Number(w.silenceLimitMs);
     this.resuming = false;
     this.sessionId = w.sessionId;
@@ -251,7 +259,10 @@ export class PageChatSession {
 
   /** The stream ended or was refused: say why in plain words, and retry when retrying can help. */
   private lost(err: ConnectError, welcomed: boolean): void {
-    if (welcomed) this.lostAt = Date.now();
+    if (welcomed) {
+      this.lostAt = Date.now();
+      this.previousSessionId = this.sessionId;
+    }
     this.sessionId = undefined;
     this.abort = undefined;
     const retryAfter = Number(err.metadata.get('retry-after-ms'));

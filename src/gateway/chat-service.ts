@@ -21,7 +21,7 @@ import { secondConnection, type HolderProbe } from '../domain/second-connection'
 import { connectRateMessage, decideConnect, type ConnectBucket } from '../domain/connect-rate';
 import { RecentMap } from '../domain/recent-map';
 import { carryError, domainStatus, toChatError, toStatus } from './status';
-import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, PROBE_PAYLOAD, type RoutedReply } from './routed';
+import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, encodeRoutedYield, PROBE_PAYLOAD, type RoutedReply } from './routed';
 
 const MAX_CONVERSATION_ID = 128;
 /** How long a Send forwarded to another gateway may take (it includes the durable append). */
@@ -29,6 +29,8 @@ const SEND_ROUTE_TIMEOUT_MS = 15_000;
 
 /** How long a probe of the holder of a client's slot may take before nothing is learnt from it. */
 const HOLDER_PROBE_MS = 1_000;
+/** How long the holder of a stream being taken over may take to close it and give its slot back. */
+const TAKE_OVER_MS = 5_000;
 
 /** What a client is told when its message could not be stored for a reason that is not its own. */
 const NOT_STORED = new ChatFlowError('UNAVAILABLE', 'the message could not be stored; send it again');
@@ -321,6 +323,17 @@ export class ChatGateway {
     try {
       const asked = decodeRoutedRequest(payload);
       if (asked.kind === 'probe') return encodeRoutedReply({ held: true });
+      if (asked.kind === 'yield') {
+        const denied = ownershipError('session', session.info.clientId, asked.clientId);
+        if (denied) throw denied;
+        // Closed (slot given back, disconnect recorded) before the answer: the new connection claims the slot next.
+        await session.close(
+          DisconnectReason.DISCONNECT_REASON_REPLACED,
+          new ChatFlowError('ALREADY_EXISTS', `this stream was replaced by a newer connection of ${echoId(asked.clientId)} that named it (x-replaces-session)`),
+          'replaced',
+        );
+        return encodeRoutedReply({ yielded: true });
+      }
       const ack = await this.submitOn(session, asked.clientId, asked.request);
       reply = { ack: Buffer.from(SendAck.encode(ack).finish()).toString('base64') };
     } catch (err) {
@@ -370,10 +383,19 @@ export class ChatGateway {
       const sessionId = randomUUID();
       const now = this.deps.clock();
       const cfg = this.deps.config;
-      const result = await this.deps.registry.acquire({
-        clientId, sessionId, gatewayId: this.deps.gatewayId, holder: this.holder, conversationId, now, leaseMs: this.timing.ttlMs, maxClients: cfg.maxClients,
+      const claim = (at: number) => this.deps.registry.acquire({
+        clientId, sessionId, gatewayId: this.deps.gatewayId, holder: this.holder, conversationId, now: at, leaseMs: this.timing.ttlMs, maxClients: cfg.maxClients,
         lateAfterMs: this.timing.lateAfterMs,
       });
+      let result = await claim(now);
+      // A client back from a stream it lost while its gateway still holds it (a laptop that slept, a network that
+      // changed) takes it over by naming it: the session id only that stream was told, in its Welcome.
+      const replaces = md('x-replaces-session');
+      if (!result.ok && result.reason !== 'full' && replaces !== undefined && replaces === result.holder.sessionId) {
+        await this.takeOver(replaces, clientId);
+        result = await claim(this.deps.clock());
+        if (result.ok) callLogger.info({ clientId, replaced: replaces }, 'took over the client\'s earlier stream');
+      }
       if (!result.ok) {
         this.deps.metrics.admissionsRefused.inc({ reason: result.reason });
         if (result.reason !== 'full') {
@@ -465,6 +487,20 @@ export class ChatGateway {
   }
 
   /** Asks the gateway serving a session whether it is open there (see secondConnection). */
+  /**
+   * Asks the gateway holding `sessionId` (this one or another, over the bus as
+   * a routed Send) to close it and give its slot back. Whatever the answer,
+   * the claim made next says what holds the slot: nobody serves the session
+   * (its gateway died: the slot lapses), or no answer came in time.
+   */
+  private async takeOver(sessionId: string, clientId: string): Promise<void> {
+    try {
+      await this.deps.bus.request(sessionSubject(sessionId), encodeRoutedYield(clientId), TAKE_OVER_MS);
+    } catch (err) {
+      this.logger.debug({ err, sessionId }, 'could not take over the earlier stream');
+    }
+  }
+
   private async probeHolder(sessionId: string): Promise<HolderProbe> {
     try {
       await this.deps.bus.request(sessionSubject(sessionId), PROBE_PAYLOAD, HOLDER_PROBE_MS);

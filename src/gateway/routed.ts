@@ -5,20 +5,22 @@ import { uncarryError, type CarriedError } from './status';
 
 /**
  * What gateways say to each other over the bus about a session (a browser's
- * `Send` that reached another replica than its `Connect`, and the probe of a
- * slot's holder). The bus is the operators' own, but a peer of another version,
+ * `Send` that reached another replica than its `Connect`, the probe of a
+ * slot's holder, and a new connection of its client taking it over). The bus is the operators' own, but a peer of another version,
  * or anything else that publishes on a session's subject, must get a clear
  * error back, never an "unexpected error" or a crash.
  */
-export type RoutedRequest = { kind: 'send'; clientId: string; request: SendRequest } | { kind: 'probe' };
-export type RoutedReply = { ack: string } | { held: true } | CarriedError;
+export type RoutedRequest = { kind: 'send'; clientId: string; request: SendRequest } | { kind: 'probe' } | { kind: 'yield'; clientId: string };
+export type RoutedReply = { ack: string } | { held: true } | { yielded: true } | CarriedError;
 
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'not base64');
 const probeSchema = z.object({ probe: z.literal(true) });
+const yieldSchema = z.object({ yield: z.literal(true), clientId: z.string().min(1) });
 const sendSchema = z.object({ clientId: z.string().min(1), request: base64 });
 const replySchema = z.union([
   z.object({ ack: base64 }),
   z.object({ held: z.literal(true) }),
+  z.object({ yielded: z.literal(true) }),
   z.object({ code: z.string(), message: z.string(), trailers: z.record(z.string(), z.string()).optional() }),
 ]);
 
@@ -28,6 +30,11 @@ export function encodeRoutedSend(clientId: string, request: SendRequest): Buffer
   return Buffer.from(JSON.stringify({ clientId, request: Buffer.from(SendRequest.encode(request).finish()).toString('base64') }));
 }
 
+/** Asks the session's gateway to close it for a new connection of `clientId` (see ChatGateway.takeOver). */
+export function encodeRoutedYield(clientId: string): Buffer {
+  return Buffer.from(JSON.stringify({ yield: true, clientId }));
+}
+
 export function encodeRoutedReply(reply: RoutedReply): Buffer {
   return Buffer.from(JSON.stringify(reply));
 }
@@ -35,8 +42,13 @@ export function encodeRoutedReply(reply: RoutedReply): Buffer {
 /** The request a peer sent, or INVALID_ARGUMENT saying what is wrong with it. */
 export function decodeRoutedRequest(payload: Uint8Array): RoutedRequest {
   const value = parseJson(payload);
-  const isProbe = typeof value === 'object' && value !== null && 'probe' in value;
-  const parsed = (isProbe ? probeSchema : sendSchema).safeParse(value);
+  const has = (key: string) => typeof value === 'object' && value !== null && key in value;
+  if (has('yield')) {
+    const asked = yieldSchema.safeParse(value);
+    if (!asked.success) throw new ChatFlowError('INVALID_ARGUMENT', `malformed request between gateways: ${describe(asked.error)}`);
+    return { kind: 'yield', clientId: asked.data.clientId };
+  }
+  const parsed = (has('probe') ? probeSchema : sendSchema).safeParse(value);
   if (!parsed.success) throw new ChatFlowError('INVALID_ARGUMENT', `malformed request between gateways: ${describe(parsed.error)}`);
   if (!('request' in parsed.data)) return { kind: 'probe' };
   let request: SendRequest;
@@ -57,7 +69,7 @@ export function decodeRoutedReply(payload: Uint8Array): SendAck {
   const parsed = replySchema.safeParse(parseJson(payload));
   if (!parsed.success) throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session answered something unreadable; send again');
   const r = parsed.data;
-  if ('held' in r) throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session answered out of turn; send again');
+  if ('held' in r || 'yielded' in r) throw new ChatFlowError('UNAVAILABLE', 'the gateway holding this session answered out of turn; send again');
   if ('ack' in r) {
     try {
       return SendAck.decode(Buffer.from(r.ack, 'base64'));

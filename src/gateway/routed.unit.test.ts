@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { SendAck, SendRequest } from '../gen/chatflow/v1/chat';
 import { ChatFlowError } from '../domain/errors';
-import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, PROBE_PAYLOAD } from './routed';
+import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, encodeRoutedYield, PROBE_PAYLOAD } from './routed';
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 const request = SendRequest.fromPartial({ sessionId: 's-1', message: { clientMessageId: 'm-1', content: { $case: 'text', text: 'hello' } } });
@@ -18,9 +18,12 @@ function refusal(f: () => unknown): ChatFlowError {
 }
 
 describe('requests between gateways', () => {
-  it('carries a Send and a probe', () => {
+  it('carries a Send (a message or a ping), a probe and a take-over', () => {
     expect(decodeRoutedRequest(encodeRoutedSend('alice', request))).toEqual({ kind: 'send', clientId: 'alice', request });
+    const ping = SendRequest.fromPartial({ sessionId: 's-1', ping: { nonce: 3 } });
+    expect(decodeRoutedRequest(encodeRoutedSend('alice', ping))).toEqual({ kind: 'send', clientId: 'alice', request: ping });
     expect(decodeRoutedRequest(PROBE_PAYLOAD)).toEqual({ kind: 'probe' });
+    expect(decodeRoutedRequest(encodeRoutedYield('alice'))).toEqual({ kind: 'yield', clientId: 'alice' });
   });
 
   it.each([
@@ -34,6 +37,9 @@ describe('requests between gateways', () => {
     ['a numeric request', json({ clientId: 'alice', request: 123 }), 'request'],
     ['a request that is not base64', json({ clientId: 'alice', request: '%%%' }), 'request'],
     ['probe: false', json({ probe: false }), ''],
+    ['a take-over without a client', json({ yield: true }), 'clientId'],
+    ['a take-over with an empty client id', json({ yield: true, clientId: '' }), 'clientId'],
+    ['yield: false', json({ yield: false, clientId: 'alice' }), 'yield'],
   ])('refuses %s with INVALID_ARGUMENT naming what is wrong', (_what, payload, field) => {
     const e = refusal(() => decodeRoutedRequest(payload));
     expect(e.kind).toBe('INVALID_ARGUMENT');
@@ -43,7 +49,7 @@ describe('requests between gateways', () => {
 
   it('refuses bytes that are not a SendRequest, or one without a message', () => {
     expect(refusal(() => decodeRoutedRequest(json({ clientId: 'alice', request: Buffer.from([0xff, 0xff, 0xff]).toString('base64') }))).message).toMatch(/not a SendRequest/);
-    expect(refusal(() => decodeRoutedRequest(json({ clientId: 'alice', request: b64(SendRequest.fromPartial({ sessionId: 's' })) }))).message).toMatch(/no message/);
+    expect(refusal(() => decodeRoutedRequest(json({ clientId: 'alice', request: b64(SendRequest.fromPartial({ sessionId: 's' })) }))).message).toMatch(/no message and no ping/);
   });
 
   it('never throws anything but a ChatFlowError, whatever the bytes', () => {
@@ -76,6 +82,7 @@ describe('replies between gateways', () => {
     ['an ack that is not a SendAck', json({ ack: Buffer.from([0xff, 0xff, 0xff]).toString('base64') })],
     ['an error without a message', json({ code: 'NOT_FOUND' })],
     ['held', json({ held: true })],
+    ['yielded', json({ yielded: true })],
   ])('turns %s into UNAVAILABLE: send again', (_what, payload) => {
     const e = refusal(() => decodeRoutedReply(payload));
     expect(e.kind).toBe('UNAVAILABLE');

@@ -52,6 +52,8 @@ export class GatewaySession {
   private deadline: DeadlineState;
   private deadlineTimer?: NodeJS.Timeout;
   private silence: SilenceState = notPinged;
+  /** Resolved once a closed session's slot is given back and its disconnect recorded (or that failed). */
+  private givenBack?: Promise<void>;
   private silenceTimer?: NodeJS.Timeout;
   private subscription?: Subscription;
   private closed = false;
@@ -991,9 +993,10 @@ export class GatewaySession {
    * records ClientDisconnected, ends the stream with `end`: null = OK,
    * undefined = the stream is already gone, else the error it ends with
    * (made a status by toStatus; anything but a ChatFlowError is logged).
+   * A second call resolves with the first, once the slot is given back.
    */
   async close(reason: DisconnectReason, end: unknown, detail = ''): Promise<void> {
-    if (this.closed) return;
+    if (this.closed) return this.givenBack;
     this.closed = true;
     this.abort.abort(new ChatFlowError('UNAVAILABLE', 'the session closed before the message was stored; send it again on a new connection (the same client_message_id is safe)'));
     this.notifyIfDelivered();
@@ -1003,7 +1006,7 @@ export class GatewaySession {
     this.subscription?.unsubscribe();
     if (end !== undefined) this.out.end(end === null ? null : toStatus(end, this.logger));
     let givenBack!: () => void;
-    const given = new Promise<void>((resolve) => (givenBack = resolve));
+    const given = (this.givenBack = new Promise<void>((resolve) => (givenBack = resolve)));
     this.onClosed(this, given);
     const name = disconnectReasonName(reason);
     this.deps.metrics.disconnects.inc({ reason: name });

@@ -29,7 +29,7 @@ import type { HttpRoute } from './server';
 const GRPC_WEB_SERVICES: readonly DescService[] = PUBLIC_SERVICE_LIST.map((s) => s.web);
 
 /** Request metadata a browser may send and the gateway reads (the same list Envoy's CORS filter allows). */
-export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conversation-id', 'x-resume-after', 'x-client-id'] as const;
+export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conversation-id', 'x-resume-after', 'x-replaces-session', 'x-client-id'] as const;
 
 /** Response metadata that belongs to the transport, never forwarded as application metadata. */
 const TRANSPORT_HEADERS = new Set(['content-type', 'content-length', 'date', 'te', 'user-agent', 'connection', 'keep-alive', 'transfer-encoding', 'host', 'accept-encoding']);

@@ -26,6 +26,8 @@ export enum DisconnectReason {
   DISCONNECT_REASON_ERROR = 5,
   /** DISCONNECT_REASON_SILENT - A Connect stream whose client pinged, then sent nothing within the silence limit (taken for dead). */
   DISCONNECT_REASON_SILENT = 6,
+  /** DISCONNECT_REASON_REPLACED - Replaced by a new connection of the same client that presented this stream's session id (x-replaces-session). */
+  DISCONNECT_REASON_REPLACED = 7,
   UNRECOGNIZED = -1,
 }
 
@@ -52,6 +54,9 @@ export function disconnectReasonFromJSON(object: any): DisconnectReason {
     case 6:
     case "DISCONNECT_REASON_SILENT":
       return DisconnectReason.DISCONNECT_REASON_SILENT;
+    case 7:
+    case "DISCONNECT_REASON_REPLACED":
+      return DisconnectReason.DISCONNECT_REASON_REPLACED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -75,6 +80,8 @@ export function disconnectReasonToJSON(object: DisconnectReason): string {
       return "DISCONNECT_REASON_ERROR";
     case DisconnectReason.DISCONNECT_REASON_SILENT:
       return "DISCONNECT_REASON_SILENT";
+    case DisconnectReason.DISCONNECT_REASON_REPLACED:
+      return "DISCONNECT_REASON_REPLACED";
     case DisconnectReason.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
