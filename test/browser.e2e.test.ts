@@ -14,7 +14,7 @@ import { synthesizeVoice } from './voice-signal';
 import { describeWhen } from './engines';
 import { connected, metric, startTestApp, type ChatStream, type TestApp } from './harness';
 import { StandInHeap } from './stand-in-heap';
-import { CHROMIUM, CHROMIUM_ARGS, ENVOY_MISSING, envoyBinary, freePort, startEnvoy, startTcpProxy, type RunningEnvoy } from './web-helpers';
+import { CHROMIUM, CHROMIUM_ARGS, ENVOY_MISSING, envoyBinary, freePort, startEnvoy, startTcpProxy, type RunningEnvoy, type TcpProxy } from './web-helpers';
 
 const SCREENSHOTS = resolve(__dirname, '..', 'test-results', 'browser');
 
@@ -454,24 +454,32 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
         await page.screenshot({ path: join(SCREENSHOTS, 'recorded-voice.png'), fullPage: true });
       });
 
+      /**
+       * The page through a relay the test can cut like a network, connected as `clientId` and answered once;
+       * `connects` gets the headers of each of its Connect calls.
+       */
+      const answeredThroughRelay = async (proxy: TcpProxy, clientId: string, text: string) => {
+        ctx = await browser.newContext({ timezoneId: 'Europe/Paris' });
+        const page = await ctx.newPage();
+        page.on('pageerror', (e) => errors.push(e.message));
+        const connects: Record<string, string>[] = [];
+        page.on('request', (r) => {
+          if (r.url().endsWith('/chatflow.v1.ChatService/Connect')) connects.push(r.headers());
+        });
+        await page.goto(`${proxy.url}/`);
+        await page.fill('#client-id', clientId);
+        await page.click('#connect-button');
+        await waitConnected(page);
+        await page.fill('#message-input', text);
+        await page.press('#message-input', 'Enter');
+        await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+        return { page, connects };
+      };
+
       it('comes back after losing the connection and resumes with x-resume-after: the reply produced meanwhile is shown once', async () => {
-        // The page through a relay the test can cut, like a network drop.
         const proxy = await startTcpProxy(t.app.httpPort);
         try {
-          ctx = await browser.newContext({ timezoneId: 'Europe/Paris' });
-          const page = await ctx.newPage();
-          page.on('pageerror', (e) => errors.push(e.message));
-          const resumeHeaders: (string | undefined)[] = [];
-          page.on('request', (r) => {
-            if (r.url().endsWith('/chatflow.v1.ChatService/Connect')) resumeHeaders.push(r.headers()['x-resume-after']);
-          });
-          await page.goto(`${proxy.url}/`);
-          await page.fill('#client-id', 'traveller');
-          await page.click('#connect-button');
-          await waitConnected(page);
-          await page.fill('#message-input', 'first, while online');
-          await page.press('#message-input', 'Enter');
-          await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+          const { page, connects } = await answeredThroughRelay(proxy, 'traveller', 'first, while online');
           // An audio message (900 ms to answer); the network goes away before the reply, for 2 s.
           await page.setInputFiles('#file-input', { name: 'tunnel.wav', mimeType: 'audio/wav', buffer: synthesizeVoice('going into a tunnel').bytes });
           await page.locator('#messages .msg.mine .state', { hasText: /Sent · #\d+$/ }).last().waitFor({ timeout: 10_000 });
@@ -483,6 +491,7 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
           await page.locator('#messages .msg.bot[aria-busy="false"] .text', { hasText: /voice message \(audio\/wav/ }).waitFor({ timeout: 15_000 });
           await expect(page.locator('#messages .msg.bot').count()).resolves.toBe(2);
           await expect(page.locator('#messages .msg.mine .state').last().innerText()).resolves.toMatch(/Answered/);
+          const resumeHeaders = connects.map((h) => h['x-resume-after']);
           expect(resumeHeaders[0]).toBeUndefined();
           expect(resumeHeaders.length).toBeGreaterThan(1);
           expect(Number(resumeHeaders[resumeHeaders.length - 1])).toBeGreaterThan(0);
@@ -495,20 +504,7 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
       it('comes back at once from a connection lost without a word to the server (a laptop that slept): it takes its old stream over', async () => {
         const proxy = await startTcpProxy(t.app.httpPort);
         try {
-          ctx = await browser.newContext({ timezoneId: 'Europe/Paris' });
-          const page = await ctx.newPage();
-          page.on('pageerror', (e) => errors.push(e.message));
-          const replaces: (string | undefined)[] = [];
-          page.on('request', (r) => {
-            if (r.url().endsWith('/chatflow.v1.ChatService/Connect')) replaces.push(r.headers()['x-replaces-session']);
-          });
-          await page.goto(`${proxy.url}/`);
-          await page.fill('#client-id', 'sleeper');
-          await page.click('#connect-button');
-          await waitConnected(page);
-          await page.fill('#message-input', 'before the lid closed');
-          await page.press('#message-input', 'Enter');
-          await page.locator('#messages .msg.bot[aria-busy="false"]').waitFor({ timeout: 15_000 });
+          const { page, connects } = await answeredThroughRelay(proxy, 'sleeper', 'before the lid closed');
           // The server keeps the old stream open (it hears nothing, for up to CHATFLOW_SILENCE_LIMIT_MS, 120 s).
           const replacedBefore = (await metric(t, 'chatflow_disconnects_total{reason="replaced"}')) || 0;
           proxy.cutSilently(1000);
@@ -517,6 +513,7 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
           await waitConnected(page);
           expect(Date.now() - lostAt).toBeLessThan(10_000);
           await expect(page.locator('#notice').innerText()).resolves.not.toMatch(/still holds/);
+          const replaces = connects.map((h) => h['x-replaces-session']);
           expect(replaces[0]).toBeUndefined();
           expect(replaces[replaces.length - 1]).toMatch(/^[0-9a-f-]{36}$/);
           expect(await metric(t, 'chatflow_disconnects_total{reason="replaced"}')).toBe(replacedBefore + 1);
