@@ -291,7 +291,7 @@ export class ChatGateway {
     if (denied) throw denied;
     session.heard(request.ping !== undefined);
     if (request.ping) {
-      session.pong(request.ping.nonce);
+      session.pongForSend(request.ping.nonce);
       return { clientMessageId: '', messageId: '', seq: 0, duplicate: false };
     }
     const a = await session.submit(request.message!);

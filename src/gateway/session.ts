@@ -466,6 +466,16 @@ export class GatewaySession {
     this.out.write({ frame: { $case: 'pong', pong: { nonce, serverTime: new Date(this.deps.clock()) } } });
   }
 
+  /**
+   * A ping that came over Send, answered on the stream unless frames already
+   * wait for its transport (its client is not reading): the SendAck answers
+   * the ping anyway, and pongs do not pile up behind a client that pings in a
+   * loop and never reads (a Chat stream's pings stop being read instead).
+   */
+  pongForSend(nonce: number): void {
+    if (!this.out.waiting) this.pong(nonce);
+  }
+
   /** A Send for this session came (a ping, or a message): a client that pings is held to the silence rule (see decideSilence). */
   heard(ping: boolean): void {
     const held = this.silence.heardAt !== null;

@@ -675,3 +675,17 @@ describe('GatewaySession: messages carried over from a client\'s earlier stream'
     }
   });
 });
+
+describe('GatewaySession: pings over Send', () => {
+  it('given a client that pings in a loop and never reads its stream, when the pongs would queue, then they are not queued (its SendAck answers each ping)', () => {
+    const { session, call } = fakeSession({});
+    call.write = (f: unknown) => (call.written.push(f), false); // the transport takes one frame, then waits for a drain that never comes
+    for (let i = 0; i < 10_000; i++) {
+      session.heard(true);
+      session.pongForSend(i);
+    }
+    expect(call.written).toHaveLength(1);
+    expect((session as unknown as { out: Outbound }).out.backlog).toBe(0);
+    void session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  });
+});

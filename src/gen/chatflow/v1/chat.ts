@@ -205,8 +205,9 @@ export interface ConnectRequest {
 }
 
 /**
- * A message, or a ping (exactly one of the two). A ping is answered with a
- * Pong on the session's stream and an empty SendAck. A Connect stream whose
+ * A message, or a ping (exactly one of the two). A ping is answered with an
+ * empty SendAck, and with a Pong on the session's stream unless frames
+ * already wait there (a client that does not read). A Connect stream whose
  * client has pinged once is held to it: a Send (ping or message) at least
  * every Welcome.silence_limit_ms, or the stream is taken for dead (a browser
  * gone without closing its connection) and closed, its slot freed.
