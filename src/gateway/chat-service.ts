@@ -486,7 +486,6 @@ export class ChatGateway {
     }
   }
 
-  /** Asks the gateway serving a session whether it is open there (see secondConnection). */
   /**
    * Asks the gateway holding `sessionId` (this one or another, over the bus as
    * a routed Send) to close it and give its slot back. Whatever the answer,
@@ -501,6 +500,7 @@ export class ChatGateway {
     }
   }
 
+  /** Asks the gateway serving a session whether it is open there (see secondConnection). */
   private async probeHolder(sessionId: string): Promise<HolderProbe> {
     try {
       await this.deps.bus.request(sessionSubject(sessionId), PROBE_PAYLOAD, HOLDER_PROBE_MS);

@@ -52,9 +52,9 @@ export class GatewaySession {
   private deadline: DeadlineState;
   private deadlineTimer?: NodeJS.Timeout;
   private silence: SilenceState = notPinged;
+  private silenceTimer?: NodeJS.Timeout;
   /** Resolved once a closed session's slot is given back and its disconnect recorded (or that failed). */
   private givenBack?: Promise<void>;
-  private silenceTimer?: NodeJS.Timeout;
   private subscription?: Subscription;
   private closed = false;
   /** Messages whose append is in flight: replies to them wait until Accepted is written. */
