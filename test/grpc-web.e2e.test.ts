@@ -368,7 +368,8 @@ describe('development token endpoint (CHATFLOW_DEV_TOKENS=true)', () => {
 });
 
 describe('a browser gone without closing its Connect stream (the silence rule, the take-over)', () => {
-  const LIMIT_MS = 800;
+  // Pings come every LIMIT_MS / 5 (the page's every LIMIT_MS / 4): a late timer or Send on a busy machine has room.
+  const LIMIT_MS = 1500;
   let t: TestApp;
   let chat: Client<typeof ChatService>;
   const auth = async (clientId: string) => ({ authorization: `Bearer ${await t.app.auth.mint(clientId)}`, 'x-timezone': 'Europe/Paris' });
@@ -388,18 +389,18 @@ describe('a browser gone without closing its Connect stream (the silence rule, t
     expect(ack).toMatchObject({ clientMessageId: '', messageId: '', seq: 0n, duplicate: false });
     await s.until((f) => f.some((x) => x.frame.case === 'pong' && x.frame.value.nonce === 7n), 'the pong');
     // Alive while it pings (well past the limit in all), and a message counts as heard too.
-    for (let i = 0; i < 6; i++) {
-      await new Promise((r) => setTimeout(r, LIMIT_MS / 3));
-      if (i === 3) await chat.send({ sessionId: w.sessionId, message: { clientMessageId: 'm1', content: { case: 'text', value: 'still here' } } }, { headers: await auth('web-pinger') });
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, LIMIT_MS / 5));
+      if (i === 5) await chat.send({ sessionId: w.sessionId, message: { clientMessageId: 'm1', content: { case: 'text', value: 'still here' } } }, { headers: await auth('web-pinger') });
       else await chat.send({ sessionId: w.sessionId, ping: { nonce: BigInt(i) } }, { headers: await auth('web-pinger') });
     }
     expect(s.frames.some((x) => x.frame.case === 'accepted')).toBe(true);
     // Gone without a word: closed within the limit (and one timer turn), the slot freed for the same client at once.
     const silentFrom = Date.now();
     const err = await s.done;
-    expect(Date.now() - silentFrom).toBeLessThan(LIMIT_MS + 1_000);
+    expect(Date.now() - silentFrom).toBeLessThan(LIMIT_MS + 2_000);
     expect(err?.code).toBe(Code.DeadlineExceeded);
-    expect(err?.rawMessage).toMatch(/^no Send \(ping or message\) for \d+ ms after this client pinged \(limit 800 ms\): the stream was taken for dead and closed, its slot freed/);
+    expect(err?.rawMessage).toMatch(/^no Send \(ping or message\) for \d+ ms after this client pinged \(limit 1500 ms\): the stream was taken for dead and closed, its slot freed/);
     const back = new WebStream(chat, await auth('web-pinger'));
     await back.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome again (not ALREADY_EXISTS)');
     back.abort.abort();
