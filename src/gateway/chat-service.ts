@@ -21,7 +21,7 @@ import { secondConnection, type HolderProbe } from '../domain/second-connection'
 import { connectRateMessage, decideConnect, type ConnectBucket } from '../domain/connect-rate';
 import { RecentMap } from '../domain/recent-map';
 import { carryError, domainStatus, toChatError, toStatus } from './status';
-import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, encodeRoutedYield, PROBE_PAYLOAD, type RoutedReply } from './routed';
+import { decodeRoutedReply, decodeRoutedRequest, decodeYieldReply, encodeRoutedReply, encodeRoutedSend, encodeRoutedYield, PROBE_PAYLOAD, type RoutedReply } from './routed';
 
 const MAX_CONVERSATION_ID = 128;
 /** How long a Send forwarded to another gateway may take (it includes the durable append). */
@@ -326,13 +326,14 @@ export class ChatGateway {
       if (asked.kind === 'yield') {
         const denied = ownershipError('session', session.info.clientId, asked.clientId);
         if (denied) throw denied;
-        // Closed (slot given back, disconnect recorded) before the answer: the new connection claims the slot next.
+        // Closed (slot given back, disconnect recorded) before the answer: the new connection claims the slot next,
+        // and counts what this stream left unanswered among its own (CHATFLOW_UNANSWERED_PER_CLIENT), on any gateway.
         await session.close(
           DisconnectReason.DISCONNECT_REASON_REPLACED,
           new ChatFlowError('ALREADY_EXISTS', `this stream was replaced by a newer connection of ${echoId(asked.clientId)} that named it (x-replaces-session)`),
           'replaced',
         );
-        return encodeRoutedReply({ yielded: true });
+        return encodeRoutedReply({ yielded: true, unanswered: session.unansweredIds().slice(-this.deps.config.unansweredPerClient) });
       }
       const ack = await this.submitOn(session, asked.clientId, asked.request);
       reply = { ack: Buffer.from(SendAck.encode(ack).finish()).toString('base64') };
@@ -391,8 +392,9 @@ export class ChatGateway {
       // A client back from a stream it lost while its gateway still holds it (a laptop that slept, a network that
       // changed) takes it over by naming it: the session id only that stream was told, in its Welcome.
       const replaces = md('x-replaces-session');
+      let leftByReplaced: string[] = [];
       if (!result.ok && result.reason !== 'full' && replaces !== undefined && replaces === result.holder.sessionId) {
-        await this.takeOver(replaces, clientId);
+        leftByReplaced = await this.takeOver(replaces, clientId);
         result = await claim(this.deps.clock());
         if (result.ok) callLogger.info({ clientId, replaced: replaces }, 'took over the client\'s earlier stream');
       }
@@ -444,7 +446,8 @@ export class ChatGateway {
       );
       const carried = this.carriedOver.get(clientId);
       // Kept until this session closes and says what it leaves (an admission that fails below keeps them for the next).
-      if (carried && now - carried.at < CARRIED_FOR_MS) session.carryUnanswered(carried.ids);
+      const carriedIds = carried && now - carried.at < CARRIED_FOR_MS ? carried.ids : [];
+      session.carryUnanswered(leftByReplaced.length ? [...new Set([...carriedIds, ...leftByReplaced])].slice(-cfg.unansweredPerClient) : carriedIds);
       route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
       await this.deps.log.append(
         session.event({ $case: 'clientConnected', clientConnected: { gatewayId: this.deps.gatewayId, timeZone: tz.timeZone, newConversation } }),
@@ -488,15 +491,17 @@ export class ChatGateway {
 
   /**
    * Asks the gateway holding `sessionId` (this one or another, over the bus as
-   * a routed Send) to close it and give its slot back. Whatever the answer,
-   * the claim made next says what holds the slot: nobody serves the session
-   * (its gateway died: the slot lapses), or no answer came in time.
+   * a routed Send) to close it and give its slot back; resolves with the
+   * messages it left unanswered. Whatever the answer, the claim made next
+   * says what holds the slot: nobody serves the session (its gateway died:
+   * the slot lapses), or no answer came in time.
    */
-  private async takeOver(sessionId: string, clientId: string): Promise<void> {
+  private async takeOver(sessionId: string, clientId: string): Promise<string[]> {
     try {
-      await this.deps.bus.request(sessionSubject(sessionId), encodeRoutedYield(clientId), TAKE_OVER_MS);
+      return decodeYieldReply(await this.deps.bus.request(sessionSubject(sessionId), encodeRoutedYield(clientId), TAKE_OVER_MS));
     } catch (err) {
       this.logger.debug({ err, sessionId }, 'could not take over the earlier stream');
+      return [];
     }
   }
 

@@ -130,3 +130,68 @@ describe('ChatGateway: a slot claimed too late to be safe is given back', () => 
     expect(timed).toEqual({ admitted: 1 });
   });
 });
+
+describe('ChatGateway: a stream taken over on another gateway (x-replaces-session)', () => {
+  it('given a client with messages unanswered on gateway 1, when it takes its stream over on gateway 2, then gateway 2 counts them among its unanswered messages', async () => {
+    const { MemoryBus } = await import('../bus/memory');
+    const config = loadConfig({ CHATFLOW_UNANSWERED_PER_CLIENT: '2' });
+    const registry = new MemoryConnectionRegistry();
+    const bus = new MemoryBus();
+    let seq = 0;
+    const gatewayOn = (gatewayId: string) => {
+      const deps = {
+        config, gatewayId, registry, bus,
+        log: { append: async (e: unknown) => ({ event: e, seq: ++seq }) },
+        media: { put: async () => undefined },
+        messages: { get: async () => null },
+        metrics: createMetrics(),
+        clock: Date.now,
+        newId: () => `e-${seq}`,
+        auth: { identify: async () => 'alice' },
+        readModelsSettled: async () => true,
+      } as unknown as GatewayDeps;
+      const g = new ChatGateway(deps, pino({ level: 'silent' }));
+      g.start();
+      return g;
+    };
+    /** A Chat call whose frames are kept, and whose input the gateway pauses and resumes. */
+    const chatCall = (md: Record<string, string>) => {
+      const frames: { frame?: { $case: string; welcome?: { sessionId: string } } }[] = [];
+      const call = Object.assign(new FakeChatCall(), {
+        paused: false,
+        write: (f: (typeof frames)[number]) => (frames.push(f), true),
+        end: () => undefined,
+        pause: () => void (call.paused = true),
+        resume: () => void (call.paused = false),
+      });
+      call.metadata.set('x-timezone', 'UTC');
+      for (const [k, v] of Object.entries(md)) call.metadata.set(k, v);
+      const ended = new Promise<{ code: number; details: string }>((r) => call.once('error', r));
+      return { call, frames, ended };
+    };
+    const until = async (what: () => boolean) => {
+      for (const end = Date.now() + 5_000; !what() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
+      expect(what()).toBe(true);
+    };
+    const [one, two] = [gatewayOn('gw-1'), gatewayOn('gw-2')];
+    try {
+      const first = chatCall({});
+      one.service.chat(first.call as never);
+      await until(() => first.frames.some((f) => f.frame?.$case === 'welcome'));
+      const sessionId = first.frames[0].frame!.welcome!.sessionId;
+      for (const id of ['m1', 'm2']) first.call.emit('data', { frame: { $case: 'message', message: { clientMessageId: id, content: { $case: 'text', text: id } } } });
+      await until(() => first.frames.filter((f) => f.frame?.$case === 'accepted').length === 2);
+      await until(() => first.call.paused); // two unanswered: the most one client may have
+
+      const back = chatCall({ 'x-replaces-session': sessionId });
+      two.service.chat(back.call as never);
+      await until(() => back.frames.some((f) => f.frame?.$case === 'welcome'));
+      expect((await first.ended).code).toBe(status.ALREADY_EXISTS);
+      // Its two messages still unanswered: the new stream's input is held as the old one's was.
+      await until(() => back.call.paused);
+    } finally {
+      one.beginDrain();
+      two.beginDrain();
+    }
+  });
+});

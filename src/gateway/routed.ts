@@ -11,7 +11,7 @@ import { uncarryError, type CarriedError } from './status';
  * error back, never an "unexpected error" or a crash.
  */
 export type RoutedRequest = { kind: 'send'; clientId: string; request: SendRequest } | { kind: 'probe' } | { kind: 'yield'; clientId: string };
-export type RoutedReply = { ack: string } | { held: true } | { yielded: true } | CarriedError;
+export type RoutedReply = { ack: string } | { held: true } | { yielded: true; unanswered: string[] } | CarriedError;
 
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'not base64');
 const probeSchema = z.object({ probe: z.literal(true) });
@@ -20,7 +20,7 @@ const sendSchema = z.object({ clientId: z.string().min(1), request: base64 });
 const replySchema = z.union([
   z.object({ ack: base64 }),
   z.object({ held: z.literal(true) }),
-  z.object({ yielded: z.literal(true) }),
+  z.object({ yielded: z.literal(true), unanswered: z.array(z.string()).optional() }),
   z.object({ code: z.string(), message: z.string(), trailers: z.record(z.string(), z.string()).optional() }),
 ]);
 
@@ -79,6 +79,14 @@ export function decodeRoutedReply(payload: Uint8Array): SendAck {
   }
   throw uncarryError(r as CarriedError);
 }
+
+/** What a take-over's holder says its closed stream left unanswered; nothing from anything else (the claim decides). */
+export function decodeYieldReply(payload: Uint8Array): string[] {
+  const parsed = yieldReplySchema.safeParse(parseJson(payload));
+  return parsed.success ? parsed.data.unanswered : [];
+}
+
+const yieldReplySchema = z.object({ yielded: z.literal(true), unanswered: z.array(z.string().max(256)).max(10_000) });
 
 /** The payload as JSON; bytes that are not JSON read as `undefined`, which no schema accepts. */
 function parseJson(payload: Uint8Array): unknown {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { SendAck, SendRequest } from '../gen/chatflow/v1/chat';
 import { ChatFlowError } from '../domain/errors';
-import { decodeRoutedReply, decodeRoutedRequest, encodeRoutedReply, encodeRoutedSend, encodeRoutedYield, PROBE_PAYLOAD } from './routed';
+import { decodeRoutedReply, decodeRoutedRequest, decodeYieldReply, encodeRoutedReply, encodeRoutedSend, encodeRoutedYield, PROBE_PAYLOAD } from './routed';
 
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 const request = SendRequest.fromPartial({ sessionId: 's-1', message: { clientMessageId: 'm-1', content: { $case: 'text', text: 'hello' } } });
@@ -87,6 +87,13 @@ describe('replies between gateways', () => {
     const e = refusal(() => decodeRoutedReply(payload));
     expect(e.kind).toBe('UNAVAILABLE');
     expect(e.message).toMatch(/send again/);
+  });
+
+  it('takes from a take-over\'s answer what the replaced stream left unanswered, and nothing from anything else', () => {
+    expect(decodeYieldReply(encodeRoutedReply({ yielded: true, unanswered: ['m1', 'm2'] }))).toEqual(['m1', 'm2']);
+    for (const other of [json({ yielded: true }), json({ held: true }), json({ yielded: true, unanswered: [1] }), json({ yielded: true, unanswered: ['x'.repeat(300)] }), Buffer.from('<html>')]) {
+      expect(decodeYieldReply(other)).toEqual([]);
+    }
   });
 
   it('never passes INTERNAL or an unknown code on to the client', () => {
