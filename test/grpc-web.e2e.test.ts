@@ -54,7 +54,14 @@ class WebStream {
  * The chat page's own session class (gateway/web/session.ts), run in Node against the embedded endpoint. Loaded at
  * run time: the page is typechecked with its browser settings (`tsc -p gateway/web`), which this project's do not have.
  */
-function pageSession(): { PageChatSession: new (apiUrl: string, identity: { clientId: string; token?: string }, timeZone: string, events: object) => { connect(): void; disconnect(): void; send(content: object): string } } {
+function pageSession(): {
+  PageChatSession: new (apiUrl: string, identity: { clientId: string; token?: string }, timeZone: string, events: object) => {
+    connect(): void;
+    disconnect(): void;
+    send(content: object): string;
+    chat: { send(request: object, options?: unknown): Promise<unknown> };
+  };
+} {
   const path = '../gateway/web/session';
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require(path);
@@ -424,6 +431,50 @@ describe('a browser gone without closing its Connect stream (the silence rule, t
       await new Promise((r) => setTimeout(r, LIMIT_MS * 3));
       expect(events.states).toEqual(['connecting', 'connected']);
       expect(events.pongs).toBeGreaterThanOrEqual(6); // one every LIMIT_MS / 4
+    } finally {
+      page.disconnect();
+      delete shim.window;
+    }
+  });
+
+  it('the page posts its uploads one at a time, so that a text or a ping always finds one of its two places', async () => {
+    const clientId = 'web-page-uploader';
+    const events = { states: [] as string[], accepted: [] as string[], failed: [] as string[] };
+    const shim = globalThis as { window?: unknown };
+    shim.window = globalThis;
+    const page = new (pageSession().PageChatSession)(t.app.httpUrl, { clientId, token: await t.app.auth.mint(clientId) }, 'Europe/Paris', {
+      state: (st: string) => events.states.push(st),
+      notice: () => undefined,
+      frame: (f: ServerFrame) => void (f.frame.case === 'accepted' && events.accepted.push(f.frame.value.clientMessageId)),
+      sendFailed: (id: string, text: string) => events.failed.push(`${id}: ${text}`),
+    });
+    // Every Send the page makes, and how many uploads it had on the way at once.
+    const send = page.chat.send.bind(page.chat);
+    let uploading = 0;
+    let mostUploading = 0;
+    const kinds: string[] = [];
+    page.chat.send = async (req: { message?: { content?: { case?: string } }; ping?: unknown }, opts?: unknown) => {
+      const kind = req.ping ? 'ping' : (req.message?.content?.case ?? '?');
+      kinds.push(kind);
+      const upload = kind !== 'ping' && kind !== 'text';
+      if (upload) mostUploading = Math.max(mostUploading, ++uploading);
+      try {
+        return await send(req, opts);
+      } finally {
+        if (upload) uploading--;
+      }
+    };
+    try {
+      page.connect();
+      for (const end = Date.now() + 5_000; !events.states.includes('connected') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      const wav = synthesizeVoice('one of three voice notes').bytes;
+      const ids = [0, 1, 2].map(() => page.send({ case: 'audio', value: { mimeType: 'audio/wav', data: wav, sizeBytes: BigInt(wav.length) } }));
+      ids.push(page.send({ case: 'text', value: 'and a text' }));
+      for (const end = Date.now() + 15_000; ids.some((id) => !events.accepted.includes(id)) && events.failed.length === 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      expect(events.failed).toEqual([]);
+      expect(events.accepted).toEqual(expect.arrayContaining(ids));
+      expect(kinds.filter((k) => k === 'audio')).toHaveLength(3);
+      expect(mostUploading).toBe(1);
     } finally {
       page.disconnect();
       delete shim.window;

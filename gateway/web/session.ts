@@ -76,6 +76,8 @@ export class PageChatSession {
   /** The server's silence limit (Welcome.silence_limit_ms): it lets go of a stream silent that long. 0: never. */
   private silenceLimitMs = 0;
   private pingTimer?: number;
+  /** The upload being posted, if any (see post). */
+  private uploads: Promise<void> = Promise.resolve();
   state: ConnState = 'idle';
   conversationId?: string;
   lastSeq = 0n;
@@ -233,7 +235,24 @@ export class PageChatSession {
     if (seq > this.lastSeq) this.lastSeq = seq;
   }
 
-  private async post(item: Outgoing, attempt = 0): Promise<void> {
+  /**
+   * Posts a message. Uploads go one at a time: the server reads a client's
+   * Sends two at a time (CHATFLOW_SENDS_PER_CLIENT), so a text and the pings
+   * always find a place, even behind a long upload on a slow link (pings that
+   * waited in vain for the silence limit would get the stream closed).
+   */
+  private post(item: Outgoing, attempt = 0): Promise<void> {
+    if (item.content?.case === 'text') return this.postNow(item, attempt);
+    item.inFlight = true; // waiting for its turn: not posted again by a Welcome meanwhile
+    const turn = this.uploads.then(() => {
+      item.inFlight = false;
+      return this.postNow(item, attempt);
+    });
+    this.uploads = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async postNow(item: Outgoing, attempt: number): Promise<void> {
     const sessionId = this.sessionId;
     if (!sessionId) return;
     item.inFlight = true;
