@@ -120,7 +120,7 @@ export class CliChatSession {
     let text = describeStatus(s, this.opts.server, this.opts.insecure);
     if (s.code === status.UNAUTHENTICATED && this.opts.authHint) text += `\n${this.opts.authHint}`;
     if (this.welcome && s.code !== status.DEADLINE_EXCEEDED) {
-      text += `\nto pick up where you left off: --conversation ${this.welcome.conversationId} --resume-after ${this.lastSeq}`;
+      text += `\nto pick up where you left off: --conversation ${this.welcome.conversationId} --resume-after ${this.lastSeq} --replaces-session ${this.welcome.sessionId}`;
     }
     this.printer.error(text);
     return 1;

@@ -26,6 +26,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
     ...CONNECTION_OPTIONS,
     conversation: { type: 'string' },
     'resume-after': { type: 'string' },
+    'replaces-session': { type: 'string' },
     'save-dir': { type: 'string' },
     send: { type: 'string', multiple: true },
     file: { type: 'string', multiple: true },
@@ -54,6 +55,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
   md.set('x-timezone', flags.timeZone);
   if (values.conversation) md.set('x-conversation-id', values.conversation);
   if (resumeAfter !== undefined) md.set('x-resume-after', String(resumeAfter));
+  if (values['replaces-session']) md.set('x-replaces-session', values['replaces-session']);
 
   const interactive = script.length === 0;
   const terminal = interactive && Boolean(process.stdin.isTTY && process.stdout.isTTY);

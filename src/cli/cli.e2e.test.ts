@@ -110,6 +110,26 @@ test('chat --file sends audio; without speech engines the reply says it cannot l
   expect(r.stdout).not.toMatch(/voice saved/);
 });
 
+test('chat --replaces-session takes over the client\'s earlier stream that the server still holds', async () => {
+  const client = new ChatServiceClient(app.grpcAddress, credentials.createInsecure());
+  try {
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${await app.auth.mint('sleepy')}`);
+    md.set('x-timezone', 'UTC');
+    const held = client.chat(md);
+    const ended = new Promise<{ code: number; details: string }>((r) => held.on('error', r));
+    const welcome = await new Promise<{ sessionId: string }>((r) => held.once('data', (f: { frame?: { welcome?: { sessionId: string } } }) => r(f.frame!.welcome!)));
+    const refused = await cli(['chat', '--client-id', 'sleepy', '--tz', 'UTC', '--send', 'hi', '--no-wait']);
+    expect([refused.code, refused.stderr.split('\n')[0]]).toEqual([1, expect.stringMatching(/^ALREADY_EXISTS: /)]);
+    const r = await cli(['chat', '--client-id', 'sleepy', '--tz', 'UTC', '--replaces-session', welcome.sessionId, '--send', 'back again', '--json']);
+    expect(r.code).toBe(0);
+    expect(jsonLines(r.stdout).find((f) => f.response)!.response.text).toContain('back again');
+    expect(await ended).toMatchObject({ code: 6, details: 'this stream was replaced by a newer connection of sleepy that named it (x-replaces-session)' }); // ALREADY_EXISTS
+  } finally {
+    client.close();
+  }
+});
+
 test('history lists the conversations, then the messages of one', async () => {
   // A session that sends nothing leaves no conversation in the history.
   const silent = await cli(['chat', '--client-id', 'alice', '--tz', 'UTC', '--json'], { input: '/quit\n' });

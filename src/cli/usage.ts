@@ -36,7 +36,8 @@ Options:
 
 export const CHAT_HELP = `Usage: chatflow chat --client-id <id> [--token <jwt> | --insecure] [--tz <IANA>]
                      [--server <host:port>] [--conversation <id>] [--resume-after <seq>]
-                     [--save-dir ./downloads] [--send <text>]... [--file <path>]... [--no-wait] [--json]
+                     [--replaces-session <id>] [--save-dir ./downloads] [--send <text>]...
+                     [--file <path>]... [--no-wait] [--json]
 
 Opens the bidirectional Chat stream. Each message gets a label, [1], [2], …, and
 its reply is printed as one block under that label, whole, however replies
@@ -54,6 +55,10 @@ Options:
   --tz <IANA zone>     your time zone (default: the system zone)
   --conversation <id>  continue a conversation
   --resume-after <seq> replay what you missed after this event seq
+  --replaces-session <id>
+                       take over your earlier stream if the server still holds it
+                       (its session id; after a lost connection the server may not
+                       know yet, and would refuse a second one ALREADY_EXISTS)
   --save-dir <dir>     where voice and image replies are saved (default ./downloads)
   --send <text>        scripted: send this text (repeatable)
   --file <path>        scripted: send this file; kind from the extension (repeatable)
