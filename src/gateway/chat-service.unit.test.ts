@@ -189,6 +189,7 @@ describe('ChatGateway: a stream taken over on another gateway (x-replaces-sessio
       expect((await first.ended).code).toBe(status.ALREADY_EXISTS);
       // Its two messages still unanswered: the new stream's input is held as the old one's was.
       await until(() => back.call.paused);
+      back.call.emit('cancelled'); // its timers (the first-message deadline) end with it, not in a later suite
     } finally {
       one.beginDrain();
       two.beginDrain();

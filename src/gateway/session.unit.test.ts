@@ -686,6 +686,10 @@ describe('GatewaySession: pings over Send', () => {
     }
     expect(call.written).toHaveLength(1);
     expect((session as unknown as { out: Outbound }).out.backlog).toBe(0);
-    void session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+    // Ended with a status, so that the stream's stall timer (armed by the write that waits) goes with it: left
+    // armed, it fired 60 s later into another suite, on a call with no 'error' listener (CI, 2026-11-28).
+    call.on('error', () => undefined);
+    void session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, new Error('test over'));
+    expect((session as unknown as { out: { ended: boolean } }).out.ended).toBe(true);
   });
 });
