@@ -67,6 +67,37 @@ function pageSession(): {
   return require(path);
 }
 
+/**
+ * The page's session class for `clientId` on `t`, its window timers shimmed, with what it reported: its states, the
+ * messages accepted and failed, the pongs. `connect()` connects it and waits for its Welcome; `close()` disconnects it.
+ */
+async function pageFor(t: TestApp, clientId: string) {
+  const events = { states: [] as string[], accepted: [] as string[], failed: [] as string[], pongs: 0 };
+  const shim = globalThis as { window?: unknown };
+  shim.window = globalThis; // the page's timers
+  const page = new (pageSession().PageChatSession)(t.app.httpUrl, { clientId, token: await t.app.auth.mint(clientId) }, 'Europe/Paris', {
+    state: (st: string) => events.states.push(st),
+    notice: () => undefined,
+    frame: (f: ServerFrame) => {
+      if (f.frame.case === 'accepted') events.accepted.push(f.frame.value.clientMessageId);
+      if (f.frame.case === 'pong') events.pongs++;
+    },
+    sendFailed: (id: string, text: string) => events.failed.push(`${id}: ${text}`),
+  });
+  return {
+    page,
+    events,
+    async connect() {
+      page.connect();
+      for (const end = Date.now() + 5_000; !events.states.includes('connected') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+    },
+    close() {
+      page.disconnect();
+      delete shim.window;
+    },
+  };
+}
+
 describe('embedded gRPC-Web endpoint', () => {
   let t: TestApp;
   let chat: Client<typeof ChatService>;
@@ -213,18 +244,9 @@ describe('embedded gRPC-Web endpoint', () => {
   it('the page sends a message again after retry-after-ms when the server was too busy to read it, rather than call it too large', async () => {
     const clientId = 'web-page-busy';
     const headers = await auth(clientId);
-    const events = { failed: [] as string[], accepted: [] as string[], states: [] as string[] };
-    const shim = globalThis as { window?: unknown };
-    shim.window = globalThis; // the page's timers
-    const page = new (pageSession().PageChatSession)(t.app.httpUrl, { clientId, token: await t.app.auth.mint(clientId) }, 'Europe/Paris', {
-      state: (st: string) => events.states.push(st),
-      notice: () => undefined,
-      frame: (f: ServerFrame) => void (f.frame.case === 'accepted' && events.accepted.push(f.frame.value.clientMessageId)),
-      sendFailed: (id: string, text: string) => events.failed.push(`${id}: ${text}`),
-    });
+    const { page, events, connect, close } = await pageFor(t, clientId);
     try {
-      page.connect();
-      for (const end = Date.now() + 5_000; !events.states.includes('connected') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      await connect();
       // The client's two places held by Sends still coming, for 6.5 s: the page's Send waits 5 s, is refused, and is
       // sent again 3 s later (CHATFLOW_RETRY_AFTER_MS), when they are gone.
       const held = [0, 1].map(() => partialWebCall('/chatflow.v1.ChatService/Send', headers, 4 * 1024 * 1024, 1024, 6_500));
@@ -235,8 +257,7 @@ describe('embedded gRPC-Web endpoint', () => {
       expect(events.failed).toEqual([]);
       expect(events.accepted).toContain(id);
     } finally {
-      page.disconnect();
-      delete shim.window;
+      close();
     }
   }, 30_000);
 
@@ -415,39 +436,19 @@ describe('a browser gone without closing its Connect stream (the silence rule, t
   });
 
   it('the page pings while connected: it stays connected well past the limit, with no message sent', async () => {
-    const clientId = 'web-page-pinger';
-    const events = { states: [] as string[], pongs: 0 };
-    const shim = globalThis as { window?: unknown };
-    shim.window = globalThis; // the page's timers
-    const page = new (pageSession().PageChatSession)(t.app.httpUrl, { clientId, token: await t.app.auth.mint(clientId) }, 'Europe/Paris', {
-      state: (st: string) => events.states.push(st),
-      notice: () => undefined,
-      frame: (f: ServerFrame) => void (f.frame.case === 'pong' && events.pongs++),
-      sendFailed: () => undefined,
-    });
+    const { events, connect, close } = await pageFor(t, 'web-page-pinger');
     try {
-      page.connect();
-      for (const end = Date.now() + 5_000; !events.states.includes('connected') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      await connect();
       await new Promise((r) => setTimeout(r, LIMIT_MS * 3));
       expect(events.states).toEqual(['connecting', 'connected']);
       expect(events.pongs).toBeGreaterThanOrEqual(6); // one every LIMIT_MS / 4
     } finally {
-      page.disconnect();
-      delete shim.window;
+      close();
     }
   });
 
   it('the page posts its uploads one at a time, so that a text or a ping always finds one of its two places', async () => {
-    const clientId = 'web-page-uploader';
-    const events = { states: [] as string[], accepted: [] as string[], failed: [] as string[] };
-    const shim = globalThis as { window?: unknown };
-    shim.window = globalThis;
-    const page = new (pageSession().PageChatSession)(t.app.httpUrl, { clientId, token: await t.app.auth.mint(clientId) }, 'Europe/Paris', {
-      state: (st: string) => events.states.push(st),
-      notice: () => undefined,
-      frame: (f: ServerFrame) => void (f.frame.case === 'accepted' && events.accepted.push(f.frame.value.clientMessageId)),
-      sendFailed: (id: string, text: string) => events.failed.push(`${id}: ${text}`),
-    });
+    const { page, events, connect, close } = await pageFor(t, 'web-page-uploader');
     // Every Send the page makes, and how many uploads it had on the way at once.
     const send = page.chat.send.bind(page.chat);
     let uploading = 0;
@@ -465,8 +466,7 @@ describe('a browser gone without closing its Connect stream (the silence rule, t
       }
     };
     try {
-      page.connect();
-      for (const end = Date.now() + 5_000; !events.states.includes('connected') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+      await connect();
       const wav = synthesizeVoice('one of three voice notes').bytes;
       const ids = [0, 1, 2].map(() => page.send({ case: 'audio', value: { mimeType: 'audio/wav', data: wav, sizeBytes: BigInt(wav.length) } }));
       ids.push(page.send({ case: 'text', value: 'and a text' }));
@@ -476,8 +476,7 @@ describe('a browser gone without closing its Connect stream (the silence rule, t
       expect(kinds.filter((k) => k === 'audio')).toHaveLength(3);
       expect(mostUploading).toBe(1);
     } finally {
-      page.disconnect();
-      delete shim.window;
+      close();
     }
   });
 

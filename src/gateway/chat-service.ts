@@ -447,7 +447,7 @@ export class ChatGateway {
       const carried = this.carriedOver.get(clientId);
       // Kept until this session closes and says what it leaves (an admission that fails below keeps them for the next).
       const carriedIds = carried && now - carried.at < CARRIED_FOR_MS ? carried.ids : [];
-      session.carryUnanswered(leftByReplaced.length ? [...new Set([...carriedIds, ...leftByReplaced])].slice(-cfg.unansweredPerClient) : carriedIds);
+      session.carryUnanswered([...new Set([...carriedIds, ...leftByReplaced])].slice(-cfg.unansweredPerClient));
       route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
       await this.deps.log.append(
         session.event({ $case: 'clientConnected', clientConnected: { gatewayId: this.deps.gatewayId, timeZone: tz.timeZone, newConversation } }),

@@ -6,8 +6,8 @@ import { uncarryError, type CarriedError } from './status';
 /**
  * What gateways say to each other over the bus about a session (a browser's
  * `Send` that reached another replica than its `Connect`, the probe of a
- * slot's holder, and a new connection of its client taking it over). The bus is the operators' own, but a peer of another version,
- * or anything else that publishes on a session's subject, must get a clear
+ * slot's holder, and a new connection of its client taking it over). The bus
+ * is the operators' own, but a peer of another version, or anything else that publishes on a session's subject, must get a clear
  * error back, never an "unexpected error" or a crash.
  */
 export type RoutedRequest = { kind: 'send'; clientId: string; request: SendRequest } | { kind: 'probe' } | { kind: 'yield'; clientId: string };
@@ -17,10 +17,11 @@ const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'not base64');
 const probeSchema = z.object({ probe: z.literal(true) });
 const yieldSchema = z.object({ yield: z.literal(true), clientId: z.string().min(1) });
 const sendSchema = z.object({ clientId: z.string().min(1), request: base64 });
+const yieldReplySchema = z.object({ yielded: z.literal(true), unanswered: z.array(z.string().max(256)).max(10_000) });
 const replySchema = z.union([
   z.object({ ack: base64 }),
   z.object({ held: z.literal(true) }),
-  z.object({ yielded: z.literal(true), unanswered: z.array(z.string()).optional() }),
+  yieldReplySchema,
   z.object({ code: z.string(), message: z.string(), trailers: z.record(z.string(), z.string()).optional() }),
 ]);
 
@@ -85,8 +86,6 @@ export function decodeYieldReply(payload: Uint8Array): string[] {
   const parsed = yieldReplySchema.safeParse(parseJson(payload));
   return parsed.success ? parsed.data.unanswered : [];
 }
-
-const yieldReplySchema = z.object({ yielded: z.literal(true), unanswered: z.array(z.string().max(256)).max(10_000) });
 
 /** The payload as JSON; bytes that are not JSON read as `undefined`, which no schema accepts. */
 function parseJson(payload: Uint8Array): unknown {
