@@ -525,6 +525,30 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
         }
       });
 
+      it('takes its old stream over when reloaded after the connection died without a word (the session is kept in the tab)', async () => {
+        const proxy = await startTcpProxy(t.app.httpPort);
+        try {
+          const { page, connects } = await answeredThroughRelay(proxy, 'reloader-asleep', 'before the lid closed');
+          const replacedBefore = (await metric(t, 'chatflow_disconnects_total{reason="replaced"}')) || 0;
+          // The server keeps the old stream open; the person reloads the page at once, before it reconnects by itself.
+          proxy.cutSilently();
+          const reloadedAt = Date.now();
+          await page.reload();
+          await waitConnected(page);
+          expect(Date.now() - reloadedAt).toBeLessThan(10_000);
+          await expect(page.locator('#notice').innerText()).resolves.not.toMatch(/still holds|Already connected/);
+          const replaces = connects.map((h) => h['x-replaces-session']);
+          expect(replaces[0]).toBeUndefined();
+          expect(replaces[replaces.length - 1]).toMatch(/^[0-9a-f-]{36}$/);
+          expect(await metric(t, 'chatflow_disconnects_total{reason="replaced"}')).toBe(replacedBefore + 1);
+          await page.fill('#message-input', 'after the reload');
+          await page.press('#message-input', 'Enter');
+          await page.locator('#messages .msg.bot[aria-busy="false"] .text', { hasText: /after the reload/ }).waitFor({ timeout: 15_000 });
+        } finally {
+          await proxy.close();
+        }
+      });
+
       it("says in the server's own words that its memory is nearly full, and gets in once it frees", async () => {
         const heap = new StandInHeap();
         const full = await startTestApp({ CHATFLOW_DEV_TOKENS: 'true' }, { llm: llm(), heap });

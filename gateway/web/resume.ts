@@ -1,7 +1,9 @@
 /**
  * Where this browser was in a conversation, so a reload comes back to it:
  * the client id, and per client id the conversation and the last event seq
- * seen (localStorage; no token is kept here).
+ * seen (localStorage; no token is kept here); and the session of this tab's
+ * last stream (sessionStorage: this tab only), so a reload can take over a
+ * stream the server still holds (x-replaces-session).
  */
 export interface Place {
   conversationId: string;
@@ -11,18 +13,20 @@ export interface Place {
 const CLIENT_KEY = 'chatflow.clientId';
 const placeKey = (clientId: string) => `chatflow.place.${clientId}`;
 
-function read(key: string): string | null {
+const sessionKey = (clientId: string) => `chatflow.session.${clientId}`;
+
+function read(key: string, storage = () => localStorage): string | null {
   try {
-    return localStorage.getItem(key);
+    return storage().getItem(key);
   } catch {
     return null; // storage disabled: the page works, it just forgets on reload
   }
 }
 
-function write(key: string, value: string | undefined): void {
+function write(key: string, value: string | undefined, storage = () => localStorage): void {
   try {
-    if (value === undefined) localStorage.removeItem(key);
-    else localStorage.setItem(key, value);
+    if (value === undefined) storage().removeItem(key);
+    else storage().setItem(key, value);
   } catch {
     /* storage disabled */
   }
@@ -44,3 +48,14 @@ export function placeOf(clientId: string): Place | undefined {
 export function rememberPlace(clientId: string, place: Place | undefined): void {
   write(placeKey(clientId), place && JSON.stringify({ conversationId: place.conversationId, lastSeq: place.lastSeq.toString() }));
 }
+
+/**
+ * The session of this tab's last stream as `clientId`. Kept in the tab
+ * (sessionStorage), not shared with other tabs: a reload names it to take the
+ * stream over if the server still holds it (a connection that died without a
+ * word); another tab cannot. A duplicated tab starts with a copy, and takes
+ * the stream from the tab it was copied from, which is then told it is
+ * connected elsewhere, as one client with one connection should be.
+ */
+export const lastSessionOf = (clientId: string): string | undefined => read(sessionKey(clientId), () => sessionStorage) ?? undefined;
+export const rememberSession = (clientId: string, sessionId: string): void => write(sessionKey(clientId), sessionId, () => sessionStorage);

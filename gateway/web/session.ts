@@ -4,6 +4,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import { ChatService, type ServerFrame, type UserMessageSchema, type Welcome } from './gen/chatflow/v1/chat_pb';
 import { HistoryService } from './gen/chatflow/v1/history_pb';
 import { authHeaders, type Identity } from './auth';
+import { lastSessionOf, rememberSession } from './resume';
 import { onSendRefused } from './send-outcome';
 
 export type Content = MessageInitShape<typeof UserMessageSchema>['content'];
@@ -71,7 +72,7 @@ export class PageChatSession {
   private resuming = false;
   /** When the last welcomed stream was lost. */
   private lostAt = 0;
-  /** The session of the stream this page last had, until it is welcomed again: named to take it over (x-replaces-session). */
+  /** The session of the stream this tab last had (before a reload too), until it is welcomed again: named to take it over (x-replaces-session). */
   private previousSessionId?: string;
   /** The server's silence limit (Welcome.silence_limit_ms): it lets go of a stream silent that long. 0: never. */
   private silenceLimitMs = 0;
@@ -91,6 +92,8 @@ export class PageChatSession {
     const transport = createGrpcWebTransport({ baseUrl: apiUrl, useBinaryFormat: true });
     this.chat = createClient(ChatService, transport);
     this.history = createClient(HistoryService, transport);
+    // Reloaded: the stream this tab had may still be held by the server (it died without a word).
+    this.previousSessionId = lastSessionOf(identity.clientId);
   }
 
   get maxMediaBytes(): number | undefined {
@@ -199,6 +202,7 @@ export class PageChatSession {
     this.silenceLimitMs = Number(w.silenceLimitMs);
     this.resuming = false;
     this.sessionId = w.sessionId;
+    rememberSession(this.identity.clientId, w.sessionId);
     if (this.conversationId !== w.conversationId) this.lastSeq = w.lastSeq;
     this.conversationId = w.conversationId;
     this.attempts = 0;
