@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { status, type ClientDuplexStream, type Metadata, type StatusObject } from '@grpc/grpc-js';
+import { Metadata, status, type ClientDuplexStream, type StatusObject } from '@grpc/grpc-js';
 import { ServerFrame, type BotResponse, type ClientFrame, type UserMessage, type Welcome } from '../gen/chatflow/v1/chat';
 import type { ChatServiceClient } from '../gen/chatflow/v1/chat';
 import { describeStatus, retryAfterMs } from './connection';
 import { saveMedia } from './media';
 import type { Output } from './output';
+import { decideReconnect } from './reconnect';
 import { ReplyBoard, type Entry } from './replies';
 import { formatTime } from './render';
 
@@ -23,22 +24,42 @@ export interface SessionOptions {
   strict: boolean;
   /** Said after an UNAUTHENTICATED status when the token was minted here. */
   authHint?: string;
+  /** How long a session that was in keeps trying to come back after its connection is lost (--reconnect-for); 0: never. */
+  reconnectForMs: number;
 }
 
 /**
- * One Chat stream as the CLI sees it: sends messages, shows each reply as one
+ * A chat session as the CLI sees it: sends messages, shows each reply as one
  * block under the label of its message (however replies interleave), tracks
- * which messages still wait for a reply, saves media replies.
+ * which messages still wait for a reply, saves media replies. Its Chat stream
+ * comes back by itself when the connection is lost (see decideReconnect):
+ * resumed after the last event seen, taking over the old stream if the server
+ * still holds it, messages not yet accepted sent again under their ids.
  */
 export class CliChatSession {
+  /** The first Welcome; undefined when the first stream ended without one. */
   readonly welcomed: Promise<Welcome | undefined>;
+  /** The end of the session: of its last stream, once no other follows. */
   readonly ended: Promise<StatusObject>;
+  /** The latest Welcome. */
   welcome?: Welcome;
   /** Local failures (downloads) that should make a scripted run exit non-zero. */
   problems = 0;
-  private readonly call: ClientDuplexStream<ClientFrame, ServerFrame>;
+  private call: ClientDuplexStream<ClientFrame, ServerFrame>;
+  /** The current stream was welcomed (messages go out on it). */
+  private connected = false;
+  private onWelcome!: (w: Welcome | undefined) => void;
+  private endWith!: (s: StatusObject) => void;
+  /** Set while waiting to open the stream again. */
+  private reconnectTimer?: NodeJS.Timeout;
+  private lostAt = 0;
+  private failedAttempts = 0;
+  /** Streams welcomed so far (more than one: it came back). */
+  private streams = 0;
   /** Outstanding messages by client_message_id; the server's message_id maps onto them once accepted. */
   private readonly pending = new Map<string, () => void>();
+  /** Messages sent (or to send) that the server has not accepted yet: sent again, same id, on the next stream. */
+  private readonly unaccepted = new Map<string, UserMessage['content']>();
   private readonly cmidOf = new Map<string, string>();
   private readonly work = new Set<Promise<unknown>>();
   private readonly pings = new Map<number, number>();
@@ -47,59 +68,127 @@ export class CliChatSession {
   private halfClosed = false;
   readonly board = new ReplyBoard();
 
-  constructor(client: ChatServiceClient, md: Metadata, private readonly opts: SessionOptions, private readonly printer: Output) {
+  constructor(
+    private readonly client: ChatServiceClient,
+    private readonly md: Metadata,
+    private readonly opts: SessionOptions,
+    private readonly printer: Output,
+  ) {
     this.lastSeq = opts.resumeAfter ?? 0;
-    this.call = client.chat(md);
-    let onWelcome!: (w: Welcome | undefined) => void;
-    this.welcomed = new Promise((r) => (onWelcome = r));
-    this.ended = new Promise((resolve) => {
-      this.call.on('error', () => undefined); // the status event carries the same information
-      this.call.on('status', (s: StatusObject) => {
-        onWelcome(undefined);
-        for (const done of this.pending.values()) done();
-        resolve(s);
-      });
-    });
-    this.call.on('data', (frame: ServerFrame) => {
-      if (frame.frame?.$case === 'welcome') {
-        this.welcome = frame.frame.welcome;
-        if (opts.resumeAfter === undefined) this.lastSeq = this.welcome.lastSeq;
-        onWelcome(this.welcome);
-      }
-      this.onFrame(frame);
-    });
+    this.welcomed = new Promise((r) => (this.onWelcome = r));
+    this.ended = new Promise((r) => (this.endWith = r));
+    this.call = this.open(md);
   }
 
   get outstanding(): number {
     return this.pending.size;
   }
 
-  /** Sends a message; the promise settles when its reply (or error) has been shown and saved. */
+  /** Sends a message (once connected again, if the connection is lost); settles when its reply (or error) has been shown and saved. */
   send(content: UserMessage['content']): Promise<void> {
     const clientMessageId = randomUUID();
     const done = new Promise<void>((resolve) => this.pending.set(clientMessageId, resolve));
     this.board.add(clientMessageId, content);
     if (!this.opts.json) this.printer.changed(this.board);
-    this.call.write({ frame: { $case: 'message', message: { clientMessageId, content } } });
+    this.unaccepted.set(clientMessageId, content);
+    if (this.connected) this.write(clientMessageId, content);
     return done;
   }
 
   ping(): void {
+    if (!this.connected) return this.printer.error('not connected: reconnecting');
     const nonce = this.pings.size + 1 + Math.floor(Math.random() * 1e6);
     this.pings.set(nonce, Date.now());
     this.call.write({ frame: { $case: 'ping', ping: { nonce } } });
   }
 
-  /** Half-closes: the server ends the stream once every accepted message has its reply. */
+  /** Half-closes: the server ends the stream once every accepted message has its reply (after coming back, if it is away). */
   halfClose(): void {
     if (this.halfClosed) return;
     this.halfClosed = true;
-    this.call.end();
+    if (this.connected) this.call.end();
+    else if (this.reconnectTimer && this.pending.size === 0) this.end({ code: status.OK, details: 'disconnected', metadata: new Metadata() });
   }
 
   cancel(): void {
     this.cancelled = true;
-    this.call.cancel();
+    if (this.reconnectTimer) this.end({ code: status.CANCELLED, details: 'stopped while reconnecting', metadata: new Metadata() });
+    else this.call.cancel();
+  }
+
+  /** Opens a Chat stream; only the latest one's frames and end count. */
+  private open(md: Metadata): ClientDuplexStream<ClientFrame, ServerFrame> {
+    const call = this.client.chat(md);
+    call.on('error', () => undefined); // the status event carries the same information
+    call.on('status', (s: StatusObject) => {
+      if (call === this.call) this.streamEnded(s);
+    });
+    call.on('data', (frame: ServerFrame) => {
+      if (call !== this.call) return;
+      if (frame.frame?.$case === 'welcome') this.welcomedOn(frame.frame.welcome);
+      this.onFrame(frame);
+    });
+    return call;
+  }
+
+  private welcomedOn(w: Welcome): void {
+    const first = this.welcome === undefined;
+    this.welcome = w;
+    this.connected = true;
+    this.failedAttempts = 0;
+    this.streams++;
+    if (first) {
+      if (this.opts.resumeAfter === undefined) this.lastSeq = w.lastSeq;
+      this.onWelcome(w);
+      return;
+    }
+    this.printer.status(undefined);
+    // Not accepted on the lost stream (or not sent at all): again, under the same id (the server processes a resend once).
+    for (const [clientMessageId, content] of this.unaccepted) this.write(clientMessageId, content);
+    if (this.halfClosed) this.call.end();
+  }
+
+  private write(clientMessageId: string, content: UserMessage['content']): void {
+    this.call.write({ frame: { $case: 'message', message: { clientMessageId, content } } });
+  }
+
+  /** A stream ended: the session ends with it, or the stream comes back (decideReconnect). */
+  private streamEnded(s: StatusObject): void {
+    const wasConnected = this.connected;
+    this.connected = false;
+    if (wasConnected) this.lostAt = Date.now();
+    const retryAfter = retryAfterMs(s);
+    const next = decideReconnect({
+      code: s.code,
+      retryAfterMs: retryAfter,
+      everWelcomed: this.welcome !== undefined,
+      cancelled: this.cancelled,
+      attempts: this.failedAttempts,
+      lostForMs: Date.now() - this.lostAt,
+      windowMs: this.opts.reconnectForMs,
+    });
+    if (next.type === 'end' || (this.halfClosed && this.pending.size === 0)) return this.end(s);
+    const attempt = ++this.failedAttempts;
+    if (this.opts.json) this.json({ reconnecting: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: next.inMs, attempt } });
+    else this.printer.status(`connection lost (${status[s.code]}: ${s.details}) — reconnecting in ${Math.max(1, Math.round(next.inMs / 1000))} s, attempt ${attempt} (Ctrl-C to stop)`);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      const w = this.welcome!;
+      const md = this.md.clone();
+      // Where this session was: its conversation, the last event it saw, and the stream it lost (which the server may still hold).
+      md.set('x-conversation-id', w.conversationId);
+      md.set('x-resume-after', String(this.lastSeq));
+      md.set('x-replaces-session', w.sessionId);
+      this.call = this.open(md);
+    }, next.inMs);
+  }
+
+  private end(s: StatusObject): void {
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    this.onWelcome(undefined);
+    for (const done of this.pending.values()) done();
+    this.endWith(s);
   }
 
   /** Waits for the end of the stream and for pending downloads; prints the status; returns the exit code. */
@@ -142,6 +231,7 @@ export class CliChatSession {
 
   private settle(key: string): void {
     const cmid = this.cmidOf.get(key) ?? key;
+    this.unaccepted.delete(cmid);
     this.pending.get(cmid)?.();
     this.pending.delete(cmid);
   }
@@ -156,6 +246,10 @@ export class CliChatSession {
       case 'welcome': {
         const w = f.welcome;
         if (!human) break;
+        if (this.streams > 1) {
+          p.line(`reconnected: conversation ${w.conversationId}, replaying after seq ${this.lastSeq}, session ${w.sessionId}`);
+          break;
+        }
         const resumed = this.opts.resumeAfter !== undefined ? `, replaying after seq ${this.opts.resumeAfter}` : '';
         p.line(`connected as ${w.clientId}: conversation ${w.conversationId}${w.lastSeq ? ` (continued, last seq ${w.lastSeq}${resumed})` : ''}`);
         p.line(`local time ${w.localTime} (${w.timeZone}), session ${w.sessionId}`);
@@ -164,6 +258,7 @@ export class CliChatSession {
       }
       case 'accepted': {
         const a = f.accepted;
+        this.unaccepted.delete(a.clientMessageId);
         this.cmidOf.set(a.messageId, a.clientMessageId);
         this.seen(a.seq);
         const e = this.board.accepted(a);

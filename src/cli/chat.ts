@@ -27,6 +27,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
     conversation: { type: 'string' },
     'resume-after': { type: 'string' },
     'replaces-session': { type: 'string' },
+    'reconnect-for': { type: 'string' },
     'save-dir': { type: 'string' },
     send: { type: 'string', multiple: true },
     file: { type: 'string', multiple: true },
@@ -38,6 +39,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
   }
   const flags = connectionFlags(values);
   const resumeAfter = intFlag('resume-after', values['resume-after']);
+  const reconnectForS = intFlag('reconnect-for', values['reconnect-for']) ?? DEFAULT_RECONNECT_FOR_S;
   // Read every scripted input before connecting: a typo should not cost a session.
   const script: UserMessage['content'][] = (values.send ?? []).map((text) => ({ $case: 'text', text }));
   for (const path of values.file ?? []) {
@@ -65,7 +67,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
   const client = chatClient(flags.server);
   const options = {
     server: flags.server, insecure: flags.insecure, saveDir: values['save-dir'] ?? './downloads', json: flags.json, timeZone: flags.timeZone,
-    resumeAfter, interactive, strict, authHint: identity.authHint,
+    resumeAfter, interactive, strict, authHint: identity.authHint, reconnectForMs: reconnectForS * 1000,
   };
   let session: CliChatSession | undefined;
   let quitting = false;
@@ -108,6 +110,9 @@ export async function chatCommand(argv: string[]): Promise<number> {
     client.close();
   }
 }
+
+/** How long a session whose connection is lost keeps trying to come back, by default (--reconnect-for). */
+const DEFAULT_RECONNECT_FOR_S = 120;
 
 /** When the server is full and names no wait (it normally sends retry-after-ms). */
 const DEFAULT_FULL_WAIT_MS = 2000;

@@ -11,6 +11,7 @@ import { SimulatedLlm } from '../llm/simulated';
 import { loadConfig } from '../config/config';
 import { createLogger } from '../logging';
 import { synthesizeVoice } from '../../test/voice-signal';
+import { startTcpProxy } from '../../test/web-helpers';
 
 // The CLI as a user runs it: `node bin/chatflow.js ...` against the real server on ephemeral ports.
 jest.setTimeout(60_000);
@@ -50,11 +51,13 @@ function cli(args: string[], opts: { input?: string; timeoutMs?: number; env?: R
   });
 }
 
-/** The simulated model, except that a text containing "#fail" fails as a model that is down would. */
+/** The simulated model, except that a text containing "#fail" fails as a model that is down would, and one containing "#slow" takes 1.5 s. */
 function failingOnRequest() {
   const simulated = new SimulatedLlm({ delayScale: 0 });
   return { ...simulated, name: 'simulated', usesHistory: false, generate: (req: Parameters<SimulatedLlm['generate']>[0], o: Parameters<SimulatedLlm['generate']>[1]) =>
-    req.text?.includes('#fail') ? Promise.reject(new LlmError('the model is down', 'UNAVAILABLE')) : simulated.generate(req, o) };
+    req.text?.includes('#fail') ? Promise.reject(new LlmError('the model is down', 'UNAVAILABLE'))
+    : req.text?.includes('#slow') ? new Promise<void>((r) => setTimeout(r, 1500)).then(() => simulated.generate(req, o))
+    : simulated.generate(req, o) };
 }
 
 const jsonLines = (out: string) => out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>);
@@ -128,6 +131,62 @@ test('chat --replaces-session takes over the client\'s earlier stream that the s
   } finally {
     client.close();
   }
+});
+
+describe('a connection lost while chatting', () => {
+  test('a scripted chat reconnects by itself, resumes after what it saw, and gets the reply produced meanwhile: exit 0', async () => {
+    const proxy = await startTcpProxy(Number(app.grpcAddress.split(':').pop()));
+    try {
+      let cut = false;
+      const r = await cli(['chat', '--client-id', 'wanderer', '--tz', 'UTC', '--send', 'into the tunnel #slow', '--json'], {
+        env: { CHATFLOW_GRPC_ADDR: proxy.url.replace('http://', '') },
+        onStdout: (out) => {
+          // The network goes away once the message is accepted, before its reply (1.5 s), for 500 ms.
+          if (!cut && /"accepted"/.test(out)) {
+            cut = true;
+            proxy.cut(500);
+          }
+        },
+      });
+      expect(cut).toBe(true);
+      expect(r.code).toBe(0);
+      const lines = jsonLines(r.stdout);
+      const welcomes = lines.filter((l) => l.welcome).map((l) => l.welcome);
+      expect(welcomes).toHaveLength(2);
+      expect(welcomes[1].conversationId).toBe(welcomes[0].conversationId);
+      const reconnecting = lines.find((l) => l.reconnecting)!.reconnecting;
+      expect(reconnecting).toMatchObject({ name: 'UNAVAILABLE', attempt: 1 });
+      const replies = lines.filter((l) => l.response).map((l) => l.response.text as string);
+      expect(replies).toHaveLength(1);
+      expect(replies[0]).toContain('into the tunnel');
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('--reconnect-for 0: the session ends at once, with how to pick up where it left off', async () => {
+    const proxy = await startTcpProxy(Number(app.grpcAddress.split(':').pop()));
+    try {
+      let cut = false;
+      const r = await cli(['chat', '--client-id', 'stayer', '--tz', 'UTC', '--send', 'one way #slow', '--reconnect-for', '0', '--json'], {
+        env: { CHATFLOW_GRPC_ADDR: proxy.url.replace('http://', '') },
+        onStdout: (out) => {
+          if (!cut && /"accepted"/.test(out)) {
+            cut = true;
+            proxy.cut(500);
+          }
+        },
+      });
+      expect(r.code).toBe(1);
+      const lines = jsonLines(r.stdout);
+      expect(lines.filter((l) => l.reconnecting || l.response)).toEqual([]);
+      expect(lines[lines.length - 1]!.status.name).toBe('UNAVAILABLE');
+      expect(r.stderr).toMatch(/^UNAVAILABLE: /);
+      expect(r.stderr).toMatch(/to pick up where you left off: --conversation \S+ --resume-after \d+ --replaces-session \S+/);
+    } finally {
+      await proxy.close();
+    }
+  });
 });
 
 test('history lists the conversations, then the messages of one', async () => {

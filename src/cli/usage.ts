@@ -37,7 +37,7 @@ Options:
 export const CHAT_HELP = `Usage: chatflow chat --client-id <id> [--token <jwt> | --insecure] [--tz <IANA>]
                      [--server <host:port>] [--conversation <id>] [--resume-after <seq>]
                      [--replaces-session <id>] [--save-dir ./downloads] [--send <text>]...
-                     [--file <path>]... [--no-wait] [--json]
+                     [--file <path>]... [--no-wait] [--reconnect-for <s>] [--json]
 
 Opens the bidirectional Chat stream. Each message gets a label, [1], [2], …, and
 its reply is printed as one block under that label, whole, however replies
@@ -64,6 +64,9 @@ Options:
   --file <path>        scripted: send this file; kind from the extension (repeatable)
   --no-wait            server full: exit at once (default: wait for a slot, retrying
                        after the server's retry-after-ms, with a countdown)
+  --reconnect-for <s>  connection lost (server restart, network): keep coming back
+                       for this long, resuming where you were and sending again what
+                       was not accepted (default 120; 0: end the session at once)
 
 Exit codes: 0 every message answered; 1 a message refused, failed or unanswered
 (scripted runs: --send/--file or piped input; a summary goes to stderr), the

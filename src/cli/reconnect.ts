@@ -1,0 +1,48 @@
+import { status } from '@grpc/grpc-js';
+
+/** Where the CLI stands when one of its Chat streams ends. */
+export interface StreamEnd {
+  code: status;
+  /** The server's `retry-after-ms` trailer, if it sent one. */
+  retryAfterMs?: number;
+  /** The session was welcomed at least once (only a session that was in comes back by itself). */
+  everWelcomed: boolean;
+  /** The user stopped it (Ctrl-C): never reconnect. */
+  cancelled: boolean;
+  /** Failed reconnect attempts since the connection was lost (0: it was just lost). */
+  attempts: number;
+  /** ms since the connection was lost (0 when it was just lost). */
+  lostForMs: number;
+  /** How long to keep trying (--reconnect-for); 0: never reconnect. */
+  windowMs: number;
+}
+
+export type ReconnectDecision = { type: 'reconnect'; inMs: number } | { type: 'end' };
+
+/** The first wait and the longest one between attempts. */
+export const FIRST_BACKOFF_MS = 500;
+export const MAX_BACKOFF_MS = 15_000;
+
+/**
+ * Statuses after which the same stream can come back: the server going away
+ * (restart, shutdown: UNAVAILABLE with retry-after-ms), the network (grpc-js
+ * says UNAVAILABLE, or INTERNAL for a stream reset), the server full when
+ * coming back or the stream dropped because the client fell behind
+ * (RESOURCE_EXHAUSTED). The others are answers, not accidents: the stream
+ * taken over by a newer connection (ALREADY_EXISTS), the first-message
+ * deadline (DEADLINE_EXCEEDED), a token that expired (UNAUTHENTICATED), a bad
+ * time zone, an ended conversation, a clean end (OK).
+ */
+const PASSING = new Set<status>([status.UNAVAILABLE, status.INTERNAL, status.RESOURCE_EXHAUSTED]);
+
+/**
+ * Whether and when the CLI opens its stream again: with back-off doubling
+ * from FIRST_BACKOFF_MS up to MAX_BACKOFF_MS, or the server's retry-after-ms
+ * when it gave one, for at most `windowMs` after the connection was lost.
+ */
+export function decideReconnect(end: StreamEnd): ReconnectDecision {
+  if (end.cancelled || !end.everWelcomed || end.windowMs <= 0 || !PASSING.has(end.code)) return { type: 'end' };
+  const inMs = end.retryAfterMs ?? Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** end.attempts);
+  if (end.lostForMs + inMs > end.windowMs) return { type: 'end' };
+  return { type: 'reconnect', inMs };
+}
