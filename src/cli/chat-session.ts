@@ -56,6 +56,8 @@ export class CliChatSession {
   private failedAttempts = 0;
   /** Streams welcomed so far (more than one: it came back). */
   private streams = 0;
+  /** Interactive, back from a loss, closed by the first-message deadline with nothing outstanding: the next message reconnects. */
+  private idle = false;
   /** Outstanding messages by client_message_id; the server's message_id maps onto them once accepted. */
   private readonly pending = new Map<string, () => void>();
   /** Messages sent (or to send) that the server has not accepted yet: sent again, same id, on the next stream. */
@@ -92,11 +94,12 @@ export class CliChatSession {
     if (!this.opts.json) this.printer.changed(this.board);
     this.unaccepted.set(clientMessageId, content);
     if (this.connected) this.write(clientMessageId, content);
+    else if (this.idle) this.reopen();
     return done;
   }
 
   ping(): void {
-    if (!this.connected) return this.printer.error('not connected: reconnecting');
+    if (!this.connected) return this.printer.error(this.idle ? 'not connected: your next message reconnects' : 'not connected: reconnecting');
     const nonce = this.pings.size + 1 + Math.floor(Math.random() * 1e6);
     this.pings.set(nonce, Date.now());
     this.call.write({ frame: { $case: 'ping', ping: { nonce } } });
@@ -107,12 +110,12 @@ export class CliChatSession {
     if (this.halfClosed) return;
     this.halfClosed = true;
     if (this.connected) this.call.end();
-    else if (this.reconnectTimer && this.pending.size === 0) this.end({ code: status.OK, details: 'disconnected', metadata: new Metadata() });
+    else if ((this.reconnectTimer || this.idle) && this.pending.size === 0) this.end({ code: status.OK, details: 'disconnected', metadata: new Metadata() });
   }
 
   cancel(): void {
     this.cancelled = true;
-    if (this.reconnectTimer) this.end({ code: status.CANCELLED, details: 'stopped while reconnecting', metadata: new Metadata() });
+    if (this.reconnectTimer || this.idle) this.end({ code: status.CANCELLED, details: 'stopped while reconnecting', metadata: new Metadata() });
     else this.call.cancel();
   }
 
@@ -156,6 +159,15 @@ export class CliChatSession {
   private streamEnded(s: StatusObject): void {
     const wasConnected = this.connected;
     this.connected = false;
+    if (s.code === status.DEADLINE_EXCEEDED && wasConnected && this.streams > 1 && !this.halfClosed && !this.cancelled) {
+      // Back from a loss, the stream is held to the first-message deadline like a new one. With replies still
+      // owed, open it again at once (they are replayed); interactive with none, wait for the next message.
+      if (this.pending.size > 0) return this.reopen();
+      if (this.opts.interactive) {
+        this.idle = true;
+        return this.printer.line(`the server closed the connection (${s.details}); your next message reconnects`);
+      }
+    }
     if (wasConnected) this.lostAt = Date.now();
     const retryAfter = retryAfterMs(s);
     const next = decideReconnect({
@@ -173,14 +185,19 @@ export class CliChatSession {
     else this.printer.status(`connection lost (${status[s.code]}: ${s.details}) — reconnecting in ${Math.max(1, Math.round(next.inMs / 1000))} s, attempt ${attempt} (Ctrl-C to stop)`);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      const w = this.welcome!;
-      const md = this.md.clone();
-      // Where this session was: its conversation, the last event it saw, and the stream it lost (which the server may still hold).
-      md.set('x-conversation-id', w.conversationId);
-      md.set('x-resume-after', String(this.lastSeq));
-      md.set('x-replaces-session', w.sessionId);
-      this.call = this.open(md);
+      this.reopen();
     }, next.inMs);
+  }
+
+  /** Opens the stream again where this session was: its conversation, the last event it saw, and the stream it lost (which the server may still hold). */
+  private reopen(): void {
+    this.idle = false;
+    const w = this.welcome!;
+    const md = this.md.clone();
+    md.set('x-conversation-id', w.conversationId);
+    md.set('x-resume-after', String(this.lastSeq));
+    md.set('x-replaces-session', w.sessionId);
+    this.call = this.open(md);
   }
 
   private end(s: StatusObject): void {

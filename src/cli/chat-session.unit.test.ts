@@ -135,4 +135,37 @@ describe('CliChatSession coming back after a lost connection', () => {
     jest.advanceTimersByTime(60_000);
     expect([a.calls.length, b.calls.length]).toEqual([1, 1]);
   });
+
+  test('back from a loss and closed by the first-message deadline: replies owed, it opens again at once; interactive with none, the next message reconnects', async () => {
+    jest.useFakeTimers();
+    const owed = setup();
+    owed.calls[0]!.frame(welcome('session-1'));
+    void owed.session.send({ $case: 'text', text: 'a long answer' });
+    owed.calls[0]!.frame({ $case: 'accepted', accepted: { clientMessageId: owed.calls[0]!.messageIds()[0]!, messageId: 'm-1', seq: 1, duplicate: false } as never });
+    owed.calls[0]!.finish(status.UNAVAILABLE, 'lost');
+    jest.advanceTimersByTime(500);
+    owed.calls[1]!.frame(welcome('session-2', 1));
+    owed.calls[1]!.finish(status.DEADLINE_EXCEEDED, 'no message within 30000 ms');
+    expect(owed.calls).toHaveLength(3);
+    expect(owed.calls[2]!.md.get('x-replaces-session')).toEqual(['session-2']);
+
+    const idle = setup({ interactive: true });
+    idle.calls[0]!.frame(welcome('session-1'));
+    idle.calls[0]!.finish(status.UNAVAILABLE, 'lost');
+    jest.advanceTimersByTime(500);
+    idle.calls[1]!.frame(welcome('session-2'));
+    idle.calls[1]!.finish(status.DEADLINE_EXCEEDED, 'no message within 30000 ms');
+    jest.advanceTimersByTime(60_000);
+    expect(idle.calls).toHaveLength(2);
+    void idle.session.send({ $case: 'text', text: 'back at the keyboard' });
+    expect(idle.calls).toHaveLength(3);
+    idle.calls[2]!.frame(welcome('session-3'));
+    expect(idle.calls[2]!.written).toHaveLength(1);
+
+    // A first stream closed by the deadline ends the session: the rule is that a client sends something.
+    const first = setup({ interactive: true });
+    first.calls[0]!.frame(welcome('session-1'));
+    first.calls[0]!.finish(status.DEADLINE_EXCEEDED, 'no message within 30000 ms');
+    await expect(first.session.ended).resolves.toMatchObject({ code: status.DEADLINE_EXCEEDED });
+  });
 });
