@@ -182,7 +182,7 @@ export class CliChatSession {
     if (next.type === 'end' || (this.halfClosed && this.pending.size === 0)) return this.end(s);
     const attempt = ++this.failedAttempts;
     if (this.opts.json) this.json({ reconnecting: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: next.inMs, attempt } });
-    else this.printer.status(`connection lost (${status[s.code]}: ${s.details}) — reconnecting in ${Math.max(1, Math.round(next.inMs / 1000))} s, attempt ${attempt} (Ctrl-C to stop)`);
+    else this.printer.status(`connection lost (${describeStatus(s)}) — reconnecting in ${Math.max(1, Math.round(next.inMs / 1000))} s, attempt ${attempt} (Ctrl-C to stop)`);
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
       this.reopen();
