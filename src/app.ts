@@ -22,6 +22,7 @@ import { workerThreadRole } from './threads/worker-host';
 import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composition/gateway-role';
 import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
+import { loadServerTls } from './tls';
 
 export { grpcServerOptions } from './composition/gateway-role';
 
@@ -86,6 +87,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
   try {
     await mkdir(config.dataDir, { recursive: true });
     const secret = await loadOrCreateSecret(config.dataDir, config.authSecret);
+    const tls = config.tls ? await loadServerTls(config.tls) : undefined;
+    if (tls) logger.info({ subject: tls.subject, notAfter: tls.notAfter.toISOString() }, 'TLS on: the gRPC and HTTP listeners speak TLS only');
+    if (tls && tls.notAfter.getTime() < clock()) logger.warn({ notAfter: tls.notAfter.toISOString() }, 'the TLS certificate (CHATFLOW_TLS_CERT_FILE) has expired: clients that check it will refuse to connect');
     const auth = new TokenAuthority(secret, config.insecureClientId);
     const metrics = createMetrics();
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
@@ -98,9 +102,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     let gateway: GatewayRole | undefined;
     let mediaRoute: HttpRoute | undefined;
     const http = await lifecycle.start('http', httpRole({
-      config, logger, lifecycle, auth, metrics, gateway: runs('gateway'),
+      config, logger, lifecycle, auth, metrics, gateway: runs('gateway'), tls,
       mediaRoute: () => mediaRoute,
-      grpcAddress: () => gateway?.grpcAddress ?? '',
+      grpcAddress: () => gateway?.localGrpcAddress ?? '',
       health: () => ({
         ok: health.serving,
         detail: {
@@ -152,11 +156,11 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         ...common, bus: wired.bus, media: wired.media, messages: models.messages, settled, claims, llm: overrides.llm,
       }));
     }
-    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, heapFull: heap && (() => heap.refusal()) }));
+    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, tls, heapFull: heap && (() => heap.refusal()) }));
 
     health.clear('starting');
     const grpcAddress = gateway?.grpcAddress ?? '';
-    const next = readyLines(config, { grpcAddress, httpUrl: http.url });
+    const next = readyLines(config, { grpcAddress, httpUrl: http.url, selfSigned: tls?.selfSigned });
     logger.info({ role: config.role, grpc: grpcAddress || undefined, http: http.url, llm: worker?.llmName, speech: worker?.speechSummary, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
     if (next.next) logger.info(next.next);
     for (const warning of next.warnings) logger.warn(warning);

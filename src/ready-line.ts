@@ -10,7 +10,7 @@ export interface ReadyLines {
 const DEFAULT_GRPC = '127.0.0.1:50051';
 const DEFAULT_DATA_DIR = './data';
 
-export function readyLines(config: Pick<Config, 'role' | 'grpcAddr' | 'dataDir' | 'insecureClientId' | 'web'>, where: { grpcAddress: string; httpUrl: string }): ReadyLines {
+export function readyLines(config: Pick<Config, 'role' | 'grpcAddr' | 'dataDir' | 'insecureClientId' | 'web' | 'tls'>, where: { grpcAddress: string; httpUrl: string; selfSigned?: boolean }): ReadyLines {
   const warnings: string[] = [];
   const pageUrl = `${where.httpUrl}/`;
   if (config.web.devTokens) {
@@ -24,6 +24,7 @@ export function readyLines(config: Pick<Config, 'role' | 'grpcAddr' | 'dataDir' 
   if (config.insecureClientId) flags.push('--insecure');
   if (where.grpcAddress !== DEFAULT_GRPC || config.grpcAddr !== DEFAULT_GRPC) flags.push(`--server ${where.grpcAddress}`);
   if (config.dataDir !== DEFAULT_DATA_DIR && !config.insecureClientId) flags.push(`--data-dir ${config.dataDir}`);
+  if (config.tls) flags.push(where.selfSigned ? `--ca ${config.tls.certFile}` : '--tls');
   const signIn = config.web.devTokens || config.insecureClientId ? '' : ' (it asks for a token: npm run client -- token <your-name>)';
   return { next: `Chat in the browser: ${pageUrl}${signIn} · in a terminal: npm run client -- chat ${flags.join(' ')}`, warnings };
 }

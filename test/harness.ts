@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,9 +52,12 @@ export async function startTestApp(env: Record<string, string> = {}, overrides: 
       if (!opts.keepData) await rm(dir, { recursive: true, force: true });
     },
   };
+  // A server on TLS (CHATFLOW_TLS_CERT_FILE): its clients trust its own certificate.
+  const certFile = (baseEnv as Record<string, string | undefined>).CHATFLOW_TLS_CERT_FILE;
+  const channel = () => (certFile ? credentials.createSsl(readFileSync(certFile)) : credentials.createInsecure());
   const connectClients = () => {
-    t.chat = new ChatServiceClient(t.app.grpcAddress, credentials.createInsecure());
-    t.history = new HistoryServiceClient(t.app.grpcAddress, credentials.createInsecure());
+    t.chat = new ChatServiceClient(t.app.grpcAddress, channel());
+    t.history = new HistoryServiceClient(t.app.grpcAddress, channel());
   };
   connectClients();
   return t;

@@ -24,6 +24,8 @@ export const CONNECTION_OPTIONS = {
   token: { type: 'string' },
   insecure: { type: 'boolean' },
   server: { type: 'string' },
+  tls: { type: 'boolean' },
+  ca: { type: 'string' },
   'data-dir': { type: 'string' },
   tz: { type: 'string' },
   json: { type: 'boolean' },
@@ -35,6 +37,9 @@ export interface ConnectionFlags {
   token?: string;
   insecure: boolean;
   server: string;
+  /** Speak TLS to the server; `ca`: trust this PEM certificate (a server's self-signed one) instead of the system's roots. */
+  tls: boolean;
+  ca?: string;
   dataDir: string;
   timeZone: string;
   json: boolean;
@@ -74,6 +79,8 @@ export function connectionFlags(values: Record<string, unknown>, env: NodeJS.Pro
     token,
     insecure,
     server: str('server') ?? env.CHATFLOW_GRPC_ADDR ?? '127.0.0.1:50051',
+    tls: values.tls === true || str('ca') !== undefined,
+    ca: str('ca'),
     dataDir: str('data-dir') ?? env.CHATFLOW_DATA_DIR ?? './data',
     timeZone: str('tz') ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
     json: values.json === true,

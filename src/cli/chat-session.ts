@@ -12,6 +12,7 @@ import { formatTime } from './render';
 export interface SessionOptions {
   server: string;
   insecure: boolean;
+  tls: boolean;
   saveDir: string;
   json: boolean;
   timeZone: string;
@@ -223,7 +224,7 @@ export class CliChatSession {
       this.printer.error('stopped');
       return 130;
     }
-    let text = describeStatus(s, this.opts.server, this.opts.insecure);
+    let text = describeStatus(s, this.opts);
     if (s.code === status.UNAUTHENTICATED && this.opts.authHint) text += `\n${this.opts.authHint}`;
     if (this.welcome && s.code !== status.DEADLINE_EXCEEDED) {
       text += `\nto pick up where you left off: --conversation ${this.welcome.conversationId} --resume-after ${this.lastSeq} --replaces-session ${this.welcome.sessionId}`;

@@ -33,7 +33,7 @@ class FakeCall extends EventEmitter {
 }
 
 const quiet: Output = { line: () => undefined, error: () => undefined, changed: () => undefined, done: () => undefined, status: () => undefined, close: () => undefined };
-const options: SessionOptions = { server: 'test', insecure: true, saveDir: '/nonexistent', json: false, timeZone: 'UTC', interactive: false, strict: true, reconnectForMs: 60_000 };
+const options: SessionOptions = { server: 'test', insecure: true, tls: false, saveDir: '/nonexistent', json: false, timeZone: 'UTC', interactive: false, strict: true, reconnectForMs: 60_000 };
 
 function setup(opts: Partial<SessionOptions> = {}) {
   const calls: FakeCall[] = [];

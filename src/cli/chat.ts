@@ -64,9 +64,9 @@ export async function chatCommand(argv: string[]): Promise<number> {
   // A run whose outcome a script reads: --send/--file, or lines piped in.
   const strict = !terminal;
   const output: Output = terminal && !flags.json ? new LiveOutput() : new PlainOutput();
-  const client = chatClient(flags.server);
+  const client = chatClient(flags);
   const options = {
-    server: flags.server, insecure: flags.insecure, saveDir: values['save-dir'] ?? './downloads', json: flags.json, timeZone: flags.timeZone,
+    server: flags.server, insecure: flags.insecure, tls: flags.tls, saveDir: values['save-dir'] ?? './downloads', json: flags.json, timeZone: flags.timeZone,
     resumeAfter, interactive, strict, authHint: identity.authHint, reconnectForMs: reconnectForS * 1000,
   };
   let session: CliChatSession | undefined;
@@ -196,8 +196,8 @@ async function runInteractive(session: CliChatSession, output: Output, flags: Co
 }
 
 async function showHistory(flags: ConnectionFlags, md: Metadata, printer: Output, conversationId?: string): Promise<void> {
-  const client = historyClient(flags.server);
-  const q = { client, md, server: flags.server, insecure: flags.insecure };
+  const client = historyClient(flags);
+  const q = { client, md, server: flags.server, insecure: flags.insecure, tls: flags.tls };
   const show = (text: string, obj: unknown) => printer.line(flags.json ? JSON.stringify(obj) : text);
   const format = historyFormatter(flags.timeZone);
   try {

@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { decodeJwt } from 'jose';
-import { credentials, Metadata, status, type ServiceError, type StatusObject } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type ChannelCredentials, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { TokenAuthority, loadOrCreateSecret, validateClientId } from '../auth/tokens';
 import { ChatFlowError } from '../domain/errors';
 import { ChatServiceClient } from '../gen/chatflow/v1/chat';
@@ -79,15 +79,28 @@ function tokenSubject(token: string): string | undefined {
   }
 }
 
-export function chatClient(server: string): ChatServiceClient {
-  return new ChatServiceClient(server, credentials.createInsecure(), {
+/** Plain text, or TLS (--tls: the system's roots; --ca: this certificate), as the flags say. */
+function channelCredentials(flags: Pick<ConnectionFlags, 'tls' | 'ca'>): ChannelCredentials {
+  if (!flags.tls) return credentials.createInsecure();
+  if (flags.ca === undefined) return credentials.createSsl();
+  let ca: Buffer;
+  try {
+    ca = readFileSync(flags.ca);
+  } catch (err) {
+    throw new CliError(`--ca ${flags.ca}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  return credentials.createSsl(ca);
+}
+
+export function chatClient(flags: Pick<ConnectionFlags, 'server' | 'tls' | 'ca'>): ChatServiceClient {
+  return new ChatServiceClient(flags.server, channelCredentials(flags), {
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
   });
 }
 
-export function historyClient(server: string): HistoryServiceClient {
-  return new HistoryServiceClient(server, credentials.createInsecure());
+export function historyClient(flags: Pick<ConnectionFlags, 'server' | 'tls' | 'ca'>): HistoryServiceClient {
+  return new HistoryServiceClient(flags.server, channelCredentials(flags));
 }
 
 /** The server's `retry-after-ms` trailer, when it sent one. */
@@ -96,23 +109,28 @@ export function retryAfterMs(s: Pick<StatusObject, 'metadata'>): number | undefi
   return Number.isFinite(v) && v >= 0 ? v : undefined;
 }
 
+/** Where the CLI talks to, as far as its hints need it. */
+export type Where = Pick<ConnectionFlags, 'server' | 'insecure' | 'tls'>;
+
 /** `RESOURCE_EXHAUSTED: server full ... (retry-after-ms 2000)`, with a hint when the server is unreachable. */
-export function describeStatus(s: Pick<StatusObject, 'code' | 'details' | 'metadata'>, server?: string, insecure = false): string {
+export function describeStatus(s: Pick<StatusObject, 'code' | 'details' | 'metadata'>, where?: Where): string {
   const name = status[s.code] ?? `code ${s.code}`;
   const details = (s.details ?? '').replace(/\.?\s*Resolution note:\s*$/, '');
   let text = details ? `${name}: ${details}` : name;
   const retry = retryAfterMs(s);
   if (retry !== undefined) text += ` (retry-after-ms ${retry})`;
-  if (s.code === status.UNAVAILABLE && server && /No connection established|ECONNREFUSED|Failed to connect/i.test(s.details ?? '')) {
-    text += `\nis the server running at ${server}? (start it with "npm start", or pass --server)`;
+  if (s.code === status.UNAVAILABLE && where && /No connection established|ECONNREFUSED|Failed to connect/i.test(s.details ?? '')) {
+    text += `\nis the server running at ${where.server}? (start it with "npm start", or pass --server)`;
+    // A TLS server drops a plain-text client's first bytes: the same words from grpc-js.
+    if (!where.tls) text += `\ndoes it speak TLS? (then pass --tls, or --ca <its certificate> if it is self-signed)`;
   }
-  if (s.code === status.UNAUTHENTICATED && insecure) text += '\n--insecure needs a server started with CHATFLOW_INSECURE_CLIENT_ID=true';
+  if (s.code === status.UNAUTHENTICATED && where?.insecure) text += '\n--insecure needs a server started with CHATFLOW_INSECURE_CLIENT_ID=true';
   return text;
 }
 
 /** A unary gRPC call as a promise; a non-OK status becomes a CliError carrying its description. */
-export function unary<Res>(server: string, insecure: boolean, invoke: (cb: (err: ServiceError | null, res: Res) => void) => unknown): Promise<Res> {
+export function unary<Res>(where: Where, invoke: (cb: (err: ServiceError | null, res: Res) => void) => unknown): Promise<Res> {
   return new Promise((resolve, reject) => {
-    invoke((err, res) => (err ? reject(new CliError(describeStatus(err, server, insecure))) : resolve(res)));
+    invoke((err, res) => (err ? reject(new CliError(describeStatus(err, where))) : resolve(res)));
   });
 }

@@ -10,6 +10,7 @@ export interface HistoryQuery {
   md: Metadata;
   server: string;
   insecure: boolean;
+  tls: boolean;
   pageSize?: number;
 }
 
@@ -30,7 +31,7 @@ async function allPages<T>(page: (pageToken: string) => Promise<{ items: T[]; ne
 export function listConversations(q: HistoryQuery, each: (c: Conversation) => void): Promise<number> {
   return allPages(async (pageToken) => {
     const req = { pageSize: q.pageSize ?? 0, pageToken };
-    const res = await unary<ListConversationsResponse>(q.server, q.insecure, (cb) => q.client.listConversations(req, q.md, cb));
+    const res = await unary<ListConversationsResponse>(q, (cb) => q.client.listConversations(req, q.md, cb));
     return { items: res.conversations, next: res.nextPageToken };
   }, each);
 }
@@ -39,7 +40,7 @@ export function listConversations(q: HistoryQuery, each: (c: Conversation) => vo
 export function listMessages(q: HistoryQuery, conversationId: string, afterSeq: number, each: (m: HistoryMessage) => void): Promise<number> {
   return allPages(async (pageToken) => {
     const req = { conversationId, pageSize: q.pageSize ?? 0, pageToken, afterSeq };
-    const res = await unary<ListMessagesResponse>(q.server, q.insecure, (cb) => q.client.listMessages(req, q.md, cb));
+    const res = await unary<ListMessagesResponse>(q, (cb) => q.client.listMessages(req, q.md, cb));
     return { items: res.messages, next: res.nextPageToken };
   }, each);
 }
@@ -61,8 +62,8 @@ export async function historyCommand(argv: string[]): Promise<number> {
   const pageSize = intFlag('page-size', values['page-size'], 1, 1000);
   if (afterSeq !== undefined && !values.conversation) throw new UsageError('--after-seq needs --conversation');
   const md = (await identityMetadata(flags)).metadata;
-  const client = historyClient(flags.server);
-  const q = { client, md, server: flags.server, insecure: flags.insecure, pageSize };
+  const client = historyClient(flags);
+  const q = { client, md, server: flags.server, insecure: flags.insecure, tls: flags.tls, pageSize };
   const json = (obj: unknown) => process.stdout.write(JSON.stringify(obj) + '\n');
   try {
     if (values.conversation) {

@@ -8,6 +8,8 @@ const CONNECTION = `Identity and server (chat, history):
   --insecure           send x-client-id instead of a token (server needs
                        CHATFLOW_INSECURE_CLIENT_ID=true)
   --server <host:port> gRPC address (default $CHATFLOW_GRPC_ADDR or 127.0.0.1:50051)
+  --tls                speak TLS to it, checking its certificate against the system's roots
+  --ca <pem file>      speak TLS, trusting this certificate (a self-signed server's)
   --data-dir <dir>     where the local secret lives (default $CHATFLOW_DATA_DIR or ./data;
                        the secret is $CHATFLOW_AUTH_SECRET when set)
   --json               one JSON object per line instead of the human format`;

@@ -18,6 +18,7 @@ import { listenError } from '../listen-error';
 import { routeGrpcJsLogs } from '../logging';
 import type { Metrics } from '../metrics';
 import { reflectionService } from '../reflection';
+import type { ServerTls } from '../tls';
 import { HEALTH_SERVICE_NAMES, isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICES, type PublicServiceKey } from '../services';
 import { readModelsSettled, type ProjectionRunner } from '../../projections/runner';
 import type { Lifecycle, Part } from './lifecycle';
@@ -28,6 +29,12 @@ export interface GatewayRole extends Part {
   /** Set by start. */
   grpcPort: number;
   grpcAddress: string;
+  /**
+   * Where this process's own gRPC-Web endpoint forwards to: the public address,
+   * or with TLS a plain-text listener on an ephemeral loopback port (the
+   * public one's certificate names the server's public host, not 127.0.0.1).
+   */
+  localGrpcAddress: string;
 }
 
 /** Holds the clients' streams: the chat and history services on the gRPC server, with health and reflection. */
@@ -43,6 +50,8 @@ export function gatewayRole(deps: {
   projections?: ProjectionRunner;
   auth: TokenAuthority;
   metrics: Metrics;
+  /** Serve gRPC over TLS only (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE). */
+  tls?: ServerTls;
   health: Health;
   instance: string;
   clock: () => number;
@@ -65,6 +74,7 @@ export function gatewayRole(deps: {
     gateway,
     grpcPort: 0,
     grpcAddress: '',
+    localGrpcAddress: '',
     start: () =>
       parts.all(async () => {
         gateway.start();
@@ -73,9 +83,11 @@ export function gatewayRole(deps: {
           chat: [checkedChatService(), gateway.service],
           history: [PUBLIC_SERVICES.history.definition, history],
         };
-        role.grpcPort = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(config, auth, deps.metrics, logger));
+        const grpc = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(config, auth, deps.metrics, logger), deps.tls);
+        role.grpcPort = grpc.port;
         const host = splitAddr(config.grpcAddr).host;
         role.grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${role.grpcPort}`;
+        role.localGrpcAddress = grpc.localPort ? `127.0.0.1:${grpc.localPort}` : role.grpcAddress;
       }),
     stop: () => parts.stopAll(),
   };
@@ -119,8 +131,12 @@ function guardOf(config: Config, auth: TokenAuthority, metrics: Metrics, logger:
   });
 }
 
-/** Serves the public services (with health and reflection); returns the bound port. */
-async function startGrpc(config: Config, services: [ServiceDefinition, UntypedServiceImplementation][], parts: Lifecycle, health: Health, guard: ServerInterceptor): Promise<number> {
+/**
+ * Serves the public services (with health and reflection); returns the bound
+ * port, and with TLS the port of a plain-text listener on loopback for this
+ * process's own gRPC-Web endpoint (GatewayRole.localGrpcAddress).
+ */
+async function startGrpc(config: Config, services: [ServiceDefinition, UntypedServiceImplementation][], parts: Lifecycle, health: Health, guard: ServerInterceptor, tls?: ServerTls): Promise<{ port: number; localPort?: number }> {
   const server = new Server({ ...grpcServerOptions(config), interceptors: [guard] });
   for (const [definition, implementation] of services) server.addService(definition, implementation);
   const grpcHealth = new HealthImplementation(Object.fromEntries(HEALTH_SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])));
@@ -129,9 +145,10 @@ async function startGrpc(config: Config, services: [ServiceDefinition, UntypedSe
     for (const s of HEALTH_SERVICE_NAMES) grpcHealth.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
   });
   reflectionService().addToServer(server);
-  const port = await new Promise<number>((res, rej) =>
-    server.bindAsync(config.grpcAddr, ServerCredentials.createInsecure(), (err, p) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', config.grpcAddr)) : res(p))),
-  );
+  const bind = (addr: string, credentials: ServerCredentials) =>
+    new Promise<number>((res, rej) => server.bindAsync(addr, credentials, (err, p) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', addr)) : res(p))));
+  const port = await bind(config.grpcAddr, tls ? ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : ServerCredentials.createInsecure());
+  const localPort = tls ? await bind('127.0.0.1:0', ServerCredentials.createInsecure()) : undefined;
   parts.onStop('grpc', async () => {
     // The sessions were drained before (App.stop); what is left are unary calls and tools' streams.
     await new Promise<void>((res) => {
@@ -145,7 +162,7 @@ async function startGrpc(config: Config, services: [ServiceDefinition, UntypedSe
       });
     });
   });
-  return port;
+  return { port, localPort };
 }
 
 /** Message sizes and connection management of the gRPC server (README: Run in production → keepalive). */

@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics';
 import { splitAddr, startHttpServer, type HttpRoute } from '../http/server';
 import { webRoutes } from '../http/web';
 import { sendPlaces } from '../gateway/upload-places';
+import type { ServerTls } from '../tls';
 import { Lifecycle, type Part } from './lifecycle';
 
 export interface HttpRole extends Part {
@@ -30,8 +31,10 @@ export function httpRole(deps: {
   health: () => { ok: boolean; detail: Record<string, unknown> };
   /** The local media store's route, once it is open. */
   mediaRoute: () => HttpRoute | undefined;
-  /** The native gRPC address, once bound: empty before (and on processes without a gateway). */
+  /** Where the embedded gRPC-Web endpoint forwards to: this process's gRPC server, once bound (empty before, and on processes without a gateway). */
   grpcAddress: () => string;
+  /** Serve https (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE). */
+  tls?: ServerTls;
   gateway: boolean;
 }): HttpRole {
   const { config, logger } = deps;
@@ -49,13 +52,14 @@ export function httpRole(deps: {
           logger,
           health: deps.health,
           routes: [(req, res) => deps.mediaRoute()?.(req, res) ?? false, ...(web?.routes ?? [])],
+          tls: deps.tls,
         }).catch((err: unknown) => {
           throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);
         });
         parts.onStop('http', () => http.close());
         const host = splitAddr(config.httpAddr).host;
         role.port = http.port;
-        role.url = config.publicHttpUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${http.port}`;
+        role.url = config.publicHttpUrl ?? `${deps.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${http.port}`;
       }),
     stop: () => parts.stopAll(),
   };

@@ -60,7 +60,9 @@ export const SETTINGS = {
   CHATFLOW_ROLE: { schema: z.enum(['all', 'gateway', 'worker', 'projector']), default: 'all', doc: '`all`, `gateway`, `worker`, `projector`; the last three need the real engines' },
   CHATFLOW_GRPC_ADDR: { schema: addr, default: '127.0.0.1:50051', doc: 'gRPC listen address (port 0 = any free port)' },
   CHATFLOW_HTTP_ADDR: { schema: addr, default: '127.0.0.1:8080', doc: '`/healthz`, `/metrics`, signed media URLs' },
-  CHATFLOW_PUBLIC_HTTP_URL: { schema: optionalString, doc: 'base of the media URLs handed to clients; default `http://` + the HTTP address' },
+  CHATFLOW_PUBLIC_HTTP_URL: { schema: optionalString, doc: 'base of the media URLs handed to clients; default `http://` (`https://` with TLS) + the HTTP address' },
+  CHATFLOW_TLS_CERT_FILE: { schema: optionalString, doc: 'PEM certificate (chain) of this server: with `CHATFLOW_TLS_KEY_FILE`, the gRPC and HTTP listeners speak TLS only (the page, gRPC-Web, media URLs, `/healthz`, `/metrics` on https); unset = plain text' },
+  CHATFLOW_TLS_KEY_FILE: { schema: optionalString, doc: 'PEM private key of `CHATFLOW_TLS_CERT_FILE`' },
   CHATFLOW_DATA_DIR: { schema: z.string().min(1), default: './data', doc: 'embedded log, media, generated secret; one process at a time (a second one is refused: `<dir>/log/LOCK`)' },
   CHATFLOW_AUTH_SECRET: { schema: optionalString, doc: 'HS256 secret (≥ 32 chars); default: generated once into `<data dir>/secret`' },
   CHATFLOW_INSECURE_CLIENT_ID: { schema: bool, default: 'false', doc: '`true` accepts `x-client-id` metadata without a token (load tests only)' },
@@ -162,6 +164,7 @@ export function parseEnv(env: Record<string, string | undefined>): RawConfig {
   if (out.LLM_PROVIDER === 'openai' && !out.LLM_BASE_URL) problems.push('LLM_BASE_URL: required when LLM_PROVIDER=openai');
   if (out.CHATFLOW_STT === 'openai' && !out.CHATFLOW_STT_URL) problems.push('CHATFLOW_STT_URL: required when CHATFLOW_STT=openai');
   if (out.CHATFLOW_TTS === 'openai' && !out.CHATFLOW_TTS_URL) problems.push('CHATFLOW_TTS_URL: required when CHATFLOW_TTS=openai');
+  if (!out.CHATFLOW_TLS_CERT_FILE !== !out.CHATFLOW_TLS_KEY_FILE) problems.push('CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE: set both (TLS) or neither (plain text)');
   const secret = out.CHATFLOW_AUTH_SECRET as string | undefined;
   if (secret !== undefined && secret.length < 32) problems.push('CHATFLOW_AUTH_SECRET: must be at least 32 characters');
   const role = out.CHATFLOW_ROLE as string;

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { Logger } from 'pino';
 
 export interface HttpRoute {
@@ -13,8 +14,10 @@ export async function startHttpServer(opts: {
   health: () => { ok: boolean; detail: Record<string, unknown> };
   routes: HttpRoute[];
   logger: Logger;
+  /** Serve https with this certificate and key instead of http. */
+  tls?: { cert: Buffer; key: Buffer };
 }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
-  const server = createServer((req, res) => {
+  const handle = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
     void (async () => {
       try {
         const path = (req.url ?? '/').split('?')[0];
@@ -39,7 +42,8 @@ export async function startHttpServer(opts: {
         res.end('internal error\n');
       }
     })();
-  });
+  };
+  const server: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, handle) : createServer(handle);
   const { host, port } = splitAddr(opts.addr);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

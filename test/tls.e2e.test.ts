@@ -1,0 +1,140 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join, resolve } from 'node:path';
+import { credentials, Metadata, status } from '@grpc/grpc-js';
+import { createClient } from '@connectrpc/connect';
+import { createGrpcWebTransport } from '@connectrpc/connect-node';
+import { ChatService } from '../gateway/web/gen/chatflow/v1/chat_pb';
+import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
+import { loadConfig } from '../src/config/config';
+import { ConfigError } from '../src/config/schema';
+import { loadServerTls, TlsConfigError } from '../src/tls';
+import { connected, startTestApp, type TestApp } from './harness';
+
+// TLS on both listeners (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE), with the test-only certificate of
+// test/fixtures/tls (CN localhost, SAN localhost and 127.0.0.1).
+jest.setTimeout(60_000);
+
+const ROOT = resolve(__dirname, '..');
+const FIXTURES = join(__dirname, 'fixtures', 'tls');
+const CERT = join(FIXTURES, 'server.crt');
+const KEY = join(FIXTURES, 'server.key');
+const ca = readFileSync(CERT);
+
+/** GET over https trusting the test certificate: the status and body. */
+function httpsGet(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((res, rej) => {
+    request(url, { ca }, (r) => {
+      let body = '';
+      r.on('data', (d) => (body += d));
+      r.on('end', () => res({ status: r.statusCode ?? 0, body }));
+    }).on('error', rej).end();
+  });
+}
+
+describe('a server on TLS', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ CHATFLOW_TLS_CERT_FILE: CERT, CHATFLOW_TLS_KEY_FILE: KEY, CHATFLOW_DEV_TOKENS: 'true' });
+  });
+  afterAll(async () => t?.close());
+
+  test('native gRPC: a client that trusts the certificate chats as usual', async () => {
+    const s = await connected(t, 'over-tls');
+    const reply = await s.reply(s.text('hello over TLS'));
+    expect(reply.text).toContain('hello over TLS');
+    s.end();
+    expect((await s.status).code).toBe(status.OK);
+  });
+
+  test('native gRPC in plain text, or trusting no such certificate: refused before any call reaches the server', async () => {
+    const md = new Metadata();
+    md.set('authorization', `Bearer ${await t.app.auth.mint('plain')}`);
+    md.set('x-timezone', 'UTC');
+    for (const creds of [credentials.createInsecure(), credentials.createSsl()]) {
+      const client = new ChatServiceClient(t.app.grpcAddress, creds);
+      try {
+        const call = client.chat(md);
+        call.on('error', () => undefined);
+        const s = await new Promise<{ code: number }>((r) => call.on('status', r));
+        expect(s.code).toBe(status.UNAVAILABLE);
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  test('HTTP: /healthz and the page on https (the base of media URLs too); plain http gets nothing', async () => {
+    expect(t.app.httpUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const health = await httpsGet(`${t.app.httpUrl}/healthz`);
+    expect([health.status, JSON.parse(health.body).status]).toEqual([200, 'ok']);
+    expect((await httpsGet(`${t.app.httpUrl}/`)).body).toContain('<html');
+    await expect(fetch(t.app.httpUrl.replace('https:', 'http:') + '/healthz', { signal: AbortSignal.timeout(5000) })).rejects.toThrow();
+  });
+
+  test('gRPC-Web over https: the embedded endpoint forwards to the server in this process', async () => {
+    const transport = createGrpcWebTransport({ baseUrl: t.app.httpUrl, httpVersion: '1.1', nodeOptions: { ca } });
+    const chat = createClient(ChatService, transport);
+    const token = await t.app.auth.mint('web-over-tls');
+    const abort = new AbortController();
+    const frames = chat.connect({}, { headers: { authorization: `Bearer ${token}`, 'x-timezone': 'UTC' }, signal: abort.signal })[Symbol.asyncIterator]();
+    const first = await frames.next();
+    expect(first.value?.frame.case).toBe('welcome');
+    const sessionId = first.value!.frame.value.sessionId as string;
+    const ack = await chat.send({ sessionId, message: { clientMessageId: 'tls-1', content: { case: 'text', value: 'through the page' } } }, { headers: { authorization: `Bearer ${token}` } });
+    expect(ack.clientMessageId).toBe('tls-1');
+    let reply = '';
+    for (let f = await frames.next(); !f.done; f = await frames.next()) {
+      if (f.value.frame.case === 'response') {
+        reply = f.value.frame.value.text;
+        break;
+      }
+    }
+    expect(reply).toContain('through the page');
+    abort.abort();
+  });
+
+  test('the CLI: --ca trusts the certificate; without TLS it says the server did not answer in plain text', async () => {
+    const run = (args: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => {
+        const env: NodeJS.ProcessEnv = { ...process.env, CHATFLOW_DATA_DIR: t.dataDir, CHATFLOW_GRPC_ADDR: t.app.grpcAddress };
+        delete env.CHATFLOW_AUTH_SECRET;
+        const child = spawn(process.execPath, [join(ROOT, 'bin', 'chatflow.js'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d) => (stdout += d));
+        child.stderr.on('data', (d) => (stderr += d));
+        child.on('close', (code) => res({ code, stdout, stderr }));
+      });
+    const ok = await run(['chat', '--client-id', 'cli-tls', '--tz', 'UTC', '--ca', CERT, '--send', 'hi from the terminal']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/bot: .*hi from the terminal/);
+    const plain = await run(['chat', '--client-id', 'cli-plain', '--tz', 'UTC', '--send', 'hi', '--no-wait', '--reconnect-for', '0']);
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toMatch(/^UNAVAILABLE: /);
+    expect(plain.stderr).toMatch(/--tls/);
+    const missing = await run(['chat', '--client-id', 'cli-tls', '--tz', 'UTC', '--ca', join(FIXTURES, 'nope.crt'), '--send', 'hi']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/--ca .*nope\.crt: cannot read it \(ENOENT\)/);
+  });
+});
+
+describe('TLS settings that cannot work are refused at start, in words', () => {
+  test('one of the two files without the other', () => {
+    expect(() => loadConfig({ CHATFLOW_TLS_CERT_FILE: CERT })).toThrow(ConfigError);
+    expect(() => loadConfig({ CHATFLOW_TLS_KEY_FILE: KEY })).toThrow(/set both \(TLS\) or neither/);
+  });
+
+  test('a missing file, a file that is not a certificate, a key of another certificate', async () => {
+    await expect(loadServerTls({ certFile: join(FIXTURES, 'nope.crt'), keyFile: KEY })).rejects.toThrow(new TlsConfigError(`CHATFLOW_TLS_CERT_FILE=${join(FIXTURES, 'nope.crt')}: cannot read it (ENOENT)`));
+    await expect(loadServerTls({ certFile: KEY, keyFile: KEY })).rejects.toThrow(/CHATFLOW_TLS_CERT_FILE=.*: not a PEM certificate/);
+    await expect(loadServerTls({ certFile: CERT, keyFile: join(FIXTURES, 'other.key') })).rejects.toThrow(/CHATFLOW_TLS_KEY_FILE=.*other\.key: not the key of the certificate in CHATFLOW_TLS_CERT_FILE/);
+    await expect(loadServerTls({ certFile: CERT, keyFile: CERT })).rejects.toThrow(/CHATFLOW_TLS_KEY_FILE=.*: not a PEM private key/);
+    await expect(loadServerTls({ certFile: CERT, keyFile: KEY })).resolves.toMatchObject({ subject: 'CN=localhost', selfSigned: true });
+  });
+
+  test('the server refuses to start with them, before opening a listener', async () => {
+    await expect(startTestApp({ CHATFLOW_TLS_CERT_FILE: CERT, CHATFLOW_TLS_KEY_FILE: join(FIXTURES, 'other.key') })).rejects.toThrow(TlsConfigError);
+  });
+});
