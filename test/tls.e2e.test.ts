@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
@@ -63,6 +65,27 @@ describe('a server on TLS', () => {
         client.close();
       }
     }
+  });
+
+  test('garbage instead of a TLS handshake, on either port, is dropped; the server goes on serving', async () => {
+    const ports = [Number(t.app.grpcAddress.split(':').pop()), t.app.httpPort];
+    for (const port of ports) {
+      for (const bytes of [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), randomBytes(64 * 1024)]) {
+        const closed = await new Promise<boolean>((res) => {
+          const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
+          socket.on('error', () => undefined);
+          socket.on('close', () => res(true));
+          setTimeout(() => {
+            socket.destroy();
+            res(false);
+          }, 5000);
+        });
+        expect(closed).toBe(true);
+      }
+    }
+    const s = await connected(t, 'after-garbage');
+    expect((await s.reply(s.text('still here?'))).text).toContain('still here?');
+    s.end();
   });
 
   test('HTTP: /healthz and the page on https (the base of media URLs too); plain http gets nothing', async () => {
