@@ -180,7 +180,9 @@ export class CliChatSession {
       lostForMs: Date.now() - this.lostAt,
       windowMs: this.opts.reconnectForMs,
     });
-    if (next.type === 'end' || (this.halfClosed && this.pending.size === 0)) return this.end(s);
+    if (next.type === 'end') return this.end(s);
+    // Leaving with every reply in: nothing to come back for.
+    if (this.halfClosed && this.pending.size === 0) return this.end({ code: status.OK, details: 'disconnected', metadata: new Metadata() });
     const attempt = ++this.failedAttempts;
     if (this.opts.json) this.json({ reconnecting: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: next.inMs, attempt } });
     else this.printer.status(`connection lost (${describeStatus(s)}) — reconnecting in ${Math.max(1, Math.round(next.inMs / 1000))} s, attempt ${attempt} (Ctrl-C to stop)`);

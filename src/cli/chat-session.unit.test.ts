@@ -132,8 +132,14 @@ describe('CliChatSession coming back after a lost connection', () => {
     b.calls[0]!.finish(status.UNAVAILABLE, 'lost');
     b.session.halfClose();
     await expect(b.session.ended).resolves.toMatchObject({ code: status.OK });
+    // Lost after /quit with every reply in: nothing to come back for, and nothing went wrong.
+    const c = setup();
+    c.calls[0]!.frame(welcome('session-1'));
+    c.session.halfClose();
+    c.calls[0]!.finish(status.UNAVAILABLE, 'Connection dropped');
+    await expect(c.session.ended).resolves.toMatchObject({ code: status.OK, details: 'disconnected' });
     jest.advanceTimersByTime(60_000);
-    expect([a.calls.length, b.calls.length]).toEqual([1, 1]);
+    expect([a.calls.length, b.calls.length, c.calls.length]).toEqual([1, 1, 1]);
   });
 
   test('back from a loss and closed by the first-message deadline: replies owed, it opens again at once; interactive with none, the next message reconnects', async () => {
