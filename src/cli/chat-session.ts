@@ -111,12 +111,12 @@ export class CliChatSession {
     if (this.halfClosed) return;
     this.halfClosed = true;
     if (this.connected) this.call.end();
-    else if ((this.reconnectTimer || this.idle) && this.pending.size === 0) this.end({ code: status.OK, details: 'disconnected', metadata: new Metadata() });
+    else if ((this.reconnectTimer || this.idle) && this.pending.size === 0) this.endHere(status.OK, 'disconnected');
   }
 
   cancel(): void {
     this.cancelled = true;
-    if (this.reconnectTimer || this.idle) this.end({ code: status.CANCELLED, details: 'stopped while reconnecting', metadata: new Metadata() });
+    if (this.reconnectTimer || this.idle) this.endHere(status.CANCELLED, 'stopped while reconnecting');
     else this.call.cancel();
   }
 
@@ -160,29 +160,31 @@ export class CliChatSession {
   private streamEnded(s: StatusObject): void {
     const wasConnected = this.connected;
     this.connected = false;
-    if (s.code === status.DEADLINE_EXCEEDED && wasConnected && this.streams > 1 && !this.halfClosed && !this.cancelled) {
-      // Back from a loss, the stream is held to the first-message deadline like a new one. With replies still
-      // owed, open it again at once (they are replayed); interactive with none, wait for the next message.
-      if (this.pending.size > 0) return this.reopen();
-      if (this.opts.interactive) {
-        this.idle = true;
-        return this.printer.line(`the server closed the connection (${s.details}); your next message reconnects`);
-      }
-    }
     if (wasConnected) this.lostAt = Date.now();
-    const retryAfter = retryAfterMs(s);
     const next = decideReconnect({
       code: s.code,
-      retryAfterMs: retryAfter,
+      retryAfterMs: retryAfterMs(s),
       everWelcomed: this.welcome !== undefined,
       cancelled: this.cancelled,
       attempts: this.failedAttempts,
       lostForMs: Date.now() - this.lostAt,
       windowMs: this.opts.reconnectForMs,
+      backFromLoss: wasConnected && this.streams > 1,
+      owed: this.pending.size > 0,
+      interactive: this.opts.interactive,
+      leaving: this.halfClosed,
     });
-    if (next.type === 'end') return this.end(s);
-    // Leaving with every reply in: nothing to come back for.
-    if (this.halfClosed && this.pending.size === 0) return this.end({ code: status.OK, details: 'disconnected', metadata: new Metadata() });
+    switch (next.type) {
+      case 'end':
+        return this.end(s);
+      case 'left':
+        return this.endHere(status.OK, 'disconnected');
+      case 'reopen':
+        return this.reopen();
+      case 'idle':
+        this.idle = true;
+        return this.printer.line(`the server closed the connection (${s.details}); your next message reconnects`);
+    }
     const attempt = ++this.failedAttempts;
     if (this.opts.json) this.json({ reconnecting: { code: s.code, name: status[s.code], details: s.details, retryAfterMs: next.inMs, attempt } });
     else this.printer.status(`connection lost (${describeStatus(s)}) — reconnecting in ${Math.max(1, Math.round(next.inMs / 1000))} s, attempt ${attempt} (Ctrl-C to stop)`);
@@ -201,6 +203,11 @@ export class CliChatSession {
     md.set('x-resume-after', String(this.lastSeq));
     md.set('x-replaces-session', w.sessionId);
     this.call = this.open(md);
+  }
+
+  /** Ends the session between streams (no stream's status to end with). */
+  private endHere(code: status, details: string): void {
+    this.end({ code, details, metadata: new Metadata() });
   }
 
   private end(s: StatusObject): void {

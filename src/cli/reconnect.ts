@@ -15,9 +15,26 @@ export interface StreamEnd {
   lostForMs: number;
   /** How long to keep trying (--reconnect-for); 0: never reconnect. */
   windowMs: number;
+  /** The stream that ended was welcomed, and came back from a loss (not the session's first). */
+  backFromLoss?: boolean;
+  /** Replies are still owed to this session. */
+  owed?: boolean;
+  /** A person types the messages (no script). */
+  interactive?: boolean;
+  /** The user is leaving (/quit, end of the script): the session half-closed. */
+  leaving?: boolean;
 }
 
-export type ReconnectDecision = { type: 'reconnect'; inMs: number } | { type: 'end' };
+export type ReconnectDecision =
+  | { type: 'reconnect'; inMs: number }
+  /** At once, without counting an attempt: the stream was closed, not lost. */
+  | { type: 'reopen' }
+  /** Wait for the person's next message, then reconnect. */
+  | { type: 'idle' }
+  /** The session ends with the stream's status. */
+  | { type: 'end' }
+  /** The session ends as disconnected: the user left with every reply in, nothing went wrong. */
+  | { type: 'left' };
 
 /** The first wait and the longest one between attempts. */
 export const FIRST_BACKOFF_MS = 500;
@@ -39,9 +56,17 @@ const PASSING = new Set<status>([status.UNAVAILABLE, status.INTERNAL, status.RES
  * Whether and when the CLI opens its stream again: with back-off doubling
  * from FIRST_BACKOFF_MS up to MAX_BACKOFF_MS, or the server's retry-after-ms
  * when it gave one, for at most `windowMs` after the connection was lost.
+ * A stream back from a loss is held to the first-message deadline like a new
+ * one: closed by it while replies are owed, it is opened again at once (they
+ * are replayed); in an interactive session with none, the next message does.
  */
 export function decideReconnect(end: StreamEnd): ReconnectDecision {
+  if (end.code === status.DEADLINE_EXCEEDED && end.backFromLoss && !end.leaving && !end.cancelled) {
+    if (end.owed) return { type: 'reopen' };
+    if (end.interactive) return { type: 'idle' };
+  }
   if (end.cancelled || !end.everWelcomed || end.windowMs <= 0 || !PASSING.has(end.code)) return { type: 'end' };
+  if (end.leaving && !end.owed) return { type: 'left' };
   const inMs = end.retryAfterMs ?? Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** end.attempts);
   if (end.lostForMs + inMs > end.windowMs) return { type: 'end' };
   return { type: 'reconnect', inMs };

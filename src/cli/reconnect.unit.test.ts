@@ -47,7 +47,7 @@ describe('decideReconnect', () => {
         }),
         (end) => {
           const d = decideReconnect(end as StreamEnd);
-          if (d.type === 'end') return;
+          if (d.type !== 'reconnect') return;
           expect(end.lostForMs + d.inMs).toBeLessThanOrEqual(end.windowMs);
           expect(d.inMs).toBeGreaterThanOrEqual(end.retryAfterMs ?? FIRST_BACKOFF_MS);
           expect(d.inMs).toBeLessThanOrEqual(end.retryAfterMs ?? MAX_BACKOFF_MS);
