@@ -156,7 +156,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         ...common, bus: wired.bus, media: wired.media, messages: models.messages, settled, claims, llm: overrides.llm,
       }));
     }
-    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, tls, heapFull: heap && (() => heap.refusal()) }));
+    // On the embedded log every message this gateway appends is handed to this process's worker: it may begin at once.
+    const early = !config.kafka ? worker?.worker : undefined;
+    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, tls, heapFull: heap && (() => heap.refusal()), early }));
 
     health.clear('starting');
     const grpcAddress = gateway?.grpcAddress ?? '';

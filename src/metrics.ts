@@ -57,6 +57,12 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     messagesProcessingPeak: new Gauge({ name: 'chatflow_messages_processing_peak', help: 'Highest number of messages in processing at once, since start', registers: [registry] }),
     projectionLag: new Gauge({ name: 'chatflow_projection_lag_events', help: 'Events in the log not yet applied to the read models by this projector', registers: [registry] }),
     messagesWaiting: new Gauge({ name: 'chatflow_messages_waiting', help: 'Messages in the log not yet taken by a worker (backpressure)', registers: [registry] }),
+    earlyStarts: new Counter({
+      name: 'chatflow_early_starts_total',
+      help: 'Messages whose processing began while the log was still storing them (the worker in the gateway\'s process, less than half its budget busy): begun; adopted once the log handed them out; called_off (their append failed, or the worker stopped, or they were not handed out within 5 s)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
     responses: new Counter({ name: 'chatflow_responses_total', help: 'Replies produced, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
     storageWaits: new Counter({ name: 'chatflow_storage_waits_total', help: 'Parts of replies (events, media) that had to wait for the disk to take writes again', registers: [registry] }),
     projectionLagSeconds: new HotHistogram({

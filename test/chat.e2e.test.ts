@@ -78,6 +78,19 @@ describe('chat loop', () => {
     s.end();
   });
 
+  it('its worker (in its thread) begins on a text and a voice message while they are stored, and answers each once', async () => {
+    const adopted = () => metric(t, 'chatflow_early_starts_total{outcome="adopted"}').then((n) => (Number.isNaN(n) ? 0 : n));
+    const before = await adopted();
+    const s = await connected(t, 'early');
+    const wav = synthesizeVoice('hello there').bytes;
+    const ids = [s.text('hello'), s.send({ content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: 0 } } })];
+    for (const cm of ids) await s.reply(cm);
+    await new Promise((r) => setTimeout(r, 100)); // anything more would come now
+    expect(s.of('response')).toHaveLength(2);
+    expect(await adopted()).toBe(before + 2);
+    s.end();
+  });
+
   it('answers audio with text that says it cannot listen, and no voice, when no speech engine is set up (never tones)', async () => {
     const s = await connected(t, 'speaker');
     const wav = synthesizeVoice('hello there, this is a test recording').bytes;

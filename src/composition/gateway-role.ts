@@ -6,6 +6,7 @@ import type { Config } from '../config/config';
 import type { ConnectionRegistry } from '../connections/port';
 import type { EventLog } from '../eventlog/port';
 import { ChatGateway, getter } from '../gateway/chat-service';
+import type { EarlyStart } from '../gateway/deps';
 import { historyService } from '../gateway/history-service';
 import { requestGuard } from '../gateway/request-guard';
 import { sendPlaces } from '../gateway/upload-places';
@@ -58,6 +59,8 @@ export function gatewayRole(deps: {
   newId: () => string;
   /** Why new messages and connections are refused now (the heap guard), or undefined. */
   heapFull?: () => string | undefined;
+  /** This process's worker, on the embedded log (see GatewayDeps.early). */
+  early?: EarlyStart;
 }): GatewayRole {
   const { config, logger, auth, readModels: { conversations, messages, sessions } } = deps;
   const { bus, media, frames } = deps.messaging;
@@ -66,7 +69,7 @@ export function gatewayRole(deps: {
   // Read your writes (conversation ownership, resends): wait for the read models to reach the log's end.
   const settled = readModelsSettled(deps.log, deps.projections);
   const gateway = new ChatGateway(
-    { config, gatewayId, log: deps.log, registry: deps.registry, bus, media, auth, conversations, messages, sessions, frames, metrics: deps.metrics, clock: deps.clock, newId: deps.newId, readModelsSettled: settled, heapFull: deps.heapFull },
+    { config, gatewayId, log: deps.log, registry: deps.registry, bus, media, auth, conversations, messages, sessions, frames, metrics: deps.metrics, clock: deps.clock, newId: deps.newId, readModelsSettled: settled, heapFull: deps.heapFull, early: deps.early },
     logger.child({ component: 'gateway', gatewayId }),
   );
   const history = historyService({ auth, conversations, messages, sessions, frames, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' }));

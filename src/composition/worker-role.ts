@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { EventLog } from '../eventlog/port';
+import type { Event } from '../gen/chatflow/v1/events';
 import type { Health } from '../health';
 import { createLlmProvider } from '../llm/factory';
 import type { LlmProvider } from '../llm/port';
@@ -20,6 +21,9 @@ export interface WorkerControl {
   stats(): { processing: number; peak: number; waiting: number };
   /** Stops taking messages and finishes those in processing until `graceOver` (default: graceMs from now). */
   stop(graceMs?: number, graceOver?: Promise<unknown>): Promise<void>;
+  /** Begins on a message this process's gateway is about to append, and calls that off (see Worker.begin). */
+  begin(event: Event, upload?: Buffer): void;
+  callOff(messageId: string): void;
 }
 
 export interface WorkerRole extends Part {

@@ -1,6 +1,7 @@
 import type { Config } from '../config/config';
 import type { ConnectionRegistry } from '../connections/port';
 import type { EventLog } from '../eventlog/port';
+import type { Event } from '../gen/chatflow/v1/events';
 import type { Bus } from '../bus/port';
 import type { MediaStore } from '../media/port';
 import type { Collection } from '../readstore/port';
@@ -32,6 +33,20 @@ export interface GatewayDeps {
   readModelsSettled(timeoutMs: number): Promise<boolean>;
   /** Why new messages and connections are refused now (this process's heap is nearly full, see HeapGuard), or undefined. */
   heapFull?(): string | undefined;
+  /**
+   * The worker of this process, on a log only this process appends to (the
+   * embedded log): told of each message once checked, with its upload's
+   * bytes, so its work begins while they are stored and its event appended
+   * (Worker.begin), and of one that was not stored after all, so that work
+   * is called off (Worker.callOff).
+   */
+  early?: EarlyStart;
+}
+
+/** See GatewayDeps.early. */
+export interface EarlyStart {
+  begin(event: Event, upload?: Buffer): void;
+  callOff(messageId: string): void;
 }
 
 /**

@@ -558,6 +558,9 @@ export class GatewaySession {
         return this.append(e, messageId, cmid, stage);
       });
     });
+    // Work its worker began (GatewayDeps.early) is called off, unless the log may hold the message after all.
+    const early = this.deps.early;
+    if (early) appended.catch((err: unknown) => mayBeWritten(err) || early.callOff(messageId));
     let mayHaveLanded = false;
     const accepted = appended.catch((err) => {
       mayHaveLanded = mayBeWritten(err);
@@ -750,7 +753,9 @@ export class GatewaySession {
     if (content.$case === 'text') {
       const verdict = decideText(content.text, cfg.maxTextChars);
       if (!verdict.ok) throw this.reject('INVALID_ARGUMENT', verdict.message);
-      return { kind: 'new', event: this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'text', text: content.text } } }) };
+      const event = this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'text', text: content.text } } });
+      this.deps.early?.begin(event);
+      return { kind: 'new', event };
     }
     const kind = content.$case;
     const media = mediaOf(content);
@@ -771,8 +776,11 @@ export class GatewaySession {
     // to the client at once, with their own retry-after-ms.
     const deadline = this.deps.clock() + this.deps.config.appendTimeoutMs;
     const retryable = (err: unknown) => !(err instanceof ChatFlowError) && isTransient(err);
+    const event = this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } });
+    // Its worker hears it while its bytes are stored and its event appended (see GatewayDeps.early).
+    this.deps.early?.begin(event, bytes);
     const stored = this.whileOpen(retry(() => this.deps.media.put(key, bytes, verdict.mimeType, ref.sha256), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable, signal: this.abort.signal }));
-    return { kind: 'uploading', event: stored.then(() => this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } })) };
+    return { kind: 'uploading', event: stored.then(() => event) };
   }
 
   /**

@@ -10,6 +10,7 @@ import { GatewaySession, type SessionInfo } from './session';
 import { encodeReplyUpdate } from '../bus/messages';
 import type { ServerFrame } from '../gen/chatflow/v1/chat';
 import { messageIdFor, responseIdFor } from '../domain/ids';
+import { wavFromPcm16 } from '../media/wav';
 
 class FakeCall extends EventEmitter {
   written: unknown[] = [];
@@ -691,5 +692,77 @@ describe('GatewaySession: pings over Send', () => {
     call.on('error', () => undefined);
     void session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, new Error('test over'));
     expect((session as unknown as { out: { ended: boolean } }).out.ended).toBe(true);
+  });
+});
+
+describe("GatewaySession: this process's worker begins on a message while the log stores it (issue 15)", () => {
+  const send = (session: GatewaySession, text: string) => session.submit({ clientMessageId: text, content: { $case: 'text', text } });
+  /**
+   * A session whose log fails the appends `fail` says to (with that error), whose media store fails if `putFails`,
+   * and an early start that records what it is told.
+   */
+  function withEarly(fail: (e: Event) => Error | undefined, putFails = false) {
+    const told: string[] = [];
+    const appended: Event[] = [];
+    const begun: Event[] = [];
+    const uploads: (Buffer | undefined)[] = [];
+    const early = {
+      begin: (e: Event, upload?: Buffer) => (begun.push(e), uploads.push(upload), told.push('begin')),
+      callOff: (id: string) => told.push(`callOff ${id}`),
+    };
+    const media = {
+      put: async () => {
+        told.push('put');
+        if (putFails) throw new Error('EIO: i/o error, write');
+      },
+    };
+    const log = {
+      append: async (e: Event) => {
+        told.push('append');
+        const err = fail(e);
+        if (err) throw err;
+        appended.push(e);
+        return { event: e, seq: appended.length } as LoggedEvent;
+      },
+    };
+    const { session } = fakeSession({ log, early, media, messages: { get: async () => null } });
+    return { session, told, appended, begun, uploads };
+  }
+  const voice = wavFromPcm16(Buffer.alloc(16_000), 16_000);
+  const sendVoice = (session: GatewaySession) =>
+    session.submit({ clientMessageId: 'v1', content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: voice, url: '', sizeBytes: voice.length, durationMs: 0 } } });
+
+  it('given a message, when it is appended, then the worker is told of the very event first, and nothing is called off', async () => {
+    const { session, told, appended, begun } = withEarly(() => undefined);
+    await send(session, 'hello');
+    expect(told).toEqual(['begin', 'append']);
+    expect(begun).toEqual(appended);
+  });
+
+  it('given an append that fails, when it fails, then the work begun is called off, by the message id the client was given', async () => {
+    const { session, told } = withEarly(() => Object.assign(new Error('no space left on device'), { code: 'ENOSPC' }));
+    await expect(send(session, 'hello')).rejects.toBeDefined();
+    expect(told).toEqual(['begin', 'append', `callOff ${messageIdFor('alice', 'c1', 'hello')}`]);
+  });
+
+  it('given an append that fails but may have landed (the log may hold it), then the work is not called off: the log may still hand it out', async () => {
+    const { session, told } = withEarly(() => markMayBeWritten(Object.assign(new Error('Connection error: read ECONNRESET'), { code: 'ECONNRESET' })));
+    await expect(send(session, 'hello')).rejects.toBeDefined();
+    expect(told).toEqual(['begin', 'append']);
+  });
+
+  it('given a voice message, then the worker is told of it with its bytes before they are stored, and of the event the log gets', async () => {
+    const { session, told, appended, begun, uploads } = withEarly(() => undefined);
+    await sendVoice(session);
+    expect(told).toEqual(['begin', 'put', 'append']);
+    expect(begun).toEqual(appended);
+    expect(uploads[0]?.equals(voice)).toBe(true);
+  });
+
+  it('given an upload the media store fails to store, then the work begun is called off and nothing is appended', async () => {
+    const { session, told, appended } = withEarly(() => undefined, true);
+    await expect(sendVoice(session)).rejects.toBeDefined();
+    expect(told).toEqual(['begin', 'put', `callOff ${messageIdFor('alice', 'c1', 'v1')}`]);
+    expect(appended).toEqual([]);
   });
 });

@@ -4,6 +4,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { Bus } from '../bus/port';
 import { withSeq } from '../bus/messages';
+import { encode } from '../encode';
+import { Event } from '../gen/chatflow/v1/events';
 import type { EventLog } from '../eventlog/port';
 import type { Health } from '../health';
 import type { Metrics } from '../metrics';
@@ -70,6 +72,11 @@ export function workerThreadRole(deps: {
       return Atomics.load(stats, 1);
     },
     stats: () => ({ processing: Atomics.load(stats, 0), peak: Atomics.load(stats, 1), waiting: waiting() }),
+    // Notes, not calls (see Worker.begin); a busy thread costs this loop no encoding and no message.
+    begin: (event, upload) => {
+      if (Atomics.load(stats, 0) < Math.floor(deps.config.maxProcessing / 2)) ch?.note('worker.begin', encode(Event, event), upload);
+    },
+    callOff: (messageId) => ch?.note('worker.callOff', messageId),
     stop: async (graceMs) => {
       // The grace is timed here, on the loop whose shutdown deadline (main.ts) was set before it: at a deadline that
       // falls on the grace's end, what the thread holds is still named. On the thread's own clock it could be

@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../config/config';
+import { Event } from '../gen/chatflow/v1/events';
 import { createLogger } from '../logging';
 import { createMetrics } from '../metrics';
 import { openMedia, openStorage } from '../composition/engines';
@@ -70,6 +71,8 @@ async function run(ch: Channel, data: WorkerThreadData): Promise<void> {
     const graceOver = new Promise<void>((r) => (endGrace = r));
     ch.on('worker.graceOver', () => endGrace());
     ch.on('worker.stop', (graceMs?: number) => role.worker.stop(graceMs, graceOver));
+    ch.on('worker.begin', (bytes: Uint8Array, upload?: Uint8Array) => role.worker.begin(Event.decode(bytes), upload && Buffer.from(upload.buffer, upload.byteOffset, upload.byteLength)));
+    ch.on('worker.callOff', (messageId: string) => role.worker.callOff(messageId));
     ch.note('ready', { llmName: role.llmName, speechSummary: role.speechSummary } satisfies WorkerThreadReady);
   } catch (err) {
     await lifecycle.stopAll();

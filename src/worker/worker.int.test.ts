@@ -1,5 +1,6 @@
 import pino from 'pino';
-import { Event } from '../gen/chatflow/v1/events';
+import { Event, MediaKind, type MessageReceived } from '../gen/chatflow/v1/events';
+import { wavFromPcm16 } from '../media/wav';
 import { MemoryBus } from '../bus/memory';
 import { clientSubject } from '../bus/port';
 import { decodeReplyUpdate, withSeq, type ReplyUpdate } from '../bus/messages';
@@ -726,5 +727,152 @@ describe('Worker: an outcome appended by whoever also tells its gateway (appendA
     expect(appends).toBe(1);
     expect(env.log.outcomesFor('m2')).toHaveLength(1);
     expect(seen).toEqual(['ready']);
+  });
+});
+
+describe('Worker: a message begun while its gateway appends it (issue 15: the model works during the append)', () => {
+  let env: ReturnType<typeof setup>;
+  beforeEach(() => (env = setup()));
+  afterEach(async () => env.stopAll());
+
+  const never = new AbortController().signal;
+  const settle = (ms = 20) => new Promise((r) => setTimeout(r, ms));
+  /** Every update the bus carries to alice's gateway, by kind. */
+  const published = () => {
+    const kinds: string[] = [];
+    env.bus.subscribe(clientSubject('alice'), (payload) => void kinds.push(decodeReplyUpdate(payload).update?.$case ?? ''));
+    return kinds;
+  };
+  const earlyStarts = async (metrics: ReturnType<typeof createMetrics>) =>
+    Object.fromEntries(((await metrics.earlyStarts.get()).values as { labels: { outcome?: string }; value: number }[]).map((v) => [v.labels.outcome, v.value]));
+
+  it('the model starts at once; nothing is sent or appended until the log hands the message out, then it is answered once', async () => {
+    const llm = model();
+    const metrics = createMetrics({ defaults: false });
+    const { w, handle } = await env.worker('wA', llm, { metrics });
+    const kinds = published();
+    const m = env.received('m1');
+    w.begin(m.event);
+    await settle();
+    expect(llm.calls).toBe(1);
+    expect(w.processing).toBe(1); // under a budget slot of its own
+    llm.release();
+    await settle();
+    // The model has answered, the message is not in the log yet: nothing leaves the worker.
+    expect(env.log.appended).toEqual([]);
+    expect(kinds).toEqual([]);
+    await handle(m, never);
+    await settle(5);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+    expect(kinds).toEqual(['ready']);
+    expect(llm.calls).toBe(1); // adopted, not asked again
+    expect(w.processing).toBe(0);
+    expect(await earlyStarts(metrics)).toEqual({ begun: 1, adopted: 1 });
+  });
+
+  it('called off (its append failed): nothing is sent or appended and its slot is free; handed out later all the same, it is answered once', async () => {
+    const llm = model();
+    const { w, handle } = await env.worker('wA', llm);
+    const kinds = published();
+    const m = env.received('m1');
+    w.begin(m.event);
+    await settle();
+    w.callOff('m1');
+    await settle();
+    expect(w.processing).toBe(0);
+    llm.release();
+    await settle();
+    expect(env.log.appended).toEqual([]);
+    expect(kinds).toEqual([]);
+    await handle(m, never);
+    await settle(5);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+    expect(kinds).toEqual(['ready']);
+    expect(llm.calls).toBe(2);
+  });
+
+  it('not handed out in time: called off by itself, its slot freed', async () => {
+    const llm = model();
+    const metrics = createMetrics({ defaults: false });
+    const { w } = await env.worker('wA', llm, { earlyAdoptMs: 30, metrics });
+    w.begin(env.received('m1').event);
+    await settle(5);
+    expect(w.processing).toBe(1);
+    await settle(60);
+    expect(w.processing).toBe(0);
+    llm.release();
+    await settle();
+    expect(env.log.appended).toEqual([]);
+    expect(await earlyStarts(metrics)).toEqual({ begun: 1, called_off: 1 });
+  });
+
+  it('begins nothing once half the budget is in processing, so the cap counts every message; those wait for the log', async () => {
+    const llm = model();
+    const { w, handle } = await env.worker('wA', llm); // a budget of 10
+    const ms = Array.from({ length: 7 }, (_, i) => env.received(`m${i}`, i));
+    for (const m of ms) w.begin(m.event);
+    await settle();
+    expect(llm.calls).toBe(5);
+    expect(w.processing).toBe(5);
+    llm.release();
+    await Promise.all(ms.map((m) => handle(m, never)));
+    for (const m of ms) expect(env.log.outcomesFor((m.event.payload as { messageReceived: { messageId: string } }).messageReceived.messageId)).toHaveLength(1);
+    expect(llm.calls).toBe(7);
+    expect(w.peak).toBeLessThanOrEqual(10);
+    expect(w.processing).toBe(0);
+  });
+
+  it('adopted, then taken away (a rebalance): its work stops, nothing is appended, the slot is freed', async () => {
+    const llm = model();
+    const { w, handle } = await env.worker('wA', llm);
+    const m = env.received('m1');
+    w.begin(m.event);
+    const taken = new AbortController();
+    const handling = handle(m, taken.signal).then(() => 'answered', () => 'given up');
+    await settle();
+    taken.abort(new Error('partition revoked'));
+    expect(await handling).toBe('given up');
+    llm.release();
+    await settle();
+    expect(env.log.appended).toEqual([]);
+    expect(w.processing).toBe(0);
+  });
+
+  it('a message answered already, or one stopping worker: nothing is begun', async () => {
+    const llm = model();
+    llm.release();
+    const { w, handle } = await env.worker('wA', llm);
+    const m = env.received('m1');
+    await handle(m, never);
+    w.begin(m.event);
+    expect(w.processing).toBe(0);
+    const pending = model();
+    const b = await env.worker('wB', pending);
+    b.w.begin(env.received('m2').event);
+    expect(b.w.processing).toBe(1);
+    await b.w.stop(0);
+    await settle();
+    expect(b.w.processing).toBe(0); // called off when it stopped
+    b.w.begin(env.received('m3').event);
+    expect(b.w.processing).toBe(0);
+    expect(llm.calls + pending.calls).toBe(2);
+  });
+
+  it('a voice message begun with its bytes hears those, not the media store (still storing them)', async () => {
+    const notes: (string | undefined)[] = [];
+    const hearing: LlmProvider = { name: 'test', usesHistory: false, generate: async (r: LlmRequest) => (notes.push(r.hearingNote), { text: 'heard', model: 'test' }) };
+    const { w, handle } = await env.worker('wA', hearing);
+    const voice = (id: string): LoggedEvent => {
+      const m = env.received(id);
+      (m.event.payload as { messageReceived: MessageReceived }).messageReceived.content = { $case: 'media', media: { kind: MediaKind.MEDIA_KIND_AUDIO, key: `up/${id}.wav`, mimeType: 'audio/wav', sizeBytes: 44, sha256: '', durationMs: 0 } };
+      return m;
+    };
+    const [early, late] = [voice('m1'), voice('m2')];
+    w.begin(early.event, wavFromPcm16(Buffer.alloc(3_200), 16_000));
+    await handle(early, never);
+    await handle(late, never); // from the log alone: this test's media store has nothing
+    expect(notes).toHaveLength(2);
+    expect(String(notes[0])).not.toMatch(/missing/);
+    expect(notes[1]).toMatch(/the upload is missing from the media store/);
   });
 });

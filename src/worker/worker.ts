@@ -82,6 +82,8 @@ export interface WorkerDeps {
   retryAfterMs?: number;
   /** A reply's deltas go out at most once per this many ms, the first at once (CHATFLOW_DELTA_INTERVAL_MS); absent or 0: each turn. */
   deltaIntervalMs?: number;
+  /** How long work begun early (see Worker.begin) waits for the log to hand its message out before it is called off (default 5 s). */
+  earlyAdoptMs?: number;
   /** Told the messages in processing and their peak whenever either changes (a worker in a thread shares them with the event loop). */
   onBudget?(inProcessing: number, peak: number): void;
   /** Speech in and out, video split (each absent when not installed). */
@@ -111,6 +113,37 @@ interface Beside {
   work: { signal: AbortSignal; done: () => void };
 }
 
+/**
+ * Work begun on a message its gateway is about to append (Worker.begin), before
+ * the log has it: adopted by the message's handling once the log hands it out,
+ * or called off (its append failed, or it did not come in time).
+ */
+interface Early {
+  /** The message as the log holds it, given when it is handed out. */
+  source: Resolvable<LoggedEvent>;
+  /** The generation its claim gives this worker (null: not its own), decided when it is handed out. */
+  gen: Resolvable<number | null>;
+  /** Aborts the work: called off, or the handling that adopted it taken away. */
+  controller: AbortController;
+  outcome: Promise<Produced>;
+  started: number;
+  timer: NodeJS.Timeout;
+}
+
+type Produced = 'answered' | 'failed' | 'superseded' | 'not ours';
+
+/** A message to answer (Worker.produce). */
+interface Job {
+  event: Event;
+  /** Where the log holds it: known once the log hands it out (later, for work begun early). */
+  source: LoggedEvent | Promise<LoggedEvent>;
+  m: MessageReceived;
+  kind: InputKind;
+  started: number;
+  /** Its upload's bytes, when its gateway handed them over with it (work begun early), instead of the media store's. */
+  upload?: Buffer;
+}
+
 /** The spans of a message's way to its reply (chatflow_reply_stage_seconds). */
 type ReplyStage = 'taken' | 'started' | 'claimed' | 'recorded' | 'appended' | 'told';
 
@@ -137,6 +170,9 @@ export class Worker {
   private readonly recentlyDone = new RecentSet<string>(RECENTLY_DONE);
   /** Outcomes this worker's consumer has read from the log lately, by the message they answer, and where (oldest forgotten first). */
   private readonly outcomesInLog = new RecentMap<string, Omit<LoggedEvent, 'event'>>(RECENTLY_DONE);
+  /** Messages begun before the log had them (see begin), until their handling adopts them or they are called off. */
+  private readonly early = new Map<string, Early>();
+  private stopping = false;
   private readonly abort = new AbortController();
   private readonly signals = new WeakMap<AbortSignal, AbortSignal>();
   private lagTimer?: NodeJS.Timeout;
@@ -235,6 +271,51 @@ export class Worker {
     }
   }
 
+  /**
+   * Begins work on a message its gateway (in this process) is about to append,
+   * so the model's time runs while the log makes the message durable instead
+   * of after it (issue 15: the append and the hand-out to this worker, ~1.5 ms
+   * of each reply's overhead). Only while less than half the budget is in
+   * processing, and under a budget slot of its own, so the cap counts it. Its
+   * work is held like one whose claim is decided beside it (see produce):
+   * nothing leaves this worker, and nothing is appended, until the log hands
+   * the message out and its claim is this worker's — never for a message
+   * that was not stored. Called off by `callOff` (its upload or its append
+   * failed), or when the log has not handed it out within EARLY_ADOPT_MS.
+   * `upload`: a voice or video message's bytes, handed over while the media
+   * store stores them, so the work need not wait for that either.
+   */
+  begin(event: Event, upload?: Buffer): void {
+    const p = event.payload;
+    if (p?.$case !== 'messageReceived' || this.stopping) return;
+    const m = p.messageReceived;
+    const id = m.messageId;
+    if (this.early.has(id) || this.inFlight.has(id) || this.recentlyDone.has(id)) return;
+    if (!this.step({ type: 'Start', max: Math.floor(this.deps.maxProcessing / 2) })) return;
+    const started = this.deps.clock();
+    const source = resolvable<LoggedEvent>();
+    const gen = resolvable<number | null>();
+    const controller = new AbortController();
+    const outcome = this.produce({ event, source: source.promise, m, kind: inputKind(m), started, upload }, gen.promise, controller.signal, calledOff(controller.signal, gen.promise).signal);
+    outcome.catch(() => undefined); // its handling, or callOff, takes the outcome
+    const timer = setTimeout(() => this.callOff(id, 'the log did not hand the message out in time'), this.deps.earlyAdoptMs ?? EARLY_ADOPT_MS);
+    timer.unref();
+    this.early.set(id, { source, gen, controller, outcome, started, timer });
+    this.deps.metrics.earlyStarts.inc({ outcome: 'begun' });
+  }
+
+  /** Calls off the work begun early on `messageId` (its append failed): nothing of it is sent or appended; its budget slot is freed once it has stopped. */
+  callOff(messageId: string, reason = 'the message was not stored'): void {
+    const early = this.early.get(messageId);
+    if (!early) return;
+    this.early.delete(messageId);
+    clearTimeout(early.timer);
+    early.gen.resolve(null);
+    early.controller.abort(new Error(reason));
+    this.deps.metrics.earlyStarts.inc({ outcome: 'called_off' });
+    void early.outcome.catch(() => undefined).finally(() => this.release());
+  }
+
   /** Aborted on stop or when the consumer takes the message away; one per consumer signal (AbortSignal.any per message cost ~4 % of the loop). */
   private signalFor(taken: AbortSignal): AbortSignal {
     let both = this.signals.get(taken);
@@ -276,6 +357,12 @@ export class Worker {
   private async process(source: LoggedEvent, m: MessageReceived, signal: AbortSignal, takenAt: number): Promise<void> {
     const event = source.event;
     const intact = this.claimsIntact(event);
+    // Begun early (a message just received, so its claims are intact): adopted here.
+    const early = intact ? this.early.get(m.messageId) : undefined;
+    if (early) {
+      this.early.delete(m.messageId);
+      clearTimeout(early.timer);
+    }
     if (!intact) {
       // Its claims may be pruned by now: the read model (long caught up with an answer this old) says if it was answered.
       const done = await this.deps.messages.get(m.messageId);
@@ -286,7 +373,8 @@ export class Worker {
     // worker before the claim is known to be its own (see produce), and it is called off when it is not. One handed
     // out again (a restart, a partition that moved: maybe answered already) is claimed first, so the model is asked
     // nothing for a message it need not answer; so is every message on in-process claims, decided at once anyway.
-    const speculate = intact && !this.deps.claims.volatile && this.deps.clock() - (event.time?.getTime() ?? 0) < FRESH_MS;
+    // Begun early (see begin), the work is under way already: its claim is decided beside it, whatever the claims.
+    const speculate = early !== undefined || (intact && !this.deps.claims.volatile && this.deps.clock() - (event.time?.getTime() ?? 0) < FRESH_MS);
     // Decided before any work (the generation this worker holds), or while the model works (`claim`).
     let held: number | undefined;
     if (!speculate) {
@@ -295,14 +383,24 @@ export class Worker {
       if (c.type === 'unconfirmed') return this.confirm(source, m.messageId, c.event, signal);
       held = c.gen;
     }
-    // The budget slot is taken before any work, so the cap counts whatever runs, and kept until that work has ended.
-    await this.acquire();
-    const started = this.deps.clock();
+    // The budget slot is taken before any work, so the cap counts whatever runs, and kept until that work has ended
+    // (work begun early took its own).
+    if (!early) await this.acquire();
+    const started = early?.started ?? this.deps.clock();
     this.stage('started', takenAt, started);
     const claim: { held: number } | { beside: Beside } = held === undefined ? { beside: this.claimBeside(m.messageId, signal, intact, takenAt) } : { held };
+    // Adopted: the work begun early learns where the message is and whose claim it is, and stops when this handling is taken away.
+    const takenAway = early && (() => early.controller.abort(signal.reason));
+    if (early && 'beside' in claim) {
+      this.deps.metrics.earlyStarts.inc({ outcome: 'adopted' });
+      early.source.resolve(source);
+      early.gen.resolve(claim.beside.gen);
+      signal.addEventListener('abort', takenAway!, { once: true });
+      if (signal.aborted) takenAway!();
+    }
     try {
       const [claimed, work] = 'held' in claim ? [claim.held, signal] : [claim.beside.gen, claim.beside.work.signal];
-      const outcome = await this.produce(source, m, inputKind(m), started, claimed, signal, work);
+      const outcome = await (early ? early.outcome : this.produce({ event, source, m, kind: inputKind(m), started }, claimed, signal, work));
       if (outcome !== 'not ours') {
         this.deps.metrics.responses.inc({ outcome });
         return;
@@ -318,6 +416,7 @@ export class Worker {
       throw 'beside' in claim ? await claim.beside.result.then(() => err, (claimErr: unknown) => claimErr) : err;
     } finally {
       if ('beside' in claim) claim.beside.work.done();
+      if (takenAway) signal.removeEventListener('abort', takenAway);
       this.release();
     }
   }
@@ -484,8 +583,8 @@ export class Worker {
    * its own: 'not ours', once the work has ended (`work`, the signal of the
    * listening and the model, is aborted then).
    */
-  private async produce(source: LoggedEvent, m: MessageReceived, kind: InputKind, started: number, claimed: number | Promise<number | null>, signal: AbortSignal, work: AbortSignal): Promise<'answered' | 'failed' | 'superseded' | 'not ours'> {
-    const event = source.event;
+  private async produce(job: Job, claimed: number | Promise<number | null>, signal: AbortSignal, work: AbortSignal): Promise<Produced> {
+    const { event, source, m, kind, started } = job;
     const subject = clientSubject(event.clientId);
     const request: LlmRequest = {
       messageId: m.messageId,
@@ -523,7 +622,7 @@ export class Worker {
     for (let attempt = 1; ; attempt++) {
       try {
         if (!heard && (kind === 'audio' || kind === 'video')) {
-          heard = await this.listen(m, kind, work, deadline);
+          heard = await this.listen(m, kind, work, deadline, job.upload);
           if (!(await ours())) return 'not ours';
           Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
           if (heard.transcript) {
@@ -549,7 +648,7 @@ export class Worker {
         const processingMs = this.deps.clock() - started;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
         signal.throwIfAborted();
-        const appended = await this.commit(source, m.messageId, gen, this.event(event, {
+        const appended = await this.commit(await source, m.messageId, gen, this.event(event, {
           $case: 'responseProduced',
           responseProduced: { messageId: responseId, inReplyTo: m.messageId, text: reply.text, voice, image, processingMs, workerId: this.deps.workerId, model: reply.model, transcript },
         }), signal);
@@ -569,7 +668,7 @@ export class Worker {
         }
         const { code, message, retryAfterMs } = this.failureOf(err, m.messageId);
         const transcript = heard?.transcript?.text ?? '';
-        const appended = await this.commit(source, m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript, retryAfterMs } }), signal);
+        const appended = await this.commit(await source, m.messageId, gen, this.event(event, { $case: 'processingFailed', processingFailed: { inReplyTo: m.messageId, code, message, workerId: this.deps.workerId, transcript, retryAfterMs } }), signal);
         if (!appended) return 'superseded';
         await this.delivered(event, m.messageId, appended, signal);
         return 'failed';
@@ -679,11 +778,11 @@ export class Worker {
   }
 
   /** The uploaded voice or video, heard (and seen) by the speech engines. */
-  private async listen(m: MessageReceived, kind: 'audio' | 'video', signal: AbortSignal, deadline: number): Promise<Heard> {
+  private async listen(m: MessageReceived, kind: 'audio' | 'video', signal: AbortSignal, deadline: number, upload?: Buffer): Promise<Heard> {
     const ref = m.content?.$case === 'media' ? m.content.media : undefined;
-    const stored = ref ? await this.untilStored('upload', () => this.deps.media.get(ref.key), signal, deadline) : null;
-    if (!ref || !stored) return { hearingNote: 'the upload is missing from the media store' };
-    return hear(this.deps.speech ?? {}, kind, stored.bytes, ref.mimeType, signal, (engine, s) => this.deps.metrics.transcriptionSeconds.observe({ engine }, s));
+    const bytes = upload ?? (ref ? (await this.untilStored('upload', () => this.deps.media.get(ref.key), signal, deadline))?.bytes : undefined);
+    if (!ref || !bytes) return { hearingNote: 'the upload is missing from the media store' };
+    return hear(this.deps.speech ?? {}, kind, bytes, ref.mimeType, signal, (engine, s) => this.deps.metrics.transcriptionSeconds.observe({ engine }, s));
   }
 
   /**
@@ -773,6 +872,9 @@ export class Worker {
    */
   async stop(graceMs: number, graceOver: Promise<unknown> = new Promise((r) => setTimeout(r, graceMs).unref())): Promise<void> {
     clearInterval(this.lagTimer);
+    // Nothing begun early is adopted from here on: the log hands those messages out again after a restart.
+    this.stopping = true;
+    for (const id of [...this.early.keys()]) this.callOff(id, 'the worker is stopping');
     const stopping = this.consumer?.stop(graceMs);
     void graceOver.then(() => {
       const cut = this.budget.inProcessing;
@@ -788,6 +890,21 @@ export class Worker {
   stats() {
     return { processing: this.budget.inProcessing, peak: this.budget.peak, waiting: this.consumer?.lag() ?? 0 };
   }
+}
+
+/** How long work begun on a message before its append waits for the log to hand the message out before it is called off (WorkerDeps.earlyAdoptMs). */
+const EARLY_ADOPT_MS = 5_000;
+
+/** A promise and its resolve, for a value given later (Promise.withResolvers, Node 22). */
+interface Resolvable<T> {
+  promise: Promise<T>;
+  resolve(value: T | PromiseLike<T>): void;
+}
+
+function resolvable<T>(): Resolvable<T> {
+  let resolve!: Resolvable<T>['resolve'];
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
 }
 
 /** Longest wait between two tries of a reply's store while its engine cannot take it. */
