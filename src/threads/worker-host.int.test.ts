@@ -5,7 +5,9 @@ import pino from 'pino';
 import { loadConfig } from '../config/config';
 import { createMetrics } from '../metrics';
 import type { EventLog } from '../eventlog/port';
-import { workerThreadRole } from './worker-host';
+import { EARLY_UPLOAD_MAX_BYTES, workerThreadRole } from './worker-host';
+import { MediaKind, type Event } from '../gen/chatflow/v1/events';
+import { wavFromPcm16 } from '../media/wav';
 
 const log: EventLog = {
   partitions: () => 1,
@@ -83,6 +85,43 @@ describe('the worker thread\'s figures', () => {
       expect(body.match(/^chatflow_reply_latency_seconds_count 0$/gm)).toHaveLength(1);
       await new Promise((res) => setTimeout(res, 100));
       expect(onDied).not.toHaveBeenCalled();
+    } finally {
+      await r.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('counts the messages it begins early: one with a small upload, none with one too large to copy across (issue 15)', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'chatflow-thread-early-'));
+    const metrics = createMetrics();
+    const r = workerThreadRole({
+      config: { ...loadConfig({ CHATFLOW_DATA_DIR: dataDir }), gatewayId: 'early' },
+      logger: pino({ level: 'silent' }),
+      log: { ...log, consume: async () => ({ caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, handedOut: () => undefined, stop: async () => {} }) },
+      bus: { publish: async () => {} },
+      messages: { get: async () => null, find: async () => [] },
+      settled: async () => true,
+      metrics,
+      health: { report: jest.fn() },
+      instance: 'test',
+      media: { baseUrl: 'http://127.0.0.1:1', secret: Buffer.from('s') },
+      onDied: jest.fn(),
+    });
+    const voice = (id: string): Event => ({
+      eventId: `e-${id}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1',
+      payload: { $case: 'messageReceived', messageReceived: { messageId: id, clientMessageId: id, gatewayId: 'early', timeZone: 'UTC', content: { $case: 'media', media: { kind: MediaKind.MEDIA_KIND_AUDIO, key: `up/${id}`, mimeType: 'audio/wav', sizeBytes: 0, sha256: '', durationMs: 0 } } } },
+    });
+    const begun = async () => Number((await metrics.exposition.metrics()).match(/^chatflow_early_starts_total\{outcome="begun"\} (\d+)$/m)?.[1] ?? 0);
+    try {
+      await r.start();
+      r.worker.begin(voice('big'), Buffer.alloc(EARLY_UPLOAD_MAX_BYTES + 1));
+      r.worker.begin(voice('small'), wavFromPcm16(Buffer.alloc(32_000), 16_000));
+      await new Promise((res) => setTimeout(res, 200));
+      expect(await begun()).toBe(1);
+      expect(r.worker.processing).toBe(1);
+      r.worker.callOff('small');
+      for (let i = 0; i < 50 && r.worker.processing > 0; i++) await new Promise((res) => setTimeout(res, 20));
+      expect(r.worker.processing).toBe(0);
     } finally {
       await r.stop();
       await rm(dataDir, { recursive: true, force: true });

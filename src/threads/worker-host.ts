@@ -72,9 +72,11 @@ export function workerThreadRole(deps: {
       return Atomics.load(stats, 1);
     },
     stats: () => ({ processing: Atomics.load(stats, 0), peak: Atomics.load(stats, 1), waiting: waiting() }),
-    // Notes, not calls (see Worker.begin); a busy thread costs this loop no encoding and no message.
+    // Notes, not calls (see Worker.begin). A busy thread costs this loop no encoding and no message; an upload
+    // larger than EARLY_UPLOAD_MAX_BYTES is not copied on this loop: the thread reads it from the media store once stored.
     begin: (event, upload) => {
-      if (Atomics.load(stats, 0) < Math.floor(deps.config.maxProcessing / 2)) ch?.note('worker.begin', encode(Event, event), upload);
+      if ((upload?.length ?? 0) > EARLY_UPLOAD_MAX_BYTES || Atomics.load(stats, 0) >= Math.floor(deps.config.maxProcessing / 2)) return;
+      ch?.note('worker.begin', encode(Event, event), upload);
     },
     callOff: (messageId) => ch?.note('worker.callOff', messageId),
     stop: async (graceMs) => {
@@ -149,6 +151,9 @@ export function workerThreadRole(deps: {
   };
   return role;
 }
+
+/** The largest upload handed to the worker thread with its message (a copy on the event loop, ~0.1 ms per MiB): see WorkerControl.begin. */
+export const EARLY_UPLOAD_MAX_BYTES = 1024 * 1024;
 
 /**
  * The thread's module runs as plain JavaScript from a build, through tsx's
