@@ -19,6 +19,7 @@ import { httpRole } from './composition/http-role';
 import { projectorRole, type ProjectorRole } from './composition/projector-role';
 import { workerRole, type WorkerRole } from './composition/worker-role';
 import { workerThreadRole } from './threads/worker-host';
+import { LoopRoom } from './composition/early-start';
 import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composition/gateway-role';
 import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
@@ -156,8 +157,11 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
         ...common, bus: wired.bus, media: wired.media, messages: models.messages, settled, claims, llm: overrides.llm,
       }));
     }
-    // On the embedded log every message this gateway appends is handed to this process's worker: it may begin at once.
-    const early = !config.kafka ? worker?.worker : undefined;
+    // On the embedded log every message this gateway appends is handed to this process's worker: it may begin at once,
+    // while this loop has room (see LoopRoom).
+    const early = !config.kafka && worker ? new LoopRoom(worker.worker) : undefined;
+    early?.start();
+    if (early) lifecycle.onStop('early start', async () => early.stop());
     if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, tls, heapFull: heap && (() => heap.refusal()), early }));
 
     health.clear('starting');
