@@ -196,6 +196,9 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
       // The history (a projection, a moment behind the stream) holds the same replies, once each.
       const md = await metadataFor(app, `filler-${i}`);
       const answered = s.of('response').map((r) => r.response.inReplyTo).sort();
+      // Nothing reaches a client about a message that was refused: the worker begins on a message while it is
+      // stored, and a store or append that fails calls that work off before any of it leaves the worker.
+      expect(s.frames.map(replyPartOf).filter((id) => id !== undefined && !acceptedIds[i].includes(id))).toEqual([]);
       const inHistory = async () => (await historyOf(app, md, s.welcome()!.conversationId)).filter((m) => m.author === Author.AUTHOR_BOT).map((m) => m.inReplyTo).sort();
       await waitUntil('the history to hold every reply', async () => ((await inHistory()).length >= answered.length ? true : undefined), 10_000, 50);
       expect(await inHistory()).toEqual(answered);
@@ -311,6 +314,18 @@ async function refuseWrites(calls: readonly ('write' | 'writeFile' | 'writev')[]
  * them) is not answered again after a restart, whether the disk healed before
  * the stop or after it.
  */
+
+/** The message a part of a reply is about (a response, delta, transcript or voice chunk); undefined for any other frame. */
+function replyPartOf(f: ServerFrame): string | undefined {
+  const x = f.frame;
+  switch (x?.$case) {
+    case 'response': return x.response.inReplyTo;
+    case 'delta': return x.delta.inReplyTo;
+    case 'transcript': return x.transcript.messageId;
+    case 'voiceChunk': return x.voiceChunk.inReplyTo;
+    default: return undefined;
+  }
+}
 describe('chaos: the disk fills while a worker answers', () => {
   let t: TestApp | undefined;
   let llm: GatedLlm;

@@ -875,4 +875,36 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     expect(String(notes[0])).not.toMatch(/missing/);
     expect(notes[1]).toMatch(/the upload is missing from the media store/);
   });
+
+  it('a voice message begun early is heard and put to the model during the writes; its transcript goes once the claim is its own, before its words', async () => {
+    const asked: number[] = [];
+    let answer!: () => void;
+    const answered = new Promise<void>((r) => (answer = r));
+    const llm: LlmProvider = {
+      name: 'test', usesHistory: false,
+      async generate(r: LlmRequest, { onDelta }: { onDelta?: (d: string) => void }) {
+        asked.push(Date.now());
+        onDelta?.(`you said ${r.transcript} `);
+        await answered;
+        return { text: `you said ${r.transcript} indeed`, model: 'test' };
+      },
+    };
+    const transcriber = { name: 'fake', close: async () => {}, transcribe: async () => ({ text: 'hello', words: [], engine: 'fake' }) };
+    const { w, handle } = await env.worker('wA', llm, { speech: { transcriber } });
+    const kinds = published();
+    const m = env.received('m1');
+    (m.event.payload as { messageReceived: MessageReceived }).messageReceived.content = { $case: 'media', media: { kind: MediaKind.MEDIA_KIND_AUDIO, key: 'up/m1.wav', mimeType: 'audio/wav', sizeBytes: 44, sha256: '', durationMs: 0 } };
+    w.begin(m.event, wavFromPcm16(Buffer.alloc(3_200), 16_000));
+    await settle();
+    expect(asked).toHaveLength(1); // heard and asked before the log has the message
+    expect(kinds).toEqual([]); // nothing of it leaves the worker yet
+    const handling = handle(m, never);
+    await settle();
+    expect(kinds).toEqual(['transcript', 'delta']);
+    answer();
+    await handling;
+    await settle(5);
+    expect(kinds).toEqual(['transcript', 'delta', 'ready']);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+  });
 });

@@ -600,10 +600,20 @@ export class Worker {
     let gen = 0;
     let answer = '';
     const deltas = new DeltaBatcher((text) => void this.publish(subject, { inReplyTo: m.messageId, attempt: answer, update: { $case: 'delta', delta: { text } } }), this.deps.deltaIntervalMs ?? 0);
+    let heard: Heard | undefined;
+    let transcriptSent = false;
+    /** The transcript goes to the client once heard and once the claim is this worker's, whichever comes last, before any word. */
+    const sendTranscript = (): void => {
+      if (transcriptSent || answer === '' || !heard?.transcript) return;
+      transcriptSent = true;
+      const { text, words, engine } = heard.transcript;
+      void this.publish(subject, { inReplyTo: m.messageId, attempt: answer, update: { $case: 'transcript', transcript: { text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
+    };
     const own = (g: number | null): boolean => {
       if (g !== null && answer === '') {
         gen = g;
         answer = `${this.deps.workerId}#${g}`;
+        sendTranscript();
         deltas.release();
       }
       return g !== null;
@@ -616,19 +626,15 @@ export class Worker {
     }
     /** Whether the claim is this worker's; waits for a claim decided beside the work (a held one was owned above). */
     const ours = async (): Promise<boolean> => answer !== '' || own(await claimed);
-    let heard: Heard | undefined;
     // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
     const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
     for (let attempt = 1; ; attempt++) {
       try {
         if (!heard && (kind === 'audio' || kind === 'video')) {
+          // Heard, then put to the model, while the claim may still be undecided (work begun early, or claimed beside).
           heard = await this.listen(m, kind, work, deadline, job.upload);
-          if (!(await ours())) return 'not ours';
           Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
-          if (heard.transcript) {
-            const { text, words, engine } = heard.transcript;
-            await this.publish(subject, { inReplyTo: m.messageId, attempt: answer, update: { $case: 'transcript', transcript: { text, engine, words: words.map((w) => ({ word: w.word, startMs: w.startMs, endMs: w.endMs })) } } });
-          }
+          sendTranscript();
         }
         const reply = await this.deps.llm.generate(request, {
           signal: work,
