@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { request } from 'node:https';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcWebTransport } from '@connectrpc/connect-node';
@@ -13,12 +12,12 @@ import { loadConfig } from '../src/config/config';
 import { ConfigError } from '../src/config/schema';
 import { loadServerTls, TlsConfigError } from '../src/tls';
 import { connected, startTestApp, type TestApp } from './harness';
+import { runCli } from './cli-runner';
 
 // TLS on both listeners (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE), with the test-only certificate of
 // test/fixtures/tls (CN localhost, SAN localhost and 127.0.0.1).
 jest.setTimeout(60_000);
 
-const ROOT = resolve(__dirname, '..');
 const FIXTURES = join(__dirname, 'fixtures', 'tls');
 const CERT = join(FIXTURES, 'server.crt');
 const KEY = join(FIXTURES, 'server.key');
@@ -119,17 +118,7 @@ describe('a server on TLS', () => {
   });
 
   test('the CLI: --ca trusts the certificate; without TLS it says the server did not answer in plain text', async () => {
-    const run = (args: string[]) =>
-      new Promise<{ code: number | null; stdout: string; stderr: string }>((res) => {
-        const env: NodeJS.ProcessEnv = { ...process.env, CHATFLOW_DATA_DIR: t.dataDir, CHATFLOW_GRPC_ADDR: t.app.grpcAddress };
-        delete env.CHATFLOW_AUTH_SECRET;
-        const child = spawn(process.execPath, [join(ROOT, 'bin', 'chatflow.js'), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d) => (stdout += d));
-        child.stderr.on('data', (d) => (stderr += d));
-        child.on('close', (code) => res({ code, stdout, stderr }));
-      });
+    const run = (args: string[]) => runCli(args, { dataDir: t.dataDir, grpcAddress: t.app.grpcAddress });
     const ok = await run(['chat', '--client-id', 'cli-tls', '--tz', 'UTC', '--ca', CERT, '--send', 'hi from the terminal']);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/bot: .*hi from the terminal/);

@@ -1,8 +1,7 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { startApp, type App } from '../app';
 import { ChatServiceClient } from '../gen/chatflow/v1/chat';
@@ -12,43 +11,18 @@ import { loadConfig } from '../config/config';
 import { createLogger } from '../logging';
 import { synthesizeVoice } from '../../test/voice-signal';
 import { startTcpProxy } from '../../test/web-helpers';
+import { runCli, type CliRun } from '../../test/cli-runner';
 
 // The CLI as a user runs it: `node bin/chatflow.js ...` against the real server on ephemeral ports.
 jest.setTimeout(60_000);
 
-const ROOT = resolve(__dirname, '..', '..');
 let app: App;
 let dir: string;
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
-function cli(args: string[], opts: { input?: string; timeoutMs?: number; env?: Record<string, string>; onStdout?: (text: string, child: ChildProcess) => void } = {}): Promise<Run> {
-  const env: NodeJS.ProcessEnv = { ...process.env, CHATFLOW_DATA_DIR: dir, CHATFLOW_GRPC_ADDR: app.grpcAddress, ...opts.env };
-  delete env.CHATFLOW_AUTH_SECRET;
-  return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [join(ROOT, 'bin', 'chatflow.js'), ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      opts.onStdout?.(stdout, child);
-    });
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      rej(new Error(`chatflow ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, opts.timeoutMs ?? 30_000);
-    child.on('error', rej);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      res({ code, stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? '');
-  });
+function cli(args: string[], opts: Omit<Parameters<typeof runCli>[1], 'dataDir' | 'grpcAddress'> = {}): Promise<Run> {
+  return runCli(args, { dataDir: dir, grpcAddress: app.grpcAddress, ...opts });
 }
 
 /** The simulated model, except that a text containing "#fail" fails as a model that is down would, and one containing "#slow" takes 1.5 s. */
