@@ -633,6 +633,7 @@ export class Worker {
         if (!heard && (kind === 'audio' || kind === 'video')) {
           // Heard, then put to the model, while the claim may still be undecided (work begun early, or claimed beside).
           heard = await this.listen(m, kind, work, deadline, job.upload);
+          job.upload = undefined; // heard: not held for the rest of the work (up to the budget × an upload's size)
           Object.assign(request, { transcript: heard.transcript?.text, hearingNote: heard.hearingNote, image: this.deps.vision && heard.keyframe ? { mimeType: 'image/png', data: encodePng(heard.keyframe.rgb, heard.keyframe.width, heard.keyframe.height) } : undefined });
           sendTranscript();
         }
