@@ -58,24 +58,29 @@ describe('the worker thread host', () => {
   });
 });
 
+/** A real worker thread on a log whose consumer hands nothing out, its data in `dataDir`. */
+function liveRole(dataDir: string, gatewayId: string, metrics: ReturnType<typeof createMetrics>, onDied: (err: Error) => void) {
+  return workerThreadRole({
+    config: { ...loadConfig({ CHATFLOW_DATA_DIR: dataDir }), gatewayId },
+    logger: pino({ level: 'silent' }),
+    log: { ...log, consume: async () => ({ caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, handedOut: () => undefined, stop: async () => {} }) },
+    bus: { publish: async () => {} },
+    messages: { get: async () => null, find: async () => [] },
+    settled: async () => true,
+    metrics,
+    health: { report: jest.fn() },
+    instance: 'test',
+    media: { baseUrl: 'http://127.0.0.1:1', secret: Buffer.from('s') },
+    onDied,
+  });
+}
+
 describe('the worker thread\'s figures', () => {
   it('reach the process\'s /metrics: the thread\'s histograms cross the link and are summed in', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'chatflow-thread-metrics-'));
     const metrics = createMetrics();
     const onDied = jest.fn();
-    const r = workerThreadRole({
-      config: { ...loadConfig({ CHATFLOW_DATA_DIR: dataDir }), gatewayId: 'metrics' },
-      logger: pino({ level: 'silent' }),
-      log: { ...log, consume: async () => ({ caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, handedOut: () => undefined, stop: async () => {} }) },
-      bus: { publish: async () => {} },
-      messages: { get: async () => null, find: async () => [] },
-      settled: async () => true,
-      metrics,
-      health: { report: jest.fn() },
-      instance: 'test',
-      media: { baseUrl: 'http://127.0.0.1:1', secret: Buffer.from('s') },
-      onDied,
-    });
+    const r = liveRole(dataDir, 'metrics', metrics, onDied);
     try {
       await r.start();
       metrics.processingSeconds.observe({ kind: 'text' }, 0.2);
@@ -94,19 +99,7 @@ describe('the worker thread\'s figures', () => {
   it('counts the messages it begins early: one with a small upload, none with one too large to copy across (issue 15)', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'chatflow-thread-early-'));
     const metrics = createMetrics();
-    const r = workerThreadRole({
-      config: { ...loadConfig({ CHATFLOW_DATA_DIR: dataDir }), gatewayId: 'early' },
-      logger: pino({ level: 'silent' }),
-      log: { ...log, consume: async () => ({ caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, handedOut: () => undefined, stop: async () => {} }) },
-      bus: { publish: async () => {} },
-      messages: { get: async () => null, find: async () => [] },
-      settled: async () => true,
-      metrics,
-      health: { report: jest.fn() },
-      instance: 'test',
-      media: { baseUrl: 'http://127.0.0.1:1', secret: Buffer.from('s') },
-      onDied: jest.fn(),
-    });
+    const r = liveRole(dataDir, 'early', metrics, jest.fn());
     const voice = (id: string): Event => ({
       eventId: `e-${id}`, time: new Date(), clientId: 'alice', conversationId: 'c1', sessionId: 's1',
       payload: { $case: 'messageReceived', messageReceived: { messageId: id, clientMessageId: id, gatewayId: 'early', timeZone: 'UTC', content: { $case: 'media', media: { kind: MediaKind.MEDIA_KIND_AUDIO, key: `up/${id}`, mimeType: 'audio/wav', sizeBytes: 0, sha256: '', durationMs: 0 } } } },

@@ -743,6 +743,15 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     env.bus.subscribe(clientSubject('alice'), (payload) => void kinds.push(decodeReplyUpdate(payload).update?.$case ?? ''));
     return kinds;
   };
+  /** Nothing of message m1 appended or sent yet; handed out by the log, it is answered once. */
+  const answeredOnceHandedOut = async (handle: ConsumeOptions['handle'], m: LoggedEvent, kinds: string[]) => {
+    expect(env.log.appended).toEqual([]);
+    expect(kinds).toEqual([]);
+    await handle(m, never);
+    await settle(5);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+    expect(kinds).toEqual(['ready']);
+  };
   const earlyStarts = async (metrics: ReturnType<typeof createMetrics>) =>
     Object.fromEntries(((await metrics.earlyStarts.get()).values as { labels: { outcome?: string }; value: number }[]).map((v) => [v.labels.outcome, v.value]));
 
@@ -759,12 +768,7 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     llm.release();
     await settle();
     // The model has answered, the message is not in the log yet: nothing leaves the worker.
-    expect(env.log.appended).toEqual([]);
-    expect(kinds).toEqual([]);
-    await handle(m, never);
-    await settle(5);
-    expect(env.log.outcomesFor('m1')).toHaveLength(1);
-    expect(kinds).toEqual(['ready']);
+    await answeredOnceHandedOut(handle, m, kinds);
     expect(llm.calls).toBe(1); // adopted, not asked again
     expect(w.processing).toBe(0);
     expect(await earlyStarts(metrics)).toEqual({ begun: 1, adopted: 1 });
@@ -782,12 +786,7 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     expect(w.processing).toBe(0);
     llm.release();
     await settle();
-    expect(env.log.appended).toEqual([]);
-    expect(kinds).toEqual([]);
-    await handle(m, never);
-    await settle(5);
-    expect(env.log.outcomesFor('m1')).toHaveLength(1);
-    expect(kinds).toEqual(['ready']);
+    await answeredOnceHandedOut(handle, m, kinds);
     expect(llm.calls).toBe(2);
   });
 
