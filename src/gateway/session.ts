@@ -754,7 +754,7 @@ export class GatewaySession {
       const verdict = decideText(content.text, cfg.maxTextChars);
       if (!verdict.ok) throw this.reject('INVALID_ARGUMENT', verdict.message);
       const event = this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'text', text: content.text } } });
-      this.deps.early?.begin(event);
+      this.beginEarly(event);
       return { kind: 'new', event };
     }
     const kind = content.$case;
@@ -777,10 +777,18 @@ export class GatewaySession {
     const deadline = this.deps.clock() + this.deps.config.appendTimeoutMs;
     const retryable = (err: unknown) => !(err instanceof ChatFlowError) && isTransient(err);
     const event = this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } });
-    // Its worker hears it while its bytes are stored and its event appended (see GatewayDeps.early).
-    this.deps.early?.begin(event, bytes);
+    this.beginEarly(event, bytes);
     const stored = this.whileOpen(retry(() => this.deps.media.put(key, bytes, verdict.mimeType, ref.sha256), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable, signal: this.abort.signal }));
     return { kind: 'uploading', event: stored.then(() => event) };
+  }
+
+  /**
+   * This process's worker begins on the message while its upload is stored and
+   * its event appended (see GatewayDeps.early); not once the session closed (a
+   * check that outlasted it), as that message is not appended.
+   */
+  private beginEarly(event: Event, upload?: Buffer): void {
+    if (!this.abort.signal.aborted) this.deps.early?.begin(event, upload);
   }
 
   /**

@@ -765,4 +765,18 @@ describe("GatewaySession: this process's worker begins on a message while the lo
     expect(told).toEqual(['begin', 'put', `callOff ${messageIdFor('alice', 'c1', 'v1')}`]);
     expect(appended).toEqual([]);
   });
+
+  it('given a message still being checked when the session closes, then its worker is not told to begin on it (it will not be appended)', async () => {
+    let checked!: () => void;
+    const told: string[] = [];
+    const early = { begin: () => told.push('begin'), callOff: (id: string) => told.push(`callOff ${id}`) };
+    const { session } = fakeSession({ log: { append: async () => ({}) }, early, messages: { get: () => new Promise((r) => (checked = () => r(null))) } }, { info: { newConversation: false } });
+    const sent = session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
+    for (; checked === undefined; ) await new Promise((r) => setImmediate(r));
+    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+    await expect(sent).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+    checked();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(told.filter((t) => t === 'begin')).toEqual([]);
+  });
 });
