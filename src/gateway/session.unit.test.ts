@@ -51,6 +51,21 @@ function fakeSession(
   return { session, call, start, bus: (payload: Uint8Array) => onBus!(payload) };
 }
 
+/**
+ * A text still being checked against a slow read model when its session closes: its Send is answered UNAVAILABLE,
+ * then the read model answers (after the close) and whatever the session would still do is given 20 ms.
+ */
+async function closeWhileChecking(deps: Partial<Record<keyof SessionDeps, unknown>>, info?: Partial<SessionInfo>) {
+  let checked!: () => void;
+  const { session } = fakeSession({ ...deps, messages: { get: () => new Promise((r) => (checked = () => r(null))) } }, { info });
+  const sent = session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
+  for (; checked === undefined; ) await new Promise((r) => setImmediate(r));
+  await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
+  await expect(sent).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
+  checked();
+  await new Promise((r) => setTimeout(r, 20));
+}
+
 /** A session whose log never finishes appending a message (a broker that stopped answering). */
 function sessionWithStuckLog() {
   const appended: Event[] = [];
@@ -233,18 +248,8 @@ describe('GatewaySession: an outcome owed to a resend is fetched again by the ov
 describe('GatewaySession: a message whose session closed before its append is not appended', () => {
   it('given a message still being checked against a slow read model, when the session closes, then it is not appended after the client was told UNAVAILABLE', async () => {
     const appended: Event[] = [];
-    let checked!: () => void;
-    const { session } = fakeSession({
-      log: { append: async (e: Event) => (appended.push(e), { event: e, seq: appended.length }) as LoggedEvent },
-      messages: { get: () => new Promise((r) => (checked = () => r(null))) },
-    });
-    const sent = session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
-    for (; checked === undefined; ) await new Promise((r) => setImmediate(r));
-    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
-    await expect(sent).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
-    // The read model answers after the close: nothing is appended for a message the client must send again.
-    checked();
-    await new Promise((r) => setTimeout(r, 20));
+    await closeWhileChecking({ log: { append: async (e: Event) => (appended.push(e), { event: e, seq: appended.length }) as LoggedEvent } });
+    // The read model answered after the close: nothing is appended for a message the client must send again.
     expect(appended.filter((e) => e.payload?.$case === 'messageReceived')).toEqual([]);
   });
 });
@@ -767,16 +772,9 @@ describe("GatewaySession: this process's worker begins on a message while the lo
   });
 
   it('given a message still being checked when the session closes, then its worker is not told to begin on it (it will not be appended)', async () => {
-    let checked!: () => void;
     const told: string[] = [];
     const early = { begin: () => told.push('begin'), callOff: (id: string) => told.push(`callOff ${id}`) };
-    const { session } = fakeSession({ log: { append: async () => ({}) }, early, messages: { get: () => new Promise((r) => (checked = () => r(null))) } }, { info: { newConversation: false } });
-    const sent = session.submit({ clientMessageId: 'k1', content: { $case: 'text', text: 'hello' } });
-    for (; checked === undefined; ) await new Promise((r) => setImmediate(r));
-    await session.close(DisconnectReason.DISCONNECT_REASON_CLIENT, undefined);
-    await expect(sent).rejects.toMatchObject({ kind: 'UNAVAILABLE' });
-    checked();
-    await new Promise((r) => setTimeout(r, 20));
+    await closeWhileChecking({ log: { append: async () => ({}) }, early }, { newConversation: false });
     expect(told.filter((t) => t === 'begin')).toEqual([]);
   });
 });

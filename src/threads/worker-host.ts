@@ -10,7 +10,7 @@ import type { EventLog } from '../eventlog/port';
 import type { Health } from '../health';
 import type { Metrics } from '../metrics';
 import type { FindQuery } from '../readstore/port';
-import type { MessageReader } from '../worker/worker';
+import { earlyBudget, type MessageReader } from '../worker/worker';
 import type { MessageDoc } from '../../projections/models';
 import type { WorkerControl, WorkerRole } from '../composition/worker-role';
 import type { Speech } from '../speech/factory';
@@ -75,7 +75,7 @@ export function workerThreadRole(deps: {
     // Notes, not calls (see Worker.begin). A busy thread costs this loop no encoding and no message; an upload
     // larger than EARLY_UPLOAD_MAX_BYTES is not copied on this loop: the thread reads it from the media store once stored.
     begin: (event, upload) => {
-      if ((upload?.length ?? 0) > EARLY_UPLOAD_MAX_BYTES || Atomics.load(stats, 0) >= Math.floor(deps.config.maxProcessing / 2)) return;
+      if ((upload?.length ?? 0) > EARLY_UPLOAD_MAX_BYTES || Atomics.load(stats, 0) >= earlyBudget(deps.config.maxProcessing)) return;
       ch?.note('worker.begin', encode(Event, event), upload);
     },
     callOff: (messageId) => ch?.note('worker.callOff', messageId),

@@ -291,7 +291,7 @@ export class Worker {
     const m = p.messageReceived;
     const id = m.messageId;
     if (this.early.has(id) || this.inFlight.has(id) || this.recentlyDone.has(id)) return;
-    if (!this.step({ type: 'Start', max: Math.floor(this.deps.maxProcessing / 2) })) return;
+    if (!this.step({ type: 'Start', max: earlyBudget(this.deps.maxProcessing) })) return;
     const started = this.deps.clock();
     const source = resolvable<LoggedEvent>();
     const gen = resolvable<number | null>();
@@ -912,6 +912,11 @@ function resolvable<T>(): Resolvable<T> {
   let resolve!: Resolvable<T>['resolve'];
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, resolve };
+}
+
+/** How many messages may be in processing for one more to be begun early (Worker.begin): under half the budget. */
+export function earlyBudget(maxProcessing: number): number {
+  return Math.floor(maxProcessing / 2);
 }
 
 /** Longest wait between two tries of a reply's store while its engine cannot take it. */
