@@ -50,13 +50,20 @@ export class LoopRoom implements EarlyStart {
   }
 }
 
-/** This thread's event loop: the share of the time it was busy since the last call (performance.eventLoopUtilization). */
-export function loopBusyShare(): () => number {
-  let last = performance.eventLoopUtilization();
+/** What the loop's busy share is computed from: its busy and idle milliseconds so far (performance.eventLoopUtilization). */
+export type LoopTimes = () => { active: number; idle: number };
+
+/**
+ * This thread's event loop: the share of the time it was busy since the last
+ * call (its busy milliseconds over busy and idle ones, both since then).
+ */
+export function loopBusyShare(times: LoopTimes = () => performance.eventLoopUtilization()): () => number {
+  let last = times();
   return () => {
-    const now = performance.eventLoopUtilization();
-    const share = performance.eventLoopUtilization(now, last).utilization;
+    const now = times();
+    const active = now.active - last.active;
+    const idle = now.idle - last.idle;
     last = now;
-    return share;
+    return active + idle > 0 ? active / (active + idle) : 0;
   };
 }
