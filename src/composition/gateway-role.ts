@@ -171,7 +171,7 @@ async function startGrpc(config: Config, services: [ServiceDefinition, UntypedSe
 /** Message sizes and connection management of the gRPC server (README: Run in production → keepalive). */
 export function grpcServerOptions(config: Config): Record<string, number> {
   const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
-  const { keepaliveMs, keepaliveTimeoutMs, maxConnectionAgeMs, maxConnectionAgeGraceMs } = config.grpc;
+  const { keepaliveMs, keepaliveTimeoutMs, maxConnectionAgeMs, maxConnectionAgeGraceMs, windowBytes } = config.grpc;
   return {
     'grpc.max_receive_message_length': maxMessage,
     'grpc.max_send_message_length': maxMessage,
@@ -181,6 +181,8 @@ export function grpcServerOptions(config: Config): Record<string, number> {
     'grpc.keepalive_permit_without_calls': 1,
     // Clients may ping as often as every 5 s (grpc-js clients default to no pings; grpc-go's minimum is 10 s).
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+    // Per stream and per connection (patches/@grpc+grpc-js: the server side of the option, grpc-node PR #3058).
+    'grpc-node.flow_control_window': windowBytes,
     ...(maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': maxConnectionAgeGraceMs } : {}),
   };
 }

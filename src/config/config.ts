@@ -44,7 +44,7 @@ export interface Config {
   logFsync: boolean;
   shutdownGraceMs: number;
   shutdownMarginMs: number;
-  grpc: { keepaliveMs: number; keepaliveTimeoutMs: number; maxConnectionAgeMs: number; maxConnectionAgeGraceMs: number };
+  grpc: { keepaliveMs: number; keepaliveTimeoutMs: number; maxConnectionAgeMs: number; maxConnectionAgeGraceMs: number; windowBytes: number };
   logLevel: RawConfig['LOG_LEVEL'];
   /** The web page: development tokens, and the gRPC-Web origin it talks to (undefined = its own). */
   web: { devTokens: boolean; apiUrl?: string };
@@ -116,6 +116,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       keepaliveTimeoutMs: c.CHATFLOW_GRPC_KEEPALIVE_TIMEOUT_MS,
       maxConnectionAgeMs: c.CHATFLOW_GRPC_MAX_CONNECTION_AGE_MS,
       maxConnectionAgeGraceMs: c.CHATFLOW_GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+      windowBytes: c.CHATFLOW_GRPC_WINDOW_BYTES,
     },
     logLevel: c.LOG_LEVEL,
     web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL },
