@@ -24,13 +24,21 @@ export interface UploadPlacesOptions {
   onBusy?: () => void;
 }
 
-/** A Send waits at most this long for a place, and at most this many wait (each holds its stream's flow-control window, 64 KiB). */
+/** A Send waits at most this long for a place. */
 const SEND_WAIT_MS = 5_000;
+/**
+ * What the Sends waiting unread may hold together: each holds up to its
+ * stream's receive window (CHATFLOW_GRPC_WINDOW_BYTES), sent before the
+ * gateway stopped reading. So at most this ÷ the window wait (64 at 1 MiB),
+ * and never more than SENDS_WAITING.
+ */
+const SENDS_WAITING_BYTES = 64 * 1024 * 1024;
 const SENDS_WAITING = 1_000;
 
 /** A process's places for Sends, as configured (CHATFLOW_SENDS_AT_ONCE, CHATFLOW_SENDS_PER_CLIENT); `onBusy` counts the refused. */
-export function sendPlaces(config: Pick<Config, 'sends' | 'retryAfterMs'>, onBusy: () => void): UploadPlaces {
-  return new UploadPlaces({ ...config.sends, waitMs: SEND_WAIT_MS, maxWaiting: SENDS_WAITING, retryAfterMs: config.retryAfterMs, onBusy });
+export function sendPlaces(config: Pick<Config, 'sends' | 'retryAfterMs' | 'grpc'>, onBusy: () => void): UploadPlaces {
+  const maxWaiting = Math.max(1, Math.min(SENDS_WAITING, Math.floor(SENDS_WAITING_BYTES / config.grpc.windowBytes)));
+  return new UploadPlaces({ ...config.sends, waitMs: SEND_WAIT_MS, maxWaiting, retryAfterMs: config.retryAfterMs, onBusy });
 }
 
 interface Waiter {

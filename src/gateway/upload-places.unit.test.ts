@@ -1,4 +1,5 @@
-import { UploadPlaces } from './upload-places';
+import { loadConfig } from '../config/config';
+import { sendPlaces, UploadPlaces } from './upload-places';
 
 describe('UploadPlaces: requests that carry uploads, read a few at a time', () => {
   const opts = { atOnce: 3, perClient: 2, waitMs: 1_000, maxWaiting: 2, retryAfterMs: 500 };
@@ -75,5 +76,26 @@ describe('UploadPlaces: requests that carry uploads, read a few at a time', () =
     await settle();
     expect([e(), f()]).toEqual(['granted', 'waiting']);
     expect(places.inUse).toBe(3);
+  });
+
+  describe("a process's places for Sends (sendPlaces)", () => {
+    /** How many Sends wait (after CHATFLOW_SENDS_AT_ONCE read) before the next is refused at once. */
+    async function waitingBound(env: Record<string, string>): Promise<number> {
+      const places = sendPlaces(loadConfig(env), () => undefined);
+      let waiting = 0;
+      for (let i = 0; ; i++) {
+        const s = state(places.take(`client-${i}`));
+        await settle();
+        if (s() === 'waiting') waiting++;
+        else if (s() !== 'granted') return waiting;
+      }
+    }
+
+    it('given the gateway\'s receive window, then the Sends that wait unread hold at most 64 MiB of it together (each holds its stream\'s window)', async () => {
+      expect(await waitingBound({ CHATFLOW_GRPC_WINDOW_BYTES: String(1024 * 1024) })).toBe(64);
+      expect(await waitingBound({ CHATFLOW_GRPC_WINDOW_BYTES: String(256 * 1024) })).toBe(256);
+      expect(await waitingBound({ CHATFLOW_GRPC_WINDOW_BYTES: '65535' })).toBe(1_000);
+      expect(await waitingBound({ CHATFLOW_GRPC_WINDOW_BYTES: String(2 ** 31 - 1) })).toBe(1);
+    });
   });
 });
