@@ -96,6 +96,8 @@ export function chatClient(flags: Pick<ConnectionFlags, 'server' | 'tls' | 'ca'>
   return new ChatServiceClient(flags.server, channelCredentials(flags), {
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
+    // Replies carry voice and images: with Node's 64 KiB, each further 64 KiB of one waited a round trip for our window update.
+    'grpc-node.flow_control_window': 1024 * 1024,
   });
 }
 
