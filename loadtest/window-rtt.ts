@@ -8,7 +8,6 @@
 //
 //   npx tsx loadtest/window-rtt.ts [--windows 65535,262144,1048576] [--rtts 0,20,60] [--sizes 204800,1048576,4194304] [--messages 5] [--out FILE.md]
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,38 +18,8 @@ import { now } from './engine/records';
 import { mp4 } from './payloads';
 import { runScript } from './script';
 import { percentile, round, sortedCopy } from './stats';
-import { freePort } from './target/process';
 import { embeddedTarget } from './target/embedded';
-
-/** A TCP relay to `target` that delivers each chunk `oneWayMs` after it arrived, in order, both ways. */
-export async function delayRelay(target: { host: string; port: number }, oneWayMs: number): Promise<{ port: number; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const pipe = (from: Socket, to: Socket) => {
-    from.on('data', (chunk) => (oneWayMs > 0 ? setTimeout(() => to.write(chunk), oneWayMs) : to.write(chunk)));
-    from.on('end', () => setTimeout(() => to.end(), oneWayMs));
-    from.on('error', () => to.destroy());
-  };
-  const server: Server = createServer((client) => {
-    const upstream = createConnection(target);
-    for (const s of [client, upstream]) {
-      s.setNoDelay(true);
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-    }
-    pipe(client, upstream);
-    pipe(upstream, client);
-  });
-  const port = await freePort();
-  await new Promise<void>((res) => server.listen(port, '127.0.0.1', res));
-  return {
-    port,
-    close: () =>
-      new Promise<void>((res) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => res());
-      }),
-  };
-}
+import { startTcpProxy } from '../test/web-helpers';
 
 /** Sends `n` videos of `bytes` one at a time on one stream through `grpc`; send → Accepted of each, in ms. */
 async function acceptedTimes(grpc: string, bytes: number, n: number, clientId: string): Promise<number[]> {
@@ -94,12 +63,12 @@ export async function measureWindows(opts: { windows: number[]; rtts: number[]; 
     for (const window of opts.windows) {
       const running = await embeddedTarget.start({ logDir, env: { CHATFLOW_GRPC_WINDOW_BYTES: String(window), CHATFLOW_SIM_DELAY_SCALE: '0' } });
       try {
-        const [host, port] = running.grpc[0]!.split(':');
+        const port = Number(running.grpc[0]!.split(':').pop());
         for (const rttMs of opts.rtts) {
-          const relay = await delayRelay({ host: host!, port: Number(port) }, rttMs / 2);
+          const relay = await startTcpProxy(port, { delayMs: rttMs / 2 });
           try {
             for (const bytes of opts.sizes) {
-              const accepted = await acceptedTimes(`127.0.0.1:${relay.port}`, bytes, opts.messages, `window-${window}-${rttMs}-${bytes}-${process.pid}`);
+              const accepted = await acceptedTimes(new URL(relay.url).host, bytes, opts.messages, `window-${window}-${rttMs}-${bytes}-${process.pid}`);
               rows.push({ window, rttMs, bytes, accepted });
               opts.progress?.(`window ${window}, RTT ${rttMs} ms, ${bytes} B: Accepted p50 ${ms(accepted, 50)} ms`);
             }

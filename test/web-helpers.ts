@@ -151,8 +151,13 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-/** A TCP relay to `port`, so a test can cut the browser's connections like a network would. */
-export async function startTcpProxy(port: number): Promise<TcpProxy> {
+/**
+ * A TCP relay to `port`, so a test can cut the browser's connections like a
+ * network would; with `delayMs`, every chunk is delivered that long after it
+ * arrived, in order, both ways (a round trip of twice that, no bandwidth limit).
+ */
+export async function startTcpProxy(port: number, opts: { delayMs?: number } = {}): Promise<TcpProxy> {
+  const delayMs = opts.delayMs ?? 0;
   const { createConnection } = await import('node:net');
   const sockets = new Set<import('node:net').Socket>();
   let refuseUntil = 0;
@@ -166,7 +171,15 @@ export async function startTcpProxy(port: number): Promise<TcpProxy> {
       s.on('close', () => sockets.delete(s));
       s.on('error', () => undefined);
     }
-    client.pipe(upstream).pipe(client);
+    if (delayMs > 0) {
+      const forward = (from: import('node:net').Socket, to: import('node:net').Socket) => {
+        from.setNoDelay(true);
+        from.on('data', (chunk) => setTimeout(() => to.destroyed || to.write(chunk), delayMs));
+        from.on('end', () => setTimeout(() => to.end(), delayMs));
+      };
+      forward(client, upstream);
+      forward(upstream, client);
+    } else client.pipe(upstream).pipe(client);
     client.on('close', () => {
       if (!orphans.has(upstream)) upstream.destroy();
     });
