@@ -20,6 +20,7 @@ import { projectorRole, type ProjectorRole } from './composition/projector-role'
 import { workerRole, type WorkerRole } from './composition/worker-role';
 import { workerThreadRole } from './threads/worker-host';
 import { LoopRoom } from './composition/early-start';
+import { BusEarlyStart } from './bus/early';
 import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composition/gateway-role';
 import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
@@ -158,8 +159,9 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       }));
     }
     // On the embedded log every message this gateway appends is handed to this process's worker: it may begin at once,
-    // while this loop has room (see LoopRoom).
-    const early = !config.kafka && worker ? new LoopRoom(worker.worker) : undefined;
+    // while this loop has room (see LoopRoom). On Kafka the worker holding the message's partition is told over the
+    // bus (src/bus/early.ts), wherever it runs.
+    const early = !config.kafka ? worker && new LoopRoom(worker.worker) : wired && registry && log.partitionOf ? new LoopRoom(new BusEarlyStart(wired.bus, { partitionOf: log.partitionOf }, config.kafka.prefix, logger.child({ component: 'early' }))) : undefined;
     early?.start();
     if (early) lifecycle.onStop('early start', async () => early.stop());
     if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, tls, heapFull: heap && (() => heap.refusal()), early }));

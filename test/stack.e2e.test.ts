@@ -12,6 +12,7 @@ import { CONNECTIONS_COLLECTION } from '../src/connections/mongo';
 import { describeWithEngines } from './engines';
 import { Cluster, responsesPerMessage, type RoleProcess } from './cluster';
 import { ChatStream, unary } from './harness';
+import { synthesizeVoice } from './voice-signal';
 
 /*
  * The distributed stack for real: separate gateway, worker and projector
@@ -168,6 +169,22 @@ describeWithEngines(ALL, 'Distributed stack (2 gateways, 2 workers, 1 projector)
     // The later tests load every admitted stream: this one stands for the stream it replaced.
     admitted = admitted.map((s) => (s === onA ? back : s));
     gatewayOf.set(back, gateways.indexOf(other));
+  });
+
+  it('a worker begins on voice messages while their gateway stores them (early notes over NATS), and answers each once', async () => {
+    const adopted = async () => {
+      const counts = await Promise.all(workers.map((w) => w.metric('chatflow_early_starts_total{outcome="adopted"}')));
+      return counts.reduce((a, n) => a + (Number.isNaN(n) ? 0 : n), 0);
+    };
+    const before = await adopted();
+    const { stream } = heldOnOne();
+    const wav = synthesizeVoice('hello there').bytes;
+    const sent = Array.from({ length: 3 }, () => stream.send({ content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: 0 } } }));
+    for (const cm of sent) await stream.reply(cm, 30_000);
+    await new Promise((r) => setTimeout(r, 500)); // a second reply would come now
+    for (const cm of sent) expect(stream.of('response').filter((r) => r.response.inReplyTo === stream.messageIdOf(cm))).toHaveLength(1);
+    // Told while their uploads went to S3, the worker holding their partition had them before Kafka handed them out.
+    expect(await adopted()).toBeGreaterThan(before);
   });
 
   it('kill -9 of a worker mid-load: every accepted message still gets exactly one ResponseProduced', async () => {

@@ -45,8 +45,8 @@ export class LoopRoom implements EarlyStart {
     if (this.room) this.worker.begin(event, upload);
   }
 
-  callOff(messageId: string): void {
-    this.worker.callOff(messageId);
+  callOff(messageId: string, conversationId: string): void {
+    this.worker.callOff(messageId, conversationId);
   }
 }
 

@@ -22,7 +22,7 @@ describe('LoopRoom: the worker begins on messages early only while the event loo
   it('calls off whatever the loop', () => {
     const { r, told } = room([1]);
     r.sample();
-    r.callOff('m1');
+    r.callOff('m1', 'c1');
     expect(told).toEqual(['callOff m1']);
   });
 

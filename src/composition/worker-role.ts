@@ -11,6 +11,7 @@ import { createSpeech, type Speech } from '../speech/factory';
 import { Worker, type MessageReader, type WorkerDeps } from '../worker/worker';
 import type { ReplyClaims } from '../replies/port';
 import type { Bus } from '../bus/port';
+import { EarlyNotes } from '../bus/early';
 import type { MediaStore } from '../media/port';
 import type { Lifecycle, Part } from './lifecycle';
 
@@ -38,7 +39,8 @@ export function workerRole(deps: {
   logger: Logger;
   lifecycle: Lifecycle;
   log: EventLog;
-  bus: Pick<Bus, 'publish'>;
+  /** `subscribe`: for the gateways' early notes, on Kafka (a worker thread, on the embedded log, has none). */
+  bus: Pick<Bus, 'publish'> & Partial<Pick<Bus, 'subscribe'>>;
   /** See WorkerDeps.appendAndTell (a worker in a thread). */
   appendAndTell?: WorkerDeps['appendAndTell'];
   media: MediaStore;
@@ -61,6 +63,8 @@ export function workerRole(deps: {
   parts.onStop('speech engines', () => speech.close());
   const renderer = createRenderer(config.mediaThreads, logger.child({ component: 'media-render' }));
   parts.onStop('media renderer', () => renderer.close());
+  // On Kafka, the gateways' early notes of the partitions this worker holds (src/bus/early.ts).
+  let notes: EarlyNotes | undefined;
   const worker = new Worker({
     workerId: `wk-${deps.instance}`, log: deps.log, bus: deps.bus, appendAndTell: deps.appendAndTell, media: deps.media, renderer, llm, messages: deps.messages,
     claims: deps.claims, settled: deps.settled,
@@ -71,7 +75,10 @@ export function workerRole(deps: {
     logger: logger.child({ component: 'worker' }),
     speech, vision: config.llm.vision, engineRetryDeadlineMs: config.engineRetryDeadlineMs, retryAfterMs: config.retryAfterMs,
     claimsKeepMs: config.replyClaimsKeepMs, deltaIntervalMs: config.deltaIntervalMs, onBudget: deps.onBudget,
+    onAssigned: (topic, partitions) => topic === 'conversations' && notes?.follow(partitions),
   });
+  const subscribe = deps.bus.subscribe?.bind(deps.bus);
+  if (config.kafka && subscribe) notes = new EarlyNotes({ subscribe }, config.kafka.prefix, worker, logger.child({ component: 'early' }));
   return {
     worker,
     llmName: llm.name,
@@ -79,7 +86,10 @@ export function workerRole(deps: {
     start: () =>
       parts.all(async () => {
         await worker.start();
-        parts.onStop('worker', () => worker.stop(config.shutdownGraceMs));
+        parts.onStop('worker', async () => {
+          notes?.close();
+          await worker.stop(config.shutdownGraceMs);
+        });
       }),
     stop: () => parts.stopAll(),
   };

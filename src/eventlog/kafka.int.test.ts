@@ -83,6 +83,57 @@ describeWithEngines(['KAFKA_BROKERS'], 'Kafka event log', () => {
     });
   });
 
+  describe('a place kept for an event not appended yet (work begun early, Consumer.reserve)', () => {
+    let log: KafkaEventLog;
+    beforeAll(async () => (log = await open(`rs-${run}.`, 4)));
+    afterAll(() => log.close());
+
+    it('counts with the handlers of its partition, becomes its own handler\'s when it comes, and frees a place when given back', async () => {
+      const c = `${run}-reserve`;
+      const started: string[] = [];
+      const gates = new Map<string, () => void>();
+      let assigned: readonly number[] = [];
+      const consumer = await log.consume({
+        group: `reserve-${run}`, topics: ['conversations'], concurrencyPerPartition: 2,
+        onAssigned: (_topic, partitions) => void (assigned = partitions),
+        handle: (e) => new Promise<void>((r) => {
+          started.push(e.event.eventId);
+          gates.set(e.event.eventId, r);
+        }),
+      });
+      const until = async (what: () => boolean, label: string) => {
+        for (const end = Date.now() + 20_000; !what(); await new Promise((r) => setTimeout(r, 20))) if (Date.now() > end) throw new Error(`not within 20 s: ${label}`);
+      };
+      try {
+        await until(() => assigned.length === 4, 'the 4 partitions assigned');
+        expect(log.partitionOf('conversations', c)).toBe(partitionFor(c, 4));
+        const [x1, x2, x3, o1, o2] = ['x1', 'x2', 'x3', 'o1', 'o2'].map((id) => messageEvent(c, id));
+        const give1 = consumer.reserve!(x1);
+        const give2 = consumer.reserve!(x2);
+        expect(give1).toBeDefined();
+        expect(give2).toBeDefined();
+        expect(consumer.reserve!(x3)).toBeUndefined(); // its partition's 2 places are kept
+        await log.append(x1);
+        await until(() => started.includes(x1.eventId), 'x1 handed out in its place');
+        await log.append(o1);
+        await new Promise((r) => setTimeout(r, 1_000));
+        expect(started).toEqual([x1.eventId]); // x1 runs, x2's place is kept: o1 waits
+        give2!();
+        await until(() => started.includes(o1.eventId), 'o1 started in the place given back');
+        give1!(); // x1 was handed out: its place is its handler's, nothing more starts
+        await log.append(o2);
+        await new Promise((r) => setTimeout(r, 1_000));
+        expect(started).toEqual([x1.eventId, o1.eventId]);
+        gates.get(x1.eventId)!();
+        await until(() => started.includes(o2.eventId), 'o2 started once x1 finished');
+        for (const g of gates.values()) g();
+      } finally {
+        await consumer.stop();
+      }
+      expect(assigned).toEqual([]); // told it holds none once stopped
+    });
+  });
+
   describe('when a member finishes its last events while it rejoins the group', () => {
     // kafkajs sends OffsetCommit, JoinGroup and SyncGroup to the coordinator on one connection, and the broker
     // answers one request of a connection at a time, in order. A commit the member sends after its JoinGroup

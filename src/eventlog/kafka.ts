@@ -111,10 +111,14 @@ export class KafkaEventLog implements EventLog {
     return this.partitionCounts.get(topic)!;
   }
 
+  partitionOf(topic: Topic, conversationId: string): number {
+    return partitionFor(conversationId, this.partitions(topic));
+  }
+
   append(event: Event, encoded?: Uint8Array): Promise<LoggedEvent> {
     if (this.closed) return Promise.reject(new Error('event log is closed: append refused'));
     const topic = topicOf(event);
-    const partition = partitionFor(event.conversationId, this.partitions(topic));
+    const partition = this.partitionOf(topic, event.conversationId);
     const value = encoded ? asBuffer(encoded) : encodeToBuffer(Event, event);
     const appended = new Promise<LoggedEvent>((resolve, reject) => {
       this.queue.push({ event, topic, partition, value, resolve, reject });
@@ -220,7 +224,7 @@ export class KafkaEventLog implements EventLog {
       throw new Error('consume: concurrencyPerPartition must be a positive integer');
     }
     const partitions = options.topics.reduce((n, t) => n + this.partitions(t), 0);
-    const consumer = new KafkaLogConsumer(this.kafka, this.admin, this.opts, options, (f) => this.watchAppends(f), partitions);
+    const consumer = new KafkaLogConsumer(this.kafka, this.admin, this.opts, options, (f) => this.watchAppends(f), partitions, (t, c) => this.partitionOf(t, c));
     this.consumers.add(consumer);
     consumer.onStopped = () => this.consumers.delete(consumer);
     await consumer.start();
@@ -280,6 +284,8 @@ class KafkaLogConsumer implements Consumer {
   private readonly trackers = new Map<string, OffsetState>();
   private readonly highWatermarks = new Map<string, number>();
   private readonly running = new Map<string, number>();
+  /** Per "topic/partition": handler places kept for events not handed out yet, by event id (see reserve). */
+  private readonly reserved = new Map<string, Set<string>>();
   /**
    * Per "topic/partition": events read (tracked, fetch position past them)
    * while its handlers were all busy, started in order as handlers finish.
@@ -326,6 +332,7 @@ class KafkaLogConsumer implements Consumer {
     private readonly watchAppends: KafkaEventLog['watchAppends'],
     /** Partitions of the consumed topics: one kafkajs fetch worker each. */
     private readonly partitionTotal: number,
+    private readonly partitionOf: (topic: Topic, conversationId: string) => number,
   ) {
     this.groupId = `${log.prefix}${opts.group}`;
     this.consumer = kafka.consumer({
@@ -426,6 +433,7 @@ class KafkaLogConsumer implements Consumer {
       this.aborts.get(key)?.abort(new Error('partition reassigned'));
       this.aborts.delete(key);
       this.running.delete(key);
+      this.reserved.delete(key);
       this.readAhead.delete(key);
       this.trackers.delete(key);
       this.committed.delete(key);
@@ -433,6 +441,17 @@ class KafkaLogConsumer implements Consumer {
       if (this.pausedFull.delete(key)) this.resume([key]);
     }
     this.assigned = now;
+    this.tellAssigned();
+  }
+
+  /** ConsumeOptions.onAssigned: the partitions held now, per consumed topic. */
+  private tellAssigned(): void {
+    const told = this.opts.onAssigned;
+    if (!told) return;
+    for (const topic of this.opts.topics) {
+      const prefix = `${topicName(this.log.prefix, topic)}/`;
+      told(topic, [...this.assigned].filter((k) => k.startsWith(prefix)).map((k) => Number(k.slice(prefix.length))).sort((a, b) => a - b));
+    }
   }
 
   /** Abandons every partition's work: the group no longer counts this member, so others may own them now. */
@@ -453,6 +472,7 @@ class KafkaLogConsumer implements Consumer {
     for (const a of this.aborts.values()) a.abort(reason);
     this.aborts.clear();
     this.running.clear();
+    this.reserved.clear();
     this.readAhead.clear();
     this.trackers.clear();
     this.committed.clear();
@@ -460,6 +480,7 @@ class KafkaLogConsumer implements Consumer {
     if (resumePaused) this.resume([...this.pausedFull]);
     this.pausedFull.clear();
     this.assigned = new Set();
+    this.tellAssigned();
   }
 
   private resume(keys: readonly string[]): void {
@@ -504,10 +525,14 @@ class KafkaLogConsumer implements Consumer {
         resolveOffset(message.offset);
         continue;
       }
+      const e: LoggedEvent = { event: Event.decode(message.value ?? Buffer.alloc(0)), topic, partition: batch.partition, offset, seq: offset + 1 };
       // Made on the partition's first wait, not per event read: most events start at once.
       const waiting = this.readAhead.get(key);
       const queued = waiting?.length ?? 0;
-      const busy = queued > 0 || (this.running.get(key) ?? 0) >= this.opts.concurrencyPerPartition;
+      // A place kept for this event (reserve) is its own: the others' count.
+      const kept = this.reserved.get(key);
+      const others = (kept?.size ?? 0) - (kept?.has(e.event.eventId) ? 1 : 0);
+      const busy = queued > 0 || (this.running.get(key) ?? 0) + others >= this.opts.concurrencyPerPartition;
       if (busy && queued >= this.opts.concurrencyPerPartition) {
         // Backpressure: the rest of the batch stays in the log until the read-ahead has room again.
         this.pausedFull.add(key);
@@ -517,7 +542,6 @@ class KafkaLogConsumer implements Consumer {
       this.trackers.set(key, track(state, offset).state);
       // Moves the fetch position only: commits are ours (autoCommit is off) and only past finished events.
       resolveOffset(message.offset);
-      const e: LoggedEvent = { event: Event.decode(message.value ?? Buffer.alloc(0)), topic, partition: batch.partition, offset, seq: offset + 1 };
       if (!busy) this.launch(key, e);
       else if (waiting) waiting.push(e);
       else this.readAhead.set(key, [e]);
@@ -533,6 +557,8 @@ class KafkaLogConsumer implements Consumer {
   }
 
   private launch(key: string, e: LoggedEvent): void {
+    // A place kept for it becomes its handler's.
+    this.reserved.get(key)?.delete(e.event.eventId);
     this.running.set(key, (this.running.get(key) ?? 0) + 1);
     let abort = this.aborts.get(key);
     if (!abort) this.aborts.set(key, (abort = new AbortController()));
@@ -672,6 +698,23 @@ class KafkaLogConsumer implements Consumer {
     return this.handlers.size;
   }
 
+  reserve(event: Event): (() => void) | undefined {
+    const topic = topicOf(event);
+    const key = `${topicName(this.log.prefix, topic)}/${this.partitionOf(topic, event.conversationId)}`;
+    if (this.stopping || !this.assigned.has(key) || this.fencedSince !== null || this.downSince !== null) return undefined;
+    // Events read ahead go first: a place is kept only while none wait.
+    let kept = this.reserved.get(key);
+    if ((this.readAhead.get(key)?.length ?? 0) > 0 || (this.running.get(key) ?? 0) + (kept?.size ?? 0) >= this.opts.concurrencyPerPartition) return undefined;
+    if (!kept) this.reserved.set(key, (kept = new Set()));
+    if (kept.has(event.eventId)) return undefined;
+    kept.add(event.eventId);
+    const place = kept;
+    return () => {
+      // Given back while still kept (not handed out): a handler may start in its place.
+      if (place.delete(event.eventId) && this.reserved.get(key) === place && !this.stopping) this.next(key);
+    };
+  }
+
   handedOut(topic: Topic, partition: number): number | undefined {
     const key = `${topicName(this.log.prefix, topic)}/${partition}`;
     if (!this.assigned.has(key) || this.fencedSince !== null || this.downSince !== null) return undefined;
@@ -691,6 +734,8 @@ class KafkaLogConsumer implements Consumer {
       this.finished = true; // handlers finishing later are not committed: they will be redelivered
       for (const a of this.aborts.values()) a.abort(new Error('consumer stopped'));
       await this.consumer.disconnect().catch(() => undefined);
+      this.assigned = new Set();
+      this.tellAssigned();
       this.onStopped?.();
     })();
     return this.stopRun;

@@ -92,6 +92,12 @@ export interface ConsumeOptions {
    * once it can again. The process reports itself unhealthy meanwhile.
    */
   onProblem?(reason: string | undefined): void;
+  /**
+   * Told the partitions of `topic` this member holds each time they change
+   * (a rebalance; none once it is out of the group), by a log that assigns
+   * partitions to the members of a group (Kafka).
+   */
+  onAssigned?(topic: Topic, partitions: readonly number[]): void;
 }
 
 export interface Consumer {
@@ -107,6 +113,17 @@ export interface Consumer {
    * assigned). Every event below it has been given to `handle`.
    */
   handedOut?(topic: Topic, partition: number): number | undefined;
+  /**
+   * Keeps one of the handler places of `event`'s partition for it before the
+   * log has it (work begun early, see Worker.begin), so that work counts in
+   * concurrencyPerPartition like a handler's: undefined when this member does
+   * not hold that partition now or its places are all taken. The place
+   * becomes the event's handler's when the event is handed out; the returned
+   * function gives it back if it is still kept (the work was called off).
+   * Logs whose concurrency only one consumer shares (the embedded log) leave
+   * it out: the handler's own budget counts such work there.
+   */
+  reserve?(event: Event): (() => void) | undefined;
   /** Stops fetching, waits for running handlers (up to graceMs), commits what is done. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -133,6 +150,8 @@ export interface EventLog {
    */
   appendEncoded?(topic: Topic, payload: Uint8Array): Promise<Omit<LoggedEvent, 'event'>>;
   consume(options: ConsumeOptions): Promise<Consumer>;
+  /** The partition of `topic` a conversation's events go to, known before they are appended, by a log that picks it by key (Kafka). */
+  partitionOf?(topic: Topic, conversationId: string): number;
   /** One past the last offset of (topic, partition) now: where the next append to it will land. */
   endOffset?(topic: Topic, partition: number): Promise<number>;
   /**

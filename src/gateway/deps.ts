@@ -46,7 +46,8 @@ export interface GatewayDeps {
 /** See GatewayDeps.early. */
 export interface EarlyStart {
   begin(event: Event, upload?: Buffer): void;
-  callOff(messageId: string): void;
+  /** `conversationId`: the message's, which says where its worker is on a log that partitions by conversation. */
+  callOff(messageId: string, conversationId: string): void;
 }
 
 /**

@@ -560,7 +560,7 @@ export class GatewaySession {
     });
     // Work its worker began (GatewayDeps.early) is called off, unless the log may hold the message after all.
     const early = this.deps.early;
-    if (early) appended.catch((err: unknown) => mayBeWritten(err) || early.callOff(messageId));
+    if (early) appended.catch((err: unknown) => mayBeWritten(err) || early.callOff(messageId, this.info.conversationId));
     let mayHaveLanded = false;
     const accepted = appended.catch((err) => {
       mayHaveLanded = mayBeWritten(err);

@@ -32,6 +32,8 @@ class DrivenLog implements EventLog {
   readonly handlers: ConsumeOptions['handle'][] = [];
   /** What the test says its consumers have handed out of partition 0 (Consumer.handedOut; undefined: not reading it). */
   handed?: number;
+  /** Its consumers' Consumer.reserve, when the test gives one (a log whose places are shared by workers: Kafka). */
+  reserve?: (event: Event) => (() => void) | undefined;
   partitions(): number {
     return 1;
   }
@@ -42,7 +44,7 @@ class DrivenLog implements EventLog {
   }
   async consume(options: ConsumeOptions): Promise<Consumer> {
     this.handlers.push(options.handle);
-    return { caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, stop: async () => {}, handedOut: () => this.handed };
+    return { caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, stop: async () => {}, handedOut: () => this.handed, ...(this.reserve && { reserve: this.reserve }) };
   }
   async endOffset(): Promise<number> {
     return this.appended.length;
@@ -818,6 +820,34 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     for (const m of ms) expect(env.log.outcomesFor((m.event.payload as { messageReceived: { messageId: string } }).messageReceived.messageId)).toHaveLength(1);
     expect(llm.calls).toBe(7);
     expect(w.peak).toBeLessThanOrEqual(10);
+    expect(w.processing).toBe(0);
+  });
+
+  it('on a log whose places are the cap (Kafka): begun only with a place of its partition, given back once its called-off work has stopped', async () => {
+    const llm = model();
+    const kept = new Set<string>();
+    env.log.reserve = (e) => {
+      if (kept.size >= 2) return undefined; // the partition's places all taken
+      kept.add(e.eventId);
+      return () => kept.delete(e.eventId);
+    };
+    const { w, handle } = await env.worker('wA', llm);
+    const ms = [env.received('m1'), env.received('m2', 1), env.received('m3', 2)];
+    for (const m of ms) w.begin(m.event);
+    await settle();
+    expect(llm.calls).toBe(2); // no place for the third: it waits for the log
+    expect(w.processing).toBe(2);
+    w.callOff('m2');
+    await settle();
+    // Its work stopped (the model's call aborted): its budget slot and its partition's place are free again.
+    expect(w.processing).toBe(1);
+    expect([...kept]).toEqual([ms[0].event.eventId]);
+    llm.release();
+    await settle();
+    // Handed out, the first is answered once by the work begun on it, in the place the log keeps for it.
+    await handle(ms[0], never);
+    expect(env.log.outcomesFor('m1')).toHaveLength(1);
+    expect(llm.calls).toBe(2);
     expect(w.processing).toBe(0);
   });
 

@@ -10,7 +10,7 @@ import { encodeReplyUpdate, outcomeUpdate, type ReplyUpdate } from '../bus/messa
 import { abortable, backoffDelay, retry, sleep } from '../resilience/retry';
 import { isTransient } from '../resilience/transient';
 import { StorageUnavailableError } from '../domain/errors';
-import { mayBeWritten, outcomeOf, type Consumer, type EventLog, type LoggedEvent } from '../eventlog/port';
+import { mayBeWritten, outcomeOf, type Consumer, type EventLog, type LoggedEvent, type Topic } from '../eventlog/port';
 import { LlmError, type LlmProvider, type LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
 import type { ReplyMediaRenderer } from '../media/renderer';
@@ -84,6 +84,8 @@ export interface WorkerDeps {
   deltaIntervalMs?: number;
   /** How long work begun early (see Worker.begin) waits for the log to hand its message out before it is called off (default 5 s). */
   earlyAdoptMs?: number;
+  /** Told the log's partitions this worker holds whenever they change (ConsumeOptions.onAssigned): where its gateways' early notes come from (src/bus/early.ts). */
+  onAssigned?(topic: Topic, partitions: readonly number[]): void;
   /** Told the messages in processing and their peak whenever either changes (a worker in a thread shares them with the event loop). */
   onBudget?(inProcessing: number, peak: number): void;
   /** Speech in and out, video split (each absent when not installed). */
@@ -128,6 +130,8 @@ interface Early {
   outcome: Promise<Produced>;
   started: number;
   timer: NodeJS.Timeout;
+  /** Gives back the handler place its partition keeps for it (Consumer.reserve), if the log has not handed it out. */
+  unkeep: () => void;
 }
 
 type Produced = 'answered' | 'failed' | 'superseded' | 'not ours';
@@ -213,6 +217,7 @@ export class Worker {
       // Its own replies and failures: only what they answer and where (see handle), where the log can.
       ownOutcomes: { workerId: this.deps.workerId, seen: (answers, at) => this.outcomesInLog.set(answers, at) },
       onProblem: this.deps.onProblem,
+      onAssigned: this.deps.onAssigned,
     });
     this.lagTimer = setInterval(() => this.deps.metrics.messagesWaiting.set(this.consumer?.lag() ?? 0), 500);
     this.lagTimer.unref();
@@ -292,6 +297,13 @@ export class Worker {
     const id = m.messageId;
     if (this.early.has(id) || this.inFlight.has(id) || this.recentlyDone.has(id)) return;
     if (!this.step({ type: 'Start', max: earlyBudget(this.deps.maxProcessing) })) return;
+    // Where the consumer's places are the cap (Kafka: partitions × places, whatever the workers), one is kept for it.
+    const reserve = this.consumer?.reserve;
+    const unkeep = reserve ? reserve.call(this.consumer, event) : () => undefined;
+    if (!unkeep) {
+      this.release();
+      return;
+    }
     const started = this.deps.clock();
     const source = resolvable<LoggedEvent>();
     const gen = resolvable<number | null>();
@@ -300,7 +312,7 @@ export class Worker {
     outcome.catch(() => undefined); // its handling, or callOff, takes the outcome
     const timer = setTimeout(() => this.callOff(id, 'the log did not hand the message out in time'), this.deps.earlyAdoptMs ?? EARLY_ADOPT_MS);
     timer.unref();
-    this.early.set(id, { source, gen, controller, outcome, started, timer });
+    this.early.set(id, { source, gen, controller, outcome, started, timer, unkeep });
     this.deps.metrics.earlyStarts.inc({ outcome: 'begun' });
   }
 
@@ -313,7 +325,12 @@ export class Worker {
     early.gen.resolve(null);
     early.controller.abort(new Error(reason));
     this.deps.metrics.earlyStarts.inc({ outcome: 'called_off' });
-    void early.outcome.catch(() => undefined).finally(() => this.release());
+    void early.outcome
+      .catch(() => undefined)
+      .finally(() => {
+        this.release();
+        early.unkeep();
+      });
   }
 
   /** Aborted on stop or when the consumer takes the message away; one per consumer signal (AbortSignal.any per message cost ~4 % of the loop). */
