@@ -28,19 +28,22 @@ export function earlySubject(logPrefix: string, partition: number): string {
 /** The gateway's side: each message's note to the subject of its partition (GatewayDeps.early). */
 export class BusEarlyStart {
   constructor(
-    private readonly bus: Pick<Bus, 'publish'>,
+    private readonly bus: Pick<Bus, 'publish' | 'connected'>,
     private readonly log: Required<Pick<EventLog, 'partitionOf'>>,
     private readonly logPrefix: string,
     private readonly logger: Logger,
   ) {}
 
   begin(event: Event, upload?: Buffer): void {
-    // Too large for one bus message: begun when the log hands it out, as without a note.
-    if (upload && upload.length > EARLY_NOTE_MAX_UPLOAD_BYTES) return;
+    // Too large for one bus message: begun when the log hands it out, as without a note. Nor while the bus has lost
+    // its server: its client would hold every note (and its upload) in memory until it is back.
+    if ((upload && upload.length > EARLY_NOTE_MAX_UPLOAD_BYTES) || this.bus.connected?.() === false) return;
     this.send(event.conversationId, { note: { $case: 'begin', begin: { event, upload: upload ?? EMPTY } } });
   }
 
   callOff(messageId: string, conversationId: string): void {
+    // Without its server the note would wait in memory: the work begun is called off by itself (not handed out in time).
+    if (this.bus.connected?.() === false) return;
     this.send(conversationId, { note: { $case: 'callOff', callOff: { messageId } } });
   }
 

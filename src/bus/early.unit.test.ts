@@ -65,6 +65,19 @@ describe('early notes over the bus (a gateway on Kafka to the worker holding the
     expect(uploads).toEqual([undefined]);
   });
 
+  it('sends nothing while the bus has lost its server (its client would hold the notes and their uploads in memory)', async () => {
+    const { bus, notes, told } = setup();
+    let up = false;
+    const gateway = new BusEarlyStart(Object.assign(bus, { connected: () => up }), { partitionOf: () => 0 }, 'chatflow.', logger);
+    notes.follow([0]);
+    gateway.begin(received('c0', 'down'), Buffer.from('RIFF'));
+    gateway.callOff('down', 'c0');
+    up = true;
+    gateway.begin(received('c0', 'up'));
+    await settle();
+    expect(told).toEqual(['begin e-up']);
+  });
+
   it('bytes that are not a note are dropped; the worker side goes on', async () => {
     const { bus, gateway, notes, told } = setup();
     notes.follow([0]);

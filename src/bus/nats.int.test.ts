@@ -70,7 +70,9 @@ describeWithEngines(['NATS_URL'], 'Bus contract: nats', () => {
         b.onReconnect(() => reconnects++);
         a.onReconnect(() => publisherReconnects++);
         await b.flush();
+        expect(a.connected()).toBe(true);
         await nats.kill();
+        await waitFor(() => !a.connected() && !b.connected(), 15_000);
         await nats.start();
         // Both clients reconnect on their own schedule: the publisher's flush rejects ("connection disconnected") until it has.
         await waitFor(() => reconnects === 1 && publisherReconnects === 1, 15_000);
@@ -81,6 +83,7 @@ describeWithEngines(['NATS_URL'], 'Bus contract: nats', () => {
           return got.includes('after');
         }, 15_000);
         expect(reconnects).toBe(1);
+        expect(a.connected() && b.connected()).toBe(true);
       } finally {
         await Promise.all([a.close(), b.close()]);
       }

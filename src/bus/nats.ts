@@ -28,6 +28,8 @@ const DRAIN_TIMEOUT_MS = 5_000;
  */
 export class NatsBus implements Bus {
   private closing?: Promise<void>;
+  /** False from a disconnect until the reconnect (see connected). */
+  private up = true;
   private readonly reconnectListeners = new Set<() => void>();
 
   private constructor(
@@ -114,6 +116,10 @@ export class NatsBus implements Bus {
     return this.nc.flush();
   }
 
+  connected(): boolean {
+    return this.up && !this.nc.isClosed();
+  }
+
   onReconnect(listener: () => void): Subscription {
     this.reconnectListeners.add(listener);
     return { unsubscribe: () => void this.reconnectListeners.delete(listener) };
@@ -159,9 +165,11 @@ export class NatsBus implements Bus {
       for await (const s of this.nc.status()) {
         switch (s.type) {
           case 'disconnect':
+            this.up = false;
             this.logger.warn({ engine: 'nats', server: s.server }, 'NATS disconnected; reconnecting');
             break;
           case 'reconnect':
+            this.up = true;
             onReconnect();
             this.logger.warn({ engine: 'nats', server: s.server }, 'NATS reconnected');
             for (const l of this.reconnectListeners) {

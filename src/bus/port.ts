@@ -20,6 +20,12 @@ export interface Bus {
    */
   onReconnect(listener: () => void): Subscription;
   /**
+   * False while the bus has lost its server: what is published meanwhile
+   * waits in this process's memory until it is back, or is lost. A bus that
+   * cannot lose its server (in-process) leaves it out.
+   */
+  connected?(): boolean;
+  /**
    * Resolves once everything this bus sent before the call (subscriptions,
    * responders, publishes) has reached its server: after `await flush()` a
    * new subscription receives what others publish next.
