@@ -9,7 +9,7 @@ import { MemoryReplyClaims } from '../replies/memory';
 import { FrameFactory } from '../gateway/frames';
 import { inlineRenderer } from '../media/renderer';
 import { createMetrics } from '../metrics';
-import { markMayBeWritten, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent } from '../eventlog/port';
+import { markMayBeWritten, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from '../eventlog/port';
 import type { LlmProvider, LlmRequest } from '../llm/port';
 import type { MediaStore } from '../media/port';
 import type { MessageDoc } from '../../projections/models';
@@ -34,6 +34,8 @@ class DrivenLog implements EventLog {
   handed?: number;
   /** Its consumers' Consumer.reserve, when the test gives one (a log whose places are shared by workers: Kafka). */
   reserve?: (event: Event) => (() => void) | undefined;
+  /** EventLog.partitionOf, when the test gives one. */
+  partitionOf?: (topic: Topic, conversationId: string) => number;
   partitions(): number {
     return 1;
   }
@@ -42,8 +44,11 @@ class DrivenLog implements EventLog {
     this.encoded.push(encoded);
     return { event, topic: 'conversations', partition: 0, offset: this.appended.length - 1, seq: this.appended.length };
   }
+  /** The options of each consume call, in order. */
+  readonly consumed: ConsumeOptions[] = [];
   async consume(options: ConsumeOptions): Promise<Consumer> {
     this.handlers.push(options.handle);
+    this.consumed.push(options);
     return { caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, stop: async () => {}, handedOut: () => this.handed, ...(this.reserve && { reserve: this.reserve }) };
   }
   async endOffset(): Promise<number> {
@@ -849,6 +854,25 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     expect(env.log.outcomesFor('m1')).toHaveLength(1);
     expect(llm.calls).toBe(2);
     expect(w.processing).toBe(0);
+  });
+
+  it('on a log that partitions by conversation: called off at once when its partition moves to another worker (a rebalance)', async () => {
+    const llm = model();
+    const metrics = createMetrics({ defaults: false });
+    env.log.partitionOf = (_topic, conversationId) => (conversationId === 'c1' ? 3 : 0);
+    const { w } = await env.worker('wA', llm, { metrics });
+    w.begin(env.received('m1').event); // conversation c1: partition 3
+    await settle();
+    expect(w.processing).toBe(1);
+    env.log.consumed[0].onAssigned!('conversations', [0, 3]);
+    expect(w.processing).toBe(1); // still its own
+    env.log.consumed[0].onAssigned!('conversations', [0]);
+    await settle();
+    expect(w.processing).toBe(0);
+    llm.release();
+    await settle();
+    expect(env.log.appended).toEqual([]);
+    expect(await earlyStarts(metrics)).toEqual({ begun: 1, called_off: 1 });
   });
 
   it('adopted, then taken away (a rebalance): its work stops, nothing is appended, the slot is freed', async () => {

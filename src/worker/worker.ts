@@ -132,6 +132,8 @@ interface Early {
   timer: NodeJS.Timeout;
   /** Gives back the handler place its partition keeps for it (Consumer.reserve), if the log has not handed it out. */
   unkeep: () => void;
+  /** Its partition, on a log that picks it by key (EventLog.partitionOf): called off when the partition moves away. */
+  partition?: number;
 }
 
 type Produced = 'answered' | 'failed' | 'superseded' | 'not ours';
@@ -217,7 +219,10 @@ export class Worker {
       // Its own replies and failures: only what they answer and where (see handle), where the log can.
       ownOutcomes: { workerId: this.deps.workerId, seen: (answers, at) => this.outcomesInLog.set(answers, at) },
       onProblem: this.deps.onProblem,
-      onAssigned: this.deps.onAssigned,
+      onAssigned: (topic, partitions) => {
+        this.partitionsMoved(partitions);
+        this.deps.onAssigned?.(topic, partitions);
+      },
     });
     this.lagTimer = setInterval(() => this.deps.metrics.messagesWaiting.set(this.consumer?.lag() ?? 0), 500);
     this.lagTimer.unref();
@@ -312,8 +317,17 @@ export class Worker {
     outcome.catch(() => undefined); // its handling, or callOff, takes the outcome
     const timer = setTimeout(() => this.callOff(id, 'the log did not hand the message out in time'), this.deps.earlyAdoptMs ?? EARLY_ADOPT_MS);
     timer.unref();
-    this.early.set(id, { source, gen, controller, outcome, started, timer, unkeep });
+    this.early.set(id, { source, gen, controller, outcome, started, timer, unkeep, partition: this.deps.log.partitionOf?.('conversations', event.conversationId) });
     this.deps.metrics.earlyStarts.inc({ outcome: 'begun' });
+  }
+
+  /**
+   * Work begun early on a partition this worker no longer holds is called off
+   * at once: the place kept for it went with the partition, and the
+   * partition's new holder answers the message.
+   */
+  private partitionsMoved(held: readonly number[]): void {
+    for (const [id, early] of this.early) if (early.partition !== undefined && !held.includes(early.partition)) this.callOff(id, 'its partition moved to another worker');
   }
 
   /** Calls off the work begun early on `messageId` (its append failed): nothing of it is sent or appended; its budget slot is freed once it has stopped. */
