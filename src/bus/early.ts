@@ -58,6 +58,8 @@ export class BusEarlyStart {
 export interface EarlyTarget {
   begin(event: Event, upload?: Buffer): void;
   callOff(messageId: string): void;
+  /** False when `begin` would begin nothing now (its budget for early work is taken): the note is not even decoded. */
+  roomToBegin?(): boolean;
 }
 
 /** The worker's side: listens on the subjects of the partitions it holds, and only those (follow). */
@@ -89,6 +91,9 @@ export class EarlyNotes {
   }
 
   private receive(payload: Uint8Array): void {
+    // A worker at its budget (saturation: every note) drops a begin unread; a note holds one field, so its first byte
+    // is that field's tag. A call-off always goes through: it may be for work begun before.
+    if (payload[0] === BEGIN_TAG && this.target.roomToBegin?.() === false) return;
     let note: EarlyNote;
     try {
       note = EarlyNote.decode(payload);
@@ -108,3 +113,5 @@ export class EarlyNotes {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** EarlyNote.begin: field 1, wire type 2 (length-delimited). */
+const BEGIN_TAG = (1 << 3) | 2;

@@ -1,5 +1,6 @@
 import pino from 'pino';
 import type { Event } from '../gen/chatflow/v1/events';
+import { EarlyNote } from '../gen/chatflow/bus/v1/early';
 import { BusEarlyStart, EARLY_NOTE_MAX_UPLOAD_BYTES, EarlyNotes, earlySubject } from './early';
 import { MemoryBus } from './memory';
 
@@ -76,6 +77,25 @@ describe('early notes over the bus (a gateway on Kafka to the worker holding the
     gateway.begin(received('c0', 'up'));
     await settle();
     expect(told).toEqual(['begin e-up']);
+  });
+
+  it('a worker with no room for early work drops begins unread, and still takes call-offs (work begun before)', async () => {
+    const bus = new MemoryBus();
+    const gateway = new BusEarlyStart(bus, { partitionOf: () => 0 }, 'chatflow.', logger);
+    const told: string[] = [];
+    let room = false;
+    const decoded = jest.spyOn(EarlyNote, 'decode');
+    const notes = new EarlyNotes(bus, 'chatflow.', { begin: (e) => told.push(`begin ${e.eventId}`), callOff: (id) => told.push(`callOff ${id}`), roomToBegin: () => room }, logger);
+    notes.follow([0]);
+    gateway.begin(received('c0', 'full'), Buffer.alloc(1_000));
+    gateway.callOff('earlier', 'c0');
+    await settle();
+    expect(decoded).toHaveBeenCalledTimes(1); // the call-off only
+    room = true;
+    gateway.begin(received('c0', 'room'));
+    await settle();
+    expect(told).toEqual(['callOff earlier', 'begin e-room']);
+    decoded.mockRestore();
   });
 
   it('bytes that are not a note are dropped; the worker side goes on', async () => {

@@ -330,6 +330,11 @@ export class Worker {
     for (const [id, early] of this.early) if (early.partition !== undefined && !held.includes(early.partition)) this.callOff(id, 'its partition moved to another worker');
   }
 
+  /** Whether `begin` may begin anything now: under half the budget in processing, not stopping. */
+  roomToBegin(): boolean {
+    return !this.stopping && this.budget.inProcessing < earlyBudget(this.deps.maxProcessing);
+  }
+
   /** Calls off the work begun early on `messageId` (its append failed): nothing of it is sent or appended; its budget slot is freed once it has stopped. */
   callOff(messageId: string, reason = 'the message was not stored'): void {
     const early = this.early.get(messageId);
