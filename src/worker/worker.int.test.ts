@@ -46,9 +46,12 @@ class DrivenLog implements EventLog {
   }
   /** The options of each consume call, in order. */
   readonly consumed: ConsumeOptions[] = [];
+  /** When set, consume resolves only once it has (a consumer still joining its group). */
+  joined?: Promise<void>;
   async consume(options: ConsumeOptions): Promise<Consumer> {
     this.handlers.push(options.handle);
     this.consumed.push(options);
+    await this.joined;
     return { caughtUp: async () => {}, lag: () => 0, inFlight: () => 0, stop: async () => {}, handedOut: () => this.handed, ...(this.reserve && { reserve: this.reserve }) };
   }
   async endOffset(): Promise<number> {
@@ -92,12 +95,13 @@ function setup() {
   const claims = new MemoryReplyClaims({ deadAfterMs: DEAD_AFTER_MS });
   const bus = new MemoryBus();
   const workers: Worker[] = [];
-  const worker = async (name: string, llm: LlmProvider, over: Partial<WorkerDeps> = {}) => {
+  const worker = async (name: string, llm: LlmProvider, over: Partial<WorkerDeps> = {}, beforeStart?: (w: Worker) => void) => {
     let n = 0;
     const w = new Worker({
       workerId: name, log, bus, media, renderer: inlineRenderer(), llm, messages, frames: new FrameFactory(media, 60_000), metrics: createMetrics(),
       maxProcessing: 10, clock: Date.now, newId: () => `${name}-${n++}`, logger, claims, settled: async () => true, ...over,
     } as WorkerDeps);
+    beforeStart?.(w);
     await w.start();
     workers.push(w);
     return { w, handle: log.handlers[log.handlers.length - 1] };
@@ -854,6 +858,22 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     expect(env.log.outcomesFor('m1')).toHaveLength(1);
     expect(llm.calls).toBe(2);
     expect(w.processing).toBe(0);
+  });
+
+  it('begins nothing before its consumer is there (on Kafka a note may come while the consumer joins its group)', async () => {
+    const llm = model();
+    let join!: () => void;
+    env.log.joined = new Promise<void>((r) => (join = r));
+    env.log.reserve = () => () => undefined; // places always free: only the consumer's absence stops it
+    let worker!: Worker;
+    const starting = env.worker('wA', llm, {}, (w) => (worker = w));
+    await settle();
+    worker.begin(env.received('m1').event);
+    expect(worker.processing).toBe(0);
+    join();
+    await starting;
+    worker.begin(env.received('m2').event);
+    expect(worker.processing).toBe(1);
   });
 
   it('on a log that partitions by conversation: called off at once when its partition moves to another worker (a rebalance)', async () => {

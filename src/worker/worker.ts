@@ -300,11 +300,12 @@ export class Worker {
     if (p?.$case !== 'messageReceived' || this.stopping) return;
     const m = p.messageReceived;
     const id = m.messageId;
-    if (this.early.has(id) || this.inFlight.has(id) || this.recentlyDone.has(id)) return;
+    // Not before the consumer is there: on Kafka its places are the cap, and notes may come while it joins its group.
+    const consumer = this.consumer;
+    if (!consumer || this.early.has(id) || this.inFlight.has(id) || this.recentlyDone.has(id)) return;
     if (!this.step({ type: 'Start', max: earlyBudget(this.deps.maxProcessing) })) return;
     // Where the consumer's places are the cap (Kafka: partitions × places, whatever the workers), one is kept for it.
-    const reserve = this.consumer?.reserve;
-    const unkeep = reserve ? reserve.call(this.consumer, event) : () => undefined;
+    const unkeep = consumer.reserve ? consumer.reserve(event) : () => undefined;
     if (!unkeep) {
       this.release();
       return;
