@@ -175,8 +175,10 @@ export class RemoteEventLog implements EventLog {
     const cid = this.nextConsumer++;
     const consumer = new RemoteConsumer(this.ch, cid, options);
     this.consumers.set(cid, consumer);
-    const { handle: _h, onProblem: _p, bytes: _b, ownOutcomes, ...rest } = options;
-    const spec: ConsumeSpec = { ...rest, ownOutcomesOf: ownOutcomes?.workerId };
+    // Named, not "all but the callbacks": a function among them cannot cross to the event loop (a DataCloneError
+    // ended the thread when ConsumeOptions gained onAssigned). The partitions of the embedded log never move.
+    const { group, topics, fromBeginning, concurrencyPerPartition, ownOutcomes } = options;
+    const spec: ConsumeSpec = { group, topics, fromBeginning, concurrencyPerPartition, ownOutcomesOf: ownOutcomes?.workerId };
     try {
       await this.ch.call('log.consume', cid, spec);
     } catch (err) {
