@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { encode } from '../encode';
 import type { EventLog } from '../eventlog/port';
 import { EarlyNote } from '../gen/chatflow/bus/v1/early';
 import type { Event } from '../gen/chatflow/v1/events';
@@ -50,7 +51,7 @@ export class BusEarlyStart {
   private send(conversationId: string, note: EarlyNote): void {
     const subject = earlySubject(this.logPrefix, this.log.partitionOf('conversations', conversationId));
     // A note that does not go out costs only the head start: never the message.
-    this.bus.publish(subject, EarlyNote.encode(note).finish()).catch((err: unknown) => this.logger.debug({ err, subject }, 'early note not sent'));
+    this.bus.publish(subject, encode(EarlyNote, note)).catch((err: unknown) => this.logger.debug({ err, subject }, 'early note not sent'));
   }
 }
 
