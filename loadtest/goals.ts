@@ -20,14 +20,13 @@ export const GOALS = {
   // Capacity: issue 15 (≥ 10,000 msg/s embedded, and ≥ 20 % of the echo baseline of the same run).
   // Reference overhead, time to `Accepted` and projection lag: issue 15 (embedded, fsync on); the stack has no
   // `Accepted` or lag target of its own.
-  embedded: { overheadP50: 3, overheadP99: 20, acceptedP99: 10, projectionLagP99: 50, saturationPerS: 10000 },
-  stack: { overheadP50: 15, overheadP99: 60, acceptedP99: undefined, projectionLagP99: undefined, saturationPerS: 1500 },
+  // The share of the echo baseline is the embedded default's goal alone; the stack's ratio is reported, not checked.
+  embedded: { overheadP50: 3, overheadP99: 20, acceptedP99: 10, projectionLagP99: 50, saturationPerS: 10000, echoRatio: 0.2 },
+  stack: { overheadP50: 15, overheadP99: 60, acceptedP99: undefined, projectionLagP99: undefined, saturationPerS: 1500, echoRatio: undefined },
   /** The 51st client (server full) refused within this, p99, ms. */
   refuseP99: 20,
   maxClients: 50,
   maxProcessing: 500,
-  /** ChatFlow's saturation rate as a share of the bare grpc-js echo's, same client, same run. */
-  echoRatio: 0.2,
   /** `scale`: streams one gateway holds, server memory per idle stream (bytes), refusal of the next one p99 (ms). */
   scale: { streams: 10_000, bytesPerStream: 50 * 1024, refuseP99: 20 },
 } as const;
@@ -84,13 +83,11 @@ export function admissionChecks(held: number, expectedHeld: number, refuseP99: n
   ];
 }
 
-export function echoRatioCheck(ratio: number | null): GoalCheck {
-  return {
-    name: 'share of echo',
-    goal: `≥ ${GOALS.echoRatio * 100} % of the echo baseline`,
-    measured: ratio === null ? 'n/a' : `${(ratio * 100).toFixed(1)} %`,
-    hit: ratio !== null && ratio >= GOALS.echoRatio,
-  };
+/** ChatFlow's saturation rate as a share of the bare grpc-js echo's (same client, same run), where the mode has that goal. */
+export function echoRatioCheck(mode: ModeName, ratio: number | null): GoalCheck[] {
+  const goal = GOALS[mode].echoRatio;
+  if (goal === undefined) return [];
+  return [{ name: 'share of echo', goal: `≥ ${goal * 100} % of the echo baseline`, measured: ratio === null ? 'n/a' : `${(ratio * 100).toFixed(1)} %`, hit: ratio !== null && ratio >= goal }];
 }
 
 export function scaleChecks(held: number, expected: number, rssPerStream: number | null, heapPerStream: number | null, refuseP99: number | null, failures: number): GoalCheck[] {

@@ -85,7 +85,7 @@ export async function saturate(ctx: RunContext): Promise<ScenarioOutput> {
     connections: connectionReport(attempts, clients),
     charts,
     figures: { steadyPerS, overallPerS: messages.overall.throughputPerS, processingPeak: peak, processingCap: GOALS.maxProcessing, echo, echoRatio: ratio },
-    checks: [...saturationChecks(ctx.mode, steadyPerS, peak, messages.overall.failures), ...(echo ? [echoRatioCheck(ratio)] : [])],
+    checks: [...saturationChecks(ctx.mode, steadyPerS, peak, messages.overall.failures), ...(echo ? echoRatioCheck(ctx.mode, ratio) : [])],
     clientCpu: fleet.clientCpu,
     notes,
   };
