@@ -24,7 +24,7 @@ import { BusEarlyStart } from './bus/early';
 import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composition/gateway-role';
 import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
-import { loadServerTls } from './tls';
+import { TlsFiles, type ServerTls } from './tls';
 
 export { grpcServerOptions } from './composition/gateway-role';
 
@@ -89,11 +89,10 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
   try {
     await mkdir(config.dataDir, { recursive: true });
     const secret = await loadOrCreateSecret(config.dataDir, config.authSecret);
-    const tls = config.tls ? await loadServerTls(config.tls) : undefined;
-    if (tls) logger.info({ subject: tls.subject, notAfter: tls.notAfter.toISOString() }, 'TLS on: the gRPC and HTTP listeners speak TLS only');
-    if (tls && tls.notAfter.getTime() < clock()) logger.warn({ notAfter: tls.notAfter.toISOString() }, 'the TLS certificate (CHATFLOW_TLS_CERT_FILE) has expired: clients that check it will refuse to connect');
     const auth = new TokenAuthority(secret, config.insecureClientId);
     const metrics = createMetrics();
+    const tls = config.tls ? await openTls(config.tls, logger, metrics, clock) : undefined;
+    if (tls) lifecycle.onStop('tls files', async () => tls.close());
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
     // Watching before the read models replay the log, so a replay that fills the heap is seen.
     const heap = runs('gateway') ? heapGuard(config, logger, lifecycle, metrics, overrides.heap) : undefined;
@@ -168,7 +167,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
 
     health.clear('starting');
     const grpcAddress = gateway?.grpcAddress ?? '';
-    const next = readyLines(config, { grpcAddress, httpUrl: http.url, selfSigned: tls?.selfSigned });
+    const next = readyLines(config, { grpcAddress, httpUrl: http.url, selfSigned: tls?.current().selfSigned });
     logger.info({ role: config.role, grpc: grpcAddress || undefined, http: http.url, llm: worker?.llmName, speech: worker?.speechSummary, engines: engineNames(config), dataDir: resolve(config.dataDir), next: next.next }, 'ChatFlow ready');
     if (next.next) logger.info(next.next);
     for (const warning of next.warnings) logger.warn(warning);
@@ -202,6 +201,29 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     await lifecycle.stopAll();
     throw err;
   }
+}
+
+/** The TLS files, checked now (the process refuses to start on a pair that cannot serve) and followed (CHATFLOW_TLS_RELOAD_MS). */
+async function openTls(files: NonNullable<Config['tls']>, logger: Logger, metrics: Metrics, clock: () => number): Promise<TlsFiles> {
+  const serving = (tls: ServerTls) => {
+    metrics.tlsCertificateExpiry.set(Math.floor(tls.notAfter.getTime() / 1000));
+    if (tls.notAfter.getTime() < clock()) logger.warn({ notAfter: tls.notAfter.toISOString() }, 'the TLS certificate (CHATFLOW_TLS_CERT_FILE) has expired: clients that check it will refuse to connect');
+  };
+  const tls = await TlsFiles.open(files, files.reloadMs, {
+    renewed: (next, previous) => {
+      metrics.tlsRenewals.inc({ outcome: 'renewed' });
+      logger.info({ subject: next.subject, notAfter: next.notAfter.toISOString(), previousNotAfter: previous.notAfter.toISOString() }, 'TLS certificate renewed: new connections get it, open ones keep theirs');
+      serving(next);
+    },
+    refused: (err) => {
+      metrics.tlsRenewals.inc({ outcome: 'refused' });
+      logger.warn({ err: err.message, serving: tls.current().notAfter.toISOString() }, 'the TLS files changed but cannot serve: still serving the certificate loaded before; checked again when they change');
+    },
+  }, clock);
+  const first = tls.current();
+  logger.info({ subject: first.subject, notAfter: first.notAfter.toISOString(), reloadMs: files.reloadMs }, 'TLS on: the gRPC and HTTP listeners speak TLS only');
+  serving(first);
+  return tls;
 }
 
 /** The gateway's heap guard, started (see HeapGuard): its changes are logged and exported as `chatflow_heap_refusing`. */

@@ -1,9 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
+import { ServerCredentials } from '@grpc/grpc-js';
 import { ChatFlowError } from './domain/errors';
 
-/** This server's certificate (chain) and key, read and checked once at start (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE). */
+/** This server's certificate (chain) and key (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE), read and checked at start and again when the files change (TlsFiles). */
 export interface ServerTls {
   cert: Buffer;
   key: Buffer;
@@ -49,4 +50,124 @@ export async function loadServerTls(files: { certFile: string; keyFile: string }
     throw new TlsConfigError(`CHATFLOW_TLS_KEY_FILE=${files.keyFile}: ${why}`);
   }
   return { cert, key, subject: leaf.subject.replace(/\n/g, ', '), notAfter: new Date(leaf.validTo), selfSigned: leaf.checkIssued(leaf) };
+}
+
+/** What TlsFiles is told of: each certificate it starts serving, and each renewal it refuses (the one served stays). */
+export interface TlsEvents {
+  renewed(tls: ServerTls, previous: ServerTls): void;
+  refused(error: TlsConfigError): void;
+}
+
+/**
+ * The certificate and key the listeners serve, read again when their files
+ * change: a renewed certificate (certbot, cert-manager's symlink swap, a copy
+ * over the old files) is served to new connections within `everyMs`, without
+ * a restart; connections already open keep the one they shook hands with.
+ * A renewal is checked as at start (loadServerTls): a pair caught half
+ * written (the new certificate beside the old key), a file gone or not PEM,
+ * or a certificate expired while the one served is not, is refused, said
+ * once, and the certificate served stays until the files change again. Files are compared by their stat (inode, size, mtime), so a
+ * check of unchanged files reads nothing.
+ */
+export class TlsFiles {
+  private served: ServerTls;
+  private stamp: string;
+  private readonly listeners = new Set<(tls: ServerTls) => void>();
+  private timer?: NodeJS.Timeout;
+  private checking?: Promise<void>;
+
+  private constructor(
+    private readonly files: { certFile: string; keyFile: string },
+    first: ServerTls,
+    stamp: string,
+    private readonly events: TlsEvents,
+    private readonly now: () => number,
+  ) {
+    this.served = first;
+    this.stamp = stamp;
+  }
+
+  /** Reads and checks the files (TlsConfigError if they cannot serve), then checks them again every `everyMs` (0: never). */
+  static async open(files: { certFile: string; keyFile: string }, everyMs: number, events: TlsEvents, now: () => number = Date.now): Promise<TlsFiles> {
+    const stamp = await stampOf(files).catch(() => ''); // a file missing is told by loadServerTls, in its words
+    const source = new TlsFiles(files, await loadServerTls(files), stamp, events, now);
+    if (everyMs > 0) source.timer = setInterval(() => void source.check(), everyMs).unref();
+    return source;
+  }
+
+  /** The certificate and key served to the next connection. */
+  current(): ServerTls {
+    return this.served;
+  }
+
+  /** `listener` hears each certificate served from now on; the returned function stops that. */
+  onRenewed(listener: (tls: ServerTls) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Reads the files again if they changed since they were last read (one check at a time). */
+  check(): Promise<void> {
+    this.checking ??= this.checkNow().finally(() => (this.checking = undefined));
+    return this.checking;
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+
+  private async checkNow(): Promise<void> {
+    const stamp = await stampOf(this.files).catch((err: NodeJS.ErrnoException) => `unreadable: ${err.code ?? err.message}`);
+    if (stamp === this.stamp) return;
+    this.stamp = stamp; // refused or not, these files are not read again until they change
+    let next: ServerTls;
+    try {
+      next = await loadServerTls(this.files);
+    } catch (err) {
+      this.events.refused(err instanceof TlsConfigError ? err : new TlsConfigError(String(err)));
+      return;
+    }
+    if (next.cert.equals(this.served.cert) && next.key.equals(this.served.key)) return;
+    const now = this.now();
+    if (next.notAfter.getTime() < now && this.served.notAfter.getTime() >= now) {
+      // An old certificate copied in by mistake: clients would refuse it, and the one served still works.
+      this.events.refused(new TlsConfigError(`CHATFLOW_TLS_CERT_FILE=${this.files.certFile}: this certificate expired on ${next.notAfter.toISOString()}; the one served is valid until ${this.served.notAfter.toISOString()}`));
+      return;
+    }
+    const previous = this.served;
+    this.served = next;
+    for (const listener of this.listeners) listener(next);
+    this.events.renewed(next, previous);
+  }
+}
+
+/** What changes when either file is replaced or written: its inode (a rename, a symlink swapped), size and mtime. */
+async function stampOf(files: { certFile: string; keyFile: string }): Promise<string> {
+  const [cert, key] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
+  return [cert, key].map((s) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`).join('|');
+}
+
+/**
+ * gRPC server credentials that follow a TlsFiles: grpc-js gives each renewal
+ * to its listeners (`setSecureContext`), so new connections get the renewed
+ * certificate. Built on ServerCredentials' own hook for credentials whose
+ * certificates change; `createSsl`'s are fixed at bind.
+ */
+export class RenewingServerCredentials extends ServerCredentials {
+  private readonly unsubscribe: () => void;
+
+  constructor(source: TlsFiles) {
+    const { cert, key } = source.current();
+    super({ requestCert: false }, { cert, key });
+    this.unsubscribe = source.onRenewed((tls) => this.updateSecureContextOptions({ cert: tls.cert, key: tls.key }));
+  }
+
+  /** Stops following the files (the server is shut down). */
+  close(): void {
+    this.unsubscribe();
+  }
+
+  _equals(other: ServerCredentials): boolean {
+    return other === this;
+  }
 }

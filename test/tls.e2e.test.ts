@@ -1,8 +1,11 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { request } from 'node:https';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcWebTransport } from '@connectrpc/connect-node';
@@ -11,7 +14,7 @@ import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { loadConfig } from '../src/config/config';
 import { ConfigError } from '../src/config/schema';
 import { loadServerTls, TlsConfigError } from '../src/tls';
-import { connected, startTestApp, type TestApp } from './harness';
+import { ChatStream, connected, metadataFor, startTestApp, type TestApp } from './harness';
 import { runCli } from './cli-runner';
 
 // TLS on both listeners (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE), with the test-only certificate of
@@ -22,6 +25,35 @@ const FIXTURES = join(__dirname, 'fixtures', 'tls');
 const CERT = join(FIXTURES, 'server.crt');
 const KEY = join(FIXTURES, 'server.key');
 const ca = readFileSync(CERT);
+const RENEWED_CERT = join(FIXTURES, 'renewed.crt');
+const RENEWED_KEY = join(FIXTURES, 'renewed.key');
+
+/** The SHA-256 fingerprint of the certificate a new TLS connection to `port` is shown. */
+function servedFingerprint(port: number, alpn: string): Promise<string> {
+  return new Promise((res, rej) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: [alpn] }, () => {
+      res(socket.getPeerCertificate().fingerprint256);
+      socket.destroy();
+    });
+    socket.on('error', rej);
+  });
+}
+
+function fingerprintOf(file: string): string {
+  return new X509Certificate(readFileSync(file)).fingerprint256;
+}
+
+/** Polls `read` until what it gives is `want` or passes `want` (or the time is up: then the last value, for the assertion to show). */
+async function eventually<T>(read: () => Promise<T>, want: T | ((x: T) => boolean), timeoutMs = 10_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  const done = typeof want === 'function' ? (want as (x: T) => boolean) : (x: T) => x === want;
+  let last = await read();
+  while (!done(last) && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 50));
+    last = await read();
+  }
+  return last;
+}
 
 /** GET over https trusting the test certificate: the status and body. */
 function httpsGet(url: string): Promise<{ status: number; body: string }> {
@@ -129,6 +161,81 @@ describe('a server on TLS', () => {
     const missing = await run(['chat', '--client-id', 'cli-tls', '--tz', 'UTC', '--ca', join(FIXTURES, 'nope.crt'), '--send', 'hi']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/--ca .*nope\.crt: cannot read it \(ENOENT\)/);
+  });
+});
+
+describe('a renewed certificate is served without a restart (CHATFLOW_TLS_RELOAD_MS)', () => {
+  let t: TestApp;
+  let dir: string;
+  let certFile: string, keyFile: string;
+  const renewals = async (outcome: string) => (await t.app.metrics.tlsRenewals.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+  const served = async () => {
+    const grpcPort = Number(t.app.grpcAddress.split(':').pop());
+    return [await servedFingerprint(grpcPort, 'h2'), await servedFingerprint(t.app.httpPort, 'http/1.1')].join(' ');
+  };
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'chatflow-tls-'));
+    [certFile, keyFile] = [join(dir, 'server.crt'), join(dir, 'server.key')];
+    await Promise.all([copyFile(CERT, certFile), copyFile(KEY, keyFile)]);
+    t = await startTestApp({ CHATFLOW_TLS_CERT_FILE: certFile, CHATFLOW_TLS_KEY_FILE: keyFile, CHATFLOW_TLS_RELOAD_MS: '100' });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('half a renewal is refused and the old certificate served; the whole of it is served to new connections on both listeners; open streams go on', async () => {
+    const old = fingerprintOf(CERT), renewed = fingerprintOf(RENEWED_CERT);
+    expect(await served()).toBe(`${old} ${old}`);
+    expect(await t.app.metrics.tlsCertificateExpiry.get()).toMatchObject({ values: [{ value: Math.floor(new Date(new X509Certificate(ca).validTo).getTime() / 1000) }] });
+    const before = await connected(t, 'open-across-renewal');
+
+    // The new certificate beside the old key (a renewal caught half written): refused, the old pair still served.
+    await copyFile(RENEWED_CERT, certFile);
+    expect(await eventually(() => renewals('refused'), (n) => n >= 1)).toBeGreaterThanOrEqual(1);
+    expect(await served()).toBe(`${old} ${old}`);
+    const stillOld = await connected(t, 'during-half-renewal');
+    expect((await stillOld.reply(stillOld.text('served the old one'))).text).toContain('served the old one');
+    stillOld.end();
+
+    // Its key too: new connections on both listeners get the renewed certificate.
+    await copyFile(RENEWED_KEY, keyFile);
+    expect(await eventually(served, `${renewed} ${renewed}`)).toBe(`${renewed} ${renewed}`);
+    expect(await renewals('renewed')).toBe(1);
+    expect(await t.app.metrics.tlsCertificateExpiry.get()).toMatchObject({ values: [{ value: Math.floor(new Date(new X509Certificate(readFileSync(RENEWED_CERT)).validTo).getTime() / 1000) }] });
+
+    // The stream opened before keeps its connection and chats on.
+    expect((await before.reply(before.text('still on the old handshake'))).text).toContain('still on the old handshake');
+    before.end();
+    // A client that trusts only the renewed certificate connects and chats.
+    const client = new ChatServiceClient(t.app.grpcAddress, credentials.createSsl(readFileSync(RENEWED_CERT)));
+    try {
+      const s = new ChatStream(client.chat(await metadataFor(t, 'trusts-the-renewed')));
+      expect((await s.reply(s.text('hello, renewed'))).text).toContain('hello, renewed');
+      s.end();
+    } finally {
+      client.close();
+    }
+    // And https with it.
+    const health = await new Promise<number>((res, rej) => request(`${t.app.httpUrl}/healthz`, { ca: readFileSync(RENEWED_CERT) }, (r) => res(r.statusCode ?? 0)).on('error', rej).end());
+    expect(health).toBe(200);
+  });
+
+  test('files that are no certificate, or gone: refused, the certificate served stays, the server goes on', async () => {
+    const renewed = fingerprintOf(RENEWED_CERT);
+    const refusedBefore = await renewals('refused');
+    await writeFile(certFile, 'not a certificate\n');
+    const afterGarbage = await eventually(() => renewals('refused'), (n) => n > refusedBefore);
+    expect(afterGarbage).toBeGreaterThan(refusedBefore);
+    await rm(keyFile);
+    expect(await eventually(() => renewals('refused'), (n) => n > afterGarbage)).toBeGreaterThan(afterGarbage);
+    expect(await served()).toBe(`${renewed} ${renewed}`);
+    // Put back: served again (the same pair as before, so no renewal is counted).
+    await Promise.all([copyFile(RENEWED_CERT, certFile), copyFile(RENEWED_KEY, keyFile)]);
+    const renewedBefore = await renewals('renewed');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await renewals('renewed')).toBe(renewedBefore);
+    expect(await served()).toBe(`${renewed} ${renewed}`);
   });
 });
 

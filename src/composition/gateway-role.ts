@@ -19,7 +19,7 @@ import { listenError } from '../listen-error';
 import { routeGrpcJsLogs } from '../logging';
 import type { Metrics } from '../metrics';
 import { reflectionService } from '../reflection';
-import type { ServerTls } from '../tls';
+import { RenewingServerCredentials, type TlsFiles } from '../tls';
 import { HEALTH_SERVICE_NAMES, isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICES, type PublicServiceKey } from '../services';
 import { readModelsSettled, type ProjectionRunner } from '../../projections/runner';
 import type { Lifecycle, Part } from './lifecycle';
@@ -51,8 +51,8 @@ export function gatewayRole(deps: {
   projections?: ProjectionRunner;
   auth: TokenAuthority;
   metrics: Metrics;
-  /** Serve gRPC over TLS only (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE). */
-  tls?: ServerTls;
+  /** Serve gRPC over TLS only (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE), renewed certificates included. */
+  tls?: TlsFiles;
   health: Health;
   instance: string;
   clock: () => number;
@@ -139,7 +139,7 @@ function guardOf(config: Config, auth: TokenAuthority, metrics: Metrics, logger:
  * port, and with TLS the port of a plain-text listener on loopback for this
  * process's own gRPC-Web endpoint (GatewayRole.localGrpcAddress).
  */
-async function startGrpc(config: Config, services: [ServiceDefinition, UntypedServiceImplementation][], parts: Lifecycle, health: Health, guard: ServerInterceptor, tls?: ServerTls): Promise<{ port: number; localPort?: number }> {
+async function startGrpc(config: Config, services: [ServiceDefinition, UntypedServiceImplementation][], parts: Lifecycle, health: Health, guard: ServerInterceptor, tls?: TlsFiles): Promise<{ port: number; localPort?: number }> {
   const server = new Server({ ...grpcServerOptions(config), interceptors: [guard] });
   for (const [definition, implementation] of services) server.addService(definition, implementation);
   const grpcHealth = new HealthImplementation(Object.fromEntries(HEALTH_SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])));
@@ -150,7 +150,9 @@ async function startGrpc(config: Config, services: [ServiceDefinition, UntypedSe
   reflectionService().addToServer(server);
   const bind = (addr: string, credentials: ServerCredentials) =>
     new Promise<number>((res, rej) => server.bindAsync(addr, credentials, (err, p) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', addr)) : res(p))));
-  const port = await bind(config.grpcAddr, tls ? ServerCredentials.createSsl(null, [{ cert_chain: tls.cert, private_key: tls.key }], false) : ServerCredentials.createInsecure());
+  const secure = tls && new RenewingServerCredentials(tls);
+  if (secure) parts.onStop('grpc tls renewals', async () => secure.close());
+  const port = await bind(config.grpcAddr, secure ?? ServerCredentials.createInsecure());
   const localPort = tls ? await bind('127.0.0.1:0', ServerCredentials.createInsecure()) : undefined;
   parts.onStop('grpc', async () => {
     // The sessions were drained before (App.stop); what is left are unary calls and tools' streams.

@@ -6,7 +6,7 @@ import type { Metrics } from '../metrics';
 import { splitAddr, startHttpServer, type HttpRoute } from '../http/server';
 import { webRoutes } from '../http/web';
 import { sendPlaces } from '../gateway/upload-places';
-import type { ServerTls } from '../tls';
+import type { TlsFiles } from '../tls';
 import { Lifecycle, type Part } from './lifecycle';
 
 export interface HttpRole extends Part {
@@ -33,8 +33,8 @@ export function httpRole(deps: {
   mediaRoute: () => HttpRoute | undefined;
   /** Where the embedded gRPC-Web endpoint forwards to: this process's gRPC server, once bound (empty before, and on processes without a gateway). */
   grpcAddress: () => string;
-  /** Serve https (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE). */
-  tls?: ServerTls;
+  /** Serve https (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE), renewed certificates included. */
+  tls?: TlsFiles;
   gateway: boolean;
 }): HttpRole {
   const { config, logger } = deps;
@@ -52,11 +52,16 @@ export function httpRole(deps: {
           logger,
           health: deps.health,
           routes: [(req, res) => deps.mediaRoute()?.(req, res) ?? false, ...(web?.routes ?? [])],
-          tls: deps.tls,
+          tls: deps.tls?.current(),
         }).catch((err: unknown) => {
           throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);
         });
         parts.onStop('http', () => http.close());
+        const tls = deps.tls;
+        if (tls) {
+          const stopFollowing = tls.onRenewed((next) => (http.server as import('node:https').Server).setSecureContext({ cert: next.cert, key: next.key }));
+          parts.onStop('http tls renewals', async () => stopFollowing());
+        }
         const host = splitAddr(config.httpAddr).host;
         role.port = http.port;
         role.url = config.publicHttpUrl ?? `${deps.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${http.port}`;

@@ -8,7 +8,7 @@ export interface Config {
   httpAddr: string;
   publicHttpUrl?: string;
   /** PEM files of this server's certificate and key: both listeners speak TLS. */
-  tls?: { certFile: string; keyFile: string };
+  tls?: { certFile: string; keyFile: string; reloadMs: number };
   dataDir: string;
   authSecret?: string;
   insecureClientId: boolean;
@@ -80,7 +80,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     grpcAddr: c.CHATFLOW_GRPC_ADDR,
     httpAddr: c.CHATFLOW_HTTP_ADDR,
     publicHttpUrl: c.CHATFLOW_PUBLIC_HTTP_URL,
-    tls: c.CHATFLOW_TLS_CERT_FILE && c.CHATFLOW_TLS_KEY_FILE ? { certFile: c.CHATFLOW_TLS_CERT_FILE, keyFile: c.CHATFLOW_TLS_KEY_FILE } : undefined,
+    tls: c.CHATFLOW_TLS_CERT_FILE && c.CHATFLOW_TLS_KEY_FILE ? { certFile: c.CHATFLOW_TLS_CERT_FILE, keyFile: c.CHATFLOW_TLS_KEY_FILE, reloadMs: c.CHATFLOW_TLS_RELOAD_MS } : undefined,
     dataDir: c.CHATFLOW_DATA_DIR,
     authSecret: c.CHATFLOW_AUTH_SECRET,
     insecureClientId: c.CHATFLOW_INSECURE_CLIENT_ID,

@@ -63,6 +63,7 @@ export const SETTINGS = {
   CHATFLOW_PUBLIC_HTTP_URL: { schema: optionalString, doc: 'base of the media URLs handed to clients; default `http://` (`https://` with TLS) + the HTTP address' },
   CHATFLOW_TLS_CERT_FILE: { schema: optionalString, doc: 'PEM certificate (chain) of this server: with `CHATFLOW_TLS_KEY_FILE`, the gRPC and HTTP listeners speak TLS only (the page, gRPC-Web, media URLs, `/healthz`, `/metrics` on https); unset = plain text' },
   CHATFLOW_TLS_KEY_FILE: { schema: optionalString, doc: 'PEM private key of `CHATFLOW_TLS_CERT_FILE`' },
+  CHATFLOW_TLS_RELOAD_MS: { schema: int(0), default: '60000', doc: 'how often the two TLS files are checked for a renewed certificate (their inode, size and modification time): a renewal that is a certificate and its key is served to new connections from then on, without a restart (open connections keep theirs); one that is not (half written, a key of another certificate) is refused in the log and the certificate served stays. `0` = read once at start' },
   CHATFLOW_DATA_DIR: { schema: z.string().min(1), default: './data', doc: 'embedded log, media, generated secret; one process at a time (a second one is refused: `<dir>/log/LOCK`)' },
   CHATFLOW_AUTH_SECRET: { schema: optionalString, doc: 'HS256 secret (≥ 32 chars); default: generated once into `<data dir>/secret`' },
   CHATFLOW_INSECURE_CLIENT_ID: { schema: bool, default: 'false', doc: '`true` accepts `x-client-id` metadata without a token (load tests only)' },
