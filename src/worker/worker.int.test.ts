@@ -911,6 +911,27 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     expect(w.processing).toBe(0);
   });
 
+  it('begun from another event than the one the log hands out (a stale note: its call-off lost, the key resent with other words): called off, the logged words answered', async () => {
+    const llm = model();
+    const metrics = createMetrics({ defaults: false });
+    const { w, handle } = await env.worker('wA', llm, { metrics });
+    const kinds = published();
+    w.begin(env.received('m1').event); // "hi": its append failed, and the call-off never came
+    await settle();
+    llm.release();
+    await settle();
+    // The same message id (same client, conversation and key) appended later as another event, with other words.
+    const logged = env.received('m1', 1);
+    const p = logged.event.payload;
+    if (p?.$case === 'messageReceived') p.messageReceived.content = { $case: 'text', text: 'bye' };
+    await answeredOnceHandedOut(handle, logged, kinds);
+    const outcome = env.log.outcomesFor('m1')[0]!.payload;
+    expect(outcome?.$case === 'responseProduced' && outcome.responseProduced.text).toBe('answer to bye');
+    expect(llm.calls).toBe(2);
+    expect(w.processing).toBe(0);
+    expect(await earlyStarts(metrics)).toEqual({ begun: 1, called_off: 1 });
+  });
+
   it('a message answered already, or one stopping worker: nothing is begun', async () => {
     const llm = model();
     llm.release();

@@ -121,6 +121,8 @@ interface Beside {
  * or called off (its append failed, or it did not come in time).
  */
 interface Early {
+  /** The event it was begun from: adopted only by the handling of this very event. */
+  eventId: string;
   /** The message as the log holds it, given when it is handed out. */
   source: Resolvable<LoggedEvent>;
   /** The generation its claim gives this worker (null: not its own), decided when it is handed out. */
@@ -318,7 +320,7 @@ export class Worker {
     outcome.catch(() => undefined); // its handling, or callOff, takes the outcome
     const timer = setTimeout(() => this.callOff(id, 'the log did not hand the message out in time'), this.deps.earlyAdoptMs ?? EARLY_ADOPT_MS);
     timer.unref();
-    this.early.set(id, { source, gen, controller, outcome, started, timer, unkeep, partition: this.deps.log.partitionOf?.('conversations', event.conversationId) });
+    this.early.set(id, { eventId: event.eventId, source, gen, controller, outcome, started, timer, unkeep, partition: this.deps.log.partitionOf?.('conversations', event.conversationId) });
     this.deps.metrics.earlyStarts.inc({ outcome: 'begun' });
   }
 
@@ -394,8 +396,13 @@ export class Worker {
   private async process(source: LoggedEvent, m: MessageReceived, signal: AbortSignal, takenAt: number): Promise<void> {
     const event = source.event;
     const intact = this.claimsIntact(event);
-    // Begun early (a message just received, so its claims are intact): adopted here.
-    const early = intact ? this.early.get(m.messageId) : undefined;
+    // Begun early (a message just received, so its claims are intact): adopted here, if begun from this very event.
+    // Another event of the same message id (an append that failed, or may have, and whose call-off never came —
+    // notes are at most once —, then the key resent, maybe with other words) calls that work off: it would answer
+    // words the log does not hold.
+    const begun = intact ? this.early.get(m.messageId) : undefined;
+    if (begun && begun.eventId !== event.eventId) this.callOff(m.messageId, 'begun from another event than the one the log handed out');
+    const early = begun?.eventId === event.eventId ? begun : undefined;
     if (early) {
       this.early.delete(m.messageId);
       clearTimeout(early.timer);
