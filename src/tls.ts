@@ -15,6 +15,9 @@ export interface ServerTls {
   selfSigned: boolean;
 }
 
+/** A certificate chain of a dozen certificates is ~20 KB: anything this large is some other file. */
+const MAX_PEM_BYTES = 1024 * 1024;
+
 /** A TLS setting that cannot work, in words an operator can act on (the process refuses to start). */
 export class TlsConfigError extends ChatFlowError {
   constructor(message: string) {
@@ -29,11 +32,18 @@ export class TlsConfigError extends ChatFlowError {
  */
 export async function loadServerTls(files: { certFile: string; keyFile: string }): Promise<ServerTls> {
   const read = async (name: string, file: string) => {
+    let bytes: Buffer;
     try {
-      return await readFile(file);
+      // Looked at before it is read: a FIFO would block the read for good, and a file of gigabytes fill the heap.
+      const what = await stat(file);
+      if (!what.isFile()) throw new TlsConfigError(`${name}=${file}: not a file`);
+      if (what.size > MAX_PEM_BYTES) throw new TlsConfigError(`${name}=${file}: ${what.size} bytes, too large for a certificate or key (at most ${MAX_PEM_BYTES})`);
+      bytes = await readFile(file);
     } catch (err) {
+      if (err instanceof TlsConfigError) throw err;
       throw new TlsConfigError(`${name}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }
+    return bytes;
   };
   const cert = await read('CHATFLOW_TLS_CERT_FILE', files.certFile);
   const key = await read('CHATFLOW_TLS_KEY_FILE', files.keyFile);

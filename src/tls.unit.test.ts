@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,6 +65,25 @@ describe('TlsFiles: the certificate served, followed as its files change', () =>
     await put('renewed.crt', 'renewed.key');
     await tls.check();
     expect(heard).toHaveLength(1);
+  });
+
+  test('a FIFO or a folder where a file should be, or a file far too large: refused without reading it', async () => {
+    const tls = await TlsFiles.open(files, 0, events);
+    await rm(files.certFile);
+    execFileSync('mkfifo', [files.certFile]); // a read of it would wait for a writer for good
+    await tls.check();
+    await rm(files.certFile);
+    await mkdir(files.certFile);
+    await tls.check();
+    await rm(files.certFile, { recursive: true });
+    await writeFile(files.certFile, Buffer.alloc(2 * 1024 * 1024, 'A'));
+    await tls.check();
+    expect(told).toEqual([
+      expect.stringMatching(/^refused CHATFLOW_TLS_CERT_FILE=.*tls\.crt: not a file$/),
+      expect.stringMatching(/^refused CHATFLOW_TLS_CERT_FILE=.*tls\.crt: not a file$/),
+      expect.stringMatching(/^refused CHATFLOW_TLS_CERT_FILE=.*tls\.crt: 2097152 bytes, too large for a certificate or key \(at most 1048576\)$/),
+    ]);
+    expect(tls.current().cert).toEqual(readFileSync(fixture('server.crt')));
   });
 
   test('a certificate that has expired is refused while the one served has not; served when both have', async () => {
