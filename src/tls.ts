@@ -76,8 +76,9 @@ export interface TlsEvents {
  * A renewal is checked as at start (loadServerTls): a pair caught half
  * written (the new certificate beside the old key), a file gone or not PEM,
  * or a certificate expired while the one served is not, is refused, said
- * once, and the certificate served stays until the files change again. Files are compared by their stat (inode, size, mtime), so a
- * check of unchanged files reads nothing.
+ * once, and the certificate served stays until the files change again.
+ * Files are compared by their stat (inode, size, mtime), so a check of
+ * unchanged files reads nothing.
  */
 export class TlsFiles {
   private served: ServerTls;
@@ -146,7 +147,14 @@ export class TlsFiles {
     }
     const previous = this.served;
     this.served = next;
-    for (const listener of this.listeners) listener(next);
+    for (const listener of this.listeners) {
+      try {
+        listener(next);
+      } catch (err) {
+        // Checked like the first pair, so not expected; said, and the timer's checks go on (a throw here would end the process).
+        this.events.refused(new TlsConfigError(`a listener could not take the renewed certificate: ${(err as Error).message}`));
+      }
+    }
     this.events.renewed(next, previous);
   }
 }

@@ -103,6 +103,19 @@ describe('TlsFiles: the certificate served, followed as its files change', () =>
     expect(tls.current().cert).toEqual(readFileSync(fixture('server.crt')));
   });
 
+  test('a listener that throws is told as a refusal; the others are told and the checks go on', async () => {
+    const tls = await TlsFiles.open(files, 0, events);
+    const heard: string[] = [];
+    tls.onRenewed(() => {
+      throw new Error('no such context');
+    });
+    tls.onRenewed((t) => heard.push(t.notAfter.toISOString()));
+    await put('renewed.crt', 'renewed.key');
+    await expect(tls.check()).resolves.toBeUndefined();
+    expect(heard).toHaveLength(1);
+    expect(told).toEqual(['refused a listener could not take the renewed certificate: no such context', expect.stringMatching(/^renewed /)]);
+  });
+
   test('checked every everyMs until closed', async () => {
     const tls = await TlsFiles.open(files, 20, events);
     await put('renewed.crt', 'renewed.key');
