@@ -219,6 +219,10 @@ async function openTls(files: NonNullable<Config['tls']>, logger: Logger, metric
       metrics.tlsRenewals.inc({ outcome: 'refused' });
       logger.warn({ err: err.message, serving: tls.current().notAfter.toISOString() }, 'the TLS files changed but cannot serve: still serving the certificate loaded before; checked again when they change');
     },
+    listenerFailed: (err) => {
+      metrics.tlsRenewals.inc({ outcome: 'listener_failed' });
+      logger.error({ err: err.message }, 'a listener could not take the renewed TLS certificate: it serves the one before until the next renewal or a restart');
+    },
   }, clock);
   const first = tls.current();
   logger.info({ subject: first.subject, notAfter: first.notAfter.toISOString(), reloadMs: files.reloadMs }, 'TLS on: the gRPC and HTTP listeners speak TLS only');

@@ -36,7 +36,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     },
     heapRefusing: new Gauge({ name: 'chatflow_heap_refusing', help: '1 while this gateway refuses new messages and connections because its heap is nearly full after a full collection (CHATFLOW_HEAP_REFUSE_PERCENT)', registers: [registry] }),
     tlsCertificateExpiry: new Gauge({ name: 'chatflow_tls_certificate_expiry_timestamp_seconds', help: 'When the TLS certificate served to new connections expires (its notAfter, Unix seconds); with TLS only. Alert on it minus time()', registers: [registry] }),
-    tlsRenewals: new Counter({ name: 'chatflow_tls_renewals_total', help: 'Changes of the TLS files seen: renewed (served to new connections from then on), refused (not a certificate and its key: the one served stays)', labelNames: ['outcome'] as const, registers: [registry] }),
+    tlsRenewals: new Counter({ name: 'chatflow_tls_renewals_total', help: 'Changes of the TLS files seen: renewed (served to new connections from then on), refused (not a certificate and its key: the one served stays), listener_failed (renewed, but one listener could not take it and serves the one before)', labelNames: ['outcome'] as const, registers: [registry] }),
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
     admissionsRefused: new Counter({
       name: 'chatflow_admissions_refused_total',

@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { ServerCredentials } from '@grpc/grpc-js';
@@ -13,6 +14,8 @@ export interface ServerTls {
   notAfter: Date;
   /** Signed by itself: clients must be given it to trust it (the CLI's --ca). */
   selfSigned: boolean;
+  /** The two files as they were read (device, inode, size, mtime): TlsFiles reads them again once this changes. */
+  stamp: string;
 }
 
 /** A certificate chain of a dozen certificates is ~20 KB: anything this large is some other file. */
@@ -32,21 +35,20 @@ export class TlsConfigError extends ChatFlowError {
  */
 export async function loadServerTls(files: { certFile: string; keyFile: string }): Promise<ServerTls> {
   const read = async (name: string, file: string) => {
-    let bytes: Buffer;
     try {
       // Looked at before it is read: a FIFO would block the read for good, and a file of gigabytes fill the heap.
       const what = await stat(file);
       if (!what.isFile()) throw new TlsConfigError(`${name}=${file}: not a file`);
       if (what.size > MAX_PEM_BYTES) throw new TlsConfigError(`${name}=${file}: ${what.size} bytes, too large for a certificate or key (at most ${MAX_PEM_BYTES})`);
-      bytes = await readFile(file);
+      return { bytes: await readFile(file), stamp: stampOf(what) };
     } catch (err) {
       if (err instanceof TlsConfigError) throw err;
       throw new TlsConfigError(`${name}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
     }
-    return bytes;
   };
-  const cert = await read('CHATFLOW_TLS_CERT_FILE', files.certFile);
-  const key = await read('CHATFLOW_TLS_KEY_FILE', files.keyFile);
+  const certRead = await read('CHATFLOW_TLS_CERT_FILE', files.certFile);
+  const keyRead = await read('CHATFLOW_TLS_KEY_FILE', files.keyFile);
+  const [cert, key] = [certRead.bytes, keyRead.bytes];
   let leaf: X509Certificate;
   try {
     leaf = new X509Certificate(cert);
@@ -59,13 +61,14 @@ export async function loadServerTls(files: { certFile: string; keyFile: string }
     const why = /mismatch/i.test((err as Error).message) ? 'not the key of the certificate in CHATFLOW_TLS_CERT_FILE' : `not a PEM private key (${(err as Error).message})`;
     throw new TlsConfigError(`CHATFLOW_TLS_KEY_FILE=${files.keyFile}: ${why}`);
   }
-  return { cert, key, subject: leaf.subject.replace(/\n/g, ', '), notAfter: new Date(leaf.validTo), selfSigned: leaf.checkIssued(leaf) };
+  return { cert, key, subject: leaf.subject.replace(/\n/g, ', '), notAfter: new Date(leaf.validTo), selfSigned: leaf.checkIssued(leaf), stamp: `${certRead.stamp}|${keyRead.stamp}` };
 }
 
-/** What TlsFiles is told of: each certificate it starts serving, and each renewal it refuses (the one served stays). */
+/** What TlsFiles is told of: each certificate it starts serving, each renewal it refuses (the one served stays), and a listener that could not take a renewal the others took. */
 export interface TlsEvents {
   renewed(tls: ServerTls, previous: ServerTls): void;
   refused(error: TlsConfigError): void;
+  listenerFailed(error: Error): void;
 }
 
 /**
@@ -100,8 +103,8 @@ export class TlsFiles {
 
   /** Reads and checks the files (TlsConfigError if they cannot serve), then checks them again every `everyMs` (0: never). */
   static async open(files: { certFile: string; keyFile: string }, everyMs: number, events: TlsEvents, now: () => number = Date.now): Promise<TlsFiles> {
-    const stamp = await stampOf(files).catch(() => ''); // a file missing is told by loadServerTls, in its words
-    const source = new TlsFiles(files, await loadServerTls(files), stamp, events, now);
+    const first = await loadServerTls(files);
+    const source = new TlsFiles(files, first, first.stamp, events, now);
     if (everyMs > 0) source.timer = setInterval(() => void source.check(), everyMs).unref();
     return source;
   }
@@ -128,7 +131,11 @@ export class TlsFiles {
   }
 
   private async checkNow(): Promise<void> {
-    const stamp = await stampOf(this.files).catch((err: NodeJS.ErrnoException) => `unreadable: ${err.code ?? err.message}`);
+    const { certFile, keyFile } = this.files;
+    const stamp = await Promise.all([stat(certFile), stat(keyFile)]).then(
+      (both) => both.map(stampOf).join('|'),
+      (err: NodeJS.ErrnoException) => `unreadable: ${err.code ?? err.message}`,
+    );
     if (stamp === this.stamp) return;
     this.stamp = stamp; // refused or not, these files are not read again until they change
     let next: ServerTls;
@@ -138,6 +145,7 @@ export class TlsFiles {
       this.events.refused(err instanceof TlsConfigError ? err : new TlsConfigError(String(err)));
       return;
     }
+    this.stamp = next.stamp; // as read: a change between the two looks is read on the next check
     if (next.cert.equals(this.served.cert) && next.key.equals(this.served.key)) return;
     const now = this.now();
     if (next.notAfter.getTime() < now && this.served.notAfter.getTime() >= now) {
@@ -147,22 +155,21 @@ export class TlsFiles {
     }
     const previous = this.served;
     this.served = next;
+    this.events.renewed(next, previous);
     for (const listener of this.listeners) {
       try {
         listener(next);
       } catch (err) {
         // Checked like the first pair, so not expected; said, and the timer's checks go on (a throw here would end the process).
-        this.events.refused(new TlsConfigError(`a listener could not take the renewed certificate: ${(err as Error).message}`));
+        this.events.listenerFailed(err instanceof Error ? err : new Error(String(err)));
       }
     }
-    this.events.renewed(next, previous);
   }
 }
 
-/** What changes when either file is replaced or written: its inode (a rename, a symlink swapped), size and mtime. */
-async function stampOf(files: { certFile: string; keyFile: string }): Promise<string> {
-  const [cert, key] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
-  return [cert, key].map((s) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`).join('|');
+/** What changes when a file is replaced or written: its inode (a rename, a symlink swapped), size and mtime. */
+function stampOf(s: Stats): string {
+  return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}`;
 }
 
 /**

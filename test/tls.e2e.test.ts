@@ -104,12 +104,15 @@ describe('a server on TLS', () => {
       for (const bytes of [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), randomBytes(64 * 1024)]) {
         const closed = await new Promise<boolean>((res) => {
           const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
-          socket.on('error', () => undefined);
-          socket.on('close', () => res(true));
-          setTimeout(() => {
+          const late = setTimeout(() => {
             socket.destroy();
             res(false);
           }, 5000);
+          socket.on('error', () => undefined);
+          socket.on('close', () => {
+            clearTimeout(late);
+            res(true);
+          });
         });
         expect(closed).toBe(true);
       }

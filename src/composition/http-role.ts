@@ -52,16 +52,11 @@ export function httpRole(deps: {
           logger,
           health: deps.health,
           routes: [(req, res) => deps.mediaRoute()?.(req, res) ?? false, ...(web?.routes ?? [])],
-          tls: deps.tls?.current(),
+          tls: deps.tls,
         }).catch((err: unknown) => {
           throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);
         });
         parts.onStop('http', () => http.close());
-        const tls = deps.tls;
-        if (tls) {
-          const stopFollowing = tls.onRenewed((next) => (http.server as import('node:https').Server).setSecureContext({ cert: next.cert, key: next.key }));
-          parts.onStop('http tls renewals', async () => stopFollowing());
-        }
         const host = splitAddr(config.httpAddr).host;
         role.port = http.port;
         role.url = config.publicHttpUrl ?? `${deps.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${http.port}`;

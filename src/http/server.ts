@@ -2,6 +2,13 @@ import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { Logger } from 'pino';
 
+/** A certificate and key that may be renewed while the server runs (TlsFiles). */
+export interface RenewingPair {
+  current(): { cert: Buffer; key: Buffer };
+  /** `listener` hears each renewal; the returned function stops that. */
+  onRenewed(listener: (next: { cert: Buffer; key: Buffer }) => void): () => void;
+}
+
 export interface HttpRoute {
   /** Returns true when it handled the request. */
   (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): Promise<boolean> | boolean;
@@ -14,8 +21,8 @@ export async function startHttpServer(opts: {
   health: () => { ok: boolean; detail: Record<string, unknown> };
   routes: HttpRoute[];
   logger: Logger;
-  /** Serve https with this certificate and key instead of http. */
-  tls?: { cert: Buffer; key: Buffer };
+  /** Serve https instead of http: the certificate and key current at start, then each renewal (to new connections). */
+  tls?: RenewingPair;
 }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const handle = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
     void (async () => {
@@ -43,11 +50,23 @@ export async function startHttpServer(opts: {
       }
     })();
   };
-  const server: Server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, handle) : createServer(handle);
+  let server: Server;
+  let stopFollowing = () => {};
+  if (opts.tls) {
+    const { cert, key } = opts.tls.current();
+    const https = createTlsServer({ cert, key }, handle);
+    stopFollowing = opts.tls.onRenewed((next) => https.setSecureContext({ cert: next.cert, key: next.key }));
+    server = https;
+  } else {
+    server = createServer(handle);
+  }
   const { host, port } = splitAddr(opts.addr);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
+  }).catch((err: unknown) => {
+    stopFollowing();
+    throw err;
   });
   const actual = (server.address() as import('node:net').AddressInfo).port;
   return {
@@ -55,6 +74,7 @@ export async function startHttpServer(opts: {
     port: actual,
     close: () =>
       new Promise<void>((resolve) => {
+        stopFollowing();
         server.close(() => resolve());
         server.closeAllConnections();
       }),
