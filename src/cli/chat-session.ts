@@ -163,6 +163,7 @@ export class CliChatSession {
     if (wasConnected) this.lostAt = Date.now();
     const next = decideReconnect({
       code: s.code,
+      details: s.details,
       retryAfterMs: retryAfterMs(s),
       everWelcomed: this.welcome !== undefined,
       cancelled: this.cancelled,

@@ -7,7 +7,7 @@ import { CliChatSession } from './chat-session';
 import { chatClient, historyClient, identityMetadata, retryAfterMs } from './connection';
 import { listConversations, listMessages } from './history';
 import type { UploadKind } from '../domain/media-kind';
-import { kindFromExtension, mediaContent } from './media';
+import { kindFromExtension, mediaContent, mediaFile, readMediaFile, tooLarge, type MediaFile } from './media';
 import { LiveOutput, PlainOutput, type Output } from './output';
 import { formatConversation, historyFormatter } from './render';
 import { CHAT_HELP } from './usage';
@@ -40,8 +40,8 @@ export async function chatCommand(argv: string[]): Promise<number> {
   const flags = connectionFlags(values);
   const resumeAfter = intFlag('resume-after', values['resume-after']);
   const reconnectForS = intFlag('reconnect-for', values['reconnect-for']) ?? DEFAULT_RECONNECT_FOR_S;
-  // Read every scripted input before connecting: a typo should not cost a session.
-  const script: UserMessage['content'][] = (values.send ?? []).map((text) => ({ $case: 'text', text }));
+  // Check every scripted input before connecting: a typo should not cost a session. Files are read once the server said how large they may be.
+  const script: Array<UserMessage['content'] | MediaFile> = (values.send ?? []).map((text) => ({ $case: 'text', text }));
   for (const path of values.file ?? []) {
     let kind: UploadKind;
     try {
@@ -49,7 +49,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
-    script.push(await mediaContent(kind, path));
+    script.push(await mediaFile(kind, path));
   }
 
   const identity = await identityMetadata(flags);
@@ -101,7 +101,11 @@ export async function chatCommand(argv: string[]): Promise<number> {
     }
     if (interactive) return await runInteractive(session, output, flags, identity.metadata, quit, onSigint, terminal);
     if (session.welcome) {
-      await Promise.race([Promise.all(script.map((content) => session!.send(content))), session.ended]);
+      const contents = await scriptContents(script, Number(session.welcome.maxMediaBytes)).catch((e: unknown) => {
+        session!.cancel();
+        throw e;
+      });
+      await Promise.race([Promise.all(contents.map((content) => session!.send(content))), session.ended]);
       quit();
     }
     return await session.finish();
@@ -109,6 +113,15 @@ export async function chatCommand(argv: string[]): Promise<number> {
     process.off('SIGINT', onSigint);
     client.close();
   }
+}
+
+/** The script's messages, files read; none when a file is larger than the server takes (all or nothing: a script is sent whole). */
+async function scriptContents(script: Array<UserMessage['content'] | MediaFile>, maxMediaBytes: number): Promise<UserMessage['content'][]> {
+  const isFile = (item: UserMessage['content'] | MediaFile): item is MediaFile => item !== undefined && 'path' in item;
+  const files = script.filter(isFile);
+  const refusals = files.map((file) => tooLarge(file, maxMediaBytes)).filter((why) => why !== undefined);
+  if (refusals.length > 0) throw new CliError(`${refusals.join('; ')}: nothing was sent`);
+  return Promise.all(script.map((item) => (isFile(item) ? readMediaFile(item, maxMediaBytes) : item)));
 }
 
 /** How long a session whose connection is lost keeps trying to come back, by default (--reconnect-for). */

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata } from '@grpc/grpc-js';
@@ -240,6 +240,19 @@ describe('exit codes of scripted runs', () => {
     const r = await cli(['chat', '--client-id', 'frank', '--tz', 'UTC', '--file', fake]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^1 of 1 message not answered:\n  \[1\] \[audio audio\/wav, 29 bytes\]: failed: INVALID_ARGUMENT: /);
+  });
+
+  test('a file larger than the server takes: 1 at once, named with both sizes, nothing sent and the file not read', async () => {
+    // Sent as it was, the transport refused it and the CLI reconnected and sent it again, for ever.
+    const big = join(dir, 'big.wav');
+    await writeFile(big, Buffer.alloc(0));
+    await truncate(big, 30_000_000); // sparse: its size, not its bytes
+    const started = Date.now();
+    const r = await cli(['chat', '--client-id', 'frank', '--tz', 'UTC', '--send', 'before it', '--file', big]);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`chatflow chat: ${big} is 28.6 MiB, more than this server takes (8 MiB): nothing was sent\n`);
+    expect(r.stdout).not.toMatch(/you:|reconnect/);
   });
 
   test('a model that is down (processing failed) for one of two messages: 1', async () => {

@@ -95,7 +95,8 @@ function channelCredentials(flags: Pick<ConnectionFlags, 'tls' | 'ca'>): Channel
 export function chatClient(flags: Pick<ConnectionFlags, 'server' | 'tls' | 'ca'>): ChatServiceClient {
   return new ChatServiceClient(flags.server, channelCredentials(flags), {
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
-    'grpc.max_send_message_length': 64 * 1024 * 1024,
+    // No limit of its own: a file is checked against the server's (Welcome.max_media_bytes) before it is sent.
+    'grpc.max_send_message_length': -1,
     // Replies carry voice and images: with Node's 64 KiB, each further 64 KiB of one waited a round trip for our window update.
     'grpc-node.flow_control_window': 1024 * 1024,
   });

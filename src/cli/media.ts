@@ -3,6 +3,7 @@ import { extname, join } from 'node:path';
 import type { Media, UserMessage } from '../gen/chatflow/v1/chat';
 import type { UploadKind } from '../domain/media-kind';
 import { CliError } from './args';
+import { formatBytes } from '../domain/format-bytes';
 
 /** Mime type per kind and extension. The server checks the bytes, not only the label. */
 const MIME: Record<UploadKind, Record<string, string>> = {
@@ -31,22 +32,38 @@ export function mimeFor(kind: UploadKind, path: string): string {
   return mime;
 }
 
-/** Reads a file into the content of a UserMessage. */
-export async function mediaContent(kind: UploadKind, path: string, maxBytes?: number): Promise<UserMessage['content']> {
+/** A file to send, checked (its kind, a regular file, its size) but not read yet. */
+export interface MediaFile {
+  kind: UploadKind;
+  path: string;
+  mimeType: string;
+  size: number;
+}
+
+/** Checks that `path` can be sent as `kind` without reading it: a typo, a folder or a FIFO is told before anything is sent. */
+export async function mediaFile(kind: UploadKind, path: string): Promise<MediaFile> {
   const mimeType = mimeFor(kind, path);
-  let data: Buffer;
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) throw new CliError(`${path} is not a file`);
-    if (maxBytes && info.size > maxBytes) throw new CliError(`${path} is ${info.size} bytes; the server accepts at most ${maxBytes}`);
-    data = await readFile(path);
-  } catch (e) {
-    if (e instanceof CliError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError(`cannot read ${path}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
-  }
-  const media: Media = { mimeType, data, url: '', sizeBytes: data.length, durationMs: 0 };
-  switch (kind) {
+  const info = await stat(path).catch((e: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot read ${path}: ${readError(e)}`);
+  });
+  if (!info.isFile()) throw new CliError(`${path} is not a file`);
+  return { kind, path, mimeType, size: info.size };
+}
+
+/**
+ * The file's bytes as the content of a UserMessage. A file larger than the
+ * server takes (its Welcome.max_media_bytes) is refused unread: sent, it
+ * would be refused after its upload, or end the stream when over the
+ * transport's limit.
+ */
+export async function readMediaFile(file: MediaFile, maxBytes?: number): Promise<UserMessage['content']> {
+  const refusal = tooLarge(file, maxBytes);
+  if (refusal) throw new CliError(refusal);
+  const data = await readFile(file.path).catch((e: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot read ${file.path}: ${readError(e)}`);
+  });
+  const media: Media = { mimeType: file.mimeType, data, url: '', sizeBytes: data.length, durationMs: 0 };
+  switch (file.kind) {
     case 'audio':
       return { $case: 'audio', audio: media };
     case 'video':
@@ -54,6 +71,21 @@ export async function mediaContent(kind: UploadKind, path: string, maxBytes?: nu
     case 'image':
       return { $case: 'image', image: media };
   }
+}
+
+/** Why the server would not take `file` (over its max_media_bytes), or undefined. */
+export function tooLarge(file: MediaFile, maxBytes?: number): string | undefined {
+  if (!maxBytes || file.size <= maxBytes) return undefined;
+  return `${file.path} is ${formatBytes(file.size, maxBytes)}, more than this server takes (${formatBytes(maxBytes)})`;
+}
+
+/** Reads a file into the content of a UserMessage (checked as mediaFile, then read as readMediaFile). */
+export async function mediaContent(kind: UploadKind, path: string, maxBytes?: number): Promise<UserMessage['content']> {
+  return readMediaFile(await mediaFile(kind, path), maxBytes);
+}
+
+function readError(e: NodeJS.ErrnoException): string {
+  return e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
 }
 
 const SAVE_EXT: Record<string, string> = { 'audio/wav': '.wav', 'audio/mpeg': '.mp3', 'audio/ogg': '.ogg', 'image/png': '.png', 'image/jpeg': '.jpg', 'image/gif': '.gif', 'image/webp': '.webp' };

@@ -3,6 +3,8 @@ import { status } from '@grpc/grpc-js';
 /** Where the CLI stands when one of its Chat streams ends. */
 export interface StreamEnd {
   code: status;
+  /** The status's words. */
+  details?: string;
   /** The server's `retry-after-ms` trailer, if it sent one. */
   retryAfterMs?: number;
   /** The session was welcomed at least once (only a session that was in comes back by itself). */
@@ -53,6 +55,15 @@ export const MAX_BACKOFF_MS = 15_000;
 const PASSING = new Set<status>([status.UNAVAILABLE, status.INTERNAL, status.RESOURCE_EXHAUSTED]);
 
 /**
+ * grpc-js's words for a message over a transport limit: the server's (it ends
+ * the stream) or the client's own. Not passing: the message is sent again on
+ * the next stream, which it ends the same way, for ever.
+ */
+export function tooLargeForTransport(details: string | undefined): boolean {
+  return /Received message larger than max|Attempted to send message with a size larger than/.test(details ?? '');
+}
+
+/**
  * Whether and when the CLI opens its stream again: with back-off doubling
  * from FIRST_BACKOFF_MS up to MAX_BACKOFF_MS, or the server's retry-after-ms
  * when it gave one, for at most `windowMs` after the connection was lost.
@@ -65,7 +76,7 @@ export function decideReconnect(end: StreamEnd): ReconnectDecision {
     if (end.owed) return { type: 'reopen' };
     if (end.interactive) return { type: 'idle' };
   }
-  if (end.cancelled || !end.everWelcomed || end.windowMs <= 0 || !PASSING.has(end.code)) return { type: 'end' };
+  if (end.cancelled || !end.everWelcomed || end.windowMs <= 0 || !PASSING.has(end.code) || tooLargeForTransport(end.details)) return { type: 'end' };
   if (end.leaving && !end.owed) return { type: 'left' };
   const inMs = end.retryAfterMs ?? Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** end.attempts);
   if (end.lostForMs + inMs > end.windowMs) return { type: 'end' };

@@ -22,6 +22,15 @@ describe('decideReconnect', () => {
     }
   });
 
+  test('a message too large for the transport ends the session: sent again on every new stream, it would end each one', () => {
+    // grpc-js's words: the server's receive limit (it ends the stream), the client's own send limit.
+    for (const details of ['Received message larger than max (30000069 vs 17825792)', 'Attempted to send message with a size larger than 67108864']) {
+      expect(decideReconnect({ ...lost, code: status.RESOURCE_EXHAUSTED, details })).toEqual({ type: 'end' });
+    }
+    // The server full when coming back, or the stream dropped for falling behind: still passing.
+    expect(decideReconnect({ ...lost, code: status.RESOURCE_EXHAUSTED, details: 'the server is full: 50 clients are connected' })).toEqual({ type: 'reconnect', inMs: FIRST_BACKOFF_MS });
+  });
+
   test('never when stopped by the user, never welcomed, or --reconnect-for 0', () => {
     expect(decideReconnect({ ...lost, cancelled: true })).toEqual({ type: 'end' });
     expect(decideReconnect({ ...lost, everWelcomed: false })).toEqual({ type: 'end' });
