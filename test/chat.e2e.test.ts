@@ -83,6 +83,9 @@ describe('chat loop', () => {
     const before = await adopted();
     const s = await connected(t, 'early');
     const wav = synthesizeVoice('hello there').bytes;
+    // Messages are begun early only while the loop was less than half busy over its last 250 ms (LoopRoom): this
+    // process has just compiled and started the app, which on a slower machine is more than that.
+    await new Promise((r) => setTimeout(r, 600));
     const ids = [s.text('hello'), s.send({ content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: wav, url: '', sizeBytes: wav.length, durationMs: 0 } } })];
     for (const cm of ids) await s.reply(cm);
     await new Promise((r) => setTimeout(r, 100)); // anything more would come now
