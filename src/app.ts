@@ -25,6 +25,7 @@ import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composi
 import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
 import { TlsFiles, type ServerTls } from './tls';
+import { ConnectionBudget, connectionCap, openFileLimit, RESERVED_DESCRIPTORS } from './connection-guard';
 
 export { grpcServerOptions } from './composition/gateway-role';
 
@@ -92,6 +93,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const auth = new TokenAuthority(secret, config.insecureClientId);
     const metrics = createMetrics();
     const tls = config.tls ? await openTls(config.tls, logger, metrics, clock) : undefined;
+    const connections = connectionBudget(config, logger);
     if (tls) lifecycle.onStop('tls files', async () => tls.close());
     const mediaSecret = Buffer.concat([Buffer.from('media:'), Buffer.from(secret)]);
     // Watching before the read models replay the log, so a replay that fills the heap is seen.
@@ -103,7 +105,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     let gateway: GatewayRole | undefined;
     let mediaRoute: HttpRoute | undefined;
     const http = await lifecycle.start('http', httpRole({
-      config, logger, lifecycle, auth, metrics, gateway: runs('gateway'), tls,
+      config, logger, lifecycle, auth, metrics, gateway: runs('gateway'), tls, connections,
       mediaRoute: () => mediaRoute,
       grpcAddress: () => gateway?.localGrpcAddress ?? '',
       health: () => ({
@@ -163,7 +165,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const early = !config.kafka ? worker && new LoopRoom(worker.worker) : wired && registry && log.partitionOf ? new LoopRoom(new BusEarlyStart(wired.bus, { partitionOf: log.partitionOf }, config.kafka.prefix, logger.child({ component: 'early' }))) : undefined;
     early?.start();
     if (early) lifecycle.onStop('early start', async () => early.stop());
-    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, tls, heapFull: heap && (() => heap.refusal()), early }));
+    if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, tls, connections, heapFull: heap && (() => heap.refusal()), early }));
 
     health.clear('starting');
     const grpcAddress = gateway?.grpcAddress ?? '';
@@ -201,6 +203,19 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     await lifecycle.stopAll();
     throw err;
   }
+}
+
+/** The listeners' bound on TCP connections (CHATFLOW_MAX_CONNECTIONS), lowered to what the open-file limit leaves, and the silence allowed (CHATFLOW_SILENT_CONNECTION_MS). */
+function connectionBudget(config: Config, logger: Logger): ConnectionBudget {
+  const limit = openFileLimit();
+  const cap = connectionCap(config.connections.max, config.maxClients, limit);
+  if (cap.lowered) {
+    logger.warn(
+      { maxConnections: cap.max, openFileLimit: limit, reserved: RESERVED_DESCRIPTORS },
+      `the listeners take at most ${cap.max} connections together: the open-file limit (${limit}) leaves no more beside the process's own files; raise it (ulimit -n, systemd LimitNOFILE, docker --ulimit nofile) for more clients`,
+    );
+  }
+  return new ConnectionBudget({ max: cap.max, silentMs: config.connections.silentMs });
 }
 
 /** The TLS files, checked now (the process refuses to start on a pair that cannot serve) and followed (CHATFLOW_TLS_RELOAD_MS). */

@@ -37,6 +37,9 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     heapRefusing: new Gauge({ name: 'chatflow_heap_refusing', help: '1 while this gateway refuses new messages and connections because its heap is nearly full after a full collection (CHATFLOW_HEAP_REFUSE_PERCENT)', registers: [registry] }),
     tlsCertificateExpiry: new Gauge({ name: 'chatflow_tls_certificate_expiry_timestamp_seconds', help: 'When the TLS certificate served to new connections expires (its notAfter, Unix seconds); with TLS only. Alert on it minus time()', registers: [registry] }),
     tlsRenewals: new Counter({ name: 'chatflow_tls_renewals_total', help: 'Changes of the TLS files seen: renewed (served to new connections from then on), refused (not a certificate and its key: the one served stays), listener_failed (renewed, but one listener could not take it and serves the one before)', labelNames: ['outcome'] as const, registers: [registry] }),
+    connectionsOpen: new Gauge({ name: 'chatflow_connections_open', help: 'TCP connections open on a listener (grpc, http); at CHATFLOW_MAX_CONNECTIONS new ones are dropped', labelNames: ['listener'] as const, registers: [registry] }),
+    connectionsDropped: new Counter({ name: 'chatflow_connections_dropped_total', help: 'TCP connections closed as soon as accepted because the listener held CHATFLOW_MAX_CONNECTIONS', labelNames: ['listener'] as const, registers: [registry] }),
+    connectionsSilent: new Counter({ name: 'chatflow_connections_silent_total', help: 'TCP connections closed for not beginning to speak their protocol within CHATFLOW_SILENT_CONNECTION_MS', labelNames: ['listener'] as const, registers: [registry] }),
     clientsConnected: new Gauge({ name: 'chatflow_clients_connected', help: 'Clients holding a stream on this gateway', registers: [registry] }),
     admissionsRefused: new Counter({
       name: 'chatflow_admissions_refused_total',

@@ -1,8 +1,10 @@
 import { Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { createServer, type AddressInfo } from 'node:net';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { TokenAuthority } from '../auth/tokens';
 import type { Config } from '../config/config';
+import { guardConnections, HTTP2_PREFACE_BYTES, reportedEvents, type ConnectionBudget, type ConnectionEvents } from '../connection-guard';
 import type { ConnectionRegistry } from '../connections/port';
 import type { EventLog } from '../eventlog/port';
 import { ChatGateway, getter } from '../gateway/chat-service';
@@ -53,6 +55,8 @@ export function gatewayRole(deps: {
   metrics: Metrics;
   /** Serve gRPC over TLS only (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE), renewed certificates included. */
   tls?: TlsFiles;
+  /** The bound on TCP connections this process's listeners share (src/connection-guard.ts). */
+  connections: ConnectionBudget;
   health: Health;
   instance: string;
   clock: () => number;
@@ -86,7 +90,10 @@ export function gatewayRole(deps: {
           chat: [checkedChatService(), gateway.service],
           history: [PUBLIC_SERVICES.history.definition, history],
         };
-        const grpc = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(config, auth, deps.metrics, logger), deps.tls);
+        const grpc = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(config, auth, deps.metrics, logger), {
+          budget: deps.connections,
+          events: reportedEvents('grpc', deps.connections.limits, deps.metrics, logger),
+        }, deps.tls);
         role.grpcPort = grpc.port;
         const host = splitAddr(config.grpcAddr).host;
         role.grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${role.grpcPort}`;
@@ -139,7 +146,15 @@ function guardOf(config: Config, auth: TokenAuthority, metrics: Metrics, logger:
  * port, and with TLS the port of a plain-text listener on loopback for this
  * process's own gRPC-Web endpoint (GatewayRole.localGrpcAddress).
  */
-async function startGrpc(config: Config, services: [ServiceDefinition, UntypedServiceImplementation][], parts: Lifecycle, health: Health, guard: ServerInterceptor, tls?: TlsFiles): Promise<{ port: number; localPort?: number }> {
+async function startGrpc(
+  config: Config,
+  services: [ServiceDefinition, UntypedServiceImplementation][],
+  parts: Lifecycle,
+  health: Health,
+  guard: ServerInterceptor,
+  connections: { budget: ConnectionBudget; events: ConnectionEvents },
+  tls?: TlsFiles,
+): Promise<{ port: number; localPort?: number }> {
   const server = new Server({ ...grpcServerOptions(config), interceptors: [guard] });
   for (const [definition, implementation] of services) server.addService(definition, implementation);
   const grpcHealth = new HealthImplementation(Object.fromEntries(HEALTH_SERVICE_NAMES.map((s) => [s, 'NOT_SERVING'])));
@@ -152,9 +167,28 @@ async function startGrpc(config: Config, services: [ServiceDefinition, UntypedSe
     new Promise<number>((res, rej) => server.bindAsync(addr, credentials, (err, p) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', addr)) : res(p))));
   const secure = tls && new RenewingServerCredentials(tls);
   if (secure) parts.onStop('grpc tls renewals', async () => secure.close());
-  const port = await bind(config.grpcAddr, secure ?? ServerCredentials.createInsecure());
+  // The public address is this process's own TCP listener, its connections handed to grpc-js (its connection
+  // injector): grpc-js's own listener has no bound on connections and keeps one that never speaks for ever.
+  const injector = server.createConnectionInjector(secure ?? ServerCredentials.createInsecure());
+  const tcp = createServer((socket) => {
+    if (!socket.destroyed) injector.injectConnection(socket); // destroyed: over the bound (guardConnections)
+  });
+  const guarded = guardConnections(tcp, connections.budget, HTTP2_PREFACE_BYTES, connections.events);
+  const { host, port: wanted } = splitAddr(config.grpcAddr);
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen(wanted, host, () => {
+      tcp.off('error', reject);
+      resolve();
+    });
+  }).catch((err: unknown) => {
+    throw listenError(err, 'CHATFLOW_GRPC_ADDR', config.grpcAddr);
+  });
+  const port = (tcp.address() as AddressInfo).port;
+  // The embedded gRPC-Web endpoint's way in when the public one speaks TLS: loopback, this process only.
   const localPort = tls ? await bind('127.0.0.1:0', ServerCredentials.createInsecure()) : undefined;
   parts.onStop('grpc', async () => {
+    const closed = new Promise<void>((res) => tcp.close(() => res()));
     // The sessions were drained before (App.stop); what is left are unary calls and tools' streams.
     await new Promise<void>((res) => {
       const force = setTimeout(() => {
@@ -166,6 +200,9 @@ async function startGrpc(config: Config, services: [ServiceDefinition, UntypedSe
         res();
       });
     });
+    injector.destroy();
+    guarded.destroyAll(); // connections that never became sessions
+    await closed;
   });
   return { port, localPort };
 }

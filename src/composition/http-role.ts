@@ -7,6 +7,7 @@ import { splitAddr, startHttpServer, type HttpRoute } from '../http/server';
 import { webRoutes } from '../http/web';
 import { sendPlaces } from '../gateway/upload-places';
 import type { TlsFiles } from '../tls';
+import { reportedEvents, type ConnectionBudget } from '../connection-guard';
 import { Lifecycle, type Part } from './lifecycle';
 
 export interface HttpRole extends Part {
@@ -35,6 +36,8 @@ export function httpRole(deps: {
   grpcAddress: () => string;
   /** Serve https (CHATFLOW_TLS_CERT_FILE, CHATFLOW_TLS_KEY_FILE), renewed certificates included. */
   tls?: TlsFiles;
+  /** The bound on TCP connections this process's listeners share (src/connection-guard.ts). */
+  connections: ConnectionBudget;
   gateway: boolean;
 }): HttpRole {
   const { config, logger } = deps;
@@ -53,6 +56,7 @@ export function httpRole(deps: {
           health: deps.health,
           routes: [(req, res) => deps.mediaRoute()?.(req, res) ?? false, ...(web?.routes ?? [])],
           tls: deps.tls,
+          connections: { budget: deps.connections, events: reportedEvents('http', deps.connections.limits, deps.metrics, logger) },
         }).catch((err: unknown) => {
           throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);
         });

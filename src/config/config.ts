@@ -13,6 +13,8 @@ export interface Config {
   authSecret?: string;
   insecureClientId: boolean;
   maxClients: number;
+  /** TCP connections each listener holds (0 = from maxClients), and how long a new one may stay silent (src/connection-guard.ts). */
+  connections: { max: number; silentMs: number };
   maxProcessing: number;
   /** Connection attempts per client per minute on one gateway (0 = no limit), after a burst of connectBurst. */
   connectsPerMinute: number;
@@ -85,6 +87,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     authSecret: c.CHATFLOW_AUTH_SECRET,
     insecureClientId: c.CHATFLOW_INSECURE_CLIENT_ID,
     maxClients: c.CHATFLOW_MAX_CLIENTS,
+    connections: { max: c.CHATFLOW_MAX_CONNECTIONS, silentMs: c.CHATFLOW_SILENT_CONNECTION_MS },
     maxProcessing: c.CHATFLOW_MAX_PROCESSING,
     connectsPerMinute: c.CHATFLOW_CONNECTS_PER_MINUTE,
     connectBurst: c.CHATFLOW_CONNECT_BURST,

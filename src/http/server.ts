@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
 import type { Logger } from 'pino';
+import { guardConnections, type ConnectionBudget, type ConnectionEvents } from '../connection-guard';
 
 /** A certificate and key that may be renewed while the server runs (TlsFiles). */
 export interface RenewingPair {
@@ -23,6 +24,8 @@ export async function startHttpServer(opts: {
   logger: Logger;
   /** Serve https instead of http: the certificate and key current at start, then each renewal (to new connections). */
   tls?: RenewingPair;
+  /** The bound on TCP connections it shares with the process's other listener; a request's first byte is its opening (src/connection-guard.ts). */
+  connections?: { budget: ConnectionBudget; events: ConnectionEvents };
 }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   const handle = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
     void (async () => {
@@ -60,6 +63,7 @@ export async function startHttpServer(opts: {
   } else {
     server = createServer(handle);
   }
+  const guarded = opts.connections && guardConnections(server, opts.connections.budget, 1, opts.connections.events);
   const { host, port } = splitAddr(opts.addr);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -77,6 +81,7 @@ export async function startHttpServer(opts: {
         stopFollowing();
         server.close(() => resolve());
         server.closeAllConnections();
+        guarded?.destroyAll(); // connections that never sent a request
       }),
   };
 }
