@@ -125,7 +125,11 @@ export function describeStatus(s: Pick<StatusObject, 'code' | 'details' | 'metad
   if (s.code === status.UNAVAILABLE && where && /No connection established|ECONNREFUSED|Failed to connect/i.test(s.details ?? '')) {
     text += `\nis the server running at ${where.server}? (start it with "npm start", or pass --server)`;
     // A TLS server drops a plain-text client's first bytes (grpc-js: "Failed to connect"); a refused connection is no TLS matter.
-    if (!where.tls && !/ECONNREFUSED/.test(s.details ?? '')) text += `\ndoes it speak TLS? (then pass --tls, or --ca <its certificate> if it is self-signed)`;
+    if (!/ECONNREFUSED/.test(s.details ?? '')) {
+      if (!where.tls) text += `\ndoes it speak TLS? (then pass --tls, or --ca <its certificate> if it is self-signed)`;
+      // A connection closed as soon as it was accepted looks the same: the server's listeners were full.
+      text += `\nor it holds all the connections it takes (CHATFLOW_MAX_CONNECTIONS): then try again shortly`;
+    }
   }
   if (s.code === status.UNAUTHENTICATED && where?.insecure) text += '\n--insecure needs a server started with CHATFLOW_INSECURE_CLIENT_ID=true';
   return text;

@@ -12,7 +12,13 @@ describe('describeStatus: what the CLI says when it cannot reach the server', ()
 
   test('a server that dropped the plain text (one on TLS): also asks whether it speaks TLS, unless --tls was given', () => {
     const dropped = unavailable('No connection established. Last error: Failed to connect (2026-11-28T05:36:54.483Z)');
-    expect(describeStatus(dropped, where)).toMatch(/\ndoes it speak TLS\? \(then pass --tls, or --ca <its certificate> if it is self-signed\)$/);
+    expect(describeStatus(dropped, where)).toMatch(/\ndoes it speak TLS\? \(then pass --tls, or --ca <its certificate> if it is self-signed\)\n/);
     expect(describeStatus(dropped, { ...where, tls: true })).not.toMatch(/TLS/);
+  });
+
+  test('a connection closed as soon as it was accepted (the listeners full): says so too', () => {
+    const dropped = unavailable('No connection established. Last error: Failed to connect (2026-11-28T21:14:04.520Z)');
+    expect(describeStatus(dropped, where)).toMatch(/\nor it holds all the connections it takes \(CHATFLOW_MAX_CONNECTIONS\): then try again shortly$/);
+    expect(describeStatus(dropped, { ...where, tls: true })).toMatch(/\nor it holds all the connections it takes/);
   });
 });
