@@ -38,6 +38,8 @@ export interface ConnectionEvents {
   dropped(): void;
   /** A connection closed for sending too little within `silentMs`. */
   silent(): void;
+  /** The listener could not accept a connection (the system's own limits: ENFILE, ENOMEM). */
+  acceptFailed(err: Error): void;
 }
 
 /** What a listener under guard reports, and how it is let go. */
@@ -60,6 +62,8 @@ export const HTTP2_PREFACE_BYTES = 24;
 export function guardConnections(server: Server, budget: ConnectionBudget, openingBytes: number, events: ConnectionEvents): GuardedListener {
   const sockets = new Set<Socket>();
   const { max, silentMs } = budget.limits;
+  // Once listening, an error is a connection that could not be accepted: told, where unheard it would end the process.
+  server.once('listening', () => server.on('error', (err) => events.acceptFailed(err)));
   server.prependListener('connection', (socket: Socket) => {
     if (budget.open >= max) {
       events.dropped();
@@ -137,16 +141,17 @@ export function reportedEvents(
   now: () => number = Date.now,
 ): ConnectionEvents {
   let warnedAt = -Infinity;
-  let since = { dropped: 0, silent: 0 };
-  const tell = (what: 'dropped' | 'silent') => {
+  const none = () => ({ dropped: 0, silent: 0, acceptFailed: 0 });
+  let since = none();
+  const tell = (what: keyof typeof since, err?: Error) => {
     since[what]++;
     if (now() - warnedAt < WARN_EVERY_MS) return;
     warnedAt = now();
     logger.warn(
-      { listener, ...since, maxConnections: limits.max, silentMs: limits.silentMs },
-      `connections closed on the ${listener} listener: dropped at once while the listeners held CHATFLOW_MAX_CONNECTIONS (${limits.max}), or silent for CHATFLOW_SILENT_CONNECTION_MS (${limits.silentMs} ms); clients already connected are served (counts since the last warning)`,
+      { listener, ...since, maxConnections: limits.max, silentMs: limits.silentMs, ...(err ? { err: err.message } : {}) },
+      `connections refused on the ${listener} listener (counts since the last warning): dropped at once while the listeners held CHATFLOW_MAX_CONNECTIONS (${limits.max}), silent for CHATFLOW_SILENT_CONNECTION_MS (${limits.silentMs} ms), or not accepted (the system's limits); clients already connected are served`,
     );
-    since = { dropped: 0, silent: 0 };
+    since = none();
   };
   return {
     opened: () => metrics.connectionsOpen.inc({ listener }),
@@ -159,5 +164,6 @@ export function reportedEvents(
       metrics.connectionsSilent.inc({ listener });
       tell('silent');
     },
+    acceptFailed: (err) => tell('acceptFailed', err),
   };
 }

@@ -46,7 +46,7 @@ describe('guardConnections', () => {
   beforeEach(async () => {
     const mine: string[] = []; // this server's: the last one's late closes go to its own
     told = mine;
-    const events = { opened: () => void mine.push('opened'), closed: () => void mine.push('closed'), dropped: () => void mine.push('dropped'), silent: () => void mine.push('silent') };
+    const events = { opened: () => void mine.push('opened'), closed: () => void mine.push('closed'), dropped: () => void mine.push('dropped'), silent: () => void mine.push('silent'), acceptFailed: () => void mine.push('accept failed') };
     server = createServer((socket) => socket.on('data', () => undefined));
     guardConnections(server, new ConnectionBudget({ max: 3, silentMs: 300 }), 4, events);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -66,6 +66,11 @@ describe('guardConnections', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(speaking.socket.destroyed).toBe(false);
     expect(told.filter((t) => t === 'silent')).toHaveLength(2);
+  });
+
+  test('an error once listening (an accept that failed) is told, not thrown: unheard, it would end the process', () => {
+    server.emit('error', Object.assign(new Error('accept ENFILE'), { code: 'ENFILE' }));
+    expect(told).toEqual(['accept failed']);
   });
 
   test('beyond max, a new connection is closed at once and told as dropped; a place that frees is taken again', async () => {
@@ -89,7 +94,7 @@ describe('a budget shared by two listeners', () => {
   test('the second drops what the first leaves no room for; a place freed on either is taken on the other', async () => {
     const budget = new ConnectionBudget({ max: 2, silentMs: 60_000 });
     const told: string[] = [];
-    const events = (name: string) => ({ opened: () => undefined, closed: () => undefined, dropped: () => void told.push(`dropped ${name}`), silent: () => undefined });
+    const events = (name: string) => ({ opened: () => undefined, closed: () => undefined, dropped: () => void told.push(`dropped ${name}`), silent: () => undefined, acceptFailed: () => undefined });
     const servers = [createServer(), createServer()];
     servers.forEach((s, i) => guardConnections(s, budget, 1, events(String(i))));
     const ports = await Promise.all(servers.map((s) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)))));
@@ -137,7 +142,7 @@ describe('reportedEvents', () => {
     events.closed();
     expect(counted).toEqual(['open+grpc', 'dropped+grpc', 'silent+grpc', 'dropped+grpc', 'silent+grpc', 'open-grpc']);
     expect(warned).toEqual([
-      expect.objectContaining({ listener: 'grpc', dropped: 1, silent: 0, maxConnections: 10 }),
+      expect.objectContaining({ listener: 'grpc', dropped: 1, silent: 0, acceptFailed: 0, maxConnections: 10 }),
       expect.objectContaining({ listener: 'grpc', dropped: 1, silent: 2 }),
     ]);
   });

@@ -67,7 +67,10 @@ export async function startHttpServer(opts: {
   const { host, port } = splitAddr(opts.addr);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   }).catch((err: unknown) => {
     stopFollowing();
     throw err;
