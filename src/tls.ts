@@ -181,9 +181,10 @@ function stampOf(s: Stats): string {
 export class RenewingServerCredentials extends ServerCredentials {
   private readonly unsubscribe: () => void;
 
-  constructor(source: TlsFiles) {
+  /** `handshakeTimeoutMs`: a TLS handshake not done by then is dropped (Node's default: 120 s). */
+  constructor(source: TlsFiles, handshakeTimeoutMs?: number) {
     const { cert, key } = source.current();
-    super({ requestCert: false }, { cert, key });
+    super({ requestCert: false, ...(handshakeTimeoutMs ? { handshakeTimeout: handshakeTimeoutMs } : {}) }, { cert, key });
     this.unsubscribe = source.onRenewed((tls) => this.updateSecureContextOptions({ cert: tls.cert, key: tls.key }));
   }
 

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import { connected, metric, startTestApp, type TestApp } from './harness';
 
 /*
@@ -91,4 +92,22 @@ test('past CHATFLOW_MAX_CONNECTIONS a listener closes new connections at once; c
   expect((await fetch(`${t.app.httpUrl}/healthz`)).status).toBe(200);
   chatting.end();
   late.end();
+});
+
+describe('on TLS', () => {
+  let secure: TestApp;
+  beforeAll(async () => {
+    const dir = join(__dirname, 'fixtures', 'tls');
+    secure = await startTestApp({ CHATFLOW_TLS_CERT_FILE: join(dir, 'server.crt'), CHATFLOW_TLS_KEY_FILE: join(dir, 'server.key'), CHATFLOW_SILENT_CONNECTION_MS: String(SILENT_MS) });
+  });
+  afterAll(async () => secure.close());
+
+  test('a handshake begun and left half done is closed after CHATFLOW_SILENT_CONNECTION_MS on both listeners (Node kept it 120 s)', async () => {
+    // A TLS record header announcing 512 bytes of ClientHello, then 40 of them: more than the HTTP/2 preface, never a handshake.
+    const begun = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]), Buffer.alloc(40, 1)]);
+    const floods = [await flood(Number(secure.app.grpcAddress.split(':').pop()), 5, begun), await flood(secure.app.httpPort, 5, begun)];
+    const times = await Promise.all(floods.flatMap((f) => f.closedWithin).map((p) => within(SILENT_MS + 5000, p)));
+    expect(Math.max(...times)).toBeLessThan(SILENT_MS + 5000);
+    expect(Math.min(...times)).toBeGreaterThanOrEqual(SILENT_MS - 100);
+  });
 });

@@ -165,7 +165,7 @@ async function startGrpc(
   reflectionService().addToServer(server);
   const bind = (addr: string, credentials: ServerCredentials) =>
     new Promise<number>((res, rej) => server.bindAsync(addr, credentials, (err, p) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', addr)) : res(p))));
-  const secure = tls && new RenewingServerCredentials(tls);
+  const secure = tls && new RenewingServerCredentials(tls, connections.budget.limits.silentMs);
   if (secure) parts.onStop('grpc tls renewals', async () => secure.close());
   // The public address is this process's own TCP listener, its connections handed to grpc-js (its connection
   // injector): grpc-js's own listener has no bound on connections and keeps one that never speaks for ever.

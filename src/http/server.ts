@@ -57,7 +57,8 @@ export async function startHttpServer(opts: {
   let stopFollowing = () => {};
   if (opts.tls) {
     const { cert, key } = opts.tls.current();
-    const https = createTlsServer({ cert, key }, handle);
+    // A TLS handshake gets as long as a connection may stay silent (Node's default: 120 s).
+    const https = createTlsServer({ cert, key, ...(opts.connections ? { handshakeTimeout: opts.connections.budget.limits.silentMs } : {}) }, handle);
     stopFollowing = opts.tls.onRenewed((next) => https.setSecureContext({ cert: next.cert, key: next.key }));
     server = https;
   } else {
