@@ -1,5 +1,5 @@
 import { Server, ServerCredentials, type ServerInterceptor, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import type { TokenAuthority } from '../auth/tokens';
@@ -16,7 +16,7 @@ import { toStatus } from '../gateway/status';
 import { checkedChatService } from '../gateway/wire-check';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import type { Health } from '../health';
-import { splitAddr } from '../http/server';
+import { listenOn, splitAddr } from '../http/server';
 import { listenError } from '../listen-error';
 import { routeGrpcJsLogs } from '../logging';
 import type { Metrics } from '../metrics';
@@ -174,17 +174,9 @@ async function startGrpc(
     if (!socket.destroyed) injector.injectConnection(socket); // destroyed: over the bound (guardConnections)
   });
   const guarded = guardConnections(tcp, connections.budget, HTTP2_PREFACE_BYTES, connections.events);
-  const { host, port: wanted } = splitAddr(config.grpcAddr);
-  await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
-    tcp.listen(wanted, host, () => {
-      tcp.off('error', reject);
-      resolve();
-    });
-  }).catch((err: unknown) => {
+  const port = await listenOn(tcp, config.grpcAddr).catch((err: unknown) => {
     throw listenError(err, 'CHATFLOW_GRPC_ADDR', config.grpcAddr);
   });
-  const port = (tcp.address() as AddressInfo).port;
   // The embedded gRPC-Web endpoint's way in when the public one speaks TLS: loopback, this process only.
   const localPort = tls ? await bind('127.0.0.1:0', ServerCredentials.createInsecure()) : undefined;
   parts.onStop('grpc', async () => {

@@ -65,18 +65,10 @@ export async function startHttpServer(opts: {
     server = createServer(handle);
   }
   const guarded = opts.connections && guardConnections(server, opts.connections.budget, 1, opts.connections.events);
-  const { host, port } = splitAddr(opts.addr);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((err: unknown) => {
+  const actual = await listenOn(server, opts.addr).catch((err: unknown) => {
     stopFollowing();
     throw err;
   });
-  const actual = (server.address() as import('node:net').AddressInfo).port;
   return {
     server,
     port: actual,
@@ -88,6 +80,18 @@ export async function startHttpServer(opts: {
         guarded?.destroyAll(); // connections that never sent a request
       }),
   };
+}
+
+/** `server` listening on `addr` (host:port); resolves with the port it got (port 0: any free one). */
+export function listenOn(server: import('node:net').Server, addr: string): Promise<number> {
+  const { host, port } = splitAddr(addr);
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as import('node:net').AddressInfo).port);
+    });
+  });
 }
 
 export function splitAddr(addr: string): { host: string; port: number } {
