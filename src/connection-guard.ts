@@ -44,8 +44,6 @@ export interface ConnectionEvents {
 
 /** What a listener under guard reports, and how it is let go. */
 export interface GuardedListener {
-  /** Connections open now. */
-  readonly open: number;
   /** Destroys every connection still open (after the server's own shutdown). */
   destroyAll(): void;
 }
@@ -87,9 +85,6 @@ export function guardConnections(server: Server, budget: ConnectionBudget, openi
     });
   });
   return {
-    get open() {
-      return sockets.size;
-    },
     destroyAll() {
       for (const socket of sockets) socket.destroy();
     },

@@ -52,9 +52,9 @@ export async function mediaFile(kind: UploadKind, path: string): Promise<MediaFi
 
 /**
  * The file's bytes as the content of a UserMessage. A file larger than the
- * server takes (its Welcome.max_media_bytes) is refused unread: sent, it
- * would be refused after its upload, or end the stream when over the
- * transport's limit.
+ * server takes (its Welcome.max_media_bytes) is refused unread (by its
+ * checked size) or once read (it grew since): sent, it would be refused
+ * after its upload, or end the stream when over the transport's limit.
  */
 export async function readMediaFile(file: MediaFile, maxBytes?: number): Promise<UserMessage['content']> {
   const refusal = tooLarge(file, maxBytes);
@@ -62,6 +62,9 @@ export async function readMediaFile(file: MediaFile, maxBytes?: number): Promise
   const data = await readFile(file.path).catch((e: NodeJS.ErrnoException) => {
     throw new CliError(`cannot read ${file.path}: ${readError(e)}`);
   });
+  // The file may have grown since it was checked: what was read is what would be sent.
+  const grown = tooLarge({ ...file, size: data.length }, maxBytes);
+  if (grown) throw new CliError(grown);
   const media: Media = { mimeType: file.mimeType, data, url: '', sizeBytes: data.length, durationMs: 0 };
   switch (file.kind) {
     case 'audio':
