@@ -53,6 +53,12 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
       labelNames: ['transport'] as const,
       registers: [registry],
     }),
+    callsRefused: new Counter({
+      name: 'chatflow_calls_refused_total',
+      help: 'Calls of history, health and reflection refused or ended, by reason: busy (RESOURCE_EXHAUSTED: CHATFLOW_CALLS_AT_ONCE or CHATFLOW_CALLS_PER_CLIENT held), request_late (DEADLINE_EXCEEDED: the request not whole within CHATFLOW_SILENT_CONNECTION_MS)',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
     admissionsAccepted: new Counter({ name: 'chatflow_admissions_accepted_total', help: 'Connections admitted', registers: [registry] }),
     disconnects: new Counter({ name: 'chatflow_disconnects_total', help: 'Connections ended, by reason', labelNames: ['reason'] as const, registers: [registry] }),
     messagesAccepted: new Counter({ name: 'chatflow_messages_accepted_total', help: 'Messages durably appended', labelNames: ['kind'] as const, registers: [registry] }),

@@ -11,7 +11,7 @@ import { ChatGateway, getter } from '../gateway/chat-service';
 import type { EarlyStart } from '../gateway/deps';
 import { historyService } from '../gateway/history-service';
 import { requestGuard } from '../gateway/request-guard';
-import { sendPlaces } from '../gateway/upload-places';
+import { callPlaces, sendPlaces } from '../gateway/request-places';
 import { toStatus } from '../gateway/status';
 import { checkedChatService } from '../gateway/wire-check';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
@@ -121,18 +121,24 @@ export async function recordLeftoverSessions(deps: { registry: ConnectionRegistr
 /**
  * Before a request is read (src/gateway/request-guard.ts): callers of the
  * public services are identified, only Chat and Send may send an upload's
- * worth, and Sends are read a few at a time (UploadPlaces; a Chat stream's
- * frames are read one at a time, and only once it is admitted). A refused
+ * worth, Sends are read a few at a time (RequestPlaces; a Chat stream's
+ * frames are read one at a time, and only once it is admitted), and every
+ * other call holds a place until answered and must send its request in time. A refused
  * Chat or Connect counts as a refused admission, as it did when the handler
  * refused it.
  */
 function guardOf(config: Config, auth: TokenAuthority, metrics: Metrics, logger: Logger) {
   const { chat, connect, send } = PUBLIC_SERVICES.chat.definition;
   const sends = sendPlaces(config, () => metrics.sendsBusy.inc({ transport: 'grpc' }));
+  const calls = callPlaces(config, () => metrics.callsRefused.inc({ reason: 'busy' }));
+  // A session's streams are bounded by its admission (the client cap, one per client, the connect rate), a Send by its own places.
+  const isCall = (path: string) => path !== chat.path && path !== connect.path && path !== send.path;
   return requestGuard({
     authenticated: isPublicPath,
     carriesMedia: (path) => MEDIA_METHOD_PATHS.has(path),
-    placesFor: (path) => (path === send.path ? sends : undefined),
+    placesFor: (path) => (path === send.path ? sends : isCall(path) ? calls : undefined),
+    requestWithinMs: (path) => (isCall(path) ? config.connections.silentMs : undefined),
+    onLate: () => metrics.callsRefused.inc({ reason: 'request_late' }),
     identify: (md) => auth.identify(getter(md)),
     refused: (path, err) => {
       if (path === chat.path || path === connect.path) metrics.admissionsRefused.inc({ reason: 'unauthenticated' });

@@ -28,8 +28,9 @@ export interface Config {
   workerThread: boolean;
   mediaThreads: number;
   maxMediaBytes: number;
-  /** Sends read and answered at once, in all and per client (see UploadPlaces). */
+  /** Sends read and answered at once, in all and per client (see RequestPlaces). */
   sends: { atOnce: number; perClient: number };
+  calls: { atOnce: number; perClient: number };
   /** Messages one client may have unanswered at once (see src/domain/input-flow.ts). */
   unansweredPerClient: number;
   maxTextChars: number;
@@ -101,6 +102,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxMediaBytes: c.CHATFLOW_MAX_MEDIA_BYTES,
     maxTextChars: c.CHATFLOW_MAX_TEXT_CHARS,
     sends: { atOnce: c.CHATFLOW_SENDS_AT_ONCE, perClient: c.CHATFLOW_SENDS_PER_CLIENT },
+    calls: { atOnce: c.CHATFLOW_CALLS_AT_ONCE, perClient: c.CHATFLOW_CALLS_PER_CLIENT },
     unansweredPerClient: c.CHATFLOW_UNANSWERED_PER_CLIENT,
     slowClientTimeoutMs: c.CHATFLOW_SLOW_CLIENT_TIMEOUT_MS,
     silenceLimitMs: c.CHATFLOW_SILENCE_LIMIT_MS,

@@ -13,13 +13,17 @@
  * - only the methods that carry media may send a message that large; every
  *   other request (history, health, reflection) may be SMALL_REQUEST_BYTES,
  *   compressed or not, and a larger one is RESOURCE_EXHAUSTED.
- * And a third, once the caller is known: a request that may carry an upload
- * (`Send`) is read only once it holds one of the process's UploadPlaces, and
- * holds it until it is answered. A token holder's 200 Sends of 16 MiB at once
- * were otherwise all read together.
+ * And, once the caller is known, places: a request that may carry an upload
+ * (`Send`) is read only once it holds one of the process's send places, and
+ * holds it until it is answered (a token holder's 200 Sends of 16 MiB at once
+ * were otherwise all read together); a call of any other method but the
+ * sessions' (history, health, reflection) holds one of its call places
+ * likewise, and must send its request whole within a time, or is ended
+ * DEADLINE_EXCEEDED (50,000 health checks on one connection, each sending
+ * part of its request and never the rest, were otherwise all read and kept).
  */
-import { ServerInterceptingCall, type Metadata, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
-import type { UploadPlaces } from './upload-places';
+import { Metadata, ServerInterceptingCall, status, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
+import type { RequestPlaces } from './request-places';
 
 /** The largest request of a method that carries no media: ids, page tokens, names (a few hundred bytes in practice). */
 export const SMALL_REQUEST_BYTES = 64 * 1024;
@@ -33,33 +37,58 @@ export interface RequestGuardOptions {
   identify: (md: Metadata) => Promise<string>;
   /** The status a refused caller gets (and whatever is counted of it). */
   refused: (path: string, err: unknown) => StatusObject;
-  /** The places this path's requests are read and handled in (see UploadPlaces), or undefined: no bound. */
-  placesFor?: (path: string) => UploadPlaces | undefined;
+  /**
+   * The places this path's calls are read and handled in (see RequestPlaces), or undefined: no bound. A caller is
+   * its identity, or on a path without one, its address.
+   */
+  placesFor?: (path: string) => RequestPlaces | undefined;
+  /** How long a call of this path may take to send its request whole once read, or undefined: as long as it likes. */
+  requestWithinMs?: (path: string) => number | undefined;
+  /** Called for a call ended because its request was late (a metric). */
+  onLate?: (path: string) => void;
 }
 
 export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
   return (method, call) => {
-    if (!opts.carriesMedia(method.path)) limitRequest(call, SMALL_REQUEST_BYTES);
-    if (!opts.authenticated(method.path)) return new ServerInterceptingCall(call);
-    const places = opts.placesFor?.(method.path);
-    // Aborted once the call is answered or cancelled: the place it holds or waits for is given back (UploadPlaces.take).
-    const ended = places && new AbortController();
-    const end = () => ended?.abort();
+    const { path } = method;
+    if (!opts.carriesMedia(path)) limitRequest(call, SMALL_REQUEST_BYTES);
+    const authenticated = opts.authenticated(path);
+    const places = opts.placesFor?.(path);
+    if (!authenticated && !places) return new ServerInterceptingCall(call);
+    const caller = (md: Metadata) => (authenticated ? opts.identify(md) : Promise.resolve(`address ${call.getPeer().replace(/:\d+$/, '')}`));
+    const withinMs = opts.requestWithinMs?.(path);
+    // Aborted once the call is answered, cancelled or late: the place it holds or waits for is given back (RequestPlaces.take).
+    const ended = new AbortController();
+    let late: NodeJS.Timeout | undefined;
+    const end = () => {
+      clearTimeout(late);
+      ended.abort();
+    };
+    const lateRequest = () => {
+      end();
+      opts.onLate?.(path);
+      call.sendStatus({ code: status.DEADLINE_EXCEEDED, details: `the request did not arrive whole within ${withinMs} ms`, metadata: new Metadata() });
+    };
     return new ServerInterceptingCall(call, {
       start: (next) =>
         next({
           // Passed on (and the handler started, which asks for the message) only once the caller is known, and holds
           // a place if its path has them.
           onReceiveMetadata: (md, pass) =>
-            void opts
-              .identify(md)
-              .then((caller) => places?.take(caller, ended!.signal))
+            void caller(md)
+              .then((who) => places?.take(who, ended.signal))
               .then(
                 () => {
-                  if (!ended?.signal.aborted) pass(md);
+                  if (ended.signal.aborted) return;
+                  if (withinMs !== undefined) late = setTimeout(lateRequest, withinMs);
+                  pass(md);
                 },
-                (err: unknown) => call.sendStatus(opts.refused(method.path, err)),
+                (err: unknown) => call.sendStatus(opts.refused(path, err)),
               ),
+          onReceiveMessage: (message, pass) => {
+            clearTimeout(late);
+            pass(message);
+          },
           onCancel: end,
         }),
       sendStatus: (st, next) => {

@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { ChatFlowError } from '../domain/errors';
 import { SMALL_REQUEST_BYTES } from '../gateway/request-guard';
 import { domainStatus, toStatus } from '../gateway/status';
-import type { UploadPlaces } from '../gateway/upload-places';
+import type { RequestPlaces } from '../gateway/request-places';
 import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST } from '../services';
 import type { HttpRoute } from './server';
 
@@ -42,7 +42,7 @@ interface GrpcWebOptions {
    * it is answered (as on the gRPC server, src/gateway/request-guard.ts; places of their own, since each forwarded
    * Send then takes one there too).
    */
-  sends: UploadPlaces;
+  sends: RequestPlaces;
   /**
    * Address of the native gRPC server (`host:port`), read per call: the HTTP
    * server starts before gRPC is bound. Empty or undefined = not ready yet.
@@ -91,7 +91,7 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
     // The caller is identified, and a Send given a place, before its body is read: a refused one costs its headers
     // only (the body is left unread).
     const places = MEDIA_METHOD_PATHS.has(path) ? opts.sends : undefined;
-    // Aborted once the response is over, however it ends: the place it holds or waits for is given back (UploadPlaces.take).
+    // Aborted once the response is over, however it ends: the place it holds or waits for is given back (RequestPlaces.take).
     const ended = places && new AbortController();
     if (ended) res.once('close', () => ended.abort());
     opts

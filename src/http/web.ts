@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { TokenAuthority } from '../auth/tokens';
-import type { UploadPlaces } from '../gateway/upload-places';
+import type { RequestPlaces } from '../gateway/request-places';
 import { devTokenRoute } from './dev-token';
 import { grpcWebRoute } from './grpc-web';
 import type { HttpRoute } from './server';
@@ -17,7 +17,7 @@ export function webRoutes(opts: {
   auth: Pick<TokenAuthority, 'mint' | 'identify'>;
   maxMediaBytes: number;
   /** The places the embedded endpoint reads Sends in (see grpcWebRoute). */
-  sends: UploadPlaces;
+  sends: RequestPlaces;
   logger: Logger;
   settings: WebSettings;
 }): { routes: HttpRoute[]; close(): void } {

@@ -2,14 +2,18 @@ import type { Config } from '../config/config';
 import { ChatFlowError } from '../domain/errors';
 
 /**
- * How many requests that may carry an upload (a `Send`: up to the server's
- * largest message, 17 MiB by default) one process reads and handles at once,
- * and how many of them one client may hold. A request waits for a place before
- * any of it is read (its stream stays paused: HTTP/2 flow control stops the
- * sender), and holds it until it is answered. Without a bound, a token holder's
- * 200 Sends of 16 MiB at once took the server to 3.5 GB.
+ * How many requests of a kind one process reads and handles at once, and how
+ * many of them one caller may hold. A request waits for a place before any of
+ * it is read (its stream stays paused: HTTP/2 flow control stops the sender),
+ * and holds it until it is answered. Two kinds have places: requests that may
+ * carry an upload (a `Send`: up to the server's largest message, 17 MiB by
+ * default; without a bound, a token holder's 200 Sends of 16 MiB at once took
+ * the server to 3.5 GB), and the calls of every other method but the
+ * sessions' (history, health, reflection: without a bound, 50,000 health
+ * checks on one connection, each sending part of its request, took it to
+ * 2.2 GB).
  */
-export interface UploadPlacesOptions {
+export interface RequestPlacesOptions {
   /** Requests read and handled at once, all clients together. */
   atOnce: number;
   /** Of which one client may hold at most this many (its others wait). */
@@ -22,6 +26,8 @@ export interface UploadPlacesOptions {
   retryAfterMs: number;
   /** Called for each request refused for want of a place (a metric). */
   onBusy?: () => void;
+  /** What the refused are told is happening ("too many uploads are being received; send again", followed by "in N ms"). */
+  busy: string;
 }
 
 /** A Send waits at most this long for a place. */
@@ -36,9 +42,24 @@ const SENDS_WAITING_BYTES = 64 * 1024 * 1024;
 const SENDS_WAITING = 1_000;
 
 /** A process's places for Sends, as configured (CHATFLOW_SENDS_AT_ONCE, CHATFLOW_SENDS_PER_CLIENT); `onBusy` counts the refused. */
-export function sendPlaces(config: Pick<Config, 'sends' | 'retryAfterMs' | 'grpc'>, onBusy: () => void): UploadPlaces {
+export function sendPlaces(config: Pick<Config, 'sends' | 'retryAfterMs' | 'grpc'>, onBusy: () => void): RequestPlaces {
   const maxWaiting = Math.max(1, Math.min(SENDS_WAITING, Math.floor(SENDS_WAITING_BYTES / config.grpc.windowBytes)));
-  return new UploadPlaces({ ...config.sends, waitMs: SEND_WAIT_MS, maxWaiting, retryAfterMs: config.retryAfterMs, onBusy });
+  return new RequestPlaces({ ...config.sends, waitMs: SEND_WAIT_MS, maxWaiting, retryAfterMs: config.retryAfterMs, onBusy, busy: 'too many uploads are being received; send again' });
+}
+
+/**
+ * A call waits at most this long for a place: history calls are answered in
+ * milliseconds, so a place frees soon unless callers hold them on purpose.
+ */
+const CALL_WAIT_MS = 1_000;
+
+/**
+ * A process's places for the calls of every method but Chat, Connect and
+ * Send (CHATFLOW_CALLS_AT_ONCE, CHATFLOW_CALLS_PER_CLIENT): as many may wait
+ * as may hold one (a waiting call's stream is paused, its request unread).
+ */
+export function callPlaces(config: Pick<Config, 'calls' | 'retryAfterMs'>, onBusy: () => void): RequestPlaces {
+  return new RequestPlaces({ ...config.calls, waitMs: CALL_WAIT_MS, maxWaiting: config.calls.atOnce, retryAfterMs: config.retryAfterMs, onBusy, busy: 'too many calls are open; call again' });
 }
 
 interface Waiter {
@@ -48,12 +69,12 @@ interface Waiter {
 }
 
 /** Places for requests that carry uploads: taken in arrival order, a client's own beyond `perClient` skipped until one of its places frees. */
-export class UploadPlaces {
+export class RequestPlaces {
   private held = 0;
   private readonly byClient = new Map<string, number>();
   private readonly waiting: Waiter[] = [];
 
-  constructor(private readonly opts: UploadPlacesOptions) {}
+  constructor(private readonly opts: RequestPlacesOptions) {}
 
   /**
    * Resolves with the place's release (idempotent) once one is free for `clientId`; rejects when it waited too long
@@ -131,7 +152,7 @@ export class UploadPlaces {
 
   private busy(): ChatFlowError {
     this.opts.onBusy?.();
-    return new ChatFlowError('RESOURCE_EXHAUSTED', `too many uploads are being received; send again in ${this.opts.retryAfterMs} ms`, {
+    return new ChatFlowError('RESOURCE_EXHAUSTED', `${this.opts.busy} in ${this.opts.retryAfterMs} ms`, {
       'retry-after-ms': String(this.opts.retryAfterMs),
     });
   }

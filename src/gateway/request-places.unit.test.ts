@@ -1,8 +1,8 @@
 import { loadConfig } from '../config/config';
-import { sendPlaces, UploadPlaces } from './upload-places';
+import { callPlaces, sendPlaces, RequestPlaces } from './request-places';
 
-describe('UploadPlaces: requests that carry uploads, read a few at a time', () => {
-  const opts = { atOnce: 3, perClient: 2, waitMs: 1_000, maxWaiting: 2, retryAfterMs: 500 };
+describe('RequestPlaces: requests that carry uploads, read a few at a time', () => {
+  const opts = { atOnce: 3, perClient: 2, waitMs: 1_000, maxWaiting: 2, retryAfterMs: 500, busy: 'too many uploads are being received; send again' };
   beforeEach(() => jest.useFakeTimers());
   afterEach(() => jest.useRealTimers());
   const state = (p: Promise<unknown>) => {
@@ -13,7 +13,7 @@ describe('UploadPlaces: requests that carry uploads, read a few at a time', () =
   const settle = () => jest.advanceTimersByTimeAsync(0);
 
   it('given places free, then a request gets one at once, and no client more than its share', async () => {
-    const places = new UploadPlaces(opts);
+    const places = new RequestPlaces(opts);
     const [a1, a2, a3, b1] = ['a', 'a', 'a', 'b'].map((c) => state(places.take(c)));
     await settle();
     expect([a1!(), a2!(), a3!(), b1!()]).toEqual(['granted', 'granted', 'waiting', 'granted']);
@@ -21,7 +21,7 @@ describe('UploadPlaces: requests that carry uploads, read a few at a time', () =
   });
 
   it('given every place held, when one is released, then the first waiting request that may take it gets it (a client at its share is skipped)', async () => {
-    const places = new UploadPlaces(opts);
+    const places = new RequestPlaces(opts);
     const a = await places.take('a');
     await places.take('a');
     const b = await places.take('b');
@@ -38,7 +38,7 @@ describe('UploadPlaces: requests that carry uploads, read a few at a time', () =
   });
 
   it('given a request that waited waitMs, then it is refused RESOURCE_EXHAUSTED with when to send again, and leaves the queue', async () => {
-    const places = new UploadPlaces(opts);
+    const places = new RequestPlaces(opts);
     for (const c of ['a', 'b', 'c']) await places.take(c);
     const d = state(places.take('d'));
     await jest.advanceTimersByTimeAsync(999);
@@ -52,7 +52,7 @@ describe('UploadPlaces: requests that carry uploads, read a few at a time', () =
   });
 
   it('given maxWaiting requests waiting, then the next is refused at once', async () => {
-    const places = new UploadPlaces(opts);
+    const places = new RequestPlaces(opts);
     for (const c of ['a', 'b', 'c']) await places.take(c);
     const waiting = ['d', 'e'].map((c) => state(places.take(c)));
     const refused = places.take('f').catch((e: unknown) => e);
@@ -62,7 +62,7 @@ describe('UploadPlaces: requests that carry uploads, read a few at a time', () =
   });
 
   it('given a request that ends while it waits, then it leaves the queue, and one that ends while it holds a place gives it back', async () => {
-    const places = new UploadPlaces(opts);
+    const places = new RequestPlaces(opts);
     const ends = ['a', 'b', 'c'].map(() => new AbortController());
     await Promise.all(['a', 'b', 'c'].map((c, i) => places.take(c, ends[i]!.signal)));
     const gone = new AbortController();
@@ -96,6 +96,24 @@ describe('UploadPlaces: requests that carry uploads, read a few at a time', () =
       expect(await waitingBound({ CHATFLOW_GRPC_WINDOW_BYTES: String(256 * 1024) })).toBe(256);
       expect(await waitingBound({ CHATFLOW_GRPC_WINDOW_BYTES: '65535' })).toBe(1_000);
       expect(await waitingBound({ CHATFLOW_GRPC_WINDOW_BYTES: String(2 ** 31 - 1) })).toBe(1);
+    });
+  });
+
+  describe("a process's places for calls (callPlaces)", () => {
+    it('given CHATFLOW_CALLS_AT_ONCE and CHATFLOW_CALLS_PER_CLIENT, then a caller holds its share, all callers the whole, as many wait, and the one past them is told calls are busy', async () => {
+      const places = callPlaces(loadConfig({ CHATFLOW_CALLS_AT_ONCE: '4', CHATFLOW_CALLS_PER_CLIENT: '2' }), () => undefined);
+      const mine = [0, 1, 2].map(() => state(places.take('address 127.0.0.1')));
+      const others = ['b', 'c', 'd', 'e', 'f'].map((c) => state(places.take(c)));
+      await settle();
+      expect(mine.map((s) => s())).toEqual(['granted', 'granted', 'waiting']);
+      expect(others.map((s) => s())).toEqual(['granted', 'granted', 'waiting', 'waiting', 'waiting']);
+      // Four wait (as many as may hold a place): the next is refused at once.
+      const past = state(places.take('g'));
+      await settle();
+      expect(past()).toBe('RESOURCE_EXHAUSTED: too many calls are open; call again in 2000 ms');
+      // A waiting call is refused after 1 s.
+      await jest.advanceTimersByTimeAsync(1_000);
+      expect(mine[2]!()).toBe('RESOURCE_EXHAUSTED: too many calls are open; call again in 2000 ms');
     });
   });
 });

@@ -1,0 +1,115 @@
+import http2 from 'node:http2';
+import { codeName, metadataFor, startTestApp, type TestApp } from './harness';
+
+/*
+ * A peer that opens calls by the thousand on one HTTP/2 connection, each
+ * sending part of its request and then nothing. grpc-js reads what a call
+ * sends before its handler runs, and neither the connection bound (one
+ * connection) nor the 64 KiB request limit stops it: seen by hand, 50,000
+ * health checks without a token, 32 KB sent of each, took an embedded server
+ * from 164 MB to 2.2 GB of RSS in 10 s, and 50,000 that sent no byte of their
+ * message to 600 MB (~8.7 KB a call). None was ever ended.
+ */
+jest.setTimeout(60_000);
+
+/** What a call may wait for its request (CHATFLOW_SILENT_CONNECTION_MS). */
+const SILENT_MS = 4_000;
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await startTestApp({ CHATFLOW_SILENT_CONNECTION_MS: String(SILENT_MS) });
+});
+afterAll(async () => t.close());
+
+const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
+const LIST_CONVERSATIONS = '/chatflow.v1.HistoryService/ListConversations';
+
+/** A client's metadata as plain HTTP/2 headers. */
+const headersOf = async (clientId: string) => Object.fromEntries(Object.entries((await metadataFor(t, clientId)).getMap()).map(([k, v]) => [k, String(v)]));
+
+/**
+ * `n` calls to `path` on `session`, each sending `sent` bytes of a message framed as 1 KiB (the whole of it when
+ * `sent` is 1 KiB, and its end), each resolving with the status the server answered (and its retry-after-ms) and
+ * when, or 'no answer' after `ms`.
+ */
+function calls(session: http2.ClientHttp2Session, path: string, headers: Record<string, string>, n: number, sent: number, ms: number): Promise<{ status: string; atMs: number }[]> {
+  const started = Date.now();
+  return Promise.all(
+    Array.from({ length: n }, () => {
+      const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+      req.on('error', () => undefined);
+      req.resume();
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(1024, 1);
+      // A message of zero bytes, repeated, is a valid request of both methods (every field default).
+      req.write(Buffer.concat([prefix, Buffer.alloc(sent)]));
+      if (sent === 1024) req.end();
+      return new Promise<{ status: string; atMs: number }>((resolve) => {
+        const timer = setTimeout(() => resolve({ status: 'no answer', atMs: ms }), ms);
+        const seen = (h: http2.IncomingHttpHeaders) => {
+          const code = h['grpc-status'];
+          if (code === undefined) return;
+          clearTimeout(timer);
+          const retry = h['retry-after-ms'];
+          resolve({ status: codeName(Number(code)) + (retry === undefined ? '' : ' retry-after-ms'), atMs: Date.now() - started });
+        };
+        req.on('response', seen);
+        req.on('trailers', seen);
+      });
+    }),
+  );
+}
+
+function connectTo(): http2.ClientHttp2Session {
+  const session = http2.connect(`http://${t.app.grpcAddress}`);
+  session.on('error', () => undefined);
+  return session;
+}
+
+const count = (rows: { status: string }[]) => rows.reduce<Record<string, number>>((acc, r) => ({ ...acc, [r.status]: (acc[r.status] ?? 0) + 1 }), {});
+
+test('health checks without a token, 40 at once on one connection, none sending its request whole: 32 held, the rest refused RESOURCE_EXHAUSTED + retry-after-ms, the held ended DEADLINE_EXCEEDED after CHATFLOW_SILENT_CONNECTION_MS', async () => {
+  const hostile = connectTo();
+  const other = connectTo();
+  try {
+    const flood = calls(hostile, HEALTH_CHECK, {}, 40, 10, SILENT_MS + 3_000);
+    // A token holder's history is not held back by the flood of calls without one.
+    await new Promise((r) => setTimeout(r, 300));
+    const [served] = await calls(other, LIST_CONVERSATIONS, await headersOf('bystander-1'), 1, 1024, 3_000);
+    expect(served!.status).toBe('OK');
+    const rows = await flood;
+    expect(count(rows)).toEqual({ DEADLINE_EXCEEDED: 32, 'RESOURCE_EXHAUSTED retry-after-ms': 8 });
+    for (const r of rows.filter((x) => x.status === 'DEADLINE_EXCEEDED')) expect(r.atMs).toBeGreaterThanOrEqual(SILENT_MS - 100);
+    // Their places given back: a whole health check is answered at once.
+    const [after] = await calls(hostile, HEALTH_CHECK, {}, 1, 1024, 3_000);
+    expect(after!.status).toBe('OK');
+  } finally {
+    hostile.destroy();
+    other.destroy();
+  }
+});
+
+test('one token holder\'s history calls past 32 are refused; 1,024 held by 32 clients and the next client waits, then is refused; the places come back when their connection goes', async () => {
+  const hostile = connectTo();
+  const other = connectTo();
+  try {
+    const started = Date.now();
+    const holders = await Promise.all(Array.from({ length: 32 }, (_, i) => headersOf(`holder-${i}`)));
+    // The first sends 40 (8 past its 32), the others 32 each: the process's 1,024 places, all taken.
+    const held = Promise.all(holders.map((h, i) => calls(hostile, LIST_CONVERSATIONS, h, i === 0 ? 40 : 32, 10, SILENT_MS + 3_000)));
+    await new Promise((r) => setTimeout(r, 500));
+    const [late] = await calls(other, LIST_CONVERSATIONS, await headersOf('late-1'), 1, 1024, 3_000);
+    expect(late!.status).toBe('RESOURCE_EXHAUSTED retry-after-ms');
+    hostile.destroy();
+    // Their calls cancelled with their connection: a call is answered at once, well before their requests are late.
+    await new Promise((r) => setTimeout(r, 300));
+    const [after] = await calls(other, LIST_CONVERSATIONS, await headersOf('late-1'), 1, 1024, 3_000);
+    expect(after!.status).toBe('OK');
+    expect(Date.now() - started).toBeLessThan(SILENT_MS);
+    const rows = await held;
+    expect(count(rows[0]!)).toMatchObject({ 'RESOURCE_EXHAUSTED retry-after-ms': 8 });
+  } finally {
+    hostile.destroy();
+    other.destroy();
+  }
+});
