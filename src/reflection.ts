@@ -1,4 +1,5 @@
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import type { Server, ServerDuplexStream, ServiceDefinition, UntypedHandleCall, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { FileDescriptorProto, type IDescriptorProto, type IFileDescriptorProto } from 'protobufjs/ext/descriptor';
@@ -20,6 +21,39 @@ const FILES = [...PUBLIC_SERVICE_LIST.map((s) => s.protoFile), healthProto];
  */
 export function reflectionService(): ReflectionService {
   return new ReflectionService(linkedDescriptors(loadSync(FILES, { includeDirs: [PROTO_DIR], keepCase: true })));
+}
+
+/**
+ * Adds reflection (v1 and v1alpha) to `server`, its streams paced: a stream's
+ * requests are not read while its answers wait for the client. The library
+ * answers every request it reads, whether the client reads or not, so a
+ * client that sent requests and never read kept the server reading and
+ * holding answers without end (5,000 requests of 1 KiB: all read and answered
+ * into memory within a second; one stream, no token).
+ */
+export function addReflection(server: Server): void {
+  const reflection = reflectionService();
+  const paced: Pick<Server, 'addService'> = {
+    addService: (definition: ServiceDefinition, implementation: UntypedServiceImplementation) =>
+      server.addService(definition, Object.fromEntries(Object.entries(implementation).map(([name, handler]) => [name, pacedDuplex(handler)]))),
+  };
+  reflection.addToServer(paced as Server);
+}
+
+/** A bidi handler whose stream stops being read while its writes wait (write() said so) and is read again once they drained. */
+function pacedDuplex(handler: UntypedHandleCall): UntypedHandleCall {
+  return ((call: ServerDuplexStream<unknown, unknown>) => {
+    const write = call.write.bind(call) as (chunk: unknown) => boolean;
+    call.write = ((chunk: unknown) => {
+      const flowing = write(chunk);
+      if (!flowing && !call.isPaused()) {
+        call.pause();
+        call.once('drain', () => call.resume());
+      }
+      return flowing;
+    }) as typeof call.write;
+    (handler as (call: ServerDuplexStream<unknown, unknown>) => void)(call);
+  }) as UntypedHandleCall;
 }
 
 export function linkedDescriptors(definition: PackageDefinition): PackageDefinition {

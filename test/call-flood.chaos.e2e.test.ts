@@ -113,3 +113,30 @@ test('one token holder\'s history calls past 32 are refused; 1,024 held by 32 cl
     other.destroy();
   }
 });
+
+test('a reflection stream whose client sends requests and never reads the answers is no longer read: the server holds a few answers, not one per request', async () => {
+  // The client's own receive window stays small and unread: the server's answers wait for it.
+  const session = http2.connect(`http://${t.app.grpcAddress}`, { settings: { initialWindowSize: 65_535 } });
+  session.on('error', () => undefined);
+  try {
+    const req = session.request({ ':method': 'POST', ':path': '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', 'content-type': 'application/grpc', te: 'trailers' });
+    req.on('error', () => undefined);
+    req.pause();
+    // file_containing_symbol (field 4) naming 1 KiB of nothing: each answer echoes the request, ~1 KiB.
+    const symbol = Buffer.alloc(1024, 'x');
+    const message = Buffer.concat([Buffer.from([0x22, 0x80, 0x08]), symbol]);
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(message.length, 1);
+    const frame = Buffer.concat([prefix, message]);
+    const REQUESTS = 5_000; // ~5 MiB, five times the server's receive window for the stream (CHATFLOW_GRPC_WINDOW_BYTES)
+    let taken = 0;
+    for (let i = 0; i < REQUESTS; i++) req.write(frame, () => taken++);
+    await new Promise((r) => setTimeout(r, 3_000));
+    // Before: every request taken and answered into memory (5,000 of them, within a second). Now only what the
+    // stream's window and the answers waiting for the client hold.
+    expect(taken).toBeLessThan(2_000);
+    req.close();
+  } finally {
+    session.destroy();
+  }
+});

@@ -20,7 +20,7 @@ import { listenOn, splitAddr } from '../http/server';
 import { listenError } from '../listen-error';
 import { routeGrpcJsLogs } from '../logging';
 import type { Metrics } from '../metrics';
-import { reflectionService } from '../reflection';
+import { addReflection } from '../reflection';
 import { RenewingServerCredentials, type TlsFiles } from '../tls';
 import { HEALTH_SERVICE_NAMES, isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICES, type PublicServiceKey } from '../services';
 import { readModelsSettled, type ProjectionRunner } from '../../projections/runner';
@@ -168,7 +168,7 @@ async function startGrpc(
   health.onChange((serving) => {
     for (const s of HEALTH_SERVICE_NAMES) grpcHealth.setStatus(s, serving ? 'SERVING' : 'NOT_SERVING');
   });
-  reflectionService().addToServer(server);
+  addReflection(server);
   const bind = (addr: string, credentials: ServerCredentials) =>
     new Promise<number>((res, rej) => server.bindAsync(addr, credentials, (err, p) => (err ? rej(listenError(err, 'CHATFLOW_GRPC_ADDR', addr)) : res(p))));
   const secure = tls && new RenewingServerCredentials(tls, connections.budget.limits.silentMs);
