@@ -28,11 +28,11 @@ const LIST_CONVERSATIONS = '/chatflow.v1.HistoryService/ListConversations';
 const headersOf = async (clientId: string) => Object.fromEntries(Object.entries((await metadataFor(t, clientId)).getMap()).map(([k, v]) => [k, String(v)]));
 
 /**
- * `n` calls to `path` on `session`, each sending `sent` bytes of a message framed as 1 KiB (the whole of it when
- * `sent` is 1 KiB, and its end), each resolving with the status the server answered (and its retry-after-ms) and
+ * `n` calls to `path` on `session`, each sending `sent` bytes of a message framed as 1 KiB (and the request's end
+ * when `end`: by default when that is the whole message), each resolving with the status the server answered (and its retry-after-ms) and
  * when, or 'no answer' after `ms`.
  */
-function calls(session: http2.ClientHttp2Session, path: string, headers: Record<string, string>, n: number, sent: number, ms: number): Promise<{ status: string; atMs: number }[]> {
+function calls(session: http2.ClientHttp2Session, path: string, headers: Record<string, string>, n: number, sent: number, ms: number, end = sent === 1024): Promise<{ status: string; atMs: number }[]> {
   const started = Date.now();
   return Promise.all(
     Array.from({ length: n }, () => {
@@ -43,7 +43,7 @@ function calls(session: http2.ClientHttp2Session, path: string, headers: Record<
       prefix.writeUInt32BE(1024, 1);
       // A message of zero bytes, repeated, is a valid request of both methods (every field default).
       req.write(Buffer.concat([prefix, Buffer.alloc(sent)]));
-      if (sent === 1024) req.end();
+      if (end) req.end();
       return new Promise<{ status: string; atMs: number }>((resolve) => {
         const timer = setTimeout(() => resolve({ status: 'no answer', atMs: ms }), ms);
         const seen = (h: http2.IncomingHttpHeaders) => {
@@ -111,6 +111,17 @@ test('one token holder\'s history calls past 32 are refused; 1,024 held by 32 cl
   } finally {
     hostile.destroy();
     other.destroy();
+  }
+});
+
+test('a history call that sends its whole message but never ends its request is ended DEADLINE_EXCEEDED after CHATFLOW_SILENT_CONNECTION_MS, its place given back', async () => {
+  const session = connectTo();
+  try {
+    const [unended] = await calls(session, LIST_CONVERSATIONS, await headersOf('unended-1'), 1, 1024, SILENT_MS + 3_000, false);
+    expect(unended!.status).toBe('DEADLINE_EXCEEDED');
+    expect(unended!.atMs).toBeGreaterThanOrEqual(SILENT_MS - 100);
+  } finally {
+    session.destroy();
   }
 });
 

@@ -57,12 +57,26 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
     if (!authenticated && !places) return new ServerInterceptingCall(call);
     const caller = (md: Metadata) => (authenticated ? opts.identify(md) : Promise.resolve(`address ${call.getPeer().replace(/:\d+$/, '')}`));
     const withinMs = opts.requestWithinMs?.(path);
-    // Aborted once the call is answered, cancelled or late: the place it holds or waits for is given back (RequestPlaces.take).
-    const ended = new AbortController();
+    // Given back once the call is answered, cancelled or late (RequestPlaces): the place it holds, or waits for. Most
+    // calls find one free at once; only one that waits pays for a signal.
+    let release: (() => void) | undefined;
+    let waiting: AbortController | undefined;
+    let over = false;
     let late: NodeJS.Timeout | undefined;
     const end = () => {
+      over = true;
       clearTimeout(late);
-      ended.abort();
+      release?.();
+      waiting?.abort();
+    };
+    const place = (who: string): Promise<void> | undefined => {
+      if (!places || over) return undefined;
+      release = places.tryTake(who);
+      if (release) return undefined;
+      waiting = new AbortController();
+      return places.take(who, waiting.signal).then((r) => {
+        release = r;
+      });
     };
     const lateRequest = () => {
       end();
@@ -76,18 +90,26 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
           // a place if its path has them.
           onReceiveMetadata: (md, pass) =>
             void caller(md)
-              .then((who) => places?.take(who, ended.signal))
+              .then(place)
               .then(
                 () => {
-                  if (ended.signal.aborted) return;
+                  if (over) {
+                    release?.(); // taken after the call ended
+                    return;
+                  }
                   if (withinMs !== undefined) late = setTimeout(lateRequest, withinMs);
                   pass(md);
                 },
                 (err: unknown) => call.sendStatus(opts.refused(path, err)),
               ),
+          // The request is whole at its first message for a streaming one, at its end for a single message.
           onReceiveMessage: (message, pass) => {
-            clearTimeout(late);
+            if (method.requestStream) clearTimeout(late);
             pass(message);
+          },
+          onReceiveHalfClose: (pass) => {
+            clearTimeout(late);
+            pass();
           },
           onCancel: end,
         }),
