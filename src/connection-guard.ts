@@ -38,6 +38,8 @@ export interface ConnectionEvents {
   dropped(): void;
   /** A connection closed for sending too little within `silentMs`. */
   silent(): void;
+  /** A connection closed for sending too many requests ahead of their answers (HTTP/1.1 pipelining). */
+  flooded(): void;
   /** The listener could not accept a connection (the system's own limits: ENFILE, ENOMEM). */
   acceptFailed(err: Error): void;
 }
@@ -131,12 +133,12 @@ const WARN_EVERY_MS = 10_000;
 export function reportedEvents(
   listener: 'grpc' | 'http',
   limits: ConnectionLimits,
-  metrics: Pick<Metrics, 'connectionsOpen' | 'connectionsDropped' | 'connectionsSilent'>,
+  metrics: Pick<Metrics, 'connectionsOpen' | 'connectionsDropped' | 'connectionsSilent' | 'connectionsFlooded'>,
   logger: Pick<Logger, 'warn'>,
   now: () => number = Date.now,
 ): ConnectionEvents {
   let warnedAt = -Infinity;
-  const none = () => ({ dropped: 0, silent: 0, acceptFailed: 0 });
+  const none = () => ({ dropped: 0, silent: 0, flooded: 0, acceptFailed: 0 });
   let since = none();
   const tell = (what: keyof typeof since, err?: Error) => {
     since[what]++;
@@ -144,7 +146,7 @@ export function reportedEvents(
     warnedAt = now();
     logger.warn(
       { listener, ...since, maxConnections: limits.max, silentMs: limits.silentMs, ...(err ? { err: err.message } : {}) },
-      `connections refused on the ${listener} listener (counts since the last warning): dropped at once while the listeners held CHATFLOW_MAX_CONNECTIONS (${limits.max}), silent for CHATFLOW_SILENT_CONNECTION_MS (${limits.silentMs} ms), or not accepted (the system's limits); clients already connected are served`,
+      `connections refused on the ${listener} listener (counts since the last warning): dropped at once while the listeners held CHATFLOW_MAX_CONNECTIONS (${limits.max}), silent for CHATFLOW_SILENT_CONNECTION_MS (${limits.silentMs} ms), flooded (more requests sent ahead of their answers than a client sends), or not accepted (the system's limits); clients already connected are served`,
     );
     since = none();
   };
@@ -158,6 +160,10 @@ export function reportedEvents(
     silent: () => {
       metrics.connectionsSilent.inc({ listener });
       tell('silent');
+    },
+    flooded: () => {
+      metrics.connectionsFlooded.inc({ listener });
+      tell('flooded');
     },
     acceptFailed: (err) => tell('acceptFailed', err),
   };

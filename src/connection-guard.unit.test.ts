@@ -46,7 +46,7 @@ describe('guardConnections', () => {
   beforeEach(async () => {
     const mine: string[] = []; // this server's: the last one's late closes go to its own
     told = mine;
-    const events = { opened: () => void mine.push('opened'), closed: () => void mine.push('closed'), dropped: () => void mine.push('dropped'), silent: () => void mine.push('silent'), acceptFailed: () => void mine.push('accept failed') };
+    const events = { opened: () => void mine.push('opened'), closed: () => void mine.push('closed'), dropped: () => void mine.push('dropped'), silent: () => void mine.push('silent'), flooded: () => void mine.push('flooded'), acceptFailed: () => void mine.push('accept failed') };
     server = createServer((socket) => socket.on('data', () => undefined));
     guardConnections(server, new ConnectionBudget({ max: 3, silentMs: 300 }), 4, events);
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -94,7 +94,7 @@ describe('a budget shared by two listeners', () => {
   test('the second drops what the first leaves no room for; a place freed on either is taken on the other', async () => {
     const budget = new ConnectionBudget({ max: 2, silentMs: 60_000 });
     const told: string[] = [];
-    const events = (name: string) => ({ opened: () => undefined, closed: () => undefined, dropped: () => void told.push(`dropped ${name}`), silent: () => undefined, acceptFailed: () => undefined });
+    const events = (name: string) => ({ opened: () => undefined, closed: () => undefined, dropped: () => void told.push(`dropped ${name}`), silent: () => undefined, flooded: () => undefined, acceptFailed: () => undefined });
     const servers = [createServer(), createServer()];
     servers.forEach((s, i) => guardConnections(s, budget, 1, events(String(i))));
     const ports = await Promise.all(servers.map((s) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)))));

@@ -1,4 +1,5 @@
 import http2 from 'node:http2';
+import { connect } from 'node:net';
 import { codeName, metadataFor, startTestApp, type TestApp } from './harness';
 
 /*
@@ -150,4 +151,22 @@ test('a reflection stream whose client sends requests and never reads the answer
   } finally {
     session.destroy();
   }
+});
+
+test('one HTTP/1.1 connection pipelining 5,000 GET /metrics is closed once 16 wait for their answers; the server answers other clients meanwhile', async () => {
+  // Before: every request parsed and answered, in order, each answer held until the one before was taken (50,000 of
+  // them sent by a client that read nothing took an embedded server to 1.6 GB).
+  const { hostname, port } = new URL(t.app.httpUrl);
+  const socket = connect(Number(port), hostname);
+  socket.on('error', () => undefined);
+  let answers = 0;
+  socket.on('data', (chunk: Buffer) => (answers += chunk.toString('latin1').split('HTTP/1.1 200').length - 1));
+  const closed = new Promise<void>((r) => socket.once('close', () => r()));
+  const request = Buffer.from('GET /metrics HTTP/1.1\r\nHost: chatflow\r\n\r\n');
+  socket.write(Buffer.concat(Array.from({ length: 5_000 }, () => request)));
+  const outcome = await Promise.race([closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open'), 3_000))]);
+  expect(outcome).toBe('closed');
+  expect(answers).toBeLessThanOrEqual(16);
+  expect((await fetch(`${t.app.httpUrl}/healthz`)).status).toBe(200);
+  socket.destroy();
 });

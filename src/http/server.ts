@@ -15,6 +15,15 @@ export interface HttpRoute {
   (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): Promise<boolean> | boolean;
 }
 
+/**
+ * Requests one HTTP/1.1 connection may send ahead of their answers (browsers
+ * send none ahead): past it, the connection is closed. Node parses what a
+ * connection sent all at once and answers in order, holding every answer that
+ * waits for the one before: one connection that sent 50,000 `GET /metrics`
+ * and read nothing took the server to 1.6 GB.
+ */
+export const MAX_PIPELINED = 16;
+
 /** `/healthz`, `/metrics`, and whatever routes the roles add (signed media URLs). */
 export async function startHttpServer(opts: {
   addr: string;
@@ -27,7 +36,19 @@ export async function startHttpServer(opts: {
   /** The bound on TCP connections it shares with the process's other listener; a request's first byte is its opening (src/connection-guard.ts). */
   connections?: { budget: ConnectionBudget; events: ConnectionEvents };
 }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  // Requests each connection sent that are not answered yet (HTTP/1.1 pipelining queues them in order).
+  const unanswered = new WeakMap<import('node:net').Socket, number>();
   const handle = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
+    const socket = req.socket;
+    if (socket.destroyed) return; // the rest of a flood already parsed
+    const ahead = (unanswered.get(socket) ?? 0) + 1;
+    if (ahead > MAX_PIPELINED) {
+      opts.connections?.events.flooded();
+      socket.destroy();
+      return;
+    }
+    unanswered.set(socket, ahead);
+    res.once('close', () => unanswered.set(socket, unanswered.get(socket)! - 1));
     void (async () => {
       try {
         const path = (req.url ?? '/').split('?')[0];
