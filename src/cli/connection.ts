@@ -135,9 +135,27 @@ export function describeStatus(s: Pick<StatusObject, 'code' | 'details' | 'metad
   return text;
 }
 
-/** A unary gRPC call as a promise; a non-OK status becomes a CliError carrying its description. */
-export function unary<Res>(where: Where, invoke: (cb: (err: ServiceError | null, res: Res) => void) => unknown): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    invoke((err, res) => (err ? reject(new CliError(describeStatus(err, where))) : resolve(res)));
-  });
+/** Attempts of a unary read the server refuses for now (busy, or an engine it needs away) and says when to make again. */
+const UNARY_ATTEMPTS = 3;
+/** The longest the CLI waits between them, whatever the server says. */
+const UNARY_RETRY_MAX_MS = 10_000;
+
+/**
+ * A unary gRPC call (a read: the CLI makes no other) as a promise; a non-OK status becomes a CliError carrying its
+ * description. Refused `RESOURCE_EXHAUSTED` or `UNAVAILABLE` with `retry-after-ms` (too many calls open, the server
+ * restarting), it is made again after that long, up to UNARY_ATTEMPTS in all: a history listed page by page is not
+ * lost for one busy moment.
+ */
+export async function unary<Res>(where: Where, invoke: (cb: (err: ServiceError | null, res: Res) => void) => unknown): Promise<Res> {
+  for (let attempt = 1; ; attempt++) {
+    const outcome = await new Promise<{ res: Res } | { err: ServiceError }>((resolve) => {
+      invoke((err, res) => resolve(err ? { err } : { res }));
+    });
+    if ('res' in outcome) return outcome.res;
+    const { err } = outcome;
+    const wait = retryAfterMs(err);
+    const forNow = err.code === status.RESOURCE_EXHAUSTED || err.code === status.UNAVAILABLE;
+    if (!forNow || wait === undefined || attempt >= UNARY_ATTEMPTS) throw new CliError(describeStatus(err, where));
+    await new Promise((r) => setTimeout(r, Math.min(wait, UNARY_RETRY_MAX_MS)));
+  }
 }

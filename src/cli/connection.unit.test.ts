@@ -1,5 +1,5 @@
 import { Metadata, status } from '@grpc/grpc-js';
-import { describeStatus } from './connection';
+import { describeStatus, unary } from './connection';
 
 const where = { server: '127.0.0.1:50051', insecure: false, tls: false };
 const unavailable = (details: string) => ({ code: status.UNAVAILABLE, details, metadata: new Metadata() });
@@ -20,5 +20,40 @@ describe('describeStatus: what the CLI says when it cannot reach the server', ()
     const dropped = unavailable('No connection established. Last error: Failed to connect (2026-11-28T21:14:04.520Z)');
     expect(describeStatus(dropped, where)).toMatch(/\nor it holds all the connections it takes \(CHATFLOW_MAX_CONNECTIONS\): then try again shortly$/);
     expect(describeStatus(dropped, { ...where, tls: true })).toMatch(/\nor it holds all the connections it takes/);
+  });
+});
+
+describe('unary: a read the server refused for now is made again when it says', () => {
+  const where = { server: '127.0.0.1:50051', insecure: false, tls: false };
+  const refusal = (code: status, retryMs?: number) => {
+    const metadata = new Metadata();
+    if (retryMs !== undefined) metadata.set('retry-after-ms', String(retryMs));
+    return Object.assign(new Error('refused'), { code, details: 'too many calls are open; call again in 20 ms', metadata });
+  };
+  /** Answers with `outcomes` in turn (an error, or 'ok'), counting the attempts. */
+  const server = (outcomes: (ReturnType<typeof refusal> | 'ok')[]) => {
+    let attempts = 0;
+    const invoke = (cb: (err: never, res: string) => void) => {
+      const o = outcomes[Math.min(attempts++, outcomes.length - 1)]!;
+      setTimeout(() => (o === 'ok' ? cb(null as never, 'page') : cb(o as never, undefined as never)), 1);
+    };
+    return { invoke, attempts: () => attempts };
+  };
+
+  it('given RESOURCE_EXHAUSTED or UNAVAILABLE with retry-after-ms, then it waits that long and calls again', async () => {
+    const s = server([refusal(status.RESOURCE_EXHAUSTED, 20), refusal(status.UNAVAILABLE, 20), 'ok']);
+    const started = Date.now();
+    await expect(unary(where, s.invoke)).resolves.toBe('page');
+    expect(s.attempts()).toBe(3);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(35);
+  });
+
+  it('given a refusal that names no wait, or one refused three times, then it fails with the server\'s words', async () => {
+    const once = server([refusal(status.RESOURCE_EXHAUSTED)]);
+    await expect(unary(where, once.invoke)).rejects.toThrow(/RESOURCE_EXHAUSTED: too many calls are open/);
+    expect(once.attempts()).toBe(1);
+    const always = server([refusal(status.RESOURCE_EXHAUSTED, 5)]);
+    await expect(unary(where, always.invoke)).rejects.toThrow(/RESOURCE_EXHAUSTED: too many calls are open.*retry-after-ms 5/);
+    expect(always.attempts()).toBe(3);
   });
 });
