@@ -30,6 +30,7 @@ export interface Config {
   maxMediaBytes: number;
   /** Sends read and answered at once, in all and per client (see RequestPlaces). */
   sends: { atOnce: number; perClient: number };
+  /** Calls of history, health and reflection open at once, in all and per caller (see RequestPlaces). */
   calls: { atOnce: number; perClient: number };
   /** Messages one client may have unanswered at once (see src/domain/input-flow.ts). */
   unansweredPerClient: number;
