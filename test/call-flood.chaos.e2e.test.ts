@@ -10,6 +10,12 @@ import { codeName, metadataFor, startTestApp, type TestApp } from './harness';
  * health checks without a token, 32 KB sent of each, took an embedded server
  * from 164 MB to 2.2 GB of RSS in 10 s, and 50,000 that sent no byte of their
  * message to 600 MB (~8.7 KB a call). None was ever ended.
+ *
+ * And two more floods inside one connection, each found the same way: a
+ * reflection stream whose client sends requests and never reads the answers
+ * (the library answered every one into memory), and an HTTP/1.1 connection
+ * pipelining thousands of requests (Node parsed them all and held every
+ * answer).
  */
 jest.setTimeout(60_000);
 
