@@ -23,7 +23,7 @@
  * part of its request and never the rest, were otherwise all read and kept).
  */
 import { Metadata, ServerInterceptingCall, status, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
-import type { RequestPlaces } from './request-places';
+import type { Place, RequestPlaces } from './request-places';
 
 /** The largest request of a method that carries no media: ids, page tokens, names (a few hundred bytes in practice). */
 export const SMALL_REQUEST_BYTES = 64 * 1024;
@@ -57,26 +57,19 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
     if (!authenticated && !places) return new ServerInterceptingCall(call);
     const caller = (md: Metadata) => (authenticated ? opts.identify(md) : Promise.resolve(`address ${call.getPeer().replace(/:\d+$/, '')}`));
     const withinMs = opts.requestWithinMs?.(path);
-    // Given back once the call is answered, cancelled or late (RequestPlaces): the place it holds, or waits for. Most
-    // calls find one free at once; only one that waits pays for a signal.
-    let release: (() => void) | undefined;
-    let waiting: AbortController | undefined;
+    // Given back once the call is answered, cancelled or late (RequestPlaces): the place it holds, or waits for.
+    let place: Place | undefined;
     let over = false;
     let late: NodeJS.Timeout | undefined;
     const end = () => {
       over = true;
       clearTimeout(late);
-      release?.();
-      waiting?.abort();
+      place?.end();
     };
-    const place = (who: string): Promise<void> | undefined => {
+    const hold = (who: string): Promise<void> | undefined => {
       if (!places || over) return undefined;
-      release = places.tryTake(who);
-      if (release) return undefined;
-      waiting = new AbortController();
-      return places.take(who, waiting.signal).then((r) => {
-        release = r;
-      });
+      place = places.take(who);
+      return place.wait;
     };
     const lateRequest = () => {
       end();
@@ -90,13 +83,10 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
           // a place if its path has them.
           onReceiveMetadata: (md, pass) =>
             void caller(md)
-              .then(place)
+              .then(hold)
               .then(
                 () => {
-                  if (over) {
-                    release?.(); // taken after the call ended
-                    return;
-                  }
+                  if (over) return; // ended meanwhile: its place, if it got one, is given back
                   if (withinMs !== undefined) late = setTimeout(lateRequest, withinMs);
                   pass(md);
                 },

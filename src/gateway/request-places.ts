@@ -62,6 +62,17 @@ export function callPlaces(config: Pick<Config, 'calls' | 'retryAfterMs'>, onBus
   return new RequestPlaces({ ...config.calls, waitMs: CALL_WAIT_MS, maxWaiting: config.calls.atOnce, retryAfterMs: config.retryAfterMs, onBusy, busy: 'too many calls are open; call again' });
 }
 
+/** A request's place (RequestPlaces.take). */
+export interface Place {
+  /**
+   * Absent when the place was free at once. Otherwise resolves once the place is held, or once the request ended
+   * while it waited (`end`), and rejects RESOURCE_EXHAUSTED + retry-after-ms when it waited too long or too many wait.
+   */
+  readonly wait?: Promise<void>;
+  /** The request is over (answered, cancelled, its client gone): gives back the place it holds, or leaves the queue. Idempotent. */
+  end(): void;
+}
+
 interface Waiter {
   clientId: string;
   grant: (release: () => void) => void;
@@ -77,53 +88,48 @@ export class RequestPlaces {
   constructor(private readonly opts: RequestPlacesOptions) {}
 
   /**
-   * Resolves with the place's release (idempotent) once one is free for `clientId`; rejects when it waited too long
-   * or too many wait. `ended` aborts when the request is over (answered, cancelled, its client gone): the place it
-   * holds is given back then, and one that was still waiting leaves the queue (resolving with nothing to release).
+   * A place for `clientId`: held at once if one is free (then `wait` is absent), else waited for in arrival order.
+   * The caller calls `end()` once the request is over, whether it holds its place or still waits for it.
    */
-  take(clientId: string, ended?: AbortSignal): Promise<() => void> {
-    const holding = (release: () => void) => {
-      ended?.addEventListener('abort', release, { once: true });
-      return release;
-    };
-    if (ended?.aborted) return Promise.resolve(() => undefined);
-    const now = this.tryTake(clientId);
-    if (now) return Promise.resolve(holding(now));
-    if (this.waiting.length >= this.opts.maxWaiting) return Promise.reject(this.busy());
-    return new Promise((resolve, reject) => {
-      const leave = () => {
-        this.unwait(w);
-        resolve(() => undefined);
-      };
-      const w: Waiter = {
-        clientId,
-        grant: (release) => {
-          ended?.removeEventListener('abort', leave);
-          resolve(holding(release));
-        },
-        timer: setTimeout(() => {
-          ended?.removeEventListener('abort', leave);
-          this.unwait(w);
-          reject(this.busy());
-        }, this.opts.waitMs),
-      };
-      ended?.addEventListener('abort', leave, { once: true });
-      this.waiting.push(w);
-    });
-  }
-
-  /**
-   * A place for `clientId` if one is free now, its release (idempotent); undefined if the request would wait (then
-   * `take`). The way in of most requests, without the cost of a signal.
-   */
-  tryTake(clientId: string): (() => void) | undefined {
+  take(clientId: string): Place {
     // Any place a waiting request could take was given to it when it freed: one free now is for this client's taking.
-    return this.free(clientId) ? this.grant(clientId) : undefined;
+    if (this.free(clientId)) return { end: this.grant(clientId) };
+    if (this.waiting.length >= this.opts.maxWaiting) return { wait: Promise.reject(this.busy()), end: () => undefined };
+    let granted!: () => void;
+    let refused!: (err: unknown) => void;
+    const wait = new Promise<void>((resolve, reject) => {
+      granted = resolve;
+      refused = reject;
+    });
+    let release: (() => void) | undefined;
+    const w: Waiter = {
+      clientId,
+      grant: (r) => {
+        release = r;
+        granted();
+      },
+      timer: setTimeout(() => {
+        this.unwait(w);
+        refused(this.busy());
+      }, this.opts.waitMs),
+    };
+    this.waiting.push(w);
+    return {
+      wait,
+      end: () => {
+        if (release) release();
+        else if (this.unwait(w)) granted(); // left the queue: nothing to hold
+      },
+    };
   }
 
-  private unwait(w: Waiter): void {
+  /** Takes `w` out of the queue; false if it was no longer there (granted or refused). */
+  private unwait(w: Waiter): boolean {
+    const i = this.waiting.indexOf(w);
+    if (i < 0) return false;
     clearTimeout(w.timer);
-    this.waiting.splice(this.waiting.indexOf(w), 1);
+    this.waiting.splice(i, 1);
+    return true;
   }
 
   /** Places held now (for tests and metrics). */

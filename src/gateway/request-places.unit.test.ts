@@ -1,13 +1,13 @@
 import { loadConfig } from '../config/config';
-import { callPlaces, sendPlaces, RequestPlaces } from './request-places';
+import { callPlaces, sendPlaces, RequestPlaces, type Place } from './request-places';
 
 describe('RequestPlaces: requests that carry uploads, read a few at a time', () => {
   const opts = { atOnce: 3, perClient: 2, waitMs: 1_000, maxWaiting: 2, retryAfterMs: 500, busy: 'too many uploads are being received; send again' };
   beforeEach(() => jest.useFakeTimers());
   afterEach(() => jest.useRealTimers());
-  const state = (p: Promise<unknown>) => {
+  const state = (place: Place) => {
     let s = 'waiting';
-    p.then(() => (s = 'granted'), (e: { kind: string; message: string }) => (s = `${e.kind}: ${e.message}`));
+    (place.wait ?? Promise.resolve()).then(() => (s = 'granted'), (e: { kind: string; message: string }) => (s = `${e.kind}: ${e.message}`));
     return () => s;
   };
   const settle = () => jest.advanceTimersByTimeAsync(0);
@@ -22,16 +22,17 @@ describe('RequestPlaces: requests that carry uploads, read a few at a time', () 
 
   it('given every place held, when one is released, then the first waiting request that may take it gets it (a client at its share is skipped)', async () => {
     const places = new RequestPlaces(opts);
-    const a = await places.take('a');
-    await places.take('a');
-    const b = await places.take('b');
+    const a = places.take('a');
+    places.take('a');
+    const b = places.take('b');
+    expect([a.wait, b.wait]).toEqual([undefined, undefined]); // held at once
     const a3 = state(places.take('a'));
     const c1 = state(places.take('c'));
-    b();
+    b.end();
     await settle();
     expect([a3(), c1()]).toEqual(['waiting', 'granted']);
-    a();
-    a(); // a release is counted once
+    a.end();
+    a.end(); // a release is counted once
     await settle();
     expect(a3()).toBe('granted');
     expect(places.inUse).toBe(3);
@@ -39,7 +40,7 @@ describe('RequestPlaces: requests that carry uploads, read a few at a time', () 
 
   it('given a request that waited waitMs, then it is refused RESOURCE_EXHAUSTED with when to send again, and leaves the queue', async () => {
     const places = new RequestPlaces(opts);
-    for (const c of ['a', 'b', 'c']) await places.take(c);
+    for (const c of ['a', 'b', 'c']) places.take(c);
     const d = state(places.take('d'));
     await jest.advanceTimersByTimeAsync(999);
     expect(d()).toBe('waiting');
@@ -53,9 +54,9 @@ describe('RequestPlaces: requests that carry uploads, read a few at a time', () 
 
   it('given maxWaiting requests waiting, then the next is refused at once', async () => {
     const places = new RequestPlaces(opts);
-    for (const c of ['a', 'b', 'c']) await places.take(c);
+    for (const c of ['a', 'b', 'c']) places.take(c);
     const waiting = ['d', 'e'].map((c) => state(places.take(c)));
-    const refused = places.take('f').catch((e: unknown) => e);
+    const refused = places.take('f').wait!.catch((e: unknown) => e);
     await settle();
     expect(waiting.map((w) => w())).toEqual(['waiting', 'waiting']);
     expect(await refused).toMatchObject({ kind: 'RESOURCE_EXHAUSTED', trailers: { 'retry-after-ms': '500' } });
@@ -63,18 +64,32 @@ describe('RequestPlaces: requests that carry uploads, read a few at a time', () 
 
   it('given a request that ends while it waits, then it leaves the queue, and one that ends while it holds a place gives it back', async () => {
     const places = new RequestPlaces(opts);
-    const ends = ['a', 'b', 'c'].map(() => new AbortController());
-    await Promise.all(['a', 'b', 'c'].map((c, i) => places.take(c, ends[i]!.signal)));
-    const gone = new AbortController();
-    const d = state(places.take('d', gone.signal));
+    const held = ['a', 'b', 'c'].map((c) => places.take(c));
+    const gone = places.take('d');
+    const d = state(gone);
     const e = state(places.take('e'));
-    gone.abort();
+    gone.end();
+    gone.end(); // leaves the queue once
     const f = state(places.take('f'));
     await settle();
     expect([d(), e(), f()]).toEqual(['granted', 'waiting', 'waiting']);
-    ends[0]!.abort();
+    held[0]!.end();
     await settle();
     expect([e(), f()]).toEqual(['granted', 'waiting']);
+    expect(places.inUse).toBe(3);
+  });
+
+  it('given a request refused after waiting, then its end changes nothing (another\'s place is not given back)', async () => {
+    const places = new RequestPlaces(opts);
+    for (const c of ['a', 'b', 'c']) places.take(c);
+    const late = places.take('d');
+    const e = state(places.take('e'));
+    await jest.advanceTimersByTimeAsync(1_000);
+    await expect(late.wait).rejects.toMatchObject({ kind: 'RESOURCE_EXHAUSTED' });
+    const f = state(places.take('f'));
+    late.end(); // the queue holds f now: it stays there
+    await settle();
+    expect([e(), f()]).toEqual([expect.stringMatching(/^RESOURCE_EXHAUSTED/), 'waiting']);
     expect(places.inUse).toBe(3);
   });
 

@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { ChatFlowError } from '../domain/errors';
 import { SMALL_REQUEST_BYTES } from '../gateway/request-guard';
 import { domainStatus, toStatus } from '../gateway/status';
-import type { RequestPlaces } from '../gateway/request-places';
+import type { Place, RequestPlaces } from '../gateway/request-places';
 import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST } from '../services';
 import type { HttpRoute } from './server';
 
@@ -91,20 +91,27 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
     // The caller is identified, and a Send given a place, before its body is read: a refused one costs its headers
     // only (the body is left unread).
     const places = MEDIA_METHOD_PATHS.has(path) ? opts.sends : undefined;
-    // Aborted once the response is over, however it ends: the place it holds or waits for is given back (RequestPlaces.take).
-    const ended = places && new AbortController();
-    if (ended) res.once('close', () => ended.abort());
+    // Ended once the response is over, however it ends: the place it holds or waits for is given back (RequestPlaces.take).
+    let place: Place | undefined;
+    let over = false;
+    if (places)
+      res.once('close', () => {
+        over = true;
+        place?.end();
+      });
     opts
       .identify((name) => headerOf(req, name))
       .then(
-        (caller) =>
-          (places ? places.take(caller, ended!.signal) : Promise.resolve()).then(
+        (caller) => {
+          if (places && !over) place = places.take(caller);
+          return (place?.wait ?? Promise.resolve()).then(
             () => {
-              if (ended?.signal.aborted) return;
+              if (over) return;
               return handler(universalRequestFromNodeRequest(req, res, undefined, undefined)).then((uRes) => universalResponseToNodeResponse(uRes, res));
             },
             (err: unknown) => refuse(req, res, toStatus(err, opts.logger)),
-          ),
+          );
+        },
         (err: unknown) => refuse(req, res, domainStatus(new ChatFlowError('UNAUTHENTICATED', err instanceof Error ? err.message : 'unauthenticated'))),
       )
       .catch((err: unknown) => {
