@@ -247,11 +247,12 @@ describe('embedded gRPC-Web endpoint', () => {
     const { page, events, connect, close } = await pageFor(t, clientId);
     try {
       await connect();
-      // The client's two places held by Sends still coming, for 6.5 s: the page's Send waits 5 s, is refused, and is
-      // sent again 3 s later (CHATFLOW_RETRY_AFTER_MS), when they are gone.
+      // The client's two places held by Sends still coming, for 6.5 s: the page's upload waits 5 s, is refused, and
+      // is sent again 3 s later (CHATFLOW_RETRY_AFTER_MS), when they are gone.
       const held = [0, 1].map(() => partialWebCall('/chatflow.v1.ChatService/Send', headers, 4 * 1024 * 1024, 1024, 6_500));
       await new Promise((r) => setTimeout(r, 300));
-      const id = page.send({ case: 'text', value: 'are you busy?' });
+      const wav = synthesizeVoice('are you busy?').bytes;
+      const id = page.send({ case: 'audio', value: { mimeType: 'audio/wav', data: wav, sizeBytes: BigInt(wav.length) } });
       for (const end = Date.now() + 15_000; !events.accepted.includes(id) && events.failed.length === 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
       await Promise.all(held);
       expect(events.failed).toEqual([]);
@@ -260,6 +261,31 @@ describe('embedded gRPC-Web endpoint', () => {
       close();
     }
   }, 30_000);
+
+  it('reads a Send that says it carries no upload (x-no-upload) at once while uploads hold its client\'s places, held to 64 KiB; the page says so of its texts and pings', async () => {
+    const clientId = 'web-texter';
+    const headers = await auth(clientId);
+    const send = '/chatflow.v1.ChatService/Send';
+    const { page, events, connect, close } = await pageFor(t, clientId);
+    try {
+      await connect();
+      // The client's two places held by uploads still coming (4 MiB announced, 1 KiB sent), for 6 s.
+      const held = [0, 1].map(() => partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 6_000));
+      await new Promise((r) => setTimeout(r, 300));
+      const started = Date.now();
+      // Read at once (these bytes are no SendRequest: INTERNAL "parse binary", as above); over 64 KiB, refused.
+      expect(await partialWebCall(send, { ...headers, 'x-no-upload': 'true' }, 8, 8, 3_000)).toBe(String(Code.Internal));
+      expect(await partialWebCall(send, { ...headers, 'x-no-upload': 'true' }, 128 * 1024, 1024, 3_000)).toBe(String(Code.ResourceExhausted));
+      // The page's text is accepted while the uploads are still held (it used to wait 5 s and be refused).
+      const id = page.send({ case: 'text', value: 'no upload here' });
+      while (!events.accepted.includes(id) && events.failed.length === 0 && Date.now() - started < 4_500) await new Promise((r) => setTimeout(r, 20));
+      expect(events.failed).toEqual([]);
+      expect(events.accepted).toContain(id);
+      expect(await Promise.all(held)).toEqual(['no answer', 'no answer']);
+    } finally {
+      close();
+    }
+  }, 20_000);
 
   it('gives a Send\'s place back when its browser leaves while it waits for one', async () => {
     const headers = await auth('web-leaver-of-places');

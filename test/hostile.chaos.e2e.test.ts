@@ -153,6 +153,27 @@ describe('what a request can make the server read', () => {
     expect(await partialCall(send, await headersOf(`after-${n}`), 8, 8, 3_000)).toBe('INVALID_ARGUMENT');
   }, 40_000);
 
+  it('reads a Send that declares it carries no upload (x-no-upload: true: a text message, a ping) at once while uploads hold every place, and refuses one over 64 KiB', async () => {
+    const send = '/chatflow.v1.ChatService/Send';
+    // Sixteen clients' uploads being read (16 MiB announced, 1 MiB sent, the rest never): every Send place is held.
+    const sixteen = await Promise.all(Array.from({ length: 16 }, (_, i) => headersOf(`uploader-${++n}-${i}`)));
+    const uploads = sixteen.map((h) => partialCall(send, h, 16 * MiB, MiB, 6_000));
+    await new Promise((r) => setTimeout(r, 500));
+    const texter = { ...(await headersOf(`texter-${n}`)), 'x-no-upload': 'true' };
+    // Read and answered at once (these 8 bytes are no SendRequest), instead of waiting behind the uploads.
+    expect(await partialCall(send, texter, 8, 8, 3_000)).toBe('INVALID_ARGUMENT');
+    // A declared small request is held to it, at its length prefix (not a wait for an upload's place).
+    expect(await partialCall(send, texter, 128 * 1024, 1024, 3_000)).toBe('RESOURCE_EXHAUSTED');
+    expect(await Promise.all(uploads)).toEqual(Array(16).fill('no answer'));
+    // A Chat stream is not a single request: the header holds none of its frames to 64 KiB (they may carry uploads).
+    const s = await connected(t, `chat-no-upload-${n}`, { 'x-no-upload': 'true' });
+    const png = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), Buffer.alloc(200 * 1024)]);
+    s.send({ clientMessageId: 'a-picture', content: { $case: 'image', image: { mimeType: 'image/png', data: png, url: '', sizeBytes: 0, durationMs: 0 } } });
+    await s.until((f) => f.some((x) => (x.frame?.$case === 'accepted' && x.frame.accepted.clientMessageId === 'a-picture') || x.frame?.$case === 'error'), 10_000, 'the picture read');
+    await s.reply(s.text('still open'));
+    s.end();
+  }, 30_000);
+
   it('gives a Send\'s place back when its caller leaves while it waits for one', async () => {
     const md = await headersOf(`leaver-of-places-${++n}`);
     const send = '/chatflow.v1.ChatService/Send';

@@ -104,6 +104,14 @@ export class PageChatSession {
     return { ...authHeaders(this.identity), 'x-timezone': this.timeZone };
   }
 
+  /**
+   * A Send's headers: one that carries no upload (and fits the server's 64 KiB for such requests) (a text, a ping) says so (`x-no-upload`), so that the server reads
+   * it at once rather than after the uploads being read (its own and other clients').
+   */
+  private sendHeaders(upload: boolean): Record<string, string> {
+    return upload ? this.headers() : { ...this.headers(), 'x-no-upload': 'true' };
+  }
+
   /** Opens the stream (again); continues `conversationId` when set. */
   connect(): void {
     this.clearRetry();
@@ -223,7 +231,7 @@ export class PageChatSession {
     let nonce = 0n;
     this.pingTimer = window.setInterval(() => {
       if (this.sessionId !== sessionId) return;
-      this.chat.send({ sessionId, ping: { nonce: nonce++ } }, { headers: this.headers() }).catch(() => undefined);
+      this.chat.send({ sessionId, ping: { nonce: nonce++ } }, { headers: this.sendHeaders(false) }).catch(() => undefined);
     }, Math.max(250, this.silenceLimitMs / PINGS_PER_LIMIT));
   }
 
@@ -241,9 +249,9 @@ export class PageChatSession {
 
   /**
    * Posts a message. Uploads go one at a time: the server reads a client's
-   * Sends two at a time (CHATFLOW_SENDS_PER_CLIENT), so a text and the pings
-   * always find a place, even behind a long upload on a slow link (pings that
-   * waited in vain for the silence limit would get the stream closed).
+   * uploads two at a time (CHATFLOW_SENDS_PER_CLIENT), so one on a slow link
+   * leaves the other place to a second tab's. Texts and pings say they carry
+   * no upload (`sendHeaders`) and wait for none.
    */
   private post(item: Outgoing, attempt = 0): Promise<void> {
     if (item.content?.case === 'text') return this.postNow(item, attempt);
@@ -261,7 +269,8 @@ export class PageChatSession {
     if (!sessionId) return;
     item.inFlight = true;
     try {
-      const ack = await this.chat.send({ sessionId, message: { clientMessageId: item.clientMessageId, content: item.content } }, { headers: this.headers() });
+      const headers = this.sendHeaders(!smallText(item.content));
+      const ack = await this.chat.send({ sessionId, message: { clientMessageId: item.clientMessageId, content: item.content } }, { headers });
       this.outbox.delete(ack.clientMessageId);
       if (ack.seq > this.lastSeq) this.lastSeq = ack.seq;
     } catch (e) {
@@ -372,4 +381,11 @@ export class PageChatSession {
 
 export function newId(): string {
   return typeof crypto.randomUUID === 'function' ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+/** The server reads a Send that says it carries no upload as a request of at most 64 KiB: a text under this many bytes fits with its ids. */
+const SMALL_TEXT_BYTES = 60 * 1024;
+
+function smallText(content: Outgoing['content']): boolean {
+  return content?.case === 'text' && new TextEncoder().encode(content.value).length <= SMALL_TEXT_BYTES;
 }

@@ -133,11 +133,13 @@ function guardOf(config: Config, auth: TokenAuthority, metrics: Metrics, logger:
   const calls = callPlaces(config, () => metrics.callsRefused.inc({ reason: 'busy' }));
   // A session's streams are bounded by its admission (the client cap, one per client, the connect rate), a Send by its own places.
   const isCall = (path: string) => path !== chat.path && path !== connect.path && path !== send.path;
+  // A Send that says it carries no upload (a text, a ping) is read as a call: it does not wait behind uploads.
+  const asCall = (path: string, small: boolean) => isCall(path) || (path === send.path && small);
   return requestGuard({
     authenticated: isPublicPath,
     carriesMedia: (path) => MEDIA_METHOD_PATHS.has(path),
-    placesFor: (path) => (path === send.path ? sends : isCall(path) ? calls : undefined),
-    requestWithinMs: (path) => (isCall(path) ? config.connections.silentMs : undefined),
+    placesFor: (path, small) => (asCall(path, small) ? calls : path === send.path ? sends : undefined),
+    requestWithinMs: (path, small) => (asCall(path, small) ? config.connections.silentMs : undefined),
     onLate: () => metrics.callsRefused.inc({ reason: 'request_late' }),
     identify: (md) => auth.identify(getter(md)),
     refused: (path, err) => {

@@ -16,7 +16,9 @@
  * And, once the caller is known, places: a request that may carry an upload
  * (`Send`) is read only once it holds one of the process's send places, and
  * holds it until it is answered (a token holder's 200 Sends of 16 MiB at once
- * were otherwise all read together); a call of any other method but the
+ * were otherwise all read together), unless it says it carries none
+ * (NO_UPLOAD_HEADER: then it is read as a small call, not behind slow
+ * uploads); a call of any other method but the
  * sessions' (history, health, reflection) holds one of its call places
  * likewise, and must send its request whole within a time, or is ended
  * DEADLINE_EXCEEDED (50,000 health checks on one connection, each sending
@@ -28,10 +30,26 @@ import type { Place, RequestPlaces } from './request-places';
 /** The largest request of a method that carries no media: ids, page tokens, names (a few hundred bytes in practice). */
 export const SMALL_REQUEST_BYTES = 64 * 1024;
 
+/**
+ * Request metadata by which a single-message call of a method that may carry an upload (a `Send`; not a `Chat`
+ * stream) says this request carries none
+ * (a text message or a ping): `x-no-upload: true`. It is then read as a small request, at most SMALL_REQUEST_BYTES
+ * (a larger one is RESOURCE_EXHAUSTED), and does not wait behind uploads.
+ */
+export const NO_UPLOAD_HEADER = 'x-no-upload';
+
+/** Whether the metadata says the request carries no upload (NO_UPLOAD_HEADER). */
+export function declaresNoUpload(value: string | undefined): boolean {
+  return value === 'true';
+}
+
 export interface RequestGuardOptions {
   /** Whether callers of this path must be identified before anything of their request is read. */
   authenticated: (path: string) => boolean;
-  /** Whether this path's requests may be as large as the server's largest message (they carry uploads). */
+  /**
+   * Whether this path's requests may be as large as the server's largest message (they carry uploads). One that
+   * declares it carries none (NO_UPLOAD_HEADER) is then read as a small request.
+   */
   carriesMedia: (path: string) => boolean;
   /** Resolves with the caller the metadata identifies; rejects with why not. */
   identify: (md: Metadata) => Promise<string>;
@@ -41,9 +59,9 @@ export interface RequestGuardOptions {
    * The places this path's calls are read and handled in (see RequestPlaces), or undefined: no bound. A caller is
    * its identity, or on a path without one, its address.
    */
-  placesFor?: (path: string) => RequestPlaces | undefined;
+  placesFor?: (path: string, small: boolean) => RequestPlaces | undefined;
   /** How long a call of this path may take to send its request whole once read, or undefined: as long as it likes. */
-  requestWithinMs?: (path: string) => number | undefined;
+  requestWithinMs?: (path: string, small: boolean) => number | undefined;
   /** Called for a call ended because its request was late (a metric). */
   onLate?: (path: string) => void;
 }
@@ -51,12 +69,15 @@ export interface RequestGuardOptions {
 export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
   return (method, call) => {
     const { path } = method;
-    if (!opts.carriesMedia(path)) limitRequest(call, SMALL_REQUEST_BYTES);
+    // `small`: the request is at most SMALL_REQUEST_BYTES, by its path or, for one that may carry an upload, by
+    // what its metadata declares (read once it arrives, before any of the request is).
+    const mayUpload = opts.carriesMedia(path);
+    if (!mayUpload) limitRequest(call, SMALL_REQUEST_BYTES);
     const authenticated = opts.authenticated(path);
-    const places = opts.placesFor?.(path);
-    if (!authenticated && !places) return new ServerInterceptingCall(call);
+    if (!authenticated && !opts.placesFor?.(path, true)) return new ServerInterceptingCall(call);
     const caller = (md: Metadata) => (authenticated ? opts.identify(md) : Promise.resolve(`address ${call.getPeer().replace(/:\d+$/, '')}`));
-    const withinMs = opts.requestWithinMs?.(path);
+    let places: RequestPlaces | undefined;
+    let withinMs: number | undefined;
     // Given back once the call is answered, cancelled or late (RequestPlaces): the place it holds, or waits for.
     let place: Place | undefined;
     let over = false;
@@ -81,7 +102,11 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
         next({
           // Passed on (and the handler started, which asks for the message) only once the caller is known, and holds
           // a place if its path has them.
-          onReceiveMetadata: (md, pass) =>
+          onReceiveMetadata: (md, pass) => {
+            const small = !mayUpload || (!method.requestStream && declaresNoUpload(md.get(NO_UPLOAD_HEADER)[0]?.toString()));
+            if (mayUpload && small) limitRequest(call, SMALL_REQUEST_BYTES);
+            places = opts.placesFor?.(path, small);
+            withinMs = opts.requestWithinMs?.(path, small);
             void caller(md)
               .then(hold)
               .then(
@@ -91,7 +116,8 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
                   pass(md);
                 },
                 (err: unknown) => call.sendStatus(opts.refused(path, err)),
-              ),
+              );
+          },
           // The request is whole at its first message for a streaming one, at its end for a single message.
           onReceiveMessage: (message, pass) => {
             if (method.requestStream) clearTimeout(late);

@@ -19,7 +19,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import { fromBinary, toBinary, type DescMethod, type DescService, type Message } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
 import { ChatFlowError } from '../domain/errors';
-import { SMALL_REQUEST_BYTES } from '../gateway/request-guard';
+import { declaresNoUpload, NO_UPLOAD_HEADER, SMALL_REQUEST_BYTES } from '../gateway/request-guard';
 import { domainStatus, toStatus } from '../gateway/status';
 import type { Place, RequestPlaces } from '../gateway/request-places';
 import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST } from '../services';
@@ -29,7 +29,7 @@ import type { HttpRoute } from './server';
 const GRPC_WEB_SERVICES: readonly DescService[] = PUBLIC_SERVICE_LIST.map((s) => s.web);
 
 /** Request metadata a browser may send and the gateway reads (the same list Envoy's CORS filter allows). */
-export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conversation-id', 'x-resume-after', 'x-replaces-session', 'x-client-id'] as const;
+export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conversation-id', 'x-resume-after', 'x-replaces-session', 'x-client-id', NO_UPLOAD_HEADER] as const;
 
 /** Response metadata that belongs to the transport, never forwarded as application metadata. */
 const TRANSPORT_HEADERS = new Set(['content-type', 'content-length', 'date', 'te', 'user-agent', 'connection', 'keep-alive', 'transfer-encoding', 'host', 'accept-encoding']);
@@ -62,27 +62,34 @@ export type GrpcWebRoute = HttpRoute & { close(): void };
 export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
   const upstream = new Upstream(opts);
   // connectNodeAdapter, minus its console.error: failures go to our logger, and a browser that left is not one.
-  const router = createConnectRouter({
+  const routerOptions = {
     grpcWeb: true,
     grpc: false,
     connect: false,
     readMaxBytes: opts.maxMessageBytes,
     writeMaxBytes: opts.maxMessageBytes,
     acceptCompression: [compressionGzip, compressionBrotli],
-  });
+  };
+  const router = createConnectRouter(routerOptions);
+  // A Send that declares it carries no upload (NO_UPLOAD_HEADER) is read as a small request, as on the gRPC server.
+  const small = createConnectRouter({ ...routerOptions, readMaxBytes: SMALL_REQUEST_BYTES });
   for (const service of GRPC_WEB_SERVICES) {
     for (const method of service.methods) {
       // gRPC-Web has no client streaming: Chat is not served here (404, which clients read as UNIMPLEMENTED); browsers use Connect + Send.
       if (method.methodKind !== 'unary' && method.methodKind !== 'server_streaming') continue;
       // As on the gRPC server (src/gateway/request-guard.ts): only a Send carries an upload's worth.
-      router.rpc(method, forwarder(method, upstream) as never, MEDIA_METHOD_PATHS.has(pathOf(method)) ? {} : { readMaxBytes: SMALL_REQUEST_BYTES });
+      const carriesMedia = MEDIA_METHOD_PATHS.has(pathOf(method));
+      router.rpc(method, forwarder(method, upstream) as never, carriesMedia ? {} : { readMaxBytes: SMALL_REQUEST_BYTES });
+      if (carriesMedia) small.rpc(method, forwarder(method, upstream) as never);
     }
   }
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
+  const smallHandlers = new Map(small.handlers.map((h) => [h.requestPath, h]));
   const route = ((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (!isPublicPath(path)) return false;
-    const handler = handlers.get(path);
+    const noUpload = MEDIA_METHOD_PATHS.has(path) && declaresNoUpload(headerOf(req, NO_UPLOAD_HEADER));
+    const handler = (noUpload ? smallHandlers : handlers).get(path);
     if (!handler) {
       res.writeHead(404, { 'content-type': 'text/plain' });
       res.end('no such method over gRPC-Web\n');
@@ -90,7 +97,7 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
     }
     // The caller is identified, and a Send given a place, before its body is read: a refused one costs its headers
     // only (the body is left unread).
-    const places = MEDIA_METHOD_PATHS.has(path) ? opts.sends : undefined;
+    const places = MEDIA_METHOD_PATHS.has(path) && !noUpload ? opts.sends : undefined;
     // Ended once the response is over, however it ends: the place it holds or waits for is given back (RequestPlaces.take).
     let place: Place | undefined;
     let over = false;
