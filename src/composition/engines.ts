@@ -19,7 +19,7 @@ import { WORKER_DEAD_AFTER_MS, type ReplyClaims } from '../replies/port';
 import { LocalMediaStore } from '../media/local';
 import { S3MediaStore } from '../media/s3';
 import type { MediaStore } from '../media/port';
-import { handleMediaRequest } from '../media/local-http';
+import { downloadPlaces, handleMediaRequest } from '../media/local-http';
 import type { HttpRoute } from '../http/server';
 import type { Metrics } from '../metrics';
 import { retryWithBackoff } from '../resilience/retry';
@@ -122,5 +122,6 @@ export async function openMedia(config: Config, logger: Logger, local: { baseUrl
       },
     });
   }
-  return { store, route: (req, res) => handleMediaRequest(req, res, { store, secret: local.secret, now: local.now, logger }) };
+  const places = downloadPlaces(config.retryAfterMs);
+  return { store, route: (req, res) => handleMediaRequest(req, res, { store, secret: local.secret, now: local.now, logger, stallMs: config.slowClientTimeoutMs, places }) };
 }

@@ -4,23 +4,25 @@ import type { AddressInfo } from 'node:net';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import * as net from 'node:net';
 import fc from 'fast-check';
 import { spawn } from 'node:child_process';
 import { LocalMediaStore, signMediaKey, tempFileIn, verifyMediaSignature, writeAll } from './local';
-import { handleMediaRequest } from './local-http';
+import { downloadPlaces, handleMediaRequest } from './local-http';
+import { RequestPlaces } from '../gateway/request-places';
 import { describeMediaStore } from './media.contract';
 import { enospc, fileHandlePrototype } from '../../test/disk-writes';
 
 const SECRET = 'test-secret-0123456789';
 
 /** A store in a fresh temp dir, served by a tiny HTTP server on an ephemeral port. */
-async function startServer(now: () => number = Date.now) {
+async function startServer(now: () => number = Date.now, stallMs?: number, places?: RequestPlaces) {
   const root = await fs.mkdtemp(path.join(os.tmpdir(), 'chatflow-media-'));
   const dir = path.join(root, 'media');
   let store!: LocalMediaStore;
   const server = http.createServer((req, res) => {
-    handleMediaRequest(req, res, { store, secret: SECRET, now, logger: pino({ level: 'silent' }) }).then((handled) => {
+    handleMediaRequest(req, res, { store, secret: SECRET, now, logger: pino({ level: 'silent' }), stallMs, places }).then((handled) => {
       if (!handled) res.writeHead(404).end('not here\n');
     });
   });
@@ -417,6 +419,90 @@ describe('LocalMediaStore specifics', () => {
     }, 60_000);
   });
 
+  describe('downloads whose clients read slowly or never', () => {
+    const MiB = 1024 * 1024;
+    /** `n` connections that each ask for `url` and never read a byte of the answer. */
+    function neverRead(port: number, url: string, n: number) {
+      const u = new URL(url);
+      const sockets = Array.from({ length: n }, () => {
+        const s = net.connect(port, '127.0.0.1');
+        s.pause();
+        s.on('error', () => undefined);
+        s.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: x\r\n\r\n`);
+        return s;
+      });
+      return { sockets, destroy: () => sockets.forEach((s) => s.destroy()) };
+    }
+
+    it('hold a chunk of the object each, not the object: 40 downloads of 8 MiB that are never read (each held 8 MiB before)', async () => {
+      const big = randomBytes(8 * MiB);
+      await t.store.put('big/video.webm', big, 'video/webm');
+      const url = await t.store.url('big/video.webm', 60_000);
+      const before = process.memoryUsage().arrayBuffers;
+      const flood = neverRead(t.port, url, 40);
+      try {
+        await new Promise((r) => setTimeout(r, 1_500)); // every request answered, as far as its client lets it
+        const held = process.memoryUsage().arrayBuffers - before;
+        expect(held).toBeLessThan(40 * MiB); // a quarter of one object's worth per download at most; before: 320 MiB and more
+        // Served whole and unchanged to a client that reads.
+        expect((await t.fetchUrl(url)).bytes.equals(big)).toBe(true);
+      } finally {
+        flood.destroy();
+      }
+    });
+
+    it('are cut off once their client takes nothing for stallMs', async () => {
+      const s = await startServer(() => clock, 300);
+      try {
+        // Larger than what the kernel's buffers of a loopback connection take in, so that the server's writes stall.
+        const size = 64 * MiB;
+        await s.store.put('big/slow.webm', randomBytes(size), 'video/webm');
+        const flood = neverRead(s.port, await s.store.url('big/slow.webm', 60_000), 1);
+        await new Promise((r) => setTimeout(r, 1_500));
+        // Read now: what was on its way, then the end of a connection cut short (a client that reads gets it all).
+        const socket = flood.sockets[0]!;
+        let got = 0;
+        socket.on('data', (c: Buffer) => (got += c.length));
+        const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+        socket.resume();
+        await closed;
+        expect(got).toBeGreaterThan(0);
+        expect(got).toBeLessThan(size);
+      } finally {
+        await s.cleanup();
+      }
+    }, 20_000);
+
+    it('wait for one of the places of downloads, and are refused 503 + Retry-After when none frees in time', async () => {
+      const places = new RequestPlaces({ atOnce: 4, perClient: 2, waitMs: 500, maxWaiting: 10, retryAfterMs: 2_000, busy: 'too many downloads at once; try again' });
+      const s = await startServer(() => clock, 60_000, places);
+      try {
+        await s.store.put('big/held.webm', randomBytes(64 * MiB), 'video/webm');
+        await s.store.put('small/one.png', Buffer.from('png'), 'image/png');
+        const url = await s.store.url('small/one.png', 60_000);
+        // This address's two places held by downloads that are never read.
+        const flood = neverRead(s.port, await s.store.url('big/held.webm', 60_000), 2);
+        await new Promise((r) => setTimeout(r, 300));
+        const refused = await s.fetchUrl(url);
+        expect([refused.status, refused.headers.get('retry-after'), refused.bytes.toString()]).toEqual([503, '2', 'too many downloads at once; try again in 2000 ms\n']);
+        flood.destroy();
+        await new Promise((r) => setTimeout(r, 100));
+        expect(places.inUse).toBe(0);
+        expect((await s.fetchUrl(url)).bytes.toString()).toBe('png');
+      } finally {
+        await s.cleanup();
+      }
+    }, 20_000);
+
+    it('come as a process takes them (downloadPlaces): 64 of one address at once', async () => {
+      const places = downloadPlaces(1_000);
+      const mine = Array.from({ length: 65 }, () => places.take('address 127.0.0.1'));
+      expect(mine.filter((p) => p.wait === undefined)).toHaveLength(64);
+      expect(places.take('address 10.0.0.2').wait).toBeUndefined();
+      for (const p of mine) p.end();
+    });
+  });
+
   describe('media stored by earlier versions (bytes, and a .meta.json beside them)', () => {
     const sidecar = (bytes: Buffer, mimeType: string) => JSON.stringify({ mimeType, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
     async function storeTheOldWay(key: string, bytes: Buffer, mimeType: string): Promise<string> {
@@ -427,16 +513,24 @@ describe('LocalMediaStore specifics', () => {
       return file;
     }
 
-    it('are read as they were', async () => {
+    /** What a client downloading the key gets: the route reads the store its own way (LocalMediaStore.open). */
+    const served = async (key: string) => {
+      const res = await t.fetchUrl(await t.store.url(key, 60_000));
+      return res.status === 200 ? { bytes: res.bytes, mimeType: res.contentType } : res.status;
+    };
+
+    it('are read and served as they were', async () => {
       const bytes = Buffer.from('RIFF old voice');
       await storeTheOldWay('old/voice.wav', bytes, 'audio/wav');
       expect(await t.store.get('old/voice.wav')).toEqual({ bytes, mimeType: 'audio/wav' });
+      expect(await served('old/voice.wav')).toEqual({ bytes, mimeType: 'audio/wav' });
     });
 
     it('give way to a later put of the same key (the sidecar left stale)', async () => {
       await storeTheOldWay('old/again.png', Buffer.from('first'), 'image/png');
       await t.store.put('old/again.png', Buffer.from('second'), 'image/jpeg');
       expect(await t.store.get('old/again.png')).toEqual({ bytes: Buffer.from('second'), mimeType: 'image/jpeg' });
+      expect(await served('old/again.png')).toEqual({ bytes: Buffer.from('second'), mimeType: 'image/jpeg' });
     });
 
     it('are served as their sidecar says even when their own bytes end like a trailer', async () => {
@@ -446,12 +540,14 @@ describe('LocalMediaStore specifics', () => {
       const crafted = Buffer.concat([inner, meta, Buffer.from(String(meta.length).padStart(8, '0') + ' chatflow-media/1\n')]);
       await storeTheOldWay('old/crafted.png', crafted, 'image/png');
       expect(await t.store.get('old/crafted.png')).toEqual({ bytes: crafted, mimeType: 'image/png' });
+      expect(await served('old/crafted.png')).toEqual({ bytes: crafted, mimeType: 'image/png' });
     });
 
     it('still detect their own corruption', async () => {
       const file = await storeTheOldWay('old/rot.bin', Buffer.from('bits'), 'application/octet-stream');
       await flipFirstByte(file);
       await expect(t.store.get('old/rot.bin')).rejects.toThrow(/do not match/);
+      expect(await served('old/rot.bin')).toBe(500);
     });
   });
 });

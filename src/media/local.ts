@@ -1,6 +1,7 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { constants, promises as fs, type Dir } from 'node:fs';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { diskFault, StorageUnavailableError } from '../domain/errors';
 import type { MediaStore, StoredMedia } from './port';
 import { RecentSet } from '../domain/recent-set';
@@ -27,6 +28,16 @@ export interface LocalMediaStoreOptions {
   baseUrl: string;
   secret: Buffer | string;
   now?: () => number;
+}
+
+/** An object ready to be served (LocalMediaStore.open): its bytes checked, not yet read. */
+export interface ServableMedia {
+  mimeType: string;
+  size: number;
+  /** Its bytes, read from disk as they are taken; the file is closed when the stream ends or is destroyed. */
+  read(): Readable;
+  /** Closes the file without reading it (a HEAD). */
+  close(): Promise<void>;
 }
 
 interface Meta {
@@ -119,6 +130,43 @@ export class LocalMediaStore implements MediaStore {
     }
     if (sidecar || hasTrailerMagic(stored)) throw new Error(`media ${key}: stored bytes do not match their metadata`);
     return null; // bytes with no metadata at all: an earlier version's first write, interrupted
+  }
+
+  /**
+   * The object at `key` to serve as it is read (the `/media/` route): its type and size once its bytes were checked
+   * against their digest, read through a chunk at a time, and then `read()`, its bytes as a stream that reads the
+   * disk at the client's pace (or `close()` when they are not wanted). A download held by a client that reads
+   * slowly, or never, costs a file handle and a chunk, not the object (`get` holds it whole: up to the media limit
+   * per request). The same metadata as `get` speaks: a sidecar of an earlier version while it matches, else the
+   * trailer. null: nothing stored there; throws when the bytes do not match their metadata.
+   */
+  async open(key: string): Promise<ServableMedia | null> {
+    const file = this.fileFor(key);
+    const [handle, sidecar] = await Promise.all([openIfExists(file), readIfExists(file + META_SUFFIX)]);
+    if (!handle) return null;
+    try {
+      const { size: fileSize } = await handle.stat();
+      const tail = await readTail(handle, fileSize);
+      // A sidecar describes the whole file (an earlier version wrote the bytes alone); a trailer, what precedes it.
+      const described = sidecar && parseMeta(sidecar);
+      for (const meta of [described?.size === fileSize ? described : null, tail && readTrailer(tail.bytes, tail.offset)]) {
+        if (meta && (await digestOf(handle, meta.size)) === meta.sha256) {
+          const { size, mimeType } = meta;
+          const read = () => {
+            if (size > 0) return handle.createReadStream({ start: 0, end: size - 1 });
+            void handle.close();
+            return Readable.from([]);
+          };
+          return { mimeType, size, read, close: () => handle.close() };
+        }
+      }
+      if (sidecar || (tail && hasTrailerMagic(tail.bytes))) throw new Error(`media ${key}: stored bytes do not match their metadata`);
+      await handle.close();
+      return null; // bytes with no metadata at all: an earlier version's first write, interrupted
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
   }
 
   async url(key: string, ttlMs: number): Promise<string> {
@@ -369,15 +417,57 @@ export async function writeAll(handle: Pick<fs.FileHandle, 'writev'>, chunks: re
   }
 }
 
-/** The metadata a file ends with, or null when it has none (or not whole). */
-function readTrailer(file: Buffer): Meta | null {
+/**
+ * The metadata a file ends with, or null when it has none (or not whole). `file` is the file's end, from `offset`
+ * on (all of it by default).
+ */
+function readTrailer(file: Buffer, offset = 0): Meta | null {
   if (!hasTrailerMagic(file)) return null;
   const end = file.length - TRAILER_MAGIC.length - TRAILER_DIGITS;
   const digits = file.toString('latin1', end, end + TRAILER_DIGITS);
   if (end < 0 || !/^\d+$/.test(digits)) return null;
   const start = end - Number(digits);
   const meta = start >= 0 ? parseMeta(file.subarray(start, end)) : null;
-  return meta && meta.size === start ? meta : null;
+  return meta && meta.size === offset + start ? meta : null;
+}
+
+/** Metadata of a few hundred bytes: a trailer longer than this is no trailer of ours. */
+const TAIL_BYTES = 4096;
+
+/** The last TAIL_BYTES of a file (or all of it), and where they start. */
+async function readTail(handle: fs.FileHandle, fileSize: number): Promise<{ bytes: Buffer; offset: number } | null> {
+  const offset = Math.max(0, fileSize - TAIL_BYTES);
+  const bytes = Buffer.alloc(fileSize - offset);
+  const { bytesRead } = await handle.read(bytes, 0, bytes.length, offset);
+  return bytesRead === bytes.length ? { bytes, offset } : null;
+}
+
+/** SHA-256 (hex) of a file's first `size` bytes, read a chunk at a time. */
+async function digestOf(handle: fs.FileHandle, size: number): Promise<string> {
+  const hash = createHash('sha256');
+  const chunk = Buffer.allocUnsafe(Math.min(size, 64 * 1024));
+  for (let at = 0; at < size; ) {
+    const { bytesRead } = await handle.read(chunk, 0, Math.min(chunk.length, size - at), at);
+    if (bytesRead === 0) break; // shorter than said: the digest will not match
+    hash.update(chunk.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return hash.digest('hex');
+}
+
+async function openIfExists(file: string): Promise<fs.FileHandle | null> {
+  try {
+    return await fs.open(file, 'r');
+  } catch (err) {
+    if (isAbsent(err)) return null;
+    throw err;
+  }
+}
+
+/** No such file, a file where a folder would be, or a name longer than the disk allows: nothing stored there. */
+function isAbsent(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'ENAMETOOLONG';
 }
 
 function hasTrailerMagic(file: Buffer): boolean {
@@ -402,9 +492,7 @@ async function readIfExists(file: string): Promise<Buffer | null> {
   try {
     return await fs.readFile(file);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // No such file, a file where a folder would be, or a name longer than the disk allows: nothing stored there.
-    if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'ENAMETOOLONG') return null;
+    if (isAbsent(err)) return null;
     throw err;
   }
 }
