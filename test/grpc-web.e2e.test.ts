@@ -4,6 +4,7 @@
  * against the real server.
  */
 import http from 'node:http';
+import { join } from 'node:path';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createGrpcWebTransport } from '@connectrpc/connect-node';
 import { ChatService, type ServerFrame } from '../gateway/web/gen/chatflow/v1/chat_pb';
@@ -381,6 +382,39 @@ describe('web page routes', () => {
     for (const p of ['/../package.json', '/%2e%2e/package.json', '/..%2fpackage.json', '/app.ts', '/gen/chatflow/v1/chat_pb.ts', '/dist/app.js', '/index.html/../../secret', '//etc/passwd']) {
       expect({ p, status: await get(p) }).toEqual({ p, status: 404 });
     }
+  });
+
+  it('sends one copy of the bundle to clients that never read it, not a copy each; a rebuilt bundle is sent anew', async () => {
+    const { connect } = await import('node:net');
+    const { appendFile, truncate } = await import('node:fs/promises');
+    const u = new URL(t.app.httpUrl);
+    const map = join(__dirname, '..', 'gateway', 'web', 'dist', 'app.js.map');
+    const size = (await fetch(`${t.app.httpUrl}/app.js.map`).then((r) => r.arrayBuffer())).byteLength;
+    expect(size).toBeGreaterThan(100_000);
+    const before = process.memoryUsage().arrayBuffers;
+    // 50 connections ask 16 times each for the bundle's map, without a token, and never read.
+    const sockets = Array.from({ length: 50 }, () => {
+      const s = connect(Number(u.port), u.hostname);
+      s.pause();
+      s.on('error', () => undefined);
+      s.write('GET /app.js.map HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(16));
+      return s;
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 1_500));
+      // Before: a copy per request, all but what the kernel took in held until read (~800 copies).
+      expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(10 * size);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+    }
+    // Rebuilt (a byte more): the next request gets the new file.
+    await appendFile(map, '\n');
+    try {
+      expect((await fetch(`${t.app.httpUrl}/app.js.map`).then((r) => r.arrayBuffer())).byteLength).toBe(size + 1);
+    } finally {
+      await truncate(map, size);
+    }
+    expect((await fetch(`${t.app.httpUrl}/app.js.map`).then((r) => r.arrayBuffer())).byteLength).toBe(size);
   });
 
   it('has no token endpoint unless CHATFLOW_DEV_TOKENS=true', async () => {
