@@ -36,6 +36,22 @@ export async function startHttpServer(opts: {
   /** The bound on TCP connections it shares with the process's other listener; a request's first byte is its opening (src/connection-guard.ts). */
   connections?: { budget: ConnectionBudget; events: ConnectionEvents };
 }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
+  // `/metrics` is computed once for the requests that ask while it is computed, its body one Buffer that each of
+  // their responses sends (the figures stay fresh: one that asks after gets a computation of its own). Computed for
+  // each request, 300 connections pipelining 16 requests each (no token needed) and never reading took a server
+  // from 162 MB to 1.4 GB.
+  let computing: Promise<Buffer> | undefined;
+  const metricsBody = (): Promise<Buffer> => {
+    if (!computing) {
+      const mine = opts.registry.metrics().then((text) => Buffer.from(text));
+      computing = mine;
+      const done = () => {
+        if (computing === mine) computing = undefined;
+      };
+      mine.then(done, done);
+    }
+    return computing;
+  };
   // Requests each connection sent that are not answered yet (HTTP/1.1 pipelining queues them in order).
   const unanswered = new WeakMap<import('node:net').Socket, number>();
   const handle = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => {
@@ -59,7 +75,7 @@ export async function startHttpServer(opts: {
           return;
         }
         if (path === '/metrics') {
-          const body = await opts.registry.metrics();
+          const body = await metricsBody();
           res.writeHead(200, { 'content-type': opts.registry.contentType });
           res.end(body);
           return;
