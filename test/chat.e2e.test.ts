@@ -2,6 +2,7 @@ import { inflateSync } from 'node:zlib';
 import { Metadata } from '@grpc/grpc-js';
 import { Worker } from '../src/worker/worker';
 import { connected, codeName, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
+import { PAGE_BYTES } from '../src/gateway/history-service';
 import { synthesizeVoice } from './voice-signal';
 import { renderImage } from '../src/media/png';
 import { SimulatedLlm } from '../src/llm/simulated';
@@ -255,6 +256,29 @@ describe('chat loop', () => {
     await expect(unary(t.history.listConversations.bind(t.history), { pageSize: 1, pageToken: 'garbage' }, md)).rejects.toMatchObject({ code: 3 });
     await expect(unary(t.history.listConversations.bind(t.history), { pageSize: 1, pageToken: '' }, new Metadata())).rejects.toMatchObject({ code: 16 });
   });
+
+  it('cuts a page of long messages at about 1 MiB, so that a client with gRPC\'s default 4 MiB receive limit reads them all', async () => {
+    const s = await connected(t, 'novelist');
+    const conversationId = s.welcome()!.conversationId;
+    // 70 texts of 16,000 emoji (64,000 bytes each): 4.5 MB with their replies, in one page of 1,000 before.
+    const long = '😀'.repeat(16_000);
+    for (let i = 0; i < 70; i++) await s.reply(s.text(long), 30_000);
+    s.end();
+    await s.status;
+    const md = await metadataFor(t, 'novelist');
+    const seqs: number[] = [];
+    let pages = 0;
+    for (let pageToken = ''; ; pages++) {
+      const page = await unary(t.history.listMessages.bind(t.history), { conversationId, pageSize: 1000, pageToken, afterSeq: 0 }, md);
+      expect(page.messages.reduce((n, m) => n + Buffer.byteLength(m.text), 0)).toBeLessThanOrEqual(PAGE_BYTES);
+      seqs.push(...page.messages.map((m) => m.seq));
+      if (!page.nextPageToken) break;
+      pageToken = page.nextPageToken;
+    }
+    expect(seqs).toHaveLength(140);
+    expect(new Set(seqs).size).toBe(140);
+    expect(pages).toBeGreaterThanOrEqual(4);
+  }, 120_000);
 
   it('exposes health and Prometheus metrics', async () => {
     const h = await fetch(`${t.app.httpUrl}/healthz`);

@@ -75,10 +75,10 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
         sort: { field: 'seq', direction: 1 },
         limit: pageSize + 1,
       });
-      const page = docs.slice(0, pageSize);
+      const page = withinPageBytes(docs.slice(0, pageSize));
       return {
         messages: await Promise.all(page.map((d) => deps.frames.historyMessage(d))),
-        nextPageToken: docs.length > pageSize ? encodeToken(page[page.length - 1].seq) : '',
+        nextPageToken: docs.length > page.length ? encodeToken(page[page.length - 1].seq) : '',
       };
     }),
 
@@ -87,6 +87,24 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
       return { conversation: conversationMessage(conv, await deps.messages.count({ conversationId: conv._id })) };
     }),
   };
+}
+
+/**
+ * A page of ListMessages holds about this many bytes at most (its texts and transcripts, and a KiB more per
+ * message for its ids, URLs and error): a page of 1,000 long texts would be 64 MB, over the 4 MiB that gRPC
+ * clients take by default (their call failed RESOURCE_EXHAUSTED), and held whole by the server until its client
+ * read it. The rest comes with next_page_token, as for page_size.
+ */
+export const PAGE_BYTES = 1024 * 1024;
+
+/** The first messages of `docs` that fit in PAGE_BYTES (at least one). */
+function withinPageBytes<D extends { text?: string; transcript?: string }>(docs: D[]): D[] {
+  let bytes = 0;
+  for (let i = 0; i < docs.length; i++) {
+    bytes += Buffer.byteLength(docs[i]!.text ?? '') + Buffer.byteLength(docs[i]!.transcript ?? '') + 1024;
+    if (bytes > PAGE_BYTES && i > 0) return docs.slice(0, i);
+  }
+  return docs;
 }
 
 function pageSizeOf(requested: number, dflt: number, max: number): number {
