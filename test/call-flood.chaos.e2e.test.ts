@@ -1,6 +1,7 @@
 import http2 from 'node:http2';
 import { connect } from 'node:net';
-import { codeName, metadataFor, startTestApp, type TestApp } from './harness';
+import { codeName, connected, metadataFor, startTestApp, type TestApp } from './harness';
+import { ListMessagesRequest } from '../src/gen/chatflow/v1/history';
 
 /*
  * A peer that opens calls by the thousand on one HTTP/2 connection, each
@@ -30,6 +31,7 @@ afterAll(async () => t.close());
 
 const HEALTH_CHECK = '/grpc.health.v1.Health/Check';
 const LIST_CONVERSATIONS = '/chatflow.v1.HistoryService/ListConversations';
+const LIST_MESSAGES = '/chatflow.v1.HistoryService/ListMessages';
 
 /** A client's metadata as plain HTTP/2 headers. */
 const headersOf = async (clientId: string) => Object.fromEntries(Object.entries((await metadataFor(t, clientId)).getMap()).map(([k, v]) => [k, String(v)]));
@@ -118,6 +120,50 @@ test('one token holder\'s history calls past 32 are refused; 1,024 held by 32 cl
   } finally {
     hostile.destroy();
     other.destroy();
+  }
+});
+
+test('a token holder\'s history calls whose answers it never reads hold their places until the answers are taken: past 32, refused; the places come back when its connection goes', async () => {
+  // A conversation whose page (5 texts of 64,000 bytes) is larger than a stream's flow-control window (64 KiB).
+  const s = await connected(t, 'hoarder');
+  const conversationId = s.welcome()!.conversationId;
+  for (let i = 0; i < 5; i++) await s.reply(s.text('😀'.repeat(16_000)));
+  s.end();
+  await s.status;
+  const headers = await headersOf('hoarder');
+  const message = Buffer.from(ListMessagesRequest.encode({ conversationId, pageSize: 0, pageToken: '', afterSeq: 0 }).finish());
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  const hoarder = connectTo();
+  try {
+    // 40 calls on one connection; the answers are never read (each stream paused: its window is never given back).
+    const outcomes = Array.from({ length: 40 }, () => {
+      const req = hoarder.request({ ':method': 'POST', ':path': LIST_MESSAGES, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+      req.on('error', () => undefined);
+      req.pause();
+      req.end(Buffer.concat([prefix, message]));
+      return new Promise<string>((resolve) => {
+        const timer = setTimeout(() => resolve('no answer'), 4_000);
+        req.on('response', (h) => {
+          clearTimeout(timer);
+          resolve(h['grpc-status'] === undefined ? 'answering' : codeName(Number(h['grpc-status'])));
+        });
+      });
+    });
+    // grpc-js ends a call (and the guard gives its place back) only once its answer is written, which flow control
+    // holds back while the client reads nothing: so at most 32 unread answers per client (1,024 in all) wait in the
+    // server's memory, each at most a page (PAGE_BYTES).
+    expect(count((await Promise.all(outcomes)).map((status) => ({ status })))).toEqual({ answering: 32, RESOURCE_EXHAUSTED: 8 });
+  } finally {
+    hoarder.destroy();
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const again = connectTo();
+  try {
+    const [after] = await calls(again, LIST_CONVERSATIONS, headers, 1, 1024, 3_000);
+    expect(after!.status).toBe('OK');
+  } finally {
+    again.destroy();
   }
 });
 
