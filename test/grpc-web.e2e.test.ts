@@ -302,6 +302,47 @@ describe('embedded gRPC-Web endpoint', () => {
     expect(await partialWebCall(send, headers, 8, 8, 3_000)).toBe(String(Code.Internal));
   }, 20_000);
 
+  it('holds a history call\'s place until its answer is taken: a client that pipelines calls and never reads has 32 answers waiting, the rest refused', async () => {
+    const s = await connected(t, 'web-hoarder');
+    const conversationId = s.welcome()!.conversationId;
+    // Pages of ~1 MiB (texts of 64,000 bytes): more than the kernel takes in for a connection that is not read.
+    for (let i = 0; i < 16; i++) await s.reply(s.text('😀'.repeat(16_000)));
+    s.end();
+    await s.status;
+    const headers = await auth('web-hoarder');
+    const id = Buffer.from(conversationId);
+    const message = Buffer.concat([Buffer.from([0x0a, id.length]), id]); // ListMessagesRequest.conversation_id
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+    const request = Buffer.concat([
+      Buffer.from(`POST /chatflow.v1.HistoryService/ListMessages HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nAuthorization: ${headers.authorization}\r\nContent-Length: ${frame.length}\r\n\r\n`),
+      frame,
+    ]);
+    const busy = async () => (await metric(t, 'chatflow_calls_refused_total{reason="busy"}')) || 0;
+    const before = await busy();
+    const { connect } = await import('node:net');
+    const u = new URL(t.app.httpUrl);
+    // 6 connections × 14 calls sent ahead (under the 16 a connection may have waiting), none of the answers read:
+    // the kernel takes in the first few answers of each connection, the others wait in the server.
+    const sockets = Array.from({ length: 6 }, () => {
+      const sock = connect(Number(u.port), u.hostname);
+      sock.pause();
+      sock.on('error', () => undefined);
+      sock.write(Buffer.concat(Array.from({ length: 14 }, () => request)));
+      return sock;
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 2_500));
+      // Before: all 84 answered into memory (each answer held until read), none refused. Now 32 hold a place, and
+      // those past them wait 1 s and are refused.
+      expect((await busy()) - before).toBeGreaterThanOrEqual(10);
+    } finally {
+      sockets.forEach((sock) => sock.destroy());
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    // Their places given back: the client's next call is answered.
+    expect((await history.listMessages({ conversationId }, { headers })).messages.length).toBeGreaterThan(0);
+  }, 30_000);
+
   it('frees the slot when the browser closes its stream', async () => {
     const s = new WebStream(chat, await auth('web-leaver'));
     await s.until((f) => f.length > 0, 'welcome');

@@ -5,7 +5,7 @@ import { listenError } from '../listen-error';
 import type { Metrics } from '../metrics';
 import { splitAddr, startHttpServer, type HttpRoute } from '../http/server';
 import { webRoutes } from '../http/web';
-import { sendPlaces } from '../gateway/request-places';
+import { callPlaces, sendPlaces } from '../gateway/request-places';
 import type { TlsFiles } from '../tls';
 import { reportedEvents, type ConnectionBudget } from '../connection-guard';
 import { Lifecycle, type Part } from './lifecycle';
@@ -47,7 +47,7 @@ export function httpRole(deps: {
     url: '',
     start: () =>
       parts.all(async () => {
-        const web = deps.gateway ? webRoutes({ upstream: deps.grpcAddress, auth: deps.auth, maxMediaBytes: config.maxMediaBytes, sends: sendPlaces(config, () => deps.metrics.sendsBusy.inc({ transport: 'grpc-web' })), logger, settings: config.web }) : undefined;
+        const web = deps.gateway ? webRoutes({ upstream: deps.grpcAddress, auth: deps.auth, maxMediaBytes: config.maxMediaBytes, sends: sendPlaces(config, () => deps.metrics.sendsBusy.inc({ transport: 'grpc-web' })), calls: callPlaces(config, () => deps.metrics.callsRefused.inc({ reason: 'busy' })), logger, settings: config.web }) : undefined;
         if (web) parts.onStop('grpc-web upstream', async () => web.close());
         const http = await startHttpServer({
           addr: config.httpAddr,

@@ -18,13 +18,14 @@ export function webRoutes(opts: {
   maxMediaBytes: number;
   /** The places the embedded endpoint reads Sends in (see grpcWebRoute). */
   sends: RequestPlaces;
+  calls: RequestPlaces;
   logger: Logger;
   settings: WebSettings;
 }): { routes: HttpRoute[]; close(): void } {
   const { settings } = opts;
   const logger = opts.logger.child({ component: 'web' });
   // A Send carries one media file (plus a little framing); base64 is never used (binary gRPC-Web).
-  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, identify: (header) => opts.auth.identify(header), sends: opts.sends, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger });
+  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, identify: (header) => opts.auth.identify(header), sends: opts.sends, calls: opts.calls, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger });
   return {
     routes: [grpcWeb, devTokenRoute({ enabled: settings.devTokens, auth: opts.auth, logger }), webPageRoute({ settings, logger })],
     /** Closes the embedded gRPC-Web endpoint's connection to the gRPC server. */
