@@ -1,6 +1,6 @@
 import http2 from 'node:http2';
 import { connect } from 'node:net';
-import { codeName, connected, metadataFor, startTestApp, type TestApp } from './harness';
+import { codeName, longConversation, metadataFor, startTestApp, type TestApp } from './harness';
 import { ListMessagesRequest } from '../src/gen/chatflow/v1/history';
 
 /*
@@ -125,11 +125,7 @@ test('one token holder\'s history calls past 32 are refused; 1,024 held by 32 cl
 
 test('a token holder\'s history calls whose answers it never reads hold their places until the answers are taken: past 32, refused; the places come back when its connection goes', async () => {
   // A conversation whose page (5 texts of 64,000 bytes) is larger than a stream's flow-control window (64 KiB).
-  const s = await connected(t, 'hoarder');
-  const conversationId = s.welcome()!.conversationId;
-  for (let i = 0; i < 5; i++) await s.reply(s.text('😀'.repeat(16_000)));
-  s.end();
-  await s.status;
+  const conversationId = await longConversation(t, 'hoarder', 5);
   const headers = await headersOf('hoarder');
   const message = Buffer.from(ListMessagesRequest.encode({ conversationId, pageSize: 0, pageToken: '', afterSeq: 0 }).finish());
   const prefix = Buffer.alloc(5);

@@ -1,7 +1,7 @@
 import { inflateSync } from 'node:zlib';
 import { Metadata } from '@grpc/grpc-js';
 import { Worker } from '../src/worker/worker';
-import { connected, codeName, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
+import { connected, codeName, longConversation, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
 import { PAGE_BYTES } from '../src/gateway/history-service';
 import { synthesizeVoice } from './voice-signal';
 import { renderImage } from '../src/media/png';
@@ -258,13 +258,8 @@ describe('chat loop', () => {
   });
 
   it('cuts a page of long messages at about 1 MiB, so that a client with gRPC\'s default 4 MiB receive limit reads them all', async () => {
-    const s = await connected(t, 'novelist');
-    const conversationId = s.welcome()!.conversationId;
-    // 70 texts of 16,000 emoji (64,000 bytes each): 4.5 MB with their replies, in one page of 1,000 before.
-    const long = '😀'.repeat(16_000);
-    for (let i = 0; i < 70; i++) await s.reply(s.text(long), 30_000);
-    s.end();
-    await s.status;
+    // 70 texts of 64,000 bytes: 4.5 MB with their replies, in one page of 1,000 before.
+    const conversationId = await longConversation(t, 'novelist', 70);
     const md = await metadataFor(t, 'novelist');
     const seqs: number[] = [];
     let pages = 0;

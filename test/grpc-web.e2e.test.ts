@@ -11,7 +11,7 @@ import { ChatService, type ServerFrame } from '../gateway/web/gen/chatflow/v1/ch
 import { HistoryService } from '../gateway/web/gen/chatflow/v1/history_pb';
 import { synthesizeVoice } from './voice-signal';
 import { SimulatedLlm } from '../src/llm/simulated';
-import { connected, metric, startTestApp, type TestApp } from './harness';
+import { connected, longConversation, metric, startTestApp, type TestApp } from './harness';
 
 jest.setTimeout(30_000);
 
@@ -303,12 +303,8 @@ describe('embedded gRPC-Web endpoint', () => {
   }, 20_000);
 
   it('holds a history call\'s place until its answer is taken: a client that pipelines calls and never reads has 32 answers waiting, the rest refused', async () => {
-    const s = await connected(t, 'web-hoarder');
-    const conversationId = s.welcome()!.conversationId;
     // Pages of ~1 MiB (texts of 64,000 bytes): more than the kernel takes in for a connection that is not read.
-    for (let i = 0; i < 16; i++) await s.reply(s.text('😀'.repeat(16_000)));
-    s.end();
-    await s.status;
+    const conversationId = await longConversation(t, 'web-hoarder', 16);
     const headers = await auth('web-hoarder');
     const id = Buffer.from(conversationId);
     const message = Buffer.concat([Buffer.from([0x0a, id.length]), id]); // ListMessagesRequest.conversation_id

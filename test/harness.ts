@@ -177,6 +177,16 @@ export async function connected(t: TestApp, clientId: string, extra: Record<stri
   return s;
 }
 
+/** A closed conversation of `clientId` holding `n` texts of 16,000 emoji (64,000 bytes each), each answered: its id. */
+export async function longConversation(t: TestApp, clientId: string, n: number): Promise<string> {
+  const s = await connected(t, clientId);
+  const conversationId = s.welcome()!.conversationId;
+  for (let i = 0; i < n; i++) await s.reply(s.text('😀'.repeat(16_000)), 30_000);
+  s.end();
+  await s.status;
+  return conversationId;
+}
+
 /** Promisifies a generated unary method (its last overload takes metadata, options and a callback). */
 export function unary<Req, Res>(
   fn: (req: Req, md: Metadata, options: Partial<CallOptions>, cb: (err: ServiceError | null, res: Res) => void) => unknown,

@@ -118,18 +118,8 @@ export class LocalMediaStore implements MediaStore {
     const file = this.fileFor(key);
     const [stored, sidecar] = await Promise.all([readIfExists(file), readIfExists(file + META_SUFFIX)]);
     if (!stored) return null;
-    if (sidecar) {
-      // Stored by an earlier version; a later put of the same key leaves the sidecar stale, and the trailer speaks.
-      const meta = parseMeta(sidecar);
-      if (meta && matches(stored, meta)) return { bytes: stored, mimeType: meta.mimeType };
-    }
-    const trailer = readTrailer(stored);
-    if (trailer) {
-      const bytes = stored.subarray(0, trailer.size);
-      if (matches(bytes, trailer)) return { bytes, mimeType: trailer.mimeType };
-    }
-    if (sidecar || hasTrailerMagic(stored)) throw new Error(`media ${key}: stored bytes do not match their metadata`);
-    return null; // bytes with no metadata at all: an earlier version's first write, interrupted
+    const meta = await speakingMeta(key, stored.length, sidecar, { bytes: stored, offset: 0 }, (size) => sha256(stored.subarray(0, size)));
+    return meta && { bytes: stored.subarray(0, meta.size), mimeType: meta.mimeType };
   }
 
   /**
@@ -146,23 +136,18 @@ export class LocalMediaStore implements MediaStore {
     if (!handle) return null;
     try {
       const { size: fileSize } = await handle.stat();
-      const tail = await readTail(handle, fileSize);
-      // A sidecar describes the whole file (an earlier version wrote the bytes alone); a trailer, what precedes it.
-      const described = sidecar && parseMeta(sidecar);
-      for (const meta of [described?.size === fileSize ? described : null, tail && readTrailer(tail.bytes, tail.offset)]) {
-        if (meta && (await digestOf(handle, meta.size)) === meta.sha256) {
-          const { size, mimeType } = meta;
-          const read = () => {
-            if (size > 0) return handle.createReadStream({ start: 0, end: size - 1 });
-            void handle.close();
-            return Readable.from([]);
-          };
-          return { mimeType, size, read, close: () => handle.close() };
-        }
+      const meta = await speakingMeta(key, fileSize, sidecar, await readTail(handle, fileSize), (size) => digestOf(handle, size));
+      if (!meta) {
+        await handle.close();
+        return null;
       }
-      if (sidecar || (tail && hasTrailerMagic(tail.bytes))) throw new Error(`media ${key}: stored bytes do not match their metadata`);
-      await handle.close();
-      return null; // bytes with no metadata at all: an earlier version's first write, interrupted
+      const { size, mimeType } = meta;
+      const read = () => {
+        if (size > 0) return handle.createReadStream({ start: 0, end: size - 1 });
+        void handle.close();
+        return Readable.from([]);
+      };
+      return { mimeType, size, read, close: () => handle.close() };
     } catch (err) {
       await handle.close().catch(() => undefined);
       throw err;
@@ -431,6 +416,28 @@ function readTrailer(file: Buffer, offset = 0): Meta | null {
   return meta && meta.size === offset + start ? meta : null;
 }
 
+/**
+ * The metadata that speaks for the object at `key`, a file of `fileSize` bytes (its sidecar, if any, and its end,
+ * `tail`), once the bytes it describes match their digest (`digest` of the file's first `size` bytes): a sidecar
+ * of an earlier version while it matches (it describes the whole file: the bytes alone), else the trailer (a later
+ * put of the same key leaves the sidecar stale). Null: bytes with no metadata at all (an earlier version's first
+ * write, interrupted); throws when the bytes do not match their metadata.
+ */
+async function speakingMeta(
+  key: string,
+  fileSize: number,
+  sidecar: Buffer | null,
+  tail: { bytes: Buffer; offset: number } | null,
+  digest: (size: number) => Promise<string> | string,
+): Promise<Meta | null> {
+  const described = sidecar && parseMeta(sidecar);
+  for (const meta of [described?.size === fileSize ? described : null, tail && readTrailer(tail.bytes, tail.offset)]) {
+    if (meta && (await digest(meta.size)) === meta.sha256) return meta;
+  }
+  if (sidecar || (tail && hasTrailerMagic(tail.bytes))) throw new Error(`media ${key}: stored bytes do not match their metadata`);
+  return null;
+}
+
 /** Metadata of a few hundred bytes: a trailer longer than this is no trailer of ours. */
 const TAIL_BYTES = 4096;
 
@@ -482,10 +489,6 @@ function parseMeta(json: Buffer): Meta | null {
     // not JSON: no metadata
   }
   return null;
-}
-
-function matches(bytes: Buffer, meta: Meta): boolean {
-  return bytes.length === meta.size && sha256(bytes) === meta.sha256;
 }
 
 async function readIfExists(file: string): Promise<Buffer | null> {
