@@ -105,8 +105,9 @@ export class PageChatSession {
   }
 
   /**
-   * A Send's headers: one that carries no upload (and fits the server's 64 KiB for such requests) (a text, a ping) says so (`x-no-upload`), so that the server reads
-   * it at once rather than after the uploads being read (its own and other clients').
+   * A Send's headers. One that carries no upload (a text that fits the server's 64 KiB for such requests, a ping)
+   * says so (`x-no-upload`), so that the server reads it at once rather than after the uploads being read (its own
+   * and other clients').
    */
   private sendHeaders(upload: boolean): Record<string, string> {
     return upload ? this.headers() : { ...this.headers(), 'x-no-upload': 'true' };

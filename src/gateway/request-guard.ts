@@ -32,9 +32,8 @@ export const SMALL_REQUEST_BYTES = 64 * 1024;
 
 /**
  * Request metadata by which a single-message call of a method that may carry an upload (a `Send`; not a `Chat`
- * stream) says this request carries none
- * (a text message or a ping): `x-no-upload: true`. It is then read as a small request, at most SMALL_REQUEST_BYTES
- * (a larger one is RESOURCE_EXHAUSTED), and does not wait behind uploads.
+ * stream) says this request carries none (a text message or a ping): `x-no-upload: true`. It is then read as a
+ * small request, at most SMALL_REQUEST_BYTES (a larger one is RESOURCE_EXHAUSTED), and does not wait behind uploads.
  */
 export const NO_UPLOAD_HEADER = 'x-no-upload';
 

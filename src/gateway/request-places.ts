@@ -79,7 +79,7 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-/** Places for requests of one kind (uploads, or calls): taken in arrival order, a client's own beyond `perClient` skipped until one of its places frees. */
+/** Places for requests of one kind (uploads, calls, or media downloads): taken in arrival order, a client's own beyond `perClient` skipped until one of its places frees. */
 export class RequestPlaces {
   private held = 0;
   private readonly byClient = new Map<string, number>();
