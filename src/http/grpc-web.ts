@@ -22,11 +22,11 @@ import { ChatFlowError } from '../domain/errors';
 import { declaresNoUpload, NO_UPLOAD_HEADER, SMALL_REQUEST_BYTES } from '../gateway/request-guard';
 import { domainStatus, toStatus } from '../gateway/status';
 import type { Place, RequestPlaces } from '../gateway/request-places';
-import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST } from '../services';
+import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST, PUBLIC_SERVICES } from '../services';
 import type { HttpRoute } from './server';
 
 /** A session's stream for browsers. */
-const CONNECT_PATH = '/chatflow.v1.ChatService/Connect';
+const CONNECT_PATH = PUBLIC_SERVICES.chat.definition.connect.path;
 
 /** The services a browser may call; everything else under the HTTP server is not ours. */
 const GRPC_WEB_SERVICES: readonly DescService[] = PUBLIC_SERVICE_LIST.map((s) => s.web);
