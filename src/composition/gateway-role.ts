@@ -11,7 +11,7 @@ import { ChatGateway, getter } from '../gateway/chat-service';
 import type { EarlyStart } from '../gateway/deps';
 import { historyService } from '../gateway/history-service';
 import { requestGuard } from '../gateway/request-guard';
-import { callPlaces, sendPlaces } from '../gateway/request-places';
+import { callPlaces, sendPlaces } from '../resilience/request-places';
 import { toStatus } from '../gateway/status';
 import { checkedChatService } from '../gateway/wire-check';
 import { DisconnectReason } from '../gen/chatflow/v1/events';

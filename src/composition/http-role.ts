@@ -5,7 +5,7 @@ import { listenError } from '../listen-error';
 import type { Metrics } from '../metrics';
 import { splitAddr, startHttpServer, type HttpRoute } from '../http/server';
 import { webRoutes } from '../http/web';
-import { callPlaces, sendPlaces } from '../gateway/request-places';
+import { callPlaces, sendPlaces } from '../resilience/request-places';
 import type { TlsFiles } from '../tls';
 import { reportedEvents, type ConnectionBudget } from '../connection-guard';
 import { Lifecycle, type Part } from './lifecycle';

@@ -25,7 +25,7 @@
  * part of its request and never the rest, were otherwise all read and kept).
  */
 import { Metadata, ServerInterceptingCall, status, type ServerInterceptingCallInterface, type ServerInterceptor, type StatusObject } from '@grpc/grpc-js';
-import type { Place, RequestPlaces } from './request-places';
+import type { Place, RequestPlaces } from '../resilience/request-places';
 
 /** The largest request of a method that carries no media: ids, page tokens, names (a few hundred bytes in practice). */
 export const SMALL_REQUEST_BYTES = 64 * 1024;

@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { ChatFlowError } from '../domain/errors';
 import { declaresNoUpload, NO_UPLOAD_HEADER, SMALL_REQUEST_BYTES } from '../gateway/request-guard';
 import { domainStatus, toStatus } from '../gateway/status';
-import type { Place, RequestPlaces } from '../gateway/request-places';
+import type { Place, RequestPlaces } from '../resilience/request-places';
 import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST, PUBLIC_SERVICES } from '../services';
 import type { HttpRoute } from './server';
 

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { TokenAuthority } from '../auth/tokens';
-import type { RequestPlaces } from '../gateway/request-places';
+import type { RequestPlaces } from '../resilience/request-places';
 import { devTokenRoute } from './dev-token';
 import { grpcWebRoute } from './grpc-web';
 import type { HttpRoute } from './server';

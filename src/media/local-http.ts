@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { pipeline } from 'node:stream/promises';
 import { ChatFlowError } from '../domain/errors';
-import { RequestPlaces } from '../gateway/request-places';
+import { RequestPlaces } from '../resilience/request-places';
 import { isValidMediaKey, verifyMediaSignature, type LocalMediaStore } from './local';
 
 export interface MediaRequestOptions {

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import { spawn } from 'node:child_process';
 import { LocalMediaStore, signMediaKey, tempFileIn, verifyMediaSignature, writeAll } from './local';
 import { downloadPlaces, handleMediaRequest } from './local-http';
-import { RequestPlaces } from '../gateway/request-places';
+import { RequestPlaces } from '../resilience/request-places';
 import { describeMediaStore } from './media.contract';
 import { enospc, fileHandlePrototype } from '../../test/disk-writes';
 
