@@ -10,6 +10,7 @@ import { createGrpcWebTransport } from '@connectrpc/connect-node';
 import { ChatService, type ServerFrame } from '../gateway/web/gen/chatflow/v1/chat_pb';
 import { HistoryService } from '../gateway/web/gen/chatflow/v1/history_pb';
 import { synthesizeVoice } from './voice-signal';
+import { neverRead } from './never-read';
 import { SimulatedLlm } from '../src/llm/simulated';
 import { connected, longConversation, metric, startTestApp, type TestApp } from './harness';
 
@@ -315,24 +316,17 @@ describe('embedded gRPC-Web endpoint', () => {
     ]);
     const busy = async () => (await metric(t, 'chatflow_calls_refused_total{reason="busy"}')) || 0;
     const before = await busy();
-    const { connect } = await import('node:net');
     const u = new URL(t.app.httpUrl);
     // 6 connections × 14 calls sent ahead (under the 16 a connection may have waiting), none of the answers read:
     // the kernel takes in the first few answers of each connection, the others wait in the server.
-    const sockets = Array.from({ length: 6 }, () => {
-      const sock = connect(Number(u.port), u.hostname);
-      sock.pause();
-      sock.on('error', () => undefined);
-      sock.write(Buffer.concat(Array.from({ length: 14 }, () => request)));
-      return sock;
-    });
+    const flood = neverRead(Number(u.port), Buffer.concat(Array.from({ length: 14 }, () => request)), 6);
     try {
       await new Promise((r) => setTimeout(r, 2_500));
       // Before: all 84 answered into memory (each answer held until read), none refused. Now 32 hold a place, and
       // those past them wait 1 s and are refused.
       expect((await busy()) - before).toBeGreaterThanOrEqual(10);
     } finally {
-      sockets.forEach((sock) => sock.destroy());
+      flood.destroy();
     }
     await new Promise((r) => setTimeout(r, 200));
     // Their places given back: the client's next call is answered.
@@ -422,7 +416,6 @@ describe('web page routes', () => {
   });
 
   it('sends one copy of the bundle to clients that never read it, not a copy each; a rebuilt bundle is sent anew', async () => {
-    const { connect } = await import('node:net');
     const { appendFile, truncate } = await import('node:fs/promises');
     const u = new URL(t.app.httpUrl);
     const map = join(__dirname, '..', 'gateway', 'web', 'dist', 'app.js.map');
@@ -430,19 +423,13 @@ describe('web page routes', () => {
     expect(size).toBeGreaterThan(100_000);
     const before = process.memoryUsage().arrayBuffers;
     // 50 connections ask 16 times each for the bundle's map, without a token, and never read.
-    const sockets = Array.from({ length: 50 }, () => {
-      const s = connect(Number(u.port), u.hostname);
-      s.pause();
-      s.on('error', () => undefined);
-      s.write('GET /app.js.map HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(16));
-      return s;
-    });
+    const flood = neverRead(Number(u.port), 'GET /app.js.map HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(16), 50);
     try {
       await new Promise((r) => setTimeout(r, 1_500));
       // Before: a copy per request, all but what the kernel took in held until read (~800 copies).
       expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(10 * size);
     } finally {
-      sockets.forEach((s) => s.destroy());
+      flood.destroy();
     }
     // Rebuilt (a byte more): the next request gets the new file.
     await appendFile(map, '\n');

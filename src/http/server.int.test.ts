@@ -1,4 +1,4 @@
-import { connect } from 'node:net';
+import { neverRead } from '../../test/never-read';
 import pino from 'pino';
 import { startHttpServer } from './server';
 
@@ -28,13 +28,7 @@ describe('GET /metrics', () => {
       await sleep(300);
       return `# scrape ${n}\n${'x'.repeat(100_000)}\n`;
     });
-    const sockets = Array.from({ length: 50 }, () => {
-      const s = connect(http.port, '127.0.0.1');
-      s.pause();
-      s.on('error', () => undefined);
-      s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(16));
-      return s;
-    });
+    const flood = neverRead(http.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(16), 50);
     try {
       await sleep(600);
       // Before: once per request (800), each answer a copy held until its client read it.
@@ -43,7 +37,7 @@ describe('GET /metrics', () => {
       const next = await fetch(`http://127.0.0.1:${http.port}/metrics`).then((r) => r.text());
       expect(next.startsWith(`# scrape ${before + 1}\n`)).toBe(true);
     } finally {
-      sockets.forEach((s) => s.destroy());
+      flood.destroy();
       await http.close();
     }
   });

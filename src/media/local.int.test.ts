@@ -5,7 +5,6 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import * as net from 'node:net';
 import fc from 'fast-check';
 import { spawn } from 'node:child_process';
 import { LocalMediaStore, signMediaKey, tempFileIn, verifyMediaSignature, writeAll } from './local';
@@ -13,6 +12,7 @@ import { downloadPlaces, handleMediaRequest } from './local-http';
 import { RequestPlaces } from '../resilience/request-places';
 import { describeMediaStore } from './media.contract';
 import { enospc, fileHandlePrototype } from '../../test/disk-writes';
+import { neverRead as rawNeverRead } from '../../test/never-read';
 
 const SECRET = 'test-secret-0123456789';
 
@@ -424,14 +424,7 @@ describe('LocalMediaStore specifics', () => {
     /** `n` connections that each ask for `url` and never read a byte of the answer. */
     function neverRead(port: number, url: string, n: number) {
       const u = new URL(url);
-      const sockets = Array.from({ length: n }, () => {
-        const s = net.connect(port, '127.0.0.1');
-        s.pause();
-        s.on('error', () => undefined);
-        s.write(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: x\r\n\r\n`);
-        return s;
-      });
-      return { sockets, destroy: () => sockets.forEach((s) => s.destroy()) };
+      return rawNeverRead(port, `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: x\r\n\r\n`, n);
     }
 
     it('hold a chunk of the object each, not the object: 40 downloads of 8 MiB that are never read (each held 8 MiB before)', async () => {
