@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Semaphore } from '../resilience/semaphore';
 import { LauncherExited, ProgramLauncher } from './launcher';
-import { KEYFRAME_SIZE, SpeechError, type VideoParts, type VideoSplitter } from './port';
+import { KEYFRAME_SIZE, MAX_VIDEO_PIXELS, SpeechError, type VideoParts, type VideoSplitter } from './port';
 
 /**
  * Video through ffmpeg (a separate program, LGPL/GPL, never linked in): the
@@ -55,9 +55,14 @@ export class FfmpegVideoSplitter implements VideoSplitter {
       // that input, so a long video is not decoded to its end; the sound comes from the second. The tee
       // muxer writes the picture to one file and the sound, if any, to the other: a video without sound
       // leaves that side with no stream, and `onfail=ignore` lets the picture side finish alone. Only the
-      // first maxSoundS of the sound are kept (see MAX_SOUND_S).
+      // first maxSoundS of the sound are kept (see MAX_SOUND_S). Neither opening decodes a picture larger than
+      // MAX_VIDEO_PIXELS (ffmpeg's probe of the second decodes one too); the picture is decoded by one thread,
+      // as only one frame is wanted (frame threads would each decode another keyframe, a frame's memory each).
+      const maxPixels = ['-max_pixels', String(MAX_VIDEO_PIXELS)];
       const report = await this.run([
-        '-nostdin', '-hide_banner', '-y', '-skip_frame', 'nokey', '-i', input, '-t', String(this.maxSoundS), '-i', input,
+        '-nostdin', '-hide_banner', '-y',
+        '-skip_frame', 'nokey', '-threads', '1', ...maxPixels, '-i', input,
+        '-t', String(this.maxSoundS), ...maxPixels, '-i', input,
         '-map', '0:v:0', '-map', '1:a:0?',
         '-vf', `trim=end_frame=1,${fit}`, '-c:v', 'rawvideo', '-pix_fmt', 'rgb24',
         '-ac', '1', '-ar', '16000', '-c:a', 'pcm_s16le',
@@ -85,6 +90,8 @@ export class FfmpegVideoSplitter implements VideoSplitter {
     if (!error) return stderr;
     if (error.code === 'ENOENT') throw new SpeechError(`ffmpeg not found at ${this.ffmpeg}`, false);
     if (error.killed) throw new SpeechError('ffmpeg did not finish in time', true);
+    const large = /Picture size (\d+)x(\d+) exceeds specified max pixel count/.exec(stderr);
+    if (large) throw new SpeechError(`its picture is ${large[1]}×${large[2]} pixels; pictures of at most ${(MAX_VIDEO_PIXELS / 1e6).toFixed(1)} megapixels (8K, 7680×4320) are read`, false);
     const last = stderr.trim().split('\n').slice(-2).join(' ').slice(0, 300);
     throw new SpeechError(`ffmpeg could not read the video: ${last}`, false);
   }

@@ -58,6 +58,13 @@ export interface VideoParts {
 
 export const KEYFRAME_SIZE = { width: 480, height: 270 } as const;
 
+/**
+ * The largest picture a video splitter decodes: 8K UHD (7680×4320). A picture
+ * of one plain colour compresses ~1000:1, so an upload of a few hundred KB can
+ * hold one of 16000×16000 pixels, which took ffmpeg 900 MB to decode.
+ */
+export const MAX_VIDEO_PIXELS = 7680 * 4320;
+
 export interface VideoSplitter {
   readonly name: string;
   split(video: Buffer, mimeType: string, signal?: AbortSignal): Promise<VideoParts>;
