@@ -1,6 +1,11 @@
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import pino from 'pino';
 import { describeWhen } from '../../../test/engines';
-import { findLocalEngines } from '../factory';
+import { findLocalEngines, findProgram } from '../factory';
+import { makePicture } from '../video.contract';
 import { describeSynthesizer, describeTranscriber, LONG_REPLY, QUESTION, collect } from '../speech.contract';
 import { LocalSynthesizer, LocalTranscriber } from './adapters';
 import { LocalSpeechEngine } from './engine';
@@ -44,6 +49,31 @@ describeWhen(!!engines, 'offline speech engines (Piper, PocketSphinx)', 'needs `
       await expect(exited).resolves.toBe(0);
     } finally {
       await engine.close();
+    }
+  }, 120_000);
+
+  const ffmpeg = findProgram('ffmpeg');
+  (ffmpeg ? it : it.skip)('hears a voice message in a container that also holds a huge picture without decoding the picture (ffmpeg took 480 MB for one of 12000×12000, 800 MB for 16000×16000)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'chatflow-stt-picture-'));
+    const path = process.env.PATH;
+    const engine = new LocalSpeechEngine(python, 'stt', logger);
+    try {
+      // The spoken question with a 12000×12000 PNG picture beside it (~450 KB: a plain colour).
+      const spoken = await collect(new LocalSynthesizer(reference.tts).synthesize(QUESTION));
+      await writeFile(join(dir, 'q.wav'), spoken.wav);
+      await writeFile(join(dir, 'p.mkv'), makePicture(ffmpeg!, 12_000, 12_000));
+      execFileSync(ffmpeg!, ['-v', 'error', '-y', '-i', join(dir, 'p.mkv'), '-i', join(dir, 'q.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'copy', '-c:a', 'libopus', join(dir, 'both.mkv')]);
+      // The engine's ffmpeg, run by a wrapper that writes its peak memory (kB) when it ends.
+      await writeFile(join(dir, 'ffmpeg'), `#!/usr/bin/env python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(ffmpeg)}] + sys.argv[1:]).returncode\nopen(${JSON.stringify(join(dir, 'peak'))}, 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\nsys.exit(r)\n`);
+      await chmod(join(dir, 'ffmpeg'), 0o755);
+      process.env.PATH = `${dir}${delimiter}${path}`;
+      const heard = await new LocalTranscriber(engine).transcribe(await readFile(join(dir, 'both.mkv')), 'audio/webm');
+      expect(heard.text.toLowerCase()).toContain('time');
+      expect(Number(await readFile(join(dir, 'peak'), 'utf8'))).toBeLessThan(250_000);
+    } finally {
+      process.env.PATH = path;
+      await engine.close();
+      await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
 

@@ -86,8 +86,10 @@ class Stt:
     def pcm16k(self, data):
         """16 kHz mono s16le PCM of the first max_seconds of `data` (a little more when there is more)."""
         if self.ffmpeg:
-            # A second past the limit tells a recording that goes on from one that ends there.
-            p = subprocess.run([self.ffmpeg, "-v", "error", "-nostdin", "-i", "pipe:0", "-t", "%.3f" % (self.max_bytes / 2 / SAMPLE_RATE_STT + 1),
+            # A second past the limit tells a recording that goes on from one that ends there. No picture is
+            # decoded (-max_pixels 1: ffmpeg's probe decodes one of each video stream, and a container with a
+            # 16000x16000 picture beside its sound took it 800 MB), and none is wanted (-vn).
+            p = subprocess.run([self.ffmpeg, "-v", "error", "-nostdin", "-max_pixels", "1", "-vn", "-i", "pipe:0", "-t", "%.3f" % (self.max_bytes / 2 / SAMPLE_RATE_STT + 1),
                                 "-ac", "1", "-ar", str(SAMPLE_RATE_STT), "-f", "s16le", "pipe:1"],
                                input=data, capture_output=True, timeout=60)
             if p.returncode != 0:
