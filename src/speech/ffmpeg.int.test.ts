@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { describeWhen } from '../../test/engines';
 import { parseWav } from '../../test/voice-signal';
 import { findProgram } from './factory';
-import { FfmpegVideoSplitter } from './ffmpeg';
+import { FfmpegVideoSplitter, MAX_FFMPEG_DATA_BYTES } from './ffmpeg';
 import { KEYFRAME_SIZE } from './port';
-import { describeVideoSplitter, makeVideo } from './video.contract';
+import { describeVideoSplitter, makePicture, makeVideo } from './video.contract';
 
 const ffmpeg = findProgram('ffmpeg');
 
@@ -53,6 +53,29 @@ describeWhen(!!ffmpeg, 'ffmpeg video splitter', 'needs ffmpeg (`npm run speech:i
         expect(wav.durationMs).toBeLessThanOrEqual(1_050);
         expect(parts.durationMs).toBeGreaterThan(1_500); // the video's own length is still told
         expect(parts.soundCut).toEqual({ keptMs: 1_000 });
+      } finally {
+        splitter.close();
+      }
+    }, 60_000);
+
+    // Each picture is under MAX_VIDEO_PIXELS, but ffmpeg's probe decoded one of each stream and held them all:
+    // 20 pictures of 8K in a 2 MB upload took it 2 GB and 10 s (75 fit in an upload).
+    it('splits a video of many 8K pictures (one per stream) within its data limit', async () => {
+      const one = join(dir, '8k.mkv');
+      const many = join(dir, 'many.mkv');
+      await writeFile(one, makePicture(ffmpeg!, 7680, 4320));
+      const streams = Array.from({ length: 20 }, (_, i) => i);
+      execFileSync(ffmpeg!, ['-v', 'error', '-y', ...streams.flatMap(() => ['-i', one]), ...streams.flatMap((i) => ['-map', `${i}:v`]), '-c', 'copy', many]);
+      // ffmpeg run by a wrapper that writes its peak memory (kB) when it ends.
+      const peak = join(dir, 'peak');
+      const measured = join(dir, 'measured-ffmpeg');
+      await writeFile(measured, `#!/usr/bin/env python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(ffmpeg)}] + sys.argv[1:]).returncode\nopen(${JSON.stringify(peak)}, 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\nsys.exit(r)\n`);
+      await chmod(measured, 0o755);
+      const splitter = new FfmpegVideoSplitter(measured);
+      try {
+        const { keyframe } = await splitter.split(await readFile(many), 'video/x-matroska');
+        expect(keyframe.rgb.length).toBe(KEYFRAME_SIZE.width * KEYFRAME_SIZE.height * 3);
+        expect(Number(await readFile(peak, 'utf8')) * 1024).toBeLessThan(MAX_FFMPEG_DATA_BYTES + 128 * 1024 * 1024);
       } finally {
         splitter.close();
       }

@@ -82,7 +82,7 @@ export class FfmpegVideoSplitter implements VideoSplitter {
   /** ffmpeg's report (stderr) when it succeeded; a SpeechError saying why not otherwise. */
   private async run(args: string[], signal?: AbortSignal): Promise<string> {
     const { stderr, error } = await this.launcher
-      .run(this.ffmpeg, args, { timeoutMs: this.timeoutMs, maxBuffer: 4 * 1024 * 1024, signal })
+      .run(this.ffmpeg, args, { timeoutMs: this.timeoutMs, maxBuffer: 4 * 1024 * 1024, maxDataBytes: MAX_FFMPEG_DATA_BYTES, signal })
       .catch((err: unknown) => {
         if (err instanceof LauncherExited) throw new SpeechError(`ffmpeg could not be started: ${err.message}`, true);
         throw err;
@@ -104,6 +104,9 @@ export class FfmpegVideoSplitter implements VideoSplitter {
  * would decode to hundreds of MB of WAV in the worker's memory.
  */
 const MAX_SOUND_S = 120;
+
+/** What one ffmpeg may take of memory (its data limit; the largest legitimate need measured: an 8K keyframe, ~220 MB). */
+export const MAX_FFMPEG_DATA_BYTES = 512 * 1024 * 1024;
 
 /** CHATFLOW_FFMPEG_CONCURRENCY's default (src/config/schema.ts). */
 const DEFAULT_FFMPEG_CONCURRENCY = 2;

@@ -24,6 +24,15 @@ describe('ProgramLauncher', () => {
     expect(missing.error).toMatchObject({ code: 'ENOENT' });
   });
 
+  it('runs a program under a data limit when asked (its soft RLIMIT_DATA), a missing one still ENOENT', async () => {
+    const limited = await launcher.run(SH, ['-c', 'ulimit -S -d >&2'], { ...opts, maxDataBytes: 64 * 1024 * 1024 });
+    expect(limited).toEqual({ stderr: '65536\n', error: undefined });
+    const failed = await launcher.run(SH, ['-c', 'exit 3'], { ...opts, maxDataBytes: 64 * 1024 * 1024 });
+    expect(failed.error).toMatchObject({ code: 3, killed: false });
+    const missing = await launcher.run('/nonexistent/ffmpeg', [], { ...opts, maxDataBytes: 64 * 1024 * 1024 });
+    expect(missing.error).toMatchObject({ code: 'ENOENT' });
+  });
+
   it('kills a program that outlives its timeout', async () => {
     const { error } = await launcher.run(SH, ['-c', 'sleep 30'], { ...opts, timeoutMs: 200 });
     expect(error).toMatchObject({ killed: true });

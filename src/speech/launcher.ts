@@ -23,17 +23,27 @@ export interface RunOptions {
   timeoutMs: number;
   maxBuffer: number;
   signal?: AbortSignal;
+  /**
+   * The program's memory bound: its soft data limit (RLIMIT_DATA: heap and private mappings; set by `sh`'s
+   * `ulimit -S -d`, then the program exec'd in its place). Past it, the program's allocations fail.
+   */
+  maxDataBytes?: number;
 }
 
 /** The helper itself: plain JavaScript, so it runs the same from sources and from a build. */
 const HELPER = `
 const { execFile } = require('node:child_process');
 const running = new Map();
+// A data limit is set by sh, which then becomes the program (exec): its pid, its exit, its kill. sh says 127
+// for a program it cannot find (POSIX), told as ENOENT like execFile's own.
+const LIMITED = 'ulimit -S -d "$1" 2>/dev/null; shift; exec "$@"';
 process.on('message', (m) => {
   if (m.kill !== undefined) return void running.get(m.kill)?.kill('SIGKILL');
-  const child = execFile(m.cmd, m.args, { timeout: m.timeoutMs, maxBuffer: m.maxBuffer, encoding: 'utf8', killSignal: 'SIGKILL' }, (err, _out, stderr) => {
+  const [cmd, args] = m.maxDataKb ? ['/bin/sh', ['-c', LIMITED, 'sh', String(m.maxDataKb), m.cmd, ...m.args]] : [m.cmd, m.args];
+  const child = execFile(cmd, args, { timeout: m.timeoutMs, maxBuffer: m.maxBuffer, encoding: 'utf8', killSignal: 'SIGKILL' }, (err, _out, stderr) => {
     running.delete(m.id);
-    if (process.connected) process.send({ id: m.id, stderr: String(stderr), error: err ? { code: err.code, killed: !!err.killed, message: String(err.message) } : undefined });
+    const code = m.maxDataKb && err && err.code === 127 ? 'ENOENT' : err && err.code;
+    if (process.connected) process.send({ id: m.id, stderr: String(stderr), error: err ? { code, killed: !!err.killed, message: String(err.message) } : undefined });
   });
   running.set(m.id, child);
 });
@@ -78,7 +88,7 @@ export class ProgramLauncher {
       };
       this.pending.set(id, { resolve: done(resolve), reject: done(reject) });
       this.busy(true);
-      child.send({ id, cmd, args, timeoutMs: opts.timeoutMs, maxBuffer: opts.maxBuffer });
+      child.send({ id, cmd, args, timeoutMs: opts.timeoutMs, maxBuffer: opts.maxBuffer, maxDataKb: opts.maxDataBytes && Math.ceil(opts.maxDataBytes / 1024) });
     });
   }
 
