@@ -53,7 +53,7 @@ describeWhen(!!engines, 'offline speech engines (Piper, PocketSphinx)', 'needs `
   }, 120_000);
 
   const ffmpeg = findProgram('ffmpeg');
-  (ffmpeg ? it : it.skip)('hears a voice message in a container that also holds a huge picture without decoding the picture (ffmpeg took 480 MB for one of 12000×12000, 800 MB for 16000×16000)', async () => {
+  (ffmpeg ? it : it.skip)('hears a voice message in a container that also holds a huge picture without decoding the picture (ffmpeg took 480 MB for one of 12000×12000, 800 MB for 16000×16000), its ffmpeg under a data limit', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'chatflow-stt-picture-'));
     const path = process.env.PATH;
     const engine = new LocalSpeechEngine(python, 'stt', logger);
@@ -63,13 +63,17 @@ describeWhen(!!engines, 'offline speech engines (Piper, PocketSphinx)', 'needs `
       await writeFile(join(dir, 'q.wav'), spoken.wav);
       await writeFile(join(dir, 'p.mkv'), makePicture(ffmpeg!, 12_000, 12_000));
       execFileSync(ffmpeg!, ['-v', 'error', '-y', '-i', join(dir, 'p.mkv'), '-i', join(dir, 'q.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'copy', '-c:a', 'libopus', join(dir, 'both.mkv')]);
-      // The engine's ffmpeg, run by a wrapper that writes its peak memory (kB) when it ends.
-      await writeFile(join(dir, 'ffmpeg'), `#!/usr/bin/env python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(ffmpeg)}] + sys.argv[1:]).returncode\nopen(${JSON.stringify(join(dir, 'peak'))}, 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\nsys.exit(r)\n`);
+      // The engine's ffmpeg, run by a wrapper that writes its peak memory (kB) when it ends, and its data limit (bytes).
+      await writeFile(join(dir, 'ffmpeg'), `#!/usr/bin/env python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(ffmpeg)}] + sys.argv[1:]).returncode\nopen(${JSON.stringify(join(dir, 'peak'))}, 'w').write('%d %d' % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, resource.getrlimit(resource.RLIMIT_DATA)[0]))\nsys.exit(r)\n`);
       await chmod(join(dir, 'ffmpeg'), 0o755);
       process.env.PATH = `${dir}${delimiter}${path}`;
       const heard = await new LocalTranscriber(engine).transcribe(await readFile(join(dir, 'both.mkv')), 'audio/webm');
       expect(heard.text.toLowerCase()).toContain('time');
-      expect(Number(await readFile(join(dir, 'peak'), 'utf8'))).toBeLessThan(250_000);
+      const [peakKb, dataLimit] = (await readFile(join(dir, 'peak'), 'utf8')).split(' ').map(Number);
+      expect(peakKb).toBeLessThan(250_000);
+      // And it runs under a data limit, as the video splitter's does (a crafted container can ask for GBs).
+      expect(dataLimit).toBeGreaterThan(0);
+      expect(dataLimit).toBeLessThanOrEqual(512 * 1024 * 1024);
     } finally {
       process.env.PATH = path;
       await engine.close();

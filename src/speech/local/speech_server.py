@@ -39,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 
 SAMPLE_RATE_STT = 16000
+FFMPEG_DATA_BYTES = 512 * 1024 * 1024  # what one ffmpeg may take of memory (its soft RLIMIT_DATA)
 
 
 class BadRequest(Exception):
@@ -89,7 +90,10 @@ class Stt:
             # A second past the limit tells a recording that goes on from one that ends there. No picture is
             # decoded (-max_pixels 1: ffmpeg's probe decodes one of each video stream, and a container with a
             # 16000x16000 picture beside its sound took it 800 MB), and none is wanted (-vn).
-            p = subprocess.run([self.ffmpeg, "-v", "error", "-nostdin", "-max_pixels", "1", "-vn", "-i", "pipe:0", "-t", "%.3f" % (self.max_bytes / 2 / SAMPLE_RATE_STT + 1),
+            # ffmpeg runs under a data limit (sh sets it, then becomes ffmpeg), as ChatFlow's own video splitter's
+            # does (MAX_FFMPEG_DATA_BYTES): a crafted container can ask for GBs; past it, its allocations fail.
+            p = subprocess.run(["/bin/sh", "-c", 'ulimit -S -d %d 2>/dev/null; exec "$@"' % (FFMPEG_DATA_BYTES // 1024), "sh",
+                                self.ffmpeg, "-v", "error", "-nostdin", "-max_pixels", "1", "-vn", "-i", "pipe:0", "-t", "%.3f" % (self.max_bytes / 2 / SAMPLE_RATE_STT + 1),
                                 "-ac", "1", "-ar", str(SAMPLE_RATE_STT), "-f", "s16le", "pipe:1"],
                                input=data, capture_output=True, timeout=60)
             if p.returncode != 0:
