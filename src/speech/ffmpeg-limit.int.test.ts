@@ -1,7 +1,10 @@
+import { promises } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { enospc } from '../../test/disk-writes';
 import { FfmpegVideoSplitter } from './ffmpeg';
+import { SpeechError } from './port';
 
 /**
  * Every video a client sends starts ffmpeg (~80 ms of CPU and tens of MB each
@@ -53,6 +56,45 @@ exit 1
       await expect(waiting).rejects.toThrow('deadline passed');
       await first;
       expect((await runs()) - before).toBe(1);
+    } finally {
+      splitter.close();
+    }
+  });
+});
+
+/**
+ * The server's temporary disk full: the upload cannot be written for ffmpeg,
+ * or ffmpeg cannot write what it decoded. Neither is the video's fault (it
+ * was told "the video could not be decoded", or the message failed INTERNAL):
+ * a SpeechError worth retrying, saying what is full.
+ */
+describe('FfmpegVideoSplitter: a full temporary disk', () => {
+  let dir: string;
+  beforeAll(async () => (dir = await mkdtemp(join(tmpdir(), 'chatflow-full-ffmpeg-'))));
+  afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+  it('the upload not written (ENOSPC) is a retryable SpeechError that says the disk is full', async () => {
+    const spy = jest.spyOn(promises, 'writeFile').mockRejectedValueOnce(enospc());
+    const splitter = new FfmpegVideoSplitter('/bin/true');
+    try {
+      const err = await splitter.split(Buffer.from('a video'), 'video/mp4').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SpeechError);
+      expect(err).toMatchObject({ retryable: true, message: 'the server\'s temporary disk could not take the video (no space left on device)' });
+    } finally {
+      spy.mockRestore();
+      splitter.close();
+    }
+  });
+
+  it('ffmpeg failing for want of space is a retryable SpeechError that says the disk is full, not that the video is bad', async () => {
+    const full = join(dir, 'ffmpeg');
+    await writeFile(full, '#!/bin/sh\necho "[tee @ 0x1] frame.rgb: No space left on device" >&2\nexit 1\n');
+    await chmod(full, 0o755);
+    const splitter = new FfmpegVideoSplitter(full);
+    try {
+      const err = await splitter.split(Buffer.from('a video'), 'video/mp4').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(SpeechError);
+      expect(err).toMatchObject({ retryable: true, message: 'the server\'s temporary disk could not take the video (no space left on device)' });
     } finally {
       splitter.close();
     }

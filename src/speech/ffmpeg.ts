@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { diskFault } from '../domain/errors';
 import { Semaphore } from '../resilience/semaphore';
 import { LauncherExited, ProgramLauncher } from './launcher';
 import { KEYFRAME_SIZE, MAX_VIDEO_PIXELS, SpeechError, type VideoParts, type VideoSplitter } from './port';
@@ -45,7 +46,10 @@ export class FfmpegVideoSplitter implements VideoSplitter {
     const dir = await mkdtemp(join(tmpdir(), 'chatflow-video-'));
     try {
       const input = join(dir, 'in');
-      await writeFile(input, video);
+      await writeFile(input, video).catch((err: unknown) => {
+        const what = diskFault(err);
+        throw what ? tempDiskFull(what) : err;
+      });
       const { width, height } = KEYFRAME_SIZE;
       const frame = join(dir, 'frame.rgb');
       const audio = join(dir, 'audio.wav');
@@ -90,6 +94,8 @@ export class FfmpegVideoSplitter implements VideoSplitter {
     if (!error) return stderr;
     if (error.code === 'ENOENT') throw new SpeechError(`ffmpeg not found at ${this.ffmpeg}`, false);
     if (error.killed) throw new SpeechError('ffmpeg did not finish in time', true);
+    const full = /No space left on device|Disk quota exceeded/.exec(stderr);
+    if (full) throw tempDiskFull(full[0] === 'Disk quota exceeded' ? 'disk quota exceeded' : 'no space left on device');
     const large = /Picture size (\d+)x(\d+) exceeds specified max pixel count/.exec(stderr);
     if (large) throw new SpeechError(`its picture is ${large[1]}×${large[2]} pixels; pictures of at most ${(MAX_VIDEO_PIXELS / 1e6).toFixed(1)} megapixels (8K, 7680×4320) are read`, false);
     const last = stderr.trim().split('\n').slice(-2).join(' ').slice(0, 300);
@@ -110,6 +116,11 @@ export const MAX_FFMPEG_DATA_BYTES = 512 * 1024 * 1024;
 
 /** CHATFLOW_FFMPEG_CONCURRENCY's default (src/config/schema.ts). */
 const DEFAULT_FFMPEG_CONCURRENCY = 2;
+
+/** The temporary disk (the OS's, where the upload and ffmpeg's output go) refused a write: not the video's fault, and may pass. */
+function tempDiskFull(what: string): SpeechError {
+  return new SpeechError(`the server's temporary disk could not take the video (${what})`, true);
+}
 
 /** "Duration: 00:00:03.04" from ffmpeg's report on the input; 0 when absent. */
 function durationOf(stderr: string): number {
