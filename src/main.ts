@@ -1,5 +1,5 @@
 import { loadConfig } from './config/config';
-import { ConfigError } from './config/schema';
+import { ConfigError, unknownSettings } from './config/schema';
 import { createLogger } from './logging';
 import { startApp, type App } from './app';
 import { ChatFlowError } from './domain/errors';
@@ -23,6 +23,7 @@ async function main(): Promise<void> {
     throw e;
   }
   const logger = createLogger(config.logLevel);
+  for (const line of unknownSettings(process.env)) logger.warn(line);
   const exit = (code: number) => {
     logger.flush?.();
     setTimeout(() => process.exit(code), 50);

@@ -1,5 +1,7 @@
 import { loadConfig } from './config';
-import { ConfigError, configTable } from './schema';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { ConfigError, configTable, SCRIPT_VARIABLES, SETTINGS, unknownSettings } from './schema';
 
 describe('configuration', () => {
   it('given no environment, when loaded, then every default of DESIGN.md applies', () => {
@@ -34,6 +36,28 @@ describe('configuration', () => {
       expect(problems.join('\n')).toMatch(/CHATFLOW_MAX_CLIENTS="many"/);
       expect(problems.join('\n')).toMatch(/CHATFLOW_GRPC_ADDR="nowhere": must be host:port/);
     }
+  });
+
+  it('given a number that is not a whole number in range, when loaded, then it says what it must be, in words', () => {
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (e) {
+        return (e as ConfigError).problems;
+      }
+    };
+    for (const bad of ['abc', '1.5', '0', '-3', '12abc']) {
+      expect(problems({ CHATFLOW_MAX_CLIENTS: bad })).toEqual([`CHATFLOW_MAX_CLIENTS=${JSON.stringify(bad)}: must be a whole number, at least 1`]);
+    }
+    expect(problems({ CHATFLOW_FFMPEG_CONCURRENCY: '65' })).toEqual(['CHATFLOW_FFMPEG_CONCURRENCY="65": must be a whole number from 1 to 64']);
+    expect(problems({ CHATFLOW_MAX_CLIENTS: ' 12 ' })).toEqual([]);
+  });
+
+  it('given a variable set but empty (`CHATFLOW_MAX_CLIENTS=` in an env file), when loaded, then its default applies, as if unset', () => {
+    const c = loadConfig({ CHATFLOW_MAX_CLIENTS: '', CHATFLOW_MAX_PROCESSING: '  ', CHATFLOW_GRPC_ADDR: '', LOG_LEVEL: '' });
+    const d = loadConfig({});
+    expect([c.maxClients, c.maxProcessing, c.grpcAddr, c.logLevel]).toEqual([d.maxClients, d.maxProcessing, d.grpcAddr, d.logLevel]);
   });
 
   it('given an allow-list, when loaded, then it is split and trimmed', () => {
@@ -75,6 +99,31 @@ describe('configuration', () => {
 
   it('documents every variable with its default', () => {
     expect(configTable()).toMatch(/\| `CHATFLOW_MAX_CLIENTS` \| `50` \|/);
+  });
+});
+
+describe('variables that are not settings', () => {
+  it('given a misspelt setting, then it is named as ignored, with the setting it is closest to', () => {
+    expect(unknownSettings({ CHATFLOW_MAX_CLIENT: '10', CHATFLOW_MAXCLIENTS: '10', CHATFLOW_SENDS_PER_CLEINT: '1' })).toEqual([
+      'CHATFLOW_MAX_CLIENT is not a ChatFlow setting and is ignored (did you mean CHATFLOW_MAX_CLIENTS?)',
+      'CHATFLOW_MAXCLIENTS is not a ChatFlow setting and is ignored (did you mean CHATFLOW_MAX_CLIENTS?)',
+      'CHATFLOW_SENDS_PER_CLEINT is not a ChatFlow setting and is ignored (did you mean CHATFLOW_SENDS_PER_CLIENT?)',
+    ]);
+  });
+
+  it('given a name like no setting, then it is named as ignored, with no guess', () => {
+    expect(unknownSettings({ CHATFLOW_COLOUR: 'blue' })).toEqual(['CHATFLOW_COLOUR is not a ChatFlow setting and is ignored']);
+  });
+
+  it('given settings, the scripts\' own variables and variables of other programs, then nothing is said', () => {
+    expect(unknownSettings({ CHATFLOW_MAX_CLIENTS: '10', KAFKA_BROKERS: 'x:9092', CHATFLOW_STACK_DIR: '/tmp/s', PATH: '/bin', chatflow_max_clients: '3' })).toEqual([]);
+  });
+
+  it('every CHATFLOW_ variable the project\'s code and scripts name is a setting or one of the scripts\' own', () => {
+    const root = join(__dirname, '..', '..');
+    const named = execFileSync('git', ['grep', '-hoE', 'CHATFLOW_[A-Z0-9_]*[A-Z0-9]', '--', 'src', 'test', 'deploy', 'loadtest/*.ts', 'loadtest/**/*.ts', 'loadtest/**/*.cjs', 'scripts', '.ci', 'package.json', 'gateway', ':!src/config/config.unit.test.ts'], { cwd: root, encoding: 'utf8' });
+    const known = new Set([...Object.keys(SETTINGS), ...SCRIPT_VARIABLES]);
+    expect([...new Set(named.split('\n').filter(Boolean))].filter((n) => !known.has(n)).sort()).toEqual([]);
   });
 });
 

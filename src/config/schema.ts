@@ -1,3 +1,4 @@
+import { closest, distance } from 'fastest-levenshtein';
 import { z } from 'zod';
 import { canonicalTimeZone } from '../domain/timezone';
 
@@ -6,8 +7,11 @@ import { canonicalTimeZone } from '../domain/timezone';
  * configuration table is generated from this list (`npm run config:doc`), so
  * the two cannot drift apart.
  */
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number().int().min(min).max(max);
+/** A whole number from min to max, said in words when it is not one ("12abc", "1.5" and "1e3" are not). */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => {
+  const error = max === Number.MAX_SAFE_INTEGER ? `must be a whole number, at least ${min}` : `must be a whole number from ${min} to ${max}`;
+  return z.string().trim().regex(/^-?\d+$/, { error }).transform(Number).pipe(z.number().int({ error }).min(min, { error }).max(max, { error }));
+};
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -162,7 +166,9 @@ export function parseEnv(env: Record<string, string | undefined>): RawConfig {
   const problems: string[] = [];
   const out: Record<string, unknown> = {};
   for (const [name, setting] of Object.entries(SETTINGS) as [string, Setting][]) {
-    const raw = env[name] ?? setting.default;
+    // Set but empty (`NAME=` in an env file) is unset: the default, not an empty value or 0.
+    const given = env[name];
+    const raw = given === undefined || given.trim() === '' ? setting.default : given;
     const parsed = setting.schema.safeParse(raw);
     if (parsed.success) out[name] = parsed.data;
     else problems.push(`${name}=${JSON.stringify(env[name])}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
@@ -186,6 +192,42 @@ export function parseEnv(env: Record<string, string | undefined>): RawConfig {
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return out as RawConfig;
+}
+
+/**
+ * CHATFLOW_ variables read by the project's scripts and tests, not by the
+ * server: setting them beside the server's is no mistake.
+ */
+export const SCRIPT_VARIABLES: readonly string[] = [
+  'CHATFLOW_STACK_DIR', // deploy/stack.sh: where the real stack's engines keep their files
+  'CHATFLOW_ENVOY_CONFIG', // deploy/lib/envoy.sh
+  'CHATFLOW_ENVOY_URL', // deploy/stack.sh
+  'CHATFLOW_FERRETDB_BACKEND', // deploy/stack.sh: sqlite or postgresql
+  'CHATFLOW_FERRETDB_PG_POOL', // deploy/lib/postgres.sh
+  'CHATFLOW_PG_BIN', // deploy/lib/postgres.sh
+  'CHATFLOW_PG_PORT', // deploy/lib/postgres.sh
+  'CHATFLOW_HEAPPROF_DIR', // loadtest/memory/heap-sampling.cjs
+  'CHATFLOW_HEAPPROF_INTERVAL',
+  'CHATFLOW_HEAPPROF_PLAN',
+  'CHATFLOW_HEAPPROF_THREADS',
+  'CHATFLOW_TEST_RUN', // test/engines.ts
+];
+
+/**
+ * A line for each CHATFLOW_ variable in `env` that is neither a setting nor
+ * one of the scripts' (a misspelt setting would otherwise be ignored without
+ * a word), naming the setting it is closest to when one is close.
+ */
+export function unknownSettings(env: Record<string, string | undefined>): string[] {
+  const settings = Object.keys(SETTINGS);
+  const known = new Set([...settings, ...SCRIPT_VARIABLES]);
+  return Object.keys(env)
+    .filter((name) => name.startsWith('CHATFLOW_') && !known.has(name))
+    .map((name) => {
+      const near = closest(name, settings);
+      const guess = distance(name, near) <= Math.max(2, Math.floor(name.length / 6)) ? ` (did you mean ${near}?)` : '';
+      return `${name} is not a ChatFlow setting and is ignored${guess}`;
+    });
 }
 
 /** The README table, from the same list. */
