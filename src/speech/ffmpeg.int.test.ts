@@ -3,6 +3,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeWhen } from '../../test/engines';
+import { measuredProgram } from '../../test/measured-program';
 import { parseWav } from '../../test/voice-signal';
 import { findProgram } from './factory';
 import { FfmpegVideoSplitter, MAX_FFMPEG_DATA_BYTES } from './ffmpeg';
@@ -66,16 +67,12 @@ describeWhen(!!ffmpeg, 'ffmpeg video splitter', 'needs ffmpeg (`npm run speech:i
       await writeFile(one, makePicture(ffmpeg!, 7680, 4320));
       const streams = Array.from({ length: 20 }, (_, i) => i);
       execFileSync(ffmpeg!, ['-v', 'error', '-y', ...streams.flatMap(() => ['-i', one]), ...streams.flatMap((i) => ['-map', `${i}:v`]), '-c', 'copy', many]);
-      // ffmpeg run by a wrapper that writes its peak memory (kB) when it ends.
-      const peak = join(dir, 'peak');
-      const measured = join(dir, 'measured-ffmpeg');
-      await writeFile(measured, `#!/usr/bin/env python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(ffmpeg)}] + sys.argv[1:]).returncode\nopen(${JSON.stringify(peak)}, 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\nsys.exit(r)\n`);
-      await chmod(measured, 0o755);
-      const splitter = new FfmpegVideoSplitter(measured);
+      const measured = await measuredProgram(ffmpeg!, dir, 'measured-ffmpeg');
+      const splitter = new FfmpegVideoSplitter(measured.path);
       try {
         const { keyframe } = await splitter.split(await readFile(many), 'video/x-matroska');
         expect(keyframe.rgb.length).toBe(KEYFRAME_SIZE.width * KEYFRAME_SIZE.height * 3);
-        expect(Number(await readFile(peak, 'utf8')) * 1024).toBeLessThan(MAX_FFMPEG_DATA_BYTES + 128 * 1024 * 1024);
+        expect((await measured.used()).peakKb * 1024).toBeLessThan(MAX_FFMPEG_DATA_BYTES + 128 * 1024 * 1024);
       } finally {
         splitter.close();
       }

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import pino from 'pino';
 import { describeWhen } from '../../../test/engines';
+import { measuredProgram } from '../../../test/measured-program';
 import { findLocalEngines, findProgram } from '../factory';
 import { makePicture } from '../video.contract';
 import { describeSynthesizer, describeTranscriber, LONG_REPLY, QUESTION, collect } from '../speech.contract';
@@ -63,13 +64,12 @@ describeWhen(!!engines, 'offline speech engines (Piper, PocketSphinx)', 'needs `
       await writeFile(join(dir, 'q.wav'), spoken.wav);
       await writeFile(join(dir, 'p.mkv'), makePicture(ffmpeg!, 12_000, 12_000));
       execFileSync(ffmpeg!, ['-v', 'error', '-y', '-i', join(dir, 'p.mkv'), '-i', join(dir, 'q.wav'), '-map', '0:v', '-map', '1:a', '-c:v', 'copy', '-c:a', 'libopus', join(dir, 'both.mkv')]);
-      // The engine's ffmpeg, run by a wrapper that writes its peak memory (kB) when it ends, and its data limit (bytes).
-      await writeFile(join(dir, 'ffmpeg'), `#!/usr/bin/env python3\nimport resource, subprocess, sys\nr = subprocess.run([${JSON.stringify(ffmpeg)}] + sys.argv[1:]).returncode\nopen(${JSON.stringify(join(dir, 'peak'))}, 'w').write('%d %d' % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, resource.getrlimit(resource.RLIMIT_DATA)[0]))\nsys.exit(r)\n`);
-      await chmod(join(dir, 'ffmpeg'), 0o755);
+      // The engine's ffmpeg (found on the PATH), measured.
+      const measured = await measuredProgram(ffmpeg!, dir, 'ffmpeg');
       process.env.PATH = `${dir}${delimiter}${path}`;
       const heard = await new LocalTranscriber(engine).transcribe(await readFile(join(dir, 'both.mkv')), 'audio/webm');
       expect(heard.text.toLowerCase()).toContain('time');
-      const [peakKb, dataLimit] = (await readFile(join(dir, 'peak'), 'utf8')).split(' ').map(Number);
+      const { peakKb, dataLimitBytes: dataLimit } = await measured.used();
       expect(peakKb).toBeLessThan(250_000);
       // And it runs under a data limit, as the video splitter's does (a crafted container can ask for GBs).
       expect(dataLimit).toBeGreaterThan(0);
