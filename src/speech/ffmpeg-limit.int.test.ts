@@ -1,5 +1,5 @@
 import { promises } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { enospc } from '../../test/disk-writes';
@@ -97,6 +97,32 @@ describe('FfmpegVideoSplitter: a full temporary disk', () => {
       expect(err).toMatchObject({ retryable: true, message: 'the server\'s temporary disk could not take the video (no space left on device)' });
     } finally {
       splitter.close();
+    }
+  });
+});
+
+/**
+ * A video's upload is written to a temporary directory for ffmpeg and removed
+ * once split; a process killed meanwhile (SIGKILL, power loss) leaves it, up to
+ * the largest upload each time. Those left by any process are removed once
+ * no split can still be using them.
+ */
+describe('FfmpegVideoSplitter: temporary directories left by a killed process', () => {
+  it('removes those older than twice its timeout when it starts; newer ones, which may be in use, stay', async () => {
+    const old = await mkdtemp(join(tmpdir(), 'chatflow-video-'));
+    const recent = await mkdtemp(join(tmpdir(), 'chatflow-video-'));
+    const other = await mkdtemp(join(tmpdir(), 'chatflow-other-'));
+    await writeFile(join(old, 'in'), 'an upload');
+    const longAgo = new Date(Date.now() - 10 * 60_000);
+    await Promise.all([old, other].map((d) => utimes(d, longAgo, longAgo)));
+    const splitter = new FfmpegVideoSplitter('/bin/true', { timeoutMs: 60_000 });
+    try {
+      await splitter.swept;
+      const exists = (d: string) => stat(d).then(() => true, () => false);
+      expect(await Promise.all([old, recent, other].map(exists))).toEqual([false, true, true]);
+    } finally {
+      splitter.close();
+      await Promise.all([old, recent, other].map((d) => rm(d, { recursive: true, force: true })));
     }
   });
 });

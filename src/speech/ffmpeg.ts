@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diskFault } from '../domain/errors';
@@ -31,7 +31,11 @@ export class FfmpegVideoSplitter implements VideoSplitter {
     this.turns = new Semaphore(opts.concurrency ?? DEFAULT_FFMPEG_CONCURRENCY);
     this.timeoutMs = opts.timeoutMs ?? 60_000;
     this.maxSoundS = opts.maxSoundS ?? MAX_SOUND_S;
+    this.swept = sweepLeftDirs(2 * this.timeoutMs);
   }
+
+  /** Settles once the temporary directories left by killed processes were looked for (and removed). */
+  readonly swept: Promise<void>;
 
   /** Stops the helper process that starts ffmpeg. */
   close(): void {
@@ -43,7 +47,7 @@ export class FfmpegVideoSplitter implements VideoSplitter {
   }
 
   private async splitNow(video: Buffer, _mimeType: string, signal?: AbortSignal): Promise<VideoParts> {
-    const dir = await mkdtemp(join(tmpdir(), 'chatflow-video-'));
+    const dir = await mkdtemp(join(tmpdir(), TEMP_PREFIX));
     try {
       const input = join(dir, 'in');
       await writeFile(input, video).catch((err: unknown) => {
@@ -116,6 +120,28 @@ export const MAX_FFMPEG_DATA_BYTES = 512 * 1024 * 1024;
 
 /** CHATFLOW_FFMPEG_CONCURRENCY's default (src/config/schema.ts). */
 const DEFAULT_FFMPEG_CONCURRENCY = 2;
+
+/** The temporary directories of the splits (any process's), in the OS's temporary directory. */
+const TEMP_PREFIX = 'chatflow-video-';
+
+/**
+ * Removes the split directories older than `olderThanMs`: a process killed during a split (SIGKILL, power loss)
+ * left them, each holding an upload. A split lasts at most its ffmpeg's timeout once its directory exists (the
+ * wait for a turn comes before), so none older than twice that is in use, by this process or another.
+ */
+async function sweepLeftDirs(olderThanMs: number): Promise<void> {
+  const names = await readdir(tmpdir()).catch(() => [] as string[]);
+  const before = Date.now() - olderThanMs;
+  await Promise.all(
+    names
+      .filter((n) => n.startsWith(TEMP_PREFIX))
+      .map(async (n) => {
+        const dir = join(tmpdir(), n);
+        const s = await stat(dir).catch(() => undefined);
+        if (s?.isDirectory() && s.mtimeMs < before) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+      }),
+  );
+}
 
 /** The temporary disk (the OS's, where the upload and ffmpeg's output go) refused a write: not the video's fault, and may pass. */
 function tempDiskFull(what: string): SpeechError {
