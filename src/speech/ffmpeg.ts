@@ -17,7 +17,11 @@ import { KEYFRAME_SIZE, MAX_VIDEO_PIXELS, SpeechError, type VideoParts, type Vid
  * split at once (CHATFLOW_FFMPEG_CONCURRENCY): each ffmpeg costs ~80 ms of CPU
  * and tens of MB just to start, and a burst of videos (up to the 500 messages
  * in processing) would otherwise start that many at once. The others wait
- * their turn, or until their message is given up.
+ * their turn, or until their message is given up. What one ffmpeg may take is
+ * bounded whatever the upload holds: no picture over MAX_VIDEO_PIXELS is
+ * decoded, and each runs under a data limit (MAX_FFMPEG_DATA_BYTES): a picture
+ * of one colour compresses ~1000:1, so an upload of a few MB can hold pictures
+ * that take GBs to decode.
  */
 export class FfmpegVideoSplitter implements VideoSplitter {
   readonly name = 'ffmpeg';
@@ -26,6 +30,8 @@ export class FfmpegVideoSplitter implements VideoSplitter {
   private readonly turns: Semaphore;
   private readonly timeoutMs: number;
   private readonly maxSoundS: number;
+  /** Settles once the temporary directories left by killed processes were looked for (and removed). */
+  readonly swept: Promise<void>;
 
   constructor(private readonly ffmpeg: string, opts: { concurrency?: number; timeoutMs?: number; maxSoundS?: number } = {}) {
     this.turns = new Semaphore(opts.concurrency ?? DEFAULT_FFMPEG_CONCURRENCY);
@@ -33,9 +39,6 @@ export class FfmpegVideoSplitter implements VideoSplitter {
     this.maxSoundS = opts.maxSoundS ?? MAX_SOUND_S;
     this.swept = sweepLeftDirs(2 * this.timeoutMs);
   }
-
-  /** Settles once the temporary directories left by killed processes were looked for (and removed). */
-  readonly swept: Promise<void>;
 
   /** Stops the helper process that starts ffmpeg. */
   close(): void {
