@@ -10,7 +10,8 @@ import { FrameFactory } from '../gateway/frames';
 import { inlineRenderer } from '../media/renderer';
 import { createMetrics } from '../metrics';
 import { markMayBeWritten, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from '../eventlog/port';
-import type { LlmProvider, LlmRequest } from '../llm/port';
+import { LlmError, type LlmProvider, type LlmRequest } from '../llm/port';
+import { SpeechError } from '../speech/port';
 import type { MediaStore } from '../media/port';
 import type { MessageDoc } from '../../projections/models';
 import { Worker, type WorkerDeps } from './worker';
@@ -1000,5 +1001,43 @@ describe('Worker: a message begun while its gateway appends it (issue 15: the mo
     await settle(5);
     expect(kinds).toEqual(['transcript', 'delta', 'ready']);
     expect(env.log.outcomesFor('m1')).toHaveLength(1);
+  });
+});
+
+describe('Worker: a model or a speech engine still failing after its retries', () => {
+  let env: ReturnType<typeof setup>;
+  beforeEach(() => (env = setup()));
+  afterEach(async () => env.stopAll());
+  const never = new AbortController().signal;
+  const failure = (id: string) => {
+    const p = env.log.outcomesFor(id)[0]?.payload;
+    return p?.$case === 'processingFailed' ? p.processingFailed : undefined;
+  };
+
+  it('fails the message with a retry-after when trying again later may help, none when it cannot', async () => {
+    const down: LlmProvider = {
+      name: 'test', usesHistory: false,
+      generate: async (r: LlmRequest) => {
+        if (r.text === 'refused') throw new LlmError('prompt rejected by policy', 'INVALID_ARGUMENT');
+        throw new LlmError('the model server is unreachable', 'UNAVAILABLE', true);
+      },
+    };
+    const { handle } = await env.worker('wA', down, { retryAfterMs: 1234, maxAttempts: 2 });
+    await handle(env.received('m1'), never);
+    expect(failure('m1')).toMatchObject({ code: 'UNAVAILABLE', retryAfterMs: 1234, message: 'the model could not answer: the model server is unreachable; send the message again (with a new client_message_id) in 1234 ms' });
+    const refused = env.received('m2', 1);
+    (refused.event.payload as { messageReceived: MessageReceived }).messageReceived.content = { $case: 'text', text: 'refused' };
+    await handle(refused, never);
+    expect(failure('m2')).toMatchObject({ code: 'INVALID_ARGUMENT', retryAfterMs: 0, message: 'the model could not answer: prompt rejected by policy' });
+  });
+
+  it('a speech engine that stays down: UNAVAILABLE with a retry-after', async () => {
+    const transcriber = { name: 'fake', close: async () => {}, transcribe: async (): Promise<never> => { throw new SpeechError('the speech engine is not answering', true); } };
+    const { w, handle } = await env.worker('wA', model(), { retryAfterMs: 1234, maxAttempts: 2, speech: { transcriber } });
+    const m = env.received('m1');
+    (m.event.payload as { messageReceived: MessageReceived }).messageReceived.content = { $case: 'media', media: { kind: MediaKind.MEDIA_KIND_AUDIO, key: 'up/m1.wav', mimeType: 'audio/wav', sizeBytes: 44, sha256: '', durationMs: 0 } };
+    w.begin(m.event, wavFromPcm16(Buffer.alloc(3_200), 16_000)); // this setup's media store has no bytes: begun early with them
+    await handle(m, never);
+    expect(failure('m1')).toMatchObject({ code: 'UNAVAILABLE', retryAfterMs: 1234, message: 'could not listen to the message: the speech engine is not answering; send the message again (with a new client_message_id) in 1234 ms' });
   });
 });
