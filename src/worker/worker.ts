@@ -735,15 +735,14 @@ export class Worker {
    */
   private failureOf(err: unknown, messageId: string): { code: string; message: string; retryAfterMs: number } {
     const retryAfterMs = this.deps.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS;
-    const again = `; send the message again (with a new client_message_id) in ${retryAfterMs} ms`;
     // A model or speech engine that failed in a way that may pass (down, overloaded, rate-limited) was tried again
-    // already: the client is told when to send again. Its verdict on the message itself is final.
-    const failed = (code: string, message: string, retryable: boolean) => (retryable ? { code, message: message + again, retryAfterMs } : { code, message, retryAfterMs: 0 });
-    if (err instanceof LlmError) return failed(err.code, `the model could not answer: ${err.message}`, err.retryable);
-    if (err instanceof SpeechError) return failed('UNAVAILABLE', `could not listen to the message: ${err.message}`, err.retryable);
+    // already: the client is told when to send again (retry_after_ms). Its verdict on the message itself is final.
+    const after = (retryable: boolean) => (retryable ? retryAfterMs : 0);
+    if (err instanceof LlmError) return { code: err.code, message: `the model could not answer: ${err.message}`, retryAfterMs: after(err.retryable) };
+    if (err instanceof SpeechError) return { code: 'UNAVAILABLE', message: `could not listen to the message: ${err.message}`, retryAfterMs: after(err.retryable) };
     if (isTransient(err)) {
       this.deps.logger.warn({ err, messageId }, 'an engine stayed unreachable until the deadline; the message fails as UNAVAILABLE');
-      return failed('UNAVAILABLE', 'the reply could not be produced: a service it needs was unreachable', true);
+      return { code: 'UNAVAILABLE', message: `the reply could not be produced: a service it needs was unreachable; send the message again (with a new client_message_id) in ${retryAfterMs} ms`, retryAfterMs };
     }
     this.deps.logger.error({ err, messageId }, 'processing failed');
     return { code: 'INTERNAL', message: 'the reply could not be produced', retryAfterMs: 0 };
