@@ -134,7 +134,9 @@ export class S3MediaStore implements MediaStore {
   }
 
   async url(key: string, ttlMs: number): Promise<string> {
-    const expiresIn = Math.min(MAX_URL_TTL_S, Math.max(1, Math.ceil(ttlMs / 1000)));
+    // X-Amz-Date is in whole seconds (the fraction dropped), and S3 counts X-Amz-Expires from it: one second more,
+    // or a URL signed at hh:mm:ss.9 for 1 s dies 0.1 s later.
+    const expiresIn = Math.min(MAX_URL_TTL_S, Math.max(1, Math.ceil(ttlMs / 1000)) + 1);
     const signed = aws4.sign(
       { host: this.host, path: `${this.prefix}${encodeKey(key)}?X-Amz-Expires=${expiresIn}`, method: 'GET', service: 's3', region: this.region, signQuery: true },
       await this.credentials(),
