@@ -27,13 +27,13 @@ declare const window: any;
 declare const MutationObserver: any;
 declare const getComputedStyle: any;
 
-/** Replies take a fixed, short time (text 300 ms in 12 deltas, audio 900 ms); a text with "#fail" fails. */
+/** Replies take a fixed, short time (text 300 ms in 12 deltas, audio 900 ms); a text with "#fail" fails (a model overloaded: it may pass). */
 const llm = (): LlmProvider => {
   const simulated = new SimulatedLlm({ delayScale: 0.6, random: () => 0.5 });
   return {
     name: 'simulated-for-browser-tests',
     usesHistory: false,
-    generate: (req, opts) => (req.text?.includes('#fail') ? Promise.reject(new LlmError('the model is overloaded', 'UNAVAILABLE')) : simulated.generate(req, opts)),
+    generate: (req, opts) => (req.text?.includes('#fail') ? Promise.reject(new LlmError('the model is overloaded', 'UNAVAILABLE', true)) : simulated.generate(req, opts)),
   };
 };
 
@@ -433,9 +433,19 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
         await page.press('#message-input', 'Enter');
         const failed = page.locator('#messages .msg.bot.failed');
         await failed.waitFor({ timeout: 15_000 });
-        await expect(failed.innerText()).resolves.toMatch(/No answer: the assistant could not answer \(the model could not answer: the model is overloaded\)/);
+        await expect(failed.locator('.text').innerText()).resolves.toBe('No answer: the model could not answer: the model is overloaded; you can send it again in 3 s');
         await expect(page.locator('#messages .msg.mine .state').innerText()).resolves.toMatch(/Sent · #\d+ · Not answered/);
+        // Offered once the server's retry_after_ms (CHATFLOW_RETRY_AFTER_MS, 3 s here) has passed, not before.
+        const again = failed.getByRole('button', { name: 'Send again' });
+        expect(await again.isDisabled()).toBe(true);
         await page.screenshot({ path: join(SCREENSHOTS, 'not-answered.png'), fullPage: true });
+        await page.waitForFunction(() => !document.querySelector('#messages .msg.bot.failed .retry').disabled, null, { timeout: 10_000 });
+        await again.click();
+        // Sent as a new message (the first one's id has its outcome), and failed again: this model always does.
+        await page.locator('#messages .msg.bot.failed').nth(1).waitFor({ timeout: 15_000 });
+        await expect(page.locator('#messages .msg.mine .text').allInnerTexts()).resolves.toEqual(['this one will #fail', 'this one will #fail']);
+        await expect(page.locator('#messages .msg.mine .state').nth(1).innerText()).resolves.toMatch(/Sent · #\d+ · Not answered/);
+        expect(await failed.first().locator('.retry').count()).toBe(0);
       });
 
       it('records a voice message with the microphone and sends it', async () => {

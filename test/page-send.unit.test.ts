@@ -12,8 +12,10 @@ describe('the page, when a Send is refused', () => {
     expect(onSendRefused(busy, SEND_ATTEMPTS)).toEqual({ text: 'Server busy: too many uploads are being received; send again in 3000 ms', retryable: true });
   });
 
-  it('given media over the limit (RESOURCE_EXHAUSTED, no retry-after-ms), then it is shown too large at once', () => {
-    expect(onSendRefused(refusal(Code.ResourceExhausted, 'media is 9 MiB, over the 8 MiB limit'), 0)).toEqual({ text: 'Too large: media is 9 MiB, over the 8 MiB limit', retryable: false });
+  it('given media over the limit or the server\'s memory nearly full (RESOURCE_EXHAUSTED, no retry-after-ms), then it is shown failed at once, in the server\'s words', () => {
+    expect(onSendRefused(refusal(Code.ResourceExhausted, 'audio is 9 MiB; the limit is 8 MiB'), 0)).toEqual({ text: 'audio is 9 MiB; the limit is 8 MiB', retryable: false });
+    const heapFull = "the server's memory is nearly full (290 MiB of 300 MiB in use after a full collection): it takes no new messages or connections";
+    expect(onSendRefused(refusal(Code.ResourceExhausted, heapFull), 0)).toEqual({ text: heapFull, retryable: false });
   });
 
   it('given a refusal in passing, then it is sent again after a growing pause, or after the server\'s retry-after-ms when it says one', () => {

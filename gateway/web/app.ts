@@ -40,8 +40,8 @@ const historyPanel = $<HTMLElement>('history');
 const announcer = $<HTMLParagraphElement>('announcer');
 const messages = new MessageList($<HTMLOListElement>('messages'), (text) => (announcer.textContent = text));
 const recorder = new VoiceRecorder();
-/** What each message carried, to send it again with the same id. */
-const sent = new Map<string, Content>();
+/** What each message carried and how it was shown, to send it again (with the same id, or as a new message). */
+const sent = new Map<string, { content: Content; shown: Parameters<MessageList['addMine']>[1] }>();
 let session: PageChatSession | undefined;
 let countdown: number | undefined;
 
@@ -224,7 +224,7 @@ function onFrame(frame: ServerFrame): void {
     case 'response':
       return messages.response(f.value);
     case 'error':
-      return messages.error(f.value);
+      return messages.error(f.value, sendAgain);
     case 'voiceChunk':
       return voiceStream.push(f.value);
     case 'welcome':
@@ -235,8 +235,14 @@ function onFrame(frame: ServerFrame): void {
 }
 
 function onSendFailed(clientMessageId: string, text: string, retryable: boolean): void {
-  const content = sent.get(clientMessageId);
-  messages.failed(clientMessageId, text, retryable && content ? () => session?.retry(clientMessageId, content) : undefined);
+  messages.failed(clientMessageId, text, retryable ? sendAgain(clientMessageId, false) : undefined);
+}
+
+/** What sends the user's message again: under its own id when it was not taken, as a new message (`asNew`) when its id has an outcome. */
+function sendAgain(clientMessageId: string, asNew: boolean): (() => void) | undefined {
+  const mine = sent.get(clientMessageId);
+  if (!mine) return undefined;
+  return asNew ? () => void sendContent(mine.content, mine.shown) : () => session?.retry(clientMessageId, mine.content);
 }
 
 // ---------------------------------------------------------------------------
@@ -246,7 +252,7 @@ async function sendContent(content: Content, shown: Parameters<MessageList['addM
   const s = session ?? (await start());
   if (!s) return;
   const id = newId();
-  sent.set(id, content);
+  sent.set(id, { content, shown });
   messages.addMine(id, shown);
   s.send(content, id);
 }

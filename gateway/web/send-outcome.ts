@@ -13,7 +13,8 @@ export type SendOutcome = { retryInMs: number } | { text: string; retryable: boo
  * once) is sent again after the server's `retry-after-ms`, or a growing pause
  * when it says none; after SEND_ATTEMPTS, or for any other refusal, the
  * message is shown failed in the server's words. RESOURCE_EXHAUSTED that says
- * when to come back is the server being busy, not the message being too large.
+ * when to come back is the server being busy; without, a file too large or a
+ * server short of memory, as its words say (no label is guessed from the code).
  */
 export function onSendRefused(err: ConnectError, attempt: number): SendOutcome {
   const hint = Number(err.metadata.get('retry-after-ms'));
@@ -25,12 +26,6 @@ export function onSendRefused(err: ConnectError, attempt: number): SendOutcome {
 }
 
 function failureText(err: ConnectError): string {
-  switch (err.code) {
-    case Code.ResourceExhausted:
-      return `Too large: ${err.rawMessage}`;
-    case Code.NotFound:
-      return `Not delivered (the session moved): ${err.rawMessage}`;
-    default:
-      return err.rawMessage || `failed (${Code[err.code]})`;
-  }
+  if (err.code === Code.NotFound) return `Not delivered (the session moved): ${err.rawMessage}`;
+  return err.rawMessage || `failed (${Code[err.code]})`;
 }

@@ -1,4 +1,5 @@
 import { timestampDate } from '@bufbuild/protobuf/wkt';
+import { chatErrorView } from './chat-error';
 import type { Accepted, BotResponse, ChatError, Media, ResponseDelta, Transcript } from './gen/chatflow/v1/chat_pb';
 import { Author, type HistoryMessage } from './gen/chatflow/v1/history_pb';
 import type { MediaKind } from './media';
@@ -114,22 +115,30 @@ export class MessageList {
   /**
    * A per-message problem. Refused before the log: in_reply_to is the
    * client_message_id, the message is "not sent". Failed in processing (it
-   * has a seq): in_reply_to is the message id, the message was sent but not answered.
+   * has a seq): in_reply_to is the message id, the message was sent but not
+   * answered. When the server says it may pass (retry_after_ms), `sendAgain`
+   * gives what sends it again: under its own id when it was not taken, as a
+   * new message when it failed (its id has its outcome); offered once the
+   * server's wait is over.
    */
-  error(e: ChatError): void {
-    const processing = this.cmidOf.has(e.inReplyTo);
-    if (!processing) {
-      if (this.mine.has(e.inReplyTo)) this.failed(e.inReplyTo, plainError(e.code, e.message));
-      else this.system(`Error: ${plainError(e.code, e.message)}`);
+  error(e: ChatError, sendAgain: (clientMessageId: string, asNew: boolean) => (() => void) | undefined = () => undefined): void {
+    const { text, sendAgainInMs } = chatErrorView(e);
+    const clientMessageId = this.cmidOf.get(e.inReplyTo);
+    if (clientMessageId === undefined) {
+      if (this.mine.has(e.inReplyTo)) this.failed(e.inReplyTo, text, sendAgainInMs ? sendAgain(e.inReplyTo, false) : undefined);
+      else this.system(`Error: ${text}`);
       return;
     }
     const li = this.reply(e.inReplyTo);
     li.dataset.done = '1';
     li.classList.add('failed');
-    li.querySelector('.text')!.textContent = `No answer: ${plainError(e.code, e.message)}`;
+    li.querySelector('.text')!.textContent = `No answer: ${text}`;
     li.setAttribute('aria-busy', 'false');
-    this.announce(`No answer: ${plainError(e.code, e.message)}`);
-    const mine = this.mine.get(this.cmidOf.get(e.inReplyTo)!);
+    li.querySelector('.retry')?.remove();
+    const again = sendAgainInMs ? sendAgain(clientMessageId, true) : undefined;
+    if (again) li.append(sendAgainButton(again, sendAgainInMs!));
+    this.announce(`No answer: ${text}`);
+    const mine = this.mine.get(clientMessageId);
     if (mine) setState(mine, `${mine.querySelector('.state')?.textContent ?? 'Sent'} · Not answered`);
     this.scroll();
   }
@@ -246,19 +255,15 @@ function formatMs(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-/** Per-message error codes in words. */
-function plainError(code: string, message: string): string {
-  switch (code) {
-    case 'RESOURCE_EXHAUSTED':
-      return `too large: ${message}`;
-    case 'INVALID_ARGUMENT':
-      return message;
-    case 'UNAVAILABLE':
-    case 'DEADLINE_EXCEEDED':
-      return `the assistant could not answer (${message}); try again`;
-    default:
-      return `${message} (${code})`;
-  }
+/** "Send again", enabled once the server's retry_after_ms has passed (before, the text says when); used once. */
+function sendAgainButton(onClick: () => void, afterMs: number): HTMLButtonElement {
+  const b = el('button', { type: 'button', class: 'retry', disabled: '' }, 'Send again');
+  window.setTimeout(() => b.removeAttribute('disabled'), afterMs);
+  b.addEventListener('click', () => {
+    b.remove();
+    onClick();
+  });
+  return b;
 }
 
 function addTranscript(li: HTMLLIElement, text: string): void {

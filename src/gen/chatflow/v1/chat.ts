@@ -195,8 +195,12 @@ export interface ChatError {
   /** Event sequence when the error is recorded in the log (processing failures). */
   seq: number;
   /**
-   * Set with UNAVAILABLE when the message was not taken because the server is
-   * shutting down: send it again on a new connection after this many ms.
+   * Set when sending the message again may succeed, after this many ms:
+   * not taken (the server shutting down, its log or an engine unavailable;
+   * send it again with the same client_message_id, on a new connection when
+   * the server is shutting down), or failed in processing in a way that may
+   * pass (the model or a speech engine down, overloaded, rate-limited: send it
+   * as a new message, its id has its outcome). 0: sending it again will not help.
    */
   retryAfterMs: number;
 }

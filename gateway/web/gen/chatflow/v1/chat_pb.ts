@@ -577,8 +577,12 @@ export type ChatError = Message<"chatflow.v1.ChatError"> & {
   seq: bigint;
 
   /**
-   * Set with UNAVAILABLE when the message was not taken because the server is
-   * shutting down: send it again on a new connection after this many ms.
+   * Set when sending the message again may succeed, after this many ms:
+   * not taken (the server shutting down, its log or an engine unavailable;
+   * send it again with the same client_message_id, on a new connection when
+   * the server is shutting down), or failed in processing in a way that may
+   * pass (the model or a speech engine down, overloaded, rate-limited: send it
+   * as a new message, its id has its outcome). 0: sending it again will not help.
    *
    * @generated from field: int64 retry_after_ms = 5;
    */
