@@ -68,7 +68,10 @@ export class ReplyBoard {
   error(err: ChatError): Entry {
     const e = this.of(err.inReplyTo);
     e.state = 'failed';
-    e.error = `${err.code}: ${err.message}`;
+    // Failed in processing in a way that may pass: its id has its outcome, so it goes again as a new message.
+    // (A refusal before the log that may pass says so in its words: send it again with the same id.)
+    const again = err.seq && Number(err.retryAfterMs) > 0 ? `; it may pass: send it again (as a new message) in ${Math.ceil(Number(err.retryAfterMs) / 1000)} s` : '';
+    e.error = `${err.code}: ${err.message}${again}`;
     if (err.seq) e.replySeq = err.seq;
     return e;
   }

@@ -27,6 +27,16 @@ describe('reply blocks', () => {
     expect(formatBlock(e)).toBe('[1] you: (empty text)\n[1] error INVALID_ARGUMENT: the text is empty');
   });
 
+  it('given a message that failed in a way that may pass (retry_after_ms), then its block says when to send it again, as a new message', () => {
+    const board = new ReplyBoard();
+    board.add('c1', { $case: 'text', text: 'hello' });
+    board.accepted(accepted('c1', 'm1', 4));
+    const e = board.error({ inReplyTo: 'm1', code: 'UNAVAILABLE', message: 'the model could not answer: overloaded', seq: 5, retryAfterMs: 2_000 } as never);
+    expect(formatBlock(e)).toBe('[1] you: "hello" (seq 4)\n[1] error UNAVAILABLE: the model could not answer: overloaded; it may pass: send it again (as a new message) in 2 s');
+    const verdict = board.error({ inReplyTo: 'm1', code: 'INVALID_ARGUMENT', message: 'the model refused it', seq: 5, retryAfterMs: 0 } as never);
+    expect(formatBlock(verdict)).toBe('[1] you: "hello" (seq 4)\n[1] error INVALID_ARGUMENT: the model refused it');
+  });
+
   it('given a replayed reply to a message of an earlier session, then it is labelled as such', () => {
     const board = new ReplyBoard();
     const e = board.response(response('0b9d2f4e-6c1a-4f7e-9a55-2f3c4d5e6f70', 'answer', 9));

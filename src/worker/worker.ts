@@ -742,7 +742,7 @@ export class Worker {
     if (err instanceof SpeechError) return { code: 'UNAVAILABLE', message: `could not listen to the message: ${err.message}`, retryAfterMs: after(err.retryable) };
     if (isTransient(err)) {
       this.deps.logger.warn({ err, messageId }, 'an engine stayed unreachable until the deadline; the message fails as UNAVAILABLE');
-      return { code: 'UNAVAILABLE', message: `the reply could not be produced: a service it needs was unreachable; send the message again (with a new client_message_id) in ${retryAfterMs} ms`, retryAfterMs };
+      return { code: 'UNAVAILABLE', message: 'the reply could not be produced: a service it needs stayed unreachable', retryAfterMs };
     }
     this.deps.logger.error({ err, messageId }, 'processing failed');
     return { code: 'INTERNAL', message: 'the reply could not be produced', retryAfterMs: 0 };
