@@ -73,29 +73,29 @@ describe('FfmpegVideoSplitter: a full temporary disk', () => {
   beforeAll(async () => (dir = await mkdtemp(join(tmpdir(), 'chatflow-full-ffmpeg-'))));
   afterAll(async () => rm(dir, { recursive: true, force: true }));
 
-  it('the upload not written (ENOSPC) is a retryable SpeechError that says the disk is full', async () => {
-    const spy = jest.spyOn(promises, 'writeFile').mockRejectedValueOnce(enospc());
-    const splitter = new FfmpegVideoSplitter('/bin/true');
-    try {
-      const err = await splitter.split(Buffer.from('a video'), 'video/mp4').catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(SpeechError);
-      expect(err).toMatchObject({ retryable: true, message: 'the server\'s temporary disk could not take the video (no space left on device)' });
-    } finally {
-      spy.mockRestore();
-      splitter.close();
-    }
-  });
+  /** Where the disk is found full: writing the upload for ffmpeg, or ffmpeg writing what it decoded (a stand-in that says so). */
+  const places: Array<[string, () => Promise<{ ffmpeg: string; undo: () => void }>]> = [
+    ['the upload not written (ENOSPC)', async () => {
+      const spy = jest.spyOn(promises, 'writeFile').mockRejectedValueOnce(enospc());
+      return { ffmpeg: '/bin/true', undo: () => spy.mockRestore() };
+    }],
+    ['ffmpeg failing for want of space (not the video being bad)', async () => {
+      const ffmpeg = join(dir, 'ffmpeg');
+      await writeFile(ffmpeg, '#!/bin/sh\necho "[tee @ 0x1] frame.rgb: No space left on device" >&2\nexit 1\n');
+      await chmod(ffmpeg, 0o755);
+      return { ffmpeg, undo: () => undefined };
+    }],
+  ];
 
-  it('ffmpeg failing for want of space is a retryable SpeechError that says the disk is full, not that the video is bad', async () => {
-    const full = join(dir, 'ffmpeg');
-    await writeFile(full, '#!/bin/sh\necho "[tee @ 0x1] frame.rgb: No space left on device" >&2\nexit 1\n');
-    await chmod(full, 0o755);
-    const splitter = new FfmpegVideoSplitter(full);
+  it.each(places)('%s is a retryable SpeechError that says the disk is full', async (_where, fill) => {
+    const { ffmpeg, undo } = await fill();
+    const splitter = new FfmpegVideoSplitter(ffmpeg);
     try {
       const err = await splitter.split(Buffer.from('a video'), 'video/mp4').catch((e: unknown) => e);
       expect(err).toBeInstanceOf(SpeechError);
       expect(err).toMatchObject({ retryable: true, message: 'the server\'s temporary disk could not take the video (no space left on device)' });
     } finally {
+      undo();
       splitter.close();
     }
   });

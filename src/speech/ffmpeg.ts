@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, opendir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { diskFault } from '../domain/errors';
@@ -133,17 +133,19 @@ const TEMP_PREFIX = 'chatflow-video-';
  * wait for a turn comes before), so none older than twice that is in use, by this process or another.
  */
 async function sweepLeftDirs(olderThanMs: number): Promise<void> {
-  const names = await readdir(tmpdir()).catch(() => [] as string[]);
   const before = Date.now() - olderThanMs;
-  await Promise.all(
-    names
-      .filter((n) => n.startsWith(TEMP_PREFIX))
-      .map(async (n) => {
-        const dir = join(tmpdir(), n);
-        const s = await stat(dir).catch(() => undefined);
-        if (s?.isDirectory() && s.mtimeMs < before) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
-      }),
-  );
+  const tmp = await opendir(tmpdir()).catch(() => undefined); // read as it goes: a shared /tmp may hold millions of entries
+  if (!tmp) return;
+  try {
+    for await (const entry of tmp) {
+      if (!entry.name.startsWith(TEMP_PREFIX)) continue;
+      const dir = join(tmpdir(), entry.name);
+      const s = await stat(dir).catch(() => undefined); // (a dirent's type may be unknown on some filesystems)
+      if (s?.isDirectory() && s.mtimeMs < before) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    }
+  } catch {
+    // tmp unreadable midway: what is left goes at the next start
+  }
 }
 
 /** The temporary disk (the OS's, where the upload and ffmpeg's output go) refused a write: not the video's fault, and may pass. */
