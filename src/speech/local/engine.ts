@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { MAX_FFMPEG_DATA_BYTES } from '../ffmpeg';
 import { SpeechError } from '../port';
 import { PROJECT_ROOT } from '../project-root';
 
@@ -45,7 +46,8 @@ export class LocalSpeechEngine {
     // stdin stays open and unused: the engine exits when it closes, so a ChatFlow killed with SIGKILL leaves no engine behind.
     // Its own process group: a Ctrl-C at ChatFlow's terminal (SIGINT to the whole group) must not kill the
     // engine under the replies being drained; ChatFlow stops it last, and it exits when its stdin closes.
-    const child = spawn(this.python, [script, '--engine', this.kind, '--exit-with-stdin', ...(this.opts.maxSeconds ? ['--max-seconds', String(this.opts.maxSeconds)] : [])], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+    const args = [script, '--engine', this.kind, '--exit-with-stdin', '--ffmpeg-data-bytes', String(MAX_FFMPEG_DATA_BYTES), ...(this.opts.maxSeconds ? ['--max-seconds', String(this.opts.maxSeconds)] : [])];
+    const child = spawn(this.python, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, PYTHONUNBUFFERED: '1' } });
     this.child = child;
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-2000)));

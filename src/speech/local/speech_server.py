@@ -4,7 +4,7 @@ One process per engine, long-lived (loading Piper takes seconds, a request
 a fraction of that). It runs as a separate program: ChatFlow talks to it over
 HTTP on 127.0.0.1 exactly as it talks to OpenAI, a Whisper or Kokoro server.
 
-    python speech_server.py --engine tts|stt [--port 0] [--max-seconds 120]
+    python speech_server.py --engine tts|stt [--port 0] [--max-seconds 120] [--ffmpeg-data-bytes N]
 
 prints "LISTENING <port>" on stdout once the model is loaded.
 
@@ -39,7 +39,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 
 SAMPLE_RATE_STT = 16000
-FFMPEG_DATA_BYTES = 512 * 1024 * 1024  # what one ffmpeg may take of memory (its soft RLIMIT_DATA)
 
 
 class BadRequest(Exception):
@@ -75,7 +74,7 @@ def wav_header(sample_rate, data_len=0xFFFFFFFF - 36):
 class Stt:
     name = "pocketsphinx"
 
-    def __init__(self, max_seconds):
+    def __init__(self, max_seconds, ffmpeg_data_bytes):
         from pocketsphinx import Decoder
         self.Decoder = Decoder
         self.decoder = Decoder(samprate=SAMPLE_RATE_STT, loglevel="FATAL")
@@ -83,6 +82,7 @@ class Stt:
         # PocketSphinx takes a good part of a second per second of sound and serves one request at a time:
         # only the first max_seconds are heard, so one long recording cannot hold the engine for everyone.
         self.max_bytes = int(max_seconds * SAMPLE_RATE_STT) * 2
+        self.ffmpeg_data_kb = ffmpeg_data_bytes // 1024
 
     def pcm16k(self, data):
         """16 kHz mono s16le PCM of the first max_seconds of `data` (a little more when there is more)."""
@@ -91,8 +91,9 @@ class Stt:
             # decoded (-max_pixels 1: ffmpeg's probe decodes one of each video stream, and a container with a
             # 16000x16000 picture beside its sound took it 800 MB), and none is wanted (-vn).
             # ffmpeg runs under a data limit (sh sets it, then becomes ffmpeg), as ChatFlow's own video splitter's
-            # does (MAX_FFMPEG_DATA_BYTES): a crafted container can ask for GBs; past it, its allocations fail.
-            p = subprocess.run(["/bin/sh", "-c", 'ulimit -S -d %d 2>/dev/null; exec "$@"' % (FFMPEG_DATA_BYTES // 1024), "sh",
+            # does (ChatFlow passes its MAX_FFMPEG_DATA_BYTES): a crafted container can ask for GBs; past it, its
+            # allocations fail. (sh, not preexec_fn: that is unsafe with the server's threads.)
+            p = subprocess.run(["/bin/sh", "-c", 'ulimit -S -d %d 2>/dev/null; exec "$@"' % self.ffmpeg_data_kb, "sh",
                                 self.ffmpeg, "-v", "error", "-nostdin", "-max_pixels", "1", "-vn", "-i", "pipe:0", "-t", "%.3f" % (self.max_bytes / 2 / SAMPLE_RATE_STT + 1),
                                 "-ac", "1", "-ar", str(SAMPLE_RATE_STT), "-f", "s16le", "pipe:1"],
                                input=data, capture_output=True, timeout=60)
@@ -289,12 +290,13 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the parent died)")
     ap.add_argument("--max-seconds", type=float, default=120, help="stt: the most seconds of a recording that are heard (the first ones)")
+    ap.add_argument("--ffmpeg-data-bytes", type=int, default=512 * 1024 * 1024, help="stt: the memory one ffmpeg decoding a recording may take (its soft RLIMIT_DATA); ChatFlow passes its own")
     args = ap.parse_args()
     # ChatFlow holds our stdin open; when it dies, even by SIGKILL, stdin ends and so do we.
     if args.exit_with_stdin:
         import os
         threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()
-    engine = Tts() if args.engine == "tts" else Stt(args.max_seconds)
+    engine = Tts() if args.engine == "tts" else Stt(args.max_seconds, args.ffmpeg_data_bytes)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(engine))
     server.daemon_threads = True
     print("LISTENING %d %s" % (server.server_address[1], engine.name), flush=True)
