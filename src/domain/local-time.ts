@@ -10,6 +10,8 @@
 // Both functions throw RangeError for an unknown IANA zone (as Intl does);
 // zones are validated at connect, so callers may treat that as a bug.
 
+import { canonicalTimeZone } from './timezone';
+
 const WEEKDAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
 const MONTHS = [
   'January', 'February', 'March', 'April', 'May', 'June',
@@ -29,22 +31,27 @@ interface WallClock {
 }
 
 // Building a DateTimeFormat is costly compared to using one; the set of zones
-// is small (IANA has a few hundred), so the cache stays bounded.
+// is small (IANA has a few hundred), so the caches stay bounded: they are keyed
+// by the zone's canonical ID, never by the name as a client spelled it (Intl
+// reads any case: 100,000 spellings of one zone held 2.9 GB outside the heap,
+// ~30 KB per formatter). A name that is no zone is not kept.
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
-function formatterFor(timeZone: string): Intl.DateTimeFormat {
-  let f = formatters.get(timeZone);
-  if (!f) {
-    f = new Intl.DateTimeFormat('en-US', {
-      timeZone,
-      hourCycle: 'h23', // never "24:05"
-      year: 'numeric', month: 'numeric', day: 'numeric',
-      hour: 'numeric', minute: 'numeric', second: 'numeric',
-      era: 'short', // so years before 1 CE are not silently mirrored
-    });
-    formatters.set(timeZone, f);
-  }
+function formatterFor(timeZone: string, zone: string | null): Intl.DateTimeFormat {
+  if (zone === null) return formatter(timeZone); // no zone: Intl throws RangeError (or reads an offset, "+01:00")
+  let f = formatters.get(zone);
+  if (!f) formatters.set(zone, (f = formatter(zone)));
   return f;
+}
+
+function formatter(timeZone: string): Intl.DateTimeFormat {
+  return new Intl.DateTimeFormat('en-US', {
+    timeZone,
+    hourCycle: 'h23', // never "24:05"
+    year: 'numeric', month: 'numeric', day: 'numeric',
+    hour: 'numeric', minute: 'numeric', second: 'numeric',
+    era: 'short', // so years before 1 CE are not silently mirrored
+  });
 }
 
 // formatToParts costs ~20 µs, every reply calls it, and a zone's offset only
@@ -60,10 +67,11 @@ function wallClock(now: Date, timeZone: string): WallClock {
   const t = now.getTime();
   if (Number.isNaN(t)) throw new RangeError('Invalid Date');
   const minute = Math.floor(t / MINUTE_MS);
-  const known = offsetByZone.get(timeZone);
+  const zone = canonicalTimeZone(timeZone);
+  const known = zone === null ? undefined : offsetByZone.get(zone);
   if (known?.minute === minute) return fromOffset(t, known.offsetMinutes);
-  const w = wallClockOf(t, now, timeZone);
-  if (t >= CACHE_FROM_MS && t < CACHE_UNTIL_MS) offsetByZone.set(timeZone, { minute, offsetMinutes: w.offsetMinutes });
+  const w = wallClockOf(t, now, formatterFor(timeZone, zone));
+  if (zone !== null && t >= CACHE_FROM_MS && t < CACHE_UNTIL_MS) offsetByZone.set(zone, { minute, offsetMinutes: w.offsetMinutes });
   return w;
 }
 
@@ -76,9 +84,9 @@ function fromOffset(t: number, offsetMinutes: number): WallClock {
   };
 }
 
-function wallClockOf(t: number, now: Date, timeZone: string): WallClock {
+function wallClockOf(t: number, now: Date, zone: Intl.DateTimeFormat): WallClock {
   const parts: Record<string, string> = {};
-  for (const p of formatterFor(timeZone).formatToParts(now)) parts[p.type] = p.value;
+  for (const p of zone.formatToParts(now)) parts[p.type] = p.value;
   let year = Number(parts.year);
   if (parts.era && /^B/i.test(parts.era)) year = 1 - year;
   const month = Number(parts.month);
@@ -125,4 +133,9 @@ export function isoLocalTime(now: Date, timeZone: string): string {
     `${pad(w.hour)}:${pad(w.minute)}:${pad(w.second)}.${pad(w.millisecond, 3)}` +
     formatOffset(w.offsetMinutes)
   );
+}
+
+/** How many zones the formatter and offset caches hold (tests: they must stay bounded by the real zones). */
+export function cachedZoneCount(): number {
+  return new Set([...formatters.keys(), ...offsetByZone.keys()]).size;
 }

@@ -10,9 +10,16 @@ export type TimeZoneDecision =
 // "+01:00" are accepted by Intl but are not zones, so they are refused.
 const IANA_SHAPE = /^[A-Za-z][A-Za-z0-9_+-]*(\/[A-Za-z0-9_+-]+)*$/;
 
+/**
+ * The zone `name` names, as Intl spells it (its canonical ID: links such as
+ * Asia/Kolkata resolve to ICU's, Asia/Calcutta), or null when it names none.
+ * Intl reads names whatever their case, so a client can spell one zone in
+ * thousands of ways: whatever is kept per zone is kept under this.
+ */
 export function canonicalTimeZone(name: string): string | null {
   if (name.length > 64 || !IANA_SHAPE.test(name)) return null;
-  const known = canonical.get(name);
+  const key = name.toLowerCase(); // one entry per zone, not per spelling
+  const known = canonical.get(key);
   if (known !== undefined) return known;
   let result: string | null;
   try {
@@ -21,8 +28,9 @@ export function canonicalTimeZone(name: string): string | null {
     result = null;
   }
   // Building a DateTimeFormat was a quarter of the CPU of a connection burst (loadtest admission profile).
-  // Bounded: names are client input.
-  if (canonical.size < CANONICAL_CACHE_MAX) canonical.set(name, result);
+  // Bounded, the oldest name out first: names are client input, and made-up ones must not crowd out real ones for good.
+  if (canonical.size >= CANONICAL_CACHE_MAX) canonical.delete(canonical.keys().next().value!);
+  canonical.set(key, result);
   return result;
 }
 
@@ -44,6 +52,7 @@ export function decideTimeZone(raw: string | undefined, allowList: readonly stri
       return { ok: false, code: 'PERMISSION_DENIED', message: `time zone ${name} is not served here; allowed: ${allowList.join(', ')}` };
     }
   }
-  // Keep the name the client sent: aliases (e.g. Asia/Calcutta) are valid zones.
-  return { ok: true, timeZone: name };
+  // Keep the name the client sent: aliases (e.g. Asia/Kolkata) are valid zones. Spelled in another case than Intl
+  // spells it, it is the zone's own spelling that is kept (what the model and the history show).
+  return { ok: true, timeZone: name.toLowerCase() === canonical.toLowerCase() ? canonical : name };
 }

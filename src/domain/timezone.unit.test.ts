@@ -11,6 +11,11 @@ describe('time-zone policy', () => {
   it.each(['Mars/Olympus_Mons', 'Europe/Paris; DROP', '+01:00', 'GMT+1:00', 'x'.repeat(80)])('given the invalid zone %s, then INVALID_ARGUMENT', (zone) => {
     expect(decideTimeZone(zone, [])).toMatchObject({ ok: false, code: 'INVALID_ARGUMENT', message: expect.stringMatching(/not an IANA time zone/) });
   });
+  it('given a zone spelled in another case (Intl accepts it), then it is accepted under its own spelling; an alias stays the alias', () => {
+    expect(decideTimeZone('europe/PARIS', [])).toEqual({ ok: true, timeZone: 'Europe/Paris' });
+    expect(decideTimeZone('utc', [])).toEqual({ ok: true, timeZone: 'UTC' });
+    expect(decideTimeZone('Asia/Kolkata', [])).toEqual({ ok: true, timeZone: 'Asia/Kolkata' });
+  });
   it('given an allow-list, when a real zone outside it connects, then PERMISSION_DENIED', () => {
     expect(decideTimeZone('Asia/Tokyo', ['Europe/Paris', 'UTC'])).toMatchObject({ ok: false, code: 'PERMISSION_DENIED' });
   });
