@@ -56,7 +56,7 @@ export function createMetrics(opts: { defaults?: boolean } = {}) {
     }),
     callsRefused: new Counter({
       name: 'chatflow_calls_refused_total',
-      help: 'Calls of history, health and reflection (and Sends that say x-no-upload; over gRPC or the embedded gRPC-Web endpoint) refused or ended, by reason: busy (RESOURCE_EXHAUSTED: CHATFLOW_CALLS_AT_ONCE or CHATFLOW_CALLS_PER_CLIENT held), request_late (DEADLINE_EXCEEDED: the request not whole within CHATFLOW_SILENT_CONNECTION_MS)',
+      help: 'Calls of history, health and reflection (and Sends that say x-no-upload; over gRPC or the embedded gRPC-Web endpoint) refused or ended, by reason: busy (RESOURCE_EXHAUSTED: CHATFLOW_CALLS_AT_ONCE or CHATFLOW_CALLS_PER_CLIENT held), request_late (DEADLINE_EXCEEDED: the request not whole within CHATFLOW_SILENT_CONNECTION_MS), upload_late (DEADLINE_EXCEEDED: the upload of a Send, over gRPC, not whole within CHATFLOW_UPLOAD_TIMEOUT_MS)',
       labelNames: ['reason'] as const,
       registers: [registry],
     }),

@@ -174,6 +174,29 @@ describe('what a request can make the server read', () => {
     s.end();
   }, 30_000);
 
+  it('ends an upload that stops arriving (its connection alive) DEADLINE_EXCEEDED at CHATFLOW_UPLOAD_TIMEOUT_MS, and gives its place back', async () => {
+    // Its own server, with a 2 s limit: a stalled Send otherwise held one of its client's two places, and one of
+    // everyone's sixteen, for as long as its connection lived (a peer that answers pings: for good).
+    const quick = await startTestApp({ CHATFLOW_UPLOAD_TIMEOUT_MS: '2000', CHATFLOW_LOG_FSYNC: 'false' }, { llm });
+    const main = t;
+    t = quick;
+    try {
+      const md = await headersOf(`staller-${++n}`);
+      const send = '/chatflow.v1.ChatService/Send';
+      const started = Date.now();
+      const stalled = [0, 1].map(() => partialCall(send, md, 16 * MiB, MiB, 6_000));
+      expect(await Promise.all(stalled)).toEqual(['DEADLINE_EXCEEDED', 'DEADLINE_EXCEEDED']);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+      // Both places given back: the client's next Send is read at once.
+      expect(await partialCall(send, md, 8, 8, 3_000)).toBe('INVALID_ARGUMENT');
+      // Counted apart from calls whose small request was late.
+      expect(await metric(t, 'chatflow_calls_refused_total{reason="upload_late"}')).toBe(2);
+    } finally {
+      t = main;
+      await quick.close();
+    }
+  }, 30_000);
+
   it('gives a Send\'s place back when its caller leaves while it waits for one', async () => {
     const md = await headersOf(`leaver-of-places-${++n}`);
     const send = '/chatflow.v1.ChatService/Send';

@@ -139,8 +139,9 @@ function guardOf(config: Config, auth: TokenAuthority, metrics: Metrics, logger:
     authenticated: isPublicPath,
     carriesMedia: (path) => MEDIA_METHOD_PATHS.has(path),
     placesFor: (path, small) => (asCall(path, small) ? calls : path === send.path ? sends : undefined),
-    requestWithinMs: (path, small) => (asCall(path, small) ? config.connections.silentMs : undefined),
-    onLate: () => metrics.callsRefused.inc({ reason: 'request_late' }),
+    // A call's request is small and comes at once; an upload may take a slow link minutes, not for ever.
+    requestWithinMs: (path, small) => (asCall(path, small) ? config.connections.silentMs : path === send.path ? config.sends.uploadTimeoutMs : undefined),
+    onLate: (path, small) => metrics.callsRefused.inc({ reason: asCall(path, small) ? 'request_late' : 'upload_late' }),
     identify: (md) => auth.identify(getter(md)),
     refused: (path, err) => {
       if (path === chat.path || path === connect.path) metrics.admissionsRefused.inc({ reason: 'unauthenticated' });

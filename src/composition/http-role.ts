@@ -56,6 +56,7 @@ export function httpRole(deps: {
           health: deps.health,
           routes: [(req, res) => deps.mediaRoute()?.(req, res) ?? false, ...(web?.routes ?? [])],
           tls: deps.tls,
+          requestTimeoutMs: config.sends.uploadTimeoutMs,
           connections: { budget: deps.connections, events: reportedEvents('http', deps.connections.limits, deps.metrics, logger) },
         }).catch((err: unknown) => {
           throw listenError(err, 'CHATFLOW_HTTP_ADDR', config.httpAddr);

@@ -29,7 +29,7 @@ export interface Config {
   mediaThreads: number;
   maxMediaBytes: number;
   /** Sends read and answered at once, in all and per client (see RequestPlaces). */
-  sends: { atOnce: number; perClient: number };
+  sends: { atOnce: number; perClient: number; uploadTimeoutMs: number };
   /** Calls of history, health and reflection open at once, in all and per caller (see RequestPlaces). */
   calls: { atOnce: number; perClient: number };
   /** Messages one client may have unanswered at once (see src/domain/input-flow.ts). */
@@ -102,7 +102,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     mediaThreads: c.CHATFLOW_MEDIA_THREADS,
     maxMediaBytes: c.CHATFLOW_MAX_MEDIA_BYTES,
     maxTextChars: c.CHATFLOW_MAX_TEXT_CHARS,
-    sends: { atOnce: c.CHATFLOW_SENDS_AT_ONCE, perClient: c.CHATFLOW_SENDS_PER_CLIENT },
+    sends: { atOnce: c.CHATFLOW_SENDS_AT_ONCE, perClient: c.CHATFLOW_SENDS_PER_CLIENT, uploadTimeoutMs: c.CHATFLOW_UPLOAD_TIMEOUT_MS },
     calls: { atOnce: c.CHATFLOW_CALLS_AT_ONCE, perClient: c.CHATFLOW_CALLS_PER_CLIENT },
     unansweredPerClient: c.CHATFLOW_UNANSWERED_PER_CLIENT,
     slowClientTimeoutMs: c.CHATFLOW_SLOW_CLIENT_TIMEOUT_MS,

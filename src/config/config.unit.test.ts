@@ -85,10 +85,11 @@ describe('configuration', () => {
     expect(() => loadConfig({ CHATFLOW_AUTH_SECRET: 'short' })).toThrow(/at least 32/);
   });
 
-  it('given the Sends read at once, in all and per client, then they are the upload places\' sizes; none is refused', () => {
-    expect(loadConfig({}).sends).toEqual({ atOnce: 16, perClient: 2 });
-    expect(loadConfig({ CHATFLOW_SENDS_AT_ONCE: '64', CHATFLOW_SENDS_PER_CLIENT: '4' }).sends).toEqual({ atOnce: 64, perClient: 4 });
+  it('given the Sends read at once, in all and per client, and how long an upload may take, then they are the upload places\' sizes; none is refused', () => {
+    expect(loadConfig({}).sends).toEqual({ atOnce: 16, perClient: 2, uploadTimeoutMs: 300_000 });
+    expect(loadConfig({ CHATFLOW_SENDS_AT_ONCE: '64', CHATFLOW_SENDS_PER_CLIENT: '4', CHATFLOW_UPLOAD_TIMEOUT_MS: '60000' }).sends).toEqual({ atOnce: 64, perClient: 4, uploadTimeoutMs: 60_000 });
     expect(() => loadConfig({ CHATFLOW_SENDS_AT_ONCE: '0' })).toThrow(/CHATFLOW_SENDS_AT_ONCE/);
+    expect(() => loadConfig({ CHATFLOW_UPLOAD_TIMEOUT_MS: '10' })).toThrow(/CHATFLOW_UPLOAD_TIMEOUT_MS/);
   });
 
   it('given the bound on one client\'s unanswered messages, then it defaults to one partition\'s places and refuses what is not a count', () => {

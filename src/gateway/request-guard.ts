@@ -61,8 +61,8 @@ export interface RequestGuardOptions {
   placesFor?: (path: string, small: boolean) => RequestPlaces | undefined;
   /** How long a call of this path may take to send its request whole once read, or undefined: as long as it likes. */
   requestWithinMs?: (path: string, small: boolean) => number | undefined;
-  /** Called for a call ended because its request was late (a metric). */
-  onLate?: (path: string) => void;
+  /** Called for a call ended because its request was late (a metric); `small` as for requestWithinMs. */
+  onLate?: (path: string, small: boolean) => void;
 }
 
 export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
@@ -76,6 +76,7 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
     if (!authenticated && !opts.placesFor?.(path, true)) return new ServerInterceptingCall(call);
     const caller = (md: Metadata) => (authenticated ? opts.identify(md) : Promise.resolve(`address ${call.getPeer().replace(/:\d+$/, '')}`));
     let places: RequestPlaces | undefined;
+    let small = !mayUpload;
     let withinMs: number | undefined;
     // Given back once the call is answered, cancelled or late (RequestPlaces): the place it holds, or waits for.
     let place: Place | undefined;
@@ -93,7 +94,7 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
     };
     const lateRequest = () => {
       end();
-      opts.onLate?.(path);
+      opts.onLate?.(path, small);
       call.sendStatus({ code: status.DEADLINE_EXCEEDED, details: `the request did not arrive whole within ${withinMs} ms`, metadata: new Metadata() });
     };
     return new ServerInterceptingCall(call, {
@@ -102,7 +103,7 @@ export function requestGuard(opts: RequestGuardOptions): ServerInterceptor {
           // Passed on (and the handler started, which asks for the message) only once the caller is known, and holds
           // a place if its path has them.
           onReceiveMetadata: (md, pass) => {
-            const small = !mayUpload || (!method.requestStream && declaresNoUpload(md.get(NO_UPLOAD_HEADER)[0]?.toString()));
+            small = !mayUpload || (!method.requestStream && declaresNoUpload(md.get(NO_UPLOAD_HEADER)[0]?.toString()));
             if (mayUpload && small) limitRequest(call, SMALL_REQUEST_BYTES);
             places = opts.placesFor?.(path, small);
             withinMs = opts.requestWithinMs?.(path, small);

@@ -35,6 +35,8 @@ export async function startHttpServer(opts: {
   tls?: RenewingPair;
   /** The bound on TCP connections it shares with the process's other listener; a request's first byte is its opening (src/connection-guard.ts). */
   connections?: { budget: ConnectionBudget; events: ConnectionEvents };
+  /** A request (a gRPC-Web upload, the largest) must have arrived whole within this (Node's requestTimeout, checked every 30 s); default Node's, 300 s. */
+  requestTimeoutMs?: number;
 }): Promise<{ server: Server; port: number; close(): Promise<void> }> {
   // `/metrics` is computed once for the requests that ask while it is computed, its body one Buffer that each of
   // their responses sends (the figures stay fresh: one that asks after gets a computation of its own). Computed for
@@ -101,6 +103,7 @@ export async function startHttpServer(opts: {
   } else {
     server = createServer(handle);
   }
+  if (opts.requestTimeoutMs !== undefined) server.requestTimeout = opts.requestTimeoutMs;
   const guarded = opts.connections && guardConnections(server, opts.connections.budget, 1, opts.connections.events);
   const actual = await listenOn(server, opts.addr).catch((err: unknown) => {
     stopFollowing();

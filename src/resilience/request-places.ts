@@ -44,7 +44,8 @@ const SENDS_WAITING = 1_000;
 /** A process's places for Sends, as configured (CHATFLOW_SENDS_AT_ONCE, CHATFLOW_SENDS_PER_CLIENT); `onBusy` counts the refused. */
 export function sendPlaces(config: Pick<Config, 'sends' | 'retryAfterMs' | 'grpc'>, onBusy: () => void): RequestPlaces {
   const maxWaiting = Math.max(1, Math.min(SENDS_WAITING, Math.floor(SENDS_WAITING_BYTES / config.grpc.windowBytes)));
-  return new RequestPlaces({ ...config.sends, waitMs: SEND_WAIT_MS, maxWaiting, retryAfterMs: config.retryAfterMs, onBusy, busy: 'too many uploads are being received; send again' });
+  const { atOnce, perClient } = config.sends;
+  return new RequestPlaces({ atOnce, perClient, waitMs: SEND_WAIT_MS, maxWaiting, retryAfterMs: config.retryAfterMs, onBusy, busy: 'too many uploads are being received; send again' });
 }
 
 /**
