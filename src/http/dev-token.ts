@@ -34,7 +34,8 @@ export function devTokenRoute(opts: { enabled: boolean; auth: Pick<TokenAuthorit
     } catch (e) {
       return json(res, (e as Error).message === 'too large' ? 413 : 400, { error: 'body must be JSON {"clientId": "..."} (at most 1 KiB)' });
     }
-    if (typeof clientId !== 'string') return json(res, 400, { error: 'clientId is required' });
+    if (clientId === undefined) return json(res, 400, { error: 'clientId is required' });
+    if (typeof clientId !== 'string') return json(res, 400, { error: `clientId must be a string, not ${clientId === null ? 'null' : typeof clientId}` });
     const problem = validateClientId(clientId);
     if (problem) return json(res, 400, { error: problem });
     const now = (opts.now ?? Date.now)();
