@@ -1,3 +1,4 @@
+import http2 from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connected, metric, startTestApp, type TestApp } from './harness';
@@ -92,6 +93,31 @@ test('past CHATFLOW_MAX_CONNECTIONS a listener closes new connections at once; c
   expect((await fetch(`${t.app.httpUrl}/healthz`)).status).toBe(200);
   chatting.end();
   late.end();
+});
+
+describe('connections with no call open', () => {
+  const IDLE_MS = 1000;
+  let quick: TestApp;
+  beforeAll(async () => {
+    quick = await startTestApp({ CHATFLOW_GRPC_MAX_IDLE_MS: String(IDLE_MS) });
+  });
+  afterAll(async () => quick.close());
+
+  test('a gRPC connection left with no call open (a channel a client opened and forgot) is closed after CHATFLOW_GRPC_MAX_IDLE_MS; one with a stream open is not', async () => {
+    // A real HTTP/2 client: it answers the server's pings, so only the idle bound can close it.
+    const forgotten = http2.connect(`http://${quick.app.grpcAddress}`);
+    forgotten.on('error', () => undefined);
+    const opened = Date.now();
+    const goneAfter = new Promise<number>((r) => forgotten.once('goaway', () => r(Date.now() - opened)).once('close', () => r(Date.now() - opened)));
+    const chatting = await connected(quick, 'idle-bystander');
+    await new Promise((r) => setTimeout(r, 2.5 * IDLE_MS));
+    await chatting.reply(chatting.text('still here after the idle bound'));
+    chatting.end();
+    const after = await within(IDLE_MS + 4000, goneAfter);
+    forgotten.destroy();
+    expect(after).toBeGreaterThanOrEqual(IDLE_MS - 100);
+    expect(after).toBeLessThan(IDLE_MS + 4000);
+  });
 });
 
 describe('on TLS', () => {

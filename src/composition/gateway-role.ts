@@ -211,7 +211,7 @@ async function startGrpc(
 /** Message sizes and connection management of the gRPC server (README: Run in production → keepalive). */
 export function grpcServerOptions(config: Config): Record<string, number> {
   const maxMessage = config.maxMediaBytes * 2 + 1024 * 1024;
-  const { keepaliveMs, keepaliveTimeoutMs, maxConnectionAgeMs, maxConnectionAgeGraceMs, windowBytes } = config.grpc;
+  const { keepaliveMs, keepaliveTimeoutMs, maxIdleMs, maxConnectionAgeMs, maxConnectionAgeGraceMs, windowBytes } = config.grpc;
   return {
     'grpc.max_receive_message_length': maxMessage,
     'grpc.max_send_message_length': maxMessage,
@@ -223,6 +223,8 @@ export function grpcServerOptions(config: Config): Record<string, number> {
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     // Per stream and per connection (patches/@grpc+grpc-js: the server side of the option, grpc-node PR #3058).
     'grpc-node.flow_control_window': windowBytes,
+    // A connection with no call open is closed after a while, as the HTTP listener's keep-alive timeout does (5 s there).
+    ...(maxIdleMs > 0 ? { 'grpc.max_connection_idle_ms': maxIdleMs } : {}),
     ...(maxConnectionAgeMs > 0 ? { 'grpc.max_connection_age_ms': maxConnectionAgeMs, 'grpc.max_connection_age_grace_ms': maxConnectionAgeGraceMs } : {}),
   };
 }

@@ -48,7 +48,7 @@ export interface Config {
   logFsync: boolean;
   shutdownGraceMs: number;
   shutdownMarginMs: number;
-  grpc: { keepaliveMs: number; keepaliveTimeoutMs: number; maxConnectionAgeMs: number; maxConnectionAgeGraceMs: number; windowBytes: number };
+  grpc: { keepaliveMs: number; keepaliveTimeoutMs: number; maxIdleMs: number; maxConnectionAgeMs: number; maxConnectionAgeGraceMs: number; windowBytes: number };
   logLevel: RawConfig['LOG_LEVEL'];
   /** The web page: development tokens, and the gRPC-Web origin it talks to (undefined = its own). */
   web: { devTokens: boolean; apiUrl?: string };
@@ -120,6 +120,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     grpc: {
       keepaliveMs: c.CHATFLOW_GRPC_KEEPALIVE_MS,
       keepaliveTimeoutMs: c.CHATFLOW_GRPC_KEEPALIVE_TIMEOUT_MS,
+      maxIdleMs: c.CHATFLOW_GRPC_MAX_IDLE_MS,
       maxConnectionAgeMs: c.CHATFLOW_GRPC_MAX_CONNECTION_AGE_MS,
       maxConnectionAgeGraceMs: c.CHATFLOW_GRPC_MAX_CONNECTION_AGE_GRACE_MS,
       windowBytes: c.CHATFLOW_GRPC_WINDOW_BYTES,
