@@ -6,8 +6,8 @@ import { describeWhen } from '../../test/engines';
 import { measuredProgram } from '../../test/measured-program';
 import { parseWav } from '../../test/voice-signal';
 import { findProgram } from './factory';
-import { FfmpegVideoSplitter, MAX_FFMPEG_DATA_BYTES } from './ffmpeg';
-import { KEYFRAME_SIZE } from './port';
+import { FfmpegVideoSplitter } from './ffmpeg';
+import { KEYFRAME_SIZE, MAX_FFMPEG_DATA_BYTES } from './port';
 import { describeVideoSplitter, makePicture, makeVideo } from './video.contract';
 
 const ffmpeg = findProgram('ffmpeg');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { diskFault } from '../domain/errors';
 import { Semaphore } from '../resilience/semaphore';
 import { LauncherExited, ProgramLauncher } from './launcher';
-import { KEYFRAME_SIZE, MAX_VIDEO_PIXELS, SpeechError, type VideoParts, type VideoSplitter } from './port';
+import { KEYFRAME_SIZE, MAX_FFMPEG_DATA_BYTES, MAX_VIDEO_PIXELS, SpeechError, type VideoParts, type VideoSplitter } from './port';
 
 /**
  * Video through ffmpeg (a separate program, LGPL/GPL, never linked in): the
@@ -117,9 +117,6 @@ export class FfmpegVideoSplitter implements VideoSplitter {
  * would decode to hundreds of MB of WAV in the worker's memory.
  */
 const MAX_SOUND_S = 120;
-
-/** What one ffmpeg may take of memory (its data limit; the largest legitimate need measured: an 8K keyframe, ~220 MB). */
-export const MAX_FFMPEG_DATA_BYTES = 512 * 1024 * 1024;
 
 /** CHATFLOW_FFMPEG_CONCURRENCY's default (src/config/schema.ts). */
 const DEFAULT_FFMPEG_CONCURRENCY = 2;

@@ -65,6 +65,13 @@ export const KEYFRAME_SIZE = { width: 480, height: 270 } as const;
  */
 export const MAX_VIDEO_PIXELS = 7680 * 4320;
 
+/**
+ * What one ffmpeg may take of memory (its soft data limit), the video
+ * splitter's and the offline speech engine's alike; the largest legitimate
+ * need measured: an 8K keyframe, ~220 MB.
+ */
+export const MAX_FFMPEG_DATA_BYTES = 512 * 1024 * 1024;
+
 export interface VideoSplitter {
   readonly name: string;
   split(video: Buffer, mimeType: string, signal?: AbortSignal): Promise<VideoParts>;

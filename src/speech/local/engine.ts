@@ -2,8 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { MAX_FFMPEG_DATA_BYTES } from '../ffmpeg';
-import { SpeechError } from '../port';
+import { MAX_FFMPEG_DATA_BYTES, SpeechError } from '../port';
 import { PROJECT_ROOT } from '../project-root';
 
 export type EngineKind = 'tts' | 'stt';
