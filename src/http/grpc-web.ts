@@ -23,6 +23,7 @@ import { declaresNoUpload, NO_UPLOAD_HEADER, SMALL_REQUEST_BYTES } from '../gate
 import { domainStatus, toStatus } from '../gateway/status';
 import type { Place, RequestPlaces } from '../resilience/request-places';
 import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST, PUBLIC_SERVICES } from '../services';
+import { binaryRequest, refusalType, SPOKEN_TYPES, textResponse, webModeOf, type WebMode } from './grpc-web-text';
 import type { HttpRoute } from './server';
 
 /** A session's stream for browsers. */
@@ -105,6 +106,12 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
       res.end('no such method over gRPC-Web\n');
       return true;
     }
+    const mode = webModeOf(headerOf(req, 'content-type'), headerOf(req, 'accept'));
+    if (!mode) {
+      res.writeHead(415, { 'content-type': 'text/plain', connection: 'close' });
+      res.end(`this endpoint speaks gRPC-Web: send ${SPOKEN_TYPES}\n`);
+      return true;
+    }
     // The caller is identified, and given a place, before its body is read: a refused one costs its headers only
     // (the body is left unread). A session's stream (Connect) is bounded by its admission.
     const places = path === CONNECT_PATH ? undefined : MEDIA_METHOD_PATHS.has(path) && !noUpload ? opts.sends : opts.calls;
@@ -124,12 +131,13 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
           return (place?.wait ?? Promise.resolve()).then(
             () => {
               if (over) return;
-              return handler(universalRequestFromNodeRequest(req, res, undefined, undefined)).then((uRes) => universalResponseToNodeResponse(uRes, res));
+              const uReq = binaryRequest(universalRequestFromNodeRequest(req, res, undefined, undefined), mode);
+              return handler(uReq).then((uRes) => universalResponseToNodeResponse(textResponse(uRes, mode), res));
             },
-            (err: unknown) => refuse(req, res, toStatus(err, opts.logger)),
+            (err: unknown) => refuse(req, res, mode, toStatus(err, opts.logger)),
           );
         },
-        (err: unknown) => refuse(req, res, domainStatus(new ChatFlowError('UNAUTHENTICATED', err instanceof Error ? err.message : 'unauthenticated'))),
+        (err: unknown) => refuse(req, res, mode, domainStatus(new ChatFlowError('UNAUTHENTICATED', err instanceof Error ? err.message : 'unauthenticated'))),
       )
       .catch((err: unknown) => {
         const gone = req.destroyed || res.destroyed || ConnectError.from(err).code === Code.Aborted;
@@ -148,10 +156,9 @@ function headerOf(req: IncomingMessage, name: string): string | undefined {
 }
 
 /** A refusal without a body (trailers-only: the status and its trailers in the headers); the connection is closed rather than the request body read. */
-function refuse(req: IncomingMessage, res: ServerResponse, st: StatusObject): void {
-  const type = req.headers['content-type'];
+function refuse(req: IncomingMessage, res: ServerResponse, mode: WebMode, st: StatusObject): void {
   res.writeHead(200, {
-    'content-type': typeof type === 'string' && type.startsWith('application/grpc-web') ? type : 'application/grpc-web+proto',
+    'content-type': refusalType(mode, headerOf(req, 'content-type')),
     'grpc-status': String(st.code),
     'grpc-message': encodeURIComponent(st.details),
     ...st.metadata.getMap(),
