@@ -102,7 +102,29 @@ export async function saveMedia(media: Media, messageId: string, dir: string, fa
   const bytes = Buffer.from(await res.arrayBuffer());
   const ext = SAVE_EXT[media.mimeType] ?? fallbackExt;
   const path = join(dir, `${messageId.replace(/[^A-Za-z0-9._-]/g, '_')}${ext}`);
-  await mkdir(dir, { recursive: true });
-  await writeFile(path, bytes);
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFile(path, bytes);
+  } catch (e) {
+    throw new CliError(`cannot save into ${dir}: ${writeError(e as NodeJS.ErrnoException)}; pass --save-dir <a folder you can write>`);
+  }
   return path;
+}
+
+function writeError(e: NodeJS.ErrnoException): string {
+  switch (e.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EROFS':
+      return 'a read-only file system';
+    case 'ENOTDIR':
+    case 'EEXIST':
+      return 'a file is in the way';
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return 'the disk is full';
+    default:
+      return e.message;
+  }
 }
