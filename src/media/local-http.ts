@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { ChatFlowError } from '../domain/errors';
 import { RequestPlaces } from '../resilience/request-places';
 import { isValidMediaKey, verifyMediaSignature, type LocalMediaStore } from './local';
+import { decideRange } from './range';
 
 export interface MediaRequestOptions {
   store: Pick<LocalMediaStore, 'open'>;
@@ -37,7 +38,8 @@ const DEFAULT_STALL_MS = 60_000;
  * Serves `GET|HEAD /media/<key>?exp=<unix ms>&sig=<hmac>` (URLs made by
  * LocalMediaStore.url). Returns false when the path is not under /media/, so
  * the caller can route it elsewhere. 400 bad key, 403 bad or expired
- * signature, 404 missing object, 405 other methods, 500 (logged) when the store fails.
+ * signature, 404 missing object, 405 other methods, 500 (logged) when the store fails. One byte range
+ * (`Range: bytes=…`) is answered 206, one past the end 416.
  */
 export async function handleMediaRequest(req: IncomingMessage, res: ServerResponse, opts: MediaRequestOptions): Promise<boolean> {
   const url = new URL(req.url ?? '/', 'http://localhost');
@@ -86,12 +88,22 @@ export async function handleMediaRequest(req: IncomingMessage, res: ServerRespon
     reply(res, 404, 'not found');
     return true;
   }
-  res.writeHead(200, {
+  const headers = {
     'Content-Type': media.mimeType,
-    'Content-Length': media.size,
+    'Accept-Ranges': 'bytes',
     'Cache-Control': `private, max-age=${Math.max(0, Math.floor((Number(exp) - now) / 1000))}`,
     'X-Content-Type-Options': 'nosniff',
-  });
+  };
+  // One range of bytes, as players ask to play and seek audio and video (src/media/range.ts).
+  const range = decideRange(req.headers.range, media.size, req.headers['if-range'] !== undefined);
+  if (range.kind === 'unsatisfiable') {
+    await media.close();
+    reply(res, 416, 'range not satisfiable', { 'Content-Range': `bytes */${media.size}` });
+    return true;
+  }
+  const [start, end] = range.kind === 'part' ? [range.start, range.end] : [0, media.size - 1];
+  if (range.kind === 'part') res.writeHead(206, { ...headers, 'Content-Length': end - start + 1, 'Content-Range': `bytes ${start}-${end}/${media.size}` });
+  else res.writeHead(200, { ...headers, 'Content-Length': media.size });
   if (req.method === 'HEAD') {
     await media.close();
     res.end();
@@ -101,7 +113,7 @@ export async function handleMediaRequest(req: IncomingMessage, res: ServerRespon
   // nothing for stallMs: before, each GET held the whole object until its client read it, and 300 connections
   // that never read one 7.8 MiB upload took a server to 2.5 GB.
   res.setTimeout(opts.stallMs ?? DEFAULT_STALL_MS, () => res.destroy());
-  pipeline(media.read(), res).catch(() => undefined); // a client gone mid-download: its file is closed, nothing to tell
+  pipeline(media.read(start, end), res).catch(() => undefined); // a client gone mid-download: its file is closed, nothing to tell
   return true;
 }
 

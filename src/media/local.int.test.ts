@@ -32,8 +32,8 @@ async function startServer(now: () => number = Date.now, stallMs?: number, place
   store = new LocalMediaStore({ dir, baseUrl, secret: SECRET, now });
   return {
     store, root, dir, baseUrl, port,
-    async fetchUrl(url: string) {
-      const res = await fetch(url);
+    async fetchUrl(url: string, headers?: Record<string, string>) {
+      const res = await fetch(url, { headers });
       return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), contentType: res.headers.get('content-type'), headers: res.headers };
     },
     async cleanup() {
@@ -78,6 +78,17 @@ describe('LocalMediaStore specifics', () => {
     expect(res.status).toBe(200);
     expect(res.headers.get('content-length')).toBe('3');
     expect(res.headers.get('cache-control')).toBe('private, max-age=90');
+  });
+
+  it('answers a range as RFC 9110 has it where S3 does not: 416 names the size, an inverted range gets the whole object, If-Range too', async () => {
+    await t.store.put('r/voice.wav', Buffer.from('0123456789'), 'audio/wav');
+    const url = await t.store.url('r/voice.wav', 60_000);
+    const past = await t.fetchUrl(url, { range: 'bytes=10-' });
+    expect({ status: past.status, contentRange: past.headers.get('content-range') }).toEqual({ status: 416, contentRange: 'bytes */10' });
+    expect((await t.fetchUrl(url, { range: 'bytes=5-1' })).bytes.toString()).toBe('0123456789');
+    expect((await t.fetchUrl(url, { range: 'bytes=0-1', 'if-range': '"v1"' })).status).toBe(200);
+    const head = await fetch(url, { method: 'HEAD', headers: { range: 'bytes=2-3' } });
+    expect({ status: head.status, length: head.headers.get('content-length'), contentRange: head.headers.get('content-range') }).toEqual({ status: 206, length: '2', contentRange: 'bytes 2-3/10' });
   });
 
   it('answers HEAD without a body and refuses other methods', async () => {

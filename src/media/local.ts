@@ -34,8 +34,8 @@ export interface LocalMediaStoreOptions {
 export interface ServableMedia {
   mimeType: string;
   size: number;
-  /** Its bytes, read from disk as they are taken; the file is closed when the stream ends or is destroyed. */
-  read(): Readable;
+  /** Its bytes (`start`..`end`, both included; default all), read from disk as they are taken; the file is closed when the stream ends or is destroyed. */
+  read(start?: number, end?: number): Readable;
   /** Closes the file without reading it (a HEAD). */
   close(): Promise<void>;
 }
@@ -142,8 +142,8 @@ export class LocalMediaStore implements MediaStore {
         return null;
       }
       const { size, mimeType } = meta;
-      const read = () => {
-        if (size > 0) return handle.createReadStream({ start: 0, end: size - 1 });
+      const read = (start = 0, end = size - 1) => {
+        if (size > 0) return handle.createReadStream({ start, end });
         void handle.close();
         return Readable.from([]);
       };

@@ -4,11 +4,12 @@ import type { MediaStore } from './port';
 /**
  * The behaviour every MediaStore adapter must have. Run it from an adapter's
  * test file: `describeMediaStore('local', async () => ({ store, fetchUrl, cleanup }))`.
- * `fetchUrl` GETs a URL the store handed out, with no other credentials.
+ * `fetchUrl` GETs a URL the store handed out, with no other credentials (and
+ * the request headers given, as a browser's player sends `Range`).
  */
 export interface MediaStoreHarness {
   store: MediaStore;
-  fetchUrl(url: string): Promise<{ status: number; bytes: Buffer; contentType: string | null }>;
+  fetchUrl(url: string, headers?: Record<string, string>): Promise<{ status: number; bytes: Buffer; contentType: string | null; headers: Headers }>;
   cleanup(): Promise<void>;
 }
 
@@ -78,6 +79,50 @@ export function describeMediaStore(name: string, factory: () => Promise<MediaSto
       const res = await h.fetchUrl(await h.store.url(key('big.bin'), 60_000));
       expect(res.status).toBe(200);
       expect(res.bytes.equals(bytes)).toBe(true);
+    });
+
+    // Browsers ask for ranges to play and seek audio and video (Safari plays nothing from a server that answers a
+    // range with the whole object); S3 serves them, and so must a store on disk.
+    describe('byte ranges of a URL (a player that seeks)', () => {
+      const bytes = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+      let url: string;
+      beforeAll(async () => {
+        await h.store.put(key('voice/long.wav'), bytes, 'audio/wav');
+        url = await h.store.url(key('voice/long.wav'), 60_000);
+      });
+
+      it.each([
+        ['bytes=0-1', 0, 1],
+        ['bytes=100-199', 100, 199],
+        ['bytes=990-', 990, 999],
+        ['bytes=-10', 990, 999],
+        ['bytes=995-5000', 995, 999],
+      ])('%s: 206 with those bytes and their Content-Range', async (range, first, last) => {
+        const res = await h.fetchUrl(url, { range });
+        expect({ status: res.status, contentRange: res.headers.get('content-range'), type: res.contentType }).toEqual({
+          status: 206,
+          contentRange: `bytes ${first}-${last}/1000`,
+          type: 'audio/wav',
+        });
+        expect(res.bytes.equals(bytes.subarray(first, last + 1))).toBe(true);
+      });
+
+      it('says it serves ranges (Accept-Ranges: bytes) with the whole object', async () => {
+        const res = await h.fetchUrl(url);
+        expect(res.status).toBe(200);
+        expect(res.headers.get('accept-ranges')).toBe('bytes');
+      });
+
+      it('answers a range past the end 416', async () => {
+        expect((await h.fetchUrl(url, { range: 'bytes=1000-' })).status).toBe(416);
+      });
+
+      it('serves the whole object for a range it does not read (another unit, several ranges, nonsense)', async () => {
+        for (const range of ['items=0-1', 'bytes=0-1,5-6', 'bytes=abc', 'bytes=']) {
+          const res = await h.fetchUrl(url, { range });
+          expect({ range, status: res.status, size: res.bytes.length }).toEqual({ range, status: 200, size: 1000 });
+        }
+      });
     });
   });
 }

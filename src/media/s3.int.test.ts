@@ -17,9 +17,9 @@ function options(over: Partial<S3MediaStoreOptions> = {}): S3MediaStoreOptions {
 }
 
 /** GET a presigned URL with nothing but the URL, as a client would. */
-async function fetchUrl(url: string) {
-  const res = await fetch(url);
-  return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), contentType: res.headers.get('content-type') };
+async function fetchUrl(url: string, headers?: Record<string, string>) {
+  const res = await fetch(url, { headers });
+  return { status: res.status, bytes: Buffer.from(await res.arrayBuffer()), contentType: res.headers.get('content-type'), headers: res.headers };
 }
 
 describeWithEngines(['S3_ENDPOINT'], 'MediaStore contract: s3', () => {
