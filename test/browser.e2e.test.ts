@@ -597,6 +597,38 @@ describeWhen(hasChromium, 'web chat page in headless Chromium', `needs Chromium 
     });
   });
 
+  describe('from a page of another origin (a web app under development on its own port)', () => {
+    let t: TestApp;
+    beforeAll(async () => {
+      // The page is loaded from http://localhost:P and talks to http://127.0.0.1:P: another origin, the same server,
+      // so every call crosses CORS as a separate app's would.
+      const port = await freePort();
+      t = await startWebApp({ CHATFLOW_HTTP_ADDR: `127.0.0.1:${port}` }, { devTokens: true, apiUrl: `http://127.0.0.1:${port}` });
+    });
+    afterAll(async () => t?.close());
+
+    it('connects and chats through the embedded endpoint, which grants it CORS (CHATFLOW_WEB_ORIGINS)', async () => {
+      const ctx = await browser.newContext({ timezoneId: 'Asia/Tokyo' });
+      try {
+        const page = await ctx.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto(`http://localhost:${t.app.httpUrl.split(':').pop()}/`);
+        await expect(page.locator('#api-info').innerText()).resolves.toBe(t.app.httpUrl);
+        await page.fill('#client-id', 'web-other-origin');
+        await page.click('#connect-button');
+        await waitConnected(page);
+        await page.fill('#message-input', 'Hello from another origin');
+        await page.press('#message-input', 'Enter');
+        await page.locator('#messages .msg.bot[aria-busy="false"] .text', { hasText: /Hello from another origin/ }).waitFor({ timeout: 15_000 });
+        await page.screenshot({ path: join(SCREENSHOTS, 'other-origin.png'), fullPage: true });
+        expect(errors).toEqual([]);
+      } finally {
+        await ctx.close();
+      }
+    });
+  });
+
   // (Without Chromium the whole suite is skipped already, and reported as such.)
   describeWhen(!hasChromium || envoyBinary() !== undefined, 'through real Envoy (gateway/envoy.yaml)', ENVOY_MISSING, () => {
     let t: TestApp;

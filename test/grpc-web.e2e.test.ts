@@ -364,6 +364,27 @@ describe('embedded gRPC-Web endpoint', () => {
     await expect(history.listMessages({ conversationId: w.conversationId }, { headers: await auth('someone-else') })).rejects.toMatchObject({ code: Code.PermissionDenied });
   });
 
+  it('lets pages of this machine\'s other origins call (CORS, CHATFLOW_WEB_ORIGINS), and tells a foreign origin why not', async () => {
+    const preflight = (origin: string) =>
+      fetch(`${t.app.httpUrl}/chatflow.v1.HistoryService/ListConversations`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type,x-grpc-web,x-timezone' },
+      });
+    const ok = await preflight('http://localhost:5173');
+    expect({ status: ok.status, origin: ok.headers.get('access-control-allow-origin'), methods: ok.headers.get('access-control-allow-methods') }).toEqual({ status: 204, origin: 'http://localhost:5173', methods: 'POST, OPTIONS' });
+    expect(ok.headers.get('access-control-allow-headers')?.split(',')).toEqual(expect.arrayContaining(['authorization', 'content-type', 'x-grpc-web', 'x-timezone', 'x-no-upload']));
+    expect(ok.headers.get('access-control-allow-credentials')).toBeNull();
+    const foreign = await preflight('https://evil.example');
+    expect({ status: foreign.status, origin: foreign.headers.get('access-control-allow-origin'), text: await foreign.text() }).toEqual({ status: 403, origin: null, text: expect.stringMatching(/https:\/\/evil\.example may not call this endpoint: list the origin in CHATFLOW_WEB_ORIGINS/) });
+    // The call itself: its page may read the answer and the refusal headers.
+    let headers: Headers | undefined;
+    await history.listConversations({}, { headers: { ...(await auth('web-cors')), origin: 'http://localhost:5173' }, onHeader: (h) => (headers = h) });
+    expect({ origin: headers?.get('access-control-allow-origin'), exposed: headers?.get('access-control-expose-headers') }).toEqual({ origin: 'http://localhost:5173', exposed: 'grpc-status,grpc-message,retry-after-ms' });
+    // The token endpoint stays same-origin (no preflight is answered there).
+    const token = await fetch(`${t.app.httpUrl}/dev/token`, { method: 'OPTIONS', headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST' } });
+    expect(token.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
   it('does not serve the bidi Chat method (gRPC-Web has no client streaming) nor anything but the two services', async () => {
     for (const path of ['/chatflow.v1.ChatService/Chat', '/chatflow.v1.ChatService/Nope', '/grpc.health.v1.Health/Check']) {
       const res = await fetch(`${t.app.httpUrl}${path}`, { method: 'POST', headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' }, body: new Uint8Array(5) });

@@ -1,3 +1,4 @@
+import type { OriginRule } from '../http/cors';
 import { parseEnv, type RawConfig } from './schema';
 import type { SpeechConfig } from '../speech/factory';
 
@@ -50,8 +51,8 @@ export interface Config {
   shutdownMarginMs: number;
   grpc: { keepaliveMs: number; keepaliveTimeoutMs: number; maxIdleMs: number; maxConnectionAgeMs: number; maxConnectionAgeGraceMs: number; windowBytes: number };
   logLevel: RawConfig['LOG_LEVEL'];
-  /** The web page: development tokens, and the gRPC-Web origin it talks to (undefined = its own). */
-  web: { devTokens: boolean; apiUrl?: string };
+  /** The web page: development tokens, and the gRPC-Web origin it talks to (undefined = its own); the pages of other origins that may call the embedded gRPC-Web endpoint. */
+  web: { devTokens: boolean; apiUrl?: string; origins: OriginRule[] };
   gatewayId?: string;
   rebuildReadModels: boolean;
   projectionBatch: number;
@@ -126,7 +127,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       windowBytes: c.CHATFLOW_GRPC_WINDOW_BYTES,
     },
     logLevel: c.LOG_LEVEL,
-    web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL },
+    web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL, origins: c.CHATFLOW_WEB_ORIGINS },
     gatewayId: c.CHATFLOW_GATEWAY_ID,
     rebuildReadModels: c.CHATFLOW_REBUILD_READ_MODELS,
     projectionBatch: c.CHATFLOW_PROJECTION_BATCH,

@@ -1,6 +1,7 @@
 import { closest, distance } from 'fastest-levenshtein';
 import { z } from 'zod';
 import { canonicalTimeZone } from '../domain/timezone';
+import { parseOrigins } from '../http/cors';
 
 /**
  * Every setting ChatFlow reads, with its default and meaning. The README
@@ -112,6 +113,18 @@ export const SETTINGS = {
   CHATFLOW_SHUTDOWN_MARGIN_MS: { schema: int(0), default: '5000', doc: 'hard deadline of a shutdown = grace + this margin: a drain still running then is ended (exit 1, logging what was pending)' },
   LOG_LEVEL: { schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', doc: 'pino log level' },
   CHATFLOW_DEV_TOKENS: { schema: bool, default: 'false', doc: '`true` serves `POST /dev/token`: anyone who can reach the HTTP port gets a token for any client id (local development only)' },
+  CHATFLOW_WEB_ORIGINS: {
+    schema: z.string().transform((v, ctx) => {
+      try {
+        return parseOrigins(v);
+      } catch (e) {
+        ctx.addIssue({ code: 'custom', message: (e as Error).message });
+        return z.NEVER;
+      }
+    }),
+    default: 'http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*',
+    doc: 'pages of other origins that may call the embedded gRPC-Web endpoint (CORS), as Envoy allows them in the stack: comma-separated, `https://app.example.com`, `http://localhost:*` (any port), `*` (any); empty = the page\'s own origin only. Default: pages served from this machine (a web app under development on its own port). Tokens travel in `authorization`, never cookies, and `POST /dev/token` stays same-origin',
+  },
   CHATFLOW_WEB_API_URL: { schema: origin, doc: 'gRPC-Web origin the web page talks to, e.g. Envoy `http://127.0.0.1:8081`; default: the page\'s own origin (embedded endpoint)' },
   CHATFLOW_GATEWAY_ID: { schema: optionalString, doc: 'name of this gateway in leases and events; default `gw-` + random' },
   CHATFLOW_PROJECTION_BATCH: { schema: int(1, 10_000), default: '256', doc: 'projector: most events applied in one batch (each document gets its events in one write); `1` = one event at a time' },

@@ -23,6 +23,7 @@ import { declaresNoUpload, NO_UPLOAD_HEADER, SMALL_REQUEST_BYTES } from '../gate
 import { domainStatus, toStatus } from '../gateway/status';
 import type { Place, RequestPlaces } from '../resilience/request-places';
 import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST, PUBLIC_SERVICES } from '../services';
+import { ALLOWED_HEADERS, EXPOSED_HEADERS, originAllowed, type OriginRule } from './cors';
 import { binaryRequest, refusalType, SPOKEN_TYPES, textResponse, webModeOf, type WebMode } from './grpc-web-text';
 import type { HttpRoute } from './server';
 
@@ -59,6 +60,8 @@ interface GrpcWebOptions {
    * server starts before gRPC is bound. Empty or undefined = not ready yet.
    */
   upstream: () => string | undefined;
+  /** Pages of other origins that may call (CORS, src/http/cors.ts); the page's own origin needs no rule. */
+  origins: readonly OriginRule[];
   /** Largest message either way for a Send (it carries up to the media limit); other requests: SMALL_REQUEST_BYTES. */
   maxMessageBytes: number;
   logger: Logger;
@@ -99,6 +102,7 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
   const route = ((req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (!isPublicPath(path)) return false;
+    if (!crossOrigin(req, res, opts.origins)) return true;
     const noUpload = MEDIA_METHOD_PATHS.has(path) && declaresNoUpload(headerOf(req, NO_UPLOAD_HEADER));
     const handler = (noUpload ? smallHandlers : handlers).get(path);
     if (!handler) {
@@ -148,6 +152,38 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
   }) as GrpcWebRoute;
   route.close = () => upstream.close();
   return route;
+}
+
+/**
+ * CORS for pages of other origins, as Envoy's cors filter does: a preflight (OPTIONS) is answered here, 204 for an
+ * allowed origin, 403 in words for another; a call from an allowed origin gets the headers that let its page read
+ * the answer. false: the request was answered (a preflight).
+ */
+function crossOrigin(req: IncomingMessage, res: ServerResponse, origins: readonly OriginRule[]): boolean {
+  const origin = headerOf(req, 'origin');
+  const allowed = origin !== undefined && originAllowed(origins, origin);
+  if (req.method === 'OPTIONS') {
+    if (!allowed) {
+      res.writeHead(403, { 'content-type': 'text/plain', vary: 'Origin' });
+      res.end(`pages of ${origin ?? 'no origin'} may not call this endpoint: list the origin in CHATFLOW_WEB_ORIGINS\n`);
+      return false;
+    }
+    res.writeHead(204, {
+      'access-control-allow-origin': origin,
+      'access-control-allow-methods': 'POST, OPTIONS',
+      'access-control-allow-headers': ALLOWED_HEADERS,
+      'access-control-max-age': '86400',
+      vary: 'Origin',
+    });
+    res.end();
+    return false;
+  }
+  if (allowed) {
+    res.setHeader('access-control-allow-origin', origin);
+    res.setHeader('access-control-expose-headers', EXPOSED_HEADERS);
+    res.setHeader('vary', 'Origin');
+  }
+  return true;
 }
 
 function headerOf(req: IncomingMessage, name: string): string | undefined {

@@ -24,8 +24,8 @@ export function webRoutes(opts: {
 }): { routes: HttpRoute[]; close(): void } {
   const { settings } = opts;
   const logger = opts.logger.child({ component: 'web' });
-  // A Send carries one media file (plus a little framing); base64 is never used (binary gRPC-Web).
-  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, identify: (header) => opts.auth.identify(header), sends: opts.sends, calls: opts.calls, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, logger });
+  // A Send carries one media file (plus a little framing); in text mode its base64 is decoded before it is counted.
+  const grpcWeb = grpcWebRoute({ upstream: opts.upstream, identify: (header) => opts.auth.identify(header), sends: opts.sends, calls: opts.calls, maxMessageBytes: opts.maxMediaBytes + 1024 * 1024, origins: settings.origins, logger });
   return {
     routes: [grpcWeb, devTokenRoute({ enabled: settings.devTokens, auth: opts.auth, logger }), webPageRoute({ settings, logger })],
     /** Closes the embedded gRPC-Web endpoint's connection to the gRPC server. */
