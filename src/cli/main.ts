@@ -1,4 +1,5 @@
 import { CliError, UsageError } from './args';
+import { BACKUP_HELP, backupCommand } from './backup';
 import { chatCommand } from './chat';
 import { historyCommand } from './history';
 import { LOG_HELP, logCommand } from './log';
@@ -10,6 +11,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; help:
   chat: { run: chatCommand, help: CHAT_HELP },
   history: { run: historyCommand, help: HISTORY_HELP },
   log: { run: logCommand, help: LOG_HELP },
+  backup: { run: backupCommand, help: BACKUP_HELP },
 };
 
 /** Runs one CLI invocation and returns its exit code (0 ok, 1 error, 2 usage). */

@@ -21,6 +21,7 @@ Commands:
   chat                 open a chat stream (interactive, or scripted with --send/--file)
   history              list your conversations, or the messages of one
   log check|repair     verify the embedded event log, or cut it at its first bad record (server stopped)
+  backup --to <dir>    copy the embedded default's data dir, consistent, while the server runs
 
 Run "chatflow <command> --help" for the options of a command.
 Exit codes: 0 ok; 1 error (a message not answered, a server status, a local
