@@ -13,6 +13,8 @@ import { SimulatedLlm } from '../src/llm/simulated';
 import { ChatStream, connected, metadataFor, startTestApp, unary, type TestApp } from './harness';
 import { runCli as runCliAt } from './cli-runner';
 import { synthesizeVoice } from './voice-signal';
+import { describeWhen } from './engines';
+import { mountSmallFs, smallFsSupport } from './small-fs';
 
 jest.setTimeout(90_000);
 
@@ -166,5 +168,30 @@ describe('chatflow backup (the embedded default)', () => {
     } finally {
       await a.close();
     }
+  });
+
+  const smallFs = smallFsSupport();
+  describeWhen(smallFs.ok, 'onto a disk that fills', smallFs.reason, () => {
+    it('fails in words and leaves no partial copy that could pass for a backup', async () => {
+      const dataDir = await newDir();
+      const a = await startTestApp({}, {}, dataDir);
+      try {
+        const s = await connected(a, 'big-uploads');
+        const wav = synthesizeVoice('a long voice note, '.repeat(40)).bytes;
+        for (let i = 0; i < 6; i++) await s.reply(s.send({ content: { $case: 'audio', audio: { mimeType: 'audio/wav', data: Buffer.from(wav), sizeBytes: wav.length, url: '', durationMs: 0 } } }), 20_000);
+        s.cancel();
+      } finally {
+        await a.close({ keepData: true });
+      }
+      const small = await mountSmallFs(2);
+      try {
+        const to = join(small.dir, 'copy');
+        const r = await runCli(['backup', '--data-dir', dataDir, '--to', to]);
+        expect({ code: r.code, err: r.stderr }).toEqual({ code: 1, err: expect.stringMatching(new RegExp(`cannot write the copy into ${to.replace(/[/.]/g, '\\$&')}: the disk is full; nothing was kept there`)) });
+        expect(await readdir(small.dir)).toEqual(expect.not.arrayContaining(['copy']));
+      } finally {
+        await small.unmount();
+      }
+    });
   });
 });

@@ -64,14 +64,25 @@ export async function backupCommand(argv: string[]): Promise<number> {
  * write to the server there, to hold the order to account).
  */
 export async function backupDataDir(from: string, to: string, opts: { afterStep?: (step: 'secret' | 'offsets' | 'log' | 'media') => Promise<void> } = {}): Promise<BackupSummary> {
-  const after = opts.afterStep ?? (async () => {});
   const logFile = join(from, 'log', 'events.log');
   await fsp.stat(logFile).catch((err: NodeJS.ErrnoException) => {
     throw new CliError(err.code === 'ENOENT' ? `no event log at ${logFile}: is ${from} a ChatFlow data dir?` : `cannot read ${logFile}: ${err.message}`);
   });
   if (to === from || to.startsWith(from + '/')) throw new CliError(`the copy cannot go inside the data dir it copies (${to})`);
   await makeEmptyDir(to);
+  try {
+    return await copyDataDir(from, to, logFile, opts.afterStep ?? (async () => {}));
+  } catch (err) {
+    // A partial copy must not pass for a backup: what was written goes (the folder was new, or empty).
+    await fsp.rm(to, { recursive: true, force: true }).catch(() => undefined);
+    if (err instanceof CliError) throw err;
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT') throw new CliError(`cannot write the copy into ${to}: the disk is full; nothing was kept there`);
+    throw new CliError(`the copy failed (${e.message}); nothing was kept at ${to}`);
+  }
+}
 
+async function copyDataDir(from: string, to: string, logFile: string, after: (step: 'secret' | 'offsets' | 'log' | 'media') => Promise<void>): Promise<BackupSummary> {
   const secret = await copyIfExists(join(from, 'secret'), join(to, 'secret'), 0o600);
   await after('secret');
   const groups = await copyTree(join(from, 'log', 'offsets'), join(to, 'log', 'offsets'), (name) => name.endsWith('.json'));
