@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Author, type HistoryMessage } from '../src/gen/chatflow/v1/history';
 import { backupDataDir } from '../src/cli/backup';
 import { SimulatedLlm } from '../src/llm/simulated';
-import { ChatStream, connected, metadataFor, startTestApp, unary, type TestApp } from './harness';
+import { allMessages, ChatStream, connected, metadataFor, startTestApp, type TestApp } from './harness';
 import { runCli as runCliAt } from './cli-runner';
 import { synthesizeVoice } from './voice-signal';
 import { describeWhen } from './engines';
@@ -22,15 +22,7 @@ jest.setTimeout(90_000);
 const runCli = (args: string[]) => runCliAt(args, { dataDir: '/nonexistent', grpcAddress: '127.0.0.1:1' });
 
 async function historyOf(t: TestApp, clientId: string, conversationId: string): Promise<HistoryMessage[]> {
-  const md = await metadataFor(t, clientId);
-  const all: HistoryMessage[] = [];
-  let pageToken = '';
-  do {
-    const page = await unary(t.history.listMessages.bind(t.history), { conversationId, pageSize: 1000, pageToken, afterSeq: 0 }, md);
-    all.push(...page.messages);
-    pageToken = page.nextPageToken;
-  } while (pageToken);
-  return all;
+  return allMessages(t.history, await metadataFor(t, clientId), conversationId);
 }
 
 describe('chatflow backup (the embedded default)', () => {

@@ -7,18 +7,12 @@ import { credentials, Metadata } from '@grpc/grpc-js';
 import { ChatServiceClient } from '../src/gen/chatflow/v1/chat';
 import { HistoryServiceClient, Author, type HistoryMessage } from '../src/gen/chatflow/v1/history';
 import { TokenAuthority, loadOrCreateSecret } from '../src/auth/tokens';
-import { ChatStream, connected, metadataFor, startTestApp, unary, type TestApp } from './harness';
+import { allMessages, ChatStream, connected, metadataFor, startTestApp, type TestApp } from './harness';
 import { withoutEngines } from './engines';
 
 /** Every history entry of a conversation, without the signed URLs (they carry an expiry). */
 async function historyOf(history: HistoryServiceClient, md: Metadata, conversationId: string): Promise<HistoryMessage[]> {
-  const all: HistoryMessage[] = [];
-  let pageToken = '';
-  do {
-    const page = await unary(history.listMessages.bind(history), { conversationId, pageSize: 1000, pageToken, afterSeq: 0 }, md);
-    all.push(...page.messages);
-    pageToken = page.nextPageToken;
-  } while (pageToken);
+  const all = await allMessages(history, md, conversationId);
   return all.map((m) => JSON.parse(JSON.stringify(m, (k, v) => (k === 'url' ? undefined : v))));
 }
 

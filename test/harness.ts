@@ -7,7 +7,7 @@ import { startApp, type App, type AppOverrides } from '../src/app';
 import { loadConfig } from '../src/config/config';
 import { createLogger } from '../src/logging';
 import { ChatServiceClient, type ClientFrame, type ServerFrame, type UserMessage } from '../src/gen/chatflow/v1/chat';
-import { HistoryServiceClient } from '../src/gen/chatflow/v1/history';
+import { HistoryServiceClient, type HistoryMessage } from '../src/gen/chatflow/v1/history';
 
 export interface TestApp {
   app: App;
@@ -203,3 +203,15 @@ export async function metric(t: TestApp, name: string): Promise<number> {
 }
 
 export const codeName = (code: number) => status[code];
+
+/** Every message of a conversation, page after page (`history`: a client of the server; `md`: its caller's metadata). */
+export async function allMessages(history: HistoryServiceClient, md: Metadata, conversationId: string): Promise<HistoryMessage[]> {
+  const all: HistoryMessage[] = [];
+  let pageToken = '';
+  do {
+    const page = await unary(history.listMessages.bind(history), { conversationId, pageSize: 1000, pageToken, afterSeq: 0 }, md);
+    all.push(...page.messages);
+    pageToken = page.nextPageToken;
+  } while (pageToken);
+  return all;
+}

@@ -9,16 +9,16 @@ import { appendFile, mkdtemp, open, readdir, readFile, rm, stat, unlink, writeFi
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { credentials, loadPackageDefinition, status, type GrpcObject, type Metadata, type ServiceClientConstructor, type StatusObject } from '@grpc/grpc-js';
+import { credentials, loadPackageDefinition, status, type GrpcObject, type ServiceClientConstructor, type StatusObject } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { protoPath as healthProto } from 'grpc-health-check';
 import { Event } from '../src/gen/chatflow/v1/events';
 import type { ServerFrame } from '../src/gen/chatflow/v1/chat';
-import { Author, type HistoryMessage } from '../src/gen/chatflow/v1/history';
+import { Author } from '../src/gen/chatflow/v1/history';
 import { EmbeddedEventLog } from '../src/eventlog/embedded';
 import { synthesizeVoice } from './voice-signal';
 import { connectedEvent } from '../src/eventlog/eventlog.contract';
-import { ChatStream, connected, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
+import { allMessages, ChatStream, connected, metadataFor, metric, openChat, startTestApp, type TestApp } from './harness';
 import { describeWhen, withoutEngines } from './engines';
 import { SimulatedLlm } from '../src/llm/simulated';
 import type { LlmProvider } from '../src/llm/port';
@@ -77,16 +77,6 @@ async function fillDisk(file: string): Promise<{ bytes(): number; release(): Pro
   };
 }
 
-async function historyOf(t: TestApp, md: Metadata, conversationId: string): Promise<HistoryMessage[]> {
-  const all: HistoryMessage[] = [];
-  let pageToken = '';
-  do {
-    const page = await unary(t.history.listMessages.bind(t.history), { conversationId, pageSize: 1000, pageToken, afterSeq: 0 }, md);
-    all.push(...page.messages);
-    pageToken = page.nextPageToken;
-  } while (pageToken);
-  return all;
-}
 
 const fs = smallFsSupport();
 
@@ -199,7 +189,7 @@ describeWhen(fs.ok, 'chaos: the disk fills up under load', fs.reason, () => {
       // Nothing reaches a client about a message that was refused: the worker begins on a message while it is
       // stored, and a store or append that fails calls that work off before any of it leaves the worker.
       expect(s.frames.map(replyPartOf).filter((id) => id !== undefined && !acceptedIds[i].includes(id))).toEqual([]);
-      const inHistory = async () => (await historyOf(app, md, s.welcome()!.conversationId)).filter((m) => m.author === Author.AUTHOR_BOT).map((m) => m.inReplyTo).sort();
+      const inHistory = async () => (await allMessages(app.history, md, s.welcome()!.conversationId)).filter((m) => m.author === Author.AUTHOR_BOT).map((m) => m.inReplyTo).sort();
       await waitUntil('the history to hold every reply', async () => ((await inHistory()).length >= answered.length ? true : undefined), 10_000, 50);
       expect(await inHistory()).toEqual(answered);
       s.end();
