@@ -12,6 +12,7 @@ import { ListConversationsRequestSchema, ListConversationsResponseSchema } from 
 import { SimulatedLlm } from '../src/llm/simulated';
 import { describeWhen } from './engines';
 import { synthesizeVoice } from './voice-signal';
+import { wavFromPcm16 } from '../src/media/wav';
 import { startTestApp, type TestApp } from './harness';
 import { ENVOY_MISSING, envoyBinary, startEnvoy, type RunningEnvoy } from './web-helpers';
 
@@ -143,6 +144,28 @@ function textModeContract(name: string, target: () => { t: TestApp; url: string 
       await until(() => frames().filter((f) => f.frame.case === 'response').length === 2, 'the reply to the upload');
       const reply = frames().filter((f) => f.frame.case === 'response')[1]!.frame.value as { text: string };
       expect(reply.text).toMatch(new RegExp(`voice message \\(audio/wav, ${(wav.length / 1024).toFixed(1)} KiB`));
+    } finally {
+      abort.abort();
+    }
+  });
+
+  it(`${name}: carries an upload near the media limit in text (8 MiB of WAV: 10.7 MB of base64)`, async () => {
+    const abort = new AbortController();
+    const stream = await post(target().url, CONNECT, textFrame(ConnectRequestSchema, create(ConnectRequestSchema, {})), await auth('text-big-upload'), abort.signal);
+    stream.done.catch(() => undefined);
+    try {
+      await until(() => stream.messages.length > 0, 'welcome');
+      const welcome = fromBinary(ServerFrameSchema, stream.messages[0]!).frame;
+      if (welcome.case !== 'welcome') throw new Error(`first frame ${welcome.case}`);
+      const wav = wavFromPcm16(Buffer.alloc(8 * 1024 * 1024 - 1024, 1), 16_000);
+      const send = create(SendRequestSchema, {
+        sessionId: welcome.value.sessionId,
+        message: { clientMessageId: 'big-1', content: { case: 'audio', value: { mimeType: 'audio/wav', data: wav, sizeBytes: BigInt(wav.length) } } },
+      });
+      const ack = await post(target().url, SEND, textFrame(SendRequestSchema, send), await auth('text-big-upload'));
+      await ack.done;
+      expect(ack.status()).toEqual({ code: 0, message: expect.any(String) });
+      expect(fromBinary(SendAckSchema, ack.messages[0]!).clientMessageId).toBe('big-1');
     } finally {
       abort.abort();
     }
