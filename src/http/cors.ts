@@ -10,10 +10,8 @@
 /** One allowed origin: `*` (any), `scheme://host:*` (any port) or an exact origin. */
 export type OriginRule = { any: true } | { scheme: string; host: string; port: string | '*' };
 
-/** The request headers a browser may send (the same list as Envoy's `allow_headers`). */
-export const ALLOWED_HEADERS = 'authorization,x-timezone,x-conversation-id,x-resume-after,x-replaces-session,x-client-id,x-no-upload,x-grpc-web,x-user-agent,content-type,grpc-timeout';
-/** What a page reads from a response's headers (a trailers-only refusal). */
-export const EXPOSED_HEADERS = 'grpc-status,grpc-message,retry-after-ms';
+/** What a page reads from a response's headers (a trailers-only refusal); Envoy exposes the same (test/envoy.e2e.test.ts). */
+export const EXPOSED_HEADERS = ['grpc-status', 'grpc-message', 'retry-after-ms'] as const;
 
 const RULE = /^(https?):\/\/(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}|\*))?$/i;
 

@@ -23,7 +23,7 @@ import { declaresNoUpload, NO_UPLOAD_HEADER, SMALL_REQUEST_BYTES } from '../gate
 import { domainStatus, toStatus } from '../gateway/status';
 import type { Place, RequestPlaces } from '../resilience/request-places';
 import { isPublicPath, MEDIA_METHOD_PATHS, PUBLIC_SERVICE_LIST, PUBLIC_SERVICES } from '../services';
-import { ALLOWED_HEADERS, EXPOSED_HEADERS, originAllowed, type OriginRule } from './cors';
+import { EXPOSED_HEADERS, originAllowed, type OriginRule } from './cors';
 import { binaryRequest, refusalType, SPOKEN_TYPES, textResponse, webModeOf, type WebMode } from './grpc-web-text';
 import type { HttpRoute } from './server';
 
@@ -33,8 +33,11 @@ const CONNECT_PATH = PUBLIC_SERVICES.chat.definition.connect.path;
 /** The services a browser may call; everything else under the HTTP server is not ours. */
 const GRPC_WEB_SERVICES: readonly DescService[] = PUBLIC_SERVICE_LIST.map((s) => s.web);
 
-/** Request metadata a browser may send and the gateway reads (the same list Envoy's CORS filter allows). */
+/** Request metadata a browser may send and the gateway reads (CORS allows it, here and in Envoy: src/http/cors.ts). */
 export const FORWARDED_REQUEST_HEADERS = ['authorization', 'x-timezone', 'x-conversation-id', 'x-resume-after', 'x-replaces-session', 'x-client-id', NO_UPLOAD_HEADER] as const;
+
+/** The request headers a page of another origin may send (CORS): the metadata, and gRPC-Web's own. Envoy allows the same (test/envoy.e2e.test.ts). */
+export const ALLOWED_HEADERS = [...FORWARDED_REQUEST_HEADERS, 'x-grpc-web', 'x-user-agent', 'content-type', 'grpc-timeout'] as const;
 
 /** Response metadata that belongs to the transport, never forwarded as application metadata. */
 const TRANSPORT_HEADERS = new Set(['content-type', 'content-length', 'date', 'te', 'user-agent', 'connection', 'keep-alive', 'transfer-encoding', 'host', 'accept-encoding']);
@@ -171,7 +174,7 @@ function crossOrigin(req: IncomingMessage, res: ServerResponse, origins: readonl
     res.writeHead(204, {
       'access-control-allow-origin': origin,
       'access-control-allow-methods': 'POST, OPTIONS',
-      'access-control-allow-headers': ALLOWED_HEADERS,
+      'access-control-allow-headers': ALLOWED_HEADERS.join(','),
       'access-control-max-age': '86400',
       vary: 'Origin',
     });
@@ -180,7 +183,7 @@ function crossOrigin(req: IncomingMessage, res: ServerResponse, origins: readonl
   }
   if (allowed) {
     res.setHeader('access-control-allow-origin', origin);
-    res.setHeader('access-control-expose-headers', EXPOSED_HEADERS);
+    res.setHeader('access-control-expose-headers', EXPOSED_HEADERS.join(','));
     res.setHeader('vary', 'Origin');
   }
   return true;
