@@ -81,6 +81,14 @@ describe('configuration', () => {
     expect(() => loadConfig({ [name]: ' https://api.example/v1 ' })).not.toThrow();
   });
 
+  it('given the origins whose pages may call the embedded gRPC-Web endpoint, then they are parsed; one that is not an origin is named', () => {
+    expect(loadConfig({}).web.origins).toContainEqual({ scheme: 'http', host: 'localhost', port: '*' });
+    expect(loadConfig({ CHATFLOW_WEB_ORIGINS: '' }).web.origins.length).toBeGreaterThan(0); // empty = unset: the default
+    expect(loadConfig({ CHATFLOW_WEB_ORIGINS: 'none' }).web.origins).toEqual([]);
+    expect(loadConfig({ CHATFLOW_WEB_ORIGINS: 'https://app.example.com, *' }).web.origins).toEqual([{ scheme: 'https', host: 'app.example.com', port: '443' }, { any: true }]);
+    expect(() => loadConfig({ CHATFLOW_WEB_ORIGINS: 'app.example.com' })).toThrow(/CHATFLOW_WEB_ORIGINS=.*"app\.example\.com" is not an origin: write scheme:\/\/host/);
+  });
+
   it('given a short secret, when loaded, then it is refused', () => {
     expect(() => loadConfig({ CHATFLOW_AUTH_SECRET: 'short' })).toThrow(/at least 32/);
   });

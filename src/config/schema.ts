@@ -123,7 +123,7 @@ export const SETTINGS = {
       }
     }),
     default: 'http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*',
-    doc: 'pages of other origins that may call the embedded gRPC-Web endpoint (CORS), as Envoy allows them in the stack: comma-separated, `https://app.example.com`, `http://localhost:*` (any port), `*` (any); empty = the page\'s own origin only. Default: pages served from this machine (a web app under development on its own port). Tokens travel in `authorization`, never cookies, and `POST /dev/token` stays same-origin',
+    doc: 'pages of other origins that may call the embedded gRPC-Web endpoint (CORS), as Envoy allows them in the stack: comma-separated, `https://app.example.com`, `http://localhost:*` (any port), `*` (any), `none` (the page\'s own origin only). Default: pages served from this machine (a web app under development on its own port). Tokens travel in `authorization`, never cookies, and `POST /dev/token` stays same-origin',
   },
   CHATFLOW_WEB_API_URL: { schema: origin, doc: 'gRPC-Web origin the web page talks to, e.g. Envoy `http://127.0.0.1:8081`; default: the page\'s own origin (embedded endpoint)' },
   CHATFLOW_GATEWAY_ID: { schema: optionalString, doc: 'name of this gateway in leases and events; default `gw-` + random' },

@@ -15,8 +15,9 @@ export const EXPOSED_HEADERS = ['grpc-status', 'grpc-message', 'retry-after-ms']
 
 const RULE = /^(https?):\/\/(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(\d{1,5}|\*))?$/i;
 
-/** Parses `CHATFLOW_WEB_ORIGINS` (comma-separated); throws saying which entry is not an origin. */
+/** Parses `CHATFLOW_WEB_ORIGINS` (comma-separated; `none`: no other origin); throws saying which entry is not an origin. */
 export function parseOrigins(spec: string): OriginRule[] {
+  if (spec.trim().toLowerCase() === 'none') return [];
   return spec
     .split(',')
     .map((s) => s.trim())
@@ -24,7 +25,7 @@ export function parseOrigins(spec: string): OriginRule[] {
     .map((s) => {
       if (s === '*') return { any: true } as const;
       const m = RULE.exec(s);
-      if (!m) throw new Error(`"${s}" is not an origin: write scheme://host, scheme://host:port, scheme://host:* (any port) or *`);
+      if (!m) throw new Error(`"${s}" is not an origin: write scheme://host, scheme://host:port, scheme://host:* (any port), * (any) or none`);
       const scheme = m[1]!.toLowerCase();
       return { scheme, host: m[2]!.toLowerCase(), port: m[3] ?? (scheme === 'https' ? '443' : '80') };
     });

@@ -27,9 +27,9 @@ describe('CHATFLOW_WEB_ORIGINS', () => {
     expect(originAllowed(rules, 'https://sub.app.example.com')).toBe(false);
   });
 
-  it('allows any origin with *, none with an empty list', () => {
+  it('allows any origin with *, none with none', () => {
     expect(originAllowed(parseOrigins('*'), 'https://anything.example')).toBe(true);
-    expect(originAllowed(parseOrigins(''), 'http://localhost:5173')).toBe(false);
+    expect(originAllowed(parseOrigins('none'), 'http://localhost:5173')).toBe(false);
   });
 
   it.each(['localhost:5173', 'ftp://x.example', 'https://app.example.com/', 'https://*.example.com', 'http://h:99999x'])('refuses %s, saying what an origin is', (spec) => {
