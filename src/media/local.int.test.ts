@@ -249,6 +249,33 @@ describe('LocalMediaStore specifics', () => {
     expect(await fs.readdir(path.join(t.dir, 'gone', 'c1'))).toEqual(['b.png']);
   });
 
+  it('checks an object once while its file is unchanged: a player\'s range requests do not each read it whole; a change is checked again', async () => {
+    const bytes = randomBytes(2 * 1024 * 1024);
+    await t.store.put('seek/video.mp4', bytes, 'video/mp4');
+    const url = await t.store.url('seek/video.mp4', 60_000);
+    const proto = (await fileHandlePrototype()) as unknown as { read: (...a: unknown[]) => Promise<{ bytesRead: number }> };
+    const realRead = proto.read;
+    let read = 0;
+    proto.read = async function (this: unknown, ...a: unknown[]) {
+      const r = await realRead.apply(this, a);
+      read += r.bytesRead;
+      return r;
+    };
+    try {
+      const first = await t.fetchUrl(url, { range: 'bytes=0-1' });
+      expect(first.status).toBe(206);
+      expect(read).toBeGreaterThanOrEqual(bytes.length); // the first time: read whole, to check it
+      read = 0;
+      for (let i = 0; i < 20; i++) expect((await t.fetchUrl(url, { range: `bytes=${i * 1000}-${i * 1000 + 9}` })).bytes.equals(bytes.subarray(i * 1000, i * 1000 + 10))).toBe(true);
+      expect(read).toBeLessThan(64 * 1024); // then only what is sent (and a chunk per read stream)
+    } finally {
+      proto.read = realRead;
+    }
+    // Changed in place behind the store's back: checked again, and refused.
+    await flipFirstByte(path.join(t.dir, 'seek', 'video.mp4'));
+    expect((await t.fetchUrl(url, { range: 'bytes=0-1' })).status).toBe(500);
+  });
+
   it('detects bytes that no longer match their metadata', async () => {
     await t.store.put('corrupt.bin', Buffer.from('good'), 'application/octet-stream');
     await flipFirstByte(path.join(t.dir, 'corrupt.bin'));

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { diskFault, StorageUnavailableError } from '../domain/errors';
 import type { MediaStore, StoredMedia } from './port';
 import { RecentSet } from '../domain/recent-set';
+import { RecentMap } from '../domain/recent-map';
 
 /**
  * Media on local disk, behind signed URLs. The object `<key>` is one file,
@@ -62,6 +63,8 @@ const TEMP_FILE_BESIDE = /^\..+\.[0-9a-f]{12}\.tmp$/;
 const WALKED_MARKER = 'beside-swept';
 /** Folders remembered as existing (per client and conversation), most recent kept. */
 const KNOWN_FOLDERS = 4096;
+/** Objects remembered as checked (a few hundred bytes each), most recent kept. */
+const CHECKED_OBJECTS = 4096;
 /** Where the platform has it, temp files are opened O_DSYNC: a write returns once its data is on disk. */
 const DSYNC = constants.O_DSYNC ?? 0;
 /** Hint to clients whose upload met a full disk. */
@@ -75,6 +78,11 @@ export class LocalMediaStore implements MediaStore {
   private sweepTimer?: NodeJS.Timeout;
   /** Folders a put made or found lately: the next put there skips its mkdir (one trip to the thread pool). */
   private readonly folders = new RecentSet<string>(KNOWN_FOLDERS);
+  /**
+   * Objects served lately whose bytes matched their digest, with the file as it was then: a player that seeks asks
+   * for a range at a time, and each download read the whole object once to check it before sending any of it.
+   */
+  private readonly checked = new RecentMap<string, { stamp: string; meta: Meta }>(CHECKED_OBJECTS);
   private readonly tempDir: string;
   private sweeping?: Promise<unknown>;
 
@@ -135,12 +143,17 @@ export class LocalMediaStore implements MediaStore {
     const [handle, sidecar] = await Promise.all([openIfExists(file), readIfExists(file + META_SUFFIX)]);
     if (!handle) return null;
     try {
-      const { size: fileSize } = await handle.stat();
-      const meta = await speakingMeta(key, fileSize, sidecar, await readTail(handle, fileSize), (size) => digestOf(handle, size));
+      const st = await handle.stat({ bigint: true });
+      const fileSize = Number(st.size);
+      // Checked already, and the file not changed since (a put replaces it by a rename: another inode): not read twice.
+      const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      const known = this.checked.get(key);
+      const meta = known?.stamp === stamp ? known.meta : await speakingMeta(key, fileSize, sidecar, await readTail(handle, fileSize), (size) => digestOf(handle, size));
       if (!meta) {
         await handle.close();
         return null;
       }
+      if (known?.stamp !== stamp) this.checked.set(key, { stamp, meta });
       const { size, mimeType } = meta;
       const read = (start = 0, end = size - 1) => {
         if (size > 0) return handle.createReadStream({ start, end });
