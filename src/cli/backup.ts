@@ -1,6 +1,6 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { inspectLog } from '../eventlog/embedded-file';
+import { inspectLog, syncDir } from '../eventlog/embedded-file';
 import { CliError, parse, UsageError } from './args';
 
 export const BACKUP_HELP = `Usage: chatflow backup --to <dir> [--data-dir ./data]
@@ -198,15 +198,6 @@ async function syncFile(file: string): Promise<number> {
   try {
     await fh.sync();
     return (await fh.stat()).size;
-  } finally {
-    await fh.close();
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fsp.open(dir, fsc.O_RDONLY);
-  try {
-    await fh.sync();
   } finally {
     await fh.close();
   }
