@@ -226,6 +226,27 @@ describeWithEngines(['MONGODB_URI'], 'ConnectionRegistry contract: mongodb', () 
     }
   });
 
+  it('judges a renewal on the caller\'s clock, as it stamps claims: a store that answers late does not lapse a heartbeat on a test\'s logical time', async () => {
+    // CI, 2026-11-29: the contract (logical time: renewals every 80 ms of a 100 ms heartbeat) saw a renewal at 160
+    // answered with the sessions named, not 'all': the registry added the real milliseconds the store took (≥ 20 on a
+    // loaded FerretDB) to the logical `now`, so the heartbeat (live until 180) read as lapsed.
+    const names = { collection: 'connections_renewclock', heartbeats: 'heartbeats_renewclock' };
+    const registry = await MongoConnectionRegistry.connect({ uri: process.env.MONGODB_URI!, dbName, logger, ...logicalTime, ...names });
+    // Every reading of the real clock is 50 ms later than the one before: a store answering slowly.
+    const realNow = Date.now.bind(Date);
+    let readings = 0;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 50 * readings++);
+    try {
+      const a = { clientId: 'a', sessionId: 's-a', gatewayId: 'g1', holder: 'g1/run1', conversationId: 'c', now: 0, leaseMs: 100, maxClients: 10 };
+      expect((await registry.acquire(a)).ok).toBe(true);
+      expect(await registry.renew('g1/run1', 80, 100)).toEqual(['s-a']);
+      expect(await registry.renew('g1/run1', 160, 100)).toBe('all');
+    } finally {
+      clock.mockRestore();
+      await registry.close();
+    }
+  });
+
   it('refuses a client when the house is full in one round trip (the release marker is read beside the heartbeats)', async () => {
     // Issue 15, the stack's scale run: the 10,001st client waited for the heartbeats, then for the release marker.
     const names = { collection: 'connections_full', heartbeats: 'heartbeats_full' };

@@ -122,7 +122,8 @@ export interface MongoRegistryOptions {
   random?: () => number;
   /**
    * Measures how long an admission has been trying, added to the request's `now` to stamp its claim (see acquire);
-   * default Date.now. Tests move it, or stop it to speak the caller's logical time. Only the stamps read it: the
+   * and to a renewal's `now` to judge whether the heartbeat was still live when the store answered (see renew);
+   * default Date.now. Tests move it, or stop it to speak the caller's logical time. Only those read it: the
    * registry orders its own reads (a view's `sentAt` against an admission's start) on Date.now, whatever it says.
    */
   clock?: () => number;
@@ -625,7 +626,7 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
    * read and the live ones named.
    */
   async renew(holder: string, now: number, leaseMs: number): Promise<Renewal> {
-    const sent = Date.now();
+    const sent = this.clock();
     // The holder's count of slots, taken after reading the release marker (see Heartbeat.held). Zero while its
     // heartbeat may have lapsed: another gateway may have swept those slots, and the count could then name slots
     // no longer held under a marker read after their sweep.
@@ -646,8 +647,9 @@ export class MongoConnectionRegistry implements ConnectionRegistry {
       { upsert: true, returnDocument: 'before' },
     );
     // Judged at the answer, not at `now` (when it was sent): the upsert ran somewhere in between, and a sweep that
-    // read the heartbeat just before it may have found it lapsed if it lapsed before the upsert ran.
-    const keptAll = renewalKeptAll(before, now + (Date.now() - sent));
+    // read the heartbeat just before it may have found it lapsed if it lapsed before the upsert ran. The time it
+    // took is measured on the caller's clock, as a claim's stamp is: `now` is on that clock.
+    const keptAll = renewalKeptAll(before, now + (this.clock() - sent));
     this.beatUntil.set(holder, Math.max(this.beatUntil.get(holder) ?? -Infinity, now + leaseMs));
     if (keptAll) return 'all';
     const held = await this.coll.find({ holder }).toArray();
