@@ -25,6 +25,7 @@ import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composi
 import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
 import { TlsFiles, type ServerTls } from './tls';
+import { refuseIncompleteBackup } from './data-dir';
 import { ConnectionBudget, connectionCap, openFileLimit, RESERVED_DESCRIPTORS } from './connection-guard';
 
 export { grpcServerOptions } from './composition/gateway-role';
@@ -88,6 +89,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
   const health = new Health({ starting: 'connecting to the engines' });
 
   try {
+    await refuseIncompleteBackup(resolve(config.dataDir));
     await mkdir(config.dataDir, { recursive: true });
     const secret = await loadOrCreateSecret(config.dataDir, config.authSecret);
     const auth = new TokenAuthority(secret, config.insecureClientId);

@@ -5,6 +5,7 @@
  * with its media, and gets exactly one reply there.
  */
 import { appendFile, mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Author, type HistoryMessage } from '../src/gen/chatflow/v1/history';
@@ -160,6 +161,60 @@ describe('chatflow backup (the embedded default)', () => {
     } finally {
       await a.close();
     }
+  });
+
+  it('killed mid-copy, leaves a folder a server refuses to start on, in words; the next backup into it clears it and completes', async () => {
+    // A backup is often a cron job: the machine reboots, the job is killed. Before, the folder it left held the log
+    // without the media it names (or half of it), and a server started on it as if it were a backup.
+    const dataDir = await newDir();
+    const a = await startTestApp({}, {}, dataDir);
+    let conversationId = '';
+    try {
+      const s = await connected(a, 'killed');
+      conversationId = s.welcome()!.conversationId;
+      await s.reply(s.text('kept'));
+      s.cancel();
+    } finally {
+      await a.close({ keepData: true });
+    }
+    // Media enough that copying it (each file synced) takes long enough to be killed in it.
+    const media = join(dataDir, 'media', 'bulk');
+    await mkdir(media, { recursive: true });
+    const chunk = Buffer.alloc(256 * 1024, 7);
+    for (let i = 0; i < 400; i++) await writeFile(join(media, `f${i}`), chunk);
+    const to = join(await newDir(), 'copy');
+    const child = spawn(process.execPath, [join(__dirname, '..', 'bin', 'chatflow.js'), 'backup', '--data-dir', dataDir, '--to', to], { stdio: 'ignore' });
+    const exited = new Promise((res) => child.on('exit', res));
+    try {
+      for (let t = Date.now(); ; ) {
+        const copied = await readdir(join(to, 'media', 'bulk')).catch(() => []);
+        if (copied.length >= 5) break;
+        if (Date.now() - t > 30_000 || child.exitCode !== null) throw new Error(`the backup never got into its media (${copied.length} files copied)`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // Held still half-way: a second backup into the same folder meanwhile is refused, and touches nothing.
+      child.kill('SIGSTOP');
+      const second = await runCli(['backup', '--data-dir', dataDir, '--to', to]);
+      expect({ code: second.code, err: second.stderr }).toEqual({ code: 1, err: expect.stringContaining(`a backup into ${to} is under way (pid ${child.pid}): wait for it to finish`) });
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    expect((await readdir(join(to, 'media', 'bulk'))).length).toBeLessThan(400);
+    const refusal = await startTestApp({}, {}, to).then(
+      async (t) => void (await t.close({ keepData: true })),
+      (err: Error) => err.message,
+    );
+    expect(refusal).toMatch(/is a backup that was interrupted .*not a usable copy/);
+    const again = await runCli(['backup', '--data-dir', dataDir, '--to', to]);
+    expect({ code: again.code, out: again.stdout }).toEqual({ code: 0, out: expect.stringMatching(/^The remains of an interrupted backup in .* were cleared first\.\nBacked up .*: 4 events, .* 400 media files/) });
+    const b = await startTestApp({}, {}, to);
+    try {
+      expect((await historyOf(b, 'killed', conversationId)).map((m) => m.text)).toContain('kept');
+    } finally {
+      await b.close({ keepData: true });
+    }
+    expect((await readdir(join(to, 'media', 'bulk'))).length).toBe(400);
   });
 
   const smallFs = smallFsSupport();

@@ -1,6 +1,7 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { inspectLog, syncDir } from '../eventlog/embedded-file';
+import { INCOMPLETE_BACKUP, incompleteBackupIn, incompleteBackupText } from '../data-dir';
 import { CliError, parse, UsageError } from './args';
 
 export const BACKUP_HELP = `Usage: chatflow backup --to <dir> [--data-dir ./data]
@@ -11,13 +12,17 @@ ChatFlow runs or not. The copy is consistent: every message accepted before
 the backup began is in it, with the media it names; a message it holds without
 its reply is answered once when a server starts on the copy. The copy's log is
 verified record by record (a record being written as it was read is left out).
+Until the copy is complete, <dir> holds ${INCOMPLETE_BACKUP} and ChatFlow
+will not start on it: a backup that was killed is taken again into the same
+folder (the remains are cleared first).
 
 Restore: stop ChatFlow, then start it with CHATFLOW_DATA_DIR=<dir> (or move
 <dir> in place of the data dir). On the real stack, back up Kafka, MongoDB and
 the S3 bucket with their own tools; the read models can be rebuilt from the log.
 
 Options:
-  --to <dir>           where the copy goes; must not exist, or be empty
+  --to <dir>           where the copy goes; must not exist, be empty, or hold
+                       an interrupted backup
   --data-dir <dir>     default $CHATFLOW_DATA_DIR or ./data`;
 
 export interface BackupSummary {
@@ -28,6 +33,8 @@ export interface BackupSummary {
   mediaFiles: number;
   mediaBytes: number;
   secret: boolean;
+  /** The remains of an interrupted backup were cleared from the folder first. */
+  cleared: boolean;
 }
 
 export async function backupCommand(argv: string[]): Promise<number> {
@@ -42,9 +49,11 @@ export async function backupCommand(argv: string[]): Promise<number> {
   const to = resolve(values.to);
   const started = Date.now();
   const s = await backupDataDir(from, to);
+  const cleared = s.cleared ? `The remains of an interrupted backup in ${to} were cleared first.\n` : '';
   const torn = s.tornBytes > 0 ? ` (the ${s.tornBytes} bytes of a record being written as it was read left out)` : '';
   process.stdout.write(
-    `Backed up ${from} to ${to} in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
+    cleared +
+      `Backed up ${from} to ${to} in ${((Date.now() - started) / 1000).toFixed(1)} s: ` +
       `${s.records} events, every record verified${torn}; offsets of ${s.groups} consumer group${s.groups === 1 ? '' : 's'}; ` +
       `${s.mediaFiles} media file${s.mediaFiles === 1 ? '' : 's'} (${(s.mediaBytes / 1024 / 1024).toFixed(1)} MiB); ${s.secret ? 'the token secret' : 'no token secret (none in the data dir)'}.\n` +
       `Restore: stop ChatFlow and start it with CHATFLOW_DATA_DIR=${to}.\n`,
@@ -60,8 +69,10 @@ export async function backupCommand(argv: string[]): Promise<number> {
  *    where a record was being written;
  * 3. the media after the log: an upload or a reply's image is durable before the event that names it is appended,
  *    so every object the copied log names is there. Objects being written in place read as missing, as after a crash.
- * Every file and folder of the copy is synced before it is reported done. `afterStep` runs between the steps (tests
- * write to the server there, to hold the order to account).
+ * Every file and folder of the copy is synced before it is reported done. Until then the folder holds
+ * INCOMPLETE_BACKUP, written first and removed last: a copy killed half-way cannot pass for a backup (a server refuses
+ * to start on it), and the next backup into the folder clears it. `afterStep` runs between the steps (tests write to
+ * the server there, to hold the order to account).
  */
 export async function backupDataDir(from: string, to: string, opts: { afterStep?: (step: 'secret' | 'offsets' | 'log' | 'media') => Promise<void> } = {}): Promise<BackupSummary> {
   const logFile = join(from, 'log', 'events.log');
@@ -69,12 +80,15 @@ export async function backupDataDir(from: string, to: string, opts: { afterStep?
     throw new CliError(err.code === 'ENOENT' ? `no event log at ${logFile}: is ${from} a ChatFlow data dir?` : `cannot read ${logFile}: ${err.message}`);
   });
   if (to === from || to.startsWith(from + '/')) throw new CliError(`the copy cannot go inside the data dir it copies (${to})`);
-  await makeEmptyDir(to);
+  const { existed, cleared } = await makeEmptyDir(to);
   try {
-    return await copyDataDir(from, to, logFile, opts.afterStep ?? (async () => {}));
+    await writeMarker(to);
+    return { ...(await copyDataDir(from, to, logFile, opts.afterStep ?? (async () => {}))), cleared };
   } catch (err) {
-    // A partial copy must not pass for a backup: what was written goes (the folder was new, or empty).
-    await fsp.rm(to, { recursive: true, force: true }).catch(() => undefined);
+    // A partial copy must not pass for a backup: what was written goes (the folder was new, or empty: a mount
+    // point, say, which stays).
+    if (existed) await clearDir(to).catch(() => undefined);
+    else await fsp.rm(to, { recursive: true, force: true }).catch(() => undefined);
     if (err instanceof CliError) throw err;
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'ENOSPC' || e.code === 'EDQUOT') throw new CliError(`cannot write the copy into ${to}: the disk is full; nothing was kept there`);
@@ -82,7 +96,7 @@ export async function backupDataDir(from: string, to: string, opts: { afterStep?
   }
 }
 
-async function copyDataDir(from: string, to: string, logFile: string, after: (step: 'secret' | 'offsets' | 'log' | 'media') => Promise<void>): Promise<BackupSummary> {
+async function copyDataDir(from: string, to: string, logFile: string, after: (step: 'secret' | 'offsets' | 'log' | 'media') => Promise<void>): Promise<Omit<BackupSummary, 'cleared'>> {
   const secret = await copyIfExists(join(from, 'secret'), join(to, 'secret'), 0o600);
   await after('secret');
   const groups = await copyTree(join(from, 'log', 'offsets'), join(to, 'log', 'offsets'), (name) => name.endsWith('.json'));
@@ -92,20 +106,58 @@ async function copyDataDir(from: string, to: string, logFile: string, after: (st
   const media = await copyTree(join(from, 'media'), join(to, 'media'), (name, rel) => !rel.split('/').includes('.tmp') && !name.endsWith('.tmp'));
   await after('media');
   for (const dir of [join(to, 'log'), to]) await syncDir(dir);
+  // Complete: only now may the folder pass for a backup.
+  await fsp.unlink(join(to, INCOMPLETE_BACKUP));
+  await syncDir(to);
   return { records, tornBytes, groups: groups.files, mediaFiles: media.files, mediaBytes: media.bytes, secret };
 }
 
-async function makeEmptyDir(dir: string): Promise<void> {
+/**
+ * Makes `dir` a new empty folder, owner-only. A folder already there must be empty, or hold an interrupted backup
+ * (its marker names a process that is gone): that one is cleared. `existed`: the folder was there before.
+ */
+async function makeEmptyDir(dir: string): Promise<{ existed: boolean; cleared: boolean }> {
   const entries = await fsp.readdir(dir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
     throw new CliError(`cannot use ${dir}: ${err.code === 'ENOTDIR' ? 'a file is in the way' : err.message}`);
   });
-  if (entries && entries.length > 0) throw new CliError(`${dir} is not empty: give a new folder, so no earlier backup is mixed into this one`);
+  let cleared = false;
+  if (entries && entries.length > 0) {
+    const interrupted = await incompleteBackupIn(dir);
+    if (!interrupted) throw new CliError(`${dir} is not empty: give a new folder, so no earlier backup is mixed into this one`);
+    if (interrupted.pid !== undefined && interrupted.pid !== process.pid && processRuns(interrupted.pid))
+      throw new CliError(`a backup into ${dir} is under way (pid ${interrupted.pid}): wait for it to finish; if that process is not a backup, delete ${dir}`);
+    await clearDir(dir);
+    cleared = true;
+  }
   // The copy holds the token secret: only its owner may read it, as the data dir.
   await fsp.mkdir(join(dir, 'log'), { recursive: true, mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
     throw new CliError(`cannot create ${dir}: ${err.code === 'EACCES' ? 'permission denied' : err.message}`);
   });
   await fsp.chmod(dir, 0o700);
+  return { existed: entries !== undefined, cleared };
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** What is in `dir` goes; the folder stays. */
+async function clearDir(dir: string): Promise<void> {
+  for (const name of await fsp.readdir(dir)) await fsp.rm(join(dir, name), { recursive: true, force: true });
+}
+
+/** The marker that the folder is not yet a backup, durable before anything else is copied into it. */
+async function writeMarker(dir: string): Promise<void> {
+  const file = join(dir, INCOMPLETE_BACKUP);
+  await fsp.writeFile(file, incompleteBackupText(dir, process.pid, new Date()), { mode: 0o600, flag: 'wx' });
+  await syncFile(file);
+  await syncDir(dir);
 }
 
 /** The log's bytes up to its length now, then verified: a record cut short at the end (one being written) is left out. */
