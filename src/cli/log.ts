@@ -63,7 +63,10 @@ export async function logCommand(argv: string[]): Promise<number> {
         (bad.kind === 'torn-tail' ? ' (a torn tail: ChatFlow cuts it by itself at start).\n' : '.\n');
       process.stdout.write(what);
       if (action === 'check') return 1;
-      const copy = await cutTail(fh, file, bad.at, size);
+      const copy = await cutTail(fh, file, bad.at, size).catch((err: NodeJS.ErrnoException) => {
+        const why = err.code === 'ENOSPC' || err.code === 'EDQUOT' ? `the disk is full (they need ${bad.bytesAfter} bytes)` : err.code === 'EACCES' || err.code === 'EROFS' ? 'it cannot be written' : err.message;
+        throw new CliError(`cannot set those bytes aside next to ${file}: ${why}. The log was not changed; free some space (or fix the folder) and run repair again.`);
+      });
       process.stdout.write(
         `Moved those ${bad.bytesAfter} bytes (byte ${bad.at} to ${size}) to ${copy}.\n` +
           `Cut ${file} at byte ${bad.at}: it keeps the ${bad.record} records before it; new events continue from seq ${bad.record + 1}.\n`,

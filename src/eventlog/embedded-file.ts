@@ -63,9 +63,11 @@ function topicOfPayload(payload: Uint8Array): Topic | undefined {
 
 /** The first position in [from, size) where a valid record starts, scanning byte by byte. */
 export async function findValidRecord(fh: FileHandle, from: number, size: number): Promise<number | undefined> {
+  // Each chunk is read with room for the longest record starting in it, into one buffer (a damaged stretch of
+  // gigabytes is scanned in the memory of one chunk).
+  const room = Buffer.allocUnsafe(Math.max(0, Math.min(size - from, RESYNC_CHUNK + RECORD_HEADER + MAX_RECORD)));
   for (let base = from; base + RECORD_HEADER <= size; base += RESYNC_CHUNK) {
-    // Each chunk is read with room for the longest record starting in it.
-    const buf = Buffer.allocUnsafe(Math.min(size, base + RESYNC_CHUNK + RECORD_HEADER + MAX_RECORD) - base);
+    const buf = room.subarray(0, Math.min(size, base + RESYNC_CHUNK + RECORD_HEADER + MAX_RECORD) - base);
     await readFully(fh, buf, base);
     for (let i = 0; i < RESYNC_CHUNK && base + i + RECORD_HEADER <= size; i++) {
       const len = buf.readUInt32LE(i);
@@ -162,19 +164,29 @@ export class EventLogDamagedError extends ChatFlowError {
 
 /**
  * Copies [at, size) of the log into `<file>.corrupt-<time>-<pid>` (synced),
- * then truncates the log at `at` (synced). Returns the copy's path.
+ * then truncates the log at `at` (synced). Returns the copy's path. The copy
+ * goes a chunk at a time (the bytes after damage early in a large log are
+ * most of it). If the copy cannot be made (a full disk) what was written of
+ * it is removed and the log is left as it was.
  */
 export async function cutTail(fh: FileHandle, file: string, at: number, size: number): Promise<string> {
-  const bytes = Buffer.allocUnsafe(size - at);
-  await readFully(fh, bytes, at);
   const copy = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`;
   const out = await fsp.open(copy, 'wx');
   try {
-    await out.writeFile(bytes);
+    const chunk = Buffer.allocUnsafe(Math.min(SCAN_CHUNK, size - at));
+    for (let pos = at; pos < size; ) {
+      const n = Math.min(chunk.length, size - pos);
+      await readFully(fh, chunk.subarray(0, n), pos);
+      await writeFully(out, chunk.subarray(0, n), pos - at);
+      pos += n;
+    }
     await out.sync();
-  } finally {
-    await out.close();
+  } catch (err) {
+    await out.close().catch(() => undefined);
+    await fsp.rm(copy, { force: true });
+    throw err;
   }
+  await out.close();
   await syncDir(path.dirname(file));
   await fh.truncate(at);
   await fh.sync();
