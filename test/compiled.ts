@@ -31,9 +31,10 @@ export interface CompiledServer {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
 }
 
-export async function startCompiled(how: 'npm start' | 'node', env: Record<string, string> = {}): Promise<CompiledServer> {
+/** `how`: `npm start`, `node dist/src/main.js`, or a command line of its own (a supervisor's: `[command, ...args]`). */
+export async function startCompiled(how: 'npm start' | 'node' | string[], env: Record<string, string> = {}): Promise<CompiledServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'chatflow-lifecycle-'));
-  const [cmd, args] = how === 'npm start' ? ['npm', ['start', '--silent']] : [process.execPath, ['dist/src/main.js']];
+  const [cmd, args] = how === 'npm start' ? ['npm', ['start', '--silent']] : how === 'node' ? [process.execPath, ['dist/src/main.js']] : [how[0]!, how.slice(1)];
   const proc = spawn(cmd, args, {
     cwd: ROOT,
     detached: true, // its own process group, so a group signal reaches npm and the server alone
@@ -51,7 +52,7 @@ export async function startCompiled(how: 'npm start' | 'node', env: Record<strin
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) =>
     proc.once('exit', (code, signal) => r({ code, signal, at: Date.now() })),
   );
-  const ready = await waitReady(proc, { name: how, timeoutMs: 60_000, logs, stderr: () => stderr });
+  const ready = await waitReady(proc, { name: Array.isArray(how) ? how.join(' ') : how, timeoutMs: 60_000, logs, stderr: () => stderr });
   return { proc, serverPid: Number(ready.pid), grpc: String(ready.grpc), http: String(ready.http), logs, stderr: () => stderr, exited };
 }
 
