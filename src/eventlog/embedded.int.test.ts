@@ -188,6 +188,21 @@ describe('EmbeddedEventLog', () => {
       disk?.restore();
     });
 
+    it('opening with a torn tail on a full disk: refuses in words, changes nothing, and opens once space returns', async () => {
+      // The torn bytes are set aside in a file beside the log before it is cut: on a full disk that copy fails.
+      const events = await seed(4);
+      await appendFile(file(), Buffer.concat([Buffer.from([200, 0, 0, 0]), randomBytes(9)]));
+      const before = await readFile(file());
+      room = 0;
+      const err = await open().then(() => undefined, (e: Error & { kind?: string }) => e);
+      expect(err).toMatchObject({ kind: 'UNAVAILABLE', message: expect.stringContaining(`The event log ${file()} ends with a write cut short by a crash (13 bytes at byte ${before.length - 13}), set aside in a file beside it before the log is cut, and the disk is full`) });
+      expect(await readFile(file())).toEqual(before);
+      expect((await readdir(dir)).filter((f) => f.includes('.corrupt-'))).toEqual([]);
+      room = undefined;
+      const log = await open();
+      expect((await readAll(log)).map((e) => e.event)).toEqual(events);
+    });
+
     it('refuses appends with UNAVAILABLE + retry-after-ms, leaves no half record, and resumes by itself when space returns', async () => {
       const problems: (string | undefined)[] = [];
       const log = await open({ onWritable: (p) => void problems.push(p) });

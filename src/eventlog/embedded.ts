@@ -36,7 +36,7 @@ import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import { Event } from '../gen/chatflow/v1/events';
-import { diskFault, StorageUnavailableError } from '../domain/errors';
+import { ChatFlowError, diskFault, StorageUnavailableError } from '../domain/errors';
 import { encode } from '../encode';
 import { orLate } from '../resilience/late';
 import { retry } from '../resilience/retry';
@@ -602,7 +602,14 @@ export class EmbeddedEventLog implements EventLog {
     if (bad?.kind === 'damage') throw new EventLogDamagedError(bad, repairCommand);
     this.logger.info({ records: this.appended, bytes: found.goodEnd }, 'event log opened');
     if (!bad) return;
-    const copy = await cutTail(this.fh, this.logPath, bad.at, size);
+    const copy = await cutTail(this.fh, this.logPath, bad.at, size).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOSPC' && err.code !== 'EDQUOT') throw err;
+      throw new ChatFlowError(
+        'UNAVAILABLE',
+        `The event log ${this.logPath} ends with a write cut short by a crash (${bad.bytesAfter} bytes at byte ${bad.at}), set aside in a file beside it before the log is cut, and the disk is full: ` +
+          `free ${bad.bytesAfter} bytes or more (more for new events) and start again. Nothing was changed.`,
+      );
+    });
     this.logger.warn(
       { problem: bad.problem, droppedBytes: bad.bytesAfter, at: bad.at, records: this.appended, copy },
       'event log had a torn tail (a write cut short by a crash); truncated to the last good record',
