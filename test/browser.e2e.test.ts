@@ -128,6 +128,24 @@ function chatFlow(target: () => Target, browser: () => Browser): void {
     await shot(page, '03-text-reply');
   });
 
+  it('keeps a text over the limit in the box and says by how much, sending nothing (the server would refuse it)', async () => {
+    const before = await page.locator('#messages .msg.mine').count();
+    const long = '😀'.repeat(16_001); // characters as a person counts them: 16,001 emoji, 32,002 UTF-16 units
+    await page.fill('#message-input', long);
+    await page.press('#message-input', 'Enter');
+    const notice = page.locator('#notice');
+    await notice.waitFor({ state: 'visible', timeout: 5_000 });
+    await expect(notice.innerText()).resolves.toMatch(/Your message is 16,001 characters; the limit is 16,000\. Shorten it, or send it in parts\./);
+    expect(await page.inputValue('#message-input')).toBe(long);
+    expect(await page.locator('#messages .msg.mine').count()).toBe(before);
+    // Shortened to the limit, it goes, and the notice goes with it.
+    await page.fill('#message-input', '😀'.repeat(16_000));
+    await page.press('#message-input', 'Enter');
+    await expect(page.inputValue('#message-input')).resolves.toBe('');
+    await page.locator('#messages .msg.mine').nth(before).waitFor({ timeout: 5_000 });
+    await expect(notice.isHidden()).resolves.toBe(true);
+  });
+
   it('sends an audio file; without speech engines the reply says it cannot listen and has no voice (real voice: test/speech.e2e.test.ts)', async () => {
     const wav = synthesizeVoice('hello from a browser test, this is a voice note').bytes;
     await page.setInputFiles('#file-input', { name: 'note.wav', mimeType: 'audio/wav', buffer: wav });

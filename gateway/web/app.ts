@@ -261,6 +261,13 @@ composer.addEventListener('submit', (e) => {
   e.preventDefault();
   const text = input.value;
   if (!text.trim()) return;
+  // Counted as the server counts (code points: an emoji is one character); the text stays in the box to be shortened.
+  const chars = [...text].length;
+  if (settings.maxTextChars !== undefined && chars > settings.maxTextChars) {
+    showNotice({ kind: 'info', text: `Your message is ${chars.toLocaleString('en-US')} characters; the limit is ${settings.maxTextChars.toLocaleString('en-US')}. Shorten it, or send it in parts.` });
+    return;
+  }
+  if (notice.dataset.kind === 'info') showNotice(undefined);
   input.value = '';
   void sendContent({ case: 'text', value: text }, { text });
 });

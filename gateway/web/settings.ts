@@ -9,6 +9,8 @@ interface PageSettings {
   devTokens: boolean;
   /** Set when `?api=` named an origin this page may not talk to. */
   refusedApi?: string;
+  /** The longest text the server takes, in characters (code points; CHATFLOW_MAX_TEXT_CHARS); unknown: not checked here. */
+  maxTextChars?: number;
 }
 
 function meta(name: string): string {
@@ -34,5 +36,6 @@ export function readSettings(loc: Location = window.location): PageSettings {
     if (origin && allowed.has(origin)) apiUrl = origin;
     else refusedApi = requested;
   }
-  return { apiUrl, devTokens: meta('chatflow-dev-tokens') === 'on', refusedApi };
+  const maxTextChars = Number(meta('chatflow-max-text-chars'));
+  return { apiUrl, devTokens: meta('chatflow-dev-tokens') === 'on', refusedApi, ...(Number.isSafeInteger(maxTextChars) && maxTextChars > 0 && { maxTextChars }) };
 }

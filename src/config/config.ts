@@ -52,7 +52,7 @@ export interface Config {
   grpc: { keepaliveMs: number; keepaliveTimeoutMs: number; maxIdleMs: number; maxConnectionAgeMs: number; maxConnectionAgeGraceMs: number; windowBytes: number };
   logLevel: RawConfig['LOG_LEVEL'];
   /** The web page: development tokens, and the gRPC-Web origin it talks to (undefined = its own); the pages of other origins that may call the embedded gRPC-Web endpoint. */
-  web: { devTokens: boolean; apiUrl?: string; origins: OriginRule[] };
+  web: { devTokens: boolean; apiUrl?: string; origins: OriginRule[]; maxTextChars: number };
   gatewayId?: string;
   rebuildReadModels: boolean;
   projectionBatch: number;
@@ -127,7 +127,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       windowBytes: c.CHATFLOW_GRPC_WINDOW_BYTES,
     },
     logLevel: c.LOG_LEVEL,
-    web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL, origins: c.CHATFLOW_WEB_ORIGINS },
+    web: { devTokens: c.CHATFLOW_DEV_TOKENS, apiUrl: c.CHATFLOW_WEB_API_URL, origins: c.CHATFLOW_WEB_ORIGINS, maxTextChars: c.CHATFLOW_MAX_TEXT_CHARS },
     gatewayId: c.CHATFLOW_GATEWAY_ID,
     rebuildReadModels: c.CHATFLOW_REBUILD_READ_MODELS,
     projectionBatch: c.CHATFLOW_PROJECTION_BATCH,

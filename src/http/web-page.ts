@@ -69,6 +69,7 @@ function renderPage(template: string, settings: WebSettings): string {
   const meta = [
     `<meta name="chatflow-api" content="${escapeHtml(settings.apiUrl ?? '')}">`,
     `<meta name="chatflow-dev-tokens" content="${settings.devTokens ? 'on' : 'off'}">`,
+    `<meta name="chatflow-max-text-chars" content="${settings.maxTextChars}">`,
   ].join('\n    ');
   return template.replace('<!--chatflow:settings-->', meta);
 }
