@@ -1,4 +1,5 @@
 import { promises as fsp } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ChatFlowError } from './domain/errors';
 
@@ -15,12 +16,13 @@ export function incompleteBackupText(dir: string, pid: number, begunAt: Date): s
     `This folder is a backup that chatflow backup began at ${begunAt.toISOString()} and has not finished.\n` +
     `Until this file is gone it is not a usable copy: ChatFlow will not start on it.\n` +
     `If no backup is running, take it again (it clears this folder first): chatflow backup --to ${dir}\n` +
-    `pid: ${pid}\n`
+    `pid: ${pid}\n` +
+    `host: ${hostname()}\n`
   );
 }
 
-/** The backup process named in the marker, if `dir` holds one (undefined: no marker). */
-export async function incompleteBackupIn(dir: string): Promise<{ pid: number | undefined } | undefined> {
+/** The backup process named in the marker (pid and host), if `dir` holds one (undefined: no marker). */
+export async function incompleteBackupIn(dir: string): Promise<{ pid: number | undefined; host: string | undefined } | undefined> {
   let text: string;
   try {
     text = await fsp.readFile(join(dir, INCOMPLETE_BACKUP), 'utf8');
@@ -29,7 +31,7 @@ export async function incompleteBackupIn(dir: string): Promise<{ pid: number | u
     throw err;
   }
   const pid = /^pid: (\d+)$/m.exec(text)?.[1];
-  return { pid: pid === undefined ? undefined : Number(pid) };
+  return { pid: pid === undefined ? undefined : Number(pid), host: /^host: (.+)$/m.exec(text)?.[1] };
 }
 
 /** Refuses to start on a data dir that is a backup not (yet) complete. */

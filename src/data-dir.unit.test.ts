@@ -1,5 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { INCOMPLETE_BACKUP, incompleteBackupIn, incompleteBackupText, refuseIncompleteBackup } from './data-dir';
 
@@ -10,12 +10,12 @@ describe('an interrupted backup\'s marker', () => {
 
   it('names the process that writes the copy, read back from the file', async () => {
     await writeFile(join(dir, INCOMPLETE_BACKUP), incompleteBackupText(dir, 4321, new Date('2026-11-29T17:00:00Z')));
-    expect(await incompleteBackupIn(dir)).toEqual({ pid: 4321 });
+    expect(await incompleteBackupIn(dir)).toEqual({ pid: 4321, host: hostname() });
   });
 
   it('stops a server on the folder in words (FAILED_PRECONDITION), even if the file was edited by hand', async () => {
     await writeFile(join(dir, INCOMPLETE_BACKUP), 'someone trimmed this');
-    expect(await incompleteBackupIn(dir)).toEqual({ pid: undefined });
+    expect(await incompleteBackupIn(dir)).toEqual({ pid: undefined, host: undefined });
     await expect(refuseIncompleteBackup(dir)).rejects.toMatchObject({ kind: 'FAILED_PRECONDITION', message: expect.stringContaining(`${dir} is a backup that was interrupted before it was complete`) });
   });
 

@@ -1,5 +1,7 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { ownerAlive, pidAlive } from '../eventlog/dir-lock';
 import { inspectLog, syncDir } from '../eventlog/embedded-file';
 import { INCOMPLETE_BACKUP, incompleteBackupIn, incompleteBackupText } from '../data-dir';
 import { CliError, parse, UsageError } from './args';
@@ -125,8 +127,10 @@ async function makeEmptyDir(dir: string): Promise<{ existed: boolean; cleared: b
   if (entries && entries.length > 0) {
     const interrupted = await incompleteBackupIn(dir);
     if (!interrupted) throw new CliError(`${dir} is not empty: give a new folder, so no earlier backup is mixed into this one`);
-    if (interrupted.pid !== undefined && interrupted.pid !== process.pid && processRuns(interrupted.pid))
-      throw new CliError(`a backup into ${dir} is under way (pid ${interrupted.pid}): wait for it to finish; if that process is not a backup, delete ${dir}`);
+    // A marker of another host (a shared folder) counts as running: its process cannot be looked at from here.
+    const { pid, host } = interrupted;
+    if (pid !== undefined && host !== undefined && pid !== process.pid && ownerAlive({ pid, host }, { host: hostname(), alive: pidAlive }))
+      throw new CliError(`a backup into ${dir} is under way (pid ${pid}${host === hostname() ? '' : ` on ${host}`}): wait for it to finish; if that process is not a backup, delete ${dir}`);
     await clearDir(dir);
     cleared = true;
   }
@@ -136,15 +140,6 @@ async function makeEmptyDir(dir: string): Promise<{ existed: boolean; cleared: b
   });
   await fsp.chmod(dir, 0o700);
   return { existed: entries !== undefined, cleared };
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** What is in `dir` goes; the folder stays. */

@@ -33,7 +33,8 @@ export function ownerAlive(owner: Owner | undefined, here: { host: string; alive
   return owner.pid === process.pid || here.alive(owner.pid);
 }
 
-function pidAlive(pid: number): boolean {
+/** Is a process of this host with that pid running (EPERM: running, as another user)? */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
