@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { Health } from './health';
@@ -25,7 +24,7 @@ import { gatewayRole, recordLeftoverSessions, type GatewayRole } from './composi
 import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
 import { TlsFiles, type ServerTls } from './tls';
-import { refuseIncompleteBackup } from './data-dir';
+import { openDataDir } from './data-dir';
 import { ConnectionBudget, connectionCap, openFileLimit, RESERVED_DESCRIPTORS } from './connection-guard';
 
 export { grpcServerOptions } from './composition/gateway-role';
@@ -89,8 +88,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
   const health = new Health({ starting: 'connecting to the engines' });
 
   try {
-    await refuseIncompleteBackup(resolve(config.dataDir));
-    await mkdir(config.dataDir, { recursive: true });
+    await openDataDir(resolve(config.dataDir), !config.kafka || !config.s3 || !config.authSecret);
     const secret = await loadOrCreateSecret(config.dataDir, config.authSecret);
     const auth = new TokenAuthority(secret, config.insecureClientId);
     const metrics = createMetrics();

@@ -1,4 +1,4 @@
-import { promises as fsp } from 'node:fs';
+import { constants as fsc, promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ChatFlowError } from './domain/errors';
@@ -42,4 +42,37 @@ export async function refuseIncompleteBackup(dataDir: string): Promise<void> {
     `${dataDir} is a backup that was interrupted before it was complete (or is still being taken): it is not a usable copy, ` +
       `and ChatFlow will not start on it (see ${join(dataDir, INCOMPLETE_BACKUP)}). Take the backup again with chatflow backup --to ${dataDir}, or start on another data dir.`,
   );
+}
+
+/**
+ * Makes the data dir if it is missing and checks that this process may use it: the folder, and the files and folders
+ * ChatFlow keeps in it, readable and writable. A folder it cannot use (a backup taken with sudo, then started as the
+ * service's user) is refused in words naming the path, its owner and this process's user; then a copy not yet
+ * complete (see INCOMPLETE_BACKUP) is refused. `keepsState`: this process keeps something there (the embedded log,
+ * local media, or the generated token secret); a role of the real stack with CHATFLOW_AUTH_SECRET keeps nothing,
+ * and may be given a read-only folder.
+ */
+export async function openDataDir(dataDir: string, keepsState: boolean): Promise<void> {
+  await fsp.mkdir(dataDir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+    throw new ChatFlowError('FAILED_PRECONDITION', `cannot create the data dir ${dataDir}: ${err.code === 'EACCES' ? 'permission denied on a folder above it' : err.message}; set CHATFLOW_DATA_DIR to a folder this user can write`);
+  });
+  if (!keepsState) return;
+  for (const rel of ['', 'secret', 'log', 'log/events.log', 'log/offsets', 'media']) {
+    const path = join(dataDir, rel);
+    const err = await fsp.access(path, fsc.R_OK | fsc.W_OK | (rel === 'secret' || rel.endsWith('.log') ? 0 : fsc.X_OK)).then(
+      () => undefined,
+      (e: NodeJS.ErrnoException) => e,
+    );
+    if (!err || err.code === 'ENOENT') continue;
+    if (err.code !== 'EACCES' && err.code !== 'EPERM' && err.code !== 'EROFS') throw err;
+    const st = await fsp.stat(path).catch(() => undefined);
+    const whose = st ? ` (it belongs to uid ${st.uid}, mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}; ChatFlow runs as uid ${process.getuid?.() ?? '?'})` : '';
+    throw new ChatFlowError(
+      'FAILED_PRECONDITION',
+      err.code === 'EROFS'
+        ? `cannot use the data dir ${dataDir}: ${path} is on a read-only file system; set CHATFLOW_DATA_DIR to a folder this user can write`
+        : `cannot use the data dir ${dataDir}: ${path} is not readable and writable by this user${whose}. Run ChatFlow as the folder's owner, or give it the folder (chown -R <user> ${dataDir})`,
+    );
+  }
+  await refuseIncompleteBackup(dataDir);
 }

@@ -3,7 +3,7 @@
  * alike, is one line that names the address and the variable to change.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -64,4 +64,61 @@ test.each([
   expect(records[0]!.msg).toBe(`${addr} is already in use (${taken}): is another ChatFlow running? Stop it, or set ${taken} to another address`);
   expect(records[0]!.err).toBeUndefined(); // no stack trace
   expect(r.output).not.toMatch(/\n\s+at /);
+});
+
+/**
+ * The server started as another user than the data dir's owner (a backup restored with sudo, then started by the
+ * service's user): started here as root, it loads its code, then becomes `nobody` before it starts (the code's folder
+ * need not be readable by nobody), as main.ts would start it.
+ */
+function startAsNobody(dataDir: string): Promise<{ kind?: string; message: string }> {
+  const script = `
+    const { startApp } = require('./src/app');
+    const { loadConfig } = require('./src/config/config');
+    const pino = require('pino');
+    process.setgid(65534);
+    process.setuid(65534);
+    startApp(loadConfig(), pino({ level: 'silent' })).then(
+      (app) => app.stop().then(() => { process.stdout.write(JSON.stringify({ message: 'started' })); }),
+      (err) => { process.stdout.write(JSON.stringify({ kind: err.kind, message: err.message })); },
+    );`;
+  return new Promise((res, rej) => {
+    const proc = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
+      cwd: ROOT,
+      env: { ...withoutEngines(process.env), CHATFLOW_DATA_DIR: dataDir, CHATFLOW_GRPC_ADDR: '127.0.0.1:0', CHATFLOW_HTTP_ADDR: '127.0.0.1:0', CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    proc.stdout!.on('data', (d) => (out += d));
+    proc.stderr!.on('data', (d) => (err += d));
+    proc.on('exit', () => {
+      try {
+        res(JSON.parse(out) as { kind?: string; message: string });
+      } catch {
+        rej(new Error(`no answer: ${out}\n${err}`));
+      }
+    });
+  });
+}
+
+const root = process.getuid?.() === 0;
+(root ? test : test.skip)('a data dir this user may not use stops the start in words naming the folder, its owner and the user, before anything in it is touched', async () => {
+  // A data dir of root's, owner-only (as `sudo chatflow backup` makes it).
+  const owned = join(dir, 'owned-by-root');
+  await chmod(dir, 0o711); // the folders above it may be passed through
+  await mkdir(join(owned, 'log'), { recursive: true, mode: 0o700 });
+  await chmod(owned, 0o700);
+  await writeFile(join(owned, 'secret'), 'x'.repeat(43), { mode: 0o600 });
+  const r = await startAsNobody(owned);
+  expect(r).toEqual({
+    kind: 'FAILED_PRECONDITION',
+    message: `cannot use the data dir ${owned}: ${owned} is not readable and writable by this user (it belongs to uid 0, mode 0700; ChatFlow runs as uid 65534). Run ChatFlow as the folder's owner, or give it the folder (chown -R <user> ${owned})`,
+  });
+  // The folder given to that user: it starts.
+  await chown(owned, 65534, 65534);
+  const r2 = await startAsNobody(owned);
+  expect(r2.message).toMatch(/^cannot use the data dir .*secret is not readable and writable by this user \(it belongs to uid 0, mode 0600/);
+  for (const p of ['secret', 'log']) await chown(join(owned, p), 65534, 65534);
+  expect(await startAsNobody(owned)).toEqual({ message: 'started' });
 });
