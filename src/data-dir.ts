@@ -54,7 +54,8 @@ export async function refuseIncompleteBackup(dataDir: string): Promise<void> {
  */
 export async function openDataDir(dataDir: string, keepsState: boolean): Promise<void> {
   await fsp.mkdir(dataDir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
-    throw new ChatFlowError('FAILED_PRECONDITION', `cannot create the data dir ${dataDir}: ${err.code === 'EACCES' ? 'permission denied on a folder above it' : err.message}; set CHATFLOW_DATA_DIR to a folder this user can write`);
+    const why = err.code === 'EACCES' ? 'permission denied on a folder above it' : err.code === 'EEXIST' || err.code === 'ENOTDIR' ? 'a file is in the way' : err.code === 'EROFS' ? 'a read-only file system' : err.message;
+    throw new ChatFlowError('FAILED_PRECONDITION', `cannot create the data dir ${dataDir}: ${why}; set CHATFLOW_DATA_DIR to a folder this user can write`);
   });
   if (!keepsState) return;
   for (const rel of ['', 'secret', 'log', 'log/events.log', 'log/offsets', 'media']) {

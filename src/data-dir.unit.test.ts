@@ -1,7 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { INCOMPLETE_BACKUP, incompleteBackupIn, incompleteBackupText, refuseIncompleteBackup } from './data-dir';
+import { INCOMPLETE_BACKUP, incompleteBackupIn, incompleteBackupText, openDataDir, refuseIncompleteBackup } from './data-dir';
 
 describe('an interrupted backup\'s marker', () => {
   let dir: string;
@@ -22,5 +22,18 @@ describe('an interrupted backup\'s marker', () => {
   it('lets a data dir without it start, and one that does not exist yet (the first start)', async () => {
     await expect(refuseIncompleteBackup(dir)).resolves.toBeUndefined();
     await expect(refuseIncompleteBackup(join(dir, 'new'))).resolves.toBeUndefined();
+  });
+});
+
+describe('opening the data dir', () => {
+  let dir: string;
+  beforeEach(async () => (dir = await mkdtemp(join(tmpdir(), 'chatflow-datadir-'))));
+  afterEach(async () => rm(dir, { recursive: true, force: true }));
+
+  it('refuses in words a data dir that is a file, or lies under one', async () => {
+    const file = join(dir, 'data');
+    await writeFile(file, 'not a folder');
+    for (const d of [file, join(file, 'inside')])
+      await expect(openDataDir(d, true)).rejects.toMatchObject({ kind: 'FAILED_PRECONDITION', message: `cannot create the data dir ${d}: a file is in the way; set CHATFLOW_DATA_DIR to a folder this user can write` });
   });
 });
