@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { withoutEngines } from './engines';
+import { ensureBuild } from './compiled';
 
 jest.setTimeout(60_000);
 
@@ -69,21 +70,29 @@ test.each([
 /**
  * The server started as another user than the data dir's owner (a backup restored with sudo, then started by the
  * service's user): started here as root, it loads its code, then becomes `nobody` before it starts (the code's folder
- * need not be readable by nobody), as main.ts would start it.
+ * need not be readable by nobody: a fresh clone's may not be), as main.ts would start it, from the build. `firstSteps`: only the
+ * start's steps on the data dir (a whole start would load worker code as nobody), answering `ready` when they pass.
  */
-function startAsNobody(dataDir: string): Promise<{ kind?: string; message: string }> {
+function startAsNobody(dataDir: string, firstSteps = false): Promise<{ kind?: string; message: string }> {
   const script = `
-    const { startApp } = require('./src/app');
-    const { loadConfig } = require('./src/config/config');
+    const { startApp } = require('./dist/src/app');
+    const { openDataDir } = require('./dist/src/data-dir');
+    const { loadOrCreateSecret } = require('./dist/src/auth/tokens');
+    const { loadConfig } = require('./dist/src/config/config');
     const pino = require('pino');
     process.setgid(65534);
     process.setuid(65534);
-    startApp(loadConfig(), pino({ level: 'silent' })).then(
-      (app) => app.stop().then(() => { process.stdout.write(JSON.stringify({ message: 'started' })); }),
+    const config = loadConfig();
+    const start = ${firstSteps}
+      ? openDataDir(config.dataDir, true).then(() => loadOrCreateSecret(config.dataDir)).then(() => ({ stop: async () => {} }))
+      : startApp(config, pino({ level: 'silent' }));
+    start.then(
+      (app) => app.stop().then(() => { process.stdout.write(JSON.stringify({ message: 'ready' })); }),
       (err) => { process.stdout.write(JSON.stringify({ kind: err.kind, message: err.message })); },
     );`;
   return new Promise((res, rej) => {
-    const proc = spawn(process.execPath, ['--require', 'tsx/cjs', '-e', script], {
+    // The build, not tsx: tsx loads parts of itself lazily, which nobody could not read from a fresh clone's folder.
+    const proc = spawn(process.execPath, ['-e', script], {
       cwd: ROOT,
       env: { ...withoutEngines(process.env), CHATFLOW_DATA_DIR: dataDir, CHATFLOW_GRPC_ADDR: '127.0.0.1:0', CHATFLOW_HTTP_ADDR: '127.0.0.1:0', CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none' },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -104,6 +113,7 @@ function startAsNobody(dataDir: string): Promise<{ kind?: string; message: strin
 
 const root = process.getuid?.() === 0;
 (root ? test : test.skip)('a data dir this user may not use stops the start in words naming the folder, its owner and the user, before anything in it is touched', async () => {
+  ensureBuild();
   // A data dir of root's, owner-only (as `sudo chatflow backup` makes it).
   const owned = join(dir, 'owned-by-root');
   await chmod(dir, 0o711); // the folders above it may be passed through
@@ -115,10 +125,11 @@ const root = process.getuid?.() === 0;
     kind: 'FAILED_PRECONDITION',
     message: `cannot use the data dir ${owned}: ${owned} is not readable and writable by this user (it belongs to uid 0, mode 0700; ChatFlow runs as uid 65534). Run ChatFlow as the folder's owner, or give it the folder (chown -R <user> ${owned})`,
   });
-  // The folder given to that user: it starts.
+  // The folder given to that user, not yet the secret in it: the secret is named.
   await chown(owned, 65534, 65534);
   const r2 = await startAsNobody(owned);
   expect(r2.message).toMatch(/^cannot use the data dir .*secret is not readable and writable by this user \(it belongs to uid 0, mode 0600/);
+  // All of it given: the start's steps on the data dir pass, and it reads its secret.
   for (const p of ['secret', 'log']) await chown(join(owned, p), 65534, 65534);
-  expect(await startAsNobody(owned)).toEqual({ message: 'started' });
+  expect(await startAsNobody(owned, true)).toEqual({ message: 'ready' });
 });
