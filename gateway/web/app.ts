@@ -13,6 +13,7 @@ import { lastClientId, placeOf, rememberClientId, rememberPlace, type Place } fr
 import { PageChatSession, newId, type Content, type ConnState, type Notice } from './session';
 import { readSettings } from './settings';
 import { formatBytes } from '../../src/domain/format-bytes';
+import { codePointLength } from '../../src/domain/code-points';
 import { MessageList } from './view';
 import { VoiceStream } from './voice-stream';
 
@@ -262,7 +263,7 @@ composer.addEventListener('submit', (e) => {
   const text = input.value;
   if (!text.trim()) return;
   // Counted as the server counts (code points: an emoji is one character); the text stays in the box to be shortened.
-  const chars = [...text].length;
+  const chars = codePointLength(text);
   if (settings.maxTextChars !== undefined && chars > settings.maxTextChars) {
     showNotice({ kind: 'info', text: `Your message is ${chars.toLocaleString('en-US')} characters; the limit is ${settings.maxTextChars.toLocaleString('en-US')}. Shorten it, or send it in parts.` });
     return;

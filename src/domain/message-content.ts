@@ -1,4 +1,7 @@
 import { hash } from 'node:crypto';
+import { codePointLength } from './code-points';
+
+export { codePointLength };
 
 /**
  * What a client message says, reduced to a hash: a resend with the same
@@ -28,23 +31,6 @@ export function contentHash(c: ContentForHash): string {
 export function storedContentHash(doc: { contentHash?: string; text?: string; media?: unknown }): string | undefined {
   if (doc.contentHash !== undefined) return doc.contentHash;
   return doc.text !== undefined && doc.media === undefined ? contentHash({ text: doc.text }) : undefined;
-}
-
-/** Length in Unicode code points (what a person calls characters; an emoji is one, not two UTF-16 units). */
-export function codePointLength(text: string): number {
-  let n = text.length;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    // A high surrogate followed by a low one is one code point.
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
-      const d = text.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n--;
-        i++;
-      }
-    }
-  }
-  return n;
 }
 
 export type TextVerdict = { ok: true } | { ok: false; message: string };

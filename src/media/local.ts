@@ -140,15 +140,18 @@ export class LocalMediaStore implements MediaStore {
    */
   async open(key: string): Promise<ServableMedia | null> {
     const file = this.fileFor(key);
-    const [handle, sidecar] = await Promise.all([openIfExists(file), readIfExists(file + META_SUFFIX)]);
+    // An object checked lately needs no sidecar (its metadata is kept with the check): it is read only otherwise.
+    const known = this.checked.get(key);
+    const sidecarOf = () => readIfExists(file + META_SUFFIX);
+    const [handle, sidecar] = await Promise.all([openIfExists(file), known ? undefined : sidecarOf()]);
     if (!handle) return null;
     try {
       const st = await handle.stat({ bigint: true });
       const fileSize = Number(st.size);
       // Checked already, and the file not changed since (a put replaces it by a rename: another inode): not read twice.
       const stamp = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-      const known = this.checked.get(key);
-      const meta = known?.stamp === stamp ? known.meta : await speakingMeta(key, fileSize, sidecar, await readTail(handle, fileSize), (size) => digestOf(handle, size));
+      const meta =
+        known?.stamp === stamp ? known.meta : await speakingMeta(key, fileSize, sidecar === undefined ? await sidecarOf() : sidecar, await readTail(handle, fileSize), (size) => digestOf(handle, size));
       if (!meta) {
         await handle.close();
         return null;
