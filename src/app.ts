@@ -25,6 +25,7 @@ import { HeapGuard, type HeapSource } from './resilience/heap-guard';
 import { messaging, readModels } from './composition/wiring';
 import { TlsFiles, type ServerTls } from './tls';
 import { openDataDir } from './data-dir';
+import { steadyClock } from './clock';
 import { ConnectionBudget, connectionCap, openFileLimit, RESERVED_DESCRIPTORS } from './connection-guard';
 
 export { grpcServerOptions } from './composition/gateway-role';
@@ -55,7 +56,10 @@ export interface App {
 
 export interface AppOverrides {
   llm?: LlmProvider;
+  /** The wall clock (default Date.now). */
   clock?: () => number;
+  /** The steady clock for deadlines, durations and the leases of an in-process registry (default steadyClock()). */
+  steady?: () => number;
   /** A worker thread died (main.ts ends the process: its supervisor starts it again, as after a crash). */
   onWorkerDied?: (err: Error) => void;
   /** The heap the gateway's guard reads (default: this process's V8 heap). */
@@ -70,7 +74,7 @@ export interface AppOverrides {
  * stays on the event loop.
  */
 function workerInThread(config: Config, overrides: AppOverrides): boolean {
-  return config.workerThread && config.role === 'all' && !config.kafka && !overrides.llm && !overrides.clock;
+  return config.workerThread && config.role === 'all' && !config.kafka && !overrides.llm && !overrides.clock && !overrides.steady;
 }
 
 /**
@@ -82,6 +86,7 @@ function workerInThread(config: Config, overrides: AppOverrides): boolean {
 export async function startApp(config: Config, logger: Logger, overrides: AppOverrides = {}): Promise<App> {
   const runs = (role: 'gateway' | 'worker' | 'projector') => config.role === 'all' || config.role === role;
   const clock = overrides.clock ?? Date.now;
+  const steady = overrides.steady ?? steadyClock();
   const newId = () => randomUUID();
   const instance = newId().slice(0, 8);
   const lifecycle = new Lifecycle(logger);
@@ -144,7 +149,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
       await recordLeftoverSessions({ registry, log, readModels: models, clock, newId });
     }
 
-    const common = { config, logger, lifecycle, log, readModels: models, metrics, health, instance, clock, newId };
+    const common = { config, logger, lifecycle, log, readModels: models, metrics, health, instance, clock, steady, newId };
     const settled = readModelsSettled(log, projector?.runner);
     if (wired && runs('worker') && workerInThread(config, overrides)) {
       worker = await lifecycle.start('worker', workerThreadRole({

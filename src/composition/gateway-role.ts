@@ -60,6 +60,7 @@ export function gatewayRole(deps: {
   health: Health;
   instance: string;
   clock: () => number;
+  steady: () => number;
   newId: () => string;
   /** Why new messages and connections are refused now (the heap guard), or undefined. */
   heapFull?: () => string | undefined;
@@ -73,7 +74,10 @@ export function gatewayRole(deps: {
   // Read your writes (conversation ownership, resends): wait for the read models to reach the log's end.
   const settled = readModelsSettled(deps.log, deps.projections);
   const gateway = new ChatGateway(
-    { config, gatewayId, log: deps.log, registry: deps.registry, bus, media, auth, conversations, messages, sessions, frames, metrics: deps.metrics, clock: deps.clock, newId: deps.newId, readModelsSettled: settled, heapFull: deps.heapFull, early: deps.early },
+    { config, gatewayId, log: deps.log, registry: deps.registry, bus, media, auth, conversations, messages, sessions, frames, metrics: deps.metrics, clock: deps.clock, steady: deps.steady,
+      // Leases only this process reads are timed on the steady clock; a registry gateways share, on the wall clock.
+      leaseClock: deps.registry.leasesOutliveProcess ? deps.clock : deps.steady,
+      newId: deps.newId, readModelsSettled: settled, heapFull: deps.heapFull, early: deps.early },
     logger.child({ component: 'gateway', gatewayId }),
   );
   const history = historyService({ auth, conversations, messages, sessions, frames, readModelsSettled: settled, readYourWritesMs: config.readYourWritesMs }, logger.child({ component: 'history' }));

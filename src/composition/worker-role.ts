@@ -51,6 +51,7 @@ export function workerRole(deps: {
   health: Pick<Health, 'report'>;
   instance: string;
   clock: () => number;
+  steady: () => number;
   newId: () => string;
   claims: ReplyClaims;
   llm?: LlmProvider;
@@ -68,7 +69,7 @@ export function workerRole(deps: {
   const worker = new Worker({
     workerId: `wk-${deps.instance}`, log: deps.log, bus: deps.bus, appendAndTell: deps.appendAndTell, media: deps.media, renderer, llm, messages: deps.messages,
     claims: deps.claims, settled: deps.settled,
-    metrics: deps.metrics, maxProcessing: config.maxProcessing, clock: deps.clock, newId: deps.newId,
+    metrics: deps.metrics, maxProcessing: config.maxProcessing, clock: deps.clock, steady: deps.steady, newId: deps.newId,
     // No takeover wait for the projector: the reply claims, not the read models, say whether a message
     // taken over was answered, so a moved partition is handled at once.
     onProblem: (problem) => deps.health.report('consumer-group', problem),

@@ -84,8 +84,8 @@ export class ChatGateway {
     this.holder = `${deps.gatewayId}/${randomUUID().slice(0, 8)}`;
     this.timing = leaseTiming(Math.min(deps.config.leaseMs, deps.registry.deadHolderMs ?? Infinity));
     this.leases = new LeaseKeeper({
-      registry: deps.registry, holder: this.holder, clock: deps.clock, timing: this.timing, logger,
-      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.info.connectedAt, claimedAt: s.claimedAt })),
+      registry: deps.registry, holder: this.holder, clock: deps.leaseClock, timing: this.timing, logger,
+      held: () => [...this.sessions.values()].map((s) => ({ sessionId: s.id, admittedAt: s.admittedAt, claimedAt: s.claimedAt })),
       heldCount: () => this.sessions.size,
       holds: (id) => this.sessions.has(id),
       observeRenewal: (ms, ok) => deps.metrics.leaseRenewalSeconds.observe({ outcome: ok ? 'ok' : 'failed' }, ms / 1000),
@@ -165,7 +165,7 @@ export class ChatGateway {
   /** Leases past their expiry belong to gateways that stopped renewing: free them and record why. */
   async sweep(): Promise<void> {
     try {
-      for (const lease of await this.deps.registry.expire(this.deps.clock())) {
+      for (const lease of await this.deps.registry.expire(this.deps.leaseClock())) {
         const local = this.sessions.get(lease.sessionId);
         if (local) {
           await local.close(DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, new ChatFlowError('UNAVAILABLE', 'connection lease expired; reconnect'));
@@ -221,7 +221,7 @@ export class ChatGateway {
   /** A client reconnecting in a loop is held to CHATFLOW_CONNECTS_PER_MINUTE on this gateway: RESOURCE_EXHAUSTED + retry-after-ms. */
   private checkConnectRate(clientId: string): void {
     const { connectBurst, connectsPerMinute } = this.deps.config;
-    const verdict = decideConnect(this.connectBuckets.get(clientId), this.deps.clock(), connectBurst, connectsPerMinute);
+    const verdict = decideConnect(this.connectBuckets.get(clientId), this.deps.steady(), connectBurst, connectsPerMinute);
     this.connectBuckets.set(clientId, verdict.bucket);
     if (verdict.ok) return;
     this.deps.metrics.admissionsRefused.inc({ reason: 'rate_limited' });
@@ -383,19 +383,20 @@ export class ChatGateway {
 
       const sessionId = randomUUID();
       const now = this.deps.clock();
+      const admittedAt = this.deps.leaseClock();
       const cfg = this.deps.config;
       const claim = (at: number) => this.deps.registry.acquire({
         clientId, sessionId, gatewayId: this.deps.gatewayId, holder: this.holder, conversationId, now: at, leaseMs: this.timing.ttlMs, maxClients: cfg.maxClients,
         lateAfterMs: this.timing.lateAfterMs,
       });
-      let result = await claim(now);
+      let result = await claim(admittedAt);
       // A client back from a stream it lost while its gateway still holds it (a laptop that slept, a network that
       // changed) takes it over by naming it: the session id only that stream was told, in its Welcome.
       const replaces = md('x-replaces-session');
       let leftByReplaced: string[] = [];
       if (!result.ok && result.reason !== 'full' && replaces !== undefined && replaces === result.holder.sessionId) {
         leftByReplaced = await this.takeOver(replaces, clientId);
-        result = await claim(this.deps.clock());
+        result = await claim(this.deps.leaseClock());
         if (result.ok) callLogger.info({ clientId, replaced: replaces }, 'took over the client\'s earlier stream');
       }
       if (!result.ok) {
@@ -403,7 +404,7 @@ export class ChatGateway {
         if (result.reason !== 'full') {
           // Is the first connection alive? Its gateway is asked; ALREADY_EXISTS only when it is known to be.
           const probe = await this.probeHolder(result.holder.sessionId);
-          throw secondConnection({ clientId, reason: result.reason, holder: result.holder, now: this.deps.clock(), probe, retrySoonMs: this.timing.renewEveryMs });
+          throw secondConnection({ clientId, reason: result.reason, holder: result.holder, now: this.deps.leaseClock(), probe, retrySoonMs: this.timing.renewEveryMs });
         }
         throw new ChatFlowError('RESOURCE_EXHAUSTED', `server full: ${cfg.maxClients} clients connected; retry in ${cfg.retryAfterMs} ms`, {
           'retry-after-ms': String(cfg.retryAfterMs),
@@ -429,14 +430,14 @@ export class ChatGateway {
         onPressure: (high) => session.onOutboundPressure(high),
       }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
       const session: GatewaySession = new GatewaySession(
-        { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now, newConversation },
+        { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now, admittedAt, newConversation },
         this.sessionDeps,
         outbound,
         logger,
         (s, givenBack) => {
           route?.unsubscribe();
           const left = s.unansweredIds();
-          if (left.length > 0) this.carriedOver.set(clientId, { ids: left.slice(-cfg.unansweredPerClient), at: this.deps.clock() });
+          if (left.length > 0) this.carriedOver.set(clientId, { ids: left.slice(-cfg.unansweredPerClient), at: this.deps.steady() });
           else this.carriedOver.delete(clientId);
           this.sessions.delete(s.id);
           this.deps.metrics.clientsConnected.set(this.sessions.size);
@@ -446,7 +447,7 @@ export class ChatGateway {
       );
       const carried = this.carriedOver.get(clientId);
       // Kept until this session closes and says what it leaves (an admission that fails below keeps them for the next).
-      const carriedIds = carried && now - carried.at < CARRIED_FOR_MS ? carried.ids : [];
+      const carriedIds = carried && this.deps.steady() - carried.at < CARRIED_FOR_MS ? carried.ids : [];
       session.carryUnanswered([...new Set([...carriedIds, ...leftByReplaced])].slice(-cfg.unansweredPerClient));
       route = this.deps.bus.serve(sessionSubject(sessionId), (p) => this.onRoutedSend(session, p));
       await this.deps.log.append(

@@ -28,6 +28,8 @@ describe('ChatGateway: a stream\'s input is read only once it is admitted', () =
       registry: { deadHolderMs: undefined },
       metrics: createMetrics(),
       clock: Date.now,
+      steady: Date.now,
+      leaseClock: Date.now,
       // Admission waits here first (the token's check), as it can wait later for the log, the registry or a replay.
       auth: { identify: () => new Promise((_, reject) => (decide = reject)) },
     } as unknown as GatewayDeps;
@@ -83,6 +85,8 @@ describe('ChatGateway: a slot claimed too late to be safe is given back', () => 
       log: { append: async (e: unknown) => ({ event: e, seq: 1 }) },
       metrics: createMetrics(),
       clock: () => now,
+      steady: () => now,
+      leaseClock: () => now,
       newId: () => 'e-1',
       auth: { identify: async () => 'alice' },
       readModelsSettled: async () => true,
@@ -146,6 +150,8 @@ describe('ChatGateway: a stream taken over on another gateway (x-replaces-sessio
         messages: { get: async () => null },
         metrics: createMetrics(),
         clock: Date.now,
+        steady: Date.now,
+        leaseClock: Date.now,
         newId: () => `e-${seq}`,
         auth: { identify: async () => 'alice' },
         readModelsSettled: async () => true,

@@ -24,7 +24,17 @@ export interface GatewayDeps {
   sessions: Collection<SessionDoc>;
   frames: FrameFactory;
   metrics: Metrics;
+  /** The wall clock (see src/clock.ts): event times, a Welcome's server time. */
   clock: () => number;
+  /** A steady clock (steadyClock): deadlines, timeouts and durations, which a step of the wall clock must not move. */
+  steady: () => number;
+  /**
+   * The connection registry's time: its leases' stamps and expiries, and the
+   * lease keeper's trust. The steady clock when the registry lives in this
+   * process (memory: only it reads them); the wall clock when gateways share
+   * it (MongoDB: each judges the others' stamps on its own clock).
+   */
+  leaseClock: () => number;
   newId: () => string;
   /**
    * Read-your-writes: resolves true once the read models reflect every event

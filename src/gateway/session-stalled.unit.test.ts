@@ -67,6 +67,8 @@ function world() {
     releaseSlot: async (id: string) => void released.push(id),
     metrics: createMetrics(),
     clock: Date.now,
+    steady: Date.now,
+    leaseClock: Date.now,
     newId: () => `e-${appended.length}`,
     log: { append: async (e: Event) => (appended.push(e), { event: e, seq: appended.length }) },
     messages: {
@@ -88,7 +90,7 @@ function world() {
     const call = new FakeCall(reads);
     let out!: WatchedOutbound;
     const session: GatewaySession = new GatewaySession(
-      { sessionId, clientId: `client-${sessionId}`, conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now() },
+      { sessionId, clientId: `client-${sessionId}`, conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), admittedAt: Date.now() },
       { ...deps, messages: { ...deps.messages, find: (q: { range: { gt: number } }) => (finds.push(sessionId), closed.includes(sessionId) && findsAfterClose.push(sessionId), deps.messages.find(q as never)) } } as SessionDeps,
       // As the gateway builds it (chat-service.ts): a stalled client closes its session.
       (out = new WatchedOutbound(call as unknown as WritableCall, {

@@ -34,7 +34,10 @@ export interface SessionInfo {
   clientId: string;
   conversationId: string;
   timeZone: string;
+  /** When it connected, on the wall clock (its events' time). */
   connectedAt: number;
+  /** When its slot was claimed, on the registry's clock (GatewayDeps.leaseClock): what the lease keeper compares. */
+  admittedAt: number;
   /**
    * This session started the conversation: no message of it can be in the
    * log from before (message ids are per conversation), so a new
@@ -154,7 +157,7 @@ export class GatewaySession {
     /** Told once the session closes, with what settles once its slot was given back and its disconnect recorded. */
     private readonly onClosed: (s: GatewaySession, givenBack: Promise<void>) => void,
   ) {
-    this.deadline = { connectedAt: info.connectedAt, firstMessageAt: null };
+    this.deadline = { connectedAt: deps.steady(), firstMessageAt: null };
     setMaxListeners(0, this.abort.signal);
     this.abort.signal.addEventListener(
       'abort',
@@ -165,11 +168,16 @@ export class GatewaySession {
       { once: true },
     );
     // Built as soon as the claim came back (ChatGateway.open).
-    this.claimedAt = deps.clock();
+    this.claimedAt = deps.leaseClock();
   }
 
-  /** When its slot claim came back from the registry (the lease keeper's view of it). */
+  /** When its slot claim came back from the registry (the lease keeper's view of it), on the registry's clock. */
   readonly claimedAt: number;
+
+  /** When its slot was claimed, on the registry's clock. */
+  get admittedAt(): number {
+    return this.info.admittedAt;
+  }
 
   get id(): string {
     return this.info.sessionId;
@@ -217,8 +225,11 @@ export class GatewaySession {
       const pending = await this.whileOpen(
         this.deps.messages.find({ where: { conversationId: this.info.conversationId, author: 'client', status: 'pending' }, limit: MAX_AWAITED_AT_RESUME }),
       );
-      // Each counts as owed since it was sent: the next overdue sweep looks up those older than its bound.
-      for (const m of pending) if (!this.outcomesSent?.has(m._id) && !this.awaits(m._id)) this.outcomeOwed.set(m._id, m.time);
+      // Each counts as owed since it was sent (its age on the wall clock, carried onto the steady one): the next
+      // overdue sweep looks up those older than its bound.
+      const wall = this.deps.clock();
+      const steady = this.deps.steady();
+      for (const m of pending) if (!this.outcomesSent?.has(m._id) && !this.awaits(m._id)) this.outcomeOwed.set(m._id, steady - Math.max(0, wall - m.time));
     } catch (err) {
       if (!this.abort.signal.aborted) this.logger.warn({ err }, 'could not read the unanswered messages of a resumed conversation; their replies come live or on a later resume');
     }
@@ -282,11 +293,11 @@ export class GatewaySession {
    */
   private async replayWhenSettled(after: number): Promise<void> {
     const ms = this.deps.config.readYourWritesMs;
-    const giveUpAt = this.deps.clock() + LATE_REPLAY_LIMIT_MS;
+    const giveUpAt = this.deps.steady() + LATE_REPLAY_LIMIT_MS;
     try {
       while (!(await this.whileOpen(this.deps.readModelsSettled(ms)).catch(() => false))) {
         if (this.closed) return;
-        if (this.deps.clock() >= giveUpAt) {
+        if (this.deps.steady() >= giveUpAt) {
           this.logger.warn({ resumeAfter: after, waitedMs: LATE_REPLAY_LIMIT_MS }, 'read models still behind the log: replies missed while disconnected may not be replayed (the client can resume again)');
           return;
         }
@@ -319,7 +330,7 @@ export class GatewaySession {
   }
 
   private armDeadline(): void {
-    const decision = decideDeadline(this.deadline, this.deps.clock(), this.deps.config.firstMessageTimeoutMs);
+    const decision = decideDeadline(this.deadline, this.deps.steady(), this.deps.config.firstMessageTimeoutMs);
     if (decision.type === 'Pending') {
       this.deadlineTimer = setTimeout(() => this.armDeadline(), decision.remainingMs);
       this.deadlineTimer.unref();
@@ -388,7 +399,7 @@ export class GatewaySession {
 
   /** Accepted messages of this stream still waiting for their outcome (their own, or one owed to a resend) since at least `olderThanMs`. */
   awaitedSince(olderThanMs: number): string[] {
-    const now = this.deps.clock();
+    const now = this.deps.steady();
     const ids = [...this.awaitingReply].filter(([, at]) => now - at >= olderThanMs).map(([id]) => id);
     for (const [id, at] of this.outcomeOwed) if (now - at >= olderThanMs && !this.awaitingReply.has(id)) ids.push(id);
     return ids;
@@ -438,10 +449,9 @@ export class GatewaySession {
         this.awaitingReply.delete(inReplyTo);
         // One fewer unanswered: read again if that was what held the input.
         if (this.inputPaused) this.updateInputFlow();
-        const now = this.deps.clock();
-        this.deps.metrics.replyLatencySeconds.observe((now - acceptedAt) / 1000);
+        this.deps.metrics.replyLatencySeconds.observe((this.deps.steady() - acceptedAt) / 1000);
         const made = f.$case === 'response' ? f.response.time : undefined;
-        if (made) this.deps.metrics.replyStageSeconds.observe({ stage: 'delivered' }, Math.max(0, now - made.getTime()) / 1000);
+        if (made) this.deps.metrics.replyStageSeconds.observe({ stage: 'delivered' }, Math.max(0, this.deps.clock() - made.getTime()) / 1000);
       }
       // A resend waiting for this outcome has it now.
       this.outcomeOwed.delete(inReplyTo);
@@ -479,7 +489,7 @@ export class GatewaySession {
   /** A Send for this session came (a ping, or a message): a client that pings is held to the silence rule (see decideSilence). */
   heard(ping: boolean): void {
     const held = this.silence.heardAt !== null;
-    this.silence = recordSend(this.silence, this.deps.clock(), ping);
+    this.silence = recordSend(this.silence, this.deps.steady(), ping);
     if (!held && this.silence.heardAt !== null) this.armSilence();
   }
 
@@ -487,7 +497,7 @@ export class GatewaySession {
   private armSilence(): void {
     if (this.closed) return;
     const limitMs = this.deps.config.silenceLimitMs;
-    const decision = decideSilence(this.silence, this.deps.clock(), limitMs);
+    const decision = decideSilence(this.silence, this.deps.steady(), limitMs);
     if (decision.type === 'Heard') {
       this.silenceTimer = setTimeout(() => this.armSilence(), decision.remainingMs);
       this.silenceTimer.unref();
@@ -575,7 +585,7 @@ export class GatewaySession {
     let timedOut = false;
     accepted.then(
       (a) => {
-        this.deadline = recordMessage(this.deadline, this.deps.clock());
+        this.deadline = recordMessage(this.deadline, this.deps.steady());
         clearTimeout(this.deadlineTimer);
         // Stored after the client was told UNAVAILABLE: its outcome goes to a resend (Accepted{duplicate} + outcome), not unasked.
         if (timedOut) return;
@@ -584,7 +594,7 @@ export class GatewaySession {
           if (this.out.waiting) this.deps.metrics.framesQueued.inc({ frame: 'accepted' });
           this.out.write({ frame: { $case: 'accepted', accepted: a } });
           stage('accepted');
-          this.awaitingReply.set(messageId, this.deps.clock());
+          this.awaitingReply.set(messageId, this.deps.steady());
           // Appended again after a failed append the broker had written: the outcome of that copy is this one's.
           this.deliverHeld(messageId);
         }
@@ -667,7 +677,7 @@ export class GatewaySession {
   /** A resend: Accepted{duplicate} with the original ids, then the recorded outcome (or the reply when it comes). */
   private acknowledgeDuplicate(a: Accepted): void {
     this.out.write({ frame: { $case: 'accepted', accepted: a } });
-    if (!this.outcomeOwed.has(a.messageId)) this.outcomeOwed.set(a.messageId, this.deps.clock());
+    if (!this.outcomeOwed.has(a.messageId)) this.outcomeOwed.set(a.messageId, this.deps.steady());
     if (this.deliverHeld(a.messageId)) return;
     // One lookup at a time per message: the resends a client made while a late append hung all join it, and
     // landing together they would each look the outcome up (thousands at once after a Kafka outage).
@@ -774,11 +784,11 @@ export class GatewaySession {
     // Bytes reach the object store before the event that references them. A store failing for a moment is
     // tried again while the client still waits (see withinAppendTimeout); our own verdicts (a full disk) go
     // to the client at once, with their own retry-after-ms.
-    const deadline = this.deps.clock() + this.deps.config.appendTimeoutMs;
+    const deadline = this.deps.steady() + this.deps.config.appendTimeoutMs;
     const retryable = (err: unknown) => !(err instanceof ChatFlowError) && isTransient(err);
     const event = this.event({ $case: 'messageReceived', messageReceived: { ...base, content: { $case: 'media', media: ref } } });
     this.beginEarly(event, bytes);
-    const stored = this.whileOpen(retry(() => this.deps.media.put(key, bytes, verdict.mimeType, ref.sha256), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.clock, retryable, signal: this.abort.signal }));
+    const stored = this.whileOpen(retry(() => this.deps.media.put(key, bytes, verdict.mimeType, ref.sha256), { baseMs: 50, maxMs: 500, deadline, clock: this.deps.steady, retryable, signal: this.abort.signal }));
     return { kind: 'uploading', event: stored.then(() => event) };
   }
 

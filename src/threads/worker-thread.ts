@@ -13,6 +13,7 @@ import type { FindQuery } from '../readstore/port';
 import type { MessageDoc } from '../../projections/models';
 import { Channel, toWire, type Port } from './channel';
 import { RemoteEventLog, type LogShape } from './remote-log';
+import { steadyClock } from '../clock';
 
 export interface WorkerThreadData {
   config: Config;
@@ -48,7 +49,7 @@ async function run(ch: Channel, data: WorkerThreadData): Promise<void> {
     const log = new RemoteEventLog(ch, data.log);
     const stats = new Int32Array(data.stats);
     const role = await lifecycle.start('worker', workerRole({
-      config, logger, lifecycle, metrics, claims, instance: data.instance, clock: Date.now, newId: randomUUID,
+      config, logger, lifecycle, metrics, claims, instance: data.instance, clock: Date.now, steady: steadyClock(), newId: randomUUID,
       log,
       appendAndTell: log.tellsOutcomes ? (outcome, bytes, tell) => log.appendOutcome(outcome, bytes, tell) : undefined,
       // A note, not a call: the in-process bus takes every publish, and an answer per reply update cost the link two messages per reply.

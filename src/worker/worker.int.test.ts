@@ -100,7 +100,7 @@ function setup() {
     let n = 0;
     const w = new Worker({
       workerId: name, log, bus, media, renderer: inlineRenderer(), llm, messages, frames: new FrameFactory(media, 60_000), metrics: createMetrics(),
-      maxProcessing: 10, clock: Date.now, newId: () => `${name}-${n++}`, logger, claims, settled: async () => true, ...over,
+      maxProcessing: 10, clock: Date.now, steady: Date.now, newId: () => `${name}-${n++}`, logger, claims, settled: async () => true, ...over,
     } as WorkerDeps);
     beforeStart?.(w);
     await w.start();

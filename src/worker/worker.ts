@@ -67,7 +67,10 @@ export interface WorkerDeps {
   settled(timeoutMs: number): Promise<boolean>;
   metrics: Metrics;
   maxProcessing: number;
+  /** The wall clock (see src/clock.ts): events' times, the claims' stamps, the model's "now". */
   clock: () => number;
+  /** A steady clock (steadyClock): processing times and deadlines, which a step of the wall clock must not move. */
+  steady: () => number;
   newId: () => string;
   logger: Logger;
   /** Told why the worker cannot be trusted with its partitions (undefined: it can again); health reads it. */
@@ -131,6 +134,8 @@ interface Early {
   controller: AbortController;
   outcome: Promise<Produced>;
   started: number;
+  /** `started` on the steady clock. */
+  steadyStart: number;
   timer: NodeJS.Timeout;
   /** Gives back the handler place its partition keeps for it (Consumer.reserve), if the log has not handed it out. */
   unkeep: () => void;
@@ -147,7 +152,10 @@ interface Job {
   source: LoggedEvent | Promise<LoggedEvent>;
   m: MessageReceived;
   kind: InputKind;
+  /** When the work began, on the wall clock: the model's "now" (the client's local time in the reply). */
   started: number;
+  /** The same on the steady clock: its processing time and its engines' deadline. */
+  steadyStart: number;
   /** Its upload's bytes, when its gateway handed them over with it (work begun early), instead of the media store's. */
   upload?: Buffer;
 }
@@ -313,14 +321,15 @@ export class Worker {
       return;
     }
     const started = this.deps.clock();
+    const steadyStart = this.deps.steady();
     const source = resolvable<LoggedEvent>();
     const gen = resolvable<number | null>();
     const controller = new AbortController();
-    const outcome = this.produce({ event, source: source.promise, m, kind: inputKind(m), started, upload }, gen.promise, controller.signal, calledOff(controller.signal, gen.promise).signal);
+    const outcome = this.produce({ event, source: source.promise, m, kind: inputKind(m), started, steadyStart, upload }, gen.promise, controller.signal, calledOff(controller.signal, gen.promise).signal);
     outcome.catch(() => undefined); // its handling, or callOff, takes the outcome
     const timer = setTimeout(() => this.callOff(id, 'the log did not hand the message out in time'), this.deps.earlyAdoptMs ?? EARLY_ADOPT_MS);
     timer.unref();
-    this.early.set(id, { eventId: event.eventId, source, gen, controller, outcome, started, timer, unkeep, partition: this.deps.log.partitionOf?.('conversations', event.conversationId) });
+    this.early.set(id, { eventId: event.eventId, source, gen, controller, outcome, started, steadyStart, timer, unkeep, partition: this.deps.log.partitionOf?.('conversations', event.conversationId) });
     this.deps.metrics.earlyStarts.inc({ outcome: 'begun' });
   }
 
@@ -431,6 +440,7 @@ export class Worker {
     // (work begun early took its own).
     if (!early) await this.acquire();
     const started = early?.started ?? this.deps.clock();
+    const steadyStart = early?.steadyStart ?? this.deps.steady();
     this.stage('started', takenAt, started);
     const claim: { held: number } | { beside: Beside } = held === undefined ? { beside: this.claimBeside(m.messageId, signal, intact, takenAt) } : { held };
     // Adopted: the work begun early learns where the message is and whose claim it is, and stops when this handling is taken away.
@@ -444,7 +454,7 @@ export class Worker {
     }
     try {
       const [claimed, work] = 'held' in claim ? [claim.held, signal] : [claim.beside.gen, claim.beside.work.signal];
-      const outcome = await (early ? early.outcome : this.produce({ event, source, m, kind: inputKind(m), started }, claimed, signal, work));
+      const outcome = await (early ? early.outcome : this.produce({ event, source, m, kind: inputKind(m), started, steadyStart }, claimed, signal, work));
       if (outcome !== 'not ours') {
         this.deps.metrics.responses.inc({ outcome });
         return;
@@ -534,7 +544,7 @@ export class Worker {
    */
   private async outcomeInLog(source: LoggedEvent, messageId: string, signal: AbortSignal): Promise<boolean> {
     const end = await this.deps.log.endOffset?.(source.topic, source.partition).catch(() => undefined);
-    for (const deadline = this.deps.clock() + CONFIRM_SETTLE_MS; end !== undefined && this.deps.clock() < deadline; await sleep(LOG_READ_POLL_MS, signal)) {
+    for (const deadline = this.deps.steady() + CONFIRM_SETTLE_MS; end !== undefined && this.deps.steady() < deadline; await sleep(LOG_READ_POLL_MS, signal)) {
       if (this.outcomesInLog.has(messageId)) return true;
       const at = this.consumer?.handedOut?.(source.topic, source.partition);
       if (at === undefined) break; // not this member's partition (any more): its reading proves nothing
@@ -628,7 +638,7 @@ export class Worker {
    * listening and the model, is aborted then).
    */
   private async produce(job: Job, claimed: number | Promise<number | null>, signal: AbortSignal, work: AbortSignal): Promise<Produced> {
-    const { event, source, m, kind, started } = job;
+    const { event, source, m, kind, started, steadyStart } = job;
     const subject = clientSubject(event.clientId);
     const request: LlmRequest = {
       messageId: m.messageId,
@@ -671,7 +681,7 @@ export class Worker {
     /** Whether the claim is this worker's; waits for a claim decided beside the work (a held one was owned above). */
     const ours = async (): Promise<boolean> => answer !== '' || own(await claimed);
     // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
-    const deadline = started + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
+    const deadline = steadyStart + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
     for (let attempt = 1; ; attempt++) {
       try {
         if (!heard && (kind === 'audio' || kind === 'video')) {
@@ -696,7 +706,7 @@ export class Worker {
         const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, answer, responseId, reply.text, signal, deadline) : undefined;
         const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, deadline, heard?.keyframe) : undefined;
         const transcript = heard?.transcript?.text ?? '';
-        const processingMs = this.deps.clock() - started;
+        const processingMs = this.deps.steady() - steadyStart;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
         signal.throwIfAborted();
         const appended = await this.commit(await source, m.messageId, gen, this.event(event, {
@@ -820,7 +830,7 @@ export class Worker {
       maxMs: OUTCOME_RETRY_MAX_MS,
       deadline,
       signal,
-      clock: this.deps.clock,
+      clock: this.deps.steady,
       retryable: isTransient,
       onRetry: ({ err, attempt }) => {
         if (attempt > 1) return;
