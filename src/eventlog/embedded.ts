@@ -46,6 +46,8 @@ import { cutTail, EventLogDamagedError, FILE_HEADER, inspectLog, MAGIC, MAX_BATC
 import { TOPICS, topicOf, type ConsumeOptions, type Consumer, type EventLog, type LoggedEvent, type Topic } from './port';
 
 export interface EventLogLogger {
+  /** Default: warn. */
+  error?(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
 }
@@ -99,6 +101,20 @@ const PROBE_MAX_MS = 500;
 const PROBE_BYTES = 1024 * 1024;
 /** Hint given to clients whose appends are refused while the log cannot write. */
 const RETRY_AFTER_MS = 1000;
+
+/**
+ * The log file this process holds open is no longer the one at its path: its
+ * data dir was moved away (a backup restored in its place) or removed while
+ * the server ran. Writes would follow the open file where no next start reads
+ * them, so nothing more is acknowledged until the server is restarted (or the
+ * file put back).
+ */
+export class LogFileMovedError extends Error {
+  constructor(readonly file: string, readonly now: 'missing' | 'another file') {
+    super(`the event log ${file} was ${now === 'missing' ? 'removed' : 'replaced by another file'} while the server ran`);
+    this.name = 'LogFileMovedError';
+  }
+}
 const RETRY_BASE_MS = 50;
 const RETRY_MAX_MS = 5000;
 const DEFAULT_GRACE_MS = 5000;
@@ -107,6 +123,7 @@ const DSYNC = fsc.O_DSYNC ?? 0;
 const TOPIC_INDEX = new Map<Topic, number>(TOPICS.map((t, i) => [t, i]));
 
 const defaultLogger: EventLogLogger = {
+  error: (obj, msg) => console.error(msg, obj),
   warn: (obj, msg) => console.warn(msg, obj),
   info: () => {},
 };
@@ -179,6 +196,8 @@ export class EmbeddedEventLog implements EventLog {
   /** Groups whose last offsets write failed (told once, not at every retry). */
   private readonly offsetsFailing = new Set<string>();
   private readonly counters = { fsyncs: 0, batches: 0 };
+  /** The open log file's device and inode, to tell it is still the one at logPath (checkPlace). */
+  private identity: { dev: number; ino: number } | undefined;
 
   private constructor(
     private readonly fh: FileHandle,
@@ -207,6 +226,8 @@ export class EmbeddedEventLog implements EventLog {
       const dsync = (opts.fsync ?? true) && DSYNC ? DSYNC : 0;
       fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT | dsync);
       const log = new EmbeddedEventLog(fh, dir, lock, opts);
+      const { dev, ino } = await fh.stat();
+      log.identity = { dev, ino };
       await log.recover(opts.repairCommand ?? `npm run client -- log repair --data-dir ${path.dirname(dir)}`);
       return log;
     } catch (err) {
@@ -353,7 +374,11 @@ export class EmbeddedEventLog implements EventLog {
       buf.set(p.payload, at + RECORD_HEADER);
       at += RECORD_HEADER + p.payload.length;
     }
-    await writeFully(this.fh, buf, this.positions.get(batch[0].offset));
+    // Beside the write, not after it: the file is checked to be the one at its path, so that no batch is
+    // acknowledged into a log the next start would not read (a data dir moved or removed under the server).
+    const [written, placed] = await Promise.allSettled([writeFully(this.fh, buf, this.positions.get(batch[0].offset)), this.checkPlace()]);
+    if (written.status === 'rejected') throw written.reason;
+    if (placed.status === 'rejected') throw placed.reason;
     if (this.fsync) {
       if (!DSYNC) await this.fh.datasync();
       this.counters.fsyncs++;
@@ -412,10 +437,16 @@ export class EmbeddedEventLog implements EventLog {
    * appends are refused until a probe finds the disk writable again.
    */
   private enterFault(err: Error, refused: PendingAppend[]): void {
-    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+    const moved = err instanceof LogFileMovedError;
+    const code = moved ? 'moved' : ((err as NodeJS.ErrnoException).code ?? 'unknown');
     const what = diskFault(err) ?? err.message;
     this.fault = {
-      error: new StorageUnavailableError(`the server cannot store messages right now (${what}); retry in ${RETRY_AFTER_MS} ms`, RETRY_AFTER_MS),
+      error: new StorageUnavailableError(
+        moved
+          ? `the server cannot store messages: its event log was moved or removed while it ran (its data dir replaced or deleted); its operator must restart it; retry in ${RETRY_AFTER_MS} ms`
+          : `the server cannot store messages right now (${what}); retry in ${RETRY_AFTER_MS} ms`,
+        RETRY_AFTER_MS,
+      ),
       since: Date.now(),
       delayMs: PROBE_MIN_MS,
       probes: 0,
@@ -425,8 +456,16 @@ export class EmbeddedEventLog implements EventLog {
     this.positions.truncate(this.written + 1);
     this.topics.truncate(this.written);
     for (const p of refused) p.reject(this.fault.error);
-    this.logger.warn({ err, code, refused: refused.length, records: this.written }, `event log cannot write (${what}); appends are refused until it can`);
-    this.onWritable(`event log cannot append: ${what} (${code}) since ${new Date(this.fault.since).toISOString()}`);
+    if (moved) {
+      (this.logger.error ?? this.logger.warn).call(this.logger,
+        { file: this.logPath, refused: refused.length, records: this.written },
+        `${what}: appends are refused, none was acknowledged into it since; restart the server to use the data dir now at ${this.dir} (what it acknowledged before is in the file that was moved, if it was)`,
+      );
+      this.onWritable(`${what} (moved or removed): restart the server; appends refused since ${new Date(this.fault.since).toISOString()}`);
+    } else {
+      this.logger.warn({ err, code, refused: refused.length, records: this.written }, `event log cannot write (${what}); appends are refused until it can`);
+      this.onWritable(`event log cannot append: ${what} (${code}) since ${new Date(this.fault.since).toISOString()}`);
+    }
     this.scheduleProbe();
   }
 
@@ -447,6 +486,7 @@ export class EmbeddedEventLog implements EventLog {
   private async probe(): Promise<void> {
     const f = this.fault!;
     try {
+      await this.checkPlace(); // a log moved or removed heals only when it is put back
       await this.fh.truncate(this.positions.get(this.written));
       if (this.fsync) await this.fh.datasync();
       await probeWrite(path.join(this.dir, 'space-probe'), this.fsync);
@@ -460,6 +500,20 @@ export class EmbeddedEventLog implements EventLog {
     this.fault = undefined;
     this.logger.warn({ unavailableMs: Date.now() - f.since, records: this.durableCount }, 'event log can write again; appends resumed');
     this.onWritable(undefined);
+  }
+
+  /** Throws LogFileMovedError when the file at logPath is not the open log (or none is); other errors as they come. */
+  private async checkPlace(): Promise<void> {
+    const id = this.identity;
+    if (!id) return;
+    let st: { dev: number; ino: number };
+    try {
+      st = await fsp.stat(this.logPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') throw new LogFileMovedError(this.logPath, 'missing');
+      throw err;
+    }
+    if (st.dev !== id.dev || st.ino !== id.ino) throw new LogFileMovedError(this.logPath, 'another file');
   }
 
   // ---- reading ---------------------------------------------------------------
