@@ -76,3 +76,29 @@ describe.each([
     expect(accepted.filter((x) => !kept.includes(x))).toEqual([]);
   });
 });
+
+describe('chaos: the data dir moved away and back while the server runs', () => {
+  let dir: string;
+  let t: TestApp;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'chatflow-moved-'));
+    t = await startTestApp({ CHATFLOW_AUTH_SECRET: 's'.repeat(40) }, {}, dir);
+  });
+  afterAll(async () => t.close());
+
+  it('takes messages again, with no restart, once the log is back at its path', async () => {
+    const s = await connected(t, 'bob');
+    await s.reply(s.text('before'));
+    await rename(dir, `${dir}.old`);
+    expect(await outcomeOf(s, s.text('while away'))).toMatchObject({ accepted: false, error: { code: 'UNAVAILABLE' } });
+    await rename(`${dir}.old`, dir);
+    let back = false;
+    for (let i = 0; i < 50 && !back; i++) {
+      await sleep(100);
+      back = (await fetch(`${t.app.httpUrl}/healthz`)).status === 200;
+    }
+    expect(back).toBe(true);
+    await s.reply(s.text('back'));
+    s.end();
+  });
+});
