@@ -196,7 +196,7 @@ export class EmbeddedEventLog implements EventLog {
   /** Groups whose last offsets write failed (told once, not at every retry). */
   private readonly offsetsFailing = new Set<string>();
   private readonly counters = { fsyncs: 0, batches: 0 };
-  /** The open log file's device and inode, to tell it is still the one at logPath (checkPlace). */
+  /** The log file's device and inode when it was opened, to tell it is still the one at logPath (checkPlace). */
   private identity: { dev: number; ino: number } | undefined;
 
   private constructor(
@@ -226,7 +226,8 @@ export class EmbeddedEventLog implements EventLog {
       const dsync = (opts.fsync ?? true) && DSYNC ? DSYNC : 0;
       fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT | dsync);
       const log = new EmbeddedEventLog(fh, dir, lock, opts);
-      const { dev, ino } = await fh.stat();
+      // Read through the path, as checkPlace reads it: on every file system the two readings agree while it is there.
+      const { dev, ino } = await fsp.stat(path.join(dir, 'events.log'));
       log.identity = { dev, ino };
       await log.recover(opts.repairCommand ?? `npm run client -- log repair --data-dir ${path.dirname(dir)}`);
       return log;
