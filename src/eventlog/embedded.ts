@@ -101,6 +101,12 @@ const PROBE_MAX_MS = 500;
 const PROBE_BYTES = 1024 * 1024;
 /** Hint given to clients whose appends are refused while the log cannot write. */
 const RETRY_AFTER_MS = 1000;
+const RETRY_BASE_MS = 50;
+const RETRY_MAX_MS = 5000;
+const DEFAULT_GRACE_MS = 5000;
+/** Where the platform has it, the log file is opened O_DSYNC when fsync is on (see open). */
+const DSYNC = fsc.O_DSYNC ?? 0;
+const TOPIC_INDEX = new Map<Topic, number>(TOPICS.map((t, i) => [t, i]));
 
 /**
  * The log file this process holds open is no longer the one at its path: its
@@ -115,12 +121,6 @@ export class LogFileMovedError extends Error {
     this.name = 'LogFileMovedError';
   }
 }
-const RETRY_BASE_MS = 50;
-const RETRY_MAX_MS = 5000;
-const DEFAULT_GRACE_MS = 5000;
-/** Where the platform has it, the log file is opened O_DSYNC when fsync is on (see open). */
-const DSYNC = fsc.O_DSYNC ?? 0;
-const TOPIC_INDEX = new Map<Topic, number>(TOPICS.map((t, i) => [t, i]));
 
 const defaultLogger: EventLogLogger = {
   error: (obj, msg) => console.error(msg, obj),

@@ -430,7 +430,7 @@ export class ChatGateway {
         onPressure: (high) => session.onOutboundPressure(high),
       }, { ...DEFAULT_FLOW, stallMs: cfg.slowClientTimeoutMs });
       const session: GatewaySession = new GatewaySession(
-        { sessionId, clientId, conversationId, timeZone: tz.timeZone, connectedAt: now, admittedAt, newConversation },
+        { sessionId, clientId, conversationId, timeZone: tz.timeZone, admittedAt, newConversation },
         this.sessionDeps,
         outbound,
         logger,

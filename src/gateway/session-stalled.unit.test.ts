@@ -90,7 +90,7 @@ function world() {
     const call = new FakeCall(reads);
     let out!: WatchedOutbound;
     const session: GatewaySession = new GatewaySession(
-      { sessionId, clientId: `client-${sessionId}`, conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), admittedAt: Date.now() },
+      { sessionId, clientId: `client-${sessionId}`, conversationId: 'c1', timeZone: 'UTC', admittedAt: Date.now() },
       { ...deps, messages: { ...deps.messages, find: (q: { range: { gt: number } }) => (finds.push(sessionId), closed.includes(sessionId) && findsAfterClose.push(sessionId), deps.messages.find(q as never)) } } as SessionDeps,
       // As the gateway builds it (chat-service.ts): a stalled client closes its session.
       (out = new WatchedOutbound(call as unknown as WritableCall, {

@@ -34,8 +34,6 @@ export interface SessionInfo {
   clientId: string;
   conversationId: string;
   timeZone: string;
-  /** When it connected, on the wall clock (its events' time). */
-  connectedAt: number;
   /** When its slot was claimed, on the registry's clock (GatewayDeps.leaseClock): what the lease keeper compares. */
   admittedAt: number;
   /**

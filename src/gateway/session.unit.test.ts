@@ -40,7 +40,7 @@ function fakeSession(
   const call = new FakeCall();
   let onBus: ((payload: Uint8Array) => void) | undefined;
   const session = new GatewaySession(
-    { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', connectedAt: Date.now(), admittedAt: Date.now(), ...info },
+    { sessionId: 's1', clientId: 'alice', conversationId: 'c1', timeZone: 'UTC', admittedAt: Date.now(), ...info },
     { config: loadConfig(env), gatewayId: 'gw-1', releaseSlot: async () => undefined, metrics: createMetrics(), clock: Date.now, steady: Date.now, leaseClock: Date.now, newId: () => 'e-1', ...deps } as unknown as SessionDeps,
     new Outbound(call as unknown as WritableCall, { onStalled: () => undefined }),
     pino({ level: 'silent' }),
