@@ -9,7 +9,10 @@ import { ChatFlowError } from './domain/errors';
  * process group (a terminal's Ctrl-C) or passed on by `npm start` — starts
  * the graceful drain; further signals are the same request and do not cut it
  * short. A drain still running after grace + margin is ended, naming what it
- * was waiting for.
+ * was waiting for. SIGHUP (the terminal it ran in closed: an SSH session that
+ * dropped, a window closed) drains too: its default would end the process at
+ * once, cutting replies mid-stream, and ChatFlow has no settings to reload
+ * (TLS files are read again when they change).
  */
 async function main(): Promise<void> {
   let config;
@@ -60,6 +63,7 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
 
   try {
     // A dead worker thread took the messages it held with it: a restart answers them (see threads/worker-host.ts).

@@ -87,6 +87,21 @@ describe('the compiled server', () => {
     expect(s.logs.filter((l) => l.msg === 'shutting down: draining')).toHaveLength(1);
   }, 120_000);
 
+  it('SIGHUP to its process group (the terminal it ran in closed) drains, exit 0, instead of ending at once', async () => {
+    const s = await start('node');
+    await roundTrip(s, 'lifecycle-hup-before');
+    const client = chatClient(s.grpc);
+    const held = await chatOn(client, 'lifecycle-hup');
+    await held.reply(held.text('still here'));
+    const at = Date.now();
+    process.kill(-s.proc.pid!, 'SIGHUP');
+    const end = await held.status;
+    expect(end.code).toBe(status.UNAVAILABLE);
+    expect(end.details).toMatch(/shutting down/);
+    await expectGracefulExit(s, at);
+    client.close();
+  }, 120_000);
+
   it('a drain past grace + margin is ended with exit 1 and a log line naming what was pending', async () => {
     // A video takes 6–9 s here; the hard deadline is 1 s (grace 1000 + margin 0).
     const s = await startCompiled('node', { CHATFLOW_SIM_DELAY_SCALE: '3', CHATFLOW_SHUTDOWN_GRACE_MS: '1000', CHATFLOW_SHUTDOWN_MARGIN_MS: '0' });
