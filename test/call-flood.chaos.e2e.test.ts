@@ -218,3 +218,45 @@ test('one HTTP/1.1 connection pipelining 5,000 GET /metrics is closed once 16 wa
   expect((await fetch(`${t.app.httpUrl}/healthz`)).status).toBe(200);
   socket.destroy();
 });
+
+/** Opens calls to `path` on `session` and resets each at once (RST_STREAM CANCEL), up to `n` or until the server closes the connection: how many went, and whether a GOAWAY came. */
+async function rapidReset(session: http2.ClientHttp2Session, path: string, headers: Record<string, string>, n: number): Promise<{ sent: number; goaway: boolean }> {
+  let goaway = false;
+  let closed = false;
+  session.on('goaway', () => (goaway = true));
+  session.on('close', () => (closed = true));
+  let sent = 0;
+  while (sent < n && !closed && !goaway) {
+    for (let i = 0; i < 100 && sent < n; i++, sent++) {
+      try {
+        const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+        req.on('error', () => undefined);
+        req.close(http2.constants.NGHTTP2_CANCEL);
+      } catch {
+        closed = true; // the session went away under the loop
+        break;
+      }
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  return { sent, goaway };
+}
+
+test('HTTP/2 rapid reset (CVE-2023-44487): connections that open calls and reset them at once, with and without a token, are closed by the server long before 20,000 resets each; a bystander is served meanwhile', async () => {
+  const other = connectTo();
+  try {
+    for (const [path, headers] of [[HEALTH_CHECK, {}], ['/chatflow.v1.ChatService/Chat', await headersOf('resetter')]] as const) {
+      for (let round = 0; round < 3; round++) {
+        const hostile = connectTo();
+        const { sent, goaway } = await rapidReset(hostile, path, headers, 20_000);
+        hostile.destroy();
+        expect({ path, goaway, cutShort: sent < 20_000 }).toEqual({ path, goaway: true, cutShort: true });
+      }
+      const [served] = await calls(other, LIST_CONVERSATIONS, await headersOf('bystander-reset'), 1, 1024, 3_000);
+      expect(served!.status).toBe('OK');
+    }
+    expect((await fetch(`${t.app.httpUrl}/healthz`)).status).toBe(200);
+  } finally {
+    other.destroy();
+  }
+});
