@@ -70,7 +70,6 @@ describe.each([
     expect(health.status).toBe(503);
     expect(await health.text()).toMatch(/moved or removed/);
     s.cancel();
-    await t.app.stop();
     await t.restart();
     const kept = await texts(t, 'alice', conversationId).catch(() => [] as string[]);
     expect(accepted.filter((x) => !kept.includes(x))).toEqual([]);

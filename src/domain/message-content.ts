@@ -1,7 +1,6 @@
 import { hash } from 'node:crypto';
 import { codePointLength } from './code-points';
 
-export { codePointLength };
 
 /**
  * What a client message says, reduced to a hash: a resend with the same

@@ -1,4 +1,5 @@
-import { codePointLength, contentHash, decideText, storedContentHash } from './message-content';
+import { codePointLength } from './code-points';
+import { contentHash, decideText, storedContentHash } from './message-content';
 
 describe('text rules', () => {
   it('counts an emoji (a surrogate pair) as one character', () => {

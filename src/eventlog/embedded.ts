@@ -122,6 +122,31 @@ export class LogFileMovedError extends Error {
   }
 }
 
+/**
+ * What a storage fault tells a client, /healthz and the operator. A log moved
+ * or removed is an ERROR that only the operator can end (a restart, or the
+ * file put back); a disk full or failing heals by itself once a probe can write.
+ */
+function faultWords(err: Error, dir: string, since: number): { client: string; health: string; log: string; severity: 'error' | 'warn' } {
+  const at = new Date(since).toISOString();
+  if (err instanceof LogFileMovedError) {
+    return {
+      severity: 'error',
+      client: `the server cannot store messages: its event log was moved or removed while it ran (its data dir replaced or deleted); its operator must restart it; retry in ${RETRY_AFTER_MS} ms`,
+      health: `${err.message} (moved or removed): restart the server; appends refused since ${at}`,
+      log: `${err.message}: appends are refused, none was acknowledged into it since; restart the server to use the data dir now at ${dir} (what it acknowledged before is in the file that was moved, if it was)`,
+    };
+  }
+  const what = diskFault(err) ?? err.message;
+  const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+  return {
+    severity: 'warn',
+    client: `the server cannot store messages right now (${what}); retry in ${RETRY_AFTER_MS} ms`,
+    health: `event log cannot append: ${what} (${code}) since ${at}`,
+    log: `event log cannot write (${what}); appends are refused until it can`,
+  };
+}
+
 const defaultLogger: EventLogLogger = {
   error: (obj, msg) => console.error(msg, obj),
   warn: (obj, msg) => console.warn(msg, obj),
@@ -196,13 +221,12 @@ export class EmbeddedEventLog implements EventLog {
   /** Groups whose last offsets write failed (told once, not at every retry). */
   private readonly offsetsFailing = new Set<string>();
   private readonly counters = { fsyncs: 0, batches: 0 };
-  /** The log file's device and inode when it was opened, to tell it is still the one at logPath (checkPlace). */
-  private identity: { dev: number; ino: number } | undefined;
-
   private constructor(
     private readonly fh: FileHandle,
     private readonly dir: string,
     private readonly lock: DirLock,
+    /** The log file's device and inode when it was opened, to tell it is still the one at logPath (checkPlace). */
+    private readonly identity: { readonly dev: number; readonly ino: number },
     opts: EmbeddedEventLogOptions,
   ) {
     this.logPath = path.join(dir, 'events.log');
@@ -225,10 +249,9 @@ export class EmbeddedEventLog implements EventLog {
       // O_DSYNC: a write returns once its data is on disk (write + fdatasync in one call, one trip to the thread pool).
       const dsync = (opts.fsync ?? true) && DSYNC ? DSYNC : 0;
       fh = await fsp.open(path.join(dir, 'events.log'), fsc.O_RDWR | fsc.O_CREAT | dsync);
-      const log = new EmbeddedEventLog(fh, dir, lock, opts);
       // Read through the path, as checkPlace reads it: on every file system the two readings agree while it is there.
       const { dev, ino } = await fsp.stat(path.join(dir, 'events.log'));
-      log.identity = { dev, ino };
+      const log = new EmbeddedEventLog(fh, dir, lock, { dev, ino }, opts);
       await log.recover(opts.repairCommand ?? `npm run client -- log repair --data-dir ${path.dirname(dir)}`);
       return log;
     } catch (err) {
@@ -438,35 +461,18 @@ export class EmbeddedEventLog implements EventLog {
    * appends are refused until a probe finds the disk writable again.
    */
   private enterFault(err: Error, refused: PendingAppend[]): void {
-    const moved = err instanceof LogFileMovedError;
-    const code = moved ? 'moved' : ((err as NodeJS.ErrnoException).code ?? 'unknown');
-    const what = diskFault(err) ?? err.message;
-    this.fault = {
-      error: new StorageUnavailableError(
-        moved
-          ? `the server cannot store messages: its event log was moved or removed while it ran (its data dir replaced or deleted); its operator must restart it; retry in ${RETRY_AFTER_MS} ms`
-          : `the server cannot store messages right now (${what}); retry in ${RETRY_AFTER_MS} ms`,
-        RETRY_AFTER_MS,
-      ),
-      since: Date.now(),
-      delayMs: PROBE_MIN_MS,
-      probes: 0,
-    };
+    const since = Date.now();
+    const words = faultWords(err, this.dir, since);
+    this.fault = { error: new StorageUnavailableError(words.client, RETRY_AFTER_MS), since, delayMs: PROBE_MIN_MS, probes: 0 };
     // Batches already durable are still told (settle); only what was not written is given back.
     this.appended = this.written;
     this.positions.truncate(this.written + 1);
     this.topics.truncate(this.written);
     for (const p of refused) p.reject(this.fault.error);
-    if (moved) {
-      (this.logger.error ?? this.logger.warn).call(this.logger,
-        { file: this.logPath, refused: refused.length, records: this.written },
-        `${what}: appends are refused, none was acknowledged into it since; restart the server to use the data dir now at ${this.dir} (what it acknowledged before is in the file that was moved, if it was)`,
-      );
-      this.onWritable(`${what} (moved or removed): restart the server; appends refused since ${new Date(this.fault.since).toISOString()}`);
-    } else {
-      this.logger.warn({ err, code, refused: refused.length, records: this.written }, `event log cannot write (${what}); appends are refused until it can`);
-      this.onWritable(`event log cannot append: ${what} (${code}) since ${new Date(this.fault.since).toISOString()}`);
-    }
+    const ctx = { err, file: this.logPath, refused: refused.length, records: this.written };
+    if (words.severity === 'error') (this.logger.error ?? this.logger.warn).call(this.logger, ctx, words.log);
+    else this.logger.warn(ctx, words.log);
+    this.onWritable(words.health);
     this.scheduleProbe();
   }
 
@@ -506,7 +512,6 @@ export class EmbeddedEventLog implements EventLog {
   /** Throws LogFileMovedError when the file at logPath is not the open log (or none is); other errors as they come. */
   private async checkPlace(): Promise<void> {
     const id = this.identity;
-    if (!id) return;
     let st: { dev: number; ino: number };
     try {
       st = await fsp.stat(this.logPath);

@@ -133,9 +133,7 @@ interface Early {
   /** Aborts the work: called off, or the handling that adopted it taken away. */
   controller: AbortController;
   outcome: Promise<Produced>;
-  started: number;
-  /** `started` on the steady clock. */
-  steadyStart: number;
+  started: Started;
   timer: NodeJS.Timeout;
   /** Gives back the handler place its partition keeps for it (Consumer.reserve), if the log has not handed it out. */
   unkeep: () => void;
@@ -145,6 +143,15 @@ interface Early {
 
 type Produced = 'answered' | 'failed' | 'superseded' | 'not ours';
 
+/**
+ * When the work on a message began, on both clocks: the wall clock's is the model's "now" (the client's local time
+ * in the reply), the steady clock's times its processing and its engines' deadline (a step of the wall clock moves neither).
+ */
+interface Started {
+  readonly wall: number;
+  readonly steady: number;
+}
+
 /** A message to answer (Worker.produce). */
 interface Job {
   event: Event;
@@ -152,10 +159,7 @@ interface Job {
   source: LoggedEvent | Promise<LoggedEvent>;
   m: MessageReceived;
   kind: InputKind;
-  /** When the work began, on the wall clock: the model's "now" (the client's local time in the reply). */
-  started: number;
-  /** The same on the steady clock: its processing time and its engines' deadline. */
-  steadyStart: number;
+  started: Started;
   /** Its upload's bytes, when its gateway handed them over with it (work begun early), instead of the media store's. */
   upload?: Buffer;
 }
@@ -320,16 +324,15 @@ export class Worker {
       this.release();
       return;
     }
-    const started = this.deps.clock();
-    const steadyStart = this.deps.steady();
+    const started = this.startedNow();
     const source = resolvable<LoggedEvent>();
     const gen = resolvable<number | null>();
     const controller = new AbortController();
-    const outcome = this.produce({ event, source: source.promise, m, kind: inputKind(m), started, steadyStart, upload }, gen.promise, controller.signal, calledOff(controller.signal, gen.promise).signal);
+    const outcome = this.produce({ event, source: source.promise, m, kind: inputKind(m), started, upload }, gen.promise, controller.signal, calledOff(controller.signal, gen.promise).signal);
     outcome.catch(() => undefined); // its handling, or callOff, takes the outcome
     const timer = setTimeout(() => this.callOff(id, 'the log did not hand the message out in time'), this.deps.earlyAdoptMs ?? EARLY_ADOPT_MS);
     timer.unref();
-    this.early.set(id, { eventId: event.eventId, source, gen, controller, outcome, started, steadyStart, timer, unkeep, partition: this.deps.log.partitionOf?.('conversations', event.conversationId) });
+    this.early.set(id, { eventId: event.eventId, source, gen, controller, outcome, started, timer, unkeep, partition: this.deps.log.partitionOf?.('conversations', event.conversationId) });
     this.deps.metrics.earlyStarts.inc({ outcome: 'begun' });
   }
 
@@ -394,6 +397,10 @@ export class Worker {
   }
 
   /** One span of a message's way to its reply (chatflow_reply_stage_seconds), into its stage's series found once. */
+  private startedNow(): Started {
+    return { wall: this.deps.clock(), steady: this.deps.steady() };
+  }
+
   private stage(stage: ReplyStage, since: number, now = this.deps.clock()): void {
     let series = this.stageSeries.get(stage);
     if (!series) this.stageSeries.set(stage, (series = this.deps.metrics.replyStageSeconds.child({ stage })));
@@ -439,9 +446,8 @@ export class Worker {
     // The budget slot is taken before any work, so the cap counts whatever runs, and kept until that work has ended
     // (work begun early took its own).
     if (!early) await this.acquire();
-    const started = early?.started ?? this.deps.clock();
-    const steadyStart = early?.steadyStart ?? this.deps.steady();
-    this.stage('started', takenAt, started);
+    const started = early?.started ?? this.startedNow();
+    this.stage('started', takenAt, started.wall);
     const claim: { held: number } | { beside: Beside } = held === undefined ? { beside: this.claimBeside(m.messageId, signal, intact, takenAt) } : { held };
     // Adopted: the work begun early learns where the message is and whose claim it is, and stops when this handling is taken away.
     const takenAway = early && (() => early.controller.abort(signal.reason));
@@ -454,7 +460,7 @@ export class Worker {
     }
     try {
       const [claimed, work] = 'held' in claim ? [claim.held, signal] : [claim.beside.gen, claim.beside.work.signal];
-      const outcome = await (early ? early.outcome : this.produce({ event, source, m, kind: inputKind(m), started, steadyStart }, claimed, signal, work));
+      const outcome = await (early ? early.outcome : this.produce({ event, source, m, kind: inputKind(m), started }, claimed, signal, work));
       if (outcome !== 'not ours') {
         this.deps.metrics.responses.inc({ outcome });
         return;
@@ -638,7 +644,7 @@ export class Worker {
    * listening and the model, is aborted then).
    */
   private async produce(job: Job, claimed: number | Promise<number | null>, signal: AbortSignal, work: AbortSignal): Promise<Produced> {
-    const { event, source, m, kind, started, steadyStart } = job;
+    const { event, source, m, kind, started } = job;
     const subject = clientSubject(event.clientId);
     const request: LlmRequest = {
       messageId: m.messageId,
@@ -646,7 +652,7 @@ export class Worker {
       text: m.content?.$case === 'text' ? m.content.text : undefined,
       media: m.content?.$case === 'media' ? { mimeType: m.content.media.mimeType, sizeBytes: m.content.media.sizeBytes, durationMs: m.content.media.durationMs || undefined } : undefined,
       timeZone: m.timeZone || 'UTC',
-      now: new Date(started),
+      now: new Date(started.wall),
       history: this.deps.llm.usesHistory ? await this.history(event.conversationId, m.messageId) : [],
     };
     const attempts = this.deps.maxAttempts ?? 3;
@@ -681,7 +687,7 @@ export class Worker {
     /** Whether the claim is this worker's; waits for a claim decided beside the work (a held one was owned above). */
     const ours = async (): Promise<boolean> => answer !== '' || own(await claimed);
     // Engines failing for a while (connection refused, timeouts, leader changes) are waited out up to here.
-    const deadline = steadyStart + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
+    const deadline = started.steady + (this.deps.engineRetryDeadlineMs ?? DEFAULT_ENGINE_RETRY_DEADLINE_MS);
     for (let attempt = 1; ; attempt++) {
       try {
         if (!heard && (kind === 'audio' || kind === 'video')) {
@@ -706,7 +712,7 @@ export class Worker {
         const voice = kind === 'audio' || kind === 'video' ? await this.speak(event, m.messageId, answer, responseId, reply.text, signal, deadline) : undefined;
         const image = kind === 'video' ? await this.image(event, responseId, reply.text, request, signal, deadline, heard?.keyframe) : undefined;
         const transcript = heard?.transcript?.text ?? '';
-        const processingMs = this.deps.steady() - steadyStart;
+        const processingMs = this.deps.steady() - started.steady;
         // Taken away (shutdown, or the partition moved to another worker): whoever redoes it answers.
         signal.throwIfAborted();
         const appended = await this.commit(await source, m.messageId, gen, this.event(event, {
