@@ -4,7 +4,7 @@ import { PROJECT_ROOT } from './project-root';
 import type { Logger } from 'pino';
 import { FfmpegVideoSplitter } from './ffmpeg';
 import { LocalSynthesizer, LocalTranscriber } from './local/adapters';
-import { LocalSpeechEngine } from './local/engine';
+import { LocalSpeechEngine, SpeechEngineShutDown } from './local/engine';
 import { OpenAiSynthesizer, OpenAiTranscriber } from './openai';
 import type { Synthesizer, Transcriber, VideoSplitter } from './port';
 
@@ -97,7 +97,8 @@ export function createSpeech(cfg: SpeechConfig, logger: Logger): Speech {
     logger.warn(summary, 'speech engines missing: voice and video messages are answered without hearing, seeing or speaking (npm run speech:install installs them)');
   }
   // Start the offline engines now, so the first voice message does not wait for a model to load.
-  for (const e of engines) e.url().catch((err) => logger.error({ err, kind: e.kind }, 'speech engine failed to start'));
+  // Stopped before it was up (a start that failed further on) is no failure of the engine's.
+  for (const e of engines) e.url().catch((err) => err instanceof SpeechEngineShutDown || logger.error({ err, kind: e.kind }, 'speech engine failed to start'));
   return {
     transcriber,
     synthesizer,

@@ -7,6 +7,14 @@ import { PROJECT_ROOT } from '../project-root';
 
 export type EngineKind = 'tts' | 'stt';
 
+/** What the engine's callers get once ChatFlow stopped it (LocalSpeechEngine.close). */
+export class SpeechEngineShutDown extends SpeechError {
+  constructor() {
+    super('the speech engine is shut down', false);
+  }
+}
+const shutDown = () => new SpeechEngineShutDown();
+
 /** How long loading the engine may take (Piper: ~5 s on this machine, more under load). */
 const START_TIMEOUT_MS = 120_000;
 
@@ -31,7 +39,7 @@ export class LocalSpeechEngine {
 
   /** The engine's base URL (`http://127.0.0.1:PORT/v1`), starting it if it is not running. */
   url(): Promise<string> {
-    if (this.closed) return Promise.reject(new SpeechError('the speech engine is shut down', false));
+    if (this.closed) return Promise.reject(shutDown());
     this.starting ??= this.start().catch((err) => {
       this.starting = undefined;
       throw err;
@@ -72,8 +80,10 @@ export class LocalSpeechEngine {
           this.child = undefined;
           this.starting = undefined;
         }
+        // Stopped by close (ChatFlow shutting down, maybe before it ever served): not a failure to tell.
+        if (this.closed) return reject(shutDown());
         reject(new SpeechError(`the ${this.kind} engine exited (${sig ?? code}): ${stderr.trim().split('\n').pop() ?? ''}`, true));
-        if (!this.closed) this.logger.warn({ kind: this.kind, code, signal: sig, stderr: stderr.slice(-500) }, 'speech engine exited; it is started again on next use');
+        this.logger.warn({ kind: this.kind, code, signal: sig, stderr: stderr.slice(-500) }, 'speech engine exited; it is started again on next use');
       });
     });
   }

@@ -5,7 +5,7 @@ import { delimiter, join } from 'node:path';
 import pino from 'pino';
 import { describeWhen } from '../../../test/engines';
 import { measuredProgram } from '../../../test/measured-program';
-import { findLocalEngines, findProgram } from '../factory';
+import { createSpeech, findLocalEngines, findProgram } from '../factory';
 import { makePicture } from '../video.contract';
 import { describeSynthesizer, describeTranscriber, LONG_REPLY, QUESTION, collect } from '../speech.contract';
 import { LocalSynthesizer, LocalTranscriber } from './adapters';
@@ -80,6 +80,17 @@ describeWhen(!!engines, 'offline speech engines (Piper, PocketSphinx)', 'needs `
       await rm(dir, { recursive: true, force: true });
     }
   }, 120_000);
+
+  it('stopped while its engines load (a server whose port was taken exits at once), says nothing failed: the engines are stopped, not broken', async () => {
+    const said: { level: string; msg: string }[] = [];
+    const spy = pino({ level: 'info' }, { write: (line: string) => void said.push(JSON.parse(line) as { level: string; msg: string }) });
+    const speech = createSpeech({ stt: { mode: 'local', model: '' }, tts: { mode: 'local', model: '', voice: '' }, timeoutMs: 10_000, ffmpeg: 'none' }, spy);
+    await new Promise((r) => setTimeout(r, 200)); // the engines' processes are starting
+    await speech.close();
+    await new Promise((r) => setTimeout(r, 200));
+    const loud = said.filter((l) => Number(l.level) >= 40).map((l) => l.msg);
+    expect(loud).toEqual([]);
+  }, 60_000);
 
   it('starts an engine again after it died', async () => {
     const engine = new LocalSpeechEngine(python, 'tts', logger);
