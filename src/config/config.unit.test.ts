@@ -54,6 +54,40 @@ describe('configuration', () => {
     expect(problems({ CHATFLOW_MAX_CLIENTS: ' 12 ' })).toEqual([]);
   });
 
+  it('given a listen address whose port is out of range, when loaded, then it says so in words (not a RangeError from the socket at listen)', () => {
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (e) {
+        return (e as ConfigError).problems;
+      }
+    };
+    expect(problems({ CHATFLOW_GRPC_ADDR: '0.0.0.0:99999' })).toEqual(['CHATFLOW_GRPC_ADDR="0.0.0.0:99999": the port must be a number from 0 to 65535']);
+    expect(problems({ CHATFLOW_HTTP_ADDR: '[::1]:65536' })).toEqual(['CHATFLOW_HTTP_ADDR="[::1]:65536": the port must be a number from 0 to 65535']);
+    expect(problems({ CHATFLOW_GRPC_ADDR: '127.0.0.1:65535', CHATFLOW_HTTP_ADDR: '[::1]:0' })).toEqual([]);
+  });
+
+  it('given the real stack addresses mistyped (a broker without its port, a URL of another scheme), when loaded, then each is named, instead of retried for ever at start', () => {
+    const problems = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return [];
+      } catch (e) {
+        return (e as ConfigError).problems;
+      }
+    };
+    const stack = { KAFKA_BROKERS: '127.0.0.1:9092', MONGODB_URI: 'mongodb://127.0.0.1:27017/chatflow', NATS_URL: 'nats://127.0.0.1:4222', S3_ENDPOINT: 'http://127.0.0.1:9000' };
+    expect(problems(stack)).toEqual([]);
+    expect(problems({ ...stack, KAFKA_BROKERS: 'a:9092, b:9093', NATS_URL: '127.0.0.1:4222,tls://n2', MONGODB_URI: 'mongodb+srv://db.example.com/x', S3_ENDPOINT: 'https://s3.amazonaws.com' })).toEqual([]);
+    expect(problems({ ...stack, KAFKA_BROKERS: 'localhost' })).toEqual(['KAFKA_BROKERS="localhost": each broker must be host:port, e.g. 127.0.0.1:9092']);
+    expect(problems({ ...stack, KAFKA_BROKERS: '127.0.0.1:9092,kafka://b:9092' })).toEqual(['KAFKA_BROKERS="127.0.0.1:9092,kafka://b:9092": each broker must be host:port, e.g. 127.0.0.1:9092']);
+    expect(problems({ ...stack, KAFKA_BROKERS: 'a:70000' })).toEqual(['KAFKA_BROKERS="a:70000": each broker must be host:port, e.g. 127.0.0.1:9092']);
+    expect(problems({ ...stack, MONGODB_URI: '127.0.0.1:27017' })).toEqual(['MONGODB_URI="127.0.0.1:27017": must be a mongodb:// or mongodb+srv:// URI, e.g. mongodb://127.0.0.1:27017/chatflow']);
+    expect(problems({ ...stack, NATS_URL: 'http://127.0.0.1:4222' })).toEqual(['NATS_URL="http://127.0.0.1:4222": each server must be nats://host:port (or tls://, ws://, wss://, or host:port), e.g. nats://127.0.0.1:4222']);
+    expect(problems({ ...stack, S3_ENDPOINT: '127.0.0.1:9000' })).toEqual(['S3_ENDPOINT="127.0.0.1:9000": must be an http(s) URL, e.g. http://127.0.0.1:9000']);
+  });
+
   it('given a variable set but empty (`CHATFLOW_MAX_CLIENTS=` in an env file), when loaded, then its default applies, as if unset', () => {
     const c = loadConfig({ CHATFLOW_MAX_CLIENTS: '', CHATFLOW_MAX_PROCESSING: '  ', CHATFLOW_GRPC_ADDR: '', LOG_LEVEL: '' });
     const d = loadConfig({});

@@ -16,9 +16,23 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) => {
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[^:\s/]+):\d{1,5}$/;
+const portInRange = (hostPort: string) => Number(hostPort.slice(hostPort.lastIndexOf(':') + 1)) <= 65535;
 const addr = z
   .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:50051');
+  .regex(HOST_PORT, 'must be host:port, e.g. 127.0.0.1:50051')
+  .refine(portInRange, 'the port must be a number from 0 to 65535');
+/** A comma-separated list whose every entry passes `ok` (empty: unset). */
+const listOf = (ok: (entry: string) => boolean, message: string) =>
+  optionalString.refine((v) => v === undefined || v.split(',').map((e) => e.trim()).filter(Boolean).every(ok), message);
+const urlWith = (v: string, protocols: readonly string[]): boolean => {
+  try {
+    const u = new URL(v);
+    return protocols.includes(u.protocol) && u.hostname !== '';
+  } catch {
+    return false;
+  }
+};
 const optionalString = z
   .string()
   .optional()
@@ -35,15 +49,8 @@ const timeZones = list.superRefine((zones, ctx) => {
 });
 
 /** An OpenAI-compatible server's base URL (model, speech): http(s), checked here once for all of them. */
-const baseUrl = optionalString.refine((v) => {
-  if (v === undefined) return true;
-  try {
-    const u = new URL(v);
-    return u.protocol === 'http:' || u.protocol === 'https:';
-  } catch {
-    return false;
-  }
-}, 'must be an http(s) URL, e.g. http://127.0.0.1:11434/v1');
+const httpUrl = (example: string) => optionalString.refine((v) => v === undefined || urlWith(v, ['http:', 'https:']), `must be an http(s) URL, e.g. ${example}`);
+const baseUrl = httpUrl('http://127.0.0.1:11434/v1');
 
 const origin = optionalString.refine((v) => {
   if (v === undefined) return true;
@@ -129,16 +136,16 @@ export const SETTINGS = {
   CHATFLOW_GATEWAY_ID: { schema: optionalString, doc: 'name of this gateway in leases and events; default `gw-` + random' },
   CHATFLOW_PROJECTION_BATCH: { schema: int(1, 10_000), default: '256', doc: 'projector: most events applied in one batch (each document gets its events in one write); `1` = one event at a time' },
   CHATFLOW_REBUILD_READ_MODELS: { schema: bool, default: 'false', doc: 'projector: drop the MongoDB read models and rebuild them from the start of the log' },
-  KAFKA_BROKERS: { schema: optionalString, doc: 'comma-separated brokers: the event log on Kafka instead of the embedded log' },
+  KAFKA_BROKERS: { schema: listOf((b) => HOST_PORT.test(b) && portInRange(b), 'each broker must be host:port, e.g. 127.0.0.1:9092'), doc: 'comma-separated brokers: the event log on Kafka instead of the embedded log' },
   KAFKA_PREFIX: { schema: z.string().regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, `.`, `_`, `-` only'), default: 'chatflow.', doc: 'prefix of topic and consumer-group names' },
   KAFKA_PARTITIONS: { schema: int(1, 10000), default: '10', doc: 'partitions per topic when ChatFlow creates them; each worker partition runs `MAX_PROCESSING / partitions` messages at once' },
-  MONGODB_URI: { schema: optionalString, doc: 'read models and admission slots on MongoDB (or FerretDB); database from the path, default `chatflow`' },
+  MONGODB_URI: { schema: optionalString.refine((v) => v === undefined || /^mongodb(\+srv)?:\/\/./.test(v), 'must be a mongodb:// or mongodb+srv:// URI, e.g. mongodb://127.0.0.1:27017/chatflow'), doc: 'read models and admission slots on MongoDB (or FerretDB); database from the path, default `chatflow`' },
   CHATFLOW_MONGO_TIMEOUT_MS: { schema: int(0), default: '10000', doc: 'bound of each stage of a MongoDB operation (finding the server, a pooled connection, the server\'s answer); past it the operation fails as a transient error (retried, or `UNAVAILABLE` + `retry-after-ms` to the client), so a stalled or frozen database cannot hang a gateway, a worker or the projector; `0` = none' },
   CHATFLOW_MONGO_POOL_SIZE: { schema: int(1, 1000), default: '16', doc: 'most MongoDB operations one process runs at once (its connection pool; the connection registry has a pool of its own); the rest wait in the process, at most `CHATFLOW_MONGO_TIMEOUT_MS`: a burst (Kafka back after an outage) queues here instead of slowing the database for every caller' },
   CHATFLOW_MONGO_UPDATE_CONCURRENCY: { schema: int(0, 1000), default: '8', doc: 'most update-shaped MongoDB statements (update, replace, findAndModify) one process has in flight, over all its clients; the rest wait in the process, at most `CHATFLOW_MONGO_TIMEOUT_MS`. FerretDB v1 holds two of its pooled connections per such statement and hangs for good once they are all taken: keep the sum over all processes below FerretDB\'s pool (SQLite: 100; PostgreSQL: `pool_max_conns`). `0` = no bound (MongoDB)' },
   CHATFLOW_MONGO_REPLACE_BATCH: { schema: int(1, 100), default: '8', doc: 'most read-model replaces the projector sends in one MongoDB command (its writes of one batch, made together); a command of n holds n of `CHATFLOW_MONGO_UPDATE_CONCURRENCY`\'s places, so it is capped by that. `1` = one replace per command' },
-  NATS_URL: { schema: optionalString, doc: 'responses, deltas and `Send` routing over NATS instead of in-process' },
-  S3_ENDPOINT: { schema: optionalString, doc: 'media on S3 (presigned URLs) instead of the data dir' },
+  NATS_URL: { schema: listOf((n) => urlWith(n.includes('://') ? n : `nats://${n}`, ['nats:', 'tls:', 'ws:', 'wss:']), 'each server must be nats://host:port (or tls://, ws://, wss://, or host:port), e.g. nats://127.0.0.1:4222'), doc: 'responses, deltas and `Send` routing over NATS instead of in-process' },
+  S3_ENDPOINT: { schema: httpUrl('http://127.0.0.1:9000'), doc: 'media on S3 (presigned URLs) instead of the data dir' },
   S3_BUCKET: { schema: z.string().min(3), default: 'chatflow-media', doc: 'bucket, created if missing' },
   S3_REGION: { schema: z.string().min(1), default: 'us-east-1', doc: 'S3 region' },
   S3_ACCESS_KEY_ID: { schema: optionalString, doc: 'S3 credentials (default: the AWS SDK chain)' },
