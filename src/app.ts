@@ -64,6 +64,11 @@ export interface AppOverrides {
   onWorkerDied?: (err: Error) => void;
   /** The heap the gateway's guard reads (default: this process's V8 heap). */
   heap?: HeapSource;
+  /**
+   * Start-up called off (main.ts: a signal before the process is up): the waits on an engine that is away give up
+   * at once, what was opened is closed, and startApp rejects with the signal's reason.
+   */
+  startup?: AbortSignal;
 }
 
 /**
@@ -125,19 +130,20 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     }));
 
     const name = `chatflow-${config.role}-${instance}`;
-    const log = timedEventLog(await openEventLog(config, logger, name, (problem) => health.report('event-log', problem), metrics), metrics.logAppendSeconds);
+    const startup = overrides.startup;
+    const log = timedEventLog(await openEventLog(config, logger, name, (problem) => health.report('event-log', problem), metrics, startup), metrics.logAppendSeconds);
     lifecycle.onStop('event log', () => log.close());
-    const { store, openRegistry, openReplyClaims } = await openStorage(config, logger, metrics);
+    const { store, openRegistry, openReplyClaims } = await openStorage(config, logger, metrics, startup);
     lifecycle.onStop('read store', () => store.close());
     const models = readModels(store);
 
     if (runs('projector')) projector = await lifecycle.start('projections', projectorRole({ config, logger, log, store, metrics, health }));
 
     const wired = runs('gateway') || runs('worker') ? await (async () => {
-      const bus = await openBus(config, logger, name);
+      const bus = await openBus(config, logger, name, startup);
       lifecycle.onStop('bus', () => bus.close());
       // Swept here only: the worker thread opens the same folder.
-      const media = await openMedia(config, logger, { baseUrl: http.url, secret: mediaSecret, now: clock, sweep: true });
+      const media = await openMedia(config, logger, { baseUrl: http.url, secret: mediaSecret, now: clock, sweep: true }, startup);
       mediaRoute = media.route;
       lifecycle.onStop('media', () => media.store.close());
       return messaging(bus, timedMediaStore(media.store, metrics.mediaPutSeconds), config.mediaUrlTtlMs);

@@ -58,17 +58,25 @@ async function main(): Promise<void> {
     }
     stopping = true;
     logger.info({ signal, graceMs: config.shutdownGraceMs, deadlineMs }, 'shutting down: draining');
-    // A signal during start-up stops the app as soon as it is up (or start-up fails and exits).
-    if (app) stop(app);
+    if (app) return stop(app);
+    // During start-up: a wait on an engine that is away ends at once (nothing was served yet); past those waits the
+    // app is stopped as soon as it is up.
+    startup.abort(new StartupStopped(signal));
   };
+  const startup = new AbortController();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
 
   try {
     // A dead worker thread took the messages it held with it: a restart answers them (see threads/worker-host.ts).
-    app = await startApp(config, logger, { onWorkerDied: () => exit(70) });
+    app = await startApp(config, logger, { onWorkerDied: () => exit(70), startup: startup.signal });
   } catch (err) {
+    if (err instanceof StartupStopped) {
+      logger.info({ signal: err.signal }, 'stopped before it was up (it was waiting for an engine): nothing was served');
+      exit(0);
+      return;
+    }
     if (err instanceof ChatFlowError || (err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
       logger.fatal((err as Error).message);
     } else {
@@ -78,6 +86,13 @@ async function main(): Promise<void> {
     return;
   }
   if (stopping) stop(app);
+}
+
+/** The reason start-up was called off: a signal came before the app was up. */
+class StartupStopped extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`start-up stopped by ${signal}`);
+  }
 }
 
 void main();

@@ -2,7 +2,7 @@ import { headers, NoRespondersError, RequestError, TimeoutError, type Msg, type 
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { LATE, orLate } from '../resilience/late';
-import { backoffDelay } from '../resilience/retry';
+import { backoffDelay, retryWithBackoff } from '../resilience/retry';
 import { NoResponderError, RemoteError, type Bus, type Subscription } from './port';
 
 export interface NatsBusOptions {
@@ -11,6 +11,8 @@ export interface NatsBusOptions {
   /** Shown by the server's monitoring pages for this connection. */
   name?: string;
   logger: Logger;
+  /** Start-up called off (the process stopped while NATS is away): connect gives up at once with its reason. */
+  signal?: AbortSignal;
 }
 
 /** A reply carrying this header holds a responder's error message as its payload. */
@@ -37,28 +39,32 @@ export class NatsBus implements Bus {
     private readonly logger: Logger,
   ) {}
 
+  /**
+   * Connects, waiting for the server for as long as it takes (it may start after us), as the other engines are
+   * waited for at start: attempts retried with backoff, each one said, and given up at once when start-up is called
+   * off (nats.js's own wait for a first connection cannot be stopped). Once connected, reconnects never give up.
+   */
   static async connect(opts: NatsBusOptions): Promise<NatsBus> {
     const { logger } = opts;
     const servers = opts.url.split(',').map((s) => s.trim()).filter(Boolean);
     let attempt = 0;
-    const unreachable = setTimeout(() => logger.warn({ engine: 'nats', servers }, 'NATS unreachable; still trying to connect'), 3_000);
-    try {
-      const nc = await connect({
-        servers,
-        name: opts.name,
-        // Never give up, also before the first connection: the server may start after us.
-        maxReconnectAttempts: -1,
-        waitOnFirstConnect: true,
-        reconnectDelayHandler: () => backoffDelay(++attempt, { baseMs: BACKOFF_MIN_MS, maxMs: BACKOFF_MAX_MS, jitter: 'equal' }),
-      });
-      attempt = 0;
-      const bus = new NatsBus(nc, logger);
-      bus.watchStatus(() => (attempt = 0));
-      logger.info({ engine: 'nats', server: nc.getServer() }, 'NATS connected');
-      return bus;
-    } finally {
-      clearTimeout(unreachable);
-    }
+    const nc = await retryWithBackoff(
+      `NATS at ${servers.join(',')}`,
+      logger.child({ engine: 'nats' }),
+      () =>
+        connect({
+          servers,
+          name: opts.name,
+          maxReconnectAttempts: -1,
+          reconnectDelayHandler: () => backoffDelay(++attempt, { baseMs: BACKOFF_MIN_MS, maxMs: BACKOFF_MAX_MS, jitter: 'equal' }),
+        }),
+      { baseMs: BACKOFF_MIN_MS, maxMs: BACKOFF_MAX_MS, signal: opts.signal, discard: (late) => late.close() },
+    );
+    attempt = 0;
+    const bus = new NatsBus(nc, logger);
+    bus.watchStatus(() => (attempt = 0));
+    logger.info({ engine: 'nats', server: nc.getServer() }, 'NATS connected');
+    return bus;
   }
 
   async publish(subject: string, payload: Uint8Array): Promise<void> {

@@ -31,8 +31,8 @@ import { retryWithBackoff } from '../resilience/retry';
  */
 
 /** `onWritable`: the reason appends fail (disk full), then undefined once they work again (embedded log). */
-export function openEventLog(config: Config, logger: Logger, clientId: string, onWritable?: (problem: string | undefined) => void, metrics?: Metrics): Promise<EventLog> {
-  if (config.kafka) return KafkaEventLog.open({ ...config.kafka, clientId, logger });
+export function openEventLog(config: Config, logger: Logger, clientId: string, onWritable?: (problem: string | undefined) => void, metrics?: Metrics, signal?: AbortSignal): Promise<EventLog> {
+  if (config.kafka) return KafkaEventLog.open({ ...config.kafka, clientId, logger, signal });
   return EmbeddedEventLog.open({
     dir: join(config.dataDir, 'log'),
     fsync: config.logFsync,
@@ -74,7 +74,7 @@ export interface Storage {
   openReplyClaims(): Promise<ReplyClaims>;
 }
 
-export async function openStorage(config: Config, logger: Logger, metrics?: Pick<Metrics, 'mongoCommandSeconds' | 'mongoUpdateWaitSeconds'>): Promise<Storage> {
+export async function openStorage(config: Config, logger: Logger, metrics?: Pick<Metrics, 'mongoCommandSeconds' | 'mongoUpdateWaitSeconds'>, signal?: AbortSignal): Promise<Storage> {
   const uri = config.mongodbUri;
   if (!uri) {
     return { store: new MemoryReadStore(), openRegistry: async () => new MemoryConnectionRegistry(), openReplyClaims: async () => new MemoryReplyClaims({ deadAfterMs: WORKER_DEAD_AFTER_MS }) };
@@ -83,17 +83,17 @@ export async function openStorage(config: Config, logger: Logger, metrics?: Pick
   const timeoutMs = config.mongoTimeoutMs;
   const onCommand = metrics && ((command: string, seconds: number) => metrics.mongoCommandSeconds.observe({ command }, seconds));
   const onUpdateWait = metrics && ((method: string, seconds: number) => metrics.mongoUpdateWaitSeconds.observe({ method }, seconds));
-  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, updateConcurrency: config.mongoUpdateConcurrency, replaceBatch: config.mongoReplaceBatch, onCommand, onUpdateWait }));
+  const store = await retryWithBackoff('MongoDB', log, () => MongoReadStore.connect({ uri, logger, timeoutMs, poolSize: config.mongoPoolSize, updateConcurrency: config.mongoUpdateConcurrency, replaceBatch: config.mongoReplaceBatch, onCommand, onUpdateWait }), { signal, discard: (late) => late.close() });
   return {
     store,
-    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE, updateConcurrency: config.mongoUpdateConcurrency, onCommand, onUpdateWait })),
-    openReplyClaims: () => retryWithBackoff('MongoDB', log, () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS })),
+    openRegistry: () => retryWithBackoff('MongoDB', log, () => MongoConnectionRegistry.connect({ uri, logger, timeoutMs, poolSize: REGISTRY_POOL_SIZE, updateConcurrency: config.mongoUpdateConcurrency, onCommand, onUpdateWait }), { signal, discard: (late) => late.close() }),
+    openReplyClaims: () => retryWithBackoff('MongoDB', log, () => MongoReplyClaims.on(store.db, { logger, deadAfterMs: WORKER_DEAD_AFTER_MS }), { signal }),
   };
 }
 
-export function openBus(config: Config, logger: Logger, name: string): Promise<Bus> {
+export function openBus(config: Config, logger: Logger, name: string, signal?: AbortSignal): Promise<Bus> {
   if (!config.natsUrl) return Promise.resolve(new MemoryBus(logger.child({ engine: 'memory-bus' })));
-  return NatsBus.connect({ url: config.natsUrl, name, logger });
+  return NatsBus.connect({ url: config.natsUrl, name, logger, signal });
 }
 
 /** How often the local media folder is swept of temp files left by killed processes, and how old such a file must be. */
@@ -107,9 +107,9 @@ export interface Media {
 }
 
 /** Without S3: files under the data folder, their signed URLs served by our HTTP server at `baseUrl`. */
-export async function openMedia(config: Config, logger: Logger, local: { baseUrl: string; secret: Buffer; now: () => number; sweep?: boolean }): Promise<Media> {
+export async function openMedia(config: Config, logger: Logger, local: { baseUrl: string; secret: Buffer; now: () => number; sweep?: boolean }, signal?: AbortSignal): Promise<Media> {
   const s3 = config.s3;
-  if (s3) return { store: await retryWithBackoff(`S3 at ${s3.endpoint}`, logger.child({ engine: 's3' }), () => S3MediaStore.open({ ...s3, logger })) };
+  if (s3) return { store: await retryWithBackoff(`S3 at ${s3.endpoint}`, logger.child({ engine: 's3' }), () => S3MediaStore.open({ ...s3, logger }), { signal, discard: (late) => late.close() }) };
   const { sweep, ...signing } = local;
   const store = new LocalMediaStore({ dir: join(config.dataDir, 'media'), ...signing });
   if (sweep) {

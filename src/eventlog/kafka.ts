@@ -19,6 +19,8 @@ export interface KafkaEventLogOptions {
   /** Partitions each topic is created with (an existing topic keeps its own). */
   partitions: number;
   logger: Logger;
+  /** Start-up called off (the process stopped while Kafka is away): open gives up at once with its reason. */
+  signal?: AbortSignal;
 }
 
 const RETRY_BASE_MS = 100;
@@ -86,6 +88,7 @@ export class KafkaEventLog implements EventLog {
     // Partitions are chosen here (partitionFor), the partitioner only satisfies kafkajs.
     const newProducer = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
     const producer = newProducer();
+    const { signal, ...kept } = opts;
     const counts = await retryWithBackoff(`Kafka at ${opts.brokers.join(',')}`, logger, async () => {
       await admin.connect();
       const names = TOPICS.map((t) => topicName(opts.prefix, t));
@@ -103,8 +106,11 @@ export class KafkaEventLog implements EventLog {
       const meta = await admin.fetchTopicMetadata({ topics: names });
       await producer.connect();
       return new Map(TOPICS.map((t) => [t, meta.topics.find((m) => m.name === topicName(opts.prefix, t))!.partitions.length]));
+    }, { signal, discard: () => Promise.all([admin.disconnect(), producer.disconnect()]).catch(() => undefined) }).catch(async (err: unknown) => {
+      if (signal?.aborted) await Promise.all([admin.disconnect(), producer.disconnect()]).catch(() => undefined);
+      throw err;
     });
-    return new KafkaEventLog(kafka, admin, producer, newProducer, { ...opts, logger }, counts);
+    return new KafkaEventLog(kafka, admin, producer, newProducer, { ...kept, logger }, counts);
   }
 
   partitions(topic: Topic): number {

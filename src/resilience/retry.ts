@@ -97,13 +97,23 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /**
  * Start-up waits on an engine: retries `f` (by default for ever) and says
  * which engine is unavailable, so an operator sees why a process is not ready
- * instead of a crash loop.
+ * instead of a crash loop. With a `signal`, the wait ends as soon as it aborts
+ * (an operator stopping a process that waits for an engine that is not there),
+ * also in the middle of an attempt (a driver's own connect can take seconds);
+ * what that attempt opens after is given to `discard` (closed, not leaked).
  */
-export function retryWithBackoff<T>(what: string, logger: Pick<Logger, 'warn'>, f: () => Promise<T>, opts: RetryOptions = {}): Promise<T> {
-  return retry(f, {
+export function retryWithBackoff<T>(what: string, logger: Pick<Logger, 'warn'>, f: () => Promise<T>, opts: RetryOptions & { discard?: (late: T) => unknown } = {}): Promise<T> {
+  const { discard, ...retryOpts } = opts;
+  const waited = retry(f, {
     onRetry: ({ err, attempt, delayMs }) =>
       logger.warn({ attempt, delayMs: Math.round(delayMs), err: err instanceof Error ? err.message : String(err) }, `${what} unavailable; retrying in ${Math.round(delayMs)} ms`),
-    ...opts,
+    ...retryOpts,
+  });
+  const { signal } = opts;
+  if (!signal) return waited;
+  return abortable(waited, signal).catch((err: unknown) => {
+    if (signal.aborted) void waited.then((late) => discard?.(late), () => undefined);
+    throw err;
   });
 }
 
