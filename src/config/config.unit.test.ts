@@ -3,6 +3,16 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { ConfigError, configTable, SCRIPT_VARIABLES, SETTINGS, unknownSettings } from './schema';
 
+/** The problems loading `env` names (none: it loads). */
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+    return [];
+  } catch (e) {
+    return (e as ConfigError).problems;
+  }
+}
+
 describe('configuration', () => {
   it('given no environment, when loaded, then every default of DESIGN.md applies', () => {
     const c = loadConfig({});
@@ -39,14 +49,6 @@ describe('configuration', () => {
   });
 
   it('given a number that is not a whole number in range, when loaded, then it says what it must be, in words', () => {
-    const problems = (env: Record<string, string>) => {
-      try {
-        loadConfig(env);
-        return [];
-      } catch (e) {
-        return (e as ConfigError).problems;
-      }
-    };
     for (const bad of ['abc', '1.5', '0', '-3', '12abc']) {
       expect(problems({ CHATFLOW_MAX_CLIENTS: bad })).toEqual([`CHATFLOW_MAX_CLIENTS=${JSON.stringify(bad)}: must be a whole number, at least 1`]);
     }
@@ -55,28 +57,12 @@ describe('configuration', () => {
   });
 
   it('given a listen address whose port is out of range, when loaded, then it says so in words (not a RangeError from the socket at listen)', () => {
-    const problems = (env: Record<string, string>) => {
-      try {
-        loadConfig(env);
-        return [];
-      } catch (e) {
-        return (e as ConfigError).problems;
-      }
-    };
     expect(problems({ CHATFLOW_GRPC_ADDR: '0.0.0.0:99999' })).toEqual(['CHATFLOW_GRPC_ADDR="0.0.0.0:99999": the port must be a number from 0 to 65535']);
     expect(problems({ CHATFLOW_HTTP_ADDR: '[::1]:65536' })).toEqual(['CHATFLOW_HTTP_ADDR="[::1]:65536": the port must be a number from 0 to 65535']);
     expect(problems({ CHATFLOW_GRPC_ADDR: '127.0.0.1:65535', CHATFLOW_HTTP_ADDR: '[::1]:0' })).toEqual([]);
   });
 
   it('given the real stack addresses mistyped (a broker without its port, a URL of another scheme), when loaded, then each is named, instead of retried for ever at start', () => {
-    const problems = (env: Record<string, string>) => {
-      try {
-        loadConfig(env);
-        return [];
-      } catch (e) {
-        return (e as ConfigError).problems;
-      }
-    };
     const stack = { KAFKA_BROKERS: '127.0.0.1:9092', MONGODB_URI: 'mongodb://127.0.0.1:27017/chatflow', NATS_URL: 'nats://127.0.0.1:4222', S3_ENDPOINT: 'http://127.0.0.1:9000' };
     expect(problems(stack)).toEqual([]);
     expect(problems({ ...stack, KAFKA_BROKERS: 'a:9092, b:9093', NATS_URL: '127.0.0.1:4222,tls://n2', MONGODB_URI: 'mongodb+srv://db.example.com/x', S3_ENDPOINT: 'https://s3.amazonaws.com' })).toEqual([]);
