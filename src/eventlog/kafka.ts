@@ -89,6 +89,8 @@ export class KafkaEventLog implements EventLog {
     const newProducer = () => kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: Partitioners.DefaultPartitioner });
     const producer = newProducer();
     const { signal, ...kept } = opts;
+    // Called off: disconnected at once, and again if an attempt still under way connects after.
+    const disconnect = () => Promise.all([admin.disconnect(), producer.disconnect()]).catch(() => undefined);
     const counts = await retryWithBackoff(`Kafka at ${opts.brokers.join(',')}`, logger, async () => {
       await admin.connect();
       const names = TOPICS.map((t) => topicName(opts.prefix, t));
@@ -106,8 +108,8 @@ export class KafkaEventLog implements EventLog {
       const meta = await admin.fetchTopicMetadata({ topics: names });
       await producer.connect();
       return new Map(TOPICS.map((t) => [t, meta.topics.find((m) => m.name === topicName(opts.prefix, t))!.partitions.length]));
-    }, { signal, discard: () => Promise.all([admin.disconnect(), producer.disconnect()]).catch(() => undefined) }).catch(async (err: unknown) => {
-      if (signal?.aborted) await Promise.all([admin.disconnect(), producer.disconnect()]).catch(() => undefined);
+    }, { signal, discard: disconnect }).catch(async (err: unknown) => {
+      if (signal?.aborted) await disconnect();
       throw err;
     });
     return new KafkaEventLog(kafka, admin, producer, newProducer, { ...kept, logger }, counts);
