@@ -31,8 +31,8 @@ export interface CompiledServer {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
 }
 
-/** `how`: `npm start`, `node dist/src/main.js`, or a command line of its own (a supervisor's: `[command, ...args]`). */
-export async function startCompiled(how: 'npm start' | 'node' | string[], env: Record<string, string> = {}): Promise<CompiledServer> {
+/** The compiled server spawned as startCompiled spawns it, not waited for: for a test that watches its start itself. */
+export async function spawnCompiled(how: 'npm start' | 'node' | string[], env: Record<string, string> = {}): Promise<Pick<CompiledServer, 'proc' | 'stderr' | 'exited'>> {
   const dataDir = await mkdtemp(join(tmpdir(), 'chatflow-lifecycle-'));
   const [cmd, args] = how === 'npm start' ? ['npm', ['start', '--silent']] : how === 'node' ? [process.execPath, ['dist/src/main.js']] : [how[0]!, how.slice(1)];
   const proc = spawn(cmd, args, {
@@ -46,14 +46,20 @@ export async function startCompiled(how: 'npm start' | 'node' | string[], env: R
       ...env,
     },
   });
-  const logs: Record<string, unknown>[] = [];
   let stderr = '';
   proc.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) =>
     proc.once('exit', (code, signal) => r({ code, signal, at: Date.now() })),
   );
-  const ready = await waitReady(proc, { name: Array.isArray(how) ? how.join(' ') : how, timeoutMs: 60_000, logs, stderr: () => stderr });
-  return { proc, serverPid: Number(ready.pid), grpc: String(ready.grpc), http: String(ready.http), logs, stderr: () => stderr, exited };
+  return { proc, stderr: () => stderr, exited };
+}
+
+/** `how`: `npm start`, `node dist/src/main.js`, or a command line of its own (a supervisor's: `[command, ...args]`). */
+export async function startCompiled(how: 'npm start' | 'node' | string[], env: Record<string, string> = {}): Promise<CompiledServer> {
+  const { proc, stderr, exited } = await spawnCompiled(how, env);
+  const logs: Record<string, unknown>[] = [];
+  const ready = await waitReady(proc, { name: Array.isArray(how) ? how.join(' ') : how, timeoutMs: 60_000, logs, stderr });
+  return { proc, serverPid: Number(ready.pid), grpc: String(ready.grpc), http: String(ready.http), logs, stderr, exited };
 }
 
 export function alive(pid: number): boolean {

@@ -1,12 +1,8 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { status } from '@grpc/grpc-js';
-import { alive, chatClient, chatOn, ensureBuild, grpcHealth, ROOT, startCompiled, type CompiledServer } from './compiled';
+import { alive, chatClient, chatOn, ensureBuild, grpcHealth, spawnCompiled, startCompiled, type CompiledServer } from './compiled';
+import { freePort } from './web-helpers';
 import { connected, startTestApp, type ChatStream } from './harness';
 
 /**
@@ -41,15 +37,6 @@ function cmdline(pid: number): string {
 
 function ppid(pid: number): number {
   return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-}
-
-/** A port nobody listens on: bound, then closed (an engine not started, or a wrong address). */
-async function closedPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 async function roundTrip(s: CompiledServer, clientId: string): Promise<void> {
@@ -118,19 +105,12 @@ describe('the compiled server', () => {
   }, 120_000);
 
   it('SIGTERM while it waits at start for an engine that is away (Kafka down, or a wrong address) ends it at once, exit 0, instead of being ignored while it retries for ever', async () => {
-    const closed = await closedPort();
-    const proc = spawn(process.execPath, ['dist/src/main.js'], {
-      cwd: ROOT,
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env.PATH, HOME: process.env.HOME, LOG_LEVEL: 'info', CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none',
-        CHATFLOW_DATA_DIR: await mkdtemp(join(tmpdir(), 'chatflow-lifecycle-')), CHATFLOW_GRPC_ADDR: '127.0.0.1:0', CHATFLOW_HTTP_ADDR: '127.0.0.1:0',
-        KAFKA_BROKERS: `127.0.0.1:${closed}`, MONGODB_URI: `mongodb://127.0.0.1:${closed}/chatflow`, NATS_URL: `nats://127.0.0.1:${closed}`, S3_ENDPOINT: `http://127.0.0.1:${closed}`,
-      },
+    const closed = await freePort(); // nothing listens there: an engine not started, or a wrong address
+    const { proc, exited } = await spawnCompiled('node', {
+      CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none',
+      KAFKA_BROKERS: `127.0.0.1:${closed}`, MONGODB_URI: `mongodb://127.0.0.1:${closed}/chatflow`, NATS_URL: `nats://127.0.0.1:${closed}`, S3_ENDPOINT: `http://127.0.0.1:${closed}`,
     });
     started.push({ proc, serverPid: proc.pid! } as CompiledServer);
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((r) => proc.once('exit', (code, signal) => r({ code, signal, at: Date.now() })));
     const msgs: string[] = [];
     const waiting = new Promise<void>((resolve) =>
       createInterface({ input: proc.stdout! }).on('line', (line) => {

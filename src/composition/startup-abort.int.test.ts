@@ -1,8 +1,8 @@
-import { createServer, type Server } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { freePort } from '../../test/web-helpers';
 import { loadConfig } from '../config/config';
 import { openBus, openEventLog, openMedia, openStorage } from './engines';
 
@@ -18,11 +18,7 @@ describe('start-up waits on an unreachable engine end when start-up is called of
   const logger = pino({ level: 'silent' });
 
   beforeAll(async () => {
-    // A port nobody listens on: bound, then closed (connection refused at once, as for an engine not started).
-    const s: Server = createServer();
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    closedPort = (s.address() as { port: number }).port;
-    await new Promise<void>((r) => s.close(() => r()));
+    closedPort = await freePort(); // nothing listens there: refused at once, as an engine not started
     dir = await mkdtemp(join(tmpdir(), 'chatflow-startup-abort-'));
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));

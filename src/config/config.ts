@@ -1,5 +1,5 @@
 import type { OriginRule } from '../http/cors';
-import { parseEnv, type RawConfig } from './schema';
+import { entries, parseEnv, type RawConfig } from './schema';
 import type { SpeechConfig } from '../speech/factory';
 
 /** Typed, validated configuration used by every part of the process. */
@@ -131,7 +131,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     gatewayId: c.CHATFLOW_GATEWAY_ID,
     rebuildReadModels: c.CHATFLOW_REBUILD_READ_MODELS,
     projectionBatch: c.CHATFLOW_PROJECTION_BATCH,
-    kafka: c.KAFKA_BROKERS ? { brokers: c.KAFKA_BROKERS.split(',').map((b) => b.trim()).filter(Boolean), prefix: c.KAFKA_PREFIX, partitions: c.KAFKA_PARTITIONS } : undefined,
+    kafka: c.KAFKA_BROKERS ? { brokers: entries(c.KAFKA_BROKERS), prefix: c.KAFKA_PREFIX, partitions: c.KAFKA_PARTITIONS } : undefined,
     mongodbUri: c.MONGODB_URI,
     mongoTimeoutMs: c.CHATFLOW_MONGO_TIMEOUT_MS,
     mongoPoolSize: c.CHATFLOW_MONGO_POOL_SIZE,

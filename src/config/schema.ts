@@ -22,9 +22,6 @@ const addr = z
   .string()
   .regex(HOST_PORT, 'must be host:port, e.g. 127.0.0.1:50051')
   .refine(portInRange, 'the port must be a number from 0 to 65535');
-/** A comma-separated list whose every entry passes `ok` (empty: unset). */
-const listOf = (ok: (entry: string) => boolean, message: string) =>
-  optionalString.refine((v) => v === undefined || v.split(',').map((e) => e.trim()).filter(Boolean).every(ok), message);
 const urlWith = (v: string, protocols: readonly string[]): boolean => {
   try {
     const u = new URL(v);
@@ -37,10 +34,11 @@ const optionalString = z
   .string()
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
-const list = z
-  .string()
-  .default('')
-  .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean));
+/** The entries of a comma-separated value, trimmed, empty ones dropped. */
+export const entries = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+const list = z.string().default('').transform(entries);
+/** A comma-separated list whose every entry passes `ok` (empty: unset). */
+const listOf = (ok: (entry: string) => boolean, message: string) => optionalString.refine((v) => v === undefined || entries(v).every(ok), message);
 /** The same rule as at connect (src/domain/timezone.ts): a zone nobody can connect with is a typo. */
 const timeZones = list.superRefine((zones, ctx) => {
   for (const zone of zones) {

@@ -13,7 +13,6 @@ export class SpeechEngineShutDown extends SpeechError {
     super('the speech engine is shut down', false);
   }
 }
-const shutDown = () => new SpeechEngineShutDown();
 
 /** How long loading the engine may take (Piper: ~5 s on this machine, more under load). */
 const START_TIMEOUT_MS = 120_000;
@@ -39,7 +38,7 @@ export class LocalSpeechEngine {
 
   /** The engine's base URL (`http://127.0.0.1:PORT/v1`), starting it if it is not running. */
   url(): Promise<string> {
-    if (this.closed) return Promise.reject(shutDown());
+    if (this.closed) return Promise.reject(new SpeechEngineShutDown());
     this.starting ??= this.start().catch((err) => {
       this.starting = undefined;
       throw err;
@@ -81,7 +80,7 @@ export class LocalSpeechEngine {
           this.starting = undefined;
         }
         // Stopped by close (ChatFlow shutting down, maybe before it ever served): not a failure to tell.
-        if (this.closed) return reject(shutDown());
+        if (this.closed) return reject(new SpeechEngineShutDown());
         reject(new SpeechError(`the ${this.kind} engine exited (${sig ?? code}): ${stderr.trim().split('\n').pop() ?? ''}`, true));
         this.logger.warn({ kind: this.kind, code, signal: sig, stderr: stderr.slice(-500) }, 'speech engine exited; it is started again on next use');
       });
