@@ -6,10 +6,11 @@
 // not checked.
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
+import { setValue } from './config/set-value';
 
-const addr = process.env.CHATFLOW_HTTP_ADDR ?? '127.0.0.1:8080';
+const addr = setValue(process.env, 'CHATFLOW_HTTP_ADDR') ?? '127.0.0.1:8080';
 const port = addr.slice(addr.lastIndexOf(':') + 1);
-const tls = Boolean(process.env.CHATFLOW_TLS_CERT_FILE?.trim());
+const tls = setValue(process.env, 'CHATFLOW_TLS_CERT_FILE') !== undefined;
 
 const unhealthy = (why: string) => {
   process.stderr.write(`unhealthy: ${why}\n`);

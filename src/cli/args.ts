@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { setValue } from '../config/set-value';
 
 /** A mistake in how the CLI was called: one line of explanation, the usage, exit code 2. */
 export class UsageError extends Error {
@@ -78,10 +79,10 @@ export function connectionFlags(values: Record<string, unknown>, env: NodeJS.Pro
     clientId: str('client-id'),
     token,
     insecure,
-    server: str('server') ?? env.CHATFLOW_GRPC_ADDR ?? '127.0.0.1:50051',
+    server: str('server') ?? setValue(env, 'CHATFLOW_GRPC_ADDR') ?? '127.0.0.1:50051',
     tls: values.tls === true || str('ca') !== undefined,
     ca: str('ca'),
-    dataDir: str('data-dir') ?? env.CHATFLOW_DATA_DIR ?? './data',
+    dataDir: str('data-dir') ?? setValue(env, 'CHATFLOW_DATA_DIR') ?? './data',
     timeZone: str('tz') ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
     json: values.json === true,
   };

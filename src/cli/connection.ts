@@ -7,6 +7,7 @@ import { ChatFlowError } from '../domain/errors';
 import { ChatServiceClient } from '../gen/chatflow/v1/chat';
 import { HistoryServiceClient } from '../gen/chatflow/v1/history';
 import { CliError, UsageError, type ConnectionFlags } from './args';
+import { setValue } from '../config/set-value';
 
 /**
  * Mints a token from $CHATFLOW_AUTH_SECRET or <dataDir>/secret — the server's
@@ -17,7 +18,7 @@ import { CliError, UsageError, type ConnectionFlags } from './args';
 export async function mintLocalToken(clientId: string, dataDir: string, ttlSeconds: number): Promise<string> {
   const problem = validateClientId(clientId);
   if (problem) throw new UsageError(problem);
-  const configured = process.env.CHATFLOW_AUTH_SECRET || undefined;
+  const configured = setValue(process.env, 'CHATFLOW_AUTH_SECRET');
   if (configured !== undefined && configured.length < 32) throw new CliError('CHATFLOW_AUTH_SECRET must be at least 32 characters');
   if (!configured && !existsSync(join(dataDir, 'secret'))) throw new CliError(noSecret(clientId, dataDir));
   try {
@@ -63,7 +64,7 @@ export async function identityMetadata(flags: ConnectionFlags): Promise<Identity
   }
   const token = await mintLocalToken(flags.clientId, flags.dataDir, 3600);
   md.set('authorization', `Bearer ${token}`);
-  const from = process.env.CHATFLOW_AUTH_SECRET ? 'CHATFLOW_AUTH_SECRET' : join(resolve(flags.dataDir), 'secret');
+  const from = setValue(process.env, 'CHATFLOW_AUTH_SECRET') !== undefined ? 'CHATFLOW_AUTH_SECRET' : join(resolve(flags.dataDir), 'secret');
   return {
     metadata: md,
     authHint: `the token was made here from ${from}, which is not the secret of the server at ${flags.server}: pass --data-dir <the server's data dir>, or --token <jwt> made on the server's machine`,

@@ -1,4 +1,5 @@
 import { Metadata, status } from '@grpc/grpc-js';
+import { connectionFlags } from './args';
 import { describeStatus, unary } from './connection';
 
 const where = { server: '127.0.0.1:50051', insecure: false, tls: false };
@@ -55,5 +56,12 @@ describe('unary: a read the server refused for now is made again when it says', 
     const always = server([refusal(status.RESOURCE_EXHAUSTED, 5)]);
     await expect(unary(where, always.invoke)).rejects.toThrow(/RESOURCE_EXHAUSTED: too many calls are open.*retry-after-ms 5/);
     expect(always.attempts()).toBe(3);
+  });
+});
+
+describe('connectionFlags: the CLI reads the server address and the data dir as the server does', () => {
+  it('given values with a carriage return or blanks around them (an env file saved on Windows), then they mean what was written; given them set but empty, then the defaults', () => {
+    expect(connectionFlags({}, { CHATFLOW_DATA_DIR: './srv\r', CHATFLOW_GRPC_ADDR: ' 127.0.0.1:6000 ' })).toMatchObject({ dataDir: './srv', server: '127.0.0.1:6000' });
+    expect(connectionFlags({}, { CHATFLOW_DATA_DIR: '', CHATFLOW_GRPC_ADDR: '' })).toMatchObject({ dataDir: './data', server: '127.0.0.1:50051' });
   });
 });

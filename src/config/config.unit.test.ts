@@ -74,6 +74,16 @@ describe('configuration', () => {
     expect(problems({ ...stack, S3_ENDPOINT: '127.0.0.1:9000' })).toEqual(['S3_ENDPOINT="127.0.0.1:9000": must be an http(s) URL, e.g. http://127.0.0.1:9000']);
   });
 
+  it('given values from an env file saved with Windows line endings, or with blanks around them, when loaded, then they mean what was written (a data dir of ./data, not one named ./data and a carriage return)', () => {
+    const c = loadConfig({ CHATFLOW_DATA_DIR: './data\r', LLM_MODEL: ' llama3 \r', CHATFLOW_GRPC_ADDR: '127.0.0.1:50051\r', KAFKA_BROKERS: '127.0.0.1:9092\r', KAFKA_PREFIX: 'cf.\r', LOG_LEVEL: 'warn\r' });
+    expect(c).toMatchObject({ dataDir: './data', grpcAddr: '127.0.0.1:50051', kafka: { brokers: ['127.0.0.1:9092'], prefix: 'cf.' }, logLevel: 'warn', llm: { model: 'llama3' } });
+  });
+
+  it('given a value with a control character inside it (a line break, a tab, a NUL), when loaded, then it is named, not taken as a path or a name no one can see', () => {
+    expect(problems({ CHATFLOW_DATA_DIR: '/var/lib/chat\nflow' })).toEqual(['CHATFLOW_DATA_DIR="/var/lib/chat\\nflow": contains a control character (a line break, a tab, …); no setting takes one']);
+    expect(problems({ LLM_MODEL: 'a\tb', CHATFLOW_GATEWAY_ID: 'gw\u0000' })).toHaveLength(2);
+  });
+
   it('given a variable set but empty (`CHATFLOW_MAX_CLIENTS=` in an env file), when loaded, then its default applies, as if unset', () => {
     const c = loadConfig({ CHATFLOW_MAX_CLIENTS: '', CHATFLOW_MAX_PROCESSING: '  ', CHATFLOW_GRPC_ADDR: '', LOG_LEVEL: '' });
     const d = loadConfig({});

@@ -2,6 +2,7 @@ import { closest, distance } from 'fastest-levenshtein';
 import { z } from 'zod';
 import { canonicalTimeZone } from '../domain/timezone';
 import { parseOrigins } from '../http/cors';
+import { setValue } from './set-value';
 
 /**
  * Every setting ChatFlow reads, with its default and meaning. The README
@@ -181,14 +182,18 @@ export class ConfigError extends Error {
   }
 }
 
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
 /** Parses the environment; throws ConfigError with one line per bad value. */
 export function parseEnv(env: Record<string, string | undefined>): RawConfig {
   const problems: string[] = [];
   const out: Record<string, unknown> = {};
   for (const [name, setting] of Object.entries(SETTINGS) as [string, Setting][]) {
-    // Set but empty (`NAME=` in an env file) is unset: the default, not an empty value or 0.
-    const given = env[name];
-    const raw = given === undefined || given.trim() === '' ? setting.default : given;
+    const raw = setValue(env, name) ?? setting.default;
+    if (raw !== undefined && CONTROL_CHARACTER.test(raw)) {
+      problems.push(`${name}=${JSON.stringify(env[name])}: contains a control character (a line break, a tab, …); no setting takes one`);
+      continue;
+    }
     const parsed = setting.schema.safeParse(raw);
     if (parsed.success) out[name] = parsed.data;
     else problems.push(`${name}=${JSON.stringify(env[name])}: ${parsed.error.issues.map((i) => i.message).join('; ')}`);
