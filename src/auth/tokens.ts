@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
-import { ChatFlowError } from '../domain/errors';
+import { ChatFlowError, diskFault } from '../domain/errors';
 import { MAX_CLIENT_ID_LENGTH } from '../domain/ids';
 import { RecentMap } from '../domain/recent-map';
 
@@ -95,21 +95,72 @@ export class TokenAuthority {
 /** How many verified tokens TokenAuthority remembers (~0.3 KB each): more than the clients one gateway admits. */
 const VERIFIED_TOKENS = 1_024;
 
-/** The configured secret, or one generated once into the data dir (mode 0600). */
+/**
+ * The secret kept in `<dataDir>/secret`; `null` when there is none: no file,
+ * or an empty one (a creation cut short by an older ChatFlow on a full disk or
+ * killed: an empty key, with which anyone could sign a token, is never used).
+ * One shorter than 32 characters (written by hand) is refused, as
+ * `CHATFLOW_AUTH_SECRET` is.
+ */
+export async function readSecretFile(dataDir: string): Promise<Uint8Array | null> {
+  const file = join(dataDir, 'secret');
+  let text: string;
+  try {
+    text = (await readFile(file, 'utf8')).trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  if (text === '') return null;
+  if (text.length < 32) {
+    throw new ChatFlowError('FAILED_PRECONDITION', `the secret in ${file} is ${text.length} characters long; it must be at least 32 (remove the file and ChatFlow makes one; the tokens made with the old one are then refused)`);
+  }
+  return new TextEncoder().encode(text);
+}
+
+/**
+ * The configured secret, or the one in the data dir, made there the first
+ * time (mode 0600). It is written whole into a file of its own and then put
+ * in place in one step, so a full disk or a kill leaves no empty or partial
+ * secret behind; of two processes making it at once, the second takes the
+ * first's.
+ */
 export async function loadOrCreateSecret(dataDir: string, configured?: string): Promise<Uint8Array> {
   if (configured) return new TextEncoder().encode(configured);
+  const found = await readSecretFile(dataDir);
+  if (found) return found;
   const file = join(dataDir, 'secret');
-  try {
-    const text = (await readFile(file, 'utf8')).trim();
-    if (text.length >= 32) return new TextEncoder().encode(text);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  await mkdir(dataDir, { recursive: true });
+  const draft = join(dataDir, `.secret.${process.pid}.${randomBytes(4).toString('hex')}`);
   const secret = randomBytes(32).toString('base64url');
-  await writeFile(file, secret + '\n', { mode: 0o600, flag: 'wx' }).catch(async (e) => {
-    // Another process created it first: use theirs.
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-  });
-  return new TextEncoder().encode((await readFile(file, 'utf8')).trim());
+  try {
+    await mkdir(dataDir, { recursive: true });
+    const handle = await open(draft, 'wx', 0o600);
+    try {
+      await handle.writeFile(secret + '\n');
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await link(draft, file);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      // A file system without hard links: put in place by rename (of two processes at once, the last one's stays).
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS') {
+        await rename(draft, file);
+        return new TextEncoder().encode(secret);
+      }
+      if (code !== 'EEXIST') throw e;
+      const theirs = await readSecretFile(dataDir);
+      if (theirs) return theirs;
+      await rename(draft, file); // the empty one a cut-short creation left
+    }
+    return new TextEncoder().encode(secret);
+  } catch (e) {
+    const why = diskFault(e);
+    if (!why) throw e;
+    throw new ChatFlowError('FAILED_PRECONDITION', `cannot write the server's secret into ${file}: ${why}; make room there and start again`);
+  } finally {
+    await rm(draft, { force: true });
+  }
 }

@@ -1,7 +1,8 @@
-import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
+import { enospc, fileHandlePrototype } from '../../test/disk-writes';
 import { TokenAuthority, loadOrCreateSecret } from './tokens';
 
 const secret = new TextEncoder().encode('s'.repeat(40));
@@ -84,6 +85,36 @@ describe('secret', () => {
     expect(a.length).toBeGreaterThanOrEqual(32);
     expect((await stat(join(dir, 'secret'))).mode & 0o777).toBe(0o600);
     expect((await readFile(join(dir, 'secret'), 'utf8')).trim().length).toBeGreaterThanOrEqual(32);
+  });
+  it('given a secret file left empty (its creation cut short by a full disk or a kill), when loaded, then a new secret is made: never an empty key, with which anyone could sign a token', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
+    await writeFile(join(dir, 'secret'), '', { mode: 0o600 });
+    const s = await loadOrCreateSecret(dir);
+    expect(s.length).toBeGreaterThanOrEqual(32);
+    expect((await readFile(join(dir, 'secret'), 'utf8')).trim()).toBe(Buffer.from(s).toString());
+  });
+  it('given a secret file shorter than 32 characters (written by hand), when loaded, then it is refused in words, as CHATFLOW_AUTH_SECRET is', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
+    await writeFile(join(dir, 'secret'), 'hunter2\n');
+    await expect(loadOrCreateSecret(dir)).rejects.toMatchObject({ kind: 'FAILED_PRECONDITION', message: expect.stringMatching(/secret in .*secret is 7 characters long; it must be at least 32/) });
+  });
+  it('given a full disk, when the secret is made, then it fails in words and leaves no secret file behind; once there is room, one is made', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
+    const proto = await fileHandlePrototype();
+    const full = jest.spyOn(proto, 'writeFile').mockRejectedValue(enospc());
+    try {
+      await expect(loadOrCreateSecret(dir)).rejects.toMatchObject({ kind: 'FAILED_PRECONDITION', message: expect.stringMatching(/cannot write the server.s secret into .*secret: no space left on device/) });
+    } finally {
+      full.mockRestore();
+    }
+    expect(await readdir(dir)).toEqual([]);
+    expect((await loadOrCreateSecret(dir)).length).toBeGreaterThanOrEqual(32);
+  });
+  it('given two processes making the secret at once, then they agree on one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
+    const [a, b] = await Promise.all([loadOrCreateSecret(dir), loadOrCreateSecret(dir)]);
+    expect(Buffer.from(a).toString()).toBe(Buffer.from(b).toString());
+    expect(await readdir(dir)).toEqual(['secret']);
   });
   it('prefers the configured secret', async () => {
     const s = await loadOrCreateSecret('/nonexistent', 'c'.repeat(32));

@@ -1,8 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { decodeJwt } from 'jose';
 import { credentials, Metadata, status, type ChannelCredentials, type ServiceError, type StatusObject } from '@grpc/grpc-js';
-import { TokenAuthority, loadOrCreateSecret, validateClientId } from '../auth/tokens';
+import { TokenAuthority, readSecretFile, validateClientId } from '../auth/tokens';
 import { ChatFlowError } from '../domain/errors';
 import { ChatServiceClient } from '../gen/chatflow/v1/chat';
 import { HistoryServiceClient } from '../gen/chatflow/v1/history';
@@ -20,19 +20,19 @@ export async function mintLocalToken(clientId: string, dataDir: string, ttlSecon
   if (problem) throw new UsageError(problem);
   const configured = setValue(process.env, 'CHATFLOW_AUTH_SECRET');
   if (configured !== undefined && configured.length < 32) throw new CliError('CHATFLOW_AUTH_SECRET must be at least 32 characters');
-  if (!configured && !existsSync(join(dataDir, 'secret'))) throw new CliError(noSecret(clientId, dataDir));
+  let secret: Uint8Array | null;
   try {
-    const secret = await loadOrCreateSecret(dataDir, configured);
-    return await new TokenAuthority(secret, false).mint(clientId, ttlSeconds);
+    secret = configured !== undefined ? new TextEncoder().encode(configured) : await readSecretFile(dataDir);
   } catch (e) {
-    if (e instanceof ChatFlowError) throw new UsageError(e.message);
-    throw new CliError(`could not read the secret in ${dataDir}: ${(e as Error).message}`);
+    throw new CliError(e instanceof ChatFlowError ? e.message : `could not read the secret in ${dataDir}: ${(e as Error).message}`);
   }
+  if (secret === null) throw new CliError(noSecret(clientId, dataDir));
+  return new TokenAuthority(secret, false).mint(clientId, ttlSeconds);
 }
 
 function noSecret(clientId: string, dataDir: string): string {
   return [
-    `no server secret in ${resolve(dataDir)} (no "secret" file there, and CHATFLOW_AUTH_SECRET is not set), so no token can be made for ${clientId}.`,
+    `no server secret in ${resolve(dataDir)} (no "secret" file there, or an empty one, and CHATFLOW_AUTH_SECRET is not set), so no token can be made for ${clientId}.`,
     'The server keeps its secret in its data dir (CHATFLOW_DATA_DIR, default ./data where it was started). Either:',
     '  run this from the directory where the server runs,',
     '  or pass --data-dir <the server\'s data dir>,',

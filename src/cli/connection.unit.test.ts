@@ -1,6 +1,9 @@
 import { Metadata, status } from '@grpc/grpc-js';
 import { connectionFlags } from './args';
-import { describeStatus, unary } from './connection';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describeStatus, mintLocalToken, unary } from './connection';
 
 const where = { server: '127.0.0.1:50051', insecure: false, tls: false };
 const unavailable = (details: string) => ({ code: status.UNAVAILABLE, details, metadata: new Metadata() });
@@ -63,5 +66,18 @@ describe('connectionFlags: the CLI reads the server address and the data dir as 
   it('given values with a carriage return or blanks around them (an env file saved on Windows), then they mean what was written; given them set but empty, then the defaults', () => {
     expect(connectionFlags({}, { CHATFLOW_DATA_DIR: './srv\r', CHATFLOW_GRPC_ADDR: ' 127.0.0.1:6000 ' })).toMatchObject({ dataDir: './srv', server: '127.0.0.1:6000' });
     expect(connectionFlags({}, { CHATFLOW_DATA_DIR: '', CHATFLOW_GRPC_ADDR: '' })).toMatchObject({ dataDir: './data', server: '127.0.0.1:50051' });
+  });
+});
+
+describe('mintLocalToken: a token from the server\'s own secret', () => {
+  it('given a secret file left empty (its creation cut short), then it says there is no secret, never signs with an empty key', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-cli-secret-'));
+    await writeFile(join(dir, 'secret'), '');
+    await expect(mintLocalToken('alice', dir, 60)).rejects.toThrow(/no server secret in .*cf-cli-secret-.*or an empty one/);
+  });
+  it('given a secret file shorter than 32 characters, then it says so', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-cli-secret-'));
+    await writeFile(join(dir, 'secret'), 'short\n');
+    await expect(mintLocalToken('alice', dir, 60)).rejects.toThrow(/is 5 characters long; it must be at least 32/);
   });
 });
