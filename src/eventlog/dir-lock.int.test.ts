@@ -33,6 +33,20 @@ describe('data dir lock', () => {
     expect(await fsp.readdir(dir)).toEqual([]);
   });
 
+  it('given a full disk, when the lock is taken, then it fails saying so and leaves nothing in the dir (not its half-made draft)', async () => {
+    const realWriteFile = fsp.writeFile.bind(fsp);
+    const full = jest.spyOn(fsp, 'writeFile').mockImplementation(async (file) => {
+      await realWriteFile(file as string, ''); // created, then no room for a byte of it
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    });
+    try {
+      await expect(acquireDirLock(dir)).rejects.toThrow(`cannot take ${path.join(dir, 'LOCK')}: no space left on device; make room there and start again`);
+    } finally {
+      full.mockRestore();
+    }
+    expect(await fsp.readdir(dir)).toEqual([]);
+  });
+
   it('given a lock left by a process that died, when taken, then it is taken over', async () => {
     const dead = spawnSync(process.execPath, ['-e', '']).pid!;
     await fsp.writeFile(path.join(dir, 'LOCK'), JSON.stringify({ pid: dead, host: hostname() }));

@@ -1,6 +1,7 @@
 import { promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
+import { ChatFlowError, diskFault } from '../domain/errors';
 
 /**
  * One process per data dir: two writers appending to one events.log would
@@ -50,8 +51,8 @@ export async function acquireDirLock(dir: string): Promise<DirLock> {
   const me: Owner = { pid: process.pid, host: hostname() };
   // Written aside, then linked into place: LOCK never exists half-written.
   const tmp = `${file}.${process.pid}.${++tmpSeq}.tmp`;
-  await fsp.writeFile(tmp, JSON.stringify(me));
   try {
+    await fsp.writeFile(tmp, JSON.stringify(me));
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
         await fsp.link(tmp, file);
@@ -63,6 +64,9 @@ export async function acquireDirLock(dir: string): Promise<DirLock> {
       if (ownerAlive(owner, { host: me.host, alive: pidAlive })) throw new DataDirLockedError(dir, owner!.pid);
       await fsp.rm(file, { force: true }); // stale: the next link decides who takes it
     }
+  } catch (err) {
+    const why = diskFault(err);
+    throw why ? new ChatFlowError('FAILED_PRECONDITION', `cannot take ${file}: ${why}; make room there and start again`) : err;
   } finally {
     await fsp.rm(tmp, { force: true });
   }

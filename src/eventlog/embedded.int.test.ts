@@ -188,6 +188,15 @@ describe('EmbeddedEventLog', () => {
       disk?.restore();
     });
 
+    it('opening a new log on a full disk: refuses in words (not a bare ENOSPC), and opens once space returns', async () => {
+      room = 0;
+      const err = await open().then(() => undefined, (e: Error & { kind?: string }) => e);
+      expect(err).toMatchObject({ kind: 'FAILED_PRECONDITION', message: `cannot begin the event log ${file()}: no space left on device; make room there and start again` });
+      room = undefined;
+      await open();
+      expect((await stat(file())).size).toBe(8); // its header
+    });
+
     it('opening with a torn tail on a full disk: refuses in words, changes nothing, and opens once space returns', async () => {
       // The torn bytes are set aside in a file beside the log before it is cut: on a full disk that copy fails.
       const events = await seed(4);

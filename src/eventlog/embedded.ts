@@ -645,9 +645,14 @@ export class EmbeddedEventLog implements EventLog {
       const header = Buffer.alloc(FILE_HEADER);
       MAGIC.copy(header, 0);
       header.writeUInt32LE(VERSION, 4);
-      await writeFully(this.fh, header, 0);
-      await this.fh.truncate(FILE_HEADER);
-      await this.fh.sync();
+      try {
+        await writeFully(this.fh, header, 0);
+        await this.fh.truncate(FILE_HEADER);
+        await this.fh.sync();
+      } catch (err) {
+        const why = diskFault(err);
+        throw why ? new ChatFlowError('FAILED_PRECONDITION', `cannot begin the event log ${this.logPath}: ${why}; make room there and start again`) : err;
+      }
       await syncDir(this.dir);
       return;
     }
