@@ -131,7 +131,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
 
     const name = `chatflow-${config.role}-${instance}`;
     const startup = overrides.startup;
-    const log = timedEventLog(await openEventLog(config, logger, name, (problem) => health.report('event-log', problem), metrics, startup), metrics.logAppendSeconds);
+    const log = timedEventLog(await openEventLog(config, logger, name, { onWritable: (problem) => health.report('event-log', problem), metrics, signal: startup }), metrics.logAppendSeconds);
     lifecycle.onStop('event log', () => log.close());
     const { store, openRegistry, openReplyClaims } = await openStorage(config, logger, metrics, startup);
     lifecycle.onStop('read store', () => store.close());

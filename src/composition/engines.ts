@@ -31,7 +31,14 @@ import { retryWithBackoff } from '../resilience/retry';
  */
 
 /** `onWritable`: the reason appends fail (disk full), then undefined once they work again (embedded log). */
-export function openEventLog(config: Config, logger: Logger, clientId: string, onWritable?: (problem: string | undefined) => void, metrics?: Metrics, signal?: AbortSignal): Promise<EventLog> {
+/** What the event log tells the process (the embedded log's writability, its append timings) and how its start is called off (Kafka). */
+export interface EventLogHooks {
+  onWritable?: (problem: string | undefined) => void;
+  metrics?: Metrics;
+  signal?: AbortSignal;
+}
+
+export function openEventLog(config: Config, logger: Logger, clientId: string, { onWritable, metrics, signal }: EventLogHooks = {}): Promise<EventLog> {
   if (config.kafka) return KafkaEventLog.open({ ...config.kafka, clientId, logger, signal });
   return EmbeddedEventLog.open({
     dir: join(config.dataDir, 'log'),

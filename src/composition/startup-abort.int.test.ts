@@ -34,7 +34,7 @@ describe('start-up waits on an unreachable engine end when start-up is called of
     });
 
   const waits: [string, (signal: AbortSignal) => Promise<unknown>][] = [
-    ['Kafka', (signal) => openEventLog(config(), logger, 'test', undefined, undefined, signal)],
+    ['Kafka', (signal) => openEventLog(config(), logger, 'test', { signal })],
     ['MongoDB', (signal) => openStorage(config(), logger, undefined, signal)],
     ['NATS', (signal) => openBus(config(), logger, 'test', signal)],
     ['S3', (signal) => openMedia(config(), logger, { baseUrl: 'http://127.0.0.1:1', secret: Buffer.from('x'), now: Date.now }, signal)],

@@ -12,7 +12,7 @@ import { setValue } from './set-value';
 /** A whole number from min to max, said in words when it is not one ("12abc", "1.5" and "1e3" are not). */
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => {
   const error = max === Number.MAX_SAFE_INTEGER ? `must be a whole number, at least ${min}` : `must be a whole number from ${min} to ${max}`;
-  return z.string().trim().regex(/^-?\d+$/, { error }).transform(Number).pipe(z.number().int({ error }).min(min, { error }).max(max, { error }));
+  return z.string().regex(/^-?\d+$/, { error }).transform(Number).pipe(z.number().int({ error }).min(min, { error }).max(max, { error }));
 };
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -31,10 +31,8 @@ const urlWith = (v: string, protocols: readonly string[]): boolean => {
     return false;
   }
 };
-const optionalString = z
-  .string()
-  .optional()
-  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+/** Unset when not given (parseEnv passes values trimmed, blank ones as unset: see setValue). */
+const optionalString = z.string().optional();
 /** The entries of a comma-separated value, trimmed, empty ones dropped. */
 export const entries = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
 const list = z.string().default('').transform(entries);
