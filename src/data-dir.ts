@@ -1,7 +1,8 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ChatFlowError } from './domain/errors';
+import { ChatFlowError, diskFault } from './domain/errors';
+import { makeDir } from './make-dir';
 
 /**
  * The file `chatflow backup` writes first into the folder it fills and removes
@@ -53,9 +54,11 @@ export async function refuseIncompleteBackup(dataDir: string): Promise<void> {
  * and may be given a read-only folder.
  */
 export async function openDataDir(dataDir: string, keepsState: boolean): Promise<void> {
-  await fsp.mkdir(dataDir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
-    const why = err.code === 'EACCES' ? 'permission denied on a folder above it' : err.code === 'EEXIST' || err.code === 'ENOTDIR' ? 'a file is in the way' : err.code === 'EROFS' ? 'a read-only file system' : err.message;
-    throw new ChatFlowError('FAILED_PRECONDITION', `cannot create the data dir ${dataDir}: ${why}; set CHATFLOW_DATA_DIR to a folder this user can write`);
+  await makeDir(dataDir).catch((err: NodeJS.ErrnoException) => {
+    const full = err.code === 'ENOSPC' || err.code === 'EDQUOT';
+    const why = err.code === 'EACCES' ? 'permission denied on a folder above it' : err.code === 'EEXIST' || err.code === 'ENOTDIR' ? 'a file is in the way' : err.code === 'EROFS' ? 'a read-only file system' : full ? diskFault(err) : err.message;
+    const remedy = full ? 'make room there, or set CHATFLOW_DATA_DIR to a folder on another disk' : 'set CHATFLOW_DATA_DIR to a folder this user can write';
+    throw new ChatFlowError('FAILED_PRECONDITION', `cannot create the data dir ${dataDir}: ${why}; ${remedy}`);
   });
   if (!keepsState) return;
   for (const rel of ['', 'secret', 'log', 'log/events.log', 'log/offsets', 'media']) {

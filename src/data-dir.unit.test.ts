@@ -1,3 +1,4 @@
+import { promises as fsp } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,5 +36,21 @@ describe('opening the data dir', () => {
     await writeFile(file, 'not a folder');
     for (const d of [file, join(file, 'inside')])
       await expect(openDataDir(d, true)).rejects.toMatchObject({ kind: 'FAILED_PRECONDITION', message: `cannot create the data dir ${d}: a file is in the way; set CHATFLOW_DATA_DIR to a folder this user can write` });
+  });
+
+  it('given a full disk, when the data dir is created, then it says the disk is full (node\'s recursive mkdir says ENOENT, "no such file or directory", whatever stopped it)', async () => {
+    const d = join(dir, 'a', 'data');
+    const realMkdir = fsp.mkdir.bind(fsp);
+    // What a disk without a free inode does: each folder refused ENOSPC, which a recursive mkdir reports as ENOENT.
+    const full = jest.spyOn(fsp, 'mkdir').mockImplementation(async (p, opts) => {
+      if (p === dir) return realMkdir(p, opts);
+      const recursive = typeof opts === 'object' && opts?.recursive;
+      throw Object.assign(new Error(recursive ? `ENOENT: no such file or directory, mkdir '${String(p)}'` : 'ENOSPC: no space left on device'), { code: recursive ? 'ENOENT' : 'ENOSPC' });
+    });
+    try {
+      await expect(openDataDir(d, true)).rejects.toMatchObject({ kind: 'FAILED_PRECONDITION', message: `cannot create the data dir ${d}: no space left on device; make room there, or set CHATFLOW_DATA_DIR to a folder on another disk` });
+    } finally {
+      full.mockRestore();
+    }
   });
 });

@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { link, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
 import { ChatFlowError, diskFault } from '../domain/errors';
+import { makeDir } from '../make-dir';
 import { MAX_CLIENT_ID_LENGTH } from '../domain/ids';
 import { RecentMap } from '../domain/recent-map';
 
@@ -133,7 +134,7 @@ export async function loadOrCreateSecret(dataDir: string, configured?: string): 
   const draft = join(dataDir, `.secret.${process.pid}.${randomBytes(4).toString('hex')}`);
   const secret = randomBytes(32).toString('base64url');
   try {
-    await mkdir(dataDir, { recursive: true });
+    await makeDir(dataDir);
     const handle = await open(draft, 'wx', 0o600);
     try {
       await handle.writeFile(secret + '\n');

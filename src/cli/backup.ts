@@ -6,6 +6,8 @@ import { inspectLog, syncDir } from '../eventlog/embedded-file';
 import { INCOMPLETE_BACKUP, incompleteBackupIn, incompleteBackupText } from '../data-dir';
 import { CliError, parse, UsageError } from './args';
 import { setValue } from '../config/set-value';
+import { makeDir } from '../make-dir';
+import { diskFault } from '../domain/errors';
 
 export const BACKUP_HELP = `Usage: chatflow backup --to <dir> [--data-dir ./data]
 
@@ -136,8 +138,8 @@ async function makeEmptyDir(dir: string): Promise<{ existed: boolean; cleared: b
     cleared = true;
   }
   // The copy holds the token secret: only its owner may read it, as the data dir.
-  await fsp.mkdir(join(dir, 'log'), { recursive: true, mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
-    throw new CliError(`cannot create ${dir}: ${err.code === 'EACCES' ? 'permission denied' : err.message}`);
+  await makeDir(join(dir, 'log'), 0o700).catch((err: NodeJS.ErrnoException) => {
+    throw new CliError(`cannot create ${dir}: ${err.code === 'EACCES' ? 'permission denied' : diskFault(err) ?? err.message}`);
   });
   await fsp.chmod(dir, 0o700);
   return { existed: entries !== undefined, cleared };

@@ -1,9 +1,10 @@
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import type { Media, UserMessage } from '../gen/chatflow/v1/chat';
 import type { UploadKind } from '../domain/media-kind';
 import { CliError } from './args';
 import { formatBytes } from '../domain/format-bytes';
+import { makeDir } from '../make-dir';
 
 /** Mime type per kind and extension. The server checks the bytes, not only the label. */
 const MIME: Record<UploadKind, Record<string, string>> = {
@@ -103,7 +104,7 @@ export async function saveMedia(media: Media, messageId: string, dir: string, fa
   const ext = SAVE_EXT[media.mimeType] ?? fallbackExt;
   const path = join(dir, `${messageId.replace(/[^A-Za-z0-9._-]/g, '_')}${ext}`);
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDir(dir);
     await writeFile(path, bytes);
   } catch (e) {
     throw new CliError(`cannot save into ${dir}: ${writeError(e as NodeJS.ErrnoException)}; pass --save-dir <a folder you can write>`);

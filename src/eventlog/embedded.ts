@@ -37,6 +37,7 @@ import { performance } from 'node:perf_hooks';
 import { crc32 } from 'node:zlib';
 import { Event } from '../gen/chatflow/v1/events';
 import { ChatFlowError, diskFault, StorageUnavailableError } from '../domain/errors';
+import { makeDir } from '../make-dir';
 import { encode } from '../encode';
 import { orLate } from '../resilience/late';
 import { retry } from '../resilience/retry';
@@ -241,7 +242,7 @@ export class EmbeddedEventLog implements EventLog {
   /** Opens (or creates) the log in `dir`, verifying every record and repairing a torn tail. */
   static async open(opts: EmbeddedEventLogOptions): Promise<EmbeddedEventLog> {
     const dir = path.resolve(opts.dir);
-    await fsp.mkdir(path.join(dir, 'offsets'), { recursive: true });
+    await makeDir(path.join(dir, 'offsets'));
     const lock = await acquireDirLock(dir);
     let fh: FileHandle | undefined;
     try {

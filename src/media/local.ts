@@ -3,6 +3,7 @@ import { constants, promises as fs, type Dir } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { diskFault, StorageUnavailableError } from '../domain/errors';
+import { makeDir } from '../make-dir';
 import type { MediaStore, StoredMedia } from './port';
 import { RecentSet } from '../domain/recent-set';
 import { RecentMap } from '../domain/recent-map';
@@ -301,20 +302,6 @@ export function verifyMediaSignature(
 
 function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** mkdir -p that reports the real cause: node's recursive mkdir says ENOENT whatever stopped it (ENOSPC included). */
-async function makeDir(dir: string): Promise<void> {
-  try {
-    await fs.mkdir(dir, { recursive: true });
-  } catch (err) {
-    const parent = path.dirname(dir);
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || parent === dir) throw err;
-    await makeDir(parent);
-    await fs.mkdir(dir).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'EEXIST') throw e;
-    });
-  }
 }
 
 /**
