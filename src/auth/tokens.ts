@@ -109,7 +109,9 @@ export async function readSecretFile(dataDir: string): Promise<Uint8Array | null
   try {
     text = (await readFile(file, 'utf8')).trim();
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    if (code === 'EISDIR') throw new ChatFlowError('FAILED_PRECONDITION', `cannot read the secret ${file}: it is a folder, not a file (remove it and ChatFlow makes one)`);
     throw e;
   }
   if (text === '') return null;

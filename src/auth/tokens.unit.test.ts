@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -97,6 +97,11 @@ describe('secret', () => {
     const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
     await writeFile(join(dir, 'secret'), 'hunter2\n');
     await expect(loadOrCreateSecret(dir)).rejects.toMatchObject({ kind: 'FAILED_PRECONDITION', message: expect.stringMatching(/secret in .*secret is 7 characters long; it must be at least 32/) });
+  });
+  it('given a folder where the secret file should be, when loaded, then it says so in words', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
+    await mkdir(join(dir, 'secret'));
+    await expect(loadOrCreateSecret(dir)).rejects.toMatchObject({ kind: 'FAILED_PRECONDITION', message: `cannot read the secret ${join(dir, 'secret')}: it is a folder, not a file (remove it and ChatFlow makes one)` });
   });
   it('given a full disk, when the secret is made, then it fails in words and leaves no secret file behind; once there is room, one is made', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
