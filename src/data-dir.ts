@@ -1,7 +1,7 @@
 import { constants as fsc, promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ChatFlowError, diskFault } from './domain/errors';
+import { ChatFlowError, fileFault } from './domain/errors';
 import { makeDir } from './make-dir';
 
 /**
@@ -56,7 +56,7 @@ export async function refuseIncompleteBackup(dataDir: string): Promise<void> {
 export async function openDataDir(dataDir: string, keepsState: boolean): Promise<void> {
   await makeDir(dataDir).catch((err: NodeJS.ErrnoException) => {
     const full = err.code === 'ENOSPC' || err.code === 'EDQUOT';
-    const why = err.code === 'EACCES' ? 'permission denied on a folder above it' : err.code === 'EEXIST' || err.code === 'ENOTDIR' ? 'a file is in the way' : err.code === 'EROFS' ? 'a read-only file system' : full ? diskFault(err) : err.message;
+    const why = err.code === 'EACCES' ? 'permission denied on a folder above it' : fileFault(err);
     const remedy = full ? 'make room there, or set CHATFLOW_DATA_DIR to a folder on another disk' : 'set CHATFLOW_DATA_DIR to a folder this user can write';
     throw new ChatFlowError('FAILED_PRECONDITION', `cannot create the data dir ${dataDir}: ${why}; ${remedy}`);
   });

@@ -7,7 +7,7 @@ import { INCOMPLETE_BACKUP, incompleteBackupIn, incompleteBackupText } from '../
 import { CliError, parse, UsageError } from './args';
 import { setValue } from '../config/set-value';
 import { makeDir } from '../make-dir';
-import { diskFault } from '../domain/errors';
+import { fileFault } from '../domain/errors';
 
 export const BACKUP_HELP = `Usage: chatflow backup --to <dir> [--data-dir ./data]
 
@@ -124,7 +124,7 @@ async function copyDataDir(from: string, to: string, logFile: string, after: (st
 async function makeEmptyDir(dir: string): Promise<{ existed: boolean; cleared: boolean }> {
   const entries = await fsp.readdir(dir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return undefined;
-    throw new CliError(`cannot use ${dir}: ${err.code === 'ENOTDIR' ? 'a file is in the way' : err.message}`);
+    throw new CliError(`cannot use ${dir}: ${fileFault(err)}`);
   });
   let cleared = false;
   if (entries && entries.length > 0) {
@@ -139,7 +139,7 @@ async function makeEmptyDir(dir: string): Promise<{ existed: boolean; cleared: b
   }
   // The copy holds the token secret: only its owner may read it, as the data dir.
   await makeDir(join(dir, 'log'), 0o700).catch((err: NodeJS.ErrnoException) => {
-    throw new CliError(`cannot create ${dir}: ${err.code === 'EACCES' ? 'permission denied' : diskFault(err) ?? err.message}`);
+    throw new CliError(`cannot create ${dir}: ${fileFault(err)}`);
   });
   await fsp.chmod(dir, 0o700);
   return { existed: entries !== undefined, cleared };

@@ -5,6 +5,7 @@ import type { UploadKind } from '../domain/media-kind';
 import { CliError } from './args';
 import { formatBytes } from '../domain/format-bytes';
 import { makeDir } from '../make-dir';
+import { fileFault } from '../domain/errors';
 
 /** Mime type per kind and extension. The server checks the bytes, not only the label. */
 const MIME: Record<UploadKind, Record<string, string>> = {
@@ -45,7 +46,7 @@ export interface MediaFile {
 export async function mediaFile(kind: UploadKind, path: string): Promise<MediaFile> {
   const mimeType = mimeFor(kind, path);
   const info = await stat(path).catch((e: NodeJS.ErrnoException) => {
-    throw new CliError(`cannot read ${path}: ${readError(e)}`);
+    throw new CliError(`cannot read ${path}: ${fileFault(e)}`);
   });
   if (!info.isFile()) throw new CliError(`${path} is not a file`);
   return { kind, path, mimeType, size: info.size };
@@ -61,7 +62,7 @@ export async function readMediaFile(file: MediaFile, maxBytes?: number): Promise
   const refusal = tooLarge(file, maxBytes);
   if (refusal) throw new CliError(refusal);
   const data = await readFile(file.path).catch((e: NodeJS.ErrnoException) => {
-    throw new CliError(`cannot read ${file.path}: ${readError(e)}`);
+    throw new CliError(`cannot read ${file.path}: ${fileFault(e)}`);
   });
   // The file may have grown since it was checked: what was read is what would be sent.
   const grown = tooLarge({ ...file, size: data.length }, maxBytes);
@@ -88,10 +89,6 @@ export async function mediaContent(kind: UploadKind, path: string, maxBytes?: nu
   return readMediaFile(await mediaFile(kind, path), maxBytes);
 }
 
-function readError(e: NodeJS.ErrnoException): string {
-  return e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
-}
-
 const SAVE_EXT: Record<string, string> = { 'audio/wav': '.wav', 'audio/mpeg': '.mp3', 'audio/ogg': '.ogg', 'image/png': '.png', 'image/jpeg': '.jpg', 'image/gif': '.gif', 'image/webp': '.webp' };
 
 /** Downloads a reply's media URL into `<dir>/<messageId><ext>` and returns the path. */
@@ -107,25 +104,8 @@ export async function saveMedia(media: Media, messageId: string, dir: string, fa
     await makeDir(dir);
     await writeFile(path, bytes);
   } catch (e) {
-    throw new CliError(`cannot save into ${dir}: ${writeError(e as NodeJS.ErrnoException)}; pass --save-dir <a folder you can write>`);
+    throw new CliError(`cannot save into ${dir}: ${fileFault(e)}; pass --save-dir <a folder you can write>`);
   }
   return path;
 }
 
-function writeError(e: NodeJS.ErrnoException): string {
-  switch (e.code) {
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
-    case 'EROFS':
-      return 'a read-only file system';
-    case 'ENOTDIR':
-    case 'EEXIST':
-      return 'a file is in the way';
-    case 'ENOSPC':
-    case 'EDQUOT':
-      return 'the disk is full';
-    default:
-      return e.message;
-  }
-}

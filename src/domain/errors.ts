@@ -50,3 +50,18 @@ const DISK_FAULTS: Record<string, string> = {
 export function diskFault(err: unknown): string | undefined {
   return DISK_FAULTS[(err as NodeJS.ErrnoException | undefined)?.code ?? ''];
 }
+
+const FILE_FAULTS: Record<string, string> = {
+  ...DISK_FAULTS,
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  ENOENT: 'no such file or folder',
+  ENOTDIR: 'a file is in the way',
+  EEXIST: 'a file is in the way',
+  EISDIR: 'a folder is in the way',
+};
+
+/** Plain words for why a file or folder could not be made, read or written; the error's own message for any other error. */
+export function fileFault(err: unknown): string {
+  return FILE_FAULTS[(err as NodeJS.ErrnoException | undefined)?.code ?? ''] ?? (err as Error).message;
+}
