@@ -121,6 +121,8 @@ export async function readSecretFile(dataDir: string): Promise<Uint8Array | null
   return new TextEncoder().encode(text);
 }
 
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
 /**
  * The configured secret, or the one in the data dir, made there the first
  * time (mode 0600). It is written whole into a file of its own and then put
@@ -144,19 +146,20 @@ export async function loadOrCreateSecret(dataDir: string, configured?: string): 
     } finally {
       await handle.close();
     }
-    try {
-      await link(draft, file);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      // A file system without hard links: put in place by rename (of two processes at once, the last one's stays).
-      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS') {
+    const placed = await link(draft, file).then(
+      () => true,
+      async (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EEXIST') return false;
+        // A file system without hard links: put in place by rename (of two processes at once, the last one's stays).
+        if (!NO_HARD_LINKS.has(e.code ?? '')) throw e;
         await rename(draft, file);
-        return new TextEncoder().encode(secret);
-      }
-      if (code !== 'EEXIST') throw e;
+        return true;
+      },
+    );
+    if (!placed) {
       const theirs = await readSecretFile(dataDir);
       if (theirs) return theirs;
-      await rename(draft, file); // the empty one a cut-short creation left
+      await rename(draft, file); // over the empty one a cut-short creation left
     }
     return new TextEncoder().encode(secret);
   } catch (e) {
