@@ -137,7 +137,7 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     lifecycle.onStop('read store', () => store.close());
     const models = readModels(store);
 
-    if (runs('projector')) projector = await lifecycle.start('projections', projectorRole({ config, logger, log, store, metrics, health }));
+    if (runs('projector')) projector = await lifecycle.start('projections', projectorRole({ config, logger, log, store, metrics, health, startup }));
 
     const wired = runs('gateway') || runs('worker') ? await (async () => {
       const bus = await openBus(config, logger, name, startup);
@@ -176,6 +176,8 @@ export async function startApp(config: Config, logger: Logger, overrides: AppOve
     const early = !config.kafka ? worker && new LoopRoom(worker.worker) : wired && registry && log.partitionOf ? new LoopRoom(new BusEarlyStart(wired.bus, { partitionOf: log.partitionOf }, config.kafka.prefix, logger.child({ component: 'early' }))) : undefined;
     early?.start();
     if (early) lifecycle.onStop('early start', async () => early.stop());
+    // Called off during a step that does not wait on it (the worker starting, leftover sessions recorded): stopped before anything is served.
+    startup?.throwIfAborted();
     if (wired && registry) gateway = await lifecycle.start('gateway', gatewayRole({ ...common, messaging: wired, registry, projections: projector?.runner, auth, tls, connections, heapFull: heap && (() => heap.refusal()), early }));
 
     health.clear('starting');

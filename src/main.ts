@@ -59,8 +59,8 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal, graceMs: config.shutdownGraceMs, deadlineMs }, 'shutting down: draining');
     if (app) return stop(app);
-    // During start-up: a wait on an engine that is away ends at once (nothing was served yet); past those waits the
-    // app is stopped as soon as it is up.
+    // During start-up: a wait on an engine that is away, or on the read models replaying the log, ends at once, and
+    // nothing is served.
     startup.abort(new StartupStopped(signal));
   };
   const startup = new AbortController();
@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     app = await startApp(config, logger, { onWorkerDied: () => exit(70), startup: startup.signal });
   } catch (err) {
     if (err instanceof StartupStopped) {
-      logger.info({ signal: err.signal }, 'stopped before it was up (it was waiting for an engine): nothing was served');
+      logger.info({ signal: err.signal }, 'stopped before it was up: nothing was served');
       exit(0);
       return;
     }

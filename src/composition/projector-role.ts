@@ -7,13 +7,14 @@ import type { ReadStore } from '../readstore/port';
 import { ProjectionRunner } from '../../projections/runner';
 import { ALL_PROJECTIONS } from '../../projections/definitions';
 import type { Part } from './lifecycle';
+import { unlessCalledOff } from '../resilience/late';
 
 export interface ProjectorRole extends Part {
   runner: ProjectionRunner;
 }
 
-/** Keeps the read models up to date with the log; its start returns once they have caught up. */
-export function projectorRole(deps: { config: Config; logger: Logger; log: EventLog; store: ReadStore; metrics: Metrics; health?: Pick<Health, 'report'> }): ProjectorRole {
+/** Keeps the read models up to date with the log; its start returns once they have caught up, or rejects as soon as `startup` is called off (the operator stopped the process during the replay of a long log). */
+export function projectorRole(deps: { config: Config; logger: Logger; log: EventLog; store: ReadStore; metrics: Metrics; health?: Pick<Health, 'report'>; startup?: AbortSignal }): ProjectorRole {
   const { config, logger, store, metrics } = deps;
   // A store that starts empty is rebuilt from the whole log; a persistent one resumes where it stopped.
   const runner = new ProjectionRunner(deps.log, store, {
@@ -43,7 +44,7 @@ export function projectorRole(deps: { config: Config; logger: Logger; log: Event
       await runner.start();
       lagTimer = setInterval(() => metrics.projectionLag.set(runner.lag()), 1000).unref();
       try {
-        await runner.caughtUp();
+        await unlessCalledOff(runner.caughtUp(), deps.startup);
       } catch (err) {
         await stop();
         throw err;
