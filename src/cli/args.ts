@@ -70,6 +70,11 @@ function describeParseError(e: unknown): string {
   }
 }
 
+/** The data dir a command works on: `--data-dir`, else `CHATFLOW_DATA_DIR` read as the server reads it, else `./data`. */
+export function dataDirOf(flag: unknown, env: NodeJS.ProcessEnv = process.env): string {
+  return (typeof flag === 'string' ? flag : undefined) ?? setValue(env, 'CHATFLOW_DATA_DIR') ?? './data';
+}
+
 export function connectionFlags(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): ConnectionFlags {
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   const insecure = values.insecure === true;
@@ -82,7 +87,7 @@ export function connectionFlags(values: Record<string, unknown>, env: NodeJS.Pro
     server: str('server') ?? setValue(env, 'CHATFLOW_GRPC_ADDR') ?? '127.0.0.1:50051',
     tls: values.tls === true || str('ca') !== undefined,
     ca: str('ca'),
-    dataDir: str('data-dir') ?? setValue(env, 'CHATFLOW_DATA_DIR') ?? './data',
+    dataDir: dataDirOf(values['data-dir'], env),
     timeZone: str('tz') ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
     json: values.json === true,
   };

@@ -4,8 +4,7 @@ import { hostname } from 'node:os';
 import { ownerAlive, pidAlive } from '../eventlog/dir-lock';
 import { inspectLog, syncDir } from '../eventlog/embedded-file';
 import { INCOMPLETE_BACKUP, incompleteBackupIn, incompleteBackupText } from '../data-dir';
-import { CliError, parse, UsageError } from './args';
-import { setValue } from '../config/set-value';
+import { CliError, dataDirOf, parse, UsageError } from './args';
 import { makeDir } from '../make-dir';
 import { fileFault } from '../domain/errors';
 
@@ -50,7 +49,7 @@ export async function backupCommand(argv: string[]): Promise<number> {
   }
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${positionals[0]}`);
   if (!values.to) throw new UsageError('say where the copy goes: --to <dir>');
-  const from = resolve(values['data-dir'] ?? setValue(process.env, 'CHATFLOW_DATA_DIR') ?? './data');
+  const from = resolve(dataDirOf(values['data-dir']));
   const to = resolve(values.to);
   const started = Date.now();
   const s = await backupDataDir(from, to);

@@ -2,8 +2,7 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { acquireDirLock, DataDirLockedError } from '../eventlog/dir-lock';
 import { cutTail, inspectLog, type Inspection } from '../eventlog/embedded-file';
-import { CliError, parse, UsageError } from './args';
-import { setValue } from '../config/set-value';
+import { CliError, dataDirOf, parse, UsageError } from './args';
 
 export const LOG_HELP = `Usage: chatflow log check [--data-dir ./data]
        chatflow log repair [--data-dir ./data]
@@ -29,7 +28,7 @@ export async function logCommand(argv: string[]): Promise<number> {
   const [action, ...extra] = positionals;
   if (action !== 'check' && action !== 'repair') throw new UsageError(action ? `unknown action "${action}" (check or repair)` : 'say check or repair');
   if (extra.length > 0) throw new UsageError(`unexpected argument ${extra[0]}`);
-  const dir = resolve(values['data-dir'] ?? setValue(process.env, 'CHATFLOW_DATA_DIR') ?? './data', 'log');
+  const dir = resolve(dataDirOf(values['data-dir']), 'log');
   const file = join(dir, 'events.log');
   await fsp.stat(file).catch((err: NodeJS.ErrnoException) => {
     throw new CliError(err.code === 'ENOENT' ? `no event log at ${file}` : `cannot read ${file}: ${err.message}`);

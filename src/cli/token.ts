@@ -1,7 +1,6 @@
-import { parse, parseTtl, UsageError } from './args';
+import { dataDirOf, parse, parseTtl, UsageError } from './args';
 import { mintLocalToken } from './connection';
 import { TOKEN_HELP } from './usage';
-import { setValue } from '../config/set-value';
 
 /** `chatflow token <client-id>`: prints a bearer token on stdout (nothing else, for `$(...)`). */
 export async function tokenCommand(argv: string[]): Promise<number> {
@@ -12,7 +11,7 @@ export async function tokenCommand(argv: string[]): Promise<number> {
   }
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'missing <client-id>' : 'expected exactly one <client-id>');
   const ttl = values.ttl === undefined ? 24 * 3600 : parseTtl(values.ttl);
-  const dataDir = values['data-dir'] ?? setValue(process.env, 'CHATFLOW_DATA_DIR') ?? './data';
+  const dataDir = dataDirOf(values['data-dir']);
   const token = await mintLocalToken(positionals[0]!, dataDir, ttl);
   process.stdout.write(token + '\n');
   return 0;
