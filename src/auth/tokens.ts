@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { link, open, readFile, rename, rm } from 'node:fs/promises';
+import { link, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SignJWT, errors as joseErrors, jwtVerify } from 'jose';
 import { ChatFlowError, diskFault } from '../domain/errors';
@@ -122,6 +122,18 @@ export async function readSecretFile(dataDir: string): Promise<Uint8Array | null
 }
 
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+const DRAFT_PREFIX = '.secret.';
+/** A draft lives the milliseconds its secret takes to be written and linked: one older was left by a process killed meanwhile. */
+const DRAFT_LEFT_MS = 60_000;
+
+async function removeOldDrafts(dataDir: string): Promise<void> {
+  const names = await readdir(dataDir).catch(() => [] as string[]);
+  for (const name of names.filter((n) => n.startsWith(DRAFT_PREFIX))) {
+    const path = join(dataDir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > DRAFT_LEFT_MS) await rm(path, { force: true });
+  }
+}
 
 /**
  * The configured secret, or the one in the data dir, made there the first
@@ -132,10 +144,11 @@ const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
  */
 export async function loadOrCreateSecret(dataDir: string, configured?: string): Promise<Uint8Array> {
   if (configured) return new TextEncoder().encode(configured);
+  await removeOldDrafts(dataDir);
   const found = await readSecretFile(dataDir);
   if (found) return found;
   const file = join(dataDir, 'secret');
-  const draft = join(dataDir, `.secret.${process.pid}.${randomBytes(4).toString('hex')}`);
+  const draft = join(dataDir, `${DRAFT_PREFIX}${process.pid}.${randomBytes(4).toString('hex')}`);
   const secret = randomBytes(32).toString('base64url');
   try {
     await makeDir(dataDir);

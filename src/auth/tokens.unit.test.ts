@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT } from 'jose';
@@ -114,6 +114,16 @@ describe('secret', () => {
     }
     expect(await readdir(dir)).toEqual([]);
     expect((await loadOrCreateSecret(dir)).length).toBeGreaterThanOrEqual(32);
+  });
+  it('given drafts left by a process killed while it made the secret, when loaded, then the old ones are removed (a draft lives milliseconds) and a young one, maybe another process\'s, stays', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
+    await loadOrCreateSecret(dir);
+    const old = join(dir, '.secret.4242.0badf00d');
+    await writeFile(old, 'x'.repeat(43) + '\n');
+    await utimes(old, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    await writeFile(join(dir, '.secret.4243.12345678'), '');
+    await loadOrCreateSecret(dir);
+    expect((await readdir(dir)).sort()).toEqual(['.secret.4243.12345678', 'secret']);
   });
   it('given two processes making the secret at once, then they agree on one', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'cf-secret-'));
