@@ -301,6 +301,9 @@ async function main(): Promise<void> {
     await voiceHeard(app, home, check, lines);
   } catch (err) {
     server.kill('SIGKILL');
+    // What the server said about it: its warnings and errors, the last ten.
+    const said = lines.filter((l) => /"level":(40|50|60)/.test(l)).slice(-10);
+    if (said.length > 0) (err as Error).message += `\nthe server's warnings and errors:\n${said.join('\n')}`;
     throw err;
   }
   const stopAt = Date.now();

@@ -137,7 +137,7 @@ async function makeEmptyDir(dir: string): Promise<{ existed: boolean; cleared: b
     cleared = true;
   }
   // The copy holds the token secret: only its owner may read it, as the data dir.
-  await makeDir(join(dir, 'log'), 0o700).catch((err: NodeJS.ErrnoException) => {
+  await makeDir(join(dir, 'log'), { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
     throw new CliError(`cannot create ${dir}: ${fileFault(err)}`);
   });
   await fsp.chmod(dir, 0o700);

@@ -70,6 +70,14 @@ describe('LocalMediaStore specifics', () => {
   });
   afterAll(() => t.cleanup());
 
+  it('makes its folders with the default mode (the umask\'s), so a server not running as root can use them', async () => {
+    await t.store.put('modes/voice.wav', Buffer.from('abc'), 'audio/wav');
+    const umask = process.umask();
+    for (const folder of [path.join(t.dir, 'modes'), path.join(t.dir, '.tmp')]) {
+      expect(((await fs.stat(folder)).mode & 0o777).toString(8)).toBe((0o777 & ~umask).toString(8));
+    }
+  });
+
   it('serves with Content-Length and a private Cache-Control bounded by the expiry', async () => {
     await t.store.put('c/voice.wav', Buffer.from('abc'), 'audio/wav');
     const url = await t.store.url('c/voice.wav', 90_000);

@@ -103,7 +103,7 @@ export class LocalMediaStore implements MediaStore {
     try {
       const folders = [path.dirname(file), this.tempDir];
       const known = folders.every((f) => this.folders.has(f));
-      const make = () => Promise.all(folders.map(makeDir));
+      const make = () => Promise.all(folders.map((f) => makeDir(f)));
       const write = () => writeDurably(file, this.dir, [bytes, meta, footer]);
       if (!known) await make();
       try {
