@@ -7,7 +7,7 @@ import type { ReadStore } from '../readstore/port';
 import { ProjectionRunner } from '../../projections/runner';
 import { ALL_PROJECTIONS } from '../../projections/definitions';
 import type { Part } from './lifecycle';
-import { unlessCalledOff } from '../resilience/late';
+import { abortable } from '../resilience/retry';
 
 export interface ProjectorRole extends Part {
   runner: ProjectionRunner;
@@ -44,7 +44,7 @@ export function projectorRole(deps: { config: Config; logger: Logger; log: Event
       await runner.start();
       lagTimer = setInterval(() => metrics.projectionLag.set(runner.lag()), 1000).unref();
       try {
-        await unlessCalledOff(runner.caughtUp(), deps.startup);
+        await abortable(runner.caughtUp(), deps.startup);
       } catch (err) {
         await stop();
         throw err;

@@ -23,17 +23,3 @@ export function orLate<T>(work: Promise<T>, ms: number): Promise<T | typeof LATE
     );
   });
 }
-
-/**
- * `work`'s outcome, or a rejection with `signal`'s reason as soon as it aborts
- * first (`work` then goes on, unawaited: the caller stops it). No signal: `work`.
- */
-export function unlessCalledOff<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return work;
-  return new Promise<T>((resolve, reject) => {
-    const calledOff = () => reject(signal.reason);
-    if (signal.aborted) return calledOff();
-    signal.addEventListener('abort', calledOff, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', calledOff));
-  });
-}

@@ -117,8 +117,9 @@ export function retryWithBackoff<T>(what: string, logger: Pick<Logger, 'warn'>, 
   });
 }
 
-/** `p`, or a rejection with the signal's reason as soon as it aborts (p itself is not stopped: it is only no longer waited for). */
-export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+/** `p`, or a rejection with the signal's reason as soon as it aborts (p itself is not stopped: it is only no longer waited for). No signal: `p`. */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
     const aborted = () => reject(signal.reason);
