@@ -19,7 +19,7 @@
 // it fails naming them), layer caching, VOLUME and EXPOSE; the servers listen
 // on 127.0.0.1 ephemeral ports instead of 0.0.0.0:50051/8080.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -255,6 +255,9 @@ async function main(): Promise<void> {
   if (!runtime.user || !runtime.cmd || !runtime.healthcheck) throw new Error('the last stage must set USER, CMD and HEALTHCHECK');
   const dev = ['typescript', 'tsx', 'esbuild', 'jest', 'ts-jest', '@bufbuild/buf'].filter((d) => existsSync(join(app, 'node_modules', d)));
   if (dev.length > 0) throw new Error(`the runtime stage has dev dependencies: ${dev.join(', ')}`);
+  const unpatched = unpatchedFiles(app);
+  if (unpatched.length > 0) throw new Error(`the runtime stage runs packages without their fix from patches/ (copy them from the build stage): ${unpatched.join(', ')}`);
+  say('runtime: every file patches/ changes is the patched one');
   say(`runtime: node_modules ${mib(du(join(app, 'node_modules')))}, app ${mib(du(app))} (image ≈ node:20-bookworm-slim + this)`);
 
   // CMD as the image runs it, on loopback ports.
@@ -333,6 +336,19 @@ const SAY = [
  * The speech engines the image installs, found and working: the ready line names them, and a voice message spoken
  * by the image's Piper, sent with the image's CLI, is heard by its PocketSphinx and answered in voice.
  */
+/**
+ * The files of `app`'s node_modules that a patch in patches/ changes and that are not as this checkout's patched
+ * node_modules has them (npm's `postinstall` applied the patches here): the runtime stage installs without dev
+ * dependencies, patch-package among them, so each patched package must be copied from the build stage.
+ */
+function unpatchedFiles(app: string): string[] {
+  const dir = join(ROOT, 'patches');
+  const files = new Set<string>();
+  for (const patch of readdirSync(dir).filter((f) => f.endsWith('.patch')))
+    for (const m of readFileSync(join(dir, patch), 'utf8').matchAll(/^\+\+\+ b\/(node_modules\/\S+)$/gm)) files.add(m[1]!);
+  return [...files].filter((f) => !existsSync(join(app, f)) || !readFileSync(join(app, f)).equals(readFileSync(join(ROOT, f))));
+}
+
 async function voiceHeard(app: string, home: string, check: (argv: string[], what: string) => string, ready: string[]): Promise<void> {
   const line = ready.find((l) => l.includes('"ChatFlow ready"'))!;
   const speech = (JSON.parse(line) as { speech?: { stt: string; tts: string; video: string } }).speech;

@@ -1,7 +1,7 @@
 import { inflateSync } from 'node:zlib';
 import { Metadata } from '@grpc/grpc-js';
 import { Worker } from '../src/worker/worker';
-import { connected, codeName, longConversation, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
+import { ChatStream, connected, codeName, longConversation, metadataFor, metric, openChat, startTestApp, unary, type TestApp } from './harness';
 import { PAGE_BYTES } from '../src/gateway/history-service';
 import { synthesizeVoice } from './voice-signal';
 import { renderImage } from '../src/media/png';
@@ -155,6 +155,22 @@ describe('chat loop', () => {
     expect(s.of('accepted')).toHaveLength(1);
     expect(await metric(t, 'chatflow_messages_rejected_total{code="INVALID_ARGUMENT"}')).toBeGreaterThanOrEqual(5);
     s.end();
+  });
+
+  it('serves a stream whose client set a deadline weeks away (past the longest delay a Node timer takes), and still ends one whose deadline passed', async () => {
+    // 30 days = 2,592,000,000 ms: more than 2^31 - 1, which a timer cannot wait. grpc-js armed its deadline timer
+    // with it as is (wrapped to a negative int32), so the stream ended DEADLINE_EXCEEDED at once.
+    const far = new ChatStream(t.chat.chat(await metadataFor(t, 'patient'), { deadline: Date.now() + 30 * 86_400_000 }));
+    await far.until((f) => f.some((x) => x.frame?.$case === 'welcome'), 10_000, 'welcome');
+    await far.reply(far.text('are you still there next month?'));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(far.isDone()).toBe(false);
+    far.end();
+    expect(codeName((await far.status).code)).toBe('OK');
+
+    const near = new ChatStream(t.chat.chat(await metadataFor(t, 'hurried'), { deadline: Date.now() + 1_500 }));
+    await near.until((f) => f.some((x) => x.frame?.$case === 'welcome'), 10_000, 'welcome');
+    expect(codeName((await near.status).code)).toBe('DEADLINE_EXCEEDED');
   });
 
   it('processes a resent client_message_id once, acknowledges it with the same id and seq and gives its reply again', async () => {

@@ -136,6 +136,23 @@ describe('embedded gRPC-Web endpoint', () => {
     s.abort.abort();
   });
 
+  it('serves calls whose grpc-timeout is weeks away (past the longest delay a Node timer takes), and still ends one whose time is up', async () => {
+    // 720H = 2,592,000,000 ms, more than 2^31 - 1: the endpoint's deadline timer fired at once (CANCELLED), and the
+    // gRPC server's ended the forwarded call (DEADLINE_EXCEEDED).
+    const far = { ...(await auth('web-patient')), 'grpc-timeout': '720H' };
+    const s = new WebStream(chat, far);
+    await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
+    const ack = await chat.send({ sessionId: s.welcome()!.sessionId, message: { clientMessageId: 'm1', content: { case: 'text', value: 'still there next month?' } } }, { headers: far });
+    await s.until((f) => f.some((x) => x.frame.case === 'response' && x.frame.value.inReplyTo === ack.messageId), 'the reply');
+    expect((await history.listConversations({ pageSize: 5 }, { headers: far })).conversations.length).toBeGreaterThan(0);
+    s.abort.abort();
+    await s.done;
+
+    const near = new WebStream(chat, { ...(await auth('web-hurried')), 'grpc-timeout': '1500m' });
+    await near.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
+    expect((await near.done)?.code).toBe(Code.DeadlineExceeded);
+  });
+
   it('carries media in: a WAV upload reaches the bot (no voice out without a synthesizer; real voice: test/speech.e2e.test.ts)', async () => {
     const s = new WebStream(chat, await auth('web-audio'));
     await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
