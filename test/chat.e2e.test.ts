@@ -273,6 +273,22 @@ describe('chat loop', () => {
     await expect(unary(t.history.listConversations.bind(t.history), { pageSize: 1, pageToken: '' }, new Metadata())).rejects.toMatchObject({ code: 16 });
   });
 
+  it('refuses a history request that is not protobuf, or whose strings are not UTF-8, with INVALID_ARGUMENT in words, not INTERNAL', async () => {
+    const md = await metadataFor(t, 'historian');
+    const raw = (method: string, bytes: Buffer) =>
+      new Promise<{ code: string; details: string }>((resolve) =>
+        t.history.makeUnaryRequest(`/chatflow.v1.HistoryService/${method}`, (b: Buffer) => b, (b: Buffer) => b, bytes, md, (err) =>
+          resolve({ code: codeName(err?.code ?? 0), details: err?.details ?? '' }),
+        ),
+      );
+    // A length-delimited field 1 that claims 127 bytes and has 2: "Error deserializing request", INTERNAL, before.
+    expect(await raw('ListMessages', Buffer.from([0x0a, 0x7f, 0x61, 0x62]))).toEqual({ code: 'INVALID_ARGUMENT', details: expect.stringMatching(/not a valid protobuf message/) });
+    // conversation_id = "ab" followed by bytes that are not UTF-8: taken as "ab\uFFFD\uFFFD" before (NOT_FOUND).
+    expect(await raw('GetConversation', Buffer.from([0x0a, 0x04, 0x61, 0x62, 0xff, 0xfe]))).toEqual({ code: 'INVALID_ARGUMENT', details: expect.stringMatching(/not valid UTF-8/) });
+    // A well-formed one still answers.
+    expect(await raw('ListConversations', Buffer.alloc(0))).toEqual({ code: 'OK', details: '' });
+  });
+
   it('cuts a page of long messages at about 1 MiB, so that a client with gRPC\'s default 4 MiB receive limit reads them all', async () => {
     // 70 texts of 64,000 bytes: 4.5 MB with their replies, in one page of 1,000 before.
     const conversationId = await longConversation(t, 'novelist', 70);

@@ -8,14 +8,17 @@ import { codeName, connected, startTestApp, type TestApp } from './harness';
 
 /*
  * Property-based fuzzing of a running server: random metadata, token claims
- * and frames (well-formed and not) on Chat streams and Send calls. Each call
+ * and frames (well-formed and not) on Chat streams, Send calls and HistoryService calls. Each call
  * must end with a documented status, every ChatError must carry a documented
  * code, and the server must keep serving. The seed is logged: replay a
  * failure with FUZZ_SEED=<seed> (and FUZZ_RUNS to run longer).
  */
 jest.setTimeout(180_000);
 
-/** Statuses the README documents for Chat and Send; INTERNAL or UNKNOWN would mean a handler failed. */
+/** The unary methods fuzzed beside Chat, with the same frames as their requests (a HistoryService request that was not protobuf got INTERNAL). */
+const UNARY = ['ChatService/Send', 'HistoryService/ListConversations', 'HistoryService/ListMessages', 'HistoryService/GetConversation'] as const;
+
+/** Statuses the README documents for Chat, Send and HistoryService; INTERNAL or UNKNOWN would mean a handler failed. */
 const DOCUMENTED = new Set(['OK', 'INVALID_ARGUMENT', 'UNAUTHENTICATED', 'PERMISSION_DENIED', 'NOT_FOUND', 'ALREADY_EXISTS', 'RESOURCE_EXHAUSTED', 'DEADLINE_EXCEEDED', 'UNAVAILABLE', 'FAILED_PRECONDITION']);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
@@ -110,18 +113,18 @@ it(`survives random metadata, token claims and frames, answering each call with 
   const seen = new Map<string, number>();
   try {
     await fc.assert(
-      fc.asyncProperty(metadata, fc.array(wireFrame, { maxLength: 12 }), fc.boolean(), async (m, frames, viaSend) => {
+      fc.asyncProperty(metadata, fc.array(wireFrame, { maxLength: 12 }), fc.constantFrom(...UNARY, 'Chat'), async (m, frames, method) => {
         const md = await metadataOf(m);
-        if (viaSend) {
+        if (method !== 'Chat') {
           const st = await withTimeout(
             new Promise<string>((resolve) => {
               const request = frames[0] ?? Buffer.from(SendRequest.encode({ sessionId: 'nope', message: undefined }).finish());
-              client.makeUnaryRequest('/chatflow.v1.ChatService/Send', (b: Buffer) => b, (b: Buffer) => b, request, md, (err) => resolve(err ? codeName(err.code) : 'OK'));
+              client.makeUnaryRequest(`/chatflow.v1.${method}`, (b: Buffer) => b, (b: Buffer) => b, request, md, (err) => resolve(err ? codeName(err.code) : 'OK'));
             }),
             10_000,
-            'Send',
+            method,
           );
-          seen.set(`Send ${st}`, (seen.get(`Send ${st}`) ?? 0) + 1);
+          seen.set(`${method} ${st}`, (seen.get(`${method} ${st}`) ?? 0) + 1);
           expect(DOCUMENTED).toContain(st);
           return;
         }

@@ -153,6 +153,24 @@ describe('embedded gRPC-Web endpoint', () => {
     expect((await near.done)?.code).toBe(Code.DeadlineExceeded);
   });
 
+  it('refuses a request that is not protobuf, or whose strings are not UTF-8, with INVALID_ARGUMENT in words, not INTERNAL', async () => {
+    const headers = { ...(await auth('web-clumsy')), 'content-type': 'application/grpc-web+proto' };
+    const call = async (method: string, message: Buffer) => {
+      const body = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
+      body.writeUInt32BE(message.length, 1);
+      const res = await fetch(`${t.app.httpUrl}/chatflow.v1.${method}`, { method: 'POST', headers, body });
+      const text = Buffer.from(await res.arrayBuffer()).toString('latin1');
+      return { status: res.headers.get('grpc-status') ?? /grpc-status: *(\d+)/.exec(text)?.[1], message: decodeURIComponent(res.headers.get('grpc-message') ?? /grpc-message: *(.*)\r\n/.exec(text)?.[1] ?? '') };
+    };
+    // A field that claims 127 bytes and has 2: "parse binary: premature EOF", INTERNAL, before.
+    expect(await call('HistoryService/ListMessages', Buffer.from([0x0a, 0x7f, 0x61, 0x62]))).toEqual({ status: '3', message: expect.stringMatching(/not a valid chatflow\.v1\.ListMessagesRequest/) });
+    expect(await call('ChatService/Send', Buffer.from([0x12, 0x7f, 0x0a]))).toEqual({ status: '3', message: expect.stringMatching(/not a valid chatflow\.v1\.SendRequest/) });
+    // SendRequest{message: {client_message_id: "u1", text: "hi" + bytes that are not UTF-8}}.
+    const text = Buffer.from([0x12, 0x04, 0x68, 0x69, 0xff, 0xfe]);
+    const userMessage = Buffer.concat([Buffer.from([0x0a, 0x02, 0x75, 0x31]), text]);
+    expect(await call('ChatService/Send', Buffer.concat([Buffer.from([0x12, userMessage.length]), userMessage]))).toEqual({ status: '3', message: expect.stringMatching(/utf-8/i) });
+  });
+
   it('carries media in: a WAV upload reaches the bot (no voice out without a synthesizer; real voice: test/speech.e2e.test.ts)', async () => {
     const s = new WebStream(chat, await auth('web-audio'));
     await s.until((f) => f.some((x) => x.frame.case === 'welcome'), 'welcome');
@@ -292,8 +310,8 @@ describe('embedded gRPC-Web endpoint', () => {
       const held = [0, 1].map(() => partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 6_000));
       await new Promise((r) => setTimeout(r, 300));
       const started = Date.now();
-      // Read at once (these bytes are no SendRequest: INTERNAL "parse binary", as above); over 64 KiB, refused.
-      expect(await partialWebCall(send, { ...headers, 'x-no-upload': 'true' }, 8, 8, 3_000)).toBe(String(Code.Internal));
+      // Read at once (these bytes are no SendRequest: INVALID_ARGUMENT, as above); over 64 KiB, refused.
+      expect(await partialWebCall(send, { ...headers, 'x-no-upload': 'true' }, 8, 8, 3_000)).toBe(String(Code.InvalidArgument));
       expect(await partialWebCall(send, { ...headers, 'x-no-upload': 'true' }, 128 * 1024, 1024, 3_000)).toBe(String(Code.ResourceExhausted));
       // The page's text is accepted while the uploads are still held (it used to wait 5 s and be refused).
       const id = page.send({ case: 'text', value: 'no upload here' });
@@ -315,9 +333,8 @@ describe('embedded gRPC-Web endpoint', () => {
     await new Promise((r) => setTimeout(r, 300));
     const waiting = [0, 1].map(() => partialWebCall(send, headers, 4 * 1024 * 1024, 1024, 700));
     expect(await Promise.all([...held, ...waiting])).toEqual(['no answer', 'no answer', 'no answer', 'no answer']);
-    // The client's places are free again: its next Send is read at once (these bytes are no SendRequest: Connect's
-    // handler answers INTERNAL "parse binary", gRPC's status for a request it cannot parse).
-    expect(await partialWebCall(send, headers, 8, 8, 3_000)).toBe(String(Code.Internal));
+    // The client's places are free again: its next Send is read at once (these bytes are no SendRequest: INVALID_ARGUMENT).
+    expect(await partialWebCall(send, headers, 8, 8, 3_000)).toBe(String(Code.InvalidArgument));
   }, 20_000);
 
   it('holds a history call\'s place until its answer is taken: a client that pipelines calls and never reads has 32 answers waiting, the rest refused', async () => {

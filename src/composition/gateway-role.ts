@@ -13,7 +13,7 @@ import { historyService } from '../gateway/history-service';
 import { requestGuard } from '../gateway/request-guard';
 import { callPlaces, sendPlaces } from '../resilience/request-places';
 import { toStatus } from '../gateway/status';
-import { checkedChatService } from '../gateway/wire-check';
+import { checkedChatService, checkedHistoryService } from '../gateway/wire-check';
 import { DisconnectReason } from '../gen/chatflow/v1/events';
 import type { Health } from '../health';
 import { listenOn, splitAddr } from '../http/server';
@@ -92,7 +92,7 @@ export function gatewayRole(deps: {
         routeGrpcJsLogs(logger);
         const implementations: Record<PublicServiceKey, [ServiceDefinition, UntypedServiceImplementation]> = {
           chat: [checkedChatService(), gateway.service],
-          history: [PUBLIC_SERVICES.history.definition, history],
+          history: [checkedHistoryService(), history],
         };
         const grpc = await startGrpc(config, Object.values(implementations), parts, deps.health, guardOf(config, auth, deps.metrics, logger), {
           budget: deps.connections,

@@ -11,6 +11,7 @@ import type { GatewayDeps } from './deps';
 import { conversationMessage } from './frames';
 import { getter } from './chat-service';
 import { toStatus } from './status';
+import { WIRE_FLAW_MESSAGES, wireFlawOf } from './wire-check';
 
 type Deps = Pick<GatewayDeps, 'auth' | 'conversations' | 'messages' | 'sessions' | 'frames' | 'readModelsSettled'> & { readYourWritesMs: number };
 
@@ -21,7 +22,11 @@ export function historyService(deps: Deps, logger: Logger): HistoryServiceServer
     (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>) => {
       deps.auth
         .identify(getter(call.metadata))
-        .then((clientId) => f(clientId, call.request))
+        .then((clientId) => {
+          const flaw = wireFlawOf(call.request as object);
+          if (flaw) throw new ChatFlowError('INVALID_ARGUMENT', WIRE_FLAW_MESSAGES[flaw]);
+          return f(clientId, call.request);
+        })
         .then(
           (res) => callback(null, res),
           (err) => callback(toStatus(err, logger)),

@@ -1,5 +1,6 @@
 import { BinaryReader } from '@bufbuild/protobuf/wire';
 import { ChatServiceService, ClientFrame, ConnectRequest, SendAck, SendRequest, ServerFrame } from '../gen/chatflow/v1/chat';
+import { GetConversationRequest, HistoryServiceService, ListConversationsRequest, ListMessagesRequest } from '../gen/chatflow/v1/history';
 import { encodeToBuffer, type Encodes } from '../encode';
 
 /**
@@ -18,8 +19,8 @@ export function wireFlawOf(message: object): WireFlaw | undefined {
 }
 
 export const WIRE_FLAW_MESSAGES: Record<WireFlaw, string> = {
-  'invalid-utf8': 'a text field is not valid UTF-8: texts must be UTF-8 encoded',
-  undecodable: 'the frame is not a valid protobuf message of this type',
+  'invalid-utf8': 'a string field (a text, an id) is not valid UTF-8: strings must be UTF-8 encoded',
+  undecodable: 'the bytes sent are not a valid protobuf message of the method\'s type',
 };
 
 const strict = new TextDecoder('utf-8', { fatal: true });
@@ -52,17 +53,28 @@ export function decodeChecked<T extends object>(codec: Codec<T>, bytes: Uint8Arr
   return message;
 }
 
-/** The ChatService definition with its requests decoded by decodeChecked and its responses encoded with the shared writer (src/encode.ts). */
-export function checkedChatService(): typeof ChatServiceService {
-  const codecs: Record<keyof typeof ChatServiceService, Codec<object>> = { chat: ClientFrame, connect: ConnectRequest, send: SendRequest };
-  const responses: Record<keyof typeof ChatServiceService, Encodes<never>> = { chat: ServerFrame, connect: ServerFrame, send: SendAck };
-  const def = { ...ChatServiceService } as Record<string, unknown>;
-  for (const key of Object.keys(codecs) as (keyof typeof ChatServiceService)[]) {
+/** A service definition whose requests are decoded by decodeChecked (its handlers refuse a flawed one: wireFlawOf). */
+function checked<S extends Record<string, object>>(definition: S, codecs: Record<keyof S, Codec<object>>, responses?: Record<keyof S, Encodes<never>>): S {
+  const def: Record<string, unknown> = { ...definition };
+  for (const key of Object.keys(codecs) as (keyof S & string)[]) {
     def[key] = {
-      ...ChatServiceService[key],
+      ...definition[key],
       requestDeserialize: (b: Buffer) => decodeChecked(codecs[key], b),
-      responseSerialize: (m: never) => encodeToBuffer(responses[key], m),
+      ...(responses ? { responseSerialize: (m: never) => encodeToBuffer(responses[key], m) } : {}),
     };
   }
-  return def as typeof ChatServiceService;
+  return def as S;
+}
+
+/** The ChatService definition with its requests decoded by decodeChecked and its responses encoded with the shared writer (src/encode.ts). */
+export function checkedChatService(): typeof ChatServiceService {
+  return checked(ChatServiceService, { chat: ClientFrame, connect: ConnectRequest, send: SendRequest }, { chat: ServerFrame, connect: ServerFrame, send: SendAck });
+}
+
+/**
+ * The HistoryService definition with its requests decoded by decodeChecked: grpc-js answered a request that is not
+ * protobuf with INTERNAL ("Error deserializing request"), and read strings that are not UTF-8 as U+FFFD.
+ */
+export function checkedHistoryService(): typeof HistoryServiceService {
+  return checked(HistoryServiceService, { listConversations: ListConversationsRequest, listMessages: ListMessagesRequest, getConversation: GetConversationRequest });
 }

@@ -236,7 +236,7 @@ class Upstream {
       call.on('status', (s: StatusObject) => {
         ctx.signal.removeEventListener('abort', cancel);
         copyMetadata(s.metadata, ctx.responseTrailer);
-        if (result.err) reject(this.toConnectError(result.err, method));
+        if (result.err) reject(this.toConnectError(result.err, method, ctx));
         else resolve(fromBinary(method.output, result.res!));
       });
     });
@@ -249,7 +249,7 @@ class Upstream {
     try {
       call = client.makeServerStreamRequest<Buffer, Buffer>(pathOf(method), passThrough, passThrough, Buffer.from(toBinary(method.input, req)), md, callOptions(ctx));
     } catch (err) {
-      throw this.toConnectError(err, method);
+      throw this.toConnectError(err, method, ctx);
     }
     // The browser went away (or the RPC ended): end the upstream call, so the gateway frees the slot.
     const cancel = () => call.cancel();
@@ -272,7 +272,7 @@ class Upstream {
       sendHeaders();
       if (trailers) copyMetadata(trailers, ctx.responseTrailer);
     } catch (err) {
-      throw this.toConnectError(err, method);
+      throw this.toConnectError(err, method, ctx);
     } finally {
       ctx.signal.removeEventListener('abort', cancel);
       call.cancel();
@@ -299,9 +299,14 @@ class Upstream {
     this.client = undefined;
   }
 
-  /** A grpc-js status becomes the same Connect code (the numbering is gRPC's in both), message and trailers kept. */
-  private toConnectError(err: unknown, method: DescMethod): ConnectError {
+  /**
+   * A grpc-js status becomes the same Connect code (the numbering is gRPC's in both), message and trailers kept. A
+   * call this endpoint ended itself (its deadline passed: `grpc-timeout`) ends as Connect says why, not with the
+   * CANCELLED its cancelling gave the upstream call.
+   */
+  private toConnectError(err: unknown, method: DescMethod, ctx: HandlerContext): ConnectError {
     if (err instanceof ConnectError) return err;
+    if (ctx.signal.aborted) return ConnectError.from(ctx.signal.reason);
     const e = err as Partial<ServiceError>;
     if (typeof e?.code !== 'number' || e.code === grpcStatus.OK) {
       this.opts.logger.error({ err, method: pathOf(method) }, 'gRPC-Web forwarding failed');
