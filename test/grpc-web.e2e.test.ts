@@ -268,6 +268,33 @@ describe('embedded gRPC-Web endpoint', () => {
     expect(await partialWebCall('/chatflow.v1.ChatService/Send', headers, 4 * 1024 * 1024, 1024)).toBe('no answer');
   });
 
+  it('closes the connection after refusing a request it did not read whole, so the client\'s next call goes out on a new one', async () => {
+    // One keep-alive connection, as a browser's pool reuses: a ListConversations of 200 KB sent whole (refused once
+    // its length is read), then a small one. Before, the connection was kept with the refused body's rest unread
+    // on it: the next call got no answer and was reset after the keep-alive timeout.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const headers = { ...(await auth('web-big-then-small')), 'content-type': 'application/grpc-web+proto' };
+    const call = (message: Buffer) =>
+      new Promise<{ status: string; connection?: string }>((resolve, reject) => {
+        const body = Buffer.concat([Buffer.alloc(5), message]);
+        body.writeUInt32BE(message.length, 1);
+        const req = http.request(`${t.app.httpUrl}/chatflow.v1.HistoryService/ListConversations`, { method: 'POST', agent, headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: String(res.headers['grpc-status'] ?? /grpc-status: ?(\d+)/.exec(Buffer.concat(chunks).toString('latin1'))?.[1]), connection: res.headers.connection }));
+        });
+        req.setTimeout(3_000, () => req.destroy(new Error('no answer within 3 s')));
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      expect(await call(Buffer.alloc(200_000, 0x41))).toEqual({ status: String(Code.ResourceExhausted), connection: 'close' });
+      expect(await call(Buffer.alloc(0))).toEqual({ status: '0', connection: 'keep-alive' });
+    } finally {
+      agent.destroy();
+    }
+  });
+
   it('reads a client\'s Sends two at a time: a third waits unread, and after 5 s is refused RESOURCE_EXHAUSTED + retry-after-ms', async () => {
     const headers = await auth('web-trickler');
     const send = '/chatflow.v1.ChatService/Send';

@@ -15,6 +15,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Client, credentials, Metadata, status as grpcStatus, type CallOptions, type ClientReadableStream, type ServiceError, type StatusObject } from '@grpc/grpc-js';
 import { Code, ConnectError, createConnectRouter, encodeBinaryHeader, type HandlerContext } from '@connectrpc/connect';
+import type { UniversalServerResponse } from '@connectrpc/connect/protocol';
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from '@connectrpc/connect-node';
 import { fromBinary, toBinary, type DescMethod, type DescService, type Message } from '@bufbuild/protobuf';
 import type { Logger } from 'pino';
@@ -139,7 +140,7 @@ export function grpcWebRoute(opts: GrpcWebOptions): GrpcWebRoute {
             () => {
               if (over) return;
               const uReq = binaryRequest(universalRequestFromNodeRequest(req, res, undefined, undefined), mode);
-              return handler(uReq).then((uRes) => universalResponseToNodeResponse(textResponse(uRes, mode), res));
+              return handler(uReq).then((uRes) => universalResponseToNodeResponse(closingIfUnread(req, textResponse(uRes, mode)), res));
             },
             (err: unknown) => refuse(req, res, mode, toStatus(err, opts.logger)),
           );
@@ -187,6 +188,18 @@ function crossOrigin(req: IncomingMessage, res: ServerResponse, origins: readonl
     res.setHeader('vary', 'Origin');
   }
   return true;
+}
+
+/**
+ * Connect's answer to a request whose body it did not read whole (refused once its length was read: over the size
+ * bound) closes the connection, as `refuse` does: kept open, the rest of that body sat unread before the client's
+ * next request on it, which got no answer until the keep-alive timeout reset the connection.
+ */
+function closingIfUnread(req: IncomingMessage, uRes: UniversalServerResponse): UniversalServerResponse {
+  if (req.complete) return uRes;
+  const header = new Headers(uRes.header);
+  header.set('connection', 'close');
+  return { ...uRes, header };
 }
 
 function headerOf(req: IncomingMessage, name: string): string | undefined {
