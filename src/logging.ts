@@ -5,11 +5,14 @@ import pino, { type Logger } from 'pino';
 /** pino: pretty on a TTY, JSON lines otherwise (for log shippers). */
 export function createLogger(level: string, opts: { pretty?: boolean; name?: string } = {}): Logger {
   const pretty = opts.pretty ?? Boolean(process.stdout.isTTY);
-  return pino({
-    name: opts.name ?? 'chatflow',
-    level,
-    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
-  });
+  const options = { name: opts.name ?? 'chatflow', level };
+  if (!pretty) return pino(options);
+  const transport = pino.transport({ target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } });
+  // The terminal can go away under a running server (an SSH session that dropped, a window closed): pino-pretty's
+  // thread then fails to write to it (EIO) and ends, and every later line fails. Unheard, that failure was an
+  // uncaught exception that ended the drain SIGHUP had begun. Lines no terminal can show are dropped.
+  transport.on('error', () => undefined);
+  return pino(options, transport);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { isatty } from 'node:tty';
 import { loadConfig } from './config/config';
 import { ConfigError, unknownSettings } from './config/schema';
 import { createLogger } from './logging';
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
   for (const line of unknownSettings(process.env)) logger.warn(line);
   const exit = (code: number) => {
     logger.flush?.();
-    setTimeout(() => process.exit(code), 50);
+    setTimeout(() => endProcess(code), 50);
   };
   const deadlineMs = config.shutdownGraceMs + config.shutdownMarginMs;
   let app: App | undefined;
@@ -86,6 +87,21 @@ async function main(): Promise<void> {
     return;
   }
   if (stopping) stop(app);
+}
+
+/** The standard streams that were a terminal when the process started (read now: Node creates process.stdin & co. lazily). */
+const TERMINAL_FDS = [0, 1, 2].filter((fd) => isatty(fd));
+
+/**
+ * process.exit, unless the terminal the process started on has hung up (an SSH session that dropped, a window
+ * closed: SIGHUP, which drained the server): Node's exit then resets that terminal, fails (EIO) and aborts on an
+ * assertion (ResetStdio), dumping core (SIGABRT, or SIGSEGV as a second thread met it). The process ends instead as
+ * the hang-up's default would have ended it, killed by SIGHUP, once drained; its exit code is then that signal's.
+ */
+function endProcess(code: number): void {
+  if (!TERMINAL_FDS.some((fd) => !isatty(fd))) process.exit(code);
+  process.removeAllListeners('SIGHUP');
+  process.kill(process.pid, 'SIGHUP');
 }
 
 /** The reason start-up was called off: a signal came before the app was up. */

@@ -104,6 +104,35 @@ describe('the compiled server', () => {
     client.close();
   }, 120_000);
 
+  it('the terminal it runs on hung up (an SSH session that dropped): it drains, then ends by SIGHUP, not by a crash that dumps core', async () => {
+    // On its terminal, as `npm start` in a shell is. Node's exit resets the terminal's modes: on a terminal that hung
+    // up this failed (EIO) and Node aborted on an assertion (SIGABRT, or SIGSEGV as a second thread met it); with
+    // its logs on the terminal, the pretty printer's thread died on the first line it could not write, and the
+    // next line was an uncaught exception in the middle of the drain.
+    const run = async (mode: 'all' | 'stdin') => {
+      const { proc, exited } = await spawnCompiled(['python3', 'test/fixtures/hang-up.py', mode, process.execPath, 'dist/src/main.js'], { CHATFLOW_STT: 'none', CHATFLOW_TTS: 'none' });
+      started.push({ proc, serverPid: proc.pid! } as CompiledServer);
+      const lines: string[] = [];
+      createInterface({ input: proc.stdout! }).on('line', (l) => lines.push(l));
+      await exited;
+      const msgs = lines.flatMap((l) => {
+        try {
+          return [JSON.parse(l) as { msg?: string; hangup?: { code: number | null; signal: number | null } }];
+        } catch {
+          return [];
+        }
+      });
+      return { msgs: msgs.map((m) => m.msg).filter(Boolean), end: msgs.find((m) => m.hangup)?.hangup, stderr: lines.filter((l) => /Assertion failed|Unhandled 'error'/.test(l)) };
+    };
+    // Its logs on a pipe, stdin the terminal: the drain is seen whole.
+    const logged = await run('stdin');
+    expect(logged.stderr).toEqual([]);
+    expect(logged.msgs).toEqual(expect.arrayContaining(['ChatFlow ready', 'shutting down: draining', 'stopped']));
+    expect(logged.end).toEqual({ code: null, signal: 1 });
+    // Everything on the terminal, its logs pretty there.
+    expect((await run('all')).end).toEqual({ code: null, signal: 1 });
+  }, 120_000);
+
   it('SIGTERM while it waits at start for an engine that is away (Kafka down, or a wrong address) ends it at once, exit 0, instead of being ignored while it retries for ever', async () => {
     const closed = await freePort(); // nothing listens there: an engine not started, or a wrong address
     const { proc, exited } = await spawnCompiled('node', {
