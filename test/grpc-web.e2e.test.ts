@@ -268,6 +268,26 @@ describe('embedded gRPC-Web endpoint', () => {
     expect(await partialWebCall('/chatflow.v1.ChatService/Send', headers, 4 * 1024 * 1024, 1024)).toBe('no answer');
   });
 
+  it('holds a request in JSON (+json) to 64 KiB, a Send too: a JSON body is parsed whole on the event loop', async () => {
+    const headers = { ...(await auth('web-json')), 'content-type': 'application/grpc-web+json' };
+    const call = async (path: string, json: string) => {
+      const message = Buffer.from(json);
+      const body = Buffer.concat([Buffer.alloc(5), message]);
+      body.writeUInt32BE(message.length, 1);
+      const started = Date.now();
+      const res = await fetch(`${t.app.httpUrl}${path}`, { method: 'POST', headers, body });
+      const text = Buffer.from(await res.arrayBuffer()).toString('latin1');
+      return { status: res.headers.get('grpc-status') ?? /grpc-status: *(\d+)/.exec(text)?.[1], ms: Date.now() - started, text };
+    };
+    // 200,000 nested arrays in 400 KB: parsed whole before (JSON.parse holds the loop; 8 MB of them held it 2.5 s and
+    // took the server from 128 to 511 MB), then refused as the wrong type.
+    const nested = `{"message":{"clientMessageId":"j1","text":${'['.repeat(200_000)}${']'.repeat(200_000)}}}`;
+    expect((await call('/chatflow.v1.ChatService/Send', nested)).status).toBe(String(Code.ResourceExhausted));
+    // JSON is still spoken, within the bound.
+    const list = await call('/chatflow.v1.HistoryService/ListConversations', '{"pageSize": 5}');
+    expect(list.status).toBe('0');
+  });
+
   it('closes the connection after refusing a request it did not read whole, so the client\'s next call goes out on a new one', async () => {
     // One keep-alive connection, as a browser's pool reuses: a ListConversations of 200 KB sent whole (refused once
     // its length is read), then a small one. Before, the connection was kept with the refused body's rest unread

@@ -16,7 +16,7 @@ const BINARY_TYPE = 'application/grpc-web+proto';
 const TEXT_TYPE = 'application/grpc-web-text+proto';
 
 /** What the endpoint speaks, in the words of its refusal to anything else. */
-export const SPOKEN_TYPES = `${BINARY_TYPE} (or +json) and ${TEXT_TYPE}`;
+export const SPOKEN_TYPES = `${BINARY_TYPE} (or +json, requests up to 64 KiB) and ${TEXT_TYPE}`;
 
 /** How a request wants to be read and answered; `undefined` when its content type is not gRPC-Web. */
 export interface WebMode {
@@ -24,6 +24,8 @@ export interface WebMode {
   textRequest: boolean;
   /** The answer is to be base64 (a text request, or an `Accept` that asks for text). */
   textResponse: boolean;
+  /** The messages are JSON (`+json`, binary mode only), not protobuf. */
+  json: boolean;
 }
 
 const WEB_TYPE = /^application\/grpc-web(-text)?(?:\+(proto|json))?\s*(?:;|$)/i;
@@ -34,7 +36,7 @@ export function webModeOf(contentType: string | undefined, accept: string | unde
   const textRequest = m[1] !== undefined;
   // Text mode carries protobuf only (the protocol names +proto and +thrift).
   if (textRequest && m[2]?.toLowerCase() === 'json') return undefined;
-  return { textRequest, textResponse: textRequest || /application\/grpc-web-text/i.test(accept ?? '') };
+  return { textRequest, textResponse: textRequest || /application\/grpc-web-text/i.test(accept ?? ''), json: m[2]?.toLowerCase() === 'json' };
 }
 
 const NOT_BASE64 = /[^A-Za-z0-9+/=]/;

@@ -57,11 +57,12 @@ describe('decodeBase64Body (grpc-web-text requests)', () => {
 
 describe('webModeOf', () => {
   it.each([
-    ['application/grpc-web', undefined, { textRequest: false, textResponse: false }],
-    ['application/grpc-web+proto', 'application/grpc-web-text', { textRequest: false, textResponse: true }],
-    ['application/grpc-web+json', undefined, { textRequest: false, textResponse: false }],
-    ['application/grpc-web-text', undefined, { textRequest: true, textResponse: true }],
-    ['Application/GRPC-Web-Text+proto; charset=utf-8', undefined, { textRequest: true, textResponse: true }],
+    ['application/grpc-web', undefined, { textRequest: false, textResponse: false, json: false }],
+    ['application/grpc-web+proto', 'application/grpc-web-text', { textRequest: false, textResponse: true, json: false }],
+    ['application/grpc-web+json', undefined, { textRequest: false, textResponse: false, json: true }],
+    ['Application/GRPC-Web+JSON; charset=utf-8', undefined, { textRequest: false, textResponse: false, json: true }],
+    ['application/grpc-web-text', undefined, { textRequest: true, textResponse: true, json: false }],
+    ['Application/GRPC-Web-Text+proto; charset=utf-8', undefined, { textRequest: true, textResponse: true, json: false }],
     ['application/grpc-web-text+json', undefined, undefined],
     ['application/grpc-web-texts', undefined, undefined],
     ['application/grpc', undefined, undefined],
