@@ -14,6 +14,8 @@ export interface Projection<D extends Doc> {
   readonly name: string;
   readonly collection: string;
   readonly indexes: readonly (keyof D & string)[];
+  /** The field queries on those indexes sort by (ReadStore.collection). */
+  readonly orderedBy?: keyof D & string;
   readonly canHandle: readonly EventCase[];
   documentIds(e: LoggedEvent): string[];
   evolve(doc: D | null, e: LoggedEvent, id: string): D | null;
@@ -77,6 +79,7 @@ export const messagesProjection: Projection<MessageDoc> = {
   name: 'messages',
   collection: COLLECTIONS.messages,
   indexes: ['conversationId'],
+  orderedBy: 'seq',
   canHandle: ['messageReceived', 'responseProduced', 'processingFailed'],
   documentIds(e) {
     const p = e.event.payload!;

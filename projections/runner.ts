@@ -210,7 +210,7 @@ export class ProjectionRunner {
     }
     const pending: Promise<void>[] = [];
     for (const [p, docs] of writes) {
-      const collection = this.store.collection<Doc>(p.collection, p.indexes);
+      const collection = this.store.collection<Doc>(p.collection, p.indexes, p.orderedBy);
       for (const [id, steps] of docs) pending.push(collection.applyMany(id, steps));
     }
     try {

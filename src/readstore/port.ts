@@ -53,8 +53,12 @@ export interface ReadStore {
    * start of the log.
    */
   readonly persistent: boolean;
-  /** `indexes` lists the fields queried with `where` (created at start). */
-  collection<D extends Doc>(name: string, indexes?: readonly (keyof D & string)[]): Collection<D>;
+  /**
+   * `indexes` lists the fields queried with `where` (created at start). `orderedBy` names the field the queries on
+   * them sort by (a conversation's messages, by `seq`): a store may keep each index in that order, so that a page of
+   * a long conversation costs its page, not the whole conversation. Results are the same without it.
+   */
+  collection<D extends Doc>(name: string, indexes?: readonly (keyof D & string)[], orderedBy?: keyof D & string): Collection<D>;
   /** Empties the named collections (a projector rebuilding its read models from the log); handles taken before stay usable. */
   drop(names: readonly string[]): Promise<void>;
   close(): Promise<void>;

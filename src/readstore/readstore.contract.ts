@@ -107,6 +107,40 @@ export function describeReadStore(
       expect(await c.count()).toBe(6);
     });
 
+    it('finds the same in a collection kept in order (orderedBy): documents that came out of order, moved, or changed index value', async () => {
+      const c = store.collection<Item>(freshName(), ['owner'], 'seq');
+      // 60 documents, their seqs a shuffle (a fixed one) with ties, in two owners; then some move (a new seq, a new owner, or both).
+      const docs = new Map<string, Item>();
+      let offset = 0;
+      let x = 7;
+      const next = () => (x = (x * 1103515245 + 12345) % 2 ** 31);
+      const put = async (d: Item) => {
+        docs.set(d._id, d);
+        await c.apply(d._id, { stream: 's/0', offset: ++offset }, () => d);
+      };
+      for (let i = 0; i < 60; i++) await put({ _id: `d${i}`, owner: next() % 3 ? 'a' : 'b', seq: next() % 40, note: next() % 2 ? 'x' : 'y' });
+      for (let i = 0; i < 60; i += 4) {
+        const d = docs.get(`d${i}`)!;
+        await put({ ...d, seq: i % 8 ? next() % 40 : d.seq, owner: i % 12 ? d.owner : d.owner === 'a' ? 'b' : 'a' });
+      }
+      await put({ _id: 'lone', owner: 'c', seq: 5 });
+      const model = (owner: string, dir: 1 | -1, gt?: number, lt?: number, note?: string, limit?: number) => {
+        const all = [...docs.values()]
+          .filter((d) => d.owner === owner && (gt === undefined || d.seq > gt) && (lt === undefined || d.seq < lt) && (note === undefined || d.note === note))
+          .map((d) => d.seq)
+          .sort((a, b) => (a - b) * dir);
+        return limit === undefined ? all : all.slice(0, limit);
+      };
+      for (const owner of ['a', 'b', 'c', 'nobody'])
+        for (const dir of [1, -1] as const)
+          for (const [gt, lt] of [[undefined, undefined], [10, undefined], [undefined, 30], [10, 30], [39, undefined], [undefined, 0], [20, 20]] as const)
+            for (const note of [undefined, 'x'])
+              for (const limit of [undefined, 1, 5]) {
+                const found = await c.find({ where: { owner, ...(note ? { note } : {}) }, ...(gt !== undefined || lt !== undefined ? { range: { field: 'seq', gt, lt } } : {}), sort: { field: 'seq', direction: dir }, limit });
+                expect({ owner, dir, gt, lt, note, limit, seqs: found.map((d) => d.seq) }).toEqual({ owner, dir, gt, lt, note, limit, seqs: model(owner, dir, gt, lt, note, limit) });
+              }
+    });
+
     it('keeps equality lookups right when an indexed field changes', async () => {
       const c = fresh();
       await c.apply('a', { stream: 's/0', offset: 1 }, () => ({ _id: 'a', owner: 'x', seq: 1 }));
