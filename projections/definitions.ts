@@ -34,6 +34,7 @@ export const conversationsProjection: Projection<ConversationDoc> = {
   name: 'conversations',
   collection: COLLECTIONS.conversations,
   indexes: ['clientId'],
+  orderedBy: 'createdSeq',
   canHandle: ['clientConnected', 'messageReceived', 'responseProduced', 'processingFailed'],
   documentIds: (e) => [e.event.conversationId],
   // Commutative across topics: a rebuild may apply a conversation's messages (conversations topic)

@@ -25,7 +25,7 @@ export interface ReadModels {
 
 export function readModels(store: ReadStore): ReadModels {
   return {
-    conversations: store.collection<ConversationDoc>(COLLECTIONS.conversations, conversationsProjection.indexes),
+    conversations: store.collection<ConversationDoc>(COLLECTIONS.conversations, conversationsProjection.indexes, conversationsProjection.orderedBy),
     messages: store.collection<MessageDoc>(COLLECTIONS.messages, messagesProjection.indexes, messagesProjection.orderedBy),
     sessions: store.collection<SessionDoc>(COLLECTIONS.sessions, sessionsProjection.indexes),
   };

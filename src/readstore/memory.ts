@@ -104,6 +104,9 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
   }
 
   async count(where?: FindQuery<D>['where']): Promise<number> {
+    // On one indexed field alone (a conversation's messages, for each conversation ListConversations lists): its index's length.
+    const fields = where ? Object.entries(where).filter(([, v]) => v !== undefined) : [];
+    if (fields.length === 1 && this.indexes.has(fields[0]![0])) return this.indexed(where)!.length;
     return this.candidates(where).filter((d) => matches(d, { where })).length;
   }
 
