@@ -11,18 +11,15 @@
  *   npx tsx loadtest/long-conversation-bench.ts [--messages 100000] [--runs 5]
  */
 import { loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
 import { MemoryReadStore } from '../src/readstore/memory';
 import type { FindQuery } from '../src/readstore/port';
 import type { MessageDoc } from '../projections/models';
 
-const arg = (name: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
-
 async function main(): Promise<void> {
-  const messages = Number(arg('messages') ?? 100_000);
-  const runs = Number(arg('runs') ?? 5);
+  const { values } = parseArgs({ options: { messages: { type: 'string', default: '100000' }, runs: { type: 'string', default: '5' } } });
+  const messages = Number(values.messages);
+  const runs = Number(values.runs);
   const docs = 2 * messages;
   const queries: [string, FindQuery<MessageDoc>][] = [
     ['a reply\'s history (last 11)', { where: { conversationId: 'long' }, sort: { field: 'seq', direction: -1 }, limit: 11 }],
