@@ -2,7 +2,7 @@ import { DisconnectReason, type MediaRef, type MessageReceived } from '../src/ge
 import { mediaKindName } from '../src/domain/media-kind';
 import { contentHash } from '../src/domain/message-content';
 import type { EventCase, LoggedEvent } from '../src/eventlog/port';
-import type { Doc } from '../src/readstore/port';
+import type { Collection, Doc, ReadStore } from '../src/readstore/port';
 import { COLLECTIONS, type ConversationDoc, type MediaDoc, type MessageDoc, type SessionDoc } from './models';
 
 /**
@@ -202,4 +202,12 @@ export function disconnectReasonName(r: DisconnectReason): string {
 }
 
 // Each projection keeps its own document type; the runner only needs the common shape.
+/**
+ * The collection a projection writes, as its writer (the runner) and its readers (gateway, worker) must all take it:
+ * its indexes and its order. A store makes a collection once, with the options of whoever asked first.
+ */
+export function collectionOf<D extends Doc>(store: ReadStore, p: Projection<D>): Collection<D> {
+  return store.collection<D>(p.collection, p.indexes, p.orderedBy);
+}
+
 export const ALL_PROJECTIONS = [conversationsProjection, messagesProjection, sessionsProjection] as unknown as readonly Projection<Doc>[];

@@ -1,6 +1,6 @@
 import { TOPICS, type Consumer, type EventLog, type LoggedEvent } from '../src/eventlog/port';
 import type { ApplyStep, Doc, ReadStore } from '../src/readstore/port';
-import { ALL_PROJECTIONS, type Projection } from './definitions';
+import { ALL_PROJECTIONS, collectionOf, type Projection } from './definitions';
 
 /** The projector's consumer group; workers wait for it before trusting the read models on a partition they take over. */
 export const PROJECTOR_GROUP = 'projector';
@@ -210,7 +210,7 @@ export class ProjectionRunner {
     }
     const pending: Promise<void>[] = [];
     for (const [p, docs] of writes) {
-      const collection = this.store.collection<Doc>(p.collection, p.indexes, p.orderedBy);
+      const collection = collectionOf(this.store, p);
       for (const [id, steps] of docs) pending.push(collection.applyMany(id, steps));
     }
     try {

@@ -333,10 +333,6 @@ const SAY = [
 ].join('\n');
 
 /**
- * The speech engines the image installs, found and working: the ready line names them, and a voice message spoken
- * by the image's Piper, sent with the image's CLI, is heard by its PocketSphinx and answered in voice.
- */
-/**
  * The files of `app`'s node_modules that a patch in patches/ changes and that are not as this checkout's patched
  * node_modules has them (npm's `postinstall` applied the patches here): the runtime stage installs without dev
  * dependencies, patch-package among them, so each patched package must be copied from the build stage.
@@ -349,6 +345,10 @@ function unpatchedFiles(app: string): string[] {
   return [...files].filter((f) => !existsSync(join(app, f)) || !readFileSync(join(app, f)).equals(readFileSync(join(ROOT, f))));
 }
 
+/**
+ * The speech engines the image installs, found and working: the ready line names them, and a voice message spoken
+ * by the image's Piper, sent with the image's CLI, is heard by its PocketSphinx and answered in voice.
+ */
 async function voiceHeard(app: string, home: string, check: (argv: string[], what: string) => string, ready: string[]): Promise<void> {
   const line = ready.find((l) => l.includes('"ChatFlow ready"'))!;
   const speech = (JSON.parse(line) as { speech?: { stt: string; tts: string; video: string } }).speech;

@@ -2,8 +2,8 @@ import type { Bus } from '../bus/port';
 import type { MediaStore } from '../media/port';
 import type { Collection, ReadStore } from '../readstore/port';
 import { FrameFactory } from '../gateway/frames';
-import { COLLECTIONS, type ConversationDoc, type MessageDoc, type SessionDoc } from '../../projections/models';
-import { conversationsProjection, messagesProjection, sessionsProjection } from '../../projections/definitions';
+import type { ConversationDoc, MessageDoc, SessionDoc } from '../../projections/models';
+import { collectionOf, conversationsProjection, messagesProjection, sessionsProjection } from '../../projections/definitions';
 
 /** What gateways and workers share: the bus between them and the media both read and write. */
 export interface Messaging {
@@ -25,8 +25,8 @@ export interface ReadModels {
 
 export function readModels(store: ReadStore): ReadModels {
   return {
-    conversations: store.collection<ConversationDoc>(COLLECTIONS.conversations, conversationsProjection.indexes, conversationsProjection.orderedBy),
-    messages: store.collection<MessageDoc>(COLLECTIONS.messages, messagesProjection.indexes, messagesProjection.orderedBy),
-    sessions: store.collection<SessionDoc>(COLLECTIONS.sessions, sessionsProjection.indexes),
+    conversations: collectionOf(store, conversationsProjection),
+    messages: collectionOf(store, messagesProjection),
+    sessions: collectionOf(store, sessionsProjection),
   };
 }

@@ -105,8 +105,8 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
 
   async count(where?: FindQuery<D>['where']): Promise<number> {
     // On one indexed field alone (a conversation's messages, for each conversation ListConversations lists): its index's length.
-    const fields = where ? Object.entries(where).filter(([, v]) => v !== undefined) : [];
-    if (fields.length === 1 && this.indexes.has(fields[0]![0])) return this.indexed(where)!.length;
+    const ids = this.indexed(where);
+    if (ids && Object.values(where!).filter((v) => v !== undefined).length === 1) return ids.length;
     return this.candidates(where).filter((d) => matches(d, { where })).length;
   }
 
@@ -270,9 +270,10 @@ class MemoryCollection<D extends Doc> implements Collection<D> {
     const ids = index.get(value);
     if (ids) {
       const by = this.orderedBy;
-      if (by === undefined || ids.length === 0 || compare(this.docs.get(ids[ids.length - 1]!)?.doc[by] ?? doc[by], doc[by]) <= 0) ids.push(id);
-      // After those it does not come before: among equals, in the order indexed.
-      else ids.splice(firstAfter(ids.length, (i) => compare(this.docs.get(ids[i]!)!.doc[by], doc[by]) > 0), 0, id);
+      // After every id it does not come before (among equals, in the order indexed): nearly always the last.
+      const comesAfter = (i: number) => by !== undefined && compare(this.docs.get(ids[i]!)!.doc[by], doc[by]) > 0;
+      if (!comesAfter(ids.length - 1)) ids.push(id);
+      else ids.splice(firstAfter(ids.length, comesAfter), 0, id);
       return;
     }
     index.set(value, [id]);
